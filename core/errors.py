@@ -1,0 +1,47 @@
+"""One error hierarchy for the whole platform. Services raise these; a single
+handler (core.api.exception_handler) turns them into the contract's envelope."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+
+class ApplicationError(Exception):
+    """A business or validation error with a machine-readable code and an HTTP status."""
+
+    code: str = "application_error"
+    status: int = 400
+    default_message: str = "The request could not be completed."
+
+    def __init__(self, message: str | None = None, *, fields: Mapping[str, Sequence[str]] | None = None) -> None:
+        self.message = message or self.default_message
+        self.fields = {name: list(errors) for name, errors in fields.items()} if fields else None
+        super().__init__(self.message)
+
+
+class InvalidInput(ApplicationError):
+    code = "validation_error"
+    default_message = "Some fields are invalid."
+
+
+class InvalidParameter(ApplicationError):
+    code = "invalid_parameter"
+    default_message = "A query parameter is invalid."
+
+
+class NotFound(ApplicationError):
+    code = "not_found"
+    status = 404
+    default_message = "Not found."
+
+
+class Conflict(ApplicationError):
+    code = "conflict"
+    status = 409
+    default_message = "The request conflicts with the current state."
+
+
+class ServiceUnavailable(ApplicationError):
+    code = "service_unavailable"
+    status = 503
+    default_message = "The service is temporarily unavailable; please retry."

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.api.permissions import IsStaff
+from core.api.request import request_user
+from orders.api.serializers import CreditInput, LedgerAssetOutput, MarketOutput, ReferencePriceInput, WalletOutput
+from orders.selectors.ledger import ledger_check
+from orders.selectors.markets import market_get
+from orders.selectors.wallets import wallet_balance_get
+from orders.services import market_reference_price_set, wallet_credit
+
+
+class WalletCreditApi(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(request=CreditInput, responses={200: WalletOutput})
+    def post(self, request: Request) -> Response:
+        data = CreditInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        wallet = wallet_credit(
+            username=data.validated_data["username"],
+            asset_symbol=data.validated_data["asset"],
+            amount=data.validated_data["amount"],
+            credited_by=request_user(request),
+        )
+        balance = wallet_balance_get(user_id=wallet.user_id, asset_symbol=wallet.asset.symbol)
+        return Response(WalletOutput(balance).data)
+
+
+class ReferencePriceSetApi(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(request=ReferencePriceInput, responses={200: MarketOutput})
+    def post(self, request: Request, symbol: str) -> Response:
+        data = ReferencePriceInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        market_reference_price_set(symbol=symbol, price=data.validated_data["price"])
+        return Response(MarketOutput(market_get(symbol=symbol)).data)
+
+
+class LedgerApi(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(
+        responses={
+            200: inline_serializer(
+                "Ledger", {"balanced": serializers.BooleanField(), "assets": LedgerAssetOutput(many=True)}
+            )
+        }
+    )
+    def get(self, request: Request) -> Response:
+        assets = ledger_check()
+        return Response(
+            {"balanced": all(a.balanced for a in assets), "assets": LedgerAssetOutput(assets, many=True).data}
+        )

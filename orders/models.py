@@ -1,0 +1,290 @@
+"""Assets, markets, the wallet ledger, orders, their events and trades.
+
+Invariants live in the database as well as in the services: non-negative balances,
+locked within balance, filled within quantity, terminal orders hold no funds,
+one client order id per user."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from core.fields import MoneyField
+
+
+class Asset(models.Model):
+    symbol = models.CharField(max_length=16, unique=True)
+    name = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["symbol"]
+
+    def __str__(self) -> str:
+        return self.symbol
+
+
+class Market(models.Model):
+    symbol = models.CharField(max_length=33, unique=True)
+    base = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="base_markets")
+    quote = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="quote_markets")
+    price_tick = MoneyField()
+    quantity_step = MoneyField()
+    min_quantity = MoneyField()
+    reference_price = MoneyField()
+    last_price = MoneyField(null=True, blank=True)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["symbol"]
+        constraints = [
+            models.CheckConstraint(condition=Q(price_tick__gt=0), name="market_price_tick_positive"),
+            models.CheckConstraint(condition=Q(quantity_step__gt=0), name="market_quantity_step_positive"),
+            models.CheckConstraint(condition=Q(min_quantity__gt=0), name="market_min_quantity_positive"),
+            models.CheckConstraint(condition=Q(reference_price__gt=0), name="market_reference_price_positive"),
+            models.CheckConstraint(condition=~Q(base=F("quote")), name="market_base_differs_from_quote"),
+        ]
+
+    def __str__(self) -> str:
+        return self.symbol
+
+
+class Wallet(models.Model):
+    """One asset balance of one account. System accounts (house, fee account) keep one
+    sub-wallet per market (`bucket` = market id) so that markets never wait on a shared
+    row; traders use bucket 0."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="wallets")
+    asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="wallets")
+    bucket = models.PositiveIntegerField(default=0)
+    balance = MoneyField(default=0)
+    locked = MoneyField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "asset", "bucket"], name="wallet_unique_per_user_asset_bucket"),
+            models.CheckConstraint(condition=Q(balance__gte=0), name="wallet_balance_non_negative"),
+            models.CheckConstraint(
+                condition=Q(locked__gte=0) & Q(locked__lte=F("balance")), name="wallet_locked_within_balance"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}:{self.asset_id}:{self.bucket}"
+
+    @property
+    def available(self) -> Decimal:
+        return self.balance - self.locked
+
+
+class Deposit(models.Model):
+    """Money entering the ledger. For every asset: sum(deposits) == sum(wallet balances)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="deposits")
+    asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="deposits")
+    bucket = models.PositiveIntegerField(default=0)
+    amount = MoneyField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="deposit_amount_positive")]
+
+    def __str__(self) -> str:
+        return f"deposit {self.amount} {self.asset_id} to {self.user_id}"
+
+
+class OrderSide(models.TextChoices):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderType(models.TextChoices):
+    MARKET = "market"
+    LIMIT = "limit"
+    STOP_LOSS = "stop_loss"
+    TAKE_PROFIT = "take_profit"
+
+
+class TimeInForce(models.TextChoices):
+    GTC = "GTC"
+    IOC = "IOC"
+    FOK = "FOK"
+
+
+class SelfTradePrevention(models.TextChoices):
+    SKIP = "skip"
+    EXPIRE_TAKER = "expire_taker"
+    EXPIRE_MAKER = "expire_maker"
+    EXPIRE_BOTH = "expire_both"
+
+
+class OrderStatus(models.TextChoices):
+    PENDING_TRIGGER = "pending_trigger"
+    OPEN = "open"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    ERROR = "error"
+
+
+RESTING_STATUSES = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
+LIVE_STATUSES = (OrderStatus.PENDING_TRIGGER, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
+TERMINAL_STATUSES = (OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.ERROR)
+
+
+class Order(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders")
+    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="orders")
+    side = models.CharField(max_length=4, choices=OrderSide.choices)
+    type = models.CharField(max_length=12, choices=OrderType.choices)
+    time_in_force = models.CharField(max_length=3, choices=TimeInForce.choices)
+    stp = models.CharField(max_length=12, choices=SelfTradePrevention.choices, default=SelfTradePrevention.SKIP)
+    price = MoneyField(null=True, blank=True)
+    stop_price = MoneyField(null=True, blank=True)
+    quantity = MoneyField()
+    filled_quantity = MoneyField(default=0)
+    quote_filled = MoneyField(default=0)  # sum of price x quantity over fills
+    fee_paid = MoneyField(default=0)
+    # Funds still reserved for this order (quote for buys, base for sells).
+    locked_amount = MoneyField(default=0)
+    status = models.CharField(max_length=16, choices=OrderStatus.choices)
+    # NULL, not "": the contract distinguishes "no reason" / "no client id" (and the
+    # per-user uniqueness of client ids applies only where one was given).
+    status_reason = models.CharField(max_length=32, null=True, blank=True)  # noqa: DJ001
+    client_order_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
+    request_fingerprint = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    triggered_at = models.DateTimeField(null=True, blank=True)
+    filled_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="order_quantity_positive"),
+            models.CheckConstraint(
+                condition=Q(filled_quantity__gte=0) & Q(filled_quantity__lte=F("quantity")),
+                name="order_filled_within_quantity",
+            ),
+            models.CheckConstraint(condition=Q(locked_amount__gte=0), name="order_locked_non_negative"),
+            models.CheckConstraint(condition=Q(fee_paid__gte=0), name="order_fee_non_negative"),
+            models.CheckConstraint(condition=Q(status__in=[s.value for s in OrderStatus]), name="order_status_known"),
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in LIVE_STATUSES]) | Q(locked_amount=0),
+                name="order_terminal_holds_no_funds",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=OrderStatus.FILLED) | Q(filled_quantity=F("quantity")),
+                name="order_filled_means_complete",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=[OrderStatus.OPEN, OrderStatus.PENDING_TRIGGER]) | Q(filled_quantity=0),
+                name="order_open_means_unfilled",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=OrderStatus.PARTIALLY_FILLED)
+                | (Q(filled_quantity__gt=0) & Q(filled_quantity__lt=F("quantity")) & Q(time_in_force="GTC")),
+                name="order_partial_rests_only_gtc",
+            ),
+            models.UniqueConstraint(
+                fields=["user", "client_order_id"],
+                condition=Q(client_order_id__isnull=False),
+                name="order_client_order_id_unique_per_user",
+            ),
+        ]
+        indexes = [
+            # The book: only live resting orders, in priority order per side.
+            models.Index(
+                "market",
+                F("price").desc(),
+                "id",
+                condition=Q(side="buy", status__in=["open", "partially_filled"]),
+                name="order_book_bids",
+            ),
+            models.Index(
+                fields=["market", "price", "id"],
+                condition=Q(side="sell", status__in=["open", "partially_filled"]),
+                name="order_book_asks",
+            ),
+            models.Index(
+                fields=["market", "stop_price"],
+                condition=Q(status="pending_trigger"),
+                name="order_pending_stops",
+            ),
+            models.Index(fields=["user", "-id"], name="order_user_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"order {self.pk} {self.side} {self.quantity} {self.market_id} {self.status}"
+
+    @property
+    def remaining_quantity(self) -> Decimal:
+        return self.quantity - self.filled_quantity
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class OrderEvent(models.Model):
+    """Every status change of an order, with its time."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
+    status = models.CharField(max_length=16, choices=OrderStatus.choices)
+    reason = models.CharField(max_length=32, null=True, blank=True)  # noqa: DJ001
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["order", "id"], name="order_event_by_order")]
+
+    def __str__(self) -> str:
+        return f"{self.order_id} -> {self.status}"
+
+
+class Trade(models.Model):
+    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="trades")
+    price = MoneyField()
+    quantity = MoneyField()
+    quote_amount = MoneyField()
+    taker_side = models.CharField(max_length=4, choices=OrderSide.choices)
+    taker_order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="taker_trades")
+    maker_order = models.ForeignKey(Order, on_delete=models.PROTECT, null=True, blank=True, related_name="maker_trades")
+    taker_user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    maker_user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    taker_fee = MoneyField()
+    maker_fee = MoneyField()
+    is_house = models.BooleanField(default=False)
+    reference_price = MoneyField()
+    executed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(price__gt=0), name="trade_price_positive"),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="trade_quantity_positive"),
+            models.CheckConstraint(condition=Q(taker_fee__gte=0) & Q(maker_fee__gte=0), name="trade_fees_non_negative"),
+            models.CheckConstraint(
+                condition=Q(is_house=True) | Q(maker_order__isnull=False), name="trade_book_fill_has_maker_order"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["market", "-id"], name="trade_market_recent"),
+            models.Index(fields=["market", "executed_at"], name="trade_market_time"),
+            models.Index(fields=["taker_user", "-id"], name="trade_taker_user"),
+            models.Index(fields=["maker_user", "-id"], name="trade_maker_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"trade {self.pk} {self.quantity}@{self.price}"
+
+    @property
+    def total_fee(self) -> Decimal:
+        return self.taker_fee + self.maker_fee

@@ -1,0 +1,1 @@
+"""Read selectors of the trading app."""

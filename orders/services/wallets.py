@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.db.models import F
+
+from core.money import parse_amount
+from orders.errors import AssetNotFound, InvalidAmount, UserNotFound
+from orders.locks import lock_wallets
+from orders.models import Asset, Deposit, Wallet
+
+logger = logging.getLogger(__name__)
+
+
+def wallets_ensure(*, keys: Iterable[tuple[int, int, int]]) -> dict[tuple[int, int, int], int]:
+    """Wallet ids for (user_id, asset_id, bucket) keys, creating missing rows first."""
+    wanted = set(keys)
+    found = _wallet_ids(wanted)
+    missing = wanted - found.keys()
+    if missing:
+        Wallet.objects.bulk_create(
+            [Wallet(user_id=u, asset_id=a, bucket=b) for u, a, b in sorted(missing)], ignore_conflicts=True
+        )
+        found.update(_wallet_ids(missing))
+    return found
+
+
+def _wallet_ids(keys: set[tuple[int, int, int]]) -> dict[tuple[int, int, int], int]:
+    if not keys:
+        return {}
+    users = {k[0] for k in keys}
+    assets = {k[1] for k in keys}
+    rows = Wallet.objects.filter(user_id__in=users, asset_id__in=assets).values_list(
+        "user_id", "asset_id", "bucket", "pk"
+    )
+    return {(u, a, b): pk for u, a, b, pk in rows if (u, a, b) in keys}
+
+
+@transaction.atomic(durable=True)
+def wallet_credit(
+    *,
+    username: str,
+    asset_symbol: str,
+    amount: object,
+    bucket: int = 0,
+    credited_by: User | None = None,
+) -> Wallet:
+    """A deposit: money enters the ledger, recorded so that credited == sum of balances."""
+    value = parse_amount(amount)
+    if value is None or value <= 0:
+        raise InvalidAmount(fields={"amount": ["Must be a positive decimal with at most 8 decimal places."]})
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        raise UserNotFound(fields={"username": ["No such user."]})
+    asset = Asset.objects.filter(symbol=asset_symbol).first()
+    if asset is None:
+        raise AssetNotFound(fields={"asset": ["No such asset."]})
+    return _credit(user_id=int(user.pk), asset=asset, amount=value, bucket=bucket, credited_by=credited_by)
+
+
+def _credit(
+    *, user_id: int, asset: Asset, amount: Decimal, bucket: int, credited_by: User | None
+) -> Wallet:
+    key = (user_id, asset.pk, bucket)
+    wallet_id = wallets_ensure(keys=[key])[key]
+    lock_wallets(wallet_ids=[wallet_id])
+    Wallet.objects.filter(pk=wallet_id).update(balance=F("balance") + amount)
+    Deposit.objects.create(user_id=user_id, asset=asset, bucket=bucket, amount=amount, created_by=credited_by)
+    logger.info("wallet credited", extra={"user_id": user_id, "asset": asset.symbol, "amount": str(amount)})
+    return Wallet.objects.select_related("asset").get(pk=wallet_id)

@@ -1,0 +1,23 @@
+"""Chain reachability as seen from the web process."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+
+def chain_health() -> str:
+    """'ok' / 'down' for a configured node; 'embedded' when the chain lives inside the worker."""
+    uri = settings.WEB3_PROVIDER_URI
+    if not uri:
+        return "embedded"
+    from web3 import HTTPProvider, Web3
+
+    try:
+        return "ok" if Web3(HTTPProvider(uri, request_kwargs={"timeout": 2})).is_connected() else "down"
+    except Exception:  # unreachable node: report, never raise
+        logger.warning("chain health check failed", exc_info=True)
+        return "down"

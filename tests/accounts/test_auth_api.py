@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import override_settings
+
+from tests.factories import PASSWORD, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_register_creates_user(api_client):
+    response = api_client.post("/api/auth/register", {"username": "newbie", "password": PASSWORD}, format="json")
+    assert response.status_code == 201
+    assert response.json() == {"id": get_user_model().objects.get(username="newbie").pk, "username": "newbie"}
+
+
+def test_register_rejects_taken_username_case_insensitively(api_client):
+    UserFactory(username="alice")
+    response = api_client.post("/api/auth/register", {"username": "Alice", "password": PASSWORD}, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "username_taken"
+
+
+def test_register_rejects_weak_password(api_client):
+    response = api_client.post("/api/auth/register", {"username": "bob", "password": "123"}, format="json")
+    assert response.status_code == 400
+    body = response.json()["error"]
+    assert body["code"] == "weak_password"
+    assert body["fields"]["password"]
+    assert not get_user_model().objects.filter(username="bob").exists()
+
+
+def _tokens(api_client, username: str) -> dict[str, str]:
+    response = api_client.post("/api/auth/token", {"username": username, "password": PASSWORD}, format="json")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def test_token_then_me(api_client, user):
+    tokens = _tokens(api_client, user.username)
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
+    assert api_client.get("/api/me").json() == {"id": user.pk, "username": user.username, "is_staff": False}
+
+
+def test_wrong_password_is_invalid_credentials(api_client, user):
+    response = api_client.post("/api/auth/token", {"username": user.username, "password": "nope"}, format="json")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_credentials"
+
+
+def test_refresh_rotates_and_blacklists_the_old_token(api_client, user):
+    tokens = _tokens(api_client, user.username)
+    first = api_client.post("/api/auth/token/refresh", {"refresh": tokens["refresh"]}, format="json")
+    assert first.status_code == 200
+    rotated = first.json()
+    assert set(rotated) == {"access", "refresh"}
+    assert rotated["refresh"] != tokens["refresh"]
+    replay = api_client.post("/api/auth/token/refresh", {"refresh": tokens["refresh"]}, format="json")
+    assert replay.status_code == 401
+    assert replay.json()["error"]["code"] == "invalid_token"
+    assert api_client.post("/api/auth/token/refresh", {"refresh": rotated["refresh"]}, format="json").status_code == 200
+
+
+def test_logout_blacklists_refresh_token(api_client, user):
+    tokens = _tokens(api_client, user.username)
+    assert api_client.post("/api/auth/logout", {"refresh": tokens["refresh"]}, format="json").status_code == 205
+    after = api_client.post("/api/auth/token/refresh", {"refresh": tokens["refresh"]}, format="json")
+    assert after.status_code == 401
+
+
+def test_tampered_access_token_is_rejected(api_client, user):
+    tokens = _tokens(api_client, user.username)
+    head, payload, signature = tokens["access"].split(".")
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {head}.{payload}.{signature[::-1]}")
+    response = api_client.get("/api/me")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_token"
+
+
+@override_settings(LOGIN_FAILURE_LIMIT=3)
+def test_repeated_failed_logins_are_throttled(api_client, user):
+    for _ in range(3):
+        bad = api_client.post("/api/auth/token", {"username": user.username, "password": "x"}, format="json")
+        assert bad.status_code == 401
+    throttled = api_client.post("/api/auth/token", {"username": user.username, "password": PASSWORD}, format="json")
+    assert throttled.status_code == 429
+    assert throttled.json()["error"]["code"] == "throttled"
+    # Another account from the same address is not affected.
+    other = UserFactory()
+    assert (
+        api_client.post(
+            "/api/auth/token", {"username": other.username, "password": PASSWORD}, format="json"
+        ).status_code
+        == 200
+    )
+
+
+def test_me_requires_authentication(api_client):
+    response = api_client.get("/api/me")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "not_authenticated"

@@ -1,0 +1,74 @@
+"""Malformed input of every kind answers with the contract's envelope, never a 5xx."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.factories import market_create
+
+pytestmark = pytest.mark.django_db
+
+CASES = [
+    ("post", "/api/auth/register", "{not json", "application/json", 400, "malformed_request"),
+    ("post", "/api/auth/register", "[]", "application/json", 400, "validation_error"),
+    ("post", "/api/auth/register", '{"username": "a b", "password": "x"}', "application/json", 400, "validation_error"),
+    ("post", "/api/auth/register", '{"username": ["x"], "password": {}}', "application/json", 400, "validation_error"),
+    ("post", "/api/auth/register", "username=x", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+    (
+        "post",
+        "/api/auth/token",
+        '{"username": "' + "x" * 500 + '", "password": "y"}',
+        "application/json",
+        400,
+        "validation_error",
+    ),
+    ("post", "/api/auth/token", "null", "application/json", 400, "validation_error"),
+    ("post", "/api/auth/token/refresh", '{"refresh": "garbage"}', "application/json", 401, "invalid_token"),
+    ("post", "/api/auth/logout", '{"refresh": 42}', "application/json", 401, "invalid_token"),
+    ("get", "/api/nowhere", None, None, 404, "not_found"),
+    ("delete", "/api/markets", None, None, 405, "method_not_allowed"),
+    ("post", "/api/admin/wallets/credit", '{"username": "x"}', "application/json", 400, "validation_error"),
+    (
+        "post",
+        "/api/admin/wallets/credit",
+        '{"username": "x", "asset": "USDT", "amount": "1e999999"}',
+        "application/json",
+        400,
+        None,
+    ),
+    (
+        "post",
+        "/api/admin/markets/ETH-USDT/reference-price",
+        '{"price": "-5"}',
+        "application/json",
+        400,
+        "invalid_price",
+    ),
+    ("post", "/api/admin/markets/ETH-USDT/reference-price", '{"price": [1]}', "application/json", 400, "invalid_price"),
+    (
+        "post",
+        "/api/admin/markets/ETH-USDT/reference-price",
+        '{"price": "\\u0000"}',
+        "application/json",
+        400,
+        "invalid_price",
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "content_type", "status", "code"), CASES)
+def test_malformed_requests_get_the_envelope(staff_client, method, path, body, content_type, status, code):
+    market_create("ETH-USDT")
+    kwargs = {"data": body, "content_type": content_type} if body is not None else {}
+    response = getattr(staff_client, method)(path, **kwargs)
+    assert response.status_code == status, response.content
+    error = response.json()["error"]
+    assert set(error) <= {"code", "message", "fields"}
+    assert error["message"]
+    if code:
+        assert error["code"] == code
+
+
+def test_field_errors_carry_fields(api_client):
+    response = api_client.post("/api/auth/register", {"password": "x"}, format="json")
+    assert response.json()["error"]["fields"]["username"]

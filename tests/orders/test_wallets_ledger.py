@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from orders.models import Deposit, Wallet
+from orders.selectors.ledger import ledger_check
+from orders.services import wallet_credit
+from tests.factories import asset_get, fund, market_create
+
+pytestmark = pytest.mark.django_db
+
+
+def _wallet(user, symbol="USDT") -> Wallet:
+    fund(user, symbol, "100")
+    return Wallet.objects.get(user=user, asset__symbol=symbol, bucket=0)
+
+
+def test_database_refuses_negative_balance(user):
+    wallet = _wallet(user)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Wallet.objects.filter(pk=wallet.pk).update(balance=F("balance") - Decimal("100.00000001"))
+
+
+def test_database_refuses_locked_above_balance(user):
+    wallet = _wallet(user)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Wallet.objects.filter(pk=wallet.pk).update(locked=Decimal("100.00000001"))
+
+
+def test_database_refuses_negative_locked(user):
+    wallet = _wallet(user)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Wallet.objects.filter(pk=wallet.pk).update(locked=Decimal("-1"))
+
+
+def test_database_refuses_second_wallet_for_same_asset(user):
+    wallet = _wallet(user)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Wallet.objects.create(user=user, asset=wallet.asset, bucket=0)
+
+
+def test_credit_records_deposit_and_ledger_balances(user, other_user):
+    fund(user, "USDT", "100.5")
+    fund(user, "USDT", "0.00000001")
+    fund(other_user, "ETH", "2")
+    assert Wallet.objects.get(user=user, asset__symbol="USDT").balance == Decimal("100.50000001")
+    assert Deposit.objects.filter(user=user).count() == 2
+    report = {row.asset: row for row in ledger_check()}
+    assert report["USDT"].credited == report["USDT"].balances == Decimal("100.50000001")
+    assert report["ETH"].balanced
+
+
+def test_ledger_detects_money_created_outside_a_deposit(user):
+    fund(user, "USDT", "10")
+    Wallet.objects.filter(user=user).update(balance=F("balance") + 1)
+    report = {row.asset: row for row in ledger_check()}
+    assert not report["USDT"].balanced
+
+
+@pytest.mark.parametrize("amount", ["0", "-1", "1.000000001", "abc", "NaN", "Infinity", None, True, [], "1e40"])
+def test_credit_rejects_bad_amounts(user, amount):
+    asset_get("USDT")
+    from orders.errors import InvalidAmount
+
+    with pytest.raises(InvalidAmount):
+        wallet_credit(username=user.username, asset_symbol="USDT", amount=amount)
+
+
+def test_staff_credit_endpoint(staff_client, user):
+    asset_get("ETH")
+    response = staff_client.post(
+        "/api/admin/wallets/credit", {"username": user.username, "asset": "ETH", "amount": "1.25"}, format="json"
+    )
+    assert response.status_code == 200
+    assert response.json() == {
+        "asset": "ETH",
+        "balance": "1.25000000",
+        "available": "1.25000000",
+        "locked": "0.00000000",
+    }
+    ledger = staff_client.get("/api/admin/ledger").json()
+    assert ledger["balanced"] is True
+    assert {"asset": "ETH", "credited": "1.25000000", "balances": "1.25000000", "balanced": True} in ledger["assets"]
+
+
+def test_staff_credit_unknown_user_and_asset(staff_client, user):
+    asset_get("ETH")
+    unknown_user = staff_client.post(
+        "/api/admin/wallets/credit", {"username": "ghost", "asset": "ETH", "amount": "1"}, format="json"
+    )
+    assert unknown_user.status_code == 400
+    assert unknown_user.json()["error"]["code"] == "user_not_found"
+    unknown_asset = staff_client.post(
+        "/api/admin/wallets/credit", {"username": user.username, "asset": "DOGE", "amount": "1"}, format="json"
+    )
+    assert unknown_asset.json()["error"]["code"] == "asset_not_found"
+
+
+def test_reference_price_endpoint(staff_client):
+    market_create("ETH-USDT")
+    ok = staff_client.post("/api/admin/markets/ETH-USDT/reference-price", {"price": "2100.50"}, format="json")
+    assert ok.status_code == 200
+    assert ok.json()["reference_price"] == "2100.50000000"
+    off_tick = staff_client.post("/api/admin/markets/ETH-USDT/reference-price", {"price": "2100.505"}, format="json")
+    assert off_tick.status_code == 400
+    assert off_tick.json()["error"]["code"] == "invalid_price"
+    unknown = staff_client.post("/api/admin/markets/NOPE-USDT/reference-price", {"price": "1"}, format="json")
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "market_not_found"
+
+
+STAFF_ENDPOINTS = [
+    ("post", "/api/admin/wallets/credit", {"username": "x", "asset": "USDT", "amount": "1"}),
+    ("post", "/api/admin/markets/ETH-USDT/reference-price", {"price": "1"}),
+    ("get", "/api/admin/ledger", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), STAFF_ENDPOINTS)
+def test_staff_endpoints_refuse_anonymous_and_traders(api_client, user_client, method, path, body):
+    market_create("ETH-USDT")
+    anonymous = getattr(api_client, method)(path, body, format="json")
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["code"] == "not_authenticated"
+    trader = getattr(user_client, method)(path, body, format="json")
+    assert trader.status_code == 403
+    assert trader.json()["error"]["code"] == "permission_denied"
+
+
+def test_wallet_list_shows_available_and_locked(user_client, user):
+    fund(user, "USDT", "50")
+    Wallet.objects.filter(user=user).update(locked=Decimal("20"))
+    rows = {row["asset"]: row for row in user_client.get("/api/wallets").json()}
+    assert rows["USDT"] == {
+        "asset": "USDT",
+        "balance": "50.00000000",
+        "available": "30.00000000",
+        "locked": "20.00000000",
+    }
