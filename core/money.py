@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_DOWN, ROUND_UP, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
 from core.fields import AMOUNT_MAX_DIGITS, AMOUNT_PLACES
 
@@ -24,14 +24,6 @@ def parse_amount(value: object) -> Decimal | None:
     if amount != amount.quantize(QUANTUM, rounding=ROUND_DOWN):
         return None
     return amount
-
-
-def quantize_down(amount: Decimal) -> Decimal:
-    return amount.quantize(QUANTUM, rounding=ROUND_DOWN)
-
-
-def quantize_up(amount: Decimal) -> Decimal:
-    return amount.quantize(QUANTUM, rounding=ROUND_UP)
 
 
 def format_amount(amount: Decimal | None) -> str | None:

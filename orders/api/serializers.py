@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from orders.models import Market
+from orders.models import Market, Order
 
 
 def money(**kwargs: object) -> serializers.DecimalField:
@@ -56,3 +56,124 @@ class LedgerAssetOutput(serializers.Serializer):
     credited = money()
     balances = money()
     balanced = serializers.BooleanField()
+
+
+class AmountInput(serializers.Field):
+    """A decimal given as a string or a number; parsed and checked against the market
+    by the service (nothing is rounded here)."""
+
+    default_error_messages = {"invalid": "Must be a decimal number, as a string or a number."}
+
+    def to_internal_value(self, data: object) -> object:
+        if isinstance(data, bool) or not isinstance(data, str | int | float) or (isinstance(data, str) and len(data) > 64):
+            self.fail("invalid")
+        return data
+
+    def to_representation(self, value: object) -> object:
+        return value
+
+
+class OrderInput(serializers.Serializer):
+    market = serializers.CharField(max_length=33)
+    side = serializers.ChoiceField(choices=["buy", "sell"])
+    type = serializers.ChoiceField(choices=["market", "limit", "stop_loss", "take_profit"])
+    quantity = AmountInput()
+    price = AmountInput(required=False, allow_null=True)
+    stop_price = AmountInput(required=False, allow_null=True)
+    time_in_force = serializers.ChoiceField(choices=["GTC", "IOC", "FOK"], required=False, allow_null=True)
+    client_order_id = serializers.CharField(max_length=64, min_length=1, required=False, allow_null=True)
+    stp = serializers.ChoiceField(
+        choices=["skip", "expire_taker", "expire_maker", "expire_both"], required=False, allow_null=True
+    )
+
+
+class FillOutput(serializers.Serializer):
+    trade_id = serializers.CharField(source="trade.pk")
+    price = money(source="trade.price")
+    quantity = money(source="trade.quantity")
+    fee = money()
+    liquidity = serializers.ChoiceField(choices=["taker", "maker"])
+    counterparty = serializers.ChoiceField(choices=["book", "house"])
+
+
+class OrderEventOutput(serializers.Serializer):
+    status = serializers.CharField()
+    reason = serializers.CharField(allow_null=True)
+    at = serializers.DateTimeField()
+
+
+class OrderOutput(serializers.Serializer):
+    id = serializers.CharField(source="pk")
+    client_order_id = serializers.CharField(allow_null=True)
+    market = serializers.CharField(source="market.symbol")
+    side = serializers.CharField()
+    type = serializers.CharField()
+    time_in_force = serializers.CharField()
+    stp = serializers.CharField()
+    price = money(allow_null=True)
+    stop_price = money(allow_null=True)
+    quantity = money()
+    filled_quantity = money()
+    remaining_quantity = money()
+    average_price = serializers.SerializerMethodField()
+    fee_paid = money()
+    status = serializers.CharField()
+    status_reason = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    filled_at = serializers.DateTimeField(allow_null=True)
+    cancelled_at = serializers.DateTimeField(allow_null=True)
+    fills = serializers.SerializerMethodField()
+    events = OrderEventOutput(many=True)
+
+    def get_average_price(self, order: Order) -> str | None:
+        from orders.selectors.orders import order_average_price
+
+        average = order_average_price(order)
+        return None if average is None else f"{average:f}"
+
+    def get_fills(self, order: Order) -> list[dict[str, object]]:
+        from orders.selectors.orders import order_fills
+
+        return FillOutput(order_fills(order), many=True).data  # type: ignore[return-value]
+
+
+class UserTradeOutput(serializers.Serializer):
+    trade_id = serializers.CharField()
+    order_id = serializers.CharField()
+    market = serializers.CharField()
+    side = serializers.CharField()
+    price = money()
+    quantity = money()
+    fee = money()
+    liquidity = serializers.CharField()
+    executed_at = serializers.DateTimeField()
+
+
+class BookLevelOutput(serializers.Serializer):
+    price = money()
+    quantity = money()
+    orders = serializers.IntegerField()
+
+
+class BookOutput(serializers.Serializer):
+    symbol = serializers.CharField()
+    bids = BookLevelOutput(many=True)
+    asks = BookLevelOutput(many=True)
+
+
+class MarketTradeOutput(serializers.Serializer):
+    id = serializers.CharField(source="pk")
+    price = money()
+    quantity = money()
+    taker_side = serializers.CharField()
+    executed_at = serializers.DateTimeField()
+
+
+class CandleOutput(serializers.Serializer):
+    time = serializers.DateTimeField()
+    open = money()
+    high = money()
+    low = money()
+    close = money()
+    volume = money()

@@ -1,10 +1,17 @@
 from django.urls import path
 
-from orders.api import markets, staff, wallets
+from orders.api import markets, orders, staff, wallets
 
 urlpatterns = [
     path("markets", markets.MarketListApi.as_view(), name="api-markets"),
+    path("markets/<str:symbol>/book", markets.MarketBookApi.as_view(), name="api-market-book"),
+    path("markets/<str:symbol>/trades", markets.MarketTradesApi.as_view(), name="api-market-trades"),
+    path("markets/<str:symbol>/candles", markets.MarketCandlesApi.as_view(), name="api-market-candles"),
     path("wallets", wallets.WalletListApi.as_view(), name="api-wallets"),
+    path("orders", orders.OrdersApi.as_view(), name="api-orders"),
+    path("orders/<str:order_id>", orders.OrderDetailApi.as_view(), name="api-order"),
+    path("orders/<str:order_id>/cancel", orders.OrderCancelApi.as_view(), name="api-order-cancel"),
+    path("trades", orders.UserTradesApi.as_view(), name="api-user-trades"),
     path("admin/wallets/credit", staff.WalletCreditApi.as_view(), name="api-admin-credit"),
     path(
         "admin/markets/<str:symbol>/reference-price",

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from core.api.pagination import NewestFirstPagination
+from core.api.request import request_user
+from core.errors import InvalidParameter
+from orders.api.serializers import OrderInput, OrderOutput, UserTradeOutput
+from orders.errors import OrderNotFound
+from orders.models import OrderStatus, Trade
+from orders.selectors.orders import order_get_for_user, order_list_for_user, trade_list_for_user
+from orders.services.order_requests import OrderRequest
+from orders.services.orders import order_cancel, order_place
+
+
+def _order_id(raw: str) -> int:
+    if not raw.isdigit() or len(raw) > 18:
+        raise OrderNotFound()
+    return int(raw)
+
+
+class OrdersApi(APIView):
+    throttle_scope = "orders"
+
+    def get_throttles(self) -> list[Any]:
+        return [ScopedRateThrottle()] if self.request.method == "POST" else []
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, enum=[s.value for s in OrderStatus]),
+            OpenApiParameter("market", str),
+            OpenApiParameter("limit", int),
+            OpenApiParameter("cursor", str),
+        ],
+        responses={200: OrderOutput(many=True)},
+    )
+    def get(self, request: Request) -> Response:
+        status = request.query_params.get("status") or None
+        if status is not None and status not in OrderStatus.values:
+            raise InvalidParameter(fields={"status": [f"One of {', '.join(OrderStatus.values)}."]})
+        queryset = order_list_for_user(
+            user_id=request_user(request).pk, status=status, market=request.query_params.get("market") or None
+        )
+        paginator = NewestFirstPagination()
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response(OrderOutput(page, many=True).data)
+
+    @extend_schema(request=OrderInput, responses={201: OrderOutput, 200: OrderOutput})
+    def post(self, request: Request) -> Response:
+        data = OrderInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = request_user(request)
+        result = order_place(user=user, request=OrderRequest(**data.validated_data))
+        order = order_get_for_user(user_id=user.pk, order_id=result.order_id)
+        return Response(OrderOutput(order).data, status=201 if result.created else 200)
+
+
+class OrderDetailApi(APIView):
+    @extend_schema(responses={200: OrderOutput})
+    def get(self, request: Request, order_id: str) -> Response:
+        order = order_get_for_user(user_id=request_user(request).pk, order_id=_order_id(order_id))
+        return Response(OrderOutput(order).data)
+
+
+class OrderCancelApi(APIView):
+    @extend_schema(request=None, responses={200: OrderOutput})
+    def post(self, request: Request, order_id: str) -> Response:
+        user = request_user(request)
+        cancelled = order_cancel(user=user, order_id=_order_id(order_id))
+        return Response(OrderOutput(order_get_for_user(user_id=user.pk, order_id=cancelled)).data)
+
+
+def _user_fill(trade: Trade, user_id: int) -> dict[str, object]:
+    as_taker = trade.taker_user_id == user_id
+    side = trade.taker_side if as_taker else ("sell" if trade.taker_side == "buy" else "buy")
+    return {
+        "trade_id": str(trade.pk),
+        "order_id": str(trade.taker_order_id if as_taker else trade.maker_order_id),
+        "market": trade.market.symbol,
+        "side": side,
+        "price": trade.price,
+        "quantity": trade.quantity,
+        "fee": trade.taker_fee if as_taker else trade.maker_fee,
+        "liquidity": "taker" if as_taker else "maker",
+        "executed_at": trade.executed_at,
+    }
+
+
+class UserTradesApi(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("market", str), OpenApiParameter("limit", int), OpenApiParameter("cursor", str)],
+        responses={200: UserTradeOutput(many=True)},
+    )
+    def get(self, request: Request) -> Response:
+        user = request_user(request)
+        paginator = NewestFirstPagination()
+        page = paginator.paginate_queryset(
+            trade_list_for_user(user_id=user.pk, market=request.query_params.get("market") or None), request, view=self
+        )
+        return paginator.get_paginated_response(UserTradeOutput([_user_fill(t, user.pk) for t in page], many=True).data)
+
+

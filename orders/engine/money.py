@@ -1,0 +1,126 @@
+"""Decimal helpers for amounts, prices and quantities (8 decimal places, never float)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import (
+    ROUND_CEILING,
+    ROUND_FLOOR,
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    DivisionByZero,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
+
+AMOUNT_PLACES = 8
+AMOUNT_QUANTUM = Decimal(1).scaleb(-AMOUNT_PLACES)
+ZERO = Decimal(0)
+ONE = Decimal(1)
+
+# Stored amounts have up to 30 digits, so products of two of them need 60; 80 digits keeps
+# every multiplication and integer division in the engine exact instead of silently rounded
+# at the default precision of 28.
+_EXACT_CONTEXT = Context(
+    prec=80,
+    rounding=ROUND_HALF_EVEN,
+    traps=[InvalidOperation, DivisionByZero, Overflow],
+)
+
+
+@contextmanager
+def exact_arithmetic() -> Iterator[None]:
+    """Run a block with enough precision that +, -, * and // are exact."""
+    with localcontext(_EXACT_CONTEXT):
+        yield
+
+
+def require_decimal(value: object, *, name: str) -> Decimal:
+    """Return `value` if it is a finite Decimal; floats and other types are refused."""
+    if not isinstance(value, Decimal):
+        raise TypeError(f"{name} must be a Decimal, got {type(value).__name__}")
+    if not value.is_finite():
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def require_bps(value: object, *, name: str) -> Decimal:
+    """Return basis points (an int or a Decimal, not a float or bool) as a non-negative Decimal."""
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise TypeError(f"{name} must be an int or a Decimal, got {type(value).__name__}")
+    bps = Decimal(value)
+    if not bps.is_finite() or bps < 0:
+        raise ValueError(f"{name} must be a finite, non-negative number, got {value}")
+    return bps
+
+
+def quantize_down(value: Decimal) -> Decimal:
+    """Round towards negative infinity to AMOUNT_PLACES decimal places."""
+    with exact_arithmetic():
+        return value.quantize(AMOUNT_QUANTUM, rounding=ROUND_FLOOR)
+
+
+def quantize_up(value: Decimal) -> Decimal:
+    """Round towards positive infinity to AMOUNT_PLACES decimal places."""
+    with exact_arithmetic():
+        return value.quantize(AMOUNT_QUANTUM, rounding=ROUND_CEILING)
+
+
+def notional_of(*, price: Decimal, quantity: Decimal) -> Decimal:
+    """price * quantity rounded down to 8 dp (what a fill moves in the quote asset)."""
+    with exact_arithmetic():
+        return quantize_down(price * quantity)
+
+
+def _floor_multiple(value: Decimal, unit: Decimal) -> Decimal:
+    if unit <= 0:
+        raise ValueError(f"unit must be positive, got {unit}")
+    with exact_arithmetic():
+        # divmod truncates towards zero; step down once more for negative values.
+        quotient, remainder = divmod(value, unit)
+        if remainder < 0:
+            quotient -= 1
+        return quotient * unit
+
+
+def _ceil_multiple(value: Decimal, unit: Decimal) -> Decimal:
+    with exact_arithmetic():
+        return -_floor_multiple(-value, unit)
+
+
+def floor_to_step(value: Decimal, *, step: Decimal) -> Decimal:
+    """Largest multiple of `step` that is <= `value`."""
+    return _floor_multiple(value, step)
+
+
+def floor_to_tick(value: Decimal, *, tick: Decimal) -> Decimal:
+    """Largest multiple of `tick` that is <= `value`."""
+    return _floor_multiple(value, tick)
+
+
+def ceil_to_tick(value: Decimal, *, tick: Decimal) -> Decimal:
+    """Smallest multiple of `tick` that is >= `value`."""
+    return _ceil_multiple(value, tick)
+
+
+def is_multiple_of(value: Decimal, *, unit: Decimal) -> bool:
+    """True when `value` lies exactly on the `unit` grid."""
+    return _floor_multiple(value, unit) == value
+
+
+def affordable_quantity(*, budget: Decimal, price: Decimal, step: Decimal) -> Decimal:
+    """Largest multiple of `step` whose cost at `price` stays within `budget`.
+
+    Equals floor_to_step(budget / price) computed without the rounding of a Decimal
+    division, which could otherwise land exactly on the next step and overspend."""
+    if price <= 0:
+        raise ValueError(f"price must be positive, got {price}")
+    if step <= 0:
+        raise ValueError(f"step must be positive, got {step}")
+    if budget <= 0:
+        return ZERO
+    with exact_arithmetic():
+        return (budget // (price * step)) * step

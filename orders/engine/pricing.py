@@ -1,0 +1,40 @@
+"""Price limits derived from the market's reference price: slippage guard and house price."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from orders.engine.money import ONE, ceil_to_tick, exact_arithmetic, floor_to_tick, require_bps
+from orders.engine.types import Side
+
+_BPS_PER_UNIT = Decimal(10_000)
+_PERCENT_PER_UNIT = Decimal(100)
+
+
+def slippage_limit(*, side: Side, reference_price: Decimal, max_slippage_bps: int | Decimal) -> Decimal:
+    """Worst price a market order may fill at: the highest for a buy, the lowest for a sell.
+
+    Exact (not rounded to the tick): book prices lie on the tick grid, so comparing against
+    the exact bound admits exactly the ticks within it."""
+    with exact_arithmetic():
+        offset = require_bps(max_slippage_bps, name="max_slippage_bps") / _BPS_PER_UNIT
+        if side is Side.BUY:
+            return reference_price * (ONE + offset)
+        return reference_price * (ONE - offset)
+
+
+def house_price(*, side: Side, reference_price: Decimal, slippage_percent: Decimal, price_tick: Decimal) -> Decimal:
+    """Price at which the house fills a market taker of `side`.
+
+    Rounded against the taker (up for a buy, down for a sell) so the house never
+    fills at better than its advertised spread."""
+    with exact_arithmetic():
+        offset = slippage_percent / _PERCENT_PER_UNIT
+        if side is Side.BUY:
+            return ceil_to_tick(reference_price * (ONE + offset), tick=price_tick)
+        return floor_to_tick(reference_price * (ONE - offset), tick=price_tick)
+
+
+def within_limit(*, side: Side, price: Decimal, limit: Decimal) -> bool:
+    """True when a taker of `side` accepts `price` given its limit (or guard) price."""
+    return price <= limit if side is Side.BUY else price >= limit

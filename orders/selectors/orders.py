@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from django.db.models import Prefetch, Q, QuerySet
+from django.utils import timezone
+
+from orders.errors import OrderNotFound
+from orders.models import Order, OrderEvent, Trade
+
+
+def _with_details(queryset: QuerySet[Order]) -> QuerySet[Order]:
+    trades = Trade.objects.only("id", "price", "quantity", "taker_fee", "maker_fee", "is_house", "taker_order_id",
+                                "maker_order_id", "executed_at").order_by("id")
+    return queryset.select_related("market").prefetch_related(
+        Prefetch("events", queryset=OrderEvent.objects.order_by("id")),
+        Prefetch("taker_trades", queryset=trades),
+        Prefetch("maker_trades", queryset=trades),
+    )
+
+
+def order_get_for_user(*, user_id: int, order_id: int) -> Order:
+    order = _with_details(Order.objects.filter(pk=order_id, user_id=user_id)).first()
+    if order is None:
+        raise OrderNotFound()
+    return order
+
+
+def order_list_for_user(*, user_id: int, status: str | None = None, market: str | None = None) -> QuerySet[Order]:
+    queryset = Order.objects.filter(user_id=user_id)
+    if status:
+        queryset = queryset.filter(status=status)
+    if market:
+        queryset = queryset.filter(market__symbol=market)
+    return _with_details(queryset)
+
+
+def order_open_list_for_user(*, user_id: int, market_id: int | None = None) -> QuerySet[Order]:
+    queryset = Order.objects.filter(user_id=user_id, status__in=["pending_trigger", "open", "partially_filled"])
+    if market_id is not None:
+        queryset = queryset.filter(market_id=market_id)
+    return queryset.select_related("market").order_by("-id")
+
+
+def order_fills(order: Order) -> list[dict[str, object]]:
+    """The order's fills, from its own point of view (taker or maker)."""
+    fills = [
+        {"trade": t, "fee": t.taker_fee, "liquidity": "taker", "counterparty": "house" if t.is_house else "book"}
+        for t in order.taker_trades.all()
+    ] + [
+        {"trade": t, "fee": t.maker_fee, "liquidity": "maker", "counterparty": "book"} for t in order.maker_trades.all()
+    ]
+    fills.sort(key=lambda f: f["trade"].pk)  # type: ignore[attr-defined]
+    return fills
+
+
+def order_average_price(order: Order) -> Decimal | None:
+    if not order.filled_quantity:
+        return None
+    return (order.quote_filled / order.filled_quantity).quantize(Decimal("1e-8"))
+
+
+def trade_list_for_user(*, user_id: int, market: str | None = None) -> QuerySet[Trade]:
+    queryset = Trade.objects.filter(Q(taker_user_id=user_id) | Q(maker_user_id=user_id))
+    if market:
+        queryset = queryset.filter(market__symbol=market)
+    return queryset.select_related("market")
+
+
+def trade_list_for_market(*, market_id: int, limit: int) -> list[Trade]:
+    return list(Trade.objects.filter(market_id=market_id).order_by("-id")[:limit])
+
+
+def trades_since(*, market_id: int, since_minutes: int) -> QuerySet[Trade]:
+    return Trade.objects.filter(market_id=market_id, executed_at__gte=timezone.now() - timedelta(minutes=since_minutes))

@@ -1,0 +1,111 @@
+"""Turning an order request into a validated order: contract rules on types, prices,
+tick and step. Values that do not fit are rejected, never rounded."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from decimal import Decimal
+
+from core.money import parse_amount
+from orders.engine import is_multiple_of
+from orders.errors import InvalidPrice, InvalidQuantity, InvalidTimeInForce
+from orders.models import Market, OrderSide, OrderType, SelfTradePrevention, TimeInForce
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """What a client asked for, as received (strings or numbers, not yet trusted)."""
+
+    market: str
+    side: str
+    type: str
+    quantity: object
+    price: object = None
+    stop_price: object = None
+    time_in_force: str | None = None
+    client_order_id: str | None = None
+    stp: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatedOrder:
+    side: OrderSide
+    type: OrderType
+    quantity: Decimal
+    price: Decimal | None
+    stop_price: Decimal | None
+    time_in_force: TimeInForce
+    stp: SelfTradePrevention
+    client_order_id: str | None
+
+    @property
+    def is_stop(self) -> bool:
+        return self.type in (OrderType.STOP_LOSS, OrderType.TAKE_PROFIT)
+
+    def fingerprint(self, *, market_id: int) -> str:
+        """Identifies the parameters, so a repeated client_order_id can be compared."""
+        parts = [
+            str(market_id),
+            self.side,
+            self.type,
+            str(self.quantity.normalize()),
+            "" if self.price is None else str(self.price.normalize()),
+            "" if self.stop_price is None else str(self.stop_price.normalize()),
+            self.time_in_force,
+            self.stp,
+        ]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def order_request_validate(*, market: Market, request: OrderRequest) -> ValidatedOrder:
+    side = OrderSide(request.side)
+    order_type = OrderType(request.type)
+    stp = SelfTradePrevention(request.stp or SelfTradePrevention.SKIP)
+
+    quantity = parse_amount(request.quantity)
+    if quantity is None or quantity <= 0:
+        raise InvalidQuantity(fields={"quantity": ["Must be a positive decimal."]})
+    if not is_multiple_of(quantity, unit=market.quantity_step):
+        raise InvalidQuantity(fields={"quantity": [f"Must be a multiple of the quantity step {market.quantity_step}."]})
+    if quantity < market.min_quantity:
+        raise InvalidQuantity(fields={"quantity": [f"Must be at least {market.min_quantity}."]})
+
+    price = _price(request.price, market=market, field="price") if request.price is not None else None
+    stop_price = _price(request.stop_price, market=market, field="stop_price") if request.stop_price is not None else None
+    if order_type == OrderType.LIMIT and price is None:
+        raise InvalidPrice(fields={"price": ["A limit order needs a price."]})
+    if order_type != OrderType.LIMIT and price is not None:
+        raise InvalidPrice(fields={"price": ["Only limit orders take a price."]})
+    if order_type in (OrderType.STOP_LOSS, OrderType.TAKE_PROFIT):
+        if stop_price is None:
+            raise InvalidPrice(fields={"stop_price": ["Stop orders need a stop_price."]})
+    elif stop_price is not None:
+        raise InvalidPrice(fields={"stop_price": ["Only stop_loss and take_profit orders take a stop_price."]})
+
+    executes_as_market = order_type != OrderType.LIMIT
+    default_tif = TimeInForce.IOC if executes_as_market else TimeInForce.GTC
+    time_in_force = TimeInForce(request.time_in_force or default_tif)
+    if executes_as_market and time_in_force == TimeInForce.GTC:
+        raise InvalidTimeInForce(
+            "GTC is not allowed for orders that execute as market orders.", fields={"time_in_force": ["Use IOC or FOK."]}
+        )
+    return ValidatedOrder(
+        side=side,
+        type=order_type,
+        quantity=quantity,
+        price=price,
+        stop_price=stop_price,
+        time_in_force=time_in_force,
+        stp=stp,
+        client_order_id=request.client_order_id,
+    )
+
+
+def _price(raw: object, *, market: Market, field: str) -> Decimal:
+    value = parse_amount(raw)
+    if value is None or value <= 0:
+        raise InvalidPrice(fields={field: ["Must be a positive decimal."]})
+    if not is_multiple_of(value, unit=market.price_tick):
+        raise InvalidPrice(fields={field: [f"Must be a multiple of the price tick {market.price_tick}."]})
+    return value

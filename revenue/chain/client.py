@@ -1,0 +1,608 @@
+"""Web3 client for the HolderReserve contract: connecting, signing, deploying and
+the stateless delivery primitives the (Django) delivery service composes.
+
+Nothing here keeps state between calls or reads settings: every function gets
+its node (``w3``), addresses, nonce and fees passed in. Private keys are never
+committed: production keys come from the caller (``signer_from_key``), dev and
+test keys are generated fresh (``dev_signer_fund``).
+
+All transactions are signed locally (EIP-1559, type 2, explicit ``nonce`` and
+``chainId``) and broadcast with ``eth_sendRawTransaction``.
+
+Errors: transport failures are raised as ``ChainUnavailable``, node-side "not now"
+answers as ``TransientChainError``; contract reverts propagate as raised by web3
+(``ContractLogicError``) or eth-tester (``TransactionFailed``). Use
+``classify_error`` on anything caught.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, NamedTuple, cast
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_typing import ChecksumAddress
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.contract import Contract
+from web3.exceptions import TransactionNotFound
+from web3.providers.rpc.rpc import HTTPProvider
+from web3.types import BlockIdentifier, RPCEndpoint, TxParams, TxReceipt, Wei
+
+from revenue.chain.artifacts import Artifact, load_artifact
+from revenue.chain.errors import (
+    ALREADY_DELIVERED_REASON,
+    ALREADY_KNOWN_MESSAGES,
+    AlreadyDelivered,
+    ChainError,
+    ChainUnavailable,
+    ErrorKind,
+    FatalChainError,
+    TransientChainError,
+    classify_error,
+    error_message,
+    is_connection_failure,
+)
+from revenue.chain.units import WEI_PER_ETH, usd_to_wei
+
+__all__ = [
+    "ALREADY_DELIVERED_REASON",
+    "MAX_BATCH",
+    "MIN_BUMP_PERCENT",
+    "NUM_STREAMS",
+    "WEI_PER_ETH",
+    "AlreadyDelivered",
+    "Artifact",
+    "ChainError",
+    "ChainUnavailable",
+    "DeliveredLog",
+    "DeliveryItem",
+    "ErrorKind",
+    "FatalChainError",
+    "SignedTx",
+    "Signer",
+    "TransientChainError",
+    "build_delivery_tx",
+    "bump_fees",
+    "chain_next_sequence",
+    "chain_status",
+    "classify_error",
+    "confirmations",
+    "connect",
+    "delivered_logs",
+    "deploy_reserve",
+    "dev_signer_fund",
+    "error_message",
+    "explain_failed_receipt",
+    "is_connection_failure",
+    "load_artifact",
+    "receipt_or_none",
+    "reserve_contract",
+    "send_signed",
+    "sign_and_send",
+    "sign_tx",
+    "signer_from_key",
+    "suggest_fees",
+    "usd_to_wei",
+    "wait_for_receipt",
+]
+
+NUM_STREAMS = 10  # HolderReserve.NUM_STREAMS
+MAX_BATCH = 256  # HolderReserve.MAX_BATCH
+MIN_BUMP_PERCENT = Decimal(10)  # geth/anvil refuse a same-nonce replacement below +10% on both fees
+DEFAULT_BUMP_PERCENT = Decimal("12.5")
+DEFAULT_HTTP_TIMEOUT = 5.0
+GAS_ESTIMATE_MARGIN = Decimal("1.25")
+FALLBACK_PRIORITY_FEE = 10**9  # 1 gwei when the node has no eth_maxPriorityFeePerGas
+
+
+# --------------------------------------------------------------------------- connection
+
+
+def connect(*, provider_uri: str | None, timeout: float = DEFAULT_HTTP_TIMEOUT) -> Web3:
+    """A ``Web3`` for ``provider_uri``.
+
+    ``None`` or ``''``: a fresh in-process eth-tester chain (py-evm backend) with
+    unlocked, funded dev accounts. ``http(s)://...``: an ``HTTPProvider`` with a
+    short ``timeout`` (seconds) and no automatic retries, so a dead node surfaces
+    quickly as ``ChainUnavailable``/``transient`` and the caller decides on retries.
+    """
+    if not provider_uri:
+        from eth_tester import EthereumTester, PyEVMBackend
+        from web3.providers.eth_tester import EthereumTesterProvider
+
+        return Web3(EthereumTesterProvider(EthereumTester(backend=PyEVMBackend())))
+    if provider_uri.startswith(("http://", "https://")):
+        provider = HTTPProvider(
+            provider_uri,
+            request_kwargs={"timeout": timeout},
+            exception_retry_configuration=None,
+        )
+        return Web3(provider)
+    raise ValueError(f"unsupported provider_uri (need http(s):// or empty): {provider_uri!r}")
+
+
+def is_eth_tester(w3: Web3) -> bool:
+    return type(w3.provider).__name__ == "EthereumTesterProvider"
+
+
+@contextlib.contextmanager
+def _translate_transient() -> Iterator[None]:
+    """Re-raise transport failures as ChainUnavailable and "not now" answers as TransientChainError."""
+    try:
+        yield
+    except ChainError:
+        raise
+    except Exception as exc:
+        if is_connection_failure(exc):
+            raise ChainUnavailable(f"chain node unavailable: {type(exc).__name__}: {exc}") from exc
+        if classify_error(exc) == "transient":
+            raise TransientChainError(error_message(exc)) from exc
+        raise
+
+
+def _rpc(w3: Web3, method: str, params: list[Any]) -> Any:
+    with _translate_transient():
+        return w3.manager.request_blocking(RPCEndpoint(method), params)
+
+
+# --------------------------------------------------------------------------- signers
+
+
+@dataclass(frozen=True, repr=False)
+class Signer:
+    """The platform signer: a local eth_account key. Its repr never shows the key."""
+
+    account: LocalAccount
+
+    @property
+    def address(self) -> ChecksumAddress:
+        return self.account.address
+
+    def __repr__(self) -> str:
+        return f"Signer(address={self.address})"
+
+
+def signer_from_key(private_key_hex: str) -> Signer:
+    """Production signer from a hex private key the caller read from its environment/secret store."""
+    key = private_key_hex.strip()
+    if not key:
+        raise ValueError("empty private key")
+    try:
+        account: LocalAccount = Account.from_key(key)
+    except Exception as exc:
+        # never chain the original error: its text could echo key material into logs
+        raise ValueError(f"invalid private key ({type(exc).__name__})") from None
+    return Signer(account)
+
+
+def _account(signer: Signer | LocalAccount) -> LocalAccount:
+    return signer.account if isinstance(signer, Signer) else signer
+
+
+def dev_signer_fund(w3: Web3, *, amount_wei: int) -> LocalAccount:
+    """A fresh random account (never persisted) funded by the node's own dev faucet.
+
+    eth-tester: a transfer from its unlocked ``w3.eth.accounts[0]``. anvil:
+    ``anvil_setBalance`` (no transaction needed, works with automine off); nodes
+    without it (geth --dev, hardhat) fall back to a transfer from their first
+    unlocked account.
+    """
+    if amount_wei < 0:
+        raise ValueError("amount_wei must be >= 0")
+    account: LocalAccount = Account.create()  # os.urandom entropy; the key lives only in memory
+    if amount_wei == 0:
+        return account
+    if not is_eth_tester(w3):
+        try:
+            _rpc(w3, "anvil_setBalance", [account.address, hex(amount_wei)])
+            return account
+        except ChainUnavailable:
+            raise
+        except Exception:  # noqa: S110 - not anvil: use the unlocked-account transfer below
+            pass
+    with _translate_transient():
+        funder = w3.eth.accounts[0]
+        tx_hash = w3.eth.send_transaction({"from": funder, "to": account.address, "value": Wei(amount_wei)})
+        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.05)
+    if receipt["status"] != 1:
+        raise FatalChainError(f"funding transfer failed: {tx_hash.to_0x_hex()}")
+    return account
+
+
+# --------------------------------------------------------------------------- fees
+
+
+def suggest_fees(w3: Web3) -> tuple[int, int]:
+    """``(max_fee_per_gas, max_priority_fee_per_gas)`` for a transaction sent now.
+
+    priority = the node's ``eth_maxPriorityFeePerGas`` (1 gwei if unsupported);
+    max fee = 2 x base fee + priority, where the base fee is the higher of the
+    latest and the pending block's; that survives six full blocks of base-fee
+    growth (12.5% each) before the transaction becomes unmineable.
+    """
+    with _translate_transient():
+        base_fee = int(w3.eth.get_block("latest").get("baseFeePerGas") or 0)
+        try:  # the pending block knows the next base fee (incl. node overrides)
+            base_fee = max(base_fee, int(w3.eth.get_block("pending").get("baseFeePerGas") or 0))
+        except Exception as exc:
+            if is_connection_failure(exc):
+                raise
+        try:
+            priority = int(w3.eth.max_priority_fee)
+        except Exception as exc:
+            if is_connection_failure(exc):
+                raise
+            priority = FALLBACK_PRIORITY_FEE
+    priority = max(priority, 1)
+    return 2 * base_fee + priority, priority
+
+
+def bump_fees(
+    old_max_fee: int, old_priority_fee: int, *, percent: Decimal | int = DEFAULT_BUMP_PERCENT
+) -> tuple[int, int]:
+    """Fees for a same-nonce replacement: both raised by ``percent`` (>= 10), rounded up.
+
+    Nodes accept a replacement only when max fee AND priority fee rise by at least
+    10%; the default 12.5% leaves room for rounding. Each fee rises by at least
+    1 wei, and the max fee never ends below the priority fee.
+    """
+    pct = Decimal(percent)
+    if not pct.is_finite() or pct < MIN_BUMP_PERCENT:
+        raise ValueError(f"a replacement needs a bump of at least {MIN_BUMP_PERCENT}%, got {percent}")
+    if old_max_fee < 0 or old_priority_fee < 0:
+        raise ValueError("fees must be >= 0")
+    factor = 1 + pct / 100
+
+    def up(value: int) -> int:
+        return max(value + 1, math.ceil(Decimal(value) * factor))
+
+    new_priority = up(old_priority_fee)
+    new_max = max(up(old_max_fee), new_priority)
+    return new_max, new_priority
+
+
+# --------------------------------------------------------------------------- contract
+
+
+def reserve_contract(w3: Web3, address: str, *, artifact: Artifact | None = None) -> Contract:
+    art = artifact or load_artifact()
+    return w3.eth.contract(address=Web3.to_checksum_address(address), abi=art.abi)
+
+
+def _base_tx(
+    w3: Web3,
+    *,
+    sender: str,
+    nonce: int,
+    max_fee_per_gas: int,
+    max_priority_fee_per_gas: int,
+    value: int,
+    data: str,
+    to: str | None,
+    gas: int | None,
+) -> dict[str, Any]:
+    if nonce < 0:
+        raise ValueError("nonce must be >= 0")
+    if max_priority_fee_per_gas < 0 or max_fee_per_gas < max_priority_fee_per_gas:
+        raise ValueError("need 0 <= max_priority_fee_per_gas <= max_fee_per_gas")
+    tx: dict[str, Any] = {
+        "type": 2,
+        "chainId": None,
+        "from": Web3.to_checksum_address(sender),
+        "nonce": nonce,
+        "value": value,
+        "data": data,
+        "maxFeePerGas": max_fee_per_gas,
+        "maxPriorityFeePerGas": max_priority_fee_per_gas,
+    }
+    if to is not None:
+        tx["to"] = Web3.to_checksum_address(to)
+    with _translate_transient():
+        tx["chainId"] = int(w3.eth.chain_id)
+        if gas is None:
+            probe: dict[str, Any] = {"from": tx["from"], "value": value, "data": data}
+            if to is not None:
+                probe["to"] = tx["to"]
+            estimate = w3.eth.estimate_gas(cast(TxParams, probe))
+            gas = math.ceil(Decimal(estimate) * GAS_ESTIMATE_MARGIN)
+    if gas <= 0:
+        raise ValueError("gas must be positive")
+    tx["gas"] = gas
+    return tx
+
+
+def wait_for_receipt(w3: Web3, tx_hash: str, *, timeout: float = 120.0) -> TxReceipt:
+    with _translate_transient():
+        return w3.eth.wait_for_transaction_receipt(HexBytes(tx_hash), timeout=timeout, poll_latency=0.05)
+
+
+def deploy_reserve(w3: Web3, *, signer: Signer | LocalAccount, timeout: float = 120.0) -> str:
+    """Deploy HolderReserve from ``signer`` (it becomes the contract's signer); returns its checksum address.
+
+    Waits for the receipt (needs a mining node: automine or interval mining).
+    """
+    account = _account(signer)
+    art = load_artifact()
+    with _translate_transient():
+        nonce = w3.eth.get_transaction_count(account.address, "pending")
+    max_fee, priority = suggest_fees(w3)
+    tx = _base_tx(
+        w3,
+        sender=account.address,
+        nonce=nonce,
+        max_fee_per_gas=max_fee,
+        max_priority_fee_per_gas=priority,
+        value=0,
+        data=art.bytecode,
+        to=None,
+        gas=None,
+    )
+    tx_hash = sign_and_send(w3, signer=account, tx=tx)
+    receipt = wait_for_receipt(w3, tx_hash, timeout=timeout)
+    if receipt["status"] != 1 or not receipt.get("contractAddress"):
+        raise FatalChainError(f"HolderReserve deployment failed: {tx_hash}")
+    return Web3.to_checksum_address(cast(str, receipt["contractAddress"]))
+
+
+# --------------------------------------------------------------------------- delivery
+
+
+@dataclass(frozen=True)
+class DeliveryItem:
+    """One revenue event's holder share: ``amount_wei`` into stream ``stream_id``."""
+
+    event_id: int
+    stream_id: int
+    amount_wei: int
+
+    def __post_init__(self) -> None:
+        for name in ("event_id", "stream_id", "amount_wei"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be int, not {type(value).__name__}")
+        if not 0 <= self.event_id < 2**256:
+            raise ValueError(f"event_id out of uint256 range: {self.event_id}")
+        if not 0 <= self.stream_id < NUM_STREAMS:
+            raise ValueError(f"stream_id must be in [0, {NUM_STREAMS}): {self.stream_id}")
+        if not 0 <= self.amount_wei < 2**256:
+            raise ValueError(f"amount_wei out of uint256 range: {self.amount_wei}")
+
+
+def encode_deliver_call(w3: Web3, contract_address: str, first_sequence: int, items: Sequence[DeliveryItem]) -> str:
+    """ABI-encoded calldata of ``deliver(first_sequence, event_ids, stream_ids, amounts)``."""
+    if first_sequence < 0:
+        raise ValueError("first_sequence must be >= 0")
+    if not items:
+        raise ValueError("a delivery needs at least one item")
+    if len(items) > MAX_BATCH:
+        raise ValueError(f"at most {MAX_BATCH} items per delivery, got {len(items)}")
+    contract = reserve_contract(w3, contract_address)
+    return contract.encode_abi(
+        "deliver",
+        args=[
+            first_sequence,
+            [item.event_id for item in items],
+            [item.stream_id for item in items],
+            [item.amount_wei for item in items],
+        ],
+    )
+
+
+def build_delivery_tx(
+    w3: Web3,
+    *,
+    contract_address: str,
+    signer_address: str,
+    first_sequence: int,
+    items: Sequence[DeliveryItem],
+    nonce: int,
+    max_fee_per_gas: int,
+    max_priority_fee_per_gas: int,
+    gas: int | None = None,
+) -> dict[str, Any]:
+    """An unsigned EIP-1559 ``deliver`` transaction with value = sum of the amounts.
+
+    ``gas=None`` estimates it (x1.25); the estimate simulates the call, so a batch
+    that is already on chain fails here with an "already delivered" revert
+    (``classify_error`` -> ``already_delivered``). Pass ``gas`` explicitly to build
+    without touching contract state (e.g. for a replacement of a pending tx).
+    """
+    data = encode_deliver_call(w3, contract_address, first_sequence, items)
+    return _base_tx(
+        w3,
+        sender=signer_address,
+        nonce=nonce,
+        max_fee_per_gas=max_fee_per_gas,
+        max_priority_fee_per_gas=max_priority_fee_per_gas,
+        value=sum(item.amount_wei for item in items),
+        data=data,
+        to=contract_address,
+        gas=gas,
+    )
+
+
+class SignedTx(NamedTuple):
+    raw_transaction: bytes
+    tx_hash: str  # 0x-prefixed; known before broadcast, so it can be persisted first
+
+
+def sign_tx(signer: Signer | LocalAccount, tx: dict[str, Any]) -> SignedTx:
+    """Sign locally. ``tx['from']``, if present, must be the signer's address."""
+    account = _account(signer)
+    unsigned = dict(tx)
+    sender = unsigned.pop("from", None)
+    if sender is not None and Web3.to_checksum_address(sender) != account.address:
+        raise ValueError(f"tx is from {sender}, signer is {account.address}")
+    for field in ("nonce", "chainId", "gas", "maxFeePerGas", "maxPriorityFeePerGas"):
+        if unsigned.get(field) is None:
+            raise ValueError(f"tx lacks explicit {field}")
+    signed = account.sign_transaction(unsigned)
+    return SignedTx(bytes(signed.raw_transaction), signed.hash.to_0x_hex())
+
+
+def send_signed(w3: Web3, signed: SignedTx) -> str:
+    """Broadcast a signed transaction; idempotent for the same bytes.
+
+    Re-broadcasting (e.g. after the node dropped it, or after a timeout whose
+    outcome is unknown) returns the hash when the node says "already known", or
+    "nonce too low" while this very transaction has a receipt.
+    """
+    try:
+        with _translate_transient():
+            return HexBytes(w3.eth.send_raw_transaction(signed.raw_transaction)).to_0x_hex()
+    except TransientChainError as exc:
+        if isinstance(exc, ChainUnavailable):
+            raise
+        text = str(exc).lower()
+        if any(marker in text for marker in ALREADY_KNOWN_MESSAGES):
+            return signed.tx_hash
+        if "nonce too low" in text and receipt_or_none(w3, signed.tx_hash) is not None:
+            return signed.tx_hash
+        raise
+
+
+def sign_and_send(w3: Web3, *, signer: Signer | LocalAccount, tx: dict[str, Any]) -> str:
+    """Sign ``tx`` locally and broadcast it with ``eth_sendRawTransaction``; returns the 0x tx hash."""
+    return send_signed(w3, sign_tx(signer, tx))
+
+
+def chain_next_sequence(w3: Web3, address: str, *, block_identifier: BlockIdentifier = "latest") -> int:
+    """The reserve's ``next_sequence``: every sequence below it is delivered, exactly once."""
+    contract = reserve_contract(w3, address)
+    with _translate_transient():
+        return int(contract.functions.next_sequence().call(block_identifier=block_identifier))
+
+
+def receipt_or_none(w3: Web3, tx_hash: str) -> TxReceipt | None:
+    """The receipt if the transaction is mined in the node's current canonical chain, else None."""
+    with _translate_transient():
+        try:
+            return w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+        except TransactionNotFound:
+            return None
+
+
+def confirmations(w3: Web3, receipt: TxReceipt) -> int:
+    """Blocks on top of (and including) the receipt's block; 0 if that block left the canonical chain."""
+    block_number = receipt.get("blockNumber")
+    if block_number is None:
+        return 0
+    with _translate_transient():
+        head = w3.eth.block_number
+        if head < block_number:
+            return 0
+        try:
+            block = w3.eth.get_block(block_number)
+        except Exception as exc:
+            if is_connection_failure(exc):
+                raise
+            return 0
+    if HexBytes(block["hash"]) != HexBytes(receipt["blockHash"]):
+        return 0
+    return int(head - block_number + 1)
+
+
+class DeliveredLog(NamedTuple):
+    sequence: int
+    event_id: int
+    stream_id: int
+    amount: int
+    tx_hash: str
+    block_number: int
+
+
+def delivered_logs(
+    w3: Web3, address: str, from_block: BlockIdentifier, to_block: BlockIdentifier
+) -> list[DeliveredLog]:
+    """Decoded ``Delivered`` logs of the reserve in ``[from_block, to_block]``, in chain order."""
+    contract = reserve_contract(w3, address)
+    event = contract.events.Delivered()
+    with _translate_transient():
+        raw_logs = w3.eth.get_logs(
+            {
+                "address": contract.address,
+                "fromBlock": from_block,
+                "toBlock": to_block,
+                "topics": [event.topic],
+            }
+        )
+    decoded = sorted(
+        (event.process_log(log) for log in raw_logs if not log.get("removed")),
+        key=lambda e: (e["blockNumber"], e["logIndex"]),
+    )
+    return [
+        DeliveredLog(
+            sequence=int(e["args"]["sequence"]),
+            event_id=int(e["args"]["event_id"]),
+            stream_id=int(e["args"]["stream_id"]),
+            amount=int(e["args"]["amount"]),
+            tx_hash=HexBytes(e["transactionHash"]).to_0x_hex(),
+            block_number=int(e["blockNumber"]),
+        )
+        for e in decoded
+    ]
+
+
+def explain_failed_receipt(w3: Web3, receipt: TxReceipt) -> BaseException | None:
+    """For a mined but reverted transaction, the revert as an exception (None if it succeeded).
+
+    Replays the call against the state after the receipt's block (nodes keep no
+    revert reason in receipts). A delivery that lost to an earlier one therefore
+    yields an "already delivered" revert; feed the result to ``classify_error``.
+    A replay that no longer reverts gives ``FatalChainError``.
+    """
+    if receipt["status"] == 1:
+        return None
+    with _translate_transient():
+        tx = w3.eth.get_transaction(receipt["transactionHash"])
+        call: dict[str, Any] = {
+            "from": tx["from"],
+            "to": tx["to"],
+            "value": tx["value"],
+            "data": tx["input"],
+            "gas": tx["gas"],
+        }
+        try:
+            w3.eth.call(cast(TxParams, call), block_identifier=receipt["blockNumber"])
+        except ChainError:
+            raise
+        except Exception as exc:
+            if is_connection_failure(exc):
+                raise
+            if ALREADY_DELIVERED_REASON in error_message(exc).lower():
+                return AlreadyDelivered(error_message(exc))
+            return exc
+    return FatalChainError(f"transaction {HexBytes(receipt['transactionHash']).to_0x_hex()} reverted")
+
+
+def chain_status(w3: Web3, *, contract_address: str | None = None, signer_address: str | None = None) -> dict[str, Any]:
+    """A health snapshot that never raises.
+
+    Keys: connected, chain_id, block_number, signer_balance_wei, next_sequence,
+    error (None when everything answered). Unanswered values are None.
+    """
+    status: dict[str, Any] = {
+        "connected": False,
+        "chain_id": None,
+        "block_number": None,
+        "signer_balance_wei": None,
+        "next_sequence": None,
+        "error": None,
+    }
+    try:
+        status["chain_id"] = int(w3.eth.chain_id)
+        status["block_number"] = int(w3.eth.block_number)
+        status["connected"] = True
+        if signer_address:
+            status["signer_balance_wei"] = int(w3.eth.get_balance(Web3.to_checksum_address(signer_address)))
+        if contract_address:
+            status["next_sequence"] = chain_next_sequence(w3, contract_address)
+    except Exception as exc:
+        status["error"] = f"{type(exc).__name__}: {exc}"[:500]
+    return status

@@ -1,0 +1,91 @@
+"""Rounding helpers and price limits."""
+
+from __future__ import annotations
+
+from decimal import Decimal, localcontext
+
+import pytest
+
+from orders.engine import (
+    AMOUNT_PLACES,
+    Side,
+    affordable_quantity,
+    ceil_to_tick,
+    floor_to_step,
+    floor_to_tick,
+    house_price,
+    notional_of,
+    quantize_down,
+    quantize_up,
+    slippage_limit,
+)
+
+D = Decimal
+
+
+def test_amount_places() -> None:
+    assert AMOUNT_PLACES == 8
+
+
+@pytest.mark.parametrize(
+    ("value", "down", "up"),
+    [
+        ("1.123456789", "1.12345678", "1.12345679"),
+        ("1.12345678", "1.12345678", "1.12345678"),
+        ("-1.123456789", "-1.12345679", "-1.12345678"),
+        ("0.000000001", "0", "0.00000001"),
+    ],
+)
+def test_quantize(value: str, down: str, up: str) -> None:
+    assert quantize_down(D(value)) == D(down)
+    assert quantize_up(D(value)) == D(up)
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "floor", "ceil"),
+    [
+        ("10.37", "0.1", "10.3", "10.4"),
+        ("10.3", "0.1", "10.3", "10.3"),
+        ("10.37", "0.25", "10.25", "10.5"),
+        ("0.05", "1", "0", "1"),
+        ("-0.05", "1", "-1", "0"),
+    ],
+)
+def test_floor_and_ceil_to_grid(value: str, unit: str, floor: str, ceil: str) -> None:
+    assert floor_to_step(D(value), step=D(unit)) == D(floor)
+    assert floor_to_tick(D(value), tick=D(unit)) == D(floor)
+    assert ceil_to_tick(D(value), tick=D(unit)) == D(ceil)
+
+
+def test_grid_unit_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        floor_to_step(D(1), step=D(0))
+
+
+def test_affordable_quantity_never_overspends_where_division_would_round_up() -> None:
+    # budget / price = 0.99999999999999999999999999999999... which a 28-digit division rounds to 1.
+    price = D("3")
+    budget = D("2.99999999999999999999999999999999")
+    with localcontext() as context:
+        context.prec = 28
+        assert floor_to_step(budget / price, step=D("0.00000001")) == D(1)  # the naive way overspends
+    quantity = affordable_quantity(budget=budget, price=price, step=D("0.00000001"))
+    assert quantity == D("0.99999999")
+    assert quantity * price <= budget
+
+
+def test_notional_is_exact_before_rounding_down_even_for_30_digit_amounts() -> None:
+    price = D("9999999999999999999999.99999999")
+    assert notional_of(price=price, quantity=D("0.00000001")) == D("99999999999999.99999999")
+    assert notional_of(price=price, quantity=D("3")) == D("29999999999999999999999.99999997")
+
+
+def test_slippage_limits() -> None:
+    assert slippage_limit(side=Side.BUY, reference_price=D(200), max_slippage_bps=150) == D(203)
+    assert slippage_limit(side=Side.SELL, reference_price=D(200), max_slippage_bps=150) == D(197)
+
+
+def test_house_price_rounds_against_the_taker() -> None:
+    kwargs = {"reference_price": D("100.003"), "slippage_percent": D("0.5"), "price_tick": D("0.01")}
+    assert house_price(side=Side.BUY, **kwargs) == D("100.51")
+    assert house_price(side=Side.SELL, **kwargs) == D("99.50")
