@@ -34,3 +34,8 @@ class CorrelationIdFilter(logging.Filter):
         if not hasattr(record, "correlation_id"):
             record.correlation_id = _correlation_id.get()
         return True
+
+
+def adopt_correlation_id(correlation_id: str | None) -> None:
+    """For a worker's task: continue the publisher's correlation id (or start one)."""
+    _correlation_id.set(correlation_id or correlation_id_new())

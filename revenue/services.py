@@ -1,23 +1,199 @@
-"""Write services of the revenue app."""
+"""Write services of the revenue app: the collector and post-trade job processing."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from decimal import Decimal
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
-from core.logging import correlation_id_get, correlation_id_new
-from revenue.models import PostTradeJob
+from django.db import IntegrityError, OperationalError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from core.logging import correlation_context, correlation_id_get, correlation_id_new
+from core.money import parse_amount
+from orders.engine import quantize_down
+from revenue import streams
+from revenue.errors import InvalidRevenueAmount, StreamNotFound
+from revenue.locks import lock_post_trade_job
+from revenue.models import PostTradeJob, PostTradeJobStatus, RevenueEvent, RevenueStream
+from revenue.split import revenue_split
 
 if TYPE_CHECKING:
     from orders.models import Trade
 
+logger = logging.getLogger("revenue")
+TRANSIENT_ATTEMPTS = 5
+
+
+# --- the collector ----------------------------------------------------------------------
+
+
+def revenue_collect(
+    *,
+    stream: int,
+    amount: object,
+    description: str,
+    source_type: str,
+    source_id: str,
+    currency: str = "USDT",
+    metadata: dict[str, Any] | None = None,
+) -> RevenueEvent:
+    """Record one revenue event and its stream totals, exactly once per (source_type,
+    source_id): collecting the same source again returns the first event. Transient
+    database errors are retried with exponential backoff."""
+    value = parse_amount(amount) if not isinstance(amount, float) else None
+    if value is None or value <= 0:
+        raise InvalidRevenueAmount(fields={"amount": ["Must be a positive Decimal with at most 8 decimal places."]})
+    for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+        try:
+            with transaction.atomic(durable=True):
+                return revenue_event_record(
+                    stream_id=stream,
+                    gross=value,
+                    description=description,
+                    source_type=source_type,
+                    source_id=source_id,
+                    currency=currency,
+                    metadata=metadata,
+                )
+        except OperationalError:
+            if attempt == TRANSIENT_ATTEMPTS:
+                raise
+            logger.warning("revenue collection retried after a database error", extra={"attempt": attempt})
+            time.sleep(0.05 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def revenue_event_record(
+    *,
+    stream_id: int,
+    gross: Decimal,
+    description: str,
+    source_type: str,
+    source_id: str,
+    currency: str,
+    metadata: dict[str, Any] | None = None,
+) -> RevenueEvent:
+    """Inside the caller's transaction: the event and its stream's totals together."""
+    existing = RevenueEvent.objects.filter(source_type=source_type, source_id=source_id).first()
+    if existing is not None:
+        return existing
+    stream = RevenueStream.objects.filter(pk=stream_id).first()
+    if stream is None:
+        raise StreamNotFound(fields={"stream": [f"No revenue stream {stream_id}."]})
+    split = revenue_split(gross=gross)
+    now = timezone.now()
+    event_metadata = {
+        "timestamp": now.isoformat(),
+        "streamName": stream.name,
+        "correlationId": correlation_id_get(),
+        "onChainDeliveryStatus": "pending",
+        "retryAttempts": 0,
+        **(metadata or {}),
+    }
+    try:
+        with transaction.atomic():
+            event = RevenueEvent.objects.create(
+                stream=stream,
+                source_type=source_type,
+                source_id=source_id,
+                currency=currency,
+                gross_amount=gross,
+                net_amount=gross,
+                holder_share=split.holder,
+                reserve_share=split.reserve,
+                description=description[:255],
+                metadata=event_metadata,
+                created_at=now,
+            )
+    except IntegrityError:
+        # The same source was collected concurrently: keep the first event only.
+        return RevenueEvent.objects.get(source_type=source_type, source_id=source_id)
+    RevenueStream.objects.filter(pk=stream_id).update(collected=F("collected") + gross)
+    logger.info(
+        "revenue event recorded",
+        extra={
+            "event_id": event.pk,
+            "stream": stream.name,
+            "source": f"{source_type}:{source_id}",
+            "gross": str(gross),
+        },
+    )
+    return event
+
+
+# --- post-trade jobs (transactional outbox) ------------------------------------------------
+
 
 def post_trade_jobs_record(*, trades: Sequence[Trade]) -> list[PostTradeJob]:
-    """Called inside the matching transaction: one outbox row per trade, one statement."""
+    """Inside the matching transaction: one outbox row per trade in one statement; the
+    task that processes them is published only after the commit."""
     correlation_id = correlation_id_get()
     if correlation_id == "-":
         correlation_id = correlation_id_new()
-    jobs = [
-        PostTradeJob(trade=trade, correlation_id=correlation_id, created_at=trade.executed_at) for trade in trades
-    ]
-    return PostTradeJob.objects.bulk_create(jobs)
+    jobs = PostTradeJob.objects.bulk_create(
+        [PostTradeJob(trade=trade, correlation_id=correlation_id, created_at=trade.executed_at) for trade in trades]
+    )
+    from revenue.dispatch import post_trade_jobs_dispatch
+
+    transaction.on_commit(partial(post_trade_jobs_dispatch, job_ids=[job.pk for job in jobs]))
+    return jobs
+
+
+def post_trade_job_process(*, job_id: int) -> bool:
+    """Turn one job into its revenue events, exactly once. Returns False if it was
+    already done (a replayed task or a sweep racing the task)."""
+    with transaction.atomic(durable=True):
+        job = lock_post_trade_job(job_id=job_id)
+        if job is None or job.status == PostTradeJobStatus.DONE:
+            return False
+        with correlation_context(job.correlation_id or None):
+            trade = job.trade
+            symbol = trade.market.symbol
+            currency = trade.market.quote.symbol
+            total_fee = trade.taker_fee + trade.maker_fee
+            if total_fee > 0:
+                revenue_event_record(
+                    stream_id=streams.TRADING_FEES,
+                    gross=total_fee,
+                    description=f"Trading fees of trade {trade.pk} on {symbol}",
+                    source_type="trade",
+                    source_id=str(trade.pk),
+                    currency=currency,
+                    metadata={"tradeId": trade.pk, "postTradeJobId": job.pk},
+                )
+            if trade.is_house:
+                spread = quantize_down(abs(trade.price - trade.reference_price) * trade.quantity)
+                if spread > 0:
+                    revenue_event_record(
+                        stream_id=streams.MARKET_MAKING,
+                        gross=spread,
+                        description=f"House spread on trade {trade.pk} on {symbol}",
+                        source_type="house_fill",
+                        source_id=str(trade.pk),
+                        currency=currency,
+                        metadata={"tradeId": trade.pk, "postTradeJobId": job.pk},
+                    )
+            PostTradeJob.objects.filter(pk=job.pk).update(
+                status=PostTradeJobStatus.DONE, processed_at=timezone.now(), attempts=F("attempts") + 1
+            )
+            logger.info("post-trade job processed", extra={"job_id": job.pk, "trade_id": trade.pk})
+    return True
+
+
+def post_trade_jobs_process(*, job_ids: Sequence[int]) -> int:
+    """Process jobs one transaction each; a failing job is recorded and left for the sweep."""
+    processed = 0
+    for job_id in job_ids:
+        try:
+            processed += post_trade_job_process(job_id=job_id)
+        except Exception as exc:  # one bad job must not block the others; the sweep retries it
+            logger.exception("post-trade job failed", extra={"job_id": job_id})
+            PostTradeJob.objects.filter(pk=job_id, status=PostTradeJobStatus.PENDING).update(
+                attempts=F("attempts") + 1, last_error=str(exc)[:2000]
+            )
+    return processed

@@ -260,3 +260,8 @@ LOGGING = {
         "celery": {"level": "INFO"},
     },
 }
+
+# --- Post-trade jobs -----------------------------------------------------------------
+POST_TRADE_SWEEP_AGE_SECONDS = env_int("POST_TRADE_SWEEP_AGE_SECONDS", 20)
+POST_TRADE_SWEEP_BATCH = env_int("POST_TRADE_SWEEP_BATCH", 500)
+BROKER_RETRY_AFTER_SECONDS = env_int("BROKER_RETRY_AFTER_SECONDS", 5)

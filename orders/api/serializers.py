@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from orders.models import Market, Order
@@ -58,6 +59,7 @@ class LedgerAssetOutput(serializers.Serializer):
     balanced = serializers.BooleanField()
 
 
+@extend_schema_field({"oneOf": [{"type": "string", "example": "1.5"}, {"type": "number"}]})
 class AmountInput(serializers.Field):
     """A decimal given as a string or a number; parsed and checked against the market
     by the service (nothing is rounded here)."""
@@ -126,12 +128,14 @@ class OrderOutput(serializers.Serializer):
     fills = serializers.SerializerMethodField()
     events = OrderEventOutput(many=True)
 
+    @extend_schema_field({"type": "string", "nullable": True})
     def get_average_price(self, order: Order) -> str | None:
         from orders.selectors.orders import order_average_price
 
         average = order_average_price(order)
         return None if average is None else f"{average:f}"
 
+    @extend_schema_field(FillOutput(many=True))
     def get_fills(self, order: Order) -> list[dict[str, object]]:
         from orders.selectors.orders import order_fills
 

@@ -71,5 +71,5 @@ def _credit(
     lock_wallets(wallet_ids=[wallet_id])
     Wallet.objects.filter(pk=wallet_id).update(balance=F("balance") + amount)
     Deposit.objects.create(user_id=user_id, asset=asset, bucket=bucket, amount=amount, created_by=credited_by)
-    logger.info("wallet credited", extra={"user_id": user_id, "asset": asset.symbol, "amount": str(amount)})
+    logger.debug("wallet credited", extra={"user_id": user_id, "asset": asset.symbol, "amount": str(amount)})
     return Wallet.objects.select_related("asset").get(pk=wallet_id)

@@ -34,8 +34,12 @@ from orders.engine import (
 )
 
 D = Decimal
-TICKS = [D("0.01"), D("0.5"), D("1")]
-STEPS = [D("0.001"), D("0.1"), D("1")]
+# Tick * step reaches 10 decimal places with the finest pair, so notional rounding bites.
+TICKS = [D("0.000001"), D("0.01"), D("0.5"), D("1")]
+STEPS = [D("0.0001"), D("0.001"), D("0.1"), D("1")]
+# Prices are drawn within this many ticks of the reference, so that makers, limits and
+# guards often coincide exactly.
+PRICE_SPREAD_TICKS = 12
 OWNERS = [1, 2, 3]
 PROPERTY_SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -144,8 +148,11 @@ def amounts(*, scales: Sequence[int]) -> st.SearchStrategy[Decimal]:
 def market_rules(draw: st.DrawFn, *, with_house: bool | None = None) -> MarketRules:
     tick = draw(st.sampled_from(TICKS))
     step = draw(st.sampled_from(STEPS))
-    # The reference need not lie on the tick grid (it may be an index price).
-    reference = D(draw(st.integers(min_value=50, max_value=150))) + D(draw(st.integers(0, 999))) / 1000
+    # The reference need not lie on the tick grid (it may be an index price); when it does,
+    # guards such as 100 * 1.01 land exactly on a tick.
+    reference = D(draw(st.integers(min_value=50, max_value=150)))
+    if draw(st.booleans()):
+        reference += D(draw(st.integers(0, 999))) / 1000
     house = None
     if with_house if with_house is not None else draw(st.integers(0, 2)) > 0:
         house = HouseInventory(
@@ -169,7 +176,8 @@ def scenario(draw: st.DrawFn, *, market_with_house: bool = False) -> tuple[Taker
     rules = draw(market_rules(with_house=True if market_with_house else None))
     side = draw(st.sampled_from(list(Side)))
     centre = int(rules.reference_price / rules.price_tick)
-    spread_ticks = max(1, int(D(8) / rules.price_tick))
+    # Wide enough to reach beyond the largest guard sometimes, narrow enough for ties.
+    spread_ticks = draw(st.sampled_from([PRICE_SPREAD_TICKS, int(D(12) / rules.price_tick)]))
     raw = draw(
         st.lists(
             st.tuples(
@@ -506,7 +514,7 @@ class Exchange:
 @st.composite
 def order_stream(draw: st.DrawFn, rules: MarketRules) -> list[TakerOrder]:
     centre = int(rules.reference_price / rules.price_tick)
-    width = max(2, int(D(6) / rules.price_tick))
+    width = draw(st.sampled_from([PRICE_SPREAD_TICKS, int(D(6) / rules.price_tick)]))
     orders = []
     for _ in range(draw(st.integers(1, 25))):
         is_market = draw(st.integers(0, 3)) == 0

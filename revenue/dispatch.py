@@ -1,0 +1,46 @@
+"""Publishing Celery tasks after commit without ever failing or stalling the caller.
+
+If the broker is unreachable the work stays in the outbox and the periodic sweep picks
+it up; a short circuit breaker keeps requests fast while the broker is down."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+
+logger = logging.getLogger("revenue.dispatch")
+
+_lock = threading.Lock()
+_broker_down_until = 0.0
+
+
+def publish_safely(send: Callable[[], Any], *, what: str) -> bool:
+    global _broker_down_until
+    if time.monotonic() < _broker_down_until:
+        return False
+    try:
+        send()
+        return True
+    except Exception:  # broker unreachable or refusing: the outbox row is the source of truth
+        with _lock:
+            _broker_down_until = time.monotonic() + settings.BROKER_RETRY_AFTER_SECONDS
+        logger.warning("could not publish %s; the periodic sweep will pick it up", what, exc_info=True)
+        return False
+
+
+def broker_circuit_reset() -> None:
+    global _broker_down_until
+    _broker_down_until = 0.0
+
+
+def post_trade_jobs_dispatch(*, job_ids: list[int]) -> bool:
+    from revenue.tasks import post_trade_jobs_run
+
+    return publish_safely(
+        lambda: post_trade_jobs_run.apply_async(kwargs={"job_ids": job_ids}, retry=False), what="post-trade jobs"
+    )

@@ -1,0 +1,16 @@
+from core.errors import ApplicationError, NotFound
+
+
+class StreamNotFound(ApplicationError):
+    code = "stream_not_found"
+    default_message = "No such revenue stream."
+
+
+class InvalidRevenueAmount(ApplicationError):
+    code = "invalid_amount"
+    default_message = "A revenue amount must be a positive Decimal with at most 8 decimal places."
+
+
+class RevenueEventNotFound(NotFound):
+    code = "revenue_event_not_found"
+    default_message = "No such revenue event."

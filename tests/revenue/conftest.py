@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+
+from config.celery import app as celery_app
+from orders.system_accounts import house_user_id
+from revenue.dispatch import broker_circuit_reset
+from tests.factories import fund, market_create
+
+
+@pytest.fixture(autouse=True)
+def _closed_circuit():
+    broker_circuit_reset()
+    yield
+    broker_circuit_reset()
+
+
+@pytest.fixture
+def eager_tasks():
+    """Run published tasks inline, as a worker would right after the commit."""
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def broker_down(settings):
+    """Point publishing at a closed port: nothing can reach a broker."""
+    previous = celery_app.conf.broker_url
+    celery_app.conf.broker_url = "redis://127.0.0.1:9/0"
+    celery_app.conf.broker_connection_timeout = 0.2
+    celery_app.pool.force_close_all()
+    yield
+    celery_app.conf.broker_url = previous
+    celery_app.pool.force_close_all()
+
+
+@pytest.fixture
+def eth_market(db):
+    market = market_create("ETH-USDT")
+    from django.contrib.auth import get_user_model
+
+    house = get_user_model().objects.get(pk=house_user_id())
+    fund(house, "ETH", "10", bucket=market.pk)
+    fund(house, "USDT", "20000", bucket=market.pk)
+    return market

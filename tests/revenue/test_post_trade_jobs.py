@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+import pytest
+from django.db.models import Sum
+
+from orders.models import Trade
+from orders.services.order_requests import OrderRequest
+from orders.services.orders import order_place
+from revenue.models import PostTradeJob, RevenueEvent, RevenueStream
+from revenue.services import post_trade_job_process, post_trade_jobs_process
+from revenue.tasks import post_trade_jobs_sweep
+from tests.factories import fund
+
+pytestmark = pytest.mark.django_db
+
+
+def _cross(maker, taker, *, quantity="1", price="2000.00"):
+    fund(maker, "ETH", quantity)
+    fund(taker, "USDT", "100000")
+    order_place(
+        user=maker, request=OrderRequest(market="ETH-USDT", side="sell", type="limit", quantity=quantity, price=price)
+    )
+    order_place(user=taker, request=OrderRequest(market="ETH-USDT", side="buy", type="market", quantity=quantity))
+    return Trade.objects.order_by("-id").first()
+
+
+def test_trade_writes_its_job_in_the_same_transaction(eth_market, user, other_user, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        trade = _cross(user, other_user)
+    # The job exists before any callback ran: it was written with the trade.
+    assert PostTradeJob.objects.get(trade=trade).status == "pending"
+    assert callbacks, "the task is published only on commit"
+
+
+def test_task_on_commit_turns_each_trade_into_one_trading_fee_event(
+    eth_market, user, other_user, eager_tasks, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        trade = _cross(user, other_user, quantity="0.5", price="2000.00")
+    event = RevenueEvent.objects.get(source_type="trade", source_id=str(trade.pk))
+    assert event.stream_id == 0
+    assert event.gross_amount == trade.taker_fee + trade.maker_fee
+    assert trade.taker_fee == Decimal("1.2") and trade.maker_fee == Decimal("0.8")  # 12 and 8 bps of 1000
+    assert PostTradeJob.objects.get(trade=trade).status == "done"
+    assert not RevenueEvent.objects.filter(source_type="house_fill").exists()
+
+
+def test_house_fill_also_yields_a_market_making_event(eth_market, user):
+    fund(user, "USDT", "5000")
+    order_place(user=user, request=OrderRequest(market="ETH-USDT", side="buy", type="market", quantity="0.1"))
+    trade = Trade.objects.get(is_house=True)
+    assert trade.price == Decimal("2010.00")  # reference 2000 + 0.5%
+    post_trade_jobs_process(job_ids=[trade.post_trade_job.pk])
+    spread = RevenueEvent.objects.get(source_type="house_fill", source_id=str(trade.pk))
+    assert spread.stream_id == 4
+    assert spread.gross_amount == abs(trade.price - trade.reference_price) * trade.quantity == Decimal("1.0")
+    fees = RevenueEvent.objects.get(source_type="trade", source_id=str(trade.pk))
+    assert fees.gross_amount == trade.taker_fee  # the house pays no maker fee
+
+
+def test_replaying_a_job_or_a_task_never_duplicates(eth_market, user, other_user):
+    trade = _cross(user, other_user)
+    job = trade.post_trade_job
+    assert post_trade_job_process(job_id=job.pk) is True
+    assert post_trade_job_process(job_id=job.pk) is False
+    assert post_trade_jobs_process(job_ids=[job.pk, job.pk]) == 0
+    assert RevenueEvent.objects.filter(source_id=str(trade.pk)).count() == 1
+    assert RevenueStream.objects.get(pk=0).collected == trade.taker_fee + trade.maker_fee
+
+
+def test_a_job_whose_task_never_ran_is_recovered_by_the_sweep(eth_market, user, other_user, settings):
+    # The worker "died" after the commit: the job is pending and nobody processed it.
+    trade = _cross(user, other_user)
+    assert not RevenueEvent.objects.exists()
+    settings.POST_TRADE_SWEEP_AGE_SECONDS = 0
+    assert post_trade_jobs_sweep() == 1
+    assert RevenueEvent.objects.filter(source_id=str(trade.pk)).count() == 1
+    assert post_trade_jobs_sweep() == 0  # nothing left, nothing doubled
+
+
+def test_sweep_leaves_fresh_jobs_to_their_task(eth_market, user, other_user, settings):
+    _cross(user, other_user)
+    settings.POST_TRADE_SWEEP_AGE_SECONDS = 3600
+    assert post_trade_jobs_sweep() == 0
+
+
+def test_with_the_broker_unreachable_trades_succeed_and_events_follow(
+    eth_market, user, other_user, broker_down, settings, django_capture_on_commit_callbacks
+):
+    started = time.monotonic()
+    with django_capture_on_commit_callbacks(execute=True):
+        trades = [_cross(user, other_user, quantity="0.1") for _ in range(3)]
+    elapsed = time.monotonic() - started
+    assert all(t is not None for t in trades)
+    assert PostTradeJob.objects.filter(status="pending").count() == 3
+    assert elapsed < 5, "publishing must not stall requests while the broker is down"
+    # The broker is back: the periodic sweep delivers every fee exactly once.
+    settings.POST_TRADE_SWEEP_AGE_SECONDS = 0
+    assert post_trade_jobs_sweep() == 3
+    assert RevenueEvent.objects.filter(source_type="trade").count() == 3
+    total = sum(t.taker_fee + t.maker_fee for t in trades)
+    assert RevenueEvent.objects.aggregate(s=Sum("gross_amount"))["s"] == total
+
+
+def test_a_failing_job_is_recorded_and_retried_later(eth_market, user, other_user, monkeypatch):
+    trade = _cross(user, other_user)
+    import revenue.services as services
+
+    def boom(**kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(services, "revenue_event_record", boom)
+    assert post_trade_jobs_process(job_ids=[trade.post_trade_job.pk]) == 0
+    job = PostTradeJob.objects.get(pk=trade.post_trade_job.pk)
+    assert job.status == "pending" and job.attempts == 1 and "disk full" in job.last_error
+    monkeypatch.undo()
+    assert post_trade_jobs_process(job_ids=[job.pk]) == 1
