@@ -1,0 +1,218 @@
+from __future__ import annotations
+
+import csv
+import io
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.api.request import request_user
+from core.errors import InvalidParameter
+from core.money import format_amount
+from flywheel import selectors
+
+HUNDRED = Decimal(100)
+MAX_AMOUNT = Decimal("1e15")
+
+
+def _percent(fraction: Decimal) -> str:
+    return f"{(fraction * HUNDRED).quantize(Decimal('0.01')):f}"
+
+
+def _decimal_param(request: Request, name: str, *, required: bool, maximum: Decimal) -> Decimal | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        if required:
+            raise InvalidParameter(f"{name} is required.", fields={name: ["This parameter is required."]})
+        return None
+    try:
+        value = Decimal(raw.strip())
+    except (InvalidOperation, ValueError):
+        raise InvalidParameter(f"{name} must be a number.", fields={name: ["Must be a number."]}) from None
+    if not value.is_finite() or value < 0 or value > maximum:
+        raise InvalidParameter(f"{name} is out of range.", fields={name: [f"Must be between 0 and {maximum:f}."]})
+    return value
+
+
+def _impact_body(impact: selectors.Impact) -> dict[str, Any]:
+    return {
+        "ttx_holdings": format_amount(impact.ttx_holdings),
+        "monthly_volume": format_amount(impact.monthly_volume),
+        "trades_30d": impact.trades_30d,
+        "fees_paid_30d": format_amount(impact.fees_paid_30d),
+        "holder_share_generated_30d": format_amount(impact.holder_share_generated_30d),
+        "reserve_share_generated_30d": format_amount(impact.reserve_share_generated_30d),
+        "tier": None if impact.tier is None else impact.tier.name,
+        "fee_discount": _percent(Decimal(0) if impact.tier is None else impact.tier.discount),
+        "revenue_multiplier": f"{impact.revenue_multiplier:f}",
+        "share_of_supply": f"{impact.share_of_supply:f}",
+        "holder_revenue_30d": format_amount(impact.holder_revenue_30d),
+        "monthly_earnings": format_amount(impact.monthly_earnings),
+        "annual_earnings": format_amount(impact.annual_earnings),
+        "next_tier": None if impact.next_tier is None else impact.next_tier.name,
+    }
+
+
+class MetricsApi(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request) -> Response:
+        totals = selectors.revenue_totals()
+        streams = selectors.stream_figures_list()
+        return Response(
+            {
+                "total_platform_revenue": format_amount(totals["gross"]),
+                "holder_share_total": format_amount(totals["holder"]),
+                "reserve_share_total": format_amount(totals["reserve"]),
+                "holder_percentage": _percent(settings.REVENUE_HOLDER_PERCENTAGE),
+                "reserve_percentage": _percent(settings.REVENUE_RESERVE_PERCENTAGE),
+                "streams": [
+                    {
+                        "id": s.id,
+                        "name": s.name,
+                        "collected": format_amount(s.collected),
+                        "holder_share": format_amount(s.holder_share),
+                        "reserve_share": format_amount(s.reserve_share),
+                    }
+                    for s in streams
+                ],
+            }
+        )
+
+
+class ReserveStatusApi(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request) -> Response:
+        status = selectors.reserve_status()
+        return Response({key: format_amount(value) for key, value in status.items()})
+
+
+class RevenueStreamsApi(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request) -> Response:
+        streams = selectors.stream_figures_list()
+        total_target = sum((s.target_monthly for s in streams), Decimal(0))
+        this_month = sum((s.collected_this_month for s in streams), Decimal(0))
+        return Response(
+            {
+                "streams": [
+                    {
+                        "id": s.id,
+                        "name": s.name,
+                        "description": s.description,
+                        "collected": format_amount(s.collected),
+                        "distributed_to_holders": format_amount(s.distributed_to_holders),
+                        "target_monthly": format_amount(s.target_monthly),
+                        "collected_this_month": format_amount(s.collected_this_month),
+                        "progress": f"{s.progress:f}",
+                    }
+                    for s in streams
+                ],
+                "summary": {
+                    "total_collected": format_amount(sum((s.collected for s in streams), Decimal(0))),
+                    "total_distributed_to_holders": format_amount(
+                        sum((s.distributed_to_holders for s in streams), Decimal(0))
+                    ),
+                    "total_target_monthly": format_amount(total_target),
+                    "collected_this_month": format_amount(this_month),
+                    "progress": _percent(this_month / total_target) if total_target else "0.00",
+                    "active_streams": sum(1 for s in streams if s.collected > 0),
+                },
+            }
+        )
+
+
+class CalculatorApi(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("ttx_amount", str, required=True),
+            OpenApiParameter("monthly_volume", str, required=True),
+            OpenApiParameter("platform_revenue", str),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def get(self, request: Request) -> Response:
+        ttx = _decimal_param(request, "ttx_amount", required=True, maximum=settings.TTX_CIRCULATING_SUPPLY)
+        volume = _decimal_param(request, "monthly_volume", required=True, maximum=MAX_AMOUNT)
+        revenue = _decimal_param(request, "platform_revenue", required=False, maximum=MAX_AMOUNT)
+        assert ttx is not None and volume is not None  # noqa: S101  (required=True raised otherwise)
+        p = selectors.earnings_project(ttx_amount=ttx, monthly_volume=volume, platform_revenue=revenue)
+        return Response(
+            {
+                "ttx_amount": format_amount(p.ttx_amount),
+                "monthly_volume": format_amount(p.monthly_volume),
+                "tier": None if p.tier is None else p.tier.name,
+                "fee_discount": _percent(p.fee_discount),
+                "revenue_multiplier": f"{p.revenue_multiplier:f}",
+                "share_of_supply": f"{p.share_of_supply:f}",
+                "holder_pool_monthly": format_amount(p.holder_pool_monthly),
+                "monthly_earnings": format_amount(p.monthly_earnings),
+                "annual_earnings": format_amount(p.annual_earnings),
+                "monthly_fees_before_discount": format_amount(p.monthly_fees_before_discount),
+                "monthly_fee_savings": format_amount(p.monthly_fee_savings),
+            }
+        )
+
+
+class ComparisonApi(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(parameters=[OpenApiParameter("monthly_volume", str)], responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request, competitor: str) -> Response:
+        volume = _decimal_param(request, "monthly_volume", required=False, maximum=MAX_AMOUNT)
+        body = selectors.competitor_comparison(key=competitor, monthly_volume=volume or Decimal(100_000))
+        return Response({k: format_amount(v) if isinstance(v, Decimal) else v for k, v in body.items()})
+
+
+class MyImpactApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request) -> Response:
+        return Response(_impact_body(selectors.my_impact(user_id=request_user(request).pk)))
+
+
+class MyImpactExportApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
+    def get(self, request: Request) -> HttpResponse:
+        user = request_user(request)
+        body = _impact_body(selectors.my_impact(user_id=user.pk))
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, quoting=csv.QUOTE_MINIMAL)
+        writer.writerow(["metric", "value"])
+        writer.writerow(["username", user.get_username()])
+        for key, value in body.items():
+            writer.writerow([key, "" if value is None else value])
+        response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="my-impact.csv"'
+        return response
+
+
+class MyInsightsApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request) -> Response:
+        result = selectors.my_insights(impact=selectors.my_impact(user_id=request_user(request).pk))
+        insights = [
+            {k: format_amount(v) if isinstance(v, Decimal) else v for k, v in item.items()}
+            for item in result["insights"]  # type: ignore[attr-defined]
+        ]
+        return Response({"tier": result["tier"], "insights": insights})

@@ -1,0 +1,294 @@
+"""Every flywheel figure, computed from trades, revenue events and wallets with SQL
+aggregation: a fixed number of queries per call, Decimal throughout. The formulas are
+stated in docs/flywheel.md."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Case, DecimalField, F, Q, Sum, Value, When
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from flywheel.competitors import COMPETITORS, Competitor
+from flywheel.errors import CompetitorNotFound, TtxNotConfigured
+from orders.engine import TIERS, FeeTier, fee_tier_for, quantize_down
+from orders.models import Asset, Trade, Wallet
+from revenue.models import RevenueEvent, RevenueStream
+
+ZERO = Decimal(0)
+HUNDRED = Decimal(100)
+MONTHS_PER_YEAR = 12
+WINDOW_DAYS = 30
+# Revenue multiplier per fee tier (bronze .. diamond); 1.0 below the first tier.
+MULTIPLIERS = {"bronze": Decimal("1.1"), "silver": Decimal("1.25"), "gold": Decimal("1.5"),
+               "platinum": Decimal("2.0"), "diamond": Decimal("3.0")}  # fmt: skip
+MONEY = DecimalField(max_digits=30, decimal_places=8)
+
+
+def _sum(expression: object) -> Coalesce:
+    return Coalesce(Sum(expression), Value(ZERO), output_field=MONEY)
+
+
+def _q8(value: Decimal) -> Decimal:
+    return quantize_down(value)
+
+
+def multiplier_for(tier: FeeTier | None) -> Decimal:
+    return Decimal(1) if tier is None else MULTIPLIERS[tier.name]
+
+
+def _ttx_asset_id() -> int:
+    asset_id = Asset.objects.filter(symbol=settings.TTX_ASSET).values_list("pk", flat=True).first()
+    if asset_id is None:
+        raise TtxNotConfigured()
+    return int(asset_id)
+
+
+# --- public -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFigures:
+    id: int
+    name: str
+    description: str
+    collected: Decimal
+    holder_share: Decimal
+    reserve_share: Decimal
+    distributed_to_holders: Decimal
+    target_monthly: Decimal
+    collected_this_month: Decimal
+
+    @property
+    def progress(self) -> Decimal:
+        """Share of the monthly target collected this calendar month, in percent."""
+        if not self.target_monthly:
+            return ZERO
+        return (self.collected_this_month / self.target_monthly * HUNDRED).quantize(Decimal("0.01"))
+
+
+def stream_figures_list(*, now: datetime | None = None) -> list[StreamFigures]:
+    """Two queries: the streams, and one grouped aggregate over their events."""
+    month_start = (now or timezone.now()).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    sums = {
+        row["stream_id"]: row
+        for row in RevenueEvent.objects.values("stream_id").annotate(
+            gross=_sum("gross_amount"),
+            holder=_sum("holder_share"),
+            reserve=_sum("reserve_share"),
+            month=_sum(Case(When(created_at__gte=month_start, then=F("gross_amount")), default=Value(ZERO))),
+        )
+    }
+    empty = {"gross": ZERO, "holder": ZERO, "reserve": ZERO, "month": ZERO}
+    return [
+        StreamFigures(
+            id=stream.pk,
+            name=stream.name,
+            description=stream.description,
+            collected=sums.get(stream.pk, empty)["gross"],
+            holder_share=sums.get(stream.pk, empty)["holder"],
+            reserve_share=sums.get(stream.pk, empty)["reserve"],
+            distributed_to_holders=stream.distributed,
+            target_monthly=stream.target_monthly,
+            collected_this_month=sums.get(stream.pk, empty)["month"],
+        )
+        for stream in RevenueStream.objects.order_by("id")
+    ]
+
+
+def revenue_totals() -> dict[str, Decimal]:
+    row = RevenueEvent.objects.aggregate(
+        gross=_sum("gross_amount"), holder=_sum("holder_share"), reserve=_sum("reserve_share")
+    )
+    return {"gross": row["gross"], "holder": row["holder"], "reserve": row["reserve"]}
+
+
+def reserve_status() -> dict[str, Decimal]:
+    reserve = revenue_totals()["reserve"]
+    supply = settings.TTX_CIRCULATING_SUPPLY
+    return {
+        "total_reserve_collected": reserve,
+        "circulating_supply": supply,
+        "backing_per_token": _q8(reserve / supply) if supply else ZERO,
+    }
+
+
+def holder_revenue_last_30_days(*, now: datetime | None = None) -> Decimal:
+    since = (now or timezone.now()) - timedelta(days=WINDOW_DAYS)
+    return RevenueEvent.objects.filter(created_at__gte=since).aggregate(s=_sum("holder_share"))["s"]
+
+
+@dataclass(frozen=True, slots=True)
+class Projection:
+    ttx_amount: Decimal
+    tier: FeeTier | None
+    revenue_multiplier: Decimal
+    share_of_supply: Decimal
+    holder_pool_monthly: Decimal
+    monthly_earnings: Decimal
+    annual_earnings: Decimal
+    fee_discount: Decimal
+    monthly_volume: Decimal
+    monthly_fees_before_discount: Decimal
+    monthly_fee_savings: Decimal
+
+
+def earnings_project(*, ttx_amount: Decimal, monthly_volume: Decimal, platform_revenue: Decimal | None) -> Projection:
+    """platform_revenue: the platform's monthly revenue to project from; by default the
+    revenue actually collected in the last 30 days."""
+    monthly_revenue = (
+        platform_revenue
+        if platform_revenue is not None
+        else RevenueEvent.objects.filter(created_at__gte=timezone.now() - timedelta(days=WINDOW_DAYS)).aggregate(
+            s=_sum("gross_amount")
+        )["s"]
+    )
+    holder_pool = _q8(monthly_revenue * settings.REVENUE_HOLDER_PERCENTAGE)
+    tier = fee_tier_for(ttx_amount)
+    multiplier = multiplier_for(tier)
+    supply = settings.TTX_CIRCULATING_SUPPLY
+    share = ttx_amount / supply if supply else ZERO
+    monthly = _q8(holder_pool * share * multiplier)
+    fees = _q8(monthly_volume * Decimal(settings.TAKER_FEE_BPS) / Decimal(10_000))
+    discount = ZERO if tier is None else tier.discount
+    return Projection(
+        ttx_amount=ttx_amount,
+        tier=tier,
+        revenue_multiplier=multiplier,
+        share_of_supply=share.quantize(Decimal("1e-12")),
+        holder_pool_monthly=holder_pool,
+        monthly_earnings=monthly,
+        annual_earnings=monthly * MONTHS_PER_YEAR,
+        fee_discount=discount,
+        monthly_volume=monthly_volume,
+        monthly_fees_before_discount=fees,
+        monthly_fee_savings=_q8(fees * discount),
+    )
+
+
+def competitor_comparison(*, key: str, monthly_volume: Decimal) -> dict[str, object]:
+    competitor: Competitor | None = COMPETITORS.get(key.lower())
+    if competitor is None:
+        raise CompetitorNotFound()
+    ours_maker, ours_taker = Decimal(settings.MAKER_FEE_BPS), Decimal(settings.TAKER_FEE_BPS)
+    their_cost = _q8(monthly_volume * competitor.taker_fee_bps / Decimal(10_000))
+    our_cost = _q8(monthly_volume * ours_taker / Decimal(10_000))
+    return {
+        "competitor": competitor.key,
+        "name": competitor.name,
+        "kind": competitor.kind,
+        "note": competitor.note,
+        "their_maker_fee_bps": competitor.maker_fee_bps,
+        "their_taker_fee_bps": competitor.taker_fee_bps,
+        "our_maker_fee_bps": ours_maker,
+        "our_taker_fee_bps": ours_taker,
+        "example_monthly_volume": monthly_volume,
+        "their_taker_cost": their_cost,
+        "our_taker_cost": our_cost,
+        "monthly_savings": their_cost - our_cost,
+        "holder_share_of_our_fees": _q8(our_cost * settings.REVENUE_HOLDER_PERCENTAGE),
+    }
+
+
+# --- personal ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Impact:
+    ttx_holdings: Decimal
+    monthly_volume: Decimal
+    trades_30d: int
+    fees_paid_30d: Decimal
+    holder_share_generated_30d: Decimal
+    reserve_share_generated_30d: Decimal
+    tier: FeeTier | None
+    next_tier: FeeTier | None
+    revenue_multiplier: Decimal
+    share_of_supply: Decimal
+    holder_revenue_30d: Decimal
+    monthly_earnings: Decimal
+    annual_earnings: Decimal
+
+
+def my_impact(*, user_id: int, now: datetime | None = None) -> Impact:
+    """Four queries: TTX asset, the caller's TTX, their 30-day trades, 30-day holder revenue."""
+    ttx_asset_id = _ttx_asset_id()
+    moment = now or timezone.now()
+    holdings = Wallet.objects.filter(user_id=user_id, asset_id=ttx_asset_id).aggregate(s=_sum("balance"))["s"]
+    as_taker, as_maker = Q(taker_user_id=user_id), Q(maker_user_id=user_id)
+    trades = Trade.objects.filter(as_taker | as_maker, executed_at__gte=moment - timedelta(days=WINDOW_DAYS)).aggregate(
+        volume=_sum("quote_amount"),
+        fees=_sum(Case(When(as_taker, then=F("taker_fee")), default=F("maker_fee"))),
+        count=Sum(Value(1)),
+    )
+    fees = trades["fees"]
+    holder_generated = _q8(fees * settings.REVENUE_HOLDER_PERCENTAGE)
+    pool = holder_revenue_last_30_days(now=moment)
+    tier = fee_tier_for(holdings)
+    multiplier = multiplier_for(tier)
+    supply = settings.TTX_CIRCULATING_SUPPLY
+    share = holdings / supply if supply else ZERO
+    monthly = _q8(pool * share * multiplier)
+    return Impact(
+        ttx_holdings=holdings,
+        monthly_volume=trades["volume"],
+        trades_30d=int(trades["count"] or 0),
+        fees_paid_30d=fees,
+        holder_share_generated_30d=holder_generated,
+        reserve_share_generated_30d=fees - holder_generated,
+        tier=tier,
+        next_tier=next((t for t in TIERS if t.threshold > holdings), None),
+        revenue_multiplier=multiplier,
+        share_of_supply=share.quantize(Decimal("1e-12")),
+        holder_revenue_30d=pool,
+        monthly_earnings=monthly,
+        annual_earnings=monthly * MONTHS_PER_YEAR,
+    )
+
+
+def my_insights(*, impact: Impact) -> dict[str, object]:
+    """What the next tier would change for this trader, in numbers."""
+    insights: list[dict[str, object]] = []
+    current_discount = ZERO if impact.tier is None else impact.tier.discount
+    monthly_fee_base = _q8(impact.fees_paid_30d / (1 - current_discount)) if current_discount < 1 else ZERO
+    next_tier = impact.next_tier
+    supply = settings.TTX_CIRCULATING_SUPPLY
+    if next_tier is not None:
+        needed = next_tier.threshold - impact.ttx_holdings
+        next_multiplier = multiplier_for(next_tier)
+        next_share = next_tier.threshold / supply if supply else ZERO
+        next_monthly = _q8(impact.holder_revenue_30d * next_share * next_multiplier)
+        insights.append(
+            {
+                "kind": "next_tier",
+                "message": (
+                    f"Hold {needed:f} more TTX to reach {next_tier.name}: {next_tier.discount * HUNDRED:.0f}% off fees "
+                    f"and a {next_multiplier}x revenue multiplier."
+                ),
+                "next_tier": next_tier.name,
+                "ttx_needed": needed,
+                "fee_discount": next_tier.discount,
+                "revenue_multiplier": f"{next_multiplier:f}",
+                "monthly_fee_savings": _q8(monthly_fee_base * (next_tier.discount - current_discount)),
+                "projected_monthly_earnings": next_monthly,
+                "projected_annual_earnings": next_monthly * MONTHS_PER_YEAR,
+            }
+        )
+    if impact.monthly_volume == 0:
+        insights.append({"kind": "no_recent_trades", "message": "You have no trades in the last 30 days."})
+    else:
+        insights.append(
+            {
+                "kind": "your_contribution",
+                "message": (
+                    f"Your fees of {impact.fees_paid_30d:f} in 30 days sent "
+                    f"{impact.holder_share_generated_30d:f} to holders and "
+                    f"{impact.reserve_share_generated_30d:f} to the reserve."
+                ),
+            }
+        )
+    return {"tier": None if impact.tier is None else impact.tier.name, "insights": insights}

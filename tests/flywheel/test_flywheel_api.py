@@ -1,0 +1,209 @@
+from __future__ import annotations
+
+import csv
+import io
+from decimal import ROUND_DOWN, Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from orders.models import Asset, Trade
+from orders.services.order_requests import OrderRequest
+from orders.services.orders import order_place
+from orders.system_accounts import house_user_id
+from revenue.models import PostTradeJob, RevenueEvent
+from revenue.services import post_trade_jobs_process, revenue_collect
+from tests.factories import fund, market_create
+
+pytestmark = pytest.mark.django_db
+Q8 = Decimal("0.00000001")
+
+
+def q8(value: Decimal) -> Decimal:
+    return value.quantize(Q8, rounding=ROUND_DOWN)
+
+
+@pytest.fixture
+def traded(user, other_user):
+    """Real trades and their revenue events: `user` sells to `other_user` and buys from the house."""
+    market = market_create("ETH-USDT")
+    house = get_user_model().objects.get(pk=house_user_id())
+    fund(house, "ETH", "5", bucket=market.pk)
+    fund(user, "ETH", "2")
+    fund(user, "USDT", "10000")
+    fund(user, "TTX", "1500")  # silver: 20% off fees, multiplier 1.25
+    fund(other_user, "USDT", "10000")
+    order_place(
+        user=user, request=OrderRequest(market="ETH-USDT", side="sell", type="limit", quantity="1", price="2000.00")
+    )
+    order_place(user=other_user, request=OrderRequest(market="ETH-USDT", side="buy", type="market", quantity="1"))
+    order_place(user=user, request=OrderRequest(market="ETH-USDT", side="buy", type="market", quantity="0.1"))
+    post_trade_jobs_process(job_ids=list(PostTradeJob.objects.values_list("pk", flat=True)))
+    revenue_collect(stream=1, amount="3.33333333", description="withdrawal", source_type="withdrawal", source_id="w1")
+    return market
+
+
+def test_public_metrics_match_the_events(api_client, traded):
+    body = api_client.get("/api/flywheel/metrics").json()
+    events = list(RevenueEvent.objects.all())
+    gross = sum(e.gross_amount for e in events)
+    holder = sum(e.holder_share for e in events)
+    assert Decimal(body["total_platform_revenue"]) == gross
+    assert Decimal(body["holder_share_total"]) == holder
+    assert Decimal(body["reserve_share_total"]) == gross - holder
+    assert body["holder_percentage"] == "15.00" and body["reserve_percentage"] == "85.00"
+    trade_fees = sum(t.taker_fee + t.maker_fee for t in Trade.objects.all())
+    streams = {s["id"]: s for s in body["streams"]}
+    assert Decimal(streams[0]["collected"]) == trade_fees
+    house = Trade.objects.get(is_house=True)
+    assert Decimal(streams[4]["collected"]) == (house.price - house.reference_price) * house.quantity
+    assert Decimal(streams[1]["collected"]) == Decimal("3.33333333")
+    assert len(body["streams"]) == 10
+
+
+def test_reserve_status(api_client, traded):
+    body = api_client.get("/api/flywheel/reserve-status").json()
+    reserve = sum(e.reserve_share for e in RevenueEvent.objects.all())
+    assert Decimal(body["total_reserve_collected"]) == reserve
+    assert Decimal(body["circulating_supply"]) == Decimal(500_000_000)
+    assert Decimal(body["backing_per_token"]) == q8(reserve / Decimal(500_000_000))
+
+
+def test_revenue_streams_with_targets_and_progress(api_client, traded):
+    body = api_client.get("/api/flywheel/revenue-streams").json()
+    trading = body["streams"][0]
+    collected = Decimal(trading["collected"])
+    assert Decimal(trading["target_monthly"]) == Decimal(250000)
+    assert Decimal(trading["progress"]) == (collected / Decimal(250000) * 100).quantize(Decimal("0.01"))
+    assert Decimal(body["summary"]["total_collected"]) == sum(e.gross_amount for e in RevenueEvent.objects.all())
+    assert body["summary"]["active_streams"] == 3
+
+
+def test_calculator_projects_from_given_revenue(api_client, db):
+    body = api_client.get(
+        "/api/flywheel/calculator", {"ttx_amount": "10000", "monthly_volume": "50000", "platform_revenue": "100000"}
+    ).json()
+    pool = Decimal("15000")  # 15% of 100,000
+    share = Decimal(10000) / Decimal(500_000_000)
+    assert body["tier"] == "gold" and body["revenue_multiplier"] == "1.5"
+    assert Decimal(body["holder_pool_monthly"]) == pool
+    assert Decimal(body["monthly_earnings"]) == q8(pool * share * Decimal("1.5"))
+    assert Decimal(body["annual_earnings"]) == q8(pool * share * Decimal("1.5")) * 12
+    assert Decimal(body["monthly_fees_before_discount"]) == Decimal("60")  # 12 bps of 50,000
+    assert Decimal(body["monthly_fee_savings"]) == Decimal("21")  # 35% of 60
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"ttx_amount": "abc", "monthly_volume": "1"},
+        {"ttx_amount": "-1", "monthly_volume": "1"},
+        {"ttx_amount": "1", "monthly_volume": "NaN"},
+        {"ttx_amount": "1", "monthly_volume": "Infinity"},
+        {"ttx_amount": "1e30", "monthly_volume": "1"},
+        {"ttx_amount": "1", "monthly_volume": "1", "platform_revenue": "-5"},
+        {"ttx_amount": "1", "monthly_volume": "1", "platform_revenue": "1e99"},
+    ],
+)
+def test_calculator_rejects_bad_parameters(api_client, db, params):
+    response = api_client.get("/api/flywheel/calculator", params)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_parameter"
+
+
+@pytest.mark.parametrize("name", ["binance", "uniswap", "cryptocom", "Binance"])
+def test_comparison_known_competitors(api_client, db, name):
+    body = api_client.get(f"/api/flywheel/comparison/{name}", {"monthly_volume": "100000"}).json()
+    assert body["competitor"] == name.lower()
+    their = Decimal(body["their_taker_cost"])
+    ours = Decimal(body["our_taker_cost"])
+    assert ours == Decimal("120")  # 12 bps of 100,000
+    assert their == Decimal(100000) * Decimal(body["their_taker_fee_bps"]) / 10000
+    assert Decimal(body["monthly_savings"]) == their - ours
+
+
+def test_comparison_unknown_competitor(api_client, db):
+    response = api_client.get("/api/flywheel/comparison/nasdaq")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "competitor_not_found"
+
+
+@pytest.mark.parametrize("path", ["my-impact", "my-impact/export", "my-impact/insights"])
+def test_personal_routes_need_authentication(api_client, db, path):
+    response = api_client.get(f"/api/flywheel/{path}")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "not_authenticated"
+
+
+def test_my_impact_numbers(user_client, user, traded):
+    trades = Trade.objects.all()
+    volume = sum(t.quote_amount for t in trades)  # user took part in both trades
+    fees = sum(t.taker_fee if t.taker_user_id == user.pk else t.maker_fee for t in trades)
+    holder_pool = sum(e.holder_share for e in RevenueEvent.objects.all())
+    body = user_client.get("/api/flywheel/my-impact").json()
+    assert Decimal(body["ttx_holdings"]) == Decimal(1500)
+    assert Decimal(body["monthly_volume"]) == volume
+    assert Decimal(body["fees_paid_30d"]) == fees
+    assert Decimal(body["holder_share_generated_30d"]) == q8(fees * Decimal("0.15"))
+    assert Decimal(body["reserve_share_generated_30d"]) == fees - q8(fees * Decimal("0.15"))
+    assert body["tier"] == "silver" and body["revenue_multiplier"] == "1.25"
+    expected = q8(holder_pool * Decimal(1500) / Decimal(500_000_000) * Decimal("1.25"))
+    assert Decimal(body["monthly_earnings"]) == expected
+    assert Decimal(body["annual_earnings"]) == expected * 12
+    assert body["trades_30d"] == Trade.objects.count() == 2
+
+
+def test_my_impact_uses_a_bounded_number_of_queries(user_client, traded):
+    with CaptureQueriesContext(connection) as queries:
+        assert user_client.get("/api/flywheel/my-impact").status_code == 200
+    assert len(queries) <= 8, [q["sql"] for q in queries]
+
+
+def test_my_impact_export_is_a_csv_attachment(user_client, user, traded):
+    response = user_client.get("/api/flywheel/my-impact/export")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    assert response["Content-Disposition"] == 'attachment; filename="my-impact.csv"'
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert rows[0] == ["metric", "value"]
+    values = dict(rows[1:])
+    assert values["username"] == user.username
+    assert values["tier"] == "silver"
+    assert Decimal(values["fees_paid_30d"]) == Decimal(
+        user_client.get("/api/flywheel/my-impact").json()["fees_paid_30d"]
+    )
+
+
+def test_csv_quotes_awkward_usernames(api_client, db):
+    from tests.conftest import jwt_client
+    from tests.factories import UserFactory, asset_get
+
+    asset_get("TTX")
+    awkward = UserFactory(username="a,b")
+    rows = list(csv.reader(io.StringIO(jwt_client(awkward).get("/api/flywheel/my-impact/export").content.decode())))
+    assert ["username", "a,b"] in rows
+
+
+def test_insights_give_the_next_tier_with_numbers(user_client, traded):
+    body = user_client.get("/api/flywheel/my-impact/insights").json()
+    assert body["tier"] == "silver"
+    nxt = next(i for i in body["insights"] if i["kind"] == "next_tier")
+    assert nxt["next_tier"] == "gold"
+    assert Decimal(nxt["ttx_needed"]) == Decimal(8500)
+    assert nxt["revenue_multiplier"] == "1.5"
+    assert Decimal(nxt["projected_monthly_earnings"]) > 0
+
+
+def test_personal_routes_answer_503_without_ttx(user_client, db):
+    Asset.objects.filter(symbol="TTX").delete()
+    response = user_client.get("/api/flywheel/my-impact")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "ttx_not_configured"
+
+
+def test_session_authentication_works_for_my_impact(client, user, traded):
+    client.force_login(user)
+    assert client.get("/api/flywheel/my-impact").status_code == 200
