@@ -17,6 +17,7 @@ $(VENV)/.installed: pyproject.toml
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	scripts/vendor-assets
 	touch $@
 
 run: install
@@ -24,6 +25,13 @@ run: install
 
 test: install
 	scripts/test
+
+# Benchmarks on PostgreSQL (docs/performance.md): figures in bench/results.json and a table.
+bench: install
+	$(PY) -m bench
+
+bench-smoke: install
+	$(PY) -m bench --smoke
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 
 logger = logging.getLogger("revenue.dispatch")
 
@@ -44,3 +45,31 @@ def post_trade_jobs_dispatch(*, job_ids: list[int]) -> bool:
     return publish_safely(
         lambda: post_trade_jobs_run.apply_async(kwargs={"job_ids": job_ids}, retry=False), what="post-trade jobs"
     )
+
+
+DELIVERY_RUN_DEBOUNCE_KEY = "revenue:delivery-run:published"
+
+
+def revenue_delivery_dispatch() -> bool:
+    """After revenue events commit: publish one delivery run per DELIVERY_DEBOUNCE_SECONDS
+    (per cache), delayed by that window so a burst of trades shares one run and one batch.
+    Every event committed before the run starts is in it; anything missed is picked up by
+    the periodic re-drive."""
+    if not settings.DELIVERY_ENABLED:
+        return False
+    window = settings.DELIVERY_DEBOUNCE_SECONDS
+    if window > 0:
+        try:
+            if not cache.add(DELIVERY_RUN_DEBOUNCE_KEY, 1, timeout=window):
+                return False  # a run is already on its way
+        except Exception:  # cache down: publishing once too often is harmless
+            logger.warning("delivery debounce unavailable", exc_info=True)
+    from revenue.tasks import revenue_delivery_run
+
+    return publish_safely(
+        lambda: revenue_delivery_run.apply_async(countdown=window, retry=False), what="on-chain delivery run"
+    )
+
+
+def delivery_debounce_reset() -> None:
+    cache.delete(DELIVERY_RUN_DEBOUNCE_KEY)

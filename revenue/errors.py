@@ -14,3 +14,9 @@ class InvalidRevenueAmount(ApplicationError):
 class RevenueEventNotFound(NotFound):
     code = "revenue_event_not_found"
     default_message = "No such revenue event."
+
+
+class RevenueEventNotRetryable(ApplicationError):
+    code = "event_not_retryable"
+    status = 409
+    default_message = "Only failed or pending events can be queued again; this one is in flight or delivered."

@@ -111,9 +111,17 @@ def revenue_event_record(
                 created_at=now,
             )
     except IntegrityError:
-        # The same source was collected concurrently: keep the first event only.
-        return RevenueEvent.objects.get(source_type=source_type, source_id=source_id)
+        # The same source was collected concurrently: keep the first event only. Any other
+        # integrity error (a violated check) is a real error and propagates.
+        winner = RevenueEvent.objects.filter(source_type=source_type, source_id=source_id).first()
+        if winner is None:
+            raise
+        return winner
     RevenueStream.objects.filter(pk=stream_id).update(collected=F("collected") + gross)
+    from revenue.dispatch import revenue_delivery_dispatch
+
+    # The holder share goes on-chain after the commit; a burst of events publishes one run.
+    transaction.on_commit(revenue_delivery_dispatch)
     logger.info(
         "revenue event recorded",
         extra={

@@ -265,3 +265,32 @@ LOGGING = {
 POST_TRADE_SWEEP_AGE_SECONDS = env_int("POST_TRADE_SWEEP_AGE_SECONDS", 20)
 POST_TRADE_SWEEP_BATCH = env_int("POST_TRADE_SWEEP_BATCH", 500)
 BROKER_RETRY_AFTER_SECONDS = env_int("BROKER_RETRY_AFTER_SECONDS", 5)
+
+# --- On-chain delivery --------------------------------------------------------------
+# The holder share of revenue events, delivered in batches to the HolderReserve contract
+# (docs/delivery.md). One sender: the tasks run on the "chain" queue and the service
+# takes a database lock. Confirmations: CHAIN_CONFIRMATIONS (Chain block above).
+DELIVERY_ENABLED = env_bool("DELIVERY_ENABLED", True)
+DELIVERY_BATCH_SIZE = env_int("DELIVERY_BATCH_SIZE", 200)  # events per transaction, at most 256
+DELIVERY_MAX_BATCHES_PER_RUN = env_int("DELIVERY_MAX_BATCHES_PER_RUN", 5)
+DELIVERY_MAX_ATTEMPTS = env_int("DELIVERY_MAX_ATTEMPTS", 5)  # then the event is critical and alerted
+DELIVERY_REDRIVE_BATCH = env_int("DELIVERY_REDRIVE_BATCH", 20)  # events per periodic re-drive
+DELIVERY_RETRY_BASE_SECONDS = env_int("DELIVERY_RETRY_BASE_SECONDS", 60)  # next retry: base x 2^attempts
+DELIVERY_PENDING_STALE_SECONDS = env_int("DELIVERY_PENDING_STALE_SECONDS", 300)
+DELIVERY_STUCK_SECONDS = env_int("DELIVERY_STUCK_SECONDS", 30)  # pending this long: replace with higher fees
+DELIVERY_POLL_INTERVAL_SECONDS = env_int("DELIVERY_POLL_INTERVAL_SECONDS", 60)  # the beat re-drive
+DELIVERY_DEBOUNCE_SECONDS = env_int("DELIVERY_DEBOUNCE_SECONDS", 2)  # a burst of events publishes one run
+DELIVERY_PRICE_MARKET = env_str("DELIVERY_PRICE_MARKET", "ETH-USDT")  # its reference price converts USD to wei
+DELIVERY_MAX_FEE_PER_GAS_WEI = env_int("DELIVERY_MAX_FEE_PER_GAS_WEI", 500 * 10**9)  # replacements stop here
+DELIVERY_TASK_SOFT_TIME_LIMIT = env_int("DELIVERY_TASK_SOFT_TIME_LIMIT", 240)
+DELIVERY_TASK_TIME_LIMIT = env_int("DELIVERY_TASK_TIME_LIMIT", 300)
+CHAIN_RPC_TIMEOUT_SECONDS = env_int("CHAIN_RPC_TIMEOUT_SECONDS", 5)
+# Dev chains only (chain id 31337): `manage.py chain_deploy --dev` writes a fresh signer key
+# here (var/ is git-ignored). Production uses CHAIN_SIGNER_PRIVATE_KEY from a secret store.
+CHAIN_SIGNER_KEY_FILE = Path(env_str("CHAIN_SIGNER_KEY_FILE", str(VAR_DIR / "chain-signer.key")))
+CHAIN_DEV_FUNDING_WEI = 10**23  # 100,000 ETH for a dev signer
+ALERT_WEBHOOK_URL = env_str("ALERT_WEBHOOK_URL", "")
+CELERY_TASK_ROUTES = {
+    "revenue.tasks.revenue_delivery_run": {"queue": "chain"},
+    "revenue.tasks.revenue_delivery_redrive": {"queue": "chain"},
+}

@@ -48,7 +48,10 @@ class _Walk:
 def match(*, taker: TakerOrder, makers: Iterable[RestingOrder], rules: MarketRules) -> MatchResult:
     """Match `taker` against `makers` (opposite side, best price first, then oldest).
 
-    `makers` may be a lazy iterator; it is consumed only as far as the match needs."""
+    `makers` may be a lazy iterator; it is consumed only as far as the match needs, plus
+    a peek beyond a market order's guard: a market remainder expires for `slippage_guard`
+    when someone else's order lies beyond the guard (own orders never count as liquidity),
+    else for `no_liquidity`. Invalid input raises ValueError (TypeError for floats)."""
     _validate_rules(rules=rules)
     taker = _normalized(taker)
     _validate_taker(taker=taker, rules=rules)
@@ -97,7 +100,7 @@ def _walk(*, taker: TakerOrder, makers: Iterable[RestingOrder], rules: MarketRul
             if stp in (SelfTradePrevention.EXPIRE_TAKER, SelfTradePrevention.EXPIRE_BOTH):
                 stopped_by_stp = True
                 break
-            continue
+            continue  # skip and expire_maker move on to the next maker
 
         quantity = min(remaining, maker.remaining)
         fills.append(Fill(maker_id=maker.id, maker_owner_id=maker.owner_id, price=maker.price, quantity=quantity))

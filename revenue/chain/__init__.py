@@ -10,4 +10,6 @@ Modules:
     client                      connecting, signing, deploying, delivery primitives
     errors                      the exception family and ``classify_error``
     units                       ``usd_to_wei``
+    runtime                     the one Django-aware module: settings and ChainDeployment
+                                rows -> the worker's node, signer and contract
 """

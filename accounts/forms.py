@@ -1,0 +1,68 @@
+"""Forms of the account pages: shape checks only; credentials, throttling and password
+rules stay in accounts.services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from core.errors import ApplicationError, InvalidInput
+
+
+class ServiceForm(forms.Form):
+    """A page form whose errors read like the API's error envelope: the code, the
+    message and the per-field errors of the ApplicationError a service raised, or
+    `validation_error` when the form itself rejects the input."""
+
+    error_code: str | None = None
+    error_message: str | None = None
+    error_status: int = 200
+
+    def is_valid(self) -> bool:
+        valid = super().is_valid()
+        if not valid and self.error_code is None:
+            self.add_application_error(InvalidInput())
+        return valid
+
+    def add_application_error(self, exc: ApplicationError) -> None:
+        self.error_code, self.error_message, self.error_status = exc.code, exc.message, exc.status
+        for name, messages in (exc.fields or {}).items():
+            for message in messages:
+                self.add_error(name if name in self.fields else None, message)
+
+
+class LoginForm(ServiceForm):
+    username = forms.CharField(max_length=150, widget=forms.TextInput(attrs={"autocomplete": "username"}))
+    password = forms.CharField(
+        max_length=128, strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
+    )
+
+
+class RegisterForm(ServiceForm):
+    # The same shape as POST /api/auth/register.
+    username = forms.RegexField(
+        regex=r"^[\w.@+-]+\Z",
+        min_length=3,
+        max_length=150,
+        help_text="3 to 150 characters: letters, digits and @ . + - _",
+        error_messages={"invalid": "Use only letters, digits and @ . + - _"},
+        widget=forms.TextInput(attrs={"autocomplete": "username"}),
+    )
+    email = forms.EmailField(required=False, widget=forms.EmailInput(attrs={"autocomplete": "email"}))
+    password = forms.CharField(
+        max_length=128, strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+    )
+    password_confirm = forms.CharField(
+        label="Repeat password",
+        max_length=128,
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        password, confirm = cleaned.get("password"), cleaned.get("password_confirm")
+        if password and confirm and password != confirm:
+            self.add_error("password_confirm", "The two passwords differ.")
+        return cleaned

@@ -1,0 +1,114 @@
+"""Session pages: log in, register, log out. Credentials, throttling and password
+rules live in accounts.services; these views only move data in and out of forms."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, cast
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login, logout
+from django.contrib.auth.models import User
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from accounts.forms import LoginForm, RegisterForm
+from accounts.login_throttle import client_ip_of
+from accounts.services import user_authenticate, user_register
+from core.errors import ApplicationError
+
+View = Callable[..., HttpResponse]
+
+
+def page_login_required(view: View) -> View:
+    """login_required for pages and their htmx requests: an htmx request whose session
+    has expired makes the whole page go to the login form instead of swapping it in."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.user.is_authenticated:
+            return view(request, *args, **kwargs)
+        if getattr(request, "htmx", False):
+            current = request.htmx.current_url_abs_path or reverse("home")  # type: ignore[attr-defined]
+            return HttpResponseClientRedirect(f"{reverse(settings.LOGIN_URL)}?{urlencode({'next': current}, safe='/')}")
+        return redirect_to_login(request.get_full_path())
+
+    return wrapper
+
+
+def page_user(request: HttpRequest) -> User:
+    """The logged-in trader of a view behind page_login_required."""
+    user = request.user
+    if not isinstance(user, User) or not user.is_authenticated:
+        raise PermissionError("page_login_required must guard this view")
+    return user
+
+
+def safe_next(request: HttpRequest, default: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    allowed = url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return target if target and allowed else default
+
+
+@sensitive_post_parameters("password")
+@csrf_protect
+@never_cache
+@require_http_methods(["GET", "POST"])
+def login_page(request: HttpRequest) -> HttpResponse:
+    next_url = safe_next(request, reverse(settings.LOGIN_REDIRECT_URL))
+    form = LoginForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = user_authenticate(
+                username=form.cleaned_data["username"],
+                password=form.cleaned_data["password"],
+                client_ip=client_ip_of(request.META),
+            )
+        except ApplicationError as exc:
+            form.add_application_error(exc)
+        else:
+            login(request, cast(User, user))
+            return HttpResponseRedirect(next_url)
+    return render(request, "accounts/login.html", {"form": form, "next": next_url}, status=form.error_status)
+
+
+@sensitive_post_parameters("password", "password_confirm")
+@csrf_protect
+@never_cache
+@require_http_methods(["GET", "POST"])
+def register_page(request: HttpRequest) -> HttpResponse:
+    form = RegisterForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = user_register(
+                username=form.cleaned_data["username"],
+                password=form.cleaned_data["password"],
+                email=form.cleaned_data["email"],
+            )
+        except ApplicationError as exc:
+            form.add_application_error(exc)
+        else:
+            login(request, cast(User, user), backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(request, f"Welcome, {user.get_username()}. Your account is ready.")
+            return redirect("home")
+    return render(request, "accounts/register.html", {"form": form}, status=form.error_status)
+
+
+@require_POST
+def logout_page(request: HttpRequest) -> HttpResponse:
+    logout(request)
+    messages.info(request, "You are logged out.")
+    return redirect(settings.LOGOUT_REDIRECT_URL)

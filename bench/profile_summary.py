@@ -1,0 +1,107 @@
+"""Where the web workers' time goes, from py-spy's collapsed stacks.
+
+`BENCH_PYSPY=gil make bench` samples only the thread holding the GIL (Python CPU time),
+`BENCH_PYSPY=1` every non-idle thread (wall time, waits included); then
+`python -m bench.profile_summary var/bench/full/pyspy-*.txt` prints the inclusive share
+of the frames that matter for order placement (nested by indentation), and the top
+frames by self time."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import Counter
+
+# (indent, label, frame pattern): a sample counts for a row when any of its frames matches.
+ROWS: list[tuple[int, str, str]] = [
+    (0, "HTTP request (gunicorn handle_request)", r"^ThreadWorker\.handle_request "),
+    (1, "middleware, outside the view", r"^BaseHandler\.get_response "),
+    (1, "DRF: authentication (JWT user query) + throttle", r"^APIView\.initial "),
+    (2, "JWT authentication", r"^JWTAuthentication\.authenticate "),
+    (2, "order throttle (cache read/write)", r"^ScopedRateThrottle\.allow_request "),
+    (1, "POST /api/orders", r"^OrdersApi\.post "),
+    (2, "input validation (OrderInput)", r"\.is_valid \(rest_framework/serializers\.py"),
+    (2, "order_place", r"^order_place \(orders/services/orders\.py"),
+    (3, "transaction (_order_place_atomic)", r"^_order_place_atomic "),
+    (4, "lock_market (SELECT ... FOR UPDATE)", r"^lock_market "),
+    (4, "_execute: match and settle", r"^_execute \(orders/services/orders\.py"),
+    (5, "resting_makers (book query)", r"^resting_makers "),
+    (5, "engine.match (pure matching)", r"^match \(orders/engine/matching\.py"),
+    (5, "_house_inventory", r"^_house_inventory "),
+    (5, "LockedLedger() (wallets_ensure + lock)", r"^LockedLedger\.__init__ "),
+    (5, "_fee_discounts", r"^_fee_discounts "),
+    (5, "LockedLedger.flush (wallet bulk_update)", r"^LockedLedger\.flush "),
+    (4, "_write: taker, trades, makers, events", r"^_write \(orders/services/orders\.py"),
+    (5, "maker bulk_update", r"^_write \(orders/services/orders\.py[^;]*;.*QuerySet\.bulk_update "),
+    (5, "post_trade_jobs_record (outbox)", r"^post_trade_jobs_record "),
+    (4, "COMMIT and on-commit hooks", r"^Atomic\.__exit__ "),
+    (5, "Celery publish (post_trade_jobs_dispatch)", r"^post_trade_jobs_dispatch "),
+    (5, "transition log lines", r"^_log_transitions "),
+    (3, "stop_orders_trigger (after commit)", r"^stop_orders_trigger "),
+    (2, "order_get_for_user (re-read for the answer)", r"^order_get_for_user "),
+    (2, "OrderOutput serialization", r"^Serializer\.data "),
+    (1, "POST /api/orders/{id}/cancel", r"^OrderCancelApi\.post "),
+    (0, "across the request: every QuerySet.bulk_update", r"^QuerySet\.bulk_update "),
+    (0, "across the request: SQL compilation (as_sql)", r"^SQLCompiler\.as_sql "),
+    (0, "across the request: psycopg execute", r"^Cursor\.execute \(psycopg"),
+    (0, "across the request: waiting on PostgreSQL (psycopg wait)", r"^Connection\.wait "),
+    (0, "module imports (first requests)", r"^_find_and_load "),
+]
+FRAME = re.compile(r"^(?P<func>.*) \((?P<file>.*?)(?::(?P<line>\d+))?\)$")
+PREFIXES = ("/work/main/.venv/lib/python3.11/site-packages/",)
+
+
+def _frame(raw: str) -> str:
+    match = FRAME.match(raw)
+    if not match:
+        return raw
+    path = match.group("file")
+    for prefix in PREFIXES:
+        path = path.replace(prefix, "")
+    path = re.sub(r"^.*?/(?=(orders|revenue|core|accounts|config|bench)/)", "", path)
+    path = re.sub(r"^.*?site-packages/", "", path)
+    line = match.group("line")
+    return f"{match.group('func')} ({path}{':' + line if line else ''})"
+
+
+def summarize(paths: list[str]) -> str:
+    stacks: Counter[tuple[str, ...]] = Counter()
+    for path in paths:
+        with open(path) as handle:
+            for line in handle:
+                stack, _, count = line.rstrip("\n").rpartition(" ")
+                if stack and count.isdigit():
+                    stacks[tuple(_frame(f) for f in stack.split(";"))] += int(count)
+    total = sum(stacks.values())
+    if not total:
+        return "no samples"
+    patterns = [(indent, label, re.compile(pattern)) for indent, label, pattern in ROWS]
+    lines = [f"{total:,} samples", f"{'share':>7}  frame"]
+    for indent, label, pattern in patterns:
+        hits = sum(n for frames, n in stacks.items() if _matches(pattern, frames))
+        lines.append(f"{100 * hits / total:6.1f}%  {'  ' * indent}{label}")
+    own: Counter[str] = Counter()
+    for frames, n in stacks.items():
+        own[re.sub(r":\d+\)$", ")", frames[-1])] += n
+    lines.append("")
+    lines.append("top frames by self time")
+    lines.extend(f"{100 * n / total:6.1f}%  {name}" for name, n in own.most_common(25))
+    return "\n".join(lines)
+
+
+def _matches(pattern: re.Pattern[str], frames: tuple[str, ...]) -> bool:
+    if ";" in pattern.pattern:  # a pattern over the joined stack (nesting of two frames)
+        return any(pattern.search(";".join(frames[i:])) for i in range(len(frames)))
+    return any(pattern.search(frame) for frame in frames)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2:
+        print(__doc__)
+        return 2
+    print(summarize(argv[1:]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))

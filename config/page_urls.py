@@ -1,0 +1,24 @@
+"""Server-rendered pages (session auth). Included last from config.urls."""
+
+from django.urls import URLPattern, URLResolver, path
+
+from accounts import views as accounts
+from flywheel import views as flywheel
+from orders import views as orders
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("", orders.home, name="home"),
+    path("live/markets", orders.home_live, name="home-live"),
+    path("login", accounts.login_page, name="login"),
+    path("register", accounts.register_page, name="register"),
+    path("logout", accounts.logout_page, name="logout"),
+    path("trade/", orders.trade_default, name="trade-default"),
+    path("trade/<str:symbol>", orders.trade, name="trade"),
+    path("trade/<str:symbol>/live", orders.trade_live, name="trade-live"),
+    path("trade/<str:symbol>/order", orders.order_place_page, name="order-place"),
+    path("orders/", orders.order_history, name="orders"),
+    path("orders/<str:order_id>/cancel", orders.order_cancel_page, name="order-cancel"),
+    path("wallet/", orders.wallet, name="wallet"),
+    path("wallet/live", orders.wallet_live, name="wallet-live"),
+    path("flywheel/", flywheel.flywheel_page, name="flywheel"),
+]

@@ -1,0 +1,71 @@
+"""Forms of the trading pages. They check the shape of the input (the same shape as
+POST /api/orders); prices and quantities stay strings so that tick, step and every
+other trading rule is checked by the order service, exactly as for the API."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django import forms
+
+from accounts.forms import ServiceForm
+from orders.models import Market, OrderSide, OrderStatus, OrderType, SelfTradePrevention, TimeInForce
+from orders.services.order_requests import OrderRequest
+
+AMOUNT_MAX_LENGTH = 64  # as the API's AmountInput
+
+
+def step_attr(value: Decimal) -> str:
+    """A decimal as an HTML step/min attribute: 0.01, 0.0001, 1, never 1E+1."""
+    return f"{value.normalize():f}"
+
+
+class OrderForm(ServiceForm):
+    side = forms.ChoiceField(choices=OrderSide.choices, initial=OrderSide.BUY)
+    type = forms.ChoiceField(choices=OrderType.choices, initial=OrderType.LIMIT)
+    price = forms.CharField(required=False, max_length=AMOUNT_MAX_LENGTH)
+    stop_price = forms.CharField(required=False, max_length=AMOUNT_MAX_LENGTH)
+    quantity = forms.CharField(max_length=AMOUNT_MAX_LENGTH)
+    time_in_force = forms.ChoiceField(choices=[("", "Auto"), *TimeInForce.choices], required=False)
+    client_order_id = forms.CharField(required=False, max_length=64)
+    stp = forms.ChoiceField(choices=[("", "Default (skip)"), *SelfTradePrevention.choices], required=False)
+
+    def __init__(self, *args: object, market: Market, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.market = market
+        self.price_step = step_attr(market.price_tick)
+        self.quantity_step = step_attr(market.quantity_step)
+        self.quantity_min = step_attr(market.min_quantity)
+
+    def order_request(self) -> OrderRequest:
+        data = self.cleaned_data
+        return OrderRequest(
+            market=self.market.symbol,
+            side=data["side"],
+            type=data["type"],
+            quantity=data["quantity"],
+            price=data["price"] or None,
+            stop_price=data["stop_price"] or None,
+            time_in_force=data["time_in_force"] or None,
+            client_order_id=data["client_order_id"] or None,
+            stp=data["stp"] or None,
+        )
+
+    def values_to_keep(self) -> dict[str, str]:
+        """After a placed order: the same ticket again, without its client order id
+        (which would otherwise name the order just placed)."""
+        return {name: value for name, value in self.data.items() if name in self.fields and name != "client_order_id"}
+
+
+class OrderFilterForm(forms.Form):
+    market = forms.ChoiceField(required=False)
+    status = forms.ChoiceField(choices=[("", "Any status"), *OrderStatus.choices], required=False)
+
+    def __init__(self, *args: object, markets: list[Market], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fields["market"].choices = [("", "All markets"), *((m.symbol, m.symbol) for m in markets)]  # type: ignore[attr-defined]
+
+    def filters(self) -> dict[str, str | None]:
+        if not self.is_valid():
+            return {"market": None, "status": None}
+        return {"market": self.cleaned_data["market"] or None, "status": self.cleaned_data["status"] or None}

@@ -1,0 +1,420 @@
+"""Server-rendered trading pages: markets, the trade screen, order history, wallet.
+
+Views are thin: forms check the input, services place and cancel, selectors read.
+What is here is presentation only: figures arranged for the templates (the book as
+a ladder with depth, a ticker from hourly candles, a fill seen from the trader's side)
+and the live regions that htmx polls."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db import OperationalError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.safestring import SafeString
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import trigger_client_event
+
+from accounts.views import page_login_required, page_user, safe_next
+from core.errors import ApplicationError, ServiceUnavailable
+from orders.errors import OrderNotFound
+from orders.forms import OrderFilterForm, OrderForm
+from orders.models import LIVE_STATUSES, Market, Order, OrderStatus, Trade
+from orders.selectors.book import BookLevel, order_book_get
+from orders.selectors.candles import candle_list
+from orders.selectors.markets import market_get, market_list
+from orders.selectors.orders import (
+    order_average_price,
+    order_get_for_user,
+    order_list_for_user,
+    order_open_list_for_user,
+    trade_list_for_market,
+    trade_list_for_user,
+)
+from orders.selectors.wallets import wallet_balance_get, wallet_list_for_user
+from orders.services.orders import order_cancel, order_place
+
+BOOK_DEPTH = 14
+RECENT_TRADES = 24
+OPEN_ORDERS = 50
+LATEST_FILLS = 20
+HISTORY_PAGE_SIZE = 25
+HUNDRED = Decimal(100)
+
+# --- presentation helpers ------------------------------------------------------------
+
+
+def _places(step: Decimal) -> int:
+    exponent = step.normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Formats:
+    """floatformat arguments for one market: grouped for reading, raw for inputs."""
+
+    price: str
+    price_raw: str
+    quantity: str
+    quantity_raw: str
+
+    @classmethod
+    def of(cls, market: Market) -> Formats:
+        price, quantity = _places(market.price_tick), _places(market.quantity_step)
+        return cls(price=f"{price}g", price_raw=str(price), quantity=f"{quantity}g", quantity_raw=str(quantity))
+
+
+@dataclass(frozen=True, slots=True)
+class Ticker:
+    market: Market
+    fmt: Formats
+    last_price: Decimal | None
+    open_24h: Decimal | None
+    high_24h: Decimal | None
+    low_24h: Decimal | None
+    volume_24h: Decimal
+
+    @property
+    def price(self) -> Decimal:
+        return self.last_price if self.last_price is not None else self.market.reference_price
+
+    @property
+    def change_pct(self) -> Decimal | None:
+        if self.open_24h is None or self.last_price is None or not self.open_24h:
+            return None
+        return ((self.last_price - self.open_24h) / self.open_24h * HUNDRED).quantize(Decimal("0.01"))
+
+    @property
+    def trend(self) -> str:
+        change = self.change_pct
+        return "flat" if not change else ("up" if change > 0 else "down")
+
+
+def _ticker(market: Market) -> Ticker:
+    """Last price and the 24 hourly candles before it (two queries)."""
+    candles = candle_list(market_id=market.pk, interval="1h", limit=24)
+    return Ticker(
+        market=market,
+        fmt=Formats.of(market),
+        last_price=market.last_price,
+        open_24h=candles[0].open if candles else None,
+        high_24h=max((c.high for c in candles), default=None),
+        low_24h=min((c.low for c in candles), default=None),
+        volume_24h=sum((c.volume for c in candles), Decimal(0)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LadderLevel:
+    price: Decimal
+    quantity: Decimal
+    orders: int
+    cumulative: Decimal
+    depth: int  # cumulative size as a percentage of the deeper side, for the depth bar
+
+
+def _ladder(levels: list[BookLevel], *, deepest: Decimal) -> list[LadderLevel]:
+    rows, running = [], Decimal(0)
+    for level in levels:
+        running += level.quantity
+        depth = int(running * HUNDRED / deepest) if deepest else 0
+        rows.append(LadderLevel(level.price, level.quantity, level.orders, running, max(depth, 1)))
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class Book:
+    bids: list[LadderLevel]
+    asks: list[LadderLevel]  # best (lowest) first
+
+    @property
+    def spread(self) -> Decimal | None:
+        return self.asks[0].price - self.bids[0].price if self.bids and self.asks else None
+
+    @property
+    def spread_pct(self) -> Decimal | None:
+        spread = self.spread
+        if spread is None or not self.asks[0].price:
+            return None
+        return (spread / self.asks[0].price * HUNDRED).quantize(Decimal("0.001"))
+
+
+def _book(market: Market) -> Book:
+    raw = order_book_get(market_id=market.pk, depth=BOOK_DEPTH)
+    deepest = max(sum((level.quantity for level in raw[side]), Decimal(0)) for side in ("bids", "asks"))
+    return Book(bids=_ladder(raw["bids"], deepest=deepest), asks=_ladder(raw["asks"], deepest=deepest))
+
+
+@dataclass(frozen=True, slots=True)
+class UserFill:
+    """A trade seen from one of its two sides."""
+
+    trade: Trade
+    side: str
+    fee: Decimal
+    liquidity: str
+
+
+def _user_fills(*, user_id: int, market: str | None, limit: int) -> list[UserFill]:
+    fills = []
+    for trade in trade_list_for_user(user_id=user_id, market=market).order_by("-id")[:limit]:
+        as_taker = trade.taker_user_id == user_id
+        other = "sell" if trade.taker_side == "buy" else "buy"
+        fills.append(
+            UserFill(
+                trade=trade,
+                side=trade.taker_side if as_taker else other,
+                fee=trade.taker_fee if as_taker else trade.maker_fee,
+                liquidity="taker" if as_taker else "maker",
+            )
+        )
+    return fills
+
+
+def _market_or_404(symbol: str) -> Market:
+    try:
+        return market_get(symbol=symbol)
+    except ApplicationError:
+        raise Http404("No such market.") from None
+
+
+# --- live regions ----------------------------------------------------------------------
+
+# A masked CSRF token differs on every render; it must not make a region look changed.
+_CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="[^"]*"')
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRegion:
+    """A part of a page that htmx refreshes by polling. `version` identifies its content,
+    so a poll only swaps what changed (focus and scroll elsewhere stay put)."""
+
+    name: str
+    html: SafeString
+
+    @property
+    def version(self) -> str:
+        return hashlib.sha256(_CSRF_INPUT.sub("", self.html).encode()).hexdigest()[:16]
+
+
+def _regions(request: HttpRequest, templates: Mapping[str, str], context: dict[str, Any]) -> dict[str, LiveRegion]:
+    return {name: LiveRegion(name, render_to_string(tpl, context, request=request)) for name, tpl in templates.items()}
+
+
+def _live_response(request: HttpRequest, regions: dict[str, LiveRegion]) -> HttpResponse:
+    """The regions whose version differs from what the page shows (`v=name:version,...`),
+    as out-of-band swaps; 204 when nothing changed."""
+    shown = dict(item.split(":", 1) for item in request.GET.get("v", "").split(",") if ":" in item)
+    changed = [region for name, region in regions.items() if shown.get(name) != region.version]
+    if not changed:
+        return HttpResponse(status=204)
+    return render(request, "partials/live_update.html", {"regions": changed})
+
+
+# --- home ------------------------------------------------------------------------------
+
+HOME_REGIONS = {"markets": "home/_markets.html"}
+
+
+def _home_regions(request: HttpRequest) -> dict[str, LiveRegion]:
+    return _regions(request, HOME_REGIONS, {"tickers": [_ticker(m) for m in market_list()]})
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "home/home.html", {"regions": _home_regions(request), "ttx_asset": settings.TTX_ASSET})
+
+
+@require_GET
+def home_live(request: HttpRequest) -> HttpResponse:
+    return _live_response(request, _home_regions(request))
+
+
+# --- trade -----------------------------------------------------------------------------
+
+PUBLIC_TRADE_REGIONS = {"ticker": "trade/_ticker.html", "book": "trade/_book.html", "trades": "trade/_trades.html"}
+TRADER_REGIONS = {
+    "balances": "trade/_balances.html",
+    "open_orders": "trade/_open_orders.html",
+    "fills": "trade/_fills.html",
+}
+
+
+def _trade_regions(request: HttpRequest, market: Market) -> dict[str, LiveRegion]:
+    context: dict[str, Any] = {
+        "market": market,
+        "fmt": Formats.of(market),
+        "ticker": _ticker(market),
+        "book": _book(market),
+        "trades": trade_list_for_market(market_id=market.pk, limit=RECENT_TRADES),
+    }
+    templates = dict(PUBLIC_TRADE_REGIONS)
+    if request.user.is_authenticated:
+        user_id = request.user.pk
+        context |= {
+            "base_balance": wallet_balance_get(user_id=user_id, asset_symbol=market.base.symbol),
+            "quote_balance": wallet_balance_get(user_id=user_id, asset_symbol=market.quote.symbol),
+            "open_orders": list(order_open_list_for_user(user_id=user_id, market_id=market.pk)[:OPEN_ORDERS]),
+            "fills": _user_fills(user_id=user_id, market=market.symbol, limit=LATEST_FILLS),
+        }
+        templates |= TRADER_REGIONS
+    return _regions(request, templates, context)
+
+
+def _trade_page(
+    request: HttpRequest, market: Market, *, form: OrderForm | None = None, status: int = 200
+) -> HttpResponse:
+    context = {
+        "market": market,
+        "fmt": Formats.of(market),
+        "markets": market_list(),
+        "form": form or OrderForm(market=market),
+        "regions": _trade_regions(request, market),
+    }
+    return render(request, "trade/trade.html", context, status=status)
+
+
+@require_GET
+def trade_default(request: HttpRequest) -> HttpResponse:
+    markets = market_list()
+    return redirect("trade", symbol=markets[0].symbol) if markets else redirect("home")
+
+
+@require_GET
+def trade(request: HttpRequest, symbol: str) -> HttpResponse:
+    return _trade_page(request, _market_or_404(symbol))
+
+
+@require_GET
+def trade_live(request: HttpRequest, symbol: str) -> HttpResponse:
+    return _live_response(request, _trade_regions(request, _market_or_404(symbol)))
+
+
+def _order_summary(order: Order, *, created: bool) -> str:
+    kind = order.type.replace("_", " ")
+    what = f"#{order.pk} {order.side} {kind} {order.quantity.normalize():f} {order.market.symbol}"
+    state = order.status.replace("_", " ") + (f" ({order.status_reason})" if order.status_reason else "")
+    return f"Order {what}: {state}." if created else f"Order {what} already exists with this client order id: {state}."
+
+
+@require_POST
+@page_login_required
+def order_place_page(request: HttpRequest, symbol: str) -> HttpResponse:
+    """Without JavaScript: POST, then redirect to the trade screen with a message (or the
+    screen again with the errors). With htmx: the order ticket is swapped in place."""
+    market = _market_or_404(symbol)
+    user = page_user(request)
+    form = OrderForm(request.POST, market=market)
+    placed: Order | None = None
+    summary = ""
+    if form.is_valid():
+        try:
+            result = order_place(user=user, request=form.order_request())
+        except ApplicationError as exc:
+            form.add_application_error(exc)
+        except OperationalError:  # the database is busy or away: retryable, as the API says
+            form.add_application_error(ServiceUnavailable())
+        else:
+            placed = order_get_for_user(user_id=user.pk, order_id=result.order_id)
+            summary = _order_summary(placed, created=result.created)
+    failed = placed is not None and placed.status in (OrderStatus.EXPIRED, OrderStatus.ERROR)
+    if request.htmx:  # type: ignore[attr-defined]
+        if placed is not None:
+            form = OrderForm(initial=form.values_to_keep(), market=market)
+        context = {"market": market, "form": form, "placed": placed, "summary": summary, "failed": failed}
+        response = render(request, "trade/_order_form.html", context, status=form.error_status)
+        return trigger_client_event(response, "live-refresh") if placed is not None else response
+    if placed is None:
+        return _trade_page(request, market, form=form, status=form.error_status)
+    messages.add_message(request, messages.WARNING if failed else messages.SUCCESS, summary)
+    return redirect("trade", symbol=market.symbol)
+
+
+def _order_id(raw: str) -> int | None:
+    return int(raw) if raw.isdigit() and len(raw) <= 18 else None
+
+
+@require_POST
+@page_login_required
+def order_cancel_page(request: HttpRequest, order_id: str) -> HttpResponse:
+    user = page_user(request)
+    status, level = 200, messages.SUCCESS
+    try:
+        order_pk = _order_id(order_id)
+        if order_pk is None:
+            raise OrderNotFound()
+        order_cancel(user=user, order_id=order_pk)
+        text = f"Order #{order_pk} cancelled."
+    except (ApplicationError, OperationalError) as exc:
+        error = exc if isinstance(exc, ApplicationError) else ServiceUnavailable()
+        status, level, text = error.status, messages.ERROR, f"{error.code}: {error.message}"
+    if request.htmx:  # type: ignore[attr-defined]
+        context = {"text": text, "level": "error" if level == messages.ERROR else "success"}
+        return trigger_client_event(render(request, "partials/toast.html", context, status=status), "live-refresh")
+    messages.add_message(request, level, text)
+    return redirect(safe_next(request, reverse("orders")))
+
+
+# --- orders and wallet -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRow:
+    order: Order
+    fmt: Formats
+    average_price: Decimal | None
+
+    @property
+    def is_live(self) -> bool:
+        return self.order.status in LIVE_STATUSES
+
+
+@require_GET
+@page_login_required
+def order_history(request: HttpRequest) -> HttpResponse:
+    user = page_user(request)
+    markets = market_list()
+    filter_form = OrderFilterForm(request.GET or None, markets=markets)
+    filters = filter_form.filters()
+    orders = order_list_for_user(user_id=user.pk, status=filters["status"], market=filters["market"]).order_by("-id")
+    page = Paginator(orders, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = [OrderRow(o, Formats.of(o.market), order_average_price(o)) for o in page.object_list]
+    context = {
+        "filter_form": filter_form,
+        "page": page,
+        "rows": rows,
+        "filter_query": urlencode({k: v for k, v in filters.items() if v}),
+        "filtered": any(filters.values()),
+    }
+    return render(request, "orders/history.html", context)
+
+
+WALLET_REGIONS = {"wallets": "wallet/_wallets.html"}
+
+
+def _wallet_regions(request: HttpRequest) -> dict[str, LiveRegion]:
+    return _regions(request, WALLET_REGIONS, {"wallets": wallet_list_for_user(user_id=page_user(request).pk)})
+
+
+@require_GET
+@page_login_required
+def wallet(request: HttpRequest) -> HttpResponse:
+    return render(request, "wallet/wallet.html", {"regions": _wallet_regions(request)})
+
+
+@require_GET
+@page_login_required
+def wallet_live(request: HttpRequest) -> HttpResponse:
+    return _live_response(request, _wallet_regions(request))

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.api.permissions import IsStaff
+from core.errors import InvalidParameter
+from core.money import format_amount
+from revenue.errors import RevenueEventNotFound, RevenueEventNotRetryable
+from revenue.models import RevenueEvent
+from revenue.reports import onchain_failure_report
+from revenue.worker_status import onchain_worker_status
+
+
+def _int_param(request: Request, *names: str, default: int | None, minimum: int, maximum: int) -> int | None:
+    raw = next((request.query_params[n] for n in names if request.query_params.get(n) not in (None, "")), None)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not minimum <= int(raw) <= maximum:
+        raise InvalidParameter(fields={names[0]: [f"Must be an integer from {minimum} to {maximum}."]})
+    return int(raw)
+
+
+def _money(value: Any) -> Any:
+    return format_amount(value) if isinstance(value, Decimal) else value
+
+
+class OnchainFailuresApi(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("stream_id", int),
+            OpenApiParameter("streamId", int, description="Alias of stream_id."),
+            OpenApiParameter("hours", int, description="Window in hours, default 24."),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def get(self, request: Request) -> Response:
+        stream_id = _int_param(request, "stream_id", "streamId", default=None, minimum=0, maximum=9)
+        hours = _int_param(request, "hours", default=24, minimum=1, maximum=24 * 366)
+        assert hours is not None  # noqa: S101  (it has a default)
+        report = onchain_failure_report(hours=hours, stream_id=stream_id)
+        return Response(
+            {
+                "summary": {k: _money(v) for k, v in report.summary.items()},
+                "by_stream": [
+                    {
+                        **{k: _money(v) for k, v in stream.items() if k != "events"},
+                        "events": [{k: _money(v) for k, v in event.items()} for event in stream["events"]],  # type: ignore[attr-defined]
+                    }
+                    for stream in report.by_stream
+                ],
+            }
+        )
+
+
+class OnchainWorkerStatusApi(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request) -> Response:
+        return Response(onchain_worker_status())
+
+
+class RevenueEventRetryApi(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
+    def post(self, request: Request, event_id: str) -> Response:
+        if not event_id.isdigit() or not RevenueEvent.objects.filter(pk=int(event_id)).exists():
+            raise RevenueEventNotFound()
+        from revenue.delivery import revenue_event_delivery_retry  # keeps web3 out of web workers
+
+        if not revenue_event_delivery_retry(event_id=int(event_id)):
+            raise RevenueEventNotRetryable()
+        return Response({"id": int(event_id), "status": "queued"}, status=202)

@@ -1,0 +1,55 @@
+"""The delivery worker's heartbeat: one row (id 1), written at the end of every cycle."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+
+from revenue.chain.client import chain_status, connect
+from revenue.models import DeliveryHeartbeat
+
+if TYPE_CHECKING:
+    from revenue.chain.runtime import ChainContext
+
+logger = logging.getLogger("revenue.delivery")
+
+
+def _chain_snapshot(context: ChainContext | None) -> dict[str, Any]:
+    if context is not None:
+        status = chain_status(
+            context.w3, contract_address=context.contract_address, signer_address=context.signer_address
+        )
+        return {**status, "contract_address": context.contract_address, "signer_address": context.signer_address}
+    if settings.WEB3_PROVIDER_URI:  # no context (node down, nothing deployed): what can still be seen
+        return chain_status(connect(provider_uri=settings.WEB3_PROVIDER_URI, timeout=2))
+    return {"connected": False}
+
+
+def delivery_heartbeat_write(
+    *, context: ChainContext | None, task: str, result: dict[str, Any], error: str, now: datetime
+) -> None:
+    """Never raises: a failing heartbeat must not hide the cycle's own outcome."""
+    try:
+        chain = _chain_snapshot(context)
+        fields: dict[str, Any] = {
+            "last_run_at": now,
+            "last_task": task,
+            "last_result": result,
+            "connected": bool(chain.get("connected")),
+            "chain_id": chain.get("chain_id"),
+            "block_number": chain.get("block_number"),
+            "next_sequence": chain.get("next_sequence"),
+            "signer_address": chain.get("signer_address") or "",
+            "signer_balance_wei": "" if chain.get("signer_balance_wei") is None else str(chain["signer_balance_wei"]),
+            "contract_address": chain.get("contract_address") or "",
+        }
+        if error:
+            fields.update(last_error=error[:2000], last_error_at=now)
+        else:
+            fields["last_success_at"] = now
+        DeliveryHeartbeat.objects.update_or_create(pk=1, defaults=fields)
+    except Exception:
+        logger.warning("could not write the delivery heartbeat", exc_info=True)

@@ -1,0 +1,66 @@
+"""Deploy the HolderReserve contract to the configured node and make it the active one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from revenue.chain.client import ChainError, dev_signer_fund
+from revenue.chain.runtime import (
+    DEV_CHAIN_IDS,
+    chain_context_reset,
+    chain_deploy,
+    chain_deploy_check,
+    node_connect,
+    signer_key_file_write,
+    signer_load,
+)
+
+
+class Command(BaseCommand):
+    help = (
+        "Deploy HolderReserve to WEB3_PROVIDER_URI and record it as the active deployment of that chain. "
+        "--dev (chain id 31337 only) generates and funds a fresh signer and writes its key to "
+        "CHAIN_SIGNER_KEY_FILE (var/chain-signer.key); otherwise the signer is CHAIN_SIGNER_PRIVATE_KEY."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--dev", action="store_true", help="dev chains: fresh funded signer key in the key file")
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="supersede the active deployment even with batches in flight (their events return to pending)",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        uri = settings.WEB3_PROVIDER_URI
+        if not uri:
+            raise CommandError(
+                "WEB3_PROVIDER_URI is empty: the embedded chain is deployed by the delivery worker itself"
+            )
+        try:
+            w3, chain_id = node_connect(uri)
+            if options["dev"]:
+                if chain_id not in DEV_CHAIN_IDS:
+                    raise CommandError(f"--dev is for dev chains only (chain id 31337), not chain {chain_id}")
+                chain_deploy_check(chain_id=chain_id, force=options["force"])
+                signer = dev_signer_fund(w3, amount_wei=settings.CHAIN_DEV_FUNDING_WEI)
+                # Written before the deployment it will sign for: a key is never lost. Never printed.
+                key_file = Path(settings.CHAIN_SIGNER_KEY_FILE)
+                signer_key_file_write(signer, path=key_file)
+                self.stdout.write(f"dev signer key written to {key_file} (mode 600)")
+            else:
+                signer = signer_load(chain_id=chain_id)
+            deployment = chain_deploy(w3=w3, signer=signer, force=options["force"])
+        except ChainError as exc:
+            raise CommandError(str(exc)) from exc
+        chain_context_reset()
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"HolderReserve {deployment.contract_address} deployed on chain {chain_id} "
+                f"(signer {deployment.signer_address}, block {deployment.deployed_block})"
+            )
+        )

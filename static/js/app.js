@@ -1,0 +1,198 @@
+/* TTX Exchange pages: small enhancements on top of server-rendered HTML and htmx.
+   Everything here is optional: the pages and the order form work without it. */
+(function () {
+  "use strict";
+
+  var doc = document;
+
+  /* --- live regions: tell the server which versions are shown, so a poll only
+         swaps what changed (204 when nothing did). --- */
+  doc.addEventListener("htmx:configRequest", function (event) {
+    var elt = event.detail.elt;
+    if (!elt || !elt.hasAttribute("data-live-poller")) return;
+    var shown = [];
+    doc.querySelectorAll("[data-live]").forEach(function (region) {
+      shown.push(region.getAttribute("data-live") + ":" + region.getAttribute("data-v"));
+    });
+    event.detail.parameters.v = shown.join(",");
+  });
+
+  /* --- toasts fade away --- */
+  doc.addEventListener("htmx:oobAfterSwap", function () {
+    doc.querySelectorAll("#toasts .toast:not([data-timer])").forEach(function (toast) {
+      toast.setAttribute("data-timer", "1");
+      setTimeout(function () { toast.remove(); }, 6000);
+    });
+  });
+
+  /* --- the order ticket --- */
+  function ticket() { return doc.getElementById("order-entry"); }
+
+  function checked(form, name) {
+    var input = form.querySelector("input[name='" + name + "']:checked");
+    return input ? input.value : "";
+  }
+
+  function syncTicket() {
+    var form = ticket();
+    if (!form) return;
+    form.classList.add("js");
+    var side = checked(form, "side") || "buy";
+    var type = checked(form, "type") || "limit";
+    form.setAttribute("data-side", side);
+    // Only the fields of this order type are shown and submitted.
+    form.querySelectorAll("[data-types]").forEach(function (field) {
+      var on = field.getAttribute("data-types").split(" ").indexOf(type) !== -1;
+      field.hidden = !on;
+      field.querySelectorAll("input").forEach(function (input) { input.disabled = !on; });
+    });
+    // GTC only makes sense for a limit order.
+    var tif = form.querySelector("select[name='time_in_force']");
+    if (tif) {
+      var gtc = tif.querySelector("option[value='GTC']");
+      if (gtc) gtc.disabled = type !== "limit";
+      if (type !== "limit" && tif.value === "GTC") tif.value = "";
+    }
+    var submit = form.querySelector("#order-submit");
+    if (submit) {
+      var base = form.getAttribute("data-base") || "";
+      submit.textContent = (side === "buy" ? "Buy " : "Sell ") + base;
+      submit.classList.toggle("btn-buy", side === "buy");
+      submit.classList.toggle("btn-sell", side === "sell");
+    }
+    doc.querySelectorAll("[data-balance-side]").forEach(function (row) {
+      row.classList.toggle("is-relevant", row.getAttribute("data-balance-side") === side);
+    });
+    estimate();
+  }
+
+  function estimate() {
+    var form = ticket();
+    if (!form) return;
+    var out = form.querySelector("#order-total");
+    var qty = parseFloat((form.querySelector("#order-quantity") || {}).value);
+    var priceInput = form.querySelector("#order-price");
+    var price = priceInput && !priceInput.disabled ? parseFloat(priceInput.value) : NaN;
+    if (isNaN(price)) {
+      var stop = form.querySelector("#order-stop-price");
+      price = stop && !stop.disabled ? parseFloat(stop.value) : NaN;
+    }
+    if (isNaN(price)) {
+      var last = doc.querySelector(".spread-last");
+      price = last ? parseFloat(last.textContent.replace(/,/g, "")) : NaN;
+    }
+    out.textContent = isNaN(qty) || isNaN(price) ? "—" : (qty * price).toLocaleString("en-US", { maximumFractionDigits: 2, minimumFractionDigits: 2 });
+  }
+
+  doc.addEventListener("change", function (event) {
+    if (event.target.closest && event.target.closest("#order-entry")) syncTicket();
+  });
+  doc.addEventListener("input", function (event) {
+    if (event.target.closest && event.target.closest("#order-entry")) estimate();
+  });
+  doc.addEventListener("htmx:afterSwap", function (event) {
+    if (event.detail.target && event.detail.target.id === "order-entry") syncTicket();
+  });
+  doc.addEventListener("htmx:afterSettle", function () { if (ticket()) syncTicket(); });
+
+  /* --- clicking a book level puts its price in the ticket --- */
+  doc.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest(".price-btn[data-price]");
+    if (!button) return;
+    var form = ticket();
+    if (!form) return;
+    var price = form.querySelector("#order-price");
+    if (!price) return;
+    var type = checked(form, "type");
+    if (type !== "limit") {
+      var limit = form.querySelector("#type-limit");
+      if (limit) { limit.checked = true; syncTicket(); }
+    }
+    price.value = button.getAttribute("data-price");
+    price.dispatchEvent(new Event("input", { bubbles: true }));
+    price.classList.remove("flash");
+    void price.offsetWidth;
+    price.classList.add("flash");
+  });
+
+  /* --- candle chart (TradingView Lightweight Charts) --- */
+  function initChart() {
+    var host = doc.getElementById("chart");
+    if (!host || !window.LightweightCharts) return;
+    var LC = window.LightweightCharts;
+    var places = parseInt(host.getAttribute("data-price-places") || "2", 10);
+    var tick = parseFloat(host.getAttribute("data-tick") || "0.01");
+    var css = getComputedStyle(doc.documentElement);
+    var color = function (name, fallback) { return (css.getPropertyValue(name) || fallback).trim(); };
+    var up = color("--up", "#2ebd85"), down = color("--down", "#f6465d");
+    var chart = LC.createChart(host, {
+      autoSize: true,
+      layout: {
+        background: { type: LC.ColorType.Solid, color: "transparent" },
+        textColor: color("--muted", "#8b949e"),
+        fontFamily: color("--font", "system-ui, sans-serif"),
+        attributionLogo: true
+      },
+      grid: { vertLines: { color: "rgba(139,148,158,0.08)" }, horzLines: { color: "rgba(139,148,158,0.08)" } },
+      rightPriceScale: { borderColor: color("--border", "#262d37") },
+      timeScale: { borderColor: color("--border", "#262d37"), timeVisible: true, secondsVisible: false },
+      crosshair: { mode: LC.CrosshairMode.Normal }
+    });
+    var candles = chart.addSeries(LC.CandlestickSeries, {
+      upColor: up, downColor: down, borderUpColor: up, borderDownColor: down, wickUpColor: up, wickDownColor: down,
+      priceFormat: { type: "price", precision: places, minMove: tick }
+    });
+    var volume = chart.addSeries(LC.HistogramSeries, { priceFormat: { type: "volume" }, priceScaleId: "" });
+    volume.priceScale().applyOptions({ scaleMargins: { top: 0.8, bottom: 0 } });
+    candles.priceScale().applyOptions({ scaleMargins: { top: 0.08, bottom: 0.24 } });
+
+    var url = host.getAttribute("data-candles-url");
+    var interval = "1m";
+    var busy = false;
+    var fitted = false;
+
+    function load() {
+      if (busy || doc.visibilityState !== "visible") return;
+      busy = true;
+      fetch(url + "?interval=" + interval + "&limit=300", { headers: { Accept: "application/json" }, credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.json() : []; })
+        .then(function (rows) {
+          var bars = [], vols = [];
+          rows.forEach(function (c) {
+            var t = Math.floor(Date.parse(c.time) / 1000);
+            var o = parseFloat(c.open), cl = parseFloat(c.close);
+            bars.push({ time: t, open: o, high: parseFloat(c.high), low: parseFloat(c.low), close: cl });
+            vols.push({ time: t, value: parseFloat(c.volume), color: cl >= o ? "rgba(46,189,133,0.35)" : "rgba(246,70,93,0.35)" });
+          });
+          candles.setData(bars);
+          volume.setData(vols);
+          host.classList.toggle("is-empty", bars.length === 0);
+          if (!fitted && bars.length) { chart.timeScale().fitContent(); fitted = true; }
+        })
+        .catch(function () { /* keep the last picture; the next poll retries */ })
+        .finally(function () { busy = false; });
+    }
+
+    doc.querySelectorAll("[data-interval]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        interval = button.getAttribute("data-interval");
+        fitted = false;
+        doc.querySelectorAll("[data-interval]").forEach(function (b) {
+          b.setAttribute("aria-pressed", b === button ? "true" : "false");
+        });
+        load();
+      });
+    });
+    load();
+    setInterval(load, 3000);
+    doc.addEventListener("visibilitychange", load);
+    doc.body.addEventListener("live-refresh", load);  // right after the trader's own order or cancel
+  }
+
+  function ready() {
+    syncTicket();
+    initChart();
+  }
+  if (doc.readyState === "loading") doc.addEventListener("DOMContentLoaded", ready);
+  else ready();
+})();

@@ -1,0 +1,387 @@
+"""POST /api/orders: what is accepted, what is refused (and that a refusal leaves no
+order and no lock behind), defaults, insufficient funds and client_order_id idempotency."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from orders.models import Order, OrderEvent, Wallet
+from tests.factories import fund, market_create
+from tests.orders.invariants import assert_invariants
+from tests.orders.support import post_order, wallet
+
+pytestmark = pytest.mark.django_db
+
+ORDER_KEYS = {
+    "id",
+    "client_order_id",
+    "market",
+    "side",
+    "type",
+    "time_in_force",
+    "stp",
+    "price",
+    "stop_price",
+    "quantity",
+    "filled_quantity",
+    "remaining_quantity",
+    "average_price",
+    "fee_paid",
+    "status",
+    "status_reason",
+    "created_at",
+    "updated_at",
+    "filled_at",
+    "cancelled_at",
+    "fills",
+    "events",
+}
+
+
+def assert_error(response, status: int, code: str, field: str | None = None) -> None:
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert set(body) == {"error"}
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    if field is not None:
+        assert field in body["error"]["fields"], body
+
+
+def assert_nothing_happened(user) -> None:
+    assert not Order.objects.exists()
+    assert not OrderEvent.objects.exists()
+    assert not Wallet.objects.filter(user=user).exclude(locked=0).exists()
+    assert_invariants()
+
+
+@pytest.fixture
+def funded(market, user):
+    fund(user, "USDT", "100000")
+    fund(user, "ETH", "10")
+    return user
+
+
+# --- defaults and the answer's shape -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "tif"),
+    [
+        ({"type": "limit", "price": "1000.00"}, "GTC"),
+        ({"type": "market"}, "IOC"),
+        ({"type": "stop_loss", "stop_price": "1500.00"}, "IOC"),
+        ({"type": "take_profit", "stop_price": "2500.00"}, "IOC"),
+    ],
+)
+def test_time_in_force_defaults(funded, user_client, body, tif):
+    response = post_order(user_client, side="sell", quantity="0.5", **body)
+    assert response.status_code == 201, response.content
+    order = response.json()
+    assert order["time_in_force"] == tif
+    assert order["stp"] == "skip"
+    assert Order.objects.get().time_in_force == tif
+    assert_invariants()
+
+
+def test_created_order_answer_has_the_contract_shape(funded, user_client):
+    response = post_order(
+        user_client, side="buy", type="limit", quantity="1.5", price="1000.00", client_order_id="mine-1"
+    )
+    assert response.status_code == 201
+    order = response.json()
+    assert set(order) == ORDER_KEYS
+    assert order["id"] == str(Order.objects.get().pk)
+    assert order["client_order_id"] == "mine-1"
+    assert order["market"] == "ETH-USDT"
+    assert (order["side"], order["type"], order["time_in_force"]) == ("buy", "limit", "GTC")
+    assert order["price"] == "1000.00000000"
+    assert order["stop_price"] is None
+    assert order["quantity"] == "1.50000000"
+    assert order["filled_quantity"] == "0.00000000"
+    assert order["remaining_quantity"] == "1.50000000"
+    assert order["average_price"] is None
+    assert order["fee_paid"] == "0.00000000"
+    assert (order["status"], order["status_reason"]) == ("open", None)
+    assert order["filled_at"] is None and order["cancelled_at"] is None
+    assert order["created_at"].endswith("Z")
+    assert order["fills"] == []
+    assert [(e["status"], e["reason"]) for e in order["events"]] == [("open", None)]
+    assert order["events"][0]["at"] == order["created_at"]
+    assert_invariants()
+
+
+def test_numbers_are_accepted_as_well_as_strings(funded, user_client):
+    response = post_order(user_client, side="buy", type="limit", quantity=1.5, price=1000)
+    assert response.status_code == 201, response.content
+    assert (response.json()["quantity"], response.json()["price"]) == ("1.50000000", "1000.00000000")
+    assert_invariants()
+
+
+# --- GTC on orders that execute as market orders --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"type": "market"},
+        {"type": "stop_loss", "stop_price": "1500.00"},
+        {"type": "take_profit", "stop_price": "2500.00"},
+    ],
+)
+def test_gtc_on_market_like_orders_is_refused(funded, user, user_client, body):
+    response = post_order(user_client, side="sell", quantity="0.5", time_in_force="GTC", **body)
+    assert_error(response, 400, "invalid_time_in_force", "time_in_force")
+    assert_nothing_happened(user)
+
+
+@pytest.mark.parametrize("tif", ["IOC", "FOK"])
+def test_market_orders_accept_ioc_and_fok(funded, user_client, tif):
+    response = post_order(user_client, side="sell", type="market", quantity="0.5", time_in_force=tif)
+    assert response.status_code == 201
+    assert response.json()["time_in_force"] == tif
+    assert_invariants()
+
+
+# --- price and stop_price rules ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"type": "limit"}, "price"),
+        ({"type": "limit", "price": None}, "price"),
+        ({"type": "market", "price": "2000.00"}, "price"),
+        ({"type": "stop_loss"}, "stop_price"),
+        ({"type": "take_profit", "stop_price": None}, "stop_price"),
+        ({"type": "stop_loss", "stop_price": "1500.00", "price": "1500.00"}, "price"),
+        ({"type": "limit", "price": "2000.00", "stop_price": "1500.00"}, "stop_price"),
+        ({"type": "market", "stop_price": "1500.00"}, "stop_price"),
+    ],
+)
+def test_price_required_and_forbidden(funded, user, user_client, body, field):
+    response = post_order(user_client, side="sell", quantity="0.5", **body)
+    assert_error(response, 400, "invalid_price", field)
+    assert_nothing_happened(user)
+
+
+# --- tick, step and minimum: rejected, never rounded -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        ({"price": "2000.001"}, "invalid_price", "price"),
+        ({"price": "2000.009"}, "invalid_price", "price"),
+        ({"price": 2000.005}, "invalid_price", "price"),
+        ({"price": "0"}, "invalid_price", "price"),
+        ({"price": "-2000.00"}, "invalid_price", "price"),
+        ({"price": "abc"}, "invalid_price", "price"),
+        ({"price": "2000.000000001"}, "invalid_price", "price"),
+        ({"quantity": "0.00015"}, "invalid_quantity", "quantity"),
+        ({"quantity": "1.00001"}, "invalid_quantity", "quantity"),
+        ({"quantity": 0.00015}, "invalid_quantity", "quantity"),
+        ({"quantity": "0"}, "invalid_quantity", "quantity"),
+        ({"quantity": "-1"}, "invalid_quantity", "quantity"),
+        ({"quantity": "0.000000001"}, "invalid_quantity", "quantity"),
+        ({"quantity": "NaN"}, "invalid_quantity", "quantity"),
+        ({"quantity": "Infinity"}, "invalid_quantity", "quantity"),
+        ({"quantity": "1e40"}, "invalid_quantity", "quantity"),
+    ],
+)
+def test_off_grid_values_are_rejected_not_rounded(funded, user, user_client, body, code, field):
+    request = {"side": "buy", "type": "limit", "quantity": "1", "price": "2000.00", **body}
+    response = post_order(user_client, **request)
+    assert_error(response, 400, code, field)
+    assert_nothing_happened(user)
+
+
+def test_off_tick_stop_price_is_rejected(funded, user, user_client):
+    response = post_order(user_client, side="sell", type="stop_loss", quantity="1", stop_price="1500.005")
+    assert_error(response, 400, "invalid_price", "stop_price")
+    assert_nothing_happened(user)
+
+
+def test_quantity_below_the_market_minimum_is_rejected(user, user_client):
+    market_create("BTC-USDT", quantity_step="0.0001", min_quantity="0.001", reference_price="30000.00")
+    fund(user, "BTC", "1")
+    below = post_order(user_client, market="BTC-USDT", side="sell", type="limit", quantity="0.0009", price="30000")
+    assert_error(below, 400, "invalid_quantity", "quantity")
+    assert_nothing_happened(user)
+    at_minimum = post_order(user_client, market="BTC-USDT", side="sell", type="limit", quantity="0.001", price="30000")
+    assert at_minimum.status_code == 201
+    assert at_minimum.json()["quantity"] == "0.00100000"
+    assert_invariants()
+
+
+def test_unknown_market_in_the_body_is_a_400(funded, user, user_client):
+    response = post_order(user_client, market="DOGE-USDT", side="buy", type="limit", quantity="1", price="1")
+    assert_error(response, 400, "market_not_found", "market")
+    assert_nothing_happened(user)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"side": "hold", "type": "limit", "quantity": "1", "price": "1"},
+        {"side": "buy", "type": "iceberg", "quantity": "1", "price": "1"},
+        {"side": "buy", "type": "limit", "price": "1"},
+        {"side": "buy", "type": "limit", "quantity": ["1"], "price": "1"},
+        {"side": "buy", "type": "limit", "quantity": True, "price": "1"},
+        {"side": "buy", "type": "limit", "quantity": "1", "price": {"v": 1}},
+        {"side": "buy", "type": "limit", "quantity": "1", "price": "1", "time_in_force": "GTD"},
+        {"side": "buy", "type": "limit", "quantity": "1", "price": "1", "stp": "none"},
+        {"side": "buy", "type": "limit", "quantity": "1", "price": "1", "client_order_id": "x" * 65},
+        {"side": "buy", "type": "limit", "quantity": "1", "price": "1", "client_order_id": ""},
+        {"side": "buy", "type": "limit", "quantity": "1" * 65, "price": "1"},
+    ],
+)
+def test_malformed_fields_are_validation_errors(funded, user, user_client, body):
+    response = post_order(user_client, **body)
+    assert_error(response, 400, "validation_error")
+    assert response.json()["error"]["fields"]
+    assert_nothing_happened(user)
+
+
+def test_non_json_body_is_a_400(funded, user, user_client):
+    response = user_client.post("/api/orders", data="{not json", content_type="application/json")
+    assert_error(response, 400, "malformed_request")
+    assert_nothing_happened(user)
+
+
+def test_placing_needs_credentials(market, api_client):
+    response = post_order(api_client, side="buy", type="limit", quantity="1", price="1")
+    assert_error(response, 401, "not_authenticated")
+    assert not Order.objects.exists()
+
+
+# --- insufficient funds --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("asset", "enough", "body"),
+    [
+        # 1 x 2000 + 12 bps taker fee (2.4)
+        ("USDT", "2002.4", {"side": "buy", "type": "limit", "price": "2000.00"}),
+        # 1 x reference 2000 x (1 + 5% guard) = 2100, + 12 bps (2.52)
+        ("USDT", "2102.52", {"side": "buy", "type": "market"}),
+        ("USDT", "2102.52", {"side": "buy", "type": "market", "time_in_force": "FOK"}),
+        ("ETH", "1", {"side": "sell", "type": "limit", "price": "2000.00"}),
+        ("ETH", "1", {"side": "sell", "type": "market"}),
+        ("ETH", "1", {"side": "sell", "type": "stop_loss", "stop_price": "1500.00"}),
+        # a buy stop locks at the higher of reference and stop price: 2200 x 1.05 = 2310, + 2.772
+        ("USDT", "2312.772", {"side": "buy", "type": "stop_loss", "stop_price": "2200.00"}),
+    ],
+)
+def test_insufficient_funds_creates_nothing_and_locks_nothing(market, user, user_client, asset, enough, body):
+    one_short = Decimal(enough) - Decimal("0.00000001")
+    fund(user, asset, one_short)
+    refused = post_order(user_client, quantity="1", **body)
+    assert_error(refused, 400, "insufficient_funds")
+    assert_nothing_happened(user)
+    assert wallet(user, asset).balance == one_short
+
+    fund(user, asset, "0.00000001")
+    accepted = post_order(user_client, quantity="1", **body)
+    assert accepted.status_code == 201, accepted.content
+    order = Order.objects.get()
+    if order.status in ("open", "pending_trigger"):
+        # Exactly the documented lock, all of the available funds.
+        assert order.locked_amount == Decimal(enough)
+        assert wallet(user, asset).locked == Decimal(enough)
+    else:
+        # A market order that found nothing expired and released its lock.
+        assert (order.status, order.locked_amount, wallet(user, asset).locked) == ("expired", 0, 0)
+    assert_invariants()
+
+
+def test_funds_locked_by_a_resting_order_are_not_available(market, user, user_client):
+    fund(user, "ETH", "1")
+    assert post_order(user_client, side="sell", type="limit", quantity="0.6", price="2500.00").status_code == 201
+    refused = post_order(user_client, side="sell", type="limit", quantity="0.5", price="2500.00")
+    assert_error(refused, 400, "insufficient_funds")
+    assert Order.objects.count() == 1
+    assert wallet(user, "ETH").locked == Decimal("0.6")
+    assert post_order(user_client, side="sell", type="limit", quantity="0.4", price="2500.00").status_code == 201
+    assert wallet(user, "ETH").locked == Decimal("1")
+    assert_invariants()
+
+
+# --- client_order_id -------------------------------------------------------------------------
+
+
+def test_repeating_a_client_order_id_with_the_same_parameters_returns_the_original(market, user, user_client):
+    # Exactly enough for one order: a second order would be refused for funds.
+    fund(user, "USDT", "2002.4")
+    body = {"side": "buy", "type": "limit", "quantity": "1", "price": "2000.00", "client_order_id": "abc-1"}
+    first = post_order(user_client, **body)
+    assert first.status_code == 201
+    # The same parameters written differently are the same parameters.
+    variants = (body, {**body, "quantity": "1.0000", "price": 2000}, {**body, "time_in_force": "GTC", "stp": "skip"})
+    for variant in variants:
+        again = post_order(user_client, **variant)
+        assert again.status_code == 200, again.content
+        assert again.json()["id"] == first.json()["id"]
+        assert again.json() == first.json()
+    assert Order.objects.count() == 1
+    assert wallet(user, "USDT").locked == Decimal("2002.4")
+    assert_invariants()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"quantity": "2"},
+        {"price": "1999.99"},
+        {"side": "sell"},
+        {"type": "market", "price": None},
+        {"time_in_force": "IOC"},
+        {"stp": "expire_taker"},
+        {"market": "BTC-USDT"},
+    ],
+)
+def test_same_client_order_id_with_other_parameters_is_a_conflict(market, user, user_client, change):
+    market_create("BTC-USDT", reference_price="30000.00")
+    fund(user, "USDT", "100000")
+    fund(user, "ETH", "10")
+    body = {"side": "buy", "type": "limit", "quantity": "1", "price": "2000.00", "client_order_id": "abc-1"}
+    assert post_order(user_client, **body).status_code == 201
+    response = post_order(user_client, **{**body, **change})
+    assert_error(response, 409, "duplicate_client_order_id")
+    assert Order.objects.count() == 1
+    assert_invariants()
+
+
+def test_client_order_ids_are_per_user(market, user, other_user, user_client, other_client):
+    fund(user, "USDT", "5000")
+    fund(other_user, "USDT", "5000")
+    body = {"side": "buy", "type": "limit", "quantity": "1", "price": "2000.00", "client_order_id": "shared"}
+    mine = post_order(user_client, **body)
+    theirs = post_order(other_client, **body)
+    assert (mine.status_code, theirs.status_code) == (201, 201)
+    assert mine.json()["id"] != theirs.json()["id"]
+    assert_invariants()
+
+
+def test_repeat_of_a_traded_order_returns_its_current_state(market, user, other_user, user_client, other_client):
+    fund(user, "ETH", "1")
+    fund(other_user, "USDT", "5000")
+    body = {"side": "sell", "type": "limit", "quantity": "1", "price": "2000.00", "client_order_id": "s-1"}
+    assert post_order(user_client, **body).json()["status"] == "open"
+    assert post_order(other_client, side="buy", type="market", quantity="1").json()["status"] == "filled"
+    again = post_order(user_client, **body)
+    assert again.status_code == 200
+    assert (again.json()["status"], again.json()["filled_quantity"]) == ("filled", "1.00000000")
+    assert Order.objects.filter(user=user).count() == 1
+    assert_invariants()
+
+
+def test_a_refused_request_does_not_burn_its_client_order_id(market, user, user_client):
+    body = {"side": "buy", "type": "limit", "quantity": "1", "price": "2000.00", "client_order_id": "retry-me"}
+    assert_error(post_order(user_client, **body), 400, "insufficient_funds")
+    fund(user, "USDT", "2002.4")
+    assert post_order(user_client, **body).status_code == 201
+    assert Order.objects.get().client_order_id == "retry-me"
+    assert_invariants()

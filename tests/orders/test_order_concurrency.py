@@ -1,0 +1,211 @@
+"""Real concurrent commits on PostgreSQL: many traders placing crossing orders in two
+markets at once, through the API, and markets that do not wait on each other."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from decimal import Decimal
+
+import pytest
+from django.db import connections
+
+from orders.models import LIVE_STATUSES, RESTING_STATUSES, Order, OrderStatus, Trade
+from orders.services import orders as order_services
+from tests.factories import fund, market_create
+from tests.orders.invariants import assert_invariants
+from tests.orders.support import fund_house, place, trader_create
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+THREADS = 10
+ORDERS_PER_THREAD = 14
+# What a well-behaved API answers under contention: created, a repeat, and the business
+# refusals a racing trader can meet (funds locked meanwhile, an order filled meanwhile).
+ALLOWED = {201: None, 200: None, 400: "insufficient_funds", 409: "order_not_cancellable"}
+
+
+def run_threads(targets: list[Callable[[], None]], *, timeout: float = 120) -> list[BaseException]:
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(targets))
+
+    def wrap(target: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                start.wait(timeout=30)
+                target()
+            except BaseException as exc:  # collected and asserted by the caller
+                errors.append(exc)
+            finally:
+                connections.close_all()
+
+        return run
+
+    threads = [threading.Thread(target=wrap(target)) for target in targets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    assert not any(thread.is_alive() for thread in threads), "a thread is stuck (deadlock?)"
+    return errors
+
+
+def random_request(rng: random.Random, symbol: str, reference: Decimal, tick: Decimal) -> dict:
+    side = rng.choice(["buy", "sell"])
+    kind = rng.choices(["limit", "market", "stop_loss"], weights=[7, 2, 1])[0]
+    body: dict = {"market": symbol, "side": side, "type": kind, "stp": rng.choice(["skip", "expire_maker"])}
+    if symbol == "ETH-USDT":
+        body["quantity"] = str(Decimal(rng.randint(1, 20)) / 10)
+    else:
+        body["quantity"] = str(Decimal(rng.randint(1, 20)) / 1000)
+    # Buyers a little above the reference, sellers a little below: most orders cross.
+    offset = Decimal(rng.randint(-3, 6)) * tick * 100
+    price = reference + offset if side == "buy" else reference - offset
+    if kind == "limit":
+        body["price"] = str(price)
+        body["time_in_force"] = rng.choice(["GTC", "GTC", "IOC", "FOK"])
+    elif kind == "market":
+        body["time_in_force"] = rng.choice(["IOC", "FOK"])
+    else:
+        body["stop_price"] = str(price)
+    return body
+
+
+def test_many_traders_crossing_in_two_markets_at_once():
+    eth = market_create("ETH-USDT")
+    btc = market_create("BTC-USDT", reference_price="30000.00")
+    fund_house(eth, base="2", quote="5000")
+    fund_house(btc, base="0.2", quote="5000")
+    traders = [trader_create(ETH="10", BTC="0.5", USDT="60000") for _ in range(THREADS)]
+    fund(traders[0].user, "TTX", "1000")
+    answers: Counter[tuple[int, str | None]] = Counter()
+    lock = threading.Lock()
+
+    def trading(index: int) -> Callable[[], None]:
+        trader = traders[index]
+        rng = random.Random(index)
+
+        def run() -> None:
+            mine: list[str] = []
+            for step in range(ORDERS_PER_THREAD):
+                market = eth if (index + step) % 2 else btc
+                if mine and rng.random() < 0.15:
+                    response = trader.api.post(f"/api/orders/{mine.pop(rng.randrange(len(mine)))}/cancel")
+                else:
+                    response = trader.order(
+                        **random_request(rng, market.symbol, market.reference_price, Decimal("0.01"))
+                    )
+                code = response.json()["error"]["code"] if response.status_code >= 400 else None
+                with lock:
+                    answers[(response.status_code, code)] += 1
+                assert ALLOWED.get(response.status_code, "unexpected") in (None, code), response.content
+                if response.status_code == 201:
+                    mine.append(response.json()["id"])
+
+        return run
+
+    errors = run_threads([trading(index) for index in range(THREADS)])
+    assert not errors, errors
+
+    assert sum(answers.values()) == THREADS * ORDERS_PER_THREAD
+    assert answers[(201, None)] >= THREADS * ORDERS_PER_THREAD // 2, answers
+    assert Trade.objects.filter(market=eth).exists() and Trade.objects.filter(market=btc).exists()
+    assert_invariants()
+    # Every order is terminal, resting (a GTC limit order) or a stop waiting for its trigger;
+    # none was broken by the contention.
+    for order in Order.objects.all():
+        if order.status in RESTING_STATUSES:
+            assert (order.type, order.time_in_force) == ("limit", "GTC"), order
+        elif order.status == OrderStatus.PENDING_TRIGGER:
+            assert order.type == "stop_loss"
+        elif order.status == OrderStatus.ERROR:
+            assert order.status_reason == "insufficient_funds", order  # a stop that could not lock more
+        else:
+            assert order.status not in LIVE_STATUSES
+    # Matching was serialized per market: no two traders' resting orders cross each other.
+    for market in (eth, btc):
+        resting = list(Order.objects.filter(market=market, status__in=RESTING_STATUSES))
+        for bid in (o for o in resting if o.side == "buy"):
+            crossing = [a.pk for a in resting if a.side == "sell" and a.price <= bid.price and a.user_id != bid.user_id]
+            assert not crossing, (bid.pk, crossing)
+
+
+def test_a_market_does_not_wait_for_another(monkeypatch):
+    """Hold a matching transaction of ETH-USDT open after it wrote everything (market row,
+    trader wallets, the house's and the fee account's sub-wallets of that market locked):
+    an order in BTC-USDT, which also trades with the book and the house and pays fees in
+    USDT, completes meanwhile; another ETH-USDT order waits for the first to commit."""
+    eth = market_create("ETH-USDT")
+    btc = market_create("BTC-USDT", reference_price="30000.00")
+    fund_house(eth, base="1", quote="1000")
+    fund_house(btc, base="0.1", quote="1000")
+    eth_maker = trader_create(ETH="2")
+    btc_maker = trader_create(BTC="1")
+    eth_taker, eth_second, btc_taker = (trader_create(USDT="50000") for _ in range(3))
+    place(eth_maker.user, market="ETH-USDT", side="sell", type="limit", quantity="0.1", price="2000.00")
+    place(eth_maker.user, market="ETH-USDT", side="sell", type="limit", quantity="0.1", price="2001.00")
+    place(btc_maker.user, market="BTC-USDT", side="sell", type="limit", quantity="0.01", price="30000.00")
+
+    held, release = threading.Event(), threading.Event()
+    write = order_services._write
+
+    def write_and_hold(*, settlement, market, taker) -> None:
+        write(settlement=settlement, market=market, taker=taker)
+        if market.pk == eth.pk and not held.is_set():
+            held.set()
+            release.wait(timeout=60)  # still inside the transaction: every lock is held
+
+    monkeypatch.setattr(order_services, "_write", write_and_hold)
+    finished: dict[str, float] = {}
+
+    def market_buy(trader, symbol: str, quantity: str, name: str) -> Callable[[], None]:
+        def run() -> None:
+            response = trader.order(market=symbol, side="buy", type="market", quantity=quantity)
+            assert response.status_code == 201, response.content
+            assert response.json()["status"] == "filled", response.json()
+            finished[name] = time.monotonic()
+
+        return run
+
+    errors: list[BaseException] = []
+    holder = threading.Thread(
+        target=lambda: errors.extend(run_threads([market_buy(eth_taker, "ETH-USDT", "0.2", "A")]))
+    )
+    holder.start()
+    try:
+        assert held.wait(timeout=30), "the ETH-USDT transaction never reached its write"
+        others = threading.Thread(
+            target=lambda: errors.extend(
+                run_threads(
+                    [
+                        market_buy(btc_taker, "BTC-USDT", "0.015", "B"),  # 0.01 from the book, 0.005 from the house
+                        market_buy(eth_second, "ETH-USDT", "0.1", "C"),
+                    ]
+                )
+            )
+        )
+        others.start()
+        deadline = time.monotonic() + 20
+        while "B" not in finished and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "B" in finished, "an order in BTC-USDT waited for a transaction in ETH-USDT"
+        time.sleep(0.3)
+        assert "A" not in finished and "C" not in finished, "the ETH-USDT market lock did not hold"
+    finally:
+        release.set()
+        holder.join(timeout=60)
+    others.join(timeout=60)
+    assert not errors, errors
+    assert finished["B"] < min(finished["A"], finished["C"])
+
+    buys = {o.user_id: o for o in Order.objects.filter(side="buy")}
+    assert [t.is_house for t in Trade.objects.filter(taker_order=buys[btc_taker.user.pk]).order_by("id")] == [
+        False,
+        True,
+    ]
+    # A took the two asks at 2000 and 2001; C, which waited for it, found the book empty.
+    assert [t.is_house for t in Trade.objects.filter(taker_order=buys[eth_second.user.pk])] == [True]
+    assert_invariants()

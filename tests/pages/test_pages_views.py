@@ -1,0 +1,512 @@
+"""The server-rendered pages through Django's test client: who sees what, forms,
+CSRF, the no-JavaScript order flow, htmx partials, escaping and staff links."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+
+from orders.models import Order, OrderStatus
+from orders.services.order_requests import OrderRequest
+from orders.services.orders import order_place
+from tests.conftest import jwt_client
+from tests.factories import PASSWORD, StaffFactory, UserFactory, fund, market_create
+
+pytestmark = pytest.mark.django_db
+
+TRADE = "/trade/ETH-USDT"
+ORDER_URL = "/trade/ETH-USDT/order"
+FAILURE_REPORT = "/admin/revenue/revenueevent/failure-report/"
+WORKER_STATUS = "/api/admin/revenue/onchain-worker-status"
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache():
+    cache.clear()  # login throttling counters
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def market():
+    market_create("TTX-USDT", price_tick="0.0001", quantity_step="1", min_quantity="1", reference_price="0.5000")
+    return market_create("ETH-USDT")
+
+
+@pytest.fixture
+def trader(market):
+    user = UserFactory()
+    fund(user, "USDT", "10000")
+    fund(user, "ETH", "5")
+    fund(user, "TTX", "1500")
+    return user
+
+
+@pytest.fixture
+def client_for():
+    def make(user) -> Client:
+        client = Client()
+        client.force_login(user)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def trader_client(trader, client_for) -> Client:
+    return client_for(trader)
+
+
+def place(user, **fields) -> Order:
+    fields.setdefault("market", "ETH-USDT")
+    return Order.objects.get(pk=order_place(user=user, request=OrderRequest(**fields)).order_id)
+
+
+def limit_order(**overrides: str) -> dict[str, str]:
+    return {"side": "buy", "type": "limit", "price": "1900.00", "quantity": "1", "time_in_force": "", **overrides}
+
+
+def text(response) -> str:
+    return response.content.decode()
+
+
+# --- who sees what ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/", TRADE, "/flywheel/", "/login", "/register", "/trade/"])
+def test_public_pages_render_for_anonymous_visitors(client, market, path):
+    response = client.get(path, follow=True)
+    assert response.status_code == 200
+    assert response.redirect_chain in ([], [(TRADE, 302)])
+    assert "<main" in text(response)
+
+
+@pytest.mark.parametrize("path", ["/", TRADE, "/flywheel/", "/orders/", "/wallet/"])
+def test_every_page_renders_for_a_trader(trader_client, path):
+    response = trader_client.get(path)
+    assert response.status_code == 200
+    assert 'action="/logout"' in text(response)
+
+
+@pytest.mark.parametrize("path", ["/orders/", "/wallet/", "/wallet/live"])
+def test_personal_pages_require_login(client, market, path):
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response["Location"] == f"/login?next={path}"
+
+
+def test_posting_an_order_requires_login(client, market):
+    response = client.post(ORDER_URL, limit_order())
+    assert response.status_code == 302 and response["Location"].startswith("/login?next=")
+    assert not Order.objects.exists()
+
+
+def test_an_expired_session_under_htmx_sends_the_page_to_login(client, market):
+    response = client.post(
+        ORDER_URL, limit_order(), headers={"HX-Request": "true", "HX-Current-URL": f"http://testserver{TRADE}"}
+    )
+    assert response.status_code == 200
+    assert response["HX-Redirect"] == f"/login?next={TRADE}"
+
+
+def test_an_expired_session_keeps_the_whole_address_for_after_login(client, market):
+    current = "http://testserver/orders/?market=ETH-USDT&status=open"
+    response = client.post("/orders/1/cancel", headers={"HX-Request": "true", "HX-Current-URL": current})
+    assert response["HX-Redirect"] == "/login?next=/orders/%3Fmarket%3DETH-USDT%26status%3Dopen"
+
+
+def test_unknown_market_is_a_404_page(client, market):
+    assert client.get("/trade/NOPE-USDT").status_code == 404
+    assert client.get("/trade/NOPE-USDT/live").status_code == 404
+
+
+def test_anonymous_trade_page_invites_to_log_in_and_shows_no_order_form(client, market):
+    body = text(client.get(TRADE))
+    assert 'id="order-entry"' not in body
+    assert "Log in to trade ETH-USDT" in body
+    assert 'data-live="book"' in body and 'data-live="open_orders"' not in body
+
+
+# --- accounts ---------------------------------------------------------------------------------
+
+
+def test_login_logs_in_with_the_session_and_follows_next(client, trader):
+    response = client.post("/login", {"username": trader.username, "password": PASSWORD, "next": "/wallet/"})
+    assert response.status_code == 302 and response["Location"] == "/wallet/"
+    assert client.get("/wallet/").status_code == 200
+
+
+def test_login_ignores_a_foreign_next(client, trader):
+    response = client.post("/login", {"username": trader.username, "password": PASSWORD, "next": "https://evil.test/"})
+    assert response["Location"] == "/"
+
+
+def test_failed_logins_show_the_api_error_and_are_throttled(client, trader, settings):
+    settings.LOGIN_FAILURE_LIMIT = 2
+    for _ in range(2):
+        response = client.post("/login", {"username": trader.username, "password": "wrong"})
+        assert response.status_code == 401
+        assert "invalid_credentials" in text(response) and "Wrong username or password." in text(response)
+    response = client.post("/login", {"username": trader.username, "password": PASSWORD})
+    assert response.status_code == 429
+    assert "throttled" in text(response) and "Too many failed logins" in text(response)
+    assert "_auth_user_id" not in client.session
+
+
+def test_register_creates_the_account_and_logs_in(client, market):
+    form = {
+        "username": "newtrader",
+        "email": "",
+        "password": "a-long-pass-phrase-9",
+        "password_confirm": "a-long-pass-phrase-9",
+    }
+    response = client.post("/register", form, follow=True)
+    assert response.redirect_chain == [("/", 302)]
+    assert "Welcome, newtrader" in text(response)
+    assert client.get("/wallet/").status_code == 200
+
+
+def test_register_shows_the_service_errors_with_their_codes(client, trader):
+    taken = {
+        "username": trader.username,
+        "password": "a-long-pass-phrase-9",
+        "password_confirm": "a-long-pass-phrase-9",
+    }
+    response = client.post("/register", taken)
+    assert response.status_code == 400
+    assert "username_taken" in text(response) and "This username is already taken." in text(response)
+    weak = {"username": "someone", "password": "12345678", "password_confirm": "12345678"}
+    response = client.post("/register", weak)
+    assert "weak_password" in text(response) and "This password is entirely numeric." in text(response)
+    mismatch = {"username": "someone", "password": "a-long-pass-phrase-9", "password_confirm": "other-long-phrase-9"}
+    assert "The two passwords differ." in text(client.post("/register", mismatch))
+
+
+def test_logout_is_a_post(trader_client):
+    assert trader_client.get("/logout").status_code == 405
+    response = trader_client.post("/logout", follow=True)
+    assert response.redirect_chain == [("/", 302)]
+    assert "You are logged out." in text(response)
+    assert trader_client.get("/wallet/").status_code == 302
+
+
+def test_csrf_is_enforced_on_page_forms(trader):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(trader)
+    assert client.post(ORDER_URL, limit_order()).status_code == 403
+    assert not Order.objects.exists()
+    page = text(client.get(TRADE))
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    response = client.post(ORDER_URL, {**limit_order(), "csrfmiddlewaretoken": token})
+    assert response.status_code == 302
+    assert Order.objects.filter(user=trader).count() == 1
+    assert Client(enforce_csrf_checks=True).post("/login", {"username": "x", "password": "y"}).status_code == 403
+
+
+# --- the order form ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"price": "1900.001"},  # off the price tick
+        {"quantity": "0.00001"},  # off the quantity step
+        {"quantity": "500"},  # insufficient funds
+        {"type": "market", "price": "", "time_in_force": "GTC"},  # GTC on a market order
+        {"type": "limit", "price": ""},  # a limit order without a price
+        {"type": "stop_loss", "price": "", "stop_price": ""},  # a stop without its stop price
+        {"quantity": ""},  # missing quantity: the form's own validation_error
+        {"side": "hold"},  # not a side
+    ],
+)
+def test_order_form_errors_use_the_api_codes_and_messages(trader, trader_client, overrides):
+    body = limit_order(**overrides)
+    api = jwt_client(trader).post(
+        "/api/orders", {"market": "ETH-USDT", **{k: v for k, v in body.items() if v != ""}}, format="json"
+    )
+    error = api.json()["error"]
+    page = trader_client.post(ORDER_URL, body)
+    assert page.status_code == api.status_code
+    html = text(page)
+    assert f'<code class="code">{error["code"]}</code> {error["message"]}' in html
+    for field, messages in (error.get("fields") or {}).items():
+        for message in messages:
+            if error["code"] != "validation_error":  # shape errors are worded by each framework
+                assert message in html, field
+    assert 'id="order-entry"' in html  # the ticket is shown again with the input kept
+    assert not Order.objects.exists()
+
+
+def test_an_unavailable_database_is_a_retryable_answer_not_a_crash(trader_client, monkeypatch):
+    from django.db import OperationalError
+
+    def busy(**kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr("orders.views.order_place", busy)
+    response = trader_client.post(ORDER_URL, limit_order())
+    assert response.status_code == 503 and '<code class="code">service_unavailable</code>' in text(response)
+
+
+def test_order_form_fields_carry_tick_and_step(trader_client):
+    html = text(trader_client.get(TRADE))
+    assert re.search(r'id="order-price"[^>]*step="0.01" min="0.01"', html)
+    assert re.search(r'id="order-quantity"[^>]*step="0.0001" min="0.0001"', html)
+    assert '<label for="order-price">' in html and '<label for="order-quantity">' in html
+    assert "Available USDT" in html and "10,000.00" in html
+
+
+def test_placing_an_order_without_javascript_redirects_with_a_message(trader, trader_client):
+    response = trader_client.post(ORDER_URL, limit_order(quantity="1.5", client_order_id="ticket-1"))
+    assert response.status_code == 302 and response["Location"] == TRADE
+    order = Order.objects.get(user=trader)
+    assert (order.status, order.price, order.quantity, order.client_order_id) == (
+        "open",
+        Decimal("1900"),
+        Decimal("1.5"),
+        "ticket-1",
+    )
+    page = text(trader_client.get(TRADE))
+    assert f"Order #{order.pk} buy limit 1.5 ETH-USDT: open." in page
+    assert f'id="open-order-{order.pk}"' in page
+    assert 'data-price="1900.00"' in page  # in the book
+
+
+def test_repeating_a_client_order_id_shows_the_original_order(trader, trader_client):
+    trader_client.post(ORDER_URL, limit_order(client_order_id="same"))
+    response = trader_client.post(ORDER_URL, limit_order(client_order_id="same"), follow=True)
+    assert "already exists with this client order id" in text(response)
+    assert Order.objects.filter(user=trader).count() == 1
+    conflict = trader_client.post(ORDER_URL, limit_order(client_order_id="same", quantity="2"))
+    assert conflict.status_code == 409 and "duplicate_client_order_id" in text(conflict)
+
+
+def test_an_order_that_expires_is_reported_as_such(trader, trader_client):
+    response = trader_client.post(ORDER_URL, limit_order(time_in_force="FOK"), follow=True)
+    assert "expired (fok_not_fillable)" in text(response)
+    assert Order.objects.get(user=trader).status == OrderStatus.EXPIRED
+
+
+def test_placing_with_htmx_swaps_the_ticket_and_refreshes_the_live_regions(trader, trader_client):
+    response = trader_client.post(ORDER_URL, limit_order(client_order_id="x1"), headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    assert "live-refresh" in response["HX-Trigger"]
+    html = text(response)
+    assert html.lstrip().startswith('<form id="order-entry"') and "<html" not in html
+    order = Order.objects.get(user=trader)
+    assert f"Order #{order.pk} buy limit 1 ETH-USDT: open." in html
+    assert 'value="1900.00"' in html and 'value="x1"' not in html  # same ticket, without its client id
+
+    error = trader_client.post(ORDER_URL, limit_order(price="1.001"), headers={"HX-Request": "true"})
+    assert error.status_code == 400 and "HX-Trigger" not in error
+    assert '<code class="code">invalid_price</code>' in text(error)
+
+
+def test_a_stop_order_from_the_form_waits_for_its_trigger(trader, trader_client):
+    trader_client.post(ORDER_URL, limit_order(type="stop_loss", side="sell", price="", stop_price="1800.00"))
+    order = Order.objects.get(user=trader)
+    assert (order.type, order.status, order.stop_price) == ("stop_loss", "pending_trigger", Decimal("1800"))
+    assert f'id="open-order-{order.pk}"' in text(trader_client.get(TRADE))
+
+
+# --- cancelling ---------------------------------------------------------------------------------------
+
+
+def test_cancel_without_javascript(trader, trader_client, client_for):
+    order = place(trader, side="buy", type="limit", price="1900.00", quantity="1")
+    response = trader_client.post(f"/orders/{order.pk}/cancel", {"next": TRADE}, follow=True)
+    assert response.redirect_chain == [(TRADE, 302)]
+    assert f"Order #{order.pk} cancelled." in text(response)
+    order.refresh_from_db()
+    assert (order.status, order.status_reason) == ("cancelled", "user_cancelled")
+
+    again = trader_client.post(f"/orders/{order.pk}/cancel", follow=True)
+    assert again.redirect_chain == [("/orders/", 302)]
+    assert "order_not_cancellable: The order is already in a terminal state." in text(again)
+
+    stranger = client_for(UserFactory())
+    other = place(trader, side="buy", type="limit", price="1900.00", quantity="1")
+    assert "order_not_found" in text(stranger.post(f"/orders/{other.pk}/cancel", follow=True))
+    assert "order_not_found" in text(stranger.post("/orders/99999999999999999999/cancel", follow=True))
+    other.refresh_from_db()
+    assert other.status == "open"
+
+
+def test_cancel_with_htmx_answers_a_toast_and_refreshes(trader, trader_client):
+    order = place(trader, side="sell", type="limit", price="2100.00", quantity="1")
+    response = trader_client.post(f"/orders/{order.pk}/cancel", headers={"HX-Request": "true"})
+    assert response.status_code == 200 and "live-refresh" in response["HX-Trigger"]
+    assert "hx-swap-oob" in text(response) and f"Order #{order.pk} cancelled." in text(response)
+    again = trader_client.post(f"/orders/{order.pk}/cancel", headers={"HX-Request": "true"})
+    assert again.status_code == 409 and "order_not_cancellable" in text(again)
+
+
+def test_a_cancel_needs_a_post_and_a_session(client, trader, trader_client):
+    order = place(trader, side="buy", type="limit", price="1900.00", quantity="1")
+    assert trader_client.get(f"/orders/{order.pk}/cancel").status_code == 405
+    assert client.post(f"/orders/{order.pk}/cancel").status_code == 302
+    order.refresh_from_db()
+    assert order.status == "open"
+
+
+# --- history, wallet, escaping ------------------------------------------------------------------------
+
+
+def test_history_shows_status_reason_and_every_event(trader, trader_client):
+    cancelled = place(trader, side="buy", type="limit", price="1900.00", quantity="1")
+    trader_client.post(f"/orders/{cancelled.pk}/cancel")
+    expired = place(trader, side="buy", type="limit", price="1900.00", quantity="1", time_in_force="FOK")
+    html = text(trader_client.get("/orders/"))
+    row = html[html.index(f'id="order-{cancelled.pk}"') :]
+    assert "user_cancelled" in row[:4000]
+    events = list(cancelled.events.order_by("id"))
+    assert [e.status for e in events] == ["open", "cancelled"]
+    for event in events:
+        assert event.at.strftime("%Y-%m-%d %H:%M:%S") in row[:4000]
+    assert "fok_not_fillable" in html[html.index(f'id="order-{expired.pk}"') :][:4000]
+
+
+def test_history_filters_by_market_and_status(trader, trader_client):
+    fund(trader, "USDT", "1000")
+    eth = place(trader, side="buy", type="limit", price="1900.00", quantity="1")
+    ttx = place(trader, market="TTX-USDT", side="buy", type="limit", price="0.4000", quantity="10")
+    trader_client.post(f"/orders/{ttx.pk}/cancel")
+    by_market = text(trader_client.get("/orders/?market=TTX-USDT"))
+    assert f'id="order-{ttx.pk}"' in by_market and f'id="order-{eth.pk}"' not in by_market
+    by_status = text(trader_client.get("/orders/?status=open"))
+    assert f'id="order-{eth.pk}"' in by_status and f'id="order-{ttx.pk}"' not in by_status
+    invalid = trader_client.get("/orders/?status=bogus")
+    assert invalid.status_code == 200 and "invalid_parameter" in text(invalid)
+
+
+def test_history_is_paginated_and_only_the_callers(trader, trader_client):
+    for _ in range(27):
+        place(trader, side="buy", type="limit", price="100.00", quantity="0.001")
+    stranger = UserFactory()
+    fund(stranger, "USDT", "1000")
+    foreign = place(stranger, side="buy", type="limit", price="100.00", quantity="0.001")
+    first = text(trader_client.get("/orders/?status=open"))
+    assert "27 orders" in first and "Page 1 of 2" in first and "status=open&amp;page=2" in first
+    assert first.count('<tr id="order-') == 25
+    second = text(trader_client.get("/orders/?status=open&page=2"))
+    assert second.count('<tr id="order-') == 2
+    assert f'id="order-{foreign.pk}"' not in first + second
+
+
+def test_client_order_ids_are_shown_escaped(trader, trader_client):
+    place(trader, side="buy", type="limit", price="1900.00", quantity="1", client_order_id="<script>alert(1)</script>")
+    html = text(trader_client.get("/orders/"))
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script>alert(1)</script>" not in html
+
+
+def test_wallet_shows_balance_available_and_locked(trader, trader_client):
+    place(trader, side="buy", type="limit", price="1000.00", quantity="2")  # locks 2000 + the taker fee on it
+    html = text(trader_client.get("/wallet/"))
+    assert "Available" in html and "Locked" in html
+    assert "10,000.00000000" in html and "2,002.40000000" in html and "7,997.60000000" in html
+
+
+# --- live regions --------------------------------------------------------------------------------------
+
+
+def test_live_endpoint_swaps_only_what_changed(trader, trader_client, django_assert_max_num_queries):
+    page = text(trader_client.get(TRADE))
+    shown = ",".join(f"{name}:{version}" for name, version in re.findall(r'data-live="(\w+)" data-v="(\w+)"', page))
+    assert {"ticker", "book", "trades", "balances", "open_orders", "fills"} <= {
+        n.split(":")[0] for n in shown.split(",")
+    }
+    with django_assert_max_num_queries(14):
+        unchanged = trader_client.get(f"{TRADE}/live", {"v": shown})
+    assert unchanged.status_code == 204
+
+    place(trader, side="buy", type="limit", price="1900.00", quantity="1")
+    changed = text(trader_client.get(f"{TRADE}/live", {"v": shown}))
+    swapped = set(re.findall(r'id="live-(\w+)"[^>]*hx-swap-oob="true"', changed))
+    assert swapped == {"book", "balances", "open_orders"}
+
+
+def test_anonymous_live_updates_have_no_personal_regions(client, market):
+    html = text(client.get(f"{TRADE}/live"))
+    assert set(re.findall(r'id="live-(\w+)"', html)) == {"ticker", "book", "trades"}
+
+
+def test_pages_poll_only_while_visible(trader_client):
+    for path in ["/", TRADE, "/wallet/"]:
+        html = text(trader_client.get(path))
+        assert "every 1.5s [document.visibilityState === 'visible']" in html
+
+
+def test_home_lists_markets_with_last_price_and_24h_change(trader, client, client_for):
+    buyer = UserFactory()
+    fund(buyer, "USDT", "10000")
+    place(trader, side="sell", type="limit", price="2000.00", quantity="1")
+    place(buyer, side="buy", type="limit", price="2000.00", quantity="1")
+    html = text(client.get("/"))
+    assert 'href="/trade/ETH-USDT"' in html and "2,000.00" in html and "0.00%" in html
+    assert "ref</span>" in html  # TTX-USDT has not traded: reference price
+    fills = text(client_for(buyer).get(TRADE))
+    assert "Latest fills" in fills and "Taker" in fills
+
+
+# --- flywheel and staff ----------------------------------------------------------------------------------
+
+
+def test_flywheel_shows_public_figures_to_everyone(client, market):
+    html = text(client.get("/flywheel/"))
+    assert "Platform revenue" in html and "Backing per TTX" in html and "Trading Fees" in html
+    assert "Log in</a> to see the revenue" in html
+    assert "/api/flywheel/my-impact/export" not in html
+
+
+def test_flywheel_shows_my_impact_and_the_csv_link_when_logged_in(trader_client):
+    html = text(trader_client.get("/flywheel/"))
+    assert "My impact" in html and "Silver" in html
+    assert 'href="/api/flywheel/my-impact/export"' in html
+    export = trader_client.get("/api/flywheel/my-impact/export")
+    assert export.status_code == 200 and export["Content-Type"].startswith("text/csv")
+
+
+def test_flywheel_says_why_my_impact_is_missing_without_ttx(client_for):
+    market_create("ETH-USDT")
+    html = text(client_for(UserFactory()).get("/flywheel/"))
+    assert '<code class="code">ttx_not_configured</code>' in html and "Platform revenue" in html
+
+
+def test_staff_links_only_for_staff(trader_client, client_for, market):
+    for path in ["/flywheel/", "/"]:
+        html = text(trader_client.get(path))
+        assert FAILURE_REPORT not in html and WORKER_STATUS not in html
+    staff = client_for(StaffFactory())
+    for path in ["/flywheel/", "/"]:
+        html = text(staff.get(path))
+        assert f'href="{FAILURE_REPORT}"' in html and f'href="{WORKER_STATUS}"' in html
+
+
+# --- assets ---------------------------------------------------------------------------------------------------
+
+
+def test_assets_ship_with_the_project(client, market):
+    html = text(client.get(TRADE))
+    for asset in ["css/app.css", "js/app.js", "vendor/htmx/htmx.min.js",
+                  "vendor/lightweight-charts/lightweight-charts.standalone.production.js"]:  # fmt: skip
+        assert f'src="/static/{asset}"' in html or f'href="/static/{asset}"' in html
+    assert "https://" not in re.sub(r'href="https://www\.tradingview\.com/"', "", html.split("<main")[0])
+    assert 'Charts by <a href="https://www.tradingview.com/"' in html
+    assert client.get("/api/markets/ETH-USDT/candles?interval=1m&limit=300").status_code == 200
+
+
+def test_collectstatic_with_whitenoise_manifest_storage(tmp_path, settings):
+    from django.core.management import call_command
+
+    settings.STATIC_ROOT = tmp_path
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
+    call_command("collectstatic", "--noinput", verbosity=0)
+    assert list(tmp_path.glob("css/app.*.css")) and list(tmp_path.glob("vendor/htmx/htmx.min.*.js"))

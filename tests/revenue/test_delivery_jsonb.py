@@ -1,0 +1,168 @@
+"""Metadata updates are merges done by the database, never read-modify-write in Python."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from revenue.delivery.selectors import revenue_events_deliverable_queryset
+from revenue.delivery.transitions import events_fail, iso
+from revenue.jsonb import JsonMerge, json_patch_per_row
+from revenue.models import RevenueEvent
+from tests.revenue.delivery_support import committed_event, committed_event_delete, events_create, in_thread
+
+pytestmark = pytest.mark.django_db
+
+
+def metadata(pk: int) -> dict:
+    return RevenueEvent.objects.get(pk=pk).metadata
+
+
+def test_merge_sets_keys_removes_none_and_keeps_the_rest():
+    (pk,) = events_create(1)
+    RevenueEvent.objects.filter(pk=pk).update(metadata=JsonMerge("metadata", {"txHash": "0xab", "nonce": 7}))
+    RevenueEvent.objects.filter(pk=pk).update(
+        metadata=JsonMerge("metadata", {"nonce": None, "retryAttempts": 2, "deep": {"a": [1, "x"]}})
+    )
+    data = metadata(pk)
+    assert data["txHash"] == "0xab" and "nonce" not in data
+    assert data["retryAttempts"] == 2 and data["deep"] == {"a": [1, "x"]}
+    assert data["onChainDeliveryStatus"] == "pending"  # untouched keys survive
+
+
+def test_one_update_writes_a_different_patch_per_row():
+    ids = events_create(3)
+    patches = {pk: {"sequence": 10 + i, "amountWei": str(10**20 + i)} for i, pk in enumerate(ids)}
+    updated = RevenueEvent.objects.filter(pk__in=ids).update(
+        metadata=JsonMerge(JsonMerge("metadata", {"onChainDeliveryStatus": "submitted"}), json_patch_per_row(patches))
+    )
+    assert updated == 3
+    for i, pk in enumerate(ids):
+        data = metadata(pk)
+        assert (data["sequence"], data["amountWei"], data["onChainDeliveryStatus"]) == (
+            10 + i,
+            str(10**20 + i),
+            "submitted",
+        )
+
+
+def test_failures_count_each_attempt_once_per_current_value(settings):
+    ids = events_create(3)
+    now = timezone.now()
+    RevenueEvent.objects.filter(pk=ids[2]).update(metadata=JsonMerge("metadata", {"retryAttempts": 3}))
+    with transaction.atomic():
+        events_fail(event_ids=ids, error="boom", now=now, from_statuses=["pending"])
+    assert [metadata(pk)["retryAttempts"] for pk in ids] == [1, 1, 4]
+    assert metadata(ids[0])["nextRetryAt"] == iso(now + timedelta(seconds=120))
+    assert metadata(ids[2])["nextRetryAt"] == iso(now + timedelta(seconds=960))
+    # already failed: not in from_statuses, so not counted a second time
+    with transaction.atomic():
+        events_fail(event_ids=ids, error="again", now=now, from_statuses=["pending"])
+    assert [metadata(pk)["retryAttempts"] for pk in ids] == [1, 1, 4]
+
+
+def test_timestamps_compare_as_times():
+    early = timezone.now().replace(microsecond=0)
+    assert iso(early) < iso(early + timedelta(microseconds=1)) < iso(early + timedelta(seconds=1))
+    assert len(iso(early)) == len(iso(early + timedelta(microseconds=1)))
+
+
+# The concurrent writers commit for real from their own threads and connections; the
+# rows they need are committed (and removed) outside the test's transaction, so the
+# test database is never flushed (later tests keep the migrations' seeded rows).
+
+
+def _lock_waiters() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # activity is snapshotted per transaction
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return int(cursor.fetchone()[0])
+
+
+@pytest.mark.postgres
+def test_concurrent_merges_on_postgres_both_survive():
+    assert connection.vendor == "postgresql"
+    pk = committed_event("concurrent-merges")
+    first_wrote = threading.Event()
+    second_waits = threading.Event()
+
+    def first():
+        with transaction.atomic():
+            RevenueEvent.objects.filter(pk=pk).update(metadata=JsonMerge("metadata", {"first": 1}))
+            first_wrote.set()
+            # hold the row lock until the second writer is blocked on it
+            assert second_waits.wait(10)
+            deadline = time.monotonic() + 10
+            while not _lock_waiters():
+                assert time.monotonic() < deadline, "the second writer never waited for the row"
+
+    def second():
+        assert first_wrote.wait(10)
+        second_waits.set()
+        RevenueEvent.objects.filter(pk=pk).update(metadata=JsonMerge("metadata", {"second": 2}))
+
+    try:
+        writers = [threading.Thread(target=in_thread, args=(fn,)) for fn in (first, second)]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join(30)
+        data = in_thread(lambda: RevenueEvent.objects.get(pk=pk).metadata)
+        assert data["first"] == 1 and data["second"] == 2 and data["onChainDeliveryStatus"] == "pending"
+    finally:
+        committed_event_delete(pk)
+
+
+@pytest.mark.postgres
+def test_many_concurrent_writers_lose_no_key_on_postgres():
+    pk = committed_event("many-writers")
+    start = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        def write() -> None:
+            start.wait(10)
+            for i in range(10):
+                RevenueEvent.objects.filter(pk=pk).update(metadata=JsonMerge("metadata", {f"w{n}-{i}": i}))
+
+        try:
+            in_thread(write)
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert not errors, errors
+        data = in_thread(lambda: RevenueEvent.objects.get(pk=pk).metadata)
+        assert all(data[f"w{n}-{i}"] == i for n in range(8) for i in range(10))
+    finally:
+        committed_event_delete(pk)
+
+
+@pytest.mark.postgres
+def test_the_redrive_scan_uses_its_partial_index_on_postgres():
+    ids = events_create(200)
+    RevenueEvent.objects.filter(pk__in=ids[:190]).update(
+        metadata=JsonMerge("metadata", {"onChainDeliveryStatus": "delivered"})
+    )
+    queryset = revenue_events_deliverable_queryset(now=timezone.now()).values_list("pk")[:20]
+    assert [row[0] for row in queryset] == ids[190:]
+    assert connection.vendor == "postgresql"
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("ANALYZE revenue_revenueevent")
+        cursor.execute("SET LOCAL enable_seqscan = off")  # 200 rows would be scanned anyway
+        sql, params = queryset.query.sql_with_params()
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "revenue_event_redrive" in plan, plan

@@ -1,0 +1,468 @@
+"""The delivery cycle on the in-process chain (eth-tester): batching, sequences,
+confirmations, failures and backoff, crashes, superseded deployments, one sender."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.core import mail
+from django.db import connection
+from django.utils import timezone
+
+from revenue.chain.client import ChainUnavailable, TransientChainError
+from revenue.chain.devnode import free_port
+from revenue.chain.runtime import chain_context_get, chain_context_reset
+from revenue.delivery import revenue_event_delivery_retry, revenue_events_deliver, revenue_events_redrive
+from revenue.delivery.lock import delivery_sender_lock
+from revenue.models import ChainDeployment, DeliveryBatch, DeliveryHeartbeat, RevenueEvent
+from revenue.services import revenue_collect
+from tests.revenue.delivery_support import (
+    all_delivered,
+    assert_delivered_exactly_once,
+    distributed_total,
+    drive,
+    events_create,
+    expected_wei,
+    holder_total,
+    in_thread,
+    onchain,
+    statuses,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+class WorkerKilled(BaseException):
+    """A worker dying mid-cycle: no except clause of the service sees it."""
+
+
+@pytest.fixture
+def embedded(settings, eth_market):
+    settings.WEB3_PROVIDER_URI = ""
+    settings.CHAIN_CONFIRMATIONS = 2
+    chain_context_reset()
+    yield eth_market
+    chain_context_reset()
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Move the service's clock forward (timezone.now is read at call time everywhere)."""
+    real_now = timezone.now
+    offset = {"value": timedelta(0)}
+
+    def now() -> datetime:
+        return real_now() + offset["value"]
+
+    monkeypatch.setattr(timezone, "now", now)
+
+    class Clock:
+        def advance(self, **kwargs: float) -> None:
+            offset["value"] += timedelta(**kwargs)
+
+    return Clock()
+
+
+@pytest.fixture
+def dead_uri() -> str:
+    return f"http://127.0.0.1:{free_port()}"
+
+
+def metadata(pk: int) -> dict:
+    return RevenueEvent.objects.get(pk=pk).metadata
+
+
+def test_a_batch_is_submitted_then_delivered_once_confirmed(embedded):
+    ids = events_create(5)
+    first = revenue_events_deliver(max_batches=5)
+    assert first.ran and not first.error, first.as_dict()
+    assert first.counters.batches_sent == 1 and first.counters.events_sent == 5
+    batch = DeliveryBatch.objects.get()
+    assert (batch.status, batch.first_sequence, batch.size, batch.event_ids) == ("submitted", 0, 5, ids)
+    assert batch.tx_hashes == [metadata(ids[0])["txHash"]]
+    for sequence, pk in enumerate(ids):
+        data = metadata(pk)
+        assert data["onChainDeliveryStatus"] == "submitted"
+        assert data["sequence"] == sequence and data["nonce"] == batch.nonce and data["lastRetryAt"]
+        assert data["amountWei"] == str(expected_wei([pk])[pk])
+    # mined, but one block is not CHAIN_CONFIRMATIONS=2: nothing distributed yet
+    assert distributed_total() == 0
+
+    second = revenue_events_deliver(max_batches=5)  # mines one more block
+    assert second.counters.events_confirmed == 5
+    batch.refresh_from_db()
+    assert batch.status == "confirmed" and batch.block_number and batch.mined_tx_hash == batch.tx_hashes[0]
+    assert_delivered_exactly_once()
+    assert distributed_total() == holder_total() > 0
+
+
+def test_events_are_batched_by_size_in_sequence_order(embedded, settings):
+    settings.DELIVERY_BATCH_SIZE = 3
+    ids = events_create(7)
+    result = revenue_events_deliver(max_batches=5)
+    assert result.counters.batches_sent == 3
+    batches = list(DeliveryBatch.objects.order_by("first_sequence"))
+    assert [(b.first_sequence, b.size) for b in batches] == [(0, 3), (3, 3), (6, 1)]
+    assert [pk for b in batches for pk in b.event_ids] == ids
+    assert [b.nonce for b in batches] == [batches[0].nonce + i for i in range(3)]
+    drive(until=all_delivered)
+    assert_delivered_exactly_once()
+
+
+def test_max_batches_bounds_one_cycle(embedded, settings):
+    settings.DELIVERY_BATCH_SIZE = 2
+    events_create(7)
+    assert revenue_events_deliver(max_batches=2).counters.batches_sent == 2
+    assert statuses() == {"submitted": 4, "pending": 3}
+
+
+def test_wei_is_rounded_down_and_zero_shares_are_delivered(embedded):
+    embedded.reference_price = Decimal("2999.99")
+    embedded.save(update_fields=["reference_price"])
+    tiny = revenue_collect(stream=0, amount="0.00000001", description="x", source_type="t", source_id="tiny")
+    dollar = revenue_collect(stream=1, amount="1.00", description="x", source_type="t", source_id="dollar")
+    assert tiny.holder_share == 0  # 15% of 1e-8 rounds down to zero at 8 decimal places
+    assert dollar.holder_share == Decimal("0.15")
+    drive(until=all_delivered)
+    assert metadata(tiny.pk)["amountWei"] == "0"
+    # 0.15 USD / 2999.99 USD per ETH = 50,000,166,667,222.2... wei -> rounded down
+    exact = Decimal("0.15") * 10**18 / Decimal("2999.99")
+    assert int(exact) == 50_000_166_667_222 and exact != int(exact)
+    assert metadata(dollar.pk)["amountWei"] == "50000166667222"
+    logs, total = onchain(chain_context_get())
+    assert {log.event_id: log.amount for log in logs} == {tiny.pk: 0, dollar.pk: 50_000_166_667_222}
+    assert total == 50_000_166_667_222
+    assert distributed_total() == Decimal("0.15")
+
+
+def test_an_unconvertible_currency_is_critical_at_once(embedded, django_capture_on_commit_callbacks):
+    event = revenue_collect(stream=0, amount="5", description="x", source_type="t", source_id="btc", currency="BTC")
+    with django_capture_on_commit_callbacks(execute=True):
+        revenue_events_deliver(max_batches=1)
+    data = metadata(event.pk)
+    assert data["onChainDeliveryStatus"] == "failed" and data["critical"] is True
+    assert "no conversion" in data["lastError"] and "nextRetryAt" not in data
+    assert len(mail.outbox) == 1
+
+
+def test_a_transient_failure_marks_events_failed_and_they_are_redriven_after_the_backoff(embedded, monkeypatch, clock):
+    import revenue.delivery.broadcast as broadcast
+
+    ids = events_create(3)
+    real_build = broadcast.build_delivery_tx
+
+    def node_down(*args, **kwargs):
+        raise ChainUnavailable("chain node unavailable: ConnectionError: refused")
+
+    monkeypatch.setattr(broadcast, "build_delivery_tx", node_down)
+    result = revenue_events_deliver(max_batches=1)
+    assert result.error_kind == "transient" and "unavailable" in result.error
+    with pytest.raises(TransientChainError):
+        result.raise_for_transient()
+    started = timezone.now()
+    for pk in ids:
+        data = metadata(pk)
+        assert data["onChainDeliveryStatus"] == "failed" and data["retryAttempts"] == 1
+        assert "unavailable" in data["lastError"]
+        due = datetime.fromisoformat(data["nextRetryAt"])
+        assert timedelta(seconds=119) <= due - started <= timedelta(seconds=121)  # 60 s x 2^1
+    assert not DeliveryBatch.objects.exists()
+
+    monkeypatch.setattr(broadcast, "build_delivery_tx", real_build)
+    assert revenue_events_deliver(max_batches=1).counters.events_sent == 0  # not due yet
+    clock.advance(seconds=121)
+    assert revenue_events_deliver(max_batches=1).counters.events_sent == 3
+    drive(until=all_delivered)
+    assert_delivered_exactly_once()
+    assert all(metadata(pk)["retryAttempts"] == 1 and "lastError" not in metadata(pk) for pk in ids)
+
+
+def test_backoff_doubles_until_the_event_is_critical_and_alerted_once(
+    embedded, monkeypatch, clock, settings, django_capture_on_commit_callbacks
+):
+    import revenue.alerts as alerts
+    import revenue.delivery.broadcast as broadcast
+
+    settings.ALERT_WEBHOOK_URL = "http://alerts.invalid/hook"
+    posted = []
+    monkeypatch.setattr(alerts.requests, "post", lambda url, json, timeout: posted.append((url, json)))
+
+    def reverts(*args, **kwargs):
+        raise ValueError("execution reverted: value mismatch")
+
+    monkeypatch.setattr(broadcast, "build_delivery_tx", reverts)
+    (pk,) = events_create(1)
+    delays = []
+    for attempt in range(1, 6):
+        started = timezone.now()
+        with django_capture_on_commit_callbacks(execute=True) as callbacks:
+            revenue_events_deliver(max_batches=1)
+        assert len(callbacks) == (1 if attempt == 5 else 0)  # the alert waits for the commit
+        data = metadata(pk)
+        assert data["retryAttempts"] == attempt and data["onChainDeliveryStatus"] == "failed"
+        if attempt < 5:
+            delays.append(round((datetime.fromisoformat(data["nextRetryAt"]) - started).total_seconds() / 60))
+            clock.advance(minutes=delays[-1], seconds=1)
+    assert delays == [2, 4, 8, 16]
+    data = metadata(pk)
+    assert data["critical"] is True and "nextRetryAt" not in data and data["alertedAt"]
+    assert len(mail.outbox) == 1 and str(pk) in mail.outbox[0].subject
+    assert [body["event_id"] for _, body in posted] == [pk]
+
+    for _ in range(3):  # more cycles: no more attempts, no more alerts
+        clock.advance(hours=1)
+        with django_capture_on_commit_callbacks(execute=True):
+            revenue_events_deliver(max_batches=1)
+            revenue_events_redrive()
+    assert metadata(pk)["retryAttempts"] == 5
+    assert len(mail.outbox) == 1 and len(posted) == 1
+
+    # staff queue it again: a fresh budget, delivered once the chain accepts it
+    monkeypatch.undo()
+    assert revenue_event_delivery_retry(event_id=pk) is True
+    drive(until=all_delivered)
+    assert_delivered_exactly_once()
+    assert "critical" not in metadata(pk)
+
+
+def test_worker_killed_after_persisting_before_broadcast_loses_nothing(embedded, monkeypatch):
+    import revenue.delivery.broadcast as broadcast
+
+    ids = events_create(4)
+    real_send = broadcast.send_signed
+
+    def killed(*args, **kwargs):
+        raise WorkerKilled
+
+    monkeypatch.setattr(broadcast, "send_signed", killed)
+    with pytest.raises(WorkerKilled):
+        revenue_events_deliver(max_batches=1)
+    batch = DeliveryBatch.objects.get()
+    assert batch.status == "submitted" and statuses() == {"submitted": 4}
+    context = chain_context_get()
+    assert context.w3.eth.get_transaction_count(context.signer.address) == batch.nonce  # never sent
+
+    monkeypatch.setattr(broadcast, "send_signed", real_send)
+    results = drive(until=all_delivered)
+    assert sum(r.counters.rebroadcasts for r in results) == 1
+    assert DeliveryBatch.objects.get().tx_hashes == batch.tx_hashes  # same bytes, same nonce
+    assert_delivered_exactly_once()
+    assert sorted(ids) == sorted(expected_wei())
+
+
+def test_worker_killed_right_after_broadcast_doubles_nothing(embedded, monkeypatch):
+    import revenue.delivery.broadcast as broadcast
+
+    events_create(4)
+    real_send = broadcast.send_signed
+
+    def sent_then_killed(*args, **kwargs):
+        real_send(*args, **kwargs)
+        raise WorkerKilled
+
+    monkeypatch.setattr(broadcast, "send_signed", sent_then_killed)
+    with pytest.raises(WorkerKilled):
+        revenue_events_deliver(max_batches=1)
+    monkeypatch.setattr(broadcast, "send_signed", real_send)
+    results = drive(until=all_delivered)
+    assert sum(r.counters.rebroadcasts + r.counters.batches_sent for r in results) == 0
+    assert DeliveryBatch.objects.count() == 1
+    assert_delivered_exactly_once()
+
+
+def test_a_new_embedded_chain_supersedes_the_old_deployment(embedded):
+    events_create(3)
+    revenue_events_deliver(max_batches=1)  # submitted on the first chain, not confirmed
+    old = ChainDeployment.objects.get(active=True)
+    old_batch = DeliveryBatch.objects.get()
+
+    chain_context_reset()  # the worker process restarted: its in-process chain is gone
+    drive(until=all_delivered)
+    old.refresh_from_db()
+    old_batch.refresh_from_db()
+    assert not old.active and old.superseded_at is not None
+    assert old_batch.status == "superseded"
+    new = ChainDeployment.objects.get(active=True)
+    assert new.contract_address != old.contract_address and new.embedded
+    assert DeliveryBatch.objects.filter(deployment=new, status="confirmed").count() == 1
+    assert_delivered_exactly_once()
+
+
+def test_confirmed_batches_of_a_superseded_deployment_stay_delivered(embedded):
+    events_create(2)
+    drive(until=all_delivered)
+    chain_context_reset()
+    events_create(1, prefix="later")
+    drive(until=all_delivered)
+    assert DeliveryBatch.objects.filter(status="confirmed").count() == 2
+    assert distributed_total() == holder_total()
+
+
+def test_a_busy_sender_lock_returns_at_once(embedded, on_postgres):
+    if on_postgres:
+        pytest.skip("the PostgreSQL advisory lock is covered by test_one_sender_on_postgres")
+    events_create(2)
+    with delivery_sender_lock() as acquired:
+        assert acquired
+        result = revenue_events_deliver(max_batches=1)
+    assert result.skipped == "busy" and not result.ran
+    assert statuses() == {"pending": 2}
+
+
+def test_disabled_delivery_does_nothing(embedded, settings):
+    settings.DELIVERY_ENABLED = False
+    events_create(1)
+    assert revenue_events_deliver(max_batches=1).skipped == "disabled"
+    assert not ChainDeployment.objects.exists() and statuses() == {"pending": 1}
+
+
+def test_heartbeat_records_the_chain_and_the_last_error(embedded, settings, dead_uri):
+    events_create(1)
+    revenue_events_deliver(max_batches=1)
+    beat = DeliveryHeartbeat.objects.get()
+    context = chain_context_get()
+    assert beat.connected and beat.chain_id == context.chain_id and beat.block_number >= 1
+    assert beat.signer_address == context.signer_address and beat.contract_address == context.contract_address
+    assert int(beat.signer_balance_wei) > 0 and beat.next_sequence == 1
+    assert beat.last_success_at == beat.last_run_at and beat.last_task == "run"
+
+    settings.WEB3_PROVIDER_URI = dead_uri
+    result = revenue_events_redrive()
+    assert result.error_kind == "transient"
+    beat.refresh_from_db()
+    assert not beat.connected and beat.last_task == "redrive" and "unavailable" in beat.last_error.lower()
+    assert beat.last_error_at == beat.last_run_at > beat.last_success_at
+
+
+def test_redrive_takes_due_failures_and_stale_pending_only(embedded, settings, clock):
+    settings.DELIVERY_REDRIVE_BATCH = 2
+    stale = events_create(3, prefix="stale")
+    clock.advance(seconds=settings.DELIVERY_PENDING_STALE_SECONDS + 1)
+    fresh = events_create(1, prefix="fresh")
+    later = "9999-01-01T00:00:00.000000+00:00"
+    RevenueEvent.objects.filter(pk=stale[2]).update(
+        metadata={"onChainDeliveryStatus": "failed", "retryAttempts": 1, "nextRetryAt": later}
+    )
+    result = revenue_events_redrive()
+    assert result.counters.events_sent == 2
+    assert DeliveryBatch.objects.get().event_ids == stale[:2]  # oldest first, at most 2
+    assert metadata(fresh[0])["onChainDeliveryStatus"] == "pending"  # left to the run task
+    assert metadata(stale[2])["onChainDeliveryStatus"] == "failed"  # not due
+
+
+def test_events_in_a_batch_in_flight_are_never_selected_again(embedded, settings, monkeypatch):
+    import revenue.delivery.broadcast as broadcast
+
+    settings.DELIVERY_RETRY_BASE_SECONDS = 0  # failed events are due at once
+    ids = events_create(3)
+
+    def down(*args, **kwargs):
+        raise ChainUnavailable("chain node unavailable: timeout")
+
+    real_send = broadcast.send_signed
+    monkeypatch.setattr(broadcast, "send_signed", down)
+    revenue_events_deliver(max_batches=1)  # persisted, broadcast failed: ambiguous
+    assert statuses() == {"failed": 3}
+    monkeypatch.setattr(broadcast, "send_signed", real_send)
+    drive(until=all_delivered)
+    assert DeliveryBatch.objects.count() == 1  # rebroadcast, never a second batch for them
+    assert_delivered_exactly_once()
+    assert [metadata(pk)["retryAttempts"] for pk in ids] == [1, 1, 1]
+
+
+def test_a_cycle_does_a_bounded_number_of_queries(embedded, settings, django_assert_max_num_queries):
+    settings.DELIVERY_BATCH_SIZE = 60
+    events_create(60)
+    revenue_events_deliver(max_batches=1)  # deploys the chain, sends the first batch
+    events_create(60, prefix="second")
+    # confirms the first batch and sends the second: no query per event
+    with django_assert_max_num_queries(40):
+        result = revenue_events_deliver(max_batches=1)
+    assert result.counters.events_confirmed == 60 and result.counters.events_sent == 60
+    with django_assert_max_num_queries(40):
+        assert revenue_events_deliver(max_batches=1).counters.events_confirmed == 60
+    assert all_delivered()
+
+
+def test_tasks_are_thin_and_retry_transient_errors(embedded, settings, dead_uri):
+    from revenue.tasks import revenue_delivery_redrive, revenue_delivery_run
+
+    events_create(2)
+    assert revenue_delivery_run()["batches_sent"] == 1
+    assert revenue_delivery_redrive()["events_confirmed"] == 2  # its block makes the 2nd confirmation
+    settings.WEB3_PROVIDER_URI = dead_uri
+    with pytest.raises(TransientChainError):
+        revenue_delivery_run()
+    assert revenue_delivery_redrive()["error_kind"] == "transient"
+    assert revenue_delivery_run.acks_late and revenue_delivery_run.reject_on_worker_lost
+    assert revenue_delivery_run.autoretry_for == (TransientChainError,)
+    assert revenue_delivery_run.retry_backoff_max < 3600 and revenue_delivery_run.soft_time_limit
+
+
+def test_delivery_tasks_are_routed_to_the_chain_queue():
+    from config.celery import app
+
+    for name in ("revenue.tasks.revenue_delivery_run", "revenue.tasks.revenue_delivery_redrive"):
+        assert app.amqp.router.route({}, name)["queue"].name == "chain"
+
+
+def test_the_redrive_is_scheduled_every_minute():
+    from django_celery_beat.models import PeriodicTask
+
+    task = PeriodicTask.objects.get(task="revenue.tasks.revenue_delivery_redrive")
+    assert task.enabled and task.queue == "chain"
+    assert (task.interval.every, task.interval.period) == (60, "seconds")
+
+
+def test_recording_events_publishes_one_debounced_run_after_commit(
+    eth_market, monkeypatch, django_capture_on_commit_callbacks
+):
+    from revenue.dispatch import delivery_debounce_reset
+    from revenue.tasks import revenue_delivery_run
+
+    delivery_debounce_reset()
+    published = []
+    monkeypatch.setattr(revenue_delivery_run, "apply_async", lambda **kwargs: published.append(kwargs))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        for i in range(5):
+            revenue_collect(stream=0, amount="1", description="x", source_type="t", source_id=f"burst-{i}")
+    assert callbacks and not published  # nothing before the commit
+    for callback in callbacks:
+        callback()
+    assert len(published) == 1 and published[0]["countdown"] == 2
+    delivery_debounce_reset()
+
+
+def test_staff_retry_leaves_events_in_flight_alone(embedded):
+    (pk,) = events_create(1)
+    revenue_events_deliver(max_batches=1)
+    assert revenue_event_delivery_retry(event_id=pk) is False
+    assert metadata(pk)["onChainDeliveryStatus"] == "submitted"
+
+
+@pytest.mark.postgres
+def test_one_sender_on_postgres(embedded):
+    assert connection.vendor == "postgresql"
+    events_create(2)
+    holding = threading.Event()
+    release = threading.Event()
+
+    def other_sender() -> None:  # another worker: its own session holds the advisory lock
+        with delivery_sender_lock() as acquired:
+            assert acquired
+            holding.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=in_thread, args=(other_sender,))
+    thread.start()
+    try:
+        assert holding.wait(30)
+        result = revenue_events_deliver(max_batches=1)
+        assert result.skipped == "busy" and not result.ran and statuses() == {"pending": 2}
+    finally:
+        release.set()
+        thread.join(30)
+    assert revenue_events_deliver(max_batches=1).counters.batches_sent == 1

@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from revenue.jsonb import JsonMerge
+from revenue.models import DeliveryHeartbeat, RevenueEvent
+from revenue.services import revenue_collect
+
+pytestmark = pytest.mark.django_db
+
+
+def _event(stream: int, source: str, amount: str = "10", **metadata) -> RevenueEvent:
+    event = revenue_collect(
+        stream=stream, amount=amount, description=f"event {source}", source_type="t", source_id=source
+    )
+    if metadata:
+        RevenueEvent.objects.filter(pk=event.pk).update(metadata=JsonMerge("metadata", metadata))
+    return RevenueEvent.objects.get(pk=event.pk)
+
+
+def _age(event: RevenueEvent, **delta) -> None:
+    RevenueEvent.objects.filter(pk=event.pk).update(created_at=timezone.now() - timedelta(**delta))
+
+
+@pytest.fixture
+def failures(db):
+    failed = _event(
+        0,
+        "f1",
+        onChainDeliveryStatus="failed",
+        retryAttempts=2,
+        lastError="node down",
+        nextRetryAt="2030-01-01T00:00:00+00:00",
+    )
+    critical = _event(0, "f2", amount="20", onChainDeliveryStatus="failed", retryAttempts=5, lastError="reverted")
+    other_stream = _event(4, "f3", onChainDeliveryStatus="failed", retryAttempts=1, lastError="timeout")
+    stale_pending = _event(1, "p1")
+    _age(stale_pending, minutes=11)
+    fresh_pending = _event(1, "p2")
+    attempted_pending = _event(1, "p3", lastRetryAt="2026-01-01T00:00:00+00:00")
+    _age(attempted_pending, minutes=30)
+    delivered = _event(0, "d1", onChainDeliveryStatus="delivered")
+    old_failed = _event(0, "old", onChainDeliveryStatus="failed", retryAttempts=1)
+    _age(old_failed, hours=30)
+    return {
+        "failed": failed,
+        "critical": critical,
+        "other": other_stream,
+        "stale": stale_pending,
+        "fresh": fresh_pending,
+        "delivered": delivered,
+        "old": old_failed,
+    }
+
+
+def test_failure_report_counts_failed_and_stale_pending_in_window(staff_client, failures):
+    body = staff_client.get("/api/admin/revenue/onchain-failures").json()
+    summary = body["summary"]
+    assert summary["total_failures"] == 4  # f1, f2, f3 and the stale pending p1
+    assert summary["critical_failures"] == 1
+    assert summary["period_hours"] == 24
+    expected_pending = sum(failures[k].holder_share for k in ("failed", "critical", "other", "stale"))
+    assert Decimal(summary["total_holder_share_pending"]) == expected_pending
+    streams = {s["stream_id"]: s for s in body["by_stream"]}
+    assert set(streams) == {0, 1, 4}
+    assert streams[0]["count"] == 2 and streams[0]["max_retries"] == 5 and streams[0]["stream_name"] == "Trading Fees"
+    ids = {e["id"] for e in streams[0]["events"]}
+    assert ids == {failures["failed"].pk, failures["critical"].pk}
+    event = next(e for e in streams[0]["events"] if e["id"] == failures["failed"].pk)
+    assert event["last_error"] == "node down" and event["retry_attempts"] == 2
+    assert event["next_retry_at"] == "2030-01-01T00:00:00+00:00"
+
+
+def test_failure_report_stream_filter_alias_and_hours(staff_client, failures):
+    by_name = staff_client.get("/api/admin/revenue/onchain-failures", {"stream_id": 4}).json()
+    by_alias = staff_client.get("/api/admin/revenue/onchain-failures", {"streamId": 4}).json()
+    assert by_name == by_alias
+    assert [s["stream_id"] for s in by_name["by_stream"]] == [4]
+    wide = staff_client.get("/api/admin/revenue/onchain-failures", {"hours": 48}).json()
+    assert wide["summary"]["total_failures"] == 5 and wide["summary"]["period_hours"] == 48
+
+
+@pytest.mark.parametrize("params", [{"hours": "abc"}, {"hours": "0"}, {"stream_id": "x"}, {"streamId": "42"}])
+def test_failure_report_rejects_bad_parameters(staff_client, db, params):
+    response = staff_client.get("/api/admin/revenue/onchain-failures", params)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_parameter"
+
+
+def test_worker_status_reflects_heartbeat_and_counts(staff_client, failures):
+    now = timezone.now()
+    DeliveryHeartbeat.objects.update_or_create(
+        pk=1,
+        defaults={
+            "last_run_at": now,
+            "connected": True,
+            "chain_id": 31337,
+            "block_number": 42,
+            "signer_address": "0x" + "1" * 40,
+            "contract_address": "0x" + "2" * 40,
+            "signer_balance_wei": "5",
+        },
+    )
+    body = staff_client.get("/api/admin/revenue/onchain-worker-status").json()
+    assert body["enabled"] is True
+    assert body["batch_size"] == 200 and body["max_retry_attempts"] == 5 and body["poll_interval_seconds"] == 60
+    assert body["counts"] == {"pending": 3, "submitted": 0, "delivered": 1, "failed": 4, "critical": 1}
+    assert (
+        body["chain"]["connected"] is True
+        and body["chain"]["chain_id"] == 31337
+        and body["chain"]["block_number"] == 42
+    )
+    assert body["last_run_at"] is not None
+
+
+def test_retry_queues_a_failed_event(staff_client, failures, django_capture_on_commit_callbacks):
+    event = failures["critical"]
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = staff_client.post(f"/api/admin/revenue/events/{event.pk}/retry")
+    assert response.status_code == 202
+    metadata = RevenueEvent.objects.get(pk=event.pk).metadata
+    assert metadata["onChainDeliveryStatus"] == "pending" and metadata["retryAttempts"] == 0
+    assert callbacks, "the delivery task is published after the commit"
+
+
+def test_retry_refuses_delivered_and_unknown_events(staff_client, failures):
+    delivered = staff_client.post(f"/api/admin/revenue/events/{failures['delivered'].pk}/retry")
+    assert delivered.status_code == 409 and delivered.json()["error"]["code"] == "event_not_retryable"
+    missing = staff_client.post("/api/admin/revenue/events/999999/retry")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "revenue_event_not_found"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/admin/revenue/onchain-failures"),
+        ("get", "/api/admin/revenue/onchain-worker-status"),
+        ("post", "/api/admin/revenue/events/1/retry"),
+    ],
+)
+def test_staff_only(api_client, user_client, db, method, path):
+    assert getattr(api_client, method)(path).status_code == 401
+    assert getattr(user_client, method)(path).status_code == 403

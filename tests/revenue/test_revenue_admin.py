@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import pytest
+
+from revenue.jsonb import JsonMerge
+from revenue.models import RevenueEvent
+from revenue.services import revenue_collect
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(client, staff):
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture
+def events(db):
+    made = {}
+    for source, status, attempts, tx in (
+        ("s-fail", "failed", 2, ""),
+        ("s-crit", "failed", 5, ""),
+        ("s-done", "delivered", 0, "0xabc123"),
+        ("s-new", "pending", 0, ""),
+    ):
+        event = revenue_collect(stream=0, amount="5", description=source, source_type="t", source_id=source)
+        RevenueEvent.objects.filter(pk=event.pk).update(
+            metadata=JsonMerge(
+                "metadata",
+                {
+                    "onChainDeliveryStatus": status,
+                    "retryAttempts": attempts,
+                    "txHash": tx,
+                    "lastError": "boom" if status == "failed" else "",
+                },
+            )
+        )
+        made[source] = event
+    return made
+
+
+def test_event_list_shows_delivery_columns(admin_client, events):
+    page = admin_client.get("/admin/revenue/revenueevent/").content.decode()
+    assert "Trading Fees" in page and "failed" in page and "boom" in page and "0xabc123" in page
+    assert "failed (critical)" in page
+    assert "Failure report" in page
+
+
+@pytest.mark.parametrize(
+    ("value", "present", "absent"),
+    [("failed", "s-fail", "s-done"), ("critical", "s-crit", "s-fail"), ("delivered", "s-done", "s-new")],
+)
+def test_filters_by_delivery_status(admin_client, events, value, present, absent):
+    page = admin_client.get("/admin/revenue/revenueevent/", {"delivery": value}).content.decode()
+    assert f"t:{present}" in page and f"t:{absent}" not in page
+
+
+def test_filter_by_stream_and_search(admin_client, events):
+    assert "t:s-new" not in admin_client.get("/admin/revenue/revenueevent/", {"stream__id__exact": 4}).content.decode()
+    by_hash = admin_client.get("/admin/revenue/revenueevent/", {"q": "0xabc123"}).content.decode()
+    assert "t:s-done" in by_hash and "t:s-fail" not in by_hash
+    by_source = admin_client.get("/admin/revenue/revenueevent/", {"q": "s-crit"}).content.decode()
+    assert "t:s-crit" in by_source and "t:s-new" not in by_source
+
+
+def test_metadata_is_read_only_and_pretty(admin_client, events):
+    page = admin_client.get(f"/admin/revenue/revenueevent/{events['s-fail'].pk}/change/").content.decode()
+    assert "&quot;onChainDeliveryStatus&quot;: &quot;failed&quot;" in page  # indented JSON, escaped
+    assert 'name="metadata"' not in page
+
+
+def test_retry_action_queues_failed_events(admin_client, events):
+    ids = [events["s-crit"].pk, events["s-done"].pk]
+    response = admin_client.post(
+        "/admin/revenue/revenueevent/", {"action": "retry_delivery_now", "_selected_action": ids}, follow=True
+    )
+    text = response.content.decode()
+    assert "1 event(s) queued" in text and "1 event(s) skipped" in text
+    assert RevenueEvent.objects.get(pk=events["s-crit"].pk).metadata["onChainDeliveryStatus"] == "pending"
+    assert RevenueEvent.objects.get(pk=events["s-done"].pk).metadata["onChainDeliveryStatus"] == "delivered"
+
+
+def test_failure_report_page(admin_client, events):
+    page = admin_client.get("/admin/revenue/revenueevent/failure-report/").content.decode()
+    assert "On-chain delivery failure report" in page
+    assert "Trading Fees" in page and "(1 critical)" in page
+    assert 'class="fill" style="width: 100%"' in page
+
+
+def test_report_page_is_staff_only(client, user):
+    client.force_login(user)
+    response = client.get("/admin/revenue/revenueevent/failure-report/")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/orders/order/",
+        "/admin/orders/trade/",
+        "/admin/orders/wallet/",
+        "/admin/revenue/posttradejob/",
+        "/admin/django_celery_beat/periodictask/",
+    ],
+)
+def test_operational_list_views_render(admin_client, events, path):
+    assert admin_client.get(path).status_code == 200

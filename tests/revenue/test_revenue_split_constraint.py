@@ -1,0 +1,25 @@
+"""The split constraint holds on values whose float sum is inexact (12875.55 = 1931.3325 +
+10944.2175 is 12875.550000000001 in binary floating point) and still refuses a real mismatch."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.db import IntegrityError, transaction
+
+from revenue.models import RevenueEvent
+from revenue.services import revenue_collect
+
+pytestmark = pytest.mark.django_db
+
+
+def test_amounts_with_inexact_float_sums_are_accepted():
+    event = revenue_collect(stream=0, amount="12875.55", description="x", source_type="t", source_id="1")
+    assert event.holder_share + event.reserve_share == Decimal("12875.55")
+
+
+def test_a_split_off_by_one_satoshi_is_refused():
+    event = revenue_collect(stream=0, amount="10", description="x", source_type="t", source_id="2")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        RevenueEvent.objects.filter(pk=event.pk).update(reserve_share=event.reserve_share + Decimal("0.00000001"))
