@@ -23,6 +23,8 @@ DELIVERY_LATENCY_SECONDS = Histogram(
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200),
 )
 REDRIVE_BATCH_SIZE = Histogram(
-    "platform_revenue_redrive_batch_size", "Events picked up per re-drive run.", buckets=(0, 1, 2, 5, 10, 20, 50, 100, 200)
+    "platform_revenue_redrive_batch_size",
+    "Events picked up per re-drive run.",
+    buckets=(0, 1, 2, 5, 10, 20, 50, 100, 200),
 )
 CHAIN_REACHABLE = Gauge("platform_chain_reachable", "1 when the chain node answered the last check, else 0.")

@@ -8,9 +8,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count, F, IntegerField, Max, Q, Sum, Value, Window
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce, RowNumber
+from django.db.models.lookups import Exact
 from django.utils import timezone
 
 from revenue.models import RevenueEvent, RevenueStream
@@ -27,6 +29,14 @@ class FailureReport:
 
 def attempts_expression() -> Cast:
     return Cast(Coalesce(KT("metadata__retryAttempts"), Value("0")), IntegerField())
+
+
+def status_is(status: str) -> Q:
+    """On PostgreSQL compare the ->> text, which the status expression index covers (a
+    jsonb -> comparison would scan every event); SQLite's JSON1 needs the key lookup."""
+    if connection.vendor == "postgresql":
+        return Q(Exact(KT("metadata__onChainDeliveryStatus"), status))
+    return Q(metadata__onChainDeliveryStatus=status)
 
 
 def failures_filter(*, now: datetime) -> Q:
@@ -86,10 +96,9 @@ def onchain_failure_report(*, hours: int, stream_id: int | None = None, now: dat
                 "next_retry_at": row["next_retry_at"],
             }
         )
-    # KT (->>) rather than a JSON comparison (->), so the status expression index applies.
     in_flight_too_long = (
-        RevenueEvent.objects.annotate(status=KT("metadata__onChainDeliveryStatus"))
-        .filter(status="submitted", created_at__lt=moment - timedelta(minutes=STALE_PENDING_MINUTES))
+        RevenueEvent.objects.filter(status_is("submitted"))
+        .filter(created_at__lt=moment - timedelta(minutes=STALE_PENDING_MINUTES))
         .count()
     )
     summary = {

@@ -103,6 +103,6 @@ class UserTradesApi(APIView):
         page = paginator.paginate_queryset(
             trade_list_for_user(user_id=user.pk, market=request.query_params.get("market") or None), request, view=self
         )
-        return paginator.get_paginated_response(UserTradeOutput([_user_fill(t, user.pk) for t in page], many=True).data)
-
-
+        return paginator.get_paginated_response(
+            UserTradeOutput([_user_fill(t, user.pk) for t in page or []], many=True).data
+        )

@@ -67,7 +67,11 @@ class AmountInput(serializers.Field):
     default_error_messages = {"invalid": "Must be a decimal number, as a string or a number."}
 
     def to_internal_value(self, data: object) -> object:
-        if isinstance(data, bool) or not isinstance(data, str | int | float) or (isinstance(data, str) and len(data) > 64):
+        if (
+            isinstance(data, bool)
+            or not isinstance(data, str | int | float)
+            or (isinstance(data, str) and len(data) > 64)
+        ):
             self.fail("invalid")
         return data
 

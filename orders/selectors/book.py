@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import cast
 
 from django.db.models import Count, F, Q, Sum
 
@@ -62,5 +63,7 @@ def order_book_get(*, market_id: int, depth: int) -> dict[str, list[BookLevel]]:
             .annotate(quantity=Sum(F("quantity") - F("filled_quantity")), orders=Count("id"))
             .order_by(ordering)[:depth]
         )
-        result[key] = [BookLevel(price=r["price"], quantity=r["quantity"], orders=r["orders"]) for r in rows]
+        result[key] = [
+            BookLevel(price=cast(Decimal, r["price"]), quantity=r["quantity"], orders=r["orders"]) for r in rows
+        ]
     return result

@@ -20,18 +20,14 @@ class EpochBucket(Func):
     """floor(unix seconds of the expression / seconds): the candle a trade belongs to."""
 
     output_field = BigIntegerField()
+    template = "FLOOR(EXTRACT(EPOCH FROM %(expressions)s) / %(seconds)s)"
 
     def __init__(self, expression: Any, *, seconds: int) -> None:
-        super().__init__(expression)
-        self.seconds = int(seconds)
+        super().__init__(expression, seconds=int(seconds))
 
-    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> Any:  # PostgreSQL and others
-        sql, params = compiler.compile(self.source_expressions[0])
-        return f"FLOOR(EXTRACT(EPOCH FROM {sql}) / {self.seconds})", params
-
-    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        sql, params = compiler.compile(self.source_expressions[0])
-        return f"(CAST(strftime('%%s', {sql}) AS INTEGER) / {self.seconds})", params
+    def as_sqlite(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:
+        template = "(CAST(strftime('%%%%s', %(expressions)s) AS INTEGER) / %(seconds)s)"
+        return self.as_sql(compiler, connection, template=template, **extra_context)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
@@ -11,8 +12,17 @@ from orders.models import Order, OrderEvent, Trade
 
 
 def _with_details(queryset: QuerySet[Order]) -> QuerySet[Order]:
-    trades = Trade.objects.only("id", "price", "quantity", "taker_fee", "maker_fee", "is_house", "taker_order_id",
-                                "maker_order_id", "executed_at").order_by("id")
+    trades = Trade.objects.only(
+        "id",
+        "price",
+        "quantity",
+        "taker_fee",
+        "maker_fee",
+        "is_house",
+        "taker_order_id",
+        "maker_order_id",
+        "executed_at",
+    ).order_by("id")
     return queryset.select_related("market").prefetch_related(
         Prefetch("events", queryset=OrderEvent.objects.order_by("id")),
         Prefetch("taker_trades", queryset=trades),
@@ -43,15 +53,21 @@ def order_open_list_for_user(*, user_id: int, market_id: int | None = None) -> Q
     return queryset.select_related("market").order_by("-id")
 
 
-def order_fills(order: Order) -> list[dict[str, object]]:
-    """The order's fills, from its own point of view (taker or maker)."""
+@dataclass(frozen=True, slots=True)
+class OrderFill:
+    trade: Trade
+    fee: Decimal
+    liquidity: str
+    counterparty: str
+
+
+def order_fills(order: Order) -> list[OrderFill]:
+    """The order's fills, from its own point of view (taker or maker), oldest first."""
     fills = [
-        {"trade": t, "fee": t.taker_fee, "liquidity": "taker", "counterparty": "house" if t.is_house else "book"}
+        OrderFill(trade=t, fee=t.taker_fee, liquidity="taker", counterparty="house" if t.is_house else "book")
         for t in order.taker_trades.all()
-    ] + [
-        {"trade": t, "fee": t.maker_fee, "liquidity": "maker", "counterparty": "book"} for t in order.maker_trades.all()
-    ]
-    fills.sort(key=lambda f: f["trade"].pk)  # type: ignore[attr-defined]
+    ] + [OrderFill(trade=t, fee=t.maker_fee, liquidity="maker", counterparty="book") for t in order.maker_trades.all()]
+    fills.sort(key=lambda fill: fill.trade.pk)
     return fills
 
 

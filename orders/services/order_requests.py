@@ -72,7 +72,9 @@ def order_request_validate(*, market: Market, request: OrderRequest) -> Validate
         raise InvalidQuantity(fields={"quantity": [f"Must be at least {market.min_quantity}."]})
 
     price = _price(request.price, market=market, field="price") if request.price is not None else None
-    stop_price = _price(request.stop_price, market=market, field="stop_price") if request.stop_price is not None else None
+    stop_price = (
+        _price(request.stop_price, market=market, field="stop_price") if request.stop_price is not None else None
+    )
     if order_type == OrderType.LIMIT and price is None:
         raise InvalidPrice(fields={"price": ["A limit order needs a price."]})
     if order_type != OrderType.LIMIT and price is not None:
@@ -88,7 +90,8 @@ def order_request_validate(*, market: Market, request: OrderRequest) -> Validate
     time_in_force = TimeInForce(request.time_in_force or default_tif)
     if executes_as_market and time_in_force == TimeInForce.GTC:
         raise InvalidTimeInForce(
-            "GTC is not allowed for orders that execute as market orders.", fields={"time_in_force": ["Use IOC or FOK."]}
+            "GTC is not allowed for orders that execute as market orders.",
+            fields={"time_in_force": ["Use IOC or FOK."]},
         )
     return ValidatedOrder(
         side=side,

@@ -12,7 +12,9 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import TypeVar
 
 from django.conf import settings
@@ -22,6 +24,8 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from core.errors import ApplicationError
+from core.logging import correlation_id_get
+from core.metrics import FEES, ORDER_PLACE_SECONDS, ORDERS_FINAL, TRADES
 from orders import engine
 from orders.errors import (
     DuplicateClientOrderId,
@@ -46,7 +50,7 @@ from orders.models import (
 from orders.selectors.book import resting_makers
 from orders.services.ledger import LockedLedger, WalletKey
 from orders.services.order_requests import OrderRequest, ValidatedOrder, order_request_validate
-from orders.system_accounts import fee_account_user_id, house_user_id
+from orders.system_accounts import fee_account_user_id, house_user_id, system_user_ids
 
 logger = logging.getLogger("orders.lifecycle")
 T = TypeVar("T")
@@ -64,7 +68,7 @@ class PlaceResult:
 class _Settlement:
     """What one matching transaction writes, collected before the bulk statements."""
 
-    now: object
+    now: datetime
     trades: list[Trade] = field(default_factory=list)
     events: list[OrderEvent] = field(default_factory=list)
     transitions: list[tuple[Order, str | None, str, str | None]] = field(default_factory=list)
@@ -74,11 +78,11 @@ class _Settlement:
         previous = order.status if order.pk else None
         order.status = status
         order.status_reason = reason
-        order.updated_at = self.now  # type: ignore[assignment]
+        order.updated_at = self.now
         if status in (OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.ERROR):
-            order.closed_at = self.now  # type: ignore[assignment]
+            order.closed_at = self.now
         if status == OrderStatus.FILLED:
-            order.filled_at = self.now  # type: ignore[assignment]
+            order.filled_at = self.now
         self.transitions.append((order, previous, status, reason))
 
 
@@ -86,6 +90,13 @@ class _Settlement:
 
 
 def order_place(*, user: User, request: OrderRequest) -> PlaceResult:
+    started = time.perf_counter()
+    result = _order_place(user=user, request=request)
+    ORDER_PLACE_SECONDS.labels(type=request.type).observe(time.perf_counter() - started)
+    return result
+
+
+def _order_place(*, user: User, request: OrderRequest) -> PlaceResult:
     market = Market.objects.filter(symbol=request.market).first()
     if market is None:
         raise MarketNotFoundInBody(fields={"market": ["No such market."]})
@@ -94,12 +105,20 @@ def order_place(*, user: User, request: OrderRequest) -> PlaceResult:
     validated = order_request_validate(market=market, request=request)
     fingerprint = validated.fingerprint(market_id=market.pk)
     if validated.client_order_id:
-        existing = _order_by_client_id(user_id=user.pk, client_order_id=validated.client_order_id, fingerprint=fingerprint)
+        existing = _order_by_client_id(
+            user_id=user.pk, client_order_id=validated.client_order_id, fingerprint=fingerprint
+        )
         if existing is not None:
             return PlaceResult(order_id=existing, created=False)
+    # The platform's accounts are created (the first time) here, committed on their own:
+    # created inside the matching transaction, a rollback (insufficient funds, a retried
+    # deadlock) would undo the rows while their ids stayed cached in the process.
+    system_user_ids()
     try:
         order_id = _retrying(
-            lambda: _order_place_atomic(user_id=user.pk, market_id=market.pk, validated=validated, fingerprint=fingerprint)
+            lambda: _order_place_atomic(
+                user_id=user.pk, market_id=market.pk, validated=validated, fingerprint=fingerprint
+            )
         )
     except IntegrityError:
         # Two requests with one client_order_id raced; the loser answers like a repeat.
@@ -116,14 +135,20 @@ def order_place(*, user: User, request: OrderRequest) -> PlaceResult:
         # A bug must not leave anything half-applied (the transaction rolled back) nor
         # leave the client without a clear answer: record the order as `error`.
         logger.exception("order processing failed", extra={"user_id": user.pk, "market": market.symbol})
-        order_id = _order_record_error(user_id=user.pk, market_id=market.pk, validated=validated, fingerprint=fingerprint)
+        order_id = _order_record_error(
+            user_id=user.pk, market_id=market.pk, validated=validated, fingerprint=fingerprint
+        )
         return PlaceResult(order_id=order_id, created=True)
     stop_orders_trigger(market_id=market.pk)
     return PlaceResult(order_id=order_id, created=True)
 
 
 def _order_by_client_id(*, user_id: int, client_order_id: str, fingerprint: str) -> int | None:
-    found = Order.objects.filter(user_id=user_id, client_order_id=client_order_id).values_list("pk", "request_fingerprint").first()
+    found = (
+        Order.objects.filter(user_id=user_id, client_order_id=client_order_id)
+        .values_list("pk", "request_fingerprint")
+        .first()
+    )
     if found is None:
         return None
     if found[1] != fingerprint:
@@ -181,6 +206,13 @@ def _order_place_atomic(*, user_id: int, market_id: int, validated: ValidatedOrd
         return int(order.pk)
 
 
+def _present(value: Decimal | None, name: str) -> Decimal:
+    """A column the order's type makes mandatory (validated at placement, enforced here)."""
+    if value is None:
+        raise ValueError(f"order {name} missing")
+    return value
+
+
 def _funding_key(*, order: Order, market: Market) -> WalletKey:
     asset_id = market.quote_id if order.side == OrderSide.BUY else market.base_id
     return (order.user_id, asset_id, 0)
@@ -195,8 +227,8 @@ def _required_lock(*, order: Order, market: Market, reference_price: Decimal | N
     if order.side == OrderSide.SELL:
         return remaining
     if not _executes_as_market(order):
-        assert order.price is not None
-        return engine.buy_lock_amount(quantity=remaining, price=order.price, taker_fee_bps=settings.TAKER_FEE_BPS)
+        price = _present(order.price, "price")
+        return engine.buy_lock_amount(quantity=remaining, price=price, taker_fee_bps=settings.TAKER_FEE_BPS)
     return engine.market_buy_lock_amount(
         quantity=remaining,
         reference_price=reference_price or market.reference_price,
@@ -230,11 +262,15 @@ def _execute(*, order: Order, market: Market, settlement: _Settlement) -> None:
     makers: dict[int, Order] = {}
 
     def book() -> Iterator[engine.RestingOrder]:
-        for maker in resting_makers(market_id=market.pk, side=OrderSide.SELL if side is engine.Side.BUY else OrderSide.BUY):
+        for maker in resting_makers(
+            market_id=market.pk, side=OrderSide.SELL if side is engine.Side.BUY else OrderSide.BUY
+        ):
             makers[maker.pk] = maker
-            assert maker.price is not None
             yield engine.RestingOrder(
-                id=maker.pk, owner_id=maker.user_id, price=maker.price, remaining=maker.quantity - maker.filled_quantity
+                id=maker.pk,
+                owner_id=maker.user_id,
+                price=_present(maker.price, "price"),
+                remaining=maker.quantity - maker.filled_quantity,
             )
 
     result = engine.match(
@@ -278,7 +314,13 @@ def _execute(*, order: Order, market: Market, settlement: _Settlement) -> None:
     for fill in result.fills:
         maker = makers[fill.maker_id] if fill.maker_id is not None else None
         _settle_fill(
-            fill=fill, taker=order, maker=maker, market=market, ledger=ledger, discounts=discounts, settlement=settlement
+            fill=fill,
+            taker=order,
+            maker=maker,
+            market=market,
+            ledger=ledger,
+            discounts=discounts,
+            settlement=settlement,
         )
 
     for maker_id in result.expired_maker_ids:
@@ -326,7 +368,9 @@ def _settle_fill(
     settlement: _Settlement,
 ) -> None:
     notional = fill.notional
-    taker_fee = engine.calculate_fee(notional=notional, fee_bps=settings.TAKER_FEE_BPS, discount=discounts[taker.user_id])
+    taker_fee = engine.calculate_fee(
+        notional=notional, fee_bps=settings.TAKER_FEE_BPS, discount=discounts[taker.user_id]
+    )
     # The house is the platform itself: it pays no fee to itself.
     maker_fee = (
         ZERO
@@ -364,7 +408,7 @@ def _settle_fill(
         if maker.status != maker_status:
             settlement.transition(maker, maker_status)
         else:
-            maker.updated_at = settlement.now  # type: ignore[assignment]
+            maker.updated_at = settlement.now
     elif buyer_is_taker:
         ledger.debit((house, base, bucket), fill.quantity)
         ledger.credit((house, quote, bucket), notional)
@@ -411,26 +455,59 @@ def _write(*, settlement: _Settlement, market: Market, taker: Order) -> None:
         from revenue.services import post_trade_jobs_record
 
         post_trade_jobs_record(trades=settlement.trades)
+    transaction.on_commit(partial(_metrics_record, settlement=settlement, market=market, taker=taker))
     if settlement.touched_makers:
         Order.objects.bulk_update(
             list(settlement.touched_makers.values()),
-            ["filled_quantity", "quote_filled", "fee_paid", "locked_amount", "status", "status_reason",
-             "updated_at", "filled_at", "closed_at"],
+            [
+                "filled_quantity",
+                "quote_filled",
+                "fee_paid",
+                "locked_amount",
+                "status",
+                "status_reason",
+                "updated_at",
+                "filled_at",
+                "closed_at",
+            ],
         )
     OrderEvent.objects.bulk_create(
-        [OrderEvent(order=order, status=status, reason=reason, at=settlement.now) for order, _, status, reason in settlement.transitions]
+        [
+            OrderEvent(order=order, status=status, reason=reason, at=settlement.now)
+            for order, _, status, reason in settlement.transitions
+        ]
     )
-    transaction.on_commit(lambda: _log_transitions(settlement.transitions))
+    _log_transitions_on_commit(settlement.transitions)
 
 
-def _log_transitions(transitions: list[tuple[Order, str | None, str, str | None]]) -> None:
+def _metrics_record(*, settlement: _Settlement, market: Market, taker: Order) -> None:
+    ORDERS_FINAL.labels(status=taker.status, reason=taker.status_reason or "").inc()
+    for trade in settlement.trades:
+        TRADES.labels(market=market.symbol, counterparty="house" if trade.is_house else "book").inc()
+        FEES.labels(asset=market.quote.symbol).inc(float(trade.taker_fee + trade.maker_fee))
+
+
+def _log_transitions_on_commit(transitions: list[tuple[Order, str | None, str, str | None]]) -> None:
+    """Log each status change once it is committed, under the request's correlation id
+    (captured now: the commit may run the callback outside the request's context)."""
+    correlation_id = correlation_id_get()
+    transaction.on_commit(lambda: _log_transitions(transitions, correlation_id=correlation_id))
+
+
+def _log_transitions(transitions: list[tuple[Order, str | None, str, str | None]], *, correlation_id: str) -> None:
     for order, previous, status, reason in transitions:
         logger.info(
             "order %s: %s -> %s",
             order.pk,
             previous,
             status,
-            extra={"order_id": order.pk, "from_status": previous, "to_status": status, "reason": reason},
+            extra={
+                "order_id": order.pk,
+                "from_status": previous,
+                "to_status": status,
+                "reason": reason,
+                "correlation_id": correlation_id,
+            },
         )
 
 
@@ -465,11 +542,10 @@ def _order_record_error(*, user_id: int, market_id: int, validated: ValidatedOrd
 def _stop_fires(*, order: Order, market: Market) -> bool:
     if market.last_price is None:
         return False
-    assert order.stop_price is not None
     return engine.stop_triggered(
         order_type=engine.StopOrderType(order.type),
         side=engine.Side(order.side),
-        stop_price=order.stop_price,
+        stop_price=_present(order.stop_price, "stop_price"),
         last_price=market.last_price,
     )
 
@@ -477,8 +553,7 @@ def _stop_fires(*, order: Order, market: Market) -> bool:
 def _stop_rest(*, order: Order, market: Market, settlement: _Settlement) -> None:
     """A stop waits for its trigger holding the funds it may need: for a buy, a market
     buy's lock at the higher of the reference and the stop price."""
-    assert order.stop_price is not None
-    reference = max(market.reference_price, order.stop_price)
+    reference = max(market.reference_price, _present(order.stop_price, "stop_price"))
     required = _required_lock(order=order, market=market, reference_price=reference)
     ledger = LockedLedger(keys=[_funding_key(order=order, market=market)])
     ledger.lock(_funding_key(order=order, market=market), required)
@@ -488,7 +563,7 @@ def _stop_rest(*, order: Order, market: Market, settlement: _Settlement) -> None
 
 
 def _stop_mark_triggered(*, order: Order, settlement: _Settlement) -> None:
-    order.triggered_at = settlement.now  # type: ignore[assignment]
+    order.triggered_at = settlement.now
     settlement.transition(order, OrderStatus.OPEN, "triggered")
 
 
@@ -559,7 +634,7 @@ def _stop_fail(*, order_id: int, reason: str) -> None:
         OrderEvent.objects.bulk_create(
             [OrderEvent(order=o, status=s, reason=r, at=settlement.now) for o, _, s, r in settlement.transitions]
         )
-        transaction.on_commit(lambda: _log_transitions(settlement.transitions))
+        _log_transitions_on_commit(settlement.transitions)
 
 
 def _release_and_close(*, order: Order, market: Market, settlement: _Settlement, status: str, reason: str) -> None:
@@ -571,7 +646,7 @@ def _release_and_close(*, order: Order, market: Market, settlement: _Settlement,
         order.locked_amount = ZERO
     settlement.transition(order, status, reason)
     if status == OrderStatus.CANCELLED:
-        order.cancelled_at = settlement.now  # type: ignore[assignment]
+        order.cancelled_at = settlement.now
 
 
 # --- cancelling ------------------------------------------------------------------------
@@ -598,5 +673,5 @@ def _order_cancel_atomic(*, user_id: int, order_id: int) -> int:
         OrderEvent.objects.bulk_create(
             [OrderEvent(order=o, status=s, reason=r, at=settlement.now) for o, _, s, r in settlement.transitions]
         )
-        transaction.on_commit(lambda: _log_transitions(settlement.transitions))
+        _log_transitions_on_commit(settlement.transitions)
         return int(order.pk)

@@ -63,9 +63,7 @@ def wallet_credit(
     return _credit(user_id=int(user.pk), asset=asset, amount=value, bucket=bucket, credited_by=credited_by)
 
 
-def _credit(
-    *, user_id: int, asset: Asset, amount: Decimal, bucket: int, credited_by: User | None
-) -> Wallet:
+def _credit(*, user_id: int, asset: Asset, amount: Decimal, bucket: int, credited_by: User | None) -> Wallet:
     key = (user_id, asset.pk, bucket)
     wallet_id = wallets_ensure(keys=[key])[key]
     lock_wallets(wallet_ids=[wallet_id])

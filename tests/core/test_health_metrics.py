@@ -40,3 +40,29 @@ def test_revenue_split_must_sum_to_one():
     with override_settings(REVENUE_HOLDER_PERCENTAGE=Decimal("1.5"), REVENUE_RESERVE_PERCENTAGE=Decimal("-0.5")):
         assert {e.id for e in revenue_split_check(None)} == {"core.E001"}
     assert revenue_split_check(None) == []
+
+
+def test_metrics_count_orders_trades_fees_and_latency(client, user, other_user, django_capture_on_commit_callbacks):
+    from orders.services.order_requests import OrderRequest
+    from orders.services.orders import order_place
+    from tests.factories import fund, market_create
+
+    def value(text: str, line_start: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start))
+
+    market_create("ETH-USDT")
+    fund(other_user, "ETH", "1")
+    fund(user, "USDT", "5000")
+    latency = 'platform_order_place_seconds_count{type="market"}'
+    fee_line = 'platform_fees_total{asset="USDT"}'
+    before = client.get("/metrics").content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        sell = OrderRequest(market="ETH-USDT", side="sell", type="limit", quantity="1", price="2000.00")
+        order_place(user=other_user, request=sell)
+        order_place(user=user, request=OrderRequest(market="ETH-USDT", side="buy", type="market", quantity="0.5"))
+    after = client.get("/metrics").content.decode()
+
+    assert value(after, latency) == value(before, latency) + 1
+    assert value(after, 'platform_orders_final_total{reason="",status="filled"}') >= 1
+    assert value(after, 'platform_trades_total{counterparty="book",market="ETH-USDT"}') >= 1
+    assert abs(value(after, fee_line) - value(before, fee_line) - (1.2 + 0.8)) < 1e-9  # 12 + 8 bps of 1,000

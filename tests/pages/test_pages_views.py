@@ -361,12 +361,15 @@ def test_history_shows_status_reason_and_every_event(trader, trader_client):
     trader_client.post(f"/orders/{cancelled.pk}/cancel")
     expired = place(trader, side="buy", type="limit", price="1900.00", quantity="1", time_in_force="FOK")
     html = text(trader_client.get("/orders/"))
-    row = html[html.index(f'id="order-{cancelled.pk}"') :]
-    assert "user_cancelled" in row[:4000]
+    start = html.index(f'id="order-{cancelled.pk}"')
+    end = html.find('id="order-', start + 1)
+    row = html[start : end if end != -1 else None]
+    assert "user_cancelled" in row
     events = list(cancelled.events.order_by("id"))
     assert [e.status for e in events] == ["open", "cancelled"]
     for event in events:
-        assert event.at.strftime("%Y-%m-%d %H:%M:%S") in row[:4000]
+        # Each event's exact time is in its <time datetime="..."> attribute (ISO 8601).
+        assert f'datetime="{event.at.isoformat()}"' in row, (event.at, row)
     assert "fok_not_fillable" in html[html.index(f'id="order-{expired.pk}"') :][:4000]
 
 

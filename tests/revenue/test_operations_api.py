@@ -75,6 +75,13 @@ def test_failure_report_counts_failed_and_stale_pending_in_window(staff_client, 
     assert event["next_retry_at"] == "2030-01-01T00:00:00+00:00"
 
 
+def test_failure_report_counts_long_in_flight_events_for_reconciliation(staff_client, failures):
+    stuck = _event(0, "s1", onChainDeliveryStatus="submitted", txHash="0xabc")
+    _age(stuck, minutes=15)
+    _event(0, "s2", onChainDeliveryStatus="submitted")  # in flight, but only just
+    assert staff_client.get("/api/admin/revenue/onchain-failures").json()["summary"]["needs_reconciliation"] == 1
+
+
 def test_failure_report_stream_filter_alias_and_hours(staff_client, failures):
     by_name = staff_client.get("/api/admin/revenue/onchain-failures", {"stream_id": 4}).json()
     by_alias = staff_client.get("/api/admin/revenue/onchain-failures", {"streamId": 4}).json()

@@ -1,0 +1,83 @@
+"""One correlation id follows a fee end to end: the order request, its trade's post-trade
+job, the revenue event, and the transaction that delivers it on-chain."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from core.logging import CorrelationIdFilter
+from orders.models import Trade
+from revenue.chain.runtime import chain_context_reset
+from revenue.delivery import revenue_events_deliver
+from revenue.models import RevenueEvent
+from revenue.services import post_trade_jobs_process
+from tests.factories import fund
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def json_lines(caplog):
+    """Capture records as the JSON-lines formatter would write them."""
+    from pythonjsonlogger.json import JsonFormatter
+
+    formatter = JsonFormatter("%(asctime)s %(levelname)s %(name)s %(correlation_id)s %(message)s")
+    caplog.handler.addFilter(CorrelationIdFilter())
+    caplog.set_level(logging.INFO)
+
+    def lines() -> list[dict]:
+        return [json.loads(formatter.format(record)) for record in caplog.records]
+
+    return lines
+
+
+def test_one_correlation_id_from_order_to_transaction(
+    eth_market, user, other_user, user_client, settings, json_lines, django_capture_on_commit_callbacks
+):
+    settings.WEB3_PROVIDER_URI = ""
+    settings.CHAIN_CONFIRMATIONS = 0
+    chain_context_reset()
+    fund(other_user, "ETH", "1")
+    from orders.services.order_requests import OrderRequest
+    from orders.services.orders import order_place
+
+    order_place(
+        user=other_user,
+        request=OrderRequest(market="ETH-USDT", side="sell", type="limit", quantity="1", price="2000.00"),
+    )
+    fund(user, "USDT", "5000")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = user_client.post(
+            "/api/orders",
+            {"market": "ETH-USDT", "side": "buy", "type": "market", "quantity": "0.5"},
+            format="json",
+            HTTP_X_REQUEST_ID="fee-trace-42",
+        )
+    assert response.status_code == 201 and response["X-Request-ID"] == "fee-trace-42"
+    trade = Trade.objects.get()
+    job = trade.post_trade_job
+    assert job.correlation_id == "fee-trace-42"
+
+    post_trade_jobs_process(job_ids=[job.pk])
+    event = RevenueEvent.objects.get(source_type="trade", source_id=str(trade.pk))
+    assert event.metadata["correlationId"] == "fee-trace-42"
+
+    for _ in range(3):
+        revenue_events_deliver(max_batches=1)
+        event.refresh_from_db()
+        if event.metadata["onChainDeliveryStatus"] == "delivered":
+            break
+    assert event.metadata["onChainDeliveryStatus"] == "delivered"
+    tx_hash = event.metadata["txHash"]
+
+    traced = [line for line in json_lines() if line.get("correlation_id") == "fee-trace-42"]
+    messages = [line["message"] for line in traced]
+    assert any("-> filled" in m for m in messages), messages  # the order's state transition
+    assert any(line.get("message") == "revenue event recorded" and line.get("event_id") == event.pk for line in traced)
+    assert any(line.get("message") == "post-trade job processed" for line in traced)
+    delivered = [line for line in traced if line.get("tx_hash") == tx_hash and line.get("event_id") == event.pk]
+    assert delivered, "the delivery line carries the fee's correlation id and the transaction hash"
+    chain_context_reset()
