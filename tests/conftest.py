@@ -21,6 +21,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://..."))
 
 
+def _migration_data_restore() -> None:
+    """Data the migrations seed (revenue streams, beat schedules). A transactional test's
+    flush removes it, so tests after one on the same worker would otherwise miss it."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    from revenue.models import RevenueStream
+    from revenue.streams import STREAMS
+
+    if RevenueStream.objects.count() < len(STREAMS):
+        import_module("revenue.migrations.0002_seed_streams_and_schedules").seed(apps, None)
+        import_module("revenue.migrations.0004_delivery_schedule").schedule(apps, None)
+
+
+@pytest.fixture(autouse=True)
+def _migration_data(request):
+    uses_db = request.node.get_closest_marker("django_db") is not None or bool(
+        {"db", "transactional_db", "live_server"} & set(request.fixturenames)
+    )
+    if uses_db:
+        request.getfixturevalue("_django_db_helper")
+        _migration_data_restore()
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _fresh_system_accounts():
     # System account ids are cached per process; each test database has its own rows.

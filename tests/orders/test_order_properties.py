@@ -1,9 +1,11 @@
 """Random order streams from four traders, through the services and the database.
 
-Each example gets a fresh market with its own two assets, fresh traders and optionally a
-house inventory, then runs a random stream of limit (GTC/IOC/FOK), market (IOC/FOK),
-stop and cancel operations, with random self-trade prevention and the odd change of the
-reference price. After every operation:
+Each example gets a fresh market with its own two assets (so examples never see each
+other's money), four fresh traders (some holding TTX, for fee discounts), optionally a
+house inventory and a seeded book of resting orders queued at a few prices, then runs a
+random stream of limit (GTC/IOC/FOK), market (IOC/FOK), stop and cancel operations, with
+random self-trade prevention and the odd change of the reference price. After every
+operation:
 
 - the ledger invariants (tests/orders/invariants.py): every asset conserved, no negative
   balance, wallet locks equal to the live orders' locks, terminal orders hold nothing,
@@ -15,6 +17,7 @@ reference price. After every operation:
   traded with (unless self-trade prevention stopped it); a FOK expiry changed nothing;
   the expiry reason is the one the contract names;
 - a refused order (insufficient funds) created nothing and locked nothing;
+- no stop is left pending that the last price has reached;
 - at the end: the fee account and the house hold exactly what the trades say."""
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
+from django.conf import settings as django_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.errors import ApplicationError
+from orders.engine import stop_triggered
 from orders.errors import InsufficientFunds
 from orders.models import RESTING_STATUSES, Market, Order, OrderStatus, Trade, Wallet
 from orders.services import market_reference_price_set
@@ -41,7 +46,6 @@ from tests.orders.support import fund_house
 pytestmark = pytest.mark.django_db
 
 D = Decimal
-GUARD = D("0.05")  # MAX_MARKET_SLIPPAGE_BPS = 500
 _symbols = itertools.count(1)
 
 users = st.integers(0, 3)
@@ -124,7 +128,8 @@ def check_placed(order: Order, before: dict[str, list[Resting]], market: Market,
     """The order just placed (executed at once: not a pending stop) against the book before it."""
     opposite = before["sell" if order.side == "buy" else "buy"]
     as_market = order.type != "limit"
-    limit = (reference * (1 + GUARD) if order.side == "buy" else reference * (1 - GUARD)) if as_market else order.price
+    guard = D(django_settings.MAX_MARKET_SLIPPAGE_BPS) / 10000
+    limit = (reference * (1 + guard) if order.side == "buy" else reference * (1 - guard)) if as_market else order.price
     position = {maker.id: index for index, maker in enumerate(opposite)}
     trades = list(Trade.objects.filter(taker_order=order).order_by("id"))
     book_trades = [t for t in trades if not t.is_house]
@@ -239,6 +244,16 @@ def run_operation(op: tuple, *, market: Market, traders: list) -> None:
         assert book_snapshot(market) == before
 
 
+def check_no_stop_left_behind(market: Market) -> None:
+    market.refresh_from_db()
+    if market.last_price is None:
+        return
+    for stop in Order.objects.filter(market=market, status=OrderStatus.PENDING_TRIGGER):
+        assert not stop_triggered(
+            order_type=stop.type, side=stop.side, stop_price=stop.stop_price, last_price=market.last_price
+        ), f"stop {stop.pk} ({stop.type} {stop.side} at {stop.stop_price}) pending at last price {market.last_price}"
+
+
 def check_system_accounts(market: Market, house_start: tuple[Decimal, Decimal]) -> None:
     trades = list(Trade.objects.filter(market=market))
     fees = sum((t.taker_fee + t.maker_fee for t in trades), D(0))
@@ -283,6 +298,7 @@ def test_random_order_streams_keep_every_invariant(db, seed, ops, funds, discoun
         except ApplicationError as exc:
             raise AssertionError(f"{op} raised {exc.code}") from exc
         assert_invariants(market_id=market.pk)
+        check_no_stop_left_behind(market)
 
     assert (
         not Order.objects.filter(market=market, status=OrderStatus.ERROR)

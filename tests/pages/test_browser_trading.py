@@ -31,7 +31,7 @@ from revenue.services import post_trade_jobs_process, revenue_collect
 from revenue.streams import STREAMS
 from tests.factories import PASSWORD, UserFactory, fund, market_create
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

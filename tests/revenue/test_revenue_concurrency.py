@@ -17,8 +17,7 @@ from revenue.models import PostTradeJob, RevenueEvent, RevenueStream
 from revenue.services import post_trade_jobs_process, revenue_collect
 from tests.factories import UserFactory, fund
 
-# serialized_rollback: the flush after a transactional test must not lose the seeded streams.
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 def _run_threads(targets):
