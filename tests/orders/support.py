@@ -15,7 +15,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from orders.models import Market, Order, Wallet
 from orders.services.order_requests import OrderRequest
 from orders.services.orders import order_place
-from orders.system_accounts import fee_account_user_id, house_user_id
+from orders.system_accounts import house_user_id
 from tests.factories import UserFactory, fund
 
 
@@ -65,10 +65,6 @@ def house_user() -> Any:
     return get_user_model().objects.get(pk=house_user_id())
 
 
-def fee_account_user() -> Any:
-    return get_user_model().objects.get(pk=fee_account_user_id())
-
-
 def fund_house(market: Market, *, base: str | None = None, quote: str | None = None) -> Any:
     """House inventory lives in sub-wallets bucketed by market id."""
     house = house_user()
@@ -84,8 +80,3 @@ def wallet(user_or_id: Any, asset: str, *, bucket: int = 0) -> Wallet:
     user_id = getattr(user_or_id, "pk", user_or_id)
     found = Wallet.objects.filter(user_id=user_id, asset__symbol=asset, bucket=bucket).first()
     return found if found is not None else Wallet(user_id=user_id, balance=Decimal(0), locked=Decimal(0))
-
-
-def balances(user: Any, *assets: str) -> dict[str, tuple[Decimal, Decimal]]:
-    """asset -> (balance, locked) of the trader's main wallets."""
-    return {asset: (wallet(user, asset).balance, wallet(user, asset).locked) for asset in assets}

@@ -79,6 +79,7 @@ def test_market_list(api_client, traders):
         "last_price": "2001.50000000",
     }
     assert rows[0]["last_price"] is None
+    assert_invariants()
 
 
 # --- the book -----------------------------------------------------------------------------------
@@ -104,6 +105,7 @@ def book_orders(market, trader):
     a.order(side="buy", type="limit", quantity="0.2", price="2004.00")
     # Takes 0.2 of the oldest best bid, a's 1 @ 1999 (0.8 left).
     trader(ETH="1").order(side="sell", type="market", quantity="0.2")
+    assert_invariants()
     return a
 
 

@@ -48,6 +48,7 @@ def history(market, trader):
     ids["cancelled"] = me.order(side="sell", type="limit", quantity="0.5", price="2500.00").json()["id"]
     assert me.api.post(f"/api/orders/{ids['cancelled']}/cancel").status_code == 200
     ids["other"] = other.order(side="sell", type="limit", quantity="0.1", price="2600.00").json()["id"]
+    assert_invariants()
     return me, other, ids
 
 
