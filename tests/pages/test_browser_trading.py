@@ -51,6 +51,15 @@ TIMEOUT_MS = 8_000
 # --- the live server on in-memory SQLite ------------------------------------------------------
 
 _REQUEST_LOCK = threading.Lock()
+# Set when the test is done: late polls get a 503 without touching the database, which
+# pytest-django is about to flush (and which in-memory SQLite cannot flush while in use).
+_DRAINING = threading.Event()
+
+
+def _drain_live_server() -> None:
+    _DRAINING.set()
+    with _REQUEST_LOCK:  # waits for a request already inside the application
+        pass
 
 
 class _OneRequestAtATimeServer(ThreadedWSGIServer):
@@ -61,6 +70,9 @@ class _OneRequestAtATimeServer(ThreadedWSGIServer):
 
     def set_app(self, application: Any) -> None:
         def serialized(environ: dict[str, Any], start_response: Any) -> Any:
+            if _DRAINING.is_set():
+                start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+                return [b"test over"]
             with _REQUEST_LOCK:
                 return application(environ, start_response)
 
@@ -225,6 +237,7 @@ def test_two_traders_trade_cancel_and_export_in_a_real_browser(chromium, live_se
     from playwright.sync_api import expect
 
     expect.set_options(timeout=TIMEOUT_MS)
+    _DRAINING.clear()
     _seed()
     ARTIFACTS.mkdir(exist_ok=True)
     alice = Trader(chromium, live_server.url, "alice")
@@ -344,6 +357,8 @@ def test_two_traders_trade_cancel_and_export_in_a_real_browser(chromium, live_se
     finally:
         alice.context.close()
         bob.context.close()
+        if connection.vendor == "sqlite":
+            _drain_live_server()
 
     with _REQUEST_LOCK:
         statuses = sorted(Order.objects.filter(user__username="alice").values_list("status", flat=True))

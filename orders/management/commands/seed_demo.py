@@ -12,6 +12,8 @@ from django.core.management.base import BaseCommand
 
 from orders.models import Asset, Deposit, Market
 from orders.services import wallet_credit
+from orders.services.order_requests import OrderRequest
+from orders.services.orders import order_place
 from orders.system_accounts import fee_account_user_id, house_user_id
 
 ASSETS = {"USDT": "Tether USD", "ETH": "Ether", "BTC": "Bitcoin", "TTX": "Platform token"}
@@ -28,6 +30,9 @@ TRADERS = {
 }
 HOUSE_INVENTORY = {"ETH-USDT": ("20", "50000"), "BTC-USDT": ("1", "50000"), "TTX-USDT": ("200000", "50000")}
 STAFF_USERNAME = "admin"
+# symbol, price gap between levels, quantity per order
+RESTING_BOOK = [("ETH-USDT", "1.00", "0.5"), ("BTC-USDT", "10.00", "0.02"), ("TTX-USDT", "0.0010", "1000")]
+RESTING_LEVELS = 5
 
 
 def demo_password() -> str:
@@ -90,4 +95,24 @@ class Command(BaseCommand):
             wallet_credit(username=username, asset_symbol=asset, amount=amount, bucket=bucket)
 
     def _seed_extensions(self) -> None:
-        """Later capabilities (revenue streams, resting orders) add their demo data here."""
+        """Resting orders on both sides of every market (revenue streams come from migrations).
+        Placed through the order service with fixed client order ids, so a second run
+        finds them instead of placing them again."""
+        users = get_user_model().objects
+        asker, bidder = users.get(username="alice"), users.get(username="bob")
+        for symbol, gap, quantity in RESTING_BOOK:
+            market = Market.objects.get(symbol=symbol)
+            for level in range(1, RESTING_LEVELS + 1):
+                for user, side, sign in ((asker, "sell", 1), (bidder, "buy", -1)):
+                    price = market.reference_price + sign * Decimal(gap) * level
+                    order_place(
+                        user=user,
+                        request=OrderRequest(
+                            market=symbol,
+                            side=side,
+                            type="limit",
+                            quantity=quantity,
+                            price=str(price),
+                            client_order_id=f"demo-{symbol}-{side}-{level}",
+                        ),
+                    )
