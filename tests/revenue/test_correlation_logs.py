@@ -7,6 +7,7 @@ import json
 import logging
 
 import pytest
+from prometheus_client import REGISTRY
 
 from core.logging import CorrelationIdFilter
 from orders.models import Trade
@@ -65,6 +66,8 @@ def test_one_correlation_id_from_order_to_transaction(
     event = RevenueEvent.objects.get(source_type="trade", source_id=str(trade.pk))
     assert event.metadata["correlationId"] == "fee-trace-42"
 
+    delivered_before = REGISTRY.get_sample_value("platform_revenue_deliveries_total", {"status": "delivered"}) or 0
+    latency_before = REGISTRY.get_sample_value("platform_revenue_delivery_latency_seconds_count") or 0
     for _ in range(3):
         revenue_events_deliver(max_batches=1)
         event.refresh_from_db()
@@ -72,6 +75,13 @@ def test_one_correlation_id_from_order_to_transaction(
             break
     assert event.metadata["onChainDeliveryStatus"] == "delivered"
     tx_hash = event.metadata["txHash"]
+    # The delivery metrics moved with it: by status, latency, and the chain reachable.
+    delivered = RevenueEvent.objects.filter(metadata__onChainDeliveryStatus="delivered").count()
+    assert REGISTRY.get_sample_value("platform_revenue_deliveries_total", {"status": "delivered"}) == (
+        delivered_before + delivered
+    )
+    assert REGISTRY.get_sample_value("platform_revenue_delivery_latency_seconds_count") == latency_before + delivered
+    assert REGISTRY.get_sample_value("platform_chain_reachable") == 1
 
     traced = [line for line in json_lines() if line.get("correlation_id") == "fee-trace-42"]
     messages = [line["message"] for line in traced]
