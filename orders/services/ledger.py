@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
+from core.db import rows_update
 from orders.errors import InsufficientFunds
 from orders.locks import lock_wallets
 from orders.models import Wallet
@@ -63,5 +64,5 @@ class LockedLedger:
         changed = [self._wallets[pk] for pk in sorted(self._changed)]
         for wallet in changed:
             wallet.updated_at = now
-        Wallet.objects.bulk_update(changed, ["balance", "locked", "updated_at"])
+        rows_update(objects=changed, fields=["balance", "locked", "updated_at"])
         self._changed.clear()

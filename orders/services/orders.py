@@ -23,6 +23,7 @@ from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
+from core.db import rows_update
 from core.errors import ApplicationError
 from core.logging import correlation_id_get
 from core.metrics import FEES, ORDER_PLACE_SECONDS, ORDERS_FINAL, TRADES
@@ -115,7 +116,7 @@ def _order_place(*, user: User, request: OrderRequest) -> PlaceResult:
     # deadlock) would undo the rows while their ids stayed cached in the process.
     system_user_ids()
     try:
-        order_id = _retrying(
+        order_id, traded = _retrying(
             lambda: _order_place_atomic(
                 user_id=user.pk, market_id=market.pk, validated=validated, fingerprint=fingerprint
             )
@@ -139,7 +140,10 @@ def _order_place(*, user: User, request: OrderRequest) -> PlaceResult:
             user_id=user.pk, market_id=market.pk, validated=validated, fingerprint=fingerprint
         )
         return PlaceResult(order_id=order_id, created=True)
-    stop_orders_trigger(market_id=market.pk)
+    if traded:
+        # Only a trade moves the last price, and only a new last price can fire a stop
+        # (a stop whose price is already reached executes at its own placement).
+        stop_orders_trigger(market_id=market.pk)
     return PlaceResult(order_id=order_id, created=True)
 
 
@@ -173,7 +177,10 @@ def _retrying(work: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def _order_place_atomic(*, user_id: int, market_id: int, validated: ValidatedOrder, fingerprint: str) -> int:
+def _order_place_atomic(
+    *, user_id: int, market_id: int, validated: ValidatedOrder, fingerprint: str
+) -> tuple[int, bool]:
+    """The new order's id, and whether it traded."""
     with transaction.atomic(durable=True):
         market = lock_market(market_id=market_id)
         now = timezone.now()
@@ -203,7 +210,7 @@ def _order_place_atomic(*, user_id: int, market_id: int, validated: ValidatedOrd
                 settlement.transition(order, OrderStatus.OPEN)
             _execute(order=order, market=market, settlement=settlement)
         _write(settlement=settlement, market=market, taker=order)
-        return int(order.pk)
+        return int(order.pk), bool(settlement.trades)
 
 
 def _present(value: Decimal | None, name: str) -> Decimal:
@@ -457,9 +464,9 @@ def _write(*, settlement: _Settlement, market: Market, taker: Order) -> None:
         post_trade_jobs_record(trades=settlement.trades)
     transaction.on_commit(partial(_metrics_record, settlement=settlement, market=market, taker=taker))
     if settlement.touched_makers:
-        Order.objects.bulk_update(
-            list(settlement.touched_makers.values()),
-            [
+        rows_update(
+            objects=list(settlement.touched_makers.values()),
+            fields=[
                 "filled_quantity",
                 "quote_filled",
                 "fee_paid",
