@@ -70,12 +70,11 @@ class RevenueEvent(models.Model):
         indexes = [
             models.Index(KT("metadata__onChainDeliveryStatus"), "id", name="revenue_event_delivery_status"),
             models.Index(fields=["created_at"], name="revenue_event_created"),
-            # Re-drive scans (pending, or failed and due) stay on this small partial index
-            # however many delivered events there are.
+            # Re-drive scans (pending, or failed and due; oldest id first) walk this small
+            # partial index in id order and stop after one batch, however many delivered
+            # events there are (docs/performance.md).
             models.Index(
-                KT("metadata__onChainDeliveryStatus"),
-                KT("metadata__nextRetryAt"),
-                "id",
+                fields=["id"],
                 condition=Q(metadata__onChainDeliveryStatus__in=["pending", "failed"]),
                 name="revenue_event_redrive",
             ),

@@ -290,8 +290,11 @@ def test_node_down_then_restarted_with_its_state(anvil_factory: Callable[..., An
     with pytest.raises(ChainUnavailable) as info:
         chain_next_sequence(w3, d.address)
     assert classify_error(info.value) == "transient"
+    # With nonce, fees and gas given, a transaction is built and signed without the node
+    # (the chain id is cached per connection); only sending needs it.
+    _, offline = signed_delivery(d, 4, realistic_items(5, 1), nonce=2, fees=(10**10, 10**9), gas=200_000)
     with pytest.raises(ChainUnavailable):
-        signed_delivery(d, 4, realistic_items(5, 1), nonce=2, fees=(10**10, 10**9), gas=200_000)
+        send_signed(w3, offline)
     with pytest.raises(ChainUnavailable) as info:
         send_signed(
             w3,

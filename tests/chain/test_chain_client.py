@@ -30,6 +30,7 @@ from revenue.chain.client import (
     confirmations,
     connect,
     dev_signer_fund,
+    encode_deliver_call,
     receipt_or_none,
     reserve_contract,
     send_signed,
@@ -215,6 +216,35 @@ def test_build_delivery_tx_is_explicit_eip1559(tester_reserve: Deployed) -> None
         max_priority_fee_per_gas=10**9,
     )
     assert 50_000 < estimated["gas"] < 300_000
+
+
+@given(
+    first_sequence=st.integers(min_value=0, max_value=2**256 - 1),
+    items=st.lists(
+        st.builds(
+            DeliveryItem,
+            event_id=st.integers(min_value=0, max_value=2**256 - 1),
+            stream_id=st.integers(min_value=0, max_value=9),
+            amount_wei=st.integers(min_value=0, max_value=2**256 - 1),
+        ),
+        min_size=1,
+        max_size=20,
+    ),
+)
+def test_deliver_calldata_is_what_web3_encodes(first_sequence: int, items: list[DeliveryItem]) -> None:
+    # The calldata is encoded with eth_abi directly; it must equal the contract ABI's encoding.
+    w3 = Web3()
+    address = "0x" + "11" * 20
+    expected = reserve_contract(w3, address).encode_abi(
+        "deliver",
+        args=[
+            first_sequence,
+            [item.event_id for item in items],
+            [item.stream_id for item in items],
+            [item.amount_wei for item in items],
+        ],
+    )
+    assert encode_deliver_call(w3, address, first_sequence, items) == expected
 
 
 def test_build_delivery_tx_refuses_bad_batches(tester_reserve: Deployed) -> None:

@@ -36,12 +36,14 @@ def test_merge_sets_keys_removes_none_and_keeps_the_rest():
 
 
 def test_one_update_writes_a_different_patch_per_row():
-    ids = events_create(3)
+    *ids, without_patch = events_create(4)
     patches = {pk: {"sequence": 10 + i, "amountWei": str(10**20 + i)} for i, pk in enumerate(ids)}
-    updated = RevenueEvent.objects.filter(pk__in=ids).update(
+    updated = RevenueEvent.objects.filter(pk__in=[*ids, without_patch]).update(
         metadata=JsonMerge(JsonMerge("metadata", {"onChainDeliveryStatus": "submitted"}), json_patch_per_row(patches))
     )
-    assert updated == 3
+    assert updated == 4
+    untouched = metadata(without_patch)
+    assert untouched["onChainDeliveryStatus"] == "submitted" and "sequence" not in untouched
     for i, pk in enumerate(ids):
         data = metadata(pk)
         assert (data["sequence"], data["amountWei"], data["onChainDeliveryStatus"]) == (
