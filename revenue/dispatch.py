@@ -39,11 +39,24 @@ def broker_circuit_reset() -> None:
     _broker_down_until = 0.0
 
 
-def post_trade_jobs_dispatch(*, job_ids: list[int]) -> bool:
-    from revenue.tasks import post_trade_jobs_run
+# Tasks are published by name: importing revenue.tasks would load the chain client
+# (web3, eth-account) into every web worker that never delivers anything.
+POST_TRADE_JOBS_RUN = "revenue.tasks.post_trade_jobs_run"
+REVENUE_DELIVERY_RUN = "revenue.tasks.revenue_delivery_run"
 
+
+def task_publish(name: str, **options: Any) -> None:
+    from config.celery import app
+
+    if app.conf.task_always_eager:  # run in process (tests): send_task never runs eagerly
+        app.tasks[name].apply_async(retry=False, **options)
+    else:
+        app.send_task(name, retry=False, **options)
+
+
+def post_trade_jobs_dispatch(*, job_ids: list[int]) -> bool:
     return publish_safely(
-        lambda: post_trade_jobs_run.apply_async(kwargs={"job_ids": job_ids}, retry=False), what="post-trade jobs"
+        lambda: task_publish(POST_TRADE_JOBS_RUN, kwargs={"job_ids": job_ids}), what="post-trade jobs"
     )
 
 
@@ -64,11 +77,7 @@ def revenue_delivery_dispatch() -> bool:
                 return False  # a run is already on its way
         except Exception:  # cache down: publishing once too often is harmless
             logger.warning("delivery debounce unavailable", exc_info=True)
-    from revenue.tasks import revenue_delivery_run
-
-    return publish_safely(
-        lambda: revenue_delivery_run.apply_async(countdown=window, retry=False), what="on-chain delivery run"
-    )
+    return publish_safely(lambda: task_publish(REVENUE_DELIVERY_RUN, countdown=window), what="on-chain delivery run")
 
 
 def delivery_debounce_reset() -> None:

@@ -420,12 +420,13 @@ def test_the_redrive_is_scheduled_every_minute():
 def test_recording_events_publishes_one_debounced_run_after_commit(
     eth_market, monkeypatch, django_capture_on_commit_callbacks
 ):
+    from config.celery import app
     from revenue.dispatch import delivery_debounce_reset
     from revenue.tasks import revenue_delivery_run
 
     delivery_debounce_reset()
     published = []
-    monkeypatch.setattr(revenue_delivery_run, "apply_async", lambda **kwargs: published.append(kwargs))
+    monkeypatch.setattr(app, "send_task", lambda name, **kwargs: published.append({"name": name, **kwargs}))
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         for i in range(5):
             revenue_collect(stream=0, amount="1", description="x", source_type="t", source_id=f"burst-{i}")
@@ -433,6 +434,7 @@ def test_recording_events_publishes_one_debounced_run_after_commit(
     for callback in callbacks:
         callback()
     assert len(published) == 1 and published[0]["countdown"] == 2
+    assert published[0]["name"] == revenue_delivery_run.name  # the name a worker knows
     delivery_debounce_reset()
 
 
@@ -466,3 +468,10 @@ def test_one_sender_on_postgres(embedded):
         release.set()
         thread.join(30)
     assert revenue_events_deliver(max_batches=1).counters.batches_sent == 1
+
+
+def test_tasks_published_by_name_exist_under_that_name():
+    from revenue import dispatch, tasks
+
+    assert tasks.post_trade_jobs_run.name == dispatch.POST_TRADE_JOBS_RUN
+    assert tasks.revenue_delivery_run.name == dispatch.REVENUE_DELIVERY_RUN
