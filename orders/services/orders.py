@@ -63,6 +63,9 @@ MAX_ATTEMPTS = 4
 class PlaceResult:
     order_id: int
     created: bool
+    # The new order as committed, with its market, fills and events loaded, when nothing
+    # may have changed it since (no stop order executed after it); else None: read it.
+    order: Order | None = None
 
 
 @dataclass(slots=True)
@@ -116,7 +119,7 @@ def _order_place(*, user: User, request: OrderRequest) -> PlaceResult:
     # deadlock) would undo the rows while their ids stayed cached in the process.
     system_user_ids()
     try:
-        order_id, traded = _retrying(
+        order, traded = _retrying(
             lambda: _order_place_atomic(
                 user_id=user.pk, market_id=market.pk, validated=validated, fingerprint=fingerprint
             )
@@ -140,11 +143,11 @@ def _order_place(*, user: User, request: OrderRequest) -> PlaceResult:
             user_id=user.pk, market_id=market.pk, validated=validated, fingerprint=fingerprint
         )
         return PlaceResult(order_id=order_id, created=True)
-    if traded:
-        # Only a trade moves the last price, and only a new last price can fire a stop
-        # (a stop whose price is already reached executes at its own placement).
-        stop_orders_trigger(market_id=market.pk)
-    return PlaceResult(order_id=order_id, created=True)
+    # Only a trade moves the last price, and only a new last price can fire a stop
+    # (a stop whose price is already reached executes at its own placement).
+    if traded and stop_orders_trigger(market_id=market.pk):
+        return PlaceResult(order_id=order.pk, created=True)  # a stop may have traded with it
+    return PlaceResult(order_id=order.pk, created=True, order=order)
 
 
 def _order_by_client_id(*, user_id: int, client_order_id: str, fingerprint: str) -> int | None:
@@ -179,8 +182,8 @@ def _retrying(work: Callable[[], T]) -> T:
 
 def _order_place_atomic(
     *, user_id: int, market_id: int, validated: ValidatedOrder, fingerprint: str
-) -> tuple[int, bool]:
-    """The new order's id, and whether it traded."""
+) -> tuple[Order, bool]:
+    """The new order (its fills and events loaded), and whether it traded."""
     with transaction.atomic(durable=True):
         market = lock_market(market_id=market_id)
         now = timezone.now()
@@ -209,8 +212,15 @@ def _order_place_atomic(
             else:
                 settlement.transition(order, OrderStatus.OPEN)
             _execute(order=order, market=market, settlement=settlement)
-        _write(settlement=settlement, market=market, taker=order)
-        return int(order.pk), bool(settlement.trades)
+        events = _write(settlement=settlement, market=market, taker=order)
+    # What the answer shows, loaded as order_get_for_user loads it: a new order has no
+    # maker fills yet; its trades and events are the ones just written.
+    order._prefetched_objects_cache = {  # type: ignore[attr-defined]
+        "events": [event for event in events if event.order is order],
+        "taker_trades": list(settlement.trades),
+        "maker_trades": [],
+    }
+    return order, bool(settlement.trades)
 
 
 def _present(value: Decimal | None, name: str) -> Decimal:
@@ -450,8 +460,9 @@ def _order_fill(*, order: Order, fill: engine.Fill, fee: Decimal) -> None:
     order.fee_paid += fee
 
 
-def _write(*, settlement: _Settlement, market: Market, taker: Order) -> None:
-    """Flush one matching transaction: a constant number of statements plus none per maker."""
+def _write(*, settlement: _Settlement, market: Market, taker: Order) -> list[OrderEvent]:
+    """Flush one matching transaction: a constant number of statements plus none per maker.
+    Returns the events written."""
     taker.save()
     for trade in settlement.trades:
         trade.taker_order = taker
@@ -478,13 +489,14 @@ def _write(*, settlement: _Settlement, market: Market, taker: Order) -> None:
                 "closed_at",
             ],
         )
-    OrderEvent.objects.bulk_create(
+    events = OrderEvent.objects.bulk_create(
         [
             OrderEvent(order=order, status=status, reason=reason, at=settlement.now)
             for order, _, status, reason in settlement.transitions
         ]
     )
     _log_transitions_on_commit(settlement.transitions)
+    return events
 
 
 def _metrics_record(*, settlement: _Settlement, market: Market, taker: Order) -> None:

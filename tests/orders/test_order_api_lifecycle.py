@@ -253,3 +253,33 @@ def test_house_fills_appear_in_the_takers_trades(market, trader):
     rows = taker.api.get("/api/trades").json()["results"]
     assert [(r["order_id"], r["price"], r["liquidity"]) for r in rows] == [(order["id"], "2010.00000000", "taker")]
     assert_invariants()
+
+
+# --- the placement's answer --------------------------------------------------------------------
+
+
+def test_the_placement_answer_is_what_reading_the_order_gives(market, trader):
+    """POST /api/orders answers from the order it just committed (no re-read); the answer
+    must equal GET /api/orders/{id} field for field: resting, partially filled by several
+    makers, filled, expired (FOK), stopped and triggered at placement."""
+    maker = trader(ETH="3", USDT="10000")
+    taker = trader(USDT="20000", ETH="1")
+    for price in ("2000.00", "2001.00", "2002.00"):
+        assert maker.order(side="sell", type="limit", quantity="0.3", price=price).status_code == 201
+    bodies = [
+        taker.order(side="buy", type="limit", quantity="0.1", price="1900.00"),  # rests
+        taker.order(side="buy", type="limit", quantity="1.0", price="2001.00"),  # 2 makers, rests partially
+        taker.order(side="buy", type="limit", quantity="0.2", price="2002.00", time_in_force="IOC"),  # filled
+        taker.order(side="buy", type="limit", quantity="5", price="2002.00", time_in_force="FOK"),  # expired
+        taker.order(side="sell", type="stop_loss", quantity="0.1", stop_price="2500.00"),  # fires at once
+    ]
+    statuses = []
+    for response in bodies:
+        assert response.status_code == 201, response.content
+        answer = response.json()
+        assert taker.api.get(f"/api/orders/{answer['id']}").json() == answer
+        statuses.append(answer["status"])
+    assert statuses[:4] == ["open", "partially_filled", "filled", "expired"]
+    assert len(bodies[1].json()["fills"]) == 2 and bodies[1].json()["events"][0]["status"] == "open"
+    assert statuses[4] in ("filled", "partially_filled", "expired")  # sold into the resting bids
+    assert_invariants()

@@ -152,11 +152,12 @@ def test_a_market_does_not_wait_for_another(monkeypatch):
     held, release = threading.Event(), threading.Event()
     write = order_services._write
 
-    def write_and_hold(*, settlement, market, taker) -> None:
-        write(settlement=settlement, market=market, taker=taker)
+    def write_and_hold(*, settlement, market, taker):
+        written = write(settlement=settlement, market=market, taker=taker)
         if market.pk == eth.pk and not held.is_set():
             held.set()
             release.wait(timeout=60)  # still inside the transaction: every lock is held
+        return written
 
     monkeypatch.setattr(order_services, "_write", write_and_hold)
     finished: dict[str, float] = {}
