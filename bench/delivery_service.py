@@ -11,6 +11,7 @@ batches of DELIVERY_BATCH_SIZE; a warm-up batch touching every stream comes firs
 
 from __future__ import annotations
 
+import cProfile
 import json
 import os
 import sys
@@ -116,7 +117,14 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
 
         settings.DELIVERY_BATCH_SIZE = batch_size
         _insert_pending("bench-delivery-batched", config["batched_events"])
+        profile_path = os.environ.get("BENCH_CPROFILE")  # e.g. var/bench/delivery.pstats
+        profiler = cProfile.Profile() if profile_path else None
+        if profiler is not None:
+            profiler.enable()
         batched_s, cycles = _drain("bench-delivery-batched", node=node, timeout=timeout)
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(profile_path)
 
         gas = _gas_used(w3, deployment.pk, {1, batch_size})
     single_rate = config["single_events"] / single_s

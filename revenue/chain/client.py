@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple, cast
 
 import eth_abi
+import requests
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
@@ -122,9 +123,14 @@ def connect(*, provider_uri: str | None, timeout: float = DEFAULT_HTTP_TIMEOUT) 
 
         return Web3(EthereumTesterProvider(EthereumTester(backend=PyEVMBackend())))
     if provider_uri.startswith(("http://", "https://")):
+        session = requests.Session()
+        # The node is the platform's own (usually on loopback): skip requests' scan of
+        # the proxy variables on every call, a measurable share of a delivery cycle.
+        session.trust_env = False
         provider = HTTPProvider(
             provider_uri,
             request_kwargs={"timeout": timeout},
+            session=session,
             exception_retry_configuration=None,
             # web3 asks for the chain id before most calls; it never changes for a node.
             cache_allowed_requests=True,
