@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ObjectDoesNotExist
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import AuthenticationFailed
@@ -16,6 +17,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.login_throttle import client_ip_of
 from accounts.services import token_pair_issue, user_authenticate, user_register
+from core.api.schema import error_responses
 from core.errors import ApplicationError
 
 
@@ -43,10 +45,19 @@ class RefreshInput(serializers.Serializer):
 TokenPair = inline_serializer("TokenPair", {"access": serializers.CharField(), "refresh": serializers.CharField()})
 
 
+class ClientAddressThrottle(ScopedRateThrottle):
+    """Counts per REMOTE_ADDR, like the login throttle. DRF's own identity takes a
+    client-sent X-Forwarded-For as is (NUM_PROXIES unset): a new value per request
+    would escape the limit."""
+
+    def get_ident(self, request: Request) -> str:
+        return client_ip_of(request.META)
+
+
 class RegisterApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list[Any] = []
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [ClientAddressThrottle]
     throttle_scope = "register"
 
     @extend_schema(
@@ -68,7 +79,18 @@ class TokenObtainApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list[Any] = []
 
-    @extend_schema(request=CredentialsInput, responses={200: TokenPair})
+    @extend_schema(
+        request=CredentialsInput,
+        responses={
+            200: TokenPair,
+            **error_responses(
+                401,
+                429,
+                s401="`invalid_credentials`: unknown user or wrong password.",
+                s429="`throttled`: too many failed logins for this username from this address.",
+            ),
+        },
+    )
     def post(self, request: Request) -> Response:
         data = CredentialsInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -82,15 +104,19 @@ class TokenRefreshApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list[Any] = []
 
-    @extend_schema(request=RefreshInput, responses={200: TokenPair})
+    @extend_schema(
+        request=RefreshInput,
+        responses={200: TokenPair, **error_responses(401, s401="`invalid_token`: expired, malformed or revoked.")},
+    )
     def post(self, request: Request) -> Response:
         data = RefreshInput(data=request.data)
         data.is_valid(raise_exception=True)
         serializer = TokenRefreshSerializer(data=data.validated_data)
         try:
             serializer.is_valid(raise_exception=True)
-        except (TokenError, AuthenticationFailed, serializers.ValidationError) as exc:
-            # Expired, malformed, blacklisted (already rotated) or belonging to a removed user.
+        except (TokenError, AuthenticationFailed, serializers.ValidationError, ObjectDoesNotExist) as exc:
+            # Expired, malformed, blacklisted (already rotated) or belonging to a removed user
+            # (simplejwt's serializer looks the user up with .get(): DoesNotExist, not a 500).
             raise InvalidToken() from exc
         return Response(serializer.validated_data)
 
@@ -99,7 +125,10 @@ class LogoutApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list[Any] = []
 
-    @extend_schema(request=RefreshInput, responses={205: None})
+    @extend_schema(
+        request=RefreshInput,
+        responses={205: None, **error_responses(401, s401="`invalid_token`: expired, malformed or revoked.")},
+    )
     def post(self, request: Request) -> Response:
         data = RefreshInput(data=request.data)
         data.is_valid(raise_exception=True)

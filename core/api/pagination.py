@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import inline_serializer
+from rest_framework import serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
@@ -23,3 +25,15 @@ class NewestFirstPagination(CursorPagination):
             "required": ["results", "next"],
             "properties": {"results": schema, "next": {"type": "string", "nullable": True, "format": "uri"}},
         }
+
+
+def paginated(serializer_class: type[serializers.Serializer]) -> serializers.Serializer:
+    """The schema of a page of `serializer_class` items, for `@extend_schema(responses=...)` on
+    views that paginate by hand (an APIView has no `pagination_class` for drf-spectacular to see)."""
+    return inline_serializer(
+        f"Paginated{serializer_class.__name__}List",
+        {
+            "results": serializer_class(many=True),
+            "next": serializers.URLField(allow_null=True, help_text="The next page, or null on the last one."),
+        },
+    )

@@ -8,16 +8,155 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api.request import request_user
+from core.api.schema import error_responses
 from core.errors import InvalidParameter
 from core.money import format_amount
 from flywheel import selectors
+
+# The personal figures need the TTX asset; a platform without it answers 503.
+TTX_NOT_CONFIGURED = error_responses(503, s503="`ttx_not_configured`: the platform has no TTX asset.")
+
+
+def _amount(**kwargs: Any) -> serializers.CharField:
+    """Amounts and percentages are decimal strings."""
+    return serializers.CharField(**kwargs)
+
+
+def _amounts(*names: str) -> dict[str, serializers.Field]:
+    return {name: _amount() for name in names}
+
+
+METRICS = inline_serializer(
+    "FlywheelMetrics",
+    {
+        **_amounts(
+            "total_platform_revenue",
+            "holder_share_total",
+            "reserve_share_total",
+            "holder_percentage",
+            "reserve_percentage",
+        ),
+        "streams": inline_serializer(
+            "FlywheelMetricsStream",
+            {
+                "id": serializers.IntegerField(),
+                "name": serializers.CharField(),
+                **_amounts("collected", "holder_share", "reserve_share"),
+            },
+            many=True,
+        ),
+    },
+)
+RESERVE_STATUS = inline_serializer(
+    "FlywheelReserveStatus", _amounts("total_reserve_collected", "backing_per_token", "circulating_supply")
+)
+REVENUE_STREAMS = inline_serializer(
+    "FlywheelRevenueStreams",
+    {
+        "streams": inline_serializer(
+            "FlywheelRevenueStream",
+            {
+                "id": serializers.IntegerField(),
+                "name": serializers.CharField(),
+                "description": serializers.CharField(),
+                **_amounts("collected", "distributed_to_holders", "target_monthly", "collected_this_month", "progress"),
+            },
+            many=True,
+        ),
+        "summary": inline_serializer(
+            "FlywheelRevenueStreamsSummary",
+            {
+                **_amounts(
+                    "total_collected",
+                    "total_distributed_to_holders",
+                    "total_target_monthly",
+                    "collected_this_month",
+                    "progress",
+                ),
+                "active_streams": serializers.IntegerField(),
+            },
+        ),
+    },
+)
+PROJECTION = inline_serializer(
+    "FlywheelProjection",
+    {
+        **_amounts(
+            "ttx_amount",
+            "monthly_volume",
+            "fee_discount",
+            "revenue_multiplier",
+            "share_of_supply",
+            "holder_pool_monthly",
+            "monthly_earnings",
+            "annual_earnings",
+            "monthly_fees_before_discount",
+            "monthly_fee_savings",
+        ),
+        "tier": serializers.CharField(allow_null=True),
+    },
+)
+COMPARISON = inline_serializer(
+    "FlywheelComparison",
+    {
+        "competitor": serializers.CharField(),
+        "name": serializers.CharField(),
+        "kind": serializers.CharField(),
+        "note": serializers.CharField(),
+        **_amounts(
+            "their_maker_fee_bps",
+            "their_taker_fee_bps",
+            "our_maker_fee_bps",
+            "our_taker_fee_bps",
+            "example_monthly_volume",
+            "their_taker_cost",
+            "our_taker_cost",
+            "monthly_savings",
+            "holder_share_of_our_fees",
+        ),
+    },
+)
+IMPACT = inline_serializer(
+    "FlywheelImpact",
+    {
+        **_amounts(
+            "ttx_holdings",
+            "monthly_volume",
+            "fees_paid_30d",
+            "holder_share_generated_30d",
+            "reserve_share_generated_30d",
+            "fee_discount",
+            "revenue_multiplier",
+            "share_of_supply",
+            "holder_revenue_30d",
+            "monthly_earnings",
+            "annual_earnings",
+        ),
+        "trades_30d": serializers.IntegerField(),
+        "tier": serializers.CharField(allow_null=True),
+        "next_tier": serializers.CharField(allow_null=True),
+    },
+)
+INSIGHTS = inline_serializer(
+    "FlywheelInsights",
+    {
+        "tier": serializers.CharField(allow_null=True),
+        "insights": inline_serializer(
+            "FlywheelInsight",
+            # Each kind adds its own figures (decimal strings) to these two.
+            {"kind": serializers.CharField(), "message": serializers.CharField()},
+            many=True,
+        ),
+    },
+)
 
 HUNDRED = Decimal(100)
 MAX_AMOUNT = Decimal("1e15")
@@ -64,7 +203,7 @@ def _impact_body(impact: selectors.Impact) -> dict[str, Any]:
 class MetricsApi(APIView):
     permission_classes = [AllowAny]
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: METRICS})
     def get(self, request: Request) -> Response:
         totals = selectors.revenue_totals()
         streams = selectors.stream_figures_list()
@@ -92,7 +231,7 @@ class MetricsApi(APIView):
 class ReserveStatusApi(APIView):
     permission_classes = [AllowAny]
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: RESERVE_STATUS})
     def get(self, request: Request) -> Response:
         status = selectors.reserve_status()
         return Response({key: format_amount(value) for key, value in status.items()})
@@ -101,7 +240,7 @@ class ReserveStatusApi(APIView):
 class RevenueStreamsApi(APIView):
     permission_classes = [AllowAny]
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: REVENUE_STREAMS})
     def get(self, request: Request) -> Response:
         streams = selectors.stream_figures_list()
         total_target = sum((s.target_monthly for s in streams), Decimal(0))
@@ -144,7 +283,7 @@ class CalculatorApi(APIView):
             OpenApiParameter("monthly_volume", str, required=True),
             OpenApiParameter("platform_revenue", str),
         ],
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: PROJECTION},
     )
     def get(self, request: Request) -> Response:
         ttx = _decimal_param(request, "ttx_amount", required=True, maximum=settings.TTX_CIRCULATING_SUPPLY)
@@ -172,7 +311,7 @@ class CalculatorApi(APIView):
 class ComparisonApi(APIView):
     permission_classes = [AllowAny]
 
-    @extend_schema(parameters=[OpenApiParameter("monthly_volume", str)], responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(parameters=[OpenApiParameter("monthly_volume", str)], responses={200: COMPARISON})
     def get(self, request: Request, competitor: str) -> Response:
         volume = _decimal_param(request, "monthly_volume", required=False, maximum=MAX_AMOUNT)
         body = selectors.competitor_comparison(key=competitor, monthly_volume=volume or Decimal(100_000))
@@ -182,7 +321,7 @@ class ComparisonApi(APIView):
 class MyImpactApi(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: IMPACT, **TTX_NOT_CONFIGURED})
     def get(self, request: Request) -> Response:
         return Response(_impact_body(selectors.my_impact(user_id=request_user(request).pk)))
 
@@ -190,7 +329,7 @@ class MyImpactApi(APIView):
 class MyImpactExportApi(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
+    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR, **TTX_NOT_CONFIGURED})
     def get(self, request: Request) -> HttpResponse:
         user = request_user(request)
         body = _impact_body(selectors.my_impact(user_id=user.pk))
@@ -208,7 +347,7 @@ class MyImpactExportApi(APIView):
 class MyInsightsApi(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: INSIGHTS, **TTX_NOT_CONFIGURED})
     def get(self, request: Request) -> Response:
         result = selectors.my_insights(impact=selectors.my_impact(user_id=request_user(request).pk))
         insights = [

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -12,6 +12,8 @@ from orders.selectors.book import order_book_get
 from orders.selectors.candles import INTERVALS, candle_list
 from orders.selectors.markets import market_get, market_list
 from orders.selectors.orders import trade_list_for_market
+
+SYMBOL = OpenApiParameter("symbol", str, OpenApiParameter.PATH, examples=[OpenApiExample("ETH-USDT", value="ETH-USDT")])
 
 
 class MarketListApi(APIView):
@@ -25,7 +27,7 @@ class MarketListApi(APIView):
 class MarketBookApi(APIView):
     permission_classes = [AllowAny]
 
-    @extend_schema(parameters=[OpenApiParameter("depth", int)], responses={200: BookOutput})
+    @extend_schema(parameters=[SYMBOL, OpenApiParameter("depth", int)], responses={200: BookOutput})
     def get(self, request: Request, symbol: str) -> Response:
         market = market_get(symbol=symbol)
         depth = int_param(request, "depth", default=50, minimum=1, maximum=500)
@@ -35,7 +37,7 @@ class MarketBookApi(APIView):
 class MarketTradesApi(APIView):
     permission_classes = [AllowAny]
 
-    @extend_schema(parameters=[OpenApiParameter("limit", int)], responses={200: MarketTradeOutput(many=True)})
+    @extend_schema(parameters=[SYMBOL, OpenApiParameter("limit", int)], responses={200: MarketTradeOutput(many=True)})
     def get(self, request: Request, symbol: str) -> Response:
         market = market_get(symbol=symbol)
         limit = int_param(request, "limit", default=50, minimum=1, maximum=500)
@@ -46,7 +48,7 @@ class MarketCandlesApi(APIView):
     permission_classes = [AllowAny]
 
     @extend_schema(
-        parameters=[OpenApiParameter("interval", str, enum=list(INTERVALS)), OpenApiParameter("limit", int)],
+        parameters=[SYMBOL, OpenApiParameter("interval", str, enum=list(INTERVALS)), OpenApiParameter("limit", int)],
         responses={200: CandleOutput(many=True)},
     )
     def get(self, request: Request, symbol: str) -> Response:

@@ -8,8 +8,9 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from core.api.pagination import NewestFirstPagination
+from core.api.pagination import NewestFirstPagination, paginated
 from core.api.request import request_user
+from core.api.schema import error_responses
 from core.errors import InvalidParameter
 from orders.api.serializers import OrderInput, OrderOutput, UserTradeOutput
 from orders.errors import OrderNotFound
@@ -38,7 +39,8 @@ class OrdersApi(APIView):
             OpenApiParameter("limit", int),
             OpenApiParameter("cursor", str),
         ],
-        responses={200: OrderOutput(many=True)},
+        responses={200: paginated(OrderOutput)},
+        operation_id="orders_list",
     )
     def get(self, request: Request) -> Response:
         status = request.query_params.get("status") or None
@@ -51,13 +53,20 @@ class OrdersApi(APIView):
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(OrderOutput(page, many=True).data)
 
-    @extend_schema(request=OrderInput, responses={201: OrderOutput, 200: OrderOutput})
+    @extend_schema(
+        request=OrderInput,
+        responses={
+            201: OrderOutput,
+            200: OrderOutput,
+            **error_responses(409, 429, s409="`duplicate_client_order_id`: the id was used with other parameters."),
+        },
+    )
     def post(self, request: Request) -> Response:
         data = OrderInput(data=request.data)
         data.is_valid(raise_exception=True)
         user = request_user(request)
         result = order_place(user=user, request=OrderRequest(**data.validated_data))
-        order = order_get_for_user(user_id=user.pk, order_id=result.order_id)
+        order = result.order or order_get_for_user(user_id=user.pk, order_id=result.order_id)
         return Response(OrderOutput(order).data, status=201 if result.created else 200)
 
 
@@ -69,7 +78,10 @@ class OrderDetailApi(APIView):
 
 
 class OrderCancelApi(APIView):
-    @extend_schema(request=None, responses={200: OrderOutput})
+    @extend_schema(
+        request=None,
+        responses={200: OrderOutput, **error_responses(409, s409="`order_not_cancellable`: the order is terminal.")},
+    )
     def post(self, request: Request, order_id: str) -> Response:
         user = request_user(request)
         cancelled = order_cancel(user=user, order_id=_order_id(order_id))
@@ -95,7 +107,8 @@ def _user_fill(trade: Trade, user_id: int) -> dict[str, object]:
 class UserTradesApi(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("market", str), OpenApiParameter("limit", int), OpenApiParameter("cursor", str)],
-        responses={200: UserTradeOutput(many=True)},
+        responses={200: paginated(UserTradeOutput)},
+        operation_id="trades_list",
     )
     def get(self, request: Request) -> Response:
         user = request_user(request)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from orders.models import Market, Order
@@ -79,6 +79,20 @@ class AmountInput(serializers.Field):
         return value
 
 
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "limit buy",
+            value={"market": "ETH-USDT", "side": "buy", "type": "limit", "quantity": "0.5", "price": "1990.00"},
+            request_only=True,
+        ),
+        OpenApiExample(
+            "market sell FOK",
+            value={"market": "ETH-USDT", "side": "sell", "type": "market", "quantity": "0.1", "time_in_force": "FOK"},
+            request_only=True,
+        ),
+    ]
+)
 class OrderInput(serializers.Serializer):
     market = serializers.CharField(max_length=33)
     side = serializers.ChoiceField(choices=["buy", "sell"])

@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from core.api.permissions import IsStaff
 from core.api.request import request_user
+from orders.api.markets import SYMBOL
 from orders.api.serializers import CreditInput, LedgerAssetOutput, MarketOutput, ReferencePriceInput, WalletOutput
 from orders.selectors.ledger import ledger_check
 from orders.selectors.markets import market_get
@@ -35,7 +36,7 @@ class WalletCreditApi(APIView):
 class ReferencePriceSetApi(APIView):
     permission_classes = [IsStaff]
 
-    @extend_schema(request=ReferencePriceInput, responses={200: MarketOutput})
+    @extend_schema(request=ReferencePriceInput, parameters=[SYMBOL], responses={200: MarketOutput})
     def post(self, request: Request, symbol: str) -> Response:
         data = ReferencePriceInput(data=request.data)
         data.is_valid(raise_exception=True)

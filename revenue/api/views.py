@@ -3,19 +3,101 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api.permissions import IsStaff
+from core.api.schema import error_responses
 from core.errors import InvalidParameter
 from core.money import format_amount
 from revenue.errors import RevenueEventNotFound, RevenueEventNotRetryable
 from revenue.models import RevenueEvent
 from revenue.reports import onchain_failure_report
 from revenue.worker_status import onchain_worker_status
+
+
+def _nullable(field: type[serializers.Field]) -> serializers.Field:
+    return field(allow_null=True)
+
+
+FAILURE_REPORT = inline_serializer(
+    "OnchainFailureReport",
+    {
+        "summary": inline_serializer(
+            "OnchainFailureSummary",
+            {
+                "total_failures": serializers.IntegerField(),
+                "critical_failures": serializers.IntegerField(),
+                "total_holder_share_pending": serializers.CharField(help_text="Decimal string."),
+                "period_hours": serializers.IntegerField(),
+                "needs_reconciliation": serializers.IntegerField(
+                    help_text="Events submitted on chain for too long without a receipt."
+                ),
+            },
+        ),
+        "by_stream": inline_serializer(
+            "OnchainFailureStream",
+            {
+                "stream_id": serializers.IntegerField(),
+                "stream_name": serializers.CharField(),
+                "count": serializers.IntegerField(),
+                "critical": serializers.IntegerField(),
+                "total_holder_share": serializers.CharField(),
+                "max_retries": serializers.IntegerField(),
+                "events": inline_serializer(
+                    "OnchainFailureEvent",
+                    {
+                        "id": serializers.IntegerField(),
+                        "holder_share": serializers.CharField(),
+                        "description": serializers.CharField(),
+                        "created_at": serializers.DateTimeField(),
+                        "retry_attempts": serializers.IntegerField(),
+                        "last_error": _nullable(serializers.CharField),
+                        "next_retry_at": _nullable(serializers.CharField),
+                    },
+                    many=True,
+                ),
+            },
+            many=True,
+        ),
+    },
+)
+WORKER_STATUS = inline_serializer(
+    "OnchainWorkerStatus",
+    {
+        "enabled": serializers.BooleanField(),
+        "last_run_at": _nullable(serializers.DateTimeField),
+        "last_success_at": _nullable(serializers.DateTimeField),
+        "last_error": _nullable(serializers.CharField),
+        "last_error_at": _nullable(serializers.DateTimeField),
+        "poll_interval_seconds": serializers.IntegerField(),
+        "batch_size": serializers.IntegerField(),
+        "max_retry_attempts": serializers.IntegerField(),
+        "confirmations": serializers.IntegerField(),
+        "counts": inline_serializer(
+            "OnchainDeliveryCounts",
+            {name: serializers.IntegerField() for name in ("pending", "submitted", "delivered", "failed", "critical")},
+        ),
+        "chain": inline_serializer(
+            "OnchainChainStatus",
+            {
+                "connected": serializers.BooleanField(),
+                "chain_id": _nullable(serializers.IntegerField),
+                "contract_address": _nullable(serializers.CharField),
+                "signer_address": _nullable(serializers.CharField),
+                "signer_balance_wei": _nullable(serializers.CharField),
+                "block_number": _nullable(serializers.IntegerField),
+                "next_sequence": _nullable(serializers.IntegerField),
+            },
+        ),
+    },
+)
+RETRY_QUEUED = inline_serializer(
+    "RevenueEventRetryQueued", {"id": serializers.IntegerField(), "status": serializers.CharField()}
+)
 
 
 def _int_param(request: Request, *names: str, default: int | None, minimum: int, maximum: int) -> int | None:
@@ -40,7 +122,7 @@ class OnchainFailuresApi(APIView):
             OpenApiParameter("streamId", int, description="Alias of stream_id."),
             OpenApiParameter("hours", int, description="Window in hours, default 24."),
         ],
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: FAILURE_REPORT},
     )
     def get(self, request: Request) -> Response:
         stream_id = _int_param(request, "stream_id", "streamId", default=None, minimum=0, maximum=9)
@@ -64,7 +146,7 @@ class OnchainFailuresApi(APIView):
 class OnchainWorkerStatusApi(APIView):
     permission_classes = [IsStaff]
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: WORKER_STATUS})
     def get(self, request: Request) -> Response:
         return Response(onchain_worker_status())
 
@@ -72,7 +154,13 @@ class OnchainWorkerStatusApi(APIView):
 class RevenueEventRetryApi(APIView):
     permission_classes = [IsStaff]
 
-    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
+    @extend_schema(
+        request=None,
+        responses={
+            202: RETRY_QUEUED,
+            **error_responses(409, s409="`event_not_retryable`: only failed or pending events can be queued again."),
+        },
+    )
     def post(self, request: Request, event_id: str) -> Response:
         if not event_id.isdigit() or not RevenueEvent.objects.filter(pk=int(event_id)).exists():
             raise RevenueEventNotFound()

@@ -1,0 +1,113 @@
+"""OpenAPI documentation of the error envelope, declared once for every operation.
+
+The contract answers errors with one envelope (`{"error": {"code", "message", "fields"?}}`)
+and fixed statuses. `error_responses_hook` (a drf-spectacular postprocessing hook) adds the
+statuses every operation can answer, derived from its view and its parameters:
+
+- 400 when it reads a request body or query parameters (validation, business rules);
+- 401 when it authenticates callers (a missing, bad or expired token is refused even on
+  public operations, since JWT authentication runs before the permission check);
+- 403 when it is staff only, or when it is unsafe and accepts the session (CSRF);
+- 404 when it has path parameters (unknown symbol, id, name) or a `cursor`;
+- 429 when it is throttled by its throttle classes.
+
+Statuses that depend on what the operation does (409 conflicts, a login throttle, 503 when
+the platform lacks something) are declared on the view with `error_responses(...)`; the hook
+never replaces a response a view declared."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.permissions import IsAdminUser
+
+ERROR_COMPONENT = "ErrorEnvelope"
+ERROR_REF = {"$ref": f"#/components/schemas/{ERROR_COMPONENT}"}
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Every error answer: a machine-readable code, a sentence, and per-field messages.",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "example": "insufficient_funds"},
+                "message": {"type": "string"},
+                "fields": {
+                    "type": "object",
+                    "description": "Present only for per-field validation errors.",
+                    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        }
+    },
+}
+ERROR_DESCRIPTIONS = {
+    400: "Invalid input or a business rule refused it (`validation_error`, `invalid_parameter`, ...).",
+    401: "No, bad or expired credentials (`not_authenticated`, `invalid_token`, `invalid_credentials`).",
+    403: "Authenticated but not allowed (`permission_denied`).",
+    404: "Not found or not the caller's (`not_found`, `market_not_found`, `order_not_found`, ...).",
+    409: "Conflicts with the current state.",
+    429: "Throttled (`throttled`); `Retry-After` says when to try again.",
+    503: "Temporarily unavailable.",
+}
+SAFE_METHODS = {"get", "head", "options"}
+
+
+def error_responses(*statuses: int, **descriptions: str) -> dict[int, OpenApiResponse]:
+    """Error envelope responses for `@extend_schema(responses=...)`; `descriptions` by
+    `s409="..."` replace the generic sentence."""
+    return {
+        status: OpenApiResponse(
+            response=ERROR_REF, description=descriptions.get(f"s{status}", ERROR_DESCRIPTIONS[status])
+        )
+        for status in statuses
+    }
+
+
+def _error_response(status: int) -> dict[str, Any]:
+    return {"description": ERROR_DESCRIPTIONS[status], "content": {"application/json": {"schema": ERROR_REF}}}
+
+
+def _default_statuses(method: str, path: str, operation: dict[str, Any], view_class: type | None) -> list[int]:
+    parameters = operation.get("parameters", [])
+    statuses = []
+    if "requestBody" in operation or any(p.get("in") == "query" for p in parameters):
+        statuses.append(400)
+    if view_class is not None:
+        authentication = list(getattr(view_class, "authentication_classes", []))
+        permissions = list(getattr(view_class, "permission_classes", []))
+        if authentication:
+            statuses.append(401)
+        staff_only = any(isinstance(p, type) and issubclass(p, IsAdminUser) for p in permissions)
+        session = any(isinstance(a, type) and issubclass(a, SessionAuthentication) for a in authentication)
+        if staff_only or (session and method not in SAFE_METHODS):
+            statuses.append(403)
+        if getattr(view_class, "throttle_classes", []):
+            statuses.append(429)
+    if "{" in path or any(p.get("in") == "query" and p.get("name") == "cursor" for p in parameters):
+        statuses.append(404)
+    return statuses
+
+
+def error_responses_hook(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: document the envelope on every operation."""
+    views: dict[tuple[str, str], type] = {}
+    for path, _regex, method, callback in generator.endpoints or []:
+        view_class = getattr(callback, "cls", None)
+        if view_class is not None:
+            views[(path, method.lower())] = view_class
+    for path, operations in result.get("paths", {}).items():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            for status in _default_statuses(method, path, operation, views.get((path, method))):
+                responses.setdefault(str(status), _error_response(status))
+            # Keep the statuses in numeric order, as a reader expects them.
+            operation["responses"] = dict(sorted(responses.items()))
+    result.setdefault("components", {}).setdefault("schemas", {})[ERROR_COMPONENT] = ERROR_SCHEMA
+    return result
