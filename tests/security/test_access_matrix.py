@@ -1,0 +1,491 @@
+"""Who may call what: every URL pattern of the project, walked from the resolver, has an
+expectation here, and each (route, method) is exercised as anonymous, the owner, another
+user and staff. A new endpoint without an entry fails `test_every_route_has_an_expectation`.
+
+API (docs: /work/shared/spec/api.md): 401 `not_authenticated` for anonymous callers on
+protected endpoints, 403 `permission_denied` for non-staff on staff endpoints, 404
+`order_not_found` (never 403: no leak) for another user's order. Pages: anonymous visitors
+are sent to the login page. The Django admin (every pattern of its namespace) is staff only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from django.apps import apps
+from django.contrib import admin
+from django.contrib.contenttypes.models import ContentType
+from django.urls import URLPattern, URLResolver, get_resolver
+from django.urls.resolvers import RegexPattern
+from rest_framework.views import APIView
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from flywheel.competitors import COMPETITORS
+from orders.models import Market, Order, OrderStatus, Wallet
+from revenue.models import RevenueEvent
+from tests.factories import PASSWORD
+from tests.security.conftest import SYMBOL, World, failed_event, order_open
+
+pytestmark = pytest.mark.django_db
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+ACTORS = ("anonymous", "other", "owner", "staff")  # anonymous and denied actors first: no side effects yet
+
+
+class Access(Enum):
+    PUBLIC = "public"  # anyone
+    USER = "user"  # any logged-in user; the data is the caller's own
+    OWNER = "owner"  # one user's object: anyone else gets 404
+    STAFF = "staff"  # staff only
+
+
+Call = tuple[dict[str, str], dict[str, Any] | None]  # path arguments, body
+Prepare = Callable[[World], Call]
+
+
+def _nothing(world: World) -> Call:
+    return {}, None
+
+
+@dataclass(frozen=True)
+class Rule:
+    access: Access
+    ok: int  # the status an allowed caller gets
+    prepare: Prepare = _nothing  # fresh arguments per call (a cancel needs a new open order each time)
+    query: str = ""
+
+
+@dataclass(frozen=True)
+class Route:
+    rules: dict[str, Rule]
+    # /metrics is django-prometheus' plain function view: it answers every method with the
+    # same read-only text, so there is nothing to refuse.
+    any_method: bool = False
+
+
+_seq = itertools.count(1)
+
+
+def _symbol(world: World) -> Call:
+    return {"symbol": SYMBOL}, None
+
+
+def _owner_order(world: World) -> Call:
+    return {"order_id": str(world.order.pk)}, None
+
+
+def _fresh_owner_order(world: World) -> Call:
+    return {"order_id": str(order_open(world.owner).pk)}, None
+
+
+def _register(world: World) -> Call:
+    return {}, {"username": f"newcomer{next(_seq)}", "password": PASSWORD}
+
+
+def _credentials(world: World) -> Call:
+    return {}, {"username": world.owner.username, "password": PASSWORD}
+
+
+def _refresh(world: World) -> Call:
+    return {}, {"refresh": str(RefreshToken.for_user(world.owner))}
+
+
+def _order_body(world: World) -> Call:
+    return {}, {"market": SYMBOL, "side": "buy", "type": "limit", "price": "1800.00", "quantity": "0.01"}
+
+
+def _credit(world: World) -> Call:
+    return {}, {"username": world.owner.username, "asset": "USDT", "amount": "1"}
+
+
+def _reference_price(world: World) -> Call:
+    return {"symbol": SYMBOL}, {"price": "2001.00"}
+
+
+def _competitor(world: World) -> Call:
+    return {"competitor": next(iter(COMPETITORS))}, None
+
+
+def _retry(world: World) -> Call:
+    return {"event_id": str(failed_event(f"retry{next(_seq)}").pk)}, None
+
+
+def _page_login(world: World) -> Call:
+    return {}, {"username": world.owner.username, "password": PASSWORD}
+
+
+def _page_register(world: World) -> Call:
+    name = f"pagecomer{next(_seq)}"
+    return {}, {"username": name, "password": PASSWORD, "password_confirm": PASSWORD, "email": ""}
+
+
+def _page_order(world: World) -> Call:
+    body = {"side": "buy", "type": "limit", "price": "1800.00", "quantity": "0.01", "time_in_force": ""}
+    return {"symbol": SYMBOL}, body
+
+
+PUB, USR, OWN, STF = Access.PUBLIC, Access.USER, Access.OWNER, Access.STAFF
+
+API_ROUTES: dict[str, Route] = {
+    "api/auth/register": Route({"POST": Rule(PUB, 201, _register)}),
+    "api/auth/token": Route({"POST": Rule(PUB, 200, _credentials)}),
+    "api/auth/token/refresh": Route({"POST": Rule(PUB, 200, _refresh)}),
+    "api/auth/logout": Route({"POST": Rule(PUB, 205, _refresh)}),
+    "api/me": Route({"GET": Rule(USR, 200)}),
+    "api/markets": Route({"GET": Rule(PUB, 200)}),
+    "api/markets/<str:symbol>/book": Route({"GET": Rule(PUB, 200, _symbol)}),
+    "api/markets/<str:symbol>/trades": Route({"GET": Rule(PUB, 200, _symbol)}),
+    "api/markets/<str:symbol>/candles": Route({"GET": Rule(PUB, 200, _symbol)}),
+    "api/wallets": Route({"GET": Rule(USR, 200)}),
+    "api/orders": Route({"GET": Rule(USR, 200), "POST": Rule(USR, 201, _order_body)}),
+    "api/orders/<str:order_id>": Route({"GET": Rule(OWN, 200, _owner_order)}),
+    "api/orders/<str:order_id>/cancel": Route({"POST": Rule(OWN, 200, _fresh_owner_order)}),
+    "api/trades": Route({"GET": Rule(USR, 200)}),
+    "api/admin/wallets/credit": Route({"POST": Rule(STF, 200, _credit)}),
+    "api/admin/markets/<str:symbol>/reference-price": Route({"POST": Rule(STF, 200, _reference_price)}),
+    "api/admin/ledger": Route({"GET": Rule(STF, 200)}),
+    "api/flywheel/metrics": Route({"GET": Rule(PUB, 200)}),
+    "api/flywheel/reserve-status": Route({"GET": Rule(PUB, 200)}),
+    "api/flywheel/revenue-streams": Route({"GET": Rule(PUB, 200)}),
+    "api/flywheel/calculator": Route({"GET": Rule(PUB, 200, query="ttx_amount=1000&monthly_volume=50000")}),
+    "api/flywheel/comparison/<str:competitor>": Route({"GET": Rule(PUB, 200, _competitor)}),
+    "api/flywheel/my-impact": Route({"GET": Rule(USR, 200)}),
+    "api/flywheel/my-impact/export": Route({"GET": Rule(USR, 200)}),
+    "api/flywheel/my-impact/insights": Route({"GET": Rule(USR, 200)}),
+    "api/admin/revenue/onchain-failures": Route({"GET": Rule(STF, 200)}),
+    "api/admin/revenue/onchain-worker-status": Route({"GET": Rule(STF, 200)}),
+    "api/admin/revenue/events/<str:event_id>/retry": Route({"POST": Rule(STF, 202, _retry)}),
+    "api/schema/": Route({"GET": Rule(PUB, 200)}),
+    "api/docs/": Route({"GET": Rule(PUB, 200)}),
+    "healthz": Route({"GET": Rule(PUB, 200)}),
+    "metrics": Route({"GET": Rule(PUB, 200)}, any_method=True),
+}
+
+PAGE_ROUTES: dict[str, Route] = {
+    "": Route({"GET": Rule(PUB, 200)}),
+    "live/markets": Route({"GET": Rule(PUB, 200)}),
+    "login": Route({"GET": Rule(PUB, 200), "POST": Rule(PUB, 302, _page_login)}),
+    "register": Route({"GET": Rule(PUB, 200), "POST": Rule(PUB, 302, _page_register)}),
+    "logout": Route({"POST": Rule(PUB, 302)}),
+    "trade/": Route({"GET": Rule(PUB, 302)}),
+    "trade/<str:symbol>": Route({"GET": Rule(PUB, 200, _symbol)}),
+    "trade/<str:symbol>/live": Route({"GET": Rule(PUB, 200, _symbol)}),
+    "trade/<str:symbol>/order": Route({"POST": Rule(USR, 302, _page_order)}),
+    "orders/": Route({"GET": Rule(USR, 200)}),
+    "orders/<str:order_id>/cancel": Route({"POST": Rule(OWN, 302, _fresh_owner_order)}),
+    "wallet/": Route({"GET": Rule(USR, 200)}),
+    "wallet/live": Route({"GET": Rule(USR, 200)}),
+    "flywheel/": Route({"GET": Rule(PUB, 200)}),
+}
+
+ALL_ROUTES = {**API_ROUTES, **PAGE_ROUTES}
+
+
+# --- the URL tree --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pattern:
+    route: str
+    namespace: str | None
+    regex: bool
+    callback: Any
+
+
+def _walk(resolver: URLResolver, prefix: str = "", namespace: str | None = None) -> Iterator[Pattern]:
+    for entry in resolver.url_patterns:
+        if isinstance(entry, URLResolver):
+            yield from _walk(entry, prefix + str(entry.pattern), entry.namespace or namespace)
+        elif isinstance(entry, URLPattern):
+            regex = isinstance(entry.pattern, RegexPattern)
+            yield Pattern(prefix + str(entry.pattern), namespace, regex, entry.callback)
+
+
+def _project_patterns() -> list[Pattern]:
+    return list(_walk(get_resolver()))
+
+
+def _admin_patterns() -> list[Pattern]:
+    return [p for p in _project_patterns() if p.namespace == "admin"]
+
+
+def _path(route: str, kwargs: dict[str, str]) -> str:
+    return "/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda m: quote(kwargs[m.group(1)], safe=""), route)
+
+
+def test_every_route_has_an_expectation() -> None:
+    patterns = _project_patterns()
+    outside_admin = {p.route for p in patterns if p.namespace != "admin"}
+    missing = sorted(outside_admin - set(ALL_ROUTES))
+    stale = sorted(set(ALL_ROUTES) - outside_admin)
+    assert not missing, f"routes without an access expectation (add them to API_ROUTES/PAGE_ROUTES): {missing}"
+    assert not stale, f"expectations for routes that no longer exist: {stale}"
+    # The admin namespace is covered pattern by pattern in test_admin_is_staff_only.
+    assert len([p for p in patterns if p.namespace == "admin"]) > 50
+
+
+def test_declared_methods_are_the_methods_the_api_views_implement() -> None:
+    for pattern in _project_patterns():
+        view_class = getattr(pattern.callback, "view_class", None)
+        if pattern.route not in API_ROUTES or view_class is None or not issubclass(view_class, APIView):
+            continue
+        implemented = {m for m in METHODS if hasattr(view_class, m.lower())}
+        assert implemented == set(API_ROUTES[pattern.route].rules), pattern.route
+
+
+# --- API and pages, per (route, method) ----------------------------------------------------------------
+
+
+def _fingerprint() -> tuple[Any, ...]:
+    """The state a refused request must leave untouched."""
+    return (
+        sorted(Order.objects.values_list("pk", "status")),
+        sorted((w.pk, w.balance, w.locked) for w in Wallet.objects.all()),
+        sorted(Market.objects.values_list("symbol", "reference_price")),
+        sorted((e.pk, e.metadata.get("onChainDeliveryStatus")) for e in RevenueEvent.objects.all()),
+    )
+
+
+def _expected(access: Access, actor: str) -> str:
+    """'ok', 'unauthenticated', 'forbidden' or 'not_found' for this actor."""
+    if access is Access.PUBLIC or (actor == "owner" and access is not Access.STAFF):
+        return "ok"
+    if actor == "anonymous":
+        return "unauthenticated"
+    if access is Access.USER:
+        return "ok"
+    if access is Access.OWNER:
+        return "not_found"  # staff too: the user API shows the caller's own orders only
+    return "ok" if actor == "staff" else "forbidden"
+
+
+def _envelope(response: Any, status: int, code: str) -> None:
+    assert response.status_code == status, (response.status_code, response.content[:300])
+    body = response.json()
+    assert set(body) == {"error"} and body["error"]["code"] == code, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+
+
+def _check_api(world: World, route: str, method: str) -> None:
+    rule = API_ROUTES[route].rules[method]
+    for actor in ACTORS:
+        expected = _expected(rule.access, actor)
+        kwargs, body = rule.prepare(world)
+        url = _path(route, kwargs) + (f"?{rule.query}" if rule.query else "")
+        before = _fingerprint() if expected != "ok" else None
+        response = world.api(actor).generic(method, url, *_json(body))
+        if expected == "ok":
+            assert response.status_code == rule.ok, (actor, response.status_code, response.content[:300])
+            continue
+        if expected == "unauthenticated":
+            _envelope(response, 401, "not_authenticated")
+            assert response["WWW-Authenticate"].startswith("Bearer")
+        elif expected == "forbidden":
+            _envelope(response, 403, "permission_denied")
+        else:
+            _envelope(response, 404, "order_not_found")
+        assert _fingerprint() == before, f"a refused {method} by {actor} changed state"
+
+
+def _json(body: dict[str, Any] | None) -> tuple[str, str]:
+    return (json.dumps(body), "application/json") if body is not None else ("", "application/json")
+
+
+def _check_page(world: World, route: str, method: str) -> None:
+    rule = PAGE_ROUTES[route].rules[method]
+    for actor in ACTORS:
+        expected = _expected(rule.access, actor)
+        kwargs, body = rule.prepare(world)
+        path = _path(route, kwargs)
+        client = world.page(actor)
+        before = _fingerprint() if expected != "ok" else None
+        if method == "GET":
+            response = client.get(path)
+        elif expected == "not_found":
+            # Under htmx the refusal is a status (without it: a redirect with an error message).
+            response = client.post(path, body or {}, HTTP_HX_REQUEST="true")
+        else:
+            response = client.post(path, body or {})
+        if expected == "ok":
+            assert response.status_code == rule.ok, (actor, response.status_code)
+            continue
+        if expected == "unauthenticated":
+            assert response.status_code == 302, (actor, response.status_code)
+            assert response["Location"] == f"/login?next={quote(path)}"
+        else:
+            assert expected == "not_found"
+            assert response.status_code == 404, (actor, response.status_code)
+            assert "order_not_found" in response.content.decode()
+        assert _fingerprint() == before, f"a refused {method} by {actor} changed state"
+
+
+def _every_case(world: World, routes: dict[str, Route], check: Callable[[World, str, str], None]) -> int:
+    """Runs every (route, method) and reports all failures at once. One test, not one per
+    case: each case would rebuild the world (the whole folder must stay fast)."""
+    failures, cases = [], 0
+    for route, spec in routes.items():
+        for method in spec.rules:
+            cases += 1
+            try:
+                check(world, route, method)
+            except AssertionError as exc:
+                failures.append(f"{method} /{route}: {exc}")
+    assert not failures, "\n".join(failures)
+    return cases
+
+
+def test_api_access(world: World) -> None:
+    assert _every_case(world, API_ROUTES, _check_api) == 33
+
+
+def test_page_access(world: World) -> None:
+    assert _every_case(world, PAGE_ROUTES, _check_page) == 16
+
+
+def test_undeclared_methods_are_refused(world: World) -> None:
+    """One test for all routes (not parametrized): each case would rebuild the world."""
+    refused = 0
+    for route, spec in ALL_ROUTES.items():
+        if spec.any_method:
+            continue
+        kwargs: dict[str, str] = {}
+        for rule in spec.rules.values():
+            kwargs |= rule.prepare(world)[0]
+        path = _path(route, kwargs)
+        # Staff (who passes every permission check) still meets a 405: the method is not there.
+        client = world.api("staff") if route in API_ROUTES else world.page("staff")
+        for method in METHODS:
+            if method in spec.rules:
+                continue
+            response = client.generic(method, path)
+            assert response.status_code == 405, (method, path, response.status_code)
+            if route.startswith("api/") and route not in ("api/schema/", "api/docs/"):
+                _envelope(response, 405, "method_not_allowed")
+            refused += 1
+    assert refused > 150
+
+
+# --- what "owner only" means for lists -------------------------------------------------------------
+
+
+def test_lists_hold_only_the_callers_data(world: World) -> None:
+    other = world.api("other")
+    owner = world.api("owner")
+    assert other.get("/api/orders").json()["results"] == []
+    assert other.get("/api/trades").json()["results"] == []
+    owned = {o["id"] for o in owner.get("/api/orders").json()["results"]}
+    assert owned == {str(pk) for pk in Order.objects.filter(user=world.owner).values_list("pk", flat=True)}
+    fills = owner.get("/api/trades").json()["results"]
+    assert [(f["trade_id"], f["liquidity"]) for f in fills] == [(str(world.trade.pk), "maker")]
+    # The counterparty sees the same trade from its side, with its own order, not the owner's.
+    theirs = world.api("counterparty").get("/api/trades").json()["results"]
+    assert [f["order_id"] for f in theirs] == [str(world.trade.taker_order_id)]
+    assert theirs[0]["order_id"] != str(world.trade.maker_order_id)
+
+
+def test_order_ids_cannot_be_probed(world: World) -> None:
+    """Another user's order, a missing order and a malformed id answer alike: 404 order_not_found."""
+    other = world.api("other")
+    missing = Order.objects.order_by("-pk").values_list("pk", flat=True).first() + 1000  # type: ignore[operator]
+    for raw in (world.order.pk, missing, "abc", "-1", "1e3", "9" * 30):
+        _envelope(other.get(f"/api/orders/{raw}"), 404, "order_not_found")
+        _envelope(other.post(f"/api/orders/{raw}/cancel"), 404, "order_not_found")
+    assert Order.objects.get(pk=world.order.pk).status == OrderStatus.OPEN
+
+
+def test_my_impact_is_the_callers(world: World) -> None:
+    assert Decimal(world.api("owner").get("/api/flywheel/my-impact").json()["ttx_holdings"]) == 1500
+    assert Decimal(world.api("other").get("/api/flywheel/my-impact").json()["ttx_holdings"]) == 0
+    export = world.api("other").get("/api/flywheel/my-impact/export").content.decode()
+    assert world.other.username in export and world.owner.username not in export
+
+
+def test_wallets_are_the_callers(world: World) -> None:
+    other = {w["asset"]: w for w in world.api("other").get("/api/wallets").json()}
+    assert "TTX" not in other or Decimal(other["TTX"]["balance"]) == 0
+    owner = {w["asset"]: w for w in world.api("owner").get("/api/wallets").json()}
+    assert Decimal(owner["TTX"]["balance"]) == 1500
+
+
+def test_cancel_page_for_another_users_order_reports_not_found(world: World) -> None:
+    response = world.page("other").post(f"/orders/{world.order.pk}/cancel", follow=True)
+    assert response.redirect_chain == [("/orders/", 302)]
+    assert "order_not_found" in response.content.decode()
+    assert Order.objects.get(pk=world.order.pk).status == OrderStatus.OPEN
+
+
+def test_staff_endpoints_accept_a_session_and_refuse_non_staff_sessions(world: World) -> None:
+    for path in (
+        "/api/admin/ledger",
+        "/api/admin/revenue/onchain-failures",
+        "/api/admin/revenue/onchain-worker-status",
+    ):
+        assert world.page("staff").get(path).status_code == 200
+        _envelope(world.page("owner").get(path), 403, "permission_denied")
+        _envelope(world.page("anonymous").get(path), 401, "not_authenticated")
+
+
+# --- the Django admin ------------------------------------------------------------------------------
+
+
+def _admin_url(pattern: Pattern) -> str:
+    if pattern.regex:
+        if "app_label" in pattern.route:
+            return "/admin/orders/"
+        assert "(?P<url>" in pattern.route, pattern.route  # the catch-all
+        return "/admin/no-such-page/"
+    if pattern.route.startswith("admin/r/"):
+        order = Order.objects.order_by("pk").first()
+        assert order is not None
+        content_type = ContentType.objects.get_for_model(Order)
+        return f"/admin/r/{content_type.pk}/{order.pk}/"
+    match = re.match(r"admin/(\w+)/(\w+)/", pattern.route)
+    kwargs: dict[str, str] = {}
+    if match and "<" in pattern.route:
+        model = apps.get_model(match.group(1), match.group(2))
+        pk = model._default_manager.order_by("pk").values_list("pk", flat=True).first()
+        kwargs = {"object_id": str(pk if pk is not None else 0), "id": str(pk if pk is not None else 0)}
+    return _path(pattern.route, kwargs)
+
+
+# Staff renders these (every list, the custom report page) and must not meet a 5xx. Change
+# forms are left out: slow to render (~150 ms each) and not about who may reach them.
+STAFF_RENDERED = {"index", "changelist_view", "app_index", "failure_report_view", "catch_all_view"}
+
+
+def test_admin_is_staff_only(world: World) -> None:
+    failed_event()  # one row for the revenue event pages
+    anonymous, user, staff = world.page("anonymous"), world.page("owner"), world.page("staff")
+    patterns = _admin_patterns()
+    changelists = 0
+    for pattern in patterns:
+        url = _admin_url(pattern)
+        if pattern.route == "admin/login/":
+            assert anonymous.get(url).status_code == 200  # the only public admin page
+            continue
+        for who, client in (("anonymous", anonymous), ("non-staff", user)):
+            response = client.get(url)
+            assert response.status_code == 302, (who, url, response.status_code)
+            # admin_view sends a logout without a session to the index, itself behind the login.
+            login = "/admin/" if pattern.route == "admin/logout/" else "/admin/login/?next="
+            assert response["Location"].startswith(login), (who, url, response["Location"])
+        view = getattr(pattern.callback, "__name__", "")
+        if view not in STAFF_RENDERED:
+            continue  # Django's stock history/delete/password pages: the refusals above are the point
+        response = staff.get(url)
+        assert response.status_code < 500, (url, response.status_code)
+        if response.status_code == 302:
+            assert not response["Location"].startswith("/admin/login/"), url
+        if view == "changelist_view":
+            changelists += 1
+            assert response.status_code == 200, url
+    assert changelists == len(admin.site._registry)
