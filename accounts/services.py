@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.auth.password_validation import validate_password
@@ -38,7 +39,8 @@ def user_register(*, username: str, password: str, email: str = "") -> AbstractB
 def user_authenticate(*, username: str, password: str, client_ip: str) -> AbstractBaseUser:
     """Check credentials with failed-login throttling."""
     if login_is_throttled(username=username, client_ip=client_ip):
-        raise LoginThrottled()
+        # The window restarts with the first failure of a series: at most this long.
+        raise LoginThrottled(retry_after=settings.LOGIN_FAILURE_WINDOW_SECONDS)
     user = authenticate(username=username, password=password)
     if user is None:
         login_failure_record(username=username, client_ip=client_ip)

@@ -13,9 +13,16 @@ class ApplicationError(Exception):
     status: int = 400
     default_message: str = "The request could not be completed."
 
-    def __init__(self, message: str | None = None, *, fields: Mapping[str, Sequence[str]] | None = None) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        fields: Mapping[str, Sequence[str]] | None = None,
+        retry_after: int | None = None,
+    ) -> None:
         self.message = message or self.default_message
         self.fields = {name: list(errors) for name, errors in fields.items()} if fields else None
+        self.retry_after = retry_after  # seconds, sent as Retry-After (429, 503)
         super().__init__(self.message)
 
 

@@ -56,7 +56,9 @@ def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Respo
     headers: dict[str, str] = {}
     if isinstance(exc, ApplicationError):
         set_rollback()
-        return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status)
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(exc.retry_after)
+        return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status, headers=headers)
     if isinstance(exc, InvalidToken | TokenError):
         return Response(error_body("invalid_token", "The token is invalid or expired."), status=401)
     if isinstance(exc, Http404):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import override_settings
 
@@ -86,6 +87,7 @@ def test_repeated_failed_logins_are_throttled(api_client, user):
     throttled = api_client.post("/api/auth/token", {"username": user.username, "password": PASSWORD}, format="json")
     assert throttled.status_code == 429
     assert throttled.json()["error"]["code"] == "throttled"
+    assert int(throttled["Retry-After"]) == settings.LOGIN_FAILURE_WINDOW_SECONDS
     # Another account from the same address is not affected.
     other = UserFactory()
     assert (

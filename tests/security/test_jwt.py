@@ -182,6 +182,11 @@ def test_tokens_naming_no_user_are_rejected(user: Any) -> None:
     _rejected(_me(_sign({key: value for key, value in claims.items() if key != "user_id"})))
 
 
+@pytest.mark.parametrize("user_id", ["abc", "1 OR 1=1", [1], {"id": 1}, None, 1.5, ""])
+def test_validly_signed_tokens_with_a_malformed_user_claim_are_401_not_500(user: Any, user_id: Any) -> None:
+    _rejected(_me(_sign({**_claims(user), "user_id": user_id})))
+
+
 @pytest.mark.parametrize(
     "header",
     [
