@@ -14,6 +14,8 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 
+from core.cache import CACHE_ERRORS, cache_failure_log
+
 logger = logging.getLogger("revenue.dispatch")
 
 _lock = threading.Lock()
@@ -75,8 +77,8 @@ def revenue_delivery_dispatch() -> bool:
         try:
             if not cache.add(DELIVERY_RUN_DEBOUNCE_KEY, 1, timeout=window):
                 return False  # a run is already on its way
-        except Exception:  # cache down: publishing once too often is harmless
-            logger.warning("delivery debounce unavailable", exc_info=True)
+        except CACHE_ERRORS as exc:  # cache down: publishing once too often is harmless
+            cache_failure_log("delivery debounce", exc)
     return publish_safely(lambda: task_publish(REVENUE_DELIVERY_RUN, countdown=window), what="on-chain delivery run")
 
 

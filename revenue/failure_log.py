@@ -9,6 +9,8 @@ from collections.abc import Iterable
 
 from django.core.cache import cache
 
+from core.cache import CACHE_ERRORS, cache_failure_log
+
 logger = logging.getLogger("revenue.delivery.failures")
 COUNTER_TTL_SECONDS = 24 * 3600
 
@@ -22,15 +24,23 @@ def failure_should_log(count: int) -> bool:
     return count % 100 == 0
 
 
+_local_counts: dict[int, int] = {}  # while the cache is down: this process's own count
+
+
 def _stream_failure_count_next(stream_id: int) -> int:
     key = f"delivery-failures:{stream_id}"
-    if cache.add(key, 1, timeout=COUNTER_TTL_SECONDS):
-        return 1
     try:
-        return int(cache.incr(key))
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, timeout=COUNTER_TTL_SECONDS)
-        return 1
+        if cache.add(key, 1, timeout=COUNTER_TTL_SECONDS):
+            return 1
+        try:
+            return int(cache.incr(key))
+        except ValueError:  # expired between add and incr
+            cache.add(key, 1, timeout=COUNTER_TTL_SECONDS)
+            return 1
+    except CACHE_ERRORS as exc:
+        cache_failure_log("delivery failure log", exc)
+        _local_counts[stream_id] = _local_counts.get(stream_id, 0) + 1
+        return _local_counts[stream_id]
 
 
 def delivery_failures_log(*, failures: Iterable[tuple[int, int]], error: str) -> int:

@@ -9,7 +9,6 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
@@ -18,6 +17,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from accounts.login_throttle import client_ip_of
 from accounts.services import token_pair_issue, user_authenticate, user_register
 from core.api.schema import error_responses
+from core.api.throttling import ResilientScopedRateThrottle
 from core.errors import ApplicationError
 
 
@@ -45,7 +45,7 @@ class RefreshInput(serializers.Serializer):
 TokenPair = inline_serializer("TokenPair", {"access": serializers.CharField(), "refresh": serializers.CharField()})
 
 
-class ClientAddressThrottle(ScopedRateThrottle):
+class ClientAddressThrottle(ResilientScopedRateThrottle):
     """Counts per REMOTE_ADDR, like the login throttle. DRF's own identity takes a
     client-sent X-Forwarded-For as is (NUM_PROXIES unset): a new value per request
     would escape the limit."""

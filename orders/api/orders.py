@@ -5,12 +5,12 @@ from typing import Any
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from core.api.pagination import NewestFirstPagination, paginated
 from core.api.request import request_user
 from core.api.schema import error_responses
+from core.api.throttling import ResilientScopedRateThrottle
 from core.errors import InvalidParameter
 from orders.api.serializers import OrderInput, OrderOutput, UserTradeOutput
 from orders.errors import OrderNotFound
@@ -30,7 +30,7 @@ class OrdersApi(APIView):
     throttle_scope = "orders"
 
     def get_throttles(self) -> list[Any]:
-        return [ScopedRateThrottle()] if self.request.method == "POST" else []
+        return [ResilientScopedRateThrottle()] if self.request.method == "POST" else []
 
     @extend_schema(
         parameters=[
