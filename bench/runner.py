@@ -50,7 +50,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "web_rss_mb": ("<=", 200),
     "worker_rss_mb": ("<=", 300),
 }
-PARTS = ("api", "depth", "delivery", "scans")
+PARTS = ("api", "cpu", "depth", "delivery", "scans")
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -238,6 +238,18 @@ def _run_parts(
         notes.append(
             f"pgbench: TPC-B scale {profile.pgbench_scale}, -c {profile.pgbench_clients} -j {profile.pgbench_threads} "
             f"-T {profile.pgbench_seconds}, same server, after the API load"
+        )
+
+    if "cpu" in parts:
+        from bench.order_cpu import run_order_cpu
+
+        requests, warmup = (600, 60) if profile.name == "full" else (60, 10)
+        cpu = run_order_cpu(traders=seed.traders, requests=requests, warmup=warmup)
+        results.update({k: v for k, v in cpu.items() if isinstance(v, int | float)})
+        notes.append(
+            f"cpu: the load mix one request at a time in process (Django test client, JWT), {requests} requests "
+            f"after {warmup} warm-up; answers {cpu['order_api_statuses']}; CPU of this process per 2xx request "
+            "(Python and driver, not PostgreSQL)"
         )
 
     if "depth" in parts:

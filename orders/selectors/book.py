@@ -9,7 +9,9 @@ from django.db.models import Count, F, Q, Sum
 
 from orders.models import RESTING_STATUSES, Order, OrderSide
 
-# Columns settlement needs from a maker; nothing else is loaded on the hot path.
+# Columns settlement reads from a maker or writes back (orders.services.orders._write):
+# nothing else is loaded on the hot path, and a column written back but not loaded would
+# cost a query per maker (Django loads a deferred field on first access).
 MAKER_FIELDS = (
     "id",
     "user_id",
@@ -21,7 +23,11 @@ MAKER_FIELDS = (
     "fee_paid",
     "locked_amount",
     "status",
+    "status_reason",
     "time_in_force",
+    "updated_at",
+    "filled_at",
+    "closed_at",
 )
 
 

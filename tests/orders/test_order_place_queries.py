@@ -14,6 +14,9 @@ and house 18."""
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -115,4 +118,20 @@ def test_a_house_fill_adds_one_read(taker, market, django_assert_max_num_queries
     order = Order.objects.get(pk=order_id)
     assert order.status == "filled"
     assert order.taker_trades.filter(is_house=True).count() == 1
+    assert_invariants()
+
+
+def test_a_maker_filled_again_costs_no_query_of_its_own(taker, django_assert_max_num_queries):
+    """A maker already partially filled takes another partial fill (its status does not
+    change): the columns written back were loaded with the book page, not one by one."""
+    book_of(3)
+    submit(taker, side="buy", type="market", quantity="0.25")  # 0.1 + 0.1 + 0.05 of the third
+    (maker,) = Order.objects.filter(status="partially_filled")
+    with django_assert_max_num_queries(FILLING_BASE + pages_read(1) + 1) as captured:  # + house inventory
+        submit(taker, side="buy", type="market", quantity="0.02")
+    maker.refresh_from_db()
+    assert (maker.status, maker.filled_quantity) == ("partially_filled", Decimal("0.07"))
+    # How Django loads a deferred column: the id and that one column, by id.
+    deferred_load = re.compile(r'^SELECT "orders_order"\."id", "orders_order"\."\w+" FROM "orders_order" WHERE')
+    assert [q["sql"] for q in captured.captured_queries if deferred_load.match(q["sql"])] == []
     assert_invariants()

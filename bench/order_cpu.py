@@ -1,0 +1,79 @@
+"""1b. The order API's own cost, without the noise of a loaded server: the same request
+mix as the HTTP load (bench/loadgen.py), sent one at a time through Django's full stack
+in this process (middleware, JWT authentication, throttle, view, service, serializer),
+on the benchmark's PostgreSQL database.
+
+Reported per request: the CPU time of this process (`time.process_time`: Python and
+the database driver, not PostgreSQL), the wall time, and the SQL statements issued. On
+a 2-core machine under a multi-threaded HTTP load, how much CPU a request takes varies
+with contention from run to run by up to 2x; a single thread here repeats within a few
+percent, so a change to the order path shows in these figures."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from typing import Any
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import AccessToken
+
+from bench.api_load import LOADGEN_MARKETS, MIX
+from bench.infra import BenchError, log
+from bench.loadgen import Client, Market
+
+
+def run_order_cpu(*, traders: list[str], requests: int, warmup: int) -> dict[str, Any]:
+    from django.contrib.auth.models import User
+
+    users = list(User.objects.filter(username__in=traders).order_by("username"))
+    api = APIClient(HTTP_HOST="127.0.0.1")  # the production settings' ALLOWED_HOSTS
+    tokens = [str(AccessToken.for_user(user)) for user in users]
+    config = {
+        "clients": [{"tokens": tokens}],
+        "host": "in-process",
+        "port": 0,
+        "warmup_s": 0,
+        "measure_s": 0,
+        "mix": MIX,
+        "seed": 7,
+    }
+    markets = [Market(**{**m, "qty_units": tuple(m["qty_units"])}) for m in LOADGEN_MARKETS]
+    mix = Client(0, config, markets, start=0.0)  # only its request generator is used
+    log(f"order cpu: {warmup} + {requests} requests of the load mix, one at a time, in process")
+    cpu_ms: list[float] = []
+    wall_ms: list[float] = []
+    queries: list[int] = []
+    statuses: dict[str, int] = {}
+    for index in range(warmup + requests):
+        op, path, token_index, body = mix._next()
+        api.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens[token_index]}")
+        with CaptureQueriesContext(connection) as captured:
+            cpu_began, wall_began = time.process_time(), time.perf_counter()
+            response = api.post(path, body, format="json") if body is not None else api.post(path)
+            cpu, wall = time.process_time() - cpu_began, time.perf_counter() - wall_began
+        if op == "limit_gtc" and response.status_code == 201:
+            order = json.loads(response.content)
+            if order.get("status") in ("open", "partially_filled"):
+                mix.resting.append((token_index, order["id"]))
+        if index < warmup:
+            continue
+        key = f"{op}:{response.status_code}"
+        statuses[key] = statuses.get(key, 0) + 1
+        if 200 <= response.status_code < 300:
+            cpu_ms.append(cpu * 1000)
+            wall_ms.append(wall * 1000)
+            queries.append(len(captured))
+    if not cpu_ms:
+        raise BenchError(f"order cpu: no 2xx answer: {statuses}")
+    return {
+        "order_api_cpu_ms_per_request": statistics.mean(cpu_ms),
+        "order_api_cpu_p50_ms": statistics.median(cpu_ms),
+        "order_api_wall_p50_ms": statistics.median(wall_ms),
+        "order_api_queries_per_request": statistics.mean(queries),
+        "order_api_requests": len(cpu_ms),
+        "order_api_statuses": statuses,
+    }
