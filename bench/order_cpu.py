@@ -12,8 +12,10 @@ percent, so a change to the order path shows in these figures."""
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 from django.db import connection
@@ -47,10 +49,16 @@ def run_order_cpu(*, traders: list[str], requests: int, warmup: int) -> dict[str
     cpu_ms: list[float] = []
     wall_ms: list[float] = []
     queries: list[int] = []
+    queries_by_op: dict[str, list[int]] = {}
     statuses: dict[str, int] = {}
+    # BENCH_SQL_SAMPLE=path: the statements of the first measured request of each kind.
+    sample_path = os.environ.get("BENCH_SQL_SAMPLE")
+    sample: list[str] | None = [] if sample_path else None
+    sampled: set[str] = set()
     for index in range(warmup + requests):
         op, path, token_index, body = mix._next()
         api.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens[token_index]}")
+        connection.queries_log.clear()  # a bounded deque: once full, captures would count 0
         with CaptureQueriesContext(connection) as captured:
             cpu_began, wall_began = time.process_time(), time.perf_counter()
             response = api.post(path, body, format="json") if body is not None else api.post(path)
@@ -67,6 +75,13 @@ def run_order_cpu(*, traders: list[str], requests: int, warmup: int) -> dict[str
             cpu_ms.append(cpu * 1000)
             wall_ms.append(wall * 1000)
             queries.append(len(captured))
+            queries_by_op.setdefault(op, []).append(len(captured))
+            if sample is not None and op not in sampled:
+                sampled.add(op)
+                sample.append(f"-- {op} ({response.status_code}): {len(captured)} statements")
+                sample.extend(q["sql"] for q in captured.captured_queries)
+    if sample_path and sample is not None:
+        Path(sample_path).write_text("\n".join(sample) + "\n")
     if not cpu_ms:
         raise BenchError(f"order cpu: no 2xx answer: {statuses}")
     return {
@@ -75,5 +90,6 @@ def run_order_cpu(*, traders: list[str], requests: int, warmup: int) -> dict[str
         "order_api_wall_p50_ms": statistics.median(wall_ms),
         "order_api_queries_per_request": statistics.mean(queries),
         "order_api_requests": len(cpu_ms),
+        **{f"order_api_queries_{op}": statistics.mean(counts) for op, counts in sorted(queries_by_op.items())},
         "order_api_statuses": statuses,
     }
