@@ -58,6 +58,8 @@ def test_smoke_benchmark_writes_every_key_as_a_number(tmp_path: Path) -> None:
     for key in REQUIRED_KEYS:
         assert results[key] > 0, f"{key} should have been measured: {results[key]!r}"
     assert "orders_per_s" in run.stdout  # the readable table
+    # The in-process part (bench/order_cpu.py): CPU and statements of real order requests.
+    assert results["order_api_cpu_ms_per_request"] > 0 and results["order_api_queries_limit_gtc"] >= 5
 
     with PgServer.from_env().maintenance() as conn:
         left = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone()
