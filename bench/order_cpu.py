@@ -11,6 +11,7 @@ percent, so a change to the order path shows in these figures."""
 
 from __future__ import annotations
 
+import cProfile
 import json
 import os
 import statistics
@@ -55,7 +56,12 @@ def run_order_cpu(*, traders: list[str], requests: int, warmup: int) -> dict[str
     sample_path = os.environ.get("BENCH_SQL_SAMPLE")
     sample: list[str] | None = [] if sample_path else None
     sampled: set[str] = set()
+    # BENCH_CPROFILE=path: a cProfile of the measured requests (pstats file), e.g. for snakeviz.
+    profile_path = os.environ.get("BENCH_CPROFILE")
+    profiler = cProfile.Profile() if profile_path else None
     for index in range(warmup + requests):
+        if profiler is not None and index == warmup:
+            profiler.enable()
         op, path, token_index, body = mix._next()
         api.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens[token_index]}")
         connection.queries_log.clear()  # a bounded deque: once full, captures would count 0
@@ -80,6 +86,10 @@ def run_order_cpu(*, traders: list[str], requests: int, warmup: int) -> dict[str
                 sampled.add(op)
                 sample.append(f"-- {op} ({response.status_code}): {len(captured)} statements")
                 sample.extend(q["sql"] for q in captured.captured_queries)
+    if profiler is not None and profile_path:
+        profiler.disable()
+        profiler.dump_stats(profile_path)
+        log(f"order cpu: cProfile written to {profile_path}")
     if sample_path and sample is not None:
         Path(sample_path).write_text("\n".join(sample) + "\n")
     if not cpu_ms:

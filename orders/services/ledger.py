@@ -9,11 +9,11 @@ from django.utils import timezone
 
 from core.db import rows_update
 from orders.errors import InsufficientFunds
-from orders.locks import lock_wallets
+from orders.locks import WalletKey, lock_wallets_by_key
 from orders.models import Wallet
-from orders.services.wallets import wallets_ensure
+from orders.services.wallets import wallets_create
 
-WalletKey = tuple[int, int, int]  # user id, asset id, bucket
+__all__ = ["LockedLedger", "WalletKey"]
 
 
 class LockedLedger:
@@ -22,12 +22,18 @@ class LockedLedger:
     check constraints still guard every row."""
 
     def __init__(self, *, keys: Iterable[WalletKey]) -> None:
-        self._ids = wallets_ensure(keys=keys)
-        self._wallets = lock_wallets(wallet_ids=self._ids.values())
+        wanted = set(keys)
+        self._wallets = lock_wallets_by_key(keys=wanted)
+        if len(self._wallets) < len(wanted):
+            # A first trade in an asset: create the missing rows, then lock the whole set
+            # again in id order (a deadlock with a racing creator is retried whole).
+            wallets_create(keys=wanted - self._wallets.keys())
+            self._wallets = lock_wallets_by_key(keys=wanted)
+        self._by_id = {wallet.pk: wallet for wallet in self._wallets.values()}
         self._changed: set[int] = set()
 
     def wallet(self, key: WalletKey) -> Wallet:
-        return self._wallets[self._ids[key]]
+        return self._wallets[key]
 
     def available(self, key: WalletKey) -> Decimal:
         wallet = self.wallet(key)
@@ -61,7 +67,7 @@ class LockedLedger:
         if not self._changed:
             return
         now = timezone.now()
-        changed = [self._wallets[pk] for pk in sorted(self._changed)]
+        changed = [self._by_id[pk] for pk in sorted(self._changed)]
         for wallet in changed:
             wallet.updated_at = now
         rows_update(objects=changed, fields=["balance", "locked", "updated_at"])

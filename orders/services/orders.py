@@ -36,7 +36,7 @@ from orders.errors import (
     OrderNotCancellable,
     OrderNotFound,
 )
-from orders.locks import lock_market
+from orders.locks import lock_market, lock_market_by_symbol, lock_market_of_order
 from orders.models import (
     LIVE_STATUSES,
     Market,
@@ -100,35 +100,29 @@ def order_place(*, user: User, request: OrderRequest) -> PlaceResult:
     return result
 
 
+@dataclass(slots=True)
+class _Placement:
+    """What the placing transaction established before it failed, for the error paths."""
+
+    market_id: int | None = None
+    validated: ValidatedOrder | None = None
+    fingerprint: str = ""
+
+
 def _order_place(*, user: User, request: OrderRequest) -> PlaceResult:
-    market = Market.objects.filter(symbol=request.market).first()
-    if market is None:
-        raise MarketNotFoundInBody(fields={"market": ["No such market."]})
-    if not market.is_active:
-        raise MarketInactive()
-    validated = order_request_validate(market=market, request=request)
-    fingerprint = validated.fingerprint(market_id=market.pk)
-    if validated.client_order_id:
-        existing = _order_by_client_id(
-            user_id=user.pk, client_order_id=validated.client_order_id, fingerprint=fingerprint
-        )
-        if existing is not None:
-            return PlaceResult(order_id=existing, created=False)
     # The platform's accounts are created (the first time) here, committed on their own:
     # created inside the matching transaction, a rollback (insufficient funds, a retried
     # deadlock) would undo the rows while their ids stayed cached in the process.
     system_user_ids()
+    placement = _Placement()
     try:
-        order, traded = _retrying(
-            lambda: _order_place_atomic(
-                user_id=user.pk, market_id=market.pk, validated=validated, fingerprint=fingerprint
-            )
-        )
+        outcome = _retrying(lambda: _order_place_atomic(user_id=user.pk, request=request, placement=placement))
     except IntegrityError:
         # Two requests with one client_order_id raced; the loser answers like a repeat.
-        if validated.client_order_id:
+        validated = placement.validated
+        if validated is not None and validated.client_order_id:
             existing = _order_by_client_id(
-                user_id=user.pk, client_order_id=validated.client_order_id, fingerprint=fingerprint
+                user_id=user.pk, client_order_id=validated.client_order_id, fingerprint=placement.fingerprint
             )
             if existing is not None:
                 return PlaceResult(order_id=existing, created=False)
@@ -136,16 +130,22 @@ def _order_place(*, user: User, request: OrderRequest) -> PlaceResult:
     except (ApplicationError, OperationalError):
         raise
     except Exception:
+        if placement.validated is None or placement.market_id is None:
+            raise  # failed before there was an order to record
         # A bug must not leave anything half-applied (the transaction rolled back) nor
         # leave the client without a clear answer: record the order as `error`.
-        logger.exception("order processing failed", extra={"user_id": user.pk, "market": market.symbol})
+        logger.exception("order processing failed", extra={"user_id": user.pk, "market": request.market})
         order_id = _order_record_error(
-            user_id=user.pk, market_id=market.pk, validated=validated, fingerprint=fingerprint
+            user_id=user.pk,
+            market_id=placement.market_id,
+            validated=placement.validated,
+            fingerprint=placement.fingerprint,
         )
         return PlaceResult(order_id=order_id, created=True)
-    # Only a trade moves the last price, and only a new last price can fire a stop
-    # (a stop whose price is already reached executes at its own placement).
-    if traded and stop_orders_trigger(market_id=market.pk):
+    if isinstance(outcome, int):
+        return PlaceResult(order_id=outcome, created=False)  # a repeated client_order_id
+    order, stops_due = outcome
+    if stops_due and stop_orders_trigger(market_id=order.market_id):
         return PlaceResult(order_id=order.pk, created=True)  # a stop may have traded with it
     return PlaceResult(order_id=order.pk, created=True, order=order)
 
@@ -180,12 +180,25 @@ def _retrying(work: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def _order_place_atomic(
-    *, user_id: int, market_id: int, validated: ValidatedOrder, fingerprint: str
-) -> tuple[Order, bool]:
-    """The new order (its fills and events loaded), and whether it traded."""
+def _order_place_atomic(*, user_id: int, request: OrderRequest, placement: _Placement) -> int | tuple[Order, bool]:
+    """The id of the order a repeated client_order_id names; else the new order (its
+    fills and events loaded) and whether a stop order may now fire."""
     with transaction.atomic(durable=True):
-        market = lock_market(market_id=market_id)
+        # Validated against the locked row: tick, step and status cannot change meanwhile.
+        market = lock_market_by_symbol(symbol=request.market)
+        if market is None:
+            raise MarketNotFoundInBody(fields={"market": ["No such market."]})
+        if not market.is_active:
+            raise MarketInactive()
+        validated = order_request_validate(market=market, request=request)
+        fingerprint = validated.fingerprint(market_id=market.pk)
+        placement.market_id, placement.validated, placement.fingerprint = market.pk, validated, fingerprint
+        if validated.client_order_id:
+            existing = _order_by_client_id(
+                user_id=user_id, client_order_id=validated.client_order_id, fingerprint=fingerprint
+            )
+            if existing is not None:
+                return existing
         now = timezone.now()
         order = Order(
             user_id=user_id,
@@ -213,6 +226,10 @@ def _order_place_atomic(
                 settlement.transition(order, OrderStatus.OPEN)
             _execute(order=order, market=market, settlement=settlement)
         events = _write(settlement=settlement, market=market, taker=order)
+        # Only a trade moves the last price, and only a new last price can fire a stop (a
+        # stop already reached executes at its own placement). Checked under the lock: no
+        # stop can be placed before this commits.
+        stops_due = bool(settlement.trades) and _stops_due(market=market)
     # What the answer shows, loaded as order_get_for_user loads it: a new order has no
     # maker fills yet; its trades and events are the ones just written.
     order._prefetched_objects_cache = {  # type: ignore[attr-defined]
@@ -220,7 +237,7 @@ def _order_place_atomic(
         "taker_trades": list(settlement.trades),
         "maker_trades": [],
     }
-    return order, bool(settlement.trades)
+    return order, stops_due
 
 
 def _present(value: Decimal | None, name: str) -> Decimal:
@@ -597,6 +614,13 @@ def _triggered_stops_query(*, market_id: int, last_price: Decimal) -> Q:
     )
 
 
+def _stops_due(*, market: Market) -> bool:
+    last_price = market.last_price
+    if last_price is None:
+        return False
+    return Order.objects.filter(_triggered_stops_query(market_id=market.pk, last_price=last_price)).exists()
+
+
 def stop_orders_trigger(*, market_id: int, limit: int = 200) -> int:
     """Execute every stop order of the market that the last trade price has reached,
     oldest first, each in its own transaction; triggered stops can trigger others."""
@@ -677,10 +701,9 @@ def order_cancel(*, user: User, order_id: int) -> int:
 
 def _order_cancel_atomic(*, user_id: int, order_id: int) -> int:
     with transaction.atomic(durable=True):
-        market_id = Order.objects.filter(pk=order_id, user_id=user_id).values_list("market_id", flat=True).first()
-        if market_id is None:
+        market = lock_market_of_order(order_id=order_id, user_id=user_id)
+        if market is None:
             raise OrderNotFound()
-        market = lock_market(market_id=market_id)
         order = Order.objects.get(pk=order_id)  # stable: orders change only under their market's lock
         if order.status not in LIVE_STATUSES:
             raise OrderNotCancellable()

@@ -23,11 +23,16 @@ def wallets_ensure(*, keys: Iterable[tuple[int, int, int]]) -> dict[tuple[int, i
     found = _wallet_ids(wanted)
     missing = wanted - found.keys()
     if missing:
-        Wallet.objects.bulk_create(
-            [Wallet(user_id=u, asset_id=a, bucket=b) for u, a, b in sorted(missing)], ignore_conflicts=True
-        )
+        wallets_create(keys=missing)
         found.update(_wallet_ids(missing))
     return found
+
+
+def wallets_create(*, keys: Iterable[tuple[int, int, int]]) -> None:
+    """Empty wallets for (user_id, asset_id, bucket) keys; existing ones are left alone."""
+    Wallet.objects.bulk_create(
+        [Wallet(user_id=u, asset_id=a, bucket=b) for u, a, b in sorted(set(keys))], ignore_conflicts=True
+    )
 
 
 def _wallet_ids(keys: set[tuple[int, int, int]]) -> dict[tuple[int, int, int], int]:

@@ -6,11 +6,10 @@ placement costs a constant plus one query per page of makers it reads: logarithm
 the makers filled, zero per maker.
 
 Measured, the same on SQLite and PostgreSQL (in a test transaction, so SAVEPOINT and
-RELEASE are counted, as are the 2 reads of the stop check after the commit): a limit buy
-filling 1 maker 17 queries, 10 makers 18, 30 makers 18 (100 makers: 19 on PostgreSQL;
-SQLite splits bulk updates of that size into batches); an order that rests 10 (no
-stop check: only a trade can fire a stop); a cancel 10; a market order filled by book
-and house 18."""
+RELEASE are counted, as is the stop check): a limit buy filling 1 maker 14 queries,
+10 makers 15, 30 makers 15 (100 makers: 16 on PostgreSQL; SQLite splits bulk updates of
+that size into batches); an order that rests 8 (no stop check: only a trade can fire a
+stop); a cancel 8; a market order filled by book and house 15."""
 
 from __future__ import annotations
 
@@ -30,12 +29,12 @@ from tests.orders.support import fund_house, place
 
 pytestmark = pytest.mark.django_db
 
-# Everything but the book pages: market lookup, savepoint, market lock, wallet ids, wallet
-# lock, fee discounts, wallets update, order insert, trades insert, last price, outbox
-# insert, makers update, events insert, release, stop check (2). A wallet that does not
-# exist yet (a trader's first order in an asset) adds 2: insert and re-read.
-FILLING_BASE = 16
-MEASURED = {1: 17, 10: 18, 30: 18}
+# Everything but the book pages: savepoint, market lock (by symbol, with its assets),
+# wallet lock (by key), fee discounts, wallets update, order insert, trades insert, last
+# price, outbox insert, makers update, events insert, stop check, release. A wallet that
+# does not exist yet (a trader's first order in an asset) adds 2: insert and lock again.
+FILLING_BASE = 13
+MEASURED = {1: 14, 10: 15, 30: 15}
 
 
 def pages_read(makers: int, first: int = 8, growth: int = 4, largest: int = 512) -> int:
@@ -101,10 +100,10 @@ def test_thirty_makers_cost_what_ten_cost(taker):
 
 def test_an_order_that_rests_and_its_cancel_are_constant(taker, django_assert_max_num_queries):
     book_of(3)
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(8):
         order_id = submit(taker, side="buy", type="limit", quantity="1", price="1000.00")
     assert Order.objects.get(pk=order_id).status == "open"
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(8):
         order_cancel(user=taker, order_id=order_id)
     assert Order.objects.get(pk=order_id).status == "cancelled"
     assert_invariants()
