@@ -1,12 +1,49 @@
-"""Multi-row writes that the hot paths issue once per transaction."""
+"""Statements the hot paths issue on every order, written out instead of compiled by the
+ORM: compiling them cost more CPU than the database spends running them
+(docs/performance.md). Rows still come back as model instances."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from django.db import connection
 from django.db.models import Field, Model
+
+M = TypeVar("M", bound=Model)
+
+
+def quote_name(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def rows_select(
+    model: type[M],
+    *,
+    where: str,
+    params: Sequence[object] = (),
+    fields: Sequence[str] | None = None,
+    order_by: str = "",
+    limit: int | None = None,
+    for_update: bool = False,
+) -> list[M]:
+    """Instances of `model` whose rows match `where` (SQL with %s placeholders and names
+    quoted by the caller), with every concrete column or only `fields` (the others are
+    deferred, as with `.only()`). `for_update` locks them (ignored by SQLite, which locks
+    the database on the first write)."""
+    meta = model._meta
+    chosen = meta.concrete_fields if fields is None else [meta.get_field(name) for name in fields]
+    columns = ", ".join(quote_name(str(cast("Field[Any, Any]", field).column)) for field in chosen)
+    sql = f"SELECT {columns} FROM {quote_name(meta.db_table)} WHERE {where}"  # noqa: S608  (identifiers from the model)
+    arguments = list(params)
+    if order_by:
+        sql += f" ORDER BY {order_by}"
+    if limit is not None:
+        sql += " LIMIT %s"
+        arguments.append(limit)
+    if for_update and connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    return list(model._default_manager.raw(sql, arguments))
 
 
 def rows_update(*, objects: Sequence[Model], fields: Sequence[str]) -> None:

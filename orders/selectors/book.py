@@ -5,8 +5,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import cast
 
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, F, Sum
 
+from core.db import quote_name as q
+from core.db import rows_select
 from orders.models import RESTING_STATUSES, Order, OrderSide
 
 # Columns settlement reads from a maker or writes back (orders.services.orders._write):
@@ -34,17 +36,26 @@ MAKER_FIELDS = (
 def resting_makers(*, market_id: int, side: OrderSide, first_page: int = 8, max_page: int = 512) -> Iterator[Order]:
     """Resting orders of one side in priority order (best price, then oldest), fetched
     lazily in growing keyset pages through the partial book index: an order that meets
-    two makers reads two rows, not the book."""
-    best_first = ("-price", "id") if side == OrderSide.BUY else ("price", "id")
-    base = Order.objects.filter(market_id=market_id, side=side, status__in=RESTING_STATUSES).only(*MAKER_FIELDS)
+    two makers reads two rows, not the book. Written out (core.db.rows_select): it runs
+    on every order."""
+    price, pk = q("price"), q("id")
+    buying = side == OrderSide.BUY  # best bid first: highest price; best ask: lowest
+    where = f"{q('market_id')} = %s AND {q('side')} = %s AND {q('status')} IN (%s, %s)"
+    params: list[object] = [market_id, side.value, *(status.value for status in RESTING_STATUSES)]
+    worse = f"({price} {'<' if buying else '>'} %s OR ({price} = %s AND {pk} > %s))"
+    order_by = f"{price} {'DESC' if buying else 'ASC'}, {pk} ASC"
     page_size = first_page
     last: Order | None = None
     while True:
-        query = base
-        if last is not None:
-            worse = Q(price__lt=last.price) if side == OrderSide.BUY else Q(price__gt=last.price)
-            query = query.filter(worse | Q(price=last.price, id__gt=last.pk))
-        page = list(query.order_by(*best_first)[:page_size])
+        keyset = [] if last is None else [last.price, last.price, last.pk]
+        page = rows_select(
+            Order,
+            where=where if last is None else f"{where} AND {worse}",
+            params=params + keyset,
+            fields=MAKER_FIELDS,
+            order_by=order_by,
+            limit=page_size,
+        )
         yield from page
         if len(page) < page_size:
             return

@@ -20,10 +20,10 @@ from typing import TypeVar
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, OperationalError, transaction
-from django.db.models import Q, Sum
 from django.utils import timezone
 
-from core.db import rows_update
+from core.db import quote_name as q
+from core.db import rows_select, rows_update
 from core.errors import ApplicationError
 from core.logging import correlation_id_get
 from core.metrics import FEES, ORDER_PLACE_SECONDS, ORDERS_FINAL, TRADES
@@ -39,6 +39,7 @@ from orders.errors import (
 from orders.locks import lock_market, lock_market_by_symbol, lock_market_of_order
 from orders.models import (
     LIVE_STATUSES,
+    Asset,
     Market,
     Order,
     OrderEvent,
@@ -274,12 +275,13 @@ def _required_lock(*, order: Order, market: Market, reference_price: Decimal | N
 def _house_inventory(*, market: Market) -> engine.HouseInventory | None:
     if not settings.AUTO_FILL_ENABLED:
         return None
-    available = {
-        asset_id: balance - locked
-        for asset_id, balance, locked in Wallet.objects.filter(
-            user_id=house_user_id(), bucket=market.pk, asset_id__in=[market.base_id, market.quote_id]
-        ).values_list("asset_id", "balance", "locked")
-    }
+    wallets = rows_select(
+        Wallet,
+        where=f"{q('user_id')} = %s AND {q('bucket')} = %s AND {q('asset_id')} IN (%s, %s)",
+        params=[house_user_id(), market.pk, market.base_id, market.quote_id],
+        fields=["id", "asset_id", "balance", "locked"],
+    )
+    available = {wallet.asset_id: wallet.balance - wallet.locked for wallet in wallets}
     return engine.HouseInventory(
         base_available=available.get(market.base_id, ZERO),
         quote_available=available.get(market.quote_id, ZERO),
@@ -382,13 +384,19 @@ def _execute(*, order: Order, market: Market, settlement: _Settlement) -> None:
 
 
 def _fee_discounts(*, user_ids: set[int]) -> dict[int, Decimal]:
-    holdings = dict(
-        Wallet.objects.filter(user_id__in=user_ids, asset__symbol=settings.TTX_ASSET)
-        .values("user_id")
-        .annotate(total=Sum("balance"))
-        .values_list("user_id", "total")
+    """Each user's discount from their TTX holdings (every bucket)."""
+    ids = sorted(user_ids)
+    ttx = f"SELECT {q('id')} FROM {q(Asset._meta.db_table)} WHERE {q('symbol')} = %s"  # noqa: S608
+    wallets = rows_select(
+        Wallet,
+        where=f"{q('user_id')} IN ({', '.join(['%s'] * len(ids))}) AND {q('asset_id')} = ({ttx})",
+        params=[*ids, settings.TTX_ASSET],
+        fields=["id", "user_id", "balance"],
     )
-    return {user_id: engine.fee_discount_for(holdings.get(user_id) or ZERO) for user_id in user_ids}
+    holdings: dict[int, Decimal] = {}
+    for wallet in wallets:
+        holdings[wallet.user_id] = holdings.get(wallet.user_id, ZERO) + wallet.balance
+    return {user_id: engine.fee_discount_for(holdings.get(user_id, ZERO)) for user_id in user_ids}
 
 
 def _settle_fill(
@@ -603,22 +611,39 @@ def _stop_mark_triggered(*, order: Order, settlement: _Settlement) -> None:
     settlement.transition(order, OrderStatus.OPEN, "triggered")
 
 
-def _triggered_stops_query(*, market_id: int, last_price: Decimal) -> Q:
-    # Mirrors engine.stop_triggered so the index on (market, stop_price) narrows the scan;
-    # each candidate is re-checked with the engine's rule under the market lock.
-    return Q(market_id=market_id, status=OrderStatus.PENDING_TRIGGER) & (
-        Q(type=OrderType.STOP_LOSS, side=OrderSide.SELL, stop_price__gte=last_price)
-        | Q(type=OrderType.STOP_LOSS, side=OrderSide.BUY, stop_price__lte=last_price)
-        | Q(type=OrderType.TAKE_PROFIT, side=OrderSide.SELL, stop_price__lte=last_price)
-        | Q(type=OrderType.TAKE_PROFIT, side=OrderSide.BUY, stop_price__gte=last_price)
+# Mirrors engine.stop_triggered so the index on (market, stop_price) narrows the scan;
+# each candidate is re-checked with the engine's rule under the market lock.
+_STOP_REACHED = (
+    (OrderType.STOP_LOSS, OrderSide.SELL, ">="),
+    (OrderType.STOP_LOSS, OrderSide.BUY, "<="),
+    (OrderType.TAKE_PROFIT, OrderSide.SELL, "<="),
+    (OrderType.TAKE_PROFIT, OrderSide.BUY, ">="),
+)
+
+
+def _stop_first_triggered(*, market_id: int, last_price: Decimal) -> int | None:
+    """The oldest pending stop order of the market that `last_price` has reached."""
+    reached = " OR ".join(
+        f"({q('type')} = %s AND {q('side')} = %s AND {q('stop_price')} {operator} %s)" for *_, operator in _STOP_REACHED
     )
+    found = rows_select(
+        Order,
+        where=f"{q('market_id')} = %s AND {q('status')} = %s AND ({reached})",
+        params=[
+            market_id,
+            OrderStatus.PENDING_TRIGGER.value,
+            *(value for kind, side, _ in _STOP_REACHED for value in (kind.value, side.value, last_price)),
+        ],
+        fields=["id"],
+        order_by=q("id"),
+        limit=1,
+    )
+    return found[0].pk if found else None
 
 
 def _stops_due(*, market: Market) -> bool:
     last_price = market.last_price
-    if last_price is None:
-        return False
-    return Order.objects.filter(_triggered_stops_query(market_id=market.pk, last_price=last_price)).exists()
+    return last_price is not None and _stop_first_triggered(market_id=market.pk, last_price=last_price) is not None
 
 
 def stop_orders_trigger(*, market_id: int, limit: int = 200) -> int:
@@ -629,12 +654,7 @@ def stop_orders_trigger(*, market_id: int, limit: int = 200) -> int:
         last_price = Market.objects.filter(pk=market_id).values_list("last_price", flat=True).first()
         if last_price is None:
             return executed
-        candidate = (
-            Order.objects.filter(_triggered_stops_query(market_id=market_id, last_price=last_price))
-            .order_by("id")
-            .values_list("pk", flat=True)
-            .first()
-        )
+        candidate = _stop_first_triggered(market_id=market_id, last_price=last_price)
         if candidate is None:
             return executed
         _retrying(lambda: _stop_execute(order_id=candidate))  # noqa: B023  (called at once)

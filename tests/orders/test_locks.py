@@ -8,8 +8,8 @@ import pytest
 from django.db import OperationalError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
-from orders.locks import lock_market_by_symbol, lock_market_of_order, lock_wallets_by_key
-from orders.models import Asset, Wallet
+from orders.locks import lock_market, lock_market_by_symbol, lock_market_of_order, lock_wallets, lock_wallets_by_key
+from orders.models import Asset, Market, Wallet
 from orders.services.ledger import LockedLedger
 from tests.factories import UserFactory, fund, market_create
 from tests.orders.support import place
@@ -37,6 +37,8 @@ def test_wallets_by_key_are_exactly_the_keys_in_id_order(market):
     ids = [wallet.pk for wallet in locked.values()]
     assert ids == sorted(ids)
     assert lock_wallets_by_key(keys=[]) == {}
+    by_id = lock_wallets(wallet_ids=reversed(ids))
+    assert list(by_id) == ids and by_id == {wallet.pk: wallet for wallet in locked.values()}
 
 
 @pytest.mark.django_db
@@ -61,8 +63,11 @@ def test_the_market_of_an_order_only_for_its_owner(market):
         assert lock_market_of_order(order_id=10**9, user_id=owner.pk) is None
         locked = lock_market_by_symbol(symbol="ETH-USDT")
         assert locked == market
-        assert locked is not None and locked.quote.symbol == "USDT"  # loaded with it
+        assert locked is not None and locked.reference_price == market.reference_price
+        assert lock_market(market_id=market.pk) == market
         assert lock_market_by_symbol(symbol="NOPE-USDT") is None
+        with pytest.raises(Market.DoesNotExist):
+            lock_market(market_id=10**9)
 
 
 def _try_lock_elsewhere(wallet_id: int) -> bool:
