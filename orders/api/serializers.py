@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
+from core.money import format_amount
 from orders.models import Market, Order
 
 
@@ -158,6 +164,74 @@ class OrderOutput(serializers.Serializer):
         from orders.selectors.orders import order_fills
 
         return FillOutput(order_fills(order), many=True).data  # type: ignore[return-value]
+
+    def to_representation(self, instance: Order) -> dict[str, Any]:
+        # Every order answer is built here, on the hot path: directly, instead of through
+        # 22 deep-copied field objects per order (7% of an order request's CPU). The fields
+        # above still document it, and test_order_output checks that both give the same.
+        return order_output(instance)
+
+
+def _money(value: object) -> str | None:
+    """As DRF's DecimalField writes it (an order built in memory holds the int 0)."""
+    if value is None:
+        return None
+    return format_amount(value if isinstance(value, Decimal) else Decimal(str(value).strip()))
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _moment(value: datetime | None) -> str | None:
+    """As DRF's DateTimeField writes it: ISO 8601 in the current time zone, UTC as Z."""
+    if value is None:
+        return None
+    text = value.astimezone(timezone.get_current_timezone()).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def order_output(order: Order) -> dict[str, Any]:
+    from orders.selectors.orders import order_average_price, order_fills
+
+    average = order_average_price(order)
+    return {
+        "id": str(order.pk),
+        "client_order_id": _text(order.client_order_id),
+        "market": _text(order.market.symbol),
+        "side": _text(order.side),
+        "type": _text(order.type),
+        "time_in_force": _text(order.time_in_force),
+        "stp": _text(order.stp),
+        "price": _money(order.price),
+        "stop_price": _money(order.stop_price),
+        "quantity": _money(order.quantity),
+        "filled_quantity": _money(order.filled_quantity),
+        "remaining_quantity": _money(order.remaining_quantity),
+        "average_price": None if average is None else f"{average:f}",
+        "fee_paid": _money(order.fee_paid),
+        "status": _text(order.status),
+        "status_reason": _text(order.status_reason),
+        "created_at": _moment(order.created_at),
+        "updated_at": _moment(order.updated_at),
+        "filled_at": _moment(order.filled_at),
+        "cancelled_at": _moment(order.cancelled_at),
+        "fills": [
+            {
+                "trade_id": str(fill.trade.pk),
+                "price": _money(fill.trade.price),
+                "quantity": _money(fill.trade.quantity),
+                "fee": _money(fill.fee),
+                "liquidity": fill.liquidity,
+                "counterparty": fill.counterparty,
+            }
+            for fill in order_fills(order)
+        ],
+        "events": [
+            {"status": _text(event.status), "reason": _text(event.reason), "at": _moment(event.at)}
+            for event in order.events.all()
+        ],
+    }
 
 
 class UserTradeOutput(serializers.Serializer):

@@ -1,0 +1,88 @@
+"""OrderOutput builds its answer directly (orders.api.serializers.order_output); the
+answer must be exactly what its declared DRF fields produce, for orders of every kind
+and state, read back or just placed, with a time zone other than UTC active too."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.utils import timezone
+from rest_framework import serializers
+from rest_framework.renderers import JSONRenderer
+
+from orders.api.serializers import OrderOutput
+from orders.models import Order
+from orders.selectors.orders import order_get_for_user
+from orders.services.order_requests import OrderRequest
+from orders.services.orders import order_cancel, order_place
+from tests.orders.support import fund_house
+
+pytestmark = pytest.mark.django_db
+
+
+def through_declared_fields(order: Order) -> Any:
+    return serializers.Serializer.to_representation(OrderOutput(), order)
+
+
+def assert_same_answer(order: Order) -> None:
+    fast, declared = OrderOutput(order).data, through_declared_fields(order)
+    assert dict(fast) == dict(declared)
+    assert list(fast) == list(declared)  # same keys in the same order
+    assert JSONRenderer().render(fast) == JSONRenderer().render(declared)
+
+
+@pytest.fixture
+def orders_of_every_kind(market, trader) -> list[int]:
+    fund_house(market, base="10", quote="50000")
+    maker = trader(ETH="3", USDT="10000")
+    taker = trader(USDT="20000", ETH="2")
+    for price in ("2000.00", "2001.00", "2002.00"):
+        maker.order(side="sell", type="limit", quantity="0.3", price=price)
+    bodies = [
+        taker.order(side="buy", type="limit", quantity="0.1", price="1900.00", client_order_id="rest-1"),
+        taker.order(side="buy", type="limit", quantity="1.0", price="2001.00"),
+        taker.order(side="buy", type="limit", quantity="0.2", price="2002.00", time_in_force="IOC"),
+        taker.order(side="buy", type="limit", quantity="5", price="2002.00", time_in_force="FOK"),
+        taker.order(side="buy", type="market", quantity="0.5"),  # book, then the house
+        taker.order(side="sell", type="stop_loss", quantity="0.1", stop_price="1500.00"),  # waits
+        taker.order(side="sell", type="take_profit", quantity="0.1", stop_price="1500.00"),  # fires at once
+        maker.order(side="sell", type="limit", quantity="0.0001", price="2500.00", stp="expire_both"),
+    ]
+    ids = []
+    for response in bodies:
+        assert response.status_code == 201, response.content
+        ids.append(int(response.json()["id"]))
+    order_cancel(user=taker.user, order_id=ids[0])
+    return ids
+
+
+def test_every_kind_and_state_answers_as_the_declared_fields(orders_of_every_kind):
+    orders = [Order.objects.get(pk=pk) for pk in orders_of_every_kind]
+    assert {order.status for order in orders} >= {"cancelled", "partially_filled", "filled", "expired", "open"}
+    for order in orders:
+        assert_same_answer(order_get_for_user(user_id=order.user_id, order_id=order.pk))
+        assert_same_answer(order)  # without prefetches: the same relations, loaded lazily
+
+
+def test_in_another_time_zone_too(orders_of_every_kind):
+    order = Order.objects.get(pk=orders_of_every_kind[1])
+    with timezone.override("America/New_York"):
+        fast = OrderOutput(order_get_for_user(user_id=order.user_id, order_id=order.pk)).data
+        assert fast == through_declared_fields(order)
+    assert fast["created_at"].endswith(("-05:00", "-04:00"))
+
+
+def test_the_order_just_placed_answers_as_the_declared_fields(market, trader):
+    maker = trader(ETH="1")
+    maker.order(side="sell", type="limit", quantity="0.3", price="2000.00")
+    taker = trader(USDT="5000")
+    result = order_place(
+        user=taker.user,
+        request=OrderRequest(market="ETH-USDT", side="buy", type="limit", quantity="0.5", price="2000.00"),
+    )
+    assert result.order is not None  # answered from memory: enums, not strings, in its fields
+    assert_same_answer(result.order)
+    answer = json.loads(JSONRenderer().render(OrderOutput(result.order).data))
+    assert (answer["status"], answer["side"], len(answer["fills"])) == ("partially_filled", "buy", 1)
