@@ -10,8 +10,6 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from orders.system_accounts import system_accounts_cache_clear
 from tests.factories import StaffFactory, UserFactory
 
-IN_CI = os.environ.get("CI") == "true"
-
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     on_postgres = os.environ.get("DATABASE_URL", "").startswith("postgres")

@@ -17,6 +17,7 @@ import pytest
 from bench.infra import PgServer
 from bench.runner import REQUIRED_KEYS
 from revenue.chain.devnode import find_anvil
+from tests.environment import require
 
 pytestmark = pytest.mark.postgres
 
@@ -25,11 +26,7 @@ DATABASE = "platform_bench_pytest"
 
 
 def _require(what: str, present: bool) -> None:
-    if not present:
-        message = f"the smoke benchmark needs {what}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require(present, f"the smoke benchmark needs {what}")
 
 
 @pytest.mark.timeout(300)

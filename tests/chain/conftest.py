@@ -18,7 +18,6 @@ CI=true, else ``pytest.skip``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from web3.exceptions import ContractLogicError
 
 from revenue.chain.client import connect, deploy_reserve, dev_signer_fund
 from revenue.chain.devnode import AnvilError, AnvilNode, AnvilRPC, find_anvil, free_port
+from tests.environment import require
 
 FUNDING_WEI = 10**21  # 1000 ETH for a fresh dev signer
 # what a simulated revert raises: web3 over JSON-RPC (anvil), eth-tester in process
@@ -42,11 +42,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def require_anvil() -> Path:
     binary = find_anvil()
-    if binary is None:
-        message = "project-local anvil is not installed: run `npm ci` at the repository root"
-        if os.environ.get("CI", "").strip().lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require(binary is not None, "project-local anvil is not installed: run `npm ci` at the repository root")
+    assert binary is not None
     return binary
 
 

@@ -29,6 +29,7 @@ from orders.services.orders import order_place
 from revenue.models import PostTradeJob, RevenueStream
 from revenue.services import post_trade_jobs_process, revenue_collect
 from revenue.streams import STREAMS
+from tests.environment import require
 from tests.factories import PASSWORD, UserFactory, fund, market_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -95,11 +96,7 @@ def _live_server_serialized_on_sqlite() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        message = f"{CHROMIUM} is missing: run scripts/install-browser"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require(os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: run scripts/install-browser")
     from playwright.sync_api import sync_playwright
 
     with pytest.MonkeyPatch.context() as patch:

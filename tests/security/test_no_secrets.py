@@ -18,7 +18,6 @@ hashes, which are not secrets):
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import subprocess
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path, PurePosixPath
 
-import pytest
+from tests.environment import require
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_BYTES = 5_000_000
@@ -154,10 +153,7 @@ def repository_files(root: Path) -> list[str]:
 
 def _require_git() -> None:
     present = shutil.which("git") is not None and (ROOT / ".git").exists()
-    if not present:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the secret scan needs git and the repository's .git")
-        pytest.skip("the secret scan needs git and the repository's .git")
+    require(present, "the secret scan needs git and the repository's .git")
 
 
 # --- the repository ---------------------------------------------------------------------------------

@@ -201,7 +201,13 @@ def test_a_successful_login_clears_the_failure_count(user: Any) -> None:
     assert _login(client, user.username, PASSWORD).status_code == 200
 
 
-def test_the_failure_window_is_configured() -> None:
-    assert 1 <= settings.LOGIN_FAILURE_LIMIT <= 20
-    assert settings.LOGIN_FAILURE_WINDOW_SECONDS >= 60
-    assert ScopedRateThrottle.scope_attr == "throttle_scope"
+def test_the_shipped_failure_limit_is_what_throttles(user: Any) -> None:
+    """No override: the settings as shipped lock a username out after LOGIN_FAILURE_LIMIT
+    failures (a small number), for at most LOGIN_FAILURE_WINDOW_SECONDS (at least a minute)."""
+    assert 1 <= settings.LOGIN_FAILURE_LIMIT <= 20 and settings.LOGIN_FAILURE_WINDOW_SECONDS >= 60
+    client = api_client()
+    for _ in range(settings.LOGIN_FAILURE_LIMIT):
+        assert _login(client, user.username, "wrong").status_code == 401
+    response = _login(client, user.username, PASSWORD)
+    assert response.status_code == 429 and response.json()["error"]["code"] == "throttled"
+    assert 0 < int(response["Retry-After"]) <= settings.LOGIN_FAILURE_WINDOW_SECONDS
