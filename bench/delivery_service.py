@@ -23,32 +23,6 @@ from bench.infra import vm_hwm_mb
 FUNDING_WEI = 10**24
 
 
-def _insert_pending(source_type: str, count: int) -> None:
-    from django.db import connection, transaction
-
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            """
-            INSERT INTO revenue_revenueevent (
-                stream_id, source_type, source_id, currency, gross_amount, net_amount, holder_share,
-                reserve_share, description, metadata, created_at
-            )
-            SELECT g %% 10, %(source)s, g::text, 'USDT', gross, gross, floor(gross * 0.15 * 1e8) / 1e8,
-                   gross - floor(gross * 0.15 * 1e8) / 1e8, 'Delivery benchmark event ' || g,
-                   jsonb_build_object('timestamp', to_char(now() AT TIME ZONE 'UTC',
-                                                           'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
-                                      'streamName', 'stream ' || (g %% 10),
-                                      'correlationId', md5(g::text), 'onChainDeliveryStatus', 'pending',
-                                      'retryAttempts', 0),
-                   now()
-            FROM (SELECT g, (1 + (g * 7919) %% 100000)::numeric / 1000 AS gross
-                  FROM generate_series(1::bigint, %(count)s::bigint) AS g) AS rows
-            ORDER BY g
-            """,
-            {"source": source_type, "count": count},
-        )
-
-
 def _drain(source_type: str, *, node: Any, timeout: float) -> tuple[float, int]:
     """Delivery cycles until every event of `source_type` is delivered; (seconds, cycles)."""
     from django.conf import settings
@@ -101,6 +75,7 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
         django.setup()
         from django.conf import settings
 
+        from bench.seed import seed_pending_revenue_events
         from revenue.chain.runtime import chain_context_reset, chain_deploy
 
         deployment = chain_deploy(w3=w3, signer=signer)
@@ -108,15 +83,15 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
         batch_size = int(settings.DELIVERY_BATCH_SIZE)
         timeout = float(config.get("timeout_s", 600))
 
-        _insert_pending("bench-delivery-warmup", 10)
+        seed_pending_revenue_events(source_type="bench-delivery-warmup", count=10)
         _drain("bench-delivery-warmup", node=node, timeout=timeout)
 
         settings.DELIVERY_BATCH_SIZE = 1
-        _insert_pending("bench-delivery-single", config["single_events"])
+        seed_pending_revenue_events(source_type="bench-delivery-single", count=config["single_events"])
         single_s, _ = _drain("bench-delivery-single", node=node, timeout=timeout)
 
         settings.DELIVERY_BATCH_SIZE = batch_size
-        _insert_pending("bench-delivery-batched", config["batched_events"])
+        seed_pending_revenue_events(source_type="bench-delivery-batched", count=config["batched_events"])
         profile_path = os.environ.get("BENCH_CPROFILE")  # e.g. var/bench/delivery.pstats
         profiler = cProfile.Profile() if profile_path else None
         if profiler is not None:

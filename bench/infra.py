@@ -139,6 +139,66 @@ def stop_process(process: subprocess.Popen[bytes] | None, *, timeout: float = 15
         process.wait(timeout=timeout)
 
 
+class RedisServer:
+    """A private redis-server (no persistence) on a loopback port fixed at creation: stop()
+    and start() again give the same URL back, empty, as after a real crash of an in-memory
+    broker."""
+
+    def __init__(self, workdir: Path, *, binary: str = "redis-server") -> None:
+        self.binary = binary
+        self.workdir = workdir
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> RedisServer:
+        import redis
+
+        self.process = subprocess.Popen(  # fixed argv, no shell
+            [
+                self.binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--protected-mode",
+                "yes",
+                "--loglevel",
+                "warning",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
+        deadline = time.monotonic() + 10
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return self
+                except redis.RedisError:
+                    if time.monotonic() > deadline or self.process.poll() is not None:
+                        self.stop()
+                        raise BenchError(f"redis-server did not start on port {self.port}") from None
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        stop_process(self.process, timeout=10)
+        self.process = None
+
+
 @contextlib.contextmanager
 def private_redis(workdir: Path) -> Iterator[str | None]:
     """A throw-away redis-server on a free loopback port (no persistence); yields its
@@ -147,46 +207,11 @@ def private_redis(workdir: Path) -> Iterator[str | None]:
     if binary is None:
         yield None
         return
-    port = free_port()
-    process = subprocess.Popen(  # fixed argv, no shell
-        [
-            binary,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-            "--protected-mode",
-            "yes",
-            "--loglevel",
-            "warning",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = RedisServer(workdir, binary=binary).start()
     try:
-        import redis
-
-        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.RedisError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise BenchError("the benchmark's redis-server did not start") from None
-                time.sleep(0.05)
-        client.close()
-        yield f"redis://127.0.0.1:{port}"
+        yield server.url
     finally:
-        stop_process(process)
+        server.stop()
 
 
 def django_env(*, database_url: str, redis_url: str | None, var_dir: Path) -> dict[str, str]:

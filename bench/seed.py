@@ -252,6 +252,42 @@ def seed_revenue_events(*, count: int, failed: int, days: float = 7.0, failed_ho
         )
 
 
+def seed_pending_revenue_events(*, source_type: str, count: int) -> None:
+    """`count` pending revenue events of `source_type` (source ids 1..count) with varied
+    amounts, split as revenue_split does (holder = floor(gross x 0.15, 8 dp)), added to
+    their streams' collected totals: what the delivery has to send."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO revenue_revenueevent (
+                stream_id, source_type, source_id, currency, gross_amount, net_amount, holder_share,
+                reserve_share, description, metadata, created_at
+            )
+            SELECT g %% 10, %(source)s, g::text, 'USDT', gross, gross, floor(gross * 0.15 * 1e8) / 1e8,
+                   gross - floor(gross * 0.15 * 1e8) / 1e8, 'Seeded event ' || g,
+                   jsonb_build_object('timestamp', to_char(now() AT TIME ZONE 'UTC',
+                                                           'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
+                                      'streamName', 'stream ' || (g %% 10),
+                                      'correlationId', md5(g::text), 'onChainDeliveryStatus', 'pending',
+                                      'retryAttempts', 0),
+                   now()
+            FROM (SELECT g, (1 + (g * 7919) %% 100000)::numeric / 1000 AS gross
+                  FROM generate_series(1::bigint, %(count)s::bigint) AS g) AS rows
+            ORDER BY g
+            """,
+            {"source": source_type, "count": count},
+        )
+        cursor.execute(
+            """
+            UPDATE revenue_revenuestream s SET collected = s.collected + t.total
+            FROM (SELECT stream_id, sum(gross_amount) AS total FROM revenue_revenueevent
+                  WHERE source_type = %(source)s GROUP BY stream_id) t
+            WHERE s.id = t.stream_id
+            """,
+            {"source": source_type},
+        )
+
+
 def vacuum_analyze(*tables: str) -> None:
     """What autovacuum would have done by the time such a table is queried."""
     with connection.cursor() as cursor:

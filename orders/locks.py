@@ -38,16 +38,6 @@ def lock_market_of_order(*, order_id: int, user_id: int) -> Market | None:
     return rows[0] if rows else None
 
 
-def lock_wallets(*, wallet_ids: Iterable[int]) -> dict[int, Wallet]:
-    ids = sorted(set(wallet_ids))
-    if not ids:
-        return {}
-    # One statement, ascending ids: two transactions can never wait on each other in a cycle.
-    placeholders = ", ".join(["%s"] * len(ids))
-    wallets = rows_select(Wallet, where=f"{q('id')} IN ({placeholders})", params=ids, order_by=q("id"), for_update=True)
-    return {wallet.pk: wallet for wallet in wallets}
-
-
 def lock_wallets_by_key(*, keys: Iterable[WalletKey]) -> dict[WalletKey, Wallet]:
     """The existing wallets of exactly these (user, asset, bucket) keys, locked in one
     statement in ascending id order. A cross product of users and assets would also lock

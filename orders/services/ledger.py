@@ -9,9 +9,9 @@ from django.utils import timezone
 
 from core.db import rows_update
 from orders.errors import InsufficientFunds
-from orders.locks import WalletKey, lock_wallets_by_key
+from orders.locks import WalletKey
 from orders.models import Wallet
-from orders.services.wallets import wallets_create
+from orders.services.wallets import wallets_lock
 
 __all__ = ["LockedLedger", "WalletKey"]
 
@@ -22,15 +22,8 @@ class LockedLedger:
     check constraints still guard every row."""
 
     def __init__(self, *, keys: Iterable[WalletKey]) -> None:
-        wanted = set(keys)
-        self._wallets = lock_wallets_by_key(keys=wanted)
-        if len(self._wallets) < len(wanted):
-            # A first trade in an asset: create the missing rows, then lock the whole set
-            # again in id order (a deadlock with a racing creator is retried whole).
-            wallets_create(keys=wanted - self._wallets.keys())
-            self._wallets = lock_wallets_by_key(keys=wanted)
-        self._by_id = {wallet.pk: wallet for wallet in self._wallets.values()}
-        self._changed: set[int] = set()
+        self._wallets = wallets_lock(keys=keys)
+        self._changed: set[WalletKey] = set()
 
     def wallet(self, key: WalletKey) -> Wallet:
         return self._wallets[key]
@@ -40,9 +33,8 @@ class LockedLedger:
         return wallet.balance - wallet.locked
 
     def _touch(self, key: WalletKey) -> Wallet:
-        wallet = self.wallet(key)
-        self._changed.add(wallet.pk)
-        return wallet
+        self._changed.add(key)
+        return self.wallet(key)
 
     def lock(self, key: WalletKey, amount: Decimal) -> None:
         if amount > self.available(key):
@@ -67,7 +59,7 @@ class LockedLedger:
         if not self._changed:
             return
         now = timezone.now()
-        changed = [self._by_id[pk] for pk in sorted(self._changed)]
+        changed = sorted((self._wallets[key] for key in self._changed), key=lambda wallet: wallet.pk)
         for wallet in changed:
             wallet.updated_at = now
         rows_update(objects=changed, fields=["balance", "locked", "updated_at"])

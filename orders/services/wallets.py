@@ -11,39 +11,25 @@ from django.db.models import F
 
 from core.money import parse_amount
 from orders.errors import AssetNotFound, InvalidAmount, UserNotFound
-from orders.locks import lock_wallets
+from orders.locks import WalletKey, lock_wallets_by_key
 from orders.models import Asset, Deposit, Wallet
 
 logger = logging.getLogger(__name__)
 
 
-def wallets_ensure(*, keys: Iterable[tuple[int, int, int]]) -> dict[tuple[int, int, int], int]:
-    """Wallet ids for (user_id, asset_id, bucket) keys, creating missing rows first."""
+def wallets_lock(*, keys: Iterable[WalletKey]) -> dict[WalletKey, Wallet]:
+    """The wallets of these (user, asset, bucket) keys, locked in one statement in id order;
+    missing rows (a first trade or deposit in an asset) are created, then the whole set is
+    locked again in id order (a deadlock with a racing creator is retried whole)."""
     wanted = set(keys)
-    found = _wallet_ids(wanted)
-    missing = wanted - found.keys()
-    if missing:
-        wallets_create(keys=missing)
-        found.update(_wallet_ids(missing))
-    return found
-
-
-def wallets_create(*, keys: Iterable[tuple[int, int, int]]) -> None:
-    """Empty wallets for (user_id, asset_id, bucket) keys; existing ones are left alone."""
-    Wallet.objects.bulk_create(
-        [Wallet(user_id=u, asset_id=a, bucket=b) for u, a, b in sorted(set(keys))], ignore_conflicts=True
-    )
-
-
-def _wallet_ids(keys: set[tuple[int, int, int]]) -> dict[tuple[int, int, int], int]:
-    if not keys:
-        return {}
-    users = {k[0] for k in keys}
-    assets = {k[1] for k in keys}
-    rows = Wallet.objects.filter(user_id__in=users, asset_id__in=assets).values_list(
-        "user_id", "asset_id", "bucket", "pk"
-    )
-    return {(u, a, b): pk for u, a, b, pk in rows if (u, a, b) in keys}
+    locked = lock_wallets_by_key(keys=wanted)
+    if len(locked) < len(wanted):
+        Wallet.objects.bulk_create(
+            [Wallet(user_id=u, asset_id=a, bucket=b) for u, a, b in sorted(wanted - locked.keys())],
+            ignore_conflicts=True,
+        )
+        locked = lock_wallets_by_key(keys=wanted)
+    return locked
 
 
 @transaction.atomic(durable=True)
@@ -70,8 +56,7 @@ def wallet_credit(
 
 def _credit(*, user_id: int, asset: Asset, amount: Decimal, bucket: int, credited_by: User | None) -> Wallet:
     key = (user_id, asset.pk, bucket)
-    wallet_id = wallets_ensure(keys=[key])[key]
-    lock_wallets(wallet_ids=[wallet_id])
+    wallet_id = wallets_lock(keys=[key])[key].pk
     Wallet.objects.filter(pk=wallet_id).update(balance=F("balance") + amount)
     Deposit.objects.create(user_id=user_id, asset=asset, bucket=bucket, amount=amount, created_by=credited_by)
     logger.debug("wallet credited", extra={"user_id": user_id, "asset": asset.symbol, "amount": str(amount)})

@@ -33,24 +33,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
-import pytest
 
 from bench.api_load import WebServer
-from bench.infra import ROOT, PgServer, django_env, free_port, python, stop_process
+from bench.infra import ROOT, PgServer, RedisServer, django_env, free_port, python, stop_process
+from tests import environment
 
-IN_CI = os.environ.get("CI") == "true"
 FIGURES_DIR = ROOT / "var" / "reliability"
 DB_PREFIX = "reliability_"
 SAFE_DB_NAME = re.compile(r"^reliability_[a-z0-9_]{1,50}$")
 
 
 def require(what: str, present: bool) -> None:
-    """A missing service fails in CI (it must run there) and skips elsewhere."""
-    if not present:
-        message = f"the reliability tests need {what}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    environment.require(present, f"the reliability tests need {what}")
 
 
 def log(message: str) -> None:
@@ -196,76 +190,6 @@ class PrivateCluster:
     @property
     def server(self) -> PgServer:
         return PgServer(url=f"postgres://postgres@127.0.0.1:{self.port}/postgres")
-
-
-# --- redis ------------------------------------------------------------------------------
-
-
-class RedisServer:
-    """A private redis-server (no persistence) on a fixed free port: stop() and start()
-    again give the same URL back, empty, as after a real crash of an in-memory broker."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.binary = shutil.which("redis-server") or "redis-server"
-        self.workdir = workdir
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-    def start(self) -> RedisServer:
-        import redis
-
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-                "--protected-mode",
-                "yes",
-                "--loglevel",
-                "warning",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
-        try:
-            wait_for(
-                lambda: _pings(client) or self.process is None or self.process.poll() is not None,
-                timeout=10,
-                interval=0.05,
-                what="redis-server",
-            )
-        finally:
-            client.close()
-        if self.process.poll() is not None:
-            raise RuntimeError(f"redis-server exited at start (port {self.port})")
-        return self
-
-    def stop(self) -> None:
-        stop_process(self.process, timeout=10)
-        self.process = None
-
-
-def _pings(client: Any) -> bool:
-    import redis
-
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
 
 
 # --- the platform: a dedicated database and its environment -----------------------------
@@ -805,6 +729,29 @@ def assert_ledger_balanced(platform: Platform, port: int, staff_token: str) -> d
     for symbol, (credited, balances) in ledger_sql(platform).items():
         assert credited == balances, f"{symbol}: deposits {credited} != balances {balances}"
     return {asset["asset"]: asset["balances"] for asset in ledger["assets"]}
+
+
+def traffic_figures(traders: list[Trader]) -> dict[str, Any]:
+    """What the traders sent and got back, for a test's figures."""
+    attempts = [a for t in traders for a in t.attempts]
+    return {
+        "requests": len(attempts),
+        "statuses": statuses_total(traders),
+        "statuses_by_op": status_counts(traders),
+        "max_latency_s": round(max(a.seconds for a in attempts), 3),
+    }
+
+
+def assert_platform_sound(figures: Figures, platform: Platform, *, port: int, staff_token: str) -> dict[str, Any]:
+    """After a run: the orders by kind and status, every invariant (recorded, then
+    asserted) and the ledger, all in the figures. Returns the order counts."""
+    counts = order_counts(platform)
+    figures.update(counts)
+    violations = invariant_violations(platform)
+    figures["invariant_violations"] = {name: len(rows) for name, rows in violations.items()}
+    assert violations == {name: [] for name in violations}
+    figures["ledger_balances"] = assert_ledger_balanced(platform, port, staff_token)
+    return counts
 
 
 def order_counts(platform: Platform) -> dict[str, Any]:

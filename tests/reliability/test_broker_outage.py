@@ -21,13 +21,10 @@ from tests.reliability.harness import (
     RetryPolicy,
     Rig,
     Trader,
-    assert_ledger_balanced,
-    invariant_violations,
+    assert_platform_sound,
     log,
-    order_counts,
-    status_counts,
-    statuses_total,
     traders_join,
+    traffic_figures,
     wait_for,
 )
 
@@ -99,13 +96,10 @@ def test_broker_outage_loses_no_fee_and_doubles_none(rig: Rig, figures: Figures)
     attempts = [a for t in traders for a in t.attempts]
     placements = [p for t in traders for p in t.placements]
     figures.update(
+        traffic_figures(traders),
         traders=TRADERS,
         load_s=round(load_s, 1),
         outage_s=OUTAGE_S,
-        requests=len(attempts),
-        statuses=statuses_total(traders),
-        statuses_by_op=status_counts(traders),
-        max_latency_s=round(max(a.seconds for a in attempts), 3),
         faults_injected={"redis_stops": 1, "redis_restarts_empty": 1},
     )
     # Orders kept succeeding while the broker was down.
@@ -189,8 +183,7 @@ def test_broker_outage_loses_no_fee_and_doubles_none(rig: Rig, figures: Figures)
         "SELECT count(*), count(*) FILTER (WHERE status = 'done') FROM revenue_posttradejob"
     )
 
-    counts = order_counts(platform)
-    figures.update(counts)
+    counts = assert_platform_sound(figures, platform, port=server.port, staff_token=platform.seed["staff_token"])
     figures.update(
         trades_during_outage=trades_down,
         trades_after_restart=trades_after,
@@ -204,7 +197,4 @@ def test_broker_outage_loses_no_fee_and_doubles_none(rig: Rig, figures: Figures)
         window=[str(down_at), str(up_at), str(ended_at)],
     )
     assert jobs == done == counts["trades"]
-    violations = invariant_violations(platform)
-    assert violations == {name: [] for name in violations}
-    assert_ledger_balanced(platform, server.port, platform.seed["staff_token"])
     figures.passed()

@@ -19,13 +19,10 @@ from tests.reliability.harness import (
     RetryPolicy,
     Rig,
     Trader,
-    assert_ledger_balanced,
-    invariant_violations,
+    assert_platform_sound,
     log,
-    order_counts,
-    status_counts,
-    statuses_total,
     traders_join,
+    traffic_figures,
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.reliability]
@@ -101,16 +98,13 @@ def test_database_restart_under_load_is_clean_and_atomic(rig: Rig, figures: Figu
     placements = [p for t in traders for p in t.placements]
     unavailable = [a for a in attempts if a.status == 503]
     figures.update(
+        traffic_figures(traders),
         traders=TRADERS,
         load_s=round(time.monotonic() - began, 1),
         outage_s=round(up_at - down_at, 1),
-        requests=len(attempts),
-        statuses=statuses_total(traders),
-        statuses_by_op=status_counts(traders),
         faults_injected={"database_fast_stops": 1, "database_starts": 1},
         answers_503=len(unavailable),
         answers_503_in_flight_at_stop=sum(1 for a in unavailable if a.at - a.seconds < down_at),
-        max_latency_s=round(max(a.seconds for a in attempts), 3),
         max_latency_during_outage_s=round(max((a.seconds for a in attempts if down_at <= a.at <= up_at), default=0), 3),
         healthz=dict(Counter(str(status) for _, status, _ in probe.samples)),
     )
@@ -147,10 +141,5 @@ def test_database_restart_under_load_is_clean_and_atomic(rig: Rig, figures: Figu
         retried_found_committed=sum(1 for p in retried if p.answer and p.answer.status == 200),
         retried_then_created=sum(1 for p in retried if p.answer and p.answer.status == 201),
     )
-    counts = order_counts(platform)
-    figures.update(counts)
-    violations = invariant_violations(platform)
-    figures["invariant_violations"] = {name: len(rows) for name, rows in violations.items()}
-    assert violations == {name: [] for name in violations}
-    assert_ledger_balanced(platform, server.port, platform.seed["staff_token"])
+    assert_platform_sound(figures, platform, port=server.port, staff_token=platform.seed["staff_token"])
     figures.passed()

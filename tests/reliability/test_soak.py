@@ -17,13 +17,10 @@ from tests.reliability.harness import (
     RetryPolicy,
     Rig,
     Trader,
-    assert_ledger_balanced,
-    invariant_violations,
+    assert_platform_sound,
     log,
-    order_counts,
-    status_counts,
-    statuses_total,
     traders_run,
+    traffic_figures,
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.reliability]
@@ -63,19 +60,15 @@ def test_soak_4800_random_orders_lose_nothing(rig: Rig, figures: Figures) -> Non
 
     placements = [p for t in traders for p in t.placements]
     attempts = [a for t in traders for a in t.attempts]
-    statuses = statuses_total(traders)
     figures.update(
+        traffic_figures(traders),
         traders=TRADERS,
         placements_per_trader=PLACEMENTS,
         load_s=round(load_s, 1),
-        requests=len(attempts),
         requests_per_s=round(len(attempts) / load_s, 1),
         orders_per_s=round(len(placements) / load_s, 1),
-        statuses=statuses,
-        statuses_by_op=status_counts(traders),
         cancels=sum(len(t.cancels) for t in traders),
         no_answer=sum(1 for a in attempts if a.status == 0),
-        max_latency_s=round(max(a.seconds for a in attempts), 3),
         p99_latency_s=round(sorted(a.seconds for a in attempts)[int(len(attempts) * 0.99) - 1], 3),
     )
     assert all(t.finished for t in traders), "a trader ran out of time"
@@ -112,12 +105,7 @@ def test_soak_4800_random_orders_lose_nothing(rig: Rig, figures: Figures) -> Non
     answered = {(p.answer.body["client_order_id"], int(p.answer.body["id"])) for p in placements if p.answer}
     stored = set(platform.query("SELECT client_order_id, id FROM orders_order"))
     assert stored == answered
-    counts = order_counts(platform)
-    figures.update(counts)
-    violations = invariant_violations(platform)
-    figures["invariant_violations"] = {name: len(rows) for name, rows in violations.items()}
-    assert violations == {name: [] for name in violations}
+    counts = assert_platform_sound(figures, platform, port=server.port, staff_token=seed["staff_token"])
     assert counts["trades"] > TRADERS * PLACEMENTS // 4, "too few trades: the orders did not cross"
     assert counts["orders_by_status"].get("expired", 0) > 0  # FOK / IOC that could not fill were exercised
-    figures["ledger_balances"] = assert_ledger_balanced(platform, server.port, seed["staff_token"])
     figures.passed()
