@@ -22,7 +22,8 @@ from tests.environment import require
 pytestmark = pytest.mark.postgres
 
 ROOT = Path(__file__).resolve().parents[2]
-DATABASE = "platform_bench_pytest"
+# one database per run: two checkouts may test side by side on one server
+DATABASE = f"platform_bench_pytest_{os.getpid()}"
 
 
 def _require(what: str, present: bool) -> None:
