@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test lint bench bench-smoke clean
+.PHONY: install run test lint bench bench-smoke flake-hunt clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -40,3 +40,9 @@ lint: install
 
 clean:
 	rm -rf var/broker var/staticfiles
+
+# Flake hunt (docs/reliability.md): repeat test folders on PostgreSQL, report every test that ever failed.
+RUNS ?= 5
+FOLDERS ?= tests/chain tests/revenue tests/pages tests/orders
+flake-hunt: install
+	$(PY) scripts/flake_hunt.py --runs $(RUNS) $(FOLDERS)

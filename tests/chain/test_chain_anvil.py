@@ -33,6 +33,7 @@ from revenue.chain.client import (
     wait_for_receipt,
 )
 from revenue.chain.devnode import AnvilNode, AnvilRPC
+from tests.waiting import wait_until
 
 from .conftest import FUNDING_WEI, REVERT_ERRORS, Deployed
 
@@ -69,6 +70,10 @@ def signed_delivery(
 def deliver(d: Deployed, first_sequence: int, items: list[DeliveryItem], **kwargs: Any) -> Any:
     _, signed = signed_delivery(d, first_sequence, items, **kwargs)
     return wait_for_receipt(d.w3, send_signed(d.w3, signed), timeout=30)
+
+
+def mined_receipt(w3: Web3, tx_hash: str) -> Any:
+    return wait_until(lambda: receipt_or_none(w3, tx_hash), what=f"the receipt of {tx_hash}", timeout=30)
 
 
 def realistic_items(first_event_id: int, count: int) -> list[DeliveryItem]:
@@ -229,8 +234,9 @@ def test_reorg_or_rollback_removes_the_receipt(anvil_reserve: Deployed, anvil_ct
     items = realistic_items(900, 2)
     _, signed = signed_delivery(d, 0, items)
     send_signed(w3, signed)
-    receipt = receipt_or_none(w3, signed.tx_hash)
-    assert receipt is not None and receipt["status"] == 1
+    # automine answers the send before the block is sealed: wait for the receipt
+    receipt = mined_receipt(w3, signed.tx_hash)
+    assert receipt["status"] == 1
     anvil_ctl.mine(2)
     assert confirmations(w3, receipt) == 3
     head = w3.eth.block_number
@@ -252,8 +258,7 @@ def test_reorg_or_rollback_removes_the_receipt(anvil_reserve: Deployed, anvil_ct
     assert send_signed(w3, signed) == signed.tx_hash
     # anvil may hand a reorged-out tx back to its pool; mining can lag under load.
     anvil_ctl.mine(1)
-    again = w3.eth.wait_for_transaction_receipt(signed.tx_hash, timeout=10)
-    assert again["status"] == 1
+    assert mined_receipt(w3, signed.tx_hash)["status"] == 1
     assert chain_next_sequence(w3, d.address) == 2
 
 

@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -37,6 +37,7 @@ import psycopg
 from bench.api_load import WebServer
 from bench.infra import ROOT, PgServer, RedisServer, django_env, free_port, python, stop_process
 from tests import environment
+from tests.waiting import wait_until
 
 FIGURES_DIR = ROOT / "var" / "reliability"
 DB_PREFIX = "reliability_"
@@ -49,14 +50,6 @@ def require(what: str, present: bool) -> None:
 
 def log(message: str) -> None:
     print(f"[reliability {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def wait_for(condition: Callable[[], bool], *, timeout: float, interval: float = 0.1, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 # --- figures ----------------------------------------------------------------------------
@@ -306,7 +299,7 @@ class CeleryWorker:
                 handle.seek(offset)
                 return b" ready." in handle.read()
 
-        wait_for(ready, timeout=timeout, interval=0.2, what="the Celery worker to be ready")
+        wait_until(ready, timeout=timeout, interval=0.2, what="the Celery worker to be ready")
         return self
 
     @property

@@ -25,8 +25,8 @@ from tests.reliability.harness import (
     log,
     traders_join,
     traffic_figures,
-    wait_for,
 )
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.reliability]
 
@@ -77,16 +77,24 @@ def test_broker_outage_loses_no_fee_and_doubles_none(rig: Rig, figures: Figures)
     ]
     for trader in traders:
         trader.start()
+
+    def trades_since(moment: datetime) -> int:
+        return int(platform.query("SELECT count(*) FROM orders_trade WHERE executed_at >= %s", [moment])[0][0])
+
     try:
+        # Each phase lasts at least its time and until trades happened in it, however slow
+        # the machine is.
         time.sleep(BEFORE_S)
         down_at = _db_now(platform)
         broker.stop()
-        log(f"broker stopped; trading on for {OUTAGE_S:g} s")
+        log(f"broker stopped; trading on for at least {OUTAGE_S:g} s")
         time.sleep(OUTAGE_S)
+        wait_until(lambda: trades_since(down_at) > 0, timeout=60, what="a trade while the broker is down")
         broker.start()  # same port, empty: whatever was queued is gone
         up_at = _db_now(platform)
         log("broker back (empty)")
         time.sleep(AFTER_S)
+        wait_until(lambda: trades_since(up_at + RESUMED_AFTER) > 0, timeout=60, what="trades once the broker is back")
     finally:
         stop.set()
         traders_join(traders, timeout=60)
@@ -127,7 +135,7 @@ def test_broker_outage_loses_no_fee_and_doubles_none(rig: Rig, figures: Figures)
         "SELECT count(*) FROM revenue_posttradejob j JOIN orders_trade t ON t.id = j.trade_id "
         "WHERE j.status = 'pending' AND t.executed_at >= %s"
     )
-    wait_for(
+    wait_until(
         lambda: platform.query(late_pending, [up_at + RESUMED_AFTER])[0][0] == 0,
         timeout=30,
         interval=0.5,
@@ -148,7 +156,7 @@ def test_broker_outage_loses_no_fee_and_doubles_none(rig: Rig, figures: Figures)
         sweeps += 1
         return False
 
-    wait_for(swept, timeout=90, interval=SWEEP_AGE_S + 1, what="the sweep to process every pending job")
+    wait_until(swept, timeout=90, interval=SWEEP_AGE_S + 1, what="the sweep to process every pending job")
 
     # Every trade with fees: exactly one Trading Fees event with the trade's fees.
     expected = dict(

@@ -24,6 +24,7 @@ from tests.reliability.harness import (
     traders_join,
     traffic_figures,
 )
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.reliability]
 
@@ -78,16 +79,35 @@ def test_database_restart_under_load_is_clean_and_atomic(rig: Rig, figures: Figu
     probe = HealthProbe(server.port)
     for thread in [*traders, probe]:
         thread.start()
+
+    def placed_after(moment: float) -> list[int]:
+        return [
+            sum(1 for p in list(t.placements) if p.answer and p.answer.ok and p.answer.at > moment) for t in traders
+        ]
+
+    def unavailable_after(moment: float) -> int:
+        return sum(1 for t in traders for a in list(t.attempts) if a.status == 503 and a.at > moment)
+
     try:
+        # Each phase lasts at least its time and until what it is there for has happened,
+        # however slow the machine: every trader placed, a request saw the outage, every
+        # trader placed again once the database was back.
         time.sleep(BEFORE_S)
+        wait_until(lambda: min(placed_after(began)) > 0, timeout=60, what="every trader to place an order")
         down_at = time.monotonic()
         cluster.stop("fast")  # terminates every session, open transactions included
-        log(f"database stopped; down for {DOWN_S:g} s under load")
+        log(f"database stopped; down for at least {DOWN_S:g} s under load")
         time.sleep(DOWN_S)
+        wait_until(lambda: unavailable_after(down_at) > 0, timeout=30, what="a request to see the outage")
         cluster.start()
         up_at = time.monotonic()
         log("database back")
         time.sleep(AFTER_S)
+        wait_until(
+            lambda: min(placed_after(up_at + 1)) > 0,
+            timeout=60,
+            what="every trader to place an order after the database came back",
+        )
     finally:
         stop.set()
         probe.stop_event.set()
@@ -122,7 +142,7 @@ def test_database_restart_under_load_is_clean_and_atomic(rig: Rig, figures: Figu
     late_failures = [a for a in attempts if a.at - a.seconds > up_at + RECOVERY_GRACE_S and a.status == 503]
     assert not late_failures, f"503 after the database was back: {late_failures[:5]}"
     assert all(p.acknowledged for p in placements), "a placement was never acknowledged"
-    recovered = [sum(1 for p in t.placements if p.answer and p.answer.ok and p.answer.at > up_at + 1) for t in traders]
+    recovered = placed_after(up_at + 1)
     figures["placements_after_recovery_by_trader"] = recovered
     assert min(recovered) > 0, "a trader placed nothing after the database came back"
     during = [(status, body) for at, status, body in probe.samples if down_at + 0.5 < at < up_at - 0.5]
