@@ -4,11 +4,18 @@ import os
 
 import pytest
 from django.db import connection
+from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from orders.system_accounts import system_accounts_cache_clear
 from tests.factories import StaffFactory, UserFactory
+
+# No per-example deadline: on a loaded 2-core machine one slow example (a GC pause, the
+# other test worker) is not a failure of the property. A real counterexample still fails,
+# with the blob to reproduce it.
+hypothesis_settings.register_profile("project", deadline=None, print_blob=True)
+hypothesis_settings.load_profile("project")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
