@@ -43,10 +43,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "core.middleware.TrustedProxyMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.middleware.CorrelationIdMiddleware",
+    "core.middleware.NulByteMiddleware",
+    "core.middleware.PrivateApiCacheMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -178,6 +181,16 @@ SIMPLE_JWT = {
 # Failed logins allowed per (username, client address) within the window before 429.
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
 LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 300)
+
+# --- Proxies and operations -----------------------------------------------------
+# Addresses or CIDR blocks of the reverse proxies in front of the web processes: only
+# their X-Forwarded-For / X-Forwarded-Proto are believed (core.middleware). Empty: the
+# clients connect directly and every forwarded header is ignored.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+# /metrics answers a scraper that sends `Authorization: Bearer <METRICS_TOKEN>` or that
+# connects from METRICS_ALLOWED_NETWORKS (docs/security.md).
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1")
 
 # --- Trading ----------------------------------------------------------------
 MAKER_FEE_BPS = env_int("MAKER_FEE_BPS", 8)
