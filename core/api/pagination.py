@@ -25,7 +25,7 @@ class NewestFirstPagination(CursorPagination):
         # the query as is: a forged one (base64 of "p=abc") was a ValueError, a 500. The
         # position of this ordering is an id.
         cursor = super().decode_cursor(request)
-        if cursor is not None and cursor.position is not None and parse_id(cursor.position) is None:
+        if cursor is not None and cursor.position is not None and parse_id(str(cursor.position)) is None:
             raise NotFound(self.invalid_cursor_message)
         return cursor
 

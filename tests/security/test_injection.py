@@ -86,7 +86,8 @@ def test_register_rejects_payload_usernames_and_emails(db: Any) -> None:
     _intact(before)
 
 
-@override_settings(LOGIN_FAILURE_LIMIT=1000)  # the failures are the point here, not their throttling
+# The failures are the point here, not their throttling.
+@override_settings(LOGIN_FAILURE_LIMIT=1000, LOGIN_ADDRESS_FAILURE_LIMIT=1000)
 def test_payload_credentials_do_not_log_in(user: Any) -> None:
     client = api_client()
     for payload in PAYLOADS:
