@@ -301,6 +301,7 @@ LOGGING = {
         "web3": {"level": "WARNING"},
         "eth": {"level": "WARNING"},
         "celery": {"level": "INFO"},
+        "axes": {"level": "WARNING"},  # each failed login and lockout, without axes' chatter
     },
 }
 
