@@ -79,7 +79,10 @@ def login_page(request: HttpRequest) -> HttpResponse:
         else:
             login(request, cast(User, user))
             return HttpResponseRedirect(next_url)
-    return render(request, "accounts/login.html", {"form": form, "next": next_url}, status=form.error_status)
+    response = render(request, "accounts/login.html", {"form": form, "next": next_url}, status=form.error_status)
+    if form.error_retry_after is not None:
+        response["Retry-After"] = str(form.error_retry_after)
+    return response
 
 
 @sensitive_post_parameters("password", "password_confirm")

@@ -143,6 +143,7 @@ def test_the_login_page_is_refused_with_a_429_page(db: Any) -> None:
     response = page.post("/login", {"username": user.username, "password": PASSWORD})
     assert response.status_code == 429
     assert "throttled" in response.content.decode()
+    assert 0 < int(response["Retry-After"]) <= settings.LOGIN_FAILURE_WINDOW_SECONDS
     assert "_auth_user_id" not in page.session
 
 
