@@ -12,7 +12,7 @@ ID_TEXT = re.compile(r"[0-9]{1,18}", re.ASCII)
 
 
 def parse_id(raw: str) -> int | None:
-    """A positive database id written as ASCII digits, or None."""
+    """A non-negative integer written as 1 to 18 ASCII digits (an id, a limit), or None."""
     return int(raw) if ID_TEXT.fullmatch(raw) else None
 
 

@@ -13,7 +13,7 @@ def int_param(request: Request, name: str, *, default: int, minimum: int, maximu
     raw = request.query_params.get(name)
     if raw in (None, ""):
         return default
-    value = parse_id(raw) if raw.isascii() else None
+    value = parse_id(raw)
     if value is None or not minimum <= value <= maximum:
         raise InvalidParameter(fields={name: [f"Must be an integer from {minimum} to {maximum}."]})
     return value
