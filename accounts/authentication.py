@@ -15,7 +15,7 @@ from rest_framework_simplejwt.utils import get_md5_hash_password
 from core.db import quote_name, rows_select
 
 
-def _is_user_id(value: object) -> bool:
+def is_user_id(value: object) -> bool:
     """What the platform issues: an integer id (or its decimal digits)."""
     if isinstance(value, bool):
         return False
@@ -30,7 +30,7 @@ class PlatformJWTAuthentication(JWTAuthentication):
 
     def get_user(self, validated_token: Token) -> Any:
         user_id = validated_token.get(api_settings.USER_ID_CLAIM)
-        if not _is_user_id(user_id):
+        if not is_user_id(user_id):
             raise InvalidToken(_("Token contained no recognizable user identification"))
         found = rows_select(
             self.user_model, where=f"{quote_name(api_settings.USER_ID_FIELD)} = %s", params=[int(user_id)]

@@ -21,3 +21,9 @@ class LoginThrottled(ApplicationError):
     code = "throttled"
     status = 429
     default_message = "Too many failed logins; try again later."
+
+
+class InvalidToken(ApplicationError):
+    code = "invalid_token"
+    status = 401
+    default_message = "The token is invalid, expired or revoked."

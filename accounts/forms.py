@@ -18,6 +18,7 @@ class ServiceForm(forms.Form):
     error_code: str | None = None
     error_message: str | None = None
     error_status: int = 200
+    error_retry_after: int | None = None
 
     def is_valid(self) -> bool:
         valid = super().is_valid()
@@ -27,6 +28,7 @@ class ServiceForm(forms.Form):
 
     def add_application_error(self, exc: ApplicationError) -> None:
         self.error_code, self.error_message, self.error_status = exc.code, exc.message, exc.status
+        self.error_retry_after = exc.retry_after
         for name, messages in (exc.fields or {}).items():
             for message in messages:
                 self.add_error(name if name in self.fields else None, message)

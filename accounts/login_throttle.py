@@ -1,53 +1,180 @@
-"""Failed-login throttling per (username, client address), shared by the JWT token
-endpoint and the session login page. Backed by the cache (Redis in production)."""
+"""One failed-login policy for every door that checks a password.
+
+django-axes guards every call of django.contrib.auth.authenticate(): its backend, first in
+AUTHENTICATION_BACKENDS, refuses a locked-out request before the password is even
+compared, and its receivers of Django's login signals count failures and clear them. So
+POST /api/auth/token, the /login page and the admin's own login form (/admin/login/) share
+one count without any of them doing anything but authenticate(request, ...). A door that
+checks another secret (an API key's secret, later) uses `login_throttle_check` and
+`login_failure_record` below: the same policy, the same count.
+
+The policy (docs/security.md), in this handler:
+- per (username, client address): LOGIN_FAILURE_LIMIT failures lock that pair out. The
+  owner, from any other address, still logs in: an attacker cannot lock anyone out.
+- per client address, across usernames: LOGIN_ADDRESS_FAILURE_LIMIT failures (higher)
+  lock the address out: no password spraying over many accounts.
+- a series ends LOGIN_FAILURE_WINDOW_SECONDS after its last failure. A successful login
+  clears its own (username, address) count, never the address's: logging into one's own
+  account does not reset a spray.
+- usernames are counted folded (NFKC, case-folded), so "Alice", "ALICE" and fullwidth "\uff41lice"
+  share a count; addresses are REMOTE_ADDR after core.middleware.TrustedProxyMiddleware.
+
+Failures live in the database (axes' AccessAttempt rows), shared by every web process
+and unaffected by a cache outage; the admin lists them (Axes: access attempts) and
+`manage.py axes_reset_ip` / `axes_reset_username` unlock by hand."""
 
 from __future__ import annotations
 
-import hashlib
+import math
+from datetime import timedelta
+from typing import Any
 
+from axes.attempts import get_cool_off_threshold
+from axes.handlers.database import AxesDatabaseHandler
+from axes.handlers.proxy import AxesProxyHandler
+from axes.helpers import get_client_username
+from axes.models import AccessAttempt
 from django.conf import settings
-from django.core.cache import cache
+from django.contrib.auth.signals import user_login_failed
+from django.db.models import Max, QuerySet, Sum
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.utils import timezone
 
-from core.cache import CACHE_ERRORS, cache_failure_log
-
-
-def _key(*, username: str, client_ip: str) -> str:
-    digest = hashlib.sha256(f"{username.strip().lower()}|{client_ip}".encode()).hexdigest()[:32]
-    return f"login-failures:{digest}"
-
-
-# While the cache is down failures are not counted (fail open, logged): refusing every
-# login would lock everyone out for the length of a cache outage.
+from accounts.errors import LoginThrottled
+from accounts.usernames import username_fold
+from core.api.exception_handler import error_body
 
 
-def login_is_throttled(*, username: str, client_ip: str) -> bool:
-    try:
-        failures = int(cache.get(_key(username=username, client_ip=client_ip), 0))
-    except CACHE_ERRORS as exc:
-        cache_failure_log("login throttle", exc)
-        return False
-    return failures >= settings.LOGIN_FAILURE_LIMIT
+def failure_window(request: HttpRequest | None = None) -> timedelta:
+    """AXES_COOLOFF_TIME: read at each call, so that the setting can change under test."""
+    return timedelta(seconds=settings.LOGIN_FAILURE_WINDOW_SECONDS)
 
 
-def login_failure_record(*, username: str, client_ip: str) -> None:
-    key = _key(username=username, client_ip=client_ip)
-    try:
-        if not cache.add(key, 1, timeout=settings.LOGIN_FAILURE_WINDOW_SECONDS):
-            try:
-                cache.incr(key)
-            except ValueError:  # expired between add and incr
-                cache.add(key, 1, timeout=settings.LOGIN_FAILURE_WINDOW_SECONDS)
-    except CACHE_ERRORS as exc:
-        cache_failure_log("login throttle", exc)
+def failure_limit(request: HttpRequest, credentials: dict[str, Any] | None) -> int:
+    """AXES_FAILURE_LIMIT: the per (username, address) limit."""
+    return int(settings.LOGIN_FAILURE_LIMIT)
 
 
-def login_failures_clear(*, username: str, client_ip: str) -> None:
-    try:
-        cache.delete(_key(username=username, client_ip=client_ip))
-    except CACHE_ERRORS as exc:
-        cache_failure_log("login throttle", exc)
+def folded_username(request: HttpRequest, credentials: dict[str, Any] | None) -> str | None:
+    """AXES_USERNAME_CALLABLE: the username failures are counted under."""
+    raw = (credentials or {}).get("username")
+    if raw is None:
+        raw = request.POST.get("username")
+    return None if raw is None else username_fold(str(raw))[:255]
 
 
-def client_ip_of(meta: dict[str, object]) -> str:
-    # REMOTE_ADDR only: X-Forwarded-For is client-controlled unless a trusted proxy rewrites it.
-    return str(meta.get("REMOTE_ADDR") or "unknown")
+class LoginThrottleHandler(AxesDatabaseHandler):
+    """axes' database handler with two limits instead of one (see the module docstring).
+    axes' own lockout test (`is_locked`), its count (`get_failures`) and its reset on a
+    successful login (`reset_user_attempts`) are redefined; recording a failure is
+    axes' own."""
+
+    def _series(self, request: HttpRequest, credentials: dict[str, Any] | None) -> list[tuple[QuerySet, int]]:
+        """(failures still counting, limit) per tier: the pair, then the address."""
+        recent = AccessAttempt.objects.filter(
+            ip_address=request.axes_ip_address,  # type: ignore[attr-defined]
+            attempt_time__gt=get_cool_off_threshold(request),
+        )
+        username = get_client_username(request, credentials)
+        return [
+            (recent.filter(username=username), int(settings.LOGIN_FAILURE_LIMIT)),
+            (recent, int(settings.LOGIN_ADDRESS_FAILURE_LIMIT)),
+        ]
+
+    def _locked_series(self, request: HttpRequest, credentials: dict[str, Any] | None) -> list[QuerySet]:
+        return [
+            attempts
+            for attempts, limit in self._series(request, credentials)
+            if (attempts.aggregate(total=Sum("failures_since_start"))["total"] or 0) >= limit
+        ]
+
+    def is_locked(self, request: HttpRequest, credentials: dict[str, Any] | None = None) -> bool:
+        return bool(self._locked_series(request, credentials))
+
+    def get_failures(self, request: HttpRequest, credentials: dict[str, Any] | None = None) -> int:
+        attempts, _limit = self._series(request, credentials)[0]
+        return attempts.aggregate(total=Sum("failures_since_start"))["total"] or 0
+
+    def user_login_failed(self, sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any) -> None:
+        refused = bool(getattr(request, "axes_locked_out", False))
+        super().user_login_failed(sender, credentials, request, **kwargs)
+        if request is not None:
+            # axes flags the request whose failure reaches the limit as locked out; here that
+            # one is still answered as a wrong password, and the next attempt is refused.
+            request.axes_locked_out = refused
+
+    def reset_user_attempts(self, request: HttpRequest, credentials: dict[str, Any] | None = None) -> int:
+        count, _ = AccessAttempt.objects.filter(
+            ip_address=request.axes_ip_address,  # type: ignore[attr-defined]
+            username=get_client_username(request, credentials),
+        ).delete()
+        return count
+
+    def lockout_seconds(self, request: HttpRequest, credentials: dict[str, Any] | None) -> int:
+        """An upper bound of the wait: the window after the last failure of each locked tier."""
+        window = failure_window(request)
+        latest = [
+            series.aggregate(last=Max("attempt_time"))["last"] for series in self._locked_series(request, credentials)
+        ]
+        ends = [last + window for last in latest if last is not None]
+        if not ends:
+            return 1
+        return max(1, math.ceil((max(ends) - timezone.now()).total_seconds()))
+
+
+def _handler() -> LoginThrottleHandler:
+    handler = AxesProxyHandler.get_implementation()
+    if not isinstance(handler, LoginThrottleHandler):
+        raise TypeError("AXES_HANDLER must be accounts.login_throttle.LoginThrottleHandler")
+    return handler
+
+
+def login_throttle_check(*, request: HttpRequest, username: str) -> None:
+    """Raises LoginThrottled (429, Retry-After) when this username or this address is
+    locked out. authenticate() does this itself; a door checking another secret calls it
+    before comparing."""
+    credentials = {"username": username}
+    AxesProxyHandler.update_request(request)
+    handler = _handler()
+    if handler.is_locked(request, credentials):
+        raise LoginThrottled(retry_after=handler.lockout_seconds(request, credentials))
+
+
+def login_refusal_check(*, request: HttpRequest, username: str) -> None:
+    """After authenticate() returned None: raises LoginThrottled if axes refused the
+    attempt (locked out) rather than the password being wrong."""
+    if getattr(request, "axes_locked_out", False):
+        credentials = {"username": username}
+        raise LoginThrottled(retry_after=_handler().lockout_seconds(request, credentials))
+
+
+def login_failure_record(*, request: HttpRequest, username: str) -> None:
+    """Counts a failed attempt at a door that checks another secret than a password."""
+    user_login_failed.send(sender=__name__, credentials={"username": username}, request=request)
+
+
+def login_failures_clear(*, request: HttpRequest, username: str) -> None:
+    """A successful login clears its (username, address) count (login() does it for the
+    pages; the API issues tokens without it)."""
+    AxesProxyHandler.update_request(request)
+    _handler().reset_user_attempts(request, {"username": username})
+
+
+def lockout_response(
+    request: HttpRequest, original_response: HttpResponse | None, credentials: dict[str, Any] | None
+) -> HttpResponse:
+    """AXES_LOCKOUT_CALLABLE: what axes' middleware answers for a locked-out request. The
+    API and the /login page answer 429 themselves (kept as they are); any other door, the
+    admin's login form, gets the envelope under /api/ and a page elsewhere."""
+    if original_response is not None and original_response.status_code == 429:
+        return original_response
+    retry_after = _handler().lockout_seconds(request, credentials)
+    response: HttpResponse
+    if request.path.startswith("/api/"):
+        response = JsonResponse(error_body(LoginThrottled.code, LoginThrottled.default_message), status=429)
+    else:
+        context = {"message": LoginThrottled.default_message, "retry_after": retry_after}
+        response = render(request, "accounts/locked_out.html", context, status=429)
+    response["Retry-After"] = str(retry_after)
+    return response

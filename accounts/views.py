@@ -24,7 +24,6 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.forms import LoginForm, RegisterForm
-from accounts.login_throttle import client_ip_of
 from accounts.services import user_authenticate, user_register
 from core.errors import ApplicationError
 
@@ -73,16 +72,17 @@ def login_page(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             user = user_authenticate(
-                username=form.cleaned_data["username"],
-                password=form.cleaned_data["password"],
-                client_ip=client_ip_of(request.META),
+                request=request, username=form.cleaned_data["username"], password=form.cleaned_data["password"]
             )
         except ApplicationError as exc:
             form.add_application_error(exc)
         else:
             login(request, cast(User, user))
             return HttpResponseRedirect(next_url)
-    return render(request, "accounts/login.html", {"form": form, "next": next_url}, status=form.error_status)
+    response = render(request, "accounts/login.html", {"form": form, "next": next_url}, status=form.error_status)
+    if form.error_retry_after is not None:
+        response["Retry-After"] = str(form.error_retry_after)
+    return response
 
 
 @sensitive_post_parameters("password", "password_confirm")

@@ -8,6 +8,8 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Error, register
 
+from core.networks import networks_parse
+
 
 @register()
 def revenue_split_check(app_configs: Any, **kwargs: Any) -> list[Error]:
@@ -32,4 +34,15 @@ def trading_settings_check(app_configs: Any, **kwargs: Any) -> list[Error]:
     if settings.MAKER_FEE_BPS > settings.TAKER_FEE_BPS:
         # Resting buy orders lock the taker fee; a higher maker fee could exceed the lock.
         errors.append(Error("MAKER_FEE_BPS may not exceed TAKER_FEE_BPS.", id="core.E004"))
+    return errors
+
+
+@register()
+def network_settings_check(app_configs: Any, **kwargs: Any) -> list[Error]:
+    errors = []
+    for name in ("TRUSTED_PROXIES", "METRICS_ALLOWED_NETWORKS"):
+        try:
+            networks_parse(tuple(getattr(settings, name)))
+        except ValueError as exc:
+            errors.append(Error(f"{name} must list IP addresses or CIDR blocks: {exc}", id="core.E005"))
     return errors

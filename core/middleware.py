@@ -3,17 +3,49 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.utils.cache import patch_cache_control, patch_vary_headers
 
 from core.logging import correlation_context
+from core.networks import address_in, forwarded_client
+from core.views import bad_request, not_found
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+GetResponse = Callable[[HttpRequest], HttpResponse]
+
+# Headers only a proxy may set: from anyone else they are the client's own words.
+_PROXY_HEADERS = ("HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST", "HTTP_X_FORWARDED_PORT", "HTTP_FORWARDED")
+
+
+class TrustedProxyMiddleware:
+    """Believe X-Forwarded-For and X-Forwarded-Proto only from the proxies in
+    TRUSTED_PROXIES (addresses or CIDR blocks). From a trusted proxy, REMOTE_ADDR becomes
+    the client it forwarded for; from anyone else the headers are dropped. Everything
+    after this middleware (login throttling, rate limits, the metrics allow-list,
+    SECURE_PROXY_SSL_HEADER, absolute URLs in pagination links) reads REMOTE_ADDR and
+    is_secure() and never sees a header a client forged. First in MIDDLEWARE."""
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        meta = request.META
+        peer = str(meta.get("REMOTE_ADDR") or "")
+        trusted = settings.TRUSTED_PROXIES
+        forwarded_for = meta.pop("HTTP_X_FORWARDED_FOR", "")
+        if address_in(peer, trusted):
+            meta["REMOTE_ADDR"] = forwarded_client(peer=peer, forwarded_for=forwarded_for, trusted=trusted)
+        else:
+            for header in _PROXY_HEADERS:
+                meta.pop(header, None)
+        return self.get_response(request)
 
 
 class CorrelationIdMiddleware:
     """Adopt a well-formed X-Request-ID or make one; echo it in the response."""
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+    def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
@@ -21,4 +53,48 @@ class CorrelationIdMiddleware:
         with correlation_context(incoming if _SAFE_ID.match(incoming) else None) as correlation_id:
             response = self.get_response(request)
         response["X-Request-ID"] = correlation_id
+        return response
+
+
+class NulByteMiddleware:
+    """A NUL byte in the path or a query parameter is refused before any view runs:
+    PostgreSQL cannot store or compare text holding one (a DataError, a 500, wherever
+    the value met a query: a market symbol, an admin search). A path with one names
+    nothing (404); a parameter with one is invalid (400). Both in the API's envelope
+    under /api/, as pages elsewhere."""
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "\x00" in request.path:
+            return not_found(request)
+        if any("\x00" in key or any("\x00" in value for value in values) for key, values in request.GET.lists()):
+            return bad_request(request)
+        return self.get_response(request)
+
+
+class PrivateApiCacheMiddleware:
+    """API answers depend on who asks: every one varies on Authorization and Cookie, and
+    every one that is not an anonymous read (a caller's orders, a token pair, a staff
+    report) is `Cache-Control: no-store`, so that no browser or shared cache keeps it."""
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if not request.path.startswith("/api/"):
+            return response
+        patch_vary_headers(response, ("Authorization", "Cookie"))
+        # DRF sets the user it authenticated (JWT or session) on the underlying request too.
+        user = getattr(request, "user", None)
+        anonymous_read = (
+            request.method in ("GET", "HEAD")
+            and "HTTP_AUTHORIZATION" not in request.META
+            and not (user is not None and user.is_authenticated)
+        )
+        if not anonymous_read:
+            response.headers.pop("Cache-Control", None)
+            patch_cache_control(response, no_store=True, private=True)
         return response

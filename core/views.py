@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import hmac
+
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from django_prometheus.exports import ExportToDjangoView
 
 from core.api.exception_handler import error_body
 from core.health import broker_reachable, database_reachable
+from core.networks import address_in
 
 
 @never_cache
@@ -37,3 +42,32 @@ def server_error(request: HttpRequest) -> HttpResponse:
     if request.path.startswith("/api/"):
         return JsonResponse(error_body("internal_error", "The request could not be processed."), status=500)
     return defaults.server_error(request)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("invalid_parameter", "A query parameter is invalid."), status=400)
+    return defaults.bad_request(request, exception or Exception("bad request"))
+
+
+def _metrics_token_matches(request: HttpRequest) -> bool:
+    token = settings.METRICS_TOKEN
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+@never_cache
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """django-prometheus' exposition, for the scraper only: with `Authorization: Bearer
+    <METRICS_TOKEN>` or from an address in METRICS_ALLOWED_NETWORKS. The counters show
+    fee totals and trade counts per market, which are not public."""
+    if _metrics_token_matches(request) or address_in(
+        str(request.META.get("REMOTE_ADDR") or ""), settings.METRICS_ALLOWED_NETWORKS
+    ):
+        return ExportToDjangoView(request)
+    if settings.METRICS_TOKEN:
+        response = JsonResponse(error_body("not_authenticated", "A metrics token is required."), status=401)
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return JsonResponse(error_body("permission_denied", "Metrics are not served to this address."), status=403)

@@ -9,10 +9,9 @@ from decimal import Decimal
 from django import forms
 
 from accounts.forms import ServiceForm
+from core.money import AMOUNT_TEXT_MAX_LENGTH
 from orders.models import Market, OrderSide, OrderStatus, OrderType, SelfTradePrevention, TimeInForce
 from orders.services.order_requests import OrderRequest
-
-AMOUNT_MAX_LENGTH = 64  # as the API's AmountInput
 
 
 def step_attr(value: Decimal) -> str:
@@ -23,9 +22,10 @@ def step_attr(value: Decimal) -> str:
 class OrderForm(ServiceForm):
     side = forms.ChoiceField(choices=OrderSide.choices, initial=OrderSide.BUY)
     type = forms.ChoiceField(choices=OrderType.choices, initial=OrderType.LIMIT)
-    price = forms.CharField(required=False, max_length=AMOUNT_MAX_LENGTH)
-    stop_price = forms.CharField(required=False, max_length=AMOUNT_MAX_LENGTH)
-    quantity = forms.CharField(max_length=AMOUNT_MAX_LENGTH)
+    # Not stripped: the text goes as typed to the one amount parser (core.money), as the API's does.
+    price = forms.CharField(required=False, max_length=AMOUNT_TEXT_MAX_LENGTH, strip=False)
+    stop_price = forms.CharField(required=False, max_length=AMOUNT_TEXT_MAX_LENGTH, strip=False)
+    quantity = forms.CharField(max_length=AMOUNT_TEXT_MAX_LENGTH, strip=False)
     time_in_force = forms.ChoiceField(choices=[("", "Auto"), *TimeInForce.choices], required=False)
     client_order_id = forms.CharField(required=False, max_length=64)
     stp = forms.ChoiceField(choices=[("", "Default (skip)"), *SelfTradePrevention.choices], required=False)

@@ -29,6 +29,7 @@ from django_htmx.http import trigger_client_event
 
 from accounts.views import page_login_required, page_user, safe_next
 from core.errors import ApplicationError, ServiceUnavailable
+from core.text import parse_id
 from orders.errors import OrderNotFound
 from orders.forms import OrderFilterForm, OrderForm
 from orders.models import LIVE_STATUSES, Market, Order, OrderStatus, Trade
@@ -342,17 +343,13 @@ def order_place_page(request: HttpRequest, symbol: str) -> HttpResponse:
     return redirect("trade", symbol=market.symbol)
 
 
-def _order_id(raw: str) -> int | None:
-    return int(raw) if raw.isdigit() and len(raw) <= 18 else None
-
-
 @require_POST
 @page_login_required
 def order_cancel_page(request: HttpRequest, order_id: str) -> HttpResponse:
     user = page_user(request)
     status, level = 200, messages.SUCCESS
     try:
-        order_pk = _order_id(order_id)
+        order_pk = parse_id(order_id)
         if order_pk is None:
             raise OrderNotFound()
         order_cancel(user=user, order_id=order_pk)

@@ -15,6 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import format_html
 
+from core.text import parse_id
 from revenue.models import ChainDeployment, DeliveryBatch, PostTradeJob, RevenueEvent, RevenueStream
 from revenue.reports import attempts_expression, critical_filter, onchain_failure_report
 from revenue.worker_status import onchain_worker_status
@@ -126,8 +127,8 @@ class RevenueEventAdmin(admin.ModelAdmin):
         return [report, *super().get_urls()]
 
     def failure_report_view(self, request: HttpRequest) -> HttpResponse:
-        raw_hours = request.GET.get("hours", "24")
-        hours = int(raw_hours) if raw_hours.isdigit() and 1 <= int(raw_hours) <= 24 * 366 else 24
+        hours = parse_id(request.GET.get("hours", "24")) or 24
+        hours = hours if hours <= 24 * 366 else 24
         report = onchain_failure_report(hours=hours)
         peak = max((int(s["count"]) for s in report.by_stream), default=0)  # type: ignore[call-overload]
         bars = [

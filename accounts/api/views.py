@@ -2,29 +2,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ObjectDoesNotExist
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.exceptions import TokenError
-from rest_framework_simplejwt.serializers import TokenRefreshSerializer
-from rest_framework_simplejwt.tokens import RefreshToken
 
-from accounts.login_throttle import client_ip_of
-from accounts.services import token_pair_issue, user_authenticate, user_register
+from accounts.services import user_authenticate, user_register
+from accounts.tokens import token_logout, token_pair_issue, token_pair_rotate
 from core.api.schema import error_responses
 from core.api.throttling import ResilientScopedRateThrottle
-from core.errors import ApplicationError
-
-
-class InvalidToken(ApplicationError):
-    code = "invalid_token"
-    status = 401
-    default_message = "The token is invalid, expired or revoked."
 
 
 class RegisterInput(serializers.Serializer):
@@ -46,12 +34,12 @@ TokenPair = inline_serializer("TokenPair", {"access": serializers.CharField(), "
 
 
 class ClientAddressThrottle(ResilientScopedRateThrottle):
-    """Counts per REMOTE_ADDR, like the login throttle. DRF's own identity takes a
-    client-sent X-Forwarded-For as is (NUM_PROXIES unset): a new value per request
-    would escape the limit."""
+    """Counts per REMOTE_ADDR (the client behind a trusted proxy: core.middleware), like
+    the login throttle. DRF's own identity would take a client-sent X-Forwarded-For as
+    is (NUM_PROXIES unset): a new value per request would escape the limit."""
 
     def get_ident(self, request: Request) -> str:
-        return client_ip_of(request.META)
+        return str(request.META.get("REMOTE_ADDR") or "unknown")
 
 
 class RegisterApi(APIView):
@@ -87,19 +75,22 @@ class TokenObtainApi(APIView):
                 401,
                 429,
                 s401="`invalid_credentials`: unknown user or wrong password.",
-                s429="`throttled`: too many failed logins for this username from this address.",
+                s429="`throttled`: too many failed logins for this username from this address, or from"
+                " this address across usernames; `Retry-After` says when to try again.",
             ),
         },
     )
     def post(self, request: Request) -> Response:
         data = CredentialsInput(data=request.data)
         data.is_valid(raise_exception=True)
-        user = user_authenticate(**data.validated_data, client_ip=client_ip_of(request.META))
+        # The HttpRequest: the failed-login policy (django-axes) marks it, and its middleware reads it.
+        user = user_authenticate(request=request._request, **data.validated_data)
         return Response(token_pair_issue(user=user))
 
 
 class TokenRefreshApi(APIView):
-    """Refresh tokens rotate: the old one is blacklisted and a new pair is returned."""
+    """Refresh tokens rotate: the old one is spent and a new pair is returned; presenting a
+    spent one revokes every token of its login (accounts.tokens)."""
 
     permission_classes = [AllowAny]
     authentication_classes: list[Any] = []
@@ -111,14 +102,7 @@ class TokenRefreshApi(APIView):
     def post(self, request: Request) -> Response:
         data = RefreshInput(data=request.data)
         data.is_valid(raise_exception=True)
-        serializer = TokenRefreshSerializer(data=data.validated_data)
-        try:
-            serializer.is_valid(raise_exception=True)
-        except (TokenError, AuthenticationFailed, serializers.ValidationError, ObjectDoesNotExist) as exc:
-            # Expired, malformed, blacklisted (already rotated) or belonging to a removed user
-            # (simplejwt's serializer looks the user up with .get(): DoesNotExist, not a 500).
-            raise InvalidToken() from exc
-        return Response(serializer.validated_data)
+        return Response(token_pair_rotate(refresh=data.validated_data["refresh"]))
 
 
 class LogoutApi(APIView):
@@ -132,10 +116,7 @@ class LogoutApi(APIView):
     def post(self, request: Request) -> Response:
         data = RefreshInput(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            RefreshToken(data.validated_data["refresh"]).blacklist()
-        except TokenError as exc:
-            raise InvalidToken() from exc
+        token_logout(refresh=data.validated_data["refresh"])
         return Response(status=status.HTTP_205_RESET_CONTENT)
 
 

@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "django_prometheus",
     "django_celery_beat",
+    "axes",
     "core",
     "accounts",
     "orders",
@@ -43,10 +44,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "core.middleware.TrustedProxyMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.middleware.CorrelationIdMiddleware",
+    "core.middleware.NulByteMiddleware",
+    "core.middleware.PrivateApiCacheMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -54,6 +58,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Answers a locked-out login at a door that does not answer it itself (the admin's form).
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -119,6 +125,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes first: it refuses a locked-out login before any password is compared.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "home"
@@ -175,9 +186,34 @@ SIMPLE_JWT = {
     "SIGNING_KEY": SECRET_KEY,
 }
 
-# Failed logins allowed per (username, client address) within the window before 429.
+# --- Failed logins (accounts/login_throttle.py, docs/security.md) ------------------
+# One policy for the API token endpoint, the /login page and /admin/login/: failures per
+# (username, client address) lock that pair out; failures per client address across
+# usernames, at a higher limit, lock the address out. A series ends the window after its
+# last failure. Counted in the database (django-axes), shared by every process.
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_ADDRESS_FAILURE_LIMIT = env_int("LOGIN_ADDRESS_FAILURE_LIMIT", 20)
 LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 300)
+AXES_HANDLER = "accounts.login_throttle.LoginThrottleHandler"
+AXES_FAILURE_LIMIT = "accounts.login_throttle.failure_limit"
+AXES_COOLOFF_TIME = "accounts.login_throttle.failure_window"
+AXES_USERNAME_CALLABLE = "accounts.login_throttle.folded_username"
+AXES_LOCKOUT_CALLABLE = "accounts.login_throttle.lockout_response"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+AXES_RESET_ON_SUCCESS = True  # clears the (username, address) count only (the handler)
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # refused attempts are not counted
+AXES_DISABLE_ACCESS_LOG = True  # successful logins are not recorded; failures are
+AXES_VERBOSE = False
+
+# --- Proxies and operations -----------------------------------------------------
+# Addresses or CIDR blocks of the reverse proxies in front of the web processes: only
+# their X-Forwarded-For / X-Forwarded-Proto are believed (core.middleware). Empty: the
+# clients connect directly and every forwarded header is ignored.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+# /metrics answers a scraper that sends `Authorization: Bearer <METRICS_TOKEN>` or that
+# connects from METRICS_ALLOWED_NETWORKS (docs/security.md).
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1")
 
 # --- Trading ----------------------------------------------------------------
 MAKER_FEE_BPS = env_int("MAKER_FEE_BPS", 8)
@@ -265,6 +301,7 @@ LOGGING = {
         "web3": {"level": "WARNING"},
         "eth": {"level": "WARNING"},
         "celery": {"level": "INFO"},
+        "axes": {"level": "WARNING"},  # each failed login and lockout, without axes' chatter
     },
 }
 

@@ -16,7 +16,12 @@ DATABASES = {"default": database_config(DATABASE_URL)}  # noqa: F405
 CHAIN_SIGNER_PRIVATE_KEY = env_str("CHAIN_SIGNER_PRIVATE_KEY", "")
 
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+# Believed only from TRUSTED_PROXIES: core.middleware.TrustedProxyMiddleware drops the
+# header from anyone else.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# No address is trusted with the metrics by default: a proxy on the same host would make
+# every client look local. The scraper sends METRICS_TOKEN, or set the allow-list.
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS")
 SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True

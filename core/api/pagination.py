@@ -4,8 +4,12 @@ from typing import Any
 
 from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
-from rest_framework.pagination import CursorPagination
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import Cursor, CursorPagination
+from rest_framework.request import Request
 from rest_framework.response import Response
+
+from core.text import parse_id
 
 
 class NewestFirstPagination(CursorPagination):
@@ -15,6 +19,15 @@ class NewestFirstPagination(CursorPagination):
     page_size = 50
     page_size_query_param = "limit"
     max_page_size = 200
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        # DRF checks the offset and the direction of a cursor but hands its position to
+        # the query as is: a forged one (base64 of "p=abc") was a ValueError, a 500. The
+        # position of this ordering is an id.
+        cursor = super().decode_cursor(request)
+        if cursor is not None and cursor.position is not None and parse_id(str(cursor.position)) is None:
+            raise NotFound(self.invalid_cursor_message)
+        return cursor
 
     def get_paginated_response(self, data: Any) -> Response:
         return Response({"results": data, "next": self.get_next_link()})

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import csv
 import io
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -15,9 +15,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.params import decimal_param
 from core.api.request import request_user
 from core.api.schema import error_responses
-from core.errors import InvalidParameter
 from core.money import format_amount
 from flywheel import selectors
 
@@ -166,21 +166,6 @@ def _percent(fraction: Decimal) -> str:
     return f"{(fraction * HUNDRED).quantize(Decimal('0.01')):f}"
 
 
-def _decimal_param(request: Request, name: str, *, required: bool, maximum: Decimal) -> Decimal | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        if required:
-            raise InvalidParameter(f"{name} is required.", fields={name: ["This parameter is required."]})
-        return None
-    try:
-        value = Decimal(raw.strip())
-    except (InvalidOperation, ValueError):
-        raise InvalidParameter(f"{name} must be a number.", fields={name: ["Must be a number."]}) from None
-    if not value.is_finite() or value < 0 or value > maximum:
-        raise InvalidParameter(f"{name} is out of range.", fields={name: [f"Must be between 0 and {maximum:f}."]})
-    return value
-
-
 def _impact_body(impact: selectors.Impact) -> dict[str, Any]:
     return {
         "ttx_holdings": format_amount(impact.ttx_holdings),
@@ -286,9 +271,9 @@ class CalculatorApi(APIView):
         responses={200: PROJECTION},
     )
     def get(self, request: Request) -> Response:
-        ttx = _decimal_param(request, "ttx_amount", required=True, maximum=settings.TTX_CIRCULATING_SUPPLY)
-        volume = _decimal_param(request, "monthly_volume", required=True, maximum=MAX_AMOUNT)
-        revenue = _decimal_param(request, "platform_revenue", required=False, maximum=MAX_AMOUNT)
+        ttx = decimal_param(request, "ttx_amount", required=True, maximum=settings.TTX_CIRCULATING_SUPPLY)
+        volume = decimal_param(request, "monthly_volume", required=True, maximum=MAX_AMOUNT)
+        revenue = decimal_param(request, "platform_revenue", required=False, maximum=MAX_AMOUNT)
         assert ttx is not None and volume is not None  # noqa: S101  (required=True raised otherwise)
         p = selectors.earnings_project(ttx_amount=ttx, monthly_volume=volume, platform_revenue=revenue)
         return Response(
@@ -313,7 +298,7 @@ class ComparisonApi(APIView):
 
     @extend_schema(parameters=[OpenApiParameter("monthly_volume", str)], responses={200: COMPARISON})
     def get(self, request: Request, competitor: str) -> Response:
-        volume = _decimal_param(request, "monthly_volume", required=False, maximum=MAX_AMOUNT)
+        volume = decimal_param(request, "monthly_volume", required=False, maximum=MAX_AMOUNT)
         body = selectors.competitor_comparison(key=competitor, monthly_volume=volume or Decimal(100_000))
         return Response({k: format_amount(v) if isinstance(v, Decimal) else v for k, v in body.items()})
 

@@ -8,22 +8,26 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api.pagination import NewestFirstPagination, paginated
+from core.api.params import name_param
 from core.api.request import request_user
 from core.api.schema import error_responses
 from core.api.throttling import ResilientScopedRateThrottle
 from core.errors import InvalidParameter
+from core.text import parse_id
 from orders.api.serializers import OrderInput, OrderOutput, UserTradeOutput
 from orders.errors import OrderNotFound
 from orders.models import OrderStatus, Trade
+from orders.selectors.markets import SYMBOL_MAX_LENGTH
 from orders.selectors.orders import order_get_for_user, order_list_for_user, trade_list_for_user
 from orders.services.order_requests import OrderRequest
 from orders.services.orders import order_cancel, order_place
 
 
 def _order_id(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
+    order_id = parse_id(raw)
+    if order_id is None:
         raise OrderNotFound()
-    return int(raw)
+    return order_id
 
 
 class OrdersApi(APIView):
@@ -46,9 +50,8 @@ class OrdersApi(APIView):
         status = request.query_params.get("status") or None
         if status is not None and status not in OrderStatus.values:
             raise InvalidParameter(fields={"status": [f"One of {', '.join(OrderStatus.values)}."]})
-        queryset = order_list_for_user(
-            user_id=request_user(request).pk, status=status, market=request.query_params.get("market") or None
-        )
+        market = name_param(request, "market", max_length=SYMBOL_MAX_LENGTH)
+        queryset = order_list_for_user(user_id=request_user(request).pk, status=status, market=market)
         paginator = NewestFirstPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(OrderOutput(page, many=True).data)
@@ -113,9 +116,8 @@ class UserTradesApi(APIView):
     def get(self, request: Request) -> Response:
         user = request_user(request)
         paginator = NewestFirstPagination()
-        page = paginator.paginate_queryset(
-            trade_list_for_user(user_id=user.pk, market=request.query_params.get("market") or None), request, view=self
-        )
+        market = name_param(request, "market", max_length=SYMBOL_MAX_LENGTH)
+        page = paginator.paginate_queryset(trade_list_for_user(user_id=user.pk, market=market), request, view=self)
         return paginator.get_paginated_response(
             UserTradeOutput([_user_fill(t, user.pk) for t in page or []], many=True).data
         )

@@ -10,7 +10,7 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from core.money import format_amount
+from core.money import AMOUNT_TEXT_MAX_LENGTH, format_amount
 from orders.models import Market, Order
 
 
@@ -76,7 +76,7 @@ class AmountInput(serializers.Field):
         if (
             isinstance(data, bool)
             or not isinstance(data, str | int | float)
-            or (isinstance(data, str) and len(data) > 64)
+            or (isinstance(data, str) and len(data) > AMOUNT_TEXT_MAX_LENGTH)
         ):
             self.fail("invalid")
         return data

@@ -13,6 +13,7 @@ from core.api.permissions import IsStaff
 from core.api.schema import error_responses
 from core.errors import InvalidParameter
 from core.money import format_amount
+from core.text import parse_id
 from revenue.errors import RevenueEventNotFound, RevenueEventNotRetryable
 from revenue.models import RevenueEvent
 from revenue.reports import onchain_failure_report
@@ -104,9 +105,10 @@ def _int_param(request: Request, *names: str, default: int | None, minimum: int,
     raw = next((request.query_params[n] for n in names if request.query_params.get(n) not in (None, "")), None)
     if raw is None:
         return default
-    if not raw.isdigit() or not minimum <= int(raw) <= maximum:
+    value = parse_id(raw)
+    if value is None or not minimum <= value <= maximum:
         raise InvalidParameter(fields={names[0]: [f"Must be an integer from {minimum} to {maximum}."]})
-    return int(raw)
+    return value
 
 
 def _money(value: Any) -> Any:
@@ -162,10 +164,11 @@ class RevenueEventRetryApi(APIView):
         },
     )
     def post(self, request: Request, event_id: str) -> Response:
-        if not event_id.isdigit() or not RevenueEvent.objects.filter(pk=int(event_id)).exists():
+        event_pk = parse_id(event_id)
+        if event_pk is None or not RevenueEvent.objects.filter(pk=event_pk).exists():
             raise RevenueEventNotFound()
         from revenue.delivery import revenue_event_delivery_retry  # keeps web3 out of web workers
 
-        if not revenue_event_delivery_retry(event_id=int(event_id)):
+        if not revenue_event_delivery_retry(event_id=event_pk):
             raise RevenueEventNotRetryable()
         return Response({"id": int(event_id), "status": "queued"}, status=202)

@@ -109,6 +109,14 @@ def _live_server_serialized_on_sqlite() -> Iterator[None]:
     LiveServerThread.server_class = original
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _live_server_serves_again() -> Iterator[None]:
+    """The live server lives for the session: once this module's last test is flushed, it
+    answers the next module's tests again instead of "test over"."""
+    yield
+    _DRAINING.clear()
+
+
 # --- browser ----------------------------------------------------------------------------------
 
 

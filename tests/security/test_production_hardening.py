@@ -40,6 +40,9 @@ plain = client.get("/api/me")
 missing = client.get("/api/no-such-endpoint", **https)
 me = client.get("/api/me", **https)
 foreign = Client(HTTP_HOST="evil.example").get("/api/me", **https)
+# The test client connects from 127.0.0.1, the proxy of TRUSTED_PROXIES; a client that
+# reaches the server directly cannot claim HTTPS with the header.
+forged = client.get("/api/me", REMOTE_ADDR="203.0.113.9", **https)
 jwt = s.SIMPLE_JWT
 print(json.dumps({
     "DEBUG": s.DEBUG,
@@ -64,6 +67,7 @@ print(json.dumps({
     "missing": [missing.status_code, missing.content.decode(), dict(missing.items())],
     "me": [me.status_code, me.content.decode()],
     "foreign": foreign.status_code,
+    "forged": [forged.status_code, forged.get("Location")],
 }))
 """
 
@@ -92,6 +96,7 @@ def _run(code: str, *args: str, **env_overrides: str) -> Any:
             "DJANGO_ALLOWED_HOSTS": HOST,
             "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/platform_sec_b_unused",  # never connected
             "PROBE_HOST": HOST,
+            "TRUSTED_PROXIES": "127.0.0.1",
             **env_overrides,
         }
     )
@@ -141,6 +146,8 @@ def test_https_everywhere(prod: Any) -> None:
     assert seconds >= 31_536_000 and subdomains and preload
     status, location = prod["plain"]
     assert status == 301 and location == f"https://{HOST}/api/me"
+    # X-Forwarded-Proto counts from the trusted proxy only.
+    assert prod["forged"] == [301, f"https://{HOST}/api/me"]
 
 
 def test_security_headers_on_answers(prod: Any) -> None:

@@ -1,0 +1,47 @@
+"""Client addresses and the networks the settings name (trusted proxies, the metrics
+allow-list): IP addresses and CIDR blocks, IPv4 or IPv6."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import cache
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+
+Network = IPv4Network | IPv6Network
+
+
+@cache
+def networks_parse(spec: tuple[str, ...]) -> tuple[Network, ...]:
+    """ "10.0.0.0/8", "127.0.0.1", "::1": a host is a /32 (/128). Raises ValueError."""
+    return tuple(ip_network(item.strip(), strict=False) for item in spec)
+
+
+def address_parse(text: str) -> IPv4Address | IPv6Address | None:
+    try:
+        return ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+def address_in(address: str, spec: Iterable[str]) -> bool:
+    """Whether `address` (text) lies in one of the networks of `spec` (a settings list)."""
+    parsed = address_parse(address)
+    return parsed is not None and any(parsed in network for network in networks_parse(tuple(spec)))
+
+
+def forwarded_client(*, peer: str, forwarded_for: str, trusted: Iterable[str]) -> str:
+    """The client behind a chain of proxies. X-Forwarded-For lists the addresses each proxy
+    saw, the nearest last; walk it from the right while the hop is a trusted proxy. The first
+    hop that is not trusted is the client; anything left of it was written by that client
+    and proves nothing. An unreadable entry stops the walk at the proxy that added it."""
+    spec = tuple(trusted)
+    client = peer
+    if not address_in(peer, spec):
+        return peer
+    for hop in reversed([part.strip() for part in forwarded_for.split(",") if part.strip()]):
+        if address_parse(hop) is None:
+            break
+        client = hop
+        if not address_in(hop, spec):
+            break
+    return client

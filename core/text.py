@@ -1,0 +1,27 @@
+"""Text from a request on its way to the database: checked first, so that a crafted value
+is a clean 400/404 instead of a driver error (PostgreSQL refuses NUL in text; int() reads
+"\u0661" (Arabic-Indic one) as 1 and raises on "\u00b2" (superscript two), which str.isdigit() accepts)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# Database ids: bigint, so at most 18 digits always fit; ASCII only.
+ID_TEXT = re.compile(r"[0-9]{1,18}", re.ASCII)
+
+
+def parse_id(raw: str) -> int | None:
+    """A non-negative integer written as 1 to 18 ASCII digits (an id, a limit), or None."""
+    return int(raw) if ID_TEXT.fullmatch(raw) else None
+
+
+def has_control_characters(text: str) -> bool:
+    """NUL, other C0/C1 controls, format characters (bidi overrides, zero-width), surrogates,
+    private-use and unassigned code points: never part of a name the platform issues."""
+    return any(unicodedata.category(char).startswith("C") for char in text)
+
+
+def is_clean_name(text: str, *, max_length: int) -> bool:
+    """A name worth looking up: 1 to max_length characters, none of them a control."""
+    return 0 < len(text) <= max_length and not has_control_characters(text)
