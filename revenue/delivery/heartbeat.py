@@ -1,4 +1,5 @@
-"""The delivery worker's heartbeat: one row (id 1), written at the end of every cycle."""
+"""The delivery worker's heartbeat: written at the end of every cycle (the same row keeps
+the pause and alert state of revenue.delivery.conditions)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from revenue.models import DeliveryHeartbeat
 
 if TYPE_CHECKING:
     from revenue.chain.runtime import ChainContext
+    from revenue.delivery.health import ChainView
 
 logger = logging.getLogger("revenue.delivery")
 
@@ -29,7 +31,13 @@ def _chain_snapshot(context: ChainContext | None) -> dict[str, Any]:
 
 
 def delivery_heartbeat_write(
-    *, context: ChainContext | None, task: str, result: dict[str, Any], error: str, now: datetime
+    *,
+    context: ChainContext | None,
+    view: ChainView | None,
+    task: str,
+    result: dict[str, Any],
+    error: str,
+    now: datetime,
 ) -> None:
     """Never raises: a failing heartbeat must not hide the cycle's own outcome."""
     try:
@@ -41,11 +49,13 @@ def delivery_heartbeat_write(
             "connected": bool(chain.get("connected")),
             "chain_id": chain.get("chain_id"),
             "block_number": chain.get("block_number"),
-            "next_sequence": chain.get("next_sequence"),
+            "items_paid": chain.get("items_paid"),
             "signer_address": chain.get("signer_address") or "",
             "signer_balance_wei": "" if chain.get("signer_balance_wei") is None else str(chain["signer_balance_wei"]),
             "contract_address": chain.get("contract_address") or "",
         }
+        if view is not None:
+            fields["finalized_block"] = max(view.final_block, 0)
         if error:
             fields.update(last_error=error[:2000], last_error_at=now)
         else:
