@@ -37,7 +37,7 @@ def alert_send(*, kind: str, subject: str, details: dict[str, Any]) -> None:
 
 
 def revenue_events_critical_alert(*, event_ids: list[int], reason: str, now: datetime | None = None) -> list[int]:
-    """Claim the events' alert (metadata alertedAt, set in SQL only where it is absent, so
+    """Claim the events' alert (a timestamp in their metadata, set in SQL only where absent, so
     concurrent or repeated calls alert each event once) and send one alert for all the
     events claimed. Returns them."""
     if not event_ids:

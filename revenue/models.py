@@ -220,7 +220,7 @@ class DeliveryBundle(models.Model):
 
     stream = models.ForeignKey(RevenueStream, on_delete=models.PROTECT, related_name="bundles")
     event_ids = models.JSONField(default=list)
-    amount_wei = models.CharField(max_length=80)  # the sum of its events' amountWei
+    amount_wei = models.CharField(max_length=80)  # the sum of its events' amounts in wei
     created_at = models.DateTimeField()
 
     def __str__(self) -> str:

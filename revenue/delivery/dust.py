@@ -1,6 +1,6 @@
 """Dust: holder shares worth less than DELIVERY_MIN_ITEM_WEI are not paid one by one
 (a batched item costs thousands of gas whatever it carries). They are carried forward
-per stream (still `pending`, with their amount and `carriedAt`) until together they
+per stream (still `pending`, with their amount and when they were carried) until together they
 are worth the minimum, or the oldest has waited DELIVERY_DUST_MAX_AGE_SECONDS; then
 they become one bundle, paid on-chain as one item (``BUNDLE_ITEM_BASE + bundle id``).
 
@@ -29,7 +29,7 @@ logger = logging.getLogger("revenue.delivery")
 @dataclass(frozen=True, slots=True)
 class BundlePlan:
     stream_id: int
-    events: list[tuple[int, int]]  # (event id, amountWei)
+    events: list[tuple[int, int]]  # (event id, its amount in wei)
 
     @property
     def amount_wei(self) -> int:

@@ -83,7 +83,7 @@ def revenue_events_deliverable_exist(*, now: datetime) -> bool:
 
 
 def carried_dust(*, stream_ids: Iterable[int] | None = None) -> dict[int, list[tuple[int, int, str]]]:
-    """Dust carried forward, per stream: (event id, amountWei, carriedAt), oldest first."""
+    """Dust carried forward, per stream: (event id, amount in wei, carried since), oldest first."""
     rows = RevenueEvent.objects.filter(status_in(DeliveryStatus.PENDING) & carried())
     if stream_ids is not None:
         rows = rows.filter(stream_id__in=list(stream_ids))

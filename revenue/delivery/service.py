@@ -132,19 +132,21 @@ def _cycle(context: ChainContext, result: DeliveryCycleResult, *, max_batches: i
     limit = settings.DELIVERY_REDRIVE_BATCH if redrive else settings.DELIVERY_BATCH_SIZE
     limit = max(1, min(limit, MAX_BATCH))
     fault: OperatorFault | None = None
-    view = chain_view_read(context)
-    for sent in range(max(1, max_batches) + 1):
-        now = timezone.now()
-        if sent:
-            view = chain_view_read(context)
-        if deliveries_reconcile(context, view, counters, now=now):
-            break  # a batch waits to be mined: its nonce comes first
-        fault = sending_fault(view)
-        if fault is not None or sent >= max(1, max_batches):
-            break
-        counters.bundles_formed += len(dust_bundles_form(now=now))
-        if not batch_send_next(context, view, counters, now=now, limit=limit, stale_only=redrive):
-            break
+    view = chain_view_read(context)  # a node on another chain or no contract: nothing to read
+    try:
+        for sent in range(max(1, max_batches) + 1):
+            now = timezone.now()
+            if sent:
+                view = chain_view_read(context)
+            waiting = deliveries_reconcile(context, view, counters, now=now)
+            fault = sending_fault(view)
+            if waiting or fault is not None or sent >= max(1, max_batches):
+                break  # a batch waiting to be mined comes first: its nonce precedes the next
+            counters.bundles_formed += len(dust_bundles_form(now=now))
+            if not batch_send_next(context, view, counters, now=now, limit=limit, stale_only=redrive):
+                break
+    except OperatorFault as raised:  # met while re-signing or sending (funds, fee cap, price)
+        fault = raised
     now = timezone.now()
     signer_balance_watch(balance=view.balance, threshold=low_balance_threshold(view), now=now)
     batches_stuck_alert(now=now)

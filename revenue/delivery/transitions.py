@@ -112,7 +112,7 @@ def events_fail(
     give_up: bool = False,
 ) -> list[int]:
     """Inside the caller's transaction: one failed attempt for each event (in one of
-    ``from_statuses``): retryAttempts + 1, lastError and the next retry by backoff. At
+    ``from_statuses``): one more attempt, its error and the next retry by backoff. At
     DELIVERY_MAX_ATTEMPTS (or with ``give_up``, when retrying cannot help) the event is
     critical (no further automatic retry) and alerted, once. Attempts are counted per
     current value with a compare-and-set, so a concurrent writer can never make an
