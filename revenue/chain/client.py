@@ -92,6 +92,7 @@ __all__ = [
     "dev_signer_fund",
     "error_message",
     "explain_failed_receipt",
+    "fees_for",
     "finalized_block_number",
     "is_connection_failure",
     "is_nonce_too_low",
@@ -101,6 +102,7 @@ __all__ = [
     "node_chain_id",
     "operator_cause",
     "payment_logs",
+    "priority_fee_suggested",
     "receipt_or_none",
     "reserve_contract",
     "send_signed",
@@ -264,13 +266,23 @@ def suggest_fees(w3: Web3) -> tuple[int, int]:
         except Exception as exc:
             if is_connection_failure(exc):
                 raise
+    return fees_for(base_fee=base_fee, priority=priority_fee_suggested(w3))
+
+
+def priority_fee_suggested(w3: Web3) -> int:
+    """The node's ``eth_maxPriorityFeePerGas`` (1 gwei if unsupported), at least 1 wei."""
+    with _translate_transient():
         try:
             priority = int(w3.eth.max_priority_fee)
         except Exception as exc:
             if is_connection_failure(exc):
                 raise
             priority = FALLBACK_PRIORITY_FEE
-    priority = max(priority, 1)
+    return max(priority, 1)
+
+
+def fees_for(*, base_fee: int, priority: int) -> tuple[int, int]:
+    """``(max_fee, priority)`` surviving six full blocks of base-fee growth: 2 x base + priority."""
     return 2 * base_fee + priority, priority
 
 

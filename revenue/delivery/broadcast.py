@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -57,7 +58,6 @@ from revenue.delivery.cycle import CycleCounters, chain_call
 from revenue.delivery.dust import dust_carry, is_dust
 from revenue.delivery.health import ChainView, fees_capped
 from revenue.delivery.metadata import DeliveryStatus, Key, lookup
-from revenue.delivery.pricing import delivery_price_checked
 from revenue.delivery.selectors import (
     DeliverableEvent,
     bundle_item_id,
@@ -159,17 +159,23 @@ def _plan(events: list[DeliverableEvent], *, price: Decimal) -> BatchPlan:
 
 
 def _batch_plan(
-    *, now: datetime, limit: int, exclude: set[int], stale_only: bool, counters: CycleCounters
+    *,
+    now: datetime,
+    limit: int,
+    exclude: set[int],
+    stale_only: bool,
+    counters: CycleCounters,
+    price_of: Callable[[], Decimal],
 ) -> tuple[BatchPlan, Decimal] | None:
     """The next batch's items; dust met on the way is carried forward, unconvertible
     currencies are critical at once."""
     price: Decimal | None = None
     for _ in range(PLAN_PASSES):
-        events = revenue_events_deliverable(now=now, limit=limit, exclude_ids=exclude, stale_only=stale_only)
+        events = _deliverable(now=now, limit=limit, exclude=exclude, stale_only=stale_only)
         if not events:
             return None
         if price is None:
-            price = delivery_price_checked(now=now)  # OperatorFault when missing or out of bounds
+            price = price_of()  # OperatorFault when missing or out of bounds
         plan = _plan(events, price=price)
         if plan.unpriced:
             with transaction.atomic(durable=True):
@@ -188,11 +194,31 @@ def _batch_plan(
     return (plan, price) if plan.items and price is not None else None
 
 
+def _deliverable(*, now: datetime, limit: int, exclude: set[int], stale_only: bool) -> list[DeliverableEvent]:
+    """The next events to send, none of a batch in flight. Those are `submitted`, so the
+    selection itself skips them; the few a batch in flight holds while pending (a foreign
+    payment that vanished) are dropped here, and only if that empties the selection is it
+    made again with them excluded in SQL."""
+    events = revenue_events_deliverable(now=now, limit=limit, stale_only=stale_only)
+    kept = [event for event in events if event.id not in exclude]
+    if events and not kept:
+        kept = revenue_events_deliverable(now=now, limit=limit, exclude_ids=exclude, stale_only=stale_only)
+    return kept
+
+
 def batch_send_next(
-    context: ChainContext, view: ChainView, counters: CycleCounters, *, now: datetime, limit: int, stale_only: bool
+    context: ChainContext,
+    view: ChainView,
+    counters: CycleCounters,
+    *,
+    now: datetime,
+    limit: int,
+    stale_only: bool,
+    price_of: Callable[[], Decimal],
 ) -> bool:
-    """Select, sign, persist and broadcast the next batch. Returns whether a batch was
-    persisted (the caller reconciles again before the next one)."""
+    """Select, sign, persist and broadcast the next batch (at the price ``price_of`` gives,
+    once per cycle). Returns whether a batch was persisted (the caller reconciles again
+    before the next one)."""
     in_flight = delivery_batches_in_flight(deployment_id=context.deployment_id)
     planned = _batch_plan(
         now=now,
@@ -200,6 +226,7 @@ def batch_send_next(
         exclude=in_flight_event_ids(in_flight),
         stale_only=stale_only,
         counters=counters,
+        price_of=price_of,
     )
     if planned is None:
         return False

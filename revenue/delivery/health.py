@@ -20,9 +20,10 @@ from revenue.chain.client import (
     OperatorFault,
     PauseCause,
     contract_health,
+    fees_for,
     finalized_block_number,
     node_chain_id,
-    suggest_fees,
+    priority_fee_suggested,
 )
 from revenue.chain.runtime import ChainContext
 from revenue.delivery.cycle import chain_call
@@ -40,7 +41,6 @@ class ChainView:
     max_fee: int  # suggested for a transaction sent now
     priority_fee: int
     latest_nonce: int  # the signer's mined transactions
-    pending_nonce: int  # mined + contiguous in the node's pool
     balance: int
     contract: ContractHealth
     batch_gas: int  # what a full batch was given lately: the unit of the balance checks
@@ -49,29 +49,36 @@ class ChainView:
         return max(0, self.head - block_number + 1)
 
 
-def chain_view_read(context: ChainContext) -> ChainView:
-    """Raises OperatorFault for a node on another chain or a reserve with no code."""
+def chain_view_read(context: ChainContext, *, previous: ChainView | None = None) -> ChainView:
+    """Raises OperatorFault for a node on another chain or a reserve with no code. With
+    ``previous`` (a later step of the same cycle) only what moves with every block is read
+    again: the chain id, the reserve's view of the signer and the final block are kept."""
     w3 = context.w3
-    chain_id = node_chain_id(w3)
-    if chain_id != context.chain_id:
-        raise OperatorFault(
-            PauseCause.WRONG_CHAIN_ID,
-            f"the node at the configured address is on chain {chain_id}; the reserve is on chain {context.chain_id}",
-        )
     signer = context.signer.address
     latest = chain_call(w3.eth.get_block, "latest")
     head = int(latest["number"])
-    final = finalized_block_number(w3) if settings.CHAIN_FINALITY_USE_TAG else None
-    if final is None:
-        final = head - settings.CHAIN_FINALITY_DEPTH + 1
     pending_block = chain_call(w3.eth.get_block, "pending")
     next_base_fee = int(pending_block.get("baseFeePerGas") or latest.get("baseFeePerGas") or 0)
-    max_fee, priority = suggest_fees(w3)
-    health = contract_health(w3, context.contract_address, signer)
-    if not (health.code_present and health.compatible):
-        fault = health.fault()
-        assert fault is not None  # noqa: S101  (no usable contract is a fault)
-        raise fault
+    base_fee = max(next_base_fee, int(latest.get("baseFeePerGas") or 0))
+    max_fee, priority = fees_for(base_fee=base_fee, priority=priority_fee_suggested(w3))
+    if previous is None:
+        chain_id = node_chain_id(w3)
+        if chain_id != context.chain_id:
+            raise OperatorFault(
+                PauseCause.WRONG_CHAIN_ID,
+                f"the node at WEB3_PROVIDER_URI is on chain {chain_id}; the reserve is on chain {context.chain_id}",
+            )
+        final = finalized_block_number(w3) if settings.CHAIN_FINALITY_USE_TAG else None
+        if final is None:
+            final = head - settings.CHAIN_FINALITY_DEPTH + 1
+        health = contract_health(w3, context.contract_address, signer)
+        if not (health.code_present and health.compatible):
+            fault = health.fault()
+            assert fault is not None  # noqa: S101  (no usable contract is a fault)
+            raise fault
+        batch_gas = delivery_batch_gas_typical() or DEFAULT_BATCH_GAS
+    else:
+        final, health, batch_gas = previous.final_block, previous.contract, previous.batch_gas
     return ChainView(
         head=head,
         head_hash=HexBytes(latest["hash"]).to_0x_hex(),
@@ -80,10 +87,9 @@ def chain_view_read(context: ChainContext) -> ChainView:
         max_fee=max_fee,
         priority_fee=priority,
         latest_nonce=int(chain_call(w3.eth.get_transaction_count, signer, "latest")),
-        pending_nonce=int(chain_call(w3.eth.get_transaction_count, signer, "pending")),
         balance=int(chain_call(w3.eth.get_balance, signer)),
         contract=health,
-        batch_gas=delivery_batch_gas_typical() or DEFAULT_BATCH_GAS,
+        batch_gas=batch_gas,
     )
 
 

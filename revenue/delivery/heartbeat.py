@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
-from revenue.chain.client import chain_status, connect
+from revenue.chain.client import chain_items_paid, chain_status, connect
 from revenue.models import DeliveryHeartbeat
 
 if TYPE_CHECKING:
@@ -19,7 +19,21 @@ if TYPE_CHECKING:
 logger = logging.getLogger("revenue.delivery")
 
 
-def _chain_snapshot(context: ChainContext | None) -> dict[str, Any]:
+def _chain_snapshot(context: ChainContext | None, view: ChainView | None) -> dict[str, Any]:
+    if context is not None and view is not None:  # what the cycle read already, plus the reserve's count
+        try:
+            items_paid: int | None = chain_items_paid(context.w3, context.contract_address)
+        except Exception:
+            items_paid = None
+        return {
+            "connected": True,
+            "chain_id": context.chain_id,
+            "block_number": view.head,
+            "signer_balance_wei": view.balance,
+            "items_paid": items_paid,
+            "contract_address": context.contract_address,
+            "signer_address": context.signer_address,
+        }
     if context is not None:
         status = chain_status(
             context.w3, contract_address=context.contract_address, signer_address=context.signer_address
@@ -41,7 +55,7 @@ def delivery_heartbeat_write(
 ) -> None:
     """Never raises: a failing heartbeat must not hide the cycle's own outcome."""
     try:
-        chain = _chain_snapshot(context)
+        chain = _chain_snapshot(context, view)
         fields: dict[str, Any] = {
             "last_run_at": now,
             "last_task": task,

@@ -32,7 +32,7 @@ from revenue.delivery.health import ChainView
 from revenue.delivery.selectors import (
     BUNDLE_ITEM_BASE,
     delivery_batch_by_tx_hash,
-    delivery_batches_in_flight,
+    delivery_batches_live,
     delivery_batches_not_final,
     items_events,
 )
@@ -113,10 +113,7 @@ def _record(context: ChainContext, found: list[MinedTransaction], counters: Cycl
     """Each transaction on the batch that sent it, in chain order (a payer before the
     transactions that found its items paid)."""
     known: dict[str, DeliveryBatch] = {}
-    for live in [
-        *delivery_batches_in_flight(deployment_id=context.deployment_id),
-        *delivery_batches_not_final(deployment_id=context.deployment_id),
-    ]:
+    for live in delivery_batches_live(deployment_id=context.deployment_id):
         known.update(dict.fromkeys(live.tx_hashes, live))
     for mined in found:
         found_batch = known.get(mined.tx_hash) or delivery_batch_by_tx_hash(

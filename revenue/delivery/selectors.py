@@ -104,6 +104,15 @@ def delivery_batches_in_flight(*, deployment_id: int) -> list[DeliveryBatch]:
     )
 
 
+def delivery_batches_live(*, deployment_id: int) -> list[DeliveryBatch]:
+    """Batches in flight, and confirmed ones whose payment may still leave the canonical chain."""
+    return list(
+        DeliveryBatch.objects.filter(deployment_id=deployment_id).filter(
+            Q(status=DeliveryBatchStatus.SUBMITTED) | Q(status=DeliveryBatchStatus.CONFIRMED, finalized_at__isnull=True)
+        )
+    )
+
+
 def delivery_batches_not_final(*, deployment_id: int) -> list[DeliveryBatch]:
     """Batches whose payment may still leave the canonical chain: mined or confirmed, not final."""
     return list(

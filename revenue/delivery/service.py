@@ -8,6 +8,7 @@ no event's attempts; the first cycle that finds the cause gone resumes by itself
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -133,17 +134,21 @@ def _cycle(context: ChainContext, result: DeliveryCycleResult, *, max_batches: i
     limit = max(1, min(limit, MAX_BATCH))
     fault: OperatorFault | None = None
     view = chain_view_read(context)  # a node on another chain or no contract: nothing to read
+    price_of = functools.cache(lambda: delivery_price_checked(now=timezone.now()))
     try:
         for sent in range(max(1, max_batches) + 1):
             now = timezone.now()
             if sent:
-                view = chain_view_read(context)
+                view = chain_view_read(context, previous=view)
             waiting = deliveries_reconcile(context, view, counters, now=now)
             fault = sending_fault(view)
             if waiting or fault is not None or sent >= max(1, max_batches):
                 break  # a batch waiting to be mined comes first: its nonce precedes the next
-            counters.bundles_formed += len(dust_bundles_form(now=now))
-            if not batch_send_next(context, view, counters, now=now, limit=limit, stale_only=redrive):
+            if not sent:
+                counters.bundles_formed += len(dust_bundles_form(now=now))
+            if not batch_send_next(
+                context, view, counters, now=now, limit=limit, stale_only=redrive, price_of=price_of
+            ):
                 break
     except OperatorFault as raised:  # met while re-signing or sending (funds, fee cap, price)
         fault = raised

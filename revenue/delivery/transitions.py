@@ -24,7 +24,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet
 
 from core.metrics import DELIVERIES, DELIVERY_LATENCY_SECONDS
 from revenue.alerts import revenue_events_critical_alert
@@ -188,7 +188,9 @@ def batch_mined_record(
     merged: Any = JsonMerge("metadata", patch_paid_by(batch_id=batch.pk, tx_hash=tx_hash, nonce=nonce))
     if amounts:
         merged = JsonMerge(merged, json_patch_per_row({pk: patch_amount(wei) for pk, wei in amounts.items()}))
-    _events(paid).filter(status_in(*NOT_DELIVERED)).update(metadata=merged)
+    # Usually they are its own already (submitted by it, its latest version mined): no write.
+    already = Q(status_in(DeliveryStatus.SUBMITTED), **_of_batch(batch.pk), **{lookup(Key.TX_HASH): tx_hash})
+    _events(paid).filter(status_in(*NOT_DELIVERED)).exclude(already).update(metadata=merged)
 
 
 @transaction.atomic(durable=True)

@@ -12,6 +12,7 @@ from django.core import mail
 from django.db import connection
 from django.utils import timezone
 
+from orders.models import Market
 from revenue.chain.client import ChainUnavailable, TransientChainError
 from revenue.chain.devnode import free_port
 from revenue.chain.runtime import chain_context_get, chain_context_reset
@@ -305,6 +306,21 @@ def test_a_busy_sender_lock_returns_at_once(embedded, on_postgres):
         result = revenue_events_deliver(max_batches=1)
     assert result.skipped == "busy" and not result.ran
     assert statuses() == {"pending": 2}
+
+
+def test_no_price_pauses_delivery(embedded, django_capture_on_commit_callbacks):
+    events_create(2)
+    Market.objects.filter(pk=embedded.pk).update(symbol="ETH-USDC")  # no DELIVERY_PRICE_MARKET any more
+    with django_capture_on_commit_callbacks(execute=True):
+        result = revenue_events_deliver(max_batches=1)
+    assert result.paused == "price_unavailable" and result.counters.batches_sent == 0
+    assert statuses() == {"pending": 2} and alerts() == ["On-chain delivery paused: price_unavailable"]
+    assert DeliveryHeartbeat.objects.get().pause_detail == "no ETH-USDT reference price to convert holder shares"
+    Market.objects.filter(pk=embedded.pk).update(symbol="ETH-USDT")
+    with django_capture_on_commit_callbacks(execute=True):
+        drive(until=all_delivered)
+    assert_delivered_exactly_once()
+    assert alerts()[-1] == "On-chain delivery resumed (price_unavailable is gone)"
 
 
 def test_disabled_delivery_does_nothing(embedded, settings):
