@@ -320,8 +320,15 @@ def _default_artifact() -> Artifact:
 
 
 def reserve_contract(w3: Web3, address: str, *, artifact: Artifact | None = None) -> Contract:
-    art = artifact or _default_artifact()
-    return w3.eth.contract(address=Web3.to_checksum_address(address), abi=art.abi)
+    if artifact is None:
+        return _reserve_contract(w3, Web3.to_checksum_address(address))
+    return w3.eth.contract(address=Web3.to_checksum_address(address), abi=artifact.abi)
+
+
+@functools.lru_cache(maxsize=32)
+def _reserve_contract(w3: Web3, address: ChecksumAddress) -> Contract:
+    # Building a web3 Contract parses the ABI (tens of ms): once per node connection and address.
+    return w3.eth.contract(address=address, abi=_default_artifact().abi)
 
 
 @functools.cache

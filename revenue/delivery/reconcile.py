@@ -38,7 +38,7 @@ from revenue.delivery.broadcast import (
 from revenue.delivery.cycle import CycleCounters, chain_call
 from revenue.delivery.health import ChainView
 from revenue.delivery.scan import chain_scan
-from revenue.delivery.selectors import delivery_batches_in_flight, delivery_batches_not_final
+from revenue.delivery.selectors import delivery_batches_in_flight, delivery_batches_mined_unconfirmed
 from revenue.delivery.transitions import batch_confirm, batch_fail, batches_finalize
 from revenue.models import DeliveryBatch, DeliveryBatchStatus
 
@@ -69,17 +69,13 @@ def deliveries_reconcile(context: ChainContext, view: ChainView, counters: Cycle
 
 
 def _confirm_and_finalize(context: ChainContext, view: ChainView, counters: CycleCounters, *, now: datetime) -> None:
-    final: list[int] = []
-    for batch in delivery_batches_not_final(deployment_id=context.deployment_id):
+    for batch in delivery_batches_mined_unconfirmed(deployment_id=context.deployment_id):
         assert batch.block_number is not None  # noqa: S101  (the selector's filter)
-        if batch.status == DeliveryBatchStatus.SUBMITTED:
-            if view.confirmations(batch.block_number) < settings.CHAIN_CONFIRMATIONS:
-                continue
+        if view.confirmations(batch.block_number) >= settings.CHAIN_CONFIRMATIONS:
             counters.events_confirmed += batch_confirm(batch=batch, nonce=_mined_nonce(context, batch), now=now)
-            batch.status = DeliveryBatchStatus.CONFIRMED
-        if batch.block_number <= view.final_block:
-            final.append(batch.pk)
-    counters.batches_finalized += batches_finalize(batch_ids=final, now=now)
+    counters.batches_finalized += batches_finalize(
+        deployment_id=context.deployment_id, final_block=view.final_block, now=now
+    )
 
 
 def _mined_nonce(context: ChainContext, batch: DeliveryBatch) -> int:

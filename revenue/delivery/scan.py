@@ -32,7 +32,7 @@ from revenue.delivery.health import ChainView
 from revenue.delivery.selectors import (
     BUNDLE_ITEM_BASE,
     delivery_batch_by_tx_hash,
-    delivery_batches_live,
+    delivery_batches_in_flight,
     delivery_batches_not_final,
     items_events,
 )
@@ -90,7 +90,7 @@ def chain_scan(context: ChainContext, view: ChainView, counters: CycleCounters, 
     if rewound:
         _vanished_take_back(context, found, counters, since_block=start, now=now)
     if found:
-        _record(context, found, counters, now=now)
+        _record(context, found, counters, rewound=rewound, now=now)
     ChainDeployment.objects.filter(pk=deployment.pk).update(scanned_block=view.head, scanned_block_hash=view.head_hash)
 
 
@@ -109,12 +109,18 @@ def _vanished_take_back(
         counters.reorged_batches += 1
 
 
-def _record(context: ChainContext, found: list[MinedTransaction], counters: CycleCounters, *, now: datetime) -> None:
+def _record(
+    context: ChainContext, found: list[MinedTransaction], counters: CycleCounters, *, rewound: bool, now: datetime
+) -> None:
     """Each transaction on the batch that sent it, in chain order (a payer before the
-    transactions that found its items paid)."""
+    transactions that found its items paid). New logs are those of batches in flight;
+    after a rewind, confirmed batches' logs are read again."""
+    live = delivery_batches_in_flight(deployment_id=context.deployment_id)
+    if rewound:
+        live += delivery_batches_not_final(deployment_id=context.deployment_id)
     known: dict[str, DeliveryBatch] = {}
-    for live in delivery_batches_live(deployment_id=context.deployment_id):
-        known.update(dict.fromkeys(live.tx_hashes, live))
+    for batch in live:
+        known.update(dict.fromkeys(batch.tx_hashes, batch))
     for mined in found:
         found_batch = known.get(mined.tx_hash) or delivery_batch_by_tx_hash(
             deployment_id=context.deployment_id, tx_hash=mined.tx_hash

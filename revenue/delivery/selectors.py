@@ -104,17 +104,18 @@ def delivery_batches_in_flight(*, deployment_id: int) -> list[DeliveryBatch]:
     )
 
 
-def delivery_batches_live(*, deployment_id: int) -> list[DeliveryBatch]:
-    """Batches in flight, and confirmed ones whose payment may still leave the canonical chain."""
+def delivery_batches_mined_unconfirmed(*, deployment_id: int) -> list[DeliveryBatch]:
+    """Batches mined in the canonical chain, not yet CHAIN_CONFIRMATIONS deep."""
     return list(
-        DeliveryBatch.objects.filter(deployment_id=deployment_id).filter(
-            Q(status=DeliveryBatchStatus.SUBMITTED) | Q(status=DeliveryBatchStatus.CONFIRMED, finalized_at__isnull=True)
-        )
+        DeliveryBatch.objects.filter(
+            deployment_id=deployment_id, status=DeliveryBatchStatus.SUBMITTED, block_number__isnull=False
+        ).order_by("block_number", "pk")
     )
 
 
 def delivery_batches_not_final(*, deployment_id: int) -> list[DeliveryBatch]:
-    """Batches whose payment may still leave the canonical chain: mined or confirmed, not final."""
+    """Batches whose payment may still leave the canonical chain: mined or confirmed, not
+    final (read in full only when a reorg was detected: they can be many)."""
     return list(
         DeliveryBatch.objects.filter(
             deployment_id=deployment_id,

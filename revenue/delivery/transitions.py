@@ -279,11 +279,14 @@ def batch_vanished(*, batch: DeliveryBatch, now: datetime) -> int:
     return len(rows)
 
 
-def batches_finalize(*, batch_ids: list[int], now: datetime) -> int:
-    """Their blocks are final: no reorg can take their payments back any more."""
-    if not batch_ids:
-        return 0
-    return DeliveryBatch.objects.filter(pk__in=batch_ids, finalized_at__isnull=True).update(finalized_at=now)
+def batches_finalize(*, deployment_id: int, final_block: int, now: datetime) -> int:
+    """Confirmed batches whose blocks are final: no reorg can take their payments back."""
+    return DeliveryBatch.objects.filter(
+        deployment_id=deployment_id,
+        status=DeliveryBatchStatus.CONFIRMED,
+        finalized_at__isnull=True,
+        block_number__lte=final_block,
+    ).update(finalized_at=now)
 
 
 @transaction.atomic(durable=True)
