@@ -79,6 +79,7 @@ __all__ = [
     "TransientChainError",
     "block_hash_at",
     "build_delivery_tx",
+    "build_reserve_call_tx",
     "build_self_transfer_tx",
     "bump_fees",
     "chain_items_paid",
@@ -504,6 +505,34 @@ def build_self_transfer_tx(
         data="0x",
         to=signer_address,
         gas=SELF_TRANSFER_GAS,
+    )
+
+
+def build_reserve_call_tx(
+    w3: Web3,
+    *,
+    contract_address: str,
+    sender_address: str,
+    function: str,
+    args: Sequence[Any],
+    nonce: int,
+    max_fee_per_gas: int,
+    max_priority_fee_per_gas: int,
+    gas: int = 100_000,
+) -> dict[str, Any]:
+    """An unsigned call of one of the reserve's owner functions (``set_signer``,
+    ``set_paused``, ``set_owner``), with explicit gas: a refusal is mined, not simulated."""
+    data = reserve_contract(w3, contract_address).encode_abi(function, args=list(args))
+    return _base_tx(
+        w3,
+        sender=sender_address,
+        nonce=nonce,
+        max_fee_per_gas=max_fee_per_gas,
+        max_priority_fee_per_gas=max_priority_fee_per_gas,
+        value=0,
+        data=data,
+        to=contract_address,
+        gas=gas,
     )
 
 

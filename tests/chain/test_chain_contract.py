@@ -13,6 +13,7 @@ from revenue.chain.artifacts import SOURCE_PATH
 from revenue.chain.client import (
     DeliveryItem,
     build_delivery_tx,
+    build_reserve_call_tx,
     chain_items_paid,
     classify_error,
     contract_health,
@@ -58,18 +59,15 @@ def transact(d: Deployed, sender: Any, function: str, *args: Any) -> Any:
     """Call an owner function from ``sender`` (explicit gas: a revert is mined, not simulated)."""
     w3 = d.w3
     max_fee, priority = suggest_fees(w3)
-    tx = (
-        reserve_contract(w3, d.address)
-        .get_function_by_name(function)(*args)
-        .build_transaction(
-            {
-                "from": sender.address,
-                "nonce": w3.eth.get_transaction_count(sender.address, "pending"),
-                "gas": 100_000,
-                "maxFeePerGas": max_fee,
-                "maxPriorityFeePerGas": priority,
-            }
-        )
+    tx = build_reserve_call_tx(
+        w3,
+        contract_address=d.address,
+        sender_address=sender.address,
+        function=function,
+        args=args,
+        nonce=w3.eth.get_transaction_count(sender.address, "pending"),
+        max_fee_per_gas=max_fee,
+        max_priority_fee_per_gas=priority,
     )
     return wait_for_receipt(w3, sign_and_send(w3, signer=sender, tx=tx))
 

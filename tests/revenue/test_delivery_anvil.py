@@ -26,11 +26,11 @@ from revenue.chain.client import (
     DeliveryItem,
     SignedTx,
     build_delivery_tx,
+    build_reserve_call_tx,
     build_self_transfer_tx,
     connect,
     dev_signer_fund,
     receipt_or_none,
-    reserve_contract,
     send_signed,
     sign_tx,
     suggest_fees,
@@ -117,6 +117,16 @@ def sound(result: DeliveryCycleResult | None = None) -> None:
     assert sum(counts.values()) == RevenueEvent.objects.count(), counts
 
 
+def one_batch_pending(node: Node, settings: Any, *, events: int) -> tuple[list[int], DeliveryBatch]:
+    """``events`` events sent in one batch that waits in the node's pool (no automine; not
+    replaced for being slow)."""
+    settings.DELIVERY_STUCK_SECONDS = 3600
+    ids = events_create(events)
+    node.ctl.set_automine(False)
+    revenue_events_deliver(max_batches=1)
+    return ids, DeliveryBatch.objects.get()
+
+
 def report() -> dict[str, Any]:
     return onchain_failure_report(hours=24).summary
 
@@ -144,24 +154,19 @@ def signed_by_the_platform_key(
     return sign_tx(context.signer, tx)
 
 
-def owner_call(context: ChainContext, owner: Any, function: str, *args: Any, tip: int | None = None) -> str:
+def owner_call(context: ChainContext, owner: Any, function: str, *args: Any, tip: int = 0) -> str:
     """An owner transaction on the reserve (signer management, pause); not waited for."""
     w3 = context.w3
     max_fee, priority = suggest_fees(w3)
-    if tip is not None:
-        max_fee, priority = max_fee + tip, priority + tip
-    tx = (
-        reserve_contract(w3, context.contract_address)
-        .get_function_by_name(function)(*args)
-        .build_transaction(
-            {
-                "from": owner.address,
-                "nonce": w3.eth.get_transaction_count(owner.address, "pending"),
-                "gas": 100_000,
-                "maxFeePerGas": max_fee,
-                "maxPriorityFeePerGas": priority,
-            }
-        )
+    tx = build_reserve_call_tx(
+        w3,
+        contract_address=context.contract_address,
+        sender_address=owner.address,
+        function=function,
+        args=args,
+        nonce=w3.eth.get_transaction_count(owner.address, "pending"),
+        max_fee_per_gas=max_fee + tip,
+        max_priority_fee_per_gas=priority + tip,
     )
     return send_signed(w3, sign_tx(owner, tx))
 
@@ -305,12 +310,8 @@ def test_a_reorg_deeper_than_the_confirmations_still_delivers_once(on_anvil, set
 
 
 def test_a_dropped_transaction_is_rebroadcast_at_the_same_nonce(on_anvil, settings):
-    settings.DELIVERY_STUCK_SECONDS = 3600
-    ids = events_create(5)
+    ids, batch = one_batch_pending(on_anvil, settings, events=5)
     ctl = on_anvil.ctl
-    ctl.set_automine(False)
-    revenue_events_deliver(max_batches=5)
-    batch = DeliveryBatch.objects.get()
     (tx_hash,) = batch.tx_hashes
     assert tx_hash in ctl.pending_hashes()
     ctl.drop_transaction(tx_hash)
@@ -328,13 +329,9 @@ def test_a_dropped_transaction_is_rebroadcast_at_the_same_nonce(on_anvil, settin
 
 
 def test_a_dropped_and_underpriced_transaction_is_re_signed_with_higher_fees(on_anvil, settings, clock):
-    settings.DELIVERY_STUCK_SECONDS = 3600
     settings.DELIVERY_SUBMITTED_ALERT_SECONDS = 600
-    ids = events_create(4)
+    ids, batch = one_batch_pending(on_anvil, settings, events=4)
     ctl, w3 = on_anvil.ctl, on_anvil.context.w3
-    ctl.set_automine(False)
-    revenue_events_deliver(max_batches=1)
-    batch = DeliveryBatch.objects.get()
     (first,) = batch.tx_hashes
     ctl.drop_transaction(first)
     ctl.set_next_block_base_fee(batch.max_fee_per_gas * 3)  # its bytes can no longer enter a block
@@ -365,12 +362,8 @@ def test_a_dropped_and_underpriced_transaction_is_re_signed_with_higher_fees(on_
 
 @pytest.mark.parametrize("why", ["underpriced", "stuck"])
 def test_a_pending_transaction_is_replaced_at_the_same_nonce_with_higher_fees(on_anvil, settings, why):
-    settings.DELIVERY_STUCK_SECONDS = 3600
-    ids = events_create(3)
+    ids, batch = one_batch_pending(on_anvil, settings, events=3)
     ctl, w3 = on_anvil.ctl, on_anvil.context.w3
-    ctl.set_automine(False)
-    revenue_events_deliver(max_batches=5)
-    batch = DeliveryBatch.objects.get()
     (first,) = batch.tx_hashes
     if why == "underpriced":
         ctl.set_next_block_base_fee(batch.max_fee_per_gas * 3)  # it can no longer be included
@@ -401,12 +394,8 @@ def test_a_pending_transaction_is_replaced_at_the_same_nonce_with_higher_fees(on
 
 
 def test_fees_above_the_ceiling_pause_delivery_instead_of_bumping_forever(on_anvil, settings):
-    settings.DELIVERY_STUCK_SECONDS = 3600
-    events_create(3)
+    _, batch = one_batch_pending(on_anvil, settings, events=3)
     ctl = on_anvil.ctl
-    ctl.set_automine(False)
-    revenue_events_deliver(max_batches=1)
-    batch = DeliveryBatch.objects.get()
     settings.DELIVERY_MAX_FEE_PER_GAS_WEI = batch.max_fee_per_gas * 2
     ctl.set_next_block_base_fee(batch.max_fee_per_gas * 3)  # above the ceiling
     for _ in range(3):
