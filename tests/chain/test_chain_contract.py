@@ -13,7 +13,6 @@ from revenue.chain.artifacts import SOURCE_PATH
 from revenue.chain.client import (
     DeliveryItem,
     build_delivery_tx,
-    build_reserve_call_tx,
     chain_items_paid,
     classify_error,
     contract_health,
@@ -31,7 +30,7 @@ from revenue.chain.client import (
 from revenue.chain.compile import compile_source
 from revenue.chain.errors import error_message
 
-from .conftest import REVERT_ERRORS, Deployed
+from .conftest import REVERT_ERRORS, Deployed, reserve_owner_call
 
 
 def deliver(
@@ -57,19 +56,7 @@ def deliver(
 
 def transact(d: Deployed, sender: Any, function: str, *args: Any) -> Any:
     """Call an owner function from ``sender`` (explicit gas: a revert is mined, not simulated)."""
-    w3 = d.w3
-    max_fee, priority = suggest_fees(w3)
-    tx = build_reserve_call_tx(
-        w3,
-        contract_address=d.address,
-        sender_address=sender.address,
-        function=function,
-        args=args,
-        nonce=w3.eth.get_transaction_count(sender.address, "pending"),
-        max_fee_per_gas=max_fee,
-        max_priority_fee_per_gas=priority,
-    )
-    return wait_for_receipt(w3, sign_and_send(w3, signer=sender, tx=tx))
+    return wait_for_receipt(d.w3, reserve_owner_call(d.w3, d.address, sender, function, *args))
 
 
 def revert_of(w3: Web3, tx: dict[str, Any]) -> BaseException:

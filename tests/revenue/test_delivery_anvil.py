@@ -26,7 +26,6 @@ from revenue.chain.client import (
     DeliveryItem,
     SignedTx,
     build_delivery_tx,
-    build_reserve_call_tx,
     build_self_transfer_tx,
     connect,
     dev_signer_fund,
@@ -43,7 +42,13 @@ from revenue.delivery.service import DeliveryCycleResult, revenue_events_deliver
 from revenue.models import ChainDeployment, DeliveryBatch, DeliveryBundle, DeliveryHeartbeat, RevenueEvent
 from revenue.reports import onchain_failure_report
 from revenue.worker_status import onchain_worker_status
-from tests.chain.conftest import anvil, anvil_ctl, anvil_factory, anvil_node  # noqa: F401  (fixtures)
+from tests.chain.conftest import (  # noqa: F401  (fixtures)
+    anvil,
+    anvil_ctl,
+    anvil_factory,
+    anvil_node,
+    reserve_owner_call,
+)
 from tests.factories import fund
 from tests.revenue import delivery_support
 from tests.revenue.delivery_support import (
@@ -156,19 +161,7 @@ def signed_by_the_platform_key(
 
 def owner_call(context: ChainContext, owner: Any, function: str, *args: Any, tip: int = 0) -> str:
     """An owner transaction on the reserve (signer management, pause); not waited for."""
-    w3 = context.w3
-    max_fee, priority = suggest_fees(w3)
-    tx = build_reserve_call_tx(
-        w3,
-        contract_address=context.contract_address,
-        sender_address=owner.address,
-        function=function,
-        args=args,
-        nonce=w3.eth.get_transaction_count(owner.address, "pending"),
-        max_fee_per_gas=max_fee + tip,
-        max_priority_fee_per_gas=priority + tip,
-    )
-    return send_signed(w3, sign_tx(owner, tx))
+    return reserve_owner_call(context.w3, context.contract_address, owner, function, *args, tip=tip)
 
 
 # --------------------------------------------------------------------------- volume
