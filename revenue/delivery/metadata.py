@@ -136,10 +136,6 @@ def alert_unclaimed() -> Q:
     return Q(**{lookup(Key.ALERTED_AT, "__isnull"): True})
 
 
-def in_bundles(bundle_ids: list[int]) -> Q:
-    return Q(**{lookup(Key.BUNDLE_ID, "__in"): bundle_ids})
-
-
 # --------------------------------------------------------------------------- documents and patches
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.reliability.harness import Figures, Platform, Rig, block_producer, log, wait_for
+from tests.reliability.harness import Figures, Platform, Rig, block_producer, log
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.reliability]
 
@@ -92,7 +93,7 @@ def test_node_down_for_a_minute_pauses_delivery_then_it_resumes(rig: Rig, figure
             redrive()
             return states(platform).get("delivered", 0) >= BATCH
 
-        wait_for(some_delivered, timeout=DELIVERY_TIMEOUT_S, interval=REDRIVE_EVERY_S, what="a first batch delivered")
+        wait_until(some_delivered, timeout=DELIVERY_TIMEOUT_S, interval=REDRIVE_EVERY_S, what="a first batch delivered")
         before = states(platform)
         node.stop()  # SIGTERM: anvil writes its chain to --state on the way out
         down_at = time.monotonic()
@@ -106,7 +107,7 @@ def test_node_down_for_a_minute_pauses_delivery_then_it_resumes(rig: Rig, figure
             seen.append({"cause": cause, "alerted_at": alerted_at, "states": states(platform)})
             return time.monotonic() - down_at >= OUTAGE_S
 
-        wait_for(a_minute_later, timeout=OUTAGE_S + 30, interval=REDRIVE_EVERY_S, what="a minute without the node")
+        wait_until(a_minute_later, timeout=OUTAGE_S + 30, interval=REDRIVE_EVERY_S, what="a minute without the node")
         outage_s = time.monotonic() - down_at
         report = json.loads(
             platform.run("manage.py", "shell", "-c", REPORT, timeout=60).stdout.strip().splitlines()[-1]
@@ -121,7 +122,7 @@ def test_node_down_for_a_minute_pauses_delivery_then_it_resumes(rig: Rig, figure
             redrive()
             return states(platform) == {"delivered": EVENTS}
 
-        wait_for(all_delivered, timeout=DELIVERY_TIMEOUT_S, interval=REDRIVE_EVERY_S, what="every event delivered")
+        wait_until(all_delivered, timeout=DELIVERY_TIMEOUT_S, interval=REDRIVE_EVERY_S, what="every event delivered")
         resumed = pause_state(platform)
 
     # While the node was down: paused with its cause, nothing failed, no attempt used.

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.reliability.harness import Figures, Platform, Rig, block_producer, log, wait_for
+from tests.reliability.harness import Figures, Platform, Rig, block_producer, log
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.reliability]
 
@@ -68,7 +69,7 @@ def test_worker_killed_mid_delivery_delivers_every_event_once_on_chain(rig: Rig,
                 moving = states.get("delivered", 0) + states.get("submitted", 0)
                 return moving >= share * EVENTS and states.get("submitted", 0) > 0
 
-            wait_for(mid_delivery, timeout=DELIVERY_TIMEOUT_S, interval=0.02, what=f"{share:.0%} of events moving")
+            wait_until(mid_delivery, timeout=DELIVERY_TIMEOUT_S, interval=0.02, what=f"{share:.0%} of events moving")
             worker.kill()
             kills.append({"events": delivery_states(platform), "batches": batch_states(platform)})
             log(f"worker SIGKILLed at {kills[-1]}")
@@ -81,7 +82,7 @@ def test_worker_killed_mid_delivery_delivers_every_event_once_on_chain(rig: Rig,
                 return bool(delivery_states(platform).get("delivered", 0) > kills[-1]["events"].get("delivered", 0))
 
             # Until the new worker moves delivery on (beat would do this every 60 s).
-            wait_for(redriven, timeout=60, interval=REDRIVE_EVERY_S, what="delivery to resume after the restart")
+            wait_until(redriven, timeout=60, interval=REDRIVE_EVERY_S, what="delivery to resume after the restart")
 
         def all_delivered() -> bool:
             nonlocal redrives
@@ -91,7 +92,7 @@ def test_worker_killed_mid_delivery_delivers_every_event_once_on_chain(rig: Rig,
             redrives += 1
             return False
 
-        wait_for(all_delivered, timeout=DELIVERY_TIMEOUT_S, interval=REDRIVE_EVERY_S, what="every event delivered")
+        wait_until(all_delivered, timeout=DELIVERY_TIMEOUT_S, interval=REDRIVE_EVERY_S, what="every event delivered")
     delivery_s = time.monotonic() - began
 
     for kill in kills:  # each kill interrupted a delivery in progress

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -30,6 +29,7 @@ from tests.revenue.delivery_support import (
     in_thread,
 )
 from tests.revenue.delivery_support import metadata as delivery
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -116,9 +116,7 @@ def test_concurrent_merges_on_postgres_both_survive():
             first_wrote.set()
             # hold the row lock until the second writer is blocked on it
             assert second_waits.wait(10)
-            deadline = time.monotonic() + 10
-            while not _lock_waiters():
-                assert time.monotonic() < deadline, "the second writer never waited for the row"
+            wait_until(_lock_waiters, timeout=10, interval=0.01, what="the second writer to wait for the row lock")
 
     def second():
         assert first_wrote.wait(10)
