@@ -30,7 +30,7 @@ def _items(first_event_id: int, count: int) -> list[Any]:
         holder_share_usd = Decimal(1 + (event_id * 7919) % 100_000) / 1000 * Decimal("0.15")
         items.append(
             DeliveryItem(
-                event_id=event_id,
+                item_id=event_id,
                 stream_id=event_id % 10,
                 amount_wei=usd_to_wei(holder_share_usd, eth_usd_price=ETH_USD),
             )
@@ -46,7 +46,7 @@ class Sender:
         self.signer = dev_signer_fund(self.w3, amount_wei=FUNDING_WEI)
         self.address = deploy_reserve(self.w3, signer=self.signer)
         self.nonce = int(self.w3.eth.get_transaction_count(self.signer.address, "pending"))
-        self.sequence = 0
+        self.delivered = 0
         self.next_event_id = 1
 
     def deliver(self, count: int) -> int:
@@ -59,7 +59,6 @@ class Sender:
             self.w3,
             contract_address=self.address,
             signer_address=self.signer.address,
-            first_sequence=self.sequence,
             items=items,
             nonce=self.nonce,
             max_fee_per_gas=max_fee,
@@ -70,13 +69,13 @@ class Sender:
         if receipt["status"] != 1:
             raise RuntimeError(f"delivery transaction {tx_hash} reverted")
         self.nonce += 1
-        self.sequence += count
+        self.delivered += count
         self.next_event_id += count
         return int(receipt["gasUsed"])
 
 
 def run(config: dict[str, Any]) -> dict[str, Any]:
-    from revenue.chain.client import chain_next_sequence
+    from revenue.chain.client import chain_items_paid
     from revenue.chain.devnode import AnvilNode
 
     batch, batched_events, single_events = config["batch"], config["batched_events"], config["single_events"]
@@ -97,9 +96,9 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
             remaining -= size
         batched_s = time.perf_counter() - began
 
-        on_chain = chain_next_sequence(sender.w3, sender.address)
-        if on_chain != sender.sequence:
-            raise RuntimeError(f"contract says next_sequence {on_chain}, sender delivered {sender.sequence}")
+        on_chain = chain_items_paid(sender.w3, sender.address)
+        if on_chain != sender.delivered:
+            raise RuntimeError(f"contract says {on_chain} items paid, sender delivered {sender.delivered}")
 
     gas_single = statistics.median(single_gas)
     gas_per_event_batched = sum(batched_gas) / batched_events

@@ -27,12 +27,11 @@ def _drain(source_type: str, *, node: Any, timeout: float) -> tuple[float, int]:
     """Delivery cycles until every event of `source_type` is delivered; (seconds, cycles)."""
     from django.conf import settings
 
-    from revenue.delivery import revenue_events_deliver
+    from revenue.delivery.metadata import DeliveryStatus, status_in
+    from revenue.delivery.service import revenue_events_deliver
     from revenue.models import RevenueEvent
 
-    undelivered = RevenueEvent.objects.filter(source_type=source_type).exclude(
-        metadata__onChainDeliveryStatus="delivered"
-    )
+    undelivered = RevenueEvent.objects.filter(source_type=source_type).exclude(status_in(DeliveryStatus.DELIVERED))
     began = time.perf_counter()
     cycles = 0
     while True:

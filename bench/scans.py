@@ -11,14 +11,20 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import IntegerField, Value
-from django.db.models.fields.json import KT
-from django.db.models.functions import Cast, Coalesce
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from bench.infra import log
 from bench.seed import seed_revenue_events, vacuum_analyze
+from revenue.delivery.metadata import (
+    WAITING_STATUSES,
+    DeliveryStatus,
+    Key,
+    attempts_expression,
+    not_carried,
+    status_in,
+    text_cast,
+)
 from revenue.models import RevenueEvent
 from revenue.reports import onchain_failure_report
 
@@ -34,12 +40,12 @@ def redrive_failed_only(now: datetime) -> list[int]:
     like the service writes its reads: through the partial index's own predicate."""
     return list(
         RevenueEvent.objects.alias(
-            delivery_status=KT("metadata__onChainDeliveryStatus"),
-            next_retry_at=KT("metadata__nextRetryAt"),
-            attempts=Cast(Coalesce(KT("metadata__retryAttempts"), Value("0")), IntegerField()),
+            delivery_status=text_cast(Key.STATUS),
+            next_retry_at=text_cast(Key.NEXT_RETRY_AT),
+            attempts=attempts_expression(),
         )
-        .filter(metadata__onChainDeliveryStatus__in=["pending", "failed"])
-        .filter(delivery_status="failed", next_retry_at__lte=_iso(now), attempts__lt=5)
+        .filter(status_in(*WAITING_STATUSES) & not_carried())
+        .filter(delivery_status=DeliveryStatus.FAILED.value, next_retry_at__lte=_iso(now), attempts__lt=5)
         .order_by("id")
         .values_list("pk", flat=True)[:REDRIVE_BATCH]
     )

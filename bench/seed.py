@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from orders.models import Asset, Deposit, Market, Wallet
 from orders.system_accounts import fee_account_user_id, house_user_id
+from revenue.delivery.metadata import Key
 
 ASSETS = {
     "USDT": "Tether USD",
@@ -182,12 +183,29 @@ def seed_resting_orders(*, market: Market, maker_ids: list[int], first: int, cou
         )
 
 
+# The metadata document's keys, as SQL parameters (revenue.delivery.metadata owns them).
+_KEYS = {
+    "timestamp": Key.TIMESTAMP.value,
+    "stream_name": Key.STREAM_NAME.value,
+    "correlation_id": Key.CORRELATION_ID.value,
+    "status": Key.STATUS.value,
+    "attempts": Key.RETRY_ATTEMPTS.value,
+    "last_error": Key.LAST_ERROR.value,
+    "last_retry_at": Key.LAST_RETRY_AT.value,
+    "next_retry_at": Key.NEXT_RETRY_AT.value,
+    "tx_hash": Key.TX_HASH.value,
+    "block_number": Key.BLOCK_NUMBER.value,
+    "nonce": Key.NONCE.value,
+}
+
+
 def seed_revenue_events(*, count: int, failed: int, days: float = 7.0, failed_hours: float = 48.0) -> None:
     """`count` revenue events spread over the last `days` (ids grow with time), of which
     `failed` (every count/failed-th, all within the last `failed_hours`) failed delivery
-    with retryAttempts 0-6, a nextRetryAt in the past or the future and a lastError; the
-    newest 0.5% are pending (some stale), 0.5% submitted, the rest delivered. Stream
-    totals are raised by the events' gross amounts."""
+    with 0-6 attempts (critical from 5), a next retry in the past or the future and a last
+    error; the newest 0.5% are pending (some stale), 0.5% submitted, the rest delivered.
+    Stream totals are raised by the events' gross amounts. The document's keys are
+    revenue.delivery.metadata's."""
     step = max(count // max(failed, 1), 1)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
@@ -200,7 +218,8 @@ def seed_revenue_events(*, count: int, failed: int, days: float = 7.0, failed_ho
                             THEN now() - (random() * %(failed_hours)s) * interval '1 hour'
                             ELSE now() - ((%(count)s - g)::float8 / %(count)s * %(days)s) * interval '1 day'
                        END AS created_at,
-                       CASE WHEN g %% %(step)s = 0 AND g / %(step)s <= %(failed_n)s THEN 'failed'
+                       CASE WHEN g %% %(step)s = 0 AND g / %(step)s <= %(failed_n)s
+                            THEN CASE WHEN (g %% 7) >= 5 THEN 'critical' ELSE 'failed' END
                             WHEN g > %(count)s - %(count)s / 200 THEN 'pending'
                             WHEN g > %(count)s - %(count)s / 100 THEN 'submitted'
                             ELSE 'delivered' END AS status
@@ -213,23 +232,24 @@ def seed_revenue_events(*, count: int, failed: int, days: float = 7.0, failed_ho
             SELECT stream_id, 'bench', g::text, 'USDT', gross, gross, floor(gross * 0.15 * 1e8) / 1e8,
                    gross - floor(gross * 0.15 * 1e8) / 1e8, 'Benchmark event ' || g,
                    jsonb_build_object(
-                       'timestamp', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
-                       'streamName', 'stream ' || stream_id,
-                       'correlationId', md5(g::text),
-                       'onChainDeliveryStatus', status,
-                       'retryAttempts', CASE WHEN status = 'failed' THEN g %% 7 ELSE 0 END
+                       %(timestamp)s, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
+                       %(stream_name)s, 'stream ' || stream_id,
+                       %(correlation_id)s, md5(g::text),
+                       %(status)s, status,
+                       %(attempts)s, CASE WHEN status IN ('failed', 'critical') THEN g %% 7 ELSE 0 END
                    ) || CASE
                        WHEN status = 'failed' THEN jsonb_build_object(
-                           'lastError', 'transient: chain node unavailable (bench ' || g || ')',
-                           'lastRetryAt', to_char((created_at + interval '1 minute') AT TIME ZONE 'UTC',
-                                                  'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
-                           'nextRetryAt', to_char((now() + ((g %% 3) - 1) * interval '30 minutes')
-                                                  AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
-                           'critical', (g %% 7) >= 5)
+                           %(last_error)s, 'transient: chain node unavailable (bench ' || g || ')',
+                           %(last_retry_at)s, to_char((created_at + interval '1 minute') AT TIME ZONE 'UTC',
+                                                      'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
+                           %(next_retry_at)s, to_char((now() + ((g %% 3) - 1) * interval '30 minutes')
+                                                      AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'))
+                       WHEN status = 'critical' THEN jsonb_build_object(
+                           %(last_error)s, 'fatal: reverted on-chain (bench ' || g || ')')
                        WHEN status = 'delivered' THEN jsonb_build_object(
-                           'txHash', '0x' || md5(g::text) || md5((g + 1)::text), 'sequence', g)
+                           %(tx_hash)s, '0x' || md5(g::text) || md5((g + 1)::text), %(block_number)s, g)
                        WHEN status = 'submitted' THEN jsonb_build_object(
-                           'txHash', '0x' || md5(g::text) || md5((g + 1)::text), 'nonce', g)
+                           %(tx_hash)s, '0x' || md5(g::text) || md5((g + 1)::text), %(nonce)s, g)
                        ELSE '{}'::jsonb END,
                    created_at
             FROM base ORDER BY g
@@ -240,6 +260,7 @@ def seed_revenue_events(*, count: int, failed: int, days: float = 7.0, failed_ho
                 "failed_n": failed,
                 "days": days,
                 "failed_hours": failed_hours,
+                **_KEYS,
             },
         )
         cursor.execute(
@@ -254,8 +275,9 @@ def seed_revenue_events(*, count: int, failed: int, days: float = 7.0, failed_ho
 
 def seed_pending_revenue_events(*, source_type: str, count: int) -> None:
     """`count` pending revenue events of `source_type` (source ids 1..count) with varied
-    amounts, split as revenue_split does (holder = floor(gross x 0.15, 8 dp)), added to
-    their streams' collected totals: what the delivery has to send."""
+    amounts of 1 to 101 USD (every holder share worth paying on its own: none is dust),
+    split as revenue_split does (holder = floor(gross x 0.15, 8 dp)), added to their
+    streams' collected totals: what the delivery has to send."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             """
@@ -265,17 +287,17 @@ def seed_pending_revenue_events(*, source_type: str, count: int) -> None:
             )
             SELECT g %% 10, %(source)s, g::text, 'USDT', gross, gross, floor(gross * 0.15 * 1e8) / 1e8,
                    gross - floor(gross * 0.15 * 1e8) / 1e8, 'Seeded event ' || g,
-                   jsonb_build_object('timestamp', to_char(now() AT TIME ZONE 'UTC',
-                                                           'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
-                                      'streamName', 'stream ' || (g %% 10),
-                                      'correlationId', md5(g::text), 'onChainDeliveryStatus', 'pending',
-                                      'retryAttempts', 0),
+                   jsonb_build_object(%(timestamp)s, to_char(now() AT TIME ZONE 'UTC',
+                                                             'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
+                                      %(stream_name)s, 'stream ' || (g %% 10),
+                                      %(correlation_id)s, md5(g::text), %(status)s, 'pending',
+                                      %(attempts)s, 0),
                    now()
-            FROM (SELECT g, (1 + (g * 7919) %% 100000)::numeric / 1000 AS gross
+            FROM (SELECT g, (1000 + (g * 7919) %% 100000)::numeric / 1000 AS gross
                   FROM generate_series(1::bigint, %(count)s::bigint) AS g) AS rows
             ORDER BY g
             """,
-            {"source": source_type, "count": count},
+            {"source": source_type, "count": count, **_KEYS},
         )
         cursor.execute(
             """

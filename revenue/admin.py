@@ -9,15 +9,23 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.db.models.constants import LOOKUP_SEP
-from django.db.models.fields.json import KT
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import format_html
 
 from core.text import parse_id
-from revenue.models import ChainDeployment, DeliveryBatch, PostTradeJob, RevenueEvent, RevenueStream
-from revenue.reports import attempts_expression, critical_filter, onchain_failure_report
+from revenue.delivery.metadata import (
+    DeliveryStatus,
+    Key,
+    attempts_expression,
+    lookup,
+    status_expression,
+    status_in,
+    text,
+)
+from revenue.models import ChainDeployment, DeliveryBatch, DeliveryBundle, PostTradeJob, RevenueEvent, RevenueStream
+from revenue.reports import onchain_failure_report
 from revenue.worker_status import onchain_worker_status
 
 
@@ -26,14 +34,12 @@ class DeliveryStatusFilter(admin.SimpleListFilter):
     parameter_name = "delivery"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(s, s) for s in ("pending", "submitted", "delivered", "failed")] + [("critical", "critical")]
+        return [(status.value, status.value) for status in DeliveryStatus]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
-        if value == "critical":
-            return queryset.filter(metadata__onChainDeliveryStatus="failed").filter(critical_filter())
-        if value:
-            return queryset.filter(metadata__onChainDeliveryStatus=value)
+        if value is not None and value in DeliveryStatus._value2member_map_:
+            return queryset.filter(status_in(DeliveryStatus(value)))
         return queryset
 
 
@@ -42,7 +48,7 @@ class RevenueEventAdmin(admin.ModelAdmin):
     list_display = ("id", "stream", "source", "gross_amount", "holder_share", "delivery_status", "attempts",
                     "last_error", "next_retry", "tx_hash", "created_at")  # fmt: skip
     list_filter = (DeliveryStatusFilter, "stream")
-    search_fields = ("source_id", "metadata__txHash")
+    search_fields = ("source_id", lookup(Key.TX_HASH))
     list_select_related = ("stream",)
     readonly_fields = ("stream", "source_type", "source_id", "currency", "gross_amount", "net_amount", "holder_share",
                        "reserve_share", "description", "created_at", "metadata_pretty")  # fmt: skip
@@ -57,11 +63,11 @@ class RevenueEventAdmin(admin.ModelAdmin):
             super()
             .get_queryset(request)
             .annotate(
-                status=KT("metadata__onChainDeliveryStatus"),
+                status=status_expression(),
                 attempts=attempts_expression(),
-                error=KT("metadata__lastError"),
-                retry_at=KT("metadata__nextRetryAt"),
-                hash=KT("metadata__txHash"),
+                error=text(Key.LAST_ERROR),
+                retry_at=text(Key.NEXT_RETRY_AT),
+                hash=text(Key.TX_HASH),
             )
         )
 
@@ -82,8 +88,7 @@ class RevenueEventAdmin(admin.ModelAdmin):
 
     @admin.display(description="delivery", ordering="status")
     def delivery_status(self, obj: Any) -> str:
-        critical = obj.metadata.get("critical") or (obj.status == "failed" and (obj.attempts or 0) >= _max_attempts())
-        return f"{obj.status} (critical)" if critical else str(obj.status)
+        return str(obj.status)
 
     @admin.display(description="attempts", ordering="attempts")
     def attempts(self, obj: Any) -> int:
@@ -110,7 +115,7 @@ class RevenueEventAdmin(admin.ModelAdmin):
     @admin.action(description="Retry delivery now")
     def retry_delivery_now(self, request: HttpRequest, queryset: QuerySet[RevenueEvent]) -> None:
         # Imported here: the delivery package pulls in web3, which web workers otherwise never load.
-        from revenue.delivery import revenue_event_delivery_retry
+        from revenue.delivery.service import revenue_event_delivery_retry
 
         queued = sum(revenue_event_delivery_retry(event_id=pk) for pk in queryset.values_list("pk", flat=True))
         skipped = queryset.count() - queued
@@ -147,12 +152,6 @@ class RevenueEventAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/revenue/failure_report.html", context)
 
 
-def _max_attempts() -> int:
-    from django.conf import settings
-
-    return int(settings.DELIVERY_MAX_ATTEMPTS)
-
-
 @admin.register(RevenueStream)
 class RevenueStreamAdmin(admin.ModelAdmin):
     list_display = ("id", "name", "collected", "distributed", "target_monthly")
@@ -171,13 +170,22 @@ class PostTradeJobAdmin(admin.ModelAdmin):
 
 @admin.register(DeliveryBatch)
 class DeliveryBatchAdmin(admin.ModelAdmin):
-    list_display = ("id", "deployment", "first_sequence", "size", "status", "nonce", "mined_tx_hash", "block_number",
-                    "submitted_at", "confirmed_at", "last_error")  # fmt: skip
-    list_filter = ("status", "deployment")
+    list_display = ("id", "deployment", "size", "status", "foreign", "nonce", "mined_tx_hash", "block_number",
+                    "submitted_at", "confirmed_at", "finalized_at", "last_error")  # fmt: skip
+    list_filter = ("status", "foreign", "deployment")
     search_fields = ("mined_tx_hash",)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [f.name for f in DeliveryBatch._meta.fields]
+
+
+@admin.register(DeliveryBundle)
+class DeliveryBundleAdmin(admin.ModelAdmin):
+    list_display = ("id", "stream", "amount_wei", "created_at")
+    list_filter = ("stream",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in DeliveryBundle._meta.fields]
 
 
 @admin.register(ChainDeployment)

@@ -1,10 +1,17 @@
-"""Alerts about revenue events that need a human: logged at ERROR, mailed to the admins
-and optionally POSTed to ALERT_WEBHOOK_URL, once per event, after the commit."""
+"""Alerts that need a human: logged at ERROR, mailed to the admins and optionally POSTed
+to ALERT_WEBHOOK_URL, after the commit of whatever decided them (never for a rolled-back
+decision). Each caller claims its alert in the database first, so it is sent once.
+
+Kinds: ``revenue_events_critical`` (events whose delivery gave up), ``delivery_paused``
+(again on a schedule while the pause lasts) and ``delivery_resumed``,
+``signer_balance_low``, ``delivery_batch_stuck``, ``foreign_payment`` (a transaction this
+platform did not send paid items: someone else holds the signer's key).
+"""
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -14,49 +21,54 @@ from django.core.mail import mail_admins
 from django.db import transaction
 from django.utils import timezone
 
+from revenue.delivery.metadata import alert_unclaimed, patch_alert_claimed
 from revenue.jsonb import JsonMerge
 from revenue.models import RevenueEvent
 
 logger = logging.getLogger("revenue.alerts")
 WEBHOOK_TIMEOUT_SECONDS = 5
+EVENTS_LISTED = 50
 
 
-def revenue_event_critical_alert(*, event_id: int, reason: str) -> bool:
-    """Claim the event's alert (metadata.alertedAt, set in SQL only where it is absent, so
-    concurrent or repeated calls alert once) and send it after the commit. Returns whether
-    this call alerted."""
-    now = timezone.now()
+def alert_send(*, kind: str, subject: str, details: dict[str, Any]) -> None:
+    """Send one alert after the current transaction commits (at once outside one)."""
+    alert = {"kind": kind, "subject": subject, **details}
+    transaction.on_commit(partial(_alert_send, alert=alert))
+
+
+def revenue_events_critical_alert(*, event_ids: list[int], reason: str, now: datetime | None = None) -> list[int]:
+    """Claim the events' alert (a timestamp in their metadata, set in SQL only where absent, so
+    concurrent or repeated calls alert each event once) and send one alert for all the
+    events claimed. Returns them."""
+    if not event_ids:
+        return []
+    moment = now or timezone.now()
     with transaction.atomic():
-        claimed = RevenueEvent.objects.filter(pk=event_id, metadata__alertedAt__isnull=True).update(
-            metadata=JsonMerge("metadata", {"alertedAt": now.astimezone(UTC).isoformat(timespec="microseconds")})
-        )
+        unclaimed = RevenueEvent.objects.filter(pk__in=event_ids).filter(alert_unclaimed())
+        claimed = sorted(unclaimed.values_list("pk", flat=True))
         if not claimed:
-            return False
-        event = (
-            RevenueEvent.objects.filter(pk=event_id)
-            .values("pk", "stream_id", "holder_share", "currency", "source_type", "source_id", "metadata")
-            .first()
+            return []
+        RevenueEvent.objects.filter(pk__in=claimed).update(
+            metadata=JsonMerge("metadata", patch_alert_claimed(now=moment))
         )
-        if event is None:
-            return False
-        alert = {
-            "kind": "revenue_event_critical",
-            "event_id": event["pk"],
-            "stream_id": event["stream_id"],
-            "holder_share": str(event["holder_share"]),
-            "currency": event["currency"],
-            "source": f"{event['source_type']}:{event['source_id']}",
-            "retry_attempts": event["metadata"].get("retryAttempts"),
-            "reason": reason[:1000],
-        }
-        transaction.on_commit(partial(_alert_send, alert=alert))
-    return True
+        streams = sorted(set(RevenueEvent.objects.filter(pk__in=claimed).values_list("stream_id", flat=True)))
+        alert_send(
+            kind="revenue_events_critical",
+            subject=f"{len(claimed)} revenue event(s): on-chain delivery gave up",
+            details={
+                "events": len(claimed),
+                "event_ids": claimed[:EVENTS_LISTED],
+                "stream_ids": streams,
+                "reason": reason[:1000],
+            },
+        )
+    return claimed
 
 
 def _alert_send(*, alert: dict[str, Any]) -> None:
-    logger.error("revenue event needs attention: on-chain delivery gave up", extra=alert)
+    logger.error("delivery alert: %s", alert["subject"], extra={"alert": alert})
     mail_admins(
-        subject=f"Revenue event {alert['event_id']}: on-chain delivery gave up",
+        subject=alert["subject"],
         message="\n".join(f"{key}: {value}" for key, value in alert.items()),
         fail_silently=True,
     )
@@ -64,4 +76,4 @@ def _alert_send(*, alert: dict[str, Any]) -> None:
         try:
             requests.post(settings.ALERT_WEBHOOK_URL, json=alert, timeout=WEBHOOK_TIMEOUT_SECONDS)
         except requests.RequestException:
-            logger.warning("alert webhook unreachable", extra={"event_id": alert["event_id"]}, exc_info=True)
+            logger.warning("alert webhook unreachable", extra={"kind": alert["kind"]}, exc_info=True)

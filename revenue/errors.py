@@ -19,4 +19,4 @@ class RevenueEventNotFound(NotFound):
 class RevenueEventNotRetryable(ApplicationError):
     code = "event_not_retryable"
     status = 409
-    default_message = "Only failed or pending events can be queued again; this one is in flight or delivered."
+    default_message = "Only failed, critical or pending events can be queued again; this one is in flight or delivered."

@@ -6,9 +6,16 @@ from decimal import Decimal
 
 from django.db import models
 from django.db.models import F, Q, Value
-from django.db.models.fields.json import KT
 
 from core.fields import MoneyField
+from revenue.delivery.metadata import (
+    WAITING_STATUSES,
+    DeliveryStatus,
+    carried,
+    not_carried,
+    status_expression,
+    status_in,
+)
 
 HALF_SATOSHI = Value(Decimal("0.000000005"))
 
@@ -46,8 +53,8 @@ class RevenueEvent(models.Model):
     holder_share = MoneyField()
     reserve_share = MoneyField()
     description = models.CharField(max_length=255, blank=True, default="")
-    # Delivery state of the holder share (timestamp, streamName, onChainDeliveryStatus,
-    # txHash, nonce, retryAttempts, ...): updated in SQL, key by key, never read-modify-write.
+    # Source details and the delivery state of the holder share: its keys belong to
+    # revenue.delivery.metadata; updated in SQL, key by key, never read-modify-write.
     metadata = models.JSONField(default=dict)
     created_at = models.DateTimeField()
 
@@ -68,15 +75,21 @@ class RevenueEvent(models.Model):
             ),
         ]
         indexes = [
-            models.Index(KT("metadata__onChainDeliveryStatus"), "id", name="revenue_event_delivery_status"),
+            models.Index(status_expression(), "id", name="revenue_event_delivery_status"),
             models.Index(fields=["created_at"], name="revenue_event_created"),
             # Re-drive scans (pending, or failed and due; oldest id first) walk this small
             # partial index in id order and stop after one batch, however many delivered
-            # events there are (docs/performance.md).
+            # events there are (docs/performance.md). Dust carried forward is not in it.
             models.Index(
                 fields=["id"],
-                condition=Q(metadata__onChainDeliveryStatus__in=["pending", "failed"]),
+                condition=status_in(*WAITING_STATUSES) & not_carried(),
                 name="revenue_event_redrive",
+            ),
+            # Dust carried forward, per stream, until its bundle is worth sending.
+            models.Index(
+                fields=["stream", "id"],
+                condition=status_in(DeliveryStatus.PENDING) & carried(),
+                name="revenue_event_carried",
             ),
         ]
 
@@ -126,6 +139,10 @@ class ChainDeployment(models.Model):
     embedded = models.BooleanField(default=False)  # the in-process chain of a worker process
     active = models.BooleanField(default=True)
     superseded_at = models.DateTimeField(null=True, blank=True)
+    # The reserve's logs are read up to this block; its hash tells whether a reorg
+    # changed anything at or below it since (then the scan restarts at the final block).
+    scanned_block = models.PositiveBigIntegerField(null=True, blank=True)
+    scanned_block_hash = models.CharField(max_length=66, blank=True, default="")
 
     class Meta:
         constraints = [
@@ -138,26 +155,30 @@ class ChainDeployment(models.Model):
 
 
 class DeliveryBatchStatus(models.TextChoices):
-    SUBMITTED = "submitted"  # signed and persisted; maybe broadcast, maybe mined, not yet final
-    CONFIRMED = "confirmed"  # mined OK with CHAIN_CONFIRMATIONS blocks: its events are delivered
+    SUBMITTED = "submitted"  # signed and persisted; maybe broadcast, maybe mined, not yet confirmed
+    CONFIRMED = "confirmed"  # mined OK with CHAIN_CONFIRMATIONS blocks (re-checked until final)
     FAILED = "failed"  # definitively not delivered (reverted, or refused by the node): events retry
-    SUPERSEDED = "superseded"  # its deployment was replaced before it confirmed: events back to pending
+    # Carries nothing any more: its deployment was replaced before it confirmed, every item
+    # was paid by other transactions, or (foreign) it left the canonical chain.
+    SUPERSEDED = "superseded"
 
 
 LIVE_BATCH_STATUSES = (DeliveryBatchStatus.SUBMITTED, DeliveryBatchStatus.CONFIRMED)
 
 
 class DeliveryBatch(models.Model):
-    """One `deliver(first_sequence, ...)` call: the events it carries keep their sequence
-    numbers for as long as the batch is live, which is what makes resending safe."""
+    """One `deliver(item_ids, stream_ids, amounts)` transaction, with all its re-signed
+    versions (same nonce with higher fees, or rebuilt at another nonce). The contract pays
+    an item id once whatever transaction carries it, so resending is always safe; which
+    items a mined transaction paid is read from its logs (`Delivered`, `Refused`)."""
 
     deployment = models.ForeignKey(ChainDeployment, on_delete=models.PROTECT, related_name="batches")
-    first_sequence = models.PositiveBigIntegerField()
-    size = models.PositiveIntegerField()
-    # Parallel lists in sequence order; wei amounts as strings (they exceed 2**53).
-    event_ids = models.JSONField(default=list)
+    size = models.PositiveIntegerField()  # items
+    # Parallel lists, one entry per on-chain item; wei amounts as strings (they exceed 2**53).
+    item_ids = models.JSONField(default=list)  # a revenue event's id, or BUNDLE_ITEM_BASE + a bundle's id
     stream_ids = models.JSONField(default=list)
     amounts_wei = models.JSONField(default=list)
+    event_ids = models.JSONField(default=list)  # every revenue event the items carry (bundles expanded)
     value_wei = models.CharField(max_length=80)
     eth_usd_price = MoneyField(null=True, blank=True)
     nonce = models.PositiveBigIntegerField()
@@ -165,40 +186,50 @@ class DeliveryBatch(models.Model):
     max_fee_per_gas = models.PositiveBigIntegerField()
     max_priority_fee_per_gas = models.PositiveBigIntegerField()
     signed_raw_tx = models.TextField(blank=True, default="")  # the latest signed bytes, hex; never a key
-    tx_hashes = models.JSONField(default=list)  # every broadcast, replacements included, oldest first
+    tx_hashes = models.JSONField(default=list)  # every signed version, oldest first
     mined_tx_hash = models.CharField(max_length=66, blank=True, default="")
     status = models.CharField(max_length=10, choices=DeliveryBatchStatus.choices, default=DeliveryBatchStatus.SUBMITTED)
-    block_number = models.PositiveBigIntegerField(null=True, blank=True)  # set while mined OK
+    block_number = models.PositiveBigIntegerField(null=True, blank=True)  # set while mined in the canonical chain
+    block_hash = models.CharField(max_length=66, blank=True, default="")
+    refused_item_ids = models.JSONField(default=list)  # items its mined transaction found paid already
     submitted_block = models.PositiveBigIntegerField(default=0)  # chain head when it was built
     foreign = models.BooleanField(default=False)  # found in the contract's logs, not sent by this platform
     submitted_at = models.DateTimeField()
     last_broadcast_at = models.DateTimeField(null=True, blank=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
+    finalized_at = models.DateTimeField(null=True, blank=True)  # its block is final: no more re-checks
+    alerted_at = models.DateTimeField(null=True, blank=True)  # submitted too long: alerted once
     last_error = models.TextField(blank=True, default="")
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["deployment", "first_sequence"],
-                condition=Q(status__in=["submitted", "confirmed"]),
-                name="delivery_batch_live_sequence_unique",
-            ),
             models.CheckConstraint(condition=Q(size__gt=0), name="delivery_batch_not_empty"),
         ]
         indexes = [
-            models.Index(fields=["deployment", "status", "first_sequence"], name="delivery_batch_state"),
+            models.Index(fields=["deployment", "status", "id"], name="delivery_batch_state"),
         ]
 
     def __str__(self) -> str:
-        return f"delivery batch {self.pk} (sequence {self.first_sequence}+{self.size}, {self.status})"
+        return f"delivery batch {self.pk} ({self.size} items, nonce {self.nonce}, {self.status})"
 
-    @property
-    def end_sequence(self) -> int:
-        return self.first_sequence + self.size
+
+class DeliveryBundle(models.Model):
+    """Dust carried forward: holder shares of one stream too small to pay one by one,
+    paid on-chain as one item (id BUNDLE_ITEM_BASE + pk) once together they are worth it.
+    Fixed when formed: its events and amount never change, so resending it is safe."""
+
+    stream = models.ForeignKey(RevenueStream, on_delete=models.PROTECT, related_name="bundles")
+    event_ids = models.JSONField(default=list)
+    amount_wei = models.CharField(max_length=80)  # the sum of its events' amounts in wei
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"dust bundle {self.pk} of stream {self.stream_id} ({len(self.event_ids)} events)"
 
 
 class DeliveryHeartbeat(models.Model):
-    """Singleton (id 1) written at the end of every delivery cycle, for the worker-status view."""
+    """Singleton (id 1): the delivery worker's state, written by every cycle, for the
+    worker-status view: its last run, the chain it saw, and whether delivery is paused."""
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     last_run_at = models.DateTimeField(null=True, blank=True)
@@ -210,10 +241,18 @@ class DeliveryHeartbeat(models.Model):
     connected = models.BooleanField(default=False)
     chain_id = models.PositiveBigIntegerField(null=True, blank=True)
     block_number = models.PositiveBigIntegerField(null=True, blank=True)
-    next_sequence = models.PositiveBigIntegerField(null=True, blank=True)
+    finalized_block = models.PositiveBigIntegerField(null=True, blank=True)
+    items_paid = models.PositiveBigIntegerField(null=True, blank=True)  # the reserve's own count
     signer_address = models.CharField(max_length=42, blank=True, default="")
     signer_balance_wei = models.CharField(max_length=80, blank=True, default="")
     contract_address = models.CharField(max_length=42, blank=True, default="")
+    # Delivery paused by an operator-level fault (revenue.chain.errors.PauseCause; "" = running).
+    pause_cause = models.CharField(max_length=32, blank=True, default="")
+    pause_detail = models.TextField(blank=True, default="")
+    paused_since = models.DateTimeField(null=True, blank=True)
+    pause_alerted_at = models.DateTimeField(null=True, blank=True)
+    resumed_at = models.DateTimeField(null=True, blank=True)
+    low_balance_alerted_at = models.DateTimeField(null=True, blank=True)  # None: balance not low
 
     class Meta:
         constraints = [models.CheckConstraint(condition=Q(id=1), name="delivery_heartbeat_singleton")]

@@ -1,21 +1,34 @@
 """The on-chain failure report, aggregated in SQL (a grouped query and one windowed
-query for the listed events), so it stays fast at millions of events."""
+query for the listed events), so it stays fast at millions of events.
+
+Failures are the events that need attention: `failed` and `critical` ones, and events
+left `pending` with no attempt for over 10 minutes (not dust carried forward: that waits
+on purpose). The summary also says whether delivery is paused and why: while it is, the
+events wait without failing, and the pause is the failure to look at.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
-from django.conf import settings
-from django.db import connection
-from django.db.models import Count, F, IntegerField, Max, Q, Sum, Value, Window
-from django.db.models.fields.json import KT
-from django.db.models.functions import Cast, Coalesce, RowNumber
-from django.db.models.lookups import Exact
+from django.db.models import Count, F, Max, Q, Sum, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from revenue.models import RevenueEvent, RevenueStream
+from revenue.delivery.metadata import (
+    DeliveryStatus,
+    Key,
+    attempts_expression,
+    carried,
+    lookup,
+    status_in,
+    status_is,
+    text,
+)
+from revenue.models import DeliveryBatch, DeliveryBatchStatus, DeliveryHeartbeat, RevenueEvent, RevenueStream
 
 STALE_PENDING_MINUTES = 10
 EVENTS_PER_STREAM = 50
@@ -27,29 +40,32 @@ class FailureReport:
     by_stream: list[dict[str, object]]
 
 
-def attempts_expression() -> Cast:
-    return Cast(Coalesce(KT("metadata__retryAttempts"), Value("0")), IntegerField())
-
-
-def status_is(status: str) -> Q:
-    """On PostgreSQL compare the ->> text, which the status expression index covers (a
-    jsonb -> comparison would scan every event); SQLite's JSON1 needs the key lookup."""
-    if connection.vendor == "postgresql":
-        return Q(Exact(KT("metadata__onChainDeliveryStatus"), status))
-    return Q(metadata__onChainDeliveryStatus=status)
-
-
 def failures_filter(*, now: datetime) -> Q:
-    """Failed events, and events left pending with no attempt for over 10 minutes."""
-    status = "metadata__onChainDeliveryStatus"
+    """Failed and critical events, and events left pending with no attempt for over 10 minutes."""
     stale = now - timedelta(minutes=STALE_PENDING_MINUTES)
-    return Q(**{status: "failed"}) | (
-        Q(**{status: "pending"}) & Q(created_at__lt=stale) & Q(metadata__lastRetryAt__isnull=True)
+    return status_in(DeliveryStatus.FAILED, DeliveryStatus.CRITICAL) | (
+        status_in(DeliveryStatus.PENDING)
+        & Q(created_at__lt=stale)
+        & Q(**{lookup(Key.LAST_RETRY_AT, "__isnull"): True})
+        & ~carried()
     )
 
 
-def critical_filter() -> Q:
-    return Q(metadata__critical=True) | Q(attempts__gte=settings.DELIVERY_MAX_ATTEMPTS)
+def delivery_pause() -> dict[str, Any] | None:
+    """The current pause of delivery (cause, detail, since, last alert), None while it runs."""
+    state = (
+        DeliveryHeartbeat.objects.filter(pk=1)
+        .values("pause_cause", "pause_detail", "paused_since", "pause_alerted_at")
+        .first()
+    )
+    if not state or not state["pause_cause"]:
+        return None
+    return {
+        "cause": state["pause_cause"],
+        "detail": state["pause_detail"],
+        "since": state["paused_since"],
+        "last_alert_at": state["pause_alerted_at"],
+    }
 
 
 def onchain_failure_report(*, hours: int, stream_id: int | None = None, now: datetime | None = None) -> FailureReport:
@@ -67,7 +83,7 @@ def onchain_failure_report(*, hours: int, stream_id: int | None = None, now: dat
             count=Count("id"),
             total_holder_share=Sum("holder_share"),
             max_retries=Max("attempts"),
-            critical=Count("id", filter=critical_filter()),
+            critical=Count("id", filter=status_in(DeliveryStatus.CRITICAL)),
         )
         .order_by("stream_id")
     )
@@ -75,12 +91,21 @@ def onchain_failure_report(*, hours: int, stream_id: int | None = None, now: dat
     listed = (
         failures.annotate(
             row=Window(RowNumber(), partition_by=[F("stream_id")], order_by=[F("created_at").desc(), F("id").desc()]),
-            last_error=KT("metadata__lastError"),
-            next_retry_at=KT("metadata__nextRetryAt"),
+            delivery_status=text(Key.STATUS),
+            last_error=text(Key.LAST_ERROR),
+            next_retry_at=text(Key.NEXT_RETRY_AT),
         )
         .filter(row__lte=EVENTS_PER_STREAM)
         .values(
-            "id", "stream_id", "holder_share", "description", "created_at", "attempts", "last_error", "next_retry_at"
+            "id",
+            "stream_id",
+            "holder_share",
+            "description",
+            "created_at",
+            "attempts",
+            "delivery_status",
+            "last_error",
+            "next_retry_at",
         )
     )
     events_by_stream: dict[int, list[dict[str, object]]] = {}
@@ -92,21 +117,33 @@ def onchain_failure_report(*, hours: int, stream_id: int | None = None, now: dat
                 "description": row["description"],
                 "created_at": row["created_at"],
                 "retry_attempts": row["attempts"],
+                "status": row["delivery_status"],
                 "last_error": row["last_error"],
                 "next_retry_at": row["next_retry_at"],
             }
         )
     in_flight_too_long = (
-        RevenueEvent.objects.filter(status_is("submitted"))
+        RevenueEvent.objects.filter(status_is(DeliveryStatus.SUBMITTED))
         .filter(created_at__lt=moment - timedelta(minutes=STALE_PENDING_MINUTES))
         .count()
     )
+    waiting = RevenueEvent.objects.filter(status_in(DeliveryStatus.PENDING, DeliveryStatus.FAILED)).aggregate(
+        events=Count("id"), dust=Count("id", filter=carried())
+    )
+    pause = delivery_pause()
     summary = {
         "total_failures": sum(int(g["count"]) for g in grouped),
         "critical_failures": sum(int(g["critical"]) for g in grouped),
         "total_holder_share_pending": sum((g["total_holder_share"] for g in grouped), Decimal(0)),
         "period_hours": hours,
         "needs_reconciliation": in_flight_too_long,
+        "delivery_paused": pause is not None,
+        "pause": pause,
+        "events_waiting": int(waiting["events"]),
+        "dust_carried": int(waiting["dust"]),
+        "batches_stuck": DeliveryBatch.objects.filter(
+            status=DeliveryBatchStatus.SUBMITTED, block_number__isnull=True, alerted_at__isnull=False
+        ).count(),
     }
     by_stream = [
         {

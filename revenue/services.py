@@ -17,6 +17,7 @@ from core.logging import correlation_context, correlation_id_get, correlation_id
 from core.money import parse_amount
 from orders.engine import quantize_down
 from revenue import streams
+from revenue.delivery.metadata import document_initial
 from revenue.errors import InvalidRevenueAmount, StreamNotFound
 from revenue.locks import lock_post_trade_job
 from revenue.models import PostTradeJob, PostTradeJobStatus, RevenueEvent, RevenueStream
@@ -87,14 +88,9 @@ def revenue_event_record(
         raise StreamNotFound(fields={"stream": [f"No revenue stream {stream_id}."]})
     split = revenue_split(gross=gross)
     now = timezone.now()
-    event_metadata = {
-        "timestamp": now.isoformat(),
-        "streamName": stream.name,
-        "correlationId": correlation_id_get(),
-        "onChainDeliveryStatus": "pending",
-        "retryAttempts": 0,
-        **(metadata or {}),
-    }
+    event_metadata = document_initial(
+        timestamp=now.isoformat(), stream_name=stream.name, correlation_id=correlation_id_get(), source=metadata
+    )
     try:
         with transaction.atomic():
             event = RevenueEvent.objects.create(

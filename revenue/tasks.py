@@ -9,7 +9,7 @@ from celery import shared_task
 from django.conf import settings
 
 from revenue.chain.client import TransientChainError
-from revenue.delivery import revenue_events_deliver, revenue_events_redrive
+from revenue.delivery.service import revenue_events_deliver, revenue_events_redrive
 from revenue.selectors import post_trade_jobs_stale
 from revenue.services import post_trade_jobs_process
 

@@ -1,39 +1,35 @@
-"""What the delivery worker is doing, for staff: its heartbeat and counts by status."""
+"""What the delivery worker is doing, for staff: its heartbeat, whether delivery is
+paused and why, and the events by status (the five statuses are disjoint: they add up
+to the events)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count
-from django.db.models.fields.json import KT
+from django.db.models import Count, Q
 
-from revenue.models import DeliveryHeartbeat, RevenueEvent
-from revenue.reports import attempts_expression, critical_filter
-
-STATUSES = ("pending", "submitted", "delivered", "failed")
+from revenue.delivery.metadata import DeliveryStatus, status_expression
+from revenue.models import DeliveryBatch, DeliveryBatchStatus, DeliveryHeartbeat, RevenueEvent
+from revenue.reports import delivery_pause
 
 
 def delivery_status_counts() -> dict[str, int]:
     """One grouped query over the status key (served by its expression index)."""
     rows = dict(
-        RevenueEvent.objects.annotate(status=KT("metadata__onChainDeliveryStatus"))
+        RevenueEvent.objects.annotate(status=status_expression())
         .values("status")
         .annotate(n=Count("id"))
         .values_list("status", "n")
     )
-    counts = {status: int(rows.get(status, 0)) for status in STATUSES}
-    counts["critical"] = (
-        RevenueEvent.objects.filter(metadata__onChainDeliveryStatus="failed")
-        .annotate(attempts=attempts_expression())
-        .filter(critical_filter())
-        .count()
-    )
-    return counts
+    return {status.value: int(rows.get(status.value, 0)) for status in DeliveryStatus}
 
 
 def onchain_worker_status() -> dict[str, Any]:
     beat = DeliveryHeartbeat.objects.filter(pk=1).first()
+    in_flight = DeliveryBatch.objects.filter(status=DeliveryBatchStatus.SUBMITTED).aggregate(
+        batches=Count("id"), stuck=Count("id", filter=Q(block_number__isnull=True, alerted_at__isnull=False))
+    )
     return {
         "enabled": settings.DELIVERY_ENABLED,
         "last_run_at": beat.last_run_at if beat else None,
@@ -45,6 +41,11 @@ def onchain_worker_status() -> dict[str, Any]:
         "max_retry_attempts": settings.DELIVERY_MAX_ATTEMPTS,
         "confirmations": settings.CHAIN_CONFIRMATIONS,
         "counts": delivery_status_counts(),
+        "paused": delivery_pause(),
+        "resumed_at": beat.resumed_at if beat else None,
+        "batches_in_flight": int(in_flight["batches"]),
+        "batches_stuck": int(in_flight["stuck"]),
+        "signer_balance_low": bool(beat and beat.low_balance_alerted_at),
         "chain": {
             "connected": bool(beat and beat.connected),
             "chain_id": beat.chain_id if beat else None,
@@ -52,6 +53,10 @@ def onchain_worker_status() -> dict[str, Any]:
             "signer_address": (beat.signer_address or None) if beat else None,
             "signer_balance_wei": (beat.signer_balance_wei or None) if beat else None,
             "block_number": beat.block_number if beat else None,
-            "next_sequence": beat.next_sequence if beat else None,
+            "finalized_block": beat.finalized_block if beat else None,
+            "items_paid": beat.items_paid if beat else None,
+            # Before items were deduplicated on-chain the reserve counted a sequence; the
+            # count of items it paid is the same figure.
+            "next_sequence": beat.items_paid if beat else None,
         },
     }

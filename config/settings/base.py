@@ -235,6 +235,10 @@ TTX_CIRCULATING_SUPPLY = env_decimal("TTX_CIRCULATING_SUPPLY", "500000000")
 WEB3_PROVIDER_URI = env_str("WEB3_PROVIDER_URI", "")  # empty: in-process eth-tester chain
 CHAIN_SIGNER_PRIVATE_KEY = env_str("CHAIN_SIGNER_PRIVATE_KEY", "")
 CHAIN_CONFIRMATIONS = env_int("CHAIN_CONFIRMATIONS", 2)
+# A delivery is re-checked against the canonical chain until its block is final: the node's
+# `finalized` block, or (nodes without that tag, or CHAIN_FINALITY_USE_TAG off) this deep.
+CHAIN_FINALITY_DEPTH = env_int("CHAIN_FINALITY_DEPTH", 64)
+CHAIN_FINALITY_USE_TAG = env_bool("CHAIN_FINALITY_USE_TAG", True)
 
 # --- Celery -----------------------------------------------------------------------
 # CELERY_BROKER_URL=redis://... switches to Redis; the default filesystem transport
@@ -325,7 +329,19 @@ DELIVERY_STUCK_SECONDS = env_int("DELIVERY_STUCK_SECONDS", 30)  # pending this l
 DELIVERY_POLL_INTERVAL_SECONDS = env_int("DELIVERY_POLL_INTERVAL_SECONDS", 60)  # the beat re-drive
 DELIVERY_DEBOUNCE_SECONDS = env_int("DELIVERY_DEBOUNCE_SECONDS", 2)  # a burst of events publishes one run
 DELIVERY_PRICE_MARKET = env_str("DELIVERY_PRICE_MARKET", "ETH-USDT")  # its reference price converts USD to wei
-DELIVERY_MAX_FEE_PER_GAS_WEI = env_int("DELIVERY_MAX_FEE_PER_GAS_WEI", 500 * 10**9)  # replacements stop here
+DELIVERY_MAX_FEE_PER_GAS_WEI = env_int("DELIVERY_MAX_FEE_PER_GAS_WEI", 500 * 10**9)  # fee ceiling: above it, pause
+DELIVERY_LOG_SCAN_BLOCKS = env_int("DELIVERY_LOG_SCAN_BLOCKS", 2000)  # blocks per log query (hosted nodes cap it)
+# Dust: shares below this many wei are carried forward per stream and paid as one bundle
+# once together they reach it (or the oldest waited DELIVERY_DUST_MAX_AGE_SECONDS).
+DELIVERY_MIN_ITEM_WEI = env_int("DELIVERY_MIN_ITEM_WEI", 10**13)  # 0.00001 ETH, about a batched item's gas
+DELIVERY_DUST_MAX_AGE_SECONDS = env_int("DELIVERY_DUST_MAX_AGE_SECONDS", 7 * 24 * 3600)
+# The reference price is used only within this share of the median of recent trades.
+DELIVERY_PRICE_MAX_DEVIATION = env_decimal("DELIVERY_PRICE_MAX_DEVIATION", "0.20")
+DELIVERY_PRICE_TRADES = env_int("DELIVERY_PRICE_TRADES", 50)
+DELIVERY_PRICE_MAX_AGE_SECONDS = env_int("DELIVERY_PRICE_MAX_AGE_SECONDS", 24 * 3600)
+DELIVERY_ALERT_REPEAT_SECONDS = env_int("DELIVERY_ALERT_REPEAT_SECONDS", 3600)  # a pause is alerted again this often
+DELIVERY_LOW_BALANCE_BATCHES = env_int("DELIVERY_LOW_BALANCE_BATCHES", 20)  # alert below gas for this many batches
+DELIVERY_SUBMITTED_ALERT_SECONDS = env_int("DELIVERY_SUBMITTED_ALERT_SECONDS", 600)  # a batch not mined this long
 DELIVERY_TASK_SOFT_TIME_LIMIT = env_int("DELIVERY_TASK_SOFT_TIME_LIMIT", 240)
 DELIVERY_TASK_TIME_LIMIT = env_int("DELIVERY_TASK_TIME_LIMIT", 300)
 CHAIN_RPC_TIMEOUT_SECONDS = env_int("CHAIN_RPC_TIMEOUT_SECONDS", 5)

@@ -14,6 +14,8 @@ from core.api.schema import error_responses
 from core.errors import InvalidParameter
 from core.money import format_amount
 from core.text import parse_id
+from revenue.chain.errors import PauseCause
+from revenue.delivery.metadata import DeliveryStatus
 from revenue.errors import RevenueEventNotFound, RevenueEventNotRetryable
 from revenue.models import RevenueEvent
 from revenue.reports import onchain_failure_report
@@ -24,6 +26,17 @@ def _nullable(field: type[serializers.Field]) -> serializers.Field:
     return field(allow_null=True)
 
 
+PAUSE = inline_serializer(
+    "OnchainDeliveryPause",
+    {
+        "cause": serializers.ChoiceField(choices=[c.value for c in PauseCause]),
+        "detail": serializers.CharField(),
+        "since": serializers.DateTimeField(),
+        "last_alert_at": _nullable(serializers.DateTimeField),
+    },
+    allow_null=True,
+    help_text="Why delivery is paused (null while it runs); it resumes by itself once the cause is gone.",
+)
 FAILURE_REPORT = inline_serializer(
     "OnchainFailureReport",
     {
@@ -36,6 +49,17 @@ FAILURE_REPORT = inline_serializer(
                 "period_hours": serializers.IntegerField(),
                 "needs_reconciliation": serializers.IntegerField(
                     help_text="Events submitted on chain for too long without a receipt."
+                ),
+                "delivery_paused": serializers.BooleanField(
+                    help_text="Delivery is paused by an operator-level fault (see pause): events wait, unfailed."
+                ),
+                "pause": PAUSE,
+                "events_waiting": serializers.IntegerField(help_text="Events pending or failed (dust included)."),
+                "dust_carried": serializers.IntegerField(
+                    help_text="Pending events whose share is carried forward until their stream's dust is worth paying."
+                ),
+                "batches_stuck": serializers.IntegerField(
+                    help_text="Batches submitted and not mined for longer than DELIVERY_SUBMITTED_ALERT_SECONDS."
                 ),
             },
         ),
@@ -56,6 +80,7 @@ FAILURE_REPORT = inline_serializer(
                         "description": serializers.CharField(),
                         "created_at": serializers.DateTimeField(),
                         "retry_attempts": serializers.IntegerField(),
+                        "status": serializers.ChoiceField(choices=[s.value for s in DeliveryStatus]),
                         "last_error": _nullable(serializers.CharField),
                         "next_retry_at": _nullable(serializers.CharField),
                     },
@@ -80,7 +105,15 @@ WORKER_STATUS = inline_serializer(
         "confirmations": serializers.IntegerField(),
         "counts": inline_serializer(
             "OnchainDeliveryCounts",
-            {name: serializers.IntegerField() for name in ("pending", "submitted", "delivered", "failed", "critical")},
+            {status.value: serializers.IntegerField() for status in DeliveryStatus},
+            help_text="Events by delivery status; the statuses are disjoint and add up to the events.",
+        ),
+        "paused": PAUSE,
+        "resumed_at": _nullable(serializers.DateTimeField),
+        "batches_in_flight": serializers.IntegerField(),
+        "batches_stuck": serializers.IntegerField(),
+        "signer_balance_low": serializers.BooleanField(
+            help_text="The signer holds less than gas for DELIVERY_LOW_BALANCE_BATCHES batches (alerted)."
         ),
         "chain": inline_serializer(
             "OnchainChainStatus",
@@ -91,6 +124,8 @@ WORKER_STATUS = inline_serializer(
                 "signer_address": _nullable(serializers.CharField),
                 "signer_balance_wei": _nullable(serializers.CharField),
                 "block_number": _nullable(serializers.IntegerField),
+                "finalized_block": _nullable(serializers.IntegerField),
+                "items_paid": _nullable(serializers.IntegerField),
                 "next_sequence": _nullable(serializers.IntegerField),
             },
         ),
@@ -167,7 +202,7 @@ class RevenueEventRetryApi(APIView):
         event_pk = parse_id(event_id)
         if event_pk is None or not RevenueEvent.objects.filter(pk=event_pk).exists():
             raise RevenueEventNotFound()
-        from revenue.delivery import revenue_event_delivery_retry  # keeps web3 out of web workers
+        from revenue.delivery.service import revenue_event_delivery_retry  # keeps web3 out of web workers
 
         if not revenue_event_delivery_retry(event_id=event_pk):
             raise RevenueEventNotRetryable()

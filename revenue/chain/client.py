@@ -12,7 +12,7 @@ All transactions are signed locally (EIP-1559, type 2, explicit ``nonce`` and
 Errors: transport failures are raised as ``ChainUnavailable``, node-side "not now"
 answers as ``TransientChainError``; contract reverts propagate as raised by web3
 (``ContractLogicError``) or eth-tester (``TransactionFailed``). Use
-``classify_error`` on anything caught.
+``classify_error`` (and ``operator_cause``, ``is_underpriced``) on anything caught.
 """
 
 from __future__ import annotations
@@ -41,51 +41,69 @@ from web3.types import BlockIdentifier, RPCEndpoint, TxParams, TxReceipt, Wei
 
 from revenue.chain.artifacts import Artifact, load_artifact
 from revenue.chain.errors import (
-    ALREADY_DELIVERED_REASON,
     ALREADY_KNOWN_MESSAGES,
-    AlreadyDelivered,
     ChainError,
     ChainUnavailable,
     ErrorKind,
     FatalChainError,
+    OperatorFault,
+    PauseCause,
     TransientChainError,
     classify_error,
     error_message,
     is_connection_failure,
+    is_nonce_too_low,
+    is_underpriced,
+    operator_cause,
 )
 from revenue.chain.units import WEI_PER_ETH, usd_to_wei
 
 __all__ = [
-    "ALREADY_DELIVERED_REASON",
     "MAX_BATCH",
     "MIN_BUMP_PERCENT",
     "NUM_STREAMS",
+    "SELF_TRANSFER_GAS",
     "WEI_PER_ETH",
-    "AlreadyDelivered",
     "Artifact",
     "ChainError",
     "ChainUnavailable",
-    "DeliveredLog",
+    "ContractHealth",
     "DeliveryItem",
     "ErrorKind",
     "FatalChainError",
+    "OperatorFault",
+    "PauseCause",
+    "PaymentLog",
     "SignedTx",
     "Signer",
     "TransientChainError",
+    "block_hash_at",
     "build_delivery_tx",
+    "build_reserve_call_tx",
+    "build_self_transfer_tx",
     "bump_fees",
-    "chain_next_sequence",
+    "chain_items_paid",
     "chain_status",
     "classify_error",
     "confirmations",
     "connect",
+    "contract_health",
     "delivered_logs",
     "deploy_reserve",
     "dev_signer_fund",
     "error_message",
     "explain_failed_receipt",
+    "fees_for",
+    "finalized_block_number",
     "is_connection_failure",
+    "is_nonce_too_low",
+    "is_underpriced",
+    "item_paid",
     "load_artifact",
+    "node_chain_id",
+    "operator_cause",
+    "payment_logs",
+    "priority_fee_suggested",
     "receipt_or_none",
     "reserve_contract",
     "send_signed",
@@ -99,11 +117,14 @@ __all__ = [
 
 NUM_STREAMS = 10  # HolderReserve.NUM_STREAMS
 MAX_BATCH = 256  # HolderReserve.MAX_BATCH
-MIN_BUMP_PERCENT = Decimal(10)  # geth/anvil refuse a same-nonce replacement below +10% on both fees
+MIN_BUMP_PERCENT = Decimal(10)  # geth refuses a same-nonce replacement below +10% on both fees
 DEFAULT_BUMP_PERCENT = Decimal("12.5")
 DEFAULT_HTTP_TIMEOUT = 5.0
 GAS_ESTIMATE_MARGIN = Decimal("1.25")
 FALLBACK_PRIORITY_FEE = 10**9  # 1 gwei when the node has no eth_maxPriorityFeePerGas
+SELF_TRANSFER_GAS = 21_000  # a plain 0-value transfer: what fills a nonce gap
+DELIVERED_TOPIC = "0x" + keccak(text="Delivered(uint256,uint8,uint256)").hex()
+REFUSED_TOPIC = "0x" + keccak(text="Refused(uint256,uint256)").hex()
 
 
 # --------------------------------------------------------------------------- connection
@@ -246,13 +267,23 @@ def suggest_fees(w3: Web3) -> tuple[int, int]:
         except Exception as exc:
             if is_connection_failure(exc):
                 raise
+    return fees_for(base_fee=base_fee, priority=priority_fee_suggested(w3))
+
+
+def priority_fee_suggested(w3: Web3) -> int:
+    """The node's ``eth_maxPriorityFeePerGas`` (1 gwei if unsupported), at least 1 wei."""
+    with _translate_transient():
         try:
             priority = int(w3.eth.max_priority_fee)
         except Exception as exc:
             if is_connection_failure(exc):
                 raise
             priority = FALLBACK_PRIORITY_FEE
-    priority = max(priority, 1)
+    return max(priority, 1)
+
+
+def fees_for(*, base_fee: int, priority: int) -> tuple[int, int]:
+    """``(max_fee, priority)`` surviving six full blocks of base-fee growth: 2 x base + priority."""
     return 2 * base_fee + priority, priority
 
 
@@ -290,8 +321,15 @@ def _default_artifact() -> Artifact:
 
 
 def reserve_contract(w3: Web3, address: str, *, artifact: Artifact | None = None) -> Contract:
-    art = artifact or _default_artifact()
-    return w3.eth.contract(address=Web3.to_checksum_address(address), abi=art.abi)
+    if artifact is None:
+        return _reserve_contract(w3, Web3.to_checksum_address(address))
+    return w3.eth.contract(address=Web3.to_checksum_address(address), abi=artifact.abi)
+
+
+@functools.lru_cache(maxsize=32)
+def _reserve_contract(w3: Web3, address: ChecksumAddress) -> Contract:
+    # Building a web3 Contract parses the ABI (tens of ms): once per node connection and address.
+    return w3.eth.contract(address=address, abi=_default_artifact().abi)
 
 
 @functools.cache
@@ -384,29 +422,28 @@ def deploy_reserve(w3: Web3, *, signer: Signer | LocalAccount, timeout: float = 
 
 @dataclass(frozen=True)
 class DeliveryItem:
-    """One revenue event's holder share: ``amount_wei`` into stream ``stream_id``."""
+    """One on-chain item: ``amount_wei`` into stream ``stream_id`` under ``item_id``
+    (a revenue event's id, or a dust bundle's id); the contract pays an id at most once."""
 
-    event_id: int
+    item_id: int
     stream_id: int
     amount_wei: int
 
     def __post_init__(self) -> None:
-        for name in ("event_id", "stream_id", "amount_wei"):
+        for name in ("item_id", "stream_id", "amount_wei"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name} must be int, not {type(value).__name__}")
-        if not 0 <= self.event_id < 2**256:
-            raise ValueError(f"event_id out of uint256 range: {self.event_id}")
+        if not 0 <= self.item_id < 2**256:
+            raise ValueError(f"item_id out of uint256 range: {self.item_id}")
         if not 0 <= self.stream_id < NUM_STREAMS:
             raise ValueError(f"stream_id must be in [0, {NUM_STREAMS}): {self.stream_id}")
         if not 0 <= self.amount_wei < 2**256:
             raise ValueError(f"amount_wei out of uint256 range: {self.amount_wei}")
 
 
-def encode_deliver_call(w3: Web3, contract_address: str, first_sequence: int, items: Sequence[DeliveryItem]) -> str:
-    """ABI-encoded calldata of ``deliver(first_sequence, event_ids, stream_ids, amounts)``."""
-    if first_sequence < 0:
-        raise ValueError("first_sequence must be >= 0")
+def encode_deliver_call(items: Sequence[DeliveryItem]) -> str:
+    """ABI-encoded calldata of ``deliver(item_ids, stream_ids, amounts)``."""
     if not items:
         raise ValueError("a delivery needs at least one item")
     if len(items) > MAX_BATCH:
@@ -415,8 +452,7 @@ def encode_deliver_call(w3: Web3, contract_address: str, first_sequence: int, it
     # 3 x 200 arguments of a full batch, a large share of a delivery cycle's CPU.
     selector, types = _deliver_abi()
     arguments = (
-        first_sequence,
-        [item.event_id for item in items],
+        [item.item_id for item in items],
         [item.stream_id for item in items],
         [item.amount_wei for item in items],
     )
@@ -428,7 +464,6 @@ def build_delivery_tx(
     *,
     contract_address: str,
     signer_address: str,
-    first_sequence: int,
     items: Sequence[DeliveryItem],
     nonce: int,
     max_fee_per_gas: int,
@@ -437,12 +472,11 @@ def build_delivery_tx(
 ) -> dict[str, Any]:
     """An unsigned EIP-1559 ``deliver`` transaction with value = sum of the amounts.
 
-    ``gas=None`` estimates it (x1.25); the estimate simulates the call, so a batch
-    that is already on chain fails here with an "already delivered" revert
-    (``classify_error`` -> ``already_delivered``). Pass ``gas`` explicitly to build
-    without touching contract state (e.g. for a replacement of a pending tx).
+    ``gas=None`` estimates it (x1.25); the estimate simulates the call, so a paused
+    contract or a refused signer fails here (``operator_cause``). Pass ``gas``
+    explicitly to build without touching the node's state (a replacement).
     """
-    data = encode_deliver_call(w3, contract_address, first_sequence, items)
+    data = encode_deliver_call(items)
     return _base_tx(
         w3,
         sender=signer_address,
@@ -450,6 +484,52 @@ def build_delivery_tx(
         max_fee_per_gas=max_fee_per_gas,
         max_priority_fee_per_gas=max_priority_fee_per_gas,
         value=sum(item.amount_wei for item in items),
+        data=data,
+        to=contract_address,
+        gas=gas,
+    )
+
+
+def build_self_transfer_tx(
+    w3: Web3, *, signer_address: str, nonce: int, max_fee_per_gas: int, max_priority_fee_per_gas: int
+) -> dict[str, Any]:
+    """A 0-value transfer to oneself at ``nonce``: it fills a nonce gap that keeps later
+    transactions of the signer from being mined, and does nothing else."""
+    return _base_tx(
+        w3,
+        sender=signer_address,
+        nonce=nonce,
+        max_fee_per_gas=max_fee_per_gas,
+        max_priority_fee_per_gas=max_priority_fee_per_gas,
+        value=0,
+        data="0x",
+        to=signer_address,
+        gas=SELF_TRANSFER_GAS,
+    )
+
+
+def build_reserve_call_tx(
+    w3: Web3,
+    *,
+    contract_address: str,
+    sender_address: str,
+    function: str,
+    args: Sequence[Any],
+    nonce: int,
+    max_fee_per_gas: int,
+    max_priority_fee_per_gas: int,
+    gas: int = 100_000,
+) -> dict[str, Any]:
+    """An unsigned call of one of the reserve's owner functions (``set_signer``,
+    ``set_paused``, ``set_owner``), with explicit gas: a refusal is mined, not simulated."""
+    data = reserve_contract(w3, contract_address).encode_abi(function, args=list(args))
+    return _base_tx(
+        w3,
+        sender=sender_address,
+        nonce=nonce,
+        max_fee_per_gas=max_fee_per_gas,
+        max_priority_fee_per_gas=max_priority_fee_per_gas,
+        value=0,
         data=data,
         to=contract_address,
         gas=gas,
@@ -491,7 +571,7 @@ def send_signed(w3: Web3, signed: SignedTx) -> str:
         text = str(exc).lower()
         if any(marker in text for marker in ALREADY_KNOWN_MESSAGES):
             return signed.tx_hash
-        if "nonce too low" in text and receipt_or_none(w3, signed.tx_hash) is not None:
+        if is_nonce_too_low(exc) and receipt_or_none(w3, signed.tx_hash) is not None:
             return signed.tx_hash
         raise
 
@@ -501,11 +581,18 @@ def sign_and_send(w3: Web3, *, signer: Signer | LocalAccount, tx: dict[str, Any]
     return send_signed(w3, sign_tx(signer, tx))
 
 
-def chain_next_sequence(w3: Web3, address: str, *, block_identifier: BlockIdentifier = "latest") -> int:
-    """The reserve's ``next_sequence``: every sequence below it is delivered, exactly once."""
+def chain_items_paid(w3: Web3, address: str, *, block_identifier: BlockIdentifier = "latest") -> int:
+    """How many item ids the reserve has paid (each exactly once)."""
     contract = reserve_contract(w3, address)
     with _translate_transient():
-        return int(contract.functions.next_sequence().call(block_identifier=block_identifier))
+        return int(contract.functions.items_paid().call(block_identifier=block_identifier))
+
+
+def item_paid(w3: Web3, address: str, item_id: int) -> bool:
+    """Whether the reserve's bitmap holds ``item_id`` as paid."""
+    contract = reserve_contract(w3, address)
+    with _translate_transient():
+        return bool(contract.functions.is_paid(item_id).call())
 
 
 def receipt_or_none(w3: Web3, tx_hash: str) -> TxReceipt | None:
@@ -522,11 +609,7 @@ def receipt_or_none(w3: Web3, tx_hash: str) -> TxReceipt | None:
                 return w3.eth.get_transaction_receipt(HexBytes(tx_hash))
             except TransactionNotFound:
                 return None
-    with _translate_transient():
-        response = w3.provider.make_request(RPCEndpoint("eth_getTransactionReceipt"), [tx_hash])
-        if response.get("error"):
-            raise ValueError(response["error"])
-    raw = response.get("result")
+    raw = _raw_result(w3, "eth_getTransactionReceipt", [tx_hash])
     if not raw:
         return None
     contract_address = raw.get("contractAddress")
@@ -546,6 +629,15 @@ def receipt_or_none(w3: Web3, tx_hash: str) -> TxReceipt | None:
     )
 
 
+def _raw_result(w3: Web3, method: str, params: list[Any]) -> Any:
+    """One JSON-RPC call answered as raw JSON (no web3 result formatters)."""
+    with _translate_transient():
+        response = w3.provider.make_request(RPCEndpoint(method), params)
+        if response.get("error"):
+            raise ValueError(response["error"])
+    return response.get("result")
+
+
 def confirmations(w3: Web3, receipt: TxReceipt) -> int:
     """Blocks on top of (and including) the receipt's block; 0 if that block left the canonical chain."""
     block_number = receipt.get("blockNumber")
@@ -553,67 +645,134 @@ def confirmations(w3: Web3, receipt: TxReceipt) -> int:
         return 0
     with _translate_transient():
         head = w3.eth.block_number
-        if head < block_number:
-            return 0
-        try:
-            block = w3.eth.get_block(block_number)
-        except Exception as exc:
-            if is_connection_failure(exc):
-                raise
-            return 0
-    if HexBytes(block["hash"]) != HexBytes(receipt["blockHash"]):
+    if head < block_number or block_hash_at(w3, block_number) != HexBytes(receipt["blockHash"]).to_0x_hex():
         return 0
     return int(head - block_number + 1)
 
 
-class DeliveredLog(NamedTuple):
-    sequence: int
-    event_id: int
-    stream_id: int
+def block_hash_at(w3: Web3, number: int) -> str | None:
+    """The hash of the canonical block ``number`` (0x hex), None if the chain is shorter."""
+    with _translate_transient():
+        try:
+            block = w3.eth.get_block(number)
+        except Exception as exc:
+            if is_connection_failure(exc):
+                raise
+            return None
+    return HexBytes(block["hash"]).to_0x_hex()
+
+
+def finalized_block_number(w3: Web3) -> int | None:
+    """The node's ``finalized`` block, None when it has no such tag."""
+    with _translate_transient():
+        try:
+            block = w3.eth.get_block("finalized")
+        except Exception as exc:
+            if is_connection_failure(exc):
+                raise
+            return None
+    return int(block["number"])
+
+
+def node_chain_id(w3: Web3) -> int:
+    """The node's chain id, asked now: web3 caches ``eth_chainId`` per provider, and a
+    node replaced behind the same address must be noticed."""
+    if is_eth_tester(w3):
+        return int(w3.eth.chain_id)
+    provider = w3.provider
+    cached = bool(getattr(provider, "cache_allowed_requests", False))
+    try:
+        if cached:
+            provider.cache_allowed_requests = False
+        return int(_raw_result(w3, "eth_chainId", []), 16)
+    finally:
+        if cached:
+            provider.cache_allowed_requests = True
+
+
+class PaymentLog(NamedTuple):
+    """One ``Delivered`` (paid) or ``Refused`` (already paid, refunded) log of the reserve."""
+
+    item_id: int
+    paid: bool
+    stream_id: int | None  # None for Refused
     amount: int
     tx_hash: str
     block_number: int
+    block_hash: str
+    log_index: int
+
+
+def _hex(value: Any) -> str:
+    return value if isinstance(value, str) else HexBytes(value).to_0x_hex()
+
+
+def _number(value: Any) -> int:
+    return int(value, 16) if isinstance(value, str) else int(value)
+
+
+def _payment_log(raw: Any) -> PaymentLog:
+    topics = [_hex(topic) for topic in raw["topics"]]
+    data = bytes(HexBytes(raw["data"]))
+    paid = topics[0] == DELIVERED_TOPIC
+    return PaymentLog(
+        item_id=int(topics[1], 16),
+        paid=paid,
+        stream_id=int.from_bytes(data[:32], "big") if paid else None,
+        amount=int.from_bytes(data[32:64] if paid else data[:32], "big"),
+        tx_hash=_hex(raw["transactionHash"]),
+        block_number=_number(raw["blockNumber"]),
+        block_hash=_hex(raw["blockHash"]),
+        log_index=_number(raw["logIndex"]),
+    )
+
+
+def payment_logs(
+    w3: Web3, address: str, from_block: int, to_block: BlockIdentifier, *, max_blocks: int = 2_000
+) -> list[PaymentLog]:
+    """The reserve's ``Delivered`` and ``Refused`` logs in ``[from_block, to_block]``, in
+    chain order, asked ``max_blocks`` blocks at a time (hosted nodes cap a log query's range).
+    Decoded by hand: web3's log formatters cost more than the call on a 200-item batch."""
+    if max_blocks < 1:
+        raise ValueError("max_blocks must be >= 1")
+    if not isinstance(to_block, int):
+        with _translate_transient():
+            to_block = int(w3.eth.get_block(to_block)["number"])
+    checksum = Web3.to_checksum_address(address)
+    found: list[PaymentLog] = []
+    start = max(0, from_block)
+    while start <= to_block:
+        end = min(to_block, start + max_blocks - 1)
+        query = {
+            "address": checksum,
+            "fromBlock": hex(start),
+            "toBlock": hex(end),
+            "topics": [[DELIVERED_TOPIC, REFUSED_TOPIC]],
+        }
+        if is_eth_tester(w3):
+            with _translate_transient():
+                raw_logs: Any = w3.eth.get_logs(cast(Any, dict(query, fromBlock=start, toBlock=end)))
+        else:
+            raw_logs = _raw_result(w3, "eth_getLogs", [query]) or []
+        found.extend(_payment_log(raw) for raw in raw_logs if not raw.get("removed"))
+        start = end + 1
+    found.sort(key=lambda log: (log.block_number, log.log_index))
+    return found
 
 
 def delivered_logs(
-    w3: Web3, address: str, from_block: BlockIdentifier, to_block: BlockIdentifier
-) -> list[DeliveredLog]:
-    """Decoded ``Delivered`` logs of the reserve in ``[from_block, to_block]``, in chain order."""
-    contract = reserve_contract(w3, address)
-    event = contract.events.Delivered()
-    with _translate_transient():
-        raw_logs = w3.eth.get_logs(
-            {
-                "address": contract.address,
-                "fromBlock": from_block,
-                "toBlock": to_block,
-                "topics": [event.topic],
-            }
-        )
-    decoded = sorted(
-        (event.process_log(log) for log in raw_logs if not log.get("removed")),
-        key=lambda e: (e["blockNumber"], e["logIndex"]),
-    )
-    return [
-        DeliveredLog(
-            sequence=int(e["args"]["sequence"]),
-            event_id=int(e["args"]["event_id"]),
-            stream_id=int(e["args"]["stream_id"]),
-            amount=int(e["args"]["amount"]),
-            tx_hash=HexBytes(e["transactionHash"]).to_0x_hex(),
-            block_number=int(e["blockNumber"]),
-        )
-        for e in decoded
-    ]
+    w3: Web3, address: str, from_block: int, to_block: BlockIdentifier, *, max_blocks: int = 2_000
+) -> list[PaymentLog]:
+    """The ``Delivered`` logs only: every item the reserve paid, each once, in chain order."""
+    return [log for log in payment_logs(w3, address, from_block, to_block, max_blocks=max_blocks) if log.paid]
 
 
 def explain_failed_receipt(w3: Web3, receipt: TxReceipt) -> BaseException | None:
     """For a mined but reverted transaction, the revert as an exception (None if it succeeded).
 
     Replays the call against the state after the receipt's block (nodes keep no
-    revert reason in receipts). A delivery that lost to an earlier one therefore
-    yields an "already delivered" revert; feed the result to ``classify_error``.
-    A replay that no longer reverts gives ``FatalChainError``.
+    revert reason in receipts); feed the result to ``classify_error`` and
+    ``operator_cause``. A replay that no longer reverts gives ``FatalChainError``.
     """
     if receipt["status"] == 1:
         return None
@@ -633,16 +792,55 @@ def explain_failed_receipt(w3: Web3, receipt: TxReceipt) -> BaseException | None
         except Exception as exc:
             if is_connection_failure(exc):
                 raise
-            if ALREADY_DELIVERED_REASON in error_message(exc).lower():
-                return AlreadyDelivered(error_message(exc))
             return exc
     return FatalChainError(f"transaction {HexBytes(receipt['transactionHash']).to_0x_hex()} reverted")
+
+
+@dataclass(frozen=True)
+class ContractHealth:
+    """What the reserve says about delivering from ``signer``."""
+
+    code_present: bool
+    paused: bool
+    signer_allowed: bool
+    compatible: bool = True  # answers this version's views (an older HolderReserve does not)
+
+    def fault(self) -> OperatorFault | None:
+        if not self.code_present:
+            return OperatorFault(PauseCause.CONTRACT_MISSING, "no contract code at the reserve's address")
+        if not self.compatible:
+            return OperatorFault(
+                PauseCause.CONTRACT_MISSING,
+                "the contract at the reserve's address is not this version of HolderReserve: run `chain_deploy`",
+            )
+        if self.paused:
+            return OperatorFault(PauseCause.CONTRACT_PAUSED, "the reserve is paused by its owner")
+        if not self.signer_allowed:
+            return OperatorFault(PauseCause.SIGNER_REFUSED, "the reserve does not accept the platform's signer")
+        return None
+
+
+def contract_health(w3: Web3, address: str, signer_address: str) -> ContractHealth:
+    """Code present, paused flag and the signer's authorisation, read from the node."""
+    checksum = Web3.to_checksum_address(address)
+    with _translate_transient():
+        if not bytes(w3.eth.get_code(checksum)):
+            return ContractHealth(code_present=False, paused=False, signer_allowed=False)
+        functions = reserve_contract(w3, checksum).functions
+        try:
+            paused = bool(functions.paused().call())
+            allowed = bool(functions.signers(Web3.to_checksum_address(signer_address)).call())
+        except Exception as exc:
+            if is_connection_failure(exc) or classify_error(exc) == "transient":
+                raise
+            return ContractHealth(code_present=True, paused=False, signer_allowed=False, compatible=False)
+    return ContractHealth(code_present=True, paused=paused, signer_allowed=allowed)
 
 
 def chain_status(w3: Web3, *, contract_address: str | None = None, signer_address: str | None = None) -> dict[str, Any]:
     """A health snapshot that never raises.
 
-    Keys: connected, chain_id, block_number, signer_balance_wei, next_sequence,
+    Keys: connected, chain_id, block_number, signer_balance_wei, items_paid,
     error (None when everything answered). Unanswered values are None.
     """
     status: dict[str, Any] = {
@@ -650,7 +848,7 @@ def chain_status(w3: Web3, *, contract_address: str | None = None, signer_addres
         "chain_id": None,
         "block_number": None,
         "signer_balance_wei": None,
-        "next_sequence": None,
+        "items_paid": None,
         "error": None,
     }
     try:
@@ -660,7 +858,7 @@ def chain_status(w3: Web3, *, contract_address: str | None = None, signer_addres
         if signer_address:
             status["signer_balance_wei"] = int(w3.eth.get_balance(Web3.to_checksum_address(signer_address)))
         if contract_address:
-            status["next_sequence"] = chain_next_sequence(w3, contract_address)
+            status["items_paid"] = chain_items_paid(w3, contract_address)
     except Exception as exc:
         status["error"] = f"{type(exc).__name__}: {exc}"[:500]
     return status

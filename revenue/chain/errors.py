@@ -1,4 +1,4 @@
-"""Chain error family and ``classify_error``.
+"""Chain error family, ``classify_error`` and the causes that pause delivery.
 
 Every failure the delivery primitives can raise falls into one of three kinds:
 
@@ -6,25 +6,44 @@ Every failure the delivery primitives can raise falls into one of three kinds:
     The node could not be reached or answered "try again" (connection refused,
     timeouts, HTTP 429/5xx, "already known", "replacement transaction
     underpriced", "nonce too low", ...). Nothing about the batch is wrong: re-read
-    the chain (sequence, receipts, nonce) and retry later.
-``already_delivered``
-    The contract refused the batch because its first sequence is below
-    ``next_sequence``: an earlier transaction delivered it. Reconcile from the
-    chain (``delivered_logs``) and never send it again.
+    the chain (receipts, nonce, logs) and retry later.
+``operator``
+    Something only an operator can fix, that no revenue event is to blame for: the
+    signer has no funds, the contract refuses the signer or is paused. Delivery
+    pauses with the cause (``operator_cause``) and resumes by itself once it is gone;
+    no event's attempts are consumed.
 ``fatal``
-    Everything else (other reverts such as "not signer", "sequence gap",
-    "value mismatch"; insufficient funds; malformed input). Needs a human or a
-    code fix; retrying the same transaction will not help.
+    Everything else (other reverts such as "value mismatch" or "bad stream";
+    malformed input). Retrying the same transaction will not help.
+
+The contract never reverts for an item that is already paid: it skips it and logs
+``Refused`` (see HolderReserve.vy), so "already delivered" is not an error any more.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from enum import StrEnum
 from typing import Literal
 
-ErrorKind = Literal["transient", "already_delivered", "fatal"]
+ErrorKind = Literal["transient", "operator", "fatal"]
 
-ALREADY_DELIVERED_REASON = "already delivered"
+
+class PauseCause(StrEnum):
+    """Why delivery stopped sending: operator-level faults, never an event's fault.
+    The price causes are raised by revenue.delivery; the others come from the chain."""
+
+    NODE_UNREACHABLE = "node_unreachable"
+    WRONG_CHAIN_ID = "wrong_chain_id"
+    NOT_CONFIGURED = "not_configured"  # no signer or no deployment for the node's chain
+    CONTRACT_MISSING = "contract_missing"
+    CONTRACT_PAUSED = "contract_paused"
+    SIGNER_REFUSED = "signer_refused"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    FEES_ABOVE_CAP = "fees_above_cap"
+    PRICE_UNAVAILABLE = "price_unavailable"
+    PRICE_OUT_OF_BOUNDS = "price_out_of_bounds"
+
 
 # Node answers that mean "not now" rather than "never" (geth, anvil, reth, erigon wording).
 _TRANSIENT_MESSAGES = (
@@ -48,10 +67,28 @@ _TRANSIENT_MESSAGES = (
     "connection refused",
 )
 
-_REVERT_MARKERS = ("revert", "transactionfailed", "contractlogicerror")
-
+# A transaction priced too low to enter the pool or a block: re-sign with higher fees.
+UNDERPRICED_MESSAGES = (
+    "replacement transaction underpriced",
+    "transaction underpriced",
+    "max fee per gas less than block base fee",
+    "fee cap less than block base fee",
+    "feecap too low",
+    "gas price too low",
+)
 
 ALREADY_KNOWN_MESSAGES = ("already known", "known transaction", "already imported")
+NONCE_TOO_LOW_MESSAGES = ("nonce too low", "nonce has already been used")
+
+# Operator-level refusals: (marker in the error text, cause).
+_OPERATOR_MESSAGES = (
+    ("not signer", PauseCause.SIGNER_REFUSED),
+    ("execution reverted: paused", PauseCause.CONTRACT_PAUSED),
+    ("reverted with reason string 'paused'", PauseCause.CONTRACT_PAUSED),
+    ("insufficient funds", PauseCause.INSUFFICIENT_FUNDS),
+)
+
+_REVERT_MARKERS = ("revert", "transactionfailed", "contractlogicerror")
 
 
 def error_message(exc: BaseException) -> str:
@@ -72,8 +109,13 @@ class ChainUnavailable(TransientChainError):
     """The node is unreachable or timed out."""
 
 
-class AlreadyDelivered(ChainError):
-    """The reserve contract already holds this batch (its sequence is behind)."""
+class OperatorFault(ChainError):
+    """Delivery cannot go on until an operator acts (or the condition passes): pause."""
+
+    def __init__(self, cause: PauseCause, detail: str) -> None:
+        super().__init__(f"{cause}: {detail}")
+        self.cause = cause
+        self.detail = detail
 
 
 class FatalChainError(ChainError):
@@ -115,20 +157,45 @@ def is_connection_failure(exc: BaseException) -> bool:
     return any(isinstance(e, ChainUnavailable) or _is_connection_failure(e) for e in _chain(exc))
 
 
+def _mentions(exc: BaseException, markers: tuple[str, ...]) -> bool:
+    return any(marker in _text(link) for link in _chain(exc) for marker in markers)
+
+
+def is_underpriced(exc: BaseException) -> bool:
+    """The node refused a transaction as priced too low (below the base fee, or not
+    enough above the transaction it would replace)."""
+    return _mentions(exc, UNDERPRICED_MESSAGES)
+
+
+def is_nonce_too_low(exc: BaseException) -> bool:
+    return _mentions(exc, NONCE_TOO_LOW_MESSAGES)
+
+
+def operator_cause(exc: BaseException) -> PauseCause | None:
+    """The operator-level cause behind ``exc``, if it is one."""
+    for link in _chain(exc):
+        if isinstance(link, OperatorFault):
+            return link.cause
+    for link in _chain(exc):
+        text = _text(link)
+        for marker, cause in _OPERATOR_MESSAGES:
+            if marker in text:
+                return cause
+    return None
+
+
 def classify_error(exc: BaseException) -> ErrorKind:
-    """Map any exception from a chain call to ``transient``, ``already_delivered`` or ``fatal``."""
+    """Map any exception from a chain call to ``transient``, ``operator`` or ``fatal``."""
     links = list(_chain(exc))
     for link in links:
-        if isinstance(link, AlreadyDelivered):
-            return "already_delivered"
+        if isinstance(link, OperatorFault):
+            return "operator"
         if isinstance(link, FatalChainError):
             return "fatal"
         if isinstance(link, TransientChainError):
             return "transient"
-    for link in links:
-        text = _text(link)
-        if ALREADY_DELIVERED_REASON in text and any(m in text for m in _REVERT_MARKERS):
-            return "already_delivered"
+    if operator_cause(exc) is not None:
+        return "operator"
     for link in links:
         if _is_connection_failure(link):
             return "transient"

@@ -33,7 +33,8 @@ from web3 import Web3
 
 from revenue.chain.client import (
     ChainUnavailable,
-    FatalChainError,
+    OperatorFault,
+    PauseCause,
     connect,
     deploy_reserve,
     dev_signer_fund,
@@ -47,8 +48,11 @@ DEV_CHAIN_IDS = frozenset({31337})  # anvil / hardhat: the only chains a key fil
 EMBEDDED_FUNDING_WEI = 10**23
 
 
-class ChainNotConfigured(FatalChainError):
+class ChainNotConfigured(OperatorFault):
     """No signer or no deployed contract for the configured node: an operator must act."""
+
+    def __init__(self, detail: str, cause: PauseCause = PauseCause.NOT_CONFIGURED) -> None:
+        super().__init__(cause, detail)
 
 
 @dataclass(frozen=True, repr=False)
@@ -156,10 +160,19 @@ def _node_context(uri: str) -> ChainContext:
     from revenue.models import ChainDeployment
 
     w3, chain_id = node_connect(uri)
-    signer = signer_load(chain_id=chain_id)
     deployment = ChainDeployment.objects.filter(chain_id=chain_id, active=True).first()
     if deployment is None:
+        elsewhere = sorted(
+            ChainDeployment.objects.filter(active=True, embedded=False).values_list("chain_id", flat=True)
+        )
+        if elsewhere:
+            raise ChainNotConfigured(
+                f"the node at WEB3_PROVIDER_URI is on chain {chain_id}; the active reserve is on chain "
+                f"{', '.join(map(str, elsewhere))}",
+                cause=PauseCause.WRONG_CHAIN_ID,
+            )
         raise ChainNotConfigured(f"no HolderReserve deployed on chain {chain_id}: run `manage.py chain_deploy`")
+    signer = signer_load(chain_id=chain_id)
     if deployment.signer_address != signer.address:
         raise ChainNotConfigured(
             f"the configured signer {signer.address} is not the signer {deployment.signer_address} "

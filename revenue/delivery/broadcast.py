@@ -1,20 +1,31 @@
-"""Building, persisting and broadcasting delivery transactions.
+"""The transaction manager: building, persisting, broadcasting and re-signing delivery
+transactions (after op-service txmgr and Chainlink's TXM).
 
 Order of work for every transaction (new batch, replacement, rebuild): sign (the hash is
 known before anything is sent), commit the batch row with the signed bytes and the hash,
 and only then broadcast. A crash between the commit and the broadcast leaves a batch the
 node does not know, which the next reconciliation rebroadcasts; a crash after the
 broadcast leaves nothing unrecorded.
+
+- A broadcast refused as underpriced (below the base fee, or not enough above what it
+  replaces) is re-signed at the same nonce with both fees bumped (>= 12.5%, >= what the
+  node suggests), up to DELIVERY_MAX_FEE_PER_GAS_WEI; a transaction that would need more
+  is reported as the fault ``fees_above_cap`` instead of being retried forever.
+- A nonce taken by another transaction: the batch is rebuilt at the next free nonce,
+  without the items the chain shows paid meanwhile (the reserve would refuse them anyway).
+- A nonce gap below the batch (a transaction of the signer that will never come) is
+  filled with 0-value transfers to the signer itself.
+- Operator-level refusals (insufficient funds) pause delivery; no event's attempt is used.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -26,74 +37,53 @@ from revenue.chain.client import (
     WEI_PER_ETH,
     ChainUnavailable,
     DeliveryItem,
+    OperatorFault,
+    PauseCause,
     SignedTx,
     build_delivery_tx,
+    build_self_transfer_tx,
     bump_fees,
-    chain_next_sequence,
     classify_error,
     error_message,
-    is_connection_failure,
+    is_nonce_too_low,
+    is_underpriced,
+    operator_cause,
     receipt_or_none,
     send_signed,
     sign_tx,
-    suggest_fees,
     usd_to_wei,
 )
 from revenue.chain.runtime import ChainContext
+from revenue.delivery.cycle import CycleCounters, chain_call
+from revenue.delivery.dust import dust_carry, is_dust
+from revenue.delivery.health import ChainView, fees_capped
+from revenue.delivery.metadata import DeliveryStatus, Key, lookup
 from revenue.delivery.selectors import (
     DeliverableEvent,
+    bundle_item_id,
     delivery_batches_in_flight,
-    delivery_price_get,
     in_flight_event_ids,
+    items_events,
     revenue_events_deliverable,
 )
 from revenue.delivery.transitions import (
-    FAILED,
-    PENDING,
-    SUBMITTED,
     batch_error_note,
     batch_fail,
+    batch_supersede,
     events_fail,
     events_submit,
     events_tx_hash_set,
 )
-from revenue.models import DeliveryBatch, DeliveryBatchStatus
+from revenue.models import DeliveryBatch, DeliveryBatchStatus, DeliveryBundle, RevenueEvent
 
 logger = logging.getLogger("revenue.delivery")
 
 USD_CURRENCIES = frozenset({"USD", "USDT", "USDC"})
-
-
-class DeliveryNotConfigured(Exception):
-    """Something only an operator can fix (e.g. no price market): nothing is attempted."""
+PLAN_PASSES = 4  # selections per batch: each pass that finds dust carries it forward and looks again
 
 
 class DeliveryRace(Exception):
     """The events changed between selection and persisting: the batch is rolled back."""
-
-
-@dataclass
-class CycleCounters:
-    batches_sent: int = 0
-    events_sent: int = 0
-    events_confirmed: int = 0
-    events_failed: int = 0
-    rebroadcasts: int = 0
-    replacements: int = 0
-    rebuilds: int = 0
-    reorged_batches: int = 0
-    adopted_batches: int = 0
-    notes: list[str] = field(default_factory=list)
-
-
-def chain_call(function: Any, *args: Any, **kwargs: Any) -> Any:
-    """A raw web3 call whose transport failure is reported as ChainUnavailable (transient)."""
-    try:
-        return function(*args, **kwargs)
-    except Exception as exc:
-        if is_connection_failure(exc):
-            raise ChainUnavailable(f"chain node unavailable: {type(exc).__name__}: {exc}") from exc
-        raise
 
 
 def holder_share_wei(event: DeliverableEvent, *, eth_usd_price: Decimal) -> int | None:
@@ -108,7 +98,7 @@ def holder_share_wei(event: DeliverableEvent, *, eth_usd_price: Decimal) -> int 
 
 
 def tx_known(context: ChainContext, tx_hash: str) -> bool:
-    """Whether the node has the transaction (pending in its pool, or mined)."""
+    """Whether the node has the transaction (in its pool, queued or pending, or mined)."""
     try:
         chain_call(context.w3.eth.get_transaction, HexBytes(tx_hash))
         return True
@@ -116,89 +106,176 @@ def tx_known(context: ChainContext, tx_hash: str) -> bool:
         return False
 
 
+def replacement_fees(
+    *, old_max: int, old_priority: int, suggested_max: int, suggested_priority: int, cap: int
+) -> tuple[int, int] | None:
+    """Pure: fees of a same-nonce replacement: both raised by at least 12.5% (what nodes
+    require to replace), at least what the node suggests, the max fee at most ``cap``.
+    None when even the smallest valid replacement is above the cap."""
+    bumped_max, bumped_priority = bump_fees(old_max, old_priority)
+    if bumped_max > cap or bumped_priority > cap:
+        return None
+    priority = max(bumped_priority, suggested_priority)
+    max_fee = min(max(bumped_max, suggested_max, priority), cap)
+    return max_fee, min(priority, max_fee)
+
+
 # --------------------------------------------------------------------------- new batches
 
 
-def batch_send_next(
-    context: ChainContext, counters: CycleCounters, *, now: datetime, limit: int, stale_only: bool
-) -> bool:
-    """Select, sign, persist and broadcast the next batch. Returns whether a batch was
-    persisted (the caller reconciles again before the next one)."""
-    in_flight = delivery_batches_in_flight(deployment_id=context.deployment_id)
-    events = revenue_events_deliverable(
-        now=now,
-        limit=min(limit, MAX_BATCH),
-        exclude_ids=in_flight_event_ids(in_flight),
-        stale_only=stale_only,
-    )
-    if not events:
-        return False
-    price = delivery_price_get()
-    if price is None or price <= 0:
-        raise DeliveryNotConfigured(f"no {settings.DELIVERY_PRICE_MARKET} market price to convert holder shares")
-    items: list[DeliveryItem] = []
-    unpriced: list[int] = []
+@dataclass
+class BatchPlan:
+    items: list[DeliveryItem] = field(default_factory=list)
+    event_ids: list[int] = field(default_factory=list)
+    amounts: dict[int, int] = field(default_factory=dict)  # events paid as their own item
+    dust: dict[int, int] = field(default_factory=dict)
+    unpriced: list[int] = field(default_factory=list)
+
+
+def _plan(events: list[DeliverableEvent], *, price: Decimal) -> BatchPlan:
+    plan = BatchPlan()
+    bundles = DeliveryBundle.objects.filter(pk__in={e.bundle_id for e in events if e.bundle_id is not None})
+    for bundle in bundles.order_by("pk"):
+        plan.items.append(
+            DeliveryItem(
+                item_id=bundle_item_id(bundle.pk), stream_id=bundle.stream_id, amount_wei=int(bundle.amount_wei)
+            )
+        )
+        plan.event_ids.extend(int(pk) for pk in bundle.event_ids)
     for event in events:
+        if event.bundle_id is not None:
+            continue
         wei = holder_share_wei(event, eth_usd_price=price)
         if wei is None:
-            unpriced.append(event.id)
+            plan.unpriced.append(event.id)
+        elif is_dust(wei):
+            plan.dust[event.id] = wei
         else:
-            items.append(DeliveryItem(event_id=event.id, stream_id=event.stream_id, amount_wei=wei))
-    if unpriced:
-        with transaction.atomic(durable=True):
-            events_fail(
-                event_ids=unpriced,
-                error="no conversion to wei for this currency",
-                now=now,
-                from_statuses=[PENDING, FAILED],
-                give_up=True,
-            )
-        counters.events_failed += len(unpriced)
-    if not items:
-        return bool(unpriced)
+            plan.items.append(DeliveryItem(item_id=event.id, stream_id=event.stream_id, amount_wei=wei))
+            plan.event_ids.append(event.id)
+            plan.amounts[event.id] = wei
+    plan.items.sort(key=lambda item: item.item_id)  # consecutive ids share the reserve's bitmap words
+    return plan
 
+
+def _batch_plan(
+    *,
+    now: datetime,
+    limit: int,
+    exclude: set[int],
+    stale_only: bool,
+    counters: CycleCounters,
+    price_of: Callable[[], Decimal],
+) -> tuple[BatchPlan, Decimal] | None:
+    """The next batch's items; dust met on the way is carried forward, unconvertible
+    currencies are critical at once."""
+    price: Decimal | None = None
+    for _ in range(PLAN_PASSES):
+        events = _deliverable(now=now, limit=limit, exclude=exclude, stale_only=stale_only)
+        if not events:
+            return None
+        if price is None:
+            price = price_of()  # OperatorFault when missing or out of bounds
+        plan = _plan(events, price=price)
+        if plan.unpriced:
+            with transaction.atomic(durable=True):
+                events_fail(
+                    event_ids=plan.unpriced,
+                    error="no conversion to wei for this currency",
+                    now=now,
+                    from_statuses=[DeliveryStatus.PENDING, DeliveryStatus.FAILED],
+                    give_up=True,
+                )
+            counters.events_failed += len(plan.unpriced)
+        if plan.dust:
+            counters.events_carried += dust_carry(amounts=plan.dust, now=now)
+        if not plan.dust and not plan.unpriced:
+            break
+    return (plan, price) if plan.items and price is not None else None
+
+
+def _deliverable(*, now: datetime, limit: int, exclude: set[int], stale_only: bool) -> list[DeliverableEvent]:
+    """The next events to send, none of a batch in flight. Those are `submitted`, so the
+    selection itself skips them; the few a batch in flight holds while pending (a foreign
+    payment that vanished) are dropped here, and only if that empties the selection is it
+    made again with them excluded in SQL."""
+    events = revenue_events_deliverable(now=now, limit=limit, stale_only=stale_only)
+    kept = [event for event in events if event.id not in exclude]
+    if events and not kept:
+        kept = revenue_events_deliverable(now=now, limit=limit, exclude_ids=exclude, stale_only=stale_only)
+    return kept
+
+
+def batch_send_next(
+    context: ChainContext,
+    view: ChainView,
+    counters: CycleCounters,
+    *,
+    now: datetime,
+    limit: int,
+    stale_only: bool,
+    price_of: Callable[[], Decimal],
+) -> bool:
+    """Select, sign, persist and broadcast the next batch (at the price ``price_of`` gives,
+    once per cycle). Returns whether a batch was persisted (the caller reconciles again
+    before the next one)."""
+    in_flight = delivery_batches_in_flight(deployment_id=context.deployment_id)
+    planned = _batch_plan(
+        now=now,
+        limit=min(limit, MAX_BATCH),
+        exclude=in_flight_event_ids(in_flight),
+        stale_only=stale_only,
+        counters=counters,
+        price_of=price_of,
+    )
+    if planned is None:
+        return False
+    plan, price = planned
     w3 = context.w3
+    max_fee, priority = fees_capped(view)
     try:
-        first_sequence = chain_next_sequence(w3, context.contract_address)
         nonce = int(chain_call(w3.eth.get_transaction_count, context.signer.address, "pending"))
-        head = int(chain_call(lambda: w3.eth.block_number))
-        max_fee, priority = suggest_fees(w3)
         tx = build_delivery_tx(
             w3,
             contract_address=context.contract_address,
             signer_address=context.signer_address,
-            first_sequence=first_sequence,
-            items=items,
+            items=plan.items,
             nonce=nonce,
             max_fee_per_gas=max_fee,
             max_priority_fee_per_gas=priority,
         )
     except Exception as exc:
+        cause = operator_cause(exc)
+        if cause is not None:
+            raise OperatorFault(cause, f"the node refused to simulate the batch: {error_message(exc)[:300]}") from exc
         kind = classify_error(exc)
-        if kind == "already_delivered":
-            # Another transaction holds this sequence and is not mined yet: the next
-            # reconciliation finds it in the contract's logs. Nothing was attempted.
-            counters.notes.append(f"build refused as already delivered: {error_message(exc)[:200]}")
-            return False
+        if kind == "transient":
+            raise
         with transaction.atomic(durable=True):
             events_fail(
-                event_ids=[item.event_id for item in items],
+                event_ids=plan.event_ids,
                 error=f"{kind}: {error_message(exc)}",
                 now=now,
-                from_statuses=[PENDING, FAILED],
+                from_statuses=[DeliveryStatus.PENDING, DeliveryStatus.FAILED, DeliveryStatus.CRITICAL],
             )
-        counters.events_failed += len(items)
+        counters.events_failed += len(plan.event_ids)
         raise
+    needed = int(tx["gas"]) * max_fee + int(tx["value"])
+    if view.balance < needed:
+        raise OperatorFault(
+            PauseCause.INSUFFICIENT_FUNDS,
+            f"the signer holds {view.balance} wei; the next batch needs {needed} wei (gas and shares)",
+        )
     signed = sign_tx(context.signer, tx)
     with transaction.atomic(durable=True):
         batch = DeliveryBatch.objects.create(
             deployment_id=context.deployment_id,
-            first_sequence=first_sequence,
-            size=len(items),
-            event_ids=[item.event_id for item in items],
-            stream_ids=[item.stream_id for item in items],
-            amounts_wei=[str(item.amount_wei) for item in items],
-            value_wei=str(sum(item.amount_wei for item in items)),
+            size=len(plan.items),
+            item_ids=[item.item_id for item in plan.items],
+            stream_ids=[item.stream_id for item in plan.items],
+            amounts_wei=[str(item.amount_wei) for item in plan.items],
+            event_ids=plan.event_ids,
+            value_wei=str(sum(item.amount_wei for item in plan.items)),
             eth_usd_price=price,
             nonce=nonce,
             gas=int(tx["gas"]),
@@ -207,25 +284,20 @@ def batch_send_next(
             signed_raw_tx=HexBytes(signed.raw_transaction).to_0x_hex(),
             tx_hashes=[signed.tx_hash],
             status=DeliveryBatchStatus.SUBMITTED,
-            submitted_block=head,
+            submitted_block=view.head,
             submitted_at=now,
             last_broadcast_at=now,
         )
-        if events_submit(batch=batch, now=now) != len(items):
-            raise DeliveryRace(f"events of batch at sequence {first_sequence} changed while it was built")
+        if events_submit(batch=batch, now=now, amounts=plan.amounts) != len(plan.event_ids):
+            raise DeliveryRace(f"events of batch {batch.pk} changed while it was built")
     logger.info(
         "delivery batch submitted",
-        extra={
-            "batch_id": batch.pk,
-            "first_sequence": first_sequence,
-            "events": len(items),
-            "nonce": nonce,
-            "tx_hash": signed.tx_hash,
-        },
+        extra={"batch_id": batch.pk, "items": len(plan.items), "nonce": nonce, "tx_hash": signed.tx_hash},
     )
     counters.batches_sent += 1
-    counters.events_sent += len(items)
-    batch_broadcast(context, batch, counters, now=now, initial=True)
+    counters.items_sent += len(plan.items)
+    counters.events_sent += len(plan.event_ids)
+    batch_broadcast(context, view, batch, counters, now=now)
     return True
 
 
@@ -237,34 +309,40 @@ def _signed_of(batch: DeliveryBatch) -> SignedTx:
 
 
 def batch_broadcast(
-    context: ChainContext, batch: DeliveryBatch, counters: CycleCounters, *, now: datetime, initial: bool
+    context: ChainContext,
+    view: ChainView,
+    batch: DeliveryBatch,
+    counters: CycleCounters,
+    *,
+    now: datetime,
+    replace_if_underpriced: bool = True,
 ) -> bool:
-    """Send the batch's latest signed bytes. A transient failure (node down, timeout) is
-    ambiguous, since the node may have received them: the batch stays for reconciliation.
-    On the first broadcast the events' attempt still counts as failed, with a backoff.
-    Raises the transient error so the cycle stops; returns False if the node refused."""
+    """Send the batch's latest signed bytes; returns whether the node took them. A refusal
+    never fails a batch the node may hold in some form; only a fatal refusal of a batch
+    no version of which the node knows does, with one attempt of its events."""
     try:
         send_signed(context.w3, _signed_of(batch))
         return True
+    except ChainUnavailable:
+        raise  # ambiguous (the node may have it): the batch stays for reconciliation
     except Exception as exc:
-        kind = classify_error(exc)
-        message = f"{kind}: {error_message(exc)}"
+        message = f"{classify_error(exc)}: {error_message(exc)}"
         batch_error_note(batch=batch, error=message)
-        if kind == "transient":
-            if initial:
-                with transaction.atomic(durable=True):
-                    events_fail(event_ids=batch.event_ids, error=message, now=now, from_statuses=[SUBMITTED])
-                counters.events_failed += batch.size
-            raise
-        if kind == "already_delivered":
-            return False  # reconciliation reads the outcome from the chain
-        # Refused (e.g. insufficient funds). Only if no transaction of this batch exists
-        # anywhere on the node is it safe to give the events a new batch.
+        cause = operator_cause(exc)
+        if cause is not None:
+            raise OperatorFault(cause, f"the node refused batch {batch.pk}: {error_message(exc)[:300]}") from exc
+        if is_underpriced(exc):
+            if replace_if_underpriced:
+                batch_replace(context, view, batch, counters, now=now, reason=f"refused: {error_message(exc)[:200]}")
+            else:
+                counters.notes.append(f"batch {batch.pk}: re-signed version refused as underpriced")
+            return False
+        if is_nonce_too_low(exc) or classify_error(exc) == "transient":
+            counters.notes.append(f"batch {batch.pk}: broadcast refused for now: {error_message(exc)[:200]}")
+            return False
         if _batch_unknown_to_node(context, batch):
             batch_fail(batch=batch, error=f"refused by the node: {message}", now=now)
-            counters.events_failed += batch.size
-        else:
-            counters.notes.append(f"batch {batch.pk}: broadcast refused, an earlier transaction is pending")
+            counters.events_failed += len(batch.event_ids)
         logger.warning("delivery broadcast refused", extra={"batch_id": batch.pk, "error": message[:300]})
         return False
 
@@ -275,55 +353,70 @@ def _batch_unknown_to_node(context: ChainContext, batch: DeliveryBatch) -> bool:
     )
 
 
-def batch_rebroadcast(context: ChainContext, batch: DeliveryBatch, counters: CycleCounters, *, now: datetime) -> None:
+def batch_rebroadcast(
+    context: ChainContext, view: ChainView, batch: DeliveryBatch, counters: CycleCounters, *, now: datetime
+) -> None:
     """The node lost the transaction (dropped, restarted, reorged out): the same signed
-    bytes again, same nonce, same hash."""
+    bytes again, same nonce, same hash; re-signed with higher fees if they are refused
+    as underpriced."""
     DeliveryBatch.objects.filter(pk=batch.pk).update(last_broadcast_at=now)
-    if batch_broadcast(context, batch, counters, now=now, initial=False):
+    if batch_broadcast(context, view, batch, counters, now=now):
         counters.rebroadcasts += 1
         logger.info("delivery transaction rebroadcast", extra={"batch_id": batch.pk, "tx_hash": batch.tx_hashes[-1]})
 
 
 def _items(batch: DeliveryBatch) -> list[DeliveryItem]:
     return [
-        DeliveryItem(event_id=int(event_id), stream_id=int(stream_id), amount_wei=int(amount))
-        for event_id, stream_id, amount in zip(batch.event_ids, batch.stream_ids, batch.amounts_wei, strict=True)
+        DeliveryItem(item_id=int(item_id), stream_id=int(stream_id), amount_wei=int(amount))
+        for item_id, stream_id, amount in zip(batch.item_ids, batch.stream_ids, batch.amounts_wei, strict=True)
     ]
 
 
 def _resign(
     context: ChainContext,
+    view: ChainView,
     batch: DeliveryBatch,
     counters: CycleCounters,
     *,
+    items: list[DeliveryItem],
     nonce: int,
     max_fee: int,
     priority: int,
     now: datetime,
     reason: str,
 ) -> None:
-    """Same sequence and items in a newly signed transaction; every hash is kept, so
-    whichever of them is mined is found."""
+    """A newly signed version of the batch (its items, maybe fewer); every hash is kept,
+    so whichever version is mined is found."""
     tx = build_delivery_tx(
         context.w3,
         contract_address=context.contract_address,
         signer_address=context.signer_address,
-        first_sequence=batch.first_sequence,
-        items=_items(batch),
+        items=items,
         nonce=nonce,
         max_fee_per_gas=max_fee,
         max_priority_fee_per_gas=priority,
-        gas=batch.gas,  # explicit: no estimate, which would simulate against the current state
+        gas=batch.gas,  # explicit: the first estimate, with its margin, covers as many items or fewer
     )
     signed = sign_tx(context.signer, tx)
+    carried = items_events(item.item_id for item in items)
+    batch.item_ids = [item.item_id for item in items]
+    batch.stream_ids = [item.stream_id for item in items]
+    batch.amounts_wei = [str(item.amount_wei) for item in items]
+    batch.event_ids = [event for item in items for event in carried[item.item_id]]
+    batch.size = len(items)
+    batch.value_wei = str(sum(item.amount_wei for item in items))
     batch.tx_hashes = [*batch.tx_hashes, signed.tx_hash]
     batch.signed_raw_tx = HexBytes(signed.raw_transaction).to_0x_hex()
-    batch.nonce = nonce
-    batch.max_fee_per_gas = max_fee
-    batch.max_priority_fee_per_gas = priority
+    batch.nonce, batch.max_fee_per_gas, batch.max_priority_fee_per_gas = nonce, max_fee, priority
     batch.last_broadcast_at = now
     with transaction.atomic(durable=True):
         DeliveryBatch.objects.filter(pk=batch.pk, status=DeliveryBatchStatus.SUBMITTED).update(
+            item_ids=batch.item_ids,
+            stream_ids=batch.stream_ids,
+            amounts_wei=batch.amounts_wei,
+            event_ids=batch.event_ids,
+            size=batch.size,
+            value_wei=batch.value_wei,
             tx_hashes=batch.tx_hashes,
             signed_raw_tx=batch.signed_raw_tx,
             nonce=nonce,
@@ -334,35 +427,82 @@ def _resign(
         events_tx_hash_set(batch=batch)
     logger.info(
         "delivery transaction re-signed",
-        extra={"batch_id": batch.pk, "reason": reason, "nonce": nonce, "tx_hash": signed.tx_hash},
+        extra={"batch_id": batch.pk, "reason": reason, "nonce": nonce, "tx_hash": signed.tx_hash, "max_fee": max_fee},
     )
-    batch_broadcast(context, batch, counters, now=now, initial=False)
+    batch_broadcast(context, view, batch, counters, now=now, replace_if_underpriced=False)
 
 
 def batch_replace(
-    context: ChainContext, batch: DeliveryBatch, counters: CycleCounters, *, now: datetime, reason: str
+    context: ChainContext, view: ChainView, batch: DeliveryBatch, counters: CycleCounters, *, now: datetime, reason: str
 ) -> None:
-    """Stuck or underpriced: the same nonce with fees raised by at least 12.5% (and at
-    least what the node suggests now), up to DELIVERY_MAX_FEE_PER_GAS_WEI."""
-    max_fee, priority = bump_fees(batch.max_fee_per_gas, batch.max_priority_fee_per_gas)
-    suggested_max, suggested_priority = suggest_fees(context.w3)
-    priority = max(priority, suggested_priority)
-    max_fee = max(max_fee, suggested_max, priority)
-    if max_fee > settings.DELIVERY_MAX_FEE_PER_GAS_WEI:
-        message = f"replacement needs max fee {max_fee} wei/gas, above DELIVERY_MAX_FEE_PER_GAS_WEI"
+    """Stuck or underpriced: the same nonce with higher fees. At the fee cap, a
+    transaction priced out of blocks is the fault ``fees_above_cap``; one that can still be
+    mined waits."""
+    fees = replacement_fees(
+        old_max=batch.max_fee_per_gas,
+        old_priority=batch.max_priority_fee_per_gas,
+        suggested_max=view.max_fee,
+        suggested_priority=view.priority_fee,
+        cap=settings.DELIVERY_MAX_FEE_PER_GAS_WEI,
+    )
+    if fees is None or fees[0] < view.next_base_fee:
+        message = (
+            f"batch {batch.pk} ({reason}) needs fees above DELIVERY_MAX_FEE_PER_GAS_WEI "
+            f"{settings.DELIVERY_MAX_FEE_PER_GAS_WEI} (it offers {batch.max_fee_per_gas}, "
+            f"next base fee {view.next_base_fee})"
+        )
         batch_error_note(batch=batch, error=message)
-        counters.notes.append(f"batch {batch.pk}: {message}")
-        logger.error("delivery transaction stuck at the fee cap", extra={"batch_id": batch.pk})
+        if batch.max_fee_per_gas < view.next_base_fee:
+            raise OperatorFault(PauseCause.FEES_ABOVE_CAP, message)
+        counters.notes.append(message)
         return
-    _resign(context, batch, counters, nonce=batch.nonce, max_fee=max_fee, priority=priority, now=now, reason=reason)
+    _resign(
+        context, view, batch, counters, items=_items(batch), nonce=batch.nonce, max_fee=fees[0], priority=fees[1],
+        now=now, reason=reason,
+    )  # fmt: skip
     counters.replacements += 1
 
 
-def batch_rebuild(context: ChainContext, batch: DeliveryBatch, counters: CycleCounters, *, now: datetime) -> None:
-    """The batch's nonce was used by another transaction (or it has no signed bytes of its
-    own): the same sequence and items at the next free nonce. The contract's sequence
-    check refuses it if the range is taken meanwhile."""
+def batch_rebuild(
+    context: ChainContext, view: ChainView, batch: DeliveryBatch, counters: CycleCounters, *, now: datetime
+) -> None:
+    """Its nonce was used by another transaction: the same batch at the next free nonce,
+    without the items another transaction of the chain paid meanwhile."""
+    owners = dict(RevenueEvent.objects.filter(pk__in=batch.event_ids).values_list("pk", lookup(Key.BATCH_ID)))
+    carried = items_events(int(item) for item in batch.item_ids)
+    items = [item for item in _items(batch) if all(owners.get(e) == batch.pk for e in carried[item.item_id])]
+    if not items:
+        batch_supersede(batch=batch, reason="every item was paid by other transactions")
+        counters.notes.append(f"batch {batch.pk}: every item was paid by other transactions")
+        return
     nonce = int(chain_call(context.w3.eth.get_transaction_count, context.signer.address, "pending"))
-    max_fee, priority = suggest_fees(context.w3)
-    _resign(context, batch, counters, nonce=nonce, max_fee=max_fee, priority=priority, now=now, reason="rebuild")
+    max_fee, priority = fees_capped(view)
+    _resign(
+        context, view, batch, counters, items=items, nonce=nonce, max_fee=max_fee, priority=priority, now=now,
+        reason=f"rebuild: nonce {batch.nonce} was used by another transaction",
+    )  # fmt: skip
     counters.rebuilds += 1
+
+
+def nonce_gaps_fill(
+    context: ChainContext, view: ChainView, counters: CycleCounters, *, lowest_nonce: int | None
+) -> int:
+    """Nonces below our lowest unmined batch that no transaction holds (mined or in the
+    pool) keep it from ever being mined: fill each with a 0-value transfer to the signer."""
+    if lowest_nonce is None:
+        return 0
+    w3 = context.w3
+    pending = int(chain_call(w3.eth.get_transaction_count, context.signer.address, "pending"))
+    max_fee, priority = fees_capped(view)
+    for nonce in range(pending, lowest_nonce):
+        tx = build_self_transfer_tx(
+            w3,
+            signer_address=context.signer_address,
+            nonce=nonce,
+            max_fee_per_gas=max_fee,
+            max_priority_fee_per_gas=priority,
+        )
+        tx_hash = send_signed(w3, sign_tx(context.signer, tx))
+        counters.gaps_filled += 1
+        logger.warning("nonce gap filled with a 0-value self-transfer", extra={"nonce": nonce, "tx_hash": tx_hash})
+    return max(0, lowest_nonce - pending)

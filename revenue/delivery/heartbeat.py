@@ -1,4 +1,5 @@
-"""The delivery worker's heartbeat: one row (id 1), written at the end of every cycle."""
+"""The delivery worker's heartbeat: written at the end of every cycle (the same row keeps
+the pause and alert state of revenue.delivery.conditions)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,31 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
-from revenue.chain.client import chain_status, connect
+from revenue.chain.client import chain_items_paid, chain_status, connect
 from revenue.models import DeliveryHeartbeat
 
 if TYPE_CHECKING:
     from revenue.chain.runtime import ChainContext
+    from revenue.delivery.health import ChainView
 
 logger = logging.getLogger("revenue.delivery")
 
 
-def _chain_snapshot(context: ChainContext | None) -> dict[str, Any]:
+def _chain_snapshot(context: ChainContext | None, view: ChainView | None) -> dict[str, Any]:
+    if context is not None and view is not None:  # what the cycle read already, plus the reserve's count
+        try:
+            items_paid: int | None = chain_items_paid(context.w3, context.contract_address)
+        except Exception:
+            items_paid = None
+        return {
+            "connected": True,
+            "chain_id": context.chain_id,
+            "block_number": view.head,
+            "signer_balance_wei": view.balance,
+            "items_paid": items_paid,
+            "contract_address": context.contract_address,
+            "signer_address": context.signer_address,
+        }
     if context is not None:
         status = chain_status(
             context.w3, contract_address=context.contract_address, signer_address=context.signer_address
@@ -29,11 +45,17 @@ def _chain_snapshot(context: ChainContext | None) -> dict[str, Any]:
 
 
 def delivery_heartbeat_write(
-    *, context: ChainContext | None, task: str, result: dict[str, Any], error: str, now: datetime
+    *,
+    context: ChainContext | None,
+    view: ChainView | None,
+    task: str,
+    result: dict[str, Any],
+    error: str,
+    now: datetime,
 ) -> None:
     """Never raises: a failing heartbeat must not hide the cycle's own outcome."""
     try:
-        chain = _chain_snapshot(context)
+        chain = _chain_snapshot(context, view)
         fields: dict[str, Any] = {
             "last_run_at": now,
             "last_task": task,
@@ -41,11 +63,13 @@ def delivery_heartbeat_write(
             "connected": bool(chain.get("connected")),
             "chain_id": chain.get("chain_id"),
             "block_number": chain.get("block_number"),
-            "next_sequence": chain.get("next_sequence"),
+            "items_paid": chain.get("items_paid"),
             "signer_address": chain.get("signer_address") or "",
             "signer_balance_wei": "" if chain.get("signer_balance_wei") is None else str(chain["signer_balance_wei"]),
             "contract_address": chain.get("contract_address") or "",
         }
+        if view is not None:
+            fields["finalized_block"] = max(view.final_block, 0)
         if error:
             fields.update(last_error=error[:2000], last_error_at=now)
         else:

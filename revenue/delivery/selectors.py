@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import F, Max, Q, QuerySet, TextField
-from django.db.models.fields.json import KT
-from django.db.models.functions import Cast
+from django.db.models import Q, QuerySet
 
-from orders.models import Market
-from revenue.delivery.transitions import FAILED, PENDING, STATUS_KEY, attempts_expression, iso
-from revenue.models import LIVE_BATCH_STATUSES, DeliveryBatch, DeliveryBatchStatus, RevenueEvent
+from revenue.delivery.metadata import (
+    WAITING_STATUSES,
+    DeliveryStatus,
+    Key,
+    attempts_expression,
+    carried,
+    iso,
+    lookup,
+    not_carried,
+    status_in,
+    text_cast,
+)
+from revenue.models import DeliveryBatch, DeliveryBatchStatus, DeliveryBundle, RevenueEvent
+
+# On-chain ids of dust bundles: above every revenue event id (a bigint), so never one of them.
+BUNDLE_ITEM_BASE = 2**64
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,33 +34,32 @@ class DeliverableEvent:
     stream_id: int
     holder_share: Decimal
     currency: str
-
-
-def _text(path: str) -> Cast:
-    # A plain text comparison (KT alone would take the JSON lookups, which decode the
-    # right-hand side); the timestamps are fixed-width UTC, so text order is time order.
-    return Cast(KT(path), TextField())
+    bundle_id: int | None
 
 
 def revenue_events_deliverable_queryset(*, now: datetime, stale_only: bool = False) -> QuerySet[RevenueEvent]:
-    """Events to put in the next batch, oldest id first: pending ones, and failed ones
-    whose retry is due and whose attempts are not exhausted. ``stale_only`` (the periodic
-    re-drive) takes pending events only once nothing touched them for
-    DELIVERY_PENDING_STALE_SECONDS: fresh ones belong to the run published with them."""
-    pending = Q(delivery_status=PENDING)
+    """Events to put in the next batch, oldest id first: pending ones (not carried forward
+    as dust), and failed ones whose retry is due and whose attempts are not exhausted.
+    ``stale_only`` (the periodic re-drive) takes pending events only once nothing touched
+    them for DELIVERY_PENDING_STALE_SECONDS: fresh ones belong to the run published with them."""
+    pending = Q(delivery_status=DeliveryStatus.PENDING)
     if stale_only:
         stale = now - timedelta(seconds=settings.DELIVERY_PENDING_STALE_SECONDS)
         pending &= Q(created_at__lte=stale) & (Q(last_retry_at__isnull=True) | Q(last_retry_at__lte=iso(stale)))
-    due = Q(delivery_status=FAILED, next_retry_at__lte=iso(now), attempts__lt=settings.DELIVERY_MAX_ATTEMPTS)
+    due = Q(
+        delivery_status=DeliveryStatus.FAILED,
+        next_retry_at__lte=iso(now),
+        attempts__lt=settings.DELIVERY_MAX_ATTEMPTS,
+    )
     return (
         RevenueEvent.objects.alias(
-            delivery_status=_text("metadata__onChainDeliveryStatus"),
-            next_retry_at=_text("metadata__nextRetryAt"),
-            last_retry_at=_text("metadata__lastRetryAt"),
+            delivery_status=text_cast(Key.STATUS),
+            next_retry_at=text_cast(Key.NEXT_RETRY_AT),
+            last_retry_at=text_cast(Key.LAST_RETRY_AT),
             attempts=attempts_expression(),
         )
         # the partial index's own predicate, so the planner can use revenue_event_redrive
-        .filter(**{f"{STATUS_KEY}__in": [PENDING, FAILED]})
+        .filter(status_in(*WAITING_STATUSES) & not_carried())
         .filter(pending | due)
         .order_by("id")
     )
@@ -63,48 +73,101 @@ def revenue_events_deliverable(
     rows = (
         revenue_events_deliverable_queryset(now=now, stale_only=stale_only)
         .exclude(pk__in=list(exclude_ids))
-        .values_list("pk", "stream_id", "holder_share", "currency")[:limit]
+        .values_list("pk", "stream_id", "holder_share", "currency", lookup(Key.BUNDLE_ID))[:limit]
     )
-    return [DeliverableEvent(id=pk, stream_id=s, holder_share=h, currency=c) for pk, s, h, c in rows]
+    return [DeliverableEvent(id=pk, stream_id=s, holder_share=h, currency=c, bundle_id=b) for pk, s, h, c, b in rows]
+
+
+def revenue_events_deliverable_exist(*, now: datetime) -> bool:
+    return bool(revenue_events_deliverable(now=now, limit=1))
+
+
+def carried_dust(*, stream_ids: Iterable[int] | None = None) -> dict[int, list[tuple[int, int, str]]]:
+    """Dust carried forward, per stream: (event id, amount in wei, carried since), oldest first."""
+    rows = RevenueEvent.objects.filter(status_in(DeliveryStatus.PENDING) & carried())
+    if stream_ids is not None:
+        rows = rows.filter(stream_id__in=list(stream_ids))
+    found: dict[int, list[tuple[int, int, str]]] = {}
+    for pk, stream_id, amount, since in rows.order_by("stream_id", "id").values_list(
+        "pk", "stream_id", lookup(Key.AMOUNT_WEI), lookup(Key.CARRIED_AT)
+    ):
+        found.setdefault(stream_id, []).append((pk, int(amount), str(since)))
+    return found
 
 
 def delivery_batches_in_flight(*, deployment_id: int) -> list[DeliveryBatch]:
+    """Batches not yet confirmed (maybe mined), lowest nonce first."""
     return list(
         DeliveryBatch.objects.filter(deployment_id=deployment_id, status=DeliveryBatchStatus.SUBMITTED).order_by(
-            "first_sequence", "pk"
+            "nonce", "pk"
         )
     )
 
 
-def delivery_batches_confirmed_beyond(*, deployment_id: int, sequence: int) -> list[DeliveryBatch]:
-    """Confirmed batches the contract no longer counts (its next_sequence fell below their end)."""
+def delivery_batches_mined_unconfirmed(*, deployment_id: int) -> list[DeliveryBatch]:
+    """Batches mined in the canonical chain, not yet CHAIN_CONFIRMATIONS deep."""
     return list(
-        DeliveryBatch.objects.filter(deployment_id=deployment_id, status=DeliveryBatchStatus.CONFIRMED)
-        .alias(end=F("first_sequence") + F("size"))
-        .filter(end__gt=sequence)
-        .order_by("first_sequence")
+        DeliveryBatch.objects.filter(
+            deployment_id=deployment_id, status=DeliveryBatchStatus.SUBMITTED, block_number__isnull=False
+        ).order_by("block_number", "pk")
     )
 
 
-def delivery_known_end(*, deployment_id: int) -> int:
-    """The end of the sequence range this platform accounts for on a deployment."""
-    end = DeliveryBatch.objects.filter(deployment_id=deployment_id, status__in=LIVE_BATCH_STATUSES).aggregate(
-        value=Max(F("first_sequence") + F("size"))
-    )["value"]
-    return int(end or 0)
+def delivery_batches_not_final(*, deployment_id: int) -> list[DeliveryBatch]:
+    """Batches whose payment may still leave the canonical chain: mined or confirmed, not
+    final (read in full only when a reorg was detected: they can be many)."""
+    return list(
+        DeliveryBatch.objects.filter(
+            deployment_id=deployment_id,
+            status__in=[DeliveryBatchStatus.SUBMITTED, DeliveryBatchStatus.CONFIRMED],
+            block_number__isnull=False,
+            finalized_at__isnull=True,
+        ).order_by("block_number", "pk")
+    )
+
+
+def delivery_batch_by_tx_hash(*, deployment_id: int, tx_hash: str) -> DeliveryBatch | None:
+    """The batch one of whose signed versions is ``tx_hash`` (any status)."""
+    candidates = DeliveryBatch.objects.filter(deployment_id=deployment_id, tx_hashes__icontains=tx_hash)
+    return next((batch for batch in candidates if tx_hash in batch.tx_hashes), None)
 
 
 def in_flight_event_ids(batches: Collection[DeliveryBatch]) -> set[int]:
     return {event_id for batch in batches for event_id in batch.event_ids}
 
 
-def delivery_price_get() -> Decimal | None:
-    """USD per ETH: the reference price of DELIVERY_PRICE_MARKET (ETH-USDT)."""
-    price = (
-        Market.objects.filter(symbol=settings.DELIVERY_PRICE_MARKET).values_list("reference_price", flat=True).first()
+def bundle_item_id(bundle_id: int) -> int:
+    return BUNDLE_ITEM_BASE + bundle_id
+
+
+def items_events(item_ids: Iterable[int]) -> dict[int, list[int]]:
+    """The revenue events each on-chain item carries (a bundle's events, or the event itself)."""
+    items = list(item_ids)
+    bundles = {item - BUNDLE_ITEM_BASE for item in items if item >= BUNDLE_ITEM_BASE}
+    members = dict(DeliveryBundle.objects.filter(pk__in=bundles).values_list("pk", "event_ids")) if bundles else {}
+    return {
+        item: ([int(e) for e in members.get(item - BUNDLE_ITEM_BASE, [])] if item >= BUNDLE_ITEM_BASE else [item])
+        for item in items
+    }
+
+
+def batch_paid_event_ids(batch: DeliveryBatch) -> list[int]:
+    """The events its mined transaction paid: every item it carries but those it found paid."""
+    refused = {int(item) for item in batch.refused_item_ids}
+    paid_items = [int(item) for item in batch.item_ids if int(item) not in refused]
+    return [event for events in items_events(paid_items).values() for event in events]
+
+
+def delivery_batches_stuck(*, older_than: datetime) -> list[DeliveryBatch]:
+    """Batches in flight, not mined, since before ``older_than``."""
+    return list(
+        DeliveryBatch.objects.filter(
+            status=DeliveryBatchStatus.SUBMITTED, block_number__isnull=True, submitted_at__lt=older_than
+        ).order_by("pk")
     )
-    return Decimal(price) if price is not None else None
 
 
-def revenue_events_deliverable_exist(*, now: datetime) -> bool:
-    return bool(revenue_events_deliverable(now=now, limit=1))
+def delivery_batch_gas_typical() -> int | None:
+    """The most gas one of the last batches was given: what the next full batch needs."""
+    gas = list(DeliveryBatch.objects.filter(foreign=False).order_by("-pk").values_list("gas", flat=True)[:10])
+    return max(gas) if gas else None

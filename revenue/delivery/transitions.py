@@ -2,11 +2,15 @@
 streams' `distributed` totals change together, in SQL (atomic JSON merges, F() updates),
 never by read-modify-write in Python.
 
-Event states (metadata.onChainDeliveryStatus):
+Event states (revenue.delivery.metadata.DeliveryStatus):
     pending -> submitted -> delivered
-                  |  ^           |
-                  v  |           v  (a reorg deeper than the confirmations: back to submitted)
-                failed ---> (critical: attempts exhausted, alerted once)
+       ^          |  ^          |
+       |          v  |          v  (its payment left the canonical chain: back to submitted)
+       |        failed ---> critical (attempts exhausted, alerted; staff re-queue)
+       +-- (operator fault, superseded deployment, vanished foreign payment)
+
+Which batch paid an event is what the reserve's logs say (revenue.delivery.scan); a batch
+never marks delivered an event its mined transaction did not pay.
 """
 
 from __future__ import annotations
@@ -14,38 +18,46 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, IntegerField, Q, QuerySet, Value
-from django.db.models.fields.json import KT
-from django.db.models.functions import Cast, Coalesce
+from django.db.models import F, Q, QuerySet
 
 from core.metrics import DELIVERIES, DELIVERY_LATENCY_SECONDS
-from revenue.alerts import revenue_event_critical_alert
+from revenue.alerts import revenue_events_critical_alert
+from revenue.delivery.metadata import (
+    RETRYABLE_STATUSES,
+    DeliveryStatus,
+    Key,
+    attempts_expression,
+    lookup,
+    patch_amount,
+    patch_delivered,
+    patch_failed,
+    patch_paid_by,
+    patch_requeued,
+    patch_returned,
+    patch_submitted,
+    patch_tx_hash,
+    patch_unconfirmed,
+    status_in,
+)
+from revenue.delivery.selectors import batch_paid_event_ids
 from revenue.failure_log import delivery_failures_log
 from revenue.jsonb import JsonMerge, json_patch_per_row
 from revenue.models import DeliveryBatch, DeliveryBatchStatus, RevenueEvent, RevenueStream
 
 logger = logging.getLogger("revenue.delivery")
 
-PENDING = "pending"
-SUBMITTED = "submitted"
-DELIVERED = "delivered"
-FAILED = "failed"
-STATUS_KEY = "metadata__onChainDeliveryStatus"
-
-
-def iso(moment: datetime) -> str:
-    """Fixed-width UTC timestamps, so that comparing the strings in SQL compares the times."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def attempts_expression() -> Cast:
-    return Cast(Coalesce(KT("metadata__retryAttempts"), Value("0")), IntegerField())
+NOT_DELIVERED = (
+    DeliveryStatus.PENDING,
+    DeliveryStatus.SUBMITTED,
+    DeliveryStatus.FAILED,
+    DeliveryStatus.CRITICAL,
+)
 
 
 def retry_delay(*, attempts: int) -> timedelta:
@@ -57,35 +69,34 @@ def _events(event_ids: Iterable[int]) -> QuerySet[RevenueEvent]:
     return RevenueEvent.objects.filter(pk__in=list(event_ids))
 
 
+def _of_batch(batch_id: int) -> dict[str, Any]:
+    return {lookup(Key.BATCH_ID): batch_id}
+
+
 # --------------------------------------------------------------------------- submit
 
 
-def events_submit(*, batch: DeliveryBatch, now: datetime, from_statuses: Sequence[str] = (PENDING, FAILED)) -> int:
-    """Inside the batch's own transaction: every event gets its sequence, amount and the
-    transaction's hash and nonce. Only events still waiting are taken (compare-and-set)."""
-    common = {
-        "onChainDeliveryStatus": SUBMITTED,
-        "txHash": batch.tx_hashes[-1],
-        "nonce": batch.nonce,
-        "batchId": batch.pk,
-        "lastRetryAt": iso(now),
-        "nextRetryAt": None,
-    }
-    per_event = {
-        event_id: {"sequence": batch.first_sequence + index, "amountWei": batch.amounts_wei[index]}
-        for index, event_id in enumerate(batch.event_ids)
-    }
-    return (
-        _events(batch.event_ids)
-        .filter(**{f"{STATUS_KEY}__in": list(from_statuses)})
-        .update(metadata=JsonMerge(JsonMerge("metadata", common), json_patch_per_row(per_event)))
-    )
+def events_submit(
+    *,
+    batch: DeliveryBatch,
+    now: datetime,
+    amounts: dict[int, int] | None = None,
+    from_statuses: Sequence[DeliveryStatus] = RETRYABLE_STATUSES,
+) -> int:
+    """Inside the batch's own transaction: its events are submitted, with the transaction's
+    hash and nonce (and, per event, its amount when given). Only events still waiting are
+    taken (compare-and-set). Returns how many."""
+    common = patch_submitted(batch_id=batch.pk, tx_hash=batch.tx_hashes[-1], nonce=batch.nonce, now=now)
+    merged: Any = JsonMerge("metadata", common)
+    if amounts:
+        merged = JsonMerge(merged, json_patch_per_row({pk: patch_amount(wei) for pk, wei in amounts.items()}))
+    return _events(batch.event_ids).filter(status_in(*from_statuses)).update(metadata=merged)
 
 
 def events_tx_hash_set(*, batch: DeliveryBatch) -> None:
-    """After a replacement: the events point at the newest transaction of their batch."""
-    _events(batch.event_ids).filter(**{STATUS_KEY: SUBMITTED}).update(
-        metadata=JsonMerge("metadata", {"txHash": batch.tx_hashes[-1], "nonce": batch.nonce})
+    """After a re-signed version: the events point at the newest transaction of their batch."""
+    _events(batch.event_ids).filter(status_in(DeliveryStatus.SUBMITTED), **_of_batch(batch.pk)).update(
+        metadata=JsonMerge("metadata", patch_tx_hash(tx_hash=batch.tx_hashes[-1], nonce=batch.nonce))
     )
 
 
@@ -93,163 +104,222 @@ def events_tx_hash_set(*, batch: DeliveryBatch) -> None:
 
 
 def events_fail(
-    *, event_ids: Sequence[int], error: str, now: datetime, from_statuses: Sequence[str], give_up: bool = False
+    *,
+    event_ids: Sequence[int],
+    error: str,
+    now: datetime,
+    from_statuses: Sequence[DeliveryStatus],
+    give_up: bool = False,
 ) -> list[int]:
     """Inside the caller's transaction: one failed attempt for each event (in one of
-    ``from_statuses``): retryAttempts + 1, lastError and the next retry by backoff. Past
+    ``from_statuses``): one more attempt, its error and the next retry by backoff. At
     DELIVERY_MAX_ATTEMPTS (or with ``give_up``, when retrying cannot help) the event is
-    critical (no further automatic retry) and alerted once. Attempts are counted per
+    critical (no further automatic retry) and alerted, once. Attempts are counted per
     current value with a compare-and-set, so a concurrent writer can never make an
     attempt count twice. Returns the events that became critical."""
     if not event_ids:
         return []
-    error = error[:2000]
-    selected = _events(event_ids).filter(**{f"{STATUS_KEY}__in": list(from_statuses)})
+    selected = _events(event_ids).filter(status_in(*from_statuses))
     failed_rows = list(selected.values_list("pk", "stream_id"))
     current = sorted(set(selected.annotate(attempts=attempts_expression()).values_list("attempts", flat=True)))
     critical: list[int] = []
     failed = 0
     for attempts in current:
         done = attempts + 1
-        patch: dict[str, Any] = {
-            "onChainDeliveryStatus": FAILED,
-            "retryAttempts": done,
-            "lastError": error,
-            "lastFailedAt": iso(now),
-        }
+        gives_up = give_up or done >= settings.DELIVERY_MAX_ATTEMPTS
         group = selected.alias(attempts=attempts_expression()).filter(attempts=attempts)
-        if give_up or done >= settings.DELIVERY_MAX_ATTEMPTS:
-            patch.update(critical=True, nextRetryAt=None)
+        if gives_up:
             critical.extend(group.values_list("pk", flat=True))
-        else:
-            patch["nextRetryAt"] = iso(now + retry_delay(attempts=done))
+        patch = patch_failed(
+            attempts=done, error=error, now=now, next_retry_at=None if gives_up else now + retry_delay(attempts=done)
+        )
         failed += group.update(metadata=JsonMerge("metadata", patch))
     if failed:
-        DELIVERIES.labels(status=FAILED).inc(failed)
+        DELIVERIES.labels(status=DeliveryStatus.FAILED.value).inc(failed)
         # One line per failure, capped per stream (the seed's rule), not one per batch.
         delivery_failures_log(failures=failed_rows, error=error)
-    for event_id in critical:
-        revenue_event_critical_alert(event_id=event_id, reason=error)
+    revenue_events_critical_alert(event_ids=critical, reason=error, now=now)
     return critical
+
+
+def events_return(
+    *, event_ids: Sequence[int], from_statuses: Sequence[DeliveryStatus], batch_id: int | None, error: str | None
+) -> int:
+    """Inside the caller's transaction: back to pending without using an attempt (the
+    fault was not theirs). With ``batch_id``, only events that batch still holds."""
+    selected = _events(event_ids).filter(status_in(*from_statuses))
+    if batch_id is not None:
+        selected = selected.filter(**_of_batch(batch_id))
+    return selected.update(metadata=JsonMerge("metadata", patch_returned(error=error)))
 
 
 # --------------------------------------------------------------------------- batches
 
 
-def batch_mined_record(*, batch: DeliveryBatch, tx_hash: str, block_number: int | None) -> None:
-    """Mined (or no longer mined after a shallow reorg: ``block_number=None``), not yet final."""
-    if batch.block_number == block_number and (batch.mined_tx_hash == tx_hash or block_number is None):
-        return
-    DeliveryBatch.objects.filter(pk=batch.pk, status=DeliveryBatchStatus.SUBMITTED).update(
-        block_number=block_number, mined_tx_hash=tx_hash if block_number is not None else ""
+@transaction.atomic(durable=True)
+def batch_mined_record(
+    *,
+    batch: DeliveryBatch,
+    tx_hash: str,
+    nonce: int,
+    block_number: int,
+    block_hash: str,
+    refused_item_ids: list[int],
+    amounts: dict[int, int] | None = None,
+) -> None:
+    """Its transaction ``tx_hash`` is in the canonical chain (not yet confirmed): the events
+    it paid are its own, whatever batch sent them last (``amounts``: what it paid each, for
+    a transaction this platform did not build)."""
+    DeliveryBatch.objects.filter(pk=batch.pk).update(
+        block_number=block_number, block_hash=block_hash, mined_tx_hash=tx_hash, refused_item_ids=refused_item_ids
     )
-    batch.block_number = block_number
-    batch.mined_tx_hash = tx_hash if block_number is not None else ""
+    batch.block_number, batch.block_hash, batch.mined_tx_hash = block_number, block_hash, tx_hash
+    batch.refused_item_ids = refused_item_ids
+    paid = batch_paid_event_ids(batch)
+    twice = list(
+        _events(paid)
+        .filter(status_in(DeliveryStatus.DELIVERED))
+        .exclude(**_of_batch(batch.pk))
+        .values_list("pk", flat=True)
+    )
+    if twice:
+        # The reserve pays an id once; only a superseded deployment's contract can have paid it before.
+        logger.error("revenue events paid on two deployments", extra={"batch_id": batch.pk, "event_ids": twice[:50]})
+    merged: Any = JsonMerge("metadata", patch_paid_by(batch_id=batch.pk, tx_hash=tx_hash, nonce=nonce))
+    if amounts:
+        merged = JsonMerge(merged, json_patch_per_row({pk: patch_amount(wei) for pk, wei in amounts.items()}))
+    # Usually they are its own already (submitted by it, its latest version mined): no write.
+    already = Q(status_in(DeliveryStatus.SUBMITTED), **_of_batch(batch.pk), **{lookup(Key.TX_HASH): tx_hash})
+    _events(paid).filter(status_in(*NOT_DELIVERED)).exclude(already).update(metadata=merged)
 
 
 @transaction.atomic(durable=True)
-def batch_confirm(*, batch: DeliveryBatch, tx_hash: str, nonce: int, block_number: int, now: datetime) -> int:
-    """Final: the batch is confirmed, its events delivered and their holder shares added to
-    the streams' `distributed`, all in one transaction. Returns the events delivered."""
-    claimed = DeliveryBatch.objects.filter(pk=batch.pk, status=DeliveryBatchStatus.SUBMITTED).update(
-        status=DeliveryBatchStatus.CONFIRMED,
-        confirmed_at=now,
-        block_number=block_number,
-        mined_tx_hash=tx_hash,
-        last_error="",
-    )
+def batch_confirm(*, batch: DeliveryBatch, nonce: int, now: datetime) -> int:
+    """Confirmed: the batch is confirmed, the events its transaction paid are delivered
+    and their holder shares added to the streams' `distributed`, all in one transaction.
+    Returns the events delivered."""
+    claimed = DeliveryBatch.objects.filter(
+        pk=batch.pk, status=DeliveryBatchStatus.SUBMITTED, block_number=batch.block_number
+    ).update(status=DeliveryBatchStatus.CONFIRMED, confirmed_at=now, last_error="")
     if not claimed:
         return 0
-    patch = {
-        "onChainDeliveryStatus": DELIVERED,
-        "txHash": tx_hash,
-        "nonce": nonce,
-        "blockNumber": block_number,
-        "deliveredAt": iso(now),
-        "batchId": batch.pk,
-        "lastError": None,
-        "nextRetryAt": None,
-        "critical": None,
-    }
-    rows = list(
-        _events(batch.event_ids)
-        .exclude(**{STATUS_KEY: DELIVERED})
-        .values_list("pk", "stream_id", "holder_share", "created_at", "metadata__correlationId")
+    assert batch.block_number is not None  # noqa: S101  (mined: set by batch_mined_record)
+    patch = patch_delivered(
+        batch_id=batch.pk,
+        tx_hash=batch.mined_tx_hash,
+        nonce=nonce,
+        block_number=batch.block_number,
+        block_hash=batch.block_hash,
+        now=now,
     )
-    twice = sorted(set(batch.event_ids) - {row[0] for row in rows})
-    if twice:
-        # Only possible if another sender paid these events in an earlier sequence range.
-        logger.error("revenue events delivered twice on-chain", extra={"batch_id": batch.pk, "event_ids": twice[:50]})
-        for event_id in twice:
-            revenue_event_critical_alert(event_id=event_id, reason=f"delivered twice on-chain (batch {batch.pk})")
+    rows = list(
+        _events(batch_paid_event_ids(batch))
+        .filter(status_in(DeliveryStatus.SUBMITTED), **_of_batch(batch.pk))
+        .values_list("pk", "stream_id", "holder_share", "created_at", lookup(Key.CORRELATION_ID))
+    )
     _events([row[0] for row in rows]).update(metadata=JsonMerge("metadata", patch))
     _distributed_add(rows, sign=1)
-    DELIVERIES.labels(status=DELIVERED).inc(len(rows))
+    DELIVERIES.labels(status=DeliveryStatus.DELIVERED.value).inc(len(rows))
     for row in rows:
         DELIVERY_LATENCY_SECONDS.observe(max((now - row[3]).total_seconds(), 0))
         # The fee's correlation id, from the order request through its job and event, ends here.
         logger.info(
             "revenue event %s delivered in %s",
             row[0],
-            tx_hash,
-            extra={"correlation_id": row[4] or "-", "event_id": row[0], "tx_hash": tx_hash, "batch_id": batch.pk},
+            batch.mined_tx_hash,
+            extra={
+                "correlation_id": row[4] or "-",
+                "event_id": row[0],
+                "tx_hash": batch.mined_tx_hash,
+                "batch_id": batch.pk,
+            },
         )
     logger.info(
         "delivery batch confirmed",
-        extra={"batch_id": batch.pk, "events": len(rows), "tx_hash": tx_hash, "block_number": block_number},
+        extra={"batch_id": batch.pk, "events": len(rows), "tx_hash": batch.mined_tx_hash},
     )
     return len(rows)
 
 
 @transaction.atomic(durable=True)
-def batch_unconfirm(*, batch: DeliveryBatch, now: datetime) -> int:
-    """A reorg deeper than CHAIN_CONFIRMATIONS removed a confirmed batch: back in flight,
-    its events back to submitted and `distributed` reduced. The contract's sequence check
-    still guarantees it is paid exactly once when it is mined again."""
-    claimed = DeliveryBatch.objects.filter(pk=batch.pk, status=DeliveryBatchStatus.CONFIRMED).update(
-        status=DeliveryBatchStatus.SUBMITTED,
-        confirmed_at=None,
+def batch_vanished(*, batch: DeliveryBatch, now: datetime) -> int:
+    """Its mined transaction left the canonical chain (a reorg). Ours goes back in flight
+    (the transaction manager rebroadcasts or rebuilds it); a foreign one is superseded and
+    its events return to pending. Events it had delivered are taken back, `distributed`
+    too. Returns the events taken back."""
+    was_confirmed = batch.status == DeliveryBatchStatus.CONFIRMED
+    DeliveryBatch.objects.filter(pk=batch.pk).update(
+        status=DeliveryBatchStatus.SUPERSEDED if batch.foreign else DeliveryBatchStatus.SUBMITTED,
         block_number=None,
+        block_hash="",
         mined_tx_hash="",
+        refused_item_ids=[],
+        confirmed_at=None,
         last_broadcast_at=None,
-        last_error="removed from the chain by a reorganisation deeper than the confirmations",
+        last_error="its transaction left the canonical chain (reorganisation)",
     )
-    if not claimed:
-        return 0
-    rows = list(
-        _events(batch.event_ids)
-        .filter(**{STATUS_KEY: DELIVERED})
-        .values_list("pk", "stream_id", "holder_share", "created_at")
-    )
-    _events([row[0] for row in rows]).update(
-        metadata=JsonMerge(
-            "metadata",
-            {
-                "onChainDeliveryStatus": SUBMITTED,
-                "deliveredAt": None,
-                "blockNumber": None,
-                "reorgedAt": iso(now),
-            },
+    held = _events(batch.event_ids).filter(**_of_batch(batch.pk))
+    rows = list(held.filter(status_in(DeliveryStatus.DELIVERED)).values_list("pk", "stream_id", "holder_share"))
+    if batch.foreign:
+        held.filter(status_in(*NOT_DELIVERED, DeliveryStatus.DELIVERED)).update(
+            metadata=JsonMerge("metadata", patch_returned(now=now))
         )
+    else:
+        held.filter(status_in(DeliveryStatus.DELIVERED, DeliveryStatus.SUBMITTED)).update(
+            metadata=JsonMerge("metadata", patch_unconfirmed(now=now))
+        )
+    if was_confirmed:
+        _distributed_add(rows, sign=-1)
+    logger.error(
+        "a mined delivery left the canonical chain",
+        extra={"batch_id": batch.pk, "foreign": batch.foreign, "confirmed": was_confirmed, "events": len(rows)},
     )
-    _distributed_add(rows, sign=-1)
-    logger.error("confirmed delivery batch removed by a deep reorg", extra={"batch_id": batch.pk})
+    batch.status = DeliveryBatchStatus.SUPERSEDED if batch.foreign else DeliveryBatchStatus.SUBMITTED
+    batch.block_number, batch.block_hash, batch.mined_tx_hash, batch.refused_item_ids = None, "", "", []
     return len(rows)
 
 
+def batches_finalize(*, deployment_id: int, final_block: int, now: datetime) -> int:
+    """Confirmed batches whose blocks are final: no reorg can take their payments back."""
+    return DeliveryBatch.objects.filter(
+        deployment_id=deployment_id,
+        status=DeliveryBatchStatus.CONFIRMED,
+        finalized_at__isnull=True,
+        block_number__lte=final_block,
+    ).update(finalized_at=now)
+
+
 @transaction.atomic(durable=True)
-def batch_fail(*, batch: DeliveryBatch, error: str, now: datetime) -> list[int]:
-    """Definitively not delivered (reverted, or refused by the node): the batch is failed
-    and its events are scheduled for a retry in a new batch."""
+def batch_fail(*, batch: DeliveryBatch, error: str, now: datetime, operator: bool = False) -> list[int]:
+    """Definitively not delivered (reverted, or refused by the node). Its events are
+    scheduled for a retry in a new batch: with a failed attempt, or (``operator``: the
+    fault was the platform's, e.g. a paused contract) without one. Returns the events that
+    became critical."""
     claimed = DeliveryBatch.objects.filter(pk=batch.pk, status=DeliveryBatchStatus.SUBMITTED).update(
-        status=DeliveryBatchStatus.FAILED, last_error=error[:2000], block_number=None
+        status=DeliveryBatchStatus.FAILED, last_error=error[:2000], block_number=None, block_hash=""
     )
     if not claimed:
         return []
-    # Events whose broadcast failure already counted this attempt keep their schedule.
-    critical = events_fail(event_ids=batch.event_ids, error=error, now=now, from_statuses=[SUBMITTED])
     logger.warning("delivery batch failed", extra={"batch_id": batch.pk, "error": error[:200]})
-    return critical
+    held = list(_events(batch.event_ids).filter(**_of_batch(batch.pk)).values_list("pk", flat=True))
+    if operator:
+        events_return(event_ids=held, from_statuses=[DeliveryStatus.SUBMITTED], batch_id=batch.pk, error=error)
+        return []
+    return events_fail(event_ids=held, error=error, now=now, from_statuses=[DeliveryStatus.SUBMITTED])
+
+
+@transaction.atomic(durable=True)
+def batch_supersede(*, batch: DeliveryBatch, reason: str) -> int:
+    """It carries nothing any more (every item paid by other transactions): closed; any
+    event it still holds returns to pending. Returns those events."""
+    claimed = DeliveryBatch.objects.filter(pk=batch.pk, status=DeliveryBatchStatus.SUBMITTED).update(
+        status=DeliveryBatchStatus.SUPERSEDED, last_error=reason[:2000]
+    )
+    if not claimed:
+        return 0
+    return events_return(
+        event_ids=batch.event_ids, from_statuses=[DeliveryStatus.SUBMITTED], batch_id=batch.pk, error=None
+    )
 
 
 def batch_error_note(*, batch: DeliveryBatch, error: str) -> None:
@@ -269,24 +339,14 @@ def deployment_batches_supersede(*, deployment_id: int, now: datetime) -> int:
     DeliveryBatch.objects.filter(pk__in=[pk for pk, _ in batches]).update(
         status=DeliveryBatchStatus.SUPERSEDED, last_error="deployment superseded before confirmation"
     )
-    event_ids = [event_id for _, ids in batches for event_id in ids]
-    returned = (
-        _events(event_ids)
-        .filter(**{f"{STATUS_KEY}__in": [SUBMITTED, FAILED]})
-        .update(
-            metadata=JsonMerge(
-                "metadata",
-                {
-                    "onChainDeliveryStatus": PENDING,
-                    "txHash": None,
-                    "nonce": None,
-                    "sequence": None,
-                    "amountWei": None,
-                    "batchId": None,
-                    "nextRetryAt": None,
-                },
-            )
+    returned = sum(
+        events_return(
+            event_ids=ids,
+            from_statuses=[DeliveryStatus.SUBMITTED, DeliveryStatus.FAILED],
+            batch_id=pk,
+            error=None,
         )
+        for pk, ids in batches
     )
     logger.warning("superseded deployment returned events to pending", extra={"events": returned})
     return returned
@@ -306,24 +366,12 @@ def _distributed_add(rows: Sequence[tuple[Any, ...]], *, sign: int) -> None:
 
 @transaction.atomic(durable=True)
 def revenue_event_delivery_retry(*, event_id: int, now: datetime) -> bool:
-    """Staff: queue a failed (or critical) event for delivery again, with a fresh attempt
-    budget. Events in flight or delivered are left alone. Returns whether it was queued."""
+    """Staff: queue a failed, critical or pending event for delivery again, with a fresh
+    attempt budget. Events in flight or delivered are left alone. Returns whether it was queued."""
     queued = (
         RevenueEvent.objects.filter(pk=event_id)
-        .filter(Q(**{STATUS_KEY: FAILED}) | Q(**{STATUS_KEY: PENDING}))
-        .update(
-            metadata=JsonMerge(
-                "metadata",
-                {
-                    "onChainDeliveryStatus": PENDING,
-                    "retryAttempts": 0,
-                    "critical": None,
-                    "alertedAt": None,
-                    "nextRetryAt": None,
-                    "manualRetryAt": iso(now),
-                },
-            )
-        )
+        .filter(status_in(*RETRYABLE_STATUSES))
+        .update(metadata=JsonMerge("metadata", patch_requeued(now=now)))
     )
     if queued:
         from revenue.dispatch import revenue_delivery_dispatch

@@ -27,7 +27,15 @@ from eth_tester.exceptions import TransactionFailed
 from web3 import Web3
 from web3.exceptions import ContractLogicError
 
-from revenue.chain.client import connect, deploy_reserve, dev_signer_fund
+from revenue.chain.client import (
+    build_reserve_call_tx,
+    connect,
+    deploy_reserve,
+    dev_signer_fund,
+    send_signed,
+    sign_tx,
+    suggest_fees,
+)
 from revenue.chain.devnode import AnvilError, AnvilNode, AnvilRPC, find_anvil, free_port
 from tests.environment import require
 
@@ -117,6 +125,23 @@ def dead_uri() -> str:
 @pytest.fixture
 def tester_w3() -> Web3:
     return connect(provider_uri=None)
+
+
+def reserve_owner_call(w3: Web3, address: str, sender: Any, function: str, *args: Any, tip: int = 0) -> str:
+    """Send one of the reserve's owner functions from ``sender`` (not waited for); ``tip``
+    raises both fees, to be mined ahead of the transactions in the pool."""
+    max_fee, priority = suggest_fees(w3)
+    tx = build_reserve_call_tx(
+        w3,
+        contract_address=address,
+        sender_address=sender.address,
+        function=function,
+        args=args,
+        nonce=w3.eth.get_transaction_count(sender.address, "pending"),
+        max_fee_per_gas=max_fee + tip,
+        max_priority_fee_per_gas=priority + tip,
+    )
+    return send_signed(w3, sign_tx(sender, tx))
 
 
 class Deployed:

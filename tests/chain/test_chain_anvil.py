@@ -16,7 +16,7 @@ from revenue.chain.client import (
     SignedTx,
     build_delivery_tx,
     bump_fees,
-    chain_next_sequence,
+    chain_items_paid,
     chain_status,
     classify_error,
     confirmations,
@@ -24,7 +24,9 @@ from revenue.chain.client import (
     delivered_logs,
     deploy_reserve,
     dev_signer_fund,
-    explain_failed_receipt,
+    finalized_block_number,
+    node_chain_id,
+    payment_logs,
     receipt_or_none,
     reserve_contract,
     send_signed,
@@ -44,7 +46,6 @@ GAS_RATIO_LIMIT = 0.10
 
 def signed_delivery(
     d: Deployed,
-    first_sequence: int,
     items: list[DeliveryItem],
     *,
     nonce: int | None = None,
@@ -57,7 +58,6 @@ def signed_delivery(
         w3,
         contract_address=d.address,
         signer_address=d.signer.address,
-        first_sequence=first_sequence,
         items=items,
         nonce=w3.eth.get_transaction_count(d.signer.address, "pending") if nonce is None else nonce,
         max_fee_per_gas=max_fee,
@@ -67,8 +67,8 @@ def signed_delivery(
     return tx, sign_tx(d.signer, tx)
 
 
-def deliver(d: Deployed, first_sequence: int, items: list[DeliveryItem], **kwargs: Any) -> Any:
-    _, signed = signed_delivery(d, first_sequence, items, **kwargs)
+def deliver(d: Deployed, items: list[DeliveryItem], **kwargs: Any) -> Any:
+    _, signed = signed_delivery(d, items, **kwargs)
     return wait_for_receipt(d.w3, send_signed(d.w3, signed), timeout=30)
 
 
@@ -80,7 +80,7 @@ def realistic_items(first_event_id: int, count: int) -> list[DeliveryItem]:
     # amounts of a few dollars at ~3000 USD/ETH (7-8 significant bytes), ids of a busy platform
     return [
         DeliveryItem(
-            event_id=first_event_id + i,
+            item_id=first_event_id + i,
             stream_id=i % 10,
             amount_wei=1_234_567_890_123_456 + 987_654_321 * i,
         )
@@ -96,37 +96,44 @@ def test_dev_signer_is_fresh_and_funded_via_set_balance(anvil_w3: Web3) -> None:
     status = chain_status(anvil_w3, signer_address=account.address)
     assert status["connected"] and status["chain_id"] == 31337
     assert status["signer_balance_wei"] == FUNDING_WEI
+    assert node_chain_id(anvil_w3) == 31337
+    head = anvil_w3.eth.block_number
+    assert finalized_block_number(anvil_w3) == max(0, head - 64)  # anvil's `finalized`: 64 blocks deep
 
 
 def test_gas_per_event_in_a_batch_of_200_vs_single_event(
     anvil_reserve: Deployed, capsys: pytest.CaptureFixture[str]
 ) -> None:
     d = anvil_reserve
-    # cold contract: the first delivery pays for creating the counters
-    first_single = deliver(d, 0, realistic_items(10_000, 1))["gasUsed"]
-    # warm every stream once, then measure in steady state (the normal case in production)
-    assert deliver(d, 1, realistic_items(10_001, 10))["status"] == 1
-    sequence = 11
+    # cold contract: the first delivery pays for creating the counters and a bitmap word
+    first_single = deliver(d, realistic_items(10_000, 1))["gasUsed"]
+    # warm every stream once, then measure in steady state (the normal case in production:
+    # consecutive event ids, so a word of the bitmap already holds earlier ids)
+    assert deliver(d, realistic_items(10_001, 10))["status"] == 1
     singles = []
     for k in range(3):
-        receipt = deliver(d, sequence, realistic_items(20_000 + k, 1))
+        receipt = deliver(d, realistic_items(10_011 + k, 1))
         assert receipt["status"] == 1
         singles.append(receipt["gasUsed"])
-        sequence += 1
     single = statistics.median(singles)
-    batch_receipt = deliver(d, sequence, realistic_items(30_000, 200))
+    batch_receipt = deliver(d, realistic_items(10_014, 200))  # into the next bitmap word too
     assert batch_receipt["status"] == 1 and len(batch_receipt["logs"]) == 200
     batch = batch_receipt["gasUsed"]
     per_event = batch / 200
     marginal = (batch - single) / 199
     ratio = per_event / single
+    # the same 200 items again: every one refused (and refunded), none paid twice
+    resent = deliver(d, realistic_items(10_014, 200), gas=int(batch * 1.25))
+    assert resent["status"] == 1 and chain_items_paid(d.w3, d.address) == 214
+    refused = payment_logs(d.w3, d.address, resent["blockNumber"], resent["blockNumber"])
+    assert len(refused) == 200 and not any(log.paid for log in refused)
     with capsys.disabled():
         print(
             f"\n[gas] single-event delivery tx: {single} (cold contract: {first_single}); "
             f"batch of 200: {batch} -> {per_event:.1f} per event, marginal {marginal:.1f}; "
-            f"per-event / single = {ratio:.4f} (limit {GAS_RATIO_LIMIT})"
+            f"per-event / single = {ratio:.4f} (limit {GAS_RATIO_LIMIT}); "
+            f"the same 200 resent (all refused, refunded): {resent['gasUsed']}"
         )
-    assert chain_next_sequence(d.w3, d.address) == sequence + 200
     assert ratio <= GAS_RATIO_LIMIT, f"batched gas per event {per_event:.0f} vs single-event tx {single}"
 
 
@@ -136,7 +143,7 @@ def test_dropped_tx_is_rebroadcast_at_the_same_nonce(anvil_reserve: Deployed, an
     anvil_ctl.set_automine(False)
     items = realistic_items(1, 3)
     nonce = w3.eth.get_transaction_count(d.signer.address)
-    tx, signed = signed_delivery(d, 0, items, nonce=nonce)
+    tx, signed = signed_delivery(d, items, nonce=nonce)
     assert send_signed(w3, signed) == signed.tx_hash
     assert signed.tx_hash in anvil_ctl.pending_hashes()
     # re-broadcasting the same bytes while pending is harmless
@@ -146,7 +153,7 @@ def test_dropped_tx_is_rebroadcast_at_the_same_nonce(anvil_reserve: Deployed, an
     assert signed.tx_hash not in anvil_ctl.pending_hashes()
     anvil_ctl.mine(1)
     assert receipt_or_none(w3, signed.tx_hash) is None
-    assert chain_next_sequence(w3, d.address) == 0
+    assert chain_items_paid(w3, d.address) == 0
     assert w3.eth.get_transaction_count(d.signer.address, "pending") == nonce
 
     # the service still has the signed bytes: same nonce, same hash
@@ -155,9 +162,9 @@ def test_dropped_tx_is_rebroadcast_at_the_same_nonce(anvil_reserve: Deployed, an
     receipt = receipt_or_none(w3, signed.tx_hash)
     assert receipt is not None and receipt["status"] == 1
     assert w3.eth.get_transaction(signed.tx_hash)["nonce"] == nonce == tx["nonce"]
-    assert chain_next_sequence(w3, d.address) == 3
+    assert chain_items_paid(w3, d.address) == 3
     logs = delivered_logs(w3, d.address, 0, "latest")
-    assert [(log.sequence, log.tx_hash) for log in logs] == [(i, signed.tx_hash) for i in range(3)]
+    assert [(log.item_id, log.tx_hash) for log in logs] == [(item.item_id, signed.tx_hash) for item in items]
     # and a mined tx re-broadcast once more is still idempotent ("nonce too low" + our receipt)
     assert send_signed(w3, signed) == signed.tx_hash
 
@@ -176,7 +183,7 @@ def test_underpriced_pending_tx_is_replaced_by_a_fee_bump(anvil_reserve: Deploye
     items = realistic_items(500, 2)
     nonce = w3.eth.get_transaction_count(d.signer.address)
     old_fees = suggest_fees(w3)
-    tx1, signed1 = signed_delivery(d, 0, items, nonce=nonce, fees=old_fees)
+    tx1, signed1 = signed_delivery(d, items, nonce=nonce, fees=old_fees)
     send_signed(w3, signed1)
 
     # the base fee jumps above what tx1 offers: tx1 cannot be included any more
@@ -187,7 +194,7 @@ def test_underpriced_pending_tx_is_replaced_by_a_fee_bump(anvil_reserve: Deploye
     assert new_fees[0] * 10 >= old_fees[0] * 11 and new_fees[1] * 10 >= old_fees[1] * 11
     assert new_fees[0] > pending_base
 
-    tx2, signed2 = signed_delivery(d, 0, items, nonce=nonce, fees=new_fees, gas=tx1["gas"])
+    tx2, signed2 = signed_delivery(d, items, nonce=nonce, fees=new_fees, gas=tx1["gas"])
     assert tx2["nonce"] == tx1["nonce"] and signed2.tx_hash != signed1.tx_hash
     send_signed(w3, signed2)
     pending = anvil_ctl.pending_hashes()
@@ -198,7 +205,7 @@ def test_underpriced_pending_tx_is_replaced_by_a_fee_bump(anvil_reserve: Deploye
     receipt = receipt_or_none(w3, signed2.tx_hash)
     assert receipt is not None and receipt["status"] == 1
     assert receipt["effectiveGasPrice"] >= pending_base
-    assert chain_next_sequence(w3, d.address) == 2
+    assert chain_items_paid(w3, d.address) == 2
     assert {log.tx_hash for log in delivered_logs(w3, d.address, 0, "latest")} == {signed2.tx_hash}
 
 
@@ -209,22 +216,22 @@ def test_underpriced_tx_stalls_until_rebroadcast_with_bumped_fees(anvil_reserve:
     items = realistic_items(700, 1)
     nonce = w3.eth.get_transaction_count(d.signer.address)
     old_fees = suggest_fees(w3)
-    tx1, signed1 = signed_delivery(d, 0, items, nonce=nonce, fees=old_fees)
+    tx1, signed1 = signed_delivery(d, items, nonce=nonce, fees=old_fees)
     send_signed(w3, signed1)
     anvil_ctl.set_next_block_base_fee(old_fees[0] * 2)
     anvil_ctl.evm_mine()
     assert receipt_or_none(w3, signed1.tx_hash) is None  # priced out of the block
-    assert chain_next_sequence(w3, d.address) == 0
+    assert chain_items_paid(w3, d.address) == 0
     assert w3.eth.get_transaction_count(d.signer.address) == nonce
 
     new_fees = _bump_until(old_fees, suggest_fees(w3)[0])
-    _, signed2 = signed_delivery(d, 0, items, nonce=nonce, fees=new_fees, gas=tx1["gas"])
+    _, signed2 = signed_delivery(d, items, nonce=nonce, fees=new_fees, gas=tx1["gas"])
     send_signed(w3, signed2)
     anvil_ctl.evm_mine()
     receipt = receipt_or_none(w3, signed2.tx_hash)
     assert receipt is not None and receipt["status"] == 1
     assert receipt_or_none(w3, signed1.tx_hash) is None
-    assert chain_next_sequence(w3, d.address) == 1
+    assert chain_items_paid(w3, d.address) == 1
 
 
 @pytest.mark.parametrize("how", ["rollback", "reorg"])
@@ -232,7 +239,7 @@ def test_reorg_or_rollback_removes_the_receipt(anvil_reserve: Deployed, anvil_ct
     d = anvil_reserve
     w3 = d.w3
     items = realistic_items(900, 2)
-    _, signed = signed_delivery(d, 0, items)
+    _, signed = signed_delivery(d, items)
     send_signed(w3, signed)
     # automine answers the send before the block is sealed: wait for the receipt
     receipt = mined_receipt(w3, signed.tx_hash)
@@ -251,7 +258,7 @@ def test_reorg_or_rollback_removes_the_receipt(anvil_reserve: Deployed, anvil_ct
 
     assert receipt_or_none(w3, signed.tx_hash) is None
     assert confirmations(w3, receipt) == 0
-    assert chain_next_sequence(w3, d.address) == 0
+    assert chain_items_paid(w3, d.address) == 0
     assert delivered_logs(w3, d.address, 0, "latest") == []
 
     # recovery: the same signed bytes are valid again (the nonce was rolled back too)
@@ -259,33 +266,45 @@ def test_reorg_or_rollback_removes_the_receipt(anvil_reserve: Deployed, anvil_ct
     # anvil may hand a reorged-out tx back to its pool; mining can lag under load.
     anvil_ctl.mine(1)
     assert mined_receipt(w3, signed.tx_hash)["status"] == 1
-    assert chain_next_sequence(w3, d.address) == 2
+    assert chain_items_paid(w3, d.address) == 2
 
 
-def test_already_delivered_revert_is_classified(anvil_reserve: Deployed) -> None:
+def test_a_paused_reserve_and_a_revoked_signer_are_operator_faults(anvil_reserve: Deployed) -> None:
     d = anvil_reserve
     items = realistic_items(40, 2)
-    assert deliver(d, 0, items)["status"] == 1
+    contract = reserve_contract(d.w3, d.address)
+    fees = suggest_fees(d.w3)
+
+    def owner_call(function: str, *args: Any) -> None:
+        tx = contract.get_function_by_name(function)(*args).build_transaction(
+            {
+                "from": d.signer.address,
+                "nonce": d.w3.eth.get_transaction_count(d.signer.address, "pending"),
+                "maxFeePerGas": fees[0],
+                "maxPriorityFeePerGas": fees[1],
+            }
+        )
+        assert wait_for_receipt(d.w3, send_signed(d.w3, sign_tx(d.signer, tx)), timeout=30)["status"] == 1
+
+    owner_call("set_paused", True)
     with pytest.raises(REVERT_ERRORS) as info:
-        signed_delivery(d, 0, items)  # gas estimation simulates the call
-    assert classify_error(info.value) == "already_delivered"
-    # blind resend (explicit gas) is mined as a revert; replaying it explains why
-    receipt = deliver(d, 0, items, gas=300_000)
-    assert receipt["status"] == 0
-    failure = explain_failed_receipt(d.w3, receipt)
-    assert failure is not None and classify_error(failure) == "already_delivered"
-    assert chain_next_sequence(d.w3, d.address) == 2
-    # a gap is fatal, not "already delivered"
+        signed_delivery(d, items)  # gas estimation simulates the call
+    assert classify_error(info.value) == "operator"
+    owner_call("set_paused", False)
+    owner_call("set_signer", d.signer.address, False)
     with pytest.raises(REVERT_ERRORS) as info:
-        signed_delivery(d, 5, items)
-    assert classify_error(info.value) == "fatal"
+        signed_delivery(d, items)
+    assert classify_error(info.value) == "operator"
+    owner_call("set_signer", d.signer.address, True)
+    assert deliver(d, items)["status"] == 1
+    assert chain_items_paid(d.w3, d.address) == 2
 
 
 def test_node_down_then_restarted_with_its_state(anvil_factory: Callable[..., AnvilNode], tmp_path: Path) -> None:
     node = anvil_factory(state_path=tmp_path / "anvil-state.json")
     w3 = connect(provider_uri=node.uri, timeout=2)
     d = Deployed(w3)
-    first = deliver(d, 0, realistic_items(1, 4))
+    first = deliver(d, realistic_items(1, 4))
     assert first["status"] == 1
 
     node.stop()
@@ -293,11 +312,11 @@ def test_node_down_then_restarted_with_its_state(anvil_factory: Callable[..., An
     status = chain_status(w3, contract_address=d.address, signer_address=d.signer.address)
     assert status["connected"] is False and status["error"]
     with pytest.raises(ChainUnavailable) as info:
-        chain_next_sequence(w3, d.address)
+        chain_items_paid(w3, d.address)
     assert classify_error(info.value) == "transient"
     # With nonce, fees and gas given, a transaction is built and signed without the node
     # (the chain id is cached per connection); only sending needs it.
-    _, offline = signed_delivery(d, 4, realistic_items(5, 1), nonce=2, fees=(10**10, 10**9), gas=200_000)
+    _, offline = signed_delivery(d, realistic_items(5, 1), nonce=2, fees=(10**10, 10**9), gas=200_000)
     with pytest.raises(ChainUnavailable):
         send_signed(w3, offline)
     with pytest.raises(ChainUnavailable) as info:
@@ -322,12 +341,12 @@ def test_node_down_then_restarted_with_its_state(anvil_factory: Callable[..., An
 
     node.start()  # same port, chain loaded from --state
     status = chain_status(w3, contract_address=d.address, signer_address=d.signer.address)
-    assert status["connected"] is True and status["next_sequence"] == 4
+    assert status["connected"] is True and status["items_paid"] == 4
     again = receipt_or_none(w3, first["transactionHash"].to_0x_hex())
     assert again is not None and again["blockHash"] == first["blockHash"]
-    assert [log.sequence for log in delivered_logs(w3, d.address, 0, "latest")] == [0, 1, 2, 3]
-    assert deliver(d, 4, realistic_items(5, 1))["status"] == 1
-    assert chain_next_sequence(w3, d.address) == 5
+    assert [log.item_id for log in delivered_logs(w3, d.address, 0, "latest")] == [1, 2, 3, 4]
+    assert deliver(d, realistic_items(5, 1))["status"] == 1
+    assert chain_items_paid(w3, d.address) == 5
 
 
 def test_control_helpers(anvil_w3: Web3, anvil_ctl: AnvilRPC) -> None:
@@ -357,4 +376,4 @@ def test_control_helpers(anvil_w3: Web3, anvil_ctl: AnvilRPC) -> None:
 
     signer = dev_signer_fund(w3, amount_wei=FUNDING_WEI)
     address = deploy_reserve(w3, signer=signer)
-    assert reserve_contract(w3, address).functions.signer().call() == signer.address
+    assert reserve_contract(w3, address).functions.signers(signer.address).call() is True

@@ -16,21 +16,24 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 
 from revenue.chain.client import (
-    AlreadyDelivered,
     ChainUnavailable,
     DeliveryItem,
     FatalChainError,
     Signer,
     TransientChainError,
     build_delivery_tx,
+    build_self_transfer_tx,
     bump_fees,
-    chain_next_sequence,
+    chain_items_paid,
     chain_status,
     classify_error,
     confirmations,
     connect,
     dev_signer_fund,
     encode_deliver_call,
+    is_underpriced,
+    node_chain_id,
+    operator_cause,
     receipt_or_none,
     reserve_contract,
     send_signed,
@@ -189,7 +192,6 @@ def test_build_delivery_tx_is_explicit_eip1559(tester_reserve: Deployed) -> None
         d.w3,
         contract_address=d.address.lower(),
         signer_address=d.signer.address,
-        first_sequence=0,
         items=items,
         nonce=1,
         max_fee_per_gas=5 * 10**9,
@@ -203,13 +205,12 @@ def test_build_delivery_tx_is_explicit_eip1559(tester_reserve: Deployed) -> None
     assert "gasPrice" not in tx
     func, args = reserve_contract(d.w3, d.address).decode_function_input(tx["data"])
     assert func.fn_name == "deliver"
-    assert args == {"first_sequence": 0, "event_ids": [10, 11], "stream_ids": [1, 2], "amounts": [3, 4]}
+    assert args == {"item_ids": [10, 11], "stream_ids": [1, 2], "amounts": [3, 4]}
 
     estimated = build_delivery_tx(
         d.w3,
         contract_address=d.address,
         signer_address=d.signer.address,
-        first_sequence=0,
         items=items,
         nonce=1,
         max_fee_per_gas=5 * 10**9,
@@ -218,12 +219,24 @@ def test_build_delivery_tx_is_explicit_eip1559(tester_reserve: Deployed) -> None
     assert 50_000 < estimated["gas"] < 300_000
 
 
+def test_self_transfer_fills_a_nonce_with_nothing(tester_reserve: Deployed) -> None:
+    d = tester_reserve
+    nonce = d.w3.eth.get_transaction_count(d.signer.address)
+    tx = build_self_transfer_tx(
+        d.w3, signer_address=d.signer.address, nonce=nonce, max_fee_per_gas=10**10, max_priority_fee_per_gas=10**9
+    )
+    assert (tx["to"], tx["value"], tx["data"], tx["gas"]) == (d.signer.address, 0, "0x", 21_000)
+    before = d.w3.eth.get_balance(d.signer.address)
+    receipt = wait_for_receipt(d.w3, sign_and_send(d.w3, signer=d.signer, tx=tx))
+    assert receipt["status"] == 1 and d.w3.eth.get_transaction_count(d.signer.address) == nonce + 1
+    assert before - d.w3.eth.get_balance(d.signer.address) == receipt["gasUsed"] * receipt["effectiveGasPrice"]
+
+
 @given(
-    first_sequence=st.integers(min_value=0, max_value=2**256 - 1),
     items=st.lists(
         st.builds(
             DeliveryItem,
-            event_id=st.integers(min_value=0, max_value=2**256 - 1),
+            item_id=st.integers(min_value=0, max_value=2**256 - 1),
             stream_id=st.integers(min_value=0, max_value=9),
             amount_wei=st.integers(min_value=0, max_value=2**256 - 1),
         ),
@@ -231,20 +244,19 @@ def test_build_delivery_tx_is_explicit_eip1559(tester_reserve: Deployed) -> None
         max_size=20,
     ),
 )
-def test_deliver_calldata_is_what_web3_encodes(first_sequence: int, items: list[DeliveryItem]) -> None:
+def test_deliver_calldata_is_what_web3_encodes(items: list[DeliveryItem]) -> None:
     # The calldata is encoded with eth_abi directly; it must equal the contract ABI's encoding.
     w3 = Web3()
     address = "0x" + "11" * 20
     expected = reserve_contract(w3, address).encode_abi(
         "deliver",
         args=[
-            first_sequence,
-            [item.event_id for item in items],
+            [item.item_id for item in items],
             [item.stream_id for item in items],
             [item.amount_wei for item in items],
         ],
     )
-    assert encode_deliver_call(w3, address, first_sequence, items) == expected
+    assert encode_deliver_call(items) == expected
 
 
 def test_build_delivery_tx_refuses_bad_batches(tester_reserve: Deployed) -> None:
@@ -258,14 +270,14 @@ def test_build_delivery_tx_refuses_bad_batches(tester_reserve: Deployed) -> None
         "gas": 100_000,
     }
     with pytest.raises(ValueError):
-        build_delivery_tx(d.w3, first_sequence=0, items=[], **common)  # type: ignore[arg-type]
+        build_delivery_tx(d.w3, items=[], **common)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        build_delivery_tx(d.w3, first_sequence=0, items=[DeliveryItem(i, 0, 1) for i in range(257)], **common)  # type: ignore[arg-type]
+        build_delivery_tx(d.w3, items=[DeliveryItem(i, 0, 1) for i in range(257)], **common)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        build_delivery_tx(d.w3, first_sequence=-1, items=[DeliveryItem(1, 0, 1)], **common)  # type: ignore[arg-type]
+        build_delivery_tx(d.w3, items=[DeliveryItem(1, 0, 1)], **dict(common, nonce=-1))  # type: ignore[arg-type]
     bad_fees = dict(common, max_fee_per_gas=1, max_priority_fee_per_gas=2)
     with pytest.raises(ValueError):
-        build_delivery_tx(d.w3, first_sequence=0, items=[DeliveryItem(1, 0, 1)], **bad_fees)  # type: ignore[arg-type]
+        build_delivery_tx(d.w3, items=[DeliveryItem(1, 0, 1)], **bad_fees)  # type: ignore[arg-type]
 
 
 def test_sign_tx_checks_sender_and_explicit_fields(tester_reserve: Deployed) -> None:
@@ -274,7 +286,6 @@ def test_sign_tx_checks_sender_and_explicit_fields(tester_reserve: Deployed) -> 
         d.w3,
         contract_address=d.address,
         signer_address=d.signer.address,
-        first_sequence=0,
         items=[DeliveryItem(1, 0, 1)],
         nonce=1,
         max_fee_per_gas=10**10,
@@ -307,7 +318,6 @@ def test_receipts_and_confirmations(tester_reserve: Deployed) -> None:
         w3,
         contract_address=d.address,
         signer_address=d.signer.address,
-        first_sequence=0,
         items=[DeliveryItem(1, 0, 1)],
         nonce=1,
         max_fee_per_gas=max_fee,
@@ -330,14 +340,12 @@ def test_receipts_and_confirmations(tester_reserve: Deployed) -> None:
 @pytest.mark.parametrize(
     ("exc", "kind"),
     [
-        (ContractLogicError("execution reverted: already delivered"), "already_delivered"),
-        (TransactionFailed("execution reverted: already delivered"), "already_delivered"),
-        (Web3RPCError("{'code': 3, 'message': 'execution reverted: already delivered'}"), "already_delivered"),
-        (AlreadyDelivered("batch 0..3"), "already_delivered"),
-        (ContractLogicError("execution reverted: not signer"), "fatal"),
-        (ContractLogicError("execution reverted: sequence gap"), "fatal"),
+        (ContractLogicError("execution reverted: not signer"), "operator"),
+        (TransactionFailed("execution reverted: not signer"), "operator"),
+        (ContractLogicError("execution reverted: paused"), "operator"),
+        (ContractLogicError("execution reverted: bad stream"), "fatal"),
         (TransactionFailed("execution reverted: value mismatch"), "fatal"),
-        (ValueError("already delivered"), "fatal"),  # not a revert: nothing proves it was delivered
+        (ValueError("already delivered"), "fatal"),
         (requests.ConnectionError("Connection refused"), "transient"),
         (requests.Timeout("read timed out"), "transient"),
         (ConnectionRefusedError(111, "refused"), "transient"),
@@ -346,7 +354,8 @@ def test_receipts_and_confirmations(tester_reserve: Deployed) -> None:
         (Web3RPCError("{'code': -32003, 'message': 'nonce too low'}"), "transient"),
         (Web3RPCError("{'code': -32000, 'message': 'replacement transaction underpriced'}"), "transient"),
         (Web3RPCError("{'code': -32003, 'message': 'transaction already imported'}"), "transient"),
-        (Web3RPCError("{'code': -32000, 'message': 'insufficient funds for gas * price + value'}"), "fatal"),
+        (Web3RPCError("{'code': -32000, 'message': 'insufficient funds for gas * price + value'}"), "operator"),
+        (Web3RPCError("{'code': -32003, 'message': 'Insufficient funds for gas * price + value'}"), "operator"),
         (TransientChainError("later"), "transient"),
         (ChainUnavailable("down"), "transient"),
         (FatalChainError("no"), "fatal"),
@@ -367,11 +376,43 @@ def test_classify_error_follows_causes() -> None:
         assert classify_error(outer) == "transient"
     try:
         try:
-            raise ContractLogicError("execution reverted: already delivered")
+            raise ContractLogicError("execution reverted: not signer")
         except ContractLogicError as inner:
             raise RuntimeError("wrapped") from inner
     except RuntimeError as outer:
-        assert classify_error(outer) == "already_delivered"
+        assert classify_error(outer) == "operator" and operator_cause(outer) == "signer_refused"
+
+
+@pytest.mark.parametrize(
+    ("exc", "cause"),
+    [
+        (ContractLogicError("execution reverted: not signer"), "signer_refused"),
+        (ContractLogicError("execution reverted: paused"), "contract_paused"),
+        (
+            Web3RPCError("{'code': -32003, 'message': 'Insufficient funds for gas * price + value'}"),
+            "insufficient_funds",
+        ),
+        (ContractLogicError("execution reverted: bad stream"), None),
+        (requests.ConnectionError("refused"), None),
+    ],
+)
+def test_operator_cause(exc: BaseException, cause: str | None) -> None:
+    assert operator_cause(exc) == cause
+
+
+@pytest.mark.parametrize(
+    ("message", "underpriced"),
+    [
+        ("max fee per gas less than block base fee", True),
+        ("replacement transaction underpriced", True),
+        ("transaction underpriced", True),
+        ("fee cap less than block base fee", True),
+        ("nonce too low", False),
+        ("already known", False),
+    ],
+)
+def test_underpriced_refusals_are_recognised(message: str, underpriced: bool) -> None:
+    assert is_underpriced(TransientChainError(f"{{'code': -32003, 'message': '{message}'}}")) is underpriced
 
 
 def test_dead_node_is_transient_and_fast(dead_uri: str) -> None:
@@ -379,12 +420,14 @@ def test_dead_node_is_transient_and_fast(dead_uri: str) -> None:
     address = "0x" + "11" * 20
     started = time.monotonic()
     with pytest.raises(ChainUnavailable) as info:
-        chain_next_sequence(w3, address)
+        chain_items_paid(w3, address)
     assert classify_error(info.value) == "transient"
     with pytest.raises(ChainUnavailable):
         suggest_fees(w3)
     with pytest.raises(ChainUnavailable):
         receipt_or_none(w3, "0x" + "00" * 32)
+    with pytest.raises(ChainUnavailable):
+        node_chain_id(w3)
     status = chain_status(w3, contract_address=address, signer_address=address)
     assert status["connected"] is False
     assert status["chain_id"] is None and status["block_number"] is None
@@ -399,7 +442,7 @@ def test_chain_status_on_a_live_chain(tester_reserve: Deployed) -> None:
     assert status["chain_id"] == d.w3.eth.chain_id
     assert status["block_number"] == d.w3.eth.block_number
     assert status["signer_balance_wei"] == d.w3.eth.get_balance(d.signer.address) > 0
-    assert status["next_sequence"] == 0 and status["error"] is None
+    assert status["items_paid"] == 0 and status["error"] is None
     # a wrong contract address degrades the snapshot but never raises
     status = chain_status(d.w3, contract_address="0x" + "22" * 20, signer_address=d.signer.address)
     assert status["connected"] is True and status["error"]

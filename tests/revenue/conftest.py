@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import pytest
+from django.utils import timezone
 
 from config.celery import app as celery_app
 from orders.system_accounts import house_user_id
@@ -33,6 +36,24 @@ def broker_down(settings):
     yield
     celery_app.conf.broker_url = previous
     celery_app.pool.force_close_all()
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Move the service's clock forward (timezone.now is read at call time everywhere)."""
+    real_now = timezone.now
+    offset = {"value": timedelta(0)}
+
+    def now() -> datetime:
+        return real_now() + offset["value"]
+
+    monkeypatch.setattr(timezone, "now", now)
+
+    class Clock:
+        def advance(self, **kwargs: float) -> None:
+            offset["value"] += timedelta(**kwargs)
+
+    return Clock()
 
 
 @pytest.fixture

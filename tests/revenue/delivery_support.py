@@ -1,38 +1,56 @@
-"""Helpers shared by the delivery tests (tests/revenue/test_delivery_*.py)."""
+"""Helpers shared by the delivery tests (tests/revenue/test_delivery_*.py).
+
+Every check of "paid exactly once" reads the reserve's own logs: the `Delivered` logs of
+the canonical chain are the payments, whatever the database says."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
+from django.core import mail
 from django.db import connections
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from revenue.chain.client import delivered_logs, reserve_contract, usd_to_wei
+from revenue.chain.client import PaymentLog, delivered_logs, reserve_contract, usd_to_wei
 from revenue.chain.runtime import ChainContext, chain_context_get
-from revenue.delivery import DeliveryCycleResult, revenue_events_deliver
-from revenue.models import RevenueEvent, RevenueStream
+from revenue.delivery.metadata import DeliveryMetadata, DeliveryStatus, document_initial
+from revenue.delivery.selectors import BUNDLE_ITEM_BASE
+from revenue.delivery.service import DeliveryCycleResult, revenue_events_deliver
+from revenue.jsonb import JsonMerge
+from revenue.models import DeliveryBundle, RevenueEvent, RevenueStream
 from revenue.split import revenue_split
 from revenue.streams import STREAMS
 
 ETH_PRICE = Decimal("2000.00")  # the eth_market fixture's reference price
 
 
-def events_create(count: int, *, gross: str | Decimal = "1.00", streams: int = 10, prefix: str = "t") -> list[int]:
-    """``count`` pending revenue events with varied amounts, as revenue_event_record makes
-    them, in one insert (fast enough for thousands)."""
+def events_create(
+    count: int,
+    *,
+    gross: str | Decimal = "1.00",
+    streams: int = 10,
+    prefix: str = "t",
+    first_stream: int = 0,
+    spread: bool = True,
+) -> list[int]:
+    """``count`` pending revenue events with varied amounts (up to +0.96 above ``gross``,
+    or only a few satoshis with ``spread=False``), as revenue_event_record makes them, in
+    one insert (fast enough for thousands)."""
     streams_ensure()
     now = timezone.now()
     base = Decimal(gross)
     rows = []
     totals: dict[int, Decimal] = {}
-    candidates = _amounts(base)
+    candidates = _amounts(base, spread=spread)
     for i in range(count):
-        stream_id = i % streams
+        stream_id = first_stream + i % streams
         amount = next(candidates)
         split = revenue_split(gross=amount)
         totals[stream_id] = totals.get(stream_id, Decimal(0)) + amount
@@ -47,7 +65,7 @@ def events_create(count: int, *, gross: str | Decimal = "1.00", streams: int = 1
                 holder_share=split.holder,
                 reserve_share=split.reserve,
                 description=f"test event {i}",
-                metadata={"timestamp": now.isoformat(), "onChainDeliveryStatus": "pending", "retryAttempts": 0},
+                metadata=document_initial(timestamp=now.isoformat(), stream_name=str(stream_id), correlation_id="-"),
                 created_at=now,
             )
         )
@@ -66,33 +84,43 @@ def streams_ensure() -> None:
             )
 
 
-def _amounts(base: Decimal) -> Iterator[Decimal]:
+def _amounts(base: Decimal, *, spread: bool) -> Iterator[Decimal]:
     """Varied 8-decimal amounts. SQLite evaluates the CHECK net = holder + reserve in
     floating point, so amounts whose split does not add up exactly as floats are skipped."""
     k = 0
     while True:
-        amount = base + Decimal(k % 97) / 100 + Decimal("0.00000007") * (k % 13)
+        amount = base + (Decimal(k % 97) / 100 if spread else 0) + Decimal("0.00000007") * (k % 13)
         split = revenue_split(gross=amount)
         if float(split.holder) + float(split.reserve) == float(amount):
             yield amount
         k += 1
 
 
-def expected_wei(event_ids: list[int] | None = None) -> dict[int, int]:
+def expected_wei(event_ids: list[int] | None = None, *, price: Decimal = ETH_PRICE) -> dict[int, int]:
     events = RevenueEvent.objects.all() if event_ids is None else RevenueEvent.objects.filter(pk__in=event_ids)
-    return {pk: usd_to_wei(share, eth_usd_price=ETH_PRICE) for pk, share in events.values_list("pk", "holder_share")}
+    return {pk: usd_to_wei(share, eth_usd_price=price) for pk, share in events.values_list("pk", "holder_share")}
+
+
+def event_patch(pk: int, *patches: dict[str, Any]) -> None:
+    """Put an event in a state by the metadata module's own patches (applied in order)."""
+    for patch in patches:
+        RevenueEvent.objects.filter(pk=pk).update(metadata=JsonMerge("metadata", patch))
+
+
+def metadata(pk: int) -> DeliveryMetadata:
+    return DeliveryMetadata.of(RevenueEvent.objects.get(pk=pk).metadata)
 
 
 def statuses() -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for metadata in RevenueEvent.objects.values_list("metadata", flat=True):
-        status = metadata.get("onChainDeliveryStatus")
-        counts[status] = counts.get(status, 0) + 1
-    return counts
+    counts: Counter[str] = Counter()
+    for document in RevenueEvent.objects.values_list("metadata", flat=True):
+        status = DeliveryMetadata.of(document).status
+        counts[str(status) if status else "?"] += 1
+    return dict(counts)
 
 
 def all_delivered() -> bool:
-    return statuses() == {"delivered": RevenueEvent.objects.count()}
+    return statuses() == {DeliveryStatus.DELIVERED: RevenueEvent.objects.count()}
 
 
 def holder_total() -> Decimal:
@@ -103,11 +131,68 @@ def distributed_total() -> Decimal:
     return RevenueStream.objects.aggregate(total=Sum("distributed"))["total"] or Decimal(0)
 
 
-def onchain(context: ChainContext) -> tuple[list[Any], int]:
-    """The reserve's Delivered logs and total_received."""
+def onchain(context: ChainContext) -> tuple[list[PaymentLog], int]:
+    """The reserve's Delivered logs (the canonical chain's payments) and total_received."""
     logs = delivered_logs(context.w3, context.contract_address, 0, "latest")
     total = reserve_contract(context.w3, context.contract_address).functions.total_received().call()
     return logs, int(total)
+
+
+def payments_by_event(logs: list[PaymentLog]) -> dict[int, list[PaymentLog]]:
+    """Which Delivered logs paid each revenue event (a bundle's log pays each of its events)."""
+    bundles = dict(DeliveryBundle.objects.values_list("pk", "event_ids"))
+    paid: dict[int, list[PaymentLog]] = {}
+    for log in logs:
+        if log.item_id >= BUNDLE_ITEM_BASE:
+            for event_id in bundles[log.item_id - BUNDLE_ITEM_BASE]:
+                paid.setdefault(int(event_id), []).append(log)
+        else:
+            paid.setdefault(log.item_id, []).append(log)
+    return paid
+
+
+def assert_no_unpaid_delivered(context: ChainContext | None = None) -> None:
+    """No event is `delivered` unless a Delivered log of the canonical chain paid it, in
+    the transaction its metadata names."""
+    context = context or chain_context_get()
+    paid = payments_by_event(onchain(context)[0])
+    for pk, document in RevenueEvent.objects.values_list("pk", "metadata"):
+        data = DeliveryMetadata.of(document)
+        if data.status == DeliveryStatus.DELIVERED:
+            assert pk in paid, f"event {pk} is delivered but the canonical chain never paid it"
+            assert data.tx_hash == paid[pk][0].tx_hash, f"event {pk} names {data.tx_hash}, paid by {paid[pk][0]}"
+
+
+def assert_delivered_exactly_once(context: ChainContext | None = None, *, price: Decimal = ETH_PRICE) -> None:
+    """From the reserve's logs: every event paid exactly once, with its amount; no item
+    paid twice; the contract's total, the books and every event's metadata agree."""
+    context = context or chain_context_get()
+    logs, total = onchain(context)
+    items = [log.item_id for log in logs]
+    assert len(items) == len(set(items)), f"an item was paid twice: {[i for i, n in Counter(items).items() if n > 1]}"
+    paid = payments_by_event(logs)
+    twice = {pk: found for pk, found in paid.items() if len(found) > 1}
+    assert not twice, f"events paid twice: {twice}"
+    wanted = expected_wei(price=price)
+    assert sorted(paid) == sorted(wanted), "the events paid on-chain differ from the database's"
+    singles = {log.item_id: log.amount for log in logs if log.item_id < BUNDLE_ITEM_BASE}
+    assert singles == {pk: wanted[pk] for pk in singles}
+    for bundle_id, event_ids, amount in DeliveryBundle.objects.values_list("pk", "event_ids", "amount_wei"):
+        assert int(amount) == sum(wanted[int(pk)] for pk in event_ids), f"bundle {bundle_id} amount"
+    assert total == sum(log.amount for log in logs) == sum(wanted.values())
+    assert distributed_total() == holder_total()
+    for pk, document in RevenueEvent.objects.values_list("pk", "metadata"):
+        data = DeliveryMetadata.of(document)
+        (log,) = paid[pk]
+        assert data.status == DeliveryStatus.DELIVERED, (pk, document)
+        assert data.tx_hash == log.tx_hash and data.block_number == log.block_number, (pk, document, log)
+        assert data.block_hash == log.block_hash and data.amount_wei == wanted[pk], (pk, document)
+        assert isinstance(data.nonce, int) and data.delivered_at
+
+
+def alerts() -> list[str]:
+    """The subjects of the alerts mailed to the admins so far (locmem backend in tests)."""
+    return [message.subject.removeprefix(settings.EMAIL_SUBJECT_PREFIX) for message in mail.outbox]
 
 
 def drive(
@@ -117,13 +202,17 @@ def drive(
     max_batches: int = 5,
     cycles: int = 30,
     timeout: float = 120.0,
+    each: Callable[[DeliveryCycleResult], None] | None = None,
 ) -> list[DeliveryCycleResult]:
     """Run delivery cycles (mining a block between them when the chain does not) until
-    ``until()`` holds; fails after ``cycles`` cycles or ``timeout`` seconds."""
+    ``until()`` holds; fails after ``cycles`` cycles or ``timeout`` seconds. ``each`` is
+    called after every cycle (e.g. to check an invariant meanwhile)."""
     results = []
     deadline = time.monotonic() + timeout
     for _ in range(cycles):
         results.append(revenue_events_deliver(max_batches=max_batches))
+        if each is not None:
+            each(results[-1])
         if until():
             return results
         if time.monotonic() > deadline:
@@ -131,28 +220,6 @@ def drive(
         if mine is not None:
             mine()
     raise AssertionError(f"not done after {len(results)} cycles: {statuses()}; last result {results[-1].as_dict()}")
-
-
-def assert_delivered_exactly_once(context: ChainContext | None = None) -> None:
-    """Every event delivered once on-chain with the right amount, and the books agree."""
-    context = context or chain_context_get()
-    logs, total = onchain(context)
-    ids = [log.event_id for log in logs]
-    assert len(ids) == len(set(ids)), "an event was paid twice"
-    wanted = expected_wei()
-    assert sorted(ids) == sorted(wanted), "on-chain events differ from the database's"
-    assert {log.event_id: log.amount for log in logs} == wanted
-    assert total == sum(wanted.values())
-    assert distributed_total() == holder_total()
-    assert [log.sequence for log in logs] == list(range(len(logs)))
-    by_event = {log.event_id: log for log in logs}
-    for pk, metadata in RevenueEvent.objects.values_list("pk", "metadata"):
-        assert metadata["onChainDeliveryStatus"] == "delivered"
-        assert metadata["txHash"] == by_event[pk].tx_hash
-        assert metadata["blockNumber"] == by_event[pk].block_number
-        assert metadata["sequence"] == by_event[pk].sequence
-        assert metadata["amountWei"] == str(by_event[pk].amount)
-        assert isinstance(metadata["nonce"], int) and metadata["deliveredAt"]
 
 
 def in_thread(function: Callable[[], Any]) -> Any:
@@ -189,7 +256,7 @@ def committed_event(source_id: str) -> int:
             net_amount=Decimal("1"),
             holder_share=Decimal("0.15"),
             reserve_share=Decimal("0.85"),
-            metadata={"onChainDeliveryStatus": "pending", "retryAttempts": 0},
+            metadata=document_initial(timestamp=timezone.now().isoformat(), stream_name="0", correlation_id="-"),
             created_at=timezone.now(),
         ).pk
 

@@ -12,7 +12,8 @@ from prometheus_client import REGISTRY
 from core.logging import CorrelationIdFilter
 from orders.models import Trade
 from revenue.chain.runtime import chain_context_reset
-from revenue.delivery import revenue_events_deliver
+from revenue.delivery.metadata import DeliveryMetadata, DeliveryStatus, status_in
+from revenue.delivery.service import revenue_events_deliver
 from revenue.models import RevenueEvent
 from revenue.services import post_trade_jobs_process
 from tests.factories import fund
@@ -64,19 +65,20 @@ def test_one_correlation_id_from_order_to_transaction(
 
     post_trade_jobs_process(job_ids=[job.pk])
     event = RevenueEvent.objects.get(source_type="trade", source_id=str(trade.pk))
-    assert event.metadata["correlationId"] == "fee-trace-42"
+    assert DeliveryMetadata.of(event.metadata).correlation_id == "fee-trace-42"
 
     delivered_before = REGISTRY.get_sample_value("platform_revenue_deliveries_total", {"status": "delivered"}) or 0
     latency_before = REGISTRY.get_sample_value("platform_revenue_delivery_latency_seconds_count") or 0
     for _ in range(3):
         revenue_events_deliver(max_batches=1)
         event.refresh_from_db()
-        if event.metadata["onChainDeliveryStatus"] == "delivered":
+        if DeliveryMetadata.of(event.metadata).status == DeliveryStatus.DELIVERED:
             break
-    assert event.metadata["onChainDeliveryStatus"] == "delivered"
-    tx_hash = event.metadata["txHash"]
+    document = DeliveryMetadata.of(event.metadata)
+    assert document.status == DeliveryStatus.DELIVERED
+    tx_hash = document.tx_hash
     # The delivery metrics moved with it: by status, latency, and the chain reachable.
-    delivered = RevenueEvent.objects.filter(metadata__onChainDeliveryStatus="delivered").count()
+    delivered = RevenueEvent.objects.filter(status_in(DeliveryStatus.DELIVERED)).count()
     assert REGISTRY.get_sample_value("platform_revenue_deliveries_total", {"status": "delivered"}) == (
         delivered_before + delivered
     )

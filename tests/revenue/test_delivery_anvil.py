@@ -1,5 +1,7 @@
-"""Delivery against a real node (the project-local anvil): volume, node outages, dropped
-and underpriced transactions, deep reorgs, crashes, a duplicate sender, deployment."""
+"""Delivery against a real node (the project-local anvil): volume, and the faults of a bad
+day on a real chain, each checked from the reserve's own logs (every event paid exactly
+once, nothing `delivered` that the canonical chain did not pay) and from what the failure
+report, the worker status and the alerts said meanwhile."""
 
 from __future__ import annotations
 
@@ -8,41 +10,77 @@ import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
+from hexbytes import HexBytes
 
 import revenue.delivery.broadcast as broadcast
+from orders.models import Market
+from orders.services.order_requests import OrderRequest
+from orders.services.orders import order_place
 from revenue.chain.client import (
     DeliveryItem,
+    SignedTx,
     build_delivery_tx,
-    classify_error,
+    build_self_transfer_tx,
     connect,
     dev_signer_fund,
-    explain_failed_receipt,
     receipt_or_none,
     send_signed,
     sign_tx,
     suggest_fees,
+    wait_for_receipt,
 )
 from revenue.chain.devnode import AnvilRPC
 from revenue.chain.runtime import ChainContext, chain_context_get, chain_context_reset
-from revenue.delivery import revenue_events_deliver
-from revenue.models import ChainDeployment, DeliveryBatch, DeliveryHeartbeat, RevenueEvent
-from tests.chain.conftest import anvil, anvil_ctl, anvil_factory, anvil_node  # noqa: F401  (fixtures)
+from revenue.delivery.metadata import DeliveryStatus
+from revenue.delivery.service import DeliveryCycleResult, revenue_events_deliver
+from revenue.models import ChainDeployment, DeliveryBatch, DeliveryBundle, DeliveryHeartbeat, RevenueEvent
+from revenue.reports import onchain_failure_report
+from revenue.worker_status import onchain_worker_status
+from tests.chain.conftest import (  # noqa: F401  (fixtures)
+    anvil,
+    anvil_ctl,
+    anvil_factory,
+    anvil_node,
+    reserve_owner_call,
+)
+from tests.factories import fund
+from tests.revenue import delivery_support
 from tests.revenue.delivery_support import (
+    alerts,
     all_delivered,
     assert_delivered_exactly_once,
+    assert_no_unpaid_delivered,
     distributed_total,
     drive,
     events_create,
     expected_wei,
     holder_total,
+    metadata,
+    onchain,
     statuses,
 )
 
 pytestmark = [pytest.mark.anvil, pytest.mark.django_db]
+
+
+@pytest.fixture(autouse=True)
+def cycles_commit(monkeypatch, django_capture_on_commit_callbacks):
+    """Each delivery cycle runs what waits for its commits (the alerts) when it ends, as the
+    worker's real commits would: the test's own transaction never commits."""
+    real = delivery_support.revenue_events_deliver
+
+    def cycle(**kwargs: Any) -> DeliveryCycleResult:
+        with django_capture_on_commit_callbacks(execute=True):
+            return real(**kwargs)
+
+    monkeypatch.setattr(delivery_support, "revenue_events_deliver", cycle)
+    monkeypatch.setitem(globals(), "revenue_events_deliver", cycle)
 
 
 class WorkerKilled(BaseException):
@@ -76,92 +114,197 @@ def on_anvil(settings, anvil, anvil_ctl, eth_market, tmp_path) -> Iterator[Node]
     chain_context_reset()
 
 
-def metadata(pk: int) -> dict:
-    return RevenueEvent.objects.get(pk=pk).metadata
+def sound(result: DeliveryCycleResult | None = None) -> None:
+    """What must hold after every cycle, whatever the fault: nothing delivered that the
+    canonical chain did not pay, and the statuses add up to the events."""
+    assert_no_unpaid_delivered()
+    counts = onchain_worker_status()["counts"]
+    assert sum(counts.values()) == RevenueEvent.objects.count(), counts
+
+
+def one_batch_pending(node: Node, settings: Any, *, events: int) -> tuple[list[int], DeliveryBatch]:
+    """``events`` events sent in one batch that waits in the node's pool (no automine; not
+    replaced for being slow)."""
+    settings.DELIVERY_STUCK_SECONDS = 3600
+    ids = events_create(events)
+    node.ctl.set_automine(False)
+    revenue_events_deliver(max_batches=1)
+    return ids, DeliveryBatch.objects.get()
+
+
+def report() -> dict[str, Any]:
+    return onchain_failure_report(hours=24).summary
+
+
+def signed_by_the_platform_key(
+    context: ChainContext, event_ids: list[int], *, nonce: int, fees: tuple[int, int] | None = None
+) -> SignedTx:
+    """A delivery of these events signed with the platform's key by someone else (another
+    instance, a leaked key): the platform never recorded it."""
+    w3 = context.w3
+    amounts = expected_wei(event_ids)
+    streams = dict(RevenueEvent.objects.filter(pk__in=event_ids).values_list("pk", "stream_id"))
+    items = [DeliveryItem(item_id=pk, stream_id=streams[pk], amount_wei=amounts[pk]) for pk in event_ids]
+    max_fee, priority = fees or suggest_fees(w3)
+    tx = build_delivery_tx(
+        w3,
+        contract_address=context.contract_address,
+        signer_address=context.signer_address,
+        items=items,
+        nonce=nonce,
+        max_fee_per_gas=max_fee,
+        max_priority_fee_per_gas=priority,
+        gas=1_000_000,
+    )
+    return sign_tx(context.signer, tx)
+
+
+def owner_call(context: ChainContext, owner: Any, function: str, *args: Any, tip: int = 0) -> str:
+    """An owner transaction on the reserve (signer management, pause); not waited for."""
+    return reserve_owner_call(context.w3, context.contract_address, owner, function, *args, tip=tip)
+
+
+# --------------------------------------------------------------------------- volume
 
 
 def test_a_thousand_events_are_delivered_exactly_once(on_anvil, settings, capsys):
     settings.DELIVERY_BATCH_SIZE = 200
     events_create(1000)
     started = time.monotonic()
-    results = drive(until=all_delivered, mine=on_anvil.mine, max_batches=5)
+    results = drive(until=all_delivered, mine=on_anvil.mine, max_batches=5, each=sound)
     elapsed = time.monotonic() - started
     assert_delivered_exactly_once(on_anvil.context)
-    batches = list(DeliveryBatch.objects.order_by("first_sequence"))
-    assert [(b.first_sequence, b.size, b.status) for b in batches] == [(200 * i, 200, "confirmed") for i in range(5)]
+    batches = list(DeliveryBatch.objects.order_by("pk"))
+    assert [(b.size, b.status) for b in batches] == [(200, "confirmed")] * 5
     assert sum(r.counters.batches_sent for r in results) == 5
     assert distributed_total() == holder_total()
     with capsys.disabled():
         print(f"\n[delivery] 1,000 events on anvil: {len(results)} cycles, 5 batches, {elapsed:.2f} s")
 
 
-def test_node_down_mid_run_then_back_with_its_state(settings, anvil_factory, eth_market, tmp_path, monkeypatch):  # noqa: F811
-    node = anvil_factory(state_path=tmp_path / "anvil-state.json")
-    context = deploy(settings, node.uri, tmp_path / "chain-signer.key")
-    settings.DELIVERY_BATCH_SIZE = 100
-    settings.DELIVERY_RETRY_BASE_SECONDS = 0  # re-drive as soon as the node is back
-    events_create(500)
-    real_send, real_build = broadcast.send_signed, broadcast.build_delivery_tx
-    sends = {"count": 0}
+def test_confirmed_batches_are_rechecked_until_final(on_anvil):
+    events_create(5)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    batch = DeliveryBatch.objects.get()
+    assert batch.status == "confirmed" and batch.finalized_at is None  # anvil's `finalized`: 64 blocks deep
+    on_anvil.ctl.mine(64)
+    assert revenue_events_deliver(max_batches=1).counters.batches_finalized == 1
+    batch.refresh_from_db()
+    assert batch.finalized_at is not None
+    assert onchain_worker_status()["chain"]["finalized_block"] >= batch.block_number
 
-    def send_node_dies_at_third(*args, **kwargs):
-        sends["count"] += 1
-        if sends["count"] == 3:
-            node.stop()  # dies after batch 3 was committed, before its broadcast
-        return real_send(*args, **kwargs)
 
-    monkeypatch.setattr(broadcast, "send_signed", send_node_dies_at_third)
+# --------------------------------------------------------------------------- double payment
+
+
+def test_a_same_key_transaction_over_a_batch_in_flight_with_a_newer_batch_out(on_anvil, settings):
+    """Another sender with the platform's key replaces the newer batch in the pool: its
+    transaction pays events of that batch and a pending one, and finds one paid already."""
+    settings.DELIVERY_BATCH_SIZE = 10
+    settings.DELIVERY_STUCK_SECONDS = 3600
+    ids = events_create(30)
+    ctl, context = on_anvil.ctl, on_anvil.context
+    ctl.set_automine(False)
+    revenue_events_deliver(max_batches=1)  # batch A: events 1-10
+    first = DeliveryBatch.objects.get()
+    ctl.mine(1)  # A mined, 1 confirmation: it does not hold the next batch back
+    revenue_events_deliver(max_batches=1)  # batch B: events 11-20
+    newer = DeliveryBatch.objects.exclude(pk=first.pk).get()
+    assert newer.event_ids == ids[10:20] and receipt_or_none(context.w3, newer.tx_hashes[0]) is None
+    sound()
+
+    taken = [ids[14], ids[15], ids[16], ids[24], ids[4]]  # 3 of B, 1 pending, 1 paid by A
+    fees = (newer.max_fee_per_gas * 2, newer.max_priority_fee_per_gas * 2)
+    foreign = signed_by_the_platform_key(context, taken, nonce=newer.nonce, fees=fees)
+    send_signed(context.w3, foreign)  # replaces B in the pool: same nonce, higher fees
+    ctl.evm_mine()
+    assert receipt_or_none(context.w3, foreign.tx_hash)["status"] == 1  # type: ignore[index]
+
+    ctl.set_automine(True)
+    results = drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert_delivered_exactly_once(context)
+    adopted = DeliveryBatch.objects.get(foreign=True)
+    assert adopted.tx_hashes == [foreign.tx_hash] and sorted(adopted.event_ids) == sorted(taken[:4])
+    for pk in taken[:4]:
+        assert metadata(pk).tx_hash == foreign.tx_hash
+    first.refresh_from_db()
+    assert metadata(ids[4]).tx_hash == first.mined_tx_hash == first.tx_hashes[0]  # A paid it; the other was refunded
+    newer.refresh_from_db()
+    assert newer.status == "confirmed" and newer.nonce != fees and len(newer.tx_hashes) == 2  # rebuilt
+    assert sorted(newer.event_ids) == sorted(set(ids[10:20]) - set(taken))
+    assert sum(r.counters.adopted_batches for r in results) == 1
+    assert sum(r.counters.rebuilds for r in results) == 1
+    assert report()["total_failures"] == 0
+    assert alerts() == ["A transaction this platform did not send paid 4 revenue item(s)"]
+
+
+def test_a_reorg_replacing_a_confirmed_batch_by_another_same_nonce_transaction(on_anvil, settings):
+    settings.DELIVERY_BATCH_SIZE = 10
+    ctl, context = on_anvil.ctl, on_anvil.context
+    ctl.mine(5)  # keep the reorg away from the contract's own deployment
+    ids = events_create(10)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    confirmed = DeliveryBatch.objects.get()
+    others = events_create(10, prefix="later")
+    ctl.mine(1)
+    # The replacing chain holds, at the confirmed batch's nonce, another transaction of the
+    # platform's key paying the other events: the batch's events were never paid there.
+    rival = signed_by_the_platform_key(context, others, nonce=confirmed.nonce)
+    depth = context.w3.eth.block_number - confirmed.block_number + 1
+    assert depth > settings.CHAIN_CONFIRMATIONS
+    ctl.reorg(depth, [(HexBytes(rival.raw_transaction).to_0x_hex(), 0)])
+    assert receipt_or_none(context.w3, confirmed.mined_tx_hash) is None
+    assert receipt_or_none(context.w3, rival.tx_hash)["status"] == 1  # type: ignore[index]
+
+    result = revenue_events_deliver(max_batches=1)
+    sound()
+    assert result.counters.reorgs_detected == 1 and result.counters.reorged_batches == 1
+    assert result.counters.adopted_batches == 1
+    assert all(metadata(pk).status != DeliveryStatus.DELIVERED for pk in ids)  # taken back at once
+    assert all(metadata(pk).reorged_at for pk in ids)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert_delivered_exactly_once(context)
+    confirmed.refresh_from_db()
+    assert confirmed.status == "confirmed" and confirmed.mined_tx_hash != confirmed.tx_hashes[0]  # rebuilt
+    assert all(metadata(pk).tx_hash == confirmed.mined_tx_hash for pk in ids)
+    assert all(metadata(pk).tx_hash == rival.tx_hash for pk in others)
+    assert distributed_total() == holder_total()
+
+
+@pytest.mark.parametrize("how", ["rollback", "reorg"])
+def test_a_reorg_deeper_than_the_confirmations_still_delivers_once(on_anvil, settings, how):
+    ids = events_create(10)
+    ctl, w3 = on_anvil.ctl, on_anvil.context.w3
+    ctl.mine(5)  # keep the reorg away from the contract's own deployment
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    batch = DeliveryBatch.objects.get(status="confirmed")
+    assert distributed_total() == holder_total()
+    ctl.mine(1)
+    depth = w3.eth.block_number - batch.block_number + 1  # its block and every block on top
+    assert depth == 3 > settings.CHAIN_CONFIRMATIONS
+    if how == "rollback":
+        ctl.rollback(depth)
+    else:
+        ctl.reorg(depth)
+    assert receipt_or_none(w3, batch.mined_tx_hash) is None
+
     result = revenue_events_deliver(max_batches=5)
-    assert result.error_kind == "transient" and result.counters.batches_sent == 3
-    # batch 2's block gave batch 1 its second confirmation; batch 3 never reached the node
-    before = statuses()
-    assert before == {"delivered": 100, "submitted": 100, "failed": 100, "pending": 200}
-    third = DeliveryBatch.objects.order_by("first_sequence")[2]
-    for pk in third.event_ids:
-        data = metadata(pk)
-        assert data["retryAttempts"] == 1 and "unavailable" in data["lastError"] and data["nextRetryAt"]
-    # while it is down: nothing changes, the heartbeat says so
-    assert revenue_events_deliver(max_batches=5).error_kind == "transient"
-    assert statuses() == before
-    assert DeliveryHeartbeat.objects.get().connected is False
+    sound()
+    assert result.counters.reorged_batches == 1
+    assert DeliveryStatus.DELIVERED not in statuses()
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    batch.refresh_from_db()
+    assert batch.status == "confirmed" and DeliveryBatch.objects.count() == 1
+    assert all(metadata(pk).reorged_at for pk in ids)
+    assert_delivered_exactly_once(on_anvil.context)
 
-    monkeypatch.setattr(broadcast, "send_signed", real_send)
-    node.start()  # same port, chain from --state (batch 3 never reached it)
-    builds = {"count": 0}
 
-    def build_node_dies_once(*args, **kwargs):
-        builds["count"] += 1
-        if builds["count"] == 1:
-            node.stop()  # down again while the next batch is being built
-        return real_build(*args, **kwargs)
-
-    monkeypatch.setattr(broadcast, "build_delivery_tx", build_node_dies_once)
-    drive(until=lambda: builds["count"] >= 1, mine=node.evm_mine, max_batches=5, cycles=10)
-    assert not node.running
-    # batch 3 was rebroadcast and confirmed; the next 100 failed while their batch was built
-    assert all(metadata(pk)["onChainDeliveryStatus"] == "delivered" for pk in third.event_ids)
-    failed_at_build = [pk for pk, m in RevenueEvent.objects.values_list("pk", "metadata") if m.get("lastError")]
-    assert len(failed_at_build) == 100 and not set(failed_at_build) & set(third.event_ids)
-    assert all(metadata(pk)["onChainDeliveryStatus"] == "failed" for pk in failed_at_build)
-    assert DeliveryBatch.objects.count() == 3  # nothing was persisted for them
-
-    monkeypatch.setattr(broadcast, "build_delivery_tx", real_build)
-    node.start()
-    drive(until=all_delivered, mine=node.evm_mine, max_batches=5)
-    assert_delivered_exactly_once(chain_context_get())
-    assert DeliveryBatch.objects.filter(status="confirmed").count() == DeliveryBatch.objects.count() == 5
-    attempts = sorted(metadata(pk)["retryAttempts"] for pk in RevenueEvent.objects.values_list("pk", flat=True))
-    assert attempts == [0] * 300 + [1] * 200
-    assert context.contract_address == chain_context_get().contract_address
+# --------------------------------------------------------------------------- transaction manager
 
 
 def test_a_dropped_transaction_is_rebroadcast_at_the_same_nonce(on_anvil, settings):
-    settings.DELIVERY_STUCK_SECONDS = 3600
-    ids = events_create(5)
+    ids, batch = one_batch_pending(on_anvil, settings, events=5)
     ctl = on_anvil.ctl
-    ctl.set_automine(False)
-    revenue_events_deliver(max_batches=5)
-    batch = DeliveryBatch.objects.get()
     (tx_hash,) = batch.tx_hashes
     assert tx_hash in ctl.pending_hashes()
     ctl.drop_transaction(tx_hash)
@@ -171,22 +314,49 @@ def test_a_dropped_transaction_is_rebroadcast_at_the_same_nonce(on_anvil, settin
     result = revenue_events_deliver(max_batches=5)
     assert result.counters.rebroadcasts == 1 and result.counters.batches_sent == 0
     assert tx_hash in ctl.pending_hashes()
-    drive(until=all_delivered, mine=on_anvil.mine)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
     batch.refresh_from_db()
     assert batch.tx_hashes == [tx_hash] and batch.mined_tx_hash == tx_hash
-    assert on_anvil.context.w3.eth.get_transaction(tx_hash)["nonce"] == batch.nonce
-    assert all(metadata(pk)["txHash"] == tx_hash for pk in ids)
+    assert all(metadata(pk).tx_hash == tx_hash for pk in ids)
     assert_delivered_exactly_once(on_anvil.context)
+
+
+def test_a_dropped_and_underpriced_transaction_is_re_signed_with_higher_fees(on_anvil, settings, clock):
+    settings.DELIVERY_SUBMITTED_ALERT_SECONDS = 600
+    ids, batch = one_batch_pending(on_anvil, settings, events=4)
+    ctl, w3 = on_anvil.ctl, on_anvil.context.w3
+    (first,) = batch.tx_hashes
+    ctl.drop_transaction(first)
+    ctl.set_next_block_base_fee(batch.max_fee_per_gas * 3)  # its bytes can no longer enter a block
+    ctl.mine(1)
+    assert receipt_or_none(w3, first) is None
+    with pytest.raises(Exception, match="base fee"):
+        send_signed(w3, SignedTx(bytes(HexBytes(batch.signed_raw_tx)), first))  # what a blind rebroadcast gets
+
+    clock.advance(seconds=601)  # and it has not been mined for long
+    result = revenue_events_deliver(max_batches=1)
+    sound()
+    assert result.counters.replacements == 1 and result.counters.rebroadcasts == 0
+    replaced = DeliveryBatch.objects.get()
+    assert replaced.nonce == batch.nonce and replaced.tx_hashes[0] == first and len(replaced.tx_hashes) == 2
+    assert replaced.max_fee_per_gas > batch.max_fee_per_gas * 3
+    assert replaced.tx_hashes[1] in ctl.pending_hashes()
+    assert report()["batches_stuck"] == 1 and onchain_worker_status()["batches_stuck"] == 1
+    assert alerts() == [f"On-chain delivery: batch {batch.pk} not mined after 601 s"]
+
+    ctl.evm_mine()
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    replaced.refresh_from_db()
+    assert replaced.mined_tx_hash == replaced.tx_hashes[1]
+    assert all(metadata(pk).tx_hash == replaced.tx_hashes[1] for pk in ids)
+    assert_delivered_exactly_once(on_anvil.context)
+    assert len(alerts()) == 1  # one alert per stuck batch
 
 
 @pytest.mark.parametrize("why", ["underpriced", "stuck"])
 def test_a_pending_transaction_is_replaced_at_the_same_nonce_with_higher_fees(on_anvil, settings, why):
-    settings.DELIVERY_STUCK_SECONDS = 3600
-    ids = events_create(3)
+    ids, batch = one_batch_pending(on_anvil, settings, events=3)
     ctl, w3 = on_anvil.ctl, on_anvil.context.w3
-    ctl.set_automine(False)
-    revenue_events_deliver(max_batches=5)
-    batch = DeliveryBatch.objects.get()
     (first,) = batch.tx_hashes
     if why == "underpriced":
         ctl.set_next_block_base_fee(batch.max_fee_per_gas * 3)  # it can no longer be included
@@ -209,38 +379,71 @@ def test_a_pending_transaction_is_replaced_at_the_same_nonce_with_higher_fees(on
 
     ctl.evm_mine()
     settings.DELIVERY_STUCK_SECONDS = 3600
-    drive(until=all_delivered, mine=on_anvil.mine)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
     replaced.refresh_from_db()
     assert replaced.mined_tx_hash == second and receipt_or_none(w3, first) is None
-    assert all(metadata(pk)["txHash"] == second for pk in ids)
+    assert all(metadata(pk).tx_hash == second for pk in ids)
     assert_delivered_exactly_once(on_anvil.context)
 
 
-@pytest.mark.parametrize("how", ["rollback", "reorg"])
-def test_a_reorg_deeper_than_the_confirmations_still_delivers_once(on_anvil, settings, how):
-    ids = events_create(10)
-    ctl, w3 = on_anvil.ctl, on_anvil.context.w3
-    ctl.mine(5)  # keep the reorg away from the contract's own deployment
-    drive(until=all_delivered, mine=on_anvil.mine)
-    batch = DeliveryBatch.objects.get(status="confirmed")
-    assert distributed_total() == holder_total()
+def test_fees_above_the_ceiling_pause_delivery_instead_of_bumping_forever(on_anvil, settings):
+    _, batch = one_batch_pending(on_anvil, settings, events=3)
+    ctl = on_anvil.ctl
+    settings.DELIVERY_MAX_FEE_PER_GAS_WEI = batch.max_fee_per_gas * 2
+    ctl.set_next_block_base_fee(batch.max_fee_per_gas * 3)  # above the ceiling
+    for _ in range(3):
+        result = revenue_events_deliver(max_batches=1)
+        assert result.paused == "fees_above_cap" and result.counters.replacements == 0
+    assert len(DeliveryBatch.objects.get().tx_hashes) == 1  # no endless re-signing
+    assert report()["pause"]["cause"] == "fees_above_cap"
+    assert alerts() == ["On-chain delivery paused: fees_above_cap"]  # once, not per cycle
+    settings.DELIVERY_MAX_FEE_PER_GAS_WEI = 500 * 10**9  # the operator raises the ceiling
+    ctl.set_automine(True)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert_delivered_exactly_once(on_anvil.context)
+    assert alerts()[-1] == "On-chain delivery resumed (fees_above_cap is gone)"
+
+
+def test_a_nonce_gap_below_the_batch_is_filled(on_anvil, settings):
+    settings.DELIVERY_STUCK_SECONDS = 3600
+    events_create(4)
+    ctl, context = on_anvil.ctl, on_anvil.context
+    w3 = context.w3
+    ctl.set_automine(False)
+    gap = w3.eth.get_transaction_count(context.signer.address, "pending")
+    max_fee, priority = suggest_fees(w3)
+    # something of the platform's key holds nonce `gap` in the pool...
+    lost = send_signed(
+        w3,
+        sign_tx(
+            context.signer,
+            build_self_transfer_tx(
+                w3,
+                signer_address=context.signer_address,
+                nonce=gap,
+                max_fee_per_gas=max_fee,
+                max_priority_fee_per_gas=priority,
+            ),
+        ),
+    )
+    revenue_events_deliver(max_batches=1)
+    batch = DeliveryBatch.objects.get()
+    assert batch.nonce == gap + 1
+    ctl.drop_transaction(lost)  # ...and never comes: the batch can never be mined
+    ctl.mine(3)
+    assert receipt_or_none(w3, batch.tx_hashes[0]) is None
+
+    result = revenue_events_deliver(max_batches=1)
+    assert result.counters.gaps_filled == 1 and result.counters.replacements == 0
+    ctl.set_automine(True)
     ctl.mine(1)
-    depth = w3.eth.block_number - batch.block_number + 1  # its block and every block on top
-    assert depth == 3 > settings.CHAIN_CONFIRMATIONS
-    if how == "rollback":
-        ctl.rollback(depth)
-    else:
-        ctl.reorg(depth)
-    assert receipt_or_none(w3, batch.mined_tx_hash) is None
-
-    result = revenue_events_deliver(max_batches=5)
-    assert result.counters.reorged_batches == 1
-    assert statuses() == {"submitted": 10} and distributed_total() == 0  # taken back, not yet re-confirmed
-    drive(until=all_delivered, mine=on_anvil.mine)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    filler = w3.eth.get_block(w3.eth.get_transaction(batch.tx_hashes[0])["blockNumber"], full_transactions=True)
+    fills = [tx for tx in filler["transactions"] if tx["nonce"] == gap]
+    assert len(fills) == 1 and fills[0]["to"] == context.signer_address and fills[0]["value"] == 0
     batch.refresh_from_db()
-    assert batch.status == "confirmed" and DeliveryBatch.objects.count() == 1
-    assert all(metadata(pk)["reorgedAt"] for pk in ids)
-    assert_delivered_exactly_once(on_anvil.context)
+    assert batch.tx_hashes == [batch.mined_tx_hash] and batch.nonce == gap + 1  # neither re-signed nor moved
+    assert_delivered_exactly_once(context)
 
 
 @pytest.mark.parametrize("when", ["before_broadcast", "after_broadcast"])
@@ -258,65 +461,254 @@ def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(on_anvil, monkeypat
         revenue_events_deliver(max_batches=5)
     assert statuses() == {"submitted": 50}
     monkeypatch.setattr(broadcast, "send_signed", real_send)
-    results = drive(until=all_delivered, mine=on_anvil.mine)
+    results = drive(until=all_delivered, mine=on_anvil.mine, each=sound)
     assert sum(r.counters.rebroadcasts for r in results) == (1 if when == "before_broadcast" else 0)
     assert DeliveryBatch.objects.count() == 1
     assert_delivered_exactly_once(on_anvil.context)
 
 
-def _duplicate_of_pending(context: ChainContext, ids: list[int], *, first_sequence: int) -> str:
-    """Another sender with the platform's key delivers the same events."""
-    w3 = context.w3
-    amounts = expected_wei(ids)
-    streams = dict(RevenueEvent.objects.filter(pk__in=ids).values_list("pk", "stream_id"))
-    items = [DeliveryItem(event_id=pk, stream_id=streams[pk], amount_wei=amounts[pk]) for pk in ids]
-    max_fee, priority = suggest_fees(w3)
-    tx = build_delivery_tx(
-        w3,
-        contract_address=context.contract_address,
-        signer_address=context.signer_address,
-        first_sequence=first_sequence,
-        items=items,
-        nonce=w3.eth.get_transaction_count(context.signer.address, "pending"),
-        max_fee_per_gas=max_fee,
-        max_priority_fee_per_gas=priority,
-    )
-    return send_signed(w3, sign_tx(context.signer, tx))
+# --------------------------------------------------------------------------- operator faults
 
 
-def test_resending_an_already_delivered_batch_is_refused_on_chain_and_reconciled(on_anvil):
-    ids = events_create(3)
+def test_the_node_down_for_a_minute_pauses_then_resumes(
+    settings,
+    anvil_factory,  # noqa: F811
+    eth_market,
+    tmp_path,
+    clock,
+    monkeypatch,
+):
+    node = anvil_factory(state_path=tmp_path / "anvil-state.json")
+    context = deploy(settings, node.uri, tmp_path / "chain-signer.key")
+    settings.DELIVERY_BATCH_SIZE = 100
+    settings.DELIVERY_ALERT_REPEAT_SECONDS = 30
+    settings.CHAIN_RPC_TIMEOUT_SECONDS = 1
+    events_create(300)
+    real_send = broadcast.send_signed
+    sends = {"count": 0}
+
+    def send_node_dies_at_second(*args, **kwargs):
+        sends["count"] += 1
+        if sends["count"] == 2:
+            node.stop()  # dies after batch 2 was committed, before its broadcast
+        return real_send(*args, **kwargs)
+
+    monkeypatch.setattr(broadcast, "send_signed", send_node_dies_at_second)
+    result = revenue_events_deliver(max_batches=5)
+    monkeypatch.setattr(broadcast, "send_signed", real_send)
+    assert result.paused == "node_unreachable" and result.counters.batches_sent == 2
+    before = statuses()
+    assert before == {"submitted": 200, "pending": 100}
+
+    # A minute without the node: one cycle every 5 s (the beat's re-drive), on the clock.
+    seen = []
+    for _ in range(12):
+        clock.advance(seconds=5)
+        cycle = revenue_events_deliver(max_batches=5)
+        assert cycle.paused == "node_unreachable"
+        assert statuses() == before  # nothing moves, nothing fails
+        seen.append((report()["pause"]["cause"], onchain_worker_status()["paused"]["cause"]))
+    assert set(seen) == {("node_unreachable", "node_unreachable")}
+    summary = report()
+    assert summary["delivery_paused"] and summary["total_failures"] == 0 and summary["events_waiting"] == 100
+    status = onchain_worker_status()
+    assert status["chain"]["connected"] is False and status["counts"]["failed"] == 0
+    assert DeliveryHeartbeat.objects.get().pause_cause == "node_unreachable"
+    # alerted when it started and every 30 s while it lasted; no event used an attempt
+    assert alerts() == ["On-chain delivery paused: node_unreachable"] + [
+        alert for alert in alerts()[1:] if alert.startswith("On-chain delivery paused: node_unreachable (still")
+    ]
+    assert len(alerts()) == 3
+    assert all(metadata(pk).retry_attempts == 0 for pk in RevenueEvent.objects.values_list("pk", flat=True))
+
+    node.start()  # same port, chain from --state (batch 2 never reached it)
+    drive(until=all_delivered, mine=node.evm_mine, max_batches=5, each=sound)
+    assert_delivered_exactly_once(chain_context_get())
+    assert DeliveryBatch.objects.filter(status="confirmed").count() == DeliveryBatch.objects.count() == 3
+    assert alerts()[-1] == "On-chain delivery resumed (node_unreachable is gone)"
+    assert onchain_worker_status()["paused"] is None and report()["delivery_paused"] is False
+    assert context.contract_address == chain_context_get().contract_address
+
+
+def test_the_contract_refusing_the_signer_pauses_delivery_until_it_is_fixed(on_anvil, settings, clock):
+    settings.DELIVERY_BATCH_SIZE = 10
+    settings.DELIVERY_STUCK_SECONDS = 3600
     ctl, context = on_anvil.ctl, on_anvil.context
+    admin = dev_signer_fund(context.w3, amount_wei=10**20)
+    wait_for_receipt(context.w3, owner_call(context, context.signer, "set_owner", admin.address), timeout=30)
+    ids = events_create(20)
     ctl.set_automine(False)
-    duplicate = _duplicate_of_pending(context, ids, first_sequence=0)  # pending, nonce n
-    revenue_events_deliver(max_batches=5)  # the platform's own batch: sequence 0, nonce n + 1
-    batch = DeliveryBatch.objects.get()
-    assert batch.first_sequence == 0 and batch.tx_hashes[0] != duplicate
-    ctl.evm_mine()  # the duplicate first, then ours
-    ours = receipt_or_none(context.w3, batch.tx_hashes[0])
-    assert ours is not None and ours["status"] == 0  # refused on-chain
-    assert classify_error(explain_failed_receipt(context.w3, ours)) == "already_delivered"
+    revenue_events_deliver(max_batches=1)  # batch A: events 1-10, pending
+    first = DeliveryBatch.objects.get()
+    owner_call(context, admin, "set_signer", context.signer_address, False, tip=10**10)  # ahead of A
+    ctl.mine(1)
+    assert receipt_or_none(context.w3, first.tx_hashes[0])["status"] == 0  # type: ignore[index]  # "not signer"
+    ctl.set_automine(True)
 
-    results = drive(until=all_delivered, mine=on_anvil.mine)
-    assert sum(r.counters.events_failed for r in results) == 0
-    for pk in ids:
-        data = metadata(pk)
-        assert data["txHash"] == duplicate and data["retryAttempts"] == 0 and "lastError" not in data
-    batch.refresh_from_db()
-    assert batch.status == "confirmed" and batch.mined_tx_hash == duplicate
+    for _ in range(3):
+        result = revenue_events_deliver(max_batches=5)
+        ctl.mine(1)
+        sound()
+        assert result.paused == "signer_refused" and result.counters.batches_sent == 0
+    first.refresh_from_db()
+    assert first.status == "failed" and "signer_refused" in first.last_error
+    assert statuses() == {"pending": 20}  # A's events came back without using an attempt
+    assert all(metadata(pk).retry_attempts == 0 for pk in ids)
+    summary = report()
+    assert summary["pause"]["cause"] == "signer_refused" and summary["total_failures"] == 0
+    assert onchain_worker_status()["paused"]["cause"] == "signer_refused"
+    assert alerts() == ["On-chain delivery paused: signer_refused"]
+    clock.advance(seconds=settings.DELIVERY_ALERT_REPEAT_SECONDS + 1)
+    revenue_events_deliver(max_batches=5)
+    assert len(alerts()) == 2 and alerts()[1].startswith("On-chain delivery paused: signer_refused (still")
+
+    wait_for_receipt(context.w3, owner_call(context, admin, "set_signer", context.signer_address, True), timeout=30)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
     assert_delivered_exactly_once(context)
+    assert alerts()[-1] == "On-chain delivery resumed (signer_refused is gone)"
+    assert all(metadata(pk).retry_attempts == 0 for pk in ids)
+    assert report()["pause"] is None
 
 
-def test_a_delivery_by_another_sender_is_adopted_not_paid_again(on_anvil):
-    ids = events_create(4)
+def test_the_signer_out_of_funds_pauses_then_resumes_when_topped_up(on_anvil, settings):
+    settings.DELIVERY_BATCH_SIZE = 10
+    settings.DELIVERY_LOW_BALANCE_BATCHES = 20
+    ctl, context = on_anvil.ctl, on_anvil.context
+    ids = events_create(30)
+    # enough for a few batches, less than gas for 20: alerted before it runs dry, still delivering
+    ctl.set_balance(context.signer_address, 2 * 10**16)
+    result = revenue_events_deliver(max_batches=1)
+    assert result.counters.batches_sent == 1 and not result.paused
+    assert alerts() == ["On-chain delivery: the signer's balance is low"]
+    assert onchain_worker_status()["signer_balance_low"] is True
+
+    ctl.set_balance(context.signer_address, 10**12)  # dry
+    for _ in range(3):
+        result = revenue_events_deliver(max_batches=5)
+        ctl.mine(1)
+        sound()
+        assert result.paused == "insufficient_funds" and result.counters.batches_sent == 0
+    assert report()["pause"]["cause"] == "insufficient_funds" and report()["total_failures"] == 0
+    assert all(metadata(pk).retry_attempts == 0 for pk in ids)
+    assert alerts()[1:] == ["On-chain delivery paused: insufficient_funds"]
+
+    ctl.set_balance(context.signer_address, 10**21)  # topped up
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert_delivered_exactly_once(context)
+    assert alerts()[-1] == "On-chain delivery resumed (insufficient_funds is gone)"
+    assert onchain_worker_status()["signer_balance_low"] is False
+
+
+@pytest.mark.parametrize("fault", ["contract_paused", "contract_missing", "wrong_chain_id"])
+def test_other_operator_faults_pause_delivery_and_resume(on_anvil, settings, anvil_factory, fault):  # noqa: F811
+    events_create(5)
     context = on_anvil.context
-    duplicate = _duplicate_of_pending(context, ids[:2], first_sequence=0)  # mined at once (automine)
-    results = drive(until=all_delivered, mine=on_anvil.mine)
-    assert sum(r.counters.adopted_batches for r in results) == 1
-    adopted = DeliveryBatch.objects.get(foreign=True)
-    assert adopted.event_ids == ids[:2] and adopted.tx_hashes == [duplicate] and adopted.status == "confirmed"
-    assert DeliveryBatch.objects.get(foreign=False).event_ids == ids[2:]
-    assert_delivered_exactly_once(context)
+    undo: Any
+    if fault == "contract_paused":
+        wait_for_receipt(context.w3, owner_call(context, context.signer, "set_paused", True), timeout=30)
+
+        def undo() -> None:
+            wait_for_receipt(context.w3, owner_call(context, context.signer, "set_paused", False), timeout=30)
+
+    elif fault == "contract_missing":
+        real = context.contract_address
+        ChainDeployment.objects.filter(pk=context.deployment_id).update(contract_address="0x" + "ab" * 20)
+        chain_context_reset()
+
+        def undo() -> None:
+            ChainDeployment.objects.filter(pk=context.deployment_id).update(contract_address=real)
+            chain_context_reset()
+
+    else:
+        other = anvil_factory(chain_id=5)
+        settings.WEB3_PROVIDER_URI = other.uri
+
+        def undo() -> None:
+            settings.WEB3_PROVIDER_URI = on_anvil.ctl.uri
+
+    for _ in range(2):
+        result = revenue_events_deliver(max_batches=1)
+        assert result.paused == fault and result.counters.batches_sent == 0
+    assert statuses() == {"pending": 5} and report()["pause"]["cause"] == fault
+    assert alerts() == [f"On-chain delivery paused: {fault}"]
+    undo()
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert_delivered_exactly_once(chain_context_get())
+    assert alerts()[-1] == f"On-chain delivery resumed ({fault} is gone)"
+
+
+# --------------------------------------------------------------------------- dust and prices
+
+
+def test_a_dust_only_stream_is_carried_forward_then_paid_as_one_bundle(on_anvil, settings, clock):
+    settings.DELIVERY_MIN_ITEM_WEI = 10**13  # 0.02 USD at 2,000 USD/ETH
+    # 0.0015 USD shares (7.5e11 wei): 13 of them are not worth a transaction...
+    dust = events_create(13, gross="0.01", streams=1, first_stream=7, spread=False, prefix="dust")
+    normal = events_create(5, prefix="normal", streams=1, first_stream=2)
+    drive(until=lambda: all(metadata(pk).status == DeliveryStatus.DELIVERED for pk in normal), mine=on_anvil.mine)
+    assert all(metadata(pk).status == DeliveryStatus.PENDING and metadata(pk).carried_at for pk in dust)
+    assert not DeliveryBundle.objects.exists()
+    summary = report()
+    assert summary["dust_carried"] == 13 and summary["total_failures"] == 0
+    assert sum(expected_wei(dust).values()) < settings.DELIVERY_MIN_ITEM_WEI
+    clock.advance(minutes=30)  # carried, not stale: no failure either
+    assert report()["total_failures"] == 0
+
+    # ...a fourteenth is: the stream's dust becomes one bundle, one item on-chain
+    dust += events_create(1, gross="0.01", streams=1, first_stream=7, spread=False, prefix="dust-last")
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    bundle = DeliveryBundle.objects.get()
+    assert sorted(bundle.event_ids) == sorted(dust) and bundle.stream_id == 7
+    assert int(bundle.amount_wei) == sum(expected_wei(dust).values()) >= settings.DELIVERY_MIN_ITEM_WEI
+    logs, _ = onchain(on_anvil.context)
+    assert len(logs) == 5 + 1  # the normal events and the bundle
+    assert_delivered_exactly_once(on_anvil.context)
+    assert len({metadata(pk).tx_hash for pk in dust}) == 1
+
+
+def test_old_dust_is_paid_even_below_the_minimum(on_anvil, settings, clock):
+    settings.DELIVERY_MIN_ITEM_WEI = 10**13
+    settings.DELIVERY_DUST_MAX_AGE_SECONDS = 3600
+    dust = events_create(3, gross="0.01", streams=1, first_stream=5, spread=False)
+    revenue_events_deliver(max_batches=1)
+    assert all(metadata(pk).carried_at for pk in dust)
+    clock.advance(seconds=3601)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert DeliveryBundle.objects.get().event_ids == dust
+    assert_delivered_exactly_once(on_anvil.context)
+
+
+def _trade_at(price: str, seller: Any, buyer: Any) -> None:
+    fund(seller, "ETH", "1")
+    fund(buyer, "USDT", "10000")
+    order_place(
+        user=seller, request=OrderRequest(market="ETH-USDT", side="sell", type="limit", quantity="0.5", price=price)
+    )
+    order_place(user=buyer, request=OrderRequest(market="ETH-USDT", side="buy", type="market", quantity="0.5"))
+
+
+def test_a_mistyped_reference_price_pauses_instead_of_paying(on_anvil, settings, user, other_user):
+    for _ in range(3):
+        _trade_at("2000.00", other_user, user)  # recent trades around 2,000 USD/ETH
+    events_create(10)
+    eth = Market.objects.get(symbol="ETH-USDT")
+    eth.reference_price = Decimal("2.00")  # a typo: 1,000 times too much ETH per dollar
+    eth.save(update_fields=["reference_price"])
+    for _ in range(2):
+        result = revenue_events_deliver(max_batches=5)
+        assert result.paused == "price_out_of_bounds" and result.counters.batches_sent == 0
+    assert onchain(on_anvil.context)[1] == 0  # nothing paid at the wrong price
+    assert "2.00" in report()["pause"]["detail"] and report()["total_failures"] == 0
+    assert alerts() == ["On-chain delivery paused: price_out_of_bounds"]
+
+    eth.reference_price = Decimal("2010.00")  # corrected, within the bound of the trades
+    eth.save(update_fields=["reference_price"])
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert_delivered_exactly_once(on_anvil.context, price=Decimal("2010.00"))
+    assert alerts()[-1] == "On-chain delivery resumed (price_out_of_bounds is gone)"
+
+
+# --------------------------------------------------------------------------- deployments
 
 
 def test_chain_deploy_dev_writes_a_private_key_file_and_supersedes(settings, anvil, anvil_ctl, tmp_path):  # noqa: F811

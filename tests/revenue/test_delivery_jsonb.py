@@ -9,14 +9,32 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
+from revenue.delivery.metadata import (
+    DeliveryMetadata,
+    DeliveryStatus,
+    iso,
+    patch_delivered,
+    patch_failed,
+    patch_returned,
+)
 from revenue.delivery.selectors import revenue_events_deliverable_queryset
-from revenue.delivery.transitions import events_fail, iso
+from revenue.delivery.transitions import events_fail
 from revenue.jsonb import JsonMerge, json_patch_per_row
 from revenue.models import RevenueEvent
-from tests.revenue.delivery_support import committed_event, committed_event_delete, events_create, in_thread
+from tests.revenue.delivery_support import (
+    committed_event,
+    committed_event_delete,
+    event_patch,
+    events_create,
+    in_thread,
+)
+from tests.revenue.delivery_support import metadata as delivery
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db
+
+# The merges are tested on keys of their own: the metadata document's keys belong to
+# revenue.delivery.metadata, whose patches the delivery tests use.
 
 
 def metadata(pk: int) -> dict:
@@ -25,47 +43,44 @@ def metadata(pk: int) -> dict:
 
 def test_merge_sets_keys_removes_none_and_keeps_the_rest():
     (pk,) = events_create(1)
-    RevenueEvent.objects.filter(pk=pk).update(metadata=JsonMerge("metadata", {"txHash": "0xab", "nonce": 7}))
+    RevenueEvent.objects.filter(pk=pk).update(metadata=JsonMerge("metadata", {"kept": "0xab", "gone": 7}))
     RevenueEvent.objects.filter(pk=pk).update(
-        metadata=JsonMerge("metadata", {"nonce": None, "retryAttempts": 2, "deep": {"a": [1, "x"]}})
+        metadata=JsonMerge("metadata", {"gone": None, "count": 2, "deep": {"a": [1, "x"]}})
     )
     data = metadata(pk)
-    assert data["txHash"] == "0xab" and "nonce" not in data
-    assert data["retryAttempts"] == 2 and data["deep"] == {"a": [1, "x"]}
-    assert data["onChainDeliveryStatus"] == "pending"  # untouched keys survive
+    assert data["kept"] == "0xab" and "gone" not in data
+    assert data["count"] == 2 and data["deep"] == {"a": [1, "x"]}
+    assert DeliveryMetadata.of(data).status == DeliveryStatus.PENDING  # untouched keys survive
 
 
 def test_one_update_writes_a_different_patch_per_row():
     *ids, without_patch = events_create(4)
-    patches = {pk: {"sequence": 10 + i, "amountWei": str(10**20 + i)} for i, pk in enumerate(ids)}
+    patches = {pk: {"ordinal": 10 + i, "wei": str(10**20 + i)} for i, pk in enumerate(ids)}
     updated = RevenueEvent.objects.filter(pk__in=[*ids, without_patch]).update(
-        metadata=JsonMerge(JsonMerge("metadata", {"onChainDeliveryStatus": "submitted"}), json_patch_per_row(patches))
+        metadata=JsonMerge(JsonMerge("metadata", {"common": "yes"}), json_patch_per_row(patches))
     )
     assert updated == 4
     untouched = metadata(without_patch)
-    assert untouched["onChainDeliveryStatus"] == "submitted" and "sequence" not in untouched
+    assert untouched["common"] == "yes" and "ordinal" not in untouched
     for i, pk in enumerate(ids):
         data = metadata(pk)
-        assert (data["sequence"], data["amountWei"], data["onChainDeliveryStatus"]) == (
-            10 + i,
-            str(10**20 + i),
-            "submitted",
-        )
+        assert (data["ordinal"], data["wei"], data["common"]) == (10 + i, str(10**20 + i), "yes")
 
 
 def test_failures_count_each_attempt_once_per_current_value(settings):
     ids = events_create(3)
     now = timezone.now()
-    RevenueEvent.objects.filter(pk=ids[2]).update(metadata=JsonMerge("metadata", {"retryAttempts": 3}))
+    # three failed attempts, then back to pending (e.g. its deployment was superseded)
+    event_patch(ids[2], patch_failed(attempts=3, error="x", now=now, next_retry_at=now), patch_returned())
     with transaction.atomic():
-        events_fail(event_ids=ids, error="boom", now=now, from_statuses=["pending"])
-    assert [metadata(pk)["retryAttempts"] for pk in ids] == [1, 1, 4]
-    assert metadata(ids[0])["nextRetryAt"] == iso(now + timedelta(seconds=120))
-    assert metadata(ids[2])["nextRetryAt"] == iso(now + timedelta(seconds=960))
+        events_fail(event_ids=ids, error="boom", now=now, from_statuses=[DeliveryStatus.PENDING])
+    assert [delivery(pk).retry_attempts for pk in ids] == [1, 1, 4]
+    assert delivery(ids[0]).next_retry_at == iso(now + timedelta(seconds=120))
+    assert delivery(ids[2]).next_retry_at == iso(now + timedelta(seconds=960))
     # already failed: not in from_statuses, so not counted a second time
     with transaction.atomic():
-        events_fail(event_ids=ids, error="again", now=now, from_statuses=["pending"])
-    assert [metadata(pk)["retryAttempts"] for pk in ids] == [1, 1, 4]
+        events_fail(event_ids=ids, error="again", now=now, from_statuses=[DeliveryStatus.PENDING])
+    assert [delivery(pk).retry_attempts for pk in ids] == [1, 1, 4]
 
 
 def test_timestamps_compare_as_times():
@@ -115,7 +130,8 @@ def test_concurrent_merges_on_postgres_both_survive():
         for writer in writers:
             writer.join(30)
         data = in_thread(lambda: RevenueEvent.objects.get(pk=pk).metadata)
-        assert data["first"] == 1 and data["second"] == 2 and data["onChainDeliveryStatus"] == "pending"
+        assert data["first"] == 1 and data["second"] == 2
+        assert DeliveryMetadata.of(data).status == DeliveryStatus.PENDING
     finally:
         committed_event_delete(pk)
 
@@ -153,9 +169,9 @@ def test_many_concurrent_writers_lose_no_key_on_postgres():
 @pytest.mark.postgres
 def test_the_redrive_scan_uses_its_partial_index_on_postgres():
     ids = events_create(200)
-    RevenueEvent.objects.filter(pk__in=ids[:190]).update(
-        metadata=JsonMerge("metadata", {"onChainDeliveryStatus": "delivered"})
-    )
+    now = timezone.now()
+    delivered = patch_delivered(batch_id=1, tx_hash="0x1", nonce=0, block_number=1, block_hash="0x2", now=now)
+    RevenueEvent.objects.filter(pk__in=ids[:190]).update(metadata=JsonMerge("metadata", delivered))
     queryset = revenue_events_deliverable_queryset(now=timezone.now()).values_list("pk")[:20]
     assert [row[0] for row in queryset] == ids[190:]
     assert connection.vendor == "postgresql"

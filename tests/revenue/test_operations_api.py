@@ -1,25 +1,42 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.utils import timezone
 
-from revenue.jsonb import JsonMerge
+from revenue.delivery.metadata import (
+    DeliveryMetadata,
+    DeliveryStatus,
+    patch_delivered,
+    patch_failed,
+    patch_returned,
+    patch_submitted,
+)
 from revenue.models import DeliveryHeartbeat, RevenueEvent
 from revenue.services import revenue_collect
+from tests.revenue.delivery_support import event_patch
 
 pytestmark = pytest.mark.django_db
+LATER = datetime(2030, 1, 1, tzinfo=UTC)
 
 
-def _event(stream: int, source: str, amount: str = "10", **metadata) -> RevenueEvent:
+def _event(stream: int, source: str, *patches: dict[str, Any], amount: str = "10") -> RevenueEvent:
     event = revenue_collect(
         stream=stream, amount=amount, description=f"event {source}", source_type="t", source_id=source
     )
-    if metadata:
-        RevenueEvent.objects.filter(pk=event.pk).update(metadata=JsonMerge("metadata", metadata))
+    event_patch(event.pk, *patches)
     return RevenueEvent.objects.get(pk=event.pk)
+
+
+def _failed(attempts: int, error: str = "x", *, retry: bool = True) -> dict[str, Any]:
+    return patch_failed(attempts=attempts, error=error, now=timezone.now(), next_retry_at=LATER if retry else None)
+
+
+def _submitted(tx_hash: str = "0xabc") -> dict[str, Any]:
+    return patch_submitted(batch_id=1, tx_hash=tx_hash, nonce=0, now=timezone.now())
 
 
 def _age(event: RevenueEvent, **delta) -> None:
@@ -28,23 +45,20 @@ def _age(event: RevenueEvent, **delta) -> None:
 
 @pytest.fixture
 def failures(db):
-    failed = _event(
-        0,
-        "f1",
-        onChainDeliveryStatus="failed",
-        retryAttempts=2,
-        lastError="node down",
-        nextRetryAt="2030-01-01T00:00:00+00:00",
-    )
-    critical = _event(0, "f2", amount="20", onChainDeliveryStatus="failed", retryAttempts=5, lastError="reverted")
-    other_stream = _event(4, "f3", onChainDeliveryStatus="failed", retryAttempts=1, lastError="timeout")
+    failed = _event(0, "f1", _failed(2, "node down"))
+    critical = _event(0, "f2", _failed(5, "reverted", retry=False), amount="20")
+    other_stream = _event(4, "f3", _failed(1, "timeout"))
     stale_pending = _event(1, "p1")
     _age(stale_pending, minutes=11)
     fresh_pending = _event(1, "p2")
-    attempted_pending = _event(1, "p3", lastRetryAt="2026-01-01T00:00:00+00:00")
+    attempted_pending = _event(1, "p3", _submitted(), patch_returned())  # tried, then returned
     _age(attempted_pending, minutes=30)
-    delivered = _event(0, "d1", onChainDeliveryStatus="delivered")
-    old_failed = _event(0, "old", onChainDeliveryStatus="failed", retryAttempts=1)
+    delivered = _event(
+        0,
+        "d1",
+        patch_delivered(batch_id=1, tx_hash="0xd1", nonce=0, block_number=1, block_hash="0xb1", now=timezone.now()),
+    )
+    old_failed = _event(0, "old", _failed(1))
     _age(old_failed, hours=30)
     return {
         "failed": failed,
@@ -72,13 +86,16 @@ def test_failure_report_counts_failed_and_stale_pending_in_window(staff_client, 
     assert ids == {failures["failed"].pk, failures["critical"].pk}
     event = next(e for e in streams[0]["events"] if e["id"] == failures["failed"].pk)
     assert event["last_error"] == "node down" and event["retry_attempts"] == 2
-    assert event["next_retry_at"] == "2030-01-01T00:00:00+00:00"
+    assert event["next_retry_at"] == "2030-01-01T00:00:00.000000+00:00" and event["status"] == "failed"
+    critical = next(e for e in streams[0]["events"] if e["id"] == failures["critical"].pk)
+    assert critical["status"] == "critical" and critical["next_retry_at"] is None
+    assert summary["delivery_paused"] is False and summary["pause"] is None
 
 
 def test_failure_report_counts_long_in_flight_events_for_reconciliation(staff_client, failures):
-    stuck = _event(0, "s1", onChainDeliveryStatus="submitted", txHash="0xabc")
+    stuck = _event(0, "s1", _submitted())
     _age(stuck, minutes=15)
-    _event(0, "s2", onChainDeliveryStatus="submitted")  # in flight, but only just
+    _event(0, "s2", _submitted())  # in flight, but only just
     assert staff_client.get("/api/admin/revenue/onchain-failures").json()["summary"]["needs_reconciliation"] == 1
 
 
@@ -115,7 +132,10 @@ def test_worker_status_reflects_heartbeat_and_counts(staff_client, failures):
     body = staff_client.get("/api/admin/revenue/onchain-worker-status").json()
     assert body["enabled"] is True
     assert body["batch_size"] == 200 and body["max_retry_attempts"] == 5 and body["poll_interval_seconds"] == 60
-    assert body["counts"] == {"pending": 3, "submitted": 0, "delivered": 1, "failed": 4, "critical": 1}
+    # critical is its own status: the counts add up to the events
+    assert body["counts"] == {"pending": 3, "submitted": 0, "delivered": 1, "failed": 3, "critical": 1}
+    assert sum(body["counts"].values()) == RevenueEvent.objects.count()
+    assert body["paused"] is None and body["batches_stuck"] == 0
     assert (
         body["chain"]["connected"] is True
         and body["chain"]["chain_id"] == 31337
@@ -129,8 +149,8 @@ def test_retry_queues_a_failed_event(staff_client, failures, django_capture_on_c
     with django_capture_on_commit_callbacks() as callbacks:
         response = staff_client.post(f"/api/admin/revenue/events/{event.pk}/retry")
     assert response.status_code == 202
-    metadata = RevenueEvent.objects.get(pk=event.pk).metadata
-    assert metadata["onChainDeliveryStatus"] == "pending" and metadata["retryAttempts"] == 0
+    document = DeliveryMetadata.of(RevenueEvent.objects.get(pk=event.pk).metadata)
+    assert document.status == DeliveryStatus.PENDING and document.retry_attempts == 0
     assert callbacks, "the delivery task is published after the commit"
 
 

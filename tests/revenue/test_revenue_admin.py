@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 
-from revenue.jsonb import JsonMerge
+from revenue.delivery.metadata import DeliveryMetadata, DeliveryStatus, Key, patch_delivered, patch_failed
 from revenue.models import RevenueEvent
 from revenue.services import revenue_collect
+from tests.revenue.delivery_support import event_patch
 
 pytestmark = pytest.mark.django_db
 
@@ -18,24 +20,18 @@ def admin_client(client, staff):
 @pytest.fixture
 def events(db):
     made = {}
-    for source, status, attempts, tx in (
-        ("s-fail", "failed", 2, ""),
-        ("s-crit", "failed", 5, ""),
-        ("s-done", "delivered", 0, "0xabc123"),
-        ("s-new", "pending", 0, ""),
+    now = timezone.now()
+    for source, patches in (
+        ("s-fail", [patch_failed(attempts=2, error="boom", now=now, next_retry_at=now)]),
+        ("s-crit", [patch_failed(attempts=5, error="boom", now=now, next_retry_at=None)]),
+        (
+            "s-done",
+            [patch_delivered(batch_id=1, tx_hash="0xabc123", nonce=0, block_number=1, block_hash="0x1", now=now)],
+        ),
+        ("s-new", []),
     ):
         event = revenue_collect(stream=0, amount="5", description=source, source_type="t", source_id=source)
-        RevenueEvent.objects.filter(pk=event.pk).update(
-            metadata=JsonMerge(
-                "metadata",
-                {
-                    "onChainDeliveryStatus": status,
-                    "retryAttempts": attempts,
-                    "txHash": tx,
-                    "lastError": "boom" if status == "failed" else "",
-                },
-            )
-        )
+        event_patch(event.pk, *patches)
         made[source] = event
     return made
 
@@ -43,7 +39,7 @@ def events(db):
 def test_event_list_shows_delivery_columns(admin_client, events):
     page = admin_client.get("/admin/revenue/revenueevent/").content.decode()
     assert "Trading Fees" in page and "failed" in page and "boom" in page and "0xabc123" in page
-    assert "failed (critical)" in page
+    assert ">critical<" in page
     assert "Failure report" in page
 
 
@@ -66,7 +62,7 @@ def test_filter_by_stream_and_search(admin_client, events):
 
 def test_metadata_is_read_only_and_pretty(admin_client, events):
     page = admin_client.get(f"/admin/revenue/revenueevent/{events['s-fail'].pk}/change/").content.decode()
-    assert "&quot;onChainDeliveryStatus&quot;: &quot;failed&quot;" in page  # indented JSON, escaped
+    assert f"&quot;{Key.STATUS}&quot;: &quot;{DeliveryStatus.FAILED}&quot;" in page  # indented JSON, escaped
     assert 'name="metadata"' not in page
 
 
@@ -77,8 +73,8 @@ def test_retry_action_queues_failed_events(admin_client, events):
     )
     text = response.content.decode()
     assert "1 event(s) queued" in text and "1 event(s) skipped" in text
-    assert RevenueEvent.objects.get(pk=events["s-crit"].pk).metadata["onChainDeliveryStatus"] == "pending"
-    assert RevenueEvent.objects.get(pk=events["s-done"].pk).metadata["onChainDeliveryStatus"] == "delivered"
+    assert DeliveryMetadata.of(RevenueEvent.objects.get(pk=events["s-crit"].pk).metadata).status == "pending"
+    assert DeliveryMetadata.of(RevenueEvent.objects.get(pk=events["s-done"].pk).metadata).status == "delivered"
 
 
 def test_failure_report_page(admin_client, events):

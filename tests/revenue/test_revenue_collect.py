@@ -8,6 +8,7 @@ from django.db.models import Sum
 from hypothesis import given
 from hypothesis import strategies as st
 
+from revenue.delivery.metadata import DeliveryMetadata, DeliveryStatus
 from revenue.errors import InvalidRevenueAmount, StreamNotFound
 from revenue.models import RevenueEvent, RevenueStream
 from revenue.services import revenue_collect
@@ -42,9 +43,9 @@ def test_collect_records_event_split_and_stream_total():
     assert event.holder_share == Decimal("1.50000000")  # 15% of 10.00000001 = 1.5000000015, rounded down
     assert event.reserve_share == Decimal("8.50000001")
     assert event.holder_share + event.reserve_share == event.gross_amount
-    assert event.metadata["onChainDeliveryStatus"] == "pending"
-    assert event.metadata["streamName"] == "Withdrawal Fees"
-    assert event.metadata["timestamp"]
+    document = DeliveryMetadata.of(event.metadata)
+    assert document.status == DeliveryStatus.PENDING and document.retry_attempts == 0
+    assert document.stream_name == "Withdrawal Fees" and document.timestamp
     assert RevenueStream.objects.get(pk=1).collected == Decimal("10.00000001")
 
 

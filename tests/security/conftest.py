@@ -13,12 +13,14 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.test import Client
+from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from orders.models import Market, Order, Trade
 from orders.services.order_requests import OrderRequest
 from orders.services.orders import order_place
+from revenue.delivery.metadata import patch_failed
 from revenue.jsonb import JsonMerge
 from revenue.models import RevenueEvent
 from revenue.services import revenue_collect
@@ -49,7 +51,9 @@ def failed_event(source: str = "sec") -> RevenueEvent:
     """A revenue event whose on-chain delivery failed: staff may queue it again."""
     event = revenue_collect(stream=0, amount="10", description=f"event {source}", source_type="t", source_id=source)
     RevenueEvent.objects.filter(pk=event.pk).update(
-        metadata=JsonMerge("metadata", {"onChainDeliveryStatus": "failed", "retryAttempts": 2, "lastError": "x"})
+        metadata=JsonMerge(
+            "metadata", patch_failed(attempts=2, error="x", now=timezone.now(), next_retry_at=timezone.now())
+        )
     )
     return event
 

@@ -31,6 +31,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from flywheel.competitors import COMPETITORS
 from orders.models import Market, Order, OrderStatus, Wallet
+from revenue.delivery.metadata import DeliveryMetadata
 from revenue.models import RevenueEvent
 from tests.factories import PASSWORD
 from tests.security.conftest import SYMBOL, World, failed_event, order_open
@@ -250,7 +251,7 @@ def _fingerprint() -> tuple[Any, ...]:
         sorted(Order.objects.values_list("pk", "status")),
         sorted((w.pk, w.balance, w.locked) for w in Wallet.objects.all()),
         sorted(Market.objects.values_list("symbol", "reference_price")),
-        sorted((e.pk, e.metadata.get("onChainDeliveryStatus")) for e in RevenueEvent.objects.all()),
+        sorted((e.pk, DeliveryMetadata.of(e.metadata).status) for e in RevenueEvent.objects.all()),
     )
 
 

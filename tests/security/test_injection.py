@@ -14,10 +14,12 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import override_settings
+from django.utils import timezone
 from django.utils.html import escape
 
 from orders.models import Order, Trade
 from orders.selectors.markets import SYMBOL_MAX_LENGTH
+from revenue.delivery.metadata import DeliveryMetadata, DeliveryStatus, patch_failed, patch_tx_hash
 from revenue.jsonb import JsonMerge
 from revenue.models import RevenueEvent
 from tests.factories import PASSWORD
@@ -205,7 +207,7 @@ def test_flywheel_and_revenue_parameters_take_payloads(world: World) -> None:
         credit = {"username": world.owner.username, "asset": payload, "amount": "1"}
         _error(staff.post("/api/admin/wallets/credit", credit, format="json"), 400, "asset_not_found",
                "validation_error")  # fmt: skip
-    assert RevenueEvent.objects.get(pk=event.pk).metadata["onChainDeliveryStatus"] == "failed"
+    assert DeliveryMetadata.of(RevenueEvent.objects.get(pk=event.pk).metadata).status == DeliveryStatus.FAILED
 
 
 # --- pages: stored values come back escaped ------------------------------------------------------------------
@@ -286,7 +288,10 @@ def test_login_next_cannot_inject_or_redirect_away(user: Any, target: str) -> No
 def test_admin_lists_take_payloads_in_search_and_filters(world: World) -> None:
     event = failed_event("admin")
     RevenueEvent.objects.filter(pk=event.pk).update(
-        metadata=JsonMerge("metadata", {"lastError": HTML[0], "txHash": HTML[1]})
+        metadata=JsonMerge(
+            JsonMerge("metadata", patch_tx_hash(tx_hash=HTML[1], nonce=0)),
+            patch_failed(attempts=2, error=HTML[0], now=timezone.now(), next_retry_at=timezone.now()),
+        )
     )
     client = page_client(world.staff)
     before = _snapshot()

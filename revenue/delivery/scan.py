@@ -1,0 +1,216 @@
+"""The reserve's logs, read forward from a cursor: which transaction of the canonical
+chain paid which item, whoever sent it.
+
+Every ``Delivered``/``Refused`` log of the active deployment is read once, in bounded
+block ranges (DELIVERY_LOG_SCAN_BLOCKS; hosted nodes cap a log query's range), grouped
+by transaction and recorded on the batch that sent it; a transaction this platform never
+signed is adopted as a ``foreign`` batch (and alerted: someone else holds the key), so
+its events are delivered like any other and never paid again, wherever they are.
+
+The cursor is a block and its hash. While the hash of that block is unchanged, nothing
+at or below it changed (each block commits to its parent), so every payment recorded
+still stands. When it changed (a reorg), the scan restarts just after the final block and
+the payments recorded above it are checked against what the canonical chain now holds:
+a payment that vanished goes back to delivery (revenue.delivery.transitions.batch_vanished).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+from hexbytes import HexBytes
+
+from revenue.alerts import alert_send
+from revenue.chain.client import PaymentLog, block_hash_at, payment_logs
+from revenue.chain.runtime import ChainContext
+from revenue.delivery.cycle import CycleCounters, chain_call
+from revenue.delivery.health import ChainView
+from revenue.delivery.selectors import (
+    BUNDLE_ITEM_BASE,
+    delivery_batch_by_tx_hash,
+    delivery_batches_in_flight,
+    delivery_batches_not_final,
+    items_events,
+)
+from revenue.delivery.transitions import batch_mined_record, batch_vanished
+from revenue.models import ChainDeployment, DeliveryBatch, DeliveryBatchStatus
+
+logger = logging.getLogger("revenue.delivery")
+
+
+@dataclass
+class MinedTransaction:
+    """What the logs say one transaction did."""
+
+    tx_hash: str
+    block_number: int
+    block_hash: str
+    paid: list[PaymentLog] = field(default_factory=list)
+    refused: list[PaymentLog] = field(default_factory=list)
+
+
+def mined_transactions(logs: list[PaymentLog]) -> list[MinedTransaction]:
+    """Pure: the logs grouped by transaction, in chain order."""
+    found: dict[str, MinedTransaction] = {}
+    for log in logs:
+        mined = found.setdefault(log.tx_hash, MinedTransaction(log.tx_hash, log.block_number, log.block_hash))
+        (mined.paid if log.paid else mined.refused).append(log)
+    return list(found.values())
+
+
+def chain_scan(context: ChainContext, view: ChainView, counters: CycleCounters, *, now: datetime) -> None:
+    """Bring the recorded payments of the active deployment up to the chain's head."""
+    deployment = ChainDeployment.objects.get(pk=context.deployment_id)
+    start = deployment.deployed_block
+    rewound = False
+    if deployment.scanned_block is not None:
+        start = deployment.scanned_block + 1
+        if block_hash_at(context.w3, deployment.scanned_block) != deployment.scanned_block_hash:
+            rewound = True
+            counters.reorgs_detected += 1
+            if deployment.scanned_block <= view.final_block:  # finality was broken: trust nothing
+                logger.error("a reorg reached below the final block", extra={"block": deployment.scanned_block})
+                start = deployment.deployed_block
+            else:
+                start = max(deployment.deployed_block, view.final_block + 1)
+            logger.warning(
+                "reorg detected: rescanning the reserve's logs",
+                extra={"from_block": start, "scanned_block": deployment.scanned_block},
+            )
+    if start > view.head and not rewound:
+        return
+    logs = payment_logs(
+        context.w3, context.contract_address, start, view.head, max_blocks=settings.DELIVERY_LOG_SCAN_BLOCKS
+    )
+    found = mined_transactions(logs)
+    if rewound:
+        _vanished_take_back(context, found, counters, since_block=start, now=now)
+    if found:
+        _record(context, found, counters, rewound=rewound, now=now)
+    ChainDeployment.objects.filter(pk=deployment.pk).update(scanned_block=view.head, scanned_block_hash=view.head_hash)
+
+
+def _vanished_take_back(
+    context: ChainContext, found: list[MinedTransaction], counters: CycleCounters, *, since_block: int, now: datetime
+) -> None:
+    """Payments recorded at or above ``since_block`` that the canonical chain no longer holds."""
+    canonical = {mined.tx_hash: mined.block_hash for mined in found}
+    for batch in delivery_batches_not_final(deployment_id=context.deployment_id):
+        assert batch.block_number is not None  # noqa: S101  (the selector's filter)
+        if batch.block_number < since_block:
+            continue
+        if canonical.get(batch.mined_tx_hash) == batch.block_hash:
+            continue
+        counters.events_taken_back += batch_vanished(batch=batch, now=now)
+        counters.reorged_batches += 1
+
+
+def _record(
+    context: ChainContext, found: list[MinedTransaction], counters: CycleCounters, *, rewound: bool, now: datetime
+) -> None:
+    """Each transaction on the batch that sent it, in chain order (a payer before the
+    transactions that found its items paid). New logs are those of batches in flight;
+    after a rewind, confirmed batches' logs are read again."""
+    live = delivery_batches_in_flight(deployment_id=context.deployment_id)
+    if rewound:
+        live += delivery_batches_not_final(deployment_id=context.deployment_id)
+    known: dict[str, DeliveryBatch] = {}
+    for batch in live:
+        known.update(dict.fromkeys(batch.tx_hashes, batch))
+    for mined in found:
+        found_batch = known.get(mined.tx_hash) or delivery_batch_by_tx_hash(
+            deployment_id=context.deployment_id, tx_hash=mined.tx_hash
+        )
+        if found_batch is None:
+            _foreign_adopt(context, mined, counters, now=now)
+            continue
+        batch = found_batch
+        if batch.mined_tx_hash == mined.tx_hash and batch.block_hash == mined.block_hash:
+            continue  # recorded already
+        if batch.status not in (DeliveryBatchStatus.SUBMITTED, DeliveryBatchStatus.CONFIRMED):
+            # A version of a batch given up on was mined after all: what it paid is paid.
+            DeliveryBatch.objects.filter(pk=batch.pk).update(status=DeliveryBatchStatus.SUBMITTED)
+            batch.status = DeliveryBatchStatus.SUBMITTED
+            logger.error("a failed delivery batch was mined after all", extra={"batch_id": batch.pk})
+        nonce = batch.nonce if mined.tx_hash == batch.tx_hashes[-1] else _nonce_of(context, mined.tx_hash)
+        batch_mined_record(
+            batch=batch,
+            tx_hash=mined.tx_hash,
+            nonce=nonce,
+            block_number=mined.block_number,
+            block_hash=mined.block_hash,
+            refused_item_ids=[log.item_id for log in mined.refused],
+        )
+        counters.batches_mined += 1
+        if mined.refused:
+            counters.items_refused += len(mined.refused)
+            logger.warning(
+                "items of a delivery were already paid by another transaction (refunded)",
+                extra={"batch_id": batch.pk, "items": [log.item_id for log in mined.refused][:50]},
+            )
+
+
+def _nonce_of(context: ChainContext, tx_hash: str) -> int:
+    return int(chain_call(context.w3.eth.get_transaction, HexBytes(tx_hash))["nonce"])
+
+
+def _foreign_adopt(context: ChainContext, mined: MinedTransaction, counters: CycleCounters, *, now: datetime) -> None:
+    """A transaction this platform did not sign paid items: recorded as a batch of the items
+    it paid, so their events are delivered like any other and never selected for a second
+    payment. Alerted: someone else signs with the platform's key."""
+    sent = chain_call(context.w3.eth.get_transaction, HexBytes(mined.tx_hash))
+    paid = mined.paid
+    details = {
+        "tx_hash": mined.tx_hash,
+        "sender": str(sent.get("from")),
+        "block_number": mined.block_number,
+        "items_paid": len(paid),
+        "items_refused": len(mined.refused),
+        "hint": "someone else signs with the platform's delivery key",
+    }
+    subject = f"A transaction this platform did not send paid {len(paid)} revenue item(s)"
+    if not paid:  # it only found paid items: nothing to adopt
+        with transaction.atomic():
+            alert_send(kind="foreign_payment", subject=subject, details=details)
+        return
+    events = items_events(log.item_id for log in paid)
+    with transaction.atomic(durable=True):
+        batch = DeliveryBatch.objects.create(
+            deployment_id=context.deployment_id,
+            size=len(paid),
+            item_ids=[log.item_id for log in paid],
+            stream_ids=[log.stream_id for log in paid],
+            amounts_wei=[str(log.amount) for log in paid],
+            event_ids=[event for log in paid for event in events[log.item_id]],
+            value_wei=str(sum(log.amount for log in paid)),
+            nonce=int(sent["nonce"]),
+            gas=int(sent["gas"]),
+            max_fee_per_gas=int(sent.get("maxFeePerGas") or sent.get("gasPrice") or 0),
+            max_priority_fee_per_gas=int(sent.get("maxPriorityFeePerGas") or 0),
+            signed_raw_tx="",
+            tx_hashes=[mined.tx_hash],
+            status=DeliveryBatchStatus.SUBMITTED,
+            submitted_block=mined.block_number,
+            foreign=True,
+            submitted_at=now,
+            last_error="paid by a transaction this platform did not send",
+        )
+        alert_send(kind="foreign_payment", subject=subject, details={**details, "batch_id": batch.pk})
+    batch_mined_record(
+        batch=batch,
+        tx_hash=mined.tx_hash,
+        nonce=int(sent["nonce"]),
+        block_number=mined.block_number,
+        block_hash=mined.block_hash,
+        refused_item_ids=[],
+        amounts={log.item_id: log.amount for log in paid if log.item_id < BUNDLE_ITEM_BASE},
+    )
+    counters.adopted_batches += 1
+    logger.error(
+        "foreign delivery adopted from the reserve's logs",
+        extra={"batch_id": batch.pk, "tx_hash": mined.tx_hash, "items": len(paid)},
+    )
