@@ -5,12 +5,17 @@ ORM: compiling them cost more CPU than the database spends running them
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any, TypeVar, cast
 
 from django.db import connection
-from django.db.models import Field, Model
+from django.db.models import Field, Model, QuerySet, Sum
+
+from core.fields import MoneyField
+from core.money import ZERO, exact_arithmetic
 
 M = TypeVar("M", bound=Model)
+_MONEY = MoneyField()
 
 
 def quote_name(name: str) -> str:
@@ -76,3 +81,26 @@ def rows_update(*, objects: Sequence[Model], fields: Sequence[str]) -> None:
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, arrays)
+
+
+def money_sums(queryset: QuerySet[Any], *, group_by: str, fields: Sequence[str]) -> dict[Any, tuple[Decimal, ...]]:
+    """Per value of `group_by`, the exact sums of the money `fields` of `queryset`.
+
+    PostgreSQL sums NUMERIC exactly in SQL; SQLite would sum in floating point (its SUM
+    turns the text columns into REALs), so there the rows are summed here, in Decimal."""
+    if connection.vendor == "postgresql":
+        rows = queryset.values(group_by).annotate(**{f"sum_{name}": Sum(name) for name in fields})
+        return {row[group_by]: tuple(row[f"sum_{name}"] or ZERO for name in fields) for row in rows}
+    totals: dict[Any, list[Decimal]] = {}
+    with exact_arithmetic():
+        for key, *values in queryset.values_list(group_by, *fields):
+            sums = totals.setdefault(key, [ZERO] * len(fields))
+            for index, value in enumerate(values):
+                sums[index] += value
+    return {key: tuple(sums) for key, sums in totals.items()}
+
+
+def money_param(value: Decimal) -> object:
+    """A Decimal as a parameter of a written-out statement compared with a money column
+    (fixed-width text on SQLite, see core.fields)."""
+    return _MONEY.get_db_prep_value(value, connection)

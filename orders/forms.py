@@ -9,7 +9,7 @@ from decimal import Decimal
 from django import forms
 
 from accounts.forms import ServiceForm
-from orders.models import Market, OrderSide, OrderStatus, OrderType, SelfTradePrevention, TimeInForce
+from orders.models import Market, OrderSide, OrderStatus, OrderType, SelfTradePrevention, TimeInForce, choices
 from orders.services.order_requests import OrderRequest
 
 AMOUNT_MAX_LENGTH = 64  # as the API's AmountInput
@@ -21,14 +21,14 @@ def step_attr(value: Decimal) -> str:
 
 
 class OrderForm(ServiceForm):
-    side = forms.ChoiceField(choices=OrderSide.choices, initial=OrderSide.BUY)
-    type = forms.ChoiceField(choices=OrderType.choices, initial=OrderType.LIMIT)
+    side = forms.ChoiceField(choices=choices(OrderSide), initial=OrderSide.BUY)
+    type = forms.ChoiceField(choices=choices(OrderType), initial=OrderType.LIMIT)
     price = forms.CharField(required=False, max_length=AMOUNT_MAX_LENGTH)
     stop_price = forms.CharField(required=False, max_length=AMOUNT_MAX_LENGTH)
     quantity = forms.CharField(max_length=AMOUNT_MAX_LENGTH)
-    time_in_force = forms.ChoiceField(choices=[("", "Auto"), *TimeInForce.choices], required=False)
+    time_in_force = forms.ChoiceField(choices=[("", "Auto"), *choices(TimeInForce)], required=False)
     client_order_id = forms.CharField(required=False, max_length=64)
-    stp = forms.ChoiceField(choices=[("", "Default (skip)"), *SelfTradePrevention.choices], required=False)
+    stp = forms.ChoiceField(choices=[("", "Default (skip)"), *choices(SelfTradePrevention)], required=False)
 
     def __init__(self, *args: object, market: Market, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -59,7 +59,7 @@ class OrderForm(ServiceForm):
 
 class OrderFilterForm(forms.Form):
     market = forms.ChoiceField(required=False)
-    status = forms.ChoiceField(choices=[("", "Any status"), *OrderStatus.choices], required=False)
+    status = forms.ChoiceField(choices=[("", "Any status"), *choices(OrderStatus)], required=False)
 
     def __init__(self, *args: object, markets: list[Market], **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]

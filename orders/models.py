@@ -7,12 +7,42 @@ one client order id per user."""
 from __future__ import annotations
 
 from decimal import Decimal
+from enum import StrEnum
 
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
 from core.fields import MoneyField
+from orders.engine.types import (
+    LIVE_STATUSES,
+    RESTING_STATUSES,
+    TERMINAL_STATUSES,
+    OrderStatus,
+    OrderType,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+)
+
+__all__ = [
+    "LIVE_STATUSES",
+    "RESTING_STATUSES",
+    "TERMINAL_STATUSES",
+    "Asset",
+    "Deposit",
+    "Market",
+    "Order",
+    "OrderEvent",
+    "OrderSide",
+    "OrderStatus",
+    "OrderType",
+    "SelfTradePrevention",
+    "TimeInForce",
+    "Trade",
+    "Wallet",
+    "choices",
+]
 
 
 class Asset(models.Model):
@@ -99,53 +129,23 @@ class Deposit(models.Model):
         return f"deposit {self.amount} {self.asset_id} to {self.user_id}"
 
 
-class OrderSide(models.TextChoices):
-    BUY = "buy"
-    SELL = "sell"
+# One vocabulary: the engine's enums (orders.engine.types), reused by the columns, the
+# forms and the serializers.
+OrderSide = Side
 
 
-class OrderType(models.TextChoices):
-    MARKET = "market"
-    LIMIT = "limit"
-    STOP_LOSS = "stop_loss"
-    TAKE_PROFIT = "take_profit"
-
-
-class TimeInForce(models.TextChoices):
-    GTC = "GTC"
-    IOC = "IOC"
-    FOK = "FOK"
-
-
-class SelfTradePrevention(models.TextChoices):
-    SKIP = "skip"
-    EXPIRE_TAKER = "expire_taker"
-    EXPIRE_MAKER = "expire_maker"
-    EXPIRE_BOTH = "expire_both"
-
-
-class OrderStatus(models.TextChoices):
-    PENDING_TRIGGER = "pending_trigger"
-    OPEN = "open"
-    PARTIALLY_FILLED = "partially_filled"
-    FILLED = "filled"
-    CANCELLED = "cancelled"
-    EXPIRED = "expired"
-    ERROR = "error"
-
-
-RESTING_STATUSES = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
-LIVE_STATUSES = (OrderStatus.PENDING_TRIGGER, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
-TERMINAL_STATUSES = (OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.ERROR)
+def choices(enum: type[StrEnum]) -> list[tuple[str, str]]:
+    """Django choices of an engine enum, labelled as TextChoices would label them."""
+    return [(member.value, member.name.replace("_", " ").title()) for member in enum]
 
 
 class Order(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders")
     market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="orders")
-    side = models.CharField(max_length=4, choices=OrderSide.choices)
-    type = models.CharField(max_length=12, choices=OrderType.choices)
-    time_in_force = models.CharField(max_length=3, choices=TimeInForce.choices)
-    stp = models.CharField(max_length=12, choices=SelfTradePrevention.choices, default=SelfTradePrevention.SKIP)
+    side = models.CharField(max_length=4, choices=choices(OrderSide))
+    type = models.CharField(max_length=12, choices=choices(OrderType))
+    time_in_force = models.CharField(max_length=3, choices=choices(TimeInForce))
+    stp = models.CharField(max_length=12, choices=choices(SelfTradePrevention), default=SelfTradePrevention.SKIP)
     price = MoneyField(null=True, blank=True)
     stop_price = MoneyField(null=True, blank=True)
     quantity = MoneyField()
@@ -154,7 +154,7 @@ class Order(models.Model):
     fee_paid = MoneyField(default=0)
     # Funds still reserved for this order (quote for buys, base for sells).
     locked_amount = MoneyField(default=0)
-    status = models.CharField(max_length=16, choices=OrderStatus.choices)
+    status = models.CharField(max_length=16, choices=choices(OrderStatus))
     # NULL, not "": the contract distinguishes "no reason" / "no client id" (and the
     # per-user uniqueness of client ids applies only where one was given).
     status_reason = models.CharField(max_length=32, null=True, blank=True)  # noqa: DJ001
@@ -238,7 +238,7 @@ class OrderEvent(models.Model):
     """Every status change of an order, with its time."""
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
-    status = models.CharField(max_length=16, choices=OrderStatus.choices)
+    status = models.CharField(max_length=16, choices=choices(OrderStatus))
     reason = models.CharField(max_length=32, null=True, blank=True)  # noqa: DJ001
     at = models.DateTimeField()
 
@@ -255,7 +255,7 @@ class Trade(models.Model):
     price = MoneyField()
     quantity = MoneyField()
     quote_amount = MoneyField()
-    taker_side = models.CharField(max_length=4, choices=OrderSide.choices)
+    taker_side = models.CharField(max_length=4, choices=choices(OrderSide))
     taker_order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="taker_trades")
     maker_order = models.ForeignKey(Order, on_delete=models.PROTECT, null=True, blank=True, related_name="maker_trades")
     taker_user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")

@@ -82,7 +82,9 @@ def revenue_event_record(
     existing = RevenueEvent.objects.filter(source_type=source_type, source_id=source_id).first()
     if existing is not None:
         return existing
-    stream = RevenueStream.objects.filter(pk=stream_id).first()
+    # Locked: its total is added to here, exactly (SQL arithmetic would be floating point
+    # on SQLite's text columns).
+    stream = RevenueStream.objects.select_for_update().filter(pk=stream_id).first()
     if stream is None:
         raise StreamNotFound(fields={"stream": [f"No revenue stream {stream_id}."]})
     split = revenue_split(gross=gross)
@@ -117,7 +119,7 @@ def revenue_event_record(
         if winner is None:
             raise
         return winner
-    RevenueStream.objects.filter(pk=stream_id).update(collected=F("collected") + gross)
+    RevenueStream.objects.filter(pk=stream_id).update(collected=stream.collected + gross)
     from revenue.dispatch import revenue_delivery_dispatch
 
     # The holder share goes on-chain after the commit; a burst of events publishes one run.

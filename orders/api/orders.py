@@ -44,8 +44,8 @@ class OrdersApi(APIView):
     )
     def get(self, request: Request) -> Response:
         status = request.query_params.get("status") or None
-        if status is not None and status not in OrderStatus.values:
-            raise InvalidParameter(fields={"status": [f"One of {', '.join(OrderStatus.values)}."]})
+        if status is not None and status not in set(OrderStatus):
+            raise InvalidParameter(fields={"status": [f"One of {', '.join(OrderStatus)}."]})
         queryset = order_list_for_user(
             user_id=request_user(request).pk, status=status, market=request.query_params.get("market") or None
         )

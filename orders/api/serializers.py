@@ -11,6 +11,7 @@ from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_sc
 from rest_framework import serializers
 
 from core.money import format_amount
+from orders.engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
 from orders.models import Market, Order
 
 
@@ -101,16 +102,14 @@ class AmountInput(serializers.Field):
 )
 class OrderInput(serializers.Serializer):
     market = serializers.CharField(max_length=33)
-    side = serializers.ChoiceField(choices=["buy", "sell"])
-    type = serializers.ChoiceField(choices=["market", "limit", "stop_loss", "take_profit"])
+    side = serializers.ChoiceField(choices=[side.value for side in Side])
+    type = serializers.ChoiceField(choices=[kind.value for kind in OrderType])
     quantity = AmountInput()
     price = AmountInput(required=False, allow_null=True)
     stop_price = AmountInput(required=False, allow_null=True)
-    time_in_force = serializers.ChoiceField(choices=["GTC", "IOC", "FOK"], required=False, allow_null=True)
+    time_in_force = serializers.ChoiceField(choices=[tif.value for tif in TimeInForce], required=False, allow_null=True)
     client_order_id = serializers.CharField(max_length=64, min_length=1, required=False, allow_null=True)
-    stp = serializers.ChoiceField(
-        choices=["skip", "expire_taker", "expire_maker", "expire_both"], required=False, allow_null=True
-    )
+    stp = serializers.ChoiceField(choices=[stp.value for stp in SelfTradePrevention], required=False, allow_null=True)
 
 
 class FillOutput(serializers.Serializer):

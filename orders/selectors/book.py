@@ -7,8 +7,8 @@ from typing import cast
 
 from django.db.models import Count, F, Sum
 
+from core.db import money_param, rows_select
 from core.db import quote_name as q
-from core.db import rows_select
 from orders.models import RESTING_STATUSES, Order, OrderSide
 
 # Columns settlement reads from a maker or writes back (orders.services.orders._write):
@@ -47,7 +47,11 @@ def resting_makers(*, market_id: int, side: OrderSide, first_page: int = 8, max_
     page_size = first_page
     last: Order | None = None
     while True:
-        keyset = [] if last is None else [last.price, last.price, last.pk]
+        keyset = (
+            []
+            if last is None
+            else [money_param(cast(Decimal, last.price)), money_param(cast(Decimal, last.price)), last.pk]
+        )
         page = rows_select(
             Order,
             where=where if last is None else f"{where} AND {worse}",

@@ -22,8 +22,8 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
+from core.db import money_param, rows_select, rows_update
 from core.db import quote_name as q
-from core.db import rows_select, rows_update
 from core.errors import ApplicationError
 from core.logging import correlation_id_get
 from core.metrics import FEES, ORDER_PLACE_SECONDS, ORDERS_FINAL, TRADES
@@ -587,7 +587,7 @@ def _stop_fires(*, order: Order, market: Market) -> bool:
     if market.last_price is None:
         return False
     return engine.stop_triggered(
-        order_type=engine.StopOrderType(order.type),
+        order_type=engine.OrderType(order.type),
         side=engine.Side(order.side),
         stop_price=_present(order.stop_price, "stop_price"),
         last_price=market.last_price,
@@ -632,7 +632,7 @@ def _stop_first_triggered(*, market_id: int, last_price: Decimal) -> int | None:
         params=[
             market_id,
             OrderStatus.PENDING_TRIGGER.value,
-            *(value for kind, side, _ in _STOP_REACHED for value in (kind.value, side.value, last_price)),
+            *(value for kind, side, _ in _STOP_REACHED for value in (kind.value, side.value, money_param(last_price))),
         ],
         fields=["id"],
         order_by=q("id"),

@@ -7,9 +7,10 @@ from decimal import Decimal
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import F
 
-from core.money import parse_amount
+from core.db import money_sums, rows_select
+from core.db import quote_name as q
+from core.money import MAX_AMOUNT, ZERO, parse_amount
 from orders.errors import AssetNotFound, InvalidAmount, UserNotFound
 from orders.locks import WalletKey, lock_wallets_by_key
 from orders.models import Asset, Deposit, Wallet
@@ -55,9 +56,21 @@ def wallet_credit(
 
 
 def _credit(*, user_id: int, asset: Asset, amount: Decimal, bucket: int, credited_by: User | None) -> Wallet:
+    # The asset's row serializes its deposits, so the supply checked here is exact: no
+    # balance can then outgrow a column, since all of them together hold the supply.
+    rows_select(Asset, where=f"{q('id')} = %s", params=[asset.pk], fields=["id"], for_update=True)
+    (supply,) = money_sums(Deposit.objects.filter(asset=asset), group_by="asset_id", fields=["amount"]).get(
+        asset.pk, (ZERO,)
+    )
+    if supply + amount > MAX_AMOUNT:
+        raise InvalidAmount(
+            f"The ledger holds at most {MAX_AMOUNT} {asset.symbol} in all; {supply} are credited already.",
+            fields={"amount": [f"At most {MAX_AMOUNT - supply}."]},
+        )
     key = (user_id, asset.pk, bucket)
-    wallet_id = wallets_lock(keys=[key])[key].pk
-    Wallet.objects.filter(pk=wallet_id).update(balance=F("balance") + amount)
+    wallet = wallets_lock(keys=[key])[key]
+    wallet.balance += amount  # in Decimal: SQL arithmetic on SQLite's text columns would be floating point
+    wallet.save(update_fields=["balance", "updated_at"])
     Deposit.objects.create(user_id=user_id, asset=asset, bucket=bucket, amount=amount, created_by=credited_by)
     logger.debug("wallet credited", extra={"user_id": user_id, "asset": asset.symbol, "amount": str(amount)})
-    return Wallet.objects.select_related("asset").get(pk=wallet_id)
+    return Wallet.objects.select_related("asset").get(pk=wallet.pk)
