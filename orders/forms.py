@@ -9,8 +9,8 @@ from decimal import Decimal
 from django import forms
 
 from accounts.forms import ServiceForm
+from orders.engine.requests import OrderRequest
 from orders.models import Market, OrderSide, OrderStatus, OrderType, SelfTradePrevention, TimeInForce, choices
-from orders.services.order_requests import OrderRequest
 
 AMOUNT_MAX_LENGTH = 64  # as the API's AmountInput
 

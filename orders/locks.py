@@ -54,3 +54,18 @@ def lock_wallets_by_key(*, keys: Iterable[WalletKey]) -> dict[WalletKey, Wallet]
         for_update=True,
     )
     return {(w.user_id, w.asset_id, w.bucket): w for w in wallets}
+
+
+def wallets_lock(*, keys: Iterable[WalletKey]) -> dict[WalletKey, Wallet]:
+    """The wallets of these (user, asset, bucket) keys, locked in one statement in id order;
+    missing rows (a first trade or deposit in an asset) are created, then the whole set is
+    locked again in id order (a deadlock with a racing creator is retried whole)."""
+    wanted = set(keys)
+    locked = lock_wallets_by_key(keys=wanted)
+    if len(locked) < len(wanted):
+        Wallet.objects.bulk_create(
+            [Wallet(user_id=u, asset_id=a, bucket=b) for u, a, b in sorted(wanted - locked.keys())],
+            ignore_conflicts=True,
+        )
+        locked = lock_wallets_by_key(keys=wanted)
+    return locked

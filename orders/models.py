@@ -40,6 +40,8 @@ __all__ = [
     "SelfTradePrevention",
     "TimeInForce",
     "Trade",
+    "TradeOutbox",
+    "TradeOutboxStatus",
     "Wallet",
     "choices",
 ]
@@ -288,3 +290,30 @@ class Trade(models.Model):
     @property
     def total_fee(self) -> Decimal:
         return self.taker_fee + self.maker_fee
+
+
+class TradeOutboxStatus(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+
+
+class TradeOutbox(models.Model):
+    """Transactional outbox of trades, owned by orders: one row per trade, written in the
+    batch transaction that made it. Later apps consume it (revenue turns each into its
+    revenue events and marks it done) without orders ever importing them."""
+
+    trade = models.OneToOneField(Trade, on_delete=models.PROTECT, related_name="outbox")
+    status = models.CharField(max_length=8, choices=choices(TradeOutboxStatus), default=TradeOutboxStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    correlation_id = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField()
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["created_at", "id"], condition=Q(status="pending"), name="trade_outbox_pending"),
+        ]
+
+    def __str__(self) -> str:
+        return f"trade outbox {self.pk} for trade {self.trade_id} ({self.status})"

@@ -15,7 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import format_html
 
-from revenue.models import ChainDeployment, DeliveryBatch, PostTradeJob, RevenueEvent, RevenueStream
+from revenue.models import ChainDeployment, DeliveryBatch, RevenueEvent, RevenueStream
 from revenue.reports import attempts_expression, critical_filter, onchain_failure_report
 from revenue.worker_status import onchain_worker_status
 
@@ -156,16 +156,6 @@ def _max_attempts() -> int:
 class RevenueStreamAdmin(admin.ModelAdmin):
     list_display = ("id", "name", "collected", "distributed", "target_monthly")
     readonly_fields = ("id", "collected", "distributed")
-
-
-@admin.register(PostTradeJob)
-class PostTradeJobAdmin(admin.ModelAdmin):
-    list_display = ("id", "trade", "status", "attempts", "last_error", "correlation_id", "created_at", "processed_at")
-    list_filter = ("status",)
-    search_fields = ("=trade__id", "correlation_id")
-    raw_id_fields = ("trade",)
-    readonly_fields = ("trade", "status", "attempts", "last_error", "correlation_id", "created_at", "processed_at")
-    show_full_result_count = False
 
 
 @admin.register(DeliveryBatch)

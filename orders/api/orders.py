@@ -13,10 +13,10 @@ from core.api.schema import error_responses
 from core.api.throttling import ResilientScopedRateThrottle
 from core.errors import InvalidParameter
 from orders.api.serializers import OrderInput, OrderOutput, UserTradeOutput
+from orders.engine.requests import OrderRequest
 from orders.errors import OrderNotFound
 from orders.models import OrderStatus, Trade
 from orders.selectors.orders import order_get_for_user, order_list_for_user, trade_list_for_user
-from orders.services.order_requests import OrderRequest
 from orders.services.orders import order_cancel, order_place
 
 
@@ -66,7 +66,9 @@ class OrdersApi(APIView):
         data.is_valid(raise_exception=True)
         user = request_user(request)
         result = order_place(user=user, request=OrderRequest(**data.validated_data))
-        order = result.order or order_get_for_user(user_id=user.pk, order_id=result.order_id)
+        if result.body is not None:
+            return Response(result.body, status=201 if result.created else 200)
+        order = order_get_for_user(user_id=user.pk, order_id=result.order_id)
         return Response(OrderOutput(order).data, status=201 if result.created else 200)
 
 

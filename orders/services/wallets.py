@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
@@ -12,25 +11,10 @@ from core.db import money_sums, rows_select
 from core.db import quote_name as q
 from core.money import MAX_AMOUNT, ZERO, parse_amount
 from orders.errors import AssetNotFound, InvalidAmount, UserNotFound
-from orders.locks import WalletKey, lock_wallets_by_key
+from orders.locks import wallets_lock
 from orders.models import Asset, Deposit, Wallet
 
 logger = logging.getLogger(__name__)
-
-
-def wallets_lock(*, keys: Iterable[WalletKey]) -> dict[WalletKey, Wallet]:
-    """The wallets of these (user, asset, bucket) keys, locked in one statement in id order;
-    missing rows (a first trade or deposit in an asset) are created, then the whole set is
-    locked again in id order (a deadlock with a racing creator is retried whole)."""
-    wanted = set(keys)
-    locked = lock_wallets_by_key(keys=wanted)
-    if len(locked) < len(wanted):
-        Wallet.objects.bulk_create(
-            [Wallet(user_id=u, asset_id=a, bucket=b) for u, a, b in sorted(wanted - locked.keys())],
-            ignore_conflicts=True,
-        )
-        locked = lock_wallets_by_key(keys=wanted)
-    return locked
 
 
 @transaction.atomic(durable=True)

@@ -683,7 +683,7 @@ INVARIANTS: dict[str, str] = {
         WHERE last.status IS DISTINCT FROM o.status""",
     # the post-trade outbox has one job per trade
     "trade_without_job": """
-        SELECT t.id FROM orders_trade t LEFT JOIN revenue_posttradejob j ON j.trade_id = t.id WHERE j.id IS NULL""",
+        SELECT t.id FROM orders_trade t LEFT JOIN orders_tradeoutbox j ON j.trade_id = t.id WHERE j.id IS NULL""",
 }
 
 
