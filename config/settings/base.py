@@ -195,7 +195,9 @@ TTX_ASSET = env_str("TTX_ASSET", "TTX")
 # "inprocess": the sequencer runs inside the calling process (tests, one-process tools).
 ENGINE_TRANSPORT = env_str("ENGINE_TRANSPORT", "zmq")
 ENGINE_BATCH_MAX = env_int("ENGINE_BATCH_MAX", 200)  # commands per batch transaction
-ENGINE_ANSWER_TIMEOUT_SECONDS = float(env_decimal("ENGINE_ANSWER_TIMEOUT_SECONDS", "5"))
+# A batch takes milliseconds; an engine that has not answered in 2 s is taken for dead
+# (its commands are lost with it, never half-applied): 503, and the client retries.
+ENGINE_ANSWER_TIMEOUT_SECONDS = float(env_decimal("ENGINE_ANSWER_TIMEOUT_SECONDS", "2"))
 # Shards: name=MARKET,...|*@endpoint,...;... (orders.sequencer.shards). Embedded default: one
 # engine for every market on a local socket.
 ENGINE_SHARDS = env_str("ENGINE_SHARDS", f"main=*@ipc://{VAR_DIR}/engine-main.sock")

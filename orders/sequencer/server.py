@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import zmq
@@ -45,8 +46,9 @@ class EngineStats:
 
 
 class EngineServer:
-    def __init__(self, *, shard: Shard, bind: str | None = None) -> None:
+    def __init__(self, *, shard: Shard, bind: str | None = None, announce: Callable[[str], None] | None = None) -> None:
         self.shard = shard
+        self.announce = announce or logger.info
         self.endpoint = bind or shard.endpoints[0]
         self.leadership = Leadership(shard.name)
         self.stats = EngineStats()
@@ -72,12 +74,9 @@ class EngineServer:
         socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.bind(self.endpoint)
-        logger.info(
-            "engine %s leading on %s: %s live orders loaded in %.2f s",
-            self.shard.name,
-            self.endpoint,
-            self.stats.live_orders,
-            self.stats.load_seconds,
+        self.announce(
+            f"engine {self.shard.name} leading on {self.endpoint}: "
+            f"{self.stats.live_orders} live orders loaded in {self.stats.load_seconds:.2f} s"
         )
         checked = time.monotonic()
         try:

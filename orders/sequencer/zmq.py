@@ -23,6 +23,7 @@ from orders.sequencer.server import PING
 from orders.sequencer.shards import Shard, shard_for, shards
 
 _local = threading.local()
+CONNECT_WAIT_MS = 500
 
 
 def _socket(shard: Shard) -> zmq.Socket[bytes]:
@@ -30,14 +31,15 @@ def _socket(shard: Shard) -> zmq.Socket[bytes]:
     if sockets is None or getattr(_local, "pid", None) != os.getpid():  # a forked worker starts afresh
         sockets = _local.sockets = {}
         _local.pid = os.getpid()
-    socket = sockets.get(shard.name)
+    key = f"{shard.name}@{','.join(shard.endpoints)}"
+    socket = sockets.get(key)
     if socket is None:
         socket = zmq.Context.instance().socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.IMMEDIATE, 1)
         for endpoint in shard.endpoints:
             socket.connect(endpoint)
-        sockets[shard.name] = socket
+        sockets[key] = socket
     return socket
 
 
@@ -50,10 +52,15 @@ def _unavailable(retry_after: int = 1) -> Answer:
 def _request(shard: Shard, command: Command, *, timeout: float) -> Answer:
     socket = _socket(shard)
     request_id = os.urandom(8)
+    message = [request_id, json.dumps(command).encode()]
     try:
-        socket.send_multipart([request_id, json.dumps(command).encode()], zmq.NOBLOCK)
+        socket.send_multipart(message, zmq.NOBLOCK)
     except zmq.Again:
-        return _unavailable()
+        # No connection to an engine yet: a new socket still connecting, or an engine
+        # starting. A short wait, then 503 (never a hang).
+        if not socket.poll(CONNECT_WAIT_MS, zmq.POLLOUT):
+            return _unavailable()
+        socket.send_multipart(message, zmq.NOBLOCK)
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()
@@ -84,5 +91,5 @@ def engines_health(*, timeout: float = 0.5) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for shard in shards():
         answer = _request(shard, {"op": PING}, timeout=timeout)
-        found[shard.name] = "down" if "error" in answer else {"status": "ok", **answer}
+        found[shard.name] = "down" if "error" in answer else {**answer, "status": "ok"}
     return found

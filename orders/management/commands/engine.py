@@ -21,8 +21,13 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         shard = shard_named(options["shard"]) if options["shard"] else shards()[0]
-        server = EngineServer(shard=shard, bind=options["bind"])
+
+        def announce(line: str) -> None:
+            self.stdout.write(line)
+            self.stdout.flush()
+
+        server = EngineServer(shard=shard, bind=options["bind"], announce=announce)
         signal.signal(signal.SIGTERM, lambda *_: server.stopping.set())
         signal.signal(signal.SIGINT, lambda *_: server.stopping.set())
-        self.stdout.write(f"engine {shard.name}: waiting for leadership, then serving on {server.endpoint}")
+        announce(f"engine {shard.name}: standing by until it leads, then serving on {server.endpoint}")
         server.run()
