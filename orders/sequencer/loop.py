@@ -68,7 +68,17 @@ def _retryable(exc: DatabaseError) -> bool:
 
 
 class Sequencer:
-    def __init__(self, *, symbols: Collection[str] | None = None, excluded: Collection[str] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        symbols: Collection[str] | None = None,
+        excluded: Collection[str] = (),
+        announce: Callable[[Callable[[], None]], object] | None = None,
+    ) -> None:
+        # How what follows a commit (metrics, logs, the trades_committed signal, whose
+        # receivers publish tasks) is run: at once by default; an engine process hands it
+        # to a thread of its own, so that a slow or absent broker never delays a batch.
+        self.announce = announce or (lambda work: work())
         self._symbols = set(symbols) if symbols else None  # None: every market ...
         self._excluded = set(excluded)  # ... but these (other shards')
         self._markets: dict[int, MarketEngine] = {}
@@ -184,7 +194,7 @@ class Sequencer:
             written = batch_write(journal=batch.journal, wallets=batch.wallets, now=now)
             answers = [answer() for answer in deferred]
             batch.settle()
-            transaction.on_commit(lambda: batch.committed(written))
+            transaction.on_commit(lambda: self.announce(lambda: batch.committed(written)))
         self.batches += 1
         return answers
 

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import zmq
@@ -53,6 +54,7 @@ class EngineServer:
         self.leadership = Leadership(shard.name)
         self.stats = EngineStats()
         self.stopping = threading.Event()
+        self._announcer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-announcer")
 
     def run(self) -> None:
         """Standby until leading, then serve until stopped or leadership is lost."""

@@ -7,11 +7,10 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from core.db import money_sums, rows_select
-from core.db import quote_name as q
+from core.db import money_sums
 from core.money import MAX_AMOUNT, ZERO, parse_amount
 from orders.errors import AssetNotFound, InvalidAmount, UserNotFound
-from orders.locks import wallets_lock
+from orders.locks import lock_asset, wallets_lock
 from orders.models import Asset, Deposit, Wallet
 
 logger = logging.getLogger(__name__)
@@ -42,7 +41,7 @@ def wallet_credit(
 def _credit(*, user_id: int, asset: Asset, amount: Decimal, bucket: int, credited_by: User | None) -> Wallet:
     # The asset's row serializes its deposits, so the supply checked here is exact: no
     # balance can then outgrow a column, since all of them together hold the supply.
-    rows_select(Asset, where=f"{q('id')} = %s", params=[asset.pk], fields=["id"], for_update=True)
+    lock_asset(asset_id=asset.pk)
     (supply,) = money_sums(Deposit.objects.filter(asset=asset), group_by="asset_id", fields=["amount"]).get(
         asset.pk, (ZERO,)
     )
