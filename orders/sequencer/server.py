@@ -26,6 +26,7 @@ from orders.sequencer.shards import Shard, symbols_of_other_shards
 
 logger = logging.getLogger("orders.sequencer.server")
 PING = "ping"
+SLOW_BATCH_SECONDS = 0.5
 
 
 @dataclass
@@ -69,7 +70,11 @@ class EngineServer:
 
     def _lead(self) -> None:
         began = time.monotonic()
-        sequencer = Sequencer(symbols=self.shard.markets or None, excluded=symbols_of_other_shards(self.shard))
+        sequencer = Sequencer(
+            symbols=self.shard.markets or None,
+            excluded=symbols_of_other_shards(self.shard),
+            announce=self._announcer.submit,  # after each commit, off the batch loop
+        )
         self.stats.live_orders = sequencer.load()
         self.stats.load_seconds = time.monotonic() - began
         self.stats.leader_since = time.monotonic()
@@ -115,7 +120,10 @@ class EngineServer:
         close_old_connections()  # a connection the database dropped is replaced, not reused
         began = time.monotonic()
         answers = sequencer.run_batch([command for _, _, command in received])
-        self.stats.batch(time.monotonic() - began, len(received))
+        took = time.monotonic() - began
+        self.stats.batch(took, len(received))
+        if took > SLOW_BATCH_SECONDS:
+            logger.warning("slow batch: %s commands in %.3f s", len(received), took)
         for (identity, request_id, _), answer in zip(received, answers, strict=True):
             socket.send_multipart([identity, request_id, json.dumps(answer).encode()])
 
