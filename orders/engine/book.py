@@ -47,6 +47,8 @@ class LiveOrder:
     cancelled_at: datetime | None = None
     closed_at: datetime | None = None
     id: int | None = None
+    # The placing request's correlation id (logs and the trade outbox follow it).
+    correlation_id: str = ""
     # Status changes not yet written: (status, reason).
     pending_events: list[tuple[OrderStatus, str | None]] = field(default_factory=list)
 

@@ -20,8 +20,9 @@ CANCEL_ALL = "cancel_all"
 REFERENCE_PRICE = "reference_price"
 
 
-def place_command(*, user_id: int, fields: dict[str, Any]) -> Command:
-    return {"op": PLACE, "user_id": user_id, **fields}
+def place_command(*, user_id: int, fields: dict[str, Any], correlation_id: str = "-") -> Command:
+    """`correlation_id`: the web request's, carried into the engine's logs and outbox rows."""
+    return {"op": PLACE, "user_id": user_id, "correlation_id": correlation_id, **fields}
 
 
 def cancel_command(*, user_id: int, order_id: int, market_id: int) -> Command:

@@ -23,6 +23,7 @@ from django.db import DatabaseError, IntegrityError, InterfaceError, Operational
 from django.utils import timezone
 
 from core.errors import ApplicationError, ServiceUnavailable
+from core.logging import correlation_context, correlation_id_new
 from core.metrics import FEES, ORDERS_FINAL, TRADES
 from core.money import parse_amount
 from orders.engine.book import LiveOrder
@@ -301,6 +302,7 @@ class _Batch:
             request_fingerprint=fingerprint,
             created_at=self.now,
             updated_at=self.now,
+            correlation_id=_correlation_id(command),
         )
         engine.place(order, journal=self.journal, wallets=self.wallets, discount=self.discounts, now=self.now)
         if client_id:
@@ -379,12 +381,13 @@ class _Batch:
             trades_committed.send(sender=Sequencer, outbox_ids=written.outbox_ids)
         if lifecycle.isEnabledFor(logging.INFO):
             for order, status, reason in written.changes:
-                lifecycle.info(
-                    "order %s: -> %s",
-                    order.id,
-                    status,
-                    extra={"order_id": order.id, "to_status": status, "reason": reason},
-                )
+                with correlation_context(order.correlation_id or None):
+                    lifecycle.info(
+                        "order %s: -> %s",
+                        order.id,
+                        status,
+                        extra={"order_id": order.id, "to_status": status, "reason": reason},
+                    )
 
 
 _QUOTES: dict[int, str] = {}
@@ -394,6 +397,11 @@ def _quote_symbol(market_id: int) -> str:
     if market_id not in _QUOTES:
         _QUOTES[market_id] = Market.objects.select_related("quote").get(pk=market_id).quote.symbol
     return _QUOTES[market_id]
+
+
+def _correlation_id(command: c.Command) -> str:
+    given = command.get("correlation_id")
+    return str(given) if given and given != "-" else correlation_id_new()
 
 
 def _processing_failed(command: c.Command) -> c.Answer:

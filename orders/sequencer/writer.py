@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.db import rows_update
-from core.logging import correlation_id_get, correlation_id_new
+from core.db import rows_insert, rows_update
 from orders.engine.book import LiveOrder
 from orders.engine.market import Journal, MarketSpec
 from orders.models import Market, Order, OrderEvent, Trade, TradeOutbox
@@ -26,6 +25,40 @@ ORDER_UPDATE_FIELDS = (
     "cancelled_at",
     "closed_at",
 )
+
+
+ORDER_INSERT_FIELDS = (
+    "user",
+    "market",
+    "side",
+    "type",
+    "time_in_force",
+    "stp",
+    "price",
+    "stop_price",
+    "quantity",
+    "client_order_id",
+    "request_fingerprint",
+    "created_at",
+    *ORDER_UPDATE_FIELDS,
+)
+TRADE_FIELDS = (
+    "market",
+    "price",
+    "quantity",
+    "quote_amount",
+    "taker_side",
+    "taker_order",
+    "maker_order",
+    "taker_user",
+    "maker_user",
+    "taker_fee",
+    "maker_fee",
+    "is_house",
+    "reference_price",
+    "executed_at",
+)
+OUTBOX_FIELDS = ("trade", "status", "attempts", "last_error", "correlation_id", "created_at", "processed_at")
 
 
 def _id(order: LiveOrder) -> int:
@@ -71,17 +104,17 @@ class Written:
 
 def batch_write(*, journal: Journal, wallets: BatchWallets, now: datetime) -> Written:
     """Write the batch in one transaction (the caller's)."""
-    new_rows = Order.objects.bulk_create([_order_row(order) for order in journal.new_orders])
-    for order, row in zip(journal.new_orders, new_rows, strict=True):
-        order.id = row.pk
+    new_ids = rows_insert(objects=[_order_row(order) for order in journal.new_orders], fields=ORDER_INSERT_FIELDS)
+    for order, new_id in zip(journal.new_orders, new_ids, strict=True):
+        order.id = new_id
     created = {id(order) for order in journal.new_orders}
     existing = [order for key, order in journal.touched.items() if key not in created]
     if existing:
         rows_update(objects=[_order_row(order) for order in existing], fields=ORDER_UPDATE_FIELDS)
 
     if journal.trades:
-        trade_rows = Trade.objects.bulk_create(
-            [
+        trade_ids = rows_insert(
+            objects=[
                 Trade(
                     market_id=trade.taker.market_id,
                     price=trade.price,
@@ -99,25 +132,28 @@ def batch_write(*, journal: Journal, wallets: BatchWallets, now: datetime) -> Wr
                     executed_at=trade.executed_at,
                 )
                 for trade in journal.trades
-            ]
+            ],
+            fields=TRADE_FIELDS,
         )
-        for trade, trade_row in zip(journal.trades, trade_rows, strict=True):
-            trade.id = trade_row.pk
-        correlation_id = correlation_id_get()
-        if correlation_id == "-":
-            correlation_id = correlation_id_new()
-        outbox = TradeOutbox.objects.bulk_create(
-            [TradeOutbox(trade_id=row.pk, correlation_id=correlation_id, created_at=now) for row in trade_rows]
+        for trade, trade_id in zip(journal.trades, trade_ids, strict=True):
+            trade.id = trade_id
+        outbox_ids = rows_insert(
+            objects=[
+                TradeOutbox(trade_id=trade_id, correlation_id=trade.taker.correlation_id, created_at=now)
+                for trade, trade_id in zip(journal.trades, trade_ids, strict=True)
+            ],
+            fields=OUTBOX_FIELDS,
         )
-        outbox_ids = [row.pk for row in outbox]
-
     else:
         outbox_ids = []
     changes: list[tuple[LiveOrder, str, str | None]] = []
     for order in [*journal.new_orders, *existing]:
         changes += [(order, status.value, reason) for status, reason in order.pending_events]
-    OrderEvent.objects.bulk_create(
-        [OrderEvent(order_id=_id(order), status=status, reason=reason, at=now) for order, status, reason in changes]
+    rows_insert(
+        objects=[
+            OrderEvent(order_id=_id(order), status=status, reason=reason, at=now) for order, status, reason in changes
+        ],
+        fields=("order", "status", "reason", "at"),
     )
     wallets.flush()
     if journal.markets:

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 
+from core.logging import correlation_id_get
 from core.metrics import ORDER_PLACE_SECONDS
 from orders.engine.requests import OrderRequest
 from orders.errors import OrderNotFound
@@ -32,9 +33,8 @@ class PlaceResult:
 
 def order_place(*, user: AbstractBaseUser, request: OrderRequest) -> PlaceResult:
     started = time.perf_counter()
-    answer = answer_raise(
-        engine_call(place_command(user_id=int(user.pk), fields=asdict(request)), market=str(request.market))
-    )
+    command = place_command(user_id=int(user.pk), fields=asdict(request), correlation_id=correlation_id_get())
+    answer = answer_raise(engine_call(command, market=str(request.market)))
     ORDER_PLACE_SECONDS.labels(type=request.type).observe(time.perf_counter() - started)
     body = answer.get("order")
     order_id = int(body["id"]) if body is not None else int(answer["order_id"])
