@@ -3,8 +3,9 @@ books, then serve: drain every command waiting on the socket (up to ENGINE_BATCH
 run them as one batch, answer each once the batch has committed.
 
 Transport: ZeroMQ. The engine binds a ROUTER socket; web workers connect DEALER sockets
-(orders.sequencer.zmq). Messages: [client identity, request id, JSON command] in,
-[client identity, request id, JSON answer] out."""
+(orders.sequencer.zmq). Messages: [client identity, request id, JSON command, HMAC of the
+command] in (anything not signed with the platform's key is dropped), [client identity,
+request id, JSON answer] out."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import zmq
 from django.conf import settings
 from django.db import close_old_connections
 
+from orders.sequencer.commands import command_signed
 from orders.sequencer.leadership import Leadership
 from orders.sequencer.loop import Sequencer
 from orders.sequencer.shards import Shard, symbols_of_other_shards
@@ -102,11 +104,15 @@ class EngineServer:
         received: list[tuple[bytes, bytes, dict[str, object]]] = []
         while len(received) < settings.ENGINE_BATCH_MAX:
             try:
-                identity, request_id, payload = socket.recv_multipart(zmq.NOBLOCK)
+                identity, request_id, payload, signature = socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 break
             except ValueError:
-                continue  # not our message shape
+                logger.warning("engine %s: a message of the wrong shape dropped", self.shard.name)
+                continue
+            if not command_signed(payload, signature):
+                logger.warning("engine %s: an unsigned or forged command dropped", self.shard.name)
+                continue
             try:
                 command = json.loads(payload)
             except ValueError:

@@ -18,7 +18,7 @@ import zmq
 from django.conf import settings
 
 from core.errors import ServiceUnavailable
-from orders.sequencer.commands import Answer, Command, error_answer
+from orders.sequencer.commands import Answer, Command, command_signature, error_answer
 from orders.sequencer.server import PING
 from orders.sequencer.shards import Shard, shard_for, shards
 
@@ -52,7 +52,8 @@ def _unavailable(retry_after: int = 1) -> Answer:
 def _request(shard: Shard, command: Command, *, timeout: float) -> Answer:
     socket = _socket(shard)
     request_id = os.urandom(8)
-    message = [request_id, json.dumps(command).encode()]
+    payload = json.dumps(command).encode()
+    message = [request_id, payload, command_signature(payload)]
     try:
         socket.send_multipart(message, zmq.NOBLOCK)
     except zmq.Again:

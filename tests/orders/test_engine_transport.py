@@ -4,13 +4,17 @@ when no engine is up, /healthz per engine."""
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 
 import pytest
+import zmq
 from django.db import connections
 
 from orders.models import Order
+from orders.sequencer.commands import command_signature, place_command
 from orders.sequencer.server import EngineServer
 from orders.sequencer.shards import shards
 from tests.orders.support import trader_create
@@ -72,3 +76,29 @@ def test_orders_go_through_the_engine_process_and_answer_once_committed(engine_t
     assert engine_thread.stats.batches >= 2
     health = client.get("/healthz").json()
     assert health["engines"]["main"]["status"] == "ok"
+
+
+def test_the_engine_acts_only_on_signed_commands(engine_thread, market):
+    """Whoever reaches the engine's socket cannot place orders for a user: a command
+    without the platform's signature, or with a forged one, is dropped unanswered."""
+    buyer = trader_create(USDT="1000")
+    command = place_command(
+        user_id=buyer.user.pk,
+        fields={"market": "ETH-USDT", "side": "buy", "type": "limit", "quantity": "0.1", "price": "1000.00"},
+    )
+    payload = json.dumps(command).encode()
+    socket = zmq.Context.instance().socket(zmq.DEALER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.connect(shards()[0].endpoints[0])
+    try:
+        for signature in (b"", b"forged" * 6, command_signature(payload + b" ")):
+            socket.send_multipart([os.urandom(8), payload, signature])
+        assert not socket.poll(1000), "the engine answered a command it should have dropped"
+        assert not Order.objects.exists()
+        socket.send_multipart([b"12345678", payload, command_signature(payload)])
+        assert socket.poll(5000), "no answer to a signed command"
+        request_id, answer = socket.recv_multipart()
+        assert (request_id, json.loads(answer)["status"]) == (b"12345678", 201)
+    finally:
+        socket.close()
+    assert Order.objects.count() == 1
