@@ -19,6 +19,7 @@ from typing import Any
 from bench.infra import (
     ROOT,
     BenchError,
+    EngineProcess,
     PgServer,
     children,
     cpu_seconds,
@@ -238,6 +239,8 @@ def _tokens(server: WebServer, usernames: list[str], password: str) -> list[str]
 def run_api_load(
     *, profile: Profile, env: dict[str, str], workdir: Path, traders: list[str], password: str
 ) -> dict[str, Any]:
+    # The web workers send their orders to the matching engine (docs/matching.md).
+    engine = EngineProcess(env=env, log_path=workdir / "engine.log").start()
     server = WebServer(
         env=env, workers=profile.web_workers, threads=profile.web_threads, log_path=workdir / "web.log"
     ).start()
@@ -268,6 +271,7 @@ def run_api_load(
             f"{profile.measure_s:g} s measured, mix {MIX}"
         )
         cpu_before = {pid: cpu_seconds(pid) for pid in workers}
+        engine_cpu_before = cpu_seconds(engine.pid)
         profilers = _profilers(workers, seconds=profile.warmup_s + profile.measure_s, workdir=workdir)
         sampler = ActivitySampler(env["DATABASE_URL"], delay=profile.warmup_s + 0.2, seconds=profile.measure_s)
         sampler.start()
@@ -288,6 +292,10 @@ def run_api_load(
         result["web_cpu_ms_per_request"] = 1000 * web_cpu_s / answered if answered else 0.0
         result["pg_cpu_ms_per_request"] = 1000 * sampler.backend_cpu_s / answered if answered else 0.0
         result["loadgen_cpu_ms_per_request"] = 1000 * result["loadgen_cpu_s"] / answered if answered else 0.0
+        # The engine's CPU over the whole load (warm-up included) per answer of the window: an upper bound.
+        engine_cpu_s = cpu_seconds(engine.pid) - engine_cpu_before
+        result["engine_cpu_ms_per_request"] = 1000 * engine_cpu_s / answered if answered else 0.0
+        result["engine_rss_mb_under_load"] = vm_hwm_mb(engine.pid)
         result["web_rss_mb"] = max(vm_hwm_mb(pid) for pid in workers)
         result["web_rss_mb_per_worker"] = [round(vm_hwm_mb(pid), 1) for pid in workers]
         result["web_cpu_s_total"] = sum(cpu_seconds(pid) - cpu_before[pid] for pid in workers)
@@ -296,6 +304,7 @@ def run_api_load(
         return result
     finally:
         server.stop()
+        engine.stop()
 
 
 TPS = re.compile(r"tps = ([0-9.]+) \(without initial connection time\)")

@@ -12,8 +12,8 @@ from django.contrib.auth.models import User
 
 from bench.infra import log
 from bench.seed import seed_resting_orders, vacuum_analyze
+from orders.engine.requests import OrderRequest
 from orders.models import Market, Order
-from orders.services.order_requests import OrderRequest
 from orders.services.orders import order_cancel, order_place
 
 

@@ -272,3 +272,60 @@ def children(pid: int) -> list[int]:
             return [int(child) for child in handle.read().split()]
     except OSError:
         return []
+
+
+class EngineProcess:
+    """`manage.py engine` (orders.sequencer.server): the matching engine of one shard, as
+    scripts/run starts it. Ready once it logs that it leads; a test may SIGKILL it."""
+
+    READY = b" leading on "
+
+    def __init__(self, *, env: dict[str, str], log_path: Path, shard: str | None = None) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.shard = shard
+        self.process: subprocess.Popen[bytes] | None = None
+        self._offset = 0
+
+    def start(self, *, wait: bool = True, timeout: float = 60.0) -> EngineProcess:
+        self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        argv = [python(), "manage.py", "engine"] + (["--shard", self.shard] if self.shard else [])
+        with open(self.log_path, "ab") as log_file:
+            self.process = subprocess.Popen(
+                argv, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file
+            )
+        if wait:
+            self.wait_leading(timeout=timeout)
+        return self
+
+    def leading(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise BenchError(f"the engine exited; see {self.log_path}")
+        with open(self.log_path, "rb") as handle:
+            handle.seek(self._offset)
+            return self.READY in handle.read()
+
+    def wait_leading(self, *, timeout: float) -> float:
+        """Seconds until it leads (loaded its books and bound its socket)."""
+        began = time.monotonic()
+        while not self.leading():
+            if time.monotonic() - began > timeout:
+                raise BenchError(f"the engine did not lead within {timeout:g} s; see {self.log_path}")
+            time.sleep(0.05)
+        return time.monotonic() - began
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def kill(self) -> None:
+        """SIGKILL: whatever batch it was in never commits."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=15)
+        self.process = None
+
+    def stop(self) -> None:
+        stop_process(self.process, timeout=20)
+        self.process = None

@@ -35,6 +35,11 @@ class Profile:
     scan_events: int
     scan_failed: int
     scan_repeats: int
+    # 5. the engine alone: throughput, start, failover
+    engine_commands: int = 5_000
+    engine_batch: int = 100
+    engine_resting: int = 100_000
+    engine_stops: int = 10_000
 
 
 FULL = Profile(
@@ -89,6 +94,9 @@ SMOKE = Profile(
     scan_events=20_000,
     scan_failed=200,
     scan_repeats=3,
+    engine_commands=600,
+    engine_resting=5_000,
+    engine_stops=500,
 )
 
 PROFILES = {"full": FULL, "smoke": SMOKE}

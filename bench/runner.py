@@ -27,7 +27,13 @@ REQUIRED_KEYS = (
     "p99_ms",
     "pgbench_tps",
     "ratio_to_pgbench",
+    "web_cpu_ms_per_request",
+    "engine_orders_per_s",
+    "engine_batch_p99_ms",
     "depth_latency_ratio",
+    "engine_start_s",
+    "engine_rss_mb",
+    "failover_s",
     "delivery_events_per_s",
     "delivery_speedup",
     "gas_per_event_ratio",
@@ -40,8 +46,13 @@ REQUIRED_KEYS = (
 TARGETS: dict[str, tuple[str, float]] = {
     "orders_per_s": (">=", 1000),
     "p99_ms": ("<=", 50),
-    "ratio_to_pgbench": (">=", 0.15),
+    "ratio_to_pgbench": (">=", 0.4),
+    "web_cpu_ms_per_request": ("<=", 1.5),
+    "engine_orders_per_s": (">=", 5000),
     "depth_latency_ratio": ("<=", 1.25),
+    "engine_start_s": ("<=", 5),
+    "engine_rss_mb": ("<=", 300),
+    "failover_s": ("<=", 5),
     "delivery_events_per_s": (">=", 1000),
     "delivery_speedup": (">=", 20),
     "gas_per_event_ratio": ("<=", 0.10),
@@ -50,7 +61,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "web_rss_mb": ("<=", 200),
     "worker_rss_mb": ("<=", 300),
 }
-PARTS = ("api", "cpu", "depth", "delivery", "scans")
+PARTS = ("api", "cpu", "depth", "engine", "delivery", "scans")
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -130,6 +141,9 @@ def run(*, profile: Profile, database: str, parts: list[str], keep: bool) -> tup
             _migrate(env, outdir)
             os.environ.update(env)
             os.environ["LOG_LEVEL"] = "WARNING"  # in-process parts: no per-order log lines on the console
+            # In-process parts run the sequencer in this process (never while an engine
+            # process serves the same markets: the api part stops its engine when done).
+            os.environ["ENGINE_TRANSPORT"] = "inprocess"
             import django
 
             django.setup()
@@ -271,6 +285,30 @@ def _run_parts(
             f"(taking 0.001 from the best maker, or joining the best level and then cancelled untimed); books of "
             f"{depth['depth_resting_small']:,} and {depth['depth_resting_large']:,} resting orders in the same table, "
             "measured interleaved (depth_small_alone_*: the small book before the large one existed)"
+        )
+
+    if "engine" in parts:
+        from bench.engine import run_engine_start, run_engine_throughput, run_failover
+
+        results.update(
+            run_engine_throughput(traders=seed.traders, commands=profile.engine_commands, batch=profile.engine_batch)
+        )
+        engine_env = {**os.environ, **env, "LOG_LEVEL": "INFO"}
+        results.update(
+            run_engine_start(
+                env=engine_env,
+                workdir=outdir,
+                resting=profile.engine_resting,
+                stops=profile.engine_stops,
+                makers=seed.makers,
+            )
+        )
+        results.update(run_failover(env=engine_env, workdir=outdir, traders=seed.traders))
+        notes.append(
+            f"engine: the sequencer in process, {profile.engine_commands:,} commands of the load mix in batches of "
+            f"{profile.engine_batch}, each batch one PostgreSQL transaction; start: manage.py engine with "
+            f"{profile.engine_resting:,} resting orders and {profile.engine_stops:,} stops, process start to "
+            "leading; failover: active + standby engine processes, the active SIGKILLed under a command stream"
         )
 
     if "delivery" in parts:

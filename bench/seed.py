@@ -27,6 +27,7 @@ ASSETS = {
     "BTC": "Bitcoin",
     "DPS": "Depth test asset (small book)",
     "DPL": "Depth test asset (large book)",
+    "ENG": "Engine start test asset",
 }
 # symbol: tick, step, min quantity, reference price
 MARKETS = {
@@ -34,8 +35,16 @@ MARKETS = {
     "BTC-USDT": ("0.01", "0.00001", "0.00001", "60000.00"),
     "DPS-USDT": ("0.01", "0.0001", "0.0001", "100.00"),
     "DPL-USDT": ("0.01", "0.0001", "0.0001", "100.00"),
+    "ENG-USDT": ("0.01", "0.0001", "0.0001", "100.00"),
 }
-TRADER_FUNDS = {"USDT": "1000000000", "ETH": "1000000", "BTC": "100000", "DPS": "100000000", "DPL": "100000000"}
+TRADER_FUNDS = {
+    "USDT": "1000000000",
+    "ETH": "1000000",
+    "BTC": "100000",
+    "DPS": "100000000",
+    "DPL": "100000000",
+    "ENG": "100000000",
+}
 HOUSE_INVENTORY = {"ETH-USDT": ("1000", "10000000"), "BTC-USDT": ("100", "10000000")}
 SEED_FINGERPRINT = "bench-seed"
 
@@ -315,3 +324,59 @@ def vacuum_analyze(*tables: str) -> None:
     with connection.cursor() as cursor:
         for table in tables:
             cursor.execute(f"VACUUM ANALYZE {connection.ops.quote_name(table)}")
+
+
+def seed_pending_stops(*, market: Market, maker_ids: list[int], count: int) -> None:
+    """`count` pending sell stop-losses far below the reference (they never fire), quantity
+    1, each locking its base; the locks credited as deposits, so the ledger stays balanced."""
+    if count <= 0:
+        return
+    fingerprint = f"{SEED_FINGERPRINT}-stops-{market.pk}"
+    now = timezone.now()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO orders_order (
+                user_id, market_id, side, type, time_in_force, stp, stop_price, quantity, filled_quantity,
+                quote_filled, fee_paid, locked_amount, status, request_fingerprint, created_at, updated_at
+            )
+            SELECT (%(makers)s::bigint[])[1 + g %% cardinality(%(makers)s::bigint[])], %(market)s, 'sell',
+                   'stop_loss', 'IOC', 'skip', %(tick)s::numeric * (1 + g %% 1000), 1, 0, 0, 0, 1,
+                   'pending_trigger', %(fingerprint)s, %(now)s, %(now)s
+            FROM generate_series(1, %(count)s) AS g ORDER BY g
+            """,
+            {
+                "makers": maker_ids,
+                "market": market.pk,
+                "tick": market.price_tick,
+                "count": count,
+                "fingerprint": fingerprint,
+                "now": now,
+            },
+        )
+        cursor.execute(
+            """
+            INSERT INTO orders_orderevent (order_id, status, reason, at)
+            SELECT id, 'pending_trigger', NULL, created_at FROM orders_order WHERE request_fingerprint = %s
+            """,
+            [fingerprint],
+        )
+        cursor.execute(
+            """
+            CREATE TEMP TABLE bench_stop_locks ON COMMIT DROP AS
+            SELECT user_id, count(*)::numeric AS amount FROM orders_order WHERE request_fingerprint = %s GROUP BY 1
+            """,
+            [fingerprint],
+        )
+        cursor.execute(
+            """
+            UPDATE orders_wallet w SET balance = w.balance + l.amount, locked = w.locked + l.amount, updated_at = %s
+            FROM bench_stop_locks l WHERE w.user_id = l.user_id AND w.asset_id = %s AND w.bucket = 0
+            """,
+            [now, market.base_id],
+        )
+        cursor.execute(
+            "INSERT INTO orders_deposit (user_id, asset_id, bucket, amount, created_at) "
+            "SELECT user_id, %s, 0, amount, %s FROM bench_stop_locks",
+            [market.base_id, now],
+        )

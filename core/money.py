@@ -1,4 +1,12 @@
-"""Parsing and rounding money values. Nothing is silently rounded on input.
+"""Money precision, context, parsing and formatting, defined once for the whole platform.
+
+Pure Python (no Django): the matching engine uses the same constants and context.
+
+Amounts, prices and quantities are Decimals with 8 decimal places in columns of 30 digits.
+Python's default context has 28 digits, so a 30-digit amount could not even be quantized
+and a sum near the limit would be rounded silently. MONEY_CONTEXT has room for a product
+of two column values (60 digits) and traps instead of rounding where it matters; it is
+the default context of every thread of the platform (money_context_install).
 
 `parse_amount` is the one parser of every amount, price and quantity a client sends (API
 bodies, page forms, staff endpoints, query parameters): text is ASCII digits with an
@@ -9,16 +17,49 @@ happen, so the grammar is fixed here and everything else is refused."""
 
 from __future__ import annotations
 
+import decimal
 import re
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, DivisionByZero, InvalidOperation, Overflow
 
-from core.fields import AMOUNT_MAX_DIGITS, AMOUNT_PLACES
-
+AMOUNT_PLACES = 8
+AMOUNT_MAX_DIGITS = 30
 QUANTUM = Decimal(1).scaleb(-AMOUNT_PLACES)
-MAX_AMOUNT = Decimal(10) ** (AMOUNT_MAX_DIGITS - AMOUNT_PLACES) - QUANTUM
+
+# 80 digits: products of two 30-digit values (60 digits) and integer divisions of them
+# stay exact; nothing a column can hold is ever rounded by +, -, * or //.
+MONEY_CONTEXT = decimal.Context(
+    prec=80,
+    rounding=ROUND_HALF_EVEN,
+    Emax=999_999,
+    Emin=-999_999,
+    traps=[InvalidOperation, DivisionByZero, Overflow],
+)
+# The largest amount a column holds: 22 integer digits, 8 decimals (computed in
+# MONEY_CONTEXT: the default context would round it up to 10**22).
+MAX_AMOUNT = MONEY_CONTEXT.subtract(MONEY_CONTEXT.power(10, AMOUNT_MAX_DIGITS - AMOUNT_PLACES), QUANTUM)
+ZERO = Decimal(0)
 # The text form of an amount. re.ASCII: \d would match any Unicode digit, so spell it out.
 AMOUNT_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
 AMOUNT_TEXT_MAX_LENGTH = 64
+
+
+def money_context_install() -> None:
+    """Make MONEY_CONTEXT the context of this thread and of every thread started later."""
+    decimal.DefaultContext.prec = MONEY_CONTEXT.prec
+    decimal.DefaultContext.rounding = MONEY_CONTEXT.rounding
+    decimal.DefaultContext.Emax = MONEY_CONTEXT.Emax
+    decimal.DefaultContext.Emin = MONEY_CONTEXT.Emin
+    decimal.DefaultContext.traps = dict(MONEY_CONTEXT.traps)
+    decimal.setcontext(MONEY_CONTEXT.copy())
+
+
+@contextmanager
+def exact_arithmetic() -> Iterator[None]:
+    """Run a block in MONEY_CONTEXT, whatever the thread's context is."""
+    with decimal.localcontext(MONEY_CONTEXT):
+        yield
 
 
 def parse_decimal(value: object) -> Decimal | None:
@@ -26,19 +67,20 @@ def parse_decimal(value: object) -> Decimal | None:
     number (int or float, not bool), or None. No precision limit: see parse_amount."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, str):
-        if len(value) > AMOUNT_TEXT_MAX_LENGTH or not AMOUNT_TEXT.fullmatch(value):
-            return None
-        return Decimal(value)
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, float | Decimal):
-        try:
-            # Floats go through repr so 0.1 stays 0.1, not its binary expansion.
-            number = Decimal(repr(value)) if isinstance(value, float) else value
-        except (InvalidOperation, ValueError):
-            return None
-        return number if number.is_finite() else None
+    try:
+        with exact_arithmetic():
+            if isinstance(value, str):
+                if len(value) > AMOUNT_TEXT_MAX_LENGTH or not AMOUNT_TEXT.fullmatch(value):
+                    return None
+                return Decimal(value)
+            if isinstance(value, int):
+                return Decimal(value)
+            if isinstance(value, float | Decimal):
+                # Floats go through repr so 0.1 stays 0.1, not its binary expansion.
+                number = Decimal(repr(value)) if isinstance(value, float) else value
+                return number if number.is_finite() else None
+    except (InvalidOperation, ValueError):
+        return None
     return None
 
 
@@ -47,12 +89,24 @@ def parse_amount(value: object) -> Decimal | None:
     Negative JSON numbers are returned as such (the callers refuse them with their own
     message); text never carries a sign."""
     amount = parse_decimal(value)
-    if amount is None or abs(amount) > MAX_AMOUNT:
+    if amount is None:
         return None
-    if amount != amount.quantize(QUANTUM, rounding=ROUND_DOWN):
+    try:
+        with exact_arithmetic():
+            if abs(amount) > MAX_AMOUNT or amount != amount.quantize(QUANTUM, rounding=ROUND_DOWN):
+                return None
+    except InvalidOperation:
         return None
     return amount
 
 
+def fits_column(amount: Decimal) -> bool:
+    """True when `amount` can be stored: at most MAX_AMOUNT in size, 8 decimal places."""
+    return abs(amount) <= MAX_AMOUNT
+
+
 def format_amount(amount: Decimal | None) -> str | None:
-    return None if amount is None else f"{amount.quantize(QUANTUM):f}"
+    if amount is None:
+        return None
+    with exact_arithmetic():
+        return f"{amount.quantize(QUANTUM):f}"

@@ -17,17 +17,21 @@ from core.networks import address_in
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
+    from orders.sequencer.transport import engines_report
     from revenue.chain_status import chain_health
 
     database_ok = database_reachable()
     broker_ok = broker_reachable()
     chain = chain_health()
-    healthy = database_ok and broker_ok and chain in {"ok", "embedded"}
+    engines = engines_report()
+    engines_ok = all(engine != "down" for engine in engines.values())
+    healthy = database_ok and broker_ok and chain in {"ok", "embedded"} and engines_ok
     body = {
         "status": "ok" if healthy else "degraded",
         "database": "ok" if database_ok else "down",
         "broker": "ok" if broker_ok else "down",
         "chain": chain,
+        "engines": engines,
     }
     return JsonResponse(body, status=200 if database_ok else 503)
 

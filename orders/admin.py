@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from orders.models import Asset, Deposit, Market, Order, OrderEvent, Trade, Wallet
+from orders.models import Asset, Deposit, Market, Order, OrderEvent, Trade, TradeOutbox, Wallet
 
 MONEY_READ_ONLY = ("balance", "locked", "amount", "quantity", "filled_quantity", "quote_filled", "fee_paid",
                    "locked_amount", "price", "stop_price", "quote_amount", "taker_fee", "maker_fee", "reference_price",
@@ -111,3 +111,13 @@ class TradeAdmin(ReadOnlyMoneyAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+@admin.register(TradeOutbox)
+class TradeOutboxAdmin(admin.ModelAdmin):
+    list_display = ("id", "trade", "status", "attempts", "last_error", "correlation_id", "created_at", "processed_at")
+    list_filter = ("status",)
+    search_fields = ("=trade__id", "correlation_id")
+    raw_id_fields = ("trade",)
+    readonly_fields = ("trade", "status", "attempts", "last_error", "correlation_id", "created_at", "processed_at")
+    show_full_result_count = False

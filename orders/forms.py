@@ -10,8 +10,8 @@ from django import forms
 
 from accounts.forms import ServiceForm
 from core.money import AMOUNT_TEXT_MAX_LENGTH
-from orders.models import Market, OrderSide, OrderStatus, OrderType, SelfTradePrevention, TimeInForce
-from orders.services.order_requests import OrderRequest
+from orders.engine.requests import OrderRequest
+from orders.models import Market, OrderSide, OrderStatus, OrderType, SelfTradePrevention, TimeInForce, choices
 
 
 def step_attr(value: Decimal) -> str:
@@ -20,15 +20,15 @@ def step_attr(value: Decimal) -> str:
 
 
 class OrderForm(ServiceForm):
-    side = forms.ChoiceField(choices=OrderSide.choices, initial=OrderSide.BUY)
-    type = forms.ChoiceField(choices=OrderType.choices, initial=OrderType.LIMIT)
+    side = forms.ChoiceField(choices=choices(OrderSide), initial=OrderSide.BUY)
+    type = forms.ChoiceField(choices=choices(OrderType), initial=OrderType.LIMIT)
     # Not stripped: the text goes as typed to the one amount parser (core.money), as the API's does.
     price = forms.CharField(required=False, max_length=AMOUNT_TEXT_MAX_LENGTH, strip=False)
     stop_price = forms.CharField(required=False, max_length=AMOUNT_TEXT_MAX_LENGTH, strip=False)
     quantity = forms.CharField(max_length=AMOUNT_TEXT_MAX_LENGTH, strip=False)
-    time_in_force = forms.ChoiceField(choices=[("", "Auto"), *TimeInForce.choices], required=False)
+    time_in_force = forms.ChoiceField(choices=[("", "Auto"), *choices(TimeInForce)], required=False)
     client_order_id = forms.CharField(required=False, max_length=64)
-    stp = forms.ChoiceField(choices=[("", "Default (skip)"), *SelfTradePrevention.choices], required=False)
+    stp = forms.ChoiceField(choices=[("", "Default (skip)"), *choices(SelfTradePrevention)], required=False)
 
     def __init__(self, *args: object, market: Market, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -59,7 +59,7 @@ class OrderForm(ServiceForm):
 
 class OrderFilterForm(forms.Form):
     market = forms.ChoiceField(required=False)
-    status = forms.ChoiceField(choices=[("", "Any status"), *OrderStatus.choices], required=False)
+    status = forms.ChoiceField(choices=[("", "Any status"), *choices(OrderStatus)], required=False)
 
     def __init__(self, *args: object, markets: list[Market], **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]

@@ -7,12 +7,44 @@ one client order id per user."""
 from __future__ import annotations
 
 from decimal import Decimal
+from enum import StrEnum
 
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
 from core.fields import MoneyField
+from orders.engine.types import (
+    LIVE_STATUSES,
+    RESTING_STATUSES,
+    TERMINAL_STATUSES,
+    OrderStatus,
+    OrderType,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+)
+
+__all__ = [
+    "LIVE_STATUSES",
+    "RESTING_STATUSES",
+    "TERMINAL_STATUSES",
+    "Asset",
+    "Deposit",
+    "Market",
+    "Order",
+    "OrderEvent",
+    "OrderSide",
+    "OrderStatus",
+    "OrderType",
+    "SelfTradePrevention",
+    "TimeInForce",
+    "Trade",
+    "TradeOutbox",
+    "TradeOutboxStatus",
+    "Wallet",
+    "choices",
+]
 
 
 class Asset(models.Model):
@@ -99,53 +131,23 @@ class Deposit(models.Model):
         return f"deposit {self.amount} {self.asset_id} to {self.user_id}"
 
 
-class OrderSide(models.TextChoices):
-    BUY = "buy"
-    SELL = "sell"
+# One vocabulary: the engine's enums (orders.engine.types), reused by the columns, the
+# forms and the serializers.
+OrderSide = Side
 
 
-class OrderType(models.TextChoices):
-    MARKET = "market"
-    LIMIT = "limit"
-    STOP_LOSS = "stop_loss"
-    TAKE_PROFIT = "take_profit"
-
-
-class TimeInForce(models.TextChoices):
-    GTC = "GTC"
-    IOC = "IOC"
-    FOK = "FOK"
-
-
-class SelfTradePrevention(models.TextChoices):
-    SKIP = "skip"
-    EXPIRE_TAKER = "expire_taker"
-    EXPIRE_MAKER = "expire_maker"
-    EXPIRE_BOTH = "expire_both"
-
-
-class OrderStatus(models.TextChoices):
-    PENDING_TRIGGER = "pending_trigger"
-    OPEN = "open"
-    PARTIALLY_FILLED = "partially_filled"
-    FILLED = "filled"
-    CANCELLED = "cancelled"
-    EXPIRED = "expired"
-    ERROR = "error"
-
-
-RESTING_STATUSES = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
-LIVE_STATUSES = (OrderStatus.PENDING_TRIGGER, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
-TERMINAL_STATUSES = (OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.ERROR)
+def choices(enum: type[StrEnum]) -> list[tuple[str, str]]:
+    """Django choices of an engine enum, labelled as TextChoices would label them."""
+    return [(member.value, member.name.replace("_", " ").title()) for member in enum]
 
 
 class Order(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders")
     market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="orders")
-    side = models.CharField(max_length=4, choices=OrderSide.choices)
-    type = models.CharField(max_length=12, choices=OrderType.choices)
-    time_in_force = models.CharField(max_length=3, choices=TimeInForce.choices)
-    stp = models.CharField(max_length=12, choices=SelfTradePrevention.choices, default=SelfTradePrevention.SKIP)
+    side = models.CharField(max_length=4, choices=choices(OrderSide))
+    type = models.CharField(max_length=12, choices=choices(OrderType))
+    time_in_force = models.CharField(max_length=3, choices=choices(TimeInForce))
+    stp = models.CharField(max_length=12, choices=choices(SelfTradePrevention), default=SelfTradePrevention.SKIP)
     price = MoneyField(null=True, blank=True)
     stop_price = MoneyField(null=True, blank=True)
     quantity = MoneyField()
@@ -154,7 +156,7 @@ class Order(models.Model):
     fee_paid = MoneyField(default=0)
     # Funds still reserved for this order (quote for buys, base for sells).
     locked_amount = MoneyField(default=0)
-    status = models.CharField(max_length=16, choices=OrderStatus.choices)
+    status = models.CharField(max_length=16, choices=choices(OrderStatus))
     # NULL, not "": the contract distinguishes "no reason" / "no client id" (and the
     # per-user uniqueness of client ids applies only where one was given).
     status_reason = models.CharField(max_length=32, null=True, blank=True)  # noqa: DJ001
@@ -238,7 +240,7 @@ class OrderEvent(models.Model):
     """Every status change of an order, with its time."""
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
-    status = models.CharField(max_length=16, choices=OrderStatus.choices)
+    status = models.CharField(max_length=16, choices=choices(OrderStatus))
     reason = models.CharField(max_length=32, null=True, blank=True)  # noqa: DJ001
     at = models.DateTimeField()
 
@@ -255,7 +257,7 @@ class Trade(models.Model):
     price = MoneyField()
     quantity = MoneyField()
     quote_amount = MoneyField()
-    taker_side = models.CharField(max_length=4, choices=OrderSide.choices)
+    taker_side = models.CharField(max_length=4, choices=choices(OrderSide))
     taker_order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="taker_trades")
     maker_order = models.ForeignKey(Order, on_delete=models.PROTECT, null=True, blank=True, related_name="maker_trades")
     taker_user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
@@ -288,3 +290,30 @@ class Trade(models.Model):
     @property
     def total_fee(self) -> Decimal:
         return self.taker_fee + self.maker_fee
+
+
+class TradeOutboxStatus(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+
+
+class TradeOutbox(models.Model):
+    """Transactional outbox of trades, owned by orders: one row per trade, written in the
+    batch transaction that made it. Later apps consume it (revenue turns each into its
+    revenue events and marks it done) without orders ever importing them."""
+
+    trade = models.OneToOneField(Trade, on_delete=models.PROTECT, related_name="outbox")
+    status = models.CharField(max_length=8, choices=choices(TradeOutboxStatus), default=TradeOutboxStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    correlation_id = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField()
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["created_at", "id"], condition=Q(status="pending"), name="trade_outbox_pending"),
+        ]
+
+    def __str__(self) -> str:
+        return f"trade outbox {self.pk} for trade {self.trade_id} ({self.status})"

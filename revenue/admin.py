@@ -24,7 +24,7 @@ from revenue.delivery.metadata import (
     status_in,
     text,
 )
-from revenue.models import ChainDeployment, DeliveryBatch, DeliveryBundle, PostTradeJob, RevenueEvent, RevenueStream
+from revenue.models import ChainDeployment, DeliveryBatch, DeliveryBundle, RevenueEvent, RevenueStream
 from revenue.reports import onchain_failure_report
 from revenue.worker_status import onchain_worker_status
 
@@ -156,16 +156,6 @@ class RevenueEventAdmin(admin.ModelAdmin):
 class RevenueStreamAdmin(admin.ModelAdmin):
     list_display = ("id", "name", "collected", "distributed", "target_monthly")
     readonly_fields = ("id", "collected", "distributed")
-
-
-@admin.register(PostTradeJob)
-class PostTradeJobAdmin(admin.ModelAdmin):
-    list_display = ("id", "trade", "status", "attempts", "last_error", "correlation_id", "created_at", "processed_at")
-    list_filter = ("status",)
-    search_fields = ("=trade__id", "correlation_id")
-    raw_id_fields = ("trade",)
-    readonly_fields = ("trade", "status", "attempts", "last_error", "correlation_id", "created_at", "processed_at")
-    show_full_result_count = False
 
 
 @admin.register(DeliveryBatch)

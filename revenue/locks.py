@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from revenue.models import PostTradeJob
+from orders.models import TradeOutbox
 
 
-def lock_post_trade_job(*, job_id: int) -> PostTradeJob | None:
+def lock_trade_outbox(*, outbox_id: int) -> TradeOutbox | None:
     return (
-        PostTradeJob.objects.select_for_update(of=("self",))
+        TradeOutbox.objects.select_for_update(of=("self",))
         .select_related("trade__market__quote")
-        .filter(pk=job_id)
+        .filter(pk=outbox_id)
         .first()
     )

@@ -6,14 +6,14 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from revenue.models import PostTradeJob, PostTradeJobStatus
+from orders.models import TradeOutbox, TradeOutboxStatus
 
 
 def post_trade_jobs_stale(*, older_than_seconds: int, limit: int) -> list[int]:
-    """Pending jobs whose task apparently never ran (broker down, worker killed)."""
+    """Trades in orders' outbox whose task apparently never ran (broker down, worker killed)."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     return list(
-        PostTradeJob.objects.filter(status=PostTradeJobStatus.PENDING, created_at__lte=cutoff)
+        TradeOutbox.objects.filter(status=TradeOutboxStatus.PENDING, created_at__lte=cutoff)
         .order_by("created_at", "id")
         .values_list("pk", flat=True)[:limit]
     )

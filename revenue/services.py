@@ -6,25 +6,23 @@ import logging
 import time
 from collections.abc import Sequence
 from decimal import Decimal
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from core.logging import correlation_context, correlation_id_get, correlation_id_new
+from core.logging import correlation_context, correlation_id_get
 from core.money import parse_amount
 from orders.engine import quantize_down
+from orders.models import TradeOutbox, TradeOutboxStatus
 from revenue import streams
 from revenue.delivery.metadata import document_initial
+from revenue.dispatch import post_trade_jobs_dispatch, revenue_delivery_dispatch
 from revenue.errors import InvalidRevenueAmount, StreamNotFound
-from revenue.locks import lock_post_trade_job
-from revenue.models import PostTradeJob, PostTradeJobStatus, RevenueEvent, RevenueStream
+from revenue.locks import lock_trade_outbox
+from revenue.models import RevenueEvent, RevenueStream
 from revenue.split import revenue_split
-
-if TYPE_CHECKING:
-    from orders.models import Trade
 
 logger = logging.getLogger("revenue")
 TRANSIENT_ATTEMPTS = 5
@@ -83,7 +81,9 @@ def revenue_event_record(
     existing = RevenueEvent.objects.filter(source_type=source_type, source_id=source_id).first()
     if existing is not None:
         return existing
-    stream = RevenueStream.objects.filter(pk=stream_id).first()
+    # Locked: its total is added to here, exactly (SQL arithmetic would be floating point
+    # on SQLite's text columns).
+    stream = RevenueStream.objects.select_for_update().filter(pk=stream_id).first()
     if stream is None:
         raise StreamNotFound(fields={"stream": [f"No revenue stream {stream_id}."]})
     split = revenue_split(gross=gross)
@@ -113,9 +113,7 @@ def revenue_event_record(
         if winner is None:
             raise
         return winner
-    RevenueStream.objects.filter(pk=stream_id).update(collected=F("collected") + gross)
-    from revenue.dispatch import revenue_delivery_dispatch
-
+    RevenueStream.objects.filter(pk=stream_id).update(collected=stream.collected + gross)
     # The holder share goes on-chain after the commit; a burst of events publishes one run.
     transaction.on_commit(revenue_delivery_dispatch)
     logger.info(
@@ -130,30 +128,21 @@ def revenue_event_record(
     return event
 
 
-# --- post-trade jobs (transactional outbox) ------------------------------------------------
+# --- post-trade jobs: the trades of orders' outbox (orders.models.TradeOutbox) -------------
 
 
-def post_trade_jobs_record(*, trades: Sequence[Trade]) -> list[PostTradeJob]:
-    """Inside the matching transaction: one outbox row per trade in one statement; the
-    task that processes them is published only after the commit."""
-    correlation_id = correlation_id_get()
-    if correlation_id == "-":
-        correlation_id = correlation_id_new()
-    jobs = PostTradeJob.objects.bulk_create(
-        [PostTradeJob(trade=trade, correlation_id=correlation_id, created_at=trade.executed_at) for trade in trades]
-    )
-    from revenue.dispatch import post_trade_jobs_dispatch
-
-    transaction.on_commit(partial(post_trade_jobs_dispatch, job_ids=[job.pk for job in jobs]))
-    return jobs
+def post_trade_jobs_announced(*, outbox_ids: list[int], **_: object) -> None:
+    """Receiver of orders.signals.trades_committed: publish the task that turns those
+    trades into revenue events (the periodic sweep picks them up if this cannot)."""
+    post_trade_jobs_dispatch(job_ids=outbox_ids)
 
 
 def post_trade_job_process(*, job_id: int) -> bool:
     """Turn one job into its revenue events, exactly once. Returns False if it was
     already done (a replayed task or a sweep racing the task)."""
     with transaction.atomic(durable=True):
-        job = lock_post_trade_job(job_id=job_id)
-        if job is None or job.status == PostTradeJobStatus.DONE:
+        job = lock_trade_outbox(outbox_id=job_id)
+        if job is None or job.status == TradeOutboxStatus.DONE:
             return False
         with correlation_context(job.correlation_id or None):
             trade = job.trade
@@ -182,8 +171,8 @@ def post_trade_job_process(*, job_id: int) -> bool:
                         currency=currency,
                         metadata={"tradeId": trade.pk, "postTradeJobId": job.pk},
                     )
-            PostTradeJob.objects.filter(pk=job.pk).update(
-                status=PostTradeJobStatus.DONE, processed_at=timezone.now(), attempts=F("attempts") + 1
+            TradeOutbox.objects.filter(pk=job.pk).update(
+                status=TradeOutboxStatus.DONE, processed_at=timezone.now(), attempts=F("attempts") + 1
             )
             logger.info("post-trade job processed", extra={"job_id": job.pk, "trade_id": trade.pk})
     return True
@@ -197,7 +186,7 @@ def post_trade_jobs_process(*, job_ids: Sequence[int]) -> int:
             processed += post_trade_job_process(job_id=job_id)
         except Exception as exc:  # one bad job must not block the others; the sweep retries it
             logger.exception("post-trade job failed", extra={"job_id": job_id})
-            PostTradeJob.objects.filter(pk=job_id, status=PostTradeJobStatus.PENDING).update(
+            TradeOutbox.objects.filter(pk=job_id, status=TradeOutboxStatus.PENDING).update(
                 attempts=F("attempts") + 1, last_error=str(exc)[:2000]
             )
     return processed

@@ -226,6 +226,18 @@ HOUSE_USERNAME = env_str("HOUSE_USERNAME", "house")
 FEE_ACCOUNT_USERNAME = env_str("FEE_ACCOUNT_USERNAME", "platform-fees")
 TTX_ASSET = env_str("TTX_ASSET", "TTX")
 
+# --- The matching engine (docs/matching.md, "The sequencer") ---------------------
+# "zmq": engine processes (manage.py engine) own the books; web workers send commands.
+# "inprocess": the sequencer runs inside the calling process (tests, one-process tools).
+ENGINE_TRANSPORT = env_str("ENGINE_TRANSPORT", "zmq")
+ENGINE_BATCH_MAX = env_int("ENGINE_BATCH_MAX", 200)  # commands per batch transaction
+# A batch takes milliseconds; an engine that has not answered in 2 s is taken for dead
+# (its commands are lost with it, never half-applied): 503, and the client retries.
+ENGINE_ANSWER_TIMEOUT_SECONDS = float(env_decimal("ENGINE_ANSWER_TIMEOUT_SECONDS", "2"))
+# Shards: name=MARKET,...|*@endpoint,...;... (orders.sequencer.shards). Embedded default: one
+# engine for every market on a local socket.
+ENGINE_SHARDS = env_str("ENGINE_SHARDS", f"main=*@ipc://{VAR_DIR}/engine-main.sock")
+
 # --- Revenue ------------------------------------------------------------------
 REVENUE_HOLDER_PERCENTAGE = env_decimal("REVENUE_HOLDER_PERCENTAGE", "0.15")
 REVENUE_RESERVE_PERCENTAGE = env_decimal("REVENUE_RESERVE_PERCENTAGE", "0.85")

@@ -16,3 +16,5 @@ REST_FRAMEWORK = {**_REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"orders": "10000
 CELERY_BROKER_URL = "memory://"
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 CELERY_TASK_ALWAYS_EAGER = False
+# The sequencer runs in the test process, in the test's database transaction.
+ENGINE_TRANSPORT = "inprocess"

@@ -15,11 +15,11 @@ from core.api.throttling import ResilientScopedRateThrottle
 from core.errors import InvalidParameter
 from core.text import parse_id
 from orders.api.serializers import OrderInput, OrderOutput, UserTradeOutput
+from orders.engine.requests import OrderRequest
 from orders.errors import OrderNotFound
 from orders.models import OrderStatus, Trade
 from orders.selectors.markets import SYMBOL_MAX_LENGTH
 from orders.selectors.orders import order_get_for_user, order_list_for_user, trade_list_for_user
-from orders.services.order_requests import OrderRequest
 from orders.services.orders import order_cancel, order_place
 
 
@@ -48,8 +48,8 @@ class OrdersApi(APIView):
     )
     def get(self, request: Request) -> Response:
         status = request.query_params.get("status") or None
-        if status is not None and status not in OrderStatus.values:
-            raise InvalidParameter(fields={"status": [f"One of {', '.join(OrderStatus.values)}."]})
+        if status is not None and status not in set(OrderStatus):
+            raise InvalidParameter(fields={"status": [f"One of {', '.join(OrderStatus)}."]})
         market = name_param(request, "market", max_length=SYMBOL_MAX_LENGTH)
         queryset = order_list_for_user(user_id=request_user(request).pk, status=status, market=market)
         paginator = NewestFirstPagination()
@@ -69,7 +69,9 @@ class OrdersApi(APIView):
         data.is_valid(raise_exception=True)
         user = request_user(request)
         result = order_place(user=user, request=OrderRequest(**data.validated_data))
-        order = result.order or order_get_for_user(user_id=user.pk, order_id=result.order_id)
+        if result.body is not None:
+            return Response(result.body, status=201 if result.created else 200)
+        order = order_get_for_user(user_id=user.pk, order_id=result.order_id)
         return Response(OrderOutput(order).data, status=201 if result.created else 200)
 
 

@@ -11,6 +11,7 @@ from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_sc
 from rest_framework import serializers
 
 from core.money import AMOUNT_TEXT_MAX_LENGTH, format_amount
+from orders.engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
 from orders.models import Market, Order
 
 
@@ -101,16 +102,14 @@ class AmountInput(serializers.Field):
 )
 class OrderInput(serializers.Serializer):
     market = serializers.CharField(max_length=33)
-    side = serializers.ChoiceField(choices=["buy", "sell"])
-    type = serializers.ChoiceField(choices=["market", "limit", "stop_loss", "take_profit"])
+    side = serializers.ChoiceField(choices=[side.value for side in Side])
+    type = serializers.ChoiceField(choices=[kind.value for kind in OrderType])
     quantity = AmountInput()
     price = AmountInput(required=False, allow_null=True)
     stop_price = AmountInput(required=False, allow_null=True)
-    time_in_force = serializers.ChoiceField(choices=["GTC", "IOC", "FOK"], required=False, allow_null=True)
+    time_in_force = serializers.ChoiceField(choices=[tif.value for tif in TimeInForce], required=False, allow_null=True)
     client_order_id = serializers.CharField(max_length=64, min_length=1, required=False, allow_null=True)
-    stp = serializers.ChoiceField(
-        choices=["skip", "expire_taker", "expire_maker", "expire_both"], required=False, allow_null=True
-    )
+    stp = serializers.ChoiceField(choices=[stp.value for stp in SelfTradePrevention], required=False, allow_null=True)
 
 
 class FillOutput(serializers.Serializer):
@@ -172,7 +171,7 @@ class OrderOutput(serializers.Serializer):
         return order_output(instance)
 
 
-def _money(value: object) -> str | None:
+def money_text(value: object) -> str | None:
     """As DRF's DecimalField writes it (an order built in memory holds the int 0)."""
     if value is None:
         return None
@@ -183,7 +182,7 @@ def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def _moment(value: datetime | None) -> str | None:
+def moment_text(value: datetime | None) -> str | None:
     """As DRF's DateTimeField writes it: ISO 8601 in the current time zone, UTC as Z."""
     if value is None:
         return None
@@ -203,32 +202,32 @@ def order_output(order: Order) -> dict[str, Any]:
         "type": _text(order.type),
         "time_in_force": _text(order.time_in_force),
         "stp": _text(order.stp),
-        "price": _money(order.price),
-        "stop_price": _money(order.stop_price),
-        "quantity": _money(order.quantity),
-        "filled_quantity": _money(order.filled_quantity),
-        "remaining_quantity": _money(order.remaining_quantity),
+        "price": money_text(order.price),
+        "stop_price": money_text(order.stop_price),
+        "quantity": money_text(order.quantity),
+        "filled_quantity": money_text(order.filled_quantity),
+        "remaining_quantity": money_text(order.remaining_quantity),
         "average_price": None if average is None else f"{average:f}",
-        "fee_paid": _money(order.fee_paid),
+        "fee_paid": money_text(order.fee_paid),
         "status": _text(order.status),
         "status_reason": _text(order.status_reason),
-        "created_at": _moment(order.created_at),
-        "updated_at": _moment(order.updated_at),
-        "filled_at": _moment(order.filled_at),
-        "cancelled_at": _moment(order.cancelled_at),
+        "created_at": moment_text(order.created_at),
+        "updated_at": moment_text(order.updated_at),
+        "filled_at": moment_text(order.filled_at),
+        "cancelled_at": moment_text(order.cancelled_at),
         "fills": [
             {
                 "trade_id": str(fill.trade.pk),
-                "price": _money(fill.trade.price),
-                "quantity": _money(fill.trade.quantity),
-                "fee": _money(fill.fee),
+                "price": money_text(fill.trade.price),
+                "quantity": money_text(fill.trade.quantity),
+                "fee": money_text(fill.fee),
                 "liquidity": fill.liquidity,
                 "counterparty": fill.counterparty,
             }
             for fill in order_fills(order)
         ],
         "events": [
-            {"status": _text(event.status), "reason": _text(event.reason), "at": _moment(event.at)}
+            {"status": _text(event.status), "reason": _text(event.reason), "at": moment_text(event.at)}
             for event in order.events.all()
         ],
     }

@@ -25,13 +25,18 @@ from orders.engine.money import (
     quantize_up,
 )
 from orders.engine.pricing import house_price, slippage_limit, within_limit
-from orders.engine.stops import StopOrderType, stop_triggered
+from orders.engine.stops import fires_on_fall, stop_triggered
 from orders.engine.types import (
+    LIVE_STATUSES,
+    RESTING_STATUSES,
+    TERMINAL_STATUSES,
     ExpiryReason,
     Fill,
     HouseInventory,
     MarketRules,
     MatchResult,
+    OrderStatus,
+    OrderType,
     Outcome,
     RestingOrder,
     SelfTradePrevention,
@@ -43,6 +48,9 @@ from orders.engine.types import (
 __all__ = [
     "AMOUNT_PLACES",
     "AMOUNT_QUANTUM",
+    "LIVE_STATUSES",
+    "RESTING_STATUSES",
+    "TERMINAL_STATUSES",
     "TIERS",
     "ExpiryReason",
     "FeeTier",
@@ -50,11 +58,12 @@ __all__ = [
     "HouseInventory",
     "MarketRules",
     "MatchResult",
+    "OrderStatus",
+    "OrderType",
     "Outcome",
     "RestingOrder",
     "SelfTradePrevention",
     "Side",
-    "StopOrderType",
     "TakerOrder",
     "TimeInForce",
     "affordable_quantity",
@@ -63,6 +72,7 @@ __all__ = [
     "ceil_to_tick",
     "fee_discount_for",
     "fee_tier_for",
+    "fires_on_fall",
     "floor_to_step",
     "floor_to_tick",
     "house_price",

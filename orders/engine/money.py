@@ -2,40 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from decimal import (
-    ROUND_CEILING,
-    ROUND_FLOOR,
-    ROUND_HALF_EVEN,
-    Context,
-    Decimal,
-    DivisionByZero,
-    InvalidOperation,
-    Overflow,
-    localcontext,
-)
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-AMOUNT_PLACES = 8
-AMOUNT_QUANTUM = Decimal(1).scaleb(-AMOUNT_PLACES)
+from core.money import AMOUNT_PLACES, MONEY_CONTEXT, exact_arithmetic
+from core.money import QUANTUM as AMOUNT_QUANTUM
+
+__all__ = ["AMOUNT_PLACES", "AMOUNT_QUANTUM", "MONEY_CONTEXT", "ONE", "ZERO", "exact_arithmetic"]
+
 ZERO = Decimal(0)
 ONE = Decimal(1)
-
-# Stored amounts have up to 30 digits, so products of two of them need 60; 80 digits keeps
-# every multiplication and integer division in the engine exact instead of silently rounded
-# at the default precision of 28.
-_EXACT_CONTEXT = Context(
-    prec=80,
-    rounding=ROUND_HALF_EVEN,
-    traps=[InvalidOperation, DivisionByZero, Overflow],
-)
-
-
-@contextmanager
-def exact_arithmetic() -> Iterator[None]:
-    """Run a block with enough precision that +, -, * and // are exact."""
-    with localcontext(_EXACT_CONTEXT):
-        yield
 
 
 def require_decimal(value: object, *, name: str) -> Decimal:

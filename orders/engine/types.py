@@ -31,6 +31,40 @@ class SelfTradePrevention(StrEnum):
     EXPIRE_BOTH = "expire_both"
 
 
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+    STOP_LOSS = "stop_loss"
+    TAKE_PROFIT = "take_profit"
+
+    @property
+    def is_stop(self) -> bool:
+        return self in (OrderType.STOP_LOSS, OrderType.TAKE_PROFIT)
+
+    @property
+    def executes_as_market(self) -> bool:
+        return self is not OrderType.LIMIT
+
+
+class OrderStatus(StrEnum):
+    PENDING_TRIGGER = "pending_trigger"
+    OPEN = "open"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    ERROR = "error"
+
+    @property
+    def is_live(self) -> bool:
+        return self in LIVE_STATUSES
+
+
+RESTING_STATUSES = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
+LIVE_STATUSES = (OrderStatus.PENDING_TRIGGER, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
+TERMINAL_STATUSES = (OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.ERROR)
+
+
 class Outcome(StrEnum):
     FILLED = "filled"
     REST = "rest"

@@ -3,8 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Sum
-
+from core.db import money_sums
 from orders.models import Asset, Deposit, Wallet
 
 
@@ -21,13 +20,15 @@ class AssetLedger:
 
 def ledger_check() -> list[AssetLedger]:
     """Per asset: total credited (deposits) against the sum of every balance
-    (traders, house, fee account). Two aggregate queries, whatever the size."""
-    credited = dict(Deposit.objects.values("asset_id").annotate(total=Sum("amount")).values_list("asset_id", "total"))
-    balances = dict(Wallet.objects.values("asset_id").annotate(total=Sum("balance")).values_list("asset_id", "total"))
-    zero = Decimal(0)
+    (traders, house, fee account), summed exactly (core.db.money_sums)."""
+    credited = money_sums(Deposit.objects.all(), group_by="asset_id", fields=["amount"])
+    balances = money_sums(Wallet.objects.all(), group_by="asset_id", fields=["balance"])
+    zero = (Decimal(0),)
     return [
         AssetLedger(
-            asset=asset.symbol, credited=credited.get(asset.pk) or zero, balances=balances.get(asset.pk) or zero
+            asset=asset.symbol,
+            credited=credited.get(asset.pk, zero)[0],
+            balances=balances.get(asset.pk, zero)[0],
         )
         for asset in Asset.objects.order_by("symbol")
     ]

@@ -1,35 +1,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import F
 
-from core.money import parse_amount
+from core.db import money_sums
+from core.money import MAX_AMOUNT, ZERO, parse_amount
 from orders.errors import AssetNotFound, InvalidAmount, UserNotFound
-from orders.locks import WalletKey, lock_wallets_by_key
+from orders.locks import lock_asset, wallets_lock
 from orders.models import Asset, Deposit, Wallet
 
 logger = logging.getLogger(__name__)
-
-
-def wallets_lock(*, keys: Iterable[WalletKey]) -> dict[WalletKey, Wallet]:
-    """The wallets of these (user, asset, bucket) keys, locked in one statement in id order;
-    missing rows (a first trade or deposit in an asset) are created, then the whole set is
-    locked again in id order (a deadlock with a racing creator is retried whole)."""
-    wanted = set(keys)
-    locked = lock_wallets_by_key(keys=wanted)
-    if len(locked) < len(wanted):
-        Wallet.objects.bulk_create(
-            [Wallet(user_id=u, asset_id=a, bucket=b) for u, a, b in sorted(wanted - locked.keys())],
-            ignore_conflicts=True,
-        )
-        locked = lock_wallets_by_key(keys=wanted)
-    return locked
 
 
 @transaction.atomic(durable=True)
@@ -55,9 +39,21 @@ def wallet_credit(
 
 
 def _credit(*, user_id: int, asset: Asset, amount: Decimal, bucket: int, credited_by: User | None) -> Wallet:
+    # The asset's row serializes its deposits, so the supply checked here is exact: no
+    # balance can then outgrow a column, since all of them together hold the supply.
+    lock_asset(asset_id=asset.pk)
+    (supply,) = money_sums(Deposit.objects.filter(asset=asset), group_by="asset_id", fields=["amount"]).get(
+        asset.pk, (ZERO,)
+    )
+    if supply + amount > MAX_AMOUNT:
+        raise InvalidAmount(
+            f"The ledger holds at most {MAX_AMOUNT} {asset.symbol} in all; {supply} are credited already.",
+            fields={"amount": [f"At most {MAX_AMOUNT - supply}."]},
+        )
     key = (user_id, asset.pk, bucket)
-    wallet_id = wallets_lock(keys=[key])[key].pk
-    Wallet.objects.filter(pk=wallet_id).update(balance=F("balance") + amount)
+    wallet = wallets_lock(keys=[key])[key]
+    wallet.balance += amount  # in Decimal: SQL arithmetic on SQLite's text columns would be floating point
+    wallet.save(update_fields=["balance", "updated_at"])
     Deposit.objects.create(user_id=user_id, asset=asset, bucket=bucket, amount=amount, created_by=credited_by)
     logger.debug("wallet credited", extra={"user_id": user_id, "asset": asset.symbol, "amount": str(amount)})
-    return Wallet.objects.select_related("asset").get(pk=wallet_id)
+    return Wallet.objects.select_related("asset").get(pk=wallet.pk)

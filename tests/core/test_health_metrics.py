@@ -43,7 +43,7 @@ def test_revenue_split_must_sum_to_one():
 
 
 def test_metrics_count_orders_trades_fees_and_latency(client, user, other_user, django_capture_on_commit_callbacks):
-    from orders.services.order_requests import OrderRequest
+    from orders.engine.requests import OrderRequest
     from orders.services.orders import order_place
     from tests.factories import fund, market_create
 

@@ -9,11 +9,11 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from orders.models import Asset, Trade
-from orders.services.order_requests import OrderRequest
+from orders.engine.requests import OrderRequest
+from orders.models import Asset, Trade, TradeOutbox
 from orders.services.orders import order_place
 from orders.system_accounts import house_user_id
-from revenue.models import PostTradeJob, RevenueEvent
+from revenue.models import RevenueEvent
 from revenue.services import post_trade_jobs_process, revenue_collect
 from tests.factories import fund, market_create
 
@@ -40,7 +40,7 @@ def traded(user, other_user):
     )
     order_place(user=other_user, request=OrderRequest(market="ETH-USDT", side="buy", type="market", quantity="1"))
     order_place(user=user, request=OrderRequest(market="ETH-USDT", side="buy", type="market", quantity="0.1"))
-    post_trade_jobs_process(job_ids=list(PostTradeJob.objects.values_list("pk", flat=True)))
+    post_trade_jobs_process(job_ids=list(TradeOutbox.objects.values_list("pk", flat=True)))
     revenue_collect(stream=1, amount="3.33333333", description="withdrawal", source_type="withdrawal", source_id="w1")
     return market
 

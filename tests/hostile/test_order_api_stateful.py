@@ -47,6 +47,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from orders.models import LIVE_STATUSES, Order, Wallet
+from orders.sequencer.transport import in_process_engine_reset
 from orders.system_accounts import system_accounts_cache_clear
 from tests.factories import StaffFactory, market_create
 from tests.orders.invariants import assert_invariants
@@ -145,6 +146,7 @@ class OrderApiMachine(RuleBasedStateMachine):
         # Everything an example does is rolled back at its end (teardown).
         self.savepoint = transaction.savepoint()
         system_accounts_cache_clear()
+        in_process_engine_reset()  # its books are of the data rolled back with the example
         STATS.examples += 1
         self.credited = {
             asset: Wallet.objects.filter(asset__symbol=asset).aggregate(s=Sum("balance"))["s"] or Decimal(0)
@@ -170,6 +172,7 @@ class OrderApiMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         transaction.savepoint_rollback(self.savepoint)
         system_accounts_cache_clear()
+        in_process_engine_reset()
 
     # --- helpers -------------------------------------------------------------------
 

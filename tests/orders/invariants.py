@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from decimal import Decimal
 
-from django.db.models import Case, F, Q, Sum, When
+from django.db.models import Case, F, Q, When
 
 from orders.models import LIVE_STATUSES, TERMINAL_STATUSES, Order, OrderSide, OrderStatus, Trade, Wallet
 from orders.selectors.ledger import ledger_check
@@ -28,17 +28,19 @@ ZERO = Decimal(0)
 
 
 def expected_locks() -> dict[tuple[int, int], Decimal]:
-    """(user id, asset id) -> sum of locked_amount over that user's live orders funded by the asset."""
+    """(user id, asset id) -> sum of locked_amount over that user's live orders funded by the asset
+    (summed here, exactly: SQLite would sum in floating point)."""
     rows = (
         Order.objects.filter(status__in=LIVE_STATUSES)
         .annotate(
             funding_asset=Case(When(side=OrderSide.BUY, then=F("market__quote_id")), default=F("market__base_id"))
         )
-        .values("user_id", "funding_asset")
-        .annotate(total=Sum("locked_amount"))
-        .values_list("user_id", "funding_asset", "total")
+        .values_list("user_id", "funding_asset", "locked_amount")
     )
-    return {(user_id, asset_id): total for user_id, asset_id, total in rows if total}
+    totals: dict[tuple[int, int], Decimal] = defaultdict(Decimal)
+    for user_id, asset_id, locked in rows:
+        totals[(user_id, asset_id)] += locked
+    return {key: total for key, total in totals.items() if total}
 
 
 def assert_invariants(*, market_id: int | None = None) -> None:

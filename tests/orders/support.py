@@ -12,8 +12,8 @@ from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from orders.engine.requests import OrderRequest
 from orders.models import Market, Order, Wallet
-from orders.services.order_requests import OrderRequest
 from orders.services.orders import order_place
 from orders.system_accounts import house_user_id
 from tests.factories import UserFactory, fund

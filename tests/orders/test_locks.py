@@ -8,11 +8,9 @@ import pytest
 from django.db import OperationalError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
-from orders.locks import lock_market, lock_market_by_symbol, lock_market_of_order, lock_wallets_by_key
-from orders.models import Asset, Market, Wallet
-from orders.services.ledger import LockedLedger
+from orders.locks import lock_wallets_by_key, wallets_lock
+from orders.models import Asset, Wallet
 from tests.factories import UserFactory, fund, market_create
-from tests.orders.support import place
 
 
 def _key(wallet: Wallet) -> tuple[int, int, int]:
@@ -40,33 +38,16 @@ def test_wallets_by_key_are_exactly_the_keys_in_id_order(market):
 
 
 @pytest.mark.django_db
-def test_a_ledger_creates_missing_wallets_and_locks_them(market, django_assert_num_queries):
+def test_missing_wallets_are_created_and_locked(market, django_assert_num_queries):
     user = UserFactory()
     fund(user, "USDT", "5")
     usdt, eth = Asset.objects.get(symbol="USDT"), Asset.objects.get(symbol="ETH")
     with django_assert_num_queries(3):  # lock by key, insert the missing ETH wallet, lock again
-        ledger = LockedLedger(keys=[(user.pk, usdt.pk, 0), (user.pk, eth.pk, 0)])
-    ledger.credit((user.pk, eth.pk, 0), ledger.available((user.pk, usdt.pk, 0)))
-    ledger.flush()
-    assert Wallet.objects.get(user=user, asset=eth, bucket=0).balance == 5
-
-
-@pytest.mark.django_db
-def test_the_market_of_an_order_only_for_its_owner(market):
-    owner, stranger = UserFactory(), UserFactory()
-    fund(owner, "USDT", "1000")
-    order_id = place(owner, side="buy", type="limit", quantity="0.1", price="1000.00").pk
-    with transaction.atomic():
-        assert lock_market_of_order(order_id=order_id, user_id=owner.pk) == market
-        assert lock_market_of_order(order_id=order_id, user_id=stranger.pk) is None
-        assert lock_market_of_order(order_id=10**9, user_id=owner.pk) is None
-        locked = lock_market_by_symbol(symbol="ETH-USDT")
-        assert locked == market
-        assert locked is not None and locked.reference_price == market.reference_price
-        assert lock_market(market_id=market.pk) == market
-        assert lock_market_by_symbol(symbol="NOPE-USDT") is None
-        with pytest.raises(Market.DoesNotExist):
-            lock_market(market_id=10**9)
+        locked = wallets_lock(keys=[(user.pk, usdt.pk, 0), (user.pk, eth.pk, 0)])
+    assert locked[(user.pk, usdt.pk, 0)].balance == 5
+    assert locked[(user.pk, eth.pk, 0)].balance == 0
+    ids = [wallet.pk for wallet in locked.values()]
+    assert sorted(ids) == sorted(Wallet.objects.filter(user=user).values_list("pk", flat=True))
 
 
 def _try_lock_elsewhere(wallet_id: int) -> bool:

@@ -33,10 +33,10 @@ from hypothesis import strategies as st
 
 from core.errors import ApplicationError
 from orders.engine import stop_triggered
+from orders.engine.requests import OrderRequest
 from orders.errors import InsufficientFunds
 from orders.models import RESTING_STATUSES, Market, Order, OrderStatus, Trade, Wallet
 from orders.services import market_reference_price_set
-from orders.services.order_requests import OrderRequest
 from orders.services.orders import order_cancel, order_place
 from orders.system_accounts import fee_account_user_id, house_user_id
 from tests.factories import UserFactory, fund, market_create

@@ -23,10 +23,10 @@ from django.db import connection
 from django.test.testcases import LiveServerThread
 from django.utils import timezone
 
-from orders.models import Market, Order, Trade
-from orders.services.order_requests import OrderRequest
+from orders.engine.requests import OrderRequest
+from orders.models import Market, Order, Trade, TradeOutbox
 from orders.services.orders import order_place
-from revenue.models import PostTradeJob, RevenueStream
+from revenue.models import RevenueStream
 from revenue.services import post_trade_jobs_process, revenue_collect
 from revenue.streams import STREAMS
 from tests.environment import require
@@ -240,7 +240,7 @@ def _seed() -> Market:
                 user=maker,
                 request=OrderRequest(market="ETH-USDT", side=side, type="limit", quantity=size, price=f"{limit:.2f}"),
             )
-    post_trade_jobs_process(job_ids=list(PostTradeJob.objects.values_list("pk", flat=True)))
+    post_trade_jobs_process(job_ids=list(TradeOutbox.objects.values_list("pk", flat=True)))
     for stream, amount in (
         (1, "18250.40"),
         (2, "9120.00"),

@@ -10,8 +10,8 @@ import pytest
 from django.core.cache import cache
 from django.test import Client
 
+from orders.engine.requests import OrderRequest
 from orders.models import Order, OrderStatus
-from orders.services.order_requests import OrderRequest
 from orders.services.orders import order_place
 from tests.conftest import jwt_client
 from tests.factories import PASSWORD, StaffFactory, UserFactory, fund, market_create

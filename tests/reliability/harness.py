@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import psycopg
 
 from bench.api_load import WebServer
-from bench.infra import ROOT, PgServer, RedisServer, django_env, free_port, python, stop_process
+from bench.infra import ROOT, EngineProcess, PgServer, RedisServer, django_env, free_port, python, stop_process
 from tests import environment
 from tests.waiting import wait_until
 
@@ -198,6 +198,7 @@ class Platform:
     workdir: Path
     env: dict[str, str]
     seed: dict[str, Any] = field(default_factory=dict)
+    engines: list[EngineProcess] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -674,9 +675,9 @@ INVARIANTS: dict[str, str] = {
         LEFT JOIN LATERAL (SELECT status FROM orders_orderevent e WHERE e.order_id = o.id
                            ORDER BY e.id DESC LIMIT 1) last ON true
         WHERE last.status IS DISTINCT FROM o.status""",
-    # the post-trade outbox has one job per trade
+    # orders' trade outbox has one row per trade
     "trade_without_job": """
-        SELECT t.id FROM orders_trade t LEFT JOIN revenue_posttradejob j ON j.trade_id = t.id WHERE j.id IS NULL""",
+        SELECT t.id FROM orders_trade t LEFT JOIN orders_tradeoutbox j ON j.trade_id = t.id WHERE j.id IS NULL""",
 }
 
 
@@ -858,7 +859,16 @@ class Rig:
         log(f"database {name} migrated and seeded in {time.monotonic() - began:.1f} s")
         return platform
 
+    def engine(self, platform: Platform, *, name: str = "engine", wait: bool = True) -> EngineProcess:
+        """One engine process of the platform's (single) shard; a second one stands by."""
+        engine = EngineProcess(env=platform.process_env(), log_path=self.workdir / f"{name}.log")
+        self.stack.callback(engine.stop)
+        platform.engines.append(engine)
+        return engine.start(wait=wait)
+
     def web(self, platform: Platform, *, workers: int = 2, threads: int = 4) -> WebServer:
+        if not platform.engines:  # the web answers orders through the engine (docs/matching.md)
+            self.engine(platform)
         server = WebServer(
             env=platform.process_env(), workers=workers, threads=threads, log_path=self.workdir / "web.log"
         )

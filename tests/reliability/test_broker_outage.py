@@ -132,7 +132,7 @@ def test_broker_outage_loses_no_fee_and_doubles_none(rig: Rig, figures: Figures)
 
     # The worker processes what was published after the broker came back ...
     late_pending = (
-        "SELECT count(*) FROM revenue_posttradejob j JOIN orders_trade t ON t.id = j.trade_id "
+        "SELECT count(*) FROM orders_tradeoutbox j JOIN orders_trade t ON t.id = j.trade_id "
         "WHERE j.status = 'pending' AND t.executed_at >= %s"
     )
     wait_until(
@@ -141,7 +141,7 @@ def test_broker_outage_loses_no_fee_and_doubles_none(rig: Rig, figures: Figures)
         interval=0.5,
         what="the worker to process the jobs published once the broker was back",
     )
-    ((left_to_sweep,),) = platform.query("SELECT count(*) FROM revenue_posttradejob WHERE status = 'pending'")
+    ((left_to_sweep,),) = platform.query("SELECT count(*) FROM orders_tradeoutbox WHERE status = 'pending'")
     # ... and the trades of the outage were never published: only the outbox has them.
     assert left_to_sweep > 0
     log(f"{left_to_sweep} post-trade jobs were never published; running the sweep")
@@ -150,7 +150,7 @@ def test_broker_outage_loses_no_fee_and_doubles_none(rig: Rig, figures: Figures)
 
     def swept() -> bool:
         nonlocal sweeps
-        if platform.query("SELECT count(*) FROM revenue_posttradejob WHERE status = 'pending'")[0][0] == 0:
+        if platform.query("SELECT count(*) FROM orders_tradeoutbox WHERE status = 'pending'")[0][0] == 0:
             return True
         publisher.send("revenue.tasks.post_trade_jobs_sweep")  # what beat publishes every 30 s
         sweeps += 1
@@ -187,9 +187,7 @@ def test_broker_outage_loses_no_fee_and_doubles_none(rig: Rig, figures: Figures)
     totals = dict(platform.query("SELECT id, collected FROM revenue_revenuestream WHERE id IN (0, 4)"))
     assert totals[0] == sum(expected.values(), Decimal(0))
     assert totals[4] == sum(expected_spread.values(), Decimal(0))
-    ((jobs, done),) = platform.query(
-        "SELECT count(*), count(*) FILTER (WHERE status = 'done') FROM revenue_posttradejob"
-    )
+    ((jobs, done),) = platform.query("SELECT count(*), count(*) FILTER (WHERE status = 'done') FROM orders_tradeoutbox")
 
     counts = assert_platform_sound(figures, platform, port=server.port, staff_token=platform.seed["staff_token"])
     figures.update(

@@ -43,7 +43,7 @@ def test_one_correlation_id_from_order_to_transaction(
     settings.CHAIN_CONFIRMATIONS = 0
     chain_context_reset()
     fund(other_user, "ETH", "1")
-    from orders.services.order_requests import OrderRequest
+    from orders.engine.requests import OrderRequest
     from orders.services.orders import order_place
 
     order_place(
@@ -60,7 +60,7 @@ def test_one_correlation_id_from_order_to_transaction(
         )
     assert response.status_code == 201 and response["X-Request-ID"] == "fee-trace-42"
     trade = Trade.objects.get()
-    job = trade.post_trade_job
+    job = trade.outbox
     assert job.correlation_id == "fee-trace-42"
 
     post_trade_jobs_process(job_ids=[job.pk])

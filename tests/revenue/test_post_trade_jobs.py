@@ -6,10 +6,10 @@ from decimal import Decimal
 import pytest
 from django.db.models import Sum
 
-from orders.models import Trade
-from orders.services.order_requests import OrderRequest
+from orders.engine.requests import OrderRequest
+from orders.models import Trade, TradeOutbox
 from orders.services.orders import order_place
-from revenue.models import PostTradeJob, RevenueEvent, RevenueStream
+from revenue.models import RevenueEvent, RevenueStream
 from revenue.services import post_trade_job_process, post_trade_jobs_process
 from revenue.tasks import post_trade_jobs_sweep
 from tests.factories import fund
@@ -31,7 +31,7 @@ def test_trade_writes_its_job_in_the_same_transaction(eth_market, user, other_us
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         trade = _cross(user, other_user)
     # The job exists before any callback ran: it was written with the trade.
-    assert PostTradeJob.objects.get(trade=trade).status == "pending"
+    assert TradeOutbox.objects.get(trade=trade).status == "pending"
     assert callbacks, "the task is published only on commit"
 
 
@@ -44,7 +44,7 @@ def test_task_on_commit_turns_each_trade_into_one_trading_fee_event(
     assert event.stream_id == 0
     assert event.gross_amount == trade.taker_fee + trade.maker_fee
     assert trade.taker_fee == Decimal("1.2") and trade.maker_fee == Decimal("0.8")  # 12 and 8 bps of 1000
-    assert PostTradeJob.objects.get(trade=trade).status == "done"
+    assert TradeOutbox.objects.get(trade=trade).status == "done"
     assert not RevenueEvent.objects.filter(source_type="house_fill").exists()
 
 
@@ -53,7 +53,7 @@ def test_house_fill_also_yields_a_market_making_event(eth_market, user):
     order_place(user=user, request=OrderRequest(market="ETH-USDT", side="buy", type="market", quantity="0.1"))
     trade = Trade.objects.get(is_house=True)
     assert trade.price == Decimal("2010.00")  # reference 2000 + 0.5%
-    post_trade_jobs_process(job_ids=[trade.post_trade_job.pk])
+    post_trade_jobs_process(job_ids=[trade.outbox.pk])
     spread = RevenueEvent.objects.get(source_type="house_fill", source_id=str(trade.pk))
     assert spread.stream_id == 4
     assert spread.gross_amount == abs(trade.price - trade.reference_price) * trade.quantity == Decimal("1.0")
@@ -63,7 +63,7 @@ def test_house_fill_also_yields_a_market_making_event(eth_market, user):
 
 def test_replaying_a_job_or_a_task_never_duplicates(eth_market, user, other_user):
     trade = _cross(user, other_user)
-    job = trade.post_trade_job
+    job = trade.outbox
     assert post_trade_job_process(job_id=job.pk) is True
     assert post_trade_job_process(job_id=job.pk) is False
     assert post_trade_jobs_process(job_ids=[job.pk, job.pk]) == 0
@@ -95,7 +95,7 @@ def test_with_the_broker_unreachable_trades_succeed_and_events_follow(
         trades = [_cross(user, other_user, quantity="0.1") for _ in range(3)]
     elapsed = time.monotonic() - started
     assert all(t is not None for t in trades)
-    assert PostTradeJob.objects.filter(status="pending").count() == 3
+    assert TradeOutbox.objects.filter(status="pending").count() == 3
     assert elapsed < 5, "publishing must not stall requests while the broker is down"
     # The broker is back: the periodic sweep delivers every fee exactly once.
     settings.POST_TRADE_SWEEP_AGE_SECONDS = 0
@@ -113,8 +113,8 @@ def test_a_failing_job_is_recorded_and_retried_later(eth_market, user, other_use
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(services, "revenue_event_record", boom)
-    assert post_trade_jobs_process(job_ids=[trade.post_trade_job.pk]) == 0
-    job = PostTradeJob.objects.get(pk=trade.post_trade_job.pk)
+    assert post_trade_jobs_process(job_ids=[trade.outbox.pk]) == 0
+    job = TradeOutbox.objects.get(pk=trade.outbox.pk)
     assert job.status == "pending" and job.attempts == 1 and "disk full" in job.last_error
     monkeypatch.undo()
     assert post_trade_jobs_process(job_ids=[job.pk]) == 1

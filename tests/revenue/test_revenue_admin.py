@@ -96,7 +96,7 @@ def test_report_page_is_staff_only(client, user):
         "/admin/orders/order/",
         "/admin/orders/trade/",
         "/admin/orders/wallet/",
-        "/admin/revenue/posttradejob/",
+        "/admin/orders/tradeoutbox/",
         "/admin/django_celery_beat/periodictask/",
     ],
 )

@@ -10,10 +10,10 @@ import pytest
 from django.db import connections
 from django.db.models import Sum
 
-from orders.models import Trade
-from orders.services.order_requests import OrderRequest
+from orders.engine.requests import OrderRequest
+from orders.models import Trade, TradeOutbox
 from orders.services.orders import order_place
-from revenue.models import PostTradeJob, RevenueEvent, RevenueStream
+from revenue.models import RevenueEvent, RevenueStream
 from revenue.services import post_trade_jobs_process, revenue_collect
 from tests.factories import UserFactory, fund
 
@@ -63,7 +63,7 @@ def test_stream_totals_equal_event_sums_under_concurrency(eth_market):
         ]
 
     _run_threads([trade(t) for t in takers])
-    job_ids = list(PostTradeJob.objects.values_list("pk", flat=True))
+    job_ids = list(TradeOutbox.objects.values_list("pk", flat=True))
     assert len(job_ids) == Trade.objects.count() >= 16
 
     # Every worker processes every job (replays included) while others collect directly.
@@ -77,7 +77,7 @@ def test_stream_totals_equal_event_sums_under_concurrency(eth_market):
         ]
 
     _run_threads([process, process, process, collect(1), collect(2), collect(3)])
-    assert PostTradeJob.objects.filter(status="pending").count() == 0
+    assert TradeOutbox.objects.filter(status="pending").count() == 0
     fees = Trade.objects.aggregate(t=Sum("taker_fee"), m=Sum("maker_fee"))
     assert RevenueEvent.objects.filter(source_type="trade").count() == Trade.objects.count()
     assert (

@@ -17,8 +17,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from orders.engine.requests import OrderRequest
 from orders.models import Market, Order, Trade
-from orders.services.order_requests import OrderRequest
 from orders.services.orders import order_place
 from revenue.delivery.metadata import patch_failed
 from revenue.jsonb import JsonMerge

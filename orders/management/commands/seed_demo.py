@@ -10,9 +10,9 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from orders.engine.requests import OrderRequest
 from orders.models import Asset, Deposit, Market
 from orders.services import wallet_credit
-from orders.services.order_requests import OrderRequest
 from orders.services.orders import order_place
 from orders.system_accounts import fee_account_user_id, house_user_id
 

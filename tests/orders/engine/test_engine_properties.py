@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 
@@ -19,19 +19,15 @@ from orders.engine import (
     ExpiryReason,
     HouseInventory,
     MarketRules,
-    MatchResult,
     Outcome,
     RestingOrder,
     SelfTradePrevention,
     Side,
     TakerOrder,
     TimeInForce,
-    buy_lock_amount,
-    calculate_fee,
-    fee_discount_for,
-    market_buy_lock_amount,
     match,
 )
+from tests.orders.engine.exchange import TTX, EngineExchange
 
 D = Decimal
 # Tick * step reaches 10 decimal places with the finest pair, so notional rounding bites.
@@ -348,167 +344,7 @@ def test_fok_equals_ioc_when_complete_and_nothing_otherwise(
         assert fok_result.fills == () and fok_result.reason is ExpiryReason.FOK_NOT_FILLABLE
 
 
-# --- random order streams through an in-memory exchange ----------------------------------
-
-TAKER_FEE_BPS = 10
-MAKER_FEE_BPS = 5
-FEE_ACCOUNT = "fees"
-HOUSE_ACCOUNT = "house"
-TTX: dict[int | str, Decimal] = {1: D(0), 2: D(150), 3: D(20_000)}
-Account = int | str
-
-
-@dataclass
-class Resting:
-    id: int
-    owner_id: int
-    side: Side
-    price: Decimal
-    remaining: Decimal
-    lock: Decimal  # quote locked by a buy (0 for a sell)
-    spent: Decimal = field(default_factory=Decimal)
-
-
-@dataclass
-class Exchange:
-    rules: MarketRules
-    balances: dict[Account, dict[str, Decimal]] = field(default_factory=dict)
-    book: list[Resting] = field(default_factory=list)
-    next_id: int = 1
-
-    def makers_for(self, side: Side) -> list[Resting]:
-        opposite = [order for order in self.book if order.side is not side]
-        # Python's sort is stable and the book is kept in arrival order: price, then age.
-        # Asks cheapest first for a buyer, bids dearest first for a seller.
-        return sorted(opposite, key=lambda order: order.price, reverse=side is Side.SELL)
-
-    def house(self) -> HouseInventory | None:
-        if self.rules.house is None:
-            return None
-        return HouseInventory(
-            base_available=self.balances[HOUSE_ACCOUNT]["base"],
-            quote_available=self.balances[HOUSE_ACCOUNT]["quote"],
-            max_notional=self.rules.house.max_notional,
-            slippage_percent=self.rules.house.slippage_percent,
-        )
-
-    def move(self, account: Account, asset: str, amount: Decimal) -> None:
-        self.balances[account][asset] += amount
-
-    @staticmethod
-    def fee(account: Account, *, notional: Decimal, fee_bps: int) -> Decimal:
-        if account == HOUSE_ACCOUNT:
-            return D(0)  # the house trades fee-free
-        return calculate_fee(notional=notional, fee_bps=fee_bps, discount=fee_discount_for(TTX[account]))
-
-    def trade(
-        self,
-        *,
-        buyer: Account,
-        seller: Account,
-        quantity: Decimal,
-        notional: Decimal,
-        buyer_fee_bps: int,
-        seller_fee_bps: int,
-    ) -> Decimal:
-        """Settle one fill; fees are charged in quote. Returns what the buyer spent."""
-        buyer_fee = self.fee(buyer, notional=notional, fee_bps=buyer_fee_bps)
-        seller_fee = self.fee(seller, notional=notional, fee_bps=seller_fee_bps)
-        self.move(buyer, "base", quantity)
-        self.move(seller, "base", -quantity)
-        self.move(buyer, "quote", -(notional + buyer_fee))
-        self.move(seller, "quote", notional - seller_fee)
-        self.move(FEE_ACCOUNT, "quote", buyer_fee + seller_fee)
-        return notional + buyer_fee
-
-    def submit(self, taker: TakerOrder) -> MatchResult:
-        makers = self.makers_for(taker.side)
-        rules = MarketRules(
-            reference_price=self.rules.reference_price,
-            max_slippage_bps=self.rules.max_slippage_bps,
-            price_tick=self.rules.price_tick,
-            quantity_step=self.rules.quantity_step,
-            house=self.house(),
-        )
-        result = match(
-            taker=taker,
-            makers=(RestingOrder(id=o.id, owner_id=o.owner_id, price=o.price, remaining=o.remaining) for o in makers),
-            rules=rules,
-        )
-        buy = taker.side is Side.BUY
-        if not buy:
-            taker_lock = D(0)
-        elif taker.limit_price is None:
-            taker_lock = market_buy_lock_amount(
-                quantity=taker.quantity,
-                reference_price=rules.reference_price,
-                max_slippage_bps=rules.max_slippage_bps,
-                taker_fee_bps=TAKER_FEE_BPS,
-            )
-        else:
-            taker_lock = buy_lock_amount(quantity=taker.quantity, price=taker.limit_price, taker_fee_bps=TAKER_FEE_BPS)
-        taker_spent = D(0)
-        by_id = {order.id: order for order in self.book}
-        for fill in result.fills:
-            assert (fill.maker_id is None) == (fill.maker_owner_id is None)
-            maker_account: Account = HOUSE_ACCOUNT if fill.maker_owner_id is None else fill.maker_owner_id
-            buyer, seller = (taker.owner_id, maker_account) if buy else (maker_account, taker.owner_id)
-            spent = self.trade(
-                buyer=buyer,
-                seller=seller,
-                quantity=fill.quantity,
-                notional=fill.notional,
-                buyer_fee_bps=TAKER_FEE_BPS if buy else MAKER_FEE_BPS,
-                seller_fee_bps=MAKER_FEE_BPS if buy else TAKER_FEE_BPS,
-            )
-            if buy:
-                taker_spent += spent
-            if fill.maker_id is not None:
-                resting = by_id[fill.maker_id]
-                resting.remaining -= fill.quantity
-                assert resting.remaining >= 0
-                if not buy:
-                    resting.spent += spent
-                    # A resting buy's lock covers whatever its fills cost, at any fee tier.
-                    assert resting.spent <= resting.lock
-        assert taker_spent <= taker_lock
-        # The house never trades what it does not have.
-        assert self.balances[HOUSE_ACCOUNT]["base"] >= 0
-        assert self.balances[HOUSE_ACCOUNT]["quote"] >= 0
-
-        expired = set(result.expired_maker_ids)
-        self.book = [order for order in self.book if order.remaining > 0 and order.id not in expired]
-        if result.outcome is Outcome.REST:
-            assert taker.limit_price is not None and taker.time_in_force is TimeInForce.GTC
-            lock = D(0)
-            if buy:
-                lock = taker_lock - taker_spent
-            self.book.append(
-                Resting(
-                    id=self.next_id,
-                    owner_id=taker.owner_id,
-                    side=taker.side,
-                    price=taker.limit_price,
-                    remaining=result.remaining_quantity,
-                    lock=lock,
-                )
-            )
-        self.next_id += 1
-        if result.fills:
-            # Later market orders are guarded around the last traded price.
-            self.rules = MarketRules(
-                reference_price=result.fills[-1].price,
-                max_slippage_bps=self.rules.max_slippage_bps,
-                price_tick=self.rules.price_tick,
-                quantity_step=self.rules.quantity_step,
-                house=self.rules.house,
-            )
-        return result
-
-    def totals(self) -> tuple[Decimal, Decimal]:
-        base = sum((account["base"] for account in self.balances.values()), D(0))
-        quote = sum((account["quote"] for account in self.balances.values()), D(0))
-        return base, quote
+# --- random order streams through the engine's own market, wallets in a dictionary -------
 
 
 @st.composite
@@ -539,24 +375,17 @@ def order_stream(draw: st.DrawFn, rules: MarketRules) -> list[TakerOrder]:
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
-def test_random_streams_conserve_base_and_quote(data: st.DataObject) -> None:
-    rules = data.draw(market_rules())
-    exchange = Exchange(rules=rules)
-    for owner in OWNERS:
-        exchange.balances[owner] = {"base": D(1000), "quote": D(1_000_000)}
-    exchange.balances[FEE_ACCOUNT] = {"base": D(0), "quote": D(0)}
-    house = rules.house
-    exchange.balances[HOUSE_ACCOUNT] = {
-        "base": house.base_available if house else D(0),
-        "quote": house.quote_available if house else D(0),
-    }
+def test_random_streams_through_the_market_engine_conserve_and_lock_exactly(data: st.DataObject) -> None:
+    """The real MarketEngine (matching, settlement postings, locks, book) over random
+    orders: both assets are conserved, every lock is what the live orders hold, no wallet
+    goes negative, the book holds only live GTC remainders on the step grid."""
+    rules = data.draw(market_rules(with_house=None))
+    exchange = EngineExchange.create(rules=rules, owners=OWNERS, base=D(1000), quote=D(1_000_000), ttx=TTX)
     before = exchange.totals()
-
     for taker in data.draw(order_stream(rules)):
-        result = exchange.submit(taker)
-        if taker.limit_price is None or taker.time_in_force is not TimeInForce.GTC:
-            assert result.outcome is not Outcome.REST
-            assert all(order.id != exchange.next_id - 1 for order in exchange.book)
+        order = exchange.place_taker(taker)
+        if order is not None and (taker.limit_price is None or taker.time_in_force is not TimeInForce.GTC):
+            assert not order.is_live, order
         assert exchange.totals() == before
-        # The book only ever holds live, positive, GTC remainders.
-        assert all(order.remaining > 0 and order.remaining % rules.quantity_step == 0 for order in exchange.book)
+        exchange.assert_locks_match()
+        assert all(o.remaining > 0 and o.remaining % rules.quantity_step == 0 for o in exchange.resting())

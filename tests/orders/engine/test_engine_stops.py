@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from orders.engine import Side, StopOrderType, stop_triggered
+from orders.engine import OrderType, Side, stop_triggered
 
 D = Decimal
 STOP = D("100")
@@ -17,24 +17,24 @@ BELOW, TOUCH, ABOVE = D("99.99999999"), D("100.00"), D("100.00000001")
     ("order_type", "side", "last", "fires"),
     [
         # stop-loss sell: protects a long, fires when the price falls to the stop
-        (StopOrderType.STOP_LOSS, Side.SELL, BELOW, True),
-        (StopOrderType.STOP_LOSS, Side.SELL, TOUCH, True),
-        (StopOrderType.STOP_LOSS, Side.SELL, ABOVE, False),
+        (OrderType.STOP_LOSS, Side.SELL, BELOW, True),
+        (OrderType.STOP_LOSS, Side.SELL, TOUCH, True),
+        (OrderType.STOP_LOSS, Side.SELL, ABOVE, False),
         # stop-loss buy: protects a short, fires when the price rises to the stop
-        (StopOrderType.STOP_LOSS, Side.BUY, BELOW, False),
-        (StopOrderType.STOP_LOSS, Side.BUY, TOUCH, True),
-        (StopOrderType.STOP_LOSS, Side.BUY, ABOVE, True),
+        (OrderType.STOP_LOSS, Side.BUY, BELOW, False),
+        (OrderType.STOP_LOSS, Side.BUY, TOUCH, True),
+        (OrderType.STOP_LOSS, Side.BUY, ABOVE, True),
         # take-profit sell: fires when the price rises to the target
-        (StopOrderType.TAKE_PROFIT, Side.SELL, BELOW, False),
-        (StopOrderType.TAKE_PROFIT, Side.SELL, TOUCH, True),
-        (StopOrderType.TAKE_PROFIT, Side.SELL, ABOVE, True),
+        (OrderType.TAKE_PROFIT, Side.SELL, BELOW, False),
+        (OrderType.TAKE_PROFIT, Side.SELL, TOUCH, True),
+        (OrderType.TAKE_PROFIT, Side.SELL, ABOVE, True),
         # take-profit buy: fires when the price falls to the target
-        (StopOrderType.TAKE_PROFIT, Side.BUY, BELOW, True),
-        (StopOrderType.TAKE_PROFIT, Side.BUY, TOUCH, True),
-        (StopOrderType.TAKE_PROFIT, Side.BUY, ABOVE, False),
+        (OrderType.TAKE_PROFIT, Side.BUY, BELOW, True),
+        (OrderType.TAKE_PROFIT, Side.BUY, TOUCH, True),
+        (OrderType.TAKE_PROFIT, Side.BUY, ABOVE, False),
     ],
 )
-def test_trigger_table(order_type: StopOrderType, side: Side, last: Decimal, fires: bool) -> None:
+def test_trigger_table(order_type: OrderType, side: Side, last: Decimal, fires: bool) -> None:
     assert stop_triggered(order_type=order_type, side=side, stop_price=STOP, last_price=last) is fires
 
 
@@ -52,7 +52,7 @@ def test_unknown_type_and_float_prices_are_refused() -> None:
         stop_triggered(order_type="trailing", side=Side.SELL, stop_price=STOP, last_price=BELOW)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         stop_triggered(
-            order_type=StopOrderType.STOP_LOSS,
+            order_type=OrderType.STOP_LOSS,
             side=Side.SELL,
             stop_price=STOP,
             last_price=99.5,  # type: ignore[arg-type]

@@ -6,11 +6,26 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Protocol
 
 from core.money import parse_amount
-from orders.engine import is_multiple_of
+from orders.engine.money import is_multiple_of
+from orders.engine.types import OrderType, SelfTradePrevention, TimeInForce
+from orders.engine.types import Side as OrderSide
 from orders.errors import InvalidPrice, InvalidQuantity, InvalidTimeInForce
-from orders.models import Market, OrderSide, OrderType, SelfTradePrevention, TimeInForce
+
+
+class MarketGrid(Protocol):
+    """What validation needs of a market (its row, or the sequencer's copy of it)."""
+
+    @property
+    def price_tick(self) -> Decimal: ...
+
+    @property
+    def quantity_step(self) -> Decimal: ...
+
+    @property
+    def min_quantity(self) -> Decimal: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +73,7 @@ class ValidatedOrder:
         return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
-def order_request_validate(*, market: Market, request: OrderRequest) -> ValidatedOrder:
+def order_request_validate(*, market: MarketGrid, request: OrderRequest) -> ValidatedOrder:
     side = OrderSide(request.side)
     order_type = OrderType(request.type)
     stp = SelfTradePrevention(request.stp or SelfTradePrevention.SKIP)
@@ -105,7 +120,7 @@ def order_request_validate(*, market: Market, request: OrderRequest) -> Validate
     )
 
 
-def _price(raw: object, *, market: Market, field: str) -> Decimal:
+def _price(raw: object, *, market: MarketGrid, field: str) -> Decimal:
     value = parse_amount(raw)
     if value is None or value <= 0:
         raise InvalidPrice(fields={field: ["Must be a positive decimal."]})

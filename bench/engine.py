@@ -1,0 +1,175 @@
+"""5. The matching engine alone (docs/performance.md):
+
+- engine_orders_per_s, engine_batch_p99_ms: the sequencer in this process, the load's
+  command mix sent in batches of `batch`, every batch persisted to PostgreSQL in one
+  transaction (no HTTP, no web worker);
+- engine_start_s, engine_rss_mb: `manage.py engine` for a market holding `resting` orders
+  and `stops` pending stops: seconds from process start until it leads (Django start, the
+  books loaded, socket bound), and its peak RSS;
+- failover_s: an active and a standby engine process of one shard, commands flowing over
+  ZeroMQ; the active one SIGKILLed: seconds until a command sent after the kill is answered
+  2xx by the standby."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth.models import User
+
+from bench.infra import EngineProcess, log, vm_hwm_mb
+from bench.seed import seed_pending_stops, seed_resting_orders
+from orders.models import Market
+from orders.sequencer.commands import cancel_command, place_command
+from orders.sequencer.loop import Sequencer
+from orders.sequencer.shards import shards
+from orders.sequencer.transport import in_process_engine_reset
+from orders.sequencer.zmq import zmq_engine_call
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * share))] if ordered else 0.0
+
+
+def _commands(users: list[int], count: int, rnd: random.Random, live: dict[int, list[int]]) -> list[dict[str, Any]]:
+    """The load's mix: 60% limit GTC around the reference, 20% market IOC, 10% limit FOK,
+    10% cancels of the user's newest resting order."""
+    commands = []
+    for _ in range(count):
+        user = rnd.choice(users)
+        roll = rnd.random()
+        if roll < 0.1 and live.get(user):
+            order_id, market_id = live[user].pop()
+            commands.append(cancel_command(user_id=user, order_id=order_id, market_id=market_id))
+            continue
+        side = rnd.choice(("buy", "sell"))
+        ticks = rnd.randint(-300, 300)
+        price = f"{2000 + ticks / 100:.2f}"
+        if roll < 0.7:
+            fields = {"type": "limit", "price": price, "time_in_force": "GTC"}
+        elif roll < 0.9:
+            fields = {"type": "market", "time_in_force": "IOC"}
+        else:
+            fields = {"type": "limit", "price": price, "time_in_force": "FOK"}
+        commands.append(
+            place_command(
+                user_id=user,
+                fields={"market": "ETH-USDT", "side": side, "quantity": f"0.{rnd.randint(1, 20):04d}", **fields},
+            )
+        )
+    return commands
+
+
+def run_engine_throughput(*, traders: list[str], commands: int, batch: int) -> dict[str, Any]:
+    users = list(User.objects.filter(username__in=traders).values_list("pk", flat=True))
+    rnd = random.Random(5)
+    sequencer = Sequencer(symbols={"ETH-USDT"})
+    sequencer.load()
+    live: dict[int, list[Any]] = {}
+    durations: list[float] = []
+    answered = 0
+    statuses: dict[int, int] = {}
+    began = time.perf_counter()
+    for _ in range(max(commands // batch, 1)):
+        chunk = _commands(users, batch, rnd, live)
+        started = time.perf_counter()
+        answers = sequencer.run_batch(chunk)
+        durations.append(time.perf_counter() - started)
+        for command, answer in zip(chunk, answers, strict=True):
+            statuses[answer["status"]] = statuses.get(answer["status"], 0) + 1
+            answered += 1
+            order = answer.get("order")
+            if order and order["status"] in ("open", "partially_filled"):
+                live.setdefault(command["user_id"], []).append((int(order["id"]), sequencer.markets[0].spec.id))
+    elapsed = time.perf_counter() - began
+    log(f"engine alone: {answered} commands in {elapsed:.2f} s, batches of {batch}, answers {statuses}")
+    return {
+        "engine_orders_per_s": answered / elapsed if elapsed else 0.0,
+        "engine_batch_p50_ms": 1000 * _percentile(durations, 0.5),
+        "engine_batch_p99_ms": 1000 * _percentile(durations, 0.99),
+        "engine_batch_size": batch,
+        "engine_commands": answered,
+        "engine_non_2xx": sum(count for status, count in statuses.items() if status >= 300),
+    }
+
+
+def run_engine_start(
+    *, env: dict[str, str], workdir: Path, resting: int, stops: int, makers: list[int]
+) -> dict[str, Any]:
+
+    market = Market.objects.get(symbol="ENG-USDT")
+    seed_resting_orders(market=market, maker_ids=makers, first=0, count=resting)
+    seed_pending_stops(market=market, maker_ids=makers, count=stops)
+    engine_env = {**env, "ENGINE_SHARDS": f"eng=ENG-USDT@ipc://{workdir}/engine-start.sock"}
+    engine = EngineProcess(env=engine_env, log_path=workdir / "engine-start.log", shard="eng")
+    began = time.monotonic()
+    engine.start(wait=False)
+    try:
+        start_s = engine.wait_leading(timeout=120)
+        rss = vm_hwm_mb(engine.pid)
+    finally:
+        engine.stop()
+    log(f"engine start: {resting:,} resting + {stops:,} stops led after {start_s:.2f} s, peak RSS {rss:.1f} MB")
+    return {
+        "engine_start_s": start_s,
+        "engine_rss_mb": rss,
+        "engine_start_resting": resting,
+        "engine_start_stops": stops,
+        "engine_start_wall_s": time.monotonic() - began,
+    }
+
+
+def run_failover(*, env: dict[str, str], workdir: Path, traders: list[str]) -> dict[str, Any]:
+    """Two engine processes of the default shard (every market), a sender thread placing
+    resting limit orders over ZeroMQ, the active engine SIGKILLed."""
+    in_process_engine_reset()  # this process's own sequencer must not hold the books meanwhile
+    users = list(User.objects.filter(username__in=traders).values_list("pk", flat=True))
+    active = EngineProcess(env=env, log_path=workdir / "engine-a.log").start()
+    standby = EngineProcess(env=env, log_path=workdir / "engine-b.log").start(wait=False)
+    stop = threading.Event()
+    answers: list[tuple[float, float, int]] = []  # sent, answered, status
+
+    def send() -> None:
+        rnd = random.Random(9)
+        while not stop.is_set():
+            command = place_command(
+                user_id=rnd.choice(users),
+                fields={
+                    "market": "ETH-USDT",
+                    "side": "buy",
+                    "type": "limit",
+                    "quantity": "0.0010",
+                    "price": f"{1000 + rnd.randint(0, 100) / 100:.2f}",
+                },
+            )
+            sent = time.monotonic()
+            answer = zmq_engine_call(command, market="ETH-USDT")
+            answers.append((sent, time.monotonic(), int(answer["status"])))
+            if answer["status"] >= 500:
+                time.sleep(0.05)
+
+    sender = threading.Thread(target=send, name="failover-sender", daemon=True)
+    sender.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(answers) < 50 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        killed = time.monotonic()
+        active.kill()
+        deadline = killed + 30
+        answered = None
+        while answered is None and time.monotonic() < deadline:
+            answered = min((done for sent, done, status in answers if sent > killed and status < 300), default=None)
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        sender.join(timeout=10)
+        active.stop()
+        standby.stop()
+    failover = (answered - killed) if answered is not None else float("inf")
+    log(f"failover: the standby answered {failover:.2f} s after the active engine was killed")
+    return {"failover_s": failover, "failover_commands": len(answers), "failover_shards": len(shards())}

@@ -1,0 +1,33 @@
+"""manage.py engine --shard NAME [--bind ENDPOINT]: the matching engine of one shard
+(orders.sequencer.server). Start several for a shard: one leads, the others stand by."""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from orders.sequencer.server import EngineServer
+from orders.sequencer.shards import shard_named, shards
+
+
+class Command(BaseCommand):
+    help = "Run the matching engine (sequencer) of one shard of markets."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--shard", default=None, help="shard name in ENGINE_SHARDS (default: the first)")
+        parser.add_argument("--bind", default=None, help="endpoint to bind when leading (default: the shard's first)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        shard = shard_named(options["shard"]) if options["shard"] else shards()[0]
+
+        def announce(line: str) -> None:
+            self.stdout.write(line)
+            self.stdout.flush()
+
+        server = EngineServer(shard=shard, bind=options["bind"], announce=announce)
+        signal.signal(signal.SIGTERM, lambda *_: server.stopping.set())
+        signal.signal(signal.SIGINT, lambda *_: server.stopping.set())
+        announce(f"engine {shard.name}: standing by until it leads, then serving on {server.endpoint}")
+        server.run()

@@ -1,0 +1,63 @@
+"""The contract's order body, built by the engine from what it holds in memory right after
+the batch was written: the same JSON as reading the order back (orders.api.serializers.
+order_output, checked by tests/orders/test_order_output.py and the sequencer tests)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from core.money import QUANTUM, exact_arithmetic
+from orders.api.serializers import moment_text, money_text
+from orders.engine.book import LiveOrder
+from orders.engine.market import TradeRecord
+
+
+def order_body(
+    order: LiveOrder, *, symbol: str, trades: list[TradeRecord], events: list[tuple[str, str | None]], at: datetime
+) -> dict[str, Any]:
+    """`trades`: the batch's trades this order took part in; `events`: its status changes
+    (a new order's whole history: every one of them happened in this batch, at `at`)."""
+    average: Decimal | None = None
+    if order.filled_quantity:
+        with exact_arithmetic():
+            average = (order.quote_filled / order.filled_quantity).quantize(QUANTUM)
+    fills = []
+    for trade in sorted(trades, key=lambda t: t.id or 0):
+        as_taker = trade.taker is order
+        fills.append(
+            {
+                "trade_id": str(trade.id),
+                "price": money_text(trade.price),
+                "quantity": money_text(trade.quantity),
+                "fee": money_text(trade.settled.taker_fee if as_taker else trade.settled.maker_fee),
+                "liquidity": "taker" if as_taker else "maker",
+                "counterparty": "house" if as_taker and trade.maker is None else "book",
+            }
+        )
+    moment = moment_text(at)
+    return {
+        "id": str(order.id),
+        "client_order_id": order.client_order_id,
+        "market": symbol,
+        "side": order.side.value,
+        "type": order.type.value,
+        "time_in_force": order.time_in_force.value,
+        "stp": order.stp.value,
+        "price": money_text(order.price),
+        "stop_price": money_text(order.stop_price),
+        "quantity": money_text(order.quantity),
+        "filled_quantity": money_text(order.filled_quantity),
+        "remaining_quantity": money_text(order.remaining),
+        "average_price": None if average is None else f"{average:f}",
+        "fee_paid": money_text(order.fee_paid),
+        "status": order.status.value,
+        "status_reason": order.status_reason,
+        "created_at": moment_text(order.created_at),
+        "updated_at": moment_text(order.updated_at),
+        "filled_at": moment_text(order.filled_at),
+        "cancelled_at": moment_text(order.cancelled_at),
+        "fills": fills,
+        "events": [{"status": status, "reason": reason, "at": moment} for status, reason in events],
+    }

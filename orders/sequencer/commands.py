@@ -1,0 +1,86 @@
+"""Commands sent to the sequencer and its answers: plain JSON-able dictionaries, so that
+any transport carries them unchanged.
+
+An answer is {"status": <HTTP status>, ...}: "order" (the contract's order body, built by
+the engine), or "order_id" (the caller reads the order), or "order_ids", or "error"
+({code, message, fields?}: an ApplicationError to raise)."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from django.utils.crypto import salted_hmac
+
+from core.errors import ApplicationError
+
+Command = dict[str, Any]
+Answer = dict[str, Any]
+
+
+def command_signature(payload: bytes) -> bytes:
+    """HMAC-SHA256 of a command with a key derived from DJANGO_SECRET_KEY: an engine acts
+    only on commands of the platform's own web workers, whoever else reaches its socket."""
+    return salted_hmac("orders.sequencer.command", payload, algorithm="sha256").digest()
+
+
+def command_signed(payload: bytes, signature: bytes) -> bool:
+    return hmac.compare_digest(command_signature(payload), signature)
+
+
+PLACE = "place"
+CANCEL = "cancel"
+CANCEL_ALL = "cancel_all"
+REFERENCE_PRICE = "reference_price"
+
+
+def place_command(*, user_id: int, fields: dict[str, Any], correlation_id: str = "-") -> Command:
+    """`correlation_id`: the web request's, carried into the engine's logs and outbox rows."""
+    return {"op": PLACE, "user_id": user_id, "correlation_id": correlation_id, **fields}
+
+
+def cancel_command(*, user_id: int, order_id: int, market_id: int) -> Command:
+    return {"op": CANCEL, "user_id": user_id, "order_id": order_id, "market_id": market_id}
+
+
+def cancel_all_command(*, user_id: int, market_id: int | None) -> Command:
+    return {"op": CANCEL_ALL, "user_id": user_id, "market_id": market_id}
+
+
+def reference_price_command(*, market_id: int, price: object) -> Command:
+    return {"op": REFERENCE_PRICE, "market_id": market_id, "price": price}
+
+
+def error_answer(error: ApplicationError) -> Answer:
+    body: dict[str, Any] = {"code": error.code, "message": error.message}
+    if error.fields:
+        body["fields"] = error.fields
+    if error.retry_after is not None:
+        body["retry_after"] = error.retry_after
+    return {"status": error.status, "error": body}
+
+
+def _error_classes() -> dict[tuple[str, int], type[ApplicationError]]:
+    found: dict[tuple[str, int], type[ApplicationError]] = {}
+    pending: list[type[ApplicationError]] = [ApplicationError]
+    while pending:
+        klass = pending.pop()
+        found.setdefault((klass.code, klass.status), klass)
+        pending += klass.__subclasses__()
+    return found
+
+
+def answer_raise(answer: Answer) -> Answer:
+    """The answer, or its error raised again as the ApplicationError class it was raised as
+    in the engine (same code and status), so callers catch what they always caught."""
+    error = answer.get("error")
+    if error is None:
+        return answer
+    status = int(answer["status"])
+    klass = _error_classes().get((error["code"], status), ApplicationError)
+    raised = klass(error["message"], fields=error.get("fields"), retry_after=error.get("retry_after"))
+    if klass is ApplicationError:
+        raised.code, raised.status = error["code"], status
+    if status == 503 and raised.retry_after is None:
+        raised.retry_after = 1
+    raise raised

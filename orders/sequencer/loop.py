@@ -1,0 +1,444 @@
+"""The sequencer: the single writer of the orders of its markets.
+
+It owns their books in memory (loaded from the database when first needed), applies the
+commands of a batch strictly one at a time in arrival order through the pure engine
+(orders.engine.market), writes the whole batch in one transaction (orders.sequencer.writer)
+and only then answers. Wallet rows are locked once per batch; no market row is locked.
+
+If a batch fails after memory changed (the database went away, a deadlock between two
+engines, a bug), nothing of it was committed: the markets are reloaded from the database
+before the next batch, so memory never holds what the database does not."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable, Collection
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
+from django.utils import timezone
+
+from core.errors import ApplicationError, ServiceUnavailable
+from core.logging import correlation_context, correlation_id_new
+from core.metrics import FEES, ORDERS_FINAL, TRADES
+from core.money import parse_amount
+from orders.engine.book import LiveOrder
+from orders.engine.market import Journal, MarketEngine
+from orders.engine.money import is_multiple_of
+from orders.engine.requests import OrderRequest, order_request_validate
+from orders.engine.types import OrderStatus, OrderType, SelfTradePrevention, Side, TimeInForce
+from orders.errors import (
+    DuplicateClientOrderId,
+    InvalidPrice,
+    MarketInactive,
+    MarketNotFound,
+    MarketNotFoundInBody,
+    OrderNotCancellable,
+    OrderNotFound,
+)
+from orders.models import Asset, Market, Order, OrderEvent
+from orders.sequencer import commands as c
+from orders.sequencer.answers import order_body
+from orders.sequencer.recovery import market_engine_load, trading_rules
+from orders.sequencer.wallets import BatchDiscounts, BatchWallets
+from orders.sequencer.writer import Written, batch_write
+from orders.signals import trades_committed
+from orders.system_accounts import system_user_ids
+
+logger = logging.getLogger("orders.sequencer")
+lifecycle = logger.getChild("lifecycle")
+MAX_ATTEMPTS = 4
+# New orders sort after every loaded one until their id is known (orders.engine.book.LiveOrder.seq).
+_NEW_SEQ_START = 10**15
+
+Deferred = Callable[[], c.Answer]
+
+
+def _retryable(exc: DatabaseError) -> bool:
+    """A deadlock or serialization failure between two engines, SQLite's busy database, or
+    a unique client_order_id taken by another engine meanwhile: the batch runs again."""
+    if isinstance(exc, IntegrityError):
+        return "client_order_id" in str(exc)
+    return getattr(getattr(exc, "__cause__", None), "sqlstate", None) in {"40P01", "40001"} or (
+        "database is locked" in str(exc)
+    )
+
+
+class Sequencer:
+    def __init__(
+        self,
+        *,
+        symbols: Collection[str] | None = None,
+        excluded: Collection[str] = (),
+        announce: Callable[[Callable[[], None]], object] | None = None,
+    ) -> None:
+        # How what follows a commit (metrics, logs, the trades_committed signal, whose
+        # receivers publish tasks) is run: at once by default; an engine process hands it
+        # to a thread of its own, so that a slow or absent broker never delays a batch.
+        self.announce = announce or (lambda work: work())
+        self._symbols = set(symbols) if symbols else None  # None: every market ...
+        self._excluded = set(excluded)  # ... but these (other shards')
+        self._markets: dict[int, MarketEngine] = {}
+        self._ids: dict[str, int] = {}
+        self._stale: set[int] = set()
+        self._seq = itertools.count(_NEW_SEQ_START)
+        self._ttx_asset_id: int | None = None
+        self.batches = 0
+
+    # --- markets ----------------------------------------------------------------------
+
+    def owns(self, symbol: str) -> bool:
+        return (self._symbols is None or symbol in self._symbols) and symbol not in self._excluded
+
+    def load(self) -> int:
+        """Load every market this sequencer owns (engine start); returns the live orders."""
+        system_user_ids()
+        markets = Market.objects.all() if self._symbols is None else Market.objects.filter(symbol__in=self._symbols)
+        for market in markets:
+            if self.owns(market.symbol):
+                self._install(market)
+        return sum(len(engine.live) for engine in self._markets.values())
+
+    @property
+    def markets(self) -> list[MarketEngine]:
+        return list(self._markets.values())
+
+    def _install(self, market: Market) -> MarketEngine:
+        engine = market_engine_load(market=market, rules=trading_rules())
+        self._markets[market.pk] = engine
+        self._ids[market.symbol] = market.pk
+        self._stale.discard(market.pk)
+        return engine
+
+    def _market(self, *, symbol: str | None = None, market_id: int | None = None) -> MarketEngine | None:
+        if symbol is not None:
+            market_id = self._ids.get(symbol)
+            if market_id is None:
+                if not self.owns(symbol):
+                    return None
+                row = Market.objects.filter(symbol=symbol).first()
+                return None if row is None else self._install(row)
+        if market_id is None:
+            return None
+        engine = self._markets.get(market_id)
+        if engine is None:
+            row = Market.objects.filter(pk=market_id).first()
+            if row is None or not self.owns(row.symbol):
+                return None
+            engine = self._install(row)
+        return engine
+
+    def _refresh(self, engines: list[MarketEngine]) -> None:
+        """Markets reloaded when memory may have diverged; the others' rows re-read (one
+        statement): a market deactivated or re-gridded by staff applies from this batch."""
+        for market_id in list(self._stale):
+            row = Market.objects.filter(pk=market_id).first()
+            if row is None:
+                self._markets.pop(market_id, None)
+                self._stale.discard(market_id)
+            else:
+                self._install(row)
+        rows = Market.objects.filter(pk__in=[engine.spec.id for engine in engines]).values_list(
+            "id", "is_active", "price_tick", "quantity_step", "min_quantity", "reference_price"
+        )
+        for market_id, active, tick, step, minimum, reference in rows:
+            spec = self._markets[market_id].spec
+            spec.is_active, spec.price_tick, spec.quantity_step = active, tick, step
+            spec.min_quantity, spec.reference_price = minimum, reference
+
+    def _ttx(self) -> int | None:
+        if self._ttx_asset_id is None:
+            self._ttx_asset_id = Asset.objects.filter(symbol=settings.TTX_ASSET).values_list("pk", flat=True).first()
+        return self._ttx_asset_id
+
+    # --- batches ----------------------------------------------------------------------
+
+    def run_batch(self, commands: list[c.Command]) -> list[c.Answer]:
+        """Apply and persist `commands`; one answer each, in order, once committed."""
+        system_user_ids()  # created (once) outside any batch: a rollback must not undo them
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return self._batch(commands)
+            except DatabaseError as exc:
+                self._stale |= set(self._markets)
+                if isinstance(exc, IntegrityError | OperationalError) and _retryable(exc) and attempt < MAX_ATTEMPTS:
+                    logger.warning("batch retried", extra={"attempt": attempt, "error": str(exc)[:200]})
+                    time.sleep(0.01 * 2**attempt)
+                    continue
+                if isinstance(exc, OperationalError | InterfaceError):
+                    logger.warning("database unavailable, batch of %s refused: %s", len(commands), exc)
+                    return [c.error_answer(ServiceUnavailable(retry_after=1))] * len(commands)
+                return self._isolate(commands)
+            except Exception:
+                logger.exception("batch failed")
+                self._stale |= set(self._markets)
+                return self._isolate(commands)
+        raise AssertionError("unreachable")
+
+    def _isolate(self, commands: list[c.Command]) -> list[c.Answer]:
+        """After an unexpected failure: each command alone, so one bad command cannot sink
+        the others; the one that fails alone is recorded as failed (never half-applied)."""
+        if len(commands) > 1:
+            return [self.run_batch([command])[0] for command in commands]
+        return [_processing_failed(commands[0])]
+
+    def _batch(self, commands: list[c.Command]) -> list[c.Answer]:
+        with transaction.atomic(durable=True):
+            now = timezone.now()
+            batch = _Batch(sequencer=self, now=now)
+            batch.prepare(commands)
+            deferred = [batch.apply(command) for command in commands]
+            written = batch_write(journal=batch.journal, wallets=batch.wallets, now=now)
+            answers = [answer() for answer in deferred]
+            batch.settle()
+            transaction.on_commit(lambda: self.announce(lambda: batch.committed(written)))
+        self.batches += 1
+        return answers
+
+
+class _Batch:
+    """One batch's transaction state: wallets, discounts, client ids, the journal."""
+
+    def __init__(self, *, sequencer: Sequencer, now: Any) -> None:
+        self.sequencer = sequencer
+        self.now = now
+        self.journal = Journal()
+        self.wallets = BatchWallets()
+        self.discounts = BatchDiscounts(ttx_asset_id=sequencer._ttx())
+        self.client_ids: dict[tuple[int, str], tuple[int | LiveOrder, str]] = {}
+        self.engines: dict[int, MarketEngine] = {}
+
+    def prepare(self, commands: list[c.Command]) -> None:
+        """Everything the commands name, read or locked in a few statements."""
+        keys: set[tuple[int, int, int]] = set()
+        users: set[int] = set()
+        wanted: list[tuple[int, str]] = []
+        for command in commands:
+            if command["op"] == c.PLACE:
+                engine = self.sequencer._market(symbol=str(command.get("market")))
+                if engine is None:
+                    continue
+                user = int(command["user_id"])
+                users.add(user)
+                keys |= {(user, engine.spec.base_id, 0), (user, engine.spec.quote_id, 0)}
+                if command.get("client_order_id"):
+                    wanted.append((user, str(command["client_order_id"])))
+            elif command.get("market_id") is not None:
+                engine = self.sequencer._market(market_id=int(command["market_id"]))
+                live = None if engine is None else engine.live.get(int(command.get("order_id") or 0))
+                if live is not None:  # a cancel releases into the funding wallet
+                    keys.add(engine.accounts.funding(owner_id=live.user_id, side=live.side))  # type: ignore[union-attr]
+            else:
+                continue
+            if engine is not None:
+                self.engines[engine.spec.id] = engine
+        self.sequencer._refresh(list(self.engines.values()))
+        for engine in self.engines.values():
+            accounts = engine.accounts
+            keys.add(accounts.fee_wallet)
+            if engine.rules.house.enabled:
+                keys |= {accounts.house_base, accounts.house_quote}
+        self.wallets.load(keys)
+        self.discounts.load(users)
+        if wanted:
+            for pk, user, client_id, fingerprint in Order.objects.filter(
+                user_id__in={user for user, _ in wanted}, client_order_id__in={cid for _, cid in wanted}
+            ).values_list("pk", "user_id", "client_order_id", "request_fingerprint"):
+                self.client_ids[(user, str(client_id))] = (pk, fingerprint)
+
+    def apply(self, command: c.Command) -> Deferred:
+        try:
+            op = command["op"]
+            if op == c.PLACE:
+                return self._place(command)
+            if op == c.CANCEL:
+                return self._cancel(command)
+            if op == c.CANCEL_ALL:
+                return self._cancel_all(command)
+            if op == c.REFERENCE_PRICE:
+                return self._reference_price(command)
+            raise ValueError(f"unknown command {op!r}")
+        except ApplicationError as exc:  # refused: nothing of it changed
+            answer = c.error_answer(exc)
+            return lambda: answer
+
+    def _place(self, command: c.Command) -> Deferred:
+        user = int(command["user_id"])
+        fields = {name: command.get(name) for name in OrderRequest.__dataclass_fields__}
+        request = OrderRequest(**fields)  # type: ignore[arg-type]
+        engine = self.sequencer._market(symbol=request.market)
+        if engine is None:
+            raise MarketNotFoundInBody(fields={"market": ["No such market."]})
+        if not engine.spec.is_active:
+            raise MarketInactive()
+        validated = order_request_validate(market=engine.spec, request=request)
+        fingerprint = validated.fingerprint(market_id=engine.spec.id)
+        client_id = validated.client_order_id
+        if client_id:
+            key = (user, client_id)
+            known = self.client_ids.get(key)
+            if known is not None:
+                existing, known_fingerprint = known
+                if known_fingerprint != fingerprint:
+                    raise DuplicateClientOrderId()
+                return lambda: {"status": 200, "order_id": existing if isinstance(existing, int) else existing.id}
+        order = LiveOrder(
+            seq=next(self.sequencer._seq),
+            user_id=user,
+            market_id=engine.spec.id,
+            side=Side(validated.side),
+            type=OrderType(validated.type),
+            time_in_force=TimeInForce(validated.time_in_force),
+            stp=SelfTradePrevention(validated.stp),
+            price=validated.price,
+            stop_price=validated.stop_price,
+            quantity=validated.quantity,
+            status=OrderStatus.OPEN,
+            client_order_id=validated.client_order_id,
+            request_fingerprint=fingerprint,
+            created_at=self.now,
+            updated_at=self.now,
+            correlation_id=_correlation_id(command),
+        )
+        engine.place(order, journal=self.journal, wallets=self.wallets, discount=self.discounts, now=self.now)
+        if client_id:
+            self.client_ids[(user, client_id)] = (order, fingerprint)
+        return lambda: {"status": 201, "order": self._body(order, engine)}
+
+    def _body(self, order: LiveOrder, engine: MarketEngine) -> dict[str, Any]:
+        trades = [trade for trade in self.journal.trades if trade.taker is order or trade.maker is order]
+        events = [(status.value, reason) for status, reason in order.pending_events]
+        return order_body(order, symbol=engine.spec.symbol, trades=trades, events=events, at=self.now)
+
+    def _cancel(self, command: c.Command) -> Deferred:
+        user, order_id = int(command["user_id"]), int(command["order_id"])
+        engine = self.sequencer._market(market_id=int(command["market_id"]))
+        order = None if engine is None else engine.live.get(order_id)
+        if engine is None or order is None or order.user_id != user:
+            status = Order.objects.filter(pk=order_id, user_id=user).values_list("status", flat=True).first()
+            if status is None:
+                raise OrderNotFound()
+            raise OrderNotCancellable()
+        engine.cancel(order, journal=self.journal, wallets=self.wallets, now=self.now)
+        return lambda: {"status": 200, "order_id": order_id}
+
+    def _cancel_all(self, command: c.Command) -> Deferred:
+        user = int(command["user_id"])
+        market_id = command.get("market_id")
+        engines = self.sequencer.markets if market_id is None else [self.sequencer._market(market_id=int(market_id))]
+        cancelled: list[int] = []
+        for engine in engines:
+            if engine is None:
+                continue
+            for order in sorted(
+                (o for o in engine.live.values() if o.user_id == user), key=lambda o: o.seq, reverse=True
+            ):
+                engine.cancel(order, journal=self.journal, wallets=self.wallets, now=self.now)
+                cancelled.append(int(order.id or 0))  # live orders are persisted: they have ids
+        return lambda: {"status": 200, "order_ids": cancelled}
+
+    def _reference_price(self, command: c.Command) -> Deferred:
+        engine = self.sequencer._market(market_id=int(command["market_id"]))
+        if engine is None:
+            raise MarketNotFound()
+        value = parse_amount(command.get("price"))
+        tick = engine.spec.price_tick
+        if value is None or value <= 0 or not is_multiple_of(value, unit=tick):
+            raise InvalidPrice(fields={"price": [f"Must be a positive multiple of the price tick {tick}."]})
+        old = engine.spec.reference_price
+        engine.set_reference_price(value, journal=self.journal)
+        logger.info("reference price set", extra={"market": engine.spec.symbol, "from": str(old), "to": str(value)})
+        return lambda: {"status": 200}
+
+    def settle(self) -> None:
+        """Written: memory forgets what is only history now; new live orders become findable."""
+        for order in [*self.journal.new_orders, *self.journal.touched.values()]:
+            order.pending_events.clear()
+        for order in self.journal.new_orders:
+            self.sequencer._markets[order.market_id].registered(order)
+
+    def committed(self, written: Written) -> None:
+        trades = self.journal.trades
+        for trade in trades:
+            TRADES.labels(
+                market=self.sequencer._markets[trade.taker.market_id].spec.symbol,
+                counterparty="house" if trade.maker is None else "book",
+            ).inc()
+        for order in self.journal.new_orders:
+            ORDERS_FINAL.labels(status=order.status.value, reason=order.status_reason or "").inc()
+        if trades:
+            fees: dict[int, Decimal] = {}
+            for trade in trades:
+                fees[trade.taker.market_id] = fees.get(trade.taker.market_id, Decimal(0)) + (
+                    trade.settled.taker_fee + trade.settled.maker_fee
+                )
+            for market_id, total in fees.items():
+                FEES.labels(asset=_quote_symbol(market_id)).inc(float(total))
+            trades_committed.send(sender=Sequencer, outbox_ids=written.outbox_ids)
+        if lifecycle.isEnabledFor(logging.INFO):
+            for order, status, reason in written.changes:
+                with correlation_context(order.correlation_id or None):
+                    lifecycle.info(
+                        "order %s: -> %s",
+                        order.id,
+                        status,
+                        extra={"order_id": order.id, "to_status": status, "reason": reason},
+                    )
+
+
+_QUOTES: dict[int, str] = {}
+
+
+def _quote_symbol(market_id: int) -> str:
+    if market_id not in _QUOTES:
+        _QUOTES[market_id] = Market.objects.select_related("quote").get(pk=market_id).quote.symbol
+    return _QUOTES[market_id]
+
+
+def _correlation_id(command: c.Command) -> str:
+    given = command.get("correlation_id")
+    return str(given) if given and given != "-" else correlation_id_new()
+
+
+def _processing_failed(command: c.Command) -> c.Answer:
+    """A command that fails alone for an unexpected reason: a placement is recorded as an
+    order in `error` (nothing else of it happened), anything else answers 500."""
+    if command.get("op") != c.PLACE:
+        return {"status": 500, "error": {"code": "internal_error", "message": "The request could not be processed."}}
+    try:
+        with transaction.atomic(durable=True):
+            market = Market.objects.filter(symbol=str(command.get("market"))).first()
+            if market is None:
+                raise MarketNotFoundInBody()
+            fields = {name: command.get(name) for name in OrderRequest.__dataclass_fields__}
+            validated = order_request_validate(market=market, request=OrderRequest(**fields))  # type: ignore[arg-type]
+            now = timezone.now()
+            order = Order.objects.create(
+                user_id=int(command["user_id"]),
+                market=market,
+                side=validated.side,
+                type=validated.type,
+                time_in_force=validated.time_in_force,
+                stp=validated.stp,
+                price=validated.price,
+                stop_price=validated.stop_price,
+                quantity=validated.quantity,
+                client_order_id=validated.client_order_id,
+                request_fingerprint=validated.fingerprint(market_id=market.pk),
+                status=OrderStatus.ERROR,
+                status_reason="processing_failed",
+                created_at=now,
+                updated_at=now,
+                closed_at=now,
+            )
+            OrderEvent.objects.create(order=order, status=OrderStatus.ERROR, reason="processing_failed", at=now)
+        return {"status": 201, "order_id": order.pk}
+    except ApplicationError as exc:
+        return c.error_answer(exc)
+    except Exception:
+        logger.exception("recording a failed order failed")
+        return {"status": 500, "error": {"code": "internal_error", "message": "The request could not be processed."}}

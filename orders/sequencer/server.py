@@ -1,0 +1,147 @@
+"""The engine process of one shard (manage.py engine): wait for leadership, load the
+books, then serve: drain every command waiting on the socket (up to ENGINE_BATCH_MAX),
+run them as one batch, answer each once the batch has committed.
+
+Transport: ZeroMQ. The engine binds a ROUTER socket; web workers connect DEALER sockets
+(orders.sequencer.zmq). Messages: [client identity, request id, JSON command, HMAC of the
+command] in (anything not signed with the platform's key is dropped), [client identity,
+request id, JSON answer] out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import zmq
+from django.conf import settings
+from django.db import close_old_connections
+
+from orders.sequencer.commands import command_signed
+from orders.sequencer.leadership import Leadership
+from orders.sequencer.loop import Sequencer
+from orders.sequencer.shards import Shard, symbols_of_other_shards
+
+logger = logging.getLogger("orders.sequencer.server")
+PING = "ping"
+SLOW_BATCH_SECONDS = 0.5
+
+
+@dataclass
+class EngineStats:
+    started_at: float = field(default_factory=time.monotonic)
+    leader_since: float | None = None
+    load_seconds: float | None = None
+    live_orders: int = 0
+    batches: int = 0
+    commands: int = 0
+    batch_seconds: list[float] = field(default_factory=list)  # the last 10,000
+
+    def batch(self, seconds: float, size: int) -> None:
+        self.batches += 1
+        self.commands += size
+        self.batch_seconds.append(seconds)
+        if len(self.batch_seconds) > 10_000:
+            del self.batch_seconds[:5_000]
+
+
+class EngineServer:
+    def __init__(self, *, shard: Shard, bind: str | None = None, announce: Callable[[str], None] | None = None) -> None:
+        self.shard = shard
+        self.announce = announce or logger.info
+        self.endpoint = bind or shard.endpoints[0]
+        self.leadership = Leadership(shard.name)
+        self.stats = EngineStats()
+        self.stopping = threading.Event()
+        self._announcer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-announcer")
+
+    def run(self) -> None:
+        """Standby until leading, then serve until stopped or leadership is lost."""
+        while not self.stopping.is_set():
+            if not self.leadership.acquire():
+                self.stopping.wait(0.25)
+                continue
+            try:
+                self._lead()
+            finally:
+                self.leadership.release()
+
+    def _lead(self) -> None:
+        began = time.monotonic()
+        sequencer = Sequencer(
+            symbols=self.shard.markets or None,
+            excluded=symbols_of_other_shards(self.shard),
+            announce=self._announcer.submit,  # after each commit, off the batch loop
+        )
+        self.stats.live_orders = sequencer.load()
+        self.stats.load_seconds = time.monotonic() - began
+        self.stats.leader_since = time.monotonic()
+        socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.ROUTER)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.bind(self.endpoint)
+        self.announce(
+            f"engine {self.shard.name} leading on {self.endpoint}: "
+            f"{self.stats.live_orders} live orders loaded in {self.stats.load_seconds:.2f} s"
+        )
+        checked = time.monotonic()
+        try:
+            while not self.stopping.is_set():
+                if socket.poll(100):
+                    self._serve(socket, sequencer)
+                if time.monotonic() - checked > 1.0:
+                    checked = time.monotonic()
+                    if not self.leadership.held():
+                        logger.warning("engine %s lost leadership; standing by", self.shard.name)
+                        return
+        finally:
+            socket.close(linger=0)
+
+    def _serve(self, socket: zmq.Socket[bytes], sequencer: Sequencer) -> None:
+        received: list[tuple[bytes, bytes, dict[str, object]]] = []
+        while len(received) < settings.ENGINE_BATCH_MAX:
+            try:
+                identity, request_id, payload, signature = socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            except ValueError:
+                logger.warning("engine %s: a message of the wrong shape dropped", self.shard.name)
+                continue
+            if not command_signed(payload, signature):
+                logger.warning("engine %s: an unsigned or forged command dropped", self.shard.name)
+                continue
+            try:
+                command = json.loads(payload)
+            except ValueError:
+                continue
+            if command.get("op") == PING:
+                socket.send_multipart([identity, request_id, json.dumps(self.health()).encode()])
+                continue
+            received.append((identity, request_id, command))
+        if not received:
+            return
+        close_old_connections()  # a connection the database dropped is replaced, not reused
+        began = time.monotonic()
+        answers = sequencer.run_batch([command for _, _, command in received])
+        took = time.monotonic() - began
+        self.stats.batch(took, len(received))
+        if took > SLOW_BATCH_SECONDS:
+            logger.warning("slow batch: %s commands in %.3f s", len(received), took)
+        for (identity, request_id, _), answer in zip(received, answers, strict=True):
+            socket.send_multipart([identity, request_id, json.dumps(answer).encode()])
+
+    def health(self) -> dict[str, object]:
+        return {
+            "status": 200,
+            "shard": self.shard.name,
+            "leader_since_s": None
+            if self.stats.leader_since is None
+            else round(time.monotonic() - self.stats.leader_since, 3),
+            "live_orders": self.stats.live_orders,
+            "load_s": self.stats.load_seconds,
+            "batches": self.stats.batches,
+            "commands": self.stats.commands,
+        }

@@ -1,0 +1,102 @@
+"""The wallets of one batch: rows locked once (one statement for what the commands name),
+changed in memory by the engine's postings, written back in one statement."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+
+from django.db.models import Q
+from django.utils import timezone
+
+from core.db import money_sums, rows_update
+from core.money import ZERO
+from orders.engine.fees import fee_discount_for
+from orders.engine.settlement import Posting, WalletKey
+from orders.errors import InsufficientFunds
+from orders.locks import wallets_lock
+from orders.models import Wallet
+
+
+class BatchWallets:
+    """Implements orders.engine.market.Wallets for one batch transaction. Rows the commands
+    name are locked at the start; a wallet first met later (a maker's, a stop owner's) is
+    locked when it must be read, or with the write if it only receives postings."""
+
+    def __init__(self) -> None:
+        self._rows: dict[WalletKey, Wallet] = {}
+        self._pending: dict[WalletKey, list[Decimal]] = {}  # postings to rows not locked yet
+        self._changed: set[WalletKey] = set()
+
+    def load(self, keys: Iterable[WalletKey]) -> None:
+        missing = set(keys) - self._rows.keys()
+        if not missing:
+            return
+        self._rows.update(wallets_lock(keys=missing))
+        for key in missing & self._pending.keys():
+            balance, locked = self._pending.pop(key)
+            self._apply(key, balance, locked)
+
+    def available(self, key: WalletKey) -> Decimal:
+        self.load([key])
+        row = self._rows[key]
+        return row.balance - row.locked
+
+    def lock(self, key: WalletKey, amount: Decimal) -> None:
+        if amount > self.available(key):
+            raise InsufficientFunds()
+        self._apply(key, ZERO, amount)
+
+    def post(self, postings: Iterable[Posting]) -> None:
+        for posting in postings:
+            if posting.wallet in self._rows:
+                self._apply(posting.wallet, posting.balance, posting.locked)
+            else:
+                pending = self._pending.setdefault(posting.wallet, [ZERO, ZERO])
+                pending[0] += posting.balance
+                pending[1] += posting.locked
+
+    def _apply(self, key: WalletKey, balance: Decimal, locked: Decimal) -> None:
+        row = self._rows[key]
+        row.balance += balance
+        row.locked += locked
+        self._changed.add(key)
+
+    def flush(self) -> None:
+        """Lock what only received postings, then write every changed row in one statement
+        (the database's checks still guard each: balance >= 0, 0 <= locked <= balance)."""
+        self.load(list(self._pending))
+        if not self._changed:
+            return
+        now = timezone.now()
+        rows = sorted((self._rows[key] for key in self._changed), key=lambda row: row.pk)
+        for row in rows:
+            row.updated_at = now
+        rows_update(objects=rows, fields=["balance", "locked", "updated_at"])
+        self._changed.clear()
+
+
+class BatchDiscounts:
+    """Fee discounts from TTX holdings (every bucket), read once per user and batch."""
+
+    def __init__(self, *, ttx_asset_id: int | None) -> None:
+        self._ttx = ttx_asset_id
+        self._discounts: dict[int, Decimal] = {}
+
+    def load(self, user_ids: Iterable[int]) -> None:
+        missing = set(user_ids) - self._discounts.keys()
+        if not missing:
+            return
+        holdings: dict[int, tuple[Decimal, ...]] = {}
+        if self._ttx is not None:
+            holdings = money_sums(
+                Wallet.objects.filter(Q(user_id__in=missing) & Q(asset_id=self._ttx)),
+                group_by="user_id",
+                fields=["balance"],
+            )
+        for user_id in missing:
+            self._discounts[user_id] = fee_discount_for(holdings.get(user_id, (ZERO,))[0])
+
+    def __call__(self, user_id: int) -> Decimal:
+        self.load([user_id])
+        return self._discounts[user_id]

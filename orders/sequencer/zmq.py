@@ -1,0 +1,96 @@
+"""The web side of the transport: send a command to the engine of its market and wait
+for the answer, at most ENGINE_ANSWER_TIMEOUT_SECONDS. No engine connected, or no answer
+in time: a 503 `service_unavailable` answer with Retry-After, never a hang.
+
+One DEALER socket per thread and shard, connected to every endpoint of the shard (only
+the active engine binds, so only it receives). ZMQ_IMMEDIATE: a message is queued only to
+a live connection, so with no engine up the send fails at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from typing import Any
+
+import zmq
+from django.conf import settings
+
+from core.errors import ServiceUnavailable
+from orders.sequencer.commands import Answer, Command, command_signature, error_answer
+from orders.sequencer.server import PING
+from orders.sequencer.shards import Shard, shard_for, shards
+
+_local = threading.local()
+CONNECT_WAIT_MS = 500
+
+
+def _socket(shard: Shard) -> zmq.Socket[bytes]:
+    sockets: dict[str, zmq.Socket[bytes]] | None = getattr(_local, "sockets", None)
+    if sockets is None or getattr(_local, "pid", None) != os.getpid():  # a forked worker starts afresh
+        sockets = _local.sockets = {}
+        _local.pid = os.getpid()
+    key = f"{shard.name}@{','.join(shard.endpoints)}"
+    socket = sockets.get(key)
+    if socket is None:
+        socket = zmq.Context.instance().socket(zmq.DEALER)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.IMMEDIATE, 1)
+        for endpoint in shard.endpoints:
+            socket.connect(endpoint)
+        sockets[key] = socket
+    return socket
+
+
+def _unavailable(retry_after: int = 1) -> Answer:
+    return error_answer(
+        ServiceUnavailable("The matching engine is not available; please retry.", retry_after=retry_after)
+    )
+
+
+def _request(shard: Shard, command: Command, *, timeout: float) -> Answer:
+    socket = _socket(shard)
+    request_id = os.urandom(8)
+    payload = json.dumps(command).encode()
+    message = [request_id, payload, command_signature(payload)]
+    try:
+        socket.send_multipart(message, zmq.NOBLOCK)
+    except zmq.Again:
+        # No connection to an engine yet: a new socket still connecting, or an engine
+        # starting. A short wait, then 503 (never a hang).
+        if not socket.poll(CONNECT_WAIT_MS, zmq.POLLOUT):
+            return _unavailable()
+        socket.send_multipart(message, zmq.NOBLOCK)
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not socket.poll(int(remaining * 1000) + 1):
+            return _unavailable()
+        reply_id, payload = socket.recv_multipart()
+        if reply_id == request_id:  # else the late answer of a request that timed out
+            answer: Answer = json.loads(payload)
+            return answer
+
+
+def zmq_engine_call(command: Command, *, market: str | None) -> Answer:
+    timeout = settings.ENGINE_ANSWER_TIMEOUT_SECONDS
+    if market is not None:
+        return _request(shard_for(market), command, timeout=timeout)
+    # Every shard (cancel-all without a market): the answers merged.
+    merged: dict[str, Any] = {"status": 200, "order_ids": []}
+    for shard in shards():
+        answer = _request(shard, command, timeout=timeout)
+        if "error" in answer:
+            return answer
+        merged["order_ids"] += answer.get("order_ids", [])
+    return merged
+
+
+def engines_health(*, timeout: float = 0.5) -> dict[str, Any]:
+    """Each shard's engine: its figures, or "down"."""
+    found: dict[str, Any] = {}
+    for shard in shards():
+        answer = _request(shard, {"op": PING}, timeout=timeout)
+        found[shard.name] = "down" if "error" in answer else {**answer, "status": "ok"}
+    return found

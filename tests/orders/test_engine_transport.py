@@ -1,0 +1,104 @@
+"""The web side of the engine transport (orders.sequencer.zmq) against a real engine
+server in a thread, and against none: answers after commit, 503 with Retry-After at once
+when no engine is up, /healthz per engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+import pytest
+import zmq
+from django.db import connections
+
+from orders.models import Order
+from orders.sequencer.commands import command_signature, place_command
+from orders.sequencer.server import EngineServer
+from orders.sequencer.shards import shards
+from tests.orders.support import trader_create
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def zmq_transport(settings, tmp_path):
+    settings.ENGINE_TRANSPORT = "zmq"
+    settings.ENGINE_SHARDS = f"main=*@ipc://{tmp_path}/engine.sock"
+    settings.ENGINE_ANSWER_TIMEOUT_SECONDS = 5
+    settings.VAR_DIR = tmp_path
+    return settings
+
+
+@pytest.fixture
+def engine_thread(zmq_transport):
+    server = EngineServer(shard=shards()[0])
+
+    def run() -> None:
+        try:
+            server.run()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, name="engine", daemon=True)
+    thread.start()
+    wait_until(lambda: server.stats.leader_since is not None, what="the engine to lead", timeout=30)
+    yield server
+    server.stopping.set()
+    thread.join(timeout=10)
+
+
+def test_without_an_engine_an_order_answers_503_with_retry_after_at_once(zmq_transport, market):
+    trader = trader_create(USDT="1000")
+    began = time.monotonic()
+    answer = trader.order(side="buy", type="limit", quantity="0.1", price="1000.00")
+    assert answer.status_code == 503, answer.content
+    assert answer.json()["error"]["code"] == "service_unavailable"
+    assert answer["Retry-After"] == "1"
+    assert time.monotonic() - began < 1.0, "waited for an engine that is not there"
+    assert not Order.objects.exists()
+
+
+def test_orders_go_through_the_engine_process_and_answer_once_committed(engine_thread, market, client):
+    maker, taker = trader_create(ETH="1"), trader_create(USDT="5000")
+    resting = maker.order(side="sell", type="limit", quantity="0.5", price="2000.00", client_order_id="m1")
+    assert resting.status_code == 201, resting.content
+    filled = taker.order(side="buy", type="limit", quantity="0.5", price="2000.00")
+    assert filled.status_code == 201, filled.content
+    body = filled.json()
+    assert (body["status"], body["fills"][0]["price"]) == ("filled", "2000.00000000")
+    # The answer is what is committed: reading it back gives the same.
+    assert taker.api.get(f"/api/orders/{body['id']}").json() == body
+    repeat = maker.order(side="sell", type="limit", quantity="0.5", price="2000.00", client_order_id="m1")
+    assert (repeat.status_code, repeat.json()["id"]) == (200, resting.json()["id"])
+    assert engine_thread.stats.batches >= 2
+    health = client.get("/healthz").json()
+    assert health["engines"]["main"]["status"] == "ok"
+
+
+def test_the_engine_acts_only_on_signed_commands(engine_thread, market):
+    """Whoever reaches the engine's socket cannot place orders for a user: a command
+    without the platform's signature, or with a forged one, is dropped unanswered."""
+    buyer = trader_create(USDT="1000")
+    command = place_command(
+        user_id=buyer.user.pk,
+        fields={"market": "ETH-USDT", "side": "buy", "type": "limit", "quantity": "0.1", "price": "1000.00"},
+    )
+    payload = json.dumps(command).encode()
+    socket = zmq.Context.instance().socket(zmq.DEALER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.connect(shards()[0].endpoints[0])
+    try:
+        for signature in (b"", b"forged" * 6, command_signature(payload + b" ")):
+            socket.send_multipart([os.urandom(8), payload, signature])
+        assert not socket.poll(1000), "the engine answered a command it should have dropped"
+        assert not Order.objects.exists()
+        socket.send_multipart([b"12345678", payload, command_signature(payload)])
+        assert socket.poll(5000), "no answer to a signed command"
+        request_id, answer = socket.recv_multipart()
+        assert (request_id, json.loads(answer)["status"]) == (b"12345678", 201)
+    finally:
+        socket.close()
+    assert Order.objects.count() == 1

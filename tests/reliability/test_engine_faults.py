@@ -1,0 +1,188 @@
+"""The matching engine as a process (docs/matching.md, "The sequencer"): killed in the
+middle of a batch under load, failed over to a standby, or down altogether.
+
+- Killed mid-batch (SIGKILL) and started again: every order that was acknowledged is in
+  the database, none twice (clients retry with their client_order_id), and the ledger
+  balances; the restarted engine rebuilt its books from the database.
+- Failover: a standby engine of the same shard takes over within 5 s of the active one's
+  death, with the same guarantees.
+- Down: an order answers 503 `service_unavailable` with Retry-After, at once, never a hang."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from tests.reliability.harness import (
+    Figures,
+    HttpClient,
+    RetryPolicy,
+    Rig,
+    Trader,
+    assert_platform_sound,
+    log,
+    traders_join,
+    traffic_figures,
+)
+from tests.waiting import wait_until
+
+pytestmark = [pytest.mark.postgres, pytest.mark.reliability]
+TRADERS = 6
+
+
+def _traders(server_port: int, seed: dict, *, stop: threading.Event, deadline: float) -> list[Trader]:
+    return [
+        Trader(
+            i,
+            port=server_port,
+            token=seed["traders"][i]["token"],
+            seed=11,
+            placements=None,
+            stop=stop,
+            deadline=deadline,
+            timeout=30,
+            # 503 while no engine answers, or no answer at all: the same request with the
+            # same client_order_id, which can never place twice.
+            retry=RetryPolicy(statuses=frozenset({503}), transport=True, patience=30, pause=0.2),
+        )
+        for i in range(TRADERS)
+    ]
+
+
+def _check_exactly_once(platform, traders: list[Trader], figures: Figures) -> None:
+    """Every acknowledged placement is in the database exactly once, as acknowledged."""
+    placements = [p for t in traders for p in t.placements]
+    acknowledged = [p for p in placements if p.acknowledged]
+    rows = platform.query("SELECT client_order_id, id FROM orders_order WHERE client_order_id IS NOT NULL")
+    by_client_id = Counter(client_id for client_id, _ in rows)
+    ids = dict(rows)
+    figures.update(placements=len(placements), acknowledged=len(acknowledged))
+    assert acknowledged, "nothing was acknowledged"
+    doubled = [cid for cid, count in by_client_id.items() if count > 1]
+    assert not doubled, doubled  # the unique constraint, checked anyway
+    lost = [p.client_order_id for p in acknowledged if p.client_order_id not in ids]
+    assert not lost, f"acknowledged but not in the database: {lost[:10]}"
+    differing = [
+        p.client_order_id
+        for p in acknowledged
+        if isinstance(p.answer.body, dict) and str(p.answer.body.get("id")) != str(ids[p.client_order_id])
+    ]
+    assert not differing, differing[:10]
+
+
+@pytest.mark.timeout(300)
+def test_engine_killed_mid_batch_under_load_loses_nothing_acknowledged(rig: Rig, figures: Figures) -> None:
+    platform = rig.platform(seed={"traders": TRADERS})
+    engine = rig.engine(platform)
+    server = rig.web(platform, workers=2, threads=4)
+    stop = threading.Event()
+    traders = _traders(server.port, platform.seed, stop=stop, deadline=time.monotonic() + 120)
+    for trader in traders:
+        trader.start()
+    kills = 0
+    try:
+        for round_ in range(3):
+            wanted = 60 * (round_ + 1)
+            wait_until(
+                lambda: sum(len(t.placements) for t in traders) >= wanted,  # noqa: B023  (called at once)
+                what="orders flowing before the kill",
+                timeout=60,
+            )
+            engine.kill()  # SIGKILL, whatever batch it is in
+            kills += 1
+            log(f"engine killed ({kills}); starting it again")
+            restart = engine.start(wait=False).wait_leading(timeout=30)
+            figures.setdefault("restart_s", []).append(round(restart, 2))
+        wait_until(
+            lambda: sum(len(t.placements) for t in traders) >= 60 * (kills + 1),
+            what="orders flowing after the last restart",
+            timeout=60,
+        )
+    finally:
+        stop.set()
+    traders_join(traders, timeout=90)
+    figures.update(traffic_figures(traders), kills=kills)
+    attempts = [a for t in traders for a in t.attempts]
+    assert not [a for a in attempts if a.status >= 500 and a.status != 503], "a 5xx other than 503"
+    _check_exactly_once(platform, traders, figures)
+    assert_platform_sound(figures, platform, port=server.port, staff_token=platform.seed["staff_token"])
+    figures.passed()
+
+
+@pytest.mark.timeout(300)
+def test_a_standby_engine_takes_over_within_5_seconds(rig: Rig, figures: Figures) -> None:
+    platform = rig.platform(seed={"traders": TRADERS})
+    active = rig.engine(platform, name="engine-a")
+    standby = rig.engine(platform, name="engine-b", wait=False)
+    server = rig.web(platform, workers=2, threads=4)
+    assert not standby.leading(), "two engines lead one shard"
+    stop = threading.Event()
+    traders = _traders(server.port, platform.seed, stop=stop, deadline=time.monotonic() + 90)
+    for trader in traders:
+        trader.start()
+    try:
+        wait_until(lambda: sum(len(t.placements) for t in traders) >= 60, what="orders flowing", timeout=60)
+        killed_at = time.monotonic()
+        active.kill()
+        wait_until(standby.leading, what="the standby to take over", timeout=10)
+        # The first order sent after the kill and acknowledged: the standby answered it.
+        answered = wait_until(
+            lambda: min(
+                (
+                    a.at
+                    for t in traders
+                    for a in t.attempts
+                    if a.op.startswith("place") and a.at - a.seconds > killed_at and 200 <= a.status < 300
+                ),
+                default=None,
+            ),
+            what="an order answered by the standby",
+            timeout=15,
+        )
+        failover = answered - killed_at
+        figures["failover_s"] = round(failover, 3)
+        log(f"failover: {failover:.2f} s")
+        wait_until(
+            lambda: sum(len(t.placements) for t in traders) >= 120, what="orders flowing after failover", timeout=60
+        )
+    finally:
+        stop.set()
+    traders_join(traders, timeout=90)
+    figures.update(traffic_figures(traders))
+    assert failover <= 5.0, f"failover took {failover:.2f} s"
+    _check_exactly_once(platform, traders, figures)
+    assert_platform_sound(figures, platform, port=server.port, staff_token=platform.seed["staff_token"])
+    figures.passed()
+
+
+@pytest.mark.timeout(180)
+def test_with_the_engine_down_orders_answer_503_at_once(rig: Rig, figures: Figures) -> None:
+    platform = rig.platform(seed={"traders": 1})
+    engine = rig.engine(platform)
+    server = rig.web(platform, workers=1, threads=2)
+    engine.stop()
+    client = HttpClient(server.port, platform.seed["traders"][0]["token"], timeout=30)
+    try:
+        body = {"market": "ETH-USDT", "side": "buy", "type": "limit", "quantity": "0.1", "price": "1000.00"}
+        answer = client.request("POST", "/api/orders", body)
+        figures["down_answer_s"] = round(answer.seconds, 3)
+        assert answer.status == 503, answer
+        assert answer.envelope_code == "service_unavailable"
+        assert answer.seconds < 2.0, "waited for an engine that is not there"
+        health = client.request("GET", "/healthz")
+        assert health.body["engines"] == {"main": "down"}, health.body
+        engine.start()
+        again = wait_until(
+            lambda: (a := client.request("POST", "/api/orders", {**body, "client_order_id": "after"})).ok and a,
+            what="an order accepted once the engine is back",
+            timeout=30,
+        )
+        assert again.status == 201
+        health = client.request("GET", "/healthz")
+        assert health.body["engines"]["main"]["status"] == "ok", health.body
+    finally:
+        client.close()
+    figures.passed()
