@@ -19,8 +19,8 @@ from django.core.management import CommandError, call_command
 from hexbytes import HexBytes
 
 import revenue.delivery.broadcast as broadcast
+from orders.engine.requests import OrderRequest
 from orders.models import Market
-from orders.services.order_requests import OrderRequest
 from orders.services.orders import order_place
 from revenue.chain.client import (
     DeliveryItem,
