@@ -112,6 +112,10 @@ class OrderInput(serializers.Serializer):
     stp = serializers.ChoiceField(choices=[stp.value for stp in SelfTradePrevention], required=False, allow_null=True)
 
 
+class CancelAllInput(serializers.Serializer):
+    market = serializers.CharField(max_length=33, required=False, allow_null=True)
+
+
 class FillOutput(serializers.Serializer):
     trade_id = serializers.CharField(source="trade.pk")
     price = money(source="trade.price")
@@ -231,6 +235,10 @@ def order_output(order: Order) -> dict[str, Any]:
             for event in order.events.all()
         ],
     }
+
+
+class CancelAllOutput(serializers.Serializer):
+    cancelled = OrderOutput(many=True)
 
 
 class UserTradeOutput(serializers.Serializer):

@@ -19,9 +19,11 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
+from accounts.authentication import CredentialsInvalid
 from core.errors import ApplicationError, ServiceUnavailable
 from core.logging import correlation_context, correlation_id_new
 from core.metrics import FEES, ORDERS_FINAL, TRADES
@@ -106,6 +108,14 @@ class Sequencer:
     @property
     def markets(self) -> list[MarketEngine]:
         return list(self._markets.values())
+
+    def markets_owned(self) -> list[MarketEngine]:
+        """Every market this sequencer owns, those not loaded yet loaded now (a cancel-all
+        across markets must see orders of a market no command has named since start)."""
+        for market in Market.objects.exclude(pk__in=list(self._markets)):
+            if self.owns(market.symbol):
+                self._install(market)
+        return self.markets
 
     def _install(self, market: Market) -> MarketEngine:
         engine = market_engine_load(market=market, rules=trading_rules())
@@ -211,13 +221,28 @@ class _Batch:
         self.discounts = BatchDiscounts(ttx_asset_id=sequencer._ttx())
         self.client_ids: dict[tuple[int, str], tuple[int | LiveOrder, str]] = {}
         self.engines: dict[int, MarketEngine] = {}
+        self.refused_users: set[int] = set()
+
+    def _users_refuse(self, commands: list[c.Command]) -> None:
+        """The users of commands authenticated from their credentials alone that do not
+        exist or are inactive (one statement for the batch)."""
+        unchecked = {int(command["user_id"]) for command in commands if command.get("check_user")}
+        if unchecked:
+            active = get_user_model().objects.filter(pk__in=unchecked, is_active=True).values_list("pk", flat=True)
+            self.refused_users = unchecked - set(active)
+
+    def _user_refused(self, command: c.Command) -> bool:
+        return bool(command.get("check_user")) and int(command["user_id"]) in self.refused_users
 
     def prepare(self, commands: list[c.Command]) -> None:
         """Everything the commands name, read or locked in a few statements."""
         keys: set[tuple[int, int, int]] = set()
         users: set[int] = set()
         wanted: list[tuple[int, str]] = []
+        self._users_refuse(commands)
         for command in commands:
+            if self._user_refused(command):
+                continue
             if command["op"] == c.PLACE:
                 engine = self.sequencer._market(symbol=str(command.get("market")))
                 if engine is None:
@@ -252,6 +277,8 @@ class _Batch:
 
     def apply(self, command: c.Command) -> Deferred:
         try:
+            if self._user_refused(command):
+                raise CredentialsInvalid("The credentials are not valid.")
             op = command["op"]
             if op == c.PLACE:
                 return self._place(command)
@@ -329,7 +356,9 @@ class _Batch:
     def _cancel_all(self, command: c.Command) -> Deferred:
         user = int(command["user_id"])
         market_id = command.get("market_id")
-        engines = self.sequencer.markets if market_id is None else [self.sequencer._market(market_id=int(market_id))]
+        engines = (
+            self.sequencer.markets_owned() if market_id is None else [self.sequencer._market(market_id=int(market_id))]
+        )
         cancelled: list[int] = []
         for engine in engines:
             if engine is None:
