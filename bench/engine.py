@@ -17,6 +17,7 @@ import os
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ def _commands(users: list[int], count: int, rnd: random.Random, live: dict[int, 
             place_command(
                 user_id=user,
                 fields={"market": "ETH-USDT", "side": side, "quantity": f"0.{rnd.randint(1, 20):04d}", **fields},
+                correlation_id=f"{rnd.getrandbits(128):032x}",  # as the web sends its request's
             )
         )
     return commands
@@ -69,7 +71,10 @@ def _commands(users: list[int], count: int, rnd: random.Random, live: dict[int, 
 def run_engine_throughput(*, traders: list[str], commands: int, batch: int) -> dict[str, Any]:
     users = list(User.objects.filter(username__in=traders).values_list("pk", flat=True))
     rnd = random.Random(5)
-    sequencer = Sequencer(symbols={"ETH-USDT"})
+    # As in the engine process (orders.sequencer.server): what follows a commit (metrics,
+    # the trades_committed signal and its task publish) runs on a thread of its own.
+    announcer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-announcer")
+    sequencer = Sequencer(symbols={"ETH-USDT"}, announce=announcer.submit)
     sequencer.load()
     live: dict[int, list[Any]] = {}
     durations: list[float] = []
@@ -98,6 +103,7 @@ def run_engine_throughput(*, traders: list[str], commands: int, batch: int) -> d
                 live.setdefault(command["user_id"], []).append((int(order["id"]), sequencer.markets[0].spec.id))
     elapsed = time.perf_counter() - began
     cpu = time.process_time() - cpu_began
+    announcer.shutdown(wait=True)
     if profiler is not None and profile_path:
         profiler.dump_stats(f"{profile_path}.engine")
     log(

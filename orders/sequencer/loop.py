@@ -54,6 +54,7 @@ from orders.system_accounts import system_user_ids
 logger = logging.getLogger("orders.sequencer")
 lifecycle = logger.getChild("lifecycle")
 MAX_ATTEMPTS = 4
+CLOSED_REMEMBERED = 100_000
 # New orders sort after every loaded one until their id is known (orders.engine.book.LiveOrder.seq).
 _NEW_SEQ_START = 10**15
 
@@ -89,6 +90,9 @@ class Sequencer:
         self._stale: set[int] = set()
         self._seq = itertools.count(_NEW_SEQ_START)
         self._ttx_asset_id: int | None = None
+        # Orders this sequencer closed (id -> owner), the newest CLOSED_REMEMBERED: a cancel
+        # of one (it filled before the cancel arrived) answers 409 without a read.
+        self._closed: dict[int, int] = {}
         self.batches = 0
 
     # --- markets ----------------------------------------------------------------------
@@ -160,6 +164,16 @@ class Sequencer:
             spec.is_active, spec.price_tick, spec.quantity_step = active, tick, step
             spec.min_quantity, spec.reference_price = minimum, reference
 
+    def _closed_remember(self, closed: list[tuple[int, int]]) -> None:
+        self._closed.update(closed)
+        if len(self._closed) > CLOSED_REMEMBERED:  # forget the oldest half (dicts keep insertion order)
+            for order_id in list(itertools.islice(self._closed, len(self._closed) // 2)):
+                del self._closed[order_id]
+
+    def closed_owner(self, order_id: int) -> int | None:
+        """The owner of an order this sequencer closed lately, or None (not known here)."""
+        return self._closed.get(order_id)
+
     def _ttx(self) -> int | None:
         if self._ttx_asset_id is None:
             self._ttx_asset_id = Asset.objects.filter(symbol=settings.TTX_ASSET).values_list("pk", flat=True).first()
@@ -205,6 +219,7 @@ class Sequencer:
             written = batch_write(journal=batch.journal, wallets=batch.wallets, now=now)
             answers = [answer() for answer in deferred]
             batch.settle()
+            transaction.on_commit(lambda: self._closed_remember(batch.closed()))
             transaction.on_commit(lambda: self.announce(lambda: batch.committed(written)))
         self.batches += 1
         return answers
@@ -346,6 +361,8 @@ class _Batch:
         engine = self.sequencer._market(market_id=int(command["market_id"]))
         order = None if engine is None else engine.live.get(order_id)
         if engine is None or order is None or order.user_id != user:
+            if self.sequencer.closed_owner(order_id) == user:
+                raise OrderNotCancellable()
             status = Order.objects.filter(pk=order_id, user_id=user).values_list("status", flat=True).first()
             if status is None:
                 raise OrderNotFound()
@@ -382,6 +399,14 @@ class _Batch:
         engine.set_reference_price(value, journal=self.journal)
         logger.info("reference price set", extra={"market": engine.spec.symbol, "from": str(old), "to": str(value)})
         return lambda: {"status": 200}
+
+    def closed(self) -> list[tuple[int, int]]:
+        """(id, owner) of the orders this batch made terminal."""
+        return [
+            (order.id, order.user_id)
+            for order in [*self.journal.new_orders, *self.journal.touched.values()]
+            if order.id is not None and not order.status.is_live
+        ]
 
     def settle(self) -> None:
         """Written: memory forgets what is only history now; new live orders become findable."""

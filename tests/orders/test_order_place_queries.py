@@ -21,6 +21,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from orders.engine.requests import OrderRequest
+from orders.errors import OrderNotCancellable, OrderNotFound
 from orders.models import Order
 from orders.services.orders import order_cancel, order_place
 from tests.factories import UserFactory, fund
@@ -117,3 +118,20 @@ def test_a_maker_filled_again_costs_no_statement_of_its_own(taker, django_assert
     maker.refresh_from_db()
     assert (maker.status, maker.filled_quantity) == ("partially_filled", Decimal("0.07"))
     assert_invariants()
+
+
+def test_a_cancel_of_an_order_the_engine_closed_reads_no_order_in_the_engine(taker, django_capture_on_commit_callbacks):
+    """It filled before the cancel arrived (the load's common 409): the sequencer remembers
+    the orders it closed (once committed), so only the web tier's lookup of the order's
+    market reads it."""
+    book_of(1)
+    with django_capture_on_commit_callbacks(execute=True):
+        order_id = submit(taker, side="buy", type="limit", quantity="0.1", price="2000.00")
+    assert Order.objects.get(pk=order_id).status == "filled"
+    with CaptureQueriesContext(connection) as captured, pytest.raises(OrderNotCancellable):
+        order_cancel(user=taker, order_id=order_id)
+    reads = [q["sql"] for q in captured.captured_queries if '"orders_order"' in q["sql"]]
+    assert len(reads) == 1, reads  # orders.services.orders._market_of_order
+    # Someone else's order is not known as theirs: 404 as before.
+    with pytest.raises(OrderNotFound):
+        order_cancel(user=UserFactory(), order_id=order_id)
