@@ -361,7 +361,7 @@ class _Batch:
         engine = self.sequencer._market(market_id=int(command["market_id"]))
         order = None if engine is None else engine.live.get(order_id)
         if engine is None or order is None or order.user_id != user:
-            if self.sequencer.closed_owner(order_id) == user:
+            if self.sequencer.closed_owner(order_id) == user or self._closed_in_batch(order_id, user):
                 raise OrderNotCancellable()
             status = Order.objects.filter(pk=order_id, user_id=user).values_list("status", flat=True).first()
             if status is None:
@@ -386,6 +386,13 @@ class _Batch:
                 engine.cancel(order, journal=self.journal, wallets=self.wallets, now=self.now)
                 cancelled.append(int(order.id or 0))  # live orders are persisted: they have ids
         return lambda: {"status": 200, "order_ids": cancelled}
+
+    def _closed_in_batch(self, order_id: int, user: int) -> bool:
+        """Closed by an earlier command of this batch (not committed yet, so not remembered)."""
+        return any(
+            order.id == order_id and order.user_id == user and not order.is_live
+            for order in self.journal.touched.values()
+        )
 
     def _reference_price(self, command: c.Command) -> Deferred:
         engine = self.sequencer._market(market_id=int(command["market_id"]))

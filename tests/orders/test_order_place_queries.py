@@ -23,6 +23,8 @@ from django.test.utils import CaptureQueriesContext
 from orders.engine.requests import OrderRequest
 from orders.errors import OrderNotCancellable, OrderNotFound
 from orders.models import Order
+from orders.sequencer.commands import cancel_command, place_command
+from orders.sequencer.loop import Sequencer
 from orders.services.orders import order_cancel, order_place
 from tests.factories import UserFactory, fund
 from tests.orders.invariants import assert_invariants
@@ -135,3 +137,27 @@ def test_a_cancel_of_an_order_the_engine_closed_reads_no_order_in_the_engine(tak
     # Someone else's order is not known as theirs: 404 as before.
     with pytest.raises(OrderNotFound):
         order_cancel(user=UserFactory(), order_id=order_id)
+
+
+def test_a_cancel_of_an_order_closed_earlier_in_its_batch_reads_no_order(taker, market):
+    seller = UserFactory()
+    fund(seller, "ETH", "1")
+    maker = place(seller, side="sell", type="limit", quantity="0.1", price="2000.00")
+    sequencer = Sequencer()
+    sequencer.load()
+    commands = [
+        place_command(
+            user_id=taker.pk,
+            fields={"market": "ETH-USDT", "side": "buy", "type": "limit", "quantity": "0.1", "price": "2000.00"},
+        ),
+        cancel_command(user_id=seller.pk, order_id=maker.pk, market_id=market.pk),
+    ]
+    with CaptureQueriesContext(connection) as captured:
+        answers = sequencer.run_batch(commands)
+    assert [answer["status"] for answer in answers] == [201, 409]
+    assert answers[1]["error"]["code"] == "order_not_cancellable"
+    reads = [
+        q["sql"] for q in captured.captured_queries if q["sql"].startswith("SELECT") and '"orders_order"' in q["sql"]
+    ]
+    assert reads == [], reads
+    assert_invariants()
