@@ -455,13 +455,15 @@ def _admin_url(pattern: Pattern) -> str:
     if match and "<" in pattern.route:
         model = apps.get_model(match.group(1), match.group(2))
         pk = model._default_manager.order_by("pk").values_list("pk", flat=True).first()
-        kwargs = {"object_id": str(pk if pk is not None else 0), "id": str(pk if pk is not None else 0)}
+        key = str(pk if pk is not None else 0)
+        kwargs = {"object_id": key, "id": key, "event_id": key}
     return _path(pattern.route, kwargs)
 
 
 # Staff renders these (every list, the custom report page) and must not meet a 5xx. Change
 # forms are left out: slow to render (~150 ms each) and not about who may reach them.
-STAFF_RENDERED = {"index", "changelist_view", "app_index", "failure_report_view", "catch_all_view"}
+STAFF_RENDERED = {"index", "changelist_view", "app_index", "failure_report_view", "worker_status_view",
+                  "catch_all_view"}  # fmt: skip
 
 
 def test_admin_is_staff_only(world: World) -> None:
