@@ -114,13 +114,18 @@ def database_config(url: str) -> dict[str, object]:
 DATABASES = {"default": database_config(DATABASE_URL)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Cache (login throttling, order rate limits, worker heartbeat) --------------
+# --- Cache (API rate limits, delivery debounce, failure-log cap) ---------------------
+# Shared by every process: Redis with REDIS_URL; without it, a table of the database
+# (core.cache.AtomicDatabaseCache: atomic add and incr across processes), created by
+# `manage.py createcachetable` (scripts/run). Never a per-process memory cache: each
+# gunicorn worker would count its own share of every limit.
 REDIS_URL = env_str("REDIS_URL", "")
+CACHE_TABLE = "platform_cache"
 CACHES = {
     "default": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
         if REDIS_URL
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "platform"}
+        else {"BACKEND": "core.cache.AtomicDatabaseCache", "LOCATION": CACHE_TABLE, "OPTIONS": {"MAX_ENTRIES": 100_000}}
     )
 }
 
