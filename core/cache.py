@@ -44,8 +44,8 @@ class AtomicDatabaseCache(DatabaseCache):
     can both "add" over an expired row) and incr() is get() + set() (two processes lose an
     increment): here add() is one INSERT ... ON CONFLICT DO UPDATE ... WHERE expired, and
     incr() updates the row under its lock (SELECT ... FOR UPDATE on PostgreSQL; SQLite
-    transactions are IMMEDIATE, one writer at a time). The table is created by
-    `manage.py createcachetable` (scripts/run; docs/operations.md)."""
+    transactions are IMMEDIATE, one writer at a time). The table is created by `migrate`
+    (core.0001_cache_table runs `createcachetable`; docs/operations.md)."""
 
     def _now(self, connection: Any) -> Any:
         return connection.ops.adapt_datetimefield_value(timezone.now().replace(microsecond=0))

@@ -117,7 +117,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Cache (API rate limits, delivery debounce, failure-log cap) ---------------------
 # Shared by every process: Redis with REDIS_URL; without it, a table of the database
 # (core.cache.AtomicDatabaseCache: atomic add and incr across processes), created by
-# `manage.py createcachetable` (scripts/run). Never a per-process memory cache: each
+# `migrate` (core.0001_cache_table). Never a per-process memory cache: each
 # gunicorn worker would count its own share of every limit.
 REDIS_URL = env_str("REDIS_URL", "")
 CACHE_TABLE = "platform_cache"
