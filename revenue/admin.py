@@ -64,7 +64,8 @@ class RevenueEventAdmin(ReadOnlyAdmin):
     search_fields = ("source_id", lookup(Key.TX_HASH))
     list_select_related = ("stream",)
     readonly_fields = ("stream", "source_type", "source_id", "currency", "gross_amount", "net_amount", "holder_share",
-                       "reserve_share", "description", "created_at", "metadata_pretty")  # fmt: skip
+                       "reserve_share", "description", "created_at", "delivery_status", "attempts", "last_error",
+                       "next_retry", "tx_hash", "metadata_pretty")  # fmt: skip
     exclude = ("metadata",)
     actions = ["retry_delivery_now"]
     show_full_result_count = False

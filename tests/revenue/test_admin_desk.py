@@ -243,6 +243,30 @@ def test_next_retry_reads_as_a_time(desk, db):
     assert at.isoformat()[:19] not in page  # no raw ISO text
 
 
+def test_the_event_page_reads_its_delivery_in_words(desk, db):
+    at = timezone.now() + timedelta(minutes=8)
+    event = _event("p-fail", patch_failed(attempts=3, error="reverted: boom", now=timezone.now(), next_retry_at=at))
+    page = desk.get(f"/admin/revenue/revenueevent/{event.pk}/change/").content.decode()
+    assert f"{at:%Y-%m-%d %H:%M:%S} UTC (" in page and "from now)" in page
+    assert "reverted: boom" in page and ">failed<" in page
+
+
+def test_streams_can_be_reworded_but_not_added_deleted_or_recounted(desk, db):
+    from revenue.models import RevenueStream
+
+    stream = RevenueStream.objects.get(pk=0)
+    collected = stream.collected
+    assert desk.post("/admin/revenue/revenuestream/add/", {"name": "x"}).status_code == 403
+    assert desk.post(f"/admin/revenue/revenuestream/{stream.pk}/delete/", {"post": "yes"}).status_code == 403
+    response = desk.post(f"/admin/revenue/revenuestream/{stream.pk}/change/", {
+        "name": "Trading fees", "description": stream.description, "target_monthly": "123.00",
+        "collected": "999999",
+    })  # fmt: skip
+    assert response.status_code == 302
+    stream.refresh_from_db()
+    assert (stream.name, stream.target_monthly, stream.collected) == ("Trading fees", 123, collected)
+
+
 def test_worker_status_is_an_admin_page(desk, db):
     now = timezone.now()
     DeliveryHeartbeat.objects.create(
