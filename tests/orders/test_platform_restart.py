@@ -72,6 +72,19 @@ class Platform:
                 os.killpg(self.process.pid, signal.SIGKILL)
 
     def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+        try:
+            return self._call(method, path, body, token)
+        except (ConnectionResetError, http.client.RemoteDisconnected):
+            # gunicorn kills a worker stuck past its timeout (30 s; on a loaded machine the
+            # embedded chain's first deployment holds SQLite's write lock for long): say so,
+            # and repeat a request that changes nothing once.
+            web_log = (self.var_dir / "log" / "web.log").read_text(errors="replace")[-2000:]
+            if method != "GET" and path != "/api/auth/token":
+                raise AssertionError(f"{method} {path}: connection lost; web.log:\n{web_log}") from None
+            print(f"{method} {path}: connection lost, repeated once; web.log:\n{web_log}")
+            return self._call(method, path, body, token)
+
+    def _call(self, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         headers = {"Content-Type": "application/json"}
         if token:

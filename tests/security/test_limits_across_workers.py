@@ -58,6 +58,18 @@ class Web:
         log = (self.var_dir / "access.log").read_text()
         return Counter(line.split()[0] for line in log.splitlines() if f" {path} " in line)
 
+    def answering_pids_once(self, path: str, *, requests: int) -> Counter[str]:
+        """The pids once the access log holds all `requests` lines (gunicorn writes a line
+        after sending the answer)."""
+
+        def complete() -> Counter[str] | None:
+            pids = self.answering_pids(path)
+            return pids if sum(pids.values()) == requests else None
+
+        found = wait_until(complete, what=f"{requests} access log lines for {path}", timeout=10)
+        assert found is not None
+        return found
+
     def manage(self, *args: str) -> str:
         done = subprocess.run(
             [python(), "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120
@@ -143,8 +155,8 @@ def test_a_registration_burst_over_four_workers_gets_exactly_the_rate(web: Web) 
     assert statuses == Counter({201: REGISTER_RATE, 429: 24 - REGISTER_RATE}), (statuses, unexpected)
     # And later, one at a time, still refused: the window is shared.
     assert register(99) == 429
-    pids = web.answering_pids("/api/auth/register")
-    assert sum(pids.values()) == 25, pids
+    # gunicorn writes the access line after the answer: wait for the last ones.
+    pids = web.answering_pids_once("/api/auth/register", requests=25)
     assert len(pids) >= 2, pids  # the burst was answered by several processes
     out = web.manage("shell", "-c", "from django.contrib.auth import get_user_model as g; "
                                     "print(g().objects.filter(username__startswith='burst').count())")  # fmt: skip
@@ -158,7 +170,7 @@ def test_the_failed_login_limit_holds_across_workers(web: Web) -> None:
     status, body = web.post("/api/auth/token", {"username": "victim", "password": PASSWORD})
     assert status == 429 and body["error"]["code"] == "throttled"  # type: ignore[index]
     assert web.post("/api/auth/token", wrong)[0] == 429
-    assert len(web.answering_pids("/api/auth/token")) >= 2
+    assert len(web.answering_pids_once("/api/auth/token", requests=LOGIN_LIMIT + 2)) >= 2
 
 
 def test_a_burst_of_failed_logins_loses_no_failure_from_the_count(web: Web) -> None:
