@@ -19,6 +19,7 @@ from web3 import Web3
 
 from bench.infra import free_port
 from revenue.chain.client import delivered_logs
+from revenue.delivery.metadata import Key
 from tests.deploy.processes import Served, json_lines, pid_alive
 from tests.reliability.harness import Platform, Rig, log
 from tests.waiting import wait_until
@@ -38,11 +39,11 @@ def metric_value(text: str, sample: str) -> float:
 
 
 def event_of(platform: Platform, correlation_id: str) -> dict[str, Any] | None:
+    keys = [Key.STATUS, Key.TX_HASH, Key.AMOUNT_WEI, Key.BATCH_ID, Key.CORRELATION_ID]
     rows = platform.query(
-        """SELECT id, metadata->>'onChainDeliveryStatus', metadata->>'txHash', metadata->>'amountWei',
-                  metadata->>'batchId'
-           FROM revenue_revenueevent WHERE metadata->>'correlationId' = %s""",
-        [correlation_id],
+        "SELECT id, metadata->>%s, metadata->>%s, metadata->>%s, metadata->>%s FROM revenue_revenueevent "
+        "WHERE metadata->>%s = %s",
+        [*(key.value for key in keys), correlation_id],
     )
     if not rows:
         return None
