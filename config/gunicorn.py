@@ -26,6 +26,8 @@ graceful_timeout = int(os.environ.get("WEB_GRACEFUL_TIMEOUT") or 30)
 accesslog = "-" if os.environ.get("WEB_ACCESS_LOG", "").lower() in {"1", "true", "yes", "on"} else None
 errorlog = "-"
 capture_output = True  # what a worker prints goes through the log, not around it
+# No runtime control socket: its default path is per user, shared by every gunicorn of the host.
+control_socket_disable = True
 _level = os.environ.get("LOG_LEVEL") or "INFO"
 logconfig_dict = logging_config(
     log_format=os.environ.get("LOG_FORMAT") or "text",

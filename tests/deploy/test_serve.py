@@ -8,7 +8,10 @@ SIGTERM and expects every process to stop cleanly."""
 
 from __future__ import annotations
 
+import itertools
 import secrets
+import threading
+import time
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -21,7 +24,7 @@ from bench.infra import free_port
 from revenue.chain.client import delivered_logs
 from revenue.delivery.metadata import Key
 from tests.deploy.processes import Served, json_lines, pid_alive
-from tests.reliability.harness import Platform, Rig, log
+from tests.reliability.harness import INVARIANTS, Platform, Rig, invariant_violations, log
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.reliability, pytest.mark.anvil]
@@ -167,8 +170,56 @@ def test_scripts_serve_trades_delivers_on_chain_and_stops_cleanly(rig: Rig) -> N
     loggers = {line["logger"] for line in lines}
     assert {"gunicorn.error", "orders.sequencer.server", "celery.apps.worker", "celery.beat"} <= loggers, loggers
 
-    # --- SIGTERM: every process stops cleanly ------------------------------------------------
+    # --- SIGTERM while a client keeps placing orders: nothing acknowledged is lost -------------
+    answered: list[tuple[str, int, str | None]] = []  # client_order_id, status (0: no answer), order id
+    stop = threading.Event()
+
+    def keep_placing() -> None:
+        for n in itertools.count():
+            if stop.is_set():
+                return
+            client_order_id = f"shutdown-{n}"
+            body = {
+                "market": "ETH-USDT",
+                "side": "buy",
+                "type": "limit",
+                "quantity": "0.0100",
+                "price": "1000.00",  # below the book: it rests
+                "client_order_id": client_order_id,
+            }
+            try:
+                answer = requests.post(
+                    f"{base}/api/orders", json=body, headers={"Authorization": f"Bearer {buyer}"}, timeout=5
+                )
+            except requests.RequestException:
+                answered.append((client_order_id, 0, None))
+                time.sleep(0.05)
+                continue
+            order_id = answer.json().get("id") if answer.status_code == 201 else None
+            answered.append((client_order_id, answer.status_code, order_id))
+
+    placer = threading.Thread(target=keep_placing, name="placer", daemon=True)
+    placer.start()
+    wait_until(lambda: sum(status == 201 for _, status, _ in answered) >= 5, what="orders placed", timeout=30)
     code = served.terminate(timeout=120)
+    stop.set()
+    placer.join(15)
+    acknowledged = {cid: order_id for cid, status, order_id in answered if status == 201}
+    stored = dict(
+        platform.query(
+            "SELECT client_order_id, id::text FROM orders_order WHERE client_order_id LIKE 'shutdown-%%' "
+            "AND status = 'open'"
+        )
+    )
+    assert acknowledged and all(stored.get(cid) == order_id for cid, order_id in acknowledged.items()), (
+        acknowledged,
+        stored,
+    )
+    assert {status for _, status, _ in answered} <= {201, 503, 0}, answered  # never a 5xx other than 503
+    assert invariant_violations(platform) == {name: [] for name in INVARIANTS}
+    log(f"during shutdown: {len(acknowledged)} orders acknowledged and stored, {len(answered)} attempts")
+
+    # --- SIGTERM: every process stops cleanly ------------------------------------------------
     stopped = served.stopped()
     log(f"scripts/serve exited {code}; processes stopped: {stopped}")
     assert stopped == dict.fromkeys(PROCESSES, 0), served.text()[-4000:]
