@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test lint bench bench-smoke flake-hunt clean
+.PHONY: install run serve promtool test lint bench bench-smoke flake-hunt clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -22,6 +22,14 @@ node_modules/.installed: package.json package-lock.json
 
 run: install
 	scripts/run
+
+# The production topology on real services (README, "Real services"; docs/operations.md).
+serve: install
+	scripts/serve
+
+# promtool for the alert rules' test (monitoring/alerts.yml), from Debian's prometheus package.
+promtool: install
+	scripts/install-promtool
 
 test: install
 	scripts/test
