@@ -31,7 +31,10 @@ serve: install
 promtool: install
 	scripts/install-promtool
 
+# The test suite also drives Debian's chromium (browser tests) and promtool (alert rules).
 test: install
+	scripts/install-browser
+	scripts/install-promtool
 	scripts/test
 
 # Benchmarks on PostgreSQL (docs/performance.md): figures in bench/results.json and a table.
