@@ -274,7 +274,30 @@ def children(pid: int) -> list[int]:
         return []
 
 
-class EngineProcess:
+class ChildProcess:
+    """A process a benchmark or a fault test started: stopped gracefully, or SIGKILLed
+    (no shutdown, no acknowledgement, no clean-up of any kind: whatever it was doing
+    never commits)."""
+
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=15)
+        self.process = None
+
+    def stop(self) -> None:
+        stop_process(self.process, timeout=20)
+        self.process = None
+
+
+class EngineProcess(ChildProcess):
     """`manage.py engine` (orders.sequencer.server): the matching engine of one shard, as
     scripts/run starts it. Ready once it logs that it leads; a test may SIGKILL it."""
 
@@ -313,19 +336,3 @@ class EngineProcess:
                 raise BenchError(f"the engine did not lead within {timeout:g} s; see {self.log_path}")
             time.sleep(0.05)
         return time.monotonic() - began
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def kill(self) -> None:
-        """SIGKILL: whatever batch it was in never commits."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=15)
-        self.process = None
-
-    def stop(self) -> None:
-        stop_process(self.process, timeout=20)
-        self.process = None

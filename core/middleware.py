@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 
 from django.conf import settings
@@ -13,6 +14,7 @@ from core.logging import correlation_context
 from core.networks import address_in, forwarded_client
 from core.views import bad_request, not_found, server_error
 
+_requests = logging.getLogger("core.requests")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 GetResponse = Callable[[HttpRequest], HttpResponse]
 
@@ -53,7 +55,21 @@ class CorrelationIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.headers.get("X-Request-ID", "")
         with correlation_context(incoming if _SAFE_ID.match(incoming) else None) as correlation_id:
+            began = time.monotonic()
             response = self.get_response(request)
+            # The web's access line, with the request's correlation id (JSON with LOG_FORMAT=json).
+            _requests.info(
+                "%s %s %s",
+                request.method,
+                request.path,
+                response.status_code,
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round((time.monotonic() - began) * 1000, 1),
+                },
+            )
         response["X-Request-ID"] = correlation_id
         return response
 

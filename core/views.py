@@ -11,10 +11,11 @@ from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
-from django_prometheus.exports import ExportToDjangoView
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from core.api.exception_handler import error_body
 from core.health import broker_reachable, database_reachable
+from core.metrics import metrics_exposition
 from core.networks import address_in
 
 
@@ -101,13 +102,14 @@ def _metrics_token_matches(request: HttpRequest) -> bool:
 @never_cache
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
-    """django-prometheus' exposition, for the scraper only: with `Authorization: Bearer
+    """The Prometheus exposition (core.metrics: every process of the host in multiprocess
+    mode, plus the state read at scrape time), for the scraper only: with `Authorization: Bearer
     <METRICS_TOKEN>` or from an address in METRICS_ALLOWED_NETWORKS. The counters show
     fee totals and trade counts per market, which are not public."""
     if _metrics_token_matches(request) or address_in(
         str(request.META.get("REMOTE_ADDR") or ""), settings.METRICS_ALLOWED_NETWORKS
     ):
-        return ExportToDjangoView(request)
+        return HttpResponse(metrics_exposition(), content_type=CONTENT_TYPE_LATEST)
     if settings.METRICS_TOKEN:
         response = JsonResponse(error_body("not_authenticated", "A metrics token is required."), status=401)
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'

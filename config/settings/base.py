@@ -9,6 +9,7 @@ from pathlib import Path
 import dj_database_url
 
 from config.settings.env import env_bool, env_decimal, env_int, env_list, env_str
+from core.logging import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -309,32 +310,28 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "platform@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # --- Logging ---------------------------------------------------------------------
+# One configuration for every process (core.logging.logging_config): web, Celery worker
+# and beat (config/celery.py), gunicorn's own lines (config/gunicorn.py), the engine.
 LOG_FORMAT = env_str("LOG_FORMAT", "text")  # "json" for JSON lines
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"correlation": {"()": "core.logging.CorrelationIdFilter"}},
-    "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"},
-        "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "format": "%(asctime)s %(levelname)s %(name)s %(correlation_id)s %(message)s",
-            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
-        },
-    },
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["correlation"]},
-    },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
+LOGGING = logging_config(
+    log_format=LOG_FORMAT,
+    level=LOG_LEVEL,
+    loggers={
         "django.db.backends": {"level": "WARNING"},
         "web3": {"level": "WARNING"},
         "eth": {"level": "WARNING"},
         "celery": {"level": "INFO"},
         "axes": {"level": "WARNING"},  # each failed login and lockout, without axes' chatter
+        # the engine's start and leadership lines, which process managers and tests wait for
+        "orders.sequencer.server": {"level": "INFO"},
     },
-}
+)
+
+# --- Metrics ---------------------------------------------------------------------
+# PROMETHEUS_MULTIPROC_DIR (environment only: prometheus_client reads it at import): every
+# process writes its samples there and /metrics sums them (core.metrics). scripts/serve
+# sets it to VAR_DIR/prometheus and empties it at start.
 
 # --- Post-trade jobs -----------------------------------------------------------------
 POST_TRADE_SWEEP_AGE_SECONDS = env_int("POST_TRADE_SWEEP_AGE_SECONDS", 20)

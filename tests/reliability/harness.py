@@ -19,7 +19,6 @@ import pwd
 import random
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -35,7 +34,16 @@ from urllib.parse import urlsplit
 import psycopg
 
 from bench.api_load import WebServer
-from bench.infra import ROOT, EngineProcess, PgServer, RedisServer, django_env, free_port, python, stop_process
+from bench.infra import (
+    ROOT,
+    ChildProcess,
+    EngineProcess,
+    PgServer,
+    RedisServer,
+    django_env,
+    free_port,
+    python,
+)
 from tests import environment
 from tests.waiting import wait_until
 
@@ -251,7 +259,7 @@ def platform_env(*, database_url: str, redis_url: str | None, workdir: Path, **e
 # --- Celery -----------------------------------------------------------------------------
 
 
-class CeleryWorker:
+class CeleryWorker(ChildProcess):
     """`celery worker --pool=solo` (one process, as scripts/run runs it), which a test may
     SIGKILL; ready once it logs that it is."""
 
@@ -302,22 +310,6 @@ class CeleryWorker:
 
         wait_until(ready, timeout=timeout, interval=0.2, what="the Celery worker to be ready")
         return self
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no acknowledgement, no clean-up of any kind."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=15)
-        self.process = None
-
-    def stop(self) -> None:
-        stop_process(self.process, timeout=20)
-        self.process = None
 
 
 class TaskPublisher:
