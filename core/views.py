@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -41,6 +45,40 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
     if request.path.startswith("/api/"):
         return JsonResponse(error_body("not_found", "Not found."), status=404)
     return defaults.page_not_found(request, exception or Exception("not found"))
+
+
+# The API docs pages (Swagger UI, Redoc) load only the project's own files
+# (drf-spectacular-sidecar under /static/, the schema under /api/): the browser itself
+# refuses anything else, such as the Redocly logo Redoc's bundle links from its CDN.
+DOCS_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; "
+    "frame-ancestors 'self'; form-action 'self'"
+)
+
+
+def docs_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Wraps an API docs view: its page may load nothing from another host."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        response["Content-Security-Policy"] = DOCS_CONTENT_SECURITY_POLICY
+        return response
+
+    return wrapped
+
+
+@csrf_exempt
+def api_not_found(request: HttpRequest, path: str = "") -> HttpResponse:
+    """The last route under /api/: any path no endpoint serves answers the envelope's 404,
+    whatever the method, DEBUG or not (Django's DEBUG 404 page is HTML)."""
+    return JsonResponse(error_body("not_found", "Not found."), status=404)
+
+
+# A catch-all: core.middleware.CanonicalSlashMiddleware still redirects a path it matches
+# when the path with (or without) its trailing slash has an endpoint.
+api_not_found.catch_all = True  # type: ignore[attr-defined]
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt",
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_filters",
     "django_htmx",
     "django_prometheus",
@@ -52,6 +53,8 @@ MIDDLEWARE = [
     "core.middleware.CorrelationIdMiddleware",
     "core.middleware.NulByteMiddleware",
     "core.middleware.PrivateApiCacheMiddleware",
+    "core.middleware.CanonicalSlashMiddleware",
+    "core.middleware.ApiDebugErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -65,6 +68,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "config.urls"
+# core.middleware.CanonicalSlashMiddleware redirects both ways (and the admin's paths too).
+APPEND_SLASH = False
 WSGI_APPLICATION = "config.wsgi.application"
 ASGI_APPLICATION = "config.asgi.application"
 
@@ -110,13 +115,18 @@ def database_config(url: str) -> dict[str, object]:
 DATABASES = {"default": database_config(DATABASE_URL)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Cache (login throttling, order rate limits, worker heartbeat) --------------
+# --- Cache (API rate limits, delivery debounce, failure-log cap) ---------------------
+# Shared by every process: Redis with REDIS_URL; without it, a table of the database
+# (core.cache.AtomicDatabaseCache: atomic add and incr across processes), created by
+# `migrate` (core.0001_cache_table). Never a per-process memory cache: each
+# gunicorn worker would count its own share of every limit.
 REDIS_URL = env_str("REDIS_URL", "")
+CACHE_TABLE = "platform_cache"
 CACHES = {
     "default": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
         if REDIS_URL
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "platform"}
+        else {"BACKEND": "core.cache.AtomicDatabaseCache", "LOCATION": CACHE_TABLE, "OPTIONS": {"MAX_ENTRIES": 100_000}}
     )
 }
 
@@ -172,6 +182,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and Redoc from the project's own static files (drf-spectacular-sidecar,
+    # served by WhiteNoise): the docs work offline and no request leaves the host.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Every operation documents the error envelope for the statuses it can answer.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
