@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test lint bench bench-smoke flake-hunt clean
+.PHONY: install run serve promtool test lint bench bench-smoke flake-hunt clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -23,7 +23,18 @@ node_modules/.installed: package.json package-lock.json
 run: install
 	scripts/run
 
+# The production topology on real services (README, "Real services"; docs/operations.md).
+serve: install
+	scripts/serve
+
+# promtool for the alert rules' test (monitoring/alerts.yml), from Debian's prometheus package.
+promtool: install
+	scripts/install-promtool
+
+# The test suite also drives Debian's chromium (browser tests) and promtool (alert rules).
 test: install
+	scripts/install-browser
+	scripts/install-promtool
 	scripts/test
 
 # Benchmarks on PostgreSQL (docs/performance.md): figures in bench/results.json and a table.

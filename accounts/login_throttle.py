@@ -20,11 +20,18 @@ The policy (docs/security.md), in this handler:
   share a count; addresses are REMOTE_ADDR after core.middleware.TrustedProxyMiddleware.
 
 Failures live in the database (axes' AccessAttempt rows), shared by every web process
-and unaffected by a cache outage; the admin lists them (Axes: access attempts) and
+and unaffected by a cache outage. Attempts in progress are counted too: a burst of
+concurrent attempts would otherwise all pass the check before any of them is recorded as
+a failure (4 workers at 4 failures: 8 passwords compared, not 5). Each attempt reserves
+its place in the shared cache (an atomic counter per pair and per address) before the
+password is compared, and gives it back once its failure is recorded or its success
+cleared the count; with the cache down attempts are only checked against the recorded
+failures; the admin lists them (Axes: access attempts) and
 `manage.py axes_reset_ip` / `axes_reset_username` unlock by hand."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 from datetime import timedelta
 from typing import Any
@@ -36,6 +43,7 @@ from axes.helpers import get_client_username
 from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib.auth.signals import user_login_failed
+from django.core.cache import cache
 from django.db.models import Max, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -44,6 +52,13 @@ from django.utils import timezone
 from accounts.errors import LoginThrottled
 from accounts.usernames import username_fold
 from core.api.exception_handler import error_body
+from core.cache import CACHE_ERRORS, cache_failure_log
+
+# An attempt in progress holds its reservation for at most this long (a process killed
+# mid-attempt never gives it back).
+ATTEMPT_RESERVATION_SECONDS = 60
+# The cache is down, or a reservation expired before it was counted or given back.
+_RESERVATION_ERRORS: tuple[type[BaseException], ...] = (*CACHE_ERRORS, ValueError)
 
 
 def failure_window(request: HttpRequest | None = None) -> timedelta:
@@ -92,6 +107,37 @@ class LoginThrottleHandler(AxesDatabaseHandler):
     def is_locked(self, request: HttpRequest, credentials: dict[str, Any] | None = None) -> bool:
         return bool(self._locked_series(request, credentials))
 
+    def is_allowed(self, request: HttpRequest, credentials: dict[str, Any] | None = None) -> bool:
+        """authenticate()'s check (axes' backend), before the password is compared: not
+        locked, and a place among the attempts the limits still allow, counting the ones
+        in progress in other processes."""
+        return super().is_allowed(request, credentials) and self._attempt_reserve(request, credentials)
+
+    def _reservation_keys(self, request: HttpRequest, credentials: dict[str, Any] | None) -> list[str]:
+        address = str(request.axes_ip_address)  # type: ignore[attr-defined]
+        username = str(get_client_username(request, credentials))
+        pair = hashlib.sha256(f"{address}\x00{username}".encode()).hexdigest()
+        return [f"login-attempts:pair:{pair}", f"login-attempts:address:{hashlib.sha256(address.encode()).hexdigest()}"]
+
+    def _attempt_reserve(self, request: HttpRequest, credentials: dict[str, Any] | None) -> bool:
+        taken: list[str] = []
+        try:
+            tiers = zip(self._series(request, credentials), self._reservation_keys(request, credentials), strict=True)
+            for (attempts, limit), key in tiers:
+                cache.add(key, 0, ATTEMPT_RESERVATION_SECONDS)
+                in_progress = int(cache.incr(key))  # this attempt included
+                taken.append(key)
+                failures = attempts.aggregate(total=Sum("failures_since_start"))["total"] or 0
+                if failures + in_progress > limit:
+                    _reservations_release(taken)
+                    return False
+        except _RESERVATION_ERRORS as exc:
+            cache_failure_log("login attempts in progress", exc)
+            _reservations_release(taken)
+            return True
+        request.login_attempt_reservations = taken  # type: ignore[attr-defined]
+        return True
+
     def get_failures(self, request: HttpRequest, credentials: dict[str, Any] | None = None) -> int:
         attempts, _limit = self._series(request, credentials)[0]
         return attempts.aggregate(total=Sum("failures_since_start"))["total"] or 0
@@ -99,12 +145,14 @@ class LoginThrottleHandler(AxesDatabaseHandler):
     def user_login_failed(self, sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any) -> None:
         refused = bool(getattr(request, "axes_locked_out", False))
         super().user_login_failed(sender, credentials, request, **kwargs)
+        _reservations_release(getattr(request, "login_attempt_reservations", []))  # counted now
         if request is not None:
             # axes flags the request whose failure reaches the limit as locked out; here that
             # one is still answered as a wrong password, and the next attempt is refused.
             request.axes_locked_out = refused
 
     def reset_user_attempts(self, request: HttpRequest, credentials: dict[str, Any] | None = None) -> int:
+        _reservations_release(getattr(request, "login_attempt_reservations", []))  # a success
         count, _ = AccessAttempt.objects.filter(
             ip_address=request.axes_ip_address,  # type: ignore[attr-defined]
             username=get_client_username(request, credentials),
@@ -121,6 +169,16 @@ class LoginThrottleHandler(AxesDatabaseHandler):
         if not ends:
             return 1
         return max(1, math.ceil((max(ends) - timezone.now()).total_seconds()))
+
+
+def _reservations_release(keys: list[str]) -> None:
+    """Gives back an attempt's places, once (the list is emptied)."""
+    while keys:
+        key = keys.pop()
+        try:
+            cache.decr(key)
+        except _RESERVATION_ERRORS as exc:  # expired, or the cache is down: nothing to give back
+            cache_failure_log("login attempts in progress", exc)
 
 
 def _handler() -> LoginThrottleHandler:

@@ -1,10 +1,18 @@
-"""The Celery application. Settings come from Django settings (CELERY_* names)."""
+"""The Celery application. Settings come from Django settings (CELERY_* names).
 
+Worker and beat log through Django's LOGGING (core.logging.logging_config: JSON lines with
+LOG_FORMAT=json), not Celery's own handlers; every task adopts the correlation id its
+publisher carried in the message headers."""
+
+import logging.config
 import os
 from pathlib import Path
 
 from celery import Celery
-from celery.signals import after_setup_logger, before_task_publish, task_prerun
+from celery.signals import before_task_publish, setup_logging, task_prerun
+from django.conf import settings
+
+from core.logging import adopt_correlation_id, correlation_id_get
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
@@ -21,23 +29,35 @@ def _filesystem_broker_folders() -> None:
             Path(options[key]).mkdir(parents=True, exist_ok=True)
 
 
-@after_setup_logger.connect
+@setup_logging.connect
 def _on_logging(**kwargs: object) -> None:
-    # Worker and beat start here; the web's publisher folder is made by scripts/run.
+    """Worker and beat start here. A receiver of this signal replaces Celery's logging
+    set-up (its root handler, its format, `-l`): the processes log as the web does."""
+    logging.config.dictConfig(settings.LOGGING)
+    logging.captureWarnings(True)  # Python warnings as log lines too
+    # The web's publisher folder is made by scripts/run.
     _filesystem_broker_folders()
+
+
+# Celery's own `correlation_id` is the task id (a message property): the platform's id
+# travels in a header of its own.
+CORRELATION_HEADER = "platform_correlation_id"
 
 
 @before_task_publish.connect
 def _carry_correlation_id(headers: dict[str, object] | None = None, **kwargs: object) -> None:
-    from core.logging import correlation_id_get
-
     if headers is not None:
-        headers.setdefault("correlation_id", correlation_id_get())
+        current = correlation_id_get()
+        if current != "-":
+            headers.setdefault(CORRELATION_HEADER, current)
 
 
 @task_prerun.connect
 def _adopt_correlation_id(task: object = None, **kwargs: object) -> None:
-    from core.logging import adopt_correlation_id
-
+    """The task logs under its publisher's correlation id, or (none carried: beat, the
+    engine's announcements) under its own task id, so its lines can be found together."""
     request = getattr(task, "request", None)
-    adopt_correlation_id(getattr(request, "correlation_id", None) if request else None)
+    carried = getattr(request, CORRELATION_HEADER, None) or (getattr(request, "headers", None) or {}).get(
+        CORRELATION_HEADER
+    )
+    adopt_correlation_id(str(carried) if carried else getattr(request, "id", None))

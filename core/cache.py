@@ -7,9 +7,17 @@ order while Redis restarts)."""
 
 from __future__ import annotations
 
+import base64
 import logging
+import pickle
 import time
+from datetime import UTC, datetime
+from typing import Any
 
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.cache.backends.db import DatabaseCache
+from django.db import connections, router, transaction
+from django.utils import timezone
 from redis.exceptions import RedisError
 
 logger = logging.getLogger("core.cache")
@@ -27,3 +35,72 @@ def cache_failure_log(what: str, exc: BaseException) -> None:
     if now - _last_warning.get(what, -_WARN_EVERY_SECONDS) >= _WARN_EVERY_SECONDS:
         _last_warning[what] = now
         logger.warning("cache unavailable (%s): %s: %s", what, type(exc).__name__, exc)
+
+
+class AtomicDatabaseCache(DatabaseCache):
+    """The embedded default cache (no REDIS_URL): Django's database cache, shared by every
+    process of the platform through its database, with the two operations counters rely
+    on made atomic across processes. Django's own add() reads then writes (two processes
+    can both "add" over an expired row) and incr() is get() + set() (two processes lose an
+    increment): here add() is one INSERT ... ON CONFLICT DO UPDATE ... WHERE expired, and
+    incr() updates the row under its lock (SELECT ... FOR UPDATE on PostgreSQL; SQLite
+    transactions are IMMEDIATE, one writer at a time). The table is created by `migrate`
+    (core.0001_cache_table runs `createcachetable`; docs/operations.md)."""
+
+    def _now(self, connection: Any) -> Any:
+        return connection.ops.adapt_datetimefield_value(timezone.now().replace(microsecond=0))
+
+    def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        key = self.make_and_validate_key(key, version=version)
+        db = router.db_for_write(self.cache_model_class)
+        connection = connections[db]
+        quote = connection.ops.quote_name
+        table = quote(self._table)  # type: ignore[attr-defined]
+        backend_timeout = self.get_backend_timeout(timeout)
+        expires = (
+            datetime.max.replace(tzinfo=UTC)
+            if backend_timeout is None
+            else datetime.fromtimestamp(backend_timeout, tz=UTC)
+        ).replace(microsecond=0)
+        encoded = base64.b64encode(pickle.dumps(value, self.pickle_protocol)).decode("latin1")
+        columns = ", ".join(quote(name) for name in ("cache_key", "value", "expires"))
+        expires_column = quote("expires")
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT COUNT(*) FROM {table}")  # noqa: S608 (a quoted table name)
+            entries = cursor.fetchone()[0]
+            if entries > self._max_entries:
+                self._cull(  # type: ignore[attr-defined]
+                    db, cursor, timezone.now().replace(microsecond=0), entries
+                )
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) VALUES (%s, %s, %s) "  # noqa: S608
+                f"ON CONFLICT ({quote('cache_key')}) DO UPDATE SET {quote('value')} = excluded.{quote('value')}, "
+                f"{expires_column} = excluded.{expires_column} WHERE {table}.{expires_column} < %s "
+                f"RETURNING {quote('cache_key')}",
+                [key, encoded, connection.ops.adapt_datetimefield_value(expires), self._now(connection)],
+            )
+            return cursor.fetchone() is not None
+
+    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+        key = self.make_and_validate_key(key, version=version)
+        db = router.db_for_write(self.cache_model_class)
+        connection = connections[db]
+        quote = connection.ops.quote_name
+        table = quote(self._table)  # type: ignore[attr-defined]
+        lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+        with transaction.atomic(using=db), connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {quote('value')} FROM {table} WHERE {quote('cache_key')} = %s "  # noqa: S608
+                f"AND {quote('expires')} >= %s{lock}",
+                [key, self._now(connection)],
+            )
+            row = cursor.fetchone()
+            if row is None:
+                raise ValueError(f"Key '{key}' not found")
+            value = pickle.loads(base64.b64decode(row[0].encode())) + delta  # noqa: S301 (our own rows)
+            encoded = base64.b64encode(pickle.dumps(value, self.pickle_protocol)).decode("latin1")
+            cursor.execute(
+                f"UPDATE {table} SET {quote('value')} = %s WHERE {quote('cache_key')} = %s",  # noqa: S608
+                [encoded, key],
+            )
+        return value

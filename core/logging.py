@@ -8,6 +8,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from contextvars import ContextVar
+from typing import Any
 
 _correlation_id: ContextVar[str] = ContextVar("correlation_id", default="-")
 
@@ -39,3 +40,45 @@ class CorrelationIdFilter(logging.Filter):
 def adopt_correlation_id(correlation_id: str | None) -> None:
     """For a worker's task: continue the publisher's correlation id (or start one)."""
     _correlation_id.set(correlation_id or correlation_id_new())
+
+
+# --- configuration shared by every process ------------------------------------------------
+# Django's LOGGING (config/settings/base.py), the Celery worker and beat (config/celery.py
+# hands their logging to it), gunicorn's own loggers (config/gunicorn.py) and the engine
+# (a Django command) all log through this: with LOG_FORMAT=json every line of every
+# process is one JSON object with `time`, `level`, `logger`, `correlation_id`, `message`
+# and the record's extra fields.
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"
+JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(process)d %(correlation_id)s %(message)s"
+LOG_FORMATS = ("text", "json")
+
+
+def logging_config(*, log_format: str, level: str, loggers: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A logging.config.dictConfig document: one handler on stderr, the correlation id on
+    every record, text or JSON lines."""
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"correlation": {"()": "core.logging.CorrelationIdFilter"}},
+        "formatters": {
+            "text": {"format": TEXT_FORMAT},
+            "json": {
+                "()": "pythonjsonlogger.json.JsonFormatter",
+                "format": JSON_FIELDS,
+                "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},
+            },
+        },
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": log_format,
+                "filters": ["correlation"],
+                "stream": "ext://sys.stderr",
+            },
+        },
+        "root": {"handlers": ["console"], "level": level},
+        "loggers": dict(loggers or {}),
+    }

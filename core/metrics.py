@@ -1,9 +1,30 @@
 """Prometheus metrics of the platform's own work (HTTP and database metrics come from
-django-prometheus). Exposed at /metrics. Each process keeps its own counters."""
+django-prometheus), exposed at /metrics.
+
+Every process that serves or counts (gunicorn workers, the engines, the Celery workers)
+writes its samples to files under PROMETHEUS_MULTIPROC_DIR when that is set
+(prometheus_client's multiprocess mode; `scripts/serve` sets and empties it at start), and
+/metrics adds them up over every process of the host: counters only go up, whichever web
+worker answers the scrape and whichever process died since (docs/operations.md,
+"Health and metrics"). Without it (make run, tests) each process serves its own.
+
+Gauges of state that lives in the database (deliveries by status, their ages, the
+signer's balance, the last confirmed block) are not samples of a process: they are read
+when /metrics is scraped, by collectors that apps register with
+``scrape_collector_register`` (revenue.metrics), so they are right even when the worker
+that would have set them is down."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+MULTIPROC_DIR_VARIABLES = ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
 
 ORDER_PLACE_SECONDS = Histogram(
     "platform_order_place_seconds",
@@ -27,4 +48,74 @@ REDRIVE_BATCH_SIZE = Histogram(
     "Events picked up per re-drive run.",
     buckets=(0, 1, 2, 5, 10, 20, 50, 100, 200),
 )
-CHAIN_REACHABLE = Gauge("platform_chain_reachable", "1 when the chain node answered the last check, else 0.")
+# Set by the chain worker at each delivery cycle; across processes the latest value wins.
+CHAIN_REACHABLE = Gauge(
+    "platform_chain_reachable",
+    "1 when the chain node answered the last check, else 0.",
+    multiprocess_mode="mostrecent",
+)
+
+# --- the matching engine (orders.sequencer.loop) --------------------------------------
+ENGINE_BATCH_SECONDS = Histogram(
+    "platform_engine_batch_seconds",
+    "Time to apply and commit one batch of engine commands (including retries).",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+ENGINE_BATCH_COMMANDS = Histogram(
+    "platform_engine_batch_commands",
+    "Commands per engine batch (what was waiting on the engine's socket when it drained it).",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+)
+# The commands that were waiting when an engine's last batch began (the largest over the
+# live engines in multiprocess mode). Near ENGINE_BATCH_MAX for long: an engine falls behind.
+ENGINE_QUEUE_DEPTH = Gauge(
+    "platform_engine_queue_depth",
+    "Commands waiting at the engine when its last batch began (largest over live engines).",
+    multiprocess_mode="livemax",
+)
+
+
+def multiprocess_dir() -> str | None:
+    for name in MULTIPROC_DIR_VARIABLES:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+_SCRAPE_COLLECTORS: list[Collector] = []
+
+
+def scrape_collector_register(collector: Collector) -> None:
+    """Add a collector read at every scrape of /metrics (state in the database). Apps
+    register theirs in AppConfig.ready; registering the same one twice is a no-op."""
+    if collector not in _SCRAPE_COLLECTORS:
+        _SCRAPE_COLLECTORS.append(collector)
+
+
+class _Exposition(Collector):
+    """What /metrics shows: the process samples (every process's in multiprocess mode,
+    this one's otherwise) and the scrape-time collectors."""
+
+    def __init__(self, sources: Iterable[Collector]) -> None:
+        self.sources = list(sources)
+
+    def collect(self) -> Iterator[Metric]:
+        for source in self.sources:
+            yield from source.collect()
+
+
+def metrics_exposition() -> bytes:
+    """The Prometheus text exposition served at /metrics."""
+    directory = multiprocess_dir()
+    samples: Collector = MultiProcessCollector(None, path=directory) if directory else REGISTRY
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Exposition([samples, *_SCRAPE_COLLECTORS]))
+    return generate_latest(registry)
+
+
+def process_dead(pid: int) -> None:
+    """A process of the host ended (gunicorn's child_exit): its live gauges are dropped;
+    its counters stay in the sums."""
+    if multiprocess_dir():
+        multiprocess.mark_process_dead(pid)

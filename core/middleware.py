@@ -1,16 +1,20 @@
 from __future__ import annotations
 
+import logging
 import re
+import time
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
+from django.urls import Resolver404, resolve
 from django.utils.cache import patch_cache_control, patch_vary_headers
 
 from core.logging import correlation_context
 from core.networks import address_in, forwarded_client
-from core.views import bad_request, not_found
+from core.views import bad_request, not_found, server_error
 
+_requests = logging.getLogger("core.requests")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 GetResponse = Callable[[HttpRequest], HttpResponse]
 
@@ -51,7 +55,21 @@ class CorrelationIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.headers.get("X-Request-ID", "")
         with correlation_context(incoming if _SAFE_ID.match(incoming) else None) as correlation_id:
+            began = time.monotonic()
             response = self.get_response(request)
+            # The web's access line, with the request's correlation id (JSON with LOG_FORMAT=json).
+            _requests.info(
+                "%s %s %s",
+                request.method,
+                request.path,
+                response.status_code,
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round((time.monotonic() - began) * 1000, 1),
+                },
+            )
         response["X-Request-ID"] = correlation_id
         return response
 
@@ -98,3 +116,60 @@ class PrivateApiCacheMiddleware:
             response.headers.pop("Cache-Control", None)
             patch_cache_control(response, no_store=True, private=True)
         return response
+
+
+def _serves(path: str, urlconf: str | None) -> bool:
+    """Whether a view of its own answers `path`: a catch-all (the API's JSON 404, the
+    admin's login-or-404) does not count."""
+    try:
+        match = resolve(path, urlconf)
+    except Resolver404:
+        return False
+    view = match.func
+    return not (getattr(view, "catch_all", False) or getattr(view, "__name__", "") == "catch_all_view")
+
+
+class CanonicalSlashMiddleware:
+    """Every URL has one canonical form, with or without its trailing slash, as config.urls
+    declares it; the other form answers a permanent redirect to it, with the query string:
+    301 for GET and HEAD, 308 for any other method (the client repeats the method and the
+    body). Django's APPEND_SLASH only adds a slash, and refuses a POST under DEBUG.
+    Before CommonMiddleware."""
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        path = request.path_info
+        urlconf = getattr(request, "urlconf", None)
+        if path != "/" and not _serves(path, urlconf):
+            other = path[:-1] if path.endswith("/") else f"{path}/"
+            if _serves(other, urlconf):
+                target = request.path[: len(request.path) - len(path)] + other
+                query = request.META.get("QUERY_STRING", "")
+                response = HttpResponsePermanentRedirect(f"{target}?{query}" if query else target)
+                if request.method not in ("GET", "HEAD"):
+                    response.status_code = 308
+                return response
+        return self.get_response(request)
+
+
+class ApiDebugErrorMiddleware:
+    """Under DEBUG, Django answers an uncaught exception with its HTML debug page, even
+    under /api/; API clients get the envelope (500 `internal_error`) DEBUG or not, and the
+    traceback goes to the log (django.request, as without DEBUG). Without DEBUG, handler500
+    (core.views.server_error) answers it."""
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not (settings.DEBUG and request.path.startswith("/api/")):
+            return None
+        logging.getLogger("django.request").error(
+            "Internal Server Error: %s", request.path, exc_info=exception, extra={"status_code": 500}
+        )
+        return server_error(request)

@@ -1,16 +1,21 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
-from django_prometheus.exports import ExportToDjangoView
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from core.api.exception_handler import error_body
 from core.health import broker_reachable, database_reachable
+from core.metrics import metrics_exposition
 from core.networks import address_in
 
 
@@ -42,6 +47,40 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
     return defaults.page_not_found(request, exception or Exception("not found"))
 
 
+# The API docs pages (Swagger UI, Redoc) load only the project's own files
+# (drf-spectacular-sidecar under /static/, the schema under /api/): the browser itself
+# refuses anything else, such as the Redocly logo Redoc's bundle links from its CDN.
+DOCS_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; "
+    "frame-ancestors 'self'; form-action 'self'"
+)
+
+
+def docs_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Wraps an API docs view: its page may load nothing from another host."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        response["Content-Security-Policy"] = DOCS_CONTENT_SECURITY_POLICY
+        return response
+
+    return wrapped
+
+
+@csrf_exempt
+def api_not_found(request: HttpRequest, path: str = "") -> HttpResponse:
+    """The last route under /api/: any path no endpoint serves answers the envelope's 404,
+    whatever the method, DEBUG or not (Django's DEBUG 404 page is HTML)."""
+    return JsonResponse(error_body("not_found", "Not found."), status=404)
+
+
+# A catch-all: core.middleware.CanonicalSlashMiddleware still redirects a path it matches
+# when the path with (or without) its trailing slash has an endpoint.
+api_not_found.catch_all = True  # type: ignore[attr-defined]
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
     if request.path.startswith("/api/"):
         return JsonResponse(error_body("internal_error", "The request could not be processed."), status=500)
@@ -63,13 +102,14 @@ def _metrics_token_matches(request: HttpRequest) -> bool:
 @never_cache
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
-    """django-prometheus' exposition, for the scraper only: with `Authorization: Bearer
+    """The Prometheus exposition (core.metrics: every process of the host in multiprocess
+    mode, plus the state read at scrape time), for the scraper only: with `Authorization: Bearer
     <METRICS_TOKEN>` or from an address in METRICS_ALLOWED_NETWORKS. The counters show
     fee totals and trade counts per market, which are not public."""
     if _metrics_token_matches(request) or address_in(
         str(request.META.get("REMOTE_ADDR") or ""), settings.METRICS_ALLOWED_NETWORKS
     ):
-        return ExportToDjangoView(request)
+        return HttpResponse(metrics_exposition(), content_type=CONTENT_TYPE_LATEST)
     if settings.METRICS_TOKEN:
         response = JsonResponse(error_body("not_authenticated", "A metrics token is required."), status=401)
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'

@@ -1,21 +1,14 @@
-"""Admin list views for trading data. Money moves only through services, so every
-amount is read-only here."""
+"""Admin views of trading data. Money moves only through services: wallets, deposits (the
+ledger), orders, trades and the trade outbox are read-only here (core.admin.ReadOnlyAdmin:
+no add, change or delete); assets and markets are configuration (reference prices change
+through the staff endpoint)."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 
+from core.admin import ReadOnlyAdmin, ReadOnlyInline
 from orders.models import Asset, Deposit, Market, Order, OrderEvent, Trade, TradeOutbox, Wallet
-
-MONEY_READ_ONLY = ("balance", "locked", "amount", "quantity", "filled_quantity", "quote_filled", "fee_paid",
-                   "locked_amount", "price", "stop_price", "quote_amount", "taker_fee", "maker_fee", "reference_price",
-                   "last_price")  # fmt: skip
-
-
-class ReadOnlyMoneyAdmin(admin.ModelAdmin):
-    def get_readonly_fields(self, request, obj=None):
-        own = {f.name for f in self.model._meta.get_fields()}
-        return tuple(name for name in MONEY_READ_ONLY if name in own) + tuple(super().get_readonly_fields(request, obj))
 
 
 @admin.register(Asset)
@@ -43,39 +36,28 @@ class MarketAdmin(admin.ModelAdmin):
 
 
 @admin.register(Wallet)
-class WalletAdmin(ReadOnlyMoneyAdmin):
+class WalletAdmin(ReadOnlyAdmin):
     list_display = ("user", "asset", "bucket", "balance", "locked", "updated_at")
     list_filter = ("asset",)
     search_fields = ("user__username",)
     list_select_related = ("user", "asset")
 
-    def has_add_permission(self, request):
-        return False
-
 
 @admin.register(Deposit)
-class DepositAdmin(ReadOnlyMoneyAdmin):
+class DepositAdmin(ReadOnlyAdmin):
     list_display = ("id", "user", "asset", "bucket", "amount", "created_by", "created_at")
     list_filter = ("asset",)
     search_fields = ("user__username",)
     list_select_related = ("user", "asset", "created_by")
 
-    def has_add_permission(self, request):
-        return False
 
-
-class OrderEventInline(admin.TabularInline):
+class OrderEventInline(ReadOnlyInline):
     model = OrderEvent
-    extra = 0
-    can_delete = False
     readonly_fields = ("status", "reason", "at")
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Order)
-class OrderAdmin(ReadOnlyMoneyAdmin):
+class OrderAdmin(ReadOnlyAdmin):
     list_display = ("id", "user", "market", "side", "type", "time_in_force", "price", "quantity", "filled_quantity",
                     "status", "status_reason", "created_at")  # fmt: skip
     list_filter = ("status", "market", "side", "type", "time_in_force")
@@ -85,12 +67,9 @@ class OrderAdmin(ReadOnlyMoneyAdmin):
     inlines = [OrderEventInline]
     show_full_result_count = False
 
-    def has_add_permission(self, request):
-        return False
-
 
 @admin.register(Trade)
-class TradeAdmin(ReadOnlyMoneyAdmin):
+class TradeAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "market",
@@ -109,12 +88,9 @@ class TradeAdmin(ReadOnlyMoneyAdmin):
     date_hierarchy = "executed_at"
     show_full_result_count = False
 
-    def has_add_permission(self, request):
-        return False
-
 
 @admin.register(TradeOutbox)
-class TradeOutboxAdmin(admin.ModelAdmin):
+class TradeOutboxAdmin(ReadOnlyAdmin):
     list_display = ("id", "trade", "status", "attempts", "last_error", "correlation_id", "created_at", "processed_at")
     list_filter = ("status",)
     search_fields = ("=trade__id", "correlation_id")

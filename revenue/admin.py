@@ -1,5 +1,8 @@
 """Admin for reviewing revenue and its on-chain delivery: what failed, why, and what the
-system is doing about it; plus a failure report page with a per-stream chart."""
+system is doing about it; a failure report page with a per-stream chart, and the delivery
+worker's status. Every record here is read-only (core.admin.ReadOnlyAdmin); the one thing
+staff may do, queue an event's delivery again, goes through revenue.staff_actions and is
+recorded (StaffAction)."""
 
 from __future__ import annotations
 
@@ -7,15 +10,21 @@ import json
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.db.models.constants import LOOKUP_SEP
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.http import url_has_allowed_host_and_scheme
 
+from core.admin import ReadOnlyAdmin
 from core.text import parse_id
+from revenue.chain_status import chain_health
 from revenue.delivery.metadata import (
+    RETRYABLE_STATUSES,
     DeliveryStatus,
     Key,
     attempts_expression,
@@ -24,9 +33,13 @@ from revenue.delivery.metadata import (
     status_in,
     text,
 )
-from revenue.models import ChainDeployment, DeliveryBatch, DeliveryBundle, RevenueEvent, RevenueStream
+from revenue.models import ChainDeployment, DeliveryBatch, DeliveryBundle, RevenueEvent, RevenueStream, StaffAction
 from revenue.reports import onchain_failure_report
+from revenue.staff_actions import revenue_events_delivery_retry
+from revenue.templatetags.revenue_admin import when
 from revenue.worker_status import onchain_worker_status
+
+RETRYABLE = {str(status) for status in RETRYABLE_STATUSES}
 
 
 class DeliveryStatusFilter(admin.SimpleListFilter):
@@ -44,18 +57,20 @@ class DeliveryStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(RevenueEvent)
-class RevenueEventAdmin(admin.ModelAdmin):
+class RevenueEventAdmin(ReadOnlyAdmin):
     list_display = ("id", "stream", "source", "gross_amount", "holder_share", "delivery_status", "attempts",
                     "last_error", "next_retry", "tx_hash", "created_at")  # fmt: skip
     list_filter = (DeliveryStatusFilter, "stream")
     search_fields = ("source_id", lookup(Key.TX_HASH))
     list_select_related = ("stream",)
     readonly_fields = ("stream", "source_type", "source_id", "currency", "gross_amount", "net_amount", "holder_share",
-                       "reserve_share", "description", "created_at", "metadata_pretty")  # fmt: skip
+                       "reserve_share", "description", "created_at", "delivery_status", "attempts", "last_error",
+                       "next_retry", "tx_hash", "metadata_pretty")  # fmt: skip
     exclude = ("metadata",)
     actions = ["retry_delivery_now"]
     show_full_result_count = False
     change_list_template = "admin/revenue/revenueevent/change_list.html"
+    change_form_template = "admin/revenue/revenueevent/change_form.html"
     display_annotations = ("status", "attempts", "error", "retry_at", "hash")  # as in get_queryset
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[RevenueEvent]:
@@ -71,8 +86,8 @@ class RevenueEventAdmin(admin.ModelAdmin):
             )
         )
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    def has_retry_delivery_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("revenue.retry_delivery"))
 
     def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
         # The annotations of get_queryset are for display and ordering. Django lets any URL
@@ -100,7 +115,7 @@ class RevenueEventAdmin(admin.ModelAdmin):
 
     @admin.display(description="next retry", ordering="retry_at")
     def next_retry(self, obj: Any) -> str:
-        return obj.retry_at or ""
+        return when(obj.retry_at)
 
     @admin.display(description="tx hash")
     def tx_hash(self, obj: Any) -> str:
@@ -112,24 +127,52 @@ class RevenueEventAdmin(admin.ModelAdmin):
             "<pre style='white-space: pre-wrap'>{}</pre>", json.dumps(obj.metadata, indent=2, sort_keys=True)
         )
 
-    @admin.action(description="Retry delivery now")
+    @admin.action(description="Retry delivery now", permissions=["retry_delivery"])
     def retry_delivery_now(self, request: HttpRequest, queryset: QuerySet[RevenueEvent]) -> None:
-        # Imported here: the delivery package pulls in web3, which web workers otherwise never load.
-        from revenue.delivery.service import revenue_event_delivery_retry
-
-        queued = sum(revenue_event_delivery_retry(event_id=pk) for pk in queryset.values_list("pk", flat=True))
-        skipped = queryset.count() - queued
-        self.message_user(request, f"{queued} event(s) queued for delivery again.", messages.SUCCESS)
-        if skipped:
-            self.message_user(request, f"{skipped} event(s) skipped: in flight or already delivered.", messages.WARNING)
+        outcome = revenue_events_delivery_retry(
+            event_ids=list(queryset.values_list("pk", flat=True)), actor=request.user, via="admin"
+        )
+        level = messages.SUCCESS if outcome.queued and not outcome.skipped else messages.WARNING
+        self.message_user(request, outcome.message(), level)
 
     def get_urls(self) -> list[Any]:
-        report = path(
-            "failure-report/",
-            self.admin_site.admin_view(self.failure_report_view),
-            name="revenue_revenueevent_failure_report",
-        )
-        return [report, *super().get_urls()]
+        view = self.admin_site.admin_view
+        return [
+            path("failure-report/", view(self.failure_report_view), name="revenue_revenueevent_failure_report"),
+            path("worker-status/", view(self.worker_status_view), name="revenue_revenueevent_worker_status"),
+            path("<int:event_id>/retry/", view(self.retry_view), name="revenue_revenueevent_retry"),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        event = self.get_object(request, object_id)
+        retryable = event is not None and str(getattr(event, "status", "")) in RETRYABLE
+        context = {
+            **(extra_context or {}),
+            "can_retry": retryable and self.has_retry_delivery_permission(request),
+            "delivery_status": getattr(event, "status", ""),
+        }
+        return super().change_view(request, object_id, form_url, context)
+
+    @staticmethod
+    def _back(request: HttpRequest, fallback: str) -> HttpResponseRedirect:
+        target = request.POST.get("next", "")
+        safe = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=False)
+        return HttpResponseRedirect(target if target and safe else fallback)
+
+    def retry_view(self, request: HttpRequest, event_id: int) -> HttpResponse:
+        """The retry button of the event's page and of the failure report (POST only)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_retry_delivery_permission(request):
+            raise PermissionDenied
+        event = get_object_or_404(RevenueEvent, pk=event_id)
+        outcome = revenue_events_delivery_retry(event_ids=[event.pk], actor=request.user, via="admin")
+        level = messages.SUCCESS if outcome.queued else messages.WARNING
+        self.message_user(request, f"Event {event.pk}: {outcome.message()}", level)
+        return self._back(request, reverse("admin:revenue_revenueevent_change", args=[event.pk]))
 
     def failure_report_view(self, request: HttpRequest) -> HttpResponse:
         hours = parse_id(request.GET.get("hours", "24")) or 24
@@ -140,6 +183,7 @@ class RevenueEventAdmin(admin.ModelAdmin):
             {**s, "percent": round(100 * int(s["count"]) / peak) if peak else 0}  # type: ignore[call-overload]
             for s in report.by_stream
         ]
+        worker = onchain_worker_status()
         context = {
             **self.admin_site.each_context(request),
             "title": "On-chain delivery failure report",
@@ -147,41 +191,81 @@ class RevenueEventAdmin(admin.ModelAdmin):
             "report": report,
             "bars": bars,
             "hours": hours,
-            "worker": onchain_worker_status(),
+            "worker": worker,
+            "chain_unreachable": _chain_unreachable(worker),
+            "can_retry": self.has_retry_delivery_permission(request),
+            "retryable": sorted(RETRYABLE),
         }
         return TemplateResponse(request, "admin/revenue/failure_report.html", context)
+
+    def worker_status_view(self, request: HttpRequest) -> HttpResponse:
+        worker = onchain_worker_status()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "On-chain delivery worker status",
+            "opts": self.model._meta,
+            "worker": worker,
+            "chain_node": chain_health(),
+            "chain_unreachable": _chain_unreachable(worker),
+        }
+        return TemplateResponse(request, "admin/revenue/worker_status.html", context)
+
+
+def _chain_unreachable(worker: dict[str, Any]) -> bool:
+    """The node does not answer the web process, or it did not answer the worker's last run."""
+    if chain_health() == "down":
+        return True
+    return worker["last_run_at"] is not None and not worker["chain"]["connected"]
 
 
 @admin.register(RevenueStream)
 class RevenueStreamAdmin(admin.ModelAdmin):
+    """Streams come from migrations (revenue.streams); their totals move with their events.
+    Staff may reword a stream and set its monthly target, nothing else."""
+
     list_display = ("id", "name", "collected", "distributed", "target_monthly")
     readonly_fields = ("id", "collected", "distributed")
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
 
 @admin.register(DeliveryBatch)
-class DeliveryBatchAdmin(admin.ModelAdmin):
+class DeliveryBatchAdmin(ReadOnlyAdmin):
     list_display = ("id", "deployment", "size", "status", "foreign", "nonce", "mined_tx_hash", "block_number",
                     "submitted_at", "confirmed_at", "finalized_at", "last_error")  # fmt: skip
     list_filter = ("status", "foreign", "deployment")
     search_fields = ("mined_tx_hash",)
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [f.name for f in DeliveryBatch._meta.fields]
-
 
 @admin.register(DeliveryBundle)
-class DeliveryBundleAdmin(admin.ModelAdmin):
+class DeliveryBundleAdmin(ReadOnlyAdmin):
     list_display = ("id", "stream", "amount_wei", "created_at")
     list_filter = ("stream",)
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [f.name for f in DeliveryBundle._meta.fields]
-
 
 @admin.register(ChainDeployment)
-class ChainDeploymentAdmin(admin.ModelAdmin):
+class ChainDeploymentAdmin(ReadOnlyAdmin):
     list_display = ("id", "chain_id", "contract_address", "signer_address", "deployed_at", "embedded", "active")
     list_filter = ("active", "embedded")
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [f.name for f in ChainDeployment._meta.fields]
+
+@admin.register(StaffAction)
+class StaffActionAdmin(ReadOnlyAdmin):
+    """The audit trail: who did what to which record, when, from which state."""
+
+    list_display = ("at", "actor_username", "action", "target", "from_state", "to_state", "outcome", "via",
+                    "correlation_id")  # fmt: skip
+    list_filter = ("action", "outcome", "via")
+    search_fields = ("actor_username", "=target_id", "correlation_id")
+    date_hierarchy = "at"
+
+    @admin.display(description="record", ordering="target_id")
+    def target(self, obj: StaffAction) -> str:
+        if obj.target_type == "revenue_event":
+            url = reverse("admin:revenue_revenueevent_change", args=[obj.target_id])
+            return format_html('<a href="{}">revenue event {}</a>', url, obj.target_id)
+        return f"{obj.target_type} {obj.target_id}"

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import models
 from django.db.models import F, Q, Value
+from django.utils import timezone
 
 from core.fields import MoneyField
 from revenue.delivery.metadata import (
@@ -60,6 +62,9 @@ class RevenueEvent(models.Model):
     created_at = models.DateTimeField()
 
     class Meta:
+        # Financial records are read-only in the admin; staff with this permission may queue
+        # an event's delivery again (revenue.staff_actions, recorded as a StaffAction).
+        permissions = [("retry_delivery", "Can queue a revenue event's delivery again")]
         constraints = [
             models.UniqueConstraint(fields=["source_type", "source_id"], name="revenue_event_unique_source"),
             models.CheckConstraint(condition=Q(gross_amount__gt=0), name="revenue_event_gross_positive"),
@@ -234,3 +239,39 @@ class DeliveryHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"delivery heartbeat (last run {self.last_run_at})"
+
+
+class StaffActionKind(models.TextChoices):
+    DELIVERY_RETRY = "delivery_retry", "Delivery queued again"
+
+
+class StaffActionOutcome(models.TextChoices):
+    DONE = "done", "done"
+    SKIPPED = "skipped", "skipped"
+
+
+class StaffAction(models.Model):
+    """The audit trail of what staff did to financial records (revenue.staff_actions):
+    who, when, what, to which record, from which state to which, through which door.
+    Append-only: written by the services, read-only in the admin."""
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+", db_constraint=True
+    )
+    actor_username = models.CharField(max_length=150)  # kept if the account is renamed or removed
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    action = models.CharField(max_length=32, choices=StaffActionKind.choices)
+    target_type = models.CharField(max_length=32)
+    target_id = models.BigIntegerField()
+    from_state = models.CharField(max_length=32)
+    to_state = models.CharField(max_length=32)
+    outcome = models.CharField(max_length=16, choices=StaffActionOutcome.choices)
+    via = models.CharField(max_length=16)  # "admin", "api"
+    correlation_id = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["target_type", "target_id", "at"], name="staff_action_target")]
+
+    def __str__(self) -> str:
+        return f"{self.actor_username} {self.action} {self.target_type} {self.target_id} at {self.at:%Y-%m-%d %H:%M:%S}"

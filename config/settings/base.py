@@ -9,6 +9,7 @@ from pathlib import Path
 import dj_database_url
 
 from config.settings.env import env_bool, env_decimal, env_int, env_list, env_str
+from core.logging import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -31,6 +32,7 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt",
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_filters",
     "django_htmx",
     "django_prometheus",
@@ -51,6 +53,8 @@ MIDDLEWARE = [
     "core.middleware.CorrelationIdMiddleware",
     "core.middleware.NulByteMiddleware",
     "core.middleware.PrivateApiCacheMiddleware",
+    "core.middleware.CanonicalSlashMiddleware",
+    "core.middleware.ApiDebugErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -64,6 +68,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "config.urls"
+# core.middleware.CanonicalSlashMiddleware redirects both ways (and the admin's paths too).
+APPEND_SLASH = False
 WSGI_APPLICATION = "config.wsgi.application"
 ASGI_APPLICATION = "config.asgi.application"
 
@@ -109,13 +115,18 @@ def database_config(url: str) -> dict[str, object]:
 DATABASES = {"default": database_config(DATABASE_URL)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Cache (login throttling, order rate limits, worker heartbeat) --------------
+# --- Cache (API rate limits, delivery debounce, failure-log cap) ---------------------
+# Shared by every process: Redis with REDIS_URL; without it, a table of the database
+# (core.cache.AtomicDatabaseCache: atomic add and incr across processes), created by
+# `migrate` (core.0001_cache_table). Never a per-process memory cache: each
+# gunicorn worker would count its own share of every limit.
 REDIS_URL = env_str("REDIS_URL", "")
+CACHE_TABLE = "platform_cache"
 CACHES = {
     "default": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
         if REDIS_URL
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "platform"}
+        else {"BACKEND": "core.cache.AtomicDatabaseCache", "LOCATION": CACHE_TABLE, "OPTIONS": {"MAX_ENTRIES": 100_000}}
     )
 }
 
@@ -171,6 +182,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and Redoc from the project's own static files (drf-spectacular-sidecar,
+    # served by WhiteNoise): the docs work offline and no request leaves the host.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Every operation documents the error envelope for the statuses it can answer.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -296,32 +312,28 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "platform@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # --- Logging ---------------------------------------------------------------------
+# One configuration for every process (core.logging.logging_config): web, Celery worker
+# and beat (config/celery.py), gunicorn's own lines (config/gunicorn.py), the engine.
 LOG_FORMAT = env_str("LOG_FORMAT", "text")  # "json" for JSON lines
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"correlation": {"()": "core.logging.CorrelationIdFilter"}},
-    "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"},
-        "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "format": "%(asctime)s %(levelname)s %(name)s %(correlation_id)s %(message)s",
-            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
-        },
-    },
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["correlation"]},
-    },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
+LOGGING = logging_config(
+    log_format=LOG_FORMAT,
+    level=LOG_LEVEL,
+    loggers={
         "django.db.backends": {"level": "WARNING"},
         "web3": {"level": "WARNING"},
         "eth": {"level": "WARNING"},
         "celery": {"level": "INFO"},
         "axes": {"level": "WARNING"},  # each failed login and lockout, without axes' chatter
+        # the engine's start and leadership lines, which process managers and tests wait for
+        "orders.sequencer.server": {"level": "INFO"},
     },
-}
+)
+
+# --- Metrics ---------------------------------------------------------------------
+# PROMETHEUS_MULTIPROC_DIR (environment only: prometheus_client reads it at import): every
+# process writes its samples there and /metrics sums them (core.metrics). scripts/serve
+# sets it to VAR_DIR/prometheus and empties it at start.
 
 # --- Post-trade jobs -----------------------------------------------------------------
 POST_TRADE_SWEEP_AGE_SECONDS = env_int("POST_TRADE_SWEEP_AGE_SECONDS", 20)

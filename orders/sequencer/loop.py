@@ -26,7 +26,7 @@ from django.utils import timezone
 from accounts.authentication import CredentialsInvalid
 from core.errors import ApplicationError, ServiceUnavailable
 from core.logging import correlation_context, correlation_id_new
-from core.metrics import FEES, ORDERS_FINAL, TRADES
+from core.metrics import ENGINE_BATCH_COMMANDS, ENGINE_BATCH_SECONDS, ENGINE_QUEUE_DEPTH, FEES, ORDERS_FINAL, TRADES
 from core.money import parse_amount
 from orders.engine.book import LiveOrder
 from orders.engine.market import Journal, MarketEngine
@@ -184,6 +184,12 @@ class Sequencer:
     def run_batch(self, commands: list[c.Command]) -> list[c.Answer]:
         """Apply and persist `commands`; one answer each, in order, once committed."""
         system_user_ids()  # created (once) outside any batch: a rollback must not undo them
+        ENGINE_QUEUE_DEPTH.set(len(commands))
+        ENGINE_BATCH_COMMANDS.observe(len(commands))
+        with ENGINE_BATCH_SECONDS.time():
+            return self._run_batch(commands)
+
+    def _run_batch(self, commands: list[c.Command]) -> list[c.Answer]:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 return self._batch(commands)
@@ -207,7 +213,7 @@ class Sequencer:
         """After an unexpected failure: each command alone, so one bad command cannot sink
         the others; the one that fails alone is recorded as failed (never half-applied)."""
         if len(commands) > 1:
-            return [self.run_batch([command])[0] for command in commands]
+            return [self._run_batch([command])[0] for command in commands]
         return [_processing_failed(commands[0])]
 
     def _batch(self, commands: list[c.Command]) -> list[c.Answer]:

@@ -19,6 +19,7 @@ from revenue.delivery.metadata import DeliveryStatus
 from revenue.errors import RevenueEventNotFound, RevenueEventNotRetryable
 from revenue.models import RevenueEvent
 from revenue.reports import onchain_failure_report
+from revenue.staff_actions import revenue_events_delivery_retry
 from revenue.worker_status import onchain_worker_status
 
 
@@ -202,8 +203,7 @@ class RevenueEventRetryApi(APIView):
         event_pk = parse_id(event_id)
         if event_pk is None or not RevenueEvent.objects.filter(pk=event_pk).exists():
             raise RevenueEventNotFound()
-        from revenue.delivery.service import revenue_event_delivery_retry  # keeps web3 out of web workers
-
-        if not revenue_event_delivery_retry(event_id=event_pk):
+        outcome = revenue_events_delivery_retry(event_ids=[event_pk], actor=request.user, via="api")
+        if not outcome.queued:
             raise RevenueEventNotRetryable()
         return Response({"id": int(event_id), "status": "queued"}, status=202)

@@ -364,7 +364,7 @@ def _distributed_add(rows: Sequence[tuple[Any, ...]], *, sign: int) -> None:
 # --------------------------------------------------------------------------- staff
 
 
-@transaction.atomic(durable=True)
+@transaction.atomic  # not durable: revenue.staff_actions records the audit row in the same transaction
 def revenue_event_delivery_retry(*, event_id: int, now: datetime) -> bool:
     """Staff: queue a failed, critical or pending event for delivery again, with a fresh
     attempt budget. Events in flight or delivered are left alone. Returns whether it was queued."""

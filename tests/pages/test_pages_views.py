@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db
 TRADE = "/trade/ETH-USDT"
 ORDER_URL = "/trade/ETH-USDT/order"
 FAILURE_REPORT = "/admin/revenue/revenueevent/failure-report/"
-WORKER_STATUS = "/api/admin/revenue/onchain-worker-status"
+WORKER_STATUS = "/admin/revenue/revenueevent/worker-status/"
 
 
 @pytest.fixture(autouse=True)

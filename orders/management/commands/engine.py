@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 from typing import Any
 
@@ -22,10 +23,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         shard = shard_named(options["shard"]) if options["shard"] else shards()[0]
 
-        def announce(line: str) -> None:
-            self.stdout.write(line)
-            self.stdout.flush()
-
+        # Logged (JSON with LOG_FORMAT=json), at INFO whatever LOG_LEVEL (config/settings/base.py).
+        announce = logging.getLogger("orders.sequencer.server").info
         server = EngineServer(shard=shard, bind=options["bind"], announce=announce)
         signal.signal(signal.SIGTERM, lambda *_: server.stopping.set())
         signal.signal(signal.SIGINT, lambda *_: server.stopping.set())

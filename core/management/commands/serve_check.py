@@ -1,0 +1,67 @@
+"""manage.py serve_check: refuse to start the production topology (scripts/serve) on
+settings that would not deliver: PostgreSQL, Redis as broker and cache, a chain node,
+DEBUG off, the engine as its own processes, metrics shared by the processes. Every
+problem is listed, then it exits non-zero; the services are reached, not only named."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.management.base import BaseCommand, CommandError
+
+from core.health import broker_reachable, database_reachable
+from core.metrics import multiprocess_dir
+
+
+def serve_settings_problems() -> list[str]:
+    """What is wrong with the settings for the production topology (empty: nothing)."""
+    problems = []
+    if settings.DEBUG:
+        problems.append("DEBUG is on: use DJANGO_SETTINGS_MODULE=config.settings.production")
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        problems.append("DATABASE_URL must point at PostgreSQL (postgres://...)")
+    if not str(settings.CELERY_BROKER_URL).startswith(("redis://", "rediss://")):
+        problems.append("CELERY_BROKER_URL must point at Redis (redis://...)")
+    if not str(settings.REDIS_URL).startswith(("redis://", "rediss://")):
+        problems.append("REDIS_URL must point at Redis (redis://...): the cache every process shares")
+    if not settings.WEB3_PROVIDER_URI:
+        problems.append(
+            "WEB3_PROVIDER_URI is empty: the embedded chain cannot live in the production workers; "
+            "point it at a chain node"
+        )
+    if settings.ENGINE_TRANSPORT != "zmq":
+        problems.append("ENGINE_TRANSPORT must be zmq: the engines run as their own processes")
+    directory = multiprocess_dir()
+    if not directory:
+        problems.append("PROMETHEUS_MULTIPROC_DIR is not set: /metrics would show one process's counters")
+    elif not os.path.isdir(directory):
+        problems.append(f"PROMETHEUS_MULTIPROC_DIR={directory} is not a directory")
+    return problems
+
+
+def cache_reachable() -> bool:
+    try:
+        cache.set("serve_check", 1, timeout=5)
+        return cache.get("serve_check") == 1
+    except Exception:  # any failure means "not reachable"
+        return False
+
+
+class Command(BaseCommand):
+    help = "Check the settings and services of the production topology (scripts/serve runs it first)."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        problems = serve_settings_problems()
+        if not problems:
+            if not database_reachable():
+                problems.append("PostgreSQL does not answer at DATABASE_URL")
+            if not broker_reachable():
+                problems.append("Redis does not answer at CELERY_BROKER_URL")
+            if not cache_reachable():
+                problems.append("Redis does not answer at REDIS_URL")
+        if problems:
+            raise CommandError("the production topology cannot start:\n  - " + "\n  - ".join(problems))
+        self.stdout.write("settings: PostgreSQL, Redis, chain node, DEBUG off, metrics directory: ok")

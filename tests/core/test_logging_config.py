@@ -1,0 +1,53 @@
+"""One logging configuration for every process (core/logging.py): JSON lines carry the
+correlation id and the record's fields; the Celery worker and beat use it too."""
+
+from __future__ import annotations
+
+import contextvars
+import io
+import json
+import logging
+import logging.config
+
+import pytest
+
+from core.logging import correlation_context, logging_config
+
+
+def test_json_lines_carry_the_correlation_id_and_the_fields() -> None:
+    config = logging_config(log_format="json", level="INFO")
+    configurator = logging.config.DictConfigurator(config)
+    handler = logging.StreamHandler(io.StringIO())
+    handler.setFormatter(configurator.configure_formatter(dict(config["formatters"]["json"])))
+    handler.addFilter(configurator.configure_filter(dict(config["filters"]["correlation"])))
+    logger = logging.getLogger("platform-test")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        with correlation_context("req-123"):
+            logger.info("order %s placed", 7, extra={"order_id": 7})
+        contextvars.Context().run(logger.warning, "outside a request")  # no correlation id set
+    finally:
+        logger.removeHandler(handler)
+    stream = handler.stream
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["correlation_id"] == "req-123" and first["message"] == "order 7 placed"
+    assert first["order_id"] == 7 and first["level"] == "INFO" and first["logger"] == "platform-test"
+    assert isinstance(first["pid"], int) and first["time"]
+    assert second["correlation_id"] == "-"
+    assert config["handlers"]["console"]["formatter"] == "json"
+
+
+def test_an_unknown_format_is_refused() -> None:
+    with pytest.raises(ValueError, match="LOG_FORMAT"):
+        logging_config(log_format="xml", level="INFO")
+
+
+def test_celery_logs_through_the_django_configuration(settings) -> None:
+    from celery import signals
+
+    import config.celery  # noqa: F401 - connects its receivers
+
+    assert any("_on_logging" in repr(receiver) for receiver in signals.setup_logging.receivers)
+    assert settings.LOGGING["handlers"]["console"]["filters"] == ["correlation"]

@@ -1,0 +1,37 @@
+"""manage.py serve_check: scripts/serve refuses settings that would not deliver."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from core.management.commands.serve_check import serve_settings_problems
+
+
+def test_the_embedded_defaults_are_refused(monkeypatch, settings) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    settings.DEBUG = True
+    monkeypatch.setitem(settings.DATABASES["default"], "ENGINE", "django.db.backends.sqlite3")
+    settings.CELERY_BROKER_URL = "filesystem://"
+    settings.REDIS_URL = ""
+    settings.WEB3_PROVIDER_URI = ""
+    settings.ENGINE_TRANSPORT = "inprocess"
+    problems = " ".join(serve_settings_problems())
+    for name in ("DEBUG", "DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "WEB3_PROVIDER_URI", "ENGINE_TRANSPORT"):
+        assert name in problems
+    assert "PROMETHEUS_MULTIPROC_DIR" in problems
+    with pytest.raises(CommandError, match="cannot start"):
+        call_command("serve_check")
+
+
+def test_real_services_pass(monkeypatch, settings, tmp_path) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    settings.DEBUG = False
+    monkeypatch.setitem(settings.DATABASES["default"], "ENGINE", "django.db.backends.postgresql")
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
+    settings.REDIS_URL = "redis://127.0.0.1:6379/1"
+    settings.WEB3_PROVIDER_URI = "http://127.0.0.1:8545"
+    settings.ENGINE_TRANSPORT = "zmq"
+    assert serve_settings_problems() == []
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "missing"))
+    assert serve_settings_problems() == [f"PROMETHEUS_MULTIPROC_DIR={tmp_path / 'missing'} is not a directory"]

@@ -1,0 +1,108 @@
+"""/metrics under several gunicorn workers, started as the Procfile's `web` line starts
+them (config/gunicorn.py) with PROMETHEUS_MULTIPROC_DIR: whichever worker answers the
+scrape, a counter equals the number of requests every worker answered, and it never goes
+down, also after a worker is killed and replaced (per-worker registries read 40, 34, 29:
+fake resets)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+
+from bench.infra import ROOT, free_port, python, stop_process
+from tests.deploy.processes import json_lines
+from tests.reliability.harness import Rig
+from tests.waiting import wait_until
+
+pytestmark = [pytest.mark.postgres, pytest.mark.reliability]
+
+WORKERS = 4
+REQUESTS = 60
+KILL_AFTER = 25  # requests before one worker is SIGKILLed (the master starts another)
+SAMPLE = 'django_http_requests_total_by_view_transport_method_total{method="GET",transport="http",view="api-markets"}'
+
+
+def counted(port: int) -> float:
+    """The counter, from a scrape on a fresh connection (any worker may answer it)."""
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", headers={"Connection": "close"}, timeout=10).text
+    for line in text.splitlines():
+        if line.startswith(SAMPLE + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def worker_pids(log_path: Path) -> set[int]:
+    return {int(line["pid"]) for line in json_lines(log_path) if line.get("message", "").startswith("Booting worker")}
+
+
+@pytest.mark.timeout(240)
+def test_counters_add_up_over_gunicorn_workers_and_never_go_down(rig: Rig) -> None:
+    platform = rig.platform(seed={"traders": 1})
+    port = free_port()
+    metrics_dir = rig.workdir / "prometheus"
+    metrics_dir.mkdir()
+    log_path = rig.workdir / "web.log"
+    env = platform.process_env(
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+        PORT=str(port),
+        WEB_WORKERS=str(WORKERS),
+        LOG_FORMAT="json",
+        LOG_LEVEL="INFO",
+        METRICS_ALLOWED_NETWORKS="127.0.0.1/32",
+    )
+    with open(log_path, "wb") as log_file:
+        web = subprocess.Popen(  # the Procfile's web line
+            [python(), "-m", "gunicorn", "-c", "config/gunicorn.py", "config.wsgi:application"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+        )
+    rig.stack.callback(stop_process, web, timeout=30)
+    wait_until(
+        lambda: (
+            len(worker_pids(log_path)) >= WORKERS
+            and requests.get(f"http://127.0.0.1:{port}/api/markets", timeout=5).status_code == 200
+        ),
+        what=f"gunicorn with {WORKERS} workers to answer",
+        timeout=60,
+        interval=0.2,
+        ignoring=(OSError,),
+    )
+    baseline = counted(port)  # the readiness probe's own requests
+    readings: list[float] = []
+    killed: int | None = None
+    for sent in range(1, REQUESTS + 1):
+        answer = requests.get(f"http://127.0.0.1:{port}/api/markets", headers={"Connection": "close"}, timeout=10)
+        assert answer.status_code == 200
+        readings.append(counted(port) - baseline)
+        assert readings[-1] == sent, f"after {sent} requests the counter read {readings}"
+        if sent == KILL_AFTER:
+            served = {
+                int(line["pid"]) for line in json_lines(log_path) if line.get("logger") == "core.requests"
+            } & worker_pids(log_path)
+            killed = min(served)
+            os.kill(killed, signal.SIGKILL)
+            wait_until(
+                lambda: len(worker_pids(log_path)) > WORKERS,
+                what="the master to replace the killed worker",
+                timeout=30,
+                interval=0.2,
+            )
+    assert readings == sorted(readings), readings  # never down
+    answered_by = {
+        int(line["pid"])
+        for line in json_lines(log_path)
+        if line.get("logger") == "core.requests" and line.get("path") == "/api/markets"
+    }
+    assert len(answered_by) >= 2, f"one worker answered everything ({answered_by}): the test proves nothing"
+    assert killed in answered_by
+    assert web.poll() is None
+    web.send_signal(signal.SIGTERM)
+    assert web.wait(timeout=60) == 0

@@ -1,0 +1,325 @@
+"""The admin desk: financial records are read-only for everyone (no add, change or delete;
+posting answers 403, never 500); retrying a delivery is an audited service with a count
+taken before the change, as a list action, a button on the event's page and on the
+failure report; times read as times; the worker status is a page; the failure report
+warns when delivery is paused or the chain unreachable."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.utils import timezone
+
+from orders.engine.requests import OrderRequest
+from orders.models import Deposit, Order, Trade, TradeOutbox, Wallet
+from orders.services.orders import order_place
+from revenue.delivery.metadata import DeliveryMetadata, patch_delivered, patch_failed, patch_submitted
+from revenue.models import (
+    ChainDeployment,
+    DeliveryBatch,
+    DeliveryBundle,
+    DeliveryHeartbeat,
+    RevenueEvent,
+    StaffAction,
+    StaffActionOutcome,
+)
+from revenue.services import revenue_collect
+from tests.factories import StaffFactory, UserFactory, fund, market_create
+from tests.revenue.delivery_support import event_patch
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def desk(client, staff):
+    client.force_login(staff)
+    return client
+
+
+def _event(source: str, *patches) -> RevenueEvent:
+    event = revenue_collect(stream=0, amount="5", description=source, source_type="t", source_id=source)
+    event_patch(event.pk, *patches)
+    return event
+
+
+@pytest.fixture
+def records(db):
+    """One record of every financial model."""
+    now = timezone.now()
+    market_create("ETH-USDT")
+    maker, taker = UserFactory(), UserFactory()
+    fund(maker, "ETH", "1")
+    fund(taker, "USDT", "10000")
+    order_place(user=maker, request=OrderRequest(market="ETH-USDT", side="sell", type="limit", quantity="0.1",
+                                                 price="2000.00"))  # fmt: skip
+    order_place(user=taker, request=OrderRequest(market="ETH-USDT", side="buy", type="limit", quantity="0.1",
+                                                 price="2000.00"))  # fmt: skip
+    deployment = ChainDeployment.objects.create(
+        chain_id=31337, contract_address="0x" + "1" * 40, signer_address="0x" + "2" * 40, deployed_at=now
+    )
+    event = _event("desk-1", patch_failed(attempts=5, error="boom", now=now, next_retry_at=None))
+    batch = DeliveryBatch.objects.create(
+        deployment=deployment, size=1, value_wei="1", nonce=0, gas=1, max_fee_per_gas=1, max_priority_fee_per_gas=1,
+        submitted_at=now, item_ids=[event.pk], event_ids=[event.pk],
+    )  # fmt: skip
+    bundle = DeliveryBundle.objects.create(stream_id=0, amount_wei="1", created_at=now)
+    StaffAction.objects.create(
+        actor_username="x", action="delivery_retry", target_type="revenue_event", target_id=event.pk,
+        from_state="failed", to_state="pending", outcome="done", via="api",
+    )  # fmt: skip
+    return {
+        RevenueEvent: event,
+        DeliveryBatch: batch,
+        DeliveryBundle: bundle,
+        ChainDeployment: deployment,
+        Trade: Trade.objects.get(),
+        TradeOutbox: TradeOutbox.objects.first(),
+        Deposit: Deposit.objects.first(),
+        Wallet: Wallet.objects.first(),
+        Order: Order.objects.first(),
+        StaffAction: StaffAction.objects.get(),
+    }
+
+
+FINANCIAL = [RevenueEvent, DeliveryBatch, DeliveryBundle, ChainDeployment, Trade, TradeOutbox, Deposit, Wallet, Order,
+             StaffAction]  # fmt: skip
+
+
+def _base(model) -> str:
+    return f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
+
+
+@pytest.mark.parametrize("model", FINANCIAL, ids=lambda m: m.__name__)
+def test_financial_records_are_read_only_for_a_superuser(desk, records, model):
+    obj = records[model]
+    assert obj is not None
+    base = _base(model)
+    listing = desk.get(base)
+    assert listing.status_code == 200
+    page = listing.content.decode()
+    assert f'href="{base}add/"' not in page
+    assert 'value="delete_selected"' not in page
+    view = desk.get(f"{base}{obj.pk}/change/")
+    assert view.status_code == 200
+    assert 'name="_save"' not in view.content.decode() and 'name="_continue"' not in view.content.decode()
+    before = model.objects.count()
+    assert desk.get(f"{base}add/").status_code == 403
+    assert desk.post(f"{base}add/", {}).status_code == 403  # an empty batch was a 500 (IntegrityError)
+    assert desk.post(f"{base}{obj.pk}/change/", {"id": obj.pk}).status_code == 403
+    assert desk.get(f"{base}{obj.pk}/delete/").status_code == 403
+    assert desk.post(f"{base}{obj.pk}/delete/", {"post": "yes"}).status_code == 403
+    bulk = desk.post(base, {"action": "delete_selected", "_selected_action": [obj.pk], "post": "yes"})
+    assert bulk.status_code in (200, 302)  # the unknown action is refused with a message
+    assert model.objects.count() == before
+    assert model.objects.filter(pk=obj.pk).exists()
+
+
+def test_an_event_cannot_be_changed_or_deleted_and_keeps_its_amounts(desk, records):
+    event = records[RevenueEvent]
+    response = desk.post(f"/admin/revenue/revenueevent/{event.pk}/change/", {"gross_amount": "1", "description": "x"})
+    assert response.status_code == 403
+    event.refresh_from_db()
+    assert (event.gross_amount, event.description) == (5, "desk-1")
+
+
+# --- retry: counted before the change, audited, three doors -----------------------------------
+
+
+@pytest.fixture
+def mixed(db):
+    now = timezone.now()
+    return {
+        "failed": _event("m-fail", patch_failed(attempts=2, error="boom", now=now, next_retry_at=now)),
+        "critical": _event("m-crit", patch_failed(attempts=5, error="boom", now=now, next_retry_at=None)),
+        "critical2": _event("m-crit2", patch_failed(attempts=5, error="boom", now=now, next_retry_at=None)),
+        "delivered": _event(
+            "m-done", patch_delivered(batch_id=1, tx_hash="0xabc", nonce=0, block_number=1, block_hash="0x1", now=now)
+        ),
+        "submitted": _event("m-sub", patch_submitted(batch_id=2, tx_hash="0xdef", nonce=1, now=now)),
+    }
+
+
+def _status(event: RevenueEvent) -> str:
+    return str(DeliveryMetadata.of(RevenueEvent.objects.get(pk=event.pk).metadata).status)
+
+
+def test_the_retry_action_counts_before_the_change_and_audits_each_event(desk, staff, mixed):
+    ids = [e.pk for e in mixed.values()]
+    response = desk.post("/admin/revenue/revenueevent/", {"action": "retry_delivery_now", "_selected_action": ids},
+                         follow=True)  # fmt: skip
+    text = response.content.decode()
+    assert "3 queued, 2 skipped (in flight or delivered: delivered, submitted)." in text
+    assert [_status(mixed[k]) for k in ("failed", "critical", "critical2", "delivered", "submitted")] == [
+        "pending", "pending", "pending", "delivered", "submitted"
+    ]  # fmt: skip
+    trail = {a.target_id: a for a in StaffAction.objects.all()}
+    assert set(trail) == set(ids)
+    for key, (before, after, outcome) in {
+        "failed": ("failed", "pending", StaffActionOutcome.DONE),
+        "critical": ("critical", "pending", StaffActionOutcome.DONE),
+        "delivered": ("delivered", "delivered", StaffActionOutcome.SKIPPED),
+        "submitted": ("submitted", "submitted", StaffActionOutcome.SKIPPED),
+    }.items():
+        action = trail[mixed[key].pk]
+        assert (action.from_state, action.to_state, action.outcome) == (before, after, outcome), key
+        assert (action.actor_id, action.actor_username, action.via) == (staff.pk, staff.username, "admin")
+        assert abs(action.at - timezone.now()) < timedelta(minutes=1)
+    # Again: everything is now pending or in flight; pending events are queued afresh.
+    again = desk.post("/admin/revenue/revenueevent/", {"action": "retry_delivery_now", "_selected_action": ids},
+                      follow=True)  # fmt: skip
+    assert "3 queued, 2 skipped" in again.content.decode()
+
+
+def test_the_event_page_has_a_retry_button_that_posts(desk, staff, mixed):
+    event = mixed["critical"]
+    page = desk.get(f"/admin/revenue/revenueevent/{event.pk}/change/").content.decode()
+    assert f'action="/admin/revenue/revenueevent/{event.pk}/retry/"' in page and 'id="retry-delivery"' in page
+    delivered_page = desk.get(f"/admin/revenue/revenueevent/{mixed['delivered'].pk}/change/").content.decode()
+    assert 'id="retry-delivery"' not in delivered_page
+    assert desk.get(f"/admin/revenue/revenueevent/{event.pk}/retry/").status_code == 405
+    response = desk.post(f"/admin/revenue/revenueevent/{event.pk}/retry/")
+    assert (response.status_code, response["Location"]) == (302, f"/admin/revenue/revenueevent/{event.pk}/change/")
+    assert _status(event) == "pending"
+    assert StaffAction.objects.get(target_id=event.pk).from_state == "critical"
+    followed = desk.get(response["Location"]).content.decode()
+    assert f"Event {event.pk}: 1 queued, 0 skipped." in followed
+    skipped = desk.post(f"/admin/revenue/revenueevent/{mixed['delivered'].pk}/retry/", follow=True)
+    assert "0 queued, 1 skipped (in flight or delivered: delivered)." in skipped.content.decode()
+    assert desk.post("/admin/revenue/revenueevent/999999/retry/").status_code == 404
+
+
+def test_the_failure_report_has_retry_buttons_that_come_back_to_it(desk, mixed):
+    report = desk.get("/admin/revenue/revenueevent/failure-report/?hours=48").content.decode()
+    for key in ("failed", "critical"):
+        assert f'action="/admin/revenue/revenueevent/{mixed[key].pk}/retry/"' in report
+    response = desk.post(
+        f"/admin/revenue/revenueevent/{mixed['failed'].pk}/retry/",
+        {"next": "/admin/revenue/revenueevent/failure-report/?hours=48"},
+    )
+    assert response["Location"] == "/admin/revenue/revenueevent/failure-report/?hours=48"
+    assert _status(mixed["failed"]) == "pending"
+    away = desk.post(f"/admin/revenue/revenueevent/{mixed['critical'].pk}/retry/", {"next": "https://evil.example/"})
+    assert away["Location"] == f"/admin/revenue/revenueevent/{mixed['critical'].pk}/change/"
+
+
+def test_retrying_needs_the_permission(client, mixed):
+    viewer = StaffFactory(is_superuser=False)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_revenueevent"))
+    client.force_login(viewer)
+    event = mixed["critical"]
+    page = client.get(f"/admin/revenue/revenueevent/{event.pk}/change/")
+    assert page.status_code == 200 and 'id="retry-delivery"' not in page.content.decode()
+    assert client.post(f"/admin/revenue/revenueevent/{event.pk}/retry/").status_code == 403
+    listing = client.get("/admin/revenue/revenueevent/").content.decode()
+    assert 'value="retry_delivery_now"' not in listing
+    assert _status(event) == "critical"
+    assert not StaffAction.objects.exists()
+    viewer.user_permissions.add(Permission.objects.get(codename="retry_delivery"))
+    assert client.post(f"/admin/revenue/revenueevent/{event.pk}/retry/").status_code == 302
+    assert _status(event) == "pending"
+
+
+def test_the_api_retry_is_audited_too(staff_client, staff, mixed):
+    event = mixed["failed"]
+    assert staff_client.post(f"/api/admin/revenue/events/{event.pk}/retry").status_code == 202
+    action = StaffAction.objects.get()
+    assert (action.via, action.actor_username, action.from_state, action.outcome) == (
+        "api", staff.username, "failed", "done"
+    )  # fmt: skip
+
+
+# --- human times, the worker status page, the banners --------------------------------------------
+
+
+def test_next_retry_reads_as_a_time(desk, db):
+    at = timezone.now() + timedelta(minutes=3)
+    _event("t-fail", patch_failed(attempts=1, error="boom", now=timezone.now(), next_retry_at=at))
+    page = desk.get("/admin/revenue/revenueevent/").content.decode()
+    assert f"{at:%Y-%m-%d %H:%M:%S} UTC (" in page
+    assert re.search(r"\(\d+\xa0minutes from now\)|\(2\xa0minutes from now\)|from now\)", page)
+    assert at.isoformat()[:19] not in page  # no raw ISO text
+
+
+def test_the_event_page_reads_its_delivery_in_words(desk, db):
+    at = timezone.now() + timedelta(minutes=8)
+    event = _event("p-fail", patch_failed(attempts=3, error="reverted: boom", now=timezone.now(), next_retry_at=at))
+    page = desk.get(f"/admin/revenue/revenueevent/{event.pk}/change/").content.decode()
+    assert f"{at:%Y-%m-%d %H:%M:%S} UTC (" in page and "from now)" in page
+    assert "reverted: boom" in page and ">failed<" in page
+
+
+def test_streams_can_be_reworded_but_not_added_deleted_or_recounted(desk, db):
+    from revenue.models import RevenueStream
+
+    stream = RevenueStream.objects.get(pk=0)
+    collected = stream.collected
+    assert desk.post("/admin/revenue/revenuestream/add/", {"name": "x"}).status_code == 403
+    assert desk.post(f"/admin/revenue/revenuestream/{stream.pk}/delete/", {"post": "yes"}).status_code == 403
+    response = desk.post(f"/admin/revenue/revenuestream/{stream.pk}/change/", {
+        "name": "Trading fees", "description": stream.description, "target_monthly": "123.00",
+        "collected": "999999",
+    })  # fmt: skip
+    assert response.status_code == 302
+    stream.refresh_from_db()
+    assert (stream.name, stream.target_monthly, stream.collected) == ("Trading fees", 123, collected)
+
+
+def test_worker_status_is_an_admin_page(desk, db):
+    now = timezone.now()
+    DeliveryHeartbeat.objects.create(
+        pk=1, last_run_at=now - timedelta(minutes=2), last_error="node_unreachable: connection refused",
+        last_error_at=now - timedelta(minutes=2), connected=True, chain_id=31337, block_number=120,
+        finalized_block=56, contract_address="0x" + "a" * 40, signer_address="0x" + "b" * 40,
+        signer_balance_wei=str(12 * 10**17), items_paid=7,
+    )  # fmt: skip
+    response = desk.get("/admin/revenue/revenueevent/worker-status/")
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/html")
+    page = response.content.decode()
+    assert "31337" in page and "0x" + "a" * 40 in page and "0x" + "b" * 40 in page
+    assert "1.200000 ETH" in page
+    assert "node_unreachable: connection refused" in page
+    assert "2\xa0minutes ago" in page
+    assert 'id="banner-chain"' not in page
+    listing = desk.get("/admin/revenue/revenueevent/").content.decode()
+    assert 'href="/admin/revenue/revenueevent/worker-status/"' in listing
+
+
+def test_worker_status_without_a_heartbeat_says_the_worker_never_ran(desk, db):
+    page = desk.get("/admin/revenue/revenueevent/worker-status/").content.decode()
+    assert "never: the chain worker or beat is not running" in page
+
+
+def test_the_staff_nav_links_the_worker_status_page(desk, db):
+    page = desk.get("/flywheel/").content.decode()
+    assert 'href="/admin/revenue/revenueevent/worker-status/"' in page
+
+
+def test_the_report_warns_when_delivery_is_paused(desk, db):
+    now = timezone.now()
+    DeliveryHeartbeat.objects.create(pk=1, last_run_at=now, connected=True, pause_cause="insufficient_funds",
+                                     pause_detail="signer balance 0", paused_since=now)  # fmt: skip
+    page = desk.get("/admin/revenue/revenueevent/failure-report/").content.decode()
+    assert 'id="banner-paused"' in page and "insufficient_funds" in page
+    assert 'id="banner-chain"' not in page
+
+
+def test_the_report_warns_when_the_chain_is_unreachable(desk, settings, db):
+    DeliveryHeartbeat.objects.create(pk=1, last_run_at=timezone.now(), connected=False)
+    page = desk.get("/admin/revenue/revenueevent/failure-report/").content.decode()
+    assert 'id="banner-chain"' in page
+    # And from the web process: a configured node that does not answer.
+    DeliveryHeartbeat.objects.all().delete()
+    settings.WEB3_PROVIDER_URI = "http://127.0.0.1:9"  # discard port: refused at once
+    page = desk.get("/admin/revenue/revenueevent/failure-report/").content.decode()
+    assert 'id="banner-chain"' in page
+    status = desk.get("/admin/revenue/revenueevent/worker-status/").content.decode()
+    assert "unreachable" in status
+
+
+def test_no_banner_when_all_is_well(desk, db):
+    DeliveryHeartbeat.objects.create(pk=1, last_run_at=timezone.now(), connected=True)
+    page = desk.get("/admin/revenue/revenueevent/failure-report/").content.decode()
+    assert 'id="banner-chain"' not in page and 'id="banner-paused"' not in page
