@@ -211,7 +211,9 @@ def _run_parts(
 
         # The web workers send to the engine process: os.environ holds the in-process
         # transport of the in-process parts, which would give every worker a book of its own.
-        web_env = {**os.environ, **env, "LOG_LEVEL": "INFO", "ENGINE_TRANSPORT": "zmq"}
+        # ORDER_RATE_WORKERS=1: each load client keeps one connection, so one web process,
+        # and gets the whole per-user rate there, as with the shared throttle before.
+        web_env = {**os.environ, **env, "LOG_LEVEL": "INFO", "ENGINE_TRANSPORT": "zmq", "ORDER_RATE_WORKERS": "1"}
         api = run_api_load(profile=profile, env=web_env, workdir=outdir, traders=seed.traders, password=seed.password)
         (outdir / "api.json").write_text(json.dumps(api, indent=2))
         results.update(
