@@ -12,9 +12,12 @@
 
 from __future__ import annotations
 
+import cProfile
+import os
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +62,7 @@ def _commands(users: list[int], count: int, rnd: random.Random, live: dict[int, 
             place_command(
                 user_id=user,
                 fields={"market": "ETH-USDT", "side": side, "quantity": f"0.{rnd.randint(1, 20):04d}", **fields},
+                correlation_id=f"{rnd.getrandbits(128):032x}",  # as the web sends its request's
             )
         )
     return commands
@@ -67,17 +71,29 @@ def _commands(users: list[int], count: int, rnd: random.Random, live: dict[int, 
 def run_engine_throughput(*, traders: list[str], commands: int, batch: int) -> dict[str, Any]:
     users = list(User.objects.filter(username__in=traders).values_list("pk", flat=True))
     rnd = random.Random(5)
-    sequencer = Sequencer(symbols={"ETH-USDT"})
+    # As in the engine process (orders.sequencer.server): what follows a commit (metrics,
+    # the trades_committed signal and its task publish) runs on a thread of its own.
+    announcer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-announcer")
+    sequencer = Sequencer(symbols={"ETH-USDT"}, announce=announcer.submit)
     sequencer.load()
     live: dict[int, list[Any]] = {}
     durations: list[float] = []
     answered = 0
     statuses: dict[int, int] = {}
+    # BENCH_CPROFILE=path: a cProfile of the batches (pstats file, path + ".engine"); the
+    # figures of such a run are the profiler's, not the engine's.
+    profile_path = os.environ.get("BENCH_CPROFILE")
+    profiler = cProfile.Profile() if profile_path else None
+    cpu_began = time.process_time()
     began = time.perf_counter()
     for _ in range(max(commands // batch, 1)):
         chunk = _commands(users, batch, rnd, live)
         started = time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
         answers = sequencer.run_batch(chunk)
+        if profiler is not None:
+            profiler.disable()
         durations.append(time.perf_counter() - started)
         for command, answer in zip(chunk, answers, strict=True):
             statuses[answer["status"]] = statuses.get(answer["status"], 0) + 1
@@ -86,13 +102,21 @@ def run_engine_throughput(*, traders: list[str], commands: int, batch: int) -> d
             if order and order["status"] in ("open", "partially_filled"):
                 live.setdefault(command["user_id"], []).append((int(order["id"]), sequencer.markets[0].spec.id))
     elapsed = time.perf_counter() - began
-    log(f"engine alone: {answered} commands in {elapsed:.2f} s, batches of {batch}, answers {statuses}")
+    cpu = time.process_time() - cpu_began
+    announcer.shutdown(wait=True)
+    if profiler is not None and profile_path:
+        profiler.dump_stats(f"{profile_path}.engine")
+    log(
+        f"engine alone: {answered} commands in {elapsed:.2f} s ({1000 * cpu / max(answered, 1):.3f} ms CPU each, "
+        f"generating them included), batches of {batch}, answers {statuses}"
+    )
     return {
         "engine_orders_per_s": answered / elapsed if elapsed else 0.0,
         "engine_batch_p50_ms": 1000 * _percentile(durations, 0.5),
         "engine_batch_p99_ms": 1000 * _percentile(durations, 0.99),
         "engine_batch_size": batch,
         "engine_commands": answered,
+        "engine_cpu_ms_per_command": 1000 * cpu / max(answered, 1),
         "engine_non_2xx": sum(count for status, count in statuses.items() if status >= 300),
     }
 

@@ -209,7 +209,11 @@ def _run_parts(
     if "api" in parts:
         from bench.api_load import run_api_load, run_pgbench
 
-        web_env = {**os.environ, **env, "LOG_LEVEL": "INFO"}
+        # The web workers send to the engine process: os.environ holds the in-process
+        # transport of the in-process parts, which would give every worker a book of its own.
+        # ORDER_RATE_WORKERS=1: each load client keeps one connection, so one web process,
+        # and gets the whole per-user rate there, as with the shared throttle before.
+        web_env = {**os.environ, **env, "LOG_LEVEL": "INFO", "ENGINE_TRANSPORT": "zmq", "ORDER_RATE_WORKERS": "1"}
         api = run_api_load(profile=profile, env=web_env, workdir=outdir, traders=seed.traders, password=seed.password)
         (outdir / "api.json").write_text(json.dumps(api, indent=2))
         results.update(
@@ -293,7 +297,7 @@ def _run_parts(
         results.update(
             run_engine_throughput(traders=seed.traders, commands=profile.engine_commands, batch=profile.engine_batch)
         )
-        engine_env = {**os.environ, **env, "LOG_LEVEL": "INFO"}
+        engine_env = {**os.environ, **env, "LOG_LEVEL": "INFO", "ENGINE_TRANSPORT": "zmq"}
         results.update(
             run_engine_start(
                 env=engine_env,

@@ -8,6 +8,7 @@ from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from core.api.throttling import worker_rate_reset
 from orders.sequencer.transport import in_process_engine_reset
 from orders.system_accounts import system_accounts_cache_clear
 from tests.factories import StaffFactory, UserFactory
@@ -56,12 +57,14 @@ def _migration_data(request):
 @pytest.fixture(autouse=True)
 def _fresh_system_accounts():
     # System account ids are cached per process, and so are the in-process sequencer's
-    # books; each test database has its own rows.
+    # books and the order rate's counts; each test database has its own rows.
     system_accounts_cache_clear()
     in_process_engine_reset()
+    worker_rate_reset()
     yield
     system_accounts_cache_clear()
     in_process_engine_reset()
+    worker_rate_reset()
 
 
 @pytest.fixture

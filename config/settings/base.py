@@ -193,6 +193,9 @@ SPECTACULAR_SETTINGS = {
         "core.api.schema.error_responses_hook",
     ],
 }
+# The order rate is counted in each web process (core.api.throttling): each allows this
+# share of it. Default: the web processes gunicorn runs (config/gunicorn.py: WEB_WORKERS, 4).
+ORDER_RATE_WORKERS = env_int("ORDER_RATE_WORKERS", env_int("WEB_WORKERS", 4))
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 7)),

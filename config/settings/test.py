@@ -18,3 +18,5 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {}
 CELERY_TASK_ALWAYS_EAGER = False
 # The sequencer runs in the test process, in the test's database transaction.
 ENGINE_TRANSPORT = "inprocess"
+# One process counts the whole order rate (the web processes of production share it).
+ORDER_RATE_WORKERS = 1

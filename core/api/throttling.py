@@ -1,13 +1,27 @@
-"""DRF throttles counted atomically in the shared cache, and that let requests through
-while the cache is down."""
+"""Throttles.
+
+- `ResilientScopedRateThrottle`: DRF's scoped throttle counted atomically in the shared
+  cache (Redis, or the database cache), failing open while the cache is down
+  (registration).
+- `worker_rate_wait` / `WorkerScopedRateThrottle`: the order rate (scope "orders"), counted
+  in the web process itself, without a network round trip. Semantics: DRF's sliding window
+  (at most N requests of a user in any window of the rate's duration; Retry-After is DRF's
+  estimate), with the history kept per process. So that the configured rate still bounds
+  a user across the web processes, each process allows its share of it:
+  N // ORDER_RATE_WORKERS per window (at least 1), ORDER_RATE_WORKERS being the number of
+  web processes (default: WEB_WORKERS, else 4 as config/gunicorn.py). A client whose requests all reach one
+  process (one keep-alive connection) gets that share only; with ORDER_RATE_WORKERS=1 each
+  process allows the whole rate and the bound across processes is workers x rate."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache as default_cache
 from rest_framework.request import Request
-from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.throttling import ScopedRateThrottle, SimpleRateThrottle
 
 from core.cache import CACHE_ERRORS, cache_failure_log
 
@@ -88,3 +102,78 @@ class ResilientScopedRateThrottle(ScopedRateThrottle):
         if self.duration is None:
             return None
         return max(0.0, self.window_start + self.duration - self.now)
+
+
+class _Histories:
+    """Per process: (scope, ident) -> request times, newest first (DRF's layout)."""
+
+    SWEEP_EVERY = 10_000
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.times: dict[tuple[str, str], list[float]] = {}
+        self.calls = 0
+
+    def sweep(self, now: float, duration: int) -> None:
+        """Forget users with nothing inside the window (memory stays bounded by the active ones)."""
+        for key in [key for key, times in self.times.items() if not times or times[0] <= now - duration]:
+            del self.times[key]
+
+
+_histories = _Histories()
+_parsed: dict[str, tuple[int, int]] = {}
+
+
+def _rate(scope: str) -> tuple[int, int] | None:
+    rate = SimpleRateThrottle.THROTTLE_RATES.get(scope)  # read at each call: tests patch the table
+    if rate is None:
+        return None
+    parsed = _parsed.get(rate)
+    if parsed is None:
+        count, duration = ScopedRateThrottle().parse_rate(rate)
+        parsed = _parsed[rate] = (int(count or 0), int(duration or 0))
+    return parsed
+
+
+def worker_rate_wait(*, scope: str, ident: str) -> float | None:
+    """Counts one request of `ident` in `scope`: None when allowed, else the seconds to wait
+    (the request is then not counted)."""
+    rate = _rate(scope)
+    if rate is None:
+        return None
+    count, duration = rate
+    allowed = max(1, count // max(1, int(settings.ORDER_RATE_WORKERS)))
+    now = SimpleRateThrottle.timer()
+    with _histories.lock:
+        _histories.calls += 1
+        if _histories.calls % _histories.SWEEP_EVERY == 0:
+            _histories.sweep(now, duration)
+        history = _histories.times.setdefault((scope, ident), [])
+        while history and history[-1] <= now - duration:
+            history.pop()
+        if len(history) >= allowed:
+            remaining = duration - (now - history[-1])
+            return remaining / max(1, allowed - len(history) + 1)
+        history.insert(0, now)
+        return None
+
+
+def worker_rate_reset() -> None:
+    """Forget every count (tests)."""
+    with _histories.lock:
+        _histories.times.clear()
+
+
+class WorkerScopedRateThrottle(ScopedRateThrottle):
+    """The DRF face of worker_rate_wait (the order endpoints' non-hot paths: a session's
+    POST /api/orders shares the user's count with its JWT requests)."""
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        self.scope = getattr(view, self.scope_attr, None) or ""
+        user = request.user
+        ident = str(user.pk) if user is not None and user.is_authenticated else f"ip:{self.get_ident(request)}"
+        self._wait = worker_rate_wait(scope=self.scope, ident=ident)
+        return self._wait is None
+
+    def wait(self) -> float | None:
+        return self._wait

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -11,16 +13,24 @@ from core.api.pagination import NewestFirstPagination, paginated
 from core.api.params import name_param
 from core.api.request import request_user
 from core.api.schema import error_responses
-from core.api.throttling import ResilientScopedRateThrottle
+from core.api.throttling import WorkerScopedRateThrottle
 from core.errors import InvalidParameter
 from core.text import parse_id
-from orders.api.serializers import OrderInput, OrderOutput, UserTradeOutput
-from orders.engine.requests import OrderRequest
+from orders.api.hot import order_place_hot, place_answer
+from orders.api.serializers import (
+    CancelAllInput,
+    CancelAllOutput,
+    OrderInput,
+    OrderOutput,
+    UserTradeOutput,
+    order_output,
+)
+from orders.engine.requests import order_request_parse
 from orders.errors import OrderNotFound
 from orders.models import OrderStatus, Trade
 from orders.selectors.markets import SYMBOL_MAX_LENGTH
 from orders.selectors.orders import order_get_for_user, order_list_for_user, trade_list_for_user
-from orders.services.orders import order_cancel, order_place
+from orders.services.orders import order_cancel, order_place_as, orders_cancel_all
 
 
 def _order_id(raw: str) -> int:
@@ -31,10 +41,29 @@ def _order_id(raw: str) -> int:
 
 
 class OrdersApi(APIView):
+    """GET: the caller's orders. POST: a placement; with header credentials and a JSON
+    body it never reaches this class (orders.api.hot, see as_view), the rest (a session,
+    errors of the body's framing) is answered here, with the same order rate."""
+
     throttle_scope = "orders"
 
     def get_throttles(self) -> list[Any]:
-        return [ResilientScopedRateThrottle()] if self.request.method == "POST" else []
+        return [WorkerScopedRateThrottle()] if self.request.method == "POST" else []
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        drf_view = super().as_view(**initkwargs)
+
+        @functools.wraps(drf_view)  # keeps cls, initkwargs and csrf_exempt: the schema still sees this class
+        def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method == "POST":
+                answered = order_place_hot(request)
+                if answered is not None:
+                    return answered
+            response: HttpResponse = drf_view(request, *args, **kwargs)
+            return response
+
+        return view
 
     @extend_schema(
         parameters=[
@@ -64,15 +93,12 @@ class OrdersApi(APIView):
             **error_responses(409, 429, s409="`duplicate_client_order_id`: the id was used with other parameters."),
         },
     )
-    def post(self, request: Request) -> Response:
-        data = OrderInput(data=request.data)
-        data.is_valid(raise_exception=True)
+    def post(self, request: Request) -> HttpResponse:
         user = request_user(request)
-        result = order_place(user=user, request=OrderRequest(**data.validated_data))
-        if result.body is not None:
-            return Response(result.body, status=201 if result.created else 200)
-        order = order_get_for_user(user_id=user.pk, order_id=result.order_id)
-        return Response(OrderOutput(order).data, status=201 if result.created else 200)
+        order_request = order_request_parse(request.data)  # the rules of OrderInput, without its fields
+        return place_answer(
+            order_place_as(user_id=int(user.pk), request=order_request, user_verified=True), user_id=user.pk
+        )
 
 
 class OrderDetailApi(APIView):
@@ -91,6 +117,22 @@ class OrderCancelApi(APIView):
         user = request_user(request)
         cancelled = order_cancel(user=user, order_id=_order_id(order_id))
         return Response(OrderOutput(order_get_for_user(user_id=user.pk, order_id=cancelled)).data)
+
+
+class OrdersCancelAllApi(APIView):
+    @extend_schema(
+        request=CancelAllInput,
+        responses={200: CancelAllOutput, **error_responses(400)},
+        operation_id="orders_cancel_all",
+        description="Cancels every live order of the caller (in `market` when given), pending stops included.",
+    )
+    def post(self, request: Request) -> Response:
+        data = CancelAllInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = request_user(request)
+        cancelled = orders_cancel_all(user=user, symbol=data.validated_data.get("market") or None)
+        orders = {order.pk: order for order in order_list_for_user(user_id=user.pk).filter(pk__in=cancelled)}
+        return Response({"cancelled": [order_output(orders[order_id]) for order_id in cancelled]})
 
 
 def _user_fill(trade: Trade, user_id: int) -> dict[str, object]:

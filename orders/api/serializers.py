@@ -10,7 +10,7 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from core.money import AMOUNT_TEXT_MAX_LENGTH, format_amount
+from core.money import AMOUNT_TEXT_MAX_LENGTH, MONEY_CONTEXT, QUANTUM
 from orders.engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
 from orders.models import Market, Order
 
@@ -112,6 +112,10 @@ class OrderInput(serializers.Serializer):
     stp = serializers.ChoiceField(choices=[stp.value for stp in SelfTradePrevention], required=False, allow_null=True)
 
 
+class CancelAllInput(serializers.Serializer):
+    market = serializers.CharField(max_length=33, required=False, allow_null=True)
+
+
 class FillOutput(serializers.Serializer):
     trade_id = serializers.CharField(source="trade.pk")
     price = money(source="trade.price")
@@ -172,10 +176,13 @@ class OrderOutput(serializers.Serializer):
 
 
 def money_text(value: object) -> str | None:
-    """As DRF's DecimalField writes it (an order built in memory holds the int 0)."""
+    """As DRF's DecimalField writes it (an order built in memory holds the int 0); what
+    core.money.format_amount gives, with the money context passed rather than entered
+    (this runs about ten times per order answer)."""
     if value is None:
         return None
-    return format_amount(value if isinstance(value, Decimal) else Decimal(str(value).strip()))
+    amount = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    return f"{MONEY_CONTEXT.quantize(amount, QUANTUM):f}"
 
 
 def _text(value: object) -> str | None:
@@ -231,6 +238,10 @@ def order_output(order: Order) -> dict[str, Any]:
             for event in order.events.all()
         ],
     }
+
+
+class CancelAllOutput(serializers.Serializer):
+    cancelled = OrderOutput(many=True)
 
 
 class UserTradeOutput(serializers.Serializer):

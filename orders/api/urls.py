@@ -9,6 +9,7 @@ urlpatterns = [
     path("markets/<str:symbol>/candles", markets.MarketCandlesApi.as_view(), name="api-market-candles"),
     path("wallets", wallets.WalletListApi.as_view(), name="api-wallets"),
     path("orders", orders.OrdersApi.as_view(), name="api-orders"),
+    path("orders/cancel-all", orders.OrdersCancelAllApi.as_view(), name="api-orders-cancel-all"),
     path("orders/<str:order_id>", orders.OrderDetailApi.as_view(), name="api-order"),
     path("orders/<str:order_id>/cancel", orders.OrderCancelApi.as_view(), name="api-order-cancel"),
     path("trades", orders.UserTradesApi.as_view(), name="api-user-trades"),

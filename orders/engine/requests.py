@@ -4,11 +4,13 @@ tick and step. Values that do not fit are rejected, never rounded."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
-from core.money import parse_amount
+from core.errors import InvalidInput
+from core.money import AMOUNT_TEXT_MAX_LENGTH, parse_amount
 from orders.engine.money import is_multiple_of
 from orders.engine.types import OrderType, SelfTradePrevention, TimeInForce
 from orders.engine.types import Side as OrderSide
@@ -71,6 +73,108 @@ class ValidatedOrder:
             self.stp,
         ]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+# --- the body of POST /api/orders, read without DRF's field machinery ------------------------------
+#
+# The same rules and messages as orders.api.serializers.OrderInput (which documents the body
+# in the schema): tests/orders/test_order_request_parse.py compares both on random bodies.
+
+_SIDES = frozenset(side.value for side in OrderSide)
+_TYPES = frozenset(kind.value for kind in OrderType)
+_TIFS = frozenset(tif.value for tif in TimeInForce)
+_STPS = frozenset(stp.value for stp in SelfTradePrevention)
+_MISSING = object()
+REQUIRED = "This field is required."
+NULL = "This field may not be null."
+
+
+class _Refused(Exception):
+    def __init__(self, *messages: str) -> None:
+        self.messages = list(messages)
+
+
+def _text(value: object, *, max_length: int, min_length: int = 0) -> str:
+    """DRF's CharField (trimmed, not blank, length, no NUL or surrogate characters)."""
+    if value == "" or str(value).strip() == "":
+        raise _Refused("This field may not be blank.")
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise _Refused("Not a valid string.")
+    text = str(value).strip()
+    problems = []
+    if len(text) > max_length:
+        problems.append(f"Ensure this field has no more than {max_length} characters.")
+    if len(text) < min_length:
+        problems.append(f"Ensure this field has at least {min_length} characters.")
+    if "\x00" in text:
+        problems.append("Null characters are not allowed.")
+    for char in text:
+        if 0xD800 <= ord(char) <= 0xDFFF:
+            problems.append(f"Surrogate characters are not allowed: U+{ord(char):X}.")
+            break
+    if problems:
+        raise _Refused(*problems)
+    return text
+
+
+def _choice(value: object, *, choices: frozenset[str]) -> str:
+    text = str(value)
+    if text not in choices:
+        raise _Refused(f'"{value}" is not a valid choice.')
+    return text
+
+
+def _amount(value: object) -> object:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, str | int | float)
+        or (isinstance(value, str) and len(value) > AMOUNT_TEXT_MAX_LENGTH)
+    ):
+        raise _Refused("Must be a decimal number, as a string or a number.")
+    return value
+
+
+def order_request_parse(data: object) -> OrderRequest:
+    """An order body (parsed JSON) as an OrderRequest; InvalidInput (400 validation_error,
+    every field's problems) when its shape is wrong. Values are checked against the market
+    later (order_request_validate)."""
+    if data is None:
+        raise InvalidInput(fields={"non_field_errors": ["No data provided"]})
+    if not isinstance(data, Mapping):
+        raise InvalidInput(
+            fields={"non_field_errors": [f"Invalid data. Expected a dictionary, but got {type(data).__name__}."]}
+        )
+    found: dict[str, object] = {}
+    errors: dict[str, list[str]] = {}
+    for name, required, read in (
+        ("market", True, lambda v: _text(v, max_length=33)),
+        ("side", True, lambda v: _choice(v, choices=_SIDES)),
+        ("type", True, lambda v: _choice(v, choices=_TYPES)),
+        ("quantity", True, _amount),
+        ("price", False, _amount),
+        ("stop_price", False, _amount),
+        ("time_in_force", False, lambda v: _choice(v, choices=_TIFS)),
+        ("client_order_id", False, lambda v: _text(v, max_length=64, min_length=1)),
+        ("stp", False, lambda v: _choice(v, choices=_STPS)),
+    ):
+        value = data.get(name, _MISSING)
+        if value is _MISSING:
+            if required:
+                errors[name] = [REQUIRED]
+            continue
+        if value is None:
+            if required:
+                errors[name] = [NULL]
+            else:
+                found[name] = None
+            continue
+        try:
+            found[name] = read(value)
+        except _Refused as refused:
+            errors[name] = refused.messages
+    if errors:
+        raise InvalidInput(fields=errors)
+    return OrderRequest(**found)  # type: ignore[arg-type]
 
 
 def order_request_validate(*, market: MarketGrid, request: OrderRequest) -> ValidatedOrder:

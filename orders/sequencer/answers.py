@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from core.money import QUANTUM, exact_arithmetic
+from core.money import MONEY_CONTEXT, QUANTUM
 from orders.api.serializers import moment_text, money_text
 from orders.engine.book import LiveOrder
 from orders.engine.market import TradeRecord
@@ -21,8 +21,7 @@ def order_body(
     (a new order's whole history: every one of them happened in this batch, at `at`)."""
     average: Decimal | None = None
     if order.filled_quantity:
-        with exact_arithmetic():
-            average = (order.quote_filled / order.filled_quantity).quantize(QUANTUM)
+        average = MONEY_CONTEXT.quantize(MONEY_CONTEXT.divide(order.quote_filled, order.filled_quantity), QUANTUM)
     fills = []
     for trade in sorted(trades, key=lambda t: t.id or 0):
         as_taker = trade.taker is order

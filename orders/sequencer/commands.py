@@ -34,9 +34,17 @@ CANCEL_ALL = "cancel_all"
 REFERENCE_PRICE = "reference_price"
 
 
-def place_command(*, user_id: int, fields: dict[str, Any], correlation_id: str = "-") -> Command:
-    """`correlation_id`: the web request's, carried into the engine's logs and outbox rows."""
-    return {"op": PLACE, "user_id": user_id, "correlation_id": correlation_id, **fields}
+def place_command(
+    *, user_id: int, fields: dict[str, Any], correlation_id: str = "-", check_user: bool = False
+) -> Command:
+    """`correlation_id`: the web request's, carried into the engine's logs and outbox rows.
+    `check_user`: the caller was authenticated from its credentials alone (the hot path:
+    accounts.authentication.request_principal); the engine refuses it (401) unless the user
+    exists and is active (one statement per batch for all such commands)."""
+    command = {"op": PLACE, "user_id": user_id, "correlation_id": correlation_id, **fields}
+    if check_user:
+        command["check_user"] = True
+    return command
 
 
 def cancel_command(*, user_id: int, order_id: int, market_id: int) -> Command:

@@ -19,9 +19,11 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
+from accounts.authentication import CredentialsInvalid
 from core.errors import ApplicationError, ServiceUnavailable
 from core.logging import correlation_context, correlation_id_new
 from core.metrics import ENGINE_BATCH_COMMANDS, ENGINE_BATCH_SECONDS, ENGINE_QUEUE_DEPTH, FEES, ORDERS_FINAL, TRADES
@@ -52,6 +54,7 @@ from orders.system_accounts import system_user_ids
 logger = logging.getLogger("orders.sequencer")
 lifecycle = logger.getChild("lifecycle")
 MAX_ATTEMPTS = 4
+CLOSED_REMEMBERED = 100_000
 # New orders sort after every loaded one until their id is known (orders.engine.book.LiveOrder.seq).
 _NEW_SEQ_START = 10**15
 
@@ -87,6 +90,9 @@ class Sequencer:
         self._stale: set[int] = set()
         self._seq = itertools.count(_NEW_SEQ_START)
         self._ttx_asset_id: int | None = None
+        # Orders this sequencer closed (id -> owner), the newest CLOSED_REMEMBERED: a cancel
+        # of one (it filled before the cancel arrived) answers 409 without a read.
+        self._closed: dict[int, int] = {}
         self.batches = 0
 
     # --- markets ----------------------------------------------------------------------
@@ -106,6 +112,14 @@ class Sequencer:
     @property
     def markets(self) -> list[MarketEngine]:
         return list(self._markets.values())
+
+    def markets_owned(self) -> list[MarketEngine]:
+        """Every market this sequencer owns, those not loaded yet loaded now (a cancel-all
+        across markets must see orders of a market no command has named since start)."""
+        for market in Market.objects.exclude(pk__in=list(self._markets)):
+            if self.owns(market.symbol):
+                self._install(market)
+        return self.markets
 
     def _install(self, market: Market) -> MarketEngine:
         engine = market_engine_load(market=market, rules=trading_rules())
@@ -149,6 +163,16 @@ class Sequencer:
             spec = self._markets[market_id].spec
             spec.is_active, spec.price_tick, spec.quantity_step = active, tick, step
             spec.min_quantity, spec.reference_price = minimum, reference
+
+    def _closed_remember(self, closed: list[tuple[int, int]]) -> None:
+        self._closed.update(closed)
+        if len(self._closed) > CLOSED_REMEMBERED:  # forget the oldest half (dicts keep insertion order)
+            for order_id in list(itertools.islice(self._closed, len(self._closed) // 2)):
+                del self._closed[order_id]
+
+    def closed_owner(self, order_id: int) -> int | None:
+        """The owner of an order this sequencer closed lately, or None (not known here)."""
+        return self._closed.get(order_id)
 
     def _ttx(self) -> int | None:
         if self._ttx_asset_id is None:
@@ -201,6 +225,7 @@ class Sequencer:
             written = batch_write(journal=batch.journal, wallets=batch.wallets, now=now)
             answers = [answer() for answer in deferred]
             batch.settle()
+            transaction.on_commit(lambda: self._closed_remember(batch.closed()))
             transaction.on_commit(lambda: self.announce(lambda: batch.committed(written)))
         self.batches += 1
         return answers
@@ -217,13 +242,28 @@ class _Batch:
         self.discounts = BatchDiscounts(ttx_asset_id=sequencer._ttx())
         self.client_ids: dict[tuple[int, str], tuple[int | LiveOrder, str]] = {}
         self.engines: dict[int, MarketEngine] = {}
+        self.refused_users: set[int] = set()
+
+    def _users_refuse(self, commands: list[c.Command]) -> None:
+        """The users of commands authenticated from their credentials alone that do not
+        exist or are inactive (one statement for the batch)."""
+        unchecked = {int(command["user_id"]) for command in commands if command.get("check_user")}
+        if unchecked:
+            active = get_user_model().objects.filter(pk__in=unchecked, is_active=True).values_list("pk", flat=True)
+            self.refused_users = unchecked - set(active)
+
+    def _user_refused(self, command: c.Command) -> bool:
+        return bool(command.get("check_user")) and int(command["user_id"]) in self.refused_users
 
     def prepare(self, commands: list[c.Command]) -> None:
         """Everything the commands name, read or locked in a few statements."""
         keys: set[tuple[int, int, int]] = set()
         users: set[int] = set()
         wanted: list[tuple[int, str]] = []
+        self._users_refuse(commands)
         for command in commands:
+            if self._user_refused(command):
+                continue
             if command["op"] == c.PLACE:
                 engine = self.sequencer._market(symbol=str(command.get("market")))
                 if engine is None:
@@ -258,6 +298,8 @@ class _Batch:
 
     def apply(self, command: c.Command) -> Deferred:
         try:
+            if self._user_refused(command):
+                raise CredentialsInvalid("The credentials are not valid.")
             op = command["op"]
             if op == c.PLACE:
                 return self._place(command)
@@ -325,6 +367,8 @@ class _Batch:
         engine = self.sequencer._market(market_id=int(command["market_id"]))
         order = None if engine is None else engine.live.get(order_id)
         if engine is None or order is None or order.user_id != user:
+            if self.sequencer.closed_owner(order_id) == user or self._closed_in_batch(order_id, user):
+                raise OrderNotCancellable()
             status = Order.objects.filter(pk=order_id, user_id=user).values_list("status", flat=True).first()
             if status is None:
                 raise OrderNotFound()
@@ -335,7 +379,9 @@ class _Batch:
     def _cancel_all(self, command: c.Command) -> Deferred:
         user = int(command["user_id"])
         market_id = command.get("market_id")
-        engines = self.sequencer.markets if market_id is None else [self.sequencer._market(market_id=int(market_id))]
+        engines = (
+            self.sequencer.markets_owned() if market_id is None else [self.sequencer._market(market_id=int(market_id))]
+        )
         cancelled: list[int] = []
         for engine in engines:
             if engine is None:
@@ -346,6 +392,13 @@ class _Batch:
                 engine.cancel(order, journal=self.journal, wallets=self.wallets, now=self.now)
                 cancelled.append(int(order.id or 0))  # live orders are persisted: they have ids
         return lambda: {"status": 200, "order_ids": cancelled}
+
+    def _closed_in_batch(self, order_id: int, user: int) -> bool:
+        """Closed by an earlier command of this batch (not committed yet, so not remembered)."""
+        return any(
+            order.id == order_id and order.user_id == user and not order.is_live
+            for order in self.journal.touched.values()
+        )
 
     def _reference_price(self, command: c.Command) -> Deferred:
         engine = self.sequencer._market(market_id=int(command["market_id"]))
@@ -359,6 +412,14 @@ class _Batch:
         engine.set_reference_price(value, journal=self.journal)
         logger.info("reference price set", extra={"market": engine.spec.symbol, "from": str(old), "to": str(value)})
         return lambda: {"status": 200}
+
+    def closed(self) -> list[tuple[int, int]]:
+        """(id, owner) of the orders this batch made terminal."""
+        return [
+            (order.id, order.user_id)
+            for order in [*self.journal.new_orders, *self.journal.touched.values()]
+            if order.id is not None and not order.status.is_live
+        ]
 
     def settle(self) -> None:
         """Written: memory forgets what is only history now; new live orders become findable."""

@@ -9,13 +9,14 @@ from decimal import Decimal
 from django.db.models import Q
 from django.utils import timezone
 
-from core.db import money_sums, rows_update
+from core.db import money_sums
 from core.money import ZERO
 from orders.engine.fees import fee_discount_for
 from orders.engine.settlement import Posting, WalletKey
 from orders.errors import InsufficientFunds
 from orders.locks import wallets_lock
 from orders.models import Wallet
+from orders.sequencer.arrays import table_update
 
 
 class BatchWallets:
@@ -72,7 +73,9 @@ class BatchWallets:
         rows = sorted((self._rows[key] for key in self._changed), key=lambda row: row.pk)
         for row in rows:
             row.updated_at = now
-        rows_update(objects=rows, fields=["balance", "locked", "updated_at"])
+        table_update(
+            Wallet, fields=("balance", "locked", "updated_at"), rows=[(r.pk, r.balance, r.locked, now) for r in rows]
+        )
         self._changed.clear()
 
 

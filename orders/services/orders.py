@@ -16,8 +16,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from core.logging import correlation_id_get
 from core.metrics import ORDER_PLACE_SECONDS
 from orders.engine.requests import OrderRequest
-from orders.errors import OrderNotFound
-from orders.models import Order
+from orders.errors import MarketNotFoundInBody, OrderNotFound
+from orders.models import Market, Order
 from orders.sequencer.commands import answer_raise, cancel_all_command, cancel_command, place_command
 from orders.sequencer.transport import engine_call
 
@@ -32,8 +32,16 @@ class PlaceResult:
 
 
 def order_place(*, user: AbstractBaseUser, request: OrderRequest) -> PlaceResult:
+    return order_place_as(user_id=int(user.pk), request=request, user_verified=True)
+
+
+def order_place_as(*, user_id: int, request: OrderRequest, user_verified: bool) -> PlaceResult:
+    """`user_verified`: False when only the caller's credentials were checked (the hot path,
+    no user row read): the engine then checks that the user exists and is active."""
     started = time.perf_counter()
-    command = place_command(user_id=int(user.pk), fields=asdict(request), correlation_id=correlation_id_get())
+    command = place_command(
+        user_id=user_id, fields=asdict(request), correlation_id=correlation_id_get(), check_user=not user_verified
+    )
     answer = answer_raise(engine_call(command, market=str(request.market)))
     ORDER_PLACE_SECONDS.labels(type=request.type).observe(time.perf_counter() - started)
     body = answer.get("order")
@@ -56,6 +64,14 @@ def order_cancel(*, user: AbstractBaseUser, order_id: int) -> int:
     return int(answer["order_id"])
 
 
-def orders_cancel_all(*, user: AbstractBaseUser, market_id: int | None = None, symbol: str | None = None) -> list[int]:
+def orders_cancel_all(*, user: AbstractBaseUser, symbol: str | None = None) -> list[int]:
+    """Cancel every live order of `user` (pending stops included), in the market `symbol`
+    or in every market (each shard's engine); returns their ids, newest first per market.
+    An unknown symbol: 400 market_not_found."""
+    market_id = None
+    if symbol is not None:
+        market_id = Market.objects.filter(symbol=symbol).values_list("pk", flat=True).first()
+        if market_id is None:
+            raise MarketNotFoundInBody(fields={"market": ["No such market."]})
     answer = answer_raise(engine_call(cancel_all_command(user_id=int(user.pk), market_id=market_id), market=symbol))
     return [int(order_id) for order_id in answer["order_ids"]]

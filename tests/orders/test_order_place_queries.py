@@ -21,7 +21,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from orders.engine.requests import OrderRequest
+from orders.errors import OrderNotCancellable, OrderNotFound
 from orders.models import Order
+from orders.sequencer.commands import cancel_command, place_command
+from orders.sequencer.loop import Sequencer
 from orders.services.orders import order_cancel, order_place
 from tests.factories import UserFactory, fund
 from tests.orders.invariants import assert_invariants
@@ -116,4 +119,45 @@ def test_a_maker_filled_again_costs_no_statement_of_its_own(taker, django_assert
         submit(taker, side="buy", type="market", quantity="0.02")
     maker.refresh_from_db()
     assert (maker.status, maker.filled_quantity) == ("partially_filled", Decimal("0.07"))
+    assert_invariants()
+
+
+def test_a_cancel_of_an_order_the_engine_closed_reads_no_order_in_the_engine(taker, django_capture_on_commit_callbacks):
+    """It filled before the cancel arrived (the load's common 409): the sequencer remembers
+    the orders it closed (once committed), so only the web tier's lookup of the order's
+    market reads it."""
+    book_of(1)
+    with django_capture_on_commit_callbacks(execute=True):
+        order_id = submit(taker, side="buy", type="limit", quantity="0.1", price="2000.00")
+    assert Order.objects.get(pk=order_id).status == "filled"
+    with CaptureQueriesContext(connection) as captured, pytest.raises(OrderNotCancellable):
+        order_cancel(user=taker, order_id=order_id)
+    reads = [q["sql"] for q in captured.captured_queries if '"orders_order"' in q["sql"]]
+    assert len(reads) == 1, reads  # orders.services.orders._market_of_order
+    # Someone else's order is not known as theirs: 404 as before.
+    with pytest.raises(OrderNotFound):
+        order_cancel(user=UserFactory(), order_id=order_id)
+
+
+def test_a_cancel_of_an_order_closed_earlier_in_its_batch_reads_no_order(taker, market):
+    seller = UserFactory()
+    fund(seller, "ETH", "1")
+    maker = place(seller, side="sell", type="limit", quantity="0.1", price="2000.00")
+    sequencer = Sequencer()
+    sequencer.load()
+    commands = [
+        place_command(
+            user_id=taker.pk,
+            fields={"market": "ETH-USDT", "side": "buy", "type": "limit", "quantity": "0.1", "price": "2000.00"},
+        ),
+        cancel_command(user_id=seller.pk, order_id=maker.pk, market_id=market.pk),
+    ]
+    with CaptureQueriesContext(connection) as captured:
+        answers = sequencer.run_batch(commands)
+    assert [answer["status"] for answer in answers] == [201, 409]
+    assert answers[1]["error"]["code"] == "order_not_cancellable"
+    reads = [
+        q["sql"] for q in captured.captured_queries if q["sql"].startswith("SELECT") and '"orders_order"' in q["sql"]
+    ]
+    assert reads == [], reads
     assert_invariants()

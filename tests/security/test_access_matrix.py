@@ -101,6 +101,10 @@ def _order_body(world: World) -> Call:
     return {}, {"market": SYMBOL, "side": "buy", "type": "limit", "price": "1800.00", "quantity": "0.01"}
 
 
+def _cancel_all(world: World) -> Call:
+    return {}, {"market": SYMBOL}
+
+
 def _credit(world: World) -> Call:
     return {}, {"username": world.owner.username, "asset": "USDT", "amount": "1"}
 
@@ -145,6 +149,7 @@ API_ROUTES: dict[str, Route] = {
     "api/markets/<str:symbol>/candles": Route({"GET": Rule(PUB, 200, _symbol)}),
     "api/wallets": Route({"GET": Rule(USR, 200)}),
     "api/orders": Route({"GET": Rule(USR, 200), "POST": Rule(USR, 201, _order_body)}),
+    "api/orders/cancel-all": Route({"POST": Rule(USR, 200, _cancel_all)}),
     "api/orders/<str:order_id>": Route({"GET": Rule(OWN, 200, _owner_order)}),
     "api/orders/<str:order_id>/cancel": Route({"POST": Rule(OWN, 200, _fresh_owner_order)}),
     "api/trades": Route({"GET": Rule(USR, 200)}),
@@ -348,7 +353,7 @@ def _every_case(world: World, routes: dict[str, Route], check: Callable[[World, 
 
 
 def test_api_access(world: World) -> None:
-    assert _every_case(world, API_ROUTES, _check_api) == 34
+    assert _every_case(world, API_ROUTES, _check_api) == 35
 
 
 def test_page_access(world: World) -> None:

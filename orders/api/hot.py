@@ -1,0 +1,109 @@
+"""POST /api/orders on the hot path: authenticate from the request's credentials (no user
+row: accounts.authentication.request_principal), count the order rate in the process
+(core.api.throttling.worker_rate_wait), read the body (orders.engine.requests.
+order_request_parse), send the command to the engine, answer with the body the engine
+built. No DRF request, serializer or ORM on the way.
+
+What this path does not take (no header credentials: a session or nobody; a body that is
+not JSON, is empty or does not parse) goes to the DRF view, which answers it exactly as
+before (401 not_authenticated, 403 without the CSRF token, 415, 400 malformed_request).
+Both count the same per-process order rate."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+
+from accounts.authentication import request_principal
+from core.api.exception_handler import error_body
+from core.api.throttling import worker_rate_wait
+from core.errors import ApplicationError
+from orders.api.serializers import order_output
+from orders.engine.requests import order_request_parse
+from orders.selectors.orders import order_get_for_user
+from orders.services.orders import PlaceResult, order_place_as
+
+JSON = "application/json"
+ORDER_RATE_SCOPE = "orders"
+
+
+class PermissionRefused(ApplicationError):
+    code = "permission_denied"
+    status = 403
+    default_message = "You are not allowed to do this."
+
+
+class RateExceeded(ApplicationError):
+    code = "throttled"
+    status = 429
+    default_message = "Too many requests; slow down."
+
+
+def json_response(body: Any, *, status: int) -> HttpResponse:
+    """As DRF's JSONRenderer writes it: compact, UTF-8, U+2028/2029 escaped."""
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return HttpResponse(text.encode(), status=status, content_type=JSON)
+
+
+def error_response(error: ApplicationError) -> HttpResponse:
+    """The contract's envelope (core.api.exception_handler.error_body) with its headers."""
+    response = json_response(error_body(error.code, error.message, error.fields), status=error.status)
+    if error.retry_after is not None:
+        response["Retry-After"] = str(error.retry_after)
+    if error.status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="api"'
+    return response
+
+
+def order_rate_check(*, user_id: int) -> None:
+    wait = worker_rate_wait(scope=ORDER_RATE_SCOPE, ident=str(user_id))
+    if wait is not None:
+        raise RateExceeded(retry_after=int(wait) + 1)
+
+
+def _strict_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _json_body(request: HttpRequest) -> object:
+    """The parsed body; ValueError when it is not JSON (or empty)."""
+    charset = (request.content_params or {}).get("charset", "utf-8").lower()
+    if request.content_type != JSON or charset not in ("utf-8", "utf8"):
+        raise ValueError("not JSON")
+    raw = request.body
+    if not raw:
+        raise ValueError("empty")
+    return json.loads(raw.decode("utf-8"), parse_constant=_strict_constant)
+
+
+def place_answer(result: PlaceResult, *, user_id: int) -> HttpResponse:
+    """The order as the engine built it, or (a repeated client_order_id) as stored."""
+    body = result.body
+    if body is None:
+        body = order_output(order_get_for_user(user_id=user_id, order_id=result.order_id))
+    return json_response(body, status=201 if result.created else 200)
+
+
+def order_place_hot(request: HttpRequest) -> HttpResponse | None:
+    """The answer, or None when the DRF view must answer (see the module's text)."""
+    try:
+        principal = request_principal(request)
+    except ApplicationError as error:
+        return error_response(error)
+    if principal is None:
+        return None
+    try:
+        data = _json_body(request)
+    except ValueError:
+        return None
+    try:
+        if not principal.can_trade:
+            raise PermissionRefused()
+        order_rate_check(user_id=principal.user_id)
+        result = order_place_as(user_id=principal.user_id, request=order_request_parse(data), user_verified=False)
+    except ApplicationError as error:
+        return error_response(error)
+    return place_answer(result, user_id=principal.user_id)

@@ -1,0 +1,102 @@
+"""The batch writer's statements: rows given as tuples of plain values (int, Decimal, str,
+bool, aware datetime, None), in the order of the fields named, without model instances
+or Django's per-value field preparation (a third of a batch's CPU, docs/performance.md).
+
+PostgreSQL: one `INSERT ... SELECT FROM unnest(<typed arrays>)` or `UPDATE ... FROM
+unnest(...)` per table, each array sent as one array literal (psycopg quotes one string
+per column instead of adapting every value). Other backends (SQLite): model instances
+and Django's bulk operations (core.db), as before."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from functools import cache
+from typing import Any, cast
+
+from django.db import connection
+from django.db.models import Field, Model
+
+from core.db import rows_insert, rows_update
+
+Row = tuple[Any, ...]
+
+
+def _element(value: object) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime written by the batch writer")
+        return f'"{value.isoformat()}"'
+    text = str(value)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def array_literal(values: Sequence[object]) -> str:
+    """A PostgreSQL array literal of `values` (text quoted and escaped, NULL for None)."""
+    return "{" + ",".join(map(_element, values)) + "}"
+
+
+@cache
+def _shape(model: type[Model], fields: tuple[str, ...]) -> tuple[list[str], list[str], list[str], str]:
+    """Attribute names, quoted columns, array casts and the quoted primary key."""
+    meta = model._meta
+    chosen = [cast("Field[Any, Any]", meta.get_field(name)) for name in fields]
+    quote = connection.ops.quote_name
+    return (
+        [str(field.attname) for field in chosen],
+        [quote(str(field.column)) for field in chosen],
+        [f"%s::{field.db_type(connection)}[]" for field in chosen],
+        quote(str(cast("Field[Any, Any]", meta.pk).column)),
+    )
+
+
+def _columns(rows: Sequence[Row], width: int) -> list[str]:
+    return [array_literal(column) for column in zip(*rows, strict=True)] if rows else [array_literal([])] * width
+
+
+def table_insert(model: type[Model], *, fields: Sequence[str], rows: Sequence[Row]) -> list[int]:
+    """Insert `rows` (values in the order of `fields`) in one statement; their new ids, in order."""
+    if not rows:
+        return []
+    names = tuple(fields)
+    attnames, columns, casts, pk = _shape(model, names)
+    if connection.vendor != "postgresql":
+        return rows_insert(objects=[model(**dict(zip(attnames, row, strict=True))) for row in rows], fields=names)
+    sql = (
+        f"INSERT INTO {connection.ops.quote_name(model._meta.db_table)} ({', '.join(columns)}) "  # noqa: S608
+        f"SELECT {', '.join(f'v.{c}' for c in columns)} FROM unnest({', '.join(casts)}) WITH ORDINALITY "
+        f"AS v({', '.join(columns)}, ordinality) ORDER BY v.ordinality RETURNING {pk}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _columns(rows, len(columns)))
+        return [int(row[0]) for row in cursor.fetchall()]
+
+
+def table_update(model: type[Model], *, fields: Sequence[str], rows: Sequence[Row]) -> None:
+    """Write `fields` of the rows whose primary key is each row's first value, in one statement."""
+    if not rows:
+        return
+    names = tuple(fields)
+    attnames, columns, casts, pk = _shape(model, names)
+    if connection.vendor != "postgresql":
+        pk_name = str(cast("Field[Any, Any]", model._meta.pk).attname)
+        objects = [model(**{pk_name: row[0], **dict(zip(attnames, row[1:], strict=True))}) for row in rows]
+        rows_update(objects=objects, fields=names)
+        return
+    pk_cast = f"%s::{cast('Field[Any, Any]', model._meta.pk).db_type(connection)}[]"
+    assignments = ", ".join(f"{c} = v.{c}" for c in columns)
+    sql = (
+        f"UPDATE {connection.ops.quote_name(model._meta.db_table)} AS t SET {assignments} "  # noqa: S608
+        f"FROM unnest({pk_cast}, {', '.join(casts)}) AS v({pk}, {', '.join(columns)}) WHERE t.{pk} = v.{pk}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _columns(rows, len(columns) + 1))

@@ -1,0 +1,81 @@
+"""orders.sequencer.arrays: the batch writer's array literals give back exactly the values
+written (text with quotes, backslashes, braces, commas, NULL-looking words; decimals at the
+column's limits; datetimes), and a batch written that way reads back as its orders."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.money import MAX_AMOUNT
+from orders.models import Order
+from orders.sequencer.arrays import array_literal
+from tests.orders.invariants import assert_invariants
+
+pytestmark = pytest.mark.django_db
+
+_texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
+
+
+def _round_trip(values: list[object], sql_type: str) -> list[object]:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT unnest(%s::{sql_type}[])", [array_literal(values)])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_the_literal_of_plain_values() -> None:
+    assert array_literal([1, None, True, Decimal("1.50"), 'a"b\\c']) == '{1,NULL,t,1.50,"a\\"b\\\\c"}'
+    assert array_literal([]) == "{}"
+
+
+@pytest.mark.postgres
+@settings(max_examples=150)
+@given(st.lists(st.one_of(st.none(), _texts, st.sampled_from(["NULL", "null", "", " ", "{}", ",", '"', "\\"]))))
+def test_text_comes_back_as_written(values: list[str | None]) -> None:
+    assert _round_trip(list(values), "text") == values
+
+
+@pytest.mark.postgres
+@settings(max_examples=100)
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.decimals(min_value=-MAX_AMOUNT, max_value=MAX_AMOUNT, places=8, allow_nan=False),
+            st.sampled_from([Decimal(0), Decimal("1E+3"), Decimal("0.00000001"), MAX_AMOUNT, -MAX_AMOUNT]),
+        ),
+        max_size=20,
+    )
+)
+def test_money_comes_back_exactly(values: list[Decimal | None]) -> None:
+    assert _round_trip(list(values), "numeric(30,8)") == values
+
+
+@pytest.mark.postgres
+def test_datetimes_and_integers_come_back() -> None:
+    moment = datetime(2026, 12, 3, 7, 30, 1, 123456, tzinfo=UTC)
+    east = moment.astimezone(timezone(timedelta(hours=5, minutes=30)))
+    assert _round_trip([moment, None, east], "timestamptz") == [moment, None, moment]
+    assert _round_trip([0, -1, 2**62, None], "bigint") == [0, -1, 2**62, None]
+
+
+def test_a_naive_datetime_is_refused() -> None:
+    with pytest.raises(ValueError):
+        array_literal([datetime(2026, 1, 1)])  # noqa: DTZ001
+
+
+def test_orders_with_awkward_client_ids_are_written_and_read_back(market, trader) -> None:
+    alice = trader(USDT="10000")
+    awkward = ['q"uote', "back\\slash", "{brace},comma", "NULL", " spaced ", "ünïcødé ✓", "'single'"]
+    for client_id in awkward:
+        response = alice.order(side="buy", type="limit", quantity="0.1", price="1900.00", client_order_id=client_id)
+        assert response.status_code == 201, response.content
+        assert response.json()["client_order_id"] == client_id.strip()
+    stored = set(Order.objects.filter(user=alice.user).values_list("client_order_id", flat=True))
+    assert stored == {client_id.strip() for client_id in awkward}
+    assert_invariants()
