@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from core.api.time import ServerTimeApi
 from core.views import healthz, metrics
 
 api_patterns: list[URLPattern | URLResolver] = [
@@ -9,6 +10,7 @@ api_patterns: list[URLPattern | URLResolver] = [
     path("", include("orders.api.urls")),
     path("", include("flywheel.api.urls")),
     path("", include("revenue.api.urls")),
+    path("time", ServerTimeApi.as_view(), name="api-time"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

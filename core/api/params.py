@@ -1,12 +1,41 @@
+"""Query parameters: read and checked here, and described in the OpenAPI schema from the
+same definition, so the schema states every range the server enforces."""
+
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework.request import Request
 
 from core.errors import InvalidParameter
 from core.money import parse_decimal
 from core.text import is_clean_name, parse_id
+
+
+@dataclass(frozen=True, slots=True)
+class IntParam:
+    """An optional integer query parameter within [minimum, maximum]."""
+
+    name: str
+    default: int
+    minimum: int
+    maximum: int
+    description: str = ""
+
+    def read(self, request: Request) -> int:
+        return int_param(request, self.name, default=self.default, minimum=self.minimum, maximum=self.maximum)
+
+    def openapi(self) -> OpenApiParameter:
+        schema: dict[str, Any] = {
+            "type": "integer",
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+            "default": self.default,
+        }
+        return OpenApiParameter(self.name, schema, OpenApiParameter.QUERY, description=self.description)
 
 
 def int_param(request: Request, name: str, *, default: int, minimum: int, maximum: int) -> int:
@@ -25,6 +54,12 @@ def name_param(request: Request, name: str, *, max_length: int) -> str | None:
     if raw is not None and not is_clean_name(raw, max_length=max_length):
         raise InvalidParameter(fields={name: [f"At most {max_length} printable characters."]})
     return raw
+
+
+def name_openapi(name: str, *, max_length: int, description: str = "") -> OpenApiParameter:
+    """The schema of a `name_param`."""
+    schema = {"type": "string", "minLength": 1, "maxLength": max_length}
+    return OpenApiParameter(name, schema, OpenApiParameter.QUERY, description=description)
 
 
 def choice_param(request: Request, name: str, *, default: str, choices: list[str]) -> str:

@@ -7,7 +7,8 @@ statuses every operation can answer, derived from its view and its parameters:
 - 400 when it reads a request body or query parameters (validation, business rules);
 - 401 when it authenticates callers (a missing, bad or expired token is refused even on
   public operations, since JWT authentication runs before the permission check);
-- 403 when it is staff only, or when it is unsafe and accepts the session (CSRF);
+- 403 when it is staff only or refuses API keys, or when it is unsafe and accepts the
+  session (CSRF);
 - 404 when it has path parameters (unknown symbol, id, name) or a `cursor`;
 - 429 when it is throttled by its throttle classes.
 
@@ -22,6 +23,8 @@ from typing import Any
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import IsAdminUser
+
+from core.api.permissions import IsAuthenticatedInPerson
 
 ERROR_COMPONENT = "ErrorEnvelope"
 ERROR_REF = {"$ref": f"#/components/schemas/{ERROR_COMPONENT}"}
@@ -47,8 +50,10 @@ ERROR_SCHEMA: dict[str, Any] = {
 }
 ERROR_DESCRIPTIONS = {
     400: "Invalid input or a business rule refused it (`validation_error`, `invalid_parameter`, ...).",
-    401: "No, bad or expired credentials (`not_authenticated`, `invalid_token`, `invalid_credentials`).",
-    403: "Authenticated but not allowed (`permission_denied`).",
+    401: "No, bad or expired credentials (`not_authenticated`, `invalid_token`, `invalid_credentials`; signed"
+    " requests: `invalid_api_key`, `invalid_signature`, `signature_expired`, `replayed_request`).",
+    403: "Authenticated but not allowed (`permission_denied`; `api_key_read_only`: the API key has no `trade`"
+    " permission; `api_key_not_allowed`: API keys cannot manage keys or reach staff endpoints).",
     404: "Not found or not the caller's (`not_found`, `market_not_found`, `order_not_found`, ...).",
     409: "Conflicts with the current state.",
     429: "Throttled (`throttled`); `Retry-After` says when to try again.",
@@ -82,7 +87,9 @@ def _default_statuses(method: str, path: str, operation: dict[str, Any], view_cl
         permissions = list(getattr(view_class, "permission_classes", []))
         if authentication:
             statuses.append(401)
-        staff_only = any(isinstance(p, type) and issubclass(p, IsAdminUser) for p in permissions)
+        staff_only = any(
+            isinstance(p, type) and issubclass(p, (IsAdminUser, IsAuthenticatedInPerson)) for p in permissions
+        )
         session = any(isinstance(a, type) and issubclass(a, SessionAuthentication) for a in authentication)
         if staff_only or (session and method not in SAFE_METHODS):
             statuses.append(403)
