@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import unicodedata
 
 from django.conf import settings
@@ -31,7 +32,6 @@ from accounts.login_throttle import (
 from accounts.models import ApiKey, UsernameKey
 from accounts.usernames import username_key, username_mixes_scripts
 from core.errors import InvalidInput
-from core.text import has_control_characters
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +93,16 @@ def user_authenticate(*, request: HttpRequest, username: str, password: str) -> 
     return user
 
 
-API_KEY_PERMISSION_SETS = ({PERMISSION_READ}, {PERMISSION_READ, PERMISSION_TRADE})
+API_KEY_PERMISSION_LISTS = ([PERMISSION_READ], [PERMISSION_READ, PERMISSION_TRADE])
 API_KEY_LABEL_MAX_LENGTH = 64
+# A label: 1 to 64 characters, none of them a control, format (bidi, zero-width) or
+# private-use character. The same expression is the OpenAPI schema's pattern (lengths apart);
+# lone surrogates (JSON allows "\\ud800") are refused too: they are not text.
+API_KEY_LABEL_PATTERN = (
+    "^[^\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e"
+    "\\u2060-\\u206f\\ufeff\\ufff9-\\ufffb\\ue000-\\uf8ff]+$"
+)
+API_KEY_LABEL = re.compile(API_KEY_LABEL_PATTERN)
 
 
 def user_password_confirm(*, request: HttpRequest, user: AbstractBaseUser, password: str) -> None:
@@ -113,11 +121,13 @@ def user_password_confirm(*, request: HttpRequest, user: AbstractBaseUser, passw
 def api_key_create(*, user: AbstractBaseUser, label: str, permissions: list[str]) -> tuple[ApiKey, str]:
     """A new API key and its secret: the only time the secret is available in clear (it is
     stored encrypted: accounts.api_keys). Permissions are ["read"] or ["read", "trade"]."""
-    label = label.strip()
-    if not label or len(label) > API_KEY_LABEL_MAX_LENGTH or has_control_characters(label):
+    if (
+        not 0 < len(label) <= API_KEY_LABEL_MAX_LENGTH
+        or not API_KEY_LABEL.fullmatch(label)
+        or any("\ud800" <= char <= "\udfff" for char in label)
+    ):
         raise InvalidInput(fields={"label": [f"1 to {API_KEY_LABEL_MAX_LENGTH} printable characters."]})
-    wanted = set(permissions)
-    if len(wanted) != len(permissions) or wanted not in API_KEY_PERMISSION_SETS:
+    if permissions not in API_KEY_PERMISSION_LISTS:
         raise InvalidInput(fields={"permissions": ['["read"] or ["read", "trade"].']})
     # Serialises a user's concurrent creations so that the limit holds.
     get_user_model().objects.select_for_update().filter(pk=user.pk).first()
@@ -129,7 +139,7 @@ def api_key_create(*, user: AbstractBaseUser, label: str, permissions: list[str]
         key=key,
         secret_encrypted=secret_encrypt(secret),
         label=label,
-        can_trade=PERMISSION_TRADE in wanted,
+        can_trade=PERMISSION_TRADE in permissions,
         created_at=timezone.now(),
     )
     logger.info("api key created", extra={"user_id": user.pk, "api_key_id": api_key.pk, "api_key": key})

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from typing import Any
+
+from django.core.validators import RegexValidator
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -10,20 +13,46 @@ from rest_framework.views import APIView
 
 from accounts.errors import ApiKeyNotFound
 from accounts.selectors import api_key_list_for_user
-from accounts.services import API_KEY_LABEL_MAX_LENGTH, api_key_create, api_key_delete
+from accounts.services import (
+    API_KEY_LABEL_MAX_LENGTH,
+    API_KEY_LABEL_PATTERN,
+    API_KEY_PERMISSION_LISTS,
+    api_key_create,
+    api_key_delete,
+)
+from core.api.fields import StrictCharField
 from core.api.permissions import IsAuthenticatedInPerson
 from core.api.request import request_user
 from core.text import parse_id
 
+PERMISSIONS_SCHEMA = {
+    "type": "array",
+    "items": {"type": "string", "enum": ["read", "trade"]},
+    "enum": [list(p) for p in API_KEY_PERMISSION_LISTS],
+    "description": '["read"] or ["read", "trade"], exactly.',
+}
+
+
+@extend_schema_field(PERMISSIONS_SCHEMA)
+class PermissionsField(serializers.Field):
+    default_error_messages = {"invalid": 'Must be ["read"] or ["read", "trade"].'}
+
+    def to_internal_value(self, data: Any) -> list[str]:
+        if data not in API_KEY_PERMISSION_LISTS:
+            self.fail("invalid")
+        return list(data)
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
 
 class ApiKeyInput(serializers.Serializer):
-    label = serializers.CharField(max_length=API_KEY_LABEL_MAX_LENGTH)
-    permissions = serializers.ListField(
-        child=serializers.ChoiceField(choices=["read", "trade"]),
-        min_length=1,
-        max_length=2,
-        help_text='["read"] or ["read", "trade"].',
+    label = StrictCharField(
+        max_length=API_KEY_LABEL_MAX_LENGTH,
+        trim_whitespace=False,
+        validators=[RegexValidator(API_KEY_LABEL_PATTERN)],
     )
+    permissions = PermissionsField()
 
 
 class ApiKeyOutput(serializers.Serializer):

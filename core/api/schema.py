@@ -10,7 +10,8 @@ statuses every operation can answer, derived from its view and its parameters:
 - 403 when it is staff only or refuses API keys, or when it is unsafe and accepts the
   session (CSRF);
 - 404 when it has path parameters (unknown symbol, id, name) or a `cursor`;
-- 429 when it is throttled by its throttle classes.
+- 429 when it is throttled by its throttle classes;
+- 414 on every operation: the web server's limit on the request line.
 
 Statuses that depend on what the operation does (409 conflicts, a login throttle, 503 when
 the platform lacks something) are declared on the view with `error_responses(...)`; the hook
@@ -60,6 +61,7 @@ ERROR_DESCRIPTIONS = {
     503: "Temporarily unavailable.",
 }
 SAFE_METHODS = {"get", "head", "options"}
+URI_TOO_LONG = "URI too long: the request line (path and query) is longer than the web server accepts."
 
 
 def error_responses(*statuses: int, **descriptions: str) -> dict[int, OpenApiResponse]:
@@ -114,6 +116,9 @@ def error_responses_hook(result: dict[str, Any], generator: Any, request: Any, p
             responses = operation["responses"]
             for status in _default_statuses(method, path, operation, views.get((path, method))):
                 responses.setdefault(str(status), _error_response(status))
+            # Every operation: the web server refuses a request line longer than it reads
+            # (gunicorn: 4094 bytes) before any view runs; no body is promised.
+            responses.setdefault("414", {"description": URI_TOO_LONG})
             # Keep the statuses in numeric order, as a reader expects them.
             operation["responses"] = dict(sorted(responses.items()))
     result.setdefault("components", {}).setdefault("schemas", {})[ERROR_COMPONENT] = ERROR_SCHEMA

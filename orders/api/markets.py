@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
@@ -9,14 +10,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api.params import IntParam, choice_param
+from core.api.params import IntParam, choice_param, pattern_openapi
 from orders.api.serializers import BookOutput, CandleOutput, MarketOutput, MarketTradeOutput, money
 from orders.selectors.book import order_book_get
 from orders.selectors.candles import INTERVALS, candle_list
-from orders.selectors.markets import market_get, market_list
+from orders.selectors.markets import SYMBOL_MAX_LENGTH, market_get, market_list
 from orders.selectors.orders import trade_list_for_market
 from orders.selectors.tickers import ticker_list
 
+# What a market filter must look like (BASE-QUOTE); the schema states it, the server checks it.
+SYMBOL_FILTER_PATTERN = re.compile(r"[A-Za-z0-9._]{1,16}-[A-Za-z0-9._]{1,16}", re.ASCII)
+MARKET_FILTER = pattern_openapi(
+    "market", pattern=SYMBOL_FILTER_PATTERN, max_length=SYMBOL_MAX_LENGTH, description="A market symbol: ETH-USDT."
+)
 SYMBOL = OpenApiParameter("symbol", str, OpenApiParameter.PATH, examples=[OpenApiExample("ETH-USDT", value="ETH-USDT")])
 DEPTH = IntParam("depth", default=50, minimum=1, maximum=500, description="Price levels per side.")
 TRADES_LIMIT = IntParam("limit", default=50, minimum=1, maximum=500, description="How many trades, newest first.")

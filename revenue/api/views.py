@@ -136,8 +136,13 @@ RETRY_QUEUED = inline_serializer(
 )
 
 
+STREAM_ID_SCHEMA = {"type": "integer", "minimum": 0, "maximum": 9}
+HOURS_SCHEMA = {"type": "integer", "minimum": 1, "maximum": 24 * 366, "default": 24}
+
+
 def _int_param(request: Request, *names: str, default: int | None, minimum: int, maximum: int) -> int | None:
-    raw = next((request.query_params[n] for n in names if request.query_params.get(n) not in (None, "")), None)
+    # Present, even empty, a value must be an integer in range (as the schema says).
+    raw = next((request.query_params[n] for n in names if request.query_params.get(n) is not None), None)
     if raw is None:
         return default
     value = parse_id(raw)
@@ -155,9 +160,15 @@ class OnchainFailuresApi(APIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("stream_id", int),
-            OpenApiParameter("streamId", int, description="Alias of stream_id."),
-            OpenApiParameter("hours", int, description="Window in hours, default 24."),
+            OpenApiParameter("stream_id", {"type": "integer", "minimum": 0, "maximum": 9}),
+            OpenApiParameter(
+                "streamId", {"type": "integer", "minimum": 0, "maximum": 9}, description="Alias of stream_id."
+            ),
+            OpenApiParameter(
+                "hours",
+                {"type": "integer", "minimum": 1, "maximum": 24 * 366, "default": 24},
+                description="Window in hours.",
+            ),
         ],
         responses={200: FAILURE_REPORT},
     )
