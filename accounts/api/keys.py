@@ -47,7 +47,7 @@ class PermissionsField(serializers.Field):
 
 
 class ApiKeyInput(serializers.Serializer):
-    label = StrictCharField(
+    label = StrictCharField(  # type: ignore[assignment]  # a field named like Field.label
         max_length=API_KEY_LABEL_MAX_LENGTH,
         trim_whitespace=False,
         validators=[RegexValidator(API_KEY_LABEL_PATTERN)],
@@ -58,7 +58,7 @@ class ApiKeyInput(serializers.Serializer):
 class ApiKeyOutput(serializers.Serializer):
     id = serializers.IntegerField()
     key = serializers.CharField(help_text="The public identifier, sent as X-API-KEY.")
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]
     permissions = serializers.ListField(child=serializers.ChoiceField(choices=["read", "trade"]))
     created_at = serializers.DateTimeField()
     last_used_at = serializers.DateTimeField(allow_null=True, help_text="Updated at most once a minute.")
@@ -68,7 +68,7 @@ class ApiKeyCreatedOutput(serializers.Serializer):
     id = serializers.IntegerField()
     key = serializers.CharField()
     secret = serializers.CharField(help_text="Shown this once and never again: store it now.")
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]
     permissions = serializers.ListField(child=serializers.ChoiceField(choices=["read", "trade"]))
     created_at = serializers.DateTimeField()
 
