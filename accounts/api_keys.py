@@ -250,13 +250,27 @@ def api_key_request_principal(
     return principal
 
 
+def request_target(request: HttpRequest) -> str:
+    """The path and query as the client sent them: the raw request target when the server
+    passes it on (gunicorn's RAW_URI, an ASGI server's raw_path), else Django's rebuilt one,
+    which is the same for every path without percent-encoded reserved characters."""
+    raw = request.META.get("RAW_URI") or request.META.get("REQUEST_URI")
+    if isinstance(raw, str) and raw.startswith("/"):
+        return raw
+    scope = getattr(request, "scope", None)
+    if isinstance(scope, dict) and isinstance(scope.get("raw_path"), bytes):
+        query = scope.get("query_string") or b""
+        return (scope["raw_path"] + (b"?" + query if query else b"")).decode("latin-1")
+    return request.get_full_path()
+
+
 def api_key_principal_for_request(request: HttpRequest) -> ApiKeyPrincipal | None:
     """`api_key_request_principal` for a Django request (a plain view, or DRF's own)."""
     if HEADER_KEY not in request.headers:
         return None
     return api_key_request_principal(
         method=request.method or "GET",
-        path_with_query=request.get_full_path(),
+        path_with_query=request_target(request),
         body=request.body,
         headers=request.headers,
     )

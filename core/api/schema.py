@@ -25,7 +25,7 @@ from drf_spectacular.utils import OpenApiResponse
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import IsAdminUser
 
-from core.api.permissions import IsAuthenticatedInPerson
+from core.api.permissions import IsAuthenticatedInPerson, IsStaff
 
 ERROR_COMPONENT = "ErrorEnvelope"
 ERROR_REF = {"$ref": f"#/components/schemas/{ERROR_COMPONENT}"}
@@ -102,6 +102,16 @@ def _default_statuses(method: str, path: str, operation: dict[str, Any], view_cl
     return statuses
 
 
+DELEGATED_SCHEMES = {"ApiKey", "ApiKeyTimestamp", "ApiKeySignature"}  # accounts.api_key_auth.ApiKeyScheme
+
+
+def _refuses_delegated(view_class: type) -> bool:
+    return any(
+        isinstance(p, type) and issubclass(p, (IsStaff, IsAuthenticatedInPerson))
+        for p in getattr(view_class, "permission_classes", [])
+    )
+
+
 def error_responses_hook(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     """drf-spectacular postprocessing hook: document the envelope on every operation."""
     views: dict[tuple[str, str], type] = {}
@@ -114,7 +124,15 @@ def error_responses_hook(result: dict[str, Any], generator: Any, request: Any, p
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             responses = operation["responses"]
-            for status in _default_statuses(method, path, operation, views.get((path, method))):
+            view_class = views.get((path, method))
+            if view_class is not None and _refuses_delegated(view_class):
+                # Staff endpoints and key management refuse API keys: not a way in there.
+                operation["security"] = [
+                    requirement
+                    for requirement in operation.get("security", [])
+                    if not any(name in DELEGATED_SCHEMES for name in requirement)
+                ]
+            for status in _default_statuses(method, path, operation, view_class):
                 responses.setdefault(str(status), _error_response(status))
             # Every operation: the web server refuses a request line longer than it reads
             # (gunicorn: 4094 bytes) before any view runs; no body is promised.

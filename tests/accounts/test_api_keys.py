@@ -126,6 +126,15 @@ def test_the_query_string_is_signed(api_client, read_key):
     _error(api_client.get("/api/orders?status=open&limit=6", **headers), 401, "invalid_signature")
 
 
+def test_the_raw_request_target_is_what_is_signed(api_client, read_key):
+    """gunicorn passes the request line's target on (RAW_URI): a client signs what it sent,
+    %2F and all, even where Django's rebuilt path would differ."""
+    raw = "/api/orders/by-client-id/a%2Fb"
+    headers = signed_headers(read_key["key"], read_key["secret"], "GET", raw)
+    response = api_client.get(raw, RAW_URI=raw, **headers)
+    _error(response, 404, "order_not_found")  # authenticated: the lookup ran
+
+
 def test_the_function_takes_plain_headers(user, trade_key):
     """What a plain Django view calls: (method, path_with_query, body, headers)."""
     body = b'{"market": "ETH-USDT"}'
