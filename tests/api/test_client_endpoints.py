@@ -164,3 +164,34 @@ def test_new_endpoints_are_in_the_schema(api_client):
         "/api/keys/{key_id}",
     ):
         assert path in paths, path
+
+
+def _parameter(schema: dict, path: str, name: str) -> dict:
+    (found,) = [p for p in schema["paths"][path]["get"]["parameters"] if p["name"] == name]
+    return found
+
+
+def test_the_schema_states_the_enforced_ranges(api_client):
+    schema = api_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    ranges = {
+        ("/api/markets/{symbol}/book", "depth"): (1, 500),
+        ("/api/markets/{symbol}/trades", "limit"): (1, 500),
+        ("/api/markets/{symbol}/candles", "limit"): (1, 1000),
+        ("/api/orders", "limit"): (1, 200),
+        ("/api/trades", "limit"): (1, 200),
+    }
+    for (path, name), (low, high) in ranges.items():
+        parameter = _parameter(schema, path, name)["schema"]
+        assert (parameter["type"], parameter["minimum"], parameter["maximum"]) == ("integer", low, high), (path, name)
+    for name in ("ttx_amount", "monthly_volume"):
+        assert _parameter(schema, "/api/flywheel/calculator", name)["required"] is True
+    operations = [op for item in schema["paths"].values() for op in item.values() if isinstance(op, dict)]
+    assert operations and all("414" in op["responses"] for op in operations)
+
+
+@pytest.mark.parametrize("limit", ["abc", "0", "201", "-1", "", "1.5"])
+def test_paginated_lists_refuse_a_limit_the_schema_refuses(user_client, limit):
+    for path in ("/api/orders", "/api/trades"):
+        response = user_client.get(f"{path}?limit={limit}")
+        assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_parameter", path
+    assert len(user_client.get("/api/orders?limit=200").json()["results"]) == 0
