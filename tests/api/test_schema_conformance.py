@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+from jsonschema import Draft4Validator
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from orders.engine.requests import OrderRequest
@@ -68,13 +70,34 @@ class Finding:
     status: int | None
     code: str | None
     request: str
+    body: Any = None
+    # Only the body was made to violate the schema (headers, query and path are valid).
+    body_only_negative: bool = False
 
     def allowed(self) -> bool:
+        if self.check == "negative_data_rejection" and self.status == 414:
+            return True  # refused by the web server before any view: documented on every operation
         return (
             self.check == BUSINESS_RULE_CHECK
             and self.status in (400, 409)
             and self.code in BUSINESS_RULES.get(self.operation, set())
         )
+
+
+def misclassified(finding: Finding, schema: dict[str, Any]) -> bool:
+    """schemathesis's coverage phase sometimes calls a body negative that the schema accepts
+    (seen: an extra property `error` said to miss `market`, on an object without
+    `additionalProperties: false`). Such a "schema-violating request accepted" is checked
+    here against the operation's own request schema: a body that is valid is no finding."""
+    if finding.check != "negative_data_rejection" or not finding.body_only_negative:
+        return False
+    method, path = finding.operation.split(" ", 1)
+    content = schema["paths"][path][method.lower()].get("requestBody", {}).get("content", {})
+    body_schema = content.get("application/json", {}).get("schema")
+    if body_schema is None:
+        return False
+    validator = Draft4Validator({**body_schema, "components": schema["components"]})
+    return validator.is_valid(finding.body)
 
 
 def _decode(content: Any) -> Any:
@@ -107,12 +130,19 @@ def findings(report: Path) -> Iterator[Finding]:
                 answer = _decode(response.get("content"))
                 code = answer.get("error", {}).get("code") if isinstance(answer, dict) else None
                 request = interaction.get("request") or {}
+                case = ((recorder.get("cases") or {}).get(case_id) or {}).get("value") or {}
+                modes = {
+                    name: part.get("mode") for name, part in (case.get("meta", {}).get("components") or {}).items()
+                }
                 yield Finding(
                     check=check["name"],
                     operation=failure["operation"],
                     status=response.get("status_code"),
                     code=code,
                     request=f"{request.get('method')} {request.get('uri')} {_decode(request.get('body'))}"[:400],
+                    body=case.get("body"),
+                    body_only_negative=modes.get("body") == "negative"
+                    and all(mode == "positive" for name, mode in modes.items() if name != "body"),
                 )
 
 
@@ -159,7 +189,8 @@ def test_schemathesis_finds_nothing_but_business_rules(live_server, tmp_path):
         "--workers",
         "1",
         "--continue-on-failure",
-        # NUL in text is refused everywhere (400, docs/security.md): a rule, not a schema.
+        # NUL in text is refused by rule (400 in a body or query, 404 in a path:
+        # docs/security.md), not by the schema.
         "--generation-allow-x00",
         "false",
         "--generation-database",
@@ -175,7 +206,8 @@ def test_schemathesis_finds_nothing_but_business_rules(live_server, tmp_path):
     run = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_SECONDS, check=False)
     reports = list(tmp_path.glob("*.ndjson"))
     assert reports, run.stdout[-3000:] + run.stderr[-2000:]
-    found = list(findings(reports[0]))
+    schema = requests.get(f"{live_server.url}/api/schema/?format=json", timeout=10).json()
+    found = [f for f in findings(reports[0]) if not misclassified(f, schema)]
     unexpected = sorted(
         {f"{f.check} {f.operation} [{f.status} {f.code}] {f.request}" for f in found if not f.allowed()}
     )
@@ -224,3 +256,28 @@ def test_findings_are_read_from_the_report(tmp_path):
         ("POST /api/orders", "market_not_found", True),
         ("GET /api/orders", None, False),
     ]
+
+
+def test_a_body_the_schema_accepts_is_no_negative_finding():
+    """The re-check of "schema-violating request accepted" keeps a body the schema refuses."""
+    schema = {
+        "paths": {
+            "/api/orders": {
+                "post": {
+                    "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Order"}}}}
+                }
+            }
+        },
+        "components": {
+            "schemas": {
+                "Order": {"type": "object", "required": ["market"], "properties": {"market": {"type": "string"}}}
+            }
+        },
+    }
+
+    def finding(body: Any) -> Finding:
+        return Finding("negative_data_rejection", "POST /api/orders", 201, None, "", body, True)
+
+    assert misclassified(finding({"market": "ETH-USDT", "error": {"fields": 0}}), schema)
+    assert not misclassified(finding({"error": {"fields": 0}}), schema)
+    assert not misclassified(finding({"market": 5}), schema)
