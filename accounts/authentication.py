@@ -15,6 +15,7 @@ from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import Token
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
+from accounts.api_keys import api_key_principal_for_request
 from core.db import quote_name, rows_select
 from core.errors import ApplicationError
 
@@ -89,7 +90,11 @@ def request_principal(request: HttpRequest) -> Principal | None:
     active: orders.sequencer.loop). None when the request carries no such credentials (a
     session, or nobody): the DRF views decide then. Raises CredentialsInvalid (401).
 
-    The one door for header credentials: signed API keys (issue 20) plug in here."""
+    The one door for header credentials: a signed API key (accounts.api_keys, which reads
+    its key row and refuses a read-only key on unsafe methods) or a JWT."""
+    signed = api_key_principal_for_request(request)
+    if signed is not None:
+        return Principal(user_id=signed.user_id, scheme="api_key", can_trade=signed.can_trade)
     header = request.META.get(api_settings.AUTH_HEADER_NAME)
     if header is None:
         return None

@@ -27,3 +27,50 @@ class InvalidToken(ApplicationError):
     code = "invalid_token"
     status = 401
     default_message = "The token is invalid, expired or revoked."
+
+
+class InvalidApiKey(ApplicationError):
+    code = "invalid_api_key"
+    status = 401
+    default_message = "The API key is unknown or was deleted."
+
+
+class InvalidSignature(ApplicationError):
+    code = "invalid_signature"
+    status = 401
+    default_message = "The request signature does not match (X-API-SIGNATURE, X-API-TIMESTAMP)."
+
+
+class SignatureExpired(ApplicationError):
+    code = "signature_expired"
+    status = 401
+    default_message = "X-API-TIMESTAMP is more than 5 seconds from the server's clock (GET /api/time)."
+
+
+class ReplayedRequest(ApplicationError):
+    code = "replayed_request"
+    status = 401
+    default_message = "This signature was already used; sign each request anew."
+
+
+class ApiKeyReadOnly(ApplicationError):
+    code = "api_key_read_only"
+    status = 403
+    default_message = "This API key has no trade permission."
+
+
+class ApiKeyNotFound(ApplicationError):
+    code = "api_key_not_found"
+    status = 404
+    default_message = "No such API key."
+
+
+class TooManyApiKeys(ApplicationError):
+    code = "too_many_api_keys"
+    default_message = "You have reached the maximum number of API keys; delete one first."
+
+
+class WrongPassword(ApplicationError):
+    code = "invalid_credentials"
+    status = 401
+    default_message = "Wrong password."

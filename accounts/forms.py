@@ -68,3 +68,19 @@ class RegisterForm(ServiceForm):
         if password and confirm and password != confirm:
             self.add_error("password_confirm", "The two passwords differ.")
         return cleaned
+
+
+class ApiKeyCreateForm(ServiceForm):
+    """The keys page: the same fields as POST /api/keys, and the password again (creating a
+    key that can trade is as sensitive as a login)."""
+
+    label = forms.CharField(max_length=64, help_text="A name to tell your keys apart, e.g. “grid bot”.")
+    trade = forms.BooleanField(
+        required=False, label="Allow trading", help_text="Without it the key can only read (orders, wallets, markets)."
+    )
+    password = forms.CharField(
+        label="Your password",
+        max_length=128,
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )

@@ -33,3 +33,40 @@ class RefreshTokenFamily(models.Model):
 
     def __str__(self) -> str:
         return self.family
+
+
+class ApiKey(models.Model):
+    """A key a trader's bot signs requests with (accounts.api_keys). `key` is public (sent as
+    X-API-KEY); the secret is kept encrypted (`secret_encrypted`, Fernet with a key derived
+    from SECRET_KEY or API_KEY_ENCRYPTION_KEYS), because verifying an HMAC needs the secret
+    itself; it is shown to its owner once, at creation. Deleting the row revokes the key."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    key = models.CharField(max_length=64, unique=True)
+    secret_encrypted = models.TextField()
+    label = models.CharField(max_length=64)
+    can_trade = models.BooleanField(default=False)
+    created_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-id"], name="api_key_user_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.key[:8]}…)"
+
+    @property
+    def permissions(self) -> list[str]:
+        return ["read", "trade"] if self.can_trade else ["read"]
+
+
+class ApiSignatureSeen(models.Model):
+    """A signature already accepted, until its window closes: the replay store when the
+    cache is per process (the embedded default). Its primary key makes the claim atomic
+    across processes; rows past `expires_at` are removed as new ones arrive."""
+
+    signature = models.CharField(max_length=100, primary_key=True)  # "<key id>:<signature>"
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.signature

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import logging
+import re
 import unicodedata
 
+from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.auth.password_validation import validate_password
@@ -10,10 +12,24 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.http import HttpRequest
+from django.utils import timezone
 
-from accounts.errors import InvalidCredentials, UsernameTaken, WeakPassword
-from accounts.login_throttle import login_failures_clear, login_refusal_check
-from accounts.models import UsernameKey
+from accounts.api_keys import PERMISSION_READ, PERMISSION_TRADE, key_material_new, secret_encrypt
+from accounts.errors import (
+    ApiKeyNotFound,
+    InvalidCredentials,
+    TooManyApiKeys,
+    UsernameTaken,
+    WeakPassword,
+    WrongPassword,
+)
+from accounts.login_throttle import (
+    login_failure_record,
+    login_failures_clear,
+    login_refusal_check,
+    login_throttle_check,
+)
+from accounts.models import ApiKey, UsernameKey
 from accounts.usernames import username_key, username_mixes_scripts
 from core.errors import InvalidInput
 
@@ -75,3 +91,65 @@ def user_authenticate(*, request: HttpRequest, username: str, password: str) -> 
         raise InvalidCredentials()
     login_failures_clear(request=request, username=username)
     return user
+
+
+API_KEY_PERMISSION_LISTS = ([PERMISSION_READ], [PERMISSION_READ, PERMISSION_TRADE])
+API_KEY_LABEL_MAX_LENGTH = 64
+# A label: 1 to 64 characters, none of them a control, format (bidi, zero-width) or
+# private-use character. The same expression is the OpenAPI schema's pattern (lengths apart);
+# lone surrogates (JSON allows "\\ud800") are refused too: they are not text.
+API_KEY_LABEL_PATTERN = (
+    "^[^\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e"
+    "\\u2060-\\u206f\\ufeff\\ufff9-\\ufffb\\ue000-\\uf8ff]+$"
+)
+API_KEY_LABEL = re.compile(API_KEY_LABEL_PATTERN)
+
+
+def user_password_confirm(*, request: HttpRequest, user: AbstractBaseUser, password: str) -> None:
+    """A page asks for the password again before a sensitive change (creating an API key):
+    under the failed-login policy (accounts.login_throttle's hook for doors that check a
+    secret themselves): 429 while locked out, 401 and one failure counted on a mismatch."""
+    username = user.get_username()
+    login_throttle_check(request=request, username=username)
+    if not user.check_password(password):
+        login_failure_record(request=request, username=username)
+        logger.warning("wrong password confirmation", extra={"user_id": user.pk})
+        raise WrongPassword(fields={"password": ["Wrong password."]})
+
+
+@transaction.atomic
+def api_key_create(*, user: AbstractBaseUser, label: str, permissions: list[str]) -> tuple[ApiKey, str]:
+    """A new API key and its secret: the only time the secret is available in clear (it is
+    stored encrypted: accounts.api_keys). Permissions are ["read"] or ["read", "trade"]."""
+    if (
+        not 0 < len(label) <= API_KEY_LABEL_MAX_LENGTH
+        or not API_KEY_LABEL.fullmatch(label)
+        or any("\ud800" <= char <= "\udfff" for char in label)
+    ):
+        raise InvalidInput(fields={"label": [f"1 to {API_KEY_LABEL_MAX_LENGTH} printable characters."]})
+    if permissions not in API_KEY_PERMISSION_LISTS:
+        raise InvalidInput(fields={"permissions": ['["read"] or ["read", "trade"].']})
+    # Serialises a user's concurrent creations so that the limit holds.
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    if ApiKey.objects.filter(user_id=user.pk).count() >= settings.API_KEYS_PER_USER_MAX:
+        raise TooManyApiKeys()
+    key, secret = key_material_new()
+    api_key = ApiKey.objects.create(
+        user_id=user.pk,
+        key=key,
+        secret_encrypted=secret_encrypt(secret),
+        label=label,
+        can_trade=PERMISSION_TRADE in permissions,
+        created_at=timezone.now(),
+    )
+    logger.info("api key created", extra={"user_id": user.pk, "api_key_id": api_key.pk, "api_key": key})
+    return api_key, secret
+
+
+def api_key_delete(*, user_id: int, api_key_id: int) -> None:
+    """Revokes the key at once (the row goes; the next signed request with it is
+    invalid_api_key). 404 when it is not the caller's."""
+    deleted, _ = ApiKey.objects.filter(pk=api_key_id, user_id=user_id).delete()
+    if not deleted:
+        raise ApiKeyNotFound()
+    logger.info("api key deleted", extra={"user_id": user_id, "api_key_id": api_key_id})

@@ -23,9 +23,18 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from accounts.forms import LoginForm, RegisterForm
-from accounts.services import user_authenticate, user_register
+from accounts.errors import ApiKeyNotFound
+from accounts.forms import ApiKeyCreateForm, LoginForm, RegisterForm
+from accounts.selectors import api_key_list_for_user
+from accounts.services import (
+    api_key_create,
+    api_key_delete,
+    user_authenticate,
+    user_password_confirm,
+    user_register,
+)
 from core.errors import ApplicationError
+from core.text import parse_id
 
 View = Callable[..., HttpResponse]
 
@@ -112,3 +121,51 @@ def logout_page(request: HttpRequest) -> HttpResponse:
     logout(request)
     messages.info(request, "You are logged out.")
     return redirect(settings.LOGOUT_REDIRECT_URL)
+
+
+@sensitive_post_parameters("password")
+@csrf_protect
+@never_cache
+@page_login_required
+@require_http_methods(["GET", "POST"])
+def api_keys_page(request: HttpRequest) -> HttpResponse:
+    """Create, list and delete API keys. A new key's secret is in the answer to the POST
+    that created it and nowhere else (not in the session, not after a redirect)."""
+    user = page_user(request)
+    form = ApiKeyCreateForm(request.POST or None)
+    created = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            user_password_confirm(request=request, user=user, password=form.cleaned_data["password"])
+            api_key, secret = api_key_create(
+                user=user,
+                label=form.cleaned_data["label"],
+                permissions=["read", "trade"] if form.cleaned_data["trade"] else ["read"],
+            )
+        except ApplicationError as exc:
+            form.add_application_error(exc)
+        else:
+            created = {"key": api_key, "secret": secret}
+            form = ApiKeyCreateForm()
+    context = {"form": form, "created": created, "keys": api_key_list_for_user(user_id=user.pk)}
+    response = render(request, "accounts/api_keys.html", context, status=form.error_status)
+    if form.error_retry_after is not None:
+        response["Retry-After"] = str(form.error_retry_after)
+    return response
+
+
+@csrf_protect
+@page_login_required
+@require_POST
+def api_key_delete_page(request: HttpRequest, key_id: str) -> HttpResponse:
+    user = page_user(request)
+    parsed = parse_id(key_id)
+    try:
+        if parsed is None:
+            raise ApiKeyNotFound()
+        api_key_delete(user_id=user.pk, api_key_id=parsed)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "The key is deleted; it no longer works.")
+    return redirect("api-keys-page")

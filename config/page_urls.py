@@ -21,4 +21,6 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("wallet/", orders.wallet, name="wallet"),
     path("wallet/live", orders.wallet_live, name="wallet-live"),
     path("flywheel/", flywheel.flywheel_page, name="flywheel"),
+    path("keys/", accounts.api_keys_page, name="api-keys-page"),
+    path("keys/<str:key_id>/delete", accounts.api_key_delete_page, name="api-key-delete-page"),
 ]

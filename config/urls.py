@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from core.api.time import ServerTimeApi
 from core.views import api_not_found, docs_page, healthz, metrics
 
 api_patterns: list[URLPattern | URLResolver] = [
@@ -9,6 +10,7 @@ api_patterns: list[URLPattern | URLResolver] = [
     path("", include("orders.api.urls")),
     path("", include("flywheel.api.urls")),
     path("", include("revenue.api.urls")),
+    path("time", ServerTimeApi.as_view(), name="api-time"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # Swagger UI and Redoc from the project's static files (drf-spectacular-sidecar): offline.
     path("docs/", docs_page(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),

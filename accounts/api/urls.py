@@ -1,6 +1,6 @@
 from django.urls import path
 
-from accounts.api import views
+from accounts.api import keys, views
 
 urlpatterns = [
     path("auth/register", views.RegisterApi.as_view(), name="api-register"),
@@ -8,4 +8,6 @@ urlpatterns = [
     path("auth/token/refresh", views.TokenRefreshApi.as_view(), name="api-token-refresh"),
     path("auth/logout", views.LogoutApi.as_view(), name="api-logout"),
     path("me", views.MeApi.as_view(), name="api-me"),
+    path("keys", keys.ApiKeysApi.as_view(), name="api-keys"),
+    path("keys/<str:key_id>", keys.ApiKeyDetailApi.as_view(), name="api-key"),
 ]

@@ -27,7 +27,8 @@ class CredentialsInput(serializers.Serializer):
 
 
 class RefreshInput(serializers.Serializer):
-    refresh = serializers.CharField(max_length=2048)
+    # A JWT is base64url segments joined by dots; the schema says so, and so does the check.
+    refresh = serializers.RegexField(r"^[A-Za-z0-9_=.-]+$", max_length=2048)
 
 
 TokenPair = inline_serializer("TokenPair", {"access": serializers.CharField(), "refresh": serializers.CharField()})

@@ -162,6 +162,7 @@ STORAGES = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.PlatformJWTAuthentication",
+        "accounts.api_key_auth.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -223,6 +224,17 @@ AXES_RESET_ON_SUCCESS = True  # clears the (username, address) count only (the h
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # refused attempts are not counted
 AXES_DISABLE_ACCESS_LOG = True  # successful logins are not recorded; failures are
 AXES_VERBOSE = False
+
+# --- API keys and signed requests (accounts/api_keys.py, docs/api.md) -------------------
+# A signed request's X-API-TIMESTAMP may be this far from the server's clock, either way.
+API_SIGNATURE_WINDOW_MS = env_int("API_SIGNATURE_WINDOW_MS", 5000)
+# Where used signatures are claimed: "auto" is the cache when it is shared (Redis), else
+# the database (the embedded default's cache is per process); "cache" or "database" force one.
+API_REPLAY_STORE = env_str("API_REPLAY_STORE", "auto")
+# Fernet keys (comma-separated; the first encrypts, all decrypt) for the secrets at rest.
+# Empty: derived from SECRET_KEY (and SECRET_KEY_FALLBACKS).
+API_KEY_ENCRYPTION_KEYS = env_list("API_KEY_ENCRYPTION_KEYS")
+API_KEYS_PER_USER_MAX = env_int("API_KEYS_PER_USER_MAX", 20)
 
 # --- Proxies and operations -----------------------------------------------------
 # Addresses or CIDR blocks of the reverse proxies in front of the web processes: only

@@ -2,23 +2,34 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import inline_serializer
+from drf_spectacular.utils import OpenApiParameter, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.api.params import IntParam
 from core.text import parse_id
+
+PAGE_LIMIT = IntParam("limit", default=50, minimum=1, maximum=200, description="Items per page.")
+CURSOR = OpenApiParameter(
+    "cursor", str, OpenApiParameter.QUERY, description="From the `next` link of the previous page."
+)
 
 
 class NewestFirstPagination(CursorPagination):
     """The contract's list shape: {"results": [...], "next": url|null}; stable under inserts."""
 
     ordering = "-id"
-    page_size = 50
-    page_size_query_param = "limit"
-    max_page_size = 200
+    page_size = PAGE_LIMIT.default
+    page_size_query_param = PAGE_LIMIT.name
+    max_page_size = PAGE_LIMIT.maximum
+
+    def get_page_size(self, request: Request) -> int:
+        # DRF falls back to the default on "abc", "-5" or "0" and clamps 10**6 silently; the
+        # schema (PAGE_LIMIT) says 1 to 200, and so does the answer: 400 invalid_parameter.
+        return PAGE_LIMIT.read(request)
 
     def decode_cursor(self, request: Request) -> Cursor | None:
         # DRF checks the offset and the direction of a cursor but hands its position to

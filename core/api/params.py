@@ -1,17 +1,49 @@
+"""Query parameters: read and checked here, and described in the OpenAPI schema from the
+same definition, so the schema states every range the server enforces."""
+
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework.request import Request
 
 from core.errors import InvalidParameter
-from core.money import parse_decimal
+from core.money import AMOUNT_TEXT_MAX_LENGTH, parse_decimal
 from core.text import is_clean_name, parse_id
 
 
+@dataclass(frozen=True, slots=True)
+class IntParam:
+    """An optional integer query parameter within [minimum, maximum]."""
+
+    name: str
+    default: int
+    minimum: int
+    maximum: int
+    description: str = ""
+
+    def read(self, request: Request) -> int:
+        return int_param(request, self.name, default=self.default, minimum=self.minimum, maximum=self.maximum)
+
+    def openapi(self) -> OpenApiParameter:
+        schema: dict[str, Any] = {
+            "type": "integer",
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+            "default": self.default,
+        }
+        return OpenApiParameter(self.name, schema, OpenApiParameter.QUERY, description=self.description)
+
+
 def int_param(request: Request, name: str, *, default: int, minimum: int, maximum: int) -> int:
+    """Absent: the default. Present, even empty, it must be an integer in range (what the
+    schema says: an empty value is not an integer)."""
     raw = request.query_params.get(name)
-    if raw in (None, ""):
+    if raw is None:
         return default
     value = parse_id(raw)
     if value is None or not minimum <= value <= maximum:
@@ -19,25 +51,65 @@ def int_param(request: Request, name: str, *, default: int, minimum: int, maximu
     return value
 
 
-def name_param(request: Request, name: str, *, max_length: int) -> str | None:
-    """A name to filter by (a market symbol, ...): absent, or printable text of a sane length."""
-    raw = request.query_params.get(name) or None
-    if raw is not None and not is_clean_name(raw, max_length=max_length):
+def name_param(request: Request, name: str, *, max_length: int, pattern: re.Pattern[str] | None = None) -> str | None:
+    """A name to filter by (a market symbol, ...): absent, or printable text of a sane
+    length (and matching `pattern`, when given: what the schema states)."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if not is_clean_name(raw, max_length=max_length) or (pattern is not None and not pattern.fullmatch(raw)):
         raise InvalidParameter(fields={name: [f"At most {max_length} printable characters."]})
     return raw
 
 
+def pattern_openapi(name: str, *, pattern: re.Pattern[str], max_length: int, description: str = "") -> OpenApiParameter:
+    """The schema of a `name_param` with a pattern."""
+    schema = {"type": "string", "pattern": f"^{pattern.pattern}$", "minLength": 1, "maxLength": max_length}
+    return OpenApiParameter(name, schema, OpenApiParameter.QUERY, description=description)
+
+
 def choice_param(request: Request, name: str, *, default: str, choices: list[str]) -> str:
-    raw = request.query_params.get(name) or default
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
     if raw not in choices:
         raise InvalidParameter(fields={name: [f"One of {', '.join(choices)}."]})
     return raw
 
 
+def enum_param(request: Request, name: str, *, choices: list[str]) -> str | None:
+    """An optional filter among `choices`: absent is None; present, it must be one of them."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if raw not in choices:
+        raise InvalidParameter(fields={name: [f"One of {', '.join(choices)}."]})
+    return raw
+
+
+def enum_openapi(name: str, *, choices: list[str], description: str = "") -> OpenApiParameter:
+    return OpenApiParameter(
+        name, {"type": "string", "enum": list(choices)}, OpenApiParameter.QUERY, description=description
+    )
+
+
+# The one text form of an amount (core.money.AMOUNT_TEXT), as the schema states it.
+DECIMAL_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "pattern": "^[0-9]+(\\.[0-9]+)?$",
+    "maxLength": AMOUNT_TEXT_MAX_LENGTH,
+    "example": "1500.25",
+}
+
+
+def decimal_openapi(name: str, *, required: bool, description: str = "") -> OpenApiParameter:
+    return OpenApiParameter(name, DECIMAL_SCHEMA, OpenApiParameter.QUERY, required=required, description=description)
+
+
 def decimal_param(request: Request, name: str, *, required: bool, maximum: Decimal) -> Decimal | None:
     """A non-negative decimal query parameter, in the one amount grammar (core.money)."""
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         if required:
             raise InvalidParameter(f"{name} is required.", fields={name: ["This parameter is required."]})
         return None

@@ -7,9 +7,11 @@ statuses every operation can answer, derived from its view and its parameters:
 - 400 when it reads a request body or query parameters (validation, business rules);
 - 401 when it authenticates callers (a missing, bad or expired token is refused even on
   public operations, since JWT authentication runs before the permission check);
-- 403 when it is staff only, or when it is unsafe and accepts the session (CSRF);
+- 403 when it is staff only or refuses API keys, or when it is unsafe and accepts the
+  session (CSRF);
 - 404 when it has path parameters (unknown symbol, id, name) or a `cursor`;
-- 429 when it is throttled by its throttle classes.
+- 429 when it is throttled by its throttle classes;
+- 414 on every operation: the web server's limit on the request line.
 
 Statuses that depend on what the operation does (409 conflicts, a login throttle, 503 when
 the platform lacks something) are declared on the view with `error_responses(...)`; the hook
@@ -22,6 +24,8 @@ from typing import Any
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import IsAdminUser
+
+from core.api.permissions import IsAuthenticatedInPerson, IsStaff
 
 ERROR_COMPONENT = "ErrorEnvelope"
 ERROR_REF = {"$ref": f"#/components/schemas/{ERROR_COMPONENT}"}
@@ -47,14 +51,17 @@ ERROR_SCHEMA: dict[str, Any] = {
 }
 ERROR_DESCRIPTIONS = {
     400: "Invalid input or a business rule refused it (`validation_error`, `invalid_parameter`, ...).",
-    401: "No, bad or expired credentials (`not_authenticated`, `invalid_token`, `invalid_credentials`).",
-    403: "Authenticated but not allowed (`permission_denied`).",
+    401: "No, bad or expired credentials (`not_authenticated`, `invalid_token`, `invalid_credentials`; signed"
+    " requests: `invalid_api_key`, `invalid_signature`, `signature_expired`, `replayed_request`).",
+    403: "Authenticated but not allowed (`permission_denied`; `api_key_read_only`: the API key has no `trade`"
+    " permission; `api_key_not_allowed`: API keys cannot manage keys or reach staff endpoints).",
     404: "Not found or not the caller's (`not_found`, `market_not_found`, `order_not_found`, ...).",
     409: "Conflicts with the current state.",
     429: "Throttled (`throttled`); `Retry-After` says when to try again.",
     503: "Temporarily unavailable.",
 }
 SAFE_METHODS = {"get", "head", "options"}
+URI_TOO_LONG = "URI too long: the request line (path and query) is longer than the web server accepts."
 
 
 def error_responses(*statuses: int, **descriptions: str) -> dict[int, OpenApiResponse]:
@@ -82,7 +89,9 @@ def _default_statuses(method: str, path: str, operation: dict[str, Any], view_cl
         permissions = list(getattr(view_class, "permission_classes", []))
         if authentication:
             statuses.append(401)
-        staff_only = any(isinstance(p, type) and issubclass(p, IsAdminUser) for p in permissions)
+        staff_only = any(
+            isinstance(p, type) and issubclass(p, (IsAdminUser, IsAuthenticatedInPerson)) for p in permissions
+        )
         session = any(isinstance(a, type) and issubclass(a, SessionAuthentication) for a in authentication)
         if staff_only or (session and method not in SAFE_METHODS):
             statuses.append(403)
@@ -91,6 +100,16 @@ def _default_statuses(method: str, path: str, operation: dict[str, Any], view_cl
     if "{" in path or any(p.get("in") == "query" and p.get("name") == "cursor" for p in parameters):
         statuses.append(404)
     return statuses
+
+
+DELEGATED_SCHEMES = {"ApiKey", "ApiKeyTimestamp", "ApiKeySignature"}  # accounts.api_key_auth.ApiKeyScheme
+
+
+def _refuses_delegated(view_class: type) -> bool:
+    return any(
+        isinstance(p, type) and issubclass(p, (IsStaff, IsAuthenticatedInPerson))
+        for p in getattr(view_class, "permission_classes", [])
+    )
 
 
 def error_responses_hook(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
@@ -105,8 +124,19 @@ def error_responses_hook(result: dict[str, Any], generator: Any, request: Any, p
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             responses = operation["responses"]
-            for status in _default_statuses(method, path, operation, views.get((path, method))):
+            view_class = views.get((path, method))
+            if view_class is not None and _refuses_delegated(view_class):
+                # Staff endpoints and key management refuse API keys: not a way in there.
+                operation["security"] = [
+                    requirement
+                    for requirement in operation.get("security", [])
+                    if not any(name in DELEGATED_SCHEMES for name in requirement)
+                ]
+            for status in _default_statuses(method, path, operation, view_class):
                 responses.setdefault(str(status), _error_response(status))
+            # Every operation: the web server refuses a request line longer than it reads
+            # (gunicorn: 4094 bytes) before any view runs; no body is promised.
+            responses.setdefault("414", {"description": URI_TOO_LONG})
             # Keep the statuses in numeric order, as a reader expects them.
             operation["responses"] = dict(sorted(responses.items()))
     result.setdefault("components", {}).setdefault("schemas", {})[ERROR_COMPONENT] = ERROR_SCHEMA

@@ -8,14 +8,14 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api.params import decimal_param
+from core.api.params import decimal_openapi, decimal_param
 from core.api.request import request_user
 from core.api.schema import error_responses
 from core.money import format_amount
@@ -264,9 +264,9 @@ class CalculatorApi(APIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("ttx_amount", str, required=True),
-            OpenApiParameter("monthly_volume", str, required=True),
-            OpenApiParameter("platform_revenue", str),
+            decimal_openapi("ttx_amount", required=True, description="At most the circulating supply."),
+            decimal_openapi("monthly_volume", required=True),
+            decimal_openapi("platform_revenue", required=False),
         ],
         responses={200: PROJECTION},
     )
@@ -296,7 +296,7 @@ class CalculatorApi(APIView):
 class ComparisonApi(APIView):
     permission_classes = [AllowAny]
 
-    @extend_schema(parameters=[OpenApiParameter("monthly_volume", str)], responses={200: COMPARISON})
+    @extend_schema(parameters=[decimal_openapi("monthly_volume", required=False)], responses={200: COMPARISON})
     def get(self, request: Request, competitor: str) -> Response:
         volume = decimal_param(request, "monthly_volume", required=False, maximum=MAX_AMOUNT)
         body = selectors.competitor_comparison(key=competitor, monthly_volume=volume or Decimal(100_000))

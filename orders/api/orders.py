@@ -4,19 +4,19 @@ import functools
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api.pagination import NewestFirstPagination, paginated
-from core.api.params import name_param
+from core.api.pagination import CURSOR, PAGE_LIMIT, NewestFirstPagination, paginated
+from core.api.params import enum_openapi, enum_param, name_param
 from core.api.request import request_user
 from core.api.schema import error_responses
 from core.api.throttling import WorkerScopedRateThrottle
-from core.errors import InvalidParameter
 from core.text import parse_id
 from orders.api.hot import order_place_hot, place_answer
+from orders.api.markets import MARKET_FILTER, SYMBOL_FILTER_PATTERN
 from orders.api.serializers import (
     CancelAllInput,
     CancelAllOutput,
@@ -67,19 +67,17 @@ class OrdersApi(APIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("status", str, enum=[s.value for s in OrderStatus]),
-            OpenApiParameter("market", str),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("cursor", str),
+            enum_openapi("status", choices=[s.value for s in OrderStatus]),
+            MARKET_FILTER,
+            PAGE_LIMIT.openapi(),
+            CURSOR,
         ],
         responses={200: paginated(OrderOutput)},
         operation_id="orders_list",
     )
     def get(self, request: Request) -> Response:
-        status = request.query_params.get("status") or None
-        if status is not None and status not in set(OrderStatus):
-            raise InvalidParameter(fields={"status": [f"One of {', '.join(OrderStatus)}."]})
-        market = name_param(request, "market", max_length=SYMBOL_MAX_LENGTH)
+        status = enum_param(request, "status", choices=[s.value for s in OrderStatus])
+        market = name_param(request, "market", max_length=SYMBOL_MAX_LENGTH, pattern=SYMBOL_FILTER_PATTERN)
         queryset = order_list_for_user(user_id=request_user(request).pk, status=status, market=market)
         paginator = NewestFirstPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
@@ -153,14 +151,14 @@ def _user_fill(trade: Trade, user_id: int) -> dict[str, object]:
 
 class UserTradesApi(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("market", str), OpenApiParameter("limit", int), OpenApiParameter("cursor", str)],
+        parameters=[MARKET_FILTER, PAGE_LIMIT.openapi(), CURSOR],
         responses={200: paginated(UserTradeOutput)},
         operation_id="trades_list",
     )
     def get(self, request: Request) -> Response:
         user = request_user(request)
         paginator = NewestFirstPagination()
-        market = name_param(request, "market", max_length=SYMBOL_MAX_LENGTH)
+        market = name_param(request, "market", max_length=SYMBOL_MAX_LENGTH, pattern=SYMBOL_FILTER_PATTERN)
         page = paginator.paginate_queryset(trade_list_for_user(user_id=user.pk, market=market), request, view=self)
         return paginator.get_paginated_response(
             UserTradeOutput([_user_fill(t, user.pk) for t in page or []], many=True).data

@@ -10,6 +10,7 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
+from core.api.fields import StrictCharField
 from core.money import AMOUNT_TEXT_MAX_LENGTH, MONEY_CONTEXT, QUANTUM
 from orders.engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
 from orders.models import Market, Order
@@ -49,16 +50,6 @@ class WalletOutput(serializers.Serializer):
     locked = money()
 
 
-class CreditInput(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
-    asset = serializers.CharField(max_length=16)
-    amount = serializers.JSONField()
-
-
-class ReferencePriceInput(serializers.Serializer):
-    price = serializers.JSONField()
-
-
 class LedgerAssetOutput(serializers.Serializer):
     asset = serializers.CharField()
     credited = money()
@@ -86,6 +77,16 @@ class AmountInput(serializers.Field):
         return value
 
 
+class CreditInput(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    asset = serializers.CharField(max_length=16)
+    amount = AmountInput()
+
+
+class ReferencePriceInput(serializers.Serializer):
+    price = AmountInput()
+
+
 @extend_schema_serializer(
     examples=[
         OpenApiExample(
@@ -101,14 +102,16 @@ class AmountInput(serializers.Field):
     ]
 )
 class OrderInput(serializers.Serializer):
-    market = serializers.CharField(max_length=33)
+    market = StrictCharField(max_length=33)
     side = serializers.ChoiceField(choices=[side.value for side in Side])
     type = serializers.ChoiceField(choices=[kind.value for kind in OrderType])
     quantity = AmountInput()
     price = AmountInput(required=False, allow_null=True)
     stop_price = AmountInput(required=False, allow_null=True)
     time_in_force = serializers.ChoiceField(choices=[tif.value for tif in TimeInForce], required=False, allow_null=True)
-    client_order_id = serializers.CharField(max_length=64, min_length=1, required=False, allow_null=True)
+    client_order_id = StrictCharField(
+        max_length=64, min_length=1, required=False, allow_null=True, trim_whitespace=False
+    )
     stp = serializers.ChoiceField(choices=[stp.value for stp in SelfTradePrevention], required=False, allow_null=True)
 
 

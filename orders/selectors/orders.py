@@ -90,3 +90,11 @@ def trade_list_for_market(*, market_id: int, limit: int) -> list[Trade]:
 
 def trades_since(*, market_id: int, since_minutes: int) -> QuerySet[Trade]:
     return Trade.objects.filter(market_id=market_id, executed_at__gte=timezone.now() - timedelta(minutes=since_minutes))
+
+
+def order_get_for_user_by_client_id(*, user_id: int, client_order_id: str) -> Order:
+    """The caller's order with this client_order_id (unique per user); OrderNotFound else."""
+    order = _with_details(Order.objects.filter(user_id=user_id, client_order_id=client_order_id)).first()
+    if order is None:
+        raise OrderNotFound()
+    return order

@@ -137,14 +137,23 @@ RETRY_QUEUED = inline_serializer(
 )
 
 
+STREAM_ID_SCHEMA = {"type": "integer", "minimum": 0, "maximum": 9}
+HOURS_SCHEMA = {"type": "integer", "minimum": 1, "maximum": 24 * 366, "default": 24}
+
+
 def _int_param(request: Request, *names: str, default: int | None, minimum: int, maximum: int) -> int | None:
-    raw = next((request.query_params[n] for n in names if request.query_params.get(n) not in (None, "")), None)
-    if raw is None:
-        return default
-    value = parse_id(raw)
-    if value is None or not minimum <= value <= maximum:
-        raise InvalidParameter(fields={names[0]: [f"Must be an integer from {minimum} to {maximum}."]})
-    return value
+    # Present, even empty, a value must be an integer in range (as the schema says), under
+    # each of its names (an alias out of range is refused, not ignored).
+    values = []
+    for name in names:
+        raw = request.query_params.get(name)
+        if raw is None:
+            continue
+        value = parse_id(raw)
+        if value is None or not minimum <= value <= maximum:
+            raise InvalidParameter(fields={name: [f"Must be an integer from {minimum} to {maximum}."]})
+        values.append(value)
+    return values[0] if values else default
 
 
 def _money(value: Any) -> Any:
@@ -156,9 +165,15 @@ class OnchainFailuresApi(APIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("stream_id", int),
-            OpenApiParameter("streamId", int, description="Alias of stream_id."),
-            OpenApiParameter("hours", int, description="Window in hours, default 24."),
+            OpenApiParameter("stream_id", {"type": "integer", "minimum": 0, "maximum": 9}),
+            OpenApiParameter(
+                "streamId", {"type": "integer", "minimum": 0, "maximum": 9}, description="Alias of stream_id."
+            ),
+            OpenApiParameter(
+                "hours",
+                {"type": "integer", "minimum": 1, "maximum": 24 * 366, "default": 24},
+                description="Window in hours.",
+            ),
         ],
         responses={200: FAILURE_REPORT},
     )

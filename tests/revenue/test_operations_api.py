@@ -108,7 +108,17 @@ def test_failure_report_stream_filter_alias_and_hours(staff_client, failures):
     assert wide["summary"]["total_failures"] == 5 and wide["summary"]["period_hours"] == 48
 
 
-@pytest.mark.parametrize("params", [{"hours": "abc"}, {"hours": "0"}, {"stream_id": "x"}, {"streamId": "42"}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"hours": "abc"},
+        {"hours": "0"},
+        {"hours": ""},
+        {"stream_id": "x"},
+        {"streamId": "42"},
+        {"stream_id": "9", "streamId": "570"},  # an alias out of range is refused, not ignored
+    ],
+)
 def test_failure_report_rejects_bad_parameters(staff_client, db, params):
     response = staff_client.get("/api/admin/revenue/onchain-failures", params)
     assert response.status_code == 400

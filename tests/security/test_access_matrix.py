@@ -29,6 +29,7 @@ from django.urls.resolvers import RegexPattern
 from rest_framework.views import APIView
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from accounts.services import api_key_create
 from flywheel.competitors import COMPETITORS
 from orders.models import Market, Order, OrderStatus, Wallet
 from revenue.delivery.metadata import DeliveryMetadata
@@ -63,6 +64,7 @@ class Rule:
     ok: int  # the status an allowed caller gets
     prepare: Prepare = _nothing  # fresh arguments per call (a cancel needs a new open order each time)
     query: str = ""
+    not_found: str = "order_not_found"  # the code of an OWNER route's 404
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,27 @@ def _owner_order(world: World) -> Call:
 
 def _fresh_owner_order(world: World) -> Call:
     return {"order_id": str(order_open(world.owner).pk)}, None
+
+
+def _owner_client_order_id(world: World) -> Call:
+    order = world.order
+    if order.client_order_id is None:
+        order.client_order_id = "matrix-1"
+        order.save(update_fields=["client_order_id"])
+    return {"client_order_id": order.client_order_id}, None
+
+
+def _key_body(world: World) -> Call:
+    return {}, {"label": f"bot{next(_seq)}", "permissions": ["read"]}
+
+
+def _fresh_owner_key(world: World) -> Call:
+    api_key, _secret = api_key_create(user=world.owner, label=f"k{next(_seq)}", permissions=["read"])
+    return {"key_id": str(api_key.pk)}, None
+
+
+def _page_key(world: World) -> Call:
+    return {}, {"label": f"page{next(_seq)}", "password": PASSWORD}
 
 
 def _register(world: World) -> Call:
@@ -147,9 +170,15 @@ API_ROUTES: dict[str, Route] = {
     "api/markets/<str:symbol>/book": Route({"GET": Rule(PUB, 200, _symbol)}),
     "api/markets/<str:symbol>/trades": Route({"GET": Rule(PUB, 200, _symbol)}),
     "api/markets/<str:symbol>/candles": Route({"GET": Rule(PUB, 200, _symbol)}),
+    "api/markets/<str:symbol>/ticker": Route({"GET": Rule(PUB, 200, _symbol)}),
+    "api/tickers": Route({"GET": Rule(PUB, 200)}),
+    "api/time": Route({"GET": Rule(PUB, 200)}),
+    "api/keys": Route({"GET": Rule(USR, 200), "POST": Rule(USR, 201, _key_body)}),
+    "api/keys/<str:key_id>": Route({"DELETE": Rule(OWN, 204, _fresh_owner_key, not_found="api_key_not_found")}),
     "api/wallets": Route({"GET": Rule(USR, 200)}),
     "api/orders": Route({"GET": Rule(USR, 200), "POST": Rule(USR, 201, _order_body)}),
     "api/orders/cancel-all": Route({"POST": Rule(USR, 200, _cancel_all)}),
+    "api/orders/by-client-id/<path:client_order_id>": Route({"GET": Rule(OWN, 200, _owner_client_order_id)}),
     "api/orders/<str:order_id>": Route({"GET": Rule(OWN, 200, _owner_order)}),
     "api/orders/<str:order_id>/cancel": Route({"POST": Rule(OWN, 200, _fresh_owner_order)}),
     "api/trades": Route({"GET": Rule(USR, 200)}),
@@ -191,6 +220,9 @@ PAGE_ROUTES: dict[str, Route] = {
     "wallet/": Route({"GET": Rule(USR, 200)}),
     "wallet/live": Route({"GET": Rule(USR, 200)}),
     "flywheel/": Route({"GET": Rule(PUB, 200)}),
+    "keys/": Route({"GET": Rule(USR, 200), "POST": Rule(USR, 200, _page_key)}),
+    # Another user's key: the page says it is not found (tests/accounts/test_api_keys_page.py).
+    "keys/<str:key_id>/delete": Route({"POST": Rule(USR, 302, _fresh_owner_key)}),
 }
 
 ALL_ROUTES = {**API_ROUTES, **PAGE_ROUTES}
@@ -301,7 +333,7 @@ def _check_api(world: World, route: str, method: str) -> None:
         elif expected == "forbidden":
             _envelope(response, 403, "permission_denied")
         else:
-            _envelope(response, 404, "order_not_found")
+            _envelope(response, 404, rule.not_found)
         assert _fingerprint() == before, f"a refused {method} by {actor} changed state"
 
 
@@ -353,11 +385,11 @@ def _every_case(world: World, routes: dict[str, Route], check: Callable[[World, 
 
 
 def test_api_access(world: World) -> None:
-    assert _every_case(world, API_ROUTES, _check_api) == 35
+    assert _every_case(world, API_ROUTES, _check_api) == 41
 
 
 def test_page_access(world: World) -> None:
-    assert _every_case(world, PAGE_ROUTES, _check_page) == 16
+    assert _every_case(world, PAGE_ROUTES, _check_page) == 19
 
 
 def test_undeclared_methods_are_refused(world: World) -> None:

@@ -1,0 +1,77 @@
+"""24-hour tickers of markets, from their trades and their books: a fixed number of
+queries whatever the number of markets and trades (one selector for one market and all)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from django.db.models import Max, Min
+from django.utils import timezone
+
+from core.db import money_sums
+from core.money import ZERO, exact_arithmetic
+from orders.models import RESTING_STATUSES, Market, Order, OrderSide, Trade
+
+TICKER_WINDOW = timedelta(hours=24)
+PERCENT_QUANTUM = Decimal("0.01")
+
+
+@dataclass(frozen=True, slots=True)
+class Ticker:
+    symbol: str
+    last_price: Decimal | None
+    best_bid: Decimal | None
+    best_ask: Decimal | None
+    open_24h: Decimal | None
+    high_24h: Decimal | None
+    low_24h: Decimal | None
+    volume_24h: Decimal
+    quote_volume_24h: Decimal
+    change_24h_percent: Decimal | None
+
+
+def ticker_list(*, markets: list[Market]) -> list[Ticker]:
+    """One ticker per market, in the order given. `open_24h` is the price of the first trade
+    of the last 24 hours, `change_24h_percent` is last against it (2 decimals, half even);
+    volumes are exact sums of base quantities and quote amounts; prices are null when
+    there is none (no trade in the window, an empty side of the book)."""
+    ids = [market.pk for market in markets]
+    since = timezone.now() - TICKER_WINDOW
+    window = Trade.objects.filter(market_id__in=ids, executed_at__gte=since)
+    extremes = {
+        row["market_id"]: row
+        for row in window.values("market_id").annotate(high=Max("price"), low=Min("price"), first_id=Min("id"))
+    }
+    volumes = money_sums(window, group_by="market_id", fields=["quantity", "quote_amount"])
+    opens = dict(
+        Trade.objects.filter(pk__in=[r["first_id"] for r in extremes.values()]).values_list("market_id", "price")
+    )
+    resting = Order.objects.filter(market_id__in=ids, status__in=RESTING_STATUSES).values("market_id")
+    bids = dict(resting.filter(side=OrderSide.BUY).annotate(best=Max("price")).values_list("market_id", "best"))
+    asks = dict(resting.filter(side=OrderSide.SELL).annotate(best=Min("price")).values_list("market_id", "best"))
+    tickers = []
+    for market in markets:
+        stats = extremes.get(market.pk)
+        volume, quote_volume = volumes.get(market.pk, (ZERO, ZERO))
+        open_price = opens.get(market.pk)
+        change = None
+        if open_price and market.last_price is not None:
+            with exact_arithmetic():
+                change = ((market.last_price - open_price) * 100 / open_price).quantize(PERCENT_QUANTUM)
+        tickers.append(
+            Ticker(
+                symbol=market.symbol,
+                last_price=market.last_price,
+                best_bid=bids.get(market.pk),
+                best_ask=asks.get(market.pk),
+                open_24h=open_price,
+                high_24h=stats["high"] if stats else None,
+                low_24h=stats["low"] if stats else None,
+                volume_24h=volume,
+                quote_volume_24h=quote_volume,
+                change_24h_percent=change,
+            )
+        )
+    return tickers

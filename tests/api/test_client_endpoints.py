@@ -1,0 +1,197 @@
+"""Endpoints bots need (shared/spec/api.md, "More for API clients"): the server's clock,
+tickers, an order by its client id."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from urllib.parse import quote
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from orders.engine.requests import OrderRequest
+from orders.models import Market, Trade
+from orders.services.orders import order_place
+from tests.factories import UserFactory, fund, market_create
+
+pytestmark = pytest.mark.django_db
+
+TICKER_FIELDS = {
+    "symbol",
+    "last_price",
+    "best_bid",
+    "best_ask",
+    "open_24h",
+    "high_24h",
+    "low_24h",
+    "volume_24h",
+    "quote_volume_24h",
+    "change_24h_percent",
+}
+
+
+def test_server_time_is_iso_utc_with_milliseconds(api_client):
+    before = timezone.now()
+    body = api_client.get("/api/time").json()
+    after = timezone.now()
+    assert set(body) == {"server_time"}
+    text = body["server_time"]
+    assert len(text) == len("2026-12-03T07:15:00.123Z") and text.endswith("Z")
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    assert before - timedelta(milliseconds=1) <= parsed <= after
+
+
+def test_server_time_ignores_bad_credentials(api_client):
+    api_client.credentials(HTTP_AUTHORIZATION="Bearer not-a-token")
+    assert api_client.get("/api/time").status_code == 200
+
+
+def _trade(buyer, seller, *, price: str, quantity: str, market: str = "ETH-USDT") -> None:
+    order_place(
+        user=seller, request=OrderRequest(market=market, side="sell", type="limit", quantity=quantity, price=price)
+    )
+    order_place(
+        user=buyer, request=OrderRequest(market=market, side="buy", type="limit", quantity=quantity, price=price)
+    )
+
+
+@pytest.fixture
+def traders(db):
+    market_create("ETH-USDT")
+    buyer, seller = UserFactory(), UserFactory()
+    fund(buyer, "USDT", "100000")
+    fund(seller, "ETH", "100")
+    return buyer, seller
+
+
+def test_an_empty_market_has_null_prices_and_zero_volume(api_client):
+    market_create("BTC-USDT", reference_price="60000.00")
+    body = api_client.get("/api/markets/BTC-USDT/ticker").json()
+    assert body == {
+        "symbol": "BTC-USDT",
+        "last_price": None,
+        "best_bid": None,
+        "best_ask": None,
+        "open_24h": None,
+        "high_24h": None,
+        "low_24h": None,
+        "volume_24h": "0.00000000",
+        "quote_volume_24h": "0.00000000",
+        "change_24h_percent": None,
+    }
+
+
+def test_ticker_figures_come_from_the_last_24_hours_of_trades_and_the_book(api_client, traders):
+    buyer, seller = traders
+    _trade(buyer, seller, price="1500.00", quantity="1")  # moved out of the window below
+    Trade.objects.update(executed_at=timezone.now() - timedelta(hours=25))
+    _trade(buyer, seller, price="2000.00", quantity="0.5")
+    _trade(buyer, seller, price="2100.00", quantity="0.25")
+    _trade(buyer, seller, price="1900.00", quantity="0.1")
+    order_place(
+        user=buyer, request=OrderRequest(market="ETH-USDT", side="buy", type="limit", quantity="1", price="1800.00")
+    )
+    order_place(
+        user=buyer, request=OrderRequest(market="ETH-USDT", side="buy", type="limit", quantity="1", price="1850.00")
+    )
+    order_place(
+        user=seller, request=OrderRequest(market="ETH-USDT", side="sell", type="limit", quantity="1", price="2200.00")
+    )
+    body = api_client.get("/api/markets/ETH-USDT/ticker").json()
+    assert Market.objects.get(symbol="ETH-USDT").last_price == Decimal("1900.00")
+    assert body == {
+        "symbol": "ETH-USDT",
+        "last_price": "1900.00000000",
+        "best_bid": "1850.00000000",
+        "best_ask": "2200.00000000",
+        "open_24h": "2000.00000000",
+        "high_24h": "2100.00000000",
+        "low_24h": "1900.00000000",
+        "volume_24h": "0.85000000",
+        "quote_volume_24h": "1715.00000000",  # 1000 + 525 + 190
+        "change_24h_percent": "-5.00",
+    }
+
+
+def test_tickers_lists_every_market_with_one_selector_in_a_fixed_number_of_queries(api_client, traders):
+    buyer, seller = traders
+    market_create("BTC-USDT", reference_price="60000.00")
+    _trade(buyer, seller, price="2000.00", quantity="0.5")
+    with CaptureQueriesContext(connection) as few:
+        body = api_client.get("/api/tickers").json()
+    assert [t["symbol"] for t in body] == ["BTC-USDT", "ETH-USDT"]
+    assert all(set(t) == TICKER_FIELDS for t in body)
+    assert body[1] == api_client.get("/api/markets/ETH-USDT/ticker").json()
+    for symbol in ("SOL-USDT", "ADA-USDT", "DOT-USDT"):
+        market_create(symbol)
+    with CaptureQueriesContext(connection) as more:
+        assert len(api_client.get("/api/tickers").json()) == 5
+    assert len(more.captured_queries) == len(few.captured_queries)
+
+
+def test_unknown_market_ticker_is_404(api_client):
+    response = api_client.get("/api/markets/NOPE-USDT/ticker")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "market_not_found"
+
+
+def test_order_by_client_id(user_client, other_client, user, traders):
+    fund(user, "USDT", "10000")
+    body = {"market": "ETH-USDT", "side": "buy", "type": "limit", "quantity": "0.1", "price": "1000.00"}
+    for client_order_id in ("bot-1", "cancel", "a/b", "with space"):
+        placed = user_client.post("/api/orders", {**body, "client_order_id": client_order_id}, format="json").json()
+        found = user_client.get(f"/api/orders/by-client-id/{quote(client_order_id, safe='')}")
+        assert found.status_code == 200, (client_order_id, found.content)
+        assert found.json() == user_client.get(f"/api/orders/{placed['id']}").json()
+        missing = other_client.get(f"/api/orders/by-client-id/{quote(client_order_id, safe='')}")
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "order_not_found"
+    for unknown in ("nope", "x" * 65, "a%00b", "%E2%80%AE"):
+        response = user_client.get(f"/api/orders/by-client-id/{unknown}")
+        assert response.status_code == 404, unknown
+        assert response.json()["error"]["code"] in ("order_not_found", "not_found")
+
+
+def test_new_endpoints_are_in_the_schema(api_client):
+    paths = api_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()["paths"]
+    for path in (
+        "/api/time",
+        "/api/tickers",
+        "/api/markets/{symbol}/ticker",
+        "/api/orders/by-client-id/{client_order_id}",
+        "/api/keys",
+        "/api/keys/{key_id}",
+    ):
+        assert path in paths, path
+
+
+def _parameter(schema: dict, path: str, name: str) -> dict:
+    (found,) = [p for p in schema["paths"][path]["get"]["parameters"] if p["name"] == name]
+    return found
+
+
+def test_the_schema_states_the_enforced_ranges(api_client):
+    schema = api_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    ranges = {
+        ("/api/markets/{symbol}/book", "depth"): (1, 500),
+        ("/api/markets/{symbol}/trades", "limit"): (1, 500),
+        ("/api/markets/{symbol}/candles", "limit"): (1, 1000),
+        ("/api/orders", "limit"): (1, 200),
+        ("/api/trades", "limit"): (1, 200),
+    }
+    for (path, name), (low, high) in ranges.items():
+        parameter = _parameter(schema, path, name)["schema"]
+        assert (parameter["type"], parameter["minimum"], parameter["maximum"]) == ("integer", low, high), (path, name)
+    for name in ("ttx_amount", "monthly_volume"):
+        assert _parameter(schema, "/api/flywheel/calculator", name)["required"] is True
+    operations = [op for item in schema["paths"].values() for op in item.values() if isinstance(op, dict)]
+    assert operations and all("414" in op["responses"] for op in operations)
+
+
+@pytest.mark.parametrize("limit", ["abc", "0", "201", "-1", "", "1.5"])
+def test_paginated_lists_refuse_a_limit_the_schema_refuses(user_client, limit):
+    for path in ("/api/orders", "/api/trades"):
+        response = user_client.get(f"{path}?limit={limit}")
+        assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_parameter", path
+    assert len(user_client.get("/api/orders?limit=200").json()["results"]) == 0
