@@ -18,3 +18,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {}
 CELERY_TASK_ALWAYS_EAGER = False
 # The sequencer runs in the test process, in the test's database transaction.
 ENGINE_TRANSPORT = "inprocess"
+# Streams: the engine runs here, so its messages go straight to this process's layer.
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 100_000}}}
+STREAMS_RELAY = "layer"

@@ -25,6 +25,7 @@ from orders.sequencer.commands import command_signed
 from orders.sequencer.leadership import Leadership
 from orders.sequencer.loop import Sequencer
 from orders.sequencer.shards import Shard, symbols_of_other_shards
+from orders.streams.publish import BOOK_SNAPSHOT, book_snapshot
 
 logger = logging.getLogger("orders.sequencer.server")
 PING = "ping"
@@ -119,6 +120,10 @@ class EngineServer:
                 continue
             if command.get("op") == PING:
                 socket.send_multipart([identity, request_id, json.dumps(self.health()).encode()])
+                continue
+            if command.get("op") == BOOK_SNAPSHOT:  # streams: the book between two batches
+                snapshot = book_snapshot(sequencer._market(symbol=str(command.get("market"))))
+                socket.send_multipart([identity, request_id, json.dumps(snapshot).encode()])
                 continue
             received.append((identity, request_id, command))
         if not received:

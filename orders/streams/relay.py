@@ -1,0 +1,121 @@
+"""How stream messages travel from the engine process to the web processes' consumers.
+
+STREAMS_RELAY selects:
+
+- "layer": the channel layer (CHANNEL_LAYERS). In production that is channels_redis
+  (REDIS_URL), which works across processes and hosts; in the test process it is the
+  in-memory layer, with the engine running in that process (ENGINE_TRANSPORT=inprocess).
+- "zmq": the embedded default (no Redis, no server of any kind). The engine binds a ZeroMQ
+  PUB socket; each web process subscribes to it and hands every message to its own
+  in-memory channel layer. Channels has no server-less layer that spans processes, and only
+  the engine publishes, so a one-way PUB/SUB (pyzmq is already the engine's transport) is
+  all that is needed: a few lines instead of a hand-written channel layer.
+
+A message lost on the way (a full queue, a relay restarting) is never silent for the book:
+its updates carry a per-market number, and a consumer that sees a gap sends a fresh
+snapshot (orders.streams.consumers)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import weakref
+from typing import Any
+
+import zmq
+import zmq.asyncio
+from asgiref.sync import async_to_sync
+from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
+from django.conf import settings
+
+logger = logging.getLogger("orders.streams")
+_publisher: zmq.Socket[bytes] | None = None
+_publisher_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = weakref.WeakKeyDictionary()
+
+
+def _endpoints() -> list[str]:
+    return [e.strip() for e in settings.STREAMS_ZMQ_ENDPOINTS.split(",") if e.strip()]
+
+
+def relay_publisher_start() -> zmq.Socket[bytes] | None:
+    """The engine process binds its PUB socket at start, before its first batch, so that
+    the web processes are connected by the time it publishes."""
+    global _publisher
+    if settings.STREAMS_RELAY != "zmq":
+        return None
+    with _publisher_lock:
+        if _publisher is None:
+            socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUB)
+            socket.setsockopt(zmq.LINGER, 0)
+            socket.setsockopt(zmq.SNDHWM, 100_000)
+            socket.bind(settings.STREAMS_ZMQ_BIND or _endpoints()[0])
+            _publisher = socket
+        return _publisher
+
+
+async def _send_all(layer: BaseChannelLayer, messages: list[tuple[str, dict[str, Any]]]) -> None:
+    for group, message in messages:
+        await layer.group_send(group, message)
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    """One event loop for the engine's sends to an out-of-process layer (Redis): its
+    connections are kept between batches."""
+    global _loop
+    with _publisher_lock:
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="streams-relay", daemon=True).start()
+        return _loop
+
+
+def relay_send(messages: list[tuple[str, dict[str, Any]]]) -> None:
+    """Publish (group, message) pairs, in order. Never raises: streams must not break orders."""
+    if not messages:
+        return
+    try:
+        if settings.STREAMS_RELAY == "zmq":
+            publisher = relay_publisher_start()
+            if publisher is not None:
+                for group, message in messages:
+                    publisher.send_multipart([group.encode(), json.dumps(message).encode()])
+            return
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        if isinstance(layer, InMemoryChannelLayer):  # this process's consumers (tests, inprocess engine)
+            async_to_sync(_send_all)(layer, messages)
+        else:
+            asyncio.run_coroutine_threadsafe(_send_all(layer, messages), _background_loop()).result(timeout=10)
+    except Exception:
+        logger.exception("stream messages not published")
+
+
+async def relay_listen() -> None:
+    """In a web process (zmq relay): start, once per event loop, the task that hands what
+    the engines publish to this process's channel layer."""
+    if settings.STREAMS_RELAY != "zmq":
+        return
+    loop = asyncio.get_running_loop()
+    if loop not in _listeners:
+        socket = zmq.asyncio.Context.instance().socket(zmq.SUB)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.RCVHWM, 100_000)
+        socket.setsockopt(zmq.SUBSCRIBE, b"")
+        for endpoint in _endpoints():
+            socket.connect(endpoint)
+        _listeners[loop] = loop.create_task(_forward(socket))
+
+
+async def _forward(socket: zmq.asyncio.Socket) -> None:
+    layer = get_channel_layer()
+    while layer is not None:
+        group, payload = await socket.recv_multipart()
+        try:
+            await layer.group_send(group.decode(), json.loads(payload))
+        except Exception:
+            logger.exception("a stream message not relayed")
