@@ -1,0 +1,197 @@
+"""Streams through real processes, as `make run` starts them: the engine process, uvicorn
+with two ASGI worker processes, SQLite and no server of any kind (the ZeroMQ relay), or
+Redis (the channels_redis layer, as in production). Orders go in over HTTP; two WebSocket
+clients on whichever workers they land on see every book change and trade in order."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from websockets.sync.client import ClientConnection, connect
+
+from orders.management.commands.seed_demo import demo_password
+from tests import environment
+from tests.streams.support import LocalBook, sequences_contiguous
+from tests.waiting import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+BOOK = "book:ETH-USDT"
+TRADES = "trades:ETH-USDT"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Platform:
+    def __init__(self, var: Path, *, redis_url: str | None) -> None:
+        self.var = var
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "STREAMS_RELAY"}
+        }
+        self.env |= {"DJANGO_SETTINGS_MODULE": "config.settings.local", "VAR_DIR": str(var), "DJANGO_DEBUG": "false"}
+        if redis_url:
+            self.env["REDIS_URL"] = redis_url
+        self.processes: list[subprocess.Popen[bytes]] = []
+        for folder in ("broker/out", "broker/processed", "broker/control", "log"):
+            (var / folder).mkdir(parents=True, exist_ok=True)
+
+    def manage(self, *args: str) -> None:
+        subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, check=True, capture_output=True)
+
+    def spawn(self, name: str, *argv: str) -> None:
+        with open(self.var / "log" / f"{name}.log", "ab") as log:
+            self.processes.append(subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=log))
+
+    def start(self) -> None:
+        self.manage("migrate", "--noinput")
+        self.spawn("engine", sys.executable, "manage.py", "engine")
+        engine_log = self.var / "log" / "engine.log"
+        wait_until(lambda: b" leading on " in engine_log.read_bytes(), what="the engine to lead", timeout=60)
+        self.manage("seed_demo")
+        uvicorn = str(Path(sys.executable).parent / "uvicorn")
+        self.spawn("web", uvicorn, "config.asgi:application", "--port", str(self.port), "--workers", "2")
+        wait_until(
+            lambda: requests.get(f"{self.url}/api/markets", timeout=2).ok,
+            what="uvicorn to answer",
+            ignoring=(requests.ConnectionError,),
+            timeout=60,
+        )
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def token(self, username: str) -> str:
+        answer = requests.post(
+            f"{self.url}/api/auth/token",
+            json={"username": username, "password": demo_password()},
+            timeout=5,
+        )
+        return str(answer.json()["access"])
+
+    def rest_book(self) -> dict[str, Any]:
+        body = requests.get(f"{self.url}/api/markets/ETH-USDT/book?depth=500", timeout=5).json()
+        return {"bids": body["bids"], "asks": body["asks"]}
+
+
+class Listener:
+    """A WebSocket client reading in a thread of its own."""
+
+    def __init__(self, url: str, *, token: str) -> None:
+        self.ws: ClientConnection = connect(url.replace("http", "ws") + "/ws/v1").__enter__()
+        self.messages: list[dict[str, Any]] = []
+        self.ws.send(json.dumps({"op": "auth", "token": token}))
+        self.ws.send(json.dumps({"op": "subscribe", "channels": [BOOK, TRADES, "orders"]}))
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            for text in self.ws:
+                self.messages.append(json.loads(text))
+        except Exception:  # noqa: S110 - the connection closed at the end of the test
+            pass
+
+    def channel(self, name: str) -> list[dict[str, Any]]:
+        return [m for m in list(self.messages) if m.get("channel") == name]
+
+    def book(self) -> dict[str, Any]:
+        local = LocalBook()
+        for message in self.channel(BOOK):
+            local.apply(message)
+        return local.as_rest()
+
+
+def _place(platform: Platform, token: str, **body: Any) -> dict[str, Any]:
+    answer = requests.post(
+        f"{platform.url}/api/orders",
+        json={"market": "ETH-USDT", **body},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert answer.status_code in (200, 201), answer.text
+    return dict(answer.json())
+
+
+@pytest.mark.parametrize("relay", ["zmq", "redis"])
+def test_streams_through_the_engine_and_two_web_processes(tmp_path, relay):
+    redis_url = None
+    if relay == "redis":
+        redis_url = os.environ.get("REDIS_URL", "")
+        environment.require(redis_url.startswith("redis://"), "the Redis relay needs REDIS_URL=redis://...")
+    platform = Platform(tmp_path / "var", redis_url=redis_url)
+    try:
+        platform.start()
+        alice, bob = platform.token("alice"), platform.token("bob")
+        listeners = [Listener(platform.url, token=alice) for _ in range(2)]
+        for listener in listeners:
+            wait_until(lambda listener=listener: listener.channel(BOOK), what="the book snapshot", timeout=10)
+            assert listener.channel(BOOK)[0]["type"] == "snapshot"
+            assert listener.book() == platform.rest_book()
+
+        # Bob rests an order: both of Alice's connections see it in the book within a second.
+        rested = _place(platform, bob, side="buy", type="limit", quantity="0.5", price="1990.00")
+        expected = platform.rest_book()
+        assert any(level["price"] == "1990.00000000" for level in expected["bids"])
+        for listener in listeners:
+            wait_until(lambda listener=listener: listener.book() == expected, what="Bob's bid", timeout=1)
+
+        # Load from four threads: crossing orders of both traders.
+        def trade(token: str, side: str) -> None:
+            for step in range(15):
+                price = f"{Decimal(2000) + Decimal(step % 5 - 2):.2f}"
+                _place(platform, token, side=side, type="limit", quantity="0.1", price=price)
+
+        threads = [
+            threading.Thread(target=trade, args=(token, side))
+            for token, side in ((alice, "sell"), (bob, "buy"), (alice, "buy"), (bob, "sell"))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        expected = platform.rest_book()
+        trades = requests.get(f"{platform.url}/api/markets/ETH-USDT/trades?limit=500", timeout=5).json()
+        assert len(trades) > 10
+        for listener in listeners:
+            wait_until(lambda listener=listener: listener.book() == expected, what="the final book", timeout=10)
+            wait_until(
+                lambda listener=listener: len(listener.channel(TRADES)) == len(trades) + 1,
+                what="every trade",
+                timeout=10,
+            )
+            for channel in (BOOK, TRADES, "orders"):
+                assert sequences_contiguous(listener.channel(channel)), channel
+            streamed = [m["data"]["id"] for m in listener.channel(TRADES)[1:]]
+            assert sorted(streamed, key=int) == sorted((t["id"] for t in trades), key=int)
+            snapshot, *updates = listener.channel("orders")
+            mine = {order["id"] for order in snapshot["data"]} | {m["data"]["id"] for m in updates}
+            assert len(updates) > 10
+            assert str(rested["id"]) not in mine  # Bob's order is not on Alice's private channel
+            listener.ws.close()
+    finally:
+        platform.stop()
