@@ -101,6 +101,11 @@ class OrderBook:
         for price in prices:
             yield from levels[price]
 
+    def best(self, side: Side) -> Decimal | None:
+        """The best price of a side (highest bid, lowest ask), or None."""
+        levels = self._levels[side]
+        return None if not levels else levels.peekitem(-1 if side is Side.BUY else 0)[0]
+
     def level(self, side: Side, price: Decimal) -> tuple[Decimal, int]:
         """(quantity, orders) resting at one price; (0, 0) when none."""
         level = self._levels[side].get(price)

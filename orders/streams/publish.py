@@ -12,25 +12,28 @@ from __future__ import annotations
 
 import json
 import uuid
+import weakref
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
-from orders.api.serializers import CandleOutput, MarketTradeOutput, OrderOutput, UserTradeOutput, money_text, user_fill
+from orders.api.serializers import MarketTradeOutput, OrderOutput, UserTradeOutput, money_text, user_fill
 from orders.engine.book import LiveOrder
-from orders.engine.market import Journal, MarketEngine
+from orders.engine.market import Journal, MarketEngine, TradeRecord
 from orders.engine.types import Side
-from orders.models import Trade
-from orders.selectors.candles import INTERVALS, candle_list
+from orders.models import Market, Trade
 from orders.selectors.orders import order_list_by_ids
+from orders.streams.marketdata import MarketData
 from orders.streams.relay import relay_send
-from orders.streams.ticker import market_ticker
 
 # Book updates are numbered per market, +1 for each batch that changed its book. A
 # subscriber keeps the number of its snapshot and applies only the next one; the epoch
 # changes with each engine process, so a number from another engine never matches.
 EPOCH = uuid.uuid4().hex[:12]
 _book_events: dict[int, int] = {}
+# Candles and tickers per market engine (a reloaded market starts afresh from the database).
+_market_data: weakref.WeakKeyDictionary[MarketEngine, MarketData] = weakref.WeakKeyDictionary()
+Top = tuple[MarketEngine, str, Decimal | None, Decimal | None]
 
 BOOK_SNAPSHOT = "book_snapshot"  # the engine command a consumer sends for a snapshot
 Message = tuple[str, dict[str, Any]]  # (group, message)
@@ -82,17 +85,19 @@ def _changed_levels(orders: Iterable[LiveOrder], new: set[int]) -> dict[int, set
 
 
 def batch_committed(*, journal: Journal, markets: dict[int, MarketEngine]) -> Callable[[], None]:
-    """On the engine thread, right after COMMIT: the book updates of the batch, numbered;
-    returns what the announcer publishes."""
+    """On the engine thread, right after COMMIT: the book updates of the batch, numbered,
+    and the book tops; returns what the announcer publishes (which reads no memory that a
+    later batch changes: trade records and order ids are final once written)."""
     new = {id(order) for order in journal.new_orders}
     orders = [*journal.new_orders, *(o for key, o in journal.touched.items() if key not in new)]
     messages: list[Message] = []
-    for market_id, keys in _changed_levels(orders, new).items():
+    changed = _changed_levels(orders, new)
+    for market_id, keys in changed.items():
         engine = markets.get(market_id)
         if engine is None:
             continue
         data: dict[str, list[list[Any]]] = {"bids": [], "asks": []}
-        for side, price in sorted(keys, key=lambda key: (key[0].value, key[1])):
+        for side, price in keys:
             data["bids" if side is Side.BUY else "asks"].append(_level(price, *engine.book.level(side, price)))
         for key in data:  # best first, as the REST book
             data[key].sort(key=lambda level: Decimal(level[0]), reverse=key == "bids")
@@ -101,9 +106,14 @@ def batch_committed(*, journal: Journal, markets: dict[int, MarketEngine]) -> Ca
         event = book_event(market_id)
         message = {"type": "stream.book", "channel": channel, "event": event, "epoch": EPOCH, "data": data}
         messages.append((f"book.{engine.spec.symbol}", message))
-    trade_ids = [trade.id for trade in journal.trades if trade.id is not None]
+    tops: dict[int, Top] = {}
+    for market_id in {*changed, *(trade.taker.market_id for trade in journal.trades)}:
+        engine = markets.get(market_id)
+        if engine is not None:
+            tops[market_id] = (engine, engine.spec.symbol, engine.book.best(Side.BUY), engine.book.best(Side.SELL))
+    trades = list(journal.trades)
     order_ids = [order.id for order in orders if order.id is not None]
-    return lambda: publish(book=messages, trade_ids=trade_ids, order_ids=order_ids)
+    return lambda: publish(book=messages, trades=trades, tops=tops, order_ids=order_ids)
 
 
 def _data(group: str, channel: str, data: Any) -> Message:
@@ -111,25 +121,59 @@ def _data(group: str, channel: str, data: Any) -> Message:
     return group, {"type": "stream.data", "channel": channel, "data": json.loads(json.dumps(data))}
 
 
-def publish(*, book: list[Message], trade_ids: list[int], order_ids: list[int]) -> None:
-    """Off the batch loop: everything the batch changed, in the REST API's shapes."""
+def _trade_row(trade: TradeRecord, market: Market) -> Trade:
+    """The trade as the batch wrote it (orders.sequencer.writer), without reading it back."""
+    return Trade(
+        id=trade.id,
+        market=market,
+        price=trade.price,
+        quantity=trade.quantity,
+        quote_amount=trade.settled.notional,
+        taker_side=trade.taker.side.value,
+        taker_order_id=trade.taker.id or 0,
+        maker_order_id=None if trade.maker is None else trade.maker.id,
+        taker_user_id=trade.taker.user_id,
+        maker_user_id=trade.maker_user_id,
+        taker_fee=trade.settled.taker_fee,
+        maker_fee=trade.settled.maker_fee,
+        is_house=trade.maker is None,
+        executed_at=trade.executed_at,
+    )
+
+
+def publish(
+    *,
+    book: list[Message],
+    trades: list[TradeRecord],
+    tops: dict[int, Top],
+    order_ids: list[int],
+) -> None:
+    """Off the batch loop: everything the batch changed, in the REST API's shapes. Trades,
+    fills, candles and tickers come from memory; orders (with their whole history of fills
+    and events) from the database, in one statement and its prefetches."""
     messages = list(book)
-    traded: dict[int, Any] = {}
-    for trade in Trade.objects.filter(pk__in=trade_ids).select_related("market").order_by("id"):
-        symbol = trade.market.symbol
-        traded[trade.market_id] = trade.market
+    traded: dict[int, list[tuple[int, Decimal, Decimal, Decimal, Any]]] = {}
+    for record in trades:
+        market_id = record.taker.market_id
+        if record.id is None or market_id not in tops:
+            continue
+        symbol = tops[market_id][1]
+        trade = _trade_row(record, Market(pk=market_id, symbol=symbol))
+        traded.setdefault(market_id, []).append(
+            (record.id, trade.price, trade.quantity, trade.quote_amount, trade.executed_at)
+        )
         messages.append(_data(f"trades.{symbol}", f"trades:{symbol}", MarketTradeOutput(trade).data))
         for user_id in {trade.taker_user_id, *([] if trade.is_house else [trade.maker_user_id])}:
-            fill = UserTradeOutput(user_fill(trade, user_id)).data
-            messages.append(_data(user_group(user_id), "fills", fill))
-    for market in traded.values():
-        ticker = market_ticker(market_id=market.pk, symbol=market.symbol)
-        messages.append(_data(f"ticker.{market.symbol}", f"ticker:{market.symbol}", ticker))
-        for interval in INTERVALS:
-            latest = candle_list(market_id=market.pk, interval=interval, limit=1)
-            if latest:
-                channel = f"candles:{market.symbol}:{interval}"
-                messages.append(_data(group_of(channel), channel, CandleOutput(latest[-1]).data))
+            messages.append(_data(user_group(user_id), "fills", UserTradeOutput(user_fill(trade, user_id)).data))
+    for market_id, (engine, symbol, best_bid, best_ask) in tops.items():
+        data = _market_data.get(engine)
+        if data is None:
+            data = _market_data[engine] = MarketData(market_id=market_id)
+        for interval, candle in data.trades_applied(traded.get(market_id, [])):
+            channel = f"candles:{symbol}:{interval}"
+            messages.append(_data(group_of(channel), channel, candle))
+        ticker = data.ticker(symbol=symbol, best_bid=best_bid, best_ask=best_ask)
+        messages.append(_data(f"ticker.{symbol}", f"ticker:{symbol}", ticker))
     if order_ids:
         for order in order_list_by_ids(order_ids=order_ids):
             messages.append(_data(user_group(order.user_id), "orders", OrderOutput(order).data))

@@ -1,39 +1,38 @@
-"""The ticker a stream sends: the contract's ticker shape (spec: GET .../ticker)."""
+"""The ticker a stream's snapshot sends, from the database: the contract's ticker shape
+(spec: GET .../ticker) over the 24 hourly candles up to this hour, as the pages' ticker
+and as orders.streams.marketdata keeps it for the updates."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Max, Min, Sum
+from django.db.models import Sum
 
-from orders.api.serializers import money_text
 from orders.models import Market, Trade
 from orders.selectors.book import order_book_get
-from orders.selectors.orders import trades_since
+from orders.selectors.candles import candle_list
+from orders.streams.marketdata import HOURS, ticker_body
+
+HOUR = 3600
 
 
 def market_ticker(*, market_id: int, symbol: str) -> dict[str, Any]:
-    """Last price, best bid and ask, and the last 24 hours of trades (four statements)."""
-    day = trades_since(market_id=market_id, since_minutes=24 * 60)
-    totals = day.aggregate(
-        high=Max("price"), low=Min("price"), volume=Sum("quantity"), quote=Sum("quote_amount"), first=Min("id")
-    )
-    opening = Trade.objects.filter(pk=totals["first"]).values_list("price", flat=True).first()
+    """Five statements: the hourly candles (2), their quote volume, the last price, the book top."""
+    candles = candle_list(market_id=market_id, interval="1h", limit=HOURS)
+    first = datetime.fromtimestamp((int(datetime.now(tz=UTC).timestamp()) // HOUR - HOURS + 1) * HOUR, tz=UTC)
+    quote = Trade.objects.filter(market_id=market_id, executed_at__gte=first).aggregate(q=Sum("quote_amount"))["q"]
     last = Market.objects.filter(pk=market_id).values_list("last_price", flat=True).first()
     book = order_book_get(market_id=market_id, depth=1)
-    change = None
-    if opening and last is not None:
-        change = f"{((last - opening) / opening * 100).quantize(Decimal('0.01'))}"
-    return {
-        "symbol": symbol,
-        "last_price": money_text(last),
-        "best_bid": money_text(book["bids"][0].price) if book["bids"] else None,
-        "best_ask": money_text(book["asks"][0].price) if book["asks"] else None,
-        "open_24h": money_text(opening),
-        "high_24h": money_text(totals["high"]),
-        "low_24h": money_text(totals["low"]),
-        "volume_24h": money_text(totals["volume"] or 0),
-        "quote_volume_24h": money_text(totals["quote"] or 0),
-        "change_24h_percent": change,
-    }
+    return ticker_body(
+        symbol=symbol,
+        last=last,
+        best_bid=book["bids"][0].price if book["bids"] else None,
+        best_ask=book["asks"][0].price if book["asks"] else None,
+        opening=candles[0].open if candles else None,
+        high=max((c.high for c in candles), default=None),
+        low=min((c.low for c in candles), default=None),
+        volume=sum((c.volume for c in candles), Decimal(0)),
+        quote_volume=quote or Decimal(0),
+    )

@@ -195,3 +195,37 @@ def test_a_lost_update_is_answered_with_a_fresh_snapshot():
 
 def _book_event() -> int:
     return book_event(Order.objects.get().market_id)
+
+
+def test_ticker_and_candle_updates_equal_what_a_fresh_snapshot_reads_from_the_database():
+    """Updates come from memory (orders.streams.marketdata), snapshots from the database."""
+    market = market_create("ETH-USDT")
+    fund_house(market, base="5", quote="10000")
+    traders = _traders(3)
+    rng = random.Random(7)
+    for _ in range(15):  # trades before the engine's first publication: the seed
+        _random_command(rng, traders)
+    channels = ["ticker:ETH-USDT", *(f"candles:ETH-USDT:{i}" for i in ("1m", "1h", "1d"))]
+
+    async def scenario() -> None:
+        client = await stream_connect()
+        await client.send({"op": "subscribe", "channels": channels})
+        for channel in channels:
+            await client.until(channel, 1)
+        for _ in range(40):
+            await sync_to_async(_random_command)(rng, traders)
+        trades = await sync_to_async(Trade.objects.count)()
+        assert trades > 15
+        fresh = await stream_connect()
+        await fresh.send({"op": "subscribe", "channels": channels})
+        for channel in channels:
+            snapshot = (await fresh.until(channel, 1))[0]["data"]
+            expected = snapshot if channel.startswith("ticker") else snapshot[-1]
+            while client.data[channel][-1]["data"] != expected:  # a timeout here fails the test
+                await client.receive(timeout=3)
+            assert client.data[channel][-1]["type"] == "update", channel
+            assert sequences_contiguous(client.data[channel])
+        await client.close()
+        await fresh.close()
+
+    async_to_sync(scenario)()
