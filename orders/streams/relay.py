@@ -90,7 +90,7 @@ def relay_send(messages: list[tuple[str, dict[str, Any]]]) -> None:
         if isinstance(layer, InMemoryChannelLayer):  # this process's consumers (tests, inprocess engine)
             async_to_sync(_send_all)(layer, messages)
         else:
-            asyncio.run_coroutine_threadsafe(_send_all(layer, messages), _background_loop()).result(timeout=10)
+            asyncio.run_coroutine_threadsafe(_send_all(layer, messages), _background_loop()).result(timeout=2)
     except Exception:
         logger.exception("stream messages not published")
 

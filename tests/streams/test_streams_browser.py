@@ -108,6 +108,21 @@ def test_the_trade_page_lives_on_the_stream(tmp_path, browser):
         assert f"average {mine[0]['average_price']}" in text and f"fee {fee} USDT" in text, text
         page.locator(".book-side tr.own").wait_for(state="detached")
         page.screenshot(path=str(ARTIFACTS / "streams-fill-notice.png"))
+
+        # The order history has no poll at all: a new order and its fill arrive by the socket.
+        history = context.new_page()
+        history.on("pageerror", lambda exc: errors.append(str(exc)))
+        history.goto("/orders/")
+        history.wait_for_function("window.streamLive === true")
+        carol_token = platform.token("carol")
+        ask = _place(platform, carol_token, side="sell", quantity="0.1", price="2000.50")
+        row = history.locator(f"#order-{ask['id']}")
+        row.wait_for(timeout=2000)
+        assert "Open" in row.locator(".status").inner_text()
+        _place(platform, bob, side="buy", quantity="0.1", price="2000.50")
+        history.locator(f"#order-{ask['id']} .status.status-filled").wait_for(timeout=2000)
+        history.locator(f"[data-order-notice='{ask['id']}']").wait_for(timeout=2000)
+        history.screenshot(path=str(ARTIFACTS / "streams-history-live.png"))
         assert [e for e in errors if not e.startswith("Failed to load resource")] == []
         context.close()
     finally:
