@@ -11,6 +11,7 @@ of the last update it contains; a later gap (a message lost on the way) or anoth
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,6 +38,10 @@ from orders.streams.ticker import market_ticker
 PUBLIC = ("book", "trades", "ticker", "candles")
 PRIVATE = ("orders", "fills")
 MAX_CHANNELS = 50
+# Snapshots cost the engine (a book is read between two batches): a connection may ask for
+# SNAPSHOT_BURST of them, refilled at SNAPSHOT_RATE per second; beyond that, `throttled`.
+SNAPSHOT_BURST = 100
+SNAPSHOT_RATE = 5.0
 SNAPSHOT_TRADES = 50  # trades and fills in a snapshot, newest first
 SNAPSHOT_CANDLES = 100
 
@@ -113,6 +118,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.user_id: int | None = None
         self.subscriptions: dict[str, Subscription] = {}
         self.sequences: dict[str, int] = defaultdict(int)
+        self.allowance, self.checked = float(SNAPSHOT_BURST), time.monotonic()
         user = self.scope.get("user")
         if user is not None and user.is_authenticated and _same_site(self.scope):
             self.user_id = int(user.pk)
@@ -148,6 +154,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 ):
                     raise StreamError("malformed_message", f'"channels" must be a list of 1 to {MAX_CHANNELS} names.')
                 if op == "subscribe":
+                    self._spend(len(set(channels)))
                     await self._subscribe(list(dict.fromkeys(channels)))
                 else:
                     await self._unsubscribe(channels)
@@ -155,6 +162,14 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 raise StreamError("malformed_message", f"Unknown op {op[:40]!r}.")
         except StreamError as error:
             await self._error(error)
+
+    def _spend(self, snapshots: int) -> None:
+        now = time.monotonic()
+        self.allowance = min(SNAPSHOT_BURST, self.allowance + (now - self.checked) * SNAPSHOT_RATE)
+        self.checked = now
+        if snapshots > self.allowance:
+            raise StreamError("throttled", "Too many subscriptions; wait a few seconds.")
+        self.allowance -= snapshots
 
     async def _auth(self, token: object) -> None:
         if not isinstance(token, str) or not token or len(token) > 4096:

@@ -140,3 +140,26 @@ def test_a_page_session_authenticates_only_from_an_allowed_origin():
             await client.close()
 
     async_to_sync(scenario)()
+
+
+def test_subscriptions_are_throttled_per_connection():
+    market_create("ETH-USDT")
+
+    async def scenario() -> None:
+        client = await stream_connect()
+        for _ in range(2):  # 2 x 50 snapshots: the whole burst
+            await client.send({"op": "subscribe", "channels": [f"book:X{i}" for i in range(50)]})
+            for _ in range(50):
+                assert (await client.op())["code"] == "market_not_found"
+        # 50 more at once: more than 5 per second could have refilled in this test's seconds.
+        await client.send({"op": "subscribe", "channels": ["book:ETH-USDT", *(f"trades:Y{i}" for i in range(49))]})
+        assert await client.op() == {
+            "op": "error",
+            "code": "throttled",
+            "message": "Too many subscriptions; wait a few seconds.",
+        }
+        await client.send({"op": "ping"})
+        assert await client.op() == {"op": "pong"}
+        await client.close()
+
+    async_to_sync(scenario)()
