@@ -248,6 +248,7 @@ CHANNEL_LAYERS = {
         else {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
     )
 }
+# "off": the engine publishes nothing (the pages then poll; subscribers get snapshots only).
 STREAMS_RELAY = env_str("STREAMS_RELAY", "layer" if REDIS_URL else "zmq")
 # zmq relay: the engine binds STREAMS_ZMQ_BIND (default: the first endpoint); web processes
 # subscribe to every endpoint (one per engine that publishes).

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
+
 from orders.api.serializers import MarketTradeOutput, OrderOutput, UserTradeOutput, money_text, user_fill
 from orders.engine.book import LiveOrder
 from orders.engine.market import Journal, MarketEngine, TradeRecord
@@ -88,6 +90,8 @@ def batch_committed(*, journal: Journal, markets: dict[int, MarketEngine]) -> Ca
     """On the engine thread, right after COMMIT: the book updates of the batch, numbered,
     and the book tops; returns what the announcer publishes (which reads no memory that a
     later batch changes: trade records and order ids are final once written)."""
+    if settings.STREAMS_RELAY == "off":
+        return _nothing
     new = {id(order) for order in journal.new_orders}
     orders = [*journal.new_orders, *(o for key, o in journal.touched.items() if key not in new)]
     messages: list[Message] = []
@@ -114,6 +118,10 @@ def batch_committed(*, journal: Journal, markets: dict[int, MarketEngine]) -> Ca
     trades = list(journal.trades)
     order_ids = [order.id for order in orders if order.id is not None]
     return lambda: publish(book=messages, trades=trades, tops=tops, order_ids=order_ids)
+
+
+def _nothing() -> None:
+    return None
 
 
 def _data(group: str, channel: str, data: Any) -> Message:
