@@ -27,9 +27,10 @@ from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidTok
 
 from accounts.authentication import PlatformJWTAuthentication
 from orders.api.serializers import CandleOutput, MarketTradeOutput, OrderOutput, UserTradeOutput, user_fill
+from orders.errors import OrderNotFound
 from orders.models import LIVE_STATUSES, Market
 from orders.selectors.candles import INTERVALS, candle_list
-from orders.selectors.orders import order_list_for_user, trade_list_for_market, trade_list_for_user
+from orders.selectors.orders import order_get_for_user, order_list_for_user, trade_list_for_market, trade_list_for_user
 from orders.sequencer.transport import engine_call
 from orders.streams.publish import BOOK_SNAPSHOT, group_of, user_group
 from orders.streams.relay import relay_listen
@@ -80,6 +81,13 @@ def _token_user(token: str) -> int | None:
 
 def _market_id(symbol: str) -> int | None:
     return Market.objects.filter(symbol=symbol).values_list("pk", flat=True).first()
+
+
+def _order_body(user_id: int, order_id: int) -> dict[str, Any] | None:
+    try:
+        return dict(_json(OrderOutput(order_get_for_user(user_id=user_id, order_id=order_id)).data))
+    except OrderNotFound:
+        return None
 
 
 def _same_site(scope: dict[str, Any]) -> bool:
@@ -265,6 +273,15 @@ class StreamConsumer(AsyncWebsocketConsumer):
             if known and datetime.fromisoformat(data["updated_at"]) < datetime.fromisoformat(known):
                 return
         await self._data(sub.channel, "update", data)
+
+    async def stream_order(self, message: dict[str, Any]) -> None:
+        """An order of this user changed: its whole body, read now (at least that state)."""
+        sub = self.subscriptions.get("orders")
+        if sub is None or self.user_id is None:
+            return
+        data = await database_sync_to_async(_order_body)(self.user_id, int(message["id"]))
+        if data is not None:
+            await self.stream_data({"channel": "orders", "data": data})
 
     # --- sending ------------------------------------------------------------------------
 

@@ -15,9 +15,9 @@ from typing import Any
 from django.db.models import Max
 from django.utils import timezone
 
-from orders.api.serializers import CandleOutput, money_text
+from orders.api.serializers import moment_text, money_text
 from orders.models import Trade
-from orders.selectors.candles import INTERVALS, Candle
+from orders.selectors.candles import INTERVALS
 
 HOURS = 24
 
@@ -33,8 +33,11 @@ class Bar:
     quote: Decimal
 
     def candle(self) -> dict[str, Any]:
-        time = datetime.fromtimestamp(self.start, tz=UTC)
-        return dict(CandleOutput(Candle(time, self.open, self.high, self.low, self.close, self.volume)).data)
+        """As CandleOutput writes it (written out: the engine process sends many)."""
+        return {
+            "time": moment_text(datetime.fromtimestamp(self.start, tz=UTC)),
+            **{name: money_text(getattr(self, name)) for name in ("open", "high", "low", "close", "volume")},
+        }
 
 
 class MarketData:

@@ -9,6 +9,7 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
+from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from tests.factories import UserFactory, fund, market_create
@@ -29,6 +30,16 @@ def _session_cookie(user) -> bytes:
     session["_auth_user_hash"] = user.get_session_auth_hash()
     session.save()
     return f"sessionid={session.session_key}".encode()
+
+
+def _rest_views(user, order_id: str) -> dict[str, object]:
+    api = APIClient()
+    api.force_authenticate(user)
+    return {
+        "fill": api.get("/api/trades").json()["results"][0],
+        "trade": api.get("/api/markets/ETH-USDT/trades").json()[0],
+        "order": api.get(f"/api/orders/{order_id}").json(),
+    }
 
 
 def test_malformed_messages_answer_an_error_and_keep_the_connection():
@@ -102,8 +113,8 @@ def test_private_channels_need_authentication_and_show_only_the_callers_data():
         assert (await client.op())["code"] == "auth_required"
 
         await client.send({"op": "auth", "token": token})
-        await client.send({"op": "subscribe", "channels": ["orders", "fills"]})
-        assert await client.op() == {"op": "subscribed", "channels": ["orders", "fills"]}
+        await client.send({"op": "subscribe", "channels": ["orders", "fills", "trades:ETH-USDT"]})
+        assert await client.op() == {"op": "subscribed", "channels": ["orders", "fills", "trades:ETH-USDT"]}
         orders = (await client.until("orders", 1))[0]
         assert orders["type"] == "snapshot" and [o["id"] for o in orders["data"]] == [str(alice_order.pk)]
         assert (await client.until("fills", 1))[0]["data"] == []
@@ -117,6 +128,11 @@ def test_private_channels_need_authentication_and_show_only_the_callers_data():
         fill = (await client.until("fills", 2))[1]
         assert fill["data"]["order_id"] == str(alice_order.pk) and fill["data"]["liquidity"] == "maker"
         assert Decimal(fill["data"]["fee"]) == Decimal("0.6368")
+        # Exactly what the REST API answers: the fill, the public trade, the order.
+        rest = await sync_to_async(_rest_views)(alice, str(alice_order.pk))
+        assert fill["data"] == rest["fill"]
+        assert (await client.until("trades:ETH-USDT", 2))[1]["data"] == rest["trade"]
+        assert update["data"] == rest["order"]
         await client.send({"op": "ping"})
         assert await client.op() == {"op": "pong"}
         assert len(client.data["orders"]) == 2 and len(client.data["fills"]) == 2
