@@ -26,6 +26,7 @@ from orders.sequencer.leadership import Leadership
 from orders.sequencer.loop import Sequencer
 from orders.sequencer.shards import Shard, symbols_of_other_shards
 from orders.streams.publish import BOOK_SNAPSHOT, book_snapshot
+from orders.streams.relay import relay_publisher_start
 
 logger = logging.getLogger("orders.sequencer.server")
 PING = "ping"
@@ -84,6 +85,7 @@ class EngineServer:
         socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.bind(self.endpoint)
+        relay_publisher_start(fresh=True)  # streams: bound by the leader only, before its first batch
         self.announce(
             f"engine {self.shard.name} leading on {self.endpoint}: "
             f"{self.stats.live_orders} live orders loaded in {self.stats.load_seconds:.2f} s"

@@ -32,7 +32,7 @@ from django.conf import settings
 
 logger = logging.getLogger("orders.streams")
 _publisher: zmq.Socket[bytes] | None = None
-_publisher_lock = threading.Lock()
+_publisher_lock = threading.RLock()  # also held while sending: a new lead may rebind
 _loop: asyncio.AbstractEventLoop | None = None
 _listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = weakref.WeakKeyDictionary()
 
@@ -41,13 +41,18 @@ def _endpoints() -> list[str]:
     return [e.strip() for e in settings.STREAMS_ZMQ_ENDPOINTS.split(",") if e.strip()]
 
 
-def relay_publisher_start() -> zmq.Socket[bytes] | None:
-    """The engine process binds its PUB socket at start, before its first batch, so that
-    the web processes are connected by the time it publishes."""
+def relay_publisher_start(*, fresh: bool = False) -> zmq.Socket[bytes] | None:
+    """The leading engine binds its PUB socket when it takes the lead, before its first
+    batch, so that the web processes are connected by the time it publishes (a standby
+    binds nothing until it leads: binding an ipc:// path takes it over). `fresh`: bind
+    again (leading anew: another engine may have taken the path meanwhile)."""
     global _publisher
     if settings.STREAMS_RELAY != "zmq":
         return None
     with _publisher_lock:
+        if fresh and _publisher is not None:
+            _publisher.close(linger=0)
+            _publisher = None
         if _publisher is None:
             socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUB)
             socket.setsockopt(zmq.LINGER, 0)
@@ -79,10 +84,11 @@ def relay_send(messages: list[tuple[str, dict[str, Any]]]) -> None:
         return
     try:
         if settings.STREAMS_RELAY == "zmq":
-            publisher = relay_publisher_start()
-            if publisher is not None:
-                for group, message in messages:
-                    publisher.send_multipart([group.encode(), json.dumps(message).encode()])
+            with _publisher_lock:
+                publisher = relay_publisher_start()
+                if publisher is not None:
+                    for group, message in messages:
+                        publisher.send_multipart([group.encode(), json.dumps(message).encode()])
             return
         layer = get_channel_layer()
         if layer is None:

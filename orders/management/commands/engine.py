@@ -10,7 +10,6 @@ from django.core.management.base import BaseCommand
 
 from orders.sequencer.server import EngineServer
 from orders.sequencer.shards import shard_named, shards
-from orders.streams.relay import relay_publisher_start
 
 
 class Command(BaseCommand):
@@ -27,7 +26,6 @@ class Command(BaseCommand):
             self.stdout.write(line)
             self.stdout.flush()
 
-        relay_publisher_start()  # streams: subscribers connect while the engine loads
         server = EngineServer(shard=shard, bind=options["bind"], announce=announce)
         signal.signal(signal.SIGTERM, lambda *_: server.stopping.set())
         signal.signal(signal.SIGINT, lambda *_: server.stopping.set())
