@@ -25,7 +25,6 @@ import weakref
 from typing import Any
 
 import zmq
-import zmq.asyncio
 from asgiref.sync import async_to_sync
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
@@ -34,7 +33,7 @@ logger = logging.getLogger("orders.streams")
 _publisher: zmq.Socket[bytes] | None = None
 _publisher_lock = threading.RLock()  # also held while sending: a new lead may rebind
 _loop: asyncio.AbstractEventLoop | None = None
-_listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = weakref.WeakKeyDictionary()
+_listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, threading.Thread] = weakref.WeakKeyDictionary()
 
 
 def _endpoints() -> list[str]:
@@ -102,26 +101,33 @@ def relay_send(messages: list[tuple[str, dict[str, Any]]]) -> None:
 
 
 async def relay_listen() -> None:
-    """In a web process (zmq relay): start, once per event loop, the task that hands what
-    the engines publish to this process's channel layer."""
+    """In a web process (zmq relay): start, once per event loop, the thread that hands
+    what the engines publish to this process's channel layer. A plain blocking socket in a
+    thread of its own: it reconnects to a new leader by itself (as ZeroMQ does) whatever
+    the event loop."""
     if settings.STREAMS_RELAY != "zmq":
         return
     loop = asyncio.get_running_loop()
-    if loop not in _listeners:
-        socket = zmq.asyncio.Context.instance().socket(zmq.SUB)
-        socket.setsockopt(zmq.LINGER, 0)
-        socket.setsockopt(zmq.RCVHWM, 100_000)
-        socket.setsockopt(zmq.SUBSCRIBE, b"")
-        for endpoint in _endpoints():
-            socket.connect(endpoint)
-        _listeners[loop] = loop.create_task(_forward(socket))
-
-
-async def _forward(socket: zmq.asyncio.Socket) -> None:
     layer = get_channel_layer()
-    while layer is not None:
-        group, payload = await socket.recv_multipart()
-        try:
-            await layer.group_send(group.decode(), json.loads(payload))
-        except Exception:
+    if loop not in _listeners and layer is not None:
+        thread = threading.Thread(target=_forward, args=(loop, layer), name="streams-relay-sub", daemon=True)
+        _listeners[loop] = thread
+        thread.start()
+
+
+def _forward(loop: asyncio.AbstractEventLoop, layer: BaseChannelLayer) -> None:
+    socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.SUB)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.RCVHWM, 100_000)
+    socket.setsockopt(zmq.SUBSCRIBE, b"")
+    for endpoint in _endpoints():
+        socket.connect(endpoint)
+    while not loop.is_closed():
+        if not socket.poll(1000):
+            continue
+        group, payload = socket.recv_multipart()
+        try:  # group_send never yields before the message is queued: the order is kept
+            asyncio.run_coroutine_threadsafe(layer.group_send(group.decode(), json.loads(payload)), loop)
+        except (RuntimeError, ValueError):
             logger.exception("a stream message not relayed")
+    socket.close(linger=0)

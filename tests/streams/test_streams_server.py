@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 from decimal import Decimal
 from typing import Any
@@ -119,5 +120,44 @@ def test_streams_through_the_engine_and_two_web_processes(tmp_path, relay):
             assert len(updates) > 10
             assert str(rested["id"]) not in mine  # Bob's order is not on Alice's private channel
             listener.ws.close()
+    finally:
+        platform.stop()
+
+
+def test_after_a_failover_the_new_leader_publishes_and_subscribers_resynchronise(tmp_path):
+    """ZeroMQ relay: the standby binds the stream socket only when it takes the lead; the
+    book's new epoch makes every subscriber take a fresh snapshot."""
+    platform = Platform(tmp_path / "var", redis_url=None)
+    try:
+        platform.start()
+        platform.spawn("engine-standby", sys.executable, "manage.py", "engine")
+        bob = platform.token("bob")
+        listener = Listener(platform.url, token=bob)
+        wait_until(lambda: listener.channel(BOOK), what="the book snapshot", timeout=10)
+        _place(platform, bob, side="buy", type="limit", quantity="0.1", price="1990.00")
+        wait_until(lambda: listener.book() == platform.rest_book(), what="the first update", timeout=2)
+
+        platform.processes[0].kill()  # the leader (the first engine), without any clean-up
+        platform.processes[0].wait()
+        standby_log = platform.var / "log" / "engine-standby.log"
+        wait_until(lambda: b" leading on " in standby_log.read_bytes(), what="the standby to lead", timeout=20)
+
+        def placed() -> bool:
+            answer = requests.post(
+                f"{platform.url}/api/orders",
+                json={"market": "ETH-USDT", "side": "buy", "type": "limit", "quantity": "0.2", "price": "1991.00"},
+                headers={"Authorization": f"Bearer {bob}"},
+                timeout=10,
+            )
+            return answer.status_code == 201
+
+        wait_until(placed, what="an order placed through the new leader", timeout=20)
+        expected = platform.rest_book()
+        assert any(level["price"] == "1991.00000000" for level in expected["bids"])
+        wait_until(lambda: listener.book() == expected, what="the book after the failover", timeout=5)
+        kinds = [m["type"] for m in listener.channel(BOOK)]
+        assert kinds[0] == "snapshot" and kinds.count("snapshot") == 2, kinds  # the new epoch: a fresh one
+        assert sequences_contiguous(listener.channel(BOOK))
+        listener.ws.close()
     finally:
         platform.stop()
