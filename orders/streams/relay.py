@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -33,6 +34,11 @@ logger = logging.getLogger("orders.streams")
 _publisher: zmq.Socket[bytes] | None = None
 _publisher_lock = threading.RLock()  # also held while sending: a new lead may rebind
 _loop: asyncio.AbstractEventLoop | None = None
+_bound_at = 0.0
+# Subscribers retry their connection every 100 ms (ZeroMQ's reconnect interval): what a
+# new publisher sends sooner would reach nobody, so its first sends wait that long (in the
+# announcer thread: no order waits for it).
+CONNECT_GRACE_SECONDS = 0.3
 _listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, threading.Thread] = weakref.WeakKeyDictionary()
 
 
@@ -45,7 +51,7 @@ def relay_publisher_start(*, fresh: bool = False) -> zmq.Socket[bytes] | None:
     batch, so that the web processes are connected by the time it publishes (a standby
     binds nothing until it leads: binding an ipc:// path takes it over). `fresh`: bind
     again (leading anew: another engine may have taken the path meanwhile)."""
-    global _publisher
+    global _publisher, _bound_at
     if settings.STREAMS_RELAY != "zmq":
         return None
     with _publisher_lock:
@@ -57,7 +63,7 @@ def relay_publisher_start(*, fresh: bool = False) -> zmq.Socket[bytes] | None:
             socket.setsockopt(zmq.LINGER, 0)
             socket.setsockopt(zmq.SNDHWM, 100_000)
             socket.bind(settings.STREAMS_ZMQ_BIND or _endpoints()[0])
-            _publisher = socket
+            _publisher, _bound_at = socket, time.monotonic()
         return _publisher
 
 
@@ -85,6 +91,7 @@ def relay_send(messages: list[tuple[str, dict[str, Any]]]) -> None:
         if settings.STREAMS_RELAY == "zmq":
             with _publisher_lock:
                 publisher = relay_publisher_start()
+                time.sleep(max(0.0, _bound_at + CONNECT_GRACE_SECONDS - time.monotonic()))
                 if publisher is not None:
                     for group, message in messages:
                         publisher.send_multipart([group.encode(), json.dumps(message).encode()])
