@@ -1,5 +1,7 @@
 """gunicorn's configuration for the production topology (Procfile: `gunicorn -c
-config/gunicorn.py config.wsgi:application`). From the environment:
+config/gunicorn.py config.asgi:application`): gunicorn manages the processes, each an
+ASGI uvicorn worker (HTTP plus the WebSocket streams at /ws/v1, docs/streams.md). From the
+environment:
 
 - WEB_BIND (default 127.0.0.1:$PORT, PORT 8000), WEB_WORKERS (4), WEB_THREADS (1),
   WEB_TIMEOUT (30 s), WEB_GRACEFUL_TIMEOUT (30 s: requests in progress at SIGTERM finish);
@@ -20,7 +22,8 @@ from core.metrics import process_dead
 
 bind = os.environ.get("WEB_BIND") or f"127.0.0.1:{os.environ.get('PORT') or '8000'}"
 workers = int(os.environ.get("WEB_WORKERS") or 4)
-threads = int(os.environ.get("WEB_THREADS") or 1)
+threads = int(os.environ.get("WEB_THREADS") or 1)  # unused by the ASGI worker (one event loop)
+worker_class = "config.uvicorn_worker.PlatformUvicornWorker"
 timeout = int(os.environ.get("WEB_TIMEOUT") or 30)
 graceful_timeout = int(os.environ.get("WEB_GRACEFUL_TIMEOUT") or 30)
 accesslog = "-" if os.environ.get("WEB_ACCESS_LOG", "").lower() in {"1", "true", "yes", "on"} else None

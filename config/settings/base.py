@@ -269,6 +269,23 @@ ENGINE_ANSWER_TIMEOUT_SECONDS = float(env_decimal("ENGINE_ANSWER_TIMEOUT_SECONDS
 # engine for every market on a local socket.
 ENGINE_SHARDS = env_str("ENGINE_SHARDS", f"main=*@ipc://{VAR_DIR}/engine-main.sock")
 
+# --- Streams (docs/streams.md) ----------------------------------------------------
+# Channel layer: Redis when there is one (across processes and hosts), else this process's
+# memory, fed by the engine through STREAMS_RELAY=zmq (orders.streams.relay).
+CHANNEL_LAYERS = {
+    "default": (
+        {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000}}
+        if REDIS_URL
+        else {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
+    )
+}
+# "off": the engine publishes nothing (the pages then poll; subscribers get snapshots only).
+STREAMS_RELAY = env_str("STREAMS_RELAY", "layer" if REDIS_URL else "zmq")
+# zmq relay: the engine binds STREAMS_ZMQ_BIND (default: the first endpoint); web processes
+# subscribe to every endpoint (one per engine that publishes).
+STREAMS_ZMQ_ENDPOINTS = env_str("STREAMS_ZMQ_ENDPOINTS", f"ipc://{VAR_DIR}/streams-main.sock")
+STREAMS_ZMQ_BIND = env_str("STREAMS_ZMQ_BIND", "")
+
 # --- Revenue ------------------------------------------------------------------
 REVENUE_HOLDER_PERCENTAGE = env_decimal("REVENUE_HOLDER_PERCENTAGE", "0.15")
 REVENUE_RESERVE_PERCENTAGE = env_decimal("REVENUE_RESERVE_PERCENTAGE", "0.85")

@@ -24,10 +24,11 @@ from orders.api.serializers import (
     OrderOutput,
     UserTradeOutput,
     order_output,
+    user_fill,
 )
 from orders.engine.requests import order_request_parse
 from orders.errors import OrderNotFound
-from orders.models import OrderStatus, Trade
+from orders.models import OrderStatus
 from orders.selectors.markets import SYMBOL_MAX_LENGTH
 from orders.selectors.orders import order_get_for_user, order_list_for_user, trade_list_for_user
 from orders.services.orders import order_cancel, order_place_as, orders_cancel_all
@@ -133,22 +134,6 @@ class OrdersCancelAllApi(APIView):
         return Response({"cancelled": [order_output(orders[order_id]) for order_id in cancelled]})
 
 
-def _user_fill(trade: Trade, user_id: int) -> dict[str, object]:
-    as_taker = trade.taker_user_id == user_id
-    side = trade.taker_side if as_taker else ("sell" if trade.taker_side == "buy" else "buy")
-    return {
-        "trade_id": str(trade.pk),
-        "order_id": str(trade.taker_order_id if as_taker else trade.maker_order_id),
-        "market": trade.market.symbol,
-        "side": side,
-        "price": trade.price,
-        "quantity": trade.quantity,
-        "fee": trade.taker_fee if as_taker else trade.maker_fee,
-        "liquidity": "taker" if as_taker else "maker",
-        "executed_at": trade.executed_at,
-    }
-
-
 class UserTradesApi(APIView):
     @extend_schema(
         parameters=[MARKET_FILTER, PAGE_LIMIT.openapi(), CURSOR],
@@ -161,5 +146,5 @@ class UserTradesApi(APIView):
         market = name_param(request, "market", max_length=SYMBOL_MAX_LENGTH, pattern=SYMBOL_FILTER_PATTERN)
         page = paginator.paginate_queryset(trade_list_for_user(user_id=user.pk, market=market), request, view=self)
         return paginator.get_paginated_response(
-            UserTradeOutput([_user_fill(t, user.pk) for t in page or []], many=True).data
+            UserTradeOutput([user_fill(t, user.pk) for t in page or []], many=True).data
         )

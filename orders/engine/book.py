@@ -101,6 +101,16 @@ class OrderBook:
         for price in prices:
             yield from levels[price]
 
+    def best(self, side: Side) -> Decimal | None:
+        """The best price of a side (highest bid, lowest ask), or None."""
+        levels = self._levels[side]
+        return None if not levels else levels.peekitem(-1 if side is Side.BUY else 0)[0]
+
+    def level(self, side: Side, price: Decimal) -> tuple[Decimal, int]:
+        """(quantity, orders) resting at one price; (0, 0) when none."""
+        level = self._levels[side].get(price)
+        return (Decimal(0), 0) if not level else (sum((o.remaining for o in level), Decimal(0)), len(level))
+
     def levels(self, side: Side) -> list[tuple[Decimal, Decimal, int]]:
         """(price, quantity, orders) per level, best first."""
         levels = self._levels[side]

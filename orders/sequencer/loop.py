@@ -49,6 +49,7 @@ from orders.sequencer.recovery import market_engine_load, trading_rules
 from orders.sequencer.wallets import BatchDiscounts, BatchWallets
 from orders.sequencer.writer import Written, batch_write
 from orders.signals import trades_committed
+from orders.streams.publish import batch_committed as streams_batch
 from orders.system_accounts import system_user_ids
 
 logger = logging.getLogger("orders.sequencer")
@@ -227,6 +228,7 @@ class Sequencer:
             batch.settle()
             transaction.on_commit(lambda: self._closed_remember(batch.closed()))
             transaction.on_commit(lambda: self.announce(lambda: batch.committed(written)))
+            transaction.on_commit(lambda: self.announce(streams_batch(journal=batch.journal, markets=self._markets)))
         self.batches += 1
         return answers
 

@@ -25,6 +25,8 @@ from orders.sequencer.commands import command_signed
 from orders.sequencer.leadership import Leadership
 from orders.sequencer.loop import Sequencer
 from orders.sequencer.shards import Shard, symbols_of_other_shards
+from orders.streams.publish import BOOK_SNAPSHOT, book_snapshot
+from orders.streams.relay import relay_publisher_start
 
 logger = logging.getLogger("orders.sequencer.server")
 PING = "ping"
@@ -83,6 +85,7 @@ class EngineServer:
         socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.bind(self.endpoint)
+        relay_publisher_start(fresh=True)  # streams: bound by the leader only, before its first batch
         self.announce(
             f"engine {self.shard.name} leading on {self.endpoint}: "
             f"{self.stats.live_orders} live orders loaded in {self.stats.load_seconds:.2f} s"
@@ -119,6 +122,10 @@ class EngineServer:
                 continue
             if command.get("op") == PING:
                 socket.send_multipart([identity, request_id, json.dumps(self.health()).encode()])
+                continue
+            if command.get("op") == BOOK_SNAPSHOT:  # streams: the book between two batches
+                snapshot = book_snapshot(sequencer._market(symbol=str(command.get("market"))))
+                socket.send_multipart([identity, request_id, json.dumps(snapshot).encode()])
                 continue
             received.append((identity, request_id, command))
         if not received:

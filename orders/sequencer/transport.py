@@ -16,6 +16,7 @@ from django.conf import settings
 from orders.sequencer.commands import Answer, Command
 from orders.sequencer.loop import Sequencer
 from orders.sequencer.zmq import engines_health, zmq_engine_call
+from orders.streams.publish import BOOK_SNAPSHOT, book_snapshot
 
 
 class InProcessEngine:
@@ -27,6 +28,8 @@ class InProcessEngine:
         with self._lock:
             if self._sequencer is None:
                 self._sequencer = Sequencer()
+            if command.get("op") == BOOK_SNAPSHOT:
+                return book_snapshot(self._sequencer._market(symbol=str(command.get("market"))))
             return self._sequencer.run_batch([command])[0]
 
     def reset(self) -> None:

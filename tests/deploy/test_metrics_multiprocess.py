@@ -57,7 +57,7 @@ def test_counters_add_up_over_gunicorn_workers_and_never_go_down(rig: Rig) -> No
     )
     with open(log_path, "wb") as log_file:
         web = subprocess.Popen(  # the Procfile's web line
-            [python(), "-m", "gunicorn", "-c", "config/gunicorn.py", "config.wsgi:application"],
+            [python(), "-m", "gunicorn", "-c", "config/gunicorn.py", "config.asgi:application"],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,

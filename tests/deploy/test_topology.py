@@ -12,7 +12,7 @@ from config import topology
 def test_the_procfile_names_every_process_of_the_topology() -> None:
     processes = topology.procfile_processes()
     assert list(processes) == ["web", "engine", "worker", "chain", "beat"]
-    assert "gunicorn -c config/gunicorn.py config.wsgi:application" in processes["web"]
+    assert "gunicorn -c config/gunicorn.py config.asgi:application" in processes["web"]
     assert "-m config.topology engine" in processes["engine"]
     worker, chain = processes["worker"].split(), processes["chain"].split()
     assert worker[worker.index("-Q") + 1] == "celery"

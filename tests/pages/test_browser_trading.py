@@ -154,8 +154,10 @@ class Trader:
         self.username = username
 
     def _console(self, message: Any) -> None:
-        # 4xx answers the pages expect (a rejected order) are logged by Chromium as resource errors.
-        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+        # 4xx answers the pages expect (a rejected order) are logged by Chromium as resource errors;
+        # this WSGI live server has no WebSocket: the pages fall back to polling (docs/streams.md).
+        expected = ("Failed to load resource", "WebSocket connection to")
+        if message.type == "error" and not message.text.startswith(expected):
             self.errors.append(message.text)
 
     def login(self) -> None:

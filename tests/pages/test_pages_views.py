@@ -441,7 +441,9 @@ def test_anonymous_live_updates_have_no_personal_regions(client, market):
 def test_pages_poll_only_while_visible(trader_client):
     for path in ["/", TRADE, "/wallet/"]:
         html = text(trader_client.get(path))
-        assert "every 1.5s [document.visibilityState === 'visible']" in html
+        # While a stream socket is up (static/js/streams.js) the fast poll pauses; a slow one stays.
+        assert "every 1.5s [document.visibilityState === 'visible' &amp;&amp; !window.streamLive]" in html
+        assert "every 15s [document.visibilityState === 'visible' &amp;&amp; window.streamLive]" in html
 
 
 def test_home_lists_markets_with_last_price_and_24h_change(trader, client, client_for):

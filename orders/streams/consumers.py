@@ -1,0 +1,296 @@
+"""The WebSocket endpoint `/ws/v1` (contract: shared/spec/api.md, "Streams (v1.1)";
+docs/streams.md).
+
+One consumer per connection. Channels dispatches its messages one at a time, so a
+subscription's group is joined first, then its snapshot taken and sent, and only then are
+the group's messages handled: an update older than the snapshot is dropped, the next one
+applied. Book updates carry the engine's per-market number: the snapshot has the number
+of the last update it contains; a later gap (a message lost on the way) or another engine
+(a restart) makes the consumer send a fresh snapshot instead of a wrong book."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlparse
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.http.request import validate_host
+from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
+
+from accounts.authentication import PlatformJWTAuthentication
+from orders.api.serializers import CandleOutput, MarketTradeOutput, OrderOutput, UserTradeOutput, user_fill
+from orders.errors import OrderNotFound
+from orders.models import LIVE_STATUSES, Market
+from orders.selectors.candles import INTERVALS, candle_list
+from orders.selectors.orders import order_get_for_user, order_list_for_user, trade_list_for_market, trade_list_for_user
+from orders.sequencer.transport import engine_call
+from orders.streams.publish import BOOK_SNAPSHOT, group_of, user_group
+from orders.streams.relay import relay_listen
+from orders.streams.ticker import market_ticker
+
+PUBLIC = ("book", "trades", "ticker", "candles")
+PRIVATE = ("orders", "fills")
+MAX_CHANNELS = 50
+# Snapshots cost the engine (a book is read between two batches): a connection may ask for
+# SNAPSHOT_BURST of them, refilled at SNAPSHOT_RATE per second; beyond that, `throttled`.
+SNAPSHOT_BURST = 100
+SNAPSHOT_RATE = 5.0
+SNAPSHOT_TRADES = 50  # trades and fills in a snapshot, newest first
+SNAPSHOT_CANDLES = 100
+
+
+class StreamError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Subscription:
+    channel: str
+    kind: str
+    group: str
+    market_id: int = 0
+    symbol: str = ""
+    interval: str = ""
+    event: int = 0  # book: the number of the last update applied
+    epoch: str = ""
+    seen: dict[str, str] = field(default_factory=dict)  # trades/fills: ids in the snapshot; orders: updated_at
+
+
+def _json(data: Any) -> Any:
+    return json.loads(json.dumps(data))
+
+
+def _token_user(token: str) -> int | None:
+    auth = PlatformJWTAuthentication()
+    try:
+        return int(auth.get_user(auth.get_validated_token(token.encode())).pk)
+    except (InvalidToken, AuthenticationFailed, TokenError):
+        return None
+
+
+def _market_id(symbol: str) -> int | None:
+    return Market.objects.filter(symbol=symbol).values_list("pk", flat=True).first()
+
+
+def _order_body(user_id: int, order_id: int) -> dict[str, Any] | None:
+    try:
+        return dict(_json(OrderOutput(order_get_for_user(user_id=user_id, order_id=order_id)).data))
+    except OrderNotFound:
+        return None
+
+
+def _same_site(scope: dict[str, Any]) -> bool:
+    """A page's session counts only from an allowed Origin (no cross-site socket hijacking);
+    a client without an Origin header authenticates with a token."""
+    origin = dict(scope.get("headers", [])).get(b"origin")
+    if not origin:
+        return False
+    host = urlparse(origin.decode("latin1")).hostname or ""
+    return validate_host(host, settings.ALLOWED_HOSTS)
+
+
+def _snapshot_data(sub: Subscription, user_id: int | None) -> tuple[Any, dict[str, str]]:
+    """Everything but the book, from the database, in the REST API's shapes."""
+    if sub.kind == "trades":
+        trades = MarketTradeOutput(trade_list_for_market(market_id=sub.market_id, limit=SNAPSHOT_TRADES), many=True)
+        return trades.data, {row["id"]: "" for row in trades.data}
+    if sub.kind == "ticker":
+        return market_ticker(market_id=sub.market_id, symbol=sub.symbol), {}
+    if sub.kind == "candles":
+        candles = candle_list(market_id=sub.market_id, interval=sub.interval, limit=SNAPSHOT_CANDLES)
+        return CandleOutput(candles, many=True).data, {}
+    if user_id is None:
+        return [], {}
+    if sub.kind == "orders":
+        live = order_list_for_user(user_id=user_id).filter(status__in=[s.value for s in LIVE_STATUSES]).order_by("-id")
+        orders = OrderOutput(live, many=True).data
+        return orders, {row["id"]: row["updated_at"] for row in orders}
+    recent = trade_list_for_user(user_id=user_id).select_related("market")[:SNAPSHOT_TRADES]
+    fills = UserTradeOutput([user_fill(t, user_id) for t in recent], many=True).data
+    return fills, {row["trade_id"]: "" for row in fills}
+
+
+class StreamConsumer(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        self.user_id: int | None = None
+        self.subscriptions: dict[str, Subscription] = {}
+        self.sequences: dict[str, int] = defaultdict(int)
+        self.allowance, self.checked = float(SNAPSHOT_BURST), time.monotonic()
+        user = self.scope.get("user")
+        if user is not None and user.is_authenticated and _same_site(self.scope):
+            self.user_id = int(user.pk)
+        await relay_listen()
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        for group in {sub.group for sub in self.subscriptions.values()}:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    # --- client messages ----------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            message = json.loads(text_data) if text_data is not None else None
+        except ValueError:
+            message = None
+        try:
+            if not isinstance(message, dict) or not isinstance(message.get("op"), str):
+                raise StreamError("malformed_message", 'Send a JSON object with an "op".')
+            op = message["op"]
+            if op == "ping":
+                await self._send({"op": "pong"})
+            elif op == "auth":
+                await self._auth(message.get("token"))
+            elif op in ("subscribe", "unsubscribe"):
+                channels = message.get("channels")
+                if (
+                    not isinstance(channels, list)
+                    or not channels
+                    or len(channels) > MAX_CHANNELS
+                    or not all(isinstance(c, str) and len(c) <= 100 for c in channels)
+                ):
+                    raise StreamError("malformed_message", f'"channels" must be a list of 1 to {MAX_CHANNELS} names.')
+                if op == "subscribe":
+                    self._spend(len(set(channels)))
+                    await self._subscribe(list(dict.fromkeys(channels)))
+                else:
+                    await self._unsubscribe(channels)
+            else:
+                raise StreamError("malformed_message", f"Unknown op {op[:40]!r}.")
+        except StreamError as error:
+            await self._error(error)
+
+    def _spend(self, snapshots: int) -> None:
+        now = time.monotonic()
+        self.allowance = min(SNAPSHOT_BURST, self.allowance + (now - self.checked) * SNAPSHOT_RATE)
+        self.checked = now
+        if snapshots > self.allowance:
+            raise StreamError("throttled", "Too many subscriptions; wait a few seconds.")
+        self.allowance -= snapshots
+
+    async def _auth(self, token: object) -> None:
+        if not isinstance(token, str) or not token or len(token) > 4096:
+            raise StreamError("malformed_message", '"token" must be a JWT access token.')
+        user_id = await database_sync_to_async(_token_user)(token)
+        if user_id is None:
+            raise StreamError("invalid_token", "The token is invalid or expired.")
+        if self.user_id is not None and user_id != self.user_id:  # another user: drop the previous one's
+            await self._unsubscribe([name for name in self.subscriptions if name in PRIVATE])
+        self.user_id = user_id
+
+    async def _subscribe(self, names: list[str]) -> None:
+        accepted: list[Subscription] = []
+        for name in names:
+            try:
+                sub = await self._parse(name)
+            except StreamError as error:
+                await self._error(error)
+                continue
+            total = len(self.subscriptions) + (name not in self.subscriptions)
+            if total > MAX_CHANNELS:
+                await self._error(StreamError("too_many_channels", f"At most {MAX_CHANNELS} channels."))
+                continue
+            await self.channel_layer.group_add(sub.group, self.channel_name)  # before the snapshot
+            self.subscriptions[name] = sub
+            accepted.append(sub)
+        if accepted:
+            await self._send({"op": "subscribed", "channels": [sub.channel for sub in accepted]})
+        for sub in accepted:
+            await self._snapshot(sub)
+
+    async def _unsubscribe(self, names: list[str]) -> None:
+        for name in names:
+            sub = self.subscriptions.pop(name, None)
+            if sub is not None and all(other.group != sub.group for other in self.subscriptions.values()):
+                await self.channel_layer.group_discard(sub.group, self.channel_name)
+
+    async def _parse(self, name: str) -> Subscription:
+        kind, _, rest = name.partition(":")
+        if kind in PRIVATE and not rest:
+            if self.user_id is None:
+                raise StreamError("auth_required", f"Channel {name!r} needs authentication.")
+            return Subscription(channel=name, kind=kind, group=user_group(self.user_id))
+        symbol, _, interval = rest.partition(":")
+        if kind not in PUBLIC or not symbol or (kind == "candles") != bool(interval):
+            raise StreamError("unknown_channel", f"Unknown channel {name[:100]!r}.")
+        if interval and interval not in INTERVALS:
+            raise StreamError("unknown_channel", f"Unknown interval {interval[:20]!r}: {', '.join(INTERVALS)}.")
+        market_id = await database_sync_to_async(_market_id)(symbol)
+        if market_id is None:
+            raise StreamError("market_not_found", f"No market {symbol[:40]!r}.")
+        return Subscription(
+            channel=name, kind=kind, group=group_of(name), market_id=market_id, symbol=symbol, interval=interval
+        )
+
+    async def _snapshot(self, sub: Subscription) -> None:
+        if sub.kind == "book":
+            symbol = sub.symbol
+            answer = await sync_to_async(engine_call)({"op": BOOK_SNAPSHOT, "market": symbol}, market=symbol)
+            if "error" in answer:
+                await self._unsubscribe([sub.channel])
+                await self._error(StreamError(answer["error"]["code"], answer["error"]["message"]))
+                return
+            sub.event, sub.epoch = int(answer["event"]), str(answer["epoch"])
+            await self._data(sub.channel, "snapshot", answer["book"])
+            return
+        data, sub.seen = await database_sync_to_async(_snapshot_data)(sub, self.user_id)
+        await self._data(sub.channel, "snapshot", _json(data))
+
+    # --- messages from the engine (channel layer) ---------------------------------------
+
+    async def stream_book(self, message: dict[str, Any]) -> None:
+        sub = self.subscriptions.get(message["channel"])
+        if sub is None:
+            return
+        event = int(message["event"])
+        if message["epoch"] != sub.epoch or event > sub.event + 1:  # a gap, or another engine
+            await self._snapshot(sub)
+        elif event == sub.event + 1:
+            sub.event = event
+            await self._data(sub.channel, "update", message["data"])
+
+    async def stream_data(self, message: dict[str, Any]) -> None:
+        sub = self.subscriptions.get(message["channel"])
+        if sub is None:
+            return
+        data = message["data"]
+        if sub.kind in ("trades", "fills"):
+            if str(data.get("id", data.get("trade_id"))) in sub.seen:  # already in the snapshot
+                return
+        elif sub.kind == "orders":
+            known = sub.seen.get(data["id"])
+            if known and datetime.fromisoformat(data["updated_at"]) < datetime.fromisoformat(known):
+                return
+        await self._data(sub.channel, "update", data)
+
+    async def stream_order(self, message: dict[str, Any]) -> None:
+        """An order of this user changed: its whole body, read now (at least that state)."""
+        sub = self.subscriptions.get("orders")
+        if sub is None or self.user_id is None:
+            return
+        data = await database_sync_to_async(_order_body)(self.user_id, int(message["id"]))
+        if data is not None:
+            await self.stream_data({"channel": "orders", "data": data})
+
+    # --- sending ------------------------------------------------------------------------
+
+    async def _data(self, channel: str, kind: str, data: Any) -> None:
+        self.sequences[channel] += 1
+        await self._send({"channel": channel, "type": kind, "sequence": self.sequences[channel], "data": data})
+
+    async def _error(self, error: StreamError) -> None:
+        await self._send({"op": "error", "code": error.code, "message": error.message})
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(message))

@@ -1,0 +1,139 @@
+"""Candles and tickers for the streams, kept by the engine's announcer from each batch's
+trades instead of re-read from the database after every batch: per market, the current
+candle of every interval and the last 24 hourly candles, seeded once from the trades of
+the last 24 hours (the engine is the only writer of its markets' trades, and their ids
+grow in commit order, so a trade is applied exactly once: those up to the seed's last id
+are in the seed, later ones are applied as they come)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Max
+from django.utils import timezone
+
+from orders.api.serializers import moment_text, money_text
+from orders.models import Trade
+from orders.selectors.candles import INTERVALS
+
+HOURS = 24
+
+
+@dataclass(slots=True)
+class Bar:
+    start: int  # epoch seconds of the bucket
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    quote: Decimal
+
+    def candle(self) -> dict[str, Any]:
+        """As CandleOutput writes it (written out: the engine process sends many)."""
+        return {
+            "time": moment_text(datetime.fromtimestamp(self.start, tz=UTC)),
+            **{name: money_text(getattr(self, name)) for name in ("open", "high", "low", "close", "volume")},
+        }
+
+
+class MarketData:
+    def __init__(self, *, market_id: int) -> None:
+        self.market_id = market_id
+        self.bars: dict[str, list[Bar]] = {interval: [] for interval in INTERVALS}
+        self.last_trade_id = 0
+        self.last_price: Decimal | None = None
+        self._seeded = False
+
+    def _seed(self) -> None:
+        last = Trade.objects.filter(market_id=self.market_id).aggregate(last=Max("id"))["last"] or 0
+        since = timezone.now() - timedelta(hours=HOURS + 1)
+        rows = (
+            Trade.objects.filter(market_id=self.market_id, id__lte=last, executed_at__gte=since)
+            .order_by("id")
+            .values_list("id", "price", "quantity", "quote_amount", "executed_at")
+            .iterator(chunk_size=5000)
+        )
+        for row in rows:
+            self._apply(*row)
+        self.last_trade_id = last
+        if self.last_price is None and last:
+            self.last_price = Trade.objects.filter(pk=last).values_list("price", flat=True).first()
+        self._seeded = True
+
+    def _apply(self, trade_id: int, price: Decimal, quantity: Decimal, quote: Decimal, at: datetime) -> None:
+        self.last_trade_id, self.last_price = trade_id, price
+        for interval, seconds in INTERVALS.items():
+            start = int(at.timestamp()) // seconds * seconds
+            bars = self.bars[interval]
+            if bars and bars[-1].start == start:
+                bar = bars[-1]
+                bar.high, bar.low, bar.close = max(bar.high, price), min(bar.low, price), price
+                bar.volume += quantity
+                bar.quote += quote
+            elif not bars or start > bars[-1].start:
+                bars.append(Bar(start, price, price, price, price, quantity, quote))
+                del bars[: -(HOURS + 1)]
+
+    def trades_applied(self, trades: list[tuple[int, Decimal, Decimal, Decimal, datetime]]) -> list[tuple[str, Any]]:
+        """Apply a batch's trades (id, price, quantity, notional, time); the candles they
+        changed, (interval, candle)."""
+        if not self._seeded:
+            self._seed()
+        changed: list[str] = []
+        for trade in trades:
+            if trade[0] > self.last_trade_id:
+                self._apply(*trade)
+                changed = list(INTERVALS)
+        return [(interval, self.bars[interval][-1].candle()) for interval in changed]
+
+    def ticker(self, *, symbol: str, best_bid: Decimal | None, best_ask: Decimal | None) -> dict[str, Any]:
+        """As orders.streams.ticker.market_ticker: the 24 hourly candles up to this hour."""
+        if not self._seeded:
+            self._seed()
+        hour = INTERVALS["1h"]
+        first = int(timezone.now().timestamp()) // hour * hour - (HOURS - 1) * hour
+        day = [bar for bar in self.bars["1h"] if bar.start >= first]
+        return ticker_body(
+            symbol=symbol,
+            last=self.last_price,
+            best_bid=best_bid,
+            best_ask=best_ask,
+            opening=day[0].open if day else None,
+            high=max((bar.high for bar in day), default=None),
+            low=min((bar.low for bar in day), default=None),
+            volume=sum((bar.volume for bar in day), Decimal(0)),
+            quote_volume=sum((bar.quote for bar in day), Decimal(0)),
+        )
+
+
+def ticker_body(
+    *,
+    symbol: str,
+    last: Decimal | None,
+    best_bid: Decimal | None,
+    best_ask: Decimal | None,
+    opening: Decimal | None,
+    high: Decimal | None,
+    low: Decimal | None,
+    volume: Decimal,
+    quote_volume: Decimal,
+) -> dict[str, Any]:
+    change = None
+    if opening and last is not None:
+        change = f"{((last - opening) / opening * 100).quantize(Decimal('0.01'))}"
+    return {
+        "symbol": symbol,
+        "last_price": money_text(last),
+        "best_bid": money_text(best_bid),
+        "best_ask": money_text(best_ask),
+        "open_24h": money_text(opening),
+        "high_24h": money_text(high),
+        "low_24h": money_text(low),
+        "volume_24h": money_text(volume),
+        "quote_volume_24h": money_text(quote_volume),
+        "change_24h_percent": change,
+    }

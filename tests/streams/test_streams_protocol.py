@@ -1,0 +1,181 @@
+"""The stream protocol: ping, errors that keep the connection, authentication and the
+private channels (contract: shared/spec/api.md, "Streams (v1.1)")."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from django.contrib.auth import SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from tests.factories import UserFactory, fund, market_create
+from tests.orders.support import place
+from tests.streams.support import stream_connect
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _token(user) -> str:
+    return str(RefreshToken.for_user(user).access_token)
+
+
+def _session_cookie(user) -> bytes:
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+    session["_auth_user_hash"] = user.get_session_auth_hash()
+    session.save()
+    return f"sessionid={session.session_key}".encode()
+
+
+def _rest_views(user, order_id: str) -> dict[str, object]:
+    api = APIClient()
+    api.force_authenticate(user)
+    return {
+        "fill": api.get("/api/trades").json()["results"][0],
+        "trade": api.get("/api/markets/ETH-USDT/trades").json()[0],
+        "order": api.get(f"/api/orders/{order_id}").json(),
+    }
+
+
+def test_malformed_messages_answer_an_error_and_keep_the_connection():
+    market_create("ETH-USDT")
+
+    async def scenario() -> None:
+        client = await stream_connect()
+        for raw in ["not json", "[1, 2]", '{"no": "op"}', '{"op": 5}', '{"op": "dance"}']:
+            await client.ws.send_to(text_data=raw)
+            answer = await client.op()
+            assert answer["op"] == "error" and answer["code"] == "malformed_message", raw
+        await client.ws.send_to(bytes_data=b"\x00\x01")
+        assert (await client.op())["code"] == "malformed_message"
+        bad_subscriptions = [
+            {"op": "subscribe"},
+            {"op": "subscribe", "channels": "book:ETH-USDT"},
+            {"op": "subscribe", "channels": [1]},
+        ]
+        for bad in bad_subscriptions:
+            await client.send(bad)
+            assert (await client.op())["code"] == "malformed_message"
+        await client.send({"op": "subscribe", "channels": [f"trades:{i}" for i in range(51)]})
+        assert (await client.op())["code"] == "malformed_message"
+        await client.send({"op": "auth", "token": 12})
+        assert (await client.op())["code"] == "malformed_message"
+        await client.send({"op": "ping"})
+        assert await client.op() == {"op": "pong"}
+        await client.close()
+
+    async_to_sync(scenario)()
+
+
+def test_unknown_channels_and_markets_are_refused_per_channel():
+    market_create("ETH-USDT")
+
+    async def scenario() -> None:
+        client = await stream_connect()
+        await client.send(
+            {
+                "op": "subscribe",
+                "channels": ["nope:ETH-USDT", "book:DOGE-USDT", "candles:ETH-USDT:7m", "book", "trades:ETH-USDT"],
+            }
+        )
+        codes = [(await client.op())["code"] for _ in range(4)]
+        assert codes == ["unknown_channel", "market_not_found", "unknown_channel", "unknown_channel"]
+        assert await client.op() == {"op": "subscribed", "channels": ["trades:ETH-USDT"]}
+        snapshot = (await client.until("trades:ETH-USDT", 1))[0]
+        assert snapshot == {"channel": "trades:ETH-USDT", "type": "snapshot", "sequence": 1, "data": []}
+        await client.send({"op": "ping"})
+        assert await client.op() == {"op": "pong"}
+        await client.close()
+
+    async_to_sync(scenario)()
+
+
+def test_private_channels_need_authentication_and_show_only_the_callers_data():
+    market_create("ETH-USDT")
+    alice, bob = UserFactory(), UserFactory()
+    fund(alice, "USDT", "10000")
+    fund(bob, "ETH", "5")
+    alice_order = place(alice, side="buy", type="limit", quantity="1", price="1990.00")
+    token = _token(alice)
+
+    async def scenario() -> None:
+        client = await stream_connect()
+        await client.send({"op": "subscribe", "channels": ["orders", "fills"]})
+        assert [(await client.op())["code"] for _ in range(2)] == ["auth_required", "auth_required"]
+        await client.send({"op": "auth", "token": "not-a-jwt"})
+        assert (await client.op())["code"] == "invalid_token"
+        await client.send({"op": "subscribe", "channels": ["orders"]})
+        assert (await client.op())["code"] == "auth_required"
+
+        await client.send({"op": "auth", "token": token})
+        await client.send({"op": "subscribe", "channels": ["orders", "fills", "trades:ETH-USDT"]})
+        assert await client.op() == {"op": "subscribed", "channels": ["orders", "fills", "trades:ETH-USDT"]}
+        orders = (await client.until("orders", 1))[0]
+        assert orders["type"] == "snapshot" and [o["id"] for o in orders["data"]] == [str(alice_order.pk)]
+        assert (await client.until("fills", 1))[0]["data"] == []
+
+        # Bob's order that rests is not Alice's business; his sell that fills hers is, as her fill only.
+        await sync_to_async(place)(bob, side="sell", type="limit", quantity="1", price="2050.00")
+        await sync_to_async(place)(bob, side="sell", type="limit", quantity="0.4", price="1990.00")
+        update = (await client.until("orders", 2))[1]
+        assert update["sequence"] == 2 and update["data"]["id"] == str(alice_order.pk)
+        assert update["data"]["status"] == "partially_filled" and update["data"]["filled_quantity"] == "0.40000000"
+        fill = (await client.until("fills", 2))[1]
+        assert fill["data"]["order_id"] == str(alice_order.pk) and fill["data"]["liquidity"] == "maker"
+        assert Decimal(fill["data"]["fee"]) == Decimal("0.6368")
+        # Exactly what the REST API answers: the fill, the public trade, the order.
+        rest = await sync_to_async(_rest_views)(alice, str(alice_order.pk))
+        assert fill["data"] == rest["fill"]
+        assert (await client.until("trades:ETH-USDT", 2))[1]["data"] == rest["trade"]
+        assert update["data"] == rest["order"]
+        await client.send({"op": "ping"})
+        assert await client.op() == {"op": "pong"}
+        assert len(client.data["orders"]) == 2 and len(client.data["fills"]) == 2
+        await client.close()
+
+    async_to_sync(scenario)()
+
+
+def test_a_page_session_authenticates_only_from_an_allowed_origin():
+    market_create("ETH-USDT")
+    alice = UserFactory()
+    cookie = _session_cookie(alice)
+
+    async def scenario() -> None:
+        for origin, allowed in [(b"http://testserver", True), (b"https://evil.example", False), (None, False)]:
+            headers = [(b"cookie", cookie), (b"host", b"testserver")] + ([(b"origin", origin)] if origin else [])
+            client = await stream_connect(headers)
+            await client.send({"op": "subscribe", "channels": ["orders"]})
+            answer = await client.op()
+            assert answer["op"] == ("subscribed" if allowed else "error"), origin
+            await client.close()
+
+    async_to_sync(scenario)()
+
+
+def test_subscriptions_are_throttled_per_connection():
+    market_create("ETH-USDT")
+
+    async def scenario() -> None:
+        client = await stream_connect()
+        for _ in range(2):  # 2 x 50 snapshots: the whole burst
+            await client.send({"op": "subscribe", "channels": [f"book:X{i}" for i in range(50)]})
+            for _ in range(50):
+                assert (await client.op())["code"] == "market_not_found"
+        # 50 more at once: more than 5 per second could have refilled in this test's seconds.
+        await client.send({"op": "subscribe", "channels": ["book:ETH-USDT", *(f"trades:Y{i}" for i in range(49))]})
+        assert await client.op() == {
+            "op": "error",
+            "code": "throttled",
+            "message": "Too many subscriptions; wait a few seconds.",
+        }
+        await client.send({"op": "ping"})
+        assert await client.op() == {"op": "pong"}
+        await client.close()
+
+    async_to_sync(scenario)()
