@@ -116,7 +116,7 @@ class OrderInput(serializers.Serializer):
 
 
 class CancelAllInput(serializers.Serializer):
-    market = serializers.CharField(max_length=33, required=False, allow_null=True)
+    market = StrictCharField(max_length=33, required=False, allow_null=True)
 
 
 class FillOutput(serializers.Serializer):

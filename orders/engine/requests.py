@@ -94,13 +94,14 @@ class _Refused(Exception):
         self.messages = list(messages)
 
 
-def _text(value: object, *, max_length: int, min_length: int = 0) -> str:
-    """DRF's CharField (trimmed, not blank, length, no NUL or surrogate characters)."""
-    if value == "" or str(value).strip() == "":
+def _text(value: object, *, max_length: int, min_length: int = 0, trim: bool = True) -> str:
+    """core.api.fields.StrictCharField (a JSON string only; trimmed unless `trim` is off,
+    not blank, length, no NUL or surrogate characters)."""
+    if value == "" or (trim and str(value).strip() == ""):
         raise _Refused("This field may not be blank.")
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    if not isinstance(value, str):
         raise _Refused("Not a valid string.")
-    text = str(value).strip()
+    text = value.strip() if trim else value
     problems = []
     if len(text) > max_length:
         problems.append(f"Ensure this field has no more than {max_length} characters.")
@@ -154,7 +155,7 @@ def order_request_parse(data: object) -> OrderRequest:
         ("price", False, _amount),
         ("stop_price", False, _amount),
         ("time_in_force", False, lambda v: _choice(v, choices=_TIFS)),
-        ("client_order_id", False, lambda v: _text(v, max_length=64, min_length=1)),
+        ("client_order_id", False, lambda v: _text(v, max_length=64, min_length=1, trim=False)),
         ("stp", False, lambda v: _choice(v, choices=_STPS)),
     ):
         value = data.get(name, _MISSING)

@@ -57,6 +57,7 @@ BUSINESS_RULES: dict[str, set[str]] = {
     "GET /api/flywheel/calculator": {"invalid_parameter"},
     "GET /api/flywheel/comparison/{competitor}": {"invalid_parameter"},
     "POST /api/orders/{order_id}/cancel": {"order_not_cancellable"},
+    "POST /api/orders/cancel-all": {"market_not_found"},
     "POST /api/admin/revenue/events/{event_id}/retry": {"event_not_retryable"},
 }
 # The only check a business rule can trip: "a schema-valid request was rejected".

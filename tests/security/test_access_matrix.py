@@ -385,7 +385,7 @@ def _every_case(world: World, routes: dict[str, Route], check: Callable[[World, 
 
 
 def test_api_access(world: World) -> None:
-    assert _every_case(world, API_ROUTES, _check_api) == 41
+    assert _every_case(world, API_ROUTES, _check_api) == 42
 
 
 def test_page_access(world: World) -> None:
