@@ -496,7 +496,7 @@ def test_the_node_down_for_a_minute_pauses_then_resumes(
     monkeypatch.setattr(broadcast, "send_signed", send_node_dies_at_second)
     result = revenue_events_deliver(max_batches=5)
     monkeypatch.setattr(broadcast, "send_signed", real_send)
-    assert result.paused == "node_unreachable" and result.counters.batches_sent == 2
+    assert result.paused == "node_unreachable" and result.counters.batches_sent == 2, result.as_dict()
     before = statuses()
     assert before == {"submitted": 200, "pending": 100}
 
