@@ -1,0 +1,20 @@
+"""SQLite databases created before money columns were text (core.fields): the tables of
+orders with a money column declared `decimal` (stored as floats) are remade with text
+columns, each value converted as core.money_columns describes. A no-op on PostgreSQL and
+on databases already converted (every database created since)."""
+
+from functools import partial
+
+from django.db import migrations
+
+from core.money_columns import money_columns_upgrade
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("orders", "0002_trade_outbox"),
+    ]
+
+    operations = [
+        migrations.RunPython(partial(money_columns_upgrade, app_label="orders"), migrations.RunPython.noop),
+    ]
