@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -35,6 +36,20 @@ MONEY_TABLES = {
     "revenue_deliverybatch": ["eth_usd_price"],
 }
 
+# The conversion run again on a database already migrated, then the ledger as the
+# platform reads it.
+UPGRADE_AGAIN = (
+    "import django, json; django.setup()\n"
+    "from django.apps import apps\n"
+    "from django.db import connection\n"
+    "from core.money_columns import money_columns_upgrade\n"
+    "from orders.selectors.ledger import ledger_check\n"
+    "with connection.schema_editor() as editor:\n"
+    "    money_columns_upgrade(apps, editor, app_label='orders')\n"
+    "    money_columns_upgrade(apps, editor, app_label='revenue')\n"
+    "print(json.dumps({row.asset: [str(row.credited), str(row.balances)] for row in ledger_check()}))\n"
+)
+
 
 def _recovered(written: str) -> Decimal:
     """What can be read back from an amount stored as a float."""
@@ -44,7 +59,8 @@ def _recovered(written: str) -> Decimal:
 
 def _run(var_dir: Path, *args: str) -> str:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env.update(VAR_DIR=str(var_dir), DJANGO_SETTINGS_MODULE="config.settings.test")
+    # One hash seed: Django writes the values of an IN (...) in set order.
+    env.update(VAR_DIR=str(var_dir), DJANGO_SETTINGS_MODULE="config.settings.test", PYTHONHASHSEED="0")
     result = subprocess.run(
         [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
     )
@@ -105,6 +121,21 @@ def test_every_money_column_is_text_and_every_value_canonical(legacy):
     assert db.execute("PRAGMA foreign_key_check").fetchall() == []
 
 
+def _schema(path: Path) -> set[tuple[str, str, str, str]]:
+    db = sqlite3.connect(path)
+    tables = ", ".join(f"'{table}'" for table in MONEY_TABLES)
+    rows = db.execute(f"SELECT type, name, tbl_name, sql FROM sqlite_master WHERE tbl_name IN ({tables})")  # noqa: S608
+    return set(rows)
+
+
+def test_the_converted_tables_are_those_of_a_fresh_database(legacy, tmp_path):
+    _, path, _, _ = legacy
+    _run(tmp_path, "manage.py", "migrate", "--no-input", "-v", "0")
+    fresh = _schema(tmp_path / "db.sqlite3")
+    assert {row[0] for row in fresh} == {"table", "index"}
+    assert _schema(path) == fresh  # columns, CHECK and UNIQUE constraints, indexes
+
+
 def test_values_read_back_as_the_floats_kept_them(legacy):
     _, path, written, _ = legacy
     db = sqlite3.connect(path)
@@ -160,18 +191,7 @@ def test_the_platform_reads_the_converted_database_and_a_second_run_changes_noth
     db = sqlite3.connect(path)
     dump = list(db.iterdump())
     db.close()
-    script = (
-        "import django, json; django.setup()\n"
-        "from django.apps import apps\n"
-        "from django.db import connection\n"
-        "from core.money_columns import money_columns_upgrade\n"
-        "from orders.selectors.ledger import ledger_check\n"
-        "with connection.schema_editor() as editor:\n"
-        "    money_columns_upgrade(apps, editor, app_label='orders')\n"
-        "    money_columns_upgrade(apps, editor, app_label='revenue')\n"
-        "print(json.dumps({row.asset: [str(row.credited), str(row.balances)] for row in ledger_check()}))\n"
-    )
-    ledger = json.loads(_run(var_dir, "-c", script).strip().splitlines()[-1])
+    ledger = json.loads(_run(var_dir, "-c", UPGRADE_AGAIN).strip().splitlines()[-1])
     usdt_total = Decimal(written["total"])
     assert {asset: [Decimal(v) for v in values] for asset, values in ledger.items()} == {
         "USDT": [usdt_total, usdt_total],
@@ -214,3 +234,20 @@ def test_nothing_happens_on_postgresql():
         money_columns_upgrade(django_apps, editor, app_label="revenue")
     statements = [query["sql"] for query in queries.captured_queries]
     assert set(statements) <= {"BEGIN", "COMMIT"}, statements
+
+
+def test_numbers_left_in_text_columns_are_rewritten(legacy, tmp_path):
+    """A table remade between the two versions has text columns holding a float's
+    text ("5.5"), which neither sorts nor compares as the column's form."""
+    _, path, _, _ = legacy
+    copy = tmp_path / "db.sqlite3"
+    shutil.copyfile(path, copy)
+    db = sqlite3.connect(copy, isolation_level=None)
+    db.execute("UPDATE orders_trade SET taker_fee = 5.5, maker_fee = 3")
+    assert db.execute("SELECT taker_fee, typeof(maker_fee) FROM orders_trade").fetchall() == [("5.5", "text")]
+    db.close()
+    _run(tmp_path, "-c", UPGRADE_AGAIN)
+    db = sqlite3.connect(copy)
+    assert db.execute("SELECT taker_fee, maker_fee FROM orders_trade").fetchall() == [
+        (sqlite_money_encode(Decimal("5.5")), sqlite_money_encode(Decimal(3)))
+    ]
