@@ -3,11 +3,14 @@ orders with a money column declared `decimal` (stored as floats) are remade with
 columns, each value converted as core.money_columns describes. A no-op on PostgreSQL and
 on databases already converted (every database created since)."""
 
-from functools import partial
-
 from django.db import migrations
 
 from core.money_columns import money_columns_upgrade
+
+
+def money_columns_text(apps, schema_editor):
+    """Money columns of orders as text on SQLite (core.money_columns)."""
+    money_columns_upgrade(apps, schema_editor, app_label="orders")
 
 
 class Migration(migrations.Migration):
@@ -15,6 +18,4 @@ class Migration(migrations.Migration):
         ("orders", "0002_trade_outbox"),
     ]
 
-    operations = [
-        migrations.RunPython(partial(money_columns_upgrade, app_label="orders"), migrations.RunPython.noop),
-    ]
+    operations = [migrations.RunPython(money_columns_text, migrations.RunPython.noop)]

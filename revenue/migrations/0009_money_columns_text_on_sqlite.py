@@ -3,11 +3,14 @@ revenue with a money column declared `decimal` (stored as floats) are remade wit
 columns, each value converted as core.money_columns describes. A no-op on PostgreSQL and
 on databases already converted (every database created since)."""
 
-from functools import partial
-
 from django.db import migrations
 
 from core.money_columns import money_columns_upgrade
+
+
+def money_columns_text(apps, schema_editor):
+    """Money columns of revenue as text on SQLite (core.money_columns)."""
+    money_columns_upgrade(apps, schema_editor, app_label="revenue")
 
 
 class Migration(migrations.Migration):
@@ -15,6 +18,4 @@ class Migration(migrations.Migration):
         ("revenue", "0008_staff_action"),
     ]
 
-    operations = [
-        migrations.RunPython(partial(money_columns_upgrade, app_label="revenue"), migrations.RunPython.noop),
-    ]
+    operations = [migrations.RunPython(money_columns_text, migrations.RunPython.noop)]
