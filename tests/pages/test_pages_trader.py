@@ -229,3 +229,47 @@ def test_admin_shows_time_in_force_as_the_vocabulary(trader, market):
     assert ">GTC<" in page and ">IOC<" in page
     assert "Gtc" not in page and "Ioc" not in page and "Fok" not in page
     assert list(TimeInForce) == ["GTC", "IOC", "FOK"]
+
+
+# --- flywheel ---------------------------------------------------------------------------------
+
+
+def test_flywheel_marks_the_streams_no_feature_feeds_as_not_live(client, market):
+    from revenue.models import RevenueStream
+    from revenue.streams import LIVE_STREAMS, STREAMS
+
+    for stream_id, name, description, target in STREAMS:
+        RevenueStream.objects.update_or_create(
+            id=stream_id, defaults={"name": name, "description": description, "target_monthly": target}
+        )
+    page = text(client.get("/flywheel/"))
+    live = re.findall(r'<tr data-stream-live="true">\s*<th scope="row"><span class="strong">([^<]+)<', page)
+    planned = re.findall(
+        r'<tr class="not-live" data-stream-live="false">\s*<th scope="row"><span class="strong">([^<]+)<', page
+    )
+    names = {stream_id: name for stream_id, name, _, _ in STREAMS}
+    assert live == [names[i] for i in sorted(LIVE_STREAMS)] == ["Trading Fees", "Market Making"]
+    assert sorted(planned) == sorted(name for i, name in names.items() if i not in LIVE_STREAMS)
+    assert page.count('<span class="tag">Not live</span>') == len(STREAMS) - len(LIVE_STREAMS)
+    # The month's target is the live streams' (250,000 + 50,000), not all ten.
+    assert "of 300,000 USD target" in page
+
+
+def test_flywheel_insights_print_numbers_with_their_unit(trader, trader_client, settings):
+    from orders.templatetags.page_format import amount, money_text
+
+    fund(trader, settings.TTX_ASSET, "150")
+    seller = UserFactory()
+    fund(seller, "ETH", "2")
+    place(seller, side="sell", type="limit", price="2000", quantity="1.5")
+    place(trader, side="buy", type="limit", price="2000", quantity="1.5")
+    page = text(trader_client.get("/flywheel/"))
+    insights = re.search(r'<ul class="insights">(.*?)</ul>', page, re.S).group(1)
+    assert re.search(r"Hold [\d,]+(\.\d{1,2})? more TTX to reach \w+: \d+% off fees", insights), insights
+    assert re.search(r"Your fees of [\d,.]+ USD in 30 days sent [\d,.]+ USD to holders and [\d,.]+ USD", insights)
+    # No figure with a long tail of decimals (the API keeps the exact ones).
+    assert not re.search(r"\d\.\d{7,}", insights), insights
+    # 3,000 USDT x 12 bps less the bronze 10%; 15% of it to holders, the rest to the reserve.
+    assert "Your fees of 3.24 USD in 30 days sent 0.486 USD to holders and 2.75 USD to the reserve." in insights
+    assert money_text(Decimal("0.00123456789")) == "0.001234" and money_text(Decimal("3.137238")) == "3.13"
+    assert amount(Decimal("0.00120000")) == "0.0012" and amount(Decimal("1234.50")) == "1,234.5"
