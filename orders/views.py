@@ -340,7 +340,8 @@ def _house_fill_note(order: Order) -> str:
 def _session_expired_ticket(request: HttpRequest, market: Market) -> HttpResponse:
     """The order ticket again, with what was typed in, saying the session expired
     (instead of the login page or Django's CSRF page inside the ticket)."""
-    form = OrderForm(initial=OrderForm(request.POST, market=market).values_to_keep(), market=market)
+    fields = OrderForm(market=market).fields  # every value kept, the client order id too: nothing was placed
+    form = OrderForm(initial={k: v for k, v in request.POST.items() if k in fields}, market=market)
     form.add_application_error(SessionExpired())
     login = f"{reverse(settings.LOGIN_URL)}?{urlencode({'next': reverse('trade', args=[market.symbol])}, safe='/')}"
     context = {"market": market, "form": form, "placed": None, "login_url": login}

@@ -58,6 +58,7 @@ def assert_kept_ticket(response, body: dict[str, str]) -> None:
     assert "CSRF verification failed" not in page
     assert value_of(page, "quantity") == body["quantity"]
     assert value_of(page, "price") == body["price"]
+    assert value_of(page, "client_order_id") == body["client_order_id"]
     assert 'id="side-sell" value="sell" checked' in page
     assert 'value="IOC" selected' in page
     assert "/login?next=/trade/ETH-USDT" in page
@@ -68,7 +69,7 @@ def assert_kept_ticket(response, body: dict[str, str]) -> None:
 
 
 def test_an_order_posted_after_logout_keeps_the_ticket_and_says_the_session_expired(client, market):
-    body = limit_order(side="sell", price="2100.50", quantity="0.75", time_in_force="IOC")
+    body = limit_order(side="sell", price="2100.50", quantity="0.75", time_in_force="IOC", client_order_id="bot-7")
     assert_kept_ticket(client.post(ORDER_URL, body, headers=HTMX), body)
 
 
@@ -76,7 +77,7 @@ def test_an_order_whose_csrf_token_no_longer_matches_keeps_the_ticket(trader):
     client = Client(enforce_csrf_checks=True)
     client.force_login(trader)
     client.get(TRADE)  # the CSRF cookie
-    body = limit_order(side="sell", price="2100.50", quantity="0.75", time_in_force="IOC")
+    body = limit_order(side="sell", price="2100.50", quantity="0.75", time_in_force="IOC", client_order_id="bot-7")
     assert_kept_ticket(client.post(ORDER_URL, {**body, "csrfmiddlewaretoken": "x" * 32}, headers=HTMX), body)
 
 
