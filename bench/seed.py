@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from orders.models import Asset, Deposit, Market, Wallet
+from orders.services.markets import markets_ensure
 from orders.system_accounts import fee_account_user_id, house_user_id
 from revenue.delivery.metadata import Key
 
@@ -60,21 +61,8 @@ class BaseSeed:
 
 def seed_base(*, traders: int, makers: int, password: str) -> BaseSeed:
     with transaction.atomic():
-        assets = {s: Asset.objects.get_or_create(symbol=s, defaults={"name": n})[0] for s, n in ASSETS.items()}
-        markets: dict[str, Market] = {}
-        for symbol, (tick, step, min_qty, ref) in MARKETS.items():
-            base, quote = symbol.split("-")
-            markets[symbol], _ = Market.objects.get_or_create(
-                symbol=symbol,
-                defaults={
-                    "base": assets[base],
-                    "quote": assets[quote],
-                    "price_tick": Decimal(tick),
-                    "quantity_step": Decimal(step),
-                    "min_quantity": Decimal(min_qty),
-                    "reference_price": Decimal(ref),
-                },
-            )
+        markets = markets_ensure(assets=ASSETS, markets=MARKETS)
+        assets = {asset.symbol: asset for asset in Asset.objects.filter(symbol__in=ASSETS)}
         hashed = make_password(password)
         trader_names = [f"bench-trader-{i:03d}" for i in range(traders)]
         maker_names = [f"bench-maker-{i:03d}" for i in range(makers)]

@@ -16,7 +16,8 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from core.errors import ApplicationError
 from orders.engine.requests import OrderRequest
-from orders.models import Asset, Deposit, Market, Order
+from orders.models import Deposit, Market, Order
+from orders.services.markets import markets_ensure
 from orders.services.orders import order_place
 from orders.services.wallets import wallet_credit
 from orders.system_accounts import fee_account_user_id, house_user_id
@@ -24,12 +25,12 @@ from orders.system_accounts import fee_account_user_id, house_user_id
 logger = logging.getLogger(__name__)
 
 ASSETS = {"USDT": "Tether USD", "ETH": "Ether", "BTC": "Bitcoin", "TTX": "Platform token"}
-MARKETS = [
-    # symbol, tick, step, min quantity, reference price
-    ("ETH-USDT", "0.01", "0.0001", "0.0001", "2000.00"),
-    ("BTC-USDT", "0.01", "0.00001", "0.00001", "60000.00"),
-    ("TTX-USDT", "0.0001", "1", "1", "0.5000"),
-]
+# symbol: tick, step, min quantity, reference price
+MARKETS = {
+    "ETH-USDT": ("0.01", "0.0001", "0.0001", "2000.00"),
+    "BTC-USDT": ("0.01", "0.00001", "0.00001", "60000.00"),
+    "TTX-USDT": ("0.0001", "1", "1", "0.5000"),
+}
 TRADERS = {
     "alice": {"USDT": "100000", "ETH": "50", "BTC": "2", "TTX": "25000"},
     "bob": {"USDT": "100000", "ETH": "50", "BTC": "2", "TTX": "1500"},
@@ -65,24 +66,7 @@ def _credit_once(*, username: str, asset: str, amount: str, bucket: int) -> None
 
 
 def demo_data_seed() -> DemoSeedResult:
-    assets = {
-        symbol: Asset.objects.get_or_create(symbol=symbol, defaults={"name": name})[0]
-        for symbol, name in ASSETS.items()
-    }
-    markets: dict[str, Market] = {}
-    for symbol, tick, step, min_qty, ref in MARKETS:
-        base, quote = symbol.split("-")
-        markets[symbol], _ = Market.objects.get_or_create(
-            symbol=symbol,
-            defaults={
-                "base": assets[base],
-                "quote": assets[quote],
-                "price_tick": Decimal(tick),
-                "quantity_step": Decimal(step),
-                "min_quantity": Decimal(min_qty),
-                "reference_price": Decimal(ref),
-            },
-        )
+    markets = markets_ensure(assets=ASSETS, markets=MARKETS)
     users = get_user_model().objects
     if not users.filter(username=STAFF_USERNAME).exists():
         users.create_superuser(STAFF_USERNAME, "admin@localhost", demo_password())
