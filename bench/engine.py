@@ -7,14 +7,15 @@
   and `stops` pending stops: seconds from process start until it leads (Django start, the
   books loaded, socket bound), and its peak RSS;
 - failover_s: an active and a standby engine process of one shard, commands flowing over
-  ZeroMQ; the active one SIGKILLed: seconds until a command sent after the kill is answered
-  2xx by the standby."""
+  ZeroMQ, the standby warm (its books loaded, kept current); the active one SIGKILLed:
+  seconds until a command sent after the kill is answered 2xx by the standby."""
 
 from __future__ import annotations
 
 import cProfile
 import os
 import random
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 
-from bench.infra import EngineProcess, log, vm_hwm_mb
+from bench.infra import BenchError, EngineProcess, log, vm_hwm_mb
 from bench.seed import seed_pending_stops, seed_resting_orders
 from orders.models import Market
 from orders.sequencer.commands import cancel_command, place_command
@@ -182,6 +183,8 @@ def run_failover(*, env: dict[str, str], workdir: Path, traders: list[str]) -> d
         deadline = time.monotonic() + 30
         while len(answers) < 50 and time.monotonic() < deadline:
             time.sleep(0.05)
+        # A standby that has loaded the books (orders.sequencer.standby) while commands flow.
+        warm, loaded = _standby_warm(standby.log_path, timeout=120)
         killed = time.monotonic()
         active.kill()
         deadline = killed + 30
@@ -195,5 +198,24 @@ def run_failover(*, env: dict[str, str], workdir: Path, traders: list[str]) -> d
         active.stop()
         standby.stop()
     failover = (answered - killed) if answered is not None else float("inf")
-    log(f"failover: the standby answered {failover:.2f} s after the active engine was killed")
-    return {"failover_s": failover, "failover_commands": len(answers), "failover_shards": len(shards())}
+    log(f"failover: the standby answered {failover:.2f} s after the active engine was killed; standby: {warm}")
+    return {
+        "failover_s": failover,
+        "failover_commands": len(answers),
+        "failover_shards": len(shards()),
+        "failover_live_orders": loaded,
+    }
+
+
+_STANDING_BY = re.compile(rb"standing by: (\d+) live orders loaded in [\d.]+ s")
+
+
+def _standby_warm(log_path: Path, *, timeout: float) -> tuple[str, int]:
+    """Wait until the standby has loaded the books: its log line, the live orders loaded."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = _STANDING_BY.search(log_path.read_bytes())
+        if found:
+            return found.group(0).decode(), int(found.group(1))
+        time.sleep(0.05)
+    raise BenchError(f"the standby did not load its books within {timeout:g} s; see {log_path}")
