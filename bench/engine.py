@@ -33,6 +33,9 @@ from orders.sequencer.shards import shards
 from orders.sequencer.transport import in_process_engine_reset
 from orders.sequencer.zmq import zmq_engine_call
 
+FAILOVER_SENDERS = 4
+FAILOVER_PACE_S = 0.1
+
 
 def _percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
@@ -149,8 +152,8 @@ def run_engine_start(
 
 
 def run_failover(*, env: dict[str, str], workdir: Path, traders: list[str]) -> dict[str, Any]:
-    """Two engine processes of the default shard (every market), a sender thread placing
-    resting limit orders over ZeroMQ, the active engine SIGKILLed."""
+    """Two engine processes of the default shard (every market), FAILOVER_SENDERS threads
+    placing resting limit orders over ZeroMQ, the active engine SIGKILLed."""
     in_process_engine_reset()  # this process's own sequencer must not hold the books meanwhile
     users = list(User.objects.filter(username__in=traders).values_list("pk", flat=True))
     active = EngineProcess(env=env, log_path=workdir / "engine-a.log").start()
@@ -158,8 +161,8 @@ def run_failover(*, env: dict[str, str], workdir: Path, traders: list[str]) -> d
     stop = threading.Event()
     answers: list[tuple[float, float, int]] = []  # sent, answered, status
 
-    def send() -> None:
-        rnd = random.Random(9)
+    def send(index: int) -> None:
+        rnd = random.Random(9 + index)
         while not stop.is_set():
             command = place_command(
                 user_id=rnd.choice(users),
@@ -174,11 +177,17 @@ def run_failover(*, env: dict[str, str], workdir: Path, traders: list[str]) -> d
             sent = time.monotonic()
             answer = zmq_engine_call(command, market="ETH-USDT")
             answers.append((sent, time.monotonic(), int(answer["status"])))
-            if answer["status"] >= 500:
-                time.sleep(0.05)
+            # Paced: a command in flight at the kill is lost with the engine and waits out
+            # ENGINE_ANSWER_TIMEOUT_SECONDS; a sender between two commands sends the next
+            # one within PACE of the kill, which the standby answers once it has taken over.
+            time.sleep(FAILOVER_PACE_S)
 
-    sender = threading.Thread(target=send, name="failover-sender", daemon=True)
-    sender.start()
+    senders = [
+        threading.Thread(target=send, args=(index,), name=f"failover-sender-{index}", daemon=True)
+        for index in range(FAILOVER_SENDERS)
+    ]
+    for sender in senders:
+        sender.start()
     try:
         deadline = time.monotonic() + 30
         while len(answers) < 50 and time.monotonic() < deadline:
@@ -194,7 +203,8 @@ def run_failover(*, env: dict[str, str], workdir: Path, traders: list[str]) -> d
             time.sleep(0.02)
     finally:
         stop.set()
-        sender.join(timeout=10)
+        for sender in senders:
+            sender.join(timeout=10)
         active.stop()
         standby.stop()
     failover = (answered - killed) if answered is not None else float("inf")
