@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import zmq
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 
 from orders.sequencer.commands import command_signed
 from orders.sequencer.leadership import Leadership
@@ -106,9 +106,12 @@ class EngineServer:
                     self.stats.live_orders = standby.live_orders
                     return standby
                 if time.monotonic() - caught >= CATCH_UP_SECONDS:
-                    close_old_connections()  # a connection the database dropped is replaced
-                    standby.catch_up()
                     caught = time.monotonic()
+                    close_old_connections()  # a connection the database dropped is replaced
+                    try:
+                        standby.catch_up()
+                    except DatabaseError as exc:  # the same changes are read again next time
+                        logger.warning("engine %s: catch-up postponed: %s", self.shard.name, exc)
                 self.stopping.wait(LEADERSHIP_POLL_SECONDS)
         except Exception:
             logger.exception("engine %s: standing by failed; loading again", self.shard.name)

@@ -54,12 +54,14 @@ class WarmStandby:
             if market.pk not in loaded:  # created since: its mark first, then its book
                 self.mark.trade_ids[market.pk] = trade_high_water(market_id=market.pk)
         engines = {engine.spec.id: engine for engine in self.sequencer.markets_owned()}
-        changed, self.mark = changed_orders_read(market_ids=list(engines), since=self.mark)
+        changed, mark = changed_orders_read(market_ids=list(engines), since=self.mark)
         orders = sum(
             market_engine_catch_up(engine=engines[market_id], order_ids=ids)
             for market_id, ids in changed.items()
             if ids
         )
+        # Moved on once applied: a catch-up that failed half-way is done again in full.
+        self.mark = mark
         for market in Market.objects.filter(pk__in=list(engines)):  # read after the orders: as new as they
             market_spec_refresh(engine=engines[market.pk], market=market)
         return CatchUp(orders=orders, seconds=time.monotonic() - began)

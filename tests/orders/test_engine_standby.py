@@ -14,6 +14,7 @@ from decimal import Decimal as D
 from typing import Any
 
 import pytest
+from django.db import OperationalError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +22,7 @@ from orders.engine.market import MarketEngine
 from orders.engine.types import Side
 from orders.models import Market
 from orders.sequencer import commands as c
+from orders.sequencer import standby as standby_module
 from orders.sequencer.loop import Sequencer
 from orders.sequencer.standby import WarmStandby
 from tests.factories import UserFactory, fund, market_create
@@ -188,3 +190,43 @@ def test_a_maker_filled_again_without_a_status_change_is_caught_up_from_its_trad
     fresh = Sequencer(symbols={market.symbol})
     fresh.load()
     assert _state(engine) == _state(fresh.markets[0])
+
+
+def test_a_catch_up_that_failed_half_way_is_done_again_in_full(db, monkeypatch):
+    """The database went away after one market was applied: the marks did not move, so the
+    next catch-up reads that market's changes again (idempotently) and the other's."""
+    markets = [
+        market_create(symbol, price_tick="1", quantity_step="0.1", min_quantity="0.1", reference_price="100")
+        for symbol in ("CCC-USDT", "DDD-USDT")
+    ]
+    user = UserFactory()
+    for asset in ("CCC", "DDD", "USDT"):
+        fund(user, asset, "1000000")
+    leader = Sequencer()
+    standby = WarmStandby(Sequencer())
+    standby.load()
+    for market in markets:
+        fields = {"market": market.symbol, "side": "sell", "type": "limit", "price": "101", "quantity": "1"}
+        leader.run_batch([c.place_command(user_id=user.pk, fields=fields)])
+    applied = []
+    real = standby_module.market_engine_catch_up
+
+    def failing_after_one(**kwargs: Any) -> int:
+        if applied:
+            raise OperationalError("the database went away")
+        applied.append(real(**kwargs))
+        return applied[-1]
+
+    monkeypatch.setattr(standby_module, "market_engine_catch_up", failing_after_one)
+    with pytest.raises(OperationalError):
+        standby.catch_up()
+    assert standby.live_orders == 1
+    monkeypatch.setattr(standby_module, "market_engine_catch_up", real)
+
+    assert standby.catch_up().orders == 2
+
+    fresh = Sequencer()
+    fresh.load()
+    assert {e.spec.symbol: _state(e) for e in standby.sequencer.markets} == {
+        e.spec.symbol: _state(e) for e in fresh.markets
+    }
