@@ -18,7 +18,9 @@ import random
 import re
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +159,9 @@ def run_failover(*, env: dict[str, str], workdir: Path, traders: list[str]) -> d
     in_process_engine_reset()  # this process's own sequencer must not hold the books meanwhile
     users = list(User.objects.filter(username__in=traders).values_list("pk", flat=True))
     active = EngineProcess(env=env, log_path=workdir / "engine-a.log").start()
-    standby = EngineProcess(env=env, log_path=workdir / "engine-b.log").start(wait=False)
+    standby_log = workdir / "engine-b.log"
+    offset = standby_log.stat().st_size if standby_log.exists() else 0  # this run's lines only
+    standby = EngineProcess(env=env, log_path=standby_log).start(wait=False)
     stop = threading.Event()
     answers: list[tuple[float, float, int]] = []  # sent, answered, status
 
@@ -193,8 +197,8 @@ def run_failover(*, env: dict[str, str], workdir: Path, traders: list[str]) -> d
         while len(answers) < 50 and time.monotonic() < deadline:
             time.sleep(0.05)
         # A standby that has loaded the books (orders.sequencer.standby) while commands flow.
-        warm, loaded = _standby_warm(standby.log_path, timeout=120)
-        killed = time.monotonic()
+        warm, loaded = _standby_warm(standby_log, offset=offset, timeout=120)
+        killed, killed_at = time.monotonic(), time.time()
         active.kill()
         deadline = killed + 30
         answered = None
@@ -208,9 +212,15 @@ def run_failover(*, env: dict[str, str], workdir: Path, traders: list[str]) -> d
         active.stop()
         standby.stop()
     failover = (answered - killed) if answered is not None else float("inf")
-    log(f"failover: the standby answered {failover:.2f} s after the active engine was killed; standby: {warm}")
+    leading = _leading_at(standby_log, offset=offset) - killed_at
+    after_kill = Counter(status for sent, _, status in answers if sent > killed)
+    log(
+        f"failover: the standby led {leading:.2f} s and answered {failover:.2f} s after the active engine was "
+        f"killed (commands sent since: {dict(after_kill)}); standby: {warm}"
+    )
     return {
         "failover_s": failover,
+        "failover_leading_s": leading,
         "failover_commands": len(answers),
         "failover_shards": len(shards()),
         "failover_live_orders": loaded,
@@ -220,11 +230,19 @@ def run_failover(*, env: dict[str, str], workdir: Path, traders: list[str]) -> d
 _STANDING_BY = re.compile(rb"standing by: (\d+) live orders loaded in [\d.]+ s")
 
 
-def _standby_warm(log_path: Path, *, timeout: float) -> tuple[str, int]:
+def _leading_at(log_path: Path, *, offset: int) -> float:
+    """When the engine logged that it leads (its log's wall-clock timestamp)."""
+    for line in log_path.read_bytes()[offset:].splitlines():
+        if EngineProcess.READY in line:
+            return datetime.strptime(line[:23].decode(), "%Y-%m-%d %H:%M:%S,%f").timestamp()  # noqa: DTZ007  (local, as logged)
+    return float("inf")
+
+
+def _standby_warm(log_path: Path, *, offset: int, timeout: float) -> tuple[str, int]:
     """Wait until the standby has loaded the books: its log line, the live orders loaded."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = _STANDING_BY.search(log_path.read_bytes())
+        found = _STANDING_BY.search(log_path.read_bytes()[offset:])
         if found:
             return found.group(0).decode(), int(found.group(1))
         time.sleep(0.05)
