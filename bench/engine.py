@@ -214,9 +214,14 @@ def run_failover(*, env: dict[str, str], workdir: Path, traders: list[str]) -> d
     failover = (answered - killed) if answered is not None else float("inf")
     leading = _leading_at(standby_log, offset=offset) - killed_at
     after_kill = Counter(status for sent, _, status in answers if sent > killed)
+    timeline = [
+        (round(sent - killed, 2), round(done - killed, 2), status)
+        for sent, done, status in sorted(answers)
+        if done > killed
+    ][:12]
     log(
         f"failover: the standby led {leading:.2f} s and answered {failover:.2f} s after the active engine was "
-        f"killed (commands sent since: {dict(after_kill)}); standby: {warm}"
+        f"killed (commands sent since: {dict(after_kill)}; sent, answered, status: {timeline}); standby: {warm}"
     )
     return {
         "failover_s": failover,
