@@ -1,6 +1,7 @@
-"""Rebuilding a market's book from the database: at engine start, after a takeover, and
+"""Rebuilding a market's book from the database: at engine start (a standby too), and
 whenever a batch failed after changing memory (the database is the truth: a batch that did
-not commit left nothing there, so reloading undoes it in memory too)."""
+not commit left nothing there, so reloading undoes it in memory too); and keeping a
+standby's books current from the changes committed since high-water marks."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from orders.engine.market import HouseSettings, MarketEngine, MarketSpec, Tradin
 from orders.engine.settlement import FeeRates
 from orders.engine.types import LIVE_STATUSES, OrderStatus, OrderType, SelfTradePrevention, Side, TimeInForce
 from orders.models import Market, Order, OrderEvent, Trade
+from orders.sequencer.writer import ORDER_UPDATE_FIELDS
 from orders.system_accounts import fee_account_user_id, house_user_id
 
 _LIVE_FIELDS = (
@@ -248,19 +250,6 @@ def changed_orders_read(*, market_ids: Collection[int], since: HighWater) -> tup
     return changed, HighWater(event_id=event_id, trade_ids=trade_ids)
 
 
-# What changes on a live order (the rest is fixed at placement).
-_CHANGING_FIELDS = (
-    "filled_quantity",
-    "quote_filled",
-    "fee_paid",
-    "locked_amount",
-    "status",
-    "status_reason",
-    "updated_at",
-    "triggered_at",
-)
-
-
 def market_engine_catch_up(*, engine: MarketEngine, order_ids: Collection[int]) -> int:
     """Bring the named orders of `engine`'s market to their rows: updated in place (a
     resting order keeps its place in the queue, a stop its place among the stops), added
@@ -285,7 +274,7 @@ def market_engine_catch_up(*, engine: MarketEngine, order_ids: Collection[int]) 
             # A stop executes as a market order when it fires and never rests
             # (orders.engine.matching): one that did would need its place in the book.
             raise StandbyDiverged(f"order {row[0]}: a fired stop resting in the book")
-        for name in _CHANGING_FIELDS:
+        for name in ORDER_UPDATE_FIELDS:  # what a batch changes on an order (the rest is fixed at placement)
             setattr(known, name, getattr(fresh, name))
     return len(rows)
 

@@ -1,6 +1,6 @@
 """A warm standby: the books of a shard loaded while another engine leads it, and kept
 current from the database, so that taking over costs a catch-up of the last changes
-instead of a load of every live order (docs/matching.md, "Recovery and failover").
+instead of a load of every live order (docs/matching.md, "Warm standby").
 
 The marks are read before the load (orders.sequencer.recovery.HighWater); each catch-up
 re-reads the orders named by the shard's events and trades since, and the market rows."""
