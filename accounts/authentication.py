@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext as _
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from rest_framework import HTTP_HEADER_ENCODING
-from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.authentication import AUTH_HEADER_TYPE_BYTES, JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import Token
@@ -87,6 +87,17 @@ def request_principal_reads(request: HttpRequest) -> bool:
     """Whether request_principal reads the database for this request: a signed API key (its
     key row). A JWT is verified from the token alone."""
     return HEADER_KEY in request.headers
+
+
+def bearer_presented(request: HttpRequest) -> bool:
+    """Whether the request's Authorization header names a JWT (simplejwt's header types), so
+    that the JWT authenticator answers it (a user or 401) and no other DRF authenticator is
+    asked: the request is the same whatever its session."""
+    header = request.META.get(api_settings.AUTH_HEADER_NAME)
+    if not header:
+        return False
+    parts = (header.encode(HTTP_HEADER_ENCODING) if isinstance(header, str) else header).split()
+    return bool(parts) and parts[0] in AUTH_HEADER_TYPE_BYTES
 
 
 def request_principal(request: HttpRequest) -> Principal | None:

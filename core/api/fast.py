@@ -5,7 +5,8 @@ ThreadSensitiveContext, in which the synchronous middleware chain and view run, 
 hops each way), a disconnect watcher task and 18 middlewares; for an order that was most of
 the web worker's CPU, and the engine's round trip held the thread.
 
-Here a route's `prepare(request, **groups)` decides, with no side effect, whether it
+Here a route (a URL name of config.urls and a method) has `prepare(request, **kwargs)`
+decide, with no side effect, whether it
 answers the request alone: it returns an awaitable handler, or None and Django answers the
 request exactly as without this (body replayed). A request it takes runs on the event loop
 with the work of every middleware of MIDDLEWARE that has something to do for it, in
@@ -26,21 +27,24 @@ compares its answers with the full path's: status, headers, body, counters, log 
 from __future__ import annotations
 
 import io
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import response_for_exception
+from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware
 from django.middleware.security import SecurityMiddleware
-from django.urls import resolve
+from django.template.response import SimpleTemplateResponse
+from django.urls import Resolver404, ResolverMatch, resolve
 from django.utils.log import log_response
 from django_prometheus.middleware import PrometheusAfterMiddleware, PrometheusBeforeMiddleware
 
@@ -85,8 +89,23 @@ FAST_MIDDLEWARE = (
 @dataclass(frozen=True, slots=True)
 class FastRoute:
     method: str
-    path: re.Pattern[str]  # matched in full; its named groups are prepare's keyword arguments
-    prepare: Callable[..., FastHandler | None]
+    url_name: str  # config.urls' name: the path is resolved as Django resolves it
+    prepare: Callable[..., FastHandler | None]  # called with the URL's keyword arguments
+    prefix: str = "/api/"  # paths that cannot be this route are not resolved
+
+
+def view_in_thread(view: Callable[..., HttpResponseBase], request: HttpRequest, **kwargs: Any) -> FastHandler:
+    """A Django view run whole in a worker thread (the ORM may be used there; the event loop
+    serves other requests meanwhile), with the connection checks Django's request signals do."""
+
+    def run() -> HttpResponseBase:
+        close_old_connections()
+        try:
+            return view(request, **kwargs)
+        finally:
+            close_old_connections()
+
+    return cast(FastHandler, sync_to_async(run, thread_sensitive=False))
 
 
 def answered(response: HttpResponse) -> FastHandler:
@@ -124,14 +143,20 @@ class FastPath:
         self.common = CommonMiddleware(_unused)
         self.prometheus_after = PrometheusAfterMiddleware(_unused)
 
-    def _route(self, scope: Scope) -> tuple[FastRoute, dict[str, str]] | None:
+    def _route(self, scope: Scope) -> tuple[FastRoute, ResolverMatch] | None:
         if not self.enabled or scope["type"] != "http" or scope.get("root_path") or scope.get("query_string"):
             return None
-        for route in self.routes:
-            if scope["method"] == route.method:
-                found = route.path.fullmatch(scope["path"])
-                if found is not None:
-                    return route, found.groupdict()
+        method, path = scope["method"], scope["path"]
+        candidates = [r for r in self.routes if r.method == method and path.startswith(r.prefix)]
+        if not candidates:
+            return None
+        try:
+            match = resolve(path)
+        except Resolver404:
+            return None
+        for route in candidates:
+            if match.url_name == route.url_name:
+                return route, match
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -150,7 +175,7 @@ class FastPath:
         await self.app.send_response(response, send)
 
     def _prepare(
-        self, scope: Scope, body: bytes, route: FastRoute, groups: dict[str, str]
+        self, scope: Scope, body: bytes, route: FastRoute, match: ResolverMatch
     ) -> tuple[HttpRequest | None, FastHandler | None]:
         """No side effect: what Django would refuse or redirect is left to it."""
         try:
@@ -158,7 +183,8 @@ class FastPath:
             request.get_host()  # as CommonMiddleware: DisallowedHost
             if self.security.process_request(request) is not None:  # the HTTPS redirect
                 return None, None
-            return request, route.prepare(request, **groups)
+            request.resolver_match = match
+            return request, route.prepare(request, **match.kwargs)
         except (UnicodeDecodeError, RequestDataTooBig, SuspiciousOperation):
             return None, None
 
@@ -168,11 +194,14 @@ class FastPath:
         self.prometheus_before.process_request(request)
         with correlation_context(request_correlation_id(request)) as correlation_id:
             began = time.monotonic()
-            request.resolver_match = match = resolve(request.path_info)
+            match = cast(ResolverMatch, request.resolver_match)  # set by _prepare
             self.prometheus_after.process_request(request)
             self.prometheus_after.process_view(request, match.func, match.args, match.kwargs)
             try:
                 response = await handler()
+                if isinstance(response, SimpleTemplateResponse):  # DRF's Response: rendered as Django does
+                    response = self.prometheus_after.process_template_response(request, response)
+                    response = response.render()
             except Exception as exc:  # as Django's handler: the hooks, then handler500
                 self.prometheus_after.process_exception(request, exc)
                 response = api_debug_error(request, exc) or cast(HttpResponse, response_for_exception(request, exc))

@@ -5,7 +5,7 @@ order_request_parse), send the command to the engine, answer with the body the e
 built. No DRF request, serializer or ORM on the way.
 
 Two doors: under ASGI, core.api.fast serves a bearer token's placement on the event loop
-(order_place_prepare, ORDER_ROUTES: the engine's answer awaited, config/asgi.py); the rest
+(order_place_prepare, orders.api.urls.FAST_ROUTES: the engine's answer awaited); the rest
 (a signed API key, whose key row is read; a WSGI server; the test client) reaches the view,
 which answers through order_place_hot before DRF.
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +27,7 @@ from django.http import HttpRequest, HttpResponse
 
 from accounts.authentication import Principal, request_principal, request_principal_reads
 from core.api.exception_handler import error_body
-from core.api.fast import FastHandler, FastRoute, answered
+from core.api.fast import FastHandler, answered
 from core.api.throttling import worker_rate_wait
 from core.errors import ApplicationError
 from orders.api.serializers import order_output
@@ -172,6 +171,3 @@ def order_place_prepare(request: HttpRequest) -> FastHandler | None:
     if placement is None or isinstance(placement, HttpResponse):
         return None if placement is None else answered(placement)
     return functools.partial(order_place_hot_async, placement)
-
-
-ORDER_ROUTES = (FastRoute(method="POST", path=re.compile(r"/api/orders"), prepare=order_place_prepare),)

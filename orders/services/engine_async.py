@@ -12,6 +12,7 @@ runs in Django's thread for synchronous code, as the synchronous path does."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 
@@ -78,9 +79,16 @@ def _client(shard: Shard) -> ShardClient:
     return client
 
 
+@functools.lru_cache(maxsize=1024)
+def _shard_of(shards_text: str, market: str) -> Shard:
+    # shard_for parses ENGINE_SHARDS at each call; keyed by that text, a change is seen.
+    return shard_for(market)
+
+
 async def engine_call_async(command: Command, *, market: str) -> Answer:
     """orders.sequencer.transport.engine_call for one market, awaited."""
     if settings.ENGINE_TRANSPORT != "zmq":
         answer: Answer = await sync_to_async(engine_call)(command, market=market)
         return answer
-    return await _client(shard_for(market)).request(command, timeout=settings.ENGINE_ANSWER_TIMEOUT_SECONDS)
+    shard = _shard_of(settings.ENGINE_SHARDS, market)
+    return await _client(shard).request(command, timeout=settings.ENGINE_ANSWER_TIMEOUT_SECONDS)

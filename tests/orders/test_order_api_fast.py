@@ -25,7 +25,7 @@ from accounts.services import api_key_create
 from core.api.fast import FAST_MIDDLEWARE, FastPath
 from core.api.throttling import worker_rate_reset
 from orders.api import hot
-from orders.api.hot import ORDER_ROUTES
+from orders.api.urls import FAST_ROUTES
 from orders.models import Order
 from orders.sequencer.zmq import _unavailable
 from tests.accounts.api_key_support import signed_headers
@@ -50,7 +50,7 @@ def _connections_closed_per_request(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def apps() -> tuple[Any, FastPath]:
     full = get_asgi_application()
-    return full, FastPath(full, routes=ORDER_ROUTES)
+    return full, FastPath(full, routes=FAST_ROUTES)
 
 
 class Answer:
@@ -147,7 +147,14 @@ def both(apps: tuple[Any, FastPath], caplog: pytest.LogCaptureFixture, **request
 
 def assert_same(fast: Seen, full: Seen, *, varying: frozenset[str] = frozenset()) -> None:
     (fast_answer, fast_moved, fast_lines), (full_answer, full_moved, full_lines) = fast, full
-    assert (fast_answer.status, fast_answer.headers) == (full_answer.status, full_answer.headers)
+    fast_headers, full_headers = fast_answer.headers, full_answer.headers
+    if varying:  # two orders: their bodies' lengths may differ
+        for answer in (fast_answer, full_answer):
+            assert answer.header("Content-Length") == str(len(answer.body))
+        fast_headers, full_headers = (
+            [(k, "n" if k == "Content-Length" else v) for k, v in h] for h in (fast_headers, full_headers)
+        )
+    assert (fast_answer.status, fast_headers) == (full_answer.status, full_headers)
     fast_body, full_body = fast_answer.json(), full_answer.json()
     if varying:
         fast_body = {k: v for k, v in fast_body.items() if k not in varying}
@@ -163,7 +170,7 @@ def test_the_fast_path_knows_every_middleware(apps):
     assert tuple(settings.MIDDLEWARE) == FAST_MIDDLEWARE
     assert apps[1].enabled
     with override_settings(MIDDLEWARE=[*FAST_MIDDLEWARE, "django.middleware.gzip.GZipMiddleware"]):
-        assert not FastPath(apps[0], routes=ORDER_ROUTES).enabled  # an unknown one: Django answers all
+        assert not FastPath(apps[0], routes=FAST_ROUTES).enabled  # an unknown one: Django answers all
 
 
 def test_a_placement_answers_as_the_full_path(market, apps, caplog):
@@ -309,3 +316,62 @@ def test_a_repeated_client_order_id_answers_the_stored_order(market, apps):
     again = call(apps[1], body=body, headers=headers)
     assert (first.status, again.status) == (201, 200)
     assert again.json() == first.json() == alice.api.get(f"/api/orders/{first.json()['id']}").json()
+
+
+def _cancel(path_id: str) -> str:
+    return f"/api/orders/{path_id}/cancel"
+
+
+def test_a_cancel_answers_as_the_full_path(market, apps, caplog):
+    alice = trader_create(USDT="1000")
+    first, second = (alice.order(**LIMIT).json()["id"] for _ in range(2))
+    headers = bearer(alice.user, **{"X-Request-ID": "c1"})
+    full_app, fast_app = apps
+    fast = observe(caplog, fast_app, path=_cancel(first), headers=headers)
+    full = observe(caplog, full_app, path=_cancel(second), headers=headers)
+    # The access lines name each its order's path.
+    fast = (*fast[:2], [(n, lv, m.replace(f"/{first}/", "/ID/")) for n, lv, m in fast[2]])
+    full = (*full[:2], [(n, lv, m.replace(f"/{second}/", "/ID/")) for n, lv, m in full[2]])
+    assert fast[0].status == 200 and fast[0].json()["status"] == "cancelled"
+    assert fast[0].header("Vary") == "Authorization, Cookie" and fast[0].header("Allow") == "POST, OPTIONS"
+    assert [e["status"] for e in fast[0].json()["events"]] == ["open", "cancelled"]
+    assert_same(fast, full, varying=frozenset(VARYING | {"events"}))
+    # Cancelled already: 409 from both.
+    assert_same(*both(apps, caplog, path=_cancel(first), headers=headers))
+
+
+@pytest.mark.parametrize("case", ["unknown id", "not an id", "garbage token", "someone else's order", "inactive user"])
+def test_cancel_refusals_answer_as_the_full_path(market, apps, caplog, case):
+    alice, bob = trader_create(USDT="1000"), trader_create(USDT="1000")
+    order_id = alice.order(**LIMIT).json()["id"]
+    headers = bearer(alice.user, **{"X-Request-ID": "c2"})
+    path = _cancel({"unknown id": "999999", "not an id": "abc"}.get(case, order_id))
+    if case == "garbage token":
+        headers["Authorization"] = "Bearer abc.def.ghi"
+    if case == "someone else's order":
+        headers = bearer(bob.user, **{"X-Request-ID": "c2"})
+    if case == "inactive user":
+        alice.user.is_active = False
+        alice.user.save(update_fields=["is_active"])
+    fast, full = both(apps, caplog, path=path, headers=headers)
+    assert fast[0].status in {401, 404}, (case, fast[0].body)
+    assert_same(fast, full)
+    assert Order.objects.get(pk=order_id).status == "open"
+
+
+def test_a_cancel_without_a_bearer_token_goes_to_django(market, apps, monkeypatch):
+    taken: list[object] = []
+    original = FastPath._respond
+
+    async def spy(self: FastPath, request: Any, handler: Any) -> Any:
+        taken.append(request)
+        return await original(self, request, handler)
+
+    monkeypatch.setattr(FastPath, "_respond", spy)
+    alice = trader_create(USDT="1000")
+    order_id = alice.order(**LIMIT).json()["id"]
+    assert call(apps[1], path=_cancel(order_id), headers={"Authorization": "Basic eDp5"}).status == 401
+    assert call(apps[1], path=f"/api/orders/by-client-id/{order_id}/cancel", headers=bearer(alice.user)).status == 405
+    assert not taken
+    assert call(apps[1], path=_cancel(order_id), headers=bearer(alice.user)).status == 200
+    assert len(taken) == 1
