@@ -53,6 +53,20 @@ def apps() -> tuple[Any, FastPath]:
     return full, FastPath(full, routes=FAST_ROUTES)
 
 
+@pytest.fixture
+def taken(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The requests the fast path answered itself."""
+    requests: list[object] = []
+    original = FastPath._respond
+
+    async def spy(self: FastPath, request: Any, handler: Any) -> Any:
+        requests.append(request)
+        return await original(self, request, handler)
+
+    monkeypatch.setattr(FastPath, "_respond", spy)
+    return requests
+
+
 class Answer:
     def __init__(self, messages: list[dict[str, Any]]) -> None:
         start = messages[0]
@@ -262,15 +276,7 @@ def _signed(user: Any) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("case", ["no credentials", "form body", "api key", "query string", "bad host"])
-def test_what_it_does_not_take_goes_to_django(market, apps, caplog, monkeypatch, case):
-    taken: list[object] = []
-    original = FastPath._respond
-
-    async def spy(self: FastPath, request: Any, handler: Any) -> Any:
-        taken.append(request)
-        return await original(self, request, handler)
-
-    monkeypatch.setattr(FastPath, "_respond", spy)
+def test_what_it_does_not_take_goes_to_django(market, apps, caplog, taken, case):
     alice = trader_create(USDT="1000")
     headers, query, body = bearer(alice.user, **{"X-Request-ID": "r6"}), b"", json.dumps(LIMIT).encode()
     if case == "no credentials":
@@ -359,15 +365,7 @@ def test_cancel_refusals_answer_as_the_full_path(market, apps, caplog, case):
     assert Order.objects.get(pk=order_id).status == "open"
 
 
-def test_a_cancel_without_a_bearer_token_goes_to_django(market, apps, monkeypatch):
-    taken: list[object] = []
-    original = FastPath._respond
-
-    async def spy(self: FastPath, request: Any, handler: Any) -> Any:
-        taken.append(request)
-        return await original(self, request, handler)
-
-    monkeypatch.setattr(FastPath, "_respond", spy)
+def test_a_cancel_without_a_bearer_token_goes_to_django(market, apps, taken):
     alice = trader_create(USDT="1000")
     order_id = alice.order(**LIMIT).json()["id"]
     assert call(apps[1], path=_cancel(order_id), headers={"Authorization": "Basic eDp5"}).status == 401
