@@ -9,6 +9,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.authentication import bearer_presented, request_principal_reads
+from core.api.fast import FastHandler, view_in_thread
 from core.api.pagination import CURSOR, PAGE_LIMIT, NewestFirstPagination, paginated
 from core.api.params import enum_openapi, enum_param, name_param
 from core.api.request import request_user
@@ -107,6 +109,16 @@ class OrderDetailApi(APIView):
         return Response(OrderOutput(order).data)
 
 
+def order_cancel_prepare(request: HttpRequest, *, order_id: str) -> FastHandler | None:
+    """core.api.fast's door for POST /api/orders/{id}/cancel with a bearer token: this view,
+    whole, in a worker thread (it reads the user, the order's market, and the order after
+    the cancel), without Django's middleware chain and request thread. Anything else (a
+    session, whose middlewares the chain runs; a signed API key) goes through the chain."""
+    if not bearer_presented(request) or request_principal_reads(request):
+        return None
+    return view_in_thread(_cancel_view, request, order_id=order_id)
+
+
 class OrderCancelApi(APIView):
     @extend_schema(
         request=None,
@@ -116,6 +128,9 @@ class OrderCancelApi(APIView):
         user = request_user(request)
         cancelled = order_cancel(user=user, order_id=_order_id(order_id))
         return Response(OrderOutput(order_get_for_user(user_id=user.pk, order_id=cancelled)).data)
+
+
+_cancel_view = OrderCancelApi.as_view()
 
 
 class OrdersCancelAllApi(APIView):

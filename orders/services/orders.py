@@ -20,6 +20,7 @@ from orders.errors import MarketNotFoundInBody, OrderNotFound
 from orders.models import Market, Order
 from orders.sequencer.commands import answer_raise, cancel_all_command, cancel_command, place_command
 from orders.sequencer.transport import engine_call
+from orders.services.engine_async import engine_call_async
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +40,26 @@ def order_place_as(*, user_id: int, request: OrderRequest, user_verified: bool) 
     """`user_verified`: False when only the caller's credentials were checked (the hot path,
     no user row read): the engine then checks that the user exists and is active."""
     started = time.perf_counter()
-    command = place_command(
+    answer = engine_call(_place_command(user_id, request, user_verified=user_verified), market=str(request.market))
+    return _place_result(answer, request=request, started=started)
+
+
+async def order_place_as_async(*, user_id: int, request: OrderRequest, user_verified: bool) -> PlaceResult:
+    """order_place_as on an event loop (core.api.fast): the engine's answer awaited."""
+    started = time.perf_counter()
+    command = _place_command(user_id, request, user_verified=user_verified)
+    answer = await engine_call_async(command, market=str(request.market))
+    return _place_result(answer, request=request, started=started)
+
+
+def _place_command(user_id: int, request: OrderRequest, *, user_verified: bool) -> dict[str, Any]:
+    return place_command(
         user_id=user_id, fields=asdict(request), correlation_id=correlation_id_get(), check_user=not user_verified
     )
-    answer = answer_raise(engine_call(command, market=str(request.market)))
+
+
+def _place_result(answer: dict[str, Any], *, request: OrderRequest, started: float) -> PlaceResult:
+    answer = answer_raise(answer)
     ORDER_PLACE_SECONDS.labels(type=request.type).observe(time.perf_counter() - started)
     body = answer.get("order")
     order_id = int(body["id"]) if body is not None else int(answer["order_id"])
