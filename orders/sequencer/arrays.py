@@ -28,10 +28,21 @@ def _text(value: object) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+# Most moments of a batch are one object (the batch's `now`): its text is kept, with the
+# object itself so that the identity check cannot match a new object at the same address.
+_last_moment: tuple[datetime | None, str] = (None, "")
+
+
 def _moment(value: datetime) -> str:
+    global _last_moment
+    last = _last_moment  # one read and one rebinding: safe between threads
+    if value is last[0]:
+        return last[1]
     if value.tzinfo is None:
         raise ValueError("naive datetime written by the batch writer")
-    return f'"{value.isoformat()}"'
+    text = f'"{value.isoformat()}"'
+    _last_moment = (value, text)
+    return text
 
 
 # By exact type (a dictionary look-up per value instead of a chain of isinstance checks:
