@@ -28,8 +28,9 @@ from core.errors import ApplicationError, ServiceUnavailable
 from core.logging import correlation_context, correlation_id_new
 from core.metrics import ENGINE_BATCH_COMMANDS, ENGINE_BATCH_SECONDS, ENGINE_QUEUE_DEPTH, FEES, ORDERS_FINAL, TRADES
 from core.money import parse_amount
+from orders.api.serializers import moment_text
 from orders.engine.book import LiveOrder
-from orders.engine.market import Journal, MarketEngine
+from orders.engine.market import Journal, MarketEngine, TradeRecord
 from orders.engine.money import is_multiple_of
 from orders.engine.requests import OrderRequest, order_request_validate
 from orders.engine.types import OrderStatus, OrderType, SelfTradePrevention, Side, TimeInForce
@@ -245,6 +246,8 @@ class _Batch:
         self.client_ids: dict[tuple[int, str], tuple[int | LiveOrder, str]] = {}
         self.engines: dict[int, MarketEngine] = {}
         self.refused_users: set[int] = set()
+        self._trades_of: dict[int, list[TradeRecord]] | None = None  # by id() of an order
+        self._now_text: str | None = None
 
     def _users_refuse(self, commands: list[c.Command]) -> None:
         """The users of commands authenticated from their credentials alone that do not
@@ -360,9 +363,19 @@ class _Batch:
         return lambda: {"status": 201, "order": self._body(order, engine)}
 
     def _body(self, order: LiveOrder, engine: MarketEngine) -> dict[str, Any]:
-        trades = [trade for trade in self.journal.trades if trade.taker is order or trade.maker is order]
+        if self._trades_of is None:  # answers come after the write: the journal is complete
+            self._trades_of = {}
+            for trade in self.journal.trades:
+                self._trades_of.setdefault(id(trade.taker), []).append(trade)
+                if trade.maker is not None and trade.maker is not trade.taker:
+                    self._trades_of.setdefault(id(trade.maker), []).append(trade)
+        trades = self._trades_of.get(id(order), [])
         events = [(status.value, reason) for status, reason in order.pending_events]
-        return order_body(order, symbol=engine.spec.symbol, trades=trades, events=events, at=self.now)
+        if self._now_text is None:
+            self._now_text = moment_text(self.now)
+        return order_body(
+            order, symbol=engine.spec.symbol, trades=trades, events=events, at=self.now, at_text=self._now_text
+        )
 
     def _cancel(self, command: c.Command) -> Deferred:
         user, order_id = int(command["user_id"]), int(command["order_id"])
