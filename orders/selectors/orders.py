@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -37,10 +38,14 @@ def order_get_for_user(*, user_id: int, order_id: int) -> Order:
     return order
 
 
-def order_list_for_user(*, user_id: int, status: str | None = None, market: str | None = None) -> QuerySet[Order]:
+def order_list_for_user(
+    *, user_id: int, status: str | None = None, market: str | None = None, statuses: Sequence[str] = ()
+) -> QuerySet[Order]:
     queryset = Order.objects.filter(user_id=user_id)
     if status:
         queryset = queryset.filter(status=status)
+    if statuses:
+        queryset = queryset.filter(status__in=statuses)
     if market:
         queryset = queryset.filter(market__symbol=market)
     return _with_details(queryset)
@@ -51,6 +56,25 @@ def order_open_list_for_user(*, user_id: int, market_id: int | None = None) -> Q
     if market_id is not None:
         queryset = queryset.filter(market_id=market_id)
     return queryset.select_related("market").order_by("-id")
+
+
+def order_own_liquidity_skipped(*, order: Order, limit: Decimal) -> bool:
+    """Whether self-trade prevention passed over the owner's own resting orders when `order`
+    executed: orders of the same owner on the other side of the market, resting when it
+    arrived, at a price it would have taken (at or better than `limit`)."""
+    price = {"price__lte": limit} if order.side == "buy" else {"price__gte": limit}
+    return (
+        Order.objects.filter(
+            user_id=order.user_id,
+            market_id=order.market_id,
+            side="sell" if order.side == "buy" else "buy",
+            type="limit",
+            pk__lt=order.pk,
+            **price,
+        )
+        .filter(Q(status__in=["open", "partially_filled"]) | Q(closed_at__gte=order.created_at))
+        .exists()
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from django.db import connection
 from django.test.testcases import LiveServerThread
 from django.utils import timezone
 
+from accounts.error_text import SENTENCES
 from orders.engine.requests import OrderRequest
 from orders.models import Market, Order, Trade, TradeOutbox
 from orders.services.orders import order_place
@@ -316,8 +317,8 @@ def test_two_traders_trade_cancel_and_export_in_a_real_browser(chromium, live_se
         a.locator("#order-price").fill("2000.001")
         assert a.locator("#order-price").evaluate("input => input.validity.stepMismatch") is True
         alice.ticket(side="buy", price="2000.00", quantity="1000")
-        expect(a.locator(".form-error")).to_contain_text("insufficient_funds")
-        expect(a.locator(".form-error")).to_contain_text("Not enough available funds for this order.")
+        expect(a.locator(".form-error p")).to_have_attribute("title", "insufficient_funds")
+        expect(a.locator(".form-error")).to_contain_text(SENTENCES["insufficient_funds"])
 
         # A resting order and a market buy for the picture, then the screenshot of the trade screen.
         alice.ticket(side="buy", price="1999.50", quantity="0.75")
