@@ -8,18 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from accounts.error_text import SENTENCES
 from orders.models import Order
 from tests.factories import PASSWORD
+from tests.live_server import live_server_quiet
 from tests.pages import test_browser_trading as trading
-from tests.pages.test_browser_trading import _REQUEST_LOCK, TIMEOUT_MS, Trader
+from tests.pages.test_browser_trading import TIMEOUT_MS, Trader
 
-# The browser and the live server of the trading browser test, shared.
-chromium = trading.chromium
-_live_server_serialized_on_sqlite = trading._live_server_serialized_on_sqlite
-_live_server_serves_again = trading._live_server_serves_again
+chromium = trading.chromium  # the trading browser test's browser, shared
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -55,12 +52,9 @@ def seeded(chromium, live_server):
     from playwright.sync_api import expect
 
     expect.set_options(timeout=TIMEOUT_MS)
-    trading._DRAINING.clear()
     trading._seed()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    yield live_server.url
-    if connection.vendor == "sqlite":
-        trading._drain_live_server()
+    return live_server.url
 
 
 def test_the_order_ticket_after_the_session_expired_keeps_the_values_and_says_so(chromium, seeded):
@@ -95,7 +89,7 @@ def test_the_order_ticket_after_the_session_expired_keeps_the_values_and_says_so
         expect(error).to_contain_text("Your session expired, log in again")
         expect(page.locator("body")).not_to_contain_text("CSRF verification failed")
         assert page.locator("#order-entry").count() == 1
-        with _REQUEST_LOCK:
+        with live_server_quiet():
             assert not Order.objects.filter(user__username="alice", price__in=["2150.25"]).exists()
 
         # Logged in again in another tab, the kept ticket goes through as it is.
