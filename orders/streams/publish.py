@@ -52,10 +52,6 @@ def user_group(user_id: int) -> str:
     return f"user.{user_id}"
 
 
-def _level(price: Decimal, quantity: Decimal, orders: int) -> list[Any]:
-    return [money_text(price), money_text(quantity), orders]
-
-
 def book_snapshot(engine: MarketEngine | None) -> dict[str, Any]:
     """The engine's answer to BOOK_SNAPSHOT, between two batches: the whole book from memory
     as GET .../book shapes it, with the number of the last update published for it."""
@@ -84,6 +80,21 @@ def _changed_levels(orders: Iterable[LiveOrder], new: set[int]) -> dict[int, set
     return changed
 
 
+def _book_update(engine: MarketEngine, keys: set[tuple[Side, Decimal]]) -> dict[str, Any]:
+    """The contract's update, `{bids: [[price, quantity]], asks: [...]}` best first (quantity
+    "0": the level is gone), and the levels' order counts in `orders`, `{bids: [n], asks:
+    [n]}` in the same positions: what GET .../book's levels carry besides price and quantity."""
+    levels: dict[str, list[tuple[Decimal, Decimal, int]]] = {"bids": [], "asks": []}
+    for side, price in keys:
+        levels["bids" if side is Side.BUY else "asks"].append((price, *engine.book.level(side, price)))
+    data: dict[str, Any] = {"bids": [], "asks": [], "orders": {"bids": [], "asks": []}}
+    for key, changed in levels.items():
+        for price, quantity, orders in sorted(changed, reverse=key == "bids"):
+            data[key].append([money_text(price), money_text(quantity)])
+            data["orders"][key].append(orders)
+    return data
+
+
 def batch_committed(*, journal: Journal, markets: dict[int, MarketEngine]) -> Callable[[], None]:
     """On the engine thread, right after COMMIT: the book updates of the batch, numbered,
     and the book tops; returns what the announcer publishes (which reads no memory that a
@@ -98,14 +109,10 @@ def batch_committed(*, journal: Journal, markets: dict[int, MarketEngine]) -> Ca
         engine = markets.get(market_id)
         if engine is None:
             continue
-        data: dict[str, list[list[Any]]] = {"bids": [], "asks": []}
-        for side, price in keys:
-            data["bids" if side is Side.BUY else "asks"].append(_level(price, *engine.book.level(side, price)))
-        for key in data:  # best first, as the REST book
-            data[key].sort(key=lambda level: Decimal(level[0]), reverse=key == "bids")
         _book_events[market_id] = book_event(market_id) + 1
         channel = f"book:{engine.spec.symbol}"
         event = book_event(market_id)
+        data = _book_update(engine, keys)
         message = {"type": "stream.book", "channel": channel, "event": event, "epoch": EPOCH, "data": data}
         messages.append((f"book.{engine.spec.symbol}", message))
     tops: dict[int, Top] = {}
