@@ -2,14 +2,11 @@
 
 Views are thin: forms check the input, services place and cancel, selectors read.
 What is here is presentation only: figures arranged for the templates (the book as
-a ladder with depth, a ticker from hourly candles, a fill seen from the trader's side)
-and the live regions that htmx polls."""
+a ladder with depth, a ticker from hourly candles) and which templates make each page's
+live regions (core.pages renders them and answers the polls)."""
 
 from __future__ import annotations
 
-import hashlib
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -22,9 +19,7 @@ from django.core.paginator import Paginator
 from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
 from django.urls import Resolver404, resolve, reverse
-from django.utils.safestring import SafeString
 from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
@@ -33,21 +28,22 @@ from accounts.error_text import error_sentence
 from accounts.errors import SessionExpired
 from accounts.views import page_login_required, page_user, safe_next
 from core.errors import ApplicationError, ServiceUnavailable
-from core.text import parse_id
+from core.pages import LiveRegion, live_regions_render, live_regions_response
+from core.text import path_id
 from orders.errors import OrderNotFound
 from orders.forms import OrderFilterForm, OrderForm
-from orders.models import LIVE_STATUSES, RESTING_STATUSES, Market, Order, OrderStatus, Trade
+from orders.models import LIVE_STATUSES, RESTING_STATUSES, Market, Order, OrderStatus
 from orders.selectors.book import BookLevel, order_book_get
 from orders.selectors.candles import candle_list
 from orders.selectors.markets import market_get, market_list
 from orders.selectors.orders import (
+    fill_list_for_user,
     order_average_price,
     order_get_for_user,
     order_list_for_user,
     order_open_list_for_user,
     order_own_liquidity_skipped,
     trade_list_for_market,
-    trade_list_for_user,
 )
 from orders.selectors.wallets import wallet_balance_get, wallet_list_for_user
 from orders.services.orders import order_cancel, order_place
@@ -163,70 +159,11 @@ def _book(market: Market) -> Book:
     return Book(bids=_ladder(raw["bids"], deepest=deepest), asks=_ladder(raw["asks"], deepest=deepest))
 
 
-@dataclass(frozen=True, slots=True)
-class UserFill:
-    """A trade seen from one of its two sides."""
-
-    trade: Trade
-    side: str
-    fee: Decimal
-    liquidity: str
-
-
-def _user_fills(*, user_id: int, market: str | None, limit: int) -> list[UserFill]:
-    fills = []
-    for trade in trade_list_for_user(user_id=user_id, market=market).order_by("-id")[:limit]:
-        as_taker = trade.taker_user_id == user_id
-        other = "sell" if trade.taker_side == "buy" else "buy"
-        fills.append(
-            UserFill(
-                trade=trade,
-                side=trade.taker_side if as_taker else other,
-                fee=trade.taker_fee if as_taker else trade.maker_fee,
-                liquidity="taker" if as_taker else "maker",
-            )
-        )
-    return fills
-
-
 def _market_or_404(symbol: str) -> Market:
     try:
         return market_get(symbol=symbol)
     except ApplicationError:
         raise Http404("No such market.") from None
-
-
-# --- live regions ----------------------------------------------------------------------
-
-# A masked CSRF token differs on every render; it must not make a region look changed.
-_CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="[^"]*"')
-
-
-@dataclass(frozen=True, slots=True)
-class LiveRegion:
-    """A part of a page that htmx refreshes by polling. `version` identifies its content,
-    so a poll only swaps what changed (focus and scroll elsewhere stay put)."""
-
-    name: str
-    html: SafeString
-
-    @property
-    def version(self) -> str:
-        return hashlib.sha256(_CSRF_INPUT.sub("", self.html).encode()).hexdigest()[:16]
-
-
-def _regions(request: HttpRequest, templates: Mapping[str, str], context: dict[str, Any]) -> dict[str, LiveRegion]:
-    return {name: LiveRegion(name, render_to_string(tpl, context, request=request)) for name, tpl in templates.items()}
-
-
-def _live_response(request: HttpRequest, regions: dict[str, LiveRegion]) -> HttpResponse:
-    """The regions whose version differs from what the page shows (`v=name:version,...`),
-    as out-of-band swaps; 204 when nothing changed."""
-    shown = dict(item.split(":", 1) for item in request.GET.get("v", "").split(",") if ":" in item)
-    changed = [region for name, region in regions.items() if shown.get(name) != region.version]
-    if not changed:
-        return HttpResponse(status=204)
-    return render(request, "partials/live_update.html", {"regions": changed})
 
 
 # --- home ------------------------------------------------------------------------------
@@ -235,7 +172,9 @@ HOME_REGIONS = {"markets": "home/_markets.html"}
 
 
 def _home_regions(request: HttpRequest) -> dict[str, LiveRegion]:
-    return _regions(request, HOME_REGIONS, {"tickers": [_ticker(m) for m in market_list()]})
+    return live_regions_render(
+        request=request, templates=HOME_REGIONS, context={"tickers": [_ticker(m) for m in market_list()]}
+    )
 
 
 @require_GET
@@ -245,7 +184,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def home_live(request: HttpRequest) -> HttpResponse:
-    return _live_response(request, _home_regions(request))
+    return live_regions_response(request=request, regions=_home_regions(request))
 
 
 # --- trade -----------------------------------------------------------------------------
@@ -273,10 +212,10 @@ def _trade_regions(request: HttpRequest, market: Market) -> dict[str, LiveRegion
             "base_balance": wallet_balance_get(user_id=user_id, asset_symbol=market.base.symbol),
             "quote_balance": wallet_balance_get(user_id=user_id, asset_symbol=market.quote.symbol),
             "open_orders": list(order_open_list_for_user(user_id=user_id, market_id=market.pk)[:OPEN_ORDERS]),
-            "fills": _user_fills(user_id=user_id, market=market.symbol, limit=LATEST_FILLS),
+            "fills": fill_list_for_user(user_id=user_id, market=market.symbol, limit=LATEST_FILLS),
         }
         templates |= TRADER_REGIONS
-    return _regions(request, templates, context)
+    return live_regions_render(request=request, templates=templates, context=context)
 
 
 def _trade_page(
@@ -305,7 +244,7 @@ def trade(request: HttpRequest, symbol: str) -> HttpResponse:
 
 @require_GET
 def trade_live(request: HttpRequest, symbol: str) -> HttpResponse:
-    return _live_response(request, _trade_regions(request, _market_or_404(symbol)))
+    return live_regions_response(request=request, regions=_trade_regions(request, _market_or_404(symbol)))
 
 
 def _order_summary(order: Order, *, created: bool) -> str:
@@ -416,9 +355,7 @@ def order_cancel_page(request: HttpRequest, order_id: str) -> HttpResponse:
     user = page_user(request)
     status, level = 200, messages.SUCCESS
     try:
-        order_pk = parse_id(order_id)
-        if order_pk is None:
-            raise OrderNotFound()
+        order_pk = path_id(order_id, not_found=OrderNotFound)
         order_cancel(user=user, order_id=order_pk)
         text = f"Order #{order_pk} cancelled."
     except (ApplicationError, OperationalError) as exc:
@@ -479,7 +416,11 @@ WALLET_REGIONS = {"wallets": "wallet/_wallets.html"}
 
 
 def _wallet_regions(request: HttpRequest) -> dict[str, LiveRegion]:
-    return _regions(request, WALLET_REGIONS, {"wallets": wallet_list_for_user(user_id=page_user(request).pk)})
+    return live_regions_render(
+        request=request,
+        templates=WALLET_REGIONS,
+        context={"wallets": wallet_list_for_user(user_id=page_user(request).pk)},
+    )
 
 
 @require_GET
@@ -491,4 +432,4 @@ def wallet(request: HttpRequest) -> HttpResponse:
 @require_GET
 @page_login_required
 def wallet_live(request: HttpRequest) -> HttpResponse:
-    return _live_response(request, _wallet_regions(request))
+    return live_regions_response(request=request, regions=_wallet_regions(request))

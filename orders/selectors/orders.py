@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import Prefetch, Q, QuerySet
@@ -99,6 +99,59 @@ def order_average_price(order: Order) -> Decimal | None:
     if not order.filled_quantity:
         return None
     return (order.quote_filled / order.filled_quantity).quantize(Decimal("1e-8"))
+
+
+@dataclass(frozen=True, slots=True)
+class UserFill:
+    """A trade seen from one of its two users: the trade page's fills, GET /api/trades and
+    the `fills` stream (the attributes are UserTradeOutput's fields)."""
+
+    trade: Trade
+    side: str
+    fee: Decimal
+    liquidity: str
+    order_pk: int | None
+
+    @property
+    def trade_id(self) -> str:
+        return str(self.trade.pk)
+
+    @property
+    def order_id(self) -> str:
+        return str(self.order_pk)
+
+    @property
+    def market(self) -> str:
+        return self.trade.market.symbol
+
+    @property
+    def price(self) -> Decimal:
+        return self.trade.price
+
+    @property
+    def quantity(self) -> Decimal:
+        return self.trade.quantity
+
+    @property
+    def executed_at(self) -> datetime:
+        return self.trade.executed_at
+
+
+def trade_user_fill(*, trade: Trade, user_id: int) -> UserFill:
+    as_taker = trade.taker_user_id == user_id
+    return UserFill(
+        trade=trade,
+        side=trade.taker_side if as_taker else ("sell" if trade.taker_side == "buy" else "buy"),
+        fee=trade.taker_fee if as_taker else trade.maker_fee,
+        liquidity="taker" if as_taker else "maker",
+        order_pk=trade.taker_order_id if as_taker else trade.maker_order_id,
+    )
+
+
+def fill_list_for_user(*, user_id: int, market: str | None = None, limit: int) -> list[UserFill]:
+    """The user's last `limit` fills, newest first."""
+    trades = trade_list_for_user(user_id=user_id, market=market).order_by("-id")[:limit]
+    return [trade_user_fill(trade=trade, user_id=user_id) for trade in trades]
 
 
 def trade_list_for_user(*, user_id: int, market: str | None = None) -> QuerySet[Trade]:

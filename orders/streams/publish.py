@@ -18,11 +18,12 @@ from typing import Any
 
 from django.conf import settings
 
-from orders.api.serializers import moment_text, money_text, user_fill
+from orders.api.serializers import moment_text, money_text
 from orders.engine.book import LiveOrder
 from orders.engine.market import Journal, MarketEngine, TradeRecord
 from orders.engine.types import Side
 from orders.models import Market, Trade
+from orders.selectors.orders import UserFill, trade_user_fill
 from orders.streams.marketdata import MarketData
 from orders.streams.relay import relay_send
 
@@ -146,11 +147,17 @@ def _trade_body(trade: Trade) -> dict[str, Any]:
     }
 
 
-def _fill_body(fill: dict[str, Any]) -> dict[str, Any]:
-    money = ("price", "quantity", "fee")
+def _fill_body(fill: UserFill) -> dict[str, Any]:
     return {
-        key: money_text(value) if key in money else moment_text(value) if key == "executed_at" else value
-        for key, value in fill.items()
+        "trade_id": fill.trade_id,
+        "order_id": fill.order_id,
+        "market": fill.market,
+        "side": fill.side,
+        "price": money_text(fill.price),
+        "quantity": money_text(fill.quantity),
+        "fee": money_text(fill.fee),
+        "liquidity": fill.liquidity,
+        "executed_at": moment_text(fill.executed_at),
     }
 
 
@@ -196,7 +203,9 @@ def publish(
         )
         messages.append(_data(f"trades.{symbol}", f"trades:{symbol}", _trade_body(trade)))
         for user_id in {trade.taker_user_id, *([] if trade.is_house else [trade.maker_user_id])}:
-            messages.append(_data(user_group(user_id), "fills", _fill_body(user_fill(trade, user_id))))
+            messages.append(
+                _data(user_group(user_id), "fills", _fill_body(trade_user_fill(trade=trade, user_id=user_id)))
+            )
     for market_id, (engine, symbol, best_bid, best_ask) in tops.items():
         data = _market_data.get(engine)
         if data is None:
