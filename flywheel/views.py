@@ -53,8 +53,6 @@ def _insight_lines(insights: Any, *, impact: Any) -> list[str]:
 def flywheel_page(request: HttpRequest) -> HttpResponse:
     figures = selectors.stream_figures_list()
     streams = [s for s in figures if s.id in LIVE_STREAMS]  # the targets count for live streams only
-    total_target = sum((s.target_monthly for s in streams), Decimal(0))
-    this_month = sum((s.collected_this_month for s in streams), Decimal(0))
     context: dict[str, Any] = {
         "totals": selectors.revenue_totals(),
         "reserve": selectors.reserve_status(),
@@ -62,9 +60,7 @@ def flywheel_page(request: HttpRequest) -> HttpResponse:
         "reserve_percentage": settings.REVENUE_RESERVE_PERCENTAGE * HUNDRED,
         "streams": streams,
         "planned_streams": [s for s in figures if s.id not in LIVE_STREAMS],
-        "total_target": total_target,
-        "this_month": this_month,
-        "month_progress": (this_month / total_target * HUNDRED).quantize(Decimal("0.01")) if total_target else None,
+        "stream_totals": selectors.stream_totals(streams=streams),
         "tiers": [(tier, selectors.multiplier_for(tier), tier.discount * HUNDRED) for tier in TIERS],
         "ttx_asset": settings.TTX_ASSET,
     }

@@ -228,8 +228,7 @@ class RevenueStreamsApi(APIView):
     @extend_schema(responses={200: REVENUE_STREAMS})
     def get(self, request: Request) -> Response:
         streams = selectors.stream_figures_list()
-        total_target = sum((s.target_monthly for s in streams), Decimal(0))
-        this_month = sum((s.collected_this_month for s in streams), Decimal(0))
+        totals = selectors.stream_totals(streams=streams)
         return Response(
             {
                 "streams": [
@@ -246,14 +245,12 @@ class RevenueStreamsApi(APIView):
                     for s in streams
                 ],
                 "summary": {
-                    "total_collected": format_amount(sum((s.collected for s in streams), Decimal(0))),
-                    "total_distributed_to_holders": format_amount(
-                        sum((s.distributed_to_holders for s in streams), Decimal(0))
-                    ),
-                    "total_target_monthly": format_amount(total_target),
-                    "collected_this_month": format_amount(this_month),
-                    "progress": _percent(this_month / total_target) if total_target else "0.00",
-                    "active_streams": sum(1 for s in streams if s.collected > 0),
+                    "total_collected": format_amount(totals.collected),
+                    "total_distributed_to_holders": format_amount(totals.distributed_to_holders),
+                    "total_target_monthly": format_amount(totals.target_monthly),
+                    "collected_this_month": format_amount(totals.collected_this_month),
+                    "progress": "0.00" if totals.progress is None else f"{totals.progress:f}",
+                    "active_streams": totals.active_streams,
                 },
             }
         )
