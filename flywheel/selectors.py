@@ -242,6 +242,10 @@ class Impact:
     monthly_earnings: Decimal
     annual_earnings: Decimal
 
+    @property
+    def fee_discount(self) -> Decimal:
+        return ZERO if self.tier is None else self.tier.discount
+
 
 def my_impact(*, user_id: int, now: datetime | None = None) -> Impact:
     """Four queries: TTX asset, the caller's TTX, their 30-day trades, 30-day holder revenue."""
