@@ -74,3 +74,12 @@ class WrongPassword(ApplicationError):
     code = "invalid_credentials"
     status = 401
     default_message = "Wrong password."
+
+
+class SessionExpired(ApplicationError):
+    """A page form posted without a valid session: logged out meanwhile, or its CSRF token
+    no longer matches (a login elsewhere rotated it)."""
+
+    code = "session_expired"
+    status = 401
+    default_message = "Your session expired, log in again."

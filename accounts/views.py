@@ -34,7 +34,7 @@ from accounts.services import (
     user_register,
 )
 from core.errors import ApplicationError
-from core.text import parse_id
+from core.text import path_id
 
 View = Callable[..., HttpResponse]
 
@@ -159,11 +159,8 @@ def api_keys_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 def api_key_delete_page(request: HttpRequest, key_id: str) -> HttpResponse:
     user = page_user(request)
-    parsed = parse_id(key_id)
     try:
-        if parsed is None:
-            raise ApiKeyNotFound()
-        api_key_delete(user_id=user.pk, api_key_id=parsed)
+        api_key_delete(user_id=user.pk, api_key_id=path_id(key_id, not_found=ApiKeyNotFound))
     except ApplicationError as exc:
         messages.error(request, exc.message)
     else:

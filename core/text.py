@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from core.errors import ApplicationError
+
 # Database ids: bigint, so at most 18 digits always fit; ASCII only.
 ID_TEXT = re.compile(r"[0-9]{1,18}", re.ASCII)
 
@@ -14,6 +16,15 @@ ID_TEXT = re.compile(r"[0-9]{1,18}", re.ASCII)
 def parse_id(raw: str) -> int | None:
     """A non-negative integer written as 1 to 18 ASCII digits (an id, a limit), or None."""
     return int(raw) if ID_TEXT.fullmatch(raw) else None
+
+
+def path_id(raw: str, *, not_found: type[ApplicationError]) -> int:
+    """An id from a URL (API and pages alike): text that is no id names nothing, so it is
+    answered as the missing object it would name (`not_found`, a 404), never a 400."""
+    parsed = parse_id(raw)
+    if parsed is None:
+        raise not_found()
+    return parsed
 
 
 def has_control_characters(text: str) -> bool:

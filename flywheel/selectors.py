@@ -4,6 +4,7 @@ stated in docs/flywheel.md."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -69,6 +70,34 @@ class StreamFigures:
         if not self.target_monthly:
             return ZERO
         return (self.collected_this_month / self.target_monthly * HUNDRED).quantize(Decimal("0.01"))
+
+
+@dataclass(frozen=True, slots=True)
+class StreamTotals:
+    """The sums over some streams: the flywheel page's live ones, the API's every one."""
+
+    collected: Decimal
+    distributed_to_holders: Decimal
+    target_monthly: Decimal
+    collected_this_month: Decimal
+    active_streams: int  # streams that collected anything
+
+    @property
+    def progress(self) -> Decimal | None:
+        """This month's collections in percent of the monthly targets; None without a target."""
+        if not self.target_monthly:
+            return None
+        return (self.collected_this_month / self.target_monthly * HUNDRED).quantize(Decimal("0.01"))
+
+
+def stream_totals(*, streams: Sequence[StreamFigures]) -> StreamTotals:
+    return StreamTotals(
+        collected=sum((s.collected for s in streams), ZERO),
+        distributed_to_holders=sum((s.distributed_to_holders for s in streams), ZERO),
+        target_monthly=sum((s.target_monthly for s in streams), ZERO),
+        collected_this_month=sum((s.collected_this_month for s in streams), ZERO),
+        active_streams=sum(1 for s in streams if s.collected > 0),
+    )
 
 
 def stream_figures_list(*, now: datetime | None = None) -> list[StreamFigures]:
@@ -212,6 +241,10 @@ class Impact:
     holder_revenue_30d: Decimal
     monthly_earnings: Decimal
     annual_earnings: Decimal
+
+    @property
+    def fee_discount(self) -> Decimal:
+        return ZERO if self.tier is None else self.tier.discount
 
 
 def my_impact(*, user_id: int, now: datetime | None = None) -> Impact:

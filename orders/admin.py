@@ -5,10 +5,28 @@ through the staff endpoint)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from core.admin import ReadOnlyAdmin, ReadOnlyInline
+from orders.engine.types import TimeInForce
 from orders.models import Asset, Deposit, Market, Order, OrderEvent, Trade, TradeOutbox, Wallet
+
+
+class TimeInForceFilter(admin.SimpleListFilter):
+    """Time in force by the vocabulary's own names (GTC, IOC, FOK), not title-cased labels."""
+
+    title = "time in force"
+    parameter_name = "time_in_force"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(tif.value, tif.value) for tif in TimeInForce]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(time_in_force=self.value()) if self.value() else queryset
 
 
 @admin.register(Asset)
@@ -58,14 +76,20 @@ class OrderEventInline(ReadOnlyInline):
 
 @admin.register(Order)
 class OrderAdmin(ReadOnlyAdmin):
-    list_display = ("id", "user", "market", "side", "type", "time_in_force", "price", "quantity", "filled_quantity",
+    list_display = ("id", "user", "market", "side", "type", "tif", "price", "quantity", "filled_quantity",
                     "status", "status_reason", "created_at")  # fmt: skip
-    list_filter = ("status", "market", "side", "type", "time_in_force")
+    list_filter = ("status", "market", "side", "type", TimeInForceFilter)
+    exclude = ("time_in_force",)
+    readonly_fields = ("tif",)
     search_fields = ("=id", "user__username", "client_order_id")
     list_select_related = ("user", "market")
     date_hierarchy = "created_at"
     inlines = [OrderEventInline]
     show_full_result_count = False
+
+    @admin.display(description="time in force", ordering="time_in_force")
+    def tif(self, order: Order) -> str:
+        return TimeInForce(order.time_in_force).value
 
 
 @admin.register(Trade)

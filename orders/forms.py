@@ -7,6 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django import forms
+from django.conf import settings
 
 from accounts.forms import ServiceForm
 from core.money import AMOUNT_TEXT_MAX_LENGTH
@@ -37,6 +38,11 @@ class OrderForm(ServiceForm):
         self.quantity_step = step_attr(market.quantity_step)
         self.quantity_min = step_attr(market.min_quantity)
 
+    @property
+    def fee_bps(self) -> int:
+        """The taker fee rate, the most an order pays (before a TTX discount): the ticket's total."""
+        return int(settings.TAKER_FEE_BPS)
+
     def order_request(self) -> OrderRequest:
         data = self.cleaned_data
         return OrderRequest(
@@ -59,7 +65,16 @@ class OrderForm(ServiceForm):
 
 class OrderFilterForm(forms.Form):
     market = forms.ChoiceField(required=False)
-    status = forms.ChoiceField(choices=[("", "Any status"), *choices(OrderStatus)], required=False)
+    status = forms.ChoiceField(
+        choices=[
+            ("", "Any status"),
+            *(
+                (value, "Open (incl. partially filled)" if value == OrderStatus.OPEN else label)
+                for value, label in choices(OrderStatus)
+            ),
+        ],
+        required=False,
+    )
 
     def __init__(self, *args: object, markets: list[Market], **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]

@@ -2,14 +2,11 @@
 
 Views are thin: forms check the input, services place and cancel, selectors read.
 What is here is presentation only: figures arranged for the templates (the book as
-a ladder with depth, a ticker from hourly candles, a fill seen from the trader's side)
-and the live regions that htmx polls."""
+a ladder with depth, a ticker from hourly candles) and which templates make each page's
+live regions (core.pages renders them and answers the polls)."""
 
 from __future__ import annotations
 
-import hashlib
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -17,32 +14,36 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Paginator
 from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
-from django.urls import reverse
-from django.utils.safestring import SafeString
+from django.urls import Resolver404, resolve, reverse
+from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
 
+from accounts.error_text import error_sentence
+from accounts.errors import SessionExpired
 from accounts.views import page_login_required, page_user, safe_next
 from core.errors import ApplicationError, ServiceUnavailable
-from core.text import parse_id
+from core.pages import LiveRegion, live_regions_render, live_regions_response
+from core.text import path_id
 from orders.errors import OrderNotFound
 from orders.forms import OrderFilterForm, OrderForm
-from orders.models import LIVE_STATUSES, Market, Order, OrderStatus, Trade
+from orders.models import LIVE_STATUSES, RESTING_STATUSES, Market, Order, OrderStatus
 from orders.selectors.book import BookLevel, order_book_get
 from orders.selectors.candles import candle_list
 from orders.selectors.markets import market_get, market_list
 from orders.selectors.orders import (
+    fill_list_for_user,
     order_average_price,
     order_get_for_user,
     order_list_for_user,
     order_open_list_for_user,
+    order_own_liquidity_skipped,
     trade_list_for_market,
-    trade_list_for_user,
 )
 from orders.selectors.wallets import wallet_balance_get, wallet_list_for_user
 from orders.services.orders import order_cancel, order_place
@@ -158,70 +159,11 @@ def _book(market: Market) -> Book:
     return Book(bids=_ladder(raw["bids"], deepest=deepest), asks=_ladder(raw["asks"], deepest=deepest))
 
 
-@dataclass(frozen=True, slots=True)
-class UserFill:
-    """A trade seen from one of its two sides."""
-
-    trade: Trade
-    side: str
-    fee: Decimal
-    liquidity: str
-
-
-def _user_fills(*, user_id: int, market: str | None, limit: int) -> list[UserFill]:
-    fills = []
-    for trade in trade_list_for_user(user_id=user_id, market=market).order_by("-id")[:limit]:
-        as_taker = trade.taker_user_id == user_id
-        other = "sell" if trade.taker_side == "buy" else "buy"
-        fills.append(
-            UserFill(
-                trade=trade,
-                side=trade.taker_side if as_taker else other,
-                fee=trade.taker_fee if as_taker else trade.maker_fee,
-                liquidity="taker" if as_taker else "maker",
-            )
-        )
-    return fills
-
-
 def _market_or_404(symbol: str) -> Market:
     try:
         return market_get(symbol=symbol)
     except ApplicationError:
         raise Http404("No such market.") from None
-
-
-# --- live regions ----------------------------------------------------------------------
-
-# A masked CSRF token differs on every render; it must not make a region look changed.
-_CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="[^"]*"')
-
-
-@dataclass(frozen=True, slots=True)
-class LiveRegion:
-    """A part of a page that htmx refreshes by polling. `version` identifies its content,
-    so a poll only swaps what changed (focus and scroll elsewhere stay put)."""
-
-    name: str
-    html: SafeString
-
-    @property
-    def version(self) -> str:
-        return hashlib.sha256(_CSRF_INPUT.sub("", self.html).encode()).hexdigest()[:16]
-
-
-def _regions(request: HttpRequest, templates: Mapping[str, str], context: dict[str, Any]) -> dict[str, LiveRegion]:
-    return {name: LiveRegion(name, render_to_string(tpl, context, request=request)) for name, tpl in templates.items()}
-
-
-def _live_response(request: HttpRequest, regions: dict[str, LiveRegion]) -> HttpResponse:
-    """The regions whose version differs from what the page shows (`v=name:version,...`),
-    as out-of-band swaps; 204 when nothing changed."""
-    shown = dict(item.split(":", 1) for item in request.GET.get("v", "").split(",") if ":" in item)
-    changed = [region for name, region in regions.items() if shown.get(name) != region.version]
-    if not changed:
-        return HttpResponse(status=204)
-    return render(request, "partials/live_update.html", {"regions": changed})
 
 
 # --- home ------------------------------------------------------------------------------
@@ -230,7 +172,9 @@ HOME_REGIONS = {"markets": "home/_markets.html"}
 
 
 def _home_regions(request: HttpRequest) -> dict[str, LiveRegion]:
-    return _regions(request, HOME_REGIONS, {"tickers": [_ticker(m) for m in market_list()]})
+    return live_regions_render(
+        request=request, templates=HOME_REGIONS, context={"tickers": [_ticker(m) for m in market_list()]}
+    )
 
 
 @require_GET
@@ -240,7 +184,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def home_live(request: HttpRequest) -> HttpResponse:
-    return _live_response(request, _home_regions(request))
+    return live_regions_response(request=request, regions=_home_regions(request))
 
 
 # --- trade -----------------------------------------------------------------------------
@@ -268,10 +212,10 @@ def _trade_regions(request: HttpRequest, market: Market) -> dict[str, LiveRegion
             "base_balance": wallet_balance_get(user_id=user_id, asset_symbol=market.base.symbol),
             "quote_balance": wallet_balance_get(user_id=user_id, asset_symbol=market.quote.symbol),
             "open_orders": list(order_open_list_for_user(user_id=user_id, market_id=market.pk)[:OPEN_ORDERS]),
-            "fills": _user_fills(user_id=user_id, market=market.symbol, limit=LATEST_FILLS),
+            "fills": fill_list_for_user(user_id=user_id, market=market.symbol, limit=LATEST_FILLS),
         }
         templates |= TRADER_REGIONS
-    return _regions(request, templates, context)
+    return live_regions_render(request=request, templates=templates, context=context)
 
 
 def _trade_page(
@@ -300,26 +244,80 @@ def trade(request: HttpRequest, symbol: str) -> HttpResponse:
 
 @require_GET
 def trade_live(request: HttpRequest, symbol: str) -> HttpResponse:
-    return _live_response(request, _trade_regions(request, _market_or_404(symbol)))
+    return live_regions_response(request=request, regions=_trade_regions(request, _market_or_404(symbol)))
 
 
 def _order_summary(order: Order, *, created: bool) -> str:
     kind = order.type.replace("_", " ")
     what = f"#{order.pk} {order.side} {kind} {order.quantity.normalize():f} {order.market.symbol}"
-    state = order.status.replace("_", " ") + (f" ({order.status_reason})" if order.status_reason else "")
+    reason = f" ({error_sentence(order.status_reason)})" if order.status_reason else ""
+    state = order.status.replace("_", " ") + reason
     return f"Order {what}: {state}." if created else f"Order {what} already exists with this client order id: {state}."
 
 
+def _house_fill_note(order: Order) -> str:
+    """Why a market order filled from the house at its premium: the book had nothing else
+    at an acceptable price, and (self-trade prevention) the trader's own orders were passed over."""
+    house = [t for t in order.taker_trades.all() if t.is_house]
+    if not house:
+        return ""
+    quote = order.market.quote.symbol
+    premium = settings.AUTO_FILL_SLIPPAGE_PERCENT
+    text = (
+        f"Filled {sum((t.quantity for t in house), Decimal(0)).normalize():f} from the house at "
+        f"{house[0].price.normalize():f} {quote} (reference price {premium}% "
+        f"{'above' if order.side == 'buy' else 'below'}), because no one else's order was in range."
+    )
+    if order.stp == "skip" and order_own_liquidity_skipped(order=order, limit=house[-1].price):
+        own = "asks" if order.side == "buy" else "bids"
+        text += (
+            f" Your own {own} at a better price were skipped: self-trade prevention never matches you with yourself."
+        )
+    return text
+
+
+def _session_expired_ticket(request: HttpRequest, market: Market) -> HttpResponse:
+    """The order ticket again, with what was typed in, saying the session expired
+    (instead of the login page or Django's CSRF page inside the ticket)."""
+    fields = OrderForm(market=market).fields  # every value kept, the client order id too: nothing was placed
+    form = OrderForm(initial={k: v for k, v in request.POST.items() if k in fields}, market=market)
+    form.add_application_error(SessionExpired())
+    login = f"{reverse(settings.LOGIN_URL)}?{urlencode({'next': reverse('trade', args=[market.symbol])}, safe='/')}"
+    context = {"market": market, "form": form, "placed": None, "login_url": login}
+    return render(request, "trade/_order_form.html", context, status=form.error_status)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: an htmx post of the order ticket whose token no longer matches (the
+    session expired, or a login elsewhere rotated it) gets the ticket back, values kept;
+    everything else Django's own 403 page."""
+    if getattr(request, "htmx", False):
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            match = None
+        if match is not None and match.url_name == "order-place":
+            try:
+                return _session_expired_ticket(request, market_get(symbol=match.kwargs["symbol"]))
+            except ApplicationError:
+                pass
+    return django_csrf_failure(request, reason=reason)
+
+
 @require_POST
-@page_login_required
 def order_place_page(request: HttpRequest, symbol: str) -> HttpResponse:
     """Without JavaScript: POST, then redirect to the trade screen with a message (or the
-    screen again with the errors). With htmx: the order ticket is swapped in place."""
+    screen again with the errors). With htmx: the order ticket is swapped in place; when the
+    session expired meanwhile, the ticket says so and keeps what was typed in."""
     market = _market_or_404(symbol)
+    if not request.user.is_authenticated:
+        if request.htmx:  # type: ignore[attr-defined]
+            return _session_expired_ticket(request, market)
+        return redirect_to_login(reverse("trade", args=[market.symbol]))
     user = page_user(request)
     form = OrderForm(request.POST, market=market)
     placed: Order | None = None
-    summary = ""
+    summary = note = ""
     if form.is_valid():
         try:
             result = order_place(user=user, request=form.order_request())
@@ -330,16 +328,24 @@ def order_place_page(request: HttpRequest, symbol: str) -> HttpResponse:
         else:
             placed = order_get_for_user(user_id=user.pk, order_id=result.order_id)
             summary = _order_summary(placed, created=result.created)
+            note = _house_fill_note(placed)
     failed = placed is not None and placed.status in (OrderStatus.EXPIRED, OrderStatus.ERROR)
     if request.htmx:  # type: ignore[attr-defined]
         if placed is not None:
             form = OrderForm(initial=form.values_to_keep(), market=market)
-        context = {"market": market, "form": form, "placed": placed, "summary": summary, "failed": failed}
+        context = {
+            "market": market,
+            "form": form,
+            "placed": placed,
+            "summary": summary,
+            "note": note,
+            "failed": failed,
+        }
         response = render(request, "trade/_order_form.html", context, status=form.error_status)
         return trigger_client_event(response, "live-refresh") if placed is not None else response
     if placed is None:
         return _trade_page(request, market, form=form, status=form.error_status)
-    messages.add_message(request, messages.WARNING if failed else messages.SUCCESS, summary)
+    messages.add_message(request, messages.WARNING if failed else messages.SUCCESS, f"{summary} {note}".strip())
     return redirect("trade", symbol=market.symbol)
 
 
@@ -349,14 +355,12 @@ def order_cancel_page(request: HttpRequest, order_id: str) -> HttpResponse:
     user = page_user(request)
     status, level = 200, messages.SUCCESS
     try:
-        order_pk = parse_id(order_id)
-        if order_pk is None:
-            raise OrderNotFound()
+        order_pk = path_id(order_id, not_found=OrderNotFound)
         order_cancel(user=user, order_id=order_pk)
         text = f"Order #{order_pk} cancelled."
     except (ApplicationError, OperationalError) as exc:
         error = exc if isinstance(exc, ApplicationError) else ServiceUnavailable()
-        status, level, text = error.status, messages.ERROR, f"{error.code}: {error.message}"
+        status, level, text = error.status, messages.ERROR, error_sentence(error.code, error.message)
     if request.htmx:  # type: ignore[attr-defined]
         context = {"text": text, "level": "error" if level == messages.ERROR else "success"}
         return trigger_client_event(render(request, "partials/toast.html", context, status=status), "live-refresh")
@@ -372,6 +376,7 @@ class OrderRow:
     order: Order
     fmt: Formats
     average_price: Decimal | None
+    fee_asset: str  # fees are paid in the market's quote asset (docs/matching.md)
 
     @property
     def is_live(self) -> bool:
@@ -385,9 +390,18 @@ def order_history(request: HttpRequest) -> HttpResponse:
     markets = market_list()
     filter_form = OrderFilterForm(request.GET or None, markets=markets)
     filters = filter_form.filters()
-    orders = order_list_for_user(user_id=user.pk, status=filters["status"], market=filters["market"]).order_by("-id")
+    # "Open" means still in the book: partially filled orders are open too.
+    status = filters["status"]
+    statuses = RESTING_STATUSES if status == OrderStatus.OPEN else ()
+    orders = order_list_for_user(
+        user_id=user.pk, status=None if statuses else status, statuses=statuses, market=filters["market"]
+    ).order_by("-id")
     page = Paginator(orders, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
-    rows = [OrderRow(o, Formats.of(o.market), order_average_price(o)) for o in page.object_list]
+    quote_of = {m.pk: m.quote.symbol for m in markets}
+    rows = [
+        OrderRow(o, Formats.of(o.market), order_average_price(o), quote_of.get(o.market_id) or o.market.quote.symbol)
+        for o in page.object_list
+    ]
     context = {
         "filter_form": filter_form,
         "page": page,
@@ -402,7 +416,11 @@ WALLET_REGIONS = {"wallets": "wallet/_wallets.html"}
 
 
 def _wallet_regions(request: HttpRequest) -> dict[str, LiveRegion]:
-    return _regions(request, WALLET_REGIONS, {"wallets": wallet_list_for_user(user_id=page_user(request).pk)})
+    return live_regions_render(
+        request=request,
+        templates=WALLET_REGIONS,
+        context={"wallets": wallet_list_for_user(user_id=page_user(request).pk)},
+    )
 
 
 @require_GET
@@ -414,4 +432,4 @@ def wallet(request: HttpRequest) -> HttpResponse:
 @require_GET
 @page_login_required
 def wallet_live(request: HttpRequest) -> HttpResponse:
-    return _live_response(request, _wallet_regions(request))
+    return live_regions_response(request=request, regions=_wallet_regions(request))

@@ -8,6 +8,10 @@ TRADING_FEES = 0
 WITHDRAWAL_FEES = 1
 MARKET_MAKING = 4
 
+# The streams something on the platform feeds today (revenue.services: fees of every trade, the
+# house's spread). The others are planned features: pages mark them "not live".
+LIVE_STREAMS: frozenset[int] = frozenset({TRADING_FEES, MARKET_MAKING})
+
 STREAMS: tuple[tuple[int, str, str, Decimal], ...] = (
     (0, "Trading Fees", "Maker and taker fees on every trade.", Decimal("250000")),
     (1, "Withdrawal Fees", "Flat and percentage fees on withdrawals.", Decimal("40000")),

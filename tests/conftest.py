@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 from django.db import connection
 from hypothesis import settings as hypothesis_settings
+from pytest_django.live_server_helper import LiveServer
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
@@ -12,6 +14,7 @@ from core.api.throttling import worker_rate_reset
 from orders.sequencer.transport import in_process_engine_reset
 from orders.system_accounts import system_accounts_cache_clear
 from tests.factories import StaffFactory, UserFactory
+from tests.live_server import OneRequestAtATimeServer, serving
 
 # No per-example deadline: on a loaded 2-core machine one slow example (a GC pause, the
 # other test worker) is not a failure of the property. A real counterexample still fails,
@@ -52,6 +55,35 @@ def _migration_data(request):
         request.getfixturevalue("_django_db_helper")
         _migration_data_restore()
     yield
+
+
+@pytest.fixture(scope="session")
+def live_server(request: pytest.FixtureRequest, django_db_setup: None) -> Iterator[LiveServer]:
+    """pytest-django's live server, built after the test database (pytest-django's own is
+    built before it when a test names it: on in-memory SQLite it then misses the test's
+    connection, and every request thread opens one of its own on the shared in-memory
+    database). There the server shares the test's connection and serves one request at a
+    time, only while a test runs (tests/live_server.py)."""
+    addr = request.config.getvalue("liveserver") or os.getenv("DJANGO_LIVE_TEST_SERVER_ADDRESS") or "localhost"
+    server = LiveServer(addr, start=False)
+    if server.thread.connections_override:  # in-memory SQLite: the server shares the test's connection
+        server.thread.server_class = OneRequestAtATimeServer
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _live_server_gate(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The live server serves during the test and is quiet before the database is flushed:
+    set up after the database (so torn down before its flush)."""
+    if "live_server" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("_django_db_helper")
+    request.getfixturevalue("live_server")
+    with serving():
+        yield
 
 
 @pytest.fixture(autouse=True)

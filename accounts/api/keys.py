@@ -23,7 +23,7 @@ from accounts.services import (
 from core.api.fields import StrictCharField
 from core.api.permissions import IsAuthenticatedInPerson
 from core.api.request import request_user
-from core.text import parse_id
+from core.text import path_id
 
 PERMISSIONS_SCHEMA = {
     "type": "array",
@@ -107,8 +107,5 @@ class ApiKeyDetailApi(APIView):
         operation_id="keys_delete",
     )
     def delete(self, request: Request, key_id: str) -> Response:
-        parsed = parse_id(key_id)
-        if parsed is None:
-            raise ApiKeyNotFound()
-        api_key_delete(user_id=request_user(request).pk, api_key_id=parsed)
+        api_key_delete(user_id=request_user(request).pk, api_key_id=path_id(key_id, not_found=ApiKeyNotFound))
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -18,6 +18,8 @@ SECRET_KEY = env_str("DJANGO_SECRET_KEY", "insecure-local-development-key-not-fo
 DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+# The order ticket posted after the session expired says so instead of the 403 page.
+CSRF_FAILURE_VIEW = "orders.views.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -16,7 +16,7 @@ from core.api.params import enum_openapi, enum_param, name_param
 from core.api.request import request_user
 from core.api.schema import error_responses
 from core.api.throttling import WorkerScopedRateThrottle
-from core.text import parse_id
+from core.text import path_id
 from orders.api.hot import order_place_hot, place_answer
 from orders.api.markets import MARKET_FILTER, SYMBOL_FILTER_PATTERN
 from orders.api.serializers import (
@@ -26,21 +26,13 @@ from orders.api.serializers import (
     OrderOutput,
     UserTradeOutput,
     order_output,
-    user_fill,
 )
 from orders.engine.requests import order_request_parse
 from orders.errors import OrderNotFound
 from orders.models import OrderStatus
 from orders.selectors.markets import SYMBOL_MAX_LENGTH
-from orders.selectors.orders import order_get_for_user, order_list_for_user, trade_list_for_user
+from orders.selectors.orders import order_get_for_user, order_list_for_user, trade_list_for_user, trade_user_fill
 from orders.services.orders import order_cancel, order_place_as, orders_cancel_all
-
-
-def _order_id(raw: str) -> int:
-    order_id = parse_id(raw)
-    if order_id is None:
-        raise OrderNotFound()
-    return order_id
 
 
 class OrdersApi(APIView):
@@ -105,7 +97,9 @@ class OrdersApi(APIView):
 class OrderDetailApi(APIView):
     @extend_schema(responses={200: OrderOutput})
     def get(self, request: Request, order_id: str) -> Response:
-        order = order_get_for_user(user_id=request_user(request).pk, order_id=_order_id(order_id))
+        order = order_get_for_user(
+            user_id=request_user(request).pk, order_id=path_id(order_id, not_found=OrderNotFound)
+        )
         return Response(OrderOutput(order).data)
 
 
@@ -126,7 +120,7 @@ class OrderCancelApi(APIView):
     )
     def post(self, request: Request, order_id: str) -> Response:
         user = request_user(request)
-        cancelled = order_cancel(user=user, order_id=_order_id(order_id))
+        cancelled = order_cancel(user=user, order_id=path_id(order_id, not_found=OrderNotFound))
         return Response(OrderOutput(order_get_for_user(user_id=user.pk, order_id=cancelled)).data)
 
 
@@ -161,5 +155,5 @@ class UserTradesApi(APIView):
         market = name_param(request, "market", max_length=SYMBOL_MAX_LENGTH, pattern=SYMBOL_FILTER_PATTERN)
         page = paginator.paginate_queryset(trade_list_for_user(user_id=user.pk, market=market), request, view=self)
         return paginator.get_paginated_response(
-            UserTradeOutput([user_fill(t, user.pk) for t in page or []], many=True).data
+            UserTradeOutput([trade_user_fill(trade=t, user_id=user.pk) for t in page or []], many=True).data
         )

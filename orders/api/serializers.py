@@ -13,7 +13,7 @@ from rest_framework import serializers
 from core.api.fields import StrictCharField
 from core.money import AMOUNT_TEXT_MAX_LENGTH, MONEY_CONTEXT, QUANTUM
 from orders.engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
-from orders.models import Market, Order, Trade
+from orders.models import Market, Order
 
 
 def money(**kwargs: object) -> serializers.DecimalField:
@@ -245,23 +245,6 @@ def order_output(order: Order) -> dict[str, Any]:
 
 class CancelAllOutput(serializers.Serializer):
     cancelled = OrderOutput(many=True)
-
-
-def user_fill(trade: Trade, user_id: int) -> dict[str, object]:
-    """A trade seen from one of its two users (GET /api/trades, the `fills` stream)."""
-    as_taker = trade.taker_user_id == user_id
-    side = trade.taker_side if as_taker else ("sell" if trade.taker_side == "buy" else "buy")
-    return {
-        "trade_id": str(trade.pk),
-        "order_id": str(trade.taker_order_id if as_taker else trade.maker_order_id),
-        "market": trade.market.symbol,
-        "side": side,
-        "price": trade.price,
-        "quantity": trade.quantity,
-        "fee": trade.taker_fee if as_taker else trade.maker_fee,
-        "liquidity": "taker" if as_taker else "maker",
-        "executed_at": trade.executed_at,
-    }
 
 
 class UserTradeOutput(serializers.Serializer):

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import Prefetch, Q, QuerySet
@@ -37,10 +38,14 @@ def order_get_for_user(*, user_id: int, order_id: int) -> Order:
     return order
 
 
-def order_list_for_user(*, user_id: int, status: str | None = None, market: str | None = None) -> QuerySet[Order]:
+def order_list_for_user(
+    *, user_id: int, status: str | None = None, market: str | None = None, statuses: Sequence[str] = ()
+) -> QuerySet[Order]:
     queryset = Order.objects.filter(user_id=user_id)
     if status:
         queryset = queryset.filter(status=status)
+    if statuses:
+        queryset = queryset.filter(status__in=statuses)
     if market:
         queryset = queryset.filter(market__symbol=market)
     return _with_details(queryset)
@@ -51,6 +56,25 @@ def order_open_list_for_user(*, user_id: int, market_id: int | None = None) -> Q
     if market_id is not None:
         queryset = queryset.filter(market_id=market_id)
     return queryset.select_related("market").order_by("-id")
+
+
+def order_own_liquidity_skipped(*, order: Order, limit: Decimal) -> bool:
+    """Whether self-trade prevention passed over the owner's own resting orders when `order`
+    executed: orders of the same owner on the other side of the market, resting when it
+    arrived, at a price it would have taken (at or better than `limit`)."""
+    price = {"price__lte": limit} if order.side == "buy" else {"price__gte": limit}
+    return (
+        Order.objects.filter(
+            user_id=order.user_id,
+            market_id=order.market_id,
+            side="sell" if order.side == "buy" else "buy",
+            type="limit",
+            pk__lt=order.pk,
+            **price,
+        )
+        .filter(Q(status__in=["open", "partially_filled"]) | Q(closed_at__gte=order.created_at))
+        .exists()
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +99,59 @@ def order_average_price(order: Order) -> Decimal | None:
     if not order.filled_quantity:
         return None
     return (order.quote_filled / order.filled_quantity).quantize(Decimal("1e-8"))
+
+
+@dataclass(frozen=True, slots=True)
+class UserFill:
+    """A trade seen from one of its two users: the trade page's fills, GET /api/trades and
+    the `fills` stream (the attributes are UserTradeOutput's fields)."""
+
+    trade: Trade
+    side: str
+    fee: Decimal
+    liquidity: str
+    order_pk: int | None
+
+    @property
+    def trade_id(self) -> str:
+        return str(self.trade.pk)
+
+    @property
+    def order_id(self) -> str:
+        return str(self.order_pk)
+
+    @property
+    def market(self) -> str:
+        return self.trade.market.symbol
+
+    @property
+    def price(self) -> Decimal:
+        return self.trade.price
+
+    @property
+    def quantity(self) -> Decimal:
+        return self.trade.quantity
+
+    @property
+    def executed_at(self) -> datetime:
+        return self.trade.executed_at
+
+
+def trade_user_fill(*, trade: Trade, user_id: int) -> UserFill:
+    as_taker = trade.taker_user_id == user_id
+    return UserFill(
+        trade=trade,
+        side=trade.taker_side if as_taker else ("sell" if trade.taker_side == "buy" else "buy"),
+        fee=trade.taker_fee if as_taker else trade.maker_fee,
+        liquidity="taker" if as_taker else "maker",
+        order_pk=trade.taker_order_id if as_taker else trade.maker_order_id,
+    )
+
+
+def fill_list_for_user(*, user_id: int, market: str | None = None, limit: int) -> list[UserFill]:
+    """The user's last `limit` fills, newest first."""
+    trades = trade_list_for_user(user_id=user_id, market=market).order_by("-id")[:limit]
+    return [trade_user_fill(trade=trade, user_id=user_id) for trade in trades]
 
 
 def trade_list_for_user(*, user_id: int, market: str | None = None) -> QuerySet[Trade]:

@@ -26,11 +26,17 @@ from django.http.request import validate_host
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
 
 from accounts.authentication import PlatformJWTAuthentication
-from orders.api.serializers import CandleOutput, MarketTradeOutput, OrderOutput, UserTradeOutput, user_fill
+from orders.api.serializers import CandleOutput, MarketTradeOutput, OrderOutput, UserTradeOutput
 from orders.errors import OrderNotFound
 from orders.models import LIVE_STATUSES, Market
 from orders.selectors.candles import INTERVALS, candle_list
-from orders.selectors.orders import order_get_for_user, order_list_for_user, trade_list_for_market, trade_list_for_user
+from orders.selectors.orders import (
+    order_get_for_user,
+    order_list_for_user,
+    trade_list_for_market,
+    trade_list_for_user,
+    trade_user_fill,
+)
 from orders.sequencer.transport import engine_call
 from orders.streams.publish import BOOK_SNAPSHOT, group_of, user_group
 from orders.streams.relay import relay_listen
@@ -117,7 +123,7 @@ def _snapshot_data(sub: Subscription, user_id: int | None) -> tuple[Any, dict[st
         orders = OrderOutput(live, many=True).data
         return orders, {row["id"]: row["updated_at"] for row in orders}
     recent = trade_list_for_user(user_id=user_id).select_related("market")[:SNAPSHOT_TRADES]
-    fills = UserTradeOutput([user_fill(t, user_id) for t in recent], many=True).data
+    fills = UserTradeOutput([trade_user_fill(trade=t, user_id=user_id) for t in recent], many=True).data
     return fills, {row["trade_id"]: "" for row in fills}
 
 

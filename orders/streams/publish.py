@@ -18,11 +18,12 @@ from typing import Any
 
 from django.conf import settings
 
-from orders.api.serializers import moment_text, money_text, user_fill
+from orders.api.serializers import moment_text, money_text
 from orders.engine.book import LiveOrder
 from orders.engine.market import Journal, MarketEngine, TradeRecord
 from orders.engine.types import Side
 from orders.models import Market, Trade
+from orders.selectors.orders import UserFill, trade_user_fill
 from orders.streams.marketdata import MarketData
 from orders.streams.relay import relay_send
 
@@ -50,10 +51,6 @@ def group_of(channel: str) -> str:
 
 def user_group(user_id: int) -> str:
     return f"user.{user_id}"
-
-
-def _level(price: Decimal, quantity: Decimal, orders: int) -> list[Any]:
-    return [money_text(price), money_text(quantity), orders]
 
 
 def book_snapshot(engine: MarketEngine | None) -> dict[str, Any]:
@@ -84,6 +81,21 @@ def _changed_levels(orders: Iterable[LiveOrder], new: set[int]) -> dict[int, set
     return changed
 
 
+def _book_update(engine: MarketEngine, keys: set[tuple[Side, Decimal]]) -> dict[str, Any]:
+    """The contract's update, `{bids: [[price, quantity]], asks: [...]}` best first (quantity
+    "0": the level is gone), and the levels' order counts in `orders`, `{bids: [n], asks:
+    [n]}` in the same positions: what GET .../book's levels carry besides price and quantity."""
+    levels: dict[str, list[tuple[Decimal, Decimal, int]]] = {"bids": [], "asks": []}
+    for side, price in keys:
+        levels["bids" if side is Side.BUY else "asks"].append((price, *engine.book.level(side, price)))
+    data: dict[str, Any] = {"bids": [], "asks": [], "orders": {"bids": [], "asks": []}}
+    for key, changed in levels.items():
+        for price, quantity, orders in sorted(changed, reverse=key == "bids"):
+            data[key].append([money_text(price), money_text(quantity)])
+            data["orders"][key].append(orders)
+    return data
+
+
 def batch_committed(*, journal: Journal, markets: dict[int, MarketEngine]) -> Callable[[], None]:
     """On the engine thread, right after COMMIT: the book updates of the batch, numbered,
     and the book tops; returns what the announcer publishes (which reads no memory that a
@@ -98,14 +110,10 @@ def batch_committed(*, journal: Journal, markets: dict[int, MarketEngine]) -> Ca
         engine = markets.get(market_id)
         if engine is None:
             continue
-        data: dict[str, list[list[Any]]] = {"bids": [], "asks": []}
-        for side, price in keys:
-            data["bids" if side is Side.BUY else "asks"].append(_level(price, *engine.book.level(side, price)))
-        for key in data:  # best first, as the REST book
-            data[key].sort(key=lambda level: Decimal(level[0]), reverse=key == "bids")
         _book_events[market_id] = book_event(market_id) + 1
         channel = f"book:{engine.spec.symbol}"
         event = book_event(market_id)
+        data = _book_update(engine, keys)
         message = {"type": "stream.book", "channel": channel, "event": event, "epoch": EPOCH, "data": data}
         messages.append((f"book.{engine.spec.symbol}", message))
     tops: dict[int, Top] = {}
@@ -139,11 +147,17 @@ def _trade_body(trade: Trade) -> dict[str, Any]:
     }
 
 
-def _fill_body(fill: dict[str, Any]) -> dict[str, Any]:
-    money = ("price", "quantity", "fee")
+def _fill_body(fill: UserFill) -> dict[str, Any]:
     return {
-        key: money_text(value) if key in money else moment_text(value) if key == "executed_at" else value
-        for key, value in fill.items()
+        "trade_id": fill.trade_id,
+        "order_id": fill.order_id,
+        "market": fill.market,
+        "side": fill.side,
+        "price": money_text(fill.price),
+        "quantity": money_text(fill.quantity),
+        "fee": money_text(fill.fee),
+        "liquidity": fill.liquidity,
+        "executed_at": moment_text(fill.executed_at),
     }
 
 
@@ -189,7 +203,9 @@ def publish(
         )
         messages.append(_data(f"trades.{symbol}", f"trades:{symbol}", _trade_body(trade)))
         for user_id in {trade.taker_user_id, *([] if trade.is_house else [trade.maker_user_id])}:
-            messages.append(_data(user_group(user_id), "fills", _fill_body(user_fill(trade, user_id))))
+            messages.append(
+                _data(user_group(user_id), "fills", _fill_body(trade_user_fill(trade=trade, user_id=user_id)))
+            )
     for market_id, (engine, symbol, best_bid, best_ask) in tops.items():
         data = _market_data.get(engine)
         if data is None:

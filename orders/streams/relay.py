@@ -83,6 +83,14 @@ def _background_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def relay_send(messages: list[tuple[str, dict[str, Any]]]) -> None:
     """Publish (group, message) pairs, in order. Never raises: streams must not break orders."""
     if not messages:
@@ -99,9 +107,12 @@ def relay_send(messages: list[tuple[str, dict[str, Any]]]) -> None:
         layer = get_channel_layer()
         if layer is None:
             return
-        if isinstance(layer, InMemoryChannelLayer):  # this process's consumers (tests, inprocess engine)
+        if isinstance(layer, InMemoryChannelLayer) and not _loop_running():
+            # This process's consumers (tests, the inprocess engine).
             async_to_sync(_send_all)(layer, messages)
         else:
+            # Redis; or a caller whose thread runs an event loop while calling this synchronously
+            # (Playwright's sync API in a browser test), which async_to_sync refuses.
             asyncio.run_coroutine_threadsafe(_send_all(layer, messages), _background_loop()).result(timeout=2)
     except Exception:
         logger.exception("stream messages not published")

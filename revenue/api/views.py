@@ -13,7 +13,7 @@ from core.api.permissions import IsStaff
 from core.api.schema import error_responses
 from core.errors import InvalidParameter
 from core.money import format_amount
-from core.text import parse_id
+from core.text import parse_id, path_id
 from revenue.chain.errors import PauseCause
 from revenue.delivery.metadata import DeliveryStatus
 from revenue.errors import RevenueEventNotFound, RevenueEventNotRetryable
@@ -215,8 +215,8 @@ class RevenueEventRetryApi(APIView):
         },
     )
     def post(self, request: Request, event_id: str) -> Response:
-        event_pk = parse_id(event_id)
-        if event_pk is None or not RevenueEvent.objects.filter(pk=event_pk).exists():
+        event_pk = path_id(event_id, not_found=RevenueEventNotFound)
+        if not RevenueEvent.objects.filter(pk=event_pk).exists():
             raise RevenueEventNotFound()
         outcome = revenue_events_delivery_retry(event_ids=[event_pk], actor=request.user, via="api")
         if not outcome.queued:

@@ -81,8 +81,30 @@
       var last = doc.querySelector(".spread-last");
       price = last ? parseFloat(last.textContent.replace(/,/g, "")) : NaN;
     }
-    out.textContent = isNaN(qty) || isNaN(price) ? "—" : (qty * price).toLocaleString("en-US", { maximumFractionDigits: 2, minimumFractionDigits: 2 });
+    // The fee (taker rate: the most an order can pay) is paid in the quote asset: a buy
+    // pays notional + fee, a sell receives notional - fee.
+    var bps = parseFloat(form.getAttribute("data-fee-bps") || "0");
+    var feeOut = form.querySelector("#order-fee");
+    if (isNaN(qty) || isNaN(price)) {
+      out.textContent = "—";
+      if (feeOut) feeOut.textContent = "—";
+      return;
+    }
+    var notional = qty * price, fee = notional * bps / 10000;
+    var total = checked(form, "side") === "sell" ? notional - fee : notional + fee;
+    var money = { maximumFractionDigits: 2, minimumFractionDigits: 2 };
+    out.textContent = total.toLocaleString("en-US", money);
+    if (feeOut) feeOut.textContent = fee.toLocaleString("en-US", { maximumFractionDigits: 8, minimumFractionDigits: 2 });
   }
+
+  /* --- a ticket posted after a login elsewhere: send the token of the current cookie, so
+         the kept form can be submitted again once the trader has logged in (another tab). --- */
+  doc.addEventListener("htmx:configRequest", function (event) {
+    var elt = event.detail.elt;
+    if (!elt || elt.id !== "order-entry") return;
+    var match = doc.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    if (match) event.detail.parameters.csrfmiddlewaretoken = decodeURIComponent(match[1]);
+  });
 
   doc.addEventListener("change", function (event) {
     if (event.target.closest && event.target.closest("#order-entry")) syncTicket();
@@ -142,7 +164,10 @@
       upColor: up, downColor: down, borderUpColor: up, borderDownColor: down, wickUpColor: up, wickDownColor: down,
       priceFormat: { type: "price", precision: places, minMove: tick }
     });
-    var volume = chart.addSeries(LC.HistogramSeries, { priceFormat: { type: "volume" }, priceScaleId: "" });
+    // Volume sits on its own hidden overlay scale: no label or line of it on the price axis.
+    var volume = chart.addSeries(LC.HistogramSeries, {
+      priceFormat: { type: "volume" }, priceScaleId: "", lastValueVisible: false, priceLineVisible: false
+    });
     volume.priceScale().applyOptions({ scaleMargins: { top: 0.8, bottom: 0 } });
     candles.priceScale().applyOptions({ scaleMargins: { top: 0.08, bottom: 0.24 } });
 

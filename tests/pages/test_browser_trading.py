@@ -9,7 +9,6 @@ import csv
 import os
 import random
 import re
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -18,11 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.servers.basehttp import ThreadedWSGIServer
-from django.db import connection
-from django.test.testcases import LiveServerThread
 from django.utils import timezone
 
+from accounts.error_text import SENTENCES
 from orders.engine.requests import OrderRequest
 from orders.models import Market, Order, Trade, TradeOutbox
 from orders.services.orders import order_place
@@ -31,6 +28,7 @@ from revenue.services import post_trade_jobs_process, revenue_collect
 from revenue.streams import STREAMS
 from tests.environment import require
 from tests.factories import PASSWORD, UserFactory, fund, market_create
+from tests.live_server import live_server_quiet
 
 HIDE_AND_COUNT_LIVE_REQUESTS = """() => {
   const seen = (window.__liveRequestsWhileHidden = []);
@@ -65,56 +63,6 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 TIMEOUT_MS = 8_000
-
-
-# --- the live server on in-memory SQLite ------------------------------------------------------
-
-_REQUEST_LOCK = threading.Lock()
-# Set when the test is done: late polls get a 503 without touching the database, which
-# pytest-django is about to flush (and which in-memory SQLite cannot flush while in use).
-_DRAINING = threading.Event()
-
-
-def _drain_live_server() -> None:
-    _DRAINING.set()
-    with _REQUEST_LOCK:  # waits for a request already inside the application
-        pass
-
-
-class _OneRequestAtATimeServer(ThreadedWSGIServer):
-    """On in-memory SQLite every request thread of the live server shares the test's
-    single connection, so two browser contexts polling at once would interleave
-    transactions on it. Connections stay threaded (keep-alive sockets never block
-    each other); only the Django application runs one request at a time."""
-
-    def set_app(self, application: Any) -> None:
-        def serialized(environ: dict[str, Any], start_response: Any) -> Any:
-            if _DRAINING.is_set():
-                start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
-                return [b"test over"]
-            with _REQUEST_LOCK:
-                return application(environ, start_response)
-
-        super().set_app(serialized)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _live_server_serialized_on_sqlite() -> Iterator[None]:
-    if connection.vendor != "sqlite":  # PostgreSQL: one connection per request thread
-        yield
-        return
-    original = LiveServerThread.server_class
-    LiveServerThread.server_class = _OneRequestAtATimeServer
-    yield
-    LiveServerThread.server_class = original
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _live_server_serves_again() -> Iterator[None]:
-    """The live server lives for the session: once this module's last test is flushed, it
-    answers the next module's tests again instead of "test over"."""
-    yield
-    _DRAINING.clear()
 
 
 # --- browser ----------------------------------------------------------------------------------
@@ -262,7 +210,6 @@ def test_two_traders_trade_cancel_and_export_in_a_real_browser(chromium, live_se
     from playwright.sync_api import expect
 
     expect.set_options(timeout=TIMEOUT_MS)
-    _DRAINING.clear()
     _seed()
     ARTIFACTS.mkdir(exist_ok=True)
     alice = Trader(chromium, live_server.url, "alice")
@@ -316,8 +263,8 @@ def test_two_traders_trade_cancel_and_export_in_a_real_browser(chromium, live_se
         a.locator("#order-price").fill("2000.001")
         assert a.locator("#order-price").evaluate("input => input.validity.stepMismatch") is True
         alice.ticket(side="buy", price="2000.00", quantity="1000")
-        expect(a.locator(".form-error")).to_contain_text("insufficient_funds")
-        expect(a.locator(".form-error")).to_contain_text("Not enough available funds for this order.")
+        expect(a.locator(".form-error p")).to_have_attribute("title", "insufficient_funds")
+        expect(a.locator(".form-error")).to_contain_text(SENTENCES["insufficient_funds"])
 
         # A resting order and a market buy for the picture, then the screenshot of the trade screen.
         alice.ticket(side="buy", price="1999.50", quantity="0.75")
@@ -383,9 +330,7 @@ def test_two_traders_trade_cancel_and_export_in_a_real_browser(chromium, live_se
     finally:
         alice.context.close()
         bob.context.close()
-        if connection.vendor == "sqlite":
-            _drain_live_server()
 
-    with _REQUEST_LOCK:
+    with live_server_quiet():
         statuses = sorted(Order.objects.filter(user__username="alice").values_list("status", flat=True))
     assert statuses == ["cancelled", "filled", "filled", "open"]

@@ -55,7 +55,8 @@ async def stream_connect(headers: list[tuple[bytes, bytes]] | None = None) -> St
 
 
 class LocalBook:
-    """A client's book: the snapshot, then each update's levels (quantity 0 removes)."""
+    """A client's book: the snapshot, then each update's levels (quantity 0 removes) with
+    their order counts (`orders`)."""
 
     def __init__(self) -> None:
         self.sides: dict[str, dict[Decimal, tuple[str, str, int]]] = {"bids": {}, "asks": {}}
@@ -68,9 +69,14 @@ class LocalBook:
                 for key, levels in ((k, data[k]) for k in ("bids", "asks"))
             }
             return
+        assert set(data) == {"bids", "asks", "orders"}
         for key in ("bids", "asks"):
-            for price, quantity, orders in data[key]:
+            # The contract's [price, quantity] (two elements exactly); the order counts beside
+            # them, in the same positions.
+            assert len(data["orders"][key]) == len(data[key])
+            for (price, quantity), orders in zip(data[key], data["orders"][key], strict=True):
                 if Decimal(quantity) == 0:
+                    assert orders == 0
                     self.sides[key].pop(Decimal(price), None)
                 else:
                     self.sides[key][Decimal(price)] = (price, quantity, orders)

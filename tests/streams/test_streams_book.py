@@ -175,12 +175,14 @@ def test_a_lost_update_is_answered_with_a_fresh_snapshot():
         await sync_to_async(place)(alice, side="buy", type="limit", quantity="1", price="1999.00")
         update = (await client.until(BOOK, 2))[1]
         assert update["type"] == "update" and update["data"] == {
-            "bids": [["1999.00000000", "1.00000000", 1]],
+            "bids": [["1999.00000000", "1.00000000"]],
             "asks": [],
+            "orders": {"bids": [1], "asks": []},
         }
         # An update numbered two ahead: one was lost between the engine and this process.
         layer = get_channel_layer()
-        lost = {"type": "stream.book", "channel": BOOK, "epoch": EPOCH, "data": {"bids": [], "asks": []}}
+        empty = {"bids": [], "asks": [], "orders": {"bids": [], "asks": []}}
+        lost = {"type": "stream.book", "channel": BOOK, "epoch": EPOCH, "data": empty}
         number = (await sync_to_async(_book_event)()) + 2
         await layer.group_send("book.ETH-USDT", {**lost, "event": number})
         fresh = (await client.until(BOOK, 3))[2]

@@ -1,0 +1,52 @@
+"""Helpers every server-rendered page shares (docs/pages.md "Live regions").
+
+Live regions: the parts of a page that change are rendered on their own, named, and
+versioned by a hash of their HTML; the page polls `…/live?v=name:version,...` (or is told
+by the stream to refresh) and gets back, as htmx out-of-band swaps, only the regions whose
+content changed (204 when none did), so focus and scroll elsewhere stay put."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.template.loader import render_to_string
+from django.utils.safestring import SafeString
+
+# A masked CSRF token differs on every render; it must not make a region look changed.
+_CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="[^"]*"')
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRegion:
+    """A part of a page that htmx refreshes. `version` identifies its content, so a poll
+    only swaps what changed."""
+
+    name: str
+    html: SafeString
+
+    @property
+    def version(self) -> str:
+        return hashlib.sha256(_CSRF_INPUT.sub("", self.html).encode()).hexdigest()[:16]
+
+
+def live_regions_render(
+    *, request: HttpRequest, templates: Mapping[str, str], context: dict[str, Any]
+) -> dict[str, LiveRegion]:
+    """Each named template rendered with the same context, as a region."""
+    return {name: LiveRegion(name, render_to_string(tpl, context, request=request)) for name, tpl in templates.items()}
+
+
+def live_regions_response(*, request: HttpRequest, regions: dict[str, LiveRegion]) -> HttpResponse:
+    """The regions whose version differs from what the page shows (`v=name:version,...`),
+    as out-of-band swaps; 204 when nothing changed."""
+    shown = dict(item.split(":", 1) for item in request.GET.get("v", "").split(",") if ":" in item)
+    changed = [region for name, region in regions.items() if shown.get(name) != region.version]
+    if not changed:
+        return HttpResponse(status=204)
+    return render(request, "partials/live_update.html", {"regions": changed})

@@ -1,0 +1,178 @@
+"""The trader pages as a trader meets them, in Debian's chromium (issue 20, item 6): the
+order ticket posted after the session expired, and the widths of /orders/ on a laptop
+(1,280 px) and of the trade page on a phone (390 px), by DOM and screenshot (var/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from accounts.error_text import SENTENCES
+from orders.models import Order
+from tests.factories import PASSWORD
+from tests.live_server import live_server_quiet
+from tests.pages import test_browser_trading as trading
+from tests.pages.test_browser_trading import TIMEOUT_MS, Trader
+
+chromium = trading.chromium  # the trading browser test's browser, shared
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+
+# Everything wider than the viewport, with its width: what makes a page scroll sideways.
+OVERFLOW = """() => {
+  const width = document.documentElement.clientWidth;
+  return {
+    scrollWidth: document.documentElement.scrollWidth,
+    culprits: [...document.querySelectorAll("body *")]
+      .filter((el) => el.getBoundingClientRect().right > width + 0.5 && !el.closest(".table-wrap, .market-tabs"))
+      .slice(0, 8)
+      .map((el) => `${el.tagName}#${el.id}.${el.className} ${Math.round(el.getBoundingClientRect().right)}`),
+  };
+}"""
+
+
+def _fits(page: Any, width: int) -> dict[str, Any]:
+    found = page.evaluate(OVERFLOW)
+    assert found["scrollWidth"] <= width, found
+    return found
+
+
+def _inside(page: Any, selector: str, width: int) -> None:
+    """`selector` is on screen: its left and right edges within the viewport."""
+    box = page.locator(selector).first.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width + 0.5, (selector, box)
+
+
+@pytest.fixture
+def seeded(chromium, live_server):
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    trading._seed()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return live_server.url
+
+
+def test_the_order_ticket_after_the_session_expired_keeps_the_values_and_says_so(chromium, seeded):
+    from playwright.sync_api import expect
+
+    alice = Trader(chromium, seeded, "alice")
+    try:
+        alice.login()
+        page = alice.page
+        page.locator("label[for='side-sell']").click()
+        page.locator("#order-price").fill("2150.25")
+        page.locator("#order-quantity").fill("0.42")
+        page.locator("#order-tif").select_option("IOC")
+        # The session ends behind the page's back (expired, or a logout in another tab) ...
+        alice.context.clear_cookies(name="sessionid")
+        page.locator("#order-submit").click()
+        error = page.locator("#order-entry .form-error")
+        expect(error).to_contain_text("Your session expired, log in again")
+        expect(error.locator("p")).to_have_attribute("title", "session_expired")
+        expect(page.locator("#order-price")).to_have_value("2150.25")
+        expect(page.locator("#order-quantity")).to_have_value("0.42")
+        expect(page.locator("#side-sell")).to_be_checked()
+        expect(page.locator("#order-tif")).to_have_value("IOC")
+        assert page.url.endswith("/trade/ETH-USDT")  # still the trade page, not the login form
+        page.screenshot(path=str(SCREENSHOTS / "session-expired.png"))
+
+        # ... and, with every cookie gone, the CSRF check fails: the same, not Django's 403 page.
+        alice.context.clear_cookies()
+        page.locator("#order-quantity").fill("0.43")
+        page.locator("#order-submit").click()
+        expect(page.locator("#order-quantity")).to_have_value("0.43")
+        expect(error).to_contain_text("Your session expired, log in again")
+        expect(page.locator("body")).not_to_contain_text("CSRF verification failed")
+        assert page.locator("#order-entry").count() == 1
+        with live_server_quiet():
+            assert not Order.objects.filter(user__username="alice", price__in=["2150.25"]).exists()
+
+        # Logged in again in another tab, the kept ticket goes through as it is.
+        other = alice.context.new_page()
+        other.goto("/login?next=/wallet/")
+        other.get_by_label("Username").fill("alice")
+        other.get_by_label("Password").fill(PASSWORD)
+        other.get_by_role("button", name="Log in").click()
+        other.wait_for_url("**/wallet/")
+        page.locator("#order-submit").click()
+        expect(page.locator("#order-entry .form-ok")).to_contain_text("sell limit 0.43 ETH-USDT")
+        assert SENTENCES["session_expired"] not in page.locator("#order-entry").inner_text()
+        assert alice.errors == []
+    finally:
+        alice.context.close()
+
+
+@pytest.mark.parametrize("width", [1280, 1400])
+def test_the_order_history_fits_a_laptop_screen(chromium, seeded, width):
+    from playwright.sync_api import expect
+
+    alice = Trader(chromium, seeded, "alice")
+    try:
+        alice.login()
+        page = alice.page
+        alice.ticket(side="buy", price="1999.50", quantity="0.5")
+        expect(page.locator(".form-ok")).to_contain_text("buy limit 0.5 ETH-USDT: open.")
+        alice.ticket(side="buy", order_type="market", quantity="0.2")
+        expect(page.locator(".form-ok")).to_contain_text("filled.")
+        page.locator("#order-tif").select_option("FOK")
+        alice.ticket(side="buy", price="1990.00", quantity="0.1")
+        expect(page.locator(".form-ok")).to_contain_text("expired")
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto("/orders/")
+        expect(page.locator("tbody tr")).to_have_count(3)
+        _fits(page, width)
+        # The events column, the last one with content, is on screen, not cut off.
+        _inside(page, "table.orders thead th:nth-child(12)", width)
+        _inside(page, "table.orders tbody tr:first-child td:nth-child(12)", width)
+        table = page.locator("table.orders").bounding_box()
+        assert table is not None and table["x"] + table["width"] <= width
+        page.screenshot(path=str(SCREENSHOTS / f"orders-{width}.png"), full_page=True)
+        assert alice.errors == []
+    finally:
+        alice.context.close()
+
+
+def test_the_trade_page_fits_a_phone(chromium, seeded):
+    from playwright.sync_api import expect
+
+    alice = Trader(chromium, seeded, "alice")
+    try:
+        alice.login()
+        page = alice.page
+        alice.ticket(side="buy", price="1999.50", quantity="0.75")
+        expect(page.locator(".form-ok")).to_contain_text("buy limit 0.75 ETH-USDT: open.")
+        alice.ticket(side="sell", price="2100.00", quantity="0.5")
+        expect(page.locator(".form-ok")).to_contain_text("sell limit 0.5 ETH-USDT: open.")
+        expect(page.locator("#live-open_orders tbody tr")).to_have_count(2)
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto("/trade/ETH-USDT")
+        expect(page.locator("#chart canvas").first).to_be_visible()
+        _fits(page, 390)
+        for region in ("#order-entry", "#live-book", "#live-open_orders", "#live-fills", ".market-tabs"):
+            _inside(page, region, 390)
+        # The open-orders table scrolls inside its own box: nothing clipped, the Cancel reachable.
+        wrap = page.locator("#live-open_orders .table-wrap")
+        sizes = wrap.evaluate(
+            "el => ({client: el.clientWidth, scroll: el.scrollWidth, overflow: getComputedStyle(el).overflowX})"
+        )
+        assert sizes["overflow"] == "auto" and sizes["client"] <= 390, sizes
+        cancel = page.locator("#live-open_orders tbody tr").first.get_by_role(
+            "button", name="Cancel order", exact=False
+        )
+        cancel.scroll_into_view_if_needed()
+        _inside(page, "#live-open_orders tbody tr:first-child button", 390)
+        # Market tabs stay on one line, each tab on one line.
+        tabs = page.locator(".market-tabs a")
+        tops = {round(box["y"]) for box in (tabs.nth(i).bounding_box() for i in range(tabs.count())) if box}
+        heights = {round(box["height"]) for box in (tabs.nth(i).bounding_box() for i in range(tabs.count())) if box}
+        assert len(tops) == 1 and max(heights) < 30, (tops, heights)
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(SCREENSHOTS / "trade-390.png"), full_page=True)
+        assert alice.errors == []
+    finally:
+        alice.context.close()
