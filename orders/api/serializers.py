@@ -57,6 +57,14 @@ class LedgerAssetOutput(serializers.Serializer):
     balanced = serializers.BooleanField()
 
 
+@extend_schema_serializer(component_name="Ledger")
+class LedgerOutput(serializers.Serializer):
+    # Reads orders.selectors.ledger.Ledger.
+
+    balanced = serializers.BooleanField()
+    assets = LedgerAssetOutput(many=True)
+
+
 @extend_schema_field({"oneOf": [{"type": "string", "example": "1.5"}, {"type": "number"}]})
 class AmountInput(serializers.Field):
     """A decimal given as a string or a number; parsed and checked against the market

@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
+from rest_framework.renderers import JSONRenderer
 
+from core.money import format_amount
 from revenue.delivery.metadata import (
     DeliveryMetadata,
     DeliveryStatus,
@@ -16,7 +18,9 @@ from revenue.delivery.metadata import (
     patch_submitted,
 )
 from revenue.models import DeliveryHeartbeat, RevenueEvent
+from revenue.reports import onchain_failure_report
 from revenue.services import revenue_collect
+from revenue.worker_status import onchain_worker_status
 from tests.revenue.delivery_support import event_patch
 
 pytestmark = pytest.mark.django_db
@@ -182,3 +186,57 @@ def test_retry_refuses_delivered_and_unknown_events(staff_client, failures):
 def test_staff_only(api_client, user_client, db, method, path):
     assert getattr(api_client, method)(path).status_code == 401
     assert getattr(user_client, method)(path).status_code == 403
+
+
+def _hand_built(value: Any) -> Any:
+    # What the views wrote before their answers were declared serializers: the selector's
+    # dicts as they are, Decimals as format_amount writes them (issue 20: byte-identical).
+    if isinstance(value, dict):
+        return {k: _hand_built(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_hand_built(v) for v in value]
+    return format_amount(value) if isinstance(value, Decimal) else value
+
+
+@pytest.mark.parametrize("paused", [False, True])
+def test_staff_answers_are_the_bytes_the_hand_built_dicts_were(staff_client, failures, paused):
+    now = timezone.now()
+    DeliveryHeartbeat.objects.update_or_create(
+        pk=1,
+        defaults={
+            "last_run_at": now,
+            "last_success_at": now - timedelta(seconds=7, microseconds=123),
+            "last_error": "rpc timeout",
+            "last_error_at": now,
+            "connected": True,
+            "chain_id": 31337,
+            "block_number": 42,
+            "finalized_block": 40,
+            "items_paid": 9,
+            "signer_address": "0x" + "1" * 40,
+            "contract_address": "0x" + "2" * 40,
+            "signer_balance_wei": "5000000000000000000",
+            **(
+                {
+                    "pause_cause": "node_unreachable",
+                    "pause_detail": "down",
+                    "paused_since": now,
+                    "pause_alerted_at": None,
+                }
+                if paused
+                else {}
+            ),
+        },
+    )
+    report = onchain_failure_report(hours=48)
+    answer = staff_client.get("/api/admin/revenue/onchain-failures?hours=48")
+    assert report.by_stream and report.by_stream[0]["events"]  # the report has events to write
+    assert answer.content == JSONRenderer().render(
+        {"summary": _hand_built(report.summary), "by_stream": _hand_built(report.by_stream)}
+    )
+    status = staff_client.get("/api/admin/revenue/onchain-worker-status")
+    assert status.json()["paused"] is not None if paused else status.json()["paused"] is None
+    assert status.content == JSONRenderer().render(onchain_worker_status())
+    event = failures["failed"]
+    retried = staff_client.post(f"/api/admin/revenue/events/{event.pk}/retry")
+    assert retried.content == JSONRenderer().render({"id": event.pk, "status": "queued"})
