@@ -8,9 +8,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from rest_framework.renderers import JSONRenderer
 
-from core.money import format_amount
 from flywheel import selectors
 from orders.engine.requests import OrderRequest
 from orders.models import Asset, Trade, TradeOutbox
@@ -18,6 +16,7 @@ from orders.services.orders import order_place
 from orders.system_accounts import house_user_id
 from revenue.models import RevenueEvent
 from revenue.services import post_trade_jobs_process, revenue_collect
+from tests.answers import hand_built_bytes
 from tests.factories import fund, market_create
 
 pytestmark = pytest.mark.django_db
@@ -212,26 +211,16 @@ def test_session_authentication_works_for_my_impact(client, user, traded):
     assert client.get("/api/flywheel/my-impact").status_code == 200
 
 
-def _hand_built(value: object) -> object:
-    # What the views wrote before their answers were declared serializers (issue 20):
-    # the selector's dicts as they are, Decimals as format_amount writes them.
-    if isinstance(value, dict):
-        return {k: _hand_built(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_hand_built(v) for v in value]
-    return format_amount(value) if isinstance(value, Decimal) else value
-
-
 @pytest.mark.parametrize("competitor", ["binance", "uniswap"])
 def test_comparison_answer_is_the_bytes_the_hand_built_dict_was(api_client, db, competitor):
     volume = Decimal("123456.789")
     answer = api_client.get(f"/api/flywheel/comparison/{competitor}", {"monthly_volume": str(volume)})
     expected = selectors.competitor_comparison(key=competitor, monthly_volume=volume)
-    assert answer.content == JSONRenderer().render(_hand_built(expected))
+    assert answer.content == hand_built_bytes(expected)
 
 
 def test_insights_answer_is_the_bytes_the_hand_built_dict_was(user_client, user, traded):
     answer = user_client.get("/api/flywheel/my-impact/insights")
     expected = selectors.my_insights(impact=selectors.my_impact(user_id=user.pk))
     assert {i["kind"] for i in expected["insights"]} == {"next_tier", "your_contribution"}  # type: ignore[attr-defined]
-    assert answer.content == JSONRenderer().render(_hand_built(expected))
+    assert answer.content == hand_built_bytes(expected)

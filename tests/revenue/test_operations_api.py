@@ -6,9 +6,7 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
-from rest_framework.renderers import JSONRenderer
 
-from core.money import format_amount
 from revenue.delivery.metadata import (
     DeliveryMetadata,
     DeliveryStatus,
@@ -21,6 +19,7 @@ from revenue.models import DeliveryHeartbeat, RevenueEvent
 from revenue.reports import onchain_failure_report
 from revenue.services import revenue_collect
 from revenue.worker_status import onchain_worker_status
+from tests.answers import hand_built_bytes
 from tests.revenue.delivery_support import event_patch
 
 pytestmark = pytest.mark.django_db
@@ -188,16 +187,6 @@ def test_staff_only(api_client, user_client, db, method, path):
     assert getattr(user_client, method)(path).status_code == 403
 
 
-def _hand_built(value: Any) -> Any:
-    # What the views wrote before their answers were declared serializers: the selector's
-    # dicts as they are, Decimals as format_amount writes them (issue 20: byte-identical).
-    if isinstance(value, dict):
-        return {k: _hand_built(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_hand_built(v) for v in value]
-    return format_amount(value) if isinstance(value, Decimal) else value
-
-
 @pytest.mark.parametrize("paused", [False, True])
 def test_staff_answers_are_the_bytes_the_hand_built_dicts_were(staff_client, failures, paused):
     now = timezone.now()
@@ -231,12 +220,10 @@ def test_staff_answers_are_the_bytes_the_hand_built_dicts_were(staff_client, fai
     report = onchain_failure_report(hours=48)
     answer = staff_client.get("/api/admin/revenue/onchain-failures?hours=48")
     assert report.by_stream and report.by_stream[0]["events"]  # the report has events to write
-    assert answer.content == JSONRenderer().render(
-        {"summary": _hand_built(report.summary), "by_stream": _hand_built(report.by_stream)}
-    )
+    assert answer.content == hand_built_bytes({"summary": report.summary, "by_stream": report.by_stream})
     status = staff_client.get("/api/admin/revenue/onchain-worker-status")
     assert status.json()["paused"] is not None if paused else status.json()["paused"] is None
-    assert status.content == JSONRenderer().render(onchain_worker_status())
+    assert status.content == hand_built_bytes(onchain_worker_status())
     event = failures["failed"]
     retried = staff_client.post(f"/api/admin/revenue/events/{event.pk}/retry")
-    assert retried.content == JSONRenderer().render({"id": event.pk, "status": "queued"})
+    assert retried.content == hand_built_bytes({"id": event.pk, "status": "queued"})
