@@ -1,6 +1,7 @@
-"""POST /api/orders under ASGI through core.api.fast (config/asgi.py): the same answers as
-Django's full path (its ASGI handler and all of MIDDLEWARE), headers, metrics counters and
-log lines included, with no statement in the web tier; what it does not take goes to
+"""POST /api/orders and POST /api/orders/{id}/cancel under ASGI through core.api.fast
+(config/asgi.py): the same answers as Django's full path (its ASGI handler and all of
+MIDDLEWARE, the DRF views), headers, metrics counters and log lines included, with no
+statement in the web tier; what it does not take goes to
 Django unchanged. Both apps run here as the web worker runs them (an ASGI call)."""
 
 from __future__ import annotations
