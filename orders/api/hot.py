@@ -1,5 +1,6 @@
-"""POST /api/orders on the hot path: authenticate from the request's credentials (no user
-row: accounts.authentication.request_principal), count the order rate in the process
+"""POST /api/orders (and a bearer token's cancel, order_cancel_hot_async) on the hot path:
+authenticate from the request's credentials (no user row: accounts.authentication.
+request_principal), count the order rate in the process
 (core.api.throttling.worker_rate_wait), read the body (orders.engine.requests.
 order_request_parse), send the command to the engine, answer with the body the engine
 built. No DRF request, serializer or ORM on the way.
@@ -24,8 +25,10 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
 
-from accounts.authentication import Principal, request_principal, request_principal_reads
+from accounts.authentication import CredentialsInvalid, Principal, request_principal, request_principal_reads
 from core.api.exception_handler import error_body
 from core.api.fast import FastHandler, answered
 from core.api.throttling import worker_rate_wait
@@ -33,7 +36,7 @@ from core.errors import ApplicationError
 from orders.api.serializers import order_output
 from orders.engine.requests import OrderRequest, order_request_parse
 from orders.selectors.orders import order_get_for_user
-from orders.services.orders import PlaceResult, order_place_as, order_place_as_async
+from orders.services.orders import PlaceResult, order_cancel_as_async, order_place_as, order_place_as_async
 
 JSON = "application/json"
 ORDER_RATE_SCOPE = "orders"
@@ -171,3 +174,41 @@ def order_place_prepare(request: HttpRequest) -> FastHandler | None:
     if placement is None or isinstance(placement, HttpResponse):
         return None if placement is None else answered(placement)
     return functools.partial(order_place_hot_async, placement)
+
+
+_RENDERER = JSONRenderer()
+
+
+def view_response(body: Any, *, status: int, headers: dict[str, str]) -> Response:
+    """The answer as an APIView makes it (a DRF Response, which core.api.fast renders as
+    Django does: the same headers and counters); `headers` in the order DRF sets them."""
+    response = Response(body, status=status, headers=headers)
+    response.accepted_renderer = _RENDERER
+    response.accepted_media_type = _RENDERER.media_type
+    response.renderer_context = {}  # type: ignore[attr-defined]  # set by APIView otherwise
+    return response
+
+
+async def order_cancel_hot_async(principal: Principal, *, order_id: int, allow: str) -> HttpResponse:
+    """A bearer token's cancel on the event loop (core.api.fast, orders.api.orders.
+    order_cancel_prepare): the engine finds the order, cancels it and answers its body, so
+    the web tier reads nothing. `allow`: the Allow header DRF's view adds to its answers."""
+    try:
+        body = await order_cancel_as_async(user_id=principal.user_id, order_id=order_id, user_verified=False)
+    except ApplicationError as error:
+        return cancel_refused(error, allow=allow)
+    return view_response(body, status=200, headers={"Allow": allow})
+
+
+def cancel_refused(error: ApplicationError, *, allow: str) -> HttpResponse:
+    """As the DRF view refuses (core.api.exception_handler): the envelope, Retry-After,
+    WWW-Authenticate, then Allow. A token that does not verify (simplejwt's InvalidToken,
+    CredentialsInvalid's default message) is answered there without WWW-Authenticate; a
+    user refused (inactive, unknown: DRF's AuthenticationFailed) with it."""
+    headers = {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
+    if error.status == 401 and error.message != CredentialsInvalid.default_message:
+        headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    headers["Allow"] = allow
+    return view_response(error_body(error.code, error.message, error.fields), status=error.status, headers=headers)

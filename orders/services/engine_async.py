@@ -21,8 +21,8 @@ import zmq.asyncio
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from orders.sequencer.commands import Answer, Command, command_signature
-from orders.sequencer.shards import Shard, shard_for
+from orders.sequencer.commands import Answer, Command, answers_merge, command_signature
+from orders.sequencer.shards import Shard, shard_for, shards
 from orders.sequencer.transport import engine_call
 from orders.sequencer.zmq import CONNECT_WAIT_MS, _unavailable
 
@@ -85,10 +85,22 @@ def _shard_of(shards_text: str, market: str) -> Shard:
     return shard_for(market)
 
 
-async def engine_call_async(command: Command, *, market: str) -> Answer:
-    """orders.sequencer.transport.engine_call for one market, awaited."""
+@functools.lru_cache(maxsize=8)
+def _every_shard(shards_text: str) -> tuple[Shard, ...]:
+    return tuple(shards())
+
+
+async def engine_call_async(command: Command, *, market: str | None) -> Answer:
+    """orders.sequencer.transport.engine_call, awaited: to `market`'s engine, or (None) to
+    every shard's at once, their answers merged (orders.sequencer.commands.answers_merge)."""
     if settings.ENGINE_TRANSPORT != "zmq":
         answer: Answer = await sync_to_async(engine_call)(command, market=market)
         return answer
-    shard = _shard_of(settings.ENGINE_SHARDS, market)
-    return await _client(shard).request(command, timeout=settings.ENGINE_ANSWER_TIMEOUT_SECONDS)
+    timeout = settings.ENGINE_ANSWER_TIMEOUT_SECONDS
+    if market is not None:
+        return await _client(_shard_of(settings.ENGINE_SHARDS, market)).request(command, timeout=timeout)
+    every = _every_shard(settings.ENGINE_SHARDS)
+    if len(every) == 1:
+        return await _client(every[0]).request(command, timeout=timeout)
+    answers = await asyncio.gather(*(_client(shard).request(command, timeout=timeout) for shard in every))
+    return answers_merge(command, list(answers))

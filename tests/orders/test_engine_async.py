@@ -14,7 +14,8 @@ import zmq.asyncio
 from asgiref.sync import async_to_sync
 from django.test import override_settings
 
-from orders.sequencer.commands import command_signed
+from orders.errors import OrderNotFound
+from orders.sequencer.commands import ELSEWHERE, cancel_command, command_signed, error_answer
 from orders.services.engine_async import engine_call_async
 
 
@@ -67,3 +68,41 @@ def test_no_answer_is_a_503_not_a_hang(tmp_path, engine):
         answer = async_to_sync(scenario)()
     assert answer["status"] == 503 and answer["error"]["code"] == "service_unavailable"
     assert answer["error"]["retry_after"] == 1
+
+
+@pytest.mark.parametrize("holder", ["eth", "rest"])
+def test_a_cancel_goes_to_every_shard_and_the_holders_answer_is_kept(tmp_path, holder):
+    """A cancel names no market: with two shards both are asked at once; the one whose
+    markets do not hold the order answers 404 `elsewhere`, the other's answer is kept."""
+    endpoints = {"eth": f"ipc://{tmp_path}/eth.sock", "rest": f"ipc://{tmp_path}/rest.sock"}
+    held = {"status": 200, "order_id": 7, "order": {"id": "7", "status": "cancelled"}}
+    elsewhere = {**error_answer(OrderNotFound()), ELSEWHERE: True}
+    command = cancel_command(user_id=3, order_id=7, check_user=True)
+
+    async def serve(socket: Any, answer: dict[str, Any]) -> dict[str, Any]:
+        peer, request_id, payload, signature = await asyncio.wait_for(socket.recv_multipart(), 5)
+        assert command_signed(payload, signature)
+        await socket.send_multipart([peer, request_id, json.dumps(answer).encode()])
+        received: dict[str, Any] = json.loads(payload)
+        return received
+
+    async def scenario() -> tuple[Any, list[Any]]:
+        engines = {name: zmq.asyncio.Context.instance().socket(zmq.ROUTER) for name in endpoints}
+        try:
+            for name, socket in engines.items():
+                socket.bind(endpoints[name])
+            served = [
+                asyncio.create_task(serve(socket, held if name == holder else elsewhere))
+                for name, socket in engines.items()
+            ]
+            answer = await engine_call_async(command, market=None)
+            return answer, [await task for task in served]
+        finally:
+            for socket in engines.values():
+                socket.close(linger=0)
+
+    shards = f"eth=ETH-USDT@{endpoints['eth']};rest=*@{endpoints['rest']}"
+    with override_settings(ENGINE_TRANSPORT="zmq", ENGINE_SHARDS=shards, ENGINE_ANSWER_TIMEOUT_SECONDS=5):
+        answer, received = async_to_sync(scenario)()
+    assert answer == held
+    assert received == [command, command]

@@ -1,6 +1,7 @@
-"""POST /api/orders under ASGI through core.api.fast (config/asgi.py): the same answers as
-Django's full path (its ASGI handler and all of MIDDLEWARE), headers, metrics counters and
-log lines included, with no statement in the web tier; what it does not take goes to
+"""POST /api/orders and POST /api/orders/{id}/cancel under ASGI through core.api.fast
+(config/asgi.py): the same answers as Django's full path (its ASGI handler and all of
+MIDDLEWARE, the DRF views), headers, metrics counters and log lines included, with no
+statement in the web tier; what it does not take goes to
 Django unchanged. Both apps run here as the web worker runs them (an ASGI call)."""
 
 from __future__ import annotations
@@ -295,13 +296,7 @@ def test_what_it_does_not_take_goes_to_django(market, apps, caplog, taken, case)
     assert answer.status in {201, 400, 401, 415}, (case, answer.status, answer.body[:200])
 
 
-def test_the_web_tier_issues_no_statement(market, apps, monkeypatch):
-    """With the engine's answer given, the fast path runs no statement on any connection."""
-    alice = trader_create(USDT="1000")
-    answer = alice.order(**LIMIT).json()  # a real placement, for a real answer to replay
-    monkeypatch.setattr(
-        "orders.services.engine_async.engine_call", lambda command, *, market=None: {"status": 201, "order": answer}
-    )
+def _statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     statements: list[str] = []
     execute = CursorWrapper.execute
 
@@ -310,6 +305,17 @@ def test_the_web_tier_issues_no_statement(market, apps, monkeypatch):
         return execute(self, sql, params)
 
     monkeypatch.setattr(CursorWrapper, "execute", counting)
+    return statements
+
+
+def test_the_web_tier_issues_no_statement(market, apps, monkeypatch):
+    """With the engine's answer given, the fast path runs no statement on any connection."""
+    alice = trader_create(USDT="1000")
+    answer = alice.order(**LIMIT).json()  # a real placement, for a real answer to replay
+    monkeypatch.setattr(
+        "orders.services.engine_async.engine_call", lambda command, *, market=None: {"status": 201, "order": answer}
+    )
+    statements = _statements(monkeypatch)
     placed = call(apps[1], body=json.dumps(LIMIT).encode(), headers=bearer(alice.user))
     assert placed.status == 201 and placed.json() == answer
     assert statements == []
@@ -373,3 +379,44 @@ def test_a_cancel_without_a_bearer_token_goes_to_django(market, apps, taken):
     assert not taken
     assert call(apps[1], path=_cancel(order_id), headers=bearer(alice.user)).status == 200
     assert len(taken) == 1
+
+
+def test_a_cancel_when_no_engine_answers_503_as_the_full_path(market, apps, caplog, monkeypatch):
+    alice = trader_create(USDT="1000")
+    order_id = alice.order(**LIMIT).json()["id"]
+    down = _unavailable()
+    monkeypatch.setattr("orders.services.orders.engine_call", lambda command, *, market=None: down)
+    monkeypatch.setattr("orders.services.engine_async.engine_call", lambda command, *, market=None: down)
+    fast, full = both(apps, caplog, path=_cancel(order_id), headers=bearer(alice.user, **{"X-Request-ID": "c3"}))
+    assert fast[0].status == 503 and fast[0].header("Retry-After") == "1"
+    assert_same(fast, full)
+    assert Order.objects.get(pk=order_id).status == "open"
+
+
+@pytest.mark.parametrize("answer_status", [200, 404, 409])
+def test_a_cancel_issues_no_statement_in_the_web_tier(market, apps, monkeypatch, answer_status):
+    """The engine's answers given (as it answered them for real): the web tier sends the
+    order id with the token's user and answers, no statement on any connection."""
+    alice = trader_create(USDT="1000")
+    order_id = alice.order(**LIMIT).json()["id"]
+    real = alice.api.post(_cancel(order_id if answer_status != 404 else "999999"))
+    if answer_status == 409:
+        real = alice.api.post(_cancel(order_id))
+    assert real.status_code == answer_status
+    replayed = {"status": 200, "order_id": int(order_id), "order": real.json()}
+    if answer_status != 200:
+        replayed = {"status": answer_status, "error": real.json()["error"]}
+    sent: list[dict[str, Any]] = []
+
+    def engine(command: dict[str, Any], *, market: str | None = None) -> dict[str, Any]:
+        sent.append(command)
+        return replayed
+
+    monkeypatch.setattr("orders.services.engine_async.engine_call", engine)
+    statements = _statements(monkeypatch)
+    answer = call(apps[1], path=_cancel(order_id), headers=bearer(alice.user))
+    assert (answer.status, answer.json()) == (answer_status, real.json())
+    assert statements == []
+    assert sent == [
+        {"op": "cancel", "user_id": alice.user.pk, "order_id": int(order_id), "market_id": None, "check_user": True}
+    ]
