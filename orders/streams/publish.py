@@ -91,7 +91,8 @@ def _book_update(engine: MarketEngine, keys: set[tuple[Side, Decimal]]) -> dict[
     data: dict[str, Any] = {"bids": [], "asks": [], "orders": {"bids": [], "asks": []}}
     for key, changed in levels.items():
         for price, quantity, orders in sorted(changed, reverse=key == "bids"):
-            data[key].append([money_text(price), money_text(quantity)])
+            # the contract's removal mark is the string "0", not the amount 0.00000000
+            data[key].append([money_text(price), money_text(quantity) if quantity else "0"])
             data["orders"][key].append(orders)
     return data
 

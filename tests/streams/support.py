@@ -76,7 +76,7 @@ class LocalBook:
             assert len(data["orders"][key]) == len(data[key])
             for (price, quantity), orders in zip(data[key], data["orders"][key], strict=True):
                 if Decimal(quantity) == 0:
-                    assert orders == 0
+                    assert quantity == "0" and orders == 0  # the contract's removal mark
                     self.sides[key].pop(Decimal(price), None)
                 else:
                     self.sides[key][Decimal(price)] = (price, quantity, orders)
