@@ -64,7 +64,7 @@ def _redis_client() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL)
 
 
-def _redis_channel(client: redis.Redis) -> str:
+def relay_redis_channel(client: redis.Redis) -> str:
     return f"orders.streams.db{client.connection_pool.connection_kwargs.get('db', 0)}"
 
 
@@ -129,7 +129,7 @@ def relay_send(messages: list[Message]) -> None:
         if settings.STREAMS_RELAY == "redis":
             if _redis is None:
                 _redis = _redis_client()
-            _redis.publish(_redis_channel(_redis), json.dumps(messages))
+            _redis.publish(relay_redis_channel(_redis), json.dumps(messages))
             return
         layer = get_channel_layer()
         if layer is None:
@@ -201,7 +201,7 @@ def _forward_redis(loop: asyncio.AbstractEventLoop, layer: BaseChannelLayer, rea
     """Subscribed again after a lost connection (what was published meanwhile is lost: the
     book's numbering makes its subscribers resynchronise)."""
     client = _redis_client()
-    channel = _redis_channel(client)
+    channel = relay_redis_channel(client)
     while not loop.is_closed():
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
