@@ -60,8 +60,8 @@ def _endpoints() -> list[str]:
     return [e.strip() for e in settings.STREAMS_ZMQ_ENDPOINTS.split(",") if e.strip()]
 
 
-def _redis_client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL)
+def _redis_client(**options: Any) -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, **options)
 
 
 def relay_redis_channel(client: redis.Redis) -> str:
@@ -128,7 +128,7 @@ def relay_send(messages: list[Message]) -> None:
             return
         if settings.STREAMS_RELAY == "redis":
             if _redis is None:
-                _redis = _redis_client()
+                _redis = _redis_client(socket_timeout=2)  # a stuck Redis must not hold the announcer
             _redis.publish(relay_redis_channel(_redis), json.dumps(messages))
             return
         layer = get_channel_layer()
@@ -206,10 +206,9 @@ def _forward_redis(loop: asyncio.AbstractEventLoop, layer: BaseChannelLayer, rea
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             pubsub.subscribe(channel)
-            pubsub.get_message(timeout=1.0)  # the subscription's confirmation: subscribed now
-            ready.set()
             while not loop.is_closed():
                 message = pubsub.get_message(timeout=1.0)
+                ready.set()  # the first read took the subscription's confirmation: subscribed
                 if message is not None:
                     _fan_out(loop, layer, message["data"])
         except redis.RedisError:
