@@ -1,5 +1,6 @@
-"""1. Order API throughput: gunicorn (production settings) under 8 keep-alive HTTP
-clients in a separate process, then pgbench TPC-B on the same PostgreSQL server."""
+"""1. Order API throughput: the Procfile's web process (gunicorn with uvicorn ASGI workers,
+production settings) under 8 keep-alive HTTP clients in a separate process, then pgbench
+TPC-B on the same PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -57,7 +58,8 @@ LOADGEN_MARKETS = [
 
 
 class WebServer:
-    """gunicorn with gthread workers (keep-alive), as in production."""
+    """The Procfile's web process (config/gunicorn.py: gunicorn with uvicorn ASGI workers,
+    config.uvicorn_worker.PlatformUvicornWorker, config.asgi), sized by the profile."""
 
     def __init__(self, *, env: dict[str, str], workers: int, threads: int, log_path: Path) -> None:
         self.port = free_port()
@@ -70,29 +72,16 @@ class WebServer:
 
     def start(self) -> WebServer:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        # As the Procfile's `web` line runs it, with the bench's address and size.
+        shape = {
+            "WEB_BIND": f"127.0.0.1:{self.port}",
+            "WEB_WORKERS": str(self.workers),
+            "WEB_THREADS": str(self.threads),
+        }
         self.process = subprocess.Popen(
-            [
-                python(),
-                "-m",
-                "gunicorn",
-                "config.wsgi:application",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(self.workers),
-                "--threads",
-                str(self.threads),
-                "--worker-class",
-                "gthread",
-                "--keep-alive",
-                "30",
-                "--timeout",
-                "60",
-                "--graceful-timeout",
-                "10",
-            ],
+            [python(), "-m", "gunicorn", "-c", "config/gunicorn.py", "config.asgi:application"],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **shape},
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=self._log,
@@ -246,7 +235,7 @@ def run_api_load(
     ).start()
     try:
         workers = server.worker_pids()
-        log(f"gunicorn up on 127.0.0.1:{server.port}: {len(workers)} gthread workers x {profile.web_threads} threads")
+        log(f"gunicorn up on 127.0.0.1:{server.port}: {len(workers)} uvicorn (ASGI) workers")
         tokens = _tokens(server, traders, password)
         per_client = max(len(tokens) // profile.clients, 1)
         clients = [

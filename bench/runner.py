@@ -247,8 +247,9 @@ def _run_parts(
             results[f"api_{op}_p50_ms"] = stats["p50_ms"]
             results[f"api_{op}_p99_ms"] = stats["p99_ms"]
         notes.append(
-            f"API: gunicorn config.settings.production, {api['web_workers']} gthread workers x {api['web_threads']} "
-            f"threads; {profile.clients} clients / {profile.users} users; answers {api['statuses']}"
+            f"API: gunicorn -c config/gunicorn.py config.asgi (the Procfile's web), config.settings.production, "
+            f"{api['web_workers']} uvicorn workers; {profile.clients} clients / {profile.users} users; "
+            f"answers {api['statuses']}"
         )
         pg = run_pgbench(server=server, database=database, profile=profile, workdir=outdir)
         results.update(pg)

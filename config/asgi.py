@@ -1,4 +1,7 @@
-"""ASGI entry point: HTTP through Django (unchanged), WebSocket streams through Channels."""
+"""ASGI entry point: HTTP through Django, except the order routes' requests that
+core.api.fast serves on the event loop (orders.api.urls.FAST_ROUTES: same answers and
+headers, without Django's per-request thread and middleware chain); WebSocket streams
+through Channels."""
 
 import os
 
@@ -11,9 +14,14 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
+from core.api.fast import FastPath  # noqa: E402
+from orders.api.urls import FAST_ROUTES  # noqa: E402
 
 # The session authenticates a page's socket (the consumer trusts it only from an allowed
 # Origin); API clients send {"op": "auth", "token": ...}.
 application = ProtocolTypeRouter(
-    {"http": django_asgi_app, "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns))}
+    {
+        "http": FastPath(django_asgi_app, routes=FAST_ROUTES),
+        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+    }
 )

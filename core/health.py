@@ -1,12 +1,38 @@
-"""Reachability of the database, the broker and the chain, for /healthz."""
+"""What /healthz reports: the database and the broker, which core reaches itself, and the
+checks later apps register (the chain, the engines): core never imports those apps."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection
 
+from config.celery import app
+
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    name: str
+    report: Callable[[], Any]  # the value /healthz writes under `name`
+    healthy: Callable[[Any], bool]  # whether that value leaves the platform healthy
+
+
+_checks: dict[str, HealthCheck] = {}
+
+
+def health_check_register(name: str, report: Callable[[], Any], *, healthy: Callable[[Any], bool]) -> None:
+    """An app's check, registered in its AppConfig.ready(); registering a name again replaces it."""
+    _checks[name] = HealthCheck(name=name, report=report, healthy=healthy)
+
+
+def health_checks() -> list[HealthCheck]:
+    """The registered checks in name order: the answer does not depend on INSTALLED_APPS' order."""
+    return [_checks[name] for name in sorted(_checks)]
 
 
 def database_reachable() -> bool:
@@ -20,8 +46,6 @@ def database_reachable() -> bool:
 
 
 def broker_reachable() -> bool:
-    from config.celery import app
-
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=1)

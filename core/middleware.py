@@ -34,16 +34,20 @@ class TrustedProxyMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        meta = request.META
-        peer = str(meta.get("REMOTE_ADDR") or "")
-        trusted = settings.TRUSTED_PROXIES
-        forwarded_for = meta.pop("HTTP_X_FORWARDED_FOR", "")
-        if address_in(peer, trusted):
-            meta["REMOTE_ADDR"] = forwarded_client(peer=peer, forwarded_for=forwarded_for, trusted=trusted)
-        else:
-            for header in _PROXY_HEADERS:
-                meta.pop(header, None)
+        proxy_headers_trust(request.META)
         return self.get_response(request)
+
+
+def proxy_headers_trust(meta: dict[str, object]) -> None:
+    """TrustedProxyMiddleware's work on a request's META (also core.api.fast)."""
+    peer = str(meta.get("REMOTE_ADDR") or "")
+    trusted = settings.TRUSTED_PROXIES
+    forwarded_for = str(meta.pop("HTTP_X_FORWARDED_FOR", ""))
+    if address_in(peer, trusted):
+        meta["REMOTE_ADDR"] = forwarded_client(peer=peer, forwarded_for=forwarded_for, trusted=trusted)
+    else:
+        for header in _PROXY_HEADERS:
+            meta.pop(header, None)
 
 
 class CorrelationIdMiddleware:
@@ -53,25 +57,34 @@ class CorrelationIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        incoming = request.headers.get("X-Request-ID", "")
-        with correlation_context(incoming if _SAFE_ID.match(incoming) else None) as correlation_id:
+        with correlation_context(request_correlation_id(request)) as correlation_id:
             began = time.monotonic()
             response = self.get_response(request)
-            # The web's access line, with the request's correlation id (JSON with LOG_FORMAT=json).
-            _requests.info(
-                "%s %s %s",
-                request.method,
-                request.path,
-                response.status_code,
-                extra={
-                    "method": request.method,
-                    "path": request.path,
-                    "status": response.status_code,
-                    "duration_ms": round((time.monotonic() - began) * 1000, 1),
-                },
-            )
+            access_log(request, response, began=began)
         response["X-Request-ID"] = correlation_id
         return response
+
+
+def request_correlation_id(request: HttpRequest) -> str | None:
+    """The client's X-Request-ID when well formed (else None: a new one is made)."""
+    incoming = request.headers.get("X-Request-ID", "")
+    return incoming if _SAFE_ID.match(incoming) else None
+
+
+def access_log(request: HttpRequest, response: HttpResponse, *, began: float) -> None:
+    """The web's access line, with the request's correlation id (JSON with LOG_FORMAT=json)."""
+    _requests.info(
+        "%s %s %s",
+        request.method,
+        request.path,
+        response.status_code,
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round((time.monotonic() - began) * 1000, 1),
+        },
+    )
 
 
 class NulByteMiddleware:
@@ -101,21 +114,25 @@ class PrivateApiCacheMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
-        if not request.path.startswith("/api/"):
-            return response
-        patch_vary_headers(response, ("Authorization", "Cookie"))
-        # DRF sets the user it authenticated (JWT or session) on the underlying request too.
-        user = getattr(request, "user", None)
-        anonymous_read = (
-            request.method in ("GET", "HEAD")
-            and "HTTP_AUTHORIZATION" not in request.META
-            and not (user is not None and user.is_authenticated)
-        )
-        if not anonymous_read:
-            response.headers.pop("Cache-Control", None)
-            patch_cache_control(response, no_store=True, private=True)
+        return private_api_cache_headers(request, self.get_response(request))
+
+
+def private_api_cache_headers(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """PrivateApiCacheMiddleware's work on an answer (also core.api.fast)."""
+    if not request.path.startswith("/api/"):
         return response
+    patch_vary_headers(response, ("Authorization", "Cookie"))
+    # DRF sets the user it authenticated (JWT or session) on the underlying request too.
+    user = getattr(request, "user", None)
+    anonymous_read = (
+        request.method in ("GET", "HEAD")
+        and "HTTP_AUTHORIZATION" not in request.META
+        and not (user is not None and user.is_authenticated)
+    )
+    if not anonymous_read:
+        response.headers.pop("Cache-Control", None)
+        patch_cache_control(response, no_store=True, private=True)
+    return response
 
 
 def _serves(path: str, urlconf: str | None) -> bool:
@@ -167,9 +184,14 @@ class ApiDebugErrorMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not (settings.DEBUG and request.path.startswith("/api/")):
-            return None
-        logging.getLogger("django.request").error(
-            "Internal Server Error: %s", request.path, exc_info=exception, extra={"status_code": 500}
-        )
-        return server_error(request)
+        return api_debug_error(request, exception)
+
+
+def api_debug_error(request: HttpRequest, exception: Exception) -> HttpResponse | None:
+    """ApiDebugErrorMiddleware's answer to an uncaught exception (also core.api.fast)."""
+    if not (settings.DEBUG and request.path.startswith("/api/")):
+        return None
+    logging.getLogger("django.request").error(
+        "Internal Server Error: %s", request.path, exc_info=exception, extra={"status_code": 500}
+    )
+    return server_error(request)

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from core.api.exception_handler import error_body
-from core.health import broker_reachable, database_reachable
+from core.health import broker_reachable, database_reachable, health_checks
 from core.metrics import metrics_exposition
 from core.networks import address_in
 
@@ -22,21 +22,15 @@ from core.networks import address_in
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    from orders.sequencer.transport import engines_report
-    from revenue.chain_status import chain_health
-
     database_ok = database_reachable()
     broker_ok = broker_reachable()
-    chain = chain_health()
-    engines = engines_report()
-    engines_ok = all(engine != "down" for engine in engines.values())
-    healthy = database_ok and broker_ok and chain in {"ok", "embedded"} and engines_ok
+    reports = {check.name: (check, check.report()) for check in health_checks()}
+    healthy = database_ok and broker_ok and all(check.healthy(report) for check, report in reports.values())
     body = {
         "status": "ok" if healthy else "degraded",
         "database": "ok" if database_ok else "down",
         "broker": "ok" if broker_ok else "down",
-        "chain": chain,
-        "engines": engines,
+        **{name: report for name, (_, report) in reports.items()},
     }
     return JsonResponse(body, status=200 if database_ok else 503)
 

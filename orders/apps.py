@@ -1,6 +1,18 @@
 from django.apps import AppConfig
 
 
+def engines_healthy(engines: dict[str, str]) -> bool:
+    return all(engine != "down" for engine in engines.values())
+
+
 class OrdersConfig(AppConfig):
     name = "orders"
     verbose_name = "Trading"
+
+    def ready(self) -> None:
+        # Imported once the apps are loaded (the sequencer's modules import models).
+        from core.health import health_check_register
+        from orders.sequencer.transport import engines_report
+
+        # /healthz (core) reports each engine; one down leaves the platform degraded.
+        health_check_register("engines", engines_report, healthy=engines_healthy)

@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 
+from config.celery import app
 from core.cache import CACHE_ERRORS, cache_failure_log
 
 logger = logging.getLogger("revenue.dispatch")
@@ -48,8 +49,6 @@ REVENUE_DELIVERY_RUN = "revenue.tasks.revenue_delivery_run"
 
 
 def task_publish(name: str, **options: Any) -> None:
-    from config.celery import app
-
     if app.conf.task_always_eager:  # run in process (tests): send_task never runs eagerly
         app.tasks[name].apply_async(retry=False, **options)
     else:

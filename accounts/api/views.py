@@ -2,36 +2,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers, status
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.api.serializers import (
+    CredentialsInput,
+    MeSerializer,
+    RefreshInput,
+    RegisteredSerializer,
+    RegisterInput,
+    TokenPairSerializer,
+)
 from accounts.services import user_authenticate, user_register
 from accounts.tokens import token_logout, token_pair_issue, token_pair_rotate
 from core.api.schema import error_responses
 from core.api.throttling import ResilientScopedRateThrottle
-
-
-class RegisterInput(serializers.Serializer):
-    username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150, min_length=3)
-    password = serializers.CharField(max_length=128, trim_whitespace=False)
-    email = serializers.EmailField(required=False, allow_blank=True, default="")
-
-
-class CredentialsInput(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
-    password = serializers.CharField(max_length=128, trim_whitespace=False)
-
-
-class RefreshInput(serializers.Serializer):
-    # A JWT is base64url segments joined by dots; the schema says so, and so does the check.
-    refresh = serializers.RegexField(r"^[A-Za-z0-9_=.-]+$", max_length=2048)
-
-
-TokenPair = inline_serializer("TokenPair", {"access": serializers.CharField(), "refresh": serializers.CharField()})
 
 
 class ClientAddressThrottle(ResilientScopedRateThrottle):
@@ -51,17 +40,13 @@ class RegisterApi(APIView):
 
     @extend_schema(
         request=RegisterInput,
-        responses={
-            201: inline_serializer(
-                "Registered", {"id": serializers.IntegerField(), "username": serializers.CharField()}
-            )
-        },
+        responses={201: RegisteredSerializer},
     )
     def post(self, request: Request) -> Response:
         data = RegisterInput(data=request.data)
         data.is_valid(raise_exception=True)
         user = user_register(**data.validated_data)
-        return Response({"id": user.pk, "username": user.get_username()}, status=status.HTTP_201_CREATED)
+        return Response(RegisteredSerializer(user).data, status=status.HTTP_201_CREATED)
 
 
 class TokenObtainApi(APIView):
@@ -71,7 +56,7 @@ class TokenObtainApi(APIView):
     @extend_schema(
         request=CredentialsInput,
         responses={
-            200: TokenPair,
+            200: TokenPairSerializer,
             **error_responses(
                 401,
                 429,
@@ -86,7 +71,7 @@ class TokenObtainApi(APIView):
         data.is_valid(raise_exception=True)
         # The HttpRequest: the failed-login policy (django-axes) marks it, and its middleware reads it.
         user = user_authenticate(request=request._request, **data.validated_data)
-        return Response(token_pair_issue(user=user))
+        return Response(TokenPairSerializer(token_pair_issue(user=user)).data)
 
 
 class TokenRefreshApi(APIView):
@@ -98,12 +83,15 @@ class TokenRefreshApi(APIView):
 
     @extend_schema(
         request=RefreshInput,
-        responses={200: TokenPair, **error_responses(401, s401="`invalid_token`: expired, malformed or revoked.")},
+        responses={
+            200: TokenPairSerializer,
+            **error_responses(401, s401="`invalid_token`: expired, malformed or revoked."),
+        },
     )
     def post(self, request: Request) -> Response:
         data = RefreshInput(data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(token_pair_rotate(refresh=data.validated_data["refresh"]))
+        return Response(TokenPairSerializer(token_pair_rotate(refresh=data.validated_data["refresh"])).data)
 
 
 class LogoutApi(APIView):
@@ -124,18 +112,6 @@ class LogoutApi(APIView):
 class MeApi(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(
-        responses={
-            200: inline_serializer(
-                "Me",
-                {
-                    "id": serializers.IntegerField(),
-                    "username": serializers.CharField(),
-                    "is_staff": serializers.BooleanField(),
-                },
-            )
-        }
-    )
+    @extend_schema(responses={200: MeSerializer})
     def get(self, request: Request) -> Response:
-        user = request.user
-        return Response({"id": user.pk, "username": user.get_username(), "is_staff": bool(user.is_staff)})
+        return Response(MeSerializer(request.user).data)

@@ -10,6 +10,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.api.fields import AmountText
 from core.money import format_amount
 
 HUNDRED = Decimal(100)
@@ -18,14 +19,6 @@ HUNDRED = Decimal(100)
 def percent_text(fraction: Decimal) -> str:
     """A fraction as a percentage with two places ("12.50")."""
     return f"{(fraction * HUNDRED).quantize(Decimal('0.01')):f}"
-
-
-@extend_schema_field(OpenApiTypes.STR)
-class AmountText(serializers.Field):
-    """An amount, written as core.money.format_amount writes it."""
-
-    def to_representation(self, value: Any) -> str | None:
-        return format_amount(value)
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -135,3 +128,40 @@ class FlywheelImpactSerializer(serializers.Serializer):
     monthly_earnings = AmountText()
     annual_earnings = AmountText()
     next_tier = TierName()
+
+
+class FlywheelComparisonSerializer(serializers.Serializer):
+    # Reads flywheel.selectors.competitor_comparison.
+
+    competitor = serializers.CharField()
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    note = serializers.CharField()
+    their_maker_fee_bps = AmountText()
+    their_taker_fee_bps = AmountText()
+    our_maker_fee_bps = AmountText()
+    our_taker_fee_bps = AmountText()
+    example_monthly_volume = AmountText()
+    their_taker_cost = AmountText()
+    our_taker_cost = AmountText()
+    monthly_savings = AmountText()
+    holder_share_of_our_fees = AmountText()
+
+
+class FlywheelInsightSerializer(serializers.Serializer):
+    # One insight of flywheel.selectors.my_insights. Each kind adds its own figures to
+    # these two: they are written in the selector's order, amounts as format_amount writes
+    # them (the schema cannot declare fields that differ per kind).
+
+    kind = serializers.CharField()
+    message = serializers.CharField()
+
+    def to_representation(self, instance: dict[str, object]) -> dict[str, object]:
+        return {k: format_amount(v) if isinstance(v, Decimal) else v for k, v in instance.items()}
+
+
+class FlywheelInsightsSerializer(serializers.Serializer):
+    # Reads flywheel.selectors.my_insights.
+
+    tier = serializers.CharField(allow_null=True)
+    insights = FlywheelInsightSerializer(many=True)

@@ -3,13 +3,11 @@ from __future__ import annotations
 import csv
 import io
 from decimal import Decimal
-from typing import Any
 
 from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers
+from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,10 +16,11 @@ from rest_framework.views import APIView
 from core.api.params import decimal_openapi, decimal_param
 from core.api.request import request_user
 from core.api.schema import error_responses
-from core.money import format_amount
 from flywheel import selectors
 from flywheel.api.serializers import (
+    FlywheelComparisonSerializer,
     FlywheelImpactSerializer,
+    FlywheelInsightsSerializer,
     FlywheelMetricsSerializer,
     FlywheelProjectionSerializer,
     FlywheelReserveStatusSerializer,
@@ -31,48 +30,6 @@ from flywheel.api.serializers import (
 # The personal figures need the TTX asset; a platform without it answers 503.
 TTX_NOT_CONFIGURED = error_responses(503, s503="`ttx_not_configured`: the platform has no TTX asset.")
 
-
-def _amount(**kwargs: Any) -> serializers.CharField:
-    """Amounts and percentages are decimal strings."""
-    return serializers.CharField(**kwargs)
-
-
-def _amounts(*names: str) -> dict[str, serializers.Field]:
-    return {name: _amount() for name in names}
-
-
-COMPARISON = inline_serializer(
-    "FlywheelComparison",
-    {
-        "competitor": serializers.CharField(),
-        "name": serializers.CharField(),
-        "kind": serializers.CharField(),
-        "note": serializers.CharField(),
-        **_amounts(
-            "their_maker_fee_bps",
-            "their_taker_fee_bps",
-            "our_maker_fee_bps",
-            "our_taker_fee_bps",
-            "example_monthly_volume",
-            "their_taker_cost",
-            "our_taker_cost",
-            "monthly_savings",
-            "holder_share_of_our_fees",
-        ),
-    },
-)
-INSIGHTS = inline_serializer(
-    "FlywheelInsights",
-    {
-        "tier": serializers.CharField(allow_null=True),
-        "insights": inline_serializer(
-            "FlywheelInsight",
-            # Each kind adds its own figures (decimal strings) to these two.
-            {"kind": serializers.CharField(), "message": serializers.CharField()},
-            many=True,
-        ),
-    },
-)
 
 MAX_AMOUNT = Decimal("1e15")
 
@@ -132,11 +89,13 @@ class CalculatorApi(APIView):
 class ComparisonApi(APIView):
     permission_classes = [AllowAny]
 
-    @extend_schema(parameters=[decimal_openapi("monthly_volume", required=False)], responses={200: COMPARISON})
+    @extend_schema(
+        parameters=[decimal_openapi("monthly_volume", required=False)], responses={200: FlywheelComparisonSerializer}
+    )
     def get(self, request: Request, competitor: str) -> Response:
         volume = decimal_param(request, "monthly_volume", required=False, maximum=MAX_AMOUNT)
         body = selectors.competitor_comparison(key=competitor, monthly_volume=volume or Decimal(100_000))
-        return Response({k: format_amount(v) if isinstance(v, Decimal) else v for k, v in body.items()})
+        return Response(FlywheelComparisonSerializer(body).data)
 
 
 class MyImpactApi(APIView):
@@ -168,11 +127,7 @@ class MyImpactExportApi(APIView):
 class MyInsightsApi(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses={200: INSIGHTS, **TTX_NOT_CONFIGURED})
+    @extend_schema(responses={200: FlywheelInsightsSerializer, **TTX_NOT_CONFIGURED})
     def get(self, request: Request) -> Response:
-        result = selectors.my_insights(impact=selectors.my_impact(user_id=request_user(request).pk))
-        insights = [
-            {k: format_amount(v) if isinstance(v, Decimal) else v for k, v in item.items()}
-            for item in result["insights"]  # type: ignore[attr-defined]
-        ]
-        return Response({"tier": result["tier"], "insights": insights})
+        insights = selectors.my_insights(impact=selectors.my_impact(user_id=request_user(request).pk))
+        return Response(FlywheelInsightsSerializer(insights).data)

@@ -1,29 +1,42 @@
-"""POST /api/orders on the hot path: authenticate from the request's credentials (no user
-row: accounts.authentication.request_principal), count the order rate in the process
+"""POST /api/orders (and a bearer token's cancel, order_cancel_hot_async) on the hot path:
+authenticate from the request's credentials (no user row: accounts.authentication.
+request_principal), count the order rate in the process
 (core.api.throttling.worker_rate_wait), read the body (orders.engine.requests.
 order_request_parse), send the command to the engine, answer with the body the engine
 built. No DRF request, serializer or ORM on the way.
 
-What this path does not take (no header credentials: a session or nobody; a body that is
-not JSON, is empty or does not parse) goes to the DRF view, which answers it exactly as
-before (401 not_authenticated, 403 without the CSRF token, 415, 400 malformed_request).
-Both count the same per-process order rate."""
+Two doors: under ASGI, core.api.fast serves a bearer token's placement on the event loop
+(order_place_prepare, orders.api.urls.FAST_ROUTES: the engine's answer awaited); the rest
+(a signed API key, whose key row is read; a WSGI server; the test client) reaches the view,
+which answers through order_place_hot before DRF.
+
+What neither takes (no header credentials: a session or nobody; a body that is not JSON,
+is empty or does not parse) goes to the DRF view, which answers it exactly as before (401
+not_authenticated, 403 without the CSRF token, 415, 400 malformed_request). All count the
+same per-process order rate."""
 
 from __future__ import annotations
 
+import functools
 import json
+from dataclasses import dataclass
 from typing import Any
 
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
 
-from accounts.authentication import request_principal
+from accounts.authentication import CredentialsInvalid, Principal, request_principal, request_principal_reads
 from core.api.exception_handler import error_body
+from core.api.fast import FastHandler, answered
 from core.api.throttling import worker_rate_wait
 from core.errors import ApplicationError
 from orders.api.serializers import order_output
-from orders.engine.requests import order_request_parse
+from orders.engine.requests import OrderRequest, order_request_parse
 from orders.selectors.orders import order_get_for_user
-from orders.services.orders import PlaceResult, order_place_as
+from orders.services.orders import PlaceResult, order_cancel_as_async, order_place_as, order_place_as_async
 
 JSON = "application/json"
 ORDER_RATE_SCOPE = "orders"
@@ -87,8 +100,32 @@ def place_answer(result: PlaceResult, *, user_id: int) -> HttpResponse:
     return json_response(body, status=201 if result.created else 200)
 
 
-def order_place_hot(request: HttpRequest) -> HttpResponse | None:
-    """The answer, or None when the DRF view must answer (see the module's text)."""
+def _stored_answer(result: PlaceResult, *, user_id: int) -> HttpResponse:
+    # Off Django's request cycle, whose signals would check the thread's connection.
+    close_old_connections()
+    try:
+        return place_answer(result, user_id=user_id)
+    finally:
+        close_old_connections()
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """A placement the hot path takes: its caller and its body (JSON, not validated yet)."""
+
+    principal: Principal
+    data: object
+
+    def order_request(self) -> OrderRequest:
+        """Permission, order rate and body, in the order of the DRF view (ApplicationError)."""
+        if not self.principal.can_trade:
+            raise PermissionRefused()
+        order_rate_check(user_id=self.principal.user_id)
+        return order_request_parse(self.data)
+
+
+def order_place_read(request: HttpRequest) -> Placement | HttpResponse | None:
+    """The placement, or the answer to its credentials (401), or None: the DRF view answers."""
     try:
         principal = request_principal(request)
     except ApplicationError as error:
@@ -99,11 +136,79 @@ def order_place_hot(request: HttpRequest) -> HttpResponse | None:
         data = _json_body(request)
     except ValueError:
         return None
+    return Placement(principal=principal, data=data)
+
+
+def order_place_hot(request: HttpRequest) -> HttpResponse | None:
+    """The answer, or None when the DRF view must answer (see the module's text)."""
+    placement = order_place_read(request)
+    if not isinstance(placement, Placement):
+        return placement
+    user_id = placement.principal.user_id
     try:
-        if not principal.can_trade:
-            raise PermissionRefused()
-        order_rate_check(user_id=principal.user_id)
-        result = order_place_as(user_id=principal.user_id, request=order_request_parse(data), user_verified=False)
+        result = order_place_as(user_id=user_id, request=placement.order_request(), user_verified=False)
     except ApplicationError as error:
         return error_response(error)
-    return place_answer(result, user_id=principal.user_id)
+    return place_answer(result, user_id=user_id)
+
+
+async def order_place_hot_async(placement: Placement) -> HttpResponse:
+    """order_place_hot's answer on the event loop: the engine's answer awaited."""
+    user_id = placement.principal.user_id
+    try:
+        result = await order_place_as_async(user_id=user_id, request=placement.order_request(), user_verified=False)
+    except ApplicationError as error:
+        return error_response(error)
+    if result.body is None:  # a repeated client_order_id: the stored order is read
+        response: HttpResponse = await sync_to_async(_stored_answer)(result, user_id=user_id)
+        return response
+    return place_answer(result, user_id=user_id)
+
+
+def order_place_prepare(request: HttpRequest) -> FastHandler | None:
+    """core.api.fast's door for POST /api/orders; None: the view answers (a signed API key
+    reads its key row, which the event loop must not)."""
+    if request_principal_reads(request):
+        return None
+    placement = order_place_read(request)
+    if placement is None or isinstance(placement, HttpResponse):
+        return None if placement is None else answered(placement)
+    return functools.partial(order_place_hot_async, placement)
+
+
+_RENDERER = JSONRenderer()
+
+
+def view_response(body: Any, *, status: int, headers: dict[str, str]) -> Response:
+    """The answer as an APIView makes it (a DRF Response, which core.api.fast renders as
+    Django does: the same headers and counters); `headers` in the order DRF sets them."""
+    response = Response(body, status=status, headers=headers)
+    response.accepted_renderer = _RENDERER
+    response.accepted_media_type = _RENDERER.media_type
+    response.renderer_context = {}  # type: ignore[attr-defined]  # set by APIView otherwise
+    return response
+
+
+async def order_cancel_hot_async(principal: Principal, *, order_id: int, allow: str) -> HttpResponse:
+    """A bearer token's cancel on the event loop (core.api.fast, orders.api.orders.
+    order_cancel_prepare): the engine finds the order, cancels it and answers its body, so
+    the web tier reads nothing. `allow`: the Allow header DRF's view adds to its answers."""
+    try:
+        body = await order_cancel_as_async(user_id=principal.user_id, order_id=order_id, user_verified=False)
+    except ApplicationError as error:
+        return cancel_refused(error, allow=allow)
+    return view_response(body, status=200, headers={"Allow": allow})
+
+
+def cancel_refused(error: ApplicationError, *, allow: str) -> HttpResponse:
+    """As the DRF view refuses (core.api.exception_handler): the envelope, Retry-After,
+    WWW-Authenticate, then Allow. A token that does not verify (simplejwt's InvalidToken,
+    CredentialsInvalid's default message) is answered there without WWW-Authenticate; a
+    user refused (inactive, unknown: DRF's AuthenticationFailed) with it."""
+    headers = {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
+    if error.status == 401 and error.message != CredentialsInvalid.default_message:
+        headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    headers["Allow"] = allow
+    return view_response(error_body(error.code, error.message, error.fields), status=error.status, headers=headers)

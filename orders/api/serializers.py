@@ -14,6 +14,7 @@ from core.api.fields import StrictCharField
 from core.money import AMOUNT_TEXT_MAX_LENGTH, MONEY_CONTEXT, QUANTUM
 from orders.engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
 from orders.models import Market, Order
+from orders.selectors.orders import order_average_price, order_fills
 
 
 def money(**kwargs: object) -> serializers.DecimalField:
@@ -55,6 +56,14 @@ class LedgerAssetOutput(serializers.Serializer):
     credited = money()
     balances = money()
     balanced = serializers.BooleanField()
+
+
+@extend_schema_serializer(component_name="Ledger")
+class LedgerOutput(serializers.Serializer):
+    # Reads orders.selectors.ledger.Ledger.
+
+    balanced = serializers.BooleanField()
+    assets = LedgerAssetOutput(many=True)
 
 
 @extend_schema_field({"oneOf": [{"type": "string", "example": "1.5"}, {"type": "number"}]})
@@ -160,15 +169,11 @@ class OrderOutput(serializers.Serializer):
 
     @extend_schema_field({"type": "string", "nullable": True})
     def get_average_price(self, order: Order) -> str | None:
-        from orders.selectors.orders import order_average_price
-
         average = order_average_price(order)
         return None if average is None else f"{average:f}"
 
     @extend_schema_field(FillOutput(many=True))
     def get_fills(self, order: Order) -> list[dict[str, object]]:
-        from orders.selectors.orders import order_fills
-
         return FillOutput(order_fills(order), many=True).data  # type: ignore[return-value]
 
     def to_representation(self, instance: Order) -> dict[str, Any]:
@@ -201,8 +206,6 @@ def moment_text(value: datetime | None) -> str | None:
 
 
 def order_output(order: Order) -> dict[str, Any]:
-    from orders.selectors.orders import order_average_price, order_fills
-
     average = order_average_price(order)
     return {
         "id": str(order.pk),

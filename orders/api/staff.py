@@ -1,7 +1,6 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -9,8 +8,8 @@ from rest_framework.views import APIView
 from core.api.permissions import IsStaff
 from core.api.request import request_user
 from orders.api.markets import SYMBOL
-from orders.api.serializers import CreditInput, LedgerAssetOutput, MarketOutput, ReferencePriceInput, WalletOutput
-from orders.selectors.ledger import ledger_check
+from orders.api.serializers import CreditInput, LedgerOutput, MarketOutput, ReferencePriceInput, WalletOutput
+from orders.selectors.ledger import ledger_report
 from orders.selectors.markets import market_get
 from orders.selectors.wallets import wallet_balance_get
 from orders.services import market_reference_price_set, wallet_credit
@@ -47,15 +46,6 @@ class ReferencePriceSetApi(APIView):
 class LedgerApi(APIView):
     permission_classes = [IsStaff]
 
-    @extend_schema(
-        responses={
-            200: inline_serializer(
-                "Ledger", {"balanced": serializers.BooleanField(), "assets": LedgerAssetOutput(many=True)}
-            )
-        }
-    )
+    @extend_schema(responses={200: LedgerOutput})
     def get(self, request: Request) -> Response:
-        assets = ledger_check()
-        return Response(
-            {"balanced": all(a.balanced for a in assets), "assets": LedgerAssetOutput(assets, many=True).data}
-        )
+        return Response(LedgerOutput(ledger_report()).data)

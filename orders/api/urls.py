@@ -1,6 +1,8 @@
 from django.urls import path
 
+from core.api.fast import FastRoute
 from orders.api import client_ids, markets, orders, staff, wallets
+from orders.api.hot import order_place_prepare
 
 urlpatterns = [
     path("markets", markets.MarketListApi.as_view(), name="api-markets"),
@@ -29,3 +31,9 @@ urlpatterns = [
     ),
     path("admin/ledger", staff.LedgerApi.as_view(), name="api-admin-ledger"),
 ]
+
+# What core.api.fast serves under ASGI (config/asgi.py) when the request allows it.
+FAST_ROUTES = (
+    FastRoute(method="POST", url_name="api-orders", prepare=order_place_prepare, prefix="/api/orders"),
+    FastRoute(method="POST", url_name="api-order-cancel", prepare=orders.order_cancel_prepare, prefix="/api/orders/"),
+)

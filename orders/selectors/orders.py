@@ -51,6 +51,11 @@ def order_list_for_user(
     return _with_details(queryset)
 
 
+def order_list_by_ids(*, order_ids: list[int]) -> QuerySet[Order]:
+    """Orders by id with what the contract's body shows (the engine's cancel answers)."""
+    return _with_details(Order.objects.filter(pk__in=order_ids))
+
+
 def order_open_list_for_user(*, user_id: int, market_id: int | None = None) -> QuerySet[Order]:
     queryset = Order.objects.filter(user_id=user_id, status__in=["pending_trigger", "open", "partially_filled"])
     if market_id is not None:

@@ -15,10 +15,18 @@ from orders.engine.market import TradeRecord
 
 
 def order_body(
-    order: LiveOrder, *, symbol: str, trades: list[TradeRecord], events: list[tuple[str, str | None]], at: datetime
+    order: LiveOrder,
+    *,
+    symbol: str,
+    trades: list[TradeRecord],
+    events: list[tuple[str, str | None]],
+    at: datetime,
+    at_text: str | None = None,
 ) -> dict[str, Any]:
     """`trades`: the batch's trades this order took part in; `events`: its status changes
-    (a new order's whole history: every one of them happened in this batch, at `at`)."""
+    (a new order's whole history: every one of them happened in this batch, at `at`);
+    `at_text`: moment_text(at) when the caller has it (one look-up of the current time zone
+    per batch rather than per answer: it goes through asgiref's Local, ~10 µs)."""
     average: Decimal | None = None
     if order.filled_quantity:
         average = MONEY_CONTEXT.quantize(MONEY_CONTEXT.divide(order.quote_filled, order.filled_quantity), QUANTUM)
@@ -35,7 +43,12 @@ def order_body(
                 "counterparty": "house" if as_taker and trade.maker is None else "book",
             }
         )
-    moment = moment_text(at)
+    moment = moment_text(at) if at_text is None else at_text
+
+    def when(value: datetime | None) -> str | None:
+        # Most of an order's moments are the batch's own (`at`): formatted once.
+        return moment if value is at else moment_text(value)
+
     return {
         "id": str(order.id),
         "client_order_id": order.client_order_id,
@@ -53,10 +66,10 @@ def order_body(
         "fee_paid": money_text(order.fee_paid),
         "status": order.status.value,
         "status_reason": order.status_reason,
-        "created_at": moment_text(order.created_at),
-        "updated_at": moment_text(order.updated_at),
-        "filled_at": moment_text(order.filled_at),
-        "cancelled_at": moment_text(order.cancelled_at),
+        "created_at": when(order.created_at),
+        "updated_at": when(order.updated_at),
+        "filled_at": when(order.filled_at),
+        "cancelled_at": when(order.cancelled_at),
         "fills": fills,
         "events": [{"status": status, "reason": reason, "at": moment} for status, reason in events],
     }

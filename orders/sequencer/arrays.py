@@ -9,7 +9,8 @@ and Django's bulk operations (core.db), as before."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
@@ -23,21 +24,45 @@ from core.db import rows_insert, rows_update
 Row = tuple[Any, ...]
 
 
-def _element(value: object) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetime written by the batch writer")
-        return f'"{value.isoformat()}"'
+def _text(value: object) -> str:
     text = str(value)
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# Most moments of a batch are one object (the batch's `now`): its text is kept, with the
+# object itself so that the identity check cannot match a new object at the same address.
+_last_moment: tuple[datetime | None, str] = (None, "")
+
+
+def _moment(value: datetime) -> str:
+    global _last_moment
+    last = _last_moment  # one read and one rebinding: safe between threads
+    if value is last[0]:
+        return last[1]
+    if value.tzinfo is None:
+        raise ValueError("naive datetime written by the batch writer")
+    text = f'"{value.isoformat()}"'
+    _last_moment = (value, text)
+    return text
+
+
+# By exact type (a dictionary look-up per value instead of a chain of isinstance checks:
+# the writer formats some 300 values per command).
+_FORMATS: dict[type, Callable[[Any], str]] = {
+    type(None): lambda value: "NULL",
+    bool: lambda value: "t" if value else "f",
+    int: str,
+    Decimal: lambda value: format(value, "f"),
+    datetime: _moment,
+    str: _text,
+}
+
+
+def _element(value: object) -> str:
+    formatter = _FORMATS.get(type(value))
+    if formatter is None:  # a subclass (an enum member, a datetime subclass): its nearest known base
+        formatter = next((_FORMATS[base] for base in type(value).__mro__ if base in _FORMATS), _text)
+    return formatter(value)
 
 
 def array_literal(values: Sequence[object]) -> str:
@@ -63,22 +88,89 @@ def _columns(rows: Sequence[Row], width: int) -> list[str]:
     return [array_literal(column) for column in zip(*rows, strict=True)] if rows else [array_literal([])] * width
 
 
-def table_insert(model: type[Model], *, fields: Sequence[str], rows: Sequence[Row]) -> list[int]:
-    """Insert `rows` (values in the order of `fields`) in one statement; their new ids, in order."""
+def table_insert(
+    model: type[Model],
+    *,
+    fields: Sequence[str],
+    rows: Sequence[Row],
+    ids: Sequence[int] | None = None,
+    returning: bool = True,
+) -> list[int]:
+    """Insert `rows` (values in the order of `fields`) in one statement; their new ids, in
+    order. `ids` (PostgreSQL, from ids_reserve): the rows' primary keys, given rather than
+    returned; `returning=False`: the ids are not wanted ([]). Either way the statement
+    needs no answer, so it can wait in a pipeline (statements_pipelined)."""
     if not rows:
         return []
     names = tuple(fields)
     attnames, columns, casts, pk = _shape(model, names)
     if connection.vendor != "postgresql":
         return rows_insert(objects=[model(**dict(zip(attnames, row, strict=True))) for row in rows], fields=names)
+    table = connection.ops.quote_name(model._meta.db_table)
+    if ids is not None:
+        pk_cast = f"%s::{cast('Field[Any, Any]', model._meta.pk).db_type(connection)}[]"
+        sql = (
+            f"INSERT INTO {table} ({pk}, {', '.join(columns)}) "  # noqa: S608
+            f"SELECT * FROM unnest({pk_cast}, {', '.join(casts)})"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [array_literal(ids), *_columns(rows, len(columns))])
+        return list(ids)
+    if not returning:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({', '.join(casts)})",  # noqa: S608
+                _columns(rows, len(columns)),
+            )
+        return []
     sql = (
-        f"INSERT INTO {connection.ops.quote_name(model._meta.db_table)} ({', '.join(columns)}) "  # noqa: S608
+        f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608
         f"SELECT {', '.join(f'v.{c}' for c in columns)} FROM unnest({', '.join(casts)}) WITH ORDINALITY "
         f"AS v({', '.join(columns)}, ordinality) ORDER BY v.ordinality RETURNING {pk}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, _columns(rows, len(columns)))
         return [int(row[0]) for row in cursor.fetchall()]
+
+
+def ids_reserve(counts: Sequence[tuple[type[Model], int]]) -> Callable[[], list[list[int]]]:
+    """PostgreSQL: new primary keys from the sequences of these models, `count` each, in
+    one statement (none when every count is 0). It is sent at once and read when the
+    returned function is called (in pipeline mode, with whatever else was queued
+    meanwhile); each list ascends, so rows inserted with them keep their order by id."""
+    wanted = [(model, count) for model, count in counts if count > 0]
+    if not wanted:
+        return lambda: [[] for _ in counts]
+    parts = ["(SELECT array_agg(nextval(pg_get_serial_sequence(%s, %s))) FROM generate_series(1, %s))"] * len(wanted)
+    params: list[str | int] = []
+    for model, count in wanted:
+        # Unquoted (Django's table names are lower case): the statement only draws from sequences.
+        params += [model._meta.db_table, str(cast("Field[Any, Any]", model._meta.pk).column), count]
+    cursor = connection.cursor()
+    cursor.execute(f"SELECT {', '.join(parts)}", params)
+
+    def read() -> list[list[int]]:
+        try:
+            row = iter(cursor.fetchone() or ())
+        finally:
+            cursor.close()
+        return [sorted(int(value) for value in next(row) or ()) if count > 0 else [] for _, count in counts]
+
+    return read
+
+
+@contextmanager
+def statements_pipelined() -> Iterator[None]:
+    """PostgreSQL: the statements of the block are sent without waiting for each one's
+    answer (psycopg's pipeline mode): they cost one round trip to the server together, and
+    one more for each read of a result in between. Errors surface as Django's database
+    errors, at the latest when the block ends. Other backends: as without it."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    connection.ensure_connection()
+    with connection.wrap_database_errors, connection.connection.pipeline():
+        yield
 
 
 def table_update(model: type[Model], *, fields: Sequence[str], rows: Sequence[Row]) -> None:

@@ -47,8 +47,14 @@ def place_command(
     return command
 
 
-def cancel_command(*, user_id: int, order_id: int, market_id: int) -> Command:
-    return {"op": CANCEL, "user_id": user_id, "order_id": order_id, "market_id": market_id}
+def cancel_command(*, user_id: int, order_id: int, market_id: int | None = None, check_user: bool = False) -> Command:
+    """`market_id` None: the engine finds the order itself (its live orders, the orders it
+    closed lately, else one read per batch), so the web tier reads nothing. `check_user`: as
+    for place_command. The answer carries the contract's order body once cancelled."""
+    command = {"op": CANCEL, "user_id": user_id, "order_id": order_id, "market_id": market_id}
+    if check_user:
+        command["check_user"] = True
+    return command
 
 
 def cancel_all_command(*, user_id: int, market_id: int | None) -> Command:
@@ -57,6 +63,30 @@ def cancel_all_command(*, user_id: int, market_id: int | None) -> Command:
 
 def reference_price_command(*, market_id: int, price: object) -> Command:
     return {"op": REFERENCE_PRICE, "market_id": market_id, "price": price}
+
+
+# An order's cancel answered by an engine whose markets do not hold the order: a 404 to the
+# caller unless another shard's engine holds it (answers_merge).
+ELSEWHERE = "elsewhere"
+
+
+def answers_merge(command: Command, answers: list[Answer]) -> Answer:
+    """One answer from every shard's answer to a command sent to all of them.
+
+    cancel: the answer of the shard that holds the order (success, or a refusal other than
+    404 and 503), else a 503 (the shard that may hold it did not answer), else 404.
+    cancel-all: the cancelled ids of every shard, or the first refusal."""
+    if command.get("op") == CANCEL:
+        ranked = sorted(answers, key=lambda a: (a["status"] == 404, a["status"] == 503, "error" in a))
+        answer = dict(ranked[0])
+        answer.pop(ELSEWHERE, None)
+        return answer
+    merged: dict[str, Any] = {"status": 200, "order_ids": []}
+    for answer in answers:
+        if "error" in answer:
+            return answer
+        merged["order_ids"] += answer.get("order_ids", [])
+    return merged
 
 
 def error_answer(error: ApplicationError) -> Answer:

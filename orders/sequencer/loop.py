@@ -28,8 +28,9 @@ from core.errors import ApplicationError, ServiceUnavailable
 from core.logging import correlation_context, correlation_id_new
 from core.metrics import ENGINE_BATCH_COMMANDS, ENGINE_BATCH_SECONDS, ENGINE_QUEUE_DEPTH, FEES, ORDERS_FINAL, TRADES
 from core.money import parse_amount
+from orders.api.serializers import moment_text, order_output
 from orders.engine.book import LiveOrder
-from orders.engine.market import Journal, MarketEngine
+from orders.engine.market import Journal, MarketEngine, TradeRecord
 from orders.engine.money import is_multiple_of
 from orders.engine.requests import OrderRequest, order_request_validate
 from orders.engine.types import OrderStatus, OrderType, SelfTradePrevention, Side, TimeInForce
@@ -43,6 +44,7 @@ from orders.errors import (
     OrderNotFound,
 )
 from orders.models import Asset, Market, Order, OrderEvent
+from orders.selectors.orders import order_list_by_ids
 from orders.sequencer import commands as c
 from orders.sequencer.answers import order_body
 from orders.sequencer.recovery import market_engine_load, trading_rules
@@ -171,6 +173,16 @@ class Sequencer:
             for order_id in list(itertools.islice(self._closed, len(self._closed) // 2)):
                 del self._closed[order_id]
 
+    def market_holding(self, order_id: int, *, market_id: int | None = None) -> MarketEngine | None:
+        """The loaded market whose live orders hold `order_id` (`market_id`: only that one)."""
+        if market_id is not None:
+            engine = self._market(market_id=market_id)
+            return engine if engine is not None and order_id in engine.live else None
+        for engine in self._markets.values():
+            if order_id in engine.live:
+                return engine
+        return None
+
     def closed_owner(self, order_id: int) -> int | None:
         """The owner of an order this sequencer closed lately, or None (not known here)."""
         return self._closed.get(order_id)
@@ -245,6 +257,12 @@ class _Batch:
         self.client_ids: dict[tuple[int, str], tuple[int | LiveOrder, str]] = {}
         self.engines: dict[int, MarketEngine] = {}
         self.refused_users: set[int] = set()
+        self._trades_of: dict[int, list[TradeRecord]] | None = None  # by id() of an order
+        # Cancels of orders not in memory: id -> (owner, market symbol) as stored, read once.
+        self.cancel_rows: dict[int, tuple[int, str]] = {}
+        self.cancelled: list[int] = []
+        self._cancelled_bodies: dict[int, dict[str, Any]] | None = None
+        self._now_text: str | None = None
 
     def _users_refuse(self, commands: list[c.Command]) -> None:
         """The users of commands authenticated from their credentials alone that do not
@@ -262,6 +280,7 @@ class _Batch:
         keys: set[tuple[int, int, int]] = set()
         users: set[int] = set()
         wanted: list[tuple[int, str]] = []
+        unknown: set[int] = set()
         self._users_refuse(commands)
         for command in commands:
             if self._user_refused(command):
@@ -275,15 +294,23 @@ class _Batch:
                 keys |= {(user, engine.spec.base_id, 0), (user, engine.spec.quote_id, 0)}
                 if command.get("client_order_id"):
                     wanted.append((user, str(command["client_order_id"])))
-            elif command.get("market_id") is not None:
+            elif command["op"] == c.CANCEL:
+                order_id = int(command["order_id"])
+                engine = self.sequencer.market_holding(order_id, market_id=_market_id(command))
+                if engine is None:
+                    if self.sequencer.closed_owner(order_id) is None:
+                        unknown.add(order_id)
+                    continue
+                held = engine.live[order_id]  # a cancel releases into the funding wallet
+                keys.add(engine.accounts.funding(owner_id=held.user_id, side=held.side))
+            elif command.get("market_id") is not None:  # cancel-all in a market, reference price
                 engine = self.sequencer._market(market_id=int(command["market_id"]))
-                live = None if engine is None else engine.live.get(int(command.get("order_id") or 0))
-                if live is not None:  # a cancel releases into the funding wallet
-                    keys.add(engine.accounts.funding(owner_id=live.user_id, side=live.side))  # type: ignore[union-attr]
             else:
                 continue
             if engine is not None:
                 self.engines[engine.spec.id] = engine
+        if unknown:
+            keys |= self._cancels_find(unknown)
         self.sequencer._refresh(list(self.engines.values()))
         for engine in self.engines.values():
             accounts = engine.accounts
@@ -297,6 +324,21 @@ class _Batch:
                 user_id__in={user for user, _ in wanted}, client_order_id__in={cid for _, cid in wanted}
             ).values_list("pk", "user_id", "client_order_id", "request_fingerprint"):
                 self.client_ids[(user, str(client_id))] = (pk, fingerprint)
+
+    def _cancels_find(self, order_ids: set[int]) -> set[tuple[int, int, int]]:
+        """Cancels of orders this sequencer does not hold in memory (a market not loaded yet,
+        an order closed long ago, someone else's, another shard's, none): one statement for
+        the batch. Returns the funding wallets of those live in a market it owns."""
+        keys: set[tuple[int, int, int]] = set()
+        rows = Order.objects.filter(pk__in=order_ids).values_list("pk", "user_id", "market_id", "market__symbol")
+        for order_id, user, market_id, symbol in rows:
+            self.cancel_rows[order_id] = (user, symbol)
+            engine = self.sequencer._market(market_id=market_id)  # loaded now if it owns it
+            live = None if engine is None else engine.live.get(order_id)
+            if engine is not None and live is not None:
+                self.engines[engine.spec.id] = engine
+                keys.add(engine.accounts.funding(owner_id=live.user_id, side=live.side))
+        return keys
 
     def apply(self, command: c.Command) -> Deferred:
         try:
@@ -360,23 +402,48 @@ class _Batch:
         return lambda: {"status": 201, "order": self._body(order, engine)}
 
     def _body(self, order: LiveOrder, engine: MarketEngine) -> dict[str, Any]:
-        trades = [trade for trade in self.journal.trades if trade.taker is order or trade.maker is order]
+        if self._trades_of is None:  # answers come after the write: the journal is complete
+            self._trades_of = {}
+            for trade in self.journal.trades:
+                self._trades_of.setdefault(id(trade.taker), []).append(trade)
+                if trade.maker is not None and trade.maker is not trade.taker:
+                    self._trades_of.setdefault(id(trade.maker), []).append(trade)
+        trades = self._trades_of.get(id(order), [])
         events = [(status.value, reason) for status, reason in order.pending_events]
-        return order_body(order, symbol=engine.spec.symbol, trades=trades, events=events, at=self.now)
+        if self._now_text is None:
+            self._now_text = moment_text(self.now)
+        return order_body(
+            order, symbol=engine.spec.symbol, trades=trades, events=events, at=self.now, at_text=self._now_text
+        )
 
     def _cancel(self, command: c.Command) -> Deferred:
+        """Found by id alone when the command names no market (the web tier read nothing);
+        answered with the order's contract body, as reading it back answers it."""
         user, order_id = int(command["user_id"]), int(command["order_id"])
-        engine = self.sequencer._market(market_id=int(command["market_id"]))
-        order = None if engine is None else engine.live.get(order_id)
+        engine = self.sequencer.market_holding(order_id, market_id=_market_id(command))
+        order = None if engine is None else engine.live[order_id]
         if engine is None or order is None or order.user_id != user:
             if self.sequencer.closed_owner(order_id) == user or self._closed_in_batch(order_id, user):
                 raise OrderNotCancellable()
-            status = Order.objects.filter(pk=order_id, user_id=user).values_list("status", flat=True).first()
-            if status is None:
+            row = self.cancel_rows.get(order_id)
+            if row is None or row[0] != user:
                 raise OrderNotFound()
-            raise OrderNotCancellable()
+            if not self.sequencer.owns(row[1]):  # another shard's order: that shard answers
+                elsewhere = {**c.error_answer(OrderNotFound()), c.ELSEWHERE: True}
+                return lambda: elsewhere
+            raise OrderNotCancellable()  # stored as closed (or live in the database only)
         engine.cancel(order, journal=self.journal, wallets=self.wallets, now=self.now)
-        return lambda: {"status": 200, "order_id": order_id}
+        self.cancelled.append(order_id)
+        return lambda: {"status": 200, "order_id": order_id, "order": self._cancelled_body(order_id)}
+
+    def _cancelled_body(self, order_id: int) -> dict[str, Any]:
+        # After the write, in the batch's transaction: every cancelled order read back at
+        # once, fills and events included (orders.selectors.orders.order_list_by_ids).
+        if self._cancelled_bodies is None:
+            self._cancelled_bodies = {
+                order.pk: order_output(order) for order in order_list_by_ids(order_ids=self.cancelled)
+            }
+        return self._cancelled_bodies[order_id]
 
     def _cancel_all(self, command: c.Command) -> Deferred:
         user = int(command["user_id"])
@@ -466,6 +533,11 @@ def _quote_symbol(market_id: int) -> str:
     if market_id not in _QUOTES:
         _QUOTES[market_id] = Market.objects.select_related("quote").get(pk=market_id).quote.symbol
     return _QUOTES[market_id]
+
+
+def _market_id(command: c.Command) -> int | None:
+    given = command.get("market_id")
+    return None if given is None else int(given)
 
 
 def _correlation_id(command: c.Command) -> str:

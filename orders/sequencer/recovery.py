@@ -1,12 +1,14 @@
-"""Rebuilding a market's book from the database: at engine start, after a takeover, and
+"""Rebuilding a market's book from the database: at engine start (a standby too), and
 whenever a batch failed after changing memory (the database is the truth: a batch that did
-not commit left nothing there, so reloading undoes it in memory too)."""
+not commit left nothing there, so reloading undoes it in memory too); and keeping a
+standby's books current from the changes committed since high-water marks."""
 
 from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from django.conf import settings
@@ -17,7 +19,8 @@ from orders.engine.book import LiveOrder
 from orders.engine.market import HouseSettings, MarketEngine, MarketSpec, TradingRules
 from orders.engine.settlement import FeeRates
 from orders.engine.types import LIVE_STATUSES, OrderStatus, OrderType, SelfTradePrevention, Side, TimeInForce
-from orders.models import Market, Order
+from orders.models import Market, Order, OrderEvent, Trade
+from orders.sequencer.writer import ORDER_UPDATE_FIELDS
 from orders.system_accounts import fee_account_user_id, house_user_id
 
 _LIVE_FIELDS = (
@@ -130,7 +133,13 @@ def market_engine_load(*, market: Market, rules: TradingRules) -> MarketEngine:
 
 
 def _restore_all(engine: MarketEngine, market_id: int) -> None:
-    for (
+    for row in _live_rows(market_id):
+        engine.restore(_live_order(row, market_id=market_id))
+
+
+def _live_order(row: tuple[Any, ...], *, market_id: int) -> LiveOrder:
+    """A LiveOrder of a row of _LIVE_FIELDS (its `seq` is its id: the book's age order)."""
+    (
         order_id,
         user_id,
         side,
@@ -151,30 +160,135 @@ def _restore_all(engine: MarketEngine, market_id: int) -> None:
         created_at,
         updated_at,
         triggered_at,
-    ) in _live_rows(market_id):
-        engine.restore(
-            LiveOrder(
-                seq=order_id,
-                id=order_id,
-                user_id=user_id,
-                market_id=market_id,
-                side=_SIDES[side],
-                type=_TYPES[order_type],
-                time_in_force=_TIFS[time_in_force],
-                stp=_STPS[stp],
-                price=price,
-                stop_price=stop_price,
-                quantity=quantity,
-                filled_quantity=filled_quantity,
-                quote_filled=quote_filled,
-                fee_paid=fee_paid,
-                locked_amount=locked_amount,
-                status=_STATUSES[status],
-                status_reason=status_reason,
-                client_order_id=client_order_id,
-                request_fingerprint=request_fingerprint,
-                created_at=created_at,
-                updated_at=updated_at,
-                triggered_at=triggered_at,
-            )
-        )
+    ) = row
+    return LiveOrder(
+        seq=order_id,
+        id=order_id,
+        user_id=user_id,
+        market_id=market_id,
+        side=_SIDES[side],
+        type=_TYPES[order_type],
+        time_in_force=_TIFS[time_in_force],
+        stp=_STPS[stp],
+        price=price,
+        stop_price=stop_price,
+        quantity=quantity,
+        filled_quantity=filled_quantity,
+        quote_filled=quote_filled,
+        fee_paid=fee_paid,
+        locked_amount=locked_amount,
+        status=_STATUSES[status],
+        status_reason=status_reason,
+        client_order_id=client_order_id,
+        request_fingerprint=request_fingerprint,
+        created_at=created_at,
+        updated_at=updated_at,
+        triggered_at=triggered_at,
+    )
+
+
+# --- a warm standby: books loaded while standing by, kept current -----------------------
+#
+# Only the active engine of a shard writes the orders, events and trades of its markets, one
+# batch transaction after the other: a batch still open has ids above every committed one
+# of the shard. So "the last event / trade id of the shard seen" is a durable high-water
+# mark: whatever the shard commits later has a higher id, whatever is at or below it is
+# committed. (Ids of other shards interleave, which is why the mark is the shard's own and
+# never the table's maximum: a batch of this shard may hold ids below another shard's
+# committed ones.) Every change of an order is written with an event (any status change,
+# its creation included) or a trade (a maker's fill): re-reading the orders those rows name
+# brings the books to the database's state.
+
+
+@dataclass(slots=True)
+class HighWater:
+    """How far a standby has read its shard's changes."""
+
+    event_id: int = 0  # the last order event of the shard's orders
+    trade_ids: dict[int, int] = field(default_factory=dict)  # market id -> its last trade
+
+
+def trade_high_water(*, market_id: int) -> int:
+    """The market's last trade id (an index scan of trade_market_recent), 0 if none."""
+    return Trade.objects.filter(market_id=market_id).order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def high_water_read(*, market_ids: Collection[int]) -> HighWater:
+    """The marks of `market_ids`, read BEFORE their books are loaded: what commits between
+    the two is read again by the first catch-up (re-reading an order is idempotent)."""
+    last_event = (
+        OrderEvent.objects.filter(order__market_id__in=list(market_ids))
+        .order_by("-id")
+        .values_list("id", flat=True)
+        .first()
+    )
+    return HighWater(
+        event_id=last_event or 0,
+        trade_ids={market_id: trade_high_water(market_id=market_id) for market_id in market_ids},
+    )
+
+
+def changed_orders_read(*, market_ids: Collection[int], since: HighWater) -> tuple[dict[int, set[int]], HighWater]:
+    """The orders of `market_ids` written since `since` (market id -> order ids), and the
+    new marks. A market without a mark yet is read from its first trade."""
+    changed: dict[int, set[int]] = {market_id: set() for market_id in market_ids}
+    event_id = since.event_id
+    for row_id, order_id, market_id in OrderEvent.objects.filter(
+        id__gt=since.event_id, order__market_id__in=list(market_ids)
+    ).values_list("id", "order_id", "order__market_id"):
+        changed[market_id].add(order_id)
+        event_id = max(event_id, row_id)
+    trade_ids = dict(since.trade_ids)
+    for market_id in market_ids:
+        for row_id, taker_id, maker_id in Trade.objects.filter(
+            market_id=market_id, id__gt=since.trade_ids.get(market_id, 0)
+        ).values_list("id", "taker_order_id", "maker_order_id"):
+            changed[market_id].add(taker_id)
+            if maker_id is not None:
+                changed[market_id].add(maker_id)
+            trade_ids[market_id] = max(trade_ids.get(market_id, 0), row_id)
+    return changed, HighWater(event_id=event_id, trade_ids=trade_ids)
+
+
+def market_engine_catch_up(*, engine: MarketEngine, order_ids: Collection[int]) -> int:
+    """Bring the named orders of `engine`'s market to their rows: updated in place (a
+    resting order keeps its place in the queue, a stop its place among the stops), added
+    (new ones) or removed (closed, fired stops included). Returns the rows read."""
+    rows: list[tuple[Any, ...]] = []
+    wanted = sorted(order_ids)
+    for start in range(0, len(wanted), LOAD_CHUNK):
+        rows += Order.objects.filter(pk__in=wanted[start : start + LOAD_CHUNK]).values_list(*_LIVE_FIELDS)
+    for row in sorted(rows, key=lambda row: row[0]):
+        fresh = _live_order(row, market_id=engine.spec.id)
+        known = engine.live.get(row[0])
+        if known is None:
+            if fresh.is_live:  # new since the last read: above every id in memory, so last in its level
+                engine.restore(fresh)
+            continue
+        was_stop = known.status is OrderStatus.PENDING_TRIGGER
+        if not fresh.is_live:
+            (engine.stops if was_stop else engine.book).remove(known)
+            del engine.live[row[0]]
+            continue
+        if was_stop and fresh.status is not OrderStatus.PENDING_TRIGGER:
+            # A stop executes as a market order when it fires and never rests
+            # (orders.engine.matching): one that did would need its place in the book.
+            raise StandbyDiverged(f"order {row[0]}: a fired stop resting in the book")
+        for name in ORDER_UPDATE_FIELDS:  # what a batch changes on an order (the rest is fixed at placement)
+            setattr(known, name, getattr(fresh, name))
+    return len(rows)
+
+
+class StandbyDiverged(RuntimeError):
+    """The database holds what a catch-up cannot apply in place: the standby loads again."""
+
+
+def market_spec_refresh(*, engine: MarketEngine, market: Market) -> None:
+    """Staff changes and the last / reference price, as the market row has them now."""
+    spec, fresh = engine.spec, market_spec(market)
+    spec.is_active, spec.price_tick, spec.quantity_step = fresh.is_active, fresh.price_tick, fresh.quantity_step
+    spec.min_quantity, spec.reference_price, spec.last_price = (
+        fresh.min_quantity,
+        fresh.reference_price,
+        fresh.last_price,
+    )

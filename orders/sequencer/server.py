@@ -1,6 +1,7 @@
-"""The engine process of one shard (manage.py engine): wait for leadership, load the
-books, then serve: drain every command waiting on the socket (up to ENGINE_BATCH_MAX),
-run them as one batch, answer each once the batch has committed.
+"""The engine process of one shard (manage.py engine): load the books and keep them
+current while standing by (orders.sequencer.standby), take over once it leads, then serve:
+drain every command waiting on the socket (up to ENGINE_BATCH_MAX), run them as one batch,
+answer each once the batch has committed.
 
 Transport: ZeroMQ. The engine binds a ROUTER socket; web workers connect DEALER sockets
 (orders.sequencer.zmq). Messages: [client identity, request id, JSON command, HMAC of the
@@ -19,17 +20,20 @@ from dataclasses import dataclass, field
 
 import zmq
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 
 from orders.sequencer.commands import command_signed
 from orders.sequencer.leadership import Leadership
 from orders.sequencer.loop import Sequencer
 from orders.sequencer.shards import Shard, symbols_of_other_shards
+from orders.sequencer.standby import CatchUp, WarmStandby
 from orders.streams.publish import BOOK_SNAPSHOT, book_snapshot
 from orders.streams.relay import relay_publisher_start
 
 logger = logging.getLogger("orders.sequencer.server")
 PING = "ping"
+CATCH_UP_SECONDS = 0.5  # a standby's books trail the database by about this much
+LEADERSHIP_POLL_SECONDS = 0.1
 SLOW_BATCH_SECONDS = 0.5
 
 
@@ -39,6 +43,7 @@ class EngineStats:
     leader_since: float | None = None
     load_seconds: float | None = None
     live_orders: int = 0
+    takeover: CatchUp = field(default_factory=lambda: CatchUp(orders=0, seconds=0.0))  # the last before leading
     batches: int = 0
     commands: int = 0
     batch_seconds: list[float] = field(default_factory=list)  # the last 10,000
@@ -62,33 +67,70 @@ class EngineServer:
         self._announcer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-announcer")
 
     def run(self) -> None:
-        """Standby until leading, then serve until stopped or leadership is lost."""
+        """Stand by (books loaded and kept current) until leading, then serve until stopped
+        or leadership is lost."""
         while not self.stopping.is_set():
-            if not self.leadership.acquire():
-                self.stopping.wait(0.25)
+            standby = self._stand_by()
+            if standby is None:
                 continue
             try:
-                self._lead()
+                self._lead(standby.sequencer)
             finally:
                 self.leadership.release()
 
-    def _lead(self) -> None:
-        began = time.monotonic()
-        sequencer = Sequencer(
+    def _sequencer_new(self) -> Sequencer:
+        return Sequencer(
             symbols=self.shard.markets or None,
             excluded=symbols_of_other_shards(self.shard),
             announce=self._announcer.submit,  # after each commit, off the batch loop
         )
-        self.stats.live_orders = sequencer.load()
-        self.stats.load_seconds = time.monotonic() - began
+
+    def _stand_by(self) -> WarmStandby | None:
+        """Load the books while another engine leads, keep them current (every
+        CATCH_UP_SECONDS), try for leadership meanwhile; once leading, catch up one last
+        time and return. None when stopped, or when standing by failed (then it starts
+        again from a fresh load: the database is the truth)."""
+        began = time.monotonic()
+        standby = WarmStandby(self._sequencer_new())
+        try:
+            self.stats.live_orders = standby.load()
+            self.stats.load_seconds = time.monotonic() - began
+            self.announce(
+                f"engine {self.shard.name} standing by: {self.stats.live_orders} live orders "
+                f"loaded in {self.stats.load_seconds:.2f} s, kept current"
+            )
+            caught = time.monotonic()
+            while not self.stopping.is_set():
+                if self.leadership.acquire():
+                    self.stats.takeover = standby.catch_up()
+                    self.stats.live_orders = standby.live_orders
+                    return standby
+                if time.monotonic() - caught >= CATCH_UP_SECONDS:
+                    caught = time.monotonic()
+                    close_old_connections()  # a connection the database dropped is replaced
+                    try:
+                        standby.catch_up()
+                    except DatabaseError as exc:  # the same changes are read again next time
+                        logger.warning("engine %s: catch-up postponed: %s", self.shard.name, exc)
+                self.stopping.wait(LEADERSHIP_POLL_SECONDS)
+        except Exception:
+            logger.exception("engine %s: standing by failed; loading again", self.shard.name)
+            self.leadership.release()
+            close_old_connections()
+            self.stopping.wait(1.0)
+        return None
+
+    def _lead(self, sequencer: Sequencer) -> None:
         self.stats.leader_since = time.monotonic()
         socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.bind(self.endpoint)
         relay_publisher_start(fresh=True)  # streams: bound by the leader only, before its first batch
+        takeover = self.stats.takeover
         self.announce(
-            f"engine {self.shard.name} leading on {self.endpoint}: "
-            f"{self.stats.live_orders} live orders loaded in {self.stats.load_seconds:.2f} s"
+            f"engine {self.shard.name} leading on {self.endpoint}: {self.stats.live_orders} live orders "
+            f"(loaded in {self.stats.load_seconds:.2f} s standing by; "
+            f"{takeover.orders} changed orders caught up in {takeover.seconds:.3f} s)"
         )
         checked = time.monotonic()
         try:
@@ -149,6 +191,7 @@ class EngineServer:
             else round(time.monotonic() - self.stats.leader_since, 3),
             "live_orders": self.stats.live_orders,
             "load_s": self.stats.load_seconds,
+            "takeover_catch_up_s": round(self.stats.takeover.seconds, 3),
             "batches": self.stats.batches,
             "commands": self.stats.commands,
         }

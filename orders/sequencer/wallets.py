@@ -63,10 +63,14 @@ class BatchWallets:
         row.locked += locked
         self._changed.add(key)
 
+    def lock_pending(self) -> None:
+        """Lock the rows that only received postings so far (one statement)."""
+        self.load(list(self._pending))
+
     def flush(self) -> None:
         """Lock what only received postings, then write every changed row in one statement
         (the database's checks still guard each: balance >= 0, 0 <= locked <= balance)."""
-        self.load(list(self._pending))
+        self.lock_pending()
         if not self._changed:
             return
         now = timezone.now()

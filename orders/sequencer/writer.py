@@ -6,10 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import connection
+
 from orders.engine.book import LiveOrder
 from orders.engine.market import Journal
 from orders.models import Market, Order, OrderEvent, Trade, TradeOutbox, TradeOutboxStatus
-from orders.sequencer.arrays import Row, table_insert, table_update
+from orders.sequencer.arrays import Row, ids_reserve, statements_pipelined, table_insert, table_update
 from orders.sequencer.wallets import BatchWallets
 
 ORDER_UPDATE_FIELDS = (
@@ -111,8 +113,25 @@ class Written:
 
 
 def batch_write(*, journal: Journal, wallets: BatchWallets, now: datetime) -> Written:
-    """Write the batch in one transaction (the caller's)."""
-    new_ids = table_insert(Order, fields=ORDER_INSERT_FIELDS, rows=[_order_insert_row(o) for o in journal.new_orders])
+    """Write the batch in one transaction (the caller's). On PostgreSQL in three round trips
+    whatever the batch holds (there were eight): the wallets that only received postings
+    are locked, the new rows' ids reserved, then every write sent at once
+    (statements_pipelined)."""
+    if connection.vendor != "postgresql":
+        return _write(journal=journal, wallets=wallets, now=now, ids=None)
+    wallets.lock_pending()  # a raw query: it reads its columns before its rows, so not in a pipeline
+    with statements_pipelined():
+        reserved = ids_reserve(
+            [(Order, len(journal.new_orders)), (Trade, len(journal.trades)), (TradeOutbox, len(journal.trades))]
+        )
+        return _write(journal=journal, wallets=wallets, now=now, ids=reserved())
+
+
+def _write(*, journal: Journal, wallets: BatchWallets, now: datetime, ids: list[list[int]] | None) -> Written:
+    order_ids, trade_ids, outbox_ids = ids or (None, None, None)
+    new_ids = table_insert(
+        Order, fields=ORDER_INSERT_FIELDS, rows=[_order_insert_row(o) for o in journal.new_orders], ids=order_ids
+    )
     for order, new_id in zip(journal.new_orders, new_ids, strict=True):
         order.id = new_id
     created = {id(order) for order in journal.new_orders}
@@ -121,9 +140,9 @@ def batch_write(*, journal: Journal, wallets: BatchWallets, now: datetime) -> Wr
         Order, fields=ORDER_UPDATE_FIELDS, rows=[(_id(order), *_order_update_row(order)) for order in existing]
     )
 
-    outbox_ids: list[int] = []
+    outbox: list[int] = []
     if journal.trades:
-        trade_ids = table_insert(
+        inserted = table_insert(
             Trade,
             fields=TRADE_FIELDS,
             rows=[
@@ -145,16 +164,18 @@ def batch_write(*, journal: Journal, wallets: BatchWallets, now: datetime) -> Wr
                 )
                 for trade in journal.trades
             ],
+            ids=trade_ids,
         )
-        for trade, trade_id in zip(journal.trades, trade_ids, strict=True):
+        for trade, trade_id in zip(journal.trades, inserted, strict=True):
             trade.id = trade_id
-        outbox_ids = table_insert(
+        outbox = table_insert(
             TradeOutbox,
             fields=OUTBOX_FIELDS,
             rows=[
                 (trade_id, OUTBOX_PENDING, 0, "", trade.taker.correlation_id or "", now, None)
-                for trade, trade_id in zip(journal.trades, trade_ids, strict=True)
+                for trade, trade_id in zip(journal.trades, inserted, strict=True)
             ],
+            ids=outbox_ids,
         )
     changes: list[tuple[LiveOrder, str, str | None]] = []
     for order in [*journal.new_orders, *existing]:
@@ -163,6 +184,7 @@ def batch_write(*, journal: Journal, wallets: BatchWallets, now: datetime) -> Wr
         OrderEvent,
         fields=("order", "status", "reason", "at"),
         rows=[(_id(order), status, reason, now) for order, status, reason in changes],
+        returning=False,
     )
     wallets.flush()
     if journal.markets:
@@ -171,7 +193,7 @@ def batch_write(*, journal: Journal, wallets: BatchWallets, now: datetime) -> Wr
             fields=_MARKET_FIELDS,
             rows=[(spec.id, spec.last_price, spec.reference_price) for spec in journal.markets.values()],
         )
-    return Written(changes=changes, outbox_ids=outbox_ids)
+    return Written(changes=changes, outbox_ids=outbox)
 
 
 _MARKET_FIELDS = ("last_price", "reference_price")

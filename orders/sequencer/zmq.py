@@ -18,7 +18,7 @@ import zmq
 from django.conf import settings
 
 from core.errors import ServiceUnavailable
-from orders.sequencer.commands import Answer, Command, command_signature, error_answer
+from orders.sequencer.commands import Answer, Command, answers_merge, command_signature, error_answer
 from orders.sequencer.server import PING
 from orders.sequencer.shards import Shard, shard_for, shards
 
@@ -77,14 +77,11 @@ def zmq_engine_call(command: Command, *, market: str | None) -> Answer:
     timeout = settings.ENGINE_ANSWER_TIMEOUT_SECONDS
     if market is not None:
         return _request(shard_for(market), command, timeout=timeout)
-    # Every shard (cancel-all without a market): the answers merged.
-    merged: dict[str, Any] = {"status": 200, "order_ids": []}
-    for shard in shards():
-        answer = _request(shard, command, timeout=timeout)
-        if "error" in answer:
-            return answer
-        merged["order_ids"] += answer.get("order_ids", [])
-    return merged
+    # Every shard (a cancel-all without a market; a cancel, which names no market): merged.
+    every = shards()
+    if len(every) == 1:
+        return _request(every[0], command, timeout=timeout)
+    return answers_merge(command, [_request(shard, command, timeout=timeout) for shard in every])
 
 
 def engines_health(*, timeout: float = 0.5) -> dict[str, Any]:

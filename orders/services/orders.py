@@ -16,10 +16,11 @@ from django.contrib.auth.models import AbstractBaseUser
 from core.logging import correlation_id_get
 from core.metrics import ORDER_PLACE_SECONDS
 from orders.engine.requests import OrderRequest
-from orders.errors import MarketNotFoundInBody, OrderNotFound
-from orders.models import Market, Order
+from orders.errors import MarketNotFoundInBody
+from orders.models import Market
 from orders.sequencer.commands import answer_raise, cancel_all_command, cancel_command, place_command
 from orders.sequencer.transport import engine_call
+from orders.services.engine_async import engine_call_async
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,29 +40,51 @@ def order_place_as(*, user_id: int, request: OrderRequest, user_verified: bool) 
     """`user_verified`: False when only the caller's credentials were checked (the hot path,
     no user row read): the engine then checks that the user exists and is active."""
     started = time.perf_counter()
-    command = place_command(
+    answer = engine_call(_place_command(user_id, request, user_verified=user_verified), market=str(request.market))
+    return _place_result(answer, request=request, started=started)
+
+
+async def order_place_as_async(*, user_id: int, request: OrderRequest, user_verified: bool) -> PlaceResult:
+    """order_place_as on an event loop (core.api.fast): the engine's answer awaited."""
+    started = time.perf_counter()
+    command = _place_command(user_id, request, user_verified=user_verified)
+    answer = await engine_call_async(command, market=str(request.market))
+    return _place_result(answer, request=request, started=started)
+
+
+def _place_command(user_id: int, request: OrderRequest, *, user_verified: bool) -> dict[str, Any]:
+    return place_command(
         user_id=user_id, fields=asdict(request), correlation_id=correlation_id_get(), check_user=not user_verified
     )
-    answer = answer_raise(engine_call(command, market=str(request.market)))
+
+
+def _place_result(answer: dict[str, Any], *, request: OrderRequest, started: float) -> PlaceResult:
+    answer = answer_raise(answer)
     ORDER_PLACE_SECONDS.labels(type=request.type).observe(time.perf_counter() - started)
     body = answer.get("order")
     order_id = int(body["id"]) if body is not None else int(answer["order_id"])
     return PlaceResult(order_id=order_id, created=answer["status"] == 201, body=body)
 
 
-def _market_of_order(*, user_id: int, order_id: int) -> tuple[int, str]:
-    found = Order.objects.filter(pk=order_id, user_id=user_id).values_list("market_id", "market__symbol").first()
-    if found is None:
-        raise OrderNotFound()
-    return int(found[0]), str(found[1])
-
-
 def order_cancel(*, user: AbstractBaseUser, order_id: int) -> int:
-    market_id, symbol = _market_of_order(user_id=int(user.pk), order_id=order_id)
-    answer = answer_raise(
-        engine_call(cancel_command(user_id=int(user.pk), order_id=order_id, market_id=market_id), market=symbol)
-    )
-    return int(answer["order_id"])
+    return int(order_cancel_as(user_id=int(user.pk), order_id=order_id, user_verified=True)["id"])
+
+
+def order_cancel_as(*, user_id: int, order_id: int, user_verified: bool) -> dict[str, Any]:
+    """Cancel the caller's order; its contract body, as the engine read it back after the
+    cancel. No read here: the engine finds the order by id (orders.sequencer.loop), and with
+    several shards each is asked and the one holding the order answers. `user_verified`: as
+    for order_place_as."""
+    command = cancel_command(user_id=user_id, order_id=order_id, check_user=not user_verified)
+    answer: dict[str, Any] = answer_raise(engine_call(command))["order"]
+    return answer
+
+
+async def order_cancel_as_async(*, user_id: int, order_id: int, user_verified: bool) -> dict[str, Any]:
+    """order_cancel_as on an event loop (core.api.fast): the engine's answer awaited."""
+    command = cancel_command(user_id=user_id, order_id=order_id, check_user=not user_verified)
+    answer: dict[str, Any] = answer_raise(await engine_call_async(command, market=None))["order"]
+    return answer
 
 
 def orders_cancel_all(*, user: AbstractBaseUser, symbol: str | None = None) -> list[int]:

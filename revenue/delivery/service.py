@@ -44,6 +44,7 @@ from revenue.delivery.pricing import delivery_price_checked
 from revenue.delivery.reconcile import deliveries_reconcile
 from revenue.delivery.selectors import revenue_events_deliverable_exist
 from revenue.delivery.transitions import revenue_event_delivery_retry as _event_retry
+from revenue.dispatch import revenue_delivery_dispatch
 
 logger = logging.getLogger("revenue.delivery")
 
@@ -117,8 +118,6 @@ def revenue_events_redrive() -> DeliveryCycleResult:
     result = revenue_events_deliver(max_batches=1, redrive=True)
     REDRIVE_BATCH_SIZE.observe(result.counters.events_sent)
     if result.ran and not result.error and revenue_events_deliverable_exist(now=timezone.now()):
-        from revenue.dispatch import revenue_delivery_dispatch
-
         revenue_delivery_dispatch()
     return result
 

@@ -46,6 +46,7 @@ from revenue.delivery.metadata import (
     status_in,
 )
 from revenue.delivery.selectors import batch_paid_event_ids
+from revenue.dispatch import revenue_delivery_dispatch
 from revenue.failure_log import delivery_failures_log
 from revenue.jsonb import JsonMerge, json_patch_per_row
 from revenue.models import DeliveryBatch, DeliveryBatchStatus, RevenueEvent, RevenueStream
@@ -374,7 +375,5 @@ def revenue_event_delivery_retry(*, event_id: int, now: datetime) -> bool:
         .update(metadata=JsonMerge("metadata", patch_requeued(now=now)))
     )
     if queued:
-        from revenue.dispatch import revenue_delivery_dispatch
-
         transaction.on_commit(revenue_delivery_dispatch)
     return bool(queued)

@@ -17,6 +17,14 @@
     event.detail.parameters.v = shown.join(",");
   });
 
+  /* --- a hidden tab does not poll: the triggers' conditions say so, and this also stops a
+         poll htmx queued behind a slow one (it is sent when that one answers, unchecked) and
+         a refresh asked by the socket; the tab refreshes when it is visible again. --- */
+  doc.addEventListener("htmx:confirm", function (event) {
+    var elt = event.detail.elt;
+    if (elt && elt.hasAttribute("data-live-poller") && doc.visibilityState !== "visible") event.preventDefault();
+  });
+
   /* --- toasts fade away --- */
   doc.addEventListener("htmx:oobAfterSwap", function () {
     doc.querySelectorAll("#toasts .toast:not([data-timer])").forEach(function (toast) {

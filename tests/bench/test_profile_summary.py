@@ -47,3 +47,32 @@ def test_the_rows_name_the_new_path(tmp_path: Path) -> None:
     assert _share(report, "POST /api/orders/{id}/cancel") == "50.0"
     assert _share(report, "the order's market (_market_of_order)") == "50.0"
     assert "_market_of_order (orders/services/orders.py)" in report  # paths shortened to the app
+
+
+def test_the_rows_name_the_asgi_fast_path(tmp_path: Path) -> None:
+    fast = ";".join(
+        [
+            f"RequestResponseCycle.run_asgi ({SITE}/uvicorn/protocols/http/httptools_impl.py:1)",
+            "FastPath.__call__ (/work/x/core/api/fast.py:2)",
+        ]
+    )
+    respond = fast + ";FastPath._respond (/work/x/core/api/fast.py:3)"
+    stacks = [
+        (fast + ";FastPath._route (/work/x/core/api/fast.py:4)", 10),
+        (fast + ";FastPath._prepare (/work/x/core/api/fast.py:5);request_principal (/work/x/accounts/x.py:6)", 20),
+        (
+            respond + ";order_place_hot_async (/work/x/orders/api/hot.py:7);"
+            "ShardClient.request (/work/x/orders/services/engine_async.py:8)",
+            40,
+        ),
+        (respond + ";access_log (/work/x/core/middleware.py:9)", 10),
+        (fast + f";ASGIHandler.send_response ({SITE}/django/core/handlers/asgi.py:10)", 20),
+    ]
+    collapsed = tmp_path / "pyspy.txt"
+    collapsed.write_text("".join(f"{stack} {count}\n" for stack, count in stacks))
+    report = summarize([str(collapsed)])
+    assert _share(report, "fast path (core/api/fast.py)") == "100.0"
+    assert _share(report, "token check (request_principal)") == "20.0"
+    assert _share(report, "ZeroMQ round trip, awaited (ShardClient.request)") == "40.0"
+    assert _share(report, "middlewares' work and the handler (_respond)") == "50.0"
+    assert _share(report, "answer sent (send_response)") == "20.0"

@@ -9,12 +9,14 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from flywheel import selectors
 from orders.engine.requests import OrderRequest
 from orders.models import Asset, Trade, TradeOutbox
 from orders.services.orders import order_place
 from orders.system_accounts import house_user_id
 from revenue.models import RevenueEvent
 from revenue.services import post_trade_jobs_process, revenue_collect
+from tests.answers import hand_built_bytes
 from tests.factories import fund, market_create
 
 pytestmark = pytest.mark.django_db
@@ -207,3 +209,18 @@ def test_personal_routes_answer_503_without_ttx(user_client, db):
 def test_session_authentication_works_for_my_impact(client, user, traded):
     client.force_login(user)
     assert client.get("/api/flywheel/my-impact").status_code == 200
+
+
+@pytest.mark.parametrize("competitor", ["binance", "uniswap"])
+def test_comparison_answer_is_the_bytes_the_hand_built_dict_was(api_client, db, competitor):
+    volume = Decimal("123456.789")
+    answer = api_client.get(f"/api/flywheel/comparison/{competitor}", {"monthly_volume": str(volume)})
+    expected = selectors.competitor_comparison(key=competitor, monthly_volume=volume)
+    assert answer.content == hand_built_bytes(expected)
+
+
+def test_insights_answer_is_the_bytes_the_hand_built_dict_was(user_client, user, traded):
+    answer = user_client.get("/api/flywheel/my-impact/insights")
+    expected = selectors.my_insights(impact=selectors.my_impact(user_id=user.pk))
+    assert {i["kind"] for i in expected["insights"]} == {"next_tier", "your_contribution"}  # type: ignore[attr-defined]
+    assert answer.content == hand_built_bytes(expected)

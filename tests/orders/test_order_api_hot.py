@@ -63,7 +63,7 @@ def test_a_placement_costs_the_batch_and_one_user_check(market, trader):
     users = [sql for sql in statements if "auth_user" in sql]
     assert len(users) == 1 and "is_active" in users[0], users
     assert not [sql for sql in statements if "django_session" in sql]
-    assert len(statements) <= 9, statements  # the resting order's batch (8) and the user check
+    assert len(statements) <= 10, statements  # the resting order's batch (9, ids reserved) and the user check
     assert_invariants()
 
 

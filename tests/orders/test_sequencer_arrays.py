@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.money import MAX_AMOUNT
-from orders.models import Order
-from orders.sequencer.arrays import array_literal
+from orders.models import Order, OrderEvent, Trade, TradeOutbox, Wallet
+from orders.sequencer.arrays import array_literal, ids_reserve, statements_pipelined, table_insert, table_update
 from tests.orders.invariants import assert_invariants
 
 pytestmark = pytest.mark.django_db
@@ -80,3 +80,34 @@ def test_orders_with_awkward_client_ids_are_written_and_read_back(market, trader
     stored = set(Order.objects.filter(user=alice.user).values_list("client_order_id", flat=True))
     assert stored == set(awkward)
     assert_invariants()
+
+
+@pytest.mark.postgres
+def test_reserved_ids_ascend_and_rows_written_with_them_read_back(market, trader) -> None:
+    alice = trader(USDT="10000")
+    response = alice.order(side="buy", type="limit", quantity="0.1", price="1900.00")
+    assert response.status_code == 201, response.content
+    placed = Order.objects.get(pk=int(response.json()["id"]))
+    with transaction.atomic(), statements_pipelined():
+        order_ids, trade_ids, none = ids_reserve([(Order, 3), (Trade, 2), (TradeOutbox, 0)])()
+        assert order_ids == sorted(order_ids) and len(set(order_ids)) == 3 and min(order_ids) > placed.pk
+        assert len(trade_ids) == 2 and none == []
+        now = datetime(2026, 12, 3, 7, 30, tzinfo=UTC)
+        rows = [(placed.pk, "open", None, now), (placed.pk, "cancelled", 'a "reason"', now)]
+        written = table_insert(OrderEvent, fields=("order", "status", "reason", "at"), rows=rows, returning=False)
+        assert written == []
+    events = list(OrderEvent.objects.filter(order=placed, at=now).order_by("pk").values_list("status", "reason"))
+    assert events == [("open", None), ("cancelled", 'a "reason"')]
+
+
+@pytest.mark.postgres
+def test_an_error_in_a_pipeline_is_a_django_error_and_rolls_the_transaction_back(market, trader) -> None:
+    # The sequencer retries or isolates a batch on django.db errors: a failed statement of
+    # the pipelined write must surface as one (here a wallet's check: locked <= balance).
+    alice = trader(USDT="10")
+    wallet = Wallet.objects.get(user=alice.user, asset__symbol="USDT", bucket=0)
+    now = datetime(2026, 12, 3, 7, 30, tzinfo=UTC)
+    with pytest.raises(IntegrityError), transaction.atomic(), statements_pipelined():
+        table_update(Wallet, fields=("locked", "updated_at"), rows=[(wallet.pk, Decimal(11), now)])
+    wallet.refresh_from_db()
+    assert wallet.locked == 0

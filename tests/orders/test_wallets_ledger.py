@@ -5,7 +5,9 @@ from decimal import Decimal
 import pytest
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from rest_framework.renderers import JSONRenderer
 
+from orders.api.serializers import LedgerAssetOutput
 from orders.models import Deposit, Wallet
 from orders.selectors.ledger import ledger_check
 from orders.services import wallet_credit
@@ -82,8 +84,14 @@ def test_staff_credit_endpoint(staff_client, user):
         "available": "1.25000000",
         "locked": "0.00000000",
     }
-    ledger = staff_client.get("/api/admin/ledger").json()
+    answer = staff_client.get("/api/admin/ledger")
+    ledger = answer.json()
     assert ledger["balanced"] is True
+    # The bytes the view wrote as a hand-built dict before (issue 20).
+    assets = ledger_check()
+    assert answer.content == JSONRenderer().render(
+        {"balanced": all(a.balanced for a in assets), "assets": LedgerAssetOutput(assets, many=True).data}
+    )
     assert {"asset": "ETH", "credited": "1.25000000", "balances": "1.25000000", "balanced": True} in ledger["assets"]
 
 

@@ -16,7 +16,10 @@ from revenue.delivery.metadata import (
     patch_submitted,
 )
 from revenue.models import DeliveryHeartbeat, RevenueEvent
+from revenue.reports import onchain_failure_report
 from revenue.services import revenue_collect
+from revenue.worker_status import onchain_worker_status
+from tests.answers import hand_built_bytes
 from tests.revenue.delivery_support import event_patch
 
 pytestmark = pytest.mark.django_db
@@ -182,3 +185,45 @@ def test_retry_refuses_delivered_and_unknown_events(staff_client, failures):
 def test_staff_only(api_client, user_client, db, method, path):
     assert getattr(api_client, method)(path).status_code == 401
     assert getattr(user_client, method)(path).status_code == 403
+
+
+@pytest.mark.parametrize("paused", [False, True])
+def test_staff_answers_are_the_bytes_the_hand_built_dicts_were(staff_client, failures, paused):
+    now = timezone.now()
+    DeliveryHeartbeat.objects.update_or_create(
+        pk=1,
+        defaults={
+            "last_run_at": now,
+            "last_success_at": now - timedelta(seconds=7, microseconds=123),
+            "last_error": "rpc timeout",
+            "last_error_at": now,
+            "connected": True,
+            "chain_id": 31337,
+            "block_number": 42,
+            "finalized_block": 40,
+            "items_paid": 9,
+            "signer_address": "0x" + "1" * 40,
+            "contract_address": "0x" + "2" * 40,
+            "signer_balance_wei": "5000000000000000000",
+            **(
+                {
+                    "pause_cause": "node_unreachable",
+                    "pause_detail": "down",
+                    "paused_since": now,
+                    "pause_alerted_at": None,
+                }
+                if paused
+                else {}
+            ),
+        },
+    )
+    report = onchain_failure_report(hours=48)
+    answer = staff_client.get("/api/admin/revenue/onchain-failures?hours=48")
+    assert report.by_stream and report.by_stream[0]["events"]  # the report has events to write
+    assert answer.content == hand_built_bytes({"summary": report.summary, "by_stream": report.by_stream})
+    status = staff_client.get("/api/admin/revenue/onchain-worker-status")
+    assert status.json()["paused"] is not None if paused else status.json()["paused"] is None
+    assert status.content == hand_built_bytes(onchain_worker_status())
+    event = failures["failed"]
+    retried = staff_client.post(f"/api/admin/revenue/events/{event.pk}/retry")
+    assert retried.content == hand_built_bytes({"id": event.pk, "status": "queued"})

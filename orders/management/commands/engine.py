@@ -28,5 +28,7 @@ class Command(BaseCommand):
         server = EngineServer(shard=shard, bind=options["bind"], announce=announce)
         signal.signal(signal.SIGTERM, lambda *_: server.stopping.set())
         signal.signal(signal.SIGINT, lambda *_: server.stopping.set())
-        announce(f"engine {shard.name}: standing by until it leads, then serving on {server.endpoint}")
+        announce(
+            f"engine {shard.name}: loading its books, standing by until it leads, then serving on {server.endpoint}"
+        )
         server.run()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, localcontext
+from decimal import Decimal, getcontext, localcontext
 
 import pytest
 
@@ -19,6 +19,7 @@ from orders.engine import (
     quantize_up,
     slippage_limit,
 )
+from orders.engine.money import exact_arithmetic
 
 D = Decimal
 
@@ -89,3 +90,21 @@ def test_house_price_rounds_against_the_taker() -> None:
     kwargs = {"reference_price": D("100.003"), "slippage_percent": D("0.5"), "price_tick": D("0.01")}
     assert house_price(side=Side.BUY, **kwargs) == D("100.51")
     assert house_price(side=Side.SELL, **kwargs) == D("99.50")
+
+
+@pytest.mark.parametrize("prec", [28, 80])
+def test_exact_whatever_the_thread_context(prec: int) -> None:
+    # The helpers name the money context themselves and exact_arithmetic() switches only
+    # when the thread's context is not an exact one already: both must give exact results
+    # under Python's default 28 digits too (a thread that never installed the money context).
+    price, quantity = D("9999999999999999999999.99999999"), D("3")
+    with localcontext() as context:
+        context.prec = prec
+        assert notional_of(price=price, quantity=quantity) == D("29999999999999999999999.99999997")
+        assert ceil_to_tick(D("-9999999999999999999999.99999998"), tick=D("0.00000003")) == D(
+            "-9999999999999999999999.99999996"
+        )
+        with exact_arithmetic():
+            assert price * quantity == D("29999999999999999999999.99999997")
+            assert getcontext().prec == 80
+        assert getcontext().prec == prec

@@ -1,0 +1,123 @@
+"""The staff revenue API's answers, declared: each reads what a revenue selector returns
+(revenue.reports, revenue.worker_status). Amounts are decimal strings (format_amount)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from core.api.fields import AmountText
+from revenue.chain.errors import PauseCause
+from revenue.delivery.metadata import DeliveryStatus
+
+
+class OnchainDeliveryPauseSerializer(serializers.Serializer):
+    # Reads revenue.reports.delivery_pause.
+
+    cause = serializers.ChoiceField(choices=[c.value for c in PauseCause])
+    detail = serializers.CharField()
+    since = serializers.DateTimeField()
+    last_alert_at = serializers.DateTimeField(allow_null=True)
+
+
+def _pause() -> OnchainDeliveryPauseSerializer:
+    return OnchainDeliveryPauseSerializer(
+        allow_null=True,
+        help_text="Why delivery is paused (null while it runs); it resumes by itself once the cause is gone.",
+    )
+
+
+class OnchainFailureSummarySerializer(serializers.Serializer):
+    total_failures = serializers.IntegerField()
+    critical_failures = serializers.IntegerField()
+    total_holder_share_pending = AmountText(help_text="Decimal string.")
+    period_hours = serializers.IntegerField()
+    needs_reconciliation = serializers.IntegerField(
+        help_text="Events submitted on chain for too long without a receipt."
+    )
+    delivery_paused = serializers.BooleanField(
+        help_text="Delivery is paused by an operator-level fault (see pause): events wait, unfailed."
+    )
+    pause = _pause()
+    events_waiting = serializers.IntegerField(help_text="Events pending or failed (dust included).")
+    dust_carried = serializers.IntegerField(
+        help_text="Pending events whose share is carried forward until their stream's dust is worth paying."
+    )
+    batches_stuck = serializers.IntegerField(
+        help_text="Batches submitted and not mined for longer than DELIVERY_SUBMITTED_ALERT_SECONDS."
+    )
+
+
+class OnchainFailureEventSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    holder_share = AmountText()
+    description = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    retry_attempts = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=[s.value for s in DeliveryStatus])
+    last_error = serializers.CharField(allow_null=True)
+    next_retry_at = serializers.CharField(allow_null=True)
+
+
+class OnchainFailureStreamSerializer(serializers.Serializer):
+    stream_id = serializers.IntegerField()
+    stream_name = serializers.CharField()
+    count = serializers.IntegerField()
+    critical = serializers.IntegerField()
+    total_holder_share = AmountText()
+    max_retries = serializers.IntegerField()
+    events = OnchainFailureEventSerializer(many=True)
+
+
+class OnchainFailureReportSerializer(serializers.Serializer):
+    # Reads revenue.reports.FailureReport.
+
+    summary = OnchainFailureSummarySerializer()
+    by_stream = OnchainFailureStreamSerializer(many=True)
+
+
+class OnchainDeliveryCountsSerializer(serializers.Serializer):
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # One count per status, following the enum.
+        return {status.value: serializers.IntegerField() for status in DeliveryStatus}
+
+
+class OnchainChainStatusSerializer(serializers.Serializer):
+    connected = serializers.BooleanField()
+    chain_id = serializers.IntegerField(allow_null=True)
+    contract_address = serializers.CharField(allow_null=True)
+    signer_address = serializers.CharField(allow_null=True)
+    signer_balance_wei = serializers.CharField(allow_null=True)
+    block_number = serializers.IntegerField(allow_null=True)
+    finalized_block = serializers.IntegerField(allow_null=True)
+    items_paid = serializers.IntegerField(allow_null=True)
+    next_sequence = serializers.IntegerField(allow_null=True)
+
+
+class OnchainWorkerStatusSerializer(serializers.Serializer):
+    # Reads revenue.worker_status.onchain_worker_status.
+
+    enabled = serializers.BooleanField()
+    last_run_at = serializers.DateTimeField(allow_null=True)
+    last_success_at = serializers.DateTimeField(allow_null=True)
+    last_error = serializers.CharField(allow_null=True)
+    last_error_at = serializers.DateTimeField(allow_null=True)
+    poll_interval_seconds = serializers.IntegerField()
+    batch_size = serializers.IntegerField()
+    max_retry_attempts = serializers.IntegerField()
+    confirmations = serializers.IntegerField()
+    counts = OnchainDeliveryCountsSerializer(
+        help_text="Events by delivery status; the statuses are disjoint and add up to the events."
+    )
+    paused = _pause()
+    resumed_at = serializers.DateTimeField(allow_null=True)
+    batches_in_flight = serializers.IntegerField()
+    batches_stuck = serializers.IntegerField()
+    signer_balance_low = serializers.BooleanField(
+        help_text="The signer holds less than gas for DELIVERY_LOW_BALANCE_BATCHES batches (alerted)."
+    )
+    chain = OnchainChainStatusSerializer()
+
+
+class RevenueEventRetryQueuedSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()

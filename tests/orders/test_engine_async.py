@@ -1,0 +1,108 @@
+"""orders.services.engine_async: the ZeroMQ round trip awaited on the event loop. Commands
+sent while others wait (the loop is not blocked by a wait), answers matched by request id
+whatever their order, signed as the synchronous transport signs them; no engine: 503."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+import zmq
+import zmq.asyncio
+from asgiref.sync import async_to_sync
+from django.test import override_settings
+
+from orders.errors import OrderNotFound
+from orders.sequencer.commands import ELSEWHERE, cancel_command, command_signed, error_answer
+from orders.services.engine_async import engine_call_async
+
+
+def _endpoint(tmp_path: Any) -> str:
+    return f"ipc://{tmp_path}/engine.sock"
+
+
+def test_answers_come_back_to_their_request_while_others_wait(tmp_path):
+    endpoint = _endpoint(tmp_path)
+
+    async def scenario() -> tuple[list[Any], list[Any]]:
+        engine = zmq.asyncio.Context.instance().socket(zmq.ROUTER)
+        engine.bind(endpoint)
+        try:
+            calls = [
+                asyncio.create_task(engine_call_async({"op": "ping", "n": n}, market="ETH-USDT")) for n in range(3)
+            ]
+            received = [await asyncio.wait_for(engine.recv_multipart(), 5) for _ in range(3)]
+            # All three arrived before any answer: no request held the loop while waiting.
+            for peer, request_id, payload, signature in reversed(received):
+                assert command_signed(payload, signature)
+                command = json.loads(payload)
+                await engine.send_multipart([peer, request_id, json.dumps({"status": 200, "n": command["n"]}).encode()])
+            return [await call for call in calls], [json.loads(r[2])["n"] for r in received]
+        finally:
+            engine.close(linger=0)
+
+    with override_settings(ENGINE_TRANSPORT="zmq", ENGINE_SHARDS=f"all=*@{endpoint}", ENGINE_ANSWER_TIMEOUT_SECONDS=5):
+        answers, sent = async_to_sync(scenario)()
+    assert sorted(sent) == [0, 1, 2]
+    assert answers == [{"status": 200, "n": n} for n in range(3)]
+
+
+@pytest.mark.parametrize("engine", ["none bound", "silent"])
+def test_no_answer_is_a_503_not_a_hang(tmp_path, engine):
+    endpoint = _endpoint(tmp_path)
+
+    async def scenario() -> Any:
+        silent = None
+        if engine == "silent":
+            silent = zmq.asyncio.Context.instance().socket(zmq.ROUTER)
+            silent.bind(endpoint)
+        try:
+            return await engine_call_async({"op": "ping"}, market="ETH-USDT")
+        finally:
+            if silent is not None:
+                silent.close(linger=0)
+
+    with override_settings(ENGINE_TRANSPORT="zmq", ENGINE_SHARDS=f"all=*@{endpoint}", ENGINE_ANSWER_TIMEOUT_SECONDS=1):
+        answer = async_to_sync(scenario)()
+    assert answer["status"] == 503 and answer["error"]["code"] == "service_unavailable"
+    assert answer["error"]["retry_after"] == 1
+
+
+@pytest.mark.parametrize("holder", ["eth", "rest"])
+def test_a_cancel_goes_to_every_shard_and_the_holders_answer_is_kept(tmp_path, holder):
+    """A cancel names no market: with two shards both are asked at once; the one whose
+    markets do not hold the order answers 404 `elsewhere`, the other's answer is kept."""
+    endpoints = {"eth": f"ipc://{tmp_path}/eth.sock", "rest": f"ipc://{tmp_path}/rest.sock"}
+    held = {"status": 200, "order_id": 7, "order": {"id": "7", "status": "cancelled"}}
+    elsewhere = {**error_answer(OrderNotFound()), ELSEWHERE: True}
+    command = cancel_command(user_id=3, order_id=7, check_user=True)
+
+    async def serve(socket: Any, answer: dict[str, Any]) -> dict[str, Any]:
+        peer, request_id, payload, signature = await asyncio.wait_for(socket.recv_multipart(), 5)
+        assert command_signed(payload, signature)
+        await socket.send_multipart([peer, request_id, json.dumps(answer).encode()])
+        received: dict[str, Any] = json.loads(payload)
+        return received
+
+    async def scenario() -> tuple[Any, list[Any]]:
+        engines = {name: zmq.asyncio.Context.instance().socket(zmq.ROUTER) for name in endpoints}
+        try:
+            for name, socket in engines.items():
+                socket.bind(endpoints[name])
+            served = [
+                asyncio.create_task(serve(socket, held if name == holder else elsewhere))
+                for name, socket in engines.items()
+            ]
+            answer = await engine_call_async(command, market=None)
+            return answer, [await task for task in served]
+        finally:
+            for socket in engines.values():
+                socket.close(linger=0)
+
+    shards = f"eth=ETH-USDT@{endpoints['eth']};rest=*@{endpoints['rest']}"
+    with override_settings(ENGINE_TRANSPORT="zmq", ENGINE_SHARDS=shards, ENGINE_ANSWER_TIMEOUT_SECONDS=5):
+        answer, received = async_to_sync(scenario)()
+    assert answer == held
+    assert received == [command, command]
