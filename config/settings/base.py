@@ -272,17 +272,14 @@ ENGINE_ANSWER_TIMEOUT_SECONDS = float(env_decimal("ENGINE_ANSWER_TIMEOUT_SECONDS
 ENGINE_SHARDS = env_str("ENGINE_SHARDS", f"main=*@ipc://{VAR_DIR}/engine-main.sock")
 
 # --- Streams (docs/streams.md) ----------------------------------------------------
-# Channel layer: Redis when there is one (across processes and hosts), else this process's
-# memory, fed by the engine through STREAMS_RELAY=zmq (orders.streams.relay).
-CHANNEL_LAYERS = {
-    "default": (
-        {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000}}
-        if REDIS_URL
-        else {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
-    )
-}
+# Channel layer: each web process's memory. The engine publishes one message per batch
+# (STREAMS_RELAY: Redis pub/sub when there is a Redis, across processes and hosts, else a
+# ZeroMQ PUB socket); every web process subscribes and fans it out into its own layer
+# (orders.streams.relay).
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}}
 # "off": the engine publishes nothing (the pages then poll; subscribers get snapshots only).
-STREAMS_RELAY = env_str("STREAMS_RELAY", "layer" if REDIS_URL else "zmq")
+# "layer": group_send into this process's channel layer (an engine running in the web process).
+STREAMS_RELAY = env_str("STREAMS_RELAY", "redis" if REDIS_URL else "zmq")
 # zmq relay: the engine binds STREAMS_ZMQ_BIND (default: the first endpoint); web processes
 # subscribe to every endpoint (one per engine that publishes).
 STREAMS_ZMQ_ENDPOINTS = env_str("STREAMS_ZMQ_ENDPOINTS", f"ipc://{VAR_DIR}/streams-main.sock")

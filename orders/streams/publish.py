@@ -25,7 +25,7 @@ from orders.engine.types import Side
 from orders.models import Market, Trade
 from orders.selectors.orders import UserFill, trade_user_fill
 from orders.streams.marketdata import MarketData
-from orders.streams.relay import relay_send
+from orders.streams.relay import Message, relay_send
 
 # Book updates are numbered per market, +1 for each batch that changed its book. A
 # subscriber keeps the number of its snapshot and applies only the next one; the epoch
@@ -37,7 +37,6 @@ _market_data: weakref.WeakKeyDictionary[MarketEngine, MarketData] = weakref.Weak
 Top = tuple[MarketEngine, str, Decimal | None, Decimal | None]
 
 BOOK_SNAPSHOT = "book_snapshot"  # the engine command a consumer sends for a snapshot
-Message = tuple[str, dict[str, Any]]  # (group, message)
 
 
 def book_event(market_id: int) -> int:

@@ -1,15 +1,25 @@
 """How stream messages travel from the engine process to the web processes' consumers.
 
-STREAMS_RELAY selects:
+A committed batch's messages (orders.streams.publish) go out as **one** message per batch:
+a JSON list of (group, message) pairs. Each web process receives every batch and fans it
+out, in order, into its own in-memory channel layer, whose groups its consumers joined. The
+engine thus pays one send per batch, whatever the number of messages or subscribers.
 
-- "layer": the channel layer (CHANNEL_LAYERS). In production that is channels_redis
-  (REDIS_URL), which works across processes and hosts; in the test process it is the
-  in-memory layer, with the engine running in that process (ENGINE_TRANSPORT=inprocess).
+STREAMS_RELAY selects the way:
+
+- "redis" (production, REDIS_URL set): one Redis PUBLISH per batch on a channel named for
+  REDIS_URL's database (Redis pub/sub ignores databases); each web process subscribes in a
+  thread of its own. Works across hosts.
 - "zmq": the embedded default (no Redis, no server of any kind). The engine binds a ZeroMQ
-  PUB socket; each web process subscribes to it and hands every message to its own
-  in-memory channel layer. Channels has no server-less layer that spans processes, and only
-  the engine publishes, so a one-way PUB/SUB (pyzmq is already the engine's transport) is
-  all that is needed: a few lines instead of a hand-written channel layer.
+  PUB socket and sends one frame per batch; each web process subscribes to it. Channels
+  has no server-less layer that spans processes, and only the engine publishes, so a
+  one-way PUB/SUB (pyzmq is already the engine's transport) is all that is needed.
+- "layer": group_send each message into this process's channel layer (tests: the
+  in-memory layer, with the engine running in that process, ENGINE_TRANSPORT=inprocess).
+
+Why not channels_redis's group_send from the engine (the previous way): it is several
+Redis round trips per message (expire and read the group's members, then a script), ~350
+messages per batch, in the engine process, holding the GIL against the sequencer.
 
 A message lost on the way (a full queue, a relay restarting) is never silent for the book:
 its updates carry a per-market number, and a consumer that sees a gap sends a fresh
@@ -25,25 +35,37 @@ import time
 import weakref
 from typing import Any
 
+import redis
 import zmq
 from asgiref.sync import async_to_sync
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
 logger = logging.getLogger("orders.streams")
+Message = tuple[str, dict[str, Any]]  # (group, message)
 _publisher: zmq.Socket[bytes] | None = None
 _publisher_lock = threading.RLock()  # also held while sending: a new lead may rebind
+_redis: redis.Redis | None = None
 _loop: asyncio.AbstractEventLoop | None = None
 _bound_at = 0.0
 # Subscribers retry their connection every 100 ms (ZeroMQ's reconnect interval): what a
 # new publisher sends sooner would reach nobody, so its first sends wait that long (in the
 # announcer thread: no order waits for it).
 CONNECT_GRACE_SECONDS = 0.3
-_listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, threading.Thread] = weakref.WeakKeyDictionary()
+SUBSCRIBE_WAIT_SECONDS = 2.0
+_listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, threading.Event] = weakref.WeakKeyDictionary()
 
 
 def _endpoints() -> list[str]:
     return [e.strip() for e in settings.STREAMS_ZMQ_ENDPOINTS.split(",") if e.strip()]
+
+
+def _redis_client(**options: Any) -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, **options)
+
+
+def relay_redis_channel(client: redis.Redis) -> str:
+    return f"orders.streams.db{client.connection_pool.connection_kwargs.get('db', 0)}"
 
 
 def relay_publisher_start(*, fresh: bool = False) -> zmq.Socket[bytes] | None:
@@ -67,14 +89,12 @@ def relay_publisher_start(*, fresh: bool = False) -> zmq.Socket[bytes] | None:
         return _publisher
 
 
-async def _send_all(layer: BaseChannelLayer, messages: list[tuple[str, dict[str, Any]]]) -> None:
+async def _send_all(layer: BaseChannelLayer, messages: list[Message]) -> None:
     for group, message in messages:
         await layer.group_send(group, message)
 
 
 def _background_loop() -> asyncio.AbstractEventLoop:
-    """One event loop for the engine's sends to an out-of-process layer (Redis): its
-    connections are kept between batches."""
     global _loop
     with _publisher_lock:
         if _loop is None:
@@ -91,18 +111,25 @@ def _loop_running() -> bool:
     return True
 
 
-def relay_send(messages: list[tuple[str, dict[str, Any]]]) -> None:
-    """Publish (group, message) pairs, in order. Never raises: streams must not break orders."""
+def relay_send(messages: list[Message]) -> None:
+    """Publish a batch's (group, message) pairs, in order, as one message. Never raises:
+    streams must not break orders."""
+    global _redis
     if not messages:
         return
     try:
         if settings.STREAMS_RELAY == "zmq":
+            payload = json.dumps(messages).encode()
             with _publisher_lock:
                 publisher = relay_publisher_start()
                 time.sleep(max(0.0, _bound_at + CONNECT_GRACE_SECONDS - time.monotonic()))
                 if publisher is not None:
-                    for group, message in messages:
-                        publisher.send_multipart([group.encode(), json.dumps(message).encode()])
+                    publisher.send(payload)
+            return
+        if settings.STREAMS_RELAY == "redis":
+            if _redis is None:
+                _redis = _redis_client(socket_timeout=2)  # a stuck Redis must not hold the announcer
+            _redis.publish(relay_redis_channel(_redis), json.dumps(messages))
             return
         layer = get_channel_layer()
         if layer is None:
@@ -111,7 +138,7 @@ def relay_send(messages: list[tuple[str, dict[str, Any]]]) -> None:
             # This process's consumers (tests, the inprocess engine).
             async_to_sync(_send_all)(layer, messages)
         else:
-            # Redis; or a caller whose thread runs an event loop while calling this synchronously
+            # A caller whose thread runs an event loop while calling this synchronously
             # (Playwright's sync API in a browser test), which async_to_sync refuses.
             asyncio.run_coroutine_threadsafe(_send_all(layer, messages), _background_loop()).result(timeout=2)
     except Exception:
@@ -119,33 +146,73 @@ def relay_send(messages: list[tuple[str, dict[str, Any]]]) -> None:
 
 
 async def relay_listen() -> None:
-    """In a web process (zmq relay): start, once per event loop, the thread that hands
-    what the engines publish to this process's channel layer. A plain blocking socket in a
-    thread of its own: it reconnects to a new leader by itself (as ZeroMQ does) whatever
-    the event loop."""
-    if settings.STREAMS_RELAY != "zmq":
+    """In a web process (zmq or redis relay): start, once per event loop, the thread that
+    hands what the engines publish to this process's channel layer, and wait (up to 2 s)
+    until it is subscribed, so that a snapshot taken next is followed by every update."""
+    if settings.STREAMS_RELAY not in ("zmq", "redis"):
         return
     loop = asyncio.get_running_loop()
     layer = get_channel_layer()
-    if loop not in _listeners and layer is not None:
-        thread = threading.Thread(target=_forward, args=(loop, layer), name="streams-relay-sub", daemon=True)
-        _listeners[loop] = thread
-        thread.start()
+    if layer is None:
+        return
+    ready = _listeners.get(loop)
+    if ready is None:
+        ready = _listeners[loop] = threading.Event()
+        target = _forward_zmq if settings.STREAMS_RELAY == "zmq" else _forward_redis
+        threading.Thread(target=target, args=(loop, layer, ready), name="streams-relay-sub", daemon=True).start()
+    if not ready.is_set():
+        await asyncio.to_thread(ready.wait, SUBSCRIBE_WAIT_SECONDS)
 
 
-def _forward(loop: asyncio.AbstractEventLoop, layer: BaseChannelLayer) -> None:
+def _fan_out(loop: asyncio.AbstractEventLoop, layer: BaseChannelLayer, payload: bytes | str) -> None:
+    """One batch into this process's layer. The group_sends are started in the batch's
+    order, in one callback of the loop: the event loop runs tasks first in, first out, and
+    each queues its message before any later one (the in-memory group_send's sends are
+    tasks of their own), so every channel gets its messages in the engine's order."""
+
+    def start() -> None:
+        for group, message in batch:
+            loop.create_task(layer.group_send(group, message))
+
+    try:
+        batch = json.loads(payload)
+        loop.call_soon_threadsafe(start)
+    except (RuntimeError, ValueError):
+        logger.exception("a batch of stream messages not relayed")
+
+
+def _forward_zmq(loop: asyncio.AbstractEventLoop, layer: BaseChannelLayer, ready: threading.Event) -> None:
+    """A plain blocking socket in a thread of its own: it reconnects to a new leader by
+    itself (as ZeroMQ does) whatever the event loop."""
     socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.SUB)
     socket.setsockopt(zmq.LINGER, 0)
     socket.setsockopt(zmq.RCVHWM, 100_000)
     socket.setsockopt(zmq.SUBSCRIBE, b"")
     for endpoint in _endpoints():
         socket.connect(endpoint)
+    ready.set()  # connecting is asynchronous in ZeroMQ; the publisher waits for it (above)
     while not loop.is_closed():
-        if not socket.poll(1000):
-            continue
-        group, payload = socket.recv_multipart()
-        try:  # group_send never yields before the message is queued: the order is kept
-            asyncio.run_coroutine_threadsafe(layer.group_send(group.decode(), json.loads(payload)), loop)
-        except (RuntimeError, ValueError):
-            logger.exception("a stream message not relayed")
+        if socket.poll(1000):
+            _fan_out(loop, layer, socket.recv())
     socket.close(linger=0)
+
+
+def _forward_redis(loop: asyncio.AbstractEventLoop, layer: BaseChannelLayer, ready: threading.Event) -> None:
+    """Subscribed again after a lost connection (what was published meanwhile is lost: the
+    book's numbering makes its subscribers resynchronise)."""
+    client = _redis_client()
+    channel = relay_redis_channel(client)
+    while not loop.is_closed():
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(channel)
+            while not loop.is_closed():
+                message = pubsub.get_message(timeout=1.0)
+                ready.set()  # the first read took the subscription's confirmation: subscribed
+                if message is not None:
+                    _fan_out(loop, layer, message["data"])
+        except redis.RedisError:
+            logger.exception("stream relay: Redis subscription lost; subscribing again")
+            time.sleep(0.5)
+        finally:
+            pubsub.close()

@@ -1,6 +1,6 @@
 """Streams through real processes, as `make run` starts them: the engine process, uvicorn
 with two ASGI worker processes, SQLite and no server of any kind (the ZeroMQ relay), or
-Redis (the channels_redis layer, as in production). Orders go in over HTTP; two WebSocket
+Redis (the Redis pub/sub relay, as in production). Orders go in over HTTP; two WebSocket
 clients on whichever workers they land on see every book change and trade in order."""
 
 from __future__ import annotations

@@ -1,0 +1,104 @@
+"""The relay between the engine and the web processes (orders.streams.relay): one message
+per batch on the way (one ZeroMQ frame, one Redis PUBLISH), fanned out by the web
+process into its channel layer with every group's messages in the engine's order."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+import redis
+import zmq
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from orders.streams.relay import Message, relay_listen, relay_publisher_start, relay_redis_channel, relay_send
+from tests import environment
+
+BATCHES = 40
+PER_BATCH = 30
+GROUPS = ("book.ETH-USDT", "trades.ETH-USDT", "user.7")
+
+
+def _batches() -> list[list[Message]]:
+    """Messages of three groups interleaved within and across batches, each numbered."""
+    return [
+        [(GROUPS[i % 3], {"type": "stream.data", "channel": GROUPS[i % 3], "data": [b, i]}) for i in range(PER_BATCH)]
+        for b in range(BATCHES)
+    ]
+
+
+def _frames_counter(relay: str) -> tuple[threading.Event, list[bytes], Any]:
+    """A second subscriber that only counts what travels: what the engine sent, unsplit."""
+    frames: list[bytes] = []
+    ready = threading.Event()
+    if relay == "zmq":
+        socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.SUB)
+        socket.setsockopt(zmq.SUBSCRIBE, b"")
+        socket.connect(settings.STREAMS_ZMQ_ENDPOINTS)
+        ready.set()
+        return ready, frames, lambda: frames.append(socket.recv()) if socket.poll(100) else None
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(relay_redis_channel(client))
+    pubsub.get_message(timeout=1.0)
+    ready.set()
+
+    def read() -> None:
+        message = pubsub.get_message(timeout=0.1)
+        if message is not None:
+            frames.append(message["data"])
+
+    return ready, frames, read
+
+
+@pytest.mark.parametrize("relay", ["zmq", "redis"])
+def test_a_batch_travels_as_one_message_and_each_group_gets_its_messages_in_order(relay, settings, tmp_path):
+    if relay == "redis":
+        environment.require(settings.REDIS_URL.startswith("redis://"), "the Redis relay needs REDIS_URL=redis://...")
+    settings.STREAMS_RELAY = relay
+    settings.STREAMS_ZMQ_ENDPOINTS = f"ipc://{tmp_path}/streams.sock"
+    settings.STREAMS_ZMQ_BIND = ""
+    relay_publisher_start(fresh=True)
+    batches = _batches()
+    ready, frames, read = _frames_counter(relay)
+
+    def count() -> None:
+        deadline = time.monotonic() + 20
+        while len(frames) < BATCHES and time.monotonic() < deadline:
+            read()
+
+    counter = threading.Thread(target=count, daemon=True)
+    counter.start()
+
+    async def scenario() -> dict[str, list[Any]]:
+        layer = get_channel_layer()
+        members = {group: await layer.new_channel() for group in GROUPS}
+        for group, channel in members.items():
+            await layer.group_add(group, channel)
+        await relay_listen()  # the web process's subscriber, subscribed on return
+        ready.wait(2)
+        engine = threading.Thread(target=lambda: [relay_send(batch) for batch in batches])
+        engine.start()
+        received: dict[str, list[Any]] = {group: [] for group in GROUPS}
+        for group, channel in members.items():
+            for _ in range(BATCHES * PER_BATCH // len(GROUPS)):
+                message = await asyncio.wait_for(layer.receive(channel), timeout=10)
+                received[group].append(message["data"])
+        await asyncio.to_thread(engine.join)
+        return received
+
+    received = async_to_sync(scenario)()
+    counter.join(timeout=30)
+    for group in GROUPS:
+        expected = [[b, i] for b in range(BATCHES) for i in range(PER_BATCH) if GROUPS[i % 3] == group]
+        assert received[group] == expected
+    assert len(frames) == BATCHES  # one message per batch on the way
+    assert [[group for group, _ in json.loads(frame)] for frame in frames] == [
+        [group for group, _ in batch] for batch in batches
+    ]
