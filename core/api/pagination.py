@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, inline_serializer
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import Cursor, CursorPagination
@@ -51,13 +52,19 @@ class NewestFirstPagination(CursorPagination):
         }
 
 
+@cache
 def paginated(serializer_class: type[serializers.Serializer]) -> serializers.Serializer:
     """The schema of a page of `serializer_class` items, for `@extend_schema(responses=...)` on
-    views that paginate by hand (an APIView has no `pagination_class` for drf-spectacular to see)."""
-    return inline_serializer(
+    views that paginate by hand (an APIView has no `pagination_class` for drf-spectacular to see):
+    a declared serializer class per item type (one schema component each), made once."""
+    page = type(
         f"Paginated{serializer_class.__name__}List",
+        (serializers.Serializer,),
         {
+            "__module__": __name__,
+            "__doc__": f"A page of {serializer_class.__name__}: the contract's list shape.",
             "results": serializer_class(many=True),
             "next": serializers.URLField(allow_null=True, help_text="The next page, or null on the last one."),
         },
     )
+    return page()
