@@ -105,8 +105,12 @@ def fits_column(amount: Decimal) -> bool:
     return abs(amount) <= MAX_AMOUNT
 
 
-def format_amount(amount: Decimal | None) -> str | None:
+def format_amount(amount: object) -> str | None:
+    """An amount as every answer writes it: 8 decimals, never an exponent; what DRF's
+    DecimalField(30, 8) writes, a non-Decimal (an order built in memory holds the int 0)
+    read from its text as DRF does. MONEY_CONTEXT is passed rather than entered: this runs
+    about ten times per order answer."""
     if amount is None:
         return None
-    with exact_arithmetic():
-        return f"{amount.quantize(QUANTUM):f}"
+    value = amount if isinstance(amount, Decimal) else Decimal(str(amount).strip())
+    return f"{MONEY_CONTEXT.quantize(value, QUANTUM):f}"

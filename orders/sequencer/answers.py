@@ -8,8 +8,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from core.money import MONEY_CONTEXT, QUANTUM
-from orders.api.serializers import moment_text, money_text
+from core.api.fields import moment_text
+from core.money import MONEY_CONTEXT, QUANTUM, format_amount
 from orders.engine.book import LiveOrder
 from orders.engine.market import TradeRecord
 
@@ -36,9 +36,9 @@ def order_body(
         fills.append(
             {
                 "trade_id": str(trade.id),
-                "price": money_text(trade.price),
-                "quantity": money_text(trade.quantity),
-                "fee": money_text(trade.settled.taker_fee if as_taker else trade.settled.maker_fee),
+                "price": format_amount(trade.price),
+                "quantity": format_amount(trade.quantity),
+                "fee": format_amount(trade.settled.taker_fee if as_taker else trade.settled.maker_fee),
                 "liquidity": "taker" if as_taker else "maker",
                 "counterparty": "house" if as_taker and trade.maker is None else "book",
             }
@@ -57,13 +57,13 @@ def order_body(
         "type": order.type.value,
         "time_in_force": order.time_in_force.value,
         "stp": order.stp.value,
-        "price": money_text(order.price),
-        "stop_price": money_text(order.stop_price),
-        "quantity": money_text(order.quantity),
-        "filled_quantity": money_text(order.filled_quantity),
-        "remaining_quantity": money_text(order.remaining),
+        "price": format_amount(order.price),
+        "stop_price": format_amount(order.stop_price),
+        "quantity": format_amount(order.quantity),
+        "filled_quantity": format_amount(order.filled_quantity),
+        "remaining_quantity": format_amount(order.remaining),
         "average_price": None if average is None else f"{average:f}",
-        "fee_paid": money_text(order.fee_paid),
+        "fee_paid": format_amount(order.fee_paid),
         "status": order.status.value,
         "status_reason": order.status_reason,
         "created_at": when(order.created_at),

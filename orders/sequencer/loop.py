@@ -24,11 +24,12 @@ from django.db import DatabaseError, IntegrityError, InterfaceError, Operational
 from django.utils import timezone
 
 from accounts.authentication import CredentialsInvalid
+from core.api.fields import moment_text
 from core.errors import ApplicationError, ServiceUnavailable
 from core.logging import correlation_context, correlation_id_new
 from core.metrics import ENGINE_BATCH_COMMANDS, ENGINE_BATCH_SECONDS, ENGINE_QUEUE_DEPTH, FEES, ORDERS_FINAL, TRADES
 from core.money import parse_amount
-from orders.api.serializers import moment_text, order_output
+from orders.api.serializers import order_output
 from orders.engine.book import LiveOrder
 from orders.engine.market import Journal, MarketEngine, TradeRecord
 from orders.engine.money import is_multiple_of

@@ -15,7 +15,8 @@ from typing import Any
 from django.db.models import Max
 from django.utils import timezone
 
-from orders.api.serializers import moment_text, money_text
+from core.api.fields import moment_text
+from core.money import format_amount
 from orders.models import Trade
 from orders.selectors.candles import INTERVALS
 
@@ -36,7 +37,7 @@ class Bar:
         """As CandleOutput writes it (written out: the engine process sends many)."""
         return {
             "time": moment_text(datetime.fromtimestamp(self.start, tz=UTC)),
-            **{name: money_text(getattr(self, name)) for name in ("open", "high", "low", "close", "volume")},
+            **{name: format_amount(getattr(self, name)) for name in ("open", "high", "low", "close", "volume")},
         }
 
 
@@ -127,13 +128,13 @@ def ticker_body(
         change = f"{((last - opening) / opening * 100).quantize(Decimal('0.01'))}"
     return {
         "symbol": symbol,
-        "last_price": money_text(last),
-        "best_bid": money_text(best_bid),
-        "best_ask": money_text(best_ask),
-        "open_24h": money_text(opening),
-        "high_24h": money_text(high),
-        "low_24h": money_text(low),
-        "volume_24h": money_text(volume),
-        "quote_volume_24h": money_text(quote_volume),
+        "last_price": format_amount(last),
+        "best_bid": format_amount(best_bid),
+        "best_ask": format_amount(best_ask),
+        "open_24h": format_amount(opening),
+        "high_24h": format_amount(high),
+        "low_24h": format_amount(low),
+        "volume_24h": format_amount(volume),
+        "quote_volume_24h": format_amount(quote_volume),
         "change_24h_percent": change,
     }

@@ -1,18 +1,19 @@
-"""OrderOutput builds its answer directly (orders.api.serializers.order_output); the
-answer must be exactly what its declared DRF fields produce, for orders of every kind
-and state, read back or just placed, with a time zone other than UTC active too."""
+"""An order's answer goes through OrderOutput's declared fields, bound once
+(orders.api.serializers.order_output): the same as DRF building the serializer for the
+order, for orders of every kind and state, read back or just placed (the engine's answer
+from memory), with a time zone other than UTC active too. That the fast field classes write
+what DRF's own fields write is property-tested in tests/core/test_api_output_fields.py."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import threading
 
 import pytest
 from django.utils import timezone
-from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 
-from orders.api.serializers import OrderOutput
+from orders.api.serializers import OrderOutput, order_output
 from orders.engine.requests import OrderRequest
 from orders.models import Order
 from orders.selectors.orders import order_get_for_user
@@ -22,15 +23,11 @@ from tests.orders.support import fund_house
 pytestmark = pytest.mark.django_db
 
 
-def through_declared_fields(order: Order) -> Any:
-    return serializers.Serializer.to_representation(OrderOutput(), order)
-
-
 def assert_same_answer(order: Order) -> None:
-    fast, declared = OrderOutput(order).data, through_declared_fields(order)
-    assert dict(fast) == dict(declared)
-    assert list(fast) == list(declared)  # same keys in the same order
-    assert JSONRenderer().render(fast) == JSONRenderer().render(declared)
+    shaped, built = order_output(order), OrderOutput(order).data
+    assert shaped == dict(built)
+    assert list(shaped) == list(built)  # same keys in the same order
+    assert JSONRenderer().render(shaped) == JSONRenderer().render(built)
 
 
 @pytest.fixture
@@ -69,9 +66,10 @@ def test_every_kind_and_state_answers_as_the_declared_fields(orders_of_every_kin
 def test_in_another_time_zone_too(orders_of_every_kind):
     order = Order.objects.get(pk=orders_of_every_kind[1])
     with timezone.override("America/New_York"):
-        fast = OrderOutput(order_get_for_user(user_id=order.user_id, order_id=order.pk)).data
-        assert fast == through_declared_fields(order)
-    assert fast["created_at"].endswith(("-05:00", "-04:00"))
+        shaped = order_output(order_get_for_user(user_id=order.user_id, order_id=order.pk))
+        assert shaped == OrderOutput(order).data
+    assert shaped["created_at"].endswith(("-05:00", "-04:00"))
+    assert order_output(order)["created_at"].endswith("Z")
 
 
 def test_the_order_just_placed_answers_as_the_declared_fields(market, trader):
@@ -83,6 +81,24 @@ def test_the_order_just_placed_answers_as_the_declared_fields(market, trader):
         request=OrderRequest(market="ETH-USDT", side="buy", type="limit", quantity="0.5", price="2000.00"),
     )
     assert result.body is not None  # the engine's answer, built from memory right after the commit
-    read_back = json.loads(JSONRenderer().render(OrderOutput(Order.objects.get(pk=result.order_id)).data))
+    read_back = json.loads(JSONRenderer().render(order_output(Order.objects.get(pk=result.order_id))))
     assert json.loads(JSONRenderer().render(result.body)) == read_back
     assert (read_back["status"], read_back["side"], len(read_back["fills"])) == ("partially_filled", "buy", 1)
+
+
+def test_threads_share_the_bound_fields(orders_of_every_kind):
+    orders = [order_get_for_user(user_id=order.user_id, order_id=order.pk) for order in Order.objects.all()]
+    expected = [OrderOutput(order).data for order in orders]
+    answers: list[list[dict]] = []
+    start = threading.Barrier(4)
+
+    def shape_all() -> None:
+        start.wait()
+        answers.append([order_output(order) for order in orders for _ in range(20)][::20])
+
+    threads = [threading.Thread(target=shape_all) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [expected] * 4
