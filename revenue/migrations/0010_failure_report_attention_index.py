@@ -4,14 +4,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+    """The failure report reads failed, critical and pending events by creation time
+    (revenue_event_attention) instead of every event of its period (docs/performance.md)."""
 
     dependencies = [
-        ('revenue', '0009_money_columns_text_on_sqlite'),
+        ("revenue", "0009_money_columns_text_on_sqlite"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='revenueevent',
-            index=models.Index(condition=models.Q(('metadata__onChainDeliveryStatus__in', ['failed', 'critical', 'pending'])), fields=['created_at'], name='revenue_event_attention'),
+            model_name="revenueevent",
+            index=models.Index(
+                condition=models.Q(("metadata__onChainDeliveryStatus__in", ["failed", "critical", "pending"])),
+                fields=["created_at"],
+                name="revenue_event_attention",
+            ),
         ),
     ]
