@@ -24,6 +24,7 @@ from revenue.delivery.metadata import (
     attempts_expression,
     carried,
     lookup,
+    status_among,
     status_in,
     status_is,
     text,
@@ -41,7 +42,9 @@ class FailureReport:
 
 
 def failures_filter(*, now: datetime) -> Q:
-    """Failed and critical events, and events left pending with no attempt for over 10 minutes."""
+    """Failed and critical events, and events left pending with no attempt for over 10 minutes.
+    Each arm names its statuses with the key lookup of revenue_event_attention's predicate
+    (ATTENTION_STATUSES), so the report reads that index by creation time."""
     stale = now - timedelta(minutes=STALE_PENDING_MINUTES)
     return status_in(DeliveryStatus.FAILED, DeliveryStatus.CRITICAL) | (
         status_in(DeliveryStatus.PENDING)
@@ -127,7 +130,8 @@ def onchain_failure_report(*, hours: int, stream_id: int | None = None, now: dat
         .filter(created_at__lt=moment - timedelta(minutes=STALE_PENDING_MINUTES))
         .count()
     )
-    waiting = RevenueEvent.objects.filter(status_in(DeliveryStatus.PENDING, DeliveryStatus.FAILED)).aggregate(
+    # the status expression index: the jsonb -> list of status_in would read every event
+    waiting = RevenueEvent.objects.filter(status_among(DeliveryStatus.PENDING, DeliveryStatus.FAILED)).aggregate(
         events=Count("id"), dust=Count("id", filter=carried())
     )
     pause = delivery_pause()
