@@ -23,16 +23,31 @@ _ALREADY_EXACT = nullcontext()
 _TRAPS = tuple(signal for signal, trapped in MONEY_CONTEXT.traps.items() if trapped)
 
 
+_PREC, _ROUNDING, _EMAX, _EMIN, _CLAMP = (
+    MONEY_CONTEXT.prec,
+    MONEY_CONTEXT.rounding,
+    MONEY_CONTEXT.Emax,
+    MONEY_CONTEXT.Emin,
+    MONEY_CONTEXT.clamp,
+)
+
+
 def _is_exact(context: decimal.Context) -> bool:
-    """`context` computes as MONEY_CONTEXT does (flags aside, which nothing here reads)."""
-    return (
-        context.prec == MONEY_CONTEXT.prec
-        and context.rounding == MONEY_CONTEXT.rounding
-        and context.Emax == MONEY_CONTEXT.Emax
-        and context.Emin == MONEY_CONTEXT.Emin
-        and context.clamp == MONEY_CONTEXT.clamp
-        and all(context.traps[signal] for signal in _TRAPS)
-    )
+    """`context` computes as MONEY_CONTEXT does (flags aside, which nothing here reads).
+    Written out (no generator): it runs a few times per command."""
+    if (
+        context.prec != _PREC
+        or context.rounding != _ROUNDING
+        or context.Emax != _EMAX
+        or context.Emin != _EMIN
+        or context.clamp != _CLAMP
+    ):
+        return False
+    traps = context.traps
+    for signal in _TRAPS:  # noqa: SIM110  (all() of a generator costs twice as much here)
+        if not traps[signal]:
+            return False
+    return True
 
 
 def exact_arithmetic() -> AbstractContextManager[object]:

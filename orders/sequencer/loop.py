@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Collection
 from decimal import Decimal
 from typing import Any
@@ -33,7 +34,7 @@ from orders.engine.book import LiveOrder
 from orders.engine.market import Journal, MarketEngine, TradeRecord
 from orders.engine.money import is_multiple_of
 from orders.engine.requests import OrderRequest, order_request_validate
-from orders.engine.types import OrderStatus, OrderType, SelfTradePrevention, Side, TimeInForce
+from orders.engine.types import OrderStatus
 from orders.errors import (
     DuplicateClientOrderId,
     InvalidPrice,
@@ -383,10 +384,10 @@ class _Batch:
             seq=next(self.sequencer._seq),
             user_id=user,
             market_id=engine.spec.id,
-            side=Side(validated.side),
-            type=OrderType(validated.type),
-            time_in_force=TimeInForce(validated.time_in_force),
-            stp=SelfTradePrevention(validated.stp),
+            side=validated.side,  # the engine's enums already (order_request_validate)
+            type=validated.type,
+            time_in_force=validated.time_in_force,
+            stp=validated.stp,
             price=validated.price,
             stop_price=validated.stop_price,
             quantity=validated.quantity,
@@ -508,13 +509,16 @@ class _Batch:
 
     def committed(self, written: Written) -> None:
         trades = self.journal.trades
-        for trade in trades:
+        # Counted first, each label's counter incremented once (a label look-up per trade
+        # and order was most of this work, on a thread that takes the GIL from the batches).
+        traded = Counter((trade.taker.market_id, trade.maker is None) for trade in trades)
+        for (market_id, house), count in traded.items():
             TRADES.labels(
-                market=self.sequencer._markets[trade.taker.market_id].spec.symbol,
-                counterparty="house" if trade.maker is None else "book",
-            ).inc()
-        for order in self.journal.new_orders:
-            ORDERS_FINAL.labels(status=order.status.value, reason=order.status_reason or "").inc()
+                market=self.sequencer._markets[market_id].spec.symbol, counterparty="house" if house else "book"
+            ).inc(count)
+        finals = Counter((order.status.value, order.status_reason or "") for order in self.journal.new_orders)
+        for (final, why), count in finals.items():
+            ORDERS_FINAL.labels(status=final, reason=why).inc(count)
         if trades:
             fees: dict[int, Decimal] = {}
             for trade in trades:
