@@ -67,8 +67,19 @@ def require_decimal(value: object, *, name: str) -> Decimal:
     return value
 
 
+# The market's fee rates are a few ints, met twice per fill: their Decimals are kept.
+_BPS_OF_INT: dict[int, Decimal] = {}
+
+
 def require_bps(value: object, *, name: str) -> Decimal:
     """Return basis points (an int or a Decimal, not a float or bool) as a non-negative Decimal."""
+    if type(value) is int:  # exactly int: a bool (equal to 0 or 1) never reaches the cache
+        known = _BPS_OF_INT.get(value)
+        if known is not None:
+            return known
+        if value >= 0 and len(_BPS_OF_INT) < 1_000:
+            known = _BPS_OF_INT[value] = Decimal(value)
+            return known
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
         raise TypeError(f"{name} must be an int or a Decimal, got {type(value).__name__}")
     bps = Decimal(value)
