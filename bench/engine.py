@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib.auth.models import User
+from django.db import connection
 
-from bench.infra import BenchError, EngineProcess, log, vm_hwm_mb
+from bench.infra import BenchError, EngineProcess, cpu_seconds, log, vm_hwm_mb
 from bench.seed import seed_pending_stops, seed_resting_orders
 from orders.models import Market
 from orders.sequencer.commands import cancel_command, place_command
@@ -90,6 +91,8 @@ def run_engine_throughput(*, traders: list[str], commands: int, batch: int) -> d
     # figures of such a run are the profiler's, not the engine's.
     profile_path = os.environ.get("BENCH_CPROFILE")
     profiler = cProfile.Profile() if profile_path else None
+    backend = _backend_pid()
+    backend_began = cpu_seconds(backend) if backend else 0.0
     cpu_began = time.process_time()
     batch_cpu = 0.0  # the sequencer thread's own CPU in run_batch (not the announcer's or the stream relay's)
     began = time.perf_counter()
@@ -112,13 +115,17 @@ def run_engine_throughput(*, traders: list[str], commands: int, batch: int) -> d
                 live.setdefault(command["user_id"], []).append((int(order["id"]), sequencer.markets[0].spec.id))
     elapsed = time.perf_counter() - began
     cpu = time.process_time() - cpu_began
+    # PostgreSQL's own CPU for the batches: the sequencer's connection's server process
+    # (the bench runs on a local server only: bench.infra.PgServer).
+    backend_cpu = cpu_seconds(backend) - backend_began if backend else 0.0
     announcer.shutdown(wait=True)
     if profiler is not None and profile_path:
         profiler.dump_stats(f"{profile_path}.engine")
     log(
         f"engine alone: {answered} commands in {elapsed:.2f} s ({1000 * cpu / max(answered, 1):.3f} ms CPU each, "
         f"generating them included; {1000 * batch_cpu / max(answered, 1):.3f} ms of it the sequencer thread's "
-        f"in run_batch), batches of {batch}, answers {statuses}"
+        f"in run_batch; PostgreSQL's server process {1000 * backend_cpu / max(answered, 1):.3f} ms), "
+        f"batches of {batch}, answers {statuses}"
     )
     return {
         "engine_orders_per_s": answered / elapsed if elapsed else 0.0,
@@ -128,8 +135,19 @@ def run_engine_throughput(*, traders: list[str], commands: int, batch: int) -> d
         "engine_commands": answered,
         "engine_cpu_ms_per_command": 1000 * cpu / max(answered, 1),
         "engine_batch_cpu_ms_per_command": 1000 * batch_cpu / max(answered, 1),
+        "engine_pg_cpu_ms_per_command": 1000 * backend_cpu / max(answered, 1),
         "engine_non_2xx": sum(count for status, count in statuses.items() if status >= 300),
     }
+
+
+def _backend_pid() -> int | None:
+    """The process id of this connection's PostgreSQL server process (None elsewhere)."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        row = cursor.fetchone()
+    return int(row[0]) if row else None
 
 
 def run_engine_start(

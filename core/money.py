@@ -64,21 +64,23 @@ def exact_arithmetic() -> Iterator[None]:
 
 def parse_decimal(value: object) -> Decimal | None:
     """A finite, non-negative Decimal from ASCII decimal text (`[0-9]+(.[0-9]+)?`) or a JSON
-    number (int or float, not bool), or None. No precision limit: see parse_amount."""
+    number (int or float, not bool), or None. No precision limit: see parse_amount.
+
+    No context is entered: constructing a Decimal from text, an int or a float's repr is
+    exact whatever the context (it runs for every amount of every order)."""
     if isinstance(value, bool):
         return None
     try:
-        with exact_arithmetic():
-            if isinstance(value, str):
-                if len(value) > AMOUNT_TEXT_MAX_LENGTH or not AMOUNT_TEXT.fullmatch(value):
-                    return None
-                return Decimal(value)
-            if isinstance(value, int):
-                return Decimal(value)
-            if isinstance(value, float | Decimal):
-                # Floats go through repr so 0.1 stays 0.1, not its binary expansion.
-                number = Decimal(repr(value)) if isinstance(value, float) else value
-                return number if number.is_finite() else None
+        if isinstance(value, str):
+            if len(value) > AMOUNT_TEXT_MAX_LENGTH or not AMOUNT_TEXT.fullmatch(value):
+                return None
+            return Decimal(value)
+        if isinstance(value, int):
+            return Decimal(value)
+        if isinstance(value, float | Decimal):
+            # Floats go through repr so 0.1 stays 0.1, not its binary expansion.
+            number = Decimal(repr(value)) if isinstance(value, float) else value
+            return number if number.is_finite() else None
     except (InvalidOperation, ValueError):
         return None
     return None
@@ -87,14 +89,16 @@ def parse_decimal(value: object) -> Decimal | None:
 def parse_amount(value: object) -> Decimal | None:
     """A finite Decimal with at most 8 decimal places that fits the column, or None.
     Negative JSON numbers are returned as such (the callers refuse them with their own
-    message); text never carries a sign."""
+    message); text never carries a sign. MONEY_CONTEXT is named in the operations rather
+    than entered (comparisons use no context)."""
     amount = parse_decimal(value)
     if amount is None:
         return None
     try:
-        with exact_arithmetic():
-            if abs(amount) > MAX_AMOUNT or amount != amount.quantize(QUANTUM, rounding=ROUND_DOWN):
-                return None
+        if MONEY_CONTEXT.abs(amount) > MAX_AMOUNT or amount != amount.quantize(
+            QUANTUM, rounding=ROUND_DOWN, context=MONEY_CONTEXT
+        ):
+            return None
     except InvalidOperation:
         return None
     return amount

@@ -23,16 +23,31 @@ _ALREADY_EXACT = nullcontext()
 _TRAPS = tuple(signal for signal, trapped in MONEY_CONTEXT.traps.items() if trapped)
 
 
+_PREC, _ROUNDING, _EMAX, _EMIN, _CLAMP = (
+    MONEY_CONTEXT.prec,
+    MONEY_CONTEXT.rounding,
+    MONEY_CONTEXT.Emax,
+    MONEY_CONTEXT.Emin,
+    MONEY_CONTEXT.clamp,
+)
+
+
 def _is_exact(context: decimal.Context) -> bool:
-    """`context` computes as MONEY_CONTEXT does (flags aside, which nothing here reads)."""
-    return (
-        context.prec == MONEY_CONTEXT.prec
-        and context.rounding == MONEY_CONTEXT.rounding
-        and context.Emax == MONEY_CONTEXT.Emax
-        and context.Emin == MONEY_CONTEXT.Emin
-        and context.clamp == MONEY_CONTEXT.clamp
-        and all(context.traps[signal] for signal in _TRAPS)
-    )
+    """`context` computes as MONEY_CONTEXT does (flags aside, which nothing here reads).
+    Written out (no generator): it runs a few times per command."""
+    if (
+        context.prec != _PREC
+        or context.rounding != _ROUNDING
+        or context.Emax != _EMAX
+        or context.Emin != _EMIN
+        or context.clamp != _CLAMP
+    ):
+        return False
+    traps = context.traps
+    for signal in _TRAPS:  # noqa: SIM110  (all() of a generator costs twice as much here)
+        if not traps[signal]:
+            return False
+    return True
 
 
 def exact_arithmetic() -> AbstractContextManager[object]:
@@ -52,8 +67,19 @@ def require_decimal(value: object, *, name: str) -> Decimal:
     return value
 
 
+# The market's fee rates are a few ints, met twice per fill: their Decimals are kept.
+_BPS_OF_INT: dict[int, Decimal] = {}
+
+
 def require_bps(value: object, *, name: str) -> Decimal:
     """Return basis points (an int or a Decimal, not a float or bool) as a non-negative Decimal."""
+    if type(value) is int:  # exactly int: a bool (equal to 0 or 1) never reaches the cache
+        known = _BPS_OF_INT.get(value)
+        if known is not None:
+            return known
+        if value >= 0 and len(_BPS_OF_INT) < 1_000:
+            known = _BPS_OF_INT[value] = Decimal(value)
+            return known
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
         raise TypeError(f"{name} must be an int or a Decimal, got {type(value).__name__}")
     bps = Decimal(value)

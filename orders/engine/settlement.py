@@ -104,7 +104,7 @@ def settle_fill(
             else calculate_fee(notional=notional, fee_bps=rates.maker_bps, discount=maker_discount)
         )
         base, quote = accounts.base_id, accounts.quote_id
-        taker_buys = Side(taker_side) is Side.BUY
+        taker_buys = (taker_side if type(taker_side) is Side else Side(taker_side)) is Side.BUY
         postings: list[Posting] = []
         # The taker spends from its lock and receives the other asset.
         if taker_buys:

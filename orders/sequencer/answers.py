@@ -4,6 +4,7 @@ order_output, checked by tests/orders/test_order_output.py and the sequencer tes
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -27,9 +28,7 @@ def order_body(
     (a new order's whole history: every one of them happened in this batch, at `at`);
     `at_text`: moment_text(at) when the caller has it (one look-up of the current time zone
     per batch rather than per answer: it goes through asgiref's Local, ~10 µs)."""
-    average: Decimal | None = None
-    if order.filled_quantity:
-        average = MONEY_CONTEXT.quantize(MONEY_CONTEXT.divide(order.quote_filled, order.filled_quantity), QUANTUM)
+    moment = (moment_text(at) if at_text is None else at_text) or ""
     fills = []
     for trade in sorted(trades, key=lambda t: t.id or 0):
         as_taker = trade.taker is order
@@ -43,11 +42,83 @@ def order_body(
                 "counterparty": "house" if as_taker and trade.maker is None else "book",
             }
         )
-    moment = moment_text(at) if at_text is None else at_text
+    return _body(
+        order,
+        symbol=symbol,
+        fills=fills,
+        events=[{"status": status, "reason": reason, "at": moment} for status, reason in events],
+        at=at,
+        at_text=moment,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFill:
+    """A stored trade of an order, as its body shows it (orders.selectors.orders.order_fills)."""
+
+    trade_id: int
+    price: Decimal
+    quantity: Decimal
+    fee: Decimal
+    liquidity: str  # "taker" or "maker"
+    counterparty: str  # "house" or "book"
+
+
+@dataclass(slots=True)
+class StoredHistory:
+    """An order's stored fills and events (status, reason, at), oldest first."""
+
+    fills: list[StoredFill] = field(default_factory=list)
+    events: list[tuple[str, str | None, datetime]] = field(default_factory=list)
+
+
+def order_body_stored(
+    order: LiveOrder, *, symbol: str, history: StoredHistory, at: datetime, at_text: str
+) -> dict[str, Any]:
+    """The body of an order whose whole history is stored (read back in the batch's
+    transaction after its write): its columns from memory, its fills and events as
+    stored. What orders.api.serializers.order_output gives for the same order, without
+    reading the order's row and its relations through the ORM."""
+
+    def when(value: datetime) -> str | None:
+        return at_text if value == at else moment_text(value)
+
+    return _body(
+        order,
+        symbol=symbol,
+        fills=[
+            {
+                "trade_id": str(fill.trade_id),
+                "price": format_amount(fill.price),
+                "quantity": format_amount(fill.quantity),
+                "fee": format_amount(fill.fee),
+                "liquidity": fill.liquidity,
+                "counterparty": fill.counterparty,
+            }
+            for fill in history.fills
+        ],
+        events=[{"status": status, "reason": reason, "at": when(moment)} for status, reason, moment in history.events],
+        at=at,
+        at_text=at_text,
+    )
+
+
+def _body(
+    order: LiveOrder,
+    *,
+    symbol: str,
+    fills: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    at: datetime,
+    at_text: str,
+) -> dict[str, Any]:
+    average: Decimal | None = None
+    if order.filled_quantity:
+        average = MONEY_CONTEXT.quantize(MONEY_CONTEXT.divide(order.quote_filled, order.filled_quantity), QUANTUM)
 
     def when(value: datetime | None) -> str | None:
         # Most of an order's moments are the batch's own (`at`): formatted once.
-        return moment if value is at else moment_text(value)
+        return at_text if value is at else moment_text(value)
 
     return {
         "id": str(order.id),
@@ -71,5 +142,5 @@ def order_body(
         "filled_at": when(order.filled_at),
         "cancelled_at": when(order.cancelled_at),
         "fills": fills,
-        "events": [{"status": status, "reason": reason, "at": moment} for status, reason in events],
+        "events": events,
     }

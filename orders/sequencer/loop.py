@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Collection
 from decimal import Decimal
 from typing import Any
@@ -29,12 +30,11 @@ from core.errors import ApplicationError, ServiceUnavailable
 from core.logging import correlation_context, correlation_id_new
 from core.metrics import ENGINE_BATCH_COMMANDS, ENGINE_BATCH_SECONDS, ENGINE_QUEUE_DEPTH, FEES, ORDERS_FINAL, TRADES
 from core.money import parse_amount
-from orders.api.serializers import order_output
 from orders.engine.book import LiveOrder
 from orders.engine.market import Journal, MarketEngine, TradeRecord
 from orders.engine.money import is_multiple_of
 from orders.engine.requests import OrderRequest, order_request_validate
-from orders.engine.types import OrderStatus, OrderType, SelfTradePrevention, Side, TimeInForce
+from orders.engine.types import OrderStatus
 from orders.errors import (
     DuplicateClientOrderId,
     InvalidPrice,
@@ -45,9 +45,8 @@ from orders.errors import (
     OrderNotFound,
 )
 from orders.models import Asset, Market, Order, OrderEvent
-from orders.selectors.orders import order_list_by_ids
 from orders.sequencer import commands as c
-from orders.sequencer.answers import order_body
+from orders.sequencer.answers import StoredHistory, order_body, order_body_stored
 from orders.sequencer.recovery import market_engine_load, trading_rules
 from orders.sequencer.wallets import BatchDiscounts, BatchWallets
 from orders.sequencer.writer import Written, batch_write
@@ -236,7 +235,9 @@ class Sequencer:
             batch = _Batch(sequencer=self, now=now)
             batch.prepare(commands)
             deferred = [batch.apply(command) for command in commands]
-            written = batch_write(journal=batch.journal, wallets=batch.wallets, now=now)
+            written = batch.written = batch_write(
+                journal=batch.journal, wallets=batch.wallets, now=now, histories=batch.cancelled
+            )
             answers = [answer() for answer in deferred]
             batch.settle()
             transaction.on_commit(lambda: self._closed_remember(batch.closed()))
@@ -262,7 +263,7 @@ class _Batch:
         # Cancels of orders not in memory: id -> (owner, market symbol) as stored, read once.
         self.cancel_rows: dict[int, tuple[int, str]] = {}
         self.cancelled: list[int] = []
-        self._cancelled_bodies: dict[int, dict[str, Any]] | None = None
+        self.written: Written | None = None
         self._now_text: str | None = None
 
     def _users_refuse(self, commands: list[c.Command]) -> None:
@@ -383,10 +384,10 @@ class _Batch:
             seq=next(self.sequencer._seq),
             user_id=user,
             market_id=engine.spec.id,
-            side=Side(validated.side),
-            type=OrderType(validated.type),
-            time_in_force=TimeInForce(validated.time_in_force),
-            stp=SelfTradePrevention(validated.stp),
+            side=validated.side,  # the engine's enums already (order_request_validate)
+            type=validated.type,
+            time_in_force=validated.time_in_force,
+            stp=validated.stp,
             price=validated.price,
             stop_price=validated.stop_price,
             quantity=validated.quantity,
@@ -411,10 +412,8 @@ class _Batch:
                     self._trades_of.setdefault(id(trade.maker), []).append(trade)
         trades = self._trades_of.get(id(order), [])
         events = [(status.value, reason) for status, reason in order.pending_events]
-        if self._now_text is None:
-            self._now_text = moment_text(self.now)
         return order_body(
-            order, symbol=engine.spec.symbol, trades=trades, events=events, at=self.now, at_text=self._now_text
+            order, symbol=engine.spec.symbol, trades=trades, events=events, at=self.now, at_text=self._moment()
         )
 
     def _cancel(self, command: c.Command) -> Deferred:
@@ -435,16 +434,26 @@ class _Batch:
             raise OrderNotCancellable()  # stored as closed (or live in the database only)
         engine.cancel(order, journal=self.journal, wallets=self.wallets, now=self.now)
         self.cancelled.append(order_id)
-        return lambda: {"status": 200, "order_id": order_id, "order": self._cancelled_body(order_id)}
+        return lambda: {"status": 200, "order_id": order_id, "order": self._cancelled_body(order, engine)}
 
-    def _cancelled_body(self, order_id: int) -> dict[str, Any]:
-        # After the write, in the batch's transaction: every cancelled order read back at
-        # once, fills and events included (orders.selectors.orders.order_list_by_ids).
-        if self._cancelled_bodies is None:
-            self._cancelled_bodies = {
-                order.pk: order_output(order) for order in order_list_by_ids(order_ids=self.cancelled)
-            }
-        return self._cancelled_bodies[order_id]
+    def _cancelled_body(self, order: LiveOrder, engine: MarketEngine) -> dict[str, Any]:
+        # After the write: the order's columns from memory, its fills and events as stored
+        # (this batch's included), read back by the write in the same round trip; what
+        # reading the order back (orders.api.serializers.order_output) answers.
+        if self.written is None or order.id is None:
+            raise ValueError("a cancel is answered after the batch's write")
+        return order_body_stored(
+            order,
+            symbol=engine.spec.symbol,
+            history=self.written.histories.get(order.id) or StoredHistory(),
+            at=self.now,
+            at_text=self._moment(),
+        )
+
+    def _moment(self) -> str:
+        if self._now_text is None:
+            self._now_text = moment_text(self.now) or ""
+        return self._now_text
 
     def _cancel_all(self, command: c.Command) -> Deferred:
         user = int(command["user_id"])
@@ -500,13 +509,16 @@ class _Batch:
 
     def committed(self, written: Written) -> None:
         trades = self.journal.trades
-        for trade in trades:
+        # Counted first, each label's counter incremented once (a label look-up per trade
+        # and order was most of this work, on a thread that takes the GIL from the batches).
+        traded = Counter((trade.taker.market_id, trade.maker is None) for trade in trades)
+        for (market_id, house), count in traded.items():
             TRADES.labels(
-                market=self.sequencer._markets[trade.taker.market_id].spec.symbol,
-                counterparty="house" if trade.maker is None else "book",
-            ).inc()
-        for order in self.journal.new_orders:
-            ORDERS_FINAL.labels(status=order.status.value, reason=order.status_reason or "").inc()
+                market=self.sequencer._markets[market_id].spec.symbol, counterparty="house" if house else "book"
+            ).inc(count)
+        finals = Counter((order.status.value, order.status_reason or "") for order in self.journal.new_orders)
+        for (final, why), count in finals.items():
+            ORDERS_FINAL.labels(status=final, reason=why).inc(count)
         if trades:
             fees: dict[int, Decimal] = {}
             for trade in trades:

@@ -39,8 +39,10 @@ class BatchWallets:
             self._apply(key, balance, locked)
 
     def available(self, key: WalletKey) -> Decimal:
-        self.load([key])
-        row = self._rows[key]
+        row = self._rows.get(key)
+        if row is None:
+            self.load([key])
+            row = self._rows[key]
         return row.balance - row.locked
 
     def lock(self, key: WalletKey, amount: Decimal) -> None:

@@ -3,15 +3,19 @@ of multi-row statements whatever the number of commands, orders, trades or maker
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.db import connection
+from django.db.models import Q
 
 from orders.engine.book import LiveOrder
 from orders.engine.market import Journal
 from orders.models import Market, Order, OrderEvent, Trade, TradeOutbox, TradeOutboxStatus
-from orders.sequencer.arrays import Row, ids_reserve, statements_pipelined, table_insert, table_update
+from orders.sequencer.answers import StoredFill, StoredHistory
+from orders.sequencer.arrays import Row, array_literal, ids_reserve, statements_pipelined, table_insert, table_update
 from orders.sequencer.wallets import BatchWallets
 
 ORDER_UPDATE_FIELDS = (
@@ -110,21 +114,112 @@ def _order_insert_row(order: LiveOrder) -> Row:
 class Written:
     changes: list[tuple[LiveOrder, str, str | None]]  # the status changes: order, status, reason
     outbox_ids: list[int]
+    # The stored fills and events of the orders named by batch_write's `histories`, this
+    # batch's included (an order without any is absent).
+    histories: dict[int, StoredHistory] = field(default_factory=dict)
 
 
-def batch_write(*, journal: Journal, wallets: BatchWallets, now: datetime) -> Written:
+def batch_write(*, journal: Journal, wallets: BatchWallets, now: datetime, histories: Collection[int] = ()) -> Written:
     """Write the batch in one transaction (the caller's). On PostgreSQL in three round trips
     whatever the batch holds (there were eight): the wallets that only received postings
     are locked, the new rows' ids reserved, then every write sent at once
-    (statements_pipelined)."""
+    (statements_pipelined). `histories`: orders whose stored fills and events are read
+    back after the writes (a cancel's answer shows them), in the same pipeline."""
     if connection.vendor != "postgresql":
-        return _write(journal=journal, wallets=wallets, now=now, ids=None)
+        written = _write(journal=journal, wallets=wallets, now=now, ids=None)
+        written.histories.update(histories_read(sorted(set(histories)))())
+        return written
     wallets.lock_pending()  # a raw query: it reads its columns before its rows, so not in a pipeline
     with statements_pipelined():
         reserved = ids_reserve(
             [(Order, len(journal.new_orders)), (Trade, len(journal.trades)), (TradeOutbox, len(journal.trades))]
         )
-        return _write(journal=journal, wallets=wallets, now=now, ids=reserved())
+        written = _write(journal=journal, wallets=wallets, now=now, ids=reserved())
+        written.histories.update(histories_read(sorted(set(histories)))())
+        return written
+
+
+def histories_read(order_ids: list[int]) -> Callable[[], dict[int, StoredHistory]]:
+    """The stored fills and events of these orders (what their contract body shows). On
+    PostgreSQL the two statements are sent at once and read when the returned function
+    is called (in a pipeline: with whatever else is queued); elsewhere through the ORM."""
+    if not order_ids:
+        return dict
+    wanted = set(order_ids)
+    if connection.vendor != "postgresql":
+        trade_rows: Any = (
+            Trade.objects.filter(Q(taker_order_id__in=wanted) | Q(maker_order_id__in=wanted))
+            .order_by("id")
+            .values_list(*_HISTORY_TRADE_FIELDS)
+        )
+        event_rows: Any = (
+            OrderEvent.objects.filter(order_id__in=wanted).order_by("id").values_list(*_HISTORY_EVENT_FIELDS)
+        )
+        return lambda: _histories(wanted, trades=list(trade_rows), events=list(event_rows))
+    ids = array_literal(order_ids)
+    trades = connection.cursor()
+    trades.execute(_history_sql()[0], [ids, ids])
+    events = connection.cursor()
+    events.execute(_history_sql()[1], [ids])
+
+    def read() -> dict[int, StoredHistory]:
+        try:
+            return _histories(wanted, trades=trades.fetchall(), events=events.fetchall())
+        finally:
+            trades.close()
+            events.close()
+
+    return read
+
+
+_HISTORY_TRADE_FIELDS = (
+    "id",
+    "price",
+    "quantity",
+    "taker_fee",
+    "maker_fee",
+    "is_house",
+    "taker_order_id",
+    "maker_order_id",
+)
+_HISTORY_EVENT_FIELDS = ("order_id", "status", "reason", "at")
+_HISTORY_SQL: list[str] = []
+
+
+def _history_sql() -> list[str]:
+    if not _HISTORY_SQL:
+        quote = connection.ops.quote_name
+
+        def columns(model: Any, names: tuple[str, ...]) -> str:
+            return ", ".join(quote(model._meta.get_field(name.removesuffix("_id")).column) for name in names)
+
+        trade, event = quote(Trade._meta.db_table), quote(OrderEvent._meta.db_table)
+        taker, maker = quote("taker_order_id"), quote("maker_order_id")
+        _HISTORY_SQL.extend(
+            [
+                f"SELECT {columns(Trade, _HISTORY_TRADE_FIELDS)} FROM {trade} "  # noqa: S608  (identifiers from the models)
+                f"WHERE {taker} = ANY(%s::bigint[]) OR {maker} = ANY(%s::bigint[]) ORDER BY {quote('id')}",
+                f"SELECT {columns(OrderEvent, _HISTORY_EVENT_FIELDS)} FROM {event} "  # noqa: S608
+                f"WHERE {quote('order_id')} = ANY(%s::bigint[]) ORDER BY {quote('id')}",
+            ]
+        )
+    return _HISTORY_SQL
+
+
+def _histories(wanted: set[int], *, trades: Any, events: Any) -> dict[int, StoredHistory]:
+    found: dict[int, StoredHistory] = {}
+    for trade_id, price, quantity, taker_fee, maker_fee, is_house, taker, maker in trades:
+        if taker in wanted:
+            found.setdefault(taker, StoredHistory()).fills.append(
+                StoredFill(trade_id, price, quantity, taker_fee, "taker", "house" if is_house else "book")
+            )
+        if maker in wanted:
+            found.setdefault(maker, StoredHistory()).fills.append(
+                StoredFill(trade_id, price, quantity, maker_fee, "maker", "book")
+            )
+    for order_id, status, reason, at in events:
+        found.setdefault(order_id, StoredHistory()).events.append((status, reason, at))
+    return found
 
 
 def _write(*, journal: Journal, wallets: BatchWallets, now: datetime, ids: list[list[int]] | None) -> Written:

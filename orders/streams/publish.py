@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 import weakref
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -23,8 +24,6 @@ from core.money import format_amount
 from orders.engine.book import LiveOrder
 from orders.engine.market import Journal, MarketEngine, TradeRecord
 from orders.engine.types import Side
-from orders.models import Market, Trade
-from orders.selectors.orders import UserFill, trade_user_fill
 from orders.streams.marketdata import MarketData
 from orders.streams.relay import Message, relay_send
 
@@ -137,50 +136,45 @@ def _data(group: str, channel: str, data: Any) -> Message:
 
 
 # Written out rather than through the DRF serializers, which cost half a millisecond per
-# object in the engine process: the same text as MarketTradeOutput and UserTradeOutput
-# (format_amount and moment_text are how DRF writes them; tests/streams compare the two).
-def _trade_body(trade: Trade) -> dict[str, Any]:
-    return {
-        "id": str(trade.pk),
-        "price": format_amount(trade.price),
-        "quantity": format_amount(trade.quantity),
-        "taker_side": trade.taker_side,
-        "executed_at": moment_text(trade.executed_at),
-    }
-
-
-def _fill_body(fill: UserFill) -> dict[str, Any]:
-    return {
-        "trade_id": fill.trade_id,
-        "order_id": fill.order_id,
-        "market": fill.market,
-        "side": fill.side,
-        "price": format_amount(fill.price),
-        "quantity": format_amount(fill.quantity),
-        "fee": format_amount(fill.fee),
-        "liquidity": fill.liquidity,
-        "executed_at": moment_text(fill.executed_at),
-    }
-
-
-def _trade_row(trade: TradeRecord, market: Market) -> Trade:
-    """The trade as the batch wrote it (orders.sequencer.writer), without reading it back."""
-    return Trade(
-        id=trade.id,
-        market=market,
-        price=trade.price,
-        quantity=trade.quantity,
-        quote_amount=trade.settled.notional,
-        taker_side=trade.taker.side.value,
-        taker_order_id=trade.taker.id or 0,
-        maker_order_id=None if trade.maker is None else trade.maker.id,
-        taker_user_id=trade.taker.user_id,
-        maker_user_id=trade.maker_user_id,
-        taker_fee=trade.settled.taker_fee,
-        maker_fee=trade.settled.maker_fee,
-        is_house=trade.maker is None,
-        executed_at=trade.executed_at,
-    )
+# object in the engine process, and from the trade records themselves (a model instance per
+# trade and market was a quarter of this work): the same text as MarketTradeOutput and
+# UserTradeOutput (format_amount and moment_text are how DRF writes them; tests/streams compare
+# the two, and orders.selectors.orders.trade_user_fill is the rule of a user's side of it).
+def _trade_bodies(record: TradeRecord, *, symbol: str, executed_at: str) -> list[Message]:
+    """The trade's public message and each of its users' fill (the house has none)."""
+    price, quantity = format_amount(record.price), format_amount(record.quantity)
+    taker_side = record.taker.side.value
+    trade_id = str(record.id)
+    messages = [
+        _data(
+            f"trades.{symbol}",
+            f"trades:{symbol}",
+            {
+                "id": trade_id,
+                "price": price,
+                "quantity": quantity,
+                "taker_side": taker_side,
+                "executed_at": executed_at,
+            },
+        )
+    ]
+    taker_user, house = record.taker.user_id, record.maker is None
+    for user_id in {taker_user, *([] if house else [record.maker_user_id])}:
+        as_taker = taker_user == user_id
+        order_id = (record.taker.id or 0) if as_taker else (None if record.maker is None else record.maker.id)
+        fill = {
+            "trade_id": trade_id,
+            "order_id": str(order_id),
+            "market": symbol,
+            "side": taker_side if as_taker else ("sell" if taker_side == "buy" else "buy"),
+            "price": price,
+            "quantity": quantity,
+            "fee": format_amount(record.settled.taker_fee if as_taker else record.settled.maker_fee),
+            "liquidity": "taker" if as_taker else "maker",
+            "executed_at": executed_at,
+        }
+        messages.append(_data(user_group(user_id), "fills", fill))
+    return messages
 
 
 def publish(
@@ -194,20 +188,19 @@ def publish(
     fills, candles and tickers come from memory; orders as references (below)."""
     messages = list(book)
     traded: dict[int, list[tuple[int, Decimal, Decimal, Decimal, Any]]] = {}
+    moments: dict[datetime, str] = {}  # a batch's trades share its moment: formatted once
     for record in trades:
         market_id = record.taker.market_id
         if record.id is None or market_id not in tops:
             continue
         symbol = tops[market_id][1]
-        trade = _trade_row(record, Market(pk=market_id, symbol=symbol))
+        executed_at = moments.get(record.executed_at)
+        if executed_at is None:
+            executed_at = moments[record.executed_at] = moment_text(record.executed_at) or ""
         traded.setdefault(market_id, []).append(
-            (record.id, trade.price, trade.quantity, trade.quote_amount, trade.executed_at)
+            (record.id, record.price, record.quantity, record.settled.notional, record.executed_at)
         )
-        messages.append(_data(f"trades.{symbol}", f"trades:{symbol}", _trade_body(trade)))
-        for user_id in {trade.taker_user_id, *([] if trade.is_house else [trade.maker_user_id])}:
-            messages.append(
-                _data(user_group(user_id), "fills", _fill_body(trade_user_fill(trade=trade, user_id=user_id)))
-            )
+        messages += _trade_bodies(record, symbol=symbol, executed_at=executed_at)
     for market_id, (engine, symbol, best_bid, best_ask) in tops.items():
         data = _market_data.get(engine)
         if data is None:

@@ -116,7 +116,9 @@ def test_every_money_column_is_text_and_every_value_canonical(legacy):
             for (value,) in db.execute(f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL"):  # noqa: S608
                 assert isinstance(value, str)
                 assert sqlite_money_encode(sqlite_money_decode(value)) == value
-    assert _indexes(db) == before["indexes"]
+    # None lost by the tables' rebuild (later migrations may add some: the comparison with a
+    # fresh database below covers those).
+    assert before["indexes"] <= _indexes(db)
     assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     assert db.execute("PRAGMA foreign_key_check").fetchall() == []
 

@@ -168,8 +168,8 @@ def test_a_shard_does_not_wait_for_another(monkeypatch):
     held, release = threading.Event(), threading.Event()
     write = sequencer_loop.batch_write
 
-    def write_and_hold(*, journal, wallets, now):
-        written = write(journal=journal, wallets=wallets, now=now)
+    def write_and_hold(*, journal, wallets, now, **rest):
+        written = write(journal=journal, wallets=wallets, now=now, **rest)
         if journal.trades and journal.trades[0].taker.market_id == eth.pk and not held.is_set():
             held.set()
             release.wait(timeout=60)  # still inside the batch transaction: every lock is held

@@ -9,9 +9,9 @@ the start, the makers' owners with the write).
 Measured in a test transaction (SAVEPOINT and RELEASE counted), a batch of one command:
 a limit buy filling 1, 10, 30 or 100 makers 15 statements on PostgreSQL, 14 on SQLite
 (100 makers on SQLite: 17, it splits statements that large); an order that rests 9 (8);
-a cancel 11 (the order found by id in memory, no read of it first; then the order read
-back with its fills and events for the answer, four statements shared by the batch's
-cancels); with a house fill, no more than a book fill (the
+a cancel 9 (the order found by id in memory, no read of it first; its answer built from
+memory and its stored fills and events, read back by the write: two statements shared by
+the batch's cancels, in the write's round trip on PostgreSQL); with a house fill, no more than a book fill (the
 house's sub-wallets are locked with the taker's). PostgreSQL's one more is the batch's
 reservation of the new rows' ids, which lets every write of the batch travel to the
 server together (orders.sequencer.writer: three round trips for the write, not eight)."""
@@ -101,7 +101,7 @@ def test_an_order_that_rests_and_its_cancel_are_constant(taker, django_assert_ma
     with django_assert_max_num_queries(9):  # 8 on SQLite (no ids reserved)
         order_id = submit(taker, side="buy", type="limit", quantity="1", price="1000.00")
     assert Order.objects.get(pk=order_id).status == "open"
-    with django_assert_max_num_queries(11):
+    with django_assert_max_num_queries(9):
         order_cancel(user=taker, order_id=order_id)
     assert Order.objects.get(pk=order_id).status == "cancelled"
     assert_invariants()
@@ -194,6 +194,32 @@ def test_a_cancel_by_id_alone_answers_the_order_as_read_back(taker, market):
     body = answers[0]["order"]
     assert (body["status"], body["filled_quantity"], len(body["fills"])) == ("cancelled", "0.10000000", 1)
     assert [event["status"] for event in body["events"]][-1] == "cancelled"
+    assert_invariants()
+
+
+def test_a_cancel_after_fills_in_its_own_batch_answers_the_order_as_read_back(taker, market):
+    """The cancelled order traded earlier in the same batch, as a maker and (another one)
+    as a taker: its answer shows those fills and events too, as reading it back does."""
+    seller, buyer = UserFactory(), UserFactory()
+    fund(seller, "ETH", "1")
+    maker_id = submit(seller, side="sell", type="limit", quantity="0.5", price="2000.00")
+    resting_id = submit(taker, side="buy", type="limit", quantity="1", price="1000.00")
+    sequencer = Sequencer()
+    sequencer.load()
+    fields = {"market": "ETH-USDT", "type": "limit", "quantity": "0.2"}
+    commands = [
+        place_command(user_id=buyer.pk, fields={**fields, "side": "buy", "price": "2000.00"}),
+        place_command(user_id=seller.pk, fields={**fields, "side": "sell", "price": "1000.00"}),
+        cancel_command(user_id=seller.pk, order_id=maker_id),
+        cancel_command(user_id=taker.pk, order_id=resting_id, market_id=market.pk),
+    ]
+    fund(buyer, "USDT", "1000")
+    answers = sequencer.run_batch(commands)
+    assert [answer["status"] for answer in answers] == [201, 201, 200, 200]
+    for answer, (user, pk) in zip(answers[2:], ((seller, maker_id), (taker, resting_id)), strict=True):
+        assert answer["order"] == order_output(order_get_for_user(user_id=user.pk, order_id=pk))
+    assert [len(answer["order"]["fills"]) for answer in answers[2:]] == [1, 1]
+    assert [fill["liquidity"] for answer in answers[2:] for fill in answer["order"]["fills"]] == ["maker", "maker"]
     assert_invariants()
 
 
