@@ -1,7 +1,9 @@
 """The engine process of one shard (manage.py engine): load the books and keep them
 current while standing by (orders.sequencer.standby), take over once it leads, then serve:
 drain every command waiting on the socket (up to ENGINE_BATCH_MAX), run them as one batch,
-answer each once the batch has committed.
+answer each once the batch has committed. What arrives during a batch goes into the next;
+that one may wait a little for the clients just answered (ENGINE_BATCH_LINGER_SECONDS, off
+by default).
 
 Transport: ZeroMQ. The engine binds a ROUTER socket; web workers connect DEALER sockets
 (orders.sequencer.zmq). Messages: [client identity, request id, JSON command, HMAC of the
@@ -161,10 +163,10 @@ class EngineServer:
         self._receive(socket, sequencer, received)
         # Group commit: a batch costs a dozen round trips to the database whatever its size,
         # so a few more commands in it cost little, and a command left out waits for a whole
-        # batch. The clients answered by the last batch usually send again within
-        # milliseconds: the batch waits for them, at most ENGINE_BATCH_LINGER_SECONDS after
-        # the last one ended (an engine idle that long starts at once), as PostgreSQL's
-        # commit_delay does.
+        # batch. With ENGINE_BATCH_LINGER_SECONDS (0: off) the batch waits for the clients
+        # the last one answered, at most that long after it ended (an engine idle that long
+        # starts at once), as PostgreSQL's commit_delay does: worth it only when they come
+        # back within it.
         wanted = min(self._wanted, settings.ENGINE_BATCH_MAX)
         deadline = self._batch_ended + settings.ENGINE_BATCH_LINGER_SECONDS
         while received and len(received) < wanted:

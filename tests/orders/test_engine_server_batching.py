@@ -46,8 +46,10 @@ def sockets(tmp_path):
 
 
 @pytest.fixture
-def engine(settings, tmp_path):
+def engine(settings, tmp_path, monkeypatch):
     settings.ENGINE_BATCH_MAX = 200
+    # No database here (the stand-in sequencer writes nothing): the connection check is a no-op.
+    monkeypatch.setattr(server_module, "close_old_connections", lambda: None)
     server = EngineServer(shard=Shard(name="main", markets=frozenset(), endpoints=(f"ipc://{tmp_path}/engine.sock",)))
     return server
 
