@@ -134,7 +134,7 @@ class EngineServer:
 
     def _lead(self, sequencer: Sequencer) -> None:
         self.stats.leader_since = time.monotonic()
-        self._pending, self._wanted = [], 0
+        self._pending, self._wanted, self._batch_ended = [], 0, 0.0  # the first batch checks the connection
         socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.bind(self.endpoint)
