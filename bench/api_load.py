@@ -214,6 +214,17 @@ def _profilers(workers: list[int], *, seconds: float, workdir: Path) -> list[sub
     ]
 
 
+def _engine_counts(server: WebServer) -> tuple[int, int]:
+    """(batches, commands) the engines have run so far, as /healthz reports them."""
+    try:
+        _, body = server.request("GET", "/healthz")
+    except OSError:
+        return 0, 0
+    engines = body.get("engines")
+    reports = [e for e in engines.values() if isinstance(e, dict)] if isinstance(engines, dict) else []
+    return sum(int(e.get("batches", 0)) for e in reports), sum(int(e.get("commands", 0)) for e in reports)
+
+
 def _tokens(server: WebServer, usernames: list[str], password: str) -> list[str]:
     def login(username: str) -> str:
         status, body = server.request("POST", "/api/auth/token", {"username": username, "password": password})
@@ -261,6 +272,7 @@ def run_api_load(
         )
         cpu_before = {pid: cpu_seconds(pid) for pid in workers}
         engine_cpu_before = cpu_seconds(engine.pid)
+        batches_before, commands_before = _engine_counts(server)
         profilers = _profilers(workers, seconds=profile.warmup_s + profile.measure_s, workdir=workdir)
         sampler = ActivitySampler(env["DATABASE_URL"], delay=profile.warmup_s + 0.2, seconds=profile.measure_s)
         sampler.start()
@@ -275,6 +287,11 @@ def run_api_load(
         sampler.join(timeout=30)
         result = json.loads(result_path.read_text())
         result["pg_sessions"] = sampler.averages()
+        batches_after, commands_after = _engine_counts(server)
+        # Commands per engine batch over the whole load (warm-up included): how far group
+        # commit shares a batch's fixed cost (orders.sequencer.server).
+        batches = batches_after - batches_before
+        result["engine_commands_per_batch"] = (commands_after - commands_before) / batches if batches else 0.0
         answered = result["ok"] + result["non_2xx"]
         window = result["window_s"]
         web_cpu_s = sum(result["watched_cpu_percent"].values()) / 100 * window

@@ -243,6 +243,8 @@ def _run_parts(
             # runs) over the request rate ~ how long each request holds its market's row lock.
             busy = sessions["running"] + sessions["other_wait"] + sessions["idle_in_transaction"]
             results["lock_hold_ms_estimate"] = 1000 * busy / answered_per_s
+        results["engine_cpu_ms_per_request"] = api["engine_cpu_ms_per_request"]
+        results["engine_commands_per_batch"] = api["engine_commands_per_batch"]
         for op, stats in api["by_op"].items():
             results[f"api_{op}_p50_ms"] = stats["p50_ms"]
             results[f"api_{op}_p99_ms"] = stats["p99_ms"]

@@ -264,6 +264,11 @@ TTX_ASSET = env_str("TTX_ASSET", "TTX")
 # "inprocess": the sequencer runs inside the calling process (tests, one-process tools).
 ENGINE_TRANSPORT = env_str("ENGINE_TRANSPORT", "zmq")
 ENGINE_BATCH_MAX = env_int("ENGINE_BATCH_MAX", 200)  # commands per batch transaction
+# How long a batch may wait for the clients the previous one answered (group commit, at
+# most this long after the previous batch ended: orders.sequencer.server). Off by default,
+# as PostgreSQL's commit_delay: it pays only when they come back within it
+# (docs/performance.md, "Where an order's 50 ms went").
+ENGINE_BATCH_LINGER_SECONDS = float(env_decimal("ENGINE_BATCH_LINGER_SECONDS", "0"))
 # A batch takes milliseconds; an engine that has not answered in 2 s is taken for dead
 # (its commands are lost with it, never half-applied): 503, and the client retries.
 ENGINE_ANSWER_TIMEOUT_SECONDS = float(env_decimal("ENGINE_ANSWER_TIMEOUT_SECONDS", "2"))

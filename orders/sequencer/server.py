@@ -1,7 +1,9 @@
 """The engine process of one shard (manage.py engine): load the books and keep them
 current while standing by (orders.sequencer.standby), take over once it leads, then serve:
 drain every command waiting on the socket (up to ENGINE_BATCH_MAX), run them as one batch,
-answer each once the batch has committed.
+answer each once the batch has committed. What arrives during a batch goes into the next;
+that one may wait a little for the clients just answered (ENGINE_BATCH_LINGER_SECONDS, off
+by default).
 
 Transport: ZeroMQ. The engine binds a ROUTER socket; web workers connect DEALER sockets
 (orders.sequencer.zmq). Messages: [client identity, request id, JSON command, HMAC of the
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +23,7 @@ from dataclasses import dataclass, field
 
 import zmq
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, connections
 
 from orders.sequencer.commands import command_signed
 from orders.sequencer.leadership import Leadership
@@ -35,6 +38,12 @@ PING = "ping"
 CATCH_UP_SECONDS = 0.5  # a standby's books trail the database by about this much
 LEADERSHIP_POLL_SECONDS = 0.1
 SLOW_BATCH_SECONDS = 0.5
+# Before a batch, the database connection is checked (close_old_connections: with
+# CONN_HEALTH_CHECKS a `SELECT 1` round trip) only when it was idle this long, or when a
+# statement failed on it since: back to back, the batch's own first statement shows soon
+# enough that it is gone (that batch answers 503 with Retry-After, the next one reconnects),
+# and a check per batch was one of its dozen round trips.
+CONNECTION_CHECK_IDLE_SECONDS = 1.0
 
 
 @dataclass
@@ -65,6 +74,9 @@ class EngineServer:
         self.stats = EngineStats()
         self.stopping = threading.Event()
         self._announcer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-announcer")
+        self._batch_ended = 0.0  # monotonic end of the last batch (0: none yet, check first)
+        self._pending: list[tuple[bytes, bytes, dict[str, object]]] = []  # arrived during the last batch
+        self._wanted = 0  # the next batch waits (a little) for this many commands
 
     def run(self) -> None:
         """Stand by (books loaded and kept current) until leading, then serve until stopped
@@ -122,6 +134,7 @@ class EngineServer:
 
     def _lead(self, sequencer: Sequencer) -> None:
         self.stats.leader_since = time.monotonic()
+        self._pending, self._wanted, self._batch_ended = [], 0, 0.0  # the first batch checks the connection
         socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.bind(self.endpoint)
@@ -135,7 +148,7 @@ class EngineServer:
         checked = time.monotonic()
         try:
             while not self.stopping.is_set():
-                if socket.poll(100):
+                if self._pending or socket.poll(100):
                     self._serve(socket, sequencer)
                 if time.monotonic() - checked > 1.0:
                     checked = time.monotonic()
@@ -146,7 +159,43 @@ class EngineServer:
             socket.close(linger=0)
 
     def _serve(self, socket: zmq.Socket[bytes], sequencer: Sequencer) -> None:
-        received: list[tuple[bytes, bytes, dict[str, object]]] = []
+        received, self._pending = self._pending, []
+        self._receive(socket, sequencer, received)
+        # Group commit: a batch costs a dozen round trips to the database whatever its size,
+        # so a few more commands in it cost little, and a command left out waits for a whole
+        # batch. With ENGINE_BATCH_LINGER_SECONDS (0: off) the batch waits for the clients
+        # the last one answered, at most that long after it ended (an engine idle that long
+        # starts at once), as PostgreSQL's commit_delay does: worth it only when they come
+        # back within it.
+        wanted = min(self._wanted, settings.ENGINE_BATCH_MAX)
+        deadline = self._batch_ended + settings.ENGINE_BATCH_LINGER_SECONDS
+        while received and len(received) < wanted:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not socket.poll(math.ceil(remaining * 1000)):
+                break
+            self._receive(socket, sequencer, received)
+        if not received:
+            return
+        began = time.monotonic()
+        if began - self._batch_ended > CONNECTION_CHECK_IDLE_SECONDS or _errors_occurred():
+            close_old_connections()  # a connection the database dropped is replaced, not reused
+        answers = sequencer.run_batch([command for _, _, command in received])
+        self._batch_ended = time.monotonic()
+        took = self._batch_ended - began
+        self.stats.batch(took, len(received))
+        if took > SLOW_BATCH_SECONDS:
+            logger.warning("slow batch: %s commands in %.3f s", len(received), took)
+        for (identity, request_id, _), answer in zip(received, answers, strict=True):
+            socket.send_multipart([identity, request_id, json.dumps(answer).encode()])
+        # What came in during the batch goes into the next one, with the clients just answered.
+        self._receive(socket, sequencer, self._pending)
+        self._wanted = len(self._pending) + len(received)
+
+    def _receive(
+        self, socket: zmq.Socket[bytes], sequencer: Sequencer, received: list[tuple[bytes, bytes, dict[str, object]]]
+    ) -> None:
+        """The commands waiting on the socket, appended to `received` (up to ENGINE_BATCH_MAX);
+        pings and book snapshots answered at once."""
         while len(received) < settings.ENGINE_BATCH_MAX:
             try:
                 identity, request_id, payload, signature = socket.recv_multipart(zmq.NOBLOCK)
@@ -170,17 +219,6 @@ class EngineServer:
                 socket.send_multipart([identity, request_id, json.dumps(snapshot).encode()])
                 continue
             received.append((identity, request_id, command))
-        if not received:
-            return
-        close_old_connections()  # a connection the database dropped is replaced, not reused
-        began = time.monotonic()
-        answers = sequencer.run_batch([command for _, _, command in received])
-        took = time.monotonic() - began
-        self.stats.batch(took, len(received))
-        if took > SLOW_BATCH_SECONDS:
-            logger.warning("slow batch: %s commands in %.3f s", len(received), took)
-        for (identity, request_id, _), answer in zip(received, answers, strict=True):
-            socket.send_multipart([identity, request_id, json.dumps(answer).encode()])
 
     def health(self) -> dict[str, object]:
         return {
@@ -195,3 +233,7 @@ class EngineServer:
             "batches": self.stats.batches,
             "commands": self.stats.commands,
         }
+
+
+def _errors_occurred() -> bool:
+    return any(connection.errors_occurred for connection in connections.all(initialized_only=True))
