@@ -10,7 +10,6 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from core.checks import PLATFORM_SETTINGS
-
 from orders.sequencer.server import EngineServer
 from orders.sequencer.shards import shard_named, shards
 
