@@ -1,4 +1,7 @@
-"""Start-up checks: settings that would make money paths wrong refuse to start."""
+"""Start-up checks: settings that would make money paths wrong refuse to start.
+
+Tagged PLATFORM_SETTINGS: a process that skips Django's own checks to start fast (the
+matching engine: manage.py engine) still runs these."""
 
 from __future__ import annotations
 
@@ -10,8 +13,10 @@ from django.core.checks import Error, register
 
 from core.networks import networks_parse
 
+PLATFORM_SETTINGS = "platform_settings"
 
-@register()
+
+@register(PLATFORM_SETTINGS)
 def revenue_split_check(app_configs: Any, **kwargs: Any) -> list[Error]:
     holder = settings.REVENUE_HOLDER_PERCENTAGE
     reserve = settings.REVENUE_RESERVE_PERCENTAGE
@@ -24,7 +29,7 @@ def revenue_split_check(app_configs: Any, **kwargs: Any) -> list[Error]:
     return errors
 
 
-@register()
+@register(PLATFORM_SETTINGS)
 def trading_settings_check(app_configs: Any, **kwargs: Any) -> list[Error]:
     errors = []
     for name in ("MAKER_FEE_BPS", "TAKER_FEE_BPS", "MAX_MARKET_SLIPPAGE_BPS"):
@@ -37,7 +42,7 @@ def trading_settings_check(app_configs: Any, **kwargs: Any) -> list[Error]:
     return errors
 
 
-@register()
+@register(PLATFORM_SETTINGS)
 def network_settings_check(app_configs: Any, **kwargs: Any) -> list[Error]:
     errors = []
     for name in ("TRUSTED_PROXIES", "METRICS_ALLOWED_NETWORKS"):

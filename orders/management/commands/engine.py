@@ -9,12 +9,17 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from core.checks import PLATFORM_SETTINGS
 from orders.sequencer.server import EngineServer
 from orders.sequencer.shards import shard_named, shards
 
 
 class Command(BaseCommand):
     help = "Run the matching engine (sequencer) of one shard of markets."
+    # Only the platform's settings checks: Django's own (URL configuration, every model,
+    # templates) import the whole web tier and took a quarter of a start that a failover
+    # or a restart waits for; `manage.py check` and the web tier's deploy run them all.
+    requires_system_checks = [PLATFORM_SETTINGS]
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--shard", default=None, help="shard name in ENGINE_SHARDS (default: the first)")
