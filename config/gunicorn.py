@@ -7,8 +7,8 @@ environment:
   WEB_TIMEOUT (30 s), WEB_GRACEFUL_TIMEOUT (30 s: requests in progress at SIGTERM finish);
 - LOG_FORMAT / LOG_LEVEL: gunicorn's own lines as every other process logs
   (core.logging.logging_config); each request is logged by Django with its correlation id
-  (core.middleware.CorrelationIdMiddleware, logger `core.requests`), so gunicorn's access
-  lines are off unless WEB_ACCESS_LOG=1;
+  (core.middleware.CorrelationIdMiddleware, logger `core.requests`), so gunicorn's and
+  uvicorn's access lines are off unless WEB_ACCESS_LOG=1;
 - PROMETHEUS_MULTIPROC_DIR: a worker that exits has its live gauges dropped from /metrics
   (its counters stay counted)."""
 
