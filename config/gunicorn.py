@@ -7,8 +7,8 @@ environment:
   WEB_TIMEOUT (30 s), WEB_GRACEFUL_TIMEOUT (30 s: requests in progress at SIGTERM finish);
 - LOG_FORMAT / LOG_LEVEL: gunicorn's own lines as every other process logs
   (core.logging.logging_config); each request is logged by Django with its correlation id
-  (core.middleware.CorrelationIdMiddleware, logger `core.requests`), so gunicorn's access
-  lines are off unless WEB_ACCESS_LOG=1;
+  (core.middleware.CorrelationIdMiddleware, logger `core.requests`), so gunicorn's and
+  uvicorn's access lines are off unless WEB_ACCESS_LOG=1;
 - PROMETHEUS_MULTIPROC_DIR: a worker that exits has its live gauges dropped from /metrics
   (its counters stay counted)."""
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from config.uvicorn_worker import web_access_log
 from core.logging import logging_config
 from core.metrics import process_dead
 
@@ -26,7 +27,7 @@ threads = int(os.environ.get("WEB_THREADS") or 1)  # unused by the ASGI worker (
 worker_class = "config.uvicorn_worker.PlatformUvicornWorker"
 timeout = int(os.environ.get("WEB_TIMEOUT") or 30)
 graceful_timeout = int(os.environ.get("WEB_GRACEFUL_TIMEOUT") or 30)
-accesslog = "-" if os.environ.get("WEB_ACCESS_LOG", "").lower() in {"1", "true", "yes", "on"} else None
+accesslog = "-" if web_access_log() else None
 errorlog = "-"
 capture_output = True  # what a worker prints goes through the log, not around it
 # No runtime control socket: its default path is per user, shared by every gunicorn of the host.
