@@ -5,7 +5,8 @@ rows of the markets the commands name (staff may have changed them) with the TTX
 id (it may have been created since), the wallets the commands name (locked), the TTX
 holdings of the placing users (fee discounts) and the orders holding the client order ids
 given. None of these waits for another's answer, so on PostgreSQL they are sent together
-in a pipeline (the transaction's BEGIN with them): one round trip instead of up to six.
+in a pipeline: one round trip instead of up to five. (psycopg still sends the transaction's
+BEGIN ahead of them and waits for its answer, pipeline or not.)
 Other backends (SQLite): the same statements one after the other, through the ORM.
 
 Every one of them is still read in every batch: what staff changed (a market, a user

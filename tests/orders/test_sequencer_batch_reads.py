@@ -1,6 +1,6 @@
 """What a batch reads before applying its commands (orders.sequencer.reads): read again in
 every batch, so what staff or other processes changed in between applies from the next
-batch; on PostgreSQL sent together in one pipeline (one round trip, BEGIN included)."""
+batch; on PostgreSQL sent together in one pipeline (one round trip)."""
 
 from __future__ import annotations
 
