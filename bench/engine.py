@@ -45,7 +45,9 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * share))] if ordered else 0.0
 
 
-def _commands(users: list[int], count: int, rnd: random.Random, live: dict[int, list[int]]) -> list[dict[str, Any]]:
+def _commands(
+    users: list[int], count: int, rnd: random.Random, live: dict[int, list[tuple[int, int]]]
+) -> list[dict[str, Any]]:
     """The load's mix: 60% limit GTC around the reference, 20% market IOC, 10% limit FOK,
     10% cancels of the user's newest resting order."""
     commands = []

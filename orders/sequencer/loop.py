@@ -19,8 +19,6 @@ from collections.abc import Callable, Collection
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
@@ -44,9 +42,10 @@ from orders.errors import (
     OrderNotCancellable,
     OrderNotFound,
 )
-from orders.models import Asset, Market, Order, OrderEvent
+from orders.models import Market, Order, OrderEvent
 from orders.sequencer import commands as c
 from orders.sequencer.answers import StoredHistory, order_body, order_body_stored
+from orders.sequencer.reads import batch_reads
 from orders.sequencer.recovery import market_engine_load, trading_rules
 from orders.sequencer.wallets import BatchDiscounts, BatchWallets
 from orders.sequencer.writer import Written, batch_write
@@ -92,7 +91,6 @@ class Sequencer:
         self._ids: dict[str, int] = {}
         self._stale: set[int] = set()
         self._seq = itertools.count(_NEW_SEQ_START)
-        self._ttx_asset_id: int | None = None
         # Orders this sequencer closed (id -> owner), the newest CLOSED_REMEMBERED: a cancel
         # of one (it filled before the cancel arrived) answers 409 without a read.
         self._closed: dict[int, int] = {}
@@ -149,9 +147,8 @@ class Sequencer:
             engine = self._install(row)
         return engine
 
-    def _refresh(self, engines: list[MarketEngine]) -> None:
-        """Markets reloaded when memory may have diverged; the others' rows re-read (one
-        statement): a market deactivated or re-gridded by staff applies from this batch."""
+    def _reinstall_stale(self) -> None:
+        """Markets reloaded when memory may have diverged (a batch failed after changing it)."""
         for market_id in list(self._stale):
             row = Market.objects.filter(pk=market_id).first()
             if row is None:
@@ -159,11 +156,15 @@ class Sequencer:
                 self._stale.discard(market_id)
             else:
                 self._install(row)
-        rows = Market.objects.filter(pk__in=[engine.spec.id for engine in engines]).values_list(
-            "id", "is_active", "price_tick", "quantity_step", "min_quantity", "reference_price"
-        )
+
+    def _specs_update(self, rows: list[tuple[Any, ...]]) -> None:
+        """The market rows as this batch read them (orders.sequencer.reads.MARKET_FIELDS): a
+        market deactivated or re-gridded by staff applies from this batch."""
         for market_id, active, tick, step, minimum, reference in rows:
-            spec = self._markets[market_id].spec
+            engine = self._markets.get(market_id)
+            if engine is None:
+                continue
+            spec = engine.spec
             spec.is_active, spec.price_tick, spec.quantity_step = active, tick, step
             spec.min_quantity, spec.reference_price = minimum, reference
 
@@ -186,11 +187,6 @@ class Sequencer:
     def closed_owner(self, order_id: int) -> int | None:
         """The owner of an order this sequencer closed lately, or None (not known here)."""
         return self._closed.get(order_id)
-
-    def _ttx(self) -> int | None:
-        if self._ttx_asset_id is None:
-            self._ttx_asset_id = Asset.objects.filter(symbol=settings.TTX_ASSET).values_list("pk", flat=True).first()
-        return self._ttx_asset_id
 
     # --- batches ----------------------------------------------------------------------
 
@@ -255,7 +251,7 @@ class _Batch:
         self.now = now
         self.journal = Journal()
         self.wallets = BatchWallets()
-        self.discounts = BatchDiscounts(ttx_asset_id=sequencer._ttx())
+        self.discounts = BatchDiscounts()  # the TTX asset as read by prepare
         self.client_ids: dict[tuple[int, str], tuple[int | LiveOrder, str]] = {}
         self.engines: dict[int, MarketEngine] = {}
         self.refused_users: set[int] = set()
@@ -266,27 +262,23 @@ class _Batch:
         self.written: Written | None = None
         self._now_text: str | None = None
 
-    def _users_refuse(self, commands: list[c.Command]) -> None:
-        """The users of commands authenticated from their credentials alone that do not
-        exist or are inactive (one statement for the batch)."""
-        unchecked = {int(command["user_id"]) for command in commands if command.get("check_user")}
-        if unchecked:
-            active = get_user_model().objects.filter(pk__in=unchecked, is_active=True).values_list("pk", flat=True)
-            self.refused_users = unchecked - set(active)
-
     def _user_refused(self, command: c.Command) -> bool:
         return bool(command.get("check_user")) and int(command["user_id"]) in self.refused_users
 
     def prepare(self, commands: list[c.Command]) -> None:
-        """Everything the commands name, read or locked in a few statements."""
+        """Everything the commands name, read or locked in one round trip on PostgreSQL
+        (orders.sequencer.reads): the users authenticated from their credentials alone
+        (those that do not exist or are inactive are refused), the market rows, the TTX
+        asset, the wallets, the fee discounts, the client order ids. A refused user's
+        rows are read too (whether a user is refused is learnt in the same round trip);
+        only their commands are refused, and no wallet is created for them."""
+        self.sequencer._reinstall_stale()
         keys: set[tuple[int, int, int]] = set()
         users: set[int] = set()
         wanted: list[tuple[int, str]] = []
         unknown: set[int] = set()
-        self._users_refuse(commands)
+        unchecked = {int(command["user_id"]) for command in commands if command.get("check_user")}
         for command in commands:
-            if self._user_refused(command):
-                continue
             if command["op"] == c.PLACE:
                 engine = self.sequencer._market(symbol=str(command.get("market")))
                 if engine is None:
@@ -313,19 +305,20 @@ class _Batch:
                 self.engines[engine.spec.id] = engine
         if unknown:
             keys |= self._cancels_find(unknown)
-        self.sequencer._refresh(list(self.engines.values()))
         for engine in self.engines.values():
             accounts = engine.accounts
             keys.add(accounts.fee_wallet)
             if engine.rules.house.enabled:
                 keys |= {accounts.house_base, accounts.house_quote}
-        self.wallets.load(keys)
-        self.discounts.load(users)
-        if wanted:
-            for pk, user, client_id, fingerprint in Order.objects.filter(
-                user_id__in={user for user, _ in wanted}, client_order_id__in={cid for _, cid in wanted}
-            ).values_list("pk", "user_id", "client_order_id", "request_fingerprint"):
-                self.client_ids[(user, str(client_id))] = (pk, fingerprint)
+        reads = batch_reads(
+            users=unchecked, market_ids=list(self.engines), wallet_keys=keys, holders=users, client_ids=wanted
+        )
+        self.refused_users = unchecked - reads.active_users
+        self.sequencer._specs_update(reads.markets)
+        self.wallets.adopt(reads.wallets, create=[key for key in keys if key[0] not in self.refused_users])
+        self.discounts.adopt(ttx_asset_id=reads.ttx_asset_id, holdings=reads.holdings, users=users)
+        for pk, user, client_id, fingerprint in reads.client_ids:
+            self.client_ids[(user, client_id)] = (pk, fingerprint)
 
     def _cancels_find(self, order_ids: set[int]) -> set[tuple[int, int, int]]:
         """Cancels of orders this sequencer does not hold in memory (a market not loaded yet,

@@ -3,7 +3,7 @@ changed in memory by the engine's postings, written back in one statement."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 
 from django.db.models import Q
@@ -17,6 +17,7 @@ from orders.errors import InsufficientFunds
 from orders.locks import wallets_lock
 from orders.models import Wallet
 from orders.sequencer.arrays import table_update
+from orders.sequencer.reads import wallets_created, wallets_lock_sent
 
 
 class BatchWallets:
@@ -29,14 +30,28 @@ class BatchWallets:
         self._pending: dict[WalletKey, list[Decimal]] = {}  # postings to rows not locked yet
         self._changed: set[WalletKey] = set()
 
+    def _take(self, rows: dict[WalletKey, Wallet]) -> None:
+        """Rows locked now: the postings they received meanwhile applied."""
+        for key, row in rows.items():
+            if key in self._rows:
+                continue
+            self._rows[key] = row
+            pending = self._pending.pop(key, None)
+            if pending is not None:
+                self._apply(key, pending[0], pending[1])
+
     def load(self, keys: Iterable[WalletKey]) -> None:
         missing = set(keys) - self._rows.keys()
-        if not missing:
-            return
-        self._rows.update(wallets_lock(keys=missing))
-        for key in missing & self._pending.keys():
-            balance, locked = self._pending.pop(key)
-            self._apply(key, balance, locked)
+        if missing:
+            self._take(wallets_lock(keys=missing))
+
+    def adopt(self, rows: dict[WalletKey, Wallet], *, create: Iterable[WalletKey] = ()) -> None:
+        """Rows already locked (orders.sequencer.reads); `create`: keys expected to have a
+        row, those without one (a first trade or deposit in an asset) created and locked."""
+        self._take(rows)
+        missing = set(create) - self._rows.keys()
+        if missing:
+            self._take(wallets_created(keys=missing))
 
     def available(self, key: WalletKey) -> Decimal:
         row = self._rows.get(key)
@@ -65,6 +80,15 @@ class BatchWallets:
         row.locked += locked
         self._changed.add(key)
 
+    def lock_pending_sent(self) -> Callable[[], None]:
+        """PostgreSQL, in a pipeline: the lock of the rows that only received postings so
+        far, sent now; they are taken when the returned function is called."""
+        keys = set(self._pending)
+        if not keys:
+            return lambda: None
+        read = wallets_lock_sent(keys)
+        return lambda: self.adopt(read(), create=keys)
+
     def lock_pending(self) -> None:
         """Lock the rows that only received postings so far (one statement)."""
         self.load(list(self._pending))
@@ -88,9 +112,16 @@ class BatchWallets:
 class BatchDiscounts:
     """Fee discounts from TTX holdings (every bucket), read once per user and batch."""
 
-    def __init__(self, *, ttx_asset_id: int | None) -> None:
+    def __init__(self, *, ttx_asset_id: int | None = None) -> None:
         self._ttx = ttx_asset_id
         self._discounts: dict[int, Decimal] = {}
+
+    def adopt(self, *, ttx_asset_id: int | None, holdings: dict[int, Decimal], users: Iterable[int]) -> None:
+        """The TTX asset as this batch read it, and the holdings of `users` read with it
+        (orders.sequencer.reads): a user without any holds none."""
+        self._ttx = ttx_asset_id
+        for user_id in users:
+            self._discounts[user_id] = fee_discount_for(holdings.get(user_id, ZERO))
 
     def load(self, user_ids: Iterable[int]) -> None:
         missing = set(user_ids) - self._discounts.keys()

@@ -1,0 +1,210 @@
+"""What a batch reads before applying its commands, in one round trip on PostgreSQL.
+
+The users of commands authenticated from their credentials alone (are they active), the
+rows of the markets the commands name (staff may have changed them) with the TTX asset's
+id (it may have been created since), the wallets the commands name (locked), the TTX
+holdings of the placing users (fee discounts) and the orders holding the client order ids
+given. None of these waits for another's answer, so on PostgreSQL they are sent together
+in a pipeline: one round trip instead of up to five. (psycopg still sends the transaction's
+BEGIN ahead of them and waits for its answer, pipeline or not.)
+Other backends (SQLite): the same statements one after the other, through the ORM.
+
+Every one of them is still read in every batch: what staff changed (a market, a user
+deactivated, an asset created, a credit) applies from the next batch, as before."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, cast
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.db.models import Field, Subquery
+
+from core.db import money_sums
+from core.db import quote_name as q
+from orders.engine.settlement import WalletKey
+from orders.locks import lock_wallets_by_key, wallets_lock
+from orders.models import Asset, Market, Order, Wallet
+from orders.sequencer.arrays import array_literal, statements_pipelined
+
+MARKET_FIELDS = ("id", "is_active", "price_tick", "quantity_step", "min_quantity", "reference_price")
+_CLIENT_ID_FIELDS = ("id", "user_id", "client_order_id", "request_fingerprint")
+
+
+@dataclass
+class BatchReads:
+    active_users: set[int] = field(default_factory=set)  # of the users asked about
+    markets: list[tuple[Any, ...]] = field(default_factory=list)  # MARKET_FIELDS
+    ttx_asset_id: int | None = None  # read with the markets (None: no market asked, or no asset)
+    wallets: dict[WalletKey, Wallet] = field(default_factory=dict)  # the existing ones, locked
+    holdings: dict[int, Decimal] = field(default_factory=dict)  # TTX balance per user, every bucket
+    client_ids: list[tuple[int, int, str, Any]] = field(default_factory=list)  # _CLIENT_ID_FIELDS
+
+
+def batch_reads(
+    *,
+    users: Collection[int],
+    market_ids: Collection[int],
+    wallet_keys: Collection[WalletKey],
+    holders: Collection[int],
+    client_ids: Collection[tuple[int, str]],
+) -> BatchReads:
+    """Read (and lock the wallets) in one round trip on PostgreSQL. `users`: whose activity
+    to check; `holders`: whose TTX holdings to sum; `client_ids`: (user, client order id)."""
+    if connection.vendor != "postgresql":
+        return _reads_orm(
+            users=users, market_ids=market_ids, wallet_keys=wallet_keys, holders=holders, client_ids=client_ids
+        )
+    sql = _sql()
+    reads = BatchReads()
+    with statements_pipelined():
+        pending: list[tuple[str, Any]] = []
+        if users:
+            pending.append(("users", _send(sql["users"], [array_literal(sorted(users))])))
+        if market_ids:
+            pending.append(("markets", _send(sql["markets"], [settings.TTX_ASSET, array_literal(sorted(market_ids))])))
+        locked = wallets_lock_sent(wallet_keys) if wallet_keys else None
+        if holders:
+            pending.append(("holdings", _send(sql["holdings"], [settings.TTX_ASSET, array_literal(sorted(holders))])))
+        if client_ids:
+            owners, ids = sorted({u for u, _ in client_ids}), sorted({cid for _, cid in client_ids})
+            pending.append(("client_ids", _send(sql["client_ids"], [array_literal(owners), array_literal(ids)])))
+        for kind, cursor in pending:  # the first fetch sends the pipeline; the others are answered already
+            try:
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+            if kind == "users":
+                reads.active_users = {int(row[0]) for row in rows}
+            elif kind == "markets":
+                reads.markets = [tuple(row[:-1]) for row in rows]
+                reads.ttx_asset_id = None if not rows or rows[0][-1] is None else int(rows[0][-1])
+            elif kind == "holdings":
+                reads.holdings = {int(user): total for user, total in rows}
+            else:
+                reads.client_ids = [(int(pk), int(user), str(cid), fp) for pk, user, cid, fp in rows]
+        if locked is not None:
+            reads.wallets = locked()
+    return reads
+
+
+def wallets_lock_sent(keys: Collection[WalletKey]) -> Callable[[], dict[WalletKey, Wallet]]:
+    """PostgreSQL: the existing wallets of these keys locked in id order, in one statement
+    sent now (in a pipeline: with what else is queued) and read when the returned function
+    is called (orders.locks.lock_wallets_by_key, without Django's raw query, which reads
+    its columns before its rows and so cannot wait in a pipeline)."""
+    wanted = sorted(set(keys))
+    values = ", ".join(["(%s, %s, %s)"] * len(wanted))
+    cursor = _send(_sql()["wallets"].replace("{values}", values), [v for key in wanted for v in key])
+
+    def read() -> dict[WalletKey, Wallet]:
+        try:
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        names, found = _wallet_columns()[0], {}
+        for row in rows:
+            wallet = Wallet.from_db(connection.alias, names, row)
+            found[(wallet.user_id, wallet.asset_id, wallet.bucket)] = wallet
+        return found
+
+    return read
+
+
+def wallets_created(*, keys: Collection[WalletKey]) -> dict[WalletKey, Wallet]:
+    """Wallets for keys that had none (a first trade or deposit in an asset): created (one
+    created meanwhile by someone else is kept), then locked. Inside a pipeline too."""
+    if connection.vendor != "postgresql":
+        return wallets_lock(keys=keys)
+    rows = [Wallet(user_id=user, asset_id=asset, bucket=bucket) for user, asset, bucket in sorted(keys)]
+    Wallet.objects.bulk_create(rows, ignore_conflicts=True)
+    return wallets_lock_sent(keys)()
+
+
+def _send(sql: str, params: list[Any]) -> Any:
+    cursor = connection.cursor()
+    cursor.execute(sql, params)
+    return cursor
+
+
+def _reads_orm(
+    *,
+    users: Collection[int],
+    market_ids: Collection[int],
+    wallet_keys: Collection[WalletKey],
+    holders: Collection[int],
+    client_ids: Collection[tuple[int, str]],
+) -> BatchReads:
+    reads = BatchReads()
+    if users:
+        model = get_user_model()
+        reads.active_users = set(model.objects.filter(pk__in=users, is_active=True).values_list("pk", flat=True))
+    if market_ids:
+        ttx = Asset.objects.filter(symbol=settings.TTX_ASSET).values("pk")[:1]
+        rows = list(
+            Market.objects.filter(pk__in=market_ids)
+            .annotate(ttx=Subquery(ttx))
+            .values_list(*MARKET_FIELDS, "ttx")
+            .order_by()
+        )
+        reads.markets = [tuple(row[:-1]) for row in rows]
+        reads.ttx_asset_id = None if not rows or rows[0][-1] is None else int(rows[0][-1])
+    if wallet_keys:
+        reads.wallets = lock_wallets_by_key(keys=wallet_keys)
+    if holders:
+        sums = money_sums(
+            Wallet.objects.filter(user_id__in=holders, asset__symbol=settings.TTX_ASSET),
+            group_by="user_id",
+            fields=["balance"],
+        )
+        reads.holdings = {int(user): totals[0] for user, totals in sums.items()}
+    if client_ids:
+        reads.client_ids = [
+            (int(pk), int(user), str(cid), fp)
+            for pk, user, cid, fp in Order.objects.filter(
+                user_id__in={user for user, _ in client_ids}, client_order_id__in={cid for _, cid in client_ids}
+            ).values_list(*_CLIENT_ID_FIELDS)
+        ]
+    return reads
+
+
+def _wallet_columns() -> tuple[list[str], str]:
+    """The wallet's attribute names and their quoted columns, in the model's order."""
+    fields = [cast("Field[Any, Any]", f) for f in Wallet._meta.concrete_fields]
+    return [str(f.attname) for f in fields], ", ".join(q(str(f.column)) for f in fields)
+
+
+_SQL: dict[str, str] = {}
+
+
+def _sql() -> dict[str, str]:
+    if not _SQL:
+        user_model = get_user_model()
+        users = q(user_model._meta.db_table)
+        pk = q(str(cast("Field[Any, Any]", user_model._meta.pk).column))
+        market, asset, wallet, order = (q(m._meta.db_table) for m in (Market, Asset, Wallet, Order))
+
+        def columns(model: Any, names: tuple[str, ...]) -> str:
+            return ", ".join(q(model._meta.get_field(name).column) for name in names)
+
+        ttx = f"(SELECT {q('id')} FROM {asset} WHERE {q('symbol')} = %s)"  # noqa: S608
+        _SQL.update(
+            {
+                "users": f"SELECT {pk} FROM {users} WHERE {pk} = ANY(%s::bigint[]) AND {q('is_active')}",  # noqa: S608
+                "markets": f"SELECT {columns(Market, MARKET_FIELDS)}, {ttx} FROM {market} "  # noqa: S608
+                f"WHERE {q('id')} = ANY(%s::bigint[])",
+                # {values}: one (%s, %s, %s) per key, put in per batch. Locked in id order.
+                "wallets": f"SELECT {_wallet_columns()[1]} FROM {wallet} "  # noqa: S608
+                f"WHERE ({q('user_id')}, {q('asset_id')}, {q('bucket')}) IN (VALUES {{values}}) "
+                f"ORDER BY {q('id')} FOR UPDATE",
+                "holdings": f"SELECT {q('user_id')}, sum({q('balance')}) FROM {wallet} "  # noqa: S608
+                f"WHERE {q('asset_id')} = {ttx} AND {q('user_id')} = ANY(%s::bigint[]) GROUP BY {q('user_id')}",
+                "client_ids": f"SELECT {columns(Order, _CLIENT_ID_FIELDS)} FROM {order} "  # noqa: S608
+                f"WHERE {q('user_id')} = ANY(%s::bigint[]) AND {q('client_order_id')} = ANY(%s::varchar[])",
+            }
+        )
+    return _SQL
