@@ -10,12 +10,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from bench.infra import log
 from bench.seed import seed_revenue_events, vacuum_analyze
+from core.db import select_plans
 from revenue.delivery.metadata import (
     DeliveryStatus,
     Key,
@@ -75,18 +74,7 @@ def _time(work: Callable[[], object], repeats: int) -> tuple[float, list[float]]
 
 
 def _explain(work: Callable[[], object]) -> list[str]:
-    with CaptureQueriesContext(connection) as captured:
-        work()
-    plans = []
-    with connection.cursor() as cursor:
-        for query in captured.captured_queries:
-            sql = query["sql"]
-            if not sql.lstrip().upper().startswith("SELECT"):
-                continue
-            cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}")
-            plan = "\n".join(row[0] for row in cursor.fetchall())
-            plans.append(f"-- {sql}\n{plan}")
-    return plans
+    return select_plans(work, explain="EXPLAIN (ANALYZE, BUFFERS)")
 
 
 def run_scans(*, events: int, failed: int, repeats: int) -> tuple[dict[str, Any], str]:

@@ -4,7 +4,7 @@ ORM: compiling them cost more CPU than the database spends running them
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
@@ -20,6 +20,28 @@ _MONEY = MoneyField()
 
 def quote_name(name: str) -> str:
     return connection.ops.quote_name(name)
+
+
+def select_plans(work: Callable[[], object], *, explain: str = "EXPLAIN", table: str | None = None) -> list[str]:
+    """Each SELECT `work` runs (on `table` only, if given) followed by its plan as
+    `explain` (e.g. "EXPLAIN (ANALYZE, BUFFERS)") prints it: for the benchmark's report
+    and the tests that hold the planner to an index (PostgreSQL)."""
+    statements: list[tuple[str, Any]] = []
+
+    def record(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        statements.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        work()
+    plans = []
+    with connection.cursor() as cursor:
+        for sql, params in statements:
+            if not sql.lstrip().upper().startswith("SELECT") or (table is not None and table not in sql):
+                continue
+            cursor.execute(f"{explain} {sql}", params)
+            plans.append(f"-- {sql}\n" + "\n".join(row[0] for row in cursor.fetchall()))
+    return plans
 
 
 def rows_select(

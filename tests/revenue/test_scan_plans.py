@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from bench.seed import seed_revenue_events
+from core.db import select_plans
 from revenue.delivery.metadata import DeliveryMetadata, DeliveryStatus, Key, iso
 from revenue.delivery.selectors import revenue_events_deliverable
 from revenue.jsonb import JsonMerge
@@ -139,15 +140,7 @@ def at_scale() -> datetime:
 def _plans(work) -> list[str]:
     """The plan of every SELECT ``work`` runs on revenue events, as the planner chooses it
     (no planner setting changed)."""
-    with CaptureQueriesContext(connection) as captured:
-        work()
-    plans = []
-    with connection.cursor() as cursor:
-        for query in captured.captured_queries:
-            sql = query["sql"]
-            if sql.lstrip().upper().startswith("SELECT") and "revenue_revenueevent" in sql:
-                cursor.execute(f"EXPLAIN {sql}")
-                plans.append(f"{sql}\n" + "\n".join(row[0] for row in cursor.fetchall()))
+    plans = select_plans(work, table="revenue_revenueevent")
     assert plans
     return plans
 
