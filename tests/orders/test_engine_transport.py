@@ -51,13 +51,17 @@ def engine_thread(zmq_transport):
 
 
 def test_without_an_engine_an_order_answers_503_with_retry_after_at_once(zmq_transport, market):
+    """The send gives up after CONNECT_WAIT_MS when no engine is connected: the answer does
+    not wait out the engine's answer timeout (made long here, so that the bound holds on a
+    loaded machine and still tells the two apart)."""
+    zmq_transport.ENGINE_ANSWER_TIMEOUT_SECONDS = 20
     trader = trader_create(USDT="1000")
     began = time.monotonic()
     answer = trader.order(side="buy", type="limit", quantity="0.1", price="1000.00")
     assert answer.status_code == 503, answer.content
     assert answer.json()["error"]["code"] == "service_unavailable"
     assert answer["Retry-After"] == "1"
-    assert time.monotonic() - began < 1.0, "waited for an engine that is not there"
+    assert time.monotonic() - began < 10, "waited for an engine that is not there"
     assert not Order.objects.exists()
 
 
