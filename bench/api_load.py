@@ -31,6 +31,7 @@ from bench.infra import (
     vm_hwm_mb,
 )
 from bench.profiles import Profile
+from orders.sequencer.shards import shards_parse
 
 MIX = {"limit_gtc": 60, "market_ioc": 20, "fok": 10, "cancel": 10}
 LOADGEN_MARKETS = [
@@ -240,7 +241,16 @@ def run_api_load(
     *, profile: Profile, env: dict[str, str], workdir: Path, traders: list[str], password: str
 ) -> dict[str, Any]:
     # The web workers send their orders to the matching engine (docs/matching.md).
-    engine = EngineProcess(env=env, log_path=workdir / "engine.log").start()
+    # BENCH_ENGINE_SHARDS (ENGINE_SHARDS' syntax): one engine process per shard instead of
+    # the embedded default's one for every market (docs/performance.md, "Two shards").
+    names: list[str | None] = [None]
+    if os.environ.get("BENCH_ENGINE_SHARDS"):
+        env = {**env, "ENGINE_SHARDS": os.environ["BENCH_ENGINE_SHARDS"]}
+        names = [shard.name for shard in shards_parse(env["ENGINE_SHARDS"])]
+    engines = [
+        EngineProcess(env=env, log_path=workdir / f"engine{'-' + name if name else ''}.log", shard=name).start()
+        for name in names
+    ]
     server = WebServer(
         env=env, workers=profile.web_workers, threads=profile.web_threads, log_path=workdir / "web.log"
     ).start()
@@ -271,7 +281,7 @@ def run_api_load(
             f"{profile.measure_s:g} s measured, mix {MIX}"
         )
         cpu_before = {pid: cpu_seconds(pid) for pid in workers}
-        engine_cpu_before = cpu_seconds(engine.pid)
+        engine_cpu_before = sum(cpu_seconds(e.pid) for e in engines)
         batches_before, commands_before = _engine_counts(server)
         profilers = _profilers(workers, seconds=profile.warmup_s + profile.measure_s, workdir=workdir)
         sampler = ActivitySampler(env["DATABASE_URL"], delay=profile.warmup_s + 0.2, seconds=profile.measure_s)
@@ -299,9 +309,9 @@ def run_api_load(
         result["pg_cpu_ms_per_request"] = 1000 * sampler.backend_cpu_s / answered if answered else 0.0
         result["loadgen_cpu_ms_per_request"] = 1000 * result["loadgen_cpu_s"] / answered if answered else 0.0
         # The engine's CPU over the whole load (warm-up included) per answer of the window: an upper bound.
-        engine_cpu_s = cpu_seconds(engine.pid) - engine_cpu_before
+        engine_cpu_s = sum(cpu_seconds(e.pid) for e in engines) - engine_cpu_before
         result["engine_cpu_ms_per_request"] = 1000 * engine_cpu_s / answered if answered else 0.0
-        result["engine_rss_mb_under_load"] = vm_hwm_mb(engine.pid)
+        result["engine_rss_mb_under_load"] = max(vm_hwm_mb(e.pid) for e in engines)
         result["web_rss_mb"] = max(vm_hwm_mb(pid) for pid in workers)
         result["web_rss_mb_per_worker"] = [round(vm_hwm_mb(pid), 1) for pid in workers]
         result["web_cpu_s_total"] = sum(cpu_seconds(pid) - cpu_before[pid] for pid in workers)
@@ -310,7 +320,8 @@ def run_api_load(
         return result
     finally:
         server.stop()
-        engine.stop()
+        for e in engines:
+            e.stop()
 
 
 TPS = re.compile(r"tps = ([0-9.]+) \(without initial connection time\)")
