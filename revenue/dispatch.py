@@ -55,10 +55,35 @@ def task_publish(name: str, **options: Any) -> None:
         app.send_task(name, retry=False, **options)
 
 
+_window_lock = threading.Lock()
+_post_trade_published_at = float("-inf")
+
+
 def post_trade_jobs_dispatch(*, job_ids: list[int]) -> bool:
+    """After trades commit: publish the task that turns them into revenue events. With a
+    window (POST_TRADE_PUBLISH_WINDOW_SECONDS), at most one task per window from this
+    process, delayed by the window and taking every job not tried yet: the trades committed
+    before it runs, these included, are in it. Without one, or when tasks run in process
+    (where a delay means nothing), one task with these jobs."""
+    global _post_trade_published_at
+    window = settings.POST_TRADE_PUBLISH_WINDOW_SECONDS
+    if window <= 0 or app.conf.task_always_eager:
+        return publish_safely(
+            lambda: task_publish(POST_TRADE_JOBS_RUN, kwargs={"job_ids": job_ids}), what="post-trade jobs"
+        )
+    with _window_lock:
+        now = time.monotonic()
+        if now - _post_trade_published_at < window:
+            return False  # the task on its way takes these jobs too
+        _post_trade_published_at = now
     return publish_safely(
-        lambda: task_publish(POST_TRADE_JOBS_RUN, kwargs={"job_ids": job_ids}), what="post-trade jobs"
+        lambda: task_publish(POST_TRADE_JOBS_RUN, kwargs={"job_ids": None}, countdown=window), what="post-trade jobs"
     )
+
+
+def post_trade_window_reset() -> None:
+    global _post_trade_published_at
+    _post_trade_published_at = float("-inf")
 
 
 DELIVERY_RUN_DEBOUNCE_KEY = "revenue:delivery-run:published"

@@ -17,3 +17,13 @@ def post_trade_jobs_stale(*, older_than_seconds: int, limit: int) -> list[int]:
         .order_by("created_at", "id")
         .values_list("pk", flat=True)[:limit]
     )
+
+
+def post_trade_jobs_untried(*, limit: int) -> list[int]:
+    """Pending jobs no task has tried yet, oldest first (a job that failed waits for the
+    sweep, so that one bad job is not retried by every publication)."""
+    return list(
+        TradeOutbox.objects.filter(status=TradeOutboxStatus.PENDING, attempts=0)
+        .order_by("created_at", "id")
+        .values_list("pk", flat=True)[:limit]
+    )

@@ -22,6 +22,7 @@ from revenue.dispatch import post_trade_jobs_dispatch, revenue_delivery_dispatch
 from revenue.errors import InvalidRevenueAmount, StreamNotFound
 from revenue.locks import lock_trade_outbox
 from revenue.models import RevenueEvent, RevenueStream
+from revenue.selectors import post_trade_jobs_untried
 from revenue.split import revenue_split
 
 logger = logging.getLogger("revenue")
@@ -176,6 +177,18 @@ def post_trade_job_process(*, job_id: int) -> bool:
             )
             logger.info("post-trade job processed", extra={"job_id": job.pk, "trade_id": trade.pk})
     return True
+
+
+def post_trade_jobs_catch_up(*, batch: int, rounds: int) -> int:
+    """Process the jobs no task has tried yet, `batch` at a time, at most `rounds` times
+    (what is left is the next publication's or the sweep's)."""
+    processed = 0
+    for _ in range(rounds):
+        job_ids = post_trade_jobs_untried(limit=batch)
+        processed += post_trade_jobs_process(job_ids=job_ids)
+        if len(job_ids) < batch:
+            break
+    return processed
 
 
 def post_trade_jobs_process(*, job_ids: Sequence[int]) -> int:

@@ -11,11 +11,17 @@ from django.conf import settings
 from revenue.chain.client import TransientChainError
 from revenue.delivery.service import revenue_events_deliver, revenue_events_redrive
 from revenue.selectors import post_trade_jobs_stale
-from revenue.services import post_trade_jobs_process
+from revenue.services import post_trade_jobs_catch_up, post_trade_jobs_process
+
+# A windowed task takes at most this many batches of POST_TRADE_SWEEP_BATCH jobs; the next
+# publication or the sweep takes the rest.
+POST_TRADE_CATCH_UP_ROUNDS = 20
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
-def post_trade_jobs_run(*, job_ids: list[int]) -> int:
+def post_trade_jobs_run(*, job_ids: list[int] | None = None) -> int:
+    if job_ids is None:  # a windowed publication (revenue.dispatch.post_trade_jobs_dispatch)
+        return post_trade_jobs_catch_up(batch=settings.POST_TRADE_SWEEP_BATCH, rounds=POST_TRADE_CATCH_UP_ROUNDS)
     return post_trade_jobs_process(job_ids=job_ids)
 
 

@@ -7,15 +7,17 @@ from django.utils import timezone
 
 from config.celery import app as celery_app
 from orders.system_accounts import house_user_id
-from revenue.dispatch import broker_circuit_reset
+from revenue.dispatch import broker_circuit_reset, post_trade_window_reset
 from tests.factories import fund, market_create
 
 
 @pytest.fixture(autouse=True)
 def _closed_circuit():
     broker_circuit_reset()
+    post_trade_window_reset()
     yield
     broker_circuit_reset()
+    post_trade_window_reset()
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 from django.db.models import Sum
@@ -9,9 +10,10 @@ from django.db.models import Sum
 from orders.engine.requests import OrderRequest
 from orders.models import Trade, TradeOutbox
 from orders.services.orders import order_place
+from revenue import dispatch
 from revenue.models import RevenueEvent, RevenueStream
-from revenue.services import post_trade_job_process, post_trade_jobs_process
-from revenue.tasks import post_trade_jobs_sweep
+from revenue.services import post_trade_job_process, post_trade_jobs_catch_up, post_trade_jobs_process
+from revenue.tasks import post_trade_jobs_run, post_trade_jobs_sweep
 from tests.factories import fund
 
 pytestmark = pytest.mark.django_db
@@ -118,3 +120,50 @@ def test_a_failing_job_is_recorded_and_retried_later(eth_market, user, other_use
     assert job.status == "pending" and job.attempts == 1 and "disk full" in job.last_error
     monkeypatch.undo()
     assert post_trade_jobs_process(job_ids=[job.pk]) == 1
+
+
+@pytest.fixture
+def published(monkeypatch):
+    """The tasks published (name, options), on a clock the test moves."""
+    sent: list[tuple[str, dict]] = []
+    clock = SimpleNamespace(now=1000.0)
+    monkeypatch.setattr(dispatch, "task_publish", lambda name, **options: sent.append((name, options)))
+    monkeypatch.setattr(dispatch, "time", SimpleNamespace(monotonic=lambda: clock.now))
+    return SimpleNamespace(sent=sent, clock=clock)
+
+
+def test_one_post_trade_task_per_window_delayed_by_it(settings, published):
+    settings.POST_TRADE_PUBLISH_WINDOW_SECONDS = 0.2
+    assert dispatch.post_trade_jobs_dispatch(job_ids=[1]) is True
+    published.clock.now += 0.15
+    assert dispatch.post_trade_jobs_dispatch(job_ids=[2, 3]) is False  # the task on its way takes them
+    assert published.sent == [(dispatch.POST_TRADE_JOBS_RUN, {"kwargs": {"job_ids": None}, "countdown": 0.2})]
+    published.clock.now += 0.1  # the window is over
+    assert dispatch.post_trade_jobs_dispatch(job_ids=[4]) is True
+    assert len(published.sent) == 2
+
+
+def test_without_a_window_or_in_process_each_batch_publishes_its_jobs(settings, published, eager_tasks):
+    settings.POST_TRADE_PUBLISH_WINDOW_SECONDS = 0.2  # tasks run in process: a delay would mean nothing
+    dispatch.post_trade_jobs_dispatch(job_ids=[1])
+    dispatch.post_trade_jobs_dispatch(job_ids=[2])
+    assert [options["kwargs"]["job_ids"] for _, options in published.sent] == [[1], [2]]
+
+
+def test_a_windowed_task_takes_every_untried_job_once_and_leaves_failed_ones_to_the_sweep(eth_market, user, other_user):
+    trades = [_cross(user, other_user, quantity="0.1") for _ in range(3)]
+    TradeOutbox.objects.filter(trade=trades[0]).update(attempts=1, last_error="disk full")
+    assert post_trade_jobs_run(job_ids=None) == 2
+    assert sorted(RevenueEvent.objects.filter(source_type="trade").values_list("source_id", flat=True)) == sorted(
+        str(t.pk) for t in trades[1:]
+    )
+    assert post_trade_jobs_run(job_ids=None) == 0  # nothing doubled
+    assert TradeOutbox.objects.get(trade=trades[0]).status == "pending"
+
+
+def test_a_catch_up_stops_after_its_rounds(eth_market, user, other_user):
+    for _ in range(3):
+        _cross(user, other_user, quantity="0.1")
+    assert post_trade_jobs_catch_up(batch=2, rounds=1) == 2
+    assert post_trade_jobs_catch_up(batch=2, rounds=5) == 1
+    assert TradeOutbox.objects.filter(status="pending").count() == 0
