@@ -60,6 +60,9 @@ from core.cache import CACHE_ERRORS, cache_failure_log
 logger = logging.getLogger(__name__)
 
 HEADER_KEY = "X-API-KEY"
+# Its key in a Django request's META: `HEADER_KEY in request.headers` without building
+# request.headers from every META entry (the order hot path asks it for each request).
+HEADER_KEY_META = "HTTP_" + HEADER_KEY.upper().replace("-", "_")
 HEADER_TIMESTAMP = "X-API-TIMESTAMP"
 HEADER_SIGNATURE = "X-API-SIGNATURE"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -266,7 +269,7 @@ def request_target(request: HttpRequest) -> str:
 
 def api_key_principal_for_request(request: HttpRequest) -> ApiKeyPrincipal | None:
     """`api_key_request_principal` for a Django request (a plain view, or DRF's own)."""
-    if HEADER_KEY not in request.headers:
+    if HEADER_KEY_META not in request.META:
         return None
     return api_key_request_principal(
         method=request.method or "GET",

@@ -16,7 +16,7 @@ from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import Token
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
-from accounts.api_keys import HEADER_KEY, api_key_principal_for_request
+from accounts.api_keys import HEADER_KEY_META, api_key_principal_for_request
 from core.db import quote_name, rows_select
 from core.errors import ApplicationError
 
@@ -87,7 +87,7 @@ _jwt = JWTAuthentication()
 def request_principal_reads(request: HttpRequest) -> bool:
     """Whether request_principal reads the database for this request: a signed API key (its
     key row). A JWT is verified from the token alone."""
-    return HEADER_KEY in request.headers
+    return HEADER_KEY_META in request.META
 
 
 def bearer_presented(request: HttpRequest) -> bool:

@@ -67,7 +67,8 @@ class CorrelationIdMiddleware:
 
 def request_correlation_id(request: HttpRequest) -> str | None:
     """The client's X-Request-ID when well formed (else None: a new one is made)."""
-    incoming = request.headers.get("X-Request-ID", "")
+    # request.META, not request.headers (built from every META entry): the same header.
+    incoming = request.META.get("HTTP_X_REQUEST_ID", "")
     return incoming if _SAFE_ID.match(incoming) else None
 
 

@@ -44,7 +44,7 @@ from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.template.response import SimpleTemplateResponse
-from django.urls import Resolver404, ResolverMatch, get_resolver, get_urlconf
+from django.urls import Resolver404, ResolverMatch, get_resolver
 from django.utils.log import log_response
 from django_prometheus.middleware import PrometheusAfterMiddleware, PrometheusBeforeMiddleware
 
@@ -187,8 +187,11 @@ class FastPath:
 
     def _resolve(self, path: str) -> ResolverMatch | None:
         """django.urls.resolve(path) (None: Resolver404), kept per path for the URLconf in
-        force (override_settings of ROOT_URLCONF clears get_resolver's cache: a new one)."""
-        resolver = get_resolver(get_urlconf())
+        force (override_settings of ROOT_URLCONF clears get_resolver's cache: a new one).
+        The resolver is the one Django's handler uses for a request without `urlconf` (no
+        middleware of FAST_MIDDLEWARE sets one): get_resolver(), ROOT_URLCONF's; asking
+        get_urlconf() (asgiref's Local) cost more than the rest of the lookup."""
+        resolver = get_resolver()
         if resolver is not self._resolver:
             self._resolver, self._resolved = resolver, {}
         try:

@@ -7,10 +7,12 @@ the engine), or "order_id" (the caller reads the order), or "order_ids", or "err
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import hmac
 from typing import Any
 
-from django.utils.crypto import salted_hmac
+from django.conf import settings
 
 from core.errors import ApplicationError
 
@@ -21,7 +23,17 @@ Answer = dict[str, Any]
 def command_signature(payload: bytes) -> bytes:
     """HMAC-SHA256 of a command with a key derived from DJANGO_SECRET_KEY: an engine acts
     only on commands of the platform's own web workers, whoever else reaches its socket."""
-    return salted_hmac("orders.sequencer.command", payload, algorithm="sha256").digest()
+    return hmac.digest(_command_key(settings.SECRET_KEY), payload, "sha256")
+
+
+@functools.lru_cache(maxsize=4)
+def _command_key(secret: str) -> bytes:
+    # django.utils.crypto.salted_hmac's key for this salt (the same signature), derived once
+    # per secret instead of at every command (web and engine both sign or check each one).
+    return hashlib.sha256(f"{COMMAND_SALT}{secret}".encode()).digest()
+
+
+COMMAND_SALT = "orders.sequencer.command"
 
 
 def command_signed(payload: bytes, signature: bytes) -> bool:

@@ -3,21 +3,27 @@ command, signature, endpoints, timeouts and 503 answers as orders.sequencer.zmq,
 wait for the engine's answer does not hold a thread or block the loop, so one worker serves
 its other requests meanwhile.
 
-One DEALER socket per event loop and shard (ZMQ_IMMEDIATE, and a send timeout of
-CONNECT_WAIT_MS: with no engine connected the send fails, a 503, never a hang); one task
-per socket reads the answers and hands each to the request waiting for its id (a late
-answer of a request that timed out is dropped). The in-process transport (tests, tools)
-runs in Django's thread for synchronous code, as the synchronous path does."""
+One DEALER socket per event loop and shard (ZMQ_IMMEDIATE: with no engine connected a send
+fails; it is retried for at most CONNECT_WAIT_MS, then a 503, never a hang). The socket is a
+plain one, watched by the loop itself (`add_reader` on its file descriptor): whenever it may
+have answers, one callback reads every answer waiting and hands each to the request waiting
+for its id (a late answer of a request that timed out is dropped). A request's id is a
+counter of the socket; its timeout a timer of the loop. zmq.asyncio's futures, a reader
+task and asyncio.wait_for's task cost ~0.1-0.15 ms more of a web worker's CPU per answer
+(docs/performance.md, "A cheaper round trip to the engine").
+The in-process transport (tests, tools) runs in Django's thread for synchronous code, as
+the synchronous path does."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import json
 import os
+from typing import cast
 
 import zmq
-import zmq.asyncio
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
@@ -26,45 +32,82 @@ from orders.sequencer.shards import Shard, shard_for, shards
 from orders.sequencer.transport import engine_call
 from orders.sequencer.zmq import CONNECT_WAIT_MS, _unavailable
 
+# How often a send refused for want of a connected engine is tried again, up to CONNECT_WAIT_MS.
+CONNECT_RETRY_S = 0.01
+
 
 class ShardClient:
     """The requests of one event loop to one shard's engine."""
 
-    def __init__(self, shard: Shard) -> None:
-        socket = zmq.asyncio.Context.instance().socket(zmq.DEALER)
+    def __init__(self, shard: Shard, *, loop: asyncio.AbstractEventLoop) -> None:
+        socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.IMMEDIATE, 1)
-        socket.setsockopt(zmq.SNDTIMEO, CONNECT_WAIT_MS)
         for endpoint in shard.endpoints:
             socket.connect(endpoint)
         self.socket = socket
+        self.loop = loop
         self.waiting: dict[bytes, asyncio.Future[Answer]] = {}
-        self.reader: asyncio.Task[None] | None = None
+        self._ids = itertools.count(1)
+        # libzmq's descriptor is edge-triggered: readable means "look at ZMQ_EVENTS", so
+        # _drain reads until no answer is left, and runs after each send too (a send may
+        # take the signal of answers already queued).
+        self._fd = cast(int, socket.getsockopt(zmq.FD))
+        loop.add_reader(self._fd, self._drain)
+
+    def close(self) -> None:
+        if not self.loop.is_closed():
+            self.loop.remove_reader(self._fd)
+        self.socket.close(linger=0)
 
     async def request(self, command: Command, *, timeout: float) -> Answer:
-        request_id = os.urandom(8)
+        request_id = next(self._ids).to_bytes(8, "big")
         payload = json.dumps(command).encode()
-        try:
-            await self.socket.send_multipart([request_id, payload, command_signature(payload)])
-        except zmq.Again:  # no engine connected within CONNECT_WAIT_MS
-            return _unavailable()
-        answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        message = [request_id, payload, command_signature(payload)]
+        if not self._send(message) and not await self._send_when_connected(message):
+            return _unavailable()  # no engine connected within CONNECT_WAIT_MS
+        answer = self.loop.create_future()
         self.waiting[request_id] = answer
-        if self.reader is None or self.reader.done():
-            self.reader = asyncio.create_task(self._read())
+        timer = self.loop.call_later(timeout, _time_out, answer)
         try:
-            return await asyncio.wait_for(answer, timeout)
-        except TimeoutError:
-            return _unavailable()
+            return await answer
         finally:
+            timer.cancel()
             self.waiting.pop(request_id, None)
 
-    async def _read(self) -> None:
-        while self.waiting:
-            reply_id, payload = await self.socket.recv_multipart()
-            waiter = self.waiting.pop(reply_id, None)
+    def _send(self, message: list[bytes]) -> bool:
+        try:
+            self.socket.send_multipart(message, zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        if cast(int, self.socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            self.loop.call_soon(self._drain)
+        return True
+
+    async def _send_when_connected(self, message: list[bytes]) -> bool:
+        # Rare (a new socket still connecting, an engine starting): polled, not watched.
+        deadline = self.loop.time() + CONNECT_WAIT_MS / 1000
+        while self.loop.time() < deadline:
+            await asyncio.sleep(CONNECT_RETRY_S)
+            if self._send(message):
+                return True
+        return False
+
+    def _drain(self) -> None:
+        socket, waiting = self.socket, self.waiting
+        while cast(int, socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            try:
+                reply_id, payload = socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            waiter = waiting.pop(reply_id, None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(json.loads(payload))
+
+
+def _time_out(answer: asyncio.Future[Answer]) -> None:
+    if not answer.done():
+        answer.set_result(_unavailable())
 
 
 _clients: dict[tuple[int, int, str], ShardClient] = {}
@@ -72,10 +115,14 @@ _clients: dict[tuple[int, int, str], ShardClient] = {}
 
 def _client(shard: Shard) -> ShardClient:
     # Per process (a forked worker starts afresh) and per loop (a socket serves one loop).
-    key = (os.getpid(), id(asyncio.get_running_loop()), f"{shard.name}@{','.join(shard.endpoints)}")
+    loop = asyncio.get_running_loop()
+    key = (os.getpid(), id(loop), f"{shard.name}@{','.join(shard.endpoints)}")
     client = _clients.get(key)
-    if client is None:
-        client = _clients[key] = ShardClient(shard)
+    if client is None or client.loop is not loop:
+        ended = [k for k, c in _clients.items() if k[0] == key[0] and c.loop.is_closed()]  # tests', tools' loops
+        for stale in ended:
+            _clients.pop(stale).close()
+        client = _clients[key] = ShardClient(shard, loop=loop)
     return client
 
 

@@ -106,3 +106,82 @@ def test_a_cancel_goes_to_every_shard_and_the_holders_answer_is_kept(tmp_path, h
         answer, received = async_to_sync(scenario)()
     assert answer == held
     assert received == [command, command]
+
+
+def test_every_answer_of_a_burst_reaches_its_request(tmp_path):
+    """Answers arriving together are all read (the socket's descriptor signals an edge,
+    not each message), in any order, while more requests are being sent."""
+    endpoint = _endpoint(tmp_path)
+    count = 300
+
+    async def scenario() -> tuple[list[Any], set[bytes]]:
+        engine = zmq.asyncio.Context.instance().socket(zmq.ROUTER)
+        engine.bind(endpoint)
+        try:
+            calls = [
+                asyncio.create_task(engine_call_async({"op": "ping", "n": n}, market="ETH-USDT")) for n in range(count)
+            ]
+            received = [await asyncio.wait_for(engine.recv_multipart(), 5) for _ in range(count)]
+            for peer, request_id, payload, _ in reversed(received):
+                await engine.send_multipart([peer, request_id, json.dumps({"n": json.loads(payload)["n"]}).encode()])
+            return [await call for call in calls], {r[1] for r in received}
+        finally:
+            engine.close(linger=0)
+
+    with override_settings(ENGINE_TRANSPORT="zmq", ENGINE_SHARDS=f"all=*@{endpoint}", ENGINE_ANSWER_TIMEOUT_SECONDS=5):
+        answers, ids = async_to_sync(scenario)()
+    assert answers == [{"n": n} for n in range(count)]
+    assert len(ids) == count  # each request its own id
+
+
+def test_a_late_answer_is_dropped_and_the_next_request_gets_its_own(tmp_path):
+    endpoint = _endpoint(tmp_path)
+
+    async def scenario() -> tuple[Any, Any, set[bytes]]:
+        engine = zmq.asyncio.Context.instance().socket(zmq.ROUTER)
+        engine.bind(endpoint)
+        try:
+            late = await engine_call_async({"op": "ping", "n": 1}, market="ETH-USDT")  # not answered in time
+            first = await asyncio.wait_for(engine.recv_multipart(), 5)
+            await engine.send_multipart([first[0], first[1], b'{"n": 1}'])  # the late answer
+            call = asyncio.create_task(engine_call_async({"op": "ping", "n": 2}, market="ETH-USDT"))
+            second = await asyncio.wait_for(engine.recv_multipart(), 5)
+            await engine.send_multipart([second[0], second[1], b'{"n": 2}'])
+            return late, await call, {first[1], second[1]}
+        finally:
+            engine.close(linger=0)
+
+    with override_settings(
+        ENGINE_TRANSPORT="zmq", ENGINE_SHARDS=f"all=*@{endpoint}", ENGINE_ANSWER_TIMEOUT_SECONDS=0.2
+    ):
+        late, answer, ids = async_to_sync(scenario)()
+    assert late["status"] == 503 and late["error"]["code"] == "service_unavailable"
+    assert answer == {"n": 2}
+    assert len(ids) == 2  # each request its own id
+
+
+def test_an_engine_that_binds_within_the_connect_wait_answers(tmp_path):
+    """No engine yet when the command is sent: it is sent once one is connected (within
+    CONNECT_WAIT_MS), not refused."""
+    endpoint = _endpoint(tmp_path)
+
+    async def scenario() -> Any:
+        engine = zmq.asyncio.Context.instance().socket(zmq.ROUTER)
+
+        async def serve() -> None:
+            await asyncio.sleep(0.1)
+            engine.bind(endpoint)
+            peer, request_id, payload, _ = await asyncio.wait_for(engine.recv_multipart(), 5)
+            await engine.send_multipart([peer, request_id, payload])
+
+        server = asyncio.create_task(serve())
+        try:
+            answer = await engine_call_async({"op": "ping", "n": 3}, market="ETH-USDT")
+            await server
+            return answer
+        finally:
+            engine.close(linger=0)
+
+    with override_settings(ENGINE_TRANSPORT="zmq", ENGINE_SHARDS=f"all=*@{endpoint}", ENGINE_ANSWER_TIMEOUT_SECONDS=5):
+        answer = async_to_sync(scenario)()
+    assert answer == {"op": "ping", "n": 3}
