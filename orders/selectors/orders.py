@@ -11,19 +11,13 @@ from django.utils import timezone
 from orders.errors import OrderNotFound
 from orders.models import Order, OrderEvent, Trade
 
+# A trade's columns an order's contract body shows of its fills (the batch writer reads
+# the same back for a cancel's answer, orders.sequencer.writer.histories_read).
+FILL_FIELDS = ("id", "price", "quantity", "taker_fee", "maker_fee", "is_house", "taker_order_id", "maker_order_id")
+
 
 def _with_details(queryset: QuerySet[Order]) -> QuerySet[Order]:
-    trades = Trade.objects.only(
-        "id",
-        "price",
-        "quantity",
-        "taker_fee",
-        "maker_fee",
-        "is_house",
-        "taker_order_id",
-        "maker_order_id",
-        "executed_at",
-    ).order_by("id")
+    trades = Trade.objects.only(*FILL_FIELDS, "executed_at").order_by("id")
     return queryset.select_related("market").prefetch_related(
         Prefetch("events", queryset=OrderEvent.objects.order_by("id")),
         Prefetch("taker_trades", queryset=trades),

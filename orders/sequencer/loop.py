@@ -45,7 +45,7 @@ from orders.errors import (
 from orders.models import Market, Order, OrderEvent
 from orders.sequencer import commands as c
 from orders.sequencer.answers import StoredHistory, order_body, order_body_stored
-from orders.sequencer.reads import batch_reads
+from orders.sequencer.reads import BatchWanted, batch_reads
 from orders.sequencer.recovery import market_engine_load, trading_rules
 from orders.sequencer.wallets import BatchDiscounts, BatchWallets
 from orders.sequencer.writer import Written, batch_write
@@ -311,7 +311,9 @@ class _Batch:
             if engine.rules.house.enabled:
                 keys |= {accounts.house_base, accounts.house_quote}
         reads = batch_reads(
-            users=unchecked, market_ids=list(self.engines), wallet_keys=keys, holders=users, client_ids=wanted
+            wanted=BatchWanted(
+                users=unchecked, market_ids=list(self.engines), wallet_keys=keys, holders=users, client_ids=wanted
+            )
         )
         self.refused_users = unchecked - reads.active_users
         self.sequencer._specs_update(reads.markets)

@@ -45,20 +45,24 @@ class BatchReads:
     client_ids: list[tuple[int, int, str, Any]] = field(default_factory=list)  # _CLIENT_ID_FIELDS
 
 
-def batch_reads(
-    *,
-    users: Collection[int],
-    market_ids: Collection[int],
-    wallet_keys: Collection[WalletKey],
-    holders: Collection[int],
-    client_ids: Collection[tuple[int, str]],
-) -> BatchReads:
-    """Read (and lock the wallets) in one round trip on PostgreSQL. `users`: whose activity
-    to check; `holders`: whose TTX holdings to sum; `client_ids`: (user, client order id)."""
+@dataclass(frozen=True)
+class BatchWanted:
+    """What a batch reads. `users`: whose activity to check; `holders`: whose TTX holdings
+    to sum; `client_ids`: (user, client order id)."""
+
+    users: Collection[int] = ()
+    market_ids: Collection[int] = ()
+    wallet_keys: Collection[WalletKey] = ()
+    holders: Collection[int] = ()
+    client_ids: Collection[tuple[int, str]] = ()
+
+
+def batch_reads(*, wanted: BatchWanted) -> BatchReads:
+    """Read (and lock the wallets) in one round trip on PostgreSQL."""
     if connection.vendor != "postgresql":
-        return _reads_orm(
-            users=users, market_ids=market_ids, wallet_keys=wallet_keys, holders=holders, client_ids=client_ids
-        )
+        return _reads_orm(wanted=wanted)
+    users, market_ids, wallet_keys = wanted.users, wanted.market_ids, wanted.wallet_keys
+    holders, client_ids = wanted.holders, wanted.client_ids
     sql = _sql()
     reads = BatchReads()
     with statements_pipelined():
@@ -131,14 +135,9 @@ def _send(sql: str, params: list[Any]) -> Any:
     return cursor
 
 
-def _reads_orm(
-    *,
-    users: Collection[int],
-    market_ids: Collection[int],
-    wallet_keys: Collection[WalletKey],
-    holders: Collection[int],
-    client_ids: Collection[tuple[int, str]],
-) -> BatchReads:
+def _reads_orm(*, wanted: BatchWanted) -> BatchReads:
+    users, market_ids, wallet_keys = wanted.users, wanted.market_ids, wanted.wallet_keys
+    holders, client_ids = wanted.holders, wanted.client_ids
     reads = BatchReads()
     if users:
         model = get_user_model()

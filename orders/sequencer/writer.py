@@ -14,6 +14,7 @@ from django.db.models import Q
 from orders.engine.book import LiveOrder
 from orders.engine.market import Journal
 from orders.models import Market, Order, OrderEvent, Trade, TradeOutbox, TradeOutboxStatus
+from orders.selectors.orders import FILL_FIELDS
 from orders.sequencer.answers import StoredFill, StoredHistory
 from orders.sequencer.arrays import Row, array_literal, ids_reserve, statements_pipelined, table_insert, table_update
 from orders.sequencer.wallets import BatchWallets
@@ -151,7 +152,7 @@ def histories_read(order_ids: list[int]) -> Callable[[], dict[int, StoredHistory
         trade_rows: Any = (
             Trade.objects.filter(Q(taker_order_id__in=wanted) | Q(maker_order_id__in=wanted))
             .order_by("id")
-            .values_list(*_HISTORY_TRADE_FIELDS)
+            .values_list(*FILL_FIELDS)
         )
         event_rows: Any = (
             OrderEvent.objects.filter(order_id__in=wanted).order_by("id").values_list(*_HISTORY_EVENT_FIELDS)
@@ -173,16 +174,6 @@ def histories_read(order_ids: list[int]) -> Callable[[], dict[int, StoredHistory
     return read
 
 
-_HISTORY_TRADE_FIELDS = (
-    "id",
-    "price",
-    "quantity",
-    "taker_fee",
-    "maker_fee",
-    "is_house",
-    "taker_order_id",
-    "maker_order_id",
-)
 _HISTORY_EVENT_FIELDS = ("order_id", "status", "reason", "at")
 _HISTORY_SQL: list[str] = []
 
@@ -198,7 +189,7 @@ def _history_sql() -> list[str]:
         taker, maker = quote("taker_order_id"), quote("maker_order_id")
         _HISTORY_SQL.extend(
             [
-                f"SELECT {columns(Trade, _HISTORY_TRADE_FIELDS)} FROM {trade} "  # noqa: S608  (identifiers from the models)
+                f"SELECT {columns(Trade, FILL_FIELDS)} FROM {trade} "  # noqa: S608  (identifiers from the models)
                 f"WHERE {taker} = ANY(%s::bigint[]) OR {maker} = ANY(%s::bigint[]) ORDER BY {quote('id')}",
                 f"SELECT {columns(OrderEvent, _HISTORY_EVENT_FIELDS)} FROM {event} "  # noqa: S608
                 f"WHERE {quote('order_id')} = ANY(%s::bigint[]) ORDER BY {quote('id')}",
