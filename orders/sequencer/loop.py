@@ -236,9 +236,13 @@ class Sequencer:
             )
             answers = [answer() for answer in deferred]
             batch.settle()
-            transaction.on_commit(lambda: self._closed_remember(batch.closed()))
-            transaction.on_commit(lambda: self.announce(lambda: batch.committed(written)))
-            transaction.on_commit(lambda: self.announce(streams_batch(journal=batch.journal, markets=self._markets)))
+            # Robust: once committed, a failure here is logged and must not reach _run_batch,
+            # which would run the committed commands again.
+            transaction.on_commit(lambda: self._closed_remember(batch.closed()), robust=True)
+            transaction.on_commit(lambda: self.announce(lambda: batch.committed(written)), robust=True)
+            transaction.on_commit(
+                lambda: self.announce(streams_batch(journal=batch.journal, markets=self._markets)), robust=True
+            )
         self.batches += 1
         return answers
 

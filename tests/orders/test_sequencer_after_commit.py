@@ -1,0 +1,45 @@
+"""What runs after a batch's commit (remembering closed orders, the announcements) cannot
+undo or redo the batch: a failure there is logged, the commands keep their committed
+answers, and nothing is applied twice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from orders.models import Order
+from orders.sequencer import loop as sequencer_loop
+from orders.sequencer.commands import place_command
+from orders.sequencer.loop import Sequencer
+from tests.factories import UserFactory, fund
+from tests.orders.invariants import assert_invariants
+
+pytestmark = pytest.mark.django_db(transaction=True)  # real commits: on_commit runs after them
+
+
+def _place(user: Any, **fields: str) -> dict[str, Any]:
+    return place_command(user_id=user.pk, fields={"market": "ETH-USDT", "type": "limit", **fields})
+
+
+def test_a_failure_after_the_commit_keeps_the_answers_and_applies_nothing_twice(market, monkeypatch, caplog):
+    buyers = [UserFactory() for _ in range(2)]
+    for buyer in buyers:
+        fund(buyer, "USDT", "5000")
+    sequencer = Sequencer()
+    sequencer.load()
+
+    def streams_fail(**_: Any) -> Any:
+        raise RuntimeError("a bug in what is published after the commit")
+
+    monkeypatch.setattr(sequencer_loop, "streams_batch", streams_fail)
+    answers = sequencer.run_batch([_place(buyer, side="buy", quantity="0.1", price="1500.00") for buyer in buyers])
+    assert [answer["status"] for answer in answers] == [201, 201]
+    assert Order.objects.count() == 2  # one each: the committed batch was not run again
+    assert "a bug in what is published after the commit" in caplog.text
+    monkeypatch.undo()
+    seller = UserFactory()
+    fund(seller, "ETH", "1")
+    sold = sequencer.run_batch([_place(seller, side="sell", quantity="0.2", price="1500.00")])
+    assert [fill["quantity"] for fill in sold[0]["order"]["fills"]] == ["0.10000000", "0.10000000"]
+    assert_invariants()
