@@ -25,10 +25,15 @@ hypothesis_settings.load_profile("project")
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     on_postgres = os.environ.get("DATABASE_URL", "").startswith("postgres")
+    # scripts/test's second pass: tests that start the platform on its own embedded SQLite
+    # (whatever DATABASE_URL says) ran, identically, in its first.
+    embedded_done = os.environ.get("EMBEDDED_PLATFORM_TESTS") == "done"
     for item in items:
         if "postgres" in item.keywords and not on_postgres:
             # Run in the PostgreSQL pass of scripts/test (CI insists that pass happens).
             item.add_marker(pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://..."))
+        if "embedded" in item.keywords and embedded_done:
+            item.add_marker(pytest.mark.skip(reason="runs its own embedded platform: done in the SQLite pass"))
 
 
 def _migration_data_restore() -> None:

@@ -24,7 +24,7 @@ import pytest
 from bench.infra import ROOT, free_port
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.embedded]
 
 TEST_ONLY = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE", "DJANGO_DEBUG")
 PASSWORD = "demo-password-for-the-restart-test"

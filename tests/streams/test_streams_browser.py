@@ -20,7 +20,7 @@ from orders.management.commands.seed_demo import demo_password
 from tests.environment import require
 from tests.streams.platform import Platform
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.embedded]
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

@@ -21,6 +21,9 @@ from tests.streams.platform import Platform
 from tests.streams.support import LocalBook, sequences_contiguous
 from tests.waiting import wait_until
 
+# Each test starts the platform on its own embedded SQLite (tests/streams/platform.py).
+pytestmark = pytest.mark.embedded
+
 BOOK = "book:ETH-USDT"
 TRADES = "trades:ETH-USDT"
 
