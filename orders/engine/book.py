@@ -8,11 +8,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from sortedcontainers import SortedDict, SortedList
 
 from orders.engine.stops import fires_on_fall
 from orders.engine.types import OrderStatus, OrderType, SelfTradePrevention, Side, TimeInForce
+
+if TYPE_CHECKING:
+    from orders.engine.undo import Undo
 
 
 @dataclass(slots=True, eq=False)
@@ -67,6 +71,7 @@ class OrderBook:
     def __init__(self) -> None:
         self._levels: dict[Side, SortedDict] = {Side.BUY: SortedDict(), Side.SELL: SortedDict()}
         self._count = 0
+        self.undo: Undo | None = None  # set while a sequencer's batches may be taken back
 
     def __len__(self) -> int:
         return self._count
@@ -74,23 +79,41 @@ class OrderBook:
     def add(self, order: LiveOrder) -> None:
         if order.price is None:
             raise ValueError("only priced orders rest")
+        if self.undo is not None:
+            self.undo.record(self._take_out, order)
+        self._insert(order, None)
+
+    def remove(self, order: LiveOrder) -> None:
+        index = self._take_out(order)
+        if self.undo is not None:
+            self.undo.record(self._insert, order, index)
+
+    def _insert(self, order: LiveOrder, index: int | None) -> None:
+        """At the end of its price level, or back at `index` (a removal taken back)."""
         levels = self._levels[order.side]
         level = levels.get(order.price)
         if level is None:
             level = levels[order.price] = deque()
-        level.append(order)
+        if index is None:
+            level.append(order)
+        else:
+            level.insert(index, order)
         self._count += 1
 
-    def remove(self, order: LiveOrder) -> None:
+    def _take_out(self, order: LiveOrder) -> int:
+        """Removes `order`; returns where it was in its level."""
         levels = self._levels[order.side]
         level = levels[order.price]
         if level[0] is order:
+            index = 0
             level.popleft()
         else:
-            level.remove(order)
+            index = level.index(order)
+            del level[index]
         if not level:
             del levels[order.price]
         self._count -= 1
+        return index
 
     def makers(self, *, taker_side: Side) -> Iterator[LiveOrder]:
         """The opposite side best price first (lowest ask for a buyer, highest bid for a
@@ -127,6 +150,7 @@ class StopBook:
         self._on_fall: SortedList = SortedList(key=lambda entry: (entry[0], entry[1]))
         # ... or rises to it or above.
         self._on_rise: SortedList = SortedList(key=lambda entry: (entry[0], entry[1]))
+        self.undo: Undo | None = None  # set while a sequencer's batches may be taken back
 
     def __len__(self) -> int:
         return len(self._on_fall) + len(self._on_rise)
@@ -135,9 +159,20 @@ class StopBook:
         return self._on_fall if fires_on_fall(order_type=order.type, side=order.side) else self._on_rise
 
     def add(self, order: LiveOrder) -> None:
-        self._index(order).add((order.stop_price, order.seq, order))
+        if self.undo is not None:
+            self.undo.record(self._discard, order)
+        self._put(order)
 
     def remove(self, order: LiveOrder) -> None:
+        self._discard(order)
+        if self.undo is not None:
+            self.undo.record(self._put, order)
+
+    # A stop's place among the others is its (stop price, seq): put back, it is where it was.
+    def _put(self, order: LiveOrder) -> None:
+        self._index(order).add((order.stop_price, order.seq, order))
+
+    def _discard(self, order: LiveOrder) -> None:
         self._index(order).remove((order.stop_price, order.seq, order))
 
     def take_reached(self, price: Decimal) -> list[LiveOrder]:
@@ -149,6 +184,9 @@ class StopBook:
             self._on_fall.remove(entry)
         for entry in rise:
             self._on_rise.remove(entry)
+        if self.undo is not None:
+            for entry in fall + rise:
+                self.undo.record(self._put, entry[2])
         return sorted((entry[2] for entry in fall + rise), key=lambda order: order.seq)
 
     def orders(self) -> list[LiveOrder]:

@@ -33,6 +33,7 @@ from orders.engine.types import (
     Side,
     TakerOrder,
 )
+from orders.engine.undo import Undo
 from orders.errors import InsufficientFunds
 
 
@@ -131,6 +132,7 @@ class MarketEngine:
         self.book = OrderBook()
         self.stops = StopBook()
         self.live: dict[int, LiveOrder] = {}  # persisted live orders by id (cancels find them here)
+        self.undo: Undo | None = None  # orders.engine.undo: set by a sequencer (engine.attach)
         self.accounts = Accounts(
             market_id=spec.id,
             base_id=spec.base_id,
@@ -138,6 +140,20 @@ class MarketEngine:
             house_user_id=rules.house_user_id,
             fee_user_id=rules.fee_user_id,
         )
+
+    def attach(self, undo: Undo) -> None:
+        """From now on every change is recorded in `undo` before it is made."""
+        self.undo = self.book.undo = self.stops.undo = undo
+
+    def _forget(self, order: LiveOrder) -> None:
+        """No longer live: out of the orders cancels can find."""
+        if order.id is not None and self.live.pop(order.id, None) is not None and self.undo is not None:
+            self.undo.record(self.live.__setitem__, order.id, order)
+
+    def _spec_change(self, name: str, value: Decimal | None) -> None:
+        if self.undo is not None:
+            self.undo.record(setattr, self.spec, name, getattr(self.spec, name))
+        setattr(self.spec, name, value)
 
     # --- loading -----------------------------------------------------------------------
 
@@ -154,6 +170,8 @@ class MarketEngine:
     def registered(self, order: LiveOrder) -> None:
         """After the batch that created `order` was written: cancels can now name it."""
         if order.id is not None and order.is_live:
+            if self.undo is not None:
+                self.undo.record(self.live.pop, order.id, None)
             self.live[order.id] = order
 
     # --- commands ----------------------------------------------------------------------
@@ -180,6 +198,8 @@ class MarketEngine:
     def cancel(self, order: LiveOrder, *, journal: Journal, wallets: Wallets, now: datetime) -> None:
         if not order.is_live:
             raise ValueError(f"order {order.id} is not live")
+        if self.undo is not None:
+            self.undo.keep(order)
         run = _Run(engine=self, journal=journal, wallets=wallets, discount=_NO_DISCOUNTS, now=now)
         if order.status is OrderStatus.PENDING_TRIGGER:
             self.stops.remove(order)
@@ -189,7 +209,7 @@ class MarketEngine:
         order.cancelled_at = now
 
     def set_reference_price(self, price: Decimal, *, journal: Journal) -> None:
-        self.spec.reference_price = price
+        self._spec_change("reference_price", price)
         journal.markets[self.spec.id] = self.spec
 
     # --- rules -------------------------------------------------------------------------
@@ -231,6 +251,8 @@ class _Run:
     fired: deque[LiveOrder] = field(default_factory=deque)
 
     def transition(self, order: LiveOrder, status: OrderStatus, reason: str | None = None) -> None:
+        if self.engine.undo is not None:
+            self.engine.undo.keep(order)
         order.status = status
         order.status_reason = reason
         order.updated_at = self.now
@@ -243,19 +265,22 @@ class _Run:
 
     def close(self, order: LiveOrder, status: OrderStatus, reason: str | None) -> None:
         """A terminal status; whatever the order still holds is released."""
+        if self.engine.undo is not None:
+            self.engine.undo.keep(order)
         if order.locked_amount:
             funding = self.engine.accounts.funding(owner_id=order.user_id, side=order.side)
             self.wallets.post([release(funding, order.locked_amount)])
             order.locked_amount = ZERO
         self.transition(order, status, reason)
-        if order.id is not None:
-            self.engine.live.pop(order.id, None)
+        self.engine._forget(order)
 
     def execute(self, order: LiveOrder, *, placing: bool) -> None:
         """Match `order` as the taker and settle the result. `order.locked_amount` is what
         it holds already (a triggered stop); the rest of its lock is taken first, and
         InsufficientFunds leaves everything as it was."""
         engine, spec = self.engine, self.engine.spec
+        if engine.undo is not None:
+            engine.undo.keep(order)
         as_market = order.type.executes_as_market
         seen: list[LiveOrder] = []
 
@@ -322,8 +347,7 @@ class _Run:
             if order.locked_amount:
                 self.wallets.post([release(funding, order.locked_amount)])
                 order.locked_amount = ZERO
-            if order.id is not None:
-                engine.live.pop(order.id, None)
+            engine._forget(order)
 
     def _settled(self, taker: LiveOrder, maker: LiveOrder | None, fill: Fill) -> SettledFill:
         return settle_fill(
@@ -343,6 +367,8 @@ class _Run:
         _fill(order, quantity=fill.quantity, notional=settled.notional, fee=settled.taker_fee)
         order.locked_amount -= settled.taker_spent
         if maker is not None:
+            if engine.undo is not None:
+                engine.undo.keep(maker)
             _fill(maker, quantity=fill.quantity, notional=settled.notional, fee=settled.maker_fee)
             maker.locked_amount -= settled.maker_spent
             maker.updated_at = self.now
@@ -362,7 +388,7 @@ class _Run:
                 executed_at=self.now,
             )
         )
-        engine.spec.last_price = fill.price
+        engine._spec_change("last_price", fill.price)
         self.journal.markets[engine.spec.id] = engine.spec
         # Every trade is checked against the pending stops, in order: what it reaches fires.
         self.fired.extend(engine.stops.take_reached(fill.price))

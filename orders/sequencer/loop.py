@@ -5,9 +5,12 @@ commands of a batch strictly one at a time in arrival order through the pure eng
 (orders.engine.market), writes the whole batch in one transaction (orders.sequencer.writer)
 and only then answers. Wallet rows are locked once per batch; no market row is locked.
 
-If a batch fails after memory changed (the database went away, a deadlock between two
-engines, a bug), nothing of it was committed: the markets are reloaded from the database
-before the next batch, so memory never holds what the database does not."""
+If a batch fails after memory changed, nothing of it was committed, and memory must not
+hold what the database does not: after a database error (a deadlock between two engines,
+a lock another holds, a client order id taken meanwhile, the database gone) the batch's
+changes are taken back in memory (orders.engine.undo) and the batch retried or refused;
+after anything else (a bug) the markets are reloaded from the database before the next
+batch."""
 
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ from orders.engine.market import Journal, MarketEngine, TradeRecord
 from orders.engine.money import is_multiple_of
 from orders.engine.requests import OrderRequest, order_request_validate
 from orders.engine.types import OrderStatus
+from orders.engine.undo import Undo
 from orders.errors import (
     DuplicateClientOrderId,
     InvalidPrice,
@@ -94,7 +98,10 @@ class Sequencer:
         # Orders this sequencer closed (id -> owner), the newest CLOSED_REMEMBERED: a cancel
         # of one (it filled before the cancel arrived) answers 409 without a read.
         self._closed: dict[int, int] = {}
+        # What the batch in progress changed in memory, to take it back if it fails.
+        self.undo = Undo()
         self.batches = 0
+        self.taken_back = 0  # batches taken back in memory (not reloaded) after a database error
 
     # --- markets ----------------------------------------------------------------------
 
@@ -124,6 +131,7 @@ class Sequencer:
 
     def _install(self, market: Market) -> MarketEngine:
         engine = market_engine_load(market=market, rules=trading_rules())
+        engine.attach(self.undo)
         self._markets[market.pk] = engine
         self._ids[market.symbol] = market.pk
         self._stale.discard(market.pk)
@@ -200,10 +208,19 @@ class Sequencer:
 
     def _run_batch(self, commands: list[c.Command]) -> list[c.Answer]:
         for attempt in range(1, MAX_ATTEMPTS + 1):
+            self.undo.clear()  # what happened between batches (a standby's catch-up) stays
             try:
                 return self._batch(commands)
             except DatabaseError as exc:
-                self._stale |= set(self._markets)
+                if isinstance(exc, IntegrityError) or _retryable(exc):
+                    # The server refused the batch (nothing of it committed): memory as it
+                    # was before it (every change it made was recorded first), without
+                    # reading the books again.
+                    self.undo.rollback()
+                    self.taken_back += 1
+                else:  # the connection lost, perhaps during COMMIT: what holds is read again
+                    self.undo.clear()
+                    self._stale |= set(self._markets)
                 if isinstance(exc, IntegrityError | OperationalError) and _retryable(exc) and attempt < MAX_ATTEMPTS:
                     logger.warning("batch retried", extra={"attempt": attempt, "error": str(exc)[:200]})
                     time.sleep(0.01 * 2**attempt)
@@ -214,7 +231,8 @@ class Sequencer:
                 return self._isolate(commands)
             except Exception:
                 logger.exception("batch failed")
-                self._stale |= set(self._markets)
+                self.undo.clear()
+                self._stale |= set(self._markets)  # a bug may have changed memory unrecorded
                 return self._isolate(commands)
         raise AssertionError("unreachable")
 
@@ -243,6 +261,7 @@ class Sequencer:
             transaction.on_commit(
                 lambda: self.announce(streams_batch(journal=batch.journal, markets=self._markets)), robust=True
             )
+        self.undo.clear()  # committed
         self.batches += 1
         return answers
 

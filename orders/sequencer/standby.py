@@ -64,6 +64,7 @@ class WarmStandby:
         self.mark = mark
         for market in Market.objects.filter(pk__in=list(engines)):  # read after the orders: as new as they
             market_spec_refresh(engine=engines[market.pk], market=market)
+        self.sequencer.undo.clear()  # what the shard committed is never taken back
         return CatchUp(orders=orders, seconds=time.monotonic() - began)
 
     @property
