@@ -8,7 +8,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.urls import Resolver404, resolve
-from django.utils.cache import patch_cache_control, patch_vary_headers
+from django.utils.cache import patch_vary_headers
 
 from core.logging import correlation_context
 from core.networks import address_in, forwarded_client
@@ -122,7 +122,10 @@ def private_api_cache_headers(request: HttpRequest, response: HttpResponse) -> H
     """PrivateApiCacheMiddleware's work on an answer (also core.api.fast)."""
     if not request.path.startswith("/api/"):
         return response
-    patch_vary_headers(response, ("Authorization", "Cookie"))
+    if "Vary" in response:
+        patch_vary_headers(response, _API_VARY)
+    else:  # what patch_vary_headers writes then (it parses and joins: every API answer pays)
+        response.headers["Vary"] = ", ".join(_API_VARY)
     # DRF sets the user it authenticated (JWT or session) on the underlying request too.
     user = getattr(request, "user", None)
     anonymous_read = (
@@ -132,8 +135,14 @@ def private_api_cache_headers(request: HttpRequest, response: HttpResponse) -> H
     )
     if not anonymous_read:
         response.headers.pop("Cache-Control", None)
-        patch_cache_control(response, no_store=True, private=True)
+        # patch_cache_control(response, no_store=True, private=True) on an answer without
+        # Cache-Control (just removed) writes exactly this.
+        response.headers["Cache-Control"] = _PRIVATE_NO_STORE
     return response
+
+
+_API_VARY = ("Authorization", "Cookie")
+_PRIVATE_NO_STORE = "no-store, private"
 
 
 def _serves(path: str, urlconf: str | None) -> bool:

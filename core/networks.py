@@ -4,7 +4,7 @@ allow-list): IP addresses and CIDR blocks, IPv4 or IPv6."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import cache
+from functools import cache, lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 Network = IPv4Network | IPv6Network
@@ -16,6 +16,8 @@ def networks_parse(spec: tuple[str, ...]) -> tuple[Network, ...]:
     return tuple(ip_network(item.strip(), strict=False) for item in spec)
 
 
+# A client's address is parsed once (every request's peer is checked: core.middleware).
+@lru_cache(maxsize=4096)
 def address_parse(text: str) -> IPv4Address | IPv6Address | None:
     try:
         return ip_address(text.strip())
@@ -25,6 +27,8 @@ def address_parse(text: str) -> IPv4Address | IPv6Address | None:
 
 def address_in(address: str, spec: Iterable[str]) -> bool:
     """Whether `address` (text) lies in one of the networks of `spec` (a settings list)."""
+    if not spec:  # no network: nothing to parse
+        return False
     parsed = address_parse(address)
     return parsed is not None and any(parsed in network for network in networks_parse(tuple(spec)))
 

@@ -54,9 +54,13 @@ class RateExceeded(ApplicationError):
     default_message = "Too many requests; slow down."
 
 
+# json.dumps with these options builds an encoder at each call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def json_response(body: Any, *, status: int) -> HttpResponse:
     """As DRF's JSONRenderer writes it: compact, UTF-8, U+2028/2029 escaped."""
-    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    text = _ENCODER.encode(body)
     text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
     return HttpResponse(text.encode(), status=status, content_type=JSON)
 

@@ -93,3 +93,174 @@ def test_header_checks_of_an_asgi_request(name):
     request = ASGIRequest(scope, io.BytesIO(b""))
     assert request_principal_reads(request) is ("X-API-KEY" in request.headers)
     assert request_correlation_id(request) == (request.headers.get("X-Request-ID") or None)
+
+
+# --- the web tier's per-answer shortcuts (docs/performance.md, "The fast path's own costs") ---
+
+
+def _cache_headers_as_before(request, response):
+    """core.middleware.private_api_cache_headers as it was: Django's patch functions."""
+    from django.utils.cache import patch_cache_control, patch_vary_headers
+
+    if not request.path.startswith("/api/"):
+        return response
+    patch_vary_headers(response, ("Authorization", "Cookie"))
+    user = getattr(request, "user", None)
+    anonymous_read = (
+        request.method in ("GET", "HEAD")
+        and "HTTP_AUTHORIZATION" not in request.META
+        and not (user is not None and user.is_authenticated)
+    )
+    if not anonymous_read:
+        response.headers.pop("Cache-Control", None)
+        patch_cache_control(response, no_store=True, private=True)
+    return response
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "HEAD"])
+@pytest.mark.parametrize("authorization", [None, "Bearer x"])
+@pytest.mark.parametrize("path", ["/api/orders", "/markets/"])
+@pytest.mark.parametrize(
+    "preset",
+    [
+        {},
+        {"Vary": "Accept"},
+        {"Vary": "Cookie, accept"},
+        {"Vary": "*"},
+        {"Cache-Control": "max-age=60, public"},
+        {"Cache-Control": "no-cache", "Vary": "Authorization"},
+        {"Content-Type": "application/json", "Allow": "POST, OPTIONS"},
+    ],
+)
+def test_the_api_cache_headers_are_patch_functions(method, authorization, path, preset):
+    from django.http import HttpResponse
+
+    from core.middleware import private_api_cache_headers
+
+    extra = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
+    request = RequestFactory().generic(method, path, **extra)
+    answers = []
+    for shape in (private_api_cache_headers, _cache_headers_as_before):
+        response = HttpResponse(b"{}", content_type="application/json")
+        for name, value in preset.items():
+            response[name] = value
+        shape(request, response)
+        answers.append(list(response.items()))
+    assert answers[0] == answers[1]  # same headers, values and order
+
+
+def test_an_address_is_in_networks_as_parsed_each_time():
+    from ipaddress import ip_address, ip_network
+
+    from core.networks import address_in, address_parse
+
+    cases = ["127.0.0.1", " 10.1.2.3 ", "::1", "2001:db8::1", "not an address", "", "10.0.0.256"]
+    specs = [(), ("10.0.0.0/8",), ("127.0.0.1", "::1"), ["2001:db8::/32"]]
+    for text in cases:
+        for spec in specs:
+            try:
+                parsed = ip_address(text.strip())
+            except ValueError:
+                parsed = None
+            expected = parsed is not None and any(parsed in ip_network(n, strict=False) for n in spec)
+            assert address_in(text, spec) is expected, (text, spec)
+            assert address_parse(text) == parsed
+
+
+@given(
+    body=st.recursive(
+        values,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+        max_leaves=8,
+    )
+)
+def test_the_answers_json_is_json_dumps(body):
+    from orders.api.hot import json_response
+
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    assert json_response(body, status=201).content == text.encode()
+
+
+def _messages_of(send_response, response):
+    from asgiref.sync import async_to_sync
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    async_to_sync(send_response)(response, send)
+    return sent
+
+
+def _answers():
+    from django.http import HttpResponse, StreamingHttpResponse
+
+    plain = HttpResponse(b'{"id":"1"}', status=201, content_type="application/json")
+    plain["Vary"] = "Authorization, Cookie"
+    plain["X-Request-ID"] = "abc"
+    empty = HttpResponse(b"", status=204)
+    big = HttpResponse(b"x" * (2**16 + 5))
+    exact = HttpResponse(b"y" * 2**16)
+    cookie = HttpResponse(b"{}")
+    cookie.set_cookie("a", "b")
+    latin = HttpResponse(b"{}")
+    latin["X-Name"] = "caf\u00e9"
+    streaming = StreamingHttpResponse(iter([b"a", b"b"]))
+    return [plain, empty, big, exact, cookie, latin, streaming]
+
+
+@pytest.mark.parametrize("index", range(7))
+def test_the_fast_paths_answer_is_sent_as_django_sends_it(index):
+    from django.core.handlers.asgi import ASGIHandler
+
+    from core.api.fast import _send_response
+
+    handler = ASGIHandler()
+
+    async def ours(response, send):
+        await _send_response(handler, response, send)
+
+    assert _messages_of(ours, _answers()[index]) == _messages_of(handler.send_response, _answers()[index])
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {},
+        {"HTTP_X_REQUESTED_WITH": "XMLHttpRequest"},
+        {"HTTP_X_REQUESTED_WITH": "fetch"},
+        {"CONTENT_LENGTH": "42"},
+        {"CONTENT_LENGTH": ""},
+        {"secure": True},
+    ],
+)
+def test_the_request_counters_are_django_prometheus_own(meta):
+    from django.urls import resolve
+    from django_prometheus.middleware import PrometheusAfterMiddleware
+    from prometheus_client import REGISTRY
+
+    from core.api.fast import _LabelledOnce, _unused
+
+    def moved(middleware):
+        request = RequestFactory().post("/api/orders", data=b"", content_type="application/json", **meta)
+        request.resolver_match = resolve("/api/orders")
+        before = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for m in REGISTRY.collect()
+            for s in m.samples
+            if s.name.startswith("django_http_requests") and not s.name.endswith("_created")
+        }
+        middleware.process_request(request)
+        middleware.process_view(request, lambda r: None, (), {})
+        after = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for m in REGISTRY.collect()
+            for s in m.samples
+            if s.name.startswith("django_http_requests") and not s.name.endswith("_created")
+        }
+        return {key: value - before.get(key, 0.0) for key, value in after.items() if value != before.get(key, 0.0)}
+
+    ours, theirs = moved(_LabelledOnce(_unused)), moved(PrometheusAfterMiddleware(_unused))
+    assert ours == theirs and ours  # the same counters moved, by the same amounts
