@@ -264,3 +264,65 @@ def test_the_request_counters_are_django_prometheus_own(meta):
 
     ours, theirs = moved(_LabelledOnce(_unused)), moved(PrometheusAfterMiddleware(_unused))
     assert ours == theirs and ours  # the same counters moved, by the same amounts
+
+
+def _response_shapes():
+    from django.http import HttpResponse, StreamingHttpResponse
+
+    from orders.api.hot import view_response
+
+    rendered = view_response({"id": "1"}, status=200, headers={"Allow": "POST, OPTIONS"})
+    rendered.render()
+    return [
+        HttpResponse(b'{"id":"1"}', status=201, content_type="application/json"),
+        HttpResponse(b"{}", status=404, content_type="application/json"),
+        HttpResponse(b"x", content_type="text/plain; charset=latin-1"),
+        rendered,
+        view_response({"id": "2"}, status=200, headers={}),  # not rendered: the library's own way
+        StreamingHttpResponse(iter([b"a"])),
+    ]
+
+
+@pytest.mark.parametrize("index", range(6))
+@pytest.mark.parametrize("timed", [True, False])
+def test_the_answer_counters_are_django_prometheus_own(index, timed):
+    from django.urls import resolve
+    from django_prometheus.middleware import PrometheusAfterMiddleware
+    from prometheus_client import REGISTRY
+
+    from core.api.fast import _LabelledOnce, _unused
+
+    def samples():
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for m in REGISTRY.collect()
+            for s in m.samples
+            if s.name.startswith("django_http_responses")
+            or (s.name.startswith("django_http_requests_") and "latency" in s.name and s.name.endswith("_count"))
+            or s.name.startswith("django_http_requests_unknown_latency_total")
+        }
+
+    def moved(middleware):
+        request = RequestFactory().post("/api/orders", data=b"{}", content_type="application/json")
+        request.resolver_match = resolve("/api/orders")
+        if timed:
+            middleware.process_request(request)
+        before = samples()
+        for _ in range(2):  # the second time from what the first kept
+            middleware.process_response(request, _response_shapes()[index])
+        after = samples()
+        return {
+            key: value - before.get(key, 0.0)
+            for key, value in after.items()
+            if value != before.get(key, 0.0) and not key[0].endswith("_created")
+        }
+
+    if index == 4:  # not rendered: the library refuses it, and so does ours (it is the library's way)
+        from django.template.response import ContentNotRenderedError
+
+        for middleware in (_LabelledOnce(_unused), PrometheusAfterMiddleware(_unused)):
+            with pytest.raises(ContentNotRenderedError):
+                moved(middleware)
+        return
+    ours, theirs = moved(_LabelledOnce(_unused)), moved(PrometheusAfterMiddleware(_unused))
+    assert ours == theirs and ours
