@@ -95,7 +95,7 @@ def test_header_checks_of_an_asgi_request(name):
     assert request_correlation_id(request) == (request.headers.get("X-Request-ID") or None)
 
 
-# --- the web tier's per-answer shortcuts (docs/performance.md, "The fast path's own costs") ---
+# --- the web tier's per-answer shortcuts (docs/performance.md, "The web worker's own costs") ---
 
 
 def _cache_headers_as_before(request, response):
