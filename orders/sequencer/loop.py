@@ -6,11 +6,11 @@ commands of a batch strictly one at a time in arrival order through the pure eng
 and only then answers. Wallet rows are locked once per batch; no market row is locked.
 
 If a batch fails after memory changed, nothing of it was committed, and memory must not
-hold what the database does not: after a database error (a deadlock between two engines,
-a lock another holds, a client order id taken meanwhile, the database gone) the batch's
+hold what the database does not: when the server refused it (a deadlock between two
+engines, a lock another holds, a constraint, a client order id taken meanwhile) the batch's
 changes are taken back in memory (orders.engine.undo) and the batch retried or refused;
-after anything else (a bug) the markets are reloaded from the database before the next
-batch."""
+after a lost connection (the commit's outcome unknown) or anything else (a bug) the markets
+are reloaded from the database before the next batch."""
 
 from __future__ import annotations
 
