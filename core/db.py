@@ -53,11 +53,13 @@ def rows_select(
     order_by: str = "",
     limit: int | None = None,
     for_update: bool = False,
+    nowait: bool = False,
 ) -> list[M]:
     """Instances of `model` whose rows match `where` (SQL with %s placeholders and names
     quoted by the caller), with every concrete column or only `fields` (the others are
     deferred, as with `.only()`). `for_update` locks them (ignored by SQLite, which locks
-    the database on the first write)."""
+    the database on the first write); with `nowait`, a row locked by another transaction
+    fails the statement at once (PostgreSQL's lock_not_available) instead of waiting."""
     meta = model._meta
     chosen = meta.concrete_fields if fields is None else [meta.get_field(name) for name in fields]
     columns = ", ".join(quote_name(str(cast("Field[Any, Any]", field).column)) for field in chosen)
@@ -69,7 +71,7 @@ def rows_select(
         sql += " LIMIT %s"
         arguments.append(limit)
     if for_update and connection.features.has_select_for_update:
-        sql += " FOR UPDATE"
+        sql += " FOR UPDATE NOWAIT" if nowait else " FOR UPDATE"
     return list(model._default_manager.raw(sql, arguments))
 
 

@@ -22,10 +22,11 @@ def lock_asset(*, asset_id: int) -> None:
     rows_select(Asset, where=f"{q('id')} = %s", params=[asset_id], fields=["id"], for_update=True)
 
 
-def lock_wallets_by_key(*, keys: Iterable[WalletKey]) -> dict[WalletKey, Wallet]:
+def lock_wallets_by_key(*, keys: Iterable[WalletKey], nowait: bool = False) -> dict[WalletKey, Wallet]:
     """The existing wallets of exactly these (user, asset, bucket) keys, locked in one
     statement in ascending id order. A cross product of users and assets would also lock
-    other markets' fee and house wallets."""
+    other markets' fee and house wallets. `nowait`: fail at once on a row another
+    transaction holds (core.db.rows_select)."""
     wanted = sorted(set(keys))
     if not wanted:
         return {}
@@ -36,20 +37,21 @@ def lock_wallets_by_key(*, keys: Iterable[WalletKey]) -> dict[WalletKey, Wallet]
         params=[value for key in wanted for value in key],
         order_by=q("id"),
         for_update=True,
+        nowait=nowait,
     )
     return {(w.user_id, w.asset_id, w.bucket): w for w in wallets}
 
 
-def wallets_lock(*, keys: Iterable[WalletKey]) -> dict[WalletKey, Wallet]:
+def wallets_lock(*, keys: Iterable[WalletKey], nowait: bool = False) -> dict[WalletKey, Wallet]:
     """The wallets of these (user, asset, bucket) keys, locked in one statement in id order;
     missing rows (a first trade or deposit in an asset) are created, then the whole set is
     locked again in id order (a deadlock with a racing creator is retried whole)."""
     wanted = set(keys)
-    locked = lock_wallets_by_key(keys=wanted)
+    locked = lock_wallets_by_key(keys=wanted, nowait=nowait)
     if len(locked) < len(wanted):
         Wallet.objects.bulk_create(
             [Wallet(user_id=u, asset_id=a, bucket=b) for u, a, b in sorted(wanted - locked.keys())],
             ignore_conflicts=True,
         )
-        locked = lock_wallets_by_key(keys=wanted)
+        locked = lock_wallets_by_key(keys=wanted, nowait=nowait)
     return locked

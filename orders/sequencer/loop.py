@@ -35,6 +35,7 @@ from orders.engine.book import LiveOrder
 from orders.engine.market import Journal, MarketEngine, TradeRecord
 from orders.engine.money import is_multiple_of
 from orders.engine.requests import OrderRequest, order_request_validate
+from orders.engine.settlement import WalletKey
 from orders.engine.types import OrderStatus
 from orders.engine.undo import Undo
 from orders.errors import (
@@ -67,14 +68,22 @@ _NEW_SEQ_START = 10**15
 Deferred = Callable[[], c.Answer]
 
 
+# PostgreSQL's lock_not_available: a wallet first met after the batch's first locks was
+# held by another transaction (orders.sequencer.wallets.BatchWallets, `nowait`).
+_LOCK_BUSY = "55P03"
+
+
+def _sqlstate(exc: DatabaseError) -> str | None:
+    return getattr(getattr(exc, "__cause__", None), "sqlstate", None)
+
+
 def _retryable(exc: DatabaseError) -> bool:
-    """A deadlock or serialization failure between two engines, SQLite's busy database, or
-    a unique client_order_id taken by another engine meanwhile: the batch runs again."""
+    """A deadlock or serialization failure between two engines, a wallet another holds,
+    SQLite's busy database, or a unique client_order_id taken by another engine meanwhile:
+    the batch runs again."""
     if isinstance(exc, IntegrityError):
         return "client_order_id" in str(exc)
-    return getattr(getattr(exc, "__cause__", None), "sqlstate", None) in {"40P01", "40001"} or (
-        "database is locked" in str(exc)
-    )
+    return _sqlstate(exc) in {"40P01", "40001", _LOCK_BUSY} or "database is locked" in str(exc)
 
 
 class Sequencer:
@@ -100,6 +109,9 @@ class Sequencer:
         self._closed: dict[int, int] = {}
         # What the batch in progress changed in memory, to take it back if it fails.
         self.undo = Undo()
+        # The wallets a refused attempt of the batch in progress met: the next attempt locks
+        # them all at its start, in id order (BatchWallets, `nowait`).
+        self._lock_first: set[WalletKey] = set()
         self.batches = 0
         self.taken_back = 0  # batches taken back in memory (not reloaded) after a database error
 
@@ -207,10 +219,13 @@ class Sequencer:
             return self._run_batch(commands)
 
     def _run_batch(self, commands: list[c.Command]) -> list[c.Answer]:
+        self._lock_first = set()
         for attempt in range(1, MAX_ATTEMPTS + 1):
             self.undo.clear()  # what happened between batches (a standby's catch-up) stays
             try:
-                return self._batch(commands)
+                # The last attempt waits for its later locks (a deadlock is then detected by
+                # the server): a batch is not refused for a lock that is merely held.
+                return self._batch(commands, nowait=attempt < MAX_ATTEMPTS)
             except DatabaseError as exc:
                 if isinstance(exc, IntegrityError) or _retryable(exc):
                     # The server refused the batch (nothing of it committed): memory as it
@@ -223,7 +238,8 @@ class Sequencer:
                     self._stale |= set(self._markets)
                 if isinstance(exc, IntegrityError | OperationalError) and _retryable(exc) and attempt < MAX_ATTEMPTS:
                     logger.warning("batch retried", extra={"attempt": attempt, "error": str(exc)[:200]})
-                    time.sleep(0.01 * 2**attempt)
+                    if _sqlstate(exc) != _LOCK_BUSY:  # the retry waits for that lock in its first statement
+                        time.sleep(0.01 * 2**attempt)
                     continue
                 if isinstance(exc, OperationalError | InterfaceError):
                     logger.warning("database unavailable, batch of %s refused: %s", len(commands), exc)
@@ -243,24 +259,28 @@ class Sequencer:
             return [self._run_batch([command])[0] for command in commands]
         return [_processing_failed(commands[0])]
 
-    def _batch(self, commands: list[c.Command]) -> list[c.Answer]:
-        with transaction.atomic(durable=True):
-            now = timezone.now()
-            batch = _Batch(sequencer=self, now=now)
-            batch.prepare(commands)
-            deferred = [batch.apply(command) for command in commands]
-            written = batch.written = batch_write(
-                journal=batch.journal, wallets=batch.wallets, now=now, histories=batch.cancelled
-            )
-            answers = [answer() for answer in deferred]
-            batch.settle()
-            # Robust: once committed, a failure here is logged and must not reach _run_batch,
-            # which would run the committed commands again.
-            transaction.on_commit(lambda: self._closed_remember(batch.closed()), robust=True)
-            transaction.on_commit(lambda: self.announce(lambda: batch.committed(written)), robust=True)
-            transaction.on_commit(
-                lambda: self.announce(streams_batch(journal=batch.journal, markets=self._markets)), robust=True
-            )
+    def _batch(self, commands: list[c.Command], *, nowait: bool = False) -> list[c.Answer]:
+        now = timezone.now()
+        batch = _Batch(sequencer=self, now=now, nowait=nowait)
+        try:
+            with transaction.atomic(durable=True):
+                batch.prepare(commands)
+                deferred = [batch.apply(command) for command in commands]
+                written = batch.written = batch_write(
+                    journal=batch.journal, wallets=batch.wallets, now=now, histories=batch.cancelled
+                )
+                answers = [answer() for answer in deferred]
+                batch.settle()
+                # Robust: once committed, a failure here is logged and must not reach
+                # _run_batch, which would run the committed commands again.
+                transaction.on_commit(lambda: self._closed_remember(batch.closed()), robust=True)
+                transaction.on_commit(lambda: self.announce(lambda: batch.committed(written)), robust=True)
+                transaction.on_commit(
+                    lambda: self.announce(streams_batch(journal=batch.journal, markets=self._markets)), robust=True
+                )
+        except DatabaseError:
+            self._lock_first |= batch.wallets.met()  # refused: a retry locks them at its start
+            raise
         self.undo.clear()  # committed
         self.batches += 1
         return answers
@@ -269,11 +289,11 @@ class Sequencer:
 class _Batch:
     """One batch's transaction state: wallets, discounts, client ids, the journal."""
 
-    def __init__(self, *, sequencer: Sequencer, now: Any) -> None:
+    def __init__(self, *, sequencer: Sequencer, now: Any, nowait: bool = False) -> None:
         self.sequencer = sequencer
         self.now = now
         self.journal = Journal()
-        self.wallets = BatchWallets()
+        self.wallets = BatchWallets(nowait=nowait)
         self.discounts = BatchDiscounts()  # the TTX asset as read by prepare
         self.client_ids: dict[tuple[int, str], tuple[int | LiveOrder, str]] = {}
         self.engines: dict[int, MarketEngine] = {}
@@ -328,6 +348,7 @@ class _Batch:
                 self.engines[engine.spec.id] = engine
         if unknown:
             keys |= self._cancels_find(unknown)
+        keys |= self.sequencer._lock_first  # met by a refused attempt of this batch
         for engine in self.engines.values():
             accounts = engine.accounts
             keys.add(accounts.fee_wallet)

@@ -96,14 +96,16 @@ def batch_reads(*, wanted: BatchWanted) -> BatchReads:
     return reads
 
 
-def wallets_lock_sent(keys: Collection[WalletKey]) -> Callable[[], dict[WalletKey, Wallet]]:
+def wallets_lock_sent(keys: Collection[WalletKey], *, nowait: bool = False) -> Callable[[], dict[WalletKey, Wallet]]:
     """PostgreSQL: the existing wallets of these keys locked in id order, in one statement
     sent now (in a pipeline: with what else is queued) and read when the returned function
     is called (orders.locks.lock_wallets_by_key, without Django's raw query, which reads
-    its columns before its rows and so cannot wait in a pipeline)."""
+    its columns before its rows and so cannot wait in a pipeline). `nowait`: a row another
+    transaction holds fails the statement at once (lock_not_available) instead of waiting."""
     wanted = sorted(set(keys))
     values = ", ".join(["(%s, %s, %s)"] * len(wanted))
-    cursor = _send(_sql()["wallets"].replace("{values}", values), [v for key in wanted for v in key])
+    sql = _sql()["wallets"].replace("{values}", values)
+    cursor = _send(sql + " NOWAIT" if nowait else sql, [v for key in wanted for v in key])
 
     def read() -> dict[WalletKey, Wallet]:
         try:
@@ -119,14 +121,14 @@ def wallets_lock_sent(keys: Collection[WalletKey]) -> Callable[[], dict[WalletKe
     return read
 
 
-def wallets_created(*, keys: Collection[WalletKey]) -> dict[WalletKey, Wallet]:
+def wallets_created(*, keys: Collection[WalletKey], nowait: bool = False) -> dict[WalletKey, Wallet]:
     """Wallets for keys that had none (a first trade or deposit in an asset): created (one
     created meanwhile by someone else is kept), then locked. Inside a pipeline too."""
     if connection.vendor != "postgresql":
-        return wallets_lock(keys=keys)
+        return wallets_lock(keys=keys, nowait=nowait)
     rows = [Wallet(user_id=user, asset_id=asset, bucket=bucket) for user, asset, bucket in sorted(keys)]
     Wallet.objects.bulk_create(rows, ignore_conflicts=True)
-    return wallets_lock_sent(keys)()
+    return wallets_lock_sent(keys, nowait=nowait)()
 
 
 def _send(sql: str, params: list[Any]) -> Any:

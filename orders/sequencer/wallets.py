@@ -23,9 +23,16 @@ from orders.sequencer.reads import wallets_created, wallets_lock_sent
 class BatchWallets:
     """Implements orders.engine.market.Wallets for one batch transaction. Rows the commands
     name are locked at the start; a wallet first met later (a maker's, a stop owner's) is
-    locked when it must be read, or with the write if it only receives postings."""
+    locked when it must be read, or with the write if it only receives postings.
 
-    def __init__(self) -> None:
+    `nowait`: those later locks do not wait for another transaction (another engine's batch,
+    a deposit) but fail the batch at once. Locks taken in id order in one statement cannot
+    deadlock each other, but one taken later can: engine A holding X and waiting for Y while
+    B holds Y and waits for X, until PostgreSQL's deadlock_timeout (1 s) ends one. The batch
+    is retried instead with every wallet it met locked at the start (Sequencer._run_batch)."""
+
+    def __init__(self, *, nowait: bool = False) -> None:
+        self._nowait = nowait
         self._rows: dict[WalletKey, Wallet] = {}
         self._pending: dict[WalletKey, list[Decimal]] = {}  # postings to rows not locked yet
         self._changed: set[WalletKey] = set()
@@ -43,15 +50,20 @@ class BatchWallets:
     def load(self, keys: Iterable[WalletKey]) -> None:
         missing = set(keys) - self._rows.keys()
         if missing:
-            self._take(wallets_lock(keys=missing))
+            self._take(wallets_lock(keys=missing, nowait=self._nowait))
 
-    def adopt(self, rows: dict[WalletKey, Wallet], *, create: Iterable[WalletKey] = ()) -> None:
+    def adopt(self, rows: dict[WalletKey, Wallet], *, create: Iterable[WalletKey] = (), later: bool = False) -> None:
         """Rows already locked (orders.sequencer.reads); `create`: keys expected to have a
-        row, those without one (a first trade or deposit in an asset) created and locked."""
+        row, those without one (a first trade or deposit in an asset) created and locked
+        (`later`: after the batch's first locks, so as `nowait` says)."""
         self._take(rows)
         missing = set(create) - self._rows.keys()
         if missing:
-            self._take(wallets_created(keys=missing))
+            self._take(wallets_created(keys=missing, nowait=later and self._nowait))
+
+    def met(self) -> set[WalletKey]:
+        """Every wallet the batch has locked or posted to so far."""
+        return self._rows.keys() | self._pending.keys()
 
     def available(self, key: WalletKey) -> Decimal:
         row = self._rows.get(key)
@@ -86,8 +98,8 @@ class BatchWallets:
         keys = set(self._pending)
         if not keys:
             return lambda: None
-        read = wallets_lock_sent(keys)
-        return lambda: self.adopt(read(), create=keys)
+        read = wallets_lock_sent(keys, nowait=self._nowait)
+        return lambda: self.adopt(read(), create=keys, later=True)
 
     def lock_pending(self) -> None:
         """Lock the rows that only received postings so far (one statement)."""

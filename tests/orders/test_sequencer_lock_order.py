@@ -1,0 +1,158 @@
+"""Wallets locked after matching (makers' proceeds) do not wait for another transaction:
+a batch meeting one held elsewhere is refused at once and retried with every wallet it met
+locked in its first statement, in id order. Two engines whose makers cross therefore do not
+deadlock (before: each held its takers' wallets and waited for the other's, until
+PostgreSQL's deadlock_timeout of 1 s ended one of them)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from django.db import DatabaseError, connections, transaction
+
+from orders.locks import lock_wallets_by_key
+from orders.models import Asset, Order, Trade
+from orders.sequencer import loop as sequencer_loop
+from orders.sequencer.commands import place_command
+from orders.sequencer.loop import Sequencer
+from tests.factories import UserFactory, fund, market_create
+from tests.orders.invariants import assert_invariants
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def _place(user: Any, symbol: str, **fields: str) -> dict[str, Any]:
+    return place_command(user_id=user.pk, fields={"market": symbol, "type": "limit", **fields})
+
+
+@pytest.fixture
+def refusals(monkeypatch) -> list[str | None]:
+    """The SQLSTATE of every batch attempt the database refused, in order."""
+    seen: list[str | None] = []
+    real = Sequencer._batch
+
+    def batch(self: Sequencer, commands: list[Any], **kwargs: Any) -> Any:
+        try:
+            return real(self, commands, **kwargs)
+        except DatabaseError as exc:
+            seen.append(getattr(exc.__cause__, "sqlstate", None))
+            raise
+
+    monkeypatch.setattr(Sequencer, "_batch", batch)
+    return seen
+
+
+def _in_thread(target: Any) -> tuple[threading.Thread, list[Any], list[BaseException]]:
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(target())
+        except BaseException as exc:  # asserted by the test
+            errors.append(exc)
+        finally:
+            connections.close_all()  # this thread's session
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, results, errors
+
+
+def test_engines_whose_makers_cross_do_not_deadlock(monkeypatch, refusals):
+    eth, btc = market_create("ETH-USDT"), market_create("BTC-USDT", reference_price="30000.00")
+    x, y = UserFactory(), UserFactory()  # each a maker in one market and the taker in the other
+    for user in (x, y):
+        fund(user, "USDT", "100000")
+    fund(x, "ETH", "1")
+    fund(y, "BTC", "1")
+    eth_engine, btc_engine = Sequencer(symbols={eth.symbol}), Sequencer(symbols={btc.symbol})
+    for engine in (eth_engine, btc_engine):
+        engine.load()
+    [resting] = eth_engine.run_batch([_place(x, "ETH-USDT", side="sell", quantity="0.1", price="2000.00")])
+    [resting_btc] = btc_engine.run_batch([_place(y, "BTC-USDT", side="sell", quantity="0.01", price="30000.00")])
+    assert resting["status"] == resting_btc["status"] == 201
+
+    # Both first attempts hold their takers' wallets before either matches: the ETH batch
+    # then needs X's USDT (the BTC batch's taker), the BTC batch Y's (the ETH batch's taker).
+    both_prepared = threading.Barrier(2)
+    prepare = sequencer_loop._Batch.prepare
+    waited: set[int] = set()
+
+    def prepare_then_meet(self: Any, commands: list[Any]) -> None:
+        prepare(self, commands)
+        if threading.get_ident() not in waited:
+            waited.add(threading.get_ident())
+            both_prepared.wait(timeout=30)
+
+    monkeypatch.setattr(sequencer_loop._Batch, "prepare", prepare_then_meet)
+    eth_thread, eth_answers, eth_errors = _in_thread(
+        lambda: eth_engine.run_batch([_place(y, "ETH-USDT", side="buy", quantity="0.1", price="2000.00")])
+    )
+    btc_thread, btc_answers, btc_errors = _in_thread(
+        lambda: btc_engine.run_batch([_place(x, "BTC-USDT", side="buy", quantity="0.01", price="30000.00")])
+    )
+    for thread in (eth_thread, btc_thread):
+        thread.join(timeout=60)
+    assert not eth_errors and not btc_errors, (eth_errors, btc_errors)
+
+    assert "40P01" not in refusals  # no deadlock, so no deadlock_timeout waited
+    assert refusals and set(refusals) == {"55P03"}  # they did meet: refused at once, then retried
+    for [[answer]] in (eth_answers, btc_answers):
+        assert answer["status"] == 201
+        assert answer["order"]["status"] == "filled"
+    assert Trade.objects.count() == 2  # once each
+    assert set(Order.objects.values_list("status", flat=True)) == {"filled"}
+    assert_invariants()
+
+
+def test_a_held_wallet_met_after_matching_is_locked_first_by_the_retry(market, monkeypatch, refusals):
+    maker, taker = UserFactory(), UserFactory()
+    fund(maker, "ETH", "1")
+    fund(taker, "USDT", "5000")
+    engine = Sequencer()
+    engine.load()
+    [resting] = engine.run_batch([_place(maker, "ETH-USDT", side="sell", quantity="0.1", price="2000.00")])
+    assert resting["status"] == 201
+    proceeds = (maker.pk, Asset.objects.get(symbol="USDT").pk, 0)  # only receives: locked after matching
+
+    asked: list[set[Any]] = []
+    reads = sequencer_loop.batch_reads
+
+    def batch_reads(*, wanted: Any) -> Any:
+        asked.append(set(wanted.wallet_keys))
+        return reads(wanted=wanted)
+
+    monkeypatch.setattr(sequencer_loop, "batch_reads", batch_reads)
+    held, refused = threading.Event(), threading.Event()
+
+    def hold() -> None:  # a deposit, say: the maker's wallet locked until the batch was refused
+        with transaction.atomic():
+            lock_wallets_by_key(keys=[proceeds])
+            held.set()
+            refused.wait(timeout=30)
+
+    holder, _, holder_errors = _in_thread(hold)
+    assert held.wait(timeout=30)
+    real = Sequencer._batch
+
+    def batch(self: Sequencer, commands: list[Any], **kwargs: Any) -> Any:
+        try:
+            return real(self, commands, **kwargs)
+        except DatabaseError:
+            refused.set()  # the holder commits while the retry waits for it in its first statement
+            raise
+
+    monkeypatch.setattr(Sequencer, "_batch", batch)
+    [answer] = engine.run_batch([_place(taker, "ETH-USDT", side="buy", quantity="0.1", price="2000.00")])
+    holder.join(timeout=30)
+    assert not holder_errors
+
+    assert refusals == ["55P03"]  # refused at once, not after waiting for the holder
+    assert proceeds not in asked[0] and proceeds in asked[1]  # the retry locked it first
+    assert answer["status"] == 201 and answer["order"]["status"] == "filled"
+    assert engine.taken_back == 1
+    assert Trade.objects.count() == 1
+    assert_invariants()
