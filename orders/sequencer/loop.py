@@ -30,13 +30,13 @@ from core.api.fields import moment_text
 from core.errors import ApplicationError, ServiceUnavailable
 from core.logging import correlation_context, correlation_id_new
 from core.metrics import ENGINE_BATCH_COMMANDS, ENGINE_BATCH_SECONDS, ENGINE_QUEUE_DEPTH, FEES, ORDERS_FINAL, TRADES
-from core.money import parse_amount
+from core.money import ZERO, parse_amount
 from orders.engine.book import LiveOrder
 from orders.engine.market import Journal, MarketEngine, TradeRecord
 from orders.engine.money import is_multiple_of
 from orders.engine.requests import OrderRequest, order_request_validate
-from orders.engine.settlement import WalletKey
-from orders.engine.types import OrderStatus
+from orders.engine.settlement import TRADER_BUCKET, WalletKey
+from orders.engine.types import OrderStatus, Side
 from orders.engine.undo import Undo
 from orders.errors import (
     DuplicateClientOrderId,
@@ -286,6 +286,37 @@ class Sequencer:
         return answers
 
 
+# How far into a book the makers whose wallets a batch locks at its start are guessed.
+MAKERS_GUESSED = 64
+
+
+def _taker_quantity_add(taking: dict[tuple[int, Side], Decimal], engine: MarketEngine, command: c.Command) -> None:
+    """Count a place command's quantity on its market and side (a malformed one is
+    refused later, by its validation)."""
+    try:
+        side, quantity = Side(str(command.get("side"))), Decimal(str(command.get("quantity")))
+    except (ValueError, ArithmeticError):
+        return
+    if quantity.is_finite() and quantity > 0:
+        key = (engine.spec.id, side)
+        taking[key] = taking.get(key, ZERO) + quantity
+
+
+def _makers_likely(engine: MarketEngine, *, taker_side: Side, quantity: Decimal) -> set[WalletKey]:
+    """The wallets of the makers that orders taking `quantity` from the book as it stands
+    would meet first (their base and quote): locked with the takers', in id order, they
+    need no lock after matching, the one that can meet another engine's (BatchWallets,
+    `nowait`). A guess: prices, STP, earlier commands of the batch and stops are ignored;
+    a wallet missed is locked after matching, as without the guess."""
+    spec, keys = engine.spec, set()
+    for guessed, maker in enumerate(engine.book.makers(taker_side=taker_side)):
+        if quantity <= 0 or guessed >= MAKERS_GUESSED:
+            break
+        keys |= {(maker.user_id, spec.base_id, TRADER_BUCKET), (maker.user_id, spec.quote_id, TRADER_BUCKET)}
+        quantity -= maker.remaining
+    return keys
+
+
 class _Batch:
     """One batch's transaction state: wallets, discounts, client ids, the journal."""
 
@@ -321,6 +352,7 @@ class _Batch:
         wanted: list[tuple[int, str]] = []
         unknown: set[int] = set()
         unchecked = {int(command["user_id"]) for command in commands if command.get("check_user")}
+        taking: dict[tuple[int, Side], Decimal] = {}  # what the batch's orders may take, per market and side
         for command in commands:
             if command["op"] == c.PLACE:
                 engine = self.sequencer._market(symbol=str(command.get("market")))
@@ -331,6 +363,7 @@ class _Batch:
                 keys |= {(user, engine.spec.base_id, 0), (user, engine.spec.quote_id, 0)}
                 if command.get("client_order_id"):
                     wanted.append((user, str(command["client_order_id"])))
+                _taker_quantity_add(taking, engine, command)
             elif command["op"] == c.CANCEL:
                 order_id = int(command["order_id"])
                 engine = self.sequencer.market_holding(order_id, market_id=_market_id(command))
@@ -348,6 +381,8 @@ class _Batch:
                 self.engines[engine.spec.id] = engine
         if unknown:
             keys |= self._cancels_find(unknown)
+        for (market_id, side), quantity in taking.items():
+            keys |= _makers_likely(self.engines[market_id], taker_side=side, quantity=quantity)
         keys |= self.sequencer._lock_first  # met by a refused attempt of this batch
         for engine in self.engines.values():
             accounts = engine.accounts

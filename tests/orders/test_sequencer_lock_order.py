@@ -1,8 +1,10 @@
-"""Wallets locked after matching (makers' proceeds) do not wait for another transaction:
-a batch meeting one held elsewhere is refused at once and retried with every wallet it met
-locked in its first statement, in id order. Two engines whose makers cross therefore do not
-deadlock (before: each held its takers' wallets and waited for the other's, until
-PostgreSQL's deadlock_timeout of 1 s ended one of them)."""
+"""A batch locks its takers' wallets and those of the makers it will likely meet in its
+first statement, in id order; a wallet met only after matching (a guess missed: a maker an
+earlier command of the batch uncovered, a stop's owner) does not wait for another
+transaction: the batch is refused at once and retried with every wallet it met locked in its
+first statement. Two engines whose makers cross therefore do not deadlock (before: each held
+its takers' wallets and waited for the other's makers', until PostgreSQL's deadlock_timeout
+of 1 s ended one of them)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from orders.sequencer.commands import place_command
 from orders.sequencer.loop import Sequencer
 from tests.factories import UserFactory, fund, market_create
 from tests.orders.invariants import assert_invariants
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -44,6 +47,26 @@ def refusals(monkeypatch) -> list[str | None]:
     return seen
 
 
+@pytest.fixture
+def unguessed(monkeypatch) -> None:
+    """No maker guessed: every maker's wallet is met after matching."""
+    monkeypatch.setattr(sequencer_loop, "_makers_likely", lambda engine, **_: set())
+
+
+@pytest.fixture
+def asked(monkeypatch) -> list[set[Any]]:
+    """The wallets each batch attempt locked in its first statement."""
+    seen: list[set[Any]] = []
+    reads = sequencer_loop.batch_reads
+
+    def batch_reads(*, wanted: Any) -> Any:
+        seen.append(set(wanted.wallet_keys))
+        return reads(wanted=wanted)
+
+    monkeypatch.setattr(sequencer_loop, "batch_reads", batch_reads)
+    return seen
+
+
 def _in_thread(target: Any) -> tuple[threading.Thread, list[Any], list[BaseException]]:
     results: list[Any] = []
     errors: list[BaseException] = []
@@ -61,7 +84,7 @@ def _in_thread(target: Any) -> tuple[threading.Thread, list[Any], list[BaseExcep
     return thread, results, errors
 
 
-def test_engines_whose_makers_cross_do_not_deadlock(monkeypatch, refusals):
+def test_engines_whose_makers_cross_do_not_deadlock(monkeypatch, refusals, unguessed):
     eth, btc = market_create("ETH-USDT"), market_create("BTC-USDT", reference_price="30000.00")
     x, y = UserFactory(), UserFactory()  # each a maker in one market and the taker in the other
     for user in (x, y):
@@ -108,7 +131,7 @@ def test_engines_whose_makers_cross_do_not_deadlock(monkeypatch, refusals):
     assert_invariants()
 
 
-def test_a_held_wallet_met_after_matching_is_locked_first_by_the_retry(market, monkeypatch, refusals):
+def test_a_held_wallet_met_after_matching_is_locked_first_by_the_retry(market, monkeypatch, refusals, unguessed, asked):
     maker, taker = UserFactory(), UserFactory()
     fund(maker, "ETH", "1")
     fund(taker, "USDT", "5000")
@@ -117,15 +140,6 @@ def test_a_held_wallet_met_after_matching_is_locked_first_by_the_retry(market, m
     [resting] = engine.run_batch([_place(maker, "ETH-USDT", side="sell", quantity="0.1", price="2000.00")])
     assert resting["status"] == 201
     proceeds = (maker.pk, Asset.objects.get(symbol="USDT").pk, 0)  # only receives: locked after matching
-
-    asked: list[set[Any]] = []
-    reads = sequencer_loop.batch_reads
-
-    def batch_reads(*, wanted: Any) -> Any:
-        asked.append(set(wanted.wallet_keys))
-        return reads(wanted=wanted)
-
-    monkeypatch.setattr(sequencer_loop, "batch_reads", batch_reads)
     held, refused = threading.Event(), threading.Event()
 
     def hold() -> None:  # a deposit, say: the maker's wallet locked until the batch was refused
@@ -151,8 +165,61 @@ def test_a_held_wallet_met_after_matching_is_locked_first_by_the_retry(market, m
     assert not holder_errors
 
     assert refusals == ["55P03"]  # refused at once, not after waiting for the holder
-    assert proceeds not in asked[0] and proceeds in asked[1]  # the retry locked it first
+    assert proceeds not in asked[-2] and proceeds in asked[-1]  # the retry locked it first
     assert answer["status"] == 201 and answer["order"]["status"] == "filled"
     assert engine.taken_back == 1
+    assert Trade.objects.count() == 1
+    assert_invariants()
+
+
+def _waiting_for_a_lock() -> bool:
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return bool(cursor.fetchone()[0])
+
+
+def test_the_makers_a_batch_will_meet_are_locked_with_its_takers(market, refusals, asked):
+    maker, other, taker = UserFactory(), UserFactory(), UserFactory()
+    fund(maker, "ETH", "1")
+    fund(other, "ETH", "1")
+    fund(taker, "USDT", "5000")
+    engine = Sequencer()
+    engine.load()
+    answers = engine.run_batch(
+        [
+            _place(maker, "ETH-USDT", side="sell", quantity="0.1", price="2000.00"),
+            _place(other, "ETH-USDT", side="sell", quantity="0.1", price="2100.00"),  # beyond what is taken
+        ]
+    )
+    assert [answer["status"] for answer in answers] == [201, 201]
+    usdt, eth = Asset.objects.get(symbol="USDT").pk, Asset.objects.get(symbol="ETH").pk
+    proceeds = (maker.pk, usdt, 0)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with transaction.atomic():
+            lock_wallets_by_key(keys=[proceeds])
+            held.set()
+            release.wait(timeout=30)
+
+    holder, _, holder_errors = _in_thread(hold)
+    assert held.wait(timeout=30)
+    batch, results, errors = _in_thread(
+        lambda: engine.run_batch([_place(taker, "ETH-USDT", side="buy", quantity="0.1", price="2000.00")])
+    )
+    # The batch waits for the maker's wallet in its first statement, with the takers'.
+    wait_until(_waiting_for_a_lock, what="the batch to wait for the held wallet")
+    release.set()
+    for thread in (holder, batch):
+        thread.join(timeout=30)
+    assert not holder_errors and not errors, (holder_errors, errors)
+
+    assert refusals == []  # not refused: nothing was left to lock after matching
+    assert {proceeds, (maker.pk, eth, 0)} <= asked[-1]
+    assert (other.pk, usdt, 0) not in asked[-1]  # the 0.1 taken is the first maker's
+    [[answer]] = results
+    assert answer["status"] == 201 and answer["order"]["status"] == "filled"
     assert Trade.objects.count() == 1
     assert_invariants()
