@@ -135,7 +135,7 @@ def batch_write(*, journal: Journal, wallets: BatchWallets, now: datetime, histo
         reserved = ids_reserve(
             [(Order, len(journal.new_orders)), (Trade, len(journal.trades)), (TradeOutbox, len(journal.trades))]
         )
-        locked()  # the makers' wallets, locked in the same round trip as the ids' reservation
+        locked()  # makers' wallets not guessed at the start: in the same round trip as the ids' reservation
         written = _write(journal=journal, wallets=wallets, now=now, ids=reserved())
         written.histories.update(histories_read(sorted(set(histories)))())
         return written
