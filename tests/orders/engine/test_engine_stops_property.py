@@ -13,6 +13,7 @@ from orders.engine import HouseInventory, MarketRules, OrderStatus, OrderType, s
 from orders.engine.book import LiveOrder
 from orders.engine.types import Side, TimeInForce
 from tests.orders.engine.exchange import EngineExchange
+from tests.orders.engine.steps import cancel_steps, limit_steps, market_steps, step_apply, stop_steps
 
 D = Decimal
 RULES = MarketRules(
@@ -25,24 +26,10 @@ RULES = MarketRules(
 
 commands = st.lists(
     st.one_of(
-        st.tuples(
-            st.just("limit"),
-            st.integers(1, 4),
-            st.sampled_from(list(Side)),
-            st.integers(1, 6),
-            st.integers(85, 115),
-            st.sampled_from([TimeInForce.GTC, TimeInForce.GTC, TimeInForce.IOC]),
-        ),
-        st.tuples(st.just("market"), st.integers(1, 4), st.sampled_from(list(Side)), st.integers(1, 8)),
-        st.tuples(
-            st.just("stop"),
-            st.integers(1, 4),
-            st.sampled_from(list(Side)),
-            st.integers(1, 4),
-            st.integers(88, 112),
-            st.sampled_from([OrderType.STOP_LOSS, OrderType.TAKE_PROFIT]),
-        ),
-        st.tuples(st.just("cancel"), st.integers(0, 50)),
+        limit_steps(prices=(85, 115), time_in_force=[TimeInForce.GTC, TimeInForce.GTC, TimeInForce.IOC]),
+        market_steps(),
+        stop_steps(stop_prices=(88, 112)),
+        cancel_steps(among=50),
     ),
     min_size=5,
     max_size=40,
@@ -59,43 +46,15 @@ def test_every_stop_reached_by_a_trade_fires_and_no_other(commands):
     for command in commands:
         kind = command[0]
         trades_before = len(exchange.journal.trades)
-        if kind == "limit":
-            _, owner, side, quantity, price, tif = command
-            exchange.place(
-                exchange.new_order(
-                    owner=owner, side=side, kind=OrderType.LIMIT, quantity=D(quantity), price=D(price), tif=tif
-                )
-            )
-        elif kind == "market":
-            _, owner, side, quantity = command
-            exchange.place(
-                exchange.new_order(
-                    owner=owner, side=side, kind=OrderType.MARKET, quantity=D(quantity), tif=TimeInForce.IOC
-                )
-            )
-        elif kind == "stop":
-            _, owner, side, quantity, stop_price, stop_type = command
-            stop = exchange.place(
-                exchange.new_order(
-                    owner=owner,
-                    side=side,
-                    kind=stop_type,
-                    quantity=D(quantity),
-                    stop_price=D(stop_price),
-                    tif=TimeInForce.IOC,
-                )
-            )
+        touched = step_apply(exchange, command)
+        if kind == "stop":
+            stop = touched
             if stop is not None and len(exchange.journal.trades) == trades_before and stop.triggered_at is None:
                 assert stop.status is OrderStatus.PENDING_TRIGGER
                 pending_window[stop.seq] = (stop, trades_before, None)
-        else:
-            live = [o for o in exchange.orders if o.is_live]
-            if live:
-                target = live[command[1] % len(live)]
-                exchange.cancel(target)
-                if target.seq in pending_window:
-                    stop, placed_at, _ = pending_window[target.seq]
-                    pending_window[target.seq] = (stop, placed_at, len(exchange.journal.trades))
+        elif kind == "cancel" and touched is not None and touched.seq in pending_window:
+            stop, placed_at, _ = pending_window[touched.seq]
+            pending_window[touched.seq] = (stop, placed_at, len(exchange.journal.trades))
         exchange.assert_locks_match()
 
     trades = exchange.journal.trades

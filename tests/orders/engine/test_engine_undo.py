@@ -14,76 +14,36 @@ from hypothesis import strategies as st
 
 from orders.engine import HouseInventory, MarketRules, OrderType
 from orders.engine.book import LiveOrder
-from orders.engine.types import SelfTradePrevention, Side, TimeInForce
+from orders.engine.types import Side, TimeInForce
 from orders.engine.undo import Undo
 from orders.errors import InsufficientFunds
 from tests.orders.engine.exchange import NOW, EngineExchange
+from tests.orders.engine.steps import (
+    cancel_steps,
+    limit_steps,
+    market_steps,
+    reference_steps,
+    step_apply,
+    stop_steps,
+)
 
 D = Decimal
 HOUSE = HouseInventory(base_available=D(50), quote_available=D(5000), max_notional=D(500), slippage_percent=D(1))
 
-# Prices a few levels either side of 100 (buys below, sells above, some crossing): deep
-# levels of several orders, which takers walk and fill from the front.
-limit = st.tuples(
-    st.just("limit"),
-    st.integers(1, 4),
-    st.sampled_from(list(Side)),
-    st.integers(1, 6),
-    st.integers(-4, 2),
-    st.sampled_from([TimeInForce.GTC, TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK]),
-    st.sampled_from(list(SelfTradePrevention)),
+# Prices a few levels either side of 100, some crossing: deep levels of several orders,
+# which takers walk and fill from the front.
+limit = limit_steps(
+    prices=(96, 104), time_in_force=[TimeInForce.GTC, TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK], stp=True
 )
 command = st.one_of(
     limit,
     limit,
     limit,
-    st.tuples(st.just("market"), st.integers(1, 4), st.sampled_from(list(Side)), st.integers(1, 8)),
-    st.tuples(
-        st.just("stop"),
-        st.integers(1, 4),
-        st.sampled_from(list(Side)),
-        st.integers(1, 4),
-        st.integers(92, 108),
-        st.sampled_from([OrderType.STOP_LOSS, OrderType.TAKE_PROFIT]),
-    ),
-    st.tuples(st.just("cancel"), st.integers(0, 60)),
-    st.tuples(st.just("reference"), st.integers(95, 105)),
+    market_steps(),
+    stop_steps(stop_prices=(92, 108)),
+    cancel_steps(among=60),
+    reference_steps(prices=(95, 105)),
 )
-
-
-def _apply(exchange: EngineExchange, step: tuple[Any, ...]) -> None:
-    kind = step[0]
-    if kind == "limit":
-        _, owner, side, quantity, offset, tif, stp = step
-        price = D(100 - offset) if side is Side.BUY else D(100 + offset)
-        exchange.place(
-            exchange.new_order(
-                owner=owner, side=side, kind=OrderType.LIMIT, quantity=D(quantity), price=price, tif=tif, stp=stp
-            )
-        )
-    elif kind == "market":
-        _, owner, side, quantity = step
-        exchange.place(
-            exchange.new_order(owner=owner, side=side, kind=OrderType.MARKET, quantity=D(quantity), tif=TimeInForce.IOC)
-        )
-    elif kind == "stop":
-        _, owner, side, quantity, stop_price, stop_type = step
-        exchange.place(
-            exchange.new_order(
-                owner=owner,
-                side=side,
-                kind=stop_type,
-                quantity=D(quantity),
-                stop_price=D(stop_price),
-                tif=TimeInForce.IOC,
-            )
-        )
-    elif kind == "cancel":
-        live = [order for order in exchange.orders if order.is_live]
-        if live:
-            exchange.cancel(live[step[1] % len(live)])
-    else:
-        exchange.engine.set_reference_price(D(step[1]), journal=exchange.journal)
 
 
 def _memory(exchange: EngineExchange) -> dict[str, Any]:
@@ -124,13 +84,13 @@ def test_a_batch_taken_back_leaves_memory_as_it_was(history, batch, house):
     undo = Undo()
     exchange.engine.attach(undo)
     for step in history:  # committed batches: never taken back
-        _apply(exchange, step)
+        step_apply(exchange, step)
     undo.clear()
     before = _memory(exchange)
     known = len(exchange.orders)
 
     for step in batch:
-        _apply(exchange, step)
+        step_apply(exchange, step)
     undo.rollback()
     del exchange.orders[known:]  # the batch's own orders go with it
 
