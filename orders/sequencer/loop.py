@@ -18,9 +18,10 @@ import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
@@ -286,35 +287,63 @@ class Sequencer:
         return answers
 
 
-# How far into a book the makers whose wallets a batch locks at its start are guessed.
+# How far into a book (per market and side) the makers whose wallets a batch locks at its
+# start are guessed.
 MAKERS_GUESSED = 64
 
 
-def _taker_quantity_add(taking: dict[tuple[int, Side], Decimal], engine: MarketEngine, command: c.Command) -> None:
-    """Count a place command's quantity on its market and side (a malformed one is
-    refused later, by its validation)."""
-    try:
-        side, quantity = Side(str(command.get("side"))), Decimal(str(command.get("quantity")))
-    except (ValueError, ArithmeticError):
-        return
-    if quantity.is_finite() and quantity > 0:
+@dataclass(slots=True)
+class _Walk:
+    makers: Iterator[LiveOrder]
+    current: LiveOrder | None = None
+    left: Decimal = ZERO  # of the current maker, once the batch's earlier orders took theirs
+    met: int = 0
+
+
+class _MakersAhead:
+    """The wallets of the makers a batch's orders will likely meet (base and quote): locked
+    with the takers' in the batch's first statement, in id order, they need no lock after
+    matching, the one that can meet another engine's (BatchWallets, `nowait`). Each limit or
+    market order walks the book as it stands, from where the batch's earlier orders of its
+    side stopped, while the maker's price crosses its limit, for its quantity. A guess: STP,
+    funds, stops and the batch's own resting orders are not simulated; a wallet it missed is
+    locked after matching, as without it. A limit that crosses nothing guesses nothing."""
+
+    def __init__(self) -> None:
+        self.keys: set[WalletKey] = set()
+        self._walks: dict[tuple[int, Side], _Walk] = {}
+
+    def add(self, engine: MarketEngine, command: c.Command) -> None:
+        try:
+            side, kind = Side(str(command.get("side"))), str(command.get("type"))
+            quantity = Decimal(str(command.get("quantity")))
+            limit = Decimal(str(command.get("price"))) if kind == "limit" else None
+        except (ValueError, ArithmeticError):  # refused later, by its validation
+            return
+        if kind not in ("limit", "market") or not quantity.is_finite() or (limit is not None and not limit.is_finite()):
+            return
         key = (engine.spec.id, side)
-        taking[key] = taking.get(key, ZERO) + quantity
-
-
-def _makers_likely(engine: MarketEngine, *, taker_side: Side, quantity: Decimal) -> set[WalletKey]:
-    """The wallets of the makers that orders taking `quantity` from the book as it stands
-    would meet first (their base and quote): locked with the takers', in id order, they
-    need no lock after matching, the one that can meet another engine's (BatchWallets,
-    `nowait`). A guess: prices, STP, earlier commands of the batch and stops are ignored;
-    a wallet missed is locked after matching, as without the guess."""
-    spec, keys = engine.spec, set()
-    for guessed, maker in enumerate(engine.book.makers(taker_side=taker_side)):
-        if quantity <= 0 or guessed >= MAKERS_GUESSED:
-            break
-        keys |= {(maker.user_id, spec.base_id, TRADER_BUCKET), (maker.user_id, spec.quote_id, TRADER_BUCKET)}
-        quantity -= maker.remaining
-    return keys
+        walk = self._walks.get(key)
+        if walk is None:
+            walk = self._walks[key] = _Walk(makers=engine.book.makers(taker_side=side))
+        spec = engine.spec
+        while quantity > 0:
+            if walk.current is None:
+                if walk.met >= MAKERS_GUESSED:
+                    return
+                walk.current = next(walk.makers, None)
+                if walk.current is None:
+                    return
+                walk.left, walk.met = walk.current.remaining, walk.met + 1
+            maker = walk.current
+            price = cast(Decimal, maker.price)
+            if limit is not None and (price > limit if side is Side.BUY else price < limit):
+                return  # kept: a later order with a better limit may reach it
+            self.keys |= {(maker.user_id, spec.base_id, TRADER_BUCKET), (maker.user_id, spec.quote_id, TRADER_BUCKET)}
+            taken = min(quantity, walk.left)
+            quantity, walk.left = quantity - taken, walk.left - taken
+            if walk.left <= 0:
+                walk.current = None
 
 
 class _Batch:
@@ -352,7 +381,7 @@ class _Batch:
         wanted: list[tuple[int, str]] = []
         unknown: set[int] = set()
         unchecked = {int(command["user_id"]) for command in commands if command.get("check_user")}
-        taking: dict[tuple[int, Side], Decimal] = {}  # what the batch's orders may take, per market and side
+        ahead = _MakersAhead()
         for command in commands:
             if command["op"] == c.PLACE:
                 engine = self.sequencer._market(symbol=str(command.get("market")))
@@ -363,7 +392,7 @@ class _Batch:
                 keys |= {(user, engine.spec.base_id, 0), (user, engine.spec.quote_id, 0)}
                 if command.get("client_order_id"):
                     wanted.append((user, str(command["client_order_id"])))
-                _taker_quantity_add(taking, engine, command)
+                ahead.add(engine, command)
             elif command["op"] == c.CANCEL:
                 order_id = int(command["order_id"])
                 engine = self.sequencer.market_holding(order_id, market_id=_market_id(command))
@@ -381,8 +410,7 @@ class _Batch:
                 self.engines[engine.spec.id] = engine
         if unknown:
             keys |= self._cancels_find(unknown)
-        for (market_id, side), quantity in taking.items():
-            keys |= _makers_likely(self.engines[market_id], taker_side=side, quantity=quantity)
+        keys |= ahead.keys
         keys |= self.sequencer._lock_first  # met by a refused attempt of this batch
         for engine in self.engines.values():
             accounts = engine.accounts

@@ -50,7 +50,7 @@ def refusals(monkeypatch) -> list[str | None]:
 @pytest.fixture
 def unguessed(monkeypatch) -> None:
     """No maker guessed: every maker's wallet is met after matching."""
-    monkeypatch.setattr(sequencer_loop, "_makers_likely", lambda engine, **_: set())
+    monkeypatch.setattr(sequencer_loop._MakersAhead, "add", lambda self, engine, command: None)
 
 
 @pytest.fixture
@@ -222,4 +222,45 @@ def test_the_makers_a_batch_will_meet_are_locked_with_its_takers(market, refusal
     [[answer]] = results
     assert answer["status"] == 201 and answer["order"]["status"] == "filled"
     assert Trade.objects.count() == 1
+
+    # A limit that crosses nothing guesses nothing; the next one continues where it stops.
+    answers = engine.run_batch(
+        [
+            _place(taker, "ETH-USDT", side="buy", quantity="0.1", price="2050.00"),  # rests below 2100
+            _place(taker, "ETH-USDT", side="buy", quantity="0.05", price="2100.00"),  # takes from `other`
+        ]
+    )
+    assert [answer["status"] for answer in answers] == [201, 201]
+    assert (other.pk, usdt, 0) in asked[-1]
+    resting_buyer = UserFactory()
+    fund(resting_buyer, "USDT", "1000")
+    [rests] = engine.run_batch([_place(resting_buyer, "ETH-USDT", side="buy", quantity="0.01", price="2000.00")])
+    assert rests["status"] == 201 and rests["order"]["status"] == "open"
+    assert (other.pk, usdt, 0) not in asked[-1]  # 2000 reaches no ask (2100)
+    assert_invariants()
+
+
+def test_the_orders_of_a_batch_guess_the_makers_one_after_the_other(market, refusals, asked):
+    first, second, taker = UserFactory(), UserFactory(), UserFactory()
+    for maker in (first, second):
+        fund(maker, "ETH", "1")
+    fund(taker, "USDT", "5000")
+    engine = Sequencer()
+    engine.load()
+    engine.run_batch(
+        [
+            _place(first, "ETH-USDT", side="sell", quantity="0.1", price="2000.00"),
+            _place(second, "ETH-USDT", side="sell", quantity="0.1", price="2001.00"),
+        ]
+    )
+    usdt = Asset.objects.get(symbol="USDT").pk
+    answers = engine.run_batch(
+        [
+            _place(taker, "ETH-USDT", side="buy", quantity="0.1", price="2001.00"),  # the first maker
+            _place(taker, "ETH-USDT", side="buy", quantity="0.1", price="2001.00"),  # then the second
+        ]
+    )
+    assert [answer["order"]["status"] for answer in answers] == ["filled", "filled"]
+    assert {(first.pk, usdt, 0), (second.pk, usdt, 0)} <= asked[-1]
+    assert refusals == []
     assert_invariants()
