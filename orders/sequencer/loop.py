@@ -37,7 +37,7 @@ from orders.engine.market import Journal, MarketEngine, TradeRecord
 from orders.engine.money import is_multiple_of
 from orders.engine.requests import OrderRequest, order_request_validate
 from orders.engine.settlement import TRADER_BUCKET, WalletKey
-from orders.engine.types import OrderStatus, Side
+from orders.engine.types import OrderStatus, OrderType, Side
 from orders.engine.undo import Undo
 from orders.errors import (
     DuplicateClientOrderId,
@@ -317,10 +317,12 @@ class _MakersAhead:
         try:
             side, kind = Side(str(command.get("side"))), str(command.get("type"))
             quantity = Decimal(str(command.get("quantity")))
-            limit = Decimal(str(command.get("price"))) if kind == "limit" else None
+            limit = Decimal(str(command.get("price"))) if kind == OrderType.LIMIT else None
         except (ValueError, ArithmeticError):  # refused later, by its validation
             return
-        if kind not in ("limit", "market") or not quantity.is_finite() or (limit is not None and not limit.is_finite()):
+        if kind not in (OrderType.LIMIT, OrderType.MARKET) or not quantity.is_finite():
+            return
+        if limit is not None and not limit.is_finite():
             return
         key = (engine.spec.id, side)
         walk = self._walks.get(key)
