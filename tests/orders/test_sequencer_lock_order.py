@@ -84,6 +84,21 @@ def _in_thread(target: Any) -> tuple[threading.Thread, list[Any], list[BaseExcep
     return thread, results, errors
 
 
+def _held(key: Any, *, until: threading.Event) -> tuple[threading.Thread, list[BaseException]]:
+    """Another transaction holding the wallet of `key` locked until `until` is set."""
+    held = threading.Event()
+
+    def hold() -> None:
+        with transaction.atomic():
+            lock_wallets_by_key(keys=[key])
+            held.set()
+            until.wait(timeout=30)
+
+    holder, _, errors = _in_thread(hold)
+    assert held.wait(timeout=30)
+    return holder, errors
+
+
 def test_engines_whose_makers_cross_do_not_deadlock(monkeypatch, refusals, unguessed):
     eth, btc = market_create("ETH-USDT"), market_create("BTC-USDT", reference_price="30000.00")
     x, y = UserFactory(), UserFactory()  # each a maker in one market and the taker in the other
@@ -140,16 +155,8 @@ def test_a_held_wallet_met_after_matching_is_locked_first_by_the_retry(market, m
     [resting] = engine.run_batch([_place(maker, "ETH-USDT", side="sell", quantity="0.1", price="2000.00")])
     assert resting["status"] == 201
     proceeds = (maker.pk, Asset.objects.get(symbol="USDT").pk, 0)  # only receives: locked after matching
-    held, refused = threading.Event(), threading.Event()
-
-    def hold() -> None:  # a deposit, say: the maker's wallet locked until the batch was refused
-        with transaction.atomic():
-            lock_wallets_by_key(keys=[proceeds])
-            held.set()
-            refused.wait(timeout=30)
-
-    holder, _, holder_errors = _in_thread(hold)
-    assert held.wait(timeout=30)
+    refused = threading.Event()
+    holder, holder_errors = _held(proceeds, until=refused)  # a deposit, say, until the batch was refused
     real = Sequencer._batch
 
     def batch(self: Sequencer, commands: list[Any], **kwargs: Any) -> Any:
@@ -196,16 +203,8 @@ def test_the_makers_a_batch_will_meet_are_locked_with_its_takers(market, refusal
     assert [answer["status"] for answer in answers] == [201, 201]
     usdt, eth = Asset.objects.get(symbol="USDT").pk, Asset.objects.get(symbol="ETH").pk
     proceeds = (maker.pk, usdt, 0)
-    held, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with transaction.atomic():
-            lock_wallets_by_key(keys=[proceeds])
-            held.set()
-            release.wait(timeout=30)
-
-    holder, _, holder_errors = _in_thread(hold)
-    assert held.wait(timeout=30)
+    release = threading.Event()
+    holder, holder_errors = _held(proceeds, until=release)
     batch, results, errors = _in_thread(
         lambda: engine.run_batch([_place(taker, "ETH-USDT", side="buy", quantity="0.1", price="2000.00")])
     )
