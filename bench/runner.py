@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             web_workers=int(workers or profile.web_workers),
             web_threads=int(threads or profile.web_threads),
         )
+    if engine_batch := os.environ.get("BENCH_ENGINE_BATCH"):
+        profile = dataclasses.replace(profile, engine_batch=int(engine_batch))
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = set(parts) - set(PARTS)
     if unknown:

@@ -103,9 +103,8 @@ def wallets_lock_sent(keys: Collection[WalletKey], *, nowait: bool = False) -> C
     its columns before its rows and so cannot wait in a pipeline). `nowait`: a row another
     transaction holds fails the statement at once (lock_not_available) instead of waiting."""
     wanted = sorted(set(keys))
-    values = ", ".join(["(%s, %s, %s)"] * len(wanted))
-    sql = _sql()["wallets"].replace("{values}", values)
-    cursor = _send(sql + " NOWAIT" if nowait else sql, [v for key in wanted for v in key])
+    columns = [array_literal(column) for column in zip(*wanted, strict=True)] if wanted else ["{}"] * 3
+    cursor = _send(_sql()["wallets_nowait" if nowait else "wallets"], columns)
 
     def read() -> dict[WalletKey, Wallet]:
         try:
@@ -173,6 +172,17 @@ def _reads_orm(*, wanted: BatchWanted) -> BatchReads:
     return reads
 
 
+WALLET_KEY_FIELDS = ("user", "asset", "bucket")  # a WalletKey's order
+
+
+def _column(model: Any, name: str) -> str:
+    return str(cast("Field[Any, Any]", model._meta.get_field(name)).column)
+
+
+def _db_type(model: Any, name: str) -> str:
+    return str(cast("Field[Any, Any]", model._meta.get_field(name)).db_type(connection))
+
+
 def _wallet_columns() -> tuple[list[str], str]:
     """The wallet's attribute names and their quoted columns, in the model's order."""
     fields = [cast("Field[Any, Any]", f) for f in Wallet._meta.concrete_fields]
@@ -193,15 +203,22 @@ def _sql() -> dict[str, str]:
             return ", ".join(q(model._meta.get_field(name).column) for name in names)
 
         ttx = f"(SELECT {q('id')} FROM {asset} WHERE {q('symbol')} = %s)"  # noqa: S608
+        wallets = (
+            f"SELECT {_wallet_columns()[1]} FROM {wallet} "  # noqa: S608
+            f"WHERE ({', '.join(q(_column(Wallet, name)) for name in WALLET_KEY_FIELDS)}) IN "
+            f"(SELECT * FROM unnest({', '.join(f'%s::{_db_type(Wallet, name)}[]' for name in WALLET_KEY_FIELDS)})) "
+            f"ORDER BY {q('id')} FOR UPDATE"
+        )
         _SQL.update(
             {
                 "users": f"SELECT {pk} FROM {users} WHERE {pk} = ANY(%s::bigint[]) AND {q('is_active')}",  # noqa: S608
                 "markets": f"SELECT {columns(Market, MARKET_FIELDS)}, {ttx} FROM {market} "  # noqa: S608
                 f"WHERE {q('id')} = ANY(%s::bigint[])",
-                # {values}: one (%s, %s, %s) per key, put in per batch. Locked in id order.
-                "wallets": f"SELECT {_wallet_columns()[1]} FROM {wallet} "  # noqa: S608
-                f"WHERE ({q('user_id')}, {q('asset_id')}, {q('bucket')}) IN (VALUES {{values}}) "
-                f"ORDER BY {q('id')} FOR UPDATE",
+                # The keys as three arrays (user, asset, bucket): one statement text whatever
+                # their number, so psycopg converts it once (a VALUES list of three
+                # parameters per key was parsed again at every batch). Locked in id order.
+                "wallets": wallets,
+                "wallets_nowait": f"{wallets} NOWAIT",
                 "holdings": f"SELECT {q('user_id')}, sum({q('balance')}) FROM {wallet} "  # noqa: S608
                 f"WHERE {q('asset_id')} = {ttx} AND {q('user_id')} = ANY(%s::bigint[]) GROUP BY {q('user_id')}",
                 "client_ids": f"SELECT {columns(Order, _CLIENT_ID_FIELDS)} FROM {order} "  # noqa: S608
