@@ -178,8 +178,15 @@ class StopBook:
     def take_reached(self, price: Decimal) -> list[LiveOrder]:
         """Remove and return every stop that a trade at `price` fires (touching included),
         oldest first: falls fire stops at or above the price, rises at or below it."""
-        fall = list(self._on_fall.irange_key(min_key=(price, float("-inf"))))
-        rise = list(self._on_rise.irange_key(max_key=(price, float("inf"))))
+        # Called after every fill: the common case, no stop reached, is answered from each
+        # index's extreme entry (highest fall, lowest rise) without building ranges.
+        on_fall, on_rise = self._on_fall, self._on_rise
+        falls = bool(on_fall) and on_fall[-1][0] >= price
+        rises = bool(on_rise) and on_rise[0][0] <= price
+        if not (falls or rises):
+            return []
+        fall = list(on_fall.irange_key(min_key=(price, float("-inf")))) if falls else []
+        rise = list(on_rise.irange_key(max_key=(price, float("inf")))) if rises else []
         for entry in fall:
             self._on_fall.remove(entry)
         for entry in rise:

@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any, cast
 
 from django.db import connection
+from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.models import Field, Model
 
 from core.db import rows_insert, rows_update
@@ -156,7 +157,13 @@ def ids_reserve(counts: Sequence[tuple[type[Model], int]]) -> Callable[[], list[
     wanted = [(model, count) for model, count in counts if count > 0]
     if not wanted:
         return lambda: [[] for _ in counts]
-    parts = ["(SELECT array_agg(nextval(pg_get_serial_sequence(%s, %s))) FROM generate_series(1, %s))"] * len(wanted)
+    # The sequence is looked up once per statement (the subquery kept apart by OFFSET 0):
+    # pg_get_serial_sequence called for every value searched the catalogs each time and
+    # made this statement some 6 times slower (2,500 values: 15-17 ms against 2.3-2.8 ms).
+    parts = [
+        "(SELECT array_agg(nextval(sequence)) FROM "
+        "(SELECT pg_get_serial_sequence(%s, %s)::regclass AS sequence OFFSET 0) AS found, generate_series(1, %s))"
+    ] * len(wanted)
     params: list[str | int] = []
     for model, count in wanted:
         # Unquoted (Django's table names are lower case): the statement only draws from sequences.
@@ -184,8 +191,18 @@ def statements_pipelined() -> Iterator[None]:
         yield
         return
     connection.ensure_connection()
-    with connection.wrap_database_errors, connection.connection.pipeline():
-        yield
+    raw = connection.connection
+    # Parameters bound by the server (sent beside the statement, as in psycopg's default
+    # cursor) rather than quoted into its text by psycopg (Django's default): the batch's
+    # parameters are a few long array literals, which client-side binding escaped and
+    # copied again at every batch. No statement is prepared (prepare_threshold stays
+    # Django's None), so a transaction-pooling proxy in between is no concern.
+    factory, raw.cursor_factory = raw.cursor_factory, ServerBindingCursor
+    try:
+        with connection.wrap_database_errors, raw.pipeline():
+            yield
+    finally:
+        raw.cursor_factory = factory
 
 
 def table_update(model: type[Model], *, fields: Sequence[str], rows: Sequence[Row]) -> None:
