@@ -269,6 +269,10 @@ ENGINE_BATCH_MAX = env_int("ENGINE_BATCH_MAX", 200)  # commands per batch transa
 # as PostgreSQL's commit_delay: it pays only when they come back within it
 # (docs/performance.md, "Where an order's 50 ms went").
 ENGINE_BATCH_LINGER_SECONDS = float(env_decimal("ENGINE_BATCH_LINGER_SECONDS", "0"))
+# PostgreSQL: a batch of at least this many commands has its writes and COMMIT sent without
+# waiting; the next batch is applied meanwhile and checked once it has landed (0: never;
+# Sequencer.run, docs/matching.md). Smaller batches would only wait longer for their answers.
+ENGINE_OVERLAP_MIN_COMMANDS = env_int("ENGINE_OVERLAP_MIN_COMMANDS", 50)
 # A batch takes milliseconds; an engine that has not answered in 2 s is taken for dead
 # (its commands are lost with it, never half-applied): 503, and the client retries.
 ENGINE_ANSWER_TIMEOUT_SECONDS = float(env_decimal("ENGINE_ANSWER_TIMEOUT_SECONDS", "2"))

@@ -35,11 +35,16 @@ def _restore(order: LiveOrder, values: tuple[Any, ...], events: list[Any]) -> No
 class Undo:
     """The log of one batch's changes to memory (cleared when the batch commits)."""
 
-    __slots__ = ("_kept", "_steps")
+    __slots__ = ("_kept", "_kept_before_mark", "_mark", "_steps")
 
     def __init__(self) -> None:
         self._steps: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
         self._kept: set[int] = set()
+        # A second batch applied while the first is being committed (the sequencer's
+        # overlap): its steps follow the mark, and it keeps the columns of an order as the
+        # first batch left them (kept again, after the mark).
+        self._mark: int | None = None
+        self._kept_before_mark: set[int] = set()
 
     def __len__(self) -> int:
         return len(self._steps)
@@ -59,9 +64,31 @@ class Undo:
     def clear(self) -> None:
         self._steps.clear()
         self._kept.clear()
+        self._mark, self._kept_before_mark = None, set()
+
+    def mark(self) -> None:
+        """What follows belongs to the next batch (rollback_to_mark takes back only it)."""
+        self._mark, self._kept_before_mark, self._kept = len(self._steps), self._kept, set()
+
+    def rollback_to_mark(self) -> None:
+        """Memory as it was at the mark: the next batch's changes taken back, the first's kept."""
+        if self._mark is None:
+            raise ValueError("no mark")
+        for step, args in reversed(self._steps[self._mark :]):
+            step(*args)
+        del self._steps[self._mark :]
+        self._kept, self._mark, self._kept_before_mark = self._kept_before_mark, None, set()
+
+    def forget_before_mark(self) -> None:
+        """The first batch committed: only the next batch's changes can still be taken back."""
+        if self._mark is None:
+            self.clear()
+            return
+        del self._steps[: self._mark]
+        self._mark, self._kept_before_mark = None, set()
 
     def rollback(self) -> None:
-        """Memory as it was when the log was last cleared."""
+        """Memory as it was when the log was last cleared (both batches, past a mark)."""
         for step, args in reversed(self._steps):
             step(*args)
         self.clear()

@@ -19,11 +19,13 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
 
-from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from accounts.authentication import CredentialsInvalid
@@ -51,10 +53,11 @@ from orders.errors import (
 from orders.models import Market, Order, OrderEvent
 from orders.sequencer import commands as c
 from orders.sequencer.answers import StoredHistory, order_body, order_body_stored
-from orders.sequencer.reads import BatchWanted, batch_reads
+from orders.sequencer.known import Known, Unknown, same
+from orders.sequencer.reads import BatchReads, BatchWanted, batch_reads
 from orders.sequencer.recovery import market_engine_load, trading_rules
 from orders.sequencer.wallets import BatchDiscounts, BatchWallets
-from orders.sequencer.writer import Written, batch_write
+from orders.sequencer.writer import Written, batch_write, batch_write_sent, commit_sent
 from orders.signals import trades_committed
 from orders.streams.publish import batch_committed as streams_batch
 from orders.system_accounts import system_user_ids
@@ -67,6 +70,49 @@ CLOSED_REMEMBERED = 100_000
 _NEW_SEQ_START = 10**15
 
 Deferred = Callable[[], c.Answer]
+
+
+class _Late:
+    """An answer that shows what the batch's write read back (a cancel's stored fills and
+    events): built once the write's answers arrived. Every other answer is built as soon
+    as the batch is written, before a next batch may change the orders it shows."""
+
+    __slots__ = ("build",)
+
+    def __init__(self, build: Deferred) -> None:
+        self.build = build
+
+    def __call__(self) -> c.Answer:
+        return self.build()
+
+
+@dataclass
+class _Ahead:
+    """A batch applied in memory while the one before it commits (run_overlapped)."""
+
+    commands: list[c.Command]
+    batch: _Batch
+    assumed: BatchReads
+    values: dict[WalletKey, tuple[int, Decimal, Decimal]]  # of its wallets, as assumed
+    deferred: list[Deferred]
+
+
+@dataclass
+class _InFlight:
+    """A batch written and COMMIT sent, its answers not yet given (run_overlapped)."""
+
+    commands: list[c.Command]
+    batch: _Batch
+    answers: list[c.Answer | None]  # None: a _Late answer, built when it lands
+    deferred: list[Deferred]
+    within: ExitStack  # its transaction and the write's pipeline
+    finish_write: Callable[[], None]
+    began: float
+    closed: dict[int, int]  # the orders it closed: owner by id
+
+
+def _no_database(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+    raise Unknown("the database, while the batch before commits")
 
 
 # PostgreSQL's lock_not_available: a wallet first met after the batch's first locks was
@@ -115,6 +161,11 @@ class Sequencer:
         self._lock_first: set[WalletKey] = set()
         self.batches = 0
         self.taken_back = 0  # batches taken back in memory (not reloaded) after a database error
+        # run_overlapped: the batch whose COMMIT is on its way, and what the next one assumes.
+        self._in_flight: _InFlight | None = None
+        self._known = Known()
+        self.ahead_applied = 0  # batches applied ahead of the commit before them ...
+        self.ahead_again = 0  # ... and of those, applied again on what their reads found
 
     # --- markets ----------------------------------------------------------------------
 
@@ -206,8 +257,12 @@ class Sequencer:
         return None
 
     def closed_owner(self, order_id: int) -> int | None:
-        """The owner of an order this sequencer closed lately, or None (not known here)."""
-        return self._closed.get(order_id)
+        """The owner of an order this sequencer closed lately, or None (not known here); the
+        batch on its way included (a batch applied ahead is taken back if that one fails)."""
+        owner = self._closed.get(order_id)
+        if owner is None and self._in_flight is not None:
+            owner = self._in_flight.closed.get(order_id)
+        return owner
 
     # --- batches ----------------------------------------------------------------------
 
@@ -253,6 +308,187 @@ class Sequencer:
                 return self._isolate(commands)
         raise AssertionError("unreachable")
 
+    # --- batches overlapped (PostgreSQL) ------------------------------------------------
+
+    def run(self, commands: list[c.Command]) -> list[tuple[list[c.Command], list[c.Answer]]]:
+        """A batch of at least ENGINE_OVERLAP_MIN_COMMANDS overlapped with the next one
+        (run_overlapped), a smaller one run at once (run_batch, after the one on its way
+        landed); returns the batches answered meanwhile. A batch that small would wait for
+        the next one's apply for little: under the bench's API load (a few commands per
+        batch) overlapping every batch cost a fifth of the throughput (docs/performance.md)."""
+        threshold = settings.ENGINE_OVERLAP_MIN_COMMANDS
+        if threshold > 0 and len(commands) >= threshold:
+            return self.run_overlapped(commands)
+        return [*self.flush(), (commands, self.run_batch(commands))]
+
+    def run_overlapped(self, commands: list[c.Command]) -> list[tuple[list[c.Command], list[c.Answer]]]:
+        """Start `commands` as the next batch; returns the batches answered meanwhile, in
+        order, with their answers (each answered once committed, as run_batch does).
+
+        On PostgreSQL a batch's writes and COMMIT are sent without waiting for the server:
+        the next batch is applied in memory meanwhile, on the values the sequencer knows
+        (orders.sequencer.known), then the batch before it lands (its COMMIT's answer read,
+        its answers given), and only then does the next one read and lock its rows, in its
+        own transaction, as every batch does. Where they differ from what it assumed, it is
+        taken back (undo log) and applied again on what was read. If the batch before
+        fails, both are taken back and run again one after the other (run_batch). `flush`
+        lands the last one. Elsewhere (SQLite): run_batch."""
+        if connection.vendor != "postgresql":
+            return [(commands, self.run_batch(commands))]
+        system_user_ids()
+        ENGINE_QUEUE_DEPTH.set(len(commands))
+        ENGINE_BATCH_COMMANDS.observe(len(commands))
+        done: list[tuple[list[c.Command], list[c.Answer]]] = []
+        ahead = self._apply_ahead(commands) if self._in_flight is not None else None
+        flight, self._in_flight = self._in_flight, None
+        if flight is not None:
+            answers, landed = self._land(flight)
+            if not landed:
+                ahead = None  # taken back with it, or forgotten with a reload
+            done.append((flight.commands, self._run_batch(flight.commands) if answers is None else answers))
+        self._in_flight = self._launch(commands, ahead)
+        if self._in_flight is None:
+            done.append((commands, self._run_batch(commands)))
+        return done
+
+    @property
+    def in_flight(self) -> bool:
+        """A batch is on its way (run_overlapped): nothing else may use the connection."""
+        return self._in_flight is not None
+
+    def flush(self) -> list[tuple[list[c.Command], list[c.Answer]]]:
+        """Land the batch still on its way (run_overlapped), if any."""
+        flight, self._in_flight = self._in_flight, None
+        if flight is None:
+            return []
+        answers, _ = self._land(flight)
+        return [(flight.commands, self._run_batch(flight.commands) if answers is None else answers)]
+
+    def _apply_ahead(self, commands: list[c.Command]) -> _Ahead | None:
+        """The next batch applied in memory on what the sequencer knows, without touching
+        the connection (busy with the batch before). None, and memory as it was, when it
+        needs anything else (it then runs as any batch, after the one before lands)."""
+        if self._stale:
+            return None
+        self.undo.mark()
+        batch = _Batch(sequencer=self, now=timezone.now(), nowait=True)
+        try:
+            with connection.execute_wrapper(_no_database):
+                wanted = batch.plan(commands)
+                markets = [_market_row(engine) for engine in batch.engines.values()]
+                assumed = self._known.assumed(wanted, markets=markets)
+                values = {key: (int(row.pk), row.balance, row.locked) for key, row in assumed.wallets.items()}
+                batch.adopt(assumed)
+                deferred = [batch.apply(command) for command in commands]
+        except Exception as exc:  # Unknown, or whatever the batch meets again when it runs as any batch
+            self.undo.rollback_to_mark()
+            if not isinstance(exc, Unknown):  # a bug may have changed memory unrecorded
+                self._stale |= set(self._markets)
+            logger.debug("batch not applied ahead: %r", exc)
+            return None
+        self.ahead_applied += 1
+        return _Ahead(commands=commands, batch=batch, assumed=assumed, values=values, deferred=deferred)
+
+    def _land(self, flight: _InFlight) -> tuple[list[c.Answer] | None, bool]:
+        """The batch on its way committed: its answers, True. When it failed, False (the
+        batch applied ahead is gone: taken back, or forgotten with a reload) and None if
+        the server refused it (nothing of it committed; memory as before it: the caller
+        runs it again), else 503s (the connection lost: the commit's outcome unknown)."""
+        try:
+            try:
+                flight.finish_write()
+            except BaseException as exc:
+                flight.within.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+            flight.within.close()  # COMMIT's answer; the commit hooks run
+        except DatabaseError as exc:
+            self._known.clear()
+            if isinstance(exc, IntegrityError) or _retryable(exc):
+                self.undo.rollback()  # both batches: memory as before this one
+                self.taken_back += 1
+                logger.warning("batch retried", extra={"attempt": 1, "error": str(exc)[:200]})
+                return None, False
+            self.undo.clear()  # what holds is read again
+            self._stale |= set(self._markets)
+            if isinstance(exc, OperationalError | InterfaceError):  # the connection lost, perhaps during COMMIT
+                logger.warning("database unavailable, batch of %s refused: %s", len(flight.commands), exc)
+                return [c.error_answer(ServiceUnavailable(retry_after=1))] * len(flight.commands), False
+            return None, False  # refused by the server (nothing committed): run again, as run_batch would
+        except Exception:  # a bug: whether it committed is not known here; the database says
+            logger.exception("landing a batch failed")
+            self._known.clear()
+            self.undo.clear()
+            self._stale |= set(self._markets)
+            return [_FAILED] * len(flight.commands), False
+        self.undo.forget_before_mark()
+        self.batches += 1
+        ENGINE_BATCH_SECONDS.observe(time.monotonic() - flight.began)
+        answers = [
+            deferred() if answer is None else answer
+            for answer, deferred in zip(flight.answers, flight.deferred, strict=True)
+        ]
+        return answers, True
+
+    def _launch(self, commands: list[c.Command], ahead: _Ahead | None) -> _InFlight | None:
+        """The batch read (the one applied ahead: checked against what it assumed), applied
+        if it was not, written and its COMMIT sent. None when that failed (memory as before
+        it, the transaction rolled back): the caller runs it as any batch."""
+        began = time.monotonic()
+        within = ExitStack()
+        if ahead is None:
+            self.undo.clear()
+        try:
+            within.enter_context(transaction.atomic(durable=True))
+            if ahead is None:
+                batch = _Batch(sequencer=self, now=timezone.now(), nowait=True)
+                batch.prepare(commands)
+                self._known.learn_reads(batch.wanted, batch.reads)
+                deferred = [batch.apply(command) for command in commands]
+            else:
+                batch = ahead.batch
+                read = batch_reads(wanted=batch.wanted)
+                self._known.learn_reads(batch.wanted, read)
+                deferred = ahead.deferred
+                if not same(batch.wanted, assumed=ahead.assumed, values=ahead.values, read=read):
+                    self.undo.rollback()  # only this batch's changes are left in the log
+                    self.ahead_again += 1
+                    batch = _Batch(sequencer=self, now=timezone.now(), nowait=True)
+                    batch.prepare(commands, reads=read)
+                    deferred = [batch.apply(command) for command in commands]
+            written, finish_write = batch_write_sent(
+                journal=batch.journal, wallets=batch.wallets, now=batch.now, histories=batch.cancelled, within=within
+            )
+            batch.written = written
+            answers = [None if isinstance(answer, _Late) else answer() for answer in deferred]
+            batch.settle()
+            closed = dict(batch.closed())
+            transaction.on_commit(lambda: self._closed_remember(list(closed.items())), robust=True)
+            transaction.on_commit(lambda: self.announce(lambda: batch.committed(written)), robust=True)
+            transaction.on_commit(
+                lambda: self.announce(streams_batch(journal=batch.journal, markets=self._markets)), robust=True
+            )
+            self._known.learn_written(batch.wallets.rows())
+            commit_sent()  # last: a failure before it rolls the batch back for certain
+        except Exception as exc:
+            within.__exit__(type(exc), exc, exc.__traceback__)
+            self._known.clear()
+            if isinstance(exc, DatabaseError) and (isinstance(exc, IntegrityError) or _retryable(exc)):
+                self.undo.rollback()
+            else:  # run again as any batch, from the database
+                self.undo.clear()
+                self._stale |= set(self._markets)
+            return None
+        return _InFlight(
+            commands=commands,
+            batch=batch,
+            answers=answers,
+            deferred=deferred,
+            within=within,
+            finish_write=finish_write,
+            began=began,
+            closed=closed,
+        )
+
     def _isolate(self, commands: list[c.Command]) -> list[c.Answer]:
         """After an unexpected failure: each command alone, so one bad command cannot sink
         the others; the one that fails alone is recorded as failed (never half-applied)."""
@@ -284,6 +520,8 @@ class Sequencer:
             raise
         self.undo.clear()  # committed
         self.batches += 1
+        self._known.learn_reads(batch.wanted, batch.reads)  # as written: the rows read are the ones changed
+        self._known.learn_written(batch.wallets.rows())
         return answers
 
 
@@ -366,18 +604,26 @@ class _Batch:
         self.cancelled: list[int] = []
         self.written: Written | None = None
         self._now_text: str | None = None
+        self.wanted = BatchWanted()  # what plan named
+        self.reads = BatchReads()  # what adopt took
 
     def _user_refused(self, command: c.Command) -> bool:
         return bool(command.get("check_user")) and int(command["user_id"]) in self.refused_users
 
-    def prepare(self, commands: list[c.Command]) -> None:
+    def prepare(self, commands: list[c.Command], *, reads: BatchReads | None = None) -> None:
         """Everything the commands name, read or locked in one round trip on PostgreSQL
         (orders.sequencer.reads): the users authenticated from their credentials alone
         (those that do not exist or are inactive are refused), the market rows, the TTX
         asset, the wallets, the fee discounts, the client order ids. A refused user's
         rows are read too (whether a user is refused is learnt in the same round trip);
-        only their commands are refused, and no wallet is created for them."""
+        only their commands are refused, and no wallet is created for them. `reads`: read
+        already (for what plan names), not read again."""
         self.sequencer._reinstall_stale()
+        wanted = self.plan(commands)
+        self.adopt(batch_reads(wanted=wanted) if reads is None else reads)
+
+    def plan(self, commands: list[c.Command]) -> BatchWanted:
+        """What the commands name (the first part of prepare): the rows to read and lock."""
         keys: set[tuple[int, int, int]] = set()
         users: set[int] = set()
         wanted: list[tuple[int, str]] = []
@@ -419,15 +665,22 @@ class _Batch:
             keys.add(accounts.fee_wallet)
             if engine.rules.house.enabled:
                 keys |= {accounts.house_base, accounts.house_quote}
-        reads = batch_reads(
-            wanted=BatchWanted(
-                users=unchecked, market_ids=list(self.engines), wallet_keys=keys, holders=users, client_ids=wanted
-            )
+        self.wanted = BatchWanted(
+            users=unchecked, market_ids=list(self.engines), wallet_keys=keys, holders=users, client_ids=wanted
         )
-        self.refused_users = unchecked - reads.active_users
+        return self.wanted
+
+    def adopt(self, reads: BatchReads) -> None:
+        """What was read for plan's rows (the second part of prepare): users refused,
+        market rows, wallets (those missing created), discounts, client order ids."""
+        wanted = self.wanted
+        self.reads = reads
+        self.refused_users = set(wanted.users) - reads.active_users
         self.sequencer._specs_update(reads.markets)
-        self.wallets.adopt(reads.wallets, create=[key for key in keys if key[0] not in self.refused_users])
-        self.discounts.adopt(ttx_asset_id=reads.ttx_asset_id, holdings=reads.holdings, users=users)
+        self.wallets.adopt(
+            reads.wallets, create=[key for key in wanted.wallet_keys if key[0] not in self.refused_users]
+        )
+        self.discounts.adopt(ttx_asset_id=reads.ttx_asset_id, holdings=reads.holdings, users=wanted.holders)
         for pk, user, client_id, fingerprint in reads.client_ids:
             self.client_ids[(user, client_id)] = (pk, fingerprint)
 
@@ -538,7 +791,7 @@ class _Batch:
             raise OrderNotCancellable()  # stored as closed (or live in the database only)
         engine.cancel(order, journal=self.journal, wallets=self.wallets, now=self.now)
         self.cancelled.append(order_id)
-        return lambda: {"status": 200, "order_id": order_id, "order": self._cancelled_body(order, engine)}
+        return _Late(lambda: {"status": 200, "order_id": order_id, "order": self._cancelled_body(order, engine)})
 
     def _cancelled_body(self, order: LiveOrder, engine: MarketEngine) -> dict[str, Any]:
         # After the write: the order's columns from memory, its fills and events as stored
@@ -652,6 +905,12 @@ def _quote_symbol(market_id: int) -> str:
     return _QUOTES[market_id]
 
 
+def _market_row(engine: MarketEngine) -> tuple[Any, ...]:
+    """The market's row as the sequencer holds it (orders.sequencer.reads.MARKET_FIELDS)."""
+    spec = engine.spec
+    return (spec.id, spec.is_active, spec.price_tick, spec.quantity_step, spec.min_quantity, spec.reference_price)
+
+
 def _market_id(command: c.Command) -> int | None:
     given = command.get("market_id")
     return None if given is None else int(given)
@@ -662,11 +921,17 @@ def _correlation_id(command: c.Command) -> str:
     return str(given) if given and given != "-" else correlation_id_new()
 
 
+_FAILED: c.Answer = {
+    "status": 500,
+    "error": {"code": "internal_error", "message": "The request could not be processed."},
+}
+
+
 def _processing_failed(command: c.Command) -> c.Answer:
     """A command that fails alone for an unexpected reason: a placement is recorded as an
     order in `error` (nothing else of it happened), anything else answers 500."""
     if command.get("op") != c.PLACE:
-        return {"status": 500, "error": {"code": "internal_error", "message": "The request could not be processed."}}
+        return _FAILED
     try:
         with transaction.atomic(durable=True):
             market = Market.objects.filter(symbol=str(command.get("market"))).first()
@@ -699,4 +964,4 @@ def _processing_failed(command: c.Command) -> c.Answer:
         return c.error_answer(exc)
     except Exception:
         logger.exception("recording a failed order failed")
-        return {"status": 500, "error": {"code": "internal_error", "message": "The request could not be processed."}}
+        return _FAILED

@@ -25,7 +25,7 @@ import zmq
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections
 
-from orders.sequencer.commands import command_signed
+from orders.sequencer.commands import Answer, Command, command_signed
 from orders.sequencer.leadership import Leadership
 from orders.sequencer.loop import Sequencer
 from orders.sequencer.shards import Shard, symbols_of_other_shards
@@ -77,6 +77,8 @@ class EngineServer:
         self._batch_ended = 0.0  # monotonic end of the last batch (0: none yet, check first)
         self._pending: list[tuple[bytes, bytes, dict[str, object]]] = []  # arrived during the last batch
         self._wanted = 0  # the next batch waits (a little) for this many commands
+        # The clients of the batches not answered yet (Sequencer.run), by id() of their commands.
+        self._waiting: dict[int, list[tuple[bytes, bytes, dict[str, object]]]] = {}
 
     def run(self) -> None:
         """Stand by (books loaded and kept current) until leading, then serve until stopped
@@ -148,15 +150,21 @@ class EngineServer:
         checked = time.monotonic()
         try:
             while not self.stopping.is_set():
-                if self._pending or socket.poll(100):
+                # A batch on its way (run_overlapped) lands at once when nothing else waits.
+                if self._pending or socket.poll(0 if sequencer.in_flight else 100):
                     self._serve(socket, sequencer)
+                elif sequencer.in_flight:
+                    self._answer(socket, sequencer.flush())
                 if time.monotonic() - checked > 1.0:
                     checked = time.monotonic()
                     if not self.leadership.held():
                         logger.warning("engine %s lost leadership; standing by", self.shard.name)
                         return
         finally:
-            socket.close(linger=0)
+            try:
+                self._answer(socket, sequencer.flush())
+            finally:
+                socket.close(linger=0)
 
     def _serve(self, socket: zmq.Socket[bytes], sequencer: Sequencer) -> None:
         received, self._pending = self._pending, []
@@ -177,19 +185,34 @@ class EngineServer:
         if not received:
             return
         began = time.monotonic()
-        if began - self._batch_ended > CONNECTION_CHECK_IDLE_SECONDS or _errors_occurred():
+        if not sequencer.in_flight and (
+            began - self._batch_ended > CONNECTION_CHECK_IDLE_SECONDS or _errors_occurred()
+        ):
             close_old_connections()  # a connection the database dropped is replaced, not reused
-        answers = sequencer.run_batch([command for _, _, command in received])
+        commands = [command for _, _, command in received]
+        # A large batch is answered when it lands: after the next batch was applied, or at
+        # once when nothing else waits (_lead); a small one at once (Sequencer.run).
+        self._waiting[id(commands)] = received
+        self._answer(socket, sequencer.run(commands))
         self._batch_ended = time.monotonic()
         took = self._batch_ended - began
         self.stats.batch(took, len(received))
         if took > SLOW_BATCH_SECONDS:
             logger.warning("slow batch: %s commands in %.3f s", len(received), took)
-        for (identity, request_id, _), answer in zip(received, answers, strict=True):
-            socket.send_multipart([identity, request_id, json.dumps(answer).encode()])
         # What came in during the batch goes into the next one, with the clients just answered.
         self._receive(socket, sequencer, self._pending)
         self._wanted = len(self._pending) + len(received)
+
+    def _answer(
+        self,
+        socket: zmq.Socket[bytes],
+        finished: list[tuple[list[Command], list[Answer]]],
+    ) -> None:
+        """Send the answers of the batches that landed, each to its client."""
+        for commands, answers in finished:
+            clients = self._waiting.pop(id(commands))
+            for (identity, request_id, _), answer in zip(clients, answers, strict=True):
+                socket.send_multipart([identity, request_id, json.dumps(answer).encode()])
 
     def _receive(
         self, socket: zmq.Socket[bytes], sequencer: Sequencer, received: list[tuple[bytes, bytes, dict[str, object]]]
@@ -215,6 +238,7 @@ class EngineServer:
                 socket.send_multipart([identity, request_id, json.dumps(self.health()).encode()])
                 continue
             if command.get("op") == BOOK_SNAPSHOT:  # streams: the book between two batches
+                self._answer(socket, sequencer.flush())  # committed, not a batch on its way
                 snapshot = book_snapshot(sequencer._market(symbol=str(command.get("market"))))
                 socket.send_multipart([identity, request_id, json.dumps(snapshot).encode()])
                 continue

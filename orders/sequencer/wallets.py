@@ -61,6 +61,10 @@ class BatchWallets:
         if missing:
             self._take(wallets_created(keys=missing, nowait=later and self._nowait))
 
+    def rows(self) -> dict[WalletKey, Wallet]:
+        """The rows locked so far, with the values the batch gave them."""
+        return self._rows
+
     def met(self) -> set[WalletKey]:
         """Every wallet the batch has locked or posted to so far."""
         return self._rows.keys() | self._pending.keys()

@@ -4,6 +4,7 @@ of multi-row statements whatever the number of commands, orders, trades or maker
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,7 +17,14 @@ from orders.engine.market import Journal
 from orders.models import Market, Order, OrderEvent, Trade, TradeOutbox, TradeOutboxStatus
 from orders.selectors.orders import FILL_FIELDS
 from orders.sequencer.answers import StoredFill, StoredHistory
-from orders.sequencer.arrays import Row, array_literal, ids_reserve, statements_pipelined, table_insert, table_update
+from orders.sequencer.arrays import (
+    Row,
+    array_literal,
+    ids_reserve,
+    statements_pipelined,
+    table_insert,
+    table_update,
+)
 from orders.sequencer.wallets import BatchWallets
 
 ORDER_UPDATE_FIELDS = (
@@ -139,6 +147,37 @@ def batch_write(*, journal: Journal, wallets: BatchWallets, now: datetime, histo
         written = _write(journal=journal, wallets=wallets, now=now, ids=reserved())
         written.histories.update(histories_read(sorted(set(histories)))())
         return written
+
+
+def batch_write_sent(
+    *, journal: Journal, wallets: BatchWallets, now: datetime, histories: Collection[int], within: ExitStack
+) -> tuple[Written, Callable[[], None]]:
+    """PostgreSQL: as batch_write, sent without waiting for the server's answers but for
+    the new rows' ids (the sequencer applies the next batch meanwhile); the caller sends
+    COMMIT after them (commit_sent). The pipeline is entered on `within` (which holds the
+    batch's transaction) and stays open: the returned function reads the stored histories
+    into the Written, waiting for the server; closing `within` then waits for COMMIT's
+    answer (an error surfaces there). Nothing else may use the connection in between."""
+    within.enter_context(statements_pipelined())
+    locked = wallets.lock_pending_sent()
+    reserved = ids_reserve(
+        [(Order, len(journal.new_orders)), (Trade, len(journal.trades)), (TradeOutbox, len(journal.trades))]
+    )
+    locked()
+    written = _write(journal=journal, wallets=wallets, now=now, ids=reserved())
+    read = histories_read(sorted(set(histories)))
+
+    def finish() -> None:
+        written.histories.update(read())
+
+    return written, finish
+
+
+def commit_sent() -> None:
+    """COMMIT queued behind a batch_write_sent (Django's commit then finds nothing to do).
+    Sent last: whatever fails before it rolls the batch back with certainty."""
+    with connection.cursor() as cursor:
+        cursor.execute("COMMIT")
 
 
 def histories_read(order_ids: list[int]) -> Callable[[], dict[int, StoredHistory]]:

@@ -22,12 +22,22 @@ from orders.sequencer.shards import Shard
 
 
 class RecordingSequencer:
+    """Batches recorded, each answered at once (no batch is ever left on its way)."""
+
+    in_flight = False
+
     def __init__(self) -> None:
         self.batches: list[list[int]] = []
 
     def run_batch(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
         self.batches.append([int(command["n"]) for command in commands])
         return [{"status": 200, "n": command["n"]} for command in commands]
+
+    def run(self, commands: list[dict[str, Any]]) -> list[tuple[list[Any], list[Any]]]:
+        return [(commands, self.run_batch(commands))]
+
+    def flush(self) -> list[tuple[list[Any], list[Any]]]:
+        return []
 
 
 @pytest.fixture

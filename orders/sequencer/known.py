@@ -1,0 +1,104 @@
+"""What the sequencer knows of the rows a batch reads, as its last batches read or wrote
+them: the values a batch applied ahead assumes while the batch before it commits.
+
+A batch applied ahead (Sequencer.run_overlapped) names the same rows as any batch
+(_Batch.plan) but takes their values from here instead of the database, because the
+connection is busy committing the batch before it. When that one has committed, the
+batch ahead reads and locks its rows as every batch does, and `same` compares: where
+anything differs (a deposit or a staff credit committed in between, a user deactivated,
+a market changed, a client order id already taken) the batch is taken back in memory and
+applied again on what was read. Nothing here is ever written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from core.money import ZERO
+from orders.engine.settlement import WalletKey
+from orders.models import Wallet
+from orders.sequencer.reads import BatchReads, BatchWanted
+
+
+class Unknown(Exception):
+    """A batch applied ahead needed what the sequencer does not know (or the database)."""
+
+
+@dataclass
+class Known:
+    wallets: dict[WalletKey, tuple[int, Decimal, Decimal]] = field(default_factory=dict)  # id, balance, locked
+    active: set[int] = field(default_factory=set)  # users found active (credentials-only commands)
+    holdings: dict[int, Decimal] = field(default_factory=dict)  # TTX per user, every bucket
+    ttx_asset_id: int | None = None
+    ttx_read: bool = False
+
+    def clear(self) -> None:
+        self.wallets.clear()
+        self.active.clear()
+        self.holdings.clear()
+        self.ttx_asset_id, self.ttx_read = None, False
+
+    def learn_reads(self, wanted: BatchWanted, reads: BatchReads) -> None:
+        """What a batch read (and locked) for what it named."""
+        for key, row in reads.wallets.items():
+            self.wallets[key] = (int(row.pk), row.balance, row.locked)
+        self.active.difference_update(wanted.users)
+        self.active |= reads.active_users
+        for user in wanted.holders:
+            self.holdings[user] = reads.holdings.get(user, ZERO)
+        if wanted.market_ids:
+            self.ttx_asset_id, self.ttx_read = reads.ttx_asset_id, True
+
+    def learn_written(self, rows: dict[WalletKey, Wallet]) -> None:
+        """The wallets as a batch wrote them (its commit may still fail: then `clear`)."""
+        for key, row in rows.items():
+            self.wallets[key] = (int(row.pk), row.balance, row.locked)
+
+    def assumed(self, wanted: BatchWanted, *, markets: list[tuple[Any, ...]]) -> BatchReads:
+        """What reading `wanted` would give if nothing changed since (Unknown otherwise):
+        `markets`, the market rows as the sequencer holds them."""
+        if wanted.market_ids and not self.ttx_read:
+            raise Unknown("the TTX asset")
+        if not self.active.issuperset(wanted.users):
+            raise Unknown("a user's state")
+        wallets: dict[WalletKey, Wallet] = {}
+        for key in wanted.wallet_keys:
+            known = self.wallets.get(key)
+            if known is None:
+                raise Unknown(f"wallet {key}")
+            pk, balance, locked = known
+            wallets[key] = Wallet(pk=pk, user_id=key[0], asset_id=key[1], bucket=key[2], balance=balance, locked=locked)
+        holdings: dict[int, Decimal] = {}
+        for user in wanted.holders:
+            held = self.holdings.get(user)
+            if held is None:
+                raise Unknown(f"the holdings of user {user}")
+            if held:
+                holdings[user] = held
+        return BatchReads(
+            active_users=set(wanted.users),
+            markets=markets,
+            ttx_asset_id=self.ttx_asset_id,
+            wallets=wallets,
+            holdings=holdings,
+            client_ids=[],  # none taken: a client order id found by the read sends it back
+        )
+
+
+def same(
+    wanted: BatchWanted, *, assumed: BatchReads, values: dict[WalletKey, tuple[int, Decimal, Decimal]], read: BatchReads
+) -> bool:
+    """Whether what was read is what the batch applied ahead assumed (`values`: of its
+    wallets, as they were assumed; the rows of `assumed` changed since, as it applied)."""
+    if not read.active_users.issuperset(wanted.users) or read.client_ids:
+        return False
+    if sorted(read.markets) != sorted(assumed.markets):
+        return False
+    if wanted.market_ids and read.ttx_asset_id != assumed.ttx_asset_id:
+        return False
+    if any(read.holdings.get(user, ZERO) != assumed.holdings.get(user, ZERO) for user in wanted.holders):
+        return False
+    if read.wallets.keys() != values.keys():
+        return False
+    return all((row.pk, row.balance, row.locked) == values[key] for key, row in read.wallets.items())

@@ -1,0 +1,310 @@
+"""Batches overlapped (Sequencer.run_overlapped, PostgreSQL): the next batch is applied in
+memory while the one before it commits, on the values the sequencer knows, then checked
+against what its own reads find once that one has landed."""
+
+from __future__ import annotations
+
+import random
+import threading
+from typing import Any
+
+import pytest
+from django.db import connections
+
+from orders.models import Wallet
+from orders.sequencer import writer
+from orders.sequencer.commands import cancel_command, place_command
+from orders.sequencer.loop import Sequencer
+from tests.factories import UserFactory, fund, market_create
+from tests.orders.invariants import assert_invariants
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+BATCHES = 14
+BATCH = 8
+
+
+def _traders(count: int, *, base: str) -> list[Any]:
+    users = [UserFactory() for _ in range(count)]
+    for user in users:
+        fund(user, "USDT", "50000")
+        fund(user, base, "20")
+    return users
+
+
+def _stream(seed: int, *, symbol: str) -> list[list[tuple[str, int, dict[str, str]]]]:
+    """Batches of (kind, trader index, fields); a cancel names the command (batch, position)
+    whose order it cancels, two batches back at least (answered by then in both modes)."""
+    rnd = random.Random(seed)
+    batches: list[list[tuple[str, int, dict[str, str]]]] = []
+    for number in range(BATCHES):
+        batch: list[tuple[str, int, dict[str, str]]] = []
+        for _ in range(BATCH):
+            trader = rnd.randrange(4)
+            roll = rnd.random()
+            if roll < 0.15 and number >= 2:
+                target = (rnd.randrange(number - 1), rnd.randrange(BATCH))
+                batch.append(("cancel", trader, {"batch": str(target[0]), "position": str(target[1])}))
+                continue
+            fields = {"market": symbol, "side": rnd.choice(("buy", "sell")), "quantity": f"0.{rnd.randint(1, 30):04d}"}
+            if roll < 0.75:
+                fields |= {"type": "limit", "price": f"{2000 + rnd.randint(-5, 5)}.00", "time_in_force": "GTC"}
+            elif roll < 0.9:
+                fields |= {"type": "market", "time_in_force": "IOC"}
+            else:
+                fields |= {"type": "limit", "price": f"{2000 + rnd.randint(-5, 5)}.00", "time_in_force": "FOK"}
+            batch.append(("place", trader, fields))
+        batches.append(batch)
+    return batches
+
+
+def _commands(
+    batch: list[tuple[str, int, dict[str, str]]], users: list[Any], answered: dict[tuple[int, int], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    commands = []
+    for kind, trader, fields in batch:
+        user = users[trader]
+        if kind == "cancel":
+            answer = answered.get((int(fields["batch"]), int(fields["position"])), {})
+            order_id = int(answer.get("order", {}).get("id") or 0)
+            commands.append(cancel_command(user_id=user.pk, order_id=order_id or 10**9))
+        else:
+            commands.append(place_command(user_id=user.pk, fields=fields))
+    return commands
+
+
+def _shape(answer: dict[str, Any]) -> tuple[Any, ...]:
+    """What an answer says, without ids and times (which differ between two runs)."""
+    order = answer.get("order") or {}
+    fills = tuple((fill["price"], fill["quantity"], fill["fee"], fill["liquidity"]) for fill in order.get("fills", ()))
+    return (
+        answer["status"],
+        (answer.get("error") or {}).get("code"),
+        order.get("status"),
+        order.get("filled_quantity"),
+        fills,
+    )
+
+
+def _run(users: list[Any], *, symbol: str, overlapped: bool) -> tuple[Sequencer, list[tuple[Any, ...]]]:
+    sequencer = Sequencer(symbols={symbol})
+    sequencer.load()
+    answered: dict[tuple[int, int], dict[str, Any]] = {}
+    sent: list[list[dict[str, Any]]] = []
+
+    def record(finished: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]) -> None:
+        for commands, answers in finished:
+            number = next(index for index, batch in enumerate(sent) if batch is commands)
+            for position, answer in enumerate(answers):
+                answered[(number, position)] = answer
+
+    for batch in _stream(seed=11, symbol=symbol):
+        commands = _commands(batch, users, answered)
+        sent.append(commands)
+        record(sequencer.run_overlapped(commands) if overlapped else [(commands, sequencer.run_batch(commands))])
+    record(sequencer.flush())
+    assert len(answered) == BATCHES * BATCH
+    return sequencer, [_shape(answered[key]) for key in sorted(answered)]
+
+
+def _books(sequencer: Sequencer) -> list[tuple[Any, ...]]:
+    [engine] = sequencer.markets
+    return sorted((o.id, o.side.value, o.price, o.remaining, o.status.value) for o in engine.live.values())
+
+
+def _balances(users: list[Any], *, base: str) -> list[tuple[Any, ...]]:
+    rows = {(w.user_id, w.asset.symbol): (w.balance, w.locked) for w in Wallet.objects.filter(user__in=users, bucket=0)}
+    return [(index, rows[(user.pk, base)], rows[(user.pk, "USDT")]) for index, user in enumerate(users)]
+
+
+def test_overlapped_batches_answer_and_store_what_one_batch_at_a_time_does():
+    # Two markets alike, each with four traders funded alike: the same stream overlapped in
+    # one and one batch at a time in the other.
+    market_create("ETH-USDT", reference_price="2000.00")
+    market_create("BTC-USDT", reference_price="2000.00")
+    eth_traders, btc_traders = _traders(4, base="ETH"), _traders(4, base="BTC")
+
+    overlapped, answers = _run(eth_traders, symbol="ETH-USDT", overlapped=True)
+    _, serial = _run(btc_traders, symbol="BTC-USDT", overlapped=False)
+
+    assert overlapped.ahead_applied >= BATCHES - 2  # the overlap did happen ...
+    assert overlapped.ahead_again == 0  # ... and nothing changed the rows behind its back
+    assert answers == serial
+    assert _balances(eth_traders, base="ETH") == _balances(btc_traders, base="BTC")
+    assert_invariants()
+    reloaded = Sequencer(symbols={"ETH-USDT"})
+    reloaded.load()
+    assert _books(overlapped) == _books(reloaded)  # memory holds what the database holds
+
+
+def _deposit(user: Any, amount: str) -> None:
+    try:
+        fund(user, "USDT", amount)
+    finally:
+        connections.close_all()
+
+
+def test_a_deposit_committed_between_two_batches_is_seen_by_the_batch_applied_ahead():
+    market_create("ETH-USDT")
+    maker, poor = UserFactory(), UserFactory()
+    fund(maker, "ETH", "5")
+    fund(poor, "USDT", "100")
+    sequencer = Sequencer(symbols={"ETH-USDT"})
+    sequencer.load()
+    buy = {"market": "ETH-USDT", "side": "buy", "type": "limit", "quantity": "1.0000", "price": "2000.00"}
+    # Each trader's wallets become known to the sequencer (read by a batch of theirs); the
+    # maker's batch (not crossing the poor trader's order) is then on its way.
+    assert sequencer.run_overlapped([place_command(user_id=poor.pk, fields={**buy, "quantity": "0.0100"})]) == []
+    sell = {"market": "ETH-USDT", "side": "sell", "type": "limit", "quantity": "0.0100", "price": "2100.00"}
+    [(_, [first])] = sequencer.run_overlapped([place_command(user_id=maker.pk, fields=sell)])
+    assert first["status"] == 201
+
+    # Another connection commits a deposit meanwhile (this thread's is the sequencer's,
+    # its batch's COMMIT on the way).
+    depositor = threading.Thread(target=_deposit, args=(poor, "5000"))
+    depositor.start()
+    depositor.join(timeout=30)
+
+    done = sequencer.run_overlapped([place_command(user_id=poor.pk, fields=buy)])
+    [(_, [placed_sell])] = done
+    assert placed_sell["status"] == 201
+    [(_, [placed_buy])] = sequencer.flush()
+    # Applied ahead on the balance known before the deposit (100 USDT, 20 of it locked) it
+    # was refused; its reads found the deposit, so it was applied again and accepted.
+    assert sequencer.ahead_applied == 1
+    assert sequencer.ahead_again == 1
+    assert placed_buy["status"] == 201, placed_buy
+    assert_invariants()
+
+
+def _fault_before_commit(monkeypatch, sql: str) -> list[str]:
+    """The first batch written with its COMMIT sent fails on `sql`, queued before COMMIT."""
+    injected: list[str] = []
+    real = writer.histories_read
+
+    def histories_read(order_ids: list[int]) -> Any:
+        if not injected:
+            injected.append(sql)
+            with connections["default"].cursor() as cursor:
+                cursor.execute(sql)
+        return real(order_ids)
+
+    monkeypatch.setattr(writer, "histories_read", histories_read)
+    return injected
+
+
+_SELL = {"market": "ETH-USDT", "side": "sell", "type": "limit", "quantity": "0.0100", "price": "2001.00"}
+_BUY = {**_SELL, "side": "buy"}
+
+
+def _two_overlapped(sequencer: Sequencer, users: list[Any]) -> list[dict[str, Any]]:
+    finished = sequencer.run_overlapped([place_command(user_id=users[0].pk, fields=_SELL)])
+    finished += sequencer.run_overlapped([place_command(user_id=users[1].pk, fields=_BUY)])  # applied ahead
+    finished += sequencer.flush()
+    return [answer for _, answers in finished for answer in answers]
+
+
+def test_a_batch_the_server_refuses_when_it_lands_is_run_again_with_the_one_applied_ahead(monkeypatch):
+    market_create("ETH-USDT")
+    users = _traders(2, base="ETH")
+    sequencer = Sequencer(symbols={"ETH-USDT"})
+    sequencer.load()
+    _two_overlapped(sequencer, users)  # every wallet known
+    # Refused by the server at COMMIT (a deferred foreign key broken), so it surfaces when
+    # the batch lands, after the next one was applied ahead.
+    _fault_before_commit(
+        monkeypatch, "INSERT INTO orders_orderevent (order_id, status, reason, at) VALUES (-1, 'open', NULL, now())"
+    )
+    ahead_before = sequencer.ahead_applied
+    answers = _two_overlapped(sequencer, users)
+    assert [answer["status"] for answer in answers] == [201, 201]
+    assert answers[1]["order"]["status"] == "filled"  # the buy met the sell, run again before it
+    assert sequencer.ahead_applied == ahead_before + 1  # the buy was applied ahead, then taken back
+    assert sequencer.taken_back == 1
+    assert_invariants()
+    reloaded = Sequencer(symbols={"ETH-USDT"})
+    reloaded.load()
+    assert _books(sequencer) == _books(reloaded)
+
+
+def test_a_batch_that_fails_otherwise_is_run_again_from_the_database(monkeypatch):
+    market_create("ETH-USDT")
+    users = _traders(2, base="ETH")
+    sequencer = Sequencer(symbols={"ETH-USDT"})
+    sequencer.load()
+    _two_overlapped(sequencer, users)
+    _fault_before_commit(monkeypatch, "SELECT 1 / 0")  # met when written or when it lands: either way
+    answers = _two_overlapped(sequencer, users)
+    assert [answer["status"] for answer in answers] == [201, 201]
+    assert answers[1]["order"]["status"] == "filled"
+    assert sequencer.taken_back == 0  # not taken back: the markets were read again
+    assert_invariants()
+    reloaded = Sequencer(symbols={"ETH-USDT"})
+    reloaded.load()
+    assert _books(sequencer) == _books(reloaded)
+
+
+def _terminate(pid: int) -> None:
+    try:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    finally:
+        connections.close_all()
+
+
+def test_a_batch_whose_connection_is_lost_before_it_lands_answers_503_and_memory_is_read_again():
+    market_create("ETH-USDT")
+    users = _traders(2, base="ETH")
+    sequencer = Sequencer(symbols={"ETH-USDT"})
+    sequencer.load()
+    _two_overlapped(sequencer, users)
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        [pid] = cursor.fetchone()
+    assert sequencer.run_overlapped([place_command(user_id=users[0].pk, fields=_SELL)]) == []  # on its way
+    killer = threading.Thread(target=_terminate, args=(pid,))
+    killer.start()
+    killer.join(timeout=30)
+    [(_, [sell])] = sequencer.run_overlapped([place_command(user_id=users[1].pk, fields=_BUY)])
+    # Whether its COMMIT got through is not known: 503, and the client retries with its
+    # client order id (exactly once). The buy then met a dead or a new connection.
+    assert sell["status"] == 503
+    [(_, [buy])] = sequencer.flush()
+    connections["default"].close()  # as the engine process does before its next batch
+    if buy["status"] == 503:
+        [(_, [buy])] = sequencer.run_overlapped([place_command(user_id=users[1].pk, fields=_BUY)]) or sequencer.flush()
+    assert buy["status"] == 201
+    assert_invariants()
+    reloaded = Sequencer(symbols={"ETH-USDT"})
+    reloaded.load()
+    assert _books(sequencer) == _books(reloaded)  # memory holds what the database holds
+
+
+def test_only_batches_of_the_threshold_and_more_are_left_on_their_way(settings):
+    settings.ENGINE_OVERLAP_MIN_COMMANDS = 3
+    market_create("ETH-USDT")
+    [user] = _traders(1, base="ETH")
+    sequencer = Sequencer(symbols={"ETH-USDT"})
+    sequencer.load()
+
+    def places(count: int) -> list[dict[str, Any]]:
+        return [place_command(user_id=user.pk, fields=_SELL) for _ in range(count)]
+
+    small, large, last = places(2), places(3), places(1)
+    assert sequencer.run(small) == [(small, [ANY_201] * 2)]  # answered at once
+    assert sequencer.run(large) == [] and sequencer.in_flight  # on its way
+    assert sequencer.run(last) == [(large, [ANY_201] * 3), (last, [ANY_201])]  # landed first
+    assert not sequencer.in_flight
+    settings.ENGINE_OVERLAP_MIN_COMMANDS = 0  # never
+    assert sequencer.run(large) == [(large, [ANY_201] * 3)]
+
+
+class _Created:
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, dict) and other.get("status") == 201
+
+    def __repr__(self) -> str:
+        return "<a 201 answer>"
+
+
+ANY_201 = _Created()
