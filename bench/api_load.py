@@ -179,17 +179,23 @@ class ActivitySampler(threading.Thread):
         return {key: round(sum(s[key] for s in self.samples) / len(self.samples), 2) for key in keys}
 
 
-def _profilers(workers: list[int], *, seconds: float, workdir: Path) -> list[subprocess.Popen[bytes]]:
+def _profilers(
+    workers: list[int], engines: list[int], *, seconds: float, workdir: Path
+) -> list[subprocess.Popen[bytes]]:
     """BENCH_PYSPY=1 (wall: every non-idle thread) or BENCH_PYSPY=gil (only the thread holding
     the GIL, i.e. Python CPU): sample every web worker with py-spy (not a project dependency:
-    `.venv/bin/pip install py-spy`) into collapsed stacks, var/bench/<profile>/pyspy-<pid>.txt."""
+    `.venv/bin/pip install py-spy`) into collapsed stacks, var/bench/<profile>/pyspy-<pid>.txt;
+    with BENCH_PYSPY_ENGINE=1 the engine processes instead, into pyspy-engine-<pid>.txt
+    (one line per thread: `--threads`)."""
     mode = os.environ.get("BENCH_PYSPY", "")
     if mode not in {"1", "gil"}:
         return []
+    on_engine = os.environ.get("BENCH_PYSPY_ENGINE") == "1"
+    pids, name = (engines, "pyspy-engine") if on_engine else (workers, "pyspy")
     binary = shutil.which("py-spy") or str(Path(python()).with_name("py-spy"))
     if not Path(binary).exists():
         raise BenchError("BENCH_PYSPY=1 needs py-spy: .venv/bin/pip install py-spy")
-    log(f"py-spy: sampling {len(workers)} web workers for {seconds:g} s")
+    log(f"py-spy: sampling {len(pids)} {'engines' if on_engine else 'web workers'} for {seconds:g} s")
     return [
         subprocess.Popen(
             [
@@ -205,13 +211,14 @@ def _profilers(workers: list[int], *, seconds: float, workdir: Path) -> list[sub
                 "--format",
                 "raw",
                 "--output",
-                str(workdir / f"pyspy-{pid}.txt"),
+                str(workdir / f"{name}-{pid}.txt"),
                 *(["--gil"] if mode == "gil" else []),
+                *(["--threads"] if on_engine else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for pid in workers
+        for pid in pids
     ]
 
 
@@ -283,7 +290,9 @@ def run_api_load(
         cpu_before = {pid: cpu_seconds(pid) for pid in workers}
         engine_cpu_before = sum(cpu_seconds(e.pid) for e in engines)
         batches_before, commands_before = _engine_counts(server)
-        profilers = _profilers(workers, seconds=profile.warmup_s + profile.measure_s, workdir=workdir)
+        profilers = _profilers(
+            workers, [e.pid for e in engines], seconds=profile.warmup_s + profile.measure_s, workdir=workdir
+        )
         sampler = ActivitySampler(env["DATABASE_URL"], delay=profile.warmup_s + 0.2, seconds=profile.measure_s)
         sampler.start()
         subprocess.run(

@@ -41,6 +41,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=30, help="batches per size before measuring")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--traders", type=int, default=16)
+    parser.add_argument(
+        "--via",
+        choices=["run", "run_batch"],
+        default="run",
+        help="Sequencer.run (as the engine server calls it) or run_batch (one batch at a time, classic)",
+    )
     parser.add_argument("--profile", help="write a cProfile (pstats) of the measured batches to this path")
     args = parser.parse_args()
 
@@ -105,7 +111,10 @@ def main() -> int:
         announced = announcer_cpu[0]
         wall, cpu = time.perf_counter(), time.thread_time()
         with connection.execute_wrapper(count):
-            answers = sequencer.run_batch(chunk)
+            if args.via == "run":
+                answers = [answer for _, answered in sequencer.run(chunk) for answer in answered]
+            else:
+                answers = sequencer.run_batch(chunk)
         cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
         executor.submit(lambda: None).result()  # the announcer's work of this batch done
         for command, answer in zip(chunk, answers, strict=True):
