@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import threading
@@ -222,6 +223,36 @@ def _profilers(
     ]
 
 
+# The histograms of an order's time at the engine (core.metrics), read from /metrics.
+ENGINE_HISTOGRAMS = {
+    "engine_request_ms_mean": "platform_engine_request_seconds",  # the web worker's round trip
+    "engine_command_ms_mean": "platform_engine_command_seconds",  # read off the engine's socket to answered
+    "engine_batch_ms_mean": "platform_engine_batch_seconds",
+}
+
+
+def _histogram_totals(server: WebServer, token: str) -> dict[str, tuple[float, float]]:
+    """(sum, count) of each of ENGINE_HISTOGRAMS, summed over the processes (web workers
+    and engine share PROMETHEUS_MULTIPROC_DIR, as under scripts/serve)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.request("GET", "/metrics", headers={"Authorization": f"Bearer {token}"})
+        response = conn.getresponse()
+        text = response.read().decode()
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise BenchError(f"/metrics answered {response.status}")
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name.endswith(("_sum", "_count")):
+            values[name] = float(value)
+    return {
+        name: (values.get(f"{name}_sum", 0.0), values.get(f"{name}_count", 0.0)) for name in ENGINE_HISTOGRAMS.values()
+    }
+
+
 def _engine_counts(server: WebServer) -> tuple[int, int]:
     """(batches, commands) the engines have run so far, as /healthz reports them."""
     try:
@@ -250,6 +281,15 @@ def run_api_load(
     # The web workers send their orders to the matching engine (docs/matching.md).
     # BENCH_ENGINE_SHARDS (ENGINE_SHARDS' syntax): one engine process per shard instead of
     # the embedded default's one for every market (docs/performance.md, "Two shards").
+    # Metrics as scripts/serve runs them: every process writes into one directory, /metrics
+    # sums them (the bench reads where an order's time goes from them). BENCH_METRICS=0: off.
+    metrics_token = ""
+    if os.environ.get("BENCH_METRICS", "1") != "0":
+        metrics_dir = workdir / "prometheus"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        metrics_token = secrets.token_urlsafe(24)
+        env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "METRICS_TOKEN": metrics_token}
     names: list[str | None] = [None]
     if os.environ.get("BENCH_ENGINE_SHARDS"):
         env = {**env, "ENGINE_SHARDS": os.environ["BENCH_ENGINE_SHARDS"]}
@@ -290,6 +330,7 @@ def run_api_load(
         cpu_before = {pid: cpu_seconds(pid) for pid in workers}
         engine_cpu_before = sum(cpu_seconds(e.pid) for e in engines)
         batches_before, commands_before = _engine_counts(server)
+        histograms_before = _histogram_totals(server, metrics_token) if metrics_token else {}
         profilers = _profilers(
             workers, [e.pid for e in engines], seconds=profile.warmup_s + profile.measure_s, workdir=workdir
         )
@@ -307,6 +348,16 @@ def run_api_load(
         result = json.loads(result_path.read_text())
         result["pg_sessions"] = sampler.averages()
         batches_after, commands_after = _engine_counts(server)
+        if metrics_token:
+            # Over the whole load (warm-up included), against the load generator's mean over
+            # its window: the rest of an order's time is outside the engine's round trip
+            # (HTTP, the web worker, the load generator, and waking each of them).
+            histograms_after = _histogram_totals(server, metrics_token)
+            for key, name in ENGINE_HISTOGRAMS.items():
+                (sum_after, count_after), (sum_before, count_before) = histograms_after[name], histograms_before[name]
+                count = count_after - count_before
+                result[key] = 1000 * (sum_after - sum_before) / count if count else 0.0
+            result["outside_engine_ms_mean"] = result["mean_ms"] - result["engine_request_ms_mean"]
         # Commands per engine batch over the whole load (warm-up included): how far group
         # commit shares a batch's fixed cost (orders.sequencer.server).
         batches = batches_after - batches_before

@@ -233,6 +233,7 @@ def main(argv: list[str]) -> int:
         "non_2xx": sum(n for key, n in statuses.items() if not key.split(":")[1].startswith("2")),
         "errors": sum(c.stats.errors for c in clients),
         "orders_per_s": len(latencies) / seconds if seconds > 0 else 0.0,
+        "mean_ms": sum(latencies) / len(latencies) if latencies else 0.0,
         "p50_ms": percentile(latencies, 50),
         "p90_ms": percentile(latencies, 90),
         "p99_ms": percentile(latencies, 99),

@@ -30,6 +30,8 @@ REQUIRED_KEYS = (
     "web_cpu_ms_per_request",
     "engine_orders_per_s",
     "engine_batch_p99_ms",
+    "engine_request_ms_mean",
+    "engine_command_ms_mean",
     "depth_latency_ratio",
     "engine_start_s",
     "engine_rss_mb",
@@ -209,7 +211,7 @@ def _run_parts(
     seed = seed_base(traders=profile.users, makers=profile.depth_makers, password=secrets.token_urlsafe(16))
 
     if "api" in parts:
-        from bench.api_load import run_api_load, run_pgbench
+        from bench.api_load import ENGINE_HISTOGRAMS, run_api_load, run_pgbench
 
         # The web workers send to the engine process: os.environ holds the in-process
         # transport of the in-process parts, which would give every worker a book of its own.
@@ -247,6 +249,10 @@ def _run_parts(
             results["lock_hold_ms_estimate"] = 1000 * busy / answered_per_s
         results["engine_cpu_ms_per_request"] = api["engine_cpu_ms_per_request"]
         results["engine_commands_per_batch"] = api["engine_commands_per_batch"]
+        results["api_mean_ms"] = api["mean_ms"]
+        for key in (*ENGINE_HISTOGRAMS, "outside_engine_ms_mean"):  # with BENCH_METRICS on (the default)
+            if key in api:
+                results[key] = api[key]
         for op, stats in api["by_op"].items():
             results[f"api_{op}_p50_ms"] = stats["p50_ms"]
             results[f"api_{op}_p99_ms"] = stats["p99_ms"]

@@ -61,6 +61,18 @@ ENGINE_BATCH_SECONDS = Histogram(
     "Time to apply and commit one batch of engine commands (including retries).",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+# Where an order's time goes, seen from both ends of the web worker's round trip to the
+# engine: the web worker's whole wait, and the part of it the command spent in the engine.
+ENGINE_REQUEST_SECONDS = Histogram(
+    "platform_engine_request_seconds",
+    "A web worker's round trip to the matching engine: command sent to its answer in hand.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+ENGINE_COMMAND_SECONDS = Histogram(
+    "platform_engine_command_seconds",
+    "A command's time in the engine: read off its socket to its answer sent (the batch in progress, then its own).",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
 ENGINE_BATCH_COMMANDS = Histogram(
     "platform_engine_batch_commands",
     "Commands per engine batch (what was waiting on the engine's socket when it drained it).",

@@ -25,6 +25,7 @@ import zmq
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections
 
+from core.metrics import ENGINE_COMMAND_SECONDS
 from orders.sequencer.commands import Answer, Command, command_signed
 from orders.sequencer.leadership import Leadership
 from orders.sequencer.loop import Sequencer
@@ -38,6 +39,9 @@ PING = "ping"
 CATCH_UP_SECONDS = 0.5  # a standby's books trail the database by about this much
 LEADERSHIP_POLL_SECONDS = 0.1
 SLOW_BATCH_SECONDS = 0.5
+# A command read off the socket: its client's identity, the request id, the command, and
+# when it was read (monotonic: its time in the engine is measured to its answer).
+Received = tuple[bytes, bytes, dict[str, object], float]
 # Before a batch, the database connection is checked (close_old_connections: with
 # CONN_HEALTH_CHECKS a `SELECT 1` round trip) only when it was idle this long, or when a
 # statement failed on it since: back to back, the batch's own first statement shows soon
@@ -75,10 +79,10 @@ class EngineServer:
         self.stopping = threading.Event()
         self._announcer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-announcer")
         self._batch_ended = 0.0  # monotonic end of the last batch (0: none yet, check first)
-        self._pending: list[tuple[bytes, bytes, dict[str, object]]] = []  # arrived during the last batch
+        self._pending: list[Received] = []  # arrived during the last batch
         self._wanted = 0  # the next batch waits (a little) for this many commands
         # The clients of the batches not answered yet (Sequencer.run), by id() of their commands.
-        self._waiting: dict[int, list[tuple[bytes, bytes, dict[str, object]]]] = {}
+        self._waiting: dict[int, list[Received]] = {}
 
     def run(self) -> None:
         """Stand by (books loaded and kept current) until leading, then serve until stopped
@@ -189,7 +193,7 @@ class EngineServer:
             began - self._batch_ended > CONNECTION_CHECK_IDLE_SECONDS or _errors_occurred()
         ):
             close_old_connections()  # a connection the database dropped is replaced, not reused
-        commands = [command for _, _, command in received]
+        commands = [command for _, _, command, _ in received]
         # A large batch is answered when it lands: after the next batch was applied, or at
         # once when nothing else waits (_lead); a small one at once (Sequencer.run).
         self._waiting[id(commands)] = received
@@ -211,12 +215,13 @@ class EngineServer:
         """Send the answers of the batches that landed, each to its client."""
         for commands, answers in finished:
             clients = self._waiting.pop(id(commands))
-            for (identity, request_id, _), answer in zip(clients, answers, strict=True):
+            for (identity, request_id, _, _), answer in zip(clients, answers, strict=True):
                 socket.send_multipart([identity, request_id, json.dumps(answer).encode()])
+            sent = time.monotonic()
+            for _, _, _, read in clients:
+                ENGINE_COMMAND_SECONDS.observe(sent - read)
 
-    def _receive(
-        self, socket: zmq.Socket[bytes], sequencer: Sequencer, received: list[tuple[bytes, bytes, dict[str, object]]]
-    ) -> None:
+    def _receive(self, socket: zmq.Socket[bytes], sequencer: Sequencer, received: list[Received]) -> None:
         """The commands waiting on the socket, appended to `received` (up to ENGINE_BATCH_MAX);
         pings and book snapshots answered at once."""
         while len(received) < settings.ENGINE_BATCH_MAX:
@@ -242,7 +247,7 @@ class EngineServer:
                 snapshot = book_snapshot(sequencer._market(symbol=str(command.get("market"))))
                 socket.send_multipart([identity, request_id, json.dumps(snapshot).encode()])
                 continue
-            received.append((identity, request_id, command))
+            received.append((identity, request_id, command, time.monotonic()))
 
     def health(self) -> dict[str, object]:
         return {

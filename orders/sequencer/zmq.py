@@ -18,6 +18,7 @@ import zmq
 from django.conf import settings
 
 from core.errors import ServiceUnavailable
+from core.metrics import ENGINE_REQUEST_SECONDS
 from orders.sequencer.commands import Answer, Command, answers_merge, command_signature, error_answer
 from orders.sequencer.server import PING
 from orders.sequencer.shards import Shard, shard_for, shards
@@ -50,6 +51,14 @@ def _unavailable(retry_after: int = 1) -> Answer:
 
 
 def _request(shard: Shard, command: Command, *, timeout: float) -> Answer:
+    began = time.perf_counter()
+    try:
+        return _round_trip(shard, command, timeout=timeout)
+    finally:
+        ENGINE_REQUEST_SECONDS.observe(time.perf_counter() - began)
+
+
+def _round_trip(shard: Shard, command: Command, *, timeout: float) -> Answer:
     socket = _socket(shard)
     request_id = os.urandom(8)
     payload = json.dumps(command).encode()

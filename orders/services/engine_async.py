@@ -21,12 +21,14 @@ import functools
 import itertools
 import json
 import os
+import time
 from typing import cast
 
 import zmq
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from core.metrics import ENGINE_REQUEST_SECONDS
 from orders.sequencer.commands import Answer, Command, answers_merge, command_signature
 from orders.sequencer.shards import Shard, shard_for, shards
 from orders.sequencer.transport import engine_call
@@ -64,7 +66,9 @@ class ShardClient:
         request_id = next(self._ids).to_bytes(8, "big")
         payload = json.dumps(command).encode()
         message = [request_id, payload, command_signature(payload)]
+        began = time.perf_counter()
         if not self._send(message) and not await self._send_when_connected(message):
+            ENGINE_REQUEST_SECONDS.observe(time.perf_counter() - began)
             return _unavailable()  # no engine connected within CONNECT_WAIT_MS
         answer = self.loop.create_future()
         self.waiting[request_id] = answer
@@ -72,6 +76,7 @@ class ShardClient:
         try:
             return await answer
         finally:
+            ENGINE_REQUEST_SECONDS.observe(time.perf_counter() - began)  # back on this loop, answer in hand
             timer.cancel()
             self.waiting.pop(request_id, None)
 

@@ -145,6 +145,14 @@ def test_scripts_serve_trades_delivers_on_chain_and_stops_cleanly(rig: Rig) -> N
     assert metric_value(text, 'platform_delivery_events{status="delivered"}') >= 1
     assert metric_value(text, 'platform_revenue_deliveries_total{status="delivered"}') >= 1  # the chain worker's
     assert metric_value(text, "platform_engine_batch_seconds_count") >= 2  # the engine's
+    # An order's two ends: the web worker's round trip to the engine, and the part of it in the engine.
+    assert metric_value(text, "platform_engine_request_seconds_count") >= 2
+    assert metric_value(text, "platform_engine_command_seconds_count") >= 2
+    assert (
+        metric_value(text, "platform_engine_request_seconds_sum")
+        >= metric_value(text, "platform_engine_command_seconds_sum")
+        > 0
+    )
     assert metric_value(text, "platform_delivery_last_confirmed_block") >= receipt["blockNumber"]
     assert metric_value(text, "platform_chain_signer_balance_wei") > 0
     assert metric_value(text, "platform_delivery_oldest_submitted_age_seconds") == 0

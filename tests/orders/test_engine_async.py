@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -13,9 +15,11 @@ import zmq
 import zmq.asyncio
 from asgiref.sync import async_to_sync
 from django.test import override_settings
+from prometheus_client import REGISTRY
 
 from orders.errors import OrderNotFound
 from orders.sequencer.commands import ELSEWHERE, cancel_command, command_signed, error_answer
+from orders.sequencer.zmq import zmq_engine_call
 from orders.services.engine_async import engine_call_async
 
 
@@ -185,3 +189,39 @@ def test_an_engine_that_binds_within_the_connect_wait_answers(tmp_path):
     with override_settings(ENGINE_TRANSPORT="zmq", ENGINE_SHARDS=f"all=*@{endpoint}", ENGINE_ANSWER_TIMEOUT_SECONDS=5):
         answer = async_to_sync(scenario)()
     assert answer == {"op": "ping", "n": 3}
+
+
+@pytest.mark.parametrize("path", ["async", "sync"])
+def test_a_round_trip_to_the_engine_is_timed_from_send_to_answer(tmp_path, path):
+    """platform_engine_request_seconds: the web side's whole wait for the engine (here an
+    engine that answers 50 ms after the command arrived), on both transports' paths."""
+    endpoint = _endpoint(tmp_path)
+    before_count = REGISTRY.get_sample_value("platform_engine_request_seconds_count") or 0.0
+    before_sum = REGISTRY.get_sample_value("platform_engine_request_seconds_sum") or 0.0
+    engine = zmq.Context.instance().socket(zmq.ROUTER)
+    engine.setsockopt(zmq.LINGER, 0)
+    engine.bind(endpoint)
+
+    def answer_late() -> None:
+        assert engine.poll(5000)
+        peer, request_id, _, _ = engine.recv_multipart()
+        time.sleep(0.05)
+        engine.send_multipart([peer, request_id, json.dumps({"status": 200}).encode()])
+
+    responder = threading.Thread(target=answer_late)
+    responder.start()
+    try:
+        with override_settings(
+            ENGINE_TRANSPORT="zmq", ENGINE_SHARDS=f"all=*@{endpoint}", ENGINE_ANSWER_TIMEOUT_SECONDS=5
+        ):
+            if path == "async":
+                answer = async_to_sync(engine_call_async)({"op": "ping"}, market="ETH-USDT")
+            else:
+                answer = zmq_engine_call({"op": "ping"}, market="ETH-USDT")
+    finally:
+        responder.join(10)
+        engine.close(linger=0)
+    assert answer == {"status": 200}
+    assert REGISTRY.get_sample_value("platform_engine_request_seconds_count") == before_count + 1
+    waited = (REGISTRY.get_sample_value("platform_engine_request_seconds_sum") or 0.0) - before_sum
+    assert 0.05 <= waited < 5

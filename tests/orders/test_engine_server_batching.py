@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import zmq
+from prometheus_client import REGISTRY
 
 from orders.sequencer import server as server_module
 from orders.sequencer.commands import command_signature
@@ -147,7 +148,7 @@ def test_commands_that_arrive_during_a_batch_go_into_the_next_in_order(engine, s
     wait_readable(router)
     engine._serve(router, sequencer)
     assert sent_during.is_set()
-    assert [n for _, _, command in engine._pending for n in [command["n"]]] == [2, 3]
+    assert [n for _, _, command, _ in engine._pending for n in [command["n"]]] == [2, 3]
     assert engine._wanted == 3  # two waiting plus the one answered
     send(dealer, 4)
     time.sleep(0.05)
@@ -182,3 +183,27 @@ def test_the_connection_is_checked_after_an_idle_spell_not_before_every_batch(en
     batch(5)  # a statement failed since: checked
     assert len(checks) == 3
     assert sequencer.batches == [[1], [2], [3], [4], [5]]
+
+
+def test_each_commands_time_in_the_engine_is_measured_to_its_answer(engine, sockets, settings):
+    """platform_engine_command_seconds: from the command read off the socket to its answer
+    sent, one observation per command (here a batch of two that takes 50 ms)."""
+    router, dealer = sockets
+    settings.ENGINE_BATCH_LINGER_SECONDS = 0
+
+    class Slow(RecordingSequencer):
+        def run_batch(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            time.sleep(0.05)
+            return super().run_batch(commands)
+
+    count = REGISTRY.get_sample_value("platform_engine_command_seconds_count") or 0.0
+    total = REGISTRY.get_sample_value("platform_engine_command_seconds_sum") or 0.0
+    send(dealer, 1)
+    send(dealer, 2)
+    time.sleep(0.05)
+    wait_readable(router)
+    engine._serve(router, Slow())
+    assert answers(dealer, 2) == [1, 2]
+    assert REGISTRY.get_sample_value("platform_engine_command_seconds_count") == count + 2
+    spent = (REGISTRY.get_sample_value("platform_engine_command_seconds_sum") or 0.0) - total
+    assert 2 * 0.05 <= spent < 2 * 5
