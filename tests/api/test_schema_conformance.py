@@ -172,6 +172,10 @@ def _platform() -> str:
     return str(RefreshToken.for_user(staff).access_token)
 
 
+# On PostgreSQL, the production backend, only: the longest test of the suite (~85 s), and
+# CI's two passes must fit its 20 minutes. The SQLite pass still fuzzes every operation
+# against the schema (tests/hostile/test_schema_fuzz.py).
+@pytest.mark.postgres
 def test_schemathesis_finds_nothing_but_business_rules(live_server, tmp_path):
     require(SCHEMATHESIS.exists() or shutil.which("schemathesis") is not None, "needs schemathesis (dev deps)")
     token = _platform()
