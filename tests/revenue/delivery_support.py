@@ -243,12 +243,20 @@ def in_thread(function: Callable[[], Any]) -> Any:
     return outcome.get("value")
 
 
+# A stream of its own for the events committed outside a test's transaction: the seeded
+# streams (ids 0-9) may be missing from what is committed (a transactional test earlier on
+# the same worker flushed them; each test restores them inside its own transaction only),
+# and restoring them from another connection would wait on that transaction's rows.
+COMMITTED_STREAM_ID = 99
+
+
 def committed_event(source_id: str) -> int:
     """A pending event committed outside the test's transaction; delete it with committed_event_delete."""
 
     def create() -> int:
+        RevenueStream.objects.get_or_create(id=COMMITTED_STREAM_ID, defaults={"name": "test-committed"})
         return RevenueEvent.objects.create(
-            stream_id=0,
+            stream_id=COMMITTED_STREAM_ID,
             source_type="test-committed",
             source_id=source_id,
             currency="USDT",
@@ -264,4 +272,8 @@ def committed_event(source_id: str) -> int:
 
 
 def committed_event_delete(pk: int) -> None:
-    in_thread(lambda: RevenueEvent.objects.filter(pk=pk).delete())
+    def delete() -> None:
+        RevenueEvent.objects.filter(pk=pk).delete()
+        RevenueStream.objects.filter(id=COMMITTED_STREAM_ID, events__isnull=True).delete()
+
+    in_thread(delete)
