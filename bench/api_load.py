@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from bench.infra import (
     ROOT,
     BenchError,
@@ -243,11 +245,7 @@ def _histogram_totals(server: WebServer, token: str) -> dict[str, tuple[float, f
         conn.close()
     if response.status != 200:
         raise BenchError(f"/metrics answered {response.status}")
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        name, _, value = line.partition(" ")
-        if name.endswith(("_sum", "_count")):
-            values[name] = float(value)
+    values = {sample.name: sample.value for family in text_string_to_metric_families(text) for sample in family.samples}
     return {
         name: (values.get(f"{name}_sum", 0.0), values.get(f"{name}_count", 0.0)) for name in ENGINE_HISTOGRAMS.values()
     }

@@ -67,16 +67,20 @@ class ShardClient:
         payload = json.dumps(command).encode()
         message = [request_id, payload, command_signature(payload)]
         began = time.perf_counter()
-        if not self._send(message) and not await self._send_when_connected(message):
-            ENGINE_REQUEST_SECONDS.observe(time.perf_counter() - began)
-            return _unavailable()  # no engine connected within CONNECT_WAIT_MS
+        try:
+            if not self._send(message) and not await self._send_when_connected(message):
+                return _unavailable()  # no engine connected within CONNECT_WAIT_MS
+            return await self._answer(request_id, timeout=timeout)
+        finally:
+            ENGINE_REQUEST_SECONDS.observe(time.perf_counter() - began)  # back on this loop, answer in hand
+
+    async def _answer(self, request_id: bytes, *, timeout: float) -> Answer:
         answer = self.loop.create_future()
         self.waiting[request_id] = answer
         timer = self.loop.call_later(timeout, _time_out, answer)
         try:
             return await answer
         finally:
-            ENGINE_REQUEST_SECONDS.observe(time.perf_counter() - began)  # back on this loop, answer in hand
             timer.cancel()
             self.waiting.pop(request_id, None)
 
