@@ -265,10 +265,10 @@ TTX_ASSET = env_str("TTX_ASSET", "TTX")
 ENGINE_TRANSPORT = env_str("ENGINE_TRANSPORT", "zmq")
 ENGINE_BATCH_MAX = env_int("ENGINE_BATCH_MAX", 200)  # commands per batch transaction
 # How long a batch may wait for the clients the previous one answered (group commit, at
-# most this long after the previous batch ended: orders.sequencer.server). Off by default,
-# as PostgreSQL's commit_delay: it pays only when they come back within it
-# (docs/performance.md, "Where an order's 50 ms went").
-ENGINE_BATCH_LINGER_SECONDS = float(env_decimal("ENGINE_BATCH_LINGER_SECONDS", "0"))
+# most this long after the previous batch ended: orders.sequencer.server; 0: off). Clients
+# that send again within it share one batch, its dozen round trips and its COMMIT, instead
+# of taking turns in two (docs/performance.md, "Waiting for the clients just answered").
+ENGINE_BATCH_LINGER_SECONDS = float(env_decimal("ENGINE_BATCH_LINGER_SECONDS", "0.006"))
 # PostgreSQL: a batch of at least this many commands has its writes and COMMIT sent without
 # waiting; the next batch is applied meanwhile and checked once it has landed (0: never;
 # Sequencer.run, docs/matching.md). Smaller batches would only wait longer for their answers.
