@@ -1,16 +1,19 @@
 """OHLCV candles aggregated in SQL from trades: one grouped query plus one for the
-open/close prices, whatever the number of trades."""
+open/close prices, whatever the number of trades (on SQLite, whose SUM of the text amounts
+is floating point, the volumes are summed exactly here: core.db.money_sums)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
+from django.db import connection
 from django.db.models import BigIntegerField, Func, Max, Min, Sum
 from django.utils import timezone
 
+from core.db import money_sums
 from orders.models import Trade
 
 INTERVALS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
@@ -38,29 +41,45 @@ class Candle:
     low: Decimal
     close: Decimal
     volume: Decimal
+    quote_volume: Decimal
 
 
 def candle_list(*, market_id: int, interval: str, limit: int) -> list[Candle]:
+    """The last `limit` candles of `interval` up to now (those without trades left out)."""
     seconds = INTERVALS[interval]
     now_bucket = int(timezone.now().timestamp()) // seconds
     since = datetime.fromtimestamp((now_bucket - limit + 1) * seconds, tz=UTC)
-    rows = list(
-        Trade.objects.filter(market_id=market_id, executed_at__gte=since)
-        .annotate(bucket=EpochBucket("executed_at", seconds=seconds))
-        .values("bucket")
-        .annotate(high=Max("price"), low=Min("price"), volume=Sum("quantity"), first_id=Min("id"), last_id=Max("id"))
-        .order_by("bucket")
-    )
+    return candles_since(market_id=market_id, seconds=seconds, since=since)
+
+
+def candles_since(*, market_id: int, seconds: int, since: datetime, last_id: int | None = None) -> list[Candle]:
+    """The market's trades executed from `since` (up to trade `last_id`, if given) in
+    candles of `seconds`, oldest first."""
+    trades = Trade.objects.filter(market_id=market_id, executed_at__gte=since)
+    if last_id is not None:
+        trades = trades.filter(pk__lte=last_id)
+    trades = trades.annotate(bucket=EpochBucket("executed_at", seconds=seconds))
+    exact_in_sql = connection.vendor == "postgresql"
+    aggregates: dict[str, Any] = {"high": Max("price"), "low": Min("price")}
+    aggregates |= {"first_id": Min("id"), "last_id": Max("id")}
+    if exact_in_sql:
+        aggregates |= {"volume": Sum("quantity"), "quote_volume": Sum("quote_amount")}
+    rows = cast("list[dict[str, Any]]", list(trades.values("bucket").annotate(**aggregates).order_by("bucket")))
+    sums = {} if exact_in_sql else money_sums(trades, group_by="bucket", fields=["quantity", "quote_amount"])
     edge_ids = {r["first_id"] for r in rows} | {r["last_id"] for r in rows}
     prices = dict(Trade.objects.filter(pk__in=edge_ids).values_list("pk", "price"))
-    return [
-        Candle(
-            time=datetime.fromtimestamp(int(r["bucket"]) * seconds, tz=UTC),
-            open=prices[r["first_id"]],
-            high=r["high"],
-            low=r["low"],
-            close=prices[r["last_id"]],
-            volume=r["volume"],
+    candles = []
+    for r in rows:
+        volume, quote_volume = (r["volume"], r["quote_volume"]) if exact_in_sql else sums[r["bucket"]]
+        candles.append(
+            Candle(
+                time=datetime.fromtimestamp(int(r["bucket"]) * seconds, tz=UTC),
+                open=prices[r["first_id"]],
+                high=r["high"],
+                low=r["low"],
+                close=prices[r["last_id"]],
+                volume=volume,
+                quote_volume=quote_volume,
+            )
         )
-        for r in rows
-    ]
+    return candles

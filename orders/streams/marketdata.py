@@ -3,7 +3,10 @@ trades instead of re-read from the database after every batch: per market, the c
 candle of every interval and the last 24 hourly candles, seeded once from the trades of
 the last 24 hours (the engine is the only writer of its markets' trades, and their ids
 grow in commit order, so a trade is applied exactly once: those up to the seed's last id
-are in the seed, later ones are applied as they come)."""
+are in the seed, later ones are applied as they come). The seed is aggregated by the
+database (orders.selectors.candles), a few rows per interval: read trade by trade, a
+day of a busy market kept the announcer, and with it every stream message, busy for as
+long as that took, holding the GIL the engine's batches need."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from django.utils import timezone
 from core.api.fields import moment_text
 from core.money import format_amount
 from orders.models import Trade
-from orders.selectors.candles import INTERVALS
+from orders.selectors.candles import INTERVALS, candles_since
 
 HOURS = 24
 
@@ -52,14 +55,13 @@ class MarketData:
     def _seed(self) -> None:
         last = Trade.objects.filter(market_id=self.market_id).aggregate(last=Max("id"))["last"] or 0
         since = timezone.now() - timedelta(hours=HOURS + 1)
-        rows = (
-            Trade.objects.filter(market_id=self.market_id, id__lte=last, executed_at__gte=since)
-            .order_by("id")
-            .values_list("id", "price", "quantity", "quote_amount", "executed_at")
-            .iterator(chunk_size=5000)
-        )
-        for row in rows:
-            self._apply(*row)
+        if last:
+            for interval, seconds in INTERVALS.items():
+                candles = candles_since(market_id=self.market_id, seconds=seconds, since=since, last_id=last)
+                self.bars[interval] = [
+                    Bar(int(c.time.timestamp()), c.open, c.high, c.low, c.close, c.volume, c.quote_volume)
+                    for c in candles[-(HOURS + 1) :]
+                ]
         self.last_trade_id = last
         if self.last_price is None and last:
             self.last_price = Trade.objects.filter(pk=last).values_list("price", flat=True).first()

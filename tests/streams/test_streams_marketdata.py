@@ -1,0 +1,115 @@
+"""The streams' candles and ticker kept in memory (orders.streams.marketdata): the seed,
+aggregated by the database, holds what applying the same trades one by one holds, to the
+last unit of amounts past floating point's 15 digits, on both backends."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from orders.models import Trade
+from orders.selectors.candles import INTERVALS
+from orders.streams.marketdata import HOURS, MarketData
+from tests.factories import UserFactory, fund, market_create
+from tests.orders.support import place
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def market(db):
+    return market_create("ETH-USDT")
+
+
+def _history(market, rng: random.Random, *, count: int) -> None:
+    """`count` trades over the last 26 hours, ids growing with time as the engine writes
+    them; quantities up to 1e13 with 8 decimals (22 digits: past a float's 15)."""
+    seller, buyer = UserFactory(), UserFactory()
+    fund(seller, "ETH", "1")
+    fund(buyer, "USDT", "10000")
+    place(seller, side="sell", type="limit", quantity="0.1", price="2000.00")
+    place(buyer, side="buy", type="limit", quantity="0.1", price="2000.00", time_in_force="IOC")
+    template = Trade.objects.get()
+    now = timezone.now()
+    moments = sorted(now - timedelta(seconds=rng.randrange(26 * 3600)) for _ in range(count))
+    copies = []
+    for moment in moments:
+        price = Decimal(rng.randrange(150_000, 250_000)) / 100
+        quantity = Decimal(rng.randrange(1, 10**21)) / 10**8
+        copies.append(
+            Trade(
+                market_id=market.pk,
+                price=price,
+                quantity=quantity,
+                quote_amount=(price * quantity).quantize(Decimal("0.00000001")),
+                taker_side=template.taker_side,
+                taker_order_id=template.taker_order_id,
+                maker_order_id=template.maker_order_id,
+                taker_user_id=template.taker_user_id,
+                maker_user_id=template.maker_user_id,
+                taker_fee=Decimal(0),
+                maker_fee=Decimal(0),
+                reference_price=price,
+                executed_at=moment,
+            )
+        )
+    # The trade placed for its orders and users: older than the day the seed reads.
+    Trade.objects.filter(pk=template.pk).update(executed_at=now - timedelta(hours=HOURS + 3))
+    Trade.objects.bulk_create(copies)
+
+
+def _one_by_one(market_id: int) -> MarketData:
+    """The same trades applied as the announcer applies a batch's, without a seed."""
+    data = MarketData(market_id=market_id)
+    data._seeded = True
+    since = timezone.now() - timedelta(hours=HOURS + 1)
+    rows = (
+        Trade.objects.filter(market_id=market_id, executed_at__gte=since)
+        .order_by("id")
+        .values_list("id", "price", "quantity", "quote_amount", "executed_at")
+    )
+    data.trades_applied(list(rows))
+    return data
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_seed_holds_what_the_trades_applied_one_by_one_hold(market, seed):
+    _history(market, random.Random(seed), count=120)
+    seeded = MarketData(market_id=market.pk)
+    assert seeded.trades_applied([]) == []  # the seed, and nothing new to apply
+    applied = _one_by_one(market.pk)
+    for interval in INTERVALS:
+        assert seeded.bars[interval], interval
+        assert seeded.bars[interval] == applied.bars[interval], interval
+    assert (seeded.last_trade_id, seeded.last_price) == (applied.last_trade_id, applied.last_price)
+    assert seeded.ticker(symbol="ETH-USDT", best_bid=None, best_ask=None) == applied.ticker(
+        symbol="ETH-USDT", best_bid=None, best_ask=None
+    )
+    # Past a float's 15 significant digits, where SQLite's SUM would have rounded.
+    assert any(len(bar.volume.as_tuple().digits) > 15 for bar in seeded.bars["1h"])
+
+
+def test_trades_after_the_seed_are_applied_once(market):
+    _history(market, random.Random(9), count=30)
+    data = MarketData(market_id=market.pk)
+    data.trades_applied([])
+    last = Trade.objects.order_by("-id").values_list("id", "price", "quantity", "quote_amount", "executed_at")[0]
+    volume = data.bars["1d"][-1].volume
+    assert data.trades_applied([last]) == []  # in the seed already: not counted twice
+    assert data.bars["1d"][-1].volume == volume
+    later = (last[0] + 1, Decimal("2100.00"), Decimal("0.5"), Decimal("1050.00"), timezone.now())
+    changed = dict(data.trades_applied([later]))
+    assert set(changed) == set(INTERVALS)
+    assert changed["1m"]["close"] == "2100.00000000"
+    assert data.last_price == Decimal("2100.00")
+
+
+def test_a_market_without_trades_seeds_nothing(market):
+    data = MarketData(market_id=market.pk)
+    assert data.trades_applied([]) == []
+    assert all(bars == [] for bars in data.bars.values())
+    assert (data.last_trade_id, data.last_price) == (0, None)
