@@ -32,6 +32,7 @@ from bench.seed import seed_pending_stops, seed_resting_orders
 from orders.models import Market
 from orders.sequencer.commands import cancel_command, place_command
 from orders.sequencer.loop import Sequencer
+from orders.sequencer.recovery import heap_settle
 from orders.sequencer.shards import shards
 from orders.sequencer.transport import in_process_engine_reset
 from orders.sequencer.zmq import zmq_engine_call
@@ -103,6 +104,7 @@ def run_engine_throughput(*, traders: list[str], commands: int, batch: int) -> d
     announcer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-announcer")
     sequencer = Sequencer(symbols={"ETH-USDT"}, announce=announcer.submit)
     sequencer.load()
+    heap_settle()  # as the engine process does once its books are loaded
     live: dict[int, list[tuple[int, int]]] = {}
     durations: list[float] = []
     answered = 0

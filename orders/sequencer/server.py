@@ -29,6 +29,7 @@ from core.metrics import ENGINE_COMMAND_SECONDS
 from orders.sequencer.commands import Answer, Command, command_signed
 from orders.sequencer.leadership import Leadership
 from orders.sequencer.loop import Sequencer
+from orders.sequencer.recovery import heap_settle
 from orders.sequencer.shards import Shard, symbols_of_other_shards
 from orders.sequencer.standby import CatchUp, WarmStandby
 from orders.streams.publish import BOOK_SNAPSHOT, book_snapshot
@@ -70,8 +71,19 @@ class EngineStats:
 
 
 class EngineServer:
-    def __init__(self, *, shard: Shard, bind: str | None = None, announce: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        shard: Shard,
+        bind: str | None = None,
+        announce: Callable[[str], None] | None = None,
+        freeze_loaded: bool = False,
+    ) -> None:
+        """`freeze_loaded`: the process is the engine's own (manage.py engine): once its
+        books are loaded, they are moved out of the cyclic collector's reach (heap_settle),
+        which a process shared with other work (a test run) should not do to its heap."""
         self.shard = shard
+        self.freeze_loaded = freeze_loaded
         self.announce = announce or logger.info
         self.endpoint = bind or shard.endpoints[0]
         self.leadership = Leadership(shard.name)
@@ -112,6 +124,8 @@ class EngineServer:
         standby = WarmStandby(self._sequencer_new())
         try:
             self.stats.live_orders = standby.load()
+            if self.freeze_loaded:
+                heap_settle()
             self.stats.load_seconds = time.monotonic() - began
             self.announce(
                 f"engine {self.shard.name} standing by: {self.stats.live_orders} live orders "

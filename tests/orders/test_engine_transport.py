@@ -14,6 +14,7 @@ import zmq
 from django.db import connections
 
 from orders.models import Order
+from orders.sequencer import server as server_module
 from orders.sequencer.commands import command_signature, place_command
 from orders.sequencer.server import EngineServer
 from orders.sequencer.shards import shards
@@ -106,3 +107,19 @@ def test_the_engine_acts_only_on_signed_commands(engine_thread, market):
     finally:
         socket.close()
     assert Order.objects.count() == 1
+
+
+def test_the_engine_process_freezes_its_loaded_books_once(zmq_transport, market, monkeypatch):
+    """manage.py engine's server (freeze_loaded) settles its heap after loading; the server a
+    test runs in its own process (above) does not."""
+    settled: list[int] = []
+    monkeypatch.setattr(server_module, "heap_settle", lambda: settled.append(1))
+    server = EngineServer(shard=shards()[0], freeze_loaded=True)
+    thread = threading.Thread(target=lambda: (server.run(), connections.close_all()), daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.stats.leader_since is not None, what="the engine to lead", timeout=30)
+        assert settled == [1]
+    finally:
+        server.stopping.set()
+        thread.join(timeout=10)

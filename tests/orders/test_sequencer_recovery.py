@@ -5,6 +5,7 @@ a binary server-side cursor of its own; on SQLite through the ORM."""
 
 from __future__ import annotations
 
+import gc
 from dataclasses import fields
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from orders.engine.book import LiveOrder
 from orders.engine.types import Side
 from orders.sequencer.loop import Sequencer
-from orders.sequencer.recovery import market_engine_load, trading_rules
+from orders.sequencer.recovery import heap_settle, market_engine_load, trading_rules
 from orders.sequencer.transport import _in_process
 
 pytestmark = pytest.mark.django_db
@@ -65,3 +66,20 @@ def test_a_fresh_sequencer_trades_against_the_loaded_book(market, trader):
     taken = bob.order(side="sell", type="market", quantity="0.2").json()
     assert taken["status"] == "filled" and taken["fills"][0]["price"] == "1990.00000000"
     assert alice.api.get(f"/api/orders/{resting['id']}").json()["status"] == "partially_filled"
+
+
+def test_heap_settle_moves_the_loaded_book_out_of_the_collectors_reach(market, trader):
+    """Full collections no longer walk the resting orders (the engine process, once loaded)."""
+    trader(USDT="10000").order(side="buy", type="limit", quantity="0.5", price="1990.00")
+    sequencer = Sequencer(symbols={"ETH-USDT"})
+    sequencer.load()
+    (resting,) = list(sequencer.markets[0].book.makers(taker_side=Side.SELL))
+    assert gc.is_tracked(resting)
+    assert any(obj is resting for obj in gc.get_objects())
+    try:
+        heap_settle()
+        assert gc.get_freeze_count() > 0
+        assert not any(obj is resting for obj in gc.get_objects())  # every generation but the frozen one
+    finally:
+        gc.unfreeze()  # this is a test run's heap, not an engine's
+    assert any(obj is resting for obj in gc.get_objects(generation=2))

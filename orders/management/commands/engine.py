@@ -30,7 +30,7 @@ class Command(BaseCommand):
 
         # Logged (JSON with LOG_FORMAT=json), at INFO whatever LOG_LEVEL (config/settings/base.py).
         announce = logging.getLogger("orders.sequencer.server").info
-        server = EngineServer(shard=shard, bind=options["bind"], announce=announce)
+        server = EngineServer(shard=shard, bind=options["bind"], announce=announce, freeze_loaded=True)
         signal.signal(signal.SIGTERM, lambda *_: server.stopping.set())
         signal.signal(signal.SIGINT, lambda *_: server.stopping.set())
         announce(
