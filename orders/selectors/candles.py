@@ -1,16 +1,16 @@
-"""OHLCV candles aggregated in SQL from trades: one grouped query plus one for the
-open/close prices, whatever the number of trades (on SQLite, whose SUM of the text amounts
-is floating point, the volumes are summed exactly here: core.db.money_sums)."""
+"""OHLCV candles aggregated in SQL from trades: a grouped query for the prices, one for the
+open/close prices and the volumes' exact sums (core.db.money_sums: in SQL on PostgreSQL, in
+Python on SQLite, whose SUM of the text amounts is floating point), whatever the number of
+trades."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
-from django.db import connection
-from django.db.models import BigIntegerField, Func, Max, Min, Sum
+from django.db.models import BigIntegerField, Func, Max, Min
 from django.utils import timezone
 
 from core.db import money_sums
@@ -59,27 +59,23 @@ def candles_since(*, market_id: int, seconds: int, since: datetime, last_id: int
     if last_id is not None:
         trades = trades.filter(pk__lte=last_id)
     trades = trades.annotate(bucket=EpochBucket("executed_at", seconds=seconds))
-    exact_in_sql = connection.vendor == "postgresql"
-    aggregates: dict[str, Any] = {"high": Max("price"), "low": Min("price")}
-    aggregates |= {"first_id": Min("id"), "last_id": Max("id")}
-    if exact_in_sql:
-        aggregates |= {"volume": Sum("quantity"), "quote_volume": Sum("quote_amount")}
-    rows = cast("list[dict[str, Any]]", list(trades.values("bucket").annotate(**aggregates).order_by("bucket")))
-    sums = {} if exact_in_sql else money_sums(trades, group_by="bucket", fields=["quantity", "quote_amount"])
+    rows = list(
+        trades.values("bucket")
+        .annotate(high=Max("price"), low=Min("price"), first_id=Min("id"), last_id=Max("id"))
+        .order_by("bucket")
+    )
+    sums = money_sums(trades, group_by="bucket", fields=["quantity", "quote_amount"])
     edge_ids = {r["first_id"] for r in rows} | {r["last_id"] for r in rows}
     prices = dict(Trade.objects.filter(pk__in=edge_ids).values_list("pk", "price"))
-    candles = []
-    for r in rows:
-        volume, quote_volume = (r["volume"], r["quote_volume"]) if exact_in_sql else sums[r["bucket"]]
-        candles.append(
-            Candle(
-                time=datetime.fromtimestamp(int(r["bucket"]) * seconds, tz=UTC),
-                open=prices[r["first_id"]],
-                high=r["high"],
-                low=r["low"],
-                close=prices[r["last_id"]],
-                volume=volume,
-                quote_volume=quote_volume,
-            )
+    return [
+        Candle(
+            time=datetime.fromtimestamp(int(r["bucket"]) * seconds, tz=UTC),
+            open=prices[r["first_id"]],
+            high=r["high"],
+            low=r["low"],
+            close=prices[r["last_id"]],
+            volume=sums[r["bucket"]][0],
+            quote_volume=sums[r["bucket"]][1],
         )
-    return candles
+        for r in rows
+    ]

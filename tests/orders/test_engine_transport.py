@@ -115,7 +115,14 @@ def test_the_engine_process_freezes_its_loaded_books_once(zmq_transport, market,
     settled: list[int] = []
     monkeypatch.setattr(server_module, "heap_settle", lambda: settled.append(1))
     server = EngineServer(shard=shards()[0], freeze_loaded=True)
-    thread = threading.Thread(target=lambda: (server.run(), connections.close_all()), daemon=True)
+
+    def run() -> None:
+        try:
+            server.run()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
         wait_until(lambda: server.stats.leader_since is not None, what="the engine to lead", timeout=30)
