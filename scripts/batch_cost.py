@@ -9,7 +9,8 @@ sends them. Printed per size: the sequencer thread's CPU and wall per batch (med
 mean), the announcer thread's CPU per batch, the statements per batch (every statement
 Django sends on the sequencer's connection; BEGIN and COMMIT, sent by psycopg, not
 included), of which sent on their own (a round trip each, and BEGIN with the first of
-them), and the pipelines entered (a round trip each, one more per read in between).
+them), the pipelines entered (a round trip each, one more per read in between), and the
+CPU of the connection's PostgreSQL server process per batch (a server on this machine).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/platform_hX \\
         DJANGO_SETTINGS_MODULE=config.settings.production-like ... \\
@@ -58,6 +59,7 @@ def main() -> int:
     from django.db import connection
 
     from bench.engine import _commands
+    from bench.infra import cpu_seconds
     from bench.seed import seed_base
     from orders.sequencer.loop import Sequencer
 
@@ -81,6 +83,11 @@ def main() -> int:
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="announcer")
     sequencer = Sequencer(symbols={"ETH-USDT"}, announce=lambda work: executor.submit(timed, work))
     sequencer.load()
+    with connection.cursor() as cursor:  # the sequencer's connection's server process, for its CPU
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = int(cursor.fetchone()[0])
+
+    pg_cpu: dict[int, float] = {}  # per size: PostgreSQL's CPU for its batches (a local server)
     # Per batch: statements; those sent on their own (a round trip each); pipelines entered
     # (PostgreSQL's pipeline mode: a round trip each, one more per read in between).
     statements, alone, pipelines = [0], [0], [0]
@@ -109,6 +116,7 @@ def main() -> int:
         statements[0] = alone[0] = pipelines[0] = 0
         piped[0] = False
         announced = announcer_cpu[0]
+        pg = cpu_seconds(backend)  # read before the thread's clocks start: not counted as the thread's
         wall, cpu = time.perf_counter(), time.thread_time()
         with connection.execute_wrapper(count):
             if args.via == "run":
@@ -116,6 +124,7 @@ def main() -> int:
             else:
                 answers = sequencer.run_batch(chunk)
         cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+        pg_cpu[size] = pg_cpu.get(size, 0.0) + cpu_seconds(backend) - pg
         executor.submit(lambda: None).result()  # the announcer's work of this batch done
         for command, answer in zip(chunk, answers, strict=True):
             if answer["status"] >= 500:
@@ -129,9 +138,10 @@ def main() -> int:
     for _ in range(args.warmup):
         for size in args.sizes:
             batch(size)
-    profiler = cProfile.Profile() if args.profile else None
+    profiler = cProfile.Profile(time.thread_time) if args.profile else None
     if profiler is not None:
         profiler.enable()
+    pg_cpu.clear()
     for _ in range(args.batches):
         for size in args.sizes:  # taking turns: the machine's load falls on every size alike
             figures[size].append(batch(size))
@@ -142,7 +152,7 @@ def main() -> int:
     print(f"load average {' '.join(load)} (at the end); {args.batches} batches per size after {args.warmup} of warm-up")
     print(
         "size | thread CPU ms/batch median, mean | wall ms median, mean | announcer CPU ms"
-        " | statements | alone | pipelines"
+        " | statements | alone | pipelines | PostgreSQL CPU ms"
     )
     for size, rows in figures.items():
         cpu = [row[0] * 1000 for row in rows]
@@ -154,6 +164,7 @@ def main() -> int:
             f" | {statistics.mean(row[2] for row in rows):5.2f}"
             f" | {statistics.mean(row[4] for row in rows):5.2f}"
             f" | {statistics.mean(row[5] for row in rows):5.2f}"
+            f" | {1000 * pg_cpu[size] / len(rows):6.2f}"
         )
     executor.shutdown()
     return 0

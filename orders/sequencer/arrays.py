@@ -16,6 +16,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any, cast
 
+from django.conf import settings
 from django.db import connection
 from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.models import Field, Model
@@ -195,14 +196,21 @@ def statements_pipelined() -> Iterator[None]:
     # Parameters bound by the server (sent beside the statement, as in psycopg's default
     # cursor) rather than quoted into its text by psycopg (Django's default): the batch's
     # parameters are a few long array literals, which client-side binding escaped and
-    # copied again at every batch. No statement is prepared (prepare_threshold stays
-    # Django's None), so a transaction-pooling proxy in between is no concern.
+    # copied again at every batch. Their texts do not depend on the batch's size, so
+    # (ENGINE_PREPARED_STATEMENTS) psycopg prepares each one the second time it is sent on
+    # this connection and executes it by name from then on; statements outside the block
+    # (Django's client-side cursors) are never prepared. Not while Django logs the queries
+    # (DEBUG, a test capturing them): psycopg keeps no text of a statement executed by
+    # name, and the log would hold None instead of the statement.
     factory, raw.cursor_factory = raw.cursor_factory, ServerBindingCursor
+    threshold = raw.prepare_threshold
+    if settings.ENGINE_PREPARED_STATEMENTS and not connection.queries_logged:
+        raw.prepare_threshold = 1
     try:
         with connection.wrap_database_errors, raw.pipeline():
             yield
     finally:
-        raw.cursor_factory = factory
+        raw.cursor_factory, raw.prepare_threshold = factory, threshold
 
 
 def table_update(model: type[Model], *, fields: Sequence[str], rows: Sequence[Row]) -> None:

@@ -175,9 +175,15 @@ def batch_write_sent(
 
 def commit_sent() -> None:
     """COMMIT queued behind a batch_write_sent (Django's commit then finds nothing to do).
-    Sent last: whatever fails before it rolls the batch back with certainty."""
-    with connection.cursor() as cursor:
-        cursor.execute("COMMIT")
+    Sent last: whatever fails before it rolls the batch back with certainty. Never
+    prepared (ENGINE_PREPARED_STATEMENTS prepares the batch's statements only)."""
+    raw = connection.connection
+    threshold, raw.prepare_threshold = raw.prepare_threshold, None
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("COMMIT")
+    finally:
+        raw.prepare_threshold = threshold
 
 
 def histories_read(order_ids: list[int]) -> Callable[[], dict[int, StoredHistory]]:
