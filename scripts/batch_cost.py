@@ -48,7 +48,7 @@ def main() -> int:
         default="run",
         help="Sequencer.run (as the engine server calls it) or run_batch (one batch at a time, classic)",
     )
-    parser.add_argument("--profile", help="write a cProfile (pstats) of the measured batches to this path")
+    parser.add_argument("--profile", help="write a cProfile (pstats, thread CPU) of the measured batches here")
     args = parser.parse_args()
 
     import django

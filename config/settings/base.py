@@ -274,8 +274,8 @@ ENGINE_BATCH_LINGER_SECONDS = float(env_decimal("ENGINE_BATCH_LINGER_SECONDS", "
 # Sequencer.run, docs/matching.md). Smaller batches would only wait longer for their answers.
 ENGINE_OVERLAP_MIN_COMMANDS = env_int("ENGINE_OVERLAP_MIN_COMMANDS", 50)
 # PostgreSQL: the batch's statements (a fixed few, whatever the batch's size) are prepared
-# once per connection and then only executed: planning them again was about a third of
-# the server's CPU for a batch of a few commands (docs/performance.md, "Prepared
+# once per connection and then only executed: planning them again was a quarter to a third
+# of the server's CPU for a batch of a few commands (docs/performance.md, "Prepared
 # statements"). Off (0) behind a transaction-pooling proxy that cannot carry protocol-level
 # prepared statements (PgBouncer before 1.21, or without max_prepared_statements).
 ENGINE_PREPARED_STATEMENTS = env_bool("ENGINE_PREPARED_STATEMENTS", True)
