@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import cProfile
+import gc
 import os
 import random
 import re
@@ -104,7 +105,8 @@ def run_engine_throughput(*, traders: list[str], commands: int, batch: int) -> d
     announcer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-announcer")
     sequencer = Sequencer(symbols={"ETH-USDT"}, announce=announcer.submit)
     sequencer.load()
-    heap_settle()  # as the engine process does once its books are loaded
+    threshold = gc.get_threshold()
+    heap_settle()  # as the engine process does once its books are loaded (its collector's threshold too)
     live: dict[int, list[tuple[int, int]]] = {}
     durations: list[float] = []
     answered = 0
@@ -139,6 +141,7 @@ def run_engine_throughput(*, traders: list[str], commands: int, batch: int) -> d
     # (the bench runs on a local server only: bench.infra.PgServer).
     backend_cpu = cpu_seconds(backend) - backend_began if backend else 0.0
     announcer.shutdown(wait=True)
+    gc.set_threshold(*threshold)  # the bench's later parts: the collector as it was
     if profiler is not None and profile_path:
         profiler.dump_stats(f"{profile_path}.engine")
     log(

@@ -62,6 +62,7 @@ def main() -> int:
     from bench.infra import cpu_seconds
     from bench.seed import seed_base
     from orders.sequencer.loop import Sequencer
+    from orders.sequencer.recovery import heap_settle
 
     if connection.vendor != "postgresql":
         raise SystemExit("PostgreSQL only (DATABASE_URL)")
@@ -83,6 +84,7 @@ def main() -> int:
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="announcer")
     sequencer = Sequencer(symbols={"ETH-USDT"}, announce=lambda work: executor.submit(timed, work))
     sequencer.load()
+    heap_settle()  # as the engine process does once its books are loaded
     with connection.cursor() as cursor:  # the sequencer's connection's server process, for its CPU
         cursor.execute("SELECT pg_backend_pid()")
         backend = int(cursor.fetchone()[0])

@@ -129,6 +129,7 @@ class MarketEngine:
     def __init__(self, *, spec: MarketSpec, rules: TradingRules) -> None:
         self.spec = spec
         self.rules = rules
+        self._limit_rules: tuple[tuple[object, ...], MarketRules] | None = None  # _Run._market_rules
         self.book = OrderBook()
         self.stops = StopBook()
         self.live: dict[int, LiveOrder] = {}  # persisted live orders by id (cancels find them here)
@@ -278,7 +279,7 @@ class _Run:
         """Match `order` as the taker and settle the result. `order.locked_amount` is what
         it holds already (a triggered stop); the rest of its lock is taken first, and
         InsufficientFunds leaves everything as it was."""
-        engine, spec = self.engine, self.engine.spec
+        engine = self.engine
         if engine.undo is not None:
             engine.undo.keep(order)
         as_market = order.type.executes_as_market
@@ -301,13 +302,7 @@ class _Run:
                 stp=order.stp,
             ),
             makers=book(),
-            rules=MarketRules(
-                reference_price=spec.reference_price,
-                max_slippage_bps=engine.rules.max_slippage_bps,
-                price_tick=spec.price_tick,
-                quantity_step=spec.quantity_step,
-                house=self._house_inventory() if as_market else None,
-            ),
+            rules=self._market_rules(house=self._house_inventory() if as_market else None),
         )
         funding = engine.accounts.funding(owner_id=order.user_id, side=order.side)
         required = engine.required_lock(order)
@@ -348,6 +343,20 @@ class _Run:
                 self.wallets.post([release(funding, order.locked_amount)])
                 order.locked_amount = ZERO
             engine._forget(order)
+
+    def _market_rules(self, *, house: HouseInventory | None) -> MarketRules:
+        """The rules a match runs under; without the house (a limit order) the same object
+        while the market's grid and reference stay (match validates an object once)."""
+        engine, spec = self.engine, self.engine.spec
+        key = (spec.reference_price, engine.rules.max_slippage_bps, spec.price_tick, spec.quantity_step)
+        if house is None and engine._limit_rules is not None and engine._limit_rules[0] == key:
+            return engine._limit_rules[1]
+        rules = MarketRules(
+            reference_price=key[0], max_slippage_bps=key[1], price_tick=key[2], quantity_step=key[3], house=house
+        )
+        if house is None:
+            engine._limit_rules = (key, rules)
+        return rules
 
     def _settled(self, taker: LiveOrder, maker: LiveOrder | None, fill: Fill) -> SettledFill:
         return settle_fill(

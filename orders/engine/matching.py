@@ -45,6 +45,10 @@ class _Walk:
     makers_examined: int
 
 
+# The last rules object found valid (immutable: it stays valid); held, so its id cannot be reused.
+_rules_validated: MarketRules | None = None
+
+
 def match(*, taker: TakerOrder, makers: Iterable[RestingOrder], rules: MarketRules) -> MatchResult:
     """Match `taker` against `makers` (opposite side, best price first, then oldest).
 
@@ -52,7 +56,10 @@ def match(*, taker: TakerOrder, makers: Iterable[RestingOrder], rules: MarketRul
     a peek beyond a market order's guard: a market remainder expires for `slippage_guard`
     when someone else's order lies beyond the guard (own orders never count as liquidity),
     else for `no_liquidity`. Invalid input raises ValueError (TypeError for floats)."""
-    _validate_rules(rules=rules)
+    global _rules_validated
+    if rules is not _rules_validated:  # the engine passes one object while its market is unchanged
+        _validate_rules(rules=rules)
+        _rules_validated = rules
     taker = _normalized(taker)
     _validate_taker(taker=taker, rules=rules)
     with exact_arithmetic():

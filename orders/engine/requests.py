@@ -7,7 +7,8 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
+from enum import StrEnum
+from typing import Protocol, TypeVar
 
 from core.errors import InvalidInput
 from core.money import AMOUNT_TEXT_MAX_LENGTH, parse_amount
@@ -178,10 +179,26 @@ def order_request_parse(data: object) -> OrderRequest:
     return OrderRequest(**found)  # type: ignore[arg-type]
 
 
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def _member(members: dict[object, _E], kind: type[_E], value: object) -> _E:
+    """kind(value) by a look-up (the enum's call costs more than the rest of this field's
+    check); an unknown value raises as the call does."""
+    found = members.get(value) if isinstance(value, str) else None
+    return kind(value) if found is None else found  # type: ignore[arg-type]  # raises as the call does
+
+
+_SIDE_OF: dict[object, OrderSide] = {side.value: side for side in OrderSide}
+_TYPE_OF: dict[object, OrderType] = {kind.value: kind for kind in OrderType}
+_TIF_OF: dict[object, TimeInForce] = {tif.value: tif for tif in TimeInForce}
+_STP_OF: dict[object, SelfTradePrevention] = {stp.value: stp for stp in SelfTradePrevention}
+
+
 def order_request_validate(*, market: MarketGrid, request: OrderRequest) -> ValidatedOrder:
-    side = OrderSide(request.side)
-    order_type = OrderType(request.type)
-    stp = SelfTradePrevention(request.stp or SelfTradePrevention.SKIP)
+    side = _member(_SIDE_OF, OrderSide, request.side)
+    order_type = _member(_TYPE_OF, OrderType, request.type)
+    stp = _member(_STP_OF, SelfTradePrevention, request.stp or SelfTradePrevention.SKIP)
 
     quantity = parse_amount(request.quantity)
     if quantity is None or quantity <= 0:
@@ -207,7 +224,7 @@ def order_request_validate(*, market: MarketGrid, request: OrderRequest) -> Vali
 
     executes_as_market = order_type != OrderType.LIMIT
     default_tif = TimeInForce.IOC if executes_as_market else TimeInForce.GTC
-    time_in_force = TimeInForce(request.time_in_force or default_tif)
+    time_in_force = _member(_TIF_OF, TimeInForce, request.time_in_force or default_tif)
     if executes_as_market and time_in_force == TimeInForce.GTC:
         raise InvalidTimeInForce(
             "GTC is not allowed for orders that execute as market orders.",

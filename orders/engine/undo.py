@@ -18,12 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import fields
+from operator import attrgetter
 from typing import Any
 
 from orders.engine.book import LiveOrder
 
 # Every column of an order but its pending events (a list: copied, not shared).
 _COLUMNS = tuple(f.name for f in fields(LiveOrder) if f.name != "pending_events")
+_columns_of = attrgetter(*_COLUMNS)  # all of them in one call (a maker is kept at each fill)
 
 
 def _restore(order: LiveOrder, values: tuple[Any, ...], events: list[Any]) -> None:
@@ -58,7 +60,7 @@ class Undo:
         if order.id is None or id(order) in self._kept:  # created by this batch: goes with it
             return
         self._kept.add(id(order))
-        values = tuple(getattr(order, name) for name in _COLUMNS)
+        values = _columns_of(order)
         self._steps.append((_restore, (order, values, list(order.pending_events))))
 
     def clear(self) -> None:

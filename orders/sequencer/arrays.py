@@ -54,17 +54,21 @@ _FORMATS: dict[type, Callable[[Any], str]] = {
     type(None): lambda value: "NULL",
     bool: lambda value: "t" if value else "f",
     int: str,
-    Decimal: lambda value: format(value, "f"),
+    Decimal: str,  # PostgreSQL reads numeric in exponent form too (1E+3, 0E-8): no formatting per value
     datetime: _moment,
     str: _text,
 }
 
 
+def _formatter(kind: type) -> Callable[[Any], str]:
+    formatter = _FORMATS.get(kind)
+    if formatter is None:  # a subclass (an enum's members, a datetime subclass): its nearest known base, kept
+        formatter = _FORMATS[kind] = next((_FORMATS[base] for base in kind.__mro__ if base in _FORMATS), _text)
+    return formatter
+
+
 def _element(value: object) -> str:
-    formatter = _FORMATS.get(type(value))
-    if formatter is None:  # a subclass (an enum member, a datetime subclass): its nearest known base
-        formatter = next((_FORMATS[base] for base in type(value).__mro__ if base in _FORMATS), _text)
-    return formatter(value)
+    return _formatter(type(value))(value)
 
 
 _NONE = type(None)
@@ -79,11 +83,10 @@ def array_literal(values: Sequence[object]) -> str:
     nullable = _NONE in kinds
     kinds.discard(_NONE)
     if len(kinds) == 1:
-        formatter = _FORMATS.get(kinds.pop())
-        if formatter is not None:
-            if not nullable:
-                return "{" + ",".join(map(formatter, values)) + "}"
-            return "{" + ",".join(["NULL" if value is None else formatter(value) for value in values]) + "}"
+        formatter = _formatter(kinds.pop())
+        if not nullable:
+            return "{" + ",".join(map(formatter, values)) + "}"
+        return "{" + ",".join(["NULL" if value is None else formatter(value) for value in values]) + "}"
     return "{" + ",".join(map(_element, values)) + "}"
 
 

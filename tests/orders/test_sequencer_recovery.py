@@ -14,7 +14,7 @@ import pytest
 from orders.engine.book import LiveOrder
 from orders.engine.types import Side
 from orders.sequencer.loop import Sequencer
-from orders.sequencer.recovery import heap_settle, market_engine_load, trading_rules
+from orders.sequencer.recovery import GC_YOUNG_THRESHOLD, heap_settle, market_engine_load, trading_rules
 from orders.sequencer.transport import _in_process
 
 pytestmark = pytest.mark.django_db
@@ -76,10 +76,13 @@ def test_heap_settle_moves_the_loaded_book_out_of_the_collectors_reach(market, t
     (resting,) = list(sequencer.markets[0].book.makers(taker_side=Side.SELL))
     assert gc.is_tracked(resting)
     assert any(obj is resting for obj in gc.get_objects())
+    threshold = gc.get_threshold()
     try:
         heap_settle()
         assert gc.get_freeze_count() > 0
         assert not any(obj is resting for obj in gc.get_objects())  # every generation but the frozen one
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *threshold[1:])
     finally:
         gc.unfreeze()  # this is a test run's heap, not an engine's
+        gc.set_threshold(*threshold)
     assert any(obj is resting for obj in gc.get_objects(generation=2))
