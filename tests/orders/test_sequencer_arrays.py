@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.money import MAX_AMOUNT
+from orders.engine.types import OrderStatus, Side
 from orders.models import Order, OrderEvent, Trade, TradeOutbox, Wallet
 from orders.sequencer.arrays import array_literal, ids_reserve, statements_pipelined, table_insert, table_update
 from tests.orders.invariants import assert_invariants
@@ -31,6 +32,16 @@ def _round_trip(values: list[object], sql_type: str) -> list[object]:
 def test_the_literal_of_plain_values() -> None:
     assert array_literal([1, None, True, Decimal("1.50"), 'a"b\\c']) == '{1,NULL,t,1.50,"a\\"b\\\\c"}'
     assert array_literal([]) == "{}"
+
+
+def test_the_literal_of_enum_members_and_decimals_in_exponent_form() -> None:
+    # A column of one enum's members: their values (the formatter found once per type).
+    for _ in range(2):
+        assert array_literal([OrderStatus.OPEN, OrderStatus.FILLED]) == '{"open","filled"}'
+        assert array_literal([Side.BUY, None, Side.SELL]) == '{"buy",NULL,"sell"}'
+    assert array_literal([Side.BUY, 1, OrderStatus.OPEN]) == '{"buy",1,"open"}'
+    # PostgreSQL reads numeric in exponent form (round trips: test_money_comes_back_exactly)
+    assert array_literal([Decimal("1E+3"), Decimal("0E-8"), Decimal("1.50")]) == "{1E+3,0E-8,1.50}"
 
 
 @pytest.mark.postgres

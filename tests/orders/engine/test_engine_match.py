@@ -632,6 +632,19 @@ def test_invalid_rules_are_refused() -> None:
         match(taker=market(Side.BUY, "1"), makers=[], rules=rules(bps=-1))
 
 
+def test_rules_once_valid_stay_valid_and_other_rules_are_checked_again() -> None:
+    # match checks a rules object once (the engine passes the same one while its market is
+    # unchanged): a new object, even right after a valid one, is checked.
+    valid = rules()
+    for _ in range(2):
+        assert match(taker=taker(Side.BUY, "1", limit="100"), makers=[], rules=valid).outcome is Outcome.REST
+    with pytest.raises(ValueError, match="reference_price"):
+        match(taker=taker(Side.BUY, "1", limit="100"), makers=[], rules=rules(reference="0"))
+    with pytest.raises(ValueError, match="quantity_step"):
+        match(taker=taker(Side.BUY, "1", limit="100"), makers=[], rules=rules(step="-1"))
+    assert match(taker=taker(Side.BUY, "1", limit="100"), makers=[], rules=valid).outcome is Outcome.REST
+
+
 def test_plain_string_enums_are_accepted_and_unknown_ones_refused() -> None:
     order = TakerOrder(
         owner_id=1,
