@@ -62,7 +62,10 @@ class ValidatedOrder:
         return self.type in (OrderType.STOP_LOSS, OrderType.TAKE_PROFIT)
 
     def fingerprint(self, *, market_id: int) -> str:
-        """Identifies the parameters, so a repeated client_order_id can be compared."""
+        """Identifies the parameters, so a repeated client_order_id can be compared; ""
+        without a client_order_id (nothing can repeat it: no hash to compute and store)."""
+        if not self.client_order_id:
+            return ""
         parts = [
             str(market_id),
             self.side,

@@ -354,6 +354,16 @@ def test_same_client_order_id_with_other_parameters_is_a_conflict(market, user, 
     assert_invariants()
 
 
+def test_only_an_order_with_a_client_order_id_stores_its_parameters_fingerprint(market, user, user_client):
+    fund(user, "USDT", "5000")
+    body = {"side": "buy", "type": "limit", "quantity": "1", "price": "2000.00"}
+    plain = post_order(user_client, **body).json()
+    named = post_order(user_client, **body, client_order_id="fp-1").json()
+    assert Order.objects.get(pk=plain["id"]).request_fingerprint == ""  # nothing can repeat it
+    assert len(Order.objects.get(pk=named["id"]).request_fingerprint) == 64
+    assert post_order(user_client, **{**body, "quantity": "2"}, client_order_id="fp-1").status_code == 409
+
+
 def test_client_order_ids_are_per_user(market, user, other_user, user_client, other_client):
     fund(user, "USDT", "5000")
     fund(other_user, "USDT", "5000")
