@@ -28,13 +28,13 @@ snapshot (orders.streams.consumers)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
 import weakref
 from typing import Any
 
+import orjson
 import redis
 import zmq
 from asgiref.sync import async_to_sync
@@ -111,6 +111,14 @@ def _loop_running() -> bool:
     return True
 
 
+def _encoded(messages: list[Message]) -> bytes:
+    # orjson: a batch of 100 orders is ~400 messages, ~85 KB, written on the engine's
+    # announcer thread: 0.6 ms with the standard library's encoder, 0.12 ms with orjson
+    # (docs/performance.md, "The streams' messages encoded by orjson"). Integer keys as text,
+    # as json.dumps writes them.
+    return orjson.dumps(messages, option=orjson.OPT_NON_STR_KEYS)
+
+
 def relay_send(messages: list[Message]) -> None:
     """Publish a batch's (group, message) pairs, in order, as one message. Never raises:
     streams must not break orders."""
@@ -119,7 +127,7 @@ def relay_send(messages: list[Message]) -> None:
         return
     try:
         if settings.STREAMS_RELAY == "zmq":
-            payload = json.dumps(messages).encode()
+            payload = _encoded(messages)
             with _publisher_lock:
                 publisher = relay_publisher_start()
                 time.sleep(max(0.0, _bound_at + CONNECT_GRACE_SECONDS - time.monotonic()))
@@ -129,7 +137,7 @@ def relay_send(messages: list[Message]) -> None:
         if settings.STREAMS_RELAY == "redis":
             if _redis is None:
                 _redis = _redis_client(socket_timeout=2)  # a stuck Redis must not hold the announcer
-            _redis.publish(relay_redis_channel(_redis), json.dumps(messages))
+            _redis.publish(relay_redis_channel(_redis), _encoded(messages))
             return
         layer = get_channel_layer()
         if layer is None:
@@ -175,7 +183,7 @@ def _fan_out(loop: asyncio.AbstractEventLoop, layer: BaseChannelLayer, payload: 
             loop.create_task(layer.group_send(group, message))
 
     try:
-        batch = json.loads(payload)
+        batch = orjson.loads(payload)
         loop.call_soon_threadsafe(start)
     except (RuntimeError, ValueError):
         logger.exception("a batch of stream messages not relayed")
