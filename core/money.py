@@ -116,5 +116,10 @@ def format_amount(amount: object) -> str | None:
     about ten times per order answer."""
     if amount is None:
         return None
-    value = amount if isinstance(amount, Decimal) else Decimal(str(amount).strip())
+    if isinstance(amount, Decimal):
+        value = amount
+    elif type(amount) is int:  # exact either way; the text's round trip cost more than the rest
+        value = Decimal(amount)
+    else:
+        value = Decimal(str(amount).strip())
     return f"{MONEY_CONTEXT.quantize(value, QUANTUM):f}"

@@ -17,8 +17,7 @@ from typing import Any
 
 from core.money import ZERO
 from orders.engine.settlement import WalletKey
-from orders.models import Wallet
-from orders.sequencer.reads import BatchReads, BatchWanted
+from orders.sequencer.reads import BatchReads, BatchWanted, WalletRow
 
 
 class Unknown(Exception):
@@ -50,7 +49,7 @@ class Known:
         if wanted.market_ids:
             self.ttx_asset_id, self.ttx_read = reads.ttx_asset_id, True
 
-    def learn_written(self, rows: dict[WalletKey, Wallet]) -> None:
+    def learn_written(self, rows: dict[WalletKey, WalletRow]) -> None:
         """The wallets as a batch wrote them (its commit may still fail: then `clear`)."""
         for key, row in rows.items():
             self.wallets[key] = (int(row.pk), row.balance, row.locked)
@@ -62,13 +61,13 @@ class Known:
             raise Unknown("the TTX asset")
         if not self.active.issuperset(wanted.users):
             raise Unknown("a user's state")
-        wallets: dict[WalletKey, Wallet] = {}
+        wallets: dict[WalletKey, WalletRow] = {}
         for key in wanted.wallet_keys:
             known = self.wallets.get(key)
             if known is None:
                 raise Unknown(f"wallet {key}")
             pk, balance, locked = known
-            wallets[key] = Wallet(pk=pk, user_id=key[0], asset_id=key[1], bucket=key[2], balance=balance, locked=locked)
+            wallets[key] = WalletRow(pk, key[0], key[1], key[2], balance, locked)
         holdings: dict[int, Decimal] = {}
         for user in wanted.holders:
             held = self.holdings.get(user)

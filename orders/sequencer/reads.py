@@ -35,12 +35,37 @@ MARKET_FIELDS = ("id", "is_active", "price_tick", "quantity_step", "min_quantity
 _CLIENT_ID_FIELDS = ("id", "user_id", "client_order_id", "request_fingerprint")
 
 
+@dataclass(slots=True)
+class WalletRow:
+    """A wallet row locked by a batch: its id, key and amounts, all a batch reads or
+    writes of it (the engine changes `balance` and `locked` in memory). Not a model
+    instance: building one per wallet and batch, its timestamps parsed, was 3% of the
+    sequencer thread (docs/performance.md)."""
+
+    pk: int
+    user_id: int
+    asset_id: int
+    bucket: int
+    balance: Decimal
+    locked: Decimal
+
+    @property
+    def key(self) -> WalletKey:
+        return (self.user_id, self.asset_id, self.bucket)
+
+
+def wallet_rows(wallets: Collection[Wallet]) -> dict[WalletKey, WalletRow]:
+    """Rows read through the ORM (SQLite, a wallet created by the batch), by key."""
+    rows = (WalletRow(int(w.pk), w.user_id, w.asset_id, w.bucket, w.balance, w.locked) for w in wallets)
+    return {row.key: row for row in rows}
+
+
 @dataclass
 class BatchReads:
     active_users: set[int] = field(default_factory=set)  # of the users asked about
     markets: list[tuple[Any, ...]] = field(default_factory=list)  # MARKET_FIELDS
     ttx_asset_id: int | None = None  # read with the markets (None: no market asked, or no asset)
-    wallets: dict[WalletKey, Wallet] = field(default_factory=dict)  # the existing ones, locked
+    wallets: dict[WalletKey, WalletRow] = field(default_factory=dict)  # the existing ones, locked
     holdings: dict[int, Decimal] = field(default_factory=dict)  # TTX balance per user, every bucket
     client_ids: list[tuple[int, int, str, Any]] = field(default_factory=list)  # _CLIENT_ID_FIELDS
 
@@ -96,7 +121,7 @@ def batch_reads(*, wanted: BatchWanted) -> BatchReads:
     return reads
 
 
-def wallets_lock_sent(keys: Collection[WalletKey], *, nowait: bool = False) -> Callable[[], dict[WalletKey, Wallet]]:
+def wallets_lock_sent(keys: Collection[WalletKey], *, nowait: bool = False) -> Callable[[], dict[WalletKey, WalletRow]]:
     """PostgreSQL: the existing wallets of these keys locked in id order, in one statement
     sent now (in a pipeline: with what else is queued) and read when the returned function
     is called (orders.locks.lock_wallets_by_key, without Django's raw query, which reads
@@ -106,25 +131,21 @@ def wallets_lock_sent(keys: Collection[WalletKey], *, nowait: bool = False) -> C
     columns = [array_literal(column) for column in zip(*wanted, strict=True)] if wanted else ["{}"] * 3
     cursor = _send(_sql()["wallets_nowait" if nowait else "wallets"], columns)
 
-    def read() -> dict[WalletKey, Wallet]:
+    def read() -> dict[WalletKey, WalletRow]:
         try:
             rows = cursor.fetchall()
         finally:
             cursor.close()
-        names, found = _wallet_columns()[0], {}
-        for row in rows:
-            wallet = Wallet.from_db(connection.alias, names, row)
-            found[(wallet.user_id, wallet.asset_id, wallet.bucket)] = wallet
-        return found
+        return {(row[1], row[2], row[3]): WalletRow(*row) for row in rows}
 
     return read
 
 
-def wallets_created(*, keys: Collection[WalletKey], nowait: bool = False) -> dict[WalletKey, Wallet]:
+def wallets_created(*, keys: Collection[WalletKey], nowait: bool = False) -> dict[WalletKey, WalletRow]:
     """Wallets for keys that had none (a first trade or deposit in an asset): created (one
     created meanwhile by someone else is kept), then locked. Inside a pipeline too."""
     if connection.vendor != "postgresql":
-        return wallets_lock(keys=keys, nowait=nowait)
+        return wallet_rows(wallets_lock(keys=keys, nowait=nowait).values())
     rows = [Wallet(user_id=user, asset_id=asset, bucket=bucket) for user, asset, bucket in sorted(keys)]
     Wallet.objects.bulk_create(rows, ignore_conflicts=True)
     return wallets_lock_sent(keys, nowait=nowait)()
@@ -154,7 +175,7 @@ def _reads_orm(*, wanted: BatchWanted) -> BatchReads:
         reads.markets = [tuple(row[:-1]) for row in rows]
         reads.ttx_asset_id = None if not rows or rows[0][-1] is None else int(rows[0][-1])
     if wallet_keys:
-        reads.wallets = lock_wallets_by_key(keys=wallet_keys)
+        reads.wallets = wallet_rows(lock_wallets_by_key(keys=wallet_keys).values())
     if holders:
         sums = money_sums(
             Wallet.objects.filter(user_id__in=holders, asset__symbol=settings.TTX_ASSET),
@@ -183,10 +204,10 @@ def _db_type(model: Any, name: str) -> str:
     return str(cast("Field[Any, Any]", model._meta.get_field(name)).db_type(connection))
 
 
-def _wallet_columns() -> tuple[list[str], str]:
-    """The wallet's attribute names and their quoted columns, in the model's order."""
-    fields = [cast("Field[Any, Any]", f) for f in Wallet._meta.concrete_fields]
-    return [str(f.attname) for f in fields], ", ".join(q(str(f.column)) for f in fields)
+def _wallet_columns() -> str:
+    """WalletRow's columns, quoted, in its order."""
+    names = ("id", "user", "asset", "bucket", "balance", "locked")
+    return ", ".join(q(_column(Wallet, name)) for name in names)
 
 
 _SQL: dict[str, str] = {}
@@ -204,7 +225,7 @@ def _sql() -> dict[str, str]:
 
         ttx = f"(SELECT {q('id')} FROM {asset} WHERE {q('symbol')} = %s)"  # noqa: S608
         wallets = (
-            f"SELECT {_wallet_columns()[1]} FROM {wallet} "  # noqa: S608
+            f"SELECT {_wallet_columns()} FROM {wallet} "  # noqa: S608
             f"WHERE ({', '.join(q(_column(Wallet, name)) for name in WALLET_KEY_FIELDS)}) IN "
             f"(SELECT * FROM unnest({', '.join(f'%s::{_db_type(Wallet, name)}[]' for name in WALLET_KEY_FIELDS)})) "
             f"ORDER BY {q('id')} FOR UPDATE"

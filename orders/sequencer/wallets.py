@@ -17,7 +17,7 @@ from orders.errors import InsufficientFunds
 from orders.locks import wallets_lock
 from orders.models import Wallet
 from orders.sequencer.arrays import table_update
-from orders.sequencer.reads import wallets_created, wallets_lock_sent
+from orders.sequencer.reads import WalletRow, wallet_rows, wallets_created, wallets_lock_sent
 
 
 class BatchWallets:
@@ -33,11 +33,11 @@ class BatchWallets:
 
     def __init__(self, *, nowait: bool = False) -> None:
         self._nowait = nowait
-        self._rows: dict[WalletKey, Wallet] = {}
+        self._rows: dict[WalletKey, WalletRow] = {}
         self._pending: dict[WalletKey, list[Decimal]] = {}  # postings to rows not locked yet
         self._changed: set[WalletKey] = set()
 
-    def _take(self, rows: dict[WalletKey, Wallet]) -> None:
+    def _take(self, rows: dict[WalletKey, WalletRow]) -> None:
         """Rows locked now: the postings they received meanwhile applied."""
         for key, row in rows.items():
             if key in self._rows:
@@ -50,9 +50,9 @@ class BatchWallets:
     def load(self, keys: Iterable[WalletKey]) -> None:
         missing = set(keys) - self._rows.keys()
         if missing:
-            self._take(wallets_lock(keys=missing, nowait=self._nowait))
+            self._take(wallet_rows(wallets_lock(keys=missing, nowait=self._nowait).values()))
 
-    def adopt(self, rows: dict[WalletKey, Wallet], *, create: Iterable[WalletKey] = (), later: bool = False) -> None:
+    def adopt(self, rows: dict[WalletKey, WalletRow], *, create: Iterable[WalletKey] = (), later: bool = False) -> None:
         """Rows already locked (orders.sequencer.reads); `create`: keys expected to have a
         row, those without one (a first trade or deposit in an asset) created and locked
         (`later`: after the batch's first locks, so as `nowait` says)."""
@@ -61,7 +61,7 @@ class BatchWallets:
         if missing:
             self._take(wallets_created(keys=missing, nowait=later and self._nowait))
 
-    def rows(self) -> dict[WalletKey, Wallet]:
+    def rows(self) -> dict[WalletKey, WalletRow]:
         """The rows locked so far, with the values the batch gave them."""
         return self._rows
 
@@ -117,8 +117,6 @@ class BatchWallets:
             return
         now = timezone.now()
         rows = sorted((self._rows[key] for key in self._changed), key=lambda row: row.pk)
-        for row in rows:
-            row.updated_at = now
         table_update(
             Wallet, fields=("balance", "locked", "updated_at"), rows=[(r.pk, r.balance, r.locked, now) for r in rows]
         )
@@ -154,5 +152,8 @@ class BatchDiscounts:
             self._discounts[user_id] = fee_discount_for(holdings.get(user_id, (ZERO,))[0])
 
     def __call__(self, user_id: int) -> Decimal:
-        self.load([user_id])
-        return self._discounts[user_id]
+        known = self._discounts.get(user_id)  # twice per fill: read once per batch, looked up after
+        if known is None:
+            self.load([user_id])
+            known = self._discounts[user_id]
+        return known
