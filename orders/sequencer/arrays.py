@@ -164,9 +164,14 @@ def ids_reserve(counts: Sequence[tuple[type[Model], int]]) -> Callable[[], list[
     # The sequence is looked up once per statement (the subquery kept apart by OFFSET 0):
     # pg_get_serial_sequence called for every value searched the catalogs each time and
     # made this statement some 6 times slower (2,500 values: 15-17 ms against 2.3-2.8 ms).
+    # The ids drawn are nearly always consecutive (one engine drawing at a time): then only
+    # the first and the last come back, and the list is built from their range (reading a
+    # few hundred ids per batch back was 1.7% of the sequencer thread). Else every id.
     parts = [
-        "(SELECT array_agg(nextval(sequence)) FROM "
-        "(SELECT pg_get_serial_sequence(%s, %s)::regclass AS sequence OFFSET 0) AS found, generate_series(1, %s))"
+        "(SELECT CASE WHEN max(id) - min(id) + 1 = count(*) THEN ARRAY[min(id), max(id)] "
+        "ELSE array_agg(id ORDER BY id) END FROM (SELECT nextval(sequence) AS id FROM "
+        "(SELECT pg_get_serial_sequence(%s, %s)::regclass AS sequence OFFSET 0) AS found, generate_series(1, %s)) "
+        "AS drawn)"
     ] * len(wanted)
     params: list[str | int] = []
     for model, count in wanted:
@@ -180,9 +185,18 @@ def ids_reserve(counts: Sequence[tuple[type[Model], int]]) -> Callable[[], list[
             row = iter(cursor.fetchone() or ())
         finally:
             cursor.close()
-        return [sorted(int(value) for value in next(row) or ()) if count > 0 else [] for _, count in counts]
+        return [_ids(next(row), count) if count > 0 else [] for _, count in counts]
 
     return read
+
+
+def _ids(drawn: list[int] | None, count: int) -> list[int]:
+    """`count` ids from ids_reserve's column: all of them, ascending, or their first and last."""
+    if drawn is not None and len(drawn) == count:  # every id (two consecutive ones are their own range)
+        return [int(value) for value in drawn]
+    if drawn is None or len(drawn) != 2 or drawn[1] - drawn[0] + 1 != count:
+        raise ValueError(f"ids_reserve drew {drawn!r} for {count} ids")
+    return list(range(int(drawn[0]), int(drawn[1]) + 1))
 
 
 @contextmanager

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from itertools import pairwise
 
 import pytest
 from django.db import IntegrityError, connection, transaction
@@ -109,6 +110,29 @@ def test_reserved_ids_ascend_and_rows_written_with_them_read_back(market, trader
         assert written == []
     events = list(OrderEvent.objects.filter(order=placed, at=now).order_by("pk").values_list("status", "reason"))
     assert events == [("open", None), ("cancelled", 'a "reason"')]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("increment", [1, 3])
+def test_reserved_ids_are_the_ids_drawn_consecutive_or_not(market, increment) -> None:
+    # Consecutive ids come back as their range; ids with gaps (another engine drawing at the
+    # same time; here a sequence stepping by 3) come back one by one. Either way each id is
+    # one the sequence gave and the next draw is past them.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_serial_sequence('orders_order', 'id')")
+        sequence = cursor.fetchone()[0]
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER SEQUENCE {sequence} INCREMENT BY {increment}")
+        for count in (1, 2, 5):
+            with statements_pipelined():
+                (ids,) = ids_reserve([(Order, count)])()
+            assert len(ids) == count
+            assert all(later - earlier == increment for earlier, later in pairwise(ids))
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT nextval(%s)", [sequence])
+                assert cursor.fetchone()[0] == ids[-1] + increment
+        transaction.set_rollback(True)  # the sequence as it was (ALTER SEQUENCE is transactional)
 
 
 @pytest.mark.postgres
