@@ -15,7 +15,7 @@ deactivated, an asset created, a credit) applies from the next batch, as before.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any, cast
 
@@ -205,9 +205,9 @@ def _db_type(model: Any, name: str) -> str:
 
 
 def _wallet_columns() -> str:
-    """WalletRow's columns, quoted, in its order."""
-    names = ("id", "user", "asset", "bucket", "balance", "locked")
-    return ", ".join(q(_column(Wallet, name)) for name in names)
+    """WalletRow's columns, quoted, in its fields' order (its fields are the model's attnames)."""
+    pk = str(cast("Field[Any, Any]", Wallet._meta.pk).column)
+    return ", ".join(q(pk if f.name == "pk" else _column(Wallet, f.name)) for f in fields(WalletRow))
 
 
 _SQL: dict[str, str] = {}

@@ -128,8 +128,9 @@ def market_engine_load(*, market: Market, rules: TradingRules) -> MarketEngine:
 # Net allocations of tracked objects between two young collections in the engine process
 # (Python's default: 700). A batch of 100 commands holds a few thousand objects at once
 # (commands, journal, answers, stream messages) and freed nearly all of them afterwards,
-# yet set off about four collections, which walked what was still alive: 7% of the engine
-# part's CPU (docs/performance.md, "The young generation's threshold").
+# yet set off about four collections, which walked what was still alive: 18 µs per command,
+# ~7% of the sequencer's CPU in scripts/batch_cost.py (docs/performance.md, "The young
+# generation's threshold").
 GC_YOUNG_THRESHOLD = 10_000
 
 

@@ -36,7 +36,7 @@ def test_the_literal_of_plain_values() -> None:
 
 
 def test_the_literal_of_enum_members_and_decimals_in_exponent_form() -> None:
-    # A column of one enum's members: their values (the formatter found once per type).
+    # A column of one enum's members: their values, the first time and once its formatter is kept.
     for _ in range(2):
         assert array_literal([OrderStatus.OPEN, OrderStatus.FILLED]) == '{"open","filled"}'
         assert array_literal([Side.BUY, None, Side.SELL]) == '{"buy",NULL,"sell"}'
@@ -114,12 +114,12 @@ def test_reserved_ids_ascend_and_rows_written_with_them_read_back(market, trader
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("increment", [1, 3])
-def test_reserved_ids_are_the_ids_drawn_consecutive_or_not(market, increment) -> None:
+def test_reserved_ids_are_the_ids_drawn_consecutive_or_not(increment) -> None:
     # Consecutive ids come back as their range; ids with gaps (another engine drawing at the
     # same time; here a sequence stepping by 3) come back one by one. Either way each id is
     # one the sequence gave and the next draw is past them.
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_get_serial_sequence('orders_order', 'id')")
+        cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [Order._meta.db_table])
         sequence = cursor.fetchone()[0]
     with transaction.atomic():
         with connection.cursor() as cursor:
