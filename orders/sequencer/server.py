@@ -90,6 +90,10 @@ class EngineServer:
         self.stats = EngineStats()
         self.stopping = threading.Event()
         self._announcer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-announcer")
+        # What follows a commit (metrics, lifecycle lines, the post-trade task, the streams'
+        # message), held until the batch's answers are sent (_answer): started at once, that
+        # thread took the GIL while the answers waited for it (docs/performance.md).
+        self._announcements: list[Callable[[], None]] = []
         self._batch_ended = 0.0  # monotonic end of the last batch (0: none yet, check first)
         self._pending: list[Received] = []  # arrived during the last batch
         self._wanted = 0  # the next batch waits (a little) for this many commands
@@ -112,7 +116,7 @@ class EngineServer:
         return Sequencer(
             symbols=self.shard.markets or None,
             excluded=symbols_of_other_shards(self.shard),
-            announce=self._announcer.submit,  # after each commit, off the batch loop
+            announce=self._announcements.append,  # after each commit, off the batch loop (_answer)
         )
 
     def _stand_by(self) -> WarmStandby | None:
@@ -227,7 +231,8 @@ class EngineServer:
         socket: zmq.Socket[bytes],
         finished: list[tuple[list[Command], list[Answer]]],
     ) -> None:
-        """Send the answers of the batches that landed, each to its client."""
+        """Send the answers of the batches that landed, each to its client; then what
+        followed their commits goes to the announcer thread."""
         for commands, answers in finished:
             clients = self._waiting.pop(id(commands))
             for (identity, request_id, _, _), answer in zip(clients, answers, strict=True):
@@ -235,6 +240,13 @@ class EngineServer:
             sent = time.monotonic()
             for _, _, _, read in clients:
                 ENGINE_COMMAND_SECONDS.observe(sent - read)
+        self._announce()
+
+    def _announce(self) -> None:
+        """Hand what followed the commits answered so far to the announcer thread."""
+        for work in self._announcements:
+            self._announcer.submit(work)
+        self._announcements.clear()
 
     def _receive(self, socket: zmq.Socket[bytes], sequencer: Sequencer, received: list[Received]) -> None:
         """The commands waiting on the socket, appended to `received` (up to ENGINE_BATCH_MAX);

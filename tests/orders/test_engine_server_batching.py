@@ -211,3 +211,39 @@ def test_each_commands_time_in_the_engine_is_measured_to_its_answer(engine, sock
     assert REGISTRY.get_sample_value("platform_engine_command_seconds_count") == count + 2
     spent = (REGISTRY.get_sample_value("platform_engine_command_seconds_sum") or 0.0) - total
     assert 2 * 0.05 <= spent < 2 * 5
+
+
+def test_what_follows_a_commit_goes_to_the_announcer_once_the_batchs_answers_are_sent(engine, sockets, settings):
+    """The sequencer's announce hook (after each commit: metrics, lifecycle lines, the
+    post-trade task, the streams' message) only holds the work during the batch; the
+    announcer thread gets it after every answer of the batch was sent and measured, so it
+    does not take the interpreter from the answers."""
+    router, dealer = sockets
+    settings.ENGINE_BATCH_LINGER_SECONDS = 0
+    announce = engine._sequencer_new().announce
+    answered = "platform_engine_command_seconds_count"
+    submitted: list[float] = []
+
+    class Recording:
+        def submit(self, work: Any) -> None:
+            submitted.append(REGISTRY.get_sample_value(answered) or 0.0)
+            work()
+
+    engine._announcer = Recording()
+    ran: list[int] = []
+
+    class Committing(RecordingSequencer):
+        def run_batch(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            for command in commands:
+                announce(lambda n=command["n"]: ran.append(n))
+            assert submitted == [], "handed over during the batch"
+            return super().run_batch(commands)
+
+    before = REGISTRY.get_sample_value(answered) or 0.0
+    send(dealer, 1)
+    send(dealer, 2)
+    time.sleep(0.05)
+    engine._serve(router, Committing())
+    assert answers(dealer, 2) == [1, 2]
+    assert ran == [1, 2]  # in the order announced
+    assert submitted == [before + 2, before + 2]  # both answers sent before either was handed over
