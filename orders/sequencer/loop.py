@@ -319,7 +319,25 @@ class Sequencer:
         threshold = settings.ENGINE_OVERLAP_MIN_COMMANDS
         if threshold > 0 and len(commands) >= threshold:
             return self.run_overlapped(commands)
-        return [*self.flush(), (commands, self.run_batch(commands))]
+        done = self.flush()
+        if connection.vendor == "postgresql":
+            done.append((commands, self._run_landed(commands)))
+            return done
+        return [*done, (commands, self.run_batch(commands))]
+
+    def _run_landed(self, commands: list[c.Command]) -> list[c.Answer]:
+        """PostgreSQL: as run_batch, with the batch's COMMIT queued behind its writes in
+        the same pipeline (_launch) and landed at once (_land): one round trip fewer than
+        writing, then committing. A failure goes the way of run_batch."""
+        system_user_ids()
+        ENGINE_QUEUE_DEPTH.set(len(commands))
+        ENGINE_BATCH_COMMANDS.observe(len(commands))
+        self._lock_first = set()
+        flight = self._launch(commands, None)
+        answers = None
+        if flight is not None:
+            answers, _ = self._land(flight)
+        return self._run_batch(commands) if answers is None else answers
 
     def run_overlapped(self, commands: list[c.Command]) -> list[tuple[list[c.Command], list[c.Answer]]]:
         """Start `commands` as the next batch; returns the batches answered meanwhile, in
@@ -470,9 +488,13 @@ class Sequencer:
             self._known.learn_written(batch.wallets.rows())
             commit_sent()  # last: a failure before it rolls the batch back for certain
         except Exception as exc:
-            within.__exit__(type(exc), exc, exc.__traceback__)
+            lost = False
+            try:
+                within.__exit__(type(exc), exc, exc.__traceback__)
+            except DatabaseError:  # the rollback not sent, no connection to be had: the database down
+                lost = True
             self._known.clear()
-            if isinstance(exc, DatabaseError) and (isinstance(exc, IntegrityError) or _retryable(exc)):
+            if not lost and isinstance(exc, DatabaseError) and (isinstance(exc, IntegrityError) or _retryable(exc)):
                 self.undo.rollback()
             else:  # run again as any batch, from the database
                 self.undo.clear()

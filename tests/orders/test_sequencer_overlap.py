@@ -1,6 +1,8 @@
 """Batches overlapped (Sequencer.run_overlapped, PostgreSQL): the next batch is applied in
 memory while the one before it commits, on the values the sequencer knows, then checked
-against what its own reads find once that one has landed."""
+against what its own reads find once that one has landed. A smaller batch (Sequencer.run
+below ENGINE_OVERLAP_MIN_COMMANDS) is sent the same way, its COMMIT queued behind its
+writes, and landed at once."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import random
 import threading
 from typing import Any
 
+import psycopg
 import pytest
 from django.db import connections
 
@@ -86,7 +89,9 @@ def _shape(answer: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def _run(users: list[Any], *, symbol: str, overlapped: bool) -> tuple[Sequencer, list[tuple[Any, ...]]]:
+def _run(users: list[Any], *, symbol: str, mode: str) -> tuple[Sequencer, list[tuple[Any, ...]]]:
+    """mode: "overlapped" (run_overlapped), "serial" (run_batch) or "landed" (run, each
+    batch below the overlap's threshold: sent with its COMMIT, landed at once)."""
     sequencer = Sequencer(symbols={symbol})
     sequencer.load()
     answered: dict[tuple[int, int], dict[str, Any]] = {}
@@ -101,7 +106,12 @@ def _run(users: list[Any], *, symbol: str, overlapped: bool) -> tuple[Sequencer,
     for batch in _stream(seed=11, symbol=symbol):
         commands = _commands(batch, users, answered)
         sent.append(commands)
-        record(sequencer.run_overlapped(commands) if overlapped else [(commands, sequencer.run_batch(commands))])
+        if mode == "overlapped":
+            record(sequencer.run_overlapped(commands))
+        elif mode == "landed":
+            record(sequencer.run(commands))
+        else:
+            record([(commands, sequencer.run_batch(commands))])
     record(sequencer.flush())
     assert len(answered) == BATCHES * BATCH
     return sequencer, [_shape(answered[key]) for key in sorted(answered)]
@@ -124,8 +134,8 @@ def test_overlapped_batches_answer_and_store_what_one_batch_at_a_time_does():
     market_create("BTC-USDT", reference_price="2000.00")
     eth_traders, btc_traders = _traders(4, base="ETH"), _traders(4, base="BTC")
 
-    overlapped, answers = _run(eth_traders, symbol="ETH-USDT", overlapped=True)
-    _, serial = _run(btc_traders, symbol="BTC-USDT", overlapped=False)
+    overlapped, answers = _run(eth_traders, symbol="ETH-USDT", mode="overlapped")
+    _, serial = _run(btc_traders, symbol="BTC-USDT", mode="serial")
 
     assert overlapped.ahead_applied >= BATCHES - 2  # the overlap did happen ...
     assert overlapped.ahead_again == 0  # ... and nothing changed the rows behind its back
@@ -308,3 +318,105 @@ class _Created:
 
 
 ANY_201 = _Created()
+
+
+def test_small_batches_sent_with_their_commit_answer_and_store_what_one_batch_at_a_time_does(settings):
+    settings.ENGINE_OVERLAP_MIN_COMMANDS = BATCH + 1  # every batch below it: Sequencer.run lands it at once
+    market_create("ETH-USDT", reference_price="2000.00")
+    market_create("BTC-USDT", reference_price="2000.00")
+    eth_traders, btc_traders = _traders(4, base="ETH"), _traders(4, base="BTC")
+
+    landed, answers = _run(eth_traders, symbol="ETH-USDT", mode="landed")
+    _, serial = _run(btc_traders, symbol="BTC-USDT", mode="serial")
+
+    assert landed.ahead_applied == 0 and not landed.in_flight
+    assert landed.batches == BATCHES
+    assert answers == serial
+    assert _balances(eth_traders, base="ETH") == _balances(btc_traders, base="BTC")
+    assert_invariants()
+    reloaded = Sequencer(symbols={"ETH-USDT"})
+    reloaded.load()
+    assert _books(landed) == _books(reloaded)
+
+
+def test_a_small_batchs_commit_is_queued_behind_its_writes_in_one_pipeline(settings):
+    settings.ENGINE_OVERLAP_MIN_COMMANDS = 50
+    market_create("ETH-USDT")
+    users = _traders(2, base="ETH")
+    sequencer = Sequencer(symbols={"ETH-USDT"})
+    sequencer.load()
+    sent: list[tuple[str, bool]] = []
+
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        pipelined = connections["default"].connection.pgconn.pipeline_status != psycopg.pq.PipelineStatus.OFF
+        sent.append((sql.split()[0].upper(), pipelined))
+        return execute(sql, params, many, context)
+
+    with connections["default"].execute_wrapper(record):
+        [(_, [sell])] = sequencer.run([place_command(user_id=users[0].pk, fields=_SELL)])
+        [(_, [buy])] = sequencer.run([place_command(user_id=users[1].pk, fields=_BUY)])
+    assert (sell["status"], buy["status"], buy["order"]["status"]) == (201, 201, "filled")
+    commits = [index for index, (statement, _) in enumerate(sent) if statement == "COMMIT"]
+    assert len(commits) == 2  # one per batch, each sent as a statement ...
+    assert all(sent[index][1] for index in commits)  # ... in the pipeline of the batch's writes
+    for start, commit in zip([0, commits[0] + 1], commits, strict=True):
+        batch = sent[start:commit]
+        assert ("INSERT", True) in batch and batch[-1][1]  # behind the batch's writes, pipelined
+    assert_invariants()
+
+
+def test_a_small_batch_the_server_refuses_at_commit_is_run_again(monkeypatch, settings):
+    settings.ENGINE_OVERLAP_MIN_COMMANDS = 50
+    market_create("ETH-USDT")
+    users = _traders(2, base="ETH")
+    sequencer = Sequencer(symbols={"ETH-USDT"})
+    sequencer.load()
+    [(_, [sell])] = sequencer.run([place_command(user_id=users[0].pk, fields=_SELL)])
+    # Refused at COMMIT (a deferred foreign key broken): nothing of the batch committed.
+    injected = _fault_before_commit(
+        monkeypatch, "INSERT INTO orders_orderevent (order_id, status, reason, at) VALUES (-1, 'open', NULL, now())"
+    )
+    [(_, [buy])] = sequencer.run([place_command(user_id=users[1].pk, fields=_BUY)])
+    assert injected
+    assert (sell["status"], buy["status"], buy["order"]["status"]) == (201, 201, "filled")
+    assert sequencer.taken_back == 1  # taken back in memory, then run as any batch
+    assert_invariants()
+    reloaded = Sequencer(symbols={"ETH-USDT"})
+    reloaded.load()
+    assert _books(sequencer) == _books(reloaded)
+
+
+@pytest.mark.parametrize("size", [1, 3])  # landed at once, and overlapped (threshold 3)
+def test_a_batch_meeting_the_database_down_answers_503_and_the_next_one_serves(monkeypatch, settings, size):
+    """The batch's connection terminated and no new one to be had (the server shutting
+    down): the batch's rollback cannot be sent either. Answered 503, nothing raised out of
+    the sequencer (the engine process goes on); once the database is back, it serves."""
+    settings.ENGINE_OVERLAP_MIN_COMMANDS = 3
+    market_create("ETH-USDT")
+    users = _traders(2, base="ETH")
+    sequencer = Sequencer(symbols={"ETH-USDT"})
+    sequencer.load()
+    connection = connections["default"]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        [pid] = cursor.fetchone()
+    killer = threading.Thread(target=_terminate, args=(pid,))
+    killer.start()
+    killer.join(timeout=30)
+
+    def refused(params: Any) -> Any:
+        raise psycopg.OperationalError("the database system is shutting down")
+
+    monkeypatch.setattr(connection, "get_new_connection", refused)
+    commands = [place_command(user_id=users[0].pk, fields=_SELL) for _ in range(size)]
+    finished = [*sequencer.run(commands), *sequencer.flush()]
+    assert [answer["status"] for _, answers in finished for answer in answers] == [503] * size
+    monkeypatch.undo()
+    connection.close()  # as the engine process does before its next batch after an error
+    settings.ENGINE_OVERLAP_MIN_COMMANDS = 3
+    finished = [*sequencer.run([place_command(user_id=users[1].pk, fields=_BUY)]), *sequencer.flush()]
+    assert [answer["status"] for _, answers in finished for answer in answers] == [201]
+    assert_invariants()
+    reloaded = Sequencer(symbols={"ETH-USDT"})
+    reloaded.load()
+    assert _books(sequencer) == _books(reloaded)
