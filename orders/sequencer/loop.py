@@ -460,7 +460,8 @@ class Sequencer:
             if ahead is None:
                 batch = _Batch(sequencer=self, now=timezone.now(), nowait=True)
                 batch.prepare(commands)
-                self._known.learn_reads(batch.wanted, batch.reads)
+                read = batch.reads
+                self._known.learn_reads(batch.wanted, read)
                 deferred = [batch.apply(command) for command in commands]
             else:
                 batch = ahead.batch
@@ -474,7 +475,12 @@ class Sequencer:
                     batch.prepare(commands, reads=read)
                     deferred = [batch.apply(command) for command in commands]
             written, finish_write = batch_write_sent(
-                journal=batch.journal, wallets=batch.wallets, now=batch.now, histories=batch.cancelled, within=within
+                journal=batch.journal,
+                wallets=batch.wallets,
+                now=batch.now,
+                histories=batch.cancelled,
+                within=within,
+                drawn=read.ids,  # with the batch's own reads (those assumed ahead drew none)
             )
             batch.written = written
             answers = [None if isinstance(answer, _Late) else answer() for answer in deferred]
@@ -526,7 +532,11 @@ class Sequencer:
                 batch.prepare(commands)
                 deferred = [batch.apply(command) for command in commands]
                 written = batch.written = batch_write(
-                    journal=batch.journal, wallets=batch.wallets, now=now, histories=batch.cancelled
+                    journal=batch.journal,
+                    wallets=batch.wallets,
+                    now=now,
+                    histories=batch.cancelled,
+                    drawn=batch.reads.ids,
                 )
                 answers = [answer() for answer in deferred]
                 batch.settle()
@@ -550,6 +560,9 @@ class Sequencer:
 # How far into a book (per market and side) the makers whose wallets a batch locks at its
 # start are guessed.
 MAKERS_GUESSED = 64
+# New ids a batch draws with its reads: one order per placement, this many trades (a batch
+# with more trades reserves the rest when it writes, a round trip it otherwise saves).
+TRADES_DRAWN_PER_PLACE = 2
 
 
 @dataclass(slots=True)
@@ -687,8 +700,14 @@ class _Batch:
             keys.add(accounts.fee_wallet)
             if engine.rules.house.enabled:
                 keys |= {accounts.house_base, accounts.house_quote}
+        places = sum(1 for command in commands if command["op"] == c.PLACE)
         self.wanted = BatchWanted(
-            users=unchecked, market_ids=list(self.engines), wallet_keys=keys, holders=users, client_ids=wanted
+            users=unchecked,
+            market_ids=list(self.engines),
+            wallet_keys=keys,
+            holders=users,
+            client_ids=wanted,
+            new_ids=(places, TRADES_DRAWN_PER_PLACE * places),
         )
         return self.wanted
 

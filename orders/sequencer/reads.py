@@ -28,8 +28,8 @@ from core.db import money_sums
 from core.db import quote_name as q
 from orders.engine.settlement import WalletKey
 from orders.locks import lock_wallets_by_key, wallets_lock
-from orders.models import Asset, Market, Order, Wallet
-from orders.sequencer.arrays import array_literal, statements_pipelined
+from orders.models import Asset, Market, Order, Trade, TradeOutbox, Wallet
+from orders.sequencer.arrays import array_literal, ids_reserve, statements_pipelined
 
 MARKET_FIELDS = ("id", "is_active", "price_tick", "quantity_step", "min_quantity", "reference_price")
 _CLIENT_ID_FIELDS = ("id", "user_id", "client_order_id", "request_fingerprint")
@@ -68,18 +68,24 @@ class BatchReads:
     wallets: dict[WalletKey, WalletRow] = field(default_factory=dict)  # the existing ones, locked
     holdings: dict[int, Decimal] = field(default_factory=dict)  # TTX balance per user, every bucket
     client_ids: list[tuple[int, int, str, Any]] = field(default_factory=list)  # _CLIENT_ID_FIELDS
+    # New ids drawn ahead (PostgreSQL), ascending: of orders, trades and trade outbox rows.
+    ids: list[list[int]] | None = None
 
 
 @dataclass(frozen=True)
 class BatchWanted:
     """What a batch reads. `users`: whose activity to check; `holders`: whose TTX holdings
-    to sum; `client_ids`: (user, client order id)."""
+    to sum; `client_ids`: (user, client order id); `new_ids`: how many new order ids and
+    trade ids (and as many outbox ids) to draw from the sequences ahead, in the same round
+    trip: the batch's write then needs no round trip of its own for them when they are
+    enough (orders.sequencer.writer)."""
 
     users: Collection[int] = ()
     market_ids: Collection[int] = ()
     wallet_keys: Collection[WalletKey] = ()
     holders: Collection[int] = ()
     client_ids: Collection[tuple[int, str]] = ()
+    new_ids: tuple[int, int] = (0, 0)
 
 
 def batch_reads(*, wanted: BatchWanted) -> BatchReads:
@@ -97,6 +103,8 @@ def batch_reads(*, wanted: BatchWanted) -> BatchReads:
         if market_ids:
             pending.append(("markets", _send(sql["markets"], [settings.TTX_ASSET, array_literal(sorted(market_ids))])))
         locked = wallets_lock_sent(wallet_keys) if wallet_keys else None
+        orders, trades = wanted.new_ids
+        drawn = ids_reserve([(Order, orders), (Trade, trades), (TradeOutbox, trades)]) if orders or trades else None
         if holders:
             pending.append(("holdings", _send(sql["holdings"], [settings.TTX_ASSET, array_literal(sorted(holders))])))
         if client_ids:
@@ -118,6 +126,8 @@ def batch_reads(*, wanted: BatchWanted) -> BatchReads:
                 reads.client_ids = [(int(pk), int(user), str(cid), fp) for pk, user, cid, fp in rows]
         if locked is not None:
             reads.wallets = locked()
+        if drawn is not None:
+            reads.ids = drawn()
     return reads
 
 

@@ -128,41 +128,68 @@ class Written:
     histories: dict[int, StoredHistory] = field(default_factory=dict)
 
 
-def batch_write(*, journal: Journal, wallets: BatchWallets, now: datetime, histories: Collection[int] = ()) -> Written:
-    """Write the batch in one transaction (the caller's). On PostgreSQL in two round trips
-    whatever the batch holds (there were eight): the wallets that only received postings
-    are locked and the new rows' ids reserved together, then every write sent at once
-    (statements_pipelined). `histories`: orders whose stored fills and events are read
-    back after the writes (a cancel's answer shows them), in the same pipeline."""
+def batch_write(
+    *,
+    journal: Journal,
+    wallets: BatchWallets,
+    now: datetime,
+    histories: Collection[int] = (),
+    drawn: list[list[int]] | None = None,
+) -> Written:
+    """Write the batch in one transaction (the caller's). On PostgreSQL in one or two round
+    trips whatever the batch holds (there were eight): the wallets that only received
+    postings are locked and the new rows' ids the batch did not draw ahead (`drawn`, with
+    its reads: orders.sequencer.reads) reserved, together, when there are any; then every
+    write sent at once (statements_pipelined). `histories`: orders whose stored fills and
+    events are read back after the writes (a cancel's answer shows them), in the same
+    pipeline."""
     if connection.vendor != "postgresql":
         written = _write(journal=journal, wallets=wallets, now=now, ids=None)
         written.histories.update(histories_read(sorted(set(histories)))())
         return written
     with statements_pipelined():
         locked = wallets.lock_pending_sent()
-        reserved = ids_reserve(
-            [(Order, len(journal.new_orders)), (Trade, len(journal.trades)), (TradeOutbox, len(journal.trades))]
-        )
+        reserved = _ids_reserved(journal, drawn=drawn)
         locked()  # makers' wallets not guessed at the start: in the same round trip as the ids' reservation
         written = _write(journal=journal, wallets=wallets, now=now, ids=reserved())
         written.histories.update(histories_read(sorted(set(histories)))())
         return written
 
 
+def _ids_reserved(journal: Journal, *, drawn: list[list[int]] | None) -> Callable[[], list[list[int]]]:
+    """The new ids of the batch's orders, trades and outbox rows: those drawn ahead first,
+    the rest reserved now (sent at once: nothing is sent when the drawn ones suffice). Each
+    list ascends: what is drawn later from a sequence is larger. Ids drawn and not used are
+    left unused, as a rolled-back transaction leaves them."""
+    wanted = [len(journal.new_orders), len(journal.trades), len(journal.trades)]
+    have = drawn or [[], [], []]
+    more = ids_reserve(
+        [(model, max(count - len(ids), 0)) for model, count, ids in zip(_NEW_ID_MODELS, wanted, have, strict=True)]
+    )
+    return lambda: [(ids + extra)[:count] for ids, extra, count in zip(have, more(), wanted, strict=True)]
+
+
+_NEW_ID_MODELS = (Order, Trade, TradeOutbox)
+
+
 def batch_write_sent(
-    *, journal: Journal, wallets: BatchWallets, now: datetime, histories: Collection[int], within: ExitStack
+    *,
+    journal: Journal,
+    wallets: BatchWallets,
+    now: datetime,
+    histories: Collection[int],
+    within: ExitStack,
+    drawn: list[list[int]] | None = None,
 ) -> tuple[Written, Callable[[], None]]:
     """PostgreSQL: as batch_write, sent without waiting for the server's answers but for
-    the new rows' ids (the sequencer applies the next batch meanwhile); the caller sends
+    the new rows' ids not drawn ahead (the sequencer applies the next batch meanwhile); the caller sends
     COMMIT after them (commit_sent). The pipeline is entered on `within` (which holds the
     batch's transaction) and stays open: the returned function reads the stored histories
     into the Written, waiting for the server; closing `within` then waits for COMMIT's
     answer (an error surfaces there). Nothing else may use the connection in between."""
     within.enter_context(statements_pipelined())
     locked = wallets.lock_pending_sent()
-    reserved = ids_reserve(
-        [(Order, len(journal.new_orders)), (Trade, len(journal.trades)), (TradeOutbox, len(journal.trades))]
-    )
+    reserved = _ids_reserved(journal, drawn=drawn)
     locked()
     written = _write(journal=journal, wallets=wallets, now=now, ids=reserved())
     read = histories_read(sorted(set(histories)))

@@ -130,3 +130,75 @@ def test_a_batchs_reads_and_writes_travel_in_pipelines(market):
     assert alone == []
     assert not [sql for sql, _ in statements if sql.startswith('SELECT "id" FROM "orders_asset"')]
     assert_invariants()
+
+
+def _recorded(sequencer: Sequencer, commands: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    statements: list[str] = []
+
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        answers = sequencer.run_batch(commands)
+    return answers, statements
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="ids drawn from PostgreSQL's sequences")
+def test_a_batch_draws_its_new_ids_with_its_reads_and_writes_without_reserving_more(market):
+    """One order id per placement and two trade ids each, drawn in the reads' round trip:
+    a batch with no more trades than that reserves nothing when it writes (the round trip
+    that waited for them is gone); its rows carry ids in the order it made them."""
+    users = [UserFactory() for _ in range(3)]
+    for user in users:
+        fund(user, "USDT", "5000")
+        fund(user, "ETH", "1")
+    sequencer = Sequencer()
+    sequencer.load()
+    answers, statements = _recorded(
+        sequencer,
+        [
+            _place(users[0], side="sell", quantity="0.5", price="2000.00"),
+            _place(users[1], side="buy", quantity="0.2", price="2000.00"),
+            _place(users[2], side="buy", quantity="0.3", price="2000.00"),
+        ],
+    )
+    assert [answer["status"] for answer in answers] == [201] * 3
+    [draw] = [index for index, sql in enumerate(statements) if "nextval(" in sql]
+    first_insert = next(index for index, sql in enumerate(statements) if sql.startswith("INSERT"))
+    assert draw < first_insert
+    order_ids = [int(answer["order"]["id"]) for answer in answers]
+    assert order_ids == sorted(order_ids) and len(set(order_ids)) == 3
+    trades = list(Trade.objects.filter(taker_order_id__in=order_ids).order_by("id"))
+    assert [trade.taker_order_id for trade in trades] == order_ids[1:]  # made in this order
+    assert_invariants()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="ids drawn from PostgreSQL's sequences")
+def test_a_batch_with_more_trades_than_drawn_reserves_the_rest_when_it_writes(market):
+    """A market order sweeping five makers: one placement drew two trade ids; the other
+    three (and their outbox rows') are reserved with the write, after the drawn ones."""
+    makers = [UserFactory() for _ in range(5)]
+    for maker in makers:
+        fund(maker, "ETH", "1")
+    taker = UserFactory()
+    fund(taker, "USDT", "50000")
+    sequencer = Sequencer()
+    sequencer.load()
+    rested = sequencer.run_batch(
+        [_place(maker, side="sell", quantity="0.1", price=f"{2000 + index}.00") for index, maker in enumerate(makers)]
+    )
+    assert [answer["status"] for answer in rested] == [201] * 5
+    sweep = place_command(
+        user_id=taker.pk,
+        fields={"market": "ETH-USDT", "type": "market", "side": "buy", "quantity": "0.5", "time_in_force": "IOC"},
+        check_user=True,
+    )
+    [answer], statements = _recorded(sequencer, [sweep])
+    assert answer["status"] == 201 and answer["order"]["status"] == "filled", answer
+    draws = [index for index, sql in enumerate(statements) if "nextval(" in sql]
+    assert len(draws) == 2  # with the reads, then the rest with the write
+    trades = list(Trade.objects.filter(taker_order_id=int(answer["order"]["id"])).order_by("id"))
+    assert [str(trade.price) for trade in trades] == [f"{2000 + index}.00000000" for index in range(5)]
+    assert len({trade.pk for trade in trades}) == 5
+    assert_invariants()
