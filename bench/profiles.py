@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from config.processes import cores
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -48,7 +50,7 @@ FULL = Profile(
     users=16,
     warmup_s=5.0,
     measure_s=30.0,
-    web_workers=4,  # the Procfile's default (config/gunicorn.py); 8 cost more per answer: docs/performance.md
+    web_workers=cores(),  # the Procfile's default (config.processes); more cost more per answer: docs/performance.md
     web_threads=1,
     pgbench_scale=10,
     pgbench_clients=8,
@@ -75,7 +77,7 @@ SMOKE = Profile(
     users=8,
     warmup_s=2.0,
     measure_s=4.0,
-    web_workers=4,  # the Procfile's default (config/gunicorn.py); 8 cost more per answer: docs/performance.md
+    web_workers=cores(),  # the Procfile's default (config.processes); more cost more per answer: docs/performance.md
     web_threads=1,
     pgbench_scale=1,
     pgbench_clients=8,

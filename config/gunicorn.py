@@ -3,7 +3,8 @@ config/gunicorn.py config.asgi:application`): gunicorn manages the processes, ea
 ASGI uvicorn worker (HTTP plus the WebSocket streams at /ws/v1, docs/streams.md). From the
 environment:
 
-- WEB_BIND (default 127.0.0.1:$PORT, PORT 8000), WEB_WORKERS (4), WEB_THREADS (1),
+- WEB_BIND (default 127.0.0.1:$PORT, PORT 8000), WEB_WORKERS (one per core:
+  config.processes), WEB_THREADS (1),
   WEB_TIMEOUT (30 s), WEB_GRACEFUL_TIMEOUT (30 s: requests in progress at SIGTERM finish);
 - LOG_FORMAT / LOG_LEVEL: gunicorn's own lines as every other process logs
   (core.logging.logging_config); each request is logged by Django with its correlation id
@@ -17,12 +18,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from config.processes import web_workers
 from config.uvicorn_worker import web_access_log
 from core.logging import logging_config
 from core.metrics import process_dead
 
 bind = os.environ.get("WEB_BIND") or f"127.0.0.1:{os.environ.get('PORT') or '8000'}"
-workers = int(os.environ.get("WEB_WORKERS") or 4)
+workers = web_workers()
 threads = int(os.environ.get("WEB_THREADS") or 1)  # unused by the ASGI worker (one event loop)
 worker_class = "config.uvicorn_worker.PlatformUvicornWorker"
 timeout = int(os.environ.get("WEB_TIMEOUT") or 30)

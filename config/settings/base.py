@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dj_database_url
 
+from config.processes import web_workers
 from config.settings.env import env_bool, env_decimal, env_int, env_list, env_str
 from core.logging import logging_config
 
@@ -197,8 +198,9 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 # The order rate is counted in each web process (core.api.throttling): each allows this
-# share of it. Default: the web processes gunicorn runs (config/gunicorn.py: WEB_WORKERS, 4).
-ORDER_RATE_WORKERS = env_int("ORDER_RATE_WORKERS", env_int("WEB_WORKERS", 4))
+# share of it. Default: the web processes gunicorn runs (config.processes: WEB_WORKERS, else
+# one per core).
+ORDER_RATE_WORKERS = env_int("ORDER_RATE_WORKERS", web_workers())
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 7)),

@@ -9,7 +9,7 @@
   estimate), with the history kept per process. So that the configured rate still bounds
   a user across the web processes, each process allows its share of it:
   N // ORDER_RATE_WORKERS per window (at least 1), ORDER_RATE_WORKERS being the number of
-  web processes (default: WEB_WORKERS, else 4 as config/gunicorn.py). A client whose requests all reach one
+  web processes (default: WEB_WORKERS, else one per core, as config/gunicorn.py). A client whose requests all reach one
   process (one keep-alive connection) gets that share only; with ORDER_RATE_WORKERS=1 each
   process allows the whole rate and the bound across processes is workers x rate."""
 
