@@ -268,9 +268,7 @@ class Sequencer:
 
     def run_batch(self, commands: list[c.Command]) -> list[c.Answer]:
         """Apply and persist `commands`; one answer each, in order, once committed."""
-        system_user_ids()  # created (once) outside any batch: a rollback must not undo them
-        ENGINE_QUEUE_DEPTH.set(len(commands))
-        ENGINE_BATCH_COMMANDS.observe(len(commands))
+        _batch_begins(commands)
         with ENGINE_BATCH_SECONDS.time():
             return self._run_batch(commands)
 
@@ -329,9 +327,7 @@ class Sequencer:
         """PostgreSQL: as run_batch, with the batch's COMMIT queued behind its writes in
         the same pipeline (_launch) and landed at once (_land): one round trip fewer than
         writing, then committing. A failure goes the way of run_batch."""
-        system_user_ids()
-        ENGINE_QUEUE_DEPTH.set(len(commands))
-        ENGINE_BATCH_COMMANDS.observe(len(commands))
+        _batch_begins(commands)
         self._lock_first = set()
         flight = self._launch(commands, None)
         answers = None
@@ -353,9 +349,7 @@ class Sequencer:
         lands the last one. Elsewhere (SQLite): run_batch."""
         if connection.vendor != "postgresql":
             return [(commands, self.run_batch(commands))]
-        system_user_ids()
-        ENGINE_QUEUE_DEPTH.set(len(commands))
-        ENGINE_BATCH_COMMANDS.observe(len(commands))
+        _batch_begins(commands)
         done: list[tuple[list[c.Command], list[c.Answer]]] = []
         ahead = self._apply_ahead(commands) if self._in_flight is not None else None
         flight, self._in_flight = self._in_flight, None
@@ -938,6 +932,13 @@ class _Batch:
 
 
 _QUOTES: dict[int, str] = {}
+
+
+def _batch_begins(commands: list[c.Command]) -> None:
+    """Before any batch (whichever way it runs): the system users exist, the batch counted."""
+    system_user_ids()  # created (once) outside any batch: a rollback must not undo them
+    ENGINE_QUEUE_DEPTH.set(len(commands))
+    ENGINE_BATCH_COMMANDS.observe(len(commands))
 
 
 def _quote_symbol(market_id: int) -> str:

@@ -31,6 +31,9 @@ from orders.locks import lock_wallets_by_key, wallets_lock
 from orders.models import Asset, Market, Order, Trade, TradeOutbox, Wallet
 from orders.sequencer.arrays import array_literal, ids_reserve, statements_pipelined
 
+# The tables whose new ids a batch draws from their sequences, in the order of
+# BatchReads.ids and of the writer's reservation (orders.sequencer.writer).
+NEW_ID_MODELS = (Order, Trade, TradeOutbox)
 MARKET_FIELDS = ("id", "is_active", "price_tick", "quantity_step", "min_quantity", "reference_price")
 _CLIENT_ID_FIELDS = ("id", "user_id", "client_order_id", "request_fingerprint")
 
@@ -68,7 +71,7 @@ class BatchReads:
     wallets: dict[WalletKey, WalletRow] = field(default_factory=dict)  # the existing ones, locked
     holdings: dict[int, Decimal] = field(default_factory=dict)  # TTX balance per user, every bucket
     client_ids: list[tuple[int, int, str, Any]] = field(default_factory=list)  # _CLIENT_ID_FIELDS
-    # New ids drawn ahead (PostgreSQL), ascending: of orders, trades and trade outbox rows.
+    # New ids drawn ahead (PostgreSQL), ascending, per NEW_ID_MODELS.
     ids: list[list[int]] | None = None
 
 
@@ -103,8 +106,8 @@ def batch_reads(*, wanted: BatchWanted) -> BatchReads:
         if market_ids:
             pending.append(("markets", _send(sql["markets"], [settings.TTX_ASSET, array_literal(sorted(market_ids))])))
         locked = wallets_lock_sent(wallet_keys) if wallet_keys else None
-        orders, trades = wanted.new_ids
-        drawn = ids_reserve([(Order, orders), (Trade, trades), (TradeOutbox, trades)]) if orders or trades else None
+        orders, trades = wanted.new_ids  # an outbox row per trade; no ids wanted: nothing sent
+        drawn = ids_reserve(list(zip(NEW_ID_MODELS, (orders, trades, trades), strict=True)))
         if holders:
             pending.append(("holdings", _send(sql["holdings"], [settings.TTX_ASSET, array_literal(sorted(holders))])))
         if client_ids:
@@ -126,8 +129,7 @@ def batch_reads(*, wanted: BatchWanted) -> BatchReads:
                 reads.client_ids = [(int(pk), int(user), str(cid), fp) for pk, user, cid, fp in rows]
         if locked is not None:
             reads.wallets = locked()
-        if drawn is not None:
-            reads.ids = drawn()
+        reads.ids = drawn()
     return reads
 
 

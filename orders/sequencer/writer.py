@@ -25,6 +25,7 @@ from orders.sequencer.arrays import (
     table_insert,
     table_update,
 )
+from orders.sequencer.reads import NEW_ID_MODELS
 from orders.sequencer.wallets import BatchWallets
 
 ORDER_UPDATE_FIELDS = (
@@ -164,12 +165,9 @@ def _ids_reserved(journal: Journal, *, drawn: list[list[int]] | None) -> Callabl
     wanted = [len(journal.new_orders), len(journal.trades), len(journal.trades)]
     have = drawn or [[], [], []]
     more = ids_reserve(
-        [(model, max(count - len(ids), 0)) for model, count, ids in zip(_NEW_ID_MODELS, wanted, have, strict=True)]
+        [(model, max(count - len(ids), 0)) for model, count, ids in zip(NEW_ID_MODELS, wanted, have, strict=True)]
     )
     return lambda: [(ids + extra)[:count] for ids, extra, count in zip(have, more(), wanted, strict=True)]
-
-
-_NEW_ID_MODELS = (Order, Trade, TradeOutbox)
 
 
 def batch_write_sent(

@@ -98,32 +98,47 @@ def test_market_changes_and_credits_apply_from_the_next_batch(market):
     assert_invariants()
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's pipeline mode")
-def test_a_batchs_reads_and_writes_travel_in_pipelines(market):
-    """Every statement of a batch but the test's savepoint goes in a pipeline: the reads
-    in one; the lock of a maker's wallets (a maker no command names) with the ids'
-    reservation in another, then the writes; with no TTX asset, nothing reads the asset."""
-    users = [UserFactory() for _ in range(4)]
+def _funded_traders(count: int) -> list[Any]:
+    users = [UserFactory() for _ in range(count)]
     for user in users:
         fund(user, "USDT", "5000")
         fund(user, "ETH", "1")
-    sequencer = Sequencer()
-    sequencer.load()
-    assert sequencer.run_batch([_place(users[3], side="sell", quantity="0.1", price="1999.00")])[0]["status"] == 201
+    return users
+
+
+def _recorded(
+    sequencer: Sequencer, commands: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[tuple[str, bool]]]:
+    """The batch's answers, and every statement it sent with whether it went in a pipeline."""
     statements: list[tuple[str, bool]] = []
 
     def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
         statements.append((sql, bool(connection.connection.pgconn.pipeline_status)))
         return execute(sql, params, many, context)
 
-    commands = [
-        _place(users[0], side="sell", quantity="0.5", price="2000.00"),
-        {**_place(users[1], side="buy", quantity="0.2", price="2000.00"), "client_order_id": "reads-1"},
-        _place(users[2], side="buy", quantity="0.1", price="1500.00"),
-        _place(users[0], side="sell", quantity="0.1", price="2500.00"),
-    ]
     with connection.execute_wrapper(record):
         answers = sequencer.run_batch(commands)
+    return answers, statements
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's pipeline mode")
+def test_a_batchs_reads_and_writes_travel_in_pipelines(market):
+    """Every statement of a batch but the test's savepoint goes in a pipeline: the reads
+    (the new ids drawn with them) in one; the lock of a maker's wallets (a maker no command
+    names) in another, then the writes; with no TTX asset, nothing reads the asset."""
+    users = _funded_traders(4)
+    sequencer = Sequencer()
+    sequencer.load()
+    assert sequencer.run_batch([_place(users[3], side="sell", quantity="0.1", price="1999.00")])[0]["status"] == 201
+    answers, statements = _recorded(
+        sequencer,
+        [
+            _place(users[0], side="sell", quantity="0.5", price="2000.00"),
+            {**_place(users[1], side="buy", quantity="0.2", price="2000.00"), "client_order_id": "reads-1"},
+            _place(users[2], side="buy", quantity="0.1", price="1500.00"),
+            _place(users[0], side="sell", quantity="0.1", price="2500.00"),
+        ],
+    )
     assert [answer["status"] for answer in answers] == [201] * 4
     assert [fill["price"] for fill in answers[1]["order"]["fills"]] == ["1999.00000000", "2000.00000000"]
     alone = [sql for sql, piped in statements if not piped and not sql.startswith(("SAVEPOINT", "RELEASE"))]
@@ -132,27 +147,12 @@ def test_a_batchs_reads_and_writes_travel_in_pipelines(market):
     assert_invariants()
 
 
-def _recorded(sequencer: Sequencer, commands: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
-    statements: list[str] = []
-
-    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        statements.append(sql)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(record):
-        answers = sequencer.run_batch(commands)
-    return answers, statements
-
-
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="ids drawn from PostgreSQL's sequences")
 def test_a_batch_draws_its_new_ids_with_its_reads_and_writes_without_reserving_more(market):
     """One order id per placement and two trade ids each, drawn in the reads' round trip:
     a batch with no more trades than that reserves nothing when it writes (the round trip
     that waited for them is gone); its rows carry ids in the order it made them."""
-    users = [UserFactory() for _ in range(3)]
-    for user in users:
-        fund(user, "USDT", "5000")
-        fund(user, "ETH", "1")
+    users = _funded_traders(3)
     sequencer = Sequencer()
     sequencer.load()
     answers, statements = _recorded(
@@ -164,8 +164,8 @@ def test_a_batch_draws_its_new_ids_with_its_reads_and_writes_without_reserving_m
         ],
     )
     assert [answer["status"] for answer in answers] == [201] * 3
-    [draw] = [index for index, sql in enumerate(statements) if "nextval(" in sql]
-    first_insert = next(index for index, sql in enumerate(statements) if sql.startswith("INSERT"))
+    [draw] = [index for index, (sql, _) in enumerate(statements) if "nextval(" in sql]
+    first_insert = next(index for index, (sql, _) in enumerate(statements) if sql.startswith("INSERT"))
     assert draw < first_insert
     order_ids = [int(answer["order"]["id"]) for answer in answers]
     assert order_ids == sorted(order_ids) and len(set(order_ids)) == 3
@@ -196,7 +196,7 @@ def test_a_batch_with_more_trades_than_drawn_reserves_the_rest_when_it_writes(ma
     )
     [answer], statements = _recorded(sequencer, [sweep])
     assert answer["status"] == 201 and answer["order"]["status"] == "filled", answer
-    draws = [index for index, sql in enumerate(statements) if "nextval(" in sql]
+    draws = [index for index, (sql, _) in enumerate(statements) if "nextval(" in sql]
     assert len(draws) == 2  # with the reads, then the rest with the write
     trades = list(Trade.objects.filter(taker_order_id=int(answer["order"]["id"])).order_by("id"))
     assert [str(trade.price) for trade in trades] == [f"{2000 + index}.00000000" for index in range(5)]

@@ -257,7 +257,8 @@ def test_a_batch_that_fails_otherwise_is_run_again_from_the_database(monkeypatch
 def _terminate(pid: int) -> None:
     try:
         with connections["default"].cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+            # With a timeout, it returns once the backend has ended (or fails after 10 s).
+            cursor.execute("SELECT pg_terminate_backend(%s, 10000)", [pid])
     finally:
         connections.close_all()
 
