@@ -234,9 +234,10 @@ def test_what_follows_a_commit_goes_to_the_announcer_once_the_batchs_answers_are
 
     class Committing(RecordingSequencer):
         def run_batch(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            handed = len(submitted)  # by the batches before this one
             for command in commands:
                 announce(lambda n=command["n"]: ran.append(n))
-            assert submitted == [], "handed over during the batch"
+            assert len(submitted) == handed, "handed over during the batch"
             return super().run_batch(commands)
 
     before = REGISTRY.get_sample_value(answered) or 0.0
