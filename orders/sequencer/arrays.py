@@ -9,21 +9,26 @@ and Django's bulk operations (core.db), as before."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
+from types import TracebackType
 from typing import Any, cast
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.models import Field, Model
+from django.db.transaction import TransactionManagementError
+from psycopg.pq import TransactionStatus
 
 from core.db import rows_insert, rows_update
 
 Row = tuple[Any, ...]
+logger = logging.getLogger(__name__)
 
 
 def _text(value: object) -> str:
@@ -115,17 +120,26 @@ def table_insert(
     rows: Sequence[Row],
     ids: Sequence[int] | None = None,
     returning: bool = True,
+    conflicts_ignored: bool = False,
 ) -> list[int]:
     """Insert `rows` (values in the order of `fields`) in one statement; their new ids, in
     order. `ids` (PostgreSQL, from ids_reserve): the rows' primary keys, given rather than
     returned; `returning=False`: the ids are not wanted ([]). Either way the statement
-    needs no answer, so it can wait in a pipeline (statements_pipelined)."""
+    needs no answer, so it can wait in a pipeline (statements_pipelined).
+    `conflicts_ignored` (with `returning=False`): a row that would break a unique
+    constraint is skipped, as bulk_create(ignore_conflicts=True) skips it."""
+    if conflicts_ignored and (returning or ids is not None):
+        raise ValueError("an insert ignoring conflicts neither gives nor returns ids (returning=False)")
     if not rows:
         return []
     names = tuple(fields)
     attnames, columns, casts, pk = _shape(model, names)
     if connection.vendor != "postgresql":
-        return rows_insert(objects=[model(**dict(zip(attnames, row, strict=True))) for row in rows], fields=names)
+        objects = [model(**dict(zip(attnames, row, strict=True))) for row in rows]
+        if conflicts_ignored:
+            model._default_manager.bulk_create(objects, ignore_conflicts=True)
+            return []
+        return rows_insert(objects=objects, fields=names)
     table = connection.ops.quote_name(model._meta.db_table)
     if ids is not None:
         pk_cast = f"%s::{cast('Field[Any, Any]', model._meta.pk).db_type(connection)}[]"
@@ -137,9 +151,10 @@ def table_insert(
             cursor.execute(sql, [array_literal(ids), *_columns(rows, len(columns))])
         return list(ids)
     if not returning:
+        conflicts = " ON CONFLICT DO NOTHING" if conflicts_ignored else ""
         with connection.cursor() as cursor:
             cursor.execute(
-                f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({', '.join(casts)})",  # noqa: S608
+                f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({', '.join(casts)}){conflicts}",  # noqa: S608
                 _columns(rows, len(columns)),
             )
         return []
@@ -228,6 +243,97 @@ def statements_pipelined() -> Iterator[None]:
             yield
     finally:
         raw.cursor_factory, raw.prepare_threshold = factory, threshold
+
+
+class BatchTransaction(AbstractContextManager["BatchTransaction"]):
+    """PostgreSQL: a batch's transaction whose BEGIN travels with its first statement.
+
+    In a transaction psycopg sends BEGIN before the first statement and waits for its
+    answer, pipeline or not (it must see the transaction open before the next statement):
+    a round trip of its own per batch. Here the connection stays in autocommit, for
+    psycopg and for Django, and BEGIN is queued just before the block's first statement
+    (in its pipeline, when it is sent in one): one round trip fewer. COMMIT is the block's
+    own (orders.sequencer.writer.commit_sent, queued behind the writes). On leaving, the
+    transaction is over: committed, and then what `on_commit` was given runs (each in
+    turn; one that fails is logged, as Django's robust hooks are); or rolled back, if the
+    block raised or ended without its COMMIT. Nothing in the block may open Django's
+    atomic() (it would switch psycopg out of autocommit inside the transaction), nor
+    register Django's on_commit hooks (they would run at once): the batch path uses
+    neither."""
+
+    def __init__(self) -> None:
+        self.hooks: list[Callable[[], object]] = []
+        self._begun = False
+        self._first: AbstractContextManager[None] | None = None
+
+    def __enter__(self) -> BatchTransaction:
+        if connection.vendor != "postgresql":
+            raise TransactionManagementError("BatchTransaction is PostgreSQL's")
+        if connection.in_atomic_block or not connection.get_autocommit():
+            raise TransactionManagementError("a batch's transaction is the outermost (as atomic(durable=True))")
+        connection.close_if_health_check_failed()  # as atomic() does: a dead connection replaced first
+        connection.ensure_connection()
+        raw = connection.connection
+        status = raw.pgconn.transaction_status
+        if status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):  # left open by a failure
+            logger.warning("a transaction left open on the batch's connection rolled back")
+            _rolled_back()
+        elif status != TransactionStatus.IDLE:
+            raise TransactionManagementError(f"the connection is busy ({status.name})")
+        self._first = connection.execute_wrapper(self._begin)
+        self._first.__enter__()
+        return self
+
+    def _begin(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        if not self._begun:
+            self._begun = True
+            # On the statement's own psycopg cursor: in its pipeline, if it is sent in one.
+            context["cursor"].cursor.execute("BEGIN", prepare=False)
+        return execute(sql, params, many, context)
+
+    def on_commit(self, work: Callable[[], object]) -> None:
+        """Run `work` once the transaction has committed (never if it did not)."""
+        self.hooks.append(work)
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._first is not None:
+            self._first.__exit__(None, None, None)
+            self._first = None
+        if not self._begun:  # nothing was sent: nothing to end
+            self._hooks_run(committed=kind is None)
+            return
+        raw = connection.connection
+        if raw is None:  # closed: the server rolled back whatever was open
+            return
+        if kind is None and raw.pgconn.transaction_status == TransactionStatus.IDLE:
+            self._hooks_run(committed=True)
+            return
+        self.hooks = []
+        _rolled_back()
+        if kind is None:  # left open without its COMMIT: a bug of the caller, rolled back rather than kept
+            raise DatabaseError("a batch's transaction ended without its COMMIT; rolled back")
+
+    def _hooks_run(self, *, committed: bool) -> None:
+        hooks, self.hooks = self.hooks, []
+        if not committed:
+            return
+        for work in hooks:
+            try:
+                work()
+            except Exception:
+                logger.exception("a batch's on_commit work failed")
+
+
+def _rolled_back() -> None:
+    """ROLLBACK, if a transaction is open. A connection that cannot send it is dropped, as
+    atomic() drops it (the next statement connects again), and the error raised."""
+    try:
+        with connection.wrap_database_errors:
+            if connection.connection.pgconn.transaction_status != TransactionStatus.IDLE:
+                connection.connection.execute("ROLLBACK", prepare=False)
+    except DatabaseError:
+        connection.close()
+        raise
 
 
 def table_update(model: type[Model], *, fields: Sequence[str], rows: Sequence[Row]) -> None:

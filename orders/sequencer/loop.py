@@ -53,6 +53,7 @@ from orders.errors import (
 from orders.models import Market, Order, OrderEvent
 from orders.sequencer import commands as c
 from orders.sequencer.answers import StoredHistory, order_body, order_body_stored
+from orders.sequencer.arrays import BatchTransaction
 from orders.sequencer.known import Known, Unknown, same
 from orders.sequencer.reads import BatchReads, BatchWanted, batch_reads
 from orders.sequencer.recovery import market_engine_load, trading_rules
@@ -450,7 +451,8 @@ class Sequencer:
         if ahead is None:
             self.undo.clear()
         try:
-            within.enter_context(transaction.atomic(durable=True))
+            # Its BEGIN goes with its reads (BatchTransaction): one round trip fewer than atomic().
+            committed = within.enter_context(BatchTransaction())
             if ahead is None:
                 batch = _Batch(sequencer=self, now=timezone.now(), nowait=True)
                 batch.prepare(commands)
@@ -480,11 +482,9 @@ class Sequencer:
             answers = [None if isinstance(answer, _Late) else answer() for answer in deferred]
             batch.settle()
             closed = dict(batch.closed())
-            transaction.on_commit(lambda: self._closed_remember(list(closed.items())), robust=True)
-            transaction.on_commit(lambda: self.announce(lambda: batch.committed(written)), robust=True)
-            transaction.on_commit(
-                lambda: self.announce(streams_batch(journal=batch.journal, markets=self._markets)), robust=True
-            )
+            committed.on_commit(lambda: self._closed_remember(list(closed.items())))
+            committed.on_commit(lambda: self.announce(lambda: batch.committed(written)))
+            committed.on_commit(lambda: self.announce(streams_batch(journal=batch.journal, markets=self._markets)))
             self._known.learn_written(batch.wallets.rows())
             commit_sent()  # last: a failure before it rolls the batch back for certain
         except Exception as exc:

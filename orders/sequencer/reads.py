@@ -23,19 +23,23 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import Field, Subquery
+from django.utils import timezone
 
 from core.db import money_sums
 from core.db import quote_name as q
+from core.money import ZERO
 from orders.engine.settlement import WalletKey
 from orders.locks import lock_wallets_by_key, wallets_lock
 from orders.models import Asset, Market, Order, Trade, TradeOutbox, Wallet
-from orders.sequencer.arrays import array_literal, ids_reserve, statements_pipelined
+from orders.sequencer.arrays import array_literal, ids_reserve, statements_pipelined, table_insert
 
 # The tables whose new ids a batch draws from their sequences, in the order of
 # BatchReads.ids and of the writer's reservation (orders.sequencer.writer).
 NEW_ID_MODELS = (Order, Trade, TradeOutbox)
 MARKET_FIELDS = ("id", "is_active", "price_tick", "quantity_step", "min_quantity", "reference_price")
 _CLIENT_ID_FIELDS = ("id", "user_id", "client_order_id", "request_fingerprint")
+# A wallet created by a batch: its key, nothing in it yet.
+WALLET_CREATED_FIELDS = ("user", "asset", "bucket", "balance", "locked", "updated_at")
 
 
 @dataclass(slots=True)
@@ -92,7 +96,8 @@ class BatchWanted:
 
 
 def batch_reads(*, wanted: BatchWanted) -> BatchReads:
-    """Read (and lock the wallets) in one round trip on PostgreSQL."""
+    """Read (and lock the wallets) in one round trip on PostgreSQL (with the BEGIN of a
+    BatchTransaction)."""
     if connection.vendor != "postgresql":
         return _reads_orm(wanted=wanted)
     users, market_ids, wallet_keys = wanted.users, wanted.market_ids, wanted.wallet_keys
@@ -113,23 +118,25 @@ def batch_reads(*, wanted: BatchWanted) -> BatchReads:
         if client_ids:
             owners, ids = sorted({u for u, _ in client_ids}), sorted({cid for _, cid in client_ids})
             pending.append(("client_ids", _send(sql["client_ids"], [array_literal(owners), array_literal(ids)])))
-        for kind, cursor in pending:  # the first fetch sends the pipeline; the others are answered already
-            try:
-                rows = cursor.fetchall()
-            finally:
-                cursor.close()
-            if kind == "users":
-                reads.active_users = {int(row[0]) for row in rows}
-            elif kind == "markets":
-                reads.markets = [tuple(row[:-1]) for row in rows]
-                reads.ttx_asset_id = None if not rows or rows[0][-1] is None else int(rows[0][-1])
-            elif kind == "holdings":
-                reads.holdings = {int(user): total for user, total in rows}
-            else:
-                reads.client_ids = [(int(pk), int(user), str(cid), fp) for pk, user, cid, fp in rows]
-        if locked is not None:
-            reads.wallets = locked()
-        reads.ids = drawn()
+    # Read once the pipeline has ended: its Sync brings every answer back in one round trip
+    # (a read inside it waits for the answers, then its end waits again for the Sync's).
+    for kind, cursor in pending:
+        try:
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        if kind == "users":
+            reads.active_users = {int(row[0]) for row in rows}
+        elif kind == "markets":
+            reads.markets = [tuple(row[:-1]) for row in rows]
+            reads.ttx_asset_id = None if not rows or rows[0][-1] is None else int(rows[0][-1])
+        elif kind == "holdings":
+            reads.holdings = {int(user): total for user, total in rows}
+        else:
+            reads.client_ids = [(int(pk), int(user), str(cid), fp) for pk, user, cid, fp in rows]
+    if locked is not None:
+        reads.wallets = locked()
+    reads.ids = drawn()
     return reads
 
 
@@ -155,11 +162,18 @@ def wallets_lock_sent(keys: Collection[WalletKey], *, nowait: bool = False) -> C
 
 def wallets_created(*, keys: Collection[WalletKey], nowait: bool = False) -> dict[WalletKey, WalletRow]:
     """Wallets for keys that had none (a first trade or deposit in an asset): created (one
-    created meanwhile by someone else is kept), then locked. Inside a pipeline too."""
+    created meanwhile by someone else is kept), then locked. Inside a pipeline too, and in
+    a BatchTransaction (raw statements: bulk_create would open an atomic block)."""
     if connection.vendor != "postgresql":
         return wallet_rows(wallets_lock(keys=keys, nowait=nowait).values())
-    rows = [Wallet(user_id=user, asset_id=asset, bucket=bucket) for user, asset, bucket in sorted(keys)]
-    Wallet.objects.bulk_create(rows, ignore_conflicts=True)
+    now = timezone.now()
+    table_insert(
+        Wallet,
+        fields=WALLET_CREATED_FIELDS,
+        rows=[(user, asset, bucket, ZERO, ZERO, now) for user, asset, bucket in sorted(keys)],
+        returning=False,
+        conflicts_ignored=True,
+    )
     return wallets_lock_sent(keys, nowait=nowait)()
 
 

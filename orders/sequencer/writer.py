@@ -199,7 +199,8 @@ def batch_write_sent(
 
 
 def commit_sent() -> None:
-    """COMMIT queued behind a batch_write_sent (Django's commit then finds nothing to do).
+    """COMMIT queued behind a batch_write_sent: the end of its BatchTransaction (or, in an
+    atomic block, Django's commit then finds nothing to do).
     Sent last: whatever fails before it rolls the batch back with certainty. Never
     prepared (ENGINE_PREPARED_STATEMENTS prepares the batch's statements only)."""
     raw = connection.connection

@@ -1,0 +1,202 @@
+"""A batch's transaction on PostgreSQL (orders.sequencer.arrays.BatchTransaction): BEGIN
+queued with the first statement instead of sent and waited for on its own, COMMIT the
+block's, what follows a commit run only after it; and a small batch's two waits for the
+server (its reads, then its writes with COMMIT)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from django.db import DatabaseError, connection, connections, transaction
+from django.db.transaction import TransactionManagementError
+from psycopg import pq
+
+from orders.models import Asset, Order
+from orders.sequencer.arrays import BatchTransaction, statements_pipelined
+from orders.sequencer.commands import place_command
+from orders.sequencer.loop import Sequencer
+from orders.sequencer.writer import commit_sent
+from tests.factories import UserFactory, fund, market_create
+from tests.orders.invariants import assert_invariants
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def _frontend_messages(path: Path) -> list[str]:
+    """What the client sent, from libpq's trace: one line per protocol message."""
+    sent = [line.split("\t", 3) for line in path.read_text().splitlines() if line.startswith("F\t")]
+    return [f"{parts[2]} {parts[3] if len(parts) > 3 else ''}" for parts in sent]
+
+
+def _traced(path: Path) -> Any:
+    connection.ensure_connection()
+    pgconn = connection.connection.pgconn
+    handle = path.open("w")
+    pgconn.trace(handle.fileno())
+    pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+
+    def stop() -> None:
+        pgconn.untrace()
+        handle.close()
+
+    return stop
+
+
+def _other_connection_sees(sql: str, params: list[Any]) -> Any:
+    settings = connection.settings_dict
+    with psycopg.connect(
+        dbname=settings["NAME"], host=settings["HOST"], port=settings["PORT"] or 5432, user=settings["USER"]
+    ) as other:
+        return other.execute(sql, params).fetchone()
+
+
+def test_a_small_batch_sends_begin_with_its_reads_and_waits_for_the_server_twice(tmp_path):
+    """BEGIN travels with the reads (no Sync before them): the batch's messages hold two
+    Syncs, the reads' and the writes' (with COMMIT). psycopg's own BEGIN, in a transaction,
+    is followed by a Sync and a wait of its own."""
+    market_create("ETH-USDT")
+    seller, buyer = UserFactory(), UserFactory()
+    fund(seller, "ETH", "1")
+    fund(buyer, "USDT", "5000")
+    sequencer = Sequencer(symbols={"ETH-USDT"})
+    sequencer.load()
+    sell = {"market": "ETH-USDT", "side": "sell", "type": "limit", "quantity": "0.5", "price": "2000.00"}
+    [(_, [rested])] = sequencer.run([place_command(user_id=seller.pk, fields=sell)])  # statements known
+    assert rested["status"] == 201
+    stop = _traced(tmp_path / "trace.txt")
+    try:
+        buy = {**sell, "side": "buy"}
+        [(_, [taken])] = sequencer.run([place_command(user_id=buyer.pk, fields=buy, check_user=True)])
+    finally:
+        stop()
+    assert taken["status"] == 201 and taken["order"]["status"] == "filled"
+    messages = _frontend_messages(tmp_path / "trace.txt")
+    syncs = [index for index, message in enumerate(messages) if message.startswith("Sync")]
+    begins = [index for index, message in enumerate(messages) if '"BEGIN"' in message]
+    commits = [index for index, message in enumerate(messages) if '"COMMIT"' in message]
+    assert len(syncs) == 2, messages
+    assert begins == [0]  # first, and in the same round trip as the reads that follow it
+    assert sum(message.startswith("Execute") for message in messages[: syncs[0]]) >= 4  # BEGIN and the reads
+    assert len(commits) == 1 and syncs[0] < commits[0] < syncs[1]
+    assert_invariants()
+
+
+def test_what_follows_runs_once_committed_and_the_rows_are_there_for_others():
+    done: list[str] = []
+    with BatchTransaction() as batch, statements_pipelined():
+        with connection.cursor() as cursor:
+            cursor.execute("INSERT INTO orders_asset (symbol, name) VALUES ('ZZZ', 'Zed')")
+        batch.on_commit(lambda: done.append("first"))
+        batch.on_commit(lambda: done.append("second"))
+        commit_sent()
+        assert done == []  # not before COMMIT's answer
+    assert done == ["first", "second"]
+    assert _other_connection_sees("SELECT name FROM orders_asset WHERE symbol = %s", ["ZZZ"]) == ("Zed",)
+    assert connection.connection.pgconn.transaction_status == pq.TransactionStatus.IDLE
+
+
+def test_a_block_that_fails_is_rolled_back_and_what_follows_never_runs():
+    done: list[str] = []
+    with pytest.raises(RuntimeError), BatchTransaction() as batch:
+        with statements_pipelined(), connection.cursor() as cursor:
+            cursor.execute("INSERT INTO orders_asset (symbol, name) VALUES ('ZZZ', 'Zed')")
+        batch.on_commit(lambda: done.append("ran"))
+        raise RuntimeError("the batch failed after its writes")
+    assert done == []
+    assert not Asset.objects.filter(symbol="ZZZ").exists()
+    assert connection.connection.pgconn.transaction_status == pq.TransactionStatus.IDLE
+    Asset.objects.create(symbol="ZZY", name="Next")  # the connection serves on, in autocommit
+    assert _other_connection_sees("SELECT name FROM orders_asset WHERE symbol = %s", ["ZZY"]) == ("Next",)
+
+
+def test_a_statement_the_server_refuses_rolls_the_whole_block_back():
+    with pytest.raises(DatabaseError), BatchTransaction(), statements_pipelined(), connection.cursor() as cursor:
+        cursor.execute("INSERT INTO orders_asset (symbol, name) VALUES ('ZZZ', 'Zed')")
+        cursor.execute("INSERT INTO orders_asset (symbol, name) VALUES ('ZZZ', 'Twice')")  # unique symbol
+        commit_sent()
+    assert not Asset.objects.filter(symbol="ZZZ").exists()
+    assert connection.connection.pgconn.transaction_status == pq.TransactionStatus.IDLE
+
+
+def test_a_block_that_ends_without_its_commit_is_rolled_back_and_says_so():
+    done: list[str] = []
+    with pytest.raises(DatabaseError, match="without its COMMIT"), BatchTransaction() as batch:
+        with connection.cursor() as cursor:  # outside a pipeline: BEGIN sent before it all the same
+            cursor.execute("INSERT INTO orders_asset (symbol, name) VALUES ('ZZZ', 'Zed')")
+        batch.on_commit(lambda: done.append("ran"))
+    assert done == [] and not Asset.objects.filter(symbol="ZZZ").exists()
+
+
+def test_a_block_without_statements_sends_nothing_and_runs_what_follows(tmp_path):
+    done: list[str] = []
+    stop = _traced(tmp_path / "trace.txt")
+    try:
+        with BatchTransaction() as batch:
+            batch.on_commit(lambda: done.append("ran"))
+    finally:
+        stop()
+    assert done == ["ran"] and _frontend_messages(tmp_path / "trace.txt") == []
+
+
+def test_what_follows_that_fails_is_logged_and_the_rest_runs(caplog):
+    done: list[str] = []
+
+    def failing() -> None:
+        raise ValueError("a hook's bug")
+
+    with (
+        caplog.at_level(logging.ERROR, logger="orders.sequencer.arrays"),
+        BatchTransaction() as batch,
+        statements_pipelined(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SELECT 1")
+        batch.on_commit(failing)
+        batch.on_commit(lambda: done.append("after"))
+        commit_sent()
+    assert done == ["after"]
+    assert "on_commit work failed" in caplog.text
+
+
+def test_it_is_the_outermost_transaction_as_a_durable_atomic_block_is():
+    with transaction.atomic(), pytest.raises(TransactionManagementError), BatchTransaction():
+        pass
+
+
+def test_a_transaction_left_open_on_the_connection_is_rolled_back_first(caplog):
+    connection.ensure_connection()
+    raw = connection.connection
+    raw.execute("BEGIN")
+    raw.execute("INSERT INTO orders_asset (symbol, name) VALUES ('ZZX', 'Left open')")
+    with (
+        caplog.at_level(logging.WARNING, logger="orders.sequencer.arrays"),
+        BatchTransaction(),
+        statements_pipelined(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SELECT 1")
+        commit_sent()
+    assert "left open" in caplog.text
+    assert not Asset.objects.filter(symbol="ZZX").exists()
+
+
+def test_a_connection_lost_in_the_block_is_dropped_and_the_next_block_connects_again():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        [pid] = cursor.fetchone()
+    with pytest.raises(DatabaseError), BatchTransaction():
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT 1")
+        _other_connection_sees("SELECT pg_terminate_backend(%s, 10000)", [pid])
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")  # the connection is gone
+    assert connection.connection is None  # dropped, as atomic() drops it
+    with BatchTransaction(), statements_pipelined(), connection.cursor() as cursor:
+        cursor.execute("INSERT INTO orders_asset (symbol, name) VALUES ('ZZW', 'Again')")
+        commit_sent()
+    assert Asset.objects.filter(symbol="ZZW").exists()
+    assert Order.objects.count() == 0
