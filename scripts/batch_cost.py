@@ -7,10 +7,11 @@ size in --sizes, taking turns, the API load's command mix (bench.engine: 60% lim
 20% market IOC, 10% FOK, 10% cancels), commands marked `check_user` as the web's hot path
 sends them. Printed per size: the sequencer thread's CPU and wall per batch (median and
 mean), the announcer thread's CPU per batch, the statements per batch (every statement
-Django sends on the sequencer's connection; BEGIN and COMMIT, sent by psycopg, not
-included), of which sent on their own (a round trip each, and BEGIN with the first of
-them), the pipelines entered (a round trip each, one more per read in between), and the
-CPU of the connection's PostgreSQL server process per batch (a server on this machine).
+Django sends on the sequencer's connection, COMMIT included; BEGIN, queued on the first
+statement's own cursor by the batch's transaction, not), of which sent on their own (a
+round trip each), the pipelines entered (a round trip each, one more per read inside one),
+and the CPU of the connection's PostgreSQL server process per batch (a server on this
+machine).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/platform_hX \\
         DJANGO_SETTINGS_MODULE=config.settings.production-like ... \\
