@@ -278,11 +278,8 @@ ENGINE_OVERLAP_MIN_COMMANDS = env_int("ENGINE_OVERLAP_MIN_COMMANDS", 50)
 # PostgreSQL: the batch's statements (a fixed few, whatever the batch's size) are prepared
 # once per connection and then only executed: planning them again was a quarter to a third
 # of the server's CPU for a batch of a few commands (docs/performance.md, "Prepared
-# statements"); a small batch's are prepared with SQL PREPARE and sent together as one
-# message per wait (orders.sequencer.arrays.BatchTransaction.statements_joined). Off (0)
-# behind a transaction-pooling proxy: it cannot carry SQL PREPARE, nor protocol-level
-# prepared statements before PgBouncer 1.21 (or without max_prepared_statements); batches
-# then travel in psycopg's pipelines, unprepared.
+# statements"). Off (0) behind a transaction-pooling proxy that cannot carry protocol-level
+# prepared statements (PgBouncer before 1.21, or without max_prepared_statements).
 ENGINE_PREPARED_STATEMENTS = env_bool("ENGINE_PREPARED_STATEMENTS", True)
 # A batch takes milliseconds; an engine that has not answered in 2 s is taken for dead
 # (its commands are lost with it, never half-applied): 503, and the client retries.

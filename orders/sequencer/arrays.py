@@ -9,13 +9,9 @@ and Django's bulk operations (core.db), as before."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from contextvars import ContextVar
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
@@ -27,8 +23,6 @@ from django.db import DatabaseError, connection
 from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.models import Field, Model
 from django.db.transaction import TransactionManagementError
-from psycopg import ClientCursor
-from psycopg import Connection as PsycopgConnection
 from psycopg.pq import TransactionStatus
 
 from core.db import rows_insert, rows_update
@@ -153,25 +147,25 @@ def table_insert(
             f"INSERT INTO {table} ({pk}, {', '.join(columns)}) "  # noqa: S608
             f"SELECT * FROM unnest({pk_cast}, {', '.join(casts)})"
         )
-        statement_sent(sql, [array_literal(ids), *_columns(rows, len(columns))]).close()
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [array_literal(ids), *_columns(rows, len(columns))])
         return list(ids)
     if not returning:
         conflicts = " ON CONFLICT DO NOTHING" if conflicts_ignored else ""
-        statement_sent(
-            f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({', '.join(casts)}){conflicts}",  # noqa: S608
-            _columns(rows, len(columns)),
-        ).close()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({', '.join(casts)}){conflicts}",  # noqa: S608
+                _columns(rows, len(columns)),
+            )
         return []
     sql = (
         f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608
         f"SELECT {', '.join(f'v.{c}' for c in columns)} FROM unnest({', '.join(casts)}) WITH ORDINALITY "
         f"AS v({', '.join(columns)}, ordinality) ORDER BY v.ordinality RETURNING {pk}"
     )
-    sent = statement_sent(sql, _columns(rows, len(columns)))
-    try:
-        return [int(row[0]) for row in sent.fetchall()]
-    finally:
-        sent.close()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _columns(rows, len(columns)))
+        return [int(row[0]) for row in cursor.fetchall()]
 
 
 def ids_reserve(counts: Sequence[tuple[type[Model], int]]) -> Callable[[], list[list[int]]]:
@@ -198,7 +192,8 @@ def ids_reserve(counts: Sequence[tuple[type[Model], int]]) -> Callable[[], list[
     for model, count in wanted:
         # Unquoted (Django's table names are lower case): the statement only draws from sequences.
         params += [model._meta.db_table, str(cast("Field[Any, Any]", model._meta.pk).column), count]
-    cursor = statement_sent(f"SELECT {', '.join(parts)}", params)
+    cursor = connection.cursor()
+    cursor.execute(f"SELECT {', '.join(parts)}", params)
 
     def read() -> list[list[int]]:
         try:
@@ -219,131 +214,13 @@ def _ids(drawn: list[int] | None, count: int) -> list[int]:
     return list(range(int(drawn[0]), int(drawn[1]) + 1))
 
 
-def statement_sent(sql: str, params: Sequence[Any] | None) -> Any:
-    """Execute (or, in a pipeline, send) one of the batch's statements: a Django cursor, or
-    in a block of BatchTransaction.statements_joined a _Queued statement whose rows come
-    with the block's next message. Read it with fetchall/fetchone, then close it."""
-    joined = _JOINED.get()
-    if joined is not None:
-        return joined.add(sql, params)
-    cursor = connection.cursor()
-    cursor.execute(sql, params)
-    return cursor
-
-
-class _Queued:
-    """A statement queued in a _Joined block: its rows, once the block's message is sent
-    (a read before that sends it), as a cursor gives them."""
-
-    def __init__(self, joined: _Joined) -> None:
-        self._joined = joined
-        self.rows: list[tuple[Any, ...]] = []
-        self.done = False
-
-    def fetchall(self) -> list[tuple[Any, ...]]:
-        if not self.done:
-            self._joined.flush()
-        return self.rows
-
-    def fetchone(self) -> tuple[Any, ...] | None:
-        rows = self.fetchall()
-        return rows[0] if rows else None
-
-    def close(self) -> None:
-        return None
-
-
-_PLACEHOLDER = re.compile(r"%s")
-# The statements prepared on each connection (SQL PREPARE: kept by the server for the
-# session, whatever becomes of the transaction that prepared them), by their text.
-_prepared: weakref.WeakKeyDictionary[PsycopgConnection[Any], dict[str, str]] = weakref.WeakKeyDictionary()
-
-
-class _Joined:
-    """The statements of a block, queued and sent together as one message (the simple query
-    protocol: one write, one answer, the statements run one after the other), each the
-    EXECUTE of a statement the connection prepared once (`prepared`), with its parameters
-    as literals. psycopg's pipeline costs a message, a flush and a cursor per statement:
-    for a small batch's dozen statements, twice the client's CPU of this (docs/performance.md)."""
-
-    def __init__(self, transaction: BatchTransaction, *, prepared: bool) -> None:
-        self.transaction = transaction
-        self.prepared = prepared
-        self.parts: list[str] = []
-        self.queued: list[_Queued | None] = []
-        connection.ensure_connection()
-        self.raw = connection.connection
-        self.quoting = ClientCursor(self.raw)
-
-    def add(self, sql: str, params: Sequence[Any] | None) -> _Queued:
-        if not params:
-            text = sql
-        elif self.prepared:
-            name = self._prepared_name(sql)
-            text = self.quoting.mogrify(f"EXECUTE {name} ({', '.join(['%s'] * len(params))})", list(params))
-        else:
-            text = self.quoting.mogrify(sql, list(params))
-        queued = _Queued(self)
-        self.parts.append(text)
-        self.queued.append(queued)
-        return queued
-
-    def _prepared_name(self, sql: str) -> str:
-        names = _prepared.setdefault(self.raw, {})
-        name = names.get(sql)
-        if name is None:
-            name = "batch_" + hashlib.sha1(sql.encode(), usedforsecurity=False).hexdigest()[:20]
-            numbers = iter(range(1, sql.count("%s") + 1))
-            with connection.wrap_database_errors:  # once per connection and statement
-                self.raw.execute(f"PREPARE {name} AS {_PLACEHOLDER.sub(lambda _: f'${next(numbers)}', sql)}")
-            names[sql] = name
-        return name
-
-    def flush(self) -> None:
-        """Send what is queued, wait, and give each queued statement its rows."""
-        if not self.parts:
-            return
-        parts, queued = self.parts, self.queued
-        self.parts, self.queued = [], []
-        if not self.transaction.begun:  # the transaction's BEGIN, first in its first message
-            self.transaction.begun = True
-            parts.insert(0, "BEGIN")
-            queued.insert(0, None)
-        with connection.cursor() as cursor:
-            try:
-                cursor.execute("; ".join(parts))
-            except DatabaseError as exc:
-                if sqlstate(exc) == _NO_SUCH_STATEMENT:  # deallocated behind our back (DISCARD ALL)
-                    _prepared.pop(self.raw, None)  # prepared again from the next batch
-                raise
-            raw = cursor.cursor
-            for position, item in enumerate(queued):
-                if position:
-                    raw.nextset()
-                if item is not None:
-                    item.rows = raw.fetchall() if raw.description is not None else []
-                    item.done = True
-
-
-# invalid_sql_statement_name: an EXECUTE of a statement the server no longer holds.
-_NO_SUCH_STATEMENT = "26000"
-
-
-def sqlstate(exc: DatabaseError) -> str | None:
-    """PostgreSQL's code of the error under Django's (None elsewhere)."""
-    return getattr(getattr(exc, "__cause__", None), "sqlstate", None)
-
-
-_JOINED: ContextVar[_Joined | None] = ContextVar("batch_statements_joined", default=None)
-
-
 @contextmanager
 def statements_pipelined() -> Iterator[None]:
     """PostgreSQL: the statements of the block are sent without waiting for each one's
     answer (psycopg's pipeline mode): they cost one round trip to the server together, and
     one more for each read of a result in between. Errors surface as Django's database
     errors, at the latest when the block ends. Other backends: as without it."""
-    if connection.vendor != "postgresql" or _JOINED.get() is not None:  # joined: queued already
+    if connection.vendor != "postgresql":
         yield
         return
     connection.ensure_connection()
@@ -386,7 +263,7 @@ class BatchTransaction(AbstractContextManager["BatchTransaction"]):
 
     def __init__(self) -> None:
         self.hooks: list[Callable[[], object]] = []
-        self.begun = False
+        self._begun = False
         self._first: AbstractContextManager[None] | None = None
 
     def __enter__(self) -> BatchTransaction:
@@ -408,29 +285,11 @@ class BatchTransaction(AbstractContextManager["BatchTransaction"]):
         return self
 
     def _begin(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
-        if not self.begun:
-            self.begun = True
+        if not self._begun:
+            self._begun = True
             # On the statement's own psycopg cursor: in its pipeline, if it is sent in one.
             context["cursor"].cursor.execute("BEGIN", prepare=False)
         return execute(sql, params, many, context)
-
-    @contextmanager
-    def statements_joined(self) -> Iterator[None]:
-        """The batch's statements (statement_sent) in the block queued and sent together,
-        one message per wait (_Joined): the first with BEGIN, the next when a statement's
-        rows are read, the last when the block ends. Each statement prepared once per
-        connection, except while Django logs the queries (the log then shows the statements
-        themselves, with their parameters, not their EXECUTE). Only with
-        ENGINE_PREPARED_STATEMENTS (Sequencer._run_landed): without prepared statements
-        the server plans every statement of every batch again, more than this saves."""
-        prepared = not connection.queries_logged
-        joined = _Joined(self, prepared=prepared)
-        token = _JOINED.set(joined)
-        try:
-            yield
-            joined.flush()
-        finally:
-            _JOINED.reset(token)
 
     def on_commit(self, work: Callable[[], object]) -> None:
         """Run `work` once the transaction has committed (never if it did not)."""
@@ -440,7 +299,7 @@ class BatchTransaction(AbstractContextManager["BatchTransaction"]):
         if self._first is not None:
             self._first.__exit__(None, None, None)
             self._first = None
-        if not self.begun:  # nothing was sent: nothing to end
+        if not self._begun:  # nothing was sent: nothing to end
             self._hooks_run(committed=kind is None)
             return
         raw = connection.connection
@@ -494,4 +353,5 @@ def table_update(model: type[Model], *, fields: Sequence[str], rows: Sequence[Ro
         f"UPDATE {connection.ops.quote_name(model._meta.db_table)} AS t SET {assignments} "  # noqa: S608
         f"FROM unnest({pk_cast}, {', '.join(casts)}) AS v({pk}, {', '.join(columns)}) WHERE t.{pk} = v.{pk}"
     )
-    statement_sent(sql, _columns(rows, len(columns) + 1)).close()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _columns(rows, len(columns) + 1))

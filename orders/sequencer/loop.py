@@ -53,7 +53,7 @@ from orders.errors import (
 from orders.models import Market, Order, OrderEvent
 from orders.sequencer import commands as c
 from orders.sequencer.answers import StoredHistory, order_body, order_body_stored
-from orders.sequencer.arrays import BatchTransaction, sqlstate
+from orders.sequencer.arrays import BatchTransaction
 from orders.sequencer.known import Known, Unknown, same
 from orders.sequencer.reads import BatchReads, BatchWanted, batch_reads
 from orders.sequencer.recovery import market_engine_load, trading_rules
@@ -121,13 +121,17 @@ def _no_database(execute: Callable[..., Any], sql: str, params: Any, many: bool,
 _LOCK_BUSY = "55P03"
 
 
+def _sqlstate(exc: DatabaseError) -> str | None:
+    return getattr(getattr(exc, "__cause__", None), "sqlstate", None)
+
+
 def _retryable(exc: DatabaseError) -> bool:
     """A deadlock or serialization failure between two engines, a wallet another holds,
     SQLite's busy database, or a unique client_order_id taken by another engine meanwhile:
     the batch runs again."""
     if isinstance(exc, IntegrityError):
         return "client_order_id" in str(exc)
-    return sqlstate(exc) in {"40P01", "40001", _LOCK_BUSY} or "database is locked" in str(exc)
+    return _sqlstate(exc) in {"40P01", "40001", _LOCK_BUSY} or "database is locked" in str(exc)
 
 
 class Sequencer:
@@ -289,7 +293,7 @@ class Sequencer:
                     self._stale |= set(self._markets)
                 if isinstance(exc, IntegrityError | OperationalError) and _retryable(exc) and attempt < MAX_ATTEMPTS:
                     logger.warning("batch retried", extra={"attempt": attempt, "error": str(exc)[:200]})
-                    if sqlstate(exc) != _LOCK_BUSY:  # the retry waits for that lock in its first statement
+                    if _sqlstate(exc) != _LOCK_BUSY:  # the retry waits for that lock in its first statement
                         time.sleep(0.01 * 2**attempt)
                     continue
                 if isinstance(exc, OperationalError | InterfaceError):
@@ -326,7 +330,7 @@ class Sequencer:
         writing, then committing. A failure goes the way of run_batch."""
         _batch_begins(commands)
         self._lock_first = set()
-        flight = self._launch(commands, None, joined=settings.ENGINE_PREPARED_STATEMENTS)
+        flight = self._launch(commands, None)
         answers = None
         if flight is not None:
             answers, _ = self._land(flight)
@@ -438,12 +442,10 @@ class Sequencer:
         ]
         return answers, True
 
-    def _launch(self, commands: list[c.Command], ahead: _Ahead | None, *, joined: bool = False) -> _InFlight | None:
+    def _launch(self, commands: list[c.Command], ahead: _Ahead | None) -> _InFlight | None:
         """The batch read (the one applied ahead: checked against what it assumed), applied
         if it was not, written and its COMMIT sent. None when that failed (memory as before
-        it, the transaction rolled back): the caller runs it as any batch. `joined` (a batch
-        landed at once): its statements queued and sent as one message per wait
-        (BatchTransaction.statements_joined), its writes and COMMIT when it lands."""
+        it, the transaction rolled back): the caller runs it as any batch."""
         began = time.monotonic()
         within = ExitStack()
         if ahead is None:
@@ -451,8 +453,6 @@ class Sequencer:
         try:
             # Its BEGIN goes with its reads (BatchTransaction): one round trip fewer than atomic().
             committed = within.enter_context(BatchTransaction())
-            if joined:
-                within.enter_context(committed.statements_joined())
             if ahead is None:
                 batch = _Batch(sequencer=self, now=timezone.now(), nowait=True)
                 batch.prepare(commands)

@@ -31,7 +31,7 @@ from core.money import ZERO
 from orders.engine.settlement import WalletKey
 from orders.locks import lock_wallets_by_key, wallets_lock
 from orders.models import Asset, Market, Order, Trade, TradeOutbox, Wallet
-from orders.sequencer.arrays import array_literal, ids_reserve, statement_sent, statements_pipelined, table_insert
+from orders.sequencer.arrays import array_literal, ids_reserve, statements_pipelined, table_insert
 
 # The tables whose new ids a batch draws from their sequences, in the order of
 # BatchReads.ids and of the writer's reservation (orders.sequencer.writer).
@@ -178,7 +178,9 @@ def wallets_created(*, keys: Collection[WalletKey], nowait: bool = False) -> dic
 
 
 def _send(sql: str, params: list[Any]) -> Any:
-    return statement_sent(sql, params)
+    cursor = connection.cursor()
+    cursor.execute(sql, params)
+    return cursor
 
 
 def _reads_orm(*, wanted: BatchWanted) -> BatchReads:

@@ -21,7 +21,6 @@ from orders.sequencer.arrays import (
     Row,
     array_literal,
     ids_reserve,
-    statement_sent,
     statements_pipelined,
     table_insert,
     table_update,
@@ -207,7 +206,8 @@ def commit_sent() -> None:
     raw = connection.connection
     threshold, raw.prepare_threshold = raw.prepare_threshold, None
     try:
-        statement_sent("COMMIT", None).close()
+        with connection.cursor() as cursor:
+            cursor.execute("COMMIT")
     finally:
         raw.prepare_threshold = threshold
 
@@ -230,8 +230,10 @@ def histories_read(order_ids: list[int]) -> Callable[[], dict[int, StoredHistory
         )
         return lambda: _histories(wanted, trades=list(trade_rows), events=list(event_rows))
     ids = array_literal(order_ids)
-    trades = statement_sent(_history_sql()[0], [ids, ids])
-    events = statement_sent(_history_sql()[1], [ids])
+    trades = connection.cursor()
+    trades.execute(_history_sql()[0], [ids, ids])
+    events = connection.cursor()
+    events.execute(_history_sql()[1], [ids])
 
     def read() -> dict[int, StoredHistory]:
         try:

@@ -1,8 +1,8 @@
 """Batches overlapped (Sequencer.run_overlapped, PostgreSQL): the next batch is applied in
 memory while the one before it commits, on the values the sequencer knows, then checked
 against what its own reads find once that one has landed. A smaller batch (Sequencer.run
-below ENGINE_OVERLAP_MIN_COMMANDS) is sent in two messages, its reads after BEGIN and its
-writes with COMMIT, and landed at once."""
+below ENGINE_OVERLAP_MIN_COMMANDS) is sent the same way, its COMMIT queued behind its
+writes, and landed at once."""
 
 from __future__ import annotations
 
@@ -340,34 +340,29 @@ def test_small_batches_sent_with_their_commit_answer_and_store_what_one_batch_at
     assert _books(landed) == _books(reloaded)
 
 
-def test_a_small_batch_is_sent_as_two_messages_begin_with_its_reads_commit_behind_its_writes(settings):
-    """Landed at once (Sequencer._run_landed), a small batch's statements are queued and
-    sent together (BatchTransaction.statements_joined): its reads after BEGIN, then its
-    writes with COMMIT last, each statement the EXECUTE of one prepared on the connection."""
+def test_a_small_batchs_commit_is_queued_behind_its_writes_in_one_pipeline(settings):
     settings.ENGINE_OVERLAP_MIN_COMMANDS = 50
     market_create("ETH-USDT")
     users = _traders(2, base="ETH")
     sequencer = Sequencer(symbols={"ETH-USDT"})
     sequencer.load()
-    sent: list[str] = []
+    sent: list[tuple[str, bool]] = []
 
     def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        sent.append(sql)
+        pipelined = connections["default"].connection.pgconn.pipeline_status != psycopg.pq.PipelineStatus.OFF
+        sent.append((sql.split()[0].upper(), pipelined))
         return execute(sql, params, many, context)
 
-    batches = []
-    for user, fields in ((users[0], _SELL), (users[1], _BUY)) * 2:  # the first trade prepares its statements
-        sent.clear()
-        with connections["default"].execute_wrapper(record):
-            [(_, [answer])] = sequencer.run([place_command(user_id=user.pk, fields=fields, check_user=True)])
-        batches.append((answer, list(sent)))
-    assert [(answer["status"], answer["order"]["status"]) for answer, _ in batches][1::2] == [(201, "filled")] * 2
-    messages = batches[-1][1]
-    assert len(messages) == 2, messages
-    reads, writes = (message.split("; ") for message in messages)
-    assert reads[0] == "BEGIN" and len(reads) >= 4 and all(part.startswith("EXECUTE batch_") for part in reads[1:])
-    assert writes[-1] == "COMMIT" and all(part.startswith("EXECUTE batch_") for part in writes[:-1])
-    assert len(writes) >= 6  # the order, the maker's update, the trade, its outbox row, events, wallets
+    with connections["default"].execute_wrapper(record):
+        [(_, [sell])] = sequencer.run([place_command(user_id=users[0].pk, fields=_SELL)])
+        [(_, [buy])] = sequencer.run([place_command(user_id=users[1].pk, fields=_BUY)])
+    assert (sell["status"], buy["status"], buy["order"]["status"]) == (201, 201, "filled")
+    commits = [index for index, (statement, _) in enumerate(sent) if statement == "COMMIT"]
+    assert len(commits) == 2  # one per batch, each sent as a statement ...
+    assert all(sent[index][1] for index in commits)  # ... in the pipeline of the batch's writes
+    for start, commit in zip([0, commits[0] + 1], commits, strict=True):
+        batch = sent[start:commit]
+        assert ("INSERT", True) in batch and batch[-1][1]  # behind the batch's writes, pipelined
     assert_invariants()
 
 

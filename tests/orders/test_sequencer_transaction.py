@@ -54,34 +54,34 @@ def _other_connection_sees(sql: str, params: list[Any]) -> Any:
         return other.execute(sql, params).fetchone()
 
 
-def test_a_small_batch_waits_for_the_server_twice_begin_with_its_reads(tmp_path):
-    """On the wire (libpq's trace): a small batch is two messages, two waits; BEGIN travels
-    with the reads, COMMIT with the writes. (psycopg's own BEGIN, in a transaction, is a
-    message and a wait of its own, and its pipeline a Sync and a wait per read in between.)"""
+def test_a_small_batch_sends_begin_with_its_reads_and_waits_for_the_server_twice(tmp_path):
+    """BEGIN travels with the reads (no Sync before them): the batch's messages hold two
+    Syncs, the reads' and the writes' (with COMMIT). psycopg's own BEGIN, in a transaction,
+    is followed by a Sync and a wait of its own."""
     market_create("ETH-USDT")
     seller, buyer = UserFactory(), UserFactory()
     fund(seller, "ETH", "1")
     fund(buyer, "USDT", "5000")
     sequencer = Sequencer(symbols={"ETH-USDT"})
     sequencer.load()
-    sell = {"market": "ETH-USDT", "side": "sell", "type": "limit", "quantity": "0.25", "price": "2000.00"}
-    buy = {**sell, "side": "buy"}
-    answers = []
-    for traced in (False, True):  # the first trade prepares its statements (a message each, once per connection)
-        [(_, [rested])] = sequencer.run([place_command(user_id=seller.pk, fields=sell)])
-        stop = _traced(tmp_path / "trace.txt") if traced else None
-        try:
-            [(_, [taken])] = sequencer.run([place_command(user_id=buyer.pk, fields=buy, check_user=True)])
-        finally:
-            if stop is not None:
-                stop()
-        answers += [rested, taken]
-    assert [(answer["status"], answer["order"]["status"]) for answer in answers[1::2]] == [(201, "filled")] * 2
+    sell = {"market": "ETH-USDT", "side": "sell", "type": "limit", "quantity": "0.5", "price": "2000.00"}
+    [(_, [rested])] = sequencer.run([place_command(user_id=seller.pk, fields=sell)])  # statements known
+    assert rested["status"] == 201
+    stop = _traced(tmp_path / "trace.txt")
+    try:
+        buy = {**sell, "side": "buy"}
+        [(_, [taken])] = sequencer.run([place_command(user_id=buyer.pk, fields=buy, check_user=True)])
+    finally:
+        stop()
+    assert taken["status"] == 201 and taken["order"]["status"] == "filled"
     messages = _frontend_messages(tmp_path / "trace.txt")
-    assert [message.split(" ", 1)[0] for message in messages] == ["Query", "Query"], messages
-    reads, writes = (message.split(" ", 1)[1].strip().strip('"') for message in messages)
-    assert reads.startswith("BEGIN;") and "EXECUTE" in reads, reads[:80]
-    assert writes.endswith("COMMIT") and "EXECUTE" in writes, writes[-80:]
+    syncs = [index for index, message in enumerate(messages) if message.startswith("Sync")]
+    begins = [index for index, message in enumerate(messages) if '"BEGIN"' in message]
+    commits = [index for index, message in enumerate(messages) if '"COMMIT"' in message]
+    assert len(syncs) == 2, messages
+    assert begins == [0]  # first, and in the same round trip as the reads that follow it
+    assert sum(message.startswith("Execute") for message in messages[: syncs[0]]) >= 4  # BEGIN and the reads
+    assert len(commits) == 1 and syncs[0] < commits[0] < syncs[1]
     assert_invariants()
 
 
@@ -200,34 +200,3 @@ def test_a_connection_lost_in_the_block_is_dropped_and_the_next_block_connects_a
         commit_sent()
     assert Asset.objects.filter(symbol="ZZW").exists()
     assert Order.objects.count() == 0
-
-
-def test_statements_deallocated_behind_its_back_cost_one_batch_its_joined_send_not_its_answers():
-    """DISCARD ALL or DEALLOCATE from elsewhere (a pooler, an operator): the batch that
-    meets it runs again as any batch (201 all the same); the next ones prepare again."""
-    market_create("ETH-USDT")
-    seller, buyer = UserFactory(), UserFactory()
-    fund(seller, "ETH", "1")
-    fund(buyer, "USDT", "5000")
-    sequencer = Sequencer(symbols={"ETH-USDT"})
-    sequencer.load()
-    sell = {"market": "ETH-USDT", "side": "sell", "type": "limit", "quantity": "0.1", "price": "2000.00"}
-    buy = {**sell, "side": "buy"}
-    sent: list[str] = []
-
-    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        sent.append(sql)
-        return execute(sql, params, many, context)
-
-    answers = []
-    for round_ in range(3):
-        if round_ == 1:
-            connection.connection.execute("DEALLOCATE ALL")
-        sent.clear()
-        with connection.execute_wrapper(record):
-            [(_, [rested])] = sequencer.run([place_command(user_id=seller.pk, fields=sell)])
-            [(_, [taken])] = sequencer.run([place_command(user_id=buyer.pk, fields=buy)])
-        answers += [(rested["status"], taken["status"], taken["order"]["status"])]
-    assert answers == [(201, 201, "filled")] * 3
-    assert len(sent) == 4 and all("EXECUTE batch_" in message for message in sent)  # joined again
-    assert_invariants()
