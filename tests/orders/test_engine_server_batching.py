@@ -74,6 +74,19 @@ def wait_readable(router: zmq.Socket[bytes]) -> None:
     assert router.poll(2000), "the command did not arrive"
 
 
+def serve_two(engine: EngineServer, router: zmq.Socket[bytes], dealer: zmq.Socket[bytes], sequencer: Any) -> None:
+    """Commands 1 and 2 sent, then served: in one batch, or two when the second arrived
+    during the first."""
+    send(dealer, 1)
+    send(dealer, 2)
+    for _ in range(2):
+        if sum(map(len, sequencer.batches)) == 2:
+            break
+        if not engine._pending:
+            wait_readable(router)
+        engine._serve(router, sequencer)
+
+
 def answers(dealer: zmq.Socket[bytes], count: int) -> list[int]:
     got = []
     for _ in range(count):
@@ -199,14 +212,7 @@ def test_each_commands_time_in_the_engine_is_measured_to_its_answer(engine, sock
     count = REGISTRY.get_sample_value("platform_engine_command_seconds_count") or 0.0
     total = REGISTRY.get_sample_value("platform_engine_command_seconds_sum") or 0.0
     sequencer = Slow()
-    send(dealer, 1)
-    send(dealer, 2)
-    for _ in range(2):  # one batch, or two when the second arrived during the first
-        if sum(map(len, sequencer.batches)) == 2:
-            break
-        if not engine._pending:
-            wait_readable(router)
-        engine._serve(router, sequencer)
+    serve_two(engine, router, dealer, sequencer)
     assert answers(dealer, 2) == [1, 2]
     assert REGISTRY.get_sample_value("platform_engine_command_seconds_count") == count + 2
     spent = (REGISTRY.get_sample_value("platform_engine_command_seconds_sum") or 0.0) - total
@@ -242,14 +248,7 @@ def test_what_follows_a_commit_goes_to_the_announcer_once_the_batchs_answers_are
 
     before = REGISTRY.get_sample_value(answered) or 0.0
     sequencer = Committing()
-    send(dealer, 1)
-    send(dealer, 2)
-    for _ in range(2):  # one batch, or two when the second arrived during the first
-        if sum(map(len, sequencer.batches)) == 2:
-            break
-        if not engine._pending:
-            wait_readable(router)
-        engine._serve(router, sequencer)
+    serve_two(engine, router, dealer, sequencer)
     assert answers(dealer, 2) == [1, 2]
     assert ran == [1, 2]  # in the order announced
     # Each handed over once its own answer (and its batch's others) had been sent.
