@@ -214,6 +214,17 @@ def _ids(drawn: list[int] | None, count: int) -> list[int]:
     return list(range(int(drawn[0]), int(drawn[1]) + 1))
 
 
+# The batch's statements find their rows by key (ids, wallet keys, order ids). Prepared
+# (ENGINE_PREPARED_STATEMENTS), each is planned once for the connection's life: PostgreSQL
+# keeps a generic plan, and nothing replans it until an ANALYZE of its tables. On a young
+# database that plan was made while the tables held a few rows, where reading all of them
+# costs least, and kept while they grew: under the bench's API load the makers' update and
+# a cancel's stored fills and events read every row, from 0.26 ms to 1.7-2.5 ms each within
+# 40 s (docs/performance.md, "Plans made on empty tables"). Within a batch's transaction the
+# planner takes an index wherever there is one, whatever the tables' size when it plans.
+PLANS_BY_KEY = "SET LOCAL enable_seqscan = off"
+
+
 @contextmanager
 def statements_pipelined() -> Iterator[None]:
     """PostgreSQL: the statements of the block are sent without waiting for each one's
@@ -240,6 +251,8 @@ def statements_pipelined() -> Iterator[None]:
         raw.prepare_threshold = 1
     try:
         with connection.wrap_database_errors, raw.pipeline():
+            if not raw.autocommit:  # in atomic(): psycopg's BEGIN, then this (BatchTransaction sends its own)
+                raw.cursor().execute(PLANS_BY_KEY, prepare=False)
             yield
     finally:
         raw.cursor_factory, raw.prepare_threshold = factory, threshold
@@ -288,7 +301,9 @@ class BatchTransaction(AbstractContextManager["BatchTransaction"]):
         if not self._begun:
             self._begun = True
             # On the statement's own psycopg cursor: in its pipeline, if it is sent in one.
-            context["cursor"].cursor.execute("BEGIN", prepare=False)
+            cursor = context["cursor"].cursor
+            cursor.execute("BEGIN", prepare=False)
+            cursor.execute(PLANS_BY_KEY, prepare=False)
         return execute(sql, params, many, context)
 
     def on_commit(self, work: Callable[[], object]) -> None:
