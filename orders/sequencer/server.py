@@ -12,7 +12,6 @@ request id, JSON answer] out."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -21,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import orjson
 import zmq
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections
@@ -236,7 +236,7 @@ class EngineServer:
         for commands, answers in finished:
             clients = self._waiting.pop(id(commands))
             for (identity, request_id, _, _), answer in zip(clients, answers, strict=True):
-                socket.send_multipart([identity, request_id, json.dumps(answer).encode()])
+                socket.send_multipart([identity, request_id, orjson.dumps(answer)])
             sent = time.monotonic()
             for _, _, _, read in clients:
                 ENGINE_COMMAND_SECONDS.observe(sent - read)
@@ -263,16 +263,16 @@ class EngineServer:
                 logger.warning("engine %s: an unsigned or forged command dropped", self.shard.name)
                 continue
             try:
-                command = json.loads(payload)
+                command = orjson.loads(payload)
             except ValueError:
                 continue
             if command.get("op") == PING:
-                socket.send_multipart([identity, request_id, json.dumps(self.health()).encode()])
+                socket.send_multipart([identity, request_id, orjson.dumps(self.health())])
                 continue
             if command.get("op") == BOOK_SNAPSHOT:  # streams: the book between two batches
                 self._answer(socket, sequencer.flush())  # committed, not a batch on its way
                 snapshot = book_snapshot(sequencer._market(symbol=str(command.get("market"))))
-                socket.send_multipart([identity, request_id, json.dumps(snapshot).encode()])
+                socket.send_multipart([identity, request_id, orjson.dumps(snapshot)])
                 continue
             received.append((identity, request_id, command, time.monotonic()))
 
