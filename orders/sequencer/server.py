@@ -12,6 +12,7 @@ request id, JSON answer] out."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -68,6 +69,18 @@ class EngineStats:
         self.batch_seconds.append(seconds)
         if len(self.batch_seconds) > 10_000:
             del self.batch_seconds[:5_000]
+
+
+def answer_encoded(answer: object) -> bytes:
+    """An answer as JSON: by orjson (an order's answer in a tenth of the standard library's
+    time), which writes the engine's answers (text, small integers, null, booleans) as it
+    does; what orjson cannot write exactly (an integer past 64 bits) by the standard library.
+    Commands, which carry the client's values as received, stay with the standard library
+    both ways: orjson reads an integer past 64 bits as a float."""
+    try:
+        return orjson.dumps(answer)
+    except TypeError:
+        return json.dumps(answer).encode()
 
 
 class EngineServer:
@@ -236,7 +249,7 @@ class EngineServer:
         for commands, answers in finished:
             clients = self._waiting.pop(id(commands))
             for (identity, request_id, _, _), answer in zip(clients, answers, strict=True):
-                socket.send_multipart([identity, request_id, orjson.dumps(answer)])
+                socket.send_multipart([identity, request_id, answer_encoded(answer)])
             sent = time.monotonic()
             for _, _, _, read in clients:
                 ENGINE_COMMAND_SECONDS.observe(sent - read)
@@ -263,16 +276,16 @@ class EngineServer:
                 logger.warning("engine %s: an unsigned or forged command dropped", self.shard.name)
                 continue
             try:
-                command = orjson.loads(payload)
+                command = json.loads(payload)
             except ValueError:
                 continue
             if command.get("op") == PING:
-                socket.send_multipart([identity, request_id, orjson.dumps(self.health())])
+                socket.send_multipart([identity, request_id, answer_encoded(self.health())])
                 continue
             if command.get("op") == BOOK_SNAPSHOT:  # streams: the book between two batches
                 self._answer(socket, sequencer.flush())  # committed, not a batch on its way
                 snapshot = book_snapshot(sequencer._market(symbol=str(command.get("market"))))
-                socket.send_multipart([identity, request_id, orjson.dumps(snapshot)])
+                socket.send_multipart([identity, request_id, answer_encoded(snapshot)])
                 continue
             received.append((identity, request_id, command, time.monotonic()))
 

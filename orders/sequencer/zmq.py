@@ -8,12 +8,12 @@ a live connection, so with no engine up the send fails at once."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 from typing import Any
 
-import orjson
 import zmq
 from django.conf import settings
 
@@ -61,7 +61,7 @@ def _request(shard: Shard, command: Command, *, timeout: float) -> Answer:
 def _round_trip(shard: Shard, command: Command, *, timeout: float) -> Answer:
     socket = _socket(shard)
     request_id = os.urandom(8)
-    payload = orjson.dumps(command)
+    payload = json.dumps(command).encode()
     message = [request_id, payload, command_signature(payload)]
     try:
         socket.send_multipart(message, zmq.NOBLOCK)
@@ -78,7 +78,7 @@ def _round_trip(shard: Shard, command: Command, *, timeout: float) -> Answer:
             return _unavailable()
         reply_id, payload = socket.recv_multipart()
         if reply_id == request_id:  # else the late answer of a request that timed out
-            answer: Answer = orjson.loads(payload)
+            answer: Answer = json.loads(payload)
             return answer
 
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import json
 import os
 import time
 from typing import cast
 
-import orjson
 import zmq
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -64,7 +64,7 @@ class ShardClient:
 
     async def request(self, command: Command, *, timeout: float) -> Answer:
         request_id = next(self._ids).to_bytes(8, "big")
-        payload = orjson.dumps(command)
+        payload = json.dumps(command).encode()
         message = [request_id, payload, command_signature(payload)]
         began = time.perf_counter()
         try:
@@ -111,7 +111,7 @@ class ShardClient:
                 return
             waiter = waiting.pop(reply_id, None)
             if waiter is not None and not waiter.done():
-                waiter.set_result(orjson.loads(payload))
+                waiter.set_result(json.loads(payload))
 
 
 def _time_out(answer: asyncio.Future[Answer]) -> None:

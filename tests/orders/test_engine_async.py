@@ -225,3 +225,61 @@ def test_a_round_trip_to_the_engine_is_timed_from_send_to_answer(tmp_path, path)
     assert REGISTRY.get_sample_value("platform_engine_request_seconds_count") == before_count + 1
     waited = (REGISTRY.get_sample_value("platform_engine_request_seconds_sum") or 0.0) - before_sum
     assert 0.05 <= waited < 5
+
+
+HUGE = 10**30 + 1  # an amount the columns hold, sent as a JSON number: past 64 bits
+
+
+def _echoed(payload: bytes, signature: bytes) -> bytes:
+    """The fake engine's answer: the quantity as it arrived, written as the engine writes."""
+    from orders.sequencer.server import answer_encoded
+
+    assert command_signed(payload, signature)
+    quantity = json.loads(payload)["quantity"]
+    assert quantity == HUGE and type(quantity) is int
+    return answer_encoded({"status": 400, "echo": quantity})
+
+
+def test_a_commands_values_reach_the_engine_and_come_back_exactly(tmp_path):
+    """A client's values travel as received: an integer past 64 bits arrives as that integer,
+    not a float, and so does the answer that carries it (orders.sequencer.server.answer_encoded
+    writes what orjson cannot with the standard library)."""
+    endpoint = _endpoint(tmp_path)
+
+    async def scenario() -> Any:
+        engine = zmq.asyncio.Context.instance().socket(zmq.ROUTER)
+        engine.bind(endpoint)
+        try:
+            call = asyncio.create_task(engine_call_async({"op": "place", "quantity": HUGE}, market="ETH-USDT"))
+            peer, request_id, payload, signature = await asyncio.wait_for(engine.recv_multipart(), 5)
+            await engine.send_multipart([peer, request_id, _echoed(payload, signature)])
+            return await call
+        finally:
+            engine.close(linger=0)
+
+    with override_settings(ENGINE_TRANSPORT="zmq", ENGINE_SHARDS=f"all=*@{endpoint}", ENGINE_ANSWER_TIMEOUT_SECONDS=5):
+        answer = async_to_sync(scenario)()
+    assert answer == {"status": 400, "echo": HUGE} and type(answer["echo"]) is int
+
+
+def test_the_synchronous_transport_carries_them_exactly_too(tmp_path):
+    endpoint = _endpoint(tmp_path)
+    context = zmq.Context()  # a plain one, whatever instance() the other tests made
+    engine = context.socket(zmq.ROUTER)
+    engine.bind(endpoint)
+
+    def serve() -> None:
+        try:
+            if engine.poll(5000):
+                peer, request_id, payload, signature = engine.recv_multipart()
+                engine.send_multipart([peer, request_id, _echoed(payload, signature)])
+        finally:
+            engine.close(linger=0)
+            context.term()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    with override_settings(ENGINE_TRANSPORT="zmq", ENGINE_SHARDS=f"all=*@{endpoint}", ENGINE_ANSWER_TIMEOUT_SECONDS=5):
+        answer = zmq_engine_call({"op": "place", "quantity": HUGE}, market="ETH-USDT")
+    thread.join(10)
+    assert answer == {"status": 400, "echo": HUGE} and type(answer["echo"]) is int

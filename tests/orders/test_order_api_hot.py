@@ -10,15 +10,11 @@ import pytest
 from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
-from hypothesis import example, given
-from hypothesis import strategies as st
-from rest_framework.renderers import JSONRenderer
 from rest_framework.test import APIClient
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.authentication import Principal
-from orders.api.hot import json_response
 from orders.models import Order
 from tests.factories import UserFactory
 from tests.orders.invariants import assert_invariants
@@ -166,19 +162,3 @@ def test_each_process_allows_its_share_of_the_rate(market, monkeypatch, frozen_c
     assert _envelope(refused, 429, "throttled") and refused["Retry-After"] == "61"
     assert bob.order(**LIMIT).status_code == 201
     assert Order.objects.filter(user=alice.user).count() == 2
-
-
-# The contract's bodies: text (amounts, times and ids as strings), integers, null, booleans.
-_JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.text(),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
-    max_leaves=12,
-)
-
-
-@given(body=st.dictionaries(st.text(), _JSON_VALUES, max_size=6))
-@example(body={"reason": 'line\u2028paragraph\u2029\x00\x1f\x7f"\\/é€😀', "n": -(2**63)})
-def test_an_answers_bytes_are_drfs(body):
-    """The hot path's encoder (orjson) against DRF's JSONRenderer, which the full path
-    answers with: the same bytes, control characters and U+2028/2029 included."""
-    assert json_response(body, status=200).content == JSONRenderer().render(body)

@@ -13,7 +13,7 @@ import pytest
 from django.core.handlers.asgi import ASGIRequest
 from django.test import RequestFactory, override_settings
 from django.utils.crypto import salted_hmac
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from accounts.authentication import request_principal_reads
@@ -174,6 +174,7 @@ def test_an_address_is_in_networks_as_parsed_each_time():
         max_leaves=8,
     )
 )
+@example(body={"reason": 'line\u2028paragraph\u2029\x00\x1f\x7f"\\/é€😀', "big": 10**30, "small": -(2**63)})
 def test_the_answers_json_is_json_dumps(body):
     from orders.api.hot import json_response
 
