@@ -264,22 +264,19 @@ def test_a_commands_values_reach_the_engine_and_come_back_exactly(tmp_path):
 
 def test_the_synchronous_transport_carries_them_exactly_too(tmp_path):
     endpoint = _endpoint(tmp_path)
-    context = zmq.Context()  # a plain one, whatever instance() the other tests made
-    engine = context.socket(zmq.ROUTER)
-    engine.bind(endpoint)
 
-    def serve() -> None:
+    async def scenario() -> Any:
+        engine = zmq.asyncio.Context.instance().socket(zmq.ROUTER)
+        engine.bind(endpoint)
         try:
-            if engine.poll(5000):
-                peer, request_id, payload, signature = engine.recv_multipart()
-                engine.send_multipart([peer, request_id, _echoed(payload, signature)])
+            command = {"op": "place", "quantity": HUGE}
+            call = asyncio.create_task(asyncio.to_thread(zmq_engine_call, command, market="ETH-USDT"))
+            peer, request_id, payload, signature = await asyncio.wait_for(engine.recv_multipart(), 5)
+            await engine.send_multipart([peer, request_id, _echoed(payload, signature)])
+            return await call
         finally:
             engine.close(linger=0)
-            context.term()
 
-    thread = threading.Thread(target=serve)
-    thread.start()
     with override_settings(ENGINE_TRANSPORT="zmq", ENGINE_SHARDS=f"all=*@{endpoint}", ENGINE_ANSWER_TIMEOUT_SECONDS=5):
-        answer = zmq_engine_call({"op": "place", "quantity": HUGE}, market="ETH-USDT")
-    thread.join(10)
+        answer = async_to_sync(scenario)()
     assert answer == {"status": 400, "echo": HUGE} and type(answer["echo"]) is int
