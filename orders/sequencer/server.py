@@ -21,11 +21,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import orjson
 import zmq
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections
 
+from core.encoding import json_compact
 from core.metrics import ENGINE_COMMAND_SECONDS
 from orders.sequencer.commands import Answer, Command, command_signed
 from orders.sequencer.leadership import Leadership
@@ -69,18 +69,6 @@ class EngineStats:
         self.batch_seconds.append(seconds)
         if len(self.batch_seconds) > 10_000:
             del self.batch_seconds[:5_000]
-
-
-def answer_encoded(answer: object) -> bytes:
-    """An answer as JSON: by orjson (an order's answer in a tenth of the standard library's
-    time), which writes the engine's answers (text, small integers, null, booleans) as it
-    does; what orjson cannot write exactly (an integer past 64 bits) by the standard library.
-    Commands, which carry the client's values as received, stay with the standard library
-    both ways: orjson reads an integer past 64 bits as a float."""
-    try:
-        return orjson.dumps(answer)
-    except TypeError:
-        return json.dumps(answer).encode()
 
 
 class EngineServer:
@@ -249,7 +237,7 @@ class EngineServer:
         for commands, answers in finished:
             clients = self._waiting.pop(id(commands))
             for (identity, request_id, _, _), answer in zip(clients, answers, strict=True):
-                socket.send_multipart([identity, request_id, answer_encoded(answer)])
+                socket.send_multipart([identity, request_id, json_compact(answer)])
             sent = time.monotonic()
             for _, _, _, read in clients:
                 ENGINE_COMMAND_SECONDS.observe(sent - read)
@@ -276,16 +264,16 @@ class EngineServer:
                 logger.warning("engine %s: an unsigned or forged command dropped", self.shard.name)
                 continue
             try:
-                command = json.loads(payload)
+                command = json.loads(payload)  # not orjson: a client's amount may be an integer past 64 bits
             except ValueError:
                 continue
             if command.get("op") == PING:
-                socket.send_multipart([identity, request_id, answer_encoded(self.health())])
+                socket.send_multipart([identity, request_id, json_compact(self.health())])
                 continue
             if command.get("op") == BOOK_SNAPSHOT:  # streams: the book between two batches
                 self._answer(socket, sequencer.flush())  # committed, not a batch on its way
                 snapshot = book_snapshot(sequencer._market(symbol=str(command.get("market"))))
-                socket.send_multipart([identity, request_id, answer_encoded(snapshot)])
+                socket.send_multipart([identity, request_id, json_compact(snapshot)])
                 continue
             received.append((identity, request_id, command, time.monotonic()))
 

@@ -17,6 +17,7 @@ from asgiref.sync import async_to_sync
 from django.test import override_settings
 from prometheus_client import REGISTRY
 
+from core.encoding import json_compact
 from orders.errors import OrderNotFound
 from orders.sequencer.commands import ELSEWHERE, cancel_command, command_signed, error_answer
 from orders.sequencer.zmq import zmq_engine_call
@@ -230,49 +231,27 @@ def test_a_round_trip_to_the_engine_is_timed_from_send_to_answer(tmp_path, path)
 HUGE = 10**30 + 1  # an amount the columns hold, sent as a JSON number: past 64 bits
 
 
-def _echoed(payload: bytes, signature: bytes) -> bytes:
-    """The fake engine's answer: the quantity as it arrived, written as the engine writes."""
-    from orders.sequencer.server import answer_encoded
-
-    assert command_signed(payload, signature)
-    quantity = json.loads(payload)["quantity"]
-    assert quantity == HUGE and type(quantity) is int
-    return answer_encoded({"status": 400, "echo": quantity})
-
-
-def test_a_commands_values_reach_the_engine_and_come_back_exactly(tmp_path):
+@pytest.mark.parametrize("client", ["async", "sync"])
+def test_a_commands_values_reach_the_engine_and_come_back_exactly(tmp_path, client):
     """A client's values travel as received: an integer past 64 bits arrives as that integer,
-    not a float, and so does the answer that carries it (orders.sequencer.server.answer_encoded
-    writes what orjson cannot with the standard library)."""
+    not a float, through either client, and so does the answer that carries it (written as
+    the engine writes answers, core.encoding.json_compact)."""
     endpoint = _endpoint(tmp_path)
+    command = {"op": "place", "quantity": HUGE}
 
     async def scenario() -> Any:
         engine = zmq.asyncio.Context.instance().socket(zmq.ROUTER)
         engine.bind(endpoint)
         try:
-            call = asyncio.create_task(engine_call_async({"op": "place", "quantity": HUGE}, market="ETH-USDT"))
+            if client == "async":
+                call = asyncio.create_task(engine_call_async(command, market="ETH-USDT"))
+            else:
+                call = asyncio.create_task(asyncio.to_thread(zmq_engine_call, command, market="ETH-USDT"))
             peer, request_id, payload, signature = await asyncio.wait_for(engine.recv_multipart(), 5)
-            await engine.send_multipart([peer, request_id, _echoed(payload, signature)])
-            return await call
-        finally:
-            engine.close(linger=0)
-
-    with override_settings(ENGINE_TRANSPORT="zmq", ENGINE_SHARDS=f"all=*@{endpoint}", ENGINE_ANSWER_TIMEOUT_SECONDS=5):
-        answer = async_to_sync(scenario)()
-    assert answer == {"status": 400, "echo": HUGE} and type(answer["echo"]) is int
-
-
-def test_the_synchronous_transport_carries_them_exactly_too(tmp_path):
-    endpoint = _endpoint(tmp_path)
-
-    async def scenario() -> Any:
-        engine = zmq.asyncio.Context.instance().socket(zmq.ROUTER)
-        engine.bind(endpoint)
-        try:
-            command = {"op": "place", "quantity": HUGE}
-            call = asyncio.create_task(asyncio.to_thread(zmq_engine_call, command, market="ETH-USDT"))
-            peer, request_id, payload, signature = await asyncio.wait_for(engine.recv_multipart(), 5)
-            await engine.send_multipart([peer, request_id, _echoed(payload, signature)])
+            assert command_signed(payload, signature)
+            quantity = json.loads(payload)["quantity"]
+            assert quantity == HUGE and type(quantity) is int
+            await engine.send_multipart([peer, request_id, json_compact({"status": 400, "echo": quantity})])
             return await call
         finally:
             engine.close(linger=0)

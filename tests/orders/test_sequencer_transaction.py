@@ -54,22 +54,39 @@ def _other_connection_sees(sql: str, params: list[Any]) -> Any:
         return other.execute(sql, params).fetchone()
 
 
+SELL = {"market": "ETH-USDT", "side": "sell", "type": "limit", "quantity": "0.5", "price": "2000.00"}
+
+
+def _two_traders(*, eth: str, usdt: str) -> tuple[Sequencer, Any, Any]:
+    """ETH-USDT, a seller holding `eth` and a buyer holding `usdt`, the books loaded."""
+    market_create("ETH-USDT")
+    seller, buyer = UserFactory(), UserFactory()
+    fund(seller, "ETH", eth)
+    fund(buyer, "USDT", usdt)
+    sequencer = Sequencer(symbols={"ETH-USDT"})
+    sequencer.load()
+    return sequencer, seller, buyer
+
+
+def _batch(sequencer: Sequencer, commands: list[dict[str, Any]], *, via: str) -> list[dict[str, Any]]:
+    """A batch's answers, through BatchTransaction ("run") or atomic() ("run_batch": the path
+    after a failure)."""
+    if via == "run_batch":
+        return sequencer.run_batch(commands)
+    [(_, answers)] = sequencer.run(commands)
+    return answers
+
+
 def test_a_small_batch_sends_begin_with_its_reads_and_waits_for_the_server_twice(tmp_path):
     """BEGIN travels with the reads (no Sync before them): the batch's messages hold two
     Syncs, the reads' and the writes' (with COMMIT). psycopg's own BEGIN, in a transaction,
     is followed by a Sync and a wait of its own."""
-    market_create("ETH-USDT")
-    seller, buyer = UserFactory(), UserFactory()
-    fund(seller, "ETH", "1")
-    fund(buyer, "USDT", "5000")
-    sequencer = Sequencer(symbols={"ETH-USDT"})
-    sequencer.load()
-    sell = {"market": "ETH-USDT", "side": "sell", "type": "limit", "quantity": "0.5", "price": "2000.00"}
-    [(_, [rested])] = sequencer.run([place_command(user_id=seller.pk, fields=sell)])  # statements known
+    sequencer, seller, buyer = _two_traders(eth="1", usdt="5000")
+    [(_, [rested])] = sequencer.run([place_command(user_id=seller.pk, fields=SELL)])  # statements known
     assert rested["status"] == 201
     stop = _traced(tmp_path / "trace.txt")
     try:
-        buy = {**sell, "side": "buy"}
+        buy = {**SELL, "side": "buy"}
         [(_, [taken])] = sequencer.run([place_command(user_id=buyer.pk, fields=buy, check_user=True)])
     finally:
         stop()
@@ -224,26 +241,17 @@ def test_plans_prepared_while_the_tables_were_small_still_look_rows_up_by_key(vi
     the makers' update and a cancel's stored fills and events read every row, each batch
     slower than the one before. Planned inside a batch, they look the rows up by key.
     auto_explain (contrib) sends each executed plan to the client as a notice."""
-    market_create("ETH-USDT")
-    maker, taker = UserFactory(), UserFactory()
-    fund(maker, "ETH", "100")
-    fund(taker, "USDT", "10000000")
-    sequencer = Sequencer(symbols={"ETH-USDT"})
-    sequencer.load()
-    sell = {"market": "ETH-USDT", "side": "sell", "type": "limit", "quantity": "0.5", "price": "2000.00"}
-    bid = {"market": "ETH-USDT", "side": "buy", "type": "limit", "quantity": "0.1", "price": "1000.00"}
+    sequencer, maker, taker = _two_traders(eth="100", usdt="10000000")
+    bid = {**SELL, "side": "buy", "quantity": "0.1", "price": "1000.00"}
 
     def batch(commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if via == "run_batch":
-            return sequencer.run_batch(commands)
-        [(_, answers)] = sequencer.run(commands)
-        return answers
+        return _batch(sequencer, commands, via=via)
 
     def round_trip() -> None:
-        [rested] = batch([place_command(user_id=maker.pk, fields=sell, check_user=True)])
+        [rested] = batch([place_command(user_id=maker.pk, fields=SELL, check_user=True)])
         taken, resting = batch(
             [
-                place_command(user_id=taker.pk, fields={**sell, "side": "buy"}, check_user=True),
+                place_command(user_id=taker.pk, fields={**SELL, "side": "buy"}, check_user=True),
                 place_command(user_id=taker.pk, fields=bid, check_user=True),
             ]
         )
@@ -279,19 +287,13 @@ def test_the_batch_statements_keep_their_generic_plan(via):
     """Planned once, executed by that plan after: by default PostgreSQL planned some of them
     again at each execution (the new ids' draw, the market's update), their generic plan
     estimated dearer than one for the values at hand. pg_prepared_statements counts both."""
-    market_create("ETH-USDT")
-    maker, taker = UserFactory(), UserFactory()
-    fund(maker, "ETH", "100")
-    fund(taker, "USDT", "10000000")
-    sequencer = Sequencer(symbols={"ETH-USDT"})
-    sequencer.load()
-    sell = {"market": "ETH-USDT", "side": "sell", "type": "limit", "quantity": "0.5", "price": "2000.00"}
+    sequencer, maker, taker = _two_traders(eth="100", usdt="10000000")
     for _ in range(8):
         for commands in (
-            [place_command(user_id=maker.pk, fields=sell, check_user=True)],
-            [place_command(user_id=taker.pk, fields={**sell, "side": "buy"}, check_user=True)],
+            [place_command(user_id=maker.pk, fields=SELL, check_user=True)],
+            [place_command(user_id=taker.pk, fields={**SELL, "side": "buy"}, check_user=True)],
         ):
-            answers = sequencer.run_batch(commands) if via == "run_batch" else sequencer.run(commands)[0][1]
+            answers = _batch(sequencer, commands, via=via)
             assert answers[0]["status"] == 201, answers
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements")
