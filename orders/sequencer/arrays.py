@@ -230,12 +230,33 @@ PLANS_BY_KEY = (
 )
 
 
+def _queued_unflushed(pipeline: Any) -> Callable[[], Iterator[Any]]:
+    """psycopg's per-statement step of a pipeline (`_communicate_gen`) replaced by one that
+    only hands the statement to libpq: libpq keeps it in its buffer (in pipeline mode it
+    writes only past 64 kB) until psycopg writes the buffer out, when the block's results
+    are read (a read inside it asks for them with a flush; its end sends Sync)."""
+    queue = pipeline.command_queue
+
+    def communicate() -> Iterator[Any]:
+        while queue:
+            queue.popleft()()
+        yield from ()
+
+    return communicate
+
+
 @contextmanager
-def statements_pipelined() -> Iterator[None]:
+def statements_pipelined(*, unflushed: bool = False) -> Iterator[None]:
     """PostgreSQL: the statements of the block are sent without waiting for each one's
     answer (psycopg's pipeline mode): they cost one round trip to the server together, and
     one more for each read of a result in between. Errors surface as Django's database
-    errors, at the latest when the block ends. Other backends: as without it."""
+    errors, at the latest when the block ends. Other backends: as without it.
+
+    psycopg writes each statement to the socket as it is executed, so that the server
+    starts on it while the next is built. Each write wakes the server's process: ~25 us of
+    the sequencer thread's CPU per statement here (docs/performance.md). `unflushed`: the
+    block's statements are all written at once, when its results are first read; for
+    statements as quick to build as a batch's reads, the server loses nothing by waiting."""
     if connection.vendor != "postgresql":
         yield
         return
@@ -255,10 +276,17 @@ def statements_pipelined() -> Iterator[None]:
     if settings.ENGINE_PREPARED_STATEMENTS and not connection.queries_logged:
         raw.prepare_threshold = 1
     try:
-        with connection.wrap_database_errors, raw.pipeline():
-            if not raw.autocommit:  # in atomic(): psycopg's BEGIN, then this (BatchTransaction sends its own)
-                raw.cursor().execute(PLANS_BY_KEY, prepare=False)
-            yield
+        with connection.wrap_database_errors, raw.pipeline() as pipeline:
+            mine = unflushed and "_communicate_gen" not in vars(pipeline)  # the outermost unflushed block's
+            if mine:
+                pipeline._communicate_gen = _queued_unflushed(pipeline)
+            try:
+                if not raw.autocommit:  # in atomic(): psycopg's BEGIN, then this (BatchTransaction sends its own)
+                    raw.cursor().execute(PLANS_BY_KEY, prepare=False)
+                yield
+            finally:
+                if mine:
+                    del pipeline._communicate_gen
     finally:
         raw.cursor_factory, raw.prepare_threshold = factory, threshold
 

@@ -104,7 +104,7 @@ def batch_reads(*, wanted: BatchWanted) -> BatchReads:
     holders, client_ids = wanted.holders, wanted.client_ids
     sql = _sql()
     reads = BatchReads()
-    with statements_pipelined():
+    with statements_pipelined(unflushed=True):
         pending: list[tuple[str, Any]] = []
         if users:
             pending.append(("users", _send(sql["users"], [array_literal(sorted(users))])))

@@ -6,6 +6,7 @@ server (its reads, then its writes with COMMIT)."""
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from orders.sequencer.loop import Sequencer
 from orders.sequencer.writer import commit_sent
 from tests.factories import UserFactory, fund, market_create
 from tests.orders.invariants import assert_invariants
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -114,6 +116,38 @@ def test_what_follows_runs_once_committed_and_the_rows_are_there_for_others():
     assert done == ["first", "second"]
     assert _other_connection_sees("SELECT name FROM orders_asset WHERE symbol = %s", ["ZZZ"]) == ("Zed",)
     assert connection.connection.pgconn.transaction_status == pq.TransactionStatus.IDLE
+
+
+_ADVISORY_HELD = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s AND granted"
+
+
+@pytest.mark.parametrize("unflushed", [False, True])
+def test_an_unflushed_block_writes_its_statements_when_its_results_are_read(unflushed):
+    """A statement with an effect other sessions see at once (a session's advisory lock):
+    psycopg writes it as it is executed; in an unflushed block (a batch's reads) it reaches
+    the server with the rest, when the block's results are read."""
+    key = 8_117_001
+    try:
+        with statements_pipelined(unflushed=unflushed):
+            cursor = connection.cursor()
+            cursor.execute("SELECT pg_advisory_lock(%s)", [key])
+            if unflushed:
+                time.sleep(0.3)  # time enough for a statement written out to have run
+                assert _other_connection_sees(_ADVISORY_HELD, [key]) == (0,)
+            else:
+                wait_until(lambda: _other_connection_sees(_ADVISORY_HELD, [key]) == (1,), what="the lock taken")
+            cursor.execute("SELECT 1")
+        assert cursor.fetchall() == [(1,)]  # read once the block has ended
+        cursor.close()
+        assert _other_connection_sees(_ADVISORY_HELD, [key]) == (1,)
+        with statements_pipelined(unflushed=unflushed), connection.cursor() as cursor:
+            cursor.execute("SELECT 2")
+            assert cursor.fetchall() == [(2,)]  # a read inside the block writes what waits before it
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock_all()")
+    pipeline = connection.connection._pipeline  # psycopg's step restored when the block ended
+    assert pipeline is None or "_communicate_gen" not in vars(pipeline)
 
 
 def test_a_block_that_fails_is_rolled_back_and_what_follows_never_runs():
