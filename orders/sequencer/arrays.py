@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any, cast
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.models import Field, Model
 from django.db.transaction import TransactionManagementError
@@ -133,39 +133,45 @@ def table_insert(
     if not rows:
         return []
     names = tuple(fields)
-    attnames, columns, casts, pk = _shape(model, names)
-    if connection.vendor != "postgresql":
+    db = connections[DEFAULT_DB_ALIAS]  # once: each `connection.x` looks the thread's connection up again
+    if db.vendor != "postgresql":
+        attnames = _shape(model, names)[0]
         objects = [model(**dict(zip(attnames, row, strict=True))) for row in rows]
         if conflicts_ignored:
             model._default_manager.bulk_create(objects, ignore_conflicts=True)
             return []
         return rows_insert(objects=objects, fields=names)
+    mode = "ids" if ids is not None else "conflicts_ignored" if conflicts_ignored else "returning" if returning else ""
+    sql = _insert_sql(model, names, mode)
+    columns = _columns(rows, len(names))
+    with db.cursor() as cursor:
+        if ids is not None:
+            cursor.execute(sql, [array_literal(ids), *columns])
+            return list(ids)
+        cursor.execute(sql, columns)
+        return [int(row[0]) for row in cursor.fetchall()] if returning else []
+
+
+@cache
+def _insert_sql(model: type[Model], fields: tuple[str, ...], mode: str) -> str:
+    """PostgreSQL: table_insert's statement. `mode`: "ids" (the primary keys given first),
+    "returning" (the new ids returned in the rows' order), "conflicts_ignored" or ""."""
+    _, columns, casts, pk = _shape(model, fields)
     table = connection.ops.quote_name(model._meta.db_table)
-    if ids is not None:
+    if mode == "ids":
         pk_cast = f"%s::{cast('Field[Any, Any]', model._meta.pk).db_type(connection)}[]"
-        sql = (
+        return (
             f"INSERT INTO {table} ({pk}, {', '.join(columns)}) "  # noqa: S608
             f"SELECT * FROM unnest({pk_cast}, {', '.join(casts)})"
         )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [array_literal(ids), *_columns(rows, len(columns))])
-        return list(ids)
-    if not returning:
-        conflicts = " ON CONFLICT DO NOTHING" if conflicts_ignored else ""
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({', '.join(casts)}){conflicts}",  # noqa: S608
-                _columns(rows, len(columns)),
-            )
-        return []
-    sql = (
+    if mode != "returning":
+        conflicts = " ON CONFLICT DO NOTHING" if mode == "conflicts_ignored" else ""
+        return f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({', '.join(casts)}){conflicts}"  # noqa: S608
+    return (
         f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608
         f"SELECT {', '.join(f'v.{c}' for c in columns)} FROM unnest({', '.join(casts)}) WITH ORDINALITY "
         f"AS v({', '.join(columns)}, ordinality) ORDER BY v.ordinality RETURNING {pk}"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, _columns(rows, len(columns)))
-        return [int(row[0]) for row in cursor.fetchall()]
 
 
 def ids_reserve(counts: Sequence[tuple[type[Model], int]]) -> Callable[[], list[list[int]]]:
@@ -192,7 +198,7 @@ def ids_reserve(counts: Sequence[tuple[type[Model], int]]) -> Callable[[], list[
     for model, count in wanted:
         # Unquoted (Django's table names are lower case): the statement only draws from sequences.
         params += [model._meta.db_table, str(cast("Field[Any, Any]", model._meta.pk).column), count]
-    cursor = connection.cursor()
+    cursor = connections[DEFAULT_DB_ALIAS].cursor()
     cursor.execute(f"SELECT {', '.join(parts)}", params)
 
     def read() -> list[list[int]]:
@@ -257,11 +263,12 @@ def statements_pipelined(*, unflushed: bool = False) -> Iterator[None]:
     the sequencer thread's CPU per statement here (docs/performance.md). `unflushed`: the
     block's statements are all written at once, when its results are first read; for
     statements as quick to build as a batch's reads, the server loses nothing by waiting."""
-    if connection.vendor != "postgresql":
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql":
         yield
         return
-    connection.ensure_connection()
-    raw = connection.connection
+    db.ensure_connection()
+    raw = db.connection
     # Parameters bound by the server (sent beside the statement, as in psycopg's default
     # cursor) rather than quoted into its text by psycopg (Django's default): the batch's
     # parameters are a few long array literals, which client-side binding escaped and
@@ -273,10 +280,10 @@ def statements_pipelined(*, unflushed: bool = False) -> Iterator[None]:
     # name, and the log would hold None instead of the statement.
     factory, raw.cursor_factory = raw.cursor_factory, ServerBindingCursor
     threshold = raw.prepare_threshold
-    if settings.ENGINE_PREPARED_STATEMENTS and not connection.queries_logged:
+    if settings.ENGINE_PREPARED_STATEMENTS and not db.queries_logged:
         raw.prepare_threshold = 1
     try:
-        with connection.wrap_database_errors, raw.pipeline() as pipeline:
+        with db.wrap_database_errors, raw.pipeline() as pipeline:
             mine = unflushed and "_communicate_gen" not in vars(pipeline)  # the outermost unflushed block's
             if mine:
                 pipeline._communicate_gen = _queued_unflushed(pipeline)
@@ -313,20 +320,21 @@ class BatchTransaction(AbstractContextManager["BatchTransaction"]):
         self._first: AbstractContextManager[None] | None = None
 
     def __enter__(self) -> BatchTransaction:
-        if connection.vendor != "postgresql":
+        db = connections[DEFAULT_DB_ALIAS]
+        if db.vendor != "postgresql":
             raise TransactionManagementError("BatchTransaction is PostgreSQL's")
-        if connection.in_atomic_block or not connection.get_autocommit():
+        if db.in_atomic_block or not db.get_autocommit():
             raise TransactionManagementError("a batch's transaction is the outermost (as atomic(durable=True))")
-        connection.close_if_health_check_failed()  # as atomic() does: a dead connection replaced first
-        connection.ensure_connection()
-        raw = connection.connection
+        db.close_if_health_check_failed()  # as atomic() does: a dead connection replaced first
+        db.ensure_connection()
+        raw = db.connection
         status = raw.pgconn.transaction_status
         if status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):  # left open by a failure
             logger.warning("a transaction left open on the batch's connection rolled back")
             _rolled_back()
         elif status != TransactionStatus.IDLE:
             raise TransactionManagementError(f"the connection is busy ({status.name})")
-        self._first = connection.execute_wrapper(self._begin)
+        self._first = db.execute_wrapper(self._begin)
         self._first.__enter__()
         return self
 
@@ -389,17 +397,24 @@ def table_update(model: type[Model], *, fields: Sequence[str], rows: Sequence[Ro
     if not rows:
         return
     names = tuple(fields)
-    attnames, columns, casts, pk = _shape(model, names)
-    if connection.vendor != "postgresql":
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql":
+        attnames = _shape(model, names)[0]
         pk_name = str(cast("Field[Any, Any]", model._meta.pk).attname)
         objects = [model(**{pk_name: row[0], **dict(zip(attnames, row[1:], strict=True))}) for row in rows]
         rows_update(objects=objects, fields=names)
         return
+    with db.cursor() as cursor:
+        cursor.execute(_update_sql(model, names), _columns(rows, len(names) + 1))
+
+
+@cache
+def _update_sql(model: type[Model], fields: tuple[str, ...]) -> str:
+    """PostgreSQL: table_update's statement."""
+    _, columns, casts, pk = _shape(model, fields)
     pk_cast = f"%s::{cast('Field[Any, Any]', model._meta.pk).db_type(connection)}[]"
     assignments = ", ".join(f"{c} = v.{c}" for c in columns)
-    sql = (
+    return (
         f"UPDATE {connection.ops.quote_name(model._meta.db_table)} AS t SET {assignments} "  # noqa: S608
         f"FROM unnest({pk_cast}, {', '.join(casts)}) AS v({pk}, {', '.join(columns)}) WHERE t.{pk} = v.{pk}"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, _columns(rows, len(columns) + 1))

@@ -21,7 +21,7 @@ from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Field, Subquery
 from django.utils import timezone
 
@@ -178,7 +178,7 @@ def wallets_created(*, keys: Collection[WalletKey], nowait: bool = False) -> dic
 
 
 def _send(sql: str, params: list[Any]) -> Any:
-    cursor = connection.cursor()
+    cursor = connections[DEFAULT_DB_ALIAS].cursor()
     cursor.execute(sql, params)
     return cursor
 
