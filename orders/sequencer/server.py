@@ -244,10 +244,13 @@ class EngineServer:
         self._announce()
 
     def _announce(self) -> None:
-        """Hand what followed the commits answered so far to the announcer thread."""
-        for work in self._announcements:
-            self._announcer.submit(work)
-        self._announcements.clear()
+        """Hand what followed the commits answered so far to the announcer thread, in one
+        hand-over: each wakes that thread, which then takes the GIL from this one (three a
+        batch were 2.4% of this thread's samples under the API load)."""
+        if self._announcements:
+            work = list(self._announcements)  # the sequencer appends to this very list
+            self._announcements.clear()
+            self._announcer.submit(announced, work)
 
     def _receive(self, socket: zmq.Socket[bytes], sequencer: Sequencer, received: list[Received]) -> None:
         """The commands waiting on the socket, appended to `received` (up to ENGINE_BATCH_MAX);
@@ -290,6 +293,16 @@ class EngineServer:
             "batches": self.stats.batches,
             "commands": self.stats.commands,
         }
+
+
+def announced(work: list[Callable[[], None]]) -> None:
+    """On the announcer thread: each in turn. One that fails is logged and the rest run (a
+    future's exception, unread, would have been lost)."""
+    for item in work:
+        try:
+            item()
+        except Exception:
+            logger.exception("work after a commit failed")
 
 
 def _errors_occurred() -> bool:

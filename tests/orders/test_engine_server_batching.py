@@ -231,9 +231,9 @@ def test_what_follows_a_commit_goes_to_the_announcer_once_the_batchs_answers_are
     submitted: list[float] = []
 
     class Recording:
-        def submit(self, work: Any) -> None:
+        def submit(self, work: Any, *args: Any) -> None:
             submitted.append(REGISTRY.get_sample_value(answered) or 0.0)
-            work()
+            work(*args)
 
     engine._announcer = Recording()
     ran: list[int] = []
@@ -251,5 +251,48 @@ def test_what_follows_a_commit_goes_to_the_announcer_once_the_batchs_answers_are
     serve_two(engine, router, dealer, sequencer)
     assert answers(dealer, 2) == [1, 2]
     assert ran == [1, 2]  # in the order announced
-    # Each handed over once its own answer (and its batch's others) had been sent.
-    assert len(submitted) == 2 and all(count >= before + n for n, count in enumerate(submitted, start=1))
+    # Handed over once per batch, once the batch's answers had been sent.
+    assert len(submitted) == len(sequencer.batches)
+    sent = 0
+    for batch, count in zip(sequencer.batches, submitted, strict=True):
+        sent += len(batch)
+        assert count >= before + sent
+
+
+def test_a_batchs_work_after_its_commit_is_handed_over_once_and_one_failure_does_not_stop_the_rest(
+    engine, sockets, settings, caplog
+):
+    """Several pieces of work announced by one batch (metrics and lines, the streams'
+    message, ...) reach the announcer thread in one hand-over, run in order; one that raises
+    is logged with its traceback and the others still run."""
+    router, dealer = sockets
+    settings.ENGINE_BATCH_LINGER_SECONDS = 0
+    announce = engine._sequencer_new().announce
+    handed: list[int] = []
+
+    class Recording:
+        def submit(self, work: Any, *args: Any) -> None:
+            handed.append(len(args[0]))
+            work(*args)
+
+    engine._announcer = Recording()
+    ran: list[str] = []
+
+    def failing() -> None:
+        raise RuntimeError("the broker said no")
+
+    class Committing(RecordingSequencer):
+        def run_batch(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            announce(lambda: ran.append("metrics"))
+            announce(failing)
+            announce(lambda: ran.append("streams"))
+            return super().run_batch(commands)
+
+    send(dealer, 1)
+    wait_readable(router)
+    engine._serve(router, Committing())
+    assert answers(dealer, 1) == [1]
+    assert handed == [3]
+    assert ran == ["metrics", "streams"]
+    [failure] = [record for record in caplog.records if record.getMessage() == "work after a commit failed"]
+    assert failure.exc_info is not None and "the broker said no" in str(failure.exc_info[1])
