@@ -240,7 +240,9 @@ def _queued_unflushed(pipeline: Any) -> Callable[[], Iterator[Any]]:
     """psycopg's per-statement step of a pipeline (`_communicate_gen`) replaced by one that
     only hands the statement to libpq: libpq keeps it in its buffer (in pipeline mode it
     writes only past 64 kB) until psycopg writes the buffer out, when the block's results
-    are read (a read inside it asks for them with a flush; its end sends Sync)."""
+    are read (a read inside it asks for them with a flush; its end sends Sync). psycopg's
+    private pipeline API (psycopg is pinned in pyproject.toml): if it changes,
+    test_an_unflushed_block_writes_its_statements_when_its_results_are_read fails."""
     queue = pipeline.command_queue
 
     def communicate() -> Iterator[Any]:
@@ -259,10 +261,11 @@ def statements_pipelined(*, unflushed: bool = False) -> Iterator[None]:
     errors, at the latest when the block ends. Other backends: as without it.
 
     psycopg writes each statement to the socket as it is executed, so that the server
-    starts on it while the next is built. Each write wakes the server's process: ~25 us of
+    starts on it while the next is built. Each write wakes the server's process: ~30 us of
     the sequencer thread's CPU per statement here (docs/performance.md). `unflushed`: the
-    block's statements are all written at once, when its results are first read; for
-    statements as quick to build as a batch's reads, the server loses nothing by waiting."""
+    block's statements (and those of a block nested in it) are all written at once, when
+    its results are first read; for statements as quick to build as a batch's reads, the
+    server loses nothing by waiting."""
     db = connections[DEFAULT_DB_ALIAS]
     if db.vendor != "postgresql":
         yield
