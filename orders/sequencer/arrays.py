@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from decimal import Decimal
+from enum import Enum
 from functools import cache
 from types import TracebackType
 from typing import Any, cast
@@ -67,8 +68,12 @@ _FORMATS: dict[type, Callable[[Any], str]] = {
 
 def _formatter(kind: type) -> Callable[[Any], str]:
     formatter = _FORMATS.get(kind)
-    if formatter is None:  # a subclass (an enum's members, a datetime subclass): its nearest known base, kept
-        formatter = _FORMATS[kind] = next((_FORMATS[base] for base in kind.__mro__ if base in _FORMATS), _text)
+    if formatter is None:
+        if issubclass(kind, Enum):  # the vocabulary's members (side, status, ...): each one's text made once
+            formatter = {member: _element(member.value) for member in kind}.__getitem__
+        else:  # a subclass (a datetime subclass, ...): its nearest known base
+            formatter = next((_FORMATS[base] for base in kind.__mro__ if base in _FORMATS), _text)
+        _FORMATS[kind] = formatter
     return formatter
 
 

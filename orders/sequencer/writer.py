@@ -91,7 +91,7 @@ def _order_update_row(order: LiveOrder) -> Row:
         order.quote_filled,
         order.fee_paid,
         order.locked_amount,
-        order.status.value,
+        order.status,  # an enum member: the writer's arrays know its text (orders.sequencer.arrays)
         order.status_reason,
         order.updated_at,
         order.triggered_at,
@@ -106,10 +106,10 @@ def _order_insert_row(order: LiveOrder) -> Row:
     return (
         order.user_id,
         order.market_id,
-        order.side.value,
-        order.type.value,
-        order.time_in_force.value,
-        order.stp.value,
+        order.side,  # enum members, as in _order_update_row
+        order.type,
+        order.time_in_force,
+        order.stp,
         order.price,
         order.stop_price,
         order.quantity,
@@ -309,7 +309,7 @@ def _write(*, journal: Journal, wallets: BatchWallets, now: datetime, ids: list[
                     trade.price,
                     trade.quantity,
                     trade.settled.notional,
-                    trade.taker.side.value,
+                    trade.taker.side,
                     _id(trade.taker),
                     None if trade.maker is None else trade.maker.id,
                     trade.taker.user_id,
