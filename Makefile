@@ -5,9 +5,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run serve promtool test lint bench bench-smoke flake-hunt clean
+.PHONY: install compile run serve promtool test lint bench bench-smoke flake-hunt clean
 
-install: $(VENV)/.installed node_modules/.installed
+install: $(VENV)/.installed node_modules/.installed compile
+
+# The engine's pure modules compiled with mypyc (core/compiled.py); nothing to do when their
+# sources are those compiled. PLATFORM_COMPILE=0: plain Python.
+compile: $(VENV)/.installed
+	$(PY) scripts/compile.py
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

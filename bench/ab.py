@@ -5,9 +5,10 @@ This machine's speed drifts by a third within an hour, and the same code's `orde
 varies by ~10% from one run to the next (docs/performance.md): only runs of the two versions
 taken in turn, on the machine as it is at that moment, say anything. A is `--a-rev` (a git
 revision, checked out in a worktree under var/bench/ab that shares this checkout's .venv and
-node_modules) or, without it, this checkout; B is this checkout. `--a-env`/`--b-env
-NAME=VALUE` (repeatable) set environment variables of one side's runs (a setting switched
-off or on). Each run is `python -m bench --parts ... --database ...`; its JSON is kept in
+node_modules, its engine modules compiled as `make install` compiles them, unless
+`--a-env PLATFORM_COMPILE=0`) or, without it, this checkout; B is this checkout.
+`--a-env`/`--b-env NAME=VALUE` (repeatable) set environment variables of one side's runs (a
+setting switched off or on). Each run is `python -m bench --parts ... --database ...`; its JSON is kept in
 var/bench/ab/<tag>-<A|B>-<pair>.json and the summary in var/bench/ab/<tag>.txt.
 
     python -m bench.ab --pairs 3 --parts api --a-rev HEAD~1
@@ -97,7 +98,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _worktree(rev: str, outdir: Path) -> Path:
+def _worktree(rev: str, outdir: Path, *, env: dict[str, str]) -> Path:
     tree = outdir / f"tree-{rev.replace('/', '_')}"
     if tree.exists():
         subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
@@ -105,6 +106,9 @@ def _worktree(rev: str, outdir: Path) -> Path:
     for shared in (".venv", "node_modules"):
         if (ROOT / shared).exists():
             (tree / shared).symlink_to(ROOT / shared)
+    if (tree / "scripts" / "compile.py").exists():
+        # A runs as `make install` leaves it: its engine modules compiled (core/compiled.py)
+        subprocess.run([sys.executable, "scripts/compile.py"], cwd=tree, env=env, check=True)
     return tree
 
 
@@ -127,8 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     outdir = ROOT / "var" / "bench" / "ab"
     outdir.mkdir(parents=True, exist_ok=True)
     base = {name: value for name, value in os.environ.items() if name != "DATABASE_URL"}
+    a_env = {**base, **env_assignments(args.a_env)}
     sides = {
-        "A": (_worktree(args.a_rev, outdir) if args.a_rev else ROOT, {**base, **env_assignments(args.a_env)}),
+        "A": (_worktree(args.a_rev, outdir, env=a_env) if args.a_rev else ROOT, a_env),
         "B": (ROOT, {**base, **env_assignments(args.b_env)}),
     }
     results: dict[str, list[dict[str, Any]]] = {"A": [], "B": []}

@@ -51,7 +51,7 @@ def money_context_install() -> None:
     decimal.DefaultContext.rounding = MONEY_CONTEXT.rounding
     decimal.DefaultContext.Emax = MONEY_CONTEXT.Emax
     decimal.DefaultContext.Emin = MONEY_CONTEXT.Emin
-    decimal.DefaultContext.traps = dict(MONEY_CONTEXT.traps)
+    decimal.DefaultContext.traps = dict(getattr(MONEY_CONTEXT, "traps"))  # noqa: B009  (a SignalDict: core/compiled.py)
     decimal.setcontext(MONEY_CONTEXT.copy())
 
 

@@ -134,6 +134,10 @@ class MarketEngine:
         self.stops = StopBook()
         self.live: dict[int, LiveOrder] = {}  # persisted live orders by id (cancels find them here)
         self.undo: Undo | None = None  # orders.engine.undo: set by a sequencer (engine.attach)
+        # What the announcer of this engine's batches keeps with it (orders.streams: the
+        # candles and ticker), living and dying with the engine. An attribute, not a weak
+        # reference to the engine: a compiled class (core/compiled.py) has none.
+        self.announced: object = None
         self.accounts = Accounts(
             market_id=spec.id,
             base_id=spec.base_id,

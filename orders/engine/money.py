@@ -20,7 +20,9 @@ __all__ = ["AMOUNT_PLACES", "AMOUNT_QUANTUM", "MONEY_CONTEXT", "ONE", "ZERO", "e
 ZERO = Decimal(0)
 ONE = Decimal(1)
 _ALREADY_EXACT = nullcontext()
-_TRAPS = tuple(signal for signal, trapped in MONEY_CONTEXT.traps.items() if trapped)
+# Context.traps read through getattr: typeshed says dict, it is a decimal SignalDict, and
+# compiled code (core/compiled.py) checks the declared type.
+_TRAPS = tuple(signal for signal, trapped in getattr(MONEY_CONTEXT, "traps").items() if trapped)  # noqa: B009
 
 
 _PREC, _ROUNDING, _EMAX, _EMIN, _CLAMP = (
@@ -43,7 +45,7 @@ def _is_exact(context: decimal.Context) -> bool:
         or context.clamp != _CLAMP
     ):
         return False
-    traps = context.traps
+    traps = getattr(context, "traps")  # noqa: B009  (as _TRAPS)
     for signal in _TRAPS:  # noqa: SIM110  (all() of a generator costs twice as much here)
         if not traps[signal]:
             return False

@@ -11,7 +11,6 @@ sent through the relay (orders.streams.relay)."""
 from __future__ import annotations
 
 import uuid
-import weakref
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
@@ -32,8 +31,6 @@ from orders.streams.relay import Message, relay_send
 # changes with each engine process, so a number from another engine never matches.
 EPOCH = uuid.uuid4().hex[:12]
 _book_events: dict[int, int] = {}
-# Candles and tickers per market engine (a reloaded market starts afresh from the database).
-_market_data: weakref.WeakKeyDictionary[MarketEngine, MarketData] = weakref.WeakKeyDictionary()
 Top = tuple[MarketEngine, str, Decimal | None, Decimal | None]
 
 BOOK_SNAPSHOT = "book_snapshot"  # the engine command a consumer sends for a snapshot
@@ -202,9 +199,10 @@ def publish(
         )
         messages += _trade_bodies(record, symbol=symbol, executed_at=executed_at)
     for market_id, (engine, symbol, best_bid, best_ask) in tops.items():
-        data = _market_data.get(engine)
-        if data is None:
-            data = _market_data[engine] = MarketData(market_id=market_id)
+        # Candles and tickers kept with the engine: a reloaded market starts afresh from the database.
+        data = engine.announced
+        if not isinstance(data, MarketData):
+            data = engine.announced = MarketData(market_id=market_id)
         for interval, candle in data.trades_applied(traded.get(market_id, [])):
             channel = f"candles:{symbol}:{interval}"
             messages.append(_data(group_of(channel), channel, candle))

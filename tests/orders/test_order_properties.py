@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.errors import ApplicationError
-from orders.engine import stop_triggered
+from orders.engine import OrderType, Side, stop_triggered
 from orders.engine.requests import OrderRequest
 from orders.errors import InsufficientFunds
 from orders.models import RESTING_STATUSES, Market, Order, OrderStatus, Trade, Wallet
@@ -250,7 +250,10 @@ def check_no_stop_left_behind(market: Market) -> None:
         return
     for stop in Order.objects.filter(market=market, status=OrderStatus.PENDING_TRIGGER):
         assert not stop_triggered(
-            order_type=stop.type, side=stop.side, stop_price=stop.stop_price, last_price=market.last_price
+            order_type=OrderType(stop.type),
+            side=Side(stop.side),
+            stop_price=stop.stop_price,
+            last_price=market.last_price,
         ), f"stop {stop.pk} ({stop.type} {stop.side} at {stop.stop_price}) pending at last price {market.last_price}"
 
 

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from core.compiled import compiled_in_use
 from orders.engine import (
     ExpiryReason,
     Fill,
@@ -645,18 +646,29 @@ def test_rules_once_valid_stay_valid_and_other_rules_are_checked_again() -> None
     assert match(taker=taker(Side.BUY, "1", limit="100"), makers=[], rules=valid).outcome is Outcome.REST
 
 
-def test_plain_string_enums_are_accepted_and_unknown_ones_refused() -> None:
-    order = TakerOrder(
-        owner_id=1,
-        side="buy",  # type: ignore[arg-type]
-        quantity=D("1"),
-        limit_price=D("100"),
-        time_in_force="IOC",  # type: ignore[arg-type]
-        stp="skip",  # type: ignore[arg-type]
-    )
-    result = match(taker=order, makers=[maker(1, "100", "1")], rules=rules())
-    assert result.outcome is Outcome.FILLED
-    with pytest.raises(ValueError):
+def test_plain_string_enums_are_coerced_in_plain_python_refused_compiled_and_unknown_ones_refused() -> None:
+    """The vocabulary's text where its members are declared (Django choice values): plain
+    Python coerces it (`_normalized`); compiled, the declared types are checked at
+    construction (core/compiled.py) and it is refused. Unknown values are refused either way."""
+
+    def plain_strings() -> TakerOrder:
+        return TakerOrder(
+            owner_id=1,
+            side="buy",  # type: ignore[arg-type]
+            quantity=D("1"),
+            limit_price=D("100"),
+            time_in_force="IOC",  # type: ignore[arg-type]
+            stp="skip",  # type: ignore[arg-type]
+        )
+
+    compiled = compiled_in_use()
+    if compiled:
+        with pytest.raises(TypeError):
+            plain_strings()
+    else:
+        result = match(taker=plain_strings(), makers=[maker(1, "100", "1")], rules=rules())
+        assert result.outcome is Outcome.FILLED
+    with pytest.raises(TypeError if compiled else ValueError):
         match(taker=taker(Side.BUY, "1", limit="100", tif="DAY"), makers=[], rules=rules())  # type: ignore[arg-type]
 
 

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from core.compiled import compiled_in_use
 from orders.engine import OrderType, Side, stop_triggered
 
 D = Decimal
@@ -38,17 +39,18 @@ def test_trigger_table(order_type: OrderType, side: Side, last: Decimal, fires: 
     assert stop_triggered(order_type=order_type, side=side, stop_price=STOP, last_price=last) is fires
 
 
-def test_plain_strings_are_accepted() -> None:
-    assert stop_triggered(
-        order_type="stop_loss",  # type: ignore[arg-type]
-        side="sell",  # type: ignore[arg-type]
-        stop_price=STOP,
-        last_price=BELOW,
-    )
+def test_plain_strings_are_coerced_in_plain_python_and_refused_compiled() -> None:
+    """The vocabulary's text where its members are declared: plain Python turns it into the
+    member; compiled, the declared types are checked (core/compiled.py) and it is refused."""
+    if compiled_in_use():
+        with pytest.raises(TypeError):
+            stop_triggered(order_type="stop_loss", side="sell", stop_price=STOP, last_price=BELOW)  # type: ignore[arg-type]
+    else:
+        assert stop_triggered(order_type="stop_loss", side="sell", stop_price=STOP, last_price=BELOW)  # type: ignore[arg-type]
 
 
 def test_unknown_type_and_float_prices_are_refused() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(TypeError if compiled_in_use() else ValueError):
         stop_triggered(order_type="trailing", side=Side.SELL, stop_price=STOP, last_price=BELOW)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         stop_triggered(

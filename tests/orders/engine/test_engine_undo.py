@@ -6,6 +6,7 @@ as they were before the batch: the same objects, in the same places."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from decimal import Decimal
 from typing import Any
 
@@ -51,7 +52,7 @@ def _memory(exchange: EngineExchange) -> dict[str, Any]:
     engine = exchange.engine
 
     def columns(order: LiveOrder) -> tuple[Any, ...]:
-        return (id(order), *(getattr(order, name) for name in LiveOrder.__slots__ if name != "pending_events"),
+        return (id(order), *(getattr(order, f.name) for f in fields(LiveOrder) if f.name != "pending_events"),
                 list(order.pending_events))  # fmt: skip
 
     return {
