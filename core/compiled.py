@@ -41,8 +41,7 @@ COMPILED_MODULES = (
     "orders/sequencer/arrays.py",
     "orders/sequencer/wallets.py",
 )
-STAMP_NAME = "build/compiled-sources.json"
-STAMP = ROOT / STAMP_NAME
+STAMP_NAME = "build/compiled-sources.json"  # under ROOT
 _checked = False
 
 
@@ -90,6 +89,15 @@ def compiled_problems(*, root: Path = ROOT, modules: tuple[str, ...] = COMPILED_
         elif recorded.get(module) != digest:
             problems.append(f"{module} changed since it was compiled")
     return problems
+
+
+def build_problems(*, root: Path = ROOT, modules: tuple[str, ...] = COMPILED_MODULES) -> list[str]:
+    """What keeps a build from being complete and current (empty: every module compiled
+    from its source as it is now): `scripts/compile.py` builds when there is any, and its
+    `--check` fails on them."""
+    if not extensions_present(root=root, modules=modules):
+        return ["no module is compiled"]
+    return compiled_problems(root=root, modules=modules)
 
 
 def compiled_sources_check() -> None:

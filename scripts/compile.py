@@ -36,11 +36,11 @@ def clean(compiled: ModuleType) -> None:
         extension.unlink()
     for shared in ROOT.glob("*__mypyc.*"):  # mypyc's runtime library shared by the modules
         shared.unlink()
-    compiled.STAMP.unlink(missing_ok=True)
+    (compiled.ROOT / compiled.STAMP_NAME).unlink(missing_ok=True)
 
 
 def build(compiled: ModuleType) -> int:
-    if set(compiled.extensions_present()) == set(compiled.COMPILED_MODULES) and not compiled.compiled_problems():
+    if not compiled.build_problems():
         print("compiled modules: up to date")
         return 0
     clean(compiled)
@@ -58,9 +58,10 @@ def build(compiled: ModuleType) -> int:
         sys.stderr.write(result.stdout[-4000:] + result.stderr[-4000:])
         sys.stderr.write("mypyc failed: nothing compiled (PLATFORM_COMPILE=0 make install runs plain Python)\n")
         return 1
-    compiled.STAMP.parent.mkdir(exist_ok=True)
-    compiled.STAMP.write_text(json.dumps({"python": sys.version, "sources": digests}, indent=1, sort_keys=True))
-    problems = compiled.compiled_problems()
+    stamp = compiled.ROOT / compiled.STAMP_NAME
+    stamp.parent.mkdir(exist_ok=True)
+    stamp.write_text(json.dumps({"python": sys.version, "sources": digests}, indent=1, sort_keys=True))
+    problems = compiled.build_problems()
     if problems:
         clean(compiled)
         sys.stderr.write("; ".join(problems) + "\n")
@@ -70,8 +71,7 @@ def build(compiled: ModuleType) -> int:
 
 
 def check(compiled: ModuleType) -> int:
-    missing = set(compiled.COMPILED_MODULES) - set(compiled.extensions_present())
-    problems = [f"{module} is not compiled" for module in sorted(missing)] or compiled.compiled_problems()
+    problems = compiled.build_problems()
     if problems:
         print("; ".join(problems), file=sys.stderr)
         return 1

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
 import pytest
 
 from core import compiled
-from core.compiled import STAMP_NAME, compiled_problems, extensions_present
+from core.compiled import COMPILED_MODULES, STAMP_NAME, build_problems, compiled_problems, extensions_present
 
 MODULES = ("pkg/fast.py", "pkg/sub/faster.py")
 TAG = ".cpython-311-x86_64-linux-gnu.so"
@@ -73,7 +74,21 @@ def test_the_check_raises_with_the_way_out(tmp_path: Path, monkeypatch: pytest.M
         compiled.compiled_sources_check()
 
 
-def test_this_checkout_is_compiled_from_its_sources_or_not_at_all() -> None:
-    """Whatever `make install` left here (tests/ never runs stale compiled code)."""
-    assert compiled_problems() == []
-    assert compiled.compiled_in_use() == bool(extensions_present())
+def test_a_build_is_complete_only_when_every_module_is_compiled_and_current(tmp_path: Path) -> None:
+    tree(tmp_path)
+    assert build_problems(root=tmp_path, modules=MODULES) == ["no module is compiled"]
+    tree(tmp_path, compiled_modules=("pkg/fast.py",))
+    assert build_problems(root=tmp_path, modules=MODULES) == ["pkg/sub/faster.py is not compiled while others are"]
+    tree(tmp_path, compiled_modules=MODULES)
+    assert build_problems(root=tmp_path, modules=MODULES) == []
+
+
+def test_compiled_modules_are_the_ones_python_imports() -> None:
+    """The premise of the check: an extension beside a source is what `import` loads."""
+    if not extensions_present():
+        pytest.skip("plain Python here (scripts/compile.py --clean or PLATFORM_COMPILE=0)")
+    for module in COMPILED_MODULES:
+        name = module.removesuffix(".py").replace("/", ".")
+        loaded = importlib.import_module(name)
+        assert loaded.__file__ is not None and loaded.__file__.endswith(".so"), name
+    assert compiled.compiled_in_use()
