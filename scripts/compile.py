@@ -2,6 +2,7 @@
 
     python scripts/compile.py            compile them, unless compiled from these very sources
     python scripts/compile.py --check    exit 1 unless they are compiled and up to date
+                                         (PLATFORM_COMPILE=0: unless none is compiled)
     python scripts/compile.py --clean    remove the compiled modules: plain Python runs
 
 `make install` runs the first (PLATFORM_COMPILE=0 skips it: plain Python, slower)."""
@@ -71,7 +72,10 @@ def build(compiled: ModuleType) -> int:
 
 
 def check(compiled: ModuleType) -> int:
-    problems = compiled.build_problems()
+    if os.environ.get("PLATFORM_COMPILE") == "0":  # plain Python asked for: nothing may be compiled
+        problems = ["modules compiled while PLATFORM_COMPILE=0"] if compiled.extensions_present() else []
+    else:
+        problems = compiled.build_problems()
     if problems:
         print("; ".join(problems), file=sys.stderr)
         return 1
