@@ -23,3 +23,14 @@ def json_compact(value: Any) -> bytes:
         return orjson.dumps(value)
     except TypeError:
         return _COMPACT.encode(value).encode()
+
+
+def json_read(text: str | bytes, **options: Any) -> Any:
+    """json.loads(text, **options), refusing what is nested deeper than the parser can go
+    (a RecursionError, which is not a ValueError: `[[[…]]]` past about a thousand levels)
+    with the ValueError every other text that is not JSON raises, so the callers' one
+    `except ValueError` answers it as malformed rather than as a crash."""
+    try:
+        return json.loads(text, **options)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None

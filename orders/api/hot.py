@@ -18,7 +18,6 @@ same per-process order rate."""
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +31,7 @@ from accounts.authentication import CredentialsInvalid, Principal, request_princ
 from core.api.exception_handler import error_body
 from core.api.fast import FastHandler, answered
 from core.api.throttling import worker_rate_wait
-from core.encoding import json_compact
+from core.encoding import json_compact, json_read
 from core.errors import ApplicationError
 from orders.api.serializers import order_output
 from orders.engine.requests import OrderRequest, order_request_parse
@@ -92,7 +91,7 @@ def _json_body(request: HttpRequest) -> object:
     raw = request.body
     if not raw:
         raise ValueError("empty")
-    return json.loads(raw.decode("utf-8"), parse_constant=_strict_constant)
+    return json_read(raw.decode("utf-8"), parse_constant=_strict_constant)
 
 
 def place_answer(result: PlaceResult, *, user_id: int) -> HttpResponse:

@@ -26,6 +26,7 @@ from django.http.request import validate_host
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
 
 from accounts.authentication import PlatformJWTAuthentication
+from core.encoding import json_read
 from orders.api.serializers import CandleOutput, MarketTradeOutput, OrderOutput, UserTradeOutput
 from orders.errors import OrderNotFound
 from orders.models import LIVE_STATUSES, Market
@@ -147,7 +148,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
-            message = json.loads(text_data) if text_data is not None else None
+            message = json_read(text_data) if text_data is not None else None
         except ValueError:
             message = None
         try:

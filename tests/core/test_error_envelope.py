@@ -11,6 +11,16 @@ pytestmark = pytest.mark.django_db
 CASES = [
     ("post", "/api/auth/register", "{not json", "application/json", 400, "malformed_request"),
     ("post", "/api/auth/register", "[]", "application/json", 400, "validation_error"),
+    # Nested deeper than the JSON parser recurses (a RecursionError, not a ValueError).
+    ("post", "/api/auth/register", "[" * 100_000 + "]" * 100_000, "application/json", 400, "malformed_request"),
+    (
+        "post",
+        "/api/orders/cancel-all",
+        '{"a":' * 100_000 + "1" + "}" * 100_000,
+        "application/json",
+        400,
+        "malformed_request",
+    ),
     ("post", "/api/auth/register", '{"username": "a b", "password": "x"}', "application/json", 400, "validation_error"),
     ("post", "/api/auth/register", '{"username": ["x"], "password": {}}', "application/json", 400, "validation_error"),
     ("post", "/api/auth/register", "username=x", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),

@@ -47,7 +47,8 @@ def test_malformed_messages_answer_an_error_and_keep_the_connection():
 
     async def scenario() -> None:
         client = await stream_connect()
-        for raw in ["not json", "[1, 2]", '{"no": "op"}', '{"op": 5}', '{"op": "dance"}']:
+        too_deep = "[" * 30_000 + "]" * 30_000  # deeper than the JSON parser recurses, within a frame
+        for raw in ["not json", "[1, 2]", '{"no": "op"}', '{"op": 5}', '{"op": "dance"}', too_deep]:
             await client.ws.send_to(text_data=raw)
             answer = await client.op()
             assert answer["op"] == "error" and answer["code"] == "malformed_message", raw
