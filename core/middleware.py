@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 from django.conf import settings
+from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.urls import Resolver404, resolve
 from django.utils.cache import patch_vary_headers
@@ -201,6 +202,9 @@ def api_debug_error(request: HttpRequest, exception: Exception) -> HttpResponse 
     """ApiDebugErrorMiddleware's answer to an uncaught exception (also core.api.fast)."""
     if not (settings.DEBUG and request.path.startswith("/api/")):
         return None
+    if isinstance(exception, SuspiciousOperation | BadRequest):
+        # Django answers these 400 (handler400), DEBUG or not: a request refused, not a defect.
+        return bad_request(request, exception)
     logging.getLogger("django.request").error(
         "Internal Server Error: %s", request.path, exc_info=exception, extra={"status_code": 500}
     )

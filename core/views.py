@@ -6,6 +6,7 @@ from functools import wraps
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.decorators.cache import never_cache
@@ -83,6 +84,8 @@ def server_error(request: HttpRequest) -> HttpResponse:
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if request.path.startswith("/api/"):
+        if isinstance(exception, RequestDataTooBig):  # a body above DATA_UPLOAD_MAX_MEMORY_SIZE
+            return JsonResponse(error_body("request_too_large", "The request body is too large."), status=400)
         return JsonResponse(error_body("invalid_parameter", "A query parameter is invalid."), status=400)
     return defaults.bad_request(request, exception or Exception("bad request"))
 

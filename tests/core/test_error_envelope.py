@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.test import override_settings
 
 from tests.factories import market_create
 
@@ -90,3 +91,17 @@ def test_malformed_requests_get_the_envelope(staff_client, method, path, body, c
 def test_field_errors_carry_fields(api_client):
     response = api_client.post("/api/auth/register", {"password": "x"}, format="json")
     assert response.json()["error"]["fields"]["username"]
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_body_above_the_upload_limit_is_a_400_debug_or_not(user_client, debug):
+    """Django refuses to read a body above DATA_UPLOAD_MAX_MEMORY_SIZE (RequestDataTooBig,
+    a SuspiciousOperation): a 400 in the envelope, also under DEBUG (`make run`), where the
+    API's debug answer must not take it for a defect."""
+    market_create("ETH-USDT")
+    body = '{"market": "ETH-USDT", "side": "buy", "type": "limit", "quantity": "1", "price": "1", "pad": "'
+    body += "x" * 2048 + '"}'
+    with override_settings(DEBUG=debug, DATA_UPLOAD_MAX_MEMORY_SIZE=1024):
+        response = user_client.post("/api/orders", data=body, content_type="application/json")
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["error"]["code"] == "request_too_large"
