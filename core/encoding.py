@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import operator
+import re
+from itertools import accumulate, count
 from typing import Any
 
 import orjson
@@ -25,11 +28,34 @@ def json_compact(value: Any) -> bytes:
         return _COMPACT.encode(value).encode()
 
 
-def json_read(text: str | bytes, **options: Any) -> Any:
-    """json.loads(text, **options), refusing what is nested deeper than the parser can go
-    (a RecursionError, which is not a ValueError: `[[[…]]]` past about a thousand levels)
-    with the ValueError every other text that is not JSON raises, so the callers' one
-    `except ValueError` answers it as malformed rather than as a crash."""
+# How deep an array or object of a request may lie: the API's bodies and stream messages
+# are two levels deep. The parser recurses once per level, and its RecursionError comes
+# at the interpreter's recursion limit, which importing web3 raises to 100,000 (py_ecc):
+# past the C stack, a segmentation fault of the process. So depth is bounded before parsing.
+JSON_DEPTH_MAX = 100
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_BRACKET_STEP = str.maketrans({"[": "\x02", "{": "\x02", "]": "\x00", "}": "\x00"})
+
+
+def json_nesting_within(text: str, *, limit: int = JSON_DEPTH_MAX) -> bool:
+    """False when an array or object of `text` lies more than `limit` deep. At C speed:
+    with at most `limit` brackets nothing is looked at; else, the strings taken out, the
+    depth is the largest running count of opening less closing brackets."""
+    if text.count("[") + text.count("{") <= limit:
+        return True
+    steps = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text)).translate(_BRACKET_STEP).encode("latin-1")
+    # After k brackets: 2 x openings so far, less k, is openings less closings.
+    return max(map(operator.sub, accumulate(steps), count(1)), default=0) <= limit
+
+
+def json_read(text: str, **options: Any) -> Any:
+    """json.loads(text, **options), refusing what is nested deeper than JSON_DEPTH_MAX with
+    the ValueError every other text that is not JSON raises, so the callers' one
+    `except ValueError` answers it as malformed rather than as a crash (RecursionError, or
+    a segmentation fault past the C stack)."""
+    if not json_nesting_within(text):
+        raise ValueError(f"JSON nested deeper than {JSON_DEPTH_MAX} levels")
     try:
         return json.loads(text, **options)
     except RecursionError:

@@ -1,20 +1,27 @@
-"""The API's request parser: DRF's JSONParser, with JSON nested too deeply for the parser
-refused as any other malformed body (400 malformed_request), not a RecursionError (500)."""
+"""The API's request parser: DRF's JSONParser, reading through core.encoding.json_read, so
+JSON nested too deeply is refused as any other malformed body (400 malformed_request),
+not a RecursionError (500) or a crash of the process."""
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Mapping
 from typing import IO, Any
 
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import JSONParser, get_encoding  # type: ignore[attr-defined]  # newer than the stubs
+from rest_framework.utils import json
+
+from core.encoding import json_read
 
 
 class JsonParser(JSONParser):
     def parse(
         self, stream: IO[Any], media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
     ) -> Any:
+        encoding = get_encoding(parser_context or {})
         try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError:
-            raise ParseError("JSON parse error - nested too deeply") from None
+            text = codecs.getreader(encoding)(stream).read()
+            return json_read(text, parse_constant=json.strict_constant if self.strict else None)
+        except ValueError as exc:
+            raise ParseError(f"JSON parse error - {exc}") from None
