@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -91,7 +92,8 @@ def _json_body(request: HttpRequest) -> object:
     raw = request.body
     if not raw:
         raise ValueError("empty")
-    return json_read(raw.decode("utf-8"), parse_constant=_strict_constant)
+    # Numbers read exactly: an amount of 2000.0000000000001 is not 2000.0 (requests.amount_received).
+    return json_read(raw.decode("utf-8"), parse_constant=_strict_constant, parse_float=Decimal)
 
 
 def place_answer(result: PlaceResult, *, user_id: int) -> HttpResponse:

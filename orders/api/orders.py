@@ -13,6 +13,7 @@ from accounts.authentication import bearer_presented, request_principal, request
 from core.api.fast import FastHandler, answered, view_in_thread
 from core.api.pagination import CURSOR, PAGE_LIMIT, NewestFirstPagination, paginated
 from core.api.params import enum_openapi, enum_param, name_param
+from core.api.parsers import ExactJsonParser
 from core.api.request import request_user
 from core.api.schema import error_responses
 from core.api.throttling import WorkerScopedRateThrottle
@@ -42,6 +43,7 @@ class OrdersApi(APIView):
     errors of the body's framing) is answered here, with the same order rate."""
 
     throttle_scope = "orders"
+    parser_classes = [ExactJsonParser]  # amounts as sent: a JSON number is not rounded to a float
 
     def get_throttles(self) -> list[Any]:
         return [WorkerScopedRateThrottle()] if self.request.method == "POST" else []

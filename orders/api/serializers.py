@@ -8,7 +8,7 @@ from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_sc
 from rest_framework import serializers
 
 from core.api.fields import MomentOutput, MoneyOutput, StrictCharField, output_shaper
-from core.money import AMOUNT_TEXT_MAX_LENGTH
+from orders.engine.requests import amount_received
 from orders.engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
 from orders.models import Market, Order
 from orders.selectors.orders import order_average_price, order_fills
@@ -71,13 +71,10 @@ class AmountInput(serializers.Field):
     default_error_messages = {"invalid": "Must be a decimal number, as a string or a number."}
 
     def to_internal_value(self, data: object) -> object:
-        if (
-            isinstance(data, bool)
-            or not isinstance(data, str | int | float)
-            or (isinstance(data, str) and len(data) > AMOUNT_TEXT_MAX_LENGTH)
-        ):
+        try:
+            return amount_received(data)
+        except ValueError:
             self.fail("invalid")
-        return data
 
     def to_representation(self, value: object) -> object:
         return value

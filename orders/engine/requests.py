@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Protocol, TypeVar
 
 from core.errors import InvalidInput
-from core.money import AMOUNT_TEXT_MAX_LENGTH, parse_amount
+from core.money import AMOUNT_MAX_DIGITS, AMOUNT_TEXT_MAX_LENGTH, MONEY_CONTEXT, QUANTUM, parse_amount
 from orders.engine.money import is_multiple_of
 from orders.engine.types import OrderType, SelfTradePrevention, TimeInForce
 from orders.engine.types import Side as OrderSide
@@ -129,14 +129,41 @@ def _choice(value: object, *, choices: frozenset[str]) -> str:
     return text
 
 
-def _amount(value: object) -> object:
+def amount_text_of_number(number: Decimal) -> str:
+    """A JSON number read exactly (a Decimal) as amount text that parse_amount reads back
+    to the same value: its digits with 8 places when it can be an amount (with its sign when
+    negative, which parse_amount refuses as it refuses a negative number), else "NaN",
+    which parse_amount refuses as it refuses any number that does not fit (too many
+    places, beyond the column, not finite)."""
+    if number.is_finite() and abs(number.adjusted()) <= AMOUNT_MAX_DIGITS:
+        amount = parse_amount(number)
+        if amount is not None:
+            return f"{MONEY_CONTEXT.quantize(amount, QUANTUM):f}"
+    return "NaN"
+
+
+def amount_received(value: object) -> object:
+    """An amount of the body as the engine is sent it (JSON: text, an integer or a float),
+    or ValueError when it is not a decimal number, as a string or a number. A number with
+    a fraction or an exponent arrives as a Decimal (read exactly: orders.api.hot, core.api.
+    parsers.ExactJsonParser) and is sent as its amount text, so that nothing rounds it on
+    the way (a float would: 2000.0000000000001 became 2000.0, on the price tick)."""
+    if isinstance(value, Decimal):
+        return amount_text_of_number(value)
     if (
         isinstance(value, bool)
         or not isinstance(value, str | int | float)
         or (isinstance(value, str) and len(value) > AMOUNT_TEXT_MAX_LENGTH)
     ):
-        raise _Refused("Must be a decimal number, as a string or a number.")
+        raise ValueError("not an amount")
     return value
+
+
+def _amount(value: object) -> object:
+    try:
+        return amount_received(value)
+    except ValueError:
+        raise _Refused("Must be a decimal number, as a string or a number.") from None
 
 
 def order_request_parse(data: object) -> OrderRequest:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.test import Client
 
 from orders.models import Order, OrderEvent, Wallet
 from tests.factories import fund, market_create
@@ -249,6 +250,50 @@ def test_non_json_body_is_a_400(funded, user, user_client):
     response = user_client.post("/api/orders", data="{not json", content_type="application/json")
     assert_error(response, 400, "malformed_request")
     assert_nothing_happened(user)
+
+
+# JSON numbers, written as raw bodies: a float would round them (2000.0000000000001 is the
+# float 2000.0), and nothing is silently rounded.
+NUMBER_BODY = '{"market": "ETH-USDT", "side": "buy", "type": "limit", "quantity": %s, "price": %s}'
+
+
+def _session_client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize("door", ["token", "session"])  # the hot path, the DRF view
+@pytest.mark.parametrize(
+    ("quantity", "price", "code", "field"),
+    [
+        ("0.1", "1900.0000000000001", "invalid_price", "price"),
+        ("0.10000000000000001", "1900.00", "invalid_quantity", "quantity"),
+        ("1.00000000000000000001", "1900.00", "invalid_quantity", "quantity"),
+        ("0.1", "1.9000000000000000000001e3", "invalid_price", "price"),
+    ],
+)
+def test_json_numbers_are_not_rounded(funded, user, user_client, door, quantity, price, code, field):
+    client = user_client if door == "token" else _session_client(user)
+    response = client.post("/api/orders", data=NUMBER_BODY % (quantity, price), content_type="application/json")
+    assert_error(response, 400, code, field)
+    assert_nothing_happened(user)
+
+
+@pytest.mark.parametrize("door", ["token", "session"])
+def test_json_numbers_are_read_exactly(funded, user, user_client, door):
+    client = user_client if door == "token" else _session_client(user)
+    response = client.post("/api/orders", data=NUMBER_BODY % ("1E-1", "1900.10"), content_type="application/json")
+    assert response.status_code == 201, response.content
+    assert (response.json()["quantity"], response.json()["price"]) == ("0.10000000", "1900.10000000")
+    # The column's largest price, as a number: exact, so refused for the funds (a float
+    # would have read 1e22, beyond the column).
+    huge = client.post(
+        "/api/orders", data=NUMBER_BODY % ("1", "9999999999999999999999.99"), content_type="application/json"
+    )
+    assert_error(huge, 400, "insufficient_funds")
+    assert Order.objects.get().price == Decimal("1900.10")
+    assert_invariants()
 
 
 def test_placing_needs_credentials(market, api_client):

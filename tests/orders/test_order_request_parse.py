@@ -22,6 +22,7 @@ _scalars = st.one_of(
     st.booleans(),
     st.integers(min_value=-(10**30), max_value=10**30),
     st.floats(allow_nan=False, allow_infinity=False),
+    st.decimals(allow_nan=False, allow_infinity=False),  # a JSON number with a fraction, read exactly
     st.text(max_size=70),
     st.sampled_from(
         [
