@@ -16,7 +16,7 @@ api_patterns: list[URLPattern | URLResolver] = [
     path("docs/", docs_page(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),
     path("redoc/", docs_page(SpectacularRedocView.as_view(url_name="api-schema")), name="api-redoc"),
     # Last: every other /api/ path answers the envelope's 404, DEBUG or not.
-    re_path(r"^(?P<path>.*)$", api_not_found, name="api-not-found"),
+    re_path(r"^(?P<path>[\s\S]*)\Z", api_not_found, name="api-not-found"),  # line breaks too
 ]
 
 urlpatterns = [

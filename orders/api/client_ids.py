@@ -10,13 +10,10 @@ from rest_framework.views import APIView
 
 from core.api.request import request_user
 from core.api.schema import error_responses
-from core.text import is_clean_name
 from orders.api.serializers import OrderOutput
+from orders.engine.requests import client_order_id_valid
 from orders.errors import OrderNotFound
-from orders.models import Order
 from orders.selectors.orders import order_get_for_user_by_client_id
-
-CLIENT_ORDER_ID_MAX_LENGTH = Order._meta.get_field("client_order_id").max_length or 0
 
 
 class OrderByClientIdApi(APIView):
@@ -34,7 +31,7 @@ class OrderByClientIdApi(APIView):
     )
     def get(self, request: Request, client_order_id: str) -> Response:
         user = request_user(request)
-        if not is_clean_name(client_order_id, max_length=CLIENT_ORDER_ID_MAX_LENGTH):
+        if not client_order_id_valid(client_order_id):  # no order has it (and PostgreSQL cannot compare a NUL)
             raise OrderNotFound()
         order = order_get_for_user_by_client_id(user_id=user.pk, client_order_id=client_order_id)
         return Response(OrderOutput(order).data)

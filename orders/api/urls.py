@@ -1,8 +1,11 @@
-from django.urls import path
+from django.urls import path, register_converter
 
+from core.api.converters import AnyTextConverter
 from core.api.fast import FastRoute
 from orders.api import client_ids, markets, orders, staff, wallets
 from orders.api.hot import order_place_prepare
+
+register_converter(AnyTextConverter, "anytext")
 
 urlpatterns = [
     path("markets", markets.MarketListApi.as_view(), name="api-markets"),
@@ -16,7 +19,7 @@ urlpatterns = [
     path("orders/cancel-all", orders.OrdersCancelAllApi.as_view(), name="api-orders-cancel-all"),
     # Before orders/<order_id>/...: a client id "cancel" must not reach the cancel route.
     path(
-        "orders/by-client-id/<path:client_order_id>",
+        "orders/by-client-id/<anytext:client_order_id>",
         client_ids.OrderByClientIdApi.as_view(),
         name="api-order-by-client-id",
     ),

@@ -122,6 +122,24 @@ def _text(value: object, *, max_length: int, min_length: int = 0, trim: bool = T
     return text
 
 
+CLIENT_ORDER_ID_MAX_LENGTH = 64
+
+
+def _client_order_id(value: object) -> str:
+    return _text(value, max_length=CLIENT_ORDER_ID_MAX_LENGTH, min_length=1, trim=False)
+
+
+def client_order_id_valid(text: str) -> bool:
+    """True when a placement takes `text` as its client_order_id (1 to 64 characters, as
+    sent, neither NUL nor surrogates; control and format characters are taken): what the
+    look-up by client id must find."""
+    try:
+        _client_order_id(text)
+    except _Refused:
+        return False
+    return True
+
+
 def _choice(value: object, *, choices: frozenset[str]) -> str:
     text = str(value)
     if text not in choices:
@@ -186,7 +204,7 @@ def order_request_parse(data: object) -> OrderRequest:
         ("price", False, _amount),
         ("stop_price", False, _amount),
         ("time_in_force", False, lambda v: _choice(v, choices=_TIFS)),
-        ("client_order_id", False, lambda v: _text(v, max_length=64, min_length=1, trim=False)),
+        ("client_order_id", False, _client_order_id),
         ("stp", False, lambda v: _choice(v, choices=_STPS)),
     ):
         value = data.get(name, _MISSING)

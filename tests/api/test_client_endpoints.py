@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 import pytest
 from django.db import connection
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -151,6 +152,27 @@ def test_order_by_client_id(user_client, other_client, user, traders):
         response = user_client.get(f"/api/orders/by-client-id/{unknown}")
         assert response.status_code == 404, unknown
         assert response.json()["error"]["code"] in ("order_not_found", "not_found")
+
+
+@pytest.mark.parametrize("client_order_id", ["tab\there", "line\nbreak", "bidi\u202eid", "zero\u200bwidth", "del\x7f"])
+def test_every_client_order_id_a_placement_takes_is_found(user_client, user, traders, client_order_id):
+    """Placing takes any text of 1 to 64 characters but NUL and surrogates: control and
+    format characters included, so the look-up must find them too."""
+    fund(user, "USDT", "10000")
+    body = {"market": "ETH-USDT", "side": "buy", "type": "limit", "quantity": "0.1", "price": "1000.00"}
+    placed = user_client.post("/api/orders", {**body, "client_order_id": client_order_id}, format="json")
+    assert placed.status_code == 201, placed.content
+    found = user_client.get(f"/api/orders/by-client-id/{quote(client_order_id, safe='')}")
+    assert found.status_code == 200, found.content
+    assert found.json()["id"] == placed.json()["id"]
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_api_path_with_a_line_break_is_answered_in_the_envelope(api_client, debug):
+    with override_settings(DEBUG=debug):
+        response = api_client.get("/api/nowhere%0Aelse")
+    assert response.status_code == 404
+    assert response.json() == {"error": {"code": "not_found", "message": "Not found."}}
 
 
 def test_new_endpoints_are_in_the_schema(api_client):

@@ -179,7 +179,7 @@ API_ROUTES: dict[str, Route] = {
     "api/wallets": Route({"GET": Rule(USR, 200)}),
     "api/orders": Route({"GET": Rule(USR, 200), "POST": Rule(USR, 201, _order_body)}),
     "api/orders/cancel-all": Route({"POST": Rule(USR, 200, _cancel_all)}),
-    "api/orders/by-client-id/<path:client_order_id>": Route({"GET": Rule(OWN, 200, _owner_client_order_id)}),
+    "api/orders/by-client-id/<anytext:client_order_id>": Route({"GET": Rule(OWN, 200, _owner_client_order_id)}),
     "api/orders/<str:order_id>": Route({"GET": Rule(OWN, 200, _owner_order)}),
     "api/orders/<str:order_id>/cancel": Route({"POST": Rule(OWN, 200, _fresh_owner_order)}),
     "api/trades": Route({"GET": Rule(USR, 200)}),
