@@ -303,16 +303,20 @@ class EngineProcess(ChildProcess):
 
     READY = b" leading on "
 
-    def __init__(self, *, env: dict[str, str], log_path: Path, shard: str | None = None) -> None:
+    def __init__(
+        self, *, env: dict[str, str], log_path: Path, shard: str | None = None, bind: str | None = None
+    ) -> None:
         self.env = env
         self.log_path = log_path
         self.shard = shard
+        self.bind = bind  # its own endpoint of the shard (production: one per engine), else the shard's first
         self.process: subprocess.Popen[bytes] | None = None
         self._offset = 0
 
     def start(self, *, wait: bool = True, timeout: float = 60.0) -> EngineProcess:
         self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         argv = [python(), "manage.py", "engine"] + (["--shard", self.shard] if self.shard else [])
+        argv += ["--bind", self.bind] if self.bind else []
         with open(self.log_path, "ab") as log_file:
             self.process = subprocess.Popen(
                 argv, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file

@@ -122,6 +122,20 @@ def money_sums(queryset: QuerySet[Any], *, group_by: str, fields: Sequence[str])
     return {key: tuple(sums) for key, sums in totals.items()}
 
 
+def money_totals(queryset: QuerySet[Any], *, fields: Sequence[str]) -> tuple[Decimal, ...]:
+    """The exact sums of the money `fields` (columns or annotations) over `queryset`, as
+    money_sums without a grouping: in SQL on PostgreSQL, in Decimal on SQLite."""
+    if connection.vendor == "postgresql":
+        row = queryset.aggregate(**{f"sum_{name}": Sum(name) for name in fields})
+        return tuple(row[f"sum_{name}"] or ZERO for name in fields)
+    sums = [ZERO] * len(fields)
+    with exact_arithmetic():
+        for values in queryset.values_list(*fields):
+            for index, value in enumerate(values):
+                sums[index] += value
+    return tuple(sums)
+
+
 def money_param(value: Decimal) -> object:
     """A Decimal as a parameter of a written-out statement compared with a money column
     (fixed-width text on SQLite, see core.fields)."""

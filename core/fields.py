@@ -18,7 +18,15 @@ from django.db import models
 
 from core.money import AMOUNT_MAX_DIGITS, AMOUNT_PLACES, MAX_AMOUNT, QUANTUM, ZERO, exact_arithmetic
 
-__all__ = ["AMOUNT_MAX_DIGITS", "AMOUNT_PLACES", "ZERO", "MoneyField", "sqlite_money_decode", "sqlite_money_encode"]
+__all__ = [
+    "AMOUNT_MAX_DIGITS",
+    "AMOUNT_PLACES",
+    "ZERO",
+    "MoneyField",
+    "MoneySumEquals",
+    "sqlite_money_decode",
+    "sqlite_money_encode",
+]
 
 _INTEGER_DIGITS = AMOUNT_MAX_DIGITS - AMOUNT_PLACES
 _WIDTH = AMOUNT_MAX_DIGITS + 1  # digits and the point
@@ -117,3 +125,56 @@ class MoneyField(models.DecimalField):
         if connection.vendor == "sqlite":
             return sqlite_money_decode(value)
         return value if isinstance(value, Decimal) else Decimal(value)
+
+
+# The fixed-width text in whole-number groups that fit SQLite's 64-bit integers: the
+# integer digits in two halves, then the decimals (after the point).
+_HALF = (_INTEGER_DIGITS + 1) // 2
+_GROUPS = ((1, _INTEGER_DIGITS - _HALF), (_INTEGER_DIGITS - _HALF + 1, _HALF), (_INTEGER_DIGITS + 2, AMOUNT_PLACES))
+
+
+class MoneySumEquals(models.Func):
+    """`total` = `first` + `second`, exactly: a condition for CHECK constraints on money
+    columns. PostgreSQL adds NUMERIC exactly. SQLite's arithmetic on the text columns is
+    floating point (past 15 significant digits an exact split could be refused, a wrong one
+    accepted), so there the fixed-width digits are added in integer groups with their
+    carries (non-negative amounts; a negative one never satisfies it)."""
+
+    output_field = models.BooleanField()
+    arity = 3
+
+    def as_sql(
+        self,
+        compiler: Any,
+        connection: Any,
+        function: str | None = None,
+        template: str | None = None,
+        arg_joiner: str | None = None,
+        **extra_context: Any,
+    ) -> Any:
+        (total, total_params), (first, first_params), (second, second_params) = (
+            compiler.compile(expression) for expression in self.source_expressions
+        )
+        return f"({total} = ({first} + {second}))", [*total_params, *first_params, *second_params]
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:
+        compiled = [compiler.compile(expression) for expression in self.source_expressions]
+
+        def group(index: int, which: int) -> tuple[str, list[Any]]:
+            sql, params = compiled[which]
+            start, length = _GROUPS[index]
+            return f"CAST(substr({sql}, {start}, {length}) AS INTEGER)", list(params)
+
+        conditions: list[tuple[str, list[Any]]] = []
+        carry: tuple[str, list[Any]] = ("0", [])
+        for index in reversed(range(len(_GROUPS))):  # the decimals first, then the low half, the high half
+            unit = 10 ** _GROUPS[index][1]
+            (first, first_params), (second, second_params) = group(index, 1), group(index, 2)
+            added = (f"({first} + {second} + {carry[0]})", [*first_params, *second_params, *carry[1]])
+            total, total_params = group(index, 0)
+            if index == 0:
+                conditions.append((f"{total} = {added[0]}", [*total_params, *added[1]]))
+            else:
+                conditions.append((f"{total} = {added[0]} %% {unit}", [*total_params, *added[1]]))
+                carry = (f"({added[0]} / {unit})", added[1])
+        return "(" + " AND ".join(sql for sql, _ in conditions) + ")", [p for _, params in conditions for p in params]

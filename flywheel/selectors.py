@@ -1,6 +1,7 @@
 """Every flywheel figure, computed from trades, revenue events and wallets with SQL
-aggregation: a fixed number of queries per call, Decimal throughout. The formulas are
-stated in docs/flywheel.md."""
+aggregation: a fixed number of queries per call, Decimal throughout, sums exact on both
+backends (core.db.money_sums: SQLite would add the money text columns as floats). The
+formulas are stated in docs/flywheel.md."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Case, DecimalField, F, Q, Sum, Value, When
-from django.db.models.functions import Coalesce
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
+from core.db import money_sums, money_totals
+from core.fields import MoneyField
 from flywheel.competitors import COMPETITORS, Competitor
 from flywheel.errors import CompetitorNotFound, TtxNotConfigured
 from orders.engine import TIERS, FeeTier, fee_tier_for, quantize_down
@@ -27,11 +29,6 @@ WINDOW_DAYS = 30
 # Revenue multiplier per fee tier (bronze .. diamond); 1.0 below the first tier.
 MULTIPLIERS = {"bronze": Decimal("1.1"), "silver": Decimal("1.25"), "gold": Decimal("1.5"),
                "platinum": Decimal("2.0"), "diamond": Decimal("3.0")}  # fmt: skip
-MONEY = DecimalField(max_digits=30, decimal_places=8)
-
-
-def _sum(expression: object) -> Coalesce:
-    return Coalesce(Sum(expression), Value(ZERO), output_field=MONEY)
 
 
 def _q8(value: Decimal) -> Decimal:
@@ -103,14 +100,16 @@ def stream_totals(*, streams: Sequence[StreamFigures]) -> StreamTotals:
 def stream_figures_list(*, now: datetime | None = None) -> list[StreamFigures]:
     """Two queries: the streams, and one grouped aggregate over their events."""
     month_start = (now or timezone.now()).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    this_month = Case(
+        When(created_at__gte=month_start, then=F("gross_amount")), default=Value(ZERO), output_field=MoneyField()
+    )
     sums = {
-        row["stream_id"]: row
-        for row in RevenueEvent.objects.values("stream_id").annotate(
-            gross=_sum("gross_amount"),
-            holder=_sum("holder_share"),
-            reserve=_sum("reserve_share"),
-            month=_sum(Case(When(created_at__gte=month_start, then=F("gross_amount")), default=Value(ZERO))),
-        )
+        stream_id: dict(zip(("gross", "holder", "reserve", "month"), row, strict=True))
+        for stream_id, row in money_sums(
+            RevenueEvent.objects.annotate(gross_this_month=this_month),
+            group_by="stream_id",
+            fields=["gross_amount", "holder_share", "reserve_share", "gross_this_month"],
+        ).items()
     }
     empty = {"gross": ZERO, "holder": ZERO, "reserve": ZERO, "month": ZERO}
     return [
@@ -130,10 +129,10 @@ def stream_figures_list(*, now: datetime | None = None) -> list[StreamFigures]:
 
 
 def revenue_totals() -> dict[str, Decimal]:
-    row = RevenueEvent.objects.aggregate(
-        gross=_sum("gross_amount"), holder=_sum("holder_share"), reserve=_sum("reserve_share")
+    gross, holder, reserve = money_totals(
+        RevenueEvent.objects.all(), fields=["gross_amount", "holder_share", "reserve_share"]
     )
-    return {"gross": row["gross"], "holder": row["holder"], "reserve": row["reserve"]}
+    return {"gross": gross, "holder": holder, "reserve": reserve}
 
 
 def reserve_status() -> dict[str, Decimal]:
@@ -148,7 +147,7 @@ def reserve_status() -> dict[str, Decimal]:
 
 def holder_revenue_last_30_days(*, now: datetime | None = None) -> Decimal:
     since = (now or timezone.now()) - timedelta(days=WINDOW_DAYS)
-    return RevenueEvent.objects.filter(created_at__gte=since).aggregate(s=_sum("holder_share"))["s"]
+    return money_totals(RevenueEvent.objects.filter(created_at__gte=since), fields=["holder_share"])[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +171,10 @@ def earnings_project(*, ttx_amount: Decimal, monthly_volume: Decimal, platform_r
     monthly_revenue = (
         platform_revenue
         if platform_revenue is not None
-        else RevenueEvent.objects.filter(created_at__gte=timezone.now() - timedelta(days=WINDOW_DAYS)).aggregate(
-            s=_sum("gross_amount")
-        )["s"]
+        else money_totals(
+            RevenueEvent.objects.filter(created_at__gte=timezone.now() - timedelta(days=WINDOW_DAYS)),
+            fields=["gross_amount"],
+        )[0]
     )
     holder_pool = _q8(monthly_revenue * settings.REVENUE_HOLDER_PERCENTAGE)
     tier = fee_tier_for(ttx_amount)
@@ -248,17 +248,16 @@ class Impact:
 
 
 def my_impact(*, user_id: int, now: datetime | None = None) -> Impact:
-    """Four queries: TTX asset, the caller's TTX, their 30-day trades, 30-day holder revenue."""
+    """Five queries: TTX asset, the caller's TTX, their 30-day trades' sums and count, 30-day
+    holder revenue. Sums exact on both backends (core.db.money_totals)."""
     ttx_asset_id = _ttx_asset_id()
     moment = now or timezone.now()
-    holdings = Wallet.objects.filter(user_id=user_id, asset_id=ttx_asset_id).aggregate(s=_sum("balance"))["s"]
+    (holdings,) = money_totals(Wallet.objects.filter(user_id=user_id, asset_id=ttx_asset_id), fields=["balance"])
     as_taker, as_maker = Q(taker_user_id=user_id), Q(maker_user_id=user_id)
-    trades = Trade.objects.filter(as_taker | as_maker, executed_at__gte=moment - timedelta(days=WINDOW_DAYS)).aggregate(
-        volume=_sum("quote_amount"),
-        fees=_sum(Case(When(as_taker, then=F("taker_fee")), default=F("maker_fee"))),
-        count=Sum(Value(1)),
-    )
-    fees = trades["fees"]
+    recent = Trade.objects.filter(as_taker | as_maker, executed_at__gte=moment - timedelta(days=WINDOW_DAYS))
+    paid = Case(When(as_taker, then=F("taker_fee")), default=F("maker_fee"), output_field=MoneyField())
+    volume, fees = money_totals(recent.annotate(fee=paid), fields=["quote_amount", "fee"])
+    count = recent.count()
     holder_generated = _q8(fees * settings.REVENUE_HOLDER_PERCENTAGE)
     pool = holder_revenue_last_30_days(now=moment)
     tier = fee_tier_for(holdings)
@@ -268,8 +267,8 @@ def my_impact(*, user_id: int, now: datetime | None = None) -> Impact:
     monthly = _q8(pool * share * multiplier)
     return Impact(
         ttx_holdings=holdings,
-        monthly_volume=trades["volume"],
-        trades_30d=int(trades["count"] or 0),
+        monthly_volume=volume,
+        trades_30d=count,
         fees_paid_30d=fees,
         holder_share_generated_30d=holder_generated,
         reserve_share_generated_30d=fees - holder_generated,

@@ -3,14 +3,12 @@ collected from come from the outbox orders owns (orders.models.TradeOutbox)."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q, Value
+from django.db.models import F, Q
 from django.utils import timezone
 
-from core.fields import MoneyField
+from core.fields import MoneyField, MoneySumEquals
 from revenue.delivery.metadata import (
     ATTENTION_STATUSES,
     WAITING_STATUSES,
@@ -20,8 +18,6 @@ from revenue.delivery.metadata import (
     status_expression,
     status_in,
 )
-
-HALF_SATOSHI = Value(Decimal("0.000000005"))
 
 
 class RevenueStream(models.Model):
@@ -72,12 +68,10 @@ class RevenueEvent(models.Model):
             models.CheckConstraint(
                 condition=Q(holder_share__gte=0) & Q(reserve_share__gte=0), name="revenue_event_shares_non_negative"
             ),
-            # net == holder + reserve. Amounts are whole satoshis, so "within half a satoshi"
-            # is exact equality on PostgreSQL's NUMERIC; the margin only absorbs SQLite's
-            # floating-point arithmetic in CHECK expressions.
+            # net == holder + reserve, exactly on both backends (on SQLite, whose arithmetic
+            # is floating point, digit group by digit group: core.fields.MoneySumEquals).
             models.CheckConstraint(
-                condition=Q(net_amount__gte=F("holder_share") + F("reserve_share") - HALF_SATOSHI)
-                & Q(net_amount__lte=F("holder_share") + F("reserve_share") + HALF_SATOSHI),
+                condition=MoneySumEquals(F("net_amount"), F("holder_share"), F("reserve_share")),
                 name="revenue_event_split_exact",
             ),
         ]

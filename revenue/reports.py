@@ -14,10 +14,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, F, Max, Q, Sum, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
+from core.db import money_sums
 from revenue.delivery.metadata import (
     DeliveryStatus,
     Key,
@@ -90,6 +92,10 @@ def onchain_failure_report(*, hours: int, stream_id: int | None = None, now: dat
         )
         .order_by("stream_id")
     )
+    if connection.vendor != "postgresql":  # SQLite's SUM of the money text columns is floating point
+        exact = money_sums(failures, group_by="stream_id", fields=["holder_share"])
+        for g in grouped:
+            g["total_holder_share"] = exact[g["stream_id"]][0]
     names = dict(RevenueStream.objects.values_list("id", "name"))
     listed = (
         failures.annotate(

@@ -320,12 +320,14 @@ class BatchTransaction(AbstractContextManager["BatchTransaction"]):
     block raised or ended without its COMMIT. Nothing in the block may open Django's
     atomic() (it would switch psycopg out of autocommit inside the transaction), nor
     register Django's on_commit hooks (they would run at once): the batch path uses
-    neither."""
+    neither. `leader_check`: a statement (and its parameters) queued right after BEGIN, that
+    fails the transaction when the engine no longer leads (orders.sequencer.leadership)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, leader_check: tuple[str, Sequence[object]] | None = None) -> None:
         self.hooks: list[Callable[[], object]] = []
         self._begun = False
         self._first: AbstractContextManager[None] | None = None
+        self._leader_check = leader_check
 
     def __enter__(self) -> BatchTransaction:
         db = connections[DEFAULT_DB_ALIAS]
@@ -353,6 +355,8 @@ class BatchTransaction(AbstractContextManager["BatchTransaction"]):
             cursor = context["cursor"].cursor
             cursor.execute("BEGIN", prepare=False)
             cursor.execute(PLANS_BY_KEY, prepare=False)
+            if self._leader_check is not None:
+                cursor.execute(*self._leader_check)
         return execute(sql, params, many, context)
 
     def on_commit(self, work: Callable[[], object]) -> None:

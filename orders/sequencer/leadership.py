@@ -3,7 +3,19 @@ for the lock and takes over when the active engine dies (its database session en
 PostgreSQL releases the lock at once; on SQLite the kernel releases a file lock).
 
 PostgreSQL: a session advisory lock on a connection of its own, checked every second.
-SQLite (one host by nature): an exclusive flock on var/engine-<shard>.lock."""
+SQLite (one host by nature): an exclusive flock on var/engine-<shard>.lock.
+
+Fencing (PostgreSQL). The lock's session can end while its engine runs on (a network cut,
+an idle connection dropped, pg_terminate_backend): PostgreSQL releases the lock at once, a
+standby takes it within LEADERSHIP_POLL_SECONDS, while the engine before it notices at its
+next check only, a second later, and in between receives commands too (web workers
+connect to every endpoint of the shard). Its books no longer hold what the new leader
+writes (a maker filled twice, locks that no longer add up), so every batch it runs begins
+with the leader check (`LeaderFence`, the function of migration orders 0005): the batches
+of the shard share a second lock, and the session holding the shard's lock must be this
+engine's, else the batch fails before writing anything (503, retried by the client). A new
+leader takes that second lock alone once before it catches up: whatever the engine before
+it had passed the check with has committed (or failed) by then, and is caught up."""
 
 from __future__ import annotations
 
@@ -11,6 +23,7 @@ import contextlib
 import fcntl
 import hashlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,6 +37,33 @@ logger = logging.getLogger("orders.sequencer.leadership")
 def _lock_key(shard: str) -> int:
     digest = hashlib.sha256(f"orders.sequencer:{shard}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _batches_key(shard: str) -> int:
+    return _lock_key(f"{shard}:batches")
+
+
+def lock_key_parts(shard: str) -> tuple[int, int]:
+    """The shard's lock as pg_locks shows it: (classid, objid), the key's high and low 32 bits."""
+    unsigned = _lock_key(shard) & 0xFFFF_FFFF_FFFF_FFFF
+    return unsigned >> 32, unsigned & 0xFFFF_FFFF
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderFence:
+    """The first statement of each batch transaction of a leading engine (PostgreSQL): fails
+    with SQLSTATE 55000 once the session holding the shard's lock is no longer `leader_pid`."""
+
+    batches_key: int
+    lock_high: int
+    lock_low: int
+    leader_pid: int
+
+    SQL = "SELECT orders_engine_leader_check(%s::bigint, %s::oid, %s::oid, %s::integer)"
+
+    @property
+    def params(self) -> list[int]:
+        return [self.batches_key, self.lock_high, self.lock_low, self.leader_pid]
 
 
 class Leadership:
@@ -43,7 +83,13 @@ class Leadership:
                     params.pop("context", None)
                     self._pg = psycopg.connect(**params, autocommit=True, connect_timeout=3)
                 row = self._pg.execute("SELECT pg_try_advisory_lock(%s)", [self.key]).fetchone()
-                return bool(row and row[0])
+                if not (row and row[0]):
+                    return False
+                # The batches the engine before this one began under the lock (LeaderFence)
+                # commit or fail first; any later one fails the check.
+                self._pg.execute("SELECT pg_advisory_lock(%s)", [_batches_key(self.shard)])
+                self._pg.execute("SELECT pg_advisory_unlock(%s)", [_batches_key(self.shard)])
+                return True
             except psycopg.Error as exc:
                 logger.warning("leadership: database unreachable: %s", exc)
                 self.release()
@@ -58,6 +104,16 @@ class Leadership:
             return False
         self._file = handle
         return True
+
+    def fence(self) -> LeaderFence | None:
+        """While leading on PostgreSQL: the check each batch begins with (None on SQLite,
+        whose lock no other process can take while this one lives)."""
+        if self._pg is None or self._pg.closed:
+            return None
+        high, low = lock_key_parts(self.shard)
+        return LeaderFence(
+            batches_key=_batches_key(self.shard), lock_high=high, lock_low=low, leader_pid=self._pg.info.backend_pid
+        )
 
     def held(self) -> bool:
         """Still the leader? (the lock's session or file is still ours)"""

@@ -55,6 +55,7 @@ from orders.sequencer import commands as c
 from orders.sequencer.answers import StoredHistory, order_body, order_body_stored
 from orders.sequencer.arrays import BatchTransaction
 from orders.sequencer.known import Known, Unknown, same
+from orders.sequencer.leadership import LeaderFence
 from orders.sequencer.reads import BatchReads, BatchWanted, batch_reads
 from orders.sequencer.recovery import market_engine_load, trading_rules
 from orders.sequencer.wallets import BatchDiscounts, BatchWallets
@@ -167,6 +168,9 @@ class Sequencer:
         self._known = Known()
         self.ahead_applied = 0  # batches applied ahead of the commit before them ...
         self.ahead_again = 0  # ... and of those, applied again on what their reads found
+        # An engine process leading on PostgreSQL: every batch transaction begins with this
+        # check, which fails it once another engine may lead (orders.sequencer.leadership).
+        self.fence: LeaderFence | None = None
 
     # --- markets ----------------------------------------------------------------------
 
@@ -452,7 +456,10 @@ class Sequencer:
             self.undo.clear()
         try:
             # Its BEGIN goes with its reads (BatchTransaction): one round trip fewer than atomic().
-            committed = within.enter_context(BatchTransaction())
+            fence = self.fence
+            committed = within.enter_context(
+                BatchTransaction(leader_check=None if fence is None else (fence.SQL, fence.params))
+            )
             if ahead is None:
                 batch = _Batch(sequencer=self, now=timezone.now(), nowait=True)
                 batch.prepare(commands)
@@ -516,13 +523,14 @@ class Sequencer:
         the others; the one that fails alone is recorded as failed (never half-applied)."""
         if len(commands) > 1:
             return [self._run_batch([command])[0] for command in commands]
-        return [_processing_failed(commands[0])]
+        return [_processing_failed(commands[0], fence=self.fence)]
 
     def _batch(self, commands: list[c.Command], *, nowait: bool = False) -> list[c.Answer]:
         now = timezone.now()
         batch = _Batch(sequencer=self, now=now, nowait=nowait)
         try:
             with transaction.atomic(durable=True):
+                _leader_checked(self.fence)
                 batch.prepare(commands)
                 deferred = [batch.apply(command) for command in commands]
                 written = batch.written = batch_write(
@@ -934,6 +942,14 @@ class _Batch:
 _QUOTES: dict[int, str] = {}
 
 
+def _leader_checked(fence: LeaderFence | None) -> None:
+    """In a transaction of the engine, before anything is written: fails it (55000, an
+    OperationalError: 503) once another engine may lead the shard."""
+    if fence is not None:
+        with connection.cursor() as cursor:
+            cursor.execute(fence.SQL, fence.params)
+
+
 def _batch_begins(commands: list[c.Command]) -> None:
     """Before any batch (whichever way it runs): the system users exist, the batch counted."""
     system_user_ids()  # created (once) outside any batch: a rollback must not undo them
@@ -969,13 +985,15 @@ _FAILED: c.Answer = {
 }
 
 
-def _processing_failed(command: c.Command) -> c.Answer:
+def _processing_failed(command: c.Command, *, fence: LeaderFence | None = None) -> c.Answer:
     """A command that fails alone for an unexpected reason: a placement is recorded as an
-    order in `error` (nothing else of it happened), anything else answers 500."""
+    order in `error` (nothing else of it happened), anything else answers 500. An engine
+    that no longer leads records nothing (503)."""
     if command.get("op") != c.PLACE:
         return _FAILED
     try:
         with transaction.atomic(durable=True):
+            _leader_checked(fence)
             market = Market.objects.filter(symbol=str(command.get("market"))).first()
             if market is None:
                 raise MarketNotFoundInBody()
@@ -1004,6 +1022,9 @@ def _processing_failed(command: c.Command) -> c.Answer:
         return {"status": 201, "order_id": order.pk}
     except ApplicationError as exc:
         return c.error_answer(exc)
+    except OperationalError as exc:  # the database away, or another engine leads
+        logger.warning("recording a failed order refused: %s", exc)
+        return c.error_answer(ServiceUnavailable(retry_after=1))
     except Exception:
         logger.exception("recording a failed order failed")
         return _FAILED

@@ -139,6 +139,9 @@ class EngineServer:
             caught = time.monotonic()
             while not self.stopping.is_set():
                 if self.leadership.acquire():
+                    # Every batch from now on checks first that this engine still leads
+                    # (orders.sequencer.leadership, "Fencing").
+                    standby.sequencer.fence = self.leadership.fence()
                     self.stats.takeover = standby.catch_up()
                     self.stats.live_orders = standby.live_orders
                     return standby

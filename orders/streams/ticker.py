@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Sum
-
+from core.db import money_totals
 from orders.models import Market, Trade
 from orders.selectors.book import order_book_get
 from orders.selectors.candles import candle_list
@@ -22,7 +21,8 @@ def market_ticker(*, market_id: int, symbol: str) -> dict[str, Any]:
     """Five statements: the hourly candles (2), their quote volume, the last price, the book top."""
     candles = candle_list(market_id=market_id, interval="1h", limit=HOURS)
     first = datetime.fromtimestamp((int(datetime.now(tz=UTC).timestamp()) // HOUR - HOURS + 1) * HOUR, tz=UTC)
-    quote = Trade.objects.filter(market_id=market_id, executed_at__gte=first).aggregate(q=Sum("quote_amount"))["q"]
+    # Exact on SQLite too, whose SUM of the text amounts is floating point (core.db.money_totals).
+    (quote,) = money_totals(Trade.objects.filter(market_id=market_id, executed_at__gte=first), fields=["quote_amount"])
     last = Market.objects.filter(pk=market_id).values_list("last_price", flat=True).first()
     book = order_book_get(market_id=market_id, depth=1)
     return ticker_body(

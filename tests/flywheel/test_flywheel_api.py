@@ -65,6 +65,49 @@ def test_public_metrics_match_the_events(api_client, traded):
     assert len(body["streams"]) == 10
 
 
+@pytest.fixture
+def traded_big(user, other_user):
+    """Trades and revenue events past 15 significant digits (SQLite's floats): `user`
+    sells 12345678.9012 ETH at 1234567890123.45 to `other_user`, in two fills."""
+    market_create("ETH-USDT")
+    fund(user, "ETH", "99999999999.87654321")
+    fund(user, "TTX", "1234567890123.12345678")
+    fund(user, "TTX", "0.00000001", bucket=7)
+    fund(other_user, "USDT", "99999999999999999999.12345678")
+    sell = OrderRequest(
+        market="ETH-USDT", side="sell", type="limit", quantity="12345678.9012", price="1234567890123.45"
+    )
+    order_place(user=user, request=sell)
+    for quantity in ("0.0001", "12345678.9011"):
+        buy = OrderRequest(market="ETH-USDT", side="buy", type="limit", quantity=quantity, price="1234567890123.45")
+        order_place(user=other_user, request=buy)
+    post_trade_jobs_process(job_ids=list(TradeOutbox.objects.values_list("pk", flat=True)))
+    revenue_collect(
+        stream=1, amount="98765432109876.12345679", description="w", source_type="withdrawal", source_id="w"
+    )
+
+
+def test_figures_are_exact_past_fifteen_significant_digits(api_client, user_client, traded_big):
+    events = list(RevenueEvent.objects.all())
+    gross, holder = sum(e.gross_amount for e in events), sum(e.holder_share for e in events)
+    trades = list(Trade.objects.all())
+    assert len(trades) == 2
+
+    metrics = api_client.get("/api/flywheel/metrics").json()
+    reserve = api_client.get("/api/flywheel/reserve-status").json()
+    streams = api_client.get("/api/flywheel/revenue-streams").json()
+    impact = user_client.get("/api/flywheel/my-impact").json()
+
+    assert Decimal(metrics["total_platform_revenue"]) == gross
+    assert Decimal(metrics["holder_share_total"]) == holder
+    assert Decimal(metrics["reserve_share_total"]) == gross - holder
+    assert Decimal(reserve["total_reserve_collected"]) == gross - holder
+    assert Decimal(streams["streams"][0]["collected"]) == sum(t.taker_fee + t.maker_fee for t in trades)
+    assert Decimal(impact["ttx_holdings"]) == Decimal("1234567890123.12345679")
+    assert Decimal(impact["monthly_volume"]) == sum(t.quote_amount for t in trades)
+    assert Decimal(impact["fees_paid_30d"]) == sum(t.maker_fee for t in trades)
+
+
 def test_reserve_status(api_client, traded):
     body = api_client.get("/api/flywheel/reserve-status").json()
     reserve = sum(e.reserve_share for e in RevenueEvent.objects.all())

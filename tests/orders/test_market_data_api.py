@@ -141,6 +141,24 @@ def test_book_depth_limits_the_levels_per_side(book_orders, api_client):
 # --- trades -------------------------------------------------------------------------------------
 
 
+def test_book_levels_are_exact_past_fifteen_significant_digits(market, api_client):
+    """A level's quantity is the exact sum of its orders' remainders, also on SQLite, whose
+    SUM adds the text columns as floats (15 significant digits)."""
+    seller, buyer = UserFactory(), UserFactory()
+    fund(seller, "ETH", "100000000000000000")
+    fund(buyer, "USDT", "100000000000000000000")
+    for quantity in ("12345678901234.5678", "0.0001", "98765432109876.5432"):
+        place(seller, side="sell", type="limit", quantity=quantity, price="7777777.77")
+    place(buyer, side="buy", type="limit", quantity="0.0003", price="7777777.77")  # a partial fill
+    place(buyer, side="buy", type="limit", quantity="11111111101111.1113", price="0.01")
+
+    body = api_client.get("/api/markets/ETH-USDT/book").json()
+
+    assert body["asks"] == [{"price": "7777777.77000000", "quantity": "111111111011111.11080000", "orders": 3}]
+    assert body["bids"] == [{"price": "0.01000000", "quantity": "11111111101111.11130000", "orders": 1}]
+    assert_invariants()
+
+
 def test_market_trades_newest_first_with_limit(api_client, traders):
     made = [trade(traders, price, qty) for price, qty in (("2000.00", "0.1"), ("2001.00", "0.2"), ("1999.50", "0.3"))]
     rows = api_client.get("/api/markets/ETH-USDT/trades").json()

@@ -683,6 +683,21 @@ def invariant_violations(platform: Platform) -> dict[str, list[Any]]:
     return found
 
 
+def engine_leader_pid(platform: Platform, shard: str = "main") -> int | None:
+    """The server process of the session holding the shard's lock (the active engine's
+    orders.sequencer.leadership), None while no engine holds it."""
+    from orders.sequencer.leadership import lock_key_parts
+
+    high, low = lock_key_parts(shard)
+    rows = platform.query(
+        """SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock'
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND classid = %s::oid AND objid = %s::oid AND objsubid = 1""",
+        [high, low],
+    )
+    return int(rows[0][0]) if rows else None
+
+
 def ledger_check(port: int, staff_token: str) -> dict[str, Any]:
     """The staff ledger endpoint (orders.selectors.ledger.ledger_check): per asset, the
     deposits against the sum of every balance."""
@@ -851,9 +866,12 @@ class Rig:
         log(f"database {name} migrated and seeded in {time.monotonic() - began:.1f} s")
         return platform
 
-    def engine(self, platform: Platform, *, name: str = "engine", wait: bool = True) -> EngineProcess:
-        """One engine process of the platform's (single) shard; a second one stands by."""
-        engine = EngineProcess(env=platform.process_env(), log_path=self.workdir / f"{name}.log")
+    def engine(
+        self, platform: Platform, *, name: str = "engine", wait: bool = True, bind: str | None = None
+    ) -> EngineProcess:
+        """One engine process of the platform's (single) shard; a second one stands by.
+        `bind`: its own endpoint of the shard (ENGINE_SHARDS naming one per engine)."""
+        engine = EngineProcess(env=platform.process_env(), log_path=self.workdir / f"{name}.log", bind=bind)
         self.stack.callback(engine.stop)
         platform.engines.append(engine)
         return engine.start(wait=wait)

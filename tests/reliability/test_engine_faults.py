@@ -7,7 +7,10 @@ middle of a batch under load, failed over to a standby, or down altogether.
 - Failover: a warm standby engine of the same shard (its books loaded while standing by,
   kept current) takes over within 5 s of the active one's death, with a catch-up of the
   last changes and the same guarantees.
-- Down: an order answers 503 `service_unavailable` with Retry-After, at once, never a hang."""
+- Down: an order answers 503 `service_unavailable` with Retry-After, at once, never a hang.
+- Fenced: an engine whose session of the shard's lock ended (the engine itself alive) while
+  a standby took over commits nothing more on its books, which no longer hold what the new
+  leader writes: production's endpoints, one per engine, every web worker connected to both."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from collections import Counter
 
 import pytest
 
+from bench.infra import free_port
 from tests.reliability.harness import (
     Figures,
     HttpClient,
@@ -25,6 +29,7 @@ from tests.reliability.harness import (
     Rig,
     Trader,
     assert_platform_sound,
+    engine_leader_pid,
     log,
     traders_join,
     traffic_figures,
@@ -195,4 +200,56 @@ def test_with_the_engine_down_orders_answer_503_at_once(rig: Rig, figures: Figur
         assert health.body["engines"]["main"]["status"] == "ok", health.body
     finally:
         client.close()
+    figures.passed()
+
+
+@pytest.mark.timeout(300)
+def test_an_engine_that_lost_its_lock_commits_nothing_once_the_standby_leads(rig: Rig, figures: Figures) -> None:
+    # The session holding the shard's lock ends (pg_terminate_backend here: a network cut, a
+    # pooler, an operator would do the same) while its engine runs on: PostgreSQL releases the
+    # lock at once and the standby leads within 0.1 s, when the old leader only notices at
+    # its next check. Until then both receive commands (each web worker is connected to both
+    # endpoints): the old one must not commit a batch against books the new one has changed.
+    endpoints = [f"tcp://127.0.0.1:{free_port()}" for _ in range(2)]
+    platform = rig.platform(seed={"traders": TRADERS}, ENGINE_SHARDS=f"main=*@{','.join(endpoints)}")
+    engines = [
+        rig.engine(platform, name="engine-a", bind=endpoints[0]),
+        rig.engine(platform, name="engine-b", bind=endpoints[1], wait=False),
+    ]
+    wait_until(lambda: b" standing by: " in engines[1].log_path.read_bytes(), what="the standby's books", timeout=60)
+    server = rig.web(platform, workers=2, threads=4)
+    stop = threading.Event()
+    traders = _traders(server.port, platform.seed, stop=stop, deadline=time.monotonic() + 120)
+    for trader in traders:
+        trader.start()
+    rounds = 3
+    try:
+        for round_ in range(rounds):
+            wait_until(
+                lambda: sum(len(t.placements) for t in traders) >= 150 * (round_ + 1),  # noqa: B023  (called at once)
+                what="orders flowing before the lock's session ends",
+                timeout=60,
+            )
+            leader = engine_leader_pid(platform)
+            assert leader is not None, "no engine holds the shard's lock"
+            platform.query("SELECT pg_terminate_backend(%s)", [leader])
+            log(f"the leader's lock session ({leader}) terminated ({round_ + 1})")
+            wait_until(
+                lambda: engine_leader_pid(platform) not in (None, leader),  # noqa: B023  (called at once)
+                what="the other engine to take the lock",
+                timeout=10,
+            )
+        wait_until(
+            lambda: sum(len(t.placements) for t in traders) >= 150 * (rounds + 1),
+            what="orders flowing after the last takeover",
+            timeout=60,
+        )
+    finally:
+        stop.set()
+    traders_join(traders, timeout=90)
+    figures.update(traffic_figures(traders), takeovers=rounds)
+    attempts = [a for t in traders for a in t.attempts]
+    assert not [a for a in attempts if a.status >= 500 and a.status != 503], "a 5xx other than 503"
+    _check_exactly_once(platform, traders, figures)
+    assert_platform_sound(figures, platform, port=server.port, staff_token=platform.seed["staff_token"])
     figures.passed()

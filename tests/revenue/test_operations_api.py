@@ -95,6 +95,21 @@ def test_failure_report_counts_failed_and_stale_pending_in_window(staff_client, 
     assert summary["delivery_paused"] is False and summary["pause"] is None
 
 
+def test_failure_report_totals_are_exact_past_fifteen_significant_digits(staff_client, db):
+    """On SQLite too, whose SUM of the money text columns is floating point."""
+    events = [
+        _event(0, source, _failed(1), amount=amount)
+        for source, amount in (("b1", "98765432109876543.21098765"), ("b2", "12345678901234567.89012345"))
+    ]
+    expected = sum(event.holder_share for event in events)
+    assert len(expected.as_tuple().digits) > 15
+
+    body = staff_client.get("/api/admin/revenue/onchain-failures").json()
+
+    assert Decimal(body["summary"]["total_holder_share_pending"]) == expected
+    assert [Decimal(s["total_holder_share"]) for s in body["by_stream"]] == [expected]
+
+
 def test_failure_report_counts_long_in_flight_events_for_reconciliation(staff_client, failures):
     stuck = _event(0, "s1", _submitted())
     _age(stuck, minutes=15)

@@ -14,6 +14,7 @@ from django.utils import timezone
 from orders.models import Trade
 from orders.selectors.candles import INTERVALS
 from orders.streams.marketdata import HOURS, MarketData
+from orders.streams.ticker import market_ticker
 from tests.factories import UserFactory, fund, market_create
 from tests.orders.support import place
 
@@ -91,6 +92,23 @@ def test_the_seed_holds_what_the_trades_applied_one_by_one_hold(market, seed):
     )
     # Past a float's 15 significant digits, where SQLite's SUM would have rounded.
     assert any(len(bar.volume.as_tuple().digits) > 15 for bar in seeded.bars["1h"])
+
+
+def test_the_ticker_snapshot_volumes_are_exact_past_fifteen_significant_digits(market):
+    """A `ticker:` subscription's snapshot (orders.streams.ticker) sums the day's trades as
+    the seed does, to the last unit: not with SQLite's floating-point SUM."""
+    _history(market, random.Random(4), count=60)
+    held = MarketData(market_id=market.pk)
+    held.trades_applied([])
+    expected = held.ticker(symbol="ETH-USDT", best_bid=None, best_ask=None)
+
+    snapshot = market_ticker(market_id=market.pk, symbol="ETH-USDT")
+
+    assert len(Decimal(expected["quote_volume_24h"]).as_tuple().digits) > 15
+    assert (snapshot["volume_24h"], snapshot["quote_volume_24h"]) == (
+        expected["volume_24h"],
+        expected["quote_volume_24h"],
+    )
 
 
 def test_trades_after_the_seed_are_applied_once(market):

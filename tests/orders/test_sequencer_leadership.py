@@ -1,0 +1,100 @@
+"""The shard's lock on PostgreSQL (orders.sequencer.leadership): an engine whose session of
+the lock ended commits nothing more once another may lead (the leader check each batch
+begins with), and a new leader waits for the batch the engine before it began under the
+lock. Real sessions and commits; the processes' version is tests/reliability/test_engine_faults.py."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from django.db import connection
+
+from orders.models import Order
+from orders.sequencer import commands as c
+from orders.sequencer.leadership import Leadership
+from orders.sequencer.loop import Sequencer
+from tests.factories import UserFactory, fund, market_create
+from tests.waiting import wait_until
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def leaderships() -> Iterator[list[Leadership]]:
+    made: list[Leadership] = []
+    yield made
+    for leadership in made:
+        leadership.release()
+
+
+def _other_session() -> psycopg.Connection:
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    return psycopg.connect(**params, autocommit=True)
+
+
+def _session_end(leadership: Leadership) -> None:
+    """As a network cut or an operator would: the lock's session ends, its engine runs on."""
+    assert leadership._pg is not None
+    with _other_session() as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [leadership._pg.info.backend_pid])
+
+
+def _bid(user_id: int, price: str) -> c.Command:
+    fields = {"market": "ETH-USDT", "side": "buy", "type": "limit", "price": price, "quantity": "0.1"}
+    return c.place_command(user_id=user_id, fields=fields)
+
+
+def test_an_engine_whose_lock_session_ended_commits_nothing_once_another_leads(leaderships):
+    market_create("ETH-USDT")
+    user = UserFactory()
+    fund(user, "USDT", "10000")
+    active, standby = Leadership("fenced"), Leadership("fenced")
+    leaderships += [active, standby]
+    assert active.acquire() and not standby.acquire()
+    sequencer = Sequencer()
+    sequencer.fence = active.fence()
+    ((_, (placed,)),) = sequencer.run([_bid(user.pk, "1000.00")])
+    assert placed["status"] == 201  # the check passes while the session holds the lock
+
+    _session_end(active)
+    wait_until(standby.acquire, what="the standby to lead", timeout=10)  # the engine before it has not noticed
+    ((_, (refused,)),) = sequencer.run([_bid(user.pk, "1001.00")])
+    answers = sequencer.run_batch([_bid(user.pk, "1002.00")])
+
+    assert refused["status"] == 503 and refused["error"]["code"] == "service_unavailable"
+    assert [answer["status"] for answer in answers] == [503]
+    assert list(Order.objects.values_list("id", flat=True)) == [int(placed["order"]["id"])]
+    assert not active.held()
+
+
+def test_a_new_leader_waits_for_the_batch_the_engine_before_it_began(leaderships):
+    active, standby = Leadership("drained"), Leadership("drained")
+    leaderships += [active, standby]
+    assert active.acquire()
+    fence = active.fence()
+    assert fence is not None
+    acquired: list[bool] = []
+    with _other_session() as batch:  # a batch of the active engine, past its check, not committed
+        batch.execute("BEGIN")
+        batch.execute(fence.SQL, fence.params)
+        _session_end(active)
+        taking = threading.Thread(
+            target=lambda: acquired.append(wait_until(standby.acquire, what="the lock released", timeout=10))
+        )
+        taking.start()
+        wait_until(lambda: _waiting_for_advisory_lock(), what="the standby waiting for the batch", timeout=10)
+        assert not acquired, "the standby led while a batch of the engine before it was open"
+        batch.execute("COMMIT")
+        taking.join(timeout=10)
+    assert acquired == [True]
+
+
+def _waiting_for_advisory_lock() -> bool:
+    with _other_session() as other:
+        row = other.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").fetchone()
+    return bool(row and row[0])
