@@ -212,6 +212,20 @@ def test_fees_show_with_their_asset_without_padding(trader, trader_client):
     assert "0.24000000" not in text(trader_client.get("/orders/"))
 
 
+def test_the_tickets_balances_are_exact_not_rounded(trader, trader_client):
+    """After a fee, a balance has more decimals than cents: the ticket shows what can be spent,
+    never rounded up to more (10,000.99712 read as 10,001.00 before)."""
+    fund(trader, "USDT", "0.99712")
+    fund(trader, "ETH", "0.00005")  # a deposit finer than the market's quantity step
+    place(trader, side="buy", type="limit", price="1900.01", quantity="0.0003")  # 0.570003 USDT and its fee
+    balances = re.search(r'(?s)<dl class="balances">.*?</dl>', text(trader_client.get(TRADE)))
+    assert balances, "the ticket's balances"
+    shown = re.sub(r"\s+", " ", balances.group(0))
+    assert "Available USDT</dt><dd>10,000.426433 " in shown  # 10,000.99712 - 0.570687
+    assert "· 0.570687 locked" in shown  # 0.570003 + 12 bps (0.5706870036), as stored
+    assert "Available ETH</dt><dd>5.00005<" in shown
+
+
 def test_the_ticket_states_the_fee_rate_its_total_includes(trader_client, settings):
     page = text(trader_client.get(TRADE))
     assert f'data-fee-bps="{settings.TAKER_FEE_BPS}"' in page
