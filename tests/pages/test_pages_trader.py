@@ -288,3 +288,16 @@ def test_flywheel_insights_print_numbers_with_their_unit(trader, trader_client, 
     assert "Your fees of 3.24 USD in 30 days sent 0.486 USD to holders and 2.75 USD to the reserve." in insights
     assert money_text(Decimal("0.00123456789")) == "0.001234" and money_text(Decimal("3.137238")) == "3.13"
     assert amount(Decimal("0.00120000")) == "0.0012" and amount(Decimal("1234.50")) == "1,234.5"
+
+
+def test_flywheel_my_impact_holdings_and_volume_are_not_rounded_up(trader, trader_client, settings):
+    """999.999 TTX is short of 1,000 (read "1,000.00" before); the volume is a USD figure
+    (docs/pages.md: cents, cut, like every other figure of the panel)."""
+    fund(trader, settings.TTX_ASSET, "999.999")
+    seller = UserFactory()
+    fund(seller, "ETH", "2")
+    place(seller, side="sell", type="limit", price="2000.01", quantity="1.5")
+    place(trader, side="buy", type="limit", price="2000.01", quantity="1.5")  # 3,000.015 USDT
+    page = re.sub(r"\s+", " ", text(trader_client.get("/flywheel/")))
+    assert "<dt>TTX holdings</dt><dd>999.999</dd>" in page
+    assert '<dt>Volume, 30 days</dt><dd>3,000.01 <span class="unit">USD</span>' in page
