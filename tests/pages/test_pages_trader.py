@@ -212,6 +212,20 @@ def test_fees_show_with_their_asset_without_padding(trader, trader_client):
     assert "0.24000000" not in text(trader_client.get("/orders/"))
 
 
+def test_the_tickets_balances_are_exact_not_rounded(trader, trader_client):
+    """After a fee, a balance has more decimals than cents: the ticket shows what can be spent,
+    never rounded up to more (10,000.99712 read as 10,001.00 before)."""
+    fund(trader, "USDT", "0.99712")
+    fund(trader, "ETH", "0.00005")  # a deposit finer than the market's quantity step
+    place(trader, side="buy", type="limit", price="1900.01", quantity="0.0003")  # 0.570003 USDT and its fee
+    balances = re.search(r'(?s)<dl class="balances">.*?</dl>', text(trader_client.get(TRADE)))
+    assert balances, "the ticket's balances"
+    shown = re.sub(r"\s+", " ", balances.group(0))
+    assert "Available USDT</dt><dd>10,000.426433 " in shown  # 10,000.99712 - 0.570687
+    assert "· 0.570687 locked" in shown  # 0.570003 + 12 bps (0.5706870036), as stored
+    assert "Available ETH</dt><dd>5.00005<" in shown
+
+
 def test_the_ticket_states_the_fee_rate_its_total_includes(trader_client, settings):
     page = text(trader_client.get(TRADE))
     assert f'data-fee-bps="{settings.TAKER_FEE_BPS}"' in page
@@ -274,3 +288,16 @@ def test_flywheel_insights_print_numbers_with_their_unit(trader, trader_client, 
     assert "Your fees of 3.24 USD in 30 days sent 0.486 USD to holders and 2.75 USD to the reserve." in insights
     assert money_text(Decimal("0.00123456789")) == "0.001234" and money_text(Decimal("3.137238")) == "3.13"
     assert amount(Decimal("0.00120000")) == "0.0012" and amount(Decimal("1234.50")) == "1,234.5"
+
+
+def test_flywheel_my_impact_holdings_and_volume_are_not_rounded_up(trader, trader_client, settings):
+    """999.999 TTX is short of 1,000 (read "1,000.00" before); the volume is a USD figure
+    (docs/pages.md: cents, cut, like every other figure of the panel)."""
+    fund(trader, settings.TTX_ASSET, "999.999")
+    seller = UserFactory()
+    fund(seller, "ETH", "2")
+    place(seller, side="sell", type="limit", price="2000.01", quantity="1.5")
+    place(trader, side="buy", type="limit", price="2000.01", quantity="1.5")  # 3,000.015 USDT
+    page = re.sub(r"\s+", " ", text(trader_client.get("/flywheel/")))
+    assert "<dt>TTX holdings</dt><dd>999.999</dd>" in page
+    assert '<dt>Volume, 30 days</dt><dd>3,000.01 <span class="unit">USD</span>' in page

@@ -77,6 +77,25 @@ def test_retry_action_queues_failed_events(admin_client, events):
     assert DeliveryMetadata.of(RevenueEvent.objects.get(pk=events["s-done"].pk).metadata).status == "delivered"
 
 
+@pytest.mark.parametrize("crafted", ["abc", "\x00", "99999999999999999999999", "-1", "\u0661"])
+def test_retry_action_drops_a_selection_that_is_no_id(admin_client, events, crafted):
+    """A crafted `_selected_action` names no event: not a 500 (Django's filter raised on it);
+    alone, Django's "Items must be selected"; next to a real id, the real one is retried."""
+    alone = admin_client.post(
+        "/admin/revenue/revenueevent/", {"action": "retry_delivery_now", "index": "0", "_selected_action": [crafted]}
+    )
+    assert alone.status_code == 302
+    assert "Items must be selected" in admin_client.get(alone["Location"]).content.decode()
+    with_real = admin_client.post(
+        "/admin/revenue/revenueevent/",
+        {"action": "retry_delivery_now", "index": "0", "_selected_action": [crafted, events["s-crit"].pk]},
+        follow=True,
+    )
+    assert with_real.status_code == 200
+    assert "1 queued" in with_real.content.decode()
+    assert DeliveryMetadata.of(RevenueEvent.objects.get(pk=events["s-crit"].pk).metadata).status == "pending"
+
+
 def test_failure_report_page(admin_client, events):
     page = admin_client.get("/admin/revenue/revenueevent/failure-report/").content.decode()
     assert "On-chain delivery failure report" in page
