@@ -151,6 +151,10 @@ def test_calculator_projects_from_given_revenue(api_client, db):
         {"ttx_amount": "1e30", "monthly_volume": "1"},
         {"ttx_amount": "1", "monthly_volume": "1", "platform_revenue": "-5"},
         {"ttx_amount": "1", "monthly_volume": "1", "platform_revenue": "1e99"},
+        # a ninth decimal place is refused, not rounded (the answer echoes 8)
+        {"ttx_amount": "0.000000001", "monthly_volume": "1"},
+        {"ttx_amount": "1", "monthly_volume": "0.123456789"},
+        {"ttx_amount": "1", "monthly_volume": "1", "platform_revenue": "100.000000005"},
     ],
 )
 def test_calculator_rejects_bad_parameters(api_client, db, params):
@@ -168,6 +172,12 @@ def test_comparison_known_competitors(api_client, db, name):
     assert ours == Decimal("120")  # 12 bps of 100,000
     assert their == Decimal(100000) * Decimal(body["their_taker_fee_bps"]) / 10000
     assert Decimal(body["monthly_savings"]) == their - ours
+
+
+def test_comparison_refuses_a_ninth_decimal_place(api_client, db):
+    response = api_client.get("/api/flywheel/comparison/binance", {"monthly_volume": "100000.000000001"})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_parameter"
 
 
 def test_comparison_unknown_competitor(api_client, db):
