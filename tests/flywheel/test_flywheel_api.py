@@ -14,7 +14,7 @@ from orders.engine.requests import OrderRequest
 from orders.models import Asset, Trade, TradeOutbox
 from orders.services.orders import order_place
 from orders.system_accounts import house_user_id
-from revenue.models import RevenueEvent
+from revenue.models import RevenueEvent, RevenueStream
 from revenue.services import post_trade_jobs_process, revenue_collect
 from tests.answers import hand_built_bytes
 from tests.factories import fund, market_create
@@ -124,6 +124,13 @@ def test_revenue_streams_with_targets_and_progress(api_client, traded):
     assert Decimal(trading["progress"]) == (collected / Decimal(250000) * 100).quantize(Decimal("0.01"))
     assert Decimal(body["summary"]["total_collected"]) == sum(e.gross_amount for e in RevenueEvent.objects.all())
     assert body["summary"]["active_streams"] == 3
+
+
+def test_a_stream_without_a_target_has_progress_with_two_places(api_client, traded):
+    # As every other progress (and the summary's without a target): "0.00", not "0".
+    RevenueStream.objects.filter(pk=1).update(target_monthly=0)
+    body = api_client.get("/api/flywheel/revenue-streams").json()
+    assert body["streams"][1]["progress"] == "0.00"
 
 
 def test_calculator_projects_from_given_revenue(api_client, db):
