@@ -5,15 +5,22 @@ import django.core.validators
 from django.db import migrations, models
 
 
+def negative_targets_to_zero(apps, schema_editor):
+    # A negative target saved before the check existed would stop the migration.
+    apps.get_model("revenue", "RevenueStream").objects.filter(target_monthly__lt=0).update(target_monthly=0)
+
+
 class Migration(migrations.Migration):
     """A stream's monthly target is never negative: staff set it in the admin, and the public
-    figures read it (GET /api/flywheel/revenue-streams: target_monthly, progress)."""
+    figures read it (GET /api/flywheel/revenue-streams: target_monthly, progress). A negative
+    one already saved becomes 0 (no target)."""
 
     dependencies = [
         ("revenue", "0011_split_exact_on_sqlite"),
     ]
 
     operations = [
+        migrations.RunPython(negative_targets_to_zero, migrations.RunPython.noop),
         migrations.AlterField(
             model_name="revenuestream",
             name="target_monthly",
