@@ -24,6 +24,7 @@ from revenue.models import RevenueEvent, RevenueStream
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
+CENT = Decimal("0.01")  # progress in percent, two places
 MONTHS_PER_YEAR = 12
 WINDOW_DAYS = 30
 # Revenue multiplier per fee tier (bronze .. diamond); 1.0 below the first tier.
@@ -63,10 +64,11 @@ class StreamFigures:
 
     @property
     def progress(self) -> Decimal:
-        """Share of the monthly target collected this calendar month, in percent."""
+        """Share of the monthly target collected this calendar month, in percent ("0.00"
+        without a target, as StreamTotals answers it)."""
         if not self.target_monthly:
-            return ZERO
-        return (self.collected_this_month / self.target_monthly * HUNDRED).quantize(Decimal("0.01"))
+            return ZERO.quantize(CENT)
+        return (self.collected_this_month / self.target_monthly * HUNDRED).quantize(CENT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,7 @@ class StreamTotals:
         """This month's collections in percent of the monthly targets; None without a target."""
         if not self.target_monthly:
             return None
-        return (self.collected_this_month / self.target_monthly * HUNDRED).quantize(Decimal("0.01"))
+        return (self.collected_this_month / self.target_monthly * HUNDRED).quantize(CENT)
 
 
 def stream_totals(*, streams: Sequence[StreamFigures]) -> StreamTotals:

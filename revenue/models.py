@@ -4,6 +4,7 @@ collected from come from the outbox orders owns (orders.models.TradeOutbox)."""
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
@@ -29,7 +30,7 @@ class RevenueStream(models.Model):
     description = models.TextField(blank=True, default="")
     collected = MoneyField(default=0)
     distributed = MoneyField(default=0)  # holder share confirmed on-chain
-    target_monthly = MoneyField(default=0)
+    target_monthly = MoneyField(default=0, validators=[MinValueValidator(0)])  # staff set it (admin)
 
     class Meta:
         ordering = ["id"]
@@ -37,6 +38,7 @@ class RevenueStream(models.Model):
             models.CheckConstraint(
                 condition=Q(collected__gte=0) & Q(distributed__gte=0), name="stream_totals_non_negative"
             ),
+            models.CheckConstraint(condition=Q(target_monthly__gte=0), name="stream_target_non_negative"),
         ]
 
     def __str__(self) -> str:

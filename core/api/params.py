@@ -12,7 +12,7 @@ from drf_spectacular.utils import OpenApiParameter
 from rest_framework.request import Request
 
 from core.errors import InvalidParameter
-from core.money import AMOUNT_TEXT_MAX_LENGTH, parse_decimal
+from core.money import AMOUNT_PLACES, AMOUNT_TEXT_MAX_LENGTH, parse_amount, parse_decimal
 from core.text import is_clean_name, parse_id
 
 
@@ -93,10 +93,11 @@ def enum_openapi(name: str, *, choices: list[str], description: str = "") -> Ope
     )
 
 
-# The one text form of an amount (core.money.AMOUNT_TEXT), as the schema states it.
+# The one text form of an amount (core.money.AMOUNT_TEXT) with at most 8 significant
+# decimal places (core.money.parse_amount), as the schema states it.
 DECIMAL_SCHEMA: dict[str, Any] = {
     "type": "string",
-    "pattern": "^[0-9]+(\\.[0-9]+)?$",
+    "pattern": "^[0-9]+(\\.[0-9]{1,8}0*)?$",
     "maxLength": AMOUNT_TEXT_MAX_LENGTH,
     "example": "1500.25",
 }
@@ -107,7 +108,8 @@ def decimal_openapi(name: str, *, required: bool, description: str = "") -> Open
 
 
 def decimal_param(request: Request, name: str, *, required: bool, maximum: Decimal) -> Decimal | None:
-    """A non-negative decimal query parameter, in the one amount grammar (core.money)."""
+    """A non-negative decimal query parameter, in the one amount grammar (core.money), with
+    at most 8 decimal places (nothing is silently rounded)."""
     raw = request.query_params.get(name)
     if raw is None:
         if required:
@@ -118,4 +120,8 @@ def decimal_param(request: Request, name: str, *, required: bool, maximum: Decim
         raise InvalidParameter(f"{name} must be a number.", fields={name: ["Must be a decimal number like 1500.25."]})
     if value > maximum:
         raise InvalidParameter(f"{name} is out of range.", fields={name: [f"Must be between 0 and {maximum:f}."]})
+    if parse_amount(raw) is None:  # a ninth decimal would be rounded away by the answer: refused, not rounded
+        raise InvalidParameter(
+            f"{name} has too many decimal places.", fields={name: [f"At most {AMOUNT_PLACES} decimal places."]}
+        )
     return value

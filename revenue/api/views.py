@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -39,6 +42,14 @@ def _int_param(request: Request, *names: str, default: int | None, minimum: int,
     return values[0] if values else default
 
 
+class CanRetryDelivery(BasePermission):
+    """revenue.retry_delivery, as the admin's retry asks (docs/operations.md, "The admin
+    desk"): staff without it read the reports but queue nothing (403)."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return bool(request.user.has_perm("revenue.retry_delivery"))
+
+
 class OnchainFailuresApi(APIView):
     permission_classes = [IsStaff]
 
@@ -73,7 +84,7 @@ class OnchainWorkerStatusApi(APIView):
 
 
 class RevenueEventRetryApi(APIView):
-    permission_classes = [IsStaff]
+    permission_classes = [IsStaff, CanRetryDelivery]
 
     @extend_schema(
         request=None,

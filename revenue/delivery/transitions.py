@@ -1,6 +1,7 @@
 """Every write of the delivery state machine: batches, their events' metadata and the
-streams' `distributed` totals change together, in SQL (atomic JSON merges, F() updates),
-never by read-modify-write in Python.
+streams' `distributed` totals change together, in SQL (atomic JSON merges), never by
+read-modify-write in Python; `distributed` alone is added to in Python, under the stream
+rows' lock, because SQLite's arithmetic on money text is floating point.
 
 Event states (revenue.delivery.metadata.DeliveryStatus):
     pending -> submitted -> delivered
@@ -24,7 +25,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Q, QuerySet
 
 from core.metrics import DELIVERIES, DELIVERY_LATENCY_SECONDS
 from revenue.alerts import revenue_events_critical_alert
@@ -354,12 +355,22 @@ def deployment_batches_supersede(*, deployment_id: int, now: datetime) -> int:
 
 
 def _distributed_add(rows: Sequence[tuple[Any, ...]], *, sign: int) -> None:
-    """rows: (event id, stream id, holder share, ...)."""
+    """rows: (event id, stream id, holder share, ...). The streams are locked (in id order:
+    no deadlock between writers) and their totals added to here, exactly: SQL arithmetic
+    would be floating point on SQLite's text columns (15 significant digits)."""
     sums: dict[int, Decimal] = defaultdict(Decimal)
     for _, stream_id, holder_share, *_ in rows:
         sums[stream_id] += holder_share
-    for stream_id, total in sorted(sums.items()):  # fixed order: no deadlock between writers
-        RevenueStream.objects.filter(pk=stream_id).update(distributed=F("distributed") + sign * total)
+    if not sums:
+        return
+    current = dict(
+        RevenueStream.objects.select_for_update()
+        .filter(pk__in=list(sums))
+        .order_by("pk")
+        .values_list("pk", "distributed")
+    )
+    for stream_id, total in sorted(sums.items()):
+        RevenueStream.objects.filter(pk=stream_id).update(distributed=current[stream_id] + sign * total)
 
 
 # --------------------------------------------------------------------------- staff

@@ -14,7 +14,7 @@ from orders.engine.requests import OrderRequest
 from orders.models import Asset, Trade, TradeOutbox
 from orders.services.orders import order_place
 from orders.system_accounts import house_user_id
-from revenue.models import RevenueEvent
+from revenue.models import RevenueEvent, RevenueStream
 from revenue.services import post_trade_jobs_process, revenue_collect
 from tests.answers import hand_built_bytes
 from tests.factories import fund, market_create
@@ -126,6 +126,13 @@ def test_revenue_streams_with_targets_and_progress(api_client, traded):
     assert body["summary"]["active_streams"] == 3
 
 
+def test_a_stream_without_a_target_has_progress_with_two_places(api_client, traded):
+    # As every other progress (and the summary's without a target): "0.00", not "0".
+    RevenueStream.objects.filter(pk=1).update(target_monthly=0)
+    body = api_client.get("/api/flywheel/revenue-streams").json()
+    assert body["streams"][1]["progress"] == "0.00"
+
+
 def test_calculator_projects_from_given_revenue(api_client, db):
     body = api_client.get(
         "/api/flywheel/calculator", {"ttx_amount": "10000", "monthly_volume": "50000", "platform_revenue": "100000"}
@@ -151,6 +158,10 @@ def test_calculator_projects_from_given_revenue(api_client, db):
         {"ttx_amount": "1e30", "monthly_volume": "1"},
         {"ttx_amount": "1", "monthly_volume": "1", "platform_revenue": "-5"},
         {"ttx_amount": "1", "monthly_volume": "1", "platform_revenue": "1e99"},
+        # a ninth decimal place is refused, not rounded (the answer echoes 8)
+        {"ttx_amount": "0.000000001", "monthly_volume": "1"},
+        {"ttx_amount": "1", "monthly_volume": "0.123456789"},
+        {"ttx_amount": "1", "monthly_volume": "1", "platform_revenue": "100.000000005"},
     ],
 )
 def test_calculator_rejects_bad_parameters(api_client, db, params):
@@ -168,6 +179,12 @@ def test_comparison_known_competitors(api_client, db, name):
     assert ours == Decimal("120")  # 12 bps of 100,000
     assert their == Decimal(100000) * Decimal(body["their_taker_fee_bps"]) / 10000
     assert Decimal(body["monthly_savings"]) == their - ours
+
+
+def test_comparison_refuses_a_ninth_decimal_place(api_client, db):
+    response = api_client.get("/api/flywheel/comparison/binance", {"monthly_volume": "100000.000000001"})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_parameter"
 
 
 def test_comparison_unknown_competitor(api_client, db):

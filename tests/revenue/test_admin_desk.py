@@ -267,6 +267,22 @@ def test_streams_can_be_reworded_but_not_added_deleted_or_recounted(desk, db):
     assert (stream.name, stream.target_monthly, stream.collected) == ("Trading fees", 123, collected)
 
 
+def test_a_stream_target_cannot_be_negative(desk, db):
+    # The public figures read it (GET /api/flywheel/revenue-streams: target_monthly, progress).
+    from django.db import IntegrityError, transaction
+
+    from revenue.models import RevenueStream
+
+    stream = RevenueStream.objects.get(pk=0)
+    response = desk.post(f"/admin/revenue/revenuestream/{stream.pk}/change/", {
+        "name": stream.name, "description": stream.description, "target_monthly": "-5",
+    })  # fmt: skip
+    assert response.status_code == 200 and "id_target_monthly_error" in response.content.decode()
+    assert RevenueStream.objects.get(pk=0).target_monthly == stream.target_monthly
+    with pytest.raises(IntegrityError), transaction.atomic():
+        RevenueStream.objects.filter(pk=0).update(target_monthly=-1)
+
+
 def test_worker_status_is_an_admin_page(desk, db):
     now = timezone.now()
     DeliveryHeartbeat.objects.create(

@@ -20,7 +20,7 @@ from revenue.delivery.lock import delivery_sender_lock
 from revenue.delivery.metadata import DeliveryStatus, patch_failed
 from revenue.delivery.service import revenue_event_delivery_retry, revenue_events_deliver, revenue_events_redrive
 from revenue.jsonb import JsonMerge
-from revenue.models import ChainDeployment, DeliveryBatch, DeliveryHeartbeat, RevenueEvent
+from revenue.models import ChainDeployment, DeliveryBatch, DeliveryHeartbeat, RevenueEvent, RevenueStream
 from revenue.services import revenue_collect
 from revenue.worker_status import delivery_status_counts
 from tests.revenue.delivery_support import (
@@ -490,3 +490,16 @@ def test_tasks_published_by_name_exist_under_that_name():
 
     assert tasks.post_trade_jobs_run.name == dispatch.POST_TRADE_JOBS_RUN
     assert tasks.revenue_delivery_run.name == dispatch.REVENUE_DELIVERY_RUN
+
+
+def test_distributed_is_exact_past_fifteen_significant_digits(embedded, settings):
+    settings.DELIVERY_MIN_ITEM_WEI = 0  # the satoshi is paid, not carried as dust
+    # SQL arithmetic on SQLite's money text is floating point: 10,000,000.00000001 would be
+    # added as 10000000.0 (15 significant digits).
+    event = revenue_collect(stream=2, amount="66666667", description="x", source_type="t", source_id="big")
+    assert event.holder_share == Decimal("10000000.05")
+    small = revenue_collect(stream=2, amount="0.00000007", description="x", source_type="t", source_id="sat")
+    assert small.holder_share == Decimal("0.00000001")
+    drive(until=all_delivered)
+    stream = RevenueStream.objects.get(pk=2)
+    assert stream.distributed == Decimal("10000000.05000001") == event.holder_share + small.holder_share

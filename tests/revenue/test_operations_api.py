@@ -5,6 +5,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from revenue.delivery.metadata import (
@@ -15,11 +16,13 @@ from revenue.delivery.metadata import (
     patch_returned,
     patch_submitted,
 )
-from revenue.models import DeliveryHeartbeat, RevenueEvent
+from revenue.models import DeliveryHeartbeat, RevenueEvent, StaffAction
 from revenue.reports import onchain_failure_report
 from revenue.services import revenue_collect
 from revenue.worker_status import onchain_worker_status
 from tests.answers import hand_built_bytes
+from tests.conftest import jwt_client
+from tests.factories import StaffFactory
 from tests.revenue.delivery_support import event_patch
 
 pytestmark = pytest.mark.django_db
@@ -187,6 +190,22 @@ def test_retry_refuses_delivered_and_unknown_events(staff_client, failures):
     assert delivered.status_code == 409 and delivered.json()["error"]["code"] == "event_not_retryable"
     missing = staff_client.post("/api/admin/revenue/events/999999/retry")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "revenue_event_not_found"
+
+
+def test_retry_needs_the_retry_delivery_permission(failures):
+    # As in the admin (docs/operations.md, "The admin desk"): staff without
+    # revenue.retry_delivery may read the reports, not queue a delivery again.
+    viewer = StaffFactory(is_superuser=False)
+    client = jwt_client(viewer)
+    event = failures["critical"]
+    assert client.get("/api/admin/revenue/onchain-failures").status_code == 200
+    response = client.post(f"/api/admin/revenue/events/{event.pk}/retry")
+    assert response.status_code == 403 and response.json()["error"]["code"] == "permission_denied"
+    assert DeliveryMetadata.of(RevenueEvent.objects.get(pk=event.pk).metadata).status == DeliveryStatus.CRITICAL
+    assert not StaffAction.objects.exists()
+    viewer.user_permissions.add(Permission.objects.get(codename="retry_delivery"))
+    viewer = type(viewer).objects.get(pk=viewer.pk)  # a fresh permission cache
+    assert jwt_client(viewer).post(f"/api/admin/revenue/events/{event.pk}/retry").status_code == 202
 
 
 @pytest.mark.parametrize(
