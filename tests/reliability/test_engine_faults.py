@@ -81,6 +81,18 @@ def _check_exactly_once(platform, traders: list[Trader], figures: Figures) -> No
     assert not differing, differing[:10]
 
 
+def _traffic_checked(platform, port: int, traders: list[Trader], figures: Figures, **counts: int) -> None:
+    """After the traders stopped: no 5xx but 503, every acknowledged order exactly once,
+    the platform's invariants."""
+    traders_join(traders, timeout=90)
+    figures.update(traffic_figures(traders), **counts)
+    attempts = [a for t in traders for a in t.attempts]
+    assert not [a for a in attempts if a.status >= 500 and a.status != 503], "a 5xx other than 503"
+    _check_exactly_once(platform, traders, figures)
+    assert_platform_sound(figures, platform, port=port, staff_token=platform.seed["staff_token"])
+    figures.passed()
+
+
 @pytest.mark.timeout(300)
 def test_engine_killed_mid_batch_under_load_loses_nothing_acknowledged(rig: Rig, figures: Figures) -> None:
     platform = rig.platform(seed={"traders": TRADERS})
@@ -111,13 +123,7 @@ def test_engine_killed_mid_batch_under_load_loses_nothing_acknowledged(rig: Rig,
         )
     finally:
         stop.set()
-    traders_join(traders, timeout=90)
-    figures.update(traffic_figures(traders), kills=kills)
-    attempts = [a for t in traders for a in t.attempts]
-    assert not [a for a in attempts if a.status >= 500 and a.status != 503], "a 5xx other than 503"
-    _check_exactly_once(platform, traders, figures)
-    assert_platform_sound(figures, platform, port=server.port, staff_token=platform.seed["staff_token"])
-    figures.passed()
+    _traffic_checked(platform, server.port, traders, figures, kills=kills)
 
 
 @pytest.mark.timeout(300)
@@ -246,10 +252,4 @@ def test_an_engine_that_lost_its_lock_commits_nothing_once_the_standby_leads(rig
         )
     finally:
         stop.set()
-    traders_join(traders, timeout=90)
-    figures.update(traffic_figures(traders), takeovers=rounds)
-    attempts = [a for t in traders for a in t.attempts]
-    assert not [a for a in attempts if a.status >= 500 and a.status != 503], "a 5xx other than 503"
-    _check_exactly_once(platform, traders, figures)
-    assert_platform_sound(figures, platform, port=server.port, staff_token=platform.seed["staff_token"])
-    figures.passed()
+    _traffic_checked(platform, server.port, traders, figures, takeovers=rounds)
