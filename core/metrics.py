@@ -78,6 +78,16 @@ ENGINE_BATCH_COMMANDS = Histogram(
     "Commands per engine batch (what was waiting on the engine's socket when it drained it).",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
 )
+# Commands whose sender's wait ran out (orders.sequencer.commands.APPLY_BY): "expired",
+# answered 503 unapplied; "answered_late", applied but answered after the sender's 503.
+ENGINE_COMMANDS_LATE = Counter(
+    "platform_engine_commands_late_total",
+    "Engine commands that outlived their sender's wait: expired (not applied) or answered_late (applied).",
+    ["outcome"],
+)
+# At 0 from the start: a series that appears with its first increment hides it from increase().
+for _outcome in ("expired", "answered_late"):
+    ENGINE_COMMANDS_LATE.labels(outcome=_outcome)
 # The commands that were waiting when an engine's last batch began (the largest over the
 # live engines in multiprocess mode). Near ENGINE_BATCH_MAX for long: an engine falls behind.
 ENGINE_QUEUE_DEPTH = Gauge(

@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import json
+import time
 from typing import Any
 
 from django.conf import settings
@@ -38,6 +40,28 @@ COMMAND_SALT = "orders.sequencer.command"
 
 def command_signed(payload: bytes, signature: bytes) -> bool:
     return hmac.compare_digest(command_signature(payload), signature)
+
+
+# A web worker waits `timeout` for an answer, then answers its client 503. The engine
+# applies a command only until APPLY_SHARE of that wait has passed (`apply_by`): later, its
+# client has had (or is about to have) that 503 and may well retry, so the command is
+# answered 503 unapplied rather than carried out behind its back after a pause (an engine
+# stopped, a stalled disk, a failover). The rest of the wait is left for the batch that
+# applied it to commit and its answer to come back; one that comes back after `answer_by`
+# is counted and logged by the engine (orders.sequencer.server). Wall-clock times: web and
+# engine hosts must keep their clocks within a fraction of a second (NTP); /healthz shows
+# each engine's offset from the web host's clock.
+APPLY_SHARE = 0.75
+APPLY_BY = "apply_by"
+ANSWER_BY = "answer_by"
+
+
+def command_message(request_id: bytes, command: Command, *, timeout: float) -> list[bytes]:
+    """The frames a web worker sends to an engine: the request id, the command stamped
+    with its deadlines (covered by the signature, like the rest of it), its signature."""
+    sent = time.time()
+    payload = json.dumps({**command, APPLY_BY: sent + timeout * APPLY_SHARE, ANSWER_BY: sent + timeout}).encode()
+    return [request_id, payload, command_signature(payload)]
 
 
 PLACE = "place"

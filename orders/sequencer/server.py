@@ -26,8 +26,9 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections
 
 from core.encoding import json_compact
-from core.metrics import ENGINE_COMMAND_SECONDS
-from orders.sequencer.commands import Answer, Command, command_signed
+from core.errors import ServiceUnavailable
+from core.metrics import ENGINE_COMMAND_SECONDS, ENGINE_COMMANDS_LATE
+from orders.sequencer.commands import ANSWER_BY, APPLY_BY, Answer, Command, command_signed, error_answer
 from orders.sequencer.leadership import Leadership
 from orders.sequencer.loop import Sequencer
 from orders.sequencer.recovery import heap_settle
@@ -209,6 +210,7 @@ class EngineServer:
             if remaining <= 0 or not socket.poll(math.ceil(remaining * 1000)):
                 break
             self._receive(socket, sequencer, received)
+        received = self._unexpired(socket, received)
         if not received:
             return
         began = time.monotonic()
@@ -230,6 +232,29 @@ class EngineServer:
         self._receive(socket, sequencer, self._pending)
         self._wanted = len(self._pending) + len(received)
 
+    def _unexpired(self, socket: zmq.Socket[bytes], received: list[Received]) -> list[Received]:
+        """The commands still to apply: one whose sender's wait is (nearly) over (its
+        `apply_by` passed: this engine was paused, stalled or just took over) is answered 503
+        unapplied, so that a client's 503 does not hide an order carried out behind its back
+        (orders.sequencer.commands.APPLY_SHARE)."""
+        now = time.time()
+        expired = [item for item in received if _past(item[2], APPLY_BY, now) > 0]
+        if not expired:
+            return received
+        unapplied = json_compact(error_answer(EXPIRED))
+        for identity, request_id, _, _ in expired:
+            socket.send_multipart([identity, request_id, unapplied])
+        ENGINE_COMMANDS_LATE.labels(outcome="expired").inc(len(expired))
+        oldest = max(_past(command, APPLY_BY, now) for _, _, command, _ in expired)
+        logger.warning(
+            "engine %s: %s commands not applied, their senders' wait over (the oldest %.3f s past its "
+            "apply_by): the engine was paused or stalled, or its clock runs ahead of the web hosts'",
+            self.shard.name,
+            len(expired),
+            oldest,
+        )
+        return [item for item in received if _past(item[2], APPLY_BY, now) <= 0]
+
     def _answer(
         self,
         socket: zmq.Socket[bytes],
@@ -244,7 +269,25 @@ class EngineServer:
             sent = time.monotonic()
             for _, _, _, read in clients:
                 ENGINE_COMMAND_SECONDS.observe(sent - read)
+            self._late_report(clients, answers)
         self._announce()
+
+    def _late_report(self, clients: list[Received], answers: list[Answer]) -> None:
+        """Answers sent after their senders gave up (`answer_by`): applied in time, but their
+        batch took the rest of the wait to commit. Their clients had a 503 for a command
+        that was carried out: logged with what it did, for support to tell them."""
+        now = time.time()
+        for (_, _, command, _), answer in zip(clients, answers, strict=True):
+            late = _past(command, ANSWER_BY, now)
+            if late > 0:
+                ENGINE_COMMANDS_LATE.labels(outcome="answered_late").inc()
+                logger.warning(
+                    "engine %s: a %s answered %.3f s after its sender gave up (its client had a 503): %s",
+                    self.shard.name,
+                    command.get("op"),
+                    late,
+                    _late_summary(command, answer),
+                )
 
     def _announce(self) -> None:
         """Hand what followed the commits answered so far to the announcer thread, in one
@@ -294,7 +337,32 @@ class EngineServer:
             "takeover_catch_up_s": round(self.stats.takeover.seconds, 3),
             "batches": self.stats.batches,
             "commands": self.stats.commands,
+            "clock": time.time(),  # the web side reports its offset (commands carry wall-clock deadlines)
         }
+
+
+EXPIRED = ServiceUnavailable(
+    "The matching engine did not reach this command while its sender waited; it was not applied. Please retry.",
+    retry_after=1,
+)
+
+
+def _past(command: dict[str, object], deadline: str, now: float) -> float:
+    """How far `now` is past the command's `deadline` (commands.APPLY_BY, ANSWER_BY); 0
+    for a command without one (sent in process, or by an older web worker)."""
+    at = command.get(deadline)
+    return now - at if isinstance(at, float | int) else 0.0
+
+
+def _late_summary(command: dict[str, object], answer: Answer) -> str:
+    """Who and what, for support: the user, the request's correlation id, the outcome."""
+    said = f"user {command.get('user_id')}, request {command.get('correlation_id', '-')}, status {answer.get('status')}"
+    order = answer.get("order")
+    if isinstance(order, dict):
+        return f"{said}, order {order.get('id')} {order.get('status')}"
+    if "order_ids" in answer:
+        return f"{said}, orders {answer['order_ids']}"
+    return said
 
 
 def announced(work: list[Callable[[], None]]) -> None:

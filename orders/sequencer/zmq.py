@@ -19,7 +19,7 @@ from django.conf import settings
 
 from core.errors import ServiceUnavailable
 from core.metrics import ENGINE_REQUEST_SECONDS
-from orders.sequencer.commands import Answer, Command, answers_merge, command_signature, error_answer
+from orders.sequencer.commands import Answer, Command, answers_merge, command_message, error_answer
 from orders.sequencer.server import PING
 from orders.sequencer.shards import Shard, shard_for, shards
 
@@ -61,8 +61,7 @@ def _request(shard: Shard, command: Command, *, timeout: float) -> Answer:
 def _round_trip(shard: Shard, command: Command, *, timeout: float) -> Answer:
     socket = _socket(shard)
     request_id = os.urandom(8)
-    payload = json.dumps(command).encode()
-    message = [request_id, payload, command_signature(payload)]
+    message = command_message(request_id, command, timeout=timeout)
     try:
         socket.send_multipart(message, zmq.NOBLOCK)
     except zmq.Again:
@@ -94,9 +93,18 @@ def zmq_engine_call(command: Command, *, market: str | None) -> Answer:
 
 
 def engines_health(*, timeout: float = 0.5) -> dict[str, Any]:
-    """Each shard's engine: its figures, or "down"."""
+    """Each shard's engine: its figures and its clock's offset from this host's, or "down"."""
     found: dict[str, Any] = {}
     for shard in shards():
+        asked = time.time()
         answer = _request(shard, {"op": PING}, timeout=timeout)
-        found[shard.name] = "down" if "error" in answer else {**answer, "status": "ok"}
+        if "error" in answer:
+            found[shard.name] = "down"
+            continue
+        # Commands carry wall-clock deadlines (commands.APPLY_BY): an engine whose clock
+        # runs ahead of the web hosts' by most of ENGINE_ANSWER_TIMEOUT_SECONDS refuses them all.
+        clock = answer.pop("clock", None)
+        if isinstance(clock, int | float):
+            answer["clock_offset_s"] = round(clock - (asked + time.time()) / 2, 3)
+        found[shard.name] = {**answer, "status": "ok"}
     return found

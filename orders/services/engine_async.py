@@ -29,7 +29,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from core.metrics import ENGINE_REQUEST_SECONDS
-from orders.sequencer.commands import Answer, Command, answers_merge, command_signature
+from orders.sequencer.commands import Answer, Command, answers_merge, command_message
 from orders.sequencer.shards import Shard, shard_for, shards
 from orders.sequencer.transport import engine_call
 from orders.sequencer.zmq import CONNECT_WAIT_MS, _unavailable
@@ -64,8 +64,7 @@ class ShardClient:
 
     async def request(self, command: Command, *, timeout: float) -> Answer:
         request_id = next(self._ids).to_bytes(8, "big")
-        payload = json.dumps(command).encode()
-        message = [request_id, payload, command_signature(payload)]
+        message = command_message(request_id, command, timeout=timeout)
         began = time.perf_counter()
         try:
             if not self._send(message) and not await self._send_when_connected(message):

@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 
 from core.encoding import json_compact
 from orders.errors import OrderNotFound
-from orders.sequencer.commands import ELSEWHERE, cancel_command, command_signed, error_answer
+from orders.sequencer.commands import ANSWER_BY, APPLY_BY, ELSEWHERE, cancel_command, command_signed, error_answer
 from orders.sequencer.zmq import zmq_engine_call
 from orders.services.engine_async import engine_call_async
 
@@ -108,9 +108,20 @@ def test_a_cancel_goes_to_every_shard_and_the_holders_answer_is_kept(tmp_path, h
 
     shards = f"eth=ETH-USDT@{endpoints['eth']};rest=*@{endpoints['rest']}"
     with override_settings(ENGINE_TRANSPORT="zmq", ENGINE_SHARDS=shards, ENGINE_ANSWER_TIMEOUT_SECONDS=5):
+        sent = time.time()
         answer, received = async_to_sync(scenario)()
     assert answer == held
-    assert received == [command, command]
+    assert [_undated(r, sent=sent, timeout=5) for r in received] == [command, command]
+
+
+def _undated(received: dict[str, Any], *, sent: float, timeout: float) -> dict[str, Any]:
+    """The command as the caller gave it, once its deadlines are checked: the engine applies
+    it only until 75% of its sender's wait (apply_by), which ends at answer_by."""
+    command = dict(received)
+    apply_by, answer_by = command.pop(APPLY_BY), command.pop(ANSWER_BY)
+    assert sent <= answer_by - timeout <= time.time()
+    assert apply_by == pytest.approx(answer_by - timeout * 0.25)
+    return command
 
 
 def test_every_answer_of_a_burst_reaches_its_request(tmp_path):
@@ -188,8 +199,9 @@ def test_an_engine_that_binds_within_the_connect_wait_answers(tmp_path):
             engine.close(linger=0)
 
     with override_settings(ENGINE_TRANSPORT="zmq", ENGINE_SHARDS=f"all=*@{endpoint}", ENGINE_ANSWER_TIMEOUT_SECONDS=5):
+        sent = time.time()
         answer = async_to_sync(scenario)()
-    assert answer == {"op": "ping", "n": 3}
+    assert _undated(answer, sent=sent, timeout=5) == {"op": "ping", "n": 3}
 
 
 @pytest.mark.parametrize("path", ["async", "sync"])

@@ -5,19 +5,22 @@ when no engine is up, /healthz per engine."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
 
 import pytest
 import zmq
-from django.db import connections
+from django.db import connections, transaction
+from prometheus_client import REGISTRY
 
-from orders.models import Order
+from orders.models import Order, Wallet
 from orders.sequencer import server as server_module
-from orders.sequencer.commands import command_signature, place_command
+from orders.sequencer.commands import command_message, command_signature, place_command
 from orders.sequencer.server import EngineServer
 from orders.sequencer.shards import shards
+from orders.sequencer.zmq import zmq_engine_call
 from tests.orders.support import trader_create
 from tests.waiting import wait_until
 
@@ -130,3 +133,98 @@ def test_the_engine_process_freezes_its_loaded_books_once(zmq_transport, market,
     finally:
         server.stopping.set()
         thread.join(timeout=10)
+
+
+def _late(outcome: str) -> float:
+    return REGISTRY.get_sample_value("platform_engine_commands_late_total", {"outcome": outcome}) or 0.0
+
+
+def _buy(user_id: int, **fields: str) -> dict:
+    return place_command(
+        user_id=user_id,
+        fields={"market": "ETH-USDT", "side": "buy", "type": "limit", "quantity": "0.1", "price": "1000.00", **fields},
+    )
+
+
+def test_a_command_its_sender_gave_up_on_is_answered_503_and_not_applied(engine_thread, market, caplog):
+    """An engine that reaches a command after its sender's wait is (nearly) over (paused,
+    stalled, just taken over) answers 503 without applying it: the client's 503 does not
+    hide an order placed behind its back, which a retry without client_order_id would
+    place again (tests/reliability/test_engine_faults.py does it with a stopped engine)."""
+    buyer = trader_create(USDT="1000")
+    expired_before = _late("expired")
+    socket = zmq.Context.instance().socket(zmq.DEALER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.connect(shards()[0].endpoints[0])
+    try:
+        # Sent with a wait that is already over by the time the engine reads it.
+        stale = command_message(b"stale---", _buy(buyer.user.pk), timeout=0.0)
+        time.sleep(0.01)
+        with caplog.at_level(logging.WARNING, logger="orders.sequencer.server"):
+            socket.send_multipart(stale)
+            assert socket.poll(5000), "no answer to an expired command"
+            request_id, payload = socket.recv_multipart()
+        answer = json.loads(payload)
+        assert (request_id, answer["status"], answer["error"]["code"]) == (b"stale---", 503, "service_unavailable")
+        assert "not applied" in answer["error"]["message"]
+        assert answer["error"]["retry_after"] == 1
+        assert not Order.objects.exists()
+        assert _late("expired") == expired_before + 1
+        assert any("1 commands not applied" in r.getMessage() for r in caplog.records), caplog.text
+        # The same command within its sender's wait is applied.
+        socket.send_multipart(command_message(b"fresh---", _buy(buyer.user.pk), timeout=5.0))
+        assert socket.poll(5000), "no answer to a command in time"
+        request_id, payload = socket.recv_multipart()
+        assert (request_id, json.loads(payload)["status"]) == (b"fresh---", 201)
+    finally:
+        socket.close()
+    assert Order.objects.count() == 1
+
+
+@pytest.mark.postgres  # a database that makes the batch wait (SQLite's test database refuses at once)
+def test_an_answer_its_sender_no_longer_waits_for_is_counted_and_logged(engine_thread, market, settings, caplog):
+    """What the deadline cannot cover: a command applied in time whose batch then waits for
+    the database past its sender's wait. The client had its 503, the order stands: the
+    engine counts it and logs who and what, for support to tell the client."""
+    buyer = trader_create(USDT="1000")
+    late_before = _late("answered_late")
+    holding, held = threading.Event(), threading.Event()
+
+    def hold_the_wallets() -> None:
+        # Row locks the engine's batch must wait for: the buyer's wallets.
+        try:
+            with transaction.atomic():
+                list(Wallet.objects.select_for_update().filter(user=buyer.user))
+                held.set()
+                holding.wait(10)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_the_wallets, daemon=True)
+    holder.start()
+    assert held.wait(10)
+    try:
+        with caplog.at_level(logging.WARNING, logger="orders.sequencer.server"):
+            began = time.monotonic()
+            settings.ENGINE_ANSWER_TIMEOUT_SECONDS = 0.8
+            answer = zmq_engine_call(_buy(buyer.user.pk, client_order_id="late-1"), market="ETH-USDT")
+            assert (answer["status"], answer["error"]["code"]) == (503, "service_unavailable"), answer
+            assert time.monotonic() - began >= 0.8
+            holding.set()
+            holder.join(10)
+            wait_until(lambda: _late("answered_late") == late_before + 1, what="the late answer counted", timeout=10)
+        order = Order.objects.get(user=buyer.user, client_order_id="late-1")
+        lines = [r.getMessage() for r in caplog.records if "after its sender gave up" in r.getMessage()]
+        assert len(lines) == 1, caplog.text
+        assert f"user {buyer.user.pk}" in lines[0] and f"order {order.pk} open" in lines[0], lines
+    finally:
+        holding.set()
+        holder.join(10)
+
+
+def test_healthz_reports_each_engines_clock_offset(engine_thread, client):
+    """Commands carry wall-clock deadlines: an engine whose clock runs ahead of the web
+    host's would refuse them; /healthz shows by how much (here one host: about 0)."""
+    engine = client.get("/healthz").json()["engines"]["main"]
+    assert abs(engine["clock_offset_s"]) < 0.5, engine
+    assert "clock" not in engine

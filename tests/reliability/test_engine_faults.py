@@ -8,13 +8,18 @@ middle of a batch under load, failed over to a standby, or down altogether.
   kept current) takes over within 5 s of the active one's death, with a catch-up of the
   last changes and the same guarantees.
 - Down: an order answers 503 `service_unavailable` with Retry-After, at once, never a hang.
+- Stopped (SIGSTOP: a paused VM, a stalled host): an order answers 503 once the web
+  worker's wait is over, and is not placed when the engine resumes (a client without a
+  client_order_id would retry it and place it twice).
 - Fenced: an engine whose session of the shard's lock ended (the engine itself alive) while
   a standby took over commits nothing more on its books, which no longer hold what the new
   leader writes: production's endpoints, one per engine, every web worker connected to both."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import threading
 import time
 from collections import Counter
@@ -204,6 +209,37 @@ def test_with_the_engine_down_orders_answer_503_at_once(rig: Rig, figures: Figur
         assert again.status == 201
         health = client.request("GET", "/healthz")
         assert health.body["engines"]["main"]["status"] == "ok", health.body
+    finally:
+        client.close()
+    figures.passed()
+
+
+def test_an_order_answered_503_by_a_stopped_engine_is_not_placed_once_it_resumes(rig: Rig, figures: Figures) -> None:
+    platform = rig.platform(seed={"traders": 1})
+    engine = rig.engine(platform)
+    server = rig.web(platform, workers=1, threads=2)
+    client = HttpClient(server.port, platform.seed["traders"][0]["token"], timeout=30)
+    body = {"market": "ETH-USDT", "side": "buy", "type": "limit", "quantity": "0.1", "price": "1000.00"}
+    try:
+        assert client.request("POST", "/api/orders", {**body, "client_order_id": "before"}).status == 201
+        (orders_before,) = platform.query("SELECT count(*) FROM orders_order")[0]
+        os.kill(engine.pid, signal.SIGSTOP)
+        try:
+            stalled = client.request("POST", "/api/orders", body)  # no client_order_id: a retry places anew
+        finally:
+            os.kill(engine.pid, signal.SIGCONT)
+        figures["stalled_answer_s"] = round(stalled.seconds, 3)
+        assert (stalled.status, stalled.envelope_code) == (503, "service_unavailable"), stalled
+        assert stalled.seconds >= 1.9, "answered before the web worker's wait (2 s) was over"
+        after = wait_until(
+            lambda: (a := client.request("POST", "/api/orders", {**body, "client_order_id": "after"})).ok and a,
+            what="an order accepted once the engine resumed",
+            timeout=30,
+        )
+        assert after.status == 201
+        (orders_after,) = platform.query("SELECT count(*) FROM orders_order")[0]
+        assert orders_after == orders_before + 1, "the order answered 503 was placed once the engine resumed"
+        assert b"1 commands not applied, their senders' wait over" in engine.log_path.read_bytes()
     finally:
         client.close()
     figures.passed()
