@@ -284,6 +284,15 @@ ENGINE_PREPARED_STATEMENTS = env_bool("ENGINE_PREPARED_STATEMENTS", True)
 # A batch takes milliseconds; an engine that has not answered in 2 s is taken for dead
 # (its commands are lost with it, never half-applied): 503, and the client retries.
 ENGINE_ANSWER_TIMEOUT_SECONDS = float(env_decimal("ENGINE_ANSWER_TIMEOUT_SECONDS", "2"))
+# A leader that stopped coming round its loop (a frozen process, a paused VM, a loop hung on
+# a lock) is taken over (PostgreSQL): a standby ends its sessions once its lock session has
+# been idle this long (the loop checks it every half second; a batch longer than the web
+# workers' 2 s wait has failed its clients anyway; 0: never). orders.sequencer.leadership.
+ENGINE_LEADER_SILENT_SECONDS = float(env_decimal("ENGINE_LEADER_SILENT_SECONDS", "2"))
+# manage.py engine exits (every thread's traceback in its log, status 1) when its leading
+# loop has not come round for this long (0: never): a hung engine is restarted by its
+# supervisor instead of holding its endpoint. orders.sequencer.server.
+ENGINE_WATCHDOG_SECONDS = float(env_decimal("ENGINE_WATCHDOG_SECONDS", "5"))
 # Shards: name=MARKET,...|*@endpoint,...;... (orders.sequencer.shards). Embedded default: one
 # engine for every market on a local socket.
 ENGINE_SHARDS = env_str("ENGINE_SHARDS", f"main=*@ipc://{VAR_DIR}/engine-main.sock")

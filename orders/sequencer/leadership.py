@@ -2,13 +2,13 @@
 for the lock and takes over when the active engine dies (its database session ends and
 PostgreSQL releases the lock at once; on SQLite the kernel releases a file lock).
 
-PostgreSQL: a session advisory lock on a connection of its own, checked every second.
+PostgreSQL: a session advisory lock on a connection of its own, checked every half second.
 SQLite (one host by nature): an exclusive flock on var/engine-<shard>.lock.
 
 Fencing (PostgreSQL). The lock's session can end while its engine runs on (a network cut,
 an idle connection dropped, pg_terminate_backend): PostgreSQL releases the lock at once, a
 standby takes it within LEADERSHIP_POLL_SECONDS, while the engine before it notices at its
-next check only, a second later, and in between receives commands too (web workers
+next check only, up to half a second later, and in between receives commands too (web workers
 connect to every endpoint of the shard). Its books no longer hold what the new leader
 writes (a maker filled twice, locks that no longer add up), so every batch it runs begins
 with the leader check (`LeaderFence`, the function of migration orders 0005): the batches
@@ -16,6 +16,14 @@ of the shard share a second lock, and the session holding the shard's lock must 
 engine's, else the batch fails before writing anything (503, retried by the client). A new
 leader takes that second lock alone once before it catches up: whatever the engine before
 it had passed the check with has committed (or failed) by then, and is caught up.
+
+A leader that stops serving without dying (its process frozen by SIGSTOP or a paused VM,
+its loop hung on a lock) keeps its session and its lock. Its loop runs a statement on the
+lock's session every half second (`held`), so a standby that cannot take the lock looks,
+once a second, at how long that session has been idle; past ENGINE_LEADER_SILENT_SECONDS it ends
+the sessions holding the shard's two locks (the leader's, and any batch of it in progress:
+rolled back) and takes the lock on its next try. The leader, if it comes back, is fenced like
+any leader whose session ended.
 
 "This engine's session still holds the shard's lock" is asked through a third lock: with
 the shard's lock, the lock's session takes one of a key drawn at random when it leads
@@ -31,6 +39,7 @@ import fcntl
 import hashlib
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -54,7 +63,24 @@ def _batches_key(shard: str) -> int:
 def lock_key_parts(shard: str) -> tuple[int, int]:
     """The shard's lock as pg_locks shows it (classid, objid: the key's high and low 32
     bits), for whoever looks for the leading session from outside (tests, operators)."""
-    unsigned = _lock_key(shard) & 0xFFFF_FFFF_FFFF_FFFF
+    return _key_parts(_lock_key(shard))
+
+
+# How often a standby that cannot take the lock looks at how long the leader has been silent.
+SILENCE_CHECK_SECONDS = 1.0
+# The sessions holding the shard's lock or its batches' lock (pg_locks shows a bigint key as
+# its high and low halves, objsubid 1), with how long each has been in its present state.
+_HOLDERS_SQL = """
+SELECT l.pid, (l.classid, l.objid) = (%(high)s::oid, %(low)s::oid) AND l.mode = 'ExclusiveLock' AS leads,
+       extract(epoch FROM clock_timestamp() - a.state_change)::float8 AS silent_s
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted AND l.pid <> pg_backend_pid()
+  AND ((l.classid, l.objid) = (%(high)s::oid, %(low)s::oid) OR (l.classid, l.objid) = (%(bhigh)s::oid, %(blow)s::oid))
+"""
+
+
+def _key_parts(key: int) -> tuple[int, int]:
+    unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
     return unsigned >> 32, unsigned & 0xFFFF_FFFF
 
 
@@ -80,6 +106,7 @@ class Leadership:
         self._pg: psycopg.Connection[Any] | None = None
         self._file: IO[str] | None = None
         self._session_key: int | None = None
+        self._silence_checked = 0.0
 
     def acquire(self) -> bool:
         """Try once; True when this process now leads the shard."""
@@ -92,6 +119,7 @@ class Leadership:
                     self._pg = psycopg.connect(**params, autocommit=True, connect_timeout=3)
                 row = self._pg.execute("SELECT pg_try_advisory_lock(%s)", [self.key]).fetchone()
                 if not (row and row[0]):
+                    self._silent_leader_end(self._pg)
                     return False
                 self._session_key = self._session_key_taken(self._pg)
                 # The batches the engine before this one began under the lock (LeaderFence)
@@ -113,6 +141,31 @@ class Leadership:
             return False
         self._file = handle
         return True
+
+    def _silent_leader_end(self, session: psycopg.Connection[Any]) -> None:
+        """Once a second: when the leading session has been idle past
+        ENGINE_LEADER_SILENT_SECONDS, end it and the shard's batches in progress (the
+        module's docstring); the next try takes the lock."""
+        limit = settings.ENGINE_LEADER_SILENT_SECONDS
+        if limit <= 0 or time.monotonic() - self._silence_checked < SILENCE_CHECK_SECONDS:
+            return
+        self._silence_checked = time.monotonic()
+        high, low = _key_parts(self.key)
+        bhigh, blow = _key_parts(_batches_key(self.shard))
+        holders = session.execute(_HOLDERS_SQL, {"high": high, "low": low, "bhigh": bhigh, "blow": blow}).fetchall()
+        silent = [seconds for _, leads, seconds in holders if leads and seconds is not None and seconds > limit]
+        if not silent:
+            return
+        pids = sorted({pid for pid, _, _ in holders})
+        logger.warning(
+            "engine %s: the leader's session has been idle %.1f s (over %g s): the leader stopped serving; "
+            "ending its sessions %s to take over",
+            self.shard,
+            silent[0],
+            limit,
+            pids,
+        )
+        session.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [pids])
 
     @staticmethod
     def _session_key_taken(session: psycopg.Connection[Any]) -> int:

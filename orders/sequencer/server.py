@@ -12,9 +12,11 @@ request id, JSON answer] out."""
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
 import math
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +43,9 @@ logger = logging.getLogger("orders.sequencer.server")
 PING = "ping"
 CATCH_UP_SECONDS = 0.5  # a standby's books trail the database by about this much
 LEADERSHIP_POLL_SECONDS = 0.1
+# How often a leader checks that its lock's session lives: a statement on that session,
+# which also tells standbys that it still comes round its loop (leadership, "silent").
+LEADERSHIP_CHECK_SECONDS = 0.5
 SLOW_BATCH_SECONDS = 0.5
 # A command read off the socket: its client's identity, the request id, the command, and
 # when it was read (monotonic: its time in the engine is measured to its answer).
@@ -80,12 +85,15 @@ class EngineServer:
         bind: str | None = None,
         announce: Callable[[str], None] | None = None,
         freeze_loaded: bool = False,
+        watchdog: Watchdog | None = None,
     ) -> None:
         """`freeze_loaded`: the process is the engine's own (manage.py engine): once its
         books are loaded, they are moved out of the cyclic collector's reach (heap_settle),
-        which a process shared with other work (a test run) should not do to its heap."""
+        which a process shared with other work (a test run) should not do to its heap.
+        `watchdog`: the engine's own process too: ended when its leading loop hangs."""
         self.shard = shard
         self.freeze_loaded = freeze_loaded
+        self.watchdog = watchdog
         self.announce = announce or logger.info
         self.endpoint = bind or shard.endpoints[0]
         self.leadership = Leadership(shard.name)
@@ -177,12 +185,14 @@ class EngineServer:
         checked = time.monotonic()
         try:
             while not self.stopping.is_set():
+                if self.watchdog is not None:
+                    self.watchdog.pet()
                 # A batch on its way (run_overlapped) lands at once when nothing else waits.
                 if self._pending or socket.poll(0 if sequencer.in_flight else 100):
                     self._serve(socket, sequencer)
                 elif sequencer.in_flight:
                     self._answer(socket, sequencer.flush())
-                if time.monotonic() - checked > 1.0:
+                if time.monotonic() - checked > LEADERSHIP_CHECK_SECONDS:
                     checked = time.monotonic()
                     if not self.leadership.held():
                         logger.warning("engine %s lost leadership; standing by", self.shard.name)
@@ -192,6 +202,8 @@ class EngineServer:
                 self._answer(socket, sequencer.flush())
             finally:
                 socket.close(linger=0)
+                if self.watchdog is not None:
+                    self.watchdog.stop()
 
     def _serve(self, socket: zmq.Socket[bytes], sequencer: Sequencer) -> None:
         received, self._pending = self._pending, []
@@ -339,6 +351,31 @@ class EngineServer:
             "commands": self.stats.commands,
             "clock": time.time(),  # the web side reports its offset (commands carry wall-clock deadlines)
         }
+
+
+class Watchdog:
+    """Ends the process when `pet` has not been called for `seconds`: every thread's
+    traceback to stderr (the engine's log), then exit status 1, for the supervisor to
+    restart it (systemd's Restart=, scripts/serve). faulthandler's timer runs on a thread of
+    its own that needs no interpreter lock, so a loop hung holding it (a C call, a lock, a
+    bug) is ended too. A frozen process (SIGSTOP, a paused VM) freezes its watchdog as well:
+    that one a standby takes over (orders.sequencer.leadership)."""
+
+    PET_EVERY_SECONDS = 0.5  # re-arming starts a thread: not at every turn of the loop
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._petted = -math.inf
+
+    def pet(self) -> None:
+        now = time.monotonic()
+        if now - self._petted >= self.PET_EVERY_SECONDS:
+            self._petted = now
+            faulthandler.dump_traceback_later(self.seconds, exit=True, file=sys.stderr)
+
+    def stop(self) -> None:
+        faulthandler.cancel_dump_traceback_later()
+        self._petted = -math.inf
 
 
 EXPIRED = ServiceUnavailable(

@@ -4,7 +4,8 @@ in time: a 503 `service_unavailable` answer with Retry-After, never a hang.
 
 One DEALER socket per thread and shard, connected to every endpoint of the shard (only
 the active engine binds, so only it receives). ZMQ_IMMEDIATE: a message is queued only to
-a live connection, so with no engine up the send fails at once."""
+a live connection, so with no engine up the send fails at once; heartbeats drop the
+connection of an engine that stopped answering them."""
 
 from __future__ import annotations
 
@@ -35,12 +36,28 @@ def _socket(shard: Shard) -> zmq.Socket[bytes]:
     key = f"{shard.name}@{','.join(shard.endpoints)}"
     socket = sockets.get(key)
     if socket is None:
-        socket = zmq.Context.instance().socket(zmq.DEALER)
-        socket.setsockopt(zmq.LINGER, 0)
-        socket.setsockopt(zmq.IMMEDIATE, 1)
-        for endpoint in shard.endpoints:
-            socket.connect(endpoint)
-        sockets[key] = socket
+        socket = sockets[key] = shard_socket(shard)
+    return socket
+
+
+# ZMTP heartbeats: a connection whose engine has not answered a ping for HEARTBEAT_TIMEOUT_MS
+# is dropped, and with ZMQ_IMMEDIATE no command is queued to it any more. Without them an
+# engine frozen whole (SIGSTOP, a paused VM: its kernel still holds the connection open)
+# kept receiving its share of the commands after a standby had taken the shard over.
+HEARTBEAT_INTERVAL_MS = 500
+HEARTBEAT_TIMEOUT_MS = 1500
+
+
+def shard_socket(shard: Shard) -> zmq.Socket[bytes]:
+    """A web worker's socket to a shard: connected to each of its endpoints (only the
+    leading engine binds), commands queued only to live connections."""
+    socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.IMMEDIATE, 1)
+    socket.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_INTERVAL_MS)
+    socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+    for endpoint in shard.endpoints:
+        socket.connect(endpoint)
     return socket
 
 

@@ -3,8 +3,8 @@ command, signature, endpoints, timeouts and 503 answers as orders.sequencer.zmq,
 wait for the engine's answer does not hold a thread or block the loop, so one worker serves
 its other requests meanwhile.
 
-One DEALER socket per event loop and shard (ZMQ_IMMEDIATE: with no engine connected a send
-fails; it is retried for at most CONNECT_WAIT_MS, then a 503, never a hang). The socket is a
+One DEALER socket per event loop and shard (orders.sequencer.zmq.shard_socket: with no engine
+connected a send fails; it is retried for at most CONNECT_WAIT_MS, then a 503, never a hang). The socket is a
 plain one, watched by the loop itself (`add_reader` on its file descriptor): whenever it may
 have answers, one callback reads every answer waiting and hands each to the request waiting
 for its id (a late answer of a request that timed out is dropped). A request's id is a
@@ -32,7 +32,7 @@ from core.metrics import ENGINE_REQUEST_SECONDS
 from orders.sequencer.commands import Answer, Command, answers_merge, command_message
 from orders.sequencer.shards import Shard, shard_for, shards
 from orders.sequencer.transport import engine_call
-from orders.sequencer.zmq import CONNECT_WAIT_MS, _unavailable
+from orders.sequencer.zmq import CONNECT_WAIT_MS, _unavailable, shard_socket
 
 # How often a send refused for want of a connected engine is tried again, up to CONNECT_WAIT_MS.
 CONNECT_RETRY_S = 0.01
@@ -42,11 +42,7 @@ class ShardClient:
     """The requests of one event loop to one shard's engine."""
 
     def __init__(self, shard: Shard, *, loop: asyncio.AbstractEventLoop) -> None:
-        socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
-        socket.setsockopt(zmq.LINGER, 0)
-        socket.setsockopt(zmq.IMMEDIATE, 1)
-        for endpoint in shard.endpoints:
-            socket.connect(endpoint)
+        socket = shard_socket(shard)
         self.socket = socket
         self.loop = loop
         self.waiting: dict[bytes, asyncio.Future[Answer]] = {}

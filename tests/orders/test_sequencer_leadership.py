@@ -1,11 +1,13 @@
 """The shard's lock on PostgreSQL (orders.sequencer.leadership): an engine whose session of
 the lock ended commits nothing more once another may lead (the leader check each batch
-begins with), and a new leader waits for the batch the engine before it began under the
-lock. Real sessions and commits; the processes' version is tests/reliability/test_engine_faults.py."""
+begins with), a new leader waits for the batch the engine before it began under the
+lock, and a leader gone silent is taken over. Real sessions and commits; the processes'
+version is tests/reliability/test_engine_faults.py."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import psycopg
@@ -98,3 +100,31 @@ def _waiting_for_advisory_lock() -> bool:
     with _other_session() as other:
         row = other.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").fetchone()
     return bool(row and row[0])
+
+
+def test_a_leader_that_keeps_checking_is_not_taken_over_and_a_silent_one_is(leaderships, settings):
+    """A standby that cannot take the lock ends the leader's sessions once its lock session
+    has been idle past ENGINE_LEADER_SILENT_SECONDS (a frozen or hung leader), its open
+    batch included, and then leads; a leader whose loop comes round (`held`) keeps the lock."""
+    settings.ENGINE_LEADER_SILENT_SECONDS = 1.0
+    active, standby = Leadership("silent"), Leadership("silent")
+    leaderships += [active, standby]
+    assert active.acquire()
+    fence = active.fence()
+    assert fence is not None
+    checked_until = time.monotonic() + 3.5
+    while time.monotonic() < checked_until:  # three and a half times the limit, checking
+        assert active.held()
+        assert not standby.acquire(), "a leader that keeps checking was taken over"
+        time.sleep(0.1)
+    with _other_session() as batch:  # a batch of the active engine, past its check, not committed
+        batch.execute("BEGIN")
+        batch.execute(fence.SQL, fence.params)
+        batch.execute("CREATE TEMP TABLE silent_batch_wrote (id int)")
+        silent_from = time.monotonic()
+        wait_until(standby.acquire, what="the standby to take over from the silent leader", timeout=10)
+        took = time.monotonic() - silent_from
+        with pytest.raises(psycopg.OperationalError):  # its batch was rolled back with its session
+            batch.execute("COMMIT")
+    assert 1.0 <= took < 3.5, took
+    assert not active.held(), "the silent leader's session still holds the lock"

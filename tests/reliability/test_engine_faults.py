@@ -10,7 +10,11 @@ middle of a batch under load, failed over to a standby, or down altogether.
 - Down: an order answers 503 `service_unavailable` with Retry-After, at once, never a hang.
 - Stopped (SIGSTOP: a paused VM, a stalled host): an order answers 503 once the web
   worker's wait is over, and is not placed when the engine resumes (a client without a
-  client_order_id would retry it and place it twice).
+  client_order_id would retry it and place it twice). A leader frozen under load with a
+  standby: the standby ends its sessions and takes over within 5 s, web workers stop
+  sending to the frozen one (heartbeats), and once thawed it is fenced and stands by.
+- Hung (its loop waiting on a lock nobody releases): the engine's watchdog ends the
+  process, with every thread's traceback in its log.
 - Fenced: an engine whose session of the shard's lock ended (the engine itself alive) while
   a standby took over commits nothing more on its books, which no longer hold what the new
   leader writes: production's endpoints, one per engine, every web worker connected to both."""
@@ -242,6 +246,131 @@ def test_an_order_answered_503_by_a_stopped_engine_is_not_placed_once_it_resumes
         assert b"1 commands not applied, their senders' wait over" in engine.log_path.read_bytes()
     finally:
         client.close()
+    figures.passed()
+
+
+@pytest.mark.timeout(300)
+def test_a_standby_takes_over_from_a_leader_frozen_under_load(rig: Rig, figures: Figures) -> None:
+    # A frozen leader keeps its database sessions and its lock, and its kernel keeps the web
+    # workers' connections open: nothing tells the standby or the web workers it is gone but
+    # its silence (orders.sequencer.leadership, orders.sequencer.zmq.shard_socket).
+    # Its watchdog would end it as it thaws (its timer ran out meanwhile; the next test): a
+    # long one here, for the thawed engine to find itself fenced and stand by.
+    endpoints = [f"tcp://127.0.0.1:{free_port()}" for _ in range(2)]
+    platform = rig.platform(
+        seed={"traders": TRADERS}, ENGINE_SHARDS=f"main=*@{','.join(endpoints)}", ENGINE_WATCHDOG_SECONDS="60"
+    )
+    frozen = rig.engine(platform, name="engine-a", bind=endpoints[0])
+    standby = rig.engine(platform, name="engine-b", bind=endpoints[1], wait=False)
+    wait_until(lambda: b" standing by: " in standby.log_path.read_bytes(), what="the standby's books", timeout=60)
+    server = rig.web(platform, workers=2, threads=4)
+    stop = threading.Event()
+    traders = _traders(server.port, platform.seed, stop=stop, deadline=time.monotonic() + 120)
+    for trader in traders:
+        trader.start()
+
+    def placed() -> int:
+        return sum(len(t.placements) for t in traders)
+
+    try:
+        wait_until(lambda: placed() >= 100, what="orders flowing", timeout=60)
+        os.kill(frozen.pid, signal.SIGSTOP)
+        frozen_at = time.monotonic()
+        try:
+            wait_until(standby.leading, what="the standby to take over from the frozen leader", timeout=15)
+            led_at = time.monotonic()
+            answered = wait_until(
+                lambda: min(
+                    (
+                        a.at
+                        for t in traders
+                        for a in t.attempts
+                        if a.op.startswith("place") and a.at - a.seconds > frozen_at and 200 <= a.status < 300
+                    ),
+                    default=None,
+                ),
+                what="an order answered by the standby",
+                timeout=15,
+            )
+            figures["frozen_failover_s"] = round(answered - frozen_at, 3)
+            log(f"failover from a frozen leader: {answered - frozen_at:.2f} s")
+            # With the leader still frozen (6 s more), every order reaches the standby: 150
+            # more at least, each well within its trader's patience.
+            before = placed()
+            wait_until(
+                lambda: placed() >= before + 150 and time.monotonic() > led_at + 6,
+                what="orders flowing past the frozen leader",
+                timeout=60,
+            )
+        finally:
+            os.kill(frozen.pid, signal.SIGCONT)
+            thawed_at = time.monotonic()
+        # Once the web workers' heartbeats dropped the frozen engine's connections (1.5 s),
+        # no command went its way: none sent since then answered 503 (sent there, each
+        # waited out its 2 s for nothing).
+        sent_past_it = [
+            a
+            for t in traders
+            for a in t.attempts
+            if led_at + 2.0 < a.at - a.seconds and a.at < thawed_at and a.op.startswith("place")
+        ]
+        assert sent_past_it, "no order sent while the leader was frozen"
+        assert not [a for a in sent_past_it if a.status == 503], "orders still sent to the frozen engine"
+        wait_until(
+            lambda: b"lost leadership; standing by" in frozen.log_path.read_bytes(),
+            what="the thawed engine to stand by",
+            timeout=15,
+        )
+        before = placed()
+        wait_until(lambda: placed() >= before + 100, what="orders flowing once it thawed", timeout=60)
+    finally:
+        stop.set()
+    assert b"the leader stopped serving; ending its sessions" in standby.log_path.read_bytes()
+    assert figures["frozen_failover_s"] <= 5.0, f"failover took {figures['frozen_failover_s']} s"
+    _traffic_checked(platform, server.port, traders, figures)
+
+
+def test_an_engine_whose_loop_hangs_is_ended_by_its_watchdog(rig: Rig, figures: Figures) -> None:
+    # A lock nobody releases (an operator's transaction left open on a trader's wallets):
+    # the batch waits, the loop no longer comes round, the watchdog ends the process for its
+    # supervisor to restart, the tracebacks saying where it hung.
+    platform = rig.platform(seed={"traders": 1}, ENGINE_WATCHDOG_SECONDS="2")
+    engine = rig.engine(platform)
+    server = rig.web(platform, workers=1, threads=2)
+    trader = platform.seed["traders"][0]
+    client = HttpClient(server.port, trader["token"], timeout=30)
+    body = {"market": "ETH-USDT", "side": "buy", "type": "limit", "quantity": "0.1", "price": "1000.00"}
+    operator = platform.connect()
+    try:
+        assert client.request("POST", "/api/orders", {**body, "client_order_id": "before"}).status == 201
+        (user_id,) = platform.query("SELECT user_id FROM orders_order WHERE client_order_id = 'before'")[0]
+        operator.execute("BEGIN")
+        operator.execute("SELECT id FROM orders_wallet WHERE user_id = %s FOR UPDATE", [user_id])
+        hung_at = time.monotonic()
+        answer = client.request("POST", "/api/orders", {**body, "client_order_id": "hung"})
+        assert (answer.status, answer.envelope_code) == (503, "service_unavailable"), answer
+        assert engine.process is not None
+        status = engine.process.wait(timeout=30)
+        figures["watchdog_exit_s"] = round(time.monotonic() - hung_at, 3)
+        assert status == 1, status
+        dump = engine.log_path.read_bytes()
+        assert b"Timeout (0:00:02)!" in dump and b"most recent call first" in dump, dump[-2000:]
+    finally:
+        operator.execute("ROLLBACK")
+        operator.close()
+        client.close()
+    engine.process = None
+    engine.start()  # what its supervisor does: the books from the database, the lock released
+    again = HttpClient(server.port, trader["token"], timeout=30)
+    try:
+        answer = wait_until(
+            lambda: (a := again.request("POST", "/api/orders", {**body, "client_order_id": "after"})).ok and a,
+            what="orders once the engine restarted",
+            timeout=30,
+        )
+        assert answer.status == 201
+    finally:
+        again.close()
     figures.passed()
 
 

@@ -7,10 +7,11 @@ import logging
 import signal
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from core.checks import PLATFORM_SETTINGS
-from orders.sequencer.server import EngineServer
+from orders.sequencer.server import EngineServer, Watchdog
 from orders.sequencer.shards import shard_named, shards
 
 
@@ -30,7 +31,14 @@ class Command(BaseCommand):
 
         # Logged (JSON with LOG_FORMAT=json), at INFO whatever LOG_LEVEL (config/settings/base.py).
         announce = logging.getLogger("orders.sequencer.server").info
-        server = EngineServer(shard=shard, bind=options["bind"], announce=announce, freeze_loaded=True)
+        seconds = settings.ENGINE_WATCHDOG_SECONDS
+        server = EngineServer(
+            shard=shard,
+            bind=options["bind"],
+            announce=announce,
+            freeze_loaded=True,
+            watchdog=Watchdog(seconds) if seconds > 0 else None,
+        )
         signal.signal(signal.SIGTERM, lambda *_: server.stopping.set())
         signal.signal(signal.SIGINT, lambda *_: server.stopping.set())
         announce(
