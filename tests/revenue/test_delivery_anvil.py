@@ -793,3 +793,20 @@ def test_a_node_restarted_from_state_older_than_a_final_batch_takes_its_payment_
     assert batch.status == "confirmed" and DeliveryBatch.objects.count() == 1
     assert all(metadata(pk).reorged_at for pk in ids)
     assert distributed_total() == holder_total()
+
+
+def test_chain_deploy_force_never_returns_the_events_of_a_mined_batch(on_anvil, settings):
+    """A batch mined on the active reserve, not yet confirmed, has paid its events: a
+    forced redeploy returned them to pending and the new reserve paid them again."""
+    ids = events_create(3)
+    revenue_events_deliver(max_batches=1)  # automine: mined at once, 1 confirmation of 2
+    batch = DeliveryBatch.objects.get()
+    assert batch.status == "submitted" and batch.block_number is not None
+    with pytest.raises(CommandError, match="mined"):
+        call_command("chain_deploy", "--dev", "--force", stdout=io.StringIO())
+    assert ChainDeployment.objects.filter(active=True).get().pk == on_anvil.context.deployment_id
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert_delivered_exactly_once(on_anvil.context)
+    assert all(metadata(pk).tx_hash == batch.tx_hashes[0] for pk in ids)
+    call_command("chain_deploy", "--dev", stdout=io.StringIO())  # confirmed: nothing in flight any more
+    assert statuses() == {"delivered": 3}
