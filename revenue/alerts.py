@@ -5,7 +5,8 @@ decision). Each caller claims its alert in the database first, so it is sent onc
 Kinds: ``revenue_events_critical`` (events whose delivery gave up), ``delivery_paused``
 (again on a schedule while the pause lasts) and ``delivery_resumed``,
 ``signer_balance_low``, ``delivery_batch_stuck``, ``foreign_payment`` (a transaction this
-platform did not send paid items: someone else holds the signer's key).
+platform did not send paid items: someone else holds the signer's key), ``finality_broken``
+(a payment the platform saw final left the canonical chain: its events are paid again).
 """
 
 from __future__ import annotations

@@ -25,11 +25,13 @@ from revenue.delivery.metadata import (
     Key,
     attempts_expression,
     carried,
+    iso,
     lookup,
     status_among,
     status_in,
     status_is,
     text,
+    text_cast,
 )
 from revenue.models import DeliveryBatch, DeliveryBatchStatus, DeliveryHeartbeat, RevenueEvent, RevenueStream
 
@@ -131,9 +133,14 @@ def onchain_failure_report(*, hours: int, stream_id: int | None = None, now: dat
                 "next_retry_at": row["next_retry_at"],
             }
         )
+    # In flight for long: counted from when the event was put in its transaction (its
+    # last_retry_at), not from its creation (an event that waited out a pause and was sent
+    # a second ago is not stuck); created_at only for an event with no submission time.
+    in_flight_since = moment - timedelta(minutes=STALE_PENDING_MINUTES)
     in_flight_too_long = (
         RevenueEvent.objects.filter(status_is(DeliveryStatus.SUBMITTED))
-        .filter(created_at__lt=moment - timedelta(minutes=STALE_PENDING_MINUTES))
+        .alias(submitted_at=text_cast(Key.LAST_RETRY_AT))
+        .filter(Q(submitted_at__lt=iso(in_flight_since)) | Q(submitted_at__isnull=True, created_at__lt=in_flight_since))
         .count()
     )
     # the status expression index: the jsonb -> list of status_in would read every event

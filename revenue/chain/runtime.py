@@ -214,12 +214,22 @@ def signer_key_file_write(account: LocalAccount, *, path: Path) -> None:
 
 def chain_deploy_check(*, chain_id: int, force: bool) -> None:
     """Refuse to supersede a deployment with batches in flight: they may still be mined
-    on the old contract, and their events would be paid again on the new one."""
+    on the old contract, and their events would be paid again on the new one. A batch
+    already mined there is refused even with ``force``: its events are paid (superseding
+    it would return them to pending and pay them again); it confirms within blocks."""
     from revenue.models import DeliveryBatch, DeliveryBatchStatus
 
-    in_flight = DeliveryBatch.objects.filter(
+    batches = DeliveryBatch.objects.filter(
         deployment__chain_id=chain_id, deployment__active=True, status=DeliveryBatchStatus.SUBMITTED
-    ).count()
+    )
+    mined = batches.filter(block_number__isnull=False).count()
+    if mined:
+        raise ChainNotConfigured(
+            f"{mined} batch(es) of the active deployment are mined and wait for their confirmations: their "
+            "events are paid on the current reserve; let the delivery worker confirm them, then deploy "
+            "(--force never returns the events of a mined batch)"
+        )
+    in_flight = batches.count()
     if in_flight and not force:
         raise ChainNotConfigured(
             f"{in_flight} batch(es) of the active deployment are still in flight: wait for them to confirm, "

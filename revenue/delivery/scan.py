@@ -32,7 +32,9 @@ from revenue.delivery.health import ChainView
 from revenue.delivery.selectors import (
     BUNDLE_ITEM_BASE,
     delivery_batch_by_tx_hash,
+    delivery_batch_final_latest,
     delivery_batches_in_flight,
+    delivery_batches_mined_since,
     delivery_batches_not_final,
     items_events,
 )
@@ -66,13 +68,16 @@ def chain_scan(context: ChainContext, view: ChainView, counters: CycleCounters, 
     """Bring the recorded payments of the active deployment up to the chain's head."""
     deployment = ChainDeployment.objects.get(pk=context.deployment_id)
     start = deployment.deployed_block
-    rewound = False
+    rewound = broken = False
     if deployment.scanned_block is not None:
         start = deployment.scanned_block + 1
         if block_hash_at(context.w3, deployment.scanned_block) != deployment.scanned_block_hash:
             rewound = True
             counters.reorgs_detected += 1
-            if deployment.scanned_block <= view.final_block:  # finality was broken: trust nothing
+            # Finality was broken (a reorg below the final block, or a node back from older
+            # state, whose own `finalized` block went back with it): trust nothing.
+            broken = deployment.scanned_block <= view.final_block or _final_batch_moved(context)
+            if broken:
                 logger.error("a reorg reached below the final block", extra={"block": deployment.scanned_block})
                 start = deployment.deployed_block
             else:
@@ -88,25 +93,61 @@ def chain_scan(context: ChainContext, view: ChainView, counters: CycleCounters, 
     )
     found = mined_transactions(logs)
     if rewound:
-        _vanished_take_back(context, found, counters, since_block=start, now=now)
+        _vanished_take_back(context, found, counters, since_block=start, finality_broken=broken, now=now)
     if found:
         _record(context, found, counters, rewound=rewound, now=now)
     ChainDeployment.objects.filter(pk=deployment.pk).update(scanned_block=view.head, scanned_block_hash=view.head_hash)
 
 
+def _final_batch_moved(context: ChainContext) -> bool:
+    """Whether the block of the latest batch seen final is not in the canonical chain any
+    more (one node call)."""
+    final = delivery_batch_final_latest(deployment_id=context.deployment_id)
+    return final is not None and block_hash_at(context.w3, int(final.block_number or 0)) != final.block_hash
+
+
 def _vanished_take_back(
-    context: ChainContext, found: list[MinedTransaction], counters: CycleCounters, *, since_block: int, now: datetime
+    context: ChainContext,
+    found: list[MinedTransaction],
+    counters: CycleCounters,
+    *,
+    since_block: int,
+    finality_broken: bool,
+    now: datetime,
 ) -> None:
-    """Payments recorded at or above ``since_block`` that the canonical chain no longer holds."""
+    """Payments recorded at or above ``since_block`` that the canonical chain no longer
+    holds; with ``finality_broken``, final ones too (taken back and alerted)."""
     canonical = {mined.tx_hash: mined.block_hash for mined in found}
-    for batch in delivery_batches_not_final(deployment_id=context.deployment_id):
+    if finality_broken:
+        batches = delivery_batches_mined_since(deployment_id=context.deployment_id, block_number=since_block)
+    else:
+        batches = delivery_batches_not_final(deployment_id=context.deployment_id)
+    lost_final: list[DeliveryBatch] = []
+    for batch in batches:
         assert batch.block_number is not None  # noqa: S101  (the selector's filter)
         if batch.block_number < since_block:
             continue
         if canonical.get(batch.mined_tx_hash) == batch.block_hash:
             continue
+        if batch.finalized_at is not None:
+            lost_final.append(batch)
         counters.events_taken_back += batch_vanished(batch=batch, now=now)
         counters.reorged_batches += 1
+    if lost_final:
+        logger.error(
+            "final delivery payments left the canonical chain", extra={"batch_ids": [b.pk for b in lost_final][:50]}
+        )
+        with transaction.atomic():
+            alert_send(
+                kind="finality_broken",
+                subject=f"On-chain delivery: a final payment left the chain ({len(lost_final)} batch(es))",
+                details={
+                    "batch_ids": [b.pk for b in lost_final][:50],
+                    "blocks": [b.block_number for b in lost_final][:50],
+                    "hint": "the node reorganised below its final block or restarted from older state; "
+                    "the events go back to delivery and are paid again once",
+                },
+            )
 
 
 def _record(

@@ -123,6 +123,29 @@ def delivery_batches_not_final(*, deployment_id: int) -> list[DeliveryBatch]:
     )
 
 
+def delivery_batches_mined_since(*, deployment_id: int, block_number: int) -> list[DeliveryBatch]:
+    """Every batch whose payment is recorded at or above ``block_number``, final or not:
+    what a node back from older state (finality broken) may have lost."""
+    return list(
+        DeliveryBatch.objects.filter(
+            deployment_id=deployment_id,
+            status__in=[DeliveryBatchStatus.SUBMITTED, DeliveryBatchStatus.CONFIRMED],
+            block_number__gte=block_number,
+        ).order_by("block_number", "pk")
+    )
+
+
+def delivery_batch_final_latest(*, deployment_id: int) -> DeliveryBatch | None:
+    """The batch in the highest block the platform saw final."""
+    return (
+        DeliveryBatch.objects.filter(
+            deployment_id=deployment_id, status=DeliveryBatchStatus.CONFIRMED, finalized_at__isnull=False
+        )
+        .order_by("-block_number", "-pk")
+        .first()
+    )
+
+
 def delivery_batch_by_tx_hash(*, deployment_id: int, tx_hash: str) -> DeliveryBatch | None:
     """The batch one of whose signed versions is ``tx_hash`` (any status)."""
     candidates = DeliveryBatch.objects.filter(deployment_id=deployment_id, tx_hashes__icontains=tx_hash)

@@ -257,6 +257,7 @@ def batch_vanished(*, batch: DeliveryBatch, now: datetime) -> int:
         mined_tx_hash="",
         refused_item_ids=[],
         confirmed_at=None,
+        finalized_at=None,
         last_broadcast_at=None,
         last_error="its transaction left the canonical chain (reorganisation)",
     )
@@ -278,6 +279,7 @@ def batch_vanished(*, batch: DeliveryBatch, now: datetime) -> int:
     )
     batch.status = DeliveryBatchStatus.SUPERSEDED if batch.foreign else DeliveryBatchStatus.SUBMITTED
     batch.block_number, batch.block_hash, batch.mined_tx_hash, batch.refused_item_ids = None, "", "", []
+    batch.finalized_at = None
     return len(rows)
 
 

@@ -763,3 +763,50 @@ def test_chain_deploy_with_a_production_key_and_its_guards(settings, anvil, anvi
     settings.WEB3_PROVIDER_URI = ""
     with pytest.raises(CommandError, match="embedded"):
         call_command("chain_deploy", stdout=io.StringIO())
+
+
+def test_a_node_restarted_from_state_older_than_a_final_batch_takes_its_payment_back(on_anvil, settings):
+    """The node comes back from a state older than a batch the platform saw final (a
+    restore from an old snapshot, a dev node reset): the batch's payment is not in the
+    canonical chain any more. Its events are not left `delivered`: they are taken back,
+    paid again once, and an operator hears that finality was broken."""
+    ctl, context = on_anvil.ctl, on_anvil.context
+    ctl.mine(5)
+    older = ctl.snapshot()  # the state the node will come back with
+    ids = events_create(6)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    ctl.mine(70)  # anvil's `finalized` is 64 deep
+    revenue_events_deliver(max_batches=1)
+    batch = DeliveryBatch.objects.get()
+    assert batch.status == "confirmed" and batch.finalized_at is not None
+    assert ctl.revert(older)  # the node restarted from older state: the batch was never mined there
+    assert receipt_or_none(context.w3, batch.mined_tx_hash) is None
+
+    result = revenue_events_deliver(max_batches=1)
+    sound()
+    assert result.counters.reorgs_detected == 1 and result.counters.reorged_batches == 1
+    assert DeliveryStatus.DELIVERED not in statuses()
+    assert any(alert.startswith("On-chain delivery: a final payment left the chain") for alert in alerts())
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert_delivered_exactly_once(context)
+    batch.refresh_from_db()
+    assert batch.status == "confirmed" and DeliveryBatch.objects.count() == 1
+    assert all(metadata(pk).reorged_at for pk in ids)
+    assert distributed_total() == holder_total()
+
+
+def test_chain_deploy_force_never_returns_the_events_of_a_mined_batch(on_anvil, settings):
+    """A batch mined on the active reserve, not yet confirmed, has paid its events: a
+    forced redeploy returned them to pending and the new reserve paid them again."""
+    ids = events_create(3)
+    revenue_events_deliver(max_batches=1)  # automine: mined at once, 1 confirmation of 2
+    batch = DeliveryBatch.objects.get()
+    assert batch.status == "submitted" and batch.block_number is not None
+    with pytest.raises(CommandError, match="mined"):
+        call_command("chain_deploy", "--dev", "--force", stdout=io.StringIO())
+    assert ChainDeployment.objects.filter(active=True).get().pk == on_anvil.context.deployment_id
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert_delivered_exactly_once(on_anvil.context)
+    assert all(metadata(pk).tx_hash == batch.tx_hashes[0] for pk in ids)
+    call_command("chain_deploy", "--dev", stdout=io.StringIO())  # confirmed: nothing in flight any more
+    assert statuses() == {"delivered": 3}

@@ -11,6 +11,7 @@ from django.utils import timezone
 from revenue.delivery.metadata import (
     DeliveryMetadata,
     DeliveryStatus,
+    Key,
     patch_delivered,
     patch_failed,
     patch_returned,
@@ -113,11 +114,29 @@ def test_failure_report_totals_are_exact_past_fifteen_significant_digits(staff_c
     assert [Decimal(s["total_holder_share"]) for s in body["by_stream"]] == [expected]
 
 
+def _submitted_ago(minutes: int, tx_hash: str = "0xabc") -> dict[str, Any]:
+    return patch_submitted(batch_id=1, tx_hash=tx_hash, nonce=0, now=timezone.now() - timedelta(minutes=minutes))
+
+
 def test_failure_report_counts_long_in_flight_events_for_reconciliation(staff_client, failures):
-    stuck = _event(0, "s1", _submitted())
+    stuck = _event(0, "s1", _submitted_ago(15))
     _age(stuck, minutes=15)
     _event(0, "s2", _submitted())  # in flight, but only just
     assert staff_client.get("/api/admin/revenue/onchain-failures").json()["summary"]["needs_reconciliation"] == 1
+
+
+def test_needs_reconciliation_counts_from_the_submission_not_the_events_creation(staff_client, db):
+    """An event that waited out a pause (or a backoff) for hours and was sent a second ago
+    is not a transaction stuck for over 10 minutes: every event sent when delivery resumed
+    used to be reported so."""
+    resumed = _event(0, "r1", _submitted())
+    _age(resumed, hours=3)
+    stuck = _event(0, "r2", _submitted_ago(15, "0xdef"))
+    _age(stuck, minutes=16)
+    adopted = _event(0, "r3", {Key.STATUS.value: DeliveryStatus.SUBMITTED.value})  # no submission time: by its creation
+    _age(adopted, minutes=30)
+    summary = staff_client.get("/api/admin/revenue/onchain-failures").json()["summary"]
+    assert summary["needs_reconciliation"] == 2
 
 
 def test_failure_report_stream_filter_alias_and_hours(staff_client, failures):

@@ -32,7 +32,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--force",
             action="store_true",
-            help="supersede the active deployment even with batches in flight (their events return to pending)",
+            help=(
+                "supersede the active deployment even with batches in flight not mined (their events return "
+                "to pending); a batch already mined is never superseded: wait for its confirmations"
+            ),
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
