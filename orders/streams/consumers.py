@@ -281,6 +281,17 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 return
         await self._data(sub.channel, "update", data)
 
+    async def stream_lost(self, message: dict[str, Any]) -> None:
+        """Messages of these channels were lost on the way (orders.streams.layer: a full
+        queue, a message that waited too long): they are numbered, so the client sees the
+        gap, and a fresh snapshot follows."""
+        for channel, count in message["lost"].items():
+            sub = self.subscriptions.get(channel)
+            if sub is None:
+                continue
+            self.sequences[channel] += int(count)
+            await self._snapshot(sub)
+
     async def stream_order(self, message: dict[str, Any]) -> None:
         """An order of this user changed: its whole body, read now (at least that state)."""
         sub = self.subscriptions.get("orders")
