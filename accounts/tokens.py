@@ -105,6 +105,42 @@ def token_family_revoke(*, family: str) -> int:
     return len(revoked)
 
 
+def token_user_revoke(*, user_id: int) -> int:
+    """Blacklists every refresh token of the user that is not blacklisted yet: every login
+    of theirs must authenticate again (a password change). Access tokens already issued
+    live out their short lifetime."""
+    with transaction.atomic():
+        live = OutstandingToken.objects.filter(user_id=user_id, blacklistedtoken__isnull=True).values_list(
+            "pk", flat=True
+        )
+        revoked = BlacklistedToken.objects.bulk_create(
+            [BlacklistedToken(token_id=pk) for pk in live], ignore_conflicts=True
+        )
+    return len(revoked)
+
+
+def password_change_revoke_tokens(
+    sender: type, instance: AbstractBaseUser, update_fields: frozenset[str] | None = None, **kwargs: object
+) -> None:
+    """pre_save of the user model: a password that changes (the admin's forms, `manage.py
+    changepassword`, any set_password() then save()) ends every refresh token of the user,
+    once the save commits. A save that does not write the password reads nothing."""
+    if instance.pk is None or (update_fields is not None and "password" not in update_fields):
+        return
+    if update_fields is not None and set(update_fields) == {"password"} and getattr(instance, "_password", "") is None:
+        return  # check_password() storing the same password under a newer hasher: a rehash, no change
+    stored = type(instance)._default_manager.filter(pk=instance.pk).values_list("password", flat=True).first()
+    if stored is None or stored == instance.password:
+        return
+    user_id = int(instance.pk)
+
+    def revoke() -> None:
+        revoked = token_user_revoke(user_id=user_id)
+        logger.info("password changed: refresh tokens revoked", extra={"user_id": user_id, "revoked": revoked})
+
+    transaction.on_commit(revoke)
+
+
 def _reuse(token: FamilyRefreshToken) -> InvalidToken:
     revoked = token_family_revoke(family=token.family)
     logger.warning(

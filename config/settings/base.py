@@ -302,7 +302,7 @@ ENGINE_SHARDS = env_str("ENGINE_SHARDS", f"main=*@ipc://{VAR_DIR}/engine-main.so
 # (STREAMS_RELAY: Redis pub/sub when there is a Redis, across processes and hosts, else a
 # ZeroMQ PUB socket); every web process subscribes and fans it out into its own layer
 # (orders.streams.relay).
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}}
+CHANNEL_LAYERS = {"default": {"BACKEND": "orders.streams.layer.StreamChannelLayer", "CONFIG": {"capacity": 1000}}}
 # "off": the engine publishes nothing (the pages then poll; subscribers get snapshots only).
 # "layer": group_send into this process's channel layer (an engine running in the web process).
 STREAMS_RELAY = env_str("STREAMS_RELAY", "redis" if REDIS_URL else "zmq")

@@ -21,5 +21,5 @@ ENGINE_TRANSPORT = "inprocess"
 # One process counts the whole order rate (the web processes of production share it).
 ORDER_RATE_WORKERS = 1
 # Streams: the engine runs here, so its messages go straight to this process's layer.
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 100_000}}}
+CHANNEL_LAYERS = {"default": {"BACKEND": "orders.streams.layer.StreamChannelLayer", "CONFIG": {"capacity": 100_000}}}
 STREAMS_RELAY = "layer"

@@ -22,6 +22,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.http.request import validate_host
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
 
@@ -51,6 +52,9 @@ MAX_CHANNELS = 50
 SNAPSHOT_BURST = 100
 SNAPSHOT_RATE = 5.0
 SNAPSHOT_TRADES = 50  # trades and fills in a snapshot, newest first
+# A connection's user is read again (still there, still active) before private data is
+# subscribed or sent, at most once per this many seconds.
+USER_RECHECK_SECONDS = 1.0
 SNAPSHOT_CANDLES = 100
 
 
@@ -78,12 +82,20 @@ def _json(data: Any) -> Any:
     return json.loads(json.dumps(data))
 
 
-def _token_user(token: str) -> int | None:
+def _token_user(token: str) -> tuple[int, float] | None:
+    """The user of a valid access token and the moment it expires (leeway included)."""
     auth = PlatformJWTAuthentication()
     try:
-        return int(auth.get_user(auth.get_validated_token(token.encode())).pk)
+        validated = auth.get_validated_token(token.encode())
+        user_id = int(auth.get_user(validated).pk)
     except (InvalidToken, AuthenticationFailed, TokenError):
         return None
+    leeway = validated.get_token_backend().get_leeway().total_seconds()
+    return user_id, float(validated["exp"]) + leeway
+
+
+def _user_active(user_id: int) -> bool:
+    return get_user_model().objects.filter(pk=user_id, is_active=True).exists()
 
 
 def _market_id(symbol: str) -> int | None:
@@ -131,6 +143,8 @@ def _snapshot_data(sub: Subscription, user_id: int | None) -> tuple[Any, dict[st
 class StreamConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.user_id: int | None = None
+        self.user_expires: float | None = None  # a token's expiry; None: a page's session
+        self.user_checked = 0.0  # when the user was last found active (time.monotonic())
         self.subscriptions: dict[str, Subscription] = {}
         self.sequences: dict[str, int] = defaultdict(int)
         self.allowance, self.checked = float(SNAPSHOT_BURST), time.monotonic()
@@ -189,12 +203,36 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def _auth(self, token: object) -> None:
         if not isinstance(token, str) or not token or len(token) > 4096:
             raise StreamError("malformed_message", '"token" must be a JWT access token.')
-        user_id = await database_sync_to_async(_token_user)(token)
-        if user_id is None:
+        found = await database_sync_to_async(_token_user)(token)
+        if found is None:
             raise StreamError("invalid_token", "The token is invalid or expired.")
+        user_id, expires = found
         if self.user_id is not None and user_id != self.user_id:  # another user: drop the previous one's
             await self._unsubscribe([name for name in self.subscriptions if name in PRIVATE])
-        self.user_id = user_id
+        self.user_id, self.user_expires, self.user_checked = user_id, expires, time.monotonic()
+
+    async def _user_valid(self) -> bool:
+        """Whether the connection's user may still see private data: its token has not
+        expired, and the user still exists and is active (read again at most every
+        USER_RECHECK_SECONDS). If not, the private channels are dropped, the connection is
+        anonymous again and the client is told (`invalid_token`)."""
+        if self.user_id is None:
+            return False
+        valid = self.user_expires is None or time.time() < self.user_expires
+        if valid and time.monotonic() - self.user_checked >= USER_RECHECK_SECONDS:
+            valid = await database_sync_to_async(_user_active)(self.user_id)
+            self.user_checked = time.monotonic()
+        if not valid:
+            await self._unsubscribe([name for name in self.subscriptions if name in PRIVATE])
+            self.user_id = self.user_expires = None
+            await self._error(
+                StreamError(
+                    "invalid_token",
+                    "The token expired or the account is no longer active: private channels are closed;"
+                    " authenticate again.",
+                )
+            )
+        return valid
 
     async def _subscribe(self, names: list[str]) -> None:
         accepted: list[Subscription] = []
@@ -225,7 +263,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def _parse(self, name: str) -> Subscription:
         kind, _, rest = name.partition(":")
         if kind in PRIVATE and not rest:
-            if self.user_id is None:
+            if self.user_id is None or not await self._user_valid():
                 raise StreamError("auth_required", f"Channel {name!r} needs authentication.")
             return Subscription(channel=name, kind=kind, group=user_group(self.user_id))
         symbol, _, interval = rest.partition(":")
@@ -269,7 +307,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def stream_data(self, message: dict[str, Any]) -> None:
         sub = self.subscriptions.get(message["channel"])
-        if sub is None:
+        if sub is None or (sub.kind in PRIVATE and not await self._user_valid()):
             return
         data = message["data"]
         if sub.kind in ("trades", "fills"):
@@ -281,10 +319,21 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 return
         await self._data(sub.channel, "update", data)
 
+    async def stream_lost(self, message: dict[str, Any]) -> None:
+        """Messages of these channels were lost on the way (orders.streams.layer: a full
+        queue, a message that waited too long): they are numbered, so the client sees the
+        gap, and a fresh snapshot follows."""
+        for channel, count in message["lost"].items():
+            sub = self.subscriptions.get(channel)
+            if sub is None or (sub.kind in PRIVATE and not await self._user_valid()):
+                continue
+            self.sequences[channel] += int(count)
+            await self._snapshot(sub)
+
     async def stream_order(self, message: dict[str, Any]) -> None:
         """An order of this user changed: its whole body, read now (at least that state)."""
         sub = self.subscriptions.get("orders")
-        if sub is None or self.user_id is None:
+        if sub is None or self.user_id is None or not await self._user_valid():
             return
         data = await database_sync_to_async(_order_body)(self.user_id, int(message["id"]))
         if data is not None:

@@ -127,3 +127,54 @@ def test_me_requires_authentication(api_client):
     response = api_client.get("/api/me")
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "not_authenticated"
+
+
+def _refreshed(api_client, refresh: str) -> int:
+    return api_client.post("/api/auth/token/refresh", {"refresh": refresh}, format="json").status_code
+
+
+def test_a_password_change_ends_every_refresh_token(api_client, user, django_capture_on_commit_callbacks):
+    sessions = [_tokens(api_client, user.username) for _ in range(2)]  # two logins, say the owner and a thief
+    with django_capture_on_commit_callbacks(execute=True):
+        user.set_password("another-long-passphrase-2026")
+        user.save()
+    assert [_refreshed(api_client, s["refresh"]) for s in sessions] == [401, 401]
+    answer = api_client.post(
+        "/api/auth/token", {"username": user.username, "password": "another-long-passphrase-2026"}, format="json"
+    )
+    assert _refreshed(api_client, answer.json()["refresh"]) == 200
+
+
+def test_a_password_set_in_the_admin_ends_every_refresh_token(
+    api_client, client, user, django_capture_on_commit_callbacks
+):
+    session = _tokens(api_client, user.username)
+    admin = UserFactory(is_staff=True, is_superuser=True)
+    client.force_login(admin)
+    new = "another-long-passphrase-2026"
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = client.post(
+            f"/admin/auth/user/{user.pk}/password/",
+            {"password1": new, "password2": new, "usable_password": "true"},
+        )
+    assert answer.status_code == 302, answer.content[:500]
+    assert _refreshed(api_client, session["refresh"]) == 401
+
+
+def test_a_save_that_keeps_the_password_keeps_the_refresh_tokens(api_client, user, django_capture_on_commit_callbacks):
+    session = _tokens(api_client, user.username)
+    with django_capture_on_commit_callbacks(execute=True):
+        user.first_name = "Alice"
+        user.save()
+    assert _refreshed(api_client, session["refresh"]) == 200
+
+
+def test_a_password_rehashed_at_login_keeps_the_refresh_tokens(api_client, user, django_capture_on_commit_callbacks):
+    session = _tokens(api_client, user.username)
+    with django_capture_on_commit_callbacks(execute=True):
+        # What check_password() does when the hasher's parameters changed: the same password
+        # stored anew.
+        user.set_password(PASSWORD)
+        user._password = None
+        user.save(update_fields=["password"])
+    assert _refreshed(api_client, session["refresh"]) == 200

@@ -1,0 +1,129 @@
+"""A consumer that falls behind is never left with a silent hole (docs/streams.md, "Slow
+consumers"): what its channel layer could not deliver (a full queue, a message that waited
+too long) is numbered, so the client sees the gap, and a fresh snapshot follows; and a
+connection's subscriptions last as long as the connection, not a day.
+
+The messages go through the relay's fan-out (orders.streams.relay._fan_out), as a web
+process hands an engine batch to its layer: every group_send of the batch started in one
+callback of the event loop, before the consumer handles any of them."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from typing import Any
+
+import orjson
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.test import override_settings
+
+from orders.streams.relay import _fan_out
+from tests.factories import market_create
+from tests.streams.support import StreamClient, stream_connect
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHANNEL = "trades:ETH-USDT"
+GROUP = "trades.ETH-USDT"
+
+
+def _trade(number: int) -> dict[str, Any]:
+    return {
+        "id": str(10_000 + number),
+        "price": "2000.00000000",
+        "quantity": "0.10000000",
+        "taker_side": "buy",
+        "executed_at": "2026-12-05T10:00:00.000000Z",
+    }
+
+
+def _batch(count: int) -> bytes:
+    return orjson.dumps([(GROUP, {"type": "stream.data", "channel": CHANNEL, "data": _trade(i)}) for i in range(count)])
+
+
+async def _subscribed() -> StreamClient:
+    client = await stream_connect()
+    await client.send({"op": "subscribe", "channels": [CHANNEL]})
+    assert await client.op() == {"op": "subscribed", "channels": [CHANNEL]}
+    assert (await client.until(CHANNEL, 1))[0]["type"] == "snapshot"
+    return client
+
+
+async def _drain(client: StreamClient) -> list[dict[str, Any]]:
+    while not await client.ws.receive_nothing(timeout=0.5):
+        await client.receive()
+    return client.data[CHANNEL]
+
+
+def _layer_with(**config: Any) -> dict[str, Any]:
+    default: dict[str, Any] = dict(settings.CHANNEL_LAYERS["default"])
+    return {"default": {**default, "CONFIG": {**default.get("CONFIG", {}), **config}}}
+
+
+def test_messages_beyond_a_full_queue_are_numbered_and_followed_by_a_snapshot():
+    market_create("ETH-USDT")
+    sent = 12
+
+    async def scenario() -> None:
+        client = await _subscribed()
+        _fan_out(asyncio.get_running_loop(), get_channel_layer(), _batch(sent))
+        messages = await _drain(client)
+        await client.close()
+        delivered = [m["data"]["id"] for m in messages if m["type"] == "update"]
+        assert len(delivered) < sent  # the queue holds 5: the rest could not be delivered
+        # Every message sent is counted in the numbering: the client sees the gap ...
+        assert messages[-1]["sequence"] == 1 + sent + 1  # the first snapshot, 12 updates, a fresh snapshot
+        gap_at = next(i for i, (a, b) in enumerate(itertools.pairwise(messages)) if b["sequence"] != a["sequence"] + 1)
+        # ... and the message that ends it is a fresh snapshot.
+        assert messages[gap_at + 1]["type"] == "snapshot"
+        assert messages[gap_at + 1]["sequence"] - messages[gap_at]["sequence"] - 1 == sent - len(delivered)
+
+    with override_settings(CHANNEL_LAYERS=_layer_with(capacity=5)):
+        async_to_sync(scenario)()
+
+
+def test_a_message_that_waited_too_long_is_numbered_and_the_subscription_kept():
+    market_create("ETH-USDT")
+
+    async def scenario() -> None:
+        client = await _subscribed()
+        layer = get_channel_layer()
+        # Every message is too old once queued: the messages of the batch that were not
+        # taken at once by the waiting consumer are dropped from its queue.
+        layer.expiry = -1
+        _fan_out(asyncio.get_running_loop(), layer, _batch(3))
+        messages = await _drain(client)
+        updates = [m for m in messages if m["type"] == "update"]
+        assert len(updates) < 3
+        # Each counted (the first snapshot, 3 messages, a fresh snapshot), the last a snapshot.
+        assert (messages[-1]["type"], messages[-1]["sequence"]) == ("snapshot", 5)
+        layer.expiry = 60
+        _fan_out(asyncio.get_running_loop(), layer, _batch(1))  # still subscribed
+        messages = await _drain(client)
+        assert (messages[-1]["type"], messages[-1]["sequence"]) == ("update", 6)
+        await client.close()
+
+    with override_settings(CHANNEL_LAYERS=_layer_with()):
+        async_to_sync(scenario)()
+
+
+def test_a_subscription_older_than_a_day_still_receives():
+    market_create("ETH-USDT")
+
+    async def scenario() -> None:
+        client = await _subscribed()
+        layer = get_channel_layer()
+        for members in layer.groups.values():  # joined two days ago
+            for name in members:
+                members[name] = time.time() - 2 * 86_400
+        _fan_out(asyncio.get_running_loop(), layer, _batch(1))
+        messages = await _drain(client)
+        assert [(m["type"], m["sequence"]) for m in messages] == [("snapshot", 1), ("update", 2)]
+        await client.close()
+
+    with override_settings(CHANNEL_LAYERS=_layer_with()):
+        async_to_sync(scenario)()
