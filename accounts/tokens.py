@@ -12,6 +12,7 @@ rotation with reuse detection). Access tokens already issued live out their shor
 
 from __future__ import annotations
 
+import hmac
 import logging
 from typing import cast
 
@@ -32,6 +33,16 @@ from accounts.models import RefreshTokenFamily
 logger = logging.getLogger(__name__)
 
 FAMILY_CLAIM = "fam"
+# A mark of the user's password hash when the token was issued (Django's session auth hash,
+# an HMAC keyed by SECRET_KEY, shortened): a refresh token whose mark no longer matches was
+# issued before the password changed, whichever way it changed (the admin's form, `manage.py
+# changepassword`, a script), and is refused.
+CREDENTIALS_CLAIM = "pwm"
+PASSWORD_MARK_CHARS = 20
+
+
+def password_mark(user: AbstractBaseUser) -> str:
+    return user.get_session_auth_hash()[:PASSWORD_MARK_CHARS]
 
 
 class FamilyRefreshToken(RefreshToken):
@@ -49,6 +60,7 @@ class FamilyRefreshToken(RefreshToken):
         token = super(BlacklistMixin, cls).for_user(user)
         jti = token[api_settings.JTI_CLAIM]
         token[FAMILY_CLAIM] = family or jti
+        token[CREDENTIALS_CLAIM] = password_mark(user)
         outstanding = OutstandingToken.objects.create(
             user=cast(User, user),
             jti=jti,
@@ -105,42 +117,6 @@ def token_family_revoke(*, family: str) -> int:
     return len(revoked)
 
 
-def token_user_revoke(*, user_id: int) -> int:
-    """Blacklists every refresh token of the user that is not blacklisted yet: every login
-    of theirs must authenticate again (a password change). Access tokens already issued
-    live out their short lifetime."""
-    with transaction.atomic():
-        live = OutstandingToken.objects.filter(user_id=user_id, blacklistedtoken__isnull=True).values_list(
-            "pk", flat=True
-        )
-        revoked = BlacklistedToken.objects.bulk_create(
-            [BlacklistedToken(token_id=pk) for pk in live], ignore_conflicts=True
-        )
-    return len(revoked)
-
-
-def password_change_revoke_tokens(
-    sender: type, instance: AbstractBaseUser, update_fields: frozenset[str] | None = None, **kwargs: object
-) -> None:
-    """pre_save of the user model: a password that changes (the admin's forms, `manage.py
-    changepassword`, any set_password() then save()) ends every refresh token of the user,
-    once the save commits. A save that does not write the password reads nothing."""
-    if instance.pk is None or (update_fields is not None and "password" not in update_fields):
-        return
-    if update_fields is not None and set(update_fields) == {"password"} and getattr(instance, "_password", "") is None:
-        return  # check_password() storing the same password under a newer hasher: a rehash, no change
-    stored = type(instance)._default_manager.filter(pk=instance.pk).values_list("password", flat=True).first()
-    if stored is None or stored == instance.password:
-        return
-    user_id = int(instance.pk)
-
-    def revoke() -> None:
-        revoked = token_user_revoke(user_id=user_id)
-        logger.info("password changed: refresh tokens revoked", extra={"user_id": user_id, "revoked": revoked})
-
-    transaction.on_commit(revoke)
-
-
 def _reuse(token: FamilyRefreshToken) -> InvalidToken:
     revoked = token_family_revoke(family=token.family)
     logger.warning(
@@ -160,6 +136,10 @@ def _active_user(token: FamilyRefreshToken) -> AbstractBaseUser:
     user_id = token.get(api_settings.USER_ID_CLAIM)
     user = get_user_model().objects.filter(pk=int(user_id)).first() if is_user_id(user_id) else None
     if user is None or not api_settings.USER_AUTHENTICATION_RULE(user):
+        raise InvalidToken()
+    # Issued before the password last changed (or before tokens carried the mark): refused.
+    if not hmac.compare_digest(str(token.get(CREDENTIALS_CLAIM, "")), password_mark(user)):
+        logger.info("refresh token issued before a password change refused", extra={"user_id": user.pk})
         raise InvalidToken()
     return user
 
