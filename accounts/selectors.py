@@ -1,8 +1,30 @@
 from __future__ import annotations
 
+from importlib import import_module
+
+from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.utils.crypto import constant_time_compare
+
 from accounts.models import ApiKey
 
 
 def api_key_list_for_user(*, user_id: int) -> list[ApiKey]:
     """The caller's API keys, newest first; the secrets are not read."""
     return list(ApiKey.objects.filter(user_id=user_id).defer("secret_encrypted").order_by("-id"))
+
+
+def user_still_signed_in(*, user_id: int, session_key: str | None) -> bool:
+    """Whether a connection signed in as `user_id` may still act as that user: the user
+    exists and is active and, for a page's session (`session_key`), that session still
+    exists, still names the user, and was made under the user's present password (Django's
+    own check at each request: logging out, or changing the password, ends it)."""
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    if user is None:
+        return False
+    if session_key is None:
+        return True
+    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key).load()
+    return str(session.get(SESSION_KEY)) == str(user_id) and constant_time_compare(
+        str(session.get(HASH_SESSION_KEY, "")), user.get_session_auth_hash()
+    )

@@ -22,11 +22,11 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.http.request import validate_host
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
 
 from accounts.authentication import PlatformJWTAuthentication
+from accounts.selectors import user_still_signed_in
 from core.encoding import json_read
 from orders.api.serializers import CandleOutput, MarketTradeOutput, OrderOutput, UserTradeOutput
 from orders.errors import OrderNotFound
@@ -94,10 +94,6 @@ def _token_user(token: str) -> tuple[int, float] | None:
     return user_id, float(validated["exp"]) + leeway
 
 
-def _user_active(user_id: int) -> bool:
-    return get_user_model().objects.filter(pk=user_id, is_active=True).exists()
-
-
 def _market_id(symbol: str) -> int | None:
     return Market.objects.filter(symbol=symbol).values_list("pk", flat=True).first()
 
@@ -144,6 +140,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.user_id: int | None = None
         self.user_expires: float | None = None  # a token's expiry; None: a page's session
+        self.session_key: str | None = None  # a page's session, read again with the user
         self.user_checked = 0.0  # when the user was last found active (time.monotonic())
         self.subscriptions: dict[str, Subscription] = {}
         self.sequences: dict[str, int] = defaultdict(int)
@@ -151,6 +148,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         user = self.scope.get("user")
         if user is not None and user.is_authenticated and _same_site(self.scope):
             self.user_id = int(user.pk)
+            self.session_key = self.scope["session"].session_key
         await relay_listen()
         await self.accept()
 
@@ -210,21 +208,25 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if self.user_id is not None and user_id != self.user_id:  # another user: drop the previous one's
             await self._unsubscribe([name for name in self.subscriptions if name in PRIVATE])
         self.user_id, self.user_expires, self.user_checked = user_id, expires, time.monotonic()
+        self.session_key = None
 
     async def _user_valid(self) -> bool:
         """Whether the connection's user may still see private data: its token has not
-        expired, and the user still exists and is active (read again at most every
-        USER_RECHECK_SECONDS). If not, the private channels are dropped, the connection is
+        expired, the user still exists and is active, and a page's session still signs it in
+        (read again at most every USER_RECHECK_SECONDS: a logout or a password change ends it).
+        If not, the private channels are dropped, the connection is
         anonymous again and the client is told (`invalid_token`)."""
         if self.user_id is None:
             return False
         valid = self.user_expires is None or time.time() < self.user_expires
         if valid and time.monotonic() - self.user_checked >= USER_RECHECK_SECONDS:
-            valid = await database_sync_to_async(_user_active)(self.user_id)
+            valid = await database_sync_to_async(user_still_signed_in)(
+                user_id=self.user_id, session_key=self.session_key
+            )
             self.user_checked = time.monotonic()
         if not valid:
             await self._unsubscribe([name for name in self.subscriptions if name in PRIVATE])
-            self.user_id = self.user_expires = None
+            self.user_id = self.user_expires = self.session_key = None
             await self._error(
                 StreamError(
                     "invalid_token",

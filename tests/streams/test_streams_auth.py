@@ -1,6 +1,7 @@
 """A connection's authentication does not outlive its credentials (docs/streams.md,
-"Authentication"): once the access token has expired, or its user is deactivated, the
-private channels stop, the client is told, and `orders` / `fills` need a new auth."""
+"Authentication"): once the access token has expired, its user is deactivated, or a page's
+session ended (logout, password change), the private channels stop, the client is told,
+and `orders` / `fills` need a new auth."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
-from django.contrib.auth import get_user_model
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.contrib.sessions.backends.db import SessionStore
 from rest_framework_simplejwt.tokens import AccessToken
 
 from orders.streams import consumers
@@ -81,5 +83,61 @@ def test_private_channels_stop_when_the_token_expires():
         client = await _subscribed(str(token))
         await asyncio.sleep(2.2)
         await _private_data_stops(client, bob)
+
+    async_to_sync(scenario)()
+
+
+def _page_session(user: Any) -> tuple[bytes, str]:
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.save()
+    assert session.session_key is not None
+    return f"sessionid={session.session_key}".encode(), session.session_key
+
+
+async def _subscribed_by_page(cookie: bytes) -> StreamClient:
+    client = await stream_connect([(b"cookie", cookie), (b"host", b"testserver"), (b"origin", b"http://testserver")])
+    await client.send({"op": "subscribe", "channels": ["orders", "fills"]})
+    assert await client.op() == {"op": "subscribed", "channels": ["orders", "fills"]}
+    await client.until("fills", 1)
+    return client
+
+
+@pytest.mark.parametrize("ended_by", ["logout", "password change"])
+def test_a_page_sessions_private_channels_stop_when_the_session_ends(monkeypatch, ended_by):
+    """A page's socket is signed in by its session cookie: logging out (the session deleted)
+    or changing the password (the session's hash no longer the user's) ends it, as it ends
+    the pages themselves."""
+    monkeypatch.setattr(consumers, "USER_RECHECK_SECONDS", 0.0, raising=False)
+    alice, bob = _trading_pair()
+    cookie, session_key = _page_session(alice)
+
+    def end() -> None:
+        if ended_by == "logout":
+            SessionStore(session_key).delete()
+        else:
+            alice.set_password("another-long-passphrase-2026")
+            alice.save()
+
+    async def scenario() -> None:
+        client = await _subscribed_by_page(cookie)
+        await sync_to_async(end)()
+        await _private_data_stops(client, bob)
+
+    async_to_sync(scenario)()
+
+
+def test_a_page_sessions_private_channels_go_on_while_the_session_lasts(monkeypatch):
+    monkeypatch.setattr(consumers, "USER_RECHECK_SECONDS", 0.0, raising=False)
+    alice, bob = _trading_pair()
+    cookie, _ = _page_session(alice)
+
+    async def scenario() -> None:
+        client = await _subscribed_by_page(cookie)
+        await sync_to_async(place)(bob, side="sell", type="limit", quantity="0.4", price="1990.00")
+        await client.until("fills", 2)
+        await client.close()
 
     async_to_sync(scenario)()
