@@ -27,10 +27,10 @@ from django.contrib.contenttypes.models import ContentType
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.urls.resolvers import RegexPattern
 from rest_framework.views import APIView
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.error_text import error_sentence
 from accounts.services import api_key_create
+from accounts.tokens import FamilyRefreshToken
 from flywheel.competitors import COMPETITORS
 from orders.models import Market, Order, OrderStatus, Wallet
 from revenue.delivery.metadata import DeliveryMetadata
@@ -118,7 +118,7 @@ def _credentials(world: World) -> Call:
 
 
 def _refresh(world: World) -> Call:
-    return {}, {"refresh": str(RefreshToken.for_user(world.owner))}
+    return {}, {"refresh": str(FamilyRefreshToken.for_user_in_family(world.owner, family=None))}
 
 
 def _order_body(world: World) -> Call:

@@ -16,6 +16,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
+from accounts.tokens import FamilyRefreshToken
 from tests.factories import PASSWORD
 from tests.security.conftest import api_client, new_user
 
@@ -114,13 +115,13 @@ def test_access_token_cannot_be_used_to_refresh(api_client: APIClient, user: Any
 
 
 def test_expired_refresh_token_is_rejected(api_client: APIClient, user: Any) -> None:
-    refresh = RefreshToken.for_user(user)
+    refresh = FamilyRefreshToken.for_user_in_family(user, family=None)
     refresh.set_exp(from_time=timezone.now() - timedelta(days=30))
     _rejected(api_client.post("/api/auth/token/refresh", {"refresh": str(refresh)}, format="json"))
 
 
 def test_forged_refresh_token_is_rejected(api_client: APIClient, user: Any) -> None:
-    claims = dict(RefreshToken.for_user(user).payload)
+    claims = dict(FamilyRefreshToken.for_user_in_family(user, family=None).payload)
     forged = _sign(claims, key="not-the-server-key-" + "x" * 40)
     _rejected(api_client.post("/api/auth/token/refresh", {"refresh": forged}, format="json"))
 
@@ -157,7 +158,8 @@ def test_logout_twice_and_refresh_after_logout_are_rejected(api_client: APIClien
 def test_tokens_of_a_deleted_user_are_rejected(api_client: APIClient) -> None:
     """The refresh half was a 500 (User.DoesNotExist out of simplejwt's serializer)."""
     doomed = new_user()
-    access, refresh = str(AccessToken.for_user(doomed)), str(RefreshToken.for_user(doomed))
+    access = str(AccessToken.for_user(doomed))
+    refresh = str(FamilyRefreshToken.for_user_in_family(doomed, family=None))
     doomed.delete()
     _rejected(_me(access))
     _rejected(api_client.post("/api/auth/token/refresh", {"refresh": refresh}, format="json"))
@@ -165,7 +167,10 @@ def test_tokens_of_a_deleted_user_are_rejected(api_client: APIClient) -> None:
 
 def test_tokens_of_a_deactivated_user_are_rejected(api_client: APIClient) -> None:
     sleeper = new_user()
-    access, refresh = str(AccessToken.for_user(sleeper)), str(RefreshToken.for_user(sleeper))
+    access, refresh = (
+        str(AccessToken.for_user(sleeper)),
+        str(FamilyRefreshToken.for_user_in_family(sleeper, family=None)),
+    )
     sleeper.is_active = False
     sleeper.save(update_fields=["is_active"])
     _rejected(_me(access))
