@@ -1,4 +1,5 @@
-"""core.db.rows_update: one multi-row UPDATE, same result as bulk_update on every backend."""
+"""core.db.rows_update: one multi-row UPDATE (PostgreSQL) or one executemany (SQLite), same
+result as bulk_update on every backend."""
 
 from __future__ import annotations
 
@@ -33,8 +34,11 @@ def test_each_row_gets_its_own_values_in_one_statement():
         wallet.updated_at = later
     with CaptureQueriesContext(connection) as queries:
         rows_update(objects=wallets, fields=["balance", "locked", "updated_at"])
+    assert len(queries) == 1
     if connection.vendor == "postgresql":
-        assert len(queries) == 1 and "unnest" in queries[0]["sql"]
+        assert "unnest" in queries[0]["sql"]
+    else:  # not bulk_update's CASE WHEN per row and field, whose compiling grew faster than the rows
+        assert "CASE" not in queries[0]["sql"]
     for index, wallet in enumerate(wallets):
         stored = Wallet.objects.get(pk=wallet.pk)
         # quantized by the column (8 places), like any save
