@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 
-from core.errors import ApplicationError
+from core.errors import ApplicationError, ServiceUnavailable
 
 Command = dict[str, Any]
 Answer = dict[str, Any]
@@ -47,13 +47,36 @@ def command_signed(payload: bytes, signature: bytes) -> bool:
 # client has had (or is about to have) that 503 and may well retry, so the command is
 # answered 503 unapplied rather than carried out behind its back after a pause (an engine
 # stopped, a stalled disk, a failover). The rest of the wait is left for the batch that
-# applied it to commit and its answer to come back; one that comes back after `answer_by`
-# is counted and logged by the engine (orders.sequencer.server). Wall-clock times: web and
+# applied it to commit and its answer to come back: a batch that would commit after a
+# command's `answer_by` is rolled back instead and run again without the commands whose
+# `apply_by` has passed (orders.sequencer.loop). One answered after `answer_by` all the
+# same (its COMMIT itself took that long) is counted and logged by the engine
+# (orders.sequencer.server). Wall-clock times: web and
 # engine hosts must keep their clocks within a fraction of a second (NTP); /healthz shows
 # each engine's offset from the web host's clock.
 APPLY_SHARE = 0.75
 APPLY_BY = "apply_by"
 ANSWER_BY = "answer_by"
+
+
+def deadline_past(command: Command, deadline: str, now: float) -> float:
+    """How far `now` is past the command's `deadline` (APPLY_BY, ANSWER_BY); 0 for a
+    command without one (sent in process, or by an older web worker)."""
+    at = command.get(deadline)
+    return now - at if isinstance(at, float | int) else 0.0
+
+
+# An answer's mark that nothing of its command was applied (expired_answer).
+UNAPPLIED = "unapplied"
+
+
+def expired_answer() -> Answer:
+    """A command not applied because its sender's wait was (nearly) over."""
+    error = ServiceUnavailable(
+        "The matching engine did not reach this command while its sender waited; it was not applied. Please retry.",
+        retry_after=1,
+    )
+    return {**error_answer(error), UNAPPLIED: True}
 
 
 def command_message(request_id: bytes, command: Command, *, timeout: float) -> list[bytes]:

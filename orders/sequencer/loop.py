@@ -32,7 +32,15 @@ from accounts.authentication import CredentialsInvalid
 from core.api.fields import moment_text
 from core.errors import ApplicationError, ServiceUnavailable
 from core.logging import correlation_context, correlation_id_new
-from core.metrics import ENGINE_BATCH_COMMANDS, ENGINE_BATCH_SECONDS, ENGINE_QUEUE_DEPTH, FEES, ORDERS_FINAL, TRADES
+from core.metrics import (
+    ENGINE_BATCH_COMMANDS,
+    ENGINE_BATCH_SECONDS,
+    ENGINE_COMMANDS_LATE,
+    ENGINE_QUEUE_DEPTH,
+    FEES,
+    ORDERS_FINAL,
+    TRADES,
+)
 from core.money import ZERO, parse_amount
 from orders.engine.book import LiveOrder
 from orders.engine.market import Journal, MarketEngine, TradeRecord
@@ -304,12 +312,33 @@ class Sequencer:
                     logger.warning("database unavailable, batch of %s refused: %s", len(commands), exc)
                     return [c.error_answer(ServiceUnavailable(retry_after=1))] * len(commands)
                 return self._isolate(commands)
+            except _Overdue:
+                self.undo.rollback()  # nothing of it committed: memory as before it
+                self.taken_back += 1
+                return self._without_overdue(commands)
             except Exception:
                 logger.exception("batch failed")
                 self.undo.clear()
                 self._stale |= set(self._markets)  # a bug may have changed memory unrecorded
                 return self._isolate(commands)
         raise AssertionError("unreachable")
+
+    def _without_overdue(self, commands: list[c.Command]) -> list[c.Answer]:
+        """A batch rolled back because a command's sender stopped waiting: the commands
+        whose `apply_by` has passed (that one among them) answered 503 unapplied, the others
+        run again."""
+        now = time.time()
+        overdue = [c.deadline_past(command, c.APPLY_BY, now) > 0 for command in commands]
+        ENGINE_COMMANDS_LATE.labels(outcome="expired").inc(sum(overdue))
+        logger.warning(
+            "batch rolled back: %s of its %s commands outlived their senders' wait before it committed;"
+            " answered 503, not applied",
+            sum(overdue),
+            len(commands),
+        )
+        rest = [command for command, late in zip(commands, overdue, strict=True) if not late]
+        answered = iter(self._run_batch(rest) if rest else [])
+        return [c.expired_answer() if late else next(answered) for late in overdue]
 
     # --- batches overlapped (PostgreSQL) ------------------------------------------------
 
@@ -493,6 +522,7 @@ class Sequencer:
             committed.on_commit(lambda: self.announce(lambda: batch.committed(written)))
             committed.on_commit(lambda: self.announce(streams_batch(journal=batch.journal, markets=self._markets)))
             self._known.learn_written(batch.wallets.rows())
+            _overdue_checked(commands)
             commit_sent()  # last: a failure before it rolls the batch back for certain
         except Exception as exc:
             lost = False
@@ -501,7 +531,8 @@ class Sequencer:
             except DatabaseError:  # the rollback not sent, no connection to be had: the database down
                 lost = True
             self._known.clear()
-            if not lost and isinstance(exc, DatabaseError) and (isinstance(exc, IntegrityError) or _retryable(exc)):
+            refused = isinstance(exc, DatabaseError) and (isinstance(exc, IntegrityError) or _retryable(exc))
+            if not lost and (refused or isinstance(exc, _Overdue)):
                 self.undo.rollback()
             else:  # run again as any batch, from the database
                 self.undo.clear()
@@ -542,6 +573,7 @@ class Sequencer:
                 )
                 answers = [answer() for answer in deferred]
                 batch.settle()
+                _overdue_checked(commands)
                 # Robust: once committed, a failure here is logged and must not reach
                 # _run_batch, which would run the committed commands again.
                 transaction.on_commit(lambda: self._closed_remember(batch.closed()), robust=True)
@@ -940,6 +972,19 @@ class _Batch:
 
 
 _QUOTES: dict[int, str] = {}
+
+
+class _Overdue(Exception):
+    """Raised just before a batch commits when a command's sender has stopped waiting
+    (commands.ANSWER_BY): committed, it would be carried out behind its client's 503. The
+    batch is rolled back and taken back in memory, then run again without the commands whose
+    `apply_by` has passed (Sequencer._without_overdue)."""
+
+
+def _overdue_checked(commands: list[c.Command]) -> None:
+    now = time.time()
+    if any(c.deadline_past(command, c.ANSWER_BY, now) > 0 for command in commands):
+        raise _Overdue()
 
 
 def _leader_checked(fence: LeaderFence | None) -> None:

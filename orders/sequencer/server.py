@@ -28,9 +28,17 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections
 
 from core.encoding import json_compact
-from core.errors import ServiceUnavailable
 from core.metrics import ENGINE_COMMAND_SECONDS, ENGINE_COMMANDS_LATE
-from orders.sequencer.commands import ANSWER_BY, APPLY_BY, Answer, Command, command_signed, error_answer
+from orders.sequencer.commands import (
+    ANSWER_BY,
+    APPLY_BY,
+    UNAPPLIED,
+    Answer,
+    Command,
+    command_signed,
+    deadline_past,
+    expired_answer,
+)
 from orders.sequencer.leadership import Leadership
 from orders.sequencer.loop import Sequencer
 from orders.sequencer.recovery import heap_settle
@@ -250,14 +258,14 @@ class EngineServer:
         unapplied, so that a client's 503 does not hide an order carried out behind its back
         (orders.sequencer.commands.APPLY_SHARE)."""
         now = time.time()
-        expired = [item for item in received if _past(item[2], APPLY_BY, now) > 0]
+        expired = [item for item in received if deadline_past(item[2], APPLY_BY, now) > 0]
         if not expired:
             return received
-        unapplied = json_compact(error_answer(EXPIRED))
+        unapplied = json_compact(expired_answer())
         for identity, request_id, _, _ in expired:
             socket.send_multipart([identity, request_id, unapplied])
         ENGINE_COMMANDS_LATE.labels(outcome="expired").inc(len(expired))
-        oldest = max(_past(command, APPLY_BY, now) for _, _, command, _ in expired)
+        oldest = max(deadline_past(command, APPLY_BY, now) for _, _, command, _ in expired)
         logger.warning(
             "engine %s: %s commands not applied, their senders' wait over (the oldest %.3f s past its "
             "apply_by): the engine was paused or stalled, or its clock runs ahead of the web hosts'",
@@ -265,7 +273,7 @@ class EngineServer:
             len(expired),
             oldest,
         )
-        return [item for item in received if _past(item[2], APPLY_BY, now) <= 0]
+        return [item for item in received if deadline_past(item[2], APPLY_BY, now) <= 0]
 
     def _answer(
         self,
@@ -290,8 +298,8 @@ class EngineServer:
         that was carried out: logged with what it did, for support to tell them."""
         now = time.time()
         for (_, _, command, _), answer in zip(clients, answers, strict=True):
-            late = _past(command, ANSWER_BY, now)
-            if late > 0:
+            late = deadline_past(command, ANSWER_BY, now)
+            if late > 0 and not answer.get(UNAPPLIED):
                 ENGINE_COMMANDS_LATE.labels(outcome="answered_late").inc()
                 logger.warning(
                     "engine %s: a %s answered %.3f s after its sender gave up (its client had a 503): %s",
@@ -376,19 +384,6 @@ class Watchdog:
     def stop(self) -> None:
         faulthandler.cancel_dump_traceback_later()
         self._petted = -math.inf
-
-
-EXPIRED = ServiceUnavailable(
-    "The matching engine did not reach this command while its sender waited; it was not applied. Please retry.",
-    retry_after=1,
-)
-
-
-def _past(command: dict[str, object], deadline: str, now: float) -> float:
-    """How far `now` is past the command's `deadline` (commands.APPLY_BY, ANSWER_BY); 0
-    for a command without one (sent in process, or by an older web worker)."""
-    at = command.get(deadline)
-    return now - at if isinstance(at, float | int) else 0.0
 
 
 def _late_summary(command: dict[str, object], answer: Answer) -> str:

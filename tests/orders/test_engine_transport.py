@@ -12,7 +12,7 @@ import time
 
 import pytest
 import zmq
-from django.db import connections, transaction
+from django.db import connection, connections, transaction
 from prometheus_client import REGISTRY
 
 from orders.models import Order, Wallet
@@ -182,16 +182,17 @@ def test_a_command_its_sender_gave_up_on_is_answered_503_and_not_applied(engine_
 
 
 @pytest.mark.postgres  # a database that makes the batch wait (SQLite's test database refuses at once)
-def test_an_answer_its_sender_no_longer_waits_for_is_counted_and_logged(engine_thread, market, settings, caplog):
-    """What the deadline cannot cover: a command applied in time whose batch then waits for
-    the database past its sender's wait. The client had its 503, the order stands: the
-    engine counts it and logs who and what, for support to tell the client."""
+def test_a_batch_that_waited_past_its_senders_wait_is_rolled_back_not_committed(
+    engine_thread, market, settings, caplog
+):
+    """A command applied in time whose batch then waits for the database (a row lock an
+    operator holds) past its sender's wait: the batch is rolled back before COMMIT and the
+    command answered 503 unapplied, as its client was; nothing of it is committed."""
     buyer = trader_create(USDT="1000")
-    late_before = _late("answered_late")
+    expired_before, late_before = _late("expired"), _late("answered_late")
     holding, held = threading.Event(), threading.Event()
 
     def hold_the_wallets() -> None:
-        # Row locks the engine's batch must wait for: the buyer's wallets.
         try:
             with transaction.atomic():
                 list(Wallet.objects.select_for_update().filter(user=buyer.user))
@@ -203,23 +204,58 @@ def test_an_answer_its_sender_no_longer_waits_for_is_counted_and_logged(engine_t
     holder = threading.Thread(target=hold_the_wallets, daemon=True)
     holder.start()
     assert held.wait(10)
+    settings.ENGINE_ANSWER_TIMEOUT_SECONDS = 0.8
     try:
-        with caplog.at_level(logging.WARNING, logger="orders.sequencer.server"):
-            began = time.monotonic()
-            settings.ENGINE_ANSWER_TIMEOUT_SECONDS = 0.8
+        with caplog.at_level(logging.WARNING, logger="orders.sequencer"):
             answer = zmq_engine_call(_buy(buyer.user.pk, client_order_id="late-1"), market="ETH-USDT")
             assert (answer["status"], answer["error"]["code"]) == (503, "service_unavailable"), answer
-            assert time.monotonic() - began >= 0.8
+            time.sleep(0.3)  # past the command's answer_by, and then some
             holding.set()
             holder.join(10)
+            wait_until(lambda: _late("expired") == expired_before + 1, what="the overdue command counted", timeout=10)
+        assert any("batch rolled back: 1 of its 1 commands outlived" in r.getMessage() for r in caplog.records)
+    finally:
+        holding.set()
+        holder.join(10)
+    assert not Order.objects.filter(client_order_id="late-1").exists()
+    assert _late("answered_late") == late_before
+    # The engine goes on: the same order, sent again, is placed.
+    settings.ENGINE_ANSWER_TIMEOUT_SECONDS = 5
+    again = zmq_engine_call(_buy(buyer.user.pk, client_order_id="late-1"), market="ETH-USDT")
+    assert again["status"] == 201, again
+    assert Order.objects.filter(client_order_id="late-1").count() == 1
+
+
+@pytest.mark.postgres  # a COMMIT made slow by a deferred trigger
+def test_an_answer_its_sender_no_longer_waits_for_is_counted_and_logged(engine_thread, market, settings, caplog):
+    """What the engine cannot take back: a batch whose COMMIT itself outlasts its sender's
+    wait (here a deferred trigger sleeping at COMMIT). The client had its 503, the order
+    stands: the engine counts it and logs who and what, for support to tell the client."""
+    buyer = trader_create(USDT="1000")
+    late_before = _late("answered_late")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION test_commit_stall() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN PERFORM pg_sleep(1.2); RETURN NULL; END $$"
+        )
+        cursor.execute(
+            "CREATE CONSTRAINT TRIGGER test_commit_stall AFTER INSERT ON orders_order"
+            " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_commit_stall()"
+        )
+    try:
+        settings.ENGINE_ANSWER_TIMEOUT_SECONDS = 0.8
+        with caplog.at_level(logging.WARNING, logger="orders.sequencer.server"):
+            answer = zmq_engine_call(_buy(buyer.user.pk, client_order_id="late-2"), market="ETH-USDT")
+            assert (answer["status"], answer["error"]["code"]) == (503, "service_unavailable"), answer
             wait_until(lambda: _late("answered_late") == late_before + 1, what="the late answer counted", timeout=10)
-        order = Order.objects.get(user=buyer.user, client_order_id="late-1")
+        order = Order.objects.get(user=buyer.user, client_order_id="late-2")
         lines = [r.getMessage() for r in caplog.records if "after its sender gave up" in r.getMessage()]
         assert len(lines) == 1, caplog.text
         assert f"user {buyer.user.pk}" in lines[0] and f"order {order.pk} open" in lines[0], lines
     finally:
-        holding.set()
-        holder.join(10)
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER IF EXISTS test_commit_stall ON orders_order")
+            cursor.execute("DROP FUNCTION IF EXISTS test_commit_stall()")
 
 
 def test_healthz_reports_each_engines_clock_offset(engine_thread, client):
