@@ -23,7 +23,9 @@ lock's session every half second (`held`), so a standby that cannot take the loc
 once a second, at how long that session has been idle; past ENGINE_LEADER_SILENT_SECONDS it ends
 the sessions holding the shard's two locks (the leader's, and any batch of it in progress:
 rolled back) and takes the lock on its next try. The leader, if it comes back, is fenced like
-any leader whose session ended.
+any leader whose session ended. Likewise a new leader waits at most that long for a batch the
+engine before it left open (its session of the lock ended, the process then frozen in the
+middle of a batch), then ends it.
 
 "This engine's session still holds the shard's lock" is asked through a third lock: with
 the shard's lock, the lock's session takes one of a key drawn at random when it leads
@@ -79,6 +81,14 @@ WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted AND l.pid <> pg_b
 """
 
 
+# The sessions holding the shard's batches' lock (a batch in progress), ended.
+_BATCHES_END_SQL = """
+SELECT l.pid, pg_terminate_backend(l.pid) FROM pg_locks l
+WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted AND l.pid <> pg_backend_pid()
+  AND (l.classid, l.objid) = (%(high)s::oid, %(low)s::oid)
+"""
+
+
 def _key_parts(key: int) -> tuple[int, int]:
     unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
     return unsigned >> 32, unsigned & 0xFFFF_FFFF
@@ -122,10 +132,7 @@ class Leadership:
                     self._silent_leader_end(self._pg)
                     return False
                 self._session_key = self._session_key_taken(self._pg)
-                # The batches the engine before this one began under the lock (LeaderFence)
-                # commit or fail first; any later one fails the check.
-                self._pg.execute("SELECT pg_advisory_lock(%s)", [_batches_key(self.shard)])
-                self._pg.execute("SELECT pg_advisory_unlock(%s)", [_batches_key(self.shard)])
+                self._batches_drain(self._pg)
                 return True
             except psycopg.Error as exc:
                 logger.warning("leadership: database unreachable: %s", exc)
@@ -141,6 +148,32 @@ class Leadership:
             return False
         self._file = handle
         return True
+
+    def _batches_drain(self, session: psycopg.Connection[Any]) -> None:
+        """The batches the engine before this one began under the lock (LeaderFence) commit
+        or fail first; any later one fails the check. One still open after
+        ENGINE_LEADER_SILENT_SECONDS (its engine frozen in the middle of it) is ended."""
+        key = _batches_key(self.shard)
+        limit = settings.ENGINE_LEADER_SILENT_SECONDS
+        if limit > 0:
+            session.execute("SELECT set_config('lock_timeout', %s, false)", [f"{round(limit * 1000)}ms"])
+        try:
+            try:
+                session.execute("SELECT pg_advisory_lock(%s)", [key])
+            except psycopg.errors.LockNotAvailable:
+                high, low = _key_parts(key)
+                ended = session.execute(_BATCHES_END_SQL, {"high": high, "low": low}).fetchall()
+                logger.warning(
+                    "engine %s: a batch of the engine before was open over %g s: its sessions %s ended",
+                    self.shard,
+                    limit,
+                    sorted(pid for pid, _ in ended),
+                )
+                session.execute("SELECT set_config('lock_timeout', '0', false)")
+                session.execute("SELECT pg_advisory_lock(%s)", [key])
+            session.execute("SELECT pg_advisory_unlock(%s)", [key])
+        finally:
+            session.execute("SELECT set_config('lock_timeout', '0', false)")
 
     def _silent_leader_end(self, session: psycopg.Connection[Any]) -> None:
         """Once a second: when the leading session has been idle past

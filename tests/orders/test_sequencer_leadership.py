@@ -128,3 +128,27 @@ def test_a_leader_that_keeps_checking_is_not_taken_over_and_a_silent_one_is(lead
             batch.execute("COMMIT")
     assert 1.0 <= took < 3.5, took
     assert not active.held(), "the silent leader's session still holds the lock"
+
+
+def test_a_new_leader_ends_a_batch_the_engine_before_it_left_open(leaderships, settings):
+    """The engine before it lost its lock's session, then froze in the middle of a batch:
+    the new leader waits ENGINE_LEADER_SILENT_SECONDS for that batch, then ends it (rolled
+    back: nothing of it committed) and leads."""
+    settings.ENGINE_LEADER_SILENT_SECONDS = 1.0
+    active, standby = Leadership("frozen-batch"), Leadership("frozen-batch")
+    leaderships += [active, standby]
+    assert active.acquire()
+    fence = active.fence()
+    assert fence is not None
+    with _other_session() as batch:  # past its check, never to commit
+        batch.execute("BEGIN")
+        batch.execute(fence.SQL, fence.params)
+        batch.execute("CREATE TEMP TABLE frozen_batch_wrote (id int)")
+        _session_end(active)
+        began = time.monotonic()
+        assert wait_until(standby.acquire, what="the standby to lead", timeout=10)
+        took = time.monotonic() - began
+        with pytest.raises(psycopg.OperationalError):  # ended: its transaction rolled back
+            batch.execute("COMMIT")
+    assert 1.0 <= took < 5.0, took
+    assert standby.held()
