@@ -267,13 +267,25 @@ def request_target(request: HttpRequest) -> str:
     return request.get_full_path()
 
 
+# Where a request keeps the principal its signature was verified for.
+_VERIFIED_ATTRIBUTE = "_api_key_principal"
+
+
 def api_key_principal_for_request(request: HttpRequest) -> ApiKeyPrincipal | None:
-    """`api_key_request_principal` for a Django request (a plain view, or DRF's own)."""
+    """`api_key_request_principal` for a Django request (a plain view, or DRF's own),
+    verified once per request: a second look (POST /api/orders' hot path, then the DRF view
+    it leaves a body it does not take to) gets the same principal, where verifying again
+    would find the signature claimed by the first and refuse it as replayed."""
     if HEADER_KEY_META not in request.META:
         return None
-    return api_key_request_principal(
+    verified: ApiKeyPrincipal | None = getattr(request, _VERIFIED_ATTRIBUTE, None)
+    if verified is not None:
+        return verified
+    principal = api_key_request_principal(
         method=request.method or "GET",
         path_with_query=request_target(request),
         body=request.body,
         headers=request.headers,
     )
+    setattr(request, _VERIFIED_ATTRIBUTE, principal)
+    return principal

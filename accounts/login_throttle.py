@@ -46,6 +46,7 @@ from django.contrib.auth.signals import user_login_failed
 from django.core.cache import cache
 from django.db.models import Max, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.utils import timezone
 
@@ -220,11 +221,21 @@ def login_failures_clear(*, request: HttpRequest, username: str) -> None:
 
 
 def lockout_response(
-    request: HttpRequest, original_response: HttpResponse | None, credentials: dict[str, Any] | None
+    request: HttpRequest,
+    original_response: HttpResponse | dict[str, Any] | None = None,
+    credentials: dict[str, Any] | None = None,
 ) -> HttpResponse:
     """AXES_LOCKOUT_CALLABLE: what axes' middleware answers for a locked-out request. The
     API and the /login page answer 429 themselves (kept as they are); any other door, the
-    admin's login form, gets the envelope under /api/ and a page elsewhere."""
+    admin's login form, gets the envelope under /api/ and a page elsewhere.
+
+    Run asynchronously (ASGI: uvicorn, gunicorn's uvicorn workers), axes' middleware calls
+    this as (request, credentials), without the view's answer: the credentials arrive in
+    `original_response` and the answer is made here (the same envelope or page)."""
+    if not isinstance(original_response, HttpResponseBase):
+        if credentials is None and isinstance(original_response, dict):
+            credentials = original_response
+        original_response = None
     if original_response is not None and original_response.status_code == 429:
         return original_response
     retry_after = _handler().lockout_seconds(request, credentials)

@@ -61,6 +61,14 @@ class MoneyOutput(serializers.DecimalField):
         return format_amount(value)
 
 
+@extend_schema_field({"type": "string", "format": "decimal", "pattern": "^\\d+(?:\\.\\d{8})?$"})
+class MoneySumOutput(MoneyOutput):
+    """A sum of amounts in an answer (a volume, a price level of the book), written as any
+    amount. Not one column's value: it can pass a column's 22 integer digits (a day's
+    quote volume at 1e21 scale), so its schema states no bound on them, where MoneyOutput's
+    (a DecimalField(30, 8)) states 22."""
+
+
 class MomentOutput(serializers.DateTimeField):
     """A moment in an answer, as DRF's DateTimeField writes it with the default format."""
 

@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.fields import MoneySumOutput
 from core.api.params import IntParam, choice_param, pattern_openapi
 from orders.api.serializers import BookOutput, CandleOutput, MarketOutput, MarketTradeOutput, money
 from orders.selectors.book import order_book_get
@@ -40,8 +41,8 @@ class TickerOutput(serializers.Serializer):
     open_24h = money(allow_null=True, help_text="The price of the first trade of the last 24 hours.")
     high_24h = money(allow_null=True)
     low_24h = money(allow_null=True)
-    volume_24h = money(help_text="Base quantity traded in the last 24 hours.")
-    quote_volume_24h = money(help_text="Quote amount traded in the last 24 hours.")
+    volume_24h = MoneySumOutput(help_text="Base quantity traded in the last 24 hours.")
+    quote_volume_24h = MoneySumOutput(help_text="Quote amount traded in the last 24 hours.")
     change_24h_percent = serializers.DecimalField(
         max_digits=40,
         decimal_places=2,

@@ -7,7 +7,7 @@ from typing import Any
 from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from core.api.fields import MomentOutput, MoneyOutput, StrictCharField, output_shaper
+from core.api.fields import MomentOutput, MoneyOutput, MoneySumOutput, StrictCharField, output_shaper
 from orders.engine.requests import amount_received
 from orders.engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
 from orders.models import Market, Order
@@ -194,7 +194,7 @@ class UserTradeOutput(serializers.Serializer):
 
 class BookLevelOutput(serializers.Serializer):
     price = money()
-    quantity = money()
+    quantity = MoneySumOutput()
     orders = serializers.IntegerField()
 
 
@@ -218,4 +218,4 @@ class CandleOutput(serializers.Serializer):
     high = money()
     low = money()
     close = money()
-    volume = money()
+    volume = MoneySumOutput()

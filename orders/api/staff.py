@@ -5,6 +5,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.parsers import ExactJsonParser
 from core.api.permissions import IsStaff
 from core.api.request import request_user
 from orders.api.markets import SYMBOL
@@ -17,6 +18,7 @@ from orders.services import market_reference_price_set, wallet_credit
 
 class WalletCreditApi(APIView):
     permission_classes = [IsStaff]
+    parser_classes = [ExactJsonParser]  # an amount sent as a JSON number is not rounded to a float
 
     @extend_schema(request=CreditInput, responses={200: WalletOutput})
     def post(self, request: Request) -> Response:
@@ -34,6 +36,7 @@ class WalletCreditApi(APIView):
 
 class ReferencePriceSetApi(APIView):
     permission_classes = [IsStaff]
+    parser_classes = [ExactJsonParser]
 
     @extend_schema(request=ReferencePriceInput, parameters=[SYMBOL], responses={200: MarketOutput})
     def post(self, request: Request, symbol: str) -> Response:

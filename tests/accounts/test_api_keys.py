@@ -3,6 +3,7 @@ the contract (shared/spec/api.md, "API keys and signed requests")."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 
@@ -327,6 +328,30 @@ def test_a_trade_key_places_and_cancels(api_client, user, trade_key, market):
     order_id = placed.json()["id"]
     cancelled = signed_request(api_client, key, secret, "POST", f"/api/orders/{order_id}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"),
+    [
+        (b'{"market": "ETH-USDT", "side": "buy"', "application/json", 400, "malformed_request"),
+        (b"", "application/json", 400, "validation_error"),
+        (json.dumps(ORDER).encode(), "text/plain", 415, "unsupported_media_type"),
+        (json.dumps(ORDER).encode(), "application/json; charset=latin-1", 201, None),
+    ],
+)
+def test_a_signed_placement_the_order_path_leaves_to_drf_is_answered_as_with_a_token(
+    api_client, user, trade_key, market, body, content_type, status, code
+):
+    """A body the order hot path does not take (not JSON, empty, another charset) goes on to
+    the DRF view, which authenticated the key a second time: its signature, claimed by the
+    first check, was a 401 replayed_request instead of the answer a token gets."""
+    fund(user, "USDT", "1000")
+    key, secret = trade_key["key"], trade_key["secret"]
+    headers = signed_headers(key, secret, "POST", "/api/orders", body)
+    answer = api_client.post("/api/orders", data=body, content_type=content_type, **headers)
+    assert answer.status_code == status, answer.content
+    if code is not None:
+        assert answer.json()["error"]["code"] == code
 
 
 def test_keys_cannot_manage_keys(api_client, trade_key):

@@ -3,6 +3,7 @@ tickers, an order by its client id."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from decimal import Decimal
 from urllib.parse import quote
@@ -217,3 +218,46 @@ def test_paginated_lists_refuse_a_limit_the_schema_refuses(user_client, limit):
         response = user_client.get(f"{path}?limit={limit}")
         assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_parameter", path
     assert len(user_client.get("/api/orders?limit=200").json()["results"]) == 0
+
+
+def _component_patterns(schema: dict, component: str) -> dict[str, str | None]:
+    properties = schema["components"]["schemas"][component]["properties"]
+    return {name: spec.get("pattern") for name, spec in properties.items()}
+
+
+def test_sums_beyond_one_column_match_the_schema(api_client):
+    """Volumes and book levels are sums of amounts, not one column's value: at 1e21 scale
+    a day's quote volume has 23 integer digits and a price level of buys more than 22. The
+    schema's pattern allowed 22 (a DecimalField(30, 8)'s), so the answers broke it."""
+    market = market_create("ETH-USDT", reference_price="6000.00")
+    first, second = UserFactory(), UserFactory()
+    fund(first, "USDT", "9900000000000000000000")
+    fund(second, "ETH", "1500000000000000000")
+    # 1.5e18 ETH bought at 6000 (9e21 USDT), then 1.4e18 sold back (8.4e21): 1.74e22 in a day.
+    for maker, taker, side, quantity in (
+        (second, first, "sell", "1500000000000000000"),
+        (first, second, "sell", "1400000000000000000"),
+    ):
+        for user, way in ((maker, side), (taker, "buy" if side == "sell" else "sell")):
+            request = OrderRequest(market=market.symbol, side=way, type="limit", quantity=quantity, price="6000.00")
+            order_place(user=user, request=request)
+    # Two buys resting at one price: a level of 2e22 ETH (each costs 1e20 USDT).
+    for _ in range(2):
+        request = OrderRequest(
+            market=market.symbol, side="buy", type="limit", quantity="9999999999999999999999", price="0.01"
+        )
+        order_place(user=first, request=request)
+    ticker = api_client.get(f"/api/markets/{market.symbol}/ticker").json()
+    book = api_client.get(f"/api/markets/{market.symbol}/book").json()
+    assert ticker["quote_volume_24h"] == "17400000000000000000000.00000000"
+    assert book["bids"][-1]["quantity"] == "19999999999999999999998.00000000"
+    schema = api_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    ticker_patterns = _component_patterns(schema, "TickerOutput")
+    for name in ("volume_24h", "quote_volume_24h"):
+        assert ticker_patterns[name] is not None
+    for name, pattern in ticker_patterns.items():
+        if pattern is not None and ticker[name] is not None:
+            assert re.fullmatch(pattern.strip("^$"), ticker[name]), (name, ticker[name], pattern)
+    level_pattern = _component_patterns(schema, "BookLevelOutput")["quantity"]
+    assert level_pattern is not None
+    assert re.fullmatch(level_pattern.strip("^$"), book["bids"][-1]["quantity"]), level_pattern

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 from decimal import Decimal
 
 import pytest
@@ -76,6 +77,30 @@ def test_a_credit_up_to_the_column_limit_is_exact_and_one_unit_more_is_refused(s
     assert more.json()["error"]["code"] == "invalid_amount"
     assert Wallet.objects.get(user=user, bucket=0, asset__symbol="USDT").balance == MAX_AMOUNT
     assert [row.balanced for row in ledger_check()] == [True, True]
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "number", "code"),
+    [
+        ("/api/admin/wallets/credit", "amount", "1.000000000000000001", "invalid_amount"),
+        ("/api/admin/wallets/credit", "amount", "0.30000000000000004", "invalid_amount"),
+        ("/api/admin/markets/ETH-USDT/reference-price", "price", "2000.0000000000001", "invalid_price"),
+    ],
+)
+def test_staff_amounts_sent_as_json_numbers_are_not_rounded(staff_client, path, field, number, code):
+    """A JSON number with more than 8 decimals is refused, as the same text is: read as a
+    float it was 1.0 / 0.3 / 2000.0 and credited or set, silently rounded (the contract:
+    requests accept strings or numbers, nothing is silently rounded)."""
+    user = UserFactory()
+    market = market_create("ETH-USDT", reference_price="1500.00")
+    body = {"username": user.username, "asset": "USDT"} if field == "amount" else {}
+    raw = json.dumps(body)[:-1] + (", " if body else "") + f'"{field}": {number}}}'
+    answer = staff_client.post(path, raw, content_type="application/json")
+    assert answer.status_code == 400, answer.content
+    assert answer.json()["error"]["code"] == code
+    assert not Wallet.objects.filter(user=user, balance__gt=0).exists()
+    market.refresh_from_db()
+    assert market.reference_price == Decimal("1500.00")
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

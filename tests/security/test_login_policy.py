@@ -20,10 +20,11 @@ from typing import Any
 
 import pytest
 import requests
+from asgiref.sync import async_to_sync
 from axes.models import AccessAttempt
 from django.conf import settings
 from django.db import connection
-from django.test import RequestFactory, override_settings
+from django.test import AsyncClient, RequestFactory, override_settings
 from requests.adapters import HTTPAdapter
 
 from accounts.errors import LoginThrottled
@@ -264,3 +265,26 @@ def test_failures_in_another_process_count_here(transactional_db: Any) -> None:
     assert run.returncode == 0, run.stderr[-2000:]
     assert json.loads(run.stdout.strip().splitlines()[-1]) == [401] * LIMIT
     _refused(_token(user.username, PASSWORD, "198.51.100.77"))
+
+
+# --- under ASGI (uvicorn, the web worker's handler) ---------------------------------------------------
+
+
+@policy
+@pytest.mark.django_db(transaction=True)
+def test_a_lockout_under_asgi_is_a_429_not_a_500() -> None:
+    """django-axes' middleware, run asynchronously (every request of uvicorn / gunicorn's
+    uvicorn workers), calls AXES_LOCKOUT_CALLABLE as (request, credentials), without the
+    view's answer: the credentials arrived where the answer was expected and every locked-out
+    login (API, /login, /admin/login/) was a 500 with Django's HTML page."""
+    user = UserFactory()
+    client = AsyncClient()
+    post = async_to_sync(client.post)
+    body = {"username": user.username, "password": "guess"}
+    for _ in range(LIMIT):
+        assert post("/api/auth/token", body, content_type="application/json").status_code == 401
+    _refused(post("/api/auth/token", {**body, "password": PASSWORD}, content_type="application/json"))
+    page = post("/login", {"username": user.username, "password": PASSWORD})
+    assert page.status_code == 429
+    assert "throttled" in page.content.decode()
+    assert 0 < int(page["Retry-After"]) <= settings.LOGIN_FAILURE_WINDOW_SECONDS
