@@ -1,0 +1,83 @@
+"""Defects found reviewing the pages from outside (a new user, a trader, an operator),
+each test failing before its fix."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+
+from orders.models import Order, OrderStatus
+from tests.factories import UserFactory, fund, market_create
+from tests.pages.test_pages_views import ORDER_URL, TRADE, place, text
+
+pytestmark = pytest.mark.django_db
+
+HTMX = {"HX-Request": "true", "HX-Current-URL": f"http://testserver{TRADE}"}
+
+
+@pytest.fixture
+def market():
+    return market_create("ETH-USDT")
+
+
+@pytest.fixture
+def trader(market):
+    user = UserFactory()
+    fund(user, "USDT", "10000")
+    fund(user, "ETH", "5")
+    return user
+
+
+@pytest.fixture
+def trader_client(trader) -> Client:
+    client = Client()
+    client.force_login(trader)
+    return client
+
+
+def summary_of(response) -> str:
+    match = re.search(r'<p class="form-ok[^"]*" role="status">(.*?)</p>', text(response), re.S)
+    assert match, "the placed order's summary"
+    return re.sub(r"<[^>]+>", "", match.group(1))
+
+
+# --- the ticket's summary of an order that filled in part ------------------------------------
+
+
+@pytest.mark.parametrize("htmx", [True, False])
+def test_an_order_that_expired_after_a_partial_fill_says_how_much_filled(trader, trader_client, htmx):
+    """An IOC buy of 1 ETH against 0.4 on offer bought 0.4 ETH and expired the rest: the
+    ticket said only "expired (immediate or cancel: …)", as if nothing had been bought."""
+    seller = UserFactory()
+    fund(seller, "ETH", "1")
+    place(seller, side="sell", type="limit", price="2000", quantity="0.3")
+    place(seller, side="sell", type="limit", price="2001", quantity="0.1")
+    body = {"side": "buy", "type": "limit", "price": "2001", "quantity": "1", "time_in_force": "IOC"}
+    if htmx:
+        summary = summary_of(trader_client.post(ORDER_URL, body, headers=HTMX))
+    else:
+        response = trader_client.post(ORDER_URL, body, follow=True)
+        summary = " ".join(str(m) for m in response.context["messages"])
+    order = Order.objects.get(user=trader)
+    assert order.status == OrderStatus.EXPIRED and order.filled_quantity == Decimal("0.4")
+    assert "expired (immediate or cancel" in summary
+    # 0.3 x 2000 + 0.1 x 2001 = 800.1 for 0.4: 2000.25
+    assert "0.4 of 1 filled at average 2000.25 USDT" in summary, summary
+
+
+def test_a_partially_filled_resting_order_says_how_much_filled(trader, trader_client):
+    seller = UserFactory()
+    fund(seller, "ETH", "1")
+    place(seller, side="sell", type="limit", price="2000", quantity="0.25")
+    body = {"side": "buy", "type": "limit", "price": "2000", "quantity": "1", "time_in_force": "GTC"}
+    summary = summary_of(trader_client.post(ORDER_URL, body, headers=HTMX))
+    assert "partially filled" in summary and "0.25 of 1 filled at average 2000 USDT" in summary, summary
+
+
+def test_a_fully_filled_or_resting_order_keeps_its_short_summary(trader, trader_client):
+    body = {"side": "buy", "type": "limit", "price": "1900", "quantity": "1", "time_in_force": "GTC"}
+    summary = summary_of(trader_client.post(ORDER_URL, body, headers=HTMX))
+    assert summary.strip().endswith("ETH-USDT: open.") and "filled at average" not in summary
