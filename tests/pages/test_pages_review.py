@@ -81,3 +81,23 @@ def test_a_fully_filled_or_resting_order_keeps_its_short_summary(trader, trader_
     body = {"side": "buy", "type": "limit", "price": "1900", "quantity": "1", "time_in_force": "GTC"}
     summary = summary_of(trader_client.post(ORDER_URL, body, headers=HTMX))
     assert summary.strip().endswith("ETH-USDT: open.") and "filled at average" not in summary
+
+
+# --- the flywheel's public figures ---------------------------------------------------------------
+
+
+def test_flywheel_public_figures_are_cut_like_the_rest_of_the_page_never_rounded_up(client, market):
+    """0.666 USD of fees: 0.0999 to holders, 0.5661 to the reserve. The public figures read
+    0.67 / 0.10 / 0.57 (rounded half up, more than was collected) while "my impact" next to
+    them shows 0.0999 (docs/pages.md: cents from 1 up, up to 6 decimals below, never rounded up)."""
+    from revenue.services import revenue_collect
+
+    revenue_collect(stream=0, amount="0.666", description="fees", source_type="t", source_id="review-1")
+    page = re.sub(r"\s+", " ", text(client.get("/flywheel/")))
+    stats = re.search(r'<section class="stats".*?</section>', page).group(0)
+    values = re.findall(r'<p class="stat-value[^"]*">([^<]*) <span class="unit">USD', stats)
+    assert values[:3] == ["0.666", "0.0999", "0.5661"], values
+    row = re.search(r'<tr data-stream-live="true">.*?</tr>', page).group(0)
+    assert '<td class="num">0.666</td>' in row, row
+    assert "0.666 / 250,000" in row, row
+    assert "0.67" not in stats + row and "0.10" not in stats + row
