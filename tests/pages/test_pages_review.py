@@ -101,3 +101,44 @@ def test_flywheel_public_figures_are_cut_like_the_rest_of_the_page_never_rounded
     assert '<td class="num">0.666</td>' in row, row
     assert "0.666 / 250,000" in row, row
     assert "0.67" not in stats + row and "0.10" not in stats + row
+
+
+# --- the admin desk: what a staff user without permissions sees ------------------------------------
+
+FAILURE_REPORT = "/admin/revenue/revenueevent/failure-report/"
+WORKER_STATUS = "/admin/revenue/revenueevent/worker-status/"
+
+
+def _staff(*codenames: str):
+    from django.contrib.auth.models import Permission
+
+    from tests.factories import StaffFactory
+
+    user = StaffFactory(is_superuser=False)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_the_failure_report_and_worker_status_need_the_permission_to_view_revenue_events(market):
+    """A staff account with no permission on revenue events got 403 on their list and on each
+    event, but read the same events (ids, amounts, errors) on the failure report, and the worker
+    status, and the top bar linked both."""
+    from revenue.services import revenue_collect
+
+    revenue_collect(stream=0, amount="5", description="fees", source_type="t", source_id="review-2")
+    outsider = _staff()
+    assert outsider.get("/admin/revenue/revenueevent/").status_code == 403
+    assert outsider.get(FAILURE_REPORT).status_code == 403
+    assert outsider.get(WORKER_STATUS).status_code == 403
+    for path in ["/", "/flywheel/"]:
+        page = text(outsider.get(path))
+        assert FAILURE_REPORT not in page and WORKER_STATUS not in page, path
+
+    viewer = _staff("view_revenueevent")
+    assert viewer.get(FAILURE_REPORT).status_code == 200
+    assert viewer.get(WORKER_STATUS).status_code == 200
+    for path in ["/", "/flywheel/"]:
+        page = text(viewer.get(path))
+        assert f'href="{FAILURE_REPORT}"' in page and f'href="{WORKER_STATUS}"' in page, path
