@@ -142,3 +142,12 @@ def test_the_failure_report_and_worker_status_need_the_permission_to_view_revenu
     for path in ["/", "/flywheel/"]:
         page = text(viewer.get(path))
         assert f'href="{FAILURE_REPORT}"' in page and f'href="{WORKER_STATUS}"' in page, path
+
+
+def test_the_flywheels_staff_panel_links_the_worker_status_page_not_the_apis_json(market):
+    """docs/pages.md: the "Staff" panel of the flywheel links the admin's worker status page;
+    it linked the staff API's raw JSON (/api/admin/revenue/onchain-worker-status)."""
+    page = re.sub(r"\s+", " ", text(_staff("view_revenueevent").get("/flywheel/")))
+    panel = re.search(r'<section class="panel" aria-labelledby="staff-h">.*?</section>', page).group(0)
+    assert f'href="{WORKER_STATUS}"' in panel and f'href="{FAILURE_REPORT}"' in panel, panel
+    assert "/api/admin/" not in panel
