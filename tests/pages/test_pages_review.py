@@ -151,3 +151,22 @@ def test_the_flywheels_staff_panel_links_the_worker_status_page_not_the_apis_jso
     panel = re.search(r'<section class="panel" aria-labelledby="staff-h">.*?</section>', page).group(0)
     assert f'href="{WORKER_STATUS}"' in panel and f'href="{FAILURE_REPORT}"' in panel, panel
     assert "/api/admin/" not in panel
+
+
+# --- the order history's average price -------------------------------------------------------------
+
+
+def test_the_historys_average_price_is_exact_not_rounded_to_the_tick(trader, trader_client):
+    """0.1 at 2000 and 0.2 at 2001: 600.2 USDT for 0.3 ETH, 2000.666666… on average. The history
+    printed 2,000.67 (rounded half up to the tick), while the API and the fill notification give
+    the average to 8 decimals (orders.selectors.orders.order_average_price: 2000.66666667)."""
+    seller = UserFactory()
+    fund(seller, "ETH", "1")
+    place(seller, side="sell", type="limit", price="2000", quantity="0.1")
+    place(seller, side="sell", type="limit", price="2001", quantity="0.2")
+    order = place(trader, side="buy", type="limit", price="2001", quantity="0.3")
+    assert order.status == OrderStatus.FILLED
+    row = re.search(rf'<tr id="order-{order.pk}">.*?</tr>', text(trader_client.get("/orders/")), re.S).group(0)
+    cells = re.findall(r'<td class="num">([^<]*)</td>', row)
+    assert "2,000.66666667" in cells, cells
+    assert "2,000.67" not in cells
