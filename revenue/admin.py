@@ -174,7 +174,14 @@ class RevenueEventAdmin(ReadOnlyAdmin):
         self.message_user(request, f"Event {event.pk}: {outcome.message()}", level)
         return self._back(request, reverse("admin:revenue_revenueevent_change", args=[event.pk]))
 
+    def _require_view_permission(self, request: HttpRequest) -> None:
+        """The report and the worker status show revenue events: staff who may not view them
+        (the list and each event answer 403) may not read them here either."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+
     def failure_report_view(self, request: HttpRequest) -> HttpResponse:
+        self._require_view_permission(request)
         hours = parse_id(request.GET.get("hours", "24")) or 24
         hours = hours if hours <= 24 * 366 else 24
         report = onchain_failure_report(hours=hours)
@@ -199,6 +206,7 @@ class RevenueEventAdmin(ReadOnlyAdmin):
         return TemplateResponse(request, "admin/revenue/failure_report.html", context)
 
     def worker_status_view(self, request: HttpRequest) -> HttpResponse:
+        self._require_view_permission(request)
         worker = onchain_worker_status()
         context = {
             **self.admin_site.each_context(request),

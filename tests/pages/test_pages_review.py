@@ -1,0 +1,172 @@
+"""Defects found reviewing the pages from outside (a new user, a trader, an operator),
+each test failing before its fix."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+
+from orders.models import Order, OrderStatus
+from tests.factories import UserFactory, fund, market_create
+from tests.pages.test_pages_views import ORDER_URL, TRADE, place, text
+
+pytestmark = pytest.mark.django_db
+
+HTMX = {"HX-Request": "true", "HX-Current-URL": f"http://testserver{TRADE}"}
+
+
+@pytest.fixture
+def market():
+    return market_create("ETH-USDT")
+
+
+@pytest.fixture
+def trader(market):
+    user = UserFactory()
+    fund(user, "USDT", "10000")
+    fund(user, "ETH", "5")
+    return user
+
+
+@pytest.fixture
+def trader_client(trader) -> Client:
+    client = Client()
+    client.force_login(trader)
+    return client
+
+
+def summary_of(response) -> str:
+    match = re.search(r'<p class="form-ok[^"]*" role="status">(.*?)</p>', text(response), re.S)
+    assert match, "the placed order's summary"
+    return re.sub(r"<[^>]+>", "", match.group(1))
+
+
+# --- the ticket's summary of an order that filled in part ------------------------------------
+
+
+@pytest.mark.parametrize("htmx", [True, False])
+def test_an_order_that_expired_after_a_partial_fill_says_how_much_filled(trader, trader_client, htmx):
+    """An IOC buy of 1 ETH against 0.4 on offer bought 0.4 ETH and expired the rest: the
+    ticket said only "expired (immediate or cancel: …)", as if nothing had been bought."""
+    seller = UserFactory()
+    fund(seller, "ETH", "1")
+    place(seller, side="sell", type="limit", price="2000", quantity="0.3")
+    place(seller, side="sell", type="limit", price="2001", quantity="0.1")
+    body = {"side": "buy", "type": "limit", "price": "2001", "quantity": "1", "time_in_force": "IOC"}
+    if htmx:
+        summary = summary_of(trader_client.post(ORDER_URL, body, headers=HTMX))
+    else:
+        response = trader_client.post(ORDER_URL, body, follow=True)
+        summary = " ".join(str(m) for m in response.context["messages"])
+    order = Order.objects.get(user=trader)
+    assert order.status == OrderStatus.EXPIRED and order.filled_quantity == Decimal("0.4")
+    assert "expired (immediate or cancel" in summary
+    # 0.3 x 2000 + 0.1 x 2001 = 800.1 for 0.4: 2000.25
+    assert "0.4 of 1 filled at average 2000.25 USDT" in summary, summary
+
+
+def test_a_partially_filled_resting_order_says_how_much_filled(trader, trader_client):
+    seller = UserFactory()
+    fund(seller, "ETH", "1")
+    place(seller, side="sell", type="limit", price="2000", quantity="0.25")
+    body = {"side": "buy", "type": "limit", "price": "2000", "quantity": "1", "time_in_force": "GTC"}
+    summary = summary_of(trader_client.post(ORDER_URL, body, headers=HTMX))
+    assert "partially filled" in summary and "0.25 of 1 filled at average 2000 USDT" in summary, summary
+
+
+def test_a_fully_filled_or_resting_order_keeps_its_short_summary(trader, trader_client):
+    body = {"side": "buy", "type": "limit", "price": "1900", "quantity": "1", "time_in_force": "GTC"}
+    summary = summary_of(trader_client.post(ORDER_URL, body, headers=HTMX))
+    assert summary.strip().endswith("ETH-USDT: open.") and "filled at average" not in summary
+
+
+# --- the flywheel's public figures ---------------------------------------------------------------
+
+
+def test_flywheel_public_figures_are_cut_like_the_rest_of_the_page_never_rounded_up(client, market):
+    """0.666 USD of fees: 0.0999 to holders, 0.5661 to the reserve. The public figures read
+    0.67 / 0.10 / 0.57 (rounded half up, more than was collected) while "my impact" next to
+    them shows 0.0999 (docs/pages.md: cents from 1 up, up to 6 decimals below, never rounded up)."""
+    from revenue.services import revenue_collect
+
+    revenue_collect(stream=0, amount="0.666", description="fees", source_type="t", source_id="review-1")
+    page = re.sub(r"\s+", " ", text(client.get("/flywheel/")))
+    stats = re.search(r'<section class="stats".*?</section>', page).group(0)
+    values = re.findall(r'<p class="stat-value[^"]*">([^<]*) <span class="unit">USD', stats)
+    assert values[:3] == ["0.666", "0.0999", "0.5661"], values
+    row = re.search(r'<tr data-stream-live="true">.*?</tr>', page).group(0)
+    assert '<td class="num">0.666</td>' in row, row
+    assert "0.666 / 250,000" in row, row
+    assert "0.67" not in stats + row and "0.10" not in stats + row
+
+
+# --- the admin desk: what a staff user without permissions sees ------------------------------------
+
+FAILURE_REPORT = "/admin/revenue/revenueevent/failure-report/"
+WORKER_STATUS = "/admin/revenue/revenueevent/worker-status/"
+
+
+def _staff(*codenames: str):
+    from django.contrib.auth.models import Permission
+
+    from tests.factories import StaffFactory
+
+    user = StaffFactory(is_superuser=False)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_the_failure_report_and_worker_status_need_the_permission_to_view_revenue_events(market):
+    """A staff account with no permission on revenue events got 403 on their list and on each
+    event, but read the same events (ids, amounts, errors) on the failure report, and the worker
+    status, and the top bar linked both."""
+    from revenue.services import revenue_collect
+
+    revenue_collect(stream=0, amount="5", description="fees", source_type="t", source_id="review-2")
+    outsider = _staff()
+    assert outsider.get("/admin/revenue/revenueevent/").status_code == 403
+    assert outsider.get(FAILURE_REPORT).status_code == 403
+    assert outsider.get(WORKER_STATUS).status_code == 403
+    for path in ["/", "/flywheel/"]:
+        page = text(outsider.get(path))
+        assert FAILURE_REPORT not in page and WORKER_STATUS not in page, path
+
+    viewer = _staff("view_revenueevent")
+    assert viewer.get(FAILURE_REPORT).status_code == 200
+    assert viewer.get(WORKER_STATUS).status_code == 200
+    for path in ["/", "/flywheel/"]:
+        page = text(viewer.get(path))
+        assert f'href="{FAILURE_REPORT}"' in page and f'href="{WORKER_STATUS}"' in page, path
+
+
+def test_the_flywheels_staff_panel_links_the_worker_status_page_not_the_apis_json(market):
+    """docs/pages.md: the "Staff" panel of the flywheel links the admin's worker status page;
+    it linked the staff API's raw JSON (/api/admin/revenue/onchain-worker-status)."""
+    page = re.sub(r"\s+", " ", text(_staff("view_revenueevent").get("/flywheel/")))
+    panel = re.search(r'<section class="panel" aria-labelledby="staff-h">.*?</section>', page).group(0)
+    assert f'href="{WORKER_STATUS}"' in panel and f'href="{FAILURE_REPORT}"' in panel, panel
+    assert "/api/admin/" not in panel
+
+
+# --- the order history's average price -------------------------------------------------------------
+
+
+def test_the_historys_average_price_is_exact_not_rounded_to_the_tick(trader, trader_client):
+    """0.1 at 2000 and 0.2 at 2001: 600.2 USDT for 0.3 ETH, 2000.666666… on average. The history
+    printed 2,000.67 (rounded half up to the tick), while the API and the fill notification give
+    the average to 8 decimals (orders.selectors.orders.order_average_price: 2000.66666667)."""
+    seller = UserFactory()
+    fund(seller, "ETH", "1")
+    place(seller, side="sell", type="limit", price="2000", quantity="0.1")
+    place(seller, side="sell", type="limit", price="2001", quantity="0.2")
+    order = place(trader, side="buy", type="limit", price="2001", quantity="0.3")
+    assert order.status == OrderStatus.FILLED
+    row = re.search(rf'<tr id="order-{order.pk}">.*?</tr>', text(trader_client.get("/orders/")), re.S).group(0)
+    cells = re.findall(r'<td class="num">([^<]*)</td>', row)
+    assert "2,000.66666667" in cells, cells
+    assert "2,000.67" not in cells
