@@ -1,0 +1,40 @@
+"""The user admin: Django's, without its way up. Stock, a staff member allowed to change
+users could tick `is_superuser` or grant any permission on any account, their own
+included, and set a superuser's password, then sign in as that superuser. Here only a
+superuser edits what makes an account privileged, and only a superuser changes a
+superuser's account."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.http import HttpRequest
+
+User = get_user_model()
+# What only a superuser may set on an account.
+PRIVILEGE_FIELDS = ("is_superuser", "is_staff", "groups", "user_permissions")
+
+
+class PlatformUserAdmin(UserAdmin):
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = tuple(super().get_readonly_fields(request, obj))
+        if getattr(request.user, "is_superuser", False):
+            return fields
+        return fields + PRIVILEGE_FIELDS
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and obj.is_superuser and not getattr(request.user, "is_superuser", False):
+            return False  # its password form too (UserAdmin.user_change_password asks this)
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and obj.is_superuser and not getattr(request.user, "is_superuser", False):
+            return False
+        return super().has_delete_permission(request, obj)
+
+
+admin.site.unregister(User)
+admin.site.register(User, PlatformUserAdmin)

@@ -1,0 +1,77 @@
+"""accounts.admin: a staff member allowed to change users cannot make anyone (themselves
+included) privileged, nor take over a superuser's account."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission
+
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+NEW_PASSWORD = "another-long-passphrase-2026"
+
+
+@pytest.fixture
+def user_editor(client):
+    editor = UserFactory(is_staff=True)
+    editor.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="auth", codename__in=["change_user", "view_user"])
+    )
+    client.force_login(editor)
+    return editor
+
+
+def _form(user) -> dict[str, str]:
+    return {
+        "username": user.username,
+        "first_name": "",
+        "last_name": "",
+        "email": "",
+        "is_active": "on",
+        "is_staff": "on",
+        "is_superuser": "on",
+        "user_permissions": [str(p.pk) for p in Permission.objects.all()[:5]],
+        "last_login_0": "",
+        "last_login_1": "",
+        "date_joined_0": "2026-12-05",
+        "date_joined_1": "10:00:00",
+    }
+
+
+def test_a_user_editor_cannot_make_themselves_or_anyone_superuser(client, user_editor):
+    other = UserFactory()
+    for target in (user_editor, other):
+        answer = client.post(f"/admin/auth/user/{target.pk}/change/", _form(target))
+        assert answer.status_code == 302, answer.content[:800]
+        target.refresh_from_db()
+        assert not target.is_superuser
+        assert not target.user_permissions.exclude(codename__in=["change_user", "view_user"]).exists()
+    other.refresh_from_db()
+    assert not other.is_staff
+    page = client.get(f"/admin/auth/user/{other.pk}/change/").content.decode()
+    assert 'name="is_superuser"' not in page and 'name="user_permissions"' not in page
+
+
+def test_a_user_editor_cannot_change_a_superusers_account_or_password(client, user_editor):
+    root = UserFactory(is_staff=True, is_superuser=True)
+    page = client.get(f"/admin/auth/user/{root.pk}/change/")  # viewable (view_user), not editable
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    assert client.post(f"/admin/auth/user/{root.pk}/change/", _form(root)).status_code == 403
+    answer = client.post(
+        f"/admin/auth/user/{root.pk}/password/",
+        {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"},
+    )
+    assert answer.status_code == 403
+    root.refresh_from_db()
+    assert not root.check_password(NEW_PASSWORD)
+
+
+def test_a_superuser_still_edits_privileges(client):
+    root = UserFactory(is_staff=True, is_superuser=True)
+    client.force_login(root)
+    other = UserFactory()
+    answer = client.post(f"/admin/auth/user/{other.pk}/change/", _form(other))
+    assert answer.status_code == 302, answer.content[:800]
+    other.refresh_from_db()
+    assert other.is_superuser and other.is_staff
