@@ -293,9 +293,10 @@ class EngineServer:
         self._announce()
 
     def _late_report(self, clients: list[Received], answers: list[Answer]) -> None:
-        """Answers sent after their senders gave up (`answer_by`): applied in time, but their
-        batch took the rest of the wait to commit. Their clients had a 503 for a command
-        that was carried out: logged with what it did, for support to tell them."""
+        """Answers sent after their senders gave up (`answer_by`) for commands that were
+        carried out: a batch that would commit after that is rolled back first
+        (orders.sequencer.loop), so only a COMMIT that itself took the rest of the wait gets
+        here. Their clients had a 503: logged with what was done, for support to tell them."""
         now = time.time()
         for (_, _, command, _), answer in zip(clients, answers, strict=True):
             late = deadline_past(command, ANSWER_BY, now)
