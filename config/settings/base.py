@@ -362,7 +362,9 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "inte
 
 # --- Mail and alerts ---------------------------------------------------------------
 ADMINS = [("Platform admins", addr) for addr in env_list("DJANGO_ADMINS_EMAILS", "admins@localhost")]
-EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# Until an SMTP backend is configured, a message is one log line (core.mail): Django's
+# console backend wrote many plain-text lines to stdout, through the JSON logs.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "core.mail.LogEmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "platform@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
