@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from django.views.debug import get_exception_reporter_filter
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -72,3 +74,16 @@ def test_mail_without_a_mail_server_is_one_json_log_line():
     (mail,) = [record for record in records if record["logger"] == "core.mail"]
     assert mail["mail_subject"].endswith("Service Unavailable")
     assert mail["mail_body"] == "first line\nsecond line"
+
+
+def test_an_error_report_hides_the_services_urls(settings):
+    """The settings an error report lists: DATABASE_URL and the other URLs carry passwords,
+    API keys and tokens; Django's filter showed them (it hides names like KEY, TOKEN, PASS)."""
+    settings.DATABASE_URL = "postgres://platform:db-password@db.internal:5432/platform"
+    settings.WEB3_PROVIDER_URI = "https://mainnet.example.com/v3/node-api-key"
+    settings.ALERT_WEBHOOK_URL = "https://hooks.example.com/services/T000/B000/webhook-secret"
+    safe = get_exception_reporter_filter(None).get_safe_settings()
+    shown = repr(safe)
+    for secret in ("db-password", "node-api-key", "webhook-secret"):
+        assert secret not in shown
+    assert safe["TIME_ZONE"] == settings.TIME_ZONE  # the rest is still shown
