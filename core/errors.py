@@ -3,7 +3,10 @@ handler (core.api.exception_handler) turns them into the contract's envelope."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+
+from django.views.debug import SafeExceptionReporterFilter
 
 
 class ApplicationError(Exception):
@@ -52,3 +55,11 @@ class ServiceUnavailable(ApplicationError):
     code = "service_unavailable"
     status = 503
     default_message = "The service is temporarily unavailable; please retry."
+
+
+class SettingsSafeExceptionReporterFilter(SafeExceptionReporterFilter):
+    """Django's filter hides settings named like API|TOKEN|KEY|SECRET|PASS|SIGNATURE; the
+    services' URLs (`postgres://user:password@...`, a node's URL with its API key, a
+    webhook's secret path) are hidden too."""
+
+    hidden_settings = re.compile("API|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE|URL|URI", flags=re.IGNORECASE)

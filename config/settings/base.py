@@ -362,7 +362,13 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "inte
 
 # --- Mail and alerts ---------------------------------------------------------------
 ADMINS = [("Platform admins", addr) for addr in env_list("DJANGO_ADMINS_EMAILS", "admins@localhost")]
-EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# Until an SMTP backend is configured, a message is one log line (core.mail): Django's
+# console backend wrote many plain-text lines to stdout, through the JSON logs.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "core.mail.LogEmailBackend")
+# Error reports (mail to ADMINS on a 5xx) list the settings: hide every URL and URI as well
+# as Django's secret names, since DATABASE_URL, CELERY_BROKER_URL, REDIS_URL, WEB3_PROVIDER_URI
+# and ALERT_WEBHOOK_URL carry passwords, API keys and tokens (core.errors).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "core.errors.SettingsSafeExceptionReporterFilter"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "platform@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 

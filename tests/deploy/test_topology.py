@@ -4,6 +4,12 @@ honcho's engine.i becomes the engine of the i-th shard."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 
 from config import topology
@@ -51,3 +57,44 @@ def test_an_instance_beyond_the_shards_refuses_to_start(monkeypatch, settings) -
     monkeypatch.delenv("ENGINE_SHARD", raising=False)
     with pytest.raises(SystemExit, match="1 shard"):
         topology.engine_exec()
+
+
+STOPPING = (  # a process that takes `delay` seconds to stop and writes when it got SIGTERM and when it left
+    'exec sh -c \'trap "echo {name} term >> {log}; sleep {delay}; echo {name} exit >> {log}; exit 0" TERM; '
+    "while :; do sleep 0.05; done'"
+)
+
+
+@pytest.mark.timeout(60)
+def test_a_stop_reaches_the_engines_only_after_the_web_has_answered_and_exited(tmp_path) -> None:
+    """The web's requests in progress wait for an engine's answer: an engine stopped at the same
+    time commits its last batch, but its answers are lost with its socket and the clients get
+    503 for orders that were placed (seen with scripts/serve under load: 3 of them). So the web
+    stops first, then the engines, then the workers."""
+    log = tmp_path / "stops.log"
+    procfile = tmp_path / "Procfile"
+    procfile.write_text(
+        "".join(
+            f"{name}: {STOPPING.format(name=name, log=log, delay=delay)}\n"
+            for name, delay in (("web", 1), ("engine", 0.2), ("worker", 0))
+        )
+    )
+    script = (
+        "import sys; from pathlib import Path; from config import topology; "
+        f"sys.exit(topology.start(procfile=Path({str(procfile)!r})))"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "SERVE_STOP_TIMEOUT": "20"}
+    env.pop("LOG_FORMAT", None)
+    env["ENGINE_SHARDS"] = "main=*@ipc:///tmp/unused.sock"
+    with subprocess.Popen(
+        [sys.executable, "-c", script], cwd=topology.ROOT, env=env, stdout=subprocess.PIPE, text=True
+    ) as runner:
+        time.sleep(3)  # every process started and its trap installed (no output to wait for)
+        assert runner.poll() is None
+        runner.send_signal(signal.SIGTERM)
+        output, _ = runner.communicate(timeout=40)
+    assert runner.returncode == 0, output
+    events = log.read_text().split("\n")[:-1]
+    assert events.index("web exit") < events.index("engine term"), events
+    assert events.index("engine exit") < events.index("worker term"), events
+    assert "topology stopped cleanly" in output
