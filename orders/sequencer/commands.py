@@ -70,13 +70,16 @@ def deadline_past(command: Command, deadline: str, now: float) -> float:
 UNAPPLIED = "unapplied"
 
 
+def unapplied_answer(message: str) -> Answer:
+    """A 503 for a command of which nothing was applied (the caller may send it again)."""
+    return {**error_answer(ServiceUnavailable(message, retry_after=1)), UNAPPLIED: True}
+
+
 def expired_answer() -> Answer:
     """A command not applied because its sender's wait was (nearly) over."""
-    error = ServiceUnavailable(
-        "The matching engine did not reach this command while its sender waited; it was not applied. Please retry.",
-        retry_after=1,
+    return unapplied_answer(
+        "The matching engine did not reach this command while its sender waited; it was not applied. Please retry."
     )
-    return {**error_answer(error), UNAPPLIED: True}
 
 
 def command_message(request_id: bytes, command: Command, *, timeout: float) -> list[bytes]:

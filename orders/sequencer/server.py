@@ -38,6 +38,7 @@ from orders.sequencer.commands import (
     command_signed,
     deadline_past,
     expired_answer,
+    unapplied_answer,
 )
 from orders.sequencer.leadership import Leadership
 from orders.sequencer.loop import Sequencer
@@ -55,6 +56,9 @@ LEADERSHIP_POLL_SECONDS = 0.1
 # which also tells standbys that it still comes round its loop (leadership, "silent").
 LEADERSHIP_CHECK_SECONDS = 0.5
 SLOW_BATCH_SECONDS = 0.5
+# How long a closing socket may still send the answers queued in it.
+CLOSE_LINGER_MS = 1000
+STOPPING = "The matching engine is stopping; this command was not applied. Please retry."
 # A command read off the socket: its client's identity, the request id, the command, and
 # when it was read (monotonic: its time in the engine is measured to its answer).
 Received = tuple[bytes, bytes, dict[str, object], float]
@@ -208,8 +212,11 @@ class EngineServer:
         finally:
             try:
                 self._answer(socket, sequencer.flush())
+                self._refuse_waiting(socket, sequencer)
             finally:
-                socket.close(linger=0)
+                # The last answers are still in the socket's queue: closed without a linger,
+                # they were dropped, and their clients had a 503 for orders placed.
+                socket.close(linger=CLOSE_LINGER_MS)
                 if self.watchdog is not None:
                     self.watchdog.stop()
 
@@ -251,6 +258,20 @@ class EngineServer:
         # What came in during the batch goes into the next one, with the clients just answered.
         self._receive(socket, sequencer, self._pending)
         self._wanted = len(self._pending) + len(received)
+
+    def _refuse_waiting(self, socket: zmq.Socket[bytes], sequencer: Sequencer) -> None:
+        """Leaving the lead (stopping, or leadership lost): the commands that arrived and
+        will not be applied here are answered 503 at once, rather than after their
+        senders' whole wait."""
+        waiting, self._pending = self._pending, []
+        self._receive(socket, sequencer, waiting)
+        if waiting:
+            refused = json_compact(unapplied_answer(STOPPING))
+            for identity, request_id, _, _ in waiting:
+                socket.send_multipart([identity, request_id, refused])
+            logger.info(
+                "engine %s: %s waiting commands answered 503 on leaving the lead", self.shard.name, len(waiting)
+            )
 
     def _unexpired(self, socket: zmq.Socket[bytes], received: list[Received]) -> list[Received]:
         """The commands still to apply: one whose sender's wait is (nearly) over (its

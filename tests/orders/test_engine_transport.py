@@ -264,3 +264,54 @@ def test_healthz_reports_each_engines_clock_offset(engine_thread, client):
     engine = client.get("/healthz").json()["engines"]["main"]
     assert abs(engine["clock_offset_s"]) < 0.5, engine
     assert "clock" not in engine
+
+
+@pytest.mark.postgres  # a batch held by a row lock while more commands arrive
+def test_an_engine_that_stops_answers_what_it_committed_and_refuses_what_waits(engine_thread, market):
+    """Stopping (SIGTERM) while a batch runs and more commands wait: the batch commits and
+    is answered (its answers were dropped with the socket closed at once: 503s for orders
+    placed), and the commands still waiting are answered 503 at once, not applied (they
+    waited out their senders' whole wait)."""
+    buyer = trader_create(USDT="1000")
+    holding, held = threading.Event(), threading.Event()
+
+    def hold_the_wallets() -> None:
+        try:
+            with transaction.atomic():
+                list(Wallet.objects.select_for_update().filter(user=buyer.user))
+                held.set()
+                holding.wait(10)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_the_wallets, daemon=True)
+    holder.start()
+    assert held.wait(10)
+    socket = zmq.Context.instance().socket(zmq.DEALER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.connect(shards()[0].endpoints[0])
+    try:
+        socket.send_multipart(command_message(b"in-batch", _buy(buyer.user.pk, client_order_id="s-0"), timeout=10))
+        time.sleep(0.5)  # the batch waits for the wallets' lock
+        for n in (1, 2, 3):
+            socket.send_multipart(
+                command_message(f"waits-{n}".encode(), _buy(buyer.user.pk, client_order_id=f"s-{n}"), timeout=10)
+            )
+        time.sleep(0.2)
+        engine_thread.stopping.set()
+        holding.set()
+        answers = {}
+        while len(answers) < 4:
+            assert socket.poll(3000), f"no answer within 3 s; answered so far: {sorted(answers)}"
+            request_id, payload = socket.recv_multipart()
+            answers[request_id] = json.loads(payload)
+    finally:
+        holding.set()
+        holder.join(10)
+        socket.close()
+    assert answers[b"in-batch"]["status"] == 201, answers
+    for n in (1, 2, 3):
+        answer = answers[f"waits-{n}".encode()]
+        assert (answer["status"], answer["error"]["code"]) == (503, "service_unavailable"), answer
+        assert "not applied" in answer["error"]["message"]
+    assert list(Order.objects.values_list("client_order_id", flat=True)) == ["s-0"]
