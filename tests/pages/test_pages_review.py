@@ -10,32 +10,10 @@ import pytest
 from django.test import Client
 
 from orders.models import Order, OrderStatus
-from tests.factories import UserFactory, fund, market_create
-from tests.pages.test_pages_views import ORDER_URL, TRADE, place, text
+from tests.factories import UserFactory, fund
+from tests.pages.test_pages_views import HTMX, ORDER_URL, place, text
 
 pytestmark = pytest.mark.django_db
-
-HTMX = {"HX-Request": "true", "HX-Current-URL": f"http://testserver{TRADE}"}
-
-
-@pytest.fixture
-def market():
-    return market_create("ETH-USDT")
-
-
-@pytest.fixture
-def trader(market):
-    user = UserFactory()
-    fund(user, "USDT", "10000")
-    fund(user, "ETH", "5")
-    return user
-
-
-@pytest.fixture
-def trader_client(trader) -> Client:
-    client = Client()
-    client.force_login(trader)
-    return client
 
 
 def summary_of(response) -> str:

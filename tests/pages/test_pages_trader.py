@@ -14,34 +14,13 @@ from accounts.error_text import SENTENCES, error_sentence
 from core.errors import ApplicationError
 from orders.engine.types import ExpiryReason, TimeInForce
 from orders.models import Order, OrderStatus
-from tests.factories import StaffFactory, UserFactory, fund, market_create
+from tests.factories import StaffFactory, UserFactory, fund
 from tests.orders.support import fund_house
-from tests.pages.test_pages_views import ORDER_URL, TRADE, limit_order, place, text
+from tests.pages.test_pages_views import HTMX, ORDER_URL, TRADE, limit_order, place, text
 
 pytestmark = pytest.mark.django_db
 
-HTMX = {"HX-Request": "true", "HX-Current-URL": f"http://testserver{TRADE}"}
 EXPIRED = "Your session expired, log in again"
-
-
-@pytest.fixture
-def market():
-    return market_create("ETH-USDT")
-
-
-@pytest.fixture
-def trader(market):
-    user = UserFactory()
-    fund(user, "USDT", "10000")
-    fund(user, "ETH", "5")
-    return user
-
-
-@pytest.fixture
-def trader_client(trader) -> Client:
-    client = Client()
-    client.force_login(trader)
-    return client
 
 
 def value_of(page: str, name: str) -> str:

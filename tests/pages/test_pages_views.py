@@ -22,6 +22,7 @@ pytestmark = pytest.mark.django_db
 
 TRADE = "/trade/ETH-USDT"
 ORDER_URL = "/trade/ETH-USDT/order"
+HTMX = {"HX-Request": "true", "HX-Current-URL": f"http://testserver{TRADE}"}
 FAILURE_REPORT = "/admin/revenue/revenueevent/failure-report/"
 WORKER_STATUS = "/admin/revenue/revenueevent/worker-status/"
 
