@@ -4,11 +4,13 @@ when no engine is up, /healthz per engine."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 
 import pytest
 import zmq
@@ -158,8 +160,7 @@ def test_a_command_its_sender_gave_up_on_is_answered_503_and_not_applied(engine_
     socket.connect(shards()[0].endpoints[0])
     try:
         # Sent with a wait that is already over by the time the engine reads it.
-        stale = command_message(b"stale---", _buy(buyer.user.pk), timeout=0.0)
-        time.sleep(0.01)
+        stale = command_message(b"stale---", _buy(buyer.user.pk), timeout=-1.0)
         with caplog.at_level(logging.WARNING, logger="orders.sequencer.server"):
             socket.send_multipart(stale)
             assert socket.poll(5000), "no answer to an expired command"
@@ -190,33 +191,14 @@ def test_a_batch_that_waited_past_its_senders_wait_is_rolled_back_not_committed(
     command answered 503 unapplied, as its client was; nothing of it is committed."""
     buyer = trader_create(USDT="1000")
     expired_before, late_before = _late("expired"), _late("answered_late")
-    holding, held = threading.Event(), threading.Event()
-
-    def hold_the_wallets() -> None:
-        try:
-            with transaction.atomic():
-                list(Wallet.objects.select_for_update().filter(user=buyer.user))
-                held.set()
-                holding.wait(10)
-        finally:
-            connections.close_all()
-
-    holder = threading.Thread(target=hold_the_wallets, daemon=True)
-    holder.start()
-    assert held.wait(10)
     settings.ENGINE_ANSWER_TIMEOUT_SECONDS = 0.8
-    try:
-        with caplog.at_level(logging.WARNING, logger="orders.sequencer"):
-            answer = zmq_engine_call(_buy(buyer.user.pk, client_order_id="late-1"), market="ETH-USDT")
-            assert (answer["status"], answer["error"]["code"]) == (503, "service_unavailable"), answer
-            time.sleep(0.3)  # past the command's answer_by, and then some
-            holding.set()
-            holder.join(10)
-            wait_until(lambda: _late("expired") == expired_before + 1, what="the overdue command counted", timeout=10)
-        assert any("batch rolled back: 1 of its 1 commands outlived" in r.getMessage() for r in caplog.records)
-    finally:
-        holding.set()
-        holder.join(10)
+    with caplog.at_level(logging.WARNING, logger="orders.sequencer"), _wallets_locked(buyer.user) as release:
+        answer = zmq_engine_call(_buy(buyer.user.pk, client_order_id="late-1"), market="ETH-USDT")
+        # The wait is over when the 503 comes: the command's answer_by has passed.
+        assert (answer["status"], answer["error"]["code"]) == (503, "service_unavailable"), answer
+        release()
+        wait_until(lambda: _late("expired") == expired_before + 1, what="the overdue command counted", timeout=10)
+    assert any("batch rolled back: 1 of its 1 commands outlived" in r.getMessage() for r in caplog.records)
     assert not Order.objects.filter(client_order_id="late-1").exists()
     assert _late("answered_late") == late_before
     # The engine goes on: the same order, sent again, is placed.
@@ -258,6 +240,41 @@ def test_an_answer_its_sender_no_longer_waits_for_is_counted_and_logged(engine_t
             cursor.execute("DROP FUNCTION IF EXISTS test_commit_stall()")
 
 
+@contextlib.contextmanager
+def _wallets_locked(user) -> Iterator[Callable[[], None]]:
+    """The user's wallet rows locked by another transaction (an operator's, say) until the
+    release it yields is called, or the block ends: a batch touching them waits."""
+    holding, held = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                list(Wallet.objects.select_for_update().filter(user=user))
+                held.set()
+                holding.wait(30)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert held.wait(10)
+
+    def release() -> None:
+        holding.set()
+        holder.join(10)
+
+    try:
+        yield release
+    finally:
+        release()
+
+
+def _a_lock_awaited() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+        return bool(cursor.fetchone()[0])
+
+
 def test_healthz_reports_each_engines_clock_offset(engine_thread, client):
     """Commands carry wall-clock deadlines: an engine whose clock runs ahead of the web
     host's would refuse them; /healthz shows by how much (here one host: about 0)."""
@@ -273,41 +290,27 @@ def test_an_engine_that_stops_answers_what_it_committed_and_refuses_what_waits(e
     placed), and the commands still waiting are answered 503 at once, not applied (they
     waited out their senders' whole wait)."""
     buyer = trader_create(USDT="1000")
-    holding, held = threading.Event(), threading.Event()
-
-    def hold_the_wallets() -> None:
-        try:
-            with transaction.atomic():
-                list(Wallet.objects.select_for_update().filter(user=buyer.user))
-                held.set()
-                holding.wait(10)
-        finally:
-            connections.close_all()
-
-    holder = threading.Thread(target=hold_the_wallets, daemon=True)
-    holder.start()
-    assert held.wait(10)
     socket = zmq.Context.instance().socket(zmq.DEALER)
     socket.setsockopt(zmq.LINGER, 0)
     socket.connect(shards()[0].endpoints[0])
+    answers = {}
     try:
-        socket.send_multipart(command_message(b"in-batch", _buy(buyer.user.pk, client_order_id="s-0"), timeout=10))
-        time.sleep(0.5)  # the batch waits for the wallets' lock
-        for n in (1, 2, 3):
-            socket.send_multipart(
-                command_message(f"waits-{n}".encode(), _buy(buyer.user.pk, client_order_id=f"s-{n}"), timeout=10)
-            )
-        time.sleep(0.2)
-        engine_thread.stopping.set()
-        holding.set()
-        answers = {}
+        with _wallets_locked(buyer.user) as release:
+            socket.send_multipart(command_message(b"in-batch", _buy(buyer.user.pk, client_order_id="s-0"), timeout=10))
+            wait_until(_a_lock_awaited, what="the batch waiting for the wallets' lock", timeout=10)
+            for n in (1, 2, 3):
+                waiting = _buy(buyer.user.pk, client_order_id=f"s-{n}")
+                socket.send_multipart(command_message(f"waits-{n}".encode(), waiting, timeout=10))
+            # No window onto the engine's queue while its batch waits: a margin for three local
+            # (ipc) messages to reach its socket, not a wait for a state.
+            time.sleep(0.2)
+            engine_thread.stopping.set()
+            release()
         while len(answers) < 4:
             assert socket.poll(3000), f"no answer within 3 s; answered so far: {sorted(answers)}"
             request_id, payload = socket.recv_multipart()
             answers[request_id] = json.loads(payload)
     finally:
-        holding.set()
-        holder.join(10)
         socket.close()
     assert answers[b"in-batch"]["status"] == 201, answers
     for n in (1, 2, 3):

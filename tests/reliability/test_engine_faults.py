@@ -30,10 +30,12 @@ from collections import Counter
 
 import pytest
 
-from bench.infra import free_port
+from bench.api_load import WebServer
+from bench.infra import EngineProcess, free_port
 from tests.reliability.harness import (
     Figures,
     HttpClient,
+    Platform,
     RetryPolicy,
     Rig,
     Trader,
@@ -67,6 +69,24 @@ def _traders(server_port: int, seed: dict, *, stop: threading.Event, deadline: f
         )
         for i in range(TRADERS)
     ]
+
+
+def _two_engines_under_load(
+    rig: Rig, **env: str
+) -> tuple[Platform, tuple[EngineProcess, EngineProcess], WebServer, threading.Event, list[Trader]]:
+    """Production's shape: one tcp endpoint per engine, every web worker connected to both;
+    the first engine leads, the second stands by with its books loaded; the traders started."""
+    endpoints = [f"tcp://127.0.0.1:{free_port()}" for _ in range(2)]
+    platform = rig.platform(seed={"traders": TRADERS}, ENGINE_SHARDS=f"main=*@{','.join(endpoints)}", **env)
+    leader = rig.engine(platform, name="engine-a", bind=endpoints[0])
+    standby = rig.engine(platform, name="engine-b", bind=endpoints[1], wait=False)
+    wait_until(lambda: b" standing by: " in standby.log_path.read_bytes(), what="the standby's books", timeout=60)
+    server = rig.web(platform, workers=2, threads=4)
+    stop = threading.Event()
+    traders = _traders(server.port, platform.seed, stop=stop, deadline=time.monotonic() + 120)
+    for trader in traders:
+        trader.start()
+    return platform, (leader, standby), server, stop, traders
 
 
 def _check_exactly_once(platform, traders: list[Trader], figures: Figures) -> None:
@@ -256,18 +276,7 @@ def test_a_standby_takes_over_from_a_leader_frozen_under_load(rig: Rig, figures:
     # its silence (orders.sequencer.leadership, orders.sequencer.zmq.shard_socket).
     # Its watchdog would end it as it thaws (its timer ran out meanwhile; the next test): a
     # long one here, for the thawed engine to find itself fenced and stand by.
-    endpoints = [f"tcp://127.0.0.1:{free_port()}" for _ in range(2)]
-    platform = rig.platform(
-        seed={"traders": TRADERS}, ENGINE_SHARDS=f"main=*@{','.join(endpoints)}", ENGINE_WATCHDOG_SECONDS="60"
-    )
-    frozen = rig.engine(platform, name="engine-a", bind=endpoints[0])
-    standby = rig.engine(platform, name="engine-b", bind=endpoints[1], wait=False)
-    wait_until(lambda: b" standing by: " in standby.log_path.read_bytes(), what="the standby's books", timeout=60)
-    server = rig.web(platform, workers=2, threads=4)
-    stop = threading.Event()
-    traders = _traders(server.port, platform.seed, stop=stop, deadline=time.monotonic() + 120)
-    for trader in traders:
-        trader.start()
+    platform, (frozen, standby), server, stop, traders = _two_engines_under_load(rig, ENGINE_WATCHDOG_SECONDS="60")
 
     def placed() -> int:
         return sum(len(t.placements) for t in traders)
@@ -381,18 +390,7 @@ def test_an_engine_that_lost_its_lock_commits_nothing_once_the_standby_leads(rig
     # lock at once and the standby leads within 0.1 s, when the old leader only notices at
     # its next check. Until then both receive commands (each web worker is connected to both
     # endpoints): the old one must not commit a batch against books the new one has changed.
-    endpoints = [f"tcp://127.0.0.1:{free_port()}" for _ in range(2)]
-    platform = rig.platform(seed={"traders": TRADERS}, ENGINE_SHARDS=f"main=*@{','.join(endpoints)}")
-    engines = [
-        rig.engine(platform, name="engine-a", bind=endpoints[0]),
-        rig.engine(platform, name="engine-b", bind=endpoints[1], wait=False),
-    ]
-    wait_until(lambda: b" standing by: " in engines[1].log_path.read_bytes(), what="the standby's books", timeout=60)
-    server = rig.web(platform, workers=2, threads=4)
-    stop = threading.Event()
-    traders = _traders(server.port, platform.seed, stop=stop, deadline=time.monotonic() + 120)
-    for trader in traders:
-        trader.start()
+    platform, _, server, stop, traders = _two_engines_under_load(rig)
     rounds = 3
     try:
         for round_ in range(rounds):
