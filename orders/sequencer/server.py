@@ -282,9 +282,7 @@ class EngineServer:
         expired = [item for item in received if deadline_past(item[2], APPLY_BY, now) > 0]
         if not expired:
             return received
-        unapplied = json_compact(expired_answer())
-        for identity, request_id, _, _ in expired:
-            socket.send_multipart([identity, request_id, unapplied])
+        # Counted and logged before the answers go: whoever has an answer finds it counted.
         ENGINE_COMMANDS_LATE.labels(outcome="expired").inc(len(expired))
         oldest = max(deadline_past(command, APPLY_BY, now) for _, _, command, _ in expired)
         logger.warning(
@@ -294,6 +292,9 @@ class EngineServer:
             len(expired),
             oldest,
         )
+        unapplied = json_compact(expired_answer())
+        for identity, request_id, _, _ in expired:
+            socket.send_multipart([identity, request_id, unapplied])
         return [item for item in received if deadline_past(item[2], APPLY_BY, now) <= 0]
 
     def _answer(
