@@ -172,6 +172,18 @@ def _record(
         batch = found_batch
         if batch.mined_tx_hash == mined.tx_hash and batch.block_hash == mined.block_hash:
             continue  # recorded already
+        if batch.mined_tx_hash and not mined.paid:
+            # Another version of this batch is recorded as its payment (still canonical: a
+            # vanished one was taken back above). This one was mined too (a fork holding
+            # both came back after the batch was rebuilt at a later nonce), found every item
+            # paid and was refunded: recording it instead would leave the batch's events
+            # `submitted` forever under a batch that paid nothing.
+            counters.items_refused += len(mined.refused)
+            logger.warning(
+                "a second version of a delivery batch was mined and refunded",
+                extra={"batch_id": batch.pk, "tx_hash": mined.tx_hash, "paid_by": batch.mined_tx_hash},
+            )
+            continue
         if batch.status not in (DeliveryBatchStatus.SUBMITTED, DeliveryBatchStatus.CONFIRMED):
             # A version of a batch given up on was mined after all: what it paid is paid.
             DeliveryBatch.objects.filter(pk=batch.pk).update(status=DeliveryBatchStatus.SUBMITTED)

@@ -810,3 +810,50 @@ def test_chain_deploy_force_never_returns_the_events_of_a_mined_batch(on_anvil, 
     assert all(metadata(pk).tx_hash == batch.tx_hashes[0] for pk in ids)
     call_command("chain_deploy", "--dev", stdout=io.StringIO())  # confirmed: nothing in flight any more
     assert statuses() == {"delivered": 3}
+
+
+def test_a_reorg_back_to_a_fork_where_two_versions_of_a_batch_are_mined_delivers_its_events(on_anvil, settings):
+    """A flip-flop reorg: the batch's first version is mined, a fork with another
+    transaction of the platform's key at its nonce wins (the batch is rebuilt at the next
+    nonce), then the first fork comes back holding both versions. The first pays, the
+    rebuilt one finds every item paid (refunded): the events are delivered by the first,
+    never left `submitted` under a batch that paid nothing."""
+    settings.DELIVERY_BATCH_SIZE = 10
+    settings.DELIVERY_STUCK_SECONDS = 3600
+    ctl, context = on_anvil.ctl, on_anvil.context
+    w3 = context.w3
+    ctl.mine(5)  # keep the reorgs away from the contract's own deployment
+    ids = events_create(10)
+    ctl.set_automine(False)
+    revenue_events_deliver(max_batches=1)
+    batch = DeliveryBatch.objects.get()
+    first, nonce = batch.signed_raw_tx, batch.nonce
+    ctl.mine(1)  # the first version is mined, 1 confirmation
+    revenue_events_deliver(max_batches=1)
+    batch.refresh_from_db()
+    assert batch.mined_tx_hash == batch.tx_hashes[0]
+    max_fee, priority = suggest_fees(w3)
+    rival = sign_tx(
+        context.signer,
+        build_self_transfer_tx(
+            w3, signer_address=context.signer_address, nonce=batch.nonce, max_fee_per_gas=max_fee,
+            max_priority_fee_per_gas=priority,
+        ),
+    )  # fmt: skip
+    ctl.reorg(1, [(HexBytes(rival.raw_transaction).to_0x_hex(), 0)])  # the other fork wins
+    assert receipt_or_none(w3, batch.tx_hashes[0]) is None
+    result = revenue_events_deliver(max_batches=1)
+    sound()
+    batch.refresh_from_db()
+    assert result.counters.reorged_batches == 1 and result.counters.rebuilds == 1
+    assert len(batch.tx_hashes) == 2 and batch.nonce == nonce + 1
+    rebuilt = batch.signed_raw_tx
+    ctl.reorg(2, [(first, 0), (rebuilt, 0)])  # the first fork comes back with both versions
+    assert receipt_or_none(w3, batch.tx_hashes[0])["status"] == 1  # type: ignore[index]
+    assert receipt_or_none(w3, batch.tx_hashes[1])["status"] == 1  # type: ignore[index]
+    ctl.set_automine(True)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound, cycles=10)
+    assert_delivered_exactly_once(context)
+    batch.refresh_from_db()
+    assert batch.status == "confirmed" and batch.mined_tx_hash == batch.tx_hashes[0]
+    assert all(metadata(pk).tx_hash == batch.tx_hashes[0] for pk in ids)
