@@ -35,7 +35,7 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.datastructures import AttributeDict
-from web3.exceptions import TransactionNotFound
+from web3.exceptions import BlockNotFound, TransactionNotFound
 from web3.providers.rpc.rpc import HTTPProvider
 from web3.types import BlockIdentifier, RPCEndpoint, TxParams, TxReceipt, Wei
 
@@ -651,13 +651,15 @@ def confirmations(w3: Web3, receipt: TxReceipt) -> int:
 
 
 def block_hash_at(w3: Web3, number: int) -> str | None:
-    """The hash of the canonical block ``number`` (0x hex), None if the chain is shorter."""
+    """The hash of the canonical block ``number`` (0x hex), None if the chain is shorter.
+
+    Only the node's answer "no such block" is None: an error answer (a lagging backend's
+    "header not found", a rate limit) says nothing about the chain and is raised, so that
+    the scan never takes it for a reorg (or for broken finality)."""
     with _translate_transient():
         try:
             block = w3.eth.get_block(number)
-        except Exception as exc:
-            if is_connection_failure(exc):
-                raise
+        except BlockNotFound:
             return None
     return HexBytes(block["hash"]).to_0x_hex()
 

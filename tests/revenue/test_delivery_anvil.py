@@ -857,3 +857,82 @@ def test_a_reorg_back_to_a_fork_where_two_versions_of_a_batch_are_mined_delivers
     batch.refresh_from_db()
     assert batch.status == "confirmed" and batch.mined_tx_hash == batch.tx_hashes[0]
     assert all(metadata(pk).tx_hash == batch.tx_hashes[0] for pk in ids)
+
+
+class FaultyRpc:
+    """A JSON-RPC proxy in front of a node that answers chosen requests with an error
+    (what a hosted node's load balancer says when a backend lags: "header not found")."""
+
+    def __init__(self, upstream: str) -> None:
+        import http.server
+        import json
+        import threading
+
+        import requests
+
+        self.fail: Any = lambda request: False
+        self.failed = 0
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                request = json.loads(body)
+                if not isinstance(request, list) and proxy.fail(request):
+                    proxy.failed += 1
+                    error = {"code": -32000, "message": "header not found"}
+                    answer = json.dumps({"jsonrpc": "2.0", "id": request.get("id"), "error": error}).encode()
+                else:
+                    answer = requests.post(
+                        upstream, data=body, headers={"Content-Type": "application/json"}, timeout=10
+                    ).content
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.uri = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_node_error_on_the_cursor_block_is_not_taken_for_a_reorg(on_anvil, settings):
+    """The node answers the scan cursor's block lookup with an error: that says nothing
+    about the chain. Before, any answer but a block was read as "the cursor block's hash
+    changed": a reorg was reported, the logs rescanned, and, with the cursor at or below
+    the final block, finality declared broken and every log since the deployment read
+    again. Now the cycle stops on a transient error and the next one goes on."""
+    ctl = on_anvil.ctl
+    ids = events_create(5)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    cursor = ChainDeployment.objects.get(pk=on_anvil.context.deployment_id).scanned_block
+    assert cursor is not None
+    ctl.mine(80)  # the cursor block is final now
+    proxy = FaultyRpc(ctl.uri)
+    try:
+        settings.WEB3_PROVIDER_URI = proxy.uri
+        chain_context_reset()
+        proxy.fail = lambda request: request["method"] == "eth_getBlockByNumber" and request["params"][0] == hex(cursor)
+        result = revenue_events_deliver(max_batches=1)
+        sound()
+        assert proxy.failed >= 1
+        assert result.counters.reorgs_detected == 0, result.as_dict()
+        assert result.error_kind == "transient", result.as_dict()
+        proxy.fail = lambda request: False
+        result = revenue_events_deliver(max_batches=1)
+        assert result.counters.reorgs_detected == 0 and not result.error, result.as_dict()
+        assert_delivered_exactly_once(chain_context_get())
+        assert all(metadata(pk).reorged_at is None for pk in ids)
+    finally:
+        settings.WEB3_PROVIDER_URI = ctl.uri
+        chain_context_reset()
+        proxy.close()
