@@ -23,6 +23,12 @@ class LoginThrottled(ApplicationError):
     default_message = "Too many failed logins; try again later."
 
 
+class RegistrationThrottled(ApplicationError):
+    code = "throttled"
+    status = 429
+    default_message = "Too many registrations from this address; try again later."
+
+
 class InvalidToken(ApplicationError):
     code = "invalid_token"
     status = 401

@@ -18,6 +18,7 @@ from accounts.api_keys import PERMISSION_READ, PERMISSION_TRADE, key_material_ne
 from accounts.errors import (
     ApiKeyNotFound,
     InvalidCredentials,
+    RegistrationThrottled,
     TooManyApiKeys,
     UsernameTaken,
     WeakPassword,
@@ -31,6 +32,7 @@ from accounts.login_throttle import (
 )
 from accounts.models import ApiKey, UsernameKey
 from accounts.usernames import username_key, username_mixes_scripts
+from core.api.throttling import shared_rate_wait
 from core.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -50,6 +52,25 @@ def username_keys_claim() -> None:
     UsernameKey.objects.bulk_create(
         [UsernameKey(user_id=pk, username=name, key=username_key(name)) for pk, name in stale], ignore_conflicts=True
     )
+
+
+# The rate of registrations per client address (REGISTER_RATE_LIMIT), one count for every
+# door: POST /api/auth/register (its DRF throttle) and the /register page.
+REGISTER_RATE_SCOPE = "register"
+
+
+def client_address(request: HttpRequest) -> str:
+    """Who a rate per address counts: REMOTE_ADDR, which core.middleware.TrustedProxyMiddleware
+    has set to the client behind a trusted proxy (a client-sent X-Forwarded-For is not it)."""
+    return str(request.META.get("REMOTE_ADDR") or "unknown")
+
+
+def user_register_rate_check(*, address: str) -> None:
+    """Counts one registration attempt from `address`; RegistrationThrottled (429, with
+    Retry-After) beyond the rate. The page calls it; the API's throttle is the same count."""
+    wait = shared_rate_wait(scope=REGISTER_RATE_SCOPE, ident=address)
+    if wait is not None:
+        raise RegistrationThrottled(retry_after=int(wait) + 1)
 
 
 @transaction.atomic(durable=True)

@@ -29,9 +29,11 @@ from accounts.selectors import api_key_list_for_user
 from accounts.services import (
     api_key_create,
     api_key_delete,
+    client_address,
     user_authenticate,
     user_password_confirm,
     user_register,
+    user_register_rate_check,
 )
 from core.errors import ApplicationError
 from core.text import path_id
@@ -100,7 +102,12 @@ def login_page(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def register_page(request: HttpRequest) -> HttpResponse:
     form = RegisterForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST":
+        try:  # every attempt counts, as at POST /api/auth/register
+            user_register_rate_check(address=client_address(request))
+        except ApplicationError as exc:
+            form.add_application_error(exc)
+    if request.method == "POST" and form.error_code is None and form.is_valid():
         try:
             user = user_register(
                 username=form.cleaned_data["username"],
@@ -113,7 +120,10 @@ def register_page(request: HttpRequest) -> HttpResponse:
             login(request, cast(User, user), backend="django.contrib.auth.backends.ModelBackend")
             messages.success(request, f"Welcome, {user.get_username()}. Your account is ready.")
             return redirect("home")
-    return render(request, "accounts/register.html", {"form": form}, status=form.error_status)
+    response = render(request, "accounts/register.html", {"form": form}, status=form.error_status)
+    if form.error_retry_after is not None:
+        response["Retry-After"] = str(form.error_retry_after)
+    return response
 
 
 @require_POST

@@ -17,7 +17,7 @@ from accounts.api.serializers import (
     RegisterInput,
     TokenPairSerializer,
 )
-from accounts.services import user_authenticate, user_register
+from accounts.services import REGISTER_RATE_SCOPE, client_address, user_authenticate, user_register
 from accounts.tokens import token_logout, token_pair_issue, token_pair_rotate
 from core.api.schema import error_responses
 from core.api.throttling import ResilientScopedRateThrottle
@@ -29,14 +29,14 @@ class ClientAddressThrottle(ResilientScopedRateThrottle):
     is (NUM_PROXIES unset): a new value per request would escape the limit."""
 
     def get_ident(self, request: Request) -> str:
-        return str(request.META.get("REMOTE_ADDR") or "unknown")
+        return client_address(request._request)
 
 
 class RegisterApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list[Any] = []
     throttle_classes = [ClientAddressThrottle]
-    throttle_scope = "register"
+    throttle_scope = REGISTER_RATE_SCOPE
 
     @extend_schema(
         request=RegisterInput,

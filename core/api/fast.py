@@ -271,8 +271,12 @@ class FastPath:
         if routed is None:
             await self.app(scope, receive, send)
             return
-        body = await _body(receive)
-        if body is None:  # the client went away
+        read = await _body(receive, limit=settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+        if read is None:  # the client went away
+            return
+        body, complete = read
+        if not complete:  # beyond the upload limit: Django spools it to disk and refuses it (400)
+            await self.app(scope, _replay(body, receive, more_body=True), send)
             return
         request, handler = self._prepare(scope, body, *routed)
         if request is None or handler is None:
@@ -344,20 +348,30 @@ async def _send_response(app: ASGIHandler, response: HttpResponse, send: Send) -
     await send({"type": "http.response.body", "body": content, "more_body": False})
 
 
-async def _body(receive: Receive) -> bytes | None:
+async def _body(receive: Receive, *, limit: int | None) -> tuple[bytes, bool] | None:
+    """The body read so far and whether it is whole; None when the client went away.
+    Reading stops once it passes `limit` (DATA_UPLOAD_MAX_MEMORY_SIZE; None: no limit): no
+    route takes such a body (Django refuses it), and reading it whole into memory let any
+    client, without credentials, make a worker hold a body of any size."""
     chunks = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
         if not message.get("more_body", False):
-            return b"".join(chunks)
+            return b"".join(chunks), True
+        if limit is not None and size > limit:
+            return b"".join(chunks), False
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """`receive` with the body already read given back first."""
-    pending = [{"type": "http.request", "body": body, "more_body": False}]
+def _replay(body: bytes, receive: Receive, *, more_body: bool = False) -> Receive:
+    """`receive` with the body already read given back first (`more_body`: the rest
+    follows from `receive`)."""
+    pending = [{"type": "http.request", "body": body, "more_body": more_body}]
 
     async def replayed() -> Message:
         return pending.pop() if pending else await receive()

@@ -40,3 +40,16 @@ class IsAuthenticatedInPerson(BasePermission):
         if is_delegated(request):
             raise DelegatedCredentialRefused()
         return bool(request.user and request.user.is_authenticated)
+
+
+def staff_permission(permission: str) -> type[BasePermission]:
+    """Staff (IsStaff's refusals first) who also hold the Django `permission`
+    ("app_label.codename"; superusers hold every one): what the admin asks before the same
+    act. Authenticated staff without it get 403 permission_denied."""
+
+    class HasStaffPermission(IsStaff):
+        def has_permission(self, request: Request, view: Any) -> bool:
+            return super().has_permission(request, view) and bool(request.user.has_perm(permission))
+
+    HasStaffPermission.__name__ = HasStaffPermission.__qualname__ = f"IsStaffWith_{permission.replace('.', '_')}"
+    return HasStaffPermission

@@ -64,9 +64,16 @@ class ResilientScopedRateThrottle(ScopedRateThrottle):
         self.num_requests, self.duration = self.parse_rate(self.rate)
         if self.rate is None or self.num_requests is None or self.duration is None:
             return True
-        self.key = self.get_cache_key(request, view)
-        if self.key is None:
+        key = self.get_cache_key(request, view)
+        if key is None:
             return True
+        return self.count(key)
+
+    def count(self, key: str) -> bool:
+        """Counts one request under `key` (the scope's rate parsed already): whether it is
+        within the rate."""
+        assert self.num_requests is not None and self.duration is not None  # noqa: S101
+        self.key = key
         self.now = self.timer()
         self.window_start = self._window_start(self.key, now=self.now, duration=self.duration)
         counter = f"{self.key}:n:{self.window_start!r}"
@@ -102,6 +109,26 @@ class ResilientScopedRateThrottle(ScopedRateThrottle):
         if self.duration is None:
             return None
         return max(0.0, self.window_start + self.duration - self.now)
+
+
+def shared_rate_wait(*, scope: str, ident: str) -> float | None:
+    """Counts one request of `ident` in `scope` in the shared cache, in the same count as
+    ResilientScopedRateThrottle's (a DRF view's requests and a page's, for one address, add
+    up): None when allowed, else the seconds until the window ends. Fails open as it does."""
+    throttle = ResilientScopedRateThrottle()
+    throttle.scope = scope
+    try:
+        throttle.rate = throttle.get_rate()
+        throttle.num_requests, throttle.duration = throttle.parse_rate(throttle.rate)
+        if throttle.num_requests is None or throttle.duration is None:
+            return None
+        key = throttle.cache_format % {"scope": scope, "ident": ident}
+        if throttle.count(key):
+            return None
+    except CACHE_ERRORS as exc:
+        cache_failure_log(f"throttle {scope}", exc)
+        return None
+    return throttle.wait()
 
 
 class _Histories:

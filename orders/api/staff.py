@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api.parsers import ExactJsonParser
-from core.api.permissions import IsStaff
+from core.api.permissions import IsStaff, staff_permission
 from core.api.request import request_user
 from orders.api.markets import SYMBOL
 from orders.api.serializers import CreditInput, LedgerOutput, MarketOutput, ReferencePriceInput, WalletOutput
@@ -17,7 +17,8 @@ from orders.services import market_reference_price_set, wallet_credit
 
 
 class WalletCreditApi(APIView):
-    permission_classes = [IsStaff]
+    # A credit is a deposit: money the ledger did not hold. Any staff account used to mint it.
+    permission_classes = [staff_permission("orders.add_deposit")]
     parser_classes = [ExactJsonParser]  # an amount sent as a JSON number is not rounded to a float
 
     @extend_schema(request=CreditInput, responses={200: WalletOutput})
@@ -35,7 +36,7 @@ class WalletCreditApi(APIView):
 
 
 class ReferencePriceSetApi(APIView):
-    permission_classes = [IsStaff]
+    permission_classes = [staff_permission("orders.change_market")]
     parser_classes = [ExactJsonParser]
 
     @extend_schema(request=ReferencePriceInput, parameters=[SYMBOL], responses={200: MarketOutput})

@@ -268,8 +268,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
             if self.user_id is None or not await self._user_valid():
                 raise StreamError("auth_required", f"Channel {name!r} needs authentication.")
             return Subscription(channel=name, kind=kind, group=user_group(self.user_id))
-        symbol, _, interval = rest.partition(":")
-        if kind not in PUBLIC or not symbol or (kind == "candles") != bool(interval):
+        symbol, separator, interval = rest.partition(":")
+        # `candles:{symbol}:{interval}`, the others `{kind}:{symbol}` exactly: `trades:ETH-USDT:`
+        # named a group nothing is published to (subscribed, then silent).
+        candles = kind == "candles"
+        if kind not in PUBLIC or not symbol or (candles and not interval) or (not candles and separator):
             raise StreamError("unknown_channel", f"Unknown channel {name[:100]!r}.")
         if interval and interval not in INTERVALS:
             raise StreamError("unknown_channel", f"Unknown interval {interval[:20]!r}: {', '.join(INTERVALS)}.")

@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api.permissions import IsStaff
+from core.api.permissions import IsStaff, staff_permission
 from core.api.schema import error_responses
 from core.errors import InvalidParameter
 from core.text import parse_id, path_id
@@ -50,8 +50,13 @@ class CanRetryDelivery(BasePermission):
         return bool(request.user.has_perm("revenue.retry_delivery"))
 
 
+# The report and the worker status show revenue events: the admin's pages of them ask for
+# revenue.view_revenueevent (docs/operations.md, "The admin desk"), so does the API.
+VIEW_EVENTS = staff_permission("revenue.view_revenueevent")
+
+
 class OnchainFailuresApi(APIView):
-    permission_classes = [IsStaff]
+    permission_classes = [VIEW_EVENTS]
 
     @extend_schema(
         parameters=[
@@ -76,7 +81,7 @@ class OnchainFailuresApi(APIView):
 
 
 class OnchainWorkerStatusApi(APIView):
-    permission_classes = [IsStaff]
+    permission_classes = [VIEW_EVENTS]
 
     @extend_schema(responses={200: OnchainWorkerStatusSerializer})
     def get(self, request: Request) -> Response:

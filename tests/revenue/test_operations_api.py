@@ -213,8 +213,10 @@ def test_retry_refuses_delivered_and_unknown_events(staff_client, failures):
 
 def test_retry_needs_the_retry_delivery_permission(failures):
     # As in the admin (docs/operations.md, "The admin desk"): staff without
-    # revenue.retry_delivery may read the reports, not queue a delivery again.
+    # revenue.retry_delivery may read the reports (with revenue.view_revenueevent, as the
+    # admin's report asks), not queue a delivery again.
     viewer = StaffFactory(is_superuser=False)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_revenueevent"))
     client = jwt_client(viewer)
     event = failures["critical"]
     assert client.get("/api/admin/revenue/onchain-failures").status_code == 200

@@ -23,6 +23,8 @@ from urllib.parse import quote
 import pytest
 from django.apps import apps
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.urls.resolvers import RegexPattern
@@ -35,8 +37,8 @@ from flywheel.competitors import COMPETITORS
 from orders.models import Market, Order, OrderStatus, Wallet
 from revenue.delivery.metadata import DeliveryMetadata
 from revenue.models import RevenueEvent
-from tests.factories import PASSWORD
-from tests.security.conftest import SYMBOL, World, failed_event, order_open
+from tests.factories import PASSWORD, UserFactory
+from tests.security.conftest import SYMBOL, World, api_client, failed_event, order_open
 
 pytestmark = pytest.mark.django_db
 
@@ -474,6 +476,34 @@ def test_staff_endpoints_accept_a_session_and_refuse_non_staff_sessions(world: W
         assert world.page("staff").get(path).status_code == 200
         _envelope(world.page("owner").get(path), 403, "permission_denied")
         _envelope(world.page("anonymous").get(path), 401, "not_authenticated")
+
+
+def test_staff_without_the_permission_cannot_move_money_or_read_revenue_events(world: World) -> None:
+    """Was open to any staff account: one with is_staff and no permission at all credited
+    itself 1,000,000 USDT with POST /api/admin/wallets/credit (make run), set reference
+    prices, and read the revenue events that the admin's own report refuses it (403).
+    Each endpoint asks for the permission the admin would: orders.add_deposit,
+    orders.change_market, revenue.view_revenueevent."""
+    bare = UserFactory(is_staff=True)
+    api = api_client(bare)
+    credit = {"username": bare.username, "asset": "USDT", "amount": "1000000"}
+    _envelope(api.post("/api/admin/wallets/credit", credit, format="json"), 403, "permission_denied")
+    assert not Wallet.objects.filter(user=bare, balance__gt=0).exists()
+    price = f"/api/admin/markets/{world.market.symbol}/reference-price"
+    _envelope(api.post(price, {"price": "1.00"}, format="json"), 403, "permission_denied")
+    world.market.refresh_from_db()
+    assert world.market.reference_price != Decimal("1.00")
+    for path in ("/api/admin/revenue/onchain-failures", "/api/admin/revenue/onchain-worker-status"):
+        _envelope(api.get(path), 403, "permission_denied")
+    assert api.get("/api/admin/ledger").status_code == 200  # sums only
+
+    for codename in ("add_deposit", "change_market", "view_revenueevent"):
+        bare.user_permissions.add(Permission.objects.get(codename=codename))
+    api = api_client(get_user_model().objects.get(pk=bare.pk))
+    assert api.post("/api/admin/wallets/credit", credit, format="json").status_code == 200
+    assert api.post(price, {"price": "1.00"}, format="json").status_code == 200
+    for path in ("/api/admin/revenue/onchain-failures", "/api/admin/revenue/onchain-worker-status"):
+        assert api.get(path).status_code == 200
 
 
 # --- the Django admin ------------------------------------------------------------------------------

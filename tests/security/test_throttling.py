@@ -150,6 +150,27 @@ def test_a_forged_forwarded_for_header_does_not_reset_the_registration_limit(db:
     assert not get_user_model().objects.filter(username="spoof9").exists()
 
 
+def _register_page(client: Any, name: str, **extra: Any) -> Any:
+    form = {"username": name, "email": "", "password": PASSWORD, "password_confirm": PASSWORD}
+    return client.post("/register", form, **extra)
+
+
+def test_the_registration_page_counts_towards_the_same_rate(db: Any, rates: Any, clock: Clock) -> None:
+    """Was a bypass: the /register page created accounts without any rate, so the
+    API's 30/hour per address was only a matter of using the page (reproduced on
+    make run: the 31st POST /api/auth/register was 429, /register then created 5 more)."""
+    rates(register="2/min")
+    assert _register(api_client(), "viaapi1").status_code == 201
+    assert _register_page(page_client(), "viapage1").status_code == 302  # created, logged in
+    refused = _register_page(page_client(), "viapage2")
+    assert refused.status_code == 429 and refused["Retry-After"] == "61"
+    assert "throttled" in refused.content.decode()
+    _throttled(_register(api_client(), "viaapi2"))  # the page's requests counted for the API too
+    assert not get_user_model().objects.filter(username__in=["viapage2", "viaapi2"]).exists()
+    # Another address is not affected.
+    assert _register_page(page_client(), "viapage3", REMOTE_ADDR="10.1.2.3").status_code == 302
+
+
 # --- failed logins ------------------------------------------------------------------------------------
 
 

@@ -96,6 +96,25 @@ def test_unknown_channels_and_markets_are_refused_per_channel():
     async_to_sync(scenario)()
 
 
+def test_a_public_channel_with_a_trailing_part_is_unknown():
+    """Was accepted: `trades:ETH-USDT:` answered `subscribed` and a snapshot, then never an
+    update (its group, `trades.ETH-USDT.`, is not one the engine publishes to); likewise
+    `book:`, `ticker:` and `candles:` names with an extra part."""
+    market_create("ETH-USDT")
+
+    async def scenario() -> None:
+        client = await stream_connect()
+        names = ["trades:ETH-USDT:", "book:ETH-USDT:", "ticker:ETH-USDT:x", "candles:ETH-USDT:1m:", "candles:ETH-USDT:"]
+        await client.send({"op": "subscribe", "channels": names})
+        codes = [(await client.op())["code"] for _ in names]
+        assert codes == ["unknown_channel"] * len(names)
+        await client.send({"op": "ping"})
+        assert await client.op() == {"op": "pong"}  # nothing was subscribed in between
+        await client.close()
+
+    async_to_sync(scenario)()
+
+
 def test_private_channels_need_authentication_and_show_only_the_callers_data():
     market_create("ETH-USDT")
     alice, bob = UserFactory(), UserFactory()
