@@ -33,11 +33,10 @@ from orders.errors import OrderNotFound
 from orders.models import LIVE_STATUSES, Market
 from orders.selectors.candles import INTERVALS, candle_list
 from orders.selectors.orders import (
+    fill_list_for_user,
     order_get_for_user,
     order_list_for_user,
     trade_list_for_market,
-    trade_list_for_user,
-    trade_user_fill,
 )
 from orders.sequencer.transport import engine_call
 from orders.streams.publish import BOOK_SNAPSHOT, group_of, user_group
@@ -131,8 +130,8 @@ def _snapshot_data(sub: Subscription, user_id: int | None) -> tuple[Any, dict[st
         live = order_list_for_user(user_id=user_id).filter(status__in=[s.value for s in LIVE_STATUSES]).order_by("-id")
         orders = OrderOutput(live, many=True).data
         return orders, {row["id"]: row["updated_at"] for row in orders}
-    recent = trade_list_for_user(user_id=user_id).select_related("market")[:SNAPSHOT_TRADES]
-    fills = UserTradeOutput([trade_user_fill(trade=t, user_id=user_id) for t in recent], many=True).data
+    # Newest first, as GET /api/trades: without the selector's ORDER BY the plan chose the order.
+    fills = UserTradeOutput(fill_list_for_user(user_id=user_id, limit=SNAPSHOT_TRADES), many=True).data
     return fills, {row["trade_id"]: "" for row in fills}
 
 
