@@ -33,13 +33,13 @@ from orders.errors import OrderNotFound
 from orders.models import LIVE_STATUSES, Market
 from orders.selectors.candles import INTERVALS, candle_list
 from orders.selectors.orders import (
+    fill_list_for_user,
     order_get_for_user,
     order_list_for_user,
     trade_list_for_market,
-    trade_list_for_user,
-    trade_user_fill,
 )
 from orders.sequencer.transport import engine_call
+from orders.streams.layer import ANY_CHANNEL
 from orders.streams.publish import BOOK_SNAPSHOT, group_of, user_group
 from orders.streams.relay import relay_listen
 from orders.streams.ticker import market_ticker
@@ -131,8 +131,8 @@ def _snapshot_data(sub: Subscription, user_id: int | None) -> tuple[Any, dict[st
         live = order_list_for_user(user_id=user_id).filter(status__in=[s.value for s in LIVE_STATUSES]).order_by("-id")
         orders = OrderOutput(live, many=True).data
         return orders, {row["id"]: row["updated_at"] for row in orders}
-    recent = trade_list_for_user(user_id=user_id).select_related("market")[:SNAPSHOT_TRADES]
-    fills = UserTradeOutput([trade_user_fill(trade=t, user_id=user_id) for t in recent], many=True).data
+    # Newest first, as GET /api/trades: without the selector's ORDER BY the plan chose the order.
+    fills = UserTradeOutput(fill_list_for_user(user_id=user_id, limit=SNAPSHOT_TRADES), many=True).data
     return fills, {row["trade_id"]: "" for row in fills}
 
 
@@ -327,13 +327,24 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def stream_lost(self, message: dict[str, Any]) -> None:
         """Messages of these channels were lost on the way (orders.streams.layer: a full
         queue, a message that waited too long): they are numbered, so the client sees the
-        gap, and a fresh snapshot follows."""
-        for channel, count in message["lost"].items():
+        gap, and a fresh snapshot follows. A loss of unknown channels (ANY_CHANNEL) is one
+        lost message on each channel of the connection."""
+        lost = dict(message["lost"])
+        if lost.pop(ANY_CHANNEL, 0):
+            for name in self.subscriptions:
+                lost[name] = lost.get(name, 0) + 1
+        for channel, count in lost.items():
             sub = self.subscriptions.get(channel)
             if sub is None or (sub.kind in PRIVATE and not await self._user_valid()):
                 continue
             self.sequences[channel] += int(count)
             await self._snapshot(sub)
+
+    async def stream_gap(self, message: dict[str, Any]) -> None:
+        """Batches were lost between the engine and this process (orders.streams.relay):
+        which of this connection's channels they concerned is unknown, so each gets a gap
+        and a fresh snapshot."""
+        await self.stream_lost({"lost": {ANY_CHANNEL: 1}})
 
     async def stream_order(self, message: dict[str, Any]) -> None:
         """An order of this user changed: its whole body, read now (at least that state)."""

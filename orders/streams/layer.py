@@ -12,7 +12,12 @@ Here each loss is counted per consumer and per stream channel (the message's `ch
 memberships last as long as the connection (the consumer leaves its groups when it
 disconnects), and the consumer's next `receive` answers `{"type": "stream.lost", "lost":
 {channel: count}}` before any later message, so that it numbers the lost messages (the
-client sees the gap) and sends a fresh snapshot of each channel concerned."""
+client sees the gap) and sends a fresh snapshot of each channel concerned.
+
+A batch lost before it reached this process (orders.streams.relay numbers them) is told to
+every member as `{"type": "stream.gap"}` ahead of the next batch's messages (or, its queue
+full, counted as lost on every channel, `ANY_CHANNEL`): which channels it concerned is not
+known, so the consumer numbers one lost message on each and sends fresh snapshots."""
 
 from __future__ import annotations
 
@@ -25,6 +30,8 @@ from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
 
 LOST = "stream.lost"
+GAP = "stream.gap"
+ANY_CHANNEL = "*"  # a loss of which the channels are unknown: every channel of the consumer
 
 
 class StreamChannelLayer(InMemoryChannelLayer):
@@ -43,6 +50,16 @@ class StreamChannelLayer(InMemoryChannelLayer):
                 await self.send(channel, message)
             except ChannelFull:
                 self._lose(channel, message)
+
+    async def gap(self) -> None:
+        """Messages were lost before they reached this layer: every member is told, before
+        anything sent after this call (a full queue counts the notice as a loss of its own)."""
+        for channel in {member for members in self.groups.values() for member in members}:
+            notice = {"type": GAP, "channel": ANY_CHANNEL}
+            try:
+                await self.send(channel, notice)
+            except ChannelFull:
+                self._lose(channel, notice)
 
     async def group_discard(self, group: str, channel: str) -> None:
         await super().group_discard(group, channel)

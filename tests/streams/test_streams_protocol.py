@@ -199,3 +199,39 @@ def test_subscriptions_are_throttled_per_connection():
         await client.close()
 
     async_to_sync(scenario)()
+
+
+def test_the_fills_snapshot_is_the_callers_last_fills_newest_first_as_the_rest_list(monkeypatch):
+    # The snapshot read the caller's trades without an ORDER BY: whatever order the plan
+    # gave (by market, takers before makers, the table's order) and, past the limit, not
+    # the last ones. A bot that seeds its fill log from it saw another list than GET /api/trades.
+    monkeypatch.setattr("orders.streams.consumers.SNAPSHOT_TRADES", 3)
+    market_create("ETH-USDT")
+    market_create("BTC-USDT", quantity_step="0.00001", min_quantity="0.00001", reference_price="60000.00")
+    alice, bob = UserFactory(), UserFactory()
+    for user in (alice, bob):
+        fund(user, "USDT", "1000000")
+        fund(user, "ETH", "10")
+        fund(user, "BTC", "1")
+    # Alice alternates markets and sides of the trade (maker, then taker).
+    for market, price, quantity in [("ETH-USDT", "2000.00", "0.1"), ("BTC-USDT", "60000.00", "0.001")] * 2:
+        place(alice, market=market, side="sell", type="limit", quantity=quantity, price=price)
+        place(bob, market=market, side="buy", type="limit", quantity=quantity, price=price)
+        place(bob, market=market, side="sell", type="limit", quantity=quantity, price=price)
+        place(alice, market=market, side="buy", type="limit", quantity=quantity, price=price)
+    api = APIClient()
+    api.force_authenticate(alice)
+    rest = api.get("/api/trades?limit=3").json()["results"]
+    token = _token(alice)
+
+    async def scenario() -> None:
+        client = await stream_connect()
+        await client.send({"op": "auth", "token": token})
+        await client.send({"op": "subscribe", "channels": ["fills"]})
+        snapshot = (await client.until("fills", 1))[0]
+        assert snapshot["type"] == "snapshot"
+        assert [f["trade_id"] for f in snapshot["data"]] == [f["trade_id"] for f in rest]
+        assert snapshot["data"] == rest
+        await client.close()
+
+    async_to_sync(scenario)()

@@ -5,6 +5,7 @@ process into its channel layer with every group's messages in the engine's order
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
 import time
@@ -110,6 +111,10 @@ def test_a_batch_travels_as_one_message_and_each_group_gets_its_messages_in_orde
         expected = [[b, i] for b in range(BATCHES) for i in range(PER_BATCH) if GROUPS[i % 3] == group]
         assert received[group] == expected
     assert len(frames) == BATCHES  # one message per batch on the way
-    assert [[group for group, _ in json.loads(frame)] for frame in frames] == [
+    sent = [json.loads(frame) for frame in frames]
+    assert [[group for group, _ in frame["messages"]] for frame in sent] == [
         [group for group, _ in batch] for batch in batches
     ]
+    # numbered one after the other by the sending process: a receiver can tell a lost one
+    assert len({frame["source"] for frame in sent}) == 1
+    assert [b["number"] - a["number"] for a, b in itertools.pairwise(sent)] == [1] * (BATCHES - 1)
