@@ -236,8 +236,13 @@ def _ids(drawn: list[int] | None, count: int) -> list[int]:
 # And it keeps that generic plan: by default PostgreSQL plans some statements again at
 # every execution, those whose generic plan it estimates dearer than one made for the
 # values at hand (the new ids' draw, the market's update: 70-125 us each per batch).
+# JIT off: with seq scans off a plan that has no other way costs 10^10, far past
+# `jit_above_cost`, and would be compiled at each execution (35-130 ms here): in the batch,
+# or after it where the batch runs inside an enclosing transaction (the settings last to
+# its end: a test's, where the stateful API test spent most of its time so).
 PLANS_BY_KEY = (
-    "SELECT set_config('enable_seqscan', 'off', true), set_config('plan_cache_mode', 'force_generic_plan', true)"
+    "SELECT set_config('enable_seqscan', 'off', true), set_config('plan_cache_mode', 'force_generic_plan', true),"
+    " set_config('jit', 'off', true)"
 )
 
 

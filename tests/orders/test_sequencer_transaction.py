@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 from django.db import DatabaseError, connection, transaction
+from django.db.models import F
 from django.db.transaction import TransactionManagementError
 from psycopg import pq
 
@@ -340,3 +341,61 @@ def test_the_batch_statements_keep_their_generic_plan(via):
     assert any(statement.startswith(f'UPDATE "{Order._meta.db_table}"') for statement, _, _ in plans), plans
     assert not [(statement, custom) for statement, _, custom in plans if custom], plans
     assert_invariants()
+
+
+def _plans_of(action: Any) -> list[str]:
+    """The plans of every statement `action` runs on this connection, as executed
+    (auto_explain, contrib, with ANALYZE: a statement compiled by JIT says so)."""
+    plans: list[str] = []
+    connection.ensure_connection()
+    raw = connection.connection
+
+    def handler(diagnostic: Any) -> None:
+        plans.append(diagnostic.message_primary or "")
+
+    raw.add_notice_handler(handler)
+    with connection.cursor() as cursor:
+        cursor.execute("LOAD 'auto_explain'")
+        cursor.execute("SET auto_explain.log_analyze = on")
+        cursor.execute("SET auto_explain.log_min_duration = 0")
+        cursor.execute("SET auto_explain.log_level = 'notice'")
+    try:
+        action()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET auto_explain.log_min_duration = -1")
+        raw.remove_notice_handler(handler)
+    return plans
+
+
+def _trade(sequencer: Sequencer, maker: Any, taker: Any, *, via: str) -> None:
+    _batch(sequencer, [place_command(user_id=maker.pk, fields=SELL, check_user=True)], via=via)
+    buy = place_command(user_id=taker.pk, fields={**SELL, "side": "buy"}, check_user=True)
+    [taken] = _batch(sequencer, [buy], via=via)
+    assert taken["order"]["status"] == "filled", taken
+
+
+@pytest.mark.parametrize("via", ["run", "run_batch"])
+def test_no_statement_of_a_batch_is_compiled_by_jit(via):
+    """The batch plans by key: seq scans off, so that a plan left with one costs 10^10, far
+    past `jit_above_cost`: such a statement would be compiled by JIT at each execution
+    (35-90 ms here) inside the batch."""
+    sequencer, maker, taker = _two_traders(eth="100", usdt="10000000")
+    plans = _plans_of(lambda: _trade(sequencer, maker, taker, via=via))
+    assert any("Insert on orders_trade" in plan for plan in plans), plans
+    compiled = [plan for plan in plans if "JIT:" in plan]
+    assert not compiled, compiled
+
+
+@pytest.mark.django_db(transaction=False)
+def test_the_batch_settings_compile_nothing_by_jit_after_it_in_an_enclosing_transaction():
+    """A batch inside a transaction (a test's): its settings last to that transaction's end,
+    and a statement whose only plan is a seq scan (`taker_user_id = maker_user_id`: no index
+    serves it) cost 10^10 there, compiled by JIT at each execution: the stateful API test
+    spent 150 of its 180 s doing so."""
+    sequencer, maker, taker = _two_traders(eth="100", usdt="10000000")
+    _trade(sequencer, maker, taker, via="run_batch")
+    plans = _plans_of(lambda: Trade.objects.filter(taker_user_id=F("maker_user_id")).count())
+    assert any("Seq Scan on orders_trade" in plan for plan in plans), plans
+    compiled = [plan for plan in plans if "JIT:" in plan]
+    assert not compiled, compiled
