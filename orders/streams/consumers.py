@@ -29,12 +29,10 @@ from accounts.authentication import PlatformJWTAuthentication
 from accounts.selectors import user_still_signed_in
 from core.encoding import json_read
 from orders.api.serializers import CandleOutput, MarketTradeOutput, OrderOutput, UserTradeOutput
-from orders.errors import OrderNotFound
 from orders.models import LIVE_STATUSES, Market
 from orders.selectors.candles import INTERVALS, candle_list
 from orders.selectors.orders import (
     fill_list_for_user,
-    order_get_for_user,
     order_list_for_user,
     trade_list_for_market,
 )
@@ -98,11 +96,11 @@ def _market_id(symbol: str) -> int | None:
     return Market.objects.filter(symbol=symbol).values_list("pk", flat=True).first()
 
 
-def _order_body(user_id: int, order_id: int) -> dict[str, Any] | None:
-    try:
-        return dict(_json(OrderOutput(order_get_for_user(user_id=user_id, order_id=order_id)).data))
-    except OrderNotFound:
-        return None
+def _order_bodies(user_id: int, order_ids: list[int]) -> list[dict[str, Any]]:
+    """The user's orders among `order_ids`, in that order, read together (an id not the
+    user's, or unknown, is left out)."""
+    found = {order.pk: order for order in order_list_for_user(user_id=user_id).filter(pk__in=order_ids)}
+    return [dict(_json(OrderOutput(found[pk]).data)) for pk in order_ids if pk in found]
 
 
 def _same_site(scope: dict[str, Any]) -> bool:
@@ -346,14 +344,19 @@ class StreamConsumer(AsyncWebsocketConsumer):
         and a fresh snapshot."""
         await self.stream_lost({"lost": {ANY_CHANNEL: 1}})
 
-    async def stream_order(self, message: dict[str, Any]) -> None:
-        """An order of this user changed: its whole body, read now (at least that state)."""
+    async def stream_orders(self, message: dict[str, Any]) -> None:
+        """Orders of this user changed in one batch: their whole bodies, read now together
+        (at least those states), sent in the batch's order."""
         sub = self.subscriptions.get("orders")
         if sub is None or self.user_id is None or not await self._user_valid():
             return
-        data = await database_sync_to_async(_order_body)(self.user_id, int(message["id"]))
-        if data is not None:
+        ids = [int(order_id) for order_id in message["ids"]]
+        for data in await database_sync_to_async(_order_bodies)(self.user_id, ids):
             await self.stream_data({"channel": "orders", "data": data})
+
+    async def stream_order(self, message: dict[str, Any]) -> None:
+        """One order (what an engine of the previous version publishes)."""
+        await self.stream_orders({"ids": [message["id"]]})
 
     # --- sending ------------------------------------------------------------------------
 

@@ -208,8 +208,12 @@ def publish(
             messages.append(_data(group_of(channel), channel, candle))
         ticker = data.ticker(symbol=symbol, best_bid=best_bid, best_ask=best_ask)
         messages.append(_data(f"ticker.{symbol}", f"ticker:{symbol}", ticker))
+    changed: dict[int, list[int]] = {}
     for user_id, order_id in order_ids:
-        # Only a reference: the consumers of that user (if any) read the order's whole body
-        # (every fill and event, as GET /api/orders/{id}), so nobody listening costs nothing.
-        messages.append((user_group(user_id), {"type": "stream.order", "channel": "orders", "id": order_id}))
+        changed.setdefault(user_id, []).append(order_id)
+    for user_id, ids in changed.items():
+        # Only references, one message per user and batch: the consumers of that user (if
+        # any) read the orders' whole bodies (every fill and event, as GET /api/orders/{id})
+        # together, so nobody listening costs nothing and a sweep costs one read.
+        messages.append((user_group(user_id), {"type": "stream.orders", "channel": "orders", "ids": ids}))
     relay_send(messages)

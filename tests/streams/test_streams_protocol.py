@@ -9,6 +9,8 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
@@ -235,3 +237,38 @@ def test_the_fills_snapshot_is_the_callers_last_fills_newest_first_as_the_rest_l
         await client.close()
 
     async_to_sync(scenario)()
+
+
+def test_orders_a_batch_changed_together_are_read_in_one_go_and_sent_in_its_order():
+    """A sweep through several of a user's resting orders changes them in one batch: the
+    consumer reads their bodies together (one read of the orders, their events and fills,
+    whatever their number: a read per order queued every later message of the connection
+    behind it under load) and numbers them in the batch's order."""
+    market_create("ETH-USDT")
+    alice, bob = UserFactory(), UserFactory()
+    fund(alice, "ETH", "5")
+    fund(bob, "USDT", "100000")
+    resting = [place(alice, side="sell", type="limit", quantity="0.5", price=f"{p}.00") for p in (2001, 2002, 2003)]
+    token = _token(alice)
+
+    async def scenario() -> list[dict[str, object]]:
+        client = await stream_connect()
+        await client.send({"op": "auth", "token": token})
+        await client.send({"op": "subscribe", "channels": ["orders"]})
+        assert await client.op() == {"op": "subscribed", "channels": ["orders"]}
+        await client.until("orders", 1)
+        await sync_to_async(place)(bob, side="buy", type="limit", quantity="1.5", price="2003.00", time_in_force="IOC")
+        updates = (await client.until("orders", 4))[1:]
+        await client.close()
+        return updates
+
+    # The consumer reads in this thread (database_sync_to_async under async_to_sync).
+    with CaptureQueriesContext(connection) as captured:
+        updates = async_to_sync(scenario)()
+    assert [(u["sequence"], u["data"]["id"], u["data"]["status"]) for u in updates] == [
+        (2, str(resting[0].pk), "filled"),
+        (3, str(resting[1].pk), "filled"),
+        (4, str(resting[2].pk), "filled"),
+    ]
+    event_reads = [q["sql"] for q in captured.captured_queries if 'FROM "orders_orderevent"' in q["sql"]]
+    assert len(event_reads) == 2, event_reads  # the snapshot's, the three updates'
