@@ -188,3 +188,30 @@ def test_a_stop_while_it_starts_stops_it_instead_of_serving_without_an_engine(pl
     assert code != 0, platform.log()[-1500:]
     assert "Platform running at" not in platform.log()
     wait_until(lambda: not platform.processes(), what="no process of the run left", timeout=60)
+
+
+def test_a_run_whose_script_was_killed_outright_is_stopped_by_the_next(platform: Platform) -> None:
+    """SIGKILL to scripts/run itself (an operator's kill -9, an OOM kill) leaves its engine,
+    web, worker and beat running, orphaned. The next `make run` went on beside them: its
+    engine stood by behind the old one's lock, its web could not bind the port (exit 3 after
+    printing "Platform running"), and the old processes served on with nothing to stop them.
+    It now stops what the last run left before it starts."""
+    platform.start()
+    first = set(platform.processes())
+    assert platform.process is not None
+    try:
+        platform.process.kill()
+        platform.process.wait(timeout=10)
+        assert platform.processes("manage.py engine"), "the engine of the killed run is not running"
+        platform.start()
+        left = first & set(platform.processes())
+        assert not left, f"processes of the first run still running: {left}"
+        status, placed = platform.call(
+            "POST", "/api/orders", _order("buy", "1990.00", "after-a-kill"), platform.token("carol")
+        )
+        assert status == 201, placed
+        assert platform.processes("manage.py engine")
+    finally:
+        for pid in first & set(platform.processes()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
