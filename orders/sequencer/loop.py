@@ -192,6 +192,11 @@ class Sequencer:
         for market in markets:
             if self.owns(market.symbol):
                 self._install(market)
+        return self.live_orders
+
+    @property
+    def live_orders(self) -> int:
+        """The live orders of the markets loaded (resting and pending stops), as held now."""
         return sum(len(engine.live) for engine in self._markets.values())
 
     @property

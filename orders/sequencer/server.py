@@ -359,7 +359,7 @@ class EngineServer:
             except ValueError:
                 continue
             if command.get("op") == PING:
-                socket.send_multipart([identity, request_id, json_compact(self.health())])
+                socket.send_multipart([identity, request_id, json_compact(self.health(sequencer=sequencer))])
                 continue
             if command.get("op") == BOOK_SNAPSHOT:  # streams: the book between two batches
                 self._answer(socket, sequencer.flush())  # committed, not a batch on its way
@@ -368,14 +368,16 @@ class EngineServer:
                 continue
             received.append((identity, request_id, command, time.monotonic()))
 
-    def health(self) -> dict[str, object]:
+    def health(self, *, sequencer: Sequencer) -> dict[str, object]:
+        """What /healthz shows of this engine; `live_orders` as its books hold them now (the
+        count loaded at start, never updated, read 0 on a fresh platform with orders resting)."""
         return {
             "status": 200,
             "shard": self.shard.name,
             "leader_since_s": None
             if self.stats.leader_since is None
             else round(time.monotonic() - self.stats.leader_since, 3),
-            "live_orders": self.stats.live_orders,
+            "live_orders": sequencer.live_orders,
             "load_s": self.stats.load_seconds,
             "takeover_catch_up_s": round(self.stats.takeover.seconds, 3),
             "batches": self.stats.batches,

@@ -283,6 +283,19 @@ def test_healthz_reports_each_engines_clock_offset(engine_thread, client):
     assert "clock" not in engine
 
 
+def test_healthz_counts_the_live_orders_the_engine_holds_now(engine_thread, market, client):
+    """`live_orders` was the count loaded at start and never changed: a fresh platform read
+    0 with the demo's 30 orders resting, and it said nothing of the book afterwards."""
+    assert client.get("/healthz").json()["engines"]["main"]["live_orders"] == 0
+    maker = trader_create(ETH="1")
+    for price in ("2001.00", "2002.00"):
+        assert maker.order(side="sell", type="limit", quantity="0.1", price=price).status_code == 201
+    assert client.get("/healthz").json()["engines"]["main"]["live_orders"] == 2
+    taker = trader_create(USDT="1000")
+    assert taker.order(side="buy", type="limit", quantity="0.1", price="2001.00").json()["status"] == "filled"
+    assert client.get("/healthz").json()["engines"]["main"]["live_orders"] == 1
+
+
 @pytest.mark.postgres  # a batch held by a row lock while more commands arrive
 def test_an_engine_that_stops_answers_what_it_committed_and_refuses_what_waits(engine_thread, market):
     """Stopping (SIGTERM) while a batch runs and more commands wait: the batch commits and

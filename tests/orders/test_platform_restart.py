@@ -39,13 +39,33 @@ class Platform:
     runs: int = 0
 
     def start(self) -> None:
+        self.launch()
+        wait_until(self._serving, what=f"scripts/run (run {self.runs}) serving: {self.log()[-1500:]}", timeout=240)
+
+    def launch(self) -> None:
+        """scripts/run started, not waited for."""
         self.runs += 1
         output = open(self.var_dir.parent / f"run-{self.runs}.log", "wb")  # noqa: SIM115 (closed with the process)
         self.process = subprocess.Popen(
             [str(ROOT / "scripts" / "run")], cwd=ROOT, env=self.env, stdout=output, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
-        wait_until(self._serving, what=f"scripts/run (run {self.runs}) serving: {self.log()[-1500:]}", timeout=240)
+
+    def processes(self, command: str = "") -> list[int]:
+        """The processes of this run (its VAR_DIR in their environment), whose command line
+        contains `command`: scripts/run's children, also once they outlive it."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                environ = (entry / "environ").read_bytes().split(b"\0")
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if f"VAR_DIR={self.var_dir}".encode() in environ and command in cmdline:
+                found.append(int(entry.name))
+        return found
 
     def _serving(self) -> bool:
         assert self.process is not None
@@ -148,3 +168,50 @@ def test_the_platform_starts_again_after_trading_and_new_reference_prices(platfo
     status, placed = platform.call("POST", "/api/orders", _order("buy", "2000.00", "after-restart"), carol)
     assert status == 201, placed
     assert platform.call("GET", "/trade/ETH-USDT")[0] == 200
+
+
+def test_a_stop_while_it_starts_stops_it_instead_of_serving_without_an_engine(platform: Platform) -> None:
+    """A SIGTERM to scripts/run while it starts (a supervisor's stop, `kill`, make passing
+    it on): the trap stopped the engine it had started, then the start went on: worker,
+    beat and web started, "Platform running at" was printed and it kept running, every
+    order answered 503 (engine down), until something else stopped it."""
+    platform.launch()
+    assert platform.process is not None
+    wait_until(lambda: platform.processes("seed_demo"), what="seed_demo running", timeout=240, interval=0.02)
+    platform.process.send_signal(signal.SIGTERM)  # scripts/run alone, not its children
+    try:
+        code = platform.process.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.fail(
+            f"scripts/run still running 90 s after SIGTERM; left: {platform.processes()}:\n{platform.log()[-1500:]}"
+        )
+    assert code != 0, platform.log()[-1500:]
+    assert "Platform running at" not in platform.log()
+    wait_until(lambda: not platform.processes(), what="no process of the run left", timeout=60)
+
+
+def test_a_run_whose_script_was_killed_outright_is_stopped_by_the_next(platform: Platform) -> None:
+    """SIGKILL to scripts/run itself (an operator's kill -9, an OOM kill) leaves its engine,
+    web, worker and beat running, orphaned. The next `make run` went on beside them: its
+    engine stood by behind the old one's lock, its web could not bind the port (exit 3 after
+    printing "Platform running"), and the old processes served on with nothing to stop them.
+    It now stops what the last run left before it starts."""
+    platform.start()
+    first = set(platform.processes())
+    assert platform.process is not None
+    try:
+        platform.process.kill()
+        platform.process.wait(timeout=10)
+        assert platform.processes("manage.py engine"), "the engine of the killed run is not running"
+        platform.start()
+        left = first & set(platform.processes())
+        assert not left, f"processes of the first run still running: {left}"
+        status, placed = platform.call(
+            "POST", "/api/orders", _order("buy", "1990.00", "after-a-kill"), platform.token("carol")
+        )
+        assert status == 201, placed
+        assert platform.processes("manage.py engine")
+    finally:
+        for pid in first & set(platform.processes()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
