@@ -81,6 +81,34 @@ def test_flywheel_public_figures_are_cut_like_the_rest_of_the_page_never_rounded
     assert "0.67" not in stats + row and "0.10" not in stats + row
 
 
+def test_flywheel_split_figures_add_up_to_the_fees_they_split(trader, trader_client, settings):
+    """112.023306 USD of revenue splits 16.8034959 / 95.2198101: cut to cents the page read
+    "112.02" next to "16.80" and "95.21" (112.01). The split's three figures are exact, as
+    the API's, on the public panel and in "my impact"."""
+    from revenue.services import revenue_collect
+
+    revenue_collect(stream=0, amount="112.023306", description="fees", source_type="t", source_id="review-2")
+    fund(trader, settings.TTX_ASSET, "1")
+    seller = UserFactory()
+    fund(seller, "ETH", "2")
+    place(seller, side="sell", type="limit", price="2000.01", quantity="1.5")
+    place(trader, side="buy", type="limit", price="2000.01", quantity="1.5")
+    page = re.sub(r"\s+", " ", text(trader_client.get("/flywheel/")))
+    stats = re.search(r'<section class="stats".*?</section>', page).group(0)
+    revenue, holders, reserve = (
+        Decimal(v.replace(",", "")) for v in re.findall(r'<p class="stat-value[^"]*">([^<]*) <span', stats)[:3]
+    )
+    assert (revenue, holders, reserve) == (Decimal("112.023306"), Decimal("16.8034959"), Decimal("95.2198101"))
+
+    def figure(label: str) -> Decimal:
+        found = re.search(rf"<dt>{label}</dt><dd[^>]*>([^<]*) <span", page)
+        assert found, label
+        return Decimal(found.group(1).replace(",", ""))
+
+    fees = figure("Fees paid, 30 days")
+    assert fees > 0 and figure("Sent to holders") + figure("Sent to reserve") == fees, page
+
+
 # --- the admin desk: what a staff user without permissions sees ------------------------------------
 
 FAILURE_REPORT = "/admin/revenue/revenueevent/failure-report/"
