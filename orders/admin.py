@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from core.admin import ReadOnlyAdmin, ReadOnlyInline, SelectionCheckedAdmin
+from orders.engine.money import fills_quote_exact, is_multiple_of
 from orders.engine.types import TimeInForce
 from orders.models import Asset, Deposit, Market, Order, OrderEvent, Trade, TradeOutbox, Wallet
 
@@ -35,8 +37,43 @@ class AssetAdmin(SelectionCheckedAdmin):
     search_fields = ("symbol", "name")
 
 
+class MarketAdminForm(forms.ModelForm):
+    class Meta:
+        model = Market
+        fields = [
+            "symbol",
+            "base",
+            "quote",
+            "price_tick",
+            "quantity_step",
+            "min_quantity",
+            "reference_price",
+            "is_active",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        tick, step = cleaned.get("price_tick"), cleaned.get("quantity_step")
+        if tick is not None and step is not None and not fills_quote_exact(price_tick=tick, quantity_step=step):
+            raise forms.ValidationError(
+                "Price tick x quantity step must have at most 8 decimals, so that every fill's "
+                "quote amount (price x quantity) is exact: %(unit)s has more.",
+                code="quote_not_exact",
+                params={"unit": f"{tick * step:f}"},
+            )
+        reference = cleaned.get("reference_price")
+        if reference is not None and tick and not is_multiple_of(reference, unit=tick):
+            self.add_error("reference_price", "The reference price must be a multiple of the price tick.")
+        return cleaned
+
+
 @admin.register(Market)
 class MarketAdmin(SelectionCheckedAdmin):
+    """A market is created here; its steps and pair stay as created (the leading engine
+    keeps a market's steps from when it loaded it, and resting orders are multiples of the
+    old ones). Reference prices change through the staff endpoint, through the engine."""
+
+    form = MarketAdminForm
     list_display = (
         "symbol",
         "base",
@@ -48,9 +85,12 @@ class MarketAdmin(SelectionCheckedAdmin):
         "last_price",
         "is_active",
     )
-    # Reference prices change through the staff endpoint (validated against the tick).
-    readonly_fields = ("reference_price", "last_price")
     list_filter = ("is_active",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Market | None = None) -> tuple[str, ...]:
+        if obj is None:  # the reference price was read-only here too: adding a market was a 500
+            return ("last_price",)
+        return ("symbol", "base", "quote", "price_tick", "quantity_step", "reference_price", "last_price")
 
 
 @admin.register(Wallet)

@@ -105,6 +105,15 @@ def notional_of(*, price: Decimal, quantity: Decimal) -> Decimal:
     return quantize_down(MONEY_CONTEXT.multiply(price, quantity))
 
 
+def fills_quote_exact(*, price_tick: Decimal, quantity_step: Decimal) -> bool:
+    """Whether every fill of a market with these steps moves an exact quote amount: its
+    price and quantity are multiples of tick and step, so its notional is a multiple of
+    tick x step, exact at 8 dp when that is (else notional_of cuts it: a fill of 1e-8 at
+    1e-8 moves 0)."""
+    unit = MONEY_CONTEXT.multiply(price_tick, quantity_step)
+    return unit == unit.quantize(AMOUNT_QUANTUM, rounding=ROUND_FLOOR, context=MONEY_CONTEXT)
+
+
 def _floor_multiple(value: Decimal, unit: Decimal) -> Decimal:
     if unit <= 0:
         raise ValueError(f"unit must be positive, got {unit}")

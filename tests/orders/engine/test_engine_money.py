@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal, getcontext, localcontext
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from orders.engine import (
     AMOUNT_PLACES,
@@ -19,7 +21,7 @@ from orders.engine import (
     quantize_up,
     slippage_limit,
 )
-from orders.engine.money import exact_arithmetic
+from orders.engine.money import exact_arithmetic, fills_quote_exact
 
 D = Decimal
 
@@ -108,3 +110,23 @@ def test_exact_whatever_the_thread_context(prec: int) -> None:
             assert price * quantity == D("29999999999999999999999.99999997")
             assert getcontext().prec == 80
         assert getcontext().prec == prec
+
+
+@given(
+    tick=st.integers(min_value=1, max_value=999).flatmap(
+        lambda digits: st.integers(min_value=0, max_value=10).map(lambda places: Decimal(digits).scaleb(-places))
+    ),
+    step=st.integers(min_value=1, max_value=999).flatmap(
+        lambda digits: st.integers(min_value=0, max_value=10).map(lambda places: Decimal(digits).scaleb(-places))
+    ),
+    ticks=st.integers(min_value=1, max_value=10**6),
+    steps=st.integers(min_value=1, max_value=10**6),
+)
+def test_fills_quote_exact_says_whether_every_fill_moves_its_exact_notional(tick, step, ticks, steps):
+    """Exact steps: any price and quantity on them move price x quantity to the last unit.
+    Not exact: the smallest fill (one step at one tick) is cut."""
+    price, quantity = tick * ticks, step * steps
+    if fills_quote_exact(price_tick=tick, quantity_step=step):
+        assert notional_of(price=price, quantity=quantity) == price * quantity
+    else:
+        assert notional_of(price=tick, quantity=step) != tick * step
