@@ -1,5 +1,5 @@
 """Node outage: a real Celery worker delivers pending revenue events to the HolderReserve
-contract on anvil; the node (a real process) goes down for a minute of wall time while the
+contract on anvil; the node (a real process) goes down for half a minute of wall time while the
 beat's re-drive keeps coming, then comes back with its chain (--state). Meanwhile delivery
 must be paused with its cause (worker state, failure report), alerted when it started and
 again on its schedule, and no event may use an attempt or fail; afterwards it resumes by
@@ -22,9 +22,9 @@ pytestmark = [pytest.mark.postgres, pytest.mark.reliability]
 
 EVENTS = 300
 BATCH = 50
-OUTAGE_S = 60.0
+OUTAGE_S = 30.0  # well past the re-drive (2 s) and three alert repeats; CI time counts
 REDRIVE_EVERY_S = 2.0
-ALERT_REPEAT_S = 20
+ALERT_REPEAT_S = 10
 DELIVERY_TIMEOUT_S = 150.0
 REPORT = (
     "import json; from revenue.reports import onchain_failure_report; "
@@ -59,7 +59,7 @@ def alerts_logged(worker_log: str, subject: str) -> int:
 
 
 @pytest.mark.timeout(420)
-def test_node_down_for_a_minute_pauses_delivery_then_it_resumes(rig: Rig, figures: Figures) -> None:
+def test_node_down_for_half_a_minute_pauses_delivery_then_it_resumes(rig: Rig, figures: Figures) -> None:
     broker = rig.redis()
     node = rig.anvil(state_path=rig.workdir / "anvil-state.json")
     platform = rig.platform(
@@ -101,13 +101,13 @@ def test_node_down_for_a_minute_pauses_delivery_then_it_resumes(rig: Rig, figure
 
         seen: list[dict[str, Any]] = []
 
-        def a_minute_later() -> bool:
+        def outage_over() -> bool:
             redrive()
             cause, alerted_at, _ = pause_state(platform)
             seen.append({"cause": cause, "alerted_at": alerted_at, "states": states(platform)})
             return time.monotonic() - down_at >= OUTAGE_S
 
-        wait_until(a_minute_later, timeout=OUTAGE_S + 30, interval=REDRIVE_EVERY_S, what="a minute without the node")
+        wait_until(outage_over, timeout=OUTAGE_S + 30, interval=REDRIVE_EVERY_S, what="the outage")
         outage_s = time.monotonic() - down_at
         report = json.loads(
             platform.run("manage.py", "shell", "-c", REPORT, timeout=60).stdout.strip().splitlines()[-1]
