@@ -28,12 +28,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # scripts/test's second pass: tests that start the platform on its own embedded SQLite
     # (whatever DATABASE_URL says) ran, identically, in its first.
     embedded_done = os.environ.get("EMBEDDED_PLATFORM_TESTS") == "done"
+    # The same pass: the pure engine's and the contract's tests, whatever their database
+    # (none), ran in the first one too (CI's time: 20 minutes in all).
+    backend_free_done = os.environ.get("BACKEND_FREE_TESTS") == "done"
     for item in items:
+        if backend_free_done and _backend_free(item):
+            item.add_marker(pytest.mark.skip(reason="uses no database: done in the SQLite pass"))
         if "postgres" in item.keywords and not on_postgres:
             # Run in the PostgreSQL pass of scripts/test (CI insists that pass happens).
             item.add_marker(pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://..."))
         if "embedded" in item.keywords and embedded_done:
             item.add_marker(pytest.mark.skip(reason="runs its own embedded platform: done in the SQLite pass"))
+
+
+BACKEND_FREE_FOLDERS = ("tests/orders/engine/", "tests/chain/")
+DATABASE_FIXTURES = {"db", "transactional_db", "live_server", "_django_db_helper"}
+
+
+def _backend_free(item: pytest.Item) -> bool:
+    """A test of a folder that never reads the database (the pure engine, the contract on
+    its chain) that asks for no database either."""
+    path = item.path.as_posix()
+    return (
+        any(f"/{folder}" in path for folder in BACKEND_FREE_FOLDERS)
+        and item.get_closest_marker("django_db") is None
+        and not DATABASE_FIXTURES & set(getattr(item, "fixturenames", ()))
+    )
 
 
 def _migration_data_restore() -> None:
