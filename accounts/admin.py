@@ -2,7 +2,9 @@
 users could tick `is_superuser` or grant any permission on any account, their own
 included, and set a superuser's password, then sign in as that superuser. Here only a
 superuser edits what makes an account privileged, and only a superuser changes a
-superuser's account."""
+superuser's account. The platform's own accounts (the house, the fee account) are shown
+only: a password or `is_active` set on them let a staff member allowed to change users
+sign in as the house (accounts.selectors.user_is_system_account)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.http import HttpRequest
+
+from accounts.selectors import user_is_system_account
 
 User = get_user_model()
 # What only a superuser may set on an account.
@@ -26,11 +30,15 @@ class PlatformUserAdmin(UserAdmin):
         return fields + PRIVILEGE_FIELDS
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and user_is_system_account(username=obj.get_username()):
+            return False  # its password form too
         if obj is not None and obj.is_superuser and not getattr(request.user, "is_superuser", False):
             return False  # its password form too (UserAdmin.user_change_password asks this)
         return super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and user_is_system_account(username=obj.get_username()):
+            return False
         if obj is not None and obj.is_superuser and not getattr(request.user, "is_superuser", False):
             return False
         return super().has_delete_permission(request, obj)

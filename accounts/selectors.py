@@ -14,6 +14,12 @@ def api_key_list_for_user(*, user_id: int) -> list[ApiKey]:
     return list(ApiKey.objects.filter(user_id=user_id).defer("secret_encrypted").order_by("-id"))
 
 
+def user_is_system_account(*, username: str) -> bool:
+    """The platform's own accounts in the ledger (orders.system_accounts: the house and the
+    fee account, by these usernames): they cannot log in, and nobody edits them as a user."""
+    return username in (settings.HOUSE_USERNAME, settings.FEE_ACCOUNT_USERNAME)
+
+
 def user_still_signed_in(*, user_id: int, session_key: str | None) -> bool:
     """Whether a connection signed in as `user_id` may still act as that user: the user
     exists and is active and, for a page's session (`session_key`), that session still

@@ -31,6 +31,7 @@ from accounts.login_throttle import (
     login_throttle_check,
 )
 from accounts.models import ApiKey, UsernameKey
+from accounts.selectors import user_is_system_account
 from accounts.usernames import username_key, username_mixes_scripts
 from core.api.throttling import shared_rate_wait
 from core.errors import InvalidInput
@@ -104,8 +105,11 @@ def user_register(*, username: str, password: str, email: str = "") -> AbstractB
 
 def user_authenticate(*, request: HttpRequest, username: str, password: str) -> AbstractBaseUser:
     """Check credentials under the failed-login policy (accounts.login_throttle): 429 while
-    this username or this address is locked out, 401 for wrong credentials."""
+    this username or this address is locked out, 401 for wrong credentials. The platform's
+    own accounts (the house, the fee account) never log in, whatever their password."""
     user = authenticate(request, username=username, password=password)
+    if user is not None and user_is_system_account(username=user.get_username()):
+        user = None
     if user is None:
         login_refusal_check(request=request, username=username)
         logger.warning("failed login", extra={"username": username[:150], "client_ip": request.META.get("REMOTE_ADDR")})

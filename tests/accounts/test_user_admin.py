@@ -4,8 +4,10 @@ included) privileged, nor take over a superuser's account."""
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
+from orders.system_accounts import fee_account_user_id, house_user_id
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -75,3 +77,46 @@ def test_a_superuser_still_edits_privileges(client):
     assert answer.status_code == 302, answer.content[:800]
     other.refresh_from_db()
     assert other.is_superuser and other.is_staff
+
+
+# --- the platform's own accounts (orders.system_accounts: "they cannot log in") -----------
+
+
+def _system_accounts():
+    return list(get_user_model().objects.filter(pk__in=[house_user_id(), fee_account_user_id()]))
+
+
+@pytest.mark.parametrize("superuser", [False, True])
+def test_nobody_can_give_the_house_or_the_fee_account_a_password_or_activate_it(client, superuser):
+    editor = UserFactory(is_staff=True, is_superuser=superuser)
+    editor.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="auth", codename__in=["change_user", "view_user"])
+    )
+    client.force_login(editor)
+    for account in _system_accounts():
+        page = client.get(f"/admin/auth/user/{account.pk}/change/")
+        assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+        answer = client.post(
+            f"/admin/auth/user/{account.pk}/password/",
+            {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"},
+        )
+        assert answer.status_code == 403
+        assert (
+            client.post(f"/admin/auth/user/{account.pk}/change/", {**_form(account), "is_superuser": ""}).status_code
+            == 403
+        )
+        assert client.post(f"/admin/auth/user/{account.pk}/delete/", {"post": "yes"}).status_code == 403
+        account.refresh_from_db()
+        assert not account.is_active and not account.has_usable_password()
+
+
+def test_a_system_account_cannot_log_in_even_with_a_password(client):
+    for account in _system_accounts():
+        account.set_password(NEW_PASSWORD)
+        account.is_active = True
+        account.save()
+        answer = client.post("/login", {"username": account.username, "password": NEW_PASSWORD})
+        assert answer.status_code == 401
+        body = {"username": account.username, "password": NEW_PASSWORD}
+        api = client.post("/api/auth/token", body, content_type="application/json")
+        assert api.status_code == 401
