@@ -13,9 +13,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from core.admin import ReadOnlyAdmin, ReadOnlyInline, SelectionCheckedAdmin
-from orders.engine.money import fills_quote_exact, is_multiple_of
 from orders.engine.types import TimeInForce
 from orders.models import Asset, Deposit, Market, Order, OrderEvent, Trade, TradeOutbox, Wallet
+from orders.services.markets import asset_definition_check, market_definition_check
 
 
 class TimeInForceFilter(admin.SimpleListFilter):
@@ -31,10 +31,31 @@ class TimeInForceFilter(admin.SimpleListFilter):
         return queryset.filter(time_in_force=self.value()) if self.value() else queryset
 
 
+class AssetAdminForm(forms.ModelForm):
+    class Meta:
+        model = Asset
+        fields = ["symbol", "name"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if "symbol" in self.fields:
+            for field, messages in asset_definition_check(symbol=cleaned.get("symbol")).items():
+                for message in messages:
+                    self.add_error(field, message)
+        return cleaned
+
+
 @admin.register(Asset)
 class AssetAdmin(SelectionCheckedAdmin):
+    """An asset's symbol is part of its markets' symbols and of wallets as the API shows them:
+    set once, when it is added; its name stays editable."""
+
+    form = AssetAdminForm
     list_display = ("symbol", "name")
     search_fields = ("symbol", "name")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Asset | None = None) -> tuple[str, ...]:
+        return () if obj is None else ("symbol",)
 
 
 class MarketAdminForm(forms.ModelForm):
@@ -52,18 +73,26 @@ class MarketAdminForm(forms.ModelForm):
         ]
 
     def clean(self) -> dict[str, Any]:
+        """The rules are orders.services.markets.market_definition_check's; a field shown
+        read-only (the pair and steps of an existing market) is checked with its value."""
         cleaned = super().clean() or {}
-        tick, step = cleaned.get("price_tick"), cleaned.get("quantity_step")
-        if tick is not None and step is not None and not fills_quote_exact(price_tick=tick, quantity_step=step):
-            raise forms.ValidationError(
-                "Price tick x quantity step must have at most 8 decimals, so that every fill's "
-                "quote amount (price x quantity) is exact: %(unit)s has more.",
-                code="quote_not_exact",
-                params={"unit": f"{tick * step:f}"},
-            )
-        reference = cleaned.get("reference_price")
-        if reference is not None and tick and not is_multiple_of(reference, unit=tick):
-            self.add_error("reference_price", "The reference price must be a multiple of the price tick.")
+
+        def value(name: str) -> Any:
+            return cleaned.get(name) if name in self.fields else getattr(self.instance, name, None)
+
+        base, quote = value("base"), value("quote")
+        errors = market_definition_check(
+            base=base.symbol if base is not None else None,
+            quote=quote.symbol if quote is not None else None,
+            symbol=value("symbol"),
+            price_tick=value("price_tick"),
+            quantity_step=value("quantity_step"),
+            min_quantity=value("min_quantity"),
+            reference_price=value("reference_price"),
+        )
+        for field, messages in errors.items():
+            for message in messages:
+                self.add_error(None if field == "__all__" or field not in self.fields else field, message)
         return cleaned
 
 

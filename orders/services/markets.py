@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 
+from orders.engine.money import fills_quote_exact, is_multiple_of
 from orders.errors import MarketNotFound
 from orders.models import Asset, Market
 from orders.sequencer.commands import answer_raise, reference_price_command
@@ -28,6 +30,58 @@ def markets_ensure(*, assets: Mapping[str, str], markets: Mapping[str, tuple[str
             },
         )
     return found
+
+
+ASSET_SYMBOL = re.compile(r"[A-Z0-9]{1,16}")
+
+
+def asset_definition_check(*, symbol: str | None) -> dict[str, list[str]]:
+    """What is wrong with an asset as staff define it: its symbol is 1 to 16 capitals and
+    digits, as it is part of every market's symbol (BASE-QUOTE) and of their URLs."""
+    if symbol is not None and not ASSET_SYMBOL.fullmatch(symbol):
+        return {"symbol": ["1 to 16 capital letters and digits (BTC, USDT)."]}
+    return {}
+
+
+def market_definition_check(
+    *,
+    base: str | None,
+    quote: str | None,
+    symbol: str | None,
+    price_tick: Decimal | None,
+    quantity_step: Decimal | None,
+    min_quantity: Decimal | None,
+    reference_price: Decimal | None,
+) -> dict[str, list[str]]:
+    """What is wrong with a market as staff define it, per field ("__all__": the steps
+    together); empty when nothing is. A value that is missing (None) is not checked. The
+    symbol is its pair, BASE-QUOTE (the one form pages, API and engine route by); the steps are
+    positive, their product has at most 8 decimals (every fill's quote amount exact), and the
+    minimum quantity and the reference price lie on the step and tick grids."""
+    errors: dict[str, list[str]] = {}
+    if base is not None and quote is not None and symbol is not None and symbol != f"{base}-{quote}":
+        errors["symbol"] = [f"The symbol is the pair, base-quote: {base}-{quote}."]
+    tick = price_tick if price_tick is not None and price_tick > 0 else None
+    step = quantity_step if quantity_step is not None and quantity_step > 0 else None
+    if price_tick is not None and tick is None:
+        errors["price_tick"] = ["Must be positive."]
+    if quantity_step is not None and step is None:
+        errors["quantity_step"] = ["Must be positive."]
+    if tick is not None and step is not None and not fills_quote_exact(price_tick=tick, quantity_step=step):
+        errors["__all__"] = [
+            "Price tick x quantity step must have at most 8 decimals, so that every fill's quote amount "
+            f"(price x quantity) is exact: {tick * step:f} has more."
+        ]
+    if (
+        step is not None
+        and min_quantity is not None
+        and min_quantity > 0
+        and not is_multiple_of(min_quantity, unit=step)
+    ):
+        errors["min_quantity"] = ["The minimum quantity must be a multiple of the quantity step."]
+    if tick is not None and reference_price is not None and not is_multiple_of(reference_price, unit=tick):
+        errors["reference_price"] = ["The reference price must be a multiple of the price tick."]
+    return errors
 
 
 def market_reference_price_set(*, symbol: str, price: object) -> Market:
