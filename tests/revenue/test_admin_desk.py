@@ -339,3 +339,15 @@ def test_no_banner_when_all_is_well(desk, db):
     DeliveryHeartbeat.objects.create(pk=1, last_run_at=timezone.now(), connected=True)
     page = desk.get("/admin/revenue/revenueevent/failure-report/").content.decode()
     assert 'id="banner-chain"' not in page and 'id="banner-paused"' not in page
+
+
+def test_the_reports_holder_share_pending_is_exact_as_the_api_gives_it(desk, db):
+    """The card read `floatformat:2`: 0.006 owed to holders read 0.01 (rounded up), 0.004
+    read 0.00 beside a failure; the API says 0.00600000."""
+    now = timezone.now()
+    revenue_collect(stream=0, amount="0.04", description="small", source_type="t", source_id="small")
+    event = RevenueEvent.objects.get(source_id="small")
+    event_patch(event.pk, patch_failed(attempts=1, error="boom", now=now, next_retry_at=now))
+    page = desk.get("/admin/revenue/revenueevent/failure-report/").content.decode()
+    card = re.search(r"Holder share pending<strong>([^<]*)</strong>", page)
+    assert card is not None and card.group(1) == "0.006"
