@@ -21,7 +21,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import Resolver404, resolve, reverse
 from django.views.csrf import csrf_failure as django_csrf_failure
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import trigger_client_event
 
 from accounts.error_text import error_sentence
@@ -311,12 +311,16 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     return django_csrf_failure(request, reason=reason)
 
 
-@require_POST
+@require_http_methods(["GET", "HEAD", "POST"])
 def order_place_page(request: HttpRequest, symbol: str) -> HttpResponse:
     """Without JavaScript: POST, then redirect to the trade screen with a message (or the
-    screen again with the errors). With htmx: the order ticket is swapped in place; when the
-    session expired meanwhile, the ticket says so and keeps what was typed in."""
+    screen again with the errors, at this address). With htmx: the order ticket is swapped in
+    place; when the session expired meanwhile, the ticket says so and keeps what was typed in.
+    This address opened as a page (GET: the address bar after a refused order) is the trade
+    screen."""
     market = _market_or_404(symbol)
+    if request.method != "POST":
+        return redirect("trade", symbol=market.symbol)
     if not request.user.is_authenticated:
         if request.htmx:  # type: ignore[attr-defined]
             return _session_expired_ticket(request, market)

@@ -176,3 +176,16 @@ def test_the_historys_average_price_is_exact_not_rounded_to_the_tick(trader, tra
     cells = re.findall(r'<td class="num">([^<]*)</td>', row)
     assert "2,000.66666667" in cells, cells
     assert "2,000.67" not in cells
+
+
+def test_the_order_address_opened_as_a_page_goes_to_the_trade_screen(trader, trader_client, client, market):
+    """Without JavaScript a refused order re-renders the screen at /trade/ETH-USDT/order; that
+    address opened again (Enter in the address bar, a new tab, history) answered an empty
+    405 page. It now goes to the trade screen, and places nothing."""
+    refused = trader_client.post(ORDER_URL, {"side": "buy", "type": "limit", "quantity": "abc", "price": "1"})
+    assert refused.status_code == 400
+    for who in (trader_client, client):
+        answer = who.get(ORDER_URL)
+        assert (answer.status_code, answer["Location"]) == (302, "/trade/ETH-USDT")
+    assert client.get("/trade/NOPE/order").status_code == 404
+    assert not Order.objects.exists()
