@@ -398,7 +398,7 @@ class OrderRow:
 @page_login_required
 def order_history(request: HttpRequest) -> HttpResponse:
     user = page_user(request)
-    markets = market_list()
+    markets = market_list(include_inactive=True)  # orders stay in a market that was deactivated
     filter_form = OrderFilterForm(request.GET or None, markets=markets)
     filters = filter_form.filters()
     # "Open" means still in the book: partially filled orders are open too.

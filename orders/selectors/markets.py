@@ -7,8 +7,11 @@ from orders.models import Market
 SYMBOL_MAX_LENGTH = Market._meta.get_field("symbol").max_length or 0
 
 
-def market_list() -> list[Market]:
-    return list(Market.objects.filter(is_active=True).select_related("base", "quote").order_by("symbol"))
+def market_list(*, include_inactive: bool = False) -> list[Market]:
+    """Markets taking orders; with include_inactive, also those staff deactivated (a trader's
+    history still has orders in them)."""
+    markets = Market.objects.all() if include_inactive else Market.objects.filter(is_active=True)
+    return list(markets.select_related("base", "quote").order_by("symbol"))
 
 
 def market_get(*, symbol: str) -> Market:

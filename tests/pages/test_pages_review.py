@@ -189,3 +189,16 @@ def test_the_order_address_opened_as_a_page_goes_to_the_trade_screen(trader, tra
         assert (answer.status_code, answer["Location"]) == (302, "/trade/ETH-USDT")
     assert client.get("/trade/NOPE/order").status_code == 404
     assert not Order.objects.exists()
+
+
+def test_the_history_filters_by_a_market_that_no_longer_takes_orders(trader, trader_client, market):
+    """The market filter offered active markets only: a trader whose orders are in a market
+    staff deactivated got "The filter was not understood ... Showing all orders" for it
+    (GET /api/orders?market= filters by it)."""
+    place(trader, side="buy", type="limit", price="1900.00", quantity="1")
+    market.is_active = False
+    market.save(update_fields=["is_active"])
+    page = text(trader_client.get("/orders/?market=ETH-USDT"))
+    assert "not understood" not in page
+    assert '<option value="ETH-USDT" selected>' in page
+    assert "1 order" in page
