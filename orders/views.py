@@ -297,7 +297,7 @@ def _session_expired_ticket(request: HttpRequest, market: Market) -> HttpRespons
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """CSRF_FAILURE_VIEW: an htmx post of the order ticket whose token no longer matches (the
     session expired, or a login elsewhere rotated it) gets the ticket back, values kept;
-    everything else Django's own 403 page."""
+    everything else a 403 page of the site saying to reload (Django's own with DEBUG on)."""
     if getattr(request, "htmx", False):
         try:
             match = resolve(request.path_info)
@@ -308,7 +308,31 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
                 return _session_expired_ticket(request, market_get(symbol=match.kwargs["symbol"]))
             except ApplicationError:
                 pass
-    return django_csrf_failure(request, reason=reason)
+    if settings.DEBUG:  # Django's page, which says why
+        return django_csrf_failure(request, reason=reason)
+    return render(request, "403_csrf.html", {"back": _csrf_failure_back(request)}, status=403)
+
+
+# Forms that post to an address with no page of its own: where "Reload" goes instead.
+POST_ONLY_PAGES = {"order-place": "trade", "order-cancel": "orders", "api-key-delete-page": "api-keys-page"}
+
+
+def _csrf_failure_back(request: HttpRequest) -> str:
+    """Where "Reload" goes after a refused post: the page the form was on (the trade screen
+    for the order ticket, the admin page itself), else the markets."""
+    try:
+        match = resolve(request.path_info)
+    except Resolver404:
+        return reverse("home")
+    if match.url_name in POST_ONLY_PAGES:
+        page = POST_ONLY_PAGES[match.url_name]
+        return reverse(page, args=[match.kwargs["symbol"]]) if page == "trade" else reverse(page)
+    return reverse("home") if match.url_name == "logout" else request.path
+    if match.url_name == "order-place":
+        return reverse("trade", args=[match.kwargs["symbol"]])
+    if match.url_name in ("login", "register", "api-keys-page"):
+        return request.path
+    return reverse("home")
 
 
 @require_http_methods(["GET", "HEAD", "POST"])

@@ -202,3 +202,20 @@ def test_the_history_filters_by_a_market_that_no_longer_takes_orders(trader, tra
     assert "not understood" not in page
     assert '<option value="ETH-USDT" selected>' in page
     assert "1 order" in page
+
+
+@pytest.mark.parametrize("path", ["/logout", "/login", "/keys/", ORDER_URL])
+def test_a_refused_csrf_token_shows_a_page_of_the_site_with_debug_off(trader, settings, path):
+    """A trader who logged in in another tab (the token rotates) and then pressed "Log out" or
+    "Place order" without JavaScript here got Django's bare "Forbidden (403)" page, outside
+    the site. It is the site's page now, saying what to do; the status stays 403."""
+    settings.DEBUG = False
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(trader)
+    client.get("/trade/ETH-USDT")  # the CSRF cookie
+    answer = client.post(path, {"csrfmiddlewaretoken": "x" * 32, "username": "u", "password": "p"})
+    page = text(answer)
+    assert answer.status_code == 403
+    assert 'class="topbar"' in page and "<h1" in page and "css/app.css" in page
+    assert "reload the page" in page.lower()
+    assert "Traceback" not in page
