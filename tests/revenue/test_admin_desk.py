@@ -351,3 +351,24 @@ def test_the_reports_holder_share_pending_is_exact_as_the_api_gives_it(desk, db)
     page = desk.get("/admin/revenue/revenueevent/failure-report/").content.decode()
     card = re.search(r"Holder share pending<strong>([^<]*)</strong>", page)
     assert card is not None and card.group(1) == "0.006"
+
+
+def test_the_events_staff_actions_link_lists_that_events_actions_only(desk, mixed):
+    """The link searched `?q=<id>`: the search is also a substring of the correlation ids
+    (hex) and usernames, so event 1's link listed every staff action."""
+    ids = [e.pk for e in mixed.values()]
+    desk.post("/admin/revenue/revenueevent/", {"action": "retry_delivery_now", "_selected_action": ids})
+    event = mixed["failed"]
+    page = desk.get(f"/admin/revenue/revenueevent/{event.pk}/change/").content.decode()
+    link = re.search(r'href="(/admin/revenue/staffaction/\?[^"]*)">Staff actions<', page)
+    assert link is not None
+    listed = desk.get(link.group(1).replace("&amp;", "&")).content.decode()
+    assert set(re.findall(r">revenue event (\d+)</a>", listed)) == {str(event.pk)}
+
+
+def test_a_viewer_without_the_staff_action_permission_gets_no_link_to_them(client, mixed):
+    viewer = StaffFactory(is_superuser=False)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_revenueevent"))
+    client.force_login(viewer)
+    page = client.get(f"/admin/revenue/revenueevent/{mixed['failed'].pk}/change/").content.decode()
+    assert "/admin/revenue/staffaction/" not in page
