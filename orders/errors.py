@@ -68,3 +68,10 @@ class InvalidAmount(ApplicationError):
 class MarketInactive(ApplicationError):
     code = "market_inactive"
     default_message = "This market is not accepting orders."
+
+
+class OrderFormResent(Conflict):
+    """The pages' order ticket posted a second time (a double click, a resent form)."""
+
+    code = "order_form_resent"
+    default_message = "This order ticket was already sent; nothing more was placed."

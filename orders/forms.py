@@ -4,6 +4,7 @@ other trading rule is checked by the order service, exactly as for the API."""
 
 from __future__ import annotations
 
+import secrets
 from decimal import Decimal
 
 from django import forms
@@ -30,6 +31,8 @@ class OrderForm(ServiceForm):
     time_in_force = forms.ChoiceField(choices=[("", "Auto"), *choices(TimeInForce)], required=False)
     client_order_id = forms.CharField(required=False, max_length=64)
     stp = forms.ChoiceField(choices=[("", "Default (skip)"), *choices(SelfTradePrevention)], required=False)
+    # A one-time id of this rendered ticket (orders.services.orders.order_ticket_claim).
+    ticket = forms.CharField(required=False, max_length=64)
 
     def __init__(self, *args: object, market: Market, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -37,6 +40,8 @@ class OrderForm(ServiceForm):
         self.price_step = step_attr(market.price_tick)
         self.quantity_step = step_attr(market.quantity_step)
         self.quantity_min = step_attr(market.min_quantity)
+        if not self.is_bound and not self.initial.get("ticket"):
+            self.initial["ticket"] = secrets.token_urlsafe(16)
 
     @property
     def fee_bps(self) -> int:
@@ -60,7 +65,11 @@ class OrderForm(ServiceForm):
     def values_to_keep(self) -> dict[str, str]:
         """After a placed order: the same ticket again, without its client order id
         (which would otherwise name the order just placed)."""
-        return {name: value for name, value in self.data.items() if name in self.fields and name != "client_order_id"}
+        return {
+            name: value
+            for name, value in self.data.items()
+            if name in self.fields and name not in ("client_order_id", "ticket")
+        }
 
 
 class OrderFilterForm(forms.Form):

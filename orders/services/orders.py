@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
 
 from core.logging import correlation_id_get
 from core.metrics import ORDER_PLACE_SECONDS
@@ -112,3 +113,22 @@ def orders_cancel_all(*, user: AbstractBaseUser, symbol: str | None = None) -> l
             raise MarketNotFoundInBody(fields={"market": ["No such market."]})
     answer = answer_raise(engine_call(cancel_all_command(user_id=int(user.pk), market_id=market_id), market=symbol))
     return [int(order_id) for order_id in answer["order_ids"]]
+
+
+ORDER_TICKET_SECONDS = 24 * 3600
+
+
+def _ticket_key(user_id: int, ticket: str) -> str:
+    return f"order-ticket:{user_id}:{ticket}"
+
+
+def order_ticket_claim(*, user_id: int, ticket: str) -> bool:
+    """The pages' order ticket is sent once: True for the first post of this ticket id, False
+    for any other (a double click without JavaScript, a resent form). Atomic across the web
+    processes (the shared cache's add); kept a day."""
+    return bool(cache.add(_ticket_key(user_id, ticket), 1, timeout=ORDER_TICKET_SECONDS))
+
+
+def order_ticket_release(*, user_id: int, ticket: str) -> None:
+    """A ticket whose order was refused (nothing placed) may be sent again once corrected."""
+    cache.delete(_ticket_key(user_id, ticket))

@@ -219,3 +219,29 @@ def test_a_refused_csrf_token_shows_a_page_of_the_site_with_debug_off(trader, se
     assert 'class="topbar"' in page and "<h1" in page and "css/app.css" in page
     assert "reload the page" in page.lower()
     assert "Traceback" not in page
+
+
+@pytest.mark.parametrize("htmx", [False, True])
+def test_the_same_ticket_sent_twice_places_one_order(trader, trader_client, market, htmx):
+    """Without JavaScript nothing stops a double click (or a resent form): the same ticket
+    posted twice placed two orders. Each rendered ticket carries a one-time id: a second
+    post of it places nothing and says so (409); the ticket after a placed or refused order
+    can be sent again."""
+    headers = HTMX if htmx else {}
+    page = text(trader_client.get("/trade/ETH-USDT"))
+    ticket = re.search(r'name="ticket" value="([^"]+)"', page)
+    assert ticket is not None
+    body = {"side": "buy", "type": "limit", "quantity": "0.1", "price": "1900.00", "ticket": ticket.group(1)}
+    first = trader_client.post(ORDER_URL, body, headers=headers)
+    again = trader_client.post(ORDER_URL, body, headers=headers)
+    assert first.status_code == (200 if htmx else 302)
+    assert again.status_code == 409 and "order_form_resent" in text(again)
+    assert Order.objects.count() == 1
+    # A refused post leaves its ticket usable once the input is fixed.
+    refused = {**body, "ticket": f"t-refused-{htmx}-{trader.pk}", "quantity": "5000"}
+    assert trader_client.post(ORDER_URL, refused, headers=headers).status_code == 400
+    assert trader_client.post(ORDER_URL, {**refused, "quantity": "0.2"}, headers=headers).status_code in (200, 302)
+    assert Order.objects.count() == 2
+    if htmx:  # the ticket swapped in after a placed order has a new id
+        fresh = re.search(r'name="ticket" value="([^"]+)"', text(first))
+        assert fresh is not None and fresh.group(1) != ticket.group(1)
