@@ -316,6 +316,7 @@ class Sequencer:
                 if isinstance(exc, OperationalError | InterfaceError):
                     logger.warning("database unavailable, batch of %s refused: %s", len(commands), exc)
                     return [c.error_answer(ServiceUnavailable(retry_after=1))] * len(commands)
+                logger.exception("batch refused by the database")
                 return self._isolate(commands)
             except _Overdue:
                 self.undo.rollback()  # nothing of it committed: memory as before it

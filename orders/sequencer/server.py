@@ -424,7 +424,10 @@ def _late_summary(command: dict[str, object], answer: Answer) -> str:
 
 def announced(work: list[Callable[[], None]]) -> None:
     """On the announcer thread: each in turn. One that fails is logged and the rest run (a
-    future's exception, unread, would have been lost)."""
+    future's exception, unread, would have been lost). The thread's own database connection
+    is checked first, as the batch loop checks its own: one the database ended (a failed
+    statement marked it) is replaced, never reused for the life of the process."""
+    close_old_connections()
     for item in work:
         try:
             item()

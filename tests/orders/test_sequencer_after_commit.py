@@ -43,3 +43,32 @@ def test_a_failure_after_the_commit_keeps_the_answers_and_applies_nothing_twice(
     sold = sequencer.run_batch([_place(seller, side="sell", quantity="0.2", price="1500.00")])
     assert [fill["quantity"] for fill in sold[0]["order"]["fills"]] == ["0.10000000", "0.10000000"]
     assert_invariants()
+
+
+def test_a_batch_the_database_refuses_for_another_reason_is_logged_before_each_command_runs_alone(
+    market, monkeypatch, caplog
+):
+    # Seen under faults on PostgreSQL: `prepared statement "_pg3_49" does not exist`
+    # (ProgrammingError, neither retried nor a lost connection) sank a batch, and its first
+    # placement was recorded as `error` / `processing_failed` without a line saying why.
+    from django.db import ProgrammingError
+
+    buyer = UserFactory()
+    fund(buyer, "USDT", "5000")
+    sequencer = Sequencer()
+    sequencer.load()
+    real_batch = sequencer._batch
+    calls = {"n": 0}
+
+    def refused_once(commands: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ProgrammingError('prepared statement "_pg3_49" does not exist')
+        return real_batch(commands, **kwargs)
+
+    monkeypatch.setattr(sequencer, "_batch", refused_once)
+    answers = sequencer.run_batch([_place(buyer, side="buy", quantity="0.1", price="1500.00")])
+    assert [answer["status"] for answer in answers] == [201]
+    assert "batch refused by the database" in caplog.text
+    assert 'prepared statement "_pg3_49" does not exist' in caplog.text
+    assert_invariants()
