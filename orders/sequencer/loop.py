@@ -130,8 +130,22 @@ def _no_database(execute: Callable[..., Any], sql: str, params: Any, many: bool,
 _LOCK_BUSY = "55P03"
 
 
+# PostgreSQL's invalid_sql_statement_name: the server no longer knows a statement psycopg
+# prepared on this connection (seen after a failover, right after a late wallet lock was
+# refused). Nothing of the batch committed; on this connection every attempt, and each
+# command run alone, would fail the same way: it runs again on a new one.
+_STATEMENTS_LOST = "26000"
+
+
 def _sqlstate(exc: DatabaseError) -> str | None:
     return getattr(getattr(exc, "__cause__", None), "sqlstate", None)
+
+
+def _statements_lost(exc: DatabaseError) -> bool:
+    if _sqlstate(exc) != _STATEMENTS_LOST:
+        return False
+    connection.close()  # the next statement opens a new connection: its statements prepared afresh
+    return True
 
 
 def _retryable(exc: DatabaseError) -> bool:
@@ -299,7 +313,8 @@ class Sequencer:
                 # the server): a batch is not refused for a lock that is merely held.
                 return self._batch(commands, nowait=attempt < MAX_ATTEMPTS)
             except DatabaseError as exc:
-                if isinstance(exc, IntegrityError) or _retryable(exc):
+                lost = _statements_lost(exc)
+                if isinstance(exc, IntegrityError) or _retryable(exc) or lost:
                     # The server refused the batch (nothing of it committed): memory as it
                     # was before it (every change it made was recorded first), without
                     # reading the books again.
@@ -308,7 +323,8 @@ class Sequencer:
                 else:  # the connection lost, perhaps during COMMIT: what holds is read again
                     self.undo.clear()
                     self._stale |= set(self._markets)
-                if isinstance(exc, IntegrityError | OperationalError) and _retryable(exc) and attempt < MAX_ATTEMPTS:
+                retried = isinstance(exc, IntegrityError | OperationalError) and _retryable(exc)
+                if (retried or lost) and attempt < MAX_ATTEMPTS:
                     logger.warning("batch retried", extra={"attempt": attempt, "error": str(exc)[:200]})
                     if _sqlstate(exc) != _LOCK_BUSY:  # the retry waits for that lock in its first statement
                         time.sleep(0.01 * 2**attempt)
@@ -455,7 +471,7 @@ class Sequencer:
             flight.within.close()  # COMMIT's answer; the commit hooks run
         except DatabaseError as exc:
             self._known.clear()
-            if isinstance(exc, IntegrityError) or _retryable(exc):
+            if isinstance(exc, IntegrityError) or _retryable(exc) or _statements_lost(exc):
                 self.undo.rollback()  # both batches: memory as before this one
                 self.taken_back += 1
                 logger.warning("batch retried", extra={"attempt": 1, "error": str(exc)[:200]})

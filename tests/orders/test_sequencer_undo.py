@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, ProgrammingError, connection
 
 from orders.engine.market import MarketEngine
 from orders.engine.types import Side
@@ -139,4 +139,46 @@ def test_a_batch_failing_otherwise_has_its_markets_read_again(market, monkeypatc
     fresh = Sequencer()
     fresh.load()
     assert _memory(sequencer.markets[0]) == _memory(fresh.markets[0])
+    assert_invariants()
+
+
+class _StatementsLost(Exception):
+    """psycopg's InvalidSqlStatementName under Django's ProgrammingError: the server no
+    longer knows a statement psycopg prepared on this connection (seen after a failover,
+    right after a batch's late wallet lock was refused)."""
+
+    sqlstate = "26000"
+
+
+@pytest.mark.postgres
+def test_a_batch_whose_prepared_statements_the_server_lost_runs_again_on_a_new_connection(market, monkeypatch):
+    """Refused on its connection (nothing committed), isolated command by command on that
+    same connection, the order failed again alone and was recorded `error` (its client
+    answered 201 with a rejected order). Taken back and run again on a new connection, whose
+    statements are prepared afresh, it is placed."""
+    seller, buyer = UserFactory(), UserFactory()
+    fund(seller, "ETH", "1")
+    fund(buyer, "USDT", "5000")
+    sequencer = Sequencer()
+    sequencer.load()
+    sequencer.run_batch([_place(seller, side="sell", quantity="0.1", price="1500.00")])
+    broken: list[Any] = []
+    real = sequencer_loop.batch_write
+
+    def write(**kwargs: Any) -> Any:
+        if not broken:
+            broken.append(connection.connection)
+        if connection.connection is broken[0]:  # this connection's statements are gone
+            lost = ProgrammingError('prepared statement "_pg3_49" does not exist')
+            lost.__cause__ = _StatementsLost()
+            raise lost
+        return real(**kwargs)
+
+    monkeypatch.setattr(sequencer_loop, "batch_write", write)
+
+    [answer] = sequencer.run_batch([_place(buyer, side="buy", quantity="0.1", price="1500.00")])
+
+    assert answer["status"] == 201 and answer["order"]["status"] == "filled", answer
+    assert sequencer.taken_back == 1
+    assert Trade.objects.count() == 1
     assert_invariants()
