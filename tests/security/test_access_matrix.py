@@ -217,7 +217,8 @@ PAGE_ROUTES: dict[str, Route] = {
     "trade/": Route({"GET": Rule(PUB, 302)}),
     "trade/<str:symbol>": Route({"GET": Rule(PUB, 200, _symbol)}),
     "trade/<str:symbol>/live": Route({"GET": Rule(PUB, 200, _symbol)}),
-    "trade/<str:symbol>/order": Route({"POST": Rule(USR, 302, _page_order)}),
+    # Opened as a page (the address bar after a refused order): the trade screen, for anyone.
+    "trade/<str:symbol>/order": Route({"GET": Rule(PUB, 302, _symbol), "POST": Rule(USR, 302, _page_order)}),
     "orders/": Route({"GET": Rule(USR, 200)}),
     "orders/<str:order_id>/cancel": Route({"POST": Rule(OWN, 302, _fresh_owner_order)}),
     "wallet/": Route({"GET": Rule(USR, 200)}),
@@ -364,7 +365,7 @@ def _check_page(world: World, route: str, method: str) -> None:
             continue
         if expected == "unauthenticated":
             assert response.status_code == 302, (actor, response.status_code)
-            # The order ticket's URL answers POST only: after login the trader returns to the page.
+            # The order ticket's URL places on POST only: after login the trader returns to the page.
             page = path.removesuffix("/order") if route == "trade/<str:symbol>/order" else path
             assert response["Location"] == f"/login?next={quote(page)}"
         else:
@@ -394,7 +395,7 @@ def test_api_access(world: World) -> None:
 
 
 def test_page_access(world: World) -> None:
-    assert _every_case(world, PAGE_ROUTES, _check_page) == 19
+    assert _every_case(world, PAGE_ROUTES, _check_page) == 20
 
 
 def test_undeclared_methods_are_refused(world: World) -> None:
