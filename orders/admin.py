@@ -58,19 +58,14 @@ class AssetAdmin(SelectionCheckedAdmin):
         return () if obj is None else ("symbol",)
 
 
+# What staff define of a market (orders.services.markets.market_definition_check).
+MARKET_DEFINITION = ("symbol", "base", "quote", "price_tick", "quantity_step", "min_quantity", "reference_price")
+
+
 class MarketAdminForm(forms.ModelForm):
     class Meta:
         model = Market
-        fields = [
-            "symbol",
-            "base",
-            "quote",
-            "price_tick",
-            "quantity_step",
-            "min_quantity",
-            "reference_price",
-            "is_active",
-        ]
+        fields = [*MARKET_DEFINITION, "is_active"]
 
     def clean(self) -> dict[str, Any]:
         """The rules are orders.services.markets.market_definition_check's; a field shown
@@ -103,23 +98,14 @@ class MarketAdmin(SelectionCheckedAdmin):
     old ones). Reference prices change through the staff endpoint, through the engine."""
 
     form = MarketAdminForm
-    list_display = (
-        "symbol",
-        "base",
-        "quote",
-        "price_tick",
-        "quantity_step",
-        "min_quantity",
-        "reference_price",
-        "last_price",
-        "is_active",
-    )
+    list_display = (*MARKET_DEFINITION, "last_price", "is_active")
     list_filter = ("is_active",)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Market | None = None) -> tuple[str, ...]:
         if obj is None:  # the reference price was read-only here too: adding a market was a 500
             return ("last_price",)
-        return ("symbol", "base", "quote", "price_tick", "quantity_step", "reference_price", "last_price")
+        # Once created only the minimum quantity (and whether it is active) changes here.
+        return (*(name for name in MARKET_DEFINITION if name != "min_quantity"), "last_price")
 
 
 @admin.register(Wallet)

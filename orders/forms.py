@@ -31,7 +31,7 @@ class OrderForm(ServiceForm):
     time_in_force = forms.ChoiceField(choices=[("", "Auto"), *choices(TimeInForce)], required=False)
     client_order_id = forms.CharField(required=False, max_length=64)
     stp = forms.ChoiceField(choices=[("", "Default (skip)"), *choices(SelfTradePrevention)], required=False)
-    # A one-time id of this rendered ticket (orders.services.orders.order_ticket_claim).
+    # A one-time id of this rendered ticket (orders.services.orders.order_place_from_ticket).
     ticket = forms.CharField(required=False, max_length=64)
 
     def __init__(self, *args: object, market: Market, **kwargs: object) -> None:

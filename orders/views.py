@@ -30,7 +30,7 @@ from accounts.views import page_login_required, page_user, safe_next
 from core.errors import ApplicationError, ServiceUnavailable
 from core.pages import LiveRegion, live_regions_render, live_regions_response
 from core.text import path_id
-from orders.errors import OrderFormResent, OrderNotFound
+from orders.errors import OrderNotFound
 from orders.forms import OrderFilterForm, OrderForm
 from orders.models import LIVE_STATUSES, RESTING_STATUSES, Market, Order, OrderStatus
 from orders.selectors.book import BookLevel, order_book_get
@@ -46,7 +46,7 @@ from orders.selectors.orders import (
     trade_list_for_market,
 )
 from orders.selectors.wallets import wallet_balance_get, wallet_list_for_user
-from orders.services.orders import order_cancel, order_place, order_ticket_claim, order_ticket_release
+from orders.services.orders import order_cancel, order_place_from_ticket
 
 BOOK_DEPTH = 14
 RECENT_TRADES = 24
@@ -328,11 +328,6 @@ def _csrf_failure_back(request: HttpRequest) -> str:
         page = POST_ONLY_PAGES[match.url_name]
         return reverse(page, args=[match.kwargs["symbol"]]) if page == "trade" else reverse(page)
     return reverse("home") if match.url_name == "logout" else request.path
-    if match.url_name == "order-place":
-        return reverse("trade", args=[match.kwargs["symbol"]])
-    if match.url_name in ("login", "register", "api-keys-page"):
-        return request.path
-    return reverse("home")
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -353,18 +348,15 @@ def order_place_page(request: HttpRequest, symbol: str) -> HttpResponse:
     form = OrderForm(request.POST, market=market)
     placed: Order | None = None
     summary = note = ""
-    ticket = form.cleaned_data.get("ticket", "") if form.is_valid() else ""
-    if form.is_valid() and ticket and not order_ticket_claim(user_id=user.pk, ticket=ticket):
-        form.add_application_error(OrderFormResent())
-    elif form.is_valid():
+    if form.is_valid():
         try:
-            result = order_place(user=user, request=form.order_request())
-        except (ApplicationError, OperationalError) as exc:
-            # Nothing placed: the ticket may be sent again once corrected.
-            if ticket:
-                order_ticket_release(user_id=user.pk, ticket=ticket)
-            # The database busy or away is retryable, as the API says.
-            form.add_application_error(exc if isinstance(exc, ApplicationError) else ServiceUnavailable())
+            result = order_place_from_ticket(
+                user=user, request=form.order_request(), ticket=form.cleaned_data["ticket"]
+            )
+        except ApplicationError as exc:
+            form.add_application_error(exc)
+        except OperationalError:  # the database is busy or away: retryable, as the API says
+            form.add_application_error(ServiceUnavailable())
         else:
             placed = order_get_for_user(user_id=user.pk, order_id=result.order_id)
             summary = _order_summary(placed, created=result.created)

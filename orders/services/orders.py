@@ -14,11 +14,13 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
+from django.db import OperationalError
 
+from core.errors import ApplicationError
 from core.logging import correlation_id_get
 from core.metrics import ORDER_PLACE_SECONDS
 from orders.engine.requests import OrderRequest
-from orders.errors import MarketNotFoundInBody
+from orders.errors import MarketNotFoundInBody, OrderFormResent
 from orders.models import Market
 from orders.sequencer.commands import answer_raise, cancel_all_command, cancel_command, place_command
 from orders.sequencer.transport import engine_call
@@ -118,17 +120,19 @@ def orders_cancel_all(*, user: AbstractBaseUser, symbol: str | None = None) -> l
 ORDER_TICKET_SECONDS = 24 * 3600
 
 
-def _ticket_key(user_id: int, ticket: str) -> str:
-    return f"order-ticket:{user_id}:{ticket}"
-
-
-def order_ticket_claim(*, user_id: int, ticket: str) -> bool:
-    """The pages' order ticket is sent once: True for the first post of this ticket id, False
-    for any other (a double click without JavaScript, a resent form). Atomic across the web
-    processes (the shared cache's add); kept a day."""
-    return bool(cache.add(_ticket_key(user_id, ticket), 1, timeout=ORDER_TICKET_SECONDS))
-
-
-def order_ticket_release(*, user_id: int, ticket: str) -> None:
-    """A ticket whose order was refused (nothing placed) may be sent again once corrected."""
-    cache.delete(_ticket_key(user_id, ticket))
+def order_place_from_ticket(*, user: AbstractBaseUser, request: OrderRequest, ticket: str) -> PlaceResult:
+    """The pages' order ticket, placed once per rendered ticket id: a second post of it (a
+    double click without JavaScript, a resent form) is OrderFormResent and places nothing.
+    The claim is the shared cache's add (atomic across web processes, kept a day); a ticket
+    whose order was refused is released, to be sent again once corrected. No id (an older
+    page): placed as sent."""
+    if not ticket:
+        return order_place(user=user, request=request)
+    key = f"order-ticket:{user.pk}:{ticket}"
+    if not cache.add(key, 1, timeout=ORDER_TICKET_SECONDS):
+        raise OrderFormResent()
+    try:
+        return order_place(user=user, request=request)
+    except (ApplicationError, OperationalError):
+        cache.delete(key)
+        raise
