@@ -14,6 +14,7 @@ from django.test import override_settings
 
 from core.api.fast import FastPath
 from orders.api.urls import FAST_ROUTES
+from tests.asgi import post_scope
 
 CHUNK = 64 * 1024
 CHUNKS = 64  # 4 MiB in all
@@ -43,20 +44,7 @@ class Downstream:
 
 
 def _post(fast: FastPath, pulled: list[int]) -> None:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/api/orders",
-        "raw_path": b"/api/orders",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"testserver"), (b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
+    scope = post_scope(headers={"Content-Type": "application/json"})
 
     async def receive() -> dict[str, Any]:
         pulled[0] += 1

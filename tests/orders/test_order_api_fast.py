@@ -30,6 +30,7 @@ from orders.api.urls import FAST_ROUTES
 from orders.models import Order
 from orders.sequencer.zmq import _unavailable
 from tests.accounts.api_key_support import signed_headers
+from tests.asgi import post_scope
 from tests.factories import UserFactory
 from tests.orders.support import trader_create
 
@@ -86,20 +87,7 @@ class Answer:
 def call(
     app: Any, *, body: bytes = b"", headers: dict[str, str], path: str = "/api/orders", query: bytes = b""
 ) -> Answer:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query,
-        "root_path": "",
-        "headers": [(b"host", b"testserver")] + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
+    scope = post_scope(path=path, headers=headers, query=query)
 
     async def run() -> list[dict[str, Any]]:
         inbox = [{"type": "http.request", "body": body, "more_body": False}]

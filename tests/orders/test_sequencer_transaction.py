@@ -302,18 +302,7 @@ def test_plans_prepared_while_the_tables_were_small_still_look_rows_up_by_key(vi
         round_trip()
     for model in (Order, OrderEvent, Trade):
         _grown(model, copies=400)
-    plans: list[str] = []
-    raw = connection.connection
-    raw.add_notice_handler(lambda diagnostic: plans.append(diagnostic.message_primary or ""))
-    with connection.cursor() as cursor:
-        cursor.execute("LOAD 'auto_explain'")
-        cursor.execute("SET auto_explain.log_min_duration = 0")
-        cursor.execute("SET auto_explain.log_level = 'notice'")
-    try:
-        round_trip()
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SET auto_explain.log_min_duration = -1")
+    plans = _plans_of(round_trip)
     batch_plans = [plan for plan in plans if "orders_order" in plan or "orders_trade" in plan]
     assert any("Update on orders_order" in plan for plan in batch_plans), plans
     assert any("orders_orderevent" in plan for plan in batch_plans), plans

@@ -120,13 +120,19 @@ def test_a_batch_refused_by_the_database_is_taken_back_and_retried_without_readi
     assert_invariants()
 
 
-def test_a_batch_failing_otherwise_has_its_markets_read_again(market, monkeypatch, counted_loads):
+def _one_resting_sell_and_a_buyer() -> tuple[Sequencer, Any]:
+    """A sequencer holding one resting sell of 0.1 ETH at 1,500, and a buyer with 5,000 USDT."""
     seller, buyer = UserFactory(), UserFactory()
     fund(seller, "ETH", "1")
     fund(buyer, "USDT", "5000")
     sequencer = Sequencer()
     sequencer.load()
     sequencer.run_batch([_place(seller, side="sell", quantity="0.1", price="1500.00")])
+    return sequencer, buyer
+
+
+def test_a_batch_failing_otherwise_has_its_markets_read_again(market, monkeypatch, counted_loads):
+    sequencer, buyer = _one_resting_sell_and_a_buyer()
     counted_loads.clear()
     _write_failing(monkeypatch, RuntimeError("a bug"))
 
@@ -156,12 +162,7 @@ def test_a_batch_whose_prepared_statements_the_server_lost_runs_again_on_a_new_c
     same connection, the order failed again alone and was recorded `error` (its client
     answered 201 with a rejected order). Taken back and run again on a new connection, whose
     statements are prepared afresh, it is placed."""
-    seller, buyer = UserFactory(), UserFactory()
-    fund(seller, "ETH", "1")
-    fund(buyer, "USDT", "5000")
-    sequencer = Sequencer()
-    sequencer.load()
-    sequencer.run_batch([_place(seller, side="sell", quantity="0.1", price="1500.00")])
+    sequencer, buyer = _one_resting_sell_and_a_buyer()
     broken: list[Any] = []
     real = sequencer_loop.batch_write
 

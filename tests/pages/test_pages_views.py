@@ -35,18 +35,17 @@ def _clean_cache():
 
 
 @pytest.fixture
-def market():
+def market(market):
+    """The conftest's ETH-USDT, and TTX-USDT beside it."""
     market_create("TTX-USDT", price_tick="0.0001", quantity_step="1", min_quantity="1", reference_price="0.5000")
-    return market_create("ETH-USDT")
+    return market
 
 
 @pytest.fixture
-def trader(market):
-    user = UserFactory()
-    fund(user, "USDT", "10000")
-    fund(user, "ETH", "5")
-    fund(user, "TTX", "1500")
-    return user
+def trader(trader):
+    """The conftest's trader, holding TTX too."""
+    fund(trader, "TTX", "1500")
+    return trader
 
 
 @pytest.fixture
@@ -257,7 +256,7 @@ def test_an_unavailable_database_is_a_retryable_answer_not_a_crash(trader_client
     def busy(**kwargs):
         raise OperationalError("database is locked")
 
-    monkeypatch.setattr("orders.views.order_place", busy)
+    monkeypatch.setattr("orders.services.orders.order_place", busy)  # under the ticket's claim
     response = trader_client.post(ORDER_URL, limit_order())
     assert response.status_code == 503 and shown_error("service_unavailable") in text(response)
 
