@@ -88,6 +88,12 @@ ENGINE_COMMANDS_LATE = Counter(
 # At 0 from the start: a series that appears with its first increment hides it from increase().
 for _outcome in ("expired", "answered_late"):
     ENGINE_COMMANDS_LATE.labels(outcome=_outcome)
+# Batches of stream messages an engine could not hand to the web processes (Redis or the
+# ZeroMQ relay refused): their subscribers get a gap and a fresh snapshot once it works.
+STREAM_BATCHES_UNPUBLISHED = Counter(
+    "platform_stream_batches_unpublished_total",
+    "Batches of stream messages an engine could not publish to the web processes.",
+)
 # The commands that were waiting when an engine's last batch began (the largest over the
 # live engines in multiprocess mode). Near ENGINE_BATCH_MAX for long: an engine falls behind.
 ENGINE_QUEUE_DEPTH = Gauge(

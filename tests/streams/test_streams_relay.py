@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import socket
 import threading
 import time
 from typing import Any
@@ -17,7 +18,9 @@ import zmq
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
+from prometheus_client import REGISTRY
 
+from orders.streams import relay
 from orders.streams.relay import Message, relay_listen, relay_publisher_start, relay_redis_channel, relay_send
 from tests import environment
 
@@ -118,3 +121,35 @@ def test_a_batch_travels_as_one_message_and_each_group_gets_its_messages_in_orde
     # numbered one after the other by the sending process: a receiver can tell a lost one
     assert len({frame["source"] for frame in sent}) == 1
     assert [b["number"] - a["number"] for a, b in itertools.pairwise(sent)] == [1] * (BATCHES - 1)
+
+
+def test_a_relay_that_refuses_is_counted_per_batch_and_logged_once_in_a_while(settings, caplog, monkeypatch):
+    """Redis down: a few hundred batches a second fail to publish. Each is counted; the log
+    has one error line (with the traceback) per interval, saying how many, not one each."""
+    settings.STREAMS_RELAY = "redis"
+    settings.REDIS_URL = f"redis://127.0.0.1:{_closed_port()}/0"
+    monkeypatch.setattr(relay, "_redis", None)
+    monkeypatch.setattr(relay, "_unpublished_logged_at", float("-inf"))
+    monkeypatch.setattr(relay, "_unpublished_since_log", 0)
+    before = _unpublished_total()
+    with caplog.at_level("ERROR", logger="orders.streams"):
+        for _ in range(50):
+            relay_send([("trades.ETH-USDT", {"type": "stream.data"})])
+        monkeypatch.setattr(relay, "_unpublished_logged_at", float("-inf"))  # the interval passed
+        for _ in range(7):
+            relay_send([("trades.ETH-USDT", {"type": "stream.data"})])
+
+    assert _unpublished_total() - before == 57
+    lines = [r for r in caplog.records if r.name == "orders.streams"]
+    assert [r.getMessage().split(":")[1].split(" batch")[0].strip() for r in lines] == ["1", "50"]
+    assert all(r.exc_info is not None for r in lines)
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _unpublished_total() -> float:
+    return REGISTRY.get_sample_value("platform_stream_batches_unpublished_total") or 0.0
