@@ -17,6 +17,7 @@ from rest_framework_simplejwt.tokens import Token
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from accounts.api_keys import HEADER_KEY_META, api_key_principal_for_request
+from accounts.credentials import CREDENTIALS_CLAIM, credentials_current
 from core.db import quote_name, rows_select
 from core.errors import ApplicationError
 
@@ -46,6 +47,11 @@ class PlatformJWTAuthentication(JWTAuthentication):
         user = found[0]
         if api_settings.CHECK_USER_IS_ACTIVE and not user.is_active:
             raise AuthenticationFailed(_("User is inactive"), code="user_inactive")
+        claimed = validated_token.get(CREDENTIALS_CLAIM)
+        # Issued before the password changed: refused (every token the platform issues has
+        # the mark; one without it was never issued by a login).
+        if claimed is not None and not credentials_current(claimed=claimed, user=user):
+            raise AuthenticationFailed(_("The user's password has been changed."), code="password_changed")
         if api_settings.CHECK_REVOKE_TOKEN and validated_token.get(
             api_settings.REVOKE_TOKEN_CLAIM
         ) != get_md5_hash_password(user.password):
@@ -74,11 +80,14 @@ class CredentialsInvalid(ApplicationError):
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who a request acts for, as its credentials say. `can_trade`: may place and cancel
-    orders (a JWT always; a read-only API key will not)."""
+    orders (a JWT always; a read-only API key will not). `credentials_mark`: the password
+    mark a JWT was issued under (accounts.credentials), which the engine compares with the
+    user's present one."""
 
     user_id: int
     scheme: str
     can_trade: bool = True
+    credentials_mark: str | None = None  # a JWT's password mark, for the engine to compare
 
 
 _jwt = JWTAuthentication()
@@ -122,7 +131,8 @@ def request_principal(request: HttpRequest) -> Principal | None:
         raw = _jwt.get_raw_token(header)
         if raw is None:
             return None
-        return Principal(user_id=_token_user_id(raw), scheme="jwt")
+        user_id, mark = _token_user(raw)
+        return Principal(user_id=user_id, scheme="jwt", credentials_mark=mark)
     except (InvalidToken, TokenError):
         raise CredentialsInvalid() from None
     except AuthenticationFailed:
@@ -130,24 +140,27 @@ def request_principal(request: HttpRequest) -> Principal | None:
 
 
 # Access tokens this process verified: raw token -> (user id, the moment it expires, leeway
-# included). A client sends the same token with every request until it expires; its
-# signature and claims, once verified, stay verified, and only the expiry is checked again
-# (simplejwt's check was a quarter of an order's web CPU). Bounded: emptied when full.
-_verified: dict[bytes, tuple[int, float]] = {}
+# included, its password mark). A client sends the same token with every request until it
+# expires; its signature and claims, once verified, stay verified, and only the expiry is
+# checked again (simplejwt's check was a quarter of an order's web CPU). Bounded: emptied
+# when full.
+_verified: dict[bytes, tuple[int, float, str | None]] = {}
 VERIFIED_TOKENS_KEPT = 10_000
 
 
-def _token_user_id(raw: bytes) -> int:
-    """The user claim of a valid access token; raises simplejwt's errors or CredentialsInvalid."""
+def _token_user(raw: bytes) -> tuple[int, str | None]:
+    """The user claim and the password mark of a valid access token; raises simplejwt's
+    errors or CredentialsInvalid."""
     known = _verified.get(raw)
     if known is not None and time.time() < known[1]:
-        return known[0]
+        return known[0], known[2]
     token = _jwt.get_validated_token(raw)
     user_id = token.get(api_settings.USER_ID_CLAIM)
-    if not is_user_id(user_id):
+    mark = token.get(CREDENTIALS_CLAIM)
+    if not is_user_id(user_id) or not (mark is None or isinstance(mark, str)):
         raise CredentialsInvalid()
     if len(_verified) >= VERIFIED_TOKENS_KEPT:
         _verified.clear()
     leeway = token.get_token_backend().get_leeway().total_seconds()
-    _verified[raw] = (int(user_id), float(token["exp"]) + leeway)
-    return int(user_id)
+    _verified[raw] = (int(user_id), float(token["exp"]) + leeway, mark)
+    return int(user_id), mark

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.utils.crypto import constant_time_compare
 
+from accounts.credentials import credentials_current
 from accounts.models import ApiKey
 
 
@@ -20,16 +21,17 @@ def user_is_system_account(*, username: str) -> bool:
     return username in (settings.HOUSE_USERNAME, settings.FEE_ACCOUNT_USERNAME)
 
 
-def user_still_signed_in(*, user_id: int, session_key: str | None) -> bool:
+def user_still_signed_in(*, user_id: int, session_key: str | None, credentials_mark: str | None = None) -> bool:
     """Whether a connection signed in as `user_id` may still act as that user: the user
     exists and is active and, for a page's session (`session_key`), that session still
     exists, still names the user, and was made under the user's present password (Django's
-    own check at each request: logging out, or changing the password, ends it)."""
+    own check at each request: logging out, or changing the password, ends it); for a token,
+    its password mark (`credentials_mark`) is still the user's."""
     user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
     if user is None:
         return False
     if session_key is None:
-        return True
+        return credentials_mark is None or credentials_current(claimed=credentials_mark, user=user)
     session = import_module(settings.SESSION_ENGINE).SessionStore(session_key).load()
     return str(session.get(SESSION_KEY)) == str(user_id) and constant_time_compare(
         str(session.get(HASH_SESSION_KEY, "")), user.get_session_auth_hash()

@@ -12,7 +12,6 @@ rotation with reuse detection). Access tokens already issued live out their shor
 
 from __future__ import annotations
 
-import hmac
 import logging
 from typing import cast
 
@@ -27,22 +26,13 @@ from rest_framework_simplejwt.tokens import BlacklistMixin, RefreshToken, Token
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from accounts.authentication import is_user_id
+from accounts.credentials import CREDENTIALS_CLAIM, credentials_current, password_mark
 from accounts.errors import InvalidToken
 from accounts.models import RefreshTokenFamily
 
 logger = logging.getLogger(__name__)
 
 FAMILY_CLAIM = "fam"
-# A mark of the user's password hash when the token was issued (Django's session auth hash,
-# an HMAC keyed by SECRET_KEY, shortened): a refresh token whose mark no longer matches was
-# issued before the password changed, whichever way it changed (the admin's form, `manage.py
-# changepassword`, a script), and is refused.
-CREDENTIALS_CLAIM = "pwm"
-PASSWORD_MARK_CHARS = 20
-
-
-def password_mark(user: AbstractBaseUser) -> str:
-    return user.get_session_auth_hash()[:PASSWORD_MARK_CHARS]
 
 
 class FamilyRefreshToken(RefreshToken):
@@ -138,7 +128,7 @@ def _active_user(token: FamilyRefreshToken) -> AbstractBaseUser:
     if user is None or not api_settings.USER_AUTHENTICATION_RULE(user):
         raise InvalidToken()
     # Issued before the password last changed (or before tokens carried the mark): refused.
-    if not hmac.compare_digest(str(token.get(CREDENTIALS_CLAIM, "")), password_mark(user)):
+    if not credentials_current(claimed=token.get(CREDENTIALS_CLAIM), user=user):
         logger.info("refresh token issued before a password change refused", extra={"user_id": user.pk})
         raise InvalidToken()
     return user

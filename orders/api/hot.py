@@ -148,9 +148,11 @@ def order_place_hot(request: HttpRequest) -> HttpResponse | None:
     placement = order_place_read(request)
     if not isinstance(placement, Placement):
         return placement
-    user_id = placement.principal.user_id
+    user_id, mark = placement.principal.user_id, placement.principal.credentials_mark
     try:
-        result = order_place_as(user_id=user_id, request=placement.order_request(), user_verified=False)
+        result = order_place_as(
+            user_id=user_id, request=placement.order_request(), user_verified=False, credentials_mark=mark
+        )
     except ApplicationError as error:
         return error_response(error)
     return place_answer(result, user_id=user_id)
@@ -158,9 +160,11 @@ def order_place_hot(request: HttpRequest) -> HttpResponse | None:
 
 async def order_place_hot_async(placement: Placement) -> HttpResponse:
     """order_place_hot's answer on the event loop: the engine's answer awaited."""
-    user_id = placement.principal.user_id
+    user_id, mark = placement.principal.user_id, placement.principal.credentials_mark
     try:
-        result = await order_place_as_async(user_id=user_id, request=placement.order_request(), user_verified=False)
+        result = await order_place_as_async(
+            user_id=user_id, request=placement.order_request(), user_verified=False, credentials_mark=mark
+        )
     except ApplicationError as error:
         return error_response(error)
     if result.body is None:  # a repeated client_order_id: the stored order is read
@@ -198,7 +202,12 @@ async def order_cancel_hot_async(principal: Principal, *, order_id: int, allow: 
     order_cancel_prepare): the engine finds the order, cancels it and answers its body, so
     the web tier reads nothing. `allow`: the Allow header DRF's view adds to its answers."""
     try:
-        body = await order_cancel_as_async(user_id=principal.user_id, order_id=order_id, user_verified=False)
+        body = await order_cancel_as_async(
+            user_id=principal.user_id,
+            order_id=order_id,
+            user_verified=False,
+            credentials_mark=principal.credentials_mark,
+        )
     except ApplicationError as error:
         return cancel_refused(error, allow=allow)
     return view_response(body, status=200, headers={"Allow": allow})

@@ -96,27 +96,49 @@ CANCEL_ALL = "cancel_all"
 REFERENCE_PRICE = "reference_price"
 
 
+CREDENTIALS_MARK = "credentials_mark"
+
+
 def place_command(
-    *, user_id: int, fields: dict[str, Any], correlation_id: str = "-", check_user: bool = False
+    *,
+    user_id: int,
+    fields: dict[str, Any],
+    correlation_id: str = "-",
+    check_user: bool = False,
+    credentials_mark: str | None = None,
 ) -> Command:
     """`correlation_id`: the web request's, carried into the engine's logs and outbox rows.
     `check_user`: the caller was authenticated from its credentials alone (the hot path:
     accounts.authentication.request_principal); the engine refuses it (401) unless the user
-    exists and is active (one statement per batch for all such commands)."""
+    exists and is active (one statement per batch for all such commands) and, with a
+    `credentials_mark` (a JWT's), the user's password is still the one it was issued under."""
     command = {"op": PLACE, "user_id": user_id, "correlation_id": correlation_id, **fields}
-    if check_user:
-        command["check_user"] = True
+    _user_check(command, check_user=check_user, credentials_mark=credentials_mark)
     return command
 
 
-def cancel_command(*, user_id: int, order_id: int, market_id: int | None = None, check_user: bool = False) -> Command:
+def cancel_command(
+    *,
+    user_id: int,
+    order_id: int,
+    market_id: int | None = None,
+    check_user: bool = False,
+    credentials_mark: str | None = None,
+) -> Command:
     """`market_id` None: the engine finds the order itself (its live orders, the orders it
-    closed lately, else one read per batch), so the web tier reads nothing. `check_user`: as
-    for place_command. The answer carries the contract's order body once cancelled."""
+    closed lately, else one read per batch), so the web tier reads nothing. `check_user` and
+    `credentials_mark`: as for place_command. The answer carries the contract's order body
+    once cancelled."""
     command = {"op": CANCEL, "user_id": user_id, "order_id": order_id, "market_id": market_id}
+    _user_check(command, check_user=check_user, credentials_mark=credentials_mark)
+    return command
+
+
+def _user_check(command: Command, *, check_user: bool, credentials_mark: str | None) -> None:
     if check_user:
         command["check_user"] = True
-    return command
+        if credentials_mark is not None:
+            command[CREDENTIALS_MARK] = credentials_mark
 
 
 def cancel_all_command(*, user_id: int, market_id: int | None) -> Command:

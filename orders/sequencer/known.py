@@ -5,7 +5,7 @@ A batch applied ahead (Sequencer.run_overlapped) names the same rows as any batc
 (_Batch.plan) but takes their values from here instead of the database, because the
 connection is busy committing the batch before it. When that one has committed, the
 batch ahead reads and locks its rows as every batch does, and `same` compares: where
-anything differs (a deposit or a staff credit committed in between, a user deactivated,
+anything differs (a deposit or a staff credit committed in between, a user deactivated or its password changed,
 a market changed, a client order id already taken) the batch is taken back in memory and
 applied again on what was read. Nothing here is ever written."""
 
@@ -27,7 +27,7 @@ class Unknown(Exception):
 @dataclass
 class Known:
     wallets: dict[WalletKey, tuple[int, Decimal, Decimal]] = field(default_factory=dict)  # id, balance, locked
-    active: set[int] = field(default_factory=set)  # users found active (credentials-only commands)
+    active: dict[int, str] = field(default_factory=dict)  # users found active, their password marks
     holdings: dict[int, Decimal] = field(default_factory=dict)  # TTX per user, every bucket
     ttx_asset_id: int | None = None
     ttx_read: bool = False
@@ -42,8 +42,9 @@ class Known:
         """What a batch read (and locked) for what it named."""
         for key, row in reads.wallets.items():
             self.wallets[key] = (int(row.pk), row.balance, row.locked)
-        self.active.difference_update(wanted.users)
-        self.active |= reads.active_users
+        for user in wanted.users:
+            self.active.pop(user, None)
+        self.active.update(reads.active_users)
         for user in wanted.holders:
             self.holdings[user] = reads.holdings.get(user, ZERO)
         if wanted.market_ids:
@@ -59,7 +60,7 @@ class Known:
         `markets`, the market rows as the sequencer holds them."""
         if wanted.market_ids and not self.ttx_read:
             raise Unknown("the TTX asset")
-        if not self.active.issuperset(wanted.users):
+        if not all(user in self.active for user in wanted.users):
             raise Unknown("a user's state")
         wallets: dict[WalletKey, WalletRow] = {}
         for key in wanted.wallet_keys:
@@ -76,7 +77,7 @@ class Known:
             if held:
                 holdings[user] = held
         return BatchReads(
-            active_users=set(wanted.users),
+            active_users={user: self.active[user] for user in wanted.users},
             markets=markets,
             ttx_asset_id=self.ttx_asset_id,
             wallets=wallets,
@@ -90,7 +91,7 @@ def same(
 ) -> bool:
     """Whether what was read is what the batch applied ahead assumed (`values`: of its
     wallets, as they were assumed; the rows of `assumed` changed since, as it applied)."""
-    if not read.active_users.issuperset(wanted.users) or read.client_ids:
+    if any(read.active_users.get(user) != assumed.active_users[user] for user in wanted.users) or read.client_ids:
         return False
     if sorted(read.markets) != sorted(assumed.markets):
         return False

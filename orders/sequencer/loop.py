@@ -14,6 +14,7 @@ are reloaded from the database before the next batch."""
 
 from __future__ import annotations
 
+import hmac
 import itertools
 import logging
 import time
@@ -699,7 +700,15 @@ class _Batch:
         self.reads = BatchReads()  # what adopt took
 
     def _user_refused(self, command: c.Command) -> bool:
-        return bool(command.get("check_user")) and int(command["user_id"]) in self.refused_users
+        """A command authenticated by its credentials alone whose user is unknown or
+        inactive, or whose token was issued under a password since changed."""
+        if not command.get("check_user"):
+            return False
+        user = int(command["user_id"])
+        if user in self.refused_users:
+            return True
+        mark = command.get(c.CREDENTIALS_MARK)
+        return mark is not None and not hmac.compare_digest(str(mark), self.reads.active_users[user])
 
     def prepare(self, commands: list[c.Command], *, reads: BatchReads | None = None) -> None:
         """Everything the commands name, read or locked in one round trip on PostgreSQL
@@ -772,7 +781,7 @@ class _Batch:
         market rows, wallets (those missing created), discounts, client order ids."""
         wanted = self.wanted
         self.reads = reads
-        self.refused_users = set(wanted.users) - reads.active_users
+        self.refused_users = set(wanted.users) - reads.active_users.keys()
         self.sequencer._specs_update(reads.markets)
         self.wallets.adopt(
             reads.wallets, create=[key for key in wanted.wallet_keys if key[0] not in self.refused_users]

@@ -25,6 +25,7 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Field, Subquery
 from django.utils import timezone
 
+from accounts.credentials import password_mark_of_hash
 from core.db import money_sums
 from core.db import quote_name as q
 from core.money import ZERO
@@ -69,7 +70,8 @@ def wallet_rows(wallets: Collection[Wallet]) -> dict[WalletKey, WalletRow]:
 
 @dataclass
 class BatchReads:
-    active_users: set[int] = field(default_factory=set)  # of the users asked about
+    # Of the users asked about, the active ones: the mark of their password (accounts.credentials).
+    active_users: dict[int, str] = field(default_factory=dict)
     markets: list[tuple[Any, ...]] = field(default_factory=list)  # MARKET_FIELDS
     ttx_asset_id: int | None = None  # read with the markets (None: no market asked, or no asset)
     wallets: dict[WalletKey, WalletRow] = field(default_factory=dict)  # the existing ones, locked
@@ -126,7 +128,7 @@ def batch_reads(*, wanted: BatchWanted) -> BatchReads:
         finally:
             cursor.close()
         if kind == "users":
-            reads.active_users = {int(row[0]) for row in rows}
+            reads.active_users = {int(user): password_mark_of_hash(password) for user, password in rows}
         elif kind == "markets":
             reads.markets = [tuple(row[:-1]) for row in rows]
             reads.ttx_asset_id = None if not rows or rows[0][-1] is None else int(rows[0][-1])
@@ -189,7 +191,8 @@ def _reads_orm(*, wanted: BatchWanted) -> BatchReads:
     reads = BatchReads()
     if users:
         model = get_user_model()
-        reads.active_users = set(model.objects.filter(pk__in=users, is_active=True).values_list("pk", flat=True))
+        active = model.objects.filter(pk__in=users, is_active=True).values_list("pk", "password")
+        reads.active_users = {int(user): password_mark_of_hash(password) for user, password in active}
     if market_ids:
         ttx = Asset.objects.filter(symbol=settings.TTX_ASSET).values("pk")[:1]
         rows = list(
@@ -258,7 +261,8 @@ def _sql() -> dict[str, str]:
         )
         _SQL.update(
             {
-                "users": f"SELECT {pk} FROM {users} WHERE {pk} = ANY(%s::bigint[]) AND {q('is_active')}",  # noqa: S608
+                "users": f"SELECT {pk}, {q('password')} FROM {users} "  # noqa: S608
+                f"WHERE {pk} = ANY(%s::bigint[]) AND {q('is_active')}",
                 "markets": f"SELECT {columns(Market, MARKET_FIELDS)}, {ttx} FROM {market} "  # noqa: S608
                 f"WHERE {q('id')} = ANY(%s::bigint[])",
                 # The keys as three arrays (user, asset, bucket): one statement text whatever

@@ -40,28 +40,38 @@ def order_place(*, user: AbstractBaseUser, request: OrderRequest) -> PlaceResult
     return order_place_as(user_id=int(user.pk), request=request, user_verified=True)
 
 
-def order_place_as(*, user_id: int, request: OrderRequest, user_verified: bool) -> PlaceResult:
+def order_place_as(
+    *, user_id: int, request: OrderRequest, user_verified: bool, credentials_mark: str | None = None
+) -> PlaceResult:
     """`user_verified`: False when only the caller's credentials were checked (the hot path,
-    no user row read): the engine then checks that the user exists and is active."""
+    no user row read): the engine then checks that the user exists and is active and, with
+    `credentials_mark` (a JWT's), that its password is still the one the token was issued
+    under."""
     started = time.perf_counter()
-    answer = engine_call(_place_command(user_id, request, user_verified=user_verified), market=str(request.market))
+    command = _place_command(user_id, request, user_verified=user_verified, credentials_mark=credentials_mark)
+    answer = engine_call(command, market=str(request.market))
     return _place_result(answer, request=request, started=started)
 
 
-async def order_place_as_async(*, user_id: int, request: OrderRequest, user_verified: bool) -> PlaceResult:
+async def order_place_as_async(
+    *, user_id: int, request: OrderRequest, user_verified: bool, credentials_mark: str | None = None
+) -> PlaceResult:
     """order_place_as on an event loop (core.api.fast): the engine's answer awaited."""
     started = time.perf_counter()
-    command = _place_command(user_id, request, user_verified=user_verified)
+    command = _place_command(user_id, request, user_verified=user_verified, credentials_mark=credentials_mark)
     answer = await engine_call_async(command, market=str(request.market))
     return _place_result(answer, request=request, started=started)
 
 
-def _place_command(user_id: int, request: OrderRequest, *, user_verified: bool) -> dict[str, Any]:
+def _place_command(
+    user_id: int, request: OrderRequest, *, user_verified: bool, credentials_mark: str | None
+) -> dict[str, Any]:
     return place_command(
         user_id=user_id,
         fields={name: getattr(request, name) for name in _REQUEST_FIELDS},
         correlation_id=correlation_id_get(),
         check_user=not user_verified,
+        credentials_mark=credentials_mark,
     )
 
 
@@ -87,19 +97,27 @@ def order_cancel(*, user: AbstractBaseUser, order_id: int) -> int:
     return int(order_cancel_as(user_id=int(user.pk), order_id=order_id, user_verified=True)["id"])
 
 
-def order_cancel_as(*, user_id: int, order_id: int, user_verified: bool) -> dict[str, Any]:
+def order_cancel_as(
+    *, user_id: int, order_id: int, user_verified: bool, credentials_mark: str | None = None
+) -> dict[str, Any]:
     """Cancel the caller's order; its contract body, as the engine read it back after the
     cancel. No read here: the engine finds the order by id (orders.sequencer.loop), and with
     several shards each is asked and the one holding the order answers. `user_verified`: as
-    for order_place_as."""
-    command = cancel_command(user_id=user_id, order_id=order_id, check_user=not user_verified)
+    and `credentials_mark`: as for order_place_as."""
+    command = cancel_command(
+        user_id=user_id, order_id=order_id, check_user=not user_verified, credentials_mark=credentials_mark
+    )
     answer: dict[str, Any] = answer_raise(engine_call(command))["order"]
     return answer
 
 
-async def order_cancel_as_async(*, user_id: int, order_id: int, user_verified: bool) -> dict[str, Any]:
+async def order_cancel_as_async(
+    *, user_id: int, order_id: int, user_verified: bool, credentials_mark: str | None = None
+) -> dict[str, Any]:
     """order_cancel_as on an event loop (core.api.fast): the engine's answer awaited."""
-    command = cancel_command(user_id=user_id, order_id=order_id, check_user=not user_verified)
+    command = cancel_command(
+        user_id=user_id, order_id=order_id, check_user=not user_verified, credentials_mark=credentials_mark
+    )
     answer: dict[str, Any] = answer_raise(await engine_call_async(command, market=None))["order"]
     return answer
 

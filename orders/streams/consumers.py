@@ -26,6 +26,7 @@ from django.http.request import validate_host
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
 
 from accounts.authentication import PlatformJWTAuthentication
+from accounts.credentials import CREDENTIALS_CLAIM
 from accounts.selectors import user_still_signed_in
 from core.encoding import json_read
 from orders.api.serializers import CandleOutput, MarketTradeOutput, OrderOutput, UserTradeOutput
@@ -80,16 +81,18 @@ def _json(data: Any) -> Any:
     return json.loads(json.dumps(data))
 
 
-def _token_user(token: str) -> tuple[int, float] | None:
-    """The user of a valid access token and the moment it expires (leeway included)."""
+def _token_user(token: str) -> tuple[int, float, str | None] | None:
+    """The user of a valid access token, the moment it expires (leeway included) and its
+    password mark."""
     auth = PlatformJWTAuthentication()
     try:
         validated = auth.get_validated_token(token.encode())
-        user_id = int(auth.get_user(validated).pk)
+        user_id = int(auth.get_user(validated).pk)  # a mark of an older password: refused here
     except (InvalidToken, AuthenticationFailed, TokenError):
         return None
     leeway = validated.get_token_backend().get_leeway().total_seconds()
-    return user_id, float(validated["exp"]) + leeway
+    mark = validated.get(CREDENTIALS_CLAIM)
+    return user_id, float(validated["exp"]) + leeway, mark if isinstance(mark, str) else None
 
 
 def _market_id(symbol: str) -> int | None:
@@ -139,6 +142,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.user_id: int | None = None
         self.user_expires: float | None = None  # a token's expiry; None: a page's session
         self.session_key: str | None = None  # a page's session, read again with the user
+        self.credentials_mark: str | None = None  # a token's password mark, compared again with the user
         self.user_checked = 0.0  # when the user was last found active (time.monotonic())
         self.subscriptions: dict[str, Subscription] = {}
         self.sequences: dict[str, int] = defaultdict(int)
@@ -202,11 +206,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
         found = await database_sync_to_async(_token_user)(token)
         if found is None:
             raise StreamError("invalid_token", "The token is invalid or expired.")
-        user_id, expires = found
+        user_id, expires, mark = found
         if self.user_id is not None and user_id != self.user_id:  # another user: drop the previous one's
             await self._unsubscribe([name for name in self.subscriptions if name in PRIVATE])
         self.user_id, self.user_expires, self.user_checked = user_id, expires, time.monotonic()
-        self.session_key = None
+        self.session_key, self.credentials_mark = None, mark
 
     async def _user_valid(self) -> bool:
         """Whether the connection's user may still see private data: its token has not
@@ -219,12 +223,12 @@ class StreamConsumer(AsyncWebsocketConsumer):
         valid = self.user_expires is None or time.time() < self.user_expires
         if valid and time.monotonic() - self.user_checked >= USER_RECHECK_SECONDS:
             valid = await database_sync_to_async(user_still_signed_in)(
-                user_id=self.user_id, session_key=self.session_key
+                user_id=self.user_id, session_key=self.session_key, credentials_mark=self.credentials_mark
             )
             self.user_checked = time.monotonic()
         if not valid:
             await self._unsubscribe([name for name in self.subscriptions if name in PRIVATE])
-            self.user_id = self.user_expires = self.session_key = None
+            self.user_id = self.user_expires = self.session_key = self.credentials_mark = None
             await self._error(
                 StreamError(
                     "invalid_token",

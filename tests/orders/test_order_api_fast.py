@@ -23,6 +23,7 @@ from rest_framework.throttling import SimpleRateThrottle
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.services import api_key_create
+from accounts.tokens import token_pair_issue
 from core.api.fast import FAST_MIDDLEWARE, FastPath
 from core.api.throttling import worker_rate_reset
 from orders.api import hot
@@ -112,6 +113,16 @@ def bearer(user: Any, **headers: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {AccessToken.for_user(user)}", "Content-Type": "application/json", **headers}
 
 
+def bearer_issued(user: Any, **headers: str) -> dict[str, str]:
+    """As bearer, with an access token as a login issues it (its password mark included)."""
+    return {**bearer(user, **headers), "Authorization": f"Bearer {token_pair_issue(user=user)['access']}"}
+
+
+def _password_change(user: Any) -> None:
+    user.set_password("another-password-2026")
+    user.save()
+
+
 def counters() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every counter sample of the process (django-prometheus' and the platform's), but the
     interpreter's own (CPU seconds, garbage collections)."""
@@ -196,6 +207,7 @@ def test_a_placement_answers_as_the_full_path(market, apps, caplog):
     [
         ("garbage token", 401, "invalid_token"),
         ("expired token", 401, "invalid_token"),
+        ("token of a password since changed", 401, "invalid_token"),
         ("negative quantity", 400, "invalid_quantity"),
         ("unknown market", 400, "market_not_found"),
         ("not an object", 400, "validation_error"),
@@ -211,6 +223,9 @@ def test_refusals_answer_as_the_full_path(market, apps, caplog, case, status, co
         token = AccessToken.for_user(user)
         token.set_exp(lifetime=-timedelta(seconds=1))
         headers["Authorization"] = f"Bearer {token}"
+    if case == "token of a password since changed":
+        headers = bearer_issued(user)
+        _password_change(user)
     if case == "negative quantity":
         order["quantity"] = "-1"
     if case == "unknown market":
@@ -344,7 +359,10 @@ def test_a_cancel_answers_as_the_full_path(market, apps, caplog):
     assert_same(*both(apps, caplog, path=_cancel(first), headers=headers))
 
 
-@pytest.mark.parametrize("case", ["unknown id", "not an id", "garbage token", "someone else's order", "inactive user"])
+@pytest.mark.parametrize(
+    "case",
+    ["unknown id", "not an id", "garbage token", "someone else's order", "inactive user", "password changed"],
+)
 def test_cancel_refusals_answer_as_the_full_path(market, apps, caplog, case):
     alice, bob = trader_create(USDT="1000"), trader_create(USDT="1000")
     order_id = alice.order(**LIMIT).json()["id"]
@@ -357,6 +375,9 @@ def test_cancel_refusals_answer_as_the_full_path(market, apps, caplog, case):
     if case == "inactive user":
         alice.user.is_active = False
         alice.user.save(update_fields=["is_active"])
+    if case == "password changed":
+        headers = bearer_issued(alice.user, **{"X-Request-ID": "c2"})
+        _password_change(alice.user)
     fast, full = both(apps, caplog, path=path, headers=headers)
     assert fast[0].status in {401, 404}, (case, fast[0].body)
     assert_same(fast, full)

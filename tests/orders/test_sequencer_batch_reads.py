@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 
+from accounts.credentials import password_mark
 from orders.models import Asset, Market, Order, Trade, Wallet
 from orders.sequencer.commands import cancel_command, place_command
 from orders.sequencer.loop import Sequencer
@@ -201,4 +202,41 @@ def test_a_batch_with_more_trades_than_drawn_reserves_the_rest_when_it_writes(ma
     trades = list(Trade.objects.filter(taker_order_id=int(answer["order"]["id"])).order_by("id"))
     assert [str(trade.price) for trade in trades] == [f"{2000 + index}.00000000" for index in range(5)]
     assert len({trade.pk for trade in trades}) == 5
+    assert_invariants()
+
+
+def test_a_token_of_a_password_since_changed_is_refused_from_the_next_batch(market):
+    """A command carries the password mark of the token it came with (the hot path); the
+    batch compares it with the user's present one: issued before the change, refused (401)
+    and nothing done; a token issued since, accepted. Cancels alike."""
+    alice = UserFactory()
+    fund(alice, "USDT", "5000")
+    sequencer = Sequencer()
+    bid = {"market": "ETH-USDT", "type": "limit", "side": "buy", "quantity": "0.1", "price": "1000.00"}
+    old = password_mark(alice)
+
+    def place(mark: str) -> dict[str, Any]:
+        return place_command(user_id=alice.pk, fields=bid, check_user=True, credentials_mark=mark)
+
+    [placed] = sequencer.run_batch([place(old)])
+    assert placed["status"] == 201
+    alice.set_password("another-password-2026")
+    alice.save()
+    new = password_mark(alice)
+    order_id = int(placed["order"]["id"])
+    answers = sequencer.run_batch(
+        [
+            place(old),
+            cancel_command(user_id=alice.pk, order_id=order_id, check_user=True, credentials_mark=old),
+            place(new),
+        ]
+    )
+    assert [answer["status"] for answer in answers] == [401, 401, 201], answers
+    assert answers[0]["error"]["code"] == "invalid_token"
+    assert Order.objects.filter(user=alice).count() == 2
+    assert Order.objects.get(pk=order_id).status == "open"
+    cancelled = sequencer.run_batch(
+        [cancel_command(user_id=alice.pk, order_id=order_id, check_user=True, credentials_mark=new)]
+    )
+    assert cancelled[0]["status"] == 200
     assert_invariants()

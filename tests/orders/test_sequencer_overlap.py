@@ -14,7 +14,8 @@ import psycopg
 import pytest
 from django.db import connections
 
-from orders.models import Wallet
+from accounts.credentials import password_mark
+from orders.models import Order, Wallet
 from orders.sequencer import writer
 from orders.sequencer.commands import cancel_command, place_command
 from orders.sequencer.loop import Sequencer
@@ -421,3 +422,44 @@ def test_a_batch_meeting_the_database_down_answers_503_and_the_next_one_serves(m
     reloaded = Sequencer(symbols={"ETH-USDT"})
     reloaded.load()
     assert _books(sequencer) == _books(reloaded)
+
+
+def _password_change(user: Any) -> None:
+    try:
+        user.set_password("another-password-2026")
+        user.save()
+    finally:
+        connections.close_all()
+
+
+def test_a_password_changed_while_a_batch_commits_refuses_the_batch_applied_ahead():
+    """The batch applied ahead assumes the password mark the sequencer last read; its own
+    reads find the new one, so it is applied again and the old token's order is refused."""
+    market_create("ETH-USDT")
+    alice, bob = UserFactory(), UserFactory()
+    fund(alice, "USDT", "5000")
+    fund(bob, "ETH", "5")
+    old = password_mark(alice)
+    buy = {"market": "ETH-USDT", "side": "buy", "type": "limit", "quantity": "0.0100", "price": "2000.00"}
+    sequencer = Sequencer(symbols={"ETH-USDT"})
+    sequencer.load()
+
+    def place(mark: str) -> dict[str, Any]:
+        return place_command(user_id=alice.pk, fields=buy, check_user=True, credentials_mark=mark)
+
+    assert sequencer.run_overlapped([place(old)]) == []  # alice's mark now known
+    sell = {"market": "ETH-USDT", "side": "sell", "type": "limit", "quantity": "0.0100", "price": "2100.00"}
+    [(_, [first])] = sequencer.run_overlapped([place_command(user_id=bob.pk, fields=sell)])
+    assert first["status"] == 201
+
+    changer = threading.Thread(target=_password_change, args=(alice,))
+    changer.start()
+    changer.join(timeout=30)
+
+    [(_, [placed_sell])] = sequencer.run_overlapped([place(old)])
+    assert placed_sell["status"] == 201
+    [(_, [refused])] = sequencer.flush()
+    assert sequencer.ahead_applied == 1 and sequencer.ahead_again == 1
+    assert refused["status"] == 401, refused
+    assert Order.objects.filter(user=alice).count() == 1
+    assert_invariants()

@@ -53,10 +53,11 @@ def test_the_commands_fields_are_asdicts(market, side, type_, quantity, price, s
         time_in_force=tif,
         client_order_id=cid,
     )
-    command = _place_command(7, request, user_verified=False)
+    command = _place_command(7, request, user_verified=False, credentials_mark="m")
     fields = {key: value for key, value in command.items() if key in asdict(request)}
     assert json.dumps(fields) == json.dumps(asdict(request))  # same keys, same order, same values
     assert list(command)[:3] == ["op", "user_id", "correlation_id"] and command["check_user"] is True
+    assert command["credentials_mark"] == "m"
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.sessions.backends.db import SessionStore
 from rest_framework_simplejwt.tokens import AccessToken
 
+from accounts.tokens import token_pair_issue
 from orders.streams import consumers
 from tests.factories import UserFactory, fund, market_create
 from tests.orders.support import place
@@ -70,6 +71,29 @@ def test_a_deactivated_users_private_channels_stop(monkeypatch):
         client = await _subscribed(token)
         await sync_to_async(get_user_model().objects.filter(pk=alice.pk).update)(is_active=False)
         await _private_data_stops(client, bob)
+
+    async_to_sync(scenario)()
+
+
+def test_a_tokens_private_channels_stop_when_the_password_changes(monkeypatch):
+    """As a page's session: a token issued under the old password no longer signs the
+    connection in, nor a new one."""
+    monkeypatch.setattr(consumers, "USER_RECHECK_SECONDS", 0.0, raising=False)
+    alice, bob = _trading_pair()
+    token = token_pair_issue(user=alice)["access"]
+
+    def change() -> None:
+        alice.set_password("another-password-2026")
+        alice.save()
+
+    async def scenario() -> None:
+        client = await _subscribed(token)
+        await sync_to_async(change)()
+        await _private_data_stops(client, bob)
+        again = await stream_connect()
+        await again.send({"op": "auth", "token": token})
+        assert (await again.op())["code"] == "invalid_token"
+        await again.close()
 
     async_to_sync(scenario)()
 
