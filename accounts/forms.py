@@ -84,3 +84,34 @@ class ApiKeyCreateForm(ServiceForm):
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
     )
+
+
+class PasswordChangeForm(ServiceForm):
+    """The trader's password: the present one, then the new one twice."""
+
+    password = forms.CharField(
+        label="Present password",
+        max_length=128,
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+    new_password = forms.CharField(
+        label="New password",
+        max_length=128,
+        strip=False,
+        help_text="At least 8 characters, not only digits, not a common password.",
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+    new_password_confirm = forms.CharField(
+        label="Repeat the new password",
+        max_length=128,
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        password, confirm = cleaned.get("new_password"), cleaned.get("new_password_confirm")
+        if password and confirm and password != confirm:
+            self.add_error("new_password_confirm", "The two passwords differ.")
+        return cleaned

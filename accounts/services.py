@@ -6,7 +6,7 @@ import unicodedata
 
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -140,6 +140,24 @@ def user_password_confirm(*, request: HttpRequest, user: AbstractBaseUser, passw
         login_failure_record(request=request, username=username)
         logger.warning("wrong password confirmation", extra={"user_id": user.pk})
         raise WrongPassword(fields={"password": ["Wrong password."]})
+
+
+def user_password_change(*, request: HttpRequest, user: User, password: str, new_password: str) -> None:
+    """The trader's own password, changed: the present one confirmed first (under the
+    failed-login policy, as user_password_confirm), the new one under the password rules.
+    Every session and token issued before ends with it (Django's session hash, the tokens'
+    password mark: accounts.credentials); the caller keeps its own page session
+    (update_session_auth_hash). API keys are not passwords: they keep working."""
+    user_password_confirm(request=request, user=user, password=password)
+    if new_password == password:
+        raise WeakPassword(fields={"new_password": ["Choose a password other than the present one."]})
+    try:
+        validate_password(new_password, user=user)
+    except ValidationError as exc:
+        raise WeakPassword(fields={"new_password": list(exc.messages)}) from exc
+    user.set_password(new_password)
+    user.save(update_fields=["password"])
+    logger.info("password changed", extra={"user_id": user.pk})
 
 
 @transaction.atomic

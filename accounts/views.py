@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login, logout
+from django.contrib.auth import login, logout, update_session_auth_hash
 from django.contrib.auth.models import User
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -24,13 +24,14 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.errors import ApiKeyNotFound
-from accounts.forms import ApiKeyCreateForm, LoginForm, RegisterForm
+from accounts.forms import ApiKeyCreateForm, LoginForm, PasswordChangeForm, RegisterForm
 from accounts.selectors import api_key_list_for_user
 from accounts.services import (
     api_key_create,
     api_key_delete,
     client_address,
     user_authenticate,
+    user_password_change,
     user_password_confirm,
     user_register,
     user_register_rate_check,
@@ -159,6 +160,38 @@ def api_keys_page(request: HttpRequest) -> HttpResponse:
             form = ApiKeyCreateForm()
     context = {"form": form, "created": created, "keys": api_key_list_for_user(user_id=user.pk)}
     response = render(request, "accounts/api_keys.html", context, status=form.error_status)
+    if form.error_retry_after is not None:
+        response["Retry-After"] = str(form.error_retry_after)
+    return response
+
+
+@sensitive_post_parameters("password", "new_password", "new_password_confirm")
+@csrf_protect
+@never_cache
+@page_login_required
+@require_http_methods(["GET", "POST"])
+def password_change_page(request: HttpRequest) -> HttpResponse:
+    user = page_user(request)
+    form = PasswordChangeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user_password_change(
+                request=request,
+                user=user,
+                password=form.cleaned_data["password"],
+                new_password=form.cleaned_data["new_password"],
+            )
+        except ApplicationError as exc:
+            form.add_application_error(exc)
+        else:
+            update_session_auth_hash(request, user)  # this session goes on; every other one ends
+            messages.success(
+                request,
+                "Your password is changed. Your other sessions and every API token issued before are"
+                " signed out; your API keys keep working.",
+            )
+            return redirect("password-change")
+    response = render(request, "accounts/password_change.html", {"form": form}, status=form.error_status)
     if form.error_retry_after is not None:
         response["Retry-After"] = str(form.error_retry_after)
     return response

@@ -23,4 +23,5 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("flywheel/", flywheel.flywheel_page, name="flywheel"),
     path("keys/", accounts.api_keys_page, name="api-keys-page"),
     path("keys/<str:key_id>/delete", accounts.api_key_delete_page, name="api-key-delete-page"),
+    path("account/password", accounts.password_change_page, name="password-change"),
 ]

@@ -111,6 +111,10 @@ def _page_key(world: World) -> Call:
     return {}, {"label": f"page{next(_seq)}", "password": PASSWORD}
 
 
+def _page_password(world: World) -> Call:
+    return {}, {"password": PASSWORD, "new_password": "one-new-password", "new_password_confirm": "another-one"}
+
+
 def _register(world: World) -> Call:
     return {}, {"username": f"newcomer{next(_seq)}", "password": PASSWORD}
 
@@ -227,6 +231,8 @@ PAGE_ROUTES: dict[str, Route] = {
     "keys/": Route({"GET": Rule(USR, 200), "POST": Rule(USR, 200, _page_key)}),
     # Another user's key: the page says it is not found (tests/accounts/test_api_keys_page.py).
     "keys/<str:key_id>/delete": Route({"POST": Rule(USR, 302, _fresh_owner_key)}),
+    # The two new passwords differ: refused before anything is checked or changed.
+    "account/password": Route({"GET": Rule(USR, 200), "POST": Rule(USR, 400, _page_password)}),
 }
 
 ALL_ROUTES = {**API_ROUTES, **PAGE_ROUTES}
@@ -395,7 +401,7 @@ def test_api_access(world: World) -> None:
 
 
 def test_page_access(world: World) -> None:
-    assert _every_case(world, PAGE_ROUTES, _check_page) == 20
+    assert _every_case(world, PAGE_ROUTES, _check_page) == 22
 
 
 def test_undeclared_methods_are_refused(world: World) -> None:
