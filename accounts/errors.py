@@ -29,6 +29,18 @@ class RegistrationThrottled(ApplicationError):
     default_message = "Too many registrations from this address; try again later."
 
 
+class PasswordResetThrottled(ApplicationError):
+    code = "throttled"
+    status = 429
+    default_message = "Too many password reset requests; try again later."
+
+
+class PasswordResetUnavailable(ApplicationError):
+    code = "password_reset_unavailable"
+    status = 403  # not a fault of the server's (no 5xx alert): a feature this platform turned off
+    default_message = "Password reset by mail is not set up here: ask support to reset your password."
+
+
 class InvalidToken(ApplicationError):
     code = "invalid_token"
     status = 401

@@ -115,3 +115,9 @@ class PasswordChangeForm(ServiceForm):
         if password and confirm and password != confirm:
             self.add_error("new_password_confirm", "The two passwords differ.")
         return cleaned
+
+
+class PasswordResetRequestForm(ServiceForm):
+    email = forms.EmailField(
+        help_text="The address you registered with.", widget=forms.EmailInput(attrs={"autocomplete": "email"})
+    )

@@ -6,6 +6,7 @@ import unicodedata
 
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth.forms import PasswordResetForm
 from django.contrib.auth.models import AbstractBaseUser, User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
@@ -18,6 +19,8 @@ from accounts.api_keys import PERMISSION_READ, PERMISSION_TRADE, key_material_ne
 from accounts.errors import (
     ApiKeyNotFound,
     InvalidCredentials,
+    PasswordResetThrottled,
+    PasswordResetUnavailable,
     RegistrationThrottled,
     TooManyApiKeys,
     UsernameTaken,
@@ -158,6 +161,40 @@ def user_password_change(*, request: HttpRequest, user: User, password: str, new
     user.set_password(new_password)
     user.save(update_fields=["password"])
     logger.info("password changed", extra={"user_id": user.pk})
+
+
+# Names of rates (DEFAULT_THROTTLE_RATES), not secrets.
+RESET_MAILS_PER_ADDRESS = "password_reset"
+RESET_MAILS_PER_EMAIL = "password_reset_email"
+
+
+def user_password_reset_request(*, request: HttpRequest, email: str) -> None:
+    """Mails a one-time link to set a new password to each active account registered with
+    `email` (Django's PasswordResetForm and token: the link stops working once the password
+    changes or the account logs in, and after PASSWORD_RESET_TIMEOUT). Says nothing of
+    whether such an account exists; counted per client address and per address asked
+    about (a mailbox is not flooded from many addresses): 429 beyond either rate. 403
+    where links are not mailed (PASSWORD_RESET_BY_MAIL off: mail would go to the logs)."""
+    if not settings.PASSWORD_RESET_BY_MAIL:
+        raise PasswordResetUnavailable()
+    email = email.strip()
+    for scope, ident in (
+        (RESET_MAILS_PER_ADDRESS, client_address(request)),
+        (RESET_MAILS_PER_EMAIL, email.casefold()),
+    ):
+        wait = shared_rate_wait(scope=scope, ident=ident)
+        if wait is not None:
+            raise PasswordResetThrottled(retry_after=int(wait) + 1)
+    form = PasswordResetForm({"email": email})
+    if not form.is_valid():
+        raise InvalidInput(fields={"email": ["Enter a valid email address."]})
+    form.save(
+        request=request,
+        use_https=request.is_secure(),
+        subject_template_name="accounts/password_reset_subject.txt",
+        email_template_name="accounts/password_reset_email.txt",
+    )
+    logger.info("password reset asked", extra={"client_ip": client_address(request)})
 
 
 @transaction.atomic

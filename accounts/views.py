@@ -12,10 +12,10 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout, update_session_auth_hash
 from django.contrib.auth.models import User
-from django.contrib.auth.views import redirect_to_login
+from django.contrib.auth.views import PasswordResetConfirmView, redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.urls import reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
@@ -24,7 +24,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.errors import ApiKeyNotFound
-from accounts.forms import ApiKeyCreateForm, LoginForm, PasswordChangeForm, RegisterForm
+from accounts.forms import ApiKeyCreateForm, LoginForm, PasswordChangeForm, PasswordResetRequestForm, RegisterForm
 from accounts.selectors import api_key_list_for_user
 from accounts.services import (
     api_key_create,
@@ -33,6 +33,7 @@ from accounts.services import (
     user_authenticate,
     user_password_change,
     user_password_confirm,
+    user_password_reset_request,
     user_register,
     user_register_rate_check,
 )
@@ -195,6 +196,53 @@ def password_change_page(request: HttpRequest) -> HttpResponse:
     if form.error_retry_after is not None:
         response["Retry-After"] = str(form.error_retry_after)
     return response
+
+
+@csrf_protect
+@never_cache
+@require_http_methods(["GET", "POST"])
+def password_reset_page(request: HttpRequest) -> HttpResponse:
+    """Asks for a reset link by mail; the next page says the same whether or not an account
+    has that address."""
+    form = PasswordResetRequestForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user_password_reset_request(request=request, email=form.cleaned_data["email"])
+        except ApplicationError as exc:
+            form.add_application_error(exc)
+        else:
+            return redirect("password-reset-sent")
+    context = {"form": form, "available": settings.PASSWORD_RESET_BY_MAIL}
+    response = render(request, "accounts/password_reset.html", context, status=form.error_status)
+    if form.error_retry_after is not None:
+        response["Retry-After"] = str(form.error_retry_after)
+    return response
+
+
+@never_cache
+@require_http_methods(["GET"])
+def password_reset_sent_page(request: HttpRequest) -> HttpResponse:
+    return render(
+        request, "accounts/password_reset_sent.html", {"timeout_hours": settings.PASSWORD_RESET_TIMEOUT // 3600}
+    )
+
+
+class PasswordResetSetPage(PasswordResetConfirmView):
+    """The mailed link: Django's view (the token checked, then moved from the address into
+    the session before the form shows, so that it leaks through no Referer); the new
+    password under the password rules. It logs nobody in: the login page follows."""
+
+    template_name = "accounts/password_reset_set.html"
+    success_url = reverse_lazy("login")
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        response = super().form_valid(form)
+        messages.success(self.request, "Your password is set: log in with it.")
+        return response
+
+
+# Django's view answers a link that does not verify before it looks at the method.
+password_reset_set_page = require_http_methods(["GET", "POST"])(PasswordResetSetPage.as_view())
 
 
 @csrf_protect

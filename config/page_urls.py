@@ -24,4 +24,11 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("keys/", accounts.api_keys_page, name="api-keys-page"),
     path("keys/<str:key_id>/delete", accounts.api_key_delete_page, name="api-key-delete-page"),
     path("account/password", accounts.password_change_page, name="password-change"),
+    path("account/password/reset", accounts.password_reset_page, name="password-reset"),
+    path("account/password/reset/sent", accounts.password_reset_sent_page, name="password-reset-sent"),
+    path(
+        "account/password/reset/<str:uidb64>/<str:token>",
+        accounts.password_reset_set_page,
+        name="password-reset-set",
+    ),
 ]

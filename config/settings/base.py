@@ -176,6 +176,9 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "orders": env_str("ORDER_RATE_LIMIT", "6000/min"),
         "register": env_str("REGISTER_RATE_LIMIT", "30/hour"),
+        # Password reset mails asked for, per client address and per address asked about.
+        "password_reset": env_str("PASSWORD_RESET_RATE_LIMIT", "10/hour"),
+        "password_reset_email": env_str("PASSWORD_RESET_EMAIL_RATE_LIMIT", "3/hour"),
     },
     "COERCE_DECIMAL_TO_STRING": True,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -370,6 +373,11 @@ EMAIL_BACKEND = env_str("EMAIL_BACKEND", "core.mail.LogEmailBackend")
 # and ALERT_WEBHOOK_URL carry passwords, API keys and tokens (core.errors).
 DEFAULT_EXCEPTION_REPORTER_FILTER = "core.errors.SettingsSafeExceptionReporterFilter"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "platform@localhost")
+# Password reset links by mail (accounts.services.user_password_reset_request). Default: on
+# where mail leaves the process (an EMAIL_BACKEND other than the log's) or with DEBUG on
+# (`make run`: the link is read in the log). A link written to production logs would let
+# whoever reads them set anyone's password.
+PASSWORD_RESET_BY_MAIL = env_bool("PASSWORD_RESET_BY_MAIL", EMAIL_BACKEND != "core.mail.LogEmailBackend" or DEBUG)
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # --- Logging ---------------------------------------------------------------------

@@ -5,13 +5,22 @@ from config.settings.base import REST_FRAMEWORK as _REST_FRAMEWORK
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+PASSWORD_RESET_BY_MAIL = True
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 # Per-process memory cache: xdist workers never share throttle counters.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tests"}}
-REST_FRAMEWORK = {**_REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"orders": "100000/min", "register": "100000/hour"}}
+REST_FRAMEWORK = {
+    **_REST_FRAMEWORK,
+    "DEFAULT_THROTTLE_RATES": {
+        "orders": "100000/min",
+        "register": "100000/hour",
+        "password_reset": "100000/hour",
+        "password_reset_email": "100000/hour",
+    },
+}
 # Tests never reach for a broker unless they say so.
 CELERY_BROKER_URL = "memory://"
 CELERY_BROKER_TRANSPORT_OPTIONS = {}

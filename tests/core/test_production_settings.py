@@ -87,3 +87,28 @@ def test_an_error_report_hides_the_services_urls(settings):
     for secret in ("db-password", "node-api-key", "webhook-secret"):
         assert secret not in shown
     assert safe["TIME_ZONE"] == settings.TIME_ZONE  # the rest is still shown
+
+
+def _password_reset_by_mail(module: str, env: dict[str, str]) -> str:
+    """PASSWORD_RESET_BY_MAIL as a fresh process with `module` and `env` reads it."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_") and k != "EMAIL_BACKEND"}
+    script = "import django; django.setup(); from django.conf import settings; print(settings.PASSWORD_RESET_BY_MAIL)"
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**base, "DJANGO_SETTINGS_MODULE": module, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_reset_links_are_mailed_only_where_mail_leaves_the_process_or_in_development():
+    """A reset link written to production's logs would let whoever reads them set anyone's
+    password: without a mail server, production mails no link (the page says so)."""
+    assert _password_reset_by_mail("config.settings.production", PRODUCTION_ENV) == "False"
+    smtp = {**PRODUCTION_ENV, "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend"}
+    assert _password_reset_by_mail("config.settings.production", smtp) == "True"
+    assert _password_reset_by_mail("config.settings.local", {}) == "True"

@@ -18,7 +18,7 @@ from tests.factories import market_create
 pytestmark = pytest.mark.django_db
 
 # Arguments for the patterns that take some.
-SAMPLE_ARGUMENTS = {"symbol": "ETH-USDT", "order_id": "1", "key_id": "1"}
+SAMPLE_ARGUMENTS = {"symbol": "ETH-USDT", "order_id": "1", "key_id": "1", "uidb64": "MQ", "token": "x-y"}
 
 
 def _page_paths() -> Iterator[str]:

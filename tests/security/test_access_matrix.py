@@ -115,6 +115,14 @@ def _page_password(world: World) -> Call:
     return {}, {"password": PASSWORD, "new_password": "one-new-password", "new_password_confirm": "another-one"}
 
 
+def _page_reset(world: World) -> Call:
+    return {}, {"email": "nobody@example.com"}
+
+
+def _reset_link(world: World) -> Call:
+    return {"uidb64": "MQ", "token": "not-a-token"}, None
+
+
 def _register(world: World) -> Call:
     return {}, {"username": f"newcomer{next(_seq)}", "password": PASSWORD}
 
@@ -233,6 +241,13 @@ PAGE_ROUTES: dict[str, Route] = {
     "keys/<str:key_id>/delete": Route({"POST": Rule(USR, 302, _fresh_owner_key)}),
     # The two new passwords differ: refused before anything is checked or changed.
     "account/password": Route({"GET": Rule(USR, 200), "POST": Rule(USR, 400, _page_password)}),
+    # Anyone may ask for a link (the same answer whether or not an account has the address).
+    "account/password/reset": Route({"GET": Rule(PUB, 200), "POST": Rule(PUB, 302, _page_reset)}),
+    "account/password/reset/sent": Route({"GET": Rule(PUB, 200)}),
+    # A link that does not verify: the page says so (tests/accounts/test_password_reset_page.py).
+    "account/password/reset/<str:uidb64>/<str:token>": Route(
+        {"GET": Rule(PUB, 200, _reset_link), "POST": Rule(PUB, 200, _reset_link)}
+    ),
 }
 
 ALL_ROUTES = {**API_ROUTES, **PAGE_ROUTES}
@@ -401,7 +416,7 @@ def test_api_access(world: World) -> None:
 
 
 def test_page_access(world: World) -> None:
-    assert _every_case(world, PAGE_ROUTES, _check_page) == 22
+    assert _every_case(world, PAGE_ROUTES, _check_page) == 27
 
 
 def test_undeclared_methods_are_refused(world: World) -> None:

@@ -1,0 +1,119 @@
+"""A forgotten password: a link by mail (Django's token), which sets a new password once;
+nothing says whether an address has an account; mails are rate-limited per client address
+and per address asked about."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core import mail
+from django.test import Client
+from rest_framework.test import APIClient
+from rest_framework.throttling import SimpleRateThrottle
+
+from accounts.tokens import token_pair_issue
+from orders.system_accounts import house_user_id
+from tests.factories import PASSWORD, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+NEW = "a-new-password-2026"
+
+
+def _ask(client: Client, email: str, **extra: str):
+    return client.post("/account/password/reset", {"email": email}, **extra)
+
+
+def _link(message: mail.EmailMessage) -> str:
+    found = re.search(r"http://testserver(/account/password/reset/\S+)", message.body)
+    assert found, message.body
+    return found.group(1)
+
+
+def test_the_login_page_links_the_reset_page():
+    assert 'href="/account/password/reset"' in Client().get("/login").content.decode()
+    assert Client().get("/account/password/reset").status_code == 200
+
+
+def test_a_link_sets_a_new_password_once_and_ends_every_token():
+    user = UserFactory(email="alice@example.com")
+    token = token_pair_issue(user=user)
+    client = Client()
+    response = _ask(client, "ALICE@example.com")
+    assert response.status_code == 302 and response["Location"] == "/account/password/reset/sent"
+    [message] = mail.outbox
+    assert message.to == ["alice@example.com"] and user.username in message.body
+    link = _link(message)
+
+    shown = client.get(link)  # the token moves into the session: the form's address holds none
+    assert shown.status_code == 302 and "set-password" in shown["Location"]
+    form = client.get(shown["Location"])
+    assert form.status_code == 200 and 'name="new_password1"' in form.content.decode()
+    done = client.post(shown["Location"], {"new_password1": NEW, "new_password2": NEW})
+    assert done.status_code == 302 and done["Location"] == "/login"
+
+    user.refresh_from_db()
+    assert user.check_password(NEW)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token['access']}")
+    assert api.get("/api/me").status_code == 401
+    assert APIClient().post("/api/auth/token/refresh", {"refresh": token["refresh"]}, format="json").status_code == 401
+    # Used once: the same link again is refused.
+    again = Client().get(link, follow=True)
+    assert "does not work any more" in again.content.decode()
+    user.refresh_from_db()
+    assert user.check_password(NEW)
+
+
+def test_a_weak_new_password_is_refused_by_the_link():
+    user = UserFactory(email="bob@example.com")
+    client = Client()
+    _ask(client, "bob@example.com")
+    shown = client.get(_link(mail.outbox[0]))
+    refused = client.post(shown["Location"], {"new_password1": "abc", "new_password2": "abc"})
+    assert refused.status_code == 200 and "too short" in refused.content.decode()
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD)
+
+
+def test_an_unknown_address_is_answered_as_a_known_one():
+    UserFactory(email="carol@example.com")
+    known, unknown = _ask(Client(), "carol@example.com"), _ask(Client(), "nobody@example.com")
+    assert (known.status_code, known["Location"]) == (unknown.status_code, unknown["Location"])
+    assert [m.to for m in mail.outbox] == [["carol@example.com"]]
+
+
+def test_the_platforms_own_accounts_get_no_link():
+    get_user_model().objects.filter(pk=house_user_id()).update(email="house@example.com")
+    _ask(Client(), "house@example.com")
+    assert mail.outbox == []
+
+
+def test_mails_are_rate_limited_per_address_asked_about_and_per_client(monkeypatch):
+    monkeypatch.setattr(
+        SimpleRateThrottle,
+        "THROTTLE_RATES",
+        {**SimpleRateThrottle.THROTTLE_RATES, "password_reset": "4/hour", "password_reset_email": "2/hour"},
+    )
+    UserFactory(email="dave@example.com")
+    client = Client()
+    for _ in range(2):
+        assert _ask(client, "dave@example.com", REMOTE_ADDR="10.9.0.1").status_code == 302
+    refused = _ask(client, "Dave@example.com", REMOTE_ADDR="10.9.0.2")  # from elsewhere, the same mailbox
+    assert refused.status_code == 429 and refused["Retry-After"] and "throttled" in refused.content.decode()
+    assert len(mail.outbox) == 2
+    # One client asking about many addresses.
+    statuses = [_ask(client, f"x{i}@example.com", REMOTE_ADDR="10.9.0.3").status_code for i in range(5)]
+    assert statuses == [302, 302, 302, 302, 429]
+
+
+def test_without_a_mail_server_in_production_no_link_is_written_to_the_logs(settings):
+    settings.PASSWORD_RESET_BY_MAIL = False
+    UserFactory(email="erin@example.com")
+    page = Client().get("/account/password/reset")
+    assert "not set up on this platform" in page.content.decode() and 'name="email"' not in page.content.decode()
+    refused = _ask(Client(), "erin@example.com")
+    assert refused.status_code == 403 and "not set up on this platform" in refused.content.decode()
+    assert mail.outbox == []
