@@ -33,7 +33,12 @@ def correlation_context(correlation_id: str | None) -> Iterator[str]:
 class CorrelationIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "correlation_id"):
-            record.correlation_id = _correlation_id.get()
+            found = _correlation_id.get()
+            if found == "-":
+                # Django logs a 4xx/5xx answer (`django.request`) once the middleware chain
+                # has returned, outside the request's context: the request still names it.
+                found = getattr(getattr(record, "request", None), "correlation_id", found)
+            record.correlation_id = found
         return True
 
 

@@ -59,6 +59,7 @@ class CorrelationIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         with correlation_context(request_correlation_id(request)) as correlation_id:
+            request.correlation_id = correlation_id  # type: ignore[attr-defined]  # for django.request's line
             began = time.monotonic()
             response = self.get_response(request)
             access_log(request, response, began=began)

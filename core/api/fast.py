@@ -304,6 +304,7 @@ class FastPath:
         proxy_headers_trust(request.META)
         self.prometheus_before.process_request(request)
         with correlation_context(request_correlation_id(request)) as correlation_id:
+            request.correlation_id = correlation_id  # type: ignore[attr-defined]  # as CorrelationIdMiddleware
             began = time.monotonic()
             match = cast(ResolverMatch, request.resolver_match)  # set by _prepare
             self.prometheus_after.process_request(request)

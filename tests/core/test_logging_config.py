@@ -51,3 +51,23 @@ def test_celery_logs_through_the_django_configuration(settings) -> None:
 
     assert any("_on_logging" in repr(receiver) for receiver in signals.setup_logging.receivers)
     assert settings.LOGGING["handlers"]["console"]["filters"] == ["correlation"]
+
+
+@pytest.mark.django_db
+def test_djangos_line_for_an_error_answer_carries_the_requests_correlation_id(client) -> None:
+    """Django logs a 4xx/5xx answer after the middleware chain returned, outside the
+    request's context: that line said "-" where the access line had the id."""
+    config = logging_config(log_format="json", level="INFO")
+    configurator = logging.config.DictConfigurator(config)
+    handler = logging.StreamHandler(io.StringIO())
+    handler.setFormatter(configurator.configure_formatter(dict(config["formatters"]["json"])))
+    handler.addFilter(configurator.configure_filter(dict(config["filters"]["correlation"])))
+    logger = logging.getLogger("django.request")
+    logger.addHandler(handler)
+    try:
+        response = client.get("/api/nowhere", HTTP_X_REQUEST_ID="req-404")
+    finally:
+        logger.removeHandler(handler)
+    assert response.status_code == 404 and response["X-Request-ID"] == "req-404"
+    [line] = [json.loads(line) for line in handler.stream.getvalue().splitlines()]
+    assert line["logger"] == "django.request" and line["correlation_id"] == "req-404", line
