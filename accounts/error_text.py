@@ -17,6 +17,7 @@ SENTENCES: dict[str, str] = {
     # accounts
     "username_taken": "This username is already taken; choose another one.",
     "weak_password": "This password is too weak; use a longer, less common one.",
+    "password_reset_unavailable": "Password reset by mail is not set up here; ask support to reset your password.",
     "invalid_credentials": "Wrong username or password.",
     "throttled": "Too many attempts; wait a few minutes before trying again.",
     "invalid_token": "Your login is no longer valid; log in again.",
