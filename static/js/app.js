@@ -121,7 +121,16 @@
     if (event.target.closest && event.target.closest("#order-entry")) estimate();
   });
   doc.addEventListener("htmx:afterSwap", function (event) {
-    if (event.detail.target && event.detail.target.id === "order-entry") syncTicket();
+    if (!event.detail.target || event.detail.target.id !== "order-entry") return;
+    syncTicket();
+    // The button that sent the ticket was disabled while it went and then replaced, so focus
+    // fell to <body> (a keyboard user was back at the top of the page): it goes to the first
+    // field refused, else to the new ticket's button.
+    var active = doc.activeElement;
+    if (active && active !== doc.body && doc.contains(active)) return;
+    var form = ticket();
+    var target = form && (form.querySelector("[aria-invalid='true']:not([disabled])") || form.querySelector("#order-submit"));
+    if (target) target.focus();
   });
   doc.addEventListener("htmx:afterSettle", function () { if (ticket()) syncTicket(); });
 

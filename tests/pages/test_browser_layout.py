@@ -176,3 +176,36 @@ def test_the_trade_page_fits_a_phone(chromium, seeded):
         assert alice.errors == []
     finally:
         alice.context.close()
+
+
+def test_the_ticket_sent_from_the_keyboard_keeps_the_focus_in_the_ticket(chromium, seeded):
+    # Sent with its button (Tab to it, Enter), the ticket came back (refused or placed) with
+    # the focus on <body>: the button was disabled while the ticket went, then replaced, and a
+    # keyboard user was back at the top of the page. It stays in the ticket now.
+    from playwright.sync_api import expect
+
+    alice = Trader(chromium, seeded, "alice")
+    try:
+        alice.login()
+        page = alice.page
+        focused = "() => document.activeElement && document.activeElement.id"
+        page.locator("#order-price").fill("1999.50")
+        page.locator("#order-quantity").fill("100000")  # more than alice can afford
+        page.locator("#order-submit").focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#order-entry .form-error")).to_contain_text(SENTENCES["insufficient_funds"])
+        page.wait_for_function(f"({focused})() === 'order-submit'")
+        page.locator("#order-price").fill("")  # a limit order without its price
+        page.locator("#order-quantity").fill("0.5")
+        page.locator("#order-submit").focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#order-price")).to_have_attribute("aria-invalid", "true")
+        page.wait_for_function(f"({focused})() === 'order-price'")  # the field refused
+        page.keyboard.type("1999.50")
+        page.locator("#order-submit").focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#order-entry .form-ok")).to_contain_text("buy limit 0.5 ETH-USDT: open.")
+        page.wait_for_function(f"({focused})() === 'order-submit'")
+        assert alice.errors == []
+    finally:
+        alice.context.close()

@@ -245,3 +245,29 @@ def test_the_same_ticket_sent_twice_places_one_order(trader, trader_client, mark
     if htmx:  # the ticket swapped in after a placed order has a new id
         fresh = re.search(r'name="ticket" value="([^"]+)"', text(first))
         assert fresh is not None and fresh.group(1) != ticket.group(1)
+
+
+# --- the ticket for a screen reader ---------------------------------------------------------------
+
+
+def test_the_tickets_amount_fields_name_their_asset_to_a_screen_reader(trader_client):
+    # The units beside the inputs are aria-hidden: "Price", "Stop price" and "Amount" were
+    # read without USDT or ETH. Each label says it.
+    html = text(trader_client.get("/trade/ETH-USDT"))
+    for field, asset in (("order-price", "USDT"), ("order-stop-price", "USDT"), ("order-quantity", "ETH")):
+        label = re.search(rf'<label for="{field}">(.*?)</label>', html, re.S).group(1)
+        assert f'<span class="sr-only">in {asset}</span>' in label, field
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "described"),
+    [("side", "hold", "fieldset"), ("type", "iceberg", "fieldset"), ("stp", "never", "select")],
+)
+def test_the_tickets_refused_choices_are_linked_to_their_messages(trader_client, field, value, described):
+    # The messages of a refused side, order type or self-trade prevention were shown, but
+    # linked to nothing (the other fields' messages are, with aria-describedby).
+    body = {"side": "buy", "type": "limit", "price": "1900.00", "quantity": "1", field: value}
+    html = text(trader_client.post(ORDER_URL, body, headers=HTMX))
+    error_id = f"order-{field}-error"
+    assert re.search(rf'<p class="field-error" id="{error_id}">', html), html
+    assert re.search(rf'<{described}[^>]*aria-describedby="{error_id}"', html)
