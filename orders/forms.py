@@ -27,7 +27,9 @@ class OrderForm(ServiceForm):
     # Not stripped: the text goes as typed to the one amount parser (core.money), as the API's does.
     price = forms.CharField(required=False, max_length=AMOUNT_TEXT_MAX_LENGTH, strip=False)
     stop_price = forms.CharField(required=False, max_length=AMOUNT_TEXT_MAX_LENGTH, strip=False)
-    quantity = forms.CharField(max_length=AMOUNT_TEXT_MAX_LENGTH, strip=False)
+    # Not required here: an empty amount goes to the service, which refuses it as the API
+    # refuses "quantity": "" (invalid_quantity); the form's own validation_error said otherwise.
+    quantity = forms.CharField(required=False, max_length=AMOUNT_TEXT_MAX_LENGTH, strip=False)
     time_in_force = forms.ChoiceField(choices=[("", "Auto"), *choices(TimeInForce)], required=False)
     client_order_id = forms.CharField(required=False, max_length=64)
     stp = forms.ChoiceField(choices=[("", "Default (skip)"), *choices(SelfTradePrevention)], required=False)
