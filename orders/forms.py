@@ -35,9 +35,13 @@ class OrderForm(ServiceForm):
     stp = forms.ChoiceField(choices=[("", "Default (skip)"), *choices(SelfTradePrevention)], required=False)
     # A one-time id of this rendered ticket (orders.services.orders.order_place_from_ticket).
     ticket = forms.CharField(required=False, max_length=64)
+    # The user this ticket was rendered for (order_place_from_ticket's `opened_for`).
+    account = forms.IntegerField(required=False, min_value=1)
 
-    def __init__(self, *args: object, market: Market, **kwargs: object) -> None:
+    def __init__(self, *args: object, market: Market, account: int | None = None, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        if not self.is_bound and account is not None:
+            self.initial.setdefault("account", account)
         self.market = market
         self.price_step = step_attr(market.price_tick)
         self.quantity_step = step_attr(market.quantity_step)

@@ -225,7 +225,7 @@ def _trade_page(
         "market": market,
         "fmt": Formats.of(market),
         "markets": market_list(),
-        "form": form or OrderForm(market=market),
+        "form": form or OrderForm(market=market, account=request.user.pk),
         "regions": _trade_regions(request, market),
     }
     return render(request, "trade/trade.html", context, status=status)
@@ -351,7 +351,10 @@ def order_place_page(request: HttpRequest, symbol: str) -> HttpResponse:
     if form.is_valid():
         try:
             result = order_place_from_ticket(
-                user=user, request=form.order_request(), ticket=form.cleaned_data["ticket"]
+                user=user,
+                request=form.order_request(),
+                ticket=form.cleaned_data["ticket"],
+                opened_for=form.cleaned_data["account"],
             )
         except ApplicationError as exc:
             form.add_application_error(exc)

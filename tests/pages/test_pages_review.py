@@ -271,3 +271,37 @@ def test_the_tickets_refused_choices_are_linked_to_their_messages(trader_client,
     error_id = f"order-{field}-error"
     assert re.search(rf'<p class="field-error" id="{error_id}">', html), html
     assert re.search(rf'<{described}[^>]*aria-describedby="{error_id}"', html)
+
+
+# --- two tabs, two accounts -----------------------------------------------------------------------
+
+
+def _ticket_fields(html: str) -> dict[str, str]:
+    form = re.search(r'<form id="order-entry".*?</form>', html, re.S).group(0)
+    return dict(re.findall(r'<input type="hidden" name="(ticket|account)" value="([^"]*)"', form))
+
+
+def test_a_ticket_opened_as_one_trader_places_nothing_for_another_logged_in_since(trader, market):
+    # Alice's trade tab; in another tab she logs out and bob logs in. The ticket of her tab,
+    # still headed "alice", sent with htmx (which sends the current CSRF cookie) placed the
+    # order on bob's account (seen in chromium: "Order #79 buy limit 0.01 ETH-USDT: open."
+    # in alice's tab, the order bob's). It is refused now, nothing placed, until reloaded.
+    browser = Client()
+    browser.force_login(trader)
+    hidden = _ticket_fields(text(browser.get("/trade/ETH-USDT")))
+    assert hidden["account"] == str(trader.pk)
+    bob = UserFactory()
+    fund(bob, "USDT", "10000")
+    browser.force_login(bob)  # the other tab's login, same browser
+    body = {"side": "buy", "type": "limit", "price": "1900.00", "quantity": "1", **hidden}
+    for headers in (HTMX, {}):
+        response = browser.post(ORDER_URL, body, headers=headers)
+        assert response.status_code == 409
+        assert 'data-code="order_form_other_account"' in text(response)
+        assert _ticket_fields(text(response))["account"] == str(trader.pk)  # refused until reloaded
+    assert not Order.objects.exists()
+    reloaded = _ticket_fields(text(browser.get("/trade/ETH-USDT")))
+    assert reloaded["account"] == str(bob.pk)
+    response = browser.post(ORDER_URL, {**body, **reloaded}, headers=HTMX)
+    assert response.status_code == 200 and Order.objects.get().user == bob
+    assert _ticket_fields(text(response))["account"] == str(bob.pk)  # the next ticket is bob's too
