@@ -305,3 +305,42 @@ def test_a_ticket_opened_as_one_trader_places_nothing_for_another_logged_in_sinc
     response = browser.post(ORDER_URL, {**body, **reloaded}, headers=HTMX)
     assert response.status_code == 200 and Order.objects.get().user == bob
     assert _ticket_fields(text(response))["account"] == str(bob.pk)  # the next ticket is bob's too
+
+
+# --- a form posted after the session expired, without JavaScript -----------------------------------
+
+
+def test_a_cancel_posted_after_the_session_expired_logs_in_back_to_the_page_it_was_on(trader, market):
+    # The login's next was the cancel's own address: once logged in, the browser opened
+    # /orders/<id>/cancel as a page and got an empty 405. It is the page the form was on.
+    order = place(trader, side="buy", type="limit", price="1900.00", quantity="1")
+    browser = Client()
+    response = browser.post(f"/orders/{order.pk}/cancel", {"next": "/orders/?status=open"})
+    assert response.status_code == 302
+    assert response["Location"] == "/login?next=/orders/%3Fstatus%3Dopen"
+    browser.force_login(trader)
+    assert browser.get("/orders/?status=open").status_code == 200
+    assert Order.objects.get(pk=order.pk).status == OrderStatus.OPEN  # nothing was cancelled meanwhile
+
+
+@pytest.mark.parametrize(
+    ("body", "referer", "back"),
+    [
+        ({"next": "/keys/"}, None, "/keys/"),  # the delete form's own next
+        ({}, "http://testserver/keys/", "/keys/"),  # a form without one: where it was posted from
+        ({}, "https://evil.example/keys/", "/keys/1/delete"),  # another site's page: as before
+    ],
+)
+def test_a_key_deleted_after_the_session_expired_logs_in_back_to_the_page_it_was_on(db, body, referer, back):
+    headers = {"Referer": referer} if referer else {}
+    response = Client().post("/keys/1/delete", body, headers=headers)
+    assert response.status_code == 302 and response["Location"] == f"/login?next={back}"
+
+
+def test_the_key_delete_form_says_where_it_was(trader, trader_client):
+    from accounts.services import api_key_create
+
+    api_key_create(user=trader, label="bot", permissions=["read"])
+    html = text(trader_client.get("/keys/"))
+    form = re.search(r'<form method="post" action="/keys/\d+/delete".*?</form>', html, re.S).group(0)
+    assert '<input type="hidden" name="next" value="/keys/">' in form
