@@ -92,7 +92,7 @@ def safe_next(request: HttpRequest, default: str) -> str:
 @sensitive_post_parameters("password")
 @csrf_protect
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def login_page(request: HttpRequest) -> HttpResponse:
     next_url = safe_next(request, reverse(settings.LOGIN_REDIRECT_URL))
     form = LoginForm(request.POST or None)
@@ -115,7 +115,7 @@ def login_page(request: HttpRequest) -> HttpResponse:
 @sensitive_post_parameters("password", "password_confirm")
 @csrf_protect
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def register_page(request: HttpRequest) -> HttpResponse:
     form = RegisterForm(request.POST or None)
     if request.method == "POST":
@@ -153,7 +153,7 @@ def logout_page(request: HttpRequest) -> HttpResponse:
 @csrf_protect
 @never_cache
 @page_login_required
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def api_keys_page(request: HttpRequest) -> HttpResponse:
     """Create, list and delete API keys. A new key's secret is in the answer to the POST
     that created it and nowhere else (not in the session, not after a redirect)."""

@@ -344,3 +344,20 @@ def test_the_key_delete_form_says_where_it_was(trader, trader_client):
     html = text(trader_client.get("/keys/"))
     form = re.search(r'<form method="post" action="/keys/\d+/delete".*?</form>', html, re.S).group(0)
     assert '<input type="hidden" name="next" value="/keys/">' in form
+
+
+# --- HEAD -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/login", "/register", "/trade/", "/trade/ETH-USDT", "/orders/", "/wallet/", "/flywheel/", "/keys/",
+     "/live/markets", "/trade/ETH-USDT/live", "/wallet/live"],
+)  # fmt: skip
+def test_every_page_answers_head_as_it_answers_get(trader_client, path):
+    # Every page answered HEAD with 405 (require_GET), the home page too: an uptime check or a
+    # link checker sending HEAD saw the site refuse its pages (RFC 9110: GET and HEAD go together).
+    get, head = trader_client.get(path), trader_client.head(path)
+    assert head.status_code == get.status_code, (path, head.status_code, get.status_code)
+    assert head.content == b""
+    assert Client().head(path).status_code == Client().get(path).status_code
