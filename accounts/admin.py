@@ -1,8 +1,9 @@
 """The user admin: Django's, without its way up. Stock, a staff member allowed to change
 users could tick `is_superuser` or grant any permission on any account, their own
 included, and set a superuser's password, then sign in as that superuser. Here only a
-superuser edits what makes an account privileged, and only a superuser changes a
-superuser's account. The platform's own accounts (the house, the fee account) are shown
+superuser edits what makes an account privileged, and only a superuser changes another
+staff or superuser account (with its password set, an editor signed in as a staff account
+allowed to credit wallets and credited itself). The platform's own accounts (the house, the fee account) are shown
 only: a password or `is_active` set on them let a staff member allowed to change users
 sign in as the house (accounts.selectors.user_is_system_account)."""
 
@@ -29,17 +30,25 @@ class PlatformUserAdmin(UserAdmin):
             return fields
         return fields + PRIVILEGE_FIELDS
 
+    @staticmethod
+    def _out_of_reach(request: HttpRequest, obj: Any) -> bool:
+        """Another privileged account (staff or superuser) for an editor who is no superuser:
+        its permissions may be ones the editor lacks, so setting its password would lend them."""
+        if getattr(request.user, "is_superuser", False) or obj.pk == request.user.pk:
+            return False
+        return bool(obj.is_superuser or obj.is_staff)
+
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         if obj is not None and user_is_system_account(username=obj.get_username()):
             return False  # its password form too
-        if obj is not None and obj.is_superuser and not getattr(request.user, "is_superuser", False):
+        if obj is not None and self._out_of_reach(request, obj):
             return False  # its password form too (UserAdmin.user_change_password asks this)
         return super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         if obj is not None and user_is_system_account(username=obj.get_username()):
             return False
-        if obj is not None and obj.is_superuser and not getattr(request.user, "is_superuser", False):
+        if obj is not None and self._out_of_reach(request, obj):
             return False
         return super().has_delete_permission(request, obj)
 

@@ -38,6 +38,9 @@ SENTENCES: dict[str, str] = {
     "order_not_cancellable": "This order is already closed, so it cannot be cancelled.",
     "duplicate_client_order_id": "You already used this client order id for a different order.",
     "order_form_resent": "This order form was already sent, so nothing more was placed: see your open orders.",
+    "order_form_other_account": (
+        "This page was opened for another account than the one logged in now, so nothing was placed: reload the page."
+    ),
     "insufficient_funds": "You do not have enough available funds for this order.",
     "invalid_time_in_force": "This time in force cannot be used with this order type.",
     "invalid_price": "This price does not fit the market (check the tick and the range).",

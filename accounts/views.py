@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, cast
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
 from django.contrib import messages
@@ -54,9 +54,25 @@ def page_login_required(view: View) -> View:
         if getattr(request, "htmx", False):
             current = request.htmx.current_url_abs_path or reverse("home")  # type: ignore[attr-defined]
             return HttpResponseClientRedirect(f"{reverse(settings.LOGIN_URL)}?{urlencode({'next': current}, safe='/')}")
-        return redirect_to_login(request.get_full_path())
+        return redirect_to_login(_back_after_login(request))
 
     return wrapper
+
+
+def _back_after_login(request: HttpRequest) -> str:
+    """Where the login sends a trader back: the page asked for; for a form posted (a cancel, a
+    key's delete) the page it was on, as its `next` or this site's Referer says, else its
+    address as before. A POST-only address is no page: opened after the login, it was an
+    empty 405."""
+    if request.method in ("GET", "HEAD"):
+        return request.get_full_path()
+    referer = request.headers.get("Referer", "")
+    if url_has_allowed_host_and_scheme(referer, allowed_hosts={request.get_host()}, require_https=False):
+        parts = urlsplit(referer)
+        referer = parts.path + (f"?{parts.query}" if parts.query else "")
+    else:
+        referer = ""
+    return safe_next(request, referer or request.get_full_path())
 
 
 def page_user(request: HttpRequest) -> User:
@@ -78,7 +94,7 @@ def safe_next(request: HttpRequest, default: str) -> str:
 @sensitive_post_parameters("password")
 @csrf_protect
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def login_page(request: HttpRequest) -> HttpResponse:
     next_url = safe_next(request, reverse(settings.LOGIN_REDIRECT_URL))
     form = LoginForm(request.POST or None)
@@ -101,7 +117,7 @@ def login_page(request: HttpRequest) -> HttpResponse:
 @sensitive_post_parameters("password", "password_confirm")
 @csrf_protect
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def register_page(request: HttpRequest) -> HttpResponse:
     form = RegisterForm(request.POST or None)
     if request.method == "POST":
@@ -139,7 +155,7 @@ def logout_page(request: HttpRequest) -> HttpResponse:
 @csrf_protect
 @never_cache
 @page_login_required
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def api_keys_page(request: HttpRequest) -> HttpResponse:
     """Create, list and delete API keys. A new key's secret is in the answer to the POST
     that created it and nowhere else (not in the session, not after a redirect)."""

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from core.errors import ApplicationError
 from flywheel import selectors
@@ -49,7 +49,7 @@ def _insight_lines(insights: Any, *, impact: Any) -> list[str]:
     return lines
 
 
-@require_GET
+@require_safe
 def flywheel_page(request: HttpRequest) -> HttpResponse:
     figures = selectors.stream_figures_list()
     streams = [s for s in figures if s.id in LIVE_STREAMS]  # the targets count for live streams only

@@ -75,3 +75,11 @@ class OrderFormResent(Conflict):
 
     code = "order_form_resent"
     default_message = "This order ticket was already sent; nothing more was placed."
+
+
+class OrderFormForAnotherAccount(Conflict):
+    """The pages' order ticket rendered for one account, posted once another one logged in
+    (in another tab of the same browser)."""
+
+    code = "order_form_other_account"
+    default_message = "This order ticket was opened for another account than the one logged in now; nothing was placed."

@@ -27,15 +27,21 @@ class OrderForm(ServiceForm):
     # Not stripped: the text goes as typed to the one amount parser (core.money), as the API's does.
     price = forms.CharField(required=False, max_length=AMOUNT_TEXT_MAX_LENGTH, strip=False)
     stop_price = forms.CharField(required=False, max_length=AMOUNT_TEXT_MAX_LENGTH, strip=False)
-    quantity = forms.CharField(max_length=AMOUNT_TEXT_MAX_LENGTH, strip=False)
+    # Not required here: an empty amount goes to the service, which refuses it as the API
+    # refuses "quantity": "" (invalid_quantity); the form's own validation_error said otherwise.
+    quantity = forms.CharField(required=False, max_length=AMOUNT_TEXT_MAX_LENGTH, strip=False)
     time_in_force = forms.ChoiceField(choices=[("", "Auto"), *choices(TimeInForce)], required=False)
     client_order_id = forms.CharField(required=False, max_length=64)
     stp = forms.ChoiceField(choices=[("", "Default (skip)"), *choices(SelfTradePrevention)], required=False)
     # A one-time id of this rendered ticket (orders.services.orders.order_place_from_ticket).
     ticket = forms.CharField(required=False, max_length=64)
+    # The user this ticket was rendered for (order_place_from_ticket's `opened_for`).
+    account = forms.IntegerField(required=False, min_value=1)
 
-    def __init__(self, *args: object, market: Market, **kwargs: object) -> None:
+    def __init__(self, *args: object, market: Market, account: int | None = None, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        if not self.is_bound and account is not None:
+            self.initial.setdefault("account", account)
         self.market = market
         self.price_step = step_attr(market.price_tick)
         self.quantity_step = step_attr(market.quantity_step)

@@ -21,7 +21,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import Resolver404, resolve, reverse
 from django.views.csrf import csrf_failure as django_csrf_failure
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_htmx.http import trigger_client_event
 
 from accounts.error_text import error_sentence
@@ -177,12 +177,12 @@ def _home_regions(request: HttpRequest) -> dict[str, LiveRegion]:
     )
 
 
-@require_GET
+@require_safe
 def home(request: HttpRequest) -> HttpResponse:
     return render(request, "home/home.html", {"regions": _home_regions(request), "ttx_asset": settings.TTX_ASSET})
 
 
-@require_GET
+@require_safe
 def home_live(request: HttpRequest) -> HttpResponse:
     return live_regions_response(request=request, regions=_home_regions(request))
 
@@ -225,24 +225,24 @@ def _trade_page(
         "market": market,
         "fmt": Formats.of(market),
         "markets": market_list(),
-        "form": form or OrderForm(market=market),
+        "form": form or OrderForm(market=market, account=request.user.pk),
         "regions": _trade_regions(request, market),
     }
     return render(request, "trade/trade.html", context, status=status)
 
 
-@require_GET
+@require_safe
 def trade_default(request: HttpRequest) -> HttpResponse:
     markets = market_list()
     return redirect("trade", symbol=markets[0].symbol) if markets else redirect("home")
 
 
-@require_GET
+@require_safe
 def trade(request: HttpRequest, symbol: str) -> HttpResponse:
     return _trade_page(request, _market_or_404(symbol))
 
 
-@require_GET
+@require_safe
 def trade_live(request: HttpRequest, symbol: str) -> HttpResponse:
     return live_regions_response(request=request, regions=_trade_regions(request, _market_or_404(symbol)))
 
@@ -351,7 +351,10 @@ def order_place_page(request: HttpRequest, symbol: str) -> HttpResponse:
     if form.is_valid():
         try:
             result = order_place_from_ticket(
-                user=user, request=form.order_request(), ticket=form.cleaned_data["ticket"]
+                user=user,
+                request=form.order_request(),
+                ticket=form.cleaned_data["ticket"],
+                opened_for=form.cleaned_data["account"],
             )
         except ApplicationError as exc:
             form.add_application_error(exc)
@@ -415,7 +418,7 @@ class OrderRow:
         return self.order.status in LIVE_STATUSES
 
 
-@require_GET
+@require_safe
 @page_login_required
 def order_history(request: HttpRequest) -> HttpResponse:
     user = page_user(request)
@@ -455,13 +458,13 @@ def _wallet_regions(request: HttpRequest) -> dict[str, LiveRegion]:
     )
 
 
-@require_GET
+@require_safe
 @page_login_required
 def wallet(request: HttpRequest) -> HttpResponse:
     return render(request, "wallet/wallet.html", {"regions": _wallet_regions(request)})
 
 
-@require_GET
+@require_safe
 @page_login_required
 def wallet_live(request: HttpRequest) -> HttpResponse:
     return live_regions_response(request=request, regions=_wallet_regions(request))

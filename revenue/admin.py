@@ -89,6 +89,11 @@ class RevenueEventAdmin(ReadOnlyAdmin):
     def has_retry_delivery_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("revenue.retry_delivery"))
 
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Staff who may retry a delivery see the events they retry (as Django's change
+        permission implies view): with retry_delivery alone the admin showed nothing."""
+        return super().has_view_permission(request, obj) or self.has_retry_delivery_permission(request)
+
     def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
         # The annotations of get_queryset are for display and ordering. Django lets any URL
         # lookup on a non-field through, and on SQLite `?status=failed` (a KT against raw

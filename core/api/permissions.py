@@ -42,14 +42,15 @@ class IsAuthenticatedInPerson(BasePermission):
         return bool(request.user and request.user.is_authenticated)
 
 
-def staff_permission(permission: str) -> type[BasePermission]:
-    """Staff (IsStaff's refusals first) who also hold the Django `permission`
-    ("app_label.codename"; superusers hold every one): what the admin asks before the same
-    act. Authenticated staff without it get 403 permission_denied."""
+def staff_permission(permission: str, *alternatives: str) -> type[BasePermission]:
+    """Staff (IsStaff's refusals first) who also hold the Django `permission` or one of its
+    `alternatives` ("app_label.codename"; superusers hold every one): what the admin asks
+    before the same act. Authenticated staff without any get 403 permission_denied."""
+    permissions = (permission, *alternatives)
 
     class HasStaffPermission(IsStaff):
         def has_permission(self, request: Request, view: Any) -> bool:
-            return super().has_permission(request, view) and bool(request.user.has_perm(permission))
+            return super().has_permission(request, view) and any(request.user.has_perm(p) for p in permissions)
 
     HasStaffPermission.__name__ = HasStaffPermission.__qualname__ = f"IsStaffWith_{permission.replace('.', '_')}"
     return HasStaffPermission

@@ -20,7 +20,7 @@ from core.errors import ApplicationError
 from core.logging import correlation_id_get
 from core.metrics import ORDER_PLACE_SECONDS
 from orders.engine.requests import OrderRequest
-from orders.errors import MarketNotFoundInBody, OrderFormResent
+from orders.errors import MarketNotFoundInBody, OrderFormForAnotherAccount, OrderFormResent
 from orders.models import Market
 from orders.sequencer.commands import answer_raise, cancel_all_command, cancel_command, place_command
 from orders.sequencer.transport import engine_call
@@ -138,12 +138,18 @@ def orders_cancel_all(*, user: AbstractBaseUser, symbol: str | None = None) -> l
 ORDER_TICKET_SECONDS = 24 * 3600
 
 
-def order_place_from_ticket(*, user: AbstractBaseUser, request: OrderRequest, ticket: str) -> PlaceResult:
+def order_place_from_ticket(
+    *, user: AbstractBaseUser, request: OrderRequest, ticket: str, opened_for: int | None = None
+) -> PlaceResult:
     """The pages' order ticket, placed once per rendered ticket id: a second post of it (a
     double click without JavaScript, a resent form) is OrderFormResent and places nothing.
     The claim is the shared cache's add (atomic across web processes, kept a day); a ticket
     whose order was refused is released, to be sent again once corrected. No id (an older
-    page): placed as sent."""
+    page): placed as sent. A ticket rendered for another account (`opened_for`, the user it
+    was rendered for: another one logged in since, in another tab) is OrderFormForAnotherAccount
+    and places nothing."""
+    if opened_for is not None and opened_for != user.pk:
+        raise OrderFormForAnotherAccount()
     if not ticket:
         return order_place(user=user, request=request)
     key = f"order-ticket:{user.pk}:{ticket}"

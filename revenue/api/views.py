@@ -51,8 +51,9 @@ class CanRetryDelivery(BasePermission):
 
 
 # The report and the worker status show revenue events: the admin's pages of them ask for
-# revenue.view_revenueevent (docs/operations.md, "The admin desk"), so does the API.
-VIEW_EVENTS = staff_permission("revenue.view_revenueevent")
+# revenue.view_revenueevent, or revenue.retry_delivery (who retries sees what they retry:
+# docs/operations.md, "The admin desk"), so does the API.
+VIEW_EVENTS = staff_permission("revenue.view_revenueevent", "revenue.retry_delivery")
 
 
 class OnchainFailuresApi(APIView):

@@ -121,9 +121,48 @@
     if (event.target.closest && event.target.closest("#order-entry")) estimate();
   });
   doc.addEventListener("htmx:afterSwap", function (event) {
-    if (event.detail.target && event.detail.target.id === "order-entry") syncTicket();
+    if (!event.detail.target || event.detail.target.id !== "order-entry") return;
+    syncTicket();
+    // The button that sent the ticket was disabled while it went and then replaced, so focus
+    // fell to <body> (a keyboard user was back at the top of the page): it goes to the first
+    // field refused, else to the new ticket's button.
+    var active = doc.activeElement;
+    if (active && active !== doc.body && doc.contains(active)) return;
+    var form = ticket();
+    var target = form && (form.querySelector("[aria-invalid='true']:not([disabled])") || form.querySelector("#order-submit"));
+    if (target) target.focus();
   });
   doc.addEventListener("htmx:afterSettle", function () { if (ticket()) syncTicket(); });
+
+  /* --- a cancel sent from the keyboard: its row goes when the list is refreshed, and the focus
+         with it (to <body>, the top of the page); it goes to the Cancel now in that place of the
+         list instead, else to the list's heading. --- */
+  var cancelled = null;  // {live, index, at} of the last cancel sent from a live list
+  doc.addEventListener("htmx:beforeRequest", function (event) {
+    var form = event.detail.elt;
+    if (!form || !form.matches || !form.matches("form[hx-post$='/cancel']")) return;
+    var region = form.closest("[data-live]");
+    if (!region) return;
+    var buttons = Array.prototype.slice.call(region.querySelectorAll("form[hx-post$='/cancel'] button"));
+    cancelled = { live: region.getAttribute("data-live"), index: buttons.indexOf(form.querySelector("button")), at: Date.now() };
+  });
+  doc.addEventListener("htmx:afterSettle", function () {
+    if (!cancelled) return;
+    if (Date.now() - cancelled.at > 10000) { cancelled = null; return; }
+    var active = doc.activeElement;
+    if (active && active !== doc.body && doc.contains(active)) return;
+    var region = doc.querySelector("[data-live='" + cancelled.live + "']");
+    if (!region) return;
+    var buttons = region.querySelectorAll("form[hx-post$='/cancel'] button");
+    var target = buttons[Math.min(cancelled.index, buttons.length - 1)];
+    if (!target) {
+      var section = region.closest("section[aria-labelledby]");
+      target = section && doc.getElementById(section.getAttribute("aria-labelledby"));
+      if (target) target.setAttribute("tabindex", "-1");
+    }
+    cancelled = null;
+    if (target) target.focus();
+  });
 
   /* --- clicking a book level puts its price in the ticket --- */
   doc.addEventListener("click", function (event) {

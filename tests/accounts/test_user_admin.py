@@ -1,5 +1,5 @@
 """accounts.admin: a staff member allowed to change users cannot make anyone (themselves
-included) privileged, nor take over a superuser's account."""
+included) privileged, nor take over a superuser's or another staff member's account."""
 
 from __future__ import annotations
 
@@ -67,6 +67,34 @@ def test_a_user_editor_cannot_change_a_superusers_account_or_password(client, us
     assert answer.status_code == 403
     root.refresh_from_db()
     assert not root.check_password(NEW_PASSWORD)
+
+
+def test_a_user_editor_cannot_take_over_another_staff_account(client, user_editor):
+    # A staff member allowed to change users set the password of another staff account (one
+    # allowed to credit wallets, orders.add_deposit), signed in as it and credited itself
+    # 1,000,000 USDT through POST /api/admin/wallets/credit. A staff account is privileged
+    # (it holds permissions its editor may not): only a superuser changes or deletes it.
+    crediter = UserFactory(is_staff=True)
+    crediter.user_permissions.add(Permission.objects.get(codename="add_deposit"))
+    page = client.get(f"/admin/auth/user/{crediter.pk}/change/")
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    answer = client.post(
+        f"/admin/auth/user/{crediter.pk}/password/",
+        {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"},
+    )
+    assert answer.status_code == 403
+    deactivate = {**_form(crediter), "is_active": ""}
+    assert client.post(f"/admin/auth/user/{crediter.pk}/change/", deactivate).status_code == 403
+    crediter.refresh_from_db()
+    assert not crediter.check_password(NEW_PASSWORD) and crediter.is_active
+    trader = UserFactory()  # an account without privileges stays editable
+    answer = client.post(
+        f"/admin/auth/user/{trader.pk}/password/",
+        {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"},
+    )
+    assert answer.status_code == 302
+    trader.refresh_from_db()
+    assert trader.check_password(NEW_PASSWORD)
 
 
 def test_a_superuser_still_edits_privileges(client):

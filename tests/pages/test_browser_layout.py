@@ -176,3 +176,65 @@ def test_the_trade_page_fits_a_phone(chromium, seeded):
         assert alice.errors == []
     finally:
         alice.context.close()
+
+
+def test_the_ticket_sent_from_the_keyboard_keeps_the_focus_in_the_ticket(chromium, seeded):
+    # Sent with its button (Tab to it, Enter), the ticket came back (refused or placed) with
+    # the focus on <body>: the button was disabled while the ticket went, then replaced, and a
+    # keyboard user was back at the top of the page. It stays in the ticket now.
+    from playwright.sync_api import expect
+
+    alice = Trader(chromium, seeded, "alice")
+    try:
+        alice.login()
+        page = alice.page
+        focused = "() => document.activeElement && document.activeElement.id"
+        page.locator("#order-price").fill("1999.50")
+        page.locator("#order-quantity").fill("100000")  # more than alice can afford
+        page.locator("#order-submit").focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#order-entry .form-error")).to_contain_text(SENTENCES["insufficient_funds"])
+        page.wait_for_function(f"({focused})() === 'order-submit'")
+        page.locator("#order-price").fill("")  # a limit order without its price
+        page.locator("#order-quantity").fill("0.5")
+        page.locator("#order-submit").focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#order-price")).to_have_attribute("aria-invalid", "true")
+        page.wait_for_function(f"({focused})() === 'order-price'")  # the field refused
+        page.keyboard.type("1999.50")
+        page.locator("#order-submit").focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#order-entry .form-ok")).to_contain_text("buy limit 0.5 ETH-USDT: open.")
+        page.wait_for_function(f"({focused})() === 'order-submit'")
+        assert alice.errors == []
+    finally:
+        alice.context.close()
+
+
+def test_a_cancel_sent_from_the_keyboard_keeps_the_focus_in_the_open_orders(chromium, seeded):
+    # The row of a cancelled order goes when the open orders are refreshed, and the focus went
+    # with its button, to <body>. It goes to the Cancel now in its place, then to the heading.
+    from playwright.sync_api import expect
+
+    alice = Trader(chromium, seeded, "alice")
+    try:
+        alice.login()
+        page = alice.page
+        for price in ("1990.00", "1991.00"):
+            alice.ticket(side="buy", price=price, quantity="0.1")
+            expect(page.locator("#order-entry .form-ok")).to_contain_text("buy limit 0.1 ETH-USDT")
+        rows = page.locator("#live-open_orders tbody tr")
+        expect(rows).to_have_count(2)
+        focused = "() => document.activeElement && document.activeElement.getAttribute('aria-label')"
+        first = rows.first.locator("button")
+        remaining = rows.nth(1).locator("button").get_attribute("aria-label")
+        first.focus()
+        page.keyboard.press("Enter")
+        expect(rows).to_have_count(1)
+        page.wait_for_function(f"({focused})() === {remaining!r}")
+        page.keyboard.press("Enter")
+        expect(rows).to_have_count(0)
+        page.wait_for_function("() => document.activeElement && document.activeElement.id === 'open-h'")
+        assert alice.errors == []
+    finally:
+        alice.context.close()

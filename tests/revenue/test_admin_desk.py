@@ -222,6 +222,28 @@ def test_retrying_needs_the_permission(client, mixed):
     assert _status(event) == "pending"
 
 
+def test_staff_who_may_only_retry_see_the_events_they_retry(client, mixed):
+    # A staff account given revenue.retry_delivery alone got "You don't have permission to
+    # view or edit anything." at /admin/ and 403 on the event list and the failure report:
+    # it could retry only by posting to an address it had no page to find. Retrying implies
+    # seeing the events, as Django's change permission implies view.
+    retrier = StaffFactory(is_superuser=False)
+    retrier.user_permissions.add(Permission.objects.get(codename="retry_delivery"))
+    client.force_login(retrier)
+    assert 'href="/admin/revenue/revenueevent/"' in client.get("/admin/").content.decode()
+    listing = client.get("/admin/revenue/revenueevent/")
+    assert listing.status_code == 200 and 'value="retry_delivery_now"' in listing.content.decode()
+    event = mixed["critical"]
+    page = client.get(f"/admin/revenue/revenueevent/{event.pk}/change/")
+    assert page.status_code == 200 and 'id="retry-delivery"' in page.content.decode()
+    assert client.get("/admin/revenue/revenueevent/failure-report/").status_code == 200
+    assert client.get("/admin/revenue/revenueevent/worker-status/").status_code == 200
+    assert "/admin/revenue/revenueevent/failure-report/" in client.get("/flywheel/").content.decode()
+    assert client.post(f"/admin/revenue/revenueevent/{event.pk}/retry/").status_code == 302
+    assert _status(event) == "pending"
+    assert client.post(f"/admin/revenue/revenueevent/{event.pk}/change/", {}).status_code == 403
+
+
 def test_the_api_retry_is_audited_too(staff_client, staff, mixed):
     event = mixed["failed"]
     assert staff_client.post(f"/api/admin/revenue/events/{event.pk}/retry").status_code == 202

@@ -229,6 +229,17 @@ def test_retry_needs_the_retry_delivery_permission(failures):
     assert jwt_client(viewer).post(f"/api/admin/revenue/events/{event.pk}/retry").status_code == 202
 
 
+def test_staff_who_may_retry_read_the_reports(failures):
+    # As in the admin: revenue.retry_delivery alone reads what it retries (it was 403).
+    retrier = StaffFactory(is_superuser=False)
+    retrier.user_permissions.add(Permission.objects.get(codename="retry_delivery"))
+    client = jwt_client(retrier)
+    assert client.get("/api/admin/revenue/onchain-failures").status_code == 200
+    assert client.get("/api/admin/revenue/onchain-worker-status").status_code == 200
+    nobody = jwt_client(StaffFactory(is_superuser=False))
+    assert nobody.get("/api/admin/revenue/onchain-failures").status_code == 403
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [
