@@ -261,8 +261,12 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 await self.channel_layer.group_discard(sub.group, self.channel_name)
 
     async def _parse(self, name: str) -> Subscription:
-        kind, _, rest = name.partition(":")
-        if kind in PRIVATE and not rest:
+        kind, separator, rest = name.partition(":")
+        if kind in PRIVATE:
+            # `orders` and `fills` exactly: `orders:` named a subscription the user's messages
+            # never reach (they are delivered to `orders` / `fills`): subscribed, then silent.
+            if separator:
+                raise StreamError("unknown_channel", f"Unknown channel {name[:100]!r}.")
             if self.user_id is None or not await self._user_valid():
                 raise StreamError("auth_required", f"Channel {name!r} needs authentication.")
             return Subscription(channel=name, kind=kind, group=user_group(self.user_id))

@@ -117,6 +117,27 @@ def test_a_public_channel_with_a_trailing_part_is_unknown():
     async_to_sync(scenario)()
 
 
+def test_a_private_channel_with_a_trailing_part_is_unknown():
+    """Was accepted: `orders:` and `fills:` answered `subscribed` and a snapshot, then never
+    an update (the user's orders and fills are delivered to `orders` and `fills`)."""
+    market_create("ETH-USDT")
+    token = _token(UserFactory())
+
+    async def scenario() -> None:
+        client = await stream_connect()
+        await client.send({"op": "auth", "token": token})
+        names = ["orders:", "fills:", "orders:x", "fills::"]
+        await client.send({"op": "subscribe", "channels": names})
+        codes = [(await client.op())["code"] for _ in names]
+        assert codes == ["unknown_channel"] * len(names)
+        await client.send({"op": "ping"})
+        assert await client.op() == {"op": "pong"}  # nothing was subscribed in between
+        assert not client.data
+        await client.close()
+
+    async_to_sync(scenario)()
+
+
 def test_private_channels_need_authentication_and_show_only_the_callers_data():
     market_create("ETH-USDT")
     alice, bob = UserFactory(), UserFactory()
