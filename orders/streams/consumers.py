@@ -128,7 +128,10 @@ def _same_site(scope: dict[str, Any]) -> bool:
     origin = dict(scope.get("headers", [])).get(b"origin")
     if not origin:
         return False
-    host = urlparse(origin.decode("latin1")).hostname or ""
+    try:
+        host = urlparse(origin.decode("latin1")).hostname or ""
+    except ValueError:  # not a URL ("http://[": an unclosed IPv6 address), which no browser sends
+        return False
     return validate_host(host, settings.ALLOWED_HOSTS)
 
 

@@ -190,7 +190,15 @@ def test_a_page_session_authenticates_only_from_an_allowed_origin():
     cookie = _session_cookie(alice)
 
     async def scenario() -> None:
-        for origin, allowed in [(b"http://testserver", True), (b"https://evil.example", False), (None, False)]:
+        origins = [
+            (b"http://testserver", True),
+            (b"https://evil.example", False),
+            (None, False),
+            # Not a URL: the handshake was a 500 (urlparse's ValueError, "Invalid IPv6 URL").
+            (b"http://[", False),
+            (b"http://[::1", False),
+        ]
+        for origin, allowed in origins:
             headers = [(b"cookie", cookie), (b"host", b"testserver")] + ([(b"origin", origin)] if origin else [])
             client = await stream_connect(headers)
             await client.send({"op": "subscribe", "channels": ["orders"]})
