@@ -112,6 +112,8 @@ def _api_key_user(key: str, timestamp: str, signature: str) -> tuple[int, int]:
 
 
 def _market_id(symbol: str) -> int | None:
+    if "\x00" in symbol:  # no market has it (and PostgreSQL cannot compare a NUL: a DataError)
+        return None
     return Market.objects.filter(symbol=symbol).values_list("pk", flat=True).first()
 
 

@@ -117,6 +117,23 @@ def test_a_public_channel_with_a_trailing_part_is_unknown():
     async_to_sync(scenario)()
 
 
+def test_a_market_with_a_nul_is_not_found_and_keeps_the_connection():
+    """On PostgreSQL the market's look-up raised DataError ("text fields cannot contain NUL"):
+    the connection closed (1011) with a traceback instead of answering `market_not_found`."""
+    market_create("ETH-USDT")
+
+    async def scenario() -> None:
+        client = await stream_connect()
+        names = ["book:ETH-USDT\u0000", "trades:\u0000", "candles:ETH\u0000USDT:1m"]
+        await client.send({"op": "subscribe", "channels": names})
+        assert [(await client.op())["code"] for _ in names] == ["market_not_found"] * len(names)
+        await client.send({"op": "ping"})
+        assert await client.op() == {"op": "pong"}
+        await client.close()
+
+    async_to_sync(scenario)()
+
+
 def test_a_private_channel_with_a_trailing_part_is_unknown():
     """Was accepted: `orders:` and `fills:` answered `subscribed` and a snapshot, then never
     an update (the user's orders and fills are delivered to `orders` and `fills`)."""
