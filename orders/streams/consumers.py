@@ -31,6 +31,7 @@ from accounts.errors import InvalidApiKey
 from accounts.selectors import user_still_signed_in
 from core.encoding import json_read
 from core.errors import ApplicationError
+from core.text import has_control_characters
 from orders.api.serializers import CandleOutput, MarketTradeOutput, OrderOutput, UserTradeOutput
 from orders.models import LIVE_STATUSES, Market
 from orders.selectors.candles import INTERVALS, candle_list
@@ -87,6 +88,8 @@ def _json(data: Any) -> Any:
 
 def _token_user(token: str) -> tuple[int, float] | None:
     """The user of a valid access token and the moment it expires (leeway included)."""
+    if not token.isascii():  # no JWT; a lone surrogate cannot even be encoded
+        return None
     auth = PlatformJWTAuthentication()
     try:
         validated = auth.get_validated_token(token.encode())
@@ -112,7 +115,9 @@ def _api_key_user(key: str, timestamp: str, signature: str) -> tuple[int, int]:
 
 
 def _market_id(symbol: str) -> int | None:
-    if "\x00" in symbol:  # no market has it (and PostgreSQL cannot compare a NUL: a DataError)
+    # No market's symbol has a control character, and the database cannot take some: a NUL
+    # (PostgreSQL's DataError) or a lone surrogate from a JSON escape (UnicodeEncodeError).
+    if has_control_characters(symbol):
         return None
     return Market.objects.filter(symbol=symbol).values_list("pk", flat=True).first()
 

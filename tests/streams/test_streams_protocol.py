@@ -3,6 +3,7 @@ private channels (contract: shared/spec/api.md, "Streams (v1.1)")."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -117,16 +118,20 @@ def test_a_public_channel_with_a_trailing_part_is_unknown():
     async_to_sync(scenario)()
 
 
-def test_a_market_with_a_nul_is_not_found_and_keeps_the_connection():
-    """On PostgreSQL the market's look-up raised DataError ("text fields cannot contain NUL"):
-    the connection closed (1011) with a traceback instead of answering `market_not_found`."""
+def test_a_market_with_a_control_character_is_not_found_and_keeps_the_connection():
+    """The market's look-up raised, and the connection closed (1011) with a traceback instead
+    of answering `market_not_found`: on PostgreSQL for a NUL (DataError, "text fields cannot
+    contain NUL"), on either database for a lone surrogate (`"\\ud800"` in the JSON: a
+    UnicodeEncodeError). A token with one was the same crash."""
     market_create("ETH-USDT")
 
     async def scenario() -> None:
         client = await stream_connect()
-        names = ["book:ETH-USDT\u0000", "trades:\u0000", "candles:ETH\u0000USDT:1m"]
-        await client.send({"op": "subscribe", "channels": names})
+        names = ["book:ETH-USDT\u0000", "trades:\u0000", "candles:ETH\u0000USDT:1m", "book:\ud800", "ticker:ETH-\udfff"]
+        await client.ws.send_to(text_data=json.dumps({"op": "subscribe", "channels": names}))
         assert [(await client.op())["code"] for _ in names] == ["market_not_found"] * len(names)
+        await client.ws.send_to(text_data=json.dumps({"op": "auth", "token": "a.\ud800.b"}))
+        assert (await client.op())["code"] == "invalid_token"
         await client.send({"op": "ping"})
         assert await client.op() == {"op": "pong"}
         await client.close()
