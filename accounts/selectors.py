@@ -21,15 +21,20 @@ def user_is_system_account(*, username: str) -> bool:
     return username in (settings.HOUSE_USERNAME, settings.FEE_ACCOUNT_USERNAME)
 
 
-def user_still_signed_in(*, user_id: int, session_key: str | None, credentials_mark: str | None = None) -> bool:
+def user_still_signed_in(
+    *, user_id: int, session_key: str | None, credentials_mark: str | None = None, api_key_id: int | None = None
+) -> bool:
     """Whether a connection signed in as `user_id` may still act as that user: the user
     exists and is active and, for a page's session (`session_key`), that session still
     exists, still names the user, and was made under the user's present password (Django's
     own check at each request: logging out, or changing the password, ends it); for a token,
-    its password mark (`credentials_mark`) is still the user's."""
+    its password mark (`credentials_mark`) is still the user's; for an API key
+    (`api_key_id`), the key still exists (deleting it ends it)."""
     user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
     if user is None:
         return False
+    if api_key_id is not None:
+        return ApiKey.objects.filter(pk=api_key_id, user_id=user_id).exists()
     if session_key is None:
         return credentials_mark is None or credentials_current(claimed=credentials_mark, user=user)
     session = import_module(settings.SESSION_ENGINE).SessionStore(session_key).load()

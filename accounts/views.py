@@ -20,7 +20,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.errors import ApiKeyNotFound
@@ -186,7 +186,7 @@ def api_keys_page(request: HttpRequest) -> HttpResponse:
 @csrf_protect
 @never_cache
 @page_login_required
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def password_change_page(request: HttpRequest) -> HttpResponse:
     user = page_user(request)
     form = PasswordChangeForm(request.POST or None)
@@ -216,7 +216,7 @@ def password_change_page(request: HttpRequest) -> HttpResponse:
 
 @csrf_protect
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def password_reset_page(request: HttpRequest) -> HttpResponse:
     """Asks for a reset link by mail; the next page says the same whether or not an account
     has that address."""
@@ -236,7 +236,7 @@ def password_reset_page(request: HttpRequest) -> HttpResponse:
 
 
 @never_cache
-@require_http_methods(["GET"])
+@require_safe
 def password_reset_sent_page(request: HttpRequest) -> HttpResponse:
     return render(
         request, "accounts/password_reset_sent.html", {"timeout_hours": settings.PASSWORD_RESET_TIMEOUT // 3600}
@@ -258,7 +258,7 @@ class PasswordResetSetPage(PasswordResetConfirmView):
 
 
 # Django's view answers a link that does not verify before it looks at the method.
-password_reset_set_page = require_http_methods(["GET", "POST"])(PasswordResetSetPage.as_view())
+password_reset_set_page = require_http_methods(["GET", "HEAD", "POST"])(PasswordResetSetPage.as_view())
 
 
 @csrf_protect

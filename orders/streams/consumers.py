@@ -25,10 +25,14 @@ from django.conf import settings
 from django.http.request import validate_host
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
 
+from accounts.api_keys import HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, api_key_request_principal
 from accounts.authentication import PlatformJWTAuthentication
 from accounts.credentials import CREDENTIALS_CLAIM
+from accounts.errors import InvalidApiKey
 from accounts.selectors import user_still_signed_in
 from core.encoding import json_read
+from core.errors import ApplicationError
+from core.text import has_control_characters
 from orders.api.serializers import CandleOutput, MarketTradeOutput, OrderOutput, UserTradeOutput
 from orders.models import LIVE_STATUSES, Market
 from orders.selectors.candles import INTERVALS, candle_list
@@ -55,6 +59,8 @@ SNAPSHOT_TRADES = 50  # trades and fills in a snapshot, newest first
 # subscribed or sent, at most once per this many seconds.
 USER_RECHECK_SECONDS = 1.0
 SNAPSHOT_CANDLES = 100
+# What an API key signs to authenticate a connection: a GET of the streams' path, no body.
+STREAM_PATH = "/ws/v1"
 
 
 class StreamError(Exception):
@@ -84,6 +90,8 @@ def _json(data: Any) -> Any:
 def _token_user(token: str) -> tuple[int, float, str | None] | None:
     """The user of a valid access token, the moment it expires (leeway included) and its
     password mark."""
+    if not token.isascii():  # no JWT; a lone surrogate cannot even be encoded
+        return None
     auth = PlatformJWTAuthentication()
     try:
         validated = auth.get_validated_token(token.encode())
@@ -95,7 +103,25 @@ def _token_user(token: str) -> tuple[int, float, str | None] | None:
     return user_id, float(validated["exp"]) + leeway, mark if isinstance(mark, str) else None
 
 
+def _api_key_user(key: str, timestamp: str, signature: str) -> tuple[int, int]:
+    """The user and the key of an API key's `auth`: its signature of `GET /ws/v1` at
+    `timestamp`, checked as a signed request's (accounts.api_keys; its errors raised)."""
+    principal = api_key_request_principal(
+        method="GET",
+        path_with_query=STREAM_PATH,
+        body=b"",
+        headers={HEADER_KEY: key, HEADER_TIMESTAMP: timestamp, HEADER_SIGNATURE: signature},
+    )
+    if principal is None:
+        raise InvalidApiKey()
+    return principal.user_id, principal.key_id
+
+
 def _market_id(symbol: str) -> int | None:
+    # No market's symbol has a control character, and the database cannot take some: a NUL
+    # (PostgreSQL's DataError) or a lone surrogate from a JSON escape (UnicodeEncodeError).
+    if has_control_characters(symbol):
+        return None
     return Market.objects.filter(symbol=symbol).values_list("pk", flat=True).first()
 
 
@@ -112,7 +138,10 @@ def _same_site(scope: dict[str, Any]) -> bool:
     origin = dict(scope.get("headers", [])).get(b"origin")
     if not origin:
         return False
-    host = urlparse(origin.decode("latin1")).hostname or ""
+    try:
+        host = urlparse(origin.decode("latin1")).hostname or ""
+    except ValueError:  # not a URL ("http://[": an unclosed IPv6 address), which no browser sends
+        return False
     return validate_host(host, settings.ALLOWED_HOSTS)
 
 
@@ -143,6 +172,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.user_expires: float | None = None  # a token's expiry; None: a page's session
         self.session_key: str | None = None  # a page's session, read again with the user
         self.credentials_mark: str | None = None  # a token's password mark, compared again with the user
+        self.api_key_id: int | None = None  # an API key's, read again with the user
         self.user_checked = 0.0  # when the user was last found active (time.monotonic())
         self.subscriptions: dict[str, Subscription] = {}
         self.sequences: dict[str, int] = defaultdict(int)
@@ -172,7 +202,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             if op == "ping":
                 await self._send({"op": "pong"})
             elif op == "auth":
-                await self._auth(message.get("token"))
+                await self._auth(message)
             elif op in ("subscribe", "unsubscribe"):
                 channels = message.get("channels")
                 if (
@@ -200,17 +230,41 @@ class StreamConsumer(AsyncWebsocketConsumer):
             raise StreamError("throttled", "Too many subscriptions; wait a few seconds.")
         self.allowance -= snapshots
 
-    async def _auth(self, token: object) -> None:
-        if not isinstance(token, str) or not token or len(token) > 4096:
-            raise StreamError("malformed_message", '"token" must be a JWT access token.')
-        found = await database_sync_to_async(_token_user)(token)
-        if found is None:
-            raise StreamError("invalid_token", "The token is invalid or expired.")
-        user_id, expires, mark = found
+    async def _auth(self, message: dict[str, Any]) -> None:
+        """A JWT access token (`token`), or an API key's signature (`key`, `timestamp`,
+        `signature`: docs/streams.md)."""
+        api_key_id: int | None = None
+        expires: float | None = None
+        mark: str | None = None
+        if "key" in message:
+            user_id, api_key_id = await self._api_key_auth(message)
+        else:
+            token = message.get("token")
+            if not isinstance(token, str) or not token or len(token) > 4096:
+                raise StreamError("malformed_message", '"token" must be a JWT access token.')
+            found = await database_sync_to_async(_token_user)(token)
+            if found is None:
+                raise StreamError("invalid_token", "The token is invalid or expired.")
+            user_id, expires, mark = found
         if self.user_id is not None and user_id != self.user_id:  # another user: drop the previous one's
             await self._unsubscribe([name for name in self.subscriptions if name in PRIVATE])
         self.user_id, self.user_expires, self.user_checked = user_id, expires, time.monotonic()
-        self.session_key, self.credentials_mark = None, mark
+        self.session_key, self.credentials_mark, self.api_key_id = None, mark, api_key_id
+
+    async def _api_key_auth(self, message: dict[str, Any]) -> tuple[int, int]:
+        """The user and the key of a signed `auth`; the REST API's codes when refused
+        (invalid_api_key, invalid_signature, signature_expired, replayed_request)."""
+        fields = [message.get(name) for name in ("key", "timestamp", "signature")]
+        if not all(isinstance(value, str) and 0 < len(value) <= 200 for value in fields):
+            raise StreamError(
+                "malformed_message", '"key", "timestamp" and "signature" must be an API key\'s signature of GET /ws/v1.'
+            )
+        key, timestamp, signature = (str(value) for value in fields)
+        try:
+            found: tuple[int, int] = await database_sync_to_async(_api_key_user)(key, timestamp, signature)
+        except ApplicationError as error:
+            raise StreamError(error.code, error.message) from None
+        return found
 
     async def _user_valid(self) -> bool:
         """Whether the connection's user may still see private data: its token has not
@@ -223,17 +277,20 @@ class StreamConsumer(AsyncWebsocketConsumer):
         valid = self.user_expires is None or time.time() < self.user_expires
         if valid and time.monotonic() - self.user_checked >= USER_RECHECK_SECONDS:
             valid = await database_sync_to_async(user_still_signed_in)(
-                user_id=self.user_id, session_key=self.session_key, credentials_mark=self.credentials_mark
+                user_id=self.user_id,
+                session_key=self.session_key,
+                credentials_mark=self.credentials_mark,
+                api_key_id=self.api_key_id,
             )
             self.user_checked = time.monotonic()
         if not valid:
             await self._unsubscribe([name for name in self.subscriptions if name in PRIVATE])
-            self.user_id = self.user_expires = self.session_key = self.credentials_mark = None
+            self.user_id = self.user_expires = self.session_key = self.credentials_mark = self.api_key_id = None
             await self._error(
                 StreamError(
                     "invalid_token",
-                    "The token expired or the account is no longer active: private channels are closed;"
-                    " authenticate again.",
+                    "The token expired, the API key was deleted or the account is no longer active: private"
+                    " channels are closed; authenticate again.",
                 )
             )
         return valid
@@ -265,8 +322,12 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 await self.channel_layer.group_discard(sub.group, self.channel_name)
 
     async def _parse(self, name: str) -> Subscription:
-        kind, _, rest = name.partition(":")
-        if kind in PRIVATE and not rest:
+        kind, separator, rest = name.partition(":")
+        if kind in PRIVATE:
+            # `orders` and `fills` exactly: `orders:` named a subscription the user's messages
+            # never reach (they are delivered to `orders` / `fills`): subscribed, then silent.
+            if separator:
+                raise StreamError("unknown_channel", f"Unknown channel {name[:100]!r}.")
             if self.user_id is None or not await self._user_valid():
                 raise StreamError("auth_required", f"Channel {name!r} needs authentication.")
             return Subscription(channel=name, kind=kind, group=user_group(self.user_id))

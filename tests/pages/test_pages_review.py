@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 from django.test import Client
 
+from accounts.services import api_key_create
 from orders.models import Order, OrderStatus
 from tests.factories import UserFactory, fund
 from tests.pages.test_pages_views import HTMX, ORDER_URL, place, text
@@ -338,8 +339,6 @@ def test_a_key_deleted_after_the_session_expired_logs_in_back_to_the_page_it_was
 
 
 def test_the_key_delete_form_says_where_it_was(trader, trader_client):
-    from accounts.services import api_key_create
-
     api_key_create(user=trader, label="bot", permissions=["read"])
     html = text(trader_client.get("/keys/"))
     form = re.search(r'<form method="post" action="/keys/\d+/delete".*?</form>', html, re.S).group(0)
@@ -352,7 +351,8 @@ def test_the_key_delete_form_says_where_it_was(trader, trader_client):
 @pytest.mark.parametrize(
     "path",
     ["/", "/login", "/register", "/trade/", "/trade/ETH-USDT", "/orders/", "/wallet/", "/flywheel/", "/keys/",
-     "/live/markets", "/trade/ETH-USDT/live", "/wallet/live"],
+     "/live/markets", "/trade/ETH-USDT/live", "/wallet/live", "/account/password", "/account/password/reset",
+     "/account/password/reset/sent"],
 )  # fmt: skip
 def test_every_page_answers_head_as_it_answers_get(trader_client, path):
     # Every page answered HEAD with 405 (require_GET), the home page too: an uptime check or a

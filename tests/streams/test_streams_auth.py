@@ -6,6 +6,7 @@ and `orders` / `fills` need a new auth."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -15,6 +16,8 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.sessions.backends.db import SessionStore
 from rest_framework_simplejwt.tokens import AccessToken
 
+from accounts.api_keys import request_signature
+from accounts.services import api_key_create, api_key_delete
 from accounts.tokens import token_pair_issue
 from orders.streams import consumers
 from tests.factories import UserFactory, fund, market_create
@@ -163,5 +166,79 @@ def test_a_page_sessions_private_channels_go_on_while_the_session_lasts(monkeypa
         await sync_to_async(place)(bob, side="sell", type="limit", quantity="0.4", price="1990.00")
         await client.until("fills", 2)
         await client.close()
+
+    async_to_sync(scenario)()
+
+
+def _signed_auth(key: str, secret: str, *, shift_ms: int = 0) -> dict[str, str]:
+    """An API key's `auth`: its signature of GET /ws/v1 at the present moment (docs/streams.md)."""
+    timestamp = str(time.time_ns() // 1_000_000 + shift_ms)
+    signature = request_signature(secret=secret, timestamp=timestamp, method="GET", path_with_query="/ws/v1", body=b"")
+    return {"op": "auth", "key": key, "timestamp": timestamp, "signature": signature}
+
+
+def test_an_api_key_authenticates_the_private_channels():
+    """A bot holds an API key, not a password: it signs `GET /ws/v1` as it signs a request,
+    and a read key is enough (the streams only read)."""
+    alice, bob = _trading_pair()
+    api_key, secret = api_key_create(user=alice, label="bot", permissions=["read"])
+
+    async def scenario() -> None:
+        client = await stream_connect()
+        await client.send({"op": "subscribe", "channels": ["orders"]})
+        assert (await client.op())["code"] == "auth_required"
+        await client.send(_signed_auth(api_key.key, secret))
+        await client.send({"op": "subscribe", "channels": ["orders", "fills"]})
+        assert await client.op() == {"op": "subscribed", "channels": ["orders", "fills"]}
+        assert len((await client.until("orders", 1))[0]["data"]) == 1
+        await sync_to_async(place)(bob, side="sell", type="limit", quantity="0.4", price="1990.00")
+        fill = (await client.until("fills", 2))[1]
+        assert fill["type"] == "update" and fill["data"]["liquidity"] == "maker"
+        await client.close()
+
+    async_to_sync(scenario)()
+
+
+def test_a_refused_api_key_auth_answers_the_rest_apis_code_and_keeps_the_connection():
+    alice, _ = _trading_pair()
+    api_key, secret = api_key_create(user=alice, label="bot", permissions=["read"])
+
+    async def scenario() -> None:
+        client = await stream_connect()
+        good = _signed_auth(api_key.key, secret)
+        refused = [
+            ({**good, "key": "0" * 32}, "invalid_api_key"),
+            ({**good, "signature": "0" * 64}, "invalid_signature"),
+            (_signed_auth(api_key.key, "another secret"), "invalid_signature"),
+            (_signed_auth(api_key.key, secret, shift_ms=-60_000), "signature_expired"),
+            ({**good, "timestamp": 5}, "malformed_message"),
+            ({"op": "auth", "key": api_key.key}, "malformed_message"),
+        ]
+        for message, code in refused:
+            await client.send(message)
+            assert (await client.op())["code"] == code, message
+        await client.send(good)
+        await client.send(good)  # the same signature again
+        assert (await client.op())["code"] == "replayed_request"
+        await client.send({"op": "subscribe", "channels": ["orders"]})  # the first one signed in
+        assert await client.op() == {"op": "subscribed", "channels": ["orders"]}
+        await client.close()
+
+    async_to_sync(scenario)()
+
+
+def test_an_api_keys_private_channels_stop_when_the_key_is_deleted(monkeypatch):
+    monkeypatch.setattr(consumers, "USER_RECHECK_SECONDS", 0.0, raising=False)
+    alice, bob = _trading_pair()
+    api_key, secret = api_key_create(user=alice, label="bot", permissions=["read"])
+
+    async def scenario() -> None:
+        client = await stream_connect()
+        await client.send(_signed_auth(api_key.key, secret))
+        await client.send({"op": "subscribe", "channels": ["orders", "fills"]})
+        assert await client.op() == {"op": "subscribed", "channels": ["orders", "fills"]}
+        await client.until("fills", 1)
+        await sync_to_async(api_key_delete)(user_id=alice.pk, api_key_id=api_key.pk)
+        await _private_data_stops(client, bob)
 
     async_to_sync(scenario)()

@@ -3,6 +3,7 @@ private channels (contract: shared/spec/api.md, "Streams (v1.1)")."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -117,6 +118,48 @@ def test_a_public_channel_with_a_trailing_part_is_unknown():
     async_to_sync(scenario)()
 
 
+def test_a_market_with_a_control_character_is_not_found_and_keeps_the_connection():
+    """The market's look-up raised, and the connection closed (1011) with a traceback instead
+    of answering `market_not_found`: on PostgreSQL for a NUL (DataError, "text fields cannot
+    contain NUL"), on either database for a lone surrogate (`"\\ud800"` in the JSON: a
+    UnicodeEncodeError). A token with one was the same crash."""
+    market_create("ETH-USDT")
+
+    async def scenario() -> None:
+        client = await stream_connect()
+        names = ["book:ETH-USDT\u0000", "trades:\u0000", "candles:ETH\u0000USDT:1m", "book:\ud800", "ticker:ETH-\udfff"]
+        await client.ws.send_to(text_data=json.dumps({"op": "subscribe", "channels": names}))
+        assert [(await client.op())["code"] for _ in names] == ["market_not_found"] * len(names)
+        await client.ws.send_to(text_data=json.dumps({"op": "auth", "token": "a.\ud800.b"}))
+        assert (await client.op())["code"] == "invalid_token"
+        await client.send({"op": "ping"})
+        assert await client.op() == {"op": "pong"}
+        await client.close()
+
+    async_to_sync(scenario)()
+
+
+def test_a_private_channel_with_a_trailing_part_is_unknown():
+    """Was accepted: `orders:` and `fills:` answered `subscribed` and a snapshot, then never
+    an update (the user's orders and fills are delivered to `orders` and `fills`)."""
+    market_create("ETH-USDT")
+    token = _token(UserFactory())
+
+    async def scenario() -> None:
+        client = await stream_connect()
+        await client.send({"op": "auth", "token": token})
+        names = ["orders:", "fills:", "orders:x", "fills::"]
+        await client.send({"op": "subscribe", "channels": names})
+        codes = [(await client.op())["code"] for _ in names]
+        assert codes == ["unknown_channel"] * len(names)
+        await client.send({"op": "ping"})
+        assert await client.op() == {"op": "pong"}  # nothing was subscribed in between
+        assert not client.data
+        await client.close()
+
+    async_to_sync(scenario)()
+
+
 def test_private_channels_need_authentication_and_show_only_the_callers_data():
     market_create("ETH-USDT")
     alice, bob = UserFactory(), UserFactory()
@@ -169,7 +212,15 @@ def test_a_page_session_authenticates_only_from_an_allowed_origin():
     cookie = _session_cookie(alice)
 
     async def scenario() -> None:
-        for origin, allowed in [(b"http://testserver", True), (b"https://evil.example", False), (None, False)]:
+        origins = [
+            (b"http://testserver", True),
+            (b"https://evil.example", False),
+            (None, False),
+            # Not a URL: the handshake was a 500 (urlparse's ValueError, "Invalid IPv6 URL").
+            (b"http://[", False),
+            (b"http://[::1", False),
+        ]
+        for origin, allowed in origins:
             headers = [(b"cookie", cookie), (b"host", b"testserver")] + ([(b"origin", origin)] if origin else [])
             client = await stream_connect(headers)
             await client.send({"op": "subscribe", "channels": ["orders"]})
