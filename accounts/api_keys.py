@@ -233,10 +233,16 @@ def api_key_request_principal(
     if secret is None:
         logger.error("api key secret cannot be decrypted (SECRET_KEY changed?)", extra={"api_key_id": api_key.pk})
         raise InvalidSignature()
-    expected = request_signature(
-        secret=secret, timestamp=timestamp, method=method, path_with_query=path_with_query, body=body
-    )
-    if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
+    presented = signature.encode("utf-8", "replace")
+    if not any(
+        hmac.compare_digest(
+            request_signature(
+                secret=secret, timestamp=timestamp, method=method, path_with_query=target, body=body
+            ).encode(),
+            presented,
+        )
+        for target in _targets_signed(path_with_query)
+    ):
         raise InvalidSignature()
     if abs(int(timestamp) - time.time_ns() // 1_000_000) > _window_ms():
         raise SignatureExpired()
@@ -251,6 +257,18 @@ def api_key_request_principal(
         raise ReplayedRequest()
     _last_used_touch(api_key, timezone.now())
     return principal
+
+
+def _targets_signed(path_with_query: str) -> tuple[str, ...]:
+    """The request targets a client may have signed for `path_with_query`: with an empty
+    query, with or without its "?" (`/api/trades?`: curl sends the "?", uvicorn drops it
+    before the application sees the target, and Python's requests drops it before sending).
+    The same resource either way."""
+    if path_with_query.endswith("?"):
+        return path_with_query, path_with_query[:-1]
+    if "?" not in path_with_query:
+        return path_with_query, path_with_query + "?"
+    return (path_with_query,)
 
 
 def request_target(request: HttpRequest) -> str:

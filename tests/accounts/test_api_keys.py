@@ -400,3 +400,13 @@ def test_a_second_user_cannot_use_the_first_user_s_signature_with_own_key(api_cl
     headers = signed_headers(read_key["key"], read_key["secret"], "GET", "/api/me")
     headers["HTTP_X_API_KEY"] = other["key"]
     _error(api_client.get("/api/me", **headers), 401, "invalid_signature")
+
+
+@pytest.mark.parametrize(("signed", "received"), [("/api/me?", "/api/me"), ("/api/me", "/api/me?")])
+def test_an_empty_query_is_signed_with_or_without_its_question_mark(api_client, read_key, signed, received):
+    """curl sends `/api/me?` and uvicorn hands the application `/api/me`; a client signing
+    what it sent was refused with invalid_signature."""
+    headers = signed_headers(read_key["key"], read_key["secret"], "GET", signed)
+    assert api_client.get("/api/me", RAW_URI=received, **headers).status_code == 200
+    other = signed_headers(read_key["key"], read_key["secret"], "GET", "/api/me?x=")
+    _error(api_client.get("/api/me", RAW_URI=received, **other), 401, "invalid_signature")
