@@ -175,6 +175,9 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "core.api.exception_handler.envelope_exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "orders": env_str("ORDER_RATE_LIMIT", "6000/min"),
+        # Cancels, per user, a count of their own: a trader at its order rate can still pull
+        # its orders; a flood of cancels cannot fill the engine's batches.
+        "cancels": env_str("CANCEL_RATE_LIMIT", "6000/min"),
         "register": env_str("REGISTER_RATE_LIMIT", "30/hour"),
         # Password reset mails asked for, per client address and per address asked about.
         "password_reset": env_str("PASSWORD_RESET_RATE_LIMIT", "10/hour"),

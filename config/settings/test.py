@@ -16,6 +16,7 @@ REST_FRAMEWORK = {
     **_REST_FRAMEWORK,
     "DEFAULT_THROTTLE_RATES": {
         "orders": "100000/min",
+        "cancels": "100000/min",
         "register": "100000/hour",
         "password_reset": "100000/hour",
         "password_reset_email": "100000/hour",

@@ -41,6 +41,7 @@ from orders.services.orders import PlaceResult, order_cancel_as_async, order_pla
 
 JSON = "application/json"
 ORDER_RATE_SCOPE = "orders"
+CANCEL_RATE_SCOPE = "cancels"
 
 
 class PermissionRefused(ApplicationError):
@@ -74,8 +75,10 @@ def error_response(error: ApplicationError) -> HttpResponse:
     return response
 
 
-def order_rate_check(*, user_id: int) -> None:
-    wait = worker_rate_wait(scope=ORDER_RATE_SCOPE, ident=str(user_id))
+def order_rate_check(*, user_id: int, scope: str = ORDER_RATE_SCOPE) -> None:
+    """Counts one placement (or, `scope` CANCEL_RATE_SCOPE, one cancel) of the user in this
+    process; RateExceeded beyond its share of the rate."""
+    wait = worker_rate_wait(scope=scope, ident=str(user_id))
     if wait is not None:
         raise RateExceeded(retry_after=int(wait) + 1)
 
@@ -202,6 +205,7 @@ async def order_cancel_hot_async(principal: Principal, *, order_id: int, allow: 
     order_cancel_prepare): the engine finds the order, cancels it and answers its body, so
     the web tier reads nothing. `allow`: the Allow header DRF's view adds to its answers."""
     try:
+        order_rate_check(user_id=principal.user_id, scope=CANCEL_RATE_SCOPE)
         body = await order_cancel_as_async(
             user_id=principal.user_id,
             order_id=order_id,

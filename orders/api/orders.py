@@ -19,7 +19,7 @@ from core.api.schema import error_responses
 from core.api.throttling import WorkerScopedRateThrottle
 from core.errors import ApplicationError
 from core.text import parse_id, path_id
-from orders.api.hot import cancel_refused, order_cancel_hot_async, order_place_hot, place_answer
+from orders.api.hot import CANCEL_RATE_SCOPE, cancel_refused, order_cancel_hot_async, order_place_hot, place_answer
 from orders.api.markets import MARKET_FILTER, SYMBOL_FILTER_PATTERN
 from orders.api.serializers import (
     CancelAllInput,
@@ -107,7 +107,11 @@ class OrderDetailApi(APIView):
 
 
 class OrderCancelApi(APIView):
-    """With a bearer token under ASGI, core.api.fast answers (order_cancel_prepare)."""
+    """With a bearer token under ASGI, core.api.fast answers (order_cancel_prepare), with
+    the same cancel rate."""
+
+    throttle_scope = CANCEL_RATE_SCOPE
+    throttle_classes = [WorkerScopedRateThrottle]
 
     @extend_schema(
         request=None,
@@ -145,6 +149,9 @@ def order_cancel_prepare(request: HttpRequest, *, order_id: str) -> FastHandler 
 
 
 class OrdersCancelAllApi(APIView):
+    throttle_scope = CANCEL_RATE_SCOPE
+    throttle_classes = [WorkerScopedRateThrottle]
+
     @extend_schema(
         request=CancelAllInput,
         responses={200: CancelAllOutput, **error_responses(400)},

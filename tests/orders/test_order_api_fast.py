@@ -19,6 +19,7 @@ from django.db import connections
 from django.db.backends.utils import CursorWrapper
 from django.test import override_settings
 from prometheus_client import REGISTRY
+from rest_framework.test import APIClient
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -249,6 +250,25 @@ def test_the_order_rate_answers_as_the_full_path(market, apps, caplog, monkeypat
     fast, full = both(apps, caplog, body=body, headers=headers)
     assert fast[0].status == 429 and fast[0].header("Retry-After") == "61"
     assert_same(fast, full)
+
+
+def test_the_cancel_rate_answers_as_the_full_path_and_leaves_the_order_rate_alone(market, apps, caplog, monkeypatch):
+    """Cancels have a count of their own (CANCEL_RATE_LIMIT): one was never limited, and a
+    trader at its order rate can still pull its orders."""
+    monkeypatch.setattr(SimpleRateThrottle, "timer", staticmethod(lambda: 1_000_000.0))
+    rates = {**SimpleRateThrottle.THROTTLE_RATES, "orders": "2/min", "cancels": "1/min"}
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", rates)
+    alice = trader_create(USDT="1000")
+    headers = bearer(alice.user, **{"X-Request-ID": "req-5"})
+    first, second = (call(apps[1], body=json.dumps(LIMIT).encode(), headers=headers).json()["id"] for _ in range(2))
+    assert call(apps[1], path=_cancel(first), headers=headers).status == 200  # the order rate spent: cancels go on
+    fast, full = both(apps, caplog, path=_cancel(second), headers=headers)
+    assert fast[0].status == 429 and fast[0].header("Retry-After") == "61", fast[0].body
+    assert_same(fast, full)
+    assert Order.objects.get(pk=second).status == "open"
+    client = APIClient()
+    client.force_authenticate(alice.user)
+    assert client.post("/api/orders/cancel-all", {}, format="json").status_code == 429
 
 
 def test_no_engine_answers_503_as_the_full_path(market, apps, caplog, monkeypatch):
