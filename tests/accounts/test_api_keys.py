@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from accounts.api_keys import api_key_request_principal, secret_decrypt
 from accounts.models import ApiKey, ApiSignatureSeen
+from accounts.tokens import token_pair_issue
 from core.api.request import request_user  # noqa: F401  (the module the views use)
 from tests.accounts.api_key_support import now_ms, sign, signed_headers, signed_request
 from tests.conftest import jwt_client
@@ -410,3 +411,18 @@ def test_an_empty_query_is_signed_with_or_without_its_question_mark(api_client, 
     assert api_client.get("/api/me", RAW_URI=received, **headers).status_code == 200
     other = signed_headers(read_key["key"], read_key["secret"], "GET", "/api/me?x=")
     _error(api_client.get("/api/me", RAW_URI=received, **other), 401, "invalid_signature")
+
+
+def test_a_request_with_a_token_and_a_key_is_the_keys_on_every_endpoint(api_client, user, read_key, market):
+    """With both, GET /api/me answered for the token and POST /api/orders for the key: the
+    key decides everywhere (a read-only key stays read-only, a bad one is refused)."""
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_pair_issue(user=user)['access']}")
+    body = json.dumps(ORDER).encode()
+    bad = signed_headers("0" * 32, read_key["secret"], "GET", "/api/me")
+    _error(api_client.get("/api/me", **bad), 401, "invalid_api_key")
+    bad = signed_headers("0" * 32, read_key["secret"], "POST", "/api/orders", body)
+    _error(api_client.post("/api/orders", body, content_type="application/json", **bad), 401, "invalid_api_key")
+    read_only = signed_headers(read_key["key"], read_key["secret"], "POST", "/api/orders", body)
+    response = api_client.post("/api/orders", body, content_type="application/json", **read_only)
+    assert response.status_code == 403, response.content
+    assert signed_request(api_client, read_key["key"], read_key["secret"], "GET", "/api/me").json()["id"] == user.pk
