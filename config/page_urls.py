@@ -16,6 +16,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("trade/<str:symbol>", orders.trade, name="trade"),
     path("trade/<str:symbol>/live", orders.trade_live, name="trade-live"),
     path("trade/<str:symbol>/order", orders.order_place_page, name="order-place"),
+    path("trade/<str:symbol>/cancel-all", orders.orders_cancel_all_page, name="orders-cancel-all-page"),
     path("orders/", orders.order_history, name="orders"),
     path("orders/<str:order_id>/cancel", orders.order_cancel_page, name="order-cancel"),
     path("wallet/", orders.wallet, name="wallet"),

@@ -46,7 +46,7 @@ from orders.selectors.orders import (
     trade_list_for_market,
 )
 from orders.selectors.wallets import wallet_balance_get, wallet_list_for_user
-from orders.services.orders import order_cancel, order_place_from_ticket
+from orders.services.orders import order_cancel, order_place_from_ticket, orders_cancel_all
 
 BOOK_DEPTH = 14
 RECENT_TRADES = 24
@@ -401,6 +401,32 @@ def order_cancel_page(request: HttpRequest, order_id: str) -> HttpResponse:
         return trigger_client_event(render(request, "partials/toast.html", context, status=status), "live-refresh")
     messages.add_message(request, level, text)
     return redirect(safe_next(request, reverse("orders")))
+
+
+@require_POST
+@page_login_required
+def orders_cancel_all_page(request: HttpRequest, symbol: str) -> HttpResponse:
+    """The trade page's "Cancel all": every live order of the trader in this market,
+    pending stops included (the service POST /api/orders/cancel-all uses)."""
+    user = page_user(request)
+    market = _market_or_404(symbol)
+    status, level = 200, messages.SUCCESS
+    try:
+        cancelled = orders_cancel_all(user=user, symbol=market.symbol)
+        count = len(cancelled)
+        text = (
+            f"{count} open order{'' if count == 1 else 's'} in {market.symbol} cancelled."
+            if count
+            else f"No open order in {market.symbol} to cancel."
+        )
+    except (ApplicationError, OperationalError) as exc:
+        error = exc if isinstance(exc, ApplicationError) else ServiceUnavailable()
+        status, level, text = error.status, messages.ERROR, error_sentence(error.code, error.message)
+    if request.htmx:  # type: ignore[attr-defined]
+        context = {"text": text, "level": "error" if level == messages.ERROR else "success"}
+        return trigger_client_event(render(request, "partials/toast.html", context, status=status), "live-refresh")
+    messages.add_message(request, level, text)
+    return redirect("trade", symbol=market.symbol)
 
 
 # --- orders and wallet -------------------------------------------------------------------

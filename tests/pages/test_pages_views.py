@@ -366,6 +366,40 @@ def test_a_cancel_needs_a_post_and_a_session(client, trader, trader_client):
     assert order.status == "open"
 
 
+def test_cancel_all_takes_every_live_order_of_the_trader_in_the_market_and_no_other(trader, trader_client, client_for):
+    mine = [
+        place(trader, side="buy", type="limit", price="1900.00", quantity="1"),
+        place(trader, side="sell", type="limit", price="2100.00", quantity="1"),
+        place(trader, side="sell", type="stop_loss", stop_price="1800.00", quantity="1"),
+    ]
+    other_market = market_create("BTC-USDT")
+    fund(trader, "BTC", "1")
+    elsewhere = place(trader, market=other_market.symbol, side="sell", type="limit", price="90000.00", quantity="0.1")
+    stranger = UserFactory()
+    fund(stranger, "USDT", "10000")
+    theirs = place(stranger, side="buy", type="limit", price="1900.00", quantity="1")
+    assert 'action="/trade/ETH-USDT/cancel-all"' in text(trader_client.get(TRADE))
+
+    response = trader_client.post("/trade/ETH-USDT/cancel-all", follow=True)
+    assert response.redirect_chain == [(TRADE, 302)]
+    assert "3 open orders in ETH-USDT cancelled." in text(response)
+    assert {o.status for o in Order.objects.filter(pk__in=[o.pk for o in mine])} == {"cancelled"}
+    assert Order.objects.get(pk=elsewhere.pk).status == "open"
+    assert Order.objects.get(pk=theirs.pk).status == "open"
+    again = trader_client.post("/trade/ETH-USDT/cancel-all", headers={"HX-Request": "true"})
+    assert again.status_code == 200 and "live-refresh" in again["HX-Trigger"]
+    assert "No open order in ETH-USDT to cancel." in text(again)
+    assert client_for(stranger).post("/trade/NOPE-USDT/cancel-all").status_code == 404
+
+
+def test_cancel_all_needs_a_post_and_a_session(client, trader, trader_client):
+    order = place(trader, side="buy", type="limit", price="1900.00", quantity="1")
+    assert trader_client.get("/trade/ETH-USDT/cancel-all").status_code == 405
+    assert client.post("/trade/ETH-USDT/cancel-all").status_code == 302
+    order.refresh_from_db()
+    assert order.status == "open"
+
+
 # --- history, wallet, escaping ------------------------------------------------------------------------
 
 

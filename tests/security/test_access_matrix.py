@@ -231,6 +231,8 @@ PAGE_ROUTES: dict[str, Route] = {
     "trade/<str:symbol>/live": Route({"GET": Rule(PUB, 200, _symbol)}),
     # Opened as a page (the address bar after a refused order): the trade screen, for anyone.
     "trade/<str:symbol>/order": Route({"GET": Rule(PUB, 302, _symbol), "POST": Rule(USR, 302, _page_order)}),
+    # The caller's own orders in the market only (tests/pages/test_pages_views.py).
+    "trade/<str:symbol>/cancel-all": Route({"POST": Rule(USR, 302, _symbol)}),
     "orders/": Route({"GET": Rule(USR, 200)}),
     "orders/<str:order_id>/cancel": Route({"POST": Rule(OWN, 302, _fresh_owner_order)}),
     "wallet/": Route({"GET": Rule(USR, 200)}),
@@ -416,7 +418,7 @@ def test_api_access(world: World) -> None:
 
 
 def test_page_access(world: World) -> None:
-    assert _every_case(world, PAGE_ROUTES, _check_page) == 27
+    assert _every_case(world, PAGE_ROUTES, _check_page) == 28
 
 
 def test_undeclared_methods_are_refused(world: World) -> None:
