@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import unicodedata
 from importlib import import_module
 
 from django.conf import settings
@@ -8,11 +9,29 @@ from django.utils.crypto import constant_time_compare
 
 from accounts.credentials import credentials_current
 from accounts.models import ApiKey
+from accounts.usernames import username_fold
 
 
 def api_key_list_for_user(*, user_id: int) -> list[ApiKey]:
     """The caller's API keys, newest first; the secrets are not read."""
     return list(ApiKey.objects.filter(user_id=user_id).defer("secret_encrypted").order_by("-id"))
+
+
+def username_for_login(*, typed: str) -> str:
+    """The account a login names: the name as typed when an account has it, else the one
+    account whose name differs from it only in case or width ("ALICE" for "alice": the
+    registration refuses a second such name, accounts.usernames), else as typed."""
+    model = get_user_model()
+    if model.objects.filter(username=typed).exists():
+        return typed
+    folded = username_fold(typed)
+    plain = unicodedata.normalize("NFKC", typed).strip()
+    alike = [
+        name
+        for name in model.objects.filter(username__iexact=plain).values_list("username", flat=True)[:2]
+        if username_fold(name) == folded
+    ]
+    return alike[0] if len(alike) == 1 else typed
 
 
 def user_is_system_account(*, username: str) -> bool:

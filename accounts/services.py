@@ -34,7 +34,7 @@ from accounts.login_throttle import (
     login_throttle_check,
 )
 from accounts.models import ApiKey, UsernameKey
-from accounts.selectors import user_is_system_account
+from accounts.selectors import user_is_system_account, username_for_login
 from accounts.usernames import username_key, username_mixes_scripts
 from core.api.throttling import shared_rate_wait
 from core.errors import InvalidInput
@@ -108,9 +108,10 @@ def user_register(*, username: str, password: str, email: str = "") -> AbstractB
 
 def user_authenticate(*, request: HttpRequest, username: str, password: str) -> AbstractBaseUser:
     """Check credentials under the failed-login policy (accounts.login_throttle): 429 while
-    this username or this address is locked out, 401 for wrong credentials. The platform's
+    this username or this address is locked out, 401 for wrong credentials. The name may
+    differ from the account's in case or width (username_for_login). The platform's
     own accounts (the house, the fee account) never log in, whatever their password."""
-    user = authenticate(request, username=username, password=password)
+    user = authenticate(request, username=username_for_login(typed=username), password=password)
     if user is not None and user_is_system_account(username=user.get_username()):
         user = None
     if user is None:

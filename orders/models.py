@@ -316,6 +316,7 @@ class TradeOutbox(models.Model):
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "trade outbox row"
         indexes = [
             models.Index(fields=["created_at", "id"], condition=Q(status="pending"), name="trade_outbox_pending"),
         ]

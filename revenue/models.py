@@ -187,6 +187,7 @@ class DeliveryBatch(models.Model):
     last_error = models.TextField(blank=True, default="")
 
     class Meta:
+        verbose_name_plural = "delivery batches"
         constraints = [
             models.CheckConstraint(condition=Q(size__gt=0), name="delivery_batch_not_empty"),
         ]

@@ -126,3 +126,30 @@ def test_concurrent_lookalike_registrations_let_one_through() -> None:
         thread.join(timeout=60)
     assert sorted(outcomes) == ["created"] + ["taken"] * (len(names) - 1)
     assert get_user_model().objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_login_may_spell_the_name_in_another_case_or_width(api_client: Any, client: Any) -> None:
+    """Registering "ALICE" is refused while "alice" exists, yet logging in as "ALICE" said
+    wrong username or password: a name that differs only in case or width logs in."""
+    alice = UserFactory(username="alice")
+    for typed in ("ALICE", "Alice", " alice", "\uff41\uff4c\uff49\uff43\uff45"):  # the last fullwidth
+        response = api_client.post("/api/auth/token", {"username": typed, "password": PASSWORD}, format="json")
+        assert response.status_code == 200, (typed, response.content)
+    page = client.post("/login", {"username": "ALICE", "password": PASSWORD})
+    assert page.status_code == 302 and client.get("/api/me").json()["id"] == alice.pk
+    wrong = api_client.post("/api/auth/token", {"username": "ALICE", "password": "wrong"}, format="json")
+    assert wrong.status_code == 401
+    # A lookalike of another script is another name, not a spelling.
+    cyrillic = api_client.post("/api/auth/token", {"username": "\u0430lice", "password": PASSWORD}, format="json")
+    assert cyrillic.status_code == 401
+
+
+@pytest.mark.django_db
+def test_two_accounts_differing_only_in_case_each_need_their_exact_name(api_client: Any) -> None:
+    """Made outside the registration (the admin): a spelling that fits both names neither."""
+    UserFactory(username="Bob")
+    UserFactory(username="bob")
+    for typed, status in (("Bob", 200), ("bob", 200), ("BOB", 401)):
+        response = api_client.post("/api/auth/token", {"username": typed, "password": PASSWORD}, format="json")
+        assert response.status_code == status, (typed, response.content)
