@@ -10,7 +10,7 @@ from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api.params import IntParam
+from core.api.params import IntParam, query_value
 from core.text import parse_id
 
 PAGE_LIMIT = IntParam("limit", default=50, minimum=1, maximum=200, description="Items per page.")
@@ -36,6 +36,7 @@ class NewestFirstPagination(CursorPagination):
         # DRF checks the offset and the direction of a cursor but hands its position to
         # the query as is: a forged one (base64 of "p=abc") was a ValueError, a 500. The
         # position of this ordering is an id.
+        query_value(request, self.cursor_query_param)  # once: two cursors are two pages
         cursor = super().decode_cursor(request)
         if cursor is not None and cursor.position is not None and parse_id(str(cursor.position)) is None:
             raise NotFound(self.invalid_cursor_message)

@@ -16,6 +16,16 @@ from core.money import AMOUNT_PLACES, AMOUNT_TEXT_MAX_LENGTH, parse_amount, pars
 from core.text import is_clean_name, parse_id
 
 
+def query_value(request: Request, name: str) -> str | None:
+    """The one value of query parameter `name`, or None when absent. Given twice it is
+    refused (400): `?status=open&status=filled` was read as its last value without a word,
+    a filter the caller did not mean."""
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise InvalidParameter(fields={name: ["Give this parameter once."]})
+    return values[0] if values else None
+
+
 @dataclass(frozen=True, slots=True)
 class IntParam:
     """An optional integer query parameter within [minimum, maximum]."""
@@ -42,7 +52,7 @@ class IntParam:
 def int_param(request: Request, name: str, *, default: int, minimum: int, maximum: int) -> int:
     """Absent: the default. Present, even empty, it must be an integer in range (what the
     schema says: an empty value is not an integer)."""
-    raw = request.query_params.get(name)
+    raw = query_value(request, name)
     if raw is None:
         return default
     value = parse_id(raw)
@@ -54,7 +64,7 @@ def int_param(request: Request, name: str, *, default: int, minimum: int, maximu
 def name_param(request: Request, name: str, *, max_length: int, pattern: re.Pattern[str] | None = None) -> str | None:
     """A name to filter by (a market symbol, ...): absent, or printable text of a sane
     length (and matching `pattern`, when given: what the schema states)."""
-    raw = request.query_params.get(name)
+    raw = query_value(request, name)
     if raw is None:
         return None
     if not is_clean_name(raw, max_length=max_length):
@@ -71,7 +81,7 @@ def pattern_openapi(name: str, *, pattern: re.Pattern[str], max_length: int, des
 
 
 def choice_param(request: Request, name: str, *, default: str, choices: list[str]) -> str:
-    raw = request.query_params.get(name)
+    raw = query_value(request, name)
     if raw is None:
         return default
     if raw not in choices:
@@ -81,7 +91,7 @@ def choice_param(request: Request, name: str, *, default: str, choices: list[str
 
 def enum_param(request: Request, name: str, *, choices: list[str]) -> str | None:
     """An optional filter among `choices`: absent is None; present, it must be one of them."""
-    raw = request.query_params.get(name)
+    raw = query_value(request, name)
     if raw is None:
         return None
     if raw not in choices:
@@ -112,7 +122,7 @@ def decimal_openapi(name: str, *, required: bool, description: str = "") -> Open
 def decimal_param(request: Request, name: str, *, required: bool, maximum: Decimal) -> Decimal | None:
     """A non-negative decimal query parameter, in the one amount grammar (core.money), with
     at most 8 decimal places (nothing is silently rounded)."""
-    raw = request.query_params.get(name)
+    raw = query_value(request, name)
     if raw is None:
         if required:
             raise InvalidParameter(f"{name} is required.", fields={name: ["This parameter is required."]})

@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.params import query_value
 from core.api.permissions import IsStaff, staff_permission
 from core.api.schema import error_responses
 from core.errors import InvalidParameter
@@ -32,7 +33,7 @@ def _int_param(request: Request, *names: str, default: int | None, minimum: int,
     # each of its names (an alias out of range is refused, not ignored).
     values = []
     for name in names:
-        raw = request.query_params.get(name)
+        raw = query_value(request, name)
         if raw is None:
             continue
         value = parse_id(raw)

@@ -271,3 +271,23 @@ def test_sums_beyond_one_column_match_the_schema(api_client):
     level_pattern = _component_patterns(schema, "BookLevelOutput")["quantity"]
     assert level_pattern is not None
     assert re.fullmatch(level_pattern.strip("^$"), book["bids"][-1]["quantity"]), level_pattern
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "status=open&status=filled",
+        "market=ETH-USDT&market=BTC-USDT",
+        "limit=5&limit=6",
+        "cursor=a&cursor=b",
+    ],
+)
+def test_a_query_parameter_given_twice_is_refused_not_read_as_its_last_value(user_client, query):
+    """`?status=open&status=filled` listed the filled orders only, without a word."""
+    name = query.split("=")[0]
+    path = "/api/trades" if name == "cursor" else "/api/orders"
+    response = user_client.get(f"{path}?{query}")
+    assert response.status_code == 400, (query, response.content)
+    body = response.json()["error"]
+    assert body["code"] == "invalid_parameter" and body["fields"] == {name: ["Give this parameter once."]}
+    assert user_client.get(f"{path}?{query.split('&')[0]}").status_code in (200, 404)
