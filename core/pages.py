@@ -42,9 +42,21 @@ def live_regions_render(
     return {name: LiveRegion(name, render_to_string(tpl, context, request=request)) for name, tpl in templates.items()}
 
 
+PAGE_USER_HEADER = "X-Page-User"
+
+
 def live_regions_response(*, request: HttpRequest, regions: dict[str, LiveRegion]) -> HttpResponse:
     """The regions whose version differs from what the page shows (`v=name:version,...`),
-    as out-of-band swaps; 204 when nothing changed."""
+    as out-of-band swaps; 204 when nothing changed. A page rendered for another user than
+    the session's now (`X-Page-User`, every htmx request of the page sends it: a logout and
+    another login in another tab) is reloaded instead (HX-Refresh): its regions swapped in
+    showed the new user's balances and orders under the first one's name. A session that
+    merely ended is not reloaded: the page keeps what the trader typed (its order ticket
+    says to log in again when sent)."""
+    page_user = request.headers.get(PAGE_USER_HEADER)
+    session_user = getattr(request.user, "pk", None)
+    if page_user and session_user is not None and page_user != str(session_user):
+        return HttpResponse(status=204, headers={"HX-Refresh": "true"})
     shown = dict(item.split(":", 1) for item in request.GET.get("v", "").split(",") if ":" in item)
     changed = [region for name, region in regions.items() if shown.get(name) != region.version]
     if not changed:

@@ -480,6 +480,25 @@ def test_live_endpoint_swaps_only_what_changed(trader, trader_client, django_ass
     assert swapped == {"book", "balances", "open_orders"}
 
 
+def test_a_page_of_another_user_than_the_sessions_is_reloaded_not_updated(trader, trader_client, client_for):
+    """Alice's tab after a logout and Bob's login in another tab swapped Bob's balances and
+    orders in under Alice's name: the page says whom it was rendered for, and is reloaded."""
+    page = text(trader_client.get(TRADE))
+    rendered_for = re.search(r'"X-Page-User": "(\d*)"', page).group(1)
+    assert rendered_for == str(trader.pk)
+    assert trader_client.get(f"{TRADE}/live", headers={"X-Page-User": rendered_for}).status_code == 200
+    bob = client_for(UserFactory())
+    for path in (f"{TRADE}/live", "/wallet/live", "/live/markets"):
+        moved_on = bob.get(path, headers={"X-Page-User": rendered_for})
+        assert moved_on.status_code == 204 and moved_on["HX-Refresh"] == "true", path
+        assert moved_on.content == b""
+    # A session that only ended is no other user: the page stays (its ticket keeps its values).
+    logged_out = Client().get(f"{TRADE}/live", headers={"X-Page-User": rendered_for})
+    assert logged_out.status_code == 200 and "HX-Refresh" not in logged_out
+    anonymous_page = Client().get(f"{TRADE}/live", headers={"X-Page-User": ""})
+    assert anonymous_page.status_code == 200 and "HX-Refresh" not in anonymous_page
+
+
 def test_anonymous_live_updates_have_no_personal_regions(client, market):
     html = text(client.get(f"{TRADE}/live"))
     assert set(re.findall(r'id="live-(\w+)"', html)) == {"ticker", "book", "trades"}
