@@ -22,6 +22,9 @@ SENTENCES: dict[str, str] = {
     "throttled": "Too many attempts; wait a few minutes before trying again.",
     "invalid_token": "Your login is no longer valid; log in again.",
     "too_many_api_keys": "You have as many API keys as allowed; delete one first.",
+    "api_key_form_resent": (
+        "This form was already sent, so no other key was made: the key is in the list (its secret was shown once)."
+    ),
     "api_key_not_found": "This API key does not exist (it may have been deleted).",
     "invalid_api_key": "This API key is unknown or was deleted.",
     "invalid_signature": "The request's signature does not match its API key.",

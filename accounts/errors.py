@@ -88,6 +88,12 @@ class TooManyApiKeys(ApplicationError):
     default_message = "You have reached the maximum number of API keys; delete one first."
 
 
+class ApiKeyFormResent(ApplicationError):
+    code = "api_key_form_resent"
+    status = 409
+    default_message = "This form was already sent: its key is in the list (its secret was shown once)."
+
+
 class WrongPassword(ApplicationError):
     code = "invalid_credentials"
     status = 401

@@ -3,6 +3,7 @@ rules stay in accounts.services."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from django import forms
@@ -84,6 +85,13 @@ class ApiKeyCreateForm(ServiceForm):
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
     )
+    # A one-time id of this rendered form (accounts.services.api_key_create_from_form).
+    form_id = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            self.initial["form_id"] = secrets.token_urlsafe(16)
 
 
 class PasswordChangeForm(ServiceForm):

@@ -9,6 +9,7 @@ from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.forms import PasswordResetForm
 from django.contrib.auth.models import AbstractBaseUser, User
 from django.contrib.auth.password_validation import validate_password
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -17,6 +18,7 @@ from django.utils import timezone
 
 from accounts.api_keys import PERMISSION_READ, PERMISSION_TRADE, key_material_new, secret_encrypt
 from accounts.errors import (
+    ApiKeyFormResent,
     ApiKeyNotFound,
     InvalidCredentials,
     PasswordResetThrottled,
@@ -37,7 +39,7 @@ from accounts.models import ApiKey, UsernameKey
 from accounts.selectors import user_is_system_account, username_for_login
 from accounts.usernames import username_key, username_mixes_scripts
 from core.api.throttling import shared_rate_wait
-from core.errors import InvalidInput
+from core.errors import ApplicationError, InvalidInput
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +198,28 @@ def user_password_reset_request(*, request: HttpRequest, email: str) -> None:
         email_template_name="accounts/password_reset_email.txt",
     )
     logger.info("password reset asked", extra={"client_ip": client_address(request)})
+
+
+API_KEY_FORM_SECONDS = 24 * 3600
+
+
+def api_key_create_from_form(
+    *, user: AbstractBaseUser, label: str, permissions: list[str], form_id: str
+) -> tuple[ApiKey, str]:
+    """The keys page's creation, once per rendered form: the same form sent again (a reload
+    of the answer that showed the secret, which browsers offer to resend) is ApiKeyFormResent
+    and creates nothing, where it created a second key the trader never saw the secret of.
+    The claim is the shared cache's add; a refused creation releases it. No id: created."""
+    if not form_id:
+        return api_key_create(user=user, label=label, permissions=permissions)
+    claim = f"api-key-form:{user.pk}:{form_id}"
+    if not cache.add(claim, 1, timeout=API_KEY_FORM_SECONDS):
+        raise ApiKeyFormResent()
+    try:
+        return api_key_create(user=user, label=label, permissions=permissions)
+    except ApplicationError:
+        cache.delete(claim)
+        raise
 
 
 @transaction.atomic

@@ -27,7 +27,7 @@ from accounts.errors import ApiKeyNotFound
 from accounts.forms import ApiKeyCreateForm, LoginForm, PasswordChangeForm, PasswordResetRequestForm, RegisterForm
 from accounts.selectors import api_key_list_for_user
 from accounts.services import (
-    api_key_create,
+    api_key_create_from_form,
     api_key_delete,
     client_address,
     user_authenticate,
@@ -165,10 +165,11 @@ def api_keys_page(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             user_password_confirm(request=request, user=user, password=form.cleaned_data["password"])
-            api_key, secret = api_key_create(
+            api_key, secret = api_key_create_from_form(
                 user=user,
                 label=form.cleaned_data["label"],
                 permissions=["read", "trade"] if form.cleaned_data["trade"] else ["read"],
+                form_id=form.cleaned_data["form_id"],
             )
         except ApplicationError as exc:
             form.add_application_error(exc)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from axes.models import AccessAttempt
 from django.test import Client, override_settings
@@ -70,3 +72,25 @@ def test_delete_own_key_and_not_another_users(page, user):
     assert response.redirect_chain == [("/keys/", 302)]
     assert not ApiKey.objects.filter(pk=mine.pk).exists()
     assert page.post("/keys/abc/delete").status_code == 302
+
+
+def test_the_same_form_sent_again_creates_no_second_key(page, user):
+    """A reload of the answer that showed the secret resends the form (browsers offer it):
+    it made a second key whose secret the trader never saw."""
+    form_id = re.search(r'name="form_id" value="([^"]+)"', page.get("/keys/").content.decode()).group(1)
+    sent = {"label": "grid bot", "trade": "on", "password": PASSWORD, "form_id": form_id}
+    assert page.post("/keys/", sent).status_code == 200
+    again = page.post("/keys/", sent)
+    assert again.status_code == 409 and "api_key_form_resent" in again.content.decode()
+    assert ApiKey.objects.filter(user=user).count() == 1
+    fresh = re.search(r'name="form_id" value="([^"]+)"', page.get("/keys/").content.decode()).group(1)
+    assert fresh != form_id
+    assert page.post("/keys/", {**sent, "form_id": fresh}).status_code == 200
+    assert ApiKey.objects.filter(user=user).count() == 2
+
+
+def test_a_refused_form_can_be_sent_again_once_corrected(page, user):
+    form_id = re.search(r'name="form_id" value="([^"]+)"', page.get("/keys/").content.decode()).group(1)
+    assert page.post("/keys/", {"label": "\u200b", "password": PASSWORD, "form_id": form_id}).status_code == 400
+    assert page.post("/keys/", {"label": "bot", "password": PASSWORD, "form_id": form_id}).status_code == 200
+    assert ApiKey.objects.filter(user=user).count() == 1
