@@ -380,6 +380,8 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "platform@localhost")
 # where mail leaves the process (an EMAIL_BACKEND other than the log's) or with DEBUG on
 # (`make run`: the link is read in the log). A link written to production logs would let
 # whoever reads them set anyone's password.
+# A reset link works once and for an hour (Django's default: 3 days).
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT_SECONDS", 3600)
 PASSWORD_RESET_BY_MAIL = env_bool("PASSWORD_RESET_BY_MAIL", EMAIL_BACKEND != "core.mail.LogEmailBackend" or DEBUG)
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 

@@ -117,3 +117,9 @@ def test_without_a_mail_server_in_production_no_link_is_written_to_the_logs(sett
     refused = _ask(Client(), "erin@example.com")
     assert refused.status_code == 403 and "not set up on this platform" in refused.content.decode()
     assert mail.outbox == []
+
+
+def test_a_link_works_for_an_hour(settings):
+    """Django's default was 3 days: a link lying in a mailbox stayed good that long."""
+    assert settings.PASSWORD_RESET_TIMEOUT == 3600
+    assert "for 1 hour at most" in Client().get("/account/password/reset/sent").content.decode()
