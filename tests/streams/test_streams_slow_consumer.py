@@ -53,10 +53,18 @@ async def _subscribed() -> StreamClient:
     return client
 
 
-async def _drain(client: StreamClient) -> list[dict[str, Any]]:
+async def _drain(client: StreamClient, *, last_sequence: int) -> list[dict[str, Any]]:
+    """Everything the channel received once its message numbered `last_sequence` is in
+    (however slow the loaded machine's snapshot read), then until it falls silent."""
+    deadline = time.monotonic() + 30
+    received = client.data[CHANNEL]
+    while not received or received[-1]["sequence"] < last_sequence:
+        assert time.monotonic() < deadline, received[-3:]
+        if not await client.ws.receive_nothing(timeout=0.1):
+            await client.receive()
     while not await client.ws.receive_nothing(timeout=0.5):
         await client.receive()
-    return client.data[CHANNEL]
+    return received
 
 
 def _layer_with(**config: Any) -> dict[str, Any]:
@@ -71,7 +79,7 @@ def test_messages_beyond_a_full_queue_are_numbered_and_followed_by_a_snapshot():
     async def scenario() -> None:
         client = await _subscribed()
         _fan_out(asyncio.get_running_loop(), get_channel_layer(), _batch(sent))
-        messages = await _drain(client)
+        messages = await _drain(client, last_sequence=1 + sent + 1)
         await client.close()
         delivered = [m["data"]["id"] for m in messages if m["type"] == "update"]
         assert len(delivered) < sent  # the queue holds 5: the rest could not be delivered
@@ -96,14 +104,14 @@ def test_a_message_that_waited_too_long_is_numbered_and_the_subscription_kept():
         # taken at once by the waiting consumer are dropped from its queue.
         layer.expiry = -1
         _fan_out(asyncio.get_running_loop(), layer, _batch(3))
-        messages = await _drain(client)
+        messages = await _drain(client, last_sequence=5)
         updates = [m for m in messages if m["type"] == "update"]
         assert len(updates) < 3
         # Each counted (the first snapshot, 3 messages, a fresh snapshot), the last a snapshot.
         assert (messages[-1]["type"], messages[-1]["sequence"]) == ("snapshot", 5)
         layer.expiry = 60
         _fan_out(asyncio.get_running_loop(), layer, _batch(1))  # still subscribed
-        messages = await _drain(client)
+        messages = await _drain(client, last_sequence=6)
         assert (messages[-1]["type"], messages[-1]["sequence"]) == ("update", 6)
         await client.close()
 
@@ -121,7 +129,7 @@ def test_a_subscription_older_than_a_day_still_receives():
             for name in members:
                 members[name] = time.time() - 2 * 86_400
         _fan_out(asyncio.get_running_loop(), layer, _batch(1))
-        messages = await _drain(client)
+        messages = await _drain(client, last_sequence=2)
         assert [(m["type"], m["sequence"]) for m in messages] == [("snapshot", 1), ("update", 2)]
         await client.close()
 
@@ -152,18 +160,18 @@ def test_a_batch_lost_between_the_engine_and_the_web_process_is_a_gap_and_a_fres
         numbers: dict[str, int] = {}
         _fan_out(loop, layer, _numbered(1, number=1), numbers)
         _fan_out(loop, layer, _numbered(1, number=2), numbers)
-        assert [(m["type"], m["sequence"]) for m in await _drain(client)] == [
+        assert [(m["type"], m["sequence"]) for m in await _drain(client, last_sequence=3)] == [
             ("snapshot", 1),
             ("update", 2),
             ("update", 3),
         ]
         _fan_out(loop, layer, _numbered(1, number=4), numbers)  # number 3 lost on the way
-        messages = (await _drain(client))[3:]
+        messages = (await _drain(client, last_sequence=6))[3:]
         assert [(m["type"], m["sequence"]) for m in messages] == [("snapshot", 5), ("update", 6)]
         # Another engine process (a restart, a failover) starts its own numbering: no gap.
         _fan_out(loop, layer, _numbered(1, number=1, source="engine-b"), numbers)
         _fan_out(loop, layer, _numbered(1, number=5), numbers)
-        messages = (await _drain(client))[5:]
+        messages = (await _drain(client, last_sequence=8))[5:]
         assert [(m["type"], m["sequence"]) for m in messages] == [("update", 7), ("update", 8)]
         await client.close()
 
