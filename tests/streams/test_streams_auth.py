@@ -28,8 +28,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 async def _rest(client: StreamClient) -> list[dict[str, Any]]:
-    """Everything the server sends until it falls silent."""
-    received = []
+    """Everything the server sends until its `invalid_token` error has come (30 s at most,
+    however slow the loaded machine) and it falls silent."""
+    received: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 30
+    while not any(m.get("op") == "error" for m in received):
+        assert time.monotonic() < deadline, received
+        if not await client.ws.receive_nothing(timeout=0.1):
+            received.append(await client.receive())
     while not await client.ws.receive_nothing(timeout=0.5):
         received.append(await client.receive())
     return received
