@@ -12,10 +12,12 @@ from celery import Celery
 from celery.signals import before_task_publish, setup_logging, task_prerun
 from django.conf import settings
 
+from config.broker import broker_redis_transport_register
 from core.logging import adopt_correlation_id, correlation_id_get
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
+broker_redis_transport_register()  # redis:// brokers: a worker survives a Redis outage
 app = Celery("platform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
