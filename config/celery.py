@@ -9,13 +9,15 @@ import os
 from pathlib import Path
 
 from celery import Celery
-from celery.signals import before_task_publish, setup_logging, task_prerun
+from celery.signals import before_task_publish, setup_logging, task_postrun, task_prerun
 from django.conf import settings
 
-from core.logging import adopt_correlation_id, correlation_id_get
+from config.broker import broker_redis_transport_register
+from core.logging import adopt_correlation_id, correlation_id_clear, correlation_id_get
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
+broker_redis_transport_register()  # redis:// brokers: a worker survives a Redis outage
 app = Celery("platform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
@@ -61,3 +63,11 @@ def _adopt_correlation_id(task: object = None, **kwargs: object) -> None:
         CORRELATION_HEADER
     )
     adopt_correlation_id(str(carried) if carried else getattr(request, "id", None))
+
+
+@task_postrun.connect
+def _drop_correlation_id(**kwargs: object) -> None:
+    """The task's id ends with it: the solo pool (the chain worker) runs tasks on the
+    consumer's own thread, whose next lines ("Task ... received", "Connection to broker
+    lost") carried the id of the task before."""
+    correlation_id_clear()

@@ -47,6 +47,12 @@ def adopt_correlation_id(correlation_id: str | None) -> None:
     _correlation_id.set(correlation_id or correlation_id_new())
 
 
+def correlation_id_clear() -> None:
+    """For a worker once its task has ended: what it logs next (the next message received,
+    a lost broker connection) belongs to no request."""
+    _correlation_id.set("-")
+
+
 # --- configuration shared by every process ------------------------------------------------
 # Django's LOGGING (config/settings/base.py), the Celery worker and beat (config/celery.py
 # hands their logging to it), gunicorn's own loggers (config/gunicorn.py) and the engine

@@ -93,7 +93,7 @@ class DeliveryCollector(Collector):
 
         beat = DeliveryHeartbeat.objects.filter(pk=1).first()
         if beat is None:
-            return  # the chain worker never ran: no heartbeat gauges (an alert fires on absence)
+            return  # the chain worker never ran: no heartbeat gauges (alert PlatformDeliveryWorkerNeverRan)
         yield _gauge(
             "platform_delivery_last_run_timestamp_seconds",
             "Unix time of the chain worker's last delivery or re-drive cycle.",
