@@ -29,6 +29,7 @@ from django.db.models import Q, QuerySet
 
 from core.metrics import DELIVERIES, DELIVERY_LATENCY_SECONDS
 from revenue.alerts import revenue_events_critical_alert
+from revenue.chain.client import DeliveryItem
 from revenue.delivery.metadata import (
     RETRYABLE_STATUSES,
     DeliveryStatus,
@@ -46,13 +47,16 @@ from revenue.delivery.metadata import (
     patch_unconfirmed,
     status_in,
 )
-from revenue.delivery.selectors import batch_paid_event_ids
+from revenue.delivery.selectors import BUNDLE_ITEM_BASE, batch_paid_event_ids, items_events
 from revenue.dispatch import revenue_delivery_dispatch
 from revenue.failure_log import delivery_failures_log
 from revenue.jsonb import JsonMerge, json_patch_per_row
 from revenue.models import DeliveryBatch, DeliveryBatchStatus, RevenueEvent, RevenueStream
 
 logger = logging.getLogger("revenue.delivery")
+
+# What a batch carries: its version mined decides (batch_mined_record).
+CARRIED_FIELDS = ("item_ids", "stream_ids", "amounts_wei", "event_ids", "size", "value_wei")
 
 NOT_DELIVERED = (
     DeliveryStatus.PENDING,
@@ -168,15 +172,33 @@ def batch_mined_record(
     block_hash: str,
     refused_item_ids: list[int],
     amounts: dict[int, int] | None = None,
+    paid_items: Sequence[DeliveryItem] | None = None,
 ) -> None:
     """Its transaction ``tx_hash`` is in the canonical chain (not yet confirmed): the events
     it paid are its own, whatever batch sent them last (``amounts``: what it paid each, for
-    a transaction this platform did not build)."""
+    a transaction this platform did not build). ``paid_items``: what the reserve's logs say
+    that transaction paid. The batch then carries what that version of it carried: an
+    earlier version of a rebuilt batch holds items its latest version dropped (those it
+    paid are the batch's again), a later one fewer (their events go back to pending)."""
+    before = list(batch.event_ids)
+    fields: dict[str, Any] = {}
+    if paid_items is not None:
+        added = _mined_version_carry(batch, tx_hash=tx_hash, paid_items=paid_items, refused=refused_item_ids)
+        if added is not None:
+            amounts = {**added, **(amounts or {})}
+            fields = {name: getattr(batch, name) for name in CARRIED_FIELDS}
     DeliveryBatch.objects.filter(pk=batch.pk).update(
-        block_number=block_number, block_hash=block_hash, mined_tx_hash=tx_hash, refused_item_ids=refused_item_ids
+        block_number=block_number,
+        block_hash=block_hash,
+        mined_tx_hash=tx_hash,
+        refused_item_ids=refused_item_ids,
+        **fields,
     )
     batch.block_number, batch.block_hash, batch.mined_tx_hash = block_number, block_hash, tx_hash
     batch.refused_item_ids = refused_item_ids
+    dropped = sorted(set(before) - set(batch.event_ids))
+    if dropped:
+        events_return(event_ids=dropped, from_statuses=[DeliveryStatus.SUBMITTED], batch_id=batch.pk, error=None)
     paid = batch_paid_event_ids(batch)
     twice = list(
         _events(paid)
@@ -193,6 +215,38 @@ def batch_mined_record(
     # Usually they are its own already (submitted by it, its latest version mined): no write.
     already = Q(status_in(DeliveryStatus.SUBMITTED), **_of_batch(batch.pk), **{lookup(Key.TX_HASH): tx_hash})
     _events(paid).filter(status_in(*NOT_DELIVERED)).exclude(already).update(metadata=merged)
+
+
+def _mined_version_carry(
+    batch: DeliveryBatch, *, tx_hash: str, paid_items: Sequence[DeliveryItem], refused: Sequence[int]
+) -> dict[int, int] | None:
+    """The batch's items become those of its version ``tx_hash`` mined (its Delivered and
+    Refused logs), in memory. None when they are the same (the usual case); else the
+    amounts of the events it paid that the batch had dropped since (a rebuild without the
+    items a foreign payment took, which then vanished)."""
+    carried = {item.item_id for item in paid_items} | {int(item) for item in refused}
+    kept = [
+        (int(item_id), int(stream_id), str(amount))
+        for item_id, stream_id, amount in zip(batch.item_ids, batch.stream_ids, batch.amounts_wei, strict=True)
+        if int(item_id) in carried
+    ]
+    known = {item_id for item_id, _, _ in kept}
+    added = [item for item in paid_items if item.item_id not in known]
+    if len(kept) == len(batch.item_ids) and not added:
+        return None
+    rows = kept + [(item.item_id, item.stream_id, str(item.amount_wei)) for item in added]
+    events = items_events(item_id for item_id, _, _ in rows)
+    batch.item_ids = [item_id for item_id, _, _ in rows]
+    batch.stream_ids = [stream_id for _, stream_id, _ in rows]
+    batch.amounts_wei = [amount for _, _, amount in rows]
+    batch.event_ids = [event for item_id, _, _ in rows for event in events[item_id]]
+    batch.size = len(rows)
+    batch.value_wei = str(sum(int(amount) for _, _, amount in rows))
+    logger.warning(
+        "the version of a delivery batch mined carries other items than its latest",
+        extra={"batch_id": batch.pk, "tx_hash": tx_hash, "items": batch.item_ids[:50]},
+    )
+    return {item.item_id: item.amount_wei for item in added if item.item_id < BUNDLE_ITEM_BASE}
 
 
 @transaction.atomic(durable=True)
