@@ -26,6 +26,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from core.metrics import DELIVERIES, DELIVERY_LATENCY_SECONDS
 from revenue.alerts import revenue_events_critical_alert
@@ -47,7 +48,7 @@ from revenue.delivery.metadata import (
     patch_unconfirmed,
     status_in,
 )
-from revenue.delivery.selectors import BUNDLE_ITEM_BASE, batch_paid_event_ids, items_events
+from revenue.delivery.selectors import BUNDLE_ITEM_BASE, batch_paid_event_ids, delivery_batch_paying, items_events
 from revenue.dispatch import revenue_delivery_dispatch
 from revenue.failure_log import delivery_failures_log
 from revenue.jsonb import JsonMerge, json_patch_per_row
@@ -215,6 +216,48 @@ def batch_mined_record(
     # Usually they are its own already (submitted by it, its latest version mined): no write.
     already = Q(status_in(DeliveryStatus.SUBMITTED), **_of_batch(batch.pk), **{lookup(Key.TX_HASH): tx_hash})
     _events(paid).filter(status_in(*NOT_DELIVERED)).exclude(already).update(metadata=merged)
+    _refused_events_to_payer(batch, now=timezone.now())
+
+
+def _refused_events_to_payer(batch: DeliveryBatch, *, now: datetime) -> None:
+    """Events this batch still holds whose items its transaction found paid: their payer
+    recorded them before they existed (a transaction of the platform's key paying an id
+    ahead of its event). They are the payer's: delivered with it, or when it is."""
+    refused = [int(item) for item in batch.refused_item_ids]
+    if not refused:
+        return
+    carried = items_events(refused)
+    held = set(
+        _events([pk for events in carried.values() for pk in events])
+        .filter(status_in(DeliveryStatus.SUBMITTED), **_of_batch(batch.pk))
+        .values_list("pk", flat=True)
+    )
+    for item_id, events in carried.items():
+        mine = [pk for pk in events if pk in held]
+        payer = delivery_batch_paying(deployment_id=batch.deployment_id, item_id=item_id) if mine else None
+        if payer is None or payer.pk == batch.pk:
+            continue
+        logger.error(
+            "revenue events were paid before they were recorded: they are their payer's",
+            extra={"batch_id": batch.pk, "payer_batch_id": payer.pk, "event_ids": mine[:50]},
+        )
+        selected = _events(mine).filter(status_in(DeliveryStatus.SUBMITTED), **_of_batch(batch.pk))
+        if payer.status != DeliveryBatchStatus.CONFIRMED:
+            selected.update(
+                metadata=JsonMerge(
+                    "metadata", patch_paid_by(batch_id=payer.pk, tx_hash=payer.mined_tx_hash, nonce=payer.nonce)
+                )
+            )
+            continue
+        rows = list(selected.values_list("pk", "stream_id", "holder_share"))
+        assert payer.block_number is not None  # noqa: S101  (mined: the selector's filter)
+        patch = patch_delivered(
+            batch_id=payer.pk, tx_hash=payer.mined_tx_hash, nonce=payer.nonce, block_number=payer.block_number,
+            block_hash=payer.block_hash, now=now,
+        )  # fmt: skip
+        _events([row[0] for row in rows]).update(metadata=JsonMerge("metadata", patch))
+        _distributed_add(rows, sign=1)
+        DELIVERIES.labels(status=DeliveryStatus.DELIVERED.value).inc(len(rows))
 
 
 def _mined_version_carry(

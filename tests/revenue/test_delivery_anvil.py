@@ -898,6 +898,7 @@ def test_a_reorg_back_to_a_fork_where_a_rebuilt_batchs_first_version_paid_more_i
     assert all(metadata(pk).tx_hash == batch.tx_hashes[0] for pk in ids)
     assert DeliveryBatch.objects.filter(foreign=False).count() == 1  # nothing sent again
 
+
 def test_a_batch_flipping_between_its_versions_mined_carries_what_the_one_mined_carried(on_anvil, settings):
     """Fork A: the batch's first version pays all its items (the batch takes them back from
     its rebuilt version); fork B: the rival pays three, the rebuilt version the rest. The
@@ -936,6 +937,39 @@ def test_a_batch_flipping_between_its_versions_mined_carries_what_the_one_mined_
     rival_batch = DeliveryBatch.objects.get(foreign=True, status="confirmed")
     assert all(metadata(pk).batch_id == rival_batch.pk for pk in ids[:3])
     assert all(metadata(pk).batch_id == batch.pk for pk in ids[3:])
+
+
+def test_an_event_paid_by_a_same_key_transaction_before_it_existed_is_delivered_by_it(on_anvil, settings):
+    """Someone with the platform's key pays the id of the next revenue event before the
+    event exists; the scan adopts it. The event, once created, is sent and refunded: before,
+    it stayed `submitted` under a confirmed batch for ever (no retry could touch it); now it
+    is its payer's, delivered with it."""
+    context = on_anvil.context
+    w3 = context.w3
+    ids = events_create(3)
+    future = max(ids) + 1
+    stream_id = RevenueEvent.objects.get(pk=ids[0]).stream_id
+    max_fee, priority = suggest_fees(w3)
+    ahead = build_delivery_tx(
+        w3,
+        contract_address=context.contract_address,
+        signer_address=context.signer_address,
+        items=[DeliveryItem(item_id=future, stream_id=stream_id, amount_wei=10**14)],
+        nonce=w3.eth.get_transaction_count(context.signer.address, "pending"),
+        max_fee_per_gas=max_fee,
+        max_priority_fee_per_gas=priority,
+        gas=300_000,
+    )
+    paid_ahead = send_signed(w3, sign_tx(context.signer, ahead))
+    wait_for_receipt(w3, paid_ahead, timeout=30)
+    revenue_events_deliver(max_batches=1)  # the foreign payment is adopted before the event exists
+    later = events_create(2, prefix="later")
+    assert later[0] == future
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound, cycles=10)
+    assert metadata(future).tx_hash == paid_ahead and metadata(future).status == DeliveryStatus.DELIVERED
+    assert DeliveryBatch.objects.get(foreign=True).status == "confirmed"
+    assert distributed_total() == holder_total()
+
 
 class FaultyRpc:
     """A JSON-RPC proxy in front of a node that answers chosen requests with an error
