@@ -25,7 +25,7 @@ from django.db import transaction
 from hexbytes import HexBytes
 
 from revenue.alerts import alert_send
-from revenue.chain.client import PaymentLog, block_hash_at, payment_logs
+from revenue.chain.client import DeliveryItem, PaymentLog, block_hash_at, payment_logs
 from revenue.chain.runtime import ChainContext
 from revenue.delivery.cycle import CycleCounters, chain_call
 from revenue.delivery.health import ChainView
@@ -197,6 +197,10 @@ def _record(
             block_number=mined.block_number,
             block_hash=mined.block_hash,
             refused_item_ids=[log.item_id for log in mined.refused],
+            paid_items=[
+                DeliveryItem(item_id=log.item_id, stream_id=int(log.stream_id or 0), amount_wei=log.amount)
+                for log in mined.paid
+            ],
         )
         counters.batches_mined += 1
         if mined.refused:

@@ -152,6 +152,20 @@ def delivery_batch_by_tx_hash(*, deployment_id: int, tx_hash: str) -> DeliveryBa
     return next((batch for batch in candidates if tx_hash in batch.tx_hashes), None)
 
 
+def delivery_batch_paying(*, deployment_id: int, item_id: int) -> DeliveryBatch | None:
+    """The mined batch whose transaction paid ``item_id`` (its item and not refused), if any."""
+    candidates = DeliveryBatch.objects.filter(
+        deployment_id=deployment_id,
+        block_number__isnull=False,
+        status__in=[DeliveryBatchStatus.SUBMITTED, DeliveryBatchStatus.CONFIRMED],
+        item_ids__icontains=str(item_id),
+    ).order_by("block_number")
+    return next(
+        (b for b in candidates if item_id in {int(i) for i in b.item_ids} - {int(i) for i in b.refused_item_ids}),
+        None,
+    )
+
+
 def in_flight_event_ids(batches: Collection[DeliveryBatch]) -> set[int]:
     return {event_id for batch in batches for event_id in batch.event_ids}
 

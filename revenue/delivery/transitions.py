@@ -26,9 +26,11 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from core.metrics import DELIVERIES, DELIVERY_LATENCY_SECONDS
 from revenue.alerts import revenue_events_critical_alert
+from revenue.chain.client import DeliveryItem
 from revenue.delivery.metadata import (
     RETRYABLE_STATUSES,
     DeliveryStatus,
@@ -46,13 +48,16 @@ from revenue.delivery.metadata import (
     patch_unconfirmed,
     status_in,
 )
-from revenue.delivery.selectors import batch_paid_event_ids
+from revenue.delivery.selectors import BUNDLE_ITEM_BASE, batch_paid_event_ids, delivery_batch_paying, items_events
 from revenue.dispatch import revenue_delivery_dispatch
 from revenue.failure_log import delivery_failures_log
 from revenue.jsonb import JsonMerge, json_patch_per_row
 from revenue.models import DeliveryBatch, DeliveryBatchStatus, RevenueEvent, RevenueStream
 
 logger = logging.getLogger("revenue.delivery")
+
+# What a batch carries: its version mined decides (batch_mined_record).
+CARRIED_FIELDS = ("item_ids", "stream_ids", "amounts_wei", "event_ids", "size", "value_wei")
 
 NOT_DELIVERED = (
     DeliveryStatus.PENDING,
@@ -168,15 +173,33 @@ def batch_mined_record(
     block_hash: str,
     refused_item_ids: list[int],
     amounts: dict[int, int] | None = None,
+    paid_items: Sequence[DeliveryItem] | None = None,
 ) -> None:
     """Its transaction ``tx_hash`` is in the canonical chain (not yet confirmed): the events
     it paid are its own, whatever batch sent them last (``amounts``: what it paid each, for
-    a transaction this platform did not build)."""
+    a transaction this platform did not build). ``paid_items``: what the reserve's logs say
+    that transaction paid. The batch then carries what that version of it carried: an
+    earlier version of a rebuilt batch holds items its latest version dropped (those it
+    paid are the batch's again), a later one fewer (their events go back to pending)."""
+    before = list(batch.event_ids)
+    fields: dict[str, Any] = {}
+    if paid_items is not None:
+        added = _mined_version_carry(batch, tx_hash=tx_hash, paid_items=paid_items, refused=refused_item_ids)
+        if added is not None:
+            amounts = {**added, **(amounts or {})}
+            fields = {name: getattr(batch, name) for name in CARRIED_FIELDS}
     DeliveryBatch.objects.filter(pk=batch.pk).update(
-        block_number=block_number, block_hash=block_hash, mined_tx_hash=tx_hash, refused_item_ids=refused_item_ids
+        block_number=block_number,
+        block_hash=block_hash,
+        mined_tx_hash=tx_hash,
+        refused_item_ids=refused_item_ids,
+        **fields,
     )
     batch.block_number, batch.block_hash, batch.mined_tx_hash = block_number, block_hash, tx_hash
     batch.refused_item_ids = refused_item_ids
+    dropped = sorted(set(before) - set(batch.event_ids))
+    if dropped:
+        events_return(event_ids=dropped, from_statuses=[DeliveryStatus.SUBMITTED], batch_id=batch.pk, error=None)
     paid = batch_paid_event_ids(batch)
     twice = list(
         _events(paid)
@@ -193,6 +216,80 @@ def batch_mined_record(
     # Usually they are its own already (submitted by it, its latest version mined): no write.
     already = Q(status_in(DeliveryStatus.SUBMITTED), **_of_batch(batch.pk), **{lookup(Key.TX_HASH): tx_hash})
     _events(paid).filter(status_in(*NOT_DELIVERED)).exclude(already).update(metadata=merged)
+    _refused_events_to_payer(batch, now=timezone.now())
+
+
+def _refused_events_to_payer(batch: DeliveryBatch, *, now: datetime) -> None:
+    """Events this batch still holds whose items its transaction found paid: their payer
+    recorded them before they existed (a transaction of the platform's key paying an id
+    ahead of its event). They are the payer's: delivered with it, or when it is."""
+    refused = [int(item) for item in batch.refused_item_ids]
+    if not refused:
+        return
+    carried = items_events(refused)
+    held = set(
+        _events([pk for events in carried.values() for pk in events])
+        .filter(status_in(DeliveryStatus.SUBMITTED), **_of_batch(batch.pk))
+        .values_list("pk", flat=True)
+    )
+    for item_id, events in carried.items():
+        mine = [pk for pk in events if pk in held]
+        payer = delivery_batch_paying(deployment_id=batch.deployment_id, item_id=item_id) if mine else None
+        if payer is None or payer.pk == batch.pk:
+            continue
+        logger.error(
+            "revenue events were paid before they were recorded: they are their payer's",
+            extra={"batch_id": batch.pk, "payer_batch_id": payer.pk, "event_ids": mine[:50]},
+        )
+        selected = _events(mine).filter(status_in(DeliveryStatus.SUBMITTED), **_of_batch(batch.pk))
+        if payer.status != DeliveryBatchStatus.CONFIRMED:
+            selected.update(
+                metadata=JsonMerge(
+                    "metadata", patch_paid_by(batch_id=payer.pk, tx_hash=payer.mined_tx_hash, nonce=payer.nonce)
+                )
+            )
+            continue
+        rows = list(selected.values_list("pk", "stream_id", "holder_share"))
+        assert payer.block_number is not None  # noqa: S101  (mined: the selector's filter)
+        patch = patch_delivered(
+            batch_id=payer.pk, tx_hash=payer.mined_tx_hash, nonce=payer.nonce, block_number=payer.block_number,
+            block_hash=payer.block_hash, now=now,
+        )  # fmt: skip
+        _events([row[0] for row in rows]).update(metadata=JsonMerge("metadata", patch))
+        _distributed_add(rows, sign=1)
+        DELIVERIES.labels(status=DeliveryStatus.DELIVERED.value).inc(len(rows))
+
+
+def _mined_version_carry(
+    batch: DeliveryBatch, *, tx_hash: str, paid_items: Sequence[DeliveryItem], refused: Sequence[int]
+) -> dict[int, int] | None:
+    """The batch's items become those of its version ``tx_hash`` mined (its Delivered and
+    Refused logs), in memory. None when they are the same (the usual case); else the
+    amounts of the events it paid that the batch had dropped since (a rebuild without the
+    items a foreign payment took, which then vanished)."""
+    carried = {item.item_id for item in paid_items} | {int(item) for item in refused}
+    kept = [
+        (int(item_id), int(stream_id), str(amount))
+        for item_id, stream_id, amount in zip(batch.item_ids, batch.stream_ids, batch.amounts_wei, strict=True)
+        if int(item_id) in carried
+    ]
+    known = {item_id for item_id, _, _ in kept}
+    added = [item for item in paid_items if item.item_id not in known]
+    if len(kept) == len(batch.item_ids) and not added:
+        return None
+    rows = kept + [(item.item_id, item.stream_id, str(item.amount_wei)) for item in added]
+    events = items_events(item_id for item_id, _, _ in rows)
+    batch.item_ids = [item_id for item_id, _, _ in rows]
+    batch.stream_ids = [stream_id for _, stream_id, _ in rows]
+    batch.amounts_wei = [amount for _, _, amount in rows]
+    batch.event_ids = [event for item_id, _, _ in rows for event in events[item_id]]
+    batch.size = len(rows)
+    batch.value_wei = str(sum(int(amount) for _, _, amount in rows))
+    logger.warning(
+        "the version of a delivery batch mined carries other items than its latest",
+        extra={"batch_id": batch.pk, "tx_hash": tx_hash, "items": batch.item_ids[:50]},
+    )
+    return {item.item_id: item.amount_wei for item in added if item.item_id < BUNDLE_ITEM_BASE}
 
 
 @transaction.atomic(durable=True)

@@ -859,6 +859,118 @@ def test_a_reorg_back_to_a_fork_where_two_versions_of_a_batch_are_mined_delivers
     assert all(metadata(pk).tx_hash == batch.tx_hashes[0] for pk in ids)
 
 
+def test_a_reorg_back_to_a_fork_where_a_rebuilt_batchs_first_version_paid_more_items(on_anvil, settings):
+    """As above, but the other fork's transaction at the batch's nonce paid some of its
+    items, so the batch was rebuilt without them; then the first fork comes back. Its first
+    version paid every item, the rebuilt one found them paid. Before, the batch kept the
+    rebuilt version's items: the events only the first version carried stayed pending,
+    went out again in a new batch that the reserve refunded, and were left `submitted`
+    under that confirmed batch for ever, paid on chain and never delivered."""
+    settings.DELIVERY_BATCH_SIZE = 10
+    settings.DELIVERY_STUCK_SECONDS = 3600
+    ctl, context = on_anvil.ctl, on_anvil.context
+    w3 = context.w3
+    ctl.mine(5)  # keep the reorgs away from the contract's own deployment
+    ids = events_create(10)
+    ctl.set_automine(False)
+    revenue_events_deliver(max_batches=1)
+    batch = DeliveryBatch.objects.get()
+    first, nonce = batch.signed_raw_tx, batch.nonce
+    ctl.mine(1)  # the first version is mined, 1 confirmation
+    revenue_events_deliver(max_batches=1)
+    rival = signed_by_the_platform_key(context, ids[:3], nonce=nonce)
+    ctl.reorg(1, [(HexBytes(rival.raw_transaction).to_0x_hex(), 0)])  # the other fork pays 3 of its items
+    result = revenue_events_deliver(max_batches=1)
+    sound()
+    assert result.counters.adopted_batches == 1 and result.counters.rebuilds == 1
+    batch.refresh_from_db()
+    assert batch.event_ids == ids[3:] and batch.nonce == nonce + 1
+    ctl.reorg(2, [(first, 0), (batch.signed_raw_tx, 0)])  # the first fork comes back with both versions
+    assert receipt_or_none(w3, batch.tx_hashes[0])["status"] == 1  # type: ignore[index]
+    assert receipt_or_none(w3, batch.tx_hashes[1])["status"] == 1  # type: ignore[index]
+    ctl.set_automine(True)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound, cycles=10)
+    assert_delivered_exactly_once(context)
+    assert distributed_total() == holder_total()
+    batch.refresh_from_db()
+    assert batch.status == "confirmed" and batch.mined_tx_hash == batch.tx_hashes[0]
+    assert sorted(batch.event_ids) == ids
+    assert all(metadata(pk).tx_hash == batch.tx_hashes[0] for pk in ids)
+    assert DeliveryBatch.objects.filter(foreign=False).count() == 1  # nothing sent again
+
+
+def test_a_batch_flipping_between_its_versions_mined_carries_what_the_one_mined_carried(on_anvil, settings):
+    """Fork A: the batch's first version pays all its items (the batch takes them back from
+    its rebuilt version); fork B: the rival pays three, the rebuilt version the rest. The
+    batch carries, each time, what the version mined carried: the three are the rival's
+    again, never counted as paid by a version that did not carry them."""
+    settings.DELIVERY_BATCH_SIZE = 10
+    settings.DELIVERY_STUCK_SECONDS = 3600
+    ctl, context = on_anvil.ctl, on_anvil.context
+    ctl.mine(5)  # keep the reorgs away from the contract's own deployment
+    ids = events_create(10)
+    ctl.set_automine(False)
+    revenue_events_deliver(max_batches=1)
+    batch = DeliveryBatch.objects.get()
+    first = batch.signed_raw_tx
+    ctl.mine(1)
+    revenue_events_deliver(max_batches=1)
+    rival = HexBytes(signed_by_the_platform_key(context, ids[:3], nonce=batch.nonce).raw_transaction).to_0x_hex()
+    ctl.reorg(1, [(rival, 0)])
+    revenue_events_deliver(max_batches=1)  # rival adopted, the batch rebuilt without its 3 items
+    batch.refresh_from_db()
+    rebuilt = batch.signed_raw_tx
+    ctl.reorg(1, [(first, 0), (rebuilt, 0)])  # fork A
+    revenue_events_deliver(max_batches=1)
+    sound()
+    batch.refresh_from_db()
+    assert sorted(batch.event_ids) == ids and batch.mined_tx_hash == batch.tx_hashes[0]
+    ctl.reorg(1, [(rival, 0), (rebuilt, 0)])  # fork B
+    revenue_events_deliver(max_batches=1)
+    sound()
+    batch.refresh_from_db()
+    assert batch.event_ids == ids[3:] and batch.mined_tx_hash == batch.tx_hashes[1]
+    ctl.set_automine(True)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound, cycles=10)
+    assert_delivered_exactly_once(context)
+    assert distributed_total() == holder_total()
+    rival_batch = DeliveryBatch.objects.get(foreign=True, status="confirmed")
+    assert all(metadata(pk).batch_id == rival_batch.pk for pk in ids[:3])
+    assert all(metadata(pk).batch_id == batch.pk for pk in ids[3:])
+
+
+def test_an_event_paid_by_a_same_key_transaction_before_it_existed_is_delivered_by_it(on_anvil, settings):
+    """Someone with the platform's key pays the id of the next revenue event before the
+    event exists; the scan adopts it. The event, once created, is sent and refunded: before,
+    it stayed `submitted` under a confirmed batch for ever (no retry could touch it); now it
+    is its payer's, delivered with it."""
+    context = on_anvil.context
+    w3 = context.w3
+    ids = events_create(3)
+    future = max(ids) + 1
+    stream_id = RevenueEvent.objects.get(pk=ids[0]).stream_id
+    max_fee, priority = suggest_fees(w3)
+    ahead = build_delivery_tx(
+        w3,
+        contract_address=context.contract_address,
+        signer_address=context.signer_address,
+        items=[DeliveryItem(item_id=future, stream_id=stream_id, amount_wei=10**14)],
+        nonce=w3.eth.get_transaction_count(context.signer.address, "pending"),
+        max_fee_per_gas=max_fee,
+        max_priority_fee_per_gas=priority,
+        gas=300_000,
+    )
+    paid_ahead = send_signed(w3, sign_tx(context.signer, ahead))
+    wait_for_receipt(w3, paid_ahead, timeout=30)
+    revenue_events_deliver(max_batches=1)  # the foreign payment is adopted before the event exists
+    later = events_create(2, prefix="later")
+    assert later[0] == future
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound, cycles=10)
+    assert metadata(future).tx_hash == paid_ahead and metadata(future).status == DeliveryStatus.DELIVERED
+    assert DeliveryBatch.objects.get(foreign=True).status == "confirmed"
+    assert distributed_total() == holder_total()
+
+
 class FaultyRpc:
     """A JSON-RPC proxy in front of a node that answers chosen requests with an error
     (what a hosted node's load balancer says when a backend lags: "header not found")."""
