@@ -200,6 +200,14 @@ def user_password_reset_request(*, request: HttpRequest, email: str) -> None:
     logger.info("password reset asked", extra={"client_ip": client_address(request)})
 
 
+def user_password_reset_done(*, request: HttpRequest, user: AbstractBaseUser) -> None:
+    """A password set by a reset link: the failed logins this client counted for the
+    account are cleared (the trader who forgot the password and locked the account out
+    trying logs in with the new one at once)."""
+    login_failures_clear(request=request, username=user.get_username())
+    logger.info("password reset by link", extra={"user_id": user.pk})
+
+
 API_KEY_FORM_SECONDS = 24 * 3600
 
 

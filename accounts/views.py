@@ -33,6 +33,7 @@ from accounts.services import (
     user_authenticate,
     user_password_change,
     user_password_confirm,
+    user_password_reset_done,
     user_password_reset_request,
     user_register,
     user_register_rate_check,
@@ -254,6 +255,7 @@ class PasswordResetSetPage(PasswordResetConfirmView):
 
     def form_valid(self, form: Any) -> HttpResponse:
         response = super().form_valid(form)
+        user_password_reset_done(request=self.request, user=form.user)
         messages.success(self.request, "Your password is set: log in with it.")
         return response
 

@@ -9,7 +9,7 @@ import re
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
-from django.test import Client
+from django.test import Client, override_settings
 from rest_framework.test import APIClient
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -123,3 +123,16 @@ def test_a_link_works_for_an_hour(settings):
     """Django's default was 3 days: a link lying in a mailbox stayed good that long."""
     assert settings.PASSWORD_RESET_TIMEOUT == 3600
     assert "for 1 hour at most" in Client().get("/account/password/reset/sent").content.decode()
+
+
+@override_settings(LOGIN_FAILURE_LIMIT=3)
+def test_a_trader_locked_out_by_failed_logins_logs_in_once_the_link_set_a_password():
+    user = UserFactory(email="frank@example.com")
+    client = Client()
+    for _ in range(3):
+        client.post("/login", {"username": user.username, "password": "guess"})
+    assert client.post("/login", {"username": user.username, "password": PASSWORD}).status_code == 429
+    _ask(client, "frank@example.com")
+    shown = client.get(_link(mail.outbox[0]))
+    assert client.post(shown["Location"], {"new_password1": NEW, "new_password2": NEW}).status_code == 302
+    assert client.post("/login", {"username": user.username, "password": NEW}).status_code == 302
