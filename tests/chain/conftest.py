@@ -88,12 +88,17 @@ def anvil(anvil_node: AnvilNode) -> str:
 def anvil_ctl(anvil: str) -> Iterator[AnvilRPC]:
     ctl = AnvilRPC(anvil)
     snapshot = ctl.snapshot()
+    # A base fee set for the next block (set_next_block_base_fee) is the node's, not the
+    # chain's: a test that set one and mined no block after passed it to the next test
+    # (a signer funded for a few batches at 1 gwei then had too little at 3x).
+    next_base_fee = int(ctl.rpc("eth_getBlockByNumber", "pending", False)["baseFeePerGas"], 16)
     try:
         yield ctl
     finally:
         ctl.set_automine(True)
         ctl.remove_block_timestamp_interval()
         assert ctl.revert(snapshot), "evm_revert failed: the next test would see this test's chain"
+        ctl.set_next_block_base_fee(next_base_fee)
 
 
 @pytest.fixture
