@@ -9,7 +9,6 @@ from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.forms import PasswordResetForm
 from django.contrib.auth.models import AbstractBaseUser, User
 from django.contrib.auth.password_validation import validate_password
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -39,7 +38,8 @@ from accounts.models import ApiKey, UsernameKey
 from accounts.selectors import user_is_system_account, username_for_login
 from accounts.usernames import username_key, username_mixes_scripts
 from core.api.throttling import shared_rate_wait
-from core.errors import ApplicationError, InvalidInput
+from core.cache import form_once
+from core.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
 
@@ -208,26 +208,20 @@ def user_password_reset_done(*, request: HttpRequest, user: AbstractBaseUser) ->
     logger.info("password reset by link", extra={"user_id": user.pk})
 
 
-API_KEY_FORM_SECONDS = 24 * 3600
-
-
 def api_key_create_from_form(
     *, user: AbstractBaseUser, label: str, permissions: list[str], form_id: str
 ) -> tuple[ApiKey, str]:
-    """The keys page's creation, once per rendered form: the same form sent again (a reload
-    of the answer that showed the secret, which browsers offer to resend) is ApiKeyFormResent
-    and creates nothing, where it created a second key the trader never saw the secret of.
-    The claim is the shared cache's add; a refused creation releases it. No id: created."""
+    """The keys page's creation, once per rendered form (core.cache.form_once): the same
+    form sent again (a reload of the answer that showed the secret, which browsers offer to
+    resend) is ApiKeyFormResent and creates nothing, where it created a second key the
+    trader never saw the secret of. No id: created."""
     if not form_id:
         return api_key_create(user=user, label=label, permissions=permissions)
-    claim = f"api-key-form:{user.pk}:{form_id}"
-    if not cache.add(claim, 1, timeout=API_KEY_FORM_SECONDS):
-        raise ApiKeyFormResent()
-    try:
-        return api_key_create(user=user, label=label, permissions=permissions)
-    except ApplicationError:
-        cache.delete(claim)
-        raise
+    return form_once(
+        f"api-key-form:{user.pk}:{form_id}",
+        resent=ApiKeyFormResent(),
+        act=lambda: api_key_create(user=user, label=label, permissions=permissions),
+    )
 
 
 @transaction.atomic

@@ -24,7 +24,14 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.errors import ApiKeyNotFound
-from accounts.forms import ApiKeyCreateForm, LoginForm, PasswordChangeForm, PasswordResetRequestForm, RegisterForm
+from accounts.forms import (
+    ApiKeyCreateForm,
+    LoginForm,
+    PasswordChangeForm,
+    PasswordResetRequestForm,
+    RegisterForm,
+    ServiceForm,
+)
 from accounts.selectors import api_key_list_for_user
 from accounts.services import (
     api_key_create_from_form,
@@ -76,6 +83,15 @@ def _back_after_login(request: HttpRequest) -> str:
     return safe_next(request, referer or request.get_full_path())
 
 
+def form_page(request: HttpRequest, template: str, *, form: ServiceForm, context: dict[str, Any]) -> HttpResponse:
+    """A page with a service form: the status of the error it shows, and Retry-After when
+    the error says when to try again (a throttle, a lockout)."""
+    response = render(request, template, context, status=form.error_status)
+    if form.error_retry_after is not None:
+        response["Retry-After"] = str(form.error_retry_after)
+    return response
+
+
 def page_user(request: HttpRequest) -> User:
     """The logged-in trader of a view behind page_login_required."""
     user = request.user
@@ -109,10 +125,7 @@ def login_page(request: HttpRequest) -> HttpResponse:
         else:
             login(request, cast(User, user))
             return HttpResponseRedirect(next_url)
-    response = render(request, "accounts/login.html", {"form": form, "next": next_url}, status=form.error_status)
-    if form.error_retry_after is not None:
-        response["Retry-After"] = str(form.error_retry_after)
-    return response
+    return form_page(request, "accounts/login.html", form=form, context={"form": form, "next": next_url})
 
 
 @sensitive_post_parameters("password", "password_confirm")
@@ -139,10 +152,7 @@ def register_page(request: HttpRequest) -> HttpResponse:
             login(request, cast(User, user), backend="django.contrib.auth.backends.ModelBackend")
             messages.success(request, f"Welcome, {user.get_username()}. Your account is ready.")
             return redirect("home")
-    response = render(request, "accounts/register.html", {"form": form}, status=form.error_status)
-    if form.error_retry_after is not None:
-        response["Retry-After"] = str(form.error_retry_after)
-    return response
+    return form_page(request, "accounts/register.html", form=form, context={"form": form})
 
 
 @require_POST
@@ -178,10 +188,7 @@ def api_keys_page(request: HttpRequest) -> HttpResponse:
             created = {"key": api_key, "secret": secret}
             form = ApiKeyCreateForm()
     context = {"form": form, "created": created, "keys": api_key_list_for_user(user_id=user.pk)}
-    response = render(request, "accounts/api_keys.html", context, status=form.error_status)
-    if form.error_retry_after is not None:
-        response["Retry-After"] = str(form.error_retry_after)
-    return response
+    return form_page(request, "accounts/api_keys.html", form=form, context=context)
 
 
 @sensitive_post_parameters("password", "new_password", "new_password_confirm")
@@ -210,10 +217,7 @@ def password_change_page(request: HttpRequest) -> HttpResponse:
                 " signed out; your API keys keep working.",
             )
             return redirect("password-change")
-    response = render(request, "accounts/password_change.html", {"form": form}, status=form.error_status)
-    if form.error_retry_after is not None:
-        response["Retry-After"] = str(form.error_retry_after)
-    return response
+    return form_page(request, "accounts/password_change.html", form=form, context={"form": form})
 
 
 @csrf_protect
@@ -231,10 +235,7 @@ def password_reset_page(request: HttpRequest) -> HttpResponse:
         else:
             return redirect("password-reset-sent")
     context = {"form": form, "available": settings.PASSWORD_RESET_BY_MAIL}
-    response = render(request, "accounts/password_reset.html", context, status=form.error_status)
-    if form.error_retry_after is not None:
-        response["Retry-After"] = str(form.error_retry_after)
-    return response
+    return form_page(request, "accounts/password_reset.html", form=form, context=context)
 
 
 @never_cache

@@ -10,31 +10,52 @@ from __future__ import annotations
 import base64
 import logging
 import pickle
-import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from django.core.cache import cache
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.db import DatabaseCache
-from django.db import connections, router, transaction
+from django.db import OperationalError, connections, router, transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
+
+from core.errors import ApplicationError
+from core.logging import LinesEvery
+
+T = TypeVar("T")
 
 logger = logging.getLogger("core.cache")
 
 # What Django's Redis backend raises when the server is down or refuses.
 CACHE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
 
-_WARN_EVERY_SECONDS = 10.0
-_last_warning: dict[str, float] = {}
+CACHE_FAILURE_LINES = LinesEvery(10.0)
 
 
 def cache_failure_log(what: str, exc: BaseException) -> None:
-    """One warning per `what` every few seconds: an outage must not flood the log."""
-    now = time.monotonic()
-    if now - _last_warning.get(what, -_WARN_EVERY_SECONDS) >= _WARN_EVERY_SECONDS:
-        _last_warning[what] = now
+    """One warning per `what` every 10 s: an outage must not flood the log."""
+    if CACHE_FAILURE_LINES.due(what) is not None:
         logger.warning("cache unavailable (%s): %s: %s", what, type(exc).__name__, exc)
+
+
+FORM_CLAIM_SECONDS = 24 * 3600
+
+
+def form_once(key: str, *, resent: ApplicationError, act: Callable[[], T]) -> T:
+    """`act` once per rendered form (`key` names the form: its user and its one-time id): a
+    second post of it (a double click without JavaScript, a reload that resends it) raises
+    `resent` and does nothing. The claim is the shared cache's add (atomic across web
+    processes, kept a day); an act refused (an ApplicationError, the database unreachable)
+    releases it, to be sent again once corrected."""
+    if not cache.add(key, 1, timeout=FORM_CLAIM_SECONDS):
+        raise resent
+    try:
+        return act()
+    except (ApplicationError, OperationalError):
+        cache.delete(key)
+        raise
 
 
 class AtomicDatabaseCache(DatabaseCache):

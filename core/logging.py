@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -51,6 +53,33 @@ def correlation_id_clear() -> None:
     """For a worker once its task has ended: what it logs next (the next message received,
     a lost broker connection) belongs to no request."""
     _correlation_id.set("-")
+
+
+class LinesEvery:
+    """At most one log line per key every `seconds` for a failure that recurs (a cache or a
+    relay that is down): `due(key)` counts one occurrence and, when a line is due, returns
+    how many there were since the last one (else None). An outage must not flood the log."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+        self._since: dict[str, int] = {}
+
+    def due(self, key: str) -> int | None:
+        with self._lock:
+            self._since[key] = self._since.get(key, 0) + 1
+            now = time.monotonic()
+            if now - self._last.get(key, -self.seconds) < self.seconds:
+                return None
+            self._last[key] = now
+            return self._since.pop(key)
+
+    def reset(self) -> None:
+        """Forget every key (tests: the next occurrence is logged)."""
+        with self._lock:
+            self._last.clear()
+            self._since.clear()
 
 
 # --- configuration shared by every process ------------------------------------------------

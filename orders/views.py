@@ -7,6 +7,7 @@ live regions (core.pages renders them and answers the polls)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -384,15 +385,12 @@ def order_place_page(request: HttpRequest, symbol: str) -> HttpResponse:
     return redirect("trade", symbol=market.symbol)
 
 
-@require_POST
-@page_login_required
-def order_cancel_page(request: HttpRequest, order_id: str) -> HttpResponse:
-    user = page_user(request)
+def _cancel_answer(request: HttpRequest, *, cancel: Callable[[], str], back: str) -> HttpResponse:
+    """A cancel page's answer: `cancel` runs the service and says what it did; with htmx a
+    toast and a refresh of the live regions, else a message and a redirect to `back`."""
     status, level = 200, messages.SUCCESS
     try:
-        order_pk = path_id(order_id, not_found=OrderNotFound)
-        order_cancel(user=user, order_id=order_pk)
-        text = f"Order #{order_pk} cancelled."
+        text = cancel()
     except (ApplicationError, OperationalError) as exc:
         error = exc if isinstance(exc, ApplicationError) else ServiceUnavailable()
         status, level, text = error.status, messages.ERROR, error_sentence(error.code, error.message)
@@ -400,7 +398,20 @@ def order_cancel_page(request: HttpRequest, order_id: str) -> HttpResponse:
         context = {"text": text, "level": "error" if level == messages.ERROR else "success"}
         return trigger_client_event(render(request, "partials/toast.html", context, status=status), "live-refresh")
     messages.add_message(request, level, text)
-    return redirect(safe_next(request, reverse("orders")))
+    return redirect(back)
+
+
+@require_POST
+@page_login_required
+def order_cancel_page(request: HttpRequest, order_id: str) -> HttpResponse:
+    user = page_user(request)
+
+    def cancel() -> str:
+        order_pk = path_id(order_id, not_found=OrderNotFound)
+        order_cancel(user=user, order_id=order_pk)
+        return f"Order #{order_pk} cancelled."
+
+    return _cancel_answer(request, cancel=cancel, back=safe_next(request, reverse("orders")))
 
 
 @require_POST
@@ -410,23 +421,14 @@ def orders_cancel_all_page(request: HttpRequest, symbol: str) -> HttpResponse:
     pending stops included (the service POST /api/orders/cancel-all uses)."""
     user = page_user(request)
     market = _market_or_404(symbol)
-    status, level = 200, messages.SUCCESS
-    try:
-        cancelled = orders_cancel_all(user=user, symbol=market.symbol)
-        count = len(cancelled)
-        text = (
-            f"{count} open order{'' if count == 1 else 's'} in {market.symbol} cancelled."
-            if count
-            else f"No open order in {market.symbol} to cancel."
-        )
-    except (ApplicationError, OperationalError) as exc:
-        error = exc if isinstance(exc, ApplicationError) else ServiceUnavailable()
-        status, level, text = error.status, messages.ERROR, error_sentence(error.code, error.message)
-    if request.htmx:  # type: ignore[attr-defined]
-        context = {"text": text, "level": "error" if level == messages.ERROR else "success"}
-        return trigger_client_event(render(request, "partials/toast.html", context, status=status), "live-refresh")
-    messages.add_message(request, level, text)
-    return redirect("trade", symbol=market.symbol)
+
+    def cancel() -> str:
+        count = len(orders_cancel_all(user=user, symbol=market.symbol))
+        if not count:
+            return f"No open order in {market.symbol} to cancel."
+        return f"{count} open order{'' if count == 1 else 's'} in {market.symbol} cancelled."
+
+    return _cancel_answer(request, cancel=cancel, back=reverse("trade", kwargs={"symbol": market.symbol}))
 
 
 # --- orders and wallet -------------------------------------------------------------------

@@ -13,10 +13,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.cache import cache
-from django.db import OperationalError
 
-from core.errors import ApplicationError
+from core.cache import form_once
 from core.logging import correlation_id_get
 from core.metrics import ORDER_PLACE_SECONDS
 from orders.engine.requests import OrderRequest
@@ -135,28 +133,20 @@ def orders_cancel_all(*, user: AbstractBaseUser, symbol: str | None = None) -> l
     return [int(order_id) for order_id in answer["order_ids"]]
 
 
-ORDER_TICKET_SECONDS = 24 * 3600
-
-
 def order_place_from_ticket(
     *, user: AbstractBaseUser, request: OrderRequest, ticket: str, opened_for: int | None = None
 ) -> PlaceResult:
-    """The pages' order ticket, placed once per rendered ticket id: a second post of it (a
-    double click without JavaScript, a resent form) is OrderFormResent and places nothing.
-    The claim is the shared cache's add (atomic across web processes, kept a day); a ticket
-    whose order was refused is released, to be sent again once corrected. No id (an older
-    page): placed as sent. A ticket rendered for another account (`opened_for`, the user it
-    was rendered for: another one logged in since, in another tab) is OrderFormForAnotherAccount
-    and places nothing."""
+    """The pages' order ticket, placed once per rendered ticket id (core.cache.form_once: a
+    second post of it is OrderFormResent and places nothing; a ticket whose order was
+    refused can be sent again once corrected). No id (an older page): placed as sent. A
+    ticket rendered for another account (`opened_for`, the user it was rendered for: another
+    one logged in since, in another tab) is OrderFormForAnotherAccount and places nothing."""
     if opened_for is not None and opened_for != user.pk:
         raise OrderFormForAnotherAccount()
     if not ticket:
         return order_place(user=user, request=request)
-    key = f"order-ticket:{user.pk}:{ticket}"
-    if not cache.add(key, 1, timeout=ORDER_TICKET_SECONDS):
-        raise OrderFormResent()
-    try:
-        return order_place(user=user, request=request)
-    except (ApplicationError, OperationalError):
-        cache.delete(key)
-        raise
+    return form_once(
+        f"order-ticket:{user.pk}:{ticket}",
+        resent=OrderFormResent(),
+        act=lambda: order_place(user=user, request=request),
+    )

@@ -46,6 +46,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
+from core.logging import LinesEvery
 from core.metrics import STREAM_BATCHES_UNPUBLISHED
 from orders.streams.layer import StreamChannelLayer
 
@@ -173,30 +174,23 @@ def relay_send(messages: list[Message]) -> None:
         _unpublished(exc)
 
 
-_unpublished_since_log = 0
-_unpublished_logged_at = float("-inf")
-_unpublished_lock = threading.Lock()
 UNPUBLISHED_LOG_EVERY_SECONDS = 10.0
+UNPUBLISHED_LINES = LinesEvery(UNPUBLISHED_LOG_EVERY_SECONDS)
 
 
 def _unpublished(exc: Exception) -> None:
     """Count a batch not published; log it at most once per UNPUBLISHED_LOG_EVERY_SECONDS
     with how many there were since the last line (a Redis outage is a few hundred batches a
     second, and a traceback each ran on the engine's GIL and flooded its log)."""
-    global _unpublished_since_log, _unpublished_logged_at
     STREAM_BATCHES_UNPUBLISHED.inc()
-    with _unpublished_lock:
-        _unpublished_since_log += 1
-        now = time.monotonic()
-        if now - _unpublished_logged_at < UNPUBLISHED_LOG_EVERY_SECONDS:
-            return
-        count, _unpublished_since_log, _unpublished_logged_at = _unpublished_since_log, 0, now
-    logger.error(
-        "stream messages not published: %s batch(es) since the last such line (at most one every %g s)",
-        count,
-        UNPUBLISHED_LOG_EVERY_SECONDS,
-        exc_info=exc,
-    )
+    count = UNPUBLISHED_LINES.due("relay")
+    if count is not None:
+        logger.error(
+            "stream messages not published: %s batch(es) since the last such line (at most one every %g s)",
+            count,
+            UNPUBLISHED_LOG_EVERY_SECONDS,
+            exc_info=exc,
+        )
 
 
 async def relay_listen() -> None:

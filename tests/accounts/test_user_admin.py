@@ -3,6 +3,8 @@ included) privileged, nor take over a superuser's or another staff member's acco
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
@@ -69,6 +71,17 @@ def test_a_user_editor_cannot_change_a_superusers_account_or_password(client, us
     assert not root.check_password(NEW_PASSWORD)
 
 
+def _shown_only(client: Any, account: Any) -> None:
+    """The account's change page has no save button and its password form answers 403."""
+    page = client.get(f"/admin/auth/user/{account.pk}/change/")
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    answer = client.post(
+        f"/admin/auth/user/{account.pk}/password/",
+        {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"},
+    )
+    assert answer.status_code == 403
+
+
 def test_a_user_editor_cannot_take_over_another_staff_account(client, user_editor):
     # A staff member allowed to change users set the password of another staff account (one
     # allowed to credit wallets, orders.add_deposit), signed in as it and credited itself
@@ -76,13 +89,7 @@ def test_a_user_editor_cannot_take_over_another_staff_account(client, user_edito
     # (it holds permissions its editor may not): only a superuser changes or deletes it.
     crediter = UserFactory(is_staff=True)
     crediter.user_permissions.add(Permission.objects.get(codename="add_deposit"))
-    page = client.get(f"/admin/auth/user/{crediter.pk}/change/")
-    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
-    answer = client.post(
-        f"/admin/auth/user/{crediter.pk}/password/",
-        {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"},
-    )
-    assert answer.status_code == 403
+    _shown_only(client, crediter)
     deactivate = {**_form(crediter), "is_active": ""}
     assert client.post(f"/admin/auth/user/{crediter.pk}/change/", deactivate).status_code == 403
     crediter.refresh_from_db()
@@ -122,13 +129,7 @@ def test_nobody_can_give_the_house_or_the_fee_account_a_password_or_activate_it(
     )
     client.force_login(editor)
     for account in _system_accounts():
-        page = client.get(f"/admin/auth/user/{account.pk}/change/")
-        assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
-        answer = client.post(
-            f"/admin/auth/user/{account.pk}/password/",
-            {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"},
-        )
-        assert answer.status_code == 403
+        _shown_only(client, account)
         assert (
             client.post(f"/admin/auth/user/{account.pk}/change/", {**_form(account), "is_superuser": ""}).status_code
             == 403

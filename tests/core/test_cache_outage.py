@@ -26,7 +26,7 @@ UNREACHABLE_REDIS = {
 def cache_down():
     from core import cache as core_cache
 
-    core_cache._last_warning.clear()  # the warning rate limit is per process
+    core_cache.CACHE_FAILURE_LINES.reset()  # the warning rate limit is per process
     with override_settings(CACHES=UNREACHABLE_REDIS):
         from django.core.cache import cache
 

@@ -14,12 +14,18 @@ import pytest
 from core.logging import correlation_context, logging_config
 
 
-def test_json_lines_carry_the_correlation_id_and_the_fields() -> None:
-    config = logging_config(log_format="json", level="INFO")
+def _json_handler(config: dict) -> logging.StreamHandler:
+    """A handler into a string, as the configuration's console handler formats and filters."""
     configurator = logging.config.DictConfigurator(config)
     handler = logging.StreamHandler(io.StringIO())
     handler.setFormatter(configurator.configure_formatter(dict(config["formatters"]["json"])))
     handler.addFilter(configurator.configure_filter(dict(config["filters"]["correlation"])))
+    return handler
+
+
+def test_json_lines_carry_the_correlation_id_and_the_fields() -> None:
+    config = logging_config(log_format="json", level="INFO")
+    handler = _json_handler(config)
     logger = logging.getLogger("platform-test")
     logger.addHandler(handler)
     logger.propagate = False
@@ -57,11 +63,7 @@ def test_celery_logs_through_the_django_configuration(settings) -> None:
 def test_djangos_line_for_an_error_answer_carries_the_requests_correlation_id(client) -> None:
     """Django logs a 4xx/5xx answer after the middleware chain returned, outside the
     request's context: that line said "-" where the access line had the id."""
-    config = logging_config(log_format="json", level="INFO")
-    configurator = logging.config.DictConfigurator(config)
-    handler = logging.StreamHandler(io.StringIO())
-    handler.setFormatter(configurator.configure_formatter(dict(config["formatters"]["json"])))
-    handler.addFilter(configurator.configure_filter(dict(config["filters"]["correlation"])))
+    handler = _json_handler(logging_config(log_format="json", level="INFO"))
     logger = logging.getLogger("django.request")
     logger.addHandler(handler)
     try:

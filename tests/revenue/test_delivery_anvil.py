@@ -812,24 +812,31 @@ def test_chain_deploy_force_never_returns_the_events_of_a_mined_batch(on_anvil, 
     assert statuses() == {"delivered": 3}
 
 
+def _first_version_mined(on_anvil: Any, settings: Any) -> tuple[Any, Any, list[int], DeliveryBatch]:
+    """One batch of 10 events sent with automine off, its first version mined (1
+    confirmation) and seen by a cycle: (the node's controls, the chain context, the event
+    ids, the batch)."""
+    settings.DELIVERY_BATCH_SIZE = 10
+    settings.DELIVERY_STUCK_SECONDS = 3600
+    ctl, context = on_anvil.ctl, on_anvil.context
+    ctl.mine(5)  # keep the reorgs away from the contract's own deployment
+    ids = events_create(10)
+    ctl.set_automine(False)
+    revenue_events_deliver(max_batches=1)
+    batch = DeliveryBatch.objects.get()
+    ctl.mine(1)  # the first version is mined, 1 confirmation
+    revenue_events_deliver(max_batches=1)
+    return ctl, context, ids, batch
+
+
 def test_a_reorg_back_to_a_fork_where_two_versions_of_a_batch_are_mined_delivers_its_events(on_anvil, settings):
     """A flip-flop reorg: the batch's first version is mined, a fork with another
     transaction of the platform's key at its nonce wins (the batch is rebuilt at the next
     nonce), then the first fork comes back holding both versions. The first pays, the
     rebuilt one finds every item paid (refunded): the events are delivered by the first,
     never left `submitted` under a batch that paid nothing."""
-    settings.DELIVERY_BATCH_SIZE = 10
-    settings.DELIVERY_STUCK_SECONDS = 3600
-    ctl, context = on_anvil.ctl, on_anvil.context
-    w3 = context.w3
-    ctl.mine(5)  # keep the reorgs away from the contract's own deployment
-    ids = events_create(10)
-    ctl.set_automine(False)
-    revenue_events_deliver(max_batches=1)
-    batch = DeliveryBatch.objects.get()
-    first, nonce = batch.signed_raw_tx, batch.nonce
-    ctl.mine(1)  # the first version is mined, 1 confirmation
-    revenue_events_deliver(max_batches=1)
+    ctl, context, ids, batch = _first_version_mined(on_anvil, settings)
+    w3, first, nonce = context.w3, batch.signed_raw_tx, batch.nonce
     batch.refresh_from_db()
     assert batch.mined_tx_hash == batch.tx_hashes[0]
     max_fee, priority = suggest_fees(w3)
@@ -866,18 +873,8 @@ def test_a_reorg_back_to_a_fork_where_a_rebuilt_batchs_first_version_paid_more_i
     rebuilt version's items: the events only the first version carried stayed pending,
     went out again in a new batch that the reserve refunded, and were left `submitted`
     under that confirmed batch for ever, paid on chain and never delivered."""
-    settings.DELIVERY_BATCH_SIZE = 10
-    settings.DELIVERY_STUCK_SECONDS = 3600
-    ctl, context = on_anvil.ctl, on_anvil.context
-    w3 = context.w3
-    ctl.mine(5)  # keep the reorgs away from the contract's own deployment
-    ids = events_create(10)
-    ctl.set_automine(False)
-    revenue_events_deliver(max_batches=1)
-    batch = DeliveryBatch.objects.get()
-    first, nonce = batch.signed_raw_tx, batch.nonce
-    ctl.mine(1)  # the first version is mined, 1 confirmation
-    revenue_events_deliver(max_batches=1)
+    ctl, context, ids, batch = _first_version_mined(on_anvil, settings)
+    w3, first, nonce = context.w3, batch.signed_raw_tx, batch.nonce
     rival = signed_by_the_platform_key(context, ids[:3], nonce=nonce)
     ctl.reorg(1, [(HexBytes(rival.raw_transaction).to_0x_hex(), 0)])  # the other fork pays 3 of its items
     result = revenue_events_deliver(max_batches=1)
@@ -904,17 +901,8 @@ def test_a_batch_flipping_between_its_versions_mined_carries_what_the_one_mined_
     its rebuilt version); fork B: the rival pays three, the rebuilt version the rest. The
     batch carries, each time, what the version mined carried: the three are the rival's
     again, never counted as paid by a version that did not carry them."""
-    settings.DELIVERY_BATCH_SIZE = 10
-    settings.DELIVERY_STUCK_SECONDS = 3600
-    ctl, context = on_anvil.ctl, on_anvil.context
-    ctl.mine(5)  # keep the reorgs away from the contract's own deployment
-    ids = events_create(10)
-    ctl.set_automine(False)
-    revenue_events_deliver(max_batches=1)
-    batch = DeliveryBatch.objects.get()
+    ctl, context, ids, batch = _first_version_mined(on_anvil, settings)
     first = batch.signed_raw_tx
-    ctl.mine(1)
-    revenue_events_deliver(max_batches=1)
     rival = HexBytes(signed_by_the_platform_key(context, ids[:3], nonce=batch.nonce).raw_transaction).to_0x_hex()
     ctl.reorg(1, [(rival, 0)])
     revenue_events_deliver(max_batches=1)  # rival adopted, the batch rebuilt without its 3 items

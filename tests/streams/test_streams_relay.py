@@ -20,6 +20,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from prometheus_client import REGISTRY
 
+from core import logging as core_logging
 from orders.streams import relay
 from orders.streams.relay import Message, relay_listen, relay_publisher_start, relay_redis_channel, relay_send
 from tests import environment
@@ -129,13 +130,13 @@ def test_a_relay_that_refuses_is_counted_per_batch_and_logged_once_in_a_while(se
     settings.STREAMS_RELAY = "redis"
     settings.REDIS_URL = f"redis://127.0.0.1:{_closed_port()}/0"
     monkeypatch.setattr(relay, "_redis", None)
-    monkeypatch.setattr(relay, "_unpublished_logged_at", float("-inf"))
-    monkeypatch.setattr(relay, "_unpublished_since_log", 0)
+    relay.UNPUBLISHED_LINES.reset()
     before = _unpublished_total()
     with caplog.at_level("ERROR", logger="orders.streams"):
         for _ in range(50):
             relay_send([("trades.ETH-USDT", {"type": "stream.data"})])
-        monkeypatch.setattr(relay, "_unpublished_logged_at", float("-inf"))  # the interval passed
+        later = time.monotonic() + relay.UNPUBLISHED_LOG_EVERY_SECONDS
+        monkeypatch.setattr(core_logging.time, "monotonic", lambda: later)  # the interval passed
         for _ in range(7):
             relay_send([("trades.ETH-USDT", {"type": "stream.data"})])
 
