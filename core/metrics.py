@@ -102,6 +102,18 @@ ENGINE_QUEUE_DEPTH = Gauge(
     multiprocess_mode="livemax",
 )
 
+# --- the supervisor (config.topology, scripts/serve) ----------------------------------
+# Written by the supervising process itself; its file sits in PROMETHEUS_MULTIPROC_DIR
+# beside the others, so the web's /metrics sums it too.
+PROCESS_RESTARTS = Counter(
+    "platform_process_restarts_total",
+    "Processes of the topology started again after they exited unasked (an engine's watchdog, a crash).",
+    ["process"],
+)
+# At 0 from the start for every Procfile line (config.topology does the same for its own).
+for _process in ("web", "engine", "worker", "chain", "beat"):
+    PROCESS_RESTARTS.labels(process=_process)
+
 
 def multiprocess_dir() -> str | None:
     for name in MULTIPROC_DIR_VARIABLES:
@@ -143,7 +155,9 @@ def metrics_exposition() -> bytes:
 
 
 def process_dead(pid: int) -> None:
-    """A process of the host ended (gunicorn's child_exit): its live gauges are dropped;
-    its counters stay in the sums."""
+    """A process of the host ended (gunicorn's child_exit for a web worker, the topology's
+    supervisor for any process of the Procfile, the engine itself at an orderly exit): its
+    live gauges (`livemax`: an engine's queue depth) are dropped, as prometheus_client
+    documents for multiprocess mode; its counters and histograms stay in the sums."""
     if multiprocess_dir():
         multiprocess.mark_process_dead(pid)

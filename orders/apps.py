@@ -12,7 +12,11 @@ class OrdersConfig(AppConfig):
     def ready(self) -> None:
         # Imported once the apps are loaded (the sequencer's modules import models).
         from core.health import health_check_register
+        from core.metrics import scrape_collector_register
+        from orders.metrics import EngineCollector
         from orders.sequencer.transport import engines_report
 
         # /healthz (core) reports each engine; one down leaves the platform degraded.
         health_check_register("engines", engines_report, healthy=engines_healthy)
+        # platform_engine_up{shard}, asked at each scrape of /metrics (alert PlatformEngineDown).
+        scrape_collector_register(EngineCollector())

@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections
 
 from core.encoding import json_compact
-from core.metrics import ENGINE_COMMAND_SECONDS, ENGINE_COMMANDS_LATE
+from core.metrics import ENGINE_COMMAND_SECONDS, ENGINE_COMMANDS_LATE, ENGINE_QUEUE_DEPTH
 from orders.sequencer.commands import (
     ANSWER_BY,
     APPLY_BY,
@@ -219,6 +219,8 @@ class EngineServer:
                 socket.close(linger=CLOSE_LINGER_MS)
                 if self.watchdog is not None:
                     self.watchdog.stop()
+                # No longer leading, no queue: a standby's depth is not its last batch's.
+                ENGINE_QUEUE_DEPTH.set(0)
 
     def _serve(self, socket: zmq.Socket[bytes], sequencer: Sequencer) -> None:
         received, self._pending = self._pending, []

@@ -18,8 +18,10 @@ from typing import Any
 from bench.infra import ROOT
 from tests.waiting import wait_until
 
-STARTED = re.compile(r"^(?P<name>[a-z]+\.\d+) started \(pid=(?P<pid>\d+)\)$")
-STOPPED = re.compile(r"^(?P<name>[a-z]+\.\d+) stopped \(rc=(?P<rc>-?\d+)\)$")
+# The supervisor's lines in text mode (honcho's `system | ...`, prefix stripped below);
+# with LOG_FORMAT=json they are JSON objects of logger config.topology (supervisor_lines).
+STARTED = re.compile(r"(?:^|\| )(?P<name>[a-z]+\.\d+) started \(pid=(?P<pid>\d+)\)$")
+STOPPED = re.compile(r"(?:^|\| )(?P<name>[a-z]+\.\d+) stopped \(rc=(?P<rc>-?\d+)\)$")
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:
@@ -66,12 +68,25 @@ class Served:
     def plain_lines(self) -> list[str]:
         return [line.strip() for line in self.text().splitlines() if not line.startswith("{")]
 
+    def supervisor_lines(self, event: str) -> list[dict[str, Any]]:
+        """The supervisor's JSON lines of `event` (config.topology with LOG_FORMAT=json)."""
+        return [
+            line
+            for line in json_lines(self.log_path)
+            if line.get("logger") == "config.topology" and line.get("event") == event
+        ]
+
     def started(self) -> dict[str, int]:
-        """Process name -> pid, as honcho reported them."""
-        return {m["name"]: int(m["pid"]) for m in map(STARTED.match, self.plain_lines()) if m}
+        """Process name -> pid, as the supervisor reported them (the latest start of each)."""
+        found = {m["name"]: int(m["pid"]) for m in map(STARTED.search, self.plain_lines()) if m}
+        found.update({line["process_name"]: int(line["process_pid"]) for line in self.supervisor_lines("started")})
+        return found
 
     def stopped(self) -> dict[str, int]:
-        return {m["name"]: int(m["rc"]) for m in map(STOPPED.match, self.plain_lines()) if m}
+        """Process name -> its exit status (the latest exit of each)."""
+        found = {m["name"]: int(m["rc"]) for m in map(STOPPED.search, self.plain_lines()) if m}
+        found.update({line["process_name"]: int(line["returncode"]) for line in self.supervisor_lines("stopped")})
+        return found
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None

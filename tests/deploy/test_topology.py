@@ -1,6 +1,7 @@
-"""The Procfile and its runner (config/topology.py) without starting anything: every
-process of the topology is named once with the queue and concurrency it must have, and
-honcho's engine.i becomes the engine of the i-th shard."""
+"""The Procfile and its runner (config/topology.py): every process of the topology is named
+once with the queue and concurrency it must have, honcho's engine.i becomes the engine of
+the i-th shard; and, with stand-in processes under the real supervisor, the stop order and
+the restart of a process that exits while the others serve on."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from config import topology
+from tests.deploy.processes import Served, json_lines, pid_alive
+from tests.waiting import wait_until
 
 
 def test_the_procfile_names_every_process_of_the_topology() -> None:
@@ -27,6 +32,19 @@ def test_the_procfile_names_every_process_of_the_topology() -> None:
     assert "beat" in processes["beat"].split()
     # a process exec'd by the shell receives honcho's SIGTERM itself
     assert all(command.startswith("exec ") for command in processes.values())
+
+
+def test_make_runs_procfile_names_the_embedded_processes_each_with_its_log() -> None:
+    """scripts/run runs Procfile.local under the same supervisor: one worker for both queues,
+    unforked (the embedded chain lives inside it); every line logs to its own file."""
+    processes = topology.procfile_processes(topology.ROOT / "Procfile.local")
+    assert list(processes) == ["web", "engine", "worker", "beat"]  # web first: honcho gives it PORT itself
+    assert "uvicorn config.asgi:application" in processes["web"] and '--port "$PORT"' in processes["web"]
+    assert "-m config.topology engine" in processes["engine"]
+    worker = processes["worker"].split()
+    assert worker[worker.index("-Q") + 1] == "celery,chain" and "--pool=solo" in worker
+    for name, command in processes.items():
+        assert command.startswith("exec ") and command.endswith(f'>>"$VAR_DIR/log/{name}.log" 2>&1'), command
 
 
 @pytest.mark.parametrize(("instance", "shard"), [("engine.1", "eth"), ("engine.2", "rest")])
@@ -98,3 +116,115 @@ def test_a_stop_reaches_the_engines_only_after_the_web_has_answered_and_exited(t
     assert events.index("web exit") < events.index("engine term"), events
     assert events.index("engine exit") < events.index("worker term"), events
     assert "topology stopped cleanly" in output
+
+
+def test_the_restart_delay_doubles_after_each_short_run_up_to_its_ceiling() -> None:
+    delays = [topology.restart_delay(n, maximum=30) for n in range(1, 8)]
+    assert delays == [1, 2, 4, 8, 16, 30, 30]
+    assert topology.restart_delay(3, maximum=5) == 4 and topology.restart_delay(4, maximum=5) == 5
+
+
+# An engine as far as the topology and /metrics see it: sets its queue-depth gauge (42 on its
+# first run, 7 on later ones), says so, and serves until SIGTERM (then exits 0).
+FAKE_ENGINE = (
+    "exec {python} -c '"
+    "import os, pathlib, signal, sys, time; from core import metrics; "
+    'first = pathlib.Path("{marker}"); depth = 7 if first.exists() else 42; first.touch(); '
+    'metrics.ENGINE_QUEUE_DEPTH.set(depth); print(f"engine depth {{depth}} pid {{os.getpid()}}", flush=True); '
+    "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); "
+    "[time.sleep(0.05) for _ in iter(int, 1)]'"
+)
+
+
+def exposed(directory: Path, sample: str) -> float | None:
+    """The value of `sample` summed over the processes' files, as the web's /metrics reads them."""
+    text = MultiProcessCollector(None, path=str(directory)).collect()
+    for metric in text:
+        for found in metric.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(found.labels.items()))
+            if (f"{found.name}{{{labels}}}" if labels else found.name) == sample:
+                return float(found.value)
+    return None
+
+
+@pytest.mark.timeout(90)
+def test_an_engine_that_exits_is_started_again_while_the_rest_serves_on(tmp_path) -> None:
+    """One process exiting (an engine's watchdog, SIGKILL) took every other one down with it
+    under honcho, web included. Now it alone starts again, the others keep their pids, its
+    queue depth leaves /metrics with it (mark_process_dead), the restart is logged as a JSON
+    line and counted, and a SIGTERM afterwards still stops everything cleanly with status 0."""
+    metrics_dir = tmp_path / "prometheus"
+    metrics_dir.mkdir()
+    log = tmp_path / "stops.log"
+    procfile = tmp_path / "Procfile"
+    engine = FAKE_ENGINE.format(python=sys.executable, marker=tmp_path / "first-run")
+    procfile.write_text(
+        f"web: {STOPPING.format(name='web', log=log, delay=0)}\n"
+        f"engine: {engine}\n"
+        f"worker: {STOPPING.format(name='worker', log=log, delay=0)}\n"
+    )
+    output = tmp_path / "topology.log"
+    script = (
+        "import sys; from pathlib import Path; from config import topology; "
+        f"sys.exit(topology.start(procfile=Path({str(procfile)!r})))"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "SERVE_STOP_TIMEOUT": "20",
+        "LOG_FORMAT": "json",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "ENGINE_SHARDS": "main=*@ipc:///tmp/unused.sock",
+        "PYTHONUNBUFFERED": "1",
+    }
+    with open(output, "wb") as out:
+        runner = subprocess.Popen(
+            [sys.executable, "-c", script], cwd=topology.ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        served = Served(env=env, log_path=output)
+
+        def engine_with_depth(depth: int) -> int | None:
+            assert runner.poll() is None, output.read_text()
+            lines = [line for line in output.read_text().splitlines() if line.startswith(f"engine depth {depth} ")]
+            return int(lines[-1].rsplit(" ", 1)[1]) if lines else None
+
+        first = wait_until(lambda: engine_with_depth(42), what="the engine's first run", timeout=30)
+        started = wait_until(
+            lambda: (found := served.started()).keys() == {"web.1", "engine.1", "worker.1"} and found,
+            what="every process started",
+            timeout=30,
+        )
+        assert started["engine.1"] == first
+        assert exposed(metrics_dir, "platform_engine_queue_depth") == 42
+        assert exposed(metrics_dir, 'platform_process_restarts_total{process="engine"}') == 0
+
+        os.kill(first, signal.SIGKILL)  # as the watchdog ends it: no clean-up of its own
+        second = wait_until(lambda: engine_with_depth(7), what="the engine started again", timeout=30)
+        assert second != first
+        restarted = served.started()
+        assert restarted["engine.1"] == second
+        assert {name: restarted[name] for name in ("web.1", "worker.1")} == {
+            name: started[name] for name in ("web.1", "worker.1")
+        }, "the others went on, as they were"
+        assert all(pid_alive(started[name]) for name in ("web.1", "worker.1"))
+        assert not (metrics_dir / f"gauge_livemax_{first}.db").exists()  # the dead engine's 42 is gone
+        assert exposed(metrics_dir, "platform_engine_queue_depth") == 7
+        assert exposed(metrics_dir, 'platform_process_restarts_total{process="engine"}') == 1
+        exited = [line for line in json_lines(output) if line.get("event") == "exited"]
+        assert exited and exited[0]["logger"] == "config.topology" and exited[0]["level"] == "WARNING"
+        assert exited[0]["process_name"] == "engine.1" and exited[0]["returncode"] == -signal.SIGKILL
+        assert exited[0]["restart_in_s"] == 1
+
+        runner.send_signal(signal.SIGTERM)
+        code = runner.wait(timeout=40)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait(timeout=10)
+    text = output.read_text()
+    assert code == 0, text
+    assert served.stopped() == {"web.1": 0, "engine.1": 0, "worker.1": 0}, text
+    assert "topology stopped cleanly" in text
+    assert not (metrics_dir / f"gauge_livemax_{second}.db").exists()
+    assert not any(pid_alive(pid) for pid in (second, started["web.1"], started["worker.1"]))

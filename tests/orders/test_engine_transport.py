@@ -331,3 +331,40 @@ def test_an_engine_that_stops_answers_what_it_committed_and_refuses_what_waits(e
         assert (answer["status"], answer["error"]["code"]) == (503, "service_unavailable"), answer
         assert "not applied" in answer["error"]["message"]
     assert list(Order.objects.values_list("client_order_id", flat=True)) == ["s-0"]
+
+
+def test_an_engine_that_no_longer_leads_shows_no_queue(engine_thread, market):
+    """The queue depth is the leader's (largest over the live engines): one that stopped
+    leading (a stop, a lost leadership, then standing by) must not keep its last batch's."""
+    trader = trader_create(USDT="1000")
+    assert trader.order(side="buy", type="limit", quantity="0.1", price="1000.00").status_code == 201
+    assert REGISTRY.get_sample_value("platform_engine_queue_depth") == 1
+    engine_thread.stopping.set()
+    wait_until(
+        lambda: REGISTRY.get_sample_value("platform_engine_queue_depth") == 0,
+        what="the queue depth at 0 once the engine left its leading loop",
+        timeout=15,
+    )
+
+
+def test_metrics_say_whether_each_shards_engine_answers(zmq_transport, client):
+    """platform_engine_up{shard}, asked at the scrape (alert PlatformEngineDown): a dead engine
+    writes no sample of its own, so the web asks."""
+    line = 'platform_engine_up{shard="main"}'
+    assert f"{line} 0.0" in client.get("/metrics").content.decode()
+    server = EngineServer(shard=shards()[0])
+
+    def run() -> None:
+        try:
+            server.run()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, name="engine", daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.stats.leader_since is not None, what="the engine to lead", timeout=30)
+        assert f"{line} 1.0" in client.get("/metrics").content.decode()
+    finally:
+        server.stopping.set()
+        thread.join(timeout=10)

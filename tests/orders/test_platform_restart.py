@@ -215,3 +215,51 @@ def test_a_run_whose_script_was_killed_outright_is_stopped_by_the_next(platform:
         for pid in first & set(platform.processes()):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_process_killed_while_it_runs_is_started_again_and_the_rest_serves_on(platform: Platform) -> None:
+    """The engine (its watchdog ends it, or a kill) or the web's master killed: scripts/run
+    ended, every other process with it (`wait -n`), and with the web master SIGKILLed its
+    uvicorn workers served on, orphaned. Now the supervisor starts it again alone: orders
+    answer 503 with Retry-After meanwhile, then trade again; the worker keeps its pid."""
+    platform.start()
+    (engine,) = platform.processes("manage.py engine")
+    (worker,) = platform.processes("celery -A config worker")
+    carol = platform.token("carol")
+    os.kill(engine, signal.SIGKILL)
+    wait_until(lambda: engine not in platform.processes("manage.py engine"), what="the engine gone", timeout=10)
+    status, answer = platform.call("POST", "/api/orders", _order("buy", "1980.00", "engine-down"), carol)
+    assert status in (201, 503), answer  # 201 only if the engine came back first
+    if status == 503:
+        assert answer["error"]["code"] == "service_unavailable"
+
+    def placed_again() -> bool:
+        assert platform.process is not None and platform.process.poll() is None, platform.log()[-3000:]
+        return platform.call("POST", "/api/orders", _order("buy", "1980.00", "engine-back"), carol)[0] in (200, 201)
+
+    wait_until(
+        placed_again, what="an order placed on the restarted engine", timeout=120, interval=0.5, ignoring=(OSError,)
+    )
+    assert platform.processes("celery -A config worker") == [worker]
+    assert "engine.1 exited unasked (killed by SIGKILL)" in platform.log()
+
+    (web,) = platform.processes("uvicorn config.asgi")
+    web_workers = set(platform.processes("multiprocessing.spawn"))  # uvicorn's worker processes
+    assert web_workers
+    os.kill(web, signal.SIGKILL)
+    wait_until(
+        lambda: not web_workers & set(platform.processes()),
+        what="the killed master's workers gone (they served on, orphaned, holding the port)",
+        timeout=60,
+    )
+    wait_until(
+        lambda: platform.call("GET", "/healthz")[0] == 200,
+        what="the web serving again",
+        timeout=120,
+        ignoring=(OSError,),
+    )
+    (restarted,) = platform.processes("uvicorn config.asgi")
+    assert restarted != web
+    assert platform.processes("celery -A config worker") == [worker]
+    platform.stop()
+    wait_until(lambda: not platform.processes(), what="no process of the run left", timeout=60)

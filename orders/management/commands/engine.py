@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from typing import Any
 
@@ -11,6 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from core.checks import PLATFORM_SETTINGS
+from core.metrics import process_dead
 from orders.sequencer.server import EngineServer, Watchdog
 from orders.sequencer.shards import shard_named, shards
 
@@ -44,4 +46,10 @@ class Command(BaseCommand):
         announce(
             f"engine {shard.name}: loading its books, standing by until it leads, then serving on {server.endpoint}"
         )
-        server.run()
+        try:
+            server.run()
+        finally:
+            # Its queue depth leaves /metrics with it (prometheus_client's multiprocess
+            # gauges). An exit it cannot tidy up after (the watchdog's, SIGKILL) is the
+            # supervisor's to mark (config.topology; gunicorn's child_exit for the web).
+            process_dead(os.getpid())
