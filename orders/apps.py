@@ -13,10 +13,11 @@ class OrdersConfig(AppConfig):
         # Imported once the apps are loaded (the sequencer's modules import models).
         from core.health import health_check_register
         from core.metrics import scrape_collector_register
-        from orders.metrics import EngineCollector
+        from orders.metrics import EngineCollector, TradeOutboxCollector
         from orders.sequencer.transport import engines_report
 
         # /healthz (core) reports each engine; one down leaves the platform degraded.
         health_check_register("engines", engines_report, healthy=engines_healthy)
-        # platform_engine_up{shard}, asked at each scrape of /metrics (alert PlatformEngineDown).
+        # platform_engine_up{shard} and the trade outbox's backlog, read at each scrape of /metrics.
         scrape_collector_register(EngineCollector())
+        scrape_collector_register(TradeOutboxCollector())

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -167,3 +168,29 @@ def test_a_catch_up_stops_after_its_rounds(eth_market, user, other_user):
     assert post_trade_jobs_catch_up(batch=2, rounds=1) == 2
     assert post_trade_jobs_catch_up(batch=2, rounds=5) == 1
     assert TradeOutbox.objects.filter(status="pending").count() == 0
+
+
+def test_metrics_show_the_trades_whose_fees_are_not_yet_revenue_events(
+    eth_market, user, other_user, client, django_capture_on_commit_callbacks
+):
+    """platform_trade_outbox_*: no revenue event exists for such a trade yet, so no delivery
+    gauge sees a worker that never turns it into one (alert PlatformPostTradeBacklog)."""
+
+    def sample(name: str) -> float:
+        for line in client.get("/metrics").content.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split(" ")[1])
+        raise AssertionError(f"{name} not exposed")
+
+    assert sample("platform_trade_outbox_pending") == 0
+    assert sample("platform_trade_outbox_oldest_pending_age_seconds") == 0
+    with django_capture_on_commit_callbacks(execute=False):  # its task never runs: a worker down
+        trade = _cross(user, other_user)
+    TradeOutbox.objects.filter(trade=trade).update(created_at=trade.executed_at - timedelta(minutes=20))
+    assert sample("platform_trade_outbox_pending") == 1
+    assert sample("platform_trade_outbox_failing") == 0
+    assert sample("platform_trade_outbox_oldest_pending_age_seconds") >= 20 * 60
+    TradeOutbox.objects.filter(trade=trade).update(attempts=1, last_error="boom")
+    assert sample("platform_trade_outbox_failing") == 1
+    post_trade_jobs_process(job_ids=[trade.outbox.pk])
+    assert sample("platform_trade_outbox_pending") == 0
