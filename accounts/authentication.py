@@ -128,6 +128,13 @@ def request_principal(request: HttpRequest) -> Principal | None:
 
     The one door for header credentials: a signed API key (accounts.api_keys, which reads
     its key row and refuses a read-only key on unsafe methods) or a JWT."""
+    principal = _request_principal(request)
+    if principal is not None:
+        request.principal_user_id = principal.user_id  # type: ignore[attr-defined]  # the access line's user_id
+    return principal
+
+
+def _request_principal(request: HttpRequest) -> Principal | None:
     signed = api_key_principal_for_request(request)
     if signed is not None:
         return Principal(user_id=signed.user_id, scheme="api_key", can_trade=signed.can_trade)

@@ -10,6 +10,7 @@ from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.urls import Resolver404, resolve
 from django.utils.cache import patch_vary_headers
+from django.utils.functional import LazyObject, empty
 
 from core.logging import correlation_context
 from core.networks import address_in, forwarded_client
@@ -75,19 +76,39 @@ def request_correlation_id(request: HttpRequest) -> str | None:
 
 
 def access_log(request: HttpRequest, response: HttpResponse, *, began: float) -> None:
-    """The web's access line, with the request's correlation id (JSON with LOG_FORMAT=json)."""
-    _requests.info(
-        "%s %s %s",
-        request.method,
-        request.path,
-        response.status_code,
-        extra={
-            "method": request.method,
-            "path": request.path,
-            "status": response.status_code,
-            "duration_ms": round((time.monotonic() - began) * 1000, 1),
-        },
-    )
+    """The web's access line, with the request's correlation id (JSON with LOG_FORMAT=json)
+    and, once the request was authenticated, its user's id: who placed an order, credited a
+    wallet or set a reference price, for support and audit (the line said what, not who)."""
+    fields: dict[str, object] = {
+        "method": request.method,
+        "path": request.path,
+        "status": response.status_code,
+        "duration_ms": round((time.monotonic() - began) * 1000, 1),
+    }
+    user_id = request_user_id(request)
+    if user_id is not None:
+        fields["user_id"] = user_id
+    _requests.info("%s %s %s", request.method, request.path, response.status_code, extra=fields)
+
+
+def request_user_id(request: HttpRequest) -> int | None:
+    """The id of the user the request was authenticated as (a session, a token, an API
+    key: DRF sets it on the request too; the fast path's orders name their principal's,
+    accounts.authentication.request_principal), else None. A session's user that nothing
+    asked for is not loaded for the log line (a query per request)."""
+    principal = request.__dict__.get("principal_user_id")
+    if isinstance(principal, int):
+        return principal
+    user = request.__dict__.get("user")
+    if isinstance(user, LazyObject):
+        wrapped = user._wrapped
+        if wrapped is empty:
+            return None
+        user = wrapped
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    pk = getattr(user, "pk", None)
+    return pk if isinstance(pk, int) else None
 
 
 class NulByteMiddleware:

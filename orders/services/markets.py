@@ -3,7 +3,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
+from django.contrib.admin.models import CHANGE, LogEntry
+
+from core.logging import correlation_id_get
+from core.money import format_amount
 from orders.engine.money import fills_quote_exact, is_multiple_of
 from orders.errors import MarketNotFound
 from orders.models import Asset, Market
@@ -84,10 +89,28 @@ def market_definition_check(
     return errors
 
 
-def market_reference_price_set(*, symbol: str, price: object) -> Market:
-    """Sent through the market's sequencer, so that it changes between two commands."""
-    market_id = Market.objects.filter(symbol=symbol).values_list("pk", flat=True).first()
-    if market_id is None:
+def market_reference_price_set(*, symbol: str, price: object, actor: Any = None) -> Market:
+    """Sent through the market's sequencer, so that it changes between two commands.
+
+    `actor` (the staff API's caller): the change is written to the market's history in the
+    admin (Django's LogEntry: who, when, from which price to which, the request's id).
+    The reference price prices the house's fills: a change of it moves money, and nothing
+    said who had made one."""
+    found = Market.objects.filter(symbol=symbol).values_list("pk", "reference_price").first()
+    if found is None:
         raise MarketNotFound()
+    market_id, before = found
     answer_raise(engine_call(reference_price_command(market_id=market_id, price=price), market=symbol))
-    return Market.objects.select_related("base", "quote").get(pk=market_id)
+    market = Market.objects.select_related("base", "quote").get(pk=market_id)
+    if actor is not None:
+        LogEntry.objects.log_actions(
+            user_id=actor.pk,
+            queryset=[market],
+            action_flag=CHANGE,
+            change_message=(
+                f"Reference price {format_amount(before)} -> {format_amount(market.reference_price)} "
+                f"through the staff API (request {correlation_id_get()})"
+            ),
+            single_object=True,
+        )
+    return market

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import logging.config
+from typing import Any
 
 import pytest
 
@@ -73,3 +74,21 @@ def test_djangos_line_for_an_error_answer_carries_the_requests_correlation_id(cl
     assert response.status_code == 404 and response["X-Request-ID"] == "req-404"
     [line] = [json.loads(line) for line in handler.stream.getvalue().splitlines()]
     assert line["logger"] == "django.request" and line["correlation_id"] == "req-404", line
+
+
+@pytest.mark.django_db
+def test_the_request_line_names_the_authenticated_user_and_no_one_else(user_client, user, client, caplog) -> None:
+    """Who did it (an order, a credit, a reference price): the access line said what only."""
+
+    def line(path: str, via: Any) -> logging.LogRecord:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="core.requests"):
+            via.get(path)
+        (found,) = [record for record in caplog.records if record.name == "core.requests"]
+        return found
+
+    assert getattr(line("/api/orders", user_client), "user_id", None) == user.pk  # a JWT
+    assert not hasattr(line("/api/markets", client), "user_id")  # anonymous
+    client.force_login(user)
+    assert getattr(line("/api/orders", client), "user_id", None) == user.pk  # a session
+    assert not hasattr(line("/healthz", client), "user_id")  # a session nothing asked for: not loaded

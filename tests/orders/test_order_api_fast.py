@@ -203,6 +203,18 @@ def test_a_placement_answers_as_the_full_path(market, apps, caplog):
     assert made and made != "req-1"
 
 
+def test_the_request_line_names_the_placing_user_on_both_paths(market, apps, caplog):
+    """Who placed it: the fast path authenticates without a user object (request_principal)."""
+    alice = trader_create(USDT="1000")
+    body = json.dumps(LIMIT).encode()
+    for app in apps:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="core.requests"):
+            assert call(app, body=body, headers=bearer(alice.user)).status == 201
+        (line,) = [record for record in caplog.records if record.name == "core.requests"]
+        assert getattr(line, "user_id", None) == alice.user.pk, app
+
+
 @pytest.mark.parametrize(
     ("case", "status", "code"),
     [

@@ -3,6 +3,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from rest_framework.renderers import JSONRenderer
@@ -119,6 +120,24 @@ def test_reference_price_endpoint(staff_client):
     unknown = staff_client.post("/api/admin/markets/NOPE-USDT/reference-price", {"price": "1"}, format="json")
     assert unknown.status_code == 404
     assert unknown.json()["error"]["code"] == "market_not_found"
+
+
+def test_a_reference_price_change_is_in_the_markets_history_with_who_and_from_what(staff_client, staff):
+    """The reference price prices the house's fills: a change moves money, and nothing said
+    who had made one. It is on the market's History page in the admin (LogEntry)."""
+    market = market_create("ETH-USDT")
+    before = LogEntry.objects.count()
+    answer = staff_client.post(
+        "/api/admin/markets/ETH-USDT/reference-price", {"price": "2100.50"}, format="json", HTTP_X_REQUEST_ID="rp-1"
+    )
+    assert answer.status_code == 200
+    (entry,) = LogEntry.objects.all()[: LogEntry.objects.count() - before]
+    assert (entry.user_id, entry.object_id, entry.action_flag) == (staff.pk, str(market.pk), CHANGE)
+    assert entry.get_change_message() == (
+        "Reference price 2000.00000000 -> 2100.50000000 through the staff API (request rp-1)"
+    )
+    refused = staff_client.post("/api/admin/markets/ETH-USDT/reference-price", {"price": "0.001"}, format="json")
+    assert refused.status_code == 400 and LogEntry.objects.count() == before + 1  # nothing changed, nothing said
 
 
 STAFF_ENDPOINTS = [
