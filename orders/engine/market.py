@@ -339,6 +339,7 @@ class _Run:
         elif result.outcome is Outcome.REST:
             if order.filled_quantity > 0:
                 self.transition(order, OrderStatus.PARTIALLY_FILLED)
+                self._surplus_release(order)
             engine.book.add(order)
         else:
             self.transition(order, OrderStatus.EXPIRED, result.reason.value if result.reason else None)
@@ -389,8 +390,10 @@ class _Run:
             if maker.filled_quantity == maker.quantity:
                 engine.book.remove(maker)
                 self.close(maker, OrderStatus.FILLED, None)
-            elif maker.status is not OrderStatus.PARTIALLY_FILLED:
-                self.transition(maker, OrderStatus.PARTIALLY_FILLED)
+            else:
+                if maker.status is not OrderStatus.PARTIALLY_FILLED:
+                    self.transition(maker, OrderStatus.PARTIALLY_FILLED)
+                self._surplus_release(maker)
         self.journal.trades.append(
             TradeRecord(
                 taker=order,
@@ -405,6 +408,17 @@ class _Run:
         self.journal.markets[engine.spec.id] = engine.spec
         # Every trade is checked against the pending stops, in order: what it reaches fires.
         self.fired.extend(engine.stops.take_reached(fill.price))
+
+    def _surplus_release(self, order: LiveOrder) -> None:
+        """A resting buy that filled some (at better prices than its limit, or as a maker
+        at the maker fee) holds more than its remainder can spend: what is beyond the
+        remainder's own lock is released at once, not when the order ends."""
+        if order.side is not Side.BUY:
+            return  # a sell holds its remaining base, exactly
+        surplus = order.locked_amount - self.engine.required_lock(order)
+        if surplus > 0:
+            self.wallets.post([release(self.engine.accounts.funding(owner_id=order.user_id, side=order.side), surplus)])
+            order.locked_amount -= surplus
 
     def fire_triggered_stops(self) -> None:
         """Execute the stops the trades fired, oldest first per trade, each right after the

@@ -244,6 +244,18 @@ _STP_OF: dict[object, SelfTradePrevention] = {stp.value: stp for stp in SelfTrad
 
 
 def order_request_validate(*, market: MarketGrid, request: OrderRequest) -> ValidatedOrder:
+    """The request as a new order of `market`: its grid, its minimum quantity, its type's rules."""
+    return _validated(market=market, request=request, minimum=market.min_quantity)
+
+
+def order_request_read(*, market: MarketGrid, request: OrderRequest) -> ValidatedOrder:
+    """The request's parameters as order_request_validate reads them, but for the minimum
+    quantity, which staff may raise: what a repeated client_order_id is compared with (the
+    order it placed before stands, whatever the minimum now)."""
+    return _validated(market=market, request=request, minimum=None)
+
+
+def _validated(*, market: MarketGrid, request: OrderRequest, minimum: Decimal | None) -> ValidatedOrder:
     side = _member(_SIDE_OF, OrderSide, request.side)
     order_type = _member(_TYPE_OF, OrderType, request.type)
     stp = _member(_STP_OF, SelfTradePrevention, request.stp or SelfTradePrevention.SKIP)
@@ -253,8 +265,8 @@ def order_request_validate(*, market: MarketGrid, request: OrderRequest) -> Vali
         raise InvalidQuantity(fields={"quantity": ["Must be a positive decimal."]})
     if not is_multiple_of(quantity, unit=market.quantity_step):
         raise InvalidQuantity(fields={"quantity": [f"Must be a multiple of the quantity step {market.quantity_step}."]})
-    if quantity < market.min_quantity:
-        raise InvalidQuantity(fields={"quantity": [f"Must be at least {market.min_quantity}."]})
+    if minimum is not None and quantity < minimum:
+        raise InvalidQuantity(fields={"quantity": [f"Must be at least {minimum}."]})
 
     price = _price(request.price, market=market, field="price") if request.price is not None else None
     stop_price = (

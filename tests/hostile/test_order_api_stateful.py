@@ -100,7 +100,7 @@ def buy_lock(quantity: Decimal, price: Decimal) -> Decimal:
 
 
 def expected_locks(user_id: int) -> dict[str, Decimal]:
-    """What each of the user's live orders may still spend, from its terms and its fills."""
+    """What each of the user's live orders may still spend, from its terms and what remains of it."""
     expected = dict.fromkeys(ASSETS, Decimal(0))
     live = Order.objects.filter(user_id=user_id, status__in=LIVE_STATUSES).select_related(
         "market__base", "market__quote"
@@ -110,8 +110,8 @@ def expected_locks(user_id: int) -> dict[str, Decimal]:
             expected[order.market.base.symbol] += order.quantity - order.filled_quantity
         else:
             assert order.type == "limit" and order.price is not None, f"order {order.pk} is live: {order.type}"
-            spent = order.quote_filled + order.fee_paid
-            expected[order.market.quote.symbol] += buy_lock(order.quantity, order.price) - spent
+            # A resting buy holds its remainder's lock, no more (docs/matching.md, Funds locking).
+            expected[order.market.quote.symbol] += buy_lock(order.quantity - order.filled_quantity, order.price)
     return expected
 
 

@@ -7,9 +7,10 @@
 - a trader's `locked` (bucket 0) equals the sum of `locked_amount` of that trader's live
   orders funded from that asset (quote for buys, base for sells); system sub-wallets
   (buckets > 0) never hold locks;
-- terminal orders hold nothing; no order is overfilled; `partially_filled` rests only
-  for GTC limit orders; market / IOC / FOK orders are never left resting; a FOK order is
-  filled completely or not at all;
+- terminal orders hold nothing; a resting order holds exactly what its remainder needs (a
+  sell its remaining base, a buy its remainder's lock at its price); no order is
+  overfilled; `partially_filled` rests only for GTC limit orders; market / IOC / FOK
+  orders are never left resting; a FOK order is filled completely or not at all;
 - per order, the trades add up to its `filled_quantity`, `quote_filled` and `fee_paid`;
 - no trade is a self-trade.
 A handful of aggregate queries, whatever the number of orders."""
@@ -19,8 +20,10 @@ from __future__ import annotations
 from collections import defaultdict
 from decimal import Decimal
 
+from django.conf import settings
 from django.db.models import Case, F, Q, When
 
+from orders.engine.fees import buy_lock_amount
 from orders.models import LIVE_STATUSES, TERMINAL_STATUSES, Order, OrderSide, OrderStatus, Trade, Wallet
 from orders.selectors.ledger import ledger_check
 
@@ -80,6 +83,8 @@ def assert_invariants(*, market_id: int | None = None) -> None:
             "fee_paid",
             "locked_amount",
             "triggered_at",
+            "side",
+            "price",
         )
     )
     fills: dict[int, list[Decimal]] = defaultdict(lambda: [ZERO, ZERO, ZERO])
@@ -92,7 +97,7 @@ def assert_invariants(*, market_id: int | None = None) -> None:
                 total[0] += quantity
                 total[1] += quote
                 total[2] += fee
-    for pk, kind, tif, status, quantity, filled, quote_filled, fee_paid, locked, triggered_at in orders:
+    for pk, kind, tif, status, quantity, filled, quote_filled, fee_paid, locked, triggered_at, side, price in orders:
         where = f"order {pk} ({kind} {tif} {status})"
         assert ZERO <= filled <= quantity, f"{where} overfilled: {filled} of {quantity}"
         if filled:
@@ -110,6 +115,12 @@ def assert_invariants(*, market_id: int | None = None) -> None:
         if status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED):
             # Only GTC limit orders rest on the book; market, IOC, FOK and triggered stops never do.
             assert kind == "limit" and tif == "GTC", f"{where} left resting"
+            needs = (
+                quantity - filled
+                if side == OrderSide.SELL
+                else buy_lock_amount(quantity=quantity - filled, price=price, taker_fee_bps=settings.TAKER_FEE_BPS)
+            )
+            assert locked == needs, f"{where} holds {locked}, its remainder needs {needs}"
         if tif == "FOK":
             assert filled in (ZERO, quantity), f"{where}: FOK partly filled ({filled} of {quantity})"
         if status == OrderStatus.PENDING_TRIGGER:

@@ -106,6 +106,29 @@ def test_a_buy_lock_covers_the_worst_case_and_the_surplus_is_released(market, tr
     assert_invariants()
 
 
+def test_a_resting_buy_holds_only_what_its_remainder_needs(market, trader):
+    """A limit buy that fills part at better prices, then rests, holds the lock of its
+    remainder at its price (notional + taker fee), no more; so does a resting buy after each
+    fill as a maker (8 bps paid where 12 were held). The surplus was kept until the order
+    ended: here 1,000 USDT of the taker's balance stayed unavailable behind 0.01 ETH."""
+    seller, other = trader(ETH="10"), trader(ETH="1")
+    buyer = trader(USDT="21025.2")  # 10 x 2100 + 12 bps: exactly the lock
+    seller.order(side="sell", type="limit", quantity="9.99", price="2000.00")
+    order = buyer.order(side="buy", type="limit", quantity="10", price="2100.00").json()
+    assert (order["status"], order["remaining_quantity"]) == ("partially_filled", "0.01000000")
+    spent = D("19980") + D("23.976")  # 9.99 x 2000 + 12 bps
+    needed = D("21") + D("0.0252")  # 0.01 x 2100 + 12 bps
+    assert Order.objects.get(pk=order["id"]).locked_amount == needed
+    assert (buyer.wallet("USDT").balance, buyer.wallet("USDT").locked) == (D("21025.2") - spent, needed)
+    # A maker fill of part of the rest: 8 bps paid, the lock of what remains kept, no more.
+    other.order(side="sell", type="market", quantity="0.004")
+    needed = D("12.6") + D("0.01512")  # 0.006 x 2100 + 12 bps
+    spent += D("8.4") + D("0.00672")  # 0.004 x 2100 + 8 bps
+    assert Order.objects.get(pk=order["id"]).locked_amount == needed
+    assert (buyer.wallet("USDT").balance, buyer.wallet("USDT").locked) == (D("21025.2") - spent, needed)
+    assert_invariants()
+
+
 def test_a_selling_taker_pays_its_fee_out_of_the_proceeds(market, trader):
     buyer = trader(USDT="2002.4")
     seller = trader(ETH="1")

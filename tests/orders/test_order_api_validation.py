@@ -440,3 +440,31 @@ def test_a_refused_request_does_not_burn_its_client_order_id(market, user, user_
     assert post_order(user_client, **body).status_code == 201
     assert Order.objects.get().client_order_id == "retry-me"
     assert_invariants()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"is_active": False}, {"min_quantity": Decimal("2")}],
+    ids=["market halted", "minimum raised"],
+)
+def test_a_repeat_answers_the_original_order_after_the_market_changed(market, user, user_client, change):
+    """A client that had no answer (a 503, a timeout) retries with the same client_order_id:
+    the order it placed is answered (200), even when the market was halted or its minimum
+    raised meanwhile; a new order would be refused for that, the retry is not one. It was
+    refused (400 market_inactive / invalid_quantity), telling the client that nothing was
+    placed while its order rested on the book."""
+    fund(user, "USDT", "2002.4")
+    body = {"side": "buy", "type": "limit", "quantity": "1", "price": "2000.00", "client_order_id": "retry-1"}
+    first = post_order(user_client, **body)
+    assert first.status_code == 201
+    type(market).objects.filter(pk=market.pk).update(**change)
+    again = post_order(user_client, **body)
+    assert again.status_code == 200, again.content
+    assert again.json() == first.json()
+    # Other parameters under the same id are still a conflict; a new order is still refused.
+    assert_error(post_order(user_client, **{**body, "price": "1999.00"}), 409, "duplicate_client_order_id")
+    refused = post_order(user_client, **{**body, "client_order_id": "retry-2"})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == ("market_inactive" if "is_active" in change else "invalid_quantity")
+    assert Order.objects.count() == 1
+    assert_invariants()

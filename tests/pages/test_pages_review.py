@@ -205,6 +205,27 @@ def test_the_history_filters_by_a_market_that_no_longer_takes_orders(trader, tra
     assert "1 order" in page
 
 
+def test_the_trade_page_of_a_halted_market_says_so_and_its_orders_can_still_be_cancelled(trader, trader_client, market):
+    """A market staff deactivated showed its ticket as if it took orders: the trader learnt
+    it was halted only from the refusal of an order typed in full. The ticket now says so
+    (its button disabled), and the trader's resting order there is still cancelled."""
+    order = place(trader, side="buy", type="limit", price="1900.00", quantity="1")
+    assert "is halted" not in text(trader_client.get("/trade/ETH-USDT"))
+    market.is_active = False
+    market.save(update_fields=["is_active"])
+    page = text(trader_client.get("/trade/ETH-USDT"))
+    assert "Trading in ETH-USDT is halted" in page
+    assert re.search(r'id="order-submit"[^>]*disabled', page)
+    refused = trader_client.post(ORDER_URL, {"side": "buy", "type": "limit", "quantity": "1", "price": "1900.00"})
+    assert refused.status_code == 400
+    assert 'data-code="market_inactive"' in text(refused) and "Trading in ETH-USDT is halted" in text(refused)
+    cancelled = trader_client.post(f"/orders/{order.pk}/cancel")
+    assert cancelled.status_code in (200, 302), cancelled.status_code
+    order.refresh_from_db()
+    assert order.status == OrderStatus.CANCELLED
+    assert Order.objects.count() == 1
+
+
 @pytest.mark.parametrize("path", ["/logout", "/login", "/keys/", ORDER_URL])
 def test_a_refused_csrf_token_shows_a_page_of_the_site_with_debug_off(trader, settings, path):
     """A trader who logged in in another tab (the token rotates) and then pressed "Log out" or

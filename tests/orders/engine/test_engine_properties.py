@@ -378,7 +378,8 @@ def order_stream(draw: st.DrawFn, rules: MarketRules) -> list[TakerOrder]:
 def test_random_streams_through_the_market_engine_conserve_and_lock_exactly(data: st.DataObject) -> None:
     """The real MarketEngine (matching, settlement postings, locks, book) over random
     orders: both assets are conserved, every lock is what the live orders hold, no wallet
-    goes negative, the book holds only live GTC remainders on the step grid."""
+    goes negative, the book holds only live GTC remainders on the step grid, each holding
+    exactly the lock of its remainder."""
     rules = data.draw(market_rules(with_house=None))
     exchange = EngineExchange.create(rules=rules, owners=OWNERS, base=D(1000), quote=D(1_000_000), ttx=TTX)
     before = exchange.totals()
@@ -389,3 +390,6 @@ def test_random_streams_through_the_market_engine_conserve_and_lock_exactly(data
         assert exchange.totals() == before
         exchange.assert_locks_match()
         assert all(o.remaining > 0 and o.remaining % rules.quantity_step == 0 for o in exchange.resting())
+        # A resting order holds what its remainder needs, no more (a buy that filled some at
+        # better prices, or as a maker at the maker fee, released the rest at once).
+        assert all(o.locked_amount == exchange.engine.required_lock(o) for o in exchange.resting())
