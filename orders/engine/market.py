@@ -306,7 +306,7 @@ class _Run:
                 stp=order.stp,
             ),
             makers=book(),
-            rules=self._market_rules(house=self._house_inventory() if as_market else None),
+            rules=self._market_rules(house=self._house_inventory(taker_side=order.side) if as_market else None),
         )
         funding = engine.accounts.funding(owner_id=order.user_id, side=order.side)
         required = engine.required_lock(order)
@@ -432,7 +432,7 @@ class _Run:
                 # covered: it ends in error, its lock released.
                 self.close(stop, OrderStatus.ERROR, "insufficient_funds")
 
-    def _house_inventory(self) -> HouseInventory | None:
+    def _house_inventory(self, *, taker_side: Side) -> HouseInventory | None:
         house = self.engine.rules.house
         if not house.enabled:
             return None
@@ -441,6 +441,7 @@ class _Run:
             quote_available=self.wallets.available(self.engine.accounts.house_quote),
             max_notional=house.max_notional,
             slippage_percent=house.slippage_percent,
+            taker_side_best=self.engine.book.best(taker_side),
         )
 
 

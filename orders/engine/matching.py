@@ -142,6 +142,8 @@ def _house_fill(
     )
     if price <= 0 or not within_limit(side=side, price=price, limit=limit):
         return None
+    if house.taker_side_best is not None and within_limit(side=side, price=price, limit=house.taker_side_best):
+        return None  # the book's own side would take it back at that price or better
     step = rules.quantity_step
     by_notional = affordable_quantity(budget=house.max_notional, price=price, step=step)
     if side is Side.BUY:
@@ -209,6 +211,9 @@ def _validate_rules(*, rules: MarketRules) -> None:
         for name in ("base_available", "quote_available", "max_notional", "slippage_percent"):
             if require_decimal(getattr(house, name), name=f"house.{name}") < 0:
                 raise ValueError(f"house.{name} must not be negative")
+        best = house.taker_side_best
+        if best is not None and require_decimal(best, name="house.taker_side_best") <= 0:
+            raise ValueError("house.taker_side_best must be positive")
 
 
 def _normalized(taker: TakerOrder) -> TakerOrder:

@@ -120,6 +120,11 @@ class HouseInventory:
     quote_available: Decimal
     max_notional: Decimal
     slippage_percent: Decimal
+    # The book's best price on the taker's own side (its best bid for a buying taker), if
+    # any. The house never fills at a price that one reaches: priced from a stale reference
+    # below the book's bids, it would sell what a taker sells straight back to those bids
+    # at a profit, as often as its inventory allows (and the reverse for a selling taker).
+    taker_side_best: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)

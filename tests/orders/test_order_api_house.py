@@ -240,3 +240,31 @@ def test_auto_fill_can_be_switched_off(market, trader, settings):
     order = taker.order(side="buy", type="market", quantity="0.1").json()
     assert (order["status"], order["status_reason"], order["fills"]) == ("expired", "no_liquidity", [])
     assert_invariants()
+
+
+
+def test_the_house_does_not_sell_below_the_books_bids_nor_buy_above_its_asks(market, trader):
+    # The reference (2000) is stale: the book bids 2400. The house's 2010 offer would be
+    # bought and sold straight on to that bid, 500 USD at a time, until the house's
+    # inventory ran out; with the bid there, a market buy finds no house fill.
+    fund_house(market, base="10", quote="5000")
+    bidder = trader(USDT="10000")
+    bid = bidder.order(side="buy", type="limit", quantity="1", price="2400.00").json()
+    buyer = trader(USDT="1000")
+    order = buyer.order(side="buy", type="market", quantity="0.1").json()
+    assert (order["status"], order["status_reason"], order["fills"]) == ("expired", "no_liquidity", [])
+    assert house("ETH", market) == (D("10"), 0)
+
+    # The other side: an ask at 1600, under the house's 1990 bid.
+    assert bidder.api.post(f"/api/orders/{bid['id']}/cancel").status_code == 200
+    seller = trader(ETH="1")
+    ask = seller.order(side="sell", type="limit", quantity="0.5", price="1600.00").json()
+    order = trader(ETH="0.1").order(side="sell", type="market", quantity="0.1").json()
+    assert (order["status"], order["status_reason"], order["fills"]) == ("expired", "no_liquidity", [])
+    assert house("USDT", market) == (D("5000"), 0)
+
+    # With the book no longer crossing the house's prices, the house fills again.
+    assert seller.api.post(f"/api/orders/{ask['id']}/cancel").status_code == 200
+    order = buyer.order(side="buy", type="market", quantity="0.1").json()
+    assert fills(order) == [("2010.00000000", "0.10000000", "house")]
+    assert_invariants()

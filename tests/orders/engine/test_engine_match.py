@@ -52,12 +52,14 @@ def house(
     quote: str = "1000000",
     max_notional: str = "1000000",
     percent: str = "0.5",
+    taker_side_best: str | None = None,
 ) -> HouseInventory:
     return HouseInventory(
         base_available=D(base),
         quote_available=D(quote),
         max_notional=D(max_notional),
         slippage_percent=D(percent),
+        taker_side_best=None if taker_side_best is None else D(taker_side_best),
     )
 
 
@@ -529,6 +531,32 @@ def test_house_makes_market_fok_fillable_and_respects_capacity() -> None:
     assert ok.outcome is Outcome.FILLED
     assert refused.fills == ()
     assert refused.reason is ExpiryReason.FOK_NOT_FILLABLE
+
+
+@pytest.mark.parametrize(
+    ("side", "best", "filled"),
+    [
+        # The house sells at 100.50 (reference 100): bids at or above it would buy straight
+        # back what it sold; a bid below leaves the fill as it was.
+        (Side.BUY, "100.50", False),
+        (Side.BUY, "120", False),
+        (Side.BUY, "100.49", True),
+        # It buys at 99.50: asks at or below it would sell it back what it bought.
+        (Side.SELL, "99.50", False),
+        (Side.SELL, "80", False),
+        (Side.SELL, "99.51", True),
+    ],
+)
+def test_house_never_fills_at_a_price_the_takers_own_side_of_the_book_reaches(
+    side: Side, best: str, filled: bool
+) -> None:
+    # A stale reference (100) while the book has moved (bids at 120): the house's 100.50
+    # offer would be bought and sold on to the bids, again and again.
+    result = match(taker=market(side, "1"), makers=[], rules=rules(house=house(taker_side_best=best)))
+    assert (result.house_fill is not None) is filled
+    if not filled:
+        assert result.fills == ()
+        assert result.reason is ExpiryReason.NO_LIQUIDITY
 
 
 def test_house_fill_is_none_without_house() -> None:

@@ -102,7 +102,11 @@ def reference_match(taker: TakerOrder, book: Sequence[RestingOrder], rules: Mark
             house_price = math.ceil(reference * (1 + spread) / tick) * tick
         else:
             house_price = math.floor(reference * (1 - spread) / tick) * tick
-        if house_price > 0 and acceptable(house_price):
+        # The book's own side (its best bid for a buying taker) would take back at that
+        # price what the house gave: no house fill then.
+        best = house.taker_side_best
+        crossed = best is not None and (house_price <= best if buy else house_price >= best)
+        if house_price > 0 and acceptable(house_price) and not crossed:
             by_notional = math.floor(Fraction(house.max_notional) / house_price / step) * step
             if buy:
                 by_inventory = math.floor(Fraction(house.base_available) / step) * step
@@ -156,6 +160,10 @@ def market_rules(draw: st.DrawFn, *, with_house: bool | None = None) -> MarketRu
             quote_available=draw(amounts(scales=[50, 500, 3_000])),
             max_notional=draw(amounts(scales=[50, 500, 3_000])),
             slippage_percent=D(draw(st.sampled_from(["0", "0.1", "0.2", "0.5", "1", "5"]))),
+            # The book's best on the taker's side: absent, or about where the house prices.
+            taker_side_best=draw(
+                st.none() | st.integers(min_value=90, max_value=110).map(lambda p: reference * p / 100)
+            ),
         )
     return MarketRules(
         reference_price=reference,
