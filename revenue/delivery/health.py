@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from hexbytes import HexBytes
+from web3 import Web3
 
 from revenue.chain.client import (
     ContractHealth,
@@ -68,9 +69,7 @@ def chain_view_read(context: ChainContext, *, previous: ChainView | None = None)
                 PauseCause.WRONG_CHAIN_ID,
                 f"the node at WEB3_PROVIDER_URI is on chain {chain_id}; the reserve is on chain {context.chain_id}",
             )
-        final = finalized_block_number(w3) if settings.CHAIN_FINALITY_USE_TAG else None
-        if final is None:
-            final = head - settings.CHAIN_FINALITY_DEPTH + 1
+        final = final_block_read(w3, head=head)
         health = contract_health(w3, context.contract_address, signer)
         if not (health.code_present and health.compatible):
             fault = health.fault()
@@ -91,6 +90,16 @@ def chain_view_read(context: ChainContext, *, previous: ChainView | None = None)
         contract=health,
         batch_gas=batch_gas,
     )
+
+
+def final_block_read(w3: Web3, *, head: int) -> int:
+    """Every block at or below it is final: the node's ``finalized`` block, or
+    CHAIN_FINALITY_DEPTH below ``head`` on nodes without that tag (or with
+    CHAIN_FINALITY_USE_TAG off)."""
+    final = finalized_block_number(w3) if settings.CHAIN_FINALITY_USE_TAG else None
+    if final is None:
+        final = head - settings.CHAIN_FINALITY_DEPTH + 1
+    return final
 
 
 def fees_capped(view: ChainView) -> tuple[int, int]:
