@@ -266,6 +266,10 @@ class DeliveryBatchAdmin(ReadOnlyAdmin):
     def has_abandon_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("revenue.abandon_batch"))
 
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Who may abandon a batch sees the batches (as the events' retry permission does them)."""
+        return super().has_view_permission(request, obj) or self.has_abandon_permission(request)
+
     def get_urls(self) -> list[Any]:
         view = self.admin_site.admin_view
         return [
