@@ -29,9 +29,9 @@ from django.conf import settings
 from web3 import Web3
 
 from revenue.chain.client import item_paid, node_chain_id, receipt_or_none
+from revenue.chain.runtime import final_block_read
 from revenue.delivery.broadcast import tx_known
 from revenue.delivery.cycle import chain_call
-from revenue.delivery.health import final_block_read
 from revenue.models import DeliveryBatch, DeliveryBatchStatus
 
 NONCE_USED = "nonce_used"
@@ -79,7 +79,7 @@ def delivery_batch_abandon_verdict(*, w3: Web3, batch: DeliveryBatch) -> Abandon
         return AbandonVerdict.refused(
             "wrong_chain", f"the node is on chain {chain_id}; batch {batch.pk} was sent on chain {deployment.chain_id}"
         )
-    signer, nonce = deployment.signer_address, batch.nonce
+    signer, nonce = Web3.to_checksum_address(deployment.signer_address), batch.nonce
     head = int(chain_call(lambda: w3.eth.block_number))
     final = final_block_read(w3, head=head)
     used_final = final >= 0 and int(chain_call(w3.eth.get_transaction_count, signer, final)) > nonce

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from hexbytes import HexBytes
-from web3 import Web3
 
 from revenue.chain.client import (
     ContractHealth,
@@ -22,11 +21,10 @@ from revenue.chain.client import (
     PauseCause,
     contract_health,
     fees_for,
-    finalized_block_number,
     node_chain_id,
     priority_fee_suggested,
 )
-from revenue.chain.runtime import ChainContext
+from revenue.chain.runtime import ChainContext, final_block_read
 from revenue.delivery.cycle import chain_call
 from revenue.delivery.selectors import delivery_batch_gas_typical
 
@@ -90,16 +88,6 @@ def chain_view_read(context: ChainContext, *, previous: ChainView | None = None)
         contract=health,
         batch_gas=batch_gas,
     )
-
-
-def final_block_read(w3: Web3, *, head: int) -> int:
-    """Every block at or below it is final: the node's ``finalized`` block, or
-    CHAIN_FINALITY_DEPTH below ``head`` on nodes without that tag (or with
-    CHAIN_FINALITY_USE_TAG off)."""
-    final = finalized_block_number(w3) if settings.CHAIN_FINALITY_USE_TAG else None
-    if final is None:
-        final = head - settings.CHAIN_FINALITY_DEPTH + 1
-    return final
 
 
 def fees_capped(view: ChainView) -> tuple[int, int]:

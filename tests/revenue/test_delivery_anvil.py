@@ -1209,3 +1209,33 @@ def test_abandoning_is_refused_when_a_same_nonce_replacement_signed_elsewhere_pa
     ctl.set_automine(True)
     drive(until=all_delivered, mine=on_anvil.mine, each=sound)
     assert_delivered_exactly_once(context)
+
+
+def test_chain_deploy_counts_an_abandoned_batch_in_flight_until_its_nonce_is_used_and_final(on_anvil, settings):
+    """Abandoned with its nonce unused (`tx_gone`), a batch's signed bytes could still pay on
+    the old reserve: a deployment then would pay its events again on the new one."""
+    _, batch = one_batch_pending(on_anvil, settings, events=2)
+    ctl, context = on_anvil.ctl, on_anvil.context
+    w3 = context.w3
+    ctl.drop_transaction(batch.tx_hashes[0])
+    ctl.mine(1)
+    assert abandon(batch).grounds == "tx_gone"
+    with pytest.raises(CommandError, match="1 batch"):
+        call_command("chain_deploy", "--dev", stdout=io.StringIO())
+    max_fee, priority = suggest_fees(w3)
+    send_signed(  # the nonce used by something else, then final: no version can be mined any more
+        w3,
+        sign_tx(
+            context.signer,
+            build_self_transfer_tx(
+                w3, signer_address=context.signer_address, nonce=batch.nonce, max_fee_per_gas=max_fee,
+                max_priority_fee_per_gas=priority,
+            ),
+        ),
+    )  # fmt: skip
+    ctl.mine(70)
+    ctl.set_automine(True)
+    call_command("chain_deploy", "--dev", stdout=io.StringIO())
+    assert ChainDeployment.objects.get(active=True).pk != context.deployment_id
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert_delivered_exactly_once(chain_context_get())
