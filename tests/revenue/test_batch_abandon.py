@@ -132,3 +132,22 @@ def test_the_admin_page_asks_for_a_reason_and_shows_the_refusal(client, stuck, s
     assert DeliveryBatch.objects.get().status == "submitted"
     trail = client.get("/admin/revenue/staffaction/").content.decode()
     assert f'href="/admin/revenue/deliverybatch/{stuck.pk}/change/"' in trail and "demo" in trail
+
+
+def test_the_failure_report_links_the_stuck_batches(client, stuck):
+    # "Batches stuck 1" said how many, not which: the operator had to find them by hand.
+    DeliveryBatch.objects.filter(pk=stuck.pk).update(alerted_at=timezone.now())
+    DeliveryBatch.objects.create(
+        deployment=stuck.deployment, size=1, value_wei="1", nonce=8, gas=1, max_fee_per_gas=1,
+        max_priority_fee_per_gas=1, submitted_at=timezone.now(), status="confirmed", block_number=3,
+    )  # fmt: skip
+    client.force_login(_staff("abandon_batch", "view_revenueevent"))
+    page = client.get("/admin/revenue/revenueevent/failure-report/").content.decode()
+    link = "/admin/revenue/deliverybatch/?status__exact=submitted&amp;block_number__isnull=True"
+    assert f'id="stuck-batches" href="{link}"' in page
+    listing = client.get(link.replace("&amp;", "&"))
+    assert listing.status_code == 200
+    assert f"/admin/revenue/deliverybatch/{stuck.pk}/change/" in listing.content.decode()
+    assert listing.content.decode().count("/change/") == 1
+    client.force_login(_staff("view_revenueevent"))
+    assert 'id="stuck-batches"' not in client.get("/admin/revenue/revenueevent/failure-report/").content.decode()
