@@ -76,10 +76,10 @@ from revenue.delivery.transitions import (
     events_tx_hash_set,
 )
 from revenue.models import DeliveryBatch, DeliveryBatchStatus, DeliveryBundle, RevenueEvent
+from revenue.selectors import USD_CURRENCIES
 
 logger = logging.getLogger("revenue.delivery")
 
-USD_CURRENCIES = frozenset({"USD", "USDT", "USDC"})
 PLAN_PASSES = 4  # selections per batch: each pass that finds dust carries it forward and looks again
 
 
