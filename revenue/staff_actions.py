@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from core.errors import ApplicationError, InvalidInput
 from core.logging import correlation_id_get
+from revenue.alerts import alert_send
 from revenue.chain.client import ChainUnavailable, error_message
 from revenue.chain.runtime import node_connect
 from revenue.delivery.abandon import AbandonVerdict, delivery_batch_abandon_refusal, delivery_batch_abandon_verdict
@@ -183,6 +184,12 @@ def delivery_batch_abandon(*, batch_id: int, actor: Any, reason: str, via: str) 
         with transaction.atomic():
             returned = batch_abandon(batch_id=batch.pk, tx_hashes=batch.tx_hashes, error=error)
             if returned is not None:
+                alert_send(
+                    kind="delivery_batch_abandoned",
+                    subject=f"On-chain delivery: batch {batch.pk} abandoned by {actor.get_username()}",
+                    details={"batch_id": batch.pk, "nonce": batch.nonce, "events_returned": returned,
+                             "reason": why, "grounds": verdict.grounds, "detail": verdict.detail},
+                )  # fmt: skip
                 _staff_action(
                     actor=actor, at=now, action=StaffActionKind.BATCH_ABANDON, target_type=BATCH,
                     target_id=batch.pk, from_state=str(batch.status), to_state=str(DeliveryBatchStatus.ABANDONED),

@@ -1076,7 +1076,7 @@ def refused(batch: DeliveryBatch, match: str) -> StaffAction:
 
 
 def test_a_batch_the_node_lost_while_fees_are_above_the_ceiling_is_abandoned_and_paid_once(
-    on_anvil, settings, staff_client
+    on_anvil, settings, staff_client, django_capture_on_commit_callbacks
 ):
     """The bad day an operator could only leave in the database: the node dropped the batch's
     transaction and the base fee went above DELIVERY_MAX_FEE_PER_GAS_WEI (delivery paused,
@@ -1093,11 +1093,12 @@ def test_a_batch_the_node_lost_while_fees_are_above_the_ceiling_is_abandoned_and
     assert revenue_events_deliver(max_batches=1).paused == "fees_above_cap"
     assert DeliveryBatch.objects.get().status == "submitted" and statuses() == {"submitted": 4}
 
-    answer = staff_client.post(
-        f"/api/admin/revenue/batches/{batch.pk}/abandon",
-        {"reason": "dropped by the node, fees above the cap"},
-        format="json",
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = staff_client.post(
+            f"/api/admin/revenue/batches/{batch.pk}/abandon",
+            {"reason": "dropped by the node, fees above the cap"},
+            format="json",
+        )
     assert answer.status_code == 200, answer.content
     assert answer.json() | {"detail": ""} == {
         "id": batch.pk, "status": "abandoned", "grounds": "tx_gone", "detail": "", "events_returned": 4
@@ -1111,6 +1112,7 @@ def test_a_batch_the_node_lost_while_fees_are_above_the_ceiling_is_abandoned_and
     )  # fmt: skip
     assert action.reason == "dropped by the node, fees above the cap" and action.detail.startswith("tx_gone: ")
     assert action.actor_username and action.at
+    assert alerts()[-1] == f"On-chain delivery: batch {batch.pk} abandoned by {action.actor_username}"
 
     settings.DELIVERY_MAX_FEE_PER_GAS_WEI = 500 * 10**9  # the operator raises the ceiling
     ctl.set_automine(True)
