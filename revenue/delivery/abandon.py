@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from web3 import Web3
 
-from revenue.chain.client import item_paid, node_chain_id, receipt_or_none
+from revenue.chain.client import items_paid_among, node_chain_id, receipt_or_none
 from revenue.chain.runtime import final_block_read
 from revenue.delivery.broadcast import tx_known
 from revenue.delivery.cycle import chain_call
@@ -61,11 +61,15 @@ def delivery_batch_abandon_refusal(*, batch: DeliveryBatch) -> AbandonVerdict | 
         return AbandonVerdict.refused("foreign", f"batch {batch.pk} is a payment found on-chain, not sent by us")
     if not batch.deployment.active:
         return AbandonVerdict.refused("not_active", f"batch {batch.pk} is of a deployment no longer active")
-    if batch.deployment.embedded or not settings.WEB3_PROVIDER_URI:
+    if batch.deployment.embedded:
         return AbandonVerdict.refused(
             "embedded",
             "the embedded chain lives inside the delivery worker: no other process can check it "
             "(its batches are mined at once, and superseded when the worker restarts)",
+        )
+    if not settings.WEB3_PROVIDER_URI:
+        return AbandonVerdict.refused(
+            "no_node", "this process has no WEB3_PROVIDER_URI: it cannot ask the chain node (set it as the worker's)"
         )
     return None
 
@@ -93,7 +97,7 @@ def delivery_batch_abandon_verdict(*, w3: Web3, batch: DeliveryBatch) -> Abandon
                 f"its version {tx_hash} is mined in block {receipt['blockNumber']} ({outcome}): "
                 "the delivery worker records what it did",
             )
-    paid = [int(item) for item in batch.item_ids if item_paid(w3, deployment.contract_address, int(item))]
+    paid = items_paid_among(w3, deployment.contract_address, [int(item) for item in batch.item_ids])
     if paid:
         return AbandonVerdict.refused(
             "paid",

@@ -77,9 +77,11 @@ def test_an_abandonment_needs_a_reason_and_an_existing_batch(stuck):
     assert not StaffAction.objects.exists() and DeliveryBatch.objects.get().status == "submitted"
 
 
-@pytest.mark.parametrize("state", ["confirmed", "mined", "embedded"])
+@pytest.mark.parametrize("state", ["confirmed", "mined", "embedded", "no_node"])
 def test_what_the_database_alone_refuses_is_refused_and_recorded(stuck, state, settings):
-    settings.WEB3_PROVIDER_URI = "" if state == "embedded" else "http://127.0.0.1:9"
+    settings.WEB3_PROVIDER_URI = "" if state in ("embedded", "no_node") else "http://127.0.0.1:9"
+    if state == "no_node":  # a node's deployment, but this process was given no node to ask
+        ChainDeployment.objects.update(embedded=False)
     if state == "confirmed":
         DeliveryBatch.objects.filter(pk=stuck.pk).update(status="confirmed", block_number=5)
     elif state == "mined":  # mined, waiting for its confirmations
@@ -93,7 +95,7 @@ def test_what_the_database_alone_refuses_is_refused_and_recorded(stuck, state, s
     assert (action.actor_username, action.action, action.outcome, action.reason) == (
         member.username, "batch_abandon", "refused", "looks stuck"
     )  # fmt: skip
-    grounds = {"confirmed": "not_in_flight", "mined": "mined", "embedded": "embedded"}
+    grounds = {"confirmed": "not_in_flight", "mined": "mined", "embedded": "embedded", "no_node": "no_node"}
     assert action.detail.split(":")[0] == grounds[state]
     assert DeliveryBatch.objects.get().status == ("confirmed" if state == "confirmed" else "submitted")
 
