@@ -1241,3 +1241,30 @@ def test_chain_deploy_counts_an_abandoned_batch_in_flight_until_its_nonce_is_use
     assert ChainDeployment.objects.get(active=True).pk != context.deployment_id
     drive(until=all_delivered, mine=on_anvil.mine, each=sound)
     assert_delivered_exactly_once(chain_context_get())
+
+
+def test_an_abandoned_batchs_dust_bundle_is_sent_again_as_the_same_item(on_anvil, settings, clock):
+    """Abandoned, a bundle's events go back to pending with their bundle: the next batch
+    carries the same on-chain item (never a second bundle, which the reserve would pay again
+    if the abandoned bytes were ever mined)."""
+    settings.DELIVERY_MIN_ITEM_WEI = 10**13
+    settings.DELIVERY_DUST_MAX_AGE_SECONDS = 3600
+    settings.DELIVERY_STUCK_SECONDS = 3600
+    dust = events_create(3, gross="0.01", streams=1, first_stream=5, spread=False)
+    revenue_events_deliver(max_batches=1)
+    clock.advance(seconds=3601)
+    ctl = on_anvil.ctl
+    ctl.set_automine(False)
+    revenue_events_deliver(max_batches=1)
+    batch = DeliveryBatch.objects.get()
+    (bundle,) = DeliveryBundle.objects.all()
+    assert batch.event_ids == dust and [int(i) for i in batch.item_ids] == [2**64 + bundle.pk]
+    ctl.drop_transaction(batch.tx_hashes[0])
+    ctl.mine(1)
+    assert abandon(batch).events_returned == 3
+    revenue_events_deliver(max_batches=1)
+    again = DeliveryBatch.objects.exclude(pk=batch.pk).get()
+    assert again.item_ids == batch.item_ids and again.nonce == batch.nonce and DeliveryBundle.objects.count() == 1
+    ctl.set_automine(True)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert_delivered_exactly_once(on_anvil.context)
