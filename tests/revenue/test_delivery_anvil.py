@@ -1063,6 +1063,17 @@ def abandon(batch: DeliveryBatch, reason: str = "stuck since the node restart") 
     return delivery_batch_abandon(batch_id=batch.pk, actor=StaffFactory(), reason=reason, via="api")
 
 
+def nonce_used_elsewhere(context: ChainContext, nonce: int) -> str:
+    """A 0-value self-transfer of the platform's key at ``nonce`` (not waited for)."""
+    w3 = context.w3
+    max_fee, priority = suggest_fees(w3)
+    tx = build_self_transfer_tx(
+        w3, signer_address=context.signer_address, nonce=nonce, max_fee_per_gas=max_fee,
+        max_priority_fee_per_gas=priority,
+    )  # fmt: skip
+    return send_signed(w3, sign_tx(context.signer, tx))
+
+
 def refused(batch: DeliveryBatch, match: str) -> StaffAction:
     """The abandonment refused with what the chain showed; nothing changed but its audit row."""
     before = statuses()
@@ -1147,19 +1158,8 @@ def test_an_abandoned_batch_mined_after_all_is_the_payment_of_its_events(on_anvi
 def test_a_batch_whose_nonce_another_transaction_used_is_abandoned_once_that_is_final(on_anvil, settings):
     _, batch = one_batch_pending(on_anvil, settings, events=3)
     ctl, context = on_anvil.ctl, on_anvil.context
-    w3 = context.w3
     ctl.drop_transaction(batch.tx_hashes[0])
-    max_fee, priority = suggest_fees(w3)
-    send_signed(  # the platform's key used the nonce for something else (an operator's own transfer)
-        w3,
-        sign_tx(
-            context.signer,
-            build_self_transfer_tx(
-                w3, signer_address=context.signer_address, nonce=batch.nonce, max_fee_per_gas=max_fee,
-                max_priority_fee_per_gas=priority,
-            ),
-        ),
-    )  # fmt: skip
+    nonce_used_elsewhere(context, batch.nonce)  # an operator's own transfer with the platform's key
     ctl.mine(1)
     assert "not final yet" in refused(batch, "not final yet").detail
     ctl.mine(70)  # anvil's `finalized` is 64 deep
@@ -1218,23 +1218,12 @@ def test_chain_deploy_counts_an_abandoned_batch_in_flight_until_its_nonce_is_use
     the old reserve: a deployment then would pay its events again on the new one."""
     _, batch = one_batch_pending(on_anvil, settings, events=2)
     ctl, context = on_anvil.ctl, on_anvil.context
-    w3 = context.w3
     ctl.drop_transaction(batch.tx_hashes[0])
     ctl.mine(1)
     assert abandon(batch).grounds == "tx_gone"
     with pytest.raises(CommandError, match="1 batch"):
         call_command("chain_deploy", "--dev", stdout=io.StringIO())
-    max_fee, priority = suggest_fees(w3)
-    send_signed(  # the nonce used by something else, then final: no version can be mined any more
-        w3,
-        sign_tx(
-            context.signer,
-            build_self_transfer_tx(
-                w3, signer_address=context.signer_address, nonce=batch.nonce, max_fee_per_gas=max_fee,
-                max_priority_fee_per_gas=priority,
-            ),
-        ),
-    )  # fmt: skip
+    nonce_used_elsewhere(context, batch.nonce)  # then final: no version of it can be mined any more
     ctl.mine(70)
     ctl.set_automine(True)
     call_command("chain_deploy", "--dev", stdout=io.StringIO())
