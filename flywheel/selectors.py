@@ -21,7 +21,7 @@ from flywheel.errors import CompetitorNotFound, TtxNotConfigured
 from orders.engine import TIERS, FeeTier, fee_tier_for, quantize_down
 from orders.models import Asset, Trade, Wallet
 from revenue.models import RevenueEvent, RevenueStream
-from revenue.selectors import currency_usd_rates
+from revenue.selectors import currency_usd_rates, usd_totals
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
@@ -108,20 +108,6 @@ def stream_totals(*, streams: Sequence[StreamFigures]) -> StreamTotals:
 # left out (it has no dollar value here).
 
 
-def _usd(sums: dict[str, tuple[Decimal, ...]], *, rates: dict[str, Decimal] | None = None) -> tuple[Decimal, ...]:
-    """Per-currency sums (currency -> figures) as US dollar totals, figure by figure."""
-    rates = currency_usd_rates(currencies=sums) if rates is None else rates
-    width = len(next(iter(sums.values()), ()))
-    totals = [ZERO] * width
-    for currency, figures in sums.items():
-        rate = rates.get(currency)
-        if rate is None:
-            continue
-        for index, value in enumerate(figures):
-            totals[index] += value if rate == 1 else _q8(value * rate)
-    return tuple(totals)
-
-
 def _revenue_usd(
     sums: dict[str, tuple[Decimal, ...]], *, rates: dict[str, Decimal] | None = None
 ) -> tuple[Decimal, ...]:
@@ -129,7 +115,7 @@ def _revenue_usd(
     the reserve is the gross less the holder share, as per event (docs/revenue.md)."""
     if not sums:
         return ZERO, ZERO, ZERO
-    gross, holder, *more = _usd(sums, rates=rates)
+    gross, holder, *more = usd_totals(sums=sums, rates=rates)
     return (gross, holder, gross - holder, *more)
 
 
@@ -195,7 +181,7 @@ def _revenue_last_30_days(*, field: str, now: datetime | None = None) -> dict[st
 
 
 def holder_revenue_last_30_days(*, now: datetime | None = None) -> Decimal:
-    return (_usd(_revenue_last_30_days(field="holder_share", now=now)) or (ZERO,))[0]
+    return (usd_totals(sums=_revenue_last_30_days(field="holder_share", now=now)) or (ZERO,))[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +205,7 @@ def earnings_project(*, ttx_amount: Decimal, monthly_volume: Decimal, platform_r
     monthly_revenue = (
         platform_revenue
         if platform_revenue is not None
-        else (_usd(_revenue_last_30_days(field="gross_amount")) or (ZERO,))[0]
+        else (usd_totals(sums=_revenue_last_30_days(field="gross_amount")) or (ZERO,))[0]
     )
     holder_pool = _q8(monthly_revenue * settings.REVENUE_HOLDER_PERCENTAGE)
     tier = fee_tier_for(ttx_amount)
@@ -306,9 +292,9 @@ def my_impact(*, user_id: int, now: datetime | None = None) -> Impact:
     count = recent.count()
     earned = _revenue_last_30_days(field="holder_share", now=moment)
     rates = currency_usd_rates(currencies={*traded, *earned})
-    volume, fees = _usd(traded, rates=rates) or (ZERO, ZERO)
+    volume, fees = usd_totals(sums=traded, rates=rates) or (ZERO, ZERO)
     holder_generated = _q8(fees * settings.REVENUE_HOLDER_PERCENTAGE)
-    (pool,) = _usd(earned, rates=rates) or (ZERO,)
+    (pool,) = usd_totals(sums=earned, rates=rates) or (ZERO,)
     tier = fee_tier_for(holdings)
     multiplier = multiplier_for(tier)
     supply = settings.TTX_CIRCULATING_SUPPLY

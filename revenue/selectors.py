@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
+from orders.engine import quantize_down
 from orders.models import Market, TradeOutbox, TradeOutboxStatus
 
 # Currencies counted as US dollars one for one (revenue figures, holder shares converted to wei).
@@ -46,3 +47,19 @@ def currency_usd_rates(*, currencies: Iterable[str]) -> dict[str, Decimal]:
         for symbol, price in Market.objects.filter(symbol__in=list(markets)).values_list("symbol", "reference_price"):
             rates[markets[symbol]] = price
     return rates
+
+
+def usd_totals(*, sums: dict[str, tuple[Decimal, ...]], rates: dict[str, Decimal] | None = None) -> tuple[Decimal, ...]:
+    """Per-currency sums (currency -> figures) as US dollar totals, figure by figure: each
+    currency's at its rate (currency_usd_rates unless given), rounded down to 8 places; a
+    currency with no rate is left out. An empty tuple for no sums."""
+    rates = currency_usd_rates(currencies=sums) if rates is None else rates
+    width = len(next(iter(sums.values()), ()))
+    totals = [Decimal(0)] * width
+    for currency, figures in sums.items():
+        rate = rates.get(currency)
+        if rate is None:
+            continue
+        for index, value in enumerate(figures):
+            totals[index] += value if rate == 1 else quantize_down(value * rate)
+    return tuple(totals)
