@@ -19,7 +19,10 @@ class RevenueEventNotFound(NotFound):
 class RevenueEventNotRetryable(ApplicationError):
     code = "event_not_retryable"
     status = 409
-    default_message = "Only failed, critical or pending events can be queued again; this one is in flight or delivered."
+    default_message = (
+        "Only failed, critical or pending events can be queued again; this one is in flight or delivered "
+        "(an event in a batch stuck in flight is freed by abandoning its batch)."
+    )
 
 
 class DeliveryBatchNotFound(NotFound):

@@ -50,6 +50,8 @@ class RetryOutcome:
         if self.skipped:
             states = sorted(set(self.skipped.values()))
             text += f" (in flight or delivered: {', '.join(states)})"
+            if str(DeliveryStatus.SUBMITTED) in states:
+                text += "; an event in a batch stuck in flight is freed by abandoning its batch"
         if self.missing:
             text += f", {len(self.missing)} not found"
         return text + "."
