@@ -117,19 +117,29 @@ def rows_update(*, objects: Sequence[Model], fields: Sequence[str]) -> None:
         cursor.execute(sql, arrays)
 
 
-def money_sums(queryset: QuerySet[Any], *, group_by: str, fields: Sequence[str]) -> dict[Any, tuple[Decimal, ...]]:
-    """Per value of `group_by`, the exact sums of the money `fields` of `queryset`.
+def money_sums(
+    queryset: QuerySet[Any], *, group_by: str | tuple[str, ...], fields: Sequence[str]
+) -> dict[Any, tuple[Decimal, ...]]:
+    """Per value of `group_by` (a field, or a tuple of fields: then keyed by the tuple of
+    their values), the exact sums of the money `fields` of `queryset`.
 
     PostgreSQL sums NUMERIC exactly in SQL; SQLite would sum in floating point (its SUM
     turns the text columns into REALs), so there the rows are summed here, in Decimal."""
+    keys = (group_by,) if isinstance(group_by, str) else group_by
+
+    def key_of(values: Sequence[Any]) -> Any:
+        return values[0] if isinstance(group_by, str) else tuple(values)
+
     if connection.vendor == "postgresql":
-        rows = queryset.values(group_by).annotate(**{f"sum_{name}": Sum(name) for name in fields})
-        return {row[group_by]: tuple(row[f"sum_{name}"] or ZERO for name in fields) for row in rows}
+        rows = queryset.values(*keys).annotate(**{f"sum_{name}": Sum(name) for name in fields})
+        return {
+            key_of([row[key] for key in keys]): tuple(row[f"sum_{name}"] or ZERO for name in fields) for row in rows
+        }
     totals: dict[Any, list[Decimal]] = {}
     with exact_arithmetic():
-        for key, *values in queryset.values_list(group_by, *fields):
-            sums = totals.setdefault(key, [ZERO] * len(fields))
-            for index, value in enumerate(values):
+        for row in queryset.values_list(*keys, *fields):
+            sums = totals.setdefault(key_of(row[: len(keys)]), [ZERO] * len(fields))
+            for index, value in enumerate(row[len(keys) :]):
                 sums[index] += value
     return {key: tuple(sums) for key, sums in totals.items()}
 

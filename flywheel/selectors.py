@@ -21,6 +21,7 @@ from flywheel.errors import CompetitorNotFound, TtxNotConfigured
 from orders.engine import TIERS, FeeTier, fee_tier_for, quantize_down
 from orders.models import Asset, Trade, Wallet
 from revenue.models import RevenueEvent, RevenueStream
+from revenue.selectors import currency_usd_rates, usd_totals
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
@@ -99,19 +100,46 @@ def stream_totals(*, streams: Sequence[StreamFigures]) -> StreamTotals:
     )
 
 
+# --- US dollars ---------------------------------------------------------------------------
+# Fees, and so revenue events, are in each market's quote asset: USDT for most, BTC for an
+# ETH-BTC market. Every figure here is in US dollars: sums are taken per currency and each
+# converted at revenue.selectors.currency_usd_rates (USD-pegged one for one, another
+# currency at its market against USDT), rounded down; a currency with no such market is
+# left out (it has no dollar value here).
+
+
+def _revenue_usd(
+    sums: dict[str, tuple[Decimal, ...]], *, rates: dict[str, Decimal] | None = None
+) -> tuple[Decimal, ...]:
+    """(gross, holder, reserve, *more) in US dollars from per-currency (gross, holder, *more):
+    the reserve is the gross less the holder share, as per event (docs/revenue.md)."""
+    if not sums:
+        return ZERO, ZERO, ZERO
+    gross, holder, *more = usd_totals(sums=sums, rates=rates)
+    return (gross, holder, gross - holder, *more)
+
+
 def stream_figures_list(*, now: datetime | None = None) -> list[StreamFigures]:
-    """Two queries: the streams, and one grouped aggregate over their events."""
+    """Three queries at most: the streams, one grouped aggregate over their events (per
+    stream and currency), and the dollar rates of the currencies other than USD."""
     month_start = (now or timezone.now()).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     this_month = Case(
         When(created_at__gte=month_start, then=F("gross_amount")), default=Value(ZERO), output_field=MoneyField()
     )
+    grouped = money_sums(
+        RevenueEvent.objects.annotate(gross_this_month=this_month),
+        group_by=("stream_id", "currency"),
+        fields=["gross_amount", "holder_share", "gross_this_month"],
+    )
+    rates = currency_usd_rates(currencies={currency for _, currency in grouped})
+    per_stream: dict[int, dict[str, tuple[Decimal, ...]]] = {}
+    for (stream_id, currency), figures in grouped.items():
+        per_stream.setdefault(stream_id, {})[currency] = figures
     sums = {
-        stream_id: dict(zip(("gross", "holder", "reserve", "month"), row, strict=True))
-        for stream_id, row in money_sums(
-            RevenueEvent.objects.annotate(gross_this_month=this_month),
-            group_by="stream_id",
-            fields=["gross_amount", "holder_share", "reserve_share", "gross_this_month"],
-        ).items()
+        stream_id: dict(
+            zip(("gross", "holder", "reserve", "month"), _revenue_usd(by_currency, rates=rates), strict=True)
+        )
+        for stream_id, by_currency in per_stream.items()
     }
     empty = {"gross": ZERO, "holder": ZERO, "reserve": ZERO, "month": ZERO}
     return [
@@ -131,8 +159,8 @@ def stream_figures_list(*, now: datetime | None = None) -> list[StreamFigures]:
 
 
 def revenue_totals() -> dict[str, Decimal]:
-    gross, holder, reserve = money_totals(
-        RevenueEvent.objects.all(), fields=["gross_amount", "holder_share", "reserve_share"]
+    gross, holder, reserve = _revenue_usd(
+        money_sums(RevenueEvent.objects.all(), group_by="currency", fields=["gross_amount", "holder_share"])
     )
     return {"gross": gross, "holder": holder, "reserve": reserve}
 
@@ -147,9 +175,13 @@ def reserve_status() -> dict[str, Decimal]:
     }
 
 
-def holder_revenue_last_30_days(*, now: datetime | None = None) -> Decimal:
+def _revenue_last_30_days(*, field: str, now: datetime | None = None) -> dict[str, tuple[Decimal, ...]]:
     since = (now or timezone.now()) - timedelta(days=WINDOW_DAYS)
-    return money_totals(RevenueEvent.objects.filter(created_at__gte=since), fields=["holder_share"])[0]
+    return money_sums(RevenueEvent.objects.filter(created_at__gte=since), group_by="currency", fields=[field])
+
+
+def holder_revenue_last_30_days(*, now: datetime | None = None) -> Decimal:
+    return (usd_totals(sums=_revenue_last_30_days(field="holder_share", now=now)) or (ZERO,))[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,10 +205,7 @@ def earnings_project(*, ttx_amount: Decimal, monthly_volume: Decimal, platform_r
     monthly_revenue = (
         platform_revenue
         if platform_revenue is not None
-        else money_totals(
-            RevenueEvent.objects.filter(created_at__gte=timezone.now() - timedelta(days=WINDOW_DAYS)),
-            fields=["gross_amount"],
-        )[0]
+        else (usd_totals(sums=_revenue_last_30_days(field="gross_amount")) or (ZERO,))[0]
     )
     holder_pool = _q8(monthly_revenue * settings.REVENUE_HOLDER_PERCENTAGE)
     tier = fee_tier_for(ttx_amount)
@@ -250,18 +279,22 @@ class Impact:
 
 
 def my_impact(*, user_id: int, now: datetime | None = None) -> Impact:
-    """Five queries: TTX asset, the caller's TTX, their 30-day trades' sums and count, 30-day
-    holder revenue. Sums exact on both backends (core.db.money_totals)."""
+    """Five queries (six with a currency other than USD): TTX asset, the caller's TTX, their
+    30-day trades' sums per quote asset and count, 30-day holder revenue per currency (and
+    the dollar rates). Sums exact on both backends (core.db.money_sums), in US dollars."""
     ttx_asset_id = _ttx_asset_id()
     moment = now or timezone.now()
     (holdings,) = money_totals(Wallet.objects.filter(user_id=user_id, asset_id=ttx_asset_id), fields=["balance"])
     as_taker, as_maker = Q(taker_user_id=user_id), Q(maker_user_id=user_id)
     recent = Trade.objects.filter(as_taker | as_maker, executed_at__gte=moment - timedelta(days=WINDOW_DAYS))
     paid = Case(When(as_taker, then=F("taker_fee")), default=F("maker_fee"), output_field=MoneyField())
-    volume, fees = money_totals(recent.annotate(fee=paid), fields=["quote_amount", "fee"])
+    traded = money_sums(recent.annotate(fee=paid), group_by="market__quote__symbol", fields=["quote_amount", "fee"])
     count = recent.count()
+    earned = _revenue_last_30_days(field="holder_share", now=moment)
+    rates = currency_usd_rates(currencies={*traded, *earned})
+    volume, fees = usd_totals(sums=traded, rates=rates) or (ZERO, ZERO)
     holder_generated = _q8(fees * settings.REVENUE_HOLDER_PERCENTAGE)
-    pool = holder_revenue_last_30_days(now=moment)
+    (pool,) = usd_totals(sums=earned, rates=rates) or (ZERO,)
     tier = fee_tier_for(holdings)
     multiplier = multiplier_for(tier)
     supply = settings.TTX_CIRCULATING_SUPPLY

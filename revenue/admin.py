@@ -21,6 +21,7 @@ from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from core.admin import ReadOnlyAdmin
+from core.errors import ApplicationError, InvalidInput
 from core.text import parse_id
 from revenue.chain_status import chain_health
 from revenue.delivery.metadata import (
@@ -33,9 +34,17 @@ from revenue.delivery.metadata import (
     status_in,
     text,
 )
-from revenue.models import ChainDeployment, DeliveryBatch, DeliveryBundle, RevenueEvent, RevenueStream, StaffAction
+from revenue.models import (
+    ChainDeployment,
+    DeliveryBatch,
+    DeliveryBatchStatus,
+    DeliveryBundle,
+    RevenueEvent,
+    RevenueStream,
+    StaffAction,
+)
 from revenue.reports import onchain_failure_report
-from revenue.staff_actions import revenue_events_delivery_retry
+from revenue.staff_actions import BATCH, EVENT, delivery_batch_abandon, revenue_events_delivery_retry
 from revenue.templatetags.revenue_admin import when
 from revenue.worker_status import onchain_worker_status
 
@@ -252,6 +261,62 @@ class DeliveryBatchAdmin(ReadOnlyAdmin):
                     "submitted_at", "confirmed_at", "finalized_at", "last_error")  # fmt: skip
     list_filter = ("status", "foreign", "deployment")
     search_fields = ("mined_tx_hash",)
+    change_form_template = "admin/revenue/deliverybatch/change_form.html"
+
+    def has_abandon_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("revenue.abandon_batch"))
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Who may abandon a batch sees the batches (as the events' retry permission does them)."""
+        return super().has_view_permission(request, obj) or self.has_abandon_permission(request)
+
+    def get_urls(self) -> list[Any]:
+        view = self.admin_site.admin_view
+        return [
+            path("<int:batch_id>/abandon/", view(self.abandon_view), name="revenue_deliverybatch_abandon"),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        batch = self.get_object(request, object_id)
+        in_flight = batch is not None and batch.status == DeliveryBatchStatus.SUBMITTED and batch.block_number is None
+        context = {**(extra_context or {}), "can_abandon": in_flight and self.has_abandon_permission(request)}
+        return super().change_view(request, object_id, form_url, context)
+
+    def abandon_view(self, request: HttpRequest, batch_id: int) -> HttpResponse:
+        """GET: what abandoning does and what the chain must show, with a reason to give.
+        POST: revenue.staff_actions.delivery_batch_abandon (it checks the chain first)."""
+        if not self.has_abandon_permission(request):
+            raise PermissionDenied
+        batch = get_object_or_404(DeliveryBatch, pk=batch_id)
+        page = reverse("admin:revenue_deliverybatch_change", args=[batch.pk])
+        reason = request.POST.get("reason", "") if request.method == "POST" else ""
+        if request.method == "POST":
+            try:
+                outcome = delivery_batch_abandon(batch_id=batch.pk, actor=request.user, reason=reason, via="admin")
+            except InvalidInput:
+                self.message_user(request, "Say why the batch is abandoned (at most 500 characters).", messages.ERROR)
+            except ApplicationError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+                return HttpResponseRedirect(page)
+            else:
+                self.message_user(
+                    request,
+                    f"Batch {batch.pk} abandoned ({outcome.grounds}: {outcome.detail}); "
+                    f"{outcome.events_returned} event(s) back to pending.",
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(page)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Abandon delivery batch {batch.pk}?",
+            "opts": self.model._meta,
+            "batch": batch,
+            "reason": reason,
+        }
+        return TemplateResponse(request, "admin/revenue/deliverybatch/abandon.html", context)
 
 
 @admin.register(DeliveryBundle)
@@ -271,14 +336,17 @@ class StaffActionAdmin(ReadOnlyAdmin):
     """The audit trail: who did what to which record, when, from which state."""
 
     list_display = ("at", "actor_username", "action", "target", "from_state", "to_state", "outcome", "via",
-                    "correlation_id")  # fmt: skip
+                    "reason", "detail", "correlation_id")  # fmt: skip
     list_filter = ("action", "outcome", "via")
     search_fields = ("actor_username", "=target_id", "correlation_id")
     date_hierarchy = "at"
 
     @admin.display(description="record", ordering="target_id")
     def target(self, obj: StaffAction) -> str:
-        if obj.target_type == "revenue_event":
-            url = reverse("admin:revenue_revenueevent_change", args=[obj.target_id])
-            return format_html('<a href="{}">revenue event {}</a>', url, obj.target_id)
+        pages = {EVENT: ("admin:revenue_revenueevent_change", "revenue event"),
+                 BATCH: ("admin:revenue_deliverybatch_change", "delivery batch")}  # fmt: skip
+        if obj.target_type in pages:
+            name, label = pages[obj.target_type]
+            url = reverse(name, args=[obj.target_id])
+            return format_html('<a href="{}">{} {}</a>', url, label, obj.target_id)
         return f"{obj.target_type} {obj.target_id}"

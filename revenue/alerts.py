@@ -6,7 +6,8 @@ Kinds: ``revenue_events_critical`` (events whose delivery gave up), ``delivery_p
 (again on a schedule while the pause lasts) and ``delivery_resumed``,
 ``signer_balance_low``, ``delivery_batch_stuck``, ``foreign_payment`` (a transaction this
 platform did not send paid items: someone else holds the signer's key), ``finality_broken``
-(a payment the platform saw final left the canonical chain: its events are paid again).
+(a payment the platform saw final left the canonical chain: its events are paid again),
+``delivery_batch_abandoned`` (staff gave up on a stuck batch: who, why, what the chain showed).
 """
 
 from __future__ import annotations

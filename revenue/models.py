@@ -146,6 +146,10 @@ class DeliveryBatchStatus(models.TextChoices):
     # Carries nothing any more: its deployment was replaced before it confirmed, every item
     # was paid by other transactions, or (foreign) it left the canonical chain.
     SUPERSEDED = "superseded"
+    # Given up on by staff once the chain showed that no version of it is mined or pays
+    # anything (revenue.delivery.abandon): its events went back to pending. A version
+    # mined after all is recorded by the scan like any other (back to submitted).
+    ABANDONED = "abandoned"
 
 
 LIVE_BATCH_STATUSES = (DeliveryBatchStatus.SUBMITTED, DeliveryBatchStatus.CONFIRMED)
@@ -188,6 +192,9 @@ class DeliveryBatch(models.Model):
 
     class Meta:
         verbose_name_plural = "delivery batches"
+        # Staff with this permission may abandon a batch stuck in `submitted`, once the chain
+        # shows no version of it can pay (revenue.staff_actions.delivery_batch_abandon).
+        permissions = [("abandon_batch", "Can abandon a delivery batch stuck in submitted")]
         constraints = [
             models.CheckConstraint(condition=Q(size__gt=0), name="delivery_batch_not_empty"),
         ]
@@ -249,11 +256,13 @@ class DeliveryHeartbeat(models.Model):
 
 class StaffActionKind(models.TextChoices):
     DELIVERY_RETRY = "delivery_retry", "Delivery queued again"
+    BATCH_ABANDON = "batch_abandon", "Delivery batch abandoned"
 
 
 class StaffActionOutcome(models.TextChoices):
     DONE = "done", "done"
     SKIPPED = "skipped", "skipped"
+    REFUSED = "refused", "refused"  # the checks said no (an abandonment the chain does not allow)
 
 
 class StaffAction(models.Model):
@@ -274,6 +283,8 @@ class StaffAction(models.Model):
     outcome = models.CharField(max_length=16, choices=StaffActionOutcome.choices)
     via = models.CharField(max_length=16)  # "admin", "api"
     correlation_id = models.CharField(max_length=64, blank=True, default="")
+    reason = models.TextField(blank=True, default="")  # the staff member's own words (an abandonment's why)
+    detail = models.TextField(blank=True, default="")  # what the checks found (the chain's evidence)
 
     class Meta:
         ordering = ["-at", "-id"]

@@ -14,8 +14,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
-from django.db.models import Count, F, Max, Q, Sum, Window
+from django.db.models import Count, F, Max, Q, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
@@ -34,6 +33,7 @@ from revenue.delivery.metadata import (
     text_cast,
 )
 from revenue.models import DeliveryBatch, DeliveryBatchStatus, DeliveryHeartbeat, RevenueEvent, RevenueStream
+from revenue.selectors import currency_usd_rates, usd_totals
 
 STALE_PENDING_MINUTES = 10
 EVENTS_PER_STREAM = 50
@@ -88,16 +88,20 @@ def onchain_failure_report(*, hours: int, stream_id: int | None = None, now: dat
         failures.values("stream_id")
         .annotate(
             count=Count("id"),
-            total_holder_share=Sum("holder_share"),
             max_retries=Max("attempts"),
             critical=Count("id", filter=status_in(DeliveryStatus.CRITICAL)),
         )
         .order_by("stream_id")
     )
-    if connection.vendor != "postgresql":  # SQLite's SUM of the money text columns is floating point
-        exact = money_sums(failures, group_by="stream_id", fields=["holder_share"])
-        for g in grouped:
-            g["total_holder_share"] = exact[g["stream_id"]][0]
+    # Holder shares are in each event's currency (a market's quote asset): summed per
+    # currency, exactly (core.db.money_sums), and counted in US dollars (revenue.selectors.
+    # usd_totals; a currency with no dollar price is left out of the sum, its events counted).
+    holder_sums = money_sums(failures, group_by=("stream_id", "currency"), fields=["holder_share"])
+    rates = currency_usd_rates(currencies={currency for _, currency in holder_sums})
+    per_stream: dict[int, dict[str, tuple[Decimal, ...]]] = {}
+    for (sid, currency), figures in holder_sums.items():
+        per_stream.setdefault(sid, {})[currency] = figures
+    pending = {sid: (usd_totals(sums=sums, rates=rates) or (Decimal(0),))[0] for sid, sums in per_stream.items()}
     names = dict(RevenueStream.objects.values_list("id", "name"))
     listed = (
         failures.annotate(
@@ -151,7 +155,7 @@ def onchain_failure_report(*, hours: int, stream_id: int | None = None, now: dat
     summary = {
         "total_failures": sum(int(g["count"]) for g in grouped),
         "critical_failures": sum(int(g["critical"]) for g in grouped),
-        "total_holder_share_pending": sum((g["total_holder_share"] for g in grouped), Decimal(0)),
+        "total_holder_share_pending": sum(pending.values(), Decimal(0)),
         "period_hours": hours,
         "needs_reconciliation": in_flight_too_long,
         "delivery_paused": pause is not None,
@@ -168,7 +172,7 @@ def onchain_failure_report(*, hours: int, stream_id: int | None = None, now: dat
             "stream_name": names.get(g["stream_id"], str(g["stream_id"])),
             "count": g["count"],
             "critical": g["critical"],
-            "total_holder_share": g["total_holder_share"],
+            "total_holder_share": pending.get(g["stream_id"], Decimal(0)),
             "max_retries": g["max_retries"],
             "events": events_by_stream.get(g["stream_id"], []),
         }

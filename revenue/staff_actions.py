@@ -6,17 +6,35 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, NoReturn
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.errors import ApplicationError, InvalidInput
 from core.logging import correlation_id_get
+from revenue.alerts import alert_send
+from revenue.chain.client import ChainUnavailable, error_message
+from revenue.chain.runtime import node_connect
+from revenue.delivery.abandon import AbandonVerdict, delivery_batch_abandon_refusal, delivery_batch_abandon_verdict
+from revenue.delivery.lock import delivery_sender_lock
 from revenue.delivery.metadata import DeliveryStatus, status_expression
-from revenue.delivery.transitions import revenue_event_delivery_retry
-from revenue.models import RevenueEvent, StaffAction, StaffActionKind, StaffActionOutcome
+from revenue.delivery.transitions import batch_abandon, revenue_event_delivery_retry
+from revenue.errors import ChainNodeUnavailable, DeliveryBatchNotAbandonable, DeliveryBatchNotFound, DeliverySenderBusy
+from revenue.models import (
+    DeliveryBatch,
+    DeliveryBatchStatus,
+    RevenueEvent,
+    StaffAction,
+    StaffActionKind,
+    StaffActionOutcome,
+)
 
 EVENT = "revenue_event"
+BATCH = "delivery_batch"
+REASON_MAX_LENGTH = 500
 
 
 @dataclass(frozen=True)
@@ -32,6 +50,8 @@ class RetryOutcome:
         if self.skipped:
             states = sorted(set(self.skipped.values()))
             text += f" (in flight or delivered: {', '.join(states)})"
+            if str(DeliveryStatus.SUBMITTED) in states:
+                text += "; an event in a batch stuck in flight is freed by abandoning its batch"
         if self.missing:
             text += f", {len(self.missing)} not found"
         return text + "."
@@ -44,7 +64,6 @@ def revenue_events_delivery_retry(*, event_ids: Iterable[int], actor: Any, via: 
     ids = sorted({int(pk) for pk in event_ids})
     outcome = RetryOutcome()
     now = timezone.now()
-    correlation_id = correlation_id_get()
     with transaction.atomic():
         states = dict(
             RevenueEvent.objects.select_for_update()
@@ -65,9 +84,8 @@ def revenue_events_delivery_retry(*, event_ids: Iterable[int], actor: Any, via: 
             else:
                 outcome.skipped[pk] = before
             records.append(
-                StaffAction(
+                _staff_action(
                     actor=actor,
-                    actor_username=actor.get_username(),
                     at=now,
                     action=StaffActionKind.DELIVERY_RETRY,
                     target_type=EVENT,
@@ -76,8 +94,133 @@ def revenue_events_delivery_retry(*, event_ids: Iterable[int], actor: Any, via: 
                     to_state=str(DeliveryStatus.PENDING) if queued else before,
                     outcome=StaffActionOutcome.DONE if queued else StaffActionOutcome.SKIPPED,
                     via=via,
-                    correlation_id=correlation_id if correlation_id != "-" else "",
                 )
             )
         StaffAction.objects.bulk_create(records)
     return outcome
+
+
+def _staff_action(
+    *,
+    actor: Any,
+    at: datetime,
+    action: StaffActionKind,
+    target_type: str,
+    target_id: int,
+    from_state: str,
+    to_state: str,
+    outcome: StaffActionOutcome,
+    via: str,
+    reason: str = "",
+    detail: str = "",
+) -> StaffAction:
+    """One audit row (not saved), with the request's correlation id."""
+    correlation_id = correlation_id_get()
+    return StaffAction(
+        actor=actor,
+        actor_username=actor.get_username(),
+        at=at,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        from_state=from_state,
+        to_state=to_state,
+        outcome=outcome,
+        via=via,
+        correlation_id=correlation_id if correlation_id != "-" else "",
+        reason=reason,
+        detail=detail,
+    )
+
+
+# --------------------------------------------------------------------------- abandoning a batch
+
+
+@dataclass(frozen=True)
+class AbandonOutcome:
+    batch_id: int
+    grounds: str  # revenue.delivery.abandon: nonce_used | tx_gone
+    detail: str
+    events_returned: int
+
+
+def delivery_batch_abandon(*, batch_id: int, actor: Any, reason: str, via: str) -> AbandonOutcome:
+    """Staff: give up on a batch stuck in `submitted` and return its events to pending (no
+    attempt used; a delivery run is published), only once the chain shows that no version
+    of it is mined or paid anything and that its nonce was used at or below the final block,
+    or that the node knows no version of it (revenue.delivery.abandon). Checked and written
+    as the only sender (the delivery lock: a cycle in progress answers DeliverySenderBusy)
+    and written only if no version was signed meanwhile. Every attempt, refused or done,
+    leaves a StaffAction row: who, when, why (``reason``) and what the chain showed."""
+    why = " ".join(reason.split())
+    if not why:
+        raise InvalidInput(fields={"reason": ["Say why the batch is abandoned (it is kept in the audit trail)."]})
+    if len(why) > REASON_MAX_LENGTH:
+        raise InvalidInput(fields={"reason": [f"At most {REASON_MAX_LENGTH} characters."]})
+    batch = DeliveryBatch.objects.select_related("deployment").filter(pk=batch_id).first()
+    if batch is None:
+        raise DeliveryBatchNotFound()
+    refusal = delivery_batch_abandon_refusal(batch=batch)
+    if refusal is not None:
+        _abandon_refused(batch=batch, actor=actor, via=via, reason=why, verdict=refusal)
+    with delivery_sender_lock() as acquired:
+        if not acquired:
+            _abandon_refused(
+                batch=batch, actor=actor, via=via, reason=why,
+                verdict=AbandonVerdict.refused("busy", "the delivery worker was in a cycle: nothing was checked"),
+                error=DeliverySenderBusy(retry_after=5),
+            )  # fmt: skip
+        try:
+            w3, _ = node_connect(settings.WEB3_PROVIDER_URI)
+            verdict = delivery_batch_abandon_verdict(w3=w3, batch=batch)
+        except ChainUnavailable as exc:
+            _abandon_refused(
+                batch=batch, actor=actor, via=via, reason=why,
+                verdict=AbandonVerdict.refused("chain_unavailable", error_message(exc)[:500]),
+                error=ChainNodeUnavailable(retry_after=30),
+            )  # fmt: skip
+        if not verdict.allowed:
+            _abandon_refused(batch=batch, actor=actor, via=via, reason=why, verdict=verdict)
+        now = timezone.now()
+        error = f"abandoned by {actor.get_username()}: {why} ({verdict.grounds}: {verdict.detail})"
+        with transaction.atomic():
+            returned = batch_abandon(batch_id=batch.pk, tx_hashes=batch.tx_hashes, error=error)
+            if returned is not None:
+                alert_send(
+                    kind="delivery_batch_abandoned",
+                    subject=f"On-chain delivery: batch {batch.pk} abandoned by {actor.get_username()}",
+                    details={"batch_id": batch.pk, "nonce": batch.nonce, "events_returned": returned,
+                             "reason": why, "grounds": verdict.grounds, "detail": verdict.detail},
+                )  # fmt: skip
+                _staff_action(
+                    actor=actor, at=now, action=StaffActionKind.BATCH_ABANDON, target_type=BATCH,
+                    target_id=batch.pk, from_state=str(batch.status), to_state=str(DeliveryBatchStatus.ABANDONED),
+                    outcome=StaffActionOutcome.DONE, via=via, reason=why,
+                    detail=f"{verdict.grounds}: {verdict.detail}; {returned} event(s) back to pending",
+                ).save()  # fmt: skip
+    if returned is None:
+        _abandon_refused(
+            batch=batch, actor=actor, via=via, reason=why,
+            verdict=AbandonVerdict.refused("changed", "the batch changed while it was checked (a version signed, "
+                                           "or mined): look again"),
+        )  # fmt: skip
+    return AbandonOutcome(batch_id=batch.pk, grounds=verdict.grounds, detail=verdict.detail, events_returned=returned)
+
+
+def _abandon_refused(
+    *,
+    batch: DeliveryBatch,
+    actor: Any,
+    via: str,
+    reason: str,
+    verdict: AbandonVerdict,
+    error: ApplicationError | None = None,
+) -> NoReturn:
+    """Recorded (committed on its own: the refusal raised next rolls nothing of it back), then raised."""
+    state = str(batch.status)
+    _staff_action(
+        actor=actor, at=timezone.now(), action=StaffActionKind.BATCH_ABANDON, target_type=BATCH,
+        target_id=batch.pk, from_state=state, to_state=state, outcome=StaffActionOutcome.REFUSED, via=via,
+        reason=reason, detail=f"{verdict.grounds}: {verdict.detail}",
+    ).save()  # fmt: skip
+    raise error or DeliveryBatchNotAbandonable(f"Batch {batch.pk} was not abandoned: {verdict.detail}.")

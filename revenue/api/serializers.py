@@ -121,3 +121,16 @@ class OnchainWorkerStatusSerializer(serializers.Serializer):
 class RevenueEventRetryQueuedSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     status = serializers.CharField()
+
+
+class DeliveryBatchAbandonRequestSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, help_text="Why the batch is abandoned (kept in the audit trail).")
+
+
+class DeliveryBatchAbandonedSerializer(serializers.Serializer):
+    # Reads revenue.staff_actions.AbandonOutcome.
+    id = serializers.IntegerField(source="batch_id")
+    status = serializers.CharField(default="abandoned")
+    grounds = serializers.CharField(help_text="nonce_used or tx_gone: what the chain showed (docs/delivery.md).")
+    detail = serializers.CharField()
+    events_returned = serializers.IntegerField(help_text="Events back to pending, to be sent in a new batch.")

@@ -12,4 +12,9 @@ urlpatterns = [
         views.RevenueEventRetryApi.as_view(),
         name="api-revenue-event-retry",
     ),
+    path(
+        "admin/revenue/batches/<str:batch_id>/abandon",
+        views.DeliveryBatchAbandonApi.as_view(),
+        name="api-delivery-batch-abandon",
+    ),
 ]

@@ -14,14 +14,16 @@ from core.api.schema import error_responses
 from core.errors import InvalidParameter
 from core.text import parse_id, path_id
 from revenue.api.serializers import (
+    DeliveryBatchAbandonedSerializer,
+    DeliveryBatchAbandonRequestSerializer,
     OnchainFailureReportSerializer,
     OnchainWorkerStatusSerializer,
     RevenueEventRetryQueuedSerializer,
 )
-from revenue.errors import RevenueEventNotFound, RevenueEventNotRetryable
+from revenue.errors import DeliveryBatchNotFound, RevenueEventNotFound, RevenueEventNotRetryable
 from revenue.models import RevenueEvent
 from revenue.reports import onchain_failure_report
-from revenue.staff_actions import revenue_events_delivery_retry
+from revenue.staff_actions import delivery_batch_abandon, revenue_events_delivery_retry
 from revenue.worker_status import onchain_worker_status
 
 STREAM_ID_SCHEMA = {"type": "integer", "minimum": 0, "maximum": 9}
@@ -108,3 +110,34 @@ class RevenueEventRetryApi(APIView):
         if not outcome.queued:
             raise RevenueEventNotRetryable()
         return Response(RevenueEventRetryQueuedSerializer({"id": event_pk, "status": "queued"}).data, status=202)
+
+
+class DeliveryBatchAbandonApi(APIView):
+    """A batch stuck in `submitted` given up on, once the chain shows no version of it can
+    pay (docs/delivery.md, "Abandoning a stuck batch"); the admin's button asks the same."""
+
+    permission_classes = [staff_permission("revenue.abandon_batch")]
+
+    @extend_schema(
+        request=DeliveryBatchAbandonRequestSerializer,
+        responses={
+            200: DeliveryBatchAbandonedSerializer,
+            **error_responses(
+                400,
+                404,
+                409,
+                503,
+                s409="`batch_not_abandonable`: the chain or the batch's state does not allow it (the message says "
+                "what was found); `delivery_busy`: the delivery worker is in a cycle, try again.",
+                s503="`chain_unavailable`: the node did not answer; nothing was changed.",
+            ),
+        },
+    )
+    def post(self, request: Request, batch_id: str) -> Response:
+        batch_pk = path_id(batch_id, not_found=DeliveryBatchNotFound)
+        body = DeliveryBatchAbandonRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        outcome = delivery_batch_abandon(
+            batch_id=batch_pk, actor=request.user, reason=body.validated_data["reason"], via="api"
+        )
+        return Response(DeliveryBatchAbandonedSerializer(outcome).data)

@@ -595,6 +595,19 @@ def item_paid(w3: Web3, address: str, item_id: int) -> bool:
         return bool(contract.functions.is_paid(item_id).call())
 
 
+def items_paid_among(w3: Web3, address: str, item_ids: Sequence[int]) -> list[int]:
+    """Which of ``item_ids`` the reserve's bitmap holds as paid, at the latest block: one
+    JSON-RPC batch over HTTP (a batch of 256 items is one round trip, not 256)."""
+    contract = reserve_contract(w3, address)
+    if is_eth_tester(w3) or not item_ids:
+        return [item for item in item_ids if item_paid(w3, address, item)]
+    with _translate_transient(), w3.batch_requests() as batch:
+        for item in item_ids:
+            batch.add(contract.functions.is_paid(item))
+        answers = batch.execute()
+    return [item for item, paid in zip(item_ids, answers, strict=True) if paid]
+
+
 def receipt_or_none(w3: Web3, tx_hash: str) -> TxReceipt | None:
     """The receipt if the transaction is mined in the node's current canonical chain, else None.
 

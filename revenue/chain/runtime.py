@@ -38,6 +38,7 @@ from revenue.chain.client import (
     connect,
     deploy_reserve,
     dev_signer_fund,
+    finalized_block_number,
     is_connection_failure,
     signer_from_key,
 )
@@ -212,11 +213,14 @@ def signer_key_file_write(account: LocalAccount, *, path: Path) -> None:
     os.replace(temporary, path)
 
 
-def chain_deploy_check(*, chain_id: int, force: bool) -> None:
+def chain_deploy_check(*, w3: Web3, chain_id: int, force: bool) -> None:
     """Refuse to supersede a deployment with batches in flight: they may still be mined
     on the old contract, and their events would be paid again on the new one. A batch
     already mined there is refused even with ``force``: its events are paid (superseding
-    it would return them to pending and pay them again); it confirms within blocks."""
+    it would return them to pending and pay them again); it confirms within blocks. A batch
+    staff abandoned while its nonce was unused (revenue.delivery.abandon, ``tx_gone``)
+    counts as in flight until the signer's nonce passed it at the final block: its signed
+    bytes could still pay on the old contract."""
     from revenue.models import DeliveryBatch, DeliveryBatchStatus
 
     batches = DeliveryBatch.objects.filter(
@@ -229,7 +233,7 @@ def chain_deploy_check(*, chain_id: int, force: bool) -> None:
             "events are paid on the current reserve; let the delivery worker confirm them, then deploy "
             "(--force never returns the events of a mined batch)"
         )
-    in_flight = batches.count()
+    in_flight = batches.count() + _abandoned_still_minable(w3, chain_id=chain_id)
     if in_flight and not force:
         raise ChainNotConfigured(
             f"{in_flight} batch(es) of the active deployment are still in flight: wait for them to confirm, "
@@ -237,12 +241,42 @@ def chain_deploy_check(*, chain_id: int, force: bool) -> None:
         )
 
 
+def _abandoned_still_minable(w3: Web3, *, chain_id: int) -> int:
+    """Abandoned batches of the active deployment whose nonce the signer has not used at the
+    final block: a version of them could still be mined."""
+    from revenue.models import DeliveryBatch, DeliveryBatchStatus
+
+    abandoned = list(
+        DeliveryBatch.objects.filter(
+            deployment__chain_id=chain_id, deployment__active=True, status=DeliveryBatchStatus.ABANDONED
+        ).values_list("nonce", "deployment__signer_address")
+    )
+    if not abandoned:
+        return 0
+    final = final_block_read(w3, head=int(w3.eth.block_number))
+    used = {
+        signer: int(w3.eth.get_transaction_count(Web3.to_checksum_address(signer), max(final, 0)))
+        for signer in {signer for _, signer in abandoned}
+    }
+    return sum(1 for nonce, signer in abandoned if nonce >= used[signer])
+
+
+def final_block_read(w3: Web3, *, head: int) -> int:
+    """Every block at or below it is final: the node's ``finalized`` block, or
+    CHAIN_FINALITY_DEPTH below ``head`` on nodes without that tag (or with
+    CHAIN_FINALITY_USE_TAG off)."""
+    final = finalized_block_number(w3) if settings.CHAIN_FINALITY_USE_TAG else None
+    if final is None:
+        final = head - settings.CHAIN_FINALITY_DEPTH + 1
+    return final
+
+
 def chain_deploy(*, w3: Web3, signer: LocalAccount, embedded: bool = False, force: bool = False) -> Any:
     """Deploy a reserve from ``signer`` and make it the active deployment of its chain."""
     from revenue.models import ChainDeployment
 
     chain_id = int(w3.eth.chain_id)
-    chain_deploy_check(chain_id=chain_id, force=force)
+    chain_deploy_check(w3=w3, chain_id=chain_id, force=force)
     address = deploy_reserve(w3, signer=signer)
     deployment: ChainDeployment = chain_deployment_record(
         chain_id=chain_id,

@@ -30,6 +30,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import transaction
 from hexbytes import HexBytes
+from web3 import Web3
 from web3.exceptions import TransactionNotFound
 
 from revenue.chain.client import (
@@ -75,10 +76,10 @@ from revenue.delivery.transitions import (
     events_tx_hash_set,
 )
 from revenue.models import DeliveryBatch, DeliveryBatchStatus, DeliveryBundle, RevenueEvent
+from revenue.selectors import USD_CURRENCIES
 
 logger = logging.getLogger("revenue.delivery")
 
-USD_CURRENCIES = frozenset({"USD", "USDT", "USDC"})
 PLAN_PASSES = 4  # selections per batch: each pass that finds dust carries it forward and looks again
 
 
@@ -97,10 +98,10 @@ def holder_share_wei(event: DeliverableEvent, *, eth_usd_price: Decimal) -> int 
     return None
 
 
-def tx_known(context: ChainContext, tx_hash: str) -> bool:
+def tx_known(w3: Web3, tx_hash: str) -> bool:
     """Whether the node has the transaction (in its pool, queued or pending, or mined)."""
     try:
-        chain_call(context.w3.eth.get_transaction, HexBytes(tx_hash))
+        chain_call(w3.eth.get_transaction, HexBytes(tx_hash))
         return True
     except TransactionNotFound:
         return False
@@ -348,9 +349,8 @@ def batch_broadcast(
 
 
 def _batch_unknown_to_node(context: ChainContext, batch: DeliveryBatch) -> bool:
-    return all(
-        receipt_or_none(context.w3, tx_hash) is None and not tx_known(context, tx_hash) for tx_hash in batch.tx_hashes
-    )
+    w3 = context.w3
+    return all(receipt_or_none(w3, tx_hash) is None and not tx_known(w3, tx_hash) for tx_hash in batch.tx_hashes)
 
 
 def batch_rebroadcast(

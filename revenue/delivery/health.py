@@ -21,11 +21,10 @@ from revenue.chain.client import (
     PauseCause,
     contract_health,
     fees_for,
-    finalized_block_number,
     node_chain_id,
     priority_fee_suggested,
 )
-from revenue.chain.runtime import ChainContext
+from revenue.chain.runtime import ChainContext, final_block_read
 from revenue.delivery.cycle import chain_call
 from revenue.delivery.selectors import delivery_batch_gas_typical
 
@@ -68,9 +67,7 @@ def chain_view_read(context: ChainContext, *, previous: ChainView | None = None)
                 PauseCause.WRONG_CHAIN_ID,
                 f"the node at WEB3_PROVIDER_URI is on chain {chain_id}; the reserve is on chain {context.chain_id}",
             )
-        final = finalized_block_number(w3) if settings.CHAIN_FINALITY_USE_TAG else None
-        if final is None:
-            final = head - settings.CHAIN_FINALITY_DEPTH + 1
+        final = final_block_read(w3, head=head)
         health = contract_health(w3, context.contract_address, signer)
         if not (health.code_present and health.compatible):
             fault = health.fault()

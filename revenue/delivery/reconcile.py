@@ -96,7 +96,7 @@ def _batch_reconcile(
     if view.latest_nonce > batch.nonce:  # its nonce went to a transaction it does not know
         batch_rebuild(context, view, batch, counters, now=now)
         return "unmined"
-    if not tx_known(context, batch.tx_hashes[-1]):
+    if not tx_known(context.w3, batch.tx_hashes[-1]):
         batch_rebroadcast(context, view, batch, counters, now=now)
         return "unmined"
     reason = _replacement_reason(view, batch, now=now)

@@ -487,3 +487,27 @@ def revenue_event_delivery_retry(*, event_id: int, now: datetime) -> bool:
     if queued:
         transaction.on_commit(revenue_delivery_dispatch)
     return bool(queued)
+
+
+@transaction.atomic  # not durable: revenue.staff_actions records the audit row in the same transaction
+def batch_abandon(*, batch_id: int, tx_hashes: Sequence[str], error: str) -> int | None:
+    """Staff, once the chain showed that no version of the batch can pay (revenue.delivery.
+    abandon): the batch is abandoned and the events it still holds return to pending, no
+    attempt used, and a delivery run is published. Only while it is exactly as checked: in
+    flight, not seen mined, no version signed since (``tx_hashes``). Returns the events
+    returned, or None when the batch changed meanwhile (nothing written)."""
+    batch = DeliveryBatch.objects.select_for_update().filter(pk=batch_id).first()
+    if (
+        batch is None
+        or batch.status != DeliveryBatchStatus.SUBMITTED
+        or batch.block_number is not None
+        or list(batch.tx_hashes) != list(tx_hashes)
+    ):
+        return None
+    DeliveryBatch.objects.filter(pk=batch_id).update(status=DeliveryBatchStatus.ABANDONED, last_error=error[:2000])
+    returned = events_return(
+        event_ids=batch.event_ids, from_statuses=[DeliveryStatus.SUBMITTED], batch_id=batch_id, error=error
+    )
+    logger.warning("delivery batch abandoned by staff", extra={"batch_id": batch_id, "events": returned})
+    transaction.on_commit(revenue_delivery_dispatch)
+    return returned

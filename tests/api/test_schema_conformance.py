@@ -59,6 +59,11 @@ BUSINESS_RULES: dict[str, set[str]] = {
     "POST /api/orders/{order_id}/cancel": {"order_not_cancellable"},
     "POST /api/orders/cancel-all": {"market_not_found"},
     "POST /api/admin/revenue/events/{event_id}/retry": {"event_not_retryable"},
+    "POST /api/admin/revenue/batches/{batch_id}/abandon": {
+        "batch_not_abandonable",
+        "delivery_busy",
+        "validation_error",
+    },
 }
 # The only check a business rule can trip: "a schema-valid request was rejected".
 BUSINESS_RULE_CHECK = "positive_data_acceptance"

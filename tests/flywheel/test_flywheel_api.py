@@ -284,3 +284,64 @@ def test_insights_answer_is_the_bytes_the_hand_built_dict_was(user_client, user,
     expected = selectors.my_insights(impact=selectors.my_impact(user_id=user.pk))
     assert {i["kind"] for i in expected["insights"]} == {"next_tier", "your_contribution"}  # type: ignore[attr-defined]
     assert answer.content == hand_built_bytes(expected)
+
+
+@pytest.fixture
+def traded_in_btc(user, other_user, traded):
+    """Besides `traded` (USDT): `user` sells 1 ETH for BTC to `other_user` on ETH-BTC, whose
+    fees (and revenue event) are in BTC; BTC-USDT's reference price is 60,000."""
+    market_create("BTC-USDT", reference_price="60000.00")
+    market_create("ETH-BTC", price_tick="0.00001", quantity_step="0.001", min_quantity="0.001", reference_price="0.05")
+    fund(other_user, "BTC", "1")
+    order_place(
+        user=user, request=OrderRequest(market="ETH-BTC", side="sell", type="limit", quantity="1", price="0.05000")
+    )
+    order_place(
+        user=other_user, request=OrderRequest(market="ETH-BTC", side="buy", type="limit", quantity="1", price="0.05000")
+    )
+    post_trade_jobs_process(job_ids=list(TradeOutbox.objects.values_list("pk", flat=True)))
+    assert RevenueEvent.objects.filter(currency="BTC").count() == 1
+    return Decimal("60000.00")
+
+
+def _in_usd(events, btc_price: Decimal) -> tuple[Decimal, Decimal]:
+    """(gross, holder) of these events in USD: USDT as it is, BTC sums at BTC-USDT's price."""
+    usdt = [e for e in events if e.currency == "USDT"]
+    btc = [e for e in events if e.currency == "BTC"]
+    gross = sum(e.gross_amount for e in usdt) + q8(sum(e.gross_amount for e in btc) * btc_price)
+    holder = sum(e.holder_share for e in usdt) + q8(sum(e.holder_share for e in btc) * btc_price)
+    return gross, holder
+
+
+def test_revenue_in_another_currency_counts_at_its_usd_price(api_client, user_client, user, traded_in_btc):
+    # Fees are in each market's quote asset: an ETH-BTC market's revenue is in BTC. Its
+    # amounts were added to the USDT ones as they were (0.00006 BTC counted as 0.00006 USD).
+    events = list(RevenueEvent.objects.all())
+    gross, holder = _in_usd(events, traded_in_btc)
+    body = api_client.get("/api/flywheel/metrics").json()
+    assert Decimal(body["total_platform_revenue"]) == gross
+    assert Decimal(body["holder_share_total"]) == holder
+    assert Decimal(body["reserve_share_total"]) == gross - holder
+    streams = {s["id"]: s for s in body["streams"]}
+    assert Decimal(streams[0]["collected"]) == _in_usd([e for e in events if e.stream_id == 0], traded_in_btc)[0]
+    reserve = api_client.get("/api/flywheel/reserve-status").json()
+    assert Decimal(reserve["total_reserve_collected"]) == gross - holder
+    listed = api_client.get("/api/flywheel/revenue-streams").json()
+    assert Decimal(listed["summary"]["total_collected"]) == gross
+
+    trades = list(Trade.objects.select_related("market__quote"))
+    price = {"USDT": Decimal(1), "BTC": traded_in_btc}
+
+    assert all(user.pk in (t.taker_user_id, t.maker_user_id) for t in trades)
+    volume = {c: sum((t.quote_amount for t in trades if t.market.quote.symbol == c), Decimal(0)) for c in price}
+    fees = {
+        c: sum(
+            (t.taker_fee if t.taker_user_id == user.pk else t.maker_fee for t in trades if t.market.quote.symbol == c),
+            Decimal(0),
+        )
+        for c in price
+    }
+    impact = user_client.get("/api/flywheel/my-impact").json()
+    assert Decimal(impact["monthly_volume"]) == sum(q8(volume[c] * price[c]) for c in price)
+    assert Decimal(impact["fees_paid_30d"]) == sum(q8(fees[c] * price[c]) for c in price)
+    assert Decimal(impact["holder_revenue_30d"]) == holder

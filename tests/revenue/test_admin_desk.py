@@ -151,7 +151,10 @@ def test_the_retry_action_counts_before_the_change_and_audits_each_event(desk, s
     response = desk.post("/admin/revenue/revenueevent/", {"action": "retry_delivery_now", "_selected_action": ids},
                          follow=True)  # fmt: skip
     text = response.content.decode()
-    assert "3 queued, 2 skipped (in flight or delivered: delivered, submitted)." in text
+    assert (
+        "3 queued, 2 skipped (in flight or delivered: delivered, submitted); an event in a batch stuck in flight "
+        "is freed by abandoning its batch." in text
+    )
     assert [_status(mixed[k]) for k in ("failed", "critical", "critical2", "delivered", "submitted")] == [
         "pending", "pending", "pending", "delivered", "submitted"
     ]  # fmt: skip

@@ -39,8 +39,17 @@ from revenue.chain.devnode import AnvilRPC
 from revenue.chain.runtime import ChainContext, chain_context_get, chain_context_reset
 from revenue.delivery.metadata import DeliveryStatus
 from revenue.delivery.service import DeliveryCycleResult, revenue_events_deliver
-from revenue.models import ChainDeployment, DeliveryBatch, DeliveryBundle, DeliveryHeartbeat, RevenueEvent
+from revenue.errors import DeliveryBatchNotAbandonable
+from revenue.models import (
+    ChainDeployment,
+    DeliveryBatch,
+    DeliveryBundle,
+    DeliveryHeartbeat,
+    RevenueEvent,
+    StaffAction,
+)
 from revenue.reports import onchain_failure_report
+from revenue.staff_actions import AbandonOutcome, delivery_batch_abandon
 from revenue.worker_status import onchain_worker_status
 from tests.chain.conftest import (  # noqa: F401  (fixtures)
     anvil,
@@ -49,7 +58,7 @@ from tests.chain.conftest import (  # noqa: F401  (fixtures)
     anvil_node,
     reserve_owner_call,
 )
-from tests.factories import fund
+from tests.factories import StaffFactory, fund
 from tests.revenue import delivery_support
 from tests.revenue.delivery_support import (
     alerts,
@@ -1045,3 +1054,206 @@ def test_a_node_error_on_the_cursor_block_is_not_taken_for_a_reorg(on_anvil, set
         settings.WEB3_PROVIDER_URI = ctl.uri
         chain_context_reset()
         proxy.close()
+
+
+# --------------------------------------------------------------------------- abandoning a stuck batch
+
+
+def abandon(batch: DeliveryBatch, reason: str = "stuck since the node restart") -> AbandonOutcome:
+    return delivery_batch_abandon(batch_id=batch.pk, actor=StaffFactory(), reason=reason, via="api")
+
+
+def nonce_used_elsewhere(context: ChainContext, nonce: int) -> str:
+    """A 0-value self-transfer of the platform's key at ``nonce`` (not waited for)."""
+    w3 = context.w3
+    max_fee, priority = suggest_fees(w3)
+    tx = build_self_transfer_tx(
+        w3, signer_address=context.signer_address, nonce=nonce, max_fee_per_gas=max_fee,
+        max_priority_fee_per_gas=priority,
+    )  # fmt: skip
+    return send_signed(w3, sign_tx(context.signer, tx))
+
+
+def refused(batch: DeliveryBatch, match: str) -> StaffAction:
+    """The abandonment refused with what the chain showed; nothing changed but its audit row."""
+    before = statuses()
+    with pytest.raises(DeliveryBatchNotAbandonable, match=match):
+        abandon(batch)
+    assert DeliveryBatch.objects.get(pk=batch.pk).status == "submitted" and statuses() == before
+    action = StaffAction.objects.filter(target_type="delivery_batch", target_id=batch.pk).latest("pk")
+    assert action.outcome == "refused" and action.reason == "stuck since the node restart"
+    assert action.from_state == action.to_state == "submitted" and action.detail
+    return action
+
+
+def test_a_batch_the_node_lost_while_fees_are_above_the_ceiling_is_abandoned_and_paid_once(
+    on_anvil, settings, staff_client, django_capture_on_commit_callbacks
+):
+    """The bad day an operator could only leave in the database: the node dropped the batch's
+    transaction and the base fee went above DELIVERY_MAX_FEE_PER_GAS_WEI (delivery paused,
+    the batch `submitted` for ever). The chain shows no version mined or known, its nonce
+    unused: staff abandon it, its events go back to pending, and are paid once, by a new
+    batch at the same nonce (so the old signed bytes can never be mined)."""
+    ids, batch = one_batch_pending(on_anvil, settings, events=4)
+    ctl, w3 = on_anvil.ctl, on_anvil.context.w3
+    (old,) = batch.tx_hashes
+    ctl.drop_transaction(old)
+    settings.DELIVERY_MAX_FEE_PER_GAS_WEI = batch.max_fee_per_gas * 2
+    ctl.set_next_block_base_fee(batch.max_fee_per_gas * 3)
+    ctl.mine(1)
+    assert revenue_events_deliver(max_batches=1).paused == "fees_above_cap"
+    assert DeliveryBatch.objects.get().status == "submitted" and statuses() == {"submitted": 4}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = staff_client.post(
+            f"/api/admin/revenue/batches/{batch.pk}/abandon",
+            {"reason": "dropped by the node, fees above the cap"},
+            format="json",
+        )
+    assert answer.status_code == 200, answer.content
+    assert answer.json() | {"detail": ""} == {
+        "id": batch.pk, "status": "abandoned", "grounds": "tx_gone", "detail": "", "events_returned": 4
+    }  # fmt: skip
+    batch.refresh_from_db()
+    assert batch.status == "abandoned" and "dropped by the node" in batch.last_error
+    assert statuses() == {"pending": 4} and all(metadata(pk).retry_attempts == 0 for pk in ids)
+    action = StaffAction.objects.get(target_type="delivery_batch", target_id=batch.pk)
+    assert (action.action, action.outcome, action.from_state, action.to_state, action.via) == (
+        "batch_abandon", "done", "submitted", "abandoned", "api"
+    )  # fmt: skip
+    assert action.reason == "dropped by the node, fees above the cap" and action.detail.startswith("tx_gone: ")
+    assert action.actor_username and action.at
+    assert alerts()[-1] == f"On-chain delivery: batch {batch.pk} abandoned by {action.actor_username}"
+
+    settings.DELIVERY_MAX_FEE_PER_GAS_WEI = 500 * 10**9  # the operator raises the ceiling
+    ctl.set_automine(True)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert_delivered_exactly_once(on_anvil.context)
+    resent = DeliveryBatch.objects.exclude(pk=batch.pk).get()
+    assert resent.nonce == batch.nonce and resent.status == "confirmed"
+    assert DeliveryBatch.objects.get(pk=batch.pk).status == "abandoned"
+    with pytest.raises(Exception, match="nonce"):  # its nonce is used: the old bytes are dead
+        send_signed(w3, SignedTx(bytes(HexBytes(batch.signed_raw_tx)), old))
+
+
+def test_an_abandoned_batch_mined_after_all_is_the_payment_of_its_events(on_anvil, settings):
+    """Its signed bytes rebroadcast by someone else before its nonce was used: the version is
+    mined after all. What it paid is paid, once: the scan records it as the batch's payment."""
+    ids, batch = one_batch_pending(on_anvil, settings, events=3)
+    ctl, w3 = on_anvil.ctl, on_anvil.context.w3
+    (old,) = batch.tx_hashes
+    ctl.drop_transaction(old)
+    ctl.mine(1)
+    assert abandon(batch).grounds == "tx_gone" and statuses() == {"pending": 3}
+    send_signed(w3, SignedTx(bytes(HexBytes(batch.signed_raw_tx)), old))  # a third party had the bytes
+    ctl.set_automine(True)
+    ctl.mine(1)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert_delivered_exactly_once(on_anvil.context)
+    batch.refresh_from_db()
+    assert batch.status == "confirmed" and batch.mined_tx_hash == old
+    assert all(metadata(pk).tx_hash == old for pk in ids)
+
+
+def test_a_batch_whose_nonce_another_transaction_used_is_abandoned_once_that_is_final(on_anvil, settings):
+    _, batch = one_batch_pending(on_anvil, settings, events=3)
+    ctl, context = on_anvil.ctl, on_anvil.context
+    ctl.drop_transaction(batch.tx_hashes[0])
+    nonce_used_elsewhere(context, batch.nonce)  # an operator's own transfer with the platform's key
+    ctl.mine(1)
+    assert "not final yet" in refused(batch, "not final yet").detail
+    ctl.mine(70)  # anvil's `finalized` is 64 deep
+    outcome = abandon(batch)
+    assert (outcome.grounds, outcome.events_returned) == ("nonce_used", 3)
+    assert DeliveryBatch.objects.get(pk=batch.pk).status == "abandoned" and statuses() == {"pending": 3}
+    ctl.set_automine(True)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert_delivered_exactly_once(context)
+    assert DeliveryBatch.objects.get(pk=batch.pk).status == "abandoned"
+
+
+def test_abandoning_is_refused_while_a_version_is_in_the_nodes_pool(on_anvil, settings):
+    _, batch = one_batch_pending(on_anvil, settings, events=2)
+    assert refused(batch, "in the node's pool").detail.startswith("pending: ")
+    on_anvil.ctl.set_automine(True)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert_delivered_exactly_once(on_anvil.context)
+
+
+def test_abandoning_is_refused_when_its_payment_landed(on_anvil, settings):
+    """Mined, not yet seen by the worker (the database still says `submitted`, not mined):
+    the chain says no. Abandoning it would have sent its events again."""
+    _, batch = one_batch_pending(on_anvil, settings, events=3)
+    on_anvil.ctl.mine(5)
+    assert receipt_or_none(on_anvil.context.w3, batch.tx_hashes[0])["status"] == 1
+    assert DeliveryBatch.objects.get().block_number is None
+    assert refused(batch, "is mined in block").detail.startswith("mined: ")
+    on_anvil.ctl.set_automine(True)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert_delivered_exactly_once(on_anvil.context)
+    with pytest.raises(DeliveryBatchNotAbandonable, match="is confirmed, not in flight"):
+        abandon(batch)  # and once the worker knows, the database alone says no
+    assert all_delivered()
+
+
+def test_abandoning_is_refused_when_a_same_nonce_replacement_signed_elsewhere_paid_its_items(on_anvil, settings):
+    """Another holder of the key replaced the batch at its nonce with a transaction paying
+    the same items, final: no version of the batch is mined, its nonce is used, but the
+    reserve holds its items as paid. Abandoning would hand them to a new batch (refunded
+    on-chain, but the events would be left to a batch that paid nothing): refused, and the
+    worker's scan adopts the payment."""
+    ids, batch = one_batch_pending(on_anvil, settings, events=3)
+    ctl, context = on_anvil.ctl, on_anvil.context
+    ctl.drop_transaction(batch.tx_hashes[0])
+    send_signed(context.w3, signed_by_the_platform_key(context, ids, nonce=batch.nonce))
+    ctl.mine(70)
+    assert refused(batch, "as paid already").detail.startswith("paid: ")
+    ctl.set_automine(True)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert_delivered_exactly_once(context)
+
+
+def test_chain_deploy_counts_an_abandoned_batch_in_flight_until_its_nonce_is_used_and_final(on_anvil, settings):
+    """Abandoned with its nonce unused (`tx_gone`), a batch's signed bytes could still pay on
+    the old reserve: a deployment then would pay its events again on the new one."""
+    _, batch = one_batch_pending(on_anvil, settings, events=2)
+    ctl, context = on_anvil.ctl, on_anvil.context
+    ctl.drop_transaction(batch.tx_hashes[0])
+    ctl.mine(1)
+    assert abandon(batch).grounds == "tx_gone"
+    with pytest.raises(CommandError, match="1 batch"):
+        call_command("chain_deploy", "--dev", stdout=io.StringIO())
+    nonce_used_elsewhere(context, batch.nonce)  # then final: no version of it can be mined any more
+    ctl.mine(70)
+    ctl.set_automine(True)
+    call_command("chain_deploy", "--dev", stdout=io.StringIO())
+    assert ChainDeployment.objects.get(active=True).pk != context.deployment_id
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert_delivered_exactly_once(chain_context_get())
+
+
+def test_an_abandoned_batchs_dust_bundle_is_sent_again_as_the_same_item(on_anvil, settings, clock):
+    """Abandoned, a bundle's events go back to pending with their bundle: the next batch
+    carries the same on-chain item (never a second bundle, which the reserve would pay again
+    if the abandoned bytes were ever mined)."""
+    settings.DELIVERY_MIN_ITEM_WEI = 10**13
+    settings.DELIVERY_DUST_MAX_AGE_SECONDS = 3600
+    settings.DELIVERY_STUCK_SECONDS = 3600
+    dust = events_create(3, gross="0.01", streams=1, first_stream=5, spread=False)
+    revenue_events_deliver(max_batches=1)
+    clock.advance(seconds=3601)
+    ctl = on_anvil.ctl
+    ctl.set_automine(False)
+    revenue_events_deliver(max_batches=1)
+    batch = DeliveryBatch.objects.get()
+    (bundle,) = DeliveryBundle.objects.all()
+    assert batch.event_ids == dust and [int(i) for i in batch.item_ids] == [2**64 + bundle.pk]
+    ctl.drop_transaction(batch.tx_hashes[0])
+    ctl.mine(1)
+    assert abandon(batch).events_returned == 3
+    revenue_events_deliver(max_batches=1)
+    again = DeliveryBatch.objects.exclude(pk=batch.pk).get()
+    assert again.item_ids == batch.item_ids and again.nonce == batch.nonce and DeliveryBundle.objects.count() == 1
+    ctl.set_automine(True)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert_delivered_exactly_once(on_anvil.context)

@@ -23,7 +23,7 @@ from revenue.services import revenue_collect
 from revenue.worker_status import onchain_worker_status
 from tests.answers import hand_built_bytes
 from tests.conftest import jwt_client
-from tests.factories import StaffFactory
+from tests.factories import StaffFactory, market_create
 from tests.revenue.delivery_support import event_patch
 
 pytestmark = pytest.mark.django_db
@@ -293,3 +293,21 @@ def test_staff_answers_are_the_bytes_the_hand_built_dicts_were(staff_client, fai
     event = failures["failed"]
     retried = staff_client.post(f"/api/admin/revenue/events/{event.pk}/retry")
     assert retried.content == hand_built_bytes({"id": event.pk, "status": "queued"})
+
+
+def test_the_holder_share_pending_counts_another_currency_at_its_dollar_price(staff_client):
+    # An ETH-BTC market's revenue events are in BTC: 0.00009 BTC of holder share owed was
+    # added to the USDT shares as 0.00009 (dollars). Now at BTC-USDT's price; a currency with
+    # no dollar price (DOGE here) is left out of the sum, its event still counted.
+    market_create("BTC-USDT", reference_price="60000.00")
+    usdt = _event(0, "usdt", _failed(1))
+    btc = revenue_collect(stream=0, amount="0.0006", description="b", source_type="t", source_id="btc", currency="BTC")
+    doge = revenue_collect(stream=0, amount="7", description="d", source_type="t", source_id="doge", currency="DOGE")
+    event_patch(btc.pk, _failed(1))
+    event_patch(doge.pk, _failed(1))
+    body = staff_client.get("/api/admin/revenue/onchain-failures").json()
+    expected = usdt.holder_share + btc.holder_share * 60000
+    assert body["summary"]["total_failures"] == 3
+    assert Decimal(body["summary"]["total_holder_share_pending"]) == expected
+    (stream,) = body["by_stream"]
+    assert Decimal(stream["total_holder_share"]) == expected and stream["count"] == 3

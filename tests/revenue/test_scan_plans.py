@@ -186,6 +186,6 @@ def test_the_failure_report_reads_indexes_and_only_the_events_needing_attention(
         assert "Seq Scan on revenue_revenueevent" not in plan, plan
         assert "revenue_event_created" not in plan, plan
     failures = [plan for plan in plans if 'created_at" >=' in plan]
-    assert len(failures) == 2  # the grouped query and the listed events
+    assert len(failures) == 3  # the grouped counts, the holder shares per currency, the listed events
     assert all("revenue_event_attention" in plan for plan in failures), failures
     assert onchain_failure_report(hours=24, now=now).summary["total_failures"] > 0

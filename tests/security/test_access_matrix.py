@@ -28,6 +28,7 @@ from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.urls.resolvers import RegexPattern
+from django.utils import timezone
 from rest_framework.views import APIView
 
 from accounts.error_text import error_sentence
@@ -36,7 +37,7 @@ from accounts.tokens import FamilyRefreshToken
 from flywheel.competitors import COMPETITORS
 from orders.models import Market, Order, OrderStatus, Wallet
 from revenue.delivery.metadata import DeliveryMetadata
-from revenue.models import RevenueEvent
+from revenue.models import ChainDeployment, DeliveryBatch, RevenueEvent, StaffAction
 from tests.factories import PASSWORD, UserFactory
 from tests.security.conftest import SYMBOL, World, api_client, failed_event, order_open
 
@@ -159,6 +160,21 @@ def _retry(world: World) -> Call:
     return {"event_id": str(failed_event(f"retry{next(_seq)}").pk)}, None
 
 
+def _stuck_batch(world: World) -> Call:
+    # Staff reach it; with no chain node to check (the tests' embedded chain), the service
+    # refuses it: 409 batch_not_abandonable (the chain's checks: test_delivery_anvil.py).
+    now = timezone.now()
+    deployment = ChainDeployment.objects.get_or_create(
+        chain_id=31337, contract_address="0x" + "1" * 40,
+        defaults={"signer_address": "0x" + "2" * 40, "deployed_at": now, "embedded": True},
+    )[0]  # fmt: skip
+    batch = DeliveryBatch.objects.create(
+        deployment=deployment, size=1, value_wei="1", nonce=next(_seq), gas=1, max_fee_per_gas=1,
+        max_priority_fee_per_gas=1, submitted_at=now, item_ids=[1], event_ids=[1], tx_hashes=["0x" + "a" * 64],
+    )  # fmt: skip
+    return {"batch_id": str(batch.pk)}, {"reason": "matrix"}
+
+
 def _page_login(world: World) -> Call:
     return {}, {"username": world.owner.username, "password": PASSWORD}
 
@@ -211,6 +227,7 @@ API_ROUTES: dict[str, Route] = {
     "api/admin/revenue/onchain-failures": Route({"GET": Rule(STF, 200)}),
     "api/admin/revenue/onchain-worker-status": Route({"GET": Rule(STF, 200)}),
     "api/admin/revenue/events/<str:event_id>/retry": Route({"POST": Rule(STF, 202, _retry)}),
+    "api/admin/revenue/batches/<str:batch_id>/abandon": Route({"POST": Rule(STF, 409, _stuck_batch)}),
     "api/schema/": Route({"GET": Rule(PUB, 200)}),
     "api/docs/": Route({"GET": Rule(PUB, 200)}),
     "api/redoc/": Route({"GET": Rule(PUB, 200)}),
@@ -414,7 +431,7 @@ def _every_case(world: World, routes: dict[str, Route], check: Callable[[World, 
 
 
 def test_api_access(world: World) -> None:
-    assert _every_case(world, API_ROUTES, _check_api) == 42
+    assert _every_case(world, API_ROUTES, _check_api) == 43
 
 
 def test_page_access(world: World) -> None:
@@ -520,6 +537,9 @@ def test_staff_without_the_permission_cannot_move_money_or_read_revenue_events(w
     for path in ("/api/admin/revenue/onchain-failures", "/api/admin/revenue/onchain-worker-status"):
         _envelope(api.get(path), 403, "permission_denied")
     assert api.get("/api/admin/ledger").status_code == 200  # sums only
+    abandon = "/api/admin/revenue/batches/{batch_id}/abandon".format(**_stuck_batch(world)[0])
+    _envelope(api.post(abandon, {"reason": "mine now"}, format="json"), 403, "permission_denied")
+    assert not StaffAction.objects.exists()
 
     for codename in ("add_deposit", "change_market", "view_revenueevent"):
         bare.user_permissions.add(Permission.objects.get(codename=codename))
@@ -550,7 +570,7 @@ def _admin_url(pattern: Pattern) -> str:
         model = apps.get_model(match.group(1), match.group(2))
         pk = model._default_manager.order_by("pk").values_list("pk", flat=True).first()
         key = str(pk if pk is not None else 0)
-        kwargs = {"object_id": key, "id": key, "event_id": key}
+        kwargs = {"object_id": key, "id": key, "event_id": key, "batch_id": key}
     return _path(pattern.route, kwargs)
 
 

@@ -49,7 +49,7 @@ class Command(BaseCommand):
             if options["dev"]:
                 if chain_id not in DEV_CHAIN_IDS:
                     raise CommandError(f"--dev is for dev chains only (chain id 31337), not chain {chain_id}")
-                chain_deploy_check(chain_id=chain_id, force=options["force"])
+                chain_deploy_check(w3=w3, chain_id=chain_id, force=options["force"])
                 signer = dev_signer_fund(w3, amount_wei=settings.CHAIN_DEV_FUNDING_WEI)
                 # Written before the deployment it will sign for: a key is never lost. Never printed.
                 key_file = Path(settings.CHAIN_SIGNER_KEY_FILE)
