@@ -242,7 +242,6 @@ def test_auto_fill_can_be_switched_off(market, trader, settings):
     assert_invariants()
 
 
-
 def test_the_house_does_not_sell_below_the_books_bids_nor_buy_above_its_asks(market, trader):
     # The reference (2000) is stale: the book bids 2400. The house's 2010 offer would be
     # bought and sold straight on to that bid, 500 USD at a time, until the house's
