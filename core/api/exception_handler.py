@@ -19,7 +19,7 @@ from core.errors import ApplicationError
 logger = logging.getLogger(__name__)
 
 _DRF_CODES: dict[type[exceptions.APIException], tuple[str, str]] = {
-    exceptions.ParseError: ("malformed_request", "The request body is not valid JSON."),
+    exceptions.ParseError: ("malformed_request", "The request body is not valid JSON (or names a field twice)."),
     exceptions.NotAuthenticated: ("not_authenticated", "Authentication credentials were not provided."),
     exceptions.AuthenticationFailed: ("invalid_token", "The credentials are not valid."),
     exceptions.PermissionDenied: ("permission_denied", "You are not allowed to do this."),

@@ -252,6 +252,18 @@ def test_non_json_body_is_a_400(funded, user, user_client):
     assert_nothing_happened(user)
 
 
+@pytest.mark.parametrize("door", ["token", "session"])  # the hot path, the DRF view
+def test_a_field_given_twice_is_refused_not_read_as_one_of_its_values(funded, user, user_client, door):
+    """json.loads keeps the last: this body was a 5 ETH order, where whatever read its first
+    quantity (a proxy, a log, the client's own check) saw 0.01."""
+    client = user_client if door == "token" else _session_client(user)
+    body = '{"market": "ETH-USDT", "side": "buy", "type": "limit", "price": "1000", "quantity": "0.01", "quantity": 5}'
+    response = client.post("/api/orders", data=body, content_type="application/json")
+    assert_error(response, 400, "malformed_request")
+    assert "twice" in response.json()["error"]["message"]
+    assert_nothing_happened(user)
+
+
 # JSON numbers, written as raw bodies: a float would round them (2000.0000000000001 is the
 # float 2000.0), and nothing is silently rounded.
 NUMBER_BODY = '{"market": "ETH-USDT", "side": "buy", "type": "limit", "quantity": %s, "price": %s}'
