@@ -4,13 +4,13 @@ tick and step. Values that do not fit are rejected, never rounded."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol, TypeVar
 
-from core.errors import InvalidInput
+from core.errors import InvalidInput, unknown_fields
 from core.money import AMOUNT_MAX_DIGITS, AMOUNT_TEXT_MAX_LENGTH, MONEY_CONTEXT, QUANTUM, parse_amount
 from orders.engine.money import is_multiple_of
 from orders.engine.types import OrderType, SelfTradePrevention, TimeInForce
@@ -184,6 +184,21 @@ def _amount(value: object) -> object:
         raise _Refused("Must be a decimal number, as a string or a number.") from None
 
 
+# Each field of the body: its name, whether it is required, how it is read.
+_FIELD_READERS: tuple[tuple[str, bool, Callable[[object], object]], ...] = (
+    ("market", True, lambda v: _text(v, max_length=33)),
+    ("side", True, lambda v: _choice(v, choices=_SIDES)),
+    ("type", True, lambda v: _choice(v, choices=_TYPES)),
+    ("quantity", True, _amount),
+    ("price", False, _amount),
+    ("stop_price", False, _amount),
+    ("time_in_force", False, lambda v: _choice(v, choices=_TIFS)),
+    ("client_order_id", False, _client_order_id),
+    ("stp", False, lambda v: _choice(v, choices=_STPS)),
+)
+_FIELD_NAMES = frozenset(name for name, _, _ in _FIELD_READERS)
+
+
 def order_request_parse(data: object) -> OrderRequest:
     """An order body (parsed JSON) as an OrderRequest; InvalidInput (400 validation_error,
     every field's problems) when its shape is wrong. Values are checked against the market
@@ -196,17 +211,7 @@ def order_request_parse(data: object) -> OrderRequest:
         )
     found: dict[str, object] = {}
     errors: dict[str, list[str]] = {}
-    for name, required, read in (
-        ("market", True, lambda v: _text(v, max_length=33)),
-        ("side", True, lambda v: _choice(v, choices=_SIDES)),
-        ("type", True, lambda v: _choice(v, choices=_TYPES)),
-        ("quantity", True, _amount),
-        ("price", False, _amount),
-        ("stop_price", False, _amount),
-        ("time_in_force", False, lambda v: _choice(v, choices=_TIFS)),
-        ("client_order_id", False, _client_order_id),
-        ("stp", False, lambda v: _choice(v, choices=_STPS)),
-    ):
+    for name, required, read in _FIELD_READERS:
         value = data.get(name, _MISSING)
         if value is _MISSING:
             if required:
@@ -222,6 +227,8 @@ def order_request_parse(data: object) -> OrderRequest:
             found[name] = read(value)
         except _Refused as refused:
             errors[name] = refused.messages
+    if not data.keys() <= _FIELD_NAMES:  # members that are no field: refused, not dropped
+        errors.update(unknown_fields(data, known=_FIELD_NAMES))
     if errors:
         raise InvalidInput(fields=errors)
     return OrderRequest(**found)  # type: ignore[arg-type]

@@ -3,11 +3,13 @@ order and no lock behind), defaults, insufficient funds and client_order_id idem
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
 from django.test import Client
 
+from core.errors import UNKNOWN_FIELD
 from orders.models import Order, OrderEvent, Wallet
 from tests.factories import fund, market_create
 from tests.orders.invariants import assert_invariants
@@ -261,6 +263,31 @@ def test_a_field_given_twice_is_refused_not_read_as_one_of_its_values(funded, us
     response = client.post("/api/orders", data=body, content_type="application/json")
     assert_error(response, 400, "malformed_request")
     assert "twice" in response.json()["error"]["message"]
+    assert_nothing_happened(user)
+
+
+@pytest.mark.parametrize("door", ["token", "session"])
+@pytest.mark.parametrize(
+    ("extra", "meant"),
+    [
+        ({"timeInForce": "FOK"}, "a FOK order rested GTC"),
+        ({"clientOrderId": "bot-1"}, "a retry placed a second order"),
+        ({"stop_price ": "1500.00"}, "a stray space"),
+    ],
+)
+def test_a_field_the_order_does_not_take_is_refused_not_dropped(funded, user, user_client, door, extra, meant):
+    client = user_client if door == "token" else _session_client(user)
+    body = {"market": "ETH-USDT", "side": "buy", "type": "limit", "quantity": "0.1", "price": "1000.00", **extra}
+    response = client.post("/api/orders", data=json.dumps(body), content_type="application/json")
+    assert_error(response, 400, "validation_error")
+    assert response.json()["error"]["fields"] == {name: [UNKNOWN_FIELD] for name in extra}
+    assert_nothing_happened(user)
+
+
+def test_unknown_fields_are_named_with_the_other_problems(funded, user, user_client):
+    response = post_order(user_client, side="up", type="limit", quantity="0.1", price="1000.00", tif="IOC")
+    assert_error(response, 400, "validation_error")
+    assert set(response.json()["error"]["fields"]) == {"side", "tif"}
     assert_nothing_happened(user)
 
 
