@@ -36,6 +36,15 @@ from orders.selectors.markets import SYMBOL_MAX_LENGTH
 from orders.selectors.orders import order_get_for_user, order_list_for_user, trade_list_for_user, trade_user_fill
 from orders.services.orders import order_cancel_as, order_place_as, orders_cancel_all
 
+# What an operation the matching engine answers may get when no engine answers in time
+# (orders.sequencer.zmq): the envelope with Retry-After.
+ENGINE_UNAVAILABLE = error_responses(
+    503,
+    s503="`service_unavailable`: the matching engine did not answer in time; `Retry-After` says when to try"
+    " again. A placement may have been carried out all the same: send it again with the same"
+    " `client_order_id`, or look it up by that id.",
+)
+
 
 class OrdersApi(APIView):
     """GET: the caller's orders. POST: a placement; with header credentials and a JSON
@@ -87,6 +96,7 @@ class OrdersApi(APIView):
             201: OrderOutput,
             200: OrderOutput,
             **error_responses(409, 429, s409="`duplicate_client_order_id`: the id was used with other parameters."),
+            **ENGINE_UNAVAILABLE,
         },
     )
     def post(self, request: Request) -> HttpResponse:
@@ -115,7 +125,11 @@ class OrderCancelApi(APIView):
 
     @extend_schema(
         request=None,
-        responses={200: OrderOutput, **error_responses(409, s409="`order_not_cancellable`: the order is terminal.")},
+        responses={
+            200: OrderOutput,
+            **error_responses(409, s409="`order_not_cancellable`: the order is terminal."),
+            **ENGINE_UNAVAILABLE,
+        },
     )
     def post(self, request: Request, order_id: str) -> Response:
         user = request_user(request)
@@ -154,7 +168,7 @@ class OrdersCancelAllApi(APIView):
 
     @extend_schema(
         request=CancelAllInput,
-        responses={200: CancelAllOutput, **error_responses(400)},
+        responses={200: CancelAllOutput, **error_responses(400), **ENGINE_UNAVAILABLE},
         operation_id="orders_cancel_all",
         description="Cancels every live order of the caller (in `market` when given), pending stops included.",
     )
