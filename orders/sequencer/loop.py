@@ -830,12 +830,12 @@ class _Batch:
         engine = self.sequencer._market(symbol=request.market)
         if engine is None:
             raise MarketNotFoundInBody(fields={"market": ["No such market."]})
-        if not engine.spec.is_active:
-            raise MarketInactive()
         validated = order_request_validate(market=engine.spec, request=request)
         fingerprint = validated.fingerprint(market_id=engine.spec.id)
         client_id = validated.client_order_id
         if client_id:
+            # Before the market's state: a repeat of a placement that committed answers its
+            # order (the retry after a 503 or a timeout), also once the market was halted.
             key = (user, client_id)
             known = self.client_ids.get(key)
             if known is not None:
@@ -843,6 +843,8 @@ class _Batch:
                 if known_fingerprint != fingerprint:
                     raise DuplicateClientOrderId()
                 return lambda: {"status": 200, "order_id": existing if isinstance(existing, int) else existing.id}
+        if not engine.spec.is_active:
+            raise MarketInactive()
         order = LiveOrder(
             seq=next(self.sequencer._seq),
             user_id=user,

@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 
 from core.errors import UNKNOWN_FIELD
-from orders.models import Order, OrderEvent, Wallet
+from orders.models import Market, Order, OrderEvent, Wallet
 from tests.factories import fund, market_create
 from tests.orders.invariants import assert_invariants
 from tests.orders.support import post_order, wallet
@@ -411,6 +411,24 @@ def test_repeating_a_client_order_id_with_the_same_parameters_returns_the_origin
         assert again.json() == first.json()
     assert Order.objects.count() == 1
     assert wallet(user, "USDT").locked == Decimal("2002.4")
+    assert_invariants()
+
+
+def test_a_repeat_after_the_market_was_halted_answers_the_order_it_placed(market, user, user_client):
+    """The retry a client sends after a 503 or a timeout (docs/api.md) must say whether its
+    order was placed: once the market was halted it answered 400 market_inactive, as if
+    nothing had been, while the order it placed rested on (locking its funds)."""
+    fund(user, "USDT", "2002.4")
+    body = {"side": "buy", "type": "limit", "quantity": "1", "price": "2000.00", "client_order_id": "abc-1"}
+    first = post_order(user_client, **body)
+    assert first.status_code == 201
+    Market.objects.filter(pk=market.pk).update(is_active=False)
+    again = post_order(user_client, **body)
+    assert again.status_code == 200, again.content
+    assert again.json() == first.json()
+    assert_error(post_order(user_client, **{**body, "client_order_id": "abc-2"}), 400, "market_inactive")
+    assert_error(post_order(user_client, **{**body, "quantity": "2"}), 409, "duplicate_client_order_id")
+    assert Order.objects.count() == 1
     assert_invariants()
 
 
