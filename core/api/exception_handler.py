@@ -31,6 +31,11 @@ _DRF_CODES: dict[type[exceptions.APIException], tuple[str, str]] = {
 }
 
 
+# The challenge of every 401 (RFC 9110: a 401 carries WWW-Authenticate), as DRF writes it
+# for simplejwt's authentication.
+API_CHALLENGE = 'Bearer realm="api"'
+
+
 def error_body(code: str, message: str, fields: dict[str, list[str]] | None = None) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if fields:
@@ -58,9 +63,15 @@ def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Respo
         set_rollback()
         if exc.retry_after is not None:
             headers["Retry-After"] = str(exc.retry_after)
+        if exc.status == 401:  # a refused API key or refresh token: the challenge DRF sends for none
+            headers["WWW-Authenticate"] = API_CHALLENGE
         return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status, headers=headers)
     if isinstance(exc, InvalidToken | TokenError):
-        return Response(error_body("invalid_token", "The token is invalid or expired."), status=401)
+        return Response(
+            error_body("invalid_token", "The token is invalid or expired."),
+            status=401,
+            headers={"WWW-Authenticate": API_CHALLENGE},
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
