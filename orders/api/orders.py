@@ -81,6 +81,7 @@ class OrdersApi(APIView):
         ],
         responses={200: paginated(OrderOutput)},
         operation_id="orders_list",
+        description="The caller's orders, newest first, a page at a time (`next` links the following page).",
     )
     def get(self, request: Request) -> Response:
         status = enum_param(request, "status", choices=[s.value for s in OrderStatus])
@@ -98,6 +99,8 @@ class OrdersApi(APIView):
             **error_responses(409, 429, s409="`duplicate_client_order_id`: the id was used with other parameters."),
             **ENGINE_UNAVAILABLE,
         },
+        description="Places an order and answers it as it stands after matching (201). The same"
+        " `client_order_id` again with the same parameters answers the order it placed (200).",
     )
     def post(self, request: Request) -> HttpResponse:
         user = request_user(request)
@@ -130,6 +133,7 @@ class OrderCancelApi(APIView):
             **error_responses(409, s409="`order_not_cancellable`: the order is terminal."),
             **ENGINE_UNAVAILABLE,
         },
+        description="Cancels one of the caller's live orders (a pending stop too) and answers it.",
     )
     def post(self, request: Request, order_id: str) -> Response:
         user = request_user(request)
