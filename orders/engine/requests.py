@@ -32,6 +32,18 @@ class MarketGrid(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class _AnyGrid:
+    price_tick: Decimal = QUANTUM
+    quantity_step: Decimal = QUANTUM
+    min_quantity: Decimal = QUANTUM
+
+
+# The grid every amount fits (8 places, positive): a request validated on it is read as sent,
+# whatever a market's present tick, step and minimum (a repeat compared with what it placed).
+ANY_GRID: MarketGrid = _AnyGrid()
+
+
+@dataclass(frozen=True, slots=True)
 class OrderRequest:
     """What a client asked for, as received (strings or numbers, not yet trusted)."""
 

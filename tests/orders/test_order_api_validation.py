@@ -414,19 +414,29 @@ def test_repeating_a_client_order_id_with_the_same_parameters_returns_the_origin
     assert_invariants()
 
 
-def test_a_repeat_after_the_market_was_halted_answers_the_order_it_placed(market, user, user_client):
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"is_active": False}, "market_inactive"),
+        ({"price_tick": Decimal("3.00")}, "invalid_price"),
+        ({"quantity_step": Decimal("0.3")}, "invalid_quantity"),
+        ({"min_quantity": Decimal("5")}, "invalid_quantity"),
+    ],
+)
+def test_a_repeat_after_the_market_changed_answers_the_order_it_placed(market, user, user_client, change, code):
     """The retry a client sends after a 503 or a timeout (docs/api.md) must say whether its
-    order was placed: once the market was halted it answered 400 market_inactive, as if
-    nothing had been, while the order it placed rested on (locking its funds)."""
-    fund(user, "USDT", "2002.4")
+    order was placed: once the market was halted, or its tick, step or minimum changed, it
+    was refused as a new placement (400), as if nothing had been, while the order it placed
+    rested on (locking its funds)."""
+    fund(user, "USDT", "5000")
     body = {"side": "buy", "type": "limit", "quantity": "1", "price": "2000.00", "client_order_id": "abc-1"}
     first = post_order(user_client, **body)
     assert first.status_code == 201
-    Market.objects.filter(pk=market.pk).update(is_active=False)
+    Market.objects.filter(pk=market.pk).update(**change)
     again = post_order(user_client, **body)
     assert again.status_code == 200, again.content
     assert again.json() == first.json()
-    assert_error(post_order(user_client, **{**body, "client_order_id": "abc-2"}), 400, "market_inactive")
+    assert_error(post_order(user_client, **{**body, "client_order_id": "abc-2"}), 400, code)
     assert_error(post_order(user_client, **{**body, "quantity": "2"}), 409, "duplicate_client_order_id")
     assert Order.objects.count() == 1
     assert_invariants()
