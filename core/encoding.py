@@ -49,14 +49,31 @@ def json_nesting_within(text: str, *, limit: int = JSON_DEPTH_MAX) -> bool:
     return max(map(operator.sub, accumulate(steps), count(1)), default=0) <= limit
 
 
+def _names_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object of a request, refused when it names a member twice: json.loads keeps the
+    last value, so `{"quantity": "0.01", "quantity": "5"}` was a 5 ETH order while a
+    proxy, a log or a client library that reads the first saw 0.01 (RFC 8259: the names
+    should be unique, and readers differ on which one wins)."""
+    found = dict(pairs)
+    if len(found) == len(pairs):
+        return found
+    seen: set[str] = set()
+    for name, _ in pairs:
+        if name in seen:
+            break
+        seen.add(name)
+    raise ValueError(f"JSON object names {name!r} twice")
+
+
 def json_read(text: str, **options: Any) -> Any:
-    """json.loads(text, **options), refusing what is nested deeper than JSON_DEPTH_MAX with
-    the ValueError every other text that is not JSON raises, so the callers' one
-    `except ValueError` answers it as malformed rather than as a crash (RecursionError, or
-    a segmentation fault past the C stack)."""
+    """json.loads(text, **options), refusing what is nested deeper than JSON_DEPTH_MAX and
+    an object that names a member twice (_names_once) with the ValueError every other text
+    that is not JSON raises, so the callers' one `except ValueError` answers it as
+    malformed rather than as a crash (RecursionError, or a segmentation fault past the C
+    stack) or as one of its values."""
     if not json_nesting_within(text):
         raise ValueError(f"JSON nested deeper than {JSON_DEPTH_MAX} levels")
     try:
-        return json.loads(text, **options)
+        return json.loads(text, object_pairs_hook=_names_once, **options)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None

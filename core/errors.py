@@ -4,7 +4,7 @@ handler (core.api.exception_handler) turns them into the contract's envelope."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from django.views.debug import SafeExceptionReporterFilter
 
@@ -32,6 +32,18 @@ class ApplicationError(Exception):
 class InvalidInput(ApplicationError):
     code = "validation_error"
     default_message = "Some fields are invalid."
+
+
+UNKNOWN_FIELD = "Unknown field: this request does not take it."
+
+
+def unknown_fields(data: Mapping[object, object], *, known: Collection[str]) -> dict[str, list[str]]:
+    """The members of a request body that name no field of the request, each with its
+    message (InvalidInput's `fields`): a misspelled optional field (`timeInForce`, `symbol`)
+    is refused rather than dropped, which would carry out another request than the one
+    meant (a limit order resting GTC instead of FOK, every order cancelled instead of one
+    market's)."""
+    return {str(name): [UNKNOWN_FIELD] for name in data if name not in known}
 
 
 class InvalidParameter(ApplicationError):

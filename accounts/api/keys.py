@@ -21,6 +21,7 @@ from accounts.services import (
     api_key_delete,
 )
 from core.api.fields import StrictCharField
+from core.api.inputs import KnownFieldsInput
 from core.api.permissions import IsAuthenticatedInPerson
 from core.api.request import request_user
 from core.text import path_id
@@ -46,7 +47,7 @@ class PermissionsField(serializers.Field):
         return value
 
 
-class ApiKeyInput(serializers.Serializer):
+class ApiKeyInput(KnownFieldsInput):
     label = StrictCharField(  # type: ignore[assignment]  # a field named like Field.label
         max_length=API_KEY_LABEL_MAX_LENGTH,
         trim_whitespace=False,

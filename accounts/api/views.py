@@ -87,6 +87,8 @@ class TokenRefreshApi(APIView):
             200: TokenPairSerializer,
             **error_responses(401, s401="`invalid_token`: expired, malformed or revoked."),
         },
+        description="Spends the refresh token and answers the next pair. A refresh token presented"
+        " again after it was spent revokes every refresh token of its login.",
     )
     def post(self, request: Request) -> Response:
         data = RefreshInput(data=request.data)

@@ -163,6 +163,7 @@ STORAGES = {
 
 # --- API -------------------------------------------------------------------
 REST_FRAMEWORK = {
+    "VIEW_DESCRIPTION_FUNCTION": "core.api.schema.view_description",
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.PlatformJWTAuthentication",
         "accounts.api_key_auth.ApiKeyAuthentication",

@@ -19,7 +19,7 @@ from core.errors import ApplicationError
 logger = logging.getLogger(__name__)
 
 _DRF_CODES: dict[type[exceptions.APIException], tuple[str, str]] = {
-    exceptions.ParseError: ("malformed_request", "The request body is not valid JSON."),
+    exceptions.ParseError: ("malformed_request", "The request body is not valid JSON (or names a field twice)."),
     exceptions.NotAuthenticated: ("not_authenticated", "Authentication credentials were not provided."),
     exceptions.AuthenticationFailed: ("invalid_token", "The credentials are not valid."),
     exceptions.PermissionDenied: ("permission_denied", "You are not allowed to do this."),
@@ -29,6 +29,11 @@ _DRF_CODES: dict[type[exceptions.APIException], tuple[str, str]] = {
     exceptions.UnsupportedMediaType: ("unsupported_media_type", "Send JSON (Content-Type: application/json)."),
     exceptions.Throttled: ("throttled", "Too many requests; slow down."),
 }
+
+
+# The challenge of every 401 (RFC 9110: a 401 carries WWW-Authenticate), as DRF writes it
+# for simplejwt's authentication.
+API_CHALLENGE = 'Bearer realm="api"'
 
 
 def error_body(code: str, message: str, fields: dict[str, list[str]] | None = None) -> dict[str, Any]:
@@ -58,9 +63,15 @@ def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Respo
         set_rollback()
         if exc.retry_after is not None:
             headers["Retry-After"] = str(exc.retry_after)
+        if exc.status == 401:  # a refused API key or refresh token: the challenge DRF sends for none
+            headers["WWW-Authenticate"] = API_CHALLENGE
         return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status, headers=headers)
     if isinstance(exc, InvalidToken | TokenError):
-        return Response(error_body("invalid_token", "The token is invalid or expired."), status=401)
+        return Response(
+            error_body("invalid_token", "The token is invalid or expired."),
+            status=401,
+            headers={"WWW-Authenticate": API_CHALLENGE},
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -11,8 +11,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api.params import IntParam, query_value
+from core.errors import InvalidParameter
 from core.text import parse_id
 
+INVALID_CURSOR = "Not a cursor of this list: use the `next` link of a page."
 PAGE_LIMIT = IntParam("limit", default=50, minimum=1, maximum=200, description="Items per page.")
 CURSOR = OpenApiParameter(
     "cursor", str, OpenApiParameter.QUERY, description="From the `next` link of the previous page."
@@ -35,12 +37,18 @@ class NewestFirstPagination(CursorPagination):
     def decode_cursor(self, request: Request) -> Cursor | None:
         # DRF checks the offset and the direction of a cursor but hands its position to
         # the query as is: a forged one (base64 of "p=abc") was a ValueError, a 500. The
-        # position of this ordering is an id.
+        # position of this ordering is an id. A cursor that does not read is a query
+        # parameter refused (400 invalid_parameter), as a bad `limit` is: DRF's 404 said
+        # the list itself was not found.
         query_value(request, self.cursor_query_param)  # once: two cursors are two pages
-        cursor = super().decode_cursor(request)
-        if cursor is not None and cursor.position is not None and parse_id(str(cursor.position)) is None:
-            raise NotFound(self.invalid_cursor_message)
-        return cursor
+        try:
+            cursor = super().decode_cursor(request)
+        except NotFound:
+            cursor = None
+        else:
+            if cursor is None or cursor.position is None or parse_id(str(cursor.position)) is not None:
+                return cursor
+        raise InvalidParameter(fields={self.cursor_query_param: [INVALID_CURSOR]})
 
     def get_paginated_response(self, data: Any) -> Response:
         return Response({"results": data, "next": self.get_next_link()})

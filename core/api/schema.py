@@ -9,7 +9,7 @@ statuses every operation can answer, derived from its view and its parameters:
   public operations, since JWT authentication runs before the permission check);
 - 403 when it is staff only or refuses API keys, or when it is unsafe and accepts the
   session (CSRF);
-- 404 when it has path parameters (unknown symbol, id, name) or a `cursor`;
+- 404 when it has path parameters (unknown symbol, id, name);
 - 429 when it is throttled by its throttle classes;
 - 414 on every operation: the web server's limit on the request line.
 
@@ -97,7 +97,7 @@ def _default_statuses(method: str, path: str, operation: dict[str, Any], view_cl
             statuses.append(403)
         if getattr(view_class, "throttle_classes", []):
             statuses.append(429)
-    if "{" in path or any(p.get("in") == "query" and p.get("name") == "cursor" for p in parameters):
+    if "{" in path:
         statuses.append(404)
     return statuses
 
@@ -141,3 +141,10 @@ def error_responses_hook(result: dict[str, Any], generator: Any, request: Any, p
             operation["responses"] = dict(sorted(responses.items()))
     result.setdefault("components", {}).setdefault("schemas", {})[ERROR_COMPONENT] = ERROR_SCHEMA
     return result
+
+
+def view_description(view: Any, html: bool = False) -> str:
+    """DRF's VIEW_DESCRIPTION_FUNCTION, which OPTIONS answers carry: none. A view's docstring
+    is written for the code's readers (orders.api.hot, see as_view, ...); clients read the
+    operations' descriptions in the schema, written for them."""
+    return ""

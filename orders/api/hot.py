@@ -28,8 +28,8 @@ from django.http import HttpRequest, HttpResponse
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from accounts.authentication import CredentialsInvalid, Principal, request_principal, request_principal_reads
-from core.api.exception_handler import error_body
+from accounts.authentication import Principal, request_principal, request_principal_reads
+from core.api.exception_handler import API_CHALLENGE, error_body
 from core.api.fast import FastHandler, answered
 from core.api.throttling import worker_rate_wait
 from core.encoding import json_compact, json_read
@@ -71,7 +71,7 @@ def error_response(error: ApplicationError) -> HttpResponse:
     if error.retry_after is not None:
         response["Retry-After"] = str(error.retry_after)
     if error.status == 401:
-        response["WWW-Authenticate"] = 'Bearer realm="api"'
+        response["WWW-Authenticate"] = API_CHALLENGE
     return response
 
 
@@ -219,13 +219,11 @@ async def order_cancel_hot_async(principal: Principal, *, order_id: int, allow: 
 
 def cancel_refused(error: ApplicationError, *, allow: str) -> HttpResponse:
     """As the DRF view refuses (core.api.exception_handler): the envelope, Retry-After,
-    WWW-Authenticate, then Allow. A token that does not verify (simplejwt's InvalidToken,
-    CredentialsInvalid's default message) is answered there without WWW-Authenticate; a
-    user refused (inactive, unknown: DRF's AuthenticationFailed) with it."""
+    WWW-Authenticate (every 401), then Allow."""
     headers = {}
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
-    if error.status == 401 and error.message != CredentialsInvalid.default_message:
-        headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    if error.status == 401:
+        headers["WWW-Authenticate"] = API_CHALLENGE
     headers["Allow"] = allow
     return view_response(error_body(error.code, error.message, error.fields), status=error.status, headers=headers)

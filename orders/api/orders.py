@@ -36,6 +36,15 @@ from orders.selectors.markets import SYMBOL_MAX_LENGTH
 from orders.selectors.orders import order_get_for_user, order_list_for_user, trade_list_for_user, trade_user_fill
 from orders.services.orders import order_cancel_as, order_place_as, orders_cancel_all
 
+# What an operation the matching engine answers may get when no engine answers in time
+# (orders.sequencer.zmq): the envelope with Retry-After.
+ENGINE_UNAVAILABLE = error_responses(
+    503,
+    s503="`service_unavailable`: the matching engine did not answer in time; `Retry-After` says when to try"
+    " again. A placement may have been carried out all the same: send it again with the same"
+    " `client_order_id`, or look it up by that id.",
+)
+
 
 class OrdersApi(APIView):
     """GET: the caller's orders. POST: a placement; with header credentials and a JSON
@@ -72,6 +81,7 @@ class OrdersApi(APIView):
         ],
         responses={200: paginated(OrderOutput)},
         operation_id="orders_list",
+        description="The caller's orders, newest first, a page at a time (`next` links the following page).",
     )
     def get(self, request: Request) -> Response:
         status = enum_param(request, "status", choices=[s.value for s in OrderStatus])
@@ -87,7 +97,10 @@ class OrdersApi(APIView):
             201: OrderOutput,
             200: OrderOutput,
             **error_responses(409, 429, s409="`duplicate_client_order_id`: the id was used with other parameters."),
+            **ENGINE_UNAVAILABLE,
         },
+        description="Places an order and answers it as it stands after matching (201). The same"
+        " `client_order_id` again with the same parameters answers the order it placed (200).",
     )
     def post(self, request: Request) -> HttpResponse:
         user = request_user(request)
@@ -115,7 +128,12 @@ class OrderCancelApi(APIView):
 
     @extend_schema(
         request=None,
-        responses={200: OrderOutput, **error_responses(409, s409="`order_not_cancellable`: the order is terminal.")},
+        responses={
+            200: OrderOutput,
+            **error_responses(409, s409="`order_not_cancellable`: the order is terminal."),
+            **ENGINE_UNAVAILABLE,
+        },
+        description="Cancels one of the caller's live orders (a pending stop too) and answers it.",
     )
     def post(self, request: Request, order_id: str) -> Response:
         user = request_user(request)
@@ -154,7 +172,7 @@ class OrdersCancelAllApi(APIView):
 
     @extend_schema(
         request=CancelAllInput,
-        responses={200: CancelAllOutput, **error_responses(400)},
+        responses={200: CancelAllOutput, **error_responses(400), **ENGINE_UNAVAILABLE},
         operation_id="orders_cancel_all",
         description="Cancels every live order of the caller (in `market` when given), pending stops included.",
     )

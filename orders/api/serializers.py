@@ -8,6 +8,7 @@ from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_sc
 from rest_framework import serializers
 
 from core.api.fields import MomentOutput, MoneyOutput, MoneySumOutput, StrictCharField, output_shaper
+from core.api.inputs import KnownFieldsInput
 from orders.engine.requests import amount_received
 from orders.engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
 from orders.models import Market, Order
@@ -80,13 +81,13 @@ class AmountInput(serializers.Field):
         return value
 
 
-class CreditInput(serializers.Serializer):
+class CreditInput(KnownFieldsInput):
     username = serializers.CharField(max_length=150)
     asset = serializers.CharField(max_length=16)
     amount = AmountInput()
 
 
-class ReferencePriceInput(serializers.Serializer):
+class ReferencePriceInput(KnownFieldsInput):
     price = AmountInput()
 
 
@@ -104,7 +105,7 @@ class ReferencePriceInput(serializers.Serializer):
         ),
     ]
 )
-class OrderInput(serializers.Serializer):
+class OrderInput(KnownFieldsInput):
     market = StrictCharField(max_length=33)
     side = serializers.ChoiceField(choices=[side.value for side in Side])
     type = serializers.ChoiceField(choices=[kind.value for kind in OrderType])
@@ -118,7 +119,7 @@ class OrderInput(serializers.Serializer):
     stp = serializers.ChoiceField(choices=[stp.value for stp in SelfTradePrevention], required=False, allow_null=True)
 
 
-class CancelAllInput(serializers.Serializer):
+class CancelAllInput(KnownFieldsInput):
     market = StrictCharField(max_length=33, required=False, allow_null=True)
 
 

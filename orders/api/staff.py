@@ -9,6 +9,7 @@ from core.api.parsers import ExactJsonParser
 from core.api.permissions import IsStaff, staff_permission
 from core.api.request import request_user
 from orders.api.markets import SYMBOL
+from orders.api.orders import ENGINE_UNAVAILABLE
 from orders.api.serializers import CreditInput, LedgerOutput, MarketOutput, ReferencePriceInput, WalletOutput
 from orders.selectors.ledger import ledger_report
 from orders.selectors.markets import market_get
@@ -39,7 +40,9 @@ class ReferencePriceSetApi(APIView):
     permission_classes = [staff_permission("orders.change_market")]
     parser_classes = [ExactJsonParser]
 
-    @extend_schema(request=ReferencePriceInput, parameters=[SYMBOL], responses={200: MarketOutput})
+    @extend_schema(
+        request=ReferencePriceInput, parameters=[SYMBOL], responses={200: MarketOutput, **ENGINE_UNAVAILABLE}
+    )
     def post(self, request: Request, symbol: str) -> Response:
         data = ReferencePriceInput(data=request.data)
         data.is_valid(raise_exception=True)

@@ -4,13 +4,13 @@ tick and step. Values that do not fit are rejected, never rounded."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol, TypeVar
 
-from core.errors import InvalidInput
+from core.errors import InvalidInput, unknown_fields
 from core.money import AMOUNT_MAX_DIGITS, AMOUNT_TEXT_MAX_LENGTH, MONEY_CONTEXT, QUANTUM, parse_amount
 from orders.engine.money import is_multiple_of
 from orders.engine.types import OrderType, SelfTradePrevention, TimeInForce
@@ -29,6 +29,18 @@ class MarketGrid(Protocol):
 
     @property
     def min_quantity(self) -> Decimal: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _AnyGrid:
+    price_tick: Decimal = QUANTUM
+    quantity_step: Decimal = QUANTUM
+    min_quantity: Decimal = QUANTUM
+
+
+# The grid every amount fits (8 places, positive): a request validated on it is read as sent,
+# whatever a market's present tick, step and minimum (a repeat compared with what it placed).
+ANY_GRID: MarketGrid = _AnyGrid()
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +196,21 @@ def _amount(value: object) -> object:
         raise _Refused("Must be a decimal number, as a string or a number.") from None
 
 
+# Each field of the body: its name, whether it is required, how it is read.
+_FIELD_READERS: tuple[tuple[str, bool, Callable[[object], object]], ...] = (
+    ("market", True, lambda v: _text(v, max_length=33)),
+    ("side", True, lambda v: _choice(v, choices=_SIDES)),
+    ("type", True, lambda v: _choice(v, choices=_TYPES)),
+    ("quantity", True, _amount),
+    ("price", False, _amount),
+    ("stop_price", False, _amount),
+    ("time_in_force", False, lambda v: _choice(v, choices=_TIFS)),
+    ("client_order_id", False, _client_order_id),
+    ("stp", False, lambda v: _choice(v, choices=_STPS)),
+)
+_FIELD_NAMES = frozenset(name for name, _, _ in _FIELD_READERS)
+
+
 def order_request_parse(data: object) -> OrderRequest:
     """An order body (parsed JSON) as an OrderRequest; InvalidInput (400 validation_error,
     every field's problems) when its shape is wrong. Values are checked against the market
@@ -196,17 +223,7 @@ def order_request_parse(data: object) -> OrderRequest:
         )
     found: dict[str, object] = {}
     errors: dict[str, list[str]] = {}
-    for name, required, read in (
-        ("market", True, lambda v: _text(v, max_length=33)),
-        ("side", True, lambda v: _choice(v, choices=_SIDES)),
-        ("type", True, lambda v: _choice(v, choices=_TYPES)),
-        ("quantity", True, _amount),
-        ("price", False, _amount),
-        ("stop_price", False, _amount),
-        ("time_in_force", False, lambda v: _choice(v, choices=_TIFS)),
-        ("client_order_id", False, _client_order_id),
-        ("stp", False, lambda v: _choice(v, choices=_STPS)),
-    ):
+    for name, required, read in _FIELD_READERS:
         value = data.get(name, _MISSING)
         if value is _MISSING:
             if required:
@@ -222,6 +239,8 @@ def order_request_parse(data: object) -> OrderRequest:
             found[name] = read(value)
         except _Refused as refused:
             errors[name] = refused.messages
+    if not data.keys() <= _FIELD_NAMES:  # members that are no field: refused, not dropped
+        errors.update(unknown_fields(data, known=_FIELD_NAMES))
     if errors:
         raise InvalidInput(fields=errors)
     return OrderRequest(**found)  # type: ignore[arg-type]
@@ -244,18 +263,6 @@ _STP_OF: dict[object, SelfTradePrevention] = {stp.value: stp for stp in SelfTrad
 
 
 def order_request_validate(*, market: MarketGrid, request: OrderRequest) -> ValidatedOrder:
-    """The request as a new order of `market`: its grid, its minimum quantity, its type's rules."""
-    return _validated(market=market, request=request, minimum=market.min_quantity)
-
-
-def order_request_read(*, market: MarketGrid, request: OrderRequest) -> ValidatedOrder:
-    """The request's parameters as order_request_validate reads them, but for the minimum
-    quantity, which staff may raise: what a repeated client_order_id is compared with (the
-    order it placed before stands, whatever the minimum now)."""
-    return _validated(market=market, request=request, minimum=None)
-
-
-def _validated(*, market: MarketGrid, request: OrderRequest, minimum: Decimal | None) -> ValidatedOrder:
     side = _member(_SIDE_OF, OrderSide, request.side)
     order_type = _member(_TYPE_OF, OrderType, request.type)
     stp = _member(_STP_OF, SelfTradePrevention, request.stp or SelfTradePrevention.SKIP)
@@ -265,8 +272,8 @@ def _validated(*, market: MarketGrid, request: OrderRequest, minimum: Decimal | 
         raise InvalidQuantity(fields={"quantity": ["Must be a positive decimal."]})
     if not is_multiple_of(quantity, unit=market.quantity_step):
         raise InvalidQuantity(fields={"quantity": [f"Must be a multiple of the quantity step {market.quantity_step}."]})
-    if minimum is not None and quantity < minimum:
-        raise InvalidQuantity(fields={"quantity": [f"Must be at least {minimum}."]})
+    if quantity < market.min_quantity:
+        raise InvalidQuantity(fields={"quantity": [f"Must be at least {market.min_quantity}."]})
 
     price = _price(request.price, market=market, field="price") if request.price is not None else None
     stop_price = (

@@ -46,7 +46,7 @@ from core.money import ZERO, parse_amount
 from orders.engine.book import LiveOrder
 from orders.engine.market import Journal, MarketEngine, TradeRecord
 from orders.engine.money import is_multiple_of
-from orders.engine.requests import OrderRequest, order_request_read, order_request_validate
+from orders.engine.requests import ANY_GRID, OrderRequest, order_request_validate
 from orders.engine.settlement import TRADER_BUCKET, WalletKey
 from orders.engine.types import OrderStatus, OrderType, Side
 from orders.engine.undo import Undo
@@ -830,20 +830,21 @@ class _Batch:
         engine = self.sequencer._market(symbol=request.market)
         if engine is None:
             raise MarketNotFoundInBody(fields={"market": ["No such market."]})
-        # A repeated client_order_id answers the order it placed (or 409), whatever became of
-        # the market since: halted, or its minimum raised (a retry is not a new order).
-        known = self.client_ids.get((user, request.client_order_id)) if request.client_order_id else None
+        client_id = request.client_order_id
+        known = self.client_ids.get((user, client_id)) if client_id else None
         if known is not None:
+            # A repeat (the retry after a 503 or a timeout) answers the order it placed, compared
+            # under no market's present rules: also once the market was halted or its tick,
+            # step or minimum changed, which would refuse it as a new placement.
             existing, known_fingerprint = known
-            repeated = order_request_read(market=engine.spec, request=request)
-            if repeated.fingerprint(market_id=engine.spec.id) != known_fingerprint:
+            repeat = order_request_validate(market=ANY_GRID, request=request)
+            if repeat.fingerprint(market_id=engine.spec.id) != known_fingerprint:
                 raise DuplicateClientOrderId()
             return lambda: {"status": 200, "order_id": existing if isinstance(existing, int) else existing.id}
         if not engine.spec.is_active:
             raise MarketInactive()
         validated = order_request_validate(market=engine.spec, request=request)
         fingerprint = validated.fingerprint(market_id=engine.spec.id)
-        client_id = validated.client_order_id
         order = LiveOrder(
             seq=next(self.sequencer._seq),
             user_id=user,

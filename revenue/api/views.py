@@ -32,7 +32,8 @@ HOURS_SCHEMA = {"type": "integer", "minimum": 1, "maximum": 24 * 366, "default":
 
 def _int_param(request: Request, *names: str, default: int | None, minimum: int, maximum: int) -> int | None:
     # Present, even empty, a value must be an integer in range (as the schema says), under
-    # each of its names (an alias out of range is refused, not ignored).
+    # each of its names (an alias out of range is refused, not ignored); two names with two
+    # values are refused too (?stream_id=1&streamId=2 reported stream 1 without a word).
     values = []
     for name in names:
         raw = query_value(request, name)
@@ -42,6 +43,8 @@ def _int_param(request: Request, *names: str, default: int | None, minimum: int,
         if value is None or not minimum <= value <= maximum:
             raise InvalidParameter(fields={name: [f"Must be an integer from {minimum} to {maximum}."]})
         values.append(value)
+    if len(set(values)) > 1:  # the one parameter given twice, under its two names
+        raise InvalidParameter(fields={name: [f"Give one of {', '.join(names)}, or the same value."] for name in names})
     return values[0] if values else default
 
 

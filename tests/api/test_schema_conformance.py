@@ -65,6 +65,14 @@ BUSINESS_RULES: dict[str, set[str]] = {
         "validation_error",
     },
 }
+# (operation, query parameters) an invalid_parameter may name for a schema-valid request: a
+# cursor is any text to a schema, and only a page's `next` link holds one that reads; one
+# parameter under two names must have one value.
+PARAMETER_RULES: dict[str, set[str]] = {
+    "GET /api/orders": {"cursor"},
+    "GET /api/trades": {"cursor"},
+    "GET /api/admin/revenue/onchain-failures": {"stream_id", "streamId"},
+}
 # The only check a business rule can trip: "a schema-valid request was rejected".
 BUSINESS_RULE_CHECK = "positive_data_acceptance"
 
@@ -79,15 +87,16 @@ class Finding:
     body: Any = None
     # Only the body was made to violate the schema (headers, query and path are valid).
     body_only_negative: bool = False
+    fields: frozenset[str] = frozenset()  # what the error's `fields` named
 
     def allowed(self) -> bool:
         if self.check == "negative_data_rejection" and self.status == 414:
             return True  # refused by the web server before any view: documented on every operation
-        return (
-            self.check == BUSINESS_RULE_CHECK
-            and self.status in (400, 409)
-            and self.code in BUSINESS_RULES.get(self.operation, set())
-        )
+        if self.check != BUSINESS_RULE_CHECK:
+            return False
+        if self.status == 400 and self.code == "invalid_parameter" and self.fields:
+            return self.fields <= PARAMETER_RULES.get(self.operation, set())
+        return self.status in (400, 409) and self.code in BUSINESS_RULES.get(self.operation, set())
 
 
 def misclassified(finding: Finding, schema: dict[str, Any]) -> bool:
@@ -134,7 +143,8 @@ def findings(report: Path) -> Iterator[Finding]:
                 interaction = interactions.get(case_id) or {}
                 response = interaction.get("response") or {}
                 answer = _decode(response.get("content"))
-                code = answer.get("error", {}).get("code") if isinstance(answer, dict) else None
+                error = answer.get("error", {}) if isinstance(answer, dict) else {}
+                code = error.get("code")
                 request = interaction.get("request") or {}
                 case = ((recorder.get("cases") or {}).get(case_id) or {}).get("value") or {}
                 modes = {
@@ -149,6 +159,7 @@ def findings(report: Path) -> Iterator[Finding]:
                     body=case.get("body"),
                     body_only_negative=modes.get("body") == "negative"
                     and all(mode == "positive" for name, mode in modes.items() if name != "body"),
+                    fields=frozenset(error.get("fields") or ()),
                 )
 
 
@@ -263,10 +274,21 @@ def test_findings_are_read_from_the_report(tmp_path):
         + json.dumps(scenario("negative_data_rejection", "GET /api/orders", 200, {"results": []}))
         + "\n"
     )
+    refused = {"code": "invalid_parameter", "fields": {"cursor": ["..."]}}
+    for operation, error in (
+        ("GET /api/orders", refused),
+        ("GET /api/orders", {**refused, "fields": {"limit": ["..."]}}),  # the schema states limit's range
+        ("GET /api/wallets", refused),
+    ):
+        with report.open("a") as lines:
+            lines.write(json.dumps(scenario(BUSINESS_RULE_CHECK, operation, 400, {"error": error})) + "\n")
     found = list(findings(report))
     assert [(f.operation, f.code, f.allowed()) for f in found] == [
         ("POST /api/orders", "market_not_found", True),
         ("GET /api/orders", None, False),
+        ("GET /api/orders", "invalid_parameter", True),
+        ("GET /api/orders", "invalid_parameter", False),
+        ("GET /api/wallets", "invalid_parameter", False),
     ]
 
 

@@ -46,3 +46,22 @@ def test_too_deep_is_a_value_error_whatever_the_recursion_limit(opening):
 def test_what_is_within_reads_as_json_loads():
     text = '{"a": [1, 2.5, {"b": "[[["}], "c": null}'
     assert json_read(text) == {"a": [1, 2.5, {"b": "[[["}], "c": None}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"quantity": "0.01", "quantity": "5"}',
+        '{"a": 1, "b": 2, "a": 1}',  # the same value twice too
+        '[{"ok": 1}, {"x": {"y": 1, "y": 2}}]',  # at any depth
+    ],
+)
+def test_an_object_naming_a_member_twice_is_a_value_error(text):
+    with pytest.raises(ValueError, match="twice"):
+        json_read(text)
+
+
+def test_names_that_differ_only_by_escapes_are_the_same_name():
+    with pytest.raises(ValueError, match="twice"):
+        json_read('{"side": "buy", "\\u0073ide": "sell"}')
+    assert json_read('{"a": {"a": 1}, "b": [{"a": 2}, {"a": 3}]}') == {"a": {"a": 1}, "b": [{"a": 2}, {"a": 3}]}

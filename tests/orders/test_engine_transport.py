@@ -71,6 +71,28 @@ def test_without_an_engine_an_order_answers_503_with_retry_after_at_once(zmq_tra
     assert not Order.objects.exists()
 
 
+def test_every_operation_the_engine_answers_declares_its_503(zmq_transport, market, staff_client):
+    """Placements, cancels, cancel-all and a reference price answer 503 service_unavailable
+    without an engine; the schema said 200/4xx only, so a client generated from it had no
+    case for the answer a placement must be retried on (docs/api.md)."""
+    trader = trader_create(USDT="1000")
+    answers = {
+        ("/api/orders", "post"): trader.order(side="buy", type="limit", quantity="0.1", price="1000.00"),
+        ("/api/orders/{order_id}/cancel", "post"): trader.api.post("/api/orders/1/cancel"),
+        ("/api/orders/cancel-all", "post"): trader.api.post("/api/orders/cancel-all", {}, format="json"),
+        ("/api/admin/markets/{symbol}/reference-price", "post"): staff_client.post(
+            "/api/admin/markets/ETH-USDT/reference-price", {"price": "2100.00"}, format="json"
+        ),
+    }
+    schema = staff_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    for (path, method), answer in answers.items():
+        assert answer.status_code == 503, (path, answer.content)
+        assert answer.json()["error"]["code"] == "service_unavailable" and answer["Retry-After"] == "1"
+        declared = schema["paths"][path][method]["responses"]
+        assert declared["503"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorEnvelope")
+        assert "Retry-After" in declared["503"]["description"], path
+
+
 def test_orders_go_through_the_engine_process_and_answer_once_committed(engine_thread, market, client):
     maker, taker = trader_create(ETH="1"), trader_create(USDT="5000")
     resting = maker.order(side="sell", type="limit", quantity="0.5", price="2000.00", client_order_id="m1")

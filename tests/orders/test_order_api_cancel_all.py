@@ -98,6 +98,20 @@ def test_an_unknown_or_malformed_market_is_400(market, trader):
     assert _live(alice.user) == {int(placed["id"])}
 
 
+def test_a_misspelled_market_cancels_nothing(two_markets, trader):
+    """{"symbol": ...} was read as no market at all: every live order in every market was
+    cancelled."""
+    book = _book(trader)
+    alice = book["alice"]
+    live = _live(alice.user)
+    response = alice.api.post("/api/orders/cancel-all", {"symbol": "ETH-USDT"}, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "validation_error"
+    assert list(response.json()["error"]["fields"]) == ["symbol"]
+    assert _live(alice.user) == live
+    assert_invariants()
+
+
 def test_cancel_all_needs_credentials(api_client, market):
     response = api_client.post("/api/orders/cancel-all", {}, format="json")
     assert response.status_code == 401 and response.json()["error"]["code"] == "not_authenticated"

@@ -3,12 +3,14 @@ order and no lock behind), defaults, insufficient funds and client_order_id idem
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
 from django.test import Client
 
-from orders.models import Order, OrderEvent, Wallet
+from core.errors import UNKNOWN_FIELD
+from orders.models import Market, Order, OrderEvent, Wallet
 from tests.factories import fund, market_create
 from tests.orders.invariants import assert_invariants
 from tests.orders.support import post_order, wallet
@@ -252,6 +254,43 @@ def test_non_json_body_is_a_400(funded, user, user_client):
     assert_nothing_happened(user)
 
 
+@pytest.mark.parametrize("door", ["token", "session"])  # the hot path, the DRF view
+def test_a_field_given_twice_is_refused_not_read_as_one_of_its_values(funded, user, user_client, door):
+    """json.loads keeps the last: this body was a 5 ETH order, where whatever read its first
+    quantity (a proxy, a log, the client's own check) saw 0.01."""
+    client = user_client if door == "token" else _session_client(user)
+    body = '{"market": "ETH-USDT", "side": "buy", "type": "limit", "price": "1000", "quantity": "0.01", "quantity": 5}'
+    response = client.post("/api/orders", data=body, content_type="application/json")
+    assert_error(response, 400, "malformed_request")
+    assert "twice" in response.json()["error"]["message"]
+    assert_nothing_happened(user)
+
+
+@pytest.mark.parametrize("door", ["token", "session"])
+@pytest.mark.parametrize(
+    ("extra", "meant"),
+    [
+        ({"timeInForce": "FOK"}, "a FOK order rested GTC"),
+        ({"clientOrderId": "bot-1"}, "a retry placed a second order"),
+        ({"stop_price ": "1500.00"}, "a stray space"),
+    ],
+)
+def test_a_field_the_order_does_not_take_is_refused_not_dropped(funded, user, user_client, door, extra, meant):
+    client = user_client if door == "token" else _session_client(user)
+    body = {"market": "ETH-USDT", "side": "buy", "type": "limit", "quantity": "0.1", "price": "1000.00", **extra}
+    response = client.post("/api/orders", data=json.dumps(body), content_type="application/json")
+    assert_error(response, 400, "validation_error")
+    assert response.json()["error"]["fields"] == {name: [UNKNOWN_FIELD] for name in extra}
+    assert_nothing_happened(user)
+
+
+def test_unknown_fields_are_named_with_the_other_problems(funded, user, user_client):
+    response = post_order(user_client, side="up", type="limit", quantity="0.1", price="1000.00", tif="IOC")
+    assert_error(response, 400, "validation_error")
+    assert set(response.json()["error"]["fields"]) == {"side", "tif"}
+    assert_nothing_happened(user)
+
+
 # JSON numbers, written as raw bodies: a float would round them (2000.0000000000001 is the
 # float 2000.0), and nothing is silently rounded.
 NUMBER_BODY = '{"market": "ETH-USDT", "side": "buy", "type": "limit", "quantity": %s, "price": %s}'
@@ -372,6 +411,34 @@ def test_repeating_a_client_order_id_with_the_same_parameters_returns_the_origin
         assert again.json() == first.json()
     assert Order.objects.count() == 1
     assert wallet(user, "USDT").locked == Decimal("2002.4")
+    assert_invariants()
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"is_active": False}, "market_inactive"),
+        ({"price_tick": Decimal("3.00")}, "invalid_price"),
+        ({"quantity_step": Decimal("0.3")}, "invalid_quantity"),
+        ({"min_quantity": Decimal("5")}, "invalid_quantity"),
+    ],
+)
+def test_a_repeat_after_the_market_changed_answers_the_order_it_placed(market, user, user_client, change, code):
+    """The retry a client sends after a 503 or a timeout (docs/api.md) must say whether its
+    order was placed: once the market was halted, or its tick, step or minimum changed, it
+    was refused as a new placement (400), as if nothing had been, while the order it placed
+    rested on (locking its funds)."""
+    fund(user, "USDT", "5000")
+    body = {"side": "buy", "type": "limit", "quantity": "1", "price": "2000.00", "client_order_id": "abc-1"}
+    first = post_order(user_client, **body)
+    assert first.status_code == 201
+    Market.objects.filter(pk=market.pk).update(**change)
+    again = post_order(user_client, **body)
+    assert again.status_code == 200, again.content
+    assert again.json() == first.json()
+    assert_error(post_order(user_client, **{**body, "client_order_id": "abc-2"}), 400, code)
+    assert_error(post_order(user_client, **{**body, "quantity": "2"}), 409, "duplicate_client_order_id")
+    assert Order.objects.count() == 1
     assert_invariants()
 
 

@@ -229,3 +229,73 @@ def test_a_shard_does_not_wait_for_another(monkeypatch):
     # A took the two asks at 2000 and 2001; C, which waited for it, found the book empty.
     assert [t.is_house for t in Trade.objects.filter(taker_order=buys[eth_second.user.pk])] == [True]
     assert_invariants()
+
+
+def test_one_client_order_id_sent_to_two_shards_at_once_places_one_order(monkeypatch):
+    """The same client_order_id placed in two markets whose engines are different shards, the
+    second while the first's batch has written its order and not committed: one order, a 201
+    and a 409 duplicate_client_order_id (the second engine meets the unique index, waits for
+    the first's commit, runs its batch again and finds the id taken), never two orders or an
+    error answer."""
+    eth = market_create("ETH-USDT")
+    market_create("BTC-EUR", reference_price="30000.00")
+    # Markets without a common asset: no wallet of the one batch is the other's, so only the
+    # unique index of client ids stands between them.
+    trader = trader_create(USDT="100000", EUR="100000")
+    eth_engine, btc_engine = Sequencer(symbols={"ETH-USDT"}), Sequencer(symbols={"BTC-EUR"})
+    held, release = threading.Event(), threading.Event()
+    write = sequencer_loop.batch_write
+
+    def write_and_hold(*, journal, wallets, now, **rest):
+        written = write(journal=journal, wallets=wallets, now=now, **rest)
+        if journal.new_orders and journal.new_orders[0].market_id == eth.pk and not held.is_set():
+            held.set()
+            release.wait(timeout=60)  # inside the batch transaction: the order's row is not committed
+        return written
+
+    monkeypatch.setattr(sequencer_loop, "batch_write", write_and_hold)
+    met: list[str] = []  # the database errors the engines ran a batch again for
+    retryable = sequencer_loop._retryable
+
+    def retryable_seen(exc):
+        met.append(str(exc))
+        return retryable(exc)
+
+    monkeypatch.setattr(sequencer_loop, "_retryable", retryable_seen)
+    answers: dict[str, dict] = {}
+
+    def place(engine: Sequencer, symbol: str, side: str, price: str) -> Callable[[], None]:
+        def run() -> None:
+            fields = {"market": symbol, "side": side, "type": "limit", "quantity": "0.01", "price": price}
+            command = place_command(user_id=trader.user.pk, fields={**fields, "client_order_id": "bot-1"})
+            try:
+                answers[symbol] = engine.run_batch([command])[0]
+            finally:
+                connections.close_all()
+
+        return run
+
+    errors: list[BaseException] = []
+    first = threading.Thread(
+        target=lambda: errors.extend(run_threads([place(eth_engine, "ETH-USDT", "buy", "1000.00")]))
+    )
+    first.start()
+    try:
+        assert held.wait(timeout=30), "the ETH-USDT batch never reached its write"
+        second = threading.Thread(
+            target=lambda: errors.extend(run_threads([place(btc_engine, "BTC-EUR", "buy", "20000.00")]))
+        )
+        second.start()
+        time.sleep(0.5)  # a fixed look: the BTC-EUR batch must be waiting on the uncommitted row
+        assert "BTC-EUR" not in answers, answers
+    finally:
+        release.set()
+        first.join(timeout=60)
+    second.join(timeout=60)
+    assert not errors, errors
+    assert answers["ETH-USDT"]["status"] == 201, answers
+    assert answers["BTC-EUR"]["status"] == 409, answers
+    assert answers["BTC-EUR"]["error"]["code"] == "duplicate_client_order_id"
+    assert list(Order.objects.values_list("market__symbol", "client_order_id")) == [("ETH-USDT", "bot-1")]
+    assert any("client_order_id" in error for error in met), met  # the race was met, not missed
+    assert_invariants()

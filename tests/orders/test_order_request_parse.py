@@ -104,9 +104,18 @@ def test_they_agree_on_these(body: Any) -> None:
 
 def test_a_valid_body_gives_the_request() -> None:
     parsed = order_request_parse(
-        {"market": " ETH-USDT ", "side": "buy", "type": "limit", "quantity": 1.5, "price": "2000.00", "other": 1}
+        {"market": " ETH-USDT ", "side": "buy", "type": "limit", "quantity": 1.5, "price": "2000.00"}
     )
     assert parsed == OrderRequest(market="ETH-USDT", side="buy", type="limit", quantity=1.5, price="2000.00")
+
+
+def test_a_member_that_is_no_field_is_refused_not_dropped() -> None:
+    """A misspelled optional field was dropped: {"timeInForce": "FOK"} placed a GTC order."""
+    with pytest.raises(InvalidInput) as refused:
+        order_request_parse(
+            {"market": "ETH-USDT", "side": "buy", "type": "limit", "quantity": 1, "price": "2000", "timeInForce": "FOK"}
+        )
+    assert refused.value.fields == {"timeInForce": ["Unknown field: this request does not take it."]}
 
 
 def test_every_problem_is_reported_per_field() -> None:

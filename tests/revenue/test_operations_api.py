@@ -143,6 +143,8 @@ def test_failure_report_stream_filter_alias_and_hours(staff_client, failures):
     by_name = staff_client.get("/api/admin/revenue/onchain-failures", {"stream_id": 4}).json()
     by_alias = staff_client.get("/api/admin/revenue/onchain-failures", {"streamId": 4}).json()
     assert by_name == by_alias
+    both = staff_client.get("/api/admin/revenue/onchain-failures", {"stream_id": 4, "streamId": 4}).json()
+    assert both == by_name
     assert [s["stream_id"] for s in by_name["by_stream"]] == [4]
     wide = staff_client.get("/api/admin/revenue/onchain-failures", {"hours": 48}).json()
     assert wide["summary"]["total_failures"] == 5 and wide["summary"]["period_hours"] == 48
@@ -157,6 +159,7 @@ def test_failure_report_stream_filter_alias_and_hours(staff_client, failures):
         {"stream_id": "x"},
         {"streamId": "42"},
         {"stream_id": "9", "streamId": "570"},  # an alias out of range is refused, not ignored
+        {"stream_id": "4", "streamId": "2"},  # nor is one of two values taken without a word
     ],
 )
 def test_failure_report_rejects_bad_parameters(staff_client, db, params):

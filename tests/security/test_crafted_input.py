@@ -64,10 +64,13 @@ def _state() -> tuple[Any, ...]:
 
 
 @pytest.mark.parametrize("path", ["/api/orders", "/api/trades"])
-def test_forged_cursors_are_404_in_the_envelope(world: World, path: str) -> None:
+def test_forged_cursors_are_400_in_the_envelope(world: World, path: str) -> None:
     owner = world.api("owner")
     for forged in ("p=abc", "p=1.5", "p=-1", "p=\u00b2", "p=\u0661", "p=" + "9" * 40, "p=1&r=x", "o=x&p=1", "p=\x00"):
-        _error(owner.get(f"{path}?cursor={_cursor(forged)}"), 404, "not_found")
+        response = owner.get(f"{path}?cursor={_cursor(forged)}")
+        _error(response, 400, "invalid_parameter")
+        assert list(response.json()["error"]["fields"]) == ["cursor"]
+    _error(owner.get(f"{path}?cursor=not-base64"), 400, "invalid_parameter")
     # A genuine cursor still pages.
     for _ in range(3):
         world.api("owner").post(

@@ -141,3 +141,29 @@ def test_public_api_answers_vary_on_credentials(world: World) -> None:
     assert {"authorization", "cookie"} <= {v.strip().lower() for v in response["Vary"].split(",")}
     # The same public data asked with a token is private to that caller's cache.
     _private(world.api("owner").get("/api/markets"))
+
+
+# --- 401 challenges ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "body", "code"),
+    [
+        ("get", "/api/wallets", {}, None, "not_authenticated"),
+        ("get", "/api/wallets", {"HTTP_AUTHORIZATION": "Bearer not-a-token"}, None, "invalid_token"),
+        ("post", "/api/orders", {"HTTP_AUTHORIZATION": "Bearer not-a-token"}, {}, "invalid_token"),
+        ("get", "/api/wallets", {"HTTP_X_API_KEY": "0" * 32}, None, "invalid_api_key"),
+        ("get", "/api/markets", {"HTTP_X_API_KEY": "0" * 32}, None, "invalid_api_key"),
+        ("post", "/api/auth/token", {}, {"username": "nobody", "password": "wrong"}, "invalid_credentials"),
+        ("post", "/api/auth/token/refresh", {}, {"refresh": "a.b.c"}, "invalid_token"),
+        ("post", "/api/auth/logout", {}, {"refresh": "a.b.c"}, "invalid_token"),
+    ],
+)
+def test_every_401_carries_its_challenge(method: str, path: str, headers: dict, body: Any, code: str) -> None:
+    """RFC 9110: a 401 answer carries WWW-Authenticate. A refused token, API key or login got
+    it from POST /api/orders' hot path only; the other endpoints sent none."""
+    client = api_client()
+    response = getattr(client, method)(path, body, format="json", **headers)
+    assert response.status_code == 401, response.content
+    assert response.json()["error"]["code"] == code
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
