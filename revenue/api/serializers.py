@@ -6,6 +6,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from core.api.fields import AmountText
+from core.api.inputs import KnownFieldsInput
 from revenue.chain.errors import PauseCause
 from revenue.delivery.metadata import DeliveryStatus
 
@@ -123,7 +124,7 @@ class RevenueEventRetryQueuedSerializer(serializers.Serializer):
     status = serializers.CharField()
 
 
-class DeliveryBatchAbandonRequestSerializer(serializers.Serializer):
+class DeliveryBatchAbandonRequestSerializer(KnownFieldsInput):
     reason = serializers.CharField(max_length=500, help_text="Why the batch is abandoned (kept in the audit trail).")
 
 

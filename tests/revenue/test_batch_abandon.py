@@ -71,6 +71,11 @@ def test_an_abandonment_needs_a_reason_and_an_existing_batch(stuck):
     blank = client.post(f"/api/admin/revenue/batches/{stuck.pk}/abandon", {"reason": "  "}, format="json")
     assert blank.status_code == 400 and "reason" in blank.json()["error"]["fields"]
     assert client.post(f"/api/admin/revenue/batches/{stuck.pk}/abandon", {}, format="json").status_code == 400
+    # A member the endpoint has no field for is refused, not dropped, as on every body.
+    misspelled = client.post(
+        f"/api/admin/revenue/batches/{stuck.pk}/abandon", {"reason": "x", "force": True}, format="json"
+    )
+    assert misspelled.status_code == 400 and "force" in misspelled.json()["error"]["fields"]
     for missing in ("999999", "abc", "-1"):
         answer = client.post(f"/api/admin/revenue/batches/{missing}/abandon", {"reason": "x"}, format="json")
         assert answer.status_code == 404 and answer.json()["error"]["code"] == "delivery_batch_not_found"
