@@ -38,8 +38,9 @@ def zmq_transport(settings, tmp_path):
     return settings
 
 
-@pytest.fixture
-def engine_thread(zmq_transport):
+@contextlib.contextmanager
+def engine_leading() -> Iterator[EngineServer]:
+    """The first shard's engine in a thread of this process, once it leads; stopped after."""
     server = EngineServer(shard=shards()[0])
 
     def run() -> None:
@@ -50,10 +51,18 @@ def engine_thread(zmq_transport):
 
     thread = threading.Thread(target=run, name="engine", daemon=True)
     thread.start()
-    wait_until(lambda: server.stats.leader_since is not None, what="the engine to lead", timeout=30)
-    yield server
-    server.stopping.set()
-    thread.join(timeout=10)
+    try:
+        wait_until(lambda: server.stats.leader_since is not None, what="the engine to lead", timeout=30)
+        yield server
+    finally:
+        server.stopping.set()
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def engine_thread(zmq_transport):
+    with engine_leading() as server:
+        yield server
 
 
 def test_without_an_engine_an_order_answers_503_with_retry_after_at_once(zmq_transport, market):
@@ -374,19 +383,5 @@ def test_metrics_say_whether_each_shards_engine_answers(zmq_transport, client):
     writes no sample of its own, so the web asks."""
     line = 'platform_engine_up{shard="main"}'
     assert f"{line} 0.0" in client.get("/metrics").content.decode()
-    server = EngineServer(shard=shards()[0])
-
-    def run() -> None:
-        try:
-            server.run()
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run, name="engine", daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.stats.leader_since is not None, what="the engine to lead", timeout=30)
+    with engine_leading():
         assert f"{line} 1.0" in client.get("/metrics").content.decode()
-    finally:
-        server.stopping.set()
-        thread.join(timeout=10)
