@@ -55,6 +55,10 @@ SENTENCES: dict[str, str] = {
     "stream_not_found": "This revenue stream does not exist.",
     "revenue_event_not_found": "This revenue event does not exist.",
     "event_not_retryable": "This revenue event cannot be retried in its current state.",
+    "delivery_batch_not_found": "This delivery batch does not exist.",
+    "batch_not_abandonable": "The chain does not yet show that this batch can never pay, so it was not abandoned.",
+    "delivery_busy": "The delivery worker is in a cycle; try again in a few seconds.",
+    "chain_unavailable": "The chain node did not answer; nothing was changed.",
     # order status reasons (orders/engine/types.py ExpiryReason, and the cancel reasons)
     "fok_not_fillable": "fill or kill: the book could not fill all of it at once, so nothing was filled",
     "ioc_remainder": "immediate or cancel: the part that could not fill at once was cancelled",
