@@ -429,7 +429,10 @@ class _Run:
                 self.execute(stop, placing=False)
             except InsufficientFunds:
                 # A stop buy's lock recomputed at the reference of this moment cannot be
-                # covered: it ends in error, its lock released.
+                # covered: it was triggered (its trail and triggered_at say so, as for any
+                # stop), then ends in error, its lock released.
+                stop.triggered_at = self.now
+                self.transition(stop, OrderStatus.OPEN, "triggered")
                 self.close(stop, OrderStatus.ERROR, "insufficient_funds")
 
     def _house_inventory(self, *, taker_side: Side) -> HouseInventory | None:

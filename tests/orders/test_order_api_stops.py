@@ -192,6 +192,7 @@ def test_a_triggered_stop_that_cannot_lock_enough_ends_in_error_with_funds_relea
         "insufficient_funds",
         "0.00000000",
     )
-    assert events(order) == [("pending_trigger", None), ("error", "insufficient_funds")]
+    assert events(order) == [("pending_trigger", None), ("open", "triggered"), ("error", "insufficient_funds")]
+    assert Order.objects.get(pk=placed["id"]).triggered_at is not None
     assert (me.wallet("USDT").balance, me.wallet("USDT").locked) == (D("2155.083"), 0)
     assert_invariants()
