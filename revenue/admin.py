@@ -7,6 +7,7 @@ recorded (StaffAction)."""
 from __future__ import annotations
 
 import json
+from types import ModuleType
 from typing import Any
 
 from django.contrib import admin, messages
@@ -44,9 +45,18 @@ from revenue.models import (
     StaffAction,
 )
 from revenue.reports import onchain_failure_report
-from revenue.staff_actions import BATCH, EVENT, delivery_batch_abandon, revenue_events_delivery_retry
 from revenue.templatetags.revenue_admin import when
 from revenue.worker_status import onchain_worker_status
+
+
+def _staff_actions() -> ModuleType:
+    """revenue.staff_actions on first use, not when this module loads: it brings web3,
+    eth-account and eth-abi (about a second of CPU), and Django loads every admin module in
+    every process it sets up: the engine, beat, each manage.py command, which never use them."""
+    from revenue import staff_actions
+
+    return staff_actions
+
 
 RETRYABLE = {str(status) for status in RETRYABLE_STATUSES}
 
@@ -143,7 +153,7 @@ class RevenueEventAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Retry delivery now", permissions=["retry_delivery"])
     def retry_delivery_now(self, request: HttpRequest, queryset: QuerySet[RevenueEvent]) -> None:
-        outcome = revenue_events_delivery_retry(
+        outcome = _staff_actions().revenue_events_delivery_retry(
             event_ids=list(queryset.values_list("pk", flat=True)), actor=request.user, via="admin"
         )
         level = messages.SUCCESS if outcome.queued and not outcome.skipped else messages.WARNING
@@ -183,7 +193,7 @@ class RevenueEventAdmin(ReadOnlyAdmin):
         if not self.has_retry_delivery_permission(request):
             raise PermissionDenied
         event = get_object_or_404(RevenueEvent, pk=event_id)
-        outcome = revenue_events_delivery_retry(event_ids=[event.pk], actor=request.user, via="admin")
+        outcome = _staff_actions().revenue_events_delivery_retry(event_ids=[event.pk], actor=request.user, via="admin")
         level = messages.SUCCESS if outcome.queued else messages.WARNING
         self.message_user(request, f"Event {event.pk}: {outcome.message()}", level)
         return self._back(request, reverse("admin:revenue_revenueevent_change", args=[event.pk]))
@@ -295,7 +305,9 @@ class DeliveryBatchAdmin(ReadOnlyAdmin):
         reason = request.POST.get("reason", "") if request.method == "POST" else ""
         if request.method == "POST":
             try:
-                outcome = delivery_batch_abandon(batch_id=batch.pk, actor=request.user, reason=reason, via="admin")
+                outcome = _staff_actions().delivery_batch_abandon(
+                    batch_id=batch.pk, actor=request.user, reason=reason, via="admin"
+                )
             except InvalidInput:
                 self.message_user(request, "Say why the batch is abandoned (at most 500 characters).", messages.ERROR)
             except ApplicationError as exc:
@@ -343,8 +355,9 @@ class StaffActionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="record", ordering="target_id")
     def target(self, obj: StaffAction) -> str:
-        pages = {EVENT: ("admin:revenue_revenueevent_change", "revenue event"),
-                 BATCH: ("admin:revenue_deliverybatch_change", "delivery batch")}  # fmt: skip
+        actions = _staff_actions()
+        pages = {actions.EVENT: ("admin:revenue_revenueevent_change", "revenue event"),
+                 actions.BATCH: ("admin:revenue_deliverybatch_change", "delivery batch")}  # fmt: skip
         if obj.target_type in pages:
             name, label = pages[obj.target_type]
             url = reverse(name, args=[obj.target_id])

@@ -39,6 +39,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://..."))
         if "embedded" in item.keywords and embedded_done:
             item.add_marker(pytest.mark.skip(reason="runs its own embedded platform: done in the SQLite pass"))
+    # The long tests first, the longest (whole platforms started) before the rest: spread over
+    # the workers from the start instead of one running the last ones while the other idles.
+    items.sort(key=_duration_rank)
+
+
+LONG_MARKERS = ("reliability", "browser")
+LONG_MODULES = ("tests/hostile/", "tests/orders/test_order_properties.py")
+
+
+def _duration_rank(item: pytest.Item) -> int:
+    """0: starts a whole platform; 1: other real processes, a browser, a fuzzer; 2: the rest."""
+    if item.get_closest_marker("embedded"):
+        return 0
+    path = item.path.as_posix()
+    long = any(item.get_closest_marker(name) for name in LONG_MARKERS) or any(part in path for part in LONG_MODULES)
+    return 1 if long else 2
 
 
 BACKEND_FREE_FOLDERS = ("tests/orders/engine/", "tests/chain/")

@@ -139,7 +139,21 @@ def _order(side: str, price: str, client_order_id: str) -> dict[str, str]:
             "client_order_id": client_order_id}  # fmt: skip
 
 
-def test_the_platform_starts_again_after_trading_and_new_reference_prices(platform: Platform) -> None:
+# One platform through three runs (each start is most of this file's time: migrate, static
+# files, the engine, the seed): a SIGTERM stop and a start again (issue 19), a process killed
+# while it runs, then scripts/run itself killed outright and the next start.
+@pytest.mark.timeout(900)
+def test_the_platform_survives_stops_kills_and_starts_again(platform: Platform) -> None:
+    _trade_and_move_prices_then_start_again(platform)
+    _a_killed_process_is_started_again_and_the_rest_serves_on(platform)
+    _a_run_whose_script_was_killed_outright_is_stopped_by_the_next(platform)
+    platform.stop()
+    wait_until(lambda: not platform.processes(), what="no process of the run left", timeout=60)
+
+
+def _trade_and_move_prices_then_start_again(platform: Platform) -> None:
+    """Issue 19: a second start after a reference price change crashed in seed_demo with
+    DuplicateClientOrderId, before serving."""
     platform.start()
     assert "Demo data ready: 30 resting orders placed" in platform.log()
     carol, alice = platform.token("carol"), platform.token("alice")
@@ -153,6 +167,7 @@ def test_the_platform_starts_again_after_trading_and_new_reference_prices(platfo
         status, body = platform.call("POST", f"/api/admin/markets/{symbol}/reference-price", {"price": price}, admin)
         assert status == 200, body
     platform.stop()
+    wait_until(lambda: not platform.processes(), what="no process of the stopped run left", timeout=60)
 
     platform.start()  # the crash of issue 19 happened here, before serving
     assert "Demo data ready: 0 resting orders placed, 30 from an earlier run." in platform.log()
@@ -190,13 +205,12 @@ def test_a_stop_while_it_starts_stops_it_instead_of_serving_without_an_engine(pl
     wait_until(lambda: not platform.processes(), what="no process of the run left", timeout=60)
 
 
-def test_a_run_whose_script_was_killed_outright_is_stopped_by_the_next(platform: Platform) -> None:
+def _a_run_whose_script_was_killed_outright_is_stopped_by_the_next(platform: Platform) -> None:
     """SIGKILL to scripts/run itself (an operator's kill -9, an OOM kill) leaves its engine,
     web, worker and beat running, orphaned. The next `make run` went on beside them: its
     engine stood by behind the old one's lock, its web could not bind the port (exit 3 after
     printing "Platform running"), and the old processes served on with nothing to stop them.
     It now stops what the last run left before it starts."""
-    platform.start()
     first = set(platform.processes())
     assert platform.process is not None
     try:
@@ -217,12 +231,11 @@ def test_a_run_whose_script_was_killed_outright_is_stopped_by_the_next(platform:
                 os.kill(pid, signal.SIGKILL)
 
 
-def test_a_process_killed_while_it_runs_is_started_again_and_the_rest_serves_on(platform: Platform) -> None:
+def _a_killed_process_is_started_again_and_the_rest_serves_on(platform: Platform) -> None:
     """The engine (its watchdog ends it, or a kill) or the web's master killed: scripts/run
     ended, every other process with it (`wait -n`), and with the web master SIGKILLed its
     uvicorn workers served on, orphaned. Now the supervisor starts it again alone: orders
     answer 503 with Retry-After meanwhile, then trade again; the worker keeps its pid."""
-    platform.start()
     (engine,) = platform.processes("manage.py engine")
     (worker,) = platform.processes("celery -A config worker")
     carol = platform.token("carol")
@@ -261,5 +274,3 @@ def test_a_process_killed_while_it_runs_is_started_again_and_the_rest_serves_on(
     (restarted,) = platform.processes("uvicorn config.asgi")
     assert restarted != web
     assert platform.processes("celery -A config worker") == [worker]
-    platform.stop()
-    wait_until(lambda: not platform.processes(), what="no process of the run left", timeout=60)
