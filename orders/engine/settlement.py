@@ -1,6 +1,7 @@
 """Who pays and receives what: a fill of the engine turned into postings per wallet.
 
-Pure: the accounts and fee rates come in as arguments. A posting changes a wallet's
+Pure: the accounts, the fee rates, the maker order's lock and (read only when that lock
+falls short of its fee) its owner's available quote come in as arguments. A posting changes a wallet's
 balance and its locked part; the caller applies them (the sequencer's batch wallets, or
 a test's dictionary). Every fill's postings conserve each asset: what one wallet gives,
 others receive, fees included (they go to the fee account's sub-wallet of the market)."""
