@@ -372,6 +372,9 @@ class _Run:
             rates=self.engine.rules.rates,
             taker_discount=self.discount(taker.user_id),
             maker_discount=ZERO if maker is None else self.discount(maker.user_id),
+            maker_locked=ZERO if maker is None else maker.locked_amount,
+            maker_remaining=ZERO if maker is None else maker.remaining,
+            available=self.wallets.available,
         )
 
     def _settle(self, *, order: LiveOrder, maker: LiveOrder | None, settled: SettledFill) -> None:

@@ -1,17 +1,19 @@
 """Who pays and receives what: a fill of the engine turned into postings per wallet.
 
-Pure: the accounts and fee rates come in as arguments. A posting changes a wallet's
+Pure: the accounts, the fee rates, the maker order's lock and (read only when that lock
+falls short of its fee) its owner's available quote come in as arguments. A posting changes a wallet's
 balance and its locked part; the caller applies them (the sequencer's batch wallets, or
 a test's dictionary). Every fill's postings conserve each asset: what one wallet gives,
 others receive, fees included (they go to the fee account's sub-wallet of the market)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
 from orders.engine.fees import calculate_fee
-from orders.engine.money import ZERO, exact_arithmetic
+from orders.engine.money import ZERO, exact_arithmetic, quantize_up
 from orders.engine.types import Fill, Side
 
 WalletKey = tuple[int, int, int]  # user id, asset id, bucket (0 for traders, the market id for system accounts)
@@ -82,6 +84,25 @@ class SettledFill:
     postings: tuple[Posting, ...]
 
 
+def _maker_buy_payment(
+    *, notional: Decimal, fee: Decimal, locked: Decimal, remaining_after: Decimal, price: Decimal, available: Decimal
+) -> tuple[Decimal, Decimal, Decimal]:
+    """How a buying maker pays `notional + fee`: (from its order's lock, from its available
+    quote, the fee charged). Its lock was taken at the taker fee of its placing; when the
+    fees rose since (the operator's settings between two runs), the lock can fall short of
+    the maker fee at the new rate. The lock pays as far as it stays enough for the notional
+    of the order's remainder (all its later fills are at this price); what is beyond comes
+    from the owner's available quote; what even that cannot cover is not charged (the fee
+    is capped at what the maker has). A taker is never refused for a maker's lock."""
+    spendable = locked - quantize_up(remaining_after * price)
+    if spendable < notional:
+        raise ValueError("a maker buy's lock does not cover its notional")
+    need = notional + fee
+    from_lock = min(need, spendable)
+    from_available = min(need - from_lock, max(available, ZERO))
+    return from_lock, from_available, from_lock + from_available - notional
+
+
 def settle_fill(
     *,
     fill: Fill,
@@ -91,10 +112,18 @@ def settle_fill(
     rates: FeeRates,
     taker_discount: Decimal,
     maker_discount: Decimal,
+    maker_locked: Decimal,
+    maker_remaining: Decimal,
+    available: Callable[[WalletKey], Decimal],
 ) -> SettledFill:
     """Postings of one fill. Fees are paid in quote: a buyer pays notional + fee out of its
     lock, a seller receives notional - fee. The house is the platform: it pays no fee and
-    trades from its sub-wallets of the market, which hold no locks."""
+    trades from its sub-wallets of the market, which hold no locks.
+
+    `maker_locked`, `maker_remaining`: what the maker order holds and has left to fill
+    before this fill (ignored for the house); `available(wallet)`: a wallet's balance less
+    its locks, read only when a buying maker's lock falls short of its fee
+    (`_maker_buy_payment`)."""
     with exact_arithmetic():
         notional = fill.notional
         taker_fee = calculate_fee(notional=notional, fee_bps=rates.taker_bps, discount=taker_discount)
@@ -129,9 +158,20 @@ def settle_fill(
                     Posting(accounts.trader(maker, quote), balance=notional - maker_fee),
                 ]
             else:  # the maker bought
+                maker_quote = accounts.trader(maker, quote)
                 maker_spent = notional + maker_fee
+                from_available = ZERO
+                if maker_spent > maker_locked - quantize_up((maker_remaining - fill.quantity) * fill.price):
+                    maker_spent, from_available, maker_fee = _maker_buy_payment(
+                        notional=notional,
+                        fee=maker_fee,
+                        locked=maker_locked,
+                        remaining_after=maker_remaining - fill.quantity,
+                        price=fill.price,
+                        available=available(maker_quote),
+                    )
                 postings += [
-                    Posting(accounts.trader(maker, quote), balance=-maker_spent, locked=-maker_spent),
+                    Posting(maker_quote, balance=-(maker_spent + from_available), locked=-maker_spent),
                     Posting(accounts.trader(maker, base), balance=fill.quantity),
                 ]
         elif taker_buys:

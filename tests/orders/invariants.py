@@ -8,7 +8,8 @@
   orders funded from that asset (quote for buys, base for sells); system sub-wallets
   (buckets > 0) never hold locks;
 - terminal orders hold nothing; a resting order holds exactly what its remainder needs (a
-  sell its remaining base, a buy its remainder's lock at its price); no order is
+  sell its remaining base, a buy its remainder's lock at its price; after a change of the
+  fee settings, a buy at least its remainder's notional); no order is
   overfilled; `partially_filled` rests only for GTC limit orders; market / IOC / FOK
   orders are never left resting; a FOK order is filled completely or not at all;
 - per order, the trades add up to its `filled_quantity`, `quote_filled` and `fee_paid`;
@@ -24,6 +25,7 @@ from django.conf import settings
 from django.db.models import Case, F, Q, When
 
 from orders.engine.fees import buy_lock_amount
+from orders.engine.money import quantize_up
 from orders.models import LIVE_STATUSES, TERMINAL_STATUSES, Order, OrderSide, OrderStatus, Trade, Wallet
 from orders.selectors.ledger import ledger_check
 
@@ -46,9 +48,10 @@ def expected_locks() -> dict[tuple[int, int], Decimal]:
     return {key: total for key, total in totals.items() if total}
 
 
-def assert_invariants(*, market_id: int | None = None) -> None:
+def assert_invariants(*, market_id: int | None = None, fee_rates_changed: bool = False) -> None:
     """Check everything; with `market_id`, the per-order checks look at that market only
-    (the ledger and wallet checks always cover everything)."""
+    (the ledger and wallet checks always cover everything). `fee_rates_changed`: the test
+    changed the fee settings while buys rested, so their locks are of the old rates."""
     unbalanced = [row for row in ledger_check() if not row.balanced]
     assert not unbalanced, f"ledger not balanced: {unbalanced}"
 
@@ -120,7 +123,13 @@ def assert_invariants(*, market_id: int | None = None) -> None:
                 if side == OrderSide.SELL
                 else buy_lock_amount(quantity=quantity - filled, price=price, taker_fee_bps=settings.TAKER_FEE_BPS)
             )
-            assert locked == needs, f"{where} holds {locked}, its remainder needs {needs}"
+            if fee_rates_changed and side == OrderSide.BUY:
+                # Placed under other rates: it holds what its lock then was, less what its
+                # fills took, never less than its remainder's notional.
+                notional = quantize_up((quantity - filled) * price)
+                assert locked >= notional, f"{where} holds {locked}, less than its remainder's notional {notional}"
+            else:
+                assert locked == needs, f"{where} holds {locked}, its remainder needs {needs}"
         if tif == "FOK":
             assert filled in (ZERO, quantity), f"{where}: FOK partly filled ({filled} of {quantity})"
         if status == OrderStatus.PENDING_TRIGGER:

@@ -13,6 +13,7 @@ from decimal import Decimal
 import pytest
 
 from orders.models import Order, Trade
+from orders.sequencer.transport import in_process_engine_reset
 from orders.system_accounts import fee_account_user_id
 from tests.factories import market_create
 from tests.orders.invariants import assert_invariants
@@ -451,6 +452,71 @@ def test_fee_account_is_bucketed_per_market(market, trader):
     assert fee_account_balance(btc) == D("3.6") + D("2.4")
     assert wallet(fee_account_user_id(), "USDT").balance == 0
     assert_invariants()
+
+
+def _fees_raised_and_engine_restarted(settings) -> None:
+    """The operator raises both fees between two runs of the engine (taker 12 -> 30 bps,
+    maker 8 -> 20): buys that rested before hold the taker fee at 12 bps."""
+    settings.TAKER_FEE_BPS, settings.MAKER_FEE_BPS = 30, 20
+    in_process_engine_reset()
+
+
+@pytest.mark.parametrize(
+    ("funds", "maker_fee", "maker_balance"),
+    [
+        # 1.6 beyond the lock is available: the maker pays its full 20 bps (4.00).
+        ("3000", "4.00000000", D("3000") - D("2000") - D("4")),
+        # Only 1.0 beyond its lock: it pays what it has, 2.4 + 1.0 (the fee capped).
+        ("2003.4", "3.40000000", D("0")),
+        # Nothing beyond its lock: the fee is capped at the 2.4 it locked.
+        ("2002.4", "2.40000000", D("0")),
+    ],
+)
+def test_a_buy_that_rested_under_lower_fees_never_fails_the_taker(
+    market, trader, settings, funds, maker_fee, maker_balance
+):
+    """A resting buy locked notional + the taker fee at the rates of its placing. When the
+    maker fee rose above that since, the maker's fee beyond its lock is taken from its
+    available quote, and where that is not enough it is capped at what the maker has: the
+    taker's fill goes through (it was refused and the taker ended in `error`)."""
+    buyer = trader(USDT=funds)
+    bid = buyer.order(side="buy", type="limit", quantity="1", price="2000.00").json()
+    assert buyer.wallet("USDT").locked == D("2002.4")  # 2000 + 12 bps
+    _fees_raised_and_engine_restarted(settings)
+    seller = trader(ETH="1")
+    order = seller.order(side="sell", type="market", quantity="1").json()
+    assert (order["status"], order["fee_paid"]) == ("filled", "6.00000000")  # 30 bps
+    trade = Trade.objects.get()
+    assert (trade.taker_fee, str(trade.maker_fee)) == (D("6"), maker_fee)
+    assert Order.objects.get(pk=bid["id"]).status == "filled"
+    assert (buyer.wallet("USDT").balance, buyer.wallet("USDT").locked) == (maker_balance, 0)
+    assert buyer.wallet("ETH").balance == 1
+    assert seller.wallet("USDT").balance == D("2000") - D("6")
+    assert fee_account_balance(market) == D("6") + D(maker_fee)
+    assert_invariants()
+
+
+def test_a_lock_short_of_the_raised_maker_fee_keeps_the_notional_of_the_remainder(market, trader, settings):
+    """Filled in parts, such a buy pays each part's fee out of its lock only as far as the
+    lock stays enough for the notional of its remainder: the first half pays its 2.00 in
+    full (the lock held 2.4 of fee), the second half gets what is left, 0.40."""
+    buyer, other = trader(USDT="2002.4"), trader(USDT="1000")
+    bid = buyer.order(side="buy", type="limit", quantity="1", price="2000.00").json()
+    other.order(side="buy", type="limit", quantity="0.1", price="1990.00")  # another lock of the same asset
+    _fees_raised_and_engine_restarted(settings)
+    seller = trader(ETH="1")
+    first = seller.order(side="sell", type="limit", quantity="0.5", price="2000.00").json()
+    assert first["status"] == "filled"
+    resting = Order.objects.get(pk=bid["id"])
+    assert (resting.status, resting.fee_paid, resting.locked_amount) == ("partially_filled", D("2"), D("1000.4"))
+    second = seller.order(side="sell", type="limit", quantity="0.5", price="2000.00").json()
+    assert second["status"] == "filled"
+    resting.refresh_from_db()
+    assert (resting.status, resting.fee_paid, resting.locked_amount) == ("filled", D("2.4"), 0)
+    assert [t.maker_fee for t in Trade.objects.order_by("id")] == [D("2"), D("0.4")]
+    assert (buyer.wallet("USDT").balance, buyer.wallet("USDT").locked) == (0, 0)
+    assert other.wallet("USDT").locked == D("199") + D("0.2388")  # its own lock (0.1 x 1990 + 12 bps), untouched
+    assert_invariants(fee_rates_changed=True)
 
 
 # --- the order record ----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from django.db.models import Sum
 
 from orders.engine.requests import OrderRequest
 from orders.models import Trade, TradeOutbox
+from orders.sequencer.transport import in_process_engine_reset
 from orders.services.orders import order_place
 from revenue import dispatch
 from revenue.models import RevenueEvent, RevenueStream
@@ -62,6 +63,23 @@ def test_house_fill_also_yields_a_market_making_event(eth_market, user):
     assert spread.gross_amount == abs(trade.price - trade.reference_price) * trade.quantity == Decimal("1.0")
     fees = RevenueEvent.objects.get(source_type="trade", source_id=str(trade.pk))
     assert fees.gross_amount == trade.taker_fee  # the house pays no maker fee
+
+
+def test_trades_without_fees_record_no_trading_fee_event(eth_market, user, other_user, settings):
+    """Fees of 0 bps (core.checks allows them): the trades settle with fees of 0 and their
+    jobs are done without a Trading Fees event (the collector refuses a gross of 0: the
+    job would fail at every retry); a house fill's spread is still revenue."""
+    settings.TAKER_FEE_BPS, settings.MAKER_FEE_BPS = 0, 0
+    in_process_engine_reset()
+    booked = _cross(user, other_user)
+    order_place(user=other_user, request=OrderRequest(market="ETH-USDT", side="buy", type="market", quantity="0.1"))
+    house = Trade.objects.get(is_house=True)
+    assert [(t.taker_fee, t.maker_fee) for t in (booked, house)] == [(0, 0), (0, 0)]
+    assert post_trade_jobs_process(job_ids=[booked.outbox.pk, house.outbox.pk]) == 2
+    assert set(TradeOutbox.objects.values_list("status", flat=True)) == {"done"}
+    assert not RevenueEvent.objects.filter(source_type="trade").exists()
+    spread = RevenueEvent.objects.get(source_type="house_fill", source_id=str(house.pk))
+    assert spread.gross_amount == Decimal("1.0")  # 0.1 x (2010 - 2000)
 
 
 def test_replaying_a_job_or_a_task_never_duplicates(eth_market, user, other_user):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from fractions import Fraction
 
@@ -25,8 +25,11 @@ from orders.engine import (
     Side,
     TakerOrder,
     TimeInForce,
+    calculate_fee,
     match,
 )
+from orders.engine.money import quantize_up
+from orders.engine.settlement import FeeRates
 from tests.orders.engine.exchange import TTX, EngineExchange
 
 D = Decimal
@@ -401,3 +404,50 @@ def test_random_streams_through_the_market_engine_conserve_and_lock_exactly(data
         # A resting order holds what its remainder needs, no more (a buy that filled some at
         # better prices, or as a maker at the maker fee, released the rest at once).
         assert all(o.locked_amount == exchange.engine.required_lock(o) for o in exchange.resting())
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fee_rates_changed_while_buys_rest_never_fail_a_taker(data: st.DataObject) -> None:
+    """Random streams with the fee settings changed between orders (the operator, between
+    two runs of the engine: resting orders keep the locks of their placing, which may be
+    short of the maker fee at the new rates) and traders with little quote beyond their
+    locks. An order is refused only for its own lock; no wallet goes negative (DictWallets);
+    both assets are conserved; the fee account receives exactly the fees of the trades; a
+    maker pays at most its fee at the rates of the moment; the wallets' locks are what the
+    live orders hold, a resting buy at least its remainder's notional."""
+    rules = data.draw(market_rules(with_house=None))
+    quote = data.draw(st.sampled_from([D(300), D(3000), D(1_000_000)]))
+    exchange = EngineExchange.create(rules=rules, owners=OWNERS, base=D(1000), quote=quote, ttx=TTX)
+    engine = exchange.engine
+    before = exchange.totals()
+    for taker in data.draw(order_stream(rules)):
+        if data.draw(st.booleans()):
+            taker_bps = data.draw(st.integers(0, 60))
+            rates = FeeRates(taker_bps=taker_bps, maker_bps=data.draw(st.integers(0, taker_bps)))
+            engine.rules = replace(engine.rules, rates=rates)
+        trades = len(exchange.journal.trades)
+        exchange.place_taker(taker)  # refused (None) only by InsufficientFunds of its own lock
+        for trade in exchange.journal.trades[trades:]:
+            settled = trade.settled
+            assert settled.taker_fee == calculate_fee(
+                notional=settled.notional,
+                fee_bps=engine.rules.rates.taker_bps,
+                discount=exchange.discounts(trade.taker.user_id),
+            )
+            due = calculate_fee(
+                notional=settled.notional,
+                fee_bps=engine.rules.rates.maker_bps,
+                discount=exchange.discounts(trade.maker_user_id),
+            )
+            assert D(0) <= settled.maker_fee <= (due if trade.maker is not None else D(0))
+        assert exchange.totals() == before
+        fees = sum((t.settled.taker_fee + t.settled.maker_fee for t in exchange.journal.trades), D(0))
+        assert exchange.wallets.balances[engine.accounts.fee_wallet][0] == fees
+        exchange.assert_locks_match()
+        for order in exchange.resting():
+            if order.side is Side.BUY:
+                assert order.price is not None
+                assert order.locked_amount >= quantize_up(order.remaining * order.price), order
+            else:
+                assert order.locked_amount == order.remaining, order
