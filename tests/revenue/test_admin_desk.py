@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -374,8 +375,22 @@ def test_the_reports_holder_share_pending_is_exact_as_the_api_gives_it(desk, db)
     event = RevenueEvent.objects.get(source_id="small")
     event_patch(event.pk, patch_failed(attempts=1, error="boom", now=now, next_retry_at=now))
     page = desk.get("/admin/revenue/revenueevent/failure-report/").content.decode()
-    card = re.search(r"Holder share pending<strong>([^<]*)</strong>", page)
+    card = re.search(r"Holder share pending \(USD\)<strong>([^<]*)</strong>", page)
     assert card is not None and card.group(1) == "0.006"
+
+
+def test_the_reports_events_say_their_currency_beside_the_dollar_totals(desk, db):
+    """An ETH-BTC market's event owes its holder share in BTC: its row read a bare 0.00009
+    under a stream total of 5.4 (dollars, at BTC-USDT's 60,000), as if the sum were wrong."""
+    market_create("BTC-USDT", reference_price="60000.00")
+    now = timezone.now()
+    btc = revenue_collect(stream=0, amount="0.0006", description="b", source_type="t", source_id="btc", currency="BTC")
+    event_patch(btc.pk, patch_failed(attempts=1, error="boom", now=now, next_retry_at=now))
+    assert btc.holder_share == Decimal("0.00009")
+    page = desk.get("/admin/revenue/revenueevent/failure-report/").content.decode()
+    assert f"{btc.pk}</a></td><td>0.00009 BTC</td>" in page
+    assert "Trading Fees: 1 event(s), holder share 5.4 USD," in page
+    assert re.search(r"Holder share pending \(USD\)<strong>5.4</strong>", page)
 
 
 def test_the_events_staff_actions_link_lists_that_events_actions_only(desk, mixed):
