@@ -285,7 +285,20 @@ def test_insights_answer_is_the_bytes_the_hand_built_dict_was(user_client, user,
     answer = user_client.get("/api/flywheel/my-impact/insights")
     expected = selectors.my_insights(impact=selectors.my_impact(user_id=user.pk))
     assert {i["kind"] for i in expected["insights"]} == {"next_tier", "your_contribution"}  # type: ignore[attr-defined]
+    for insight in expected["insights"]:  # type: ignore[attr-defined]
+        if "fee_discount" in insight:  # in percent, as the other answers write it (below)
+            insight["fee_discount"] = f"{insight['fee_discount'] * 100:.2f}"
     assert answer.content == hand_built_bytes(expected)
+
+
+def test_insights_write_the_fee_discount_in_percent_as_my_impact_and_the_calculator_do(api_client, user_client, traded):
+    # The next tier's discount read "0.35000000" in the insights, where my-impact and the
+    # calculator write "20.00" and "35.00": the same field, a hundred times smaller.
+    (insight,) = [i for i in user_client.get("/api/flywheel/my-impact/insights").json()["insights"] if "next_tier" in i]
+    assert user_client.get("/api/flywheel/my-impact").json()["fee_discount"] == "20.00"  # silver, 1,500 TTX
+    gold = api_client.get("/api/flywheel/calculator", {"ttx_amount": "10000", "monthly_volume": "0"}).json()
+    assert insight["next_tier"] == gold["tier"] == "gold"
+    assert insight["fee_discount"] == gold["fee_discount"] == "35.00"
 
 
 @pytest.fixture
