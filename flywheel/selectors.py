@@ -20,9 +20,8 @@ from flywheel.competitors import COMPETITORS, Competitor
 from flywheel.errors import CompetitorNotFound, TtxNotConfigured
 from orders.engine import TIERS, FeeTier, fee_tier_for, quantize_down
 from orders.models import Asset, Trade, Wallet
-from revenue.delivery.metadata import DeliveryStatus, status_in
 from revenue.models import RevenueEvent, RevenueStream
-from revenue.selectors import currency_usd_rates, usd_totals
+from revenue.selectors import currency_usd_rates, holder_share_delivered, usd_totals
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
@@ -131,13 +130,8 @@ def stream_figures_list(*, now: datetime | None = None) -> list[StreamFigures]:
     this_month = Case(
         When(created_at__gte=month_start, then=F("gross_amount")), default=Value(ZERO), output_field=MoneyField()
     )
-    delivered = Case(
-        When(status_in(DeliveryStatus.DELIVERED), then=F("holder_share")),
-        default=Value(ZERO),
-        output_field=MoneyField(),
-    )
     grouped = money_sums(
-        RevenueEvent.objects.annotate(gross_this_month=this_month, holder_delivered=delivered),
+        RevenueEvent.objects.annotate(gross_this_month=this_month, holder_delivered=holder_share_delivered()),
         group_by=("stream_id", "currency"),
         fields=["gross_amount", "holder_share", "gross_this_month", "holder_delivered"],
     )

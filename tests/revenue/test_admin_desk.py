@@ -293,6 +293,26 @@ def test_streams_can_be_reworded_but_not_added_deleted_or_recounted(desk, db):
     assert (stream.name, stream.target_monthly, stream.collected) == ("Trading fees", 123, collected)
 
 
+def test_streams_show_their_totals_in_dollars_each_currency_at_its_rate(desk, db):
+    """A stream's own `collected` and `distributed` add every currency as it is: the list read
+    10.01 collected for 10 USDT and 0.01 ETH (worth 20 USD at ETH-USDT's 2,000)."""
+    market_create("ETH-USDT", reference_price="2000.00")
+    now = timezone.now()
+    paid = patch_delivered(batch_id=1, tx_hash="0x" + "a" * 64, nonce=0, block_number=1, block_hash="0x" + "b" * 64,
+                           now=now)  # fmt: skip
+    usdt = revenue_collect(stream=0, amount="10", description="u", source_type="t", source_id="usdt")
+    eth = revenue_collect(stream=0, amount="0.01", description="e", source_type="t", source_id="eth", currency="ETH")
+    revenue_collect(stream=0, amount="4", description="w", source_type="t", source_id="waiting")  # not delivered
+    event_patch(usdt.pk, paid)
+    event_patch(eth.pk, paid)
+    listed = desk.get("/admin/revenue/revenuestream/").content.decode()
+    assert '<td class="field-collected_usd">34</td>' in listed  # 10 + 4 + 0.01 x 2,000
+    assert '<td class="field-distributed_usd">4.5</td>' in listed  # 1.5 + 0.0015 x 2,000
+    page = desk.get("/admin/revenue/revenuestream/0/change/").content.decode()
+    assert re.search(r"collected \(USD\):</label>\s*<div class=\"readonly\">34</div>", page, re.I), page
+    assert re.search(r"distributed to holders \(USD\):</label>\s*<div class=\"readonly\">4.5</div>", page, re.I)
+
+
 def test_a_stream_target_cannot_be_negative(desk, db):
     # The public figures read it (GET /api/flywheel/revenue-streams: target_monthly, progress).
     from django.db import IntegrityError, transaction
