@@ -21,7 +21,7 @@ from flywheel.errors import CompetitorNotFound, TtxNotConfigured
 from orders.engine import TIERS, FeeTier, fee_tier_for, quantize_down
 from orders.models import Asset, Trade, Wallet
 from revenue.models import RevenueEvent, RevenueStream
-from revenue.selectors import currency_usd_rates, usd_totals
+from revenue.selectors import currency_usd_rates, holder_share_delivered, usd_totals
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
@@ -121,15 +121,19 @@ def _revenue_usd(
 
 def stream_figures_list(*, now: datetime | None = None) -> list[StreamFigures]:
     """Three queries at most: the streams, one grouped aggregate over their events (per
-    stream and currency), and the dollar rates of the currencies other than USD."""
+    stream and currency), and the dollar rates of the currencies other than USD.
+
+    `distributed_to_holders` is the holder share of the stream's delivered events, summed
+    per currency and converted like the other figures. Not `RevenueStream.distributed`: the
+    delivery's books add every delivered share in its own currency (USDT and ETH together)."""
     month_start = (now or timezone.now()).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     this_month = Case(
         When(created_at__gte=month_start, then=F("gross_amount")), default=Value(ZERO), output_field=MoneyField()
     )
     grouped = money_sums(
-        RevenueEvent.objects.annotate(gross_this_month=this_month),
+        RevenueEvent.objects.annotate(gross_this_month=this_month, holder_delivered=holder_share_delivered()),
         group_by=("stream_id", "currency"),
-        fields=["gross_amount", "holder_share", "gross_this_month"],
+        fields=["gross_amount", "holder_share", "gross_this_month", "holder_delivered"],
     )
     rates = currency_usd_rates(currencies={currency for _, currency in grouped})
     per_stream: dict[int, dict[str, tuple[Decimal, ...]]] = {}
@@ -137,11 +141,15 @@ def stream_figures_list(*, now: datetime | None = None) -> list[StreamFigures]:
         per_stream.setdefault(stream_id, {})[currency] = figures
     sums = {
         stream_id: dict(
-            zip(("gross", "holder", "reserve", "month"), _revenue_usd(by_currency, rates=rates), strict=True)
+            zip(
+                ("gross", "holder", "reserve", "month", "distributed"),
+                _revenue_usd(by_currency, rates=rates),
+                strict=True,
+            )
         )
         for stream_id, by_currency in per_stream.items()
     }
-    empty = {"gross": ZERO, "holder": ZERO, "reserve": ZERO, "month": ZERO}
+    empty = {"gross": ZERO, "holder": ZERO, "reserve": ZERO, "month": ZERO, "distributed": ZERO}
     return [
         StreamFigures(
             id=stream.pk,
@@ -150,7 +158,7 @@ def stream_figures_list(*, now: datetime | None = None) -> list[StreamFigures]:
             collected=sums.get(stream.pk, empty)["gross"],
             holder_share=sums.get(stream.pk, empty)["holder"],
             reserve_share=sums.get(stream.pk, empty)["reserve"],
-            distributed_to_holders=stream.distributed,
+            distributed_to_holders=sums.get(stream.pk, empty)["distributed"],
             target_monthly=stream.target_monthly,
             collected_this_month=sums.get(stream.pk, empty)["month"],
         )

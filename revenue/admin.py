@@ -7,6 +7,7 @@ recorded (StaffAction)."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from types import ModuleType
 from typing import Any
 
@@ -24,6 +25,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from core.admin import ReadOnlyAdmin
 from core.errors import ApplicationError, InvalidInput
 from core.text import parse_id
+from orders.templatetags.page_format import amount
 from revenue.chain_status import chain_health
 from revenue.delivery.metadata import (
     RETRYABLE_STATUSES,
@@ -45,6 +47,7 @@ from revenue.models import (
     StaffAction,
 )
 from revenue.reports import onchain_failure_report
+from revenue.selectors import stream_usd_totals
 from revenue.templatetags.revenue_admin import when
 from revenue.worker_status import onchain_worker_status
 
@@ -255,8 +258,34 @@ class RevenueStreamAdmin(admin.ModelAdmin):
     """Streams come from migrations (revenue.streams); their totals move with their events.
     Staff may reword a stream and set its monthly target, nothing else."""
 
-    list_display = ("id", "name", "collected", "distributed", "target_monthly")
-    readonly_fields = ("id", "collected", "distributed")
+    # In US dollars, each currency at its rate (revenue.selectors.stream_usd_totals): the
+    # stream's own `collected` and `distributed` add USDT, ETH and BTC amounts as they are
+    # (the list read 11.47 collected where the flywheel said 21.78 USD).
+    list_display = ("id", "name", "collected_usd", "distributed_usd", "target_monthly")
+    fields = ("id", "name", "description", "collected_usd", "distributed_usd", "target_monthly")
+    readonly_fields = ("id", "collected_usd", "distributed_usd")
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        """The list's dollar figures, read once for every stream (two queries)."""
+        totals = stream_usd_totals()
+
+        def collected_usd(stream: RevenueStream) -> str:
+            return amount(totals.get(stream.pk, (Decimal(0), Decimal(0)))[0])
+
+        def distributed_usd(stream: RevenueStream) -> str:
+            return amount(totals.get(stream.pk, (Decimal(0), Decimal(0)))[1])
+
+        collected_usd.short_description = "collected (USD)"  # type: ignore[attr-defined]
+        distributed_usd.short_description = "distributed to holders (USD)"  # type: ignore[attr-defined]
+        return ("id", "name", collected_usd, distributed_usd, "target_monthly")
+
+    @admin.display(description="collected (USD)")
+    def collected_usd(self, stream: RevenueStream) -> str:
+        return amount(stream_usd_totals(stream_ids=[stream.pk]).get(stream.pk, (Decimal(0), Decimal(0)))[0])
+
+    @admin.display(description="distributed to holders (USD)")
+    def distributed_usd(self, stream: RevenueStream) -> str:
+        return amount(stream_usd_totals(stream_ids=[stream.pk]).get(stream.pk, (Decimal(0), Decimal(0)))[1])
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -29,7 +29,10 @@ class RevenueStream(models.Model):
     name = models.CharField(max_length=64, unique=True)
     description = models.TextField(blank=True, default="")
     collected = MoneyField(default=0)
-    distributed = MoneyField(default=0)  # holder share confirmed on-chain
+    # Holder share confirmed on-chain, in each event's own currency added together (the
+    # delivery's books: USDT and ETH shares alike). Not a dollar figure: the flywheel sums
+    # the delivered events per currency instead (flywheel.selectors.stream_figures_list).
+    distributed = MoneyField(default=0)
     target_monthly = MoneyField(default=0, validators=[MinValueValidator(0)])  # staff set it (admin)
 
     class Meta:

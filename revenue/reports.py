@@ -115,6 +115,7 @@ def onchain_failure_report(*, hours: int, stream_id: int | None = None, now: dat
             "id",
             "stream_id",
             "holder_share",
+            "currency",
             "description",
             "created_at",
             "attempts",
@@ -129,6 +130,7 @@ def onchain_failure_report(*, hours: int, stream_id: int | None = None, now: dat
             {
                 "id": row["id"],
                 "holder_share": row["holder_share"],
+                "currency": row["currency"],
                 "description": row["description"],
                 "created_at": row["created_at"],
                 "retry_attempts": row["attempts"],

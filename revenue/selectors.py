@@ -6,10 +6,15 @@ from collections.abc import Iterable
 from datetime import timedelta
 from decimal import Decimal
 
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
+from core.db import money_sums
+from core.fields import MoneyField
 from orders.engine import quantize_down
 from orders.models import Market, TradeOutbox, TradeOutboxStatus
+from revenue.delivery.metadata import DeliveryStatus, status_in
+from revenue.models import RevenueEvent
 
 # Currencies counted as US dollars one for one (revenue figures, holder shares converted to wei).
 USD_CURRENCIES = frozenset({"USD", "USDT", "USDC"})
@@ -63,3 +68,34 @@ def usd_totals(*, sums: dict[str, tuple[Decimal, ...]], rates: dict[str, Decimal
         for index, value in enumerate(figures):
             totals[index] += value if rate == 1 else quantize_down(value * rate)
     return tuple(totals)
+
+
+def holder_share_delivered() -> Case:
+    """An event's holder share once delivered on-chain, else 0 (to sum what holders received)."""
+    return Case(
+        When(status_in(DeliveryStatus.DELIVERED), then=F("holder_share")),
+        default=Value(Decimal(0)),
+        output_field=MoneyField(),
+    )
+
+
+def stream_usd_totals(*, stream_ids: Iterable[int] | None = None) -> dict[int, tuple[Decimal, Decimal]]:
+    """Per stream (all, or `stream_ids`): (collected, distributed) in US dollars, the gross of
+    its events and the holder share of those delivered on-chain, summed per currency and each
+    converted at its rate (usd_totals): two queries. The streams' own `collected` and
+    `distributed` columns add every currency together as it is (USDT, ETH and BTC amounts)."""
+    events = RevenueEvent.objects.all() if stream_ids is None else RevenueEvent.objects.filter(stream_id__in=stream_ids)
+    grouped = money_sums(
+        events.annotate(holder_delivered=holder_share_delivered()),
+        group_by=("stream_id", "currency"),
+        fields=["gross_amount", "holder_delivered"],
+    )
+    rates = currency_usd_rates(currencies={currency for _, currency in grouped})
+    per_stream: dict[int, dict[str, tuple[Decimal, ...]]] = {}
+    for (stream_id, currency), figures in grouped.items():
+        per_stream.setdefault(stream_id, {})[currency] = figures
+    totals: dict[int, tuple[Decimal, Decimal]] = {}
+    for stream_id, sums in per_stream.items():
+        collected, distributed = usd_totals(sums=sums, rates=rates)
+        totals[stream_id] = (collected, distributed)
+    return totals

@@ -31,6 +31,14 @@ _DRF_CODES: dict[type[exceptions.APIException], tuple[str, str]] = {
 }
 
 
+# DRF's SessionAuthentication refusing a session's unsafe request without its CSRF token: the
+# contract's code, and a message that says what is missing (it read "You are not allowed to
+# do this.", as if the account lacked a permission).
+CSRF_FAILED_MESSAGE = (
+    "CSRF check failed: a request authenticated by the session must send the csrftoken cookie's "
+    "value in the X-CSRFToken header (or authenticate with a token or an API key instead)."
+)
+
 # The challenge of every 401 (RFC 9110: a 401 carries WWW-Authenticate), as DRF writes it
 # for simplejwt's authentication.
 API_CHALLENGE = 'Bearer realm="api"'
@@ -76,6 +84,8 @@ def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Respo
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    if isinstance(exc, exceptions.PermissionDenied) and str(exc.detail).startswith("CSRF Failed"):
+        return Response(error_body("permission_denied", CSRF_FAILED_MESSAGE), status=status.HTTP_403_FORBIDDEN)
     if isinstance(exc, exceptions.ValidationError):
         return Response(
             error_body("validation_error", "Some fields are invalid.", _validation_fields(exc.detail)),

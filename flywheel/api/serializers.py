@@ -151,13 +151,21 @@ class FlywheelComparisonSerializer(serializers.Serializer):
 class FlywheelInsightSerializer(serializers.Serializer):
     # One insight of flywheel.selectors.my_insights. Each kind adds its own figures to
     # these two: they are written in the selector's order, amounts as format_amount writes
-    # them (the schema cannot declare fields that differ per kind).
+    # them (the schema cannot declare fields that differ per kind); `fee_discount` in percent,
+    # as every other flywheel answer writes it (it read 0.50000000 here beside my-impact's
+    # and the calculator's "35.00").
 
     kind = serializers.CharField()
     message = serializers.CharField()
 
     def to_representation(self, instance: dict[str, object]) -> dict[str, object]:
-        return {k: format_amount(v) if isinstance(v, Decimal) else v for k, v in instance.items()}
+        return {k: _insight_figure(k, v) for k, v in instance.items()}
+
+
+def _insight_figure(key: str, value: object) -> object:
+    if not isinstance(value, Decimal):
+        return value
+    return percent_text(value) if key == "fee_discount" else format_amount(value)
 
 
 class FlywheelInsightsSerializer(serializers.Serializer):

@@ -51,6 +51,7 @@ class OnchainFailureSummarySerializer(serializers.Serializer):
 class OnchainFailureEventSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     holder_share = AmountText()
+    currency = serializers.CharField(help_text="The holder share's currency: its market's quote asset.")
     description = serializers.CharField()
     created_at = serializers.DateTimeField()
     retry_attempts = serializers.IntegerField()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from config import topology
 from tests.deploy.processes import Served, json_lines, pid_alive
 from tests.waiting import wait_until
+
+# The test run's own services: scripts/run uses its embedded defaults without them.
+RUN_TEST_ONLY = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE", "DJANGO_DEBUG")
 
 
 def test_the_procfile_names_every_process_of_the_topology() -> None:
@@ -228,3 +232,44 @@ def test_an_engine_that_exits_is_started_again_while_the_rest_serves_on(tmp_path
     assert "topology stopped cleanly" in text
     assert not (metrics_dir / f"gauge_livemax_{second}.db").exists()
     assert not any(pid_alive(pid) for pid in (second, started["web.1"], started["worker.1"]))
+
+
+def _make_run_refused(env: dict[str, str]) -> tuple[int | None, str, str]:
+    """scripts/run with `env` (its embedded defaults, not the test run's services), expected to
+    stop at once: its return code and output. Should it go on, its EXIT trap stops what it
+    started once SIGTERM ends it."""
+    env = {key: value for key, value in os.environ.items() if key not in RUN_TEST_ONLY} | env
+    run = subprocess.Popen(
+        [str(topology.ROOT / "scripts" / "run")], cwd=topology.ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, err = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.send_signal(signal.SIGTERM)
+            run.communicate(timeout=90)
+    return run.returncode, out.decode(), err.decode()
+
+
+def test_make_run_refuses_a_port_another_program_holds(tmp_path) -> None:
+    """scripts/run on a port another program listens on: its web exited at each start ("Address
+    already in use", in web.log only) and was restarted in a loop, while the script announced
+    "Platform running" at that address, which the other program answered. It now says so and
+    stops before starting anything."""
+    var_dir = tmp_path / "var"
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        code, out, err = _make_run_refused({"PORT": str(port), "VAR_DIR": str(var_dir)})
+    assert code == 1, (out, err)
+    assert f"Port {port} on 127.0.0.1 is in use by another program" in err, err
+    assert "PORT=8001 make run" in err
+    assert "Platform running" not in out
+    assert not (var_dir / "log" / "web.log").exists()  # nothing was started
+
+
+def test_make_run_refuses_a_port_that_is_no_number(tmp_path) -> None:
+    code, out, err = _make_run_refused({"PORT": "80a", "VAR_DIR": str(tmp_path / "var")})
+    assert code == 1 and "PORT=80a is not a port number." in err, (out, err)

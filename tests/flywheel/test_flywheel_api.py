@@ -14,10 +14,12 @@ from orders.engine.requests import OrderRequest
 from orders.models import Asset, Trade, TradeOutbox
 from orders.services.orders import order_place
 from orders.system_accounts import house_user_id
+from revenue.chain.runtime import chain_context_reset
 from revenue.models import RevenueEvent, RevenueStream
 from revenue.services import post_trade_jobs_process, revenue_collect
 from tests.answers import hand_built_bytes
 from tests.factories import fund, market_create
+from tests.revenue.delivery_support import all_delivered, drive
 
 pytestmark = pytest.mark.django_db
 Q8 = Decimal("0.00000001")
@@ -283,7 +285,20 @@ def test_insights_answer_is_the_bytes_the_hand_built_dict_was(user_client, user,
     answer = user_client.get("/api/flywheel/my-impact/insights")
     expected = selectors.my_insights(impact=selectors.my_impact(user_id=user.pk))
     assert {i["kind"] for i in expected["insights"]} == {"next_tier", "your_contribution"}  # type: ignore[attr-defined]
+    for insight in expected["insights"]:  # type: ignore[attr-defined]
+        if "fee_discount" in insight:  # in percent, as the other answers write it (below)
+            insight["fee_discount"] = f"{insight['fee_discount'] * 100:.2f}"
     assert answer.content == hand_built_bytes(expected)
+
+
+def test_insights_write_the_fee_discount_in_percent_as_my_impact_and_the_calculator_do(api_client, user_client, traded):
+    # The next tier's discount read "0.35000000" in the insights, where my-impact and the
+    # calculator write "20.00" and "35.00": the same field, a hundred times smaller.
+    (insight,) = [i for i in user_client.get("/api/flywheel/my-impact/insights").json()["insights"] if "next_tier" in i]
+    assert user_client.get("/api/flywheel/my-impact").json()["fee_discount"] == "20.00"  # silver, 1,500 TTX
+    gold = api_client.get("/api/flywheel/calculator", {"ttx_amount": "10000", "monthly_volume": "0"}).json()
+    assert insight["next_tier"] == gold["tier"] == "gold"
+    assert insight["fee_discount"] == gold["fee_discount"] == "35.00"
 
 
 @pytest.fixture
@@ -345,3 +360,35 @@ def test_revenue_in_another_currency_counts_at_its_usd_price(api_client, user_cl
     assert Decimal(impact["monthly_volume"]) == sum(q8(volume[c] * price[c]) for c in price)
     assert Decimal(impact["fees_paid_30d"]) == sum(q8(fees[c] * price[c]) for c in price)
     assert Decimal(impact["holder_revenue_30d"]) == holder
+
+
+@pytest.fixture
+def embedded_chain(settings, db):
+    """The in-process chain (eth-tester) for real deliveries; ETH-USDT at 2,000 converts."""
+    settings.WEB3_PROVIDER_URI = ""
+    settings.CHAIN_CONFIRMATIONS = 2
+    chain_context_reset()
+    market_create("ETH-USDT", reference_price="2000.00")
+    yield
+    chain_context_reset()
+
+
+def test_distributed_to_holders_counts_each_currency_at_its_usd_price(api_client, embedded_chain):
+    # The holder shares of a TTX-ETH market are in ETH, delivered as they are. The stream's
+    # `distributed` (the delivery's books) adds them to the USDT ones: 0.0015 ETH was shown as
+    # 0.0015 USD beside 1.5 USD, where 0.0015 ETH is worth 3 USD at ETH-USDT's 2,000.
+    usdt = revenue_collect(stream=0, amount="10", description="fee", source_type="t", source_id="usdt")
+    eth = revenue_collect(stream=0, amount="0.01", description="fee", source_type="t", source_id="eth", currency="ETH")
+    drive(until=all_delivered)
+    assert (usdt.holder_share, eth.holder_share) == (Decimal("1.5"), Decimal("0.0015"))
+    assert RevenueStream.objects.get(pk=0).distributed == Decimal("1.5015")  # the books, in two currencies
+    # collected since: not delivered, so not distributed
+    revenue_collect(stream=0, amount="4", description="fee", source_type="t", source_id="later")
+    revenue_collect(stream=4, amount="0.02", description="fee", source_type="t", source_id="eth-4", currency="ETH")
+
+    body = api_client.get("/api/flywheel/revenue-streams").json()
+    streams = {s["id"]: s for s in body["streams"]}
+    assert Decimal(streams[0]["distributed_to_holders"]) == Decimal("1.5") + Decimal("0.0015") * 2000 == 4.5
+    assert Decimal(streams[4]["distributed_to_holders"]) == 0
+    assert Decimal(body["summary"]["total_distributed_to_holders"]) == Decimal("4.5")
+    assert Decimal(streams[0]["collected"]) == 10 + 4 + Decimal("0.01") * 2000

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -292,6 +293,26 @@ def test_streams_can_be_reworded_but_not_added_deleted_or_recounted(desk, db):
     assert (stream.name, stream.target_monthly, stream.collected) == ("Trading fees", 123, collected)
 
 
+def test_streams_show_their_totals_in_dollars_each_currency_at_its_rate(desk, db):
+    """A stream's own `collected` and `distributed` add every currency as it is: the list read
+    10.01 collected for 10 USDT and 0.01 ETH (worth 20 USD at ETH-USDT's 2,000)."""
+    market_create("ETH-USDT", reference_price="2000.00")
+    now = timezone.now()
+    paid = patch_delivered(batch_id=1, tx_hash="0x" + "a" * 64, nonce=0, block_number=1, block_hash="0x" + "b" * 64,
+                           now=now)  # fmt: skip
+    usdt = revenue_collect(stream=0, amount="10", description="u", source_type="t", source_id="usdt")
+    eth = revenue_collect(stream=0, amount="0.01", description="e", source_type="t", source_id="eth", currency="ETH")
+    revenue_collect(stream=0, amount="4", description="w", source_type="t", source_id="waiting")  # not delivered
+    event_patch(usdt.pk, paid)
+    event_patch(eth.pk, paid)
+    listed = desk.get("/admin/revenue/revenuestream/").content.decode()
+    assert '<td class="field-collected_usd">34</td>' in listed  # 10 + 4 + 0.01 x 2,000
+    assert '<td class="field-distributed_usd">4.5</td>' in listed  # 1.5 + 0.0015 x 2,000
+    page = desk.get("/admin/revenue/revenuestream/0/change/").content.decode()
+    assert re.search(r"collected \(USD\):</label>\s*<div class=\"readonly\">34</div>", page, re.I), page
+    assert re.search(r"distributed to holders \(USD\):</label>\s*<div class=\"readonly\">4.5</div>", page, re.I)
+
+
 def test_a_stream_target_cannot_be_negative(desk, db):
     # The public figures read it (GET /api/flywheel/revenue-streams: target_monthly, progress).
     from django.db import IntegrityError, transaction
@@ -374,8 +395,22 @@ def test_the_reports_holder_share_pending_is_exact_as_the_api_gives_it(desk, db)
     event = RevenueEvent.objects.get(source_id="small")
     event_patch(event.pk, patch_failed(attempts=1, error="boom", now=now, next_retry_at=now))
     page = desk.get("/admin/revenue/revenueevent/failure-report/").content.decode()
-    card = re.search(r"Holder share pending<strong>([^<]*)</strong>", page)
+    card = re.search(r"Holder share pending \(USD\)<strong>([^<]*)</strong>", page)
     assert card is not None and card.group(1) == "0.006"
+
+
+def test_the_reports_events_say_their_currency_beside_the_dollar_totals(desk, db):
+    """An ETH-BTC market's event owes its holder share in BTC: its row read a bare 0.00009
+    under a stream total of 5.4 (dollars, at BTC-USDT's 60,000), as if the sum were wrong."""
+    market_create("BTC-USDT", reference_price="60000.00")
+    now = timezone.now()
+    btc = revenue_collect(stream=0, amount="0.0006", description="b", source_type="t", source_id="btc", currency="BTC")
+    event_patch(btc.pk, patch_failed(attempts=1, error="boom", now=now, next_retry_at=now))
+    assert btc.holder_share == Decimal("0.00009")
+    page = desk.get("/admin/revenue/revenueevent/failure-report/").content.decode()
+    assert f"{btc.pk}</a></td><td>0.00009 BTC</td>" in page
+    assert "Trading Fees: 1 event(s), holder share 5.4 USD," in page
+    assert re.search(r"Holder share pending \(USD\)<strong>5.4</strong>", page)
 
 
 def test_the_events_staff_actions_link_lists_that_events_actions_only(desk, mixed):

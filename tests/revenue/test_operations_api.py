@@ -314,3 +314,9 @@ def test_the_holder_share_pending_counts_another_currency_at_its_dollar_price(st
     assert Decimal(body["summary"]["total_holder_share_pending"]) == expected
     (stream,) = body["by_stream"]
     assert Decimal(stream["total_holder_share"]) == expected and stream["count"] == 3
+    # each event's share in its own currency, which the answer now names
+    assert {e["id"]: (e["holder_share"], e["currency"]) for e in stream["events"]} == {
+        usdt.pk: (f"{usdt.holder_share:.8f}", "USDT"),
+        btc.pk: ("0.00009000", "BTC"),
+        doge.pk: (f"{doge.holder_share:.8f}", "DOGE"),
+    }

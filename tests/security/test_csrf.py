@@ -176,6 +176,8 @@ def test_session_api_calls_need_the_csrf_token(world: World) -> None:
     refused = client.post("/api/orders", ORDER, format="json")
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "permission_denied"
+    # says what is missing: it read "You are not allowed to do this.", as for a missing permission
+    assert "CSRF" in refused.json()["error"]["message"] and "X-CSRFToken" in refused.json()["error"]["message"]
     assert client.post(f"/api/orders/{world.order.pk}/cancel").status_code == 403
     assert not Order.objects.filter(user=world.owner, price="1850.00").exists()
     assert Order.objects.get(pk=world.order.pk).status == OrderStatus.OPEN
@@ -191,6 +193,7 @@ def test_session_staff_calls_need_the_csrf_token(world: World) -> None:
     balances = sorted(Wallet.objects.values_list("pk", "balance"))
     refused = client.post("/api/admin/wallets/credit", body, format="json")
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "permission_denied"
+    assert "X-CSRFToken" in refused.json()["error"]["message"]
     assert sorted(Wallet.objects.values_list("pk", "balance")) == balances
     token = _form_token(client, "/trade/ETH-USDT")
     assert client.post("/api/admin/wallets/credit", body, format="json", HTTP_X_CSRFTOKEN=token).status_code == 200
