@@ -45,7 +45,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 LONG_MARKERS = ("reliability", "browser")
-LONG_MODULES = ("tests/hostile/", "tests/orders/test_order_properties.py")
+LONG_MODULES = (
+    "tests/hostile/",
+    "tests/api/test_schema_conformance.py",
+    "tests/bench/test_bench_smoke.py",
+    "tests/orders/test_order_properties.py",
+    "tests/core/test_money_columns_upgrade.py",
+)
 
 
 def _duration_rank(item: pytest.Item) -> int:
