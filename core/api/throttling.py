@@ -182,11 +182,18 @@ class ResilientScopedRateThrottle(ScopedRateThrottle):
 
     def rate_limit(self) -> RateLimit:
         """What the last count() leaves the client (no further cache access)."""
-        assert self.num_requests is not None and self.duration is not None  # noqa: S101
-        wait = self.window_start + self.duration - self.now
+        assert self.num_requests is not None  # noqa: S101
+        wait = self._left()
         if self.counted > self.num_requests:
-            return _refused(limit=self.num_requests, wait=max(0.0, wait))
+            return _refused(limit=self.num_requests, wait=wait)
         return RateLimit(limit=self.num_requests, remaining=self.num_requests - self.counted, reset=_seconds(wait))
+
+    def _left(self) -> float:
+        """Seconds left in the window, within 0 and its duration: another process may have
+        opened the window a moment after this one read its clock (its start is then a
+        little after this `now`)."""
+        assert self.duration is not None  # noqa: S101
+        return min(float(self.duration), max(0.0, self.window_start + self.duration - self.now))
 
     def _window_start(self, key: str, *, now: float, duration: int) -> float:
         """The start of the window `now` falls in. The first request of a window adds its
@@ -213,7 +220,7 @@ class ResilientScopedRateThrottle(ScopedRateThrottle):
         (and what the registration page announces: shared_rate_wait)."""
         if self.duration is None:
             return None
-        return float(int(max(0.0, self.window_start + self.duration - self.now)))
+        return float(int(self._left()))
 
 
 def shared_rate_wait(*, scope: str, ident: str) -> float | None:

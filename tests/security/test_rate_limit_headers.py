@@ -159,6 +159,18 @@ def test_the_registration_budget_is_a_window_per_address(db: Any, rates: Any, cl
     assert budget(_register(client, "fifth5")) == (3, 2, 60)  # a new window
 
 
+def test_the_reset_lies_within_the_window_whichever_process_opened_it(db: Any, rates: Any, clock: Clock) -> None:
+    """A worker reads its clock, then finds the window another opened a moment later: the
+    time left was the duration plus that moment (61 s of a minute, seen across four workers)."""
+    rates(register="3/min")
+    client = api_client()
+    assert budget(_register(client, "opener1")) == (3, 2, 60)
+    clock.now -= 0.5  # this request's clock was read before the window's start
+    assert budget(_register(client, "racer2")) == (3, 1, 60)
+    assert budget(_register(client, "third3")) == (3, 0, 60)
+    assert refused(_register(client, "late4")) == (3, 0, 61)  # int(60) + 1, as Retry-After always said
+
+
 def test_the_budget_costs_no_cache_access(db: Any, rates: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The headers are the count's outcome: a registration reads and writes the shared
     cache exactly as the throttle alone does (the window's start, its counter)."""
