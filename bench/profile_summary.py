@@ -28,7 +28,7 @@ ROWS: list[tuple[int, str, str]] = [
     (1, "middleware, outside the view", r"^BaseHandler\.get_response "),
     (1, "POST /api/orders, hot path (orders/api/hot.py)", r"^order_place_hot "),
     (0, "token check (request_principal)", r"^request_principal "),
-    (0, "order rate (worker_rate_wait)", r"^worker_rate_wait "),
+    (0, "order rate (worker_rate_count)", r"^worker_rate_(count|wait) "),
     (0, "body (order_request_parse)", r"^order_request_parse "),
     (0, "order_place_as: command to the engine and its answer", r"^order_place_as "),
     (1, "ZeroMQ round trip (orders/sequencer/zmq.py _request)", r"^_request \(orders/sequencer/zmq\.py"),

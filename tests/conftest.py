@@ -12,6 +12,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from core.api.throttling import worker_rate_reset
 from orders.sequencer.transport import in_process_engine_reset
+from orders.streams.consumers import snapshot_budgets
 from orders.system_accounts import system_accounts_cache_clear
 from tests.factories import StaffFactory, UserFactory
 from tests.live_server import OneRequestAtATimeServer, serving
@@ -136,14 +137,17 @@ def _live_server_gate(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _fresh_system_accounts():
     # System account ids are cached per process, and so are the in-process sequencer's
-    # books and the order rate's counts; each test database has its own rows.
+    # books, the order rate's counts and the streams' snapshot budgets; each test database
+    # has its own rows.
     system_accounts_cache_clear()
     in_process_engine_reset()
     worker_rate_reset()
+    snapshot_budgets.reset()
     yield
     system_accounts_cache_clear()
     in_process_engine_reset()
     worker_rate_reset()
+    snapshot_budgets.reset()
 
 
 @pytest.fixture

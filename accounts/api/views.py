@@ -20,7 +20,7 @@ from accounts.api.serializers import (
 from accounts.services import REGISTER_RATE_SCOPE, client_address, user_authenticate, user_register
 from accounts.tokens import token_logout, token_pair_issue, token_pair_rotate
 from core.api.schema import error_responses
-from core.api.throttling import ResilientScopedRateThrottle
+from core.api.throttling import RateLimitHeaders, ResilientScopedRateThrottle
 
 
 class ClientAddressThrottle(ResilientScopedRateThrottle):
@@ -32,7 +32,7 @@ class ClientAddressThrottle(ResilientScopedRateThrottle):
         return client_address(request._request)
 
 
-class RegisterApi(APIView):
+class RegisterApi(RateLimitHeaders, APIView):
     permission_classes = [AllowAny]
     authentication_classes: list[Any] = []
     throttle_classes = [ClientAddressThrottle]

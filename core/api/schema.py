@@ -13,6 +13,11 @@ statuses every operation can answer, derived from its view and its parameters:
 - 429 when it is throttled by its throttle classes;
 - 414 on every operation: the web server's limit on the request line.
 
+A throttled operation whose answers carry the rate-limit headers (core.api.throttling.
+RateLimitHeaders) documents them on every response a counted request can get (all but
+401, 403 and 414, answered before the count), required on its 429, which also carries
+`Retry-After`.
+
 Statuses that depend on what the operation does (409 conflicts, a login throttle, 503 when
 the platform lacks something) are declared on the view with `error_responses(...)`; the hook
 never replaces a response a view declared."""
@@ -26,6 +31,7 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import IsAdminUser
 
 from core.api.permissions import IsAuthenticatedInPerson, IsStaff
+from core.api.throttling import operation_rate_limit_headers, operation_throttled
 
 ERROR_COMPONENT = "ErrorEnvelope"
 ERROR_REF = {"$ref": f"#/components/schemas/{ERROR_COMPONENT}"}
@@ -95,11 +101,49 @@ def _default_statuses(method: str, path: str, operation: dict[str, Any], view_cl
         session = any(isinstance(a, type) and issubclass(a, SessionAuthentication) for a in authentication)
         if staff_only or (session and method not in SAFE_METHODS):
             statuses.append(403)
-        if getattr(view_class, "throttle_classes", []):
+        if operation_throttled(view_class, method):
             statuses.append(429)
     if "{" in path:
         statuses.append(404)
     return statuses
+
+
+RATE_LIMIT_HEADERS: dict[str, dict[str, Any]] = {
+    "RateLimit-Limit": {
+        "description": "Requests the rate allows per window (draft-ietf-httpapi-ratelimit-headers). For the order"
+        " and cancel rates, counted in each web process, the share of the rate the answering process allows.",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "RateLimit-Remaining": {
+        "description": "Requests the window still allows after this one (0 on a 429).",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "RateLimit-Reset": {
+        "description": "Seconds (rounded up) until quota comes back: the end of the window, or, for the order and"
+        " cancel rates (a sliding window), until the oldest counted request leaves it. On a 429, the same"
+        " moment as `Retry-After`.",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+}
+RETRY_AFTER_HEADER: dict[str, Any] = {
+    "description": "Seconds to wait before sending the request again.",
+    "schema": {"type": "integer", "minimum": 1},
+}
+# Answered before the throttles count the request (credentials, permission, CSRF) or before Django.
+NOT_COUNTED_STATUSES = {"401", "403", "414"}
+
+
+def _rate_limit_headers(responses: dict[str, Any]) -> None:
+    for status, response in responses.items():
+        if status in NOT_COUNTED_STATUSES or not isinstance(response, dict):
+            continue
+        headers = response.setdefault("headers", {})
+        for name in RATE_LIMIT_HEADERS:
+            headers[name] = {"$ref": f"#/components/headers/{name}"}
+            if status == "429":
+                headers[name] = {**RATE_LIMIT_HEADERS[name], "required": True}
+        if status == "429":
+            headers["Retry-After"] = {**RETRY_AFTER_HEADER, "required": True}
 
 
 DELEGATED_SCHEMES = {"ApiKey", "ApiKeyTimestamp", "ApiKeySignature"}  # accounts.api_key_auth.ApiKeyScheme
@@ -134,12 +178,16 @@ def error_responses_hook(result: dict[str, Any], generator: Any, request: Any, p
                 ]
             for status in _default_statuses(method, path, operation, view_class):
                 responses.setdefault(str(status), _error_response(status))
+            if view_class is not None and operation_rate_limit_headers(view_class, method):
+                _rate_limit_headers(responses)
             # Every operation: the web server refuses a request line longer than it reads
             # (gunicorn: 4094 bytes) before any view runs; no body is promised.
             responses.setdefault("414", {"description": URI_TOO_LONG})
             # Keep the statuses in numeric order, as a reader expects them.
             operation["responses"] = dict(sorted(responses.items()))
-    result.setdefault("components", {}).setdefault("schemas", {})[ERROR_COMPONENT] = ERROR_SCHEMA
+    components = result.setdefault("components", {})
+    components.setdefault("schemas", {})[ERROR_COMPONENT] = ERROR_SCHEMA
+    components.setdefault("headers", {}).update(RATE_LIMIT_HEADERS)
     return result
 
 

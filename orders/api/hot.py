@@ -1,9 +1,10 @@
 """POST /api/orders (and a bearer token's cancel, order_cancel_hot_async) on the hot path:
 authenticate from the request's credentials (no user row: accounts.authentication.
 request_principal), count the order rate in the process
-(core.api.throttling.worker_rate_wait), read the body (orders.engine.requests.
+(core.api.throttling.worker_rate_count), read the body (orders.engine.requests.
 order_request_parse), send the command to the engine, answer with the body the engine
-built. No DRF request, serializer or ORM on the way.
+built, with the count's RateLimit headers (as RateLimitHeaders sets them on the DRF views'
+answers). No DRF request, serializer or ORM on the way.
 
 Two doors: under ASGI, core.api.fast serves a bearer token's placement on the event loop
 (order_place_prepare, orders.api.urls.FAST_ROUTES: the engine's answer awaited); the rest
@@ -31,7 +32,7 @@ from rest_framework.response import Response
 from accounts.authentication import Principal, request_principal, request_principal_reads
 from core.api.exception_handler import API_CHALLENGE, error_body
 from core.api.fast import FastHandler, answered
-from core.api.throttling import worker_rate_wait
+from core.api.throttling import RateLimit, worker_rate_count
 from core.encoding import json_compact, json_read
 from core.errors import ApplicationError
 from orders.api.serializers import order_output
@@ -65,22 +66,38 @@ def json_response(body: Any, *, status: int) -> HttpResponse:
     return HttpResponse(data, status=status, content_type=JSON)
 
 
-def error_response(error: ApplicationError) -> HttpResponse:
-    """The contract's envelope (core.api.exception_handler.error_body) with its headers."""
+def error_response(error: ApplicationError, *, rate: RateLimit | None = None) -> HttpResponse:
+    """The contract's envelope (core.api.exception_handler.error_body) with its headers
+    (`rate`: the count of a request that was counted). A 401 has no RateLimit headers
+    even when the engine refused the credentials after the count (a user deactivated, a
+    password changed): as on the DRF views, which authenticate before they count."""
     response = json_response(error_body(error.code, error.message, error.fields), status=error.status)
     if error.retry_after is not None:
         response["Retry-After"] = str(error.retry_after)
     if error.status == 401:
         response["WWW-Authenticate"] = API_CHALLENGE
+    if rate is not None and error.status != 401:
+        rate.apply(response)
     return response
 
 
-def order_rate_check(*, user_id: int, scope: str = ORDER_RATE_SCOPE) -> None:
+class Refused(Exception):
+    """An ApplicationError of a request, with the count of the rate it was refused after
+    (None: refused before it was counted)."""
+
+    def __init__(self, error: ApplicationError, rate: RateLimit | None) -> None:
+        self.error, self.rate = error, rate
+        super().__init__(error.message)
+
+
+def order_rate_check(*, user_id: int, scope: str = ORDER_RATE_SCOPE) -> RateLimit | None:
     """Counts one placement (or, `scope` CANCEL_RATE_SCOPE, one cancel) of the user in this
-    process; RateExceeded beyond its share of the rate."""
-    wait = worker_rate_wait(scope=scope, ident=str(user_id))
-    if wait is not None:
-        raise RateExceeded(retry_after=int(wait) + 1)
+    process: the count (None: the scope has no rate); Refused with RateExceeded beyond its
+    share of the rate."""
+    rate = worker_rate_count(scope=scope, ident=str(user_id))
+    if rate is not None and not rate.allowed:
+        raise Refused(RateExceeded(retry_after=rate.retry_after), rate)
+    return rate
 
 
 def _strict_constant(name: str) -> None:
@@ -123,12 +140,22 @@ class Placement:
     principal: Principal
     data: object
 
-    def order_request(self) -> OrderRequest:
-        """Permission, order rate and body, in the order of the DRF view (ApplicationError)."""
+    def order_request(self) -> tuple[OrderRequest, RateLimit | None]:
+        """Permission, order rate and body, in the order of the DRF view, and the order
+        rate's count (Refused: the error and the count, if the request was counted)."""
         if not self.principal.can_trade:
-            raise PermissionRefused()
-        order_rate_check(user_id=self.principal.user_id)
-        return order_request_parse(self.data)
+            raise Refused(PermissionRefused(), None)
+        rate = order_rate_check(user_id=self.principal.user_id)
+        try:
+            return order_request_parse(self.data), rate
+        except ApplicationError as error:
+            raise Refused(error, rate) from error
+
+
+def _answer(response: HttpResponse, rate: RateLimit | None) -> HttpResponse:
+    if rate is not None:
+        rate.apply(response)
+    return response
 
 
 def order_place_read(request: HttpRequest) -> Placement | HttpResponse | None:
@@ -153,27 +180,33 @@ def order_place_hot(request: HttpRequest) -> HttpResponse | None:
         return placement
     user_id, mark = placement.principal.user_id, placement.principal.credentials_mark
     try:
-        result = order_place_as(
-            user_id=user_id, request=placement.order_request(), user_verified=False, credentials_mark=mark
-        )
+        order_request, rate = placement.order_request()
+    except Refused as refused:
+        return error_response(refused.error, rate=refused.rate)
+    try:
+        result = order_place_as(user_id=user_id, request=order_request, user_verified=False, credentials_mark=mark)
     except ApplicationError as error:
-        return error_response(error)
-    return place_answer(result, user_id=user_id)
+        return error_response(error, rate=rate)
+    return _answer(place_answer(result, user_id=user_id), rate)
 
 
 async def order_place_hot_async(placement: Placement) -> HttpResponse:
     """order_place_hot's answer on the event loop: the engine's answer awaited."""
     user_id, mark = placement.principal.user_id, placement.principal.credentials_mark
     try:
+        order_request, rate = placement.order_request()
+    except Refused as refused:
+        return error_response(refused.error, rate=refused.rate)
+    try:
         result = await order_place_as_async(
-            user_id=user_id, request=placement.order_request(), user_verified=False, credentials_mark=mark
+            user_id=user_id, request=order_request, user_verified=False, credentials_mark=mark
         )
     except ApplicationError as error:
-        return error_response(error)
+        return error_response(error, rate=rate)
     if result.body is None:  # a repeated client_order_id: the stored order is read
         response: HttpResponse = await sync_to_async(_stored_answer)(result, user_id=user_id)
-        return response
-    return place_answer(result, user_id=user_id)
+        return _answer(response, rate)
+    return _answer(place_answer(result, user_id=user_id), rate)
 
 
 def order_place_prepare(request: HttpRequest) -> FastHandler | None:
@@ -205,7 +238,10 @@ async def order_cancel_hot_async(principal: Principal, *, order_id: int, allow: 
     order_cancel_prepare): the engine finds the order, cancels it and answers its body, so
     the web tier reads nothing. `allow`: the Allow header DRF's view adds to its answers."""
     try:
-        order_rate_check(user_id=principal.user_id, scope=CANCEL_RATE_SCOPE)
+        rate = order_rate_check(user_id=principal.user_id, scope=CANCEL_RATE_SCOPE)
+    except Refused as refused:
+        return cancel_refused(refused.error, allow=allow, rate=refused.rate)
+    try:
         body = await order_cancel_as_async(
             user_id=principal.user_id,
             order_id=order_id,
@@ -213,17 +249,24 @@ async def order_cancel_hot_async(principal: Principal, *, order_id: int, allow: 
             credentials_mark=principal.credentials_mark,
         )
     except ApplicationError as error:
-        return cancel_refused(error, allow=allow)
-    return view_response(body, status=200, headers={"Allow": allow})
+        return cancel_refused(error, allow=allow, rate=rate)
+    return view_response(body, status=200, headers={"Allow": allow, **_rate_headers(rate)})
 
 
-def cancel_refused(error: ApplicationError, *, allow: str) -> HttpResponse:
-    """As the DRF view refuses (core.api.exception_handler): the envelope, Retry-After,
-    WWW-Authenticate (every 401), then Allow."""
+def _rate_headers(rate: RateLimit | None) -> dict[str, str]:
+    return {} if rate is None else rate.headers()
+
+
+def cancel_refused(error: ApplicationError, *, allow: str, rate: RateLimit | None = None) -> HttpResponse:
+    """As the DRF view refuses (core.api.exception_handler, then RateLimitHeaders): the
+    envelope, Retry-After, WWW-Authenticate (every 401), Allow, then the count's RateLimit
+    headers (`rate`: a request that was counted; none on a 401, as error_response)."""
     headers = {}
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
     if error.status == 401:
         headers["WWW-Authenticate"] = API_CHALLENGE
     headers["Allow"] = allow
+    if error.status != 401:
+        headers.update(_rate_headers(rate))
     return view_response(error_body(error.code, error.message, error.fields), status=error.status, headers=headers)

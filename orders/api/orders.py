@@ -16,7 +16,7 @@ from core.api.params import enum_openapi, enum_param, name_param
 from core.api.parsers import ExactJsonParser
 from core.api.request import request_user
 from core.api.schema import error_responses
-from core.api.throttling import WorkerScopedRateThrottle
+from core.api.throttling import RateLimitHeaders, WorkerScopedRateThrottle
 from core.errors import ApplicationError
 from core.text import parse_id, path_id
 from orders.api.hot import CANCEL_RATE_SCOPE, cancel_refused, order_cancel_hot_async, order_place_hot, place_answer
@@ -46,16 +46,15 @@ ENGINE_UNAVAILABLE = error_responses(
 )
 
 
-class OrdersApi(APIView):
+class OrdersApi(RateLimitHeaders, APIView):
     """GET: the caller's orders. POST: a placement; with header credentials and a JSON
     body it never reaches this class (orders.api.hot, see as_view), the rest (a session,
     errors of the body's framing) is answered here, with the same order rate."""
 
     throttle_scope = "orders"
+    throttle_classes = [WorkerScopedRateThrottle]
+    throttled_methods = frozenset({"POST"})
     parser_classes = [ExactJsonParser]  # amounts as sent: a JSON number is not rounded to a float
-
-    def get_throttles(self) -> list[Any]:
-        return [WorkerScopedRateThrottle()] if self.request.method == "POST" else []
 
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Any:
@@ -119,7 +118,7 @@ class OrderDetailApi(APIView):
         return Response(OrderOutput(order).data)
 
 
-class OrderCancelApi(APIView):
+class OrderCancelApi(RateLimitHeaders, APIView):
     """With a bearer token under ASGI, core.api.fast answers (order_cancel_prepare), with
     the same cancel rate."""
 
@@ -166,7 +165,7 @@ def order_cancel_prepare(request: HttpRequest, *, order_id: str) -> FastHandler 
     return functools.partial(order_cancel_hot_async, principal, order_id=parsed, allow=_CANCEL_ALLOW)
 
 
-class OrdersCancelAllApi(APIView):
+class OrdersCancelAllApi(RateLimitHeaders, APIView):
     throttle_scope = CANCEL_RATE_SCOPE
     throttle_classes = [WorkerScopedRateThrottle]
 

@@ -32,6 +32,7 @@ from accounts.errors import InvalidApiKey
 from accounts.selectors import user_still_signed_in
 from core.encoding import json_read
 from core.errors import ApplicationError
+from core.networks import address_in, forwarded_client
 from core.text import has_control_characters
 from orders.api.serializers import CandleOutput, MarketTradeOutput, OrderOutput, UserTradeOutput
 from orders.models import LIVE_STATUSES, Market
@@ -50,8 +51,9 @@ from orders.streams.ticker import market_ticker
 PUBLIC = ("book", "trades", "ticker", "candles")
 PRIVATE = ("orders", "fills")
 MAX_CHANNELS = 50
-# Snapshots cost the engine (a book is read between two batches): a connection may ask for
-# SNAPSHOT_BURST of them, refilled at SNAPSHOT_RATE per second; beyond that, `throttled`.
+# Snapshots cost the engine (a book is read between two batches): the connections of one
+# client address to a web process may ask for SNAPSHOT_BURST of them together, refilled at
+# SNAPSHOT_RATE per second; beyond that, `throttled` (_SnapshotBudgets).
 SNAPSHOT_BURST = 100
 SNAPSHOT_RATE = 5.0
 SNAPSHOT_TRADES = 50  # trades and fills in a snapshot, newest first
@@ -85,6 +87,54 @@ class Subscription:
 
 def _json(data: Any) -> Any:
     return json.loads(json.dumps(data))
+
+
+class _SnapshotBudgets:
+    """The snapshot allowance of each client address in this process, which every
+    connection from it spends (a token bucket: SNAPSHOT_BURST, refilled at SNAPSHOT_RATE
+    per second). It was per connection: a client opening twenty sockets asked the engine
+    for twenty times the burst and the rate. The consumers run on the process's event
+    loop, one message at a time: no lock. Addresses whose bucket is full again are
+    forgotten once there are many (memory bounded by the active ones)."""
+
+    SWEEP_ABOVE = 10_000
+
+    def __init__(self) -> None:
+        self.buckets: dict[str, tuple[float, float]] = {}  # address -> (allowance, when)
+
+    def spend(self, address: str, snapshots: int, *, now: float) -> bool:
+        allowance, checked = self.buckets.get(address, (float(SNAPSHOT_BURST), now))
+        allowance = min(float(SNAPSHOT_BURST), allowance + (now - checked) * SNAPSHOT_RATE)
+        allowed = snapshots <= allowance
+        if allowed:
+            allowance -= snapshots
+        if len(self.buckets) >= self.SWEEP_ABOVE and address not in self.buckets:
+            self.sweep(now)
+        self.buckets[address] = (allowance, now)
+        return allowed
+
+    def sweep(self, now: float) -> None:
+        refill = SNAPSHOT_BURST / SNAPSHOT_RATE
+        self.buckets = {a: (left, when) for a, (left, when) in self.buckets.items() if now - when < refill}
+
+    def reset(self) -> None:
+        """Forget every budget (tests)."""
+        self.buckets.clear()
+
+
+snapshot_budgets = _SnapshotBudgets()
+
+
+def client_address(scope: dict[str, Any]) -> str:
+    """The connection's client: the peer, or behind TRUSTED_PROXIES the client their
+    X-Forwarded-For names (core.networks.forwarded_client, as core.middleware does for HTTP)."""
+    client = scope.get("client")
+    peer = str(client[0]) if client else "unknown"
+    trusted = settings.TRUSTED_PROXIES
+    if not address_in(peer, trusted):
+        return peer
+    forwarded_for = dict(scope.get("headers", [])).get(b"x-forwarded-for", b"").decode("latin-1")
+    return forwarded_client(peer=peer, forwarded_for=forwarded_for, trusted=trusted)
 
 
 def _token_user(token: str) -> tuple[int, float, str | None] | None:
@@ -176,7 +226,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.user_checked = 0.0  # when the user was last found active (time.monotonic())
         self.subscriptions: dict[str, Subscription] = {}
         self.sequences: dict[str, int] = defaultdict(int)
-        self.allowance, self.checked = float(SNAPSHOT_BURST), time.monotonic()
+        self.address = client_address(self.scope)
         user = self.scope.get("user")
         if user is not None and user.is_authenticated and _same_site(self.scope):
             self.user_id = int(user.pk)
@@ -223,12 +273,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
             await self._error(error)
 
     def _spend(self, snapshots: int) -> None:
-        now = time.monotonic()
-        self.allowance = min(SNAPSHOT_BURST, self.allowance + (now - self.checked) * SNAPSHOT_RATE)
-        self.checked = now
-        if snapshots > self.allowance:
+        if not snapshot_budgets.spend(self.address, snapshots, now=time.monotonic()):
             raise StreamError("throttled", "Too many subscriptions; wait a few seconds.")
-        self.allowance -= snapshots
 
     async def _auth(self, message: dict[str, Any]) -> None:
         """A JWT access token (`token`), or an API key's signature (`key`, `timestamp`,

@@ -17,7 +17,7 @@ HOT = ";".join(
 )
 STACKS = [
     (HOT + ";request_principal (/work/x/accounts/authentication.py:4)", 10),
-    (HOT + ";worker_rate_wait (/work/x/core/api/throttling.py:5)", 5),
+    (HOT + ";worker_rate_count (/work/x/core/api/throttling.py:5)", 5),
     (HOT + ";order_place_as (/work/x/orders/services/orders.py:6);_request (/work/x/orders/sequencer/zmq.py:7)", 30),
     (HOT + ";json_response (/work/x/orders/api/hot.py:8)", 5),
     (
@@ -42,7 +42,7 @@ def test_the_rows_name_the_new_path(tmp_path: Path) -> None:
     assert report.startswith("100 samples")
     assert _share(report, "POST /api/orders, hot path (orders/api/hot.py)") == "50.0"
     assert _share(report, "token check (request_principal)") == "10.0"
-    assert _share(report, "order rate (worker_rate_wait)") == "5.0"
+    assert _share(report, "order rate (worker_rate_count)") == "5.0"
     assert _share(report, "ZeroMQ round trip (orders/sequencer/zmq.py _request)") == "30.0"
     assert _share(report, "POST /api/orders/{id}/cancel") == "50.0"
     assert _share(report, "the order's market (_market_of_order)") == "50.0"

@@ -160,9 +160,22 @@ def both(apps: tuple[Any, FastPath], caplog: pytest.LogCaptureFixture, **request
     return observe(caplog, fast_app, **request), observe(caplog, full_app, **request)
 
 
+def _counted_once_more(fast: Answer, full: Answer) -> list[list[tuple[str, str]]]:
+    """Both answers' headers, RateLimit-Remaining and -Reset set aside once checked: the
+    full path answers second (on the real clock), so a request both counted leaves one
+    less (none when refused), and no later a reset."""
+    fast_left, full_left = fast.header("RateLimit-Remaining"), full.header("RateLimit-Remaining")
+    assert (fast_left is None) == (full_left is None), (fast.headers, full.headers)
+    if fast_left is not None and full_left is not None:
+        assert int(full_left) == max(0, int(fast_left) - 1) or fast.status == full.status == 429
+        assert int(full.header("RateLimit-Reset") or -1) <= int(fast.header("RateLimit-Reset") or -1)
+    set_aside = ("RateLimit-Remaining", "RateLimit-Reset")
+    return [[(k, "r" if k in set_aside else v) for k, v in h] for h in (fast.headers, full.headers)]
+
+
 def assert_same(fast: Seen, full: Seen, *, varying: frozenset[str] = frozenset()) -> None:
     (fast_answer, fast_moved, fast_lines), (full_answer, full_moved, full_lines) = fast, full
-    fast_headers, full_headers = fast_answer.headers, full_answer.headers
+    fast_headers, full_headers = _counted_once_more(fast_answer, full_answer)
     if varying:  # two orders: their bodies' lengths may differ
         for answer in (fast_answer, full_answer):
             assert answer.header("Content-Length") == str(len(answer.body))
@@ -281,6 +294,28 @@ def test_the_cancel_rate_answers_as_the_full_path_and_leaves_the_order_rate_alon
     client = APIClient()
     client.force_authenticate(alice.user)
     assert client.post("/api/orders/cancel-all", {}, format="json").status_code == 429
+
+
+def test_the_fast_path_answers_the_rate_limit_headers(market, apps, taken, monkeypatch):
+    """Placements and cancels answered on the event loop carry the count's budget, the
+    429 too, Reset then naming Retry-After's moment (tests/security/test_rate_limit_headers.py)."""
+    monkeypatch.setattr(SimpleRateThrottle, "timer", staticmethod(lambda: 1_000_000.0))
+    rates = {**SimpleRateThrottle.THROTTLE_RATES, "orders": "2/min", "cancels": "1/min"}
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", rates)
+    alice = trader_create(USDT="1000")
+    body, headers = json.dumps(LIMIT).encode(), bearer(alice.user)
+    budgets = []
+    answers = [call(apps[1], body=body, headers=headers) for _ in range(3)]
+    for answer in answers:
+        budgets.append(tuple(answer.header(f"RateLimit-{name}") for name in ("Limit", "Remaining", "Reset")))
+    assert [a.status for a in answers] == [201, 201, 429]
+    assert budgets == [("2", "1", "60"), ("2", "0", "60"), ("2", "0", "61")]
+    assert answers[2].header("Retry-After") == "61"
+    cancels = [call(apps[1], path=_cancel(answer.json()["id"]), headers=headers) for answer in answers[:2]]
+    assert [c.status for c in cancels] == [200, 429]
+    assert [c.header("RateLimit-Remaining") for c in cancels] == ["0", "0"]
+    assert cancels[1].header("RateLimit-Reset") == cancels[1].header("Retry-After") == "61"
+    assert len(taken) == 5  # all answered by the fast path
 
 
 def test_no_engine_answers_503_as_the_full_path(market, apps, caplog, monkeypatch):

@@ -4,7 +4,7 @@ for each actor on one shared request handler."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache as memoize
 from typing import Any, cast
@@ -15,6 +15,7 @@ from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
+from rest_framework.throttling import SimpleRateThrottle
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from orders.engine.requests import OrderRequest
@@ -27,6 +28,34 @@ from revenue.services import revenue_collect
 from tests.factories import StaffFactory, UserFactory, asset_get, fund, market_create
 
 SYMBOL = "ETH-USDT"
+ORDER = {"market": "ETH-USDT", "side": "buy", "type": "limit", "price": "1850.00", "quantity": "0.01"}
+
+
+class Clock:
+    """The throttles' clock (SimpleRateThrottle.timer), moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(SimpleRateThrottle, "timer", staticmethod(clock))
+    return clock
+
+
+@pytest.fixture
+def rates(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Sets scoped rates: DRF reads the table once, at import (SimpleRateThrottle.THROTTLE_RATES)."""
+
+    def set_rates(**scoped: str) -> None:
+        monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {**SimpleRateThrottle.THROTTLE_RATES, **scoped})
+
+    yield set_rates
 
 
 @pytest.fixture(autouse=True)

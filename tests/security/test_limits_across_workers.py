@@ -4,7 +4,7 @@ hit one after the other and all at once. A per-process memory cache (the default
 issue 19) let each worker count its own share: 4 x the registration rate got through.
 
 - registration (a DRF throttle, scope "register", 5/hour here): of a burst of 24 at once,
-  exactly 5 are served, whichever workers answer;
+  exactly 5 are served, whichever workers answer, told RateLimit-Remaining 4 to 0 once each;
 - failed logins (django-axes, counted in the database, LOGIN_FAILURE_LIMIT=5): the 6th
   attempt is refused, right password or not, after 5 failures spread over the workers;
   in a burst of 16 at once no failure is lost from the count.
@@ -46,11 +46,17 @@ class Web:
     env: dict[str, str]
 
     def post(self, path: str, body: dict[str, str]) -> tuple[int, dict[str, object]]:
+        status, _, answer = self.post_answer(path, body)
+        return status, answer
+
+    def post_answer(self, path: str, body: dict[str, str]) -> tuple[int, dict[str, str], dict[str, object]]:
+        """Status, headers (lower-case names) and body."""
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         try:
             connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
             response = connection.getresponse()
-            return response.status, json.loads(response.read() or b"{}")
+            headers = {name.lower(): value for name, value in response.getheaders()}
+            return response.status, headers, json.loads(response.read() or b"{}")
         finally:
             connection.close()
 
@@ -144,15 +150,31 @@ def test_the_cache_is_the_database_shared_by_every_process(web: Web) -> None:
 
 def test_a_registration_burst_over_four_workers_gets_exactly_the_rate(web: Web) -> None:
     unexpected: list[object] = []
+    budgets: dict[int, list[tuple[str, str, str, str | None]]] = {201: [], 429: []}
 
     def register(index: int) -> int:
-        status, body = web.post("/api/auth/register", {"username": f"burst{index:02d}", "password": PASSWORD})
+        name = f"burst{index:02d}"
+        status, headers, body = web.post_answer("/api/auth/register", {"username": name, "password": PASSWORD})
         if status not in (201, 429):
             unexpected.append(body)
+        else:
+            budget = tuple(headers.get(f"ratelimit-{part}", "") for part in ("limit", "remaining", "reset"))
+            budgets[status].append((*budget, headers.get("retry-after")))  # type: ignore[arg-type]
         return status
 
     statuses = Counter(_burst(24, register))
     assert statuses == Counter({201: REGISTER_RATE, 429: 24 - REGISTER_RATE}), (statuses, unexpected)
+    # The headers come from the shared count: each served request was told a different
+    # remainder, from REGISTER_RATE - 1 down to 0, whichever worker answered it; every 429
+    # says 0, and its reset is its Retry-After. Resets lie within the window (an hour), also
+    # when another worker opened it a moment after this one read its clock (was 3601 then);
+    # a 429's is announced as Retry-After is, int(left) + 1: at most one second more.
+    served = budgets[201]
+    assert sorted(int(remaining) for _, remaining, _, _ in served) == list(range(REGISTER_RATE))
+    assert {limit for limit, _, _, _ in served + budgets[429]} == {str(REGISTER_RATE)}
+    assert all(remaining == "0" and reset == retry for _, remaining, reset, retry in budgets[429])
+    assert all(0 < int(reset) <= 3600 for _, _, reset, _ in served), served
+    assert all(0 < int(reset) <= 3601 for _, _, reset, _ in budgets[429]), budgets[429]
     # And later, one at a time, still refused: the window is shared.
     assert register(99) == 429
     # gunicorn writes the access line after the answer: wait for the last ones.

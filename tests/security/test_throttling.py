@@ -8,7 +8,6 @@ that class attribute rather than the settings, and patch the throttle's clock to
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -22,34 +21,9 @@ from rest_framework.throttling import ScopedRateThrottle, SimpleRateThrottle
 from config.settings import base
 from orders.models import Order
 from tests.factories import PASSWORD, UserFactory
-from tests.security.conftest import World, api_client, page_client
+from tests.security.conftest import ORDER, Clock, World, api_client, page_client
 
 pytestmark = pytest.mark.django_db
-
-ORDER = {"market": "ETH-USDT", "side": "buy", "type": "limit", "price": "1850.00", "quantity": "0.01"}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock()
-    monkeypatch.setattr(SimpleRateThrottle, "timer", staticmethod(clock))
-    return clock
-
-
-@pytest.fixture
-def rates(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
-    def set_rates(**scoped: str) -> None:
-        monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {**SimpleRateThrottle.THROTTLE_RATES, **scoped})
-
-    yield set_rates
 
 
 def _throttled(response: Any) -> int:

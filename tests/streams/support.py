@@ -47,8 +47,13 @@ class StreamClient:
         await self.ws.disconnect()
 
 
-async def stream_connect(headers: list[tuple[bytes, bytes]] | None = None) -> StreamClient:
+async def stream_connect(
+    headers: list[tuple[bytes, bytes]] | None = None, *, client: tuple[str, int] | None = None
+) -> StreamClient:
+    """A connection; `client`: the peer's address and port as the ASGI server says them."""
     communicator = WebsocketCommunicator(application, "/ws/v1", headers=headers or [])
+    if client is not None:
+        communicator.scope["client"] = client  # the consumer reads its scope when it connects
     connected, _ = await communicator.connect()
     assert connected
     return StreamClient(communicator)

@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from orders.streams.consumers import client_address
 from tests.factories import UserFactory, fund, market_create
 from tests.orders.support import place
 from tests.streams.support import stream_connect
@@ -231,25 +232,39 @@ def test_a_page_session_authenticates_only_from_an_allowed_origin():
     async_to_sync(scenario)()
 
 
-def test_subscriptions_are_throttled_per_connection():
+THROTTLED = {"op": "error", "code": "throttled", "message": "Too many subscriptions; wait a few seconds."}
+
+
+def test_subscriptions_are_throttled_per_client_address():
+    """Was per connection: a bot opening more sockets got the burst and the rate once per
+    socket (each snapshot a read of the engine's book); now the connections of an address
+    share one budget, and other addresses have theirs."""
     market_create("ETH-USDT")
 
     async def scenario() -> None:
-        client = await stream_connect()
-        for _ in range(2):  # 2 x 50 snapshots: the whole burst
+        first = await stream_connect(client=("198.51.100.7", 50001))
+        second = await stream_connect(client=("198.51.100.7", 50002))
+        for client in (first, second):  # 2 x 50 snapshots, one per connection: the address's burst
             await client.send({"op": "subscribe", "channels": [f"book:X{i}" for i in range(50)]})
             for _ in range(50):
                 assert (await client.op())["code"] == "market_not_found"
-        # 50 more at once: more than 5 per second could have refilled in this test's seconds.
-        await client.send({"op": "subscribe", "channels": ["book:ETH-USDT", *(f"trades:Y{i}" for i in range(49))]})
-        assert await client.op() == {
-            "op": "error",
-            "code": "throttled",
-            "message": "Too many subscriptions; wait a few seconds.",
-        }
-        await client.send({"op": "ping"})
-        assert await client.op() == {"op": "pong"}
-        await client.close()
+        # 50 more at once, on either: more than 5 per second could have refilled in this test's seconds.
+        for client in (first, second):
+            await client.send({"op": "subscribe", "channels": ["book:ETH-USDT", *(f"trades:Y{i}" for i in range(49))]})
+            assert await client.op() == THROTTLED
+        # A third connection from the address starts with what is left, not a burst of its own.
+        third = await stream_connect(client=("198.51.100.7", 50003))
+        await third.send({"op": "subscribe", "channels": [f"trades:Z{i}" for i in range(50)]})
+        assert await third.op() == THROTTLED
+        # Another address is not affected.
+        other = await stream_connect(client=("203.0.113.9", 50004))
+        await other.send({"op": "subscribe", "channels": [f"book:W{i}" for i in range(50)]})
+        for _ in range(50):
+            assert (await other.op())["code"] == "market_not_found"
+        await first.send({"op": "ping"})
+        assert await first.op() == {"op": "pong"}
+        for client in (first, second, third, other):
+            await client.close()
 
     async_to_sync(scenario)()
 
@@ -323,3 +338,18 @@ def test_orders_a_batch_changed_together_are_read_in_one_go_and_sent_in_its_orde
     ]
     event_reads = [q["sql"] for q in captured.captured_queries if 'FROM "orders_orderevent"' in q["sql"]]
     assert len(event_reads) == 2, event_reads  # the snapshot's, the three updates'
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded_for", "address"),
+    [
+        ("203.0.113.9", "1.2.3.4", "203.0.113.9"),  # not a proxy: its header proves nothing
+        ("10.0.0.5", "6.6.6.6, 198.51.100.7", "198.51.100.7"),  # the proxy's word, the client's part ignored
+        ("10.0.0.5", "", "10.0.0.5"),
+    ],
+)
+def test_the_budget_is_the_client_behind_trusted_proxies(peer, forwarded_for, address, settings):
+    settings.TRUSTED_PROXIES = ["10.0.0.0/24"]
+    scope = {"client": (peer, 1234), "headers": [(b"x-forwarded-for", forwarded_for.encode())]}
+    assert client_address(scope) == address
+    assert client_address({"headers": []}) == "unknown"
