@@ -59,11 +59,13 @@ class Platform:
         self.manage("seed_demo")
         uvicorn = str(Path(sys.executable).parent / "uvicorn")
         self.spawn("web", uvicorn, "config.asgi:application", "--port", str(self.port), "--workers", "2")
+        # A worker's first answer loads the URLs and every view: seconds on a loaded machine,
+        # so a slow first answer is "not yet", like a refused connection.
         wait_until(
-            lambda: requests.get(f"{self.url}/api/markets", timeout=2).ok,
+            lambda: requests.get(f"{self.url}/api/markets", timeout=10).ok,
             what="uvicorn to answer",
-            ignoring=(requests.ConnectionError,),
-            timeout=60,
+            ignoring=(requests.ConnectionError, requests.Timeout),
+            timeout=90,
         )
 
     def stop(self) -> None:
