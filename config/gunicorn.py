@@ -18,12 +18,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from config.ports import web_bind
 from config.processes import web_workers
 from config.uvicorn_worker import web_access_log
 from core.logging import logging_config
 from core.metrics import process_dead
 
-bind = os.environ.get("WEB_BIND") or f"127.0.0.1:{os.environ.get('PORT') or '8000'}"
+bind = web_bind()
 workers = web_workers()
 threads = int(os.environ.get("WEB_THREADS") or 1)  # unused by the ASGI worker (one event loop)
 worker_class = "config.uvicorn_worker.PlatformUvicornWorker"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from django.core.management import CommandError, call_command
 
+from config.ports import bind_problem
+from core.management.commands import serve_check
 from core.management.commands.serve_check import serve_settings_problems
 
 
@@ -35,3 +39,28 @@ def test_real_services_pass(monkeypatch, settings, tmp_path) -> None:
     assert serve_settings_problems() == []
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "missing"))
     assert serve_settings_problems() == [f"PROMETHEUS_MULTIPROC_DIR={tmp_path / 'missing'} is not a directory"]
+
+
+def test_the_web_address_held_by_another_program_is_refused(monkeypatch, tmp_path) -> None:
+    """scripts/serve started every process, and gunicorn, unable to bind, exited and was
+    started again in a loop while the engines and workers ran on."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.setattr(serve_check, "serve_settings_problems", list)
+    monkeypatch.setattr(serve_check, "database_reachable", lambda: True)
+    monkeypatch.setattr(serve_check, "broker_reachable", lambda: True)
+    monkeypatch.setattr(serve_check, "cache_reachable", lambda: True)
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        monkeypatch.delenv("WEB_BIND", raising=False)
+        monkeypatch.setenv("PORT", str(port))
+        with pytest.raises(CommandError, match=f"Port {port} on 127.0.0.1 is in use by another program"):
+            call_command("serve_check")
+    call_command("serve_check")  # the same address, once the other program let it go
+
+
+def test_bind_problem_reads_the_address_as_gunicorn_does() -> None:
+    assert bind_problem("127.0.0.1:80a") == "PORT=80a is not a port number."
+    assert bind_problem("127.0.0.1:70000") == "PORT=70000 is not a port number."
+    assert bind_problem("unix:/run/platform.sock") is None

@@ -1,6 +1,7 @@
 """manage.py serve_check: refuse to start the production topology (scripts/serve) on
 settings that would not deliver: PostgreSQL, Redis as broker and cache, a chain node,
-DEBUG off, the engine as its own processes, metrics shared by the processes. Every
+DEBUG off, the engine as its own processes, metrics shared by the processes, the web's
+address free (config/ports.py). Every
 problem is listed, then it exits non-zero; the services are reached, not only named."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.management.base import BaseCommand, CommandError
 
+from config.ports import bind_problem, web_bind
 from core.health import broker_reachable, database_reachable
 from core.metrics import multiprocess_dir
 
@@ -62,6 +64,9 @@ class Command(BaseCommand):
                 problems.append("Redis does not answer at CELERY_BROKER_URL")
             if not cache_reachable():
                 problems.append("Redis does not answer at REDIS_URL")
+            address_problem = bind_problem(web_bind())
+            if address_problem:
+                problems.append(f"{address_problem} The web binds WEB_BIND, else 127.0.0.1:$PORT")
         if problems:
             raise CommandError("the production topology cannot start:\n  - " + "\n  - ".join(problems))
         self.stdout.write("settings: PostgreSQL, Redis, chain node, DEBUG off, metrics directory: ok")
