@@ -22,3 +22,13 @@ def test_setting_django_up_loads_no_chain_library() -> None:
     env = os.environ | {"DJANGO_SETTINGS_MODULE": "config.settings.local"}
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     assert json.loads(done.stdout.splitlines()[-1]) == []
+
+
+def test_a_web_worker_imports_every_view_before_it_serves() -> None:
+    """Its first client no longer waits for the URLs and every view to be imported."""
+    script = (
+        "import config.asgi; from django.urls import get_resolver; print('url_patterns' in get_resolver().__dict__)"
+    )
+    env = os.environ | {"DJANGO_SETTINGS_MODULE": "config.settings.local"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-1] == "True"
