@@ -12,13 +12,23 @@ from django.utils import timezone
 from core.db import money_sums
 from core.fields import MoneyField
 from orders.engine import quantize_down
-from orders.models import Market, TradeOutbox, TradeOutboxStatus
+from orders.engine.rates import USD_CURRENCIES
+from orders.models import TradeOutbox, TradeOutboxStatus
+from orders.selectors.rates import currency_usd_rates
 from revenue.delivery.metadata import DeliveryStatus, status_in
 from revenue.models import RevenueEvent
 
-# Currencies counted as US dollars one for one (revenue figures, holder shares converted to wei).
-USD_CURRENCIES = frozenset({"USD", "USDT", "USDC"})
-USD_QUOTE = "USDT"  # another currency C is valued at the reference price of the market C-USDT
+# The dollar rule is the orders app's (orders.engine.rates), shared with the house's cap:
+# revenue figures and holder shares converted to wei use it from here.
+__all__ = [
+    "USD_CURRENCIES",
+    "currency_usd_rates",
+    "holder_share_delivered",
+    "post_trade_jobs_stale",
+    "post_trade_jobs_untried",
+    "stream_usd_totals",
+    "usd_totals",
+]
 
 
 def post_trade_jobs_stale(*, older_than_seconds: int, limit: int) -> list[int]:
@@ -39,19 +49,6 @@ def post_trade_jobs_untried(*, limit: int) -> list[int]:
         .order_by("created_at", "id")
         .values_list("pk", flat=True)[:limit]
     )
-
-
-def currency_usd_rates(*, currencies: Iterable[str]) -> dict[str, Decimal]:
-    """What one unit of each currency is worth in US dollars: 1 for USD-pegged ones, else the
-    reference price of its market against USDT (one query); a currency with no such market
-    has no rate (absent from the answer)."""
-    wanted = set(currencies)
-    rates = {currency: Decimal(1) for currency in wanted if currency.upper() in USD_CURRENCIES}
-    markets = {f"{currency}-{USD_QUOTE}": currency for currency in wanted - set(rates)}
-    if markets:
-        for symbol, price in Market.objects.filter(symbol__in=list(markets)).values_list("symbol", "reference_price"):
-            rates[markets[symbol]] = price
-    return rates
 
 
 def usd_totals(*, sums: dict[str, tuple[Decimal, ...]], rates: dict[str, Decimal] | None = None) -> tuple[Decimal, ...]:

@@ -17,7 +17,9 @@ from typing import Protocol
 from orders.engine.book import LiveOrder, OrderBook, StopBook
 from orders.engine.fees import buy_lock_amount, market_buy_lock_amount
 from orders.engine.matching import match
-from orders.engine.money import ZERO
+from orders.engine.money import ONE, ZERO
+from orders.engine.pricing import house_max_notional
+from orders.engine.rates import usd_rate_market
 from orders.engine.settlement import Accounts, FeeRates, Posting, SettledFill, WalletKey, release, settle_fill
 from orders.engine.stops import stop_triggered
 from orders.engine.types import (
@@ -65,6 +67,7 @@ class MarketSpec:
     symbol: str
     base_id: int
     quote_id: int
+    quote_symbol: str  # the quote asset's (its dollar rate: orders.engine.rates)
     price_tick: Decimal
     quantity_step: Decimal
     min_quantity: Decimal
@@ -76,7 +79,7 @@ class MarketSpec:
 @dataclass(frozen=True, slots=True)
 class HouseSettings:
     enabled: bool
-    max_notional: Decimal
+    max_notional_usd: Decimal  # in US dollars on every market (pricing.house_max_notional)
     slippage_percent: Decimal
 
 
@@ -138,6 +141,12 @@ class MarketEngine:
         # candles and ticker), living and dying with the engine. An attribute, not a weak
         # reference to the engine: a compiled class (core/compiled.py) has none.
         self.announced: object = None
+        # The market whose reference price is the quote asset's dollar rate (None: the quote
+        # is USD-pegged, rate 1), and that rate as the sequencer last read it (None: none
+        # known, and then the house does not fill here). Read by every batch that places
+        # orders in this market, before they are applied (orders.sequencer.loop).
+        self.quote_rate_market: str | None = usd_rate_market(spec.quote_symbol)
+        self.quote_usd_rate: Decimal | None = ONE if self.quote_rate_market is None else None
         self.accounts = Accounts(
             market_id=spec.id,
             base_id=spec.base_id,
@@ -442,10 +451,13 @@ class _Run:
         house = self.engine.rules.house
         if not house.enabled:
             return None
+        max_notional = house_max_notional(max_usd=house.max_notional_usd, quote_usd_rate=self.engine.quote_usd_rate)
+        if max_notional is None:
+            return None  # the quote asset has no dollar rate: no house liquidity here
         return HouseInventory(
             base_available=self.wallets.available(self.engine.accounts.house_base),
             quote_available=self.wallets.available(self.engine.accounts.house_quote),
-            max_notional=house.max_notional,
+            max_notional=max_notional,
             slippage_percent=house.slippage_percent,
             taker_side_best=self.engine.book.best(taker_side),
         )

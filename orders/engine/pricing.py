@@ -1,10 +1,19 @@
-"""Price limits derived from the market's reference price: slippage guard and house price."""
+"""Price limits derived from the market's reference price (slippage guard and house price),
+and the house's cap in the market's quote asset."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-from orders.engine.money import ONE, ceil_to_tick, exact_arithmetic, floor_to_tick, require_bps
+from orders.engine.money import (
+    AMOUNT_QUANTUM,
+    ONE,
+    affordable_quantity,
+    ceil_to_tick,
+    exact_arithmetic,
+    floor_to_tick,
+    require_bps,
+)
 from orders.engine.types import Side
 
 _BPS_PER_UNIT = Decimal(10_000)
@@ -38,3 +47,17 @@ def house_price(*, side: Side, reference_price: Decimal, slippage_percent: Decim
 def within_limit(*, side: Side, price: Decimal, limit: Decimal) -> bool:
     """True when a taker of `side` accepts `price` given its limit (or guard) price."""
     return price <= limit if side is Side.BUY else price >= limit
+
+
+def house_max_notional(*, max_usd: Decimal, quote_usd_rate: Decimal | None) -> Decimal | None:
+    """The most quote a house fill may move (its notional), for a cap of `max_usd` US dollars
+    (MAX_AUTO_FILL_USD) on a market whose quote asset is worth `quote_usd_rate` dollars
+    (orders.engine.rates): `max_usd` itself for a USD-pegged quote (rate 1), else the
+    largest amount of 8 decimal places worth at most `max_usd` (rounded down, never over
+    the cap). None when the quote asset has no dollar rate (None, or not positive): the
+    house does not fill there."""
+    if quote_usd_rate is None or quote_usd_rate <= 0:
+        return None
+    if quote_usd_rate == ONE:
+        return max_usd
+    return affordable_quantity(budget=max_usd, price=quote_usd_rate, step=AMOUNT_QUANTUM)

@@ -118,7 +118,7 @@ class HouseInventory:
 
     base_available: Decimal
     quote_available: Decimal
-    max_notional: Decimal
+    max_notional: Decimal  # in the quote asset: MAX_AUTO_FILL_USD converted (pricing.house_max_notional)
     slippage_percent: Decimal
     # The book's best price on the taker's own side (its best bid for a buying taker), if
     # any. The house never fills at a price that one reaches: priced from a stale reference

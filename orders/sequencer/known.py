@@ -6,8 +6,9 @@ A batch applied ahead (Sequencer.run_overlapped) names the same rows as any batc
 connection is busy committing the batch before it. When that one has committed, the
 batch ahead reads and locks its rows as every batch does, and `same` compares: where
 anything differs (a deposit or a staff credit committed in between, a user deactivated or its password changed,
-a market changed, a client order id already taken) the batch is taken back in memory and
-applied again on what was read. Nothing here is ever written."""
+a market changed, a client order id already taken, the reference price that is a quote
+asset's dollar rate changed) the batch is taken back in memory and applied again on what
+was read. Nothing here is ever written."""
 
 from __future__ import annotations
 
@@ -31,11 +32,13 @@ class Known:
     holdings: dict[int, Decimal] = field(default_factory=dict)  # TTX per user, every bucket
     ttx_asset_id: int | None = None
     ttx_read: bool = False
+    rate_prices: dict[str, Decimal | None] = field(default_factory=dict)  # by rate market (None: no such market)
 
     def clear(self) -> None:
         self.wallets.clear()
         self.active.clear()
         self.holdings.clear()
+        self.rate_prices.clear()
         self.ttx_asset_id, self.ttx_read = None, False
 
     def learn_reads(self, wanted: BatchWanted, reads: BatchReads) -> None:
@@ -49,6 +52,8 @@ class Known:
             self.holdings[user] = reads.holdings.get(user, ZERO)
         if wanted.market_ids:
             self.ttx_asset_id, self.ttx_read = reads.ttx_asset_id, True
+        for symbol in wanted.rate_markets:
+            self.rate_prices[symbol] = reads.rate_prices.get(symbol)
 
     def learn_written(self, rows: dict[WalletKey, WalletRow]) -> None:
         """The wallets as a batch wrote them (its commit may still fail: then `clear`)."""
@@ -76,6 +81,13 @@ class Known:
                 raise Unknown(f"the holdings of user {user}")
             if held:
                 holdings[user] = held
+        rate_prices: dict[str, Decimal] = {}
+        for symbol in wanted.rate_markets:
+            if symbol not in self.rate_prices:
+                raise Unknown(f"the reference price of {symbol}")
+            price = self.rate_prices[symbol]
+            if price is not None:
+                rate_prices[symbol] = price
         return BatchReads(
             active_users={user: self.active[user] for user in wanted.users},
             markets=markets,
@@ -83,6 +95,7 @@ class Known:
             wallets=wallets,
             holdings=holdings,
             client_ids=[],  # none taken: a client order id found by the read sends it back
+            rate_prices=rate_prices,
         )
 
 
@@ -96,6 +109,8 @@ def same(
     if sorted(read.markets) != sorted(assumed.markets):
         return False
     if wanted.market_ids and read.ttx_asset_id != assumed.ttx_asset_id:
+        return False
+    if read.rate_prices != assumed.rate_prices:
         return False
     if any(read.holdings.get(user, ZERO) != assumed.holdings.get(user, ZERO) for user in wanted.holders):
         return False

@@ -46,6 +46,7 @@ from core.money import ZERO, parse_amount
 from orders.engine.book import LiveOrder
 from orders.engine.market import Journal, MarketEngine, TradeRecord
 from orders.engine.money import is_multiple_of
+from orders.engine.rates import usd_rates
 from orders.engine.requests import ANY_GRID, OrderRequest, order_request_validate
 from orders.engine.settlement import TRADER_BUCKET, WalletKey
 from orders.engine.types import OrderStatus, OrderType, Side
@@ -203,7 +204,9 @@ class Sequencer:
     def load(self) -> int:
         """Load every market this sequencer owns (engine start); returns the live orders."""
         system_user_ids()
-        markets = Market.objects.all() if self._symbols is None else Market.objects.filter(symbol__in=self._symbols)
+        markets = Market.objects.select_related("quote")
+        if self._symbols is not None:
+            markets = markets.filter(symbol__in=self._symbols)
         for market in markets:
             if self.owns(market.symbol):
                 self._install(market)
@@ -221,7 +224,7 @@ class Sequencer:
     def markets_owned(self) -> list[MarketEngine]:
         """Every market this sequencer owns, those not loaded yet loaded now (a cancel-all
         across markets must see orders of a market no command has named since start)."""
-        for market in Market.objects.exclude(pk__in=list(self._markets)):
+        for market in Market.objects.select_related("quote").exclude(pk__in=list(self._markets)):
             if self.owns(market.symbol):
                 self._install(market)
         return self.markets
@@ -240,13 +243,13 @@ class Sequencer:
             if market_id is None:
                 if not self.owns(symbol):
                     return None
-                row = Market.objects.filter(symbol=symbol).first()
+                row = Market.objects.select_related("quote").filter(symbol=symbol).first()
                 return None if row is None else self._install(row)
         if market_id is None:
             return None
         engine = self._markets.get(market_id)
         if engine is None:
-            row = Market.objects.filter(pk=market_id).first()
+            row = Market.objects.select_related("quote").filter(pk=market_id).first()
             if row is None or not self.owns(row.symbol):
                 return None
             engine = self._install(row)
@@ -255,7 +258,7 @@ class Sequencer:
     def _reinstall_stale(self) -> None:
         """Markets reloaded when memory may have diverged (a batch failed after changing it)."""
         for market_id in list(self._stale):
-            row = Market.objects.filter(pk=market_id).first()
+            row = Market.objects.select_related("quote").filter(pk=market_id).first()
             if row is None:
                 self._markets.pop(market_id, None)
                 self._stale.discard(market_id)
@@ -730,6 +733,7 @@ class _Batch:
         unknown: set[int] = set()
         unchecked = {int(command["user_id"]) for command in commands if command.get("check_user")}
         ahead = _MakersAhead()
+        rate_markets: set[str] = set()
         for command in commands:
             if command["op"] == c.PLACE:
                 engine = self.sequencer._market(symbol=str(command.get("market")))
@@ -741,6 +745,8 @@ class _Batch:
                 if command.get("client_order_id"):
                     wanted.append((user, str(command["client_order_id"])))
                 ahead.add(engine, command)
+                if engine.quote_rate_market is not None and engine.rules.house.enabled:
+                    rate_markets.add(engine.quote_rate_market)  # the house's cap in dollars
             elif command["op"] == c.CANCEL:
                 order_id = int(command["order_id"])
                 engine = self.sequencer.market_holding(order_id, market_id=_market_id(command))
@@ -772,17 +778,25 @@ class _Batch:
             wallet_keys=keys,
             holders=users,
             client_ids=wanted,
+            rate_markets=rate_markets,
             new_ids=(places, TRADES_DRAWN_PER_PLACE * places),
         )
         return self.wanted
 
     def adopt(self, reads: BatchReads) -> None:
         """What was read for plan's rows (the second part of prepare): users refused,
-        market rows, wallets (those missing created), discounts, client order ids."""
+        market rows, the dollar rates of quote assets (the house's cap in the markets placed
+        in: a reference price changed by another shard applies from this batch), wallets
+        (those missing created), discounts, client order ids."""
         wanted = self.wanted
         self.reads = reads
         self.refused_users = set(wanted.users) - reads.active_users.keys()
         self.sequencer._specs_update(reads.markets)
+        if wanted.rate_markets:
+            for engine in self.engines.values():
+                if engine.quote_rate_market in wanted.rate_markets:
+                    quote = engine.spec.quote_symbol
+                    engine.quote_usd_rate = usd_rates(currencies=[quote], reference_prices=reads.rate_prices).get(quote)
         self.wallets.adopt(
             reads.wallets, create=[key for key in wanted.wallet_keys if key[0] not in self.refused_users]
         )

@@ -2,11 +2,14 @@
 
 The users of commands authenticated from their credentials alone (are they active), the
 rows of the markets the commands name (staff may have changed them) with the TTX asset's
-id (it may have been created since), the wallets the commands name (locked), the TTX
-holdings of the placing users (fee discounts) and the orders holding the client order ids
-given. None of these waits for another's answer, so on PostgreSQL they are sent together
-in a pipeline: one round trip instead of up to five. (psycopg still sends the transaction's
-BEGIN ahead of them and waits for its answer, pipeline or not.)
+id (it may have been created since), the reference prices that are the dollar rates of the
+quote assets of markets placed in that are not quoted in a USD-pegged asset (the house's
+cap: an ETH-BTC placement reads BTC-USDT's, which another shard may have changed; none for
+a USDT market), the wallets the commands name (locked), the TTX holdings of the placing
+users (fee discounts) and the orders holding the client order ids given. None of these
+waits for another's answer, so on PostgreSQL they are sent together in a pipeline: one
+round trip instead of up to six. (psycopg still sends the transaction's BEGIN ahead of
+them and waits for its answer, pipeline or not.)
 Other backends (SQLite): the same statements one after the other, through the ORM.
 
 Every one of them is still read in every batch: what staff changed (a market, a user
@@ -77,6 +80,9 @@ class BatchReads:
     wallets: dict[WalletKey, WalletRow] = field(default_factory=dict)  # the existing ones, locked
     holdings: dict[int, Decimal] = field(default_factory=dict)  # TTX balance per user, every bucket
     client_ids: list[tuple[int, int, str, Any]] = field(default_factory=list)  # _CLIENT_ID_FIELDS
+    # The reference prices of the rate markets asked about (orders.engine.rates), by symbol;
+    # one that does not exist is absent.
+    rate_prices: dict[str, Decimal] = field(default_factory=dict)
     # New ids drawn ahead (PostgreSQL), ascending, per NEW_ID_MODELS.
     ids: list[list[int]] | None = None
 
@@ -84,7 +90,8 @@ class BatchReads:
 @dataclass(frozen=True)
 class BatchWanted:
     """What a batch reads. `users`: whose activity to check; `holders`: whose TTX holdings
-    to sum; `client_ids`: (user, client order id); `new_ids`: how many new order ids and
+    to sum; `client_ids`: (user, client order id); `rate_markets`: the symbols of the markets
+    whose reference prices are dollar rates of quote assets; `new_ids`: how many new order ids and
     trade ids (and as many outbox ids) to draw from the sequences ahead, in the same round
     trip: the batch's write then needs no round trip of its own for them when they are
     enough (orders.sequencer.writer)."""
@@ -94,6 +101,7 @@ class BatchWanted:
     wallet_keys: Collection[WalletKey] = ()
     holders: Collection[int] = ()
     client_ids: Collection[tuple[int, str]] = ()
+    rate_markets: Collection[str] = ()
     new_ids: tuple[int, int] = (0, 0)
 
 
@@ -120,6 +128,8 @@ def batch_reads(*, wanted: BatchWanted) -> BatchReads:
         if client_ids:
             owners, ids = sorted({u for u, _ in client_ids}), sorted({cid for _, cid in client_ids})
             pending.append(("client_ids", _send(sql["client_ids"], [array_literal(owners), array_literal(ids)])))
+        if wanted.rate_markets:
+            pending.append(("rate_prices", _send(sql["rate_prices"], [array_literal(sorted(wanted.rate_markets))])))
     # Read once the pipeline has ended: its Sync brings every answer back in one round trip
     # (a read inside it waits for the answers, then its end waits again for the Sync's).
     for kind, cursor in pending:
@@ -134,6 +144,8 @@ def batch_reads(*, wanted: BatchWanted) -> BatchReads:
             reads.ttx_asset_id = None if not rows or rows[0][-1] is None else int(rows[0][-1])
         elif kind == "holdings":
             reads.holdings = {int(user): total for user, total in rows}
+        elif kind == "rate_prices":
+            reads.rate_prices = {str(symbol): price for symbol, price in rows}
         else:
             reads.client_ids = [(int(pk), int(user), str(cid), fp) for pk, user, cid, fp in rows]
     if locked is not None:
@@ -219,6 +231,10 @@ def _reads_orm(*, wanted: BatchWanted) -> BatchReads:
                 user_id__in={user for user, _ in client_ids}, client_order_id__in={cid for _, cid in client_ids}
             ).values_list(*_CLIENT_ID_FIELDS)
         ]
+    if wanted.rate_markets:
+        reads.rate_prices = dict(
+            Market.objects.filter(symbol__in=sorted(wanted.rate_markets)).values_list("symbol", "reference_price")
+        )
     return reads
 
 
@@ -274,6 +290,8 @@ def _sql() -> dict[str, str]:
                 f"WHERE {q('asset_id')} = {ttx} AND {q('user_id')} = ANY(%s::bigint[]) GROUP BY {q('user_id')}",
                 "client_ids": f"SELECT {columns(Order, _CLIENT_ID_FIELDS)} FROM {order} "  # noqa: S608
                 f"WHERE {q('user_id')} = ANY(%s::bigint[]) AND {q('client_order_id')} = ANY(%s::varchar[])",
+                "rate_prices": f"SELECT {columns(Market, ('symbol', 'reference_price'))} FROM {market} "  # noqa: S608
+                f"WHERE {q(_column(Market, 'symbol'))} = ANY(%s::varchar[])",
             }
         )
     return _SQL

@@ -41,7 +41,7 @@ def trading_rules() -> TradingRules:
         max_slippage_bps=settings.MAX_MARKET_SLIPPAGE_BPS,
         house=HouseSettings(
             enabled=settings.AUTO_FILL_ENABLED,
-            max_notional=settings.MAX_AUTO_FILL_USD,
+            max_notional_usd=settings.MAX_AUTO_FILL_USD,
             slippage_percent=settings.AUTO_FILL_SLIPPAGE_PERCENT,
         ),
         house_user_id=house_user_id(),
@@ -50,11 +50,14 @@ def trading_rules() -> TradingRules:
 
 
 def market_spec(market: Market) -> MarketSpec:
+    """The row as the engine holds it (its quote asset's symbol too: read with it, through
+    select_related("quote"), or here)."""
     return MarketSpec(
         id=market.pk,
         symbol=market.symbol,
         base_id=market.base_id,
         quote_id=market.quote_id,
+        quote_symbol=market.quote.symbol,
         price_tick=market.price_tick,
         quantity_step=market.quantity_step,
         min_quantity=market.min_quantity,
@@ -288,11 +291,12 @@ class StandbyDiverged(RuntimeError):
 
 
 def market_spec_refresh(*, engine: MarketEngine, market: Market) -> None:
-    """Staff changes and the last / reference price, as the market row has them now."""
-    spec, fresh = engine.spec, market_spec(market)
-    spec.is_active, spec.price_tick, spec.quantity_step = fresh.is_active, fresh.price_tick, fresh.quantity_step
+    """Staff changes and the last / reference price, as the market row has them now (the
+    pair stays as created)."""
+    spec = engine.spec
+    spec.is_active, spec.price_tick, spec.quantity_step = market.is_active, market.price_tick, market.quantity_step
     spec.min_quantity, spec.reference_price, spec.last_price = (
-        fresh.min_quantity,
-        fresh.reference_price,
-        fresh.last_price,
+        market.min_quantity,
+        market.reference_price,
+        market.last_price,
     )

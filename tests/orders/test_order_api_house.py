@@ -267,3 +267,69 @@ def test_the_house_does_not_sell_below_the_books_bids_nor_buy_above_its_asks(mar
     order = buyer.order(side="buy", type="market", quantity="0.1").json()
     assert fills(order) == [("2010.00000000", "0.10000000", "house")]
     assert_invariants()
+
+
+# --- a market quoted in another asset: the cap is still MAX_AUTO_FILL_USD in dollars ---------
+#
+# ETH-BTC at reference 0.05 (tick 0.00001, step 0.001): the house sells at 0.05025 and buys
+# at 0.04975. BTC is worth BTC-USDT's reference price (60000.00): 500 USD are 0.00833333 BTC
+# (rounded down), which buy 0.165 ETH from the house and sell it 0.167. Before, the cap was
+# 500 BTC (30 million dollars): the whole order filled, as far as the house's ETH went.
+
+
+def eth_btc(*, btc_usdt: str | None = "60000.00"):
+    if btc_usdt is not None:
+        market_create("BTC-USDT", reference_price=btc_usdt)
+    market = market_create(
+        "ETH-BTC", price_tick="0.00001", quantity_step="0.001", min_quantity="0.001", reference_price="0.05000"
+    )
+    fund_house(market, base="1000", quote="100")
+    return market
+
+
+@pytest.mark.parametrize(("side", "cap", "price"), [("buy", "0.165", "0.05025"), ("sell", "0.167", "0.04975")])
+def test_house_fill_on_a_btc_quoted_market_is_capped_in_dollars(db, trader, side, cap, price):
+    market = eth_btc()
+    taker = trader(ETH="10", BTC="1")
+    order = taker.order(market="ETH-BTC", side=side, type="market", quantity="10").json()
+    assert (order["status"], order["status_reason"], order["filled_quantity"]) == (
+        "expired",
+        "no_liquidity",
+        f"{D(cap):.8f}",
+    )
+    assert fills(order) == [(f"{D(price):.8f}", f"{D(cap):.8f}", "house")]
+    trade = Trade.objects.get(market=market)
+    dollars = trade.quote_amount * D("60000")
+    assert dollars <= D(500) < (trade.quote_amount + trade.price * D("0.001")) * D("60000")
+    assert_invariants()
+
+
+def test_a_new_reference_price_of_btc_usdt_moves_the_eth_btc_cap_from_the_next_batch(db, trader, settings):
+    settings.MAX_AUTO_FILL_USD = D(100)
+    eth_btc()
+    taker = trader(BTC="1")
+
+    def bought() -> str:
+        return taker.order(market="ETH-BTC", side="buy", type="market", quantity="10").json()["filled_quantity"]
+
+    assert bought() == "0.03300000"  # 100 / 60000 = 0.00166666 BTC / 0.05025 = 0.0331...
+    market_reference_price_set(symbol="BTC-USDT", price="30000.00")
+    assert bought() == "0.06600000"  # 0.00333333 BTC / 0.05025 = 0.0663...
+    assert_invariants()
+
+
+@pytest.mark.parametrize("tif", ["IOC", "FOK"])
+def test_no_house_fill_where_the_quote_asset_has_no_dollar_rate(db, trader, tif):
+    """No BTC-USDT market: BTC has no dollar value on the platform, so the house does not
+    fill on ETH-BTC (the order ends as when the house has nothing to give) until there is one."""
+    market = eth_btc(btc_usdt=None)
+    taker = trader(BTC="1")
+    order = taker.order(market="ETH-BTC", side="buy", type="market", quantity="0.1", time_in_force=tif).json()
+    reason = "no_liquidity" if tif == "IOC" else "fok_not_fillable"
+    assert (order["status"], order["status_reason"], order["fills"]) == ("expired", reason, [])
+    assert house("ETH", market) == (D("1000"), 0)
+
+    market_create("BTC-USDT", reference_price="60000.00")  # read by the next batch
+    order = taker.order(market="ETH-BTC", side="buy", type="market", quantity="0.1", time_in_force=tif).json()
+    assert (order["status"], fills(order)) == ("filled", [("0.05025000", "0.10000000", "house")])
+    assert_invariants()

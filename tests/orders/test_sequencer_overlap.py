@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import threading
+from decimal import Decimal as D
 from typing import Any
 
 import psycopg
@@ -15,12 +16,13 @@ import pytest
 from django.db import connections
 
 from accounts.credentials import password_mark
-from orders.models import Order, Wallet
+from orders.models import Market, Order, Wallet
 from orders.sequencer import writer
 from orders.sequencer.commands import cancel_command, place_command
 from orders.sequencer.loop import Sequencer
 from tests.factories import UserFactory, fund, market_create
 from tests.orders.invariants import assert_invariants
+from tests.orders.support import fund_house
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -185,6 +187,48 @@ def test_a_deposit_committed_between_two_batches_is_seen_by_the_batch_applied_ah
     assert sequencer.ahead_applied == 1
     assert sequencer.ahead_again == 1
     assert placed_buy["status"] == 201, placed_buy
+    assert_invariants()
+
+
+def _reference_price_changed(symbol: str, price: str) -> None:
+    """As the engine of another shard changes it (its own connection and transaction)."""
+    try:
+        Market.objects.filter(symbol=symbol).update(reference_price=D(price))
+    finally:
+        connections.close_all()
+
+
+def test_a_dollar_rate_changed_while_a_batch_commits_is_seen_by_the_batch_applied_ahead():
+    """ETH-BTC's house cap is 500 USD at BTC-USDT's reference price: a batch applied ahead
+    assumes the rate the last batch read; when BTC-USDT's reference changed meanwhile (on
+    another shard) its reads find it, and it is applied again with the new cap."""
+    market_create("BTC-USDT", reference_price="60000.00")
+    eth_btc = market_create(
+        "ETH-BTC", price_tick="0.00001", quantity_step="0.001", min_quantity="0.001", reference_price="0.05000"
+    )
+    fund_house(eth_btc, base="1000", quote="100")
+    taker = UserFactory()
+    fund(taker, "BTC", "5")
+    sequencer = Sequencer(symbols={"ETH-BTC"})
+    sequencer.load()
+    buy = {"market": "ETH-BTC", "side": "buy", "type": "market", "quantity": "10"}
+
+    def place() -> list[tuple[Any, list[dict[str, Any]]]]:
+        return sequencer.run_overlapped([place_command(user_id=taker.pk, fields=buy)])
+
+    assert place() == []  # on its way, the rate read (0.00833333 BTC: 0.165 ETH)
+    changer = threading.Thread(target=_reference_price_changed, args=("BTC-USDT", "30000.00"))
+    changer.start()
+    changer.join(timeout=30)
+    [(_, [first])] = place()  # applied ahead at 60000, then read 30000
+    [(_, [second])] = place()  # applied ahead at 30000, as read
+    [(_, [third])] = sequencer.flush()
+    assert [answer["order"]["filled_quantity"] for answer in (first, second, third)] == [
+        "0.16500000",
+        "0.33100000",
+        "0.33100000",
+    ]
+    assert (sequencer.ahead_applied, sequencer.ahead_again) == (2, 1)
     assert_invariants()
 
 

@@ -67,15 +67,26 @@ class EngineExchange:
 
     @classmethod
     def create(
-        cls, *, rules: MarketRules, owners: list[int], base: Decimal, quote: Decimal, ttx: dict[int, Decimal]
+        cls,
+        *,
+        rules: MarketRules,
+        owners: list[int],
+        base: Decimal,
+        quote: Decimal,
+        ttx: dict[int, Decimal],
+        quote_symbol: str = "USDT",
     ) -> EngineExchange:
+        """`rules.house.max_notional` is the house's cap in US dollars (MAX_AUTO_FILL_USD); a
+        quote asset that is not USD-pegged has no dollar rate until one is set on the engine
+        (`engine.quote_usd_rate`, the sequencer's job)."""
         house = rules.house
         engine = MarketEngine(
             spec=MarketSpec(
                 id=MARKET,
-                symbol="B-Q",
+                symbol=f"B-{quote_symbol}",
                 base_id=BASE,
                 quote_id=QUOTE,
+                quote_symbol=quote_symbol,
                 price_tick=rules.price_tick,
                 quantity_step=rules.quantity_step,
                 min_quantity=rules.quantity_step,
@@ -88,7 +99,7 @@ class EngineExchange:
                 max_slippage_bps=rules.max_slippage_bps,
                 house=HouseSettings(
                     enabled=house is not None,
-                    max_notional=house.max_notional if house else D(0),
+                    max_notional_usd=house.max_notional if house else D(0),
                     slippage_percent=house.slippage_percent if house else D(0),
                 ),
                 house_user_id=HOUSE_USER,

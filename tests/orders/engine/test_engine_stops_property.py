@@ -85,7 +85,7 @@ def test_a_cascade_fires_every_stop_it_reaches_without_a_cap():
     exchange.engine.rules = exchange.engine.rules.__class__(
         rates=exchange.engine.rules.rates,
         max_slippage_bps=10_000,
-        house=exchange.engine.rules.house.__class__(enabled=False, max_notional=D(0), slippage_percent=D(0)),
+        house=exchange.engine.rules.house.__class__(enabled=False, max_notional_usd=D(0), slippage_percent=D(0)),
         house_user_id=exchange.engine.rules.house_user_id,
         fee_user_id=exchange.engine.rules.fee_user_id,
     )
