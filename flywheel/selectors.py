@@ -21,7 +21,7 @@ from flywheel.errors import CompetitorNotFound, TtxNotConfigured
 from orders.engine import TIERS, FeeTier, fee_tier_for, quantize_down
 from orders.models import Asset, Trade, Wallet
 from revenue.models import RevenueEvent, RevenueStream
-from revenue.selectors import currency_usd_rates, holder_share_delivered, usd_totals
+from revenue.selectors import currency_usd_rates, holder_share_delivered, stream_usd_sums, usd_totals
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
@@ -130,24 +130,13 @@ def stream_figures_list(*, now: datetime | None = None) -> list[StreamFigures]:
     this_month = Case(
         When(created_at__gte=month_start, then=F("gross_amount")), default=Value(ZERO), output_field=MoneyField()
     )
-    grouped = money_sums(
-        RevenueEvent.objects.annotate(gross_this_month=this_month, holder_delivered=holder_share_delivered()),
-        group_by=("stream_id", "currency"),
+    usd = stream_usd_sums(
+        events=RevenueEvent.objects.annotate(gross_this_month=this_month, holder_delivered=holder_share_delivered()),
         fields=["gross_amount", "holder_share", "gross_this_month", "holder_delivered"],
     )
-    rates = currency_usd_rates(currencies={currency for _, currency in grouped})
-    per_stream: dict[int, dict[str, tuple[Decimal, ...]]] = {}
-    for (stream_id, currency), figures in grouped.items():
-        per_stream.setdefault(stream_id, {})[currency] = figures
     sums = {
-        stream_id: dict(
-            zip(
-                ("gross", "holder", "reserve", "month", "distributed"),
-                _revenue_usd(by_currency, rates=rates),
-                strict=True,
-            )
-        )
-        for stream_id, by_currency in per_stream.items()
+        stream_id: {"gross": gross, "holder": holder, "reserve": gross - holder, "month": month, "distributed": paid}
+        for stream_id, (gross, holder, month, paid) in usd.items()
     }
     empty = {"gross": ZERO, "holder": ZERO, "reserve": ZERO, "month": ZERO, "distributed": ZERO}
     return [

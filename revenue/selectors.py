@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, QuerySet, Value, When
 from django.utils import timezone
 
 from core.db import money_sums
@@ -26,6 +26,7 @@ __all__ = [
     "holder_share_delivered",
     "post_trade_jobs_stale",
     "post_trade_jobs_untried",
+    "stream_usd_sums",
     "stream_usd_totals",
     "usd_totals",
 ]
@@ -76,23 +77,24 @@ def holder_share_delivered() -> Case:
     )
 
 
-def stream_usd_totals(*, stream_ids: Iterable[int] | None = None) -> dict[int, tuple[Decimal, Decimal]]:
-    """Per stream (all, or `stream_ids`): (collected, distributed) in US dollars, the gross of
-    its events and the holder share of those delivered on-chain, summed per currency and each
-    converted at its rate (usd_totals): two queries. The streams' own `collected` and
-    `distributed` columns add every currency together as it is (USDT, ETH and BTC amounts)."""
-    events = RevenueEvent.objects.all() if stream_ids is None else RevenueEvent.objects.filter(stream_id__in=stream_ids)
-    grouped = money_sums(
-        events.annotate(holder_delivered=holder_share_delivered()),
-        group_by=("stream_id", "currency"),
-        fields=["gross_amount", "holder_delivered"],
-    )
+def stream_usd_sums(*, events: QuerySet[RevenueEvent], fields: list[str]) -> dict[int, tuple[Decimal, ...]]:
+    """Per stream: the sums of `fields` over `events` in US dollars, each currency's sums
+    converted at its rate (usd_totals): one grouped query and one for the rates."""
+    grouped = money_sums(events, group_by=("stream_id", "currency"), fields=fields)
     rates = currency_usd_rates(currencies={currency for _, currency in grouped})
     per_stream: dict[int, dict[str, tuple[Decimal, ...]]] = {}
     for (stream_id, currency), figures in grouped.items():
         per_stream.setdefault(stream_id, {})[currency] = figures
-    totals: dict[int, tuple[Decimal, Decimal]] = {}
-    for stream_id, sums in per_stream.items():
-        collected, distributed = usd_totals(sums=sums, rates=rates)
-        totals[stream_id] = (collected, distributed)
-    return totals
+    return {stream_id: usd_totals(sums=sums, rates=rates) for stream_id, sums in per_stream.items()}
+
+
+def stream_usd_totals(*, stream_ids: Iterable[int] | None = None) -> dict[int, tuple[Decimal, Decimal]]:
+    """Per stream (all, or `stream_ids`): (collected, distributed) in US dollars, the gross of
+    its events and the holder share of those delivered on-chain (stream_usd_sums). The
+    streams' own `collected` and `distributed` columns add every currency together as it is
+    (USDT, ETH and BTC amounts)."""
+    events = RevenueEvent.objects.all() if stream_ids is None else RevenueEvent.objects.filter(stream_id__in=stream_ids)
+    sums = stream_usd_sums(
+        events=events.annotate(holder_delivered=holder_share_delivered()), fields=["gross_amount", "holder_delivered"]
+    )
+    return {stream_id: (collected, distributed) for stream_id, (collected, distributed) in sums.items()}
