@@ -9,6 +9,9 @@ from hypothesis import settings as hypothesis_settings
 from pytest_django.live_server_helper import LiveServer
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
+from xdist.remote import Producer
+from xdist.scheduler import LoadScheduling
+from xdist.workermanage import WorkerController
 
 from core.api.throttling import worker_rate_reset
 from orders.sequencer.transport import in_process_engine_reset
@@ -52,6 +55,8 @@ LONG_MODULES = (
     "tests/bench/test_bench_smoke.py",
     "tests/orders/test_order_properties.py",
     "tests/core/test_money_columns_upgrade.py",
+    "tests/config/test_broker.py",
+    "tests/chain/test_chain_contract.py",
 )
 
 
@@ -62,6 +67,39 @@ def _duration_rank(item: pytest.Item) -> int:
     path = item.path.as_posix()
     long = any(item.get_closest_marker(name) for name in LONG_MARKERS) or any(part in path for part in LONG_MODULES)
     return 1 if long else 2
+
+
+class LongTestsSharedScheduling(LoadScheduling):
+    """xdist's `load` scheduling, except its first hand-out: `load` gives each worker a run
+    of consecutive tests, so every long test (sorted first by `_duration_rank`) went to the
+    first worker while the other ran the short ones, then idled for minutes at the end of
+    the PostgreSQL pass. Here the first hand-out is dealt out one test at a time, so the
+    long tests are shared; every later hand-out is `load`'s."""
+
+    def schedule(self) -> None:
+        if self.collection is not None or not self._check_nodes_have_same_collection():
+            super().schedule()
+            return
+        collection = self.collection = next(iter(self.node2collection.values()))
+        self.pending[:] = range(len(collection))
+        if self.maxschedchunk is None:
+            self.maxschedchunk = len(collection)
+        per_node = max(2, len(collection) // len(self.nodes) // 4)
+        dealt: dict[WorkerController, list[int]] = {node: [] for node in self.nodes}
+        for position, index in enumerate(self.pending[: per_node * len(self.nodes)]):
+            dealt[self.nodes[position % len(self.nodes)]].append(index)
+        del self.pending[: per_node * len(self.nodes)]
+        for node, indices in dealt.items():
+            if indices:
+                self.node2pending[node].extend(indices)
+                node.send_runtest_some(indices)
+        if not self.pending:
+            for node in self.nodes:
+                node.shutdown()
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> LoadScheduling | None:
+    return LongTestsSharedScheduling(config, log) if config.getvalue("dist") == "load" else None
 
 
 # The pure engine, the contract on its chain, and the conversion of an old SQLite database
