@@ -43,9 +43,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://..."))
         if "embedded" in item.keywords and embedded_done:
             item.add_marker(pytest.mark.skip(reason="runs its own embedded platform: done in the SQLite pass"))
-    # The long tests first, the longest (whole platforms started) before the rest: spread over
-    # the workers from the start instead of one running the last ones while the other idles.
-    items.sort(key=_duration_rank)
+    items[:] = _scheduled_order(items, workers=int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+
+
+def _scheduled_order(items: list[pytest.Item], *, workers: int) -> list[pytest.Item]:
+    """The long tests first, so that no worker runs the last ones while the others idle.
+    `LongTestsSharedScheduling` deals the first tests out one at a time (position i to worker
+    i % workers): the whole platforms (each busy on both cores, slower when two run at once)
+    take the first worker's turns, the other long tests the other workers' turns, and each
+    list takes the other's turns once it runs out."""
+    ranked = {rank: [item for item in items if _duration_rank(item) == rank] for rank in (0, 1, 2)}
+    platforms, long, rest = ranked[0], ranked[1], ranked[2]
+    first: list[pytest.Item] = []
+    while platforms or long:
+        own, other = (platforms, long) if len(first) % workers == 0 else (long, platforms)
+        first.append((own or other).pop(0))
+    return first + rest
 
 
 LONG_MARKERS = ("reliability", "browser")
@@ -61,7 +74,10 @@ LONG_MODULES = (
 
 
 def _duration_rank(item: pytest.Item) -> int:
-    """0: starts a whole platform; 1: other real processes, a browser, a fuzzer; 2: the rest."""
+    """0: starts a whole platform; 1: other real processes, a browser, a fuzzer; 2: the rest
+    (skipped tests included)."""
+    if item.get_closest_marker("skip"):
+        return 2
     if item.get_closest_marker("embedded"):
         return 0
     path = item.path.as_posix()
@@ -71,10 +87,10 @@ def _duration_rank(item: pytest.Item) -> int:
 
 class LongTestsSharedScheduling(LoadScheduling):
     """xdist's `load` scheduling, except its first hand-out: `load` gives each worker a run
-    of consecutive tests, so every long test (sorted first by `_duration_rank`) went to the
-    first worker while the other ran the short ones, then idled for minutes at the end of
-    the PostgreSQL pass. Here the first hand-out is dealt out one test at a time, so the
-    long tests are shared; every later hand-out is `load`'s."""
+    of consecutive tests, so every long test (sorted first) went to the first worker while
+    the other ran the short ones, then idled for minutes at the end of the PostgreSQL pass.
+    Here the first hand-out is dealt out one test at a time (`_scheduled_order` relies on
+    it); every later hand-out is `load`'s."""
 
     def schedule(self) -> None:
         if self.collection is not None or not self._check_nodes_have_same_collection():
