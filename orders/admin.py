@@ -1,7 +1,8 @@
 """Admin views of trading data. Money moves only through services: wallets, deposits (the
 ledger), orders, trades and the trade outbox are read-only here (core.admin.ReadOnlyAdmin:
 no add, change or delete); assets and markets are configuration (reference prices change
-through the staff endpoint)."""
+through the staff endpoint). Users: accounts' admin, where deactivating an account also
+cancels its live orders (orders.services.users.user_deactivate)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,18 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.messages import ERROR, WARNING
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
+from accounts.admin import PlatformUserAdmin
 from core.admin import ReadOnlyAdmin, ReadOnlyInline, SelectionCheckedAdmin
+from core.errors import ServiceUnavailable
 from orders.engine.types import TimeInForce
 from orders.models import Asset, Deposit, Market, Order, OrderEvent, Trade, TradeOutbox, Wallet
 from orders.services.markets import asset_definition_check, market_definition_check
+from orders.services.users import user_deactivate
 
 
 class TimeInForceFilter(admin.SimpleListFilter):
@@ -176,3 +182,60 @@ class TradeOutboxAdmin(ReadOnlyAdmin):
     raw_id_fields = ("trade",)
     readonly_fields = ("trade", "status", "attempts", "last_error", "correlation_id", "created_at", "processed_at")
     show_full_result_count = False
+
+
+# Set on the request by TraderUserAdmin.save_model: the account its form deactivated, whose
+# orders are cancelled once the form's transaction has committed.
+DEACTIVATED_BY_FORM = "_orders_deactivated_by_form"
+
+
+class TraderUserAdmin(PlatformUserAdmin):
+    """accounts' user admin, with an account's trading closed when it is deactivated: its
+    live orders are cancelled in every market, from the change form (unticking Active) or
+    the list's action. With no engine answering, the account stays inactive and the message
+    says to run the action again."""
+
+    actions = ["deactivate_and_cancel_orders"]
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and "is_active" in form.changed_data and not obj.is_active:
+            setattr(request, DEACTIVATED_BY_FORM, obj)
+
+    def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = super().changeform_view(request, *args, **kwargs)  # committed on return
+        deactivated = getattr(request, DEACTIVATED_BY_FORM, None)
+        if deactivated is not None:
+            self._close(request, [deactivated])
+        return response
+
+    @admin.action(permissions=["change"], description="Deactivate and cancel their open orders")
+    def deactivate_and_cancel_orders(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        closable, refused = [], []
+        for user in queryset.order_by("pk"):
+            if user.pk == request.user.pk or not self.has_change_permission(request, user):
+                refused.append(user.get_username())
+            else:
+                closable.append(user)
+        if refused:
+            self.message_user(request, f"Not yours to deactivate here: {', '.join(refused)}.", level=WARNING)
+        self._close(request, closable)
+
+    def _close(self, request: HttpRequest, users: list[Any]) -> None:
+        for user in users:
+            name = user.get_username()
+            try:
+                cancelled = user_deactivate(user=user)
+            except ServiceUnavailable:
+                self.message_user(
+                    request,
+                    f"{name} is deactivated, but its open orders could not be cancelled: the matching "
+                    "engine did not answer. Run “Deactivate and cancel their open orders” on it again.",
+                    level=ERROR,
+                )
+                continue
+            self.message_user(request, f"{name} is deactivated; {len(cancelled)} open order(s) cancelled.")
+
+
+admin.site.unregister(get_user_model())
+admin.site.register(get_user_model(), TraderUserAdmin)

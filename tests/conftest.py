@@ -127,6 +127,7 @@ class LongTestsSharedScheduling(LoadScheduling):
                 node.shutdown()
 
 
+@pytest.hookimpl(optionalhook=True)  # a run without xdist (-p no:xdist) knows no such hook
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> LoadScheduling | None:
     return LongTestsSharedScheduling(config, log) if config.getvalue("dist") == "load" else None
 

@@ -1,0 +1,152 @@
+"""Deactivating an account closes it for trading (orders.services.users.user_deactivate):
+its live orders are cancelled in every market, pending stops included, from the user
+admin's change form or its list action. Before, a deactivated trader could no longer sign
+in or place, but its resting orders kept trading."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission
+
+from orders.models import Order, OrderStatus
+from orders.services.users import user_deactivate
+from tests.factories import UserFactory, market_create
+from tests.orders.invariants import assert_invariants
+from tests.orders.support import Trader
+
+pytestmark = pytest.mark.django_db
+
+LIVE = {OrderStatus.PENDING_TRIGGER, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED}
+ACTION = "deactivate_and_cancel_orders"
+
+
+@pytest.fixture
+def two_markets(market) -> None:
+    market_create("BTC-USDT", reference_price="30000.00")
+
+
+def _live(user: Any) -> set[int]:
+    return set(Order.objects.filter(user=user, status__in=LIVE).values_list("pk", flat=True))
+
+
+def _resting(trader: Any) -> Trader:
+    """A trader with a resting buy and a pending stop in ETH-USDT and a resting sell in BTC-USDT."""
+    alice = trader(USDT="10000", ETH="1", BTC="1")
+    alice.order(side="buy", type="limit", quantity="0.1", price="1900.00")
+    alice.order(side="sell", type="stop_loss", quantity="0.5", stop_price="1800.00")
+    alice.order(market="BTC-USDT", side="sell", type="limit", quantity="0.1", price="31000.00")
+    assert len(_live(alice.user)) == 3
+    return alice
+
+
+def _form(user: Any, **changes: str) -> dict[str, Any]:
+    form = {
+        "username": user.username,
+        "first_name": "",
+        "last_name": "",
+        "email": "",
+        "last_login_0": "",
+        "last_login_1": "",
+        "date_joined_0": "2026-12-05",
+        "date_joined_1": "10:00:00",
+    }
+    return {**form, **changes}
+
+
+def _messages(response: Any) -> list[str]:
+    return [str(message) for message in response.context["messages"]]
+
+
+def test_a_deactivated_traders_orders_are_cancelled_and_no_longer_trade(two_markets, trader):
+    alice = _resting(trader)
+    bob = trader(ETH="1", USDT="100000")
+    cancelled = user_deactivate(user=alice.user)
+    alice.user.refresh_from_db()
+    assert not alice.user.is_active
+    assert len(cancelled) == 3 and _live(alice.user) == set()
+    assert set(Order.objects.filter(pk__in=cancelled).values_list("status_reason", flat=True)) == {"user_cancelled"}
+    assert alice.wallet("USDT").locked == 0 and alice.wallet("BTC").locked == 0
+    # What crossed alice's orders before now rests or finds the house, never alice.
+    sold = bob.order(side="sell", type="limit", quantity="0.1", price="1900.00", time_in_force="GTC").json()
+    assert sold["status"] == "open", sold
+    # Running it again cancels nothing more, and is no error.
+    assert user_deactivate(user=alice.user) == []
+    assert_invariants()
+
+
+def test_unticking_active_in_the_change_form_cancels_the_orders(two_markets, trader, admin_client):
+    alice = _resting(trader)
+    response = admin_client.post(f"/admin/auth/user/{alice.user.pk}/change/", _form(alice.user), follow=True)
+    assert response.status_code == 200
+    alice.user.refresh_from_db()
+    assert not alice.user.is_active and _live(alice.user) == set()
+    assert f"{alice.user.username} is deactivated; 3 open order(s) cancelled." in _messages(response)
+    # Saving the inactive account again, or another field of it, cancels nothing and says nothing.
+    again = admin_client.post(f"/admin/auth/user/{alice.user.pk}/change/", _form(alice.user, email="a@example.com"))
+    assert again.status_code == 302
+    assert_invariants()
+
+
+def test_the_list_action_deactivates_and_cancels(two_markets, trader, admin_client):
+    alice, carol = _resting(trader), trader(USDT="1000")
+    idle = UserFactory()
+    response = admin_client.post(
+        "/admin/auth/user/",
+        {"action": ACTION, "_selected_action": [alice.user.pk, carol.user.pk, idle.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    texts = _messages(response)
+    assert f"{alice.user.username} is deactivated; 3 open order(s) cancelled." in texts
+    assert f"{carol.user.username} is deactivated; 0 open order(s) cancelled." in texts
+    for user in (alice.user, carol.user, idle):
+        user.refresh_from_db()
+        assert not user.is_active
+    assert _live(alice.user) == set()
+    assert_invariants()
+
+
+def test_a_user_editor_cannot_deactivate_staff_or_themselves_by_the_action(market, trader, client):
+    editor = UserFactory(is_staff=True)
+    editor.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="auth", codename__in=["change_user", "view_user"])
+    )
+    client.force_login(editor)
+    staff, alice = UserFactory(is_staff=True), trader(USDT="1000")
+    alice.order(side="buy", type="limit", quantity="0.1", price="1900.00")
+    response = client.post(
+        "/admin/auth/user/",
+        {"action": ACTION, "_selected_action": [editor.pk, staff.pk, alice.user.pk]},
+        follow=True,
+    )
+    texts = _messages(response)
+    assert f"Not yours to deactivate here: {editor.username}, {staff.username}." in texts
+    for user in (editor, staff):
+        user.refresh_from_db()
+        assert user.is_active
+    alice.user.refresh_from_db()
+    assert not alice.user.is_active and _live(alice.user) == set()
+
+
+def test_with_no_engine_the_account_stays_inactive_and_the_action_finishes_later(
+    market, trader, admin_client, settings, tmp_path
+):
+    alice = trader(USDT="1000")
+    placed = alice.order(side="buy", type="limit", quantity="0.1", price="1900.00").json()
+    settings.ENGINE_TRANSPORT = "zmq"  # an engine address nobody serves: 503 at once
+    settings.ENGINE_SHARDS = f"main=*@ipc://{tmp_path}/engine.sock"
+    settings.VAR_DIR = tmp_path
+    response = admin_client.post(
+        "/admin/auth/user/", {"action": ACTION, "_selected_action": [alice.user.pk]}, follow=True
+    )
+    [text] = _messages(response)
+    assert "is deactivated, but its open orders could not be cancelled" in text, text
+    alice.user.refresh_from_db()
+    assert not alice.user.is_active and _live(alice.user) == {int(placed["id"])}
+    settings.ENGINE_TRANSPORT = "inprocess"
+    again = admin_client.post("/admin/auth/user/", {"action": ACTION, "_selected_action": [alice.user.pk]}, follow=True)
+    assert f"{alice.user.username} is deactivated; 1 open order(s) cancelled." in _messages(again)
+    assert _live(alice.user) == set()
+    assert_invariants()
