@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install compile run serve promtool test lint bench bench-smoke flake-hunt clean
+.PHONY: install compile run serve browser promtool static-checks test lint bench bench-smoke flake-hunt clean
 
 install: $(VENV)/.installed node_modules/.installed compile
 
@@ -32,15 +32,25 @@ run: install
 serve: install
 	scripts/serve
 
-# promtool for the alert rules' test (monitoring/alerts.yml), from Debian's prometheus package.
-promtool: install
+# Debian's chromium for the browser tests.
+browser:
+	scripts/install-browser
+
+# promtool for the alert rules' test (monitoring/alerts.yml), from Debian's prometheus package
+# (after the browser: two apt-gets at once fail on apt's lock).
+promtool: $(VENV)/.installed browser
 	scripts/install-promtool
 
+# ruff and mypy need the packages, not the compiled engine: under `make -j2` (CI) they run
+# while the engine compiles, and the browser and promtool download while pip installs.
+static-checks: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
 # The test suite also drives Debian's chromium (browser tests) and promtool (alert rules).
-test: install
-	scripts/install-browser
-	scripts/install-promtool
-	scripts/test
+test: install browser promtool static-checks
+	STATIC_CHECKS=done scripts/test
 
 # Benchmarks on PostgreSQL (docs/performance.md): figures in bench/results.json and a table.
 bench: install
@@ -49,10 +59,7 @@ bench: install
 bench-smoke: install
 	$(PY) -m bench --smoke
 
-lint: install
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy .
+lint: static-checks
 
 clean:
 	rm -rf var/broker var/staticfiles

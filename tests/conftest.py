@@ -38,6 +38,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if backend_free_done and _backend_free(item):
             item.add_marker(pytest.mark.skip(reason="uses no database: done in the SQLite pass"))
+        if backend_free_done and any(f"/{part}" in item.path.as_posix() for part in BACKEND_INDEPENDENT_PATHS):
+            item.add_marker(pytest.mark.skip(reason="checks nothing of the database: done in the SQLite pass"))
         if "postgres" in item.keywords and not on_postgres:
             # Run in the PostgreSQL pass of scripts/test (CI insists that pass happens).
             item.add_marker(pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://..."))
@@ -135,6 +137,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> LoadSch
 # The pure engine, the contract on its chain, and the conversion of an old SQLite database
 # (files of its own, built in subprocesses, whatever DATABASE_URL says).
 BACKEND_FREE_PATHS = ("tests/orders/engine/", "tests/chain/", "tests/core/test_money_columns_upgrade.py")
+# Browser tests of what the database cannot change: the pages' layout on a laptop and a
+# phone, the API docs rendered offline (CI's time, 20 minutes: ~30 s of the PostgreSQL pass).
+BACKEND_INDEPENDENT_PATHS = ("tests/pages/test_browser_layout.py", "tests/pages/test_api_docs_offline.py")
 DATABASE_FIXTURES = {"db", "transactional_db", "live_server", "_django_db_helper"}
 
 
