@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
 
 from orders.services.orders import orders_cancel_all
 
@@ -20,7 +19,7 @@ def user_deactivate(*, user: AbstractBaseUser) -> list[int]:
     ids cancelled. Safe to run again: an account already inactive only has what it still
     has live cancelled. No engine answering: ServiceUnavailable (503), the account stays
     inactive and its orders live until this runs again."""
-    with transaction.atomic():
-        get_user_model().objects.filter(pk=user.pk, is_active=True).update(is_active=False)
+    # One UPDATE, committed by itself (autocommit) before the engines are asked.
+    get_user_model().objects.filter(pk=user.pk, is_active=True).update(is_active=False)
     user.is_active = False
     return orders_cancel_all(user=user)
