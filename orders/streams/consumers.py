@@ -16,13 +16,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.http.request import validate_host
+from django.utils.http import is_same_domain
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
 
 from accounts.api_keys import HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, api_key_request_principal
@@ -183,16 +184,31 @@ def _order_bodies(user_id: int, order_ids: list[int]) -> list[dict[str, Any]]:
 
 
 def _same_site(scope: dict[str, Any]) -> bool:
-    """A page's session counts only from an allowed Origin (no cross-site socket hijacking);
-    a client without an Origin header authenticates with a token."""
-    origin = dict(scope.get("headers", [])).get(b"origin")
+    """A page's session counts only from its own origin (no cross-site socket hijacking),
+    as Django's CSRF check counts a form's: the Origin names the host and port the socket
+    was opened to (its Host header, an allowed host), or is one of CSRF_TRUSTED_ORIGINS.
+    With secure cookies (production) only an https page counts: a plain-http page on the
+    same host (a network attacker's) would otherwise ride the session on wss. A client
+    without an Origin header authenticates with a token."""
+    headers = dict(scope.get("headers", []))
+    origin = headers.get(b"origin", b"").decode("latin1")
     if not origin:
         return False
     try:
-        host = urlparse(origin.decode("latin1")).hostname or ""
+        parsed = urlsplit(origin)
+        hostname = parsed.hostname or ""
     except ValueError:  # not a URL ("http://[": an unclosed IPv6 address), which no browser sends
         return False
-    return validate_host(host, settings.ALLOWED_HOSTS)
+    if origin in settings.CSRF_TRUSTED_ORIGINS or any(
+        is_same_domain(parsed.netloc, trusted.netloc.lstrip("*"))
+        for trusted in map(urlsplit, settings.CSRF_TRUSTED_ORIGINS)
+        if "*" in trusted.netloc and trusted.scheme == parsed.scheme
+    ):
+        return True
+    if parsed.scheme not in (("https",) if settings.SESSION_COOKIE_SECURE else ("http", "https")):
+        return False
+    host = headers.get(b"host", b"").decode("latin1").lower()
+    return parsed.netloc.lower() == host and validate_host(hostname, settings.ALLOWED_HOSTS)
 
 
 def _snapshot_data(sub: Subscription, user_id: int | None) -> tuple[Any, dict[str, str]]:

@@ -215,7 +215,13 @@ def test_a_page_session_authenticates_only_from_an_allowed_origin():
     async def scenario() -> None:
         origins = [
             (b"http://testserver", True),
+            (b"https://testserver", True),
             (b"https://evil.example", False),
+            # The hosts were compared alone: another port of the same host (another
+            # service's page), or another allowed host, rode the page's session.
+            (b"http://testserver:8001", False),
+            (b"http://localhost", False),
+            (b"null", False),
             (None, False),
             # Not a URL: the handshake was a 500 (urlparse's ValueError, "Invalid IPv6 URL").
             (b"http://[", False),
@@ -228,6 +234,34 @@ def test_a_page_session_authenticates_only_from_an_allowed_origin():
             answer = await client.op()
             assert answer["op"] == ("subscribed" if allowed else "error"), origin
             await client.close()
+
+    async_to_sync(scenario)()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "origin", "allowed"),
+    [
+        ({"CSRF_TRUSTED_ORIGINS": ["https://app.example"]}, b"https://app.example", True),
+        ({"CSRF_TRUSTED_ORIGINS": ["https://app.example"]}, b"http://app.example", False),
+        ({"CSRF_TRUSTED_ORIGINS": ["https://*.example.com"]}, b"https://desk.example.com", True),
+        ({"CSRF_TRUSTED_ORIGINS": ["https://*.example.com"]}, b"https://example.org", False),
+        # Secure cookies: a plain-http page on the socket's own host is a network
+        # attacker's, not the platform's.
+        ({"SESSION_COOKIE_SECURE": True}, b"http://testserver", False),
+        ({"SESSION_COOKIE_SECURE": True}, b"https://testserver", True),
+    ],
+)
+def test_trusted_origins_and_secure_cookies_decide_as_for_forms(settings, overrides, origin, allowed):
+    market_create("ETH-USDT")
+    cookie = _session_cookie(UserFactory())
+    for name, value in overrides.items():
+        setattr(settings, name, value)
+
+    async def scenario() -> None:
+        client = await stream_connect([(b"cookie", cookie), (b"host", b"testserver"), (b"origin", origin)])
+        await client.send({"op": "subscribe", "channels": ["orders"]})
+        assert (await client.op())["op"] == ("subscribed" if allowed else "error")
+        await client.close()
 
     async_to_sync(scenario)()
 
