@@ -20,6 +20,7 @@ from flywheel.competitors import COMPETITORS, Competitor
 from flywheel.errors import CompetitorNotFound, TtxNotConfigured
 from orders.engine import TIERS, FeeTier, fee_tier_for, quantize_down
 from orders.models import Asset, Trade, Wallet
+from orders.templatetags.page_format import amount, money_text
 from revenue.models import RevenueEvent, RevenueStream
 from revenue.selectors import currency_usd_rates, holder_share_delivered, stream_usd_sums, usd_totals
 
@@ -314,8 +315,14 @@ def my_impact(*, user_id: int, now: datetime | None = None) -> Impact:
     )
 
 
+def _usd_text(value: Decimal) -> str:
+    return f"{money_text(value)} USD"
+
+
 def my_insights(*, impact: Impact) -> dict[str, object]:
-    """What the next tier would change for this trader, in numbers."""
+    """What the next tier would change for this trader, in numbers: exact in the fields, as
+    sentences whose numbers have their unit and a readable precision in `message` (the
+    API's and the page's text alike)."""
     insights: list[dict[str, object]] = []
     current_discount = ZERO if impact.tier is None else impact.tier.discount
     monthly_fee_base = _q8(impact.fees_paid_30d / (1 - current_discount)) if current_discount < 1 else ZERO
@@ -326,18 +333,21 @@ def my_insights(*, impact: Impact) -> dict[str, object]:
         next_multiplier = multiplier_for(next_tier)
         next_share = next_tier.threshold / supply if supply else ZERO
         next_monthly = _q8(impact.holder_revenue_30d * next_share * next_multiplier)
+        savings = _q8(monthly_fee_base * (next_tier.discount - current_discount))
         insights.append(
             {
                 "kind": "next_tier",
                 "message": (
-                    f"Hold {needed:f} more TTX to reach {next_tier.name}: {next_tier.discount * HUNDRED:.0f}% off fees "
-                    f"and a {next_multiplier}x revenue multiplier."
+                    f"Hold {amount(needed)} more {settings.TTX_ASSET} to reach {next_tier.name.capitalize()}: "
+                    f"{amount(next_tier.discount * HUNDRED, 2)}% off fees and a {amount(next_multiplier, 2)}x revenue "
+                    f"multiplier: about {_usd_text(savings)} less "
+                    f"in fees and {_usd_text(next_monthly)} earned a month at the pace of the last 30 days."
                 ),
                 "next_tier": next_tier.name,
                 "ttx_needed": needed,
                 "fee_discount": next_tier.discount,
                 "revenue_multiplier": f"{next_multiplier:f}",
-                "monthly_fee_savings": _q8(monthly_fee_base * (next_tier.discount - current_discount)),
+                "monthly_fee_savings": savings,
                 "projected_monthly_earnings": next_monthly,
                 "projected_annual_earnings": next_monthly * MONTHS_PER_YEAR,
             }
@@ -349,9 +359,9 @@ def my_insights(*, impact: Impact) -> dict[str, object]:
             {
                 "kind": "your_contribution",
                 "message": (
-                    f"Your fees of {impact.fees_paid_30d:f} in 30 days sent "
-                    f"{impact.holder_share_generated_30d:f} to holders and "
-                    f"{impact.reserve_share_generated_30d:f} to the reserve."
+                    f"Your fees of {_usd_text(impact.fees_paid_30d)} in 30 days sent "
+                    f"{_usd_text(impact.holder_share_generated_30d)} to holders and "
+                    f"{_usd_text(impact.reserve_share_generated_30d)} to the reserve."
                 ),
             }
         )

@@ -14,39 +14,9 @@ from django.views.decorators.http import require_safe
 from core.errors import ApplicationError
 from flywheel import selectors
 from orders.engine import TIERS
-from orders.templatetags.page_format import amount, money_text
 from revenue.streams import LIVE_STREAMS
 
 HUNDRED = Decimal(100)
-USD = "USD"
-
-
-def _usd(value: Decimal) -> str:
-    return f"{money_text(value)} {USD}"
-
-
-def _insight_lines(insights: Any, *, impact: Any) -> list[str]:
-    """The insights of flywheel.selectors.my_insights as sentences whose numbers have their
-    unit and a readable precision (the API keeps the exact figures)."""
-    lines = []
-    for item in insights:
-        if item["kind"] == "next_tier":
-            lines.append(
-                f"Hold {amount(item['ttx_needed'], 2)} more {settings.TTX_ASSET} to reach "
-                f"{str(item['next_tier']).capitalize()}: {amount(item['fee_discount'] * HUNDRED, 2)}% off fees and a "
-                f"{amount(Decimal(item['revenue_multiplier']), 2)}x revenue multiplier: about "
-                f"{_usd(item['monthly_fee_savings'])} less in fees and {_usd(item['projected_monthly_earnings'])} "
-                "earned a month at the pace of the last 30 days."
-            )
-        elif item["kind"] == "your_contribution":
-            lines.append(
-                f"Your fees of {_usd(impact.fees_paid_30d)} in 30 days sent "
-                f"{_usd(impact.holder_share_generated_30d)} to holders and "
-                f"{_usd(impact.reserve_share_generated_30d)} to the reserve."
-            )
-        else:
-            lines.append(str(item["message"]))
-    return lines
 
 
 @require_safe
@@ -71,6 +41,7 @@ def flywheel_page(request: HttpRequest) -> HttpResponse:
             context["impact_error"] = exc
         else:
             context["impact"] = impact
-            context["insights"] = _insight_lines(selectors.my_insights(impact=impact)["insights"], impact=impact)
+            insights: Any = selectors.my_insights(impact=impact)["insights"]
+            context["insights"] = [item["message"] for item in insights]
             context["impact_discount"] = (impact.tier.discount * HUNDRED) if impact.tier else Decimal(0)
     return render(request, "flywheel/flywheel.html", context)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from decimal import ROUND_DOWN, Decimal
 
 import pytest
@@ -259,6 +260,19 @@ def test_insights_give_the_next_tier_with_numbers(user_client, traded):
     assert Decimal(nxt["ttx_needed"]) == Decimal(8500)
     assert nxt["revenue_multiplier"] == "1.5"
     assert Decimal(nxt["projected_monthly_earnings"]) > 0
+
+
+def test_insights_messages_print_numbers_with_their_unit_as_the_page_does(user_client, traded):
+    # The API's messages read "Hold 8500.00000000 more TTX ... a 1.5x" and "Your fees of
+    # 0.27000000 in 30 days": exact figures without a unit, where the page printed its own
+    # sentences; both now read the one `message`.
+    messages = {i["kind"]: i["message"] for i in user_client.get("/api/flywheel/my-impact/insights").json()["insights"]}
+    assert messages["next_tier"].startswith("Hold 8,500 more TTX to reach Gold: 35% off fees and a 1.5x revenue")
+    assert re.fullmatch(
+        r"Your fees of [\d,]+\.\d+ USD in 30 days sent [\d,]+\.\d+ USD to holders and [\d,]+\.\d+ USD to the reserve\.",
+        messages["your_contribution"],
+    ), messages
+    assert not re.search(r"\d\.\d{7,}", " ".join(messages.values())), messages
 
 
 def test_personal_routes_answer_503_without_ttx(user_client, db):
