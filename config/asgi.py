@@ -5,10 +5,10 @@ through Channels."""
 
 import os
 
-from django.core.asgi import get_asgi_application
+from core.asgi import platform_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
-django_asgi_app = get_asgi_application()  # before importing consumers: it sets Django up
+django_asgi_app = platform_asgi_application()  # before importing consumers: it sets Django up
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -26,6 +26,15 @@ def query_value(request: Request, name: str) -> str | None:
     return values[0] if values else None
 
 
+def query_params_refused(request: Request) -> None:
+    """For an endpoint that reads everything from its body: a query parameter is the
+    caller's mistake, refused (400) rather than dropped (`POST /api/orders/cancel-all?market=`
+    cancelled every market's orders)."""
+    message = "This endpoint takes no query parameters: send it in the body."
+    if request.query_params:
+        raise InvalidParameter(fields={name: [message] for name in request.query_params})
+
+
 @dataclass(frozen=True, slots=True)
 class IntParam:
     """An optional integer query parameter within [minimum, maximum]."""

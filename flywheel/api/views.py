@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.negotiation import CsvAnswerNegotiation
 from core.api.params import decimal_openapi, decimal_param
 from core.api.request import request_user
 from core.api.schema import error_responses
@@ -108,6 +109,7 @@ class MyImpactApi(APIView):
 
 class MyImpactExportApi(APIView):
     permission_classes = [IsAuthenticated]
+    content_negotiation_class = CsvAnswerNegotiation
 
     @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR, **TTX_NOT_CONFIGURED})
     def get(self, request: Request) -> HttpResponse:

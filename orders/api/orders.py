@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from accounts.authentication import bearer_presented, request_principal, request_principal_reads
 from core.api.fast import FastHandler, answered, view_in_thread
 from core.api.pagination import CURSOR, PAGE_LIMIT, NewestFirstPagination, paginated
-from core.api.params import enum_openapi, enum_param, name_param
+from core.api.params import enum_openapi, enum_param, name_param, query_params_refused
 from core.api.parsers import ExactJsonParser
 from core.api.request import request_user
 from core.api.schema import error_responses
@@ -176,6 +176,7 @@ class OrdersCancelAllApi(RateLimitHeaders, APIView):
         description="Cancels every live order of the caller (in `market` when given), pending stops included.",
     )
     def post(self, request: Request) -> Response:
+        query_params_refused(request)
         data = CancelAllInput(data=request.data)
         data.is_valid(raise_exception=True)
         user = request_user(request)

@@ -3,18 +3,18 @@ resolve(), kept for the next request, and never kept across a change of URLconf.
 
 from __future__ import annotations
 
-from django.core.asgi import get_asgi_application
 from django.test import override_settings
 from django.urls import resolve
 
 from core.api.fast import RESOLVED_KEPT, FastPath
+from core.asgi import platform_asgi_application
 from orders.api.urls import FAST_ROUTES
 
 urlpatterns: list[object] = []  # a URLconf that serves nothing (override_settings below)
 
 
 def test_a_path_is_resolved_as_django_does_and_kept():
-    fast = FastPath(get_asgi_application(), routes=FAST_ROUTES)
+    fast = FastPath(platform_asgi_application(), routes=FAST_ROUTES)
     match = fast._resolve("/api/orders")
     assert match is not None and match.url_name == resolve("/api/orders").url_name == "api-orders"
     assert fast._resolve("/api/orders") is match
@@ -25,7 +25,7 @@ def test_a_path_is_resolved_as_django_does_and_kept():
 
 
 def test_another_urlconf_is_not_answered_from_the_kept_matches():
-    fast = FastPath(get_asgi_application(), routes=FAST_ROUTES)
+    fast = FastPath(platform_asgi_application(), routes=FAST_ROUTES)
     assert fast._resolve("/api/orders") is not None
     with override_settings(ROOT_URLCONF=__name__):
         assert fast._resolve("/api/orders") is None
@@ -33,7 +33,7 @@ def test_another_urlconf_is_not_answered_from_the_kept_matches():
 
 
 def test_the_kept_paths_are_bounded():
-    fast = FastPath(get_asgi_application(), routes=FAST_ROUTES)
+    fast = FastPath(platform_asgi_application(), routes=FAST_ROUTES)
     for order_id in range(RESOLVED_KEPT + 10):
         fast._resolve(f"/api/orders/{order_id}/cancel")
     assert len(fast._resolved) <= RESOLVED_KEPT

@@ -242,6 +242,22 @@ def test_my_impact_export_is_a_csv_attachment(user_client, user, traded):
     )
 
 
+@pytest.mark.parametrize("accept", ["text/csv", "text/csv; charset=utf-8", "text/*", "application/json", "*/*"])
+def test_my_impact_export_answers_a_client_asking_for_csv(user_client, traded, accept):
+    # `Accept: text/csv`, the type the schema declares, was 406 `not_acceptable`.
+    response = user_client.get("/api/flywheel/my-impact/export", HTTP_ACCEPT=accept)
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+
+
+def test_my_impact_export_refuses_other_types_and_errs_in_json(api_client, user_client, traded):
+    refused = user_client.get("/api/flywheel/my-impact/export", HTTP_ACCEPT="text/html")
+    assert refused.status_code == 406 and refused.json()["error"]["code"] == "not_acceptable"
+    anonymous = api_client.get("/api/flywheel/my-impact/export", HTTP_ACCEPT="text/csv")
+    assert anonymous.status_code == 401 and anonymous["Content-Type"] == "application/json"
+    assert anonymous.json()["error"]["code"] == "not_authenticated"
+
+
 def test_csv_quotes_awkward_usernames(api_client, db):
     from tests.conftest import jwt_client
     from tests.factories import UserFactory, asset_get

@@ -122,3 +122,14 @@ def test_cancel_all_is_in_the_schema(api_client):
     operation = schema["paths"]["/api/orders/cancel-all"]["post"]
     assert operation["operationId"] == "orders_cancel_all"
     assert "200" in operation["responses"] and "400" in operation["responses"]
+
+
+def test_a_query_string_is_refused_not_dropped(two_markets, trader):
+    # `?market=BTC-USDT` with no body cancelled every market's orders.
+    book = _book(trader)
+    alice = book["alice"]
+    response = alice.api.post("/api/orders/cancel-all?market=BTC-USDT", {}, format="json")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "invalid_parameter" and list(error["fields"]) == ["market"]
+    assert int(book["eth_buy"]) in _live(alice.user) and int(book["btc_sell"]) in _live(alice.user)

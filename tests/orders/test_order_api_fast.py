@@ -6,15 +6,12 @@ Django unchanged. Both apps run here as the web worker runs them (an ASGI call).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
-from django.core.asgi import get_asgi_application
 from django.db import connections
 from django.db.backends.utils import CursorWrapper
 from django.test import override_settings
@@ -27,12 +24,13 @@ from accounts.services import api_key_create
 from accounts.tokens import token_pair_issue
 from core.api.fast import FAST_MIDDLEWARE, FastPath
 from core.api.throttling import worker_rate_reset
+from core.asgi import platform_asgi_application
 from orders.api import hot
 from orders.api.urls import FAST_ROUTES
 from orders.models import Order
 from orders.sequencer.zmq import _unavailable
 from tests.accounts.api_key_support import signed_headers
-from tests.asgi import post_scope
+from tests.asgi import Answer, call
 from tests.factories import UserFactory
 from tests.orders.support import trader_create
 
@@ -53,7 +51,7 @@ def _connections_closed_per_request(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def apps() -> tuple[Any, FastPath]:
-    full = get_asgi_application()
+    full = platform_asgi_application()
     return full, FastPath(full, routes=FAST_ROUTES)
 
 
@@ -69,45 +67,6 @@ def taken(monkeypatch: pytest.MonkeyPatch) -> list[object]:
 
     monkeypatch.setattr(FastPath, "_respond", spy)
     return requests
-
-
-class Answer:
-    def __init__(self, messages: list[dict[str, Any]]) -> None:
-        start = messages[0]
-        assert start["type"] == "http.response.start", messages
-        self.status: int = start["status"]
-        self.headers = [(name.decode(), value.decode()) for name, value in start["headers"]]
-        self.body = b"".join(m.get("body", b"") for m in messages[1:])
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    def header(self, name: str) -> str | None:
-        return {key.lower(): value for key, value in self.headers}.get(name.lower())
-
-
-def call(
-    app: Any, *, body: bytes = b"", headers: dict[str, str], path: str = "/api/orders", query: bytes = b""
-) -> Answer:
-    scope = post_scope(path=path, headers=headers, query=query)
-
-    async def run() -> list[dict[str, Any]]:
-        inbox = [{"type": "http.request", "body": body, "more_body": False}]
-        sent: list[dict[str, Any]] = []
-
-        async def receive() -> dict[str, Any]:
-            if inbox:
-                return inbox.pop()
-            await asyncio.sleep(3600)  # Django's disconnect watcher waits here until cancelled
-            return {"type": "http.disconnect"}
-
-        async def send(message: Any) -> None:
-            sent.append(dict(message))
-
-        await app(scope, receive, send)
-        return sent
-
-    return Answer(async_to_sync(run)())
 
 
 def bearer(user: Any, **headers: str) -> dict[str, str]:
