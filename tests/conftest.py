@@ -167,6 +167,7 @@ def _migration_data_restore() -> None:
     if RevenueStream.objects.count() < len(STREAMS):
         import_module("revenue.migrations.0002_seed_streams_and_schedules").seed(apps, None)
         import_module("revenue.migrations.0004_delivery_schedule").schedule(apps, None)
+        import_module("orders.migrations.0007_inactive_orders_sweep_schedule").schedule(apps, None)
 
 
 @pytest.fixture(autouse=True)

@@ -267,6 +267,10 @@ MAX_AUTO_FILL_USD = env_decimal("MAX_AUTO_FILL_USD", "500")
 HOUSE_USERNAME = env_str("HOUSE_USERNAME", "house")
 FEE_ACCOUNT_USERNAME = env_str("FEE_ACCOUNT_USERNAME", "platform-fees")
 TTX_ASSET = env_str("TTX_ASSET", "TTX")
+# Accounts deactivated without the admin's action (a bare save(), a bulk update) or while no
+# engine answered: their live orders are cancelled by this beat task at most this late
+# (orders.tasks.inactive_orders_sweep; read when `migrate` schedules it, as the delivery's).
+INACTIVE_ORDERS_SWEEP_INTERVAL_SECONDS = env_int("INACTIVE_ORDERS_SWEEP_INTERVAL_SECONDS", 60)
 
 # --- The matching engine (docs/matching.md, "The sequencer") ---------------------
 # "zmq": engine processes (manage.py engine) own the books; web workers send commands.

@@ -16,6 +16,12 @@ def market(db) -> Market:
 
 
 @pytest.fixture
+def two_markets(market) -> None:
+    """ETH-USDT and BTC-USDT (reference 30000.00)."""
+    market_create("BTC-USDT", reference_price="30000.00")
+
+
+@pytest.fixture
 def trader(db) -> Callable[..., Trader]:
     """A factory of funded traders with their own API client: trader(USDT="5000", ETH="1")."""
     return trader_create

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from orders.engine.requests import OrderRequest
-from orders.models import Market, Order, Wallet
+from orders.models import LIVE_STATUSES, Market, Order, Wallet
 from orders.services.orders import order_place
 from orders.system_accounts import house_user_id
 from tests.factories import UserFactory, fund
@@ -48,6 +48,22 @@ def trader_create(**holdings: str) -> Trader:
     client.handler = _shared_handler()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
     return Trader(user=user, api=client)
+
+
+def resting_trader() -> Trader:
+    """A trader with a resting buy and a pending stop in ETH-USDT and a resting sell in
+    BTC-USDT (the fixture two_markets)."""
+    trader = trader_create(USDT="10000", ETH="1", BTC="1")
+    trader.order(side="buy", type="limit", quantity="0.1", price="1900.00")
+    trader.order(side="sell", type="stop_loss", quantity="0.5", stop_price="1800.00")
+    trader.order(market="BTC-USDT", side="sell", type="limit", quantity="0.1", price="31000.00")
+    assert len(live_order_ids(trader.user)) == 3
+    return trader
+
+
+def live_order_ids(user: Any) -> set[int]:
+    """The ids of `user`'s live orders (pending stops included), as stored."""
+    return set(Order.objects.filter(user=user, status__in=LIVE_STATUSES).values_list("pk", flat=True))
 
 
 def place(user: Any, *, market: str = "ETH-USDT", **fields: Any) -> Order:

@@ -10,21 +10,10 @@ import pytest
 
 from orders.models import Order, OrderStatus
 from orders.sequencer.transport import in_process_engine_reset
-from tests.factories import market_create
 from tests.orders.invariants import assert_invariants
+from tests.orders.support import live_order_ids
 
 pytestmark = pytest.mark.django_db
-
-LIVE = {OrderStatus.PENDING_TRIGGER, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED}
-
-
-@pytest.fixture
-def two_markets(market) -> None:
-    market_create("BTC-USDT", reference_price="30000.00")
-
-
-def _live(user: Any) -> set[int]:
-    return set(Order.objects.filter(user=user, status__in=LIVE).values_list("pk", flat=True))
 
 
 def _book(trader: Any) -> dict[str, Any]:
@@ -56,8 +45,8 @@ def test_cancel_all_in_one_market_stops_included(two_markets, trader):
     for order in cancelled:
         assert (order["status"], order["status_reason"], order["market"]) == ("cancelled", "user_cancelled", "ETH-USDT")
         assert order == alice.api.get(f"/api/orders/{order['id']}").json()
-    assert _live(alice.user) == {int(book["btc_sell"])}
-    assert _live(book["bob"].user) == {int(book["bob_sell"])}
+    assert live_order_ids(alice.user) == {int(book["btc_sell"])}
+    assert live_order_ids(book["bob"].user) == {int(book["bob_sell"])}
     assert alice.wallet("USDT").locked == 0 and alice.wallet("ETH").locked == 0
     assert_invariants()
 
@@ -69,8 +58,8 @@ def test_cancel_all_everywhere(two_markets, trader):
     assert response.status_code == 200, response.content
     ids = {order["id"] for order in response.json()["cancelled"]}
     assert ids == {book["eth_buy"], book["eth_buy2"], book["eth_stop"], book["btc_sell"]}
-    assert _live(alice.user) == set()
-    assert _live(book["bob"].user) == {int(book["bob_sell"])}
+    assert live_order_ids(alice.user) == set()
+    assert live_order_ids(book["bob"].user) == {int(book["bob_sell"])}
     assert alice.wallet("BTC").locked == 0
     # Nothing left: an empty list, not an error.
     again = alice.api.post("/api/orders/cancel-all", format="json")
@@ -83,7 +72,7 @@ def test_cancel_all_finds_orders_of_markets_the_engine_has_not_loaded(two_market
     in_process_engine_reset()  # an engine that started after these orders were placed
     response = book["alice"].api.post("/api/orders/cancel-all", {}, format="json")
     assert len(response.json()["cancelled"]) == 4
-    assert _live(book["alice"].user) == set()
+    assert live_order_ids(book["alice"].user) == set()
     assert_invariants()
 
 
@@ -95,7 +84,7 @@ def test_an_unknown_or_malformed_market_is_400(market, trader):
     for body in ({"market": ["ETH-USDT"]}, {"market": "x" * 40}, [1]):
         refused = alice.api.post("/api/orders/cancel-all", body, format="json")
         assert refused.status_code == 400 and refused.json()["error"]["code"] == "validation_error", body
-    assert _live(alice.user) == {int(placed["id"])}
+    assert live_order_ids(alice.user) == {int(placed["id"])}
 
 
 def test_a_misspelled_market_cancels_nothing(two_markets, trader):
@@ -103,12 +92,12 @@ def test_a_misspelled_market_cancels_nothing(two_markets, trader):
     cancelled."""
     book = _book(trader)
     alice = book["alice"]
-    live = _live(alice.user)
+    live = live_order_ids(alice.user)
     response = alice.api.post("/api/orders/cancel-all", {"symbol": "ETH-USDT"}, format="json")
     assert response.status_code == 400, response.content
     assert response.json()["error"]["code"] == "validation_error"
     assert list(response.json()["error"]["fields"]) == ["symbol"]
-    assert _live(alice.user) == live
+    assert live_order_ids(alice.user) == live
     assert_invariants()
 
 

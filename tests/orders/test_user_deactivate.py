@@ -10,35 +10,15 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Permission
 
-from orders.models import Order, OrderStatus
+from orders.models import Order
 from orders.services.users import user_deactivate
-from tests.factories import UserFactory, market_create
+from tests.factories import UserFactory
 from tests.orders.invariants import assert_invariants
-from tests.orders.support import Trader
+from tests.orders.support import live_order_ids, resting_trader
 
 pytestmark = pytest.mark.django_db
 
-LIVE = {OrderStatus.PENDING_TRIGGER, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED}
 ACTION = "deactivate_and_cancel_orders"
-
-
-@pytest.fixture
-def two_markets(market) -> None:
-    market_create("BTC-USDT", reference_price="30000.00")
-
-
-def _live(user: Any) -> set[int]:
-    return set(Order.objects.filter(user=user, status__in=LIVE).values_list("pk", flat=True))
-
-
-def _resting(trader: Any) -> Trader:
-    """A trader with a resting buy and a pending stop in ETH-USDT and a resting sell in BTC-USDT."""
-    alice = trader(USDT="10000", ETH="1", BTC="1")
-    alice.order(side="buy", type="limit", quantity="0.1", price="1900.00")
-    alice.order(side="sell", type="stop_loss", quantity="0.5", stop_price="1800.00")
-    alice.order(market="BTC-USDT", side="sell", type="limit", quantity="0.1", price="31000.00")
-    assert len(_live(alice.user)) == 3
-    return alice
 
 
 def _form(user: Any, **changes: str) -> dict[str, Any]:
@@ -60,12 +40,12 @@ def _messages(response: Any) -> list[str]:
 
 
 def test_a_deactivated_traders_orders_are_cancelled_and_no_longer_trade(two_markets, trader):
-    alice = _resting(trader)
+    alice = resting_trader()
     bob = trader(ETH="1", USDT="100000")
     cancelled = user_deactivate(user=alice.user)
     alice.user.refresh_from_db()
     assert not alice.user.is_active
-    assert len(cancelled) == 3 and _live(alice.user) == set()
+    assert len(cancelled) == 3 and live_order_ids(alice.user) == set()
     assert set(Order.objects.filter(pk__in=cancelled).values_list("status_reason", flat=True)) == {"user_cancelled"}
     assert alice.wallet("USDT").locked == 0 and alice.wallet("BTC").locked == 0
     # What crossed alice's orders before now rests or finds the house, never alice.
@@ -76,12 +56,12 @@ def test_a_deactivated_traders_orders_are_cancelled_and_no_longer_trade(two_mark
     assert_invariants()
 
 
-def test_unticking_active_in_the_change_form_cancels_the_orders(two_markets, trader, admin_client):
-    alice = _resting(trader)
+def test_unticking_active_in_the_change_form_cancels_the_orders(two_markets, admin_client):
+    alice = resting_trader()
     response = admin_client.post(f"/admin/auth/user/{alice.user.pk}/change/", _form(alice.user), follow=True)
     assert response.status_code == 200
     alice.user.refresh_from_db()
-    assert not alice.user.is_active and _live(alice.user) == set()
+    assert not alice.user.is_active and live_order_ids(alice.user) == set()
     assert f"{alice.user.username} is deactivated; 3 open order(s) cancelled." in _messages(response)
     # Saving the inactive account again, or another field of it, cancels nothing and says nothing.
     again = admin_client.post(f"/admin/auth/user/{alice.user.pk}/change/", _form(alice.user, email="a@example.com"))
@@ -90,7 +70,7 @@ def test_unticking_active_in_the_change_form_cancels_the_orders(two_markets, tra
 
 
 def test_the_list_action_deactivates_and_cancels(two_markets, trader, admin_client):
-    alice, carol = _resting(trader), trader(USDT="1000")
+    alice, carol = resting_trader(), trader(USDT="1000")
     idle = UserFactory()
     response = admin_client.post(
         "/admin/auth/user/",
@@ -104,7 +84,7 @@ def test_the_list_action_deactivates_and_cancels(two_markets, trader, admin_clie
     for user in (alice.user, carol.user, idle):
         user.refresh_from_db()
         assert not user.is_active
-    assert _live(alice.user) == set()
+    assert live_order_ids(alice.user) == set()
     assert_invariants()
 
 
@@ -127,7 +107,7 @@ def test_a_user_editor_cannot_deactivate_staff_or_themselves_by_the_action(marke
         user.refresh_from_db()
         assert user.is_active
     alice.user.refresh_from_db()
-    assert not alice.user.is_active and _live(alice.user) == set()
+    assert not alice.user.is_active and live_order_ids(alice.user) == set()
 
 
 def test_with_no_engine_the_account_stays_inactive_and_the_action_finishes_later(
@@ -144,9 +124,9 @@ def test_with_no_engine_the_account_stays_inactive_and_the_action_finishes_later
     [text] = _messages(response)
     assert "is deactivated, but its open orders could not be cancelled" in text, text
     alice.user.refresh_from_db()
-    assert not alice.user.is_active and _live(alice.user) == {int(placed["id"])}
+    assert not alice.user.is_active and live_order_ids(alice.user) == {int(placed["id"])}
     settings.ENGINE_TRANSPORT = "inprocess"
     again = admin_client.post("/admin/auth/user/", {"action": ACTION, "_selected_action": [alice.user.pk]}, follow=True)
     assert f"{alice.user.username} is deactivated; 1 open order(s) cancelled." in _messages(again)
-    assert _live(alice.user) == set()
+    assert live_order_ids(alice.user) == set()
     assert_invariants()

@@ -1,0 +1,28 @@
+"""Accounts as trading sees them."""
+
+from __future__ import annotations
+
+from functools import reduce
+from operator import or_
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Exists, OuterRef, Q
+
+from orders.models import Order
+
+# Live orders (LIVE_STATUSES) spelled as the conditions of the partial indexes that hold
+# them, so that PostgreSQL can read them from those: `status IN (...)` matches none, and it
+# read every order ever placed (a sequential scan) or, account by account, the whole
+# history of each inactive one (order_user_recent).
+LIVE_ORDER_INDEXES = ("order_pending_stops", "order_book_bids", "order_book_asks")
+LIVE_BY_INDEX: Q = reduce(or_, (index.condition for index in Order._meta.indexes if index.name in LIVE_ORDER_INDEXES))
+
+
+def user_list_inactive_with_live_orders() -> list[AbstractBaseUser]:
+    """Inactive accounts that still have a live order (pending stops included), by id. One
+    statement, read through indexes: the live orders from their partial indexes, or each
+    inactive account's orders from order_user_recent, whichever the planner finds cheaper;
+    no index of its own, which every placement and fill would have to keep up."""
+    live = Order.objects.filter(LIVE_BY_INDEX, user=OuterRef("pk"))
+    return list(get_user_model().objects.filter(Exists(live), is_active=False).order_by("pk"))
