@@ -121,4 +121,4 @@ def test_a_query_string_is_refused_not_dropped(two_markets, trader):
     assert response.status_code == 400, response.content
     error = response.json()["error"]
     assert error["code"] == "invalid_parameter" and list(error["fields"]) == ["market"]
-    assert int(book["eth_buy"]) in _live(alice.user) and int(book["btc_sell"]) in _live(alice.user)
+    assert int(book["eth_buy"]) in live_order_ids(alice.user) and int(book["btc_sell"]) in live_order_ids(alice.user)
