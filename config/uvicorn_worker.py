@@ -19,10 +19,15 @@ class PlatformUvicornWorker(UvicornWorker):
     # has no lifespan handler (uvicorn would log that it "appears unsupported" at each start).
     # access_log: off unless asked (uvicorn builds each line's arguments, the path quoted,
     # whenever its logger has a handler, even one whose level drops the line).
+    # proxy_headers: off. uvicorn would believe X-Forwarded-For / -Proto from gunicorn's
+    # forwarded_allow_ips (loopback by default) and rewrite the peer and the scheme before
+    # Django runs: TRUSTED_PROXIES alone decides (core.middleware, docs/security.md).
+    # UvicornWorker applies these kwargs last: they win over its own.
     CONFIG_KWARGS: dict[str, Any] = {
         **UvicornWorker.CONFIG_KWARGS,
         "server_header": False,
         "ws_max_size": 65536,
         "lifespan": "off",
         "access_log": web_access_log(),
+        "proxy_headers": False,
     }

@@ -58,7 +58,9 @@ class Platform:
         wait_until(lambda: b" leading on " in engine_log.read_bytes(), what="the engine to lead", timeout=60)
         self.manage("seed_demo")
         uvicorn = str(Path(sys.executable).parent / "uvicorn")
-        self.spawn("web", uvicorn, "config.asgi:application", "--port", str(self.port), "--workers", "2")
+        self.spawn(
+            "web", uvicorn, "config.asgi:application", "--port", str(self.port), "--workers", "2", "--no-proxy-headers"
+        )
         # A worker's first answer loads the URLs and every view: seconds on a loaded machine,
         # so a slow first answer is "not yet", like a refused connection.
         wait_until(
