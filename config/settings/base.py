@@ -264,6 +264,9 @@ MAX_MARKET_SLIPPAGE_BPS = env_int("MAX_MARKET_SLIPPAGE_BPS", 500)
 AUTO_FILL_ENABLED = env_bool("AUTO_FILL_ENABLED", True)
 AUTO_FILL_SLIPPAGE_PERCENT = env_decimal("AUTO_FILL_SLIPPAGE_PERCENT", "0.5")
 MAX_AUTO_FILL_USD = env_decimal("MAX_AUTO_FILL_USD", "500")
+# A reference price set by staff within this of the reference or the last price (a ratio either
+# way), unless confirmed (`large_move`): a mistyped one prices the house's fills at once.
+REFERENCE_PRICE_MAX_MOVE_PERCENT = env_decimal("REFERENCE_PRICE_MAX_MOVE_PERCENT", "50")
 HOUSE_USERNAME = env_str("HOUSE_USERNAME", "house")
 FEE_ACCOUNT_USERNAME = env_str("FEE_ACCOUNT_USERNAME", "platform-fees")
 TTX_ASSET = env_str("TTX_ASSET", "TTX")

@@ -32,6 +32,16 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON true or false and nothing else: DRF's BooleanField takes "yes", 1 and "on"
+    too, which a schema saying `type: boolean` does not allow."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
 @extend_schema_field(OpenApiTypes.STR)
 class AmountText(serializers.Field):
     """An amount, written as core.money.format_amount writes it."""

@@ -7,7 +7,14 @@ from typing import Any
 from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from core.api.fields import MomentOutput, MoneyOutput, MoneySumOutput, StrictCharField, output_shaper
+from core.api.fields import (
+    MomentOutput,
+    MoneyOutput,
+    MoneySumOutput,
+    StrictBooleanField,
+    StrictCharField,
+    output_shaper,
+)
 from core.api.inputs import KnownFieldsInput
 from orders.engine.requests import amount_received
 from orders.engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
@@ -89,6 +96,12 @@ class CreditInput(KnownFieldsInput):
 
 class ReferencePriceInput(KnownFieldsInput):
     price = AmountInput()
+    large_move = StrictBooleanField(
+        required=False,
+        default=False,
+        help_text="Confirms a price more than REFERENCE_PRICE_MAX_MOVE_PERCENT (50%) away from both the "
+        "reference and the last price (refused otherwise: 400 invalid_price).",
+    )
 
 
 @extend_schema_serializer(

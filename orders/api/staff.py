@@ -46,7 +46,12 @@ class ReferencePriceSetApi(APIView):
     def post(self, request: Request, symbol: str) -> Response:
         data = ReferencePriceInput(data=request.data)
         data.is_valid(raise_exception=True)
-        market_reference_price_set(symbol=symbol, price=data.validated_data["price"], actor=request_user(request))
+        market_reference_price_set(
+            symbol=symbol,
+            price=data.validated_data["price"],
+            large_move=data.validated_data["large_move"],
+            actor=request_user(request),
+        )
         return Response(MarketOutput(market_get(symbol=symbol)).data)
 
 

@@ -44,6 +44,20 @@ def house_price(*, side: Side, reference_price: Decimal, slippage_percent: Decim
         return floor_to_tick(reference_price * (ONE - offset), tick=price_tick)
 
 
+def reference_price_move_allowed(
+    *, price: Decimal, anchors: tuple[Decimal | None, ...], max_move_percent: Decimal
+) -> bool:
+    """Whether staff may set the reference price to `price` in one step: within
+    `max_move_percent` of any anchor (the reference price now, the last trade price), as a
+    ratio either way (at 50, from 2000: 1,333.34 up to 3,000). The reference prices the
+    house's fills at once: 60.00 typed for 60000.00 sold the house's stock at a thousandth
+    of the book's price and fired the stops it crossed. No anchor: anything."""
+    present = [anchor for anchor in anchors if anchor is not None and anchor > 0]
+    with exact_arithmetic():
+        ratio = ONE + max_move_percent / _PERCENT_PER_UNIT
+        return not present or any(price <= anchor * ratio and price * ratio >= anchor for anchor in present)
+
+
 def within_limit(*, side: Side, price: Decimal, limit: Decimal) -> bool:
     """True when a taker of `side` accepts `price` given its limit (or guard) price."""
     return price <= limit if side is Side.BUY else price >= limit

@@ -145,8 +145,9 @@ def cancel_all_command(*, user_id: int, market_id: int | None) -> Command:
     return {"op": CANCEL_ALL, "user_id": user_id, "market_id": market_id}
 
 
-def reference_price_command(*, market_id: int, price: object) -> Command:
-    return {"op": REFERENCE_PRICE, "market_id": market_id, "price": price}
+def reference_price_command(*, market_id: int, price: object, large_move: bool = False) -> Command:
+    """`large_move`: staff confirmed a move beyond REFERENCE_PRICE_MAX_MOVE_PERCENT."""
+    return {"op": REFERENCE_PRICE, "market_id": market_id, "price": price, "large_move": large_move}
 
 
 # An order's cancel answered by an engine whose markets do not hold the order: a 404 to the

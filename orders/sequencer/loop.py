@@ -46,6 +46,7 @@ from core.money import ZERO, parse_amount
 from orders.engine.book import LiveOrder
 from orders.engine.market import Journal, MarketEngine, TradeRecord
 from orders.engine.money import is_multiple_of
+from orders.engine.pricing import reference_price_move_allowed
 from orders.engine.rates import usd_rates
 from orders.engine.requests import ANY_GRID, OrderRequest, order_request_validate
 from orders.engine.settlement import TRADER_BUCKET, WalletKey
@@ -967,6 +968,20 @@ class _Batch:
         if value is None or value <= 0 or not is_multiple_of(value, unit=tick):
             raise InvalidPrice(fields={"price": [f"Must be a positive multiple of the price tick {tick}."]})
         old = engine.spec.reference_price
+        band = settings.REFERENCE_PRICE_MAX_MOVE_PERCENT
+        anchors = (old, engine.spec.last_price)
+        if not command.get("large_move") and not reference_price_move_allowed(
+            price=value, anchors=anchors, max_move_percent=band
+        ):
+            last = "none" if engine.spec.last_price is None else f"{engine.spec.last_price:f}"
+            raise InvalidPrice(
+                fields={
+                    "price": [
+                        f"More than {band:f}% away from both the reference price {old:f} "
+                        f"and the last price {last}: set it in steps, or confirm with large_move: true."
+                    ]
+                }
+            )
         engine.set_reference_price(value, journal=self.journal)
         logger.info("reference price set", extra={"market": engine.spec.symbol, "from": str(old), "to": str(value)})
         return lambda: {"status": 200}

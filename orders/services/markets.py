@@ -89,18 +89,20 @@ def market_definition_check(
     return errors
 
 
-def market_reference_price_set(*, symbol: str, price: object, actor: Any = None) -> Market:
+def market_reference_price_set(*, symbol: str, price: object, large_move: bool = False, actor: Any = None) -> Market:
     """Sent through the market's sequencer, so that it changes between two commands.
 
     `actor` (the staff API's caller): the change is written to the market's history in the
     admin (Django's LogEntry: who, when, from which price to which, the request's id).
     The reference price prices the house's fills: a change of it moves money, and nothing
-    said who had made one."""
+    said who had made one. A move beyond REFERENCE_PRICE_MAX_MOVE_PERCENT of both the
+    reference and the last price is refused unless `large_move` (a mistyped price)."""
     found = Market.objects.filter(symbol=symbol).values_list("pk", "reference_price").first()
     if found is None:
         raise MarketNotFound()
     market_id, before = found
-    answer_raise(engine_call(reference_price_command(market_id=market_id, price=price), market=symbol))
+    command = reference_price_command(market_id=market_id, price=price, large_move=large_move)
+    answer_raise(engine_call(command, market=symbol))
     market = Market.objects.select_related("base", "quote").get(pk=market_id)
     if actor is not None:
         LogEntry.objects.log_actions(

@@ -313,7 +313,7 @@ def test_a_new_reference_price_of_btc_usdt_moves_the_eth_btc_cap_from_the_next_b
         return taker.order(market="ETH-BTC", side="buy", type="market", quantity="10").json()["filled_quantity"]
 
     assert bought() == "0.03300000"  # 100 / 60000 = 0.00166666 BTC / 0.05025 = 0.0331...
-    market_reference_price_set(symbol="BTC-USDT", price="30000.00")
+    market_reference_price_set(symbol="BTC-USDT", price="30000.00", large_move=True)
     assert bought() == "0.06600000"  # 0.00333333 BTC / 0.05025 = 0.0663...
     assert_invariants()
 

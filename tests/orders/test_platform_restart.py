@@ -164,7 +164,8 @@ def _trade_and_move_prices_then_start_again(platform: Platform) -> None:
     assert status == 200 and len(trades["results"] if isinstance(trades, dict) else trades) == 1
     admin = platform.token("admin")
     for symbol, price in (("ETH-USDT", "2150.00"), ("BTC-USDT", "58000.00"), ("TTX-USDT", "0.0020")):
-        status, body = platform.call("POST", f"/api/admin/markets/{symbol}/reference-price", {"price": price}, admin)
+        body = {"price": price, "large_move": True}  # TTX-USDT: 0.50 -> 0.0020
+        status, body = platform.call("POST", f"/api/admin/markets/{symbol}/reference-price", body, admin)
         assert status == 200, body
     platform.stop()
     wait_until(lambda: not platform.processes(), what="no process of the stopped run left", timeout=60)

@@ -43,7 +43,7 @@ def test_seed_demo_starts_again_whatever_the_last_run_left():
     order_cancel(user=bob, order_id=best_bid.pk)
     # The reference prices move, one of them far below the demo's levels.
     market_reference_price_set(symbol="ETH-USDT", price="2150.00")
-    market_reference_price_set(symbol="TTX-USDT", price="0.0020")
+    market_reference_price_set(symbol="TTX-USDT", price="0.0020", large_move=True)
     again = demo_data_seed()
     assert (again.placed, again.present, again.skipped) == (0, 30, {})
     call_command("seed_demo")

@@ -74,7 +74,8 @@ def test_a_reference_price_changed_by_another_shard_moves_the_cap_from_the_next_
 
     [first] = eth_btc_engine.run_batch([_market_buy(taker, "ETH-BTC")])
     assert _filled(first) == "0.16500000"  # 500 / 60000 = 0.00833333 BTC at 0.05025
-    [changed] = btc_usdt_engine.run_batch([reference_price_command(market_id=btc_usdt.pk, price="30000.00")])
+    halved = reference_price_command(market_id=btc_usdt.pk, price="30000.00", large_move=True)
+    [changed] = btc_usdt_engine.run_batch([halved])
     assert changed["status"] == 200
     [second] = eth_btc_engine.run_batch([_market_buy(taker, "ETH-BTC")])
     assert _filled(second) == "0.33100000"  # 0.01666666 BTC

@@ -9,7 +9,7 @@ from django.db.models import F
 from rest_framework.renderers import JSONRenderer
 
 from orders.api.serializers import LedgerAssetOutput
-from orders.models import Deposit, Wallet
+from orders.models import Deposit, Market, Wallet
 from orders.selectors.ledger import ledger_check
 from orders.services import wallet_credit
 from tests.factories import asset_get, fund, market_create
@@ -120,6 +120,23 @@ def test_reference_price_endpoint(staff_client):
     unknown = staff_client.post("/api/admin/markets/NOPE-USDT/reference-price", {"price": "1"}, format="json")
     assert unknown.status_code == 404
     assert unknown.json()["error"]["code"] == "market_not_found"
+
+
+def test_a_reference_price_far_from_the_reference_and_the_last_price_needs_large_move(staff_client):
+    # 60.00 typed for 60000.00 was accepted: the house's next fills sold its stock at a
+    # thousandth of the book's price and fired the stops they crossed.
+    market_create("BTC-USDT", reference_price="60000.00")
+    path = "/api/admin/markets/BTC-USDT/reference-price"
+    refused = staff_client.post(path, {"price": "60.00"}, format="json")
+    assert refused.status_code == 400, refused.content
+    error = refused.json()["error"]
+    assert error["code"] == "invalid_price" and "large_move" in error["fields"]["price"][0]
+    assert Market.objects.get(symbol="BTC-USDT").reference_price == Decimal("60000.00")
+    assert staff_client.post(path, {"price": "89999.99"}, format="json").status_code == 200  # within 50%
+    loose = staff_client.post(path, {"price": "60.00", "large_move": "yes"}, format="json")
+    assert loose.status_code == 400 and loose.json()["error"]["code"] == "validation_error"
+    confirmed = staff_client.post(path, {"price": "60.00", "large_move": True}, format="json")
+    assert confirmed.status_code == 200 and confirmed.json()["reference_price"] == "60.00000000"
 
 
 def test_a_reference_price_change_is_in_the_markets_history_with_who_and_from_what(staff_client, staff):

@@ -545,7 +545,7 @@ def test_staff_without_the_permission_cannot_move_money_or_read_revenue_events(w
         bare.user_permissions.add(Permission.objects.get(codename=codename))
     api = api_client(get_user_model().objects.get(pk=bare.pk))
     assert api.post("/api/admin/wallets/credit", credit, format="json").status_code == 200
-    assert api.post(price, {"price": "1.00"}, format="json").status_code == 200
+    assert api.post(price, {"price": "1.00", "large_move": True}, format="json").status_code == 200
     for path in ("/api/admin/revenue/onchain-failures", "/api/admin/revenue/onchain-worker-status"):
         assert api.get(path).status_code == 200
 
