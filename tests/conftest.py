@@ -138,8 +138,13 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> LoadSch
 # (files of its own, built in subprocesses, whatever DATABASE_URL says).
 BACKEND_FREE_PATHS = ("tests/orders/engine/", "tests/chain/", "tests/core/test_money_columns_upgrade.py")
 # Browser tests of what the database cannot change: the pages' layout on a laptop and a
-# phone, the API docs rendered offline (CI's time, 20 minutes: ~30 s of the PostgreSQL pass).
-BACKEND_INDEPENDENT_PATHS = ("tests/pages/test_browser_layout.py", "tests/pages/test_api_docs_offline.py")
+# phone, the API docs rendered offline, the pages under their Content-Security-Policy (CI's
+# time, 20 minutes: ~30 s of the PostgreSQL pass, and ~12 s the policy's).
+BACKEND_INDEPENDENT_PATHS = (
+    "tests/pages/test_browser_layout.py",
+    "tests/pages/test_api_docs_offline.py",
+    "tests/pages/test_browser_csp.py",
+)
 DATABASE_FIXTURES = {"db", "transactional_db", "live_server", "_django_db_helper"}
 
 
