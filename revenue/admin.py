@@ -150,9 +150,7 @@ class RevenueEventAdmin(ReadOnlyAdmin):
 
     @admin.display(description="metadata")
     def metadata_pretty(self, obj: RevenueEvent) -> str:
-        return format_html(
-            "<pre style='white-space: pre-wrap'>{}</pre>", json.dumps(obj.metadata, indent=2, sort_keys=True)
-        )
+        return format_html("<pre class='metadata'>{}</pre>", json.dumps(obj.metadata, indent=2, sort_keys=True))
 
     @admin.action(description="Retry delivery now", permissions=["retry_delivery"])
     def retry_delivery_now(self, request: HttpRequest, queryset: QuerySet[RevenueEvent]) -> None:

@@ -138,12 +138,13 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> LoadSch
 # (files of its own, built in subprocesses, whatever DATABASE_URL says).
 BACKEND_FREE_PATHS = ("tests/orders/engine/", "tests/chain/", "tests/core/test_money_columns_upgrade.py")
 # Tests of what the database cannot change: the pages' layout on a laptop and a phone, the
-# API docs rendered offline (browser tests), the web servers' handling of proxy headers (on
-# a SQLite database of their own whatever DATABASE_URL says). CI's time, 20 minutes: ~1 min
-# of the PostgreSQL pass.
+# API docs rendered offline, the pages under their Content-Security-Policy (browser tests),
+# the web servers' handling of proxy headers (on a SQLite database of their own whatever
+# DATABASE_URL says). CI's time, 20 minutes: ~1.5 min of the PostgreSQL pass.
 BACKEND_INDEPENDENT_PATHS = (
     "tests/pages/test_browser_layout.py",
     "tests/pages/test_api_docs_offline.py",
+    "tests/pages/test_browser_csp.py",
     "tests/security/test_proxy_headers_served.py",
 )
 DATABASE_FIXTURES = {"db", "transactional_db", "live_server", "_django_db_helper"}

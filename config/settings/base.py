@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 
 from config.processes import web_workers
 from config.settings.env import env_bool, env_decimal, env_int, env_list, env_str
@@ -38,6 +39,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_filters",
     "django_htmx",
+    "csp",
     "django_prometheus",
     "django_celery_beat",
     "axes",
@@ -53,6 +55,8 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Early, so the answers of the middleware below (a 400, a redirect) carry the policy too.
+    "csp.middleware.CSPMiddleware",
     "core.middleware.CorrelationIdMiddleware",
     "core.middleware.NulByteMiddleware",
     "core.middleware.PrivateApiCacheMiddleware",
@@ -159,6 +163,30 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+# --- Content-Security-Policy (django-csp; docs/security.md, "Content-Security-Policy") ---
+# Every answer but /api/'s: JSON needs none, the API docs pages set their own
+# (core.views.docs_page), and the order fast path (core.api.fast) need not reproduce it.
+# The pages run only the project's own files: no inline script or style, no eval (htmx's
+# allowEval is off), nothing from another host.
+# 'self' in connect-src covers the streams' ws:// and wss:// to the page's own host (CSP3).
+# The chart's TradingView logo: Lightweight Charts (5.2.1) adds a <style> of its own for it,
+# allowed by its hash, that text and no other (a new version's is refused, and
+# tests/pages/test_browser_csp.py says so).
+CHART_LOGO_STYLE = "'sha256-3pRED1tOXas1FXFoPb9TGCjmYe9XQsmO9OV23khV2nY='"
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, CHART_LOGO_STYLE],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+    "EXCLUDE_URL_PREFIXES": ["/api/"],
 }
 
 # --- API -------------------------------------------------------------------

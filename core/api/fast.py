@@ -2,7 +2,7 @@
 
 Django's ASGI handler gives every request a thread of its own (asgiref's per-request
 ThreadSensitiveContext, in which the synchronous middleware chain and view run, two thread
-hops each way), a disconnect watcher task and 18 middlewares; for an order that was most of
+hops each way), a disconnect watcher task and 19 middlewares; for an order that was most of
 the web worker's CPU, and the engine's round trip held the thread.
 
 Here a route (a URL name of config.urls and a method) has `prepare(request, **kwargs)`
@@ -18,8 +18,9 @@ answers, the API's 500 under DEBUG); then Django's log line for answers >= 400.
 The others do nothing for such a request: its path is canonical and has no query string
 (CanonicalSlash, NulByte); no session or cookie is read (Session, CSRF: the views are
 csrf_exempt and header credentials carry no cookie; Auth, Messages, Htmx, Axes); it is not
-a static file (WhiteNoise). The host is checked as CommonMiddleware checks it and a request
-SecurityMiddleware would redirect to HTTPS goes to Django, which answers both as always.
+a static file (WhiteNoise); /api/ answers carry no Content-Security-Policy (CSP). The host
+is checked as CommonMiddleware checks it and a request SecurityMiddleware would redirect
+to HTTPS goes to Django, which answers both as always.
 The fast path turns itself off when MIDDLEWARE is not the list it knows (FAST_MIDDLEWARE)
 or DISALLOWED_USER_AGENTS / PREPEND_WWW are set. tests/orders/test_order_api_fast.py
 compares its answers with the full path's: status, headers, body, counters, log lines."""
@@ -70,6 +71,7 @@ FAST_MIDDLEWARE = (
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
     "core.middleware.CorrelationIdMiddleware",
     "core.middleware.NulByteMiddleware",
     "core.middleware.PrivateApiCacheMiddleware",

@@ -17,13 +17,32 @@
     event.detail.parameters.v = shown.join(",");
   });
 
-  /* --- a hidden tab does not poll: the triggers' conditions say so, and this also stops a
-         poll htmx queued behind a slow one (it is sent when that one answers, unchecked) and
-         a refresh asked by the socket; the tab refreshes when it is visible again. --- */
+  /* --- a hidden tab does not poll (nor sends a poll htmx queued behind a slow one, nor a
+         refresh asked by the socket); it refreshes when it is visible again. While the page's
+         socket is up (static/js/streams.js: window.streamLive) the 1.5 s poll goes out every
+         15 s only, for what no stream carries (deposits). Decided here, not by hx-trigger
+         [...] filters: htmx evaluates those with Function(), which the Content-Security-Policy
+         refuses. A poll is the request without a triggering event. --- */
+  var lastPoll = 0;
   doc.addEventListener("htmx:confirm", function (event) {
     var elt = event.detail.elt;
-    if (elt && elt.hasAttribute("data-live-poller") && doc.visibilityState !== "visible") event.preventDefault();
+    if (!elt || !elt.hasAttribute("data-live-poller")) return;
+    if (doc.visibilityState !== "visible") { event.preventDefault(); return; }
+    var poll = !event.detail.triggeringEvent;
+    if (poll && window.streamLive && Date.now() - lastPoll < 15000) { event.preventDefault(); return; }
+    lastPoll = Date.now();
   });
+
+  /* --- bars sized by the server (the book's depth, the flywheel's progress): data-percent
+         becomes the --percent the stylesheet draws them with. A style="" attribute would be
+         refused by the Content-Security-Policy; a property set from script is not. --- */
+  function bars() {
+    doc.querySelectorAll("[data-percent]").forEach(function (bar) {
+      bar.style.setProperty("--percent", bar.getAttribute("data-percent") + "%");
+    });
+  }
+  doc.addEventListener("htmx:afterSwap", bars);
+  doc.addEventListener("htmx:oobAfterSwap", bars);
 
   /* --- toasts fade away --- */
   doc.addEventListener("htmx:oobAfterSwap", function () {
@@ -262,6 +281,7 @@
   }
 
   function ready() {
+    bars();
     syncTicket();
     initChart();
   }

@@ -504,12 +504,14 @@ def test_anonymous_live_updates_have_no_personal_regions(client, market):
     assert set(re.findall(r'id="live-(\w+)"', html)) == {"ticker", "book", "trades"}
 
 
-def test_pages_poll_only_while_visible(trader_client):
+def test_pages_poll_without_eval(trader_client):
+    # Only while visible, and every 15 s only while a stream socket is up: static/js/app.js holds
+    # the poll back (test_browser_trading.py, tests/streams/test_streams_browser.py). A [filter]
+    # in hx-trigger would need eval, which the Content-Security-Policy refuses.
     for path in ["/", TRADE, "/wallet/"]:
         html = text(trader_client.get(path))
-        # While a stream socket is up (static/js/streams.js) the fast poll pauses; a slow one stays.
-        assert "every 1.5s [document.visibilityState === 'visible' &amp;&amp; !window.streamLive]" in html
-        assert "every 15s [document.visibilityState === 'visible' &amp;&amp; window.streamLive]" in html
+        assert 'hx-trigger="every 1.5s, visibilitychange from:document, live-refresh from:body"' in html
+        assert '"allowEval": false' in html
 
 
 def test_home_lists_markets_with_last_price_and_24h_change(trader, client, client_for):

@@ -100,7 +100,7 @@ def test_failure_report_page(admin_client, events):
     page = admin_client.get("/admin/revenue/revenueevent/failure-report/").content.decode()
     assert "On-chain delivery failure report" in page
     assert "Trading Fees" in page and "(1 critical)" in page
-    assert 'class="fill" style="width: 100%"' in page
+    assert '<meter min="0" max="100" value="100"' in page
 
 
 def test_report_page_is_staff_only(client, user):

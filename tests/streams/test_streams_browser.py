@@ -2,7 +2,8 @@
 (engine process, uvicorn, SQLite, the ZeroMQ relay): another trader's order appears in
 the book through the socket within a second (the 1.5 s poll is paused while the socket is
 up), the trader's own order is marked in the book, and a fill shows a notification with
-its average price and fee. Screenshots go to test-artifacts/."""
+its average price and fee, all under the pages' Content-Security-Policy. Screenshots go
+to test-artifacts/."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import requests
 
 from orders.management.commands.seed_demo import demo_password
 from tests.environment import require
+from tests.pages.test_browser_csp import REPORT_VIOLATIONS
 from tests.streams.platform import Platform
 
 pytestmark = [pytest.mark.browser, pytest.mark.embedded]
@@ -56,6 +58,11 @@ def test_the_trade_page_lives_on_the_stream(tmp_path, browser):
         bob = platform.token("bob")
         context = browser.new_context(base_url=platform.url, viewport={"width": 1440, "height": 900})
         context.set_default_timeout(8000)
+        # The page under its Content-Security-Policy: connect-src 'self' lets its socket to
+        # ws:// of the same host through (CSP3), and nothing on it is refused.
+        violations: list[str] = []
+        context.expose_function("cspViolation", lambda text: violations.append(text))
+        context.add_init_script(REPORT_VIOLATIONS)
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -63,7 +70,8 @@ def test_the_trade_page_lives_on_the_stream(tmp_path, browser):
         polls: list[str] = []
         page.on("request", lambda r: polls.append(r.url) if "/live" in r.url else None)
 
-        page.goto("/login?next=/trade/ETH-USDT")
+        login = page.goto("/login?next=/trade/ETH-USDT")
+        assert "connect-src 'self';" in login.headers["content-security-policy"]
         page.get_by_label("Username").fill("carol")
         page.get_by_label("Password").fill(demo_password())
         page.get_by_role("button", name="Log in").click()
@@ -124,6 +132,7 @@ def test_the_trade_page_lives_on_the_stream(tmp_path, browser):
         history.locator(f"[data-order-notice='{ask['id']}']").wait_for(timeout=2000)
         history.screenshot(path=str(ARTIFACTS / "streams-history-live.png"))
         assert [e for e in errors if not e.startswith("Failed to load resource")] == []
+        assert violations == []
         context.close()
     finally:
         platform.stop()
