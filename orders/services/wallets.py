@@ -63,7 +63,12 @@ def house_stock_credit(*, market: Market, asset_symbol: str, amount: object, act
     wallet = _credit(user_id=house_user_id(), asset=asset, amount=value, bucket=int(market.pk), credited_by=actor)
     logger.info(
         "house stock credited",
-        extra={"market": market.symbol, "asset": asset.symbol, "amount": str(value), "actor_id": actor and actor.pk},
+        extra={
+            "market": market.symbol,
+            "asset": asset.symbol,
+            "amount": str(value),
+            "actor_id": actor.pk if actor else None,
+        },
     )
     return wallet
 
@@ -77,11 +82,11 @@ def deposit_create(*, user_id: int, asset: Asset, amount: Decimal, bucket: int =
 
 def _amount_parse(amount: object) -> Decimal:
     value = parse_amount(amount)
-    if value is None:
-        raise InvalidAmount(fields={"amount": [amount_refusal(amount)]})
-    if value <= 0:
-        raise InvalidAmount(fields={"amount": ["Must be positive."]})
-    return value
+    if value is not None and value > 0:
+        return value
+    reason = amount_refusal(amount) if value is None else "Must be positive."
+    # The envelope's message too: the default one speaks of decimal places whatever was wrong.
+    raise InvalidAmount(f"Invalid amount. {reason}", fields={"amount": [reason]})
 
 
 def _credit(*, user_id: int, asset: Asset, amount: Decimal, bucket: int, credited_by: User | None) -> Wallet:

@@ -182,7 +182,8 @@ def test_a_refused_credit_amount_says_what_is_wrong(staff_client, user, amount, 
     )
     assert answer.status_code == 400
     error = answer.json()["error"]
-    assert (error["code"], error["fields"]) == ("invalid_amount", {"amount": [message]})
+    assert (error["code"], error["fields"], error["message"]) == ("invalid_amount", {"amount": [message]},
+                                                                  f"Invalid amount. {message}")  # fmt: skip
 
 
 def test_reference_price_endpoint(staff_client):
