@@ -8,13 +8,15 @@ from decimal import Decimal
 from io import StringIO
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
+from django.test import Client
 
 from core.errors import InvalidInput
 from orders.models import Deposit
 from orders.services import house_stock_credit
 from orders.system_accounts import house_user_id
-from tests.factories import market_create
+from tests.factories import StaffFactory, market_create
 from tests.orders.invariants import assert_invariants
 from tests.orders.support import fund_house, wallet
 
@@ -81,4 +83,46 @@ def test_only_the_markets_own_assets_fund_its_stock(market):
         call_command("house_stock_credit", market="ETH-USDT", asset="ETH", amount="9" * 23, stdout=StringIO())
     with pytest.raises(CommandError, match="--actor"):
         call_command("house_stock_credit", market="ETH-USDT", asset="ETH", amount="1", actor="ghost", stdout=StringIO())
+    assert not Deposit.objects.exists()
+
+
+def test_staff_with_the_deposit_permission_fund_the_house_in_the_admin(market, trader):
+    crediter = StaffFactory(is_superuser=False)
+    crediter.user_permissions.add(*Permission.objects.filter(codename__in=["add_deposit", "view_wallet"]))
+    client = Client()
+    client.force_login(crediter)
+    assert "/admin/orders/wallet/house-stock/" in client.get("/admin/orders/wallet/").content.decode()
+    assert client.get("/admin/orders/wallet/house-stock/").status_code == 200
+
+    wrong = client.post("/admin/orders/wallet/house-stock/", {"market": market.pk, "asset": "BTC", "amount": "1"})
+    assert wrong.status_code == 200 and "ETH-USDT trades ETH and USDT only." in wrong.content.decode()
+    too_large = client.post(
+        "/admin/orders/wallet/house-stock/", {"market": market.pk, "asset": "ETH", "amount": "9" * 23}
+    )
+    assert "at most 22 digits before the decimal point" in too_large.content.decode()
+    assert not Deposit.objects.exists()
+
+    done = client.post("/admin/orders/wallet/house-stock/", {"market": market.pk, "asset": "ETH", "amount": "2"})
+    assert done.status_code == 302
+    deposit = Deposit.objects.get()
+    assert (deposit.user_id, deposit.bucket, deposit.amount, deposit.created_by) == (
+        house_user_id(),
+        market.pk,
+        D("2"),
+        crediter,
+    )
+    order = trader(USDT="5000").order(side="buy", type="market", quantity="0.1").json()
+    assert fills(order) == [("2010.00000000", "0.10000000", "house")]
+    assert_invariants()
+
+
+def test_staff_without_the_deposit_permission_get_no_such_page(market):
+    viewer = StaffFactory(is_superuser=False)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_wallet"))
+    client = Client()
+    client.force_login(viewer)
+    assert "house-stock" not in client.get("/admin/orders/wallet/").content.decode()
+    assert client.get("/admin/orders/wallet/house-stock/").status_code == 403
+    post = {"market": market.pk, "asset": "ETH", "amount": "2"}
+    assert client.post("/admin/orders/wallet/house-stock/", post).status_code == 403
     assert not Deposit.objects.exists()
