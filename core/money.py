@@ -104,6 +104,18 @@ def parse_amount(value: object) -> Decimal | None:
     return amount
 
 
+def amount_refusal(value: object) -> str:
+    """Why parse_amount refuses `value`, as a field message: what is wrong with it (not a
+    number, too large for a column, too many decimals), so that the caller is not told
+    "8 decimal places" about an amount that has too many digits before the point."""
+    amount = parse_decimal(value)
+    if amount is None:
+        return 'Must be a positive decimal number, such as "1.5".'
+    if MONEY_CONTEXT.abs(amount) > MAX_AMOUNT:
+        return f"Too large: at most {AMOUNT_MAX_DIGITS - AMOUNT_PLACES} digits before the decimal point."
+    return f"At most {AMOUNT_PLACES} decimal places."
+
+
 def fits_column(amount: Decimal) -> bool:
     """True when `amount` can be stored: at most MAX_AMOUNT in size, 8 decimal places."""
     return abs(amount) <= MAX_AMOUNT

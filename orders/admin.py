@@ -14,10 +14,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.messages import ERROR, WARNING
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.urls import path
 
 from accounts.admin import PlatformUserAdmin
 from core.admin import ReadOnlyAdmin, ReadOnlyInline, SelectionCheckedAdmin
 from core.errors import ServiceUnavailable
+from orders.admin_house import PERMISSION as HOUSE_STOCK_PERMISSION
+from orders.admin_house import house_stock_page
 from orders.engine.types import TimeInForce
 from orders.models import Asset, Deposit, Market, Order, OrderEvent, Trade, TradeOutbox, Wallet
 from orders.services.markets import asset_definition_check, market_definition_check
@@ -120,6 +123,17 @@ class WalletAdmin(ReadOnlyAdmin):
     list_filter = ("asset",)
     search_fields = ("user__username",)
     list_select_related = ("user", "asset")
+
+    def get_urls(self) -> list[Any]:
+        view = self.admin_site.admin_view(self.house_stock_view)
+        return [path("house-stock/", view, name="orders_wallet_house_stock"), *super().get_urls()]
+
+    def house_stock_view(self, request: HttpRequest) -> HttpResponse:
+        return house_stock_page(self, request)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        context = {**(extra_context or {}), "can_fund_house": request.user.has_perm(HOUSE_STOCK_PERMISSION)}
+        return super().changelist_view(request, context)
 
 
 @admin.register(Deposit)

@@ -19,7 +19,7 @@ from orders.engine.requests import OrderRequest
 from orders.models import Deposit, Market, Order
 from orders.services.markets import markets_ensure
 from orders.services.orders import order_place
-from orders.services.wallets import wallet_credit
+from orders.services.wallets import house_stock_credit, wallet_credit
 from orders.system_accounts import fee_account_user_id, house_user_id
 
 logger = logging.getLogger(__name__)
@@ -60,9 +60,9 @@ class DemoSeedResult:
     skipped: dict[str, int] = field(default_factory=dict)  # refusal code -> orders not placed
 
 
-def _credit_once(*, username: str, asset: str, amount: str, bucket: int) -> None:
-    if not Deposit.objects.filter(user__username=username, asset__symbol=asset, bucket=bucket).exists():
-        wallet_credit(username=username, asset_symbol=asset, amount=amount, bucket=bucket)
+def _credit_once(*, username: str, asset: str, amount: str) -> None:
+    if not Deposit.objects.filter(user__username=username, asset__symbol=asset, bucket=0).exists():
+        wallet_credit(username=username, asset_symbol=asset, amount=amount)
 
 
 def demo_data_seed() -> DemoSeedResult:
@@ -74,13 +74,14 @@ def demo_data_seed() -> DemoSeedResult:
         if not users.filter(username=username).exists():
             users.create_user(username, f"{username}@localhost", demo_password())
         for asset, amount in balances.items():
-            _credit_once(username=username, asset=asset, amount=amount, bucket=0)
-    house = users.get(pk=house_user_id())
+            _credit_once(username=username, asset=asset, amount=amount)
+    house_id = house_user_id()
     fee_account_user_id()
-    for symbol, (base_amount, quote_amount) in HOUSE_INVENTORY.items():
+    for symbol, amounts in HOUSE_INVENTORY.items():
         market = markets[symbol]
-        _credit_once(username=house.get_username(), asset=market.base.symbol, amount=base_amount, bucket=market.pk)
-        _credit_once(username=house.get_username(), asset=market.quote.symbol, amount=quote_amount, bucket=market.pk)
+        for stock, amount in zip((market.base, market.quote), amounts, strict=True):
+            if not Deposit.objects.filter(user_id=house_id, asset=stock, bucket=market.pk).exists():
+                house_stock_credit(market=market, asset_symbol=stock.symbol, amount=amount)
     return _resting_orders_seed(asker=users.get(username="alice"), bidder=users.get(username="bob"))
 
 

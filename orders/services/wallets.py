@@ -7,35 +7,86 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import transaction
 
+from accounts.selectors import user_is_system_account
 from core.db import money_sums
-from core.money import MAX_AMOUNT, ZERO, parse_amount
+from core.errors import InvalidInput
+from core.money import MAX_AMOUNT, ZERO, amount_refusal, parse_amount
 from orders.errors import AssetNotFound, InvalidAmount, UserNotFound
 from orders.locks import lock_asset, wallets_lock
-from orders.models import Asset, Deposit, Wallet
+from orders.models import Asset, Deposit, Market, Wallet
+from orders.system_accounts import house_user_id
 
 logger = logging.getLogger(__name__)
 
 
 @transaction.atomic(durable=True)
-def wallet_credit(
-    *,
-    username: str,
-    asset_symbol: str,
-    amount: object,
-    bucket: int = 0,
-    credited_by: User | None = None,
-) -> Wallet:
-    """A deposit: money enters the ledger, recorded so that credited == sum of balances."""
-    value = parse_amount(amount)
-    if value is None or value <= 0:
-        raise InvalidAmount(fields={"amount": ["Must be a positive decimal with at most 8 decimal places."]})
+def wallet_credit(*, username: str, asset_symbol: str, amount: object, credited_by: User | None = None) -> Wallet:
+    """A staff credit: a deposit into a trader's own wallet (bucket 0). Refused for the
+    platform's accounts (their money lives in per-market buckets: house_stock_credit), for
+    closed accounts, and for the staff member's own account (another one credits it)."""
+    value = _amount_parse(amount)
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
         raise UserNotFound(fields={"username": ["No such user."]})
+    if user_is_system_account(username=username):
+        # Bucket 0 is no market's stock: the engine would never use it, yet the balance shown
+        # (every bucket) would say the house holds it.
+        raise InvalidInput(fields={"username": [SYSTEM_ACCOUNT_REFUSAL]})
+    if not user.is_active:
+        raise InvalidInput(fields={"username": ["This account is closed: it cannot be credited."]})
+    if credited_by is not None and credited_by.pk == user.pk:
+        raise InvalidInput(fields={"username": ["You cannot credit your own account: another staff member must."]})
     asset = Asset.objects.filter(symbol=asset_symbol).first()
     if asset is None:
         raise AssetNotFound(fields={"asset": ["No such asset."]})
-    return _credit(user_id=int(user.pk), asset=asset, amount=value, bucket=bucket, credited_by=credited_by)
+    return _credit(user_id=int(user.pk), asset=asset, amount=value, bucket=0, credited_by=credited_by)
+
+
+SYSTEM_ACCOUNT_REFUSAL = (
+    "A platform account cannot be credited here. Fund the house's stock of one market with "
+    "`manage.py house_stock_credit --market SYMBOL --asset ASSET --amount AMOUNT` (docs/operations.md)."
+)
+
+
+@transaction.atomic(durable=True)
+def house_stock_credit(*, market: Market, asset_symbol: str, amount: object, actor: User | None = None) -> Wallet:
+    """A deposit into the house's stock of one market (its bucket: the market's id), the
+    only stock auto-fill in that market draws on. Recorded as any deposit, so the ledger
+    stays balanced; the engine reads the house's wallets in every batch, so the next batch
+    of the market fills from it."""
+    value = _amount_parse(amount)
+    if asset_symbol not in (market.base.symbol, market.quote.symbol):
+        raise InvalidInput(
+            fields={"asset": [f"{market.symbol} trades {market.base.symbol} and {market.quote.symbol} only."]}
+        )
+    asset = market.base if asset_symbol == market.base.symbol else market.quote
+    wallet = _credit(user_id=house_user_id(), asset=asset, amount=value, bucket=int(market.pk), credited_by=actor)
+    logger.info(
+        "house stock credited",
+        extra={
+            "market": market.symbol,
+            "asset": asset.symbol,
+            "amount": str(value),
+            "actor_id": actor.pk if actor else None,
+        },
+    )
+    return wallet
+
+
+def deposit_create(*, user_id: int, asset: Asset, amount: Decimal, bucket: int = 0) -> Wallet:
+    """A deposit as recorded, with no policy (tests and fixtures build wallets with it):
+    staff go through wallet_credit or house_stock_credit."""
+    with transaction.atomic():
+        return _credit(user_id=user_id, asset=asset, amount=amount, bucket=bucket, credited_by=None)
+
+
+def _amount_parse(amount: object) -> Decimal:
+    value = parse_amount(amount)
+    if value is not None and value > 0:
+        return value
+    reason = amount_refusal(amount) if value is None else "Must be positive."
+    # The envelope's message too: the default one speaks of decimal places whatever was wrong.
+    raise InvalidAmount(f"Invalid amount. {reason}", fields={"amount": [reason]})
 
 
 def _credit(*, user_id: int, asset: Asset, amount: Decimal, bucket: int, credited_by: User | None) -> Wallet:

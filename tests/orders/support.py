@@ -15,6 +15,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from orders.engine.requests import OrderRequest
 from orders.models import LIVE_STATUSES, Market, Order, Wallet
 from orders.services.orders import order_place
+from orders.services.wallets import house_stock_credit
 from orders.system_accounts import house_user_id
 from tests.factories import UserFactory, fund
 
@@ -82,13 +83,12 @@ def house_user() -> Any:
 
 
 def fund_house(market: Market, *, base: str | None = None, quote: str | None = None) -> Any:
-    """House inventory lives in sub-wallets bucketed by market id."""
-    house = house_user()
+    """House inventory lives in sub-wallets bucketed by market id (the supported way in)."""
     if base is not None:
-        fund(house, market.base.symbol, base, bucket=market.pk)
+        house_stock_credit(market=market, asset_symbol=market.base.symbol, amount=base)
     if quote is not None:
-        fund(house, market.quote.symbol, quote, bucket=market.pk)
-    return house
+        house_stock_credit(market=market, asset_symbol=market.quote.symbol, amount=quote)
+    return house_user()
 
 
 def wallet(user_or_id: Any, asset: str, *, bucket: int = 0) -> Wallet:

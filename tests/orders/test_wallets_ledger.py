@@ -4,6 +4,8 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from rest_framework.renderers import JSONRenderer
@@ -12,7 +14,9 @@ from orders.api.serializers import LedgerAssetOutput
 from orders.models import Deposit, Market, Wallet
 from orders.selectors.ledger import ledger_check
 from orders.services import wallet_credit
-from tests.factories import asset_get, fund, market_create
+from orders.system_accounts import fee_account_user_id, house_user_id
+from tests.conftest import jwt_client
+from tests.factories import StaffFactory, asset_get, fund, market_create
 
 pytestmark = pytest.mark.django_db
 
@@ -107,6 +111,79 @@ def test_staff_credit_unknown_user_and_asset(staff_client, user):
         "/api/admin/wallets/credit", {"username": user.username, "asset": "DOGE", "amount": "1"}, format="json"
     )
     assert unknown_asset.json()["error"]["code"] == "asset_not_found"
+
+
+def _refused_for_username(answer) -> str:
+    assert answer.status_code == 400, answer.content
+    error = answer.json()["error"]
+    assert error["code"] == "validation_error" and set(error["fields"]) == {"username"}, error
+    return " ".join(error["fields"]["username"])
+
+
+@pytest.mark.parametrize("account", ["house", "fee"])
+def test_staff_credit_refuses_the_platform_accounts(staff_client, account):
+    """Crediting the house answered 200 {"balance": "5"} but landed in bucket 0, which no
+    market's auto-fill reads: the money was stranded and the answer said the house had it."""
+    market_create("BTC-USDT", reference_price="30000.00")
+    user_id = house_user_id() if account == "house" else fee_account_user_id()
+    username = get_user_model().objects.get(pk=user_id).username
+    answer = staff_client.post(
+        "/api/admin/wallets/credit", {"username": username, "asset": "BTC", "amount": "5"}, format="json"
+    )
+    assert "manage.py house_stock_credit" in _refused_for_username(answer)
+    assert not Deposit.objects.exists() and not Wallet.objects.filter(user_id=user_id).exists()
+
+
+def test_staff_credit_refuses_a_closed_account(staff_client, user):
+    asset_get("USDT")
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    answer = staff_client.post(
+        "/api/admin/wallets/credit", {"username": user.username, "asset": "USDT", "amount": "5"}, format="json"
+    )
+    assert "closed" in _refused_for_username(answer)
+    assert not Deposit.objects.exists()
+
+
+@pytest.mark.parametrize("superuser", [False, True])
+def test_staff_cannot_credit_their_own_account(superuser, user):
+    """A staff member with only orders.add_deposit credited itself 1,000,000 USDT. Four eyes:
+    another staff member credits a staff account, a superuser's included."""
+    asset_get("USDT")
+    crediter = StaffFactory(is_superuser=superuser)
+    if not superuser:
+        crediter.user_permissions.add(Permission.objects.get(codename="add_deposit"))
+    api = jwt_client(crediter)
+    own = {"username": crediter.username, "asset": "USDT", "amount": "1000000"}
+    mine = api.post("/api/admin/wallets/credit", own, format="json")
+    assert "own account" in _refused_for_username(mine)
+    assert not Deposit.objects.exists()
+    theirs = api.post(
+        "/api/admin/wallets/credit", {"username": user.username, "asset": "USDT", "amount": "5"}, format="json"
+    )
+    assert theirs.status_code == 200
+    assert Deposit.objects.get().created_by == crediter
+
+
+@pytest.mark.parametrize(
+    ("amount", "message"),
+    [
+        ("99999999999999999999999", "Too large: at most 22 digits before the decimal point."),
+        ("1.000000001", "At most 8 decimal places."),
+        ("abc", 'Must be a positive decimal number, such as "1.5".'),
+        ("0", "Must be positive."),
+    ],
+)
+def test_a_refused_credit_amount_says_what_is_wrong(staff_client, user, amount, message):
+    """An amount above the column's maximum was refused with "at most 8 decimal places"."""
+    asset_get("USDT")
+    answer = staff_client.post(
+        "/api/admin/wallets/credit", {"username": user.username, "asset": "USDT", "amount": amount}, format="json"
+    )
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert (error["code"], error["fields"], error["message"]) == ("invalid_amount", {"amount": [message]},
+                                                                  f"Invalid amount. {message}")  # fmt: skip
 
 
 def test_reference_price_endpoint(staff_client):
