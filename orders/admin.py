@@ -110,6 +110,13 @@ class MarketAdmin(SelectionCheckedAdmin):
     list_display = (*MARKET_DEFINITION, "last_price", "is_active")
     list_filter = ("is_active",)
 
+    def has_delete_permission(self, request: HttpRequest, obj: Market | None = None) -> bool:
+        """Never: a leading engine keeps the markets it loaded, and a batch of orders in one
+        that was deleted failed on its foreign key (the other commands of that batch retried
+        with it). A market is closed by unticking Active: no new orders, its resting ones
+        cancelled by their owners."""
+        return False
+
     def get_readonly_fields(self, request: HttpRequest, obj: Market | None = None) -> tuple[str, ...]:
         if obj is None:  # the reference price was read-only here too: adding a market was a 500
             return ("last_price",)

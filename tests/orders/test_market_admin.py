@@ -120,3 +120,23 @@ def test_an_asset_symbol_is_capitals_and_digits_and_stays_as_created(symbol):
     asset = Asset.objects.get(symbol="XQ2")
     page = client.get(f"/admin/orders/asset/{asset.pk}/change/").content.decode()
     assert 'name="symbol"' not in page and 'name="name"' in page
+
+
+def test_a_market_cannot_be_deleted_even_by_a_superuser(client):
+    # A market the engine had loaded was deleted here: the next batch with an order in it
+    # failed on its foreign key, the other commands of that batch retried with it.
+    market = Market.objects.create(
+        symbol="XQ-USDT",
+        base=Asset.objects.create(symbol="XQ", name="XQ"),
+        quote=Asset.objects.get_or_create(symbol="USDT", defaults={"name": "Tether"})[0],
+        price_tick=Decimal("0.01"),
+        quantity_step=Decimal("0.01"),
+        min_quantity=Decimal("0.01"),
+        reference_price=Decimal("1.00"),
+    )
+    client.force_login(StaffFactory(is_superuser=True))
+    assert client.get(f"/admin/orders/market/{market.pk}/delete/").status_code == 403
+    assert client.post(f"/admin/orders/market/{market.pk}/delete/", {"post": "yes"}).status_code == 403
+    listing = client.get("/admin/orders/market/").content.decode()
+    assert 'value="delete_selected"' not in listing
+    assert Market.objects.filter(pk=market.pk).exists()
