@@ -194,18 +194,18 @@ def test_the_ticket_sent_from_the_keyboard_keeps_the_focus_in_the_ticket(chromiu
         page.locator("#order-submit").focus()
         page.keyboard.press("Enter")
         expect(page.locator("#order-entry .form-error")).to_contain_text(SENTENCES["insufficient_funds"])
-        page.wait_for_function(f"({focused})() === 'order-submit'")
+        page.wait_for_function(f"() => ({focused})() === 'order-submit'")
         page.locator("#order-price").fill("")  # a limit order without its price
         page.locator("#order-quantity").fill("0.5")
         page.locator("#order-submit").focus()
         page.keyboard.press("Enter")
         expect(page.locator("#order-price")).to_have_attribute("aria-invalid", "true")
-        page.wait_for_function(f"({focused})() === 'order-price'")  # the field refused
+        page.wait_for_function(f"() => ({focused})() === 'order-price'")  # the field refused
         page.keyboard.type("1999.50")
         page.locator("#order-submit").focus()
         page.keyboard.press("Enter")
         expect(page.locator("#order-entry .form-ok")).to_contain_text("buy limit 0.5 ETH-USDT: open.")
-        page.wait_for_function(f"({focused})() === 'order-submit'")
+        page.wait_for_function(f"() => ({focused})() === 'order-submit'")
         assert alice.errors == []
     finally:
         alice.context.close()
@@ -231,7 +231,7 @@ def test_a_cancel_sent_from_the_keyboard_keeps_the_focus_in_the_open_orders(chro
         first.focus()
         page.keyboard.press("Enter")
         expect(rows).to_have_count(1)
-        page.wait_for_function(f"({focused})() === {remaining!r}")
+        page.wait_for_function(f"() => ({focused})() === {remaining!r}")
         page.keyboard.press("Enter")
         expect(rows).to_have_count(0)
         page.wait_for_function("() => document.activeElement && document.activeElement.id === 'open-h'")

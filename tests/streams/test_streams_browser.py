@@ -78,7 +78,9 @@ def test_the_trade_page_lives_on_the_stream(tmp_path, browser):
         page.get_by_label("Password").fill(demo_password())
         page.get_by_role("button", name="Log in").click()
         page.wait_for_url("**/trade/ETH-USDT")
-        page.wait_for_function("window.streamLive === true")
+        # A function, not an expression: under the page's policy (no eval) Playwright can
+        # evaluate an expression once but not poll it (EvalError when it is not true at once).
+        page.wait_for_function("() => window.streamLive === true")
 
         # While the socket is up the 1.5 s poll pauses (a 15 s one stays, for deposits) ...
         polls.clear()
@@ -123,7 +125,7 @@ def test_the_trade_page_lives_on_the_stream(tmp_path, browser):
         history = context.new_page()
         history.on("pageerror", lambda exc: errors.append(str(exc)))
         history.goto("/orders/")
-        history.wait_for_function("window.streamLive === true")
+        history.wait_for_function("() => window.streamLive === true")
         carol_token = platform.token("carol")
         ask = _place(platform, carol_token, side="sell", quantity="0.1", price="2000.50")
         row = history.locator(f"#order-{ask['id']}")
