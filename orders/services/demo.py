@@ -60,9 +60,8 @@ class DemoSeedResult:
     skipped: dict[str, int] = field(default_factory=dict)  # refusal code -> orders not placed
 
 
-def _credit_once(*, username: str, asset: str, amount: str) -> None:
-    if not Deposit.objects.filter(user__username=username, asset__symbol=asset, bucket=0).exists():
-        wallet_credit(username=username, asset_symbol=asset, amount=amount)
+def _deposited(*, user_id: int, asset_symbol: str, bucket: int = 0) -> bool:
+    return Deposit.objects.filter(user_id=user_id, asset__symbol=asset_symbol, bucket=bucket).exists()
 
 
 def demo_data_seed() -> DemoSeedResult:
@@ -71,16 +70,18 @@ def demo_data_seed() -> DemoSeedResult:
     if not users.filter(username=STAFF_USERNAME).exists():
         users.create_superuser(STAFF_USERNAME, "admin@localhost", demo_password())
     for username, balances in TRADERS.items():
-        if not users.filter(username=username).exists():
-            users.create_user(username, f"{username}@localhost", demo_password())
+        user = users.filter(username=username).first() or users.create_user(
+            username, f"{username}@localhost", demo_password()
+        )
         for asset, amount in balances.items():
-            _credit_once(username=username, asset=asset, amount=amount)
+            if not _deposited(user_id=user.pk, asset_symbol=asset):
+                wallet_credit(username=username, asset_symbol=asset, amount=amount)
     house_id = house_user_id()
     fee_account_user_id()
     for symbol, amounts in HOUSE_INVENTORY.items():
         market = markets[symbol]
         for stock, amount in zip((market.base, market.quote), amounts, strict=True):
-            if not Deposit.objects.filter(user_id=house_id, asset=stock, bucket=market.pk).exists():
+            if not _deposited(user_id=house_id, asset_symbol=stock.symbol, bucket=market.pk):
                 house_stock_credit(market=market, asset_symbol=stock.symbol, amount=amount)
     return _resting_orders_seed(asker=users.get(username="alice"), bidder=users.get(username="bob"))
 
