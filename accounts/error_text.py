@@ -5,6 +5,7 @@ sending codes; pages show the sentence and keep the code in a `title` tooltip.""
 from __future__ import annotations
 
 SESSION_EXPIRED = "session_expired"
+CSRF_FAILED = "csrf_failed"  # no ApplicationError: Django refused the form's token
 
 SENTENCES: dict[str, str] = {
     # core
@@ -14,6 +15,9 @@ SENTENCES: dict[str, str] = {
     "conflict": "This conflicts with a change made meanwhile; reload and try again.",
     "service_unavailable": "The exchange is busy right now; please try again in a moment.",
     SESSION_EXPIRED: "Your session expired, log in again. Your order was not placed.",
+    CSRF_FAILED: (
+        "This page's form has expired (you logged in or out in another tab), so nothing was done: reload the page."
+    ),
     # accounts
     "username_taken": "This username is already taken; choose another one.",
     "weak_password": "This password is too weak; use a longer, less common one.",

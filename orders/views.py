@@ -25,7 +25,7 @@ from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_htmx.http import trigger_client_event
 
-from accounts.error_text import error_sentence
+from accounts.error_text import CSRF_FAILED, error_sentence
 from accounts.errors import SessionExpired
 from accounts.views import page_login_required, page_user, safe_next
 from core.errors import ApplicationError, ServiceUnavailable
@@ -297,8 +297,10 @@ def _session_expired_ticket(request: HttpRequest, market: Market) -> HttpRespons
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """CSRF_FAILURE_VIEW: an htmx post of the order ticket whose token no longer matches (the
-    session expired, or a login elsewhere rotated it) gets the ticket back, values kept;
-    everything else a 403 page of the site saying to reload (Django's own with DEBUG on)."""
+    session expired, or a login elsewhere rotated it) gets the ticket back, values kept; any
+    other htmx post (a cancel) a toast saying to reload (the page swaps nothing else from a
+    403: the click looked ignored); everything else a 403 page of the site saying to reload
+    (Django's own with DEBUG on)."""
     if getattr(request, "htmx", False):
         try:
             match = resolve(request.path_info)
@@ -309,6 +311,8 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
                 return _session_expired_ticket(request, market_get(symbol=match.kwargs["symbol"]))
             except ApplicationError:
                 pass
+        context = {"text": error_sentence(CSRF_FAILED), "level": "error"}
+        return render(request, "partials/toast.html", context, status=403)
     if settings.DEBUG:  # Django's page, which says why
         return django_csrf_failure(request, reason=reason)
     return render(request, "403_csrf.html", {"back": _csrf_failure_back(request)}, status=403)

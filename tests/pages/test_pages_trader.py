@@ -68,6 +68,24 @@ def test_other_csrf_failures_keep_djangos_403(trader):
     assert not Order.objects.exists()
 
 
+def test_a_cancel_sent_with_htmx_and_a_stale_token_says_to_reload(trader):
+    """A login in another tab rotates the token: the trade page's Cancel and Cancel all got a
+    403 page htmx swaps nowhere (hx-swap="none"), so the click looked ignored. A toast says why."""
+    order = place(trader, side="buy", type="limit", price="1900", quantity="1")
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(trader)
+    client.get(TRADE)  # the CSRF cookie
+    stale = {"csrfmiddlewaretoken": "x" * 32}
+    for url in (f"/orders/{order.pk}/cancel", "/trade/ETH-USDT/cancel-all"):
+        response = client.post(url, stale, headers=HTMX)
+        page = text(response)
+        assert response.status_code == 403, url
+        assert 'hx-swap-oob="beforeend:#toasts"' in page and "<html" not in page, url
+        assert "reload the page" in page and 'role="alert"' in page, url
+    order.refresh_from_db()
+    assert order.status == OrderStatus.OPEN
+
+
 # --- error codes as sentences ---------------------------------------------------------------
 
 
