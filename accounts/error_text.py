@@ -14,6 +14,11 @@ SENTENCES: dict[str, str] = {
     "not_found": "This could not be found.",
     "conflict": "This conflicts with a change made meanwhile; reload and try again.",
     "service_unavailable": "The exchange is busy right now; please try again in a moment.",
+    # no ApplicationError either: a page's htmx form got no answer it can show (a 500, a proxy's 502)
+    "no_answer": (
+        "The exchange did not answer, so this may not have gone through:"
+        " check your open orders before sending it again."
+    ),
     SESSION_EXPIRED: "Your session expired, log in again. Your order was not placed.",
     CSRF_FAILED: (
         "This page's form has expired (you logged in or out in another tab), so nothing was done: reload the page."

@@ -52,6 +52,23 @@
     });
   });
 
+  /* --- an htmx form that got no answer to show (a 500, a proxy's 502, the web away): htmx
+         swaps nothing, so the click looked ignored; a toast says so (base.html's sentence). --- */
+  function noAnswer(event) {
+    var elt = event.detail.elt;
+    var toasts = doc.getElementById("toasts");
+    if (!elt || elt.tagName !== "FORM" || !toasts) return;
+    var toast = doc.createElement("p");
+    toast.className = "toast toast-error";
+    toast.setAttribute("role", "alert");
+    toast.setAttribute("data-timer", "1");
+    toast.textContent = toasts.getAttribute("data-no-answer");
+    toasts.appendChild(toast);
+    setTimeout(function () { toast.remove(); }, 6000);
+  }
+  doc.addEventListener("htmx:responseError", noAnswer);
+  doc.addEventListener("htmx:sendError", noAnswer);
+
   /* --- the order ticket --- */
   function ticket() { return doc.getElementById("order-entry"); }
 

@@ -178,6 +178,44 @@ def test_the_trade_page_fits_a_phone(chromium, seeded):
         alice.context.close()
 
 
+def test_an_order_or_a_cancel_without_a_usable_answer_says_so(chromium, seeded, monkeypatch):
+    """The engine or the database away: the ticket's and the cancel's 503 (service_unavailable)
+    were never swapped in (htmx swapped no 5xx), and a 500 showed nothing either: the click
+    looked ignored, the trader could not tell whether the order went."""
+    from django.db import OperationalError
+    from playwright.sync_api import expect
+
+    def busy(**kwargs: Any) -> None:
+        raise OperationalError("database is locked")
+
+    def broken(**kwargs: Any) -> None:
+        raise RuntimeError("a bug")
+
+    alice = Trader(chromium, seeded, "alice")
+    try:
+        alice.login()
+        page = alice.page
+        alice.ticket(side="buy", price="1990.00", quantity="0.5")
+        expect(page.locator("#live-open_orders tbody tr")).to_have_count(1)
+        monkeypatch.setattr("orders.services.orders.order_place", busy)
+        alice.ticket(side="buy", price="1990.00", quantity="0.25")
+        expect(page.locator("#order-entry .form-error")).to_contain_text(SENTENCES["service_unavailable"])
+        cancel = page.locator("#live-open_orders tbody tr").first.get_by_role(
+            "button", name="Cancel order", exact=False
+        )
+        monkeypatch.setattr("orders.views.order_cancel", busy)
+        cancel.click()
+        expect(page.locator("#toasts")).to_contain_text(SENTENCES["service_unavailable"])
+        monkeypatch.setattr("orders.views.order_cancel", broken)
+        cancel.click()
+        expect(page.locator("#toasts")).to_contain_text(SENTENCES["no_answer"])
+        expect(page.locator("#live-open_orders tbody tr")).to_have_count(1)
+        # htmx logs the 500 it did not swap; nothing else went wrong.
+        assert [e for e in alice.errors if "Response Status Error Code 500" not in e] == []
+    finally:
+        alice.context.close()
+
+
 # Every page a trader opens, logged in; the flywheel page shows "my impact" then.
 PHONE_PAGES = ("/", "/trade/ETH-USDT", "/orders/", "/wallet/", "/keys/", "/account/password", "/flywheel/")
 
