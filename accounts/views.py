@@ -13,14 +13,14 @@ from django.contrib import messages
 from django.contrib.auth import login, logout, update_session_auth_hash
 from django.contrib.auth.models import User
 from django.contrib.auth.views import PasswordResetConfirmView, redirect_to_login
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
-from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django.views.decorators.http import require_http_methods, require_safe
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.errors import ApiKeyNotFound
@@ -65,6 +65,26 @@ def page_login_required(view: View) -> View:
         return redirect_to_login(_back_after_login(request))
 
     return wrapper
+
+
+def form_address(page: str, *, keep: tuple[str, ...] = ()) -> Callable[[View], View]:
+    """require_POST for an address that only takes a form's post (a cancel, a key's delete, the
+    logout). Opened as a page (GET or HEAD: the address bar, the `next` of a login from a page
+    shown there, such as the expired form's 403) it redirects to `page`, given the URL
+    arguments named in `keep`, where it was an empty 405; other methods are still 405."""
+
+    def decorator(view: View) -> View:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method in ("GET", "HEAD"):
+                return redirect(page, **{name: kwargs[name] for name in keep})
+            if request.method != "POST":
+                return HttpResponseNotAllowed(["POST"])
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
 
 
 def _back_after_login(request: HttpRequest) -> str:
@@ -155,7 +175,7 @@ def register_page(request: HttpRequest) -> HttpResponse:
     return form_page(request, "accounts/register.html", form=form, context={"form": form})
 
 
-@require_POST
+@form_address("home")  # a GET never logs out (another site could make the browser send one)
 def logout_page(request: HttpRequest) -> HttpResponse:
     logout(request)
     messages.info(request, "You are logged out.")
@@ -265,9 +285,9 @@ class PasswordResetSetPage(PasswordResetConfirmView):
 password_reset_set_page = require_http_methods(["GET", "HEAD", "POST"])(PasswordResetSetPage.as_view())
 
 
+@form_address("api-keys-page")
 @csrf_protect
 @page_login_required
-@require_POST
 def api_key_delete_page(request: HttpRequest, key_id: str) -> HttpResponse:
     user = page_user(request)
     try:

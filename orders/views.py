@@ -22,12 +22,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import Resolver404, resolve, reverse
 from django.views.csrf import csrf_failure as django_csrf_failure
-from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django.views.decorators.http import require_http_methods, require_safe
 from django_htmx.http import trigger_client_event
 
 from accounts.error_text import CSRF_FAILED, error_sentence
 from accounts.errors import SessionExpired
-from accounts.views import page_login_required, page_user, safe_next
+from accounts.views import form_address, page_login_required, page_user, safe_next
 from core.errors import ApplicationError, ServiceUnavailable
 from core.pages import LiveRegion, live_regions_render, live_regions_response
 from core.text import path_id
@@ -405,7 +405,7 @@ def _cancel_answer(request: HttpRequest, *, cancel: Callable[[], str], back: str
     return redirect(back)
 
 
-@require_POST
+@form_address("orders")
 @page_login_required
 def order_cancel_page(request: HttpRequest, order_id: str) -> HttpResponse:
     user = page_user(request)
@@ -418,7 +418,7 @@ def order_cancel_page(request: HttpRequest, order_id: str) -> HttpResponse:
     return _cancel_answer(request, cancel=cancel, back=safe_next(request, reverse("orders")))
 
 
-@require_POST
+@form_address("trade", keep=("symbol",))
 @page_login_required
 def orders_cancel_all_page(request: HttpRequest, symbol: str) -> HttpResponse:
     """The trade page's "Cancel all": every live order of the trader in this market,

@@ -345,6 +345,29 @@ def test_a_cancel_posted_after_the_session_expired_logs_in_back_to_the_page_it_w
     assert Order.objects.get(pk=order.pk).status == OrderStatus.OPEN  # nothing was cancelled meanwhile
 
 
+def test_a_form_address_opened_after_the_login_is_its_page_not_an_empty_405(trader, market):
+    # The expired form's 403 page is shown at the form's address (/logout, a cancel, a key's
+    # delete); its "Log in" sends back there, and the browser then opened it as a page: an
+    # empty 405. Opened as a page it is the page the form was on, and nothing is done.
+    order = place(trader, side="buy", type="limit", price="1900.00", quantity="1")
+    browser = Client(enforce_csrf_checks=True)
+    browser.get("/trade/ETH-USDT")
+    expired = browser.post("/logout", {"csrfmiddlewaretoken": "x" * 32})
+    assert expired.status_code == 403 and "/login?next=/logout" in text(expired)
+    browser.force_login(trader)
+    for address, page in (
+        ("/logout", "/"),
+        (f"/orders/{order.pk}/cancel", "/orders/"),
+        ("/trade/ETH-USDT/cancel-all", "/trade/ETH-USDT"),
+        ("/keys/1/delete", "/keys/"),
+    ):
+        for method in (browser.get, browser.head):
+            response = method(address)
+            assert response.status_code == 302 and response["Location"] == page, address
+    assert "_auth_user_id" in browser.session  # still logged in
+    assert Order.objects.get(pk=order.pk).status == OrderStatus.OPEN
+
+
 @pytest.mark.parametrize(
     ("body", "referer", "back"),
     [

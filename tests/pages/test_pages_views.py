@@ -196,7 +196,10 @@ def test_register_shows_the_service_errors_with_their_codes(client, trader):
 
 
 def test_logout_is_a_post(trader_client):
-    assert trader_client.get("/logout").status_code == 405
+    opened = trader_client.get("/logout")  # opened as a page: back to the markets, still logged in
+    assert opened.status_code == 302 and opened["Location"] == "/"
+    assert "_auth_user_id" in trader_client.session
+    assert trader_client.put("/logout").status_code == 405
     response = trader_client.post("/logout", follow=True)
     assert response.redirect_chain == [("/", 302)]
     assert "You are logged out." in text(response)
@@ -360,7 +363,9 @@ def test_cancel_with_htmx_answers_a_toast_and_refreshes(trader, trader_client):
 
 def test_a_cancel_needs_a_post_and_a_session(client, trader, trader_client):
     order = place(trader, side="buy", type="limit", price="1900.00", quantity="1")
-    assert trader_client.get(f"/orders/{order.pk}/cancel").status_code == 405
+    opened = trader_client.get(f"/orders/{order.pk}/cancel")  # the order history, nothing cancelled
+    assert opened.status_code == 302 and opened["Location"] == "/orders/"
+    assert trader_client.put(f"/orders/{order.pk}/cancel").status_code == 405
     assert client.post(f"/orders/{order.pk}/cancel").status_code == 302
     order.refresh_from_db()
     assert order.status == "open"
@@ -394,7 +399,9 @@ def test_cancel_all_takes_every_live_order_of_the_trader_in_the_market_and_no_ot
 
 def test_cancel_all_needs_a_post_and_a_session(client, trader, trader_client):
     order = place(trader, side="buy", type="limit", price="1900.00", quantity="1")
-    assert trader_client.get("/trade/ETH-USDT/cancel-all").status_code == 405
+    opened = trader_client.get("/trade/ETH-USDT/cancel-all")  # the trade screen, nothing cancelled
+    assert opened.status_code == 302 and opened["Location"] == "/trade/ETH-USDT"
+    assert trader_client.put("/trade/ETH-USDT/cancel-all").status_code == 405
     assert client.post("/trade/ETH-USDT/cancel-all").status_code == 302
     order.refresh_from_db()
     assert order.status == "open"
