@@ -89,6 +89,10 @@ def user_register(*, username: str, password: str, email: str = "") -> AbstractB
     if username_mixes_scripts(username):
         raise InvalidInput(fields={"username": ["Use letters of one script (do not mix, say, Latin and Cyrillic)."]})
     key = username_key(username)
+    if key in {username_key(settings.HOUSE_USERNAME), username_key(settings.FEE_ACCOUNT_USERNAME)}:
+        # The platform's own accounts, made when first needed (orders.system_accounts finds them
+        # by name): a trader registered under one before that would become the house or the fee account.
+        raise UsernameTaken(fields={"username": [USERNAME_TAKEN]})
     username_keys_claim()
     if UsernameKey.objects.filter(key=key).exists() or user_model.objects.filter(username__iexact=username).exists():
         raise UsernameTaken(fields={"username": [USERNAME_TAKEN]})

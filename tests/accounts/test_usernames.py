@@ -74,6 +74,18 @@ def test_registration_refuses_lookalikes_of_existing_accounts(api_client: Any) -
 
 
 @pytest.mark.django_db
+def test_registration_refuses_the_platform_accounts_names_before_they_exist(api_client: Any, settings: Any) -> None:
+    # The house and the fee account are made when first needed, found by name: a trader
+    # registered as "house" before then became the house (its stock, its fills).
+    assert not get_user_model().objects.filter(username__in=["house", "platform-fees"]).exists()
+    settings.HOUSE_USERNAME, settings.FEE_ACCOUNT_USERNAME = "house", "platform-fees"
+    for name in ("house", "HOUSE", "platform-fees", "\uff48ouse"):
+        response = _register(api_client, name)
+        assert response.status_code == 400 and response.json()["error"]["code"] == "username_taken", name
+    assert not get_user_model().objects.exists()
+
+
+@pytest.mark.django_db
 def test_registration_stores_the_normalised_name(api_client: Any) -> None:
     response = _register(api_client, "\uff46\uff55\uff4c\uff4c")  # fullwidth "full"
     assert response.status_code == 201 and response.json()["username"] == "full"
