@@ -483,10 +483,11 @@ WALLET_REGIONS = {"wallets": "wallet/_wallets.html"}
 
 
 def _wallet_regions(request: HttpRequest) -> dict[str, LiveRegion]:
+    wallets = wallet_list_for_user(user_id=page_user(request).pk)
     return live_regions_render(
         request=request,
         templates=WALLET_REGIONS,
-        context={"wallets": wallet_list_for_user(user_id=page_user(request).pk)},
+        context={"wallets": wallets, "holds_nothing": not any(w.balance for w in wallets)},
     )
 
 

@@ -468,6 +468,15 @@ def test_wallet_shows_balance_available_and_locked(trader, trader_client):
     assert "10,000.00000000" in html and "2,002.40000000" in html and "7,997.60000000" in html
 
 
+def test_a_new_trader_s_wallet_says_how_funds_arrive(client, trader, trader_client):
+    # A new trader saw zeros and, at the ticket, "not enough available funds", with nothing
+    # saying how funds come in (no deposit page: staff credit them).
+    newcomer = UserFactory()
+    client.force_login(newcomer)
+    assert "You hold nothing yet" in text(client.get("/wallet/"))
+    assert "You hold nothing yet" not in text(trader_client.get("/wallet/"))
+
+
 # --- live regions --------------------------------------------------------------------------------------
 
 
