@@ -119,6 +119,26 @@ def test_a_wrong_login_shows_a_sentence(client, trader):
     assert "<code" not in page
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_lockout_page_says_the_way_out(settings):
+    # Under ASGI (make run, production) axes answers a locked-out /login with its own page: it
+    # showed "(code: throttled)" and the seconds to wait, no link to the password reset that
+    # lets the trader in at once, nor back to the login.
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    settings.LOGIN_FAILURE_LIMIT = 2
+    user = UserFactory()
+    post = async_to_sync(AsyncClient().post)
+    for _ in range(2):
+        assert post("/login", {"username": user.username, "password": "guess"}).status_code == 401
+    page = post("/login", {"username": user.username, "password": "guess"})
+    html = text(page)
+    assert page.status_code == 429 and "Too many failed logins" in html
+    assert 'title="throttled"' in html and "(code: throttled)" not in html
+    assert 'href="/account/password/reset"' in html and 'href="/login"' in html
+
+
 def test_a_refused_cancel_shows_a_sentence(trader, trader_client):
     order = place(trader, side="buy", type="limit", price="1900", quantity="1")
     trader_client.post(f"/orders/{order.pk}/cancel")
