@@ -153,6 +153,7 @@ def login_page(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
 def register_page(request: HttpRequest) -> HttpResponse:
+    next_url = safe_next(request, reverse("home"))  # back to the page that offered the registration
     form = RegisterForm(request.POST or None)
     if request.method == "POST":
         try:  # every attempt counts, as at POST /api/auth/register
@@ -171,8 +172,8 @@ def register_page(request: HttpRequest) -> HttpResponse:
         else:
             login(request, cast(User, user), backend="django.contrib.auth.backends.ModelBackend")
             messages.success(request, f"Welcome, {user.get_username()}. Your account is ready.")
-            return redirect("home")
-    return form_page(request, "accounts/register.html", form=form, context={"form": form})
+            return HttpResponseRedirect(next_url)
+    return form_page(request, "accounts/register.html", form=form, context={"form": form, "next": next_url})
 
 
 @form_address("home")  # a GET never logs out (another site could make the browser send one)

@@ -179,6 +179,19 @@ def test_register_creates_the_account_and_logs_in(client, market):
     assert client.get("/wallet/").status_code == 200
 
 
+def test_register_from_the_trade_page_goes_back_to_it(client, market):
+    # "Log in to trade ETH-USDT. Log in | Register": the login came back to the market, the
+    # registration went to the markets' list.
+    page = text(client.get(TRADE))
+    assert 'href="/register?next=/trade/ETH-USDT"' in page
+    assert 'name="next" value="/trade/ETH-USDT"' in text(client.get("/register?next=/trade/ETH-USDT"))
+    form = {"username": "newtrader", "password": "a-long-pass-phrase-9", "password_confirm": "a-long-pass-phrase-9"}
+    response = client.post("/register", {**form, "next": TRADE})
+    assert response.status_code == 302 and response["Location"] == TRADE
+    foreign = Client().post("/register", {**form, "username": "othertrader", "next": "https://evil.test/"})
+    assert foreign.status_code == 302 and foreign["Location"] == "/"
+
+
 def test_register_shows_the_service_errors_with_their_codes(client, trader):
     taken = {
         "username": trader.username,
