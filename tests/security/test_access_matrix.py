@@ -242,22 +242,28 @@ PAGE_ROUTES: dict[str, Route] = {
     "live/markets": Route({"GET": Rule(PUB, 200)}),
     "login": Route({"GET": Rule(PUB, 200), "POST": Rule(PUB, 302, _page_login)}),
     "register": Route({"GET": Rule(PUB, 200), "POST": Rule(PUB, 302, _page_register)}),
-    "logout": Route({"POST": Rule(PUB, 302)}),
+    # A form's address opened as a page (GET): the page the form was on, nothing done
+    # (accounts.views.form_address); it was an empty 405.
+    "logout": Route({"GET": Rule(PUB, 302), "POST": Rule(PUB, 302)}),
     "trade/": Route({"GET": Rule(PUB, 302)}),
     "trade/<str:symbol>": Route({"GET": Rule(PUB, 200, _symbol)}),
     "trade/<str:symbol>/live": Route({"GET": Rule(PUB, 200, _symbol)}),
     # Opened as a page (the address bar after a refused order): the trade screen, for anyone.
     "trade/<str:symbol>/order": Route({"GET": Rule(PUB, 302, _symbol), "POST": Rule(USR, 302, _page_order)}),
     # The caller's own orders in the market only (tests/pages/test_pages_views.py).
-    "trade/<str:symbol>/cancel-all": Route({"POST": Rule(USR, 302, _symbol)}),
+    "trade/<str:symbol>/cancel-all": Route({"GET": Rule(PUB, 302, _symbol), "POST": Rule(USR, 302, _symbol)}),
     "orders/": Route({"GET": Rule(USR, 200)}),
-    "orders/<str:order_id>/cancel": Route({"POST": Rule(OWN, 302, _fresh_owner_order)}),
+    "orders/<str:order_id>/cancel": Route(
+        {"GET": Rule(PUB, 302, _fresh_owner_order), "POST": Rule(OWN, 302, _fresh_owner_order)}
+    ),
     "wallet/": Route({"GET": Rule(USR, 200)}),
     "wallet/live": Route({"GET": Rule(USR, 200)}),
     "flywheel/": Route({"GET": Rule(PUB, 200)}),
     "keys/": Route({"GET": Rule(USR, 200), "POST": Rule(USR, 200, _page_key)}),
     # Another user's key: the page says it is not found (tests/accounts/test_api_keys_page.py).
-    "keys/<str:key_id>/delete": Route({"POST": Rule(USR, 302, _fresh_owner_key)}),
+    "keys/<str:key_id>/delete": Route(
+        {"GET": Rule(PUB, 302, _fresh_owner_key), "POST": Rule(USR, 302, _fresh_owner_key)}
+    ),
     # The two new passwords differ: refused before anything is checked or changed.
     "account/password": Route({"GET": Rule(USR, 200), "POST": Rule(USR, 400, _page_password)}),
     # Anyone may ask for a link (the same answer whether or not an account has the address).
@@ -435,7 +441,7 @@ def test_api_access(world: World) -> None:
 
 
 def test_page_access(world: World) -> None:
-    assert _every_case(world, PAGE_ROUTES, _check_page) == 28
+    assert _every_case(world, PAGE_ROUTES, _check_page) == 32
 
 
 def test_undeclared_methods_are_refused(world: World) -> None:
