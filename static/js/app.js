@@ -52,6 +52,19 @@
     });
   });
 
+  /* --- the exchange's own 503 (service_unavailable: the engine or the database away) carries
+         the ticket or a toast saying so: swapped as a 4xx is. htmx swaps no 5xx, and a proxy's
+         503 page must not replace the ticket, so only an answer with one of the two. --- */
+  doc.addEventListener("htmx:beforeSwap", function (event) {
+    var xhr = event.detail.xhr;
+    if (!xhr || xhr.status !== 503) return;
+    var body = xhr.responseText || "";
+    if (body.indexOf('id="order-entry"') !== -1 || body.indexOf('hx-swap-oob="beforeend:#toasts"') !== -1) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
+
   /* --- an htmx form that got no answer to show (a 500, a proxy's 502, the web away): htmx
          swaps nothing, so the click looked ignored; a toast says so (base.html's sentence). --- */
   function noAnswer(event) {

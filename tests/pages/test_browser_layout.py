@@ -210,8 +210,15 @@ def test_an_order_or_a_cancel_without_a_usable_answer_says_so(chromium, seeded, 
         cancel.click()
         expect(page.locator("#toasts")).to_contain_text(SENTENCES["no_answer"])
         expect(page.locator("#live-open_orders tbody tr")).to_have_count(1)
-        # htmx logs the 500 it did not swap; nothing else went wrong.
-        assert [e for e in alice.errors if "Response Status Error Code 500" not in e] == []
+        # A proxy's own 503 page is not swapped over the ticket: the ticket stays, with the toast.
+        page.evaluate("() => document.getElementById('toasts').replaceChildren()")
+        page.route("**/trade/ETH-USDT/order", lambda route: route.fulfill(status=503, body="<h1>Maintenance</h1>"))
+        page.locator("#order-submit").click()
+        expect(page.locator("#toasts")).to_contain_text(SENTENCES["no_answer"])
+        expect(page.locator("#order-entry #order-quantity")).to_have_value("0.25")
+        assert page.locator("text=Maintenance").count() == 0
+        # htmx logs the 5xx it did not swap; nothing else went wrong.
+        assert [e for e in alice.errors if "Response Status Error Code 50" not in e] == []
     finally:
         alice.context.close()
 
