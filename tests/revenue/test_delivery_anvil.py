@@ -756,6 +756,43 @@ def test_chain_deploy_refuses_to_strand_batches_in_flight(on_anvil, settings):
     assert DeliveryBatch.objects.get().status == "superseded" and statuses() == {"pending": 2}
 
 
+def test_chain_deploy_refuses_while_the_delivery_worker_is_in_a_cycle(on_anvil, settings, monkeypatch):
+    """The redeploy checked for batches in flight, then deployed (a transaction and its
+    receipt: seconds) and superseded the old deployment, without the delivery lock: a batch
+    the worker sent meanwhile was superseded and its events returned to pending, while its
+    transaction paid them on the old reserve; the new reserve paid them again. It now runs as
+    the only sender, or not at all."""
+    import threading
+
+    import revenue.management.commands.chain_deploy as command
+    from revenue.delivery.lock import delivery_sender_lock
+
+    monkeypatch.setattr(command, "LOCK_WAIT_SECONDS", 0.5, raising=False)
+    events_create(2)
+    key_before = settings.CHAIN_SIGNER_KEY_FILE.read_text()
+    holding, release = threading.Event(), threading.Event()
+
+    def worker_in_a_cycle() -> None:  # its own session (PostgreSQL) or thread (SQLite) holds the lock
+        with delivery_sender_lock() as acquired:
+            assert acquired
+            holding.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=delivery_support.in_thread, args=(worker_in_a_cycle,))
+    thread.start()
+    try:
+        assert holding.wait(30)
+        with pytest.raises(CommandError, match="delivery worker is in a cycle"):
+            call_command("chain_deploy", "--dev", stdout=io.StringIO())
+    finally:
+        release.set()
+        thread.join(30)
+    assert ChainDeployment.objects.get(active=True).pk == on_anvil.context.deployment_id
+    assert settings.CHAIN_SIGNER_KEY_FILE.read_text() == key_before  # the signer's key is not replaced either
+    call_command("chain_deploy", "--dev", stdout=io.StringIO())  # the lock free: deployed
+    assert ChainDeployment.objects.get(active=True).pk != on_anvil.context.deployment_id
+
+
 def test_chain_deploy_with_a_production_key_and_its_guards(settings, anvil, anvil_ctl, anvil_factory, tmp_path):  # noqa: F811
     w3 = connect(provider_uri=anvil)
     account = dev_signer_fund(w3, amount_wei=10**20)

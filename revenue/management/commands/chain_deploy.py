@@ -18,6 +18,10 @@ from revenue.chain.runtime import (
     signer_key_file_write,
     signer_load,
 )
+from revenue.delivery.lock import delivery_sender_lock_within
+
+# How long a redeploy waits for a delivery cycle in progress to end before it gives up.
+LOCK_WAIT_SECONDS = 30.0
 
 
 class Command(BaseCommand):
@@ -44,12 +48,24 @@ class Command(BaseCommand):
             raise CommandError(
                 "WEB3_PROVIDER_URI is empty: the embedded chain is deployed by the delivery worker itself"
             )
+        # As the only sender, from the check to the record: a batch the worker sent after
+        # the check (the deployment takes seconds) was superseded, its events returned to
+        # pending while its transaction paid them on the old reserve, and paid again on the new.
+        with delivery_sender_lock_within(LOCK_WAIT_SECONDS) as acquired:
+            if not acquired:
+                raise CommandError(
+                    f"the delivery worker is in a cycle (it held the delivery lock for {LOCK_WAIT_SECONDS:g} s): "
+                    "nothing was deployed; run this again"
+                )
+            self._deploy(uri, dev=options["dev"], force=options["force"])
+
+    def _deploy(self, uri: str, *, dev: bool, force: bool) -> None:
         try:
             w3, chain_id = node_connect(uri)
-            if options["dev"]:
+            if dev:
                 if chain_id not in DEV_CHAIN_IDS:
                     raise CommandError(f"--dev is for dev chains only (chain id 31337), not chain {chain_id}")
-                chain_deploy_check(w3=w3, chain_id=chain_id, force=options["force"])
+                chain_deploy_check(w3=w3, chain_id=chain_id, force=force)
                 signer = dev_signer_fund(w3, amount_wei=settings.CHAIN_DEV_FUNDING_WEI)
                 # Written before the deployment it will sign for: a key is never lost. Never printed.
                 key_file = Path(settings.CHAIN_SIGNER_KEY_FILE)
@@ -57,7 +73,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"dev signer key written to {key_file} (mode 600)")
             else:
                 signer = signer_load(chain_id=chain_id)
-            deployment = chain_deploy(w3=w3, signer=signer, force=options["force"])
+            deployment = chain_deploy(w3=w3, signer=signer, force=force)
         except ChainError as exc:
             raise CommandError(str(exc)) from exc
         chain_context_reset()
