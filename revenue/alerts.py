@@ -78,8 +78,8 @@ def _alert_send(*, alert: dict[str, Any]) -> None:
     if settings.ALERT_WEBHOOK_URL:
         try:
             requests.post(settings.ALERT_WEBHOOK_URL, json=alert, timeout=WEBHOOK_TIMEOUT_SECONDS).raise_for_status()
-        except requests.HTTPError as exc:  # its status only: the URL often carries the hook's secret
+        except requests.HTTPError as exc:  # its status only: the hook's URL often carries its secret
             status = exc.response.status_code if exc.response is not None else None
             logger.warning("alert webhook refused the alert", extra={"kind": alert["kind"], "status": status})
-        except requests.RequestException:
-            logger.warning("alert webhook unreachable", extra={"kind": alert["kind"]}, exc_info=True)
+        except requests.RequestException as exc:  # no traceback: its message names the URL's path
+            logger.warning("alert webhook unreachable", extra={"kind": alert["kind"], "error": type(exc).__name__})

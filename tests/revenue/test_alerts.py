@@ -81,3 +81,23 @@ def test_a_mail_server_refusing_the_alert_is_a_warning(settings, send, caplog):
     (warning,) = warnings(caplog)
     assert warning.getMessage() == "alert mail not sent"
     assert warning.kind == "revenue_events_critical" and "authentication failed" in warning.error
+
+
+def test_an_unreachable_webhook_is_a_warning_that_keeps_its_secret(settings, send, monkeypatch, caplog):
+    """The warning carried the traceback, whose message names the URL's path: a Slack-style
+    hook's secret went into every log line of an outage (the settings hide it from error
+    reports for that reason: core.errors.SettingsSafeExceptionReporterFilter)."""
+    settings.ALERT_WEBHOOK_URL = "https://hooks.example.com/services/T000/B000/webhook-secret"
+
+    def unreachable(url, json, timeout):
+        raise requests.ConnectionError(
+            "HTTPSConnectionPool(host='hooks.example.com', port=443): Max retries exceeded with url: "
+            "/services/T000/B000/webhook-secret (Caused by NewConnectionError('Connection refused'))"
+        )
+
+    monkeypatch.setattr(alerts.requests, "post", unreachable)
+    send("delivery_paused", "On-chain delivery paused: node_unreachable")
+    (warning,) = warnings(caplog)
+    assert warning.getMessage() == "alert webhook unreachable" and warning.kind == "delivery_paused"
+    assert warning.error == "ConnectionError"
+    assert "webhook-secret" not in logging.Formatter().format(warning) + str(warning.__dict__)
