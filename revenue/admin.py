@@ -157,7 +157,7 @@ class RevenueEventAdmin(ReadOnlyAdmin):
         outcome = _staff_actions().revenue_events_delivery_retry(
             event_ids=list(queryset.values_list("pk", flat=True)), actor=request.user, via="admin"
         )
-        level = messages.SUCCESS if outcome.queued and not outcome.skipped else messages.WARNING
+        level = messages.SUCCESS if outcome.all_queued else messages.WARNING
         self.message_user(request, outcome.message(), level)
 
     def get_urls(self) -> list[Any]:

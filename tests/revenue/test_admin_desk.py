@@ -6,6 +6,7 @@ warns when delivery is paused or the chain unreachable."""
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import timedelta
 from decimal import Decimal
@@ -17,7 +18,14 @@ from django.utils import timezone
 from orders.engine.requests import OrderRequest
 from orders.models import Deposit, Order, Trade, TradeOutbox, Wallet
 from orders.services.orders import order_place
-from revenue.delivery.metadata import DeliveryMetadata, patch_delivered, patch_failed, patch_submitted
+from revenue.delivery.metadata import (
+    DeliveryMetadata,
+    patch_amount,
+    patch_carried,
+    patch_delivered,
+    patch_failed,
+    patch_submitted,
+)
 from revenue.models import (
     ChainDeployment,
     DeliveryBatch,
@@ -175,6 +183,30 @@ def test_the_retry_action_counts_before_the_change_and_audits_each_event(desk, s
     again = desk.post("/admin/revenue/revenueevent/", {"action": "retry_delivery_now", "_selected_action": ids},
                       follow=True)  # fmt: skip
     assert "3 queued, 2 skipped" in again.content.decode()
+
+
+def test_retrying_dust_carried_forward_says_it_waits_for_its_bundle(desk, staff, mixed, staff_client):
+    """A pending share carried forward as dust waits for its stream's bundle whatever staff
+    do: the retry answered "1 queued" (202 "queued" through the API), audited as done,
+    and nothing moved; the operator was told it would go with the next cycle."""
+    now = timezone.now()
+    dust = _event("m-dust", patch_carried(now=now), patch_amount(5))
+    response = desk.post("/admin/revenue/revenueevent/", {"action": "retry_delivery_now",
+                         "_selected_action": [dust.pk, mixed["critical"].pk]}, follow=True)  # fmt: skip
+    assert 'class="warning"' in response.content.decode()
+    assert (
+        "1 queued, 1 skipped (1 dust carried forward: paid with its stream's bundle once the stream's dust is worth "
+        "a payment or its oldest share has waited 1 week; a retry cannot send it sooner)."
+        in html.unescape(response.content.decode())
+    )
+    document = DeliveryMetadata.of(RevenueEvent.objects.get(pk=dust.pk).metadata)
+    assert document.status == "pending" and document.carried_at is not None
+    action = StaffAction.objects.get(target_id=dust.pk)
+    assert (action.from_state, action.to_state, action.outcome) == ("pending", "pending", StaffActionOutcome.SKIPPED)
+    assert action.detail == "dust carried forward"
+    answer = staff_client.post(f"/api/admin/revenue/events/{dust.pk}/retry")
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "event_not_retryable"
+    assert "dust carried forward" in answer.json()["error"]["message"]
 
 
 def test_the_event_page_has_a_retry_button_that_posts(desk, staff, mixed):
