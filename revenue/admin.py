@@ -29,6 +29,7 @@ from orders.templatetags.page_format import amount
 from revenue.chain_status import chain_health
 from revenue.delivery.metadata import (
     RETRYABLE_STATUSES,
+    DeliveryMetadata,
     DeliveryStatus,
     Key,
     attempts_expression,
@@ -130,6 +131,11 @@ class RevenueEventAdmin(ReadOnlyAdmin):
 
     @admin.display(description="delivery", ordering="status")
     def delivery_status(self, obj: Any) -> str:
+        # Dust waits for its stream's bundle (up to DELIVERY_DUST_MAX_AGE_SECONDS) on purpose:
+        # a bare "pending" for days, with no alert, read as a stalled delivery.
+        carried_at = DeliveryMetadata.of(obj.metadata).carried_at
+        if carried_at:
+            return f"{obj.status} (dust carried forward since {when(carried_at)})"
         return str(obj.status)
 
     @admin.display(description="attempts", ordering="attempts")
@@ -173,7 +179,8 @@ class RevenueEventAdmin(ReadOnlyAdmin):
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         event = self.get_object(request, object_id)
-        retryable = event is not None and str(getattr(event, "status", "")) in RETRYABLE
+        carried = event is not None and DeliveryMetadata.of(event.metadata).carried_at is not None
+        retryable = event is not None and str(getattr(event, "status", "")) in RETRYABLE and not carried
         context = {
             **(extra_context or {}),
             "can_retry": retryable and self.has_retry_delivery_permission(request),

@@ -309,6 +309,18 @@ def test_the_event_page_reads_its_delivery_in_words(desk, db):
     assert "reverted: boom" in page and ">failed<" in page
 
 
+def test_dust_carried_forward_reads_as_such_and_offers_no_retry(desk, db):
+    """A share carried forward waits days for its stream's bundle, on purpose and with no
+    alert: the list and its page read a bare "pending", and offered a retry that cannot
+    send it sooner."""
+    carried_at = timezone.now() - timedelta(days=2)
+    dust = _event("p-dust", patch_carried(now=carried_at), patch_amount(5))
+    expected = f"pending (dust carried forward since {carried_at:%Y-%m-%d %H:%M:%S} UTC ("
+    assert expected in html.unescape(desk.get("/admin/revenue/revenueevent/").content.decode())
+    page = html.unescape(desk.get(f"/admin/revenue/revenueevent/{dust.pk}/change/").content.decode())
+    assert expected in page and 'id="retry-delivery"' not in page
+
+
 def test_streams_can_be_reworded_but_not_added_deleted_or_recounted(desk, db):
     from revenue.models import RevenueStream
 
