@@ -342,8 +342,9 @@ class DeliveryBatchAdmin(ReadOnlyAdmin):
                 outcome = _staff_actions().delivery_batch_abandon(
                     batch_id=batch.pk, actor=request.user, reason=reason, via="admin"
                 )
-            except InvalidInput:
-                self.message_user(request, "Say why the batch is abandoned (at most 500 characters).", messages.ERROR)
+            except InvalidInput as invalid:
+                problems = (invalid.fields or {}).get("reason") or ["Say why the batch is abandoned."]
+                self.message_user(request, " ".join(problems), messages.ERROR)
             except ApplicationError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
                 return HttpResponseRedirect(page)

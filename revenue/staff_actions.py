@@ -16,6 +16,7 @@ from django.utils.timesince import timeuntil
 
 from core.errors import ApplicationError, InvalidInput
 from core.logging import correlation_id_get
+from core.text import has_control_characters
 from revenue.alerts import alert_send
 from revenue.chain.client import ChainUnavailable, error_message
 from revenue.chain.runtime import node_connect
@@ -179,6 +180,8 @@ def delivery_batch_abandon(*, batch_id: int, actor: Any, reason: str, via: str) 
         raise InvalidInput(fields={"reason": ["Say why the batch is abandoned (it is kept in the audit trail)."]})
     if len(why) > REASON_MAX_LENGTH:
         raise InvalidInput(fields={"reason": [f"At most {REASON_MAX_LENGTH} characters."]})
+    if has_control_characters(why):  # the admin's form posts it as typed: PostgreSQL refuses a NUL
+        raise InvalidInput(fields={"reason": ["Text only: no control characters."]})
     batch = DeliveryBatch.objects.select_related("deployment").filter(pk=batch_id).first()
     if batch is None:
         raise DeliveryBatchNotFound()
