@@ -50,7 +50,7 @@ from revenue.models import (
 from revenue.reports import onchain_failure_report
 from revenue.selectors import stream_usd_totals
 from revenue.templatetags.revenue_admin import when
-from revenue.worker_status import onchain_worker_status
+from revenue.worker_status import onchain_worker_status, worker_stalled
 
 
 def _staff_actions() -> ModuleType:
@@ -231,6 +231,7 @@ class RevenueEventAdmin(ReadOnlyAdmin):
             "bars": bars,
             "hours": hours,
             "worker": worker,
+            "worker_stalled": worker_stalled(worker),
             "chain_unreachable": _chain_unreachable(worker),
             "can_retry": self.has_retry_delivery_permission(request),
             "retryable": sorted(RETRYABLE),
@@ -245,6 +246,7 @@ class RevenueEventAdmin(ReadOnlyAdmin):
             "title": "On-chain delivery worker status",
             "opts": self.model._meta,
             "worker": worker,
+            "worker_stalled": worker_stalled(worker),
             "chain_node": chain_health(),
             "chain_unreachable": _chain_unreachable(worker),
         }

@@ -431,6 +431,20 @@ def test_no_banner_when_all_is_well(desk, db):
     assert 'id="banner-chain"' not in page and 'id="banner-paused"' not in page
 
 
+@pytest.mark.parametrize("last_run", [None, timedelta(minutes=11)], ids=["never", "11 minutes ago"])
+def test_the_pages_say_when_the_chain_worker_stopped_running(desk, db, last_run):
+    """A chain worker (or beat) that stopped left the pages as they were: its last run read
+    "3 hours ago" in a corner among green figures, the report's counts frozen, no word of it."""
+    if last_run is not None:
+        DeliveryHeartbeat.objects.create(pk=1, last_run_at=timezone.now() - last_run, connected=True)
+    for path in ("failure-report", "worker-status"):
+        page = desk.get(f"/admin/revenue/revenueevent/{path}/").content.decode()
+        assert 'id="banner-stalled"' in page and "<code>chain</code> and <code>beat</code> processes" in page, path
+    DeliveryHeartbeat.objects.update_or_create(pk=1, defaults={"last_run_at": timezone.now() - timedelta(minutes=9)})
+    for path in ("failure-report", "worker-status"):
+        assert 'id="banner-stalled"' not in desk.get(f"/admin/revenue/revenueevent/{path}/").content.decode()
+
+
 def test_the_reports_holder_share_pending_is_exact_as_the_api_gives_it(desk, db):
     """The card read `floatformat:2`: 0.006 owed to holders read 0.01 (rounded up), 0.004
     read 0.00 beside a failure; the API says 0.00600000."""
