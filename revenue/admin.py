@@ -160,9 +160,14 @@ class RevenueEventAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Retry delivery now", permissions=["retry_delivery"])
     def retry_delivery_now(self, request: HttpRequest, queryset: QuerySet[RevenueEvent]) -> None:
-        outcome = _staff_actions().revenue_events_delivery_retry(
-            event_ids=list(queryset.values_list("pk", flat=True)), actor=request.user, via="admin"
-        )
+        actions = _staff_actions()
+        # One more than the limit is enough to refuse: "select all" may be millions of ids.
+        ids = list(queryset.order_by().values_list("pk", flat=True)[: actions.RETRY_MAX_EVENTS + 1])
+        try:
+            outcome = actions.revenue_events_delivery_retry(event_ids=ids, actor=request.user, via="admin")
+        except InvalidInput as invalid:
+            self.message_user(request, " ".join((invalid.fields or {}).get("event_ids", [])), messages.ERROR)
+            return
         level = messages.SUCCESS if outcome.all_queued else messages.WARNING
         self.message_user(request, outcome.message(), level)
 

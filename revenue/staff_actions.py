@@ -37,6 +37,10 @@ from revenue.models import (
 EVENT = "revenue_event"
 BATCH = "delivery_batch"
 REASON_MAX_LENGTH = 500
+# Events one retry may take: each is locked and audited in one transaction. "Select all"
+# over a list filtered on nothing took every event (a 500 on SQLite past its bound-variable
+# limit; on PostgreSQL every event locked, the delivery worker waiting behind them).
+RETRY_MAX_EVENTS = 1000
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,11 @@ def revenue_events_delivery_retry(*, event_ids: Iterable[int], actor: Any, via: 
     carried forward (it goes with its stream's bundle), are skipped. Every event considered
     gets a StaffAction row with the state it was in."""
     ids = sorted({int(pk) for pk in event_ids})
+    if len(ids) > RETRY_MAX_EVENTS:
+        raise InvalidInput(
+            fields={"event_ids": [f"At most {RETRY_MAX_EVENTS} events at once, nothing was queued: filter the "
+                                  "list by delivery status (critical, failed) first."]}
+        )  # fmt: skip
     outcome = RetryOutcome()
     now = timezone.now()
     with transaction.atomic():

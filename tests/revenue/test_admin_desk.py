@@ -209,6 +209,25 @@ def test_retrying_dust_carried_forward_says_it_waits_for_its_bundle(desk, staff,
     assert "dust carried forward" in answer.json()["error"]["message"]
 
 
+def test_retrying_every_event_at_once_is_refused_with_what_to_do(desk, mixed, monkeypatch):
+    """A "select all" over an unfiltered list handed every event to one retry: each locked
+    and audited in one transaction (on SQLite a 500 past its bound-variable limit, 250,000 in
+    Debian's build; on PostgreSQL the delivery worker waited behind millions of row locks)."""
+    import revenue.staff_actions as staff_actions
+    from core.errors import InvalidInput
+
+    with pytest.raises(InvalidInput):
+        staff_actions.revenue_events_delivery_retry(event_ids=range(1, 1002), actor=None, via="admin")
+    monkeypatch.setattr(staff_actions, "RETRY_MAX_EVENTS", 4)
+    response = desk.post("/admin/revenue/revenueevent/", {"action": "retry_delivery_now", "select_across": "1",
+                         "index": "0", "_selected_action": [mixed["failed"].pk]}, follow=True)  # fmt: skip
+    assert (
+        "At most 4 events at once, nothing was queued: filter the list by delivery status (critical, failed) first."
+        in html.unescape(response.content.decode())
+    )
+    assert not StaffAction.objects.exists() and _status(mixed["critical"]) == "critical"
+
+
 def test_the_event_page_has_a_retry_button_that_posts(desk, staff, mixed):
     event = mixed["critical"]
     page = desk.get(f"/admin/revenue/revenueevent/{event.pk}/change/").content.decode()
