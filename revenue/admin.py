@@ -29,6 +29,7 @@ from orders.templatetags.page_format import amount
 from revenue.chain_status import chain_health
 from revenue.delivery.metadata import (
     RETRYABLE_STATUSES,
+    DeliveryMetadata,
     DeliveryStatus,
     Key,
     attempts_expression,
@@ -49,7 +50,7 @@ from revenue.models import (
 from revenue.reports import onchain_failure_report
 from revenue.selectors import stream_usd_totals
 from revenue.templatetags.revenue_admin import when
-from revenue.worker_status import onchain_worker_status
+from revenue.worker_status import onchain_worker_status, worker_stalled
 
 
 def _staff_actions() -> ModuleType:
@@ -130,6 +131,11 @@ class RevenueEventAdmin(ReadOnlyAdmin):
 
     @admin.display(description="delivery", ordering="status")
     def delivery_status(self, obj: Any) -> str:
+        # Dust waits for its stream's bundle (up to DELIVERY_DUST_MAX_AGE_SECONDS) on purpose:
+        # a bare "pending" for days, with no alert, read as a stalled delivery.
+        carried_at = DeliveryMetadata.of(obj.metadata).carried_at
+        if carried_at:
+            return f"{obj.status} (dust carried forward since {when(carried_at)})"
         return str(obj.status)
 
     @admin.display(description="attempts", ordering="attempts")
@@ -154,10 +160,15 @@ class RevenueEventAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Retry delivery now", permissions=["retry_delivery"])
     def retry_delivery_now(self, request: HttpRequest, queryset: QuerySet[RevenueEvent]) -> None:
-        outcome = _staff_actions().revenue_events_delivery_retry(
-            event_ids=list(queryset.values_list("pk", flat=True)), actor=request.user, via="admin"
-        )
-        level = messages.SUCCESS if outcome.queued and not outcome.skipped else messages.WARNING
+        actions = _staff_actions()
+        # One more than the limit is enough to refuse: "select all" may be millions of ids.
+        ids = list(queryset.order_by().values_list("pk", flat=True)[: actions.RETRY_MAX_EVENTS + 1])
+        try:
+            outcome = actions.revenue_events_delivery_retry(event_ids=ids, actor=request.user, via="admin")
+        except InvalidInput as invalid:
+            self.message_user(request, " ".join((invalid.fields or {}).get("event_ids", [])), messages.ERROR)
+            return
+        level = messages.SUCCESS if outcome.all_queued else messages.WARNING
         self.message_user(request, outcome.message(), level)
 
     def get_urls(self) -> list[Any]:
@@ -173,7 +184,8 @@ class RevenueEventAdmin(ReadOnlyAdmin):
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         event = self.get_object(request, object_id)
-        retryable = event is not None and str(getattr(event, "status", "")) in RETRYABLE
+        carried = event is not None and DeliveryMetadata.of(event.metadata).carried_at is not None
+        retryable = event is not None and str(getattr(event, "status", "")) in RETRYABLE and not carried
         context = {
             **(extra_context or {}),
             "can_retry": retryable and self.has_retry_delivery_permission(request),
@@ -224,6 +236,7 @@ class RevenueEventAdmin(ReadOnlyAdmin):
             "bars": bars,
             "hours": hours,
             "worker": worker,
+            "worker_stalled": worker_stalled(worker),
             "chain_unreachable": _chain_unreachable(worker),
             "can_retry": self.has_retry_delivery_permission(request),
             "retryable": sorted(RETRYABLE),
@@ -238,6 +251,7 @@ class RevenueEventAdmin(ReadOnlyAdmin):
             "title": "On-chain delivery worker status",
             "opts": self.model._meta,
             "worker": worker,
+            "worker_stalled": worker_stalled(worker),
             "chain_node": chain_health(),
             "chain_unreachable": _chain_unreachable(worker),
         }
@@ -335,8 +349,9 @@ class DeliveryBatchAdmin(ReadOnlyAdmin):
                 outcome = _staff_actions().delivery_batch_abandon(
                     batch_id=batch.pk, actor=request.user, reason=reason, via="admin"
                 )
-            except InvalidInput:
-                self.message_user(request, "Say why the batch is abandoned (at most 500 characters).", messages.ERROR)
+            except InvalidInput as invalid:
+                problems = (invalid.fields or {}).get("reason") or ["Say why the batch is abandoned."]
+                self.message_user(request, " ".join(problems), messages.ERROR)
             except ApplicationError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
                 return HttpResponseRedirect(page)

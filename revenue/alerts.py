@@ -69,13 +69,17 @@ def revenue_events_critical_alert(*, event_ids: list[int], reason: str, now: dat
 
 def _alert_send(*, alert: dict[str, Any]) -> None:
     logger.error("delivery alert: %s", alert["subject"], extra={"alert": alert})
-    mail_admins(
-        subject=alert["subject"],
-        message="\n".join(f"{key}: {value}" for key, value in alert.items()),
-        fail_silently=True,
-    )
+    # A channel that did not take the alert says so (the ERROR line above stays the record):
+    # fail_silently and an unchecked webhook answer hid a refusing mail server or pager.
+    try:
+        mail_admins(subject=alert["subject"], message="\n".join(f"{key}: {value}" for key, value in alert.items()))
+    except Exception as exc:  # any backend's failure: the alert must not be lost with the caller
+        logger.warning("alert mail not sent", extra={"kind": alert["kind"], "error": repr(exc)[:500]})
     if settings.ALERT_WEBHOOK_URL:
         try:
-            requests.post(settings.ALERT_WEBHOOK_URL, json=alert, timeout=WEBHOOK_TIMEOUT_SECONDS)
-        except requests.RequestException:
-            logger.warning("alert webhook unreachable", extra={"kind": alert["kind"]}, exc_info=True)
+            requests.post(settings.ALERT_WEBHOOK_URL, json=alert, timeout=WEBHOOK_TIMEOUT_SECONDS).raise_for_status()
+        except requests.HTTPError as exc:  # its status only: the hook's URL often carries its secret
+            status = exc.response.status_code if exc.response is not None else None
+            logger.warning("alert webhook refused the alert", extra={"kind": alert["kind"], "status": status})
+        except requests.RequestException as exc:  # no traceback: its message names the URL's path
+            logger.warning("alert webhook unreachable", extra={"kind": alert["kind"], "error": type(exc).__name__})

@@ -6,21 +6,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.timesince import timeuntil
 
 from core.errors import ApplicationError, InvalidInput
 from core.logging import correlation_id_get
+from core.text import has_control_characters
 from revenue.alerts import alert_send
 from revenue.chain.client import ChainUnavailable, error_message
 from revenue.chain.runtime import node_connect
 from revenue.delivery.abandon import AbandonVerdict, delivery_batch_abandon_refusal, delivery_batch_abandon_verdict
 from revenue.delivery.lock import delivery_sender_lock
-from revenue.delivery.metadata import DeliveryStatus, status_expression
+from revenue.delivery.metadata import DeliveryStatus, carried, status_expression
 from revenue.delivery.transitions import batch_abandon, revenue_event_delivery_retry
 from revenue.errors import ChainNodeUnavailable, DeliveryBatchNotAbandonable, DeliveryBatchNotFound, DeliverySenderBusy
 from revenue.models import (
@@ -35,6 +37,10 @@ from revenue.models import (
 EVENT = "revenue_event"
 BATCH = "delivery_batch"
 REASON_MAX_LENGTH = 500
+# Events one retry may take: each is locked and audited in one transaction. "Select all"
+# over a list filtered on nothing took every event (a 500 on SQLite past its bound-variable
+# limit; on PostgreSQL every event locked, the delivery worker waiting behind them).
+RETRY_MAX_EVENTS = 1000
 
 
 @dataclass(frozen=True)
@@ -43,15 +49,30 @@ class RetryOutcome:
 
     queued: list[int] = field(default_factory=list)
     skipped: dict[int, str] = field(default_factory=dict)  # event id -> its state (in flight, delivered)
+    carried: list[int] = field(default_factory=list)  # pending dust, waiting for its stream's bundle
     missing: list[int] = field(default_factory=list)
 
+    @property
+    def all_queued(self) -> bool:
+        return bool(self.queued) and not self.skipped and not self.carried
+
     def message(self) -> str:
-        text = f"{len(self.queued)} queued, {len(self.skipped)} skipped"
+        text = f"{len(self.queued)} queued, {len(self.skipped) + len(self.carried)} skipped"
+        reasons = []
         if self.skipped:
             states = sorted(set(self.skipped.values()))
-            text += f" (in flight or delivered: {', '.join(states)})"
-            if str(DeliveryStatus.SUBMITTED) in states:
-                text += "; an event in a batch stuck in flight is freed by abandoning its batch"
+            reasons.append(f"in flight or delivered: {', '.join(states)}")
+        if self.carried:
+            now = timezone.now()  # one moment for both ends: "1 week", not "6 days, 23 hours"
+            wait = timeuntil(now + timedelta(seconds=settings.DELIVERY_DUST_MAX_AGE_SECONDS), now).replace("\xa0", " ")
+            reasons.append(
+                f"{len(self.carried)} dust carried forward: paid with its stream's bundle once the stream's dust is "
+                f"worth a payment or its oldest share has waited {wait}; a retry cannot send it sooner"
+            )
+        if reasons:
+            text += f" ({'; '.join(reasons)})"
+        if str(DeliveryStatus.SUBMITTED) in self.skipped.values():
+            text += "; an event in a batch stuck in flight is freed by abandoning its batch"
         if self.missing:
             text += f", {len(self.missing)} not found"
         return text + "."
@@ -59,9 +80,15 @@ class RetryOutcome:
 
 def revenue_events_delivery_retry(*, event_ids: Iterable[int], actor: Any, via: str) -> RetryOutcome:
     """Staff: queue these events' delivery again with a fresh attempt budget. Only pending,
-    failed or critical events are queued; events in flight or delivered are skipped. Every
-    event considered gets a StaffAction row with the state it was in."""
+    failed or critical events are queued; events in flight or delivered, and pending dust
+    carried forward (it goes with its stream's bundle), are skipped. Every event considered
+    gets a StaffAction row with the state it was in."""
     ids = sorted({int(pk) for pk in event_ids})
+    if len(ids) > RETRY_MAX_EVENTS:
+        raise InvalidInput(
+            fields={"event_ids": [f"At most {RETRY_MAX_EVENTS} events at once, nothing was queued: filter the "
+                                  "list by delivery status (critical, failed) first."]}
+        )  # fmt: skip
     outcome = RetryOutcome()
     now = timezone.now()
     with transaction.atomic():
@@ -72,15 +99,19 @@ def revenue_events_delivery_retry(*, event_ids: Iterable[int], actor: Any, via: 
             .annotate(state=status_expression())
             .values_list("pk", "state")
         )
+        # Dust waits for its stream's bundle whatever staff do: said, not counted as queued.
+        dust = set(RevenueEvent.objects.filter(pk__in=list(states)).filter(carried()).values_list("pk", flat=True))
         records = []
         for pk in ids:
             if pk not in states:
                 outcome.missing.append(pk)
                 continue
             before = str(states[pk] or DeliveryStatus.PENDING)
-            queued = revenue_event_delivery_retry(event_id=pk, now=now)
+            queued = pk not in dust and revenue_event_delivery_retry(event_id=pk, now=now)
             if queued:
                 outcome.queued.append(pk)
+            elif pk in dust:
+                outcome.carried.append(pk)
             else:
                 outcome.skipped[pk] = before
             records.append(
@@ -94,6 +125,7 @@ def revenue_events_delivery_retry(*, event_ids: Iterable[int], actor: Any, via: 
                     to_state=str(DeliveryStatus.PENDING) if queued else before,
                     outcome=StaffActionOutcome.DONE if queued else StaffActionOutcome.SKIPPED,
                     via=via,
+                    detail="dust carried forward" if pk in dust else "",
                 )
             )
         StaffAction.objects.bulk_create(records)
@@ -157,6 +189,8 @@ def delivery_batch_abandon(*, batch_id: int, actor: Any, reason: str, via: str) 
         raise InvalidInput(fields={"reason": ["Say why the batch is abandoned (it is kept in the audit trail)."]})
     if len(why) > REASON_MAX_LENGTH:
         raise InvalidInput(fields={"reason": [f"At most {REASON_MAX_LENGTH} characters."]})
+    if has_control_characters(why):  # the admin's form posts it as typed: PostgreSQL refuses a NUL
+        raise InvalidInput(fields={"reason": ["Text only: no control characters."]})
     batch = DeliveryBatch.objects.select_related("deployment").filter(pk=batch_id).first()
     if batch is None:
         raise DeliveryBatchNotFound()

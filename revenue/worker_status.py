@@ -4,14 +4,28 @@ to the events)."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, Q
+from django.utils import timezone
 
 from revenue.delivery.metadata import DeliveryStatus, status_expression
 from revenue.models import DeliveryBatch, DeliveryBatchStatus, DeliveryHeartbeat, RevenueEvent
 from revenue.reports import delivery_pause
+
+# No delivery cycle for this long: the chain worker or beat is not running (the threshold
+# of PlatformDeliveryWorkerStalled, monitoring/alerts.yml).
+STALLED_AFTER = timedelta(minutes=10)
+
+
+def worker_stalled(worker: dict[str, Any], *, now: datetime | None = None) -> bool:
+    """Delivery is on and the chain worker never ran a cycle, or not for STALLED_AFTER."""
+    if not worker["enabled"]:
+        return False
+    last = worker["last_run_at"]
+    return last is None or (now or timezone.now()) - last > STALLED_AFTER
 
 
 def delivery_status_counts() -> dict[str, int]:

@@ -111,7 +111,7 @@ class RevenueEventRetryApi(APIView):
             raise RevenueEventNotFound()
         outcome = revenue_events_delivery_retry(event_ids=[event_pk], actor=request.user, via="api")
         if not outcome.queued:
-            raise RevenueEventNotRetryable()
+            raise RevenueEventNotRetryable(f"Event {event_pk} was not queued: {outcome.message()}")
         return Response(RevenueEventRetryQueuedSerializer({"id": event_pk, "status": "queued"}).data, status=202)
 
 

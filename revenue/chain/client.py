@@ -826,7 +826,8 @@ class ContractHealth:
         if not self.compatible:
             return OperatorFault(
                 PauseCause.CONTRACT_MISSING,
-                "the contract at the reserve's address is not this version of HolderReserve: run `chain_deploy`",
+                "the contract at the reserve's address is not this version of HolderReserve: "
+                "run `chain_deploy --replace`",
             )
         if self.paused:
             return OperatorFault(PauseCause.CONTRACT_PAUSED, "the reserve is paused by its owner")

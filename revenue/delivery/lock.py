@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -49,3 +50,16 @@ def delivery_sender_lock() -> Iterator[bool]:
     finally:
         if acquired:
             _process_lock.release()
+
+
+@contextmanager
+def delivery_sender_lock_within(seconds: float) -> Iterator[bool]:
+    """The delivery lock, tried again for up to ``seconds`` while a cycle holds it (cycles
+    are short); yields whether this process is now the sender."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with delivery_sender_lock() as acquired:
+            if acquired or time.monotonic() >= deadline:
+                yield acquired
+                return
+        time.sleep(0.25)

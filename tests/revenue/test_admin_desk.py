@@ -6,6 +6,7 @@ warns when delivery is paused or the chain unreachable."""
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import timedelta
 from decimal import Decimal
@@ -17,7 +18,14 @@ from django.utils import timezone
 from orders.engine.requests import OrderRequest
 from orders.models import Deposit, Order, Trade, TradeOutbox, Wallet
 from orders.services.orders import order_place
-from revenue.delivery.metadata import DeliveryMetadata, patch_delivered, patch_failed, patch_submitted
+from revenue.delivery.metadata import (
+    DeliveryMetadata,
+    patch_amount,
+    patch_carried,
+    patch_delivered,
+    patch_failed,
+    patch_submitted,
+)
 from revenue.models import (
     ChainDeployment,
     DeliveryBatch,
@@ -177,6 +185,49 @@ def test_the_retry_action_counts_before_the_change_and_audits_each_event(desk, s
     assert "3 queued, 2 skipped" in again.content.decode()
 
 
+def test_retrying_dust_carried_forward_says_it_waits_for_its_bundle(desk, staff, mixed, staff_client):
+    """A pending share carried forward as dust waits for its stream's bundle whatever staff
+    do: the retry answered "1 queued" (202 "queued" through the API), audited as done,
+    and nothing moved; the operator was told it would go with the next cycle."""
+    now = timezone.now()
+    dust = _event("m-dust", patch_carried(now=now), patch_amount(5))
+    response = desk.post("/admin/revenue/revenueevent/", {"action": "retry_delivery_now",
+                         "_selected_action": [dust.pk, mixed["critical"].pk]}, follow=True)  # fmt: skip
+    assert 'class="warning"' in response.content.decode()
+    assert (
+        "1 queued, 1 skipped (1 dust carried forward: paid with its stream's bundle once the stream's dust is worth "
+        "a payment or its oldest share has waited 1 week; a retry cannot send it sooner)."
+        in html.unescape(response.content.decode())
+    )
+    document = DeliveryMetadata.of(RevenueEvent.objects.get(pk=dust.pk).metadata)
+    assert document.status == "pending" and document.carried_at is not None
+    action = StaffAction.objects.get(target_id=dust.pk)
+    assert (action.from_state, action.to_state, action.outcome) == ("pending", "pending", StaffActionOutcome.SKIPPED)
+    assert action.detail == "dust carried forward"
+    answer = staff_client.post(f"/api/admin/revenue/events/{dust.pk}/retry")
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "event_not_retryable"
+    assert "dust carried forward" in answer.json()["error"]["message"]
+
+
+def test_retrying_every_event_at_once_is_refused_with_what_to_do(desk, mixed, monkeypatch):
+    """A "select all" over an unfiltered list handed every event to one retry: each locked
+    and audited in one transaction (on SQLite a 500 past its bound-variable limit, 250,000 in
+    Debian's build; on PostgreSQL the delivery worker waited behind millions of row locks)."""
+    import revenue.staff_actions as staff_actions
+    from core.errors import InvalidInput
+
+    with pytest.raises(InvalidInput):
+        staff_actions.revenue_events_delivery_retry(event_ids=range(1, 1002), actor=None, via="admin")
+    monkeypatch.setattr(staff_actions, "RETRY_MAX_EVENTS", 4)
+    response = desk.post("/admin/revenue/revenueevent/", {"action": "retry_delivery_now", "select_across": "1",
+                         "index": "0", "_selected_action": [mixed["failed"].pk]}, follow=True)  # fmt: skip
+    assert (
+        "At most 4 events at once, nothing was queued: filter the list by delivery status (critical, failed) first."
+        in html.unescape(response.content.decode())
+    )
+    assert not StaffAction.objects.exists() and _status(mixed["critical"]) == "critical"
+
+
 def test_the_event_page_has_a_retry_button_that_posts(desk, staff, mixed):
     event = mixed["critical"]
     page = desk.get(f"/admin/revenue/revenueevent/{event.pk}/change/").content.decode()
@@ -275,6 +326,18 @@ def test_the_event_page_reads_its_delivery_in_words(desk, db):
     page = desk.get(f"/admin/revenue/revenueevent/{event.pk}/change/").content.decode()
     assert f"{at:%Y-%m-%d %H:%M:%S} UTC (" in page and "from now)" in page
     assert "reverted: boom" in page and ">failed<" in page
+
+
+def test_dust_carried_forward_reads_as_such_and_offers_no_retry(desk, db):
+    """A share carried forward waits days for its stream's bundle, on purpose and with no
+    alert: the list and its page read a bare "pending", and offered a retry that cannot
+    send it sooner."""
+    carried_at = timezone.now() - timedelta(days=2)
+    dust = _event("p-dust", patch_carried(now=carried_at), patch_amount(5))
+    expected = f"pending (dust carried forward since {carried_at:%Y-%m-%d %H:%M:%S} UTC ("
+    assert expected in html.unescape(desk.get("/admin/revenue/revenueevent/").content.decode())
+    page = html.unescape(desk.get(f"/admin/revenue/revenueevent/{dust.pk}/change/").content.decode())
+    assert expected in page and 'id="retry-delivery"' not in page
 
 
 def test_streams_can_be_reworded_but_not_added_deleted_or_recounted(desk, db):
@@ -385,6 +448,20 @@ def test_no_banner_when_all_is_well(desk, db):
     DeliveryHeartbeat.objects.create(pk=1, last_run_at=timezone.now(), connected=True)
     page = desk.get("/admin/revenue/revenueevent/failure-report/").content.decode()
     assert 'id="banner-chain"' not in page and 'id="banner-paused"' not in page
+
+
+@pytest.mark.parametrize("last_run", [None, timedelta(minutes=11)], ids=["never", "11 minutes ago"])
+def test_the_pages_say_when_the_chain_worker_stopped_running(desk, db, last_run):
+    """A chain worker (or beat) that stopped left the pages as they were: its last run read
+    "3 hours ago" in a corner among green figures, the report's counts frozen, no word of it."""
+    if last_run is not None:
+        DeliveryHeartbeat.objects.create(pk=1, last_run_at=timezone.now() - last_run, connected=True)
+    for path in ("failure-report", "worker-status"):
+        page = desk.get(f"/admin/revenue/revenueevent/{path}/").content.decode()
+        assert 'id="banner-stalled"' in page and "<code>chain</code> and <code>beat</code> processes" in page, path
+    DeliveryHeartbeat.objects.update_or_create(pk=1, defaults={"last_run_at": timezone.now() - timedelta(minutes=9)})
+    for path in ("failure-report", "worker-status"):
+        assert 'id="banner-stalled"' not in desk.get(f"/admin/revenue/revenueevent/{path}/").content.decode()
 
 
 def test_the_reports_holder_share_pending_is_exact_as_the_api_gives_it(desk, db):

@@ -141,6 +141,17 @@ def test_the_admin_page_asks_for_a_reason_and_shows_the_refusal(client, stuck, s
     assert f'href="/admin/revenue/deliverybatch/{stuck.pk}/change/"' in trail and "demo" in trail
 
 
+def test_a_reason_with_a_control_character_is_refused_not_a_server_error(client, stuck, settings):
+    """The admin's form hands its text to the service as posted (no form field, whose
+    validators refuse a NUL): the refusal's audit row then held a NUL, which PostgreSQL
+    cannot store, and the page was a 500."""
+    settings.WEB3_PROVIDER_URI = ""
+    client.force_login(_staff("abandon_batch"))
+    page = client.post(f"/admin/revenue/deliverybatch/{stuck.pk}/abandon/", {"reason": "stuck\x00 since noon"})
+    assert page.status_code == 200 and "Text only: no control characters." in page.content.decode()
+    assert not StaffAction.objects.exists() and DeliveryBatch.objects.get().status == "submitted"
+
+
 def test_the_failure_report_links_the_stuck_batches(client, stuck):
     # "Batches stuck 1" said how many, not which: the operator had to find them by hand.
     DeliveryBatch.objects.filter(pk=stuck.pk).update(alerted_at=timezone.now())

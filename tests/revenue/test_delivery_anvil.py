@@ -738,11 +738,25 @@ def test_chain_deploy_dev_writes_a_private_key_file_and_supersedes(settings, anv
     context = chain_context_get()
     assert (context.contract_address, context.signer_address) == (first.contract_address, first.signer_address)
 
-    call_command("chain_deploy", "--dev", stdout=io.StringIO())
+    call_command("chain_deploy", "--dev", "--replace", stdout=io.StringIO())
     first.refresh_from_db()
     second = ChainDeployment.objects.get(active=True)
     assert not first.active and second.pk != first.pk and second.signer_address != first.signer_address
     assert chain_context_get().contract_address == second.contract_address  # workers follow the new one
+
+
+def test_chain_deploy_run_again_by_mistake_deploys_nothing(on_anvil, settings):
+    """Run a second time (a copied runbook, a retried release job), it deployed a second
+    reserve without a word, and every holder share from then on went to it. A chain with an
+    active deployment now takes --replace."""
+    key_before = settings.CHAIN_SIGNER_KEY_FILE.read_text()
+    for args in (("--dev",), ("--dev", "--force"), ()):
+        with pytest.raises(CommandError, match=r"already has an active HolderReserve.*--replace"):
+            call_command("chain_deploy", *args, stdout=io.StringIO())
+    assert ChainDeployment.objects.get().pk == on_anvil.context.deployment_id
+    assert settings.CHAIN_SIGNER_KEY_FILE.read_text() == key_before  # no new dev key either
+    call_command("chain_deploy", "--dev", "--replace", stdout=io.StringIO())
+    assert ChainDeployment.objects.get(active=True).pk != on_anvil.context.deployment_id
 
 
 def test_chain_deploy_refuses_to_strand_batches_in_flight(on_anvil, settings):
@@ -750,10 +764,47 @@ def test_chain_deploy_refuses_to_strand_batches_in_flight(on_anvil, settings):
     on_anvil.ctl.set_automine(False)
     revenue_events_deliver(max_batches=1)
     with pytest.raises(CommandError, match="in flight"):
-        call_command("chain_deploy", "--dev", stdout=io.StringIO())
+        call_command("chain_deploy", "--dev", "--replace", stdout=io.StringIO())
     on_anvil.ctl.set_automine(True)
-    call_command("chain_deploy", "--dev", "--force", stdout=io.StringIO())
+    call_command("chain_deploy", "--dev", "--replace", "--force", stdout=io.StringIO())
     assert DeliveryBatch.objects.get().status == "superseded" and statuses() == {"pending": 2}
+
+
+def test_chain_deploy_refuses_while_the_delivery_worker_is_in_a_cycle(on_anvil, settings, monkeypatch):
+    """The redeploy checked for batches in flight, then deployed (a transaction and its
+    receipt: seconds) and superseded the old deployment, without the delivery lock: a batch
+    the worker sent meanwhile was superseded and its events returned to pending, while its
+    transaction paid them on the old reserve; the new reserve paid them again. It now runs as
+    the only sender, or not at all."""
+    import threading
+
+    import revenue.management.commands.chain_deploy as command
+    from revenue.delivery.lock import delivery_sender_lock
+
+    monkeypatch.setattr(command, "LOCK_WAIT_SECONDS", 0.5, raising=False)
+    events_create(2)
+    key_before = settings.CHAIN_SIGNER_KEY_FILE.read_text()
+    holding, release = threading.Event(), threading.Event()
+
+    def worker_in_a_cycle() -> None:  # its own session (PostgreSQL) or thread (SQLite) holds the lock
+        with delivery_sender_lock() as acquired:
+            assert acquired
+            holding.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=delivery_support.in_thread, args=(worker_in_a_cycle,))
+    thread.start()
+    try:
+        assert holding.wait(30)
+        with pytest.raises(CommandError, match="delivery worker is in a cycle"):
+            call_command("chain_deploy", "--dev", stdout=io.StringIO())
+    finally:
+        release.set()
+        thread.join(30)
+    assert ChainDeployment.objects.get(active=True).pk == on_anvil.context.deployment_id
+    assert settings.CHAIN_SIGNER_KEY_FILE.read_text() == key_before  # the signer's key is not replaced either
+    call_command("chain_deploy", "--dev", "--replace", stdout=io.StringIO())  # the lock free: deployed
+    assert ChainDeployment.objects.get(active=True).pk != on_anvil.context.deployment_id
 
 
 def test_chain_deploy_with_a_production_key_and_its_guards(settings, anvil, anvil_ctl, anvil_factory, tmp_path):  # noqa: F811
@@ -821,12 +872,12 @@ def test_chain_deploy_force_never_returns_the_events_of_a_mined_batch(on_anvil, 
     batch = DeliveryBatch.objects.get()
     assert batch.status == "submitted" and batch.block_number is not None
     with pytest.raises(CommandError, match="mined"):
-        call_command("chain_deploy", "--dev", "--force", stdout=io.StringIO())
+        call_command("chain_deploy", "--dev", "--replace", "--force", stdout=io.StringIO())
     assert ChainDeployment.objects.filter(active=True).get().pk == on_anvil.context.deployment_id
     drive(until=all_delivered, mine=on_anvil.mine, each=sound)
     assert_delivered_exactly_once(on_anvil.context)
     assert all(metadata(pk).tx_hash == batch.tx_hashes[0] for pk in ids)
-    call_command("chain_deploy", "--dev", stdout=io.StringIO())  # confirmed: nothing in flight any more
+    call_command("chain_deploy", "--dev", "--replace", stdout=io.StringIO())  # confirmed: nothing in flight any more
     assert statuses() == {"delivered": 3}
 
 
@@ -1222,11 +1273,11 @@ def test_chain_deploy_counts_an_abandoned_batch_in_flight_until_its_nonce_is_use
     ctl.mine(1)
     assert abandon(batch).grounds == "tx_gone"
     with pytest.raises(CommandError, match="1 batch"):
-        call_command("chain_deploy", "--dev", stdout=io.StringIO())
+        call_command("chain_deploy", "--dev", "--replace", stdout=io.StringIO())
     nonce_used_elsewhere(context, batch.nonce)  # then final: no version of it can be mined any more
     ctl.mine(70)
     ctl.set_automine(True)
-    call_command("chain_deploy", "--dev", stdout=io.StringIO())
+    call_command("chain_deploy", "--dev", "--replace", stdout=io.StringIO())
     assert ChainDeployment.objects.get(active=True).pk != context.deployment_id
     drive(until=all_delivered, mine=on_anvil.mine, each=sound)
     assert_delivered_exactly_once(chain_context_get())

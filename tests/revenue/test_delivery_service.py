@@ -182,7 +182,14 @@ def test_backoff_doubles_until_the_event_is_critical_and_alerted_once(
 
     settings.ALERT_WEBHOOK_URL = "http://alerts.invalid/hook"
     posted = []
-    monkeypatch.setattr(alerts.requests, "post", lambda url, json, timeout: posted.append((url, json)))
+
+    def post(url, json, timeout):
+        posted.append((url, json))
+        taken = alerts.requests.Response()
+        taken.status_code = 200
+        return taken
+
+    monkeypatch.setattr(alerts.requests, "post", post)
 
     def reverts(*args, **kwargs):
         raise ValueError("execution reverted: bad stream")
