@@ -11,7 +11,15 @@ from enum import StrEnum
 from typing import Protocol, TypeVar
 
 from core.errors import InvalidInput, unknown_fields
-from core.money import AMOUNT_MAX_DIGITS, AMOUNT_TEXT_MAX_LENGTH, MONEY_CONTEXT, QUANTUM, parse_amount
+from core.money import (
+    AMOUNT_MAX_DIGITS,
+    AMOUNT_TEXT_MAX_LENGTH,
+    MONEY_CONTEXT,
+    QUANTUM,
+    amount_refusal,
+    parse_amount,
+    parse_decimal,
+)
 from orders.engine.money import is_multiple_of
 from orders.engine.types import OrderType, SelfTradePrevention, TimeInForce
 from orders.engine.types import Side as OrderSide
@@ -169,6 +177,11 @@ def amount_text_of_number(number: Decimal) -> str:
         amount = parse_amount(number)
         if amount is not None:
             return f"{MONEY_CONTEXT.quantize(amount, QUANTUM):f}"
+        # Too many places or beyond the column: its own digits, so that the refusal can say
+        # which (what parse_amount refuses in the number, it refuses in this text).
+        text = f"{number:f}"
+        if len(text) <= AMOUNT_TEXT_MAX_LENGTH:
+            return text
     return "NaN"
 
 
@@ -269,7 +282,7 @@ def order_request_validate(*, market: MarketGrid, request: OrderRequest) -> Vali
 
     quantity = parse_amount(request.quantity)
     if quantity is None or quantity <= 0:
-        raise InvalidQuantity(fields={"quantity": ["Must be a positive decimal."]})
+        raise InvalidQuantity(fields={"quantity": [_amount_refusal(request.quantity)]})
     if not is_multiple_of(quantity, unit=market.quantity_step):
         raise InvalidQuantity(fields={"quantity": [f"Must be a multiple of the quantity step {market.quantity_step}."]})
     if quantity < market.min_quantity:
@@ -309,10 +322,19 @@ def order_request_validate(*, market: MarketGrid, request: OrderRequest) -> Vali
     )
 
 
+def _amount_refusal(raw: object) -> str:
+    """Why an amount the contract needs positive was refused: a number too large for the
+    column or with too many places is told so, not that it is no decimal."""
+    value = parse_decimal(raw)
+    if value is None or value <= 0:
+        return "Must be a positive decimal."
+    return amount_refusal(raw)
+
+
 def _price(raw: object, *, market: MarketGrid, field: str) -> Decimal:
     value = parse_amount(raw)
     if value is None or value <= 0:
-        raise InvalidPrice(fields={field: ["Must be a positive decimal."]})
+        raise InvalidPrice(fields={field: [_amount_refusal(raw)]})
     if not is_multiple_of(value, unit=market.price_tick):
         raise InvalidPrice(fields={field: [f"Must be a multiple of the price tick {market.price_tick}."]})
     return value

@@ -201,6 +201,30 @@ def test_off_grid_values_are_rejected_not_rounded(funded, user, user_client, bod
     assert_nothing_happened(user)
 
 
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({"quantity": "1" * 23}, "quantity", "Too large: at most 22 digits before the decimal point."),
+        ({"quantity": 1e25}, "quantity", "Too large: at most 22 digits before the decimal point."),
+        ({"price": "9" * 29}, "price", "Too large: at most 22 digits before the decimal point."),
+        ({"price": "2000.000000001"}, "price", "At most 8 decimal places."),
+        ({"quantity": 1.123456789}, "quantity", "At most 8 decimal places."),
+        ({"quantity": "0"}, "quantity", "Must be a positive decimal."),
+        ({"price": "-1"}, "price", "Must be a positive decimal."),
+        ({"price": "abc"}, "price", "Must be a positive decimal."),
+        ({"quantity": 1e308}, "quantity", "Must be a positive decimal."),
+    ],
+)
+def test_a_refused_amount_says_what_is_wrong_with_it(funded, user, user_client, body, field, message):
+    # A 29-digit price was told "Must be a positive decimal.", as if it were no number.
+    request = {"side": "buy", "type": "limit", "quantity": "1", "price": "2000.00", **body}
+    response = post_order(user_client, **request)
+    code = "invalid_quantity" if field == "quantity" else "invalid_price"
+    assert_error(response, 400, code, field)
+    assert response.json()["error"]["fields"][field] == [message]
+    assert_nothing_happened(user)
+
+
 def test_off_tick_stop_price_is_rejected(funded, user, user_client):
     response = post_order(user_client, side="sell", type="stop_loss", quantity="1", stop_price="1500.005")
     assert_error(response, 400, "invalid_price", "stop_price")
