@@ -102,6 +102,7 @@ class OrdersApi(RateLimitHeaders, APIView):
         " `client_order_id` again with the same parameters answers the order it placed (200).",
     )
     def post(self, request: Request) -> HttpResponse:
+        query_params_refused(request)  # the body holds everything (as orders.api.hot.Placement)
         user = request_user(request)
         order_request = order_request_parse(request.data)  # the rules of OrderInput, without its fields
         return place_answer(
