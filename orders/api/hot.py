@@ -175,7 +175,8 @@ def order_place_read(request: HttpRequest) -> Placement | HttpResponse | None:
         data = _json_body(request)
     except ValueError:
         return None
-    return Placement(principal=principal, data=data, query=tuple(request.GET))
+    query = tuple(request.GET) if request.META.get("QUERY_STRING") else ()  # no QueryDict built for none
+    return Placement(principal=principal, data=data, query=query)
 
 
 def order_place_hot(request: HttpRequest) -> HttpResponse | None:
