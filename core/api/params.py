@@ -34,6 +34,12 @@ def query_params_refused(request: Request) -> None:
     query_names_refused(request.query_params)
 
 
+def query_params_known(request: Request, *known: str) -> None:
+    """Refuses (400) a query parameter not among `known`, rather than dropping it: a filter
+    under another name (`?symbol=` for `?market=`) answered the whole list."""
+    query_names_refused(name for name in request.query_params if name not in known)
+
+
 def query_names_refused(names: Iterable[str]) -> None:
     """query_params_refused for the names of a request's query parameters (a Django
     request's `GET`, where there is no DRF request: the order hot path)."""
