@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 from django.conf import settings
-from django.core.exceptions import BadRequest, SuspiciousOperation
+from django.core.exceptions import BadRequest, SuspiciousOperation, TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.urls import Resolver404, resolve
 from django.utils.cache import patch_vary_headers
@@ -124,7 +124,14 @@ class NulByteMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if "\x00" in request.path:
             return not_found(request)
-        if any("\x00" in key or any("\x00" in value for value in values) for key, values in request.GET.lists()):
+        try:
+            parameters = request.GET.lists()
+        except TooManyFieldsSent as exc:
+            # More than DATA_UPLOAD_MAX_NUMBER_FIELDS: answered here rather than raised, because
+            # Django's report of the exception (the admins' mail handler, the DEBUG page) reads
+            # request.GET again and raises once more, out of the handler: a 500.
+            return bad_request(request, exc)
+        if any("\x00" in key or any("\x00" in value for value in values) for key, values in parameters):
             return bad_request(request)
         return self.get_response(request)
 

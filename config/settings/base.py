@@ -236,6 +236,9 @@ SPECTACULAR_SETTINGS = {
 # share of it. Default: the web processes gunicorn runs (config.processes: WEB_WORKERS, else
 # one per core).
 ORDER_RATE_WORKERS = env_int("ORDER_RATE_WORKERS", web_workers())
+# Rows of refresh tokens past their expiry are deleted by this beat task this often
+# (accounts.tasks.refresh_tokens_expired_flush; read when `migrate` schedules it).
+REFRESH_TOKENS_FLUSH_INTERVAL_SECONDS = env_int("REFRESH_TOKENS_FLUSH_INTERVAL_SECONDS", 3600)
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 7)),

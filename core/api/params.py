@@ -4,6 +4,7 @@ same definition, so the schema states every range the server enforces."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -30,9 +31,22 @@ def query_params_refused(request: Request) -> None:
     """For an endpoint that reads everything from its body: a query parameter is the
     caller's mistake, refused (400) rather than dropped (`POST /api/orders/cancel-all?market=`
     cancelled every market's orders)."""
+    query_names_refused(request.query_params)
+
+
+def query_params_known(request: Request, *known: str) -> None:
+    """Refuses (400) a query parameter not among `known`, rather than dropping it: a filter
+    under another name (`?symbol=` for `?market=`) answered the whole list."""
+    query_names_refused(name for name in request.query_params if name not in known)
+
+
+def query_names_refused(names: Iterable[str]) -> None:
+    """query_params_refused for the names of a request's query parameters (a Django
+    request's `GET`, where there is no DRF request: the order hot path)."""
     message = "This endpoint takes no query parameters: send it in the body."
-    if request.query_params:
-        raise InvalidParameter(fields={name: [message] for name in request.query_params})
+    fields = {name: [message] for name in names}
+    if fields:
+        raise InvalidParameter(fields=fields)
 
 
 @dataclass(frozen=True, slots=True)

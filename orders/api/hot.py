@@ -32,6 +32,7 @@ from rest_framework.response import Response
 from accounts.authentication import Principal, request_principal, request_principal_reads
 from core.api.exception_handler import API_CHALLENGE, error_body
 from core.api.fast import FastHandler, answered
+from core.api.params import query_names_refused
 from core.api.throttling import RateLimit, worker_rate_count
 from core.encoding import json_compact, json_read
 from core.errors import ApplicationError
@@ -139,14 +140,18 @@ class Placement:
 
     principal: Principal
     data: object
+    # The request's query parameters: refused, as the DRF view refuses them (a placement
+    # reads its body only; `?time_in_force=FOK` was dropped and the order rested GTC).
+    query: tuple[str, ...] = ()
 
     def order_request(self) -> tuple[OrderRequest, RateLimit | None]:
-        """Permission, order rate and body, in the order of the DRF view, and the order
-        rate's count (Refused: the error and the count, if the request was counted)."""
+        """Permission, order rate, query and body, in the order of the DRF view, and the
+        order rate's count (Refused: the error and the count, if the request was counted)."""
         if not self.principal.can_trade:
             raise Refused(PermissionRefused(), None)
         rate = order_rate_check(user_id=self.principal.user_id)
         try:
+            query_names_refused(self.query)
             return order_request_parse(self.data), rate
         except ApplicationError as error:
             raise Refused(error, rate) from error
@@ -170,7 +175,8 @@ def order_place_read(request: HttpRequest) -> Placement | HttpResponse | None:
         data = _json_body(request)
     except ValueError:
         return None
-    return Placement(principal=principal, data=data)
+    query = tuple(request.GET) if request.META.get("QUERY_STRING") else ()  # no QueryDict built for none
+    return Placement(principal=principal, data=data, query=query)
 
 
 def order_place_hot(request: HttpRequest) -> HttpResponse | None:

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from accounts.authentication import bearer_presented, request_principal, request_principal_reads
 from core.api.fast import FastHandler, answered, view_in_thread
 from core.api.pagination import CURSOR, PAGE_LIMIT, NewestFirstPagination, paginated
-from core.api.params import enum_openapi, enum_param, name_param, query_params_refused
+from core.api.params import enum_openapi, enum_param, name_param, query_params_known, query_params_refused
 from core.api.parsers import ExactJsonParser
 from core.api.request import request_user
 from core.api.schema import error_responses
@@ -83,6 +83,7 @@ class OrdersApi(RateLimitHeaders, APIView):
         description="The caller's orders, newest first, a page at a time (`next` links the following page).",
     )
     def get(self, request: Request) -> Response:
+        query_params_known(request, "status", "market", PAGE_LIMIT.name, CURSOR.name)
         status = enum_param(request, "status", choices=[s.value for s in OrderStatus])
         market = name_param(request, "market", max_length=SYMBOL_MAX_LENGTH, pattern=SYMBOL_FILTER_PATTERN)
         queryset = order_list_for_user(user_id=request_user(request).pk, status=status, market=market)
@@ -102,6 +103,7 @@ class OrdersApi(RateLimitHeaders, APIView):
         " `client_order_id` again with the same parameters answers the order it placed (200).",
     )
     def post(self, request: Request) -> HttpResponse:
+        query_params_refused(request)  # the body holds everything (as orders.api.hot.Placement)
         user = request_user(request)
         order_request = order_request_parse(request.data)  # the rules of OrderInput, without its fields
         return place_answer(
@@ -192,6 +194,7 @@ class UserTradesApi(APIView):
         operation_id="trades_list",
     )
     def get(self, request: Request) -> Response:
+        query_params_known(request, "market", PAGE_LIMIT.name, CURSOR.name)
         user = request_user(request)
         paginator = NewestFirstPagination()
         market = name_param(request, "market", max_length=SYMBOL_MAX_LENGTH, pattern=SYMBOL_FILTER_PATTERN)

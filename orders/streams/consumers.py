@@ -45,7 +45,7 @@ from orders.selectors.orders import (
 )
 from orders.sequencer.transport import engine_call
 from orders.streams.layer import ANY_CHANNEL
-from orders.streams.publish import BOOK_SNAPSHOT, group_of, user_group
+from orders.streams.publish import BOOK_SNAPSHOT, USER_FIELD, group_of, user_group
 from orders.streams.relay import relay_listen
 from orders.streams.ticker import market_ticker
 
@@ -435,9 +435,15 @@ class StreamConsumer(AsyncWebsocketConsumer):
             sub.event = event
             await self._data(sub.channel, "update", message["data"])
 
+    def _someone_elses(self, message: dict[str, Any]) -> bool:
+        """A private message queued for the user this connection was signed in as before
+        (leaving a group keeps what it had queued). One without a user (an engine of the
+        previous version) is taken as the present user's."""
+        return message.get(USER_FIELD, self.user_id) != self.user_id
+
     async def stream_data(self, message: dict[str, Any]) -> None:
         sub = self.subscriptions.get(message["channel"])
-        if sub is None or (sub.kind in PRIVATE and not await self._user_valid()):
+        if sub is None or (sub.kind in PRIVATE and (self._someone_elses(message) or not await self._user_valid())):
             return
         data = message["data"]
         if sub.kind in ("trades", "fills"):
@@ -475,7 +481,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         """Orders of this user changed in one batch: their whole bodies, read now together
         (at least those states), sent in the batch's order."""
         sub = self.subscriptions.get("orders")
-        if sub is None or self.user_id is None or not await self._user_valid():
+        if sub is None or self.user_id is None or self._someone_elses(message) or not await self._user_valid():
             return
         ids = [int(order_id) for order_id in message["ids"]]
         for data in await database_sync_to_async(_order_bodies)(self.user_id, ids):

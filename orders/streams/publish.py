@@ -132,6 +132,17 @@ def _data(group: str, channel: str, data: Any) -> Message:
     return group, {"type": "stream.data", "channel": channel, "data": data}
 
 
+# Private messages name their user: a connection that has left a user's group (it
+# authenticated as another user) may still hold messages the group queued for it before,
+# and the consumer drops those that are not its present user's (consumers.StreamConsumer).
+USER_FIELD = "user"
+
+
+def _private(user_id: int, channel: str, data: Any) -> Message:
+    group, message = _data(user_group(user_id), channel, data)
+    return group, {**message, USER_FIELD: user_id}
+
+
 # Written out rather than through the DRF serializers, which cost half a millisecond per
 # object in the engine process, and from the trade records themselves (a model instance per
 # trade and market was a quarter of this work): the same text as MarketTradeOutput and
@@ -170,7 +181,7 @@ def _trade_bodies(record: TradeRecord, *, symbol: str, executed_at: str) -> list
             "liquidity": "taker" if as_taker else "maker",
             "executed_at": executed_at,
         }
-        messages.append(_data(user_group(user_id), "fills", fill))
+        messages.append(_private(user_id, "fills", fill))
     return messages
 
 
@@ -215,5 +226,7 @@ def publish(
         # Only references, one message per user and batch: the consumers of that user (if
         # any) read the orders' whole bodies (every fill and event, as GET /api/orders/{id})
         # together, so nobody listening costs nothing and a sweep costs one read.
-        messages.append((user_group(user_id), {"type": "stream.orders", "channel": "orders", "ids": ids}))
+        messages.append(
+            (user_group(user_id), {"type": "stream.orders", "channel": "orders", "ids": ids, USER_FIELD: user_id})
+        )
     relay_send(messages)

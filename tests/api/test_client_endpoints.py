@@ -292,3 +292,19 @@ def test_a_query_parameter_given_twice_is_refused_not_read_as_its_last_value(use
     assert body["code"] == "invalid_parameter" and body["fields"] == {name: ["Give this parameter once."]}
     once = user_client.get(f"{path}?{query.split('&')[0]}")
     assert once.status_code == 200 or once.json()["error"]["fields"] != body["fields"], once.content
+
+
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [("/api/orders", "symbol=BTC-USDT"), ("/api/orders", "state=open"), ("/api/trades", "symbol=BTC-USDT")],
+)
+def test_a_query_parameter_a_list_does_not_take_is_refused_not_dropped(user_client, path, query):
+    """The caller's lists filter by `market` and `status`; another name (`symbol`, `state`,
+    as other exchanges call them) was dropped: every market's orders came back, which a bot
+    that cancels what it lists as one market's would cancel."""
+    response = user_client.get(f"{path}?{query}")
+    assert response.status_code == 400, response.content
+    name = query.split("=")[0]
+    error = response.json()["error"]
+    assert error["code"] == "invalid_parameter" and list(error["fields"]) == [name]
+    assert user_client.get(f"{path}?market=BTC-USDT&limit=5").status_code == 200

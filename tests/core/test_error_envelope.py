@@ -105,3 +105,19 @@ def test_a_body_above_the_upload_limit_is_a_400_debug_or_not(user_client, debug)
         response = user_client.post("/api/orders", data=body, content_type="application/json")
     assert response.status_code == 400, response.content[:300]
     assert response.json()["error"]["code"] == "request_too_large"
+
+
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize("path", ["/api/orders", "/api/time", "/"])
+def test_more_query_parameters_than_django_reads_is_a_400_debug_or_not(user_client, debug, path):
+    """More than DATA_UPLOAD_MAX_NUMBER_FIELDS (1000) query parameters: Django refuses to
+    parse them (TooManyFieldsSent) at the first read of request.GET, and its error report
+    (the admins' mail handler, the DEBUG page) read request.GET again while reporting it, so
+    the request, with or without credentials, was a 500."""
+    user_client.raise_request_exception = False
+    query = "&".join(f"p{i}=1" for i in range(1001))
+    with override_settings(DEBUG=debug):
+        response = user_client.get(f"{path}?{query}")
+    assert response.status_code == 400, response.content[:300]
+    if path.startswith("/api/"):
+        assert response.json()["error"]["code"] == "invalid_parameter"

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.sessions.backends.db import SessionStore
 from rest_framework_simplejwt.tokens import AccessToken
@@ -19,7 +20,8 @@ from rest_framework_simplejwt.tokens import AccessToken
 from accounts.api_keys import request_signature
 from accounts.services import api_key_create, api_key_delete
 from accounts.tokens import token_pair_issue
-from orders.streams import consumers
+from orders.streams import consumers, publish
+from orders.streams.publish import user_group
 from tests.factories import UserFactory, fund, market_create
 from tests.orders.support import place
 from tests.streams.support import StreamClient, stream_connect
@@ -246,5 +248,41 @@ def test_an_api_keys_private_channels_stop_when_the_key_is_deleted(monkeypatch):
         await client.until("fills", 1)
         await sync_to_async(api_key_delete)(user_id=alice.pk, api_key_id=api_key.pk)
         await _private_data_stops(client, bob)
+
+    async_to_sync(scenario)()
+
+
+def test_a_previous_users_queued_fills_never_reach_the_next_user(monkeypatch):
+    """A connection that authenticates as another user leaves the previous user's group, but
+    what that group had already queued for it stays queued: a fill of Alice's handled after
+    the connection, now Carol's, subscribed to `fills` was sent to Carol as hers."""
+    alice, bob = _trading_pair()
+    carol = UserFactory()
+    published: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(publish, "relay_send", published.extend)  # kept back, sent below
+    place(bob, side="sell", type="limit", quantity="0.4", price="1990.00")  # fills Alice's bid
+    deadline = time.monotonic() + 30
+    while not (fills := [m for g, m in list(published) if g == user_group(alice.pk) and m["channel"] == "fills"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    alices, carols = (token_pair_issue(user=user)["access"] for user in (alice, carol))
+
+    async def scenario() -> None:
+        client = await _subscribed(alices)
+        # All queued before the consumer runs again: it handles one client message and one
+        # layer message per turn, so the second fill comes after Carol's subscription.
+        await client.send({"op": "auth", "token": carols})
+        await client.send({"op": "subscribe", "channels": ["fills"]})
+        layer = get_channel_layer()
+        for message in fills * 2:
+            await layer.group_send(user_group(alice.pk), message)
+        assert await client.op() == {"op": "subscribed", "channels": ["fills"]}
+        snapshot = (await client.until("fills", 2))[-1]
+        assert (snapshot["type"], snapshot["data"]) == ("snapshot", [])
+        later = []
+        while not await client.ws.receive_nothing(timeout=0.5):
+            later.append(await client.receive())
+        assert later == []  # was Alice's fill, as an update of Carol's `fills`
+        await client.close()
 
     async_to_sync(scenario)()
