@@ -240,6 +240,9 @@ def trade_default(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 def trade(request: HttpRequest, symbol: str) -> HttpResponse:
+    if symbol != symbol.upper():
+        # A symbol typed in lower case (/trade/btc-usdt) finds its market's page, not a 404.
+        return redirect("trade", symbol=_market_or_404(symbol.upper()).symbol)
     return _trade_page(request, _market_or_404(symbol))
 
 

@@ -133,6 +133,13 @@ def test_unknown_market_is_a_404_page(client, market):
     assert client.get("/trade/NOPE-USDT/live").status_code == 404
 
 
+def test_a_symbol_typed_in_lower_case_finds_its_market(client, market):
+    response = client.get("/trade/eth-usdt")
+    assert response.status_code == 302
+    assert response["Location"] == TRADE
+    assert client.get("/trade/nope-usdt").status_code == 404
+
+
 def test_anonymous_trade_page_invites_to_log_in_and_shows_no_order_form(client, market):
     body = text(client.get(TRADE))
     assert 'id="order-entry"' not in body
