@@ -175,6 +175,7 @@ def _migration_data_restore() -> None:
         import_module("revenue.migrations.0002_seed_streams_and_schedules").seed(apps, None)
         import_module("revenue.migrations.0004_delivery_schedule").schedule(apps, None)
         import_module("orders.migrations.0007_inactive_orders_sweep_schedule").schedule(apps, None)
+        import_module("accounts.migrations.0003_refresh_tokens_flush_schedule").schedule(apps, None)
 
 
 @pytest.fixture(autouse=True)
