@@ -145,9 +145,9 @@ class WalletAdmin(ReadOnlyAdmin):
 
 @admin.register(Deposit)
 class DepositAdmin(ReadOnlyAdmin):
-    list_display = ("id", "user", "asset", "bucket", "amount", "created_by", "created_at")
+    list_display = ("id", "user", "asset", "bucket", "amount", "created_by", "created_at", "reference")
     list_filter = ("asset",)
-    search_fields = ("user__username",)
+    search_fields = ("user__username", "=reference")
     list_select_related = ("user", "asset", "created_by")
 
 

@@ -6,6 +6,7 @@ ways in (orders.services.wallets.house_stock_credit)."""
 from __future__ import annotations
 
 from typing import Any
+from uuid import uuid4
 
 from django import forms
 from django.contrib import messages
@@ -17,16 +18,24 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from core.errors import ApplicationError
-from orders.models import Market
+from orders.errors import DepositReferenceReused
+from orders.models import DEPOSIT_REFERENCE_MAX_LENGTH, Market
 from orders.services.wallets import house_stock_credit
 
 PERMISSION = "orders.add_deposit"  # a house credit is a deposit, as a staff credit is
+FORM_RESENT = (
+    "This form already made a credit, with other figures: nothing more was credited. "
+    "Open the form again for another credit."
+)
 
 
 class HouseStockForm(forms.Form):
     market = forms.ModelChoiceField(queryset=Market.objects.select_related("base", "quote").order_by("symbol"))
     asset = forms.CharField(max_length=16, help_text="The market's base (to sell) or quote asset (to buy with).")
     amount = forms.CharField(max_length=64, help_text="A positive decimal, at most 8 decimal places.")
+    # The form's own idempotency key, made when it is shown: sent twice (a double click, a
+    # resent form), the credit is made once.
+    reference = forms.CharField(widget=forms.HiddenInput, max_length=DEPOSIT_REFERENCE_MAX_LENGTH)
 
 
 def house_stock_page(model_admin: ModelAdmin[Any], request: HttpRequest) -> HttpResponse:
@@ -34,7 +43,7 @@ def house_stock_page(model_admin: ModelAdmin[Any], request: HttpRequest) -> Http
     user = request.user
     if not isinstance(user, User) or not user.has_perm(PERMISSION):
         raise PermissionDenied
-    form = HouseStockForm(request.POST if request.method == "POST" else None)
+    form = HouseStockForm(request.POST) if request.method == "POST" else HouseStockForm(initial={"reference": uuid4()})
     if request.method == "POST" and form.is_valid():
         market = form.cleaned_data["market"]
         try:
@@ -43,7 +52,10 @@ def house_stock_page(model_admin: ModelAdmin[Any], request: HttpRequest) -> Http
                 asset_symbol=form.cleaned_data["asset"].strip().upper(),
                 amount=form.cleaned_data["amount"].strip(),
                 actor=user,
+                reference=form.cleaned_data["reference"],
             )
+        except DepositReferenceReused:
+            form.add_error(None, FORM_RESENT)
         except ApplicationError as refused:
             for name, errors in (refused.fields or {"__all__": [refused.message]}).items():
                 for error in errors:

@@ -65,6 +65,13 @@ class InvalidAmount(ApplicationError):
     default_message = "The amount must be a positive decimal with at most 8 decimal places."
 
 
+class DepositReferenceReused(Conflict):
+    """A staff credit's reference (idempotency key) sent again with another credit."""
+
+    code = "deposit_reference_reused"
+    default_message = "This reference names another credit; nothing was credited."
+
+
 class MarketInactive(ApplicationError):
     code = "market_inactive"
     default_message = "This market is not accepting orders."

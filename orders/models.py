@@ -112,6 +112,9 @@ class Wallet(models.Model):
         return self.balance - self.locked
 
 
+DEPOSIT_REFERENCE_MAX_LENGTH = 64
+
+
 class Deposit(models.Model):
     """Money entering the ledger. For every asset: sum(deposits) == sum(wallet balances)."""
 
@@ -123,9 +126,15 @@ class Deposit(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # The staff credit's idempotency key (its `Idempotency-Key`, the admin form's token, the
+    # command's --reference): sent again, the credit is answered, not made twice.
+    reference = models.CharField(max_length=DEPOSIT_REFERENCE_MAX_LENGTH, blank=True, default="")
 
     class Meta:
-        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="deposit_amount_positive")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="deposit_amount_positive"),
+            models.UniqueConstraint(fields=["reference"], condition=~Q(reference=""), name="deposit_reference_unique"),
+        ]
 
     def __str__(self) -> str:
         return f"deposit {self.amount} {self.asset_id} to {self.user_id}"

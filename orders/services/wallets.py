@@ -1,30 +1,40 @@
 from __future__ import annotations
 
 import logging
+import re
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from accounts.selectors import user_is_system_account
 from core.db import money_sums
 from core.errors import InvalidInput
 from core.money import MAX_AMOUNT, ZERO, amount_refusal, parse_amount
-from orders.errors import AssetNotFound, InvalidAmount, UserNotFound
+from orders.errors import AssetNotFound, DepositReferenceReused, InvalidAmount, UserNotFound
 from orders.locks import lock_asset, wallets_lock
-from orders.models import Asset, Deposit, Market, Wallet
+from orders.models import DEPOSIT_REFERENCE_MAX_LENGTH, Asset, Deposit, Market, Wallet
 from orders.system_accounts import house_user_id
 
 logger = logging.getLogger(__name__)
 
 
 @transaction.atomic(durable=True)
-def wallet_credit(*, username: str, asset_symbol: str, amount: object, credited_by: User | None = None) -> Wallet:
+def wallet_credit(
+    *,
+    username: str,
+    asset_symbol: str,
+    amount: object,
+    credited_by: User | None = None,
+    reference: str | None = None,
+) -> Wallet:
     """A staff credit: a deposit into a trader's own wallet (bucket 0). Refused for the
     platform's accounts (their money lives in per-market buckets: house_stock_credit), for
-    closed accounts, and for the staff member's own account (another one credits it)."""
+    closed accounts, and for the staff member's own account (another one credits it).
+    `reference` (the request's idempotency key) makes it once only: see _credit."""
     value = _amount_parse(amount)
+    reference = _reference_parse(reference)
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
         raise UserNotFound(fields={"username": ["No such user."]})
@@ -39,7 +49,9 @@ def wallet_credit(*, username: str, asset_symbol: str, amount: object, credited_
     asset = Asset.objects.filter(symbol=asset_symbol).first()
     if asset is None:
         raise AssetNotFound(fields={"asset": ["No such asset."]})
-    return _credit(user_id=int(user.pk), asset=asset, amount=value, bucket=0, credited_by=credited_by)
+    return _credit(
+        user_id=int(user.pk), asset=asset, amount=value, bucket=0, credited_by=credited_by, reference=reference
+    )
 
 
 SYSTEM_ACCOUNT_REFUSAL = (
@@ -49,18 +61,28 @@ SYSTEM_ACCOUNT_REFUSAL = (
 
 
 @transaction.atomic(durable=True)
-def house_stock_credit(*, market: Market, asset_symbol: str, amount: object, actor: User | None = None) -> Wallet:
+def house_stock_credit(
+    *, market: Market, asset_symbol: str, amount: object, actor: User | None = None, reference: str | None = None
+) -> Wallet:
     """A deposit into the house's stock of one market (its bucket: the market's id), the
     only stock auto-fill in that market draws on. Recorded as any deposit, so the ledger
     stays balanced; the engine reads the house's wallets in every batch, so the next batch
-    of the market fills from it."""
+    of the market fills from it. `reference`: once only, as wallet_credit's."""
     value = _amount_parse(amount)
+    reference = _reference_parse(reference)
     if asset_symbol not in (market.base.symbol, market.quote.symbol):
         raise InvalidInput(
             fields={"asset": [f"{market.symbol} trades {market.base.symbol} and {market.quote.symbol} only."]}
         )
     asset = market.base if asset_symbol == market.base.symbol else market.quote
-    wallet = _credit(user_id=house_user_id(), asset=asset, amount=value, bucket=int(market.pk), credited_by=actor)
+    wallet = _credit(
+        user_id=house_user_id(),
+        asset=asset,
+        amount=value,
+        bucket=int(market.pk),
+        credited_by=actor,
+        reference=reference,
+    )
     logger.info(
         "house stock credited",
         extra={
@@ -89,10 +111,32 @@ def _amount_parse(amount: object) -> Decimal:
     raise InvalidAmount(f"Invalid amount. {reason}", fields={"amount": [reason]})
 
 
-def _credit(*, user_id: int, asset: Asset, amount: Decimal, bucket: int, credited_by: User | None) -> Wallet:
+def deposit_reference_valid(reference: str) -> bool:
+    return REFERENCE_PATTERN.fullmatch(reference) is not None
+
+
+def _reference_parse(reference: str | None) -> str | None:
+    if reference is None or deposit_reference_valid(reference):
+        return reference
+    raise InvalidInput(fields={"reference": [DEPOSIT_REFERENCE_REFUSAL]})
+
+
+REFERENCE_PATTERN = re.compile(rf"[A-Za-z0-9._:-]{{1,{DEPOSIT_REFERENCE_MAX_LENGTH}}}")
+DEPOSIT_REFERENCE_REFUSAL = (
+    f"1 to {DEPOSIT_REFERENCE_MAX_LENGTH} characters among letters, digits and . _ : - (a UUID, a ticket number)."
+)
+
+
+def _credit(
+    *, user_id: int, asset: Asset, amount: Decimal, bucket: int, credited_by: User | None, reference: str | None = None
+) -> Wallet:
     # The asset's row serializes its deposits, so the supply checked here is exact: no
     # balance can then outgrow a column, since all of them together hold the supply.
     lock_asset(asset_id=asset.pk)
+    if reference is not None:
+        done = Deposit.objects.filter(reference=reference).first()
+        if done is not None:
+            return _credit_replayed(done, user_id=user_id, asset=asset, amount=amount, bucket=bucket)
     (supply,) = money_sums(Deposit.objects.filter(asset=asset), group_by="asset_id", fields=["amount"]).get(
         asset.pk, (ZERO,)
     )
@@ -105,6 +149,31 @@ def _credit(*, user_id: int, asset: Asset, amount: Decimal, bucket: int, credite
     wallet = wallets_lock(keys=[key])[key]
     wallet.balance += amount  # in Decimal: SQL arithmetic on SQLite's text columns would be floating point
     wallet.save(update_fields=["balance", "updated_at"])
-    Deposit.objects.create(user_id=user_id, asset=asset, bucket=bucket, amount=amount, created_by=credited_by)
+    try:
+        # A savepoint: the same reference credited in another asset meanwhile (its lock is
+        # not this one) fails here, on the constraint, and nothing of this credit stays.
+        with transaction.atomic():
+            Deposit.objects.create(
+                user_id=user_id,
+                asset=asset,
+                bucket=bucket,
+                amount=amount,
+                created_by=credited_by,
+                reference=reference or "",
+            )
+    except IntegrityError:
+        if reference is None or not Deposit.objects.filter(reference=reference).exists():
+            raise
+        raise DepositReferenceReused() from None
     logger.debug("wallet credited", extra={"user_id": user_id, "asset": asset.symbol, "amount": str(amount)})
     return Wallet.objects.select_related("asset").get(pk=wallet.pk)
+
+
+def _credit_replayed(done: Deposit, *, user_id: int, asset: Asset, amount: Decimal, bucket: int) -> Wallet:
+    """The credit a reference already made, sent again (a retried request, a second click):
+    answered with its wallet as it is now, nothing credited; another credit under the same
+    reference is refused."""
+    if (done.user_id, done.asset_id, done.bucket, done.amount) != (user_id, asset.pk, bucket, amount):
+        raise DepositReferenceReused()
+    logger.info("staff credit sent again: not credited twice", extra={"deposit_id": done.pk, "user_id": user_id})
+    return Wallet.objects.select_related("asset").get(user_id=user_id, asset=asset, bucket=bucket)

@@ -4,6 +4,7 @@ balanced, and the running engine fills from it in its next batch."""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from io import StringIO
 
@@ -92,17 +93,26 @@ def test_staff_with_the_deposit_permission_fund_the_house_in_the_admin(market, t
     client = Client()
     client.force_login(crediter)
     assert "/admin/orders/wallet/house-stock/" in client.get("/admin/orders/wallet/").content.decode()
-    assert client.get("/admin/orders/wallet/house-stock/").status_code == 200
+    page = client.get("/admin/orders/wallet/house-stock/")
+    assert page.status_code == 200
+    reference = re.search(r'name="reference" value="([^"]+)"', page.text).group(1)  # the form's own
 
-    wrong = client.post("/admin/orders/wallet/house-stock/", {"market": market.pk, "asset": "BTC", "amount": "1"})
+    wrong = client.post(
+        "/admin/orders/wallet/house-stock/",
+        {"market": market.pk, "asset": "BTC", "amount": "1", "reference": reference},
+    )
     assert wrong.status_code == 200 and "ETH-USDT trades ETH and USDT only." in wrong.content.decode()
     too_large = client.post(
-        "/admin/orders/wallet/house-stock/", {"market": market.pk, "asset": "ETH", "amount": "9" * 23}
+        "/admin/orders/wallet/house-stock/",
+        {"market": market.pk, "asset": "ETH", "amount": "9" * 23, "reference": reference},
     )
     assert "at most 22 digits before the decimal point" in too_large.content.decode()
     assert not Deposit.objects.exists()
 
-    done = client.post("/admin/orders/wallet/house-stock/", {"market": market.pk, "asset": "ETH", "amount": "2"})
+    done = client.post(
+        "/admin/orders/wallet/house-stock/",
+        {"market": market.pk, "asset": "ETH", "amount": "2", "reference": reference},
+    )
     assert done.status_code == 302
     deposit = Deposit.objects.get()
     assert (deposit.user_id, deposit.bucket, deposit.amount, deposit.created_by) == (

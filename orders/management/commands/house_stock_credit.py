@@ -21,6 +21,11 @@ class Command(BaseCommand):
         parser.add_argument("--asset", required=True, help="The market's base or quote asset, e.g. BTC.")
         parser.add_argument("--amount", required=True, help="A positive decimal, at most 8 decimal places.")
         parser.add_argument("--actor", help="Username of the staff member ordering it (recorded on the deposit).")
+        parser.add_argument(
+            "--reference",
+            help="This credit's own reference (a ticket number, a UUID): run again with it, nothing more is "
+            "credited; the same reference with other figures is refused.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         actor = None
@@ -31,7 +36,11 @@ class Command(BaseCommand):
         try:
             market = market_get(symbol=options["market"])
             wallet = house_stock_credit(
-                market=market, asset_symbol=options["asset"], amount=options["amount"], actor=actor
+                market=market,
+                asset_symbol=options["asset"],
+                amount=options["amount"],
+                actor=actor,
+                reference=options["reference"],
             )
         except ApplicationError as refused:
             details = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in (refused.fields or {}).items())
