@@ -44,6 +44,9 @@ class PlatformJWTAuthentication(JWTAuthentication):
             return None
         return super().authenticate(request)
 
+    def get_raw_token(self, header: bytes) -> bytes | None:
+        return super().get_raw_token(_scheme_canonical(header))
+
     def get_user(self, validated_token: Token) -> Any:
         user_id = validated_token.get(api_settings.USER_ID_CLAIM)
         if not is_user_id(user_id):
@@ -99,7 +102,17 @@ class Principal:
     credentials_mark: str | None = None  # a JWT's password mark, for the engine to compare
 
 
-_jwt = JWTAuthentication()
+# An authentication scheme's name is case-insensitive (RFC 9110, 11.1): `bearer` is `Bearer`.
+_HEADER_TYPES = {header_type.lower(): header_type for header_type in AUTH_HEADER_TYPE_BYTES}
+
+
+def _scheme_canonical(header: bytes) -> bytes:
+    parts = header.split(None, 1)
+    canonical = _HEADER_TYPES.get(parts[0].lower()) if parts else None
+    return header if canonical is None else b" ".join([canonical, *parts[1:]])
+
+
+_jwt = PlatformJWTAuthentication()
 
 
 def request_principal_reads(request: HttpRequest) -> bool:
@@ -116,7 +129,7 @@ def bearer_presented(request: HttpRequest) -> bool:
     if not header:
         return False
     parts = (header.encode(HTTP_HEADER_ENCODING) if isinstance(header, str) else header).split()
-    return bool(parts) and parts[0] in AUTH_HEADER_TYPE_BYTES
+    return bool(parts) and parts[0].lower() in _HEADER_TYPES
 
 
 def request_principal(request: HttpRequest) -> Principal | None:

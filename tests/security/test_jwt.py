@@ -196,6 +196,7 @@ def test_validly_signed_tokens_with_a_malformed_user_claim_are_401_not_500(user:
     "header",
     [
         "Bearer",
+        "bearer",
         "Bearer ",
         "Bearer a.b",
         "Bearer a.b.c",
@@ -214,11 +215,24 @@ def test_malformed_bearer_headers_are_401_not_500(header: str) -> None:
     assert response.json()["error"]["code"] in {"invalid_token", "not_authenticated"}
 
 
-@pytest.mark.parametrize("header", ["Basic dXNlcjpwYXNz", "Token abc", "JWT abc.def.ghi", "bearer"])
+@pytest.mark.parametrize("header", ["Basic dXNlcjpwYXNz", "Token abc", "JWT abc.def.ghi", "Bearers abc.def.ghi"])
 def test_other_schemes_do_not_authenticate(header: str) -> None:
     client = api_client()
     client.credentials(HTTP_AUTHORIZATION=header)
     _rejected(client.get("/api/me"), code="not_authenticated")
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
+def test_the_scheme_is_read_whatever_its_case(user: Any, scheme: str) -> None:
+    """RFC 9110 (11.1): a scheme's name is case-insensitive; `bearer` was 401 not_authenticated,
+    on the DRF views and on the order hot path alike."""
+    client = api_client()
+    client.credentials(HTTP_AUTHORIZATION=f"{scheme} {AccessToken.for_user(user)}")
+    assert client.get("/api/me").json()["id"] == user.pk
+    listed = client.get("/api/orders")  # the hot path's door (accounts.authentication.request_principal)
+    assert listed.status_code == 200, listed.content
+    placed = client.post("/api/orders", {"market": "NOPE-USDT"}, format="json")
+    assert placed.status_code == 400, placed.content  # authenticated: the body's turn
 
 
 @pytest.mark.parametrize("body", [{"refresh": ""}, {"refresh": "x" * 3000}, {"refresh": ["a"]}, {}, {"refresh": None}])
