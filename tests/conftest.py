@@ -15,7 +15,7 @@ from xdist.workermanage import WorkerController
 
 from core.api.throttling import worker_rate_reset
 from orders.sequencer.transport import in_process_engine_reset
-from orders.streams.consumers import snapshot_budgets
+from orders.streams.consumers import open_connections, snapshot_budgets
 from orders.system_accounts import system_accounts_cache_clear
 from tests.factories import StaffFactory, UserFactory
 from tests.live_server import OneRequestAtATimeServer, serving
@@ -227,11 +227,13 @@ def _fresh_system_accounts():
     in_process_engine_reset()
     worker_rate_reset()
     snapshot_budgets.reset()
+    open_connections.reset()
     yield
     system_accounts_cache_clear()
     in_process_engine_reset()
     worker_rate_reset()
     snapshot_budgets.reset()
+    open_connections.reset()
 
 
 @pytest.fixture

@@ -355,6 +355,9 @@ STREAMS_RELAY = env_str("STREAMS_RELAY", "redis" if REDIS_URL else "zmq")
 # subscribe to every endpoint (one per engine that publishes).
 STREAMS_ZMQ_ENDPOINTS = env_str("STREAMS_ZMQ_ENDPOINTS", f"ipc://{VAR_DIR}/streams-main.sock")
 STREAMS_ZMQ_BIND = env_str("STREAMS_ZMQ_BIND", "")
+# Open stream connections of one client address to one web process; beyond it the handshake
+# is refused (close code 1013). A browser tab holds one (orders.streams.consumers).
+STREAMS_MAX_CONNECTIONS_PER_ADDRESS = env_int("STREAMS_MAX_CONNECTIONS_PER_ADDRESS", 100)
 
 # --- Revenue ------------------------------------------------------------------
 REVENUE_HOLDER_PERCENTAGE = env_decimal("REVENUE_HOLDER_PERCENTAGE", "0.15")

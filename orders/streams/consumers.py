@@ -11,6 +11,7 @@ of the last update it contains; a later gap (a message lost on the way) or anoth
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -64,6 +65,9 @@ USER_RECHECK_SECONDS = 1.0
 SNAPSHOT_CANDLES = 100
 # What an API key signs to authenticate a connection: a GET of the streams' path, no body.
 STREAM_PATH = "/ws/v1"
+
+logger = logging.getLogger(__name__)
+CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455's registry: the server is overloaded, try again later
 
 
 class StreamError(Exception):
@@ -124,6 +128,36 @@ class _SnapshotBudgets:
 
 
 snapshot_budgets = _SnapshotBudgets()
+
+
+class _OpenConnections:
+    """The open connections of each client address in this process, at most
+    STREAMS_MAX_CONNECTIONS_PER_ADDRESS: one client opened 400 sockets in two seconds, each
+    holding its groups, buffers and a share of every fan-out. Counted per process, as the
+    snapshot budgets are (behind a proxy: listed in TRUSTED_PROXIES, or all its clients are
+    one address)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def open(self, address: str) -> bool:
+        count = self.counts.get(address, 0)
+        if count >= settings.STREAMS_MAX_CONNECTIONS_PER_ADDRESS:
+            return False
+        self.counts[address] = count + 1
+        return True
+
+    def close(self, address: str) -> None:
+        count = self.counts.pop(address, 0) - 1
+        if count > 0:
+            self.counts[address] = count
+
+    def reset(self) -> None:
+        """Forget every count (tests)."""
+        self.counts.clear()
+
+
+open_connections = _OpenConnections()
 
 
 def client_address(scope: dict[str, Any]) -> str:
@@ -243,6 +277,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.subscriptions: dict[str, Subscription] = {}
         self.sequences: dict[str, int] = defaultdict(int)
         self.address = client_address(self.scope)
+        self.counted = open_connections.open(self.address)
+        if not self.counted:
+            logger.warning("stream connection refused: too many from one address", extra={"address": self.address})
+            await self.close(code=CLOSE_TRY_AGAIN_LATER)  # before accepting: the handshake is refused
+            return
         user = self.scope.get("user")
         if user is not None and user.is_authenticated and _same_site(self.scope):
             self.user_id = int(user.pk)
@@ -251,6 +290,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
+        if self.counted:
+            open_connections.close(self.address)
         for group in {sub.group for sub in self.subscriptions.values()}:
             await self.channel_layer.group_discard(group, self.channel_name)
 

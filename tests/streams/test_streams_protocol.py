@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from channels.testing import WebsocketCommunicator
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
 from django.db import connection
@@ -15,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from config.asgi import application
 from orders.streams.consumers import client_address
 from tests.factories import UserFactory, fund, market_create
 from tests.orders.support import place
@@ -299,6 +301,37 @@ def test_subscriptions_are_throttled_per_client_address():
         assert await first.op() == {"op": "pong"}
         for client in (first, second, third, other):
             await client.close()
+
+    async_to_sync(scenario)()
+
+
+def test_connections_are_capped_per_client_address(settings):
+    """One client opened 400 sockets in two seconds; now an address holds at most
+    STREAMS_MAX_CONNECTIONS_PER_ADDRESS in a process, the next handshake refused (1013), and
+    a closed one frees its place."""
+    settings.STREAMS_MAX_CONNECTIONS_PER_ADDRESS = 2
+    market_create("ETH-USDT")
+
+    async def refused(client: tuple[str, int]) -> bool:
+        communicator = WebsocketCommunicator(application, "/ws/v1")
+        communicator.scope["client"] = client
+        connected, code = await communicator.connect()
+        return not connected and code == 1013
+
+    async def scenario() -> None:
+        first = await stream_connect(client=("198.51.100.7", 50001))
+        second = await stream_connect(client=("198.51.100.7", 50002))
+        assert await refused(("198.51.100.7", 50003))
+        other = await stream_connect(client=("203.0.113.9", 50004))  # another address has its own
+        await first.close()
+        third = await stream_connect(client=("198.51.100.7", 50005))  # the closed one's place
+        assert await refused(("198.51.100.7", 50006))
+        for client in (second, other, third):
+            await client.send({"op": "ping"})
+            assert await client.op() == {"op": "pong"}
+            await client.close()
+        again = await stream_connect(client=("198.51.100.7", 50007))  # nothing counted for ever
+        await again.close()
 
     async_to_sync(scenario)()
 
