@@ -44,6 +44,7 @@ SENTENCES: dict[str, str] = {
     "not_authenticated": "Log in first.",
     "permission_denied": "You are not allowed to do this.",
     # orders
+    "deposit_reference_reused": "This reference already made another credit, so nothing was credited.",
     "market_not_found": "This market does not exist.",
     "market_inactive": "This market is not accepting orders right now.",
     "order_not_found": "This order does not exist.",

@@ -19,6 +19,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("trade/<str:symbol>/cancel-all", orders.orders_cancel_all_page, name="orders-cancel-all-page"),
     path("orders/", orders.order_history, name="orders"),
     path("orders/<str:order_id>/cancel", orders.order_cancel_page, name="order-cancel"),
+    path("fills/", orders.fill_history, name="fills"),
     path("wallet/", orders.wallet, name="wallet"),
     path("wallet/live", orders.wallet_live, name="wallet-live"),
     path("flywheel/", flywheel.flywheel_page, name="flywheel"),

@@ -78,8 +78,22 @@ class OrderForm(ServiceForm):
         }
 
 
-class OrderFilterForm(forms.Form):
+class MarketFilterForm(forms.Form):
+    """A history page's filters (`?market=`): every market, those staff deactivated too."""
+
     market = forms.ChoiceField(required=False)
+
+    def __init__(self, *args: object, markets: list[Market], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fields["market"].choices = [("", "All markets"), *((m.symbol, m.symbol) for m in markets)]  # type: ignore[attr-defined]
+
+    def filters(self) -> dict[str, str | None]:
+        """Each filter's value, None for any (all of them when one is not understood)."""
+        valid = self.is_valid()
+        return {name: (self.cleaned_data[name] or None) if valid else None for name in self.fields}
+
+
+class OrderFilterForm(MarketFilterForm):
     status = forms.ChoiceField(
         choices=[
             ("", "Any status"),
@@ -90,12 +104,3 @@ class OrderFilterForm(forms.Form):
         ],
         required=False,
     )
-
-    def __init__(self, *args: object, markets: list[Market], **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.fields["market"].choices = [("", "All markets"), *((m.symbol, m.symbol) for m in markets)]  # type: ignore[attr-defined]
-
-    def filters(self) -> dict[str, str | None]:
-        if not self.is_valid():
-            return {"market": None, "status": None}
-        return {"market": self.cleaned_data["market"] or None, "status": self.cleaned_data["status"] or None}

@@ -32,12 +32,13 @@ from core.errors import ApplicationError, ServiceUnavailable
 from core.pages import LiveRegion, live_regions_render, live_regions_response
 from core.text import path_id
 from orders.errors import OrderNotFound
-from orders.forms import OrderFilterForm, OrderForm
+from orders.forms import MarketFilterForm, OrderFilterForm, OrderForm
 from orders.models import LIVE_STATUSES, RESTING_STATUSES, Market, Order, OrderStatus
 from orders.selectors.book import BookLevel, order_book_get
 from orders.selectors.candles import candle_list
 from orders.selectors.markets import market_get, market_list
 from orders.selectors.orders import (
+    UserFill,
     fill_list_for_user,
     order_average_price,
     order_get_for_user,
@@ -45,6 +46,8 @@ from orders.selectors.orders import (
     order_open_list_for_user,
     order_own_liquidity_skipped,
     trade_list_for_market,
+    trade_list_for_user,
+    trade_user_fill,
 )
 from orders.selectors.wallets import wallet_balance_get, wallet_list_for_user
 from orders.services.orders import order_cancel, order_place_from_ticket, orders_cancel_all
@@ -480,6 +483,38 @@ def order_history(request: HttpRequest) -> HttpResponse:
         "filtered": any(filters.values()),
     }
     return render(request, "orders/history.html", context)
+
+
+@dataclass(frozen=True, slots=True)
+class FillRow:
+    fill: UserFill
+    fmt: Formats
+
+    @property
+    def total(self) -> Decimal:
+        """What the fill was worth in the quote asset, before its fee."""
+        return self.fill.price * self.fill.quantity
+
+
+@require_safe
+@page_login_required
+def fill_history(request: HttpRequest) -> HttpResponse:
+    """Every fill of the trader's, all markets, newest first (the trade page shows a market's
+    latest 20 only): GET /api/trades as a page."""
+    user_id = page_user(request).pk
+    filter_form = MarketFilterForm(request.GET or None, markets=market_list(include_inactive=True))
+    filters = filter_form.filters()
+    trades = trade_list_for_user(user_id=user_id, market=filters["market"]).select_related("market__quote")
+    page = Paginator(trades.order_by("-id"), HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = [FillRow(trade_user_fill(trade=trade, user_id=user_id), Formats.of(trade.market)) for trade in page]
+    context = {
+        "filter_form": filter_form,
+        "page": page,
+        "rows": rows,
+        "filter_query": urlencode({k: v for k, v in filters.items() if v}),
+        "filtered": any(filters.values()),
+    }
+    return render(request, "orders/fills.html", context)
 
 
 WALLET_REGIONS = {"wallets": "wallet/_wallets.html"}

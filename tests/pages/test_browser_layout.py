@@ -224,7 +224,7 @@ def test_an_order_or_a_cancel_without_a_usable_answer_says_so(chromium, seeded, 
 
 
 # Every page a trader opens, logged in; the flywheel page shows "my impact" then.
-PHONE_PAGES = ("/", "/trade/ETH-USDT", "/orders/", "/wallet/", "/keys/", "/account/password", "/flywheel/")
+PHONE_PAGES = ("/", "/trade/ETH-USDT", "/orders/", "/fills/", "/wallet/", "/keys/", "/account/password", "/flywheel/")
 
 
 def test_every_page_fits_a_phone(chromium, seeded):

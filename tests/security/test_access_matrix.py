@@ -256,6 +256,7 @@ PAGE_ROUTES: dict[str, Route] = {
     "orders/<str:order_id>/cancel": Route(
         {"GET": Rule(PUB, 302, _fresh_owner_order), "POST": Rule(OWN, 302, _fresh_owner_order)}
     ),
+    "fills/": Route({"GET": Rule(USR, 200)}),
     "wallet/": Route({"GET": Rule(USR, 200)}),
     "wallet/live": Route({"GET": Rule(USR, 200)}),
     "flywheel/": Route({"GET": Rule(PUB, 200)}),
@@ -441,7 +442,7 @@ def test_api_access(world: World) -> None:
 
 
 def test_page_access(world: World) -> None:
-    assert _every_case(world, PAGE_ROUTES, _check_page) == 32
+    assert _every_case(world, PAGE_ROUTES, _check_page) == 33
 
 
 def test_undeclared_methods_are_refused(world: World) -> None:
