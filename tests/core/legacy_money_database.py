@@ -41,13 +41,16 @@ def main() -> None:
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
 
-    from orders.models import Asset, Deposit, Market, Order, Trade, Wallet
+    from orders.models import Asset, Market, Order, Trade, Wallet
     from revenue.models import RevenueStream
 
     with _legacy_money_field():
         executor = MigrationExecutor(connection)
         before = {"orders": ("orders", "0002_trade_outbox"), "revenue": ("revenue", "0008_staff_action")}
-        executor.migrate([before.get(app, (app, name)) for app, name in executor.loader.graph.leaf_nodes()])
+        targets = [before.get(app, (app, name)) for app, name in executor.loader.graph.leaf_nodes()]
+        executor.migrate(targets)
+        # Deposits as their table was then (a column added since, `reference`, is not there yet).
+        then = executor.loader.project_state(targets).apps.get_model("orders", "Deposit")
         user_model = get_user_model()
         alice = user_model.objects.create(username="alice")
         bob = user_model.objects.create(username="bob")
@@ -67,11 +70,11 @@ def main() -> None:
         # ledger, as a trade would), so the balances are not just the deposits.
         total = Decimal(0)
         for amount in DEPOSITS:
-            Deposit.objects.create(user=alice, asset=usdt, amount=Decimal(amount))
+            then.objects.create(user_id=alice.pk, asset_id=usdt.pk, amount=Decimal(amount))
             total += Decimal(amount)
         Wallet.objects.create(user=alice, asset=usdt, balance=total - Decimal("0.1"), locked=Decimal("0.5"))
         Wallet.objects.create(user=bob, asset=usdt, balance=Decimal("0.1"))
-        Deposit.objects.create(user=bob, asset=eth, amount=Decimal(WIDE))
+        then.objects.create(user_id=bob.pk, asset_id=eth.pk, amount=Decimal(WIDE))
         Wallet.objects.create(user=bob, asset=eth, balance=Decimal(WIDE))
         now = datetime.now(tz=UTC)
         common = {"user": alice, "market": market, "side": "buy", "type": "limit", "time_in_force": "gtc"}

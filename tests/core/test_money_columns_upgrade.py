@@ -113,7 +113,7 @@ def test_every_money_column_is_text_and_every_value_canonical(legacy):
     for table, columns in MONEY_TABLES.items():
         declared = _declared(db, table)
         assert {declared[column] for column in columns} == {"text"}, table
-        other = set(declared) - set(columns)
+        other = (set(declared) & set(before["declared"][table])) - set(columns)  # a later migration may add some
         assert {declared[column] for column in other} == {before["declared"][table][column] for column in other}
         for column in columns:
             for (value,) in db.execute(f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL"):  # noqa: S608
