@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
 from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -475,14 +475,19 @@ def order_history(request: HttpRequest) -> HttpResponse:
         OrderRow(o, Formats.of(o.market), order_average_price(o), quote_of.get(o.market_id) or o.market.quote.symbol)
         for o in page.object_list
     ]
-    context = {
+    return render(request, "orders/history.html", _history_context(filter_form, page, rows))
+
+
+def _history_context(filter_form: MarketFilterForm, page: Page, rows: list[Any]) -> dict[str, Any]:
+    """A history page's context: its filters, and their query kept on the pager's links."""
+    filters = filter_form.filters()
+    return {
         "filter_form": filter_form,
         "page": page,
         "rows": rows,
         "filter_query": urlencode({k: v for k, v in filters.items() if v}),
         "filtered": any(filters.values()),
     }
-    return render(request, "orders/history.html", context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -507,14 +512,7 @@ def fill_history(request: HttpRequest) -> HttpResponse:
     trades = trade_list_for_user(user_id=user_id, market=filters["market"]).select_related("market__quote")
     page = Paginator(trades.order_by("-id"), HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
     rows = [FillRow(trade_user_fill(trade=trade, user_id=user_id), Formats.of(trade.market)) for trade in page]
-    context = {
-        "filter_form": filter_form,
-        "page": page,
-        "rows": rows,
-        "filter_query": urlencode({k: v for k, v in filters.items() if v}),
-        "filtered": any(filters.values()),
-    }
-    return render(request, "orders/fills.html", context)
+    return render(request, "orders/fills.html", _history_context(filter_form, page, rows))
 
 
 WALLET_REGIONS = {"wallets": "wallet/_wallets.html"}
