@@ -128,7 +128,7 @@ class Deposit(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # The staff credit's idempotency key (its `Idempotency-Key`, the admin form's token, the
     # command's --reference): sent again, the credit is answered, not made twice.
-    reference = models.CharField(max_length=DEPOSIT_REFERENCE_MAX_LENGTH, blank=True, default="")
+    reference = models.CharField(max_length=DEPOSIT_REFERENCE_MAX_LENGTH, blank=True, db_default="")
 
     class Meta:
         constraints = [
