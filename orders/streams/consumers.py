@@ -282,12 +282,19 @@ class StreamConsumer(AsyncWebsocketConsumer):
             logger.warning("stream connection refused: too many from one address", extra={"address": self.address})
             await self.close(code=CLOSE_TRY_AGAIN_LATER)  # before accepting: the handshake is refused
             return
-        user = self.scope.get("user")
-        if user is not None and user.is_authenticated and _same_site(self.scope):
-            self.user_id = int(user.pk)
-            self.session_key = self.scope["session"].session_key
-        await relay_listen()
-        await self.accept()
+        try:
+            user = self.scope.get("user")
+            if user is not None and user.is_authenticated and _same_site(self.scope):
+                self.user_id = int(user.pk)
+                self.session_key = self.scope["session"].session_key
+            await relay_listen()
+            await self.accept()
+        except BaseException:
+            # A connection that fails before it is accepted gets no disconnect: its place is
+            # given back here, or a relay outage would use up the address's places for good.
+            open_connections.close(self.address)
+            self.counted = False
+            raise
 
     async def disconnect(self, code: int) -> None:
         if self.counted:

@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from config.asgi import application
+from orders.streams import consumers
 from orders.streams.consumers import client_address
 from tests.factories import UserFactory, fund, market_create
 from tests.orders.support import place
@@ -332,6 +333,27 @@ def test_connections_are_capped_per_client_address(settings):
             await client.close()
         again = await stream_connect(client=("198.51.100.7", 50007))  # nothing counted for ever
         await again.close()
+
+    async_to_sync(scenario)()
+
+
+def test_a_connection_that_fails_before_it_is_accepted_gives_its_place_back(settings, monkeypatch):
+    settings.STREAMS_MAX_CONNECTIONS_PER_ADDRESS = 1
+    market_create("ETH-USDT")
+
+    async def relay_down() -> None:
+        raise ConnectionError("relay unreachable")
+
+    async def scenario() -> None:
+        with monkeypatch.context() as patched:
+            patched.setattr(consumers, "relay_listen", relay_down)
+            for _ in range(2):
+                communicator = WebsocketCommunicator(application, "/ws/v1")
+                communicator.scope["client"] = ("198.51.100.8", 50001)
+                with pytest.raises(ConnectionError):
+                    await communicator.connect()
+        client = await stream_connect(client=("198.51.100.8", 50002))  # the relay back: a place is free
+        await client.close()
 
     async_to_sync(scenario)()
 
