@@ -138,14 +138,21 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> LoadSch
 # (files of its own, built in subprocesses, whatever DATABASE_URL says).
 BACKEND_FREE_PATHS = ("tests/orders/engine/", "tests/chain/", "tests/core/test_money_columns_upgrade.py")
 # Tests of what the database cannot change: the pages' layout on a laptop and a phone, the
-# API docs rendered offline, the pages under their Content-Security-Policy (browser tests),
-# the web servers' handling of proxy headers (on a SQLite database of their own whatever
-# DATABASE_URL says). CI's time, 20 minutes: ~1.5 min of the PostgreSQL pass.
+# API docs rendered offline, the pages under their Content-Security-Policy (browser tests);
+# tests whose processes run on a SQLite database of their own whatever DATABASE_URL says (the
+# web servers' handling of proxy headers, rate limits across workers, `make run`'s topology);
+# settings checked in a subprocess; a Celery worker through a Redis outage. CI's time, 20
+# minutes: ~2.5 min of the PostgreSQL pass's.
 BACKEND_INDEPENDENT_PATHS = (
     "tests/pages/test_browser_layout.py",
     "tests/pages/test_api_docs_offline.py",
     "tests/pages/test_browser_csp.py",
     "tests/security/test_proxy_headers_served.py",
+    "tests/security/test_limits_across_workers.py",
+    "tests/security/test_production_hardening.py",
+    "tests/deploy/test_topology.py",
+    "tests/core/test_production_settings.py",
+    "tests/config/test_broker.py",
 )
 DATABASE_FIXTURES = {"db", "transactional_db", "live_server", "_django_db_helper"}
 

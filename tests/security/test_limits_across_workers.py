@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from bench.infra import ROOT, free_port, python, stop_process
+from tests.migrated import sqlite_migrated
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.reliability
@@ -116,7 +117,7 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
         "PYTHONPATH": str(ROOT),
     }
     server = Web(port=free_port(), var_dir=var_dir, env=env)
-    server.manage("migrate", "--noinput")
+    sqlite_migrated(var_dir / "db.sqlite3", env=env)
     server.manage("createcachetable")
     for name in ("victim", "crowded"):
         server.manage("shell", "-c", f"from django.contrib.auth import get_user_model as g; "

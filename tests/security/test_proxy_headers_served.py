@@ -21,6 +21,7 @@ import pytest
 
 from bench.infra import ROOT, free_port, python, stop_process
 from config import topology
+from tests.migrated import sqlite_migrated
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.reliability
@@ -99,15 +100,7 @@ def var_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One SQLite database (VAR_DIR's) for every server of the module."""
     path = tmp_path_factory.mktemp("proxy_headers") / "var"
     (path / "log").mkdir(parents=True)
-    done = subprocess.run(
-        [python(), "manage.py", "migrate", "--noinput"],
-        cwd=ROOT,
-        env=_env(path, {"DJANGO_SETTINGS_MODULE": "config.settings.local"}),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    sqlite_migrated(path / "db.sqlite3", env=_env(path, {"DJANGO_SETTINGS_MODULE": "config.settings.local"}))
     return path
 
 

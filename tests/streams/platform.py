@@ -15,6 +15,7 @@ from typing import Any
 import requests
 
 from orders.management.commands.seed_demo import demo_password
+from tests.migrated import sqlite_migrated
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +52,7 @@ class Platform:
             self.processes.append(subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=log))
 
     def start(self) -> None:
-        self.manage("migrate", "--noinput")
+        sqlite_migrated(self.var / "db.sqlite3", env=self.env)
         self.manage("collectstatic", "--noinput")
         self.spawn("engine", sys.executable, "manage.py", "engine")
         engine_log = self.var / "log" / "engine.log"
