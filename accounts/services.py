@@ -36,6 +36,7 @@ from accounts.login_throttle import (
 )
 from accounts.models import ApiKey, UsernameKey
 from accounts.selectors import user_is_system_account, username_for_login
+from accounts.tokens import refresh_tokens_revoke
 from accounts.usernames import username_key, username_mixes_scripts
 from core.api.throttling import shared_rate_wait
 from core.cache import form_once
@@ -264,3 +265,23 @@ def api_key_delete(*, user_id: int, api_key_id: int) -> None:
     if not deleted:
         raise ApiKeyNotFound()
     logger.info("api key deleted", extra={"user_id": user_id, "api_key_id": api_key_id})
+
+
+def inactive_credentials_revoke(*, user_id: int | None = None) -> tuple[int, int]:
+    """Deletes the API keys and blacklists the refresh tokens of inactive accounts (of
+    `user_id` only, when given): the API keys deleted and refresh tokens revoked. Both are
+    refused while their owner is inactive, but came back with a reactivation: an account
+    closed because a key or a session leaked was reopened with them. Nothing to do: two
+    queries."""
+    inactive = get_user_model().objects.filter(is_active=False)
+    if user_id is not None:
+        inactive = inactive.filter(pk=user_id)
+    keys = list(ApiKey.objects.filter(user_id__in=inactive.values("pk")).values_list("pk", "user_id"))
+    if keys:
+        ApiKey.objects.filter(pk__in=[pk for pk, _ in keys]).delete()
+    tokens = refresh_tokens_revoke(user_ids=inactive.values("pk"))
+    for pk, owner in keys:
+        logger.info("api key deleted: its owner is inactive", extra={"user_id": owner, "api_key_id": pk})
+    if tokens:
+        logger.info("refresh tokens of inactive accounts revoked", extra={"revoked": tokens, "user_id": user_id})
+    return len(keys), tokens

@@ -13,12 +13,13 @@ rotation with reuse detection). Access tokens already issued live out their shor
 from __future__ import annotations
 
 import logging
-from typing import cast
+from collections.abc import Iterable
+from typing import Any, cast
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, User
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings
@@ -168,3 +169,17 @@ def refresh_tokens_expired_delete() -> int:
     its family's live tokens keep rows of their own, so reuse detection is unchanged."""
     deleted, _ = OutstandingToken.objects.filter(expires_at__lt=timezone.now()).delete()
     return deleted
+
+
+def refresh_tokens_revoke(*, user_ids: Iterable[int] | QuerySet[Any]) -> int:
+    """Blacklists every live refresh token of these users: the number revoked (a token
+    blacklisted meanwhile by a logout or a rotation is no conflict)."""
+    live = list(
+        OutstandingToken.objects.filter(
+            user_id__in=user_ids, expires_at__gte=timezone.now(), blacklistedtoken__isnull=True
+        ).values_list("pk", flat=True)
+    )
+    if not live:
+        return 0
+    BlacklistedToken.objects.bulk_create([BlacklistedToken(token_id=pk) for pk in live], ignore_conflicts=True)
+    return len(live)

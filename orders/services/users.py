@@ -4,9 +4,10 @@ Deactivating an account (Django's `is_active`) stops its sign-in, its tokens and
 and its placements (the engine reads each batch's placing users), but not the orders it
 already has in the books: they would keep trading for an account staff meant to stop.
 Here the account is deactivated first, committed, so that no order of it is placed once
-its live orders are cancelled in every market (pending stops included). An account
-deactivated another way (a bare `save()`, a bulk update, or here while no engine answered)
-has its live orders cancelled by the periodic sweep (orders.tasks.inactive_orders_sweep)."""
+its live orders are cancelled in every market (pending stops included); its API keys are
+deleted and its refresh tokens revoked, which a reactivation would otherwise bring back. An
+account deactivated another way (a bare `save()`, a bulk update, or here while no engine
+answered) has all this done by the periodic sweep (orders.tasks.inactive_orders_sweep)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import logging
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 
+from accounts.services import inactive_credentials_revoke
 from core.errors import ServiceUnavailable
 from orders.selectors.users import user_list_inactive_with_live_orders
 from orders.services.orders import orders_cancel_all
@@ -30,14 +32,17 @@ def user_deactivate(*, user: AbstractBaseUser) -> list[int]:
     # One UPDATE, committed by itself (autocommit) before the engines are asked.
     get_user_model().objects.filter(pk=user.pk, is_active=True).update(is_active=False)
     user.is_active = False
+    inactive_credentials_revoke(user_id=user.pk)
     return orders_cancel_all(user=user)
 
 
 def users_inactive_orders_cancel() -> list[int]:
     """Cancel, in every market, the live orders of the inactive accounts that still have
     some (as user_deactivate does for the one it deactivates): the ids cancelled. Nothing to
-    do: one query. No engine answering: a warning, and what is left stays live for the next
-    run (the accounts stay inactive, so they are found again)."""
+    do: three queries. No engine answering: a warning, and what is left stays live for the next
+    run (the accounts stay inactive, so they are found again). First, the API keys and
+    refresh tokens inactive accounts still have are revoked."""
+    inactive_credentials_revoke()
     cancelled: list[int] = []
     for user in user_list_inactive_with_live_orders():
         try:

@@ -47,14 +47,16 @@ def test_the_sweep_cancels_the_orders_of_accounts_deactivated_without_the_admin(
     assert_invariants()
 
 
-def test_with_nothing_to_do_the_sweep_is_one_query(two_markets, trader, django_assert_num_queries):
+def test_with_nothing_to_do_the_sweep_is_three_queries(two_markets, trader, django_assert_num_queries):
     resting_trader()  # active, with live orders
     idle = trader(USDT="1000")  # inactive, with only a cancelled order
     idle.order(side="buy", type="limit", quantity="0.1", price="1900.00")
     assert idle.api.post("/api/orders/cancel-all", {}, format="json").status_code == 200
     idle.user.is_active = False
     idle.user.save()
-    with django_assert_num_queries(1):
+    assert inactive_orders_sweep() == 0  # revokes the refresh token idle's client logged in with
+    # The inactive accounts' API keys and live refresh tokens (none left), their live orders.
+    with django_assert_num_queries(3):
         assert inactive_orders_sweep() == 0
 
 

@@ -8,8 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from rest_framework.test import APIClient
 
+from accounts.models import ApiKey
+from accounts.services import api_key_create
+from accounts.tokens import token_pair_issue
 from orders.models import Order
 from orders.services.users import user_deactivate
 from tests.factories import UserFactory
@@ -54,6 +59,19 @@ def test_a_deactivated_traders_orders_are_cancelled_and_no_longer_trade(two_mark
     # Running it again cancels nothing more, and is no error.
     assert user_deactivate(user=alice.user) == []
     assert_invariants()
+
+
+def test_a_deactivated_account_reactivated_has_no_api_key_nor_refresh_token_left(two_markets):
+    """Refused while inactive, both came back with a reactivation: an account closed because a
+    key or a session leaked was reopened with them."""
+    alice = resting_trader()
+    api_key_create(user=alice.user, label="bot", permissions=["read", "trade"])
+    refresh = token_pair_issue(user=alice.user)["refresh"]
+    user_deactivate(user=alice.user)
+    get_user_model().objects.filter(pk=alice.user.pk).update(is_active=True)
+    assert not ApiKey.objects.filter(user=alice.user).exists()
+    answer = APIClient().post("/api/auth/token/refresh", {"refresh": refresh}, format="json")
+    assert answer.status_code == 401, answer.content
 
 
 def test_unticking_active_in_the_change_form_cancels_the_orders(two_markets, admin_client):
