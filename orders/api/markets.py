@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api.fields import MoneySumOutput
-from core.api.params import IntParam, choice_param, pattern_openapi
+from core.api.params import IntParam, choice_param, pattern_openapi, query_params_known
 from orders.api.serializers import BookOutput, CandleOutput, MarketOutput, MarketTradeOutput, money
 from orders.selectors.book import order_book_get
 from orders.selectors.candles import INTERVALS, candle_list
@@ -65,6 +65,7 @@ class MarketBookApi(APIView):
 
     @extend_schema(parameters=[SYMBOL, DEPTH.openapi()], responses={200: BookOutput})
     def get(self, request: Request, symbol: str) -> Response:
+        query_params_known(request, DEPTH.name)
         market = market_get(symbol=symbol)
         depth = DEPTH.read(request)
         return Response(BookOutput({"symbol": market.symbol, **order_book_get(market_id=market.pk, depth=depth)}).data)
@@ -75,6 +76,7 @@ class MarketTradesApi(APIView):
 
     @extend_schema(parameters=[SYMBOL, TRADES_LIMIT.openapi()], responses={200: MarketTradeOutput(many=True)})
     def get(self, request: Request, symbol: str) -> Response:
+        query_params_known(request, TRADES_LIMIT.name)
         market = market_get(symbol=symbol)
         limit = TRADES_LIMIT.read(request)
         return Response(MarketTradeOutput(trade_list_for_market(market_id=market.pk, limit=limit), many=True).data)
@@ -85,6 +87,7 @@ class MarketCandlesApi(APIView):
 
     @extend_schema(parameters=[SYMBOL, INTERVAL, CANDLES_LIMIT.openapi()], responses={200: CandleOutput(many=True)})
     def get(self, request: Request, symbol: str) -> Response:
+        query_params_known(request, "interval", CANDLES_LIMIT.name)
         market = market_get(symbol=symbol)
         interval = choice_param(request, "interval", default="1m", choices=list(INTERVALS))
         limit = CANDLES_LIMIT.read(request)

@@ -307,4 +307,7 @@ def test_a_query_parameter_a_list_does_not_take_is_refused_not_dropped(user_clie
     name = query.split("=")[0]
     error = response.json()["error"]
     assert error["code"] == "invalid_parameter" and list(error["fields"]) == [name]
+    # What to send instead, not "send it in the body" (the placement's refusal).
+    [message] = error["fields"][name]
+    assert "market" in message and "limit" in message and "body" not in message, message
     assert user_client.get(f"{path}?market=BTC-USDT&limit=5").status_code == 200

@@ -63,6 +63,25 @@ def test_bad_query_parameters_are_400(api_client, market, query):
     assert response.json()["error"]["code"] == "invalid_parameter"
 
 
+@pytest.mark.parametrize(
+    ("query", "name", "takes"),
+    [
+        ("book?limit=5", "limit", "depth"),
+        ("trades?size=10", "size", "limit"),
+        ("candles?resolution=5m", "resolution", "interval, limit"),
+        ("candles?interval=5m&symbol=BTC-USDT", "symbol", "interval, limit"),
+    ],
+)
+def test_a_parameter_of_another_name_is_refused_not_dropped(api_client, market, query, name, takes):
+    """`?resolution=5m` (as other exchanges name it) answered 1-minute candles as if asked for
+    them, and `?limit=` on the book its default depth: a bot read them as what it asked for."""
+    response = api_client.get(f"/api/markets/ETH-USDT/{query}")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "invalid_parameter" and list(error["fields"]) == [name]
+    assert error["fields"][name] == [f"Not a parameter of this endpoint, which takes {takes}."]
+
+
 def test_market_list(api_client, traders):
     market_create("BTC-USDT", reference_price="30000.00")
     trade(traders, "2001.50", "0.1")
