@@ -108,14 +108,3 @@ class SessionExpired(ApplicationError):
     status = 401
     default_message = "Your session expired, log in again."
 
-
-class ApiKeyNeedsPassword(ApplicationError):
-    """POST /api/keys with the session: a cookie, possibly days old, would become a lasting
-    credential without the password the keys page asks for."""
-
-    code = "password_required"
-    status = 403
-    default_message = (
-        "Creating an API key needs your password: create it on the API keys page (/keys/), which asks for it, "
-        "or with a token from POST /api/auth/token."
-    )

@@ -1,6 +1,4 @@
-"""POST/GET /api/keys, DELETE /api/keys/{id}: with a login token or the session only; a key
-is created with a login token only (the keys page creates one with the session, after asking
-for the password again)."""
+"""POST/GET /api/keys, DELETE /api/keys/{id}: with a login token or the session only."""
 
 from __future__ import annotations
 
@@ -9,12 +7,11 @@ from typing import Any
 from django.core.validators import RegexValidator
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
-from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.errors import ApiKeyNeedsPassword, ApiKeyNotFound
+from accounts.errors import ApiKeyNotFound
 from accounts.selectors import api_key_list_for_user
 from accounts.services import (
     API_KEY_LABEL_MAX_LENGTH,
@@ -27,7 +24,6 @@ from core.api.fields import StrictCharField
 from core.api.inputs import KnownFieldsInput
 from core.api.permissions import IsAuthenticatedInPerson
 from core.api.request import request_user
-from core.api.schema import error_responses
 from core.text import path_id
 
 PERMISSIONS_SCHEMA = {
@@ -86,22 +82,8 @@ class ApiKeysApi(APIView):
         keys = api_key_list_for_user(user_id=request_user(request).pk)
         return Response(ApiKeyOutput(keys, many=True).data)
 
-    @extend_schema(
-        request=ApiKeyInput,
-        responses={
-            201: ApiKeyCreatedOutput,
-            **error_responses(
-                403,
-                s403="`api_key_not_allowed`: an API key cannot manage keys; `password_required`: the session "
-                "cannot create one (a login token or the keys page, which asks for the password).",
-            ),
-        },
-        operation_id="keys_create",
-    )
+    @extend_schema(request=ApiKeyInput, responses={201: ApiKeyCreatedOutput}, operation_id="keys_create")
     def post(self, request: Request) -> Response:
-        # A login token was issued for the password; a session may be days old.
-        if isinstance(request.successful_authenticator, SessionAuthentication):
-            raise ApiKeyNeedsPassword()
         data = ApiKeyInput(data=request.data)
         data.is_valid(raise_exception=True)
         api_key, secret = api_key_create(user=request_user(request), **data.validated_data)
