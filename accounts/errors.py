@@ -107,4 +107,3 @@ class SessionExpired(ApplicationError):
     code = "session_expired"
     status = 401
     default_message = "Your session expired, log in again."
-
