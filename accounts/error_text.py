@@ -28,6 +28,7 @@ SENTENCES: dict[str, str] = {
     "weak_password": "This password is too weak; use a longer, less common one.",
     "password_reset_unavailable": "Password reset by mail is not set up here; ask support to reset your password.",
     "invalid_credentials": "Wrong username or password.",
+    "wrong_password": "Wrong password.",
     "throttled": "Too many attempts; wait a few minutes before trying again.",
     "invalid_token": "Your login is no longer valid; log in again.",
     "too_many_api_keys": "You have as many API keys as allowed; delete one first.",

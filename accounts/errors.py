@@ -95,7 +95,9 @@ class ApiKeyFormResent(ApplicationError):
 
 
 class WrongPassword(ApplicationError):
-    code = "invalid_credentials"
+    # Pages only (a password asked again): "Wrong username or password." where no username
+    # was asked read as a fault of the page's.
+    code = "wrong_password"
     status = 401
     default_message = "Wrong password."
 

@@ -55,7 +55,8 @@ def test_a_wrong_password_creates_nothing_and_counts_as_a_failed_login(page, use
     for _ in range(3):
         response = page.post("/keys/", {"label": "x", "password": "wrong"})
         assert response.status_code == 401
-        assert "invalid_credentials" in response.content.decode()
+        # A password alone was asked: no "Wrong username or password.".
+        assert "wrong_password" in response.content.decode() and "Wrong username" not in response.content.decode()
     assert AccessAttempt.objects.filter(username=user.username).exists()
     locked = page.post("/keys/", {"label": "x", "password": PASSWORD})
     assert locked.status_code == 429 and locked["Retry-After"]

@@ -71,7 +71,7 @@ def test_a_change_keeps_this_session_and_ends_the_others_and_the_tokens(page, us
 @pytest.mark.parametrize(
     ("case", "status", "code", "field_error"),
     [
-        ("wrong present password", 401, "invalid_credentials", "Wrong password."),
+        ("wrong present password", 401, "wrong_password", "Wrong password."),
         ("the two differ", 400, "validation_error", "The two passwords differ."),
         ("too short", 400, "weak_password", "too short"),
         ("the present one", 400, "weak_password", "other than the present one"),
@@ -86,6 +86,7 @@ def test_refusals_change_nothing(page, user, case, status, code, field_error):
     }[case]()
     html = response.content.decode()
     assert response.status_code == status and code in html and field_error in html, (response.status_code, html[-800:])
+    assert "Wrong username" not in html  # a password alone was asked
     user.refresh_from_db()
     assert user.check_password(PASSWORD)
 
