@@ -124,7 +124,7 @@ def migrated_template(server: PgServer, *, workdir: Path) -> str:
         for (old,) in stale.fetchall():
             _check_name(old)
             conn.execute(f'DROP DATABASE IF EXISTS "{old}" WITH (FORCE)')
-        building = f"{template}_building"
+        building = f"{template}_building"  # dropped above if a run was killed while building it
         _check_name(building)
         conn.execute(f'CREATE DATABASE "{building}"')
         env = platform_env(database_url=server.database_url(building), redis_url=None, workdir=workdir)
