@@ -1,7 +1,7 @@
 """Headers a client may forge (X-Forwarded-For, X-Forwarded-Proto) are believed only from
 TRUSTED_PROXIES; /metrics answers the scraper only (a token or an allow-listed address);
-private API answers are not cacheable (`Cache-Control: no-store`, `Vary: Authorization,
-Cookie`)."""
+private API answers and the pages of a signed-in trader are not cacheable
+(`Cache-Control: no-store`, `Vary: Authorization, Cookie`)."""
 
 from __future__ import annotations
 
@@ -141,6 +141,20 @@ def test_public_api_answers_vary_on_credentials(world: World) -> None:
     assert {"authorization", "cookie"} <= {v.strip().lower() for v in response["Vary"].split(",")}
     # The same public data asked with a token is private to that caller's cache.
     _private(world.api("owner").get("/api/markets"))
+
+
+def test_pages_of_a_signed_in_trader_are_not_stored(world: World) -> None:
+    owner = world.page("owner")
+    paths = ("/", "/wallet/", "/wallet/live", "/orders/", "/fills/", "/flywheel/", f"/trade/{SYMBOL}",
+             f"/trade/{SYMBOL}/live", "/keys/")  # fmt: skip
+    for path in paths:
+        response = owner.get(path)
+        assert response.status_code == 200, path
+        assert "no-store" in response.get("Cache-Control", ""), (path, response.get("Cache-Control"))
+        assert "private" in response["Cache-Control"], path
+    # The same public pages to an anonymous visitor stay cacheable as before.
+    for path in ("/", f"/trade/{SYMBOL}"):
+        assert "no-store" not in world.page("anonymous").get(path).get("Cache-Control", ""), path
 
 
 # --- 401 challenges ------------------------------------------------------------------------------------------
