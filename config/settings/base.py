@@ -260,6 +260,7 @@ AXES_HANDLER = "accounts.login_throttle.LoginThrottleHandler"
 AXES_FAILURE_LIMIT = "accounts.login_throttle.failure_limit"
 AXES_COOLOFF_TIME = "accounts.login_throttle.failure_window"
 AXES_USERNAME_CALLABLE = "accounts.login_throttle.folded_username"
+AXES_CLIENT_IP_CALLABLE = "accounts.login_throttle.client_ip_address"  # an IPv6 address by its /64
 AXES_LOCKOUT_CALLABLE = "accounts.login_throttle.lockout_response"
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
 AXES_RESET_ON_SUCCESS = True  # clears the (username, address) count only (the handler)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from core.networks import forwarded_client
+from core.networks import client_bucket, forwarded_client
 from tests.factories import PASSWORD, UserFactory
 from tests.security.conftest import SYMBOL, World, api_client, page_client
 
@@ -41,6 +41,21 @@ behind_a_proxy = override_settings(
 )
 def test_the_client_behind_trusted_proxies(peer: str, forwarded_for: str, client: str) -> None:
     assert forwarded_client(peer=peer, forwarded_for=forwarded_for, trusted=["10.0.0.0/24"]) == client
+
+
+@pytest.mark.parametrize(
+    ("address", "counted_as"),
+    [
+        ("198.51.100.7", "198.51.100.7"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::"),  # a /64 is one client
+        ("2001:db8:1:2::", "2001:db8:1:2::"),
+        ("::ffff:198.51.100.7", "198.51.100.7"),  # IPv4-mapped
+        ("::1", "::"),
+        ("unknown", "unknown"),
+    ],
+)
+def test_an_ipv6_client_is_counted_by_its_64(address: str, counted_as: str) -> None:
+    assert client_bucket(address) == counted_as
 
 
 def _next_link(world: World, **headers: Any) -> str:
