@@ -7,7 +7,9 @@ allowed to credit wallets and credited itself). The platform's own accounts (the
 only: a password or `is_active` set on them let a staff member allowed to change users
 sign in as the house (accounts.selectors.user_is_system_account). Groups likewise: only a
 superuser sets a group's permissions (stock, a staff member allowed to change groups gave
-their own group `orders.add_deposit` and credited themselves)."""
+their own group `orders.add_deposit` and credited themselves). Refresh tokens are listed
+without the token itself (simplejwt's admin showed it: a staff member allowed to view them
+rotated a superuser's into a session of their own)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
 from django.http import HttpRequest
+from rest_framework_simplejwt.token_blacklist.admin import OutstandingTokenAdmin
+from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from accounts.selectors import user_is_system_account
 
@@ -68,7 +72,21 @@ class PlatformGroupAdmin(GroupAdmin):
         return (*fields, "permissions")
 
 
+class PlatformOutstandingTokenAdmin(OutstandingTokenAdmin):
+    """simplejwt's admin of the issued refresh tokens, without the `token` column: the signed
+    JWT itself, live until it is spent or expires, which anyone who reads it can rotate into
+    the user's access (a superuser's included). Its jti, user and times are what is needed to
+    find a login and see whether it is revoked."""
+
+    fields = ("jti", "user", "created_at", "expires_at")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.fields
+
+
 admin.site.unregister(User)
 admin.site.register(User, PlatformUserAdmin)
 admin.site.unregister(Group)
 admin.site.register(Group, PlatformGroupAdmin)
+admin.site.unregister(OutstandingToken)
+admin.site.register(OutstandingToken, PlatformOutstandingTokenAdmin)

@@ -186,3 +186,27 @@ def test_a_superuser_still_grants_group_permissions(client):
     answer = client.post(f"/admin/auth/group/{group.pk}/change/", {"name": "desk", "permissions": [deposit.pk]})
     assert answer.status_code == 302, answer.content[:800]
     assert list(group.permissions.all()) == [deposit]
+
+
+def test_the_token_admin_never_shows_a_refresh_token(client):
+    """simplejwt's admin showed each outstanding token's JWT: a staff member allowed to view
+    them copied a superuser's live refresh token and rotated it into a superuser's access."""
+    from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
+
+    from accounts.tokens import token_pair_issue
+
+    root = UserFactory(is_staff=True, is_superuser=True)
+    refresh = token_pair_issue(user=root)["refresh"]
+    outstanding = OutstandingToken.objects.get(user=root)
+    viewer = UserFactory(is_staff=True)
+    viewer.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="token_blacklist", codename__startswith="view_")
+    )
+    for who in (viewer, root):
+        client.force_login(who)
+        for path in ("/admin/token_blacklist/outstandingtoken/",
+                     f"/admin/token_blacklist/outstandingtoken/{outstanding.pk}/change/"):  # fmt: skip
+            page = client.get(path)
+            assert page.status_code == 200, path
+            assert refresh not in page.content.decode(), path
+            assert refresh.split(".")[1] not in page.content.decode(), path  # not even its claims
