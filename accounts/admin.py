@@ -5,7 +5,11 @@ superuser edits what makes an account privileged, and only a superuser changes a
 staff or superuser account (with its password set, an editor signed in as a staff account
 allowed to credit wallets and credited itself). The platform's own accounts (the house, the fee account) are shown
 only: a password or `is_active` set on them let a staff member allowed to change users
-sign in as the house (accounts.selectors.user_is_system_account)."""
+sign in as the house (accounts.selectors.user_is_system_account). Groups likewise: only a
+superuser sets a group's permissions (stock, a staff member allowed to change groups gave
+their own group `orders.add_deposit` and credited themselves). Refresh tokens are listed
+without the token itself (simplejwt's admin showed it: a staff member allowed to view them
+rotated a superuser's into a session of their own)."""
 
 from __future__ import annotations
 
@@ -13,8 +17,11 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
-from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
 from django.http import HttpRequest
+from rest_framework_simplejwt.token_blacklist.admin import OutstandingTokenAdmin
+from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from accounts.selectors import user_is_system_account
 
@@ -53,5 +60,33 @@ class PlatformUserAdmin(UserAdmin):
         return super().has_delete_permission(request, obj)
 
 
+class PlatformGroupAdmin(GroupAdmin):
+    """Django's group admin; a group's permissions are shown only, to anyone but a superuser
+    (its members hold them: an editor in the group, or able to add its members, lent them
+    to themselves)."""
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = tuple(super().get_readonly_fields(request, obj))
+        if getattr(request.user, "is_superuser", False):
+            return fields
+        return (*fields, "permissions")
+
+
+class PlatformOutstandingTokenAdmin(OutstandingTokenAdmin):
+    """simplejwt's admin of the issued refresh tokens, without the `token` column: the signed
+    JWT itself, live until it is spent or expires, which anyone who reads it can rotate into
+    the user's access (a superuser's included). Its jti, user and times are what is needed to
+    find a login and see whether it is revoked."""
+
+    fields = ("jti", "user", "created_at", "expires_at")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.fields
+
+
 admin.site.unregister(User)
 admin.site.register(User, PlatformUserAdmin)
+admin.site.unregister(Group)
+admin.site.register(Group, PlatformGroupAdmin)
+admin.site.unregister(OutstandingToken)
+admin.site.register(OutstandingToken, PlatformOutstandingTokenAdmin)

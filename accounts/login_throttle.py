@@ -17,7 +17,8 @@ The policy (docs/security.md), in this handler:
   clears its own (username, address) count, never the address's: logging into one's own
   account does not reset a spray.
 - usernames are counted folded (NFKC, case-folded), so "Alice", "ALICE" and fullwidth "\uff41lice"
-  share a count; addresses are REMOTE_ADDR after core.middleware.TrustedProxyMiddleware.
+  share a count; addresses are REMOTE_ADDR after core.middleware.TrustedProxyMiddleware,
+  an IPv6 address counted by its /64 (client_ip_address).
 
 Failures live in the database (axes' AccessAttempt rows), shared by every web process
 and unaffected by a cache outage. Attempts in progress are counted too: a burst of
@@ -54,6 +55,7 @@ from accounts.errors import LoginThrottled
 from accounts.usernames import username_fold
 from core.api.exception_handler import error_body
 from core.cache import CACHE_ERRORS, cache_failure_log
+from core.networks import client_bucket
 
 # An attempt in progress holds its reservation for at most this long (a process killed
 # mid-attempt never gives it back).
@@ -70,6 +72,15 @@ def failure_window(request: HttpRequest | None = None) -> timedelta:
 def failure_limit(request: HttpRequest, credentials: dict[str, Any] | None) -> int:
     """AXES_FAILURE_LIMIT: the per (username, address) limit."""
     return int(settings.LOGIN_FAILURE_LIMIT)
+
+
+def client_ip_address(request: HttpRequest) -> str | None:
+    """AXES_CLIENT_IP_CALLABLE: the address failures are counted under, REMOTE_ADDR (the
+    client behind a trusted proxy) with an IPv6 address counted by its /64
+    (core.networks.client_bucket): axes' own, the bare REMOTE_ADDR, gave a client holding
+    a /64 a fresh count per source address, so no limit per address held for it."""
+    address = request.META.get("REMOTE_ADDR")
+    return client_bucket(str(address)) if address else None
 
 
 def folded_username(request: HttpRequest, credentials: dict[str, Any] | None) -> str | None:

@@ -41,6 +41,7 @@ from accounts.usernames import username_key, username_mixes_scripts
 from core.api.throttling import shared_rate_wait
 from core.cache import form_once
 from core.errors import InvalidInput
+from core.networks import client_bucket
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +69,9 @@ REGISTER_RATE_SCOPE = "register"
 
 def client_address(request: HttpRequest) -> str:
     """Who a rate per address counts: REMOTE_ADDR, which core.middleware.TrustedProxyMiddleware
-    has set to the client behind a trusted proxy (a client-sent X-Forwarded-For is not it)."""
-    return str(request.META.get("REMOTE_ADDR") or "unknown")
+    has set to the client behind a trusted proxy (a client-sent X-Forwarded-For is not it),
+    an IPv6 address by its /64 (core.networks.client_bucket)."""
+    return client_bucket(str(request.META.get("REMOTE_ADDR") or "unknown"))
 
 
 def user_register_rate_check(*, address: str) -> None:

@@ -139,7 +139,8 @@ class NulByteMiddleware:
 class PrivateApiCacheMiddleware:
     """API answers depend on who asks: every one varies on Authorization and Cookie, and
     every one that is not an anonymous read (a caller's orders, a token pair, a staff
-    report) is `Cache-Control: no-store`, so that no browser or shared cache keeps it."""
+    report) is `Cache-Control: no-store`, so that no browser or shared cache keeps it.
+    Pages answered to a signed-in trader are `no-store` too (private_page_cache_headers)."""
 
     def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
@@ -151,7 +152,7 @@ class PrivateApiCacheMiddleware:
 def private_api_cache_headers(request: HttpRequest, response: HttpResponse) -> HttpResponse:
     """PrivateApiCacheMiddleware's work on an answer (also core.api.fast)."""
     if not request.path.startswith("/api/"):
-        return response
+        return private_page_cache_headers(request, response)
     if "Vary" in response:
         patch_vary_headers(response, _API_VARY)
     else:  # what patch_vary_headers writes then (it parses and joins: every API answer pays)
@@ -167,6 +168,20 @@ def private_api_cache_headers(request: HttpRequest, response: HttpResponse) -> H
         response.headers.pop("Cache-Control", None)
         # patch_cache_control(response, no_store=True, private=True) on an answer without
         # Cache-Control (just removed) writes exactly this.
+        response.headers["Cache-Control"] = _PRIVATE_NO_STORE
+    return response
+
+
+def private_page_cache_headers(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """A page or live fragment answered to a signed-in session (the wallet, the order and fill
+    histories, the trade page's balances) is `Cache-Control: no-store, private` unless its view
+    said otherwise (never_cache's answer is as strict). Without it the browser kept the wallet
+    page after the logout (its back button and cache showed the balances to the next user of
+    the machine) and a shared cache was free to keep it."""
+    if "Cache-Control" in response:
+        return response
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
         response.headers["Cache-Control"] = _PRIVATE_NO_STORE
     return response
 

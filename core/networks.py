@@ -25,6 +25,26 @@ def address_parse(text: str) -> IPv4Address | IPv6Address | None:
         return None
 
 
+# How many leading bits of an IPv6 address name one client in the counts per address.
+IPV6_CLIENT_PREFIX = 64
+
+
+@lru_cache(maxsize=4096)
+def client_bucket(address: str) -> str:
+    """What a count per client address (failed logins, registrations, password-reset mails,
+    the streams' connections and snapshots) counts `address` under: an IPv4 address itself;
+    an IPv6 address by its /64 (the block's first address, itself a valid address: axes stores
+    it in an IP column), as one subscriber or one rented server holds a whole /64: per
+    address, such a client had a fresh count for each of 2^64 source addresses. An
+    IPv4-mapped IPv6 address is its IPv4 address; text that is no address is kept as it is."""
+    parsed = address_parse(address)
+    if not isinstance(parsed, IPv6Address):
+        return address
+    if parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(IPv6Network((parsed, IPV6_CLIENT_PREFIX), strict=False).network_address)
+
+
 def address_in(address: str, spec: Iterable[str]) -> bool:
     """Whether `address` (text) lies in one of the networks of `spec` (a settings list)."""
     if not spec:  # no network: nothing to parse

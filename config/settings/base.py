@@ -260,12 +260,28 @@ AXES_HANDLER = "accounts.login_throttle.LoginThrottleHandler"
 AXES_FAILURE_LIMIT = "accounts.login_throttle.failure_limit"
 AXES_COOLOFF_TIME = "accounts.login_throttle.failure_window"
 AXES_USERNAME_CALLABLE = "accounts.login_throttle.folded_username"
+AXES_CLIENT_IP_CALLABLE = "accounts.login_throttle.client_ip_address"  # an IPv6 address by its /64
 AXES_LOCKOUT_CALLABLE = "accounts.login_throttle.lockout_response"
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
 AXES_RESET_ON_SUCCESS = True  # clears the (username, address) count only (the handler)
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # refused attempts are not counted
 AXES_DISABLE_ACCESS_LOG = True  # successful logins are not recorded; failures are
 AXES_VERBOSE = False
+# A failure is recorded with the form's fields (the admin shows them under Axes → Access
+# attempts); axes masks `password` and these. The password page's new password (then set with
+# the right present one) and the forms' CSRF tokens were stored in clear.
+AXES_SENSITIVE_PARAMETERS = [
+    "username",  # axes' default: a password typed in the wrong field
+    "ip_address",
+    "new_password",
+    "new_password_confirm",
+    "password_confirm",
+    "new_password1",
+    "new_password2",
+    "password1",
+    "password2",
+    "csrfmiddlewaretoken",
+]
 
 # --- API keys and signed requests (accounts/api_keys.py, docs/api.md) -------------------
 # A signed request's X-API-TIMESTAMP may be this far from the server's clock, either way.

@@ -34,7 +34,7 @@ from accounts.errors import InvalidApiKey
 from accounts.selectors import user_still_signed_in
 from core.encoding import json_read
 from core.errors import ApplicationError
-from core.networks import address_in, forwarded_client
+from core.networks import address_in, client_bucket, forwarded_client
 from core.text import has_control_characters
 from orders.api.serializers import CandleOutput, MarketTradeOutput, OrderOutput, UserTradeOutput
 from orders.models import LIVE_STATUSES, Market
@@ -162,14 +162,15 @@ open_connections = _OpenConnections()
 
 def client_address(scope: dict[str, Any]) -> str:
     """The connection's client: the peer, or behind TRUSTED_PROXIES the client their
-    X-Forwarded-For names (core.networks.forwarded_client, as core.middleware does for HTTP)."""
+    X-Forwarded-For names (core.networks.forwarded_client, as core.middleware does for HTTP);
+    an IPv6 address by its /64, as the HTTP counts per address (core.networks.client_bucket)."""
     client = scope.get("client")
     peer = str(client[0]) if client else "unknown"
     trusted = settings.TRUSTED_PROXIES
     if not address_in(peer, trusted):
-        return peer
+        return client_bucket(peer)
     forwarded_for = dict(scope.get("headers", [])).get(b"x-forwarded-for", b"").decode("latin-1")
-    return forwarded_client(peer=peer, forwarded_for=forwarded_for, trusted=trusted)
+    return client_bucket(forwarded_client(peer=peer, forwarded_for=forwarded_for, trusted=trusted))
 
 
 def _token_user(token: str) -> tuple[int, float, str | None] | None:

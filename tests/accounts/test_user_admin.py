@@ -149,3 +149,64 @@ def test_a_system_account_cannot_log_in_even_with_a_password(client):
         body = {"username": account.username, "password": NEW_PASSWORD}
         api = client.post("/api/auth/token", body, content_type="application/json")
         assert api.status_code == 401
+
+
+def test_a_group_editor_cannot_grant_a_group_permissions(client):
+    """Stock, a staff member allowed to change groups gave the group they belong to any
+    permission (orders.add_deposit: credit themselves), or a new group every permission."""
+    from django.contrib.auth.models import Group
+
+    group = Group.objects.create(name="support")
+    editor = UserFactory(is_staff=True)
+    editor.groups.add(group)
+    editor.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="auth", codename__in=["change_group", "view_group", "add_group"]
+        )
+    )
+    client.force_login(editor)
+    deposit = Permission.objects.get(content_type__app_label="orders", codename="add_deposit")
+    answer = client.post(f"/admin/auth/group/{group.pk}/change/", {"name": "support", "permissions": [deposit.pk]})
+    assert answer.status_code == 302, answer.content[:800]
+    assert not group.permissions.exists()
+    assert not get_user_model().objects.get(pk=editor.pk).has_perm("orders.add_deposit")
+    answer = client.post("/admin/auth/group/add/", {"name": "all", "permissions": [deposit.pk]})
+    assert answer.status_code == 302, answer.content[:800]
+    assert not Group.objects.get(name="all").permissions.exists()
+    page = client.get(f"/admin/auth/group/{group.pk}/change/").content.decode()
+    assert 'name="permissions"' not in page
+
+
+def test_a_superuser_still_grants_group_permissions(client):
+    from django.contrib.auth.models import Group
+
+    group = Group.objects.create(name="desk")
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    deposit = Permission.objects.get(content_type__app_label="orders", codename="add_deposit")
+    answer = client.post(f"/admin/auth/group/{group.pk}/change/", {"name": "desk", "permissions": [deposit.pk]})
+    assert answer.status_code == 302, answer.content[:800]
+    assert list(group.permissions.all()) == [deposit]
+
+
+def test_the_token_admin_never_shows_a_refresh_token(client):
+    """simplejwt's admin showed each outstanding token's JWT: a staff member allowed to view
+    them copied a superuser's live refresh token and rotated it into a superuser's access."""
+    from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
+
+    from accounts.tokens import token_pair_issue
+
+    root = UserFactory(is_staff=True, is_superuser=True)
+    refresh = token_pair_issue(user=root)["refresh"]
+    outstanding = OutstandingToken.objects.get(user=root)
+    viewer = UserFactory(is_staff=True)
+    viewer.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="token_blacklist", codename__startswith="view_")
+    )
+    for who in (viewer, root):
+        client.force_login(who)
+        for path in ("/admin/token_blacklist/outstandingtoken/",
+                     f"/admin/token_blacklist/outstandingtoken/{outstanding.pk}/change/"):  # fmt: skip
+            page = client.get(path)
+            assert page.status_code == 200, path
+            assert refresh not in page.content.decode(), path
+            assert refresh.split(".")[1] not in page.content.decode(), path  # not even its claims

@@ -1,7 +1,7 @@
 """Headers a client may forge (X-Forwarded-For, X-Forwarded-Proto) are believed only from
 TRUSTED_PROXIES; /metrics answers the scraper only (a token or an allow-listed address);
-private API answers are not cacheable (`Cache-Control: no-store`, `Vary: Authorization,
-Cookie`)."""
+private API answers and the pages of a signed-in trader are not cacheable
+(`Cache-Control: no-store`, `Vary: Authorization, Cookie`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from core.networks import forwarded_client
+from core.networks import client_bucket, forwarded_client
 from tests.factories import PASSWORD, UserFactory
 from tests.security.conftest import SYMBOL, World, api_client, page_client
 
@@ -41,6 +41,21 @@ behind_a_proxy = override_settings(
 )
 def test_the_client_behind_trusted_proxies(peer: str, forwarded_for: str, client: str) -> None:
     assert forwarded_client(peer=peer, forwarded_for=forwarded_for, trusted=["10.0.0.0/24"]) == client
+
+
+@pytest.mark.parametrize(
+    ("address", "counted_as"),
+    [
+        ("198.51.100.7", "198.51.100.7"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::"),  # a /64 is one client
+        ("2001:db8:1:2::", "2001:db8:1:2::"),
+        ("::ffff:198.51.100.7", "198.51.100.7"),  # IPv4-mapped
+        ("::1", "::"),
+        ("unknown", "unknown"),
+    ],
+)
+def test_an_ipv6_client_is_counted_by_its_64(address: str, counted_as: str) -> None:
+    assert client_bucket(address) == counted_as
 
 
 def _next_link(world: World, **headers: Any) -> str:
@@ -141,6 +156,20 @@ def test_public_api_answers_vary_on_credentials(world: World) -> None:
     assert {"authorization", "cookie"} <= {v.strip().lower() for v in response["Vary"].split(",")}
     # The same public data asked with a token is private to that caller's cache.
     _private(world.api("owner").get("/api/markets"))
+
+
+def test_pages_of_a_signed_in_trader_are_not_stored(world: World) -> None:
+    owner = world.page("owner")
+    paths = ("/", "/wallet/", "/wallet/live", "/orders/", "/fills/", "/flywheel/", f"/trade/{SYMBOL}",
+             f"/trade/{SYMBOL}/live", "/keys/")  # fmt: skip
+    for path in paths:
+        response = owner.get(path)
+        assert response.status_code == 200, path
+        assert "no-store" in response.get("Cache-Control", ""), (path, response.get("Cache-Control"))
+        assert "private" in response["Cache-Control"], path
+    # The same public pages to an anonymous visitor stay cacheable as before.
+    for path in ("/", f"/trade/{SYMBOL}"):
+        assert "no-store" not in world.page("anonymous").get(path).get("Cache-Control", ""), path
 
 
 # --- 401 challenges ------------------------------------------------------------------------------------------

@@ -80,6 +80,22 @@ def test_spraying_one_address_over_many_usernames_is_refused(db: Any) -> None:
 
 
 @policy
+def test_one_ipv6_64_is_one_address_for_the_failure_counts(db: Any) -> None:
+    """Was a bypass: each IPv6 address had counts of its own, and one server holds a /64
+    (2^64 addresses): a new source address per guess escaped both limits."""
+    victim = UserFactory()
+    for n in range(LIMIT):
+        assert _token(victim.username, "guess", f"2001:db8:1:2::{n + 1:x}").status_code == 401
+    _refused(_token(victim.username, PASSWORD, "2001:db8:1:2:abcd::9"))
+    for n in range(ADDRESS_LIMIT - LIMIT):  # the spray limit counts the /64 too
+        assert _token(f"nobody{n}", "guess", f"2001:db8:1:2:{n + 1:x}::1").status_code == 401
+    _refused(_token("nobody-else", "guess", "2001:db8:1:2:ffff::1"))
+    # The owner, from another /64 (or IPv4), logs in.
+    assert _token(victim.username, PASSWORD, "2001:db8:1:3::1").status_code == 200
+    assert _token(victim.username, PASSWORD, "198.51.100.30").status_code == 200
+
+
+@policy
 def test_logging_into_ones_own_account_does_not_reset_a_spray(db: Any) -> None:
     mine, victims = UserFactory(), [UserFactory() for _ in range(ADDRESS_LIMIT)]
     for victim in victims[: ADDRESS_LIMIT - 1]:

@@ -124,6 +124,19 @@ def test_a_forged_forwarded_for_header_does_not_reset_the_registration_limit(db:
     assert not get_user_model().objects.filter(username="spoof9").exists()
 
 
+def test_one_ipv6_64_is_one_address_for_the_registration_rate(db: Any, rates: Any, clock: Clock) -> None:
+    """Was a bypass: each IPv6 address had a count of its own, and one server holds a /64
+    (2^64 of them): a new source address per registration escaped the rate."""
+    rates(register="2/min")
+    client = api_client()
+    for n in range(2):
+        assert _register(client, f"six{n}", REMOTE_ADDR=f"2001:db8:7:7::{n + 1:x}").status_code == 201
+    _throttled(_register(client, "six9", REMOTE_ADDR="2001:db8:7:7:ffff:1:2:3"))
+    assert not get_user_model().objects.filter(username="six9").exists()
+    # The next /64 is another client.
+    assert _register(client, "six8", REMOTE_ADDR="2001:db8:7:8::1").status_code == 201
+
+
 def _register_page(client: Any, name: str, **extra: Any) -> Any:
     form = {"username": name, "email": "", "password": PASSWORD, "password_confirm": PASSWORD}
     return client.post("/register", form, **extra)

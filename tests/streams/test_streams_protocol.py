@@ -435,6 +435,9 @@ def test_orders_a_batch_changed_together_are_read_in_one_go_and_sent_in_its_orde
         ("203.0.113.9", "1.2.3.4", "203.0.113.9"),  # not a proxy: its header proves nothing
         ("10.0.0.5", "6.6.6.6, 198.51.100.7", "198.51.100.7"),  # the proxy's word, the client's part ignored
         ("10.0.0.5", "", "10.0.0.5"),
+        # An IPv6 client is its /64 (one server holds all of it), directly or behind the proxy.
+        ("2001:db8:1:2:aaaa::1", "", "2001:db8:1:2::"),
+        ("10.0.0.5", "2001:db8:1:2:bbbb::7", "2001:db8:1:2::"),
     ],
 )
 def test_the_budget_is_the_client_behind_trusted_proxies(peer, forwarded_for, address, settings):
