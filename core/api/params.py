@@ -36,8 +36,13 @@ def query_params_refused(request: Request) -> None:
 
 def query_params_known(request: Request, *known: str) -> None:
     """Refuses (400) a query parameter not among `known`, rather than dropping it: a filter
-    under another name (`?symbol=` for `?market=`) answered the whole list."""
-    query_names_refused(name for name in request.query_params if name not in known)
+    under another name (`?symbol=` for `?market=`) answered the whole list. The message names
+    the parameters the endpoint takes (it said "takes no query parameters: send it in the
+    body", wrong for a list that takes filters in its query)."""
+    message = f"Unknown query parameter: this endpoint takes {', '.join(known)}."
+    fields = {name: [message] for name in request.query_params if name not in known}
+    if fields:
+        raise InvalidParameter(fields=fields)
 
 
 def query_names_refused(names: Iterable[str]) -> None:

@@ -94,6 +94,20 @@ def test_list_rejects_an_unknown_status(history):
     assert response.json()["error"]["code"] == "invalid_parameter"
 
 
+@pytest.mark.parametrize("path", ["/api/orders", "/api/trades"])
+def test_list_names_the_query_parameters_it_takes(history, path):
+    """A bot that filters under another name (`?side=`, `?page_size=`) is told which names
+    the list takes, not to send the parameter in a body that a GET does not have."""
+    me, _, _ = history
+    response = me.api.get(f"{path}?side=buy")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_parameter"
+    (message,) = error["fields"]["side"]
+    assert "body" not in message
+    assert "market" in message and "limit" in message and "cursor" in message
+
+
 def test_list_is_paginated_with_results_and_next(history):
     me, _, ids = history
     first = me.api.get("/api/orders?limit=2").json()
