@@ -199,7 +199,7 @@ class MarketEngine:
         if order.type.is_stop and not self._stop_fires_now(order):
             reference = max(self.spec.reference_price, _present(order.stop_price))
             required = self.required_lock(order, reference_price=reference)
-            wallets.lock(self.accounts.funding(owner_id=order.user_id, side=order.side), required)
+            self.lock(wallets, order, required)
             order.locked_amount = required
             run.transition(order, OrderStatus.PENDING_TRIGGER)
             self.stops.add(order)
@@ -227,6 +227,22 @@ class MarketEngine:
         journal.markets[self.spec.id] = self.spec
 
     # --- rules -------------------------------------------------------------------------
+
+    def lock(self, wallets: Wallets, order: LiveOrder, amount: Decimal) -> None:
+        """Lock `amount` more of what `order` spends (quote for a buy, base for a sell).
+        Refused (InsufficientFunds, nothing changed) with a message that names the asset,
+        the lock and what is available: a bot told only "not enough funds" could not tell
+        how much a market buy locks (quantity at the slippage guard, plus the taker fee)."""
+        funding = self.accounts.funding(owner_id=order.user_id, side=order.side)
+        available = wallets.available(funding)
+        if amount > available:
+            quote = self.spec.quote_symbol
+            asset = quote if order.side is Side.BUY else self.spec.symbol.removesuffix("-" + quote)
+            raise InsufficientFunds(
+                f"Not enough available {asset}: this order locks {amount:.8f} {asset}"
+                f" and {available:.8f} {asset} is available."
+            )
+        wallets.lock(funding, amount)
 
     def required_lock(self, order: LiveOrder, *, reference_price: Decimal | None = None) -> Decimal:
         """What `order` must hold for its remainder: base for a sell; for a buy, the
@@ -320,7 +336,7 @@ class _Run:
         funding = engine.accounts.funding(owner_id=order.user_id, side=order.side)
         required = engine.required_lock(order)
         if required > order.locked_amount:
-            self.wallets.lock(funding, required - order.locked_amount)  # may refuse: nothing changed yet
+            engine.lock(self.wallets, order, required - order.locked_amount)  # may refuse: nothing changed yet
         elif required < order.locked_amount:
             self.wallets.post([release(funding, order.locked_amount - required)])
         order.locked_amount = required

@@ -391,6 +391,11 @@ def test_insufficient_funds_creates_nothing_and_locks_nothing(market, user, user
     fund(user, asset, one_short)
     refused = post_order(user_client, quantity="1", **body)
     assert_error(refused, 400, "insufficient_funds")
+    # The message says what to fix: the asset, what the order locks and what is available.
+    assert refused.json()["error"]["message"] == (
+        f"Not enough available {asset}: this order locks {Decimal(enough):.8f} {asset}"
+        f" and {one_short:.8f} {asset} is available."
+    )
     assert_nothing_happened(user)
     assert wallet(user, asset).balance == one_short
 
