@@ -234,15 +234,15 @@ class MarketEngine:
         the lock and what is available: a bot told only "not enough funds" could not tell
         how much a market buy locks (quantity at the slippage guard, plus the taker fee)."""
         funding = self.accounts.funding(owner_id=order.user_id, side=order.side)
-        available = wallets.available(funding)
-        if amount > available:
+        try:
+            wallets.lock(funding, amount)
+        except InsufficientFunds:  # the message built on refusal only: the hot path pays nothing
             quote = self.spec.quote_symbol
             asset = quote if order.side is Side.BUY else self.spec.symbol.removesuffix("-" + quote)
             raise InsufficientFunds(
                 f"Not enough available {asset}: this order locks {amount:.8f} {asset}"
-                f" and {available:.8f} {asset} is available."
-            )
-        wallets.lock(funding, amount)
+                f" and {wallets.available(funding):.8f} {asset} is available."
+            ) from None
 
     def required_lock(self, order: LiveOrder, *, reference_price: Decimal | None = None) -> Decimal:
         """What `order` must hold for its remainder: base for a sell; for a buy, the
