@@ -37,16 +37,19 @@ def query_params_refused(request: Request) -> None:
 def query_params_known(request: Request, *known: str) -> None:
     """Refuses (400) a query parameter not among `known`, rather than dropping it: a filter
     under another name (`?symbol=` for `?market=`) answered the whole list."""
-    message = f"Not a parameter of this endpoint, which takes {', '.join(known)}."
-    fields = {name: [message] for name in request.query_params if name not in known}
-    if fields:
-        raise InvalidParameter(fields=fields)
+    query_names_refused(
+        (name for name in request.query_params if name not in known),
+        message=f"Not a parameter of this endpoint, which takes {', '.join(known)}.",
+    )
 
 
-def query_names_refused(names: Iterable[str]) -> None:
-    """query_params_refused for the names of a request's query parameters (a Django
-    request's `GET`, where there is no DRF request: the order hot path)."""
-    message = "This endpoint takes no query parameters: send it in the body."
+NO_QUERY_PARAMETERS = "This endpoint takes no query parameters: send it in the body."
+
+
+def query_names_refused(names: Iterable[str], *, message: str = NO_QUERY_PARAMETERS) -> None:
+    """Refuses (400, `message` for each) the query parameters `names`, if any; for
+    query_params_refused, the names of a request's query parameters (also a Django request's
+    `GET`, where there is no DRF request: the order hot path)."""
     fields = {name: [message] for name in names}
     if fields:
         raise InvalidParameter(fields=fields)

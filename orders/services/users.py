@@ -39,10 +39,8 @@ def user_deactivate(*, user: AbstractBaseUser) -> list[int]:
 def users_inactive_orders_cancel() -> list[int]:
     """Cancel, in every market, the live orders of the inactive accounts that still have
     some (as user_deactivate does for the one it deactivates): the ids cancelled. Nothing to
-    do: three queries. No engine answering: a warning, and what is left stays live for the next
-    run (the accounts stay inactive, so they are found again). First, the API keys and
-    refresh tokens inactive accounts still have are revoked."""
-    inactive_credentials_revoke()
+    do: one query. No engine answering: a warning, and what is left stays live for the next
+    run (the accounts stay inactive, so they are found again)."""
     cancelled: list[int] = []
     for user in user_list_inactive_with_live_orders():
         try:
@@ -54,3 +52,12 @@ def users_inactive_orders_cancel() -> list[int]:
         logger.info("inactive account's orders cancelled", extra={"user_id": user.pk, "cancelled": len(ids)})
         cancelled.extend(ids)
     return cancelled
+
+
+def users_inactive_close() -> list[int]:
+    """The periodic sweep (orders.tasks.inactive_orders_sweep): closes what user_deactivate
+    closes for accounts deactivated another way: their API keys and refresh tokens revoked
+    (accounts.services.inactive_credentials_revoke), then their live orders cancelled; the
+    order ids cancelled. Nothing to do: three queries."""
+    inactive_credentials_revoke()
+    return users_inactive_orders_cancel()
