@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group, Permission
+from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
+from accounts.tokens import token_pair_issue
 from orders.system_accounts import fee_account_user_id, house_user_id
 from tests.factories import UserFactory
 
@@ -154,8 +156,6 @@ def test_a_system_account_cannot_log_in_even_with_a_password(client):
 def test_a_group_editor_cannot_grant_a_group_permissions(client):
     """Stock, a staff member allowed to change groups gave the group they belong to any
     permission (orders.add_deposit: credit themselves), or a new group every permission."""
-    from django.contrib.auth.models import Group
-
     group = Group.objects.create(name="support")
     editor = UserFactory(is_staff=True)
     editor.groups.add(group)
@@ -178,8 +178,6 @@ def test_a_group_editor_cannot_grant_a_group_permissions(client):
 
 
 def test_a_superuser_still_grants_group_permissions(client):
-    from django.contrib.auth.models import Group
-
     group = Group.objects.create(name="desk")
     client.force_login(UserFactory(is_staff=True, is_superuser=True))
     deposit = Permission.objects.get(content_type__app_label="orders", codename="add_deposit")
@@ -191,10 +189,6 @@ def test_a_superuser_still_grants_group_permissions(client):
 def test_the_token_admin_never_shows_a_refresh_token(client):
     """simplejwt's admin showed each outstanding token's JWT: a staff member allowed to view
     them copied a superuser's live refresh token and rotated it into a superuser's access."""
-    from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
-
-    from accounts.tokens import token_pair_issue
-
     root = UserFactory(is_staff=True, is_superuser=True)
     refresh = token_pair_issue(user=root)["refresh"]
     outstanding = OutstandingToken.objects.get(user=root)
