@@ -8,8 +8,9 @@ class MarketNotFound(NotFound):
     default_message = "No such market."
 
 
-class MarketNotFoundInBody(ApplicationError):
-    """An unknown market named in an order body is a 400, not a 404."""
+class MarketNotFoundInRequest(ApplicationError):
+    """An unknown market named in an order body or a query's filter is a 400, not a 404
+    (the path names no market)."""
 
     code = "market_not_found"
     default_message = "No such market."

@@ -32,12 +32,16 @@ from orders.api.serializers import (
 from orders.engine.requests import order_request_parse
 from orders.errors import OrderNotFound
 from orders.models import OrderStatus
-from orders.selectors.markets import SYMBOL_MAX_LENGTH
+from orders.selectors.markets import SYMBOL_MAX_LENGTH, market_filter_check
 from orders.selectors.orders import order_get_for_user, order_list_for_user, trade_list_for_user, trade_user_fill
 from orders.services.orders import order_cancel_as, order_place_as, orders_cancel_all
 
 # What an operation the matching engine answers may get when no engine answers in time
 # (orders.sequencer.zmq): the envelope with Retry-After.
+MARKET_FILTER_REFUSED = (
+    "`invalid_parameter`: a parameter the list does not take or a value it refuses; "
+    "`market_not_found`: `market` names no market."
+)
 ENGINE_UNAVAILABLE = error_responses(
     503,
     s503="`service_unavailable`: the matching engine did not answer in time; `Retry-After` says when to try"
@@ -78,7 +82,7 @@ class OrdersApi(RateLimitHeaders, APIView):
             PAGE_LIMIT.openapi(),
             CURSOR,
         ],
-        responses={200: paginated(OrderOutput)},
+        responses={200: paginated(OrderOutput), **error_responses(400, s400=MARKET_FILTER_REFUSED)},
         operation_id="orders_list",
         description="The caller's orders, newest first, a page at a time (`next` links the following page).",
     )
@@ -86,6 +90,7 @@ class OrdersApi(RateLimitHeaders, APIView):
         query_params_known(request, "status", "market", PAGE_LIMIT.name, CURSOR.name)
         status = enum_param(request, "status", choices=[s.value for s in OrderStatus])
         market = name_param(request, "market", max_length=SYMBOL_MAX_LENGTH, pattern=SYMBOL_FILTER_PATTERN)
+        market_filter_check(symbol=market)
         queryset = order_list_for_user(user_id=request_user(request).pk, status=status, market=market)
         paginator = NewestFirstPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
@@ -190,7 +195,7 @@ class OrdersCancelAllApi(RateLimitHeaders, APIView):
 class UserTradesApi(APIView):
     @extend_schema(
         parameters=[MARKET_FILTER, PAGE_LIMIT.openapi(), CURSOR],
-        responses={200: paginated(UserTradeOutput)},
+        responses={200: paginated(UserTradeOutput), **error_responses(400, s400=MARKET_FILTER_REFUSED)},
         operation_id="trades_list",
     )
     def get(self, request: Request) -> Response:
@@ -198,6 +203,7 @@ class UserTradesApi(APIView):
         user = request_user(request)
         paginator = NewestFirstPagination()
         market = name_param(request, "market", max_length=SYMBOL_MAX_LENGTH, pattern=SYMBOL_FILTER_PATTERN)
+        market_filter_check(symbol=market)
         page = paginator.paginate_queryset(trade_list_for_user(user_id=user.pk, market=market), request, view=self)
         return paginator.get_paginated_response(
             UserTradeOutput([trade_user_fill(trade=t, user_id=user.pk) for t in page or []], many=True).data

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from core.text import is_clean_name
-from orders.errors import MarketNotFound
+from orders.errors import MarketNotFound, MarketNotFoundInRequest
 from orders.models import Market
 
 SYMBOL_MAX_LENGTH = Market._meta.get_field("symbol").max_length or 0
@@ -21,3 +21,11 @@ def market_get(*, symbol: str) -> Market:
     if market is None:
         raise MarketNotFound()
     return market
+
+
+def market_filter_check(*, symbol: str | None) -> None:
+    """A list's `market` filter names a market that exists (active or not: a trader's
+    history keeps orders in deactivated ones); 400 market_not_found otherwise, rather than
+    an empty page that reads as "no orders there"."""
+    if symbol is not None and not Market.objects.filter(symbol=symbol).exists():
+        raise MarketNotFoundInRequest(fields={"market": ["No such market."]})

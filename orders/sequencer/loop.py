@@ -57,7 +57,7 @@ from orders.errors import (
     InvalidPrice,
     MarketInactive,
     MarketNotFound,
-    MarketNotFoundInBody,
+    MarketNotFoundInRequest,
     OrderNotCancellable,
     OrderNotFound,
 )
@@ -844,7 +844,7 @@ class _Batch:
         request = OrderRequest(**fields)  # type: ignore[arg-type]
         engine = self.sequencer._market(symbol=request.market)
         if engine is None:
-            raise MarketNotFoundInBody(fields={"market": ["No such market."]})
+            raise MarketNotFoundInRequest(fields={"market": ["No such market."]})
         client_id = request.client_order_id
         known = self.client_ids.get((user, client_id)) if client_id else None
         if known is not None:
@@ -1103,7 +1103,7 @@ def _processing_failed(command: c.Command, *, fence: LeaderFence | None = None) 
             _leader_checked(fence)
             market = Market.objects.filter(symbol=str(command.get("market"))).first()
             if market is None:
-                raise MarketNotFoundInBody()
+                raise MarketNotFoundInRequest()
             fields = {name: command.get(name) for name in OrderRequest.__dataclass_fields__}
             validated = order_request_validate(market=market, request=OrderRequest(**fields))  # type: ignore[arg-type]
             now = timezone.now()

@@ -18,7 +18,7 @@ from core.cache import form_once
 from core.logging import correlation_id_get
 from core.metrics import ORDER_PLACE_SECONDS
 from orders.engine.requests import OrderRequest
-from orders.errors import MarketNotFoundInBody, OrderFormForAnotherAccount, OrderFormResent
+from orders.errors import MarketNotFoundInRequest, OrderFormForAnotherAccount, OrderFormResent
 from orders.models import Market
 from orders.sequencer.commands import answer_raise, cancel_all_command, cancel_command, place_command
 from orders.sequencer.transport import engine_call
@@ -128,7 +128,7 @@ def orders_cancel_all(*, user: AbstractBaseUser, symbol: str | None = None) -> l
     if symbol is not None:
         market_id = Market.objects.filter(symbol=symbol).values_list("pk", flat=True).first()
         if market_id is None:
-            raise MarketNotFoundInBody(fields={"market": ["No such market."]})
+            raise MarketNotFoundInRequest(fields={"market": ["No such market."]})
     answer = answer_raise(engine_call(cancel_all_command(user_id=int(user.pk), market_id=market_id), market=symbol))
     return [int(order_id) for order_id in answer["order_ids"]]
 

@@ -230,6 +230,21 @@ def test_a_market_filter_the_schema_refuses_says_why(user_client, market, says):
         assert message.startswith(says), (path, message)
 
 
+def test_a_market_filter_naming_no_market_is_refused_not_answered_empty(user_client):
+    """`?market=XXX-USDT` answered an empty page, read as "no orders there"; a market staff
+    deactivated still filters (a trader's history keeps its orders)."""
+    for path in ("/api/orders", "/api/trades"):
+        response = user_client.get(f"{path}?market=XXX-USDT")
+        assert response.status_code == 400, path
+        error = response.json()["error"]
+        assert error["code"] == "market_not_found" and error["fields"] == {"market": ["No such market."]}, path
+    market = market_create("ETH-USDT")
+    Market.objects.filter(pk=market.pk).update(is_active=False)  # as staff deactivate it in the admin
+    for path in ("/api/orders", "/api/trades"):
+        response = user_client.get(f"{path}?market={market.symbol}")
+        assert response.status_code == 200 and response.json()["results"] == [], path
+
+
 def _component_patterns(schema: dict, component: str) -> dict[str, str | None]:
     properties = schema["components"]["schemas"][component]["properties"]
     return {name: spec.get("pattern") for name, spec in properties.items()}
@@ -302,6 +317,7 @@ def test_a_query_parameter_a_list_does_not_take_is_refused_not_dropped(user_clie
     """The caller's lists filter by `market` and `status`; another name (`symbol`, `state`,
     as other exchanges call them) was dropped: every market's orders came back, which a bot
     that cancels what it lists as one market's would cancel."""
+    market_create("BTC-USDT", reference_price="60000.00")
     response = user_client.get(f"{path}?{query}")
     assert response.status_code == 400, response.content
     name = query.split("=")[0]

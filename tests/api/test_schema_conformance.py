@@ -58,6 +58,8 @@ BUSINESS_RULES: dict[str, set[str]] = {
     "GET /api/flywheel/comparison/{competitor}": {"invalid_parameter"},
     "POST /api/orders/{order_id}/cancel": {"order_not_cancellable"},
     "POST /api/orders/cancel-all": {"market_not_found"},
+    "GET /api/orders": {"market_not_found"},
+    "GET /api/trades": {"market_not_found"},
     "POST /api/admin/revenue/events/{event_id}/retry": {"event_not_retryable"},
     "POST /api/admin/revenue/batches/{batch_id}/abandon": {
         "batch_not_abandonable",

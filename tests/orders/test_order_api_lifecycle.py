@@ -78,7 +78,6 @@ def test_list_is_the_callers_orders_newest_first(history):
         ("status=pending_trigger", []),
         ("market=BTC-USDT", ["btc_open"]),
         ("market=ETH-USDT&status=open", ["open"]),
-        ("market=NOPE-USDT", []),
     ],
 )
 def test_list_filters(history, query, expected):
