@@ -12,6 +12,7 @@ rotation with reuse detection). Access tokens already issued live out their shor
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable
 from typing import Any, cast
@@ -35,6 +36,14 @@ from accounts.models import RefreshTokenFamily
 logger = logging.getLogger(__name__)
 
 FAMILY_CLAIM = "fam"
+STORED_DIGEST_PREFIX = "sha256:"
+
+
+def token_stored_form(raw: str) -> str:
+    """What an outstanding-token row keeps of a refresh token: its digest, never the JWT.
+    Nothing reads the column back (spending and revoking go by jti), and the JWT itself is
+    a login for its lifetime to whoever reads the table (a backup, a leaked dump)."""
+    return STORED_DIGEST_PREFIX + hashlib.sha256(raw.encode()).hexdigest()
 
 
 class FamilyRefreshToken(RefreshToken):
@@ -56,7 +65,7 @@ class FamilyRefreshToken(RefreshToken):
         outstanding = OutstandingToken.objects.create(
             user=cast(User, user),
             jti=jti,
-            token=str(token),
+            token=token_stored_form(str(token)),
             created_at=token.current_time,
             expires_at=datetime_from_epoch(token["exp"]),
         )
@@ -87,7 +96,7 @@ def _spend(token: FamilyRefreshToken, *, user: AbstractBaseUser | None) -> None:
         jti=token[api_settings.JTI_CLAIM],
         defaults={
             "user": cast(User | None, user),
-            "token": str(token),
+            "token": token_stored_form(str(token)),
             "created_at": token.current_time,
             "expires_at": datetime_from_epoch(token["exp"]),
         },
