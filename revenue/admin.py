@@ -35,7 +35,7 @@ from revenue.delivery.metadata import (
     attempts_expression,
     lookup,
     status_expression,
-    status_in,
+    status_is,
     text,
 )
 from revenue.models import (
@@ -75,7 +75,7 @@ class DeliveryStatusFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
         if value is not None and value in DeliveryStatus._value2member_map_:
-            return queryset.filter(status_in(DeliveryStatus(value)))
+            return queryset.filter(status_is(DeliveryStatus(value)))
         return queryset
 
 
