@@ -88,7 +88,7 @@ class RevenueEventAdmin(ReadOnlyAdmin):
     list_select_related = ("stream",)
     readonly_fields = ("stream", "source_type", "source_id", "currency", "gross_amount", "net_amount", "holder_share",
                        "reserve_share", "description", "created_at", "delivery_status", "attempts", "last_error",
-                       "next_retry", "tx_hash", "metadata_pretty")  # fmt: skip
+                       "next_retry", "tx_hash", "batch", "metadata_pretty")  # fmt: skip
     exclude = ("metadata",)
     actions = ["retry_delivery_now"]
     show_full_result_count = False
@@ -153,6 +153,15 @@ class RevenueEventAdmin(ReadOnlyAdmin):
     @admin.display(description="tx hash")
     def tx_hash(self, obj: Any) -> str:
         return obj.hash or ""
+
+    @admin.display(description="delivery batch")
+    def batch(self, obj: RevenueEvent) -> str:
+        """The batch carrying (or that paid) the event, linked: its id was only in the metadata."""
+        batch_id = DeliveryMetadata.of(obj.metadata).batch_id
+        if batch_id is None:
+            return "-"
+        url = reverse("admin:revenue_deliverybatch_change", args=[batch_id])
+        return format_html('<a href="{}" id="event-batch">delivery batch {}</a>', url, batch_id)
 
     @admin.display(description="metadata")
     def metadata_pretty(self, obj: RevenueEvent) -> str:
@@ -311,8 +320,23 @@ class DeliveryBatchAdmin(ReadOnlyAdmin):
     list_display = ("id", "deployment", "size", "status", "foreign", "nonce", "mined_tx_hash", "block_number",
                     "submitted_at", "confirmed_at", "finalized_at", "last_error")  # fmt: skip
     list_filter = ("status", "foreign", "deployment")
-    search_fields = ("mined_tx_hash",)
+    # Every signed version: an event in flight names its batch's latest one (txHash), which
+    # is no batch's mined_tx_hash until it is mined (the search found nothing for it).
+    search_fields = ("mined_tx_hash", "tx_hashes")
+    readonly_fields = ("events",)
     change_form_template = "admin/revenue/deliverybatch/change_form.html"
+
+    @admin.display(description="its events")
+    def events(self, obj: DeliveryBatch) -> str:
+        """The events it carries, as one filtered list of the revenue events (their statuses,
+        errors and retry buttons), instead of the bare ids of event_ids."""
+        ids = [int(pk) for pk in obj.event_ids]
+        if not ids:
+            return "-"
+        url = reverse("admin:revenue_revenueevent_changelist")
+        return format_html(
+            '<a href="{}?id__in={}" id="batch-events">{} event(s)</a>', url, ",".join(map(str, ids)), len(ids)
+        )
 
     def has_abandon_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("revenue.abandon_batch"))

@@ -340,6 +340,42 @@ def test_dust_carried_forward_reads_as_such_and_offers_no_retry(desk, db):
     assert expected in page and 'id="retry-delivery"' not in page
 
 
+def test_a_batch_in_flight_is_found_by_its_events_tx_hash_and_the_two_pages_link_each_other(desk, db):
+    """An event in flight names its batch's latest signed version (txHash): the batch list's
+    search looked at mined_tx_hash only, empty until the batch is mined, and found nothing;
+    the event's batch was an id in its metadata, the batch's events bare ids."""
+    now = timezone.now()
+    deployment = ChainDeployment.objects.create(
+        chain_id=31337, contract_address="0x" + "1" * 40, signer_address="0x" + "2" * 40, deployed_at=now
+    )
+    first, latest = "0x" + "a" * 64, "0x" + "b" * 64
+    events = [_event(f"fl-{n}") for n in range(2)]
+    other = _event("fl-other")
+    batch = DeliveryBatch.objects.create(
+        deployment=deployment, size=2, value_wei="2", nonce=4, gas=1, max_fee_per_gas=1, max_priority_fee_per_gas=1,
+        submitted_at=now, item_ids=[e.pk for e in events], event_ids=[e.pk for e in events], tx_hashes=[first, latest],
+    )  # fmt: skip
+    for event in events:
+        event_patch(event.pk, patch_submitted(batch_id=batch.pk, tx_hash=latest, nonce=4, now=now))
+    batch_page = f"/admin/revenue/deliverybatch/{batch.pk}/change/"
+
+    event_page = desk.get(f"/admin/revenue/revenueevent/{events[0].pk}/change/").content.decode()
+    assert f'<a href="{batch_page}" id="event-batch">delivery batch {batch.pk}</a>' in event_page
+    assert 'id="event-batch"' not in desk.get(f"/admin/revenue/revenueevent/{other.pk}/change/").content.decode()
+
+    for term in (latest, first[:20].upper()):
+        found = desk.get("/admin/revenue/deliverybatch/", {"q": term})
+        assert found.status_code == 200 and [b.pk for b in found.context["cl"].result_list] == [batch.pk]
+    assert not desk.get("/admin/revenue/deliverybatch/", {"q": "0x" + "c" * 64}).context["cl"].result_list
+
+    page = html.unescape(desk.get(batch_page).content.decode())
+    link = re.search(r'<a href="([^"]+)" id="batch-events">2 event\(s\)</a>', page)
+    assert link is not None
+    listed = desk.get(link.group(1))
+    assert listed.status_code == 200
+    assert sorted(e.pk for e in listed.context["cl"].result_list) == sorted(e.pk for e in events)
+
+
 def test_streams_can_be_reworded_but_not_added_deleted_or_recounted(desk, db):
     from revenue.models import RevenueStream
 
