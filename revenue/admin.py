@@ -246,7 +246,7 @@ class RevenueEventAdmin(ReadOnlyAdmin):
             "hours": hours,
             "worker": worker,
             "worker_stalled": worker_stalled(worker),
-            "chain_unreachable": _chain_unreachable(worker),
+            "chain_unreachable": _chain_unreachable(worker, node=chain_health()),
             "can_retry": self.has_retry_delivery_permission(request),
             "retryable": sorted(RETRYABLE),
         }
@@ -255,21 +255,23 @@ class RevenueEventAdmin(ReadOnlyAdmin):
     def worker_status_view(self, request: HttpRequest) -> HttpResponse:
         self._require_view_permission(request)
         worker = onchain_worker_status()
+        node = chain_health()  # once: a node that does not answer costs its timeout each time
         context = {
             **self.admin_site.each_context(request),
             "title": "On-chain delivery worker status",
             "opts": self.model._meta,
             "worker": worker,
             "worker_stalled": worker_stalled(worker),
-            "chain_node": chain_health(),
-            "chain_unreachable": _chain_unreachable(worker),
+            "chain_node": node,
+            "chain_unreachable": _chain_unreachable(worker, node=node),
         }
         return TemplateResponse(request, "admin/revenue/worker_status.html", context)
 
 
-def _chain_unreachable(worker: dict[str, Any]) -> bool:
-    """The node does not answer the web process, or it did not answer the worker's last run."""
-    if chain_health() == "down":
+def _chain_unreachable(worker: dict[str, Any], *, node: str) -> bool:
+    """The node does not answer the web process (``node``: chain_health's answer), or it did
+    not answer the worker's last run."""
+    if node == "down":
         return True
     return worker["last_run_at"] is not None and not worker["chain"]["connected"]
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import html
 import re
+import socket
+import threading
 from datetime import timedelta
 from decimal import Decimal
 
@@ -478,6 +480,47 @@ def test_the_report_warns_when_the_chain_is_unreachable(desk, settings, db):
     assert 'id="banner-chain"' in page
     status = desk.get("/admin/revenue/revenueevent/worker-status/").content.decode()
     assert "unreachable" in status
+
+
+@pytest.fixture
+def silent_node():
+    """A node that takes connections and never answers (a hung process, a black-holed
+    route): each request to it costs the full timeout. Yields its URI and the connections."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    taken: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                taken.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}", taken
+    stop.set()
+    thread.join()
+    for connection in taken:
+        connection.close()
+    server.close()
+
+
+def test_the_worker_status_asks_a_silent_node_once(desk, settings, silent_node):
+    """The page asked the node twice (once to show it, once for the banner): a node that
+    does not answer cost its timeout twice, 4 s before the page showed."""
+    uri, taken = silent_node
+    settings.WEB3_PROVIDER_URI = uri
+    DeliveryHeartbeat.objects.create(pk=1, last_run_at=timezone.now(), connected=False)
+    for page in ("worker-status", "failure-report"):
+        taken.clear()
+        answer = desk.get(f"/admin/revenue/revenueevent/{page}/").content.decode()
+        assert 'id="banner-chain"' in answer or "unreachable" in answer
+        assert len(taken) == 1, (page, len(taken))
 
 
 def test_no_banner_when_all_is_well(desk, db):
