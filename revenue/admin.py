@@ -50,7 +50,7 @@ from revenue.models import (
 from revenue.reports import onchain_failure_report
 from revenue.selectors import stream_usd_totals
 from revenue.templatetags.revenue_admin import when
-from revenue.worker_status import onchain_worker_status, worker_stalled
+from revenue.worker_status import onchain_worker_status, worker_error_current, worker_stalled
 
 
 def _staff_actions() -> ModuleType:
@@ -246,6 +246,7 @@ class RevenueEventAdmin(ReadOnlyAdmin):
             "hours": hours,
             "worker": worker,
             "worker_stalled": worker_stalled(worker),
+            "worker_failing": worker_error_current(worker),
             "chain_unreachable": _chain_unreachable(worker, node=chain_health()),
             "can_retry": self.has_retry_delivery_permission(request),
             "retryable": sorted(RETRYABLE),
@@ -262,6 +263,7 @@ class RevenueEventAdmin(ReadOnlyAdmin):
             "opts": self.model._meta,
             "worker": worker,
             "worker_stalled": worker_stalled(worker),
+            "worker_failing": worker_error_current(worker),
             "chain_node": node,
             "chain_unreachable": _chain_unreachable(worker, node=node),
         }

@@ -523,6 +523,30 @@ def test_the_worker_status_asks_a_silent_node_once(desk, settings, silent_node):
         assert len(taken) == 1, (page, len(taken))
 
 
+def test_a_resolved_worker_error_does_not_read_as_current(desk, db):
+    """The heartbeat keeps the worker's last error after later successes: both pages showed it
+    in red as the worker's state (the failure report: "insufficient_funds: ..." under the
+    worker's last run an hour after the signer was funded and every cycle had succeeded)."""
+    now = timezone.now()
+    error = "insufficient_funds: the signer holds 0 wei"
+    DeliveryHeartbeat.objects.create(
+        pk=1, last_run_at=now, last_success_at=now, last_error=error, last_error_at=now - timedelta(hours=1),
+        connected=True,
+    )  # fmt: skip
+    report = desk.get("/admin/revenue/revenueevent/failure-report/").content.decode()
+    assert 'id="worker-error"' not in report and "insufficient_funds" not in report
+    status = desk.get("/admin/revenue/revenueevent/worker-status/").content.decode()
+    cell = re.search(r'<td id="last-error">(.*?)</td>', status, re.S).group(1)
+    assert error in cell and "resolved" in cell and "ws-bad" not in cell
+    # The last cycle failed: the error is the worker's state, in red on both pages.
+    DeliveryHeartbeat.objects.filter(pk=1).update(last_error_at=now, last_success_at=now - timedelta(minutes=1))
+    report = desk.get("/admin/revenue/revenueevent/failure-report/").content.decode()
+    assert f'<span class="fr-critical" id="worker-error">{error}</span>' in report
+    status = desk.get("/admin/revenue/revenueevent/worker-status/").content.decode()
+    cell = re.search(r'<td id="last-error">(.*?)</td>', status, re.S).group(1)
+    assert f'<span class="ws-bad">{error}</span>' in cell and "resolved" not in cell
+
+
 def test_no_banner_when_all_is_well(desk, db):
     DeliveryHeartbeat.objects.create(pk=1, last_run_at=timezone.now(), connected=True)
     page = desk.get("/admin/revenue/revenueevent/failure-report/").content.decode()
