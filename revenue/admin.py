@@ -237,9 +237,13 @@ class RevenueEventAdmin(ReadOnlyAdmin):
             for s in report.by_stream
         ]
         worker = onchain_worker_status()
+        # Critical events wait for staff whenever they were created: the window (by creation)
+        # left out those of earlier days while the alert and the worker status counted them.
+        critical_outside = max(int(worker["counts"]["critical"]) - int(report.summary["critical_failures"]), 0)  # type: ignore[call-overload]
         context = {
             **self.admin_site.each_context(request),
             "title": "On-chain delivery failure report",
+            "critical_outside": critical_outside,
             "opts": self.model._meta,
             "report": report,
             "bars": bars,

@@ -547,6 +547,24 @@ def test_a_resolved_worker_error_does_not_read_as_current(desk, db):
     assert f'<span class="ws-bad">{error}</span>' in cell and "resolved" not in cell
 
 
+def test_the_report_says_when_critical_events_are_older_than_its_window(desk, db):
+    """The window is by creation time: an event created three days ago that went critical
+    today (after a long pause, its attempts unused meanwhile) was counted by the alert and the
+    worker status, while the default report said "No failures in the last 24 hours"."""
+    now = timezone.now()
+    old = _event("old-critical", patch_failed(attempts=5, error="reverted: boom", now=now, next_retry_at=None))
+    RevenueEvent.objects.filter(pk=old.pk).update(created_at=now - timedelta(days=3))
+    _event("new-critical", patch_failed(attempts=5, error="reverted: boom", now=now, next_retry_at=None))
+    page = html.unescape(desk.get("/admin/revenue/revenueevent/failure-report/").content.decode())
+    note = re.search(r'<p class="errornote" role="alert" id="critical-outside">(.*?)</p>', page, re.S)
+    assert note is not None and note.group(1).startswith("1 more critical event(s) were created before")
+    assert '<a href="/admin/revenue/revenueevent/?delivery=critical">' in note.group(1)
+    listed = desk.get("/admin/revenue/revenueevent/?delivery=critical").context["cl"].result_list
+    assert old.pk in {event.pk for event in listed}
+    wide = desk.get("/admin/revenue/revenueevent/failure-report/?hours=96").content.decode()
+    assert 'id="critical-outside"' not in wide
+
+
 def test_no_banner_when_all_is_well(desk, db):
     DeliveryHeartbeat.objects.create(pk=1, last_run_at=timezone.now(), connected=True)
     page = desk.get("/admin/revenue/revenueevent/failure-report/").content.decode()
