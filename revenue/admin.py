@@ -11,6 +11,7 @@ from decimal import Decimal
 from types import ModuleType
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -47,7 +48,7 @@ from revenue.models import (
     RevenueStream,
     StaffAction,
 )
-from revenue.reports import onchain_failure_report
+from revenue.reports import delivery_pause, onchain_failure_report
 from revenue.selectors import stream_usd_totals
 from revenue.templatetags.revenue_admin import when
 from revenue.worker_status import onchain_worker_status, worker_error_current, worker_stalled
@@ -179,6 +180,7 @@ class RevenueEventAdmin(ReadOnlyAdmin):
             return
         level = messages.SUCCESS if outcome.all_queued else messages.WARNING
         self.message_user(request, outcome.message(), level)
+        _delivery_stopped_say(self, request, queued=bool(outcome.queued))
 
     def get_urls(self) -> list[Any]:
         view = self.admin_site.admin_view
@@ -218,6 +220,7 @@ class RevenueEventAdmin(ReadOnlyAdmin):
         outcome = _staff_actions().revenue_events_delivery_retry(event_ids=[event.pk], actor=request.user, via="admin")
         level = messages.SUCCESS if outcome.queued else messages.WARNING
         self.message_user(request, f"Event {event.pk}: {outcome.message()}", level)
+        _delivery_stopped_say(self, request, queued=bool(outcome.queued))
         return self._back(request, reverse("admin:revenue_revenueevent_change", args=[event.pk]))
 
     def _require_view_permission(self, request: HttpRequest) -> None:
@@ -272,6 +275,23 @@ class RevenueEventAdmin(ReadOnlyAdmin):
             "chain_unreachable": _chain_unreachable(worker, node=node),
         }
         return TemplateResponse(request, "admin/revenue/worker_status.html", context)
+
+
+def _delivery_stopped_say(model_admin: admin.ModelAdmin[Any], request: HttpRequest, *, queued: bool) -> None:
+    """Events queued while delivery is paused or disabled wait: said beside "queued", with
+    the cause (the message alone read as if they were on their way)."""
+    if not queued:
+        return
+    if not settings.DELIVERY_ENABLED:
+        text = "Delivery is disabled (DELIVERY_ENABLED is off): nothing is sent until it is turned on."
+    elif (pause := delivery_pause()) is not None:
+        text = (
+            f"Delivery is paused ({pause['cause']}: {pause['detail']}): the events queued wait, without using "
+            "attempts, and go out once the cause is gone (see the worker status)."
+        )
+    else:
+        return
+    model_admin.message_user(request, text, messages.WARNING)
 
 
 def _chain_unreachable(worker: dict[str, Any], *, node: str) -> bool:

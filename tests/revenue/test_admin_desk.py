@@ -248,6 +248,32 @@ def test_the_event_page_has_a_retry_button_that_posts(desk, staff, mixed):
     assert desk.post("/admin/revenue/revenueevent/999999/retry/").status_code == 404
 
 
+def test_a_retry_while_delivery_is_paused_or_disabled_says_the_events_wait(desk, mixed, settings):
+    """A retry answered "1 queued" while delivery was paused, as if the event were on its way:
+    it waits for the cause to go, which the answer now says, with the cause."""
+    answer = desk.post(f"/admin/revenue/revenueevent/{mixed['failed'].pk}/retry/", follow=True).content.decode()
+    assert "1 queued, 0 skipped." in answer and "Delivery is paused" not in answer
+    DeliveryHeartbeat.objects.create(
+        pk=1, last_run_at=timezone.now(), pause_cause="insufficient_funds", pause_detail="the signer holds 0 wei",
+        paused_since=timezone.now(),
+    )  # fmt: skip
+    answer = html.unescape(
+        desk.post(f"/admin/revenue/revenueevent/{mixed['critical'].pk}/retry/", follow=True).content.decode()
+    )
+    assert "1 queued, 0 skipped." in answer
+    assert "Delivery is paused (insufficient_funds: the signer holds 0 wei): the events queued wait" in answer
+    action = html.unescape(desk.post("/admin/revenue/revenueevent/", {
+        "action": "retry_delivery_now", "_selected_action": [mixed["critical2"].pk],
+    }, follow=True).content.decode())  # fmt: skip
+    assert "1 queued, 0 skipped." in action and "Delivery is paused (insufficient_funds" in action
+    # Nothing queued: nothing to say about waiting.
+    skipped = desk.post(f"/admin/revenue/revenueevent/{mixed['delivered'].pk}/retry/", follow=True).content.decode()
+    assert "Delivery is paused" not in skipped
+    settings.DELIVERY_ENABLED = False
+    disabled = desk.post(f"/admin/revenue/revenueevent/{mixed['failed'].pk}/retry/", follow=True).content.decode()
+    assert "Delivery is disabled (DELIVERY_ENABLED is off)" in disabled
+
+
 def test_the_failure_report_has_retry_buttons_that_come_back_to_it(desk, mixed):
     report = desk.get("/admin/revenue/revenueevent/failure-report/?hours=48").content.decode()
     for key in ("failed", "critical"):
