@@ -11,6 +11,7 @@ from decimal import Decimal
 from types import ModuleType
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -35,7 +36,7 @@ from revenue.delivery.metadata import (
     attempts_expression,
     lookup,
     status_expression,
-    status_in,
+    status_is,
     text,
 )
 from revenue.models import (
@@ -47,10 +48,10 @@ from revenue.models import (
     RevenueStream,
     StaffAction,
 )
-from revenue.reports import onchain_failure_report
+from revenue.reports import delivery_pause, onchain_failure_report
 from revenue.selectors import stream_usd_totals
 from revenue.templatetags.revenue_admin import when
-from revenue.worker_status import onchain_worker_status, worker_stalled
+from revenue.worker_status import onchain_worker_status, worker_error_current, worker_stalled
 
 
 def _staff_actions() -> ModuleType:
@@ -75,7 +76,7 @@ class DeliveryStatusFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
         if value is not None and value in DeliveryStatus._value2member_map_:
-            return queryset.filter(status_in(DeliveryStatus(value)))
+            return queryset.filter(status_is(DeliveryStatus(value)))
         return queryset
 
 
@@ -88,7 +89,7 @@ class RevenueEventAdmin(ReadOnlyAdmin):
     list_select_related = ("stream",)
     readonly_fields = ("stream", "source_type", "source_id", "currency", "gross_amount", "net_amount", "holder_share",
                        "reserve_share", "description", "created_at", "delivery_status", "attempts", "last_error",
-                       "next_retry", "tx_hash", "metadata_pretty")  # fmt: skip
+                       "next_retry", "tx_hash", "batch", "metadata_pretty")  # fmt: skip
     exclude = ("metadata",)
     actions = ["retry_delivery_now"]
     show_full_result_count = False
@@ -154,6 +155,15 @@ class RevenueEventAdmin(ReadOnlyAdmin):
     def tx_hash(self, obj: Any) -> str:
         return obj.hash or ""
 
+    @admin.display(description="delivery batch")
+    def batch(self, obj: RevenueEvent) -> str:
+        """The batch carrying (or that paid) the event, linked: its id was only in the metadata."""
+        batch_id = DeliveryMetadata.of(obj.metadata).batch_id
+        if batch_id is None:
+            return "-"
+        url = reverse("admin:revenue_deliverybatch_change", args=[batch_id])
+        return format_html('<a href="{}" id="event-batch">delivery batch {}</a>', url, batch_id)
+
     @admin.display(description="metadata")
     def metadata_pretty(self, obj: RevenueEvent) -> str:
         return format_html("<pre class='metadata'>{}</pre>", json.dumps(obj.metadata, indent=2, sort_keys=True))
@@ -170,6 +180,7 @@ class RevenueEventAdmin(ReadOnlyAdmin):
             return
         level = messages.SUCCESS if outcome.all_queued else messages.WARNING
         self.message_user(request, outcome.message(), level)
+        _delivery_stopped_say(self, request, queued=bool(outcome.queued))
 
     def get_urls(self) -> list[Any]:
         view = self.admin_site.admin_view
@@ -209,6 +220,7 @@ class RevenueEventAdmin(ReadOnlyAdmin):
         outcome = _staff_actions().revenue_events_delivery_retry(event_ids=[event.pk], actor=request.user, via="admin")
         level = messages.SUCCESS if outcome.queued else messages.WARNING
         self.message_user(request, f"Event {event.pk}: {outcome.message()}", level)
+        _delivery_stopped_say(self, request, queued=bool(outcome.queued))
         return self._back(request, reverse("admin:revenue_revenueevent_change", args=[event.pk]))
 
     def _require_view_permission(self, request: HttpRequest) -> None:
@@ -228,16 +240,21 @@ class RevenueEventAdmin(ReadOnlyAdmin):
             for s in report.by_stream
         ]
         worker = onchain_worker_status()
+        # Critical events wait for staff whenever they were created: the window (by creation)
+        # left out those of earlier days while the alert and the worker status counted them.
+        critical_outside = max(int(worker["counts"]["critical"]) - int(report.summary["critical_failures"]), 0)  # type: ignore[call-overload]
         context = {
             **self.admin_site.each_context(request),
             "title": "On-chain delivery failure report",
+            "critical_outside": critical_outside,
             "opts": self.model._meta,
             "report": report,
             "bars": bars,
             "hours": hours,
             "worker": worker,
             "worker_stalled": worker_stalled(worker),
-            "chain_unreachable": _chain_unreachable(worker),
+            "worker_failing": worker_error_current(worker),
+            "chain_unreachable": _chain_unreachable(worker, node=chain_health()),
             "can_retry": self.has_retry_delivery_permission(request),
             "retryable": sorted(RETRYABLE),
         }
@@ -246,21 +263,41 @@ class RevenueEventAdmin(ReadOnlyAdmin):
     def worker_status_view(self, request: HttpRequest) -> HttpResponse:
         self._require_view_permission(request)
         worker = onchain_worker_status()
+        node = chain_health()  # once: a node that does not answer costs its timeout each time
         context = {
             **self.admin_site.each_context(request),
             "title": "On-chain delivery worker status",
             "opts": self.model._meta,
             "worker": worker,
             "worker_stalled": worker_stalled(worker),
-            "chain_node": chain_health(),
-            "chain_unreachable": _chain_unreachable(worker),
+            "worker_failing": worker_error_current(worker),
+            "chain_node": node,
+            "chain_unreachable": _chain_unreachable(worker, node=node),
         }
         return TemplateResponse(request, "admin/revenue/worker_status.html", context)
 
 
-def _chain_unreachable(worker: dict[str, Any]) -> bool:
-    """The node does not answer the web process, or it did not answer the worker's last run."""
-    if chain_health() == "down":
+def _delivery_stopped_say(model_admin: admin.ModelAdmin[Any], request: HttpRequest, *, queued: bool) -> None:
+    """Events queued while delivery is paused or disabled wait: said beside "queued", with
+    the cause (the message alone read as if they were on their way)."""
+    if not queued:
+        return
+    if not settings.DELIVERY_ENABLED:
+        text = "Delivery is disabled (DELIVERY_ENABLED is off): nothing is sent until it is turned on."
+    elif (pause := delivery_pause()) is not None:
+        text = (
+            f"Delivery is paused ({pause['cause']}: {pause['detail']}): the events queued wait, without using "
+            "attempts, and go out once the cause is gone (see the worker status)."
+        )
+    else:
+        return
+    model_admin.message_user(request, text, messages.WARNING)
+
+
+def _chain_unreachable(worker: dict[str, Any], *, node: str) -> bool:
+    """The node does not answer the web process (``node``: chain_health's answer), or it did
+    not answer the worker's last run."""
+    if node == "down":
         return True
     return worker["last_run_at"] is not None and not worker["chain"]["connected"]
 
@@ -311,8 +348,23 @@ class DeliveryBatchAdmin(ReadOnlyAdmin):
     list_display = ("id", "deployment", "size", "status", "foreign", "nonce", "mined_tx_hash", "block_number",
                     "submitted_at", "confirmed_at", "finalized_at", "last_error")  # fmt: skip
     list_filter = ("status", "foreign", "deployment")
-    search_fields = ("mined_tx_hash",)
+    # Every signed version: an event in flight names its batch's latest one (txHash), which
+    # is no batch's mined_tx_hash until it is mined (the search found nothing for it).
+    search_fields = ("mined_tx_hash", "tx_hashes")
+    readonly_fields = ("events",)
     change_form_template = "admin/revenue/deliverybatch/change_form.html"
+
+    @admin.display(description="its events")
+    def events(self, obj: DeliveryBatch) -> str:
+        """The events it carries, as one filtered list of the revenue events (their statuses,
+        errors and retry buttons), instead of the bare ids of event_ids."""
+        ids = [int(pk) for pk in obj.event_ids]
+        if not ids:
+            return "-"
+        url = reverse("admin:revenue_revenueevent_changelist")
+        return format_html(
+            '<a href="{}?id__in={}" id="batch-events">{} event(s)</a>', url, ",".join(map(str, ids)), len(ids)
+        )
 
     def has_abandon_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("revenue.abandon_batch"))

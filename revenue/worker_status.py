@@ -28,6 +28,15 @@ def worker_stalled(worker: dict[str, Any], *, now: datetime | None = None) -> bo
     return last is None or (now or timezone.now()) - last > STALLED_AFTER
 
 
+def worker_error_current(worker: dict[str, Any]) -> bool:
+    """The worker's last error is its latest outcome: no cycle has succeeded since. The
+    heartbeat keeps the last error after later successes (with its time), for the record."""
+    if not worker["last_error"]:
+        return False
+    success, error = worker["last_success_at"], worker["last_error_at"]
+    return success is None or error is None or error >= success
+
+
 def delivery_status_counts() -> dict[str, int]:
     """One grouped query over the status key (served by its expression index)."""
     rows = dict(

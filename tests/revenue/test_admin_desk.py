@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import html
 import re
+import socket
+import threading
 from datetime import timedelta
 from decimal import Decimal
 
@@ -246,6 +248,32 @@ def test_the_event_page_has_a_retry_button_that_posts(desk, staff, mixed):
     assert desk.post("/admin/revenue/revenueevent/999999/retry/").status_code == 404
 
 
+def test_a_retry_while_delivery_is_paused_or_disabled_says_the_events_wait(desk, mixed, settings):
+    """A retry answered "1 queued" while delivery was paused, as if the event were on its way:
+    it waits for the cause to go, which the answer now says, with the cause."""
+    answer = desk.post(f"/admin/revenue/revenueevent/{mixed['failed'].pk}/retry/", follow=True).content.decode()
+    assert "1 queued, 0 skipped." in answer and "Delivery is paused" not in answer
+    DeliveryHeartbeat.objects.create(
+        pk=1, last_run_at=timezone.now(), pause_cause="insufficient_funds", pause_detail="the signer holds 0 wei",
+        paused_since=timezone.now(),
+    )  # fmt: skip
+    answer = html.unescape(
+        desk.post(f"/admin/revenue/revenueevent/{mixed['critical'].pk}/retry/", follow=True).content.decode()
+    )
+    assert "1 queued, 0 skipped." in answer
+    assert "Delivery is paused (insufficient_funds: the signer holds 0 wei): the events queued wait" in answer
+    action = html.unescape(desk.post("/admin/revenue/revenueevent/", {
+        "action": "retry_delivery_now", "_selected_action": [mixed["critical2"].pk],
+    }, follow=True).content.decode())  # fmt: skip
+    assert "1 queued, 0 skipped." in action and "Delivery is paused (insufficient_funds" in action
+    # Nothing queued: nothing to say about waiting.
+    skipped = desk.post(f"/admin/revenue/revenueevent/{mixed['delivered'].pk}/retry/", follow=True).content.decode()
+    assert "Delivery is paused" not in skipped
+    settings.DELIVERY_ENABLED = False
+    disabled = desk.post(f"/admin/revenue/revenueevent/{mixed['failed'].pk}/retry/", follow=True).content.decode()
+    assert "Delivery is disabled (DELIVERY_ENABLED is off)" in disabled
+
+
 def test_the_failure_report_has_retry_buttons_that_come_back_to_it(desk, mixed):
     report = desk.get("/admin/revenue/revenueevent/failure-report/?hours=48").content.decode()
     for key in ("failed", "critical"):
@@ -338,6 +366,42 @@ def test_dust_carried_forward_reads_as_such_and_offers_no_retry(desk, db):
     assert expected in html.unescape(desk.get("/admin/revenue/revenueevent/").content.decode())
     page = html.unescape(desk.get(f"/admin/revenue/revenueevent/{dust.pk}/change/").content.decode())
     assert expected in page and 'id="retry-delivery"' not in page
+
+
+def test_a_batch_in_flight_is_found_by_its_events_tx_hash_and_the_two_pages_link_each_other(desk, db):
+    """An event in flight names its batch's latest signed version (txHash): the batch list's
+    search looked at mined_tx_hash only, empty until the batch is mined, and found nothing;
+    the event's batch was an id in its metadata, the batch's events bare ids."""
+    now = timezone.now()
+    deployment = ChainDeployment.objects.create(
+        chain_id=31337, contract_address="0x" + "1" * 40, signer_address="0x" + "2" * 40, deployed_at=now
+    )
+    first, latest = "0x" + "a" * 64, "0x" + "b" * 64
+    events = [_event(f"fl-{n}") for n in range(2)]
+    other = _event("fl-other")
+    batch = DeliveryBatch.objects.create(
+        deployment=deployment, size=2, value_wei="2", nonce=4, gas=1, max_fee_per_gas=1, max_priority_fee_per_gas=1,
+        submitted_at=now, item_ids=[e.pk for e in events], event_ids=[e.pk for e in events], tx_hashes=[first, latest],
+    )  # fmt: skip
+    for event in events:
+        event_patch(event.pk, patch_submitted(batch_id=batch.pk, tx_hash=latest, nonce=4, now=now))
+    batch_page = f"/admin/revenue/deliverybatch/{batch.pk}/change/"
+
+    event_page = desk.get(f"/admin/revenue/revenueevent/{events[0].pk}/change/").content.decode()
+    assert f'<a href="{batch_page}" id="event-batch">delivery batch {batch.pk}</a>' in event_page
+    assert 'id="event-batch"' not in desk.get(f"/admin/revenue/revenueevent/{other.pk}/change/").content.decode()
+
+    for term in (latest, first[:20].upper()):
+        found = desk.get("/admin/revenue/deliverybatch/", {"q": term})
+        assert found.status_code == 200 and [b.pk for b in found.context["cl"].result_list] == [batch.pk]
+    assert not desk.get("/admin/revenue/deliverybatch/", {"q": "0x" + "c" * 64}).context["cl"].result_list
+
+    page = html.unescape(desk.get(batch_page).content.decode())
+    link = re.search(r'<a href="([^"]+)" id="batch-events">2 event\(s\)</a>', page)
+    assert link is not None
+    listed = desk.get(link.group(1))
+    assert listed.status_code == 200
+    assert sorted(e.pk for e in listed.context["cl"].result_list) == sorted(e.pk for e in events)
 
 
 def test_streams_can_be_reworded_but_not_added_deleted_or_recounted(desk, db):
@@ -442,6 +506,89 @@ def test_the_report_warns_when_the_chain_is_unreachable(desk, settings, db):
     assert 'id="banner-chain"' in page
     status = desk.get("/admin/revenue/revenueevent/worker-status/").content.decode()
     assert "unreachable" in status
+
+
+@pytest.fixture
+def silent_node():
+    """A node that takes connections and never answers (a hung process, a black-holed
+    route): each request to it costs the full timeout. Yields its URI and the connections."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    taken: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                taken.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}", taken
+    stop.set()
+    thread.join()
+    for connection in taken:
+        connection.close()
+    server.close()
+
+
+def test_the_worker_status_asks_a_silent_node_once(desk, settings, silent_node):
+    """The page asked the node twice (once to show it, once for the banner): a node that
+    does not answer cost its timeout twice, 4 s before the page showed."""
+    uri, taken = silent_node
+    settings.WEB3_PROVIDER_URI = uri
+    DeliveryHeartbeat.objects.create(pk=1, last_run_at=timezone.now(), connected=False)
+    for page in ("worker-status", "failure-report"):
+        taken.clear()
+        answer = desk.get(f"/admin/revenue/revenueevent/{page}/").content.decode()
+        assert 'id="banner-chain"' in answer or "unreachable" in answer
+        assert len(taken) == 1, (page, len(taken))
+
+
+def test_a_resolved_worker_error_does_not_read_as_current(desk, db):
+    """The heartbeat keeps the worker's last error after later successes: both pages showed it
+    in red as the worker's state (the failure report: "insufficient_funds: ..." under the
+    worker's last run an hour after the signer was funded and every cycle had succeeded)."""
+    now = timezone.now()
+    error = "insufficient_funds: the signer holds 0 wei"
+    DeliveryHeartbeat.objects.create(
+        pk=1, last_run_at=now, last_success_at=now, last_error=error, last_error_at=now - timedelta(hours=1),
+        connected=True,
+    )  # fmt: skip
+    report = desk.get("/admin/revenue/revenueevent/failure-report/").content.decode()
+    assert 'id="worker-error"' not in report and "insufficient_funds" not in report
+    status = desk.get("/admin/revenue/revenueevent/worker-status/").content.decode()
+    cell = re.search(r'<td id="last-error">(.*?)</td>', status, re.S).group(1)
+    assert error in cell and "resolved" in cell and "ws-bad" not in cell
+    # The last cycle failed: the error is the worker's state, in red on both pages.
+    DeliveryHeartbeat.objects.filter(pk=1).update(last_error_at=now, last_success_at=now - timedelta(minutes=1))
+    report = desk.get("/admin/revenue/revenueevent/failure-report/").content.decode()
+    assert f'<span class="fr-critical" id="worker-error">{error}</span>' in report
+    status = desk.get("/admin/revenue/revenueevent/worker-status/").content.decode()
+    cell = re.search(r'<td id="last-error">(.*?)</td>', status, re.S).group(1)
+    assert f'<span class="ws-bad">{error}</span>' in cell and "resolved" not in cell
+
+
+def test_the_report_says_when_critical_events_are_older_than_its_window(desk, db):
+    """The window is by creation time: an event created three days ago that went critical
+    today (after a long pause, its attempts unused meanwhile) was counted by the alert and the
+    worker status, while the default report said "No failures in the last 24 hours"."""
+    now = timezone.now()
+    old = _event("old-critical", patch_failed(attempts=5, error="reverted: boom", now=now, next_retry_at=None))
+    RevenueEvent.objects.filter(pk=old.pk).update(created_at=now - timedelta(days=3))
+    _event("new-critical", patch_failed(attempts=5, error="reverted: boom", now=now, next_retry_at=None))
+    page = html.unescape(desk.get("/admin/revenue/revenueevent/failure-report/").content.decode())
+    note = re.search(r'<p class="errornote" role="alert" id="critical-outside">(.*?)</p>', page, re.S)
+    assert note is not None and note.group(1).startswith("1 more critical event(s) were created before")
+    assert '<a href="/admin/revenue/revenueevent/?delivery=critical">' in note.group(1)
+    listed = desk.get("/admin/revenue/revenueevent/?delivery=critical").context["cl"].result_list
+    assert old.pk in {event.pk for event in listed}
+    wide = desk.get("/admin/revenue/revenueevent/failure-report/?hours=96").content.decode()
+    assert 'id="critical-outside"' not in wide
 
 
 def test_no_banner_when_all_is_well(desk, db):
