@@ -1,0 +1,40 @@
+"""Defects a new trader met on the pages (review of the trader pages against `make run`),
+each test failing before its fix."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from orders.models import Order, OrderStatus
+from tests.factories import UserFactory, fund
+from tests.pages.test_pages_review import summary_of
+from tests.pages.test_pages_views import HTMX, ORDER_URL, place
+
+pytestmark = pytest.mark.django_db
+
+
+# --- the ticket's summary of a filled order says at which price ----------------------------
+
+
+@pytest.mark.parametrize("htmx", [True, False])
+def test_a_filled_order_says_its_average_price_and_fee(trader, trader_client, htmx):
+    """A limit sell at 1990 filled against bids at 2000 and 2001: the ticket (and, without
+    JavaScript, the message after the redirect) said only "...: filled.", so the trader could not
+    tell at which price it sold (the book's better prices) without opening the history."""
+    buyer = UserFactory()
+    fund(buyer, "USDT", "10000")
+    place(buyer, side="buy", type="limit", price="2001", quantity="0.1")
+    place(buyer, side="buy", type="limit", price="2000", quantity="0.2")
+    body = {"side": "sell", "type": "limit", "price": "1990", "quantity": "0.3", "time_in_force": ""}
+    if htmx:
+        summary = summary_of(trader_client.post(ORDER_URL, body, headers=HTMX))
+    else:
+        response = trader_client.post(ORDER_URL, body, follow=True)
+        summary = " ".join(str(m) for m in response.context["messages"])
+    order = Order.objects.get(user=trader)
+    assert order.status == OrderStatus.FILLED
+    # 0.1 x 2001 + 0.2 x 2000 = 600.1 for 0.3: 2000.33333333; the taker fee (12 bps) of 600.1
+    assert order.fee_paid == Decimal("0.72012")
+    assert "sell limit 0.3 ETH-USDT: filled at average 2000.33333333 USDT, fee 0.72012 USDT." in summary, summary
