@@ -8,10 +8,13 @@ import json
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
 
 from accounts.error_text import SENTENCES
 from orders.api.serializers import OrderOutput
+from orders.engine.requests import OrderRequest
 from orders.models import Order, OrderStatus
+from orders.services.orders import order_place
 from tests.live_server import live_server_quiet
 from tests.pages import test_browser_layout as layout
 from tests.pages import test_browser_trading as trading
@@ -77,3 +80,45 @@ def test_the_notification_of_an_expired_order_says_why_in_a_sentence(chromium, s
         assert alice.errors == []
     finally:
         alice.context.close()
+
+
+def test_the_order_history_keeps_cancel_on_a_laptop_screen_with_a_traders_orders(chromium, seeded):
+    """/orders/ at 1,280 px with what a trader has after a few orders: self-trade prevention
+    choices ("GTC · expire_maker"), an average price to 8 decimals, a stop. The table was 1,410 px
+    wide in a 1,238 px box: the Cancel of an open order sat past the right edge of the screen,
+    reached only by scrolling the table sideways (the layout test's three plain orders fit)."""
+    from playwright.sync_api import expect
+
+    with live_server_quiet():
+        users = get_user_model().objects
+        alice, bob = users.get(username="alice"), users.get(username="bob")
+
+        def order(user: Any, **fields: str) -> None:
+            order_place(user=user, request=OrderRequest(market="ETH-USDT", **fields))
+
+        order(bob, side="buy", type="limit", price="2000.01", quantity="0.1")
+        order(bob, side="buy", type="limit", price="2000.02", quantity="0.2")
+        order(alice, side="sell", type="limit", price="2000.00", quantity="0.3", stp="expire_maker")
+        order(alice, side="sell", type="stop_loss", stop_price="1500.00", quantity="0.1", stp="expire_both")
+        order(alice, side="sell", type="limit", price="2100.00", quantity="0.25", stp="expire_taker")
+        assert Order.objects.get(user=alice, price="2000.00").status == OrderStatus.FILLED
+
+    trader = Trader(chromium, seeded, "alice")
+    try:
+        trader.login()
+        page = trader.page
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.goto("/orders/")
+        expect(page.locator("table.orders tbody tr")).to_have_count(3)
+        expect(page.locator("table.orders")).to_contain_text("2,000.01666667")
+        layout._fits(page, 1280)
+        wrap = page.locator("#order-history .table-wrap").bounding_box()
+        assert wrap is not None
+        for row in range(2):  # the open sell and the pending stop: each with its Cancel on screen
+            cancel = page.locator("table.orders tbody tr").nth(row).get_by_role("button", name="Cancel order")
+            box = cancel.bounding_box()
+            assert box is not None and box["x"] + box["width"] <= min(1280, wrap["x"] + wrap["width"]), (box, wrap)
+        page.screenshot(path=str(layout.SCREENSHOTS / "orders-1280-trader.png"), full_page=True)
+        assert trader.errors == []
+    finally:
+        trader.context.close()
