@@ -122,3 +122,50 @@ def test_the_order_history_keeps_cancel_on_a_laptop_screen_with_a_traders_orders
         assert trader.errors == []
     finally:
         trader.context.close()
+
+
+INSET = """(selector) => {
+  const element = document.querySelector(selector);
+  const panel = element.closest(".panel").getBoundingClientRect();
+  const box = element.getBoundingClientRect();
+  return {left: box.left - panel.left, right: panel.right - box.right, top: box.top, x: box.left};
+}"""
+
+
+def test_the_key_and_password_forms_sit_inside_their_panels(chromium, seeded):
+    """/keys/ and /account/password: the inputs ran edge to edge of their panel with no inset
+    (the label's text on the panel's border), the "Allow trading" checkbox floated alone in the
+    middle of the line, 600 px from its label, and the new key's secret sat under its label at the
+    far right of the panel instead of beside it."""
+    from playwright.sync_api import expect
+
+    alice = Trader(chromium, seeded, "alice")
+    try:
+        alice.login()
+        page = alice.page
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.goto("/keys/")
+        for selector in ("#id_label", "#id_password", "label[for='id_label']"):
+            inset = page.evaluate(INSET, selector)
+            assert inset["left"] >= 12 and inset["right"] >= 12, (selector, inset)
+        checkbox, label = (page.evaluate(INSET, s) for s in ("#id_trade", "label[for='id_trade']"))
+        assert abs(checkbox["x"] - label["x"]) <= 2, (checkbox, label)
+        page.get_by_label("Label").fill("grid bot")
+        page.get_by_label("Allow trading").check()
+        page.get_by_label("Your password").fill(trading.PASSWORD)
+        page.get_by_role("button", name="Create key").click()
+        created = page.get_by_test_id("api-key-created")
+        expect(created).to_contain_text("grid bot")
+        assert page.evaluate(INSET, "[data-testid='api-key-created'] p strong")["left"] >= 12
+        secret, term = (
+            page.locator(f"[data-testid='api-key-created'] {s}").first.bounding_box() for s in ("dd code", "dt")
+        )
+        assert secret is not None and term is not None and abs(secret["y"] - term["y"]) < 6, (secret, term)
+        page.screenshot(path=str(layout.SCREENSHOTS / "keys-1280.png"), full_page=True)
+        page.goto("/account/password")
+        for selector in ("#id_password", "#id_new_password", "#id_new_password_confirm"):
+            inset = page.evaluate(INSET, selector)
+            assert inset["left"] >= 12 and inset["right"] >= 12, (selector, inset)
+        assert alice.errors == []
+    finally:
+        alice.context.close()
