@@ -38,3 +38,25 @@ def test_a_filled_order_says_its_average_price_and_fee(trader, trader_client, ht
     # 0.1 x 2001 + 0.2 x 2000 = 600.1 for 0.3: 2000.33333333; the taker fee (12 bps) of 600.1
     assert order.fee_paid == Decimal("0.72012")
     assert "sell limit 0.3 ETH-USDT: filled at average 2000.33333333 USDT, fee 0.72012 USDT." in summary, summary
+
+
+# --- the history's filters: one not understood leaves the others applied -----------------------
+
+
+def test_an_unknown_market_in_the_filter_keeps_the_status_filter(trader, trader_client):
+    """/orders/?market=XXX-USDT&status=filled: the page said the market filter was not
+    understood and listed every order of every status, its Status select still reading "Filled"
+    above open orders. The status filter, which was understood, now applies."""
+    filled_by = UserFactory()
+    fund(filled_by, "ETH", "1")
+    place(filled_by, side="sell", type="limit", price="2000", quantity="0.1")
+    filled = place(trader, side="buy", type="limit", price="2000", quantity="0.1")
+    resting = place(trader, side="buy", type="limit", price="1900", quantity="0.2")
+    assert (filled.status, resting.status) == (OrderStatus.FILLED, OrderStatus.OPEN)
+    response = trader_client.get("/orders/", {"market": "XXX-USDT", "status": "filled"})
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert [row.order.pk for row in response.context["rows"]] == [filled.pk]
+    assert f'id="order-{resting.pk}"' not in page
+    assert "XXX-USDT is not one of the available choices" in page and "Showing orders without it." in page
+    assert '<option value="filled" selected>' in page
