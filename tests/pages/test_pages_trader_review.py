@@ -3,6 +3,7 @@ each test failing before its fix."""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -60,3 +61,22 @@ def test_an_unknown_market_in_the_filter_keeps_the_status_filter(trader, trader_
     assert f'id="order-{resting.pk}"' not in page
     assert "XXX-USDT is not one of the available choices" in page and "Showing orders without it." in page
     assert '<option value="filled" selected>' in page
+
+
+# --- the history's events say their status in words ---------------------------------------------
+
+
+def test_the_history_events_say_their_status_in_words(trader, trader_client):
+    """The events of an order in /orders/ read "partially_filled 12-07 02:37:52" and
+    "pending_trigger ...": the codes, beside a status badge reading "Partially Filled"."""
+    seller = UserFactory()
+    fund(seller, "ETH", "1")
+    place(seller, side="sell", type="limit", price="2000", quantity="0.1")
+    partial = place(trader, side="buy", type="limit", price="2000", quantity="0.3")
+    stop = place(trader, side="sell", type="stop_loss", stop_price="1500", quantity="0.1")
+    assert (partial.status, stop.status) == (OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_TRIGGER)
+    page = trader_client.get("/orders/").content.decode()
+    events = " ".join(re.findall(r'<ol class="events">(.*?)</ol>', page, re.S))
+    words = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", events))
+    assert "partially filled" in words and "pending trigger" in words, words
+    assert "partially_filled" not in words and "pending_trigger" not in words, words
