@@ -169,3 +169,51 @@ def test_the_key_and_password_forms_sit_inside_their_panels(chromium, seeded):
         assert alice.errors == []
     finally:
         alice.context.close()
+
+
+GAP_BEFORE_FEE = """(estimate) => {
+  const fee = estimate.querySelector(".muted");
+  let unit = fee.previousSibling;
+  while (unit && !(unit.nodeType === Node.TEXT_NODE && unit.textContent.trim())) unit = unit.previousSibling;
+  const range = document.createRange();
+  range.selectNodeContents(unit);
+  return fee.getBoundingClientRect().left - range.getBoundingClientRect().right;
+}"""
+
+
+def test_the_book_marks_the_traders_own_level_without_breaking_its_row(chromium, seeded):
+    """BTC-USDT: the dot marking the trader's own bid at 59,985.00 took inline room in the price
+    cell, the price went to a second line and the row was 35 px high among rows of 21 (the
+    ladder's depth bars out of step). And the ticket's estimate read "60.07 USDT(fee up to ...)"."""
+    from playwright.sync_api import expect
+
+    with live_server_quiet():
+        maker = get_user_model().objects.get(username="market-maker")
+        for price in ("59990.00", "59980.00", "59970.00"):
+            order_place(
+                user=maker,
+                request=OrderRequest(market="BTC-USDT", side="buy", type="limit", quantity="0.01", price=price),
+            )
+    alice = Trader(chromium, seeded, "alice")
+    try:
+        alice.login()
+        page = alice.page
+        page.goto("/trade/BTC-USDT")
+        alice.ticket(side="buy", price="59985.00", quantity="0.001")
+        expect(page.locator("#order-entry .form-ok")).to_contain_text("buy limit 0.001 BTC-USDT: open.")
+        own = page.locator(".book-side.bids tbody tr.own")
+        expect(own).to_have_count(1)
+        expect(own.locator(".own-marker")).to_have_count(1)
+        heights = page.evaluate(
+            "() => [...document.querySelectorAll('.book-side.bids tbody tr')]"
+            ".map((row) => Math.round(row.getBoundingClientRect().height))"
+        )
+        assert len(heights) == 4 and len(set(heights)) == 1, heights
+        page.locator("#order-quantity").fill("0.001")
+        expect(page.locator("#order-total")).not_to_have_text("—")
+        # The room between the unit ("USDT") and "(fee up to ...)", as drawn.
+        gap = page.locator(".estimate").evaluate(GAP_BEFORE_FEE)
+        assert gap >= 3, gap
+        assert alice.errors == []
+    finally:
+        alice.context.close()
