@@ -119,6 +119,14 @@ def test_the_order_history_keeps_cancel_on_a_laptop_screen_with_a_traders_orders
             box = cancel.bounding_box()
             assert box is not None and box["x"] + box["width"] <= min(1280, wrap["x"] + wrap["width"]), (box, wrap)
         page.screenshot(path=str(layout.SCREENSHOTS / "orders-1280-trader.png"), full_page=True)
+        # On a phone the table scrolls in its box, and the Cancel column stays at the box's edge.
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto("/orders/")
+        wrap = page.locator("#order-history .table-wrap").bounding_box()
+        cancel = page.locator("table.orders tbody tr").first.get_by_role("button", name="Cancel order")
+        box = cancel.bounding_box()
+        assert wrap is not None and box is not None
+        assert wrap["x"] <= box["x"] and box["x"] + box["width"] <= wrap["x"] + wrap["width"], (box, wrap)
         assert trader.errors == []
     finally:
         trader.context.close()
