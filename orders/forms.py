@@ -88,9 +88,11 @@ class MarketFilterForm(forms.Form):
         self.fields["market"].choices = [("", "All markets"), *((m.symbol, m.symbol) for m in markets)]  # type: ignore[attr-defined]
 
     def filters(self) -> dict[str, str | None]:
-        """Each filter's value, None for any (all of them when one is not understood)."""
-        valid = self.is_valid()
-        return {name: (self.cleaned_data[name] or None) if valid else None for name in self.fields}
+        """Each filter's value, None for any: a filter not understood is left out, the others
+        apply (all of them were left out, while the page's selects still showed the valid ones)."""
+        self.is_valid()  # bound: cleaned_data then holds the fields that are valid, only them
+        cleaned = getattr(self, "cleaned_data", {})  # unbound (no query): none
+        return {name: cleaned.get(name) or None for name in self.fields}
 
 
 class OrderFilterForm(MarketFilterForm):

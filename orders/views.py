@@ -259,12 +259,15 @@ def _order_summary(order: Order, *, created: bool) -> str:
     what = f"#{order.pk} {order.side} {kind} {order.quantity.normalize():f} {order.market.symbol}"
     reason = f" ({error_sentence(order.status_reason)})" if order.status_reason else ""
     state = order.status.replace("_", " ") + reason
-    average = order_average_price(order)
-    if average is not None and order.status != OrderStatus.FILLED:
+    average, quote = order_average_price(order), order.market.quote.symbol
+    if average is not None and order.status == OrderStatus.FILLED:
+        # At which price and fee: a limit order fills at the book's better prices, a market order anywhere.
+        state += f" at average {average.normalize():f} {quote}, fee {order.fee_paid.normalize():f} {quote}"
+    elif average is not None:
         # Expired or resting after a part filled: say how much, or it reads as nothing bought.
         state += (
             f"; {order.filled_quantity.normalize():f} of {order.quantity.normalize():f} filled at average "
-            f"{average.normalize():f} {order.market.quote.symbol}"
+            f"{average.normalize():f} {quote}"
         )
     return f"Order {what}: {state}." if created else f"Order {what} already exists with this client order id: {state}."
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from decimal import ROUND_DOWN, Decimal
 
 from django import template
+
+from accounts.error_text import error_sentence
+from orders.engine.types import ExpiryReason
 
 register = template.Library()
 
@@ -34,3 +38,11 @@ def money_text(value: Decimal | None) -> str:
 @register.filter
 def money(value: Decimal | None) -> str:
     return money_text(value)
+
+
+@register.simple_tag
+def reason_sentences() -> str:
+    """{reason: sentence} of every reason an order expires for, as JSON: the stream's notification
+    of an expired order (static/js/streams.js) says the sentence, as the ticket and the history
+    do, not the code it receives. Escaped by the template, for an attribute."""
+    return json.dumps({reason.value: error_sentence(reason.value) for reason in ExpiryReason})

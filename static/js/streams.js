@@ -34,10 +34,21 @@
     }, 50);
   }
 
+  /* The reason's sentence (accounts.error_text, put in the page by base.html), as the ticket and
+     the history say it: the stream sends the code (ioc_remainder). */
+  function reasonSentence(code) {
+    var box = doc.getElementById("toasts");
+    try {
+      var sentences = JSON.parse((box && box.getAttribute("data-reasons")) || "{}");
+      if (sentences[code]) return sentences[code];
+    } catch (error) { /* no sentences: the code, readable */ }
+    return code.replace(/_/g, " ");
+  }
+
   function notify(order) {
     var quote = (order.market || "").split("-")[1] || "";
     var text = "Order #" + order.id + " " + order.side + " " + Number(order.quantity) + " " + order.market + " " + order.status;
-    if (order.status_reason) text += " (" + order.status_reason + ")";
+    if (order.status_reason) text += " (" + reasonSentence(order.status_reason) + ")";
     if (Number(order.filled_quantity) > 0) {
       text += ": " + Number(order.filled_quantity) + " at average " + order.average_price + ", fee " + Number(order.fee_paid) + " " + quote;
     } else {

@@ -118,7 +118,7 @@ def test_the_order_history_fits_a_laptop_screen(chromium, seeded, width):
         alice.ticket(side="buy", price="1999.50", quantity="0.5")
         expect(page.locator(".form-ok")).to_contain_text("buy limit 0.5 ETH-USDT: open.")
         alice.ticket(side="buy", order_type="market", quantity="0.2")
-        expect(page.locator(".form-ok")).to_contain_text("filled.")
+        expect(page.locator(".form-ok")).to_contain_text("filled at average ")
         page.locator("#order-tif").select_option("FOK")
         alice.ticket(side="buy", price="1990.00", quantity="0.1")
         expect(page.locator(".form-ok")).to_contain_text("expired")

@@ -235,7 +235,9 @@ def test_two_traders_trade_cancel_and_export_in_a_real_browser(chromium, live_se
         b.locator("#live-book .price-btn[data-price='2000.50']").click()
         expect(b.locator("#order-price")).to_have_value("2000.50")
         bob.ticket(side="buy", quantity="0.5")
-        expect(b.locator(".form-ok")).to_contain_text("buy limit 0.5 ETH-USDT: filled.")
+        # Bob holds TTX: 10% off the taker fee of 1000.25 USDT (12 bps).
+        filled = "buy limit 0.5 ETH-USDT: filled at average 2000.5 USDT, fee 1.08027 USDT."
+        expect(b.locator(".form-ok")).to_contain_text(filled)
         expect(b.locator("#live-fills tbody tr").first).to_contain_text("2,000.50")
         expect(b.locator("#live-fills tbody tr").first).to_contain_text("Taker")
 
@@ -270,7 +272,7 @@ def test_two_traders_trade_cancel_and_export_in_a_real_browser(chromium, live_se
         alice.ticket(side="buy", price="1999.50", quantity="0.75")
         expect(a.locator("#live-open_orders tbody tr")).to_have_count(1)
         alice.ticket(side="buy", order_type="market", quantity="0.2")
-        expect(a.locator(".form-ok")).to_contain_text("buy market 0.2 ETH-USDT: filled.")
+        expect(a.locator(".form-ok")).to_contain_text("buy market 0.2 ETH-USDT: filled at average ")
         expect(a.locator("#live-fills tbody tr")).to_have_count(2)
         a.locator("#order-quantity").fill("0.25")
         a.mouse.move(0, 0)

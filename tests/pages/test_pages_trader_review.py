@@ -1,0 +1,82 @@
+"""Defects a new trader met on the pages (review of the trader pages against `make run`),
+each test failing before its fix."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import pytest
+
+from orders.models import Order, OrderStatus
+from tests.factories import UserFactory, fund
+from tests.pages.test_pages_review import summary_of
+from tests.pages.test_pages_views import HTMX, ORDER_URL, place
+
+pytestmark = pytest.mark.django_db
+
+
+# --- the ticket's summary of a filled order says at which price ----------------------------
+
+
+@pytest.mark.parametrize("htmx", [True, False])
+def test_a_filled_order_says_its_average_price_and_fee(trader, trader_client, htmx):
+    """A limit sell at 1990 filled against bids at 2000 and 2001: the ticket (and, without
+    JavaScript, the message after the redirect) said only "...: filled.", so the trader could not
+    tell at which price it sold (the book's better prices) without opening the history."""
+    buyer = UserFactory()
+    fund(buyer, "USDT", "10000")
+    place(buyer, side="buy", type="limit", price="2001", quantity="0.1")
+    place(buyer, side="buy", type="limit", price="2000", quantity="0.2")
+    body = {"side": "sell", "type": "limit", "price": "1990", "quantity": "0.3", "time_in_force": ""}
+    if htmx:
+        summary = summary_of(trader_client.post(ORDER_URL, body, headers=HTMX))
+    else:
+        response = trader_client.post(ORDER_URL, body, follow=True)
+        summary = " ".join(str(m) for m in response.context["messages"])
+    order = Order.objects.get(user=trader)
+    assert order.status == OrderStatus.FILLED
+    # 0.1 x 2001 + 0.2 x 2000 = 600.1 for 0.3: 2000.33333333; the taker fee (12 bps) of 600.1
+    assert order.fee_paid == Decimal("0.72012")
+    assert "sell limit 0.3 ETH-USDT: filled at average 2000.33333333 USDT, fee 0.72012 USDT." in summary, summary
+
+
+# --- the history's filters: one not understood leaves the others applied -----------------------
+
+
+def test_an_unknown_market_in_the_filter_keeps_the_status_filter(trader, trader_client):
+    """/orders/?market=XXX-USDT&status=filled: the page said the market filter was not
+    understood and listed every order of every status, its Status select still reading "Filled"
+    above open orders. The status filter, which was understood, now applies."""
+    filled_by = UserFactory()
+    fund(filled_by, "ETH", "1")
+    place(filled_by, side="sell", type="limit", price="2000", quantity="0.1")
+    filled = place(trader, side="buy", type="limit", price="2000", quantity="0.1")
+    resting = place(trader, side="buy", type="limit", price="1900", quantity="0.2")
+    assert (filled.status, resting.status) == (OrderStatus.FILLED, OrderStatus.OPEN)
+    response = trader_client.get("/orders/", {"market": "XXX-USDT", "status": "filled"})
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert [row.order.pk for row in response.context["rows"]] == [filled.pk]
+    assert f'id="order-{resting.pk}"' not in page
+    assert "XXX-USDT is not one of the available choices" in page and "Showing orders without it." in page
+    assert '<option value="filled" selected>' in page
+
+
+# --- the history's events say their status in words ---------------------------------------------
+
+
+def test_the_history_events_say_their_status_in_words(trader, trader_client):
+    """The events of an order in /orders/ read "partially_filled 12-07 02:37:52" and
+    "pending_trigger ...": the codes, beside a status badge reading "Partially Filled"."""
+    seller = UserFactory()
+    fund(seller, "ETH", "1")
+    place(seller, side="sell", type="limit", price="2000", quantity="0.1")
+    partial = place(trader, side="buy", type="limit", price="2000", quantity="0.3")
+    stop = place(trader, side="sell", type="stop_loss", stop_price="1500", quantity="0.1")
+    assert (partial.status, stop.status) == (OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_TRIGGER)
+    page = trader_client.get("/orders/").content.decode()
+    events = " ".join(re.findall(r'<ol class="events">(.*?)</ol>', page, re.S))
+    words = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", events))
+    assert "partially filled" in words and "pending trigger" in words, words
+    assert "partially_filled" not in words and "pending_trigger" not in words, words
