@@ -42,6 +42,10 @@ MAX_AMOUNT = MONEY_CONTEXT.subtract(MONEY_CONTEXT.power(10, AMOUNT_MAX_DIGITS - 
 ZERO = Decimal(0)
 # The text form of an amount. re.ASCII: \d would match any Unicode digit, so spell it out.
 AMOUNT_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
+# A number in exponent form ("1e25", "1E-5": what an HTML number field and JavaScript's
+# String() write for large and small numbers): refused as text, and told so.
+EXPONENT_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+", re.ASCII)
+EXPONENT_REFUSAL = 'Write it in plain digits, such as "1.5" or "0.00001": no exponent ("1e25").'
 AMOUNT_TEXT_MAX_LENGTH = 64
 
 
@@ -110,6 +114,8 @@ def amount_refusal(value: object) -> str:
     "8 decimal places" about an amount that has too many digits before the point."""
     amount = parse_decimal(value)
     if amount is None:
+        if isinstance(value, str) and EXPONENT_TEXT.fullmatch(value):
+            return EXPONENT_REFUSAL
         return 'Must be a positive decimal number, such as "1.5".'
     if MONEY_CONTEXT.abs(amount) > MAX_AMOUNT:
         return f"Too large: at most {AMOUNT_MAX_DIGITS - AMOUNT_PLACES} digits before the decimal point."

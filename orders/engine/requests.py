@@ -14,6 +14,8 @@ from core.errors import InvalidInput, unknown_fields
 from core.money import (
     AMOUNT_MAX_DIGITS,
     AMOUNT_TEXT_MAX_LENGTH,
+    EXPONENT_REFUSAL,
+    EXPONENT_TEXT,
     MONEY_CONTEXT,
     QUANTUM,
     amount_refusal,
@@ -326,6 +328,8 @@ def _amount_refusal(raw: object) -> str:
     """Why an amount the contract needs positive was refused: a number too large for the
     column or with too many places is told so, not that it is no decimal."""
     value = parse_decimal(raw)
+    if isinstance(raw, str) and EXPONENT_TEXT.fullmatch(raw):
+        return EXPONENT_REFUSAL
     if value is None or value <= 0:
         return "Must be a positive decimal."
     return amount_refusal(raw)

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from core.money import MAX_AMOUNT, amount_refusal, parse_amount
+from core.money import EXPONENT_REFUSAL, MAX_AMOUNT, amount_refusal, parse_amount
 
 
 @pytest.mark.parametrize(
@@ -14,7 +14,10 @@ from core.money import MAX_AMOUNT, amount_refusal, parse_amount
         ("9" * 23 + ".5", "Too large: at most 22 digits before the decimal point."),
         (Decimal("1E+30"), "Too large: at most 22 digits before the decimal point."),
         ("1.000000001", "At most 8 decimal places."),
-        ("1e3", 'Must be a positive decimal number, such as "1.5".'),
+        ("1e3", EXPONENT_REFUSAL),
+        ("1.5E-7", EXPONENT_REFUSAL),
+        ("1e", 'Must be a positive decimal number, such as "1.5".'),
+        ("e5", 'Must be a positive decimal number, such as "1.5".'),
         (None, 'Must be a positive decimal number, such as "1.5".'),
     ],
 )

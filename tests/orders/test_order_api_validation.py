@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from accounts.services import api_key_create
 from core.errors import UNKNOWN_FIELD
+from core.money import EXPONENT_REFUSAL
 from orders.models import Market, Order, OrderEvent, Wallet
 from tests.accounts.api_key_support import signed_request
 from tests.factories import fund, market_create
@@ -216,6 +217,10 @@ def test_off_grid_values_are_rejected_not_rounded(funded, user, user_client, bod
         ({"price": "-1"}, "price", "Must be a positive decimal."),
         ({"price": "abc"}, "price", "Must be a positive decimal."),
         ({"quantity": 1e308}, "quantity", "Must be a positive decimal."),
+        # What an HTML number field and JavaScript's String() write: "Must be a positive
+        # decimal." said nothing a trader who typed 1e25 could act on.
+        ({"quantity": "1e25"}, "quantity", EXPONENT_REFUSAL),
+        ({"price": "2E+3"}, "price", EXPONENT_REFUSAL),
     ],
 )
 def test_a_refused_amount_says_what_is_wrong_with_it(funded, user, user_client, body, field, message):
