@@ -57,8 +57,10 @@ SENTENCES: dict[str, str] = {
     ),
     "insufficient_funds": "You do not have enough available funds for this order.",
     "invalid_time_in_force": "This time in force cannot be used with this order type.",
-    "invalid_price": "This price does not fit the market (check the tick and the range).",
-    "invalid_quantity": "This amount does not fit the market (check the step and the minimum).",
+    # Why is the field's own message (a tick, a missing price, a price an order type does
+    # not take): a sentence naming one cause contradicted it for the others.
+    "invalid_price": "A price was refused: the message under it says why.",
+    "invalid_quantity": "The amount was refused: the message under it says why.",
     "invalid_amount": "The amount must be a positive number with at most 8 decimals.",
     "asset_not_found": "This asset does not exist.",
     "user_not_found": "This user does not exist.",

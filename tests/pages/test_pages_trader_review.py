@@ -80,3 +80,29 @@ def test_the_history_events_say_their_status_in_words(trader, trader_client):
     words = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", events))
     assert "partially filled" in words and "pending trigger" in words, words
     assert "partially_filled" not in words and "pending_trigger" not in words, words
+
+
+# --- the ticket's sentence above the fields does not contradict them -------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code", "field_message"),
+    [
+        ({"type": "limit", "price": ""}, "invalid_price", "A limit order needs a price."),
+        ({"type": "stop_loss", "price": "", "stop_price": ""}, "invalid_price", "stop_price"),
+        ({"quantity": "1e25"}, "invalid_quantity", "no exponent"),
+    ],
+)
+def test_the_tickets_sentence_does_not_name_a_cause_the_field_does_not(
+    trader, trader_client, overrides, code, field_message
+):
+    """ "This price does not fit the market (check the tick and the range)." stood above "A
+    limit order needs a price.": the sentence named one cause of invalid_price whatever the
+    field said. It points to the field's message now, which says why."""
+    body = {"side": "buy", "type": "limit", "price": "1900.00", "quantity": "1", "time_in_force": "", **overrides}
+    html = trader_client.post(ORDER_URL, body, headers=HTMX).content.decode()
+    sentence = re.search(rf'data-code="{code}">([^<]*)<', html)
+    assert sentence is not None, html[:2000]
+    assert field_message in html
+    for cause in ("tick", "range", "step", "minimum"):
+        assert cause not in sentence.group(1), sentence.group(1)
