@@ -434,6 +434,11 @@ def orders_cancel_all_page(request: HttpRequest, symbol: str) -> HttpResponse:
     pending stops included (the service POST /api/orders/cancel-all uses)."""
     user = page_user(request)
     market = _market_or_404(symbol)
+    if not request.htmx and request.POST.get("confirmed") != "yes":  # type: ignore[attr-defined]
+        # htmx asked first (hx-confirm); without JavaScript the button cancelled at once.
+        live = order_list_for_user(user_id=user.pk, market=market.symbol, statuses=[s.value for s in LIVE_STATUSES])
+        context = {"market": market, "live_count": live.count()}
+        return render(request, "trade/cancel_all_confirm.html", context)
 
     def cancel() -> str:
         count = len(orders_cancel_all(user=user, symbol=market.symbol))

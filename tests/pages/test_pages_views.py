@@ -405,7 +405,13 @@ def test_cancel_all_takes_every_live_order_of_the_trader_in_the_market_and_no_ot
     theirs = place(stranger, side="buy", type="limit", price="1900.00", quantity="1")
     assert 'action="/trade/ETH-USDT/cancel-all"' in text(trader_client.get(TRADE))
 
-    response = trader_client.post("/trade/ETH-USDT/cancel-all", follow=True)
+    # Without JavaScript the button asks first (htmx asks with hx-confirm): nothing cancelled yet.
+    asked = trader_client.post("/trade/ETH-USDT/cancel-all")
+    assert asked.status_code == 200
+    assert "your 3 open orders in ETH-USDT, pending stops included" in text(asked)
+    assert 'name="confirmed" value="yes"' in text(asked) and 'href="/trade/ETH-USDT"' in text(asked)
+    assert {o.status for o in Order.objects.filter(pk__in=[o.pk for o in mine])} == {"open", "pending_trigger"}
+    response = trader_client.post("/trade/ETH-USDT/cancel-all", {"confirmed": "yes"}, follow=True)
     assert response.redirect_chain == [(TRADE, 302)]
     assert "3 open orders in ETH-USDT cancelled." in text(response)
     assert {o.status for o in Order.objects.filter(pk__in=[o.pk for o in mine])} == {"cancelled"}
