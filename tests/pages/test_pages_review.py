@@ -23,6 +23,15 @@ def summary_of(response) -> str:
     return re.sub(r"<[^>]+>", "", match.group(1))
 
 
+def ticket_summary(client, body: dict[str, str], *, htmx: bool) -> str:
+    """What the ticket says of the order it placed: in the htmx answer, or without
+    JavaScript in the message shown after the redirect."""
+    if htmx:
+        return summary_of(client.post(ORDER_URL, body, headers=HTMX))
+    response = client.post(ORDER_URL, body, follow=True)
+    return " ".join(str(m) for m in response.context["messages"])
+
+
 # --- the ticket's summary of an order that filled in part ------------------------------------
 
 
@@ -35,11 +44,7 @@ def test_an_order_that_expired_after_a_partial_fill_says_how_much_filled(trader,
     place(seller, side="sell", type="limit", price="2000", quantity="0.3")
     place(seller, side="sell", type="limit", price="2001", quantity="0.1")
     body = {"side": "buy", "type": "limit", "price": "2001", "quantity": "1", "time_in_force": "IOC"}
-    if htmx:
-        summary = summary_of(trader_client.post(ORDER_URL, body, headers=HTMX))
-    else:
-        response = trader_client.post(ORDER_URL, body, follow=True)
-        summary = " ".join(str(m) for m in response.context["messages"])
+    summary = ticket_summary(trader_client, body, htmx=htmx)
     order = Order.objects.get(user=trader)
     assert order.status == OrderStatus.EXPIRED and order.filled_quantity == Decimal("0.4")
     assert "expired (immediate or cancel" in summary

@@ -10,7 +10,7 @@ import pytest
 
 from orders.models import Order, OrderStatus
 from tests.factories import UserFactory, fund
-from tests.pages.test_pages_review import summary_of
+from tests.pages.test_pages_review import ticket_summary
 from tests.pages.test_pages_views import HTMX, ORDER_URL, place
 
 pytestmark = pytest.mark.django_db
@@ -29,11 +29,7 @@ def test_a_filled_order_says_its_average_price_and_fee(trader, trader_client, ht
     place(buyer, side="buy", type="limit", price="2001", quantity="0.1")
     place(buyer, side="buy", type="limit", price="2000", quantity="0.2")
     body = {"side": "sell", "type": "limit", "price": "1990", "quantity": "0.3", "time_in_force": ""}
-    if htmx:
-        summary = summary_of(trader_client.post(ORDER_URL, body, headers=HTMX))
-    else:
-        response = trader_client.post(ORDER_URL, body, follow=True)
-        summary = " ".join(str(m) for m in response.context["messages"])
+    summary = ticket_summary(trader_client, body, htmx=htmx)
     order = Order.objects.get(user=trader)
     assert order.status == OrderStatus.FILLED
     # 0.1 x 2001 + 0.2 x 2000 = 600.1 for 0.3: 2000.33333333; the taker fee (12 bps) of 600.1
