@@ -348,7 +348,7 @@ class DeliveryBatchAdmin(ReadOnlyAdmin):
     list_display = ("id", "deployment", "size", "status", "foreign", "nonce", "mined_tx_hash", "block_number",
                     "submitted_at", "confirmed_at", "finalized_at", "last_error")  # fmt: skip
     list_filter = ("status", "foreign", "deployment")
-    # Every signed version: an event in flight names its batch's latest one (txHash), which
+    # Every signed version: an event in flight names its batch's latest one (its transaction hash), which
     # is no batch's mined_tx_hash until it is mined (the search found nothing for it).
     search_fields = ("mined_tx_hash", "tx_hashes")
     readonly_fields = ("events",)

@@ -369,7 +369,7 @@ def test_dust_carried_forward_reads_as_such_and_offers_no_retry(desk, db):
 
 
 def test_a_batch_in_flight_is_found_by_its_events_tx_hash_and_the_two_pages_link_each_other(desk, db):
-    """An event in flight names its batch's latest signed version (txHash): the batch list's
+    """An event in flight names its batch's latest signed version (its transaction hash): the batch list's
     search looked at mined_tx_hash only, empty until the batch is mined, and found nothing;
     the event's batch was an id in its metadata, the batch's events bare ids."""
     now = timezone.now()

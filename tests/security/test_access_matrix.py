@@ -251,7 +251,7 @@ PAGE_ROUTES: dict[str, Route] = {
     # Opened as a page (the address bar after a refused order): the trade screen, for anyone.
     "trade/<str:symbol>/order": Route({"GET": Rule(PUB, 302, _symbol), "POST": Rule(USR, 302, _page_order)}),
     # The caller's own orders in the market only (tests/pages/test_pages_views.py).
-    "trade/<str:symbol>/cancel-all": Route({"GET": Rule(PUB, 302, _symbol), "POST": Rule(USR, 302, _symbol)}),
+    "trade/<str:symbol>/cancel-all": Route({"GET": Rule(PUB, 302, _symbol), "POST": Rule(USR, 200, _symbol)}),
     "orders/": Route({"GET": Rule(USR, 200)}),
     "orders/<str:order_id>/cancel": Route(
         {"GET": Rule(PUB, 302, _fresh_owner_order), "POST": Rule(OWN, 302, _fresh_owner_order)}
