@@ -11,8 +11,10 @@ from decimal import Decimal
 from types import ModuleType
 from typing import Any
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.db.models.constants import LOOKUP_SEP
@@ -64,6 +66,31 @@ def _staff_actions() -> ModuleType:
 
 
 RETRYABLE = {str(status) for status in RETRYABLE_STATUSES}
+REASON_PLACEHOLDER = "reason (optional, kept in the audit trail)"
+
+
+class RetryActionForm(ActionForm):
+    """The list's action bar with the retry's optional reason beside it (recorded on each
+    StaffAction row the retry writes). Checked by the service, not here: a form error would
+    drop the action with Django's bare "No action selected"."""
+
+    reason = forms.CharField(
+        required=False,
+        label="Reason",
+        widget=forms.TextInput(attrs={"maxlength": 500, "size": 40, "placeholder": REASON_PLACEHOLDER}),
+    )
+
+
+def _reason_posted(request: HttpRequest) -> str | None:
+    """The reason typed, or None when the field was left empty (no reason: a retry needs none)."""
+    return request.POST.get("reason", "") or None
+
+
+def _invalid_say(invalid: InvalidInput) -> str:
+    fields = invalid.fields or {}
+    problems = [*fields.get("event_ids", []), *(f"Nothing was queued, the reason is refused: {p}"
+                                                   for p in fields.get("reason", []))]  # fmt: skip
+    return " ".join(problems) or invalid.message
 
 
 class DeliveryStatusFilter(admin.SimpleListFilter):
@@ -92,6 +119,7 @@ class RevenueEventAdmin(ReadOnlyAdmin):
                        "next_retry", "tx_hash", "batch", "metadata_pretty")  # fmt: skip
     exclude = ("metadata",)
     actions = ["retry_delivery_now"]
+    action_form = RetryActionForm
     show_full_result_count = False
     change_list_template = "admin/revenue/revenueevent/change_list.html"
     change_form_template = "admin/revenue/revenueevent/change_form.html"
@@ -174,9 +202,11 @@ class RevenueEventAdmin(ReadOnlyAdmin):
         # One more than the limit is enough to refuse: "select all" may be millions of ids.
         ids = list(queryset.order_by().values_list("pk", flat=True)[: actions.RETRY_MAX_EVENTS + 1])
         try:
-            outcome = actions.revenue_events_delivery_retry(event_ids=ids, actor=request.user, via="admin")
+            outcome = actions.revenue_events_delivery_retry(
+                event_ids=ids, actor=request.user, via="admin", reason=_reason_posted(request)
+            )
         except InvalidInput as invalid:
-            self.message_user(request, " ".join((invalid.fields or {}).get("event_ids", [])), messages.ERROR)
+            self.message_user(request, _invalid_say(invalid), messages.ERROR)
             return
         level = messages.SUCCESS if outcome.all_queued else messages.WARNING
         self.message_user(request, outcome.message(), level)
@@ -211,17 +241,25 @@ class RevenueEventAdmin(ReadOnlyAdmin):
         return HttpResponseRedirect(target if target and safe else fallback)
 
     def retry_view(self, request: HttpRequest, event_id: int) -> HttpResponse:
-        """The retry button of the event's page and of the failure report (POST only)."""
+        """The retry button of the event's page and of the failure report (POST only), with
+        the optional reason typed beside it."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         if not self.has_retry_delivery_permission(request):
             raise PermissionDenied
         event = get_object_or_404(RevenueEvent, pk=event_id)
-        outcome = _staff_actions().revenue_events_delivery_retry(event_ids=[event.pk], actor=request.user, via="admin")
+        back = reverse("admin:revenue_revenueevent_change", args=[event.pk])
+        try:
+            outcome = _staff_actions().revenue_events_delivery_retry(
+                event_ids=[event.pk], actor=request.user, via="admin", reason=_reason_posted(request)
+            )
+        except InvalidInput as invalid:
+            self.message_user(request, f"Event {event.pk}: {_invalid_say(invalid)}", messages.ERROR)
+            return self._back(request, back)
         level = messages.SUCCESS if outcome.queued else messages.WARNING
         self.message_user(request, f"Event {event.pk}: {outcome.message()}", level)
         _delivery_stopped_say(self, request, queued=bool(outcome.queued))
-        return self._back(request, reverse("admin:revenue_revenueevent_change", args=[event.pk]))
+        return self._back(request, back)
 
     def _require_view_permission(self, request: HttpRequest) -> None:
         """The report and the worker status show revenue events: staff who may not view them
@@ -444,7 +482,7 @@ class StaffActionAdmin(ReadOnlyAdmin):
     list_display = ("at", "actor_username", "action", "target", "from_state", "to_state", "outcome", "via",
                     "reason", "detail", "correlation_id")  # fmt: skip
     list_filter = ("action", "outcome", "via")
-    search_fields = ("actor_username", "=target_id", "correlation_id")
+    search_fields = ("actor_username", "=target_id", "correlation_id", "reason")
     date_hierarchy = "at"
 
     @admin.display(description="record", ordering="target_id")

@@ -125,6 +125,15 @@ class RevenueEventRetryQueuedSerializer(serializers.Serializer):
     status = serializers.CharField()
 
 
+class RevenueEventRetryRequestSerializer(KnownFieldsInput):
+    # The body is optional: a retry posted with none (as before) records no reason.
+    reason = serializers.CharField(
+        required=False,
+        max_length=500,
+        help_text="Why the event is queued again (optional; kept in the audit trail). Blank is refused: leave it out.",
+    )
+
+
 class DeliveryBatchAbandonRequestSerializer(KnownFieldsInput):
     reason = serializers.CharField(max_length=500, help_text="Why the batch is abandoned (kept in the audit trail).")
 
