@@ -22,6 +22,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpR
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -50,7 +51,7 @@ from revenue.models import (
     RevenueStream,
     StaffAction,
 )
-from revenue.reports import delivery_pause, onchain_failure_report
+from revenue.reports import STALE_PENDING_MINUTES, delivery_pause, onchain_failure_report, stale_pending_rule
 from revenue.selectors import stream_usd_totals
 from revenue.templatetags.revenue_admin import when
 from revenue.worker_status import onchain_worker_status, worker_error_current, worker_stalled
@@ -66,6 +67,7 @@ def _staff_actions() -> ModuleType:
 
 
 RETRYABLE = {str(status) for status in RETRYABLE_STATUSES}
+STALE_PENDING = "stale_pending"  # the list's filter value for revenue.reports.stale_pending_rule
 REASON_PLACEHOLDER = "reason (optional, kept in the audit trail)"
 
 
@@ -98,10 +100,13 @@ class DeliveryStatusFilter(admin.SimpleListFilter):
     parameter_name = "delivery"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(status.value, status.value) for status in DeliveryStatus]
+        statuses = [(status.value, status.value) for status in DeliveryStatus]
+        return [*statuses, (STALE_PENDING, f"pending > {STALE_PENDING_MINUTES} min (stale)")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
+        if value == STALE_PENDING:  # as the failure report and the worker status count them
+            return queryset.filter(status_is(DeliveryStatus.PENDING)).filter(stale_pending_rule(now=timezone.now()))
         if value is not None and value in DeliveryStatus._value2member_map_:
             return queryset.filter(status_is(DeliveryStatus(value)))
         return queryset

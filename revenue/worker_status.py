@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from revenue.delivery.metadata import DeliveryStatus, status_expression
 from revenue.models import DeliveryBatch, DeliveryBatchStatus, DeliveryHeartbeat, RevenueEvent
-from revenue.reports import delivery_pause
+from revenue.reports import delivery_pause, stale_pending_count
 
 # No delivery cycle for this long: the chain worker or beat is not running (the threshold
 # of PlatformDeliveryWorkerStalled, monitoring/alerts.yml).
@@ -64,6 +64,7 @@ def onchain_worker_status() -> dict[str, Any]:
         "max_retry_attempts": settings.DELIVERY_MAX_ATTEMPTS,
         "confirmations": settings.CHAIN_CONFIRMATIONS,
         "counts": delivery_status_counts(),
+        "stale_pending": stale_pending_count(now=timezone.now()),
         "paused": delivery_pause(),
         "resumed_at": beat.resumed_at if beat else None,
         "batches_in_flight": int(in_flight["batches"]),

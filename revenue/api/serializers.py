@@ -39,6 +39,10 @@ class OnchainFailureSummarySerializer(serializers.Serializer):
         help_text="Delivery is paused by an operator-level fault (see pause): events wait, unfailed."
     )
     pause = _pause()
+    stale_pending = serializers.IntegerField(
+        help_text="Events pending, not dust, untouched for over 10 minutes (created, sent and returned, re-queued), "
+        "whenever they were created: no cycle picked them up."
+    )
     events_waiting = serializers.IntegerField(help_text="Events pending or failed (dust included).")
     dust_carried = serializers.IntegerField(
         help_text="Pending events whose share is carried forward until their stream's dust is worth paying."
@@ -109,6 +113,9 @@ class OnchainWorkerStatusSerializer(serializers.Serializer):
     confirmations = serializers.IntegerField()
     counts = OnchainDeliveryCountsSerializer(
         help_text="Events by delivery status; the statuses are disjoint and add up to the events."
+    )
+    stale_pending = serializers.IntegerField(
+        help_text="Of the pending events, those untouched for over 10 minutes (not dust): as the failure report counts."
     )
     paused = _pause()
     resumed_at = serializers.DateTimeField(allow_null=True)
