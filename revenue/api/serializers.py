@@ -93,8 +93,19 @@ class OnchainChainStatusSerializer(serializers.Serializer):
     contract_address = serializers.CharField(allow_null=True)
     signer_address = serializers.CharField(allow_null=True)
     signer_balance_wei = serializers.CharField(allow_null=True)
-    block_number = serializers.IntegerField(allow_null=True)
-    finalized_block = serializers.IntegerField(allow_null=True)
+    block_number = serializers.IntegerField(allow_null=True, help_text="Null while the node is unreachable.")
+    finalized_block = serializers.IntegerField(allow_null=True, help_text="Null while the node is unreachable.")
+    unreachable_since = serializers.DateTimeField(
+        allow_null=True,
+        help_text="The first cycle of the worker the node did not answer, since it last did; null while it answers.",
+    )
+    last_seen_at = serializers.DateTimeField(
+        allow_null=True, help_text="The last cycle of the worker the node answered (null: never)."
+    )
+    last_seen_block = serializers.IntegerField(allow_null=True, help_text="The head as of last_seen_at.")
+    last_seen_finalized_block = serializers.IntegerField(
+        allow_null=True, help_text="The final block as of last_seen_at."
+    )
     items_paid = serializers.IntegerField(allow_null=True)
     next_sequence = serializers.IntegerField(allow_null=True)
 
