@@ -16,6 +16,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
@@ -23,6 +24,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -52,7 +54,7 @@ from revenue.models import (
     StaffAction,
 )
 from revenue.reports import STALE_PENDING_MINUTES, delivery_pause, onchain_failure_report, stale_pending_rule
-from revenue.selectors import stream_usd_totals
+from revenue.selectors import revenue_events_count, stream_usd_totals
 from revenue.templatetags.revenue_admin import when
 from revenue.worker_status import onchain_worker_status, worker_error_current, worker_stalled
 
@@ -67,6 +69,28 @@ def _staff_actions() -> ModuleType:
 
 
 RETRYABLE = {str(status) for status in RETRYABLE_STATUSES}
+# Past this many events (PostgreSQL's estimate) the unfiltered list says "about N": counting
+# every event cost 155 ms a page at 300,000 events, growing with the table.
+ESTIMATED_COUNT_FROM = 10_000
+
+
+class EventListPaginator(Paginator):
+    """The revenue events' pages: the unfiltered list's total is PostgreSQL's estimate once
+    the table is large (revenue.selectors.revenue_events_count; ``estimated``: the pagination
+    says "about"); a filtered or searched list, and any list on SQLite, counts exactly (a
+    status filter through its index)."""
+
+    estimated = False
+
+    @cached_property
+    def count(self) -> int:
+        query = getattr(self.object_list, "query", None)
+        if query is None or query.where:
+            return super().count
+        total, self.estimated = revenue_events_count(exact_below=ESTIMATED_COUNT_FROM)
+        return total
+
+
 STALE_PENDING = "stale_pending"  # the list's filter value for revenue.reports.stale_pending_rule
 REASON_PLACEHOLDER = "reason (optional, kept in the audit trail)"
 
@@ -125,6 +149,7 @@ class RevenueEventAdmin(ReadOnlyAdmin):
     exclude = ("metadata",)
     actions = ["retry_delivery_now"]
     action_form = RetryActionForm
+    paginator = EventListPaginator
     show_full_result_count = False
     change_list_template = "admin/revenue/revenueevent/change_list.html"
     change_form_template = "admin/revenue/revenueevent/change_form.html"
@@ -358,14 +383,22 @@ class RevenueStreamAdmin(admin.ModelAdmin):
     readonly_fields = ("id", "collected_usd", "distributed_usd")
 
     def get_list_display(self, request: HttpRequest) -> Any:
-        """The list's dollar figures, read once for every stream (two queries)."""
-        totals = stream_usd_totals()
+        """The list's dollar figures, read once for every stream (two queries), when the first
+        row is shown: Django asks for the list's columns twice a page, and the sum over every
+        event ran each time (2 x 270 ms at 300,000 events)."""
+        read: dict[int, tuple[Decimal, Decimal]] | None = None
+
+        def totals(stream: RevenueStream) -> tuple[Decimal, Decimal]:
+            nonlocal read
+            if read is None:
+                read = stream_usd_totals()
+            return read.get(stream.pk, (Decimal(0), Decimal(0)))
 
         def collected_usd(stream: RevenueStream) -> str:
-            return amount(totals.get(stream.pk, (Decimal(0), Decimal(0)))[0])
+            return amount(totals(stream)[0])
 
         def distributed_usd(stream: RevenueStream) -> str:
-            return amount(totals.get(stream.pk, (Decimal(0), Decimal(0)))[1])
+            return amount(totals(stream)[1])
 
         collected_usd.short_description = "collected (USD)"  # type: ignore[attr-defined]
         distributed_usd.short_description = "distributed to holders (USD)"  # type: ignore[attr-defined]
