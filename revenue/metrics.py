@@ -123,6 +123,24 @@ class DeliveryCollector(Collector):
                 "The delivery signer's balance at the chain worker's last cycle, in wei.",
                 float(int(beat.signer_balance_wei)),
             )
+        # The head and the final block only as read by the last cycle: with the node
+        # unreachable the heartbeat keeps them as last seen, and the final block read on as
+        # if current (the head went blank beside it). Since when the node answers no more
+        # is a gauge of its own.
+        if beat.chain_seen_at is not None:
+            yield _gauge(
+                "platform_chain_last_seen_timestamp_seconds",
+                "Unix time of the chain worker's last cycle the node answered.",
+                _timestamp(beat.chain_seen_at),
+            )
+        if not beat.connected:
+            if beat.chain_lost_at is not None:
+                yield _gauge(
+                    "platform_chain_unreachable_since_timestamp_seconds",
+                    "Unix time of the chain worker's first cycle the node did not answer (absent while it answers).",
+                    _timestamp(beat.chain_lost_at),
+                )
+            return
         if beat.block_number is not None:
             yield _gauge(
                 "platform_chain_head_block", "The chain head at the chain worker's last cycle.", beat.block_number
@@ -130,6 +148,6 @@ class DeliveryCollector(Collector):
         if beat.finalized_block is not None:
             yield _gauge(
                 "platform_chain_finalized_block",
-                "The final block at the chain worker's last cycle.",
+                "The final block at the chain worker's last cycle (absent while the node is unreachable).",
                 beat.finalized_block,
             )

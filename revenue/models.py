@@ -238,6 +238,11 @@ class DeliveryHeartbeat(models.Model):
     chain_id = models.PositiveBigIntegerField(null=True, blank=True)
     block_number = models.PositiveBigIntegerField(null=True, blank=True)
     finalized_block = models.PositiveBigIntegerField(null=True, blank=True)
+    # The node as the worker saw it: the last cycle it answered (block_number and
+    # finalized_block are as of then), and the first cycle it did not answer since (None
+    # while it answers). Staff read "unreachable since", not the last numbers as current.
+    chain_seen_at = models.DateTimeField(null=True, blank=True)
+    chain_lost_at = models.DateTimeField(null=True, blank=True)
     items_paid = models.PositiveBigIntegerField(null=True, blank=True)  # the reserve's own count
     signer_address = models.CharField(max_length=42, blank=True, default="")
     signer_balance_wei = models.CharField(max_length=80, blank=True, default="")

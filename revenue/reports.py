@@ -2,7 +2,8 @@
 query for the listed events), so it stays fast at millions of events.
 
 Failures are the events that need attention: `failed` and `critical` ones, and events
-left `pending` with no attempt for over 10 minutes (not dust carried forward: that waits
+left `pending` for over 10 minutes since anything last happened to them (created, put in a
+transaction, re-queued by staff, returned by a reorg; not dust carried forward: that waits
 on purpose). The summary also says whether delivery is paused and why: while it is, the
 events wait without failing, and the pause is the failure to look at.
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 from django.db.models import Count, F, Max, Q, Window
 from django.db.models.functions import RowNumber
+from django.db.models.lookups import LessThan
 from django.utils import timezone
 
 from core.db import money_sums
@@ -45,17 +47,44 @@ class FailureReport:
     by_stream: list[dict[str, object]]
 
 
-def failures_filter(*, now: datetime) -> Q:
-    """Failed and critical events, and events left pending with no attempt for over 10 minutes.
-    Each arm names its statuses with the key lookup of revenue_event_attention's predicate
-    (ATTENTION_STATUSES), so the report reads that index by creation time."""
-    stale = now - timedelta(minutes=STALE_PENDING_MINUTES)
-    return status_in(DeliveryStatus.FAILED, DeliveryStatus.CRITICAL) | (
+# What happened to a pending event last, besides its creation: put in a transaction (the
+# batch it was in was then abandoned, superseded or failed by an operator fault), re-queued
+# by staff, returned by a reorg.
+_TOUCHED_KEYS = (Key.LAST_RETRY_AT, Key.MANUAL_RETRY_AT, Key.REORGED_AT)
+
+
+def _untouched_since(moment: datetime) -> Q:
+    """Nothing happened to the event at or after ``moment`` (timestamps compare as text)."""
+    condition = Q(created_at__lt=moment)
+    for key in _TOUCHED_KEYS:
+        condition &= Q(**{lookup(key, "__isnull"): True}) | Q(LessThan(text_cast(key), iso(moment)))
+    return condition
+
+
+def stale_pending_rule(*, now: datetime) -> Q:
+    """Pending (not dust carried forward, which waits on purpose) and untouched for over
+    STALE_PENDING_MINUTES: a fresh event, or one that was sent before and came back to
+    pending (its batch abandoned, a reorg, a staff retry), that no cycle has picked up. The
+    report counted only events never attempted (no lastRetryAt): one sent once and returned
+    could wait for ever without being reported. The status arm is the key lookup of
+    revenue_event_attention's predicate (the report reads that index)."""
+    return (
         status_in(DeliveryStatus.PENDING)
-        & Q(created_at__lt=stale)
-        & Q(**{lookup(Key.LAST_RETRY_AT, "__isnull"): True})
+        & _untouched_since(now - timedelta(minutes=STALE_PENDING_MINUTES))
         & ~carried()
     )
+
+
+def stale_pending_count(*, now: datetime) -> int:
+    """Every stale pending event, whenever it was created (the report's window is by creation)."""
+    return RevenueEvent.objects.filter(status_is(DeliveryStatus.PENDING)).filter(stale_pending_rule(now=now)).count()
+
+
+def failures_filter(*, now: datetime) -> Q:
+    """Failed and critical events, and stale pending ones (stale_pending_rule). Each arm
+    names its statuses with the key lookup of revenue_event_attention's predicate
+    (ATTENTION_STATUSES), so the report reads that index by creation time."""
+    return status_in(DeliveryStatus.FAILED, DeliveryStatus.CRITICAL) | stale_pending_rule(now=now)
 
 
 def delivery_pause() -> dict[str, Any] | None:
@@ -162,6 +191,7 @@ def onchain_failure_report(*, hours: int, stream_id: int | None = None, now: dat
         "needs_reconciliation": in_flight_too_long,
         "delivery_paused": pause is not None,
         "pause": pause,
+        "stale_pending": stale_pending_count(now=moment),
         "events_waiting": int(waiting["events"]),
         "dust_carried": int(waiting["dust"]),
         "batches_stuck": DeliveryBatch.objects.filter(

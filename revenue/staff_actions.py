@@ -37,6 +37,7 @@ from revenue.models import (
 EVENT = "revenue_event"
 BATCH = "delivery_batch"
 REASON_MAX_LENGTH = 500
+RETRY_REASON_BLANK = "A reason, when given, says something (or leave it out): it is kept in the audit trail."
 # Events one retry may take: each is locked and audited in one transaction. "Select all"
 # over a list filtered on nothing took every event (a 500 on SQLite past its bound-variable
 # limit; on PostgreSQL every event locked, the delivery worker waiting behind them).
@@ -78,11 +79,30 @@ class RetryOutcome:
         return text + "."
 
 
-def revenue_events_delivery_retry(*, event_ids: Iterable[int], actor: Any, via: str) -> RetryOutcome:
+def staff_reason_clean(*, reason: str, missing: str) -> str:
+    """A staff member's reason as kept in the audit trail: its runs of blanks made one space;
+    refused (InvalidInput on `reason`) when blank (``missing`` says what to write), longer
+    than REASON_MAX_LENGTH or holding control characters."""
+    why = " ".join(reason.split())
+    if not why:
+        raise InvalidInput(fields={"reason": [missing]})
+    if len(why) > REASON_MAX_LENGTH:
+        raise InvalidInput(fields={"reason": [f"At most {REASON_MAX_LENGTH} characters."]})
+    if has_control_characters(why):  # the admin's form posts it as typed: PostgreSQL refuses a NUL
+        raise InvalidInput(fields={"reason": ["Text only: no control characters."]})
+    return why
+
+
+def revenue_events_delivery_retry(
+    *, event_ids: Iterable[int], actor: Any, via: str, reason: str | None = None
+) -> RetryOutcome:
     """Staff: queue these events' delivery again with a fresh attempt budget. Only pending,
     failed or critical events are queued; events in flight or delivered, and pending dust
     carried forward (it goes with its stream's bundle), are skipped. Every event considered
-    gets a StaffAction row with the state it was in."""
+    gets a StaffAction row with the state it was in and ``reason``, the staff member's why:
+    optional, but when given it must say something (staff_reason_clean), and nothing is
+    queued otherwise."""
+    why = "" if reason is None else staff_reason_clean(reason=reason, missing=RETRY_REASON_BLANK)
     ids = sorted({int(pk) for pk in event_ids})
     if len(ids) > RETRY_MAX_EVENTS:
         raise InvalidInput(
@@ -125,6 +145,7 @@ def revenue_events_delivery_retry(*, event_ids: Iterable[int], actor: Any, via: 
                     to_state=str(DeliveryStatus.PENDING) if queued else before,
                     outcome=StaffActionOutcome.DONE if queued else StaffActionOutcome.SKIPPED,
                     via=via,
+                    reason=why,
                     detail="dust carried forward" if pk in dust else "",
                 )
             )
@@ -184,13 +205,7 @@ def delivery_batch_abandon(*, batch_id: int, actor: Any, reason: str, via: str) 
     as the only sender (the delivery lock: a cycle in progress answers DeliverySenderBusy)
     and written only if no version was signed meanwhile. Every attempt, refused or done,
     leaves a StaffAction row: who, when, why (``reason``) and what the chain showed."""
-    why = " ".join(reason.split())
-    if not why:
-        raise InvalidInput(fields={"reason": ["Say why the batch is abandoned (it is kept in the audit trail)."]})
-    if len(why) > REASON_MAX_LENGTH:
-        raise InvalidInput(fields={"reason": [f"At most {REASON_MAX_LENGTH} characters."]})
-    if has_control_characters(why):  # the admin's form posts it as typed: PostgreSQL refuses a NUL
-        raise InvalidInput(fields={"reason": ["Text only: no control characters."]})
+    why = staff_reason_clean(reason=reason, missing="Say why the batch is abandoned (it is kept in the audit trail).")
     batch = DeliveryBatch.objects.select_related("deployment").filter(pk=batch_id).first()
     if batch is None:
         raise DeliveryBatchNotFound()

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from revenue.delivery.metadata import DeliveryStatus, status_expression
 from revenue.models import DeliveryBatch, DeliveryBatchStatus, DeliveryHeartbeat, RevenueEvent
-from revenue.reports import delivery_pause
+from revenue.reports import delivery_pause, stale_pending_count
 
 # No delivery cycle for this long: the chain worker or beat is not running (the threshold
 # of PlatformDeliveryWorkerStalled, monitoring/alerts.yml).
@@ -49,7 +49,12 @@ def delivery_status_counts() -> dict[str, int]:
 
 
 def onchain_worker_status() -> dict[str, Any]:
+    """The heartbeat as staff read it. With the node unreachable at the worker's last cycle,
+    the head and the final block are null (the heartbeat keeps them as last seen, shown as
+    such under ``last_seen_*``), and ``unreachable_since`` says since when: the page read
+    "- / 12", an old final block beside a blank head, as if current."""
     beat = DeliveryHeartbeat.objects.filter(pk=1).first()
+    connected = bool(beat and beat.connected)
     in_flight = DeliveryBatch.objects.filter(status=DeliveryBatchStatus.SUBMITTED).aggregate(
         batches=Count("id"), stuck=Count("id", filter=Q(block_number__isnull=True, alerted_at__isnull=False))
     )
@@ -64,19 +69,24 @@ def onchain_worker_status() -> dict[str, Any]:
         "max_retry_attempts": settings.DELIVERY_MAX_ATTEMPTS,
         "confirmations": settings.CHAIN_CONFIRMATIONS,
         "counts": delivery_status_counts(),
+        "stale_pending": stale_pending_count(now=timezone.now()),
         "paused": delivery_pause(),
         "resumed_at": beat.resumed_at if beat else None,
         "batches_in_flight": int(in_flight["batches"]),
         "batches_stuck": int(in_flight["stuck"]),
         "signer_balance_low": bool(beat and beat.low_balance_alerted_at),
         "chain": {
-            "connected": bool(beat and beat.connected),
+            "connected": connected,
             "chain_id": beat.chain_id if beat else None,
             "contract_address": (beat.contract_address or None) if beat else None,
             "signer_address": (beat.signer_address or None) if beat else None,
             "signer_balance_wei": (beat.signer_balance_wei or None) if beat else None,
-            "block_number": beat.block_number if beat else None,
-            "finalized_block": beat.finalized_block if beat else None,
+            "block_number": beat.block_number if beat and connected else None,
+            "finalized_block": beat.finalized_block if beat and connected else None,
+            "unreachable_since": beat.chain_lost_at if beat and not connected else None,
+            "last_seen_at": beat.chain_seen_at if beat else None,
+            "last_seen_block": beat.block_number if beat else None,
+            "last_seen_finalized_block": beat.finalized_block if beat else None,
             "items_paid": beat.items_paid if beat else None,
             # Before items were deduplicated on-chain the reserve counted a sequence; the
             # count of items it paid is the same figure.

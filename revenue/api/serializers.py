@@ -39,6 +39,10 @@ class OnchainFailureSummarySerializer(serializers.Serializer):
         help_text="Delivery is paused by an operator-level fault (see pause): events wait, unfailed."
     )
     pause = _pause()
+    stale_pending = serializers.IntegerField(
+        help_text="Events pending, not dust, untouched for over 10 minutes (created, sent and returned, re-queued), "
+        "whenever they were created: no cycle picked them up."
+    )
     events_waiting = serializers.IntegerField(help_text="Events pending or failed (dust included).")
     dust_carried = serializers.IntegerField(
         help_text="Pending events whose share is carried forward until their stream's dust is worth paying."
@@ -89,8 +93,19 @@ class OnchainChainStatusSerializer(serializers.Serializer):
     contract_address = serializers.CharField(allow_null=True)
     signer_address = serializers.CharField(allow_null=True)
     signer_balance_wei = serializers.CharField(allow_null=True)
-    block_number = serializers.IntegerField(allow_null=True)
-    finalized_block = serializers.IntegerField(allow_null=True)
+    block_number = serializers.IntegerField(allow_null=True, help_text="Null while the node is unreachable.")
+    finalized_block = serializers.IntegerField(allow_null=True, help_text="Null while the node is unreachable.")
+    unreachable_since = serializers.DateTimeField(
+        allow_null=True,
+        help_text="The first cycle of the worker the node did not answer, since it last did; null while it answers.",
+    )
+    last_seen_at = serializers.DateTimeField(
+        allow_null=True, help_text="The last cycle of the worker the node answered (null: never)."
+    )
+    last_seen_block = serializers.IntegerField(allow_null=True, help_text="The head as of last_seen_at.")
+    last_seen_finalized_block = serializers.IntegerField(
+        allow_null=True, help_text="The final block as of last_seen_at."
+    )
     items_paid = serializers.IntegerField(allow_null=True)
     next_sequence = serializers.IntegerField(allow_null=True)
 
@@ -110,6 +125,9 @@ class OnchainWorkerStatusSerializer(serializers.Serializer):
     counts = OnchainDeliveryCountsSerializer(
         help_text="Events by delivery status; the statuses are disjoint and add up to the events."
     )
+    stale_pending = serializers.IntegerField(
+        help_text="Of the pending events, those untouched for over 10 minutes (not dust): as the failure report counts."
+    )
     paused = _pause()
     resumed_at = serializers.DateTimeField(allow_null=True)
     batches_in_flight = serializers.IntegerField()
@@ -123,6 +141,15 @@ class OnchainWorkerStatusSerializer(serializers.Serializer):
 class RevenueEventRetryQueuedSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     status = serializers.CharField()
+
+
+class RevenueEventRetryRequestSerializer(KnownFieldsInput):
+    # The body is optional: a retry posted with none (as before) records no reason.
+    reason = serializers.CharField(
+        required=False,
+        max_length=500,
+        help_text="Why the event is queued again (optional; kept in the audit trail). Blank is refused: leave it out.",
+    )
 
 
 class DeliveryBatchAbandonRequestSerializer(KnownFieldsInput):

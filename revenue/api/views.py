@@ -19,6 +19,7 @@ from revenue.api.serializers import (
     OnchainFailureReportSerializer,
     OnchainWorkerStatusSerializer,
     RevenueEventRetryQueuedSerializer,
+    RevenueEventRetryRequestSerializer,
 )
 from revenue.errors import DeliveryBatchNotFound, RevenueEventNotFound, RevenueEventNotRetryable
 from revenue.models import RevenueEvent
@@ -99,17 +100,27 @@ class RevenueEventRetryApi(APIView):
     permission_classes = [IsStaff, CanRetryDelivery]
 
     @extend_schema(
-        request=None,
+        request=RevenueEventRetryRequestSerializer,
         responses={
             202: RevenueEventRetryQueuedSerializer,
-            **error_responses(409, s409="`event_not_retryable`: only failed or pending events can be queued again."),
+            **error_responses(
+                400,
+                409,
+                s400="`validation_error`: `reason` blank, longer than 500 characters or holding control characters, "
+                "or a member the body does not take; nothing was queued.",
+                s409="`event_not_retryable`: only failed or pending events can be queued again.",
+            ),
         },
     )
     def post(self, request: Request, event_id: str) -> Response:
         event_pk = path_id(event_id, not_found=RevenueEventNotFound)
+        body = RevenueEventRetryRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
         if not RevenueEvent.objects.filter(pk=event_pk).exists():
             raise RevenueEventNotFound()
-        outcome = revenue_events_delivery_retry(event_ids=[event_pk], actor=request.user, via="api")
+        outcome = revenue_events_delivery_retry(
+            event_ids=[event_pk], actor=request.user, via="api", reason=body.validated_data.get("reason")
+        )
         if not outcome.queued:
             raise RevenueEventNotRetryable(f"Event {event_pk} was not queued: {outcome.message()}")
         return Response(RevenueEventRetryQueuedSerializer({"id": event_pk, "status": "queued"}).data, status=202)

@@ -53,21 +53,25 @@ def delivery_heartbeat_write(
     error: str,
     now: datetime,
 ) -> None:
-    """Never raises: a failing heartbeat must not hide the cycle's own outcome."""
+    """Never raises: a failing heartbeat must not hide the cycle's own outcome. With the node
+    unreachable the head and final block are left as last seen (with ``chain_seen_at``, when
+    that was), and ``chain_lost_at`` says since when it does not answer."""
     try:
         chain = _chain_snapshot(context, view)
+        connected = bool(chain.get("connected"))
         fields: dict[str, Any] = {
             "last_run_at": now,
             "last_task": task,
             "last_result": result,
-            "connected": bool(chain.get("connected")),
+            "connected": connected,
             "chain_id": chain.get("chain_id"),
-            "block_number": chain.get("block_number"),
             "items_paid": chain.get("items_paid"),
             "signer_address": chain.get("signer_address") or "",
             "signer_balance_wei": "" if chain.get("signer_balance_wei") is None else str(chain["signer_balance_wei"]),
             "contract_address": chain.get("contract_address") or "",
         }
+        if connected:
+            fields.update(block_number=chain.get("block_number"), chain_seen_at=now, chain_lost_at=None)
         if view is not None:
             fields["finalized_block"] = max(view.final_block, 0)
         if error:
@@ -75,5 +79,7 @@ def delivery_heartbeat_write(
         else:
             fields["last_success_at"] = now
         DeliveryHeartbeat.objects.update_or_create(pk=1, defaults=fields)
+        if not connected:  # the first cycle without the node since it last answered
+            DeliveryHeartbeat.objects.filter(pk=1, chain_lost_at__isnull=True).update(chain_lost_at=now)
     except Exception:
         logger.warning("could not write the delivery heartbeat", exc_info=True)

@@ -60,7 +60,7 @@ BUSINESS_RULES: dict[str, set[str]] = {
     "POST /api/orders/cancel-all": {"market_not_found"},
     "GET /api/orders": {"market_not_found"},
     "GET /api/trades": {"market_not_found"},
-    "POST /api/admin/revenue/events/{event_id}/retry": {"event_not_retryable"},
+    "POST /api/admin/revenue/events/{event_id}/retry": {"event_not_retryable", "validation_error"},
     "POST /api/admin/revenue/batches/{batch_id}/abandon": {
         "batch_not_abandonable",
         "delivery_busy",

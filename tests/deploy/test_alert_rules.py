@@ -65,7 +65,14 @@ def test_every_alert_is_unit_tested() -> None:
 @pytest.mark.django_db
 def test_every_metric_an_alert_reads_is_exposed(client) -> None:
     DeliveryHeartbeat.objects.update_or_create(
-        pk=1, defaults={"last_run_at": timezone.now(), "block_number": 12, "signer_balance_wei": str(10**18)}
+        # connected: the block gauges are exposed only while the node answers the worker
+        pk=1,
+        defaults={
+            "last_run_at": timezone.now(),
+            "connected": True,
+            "block_number": 12,
+            "signer_balance_wei": str(10**18),
+        },
     )
     client.get("/api/markets")  # an answered request: the HTTP counters have samples
     exposed = client.get("/metrics").content.decode()
