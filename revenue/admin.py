@@ -15,6 +15,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
@@ -136,6 +137,19 @@ class DeliveryStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
+class EventChangeList(ChangeList):
+    """The event list sorted by delivery status breaks ties by id in the same direction, so
+    that the status expression index (status, id) serves the page forwards or backwards.
+    Django's tie-break is always `-pk`: ascending by status it sorted every event (610-870
+    ms at 300,000 events)."""
+
+    def get_ordering(self, request: HttpRequest, queryset: QuerySet[Any]) -> list[Any]:
+        ordering = list(super().get_ordering(request, queryset))
+        if len(ordering) == 2 and ordering[0] in ("status", "-status") and ordering[1] in ("pk", "-pk"):
+            ordering[1] = "-pk" if ordering[0].startswith("-") else "pk"
+        return ordering
+
+
 @admin.register(RevenueEvent)
 class RevenueEventAdmin(ReadOnlyAdmin):
     list_display = ("id", "stream", "source", "gross_amount", "holder_share", "delivery_status", "attempts",
@@ -154,6 +168,9 @@ class RevenueEventAdmin(ReadOnlyAdmin):
     change_list_template = "admin/revenue/revenueevent/change_list.html"
     change_form_template = "admin/revenue/revenueevent/change_form.html"
     display_annotations = ("status", "attempts", "error", "retry_at", "hash")  # as in get_queryset
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return EventChangeList
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[RevenueEvent]:
         return (

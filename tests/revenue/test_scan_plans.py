@@ -275,3 +275,21 @@ def test_the_streams_page_sums_the_events_once(admin_client):
     queries = _event_queries(lambda: admin_client.get("/admin/revenue/revenuestream/"))
     assert len(queries) == 1, queries
     assert admin_client.get("/admin/revenue/revenuestream/").status_code == 200
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("order", ["6", "-6"])  # the delivery column, ascending and descending
+def test_the_event_list_sorted_by_delivery_status_walks_the_status_index(at_scale, admin_client, order):
+    """Django breaks ties by `-pk` whatever the direction: sorted by delivery status
+    ascending, the page's query could not walk the status expression index (status, id) and
+    sorted every event (610-870 ms at 300,000 events). Ties go by id in the status's
+    direction now, and both directions read the index and stop at the page."""
+    page = f"/admin/revenue/revenueevent/?o={order}"
+    (sql,) = [sql for sql in _event_queries(lambda: admin_client.get(page)) if "ORDER BY" in sql]
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {sql}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "revenue_event_delivery_status" in plan and "Sort" not in plan, plan
+    rows = list(admin_client.get(page).context["cl"].result_list)
+    keys = [(row.status, row.pk) for row in rows]
+    assert len(rows) == 100 and keys == sorted(keys, reverse=order.startswith("-")), keys[:5]
