@@ -65,7 +65,7 @@ def stale_pending_rule(*, now: datetime) -> Q:
     """Pending (not dust carried forward, which waits on purpose) and untouched for over
     STALE_PENDING_MINUTES: a fresh event, or one that was sent before and came back to
     pending (its batch abandoned, a reorg, a staff retry), that no cycle has picked up. The
-    report counted only events never attempted (no lastRetryAt): one sent once and returned
+    report counted only events never attempted (no last send recorded): one sent once and returned
     could wait for ever without being reported. The status arm is the key lookup of
     revenue_event_attention's predicate (the report reads that index)."""
     return (

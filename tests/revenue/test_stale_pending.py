@@ -1,5 +1,5 @@
 """Stale pending: an event left pending for over 10 minutes since anything last happened to
-it. The failure report counted only events never attempted (no lastRetryAt): one sent
+it. The failure report counted only events never attempted (no last send recorded): one sent
 before and returned to pending (its batch abandoned, a reorg, a staff retry) was never
 reported, however long it waited; only the banners and the pending-age alert showed it.
 The report, the worker status and the admin list now count by one rule."""
