@@ -17,6 +17,7 @@ import requests
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from accounts.models import RefreshTokenFamily
+from accounts.tokens import token_stored_form
 from tests.factories import PASSWORD, UserFactory
 
 pytestmark = pytest.mark.postgres  # concurrent writers: SQLite would serialise them anyway
@@ -76,7 +77,8 @@ def test_exactly_one_of_twelve_concurrent_refreshes_succeeds(live_server: Any, t
     # The duplicates were reuse of a spent token: the winner's new token is revoked with its family.
     assert _refresh(base, winner["refresh"]).status_code == 401
     assert _refresh(base, pair["refresh"]).status_code == 401
-    family = RefreshTokenFamily.objects.get(token__jti=OutstandingToken.objects.get(token=winner["refresh"]).jti).family
+    winner_row = OutstandingToken.objects.get(token=token_stored_form(winner["refresh"]))
+    family = RefreshTokenFamily.objects.get(token__jti=winner_row.jti).family
     members = OutstandingToken.objects.filter(refresh_family__family=family)
     assert members.count() == 2  # the login's token and the one rotation that happened
     assert BlacklistedToken.objects.filter(token__in=members).count() == 2
