@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from config.celery import app as celery_app
 from orders.system_accounts import house_user_id
+from revenue.chain.runtime import chain_context_reset
 from revenue.dispatch import broker_circuit_reset, post_trade_window_reset
 from tests.factories import fund, market_create
 
@@ -67,3 +68,13 @@ def eth_market(db):
     fund(house, "ETH", "10", bucket=market.pk)
     fund(house, "USDT", "20000", bucket=market.pk)
     return market
+
+
+@pytest.fixture
+def embedded(settings, eth_market):
+    """The in-process chain (no WEB3_PROVIDER_URI), two confirmations, a fresh context."""
+    settings.WEB3_PROVIDER_URI = ""
+    settings.CHAIN_CONFIRMATIONS = 2
+    chain_context_reset()
+    yield eth_market
+    chain_context_reset()

@@ -19,15 +19,6 @@ from tests.revenue.delivery_support import events_create
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def embedded(settings, eth_market):
-    settings.WEB3_PROVIDER_URI = ""
-    settings.CHAIN_CONFIRMATIONS = 2
-    chain_context_reset()
-    yield eth_market
-    chain_context_reset()
-
-
 def _gauges(client) -> dict[str, float]:
     text = client.get("/metrics").content.decode()
     return {

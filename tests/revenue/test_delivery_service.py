@@ -47,15 +47,6 @@ class WorkerKilled(BaseException):
 
 
 @pytest.fixture
-def embedded(settings, eth_market):
-    settings.WEB3_PROVIDER_URI = ""
-    settings.CHAIN_CONFIRMATIONS = 2
-    chain_context_reset()
-    yield eth_market
-    chain_context_reset()
-
-
-@pytest.fixture
 def dead_uri() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
