@@ -40,7 +40,7 @@ from accounts.tokens import refresh_tokens_revoke
 from accounts.usernames import username_key, username_mixes_scripts
 from core.api.throttling import shared_rate_wait
 from core.cache import form_once
-from core.errors import InvalidInput
+from core.errors import InvalidInput, ServiceUnavailable
 from core.networks import client_bucket
 
 logger = logging.getLogger(__name__)
@@ -182,9 +182,15 @@ def user_password_reset_request(*, request: HttpRequest, email: str) -> None:
     """Mails a one-time link to set a new password to each active account registered with
     `email` (Django's PasswordResetForm and token: the link stops working once the password
     changes or the account logs in, and after PASSWORD_RESET_TIMEOUT). Says nothing of
-    whether such an account exists; counted per client address and per address asked
-    about (a mailbox is not flooded from many addresses): 429 beyond either rate. 403
-    where links are not mailed (PASSWORD_RESET_BY_MAIL off: mail would go to the logs)."""
+    whether such an account exists, in its answer nor in its time: the request publishes
+    the same task for every valid address (accounts.tasks.password_reset_mail_send), and
+    the worker looks the accounts up and mails them (password_reset_mails_send). Counted
+    per client address and per address asked about (a mailbox is not flooded from many
+    addresses): 429 beyond either rate. 403 where links are not mailed
+    (PASSWORD_RESET_BY_MAIL off: mail would go to the logs); 503 when the task cannot be
+    published (the broker is down), whatever the address."""
+    from accounts.tasks import password_reset_mail_send  # the tasks call this module's services
+
     if not settings.PASSWORD_RESET_BY_MAIL:
         raise PasswordResetUnavailable()
     email = email.strip()
@@ -195,16 +201,31 @@ def user_password_reset_request(*, request: HttpRequest, email: str) -> None:
         wait = shared_rate_wait(scope=scope, ident=ident)
         if wait is not None:
             raise PasswordResetThrottled(retry_after=int(wait) + 1)
+    if not PasswordResetForm({"email": email}).is_valid():
+        raise InvalidInput(fields={"email": ["Enter a valid email address."]})
+    try:
+        password_reset_mail_send.apply_async(
+            kwargs={"email": email, "domain": request.get_host(), "use_https": request.is_secure()}, retry=False
+        )
+    except Exception as exc:  # the broker unreachable or refusing: the same answer for every address
+        logger.warning("password reset not published", extra={"client_ip": client_address(request)}, exc_info=True)
+        raise ServiceUnavailable() from exc
+    logger.info("password reset asked", extra={"client_ip": client_address(request)})
+
+
+def password_reset_mails_send(*, email: str, domain: str, use_https: bool) -> None:
+    """The worker's half of user_password_reset_request: a link to each active account
+    registered with `email` that has a usable password (Django's PasswordResetForm), for
+    the site at `domain` (the host the request was made to, as ALLOWED_HOSTS accepted it)."""
     form = PasswordResetForm({"email": email})
     if not form.is_valid():
-        raise InvalidInput(fields={"email": ["Enter a valid email address."]})
+        return
     form.save(
-        request=request,
-        use_https=request.is_secure(),
+        domain_override=domain,
+        use_https=use_https,
         subject_template_name="accounts/password_reset_subject.txt",
         email_template_name="accounts/password_reset_email.txt",
     )
-    logger.info("password reset asked", extra={"client_ip": client_address(request)})
 
 
 def user_password_reset_done(*, request: HttpRequest, user: AbstractBaseUser) -> None:

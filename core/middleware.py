@@ -79,16 +79,37 @@ def access_log(request: HttpRequest, response: HttpResponse, *, began: float) ->
     """The web's access line, with the request's correlation id (JSON with LOG_FORMAT=json)
     and, once the request was authenticated, its user's id: who placed an order, credited a
     wallet or set a reference price, for support and audit (the line said what, not who)."""
+    path = logged_path(request)
     fields: dict[str, object] = {
         "method": request.method,
-        "path": request.path,
+        "path": path,
         "status": response.status_code,
         "duration_ms": round((time.monotonic() - began) * 1000, 1),
     }
     user_id = request_user_id(request)
     if user_id is not None:
         fields["user_id"] = user_id
-    _requests.info("%s %s %s", request.method, request.path, response.status_code, extra=fields)
+    _requests.info("%s %s %s", request.method, path, response.status_code, extra=fields)
+
+
+# URL arguments that are secrets, by name: a password reset link's token (Django's
+# PasswordResetConfirmView, accounts.views.password_reset_set_page) logs in until the new
+# password is set, so whoever read the access lines could set it before the trader did.
+SECRET_URL_ARGUMENTS = frozenset({"token"})
+REDACTED = "[redacted]"
+
+
+def logged_path(request: HttpRequest) -> str:
+    """The request's path as the logs write it: a secret URL argument's value replaced."""
+    path = request.path
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        return path
+    for name in SECRET_URL_ARGUMENTS.intersection(match.kwargs):
+        value = match.kwargs[name]
+        if isinstance(value, str) and value:
+            path = path.replace(value, REDACTED)
+    return path
 
 
 def request_user_id(request: HttpRequest) -> int | None:

@@ -64,3 +64,22 @@ def test_bind_problem_reads_the_address_as_gunicorn_does() -> None:
     assert bind_problem("127.0.0.1:80a") == "PORT=80a is not a port number."
     assert bind_problem("127.0.0.1:70000") == "PORT=70000 is not a port number."
     assert bind_problem("unix:/run/platform.sock") is None
+
+
+def test_any_host_is_refused(monkeypatch, settings, tmp_path) -> None:
+    """A password reset link is built from the request's Host (accounts.tasks), as Django's
+    are: with DJANGO_ALLOWED_HOSTS=*, anyone could ask a reset for a trader with
+    `Host: attacker.example` and the trader's mail carried a link, its token live, to the
+    attacker's site. The names of the site's hosts, subdomain patterns included, pass."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    settings.DEBUG = False
+    monkeypatch.setitem(settings.DATABASES["default"], "ENGINE", "django.db.backends.postgresql")
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
+    settings.REDIS_URL = "redis://127.0.0.1:6379/1"
+    settings.WEB3_PROVIDER_URI = "http://127.0.0.1:8545"
+    settings.ENGINE_TRANSPORT = "zmq"
+    settings.ALLOWED_HOSTS = ["exchange.example.com", "*"]
+    [problem] = serve_settings_problems()
+    assert "DJANGO_ALLOWED_HOSTS" in problem
+    settings.ALLOWED_HOSTS = ["exchange.example.com", ".exchange.example.com"]
+    assert serve_settings_problems() == []

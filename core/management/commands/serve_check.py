@@ -34,6 +34,11 @@ def serve_settings_problems() -> list[str]:
             "WEB3_PROVIDER_URI is empty: the embedded chain cannot live in the production workers; "
             "point it at a chain node"
         )
+    if "*" in settings.ALLOWED_HOSTS:
+        problems.append(
+            "DJANGO_ALLOWED_HOSTS holds '*': name the site's hosts (password reset links are built from the"
+            " request's Host, which '*' lets anyone choose)"
+        )
     if settings.ENGINE_TRANSPORT != "zmq":
         problems.append("ENGINE_TRANSPORT must be zmq: the engines run as their own processes")
     directory = multiprocess_dir()
