@@ -36,6 +36,7 @@ from accounts.login_throttle import (
 )
 from accounts.models import ApiKey, UsernameKey
 from accounts.selectors import user_is_system_account, username_for_login
+from accounts.tasks import password_reset_mail_send
 from accounts.tokens import refresh_tokens_revoke
 from accounts.usernames import username_key, username_mixes_scripts
 from core.api.throttling import shared_rate_wait
@@ -184,13 +185,11 @@ def user_password_reset_request(*, request: HttpRequest, email: str) -> None:
     changes or the account logs in, and after PASSWORD_RESET_TIMEOUT). Says nothing of
     whether such an account exists, in its answer nor in its time: the request publishes
     the same task for every valid address (accounts.tasks.password_reset_mail_send), and
-    the worker looks the accounts up and mails them (password_reset_mails_send). Counted
+    the worker looks the accounts up and mails them (accounts.password_reset). Counted
     per client address and per address asked about (a mailbox is not flooded from many
     addresses): 429 beyond either rate. 403 where links are not mailed
     (PASSWORD_RESET_BY_MAIL off: mail would go to the logs); 503 when the task cannot be
     published (the broker is down), whatever the address."""
-    from accounts.tasks import password_reset_mail_send  # the tasks call this module's services
-
     if not settings.PASSWORD_RESET_BY_MAIL:
         raise PasswordResetUnavailable()
     email = email.strip()
@@ -211,21 +210,6 @@ def user_password_reset_request(*, request: HttpRequest, email: str) -> None:
         logger.warning("password reset not published", extra={"client_ip": client_address(request)}, exc_info=True)
         raise ServiceUnavailable() from exc
     logger.info("password reset asked", extra={"client_ip": client_address(request)})
-
-
-def password_reset_mails_send(*, email: str, domain: str, use_https: bool) -> None:
-    """The worker's half of user_password_reset_request: a link to each active account
-    registered with `email` that has a usable password (Django's PasswordResetForm), for
-    the site at `domain` (the host the request was made to, as ALLOWED_HOSTS accepted it)."""
-    form = PasswordResetForm({"email": email})
-    if not form.is_valid():
-        return
-    form.save(
-        domain_override=domain,
-        use_https=use_https,
-        subject_template_name="accounts/password_reset_subject.txt",
-        email_template_name="accounts/password_reset_email.txt",
-    )
 
 
 def user_password_reset_done(*, request: HttpRequest, user: AbstractBaseUser) -> None:

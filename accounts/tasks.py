@@ -7,7 +7,7 @@ import smtplib
 
 from celery import shared_task
 
-from accounts.services import password_reset_mails_send
+from accounts.password_reset import password_reset_mails_send
 from accounts.tokens import refresh_tokens_expired_delete
 
 
