@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 
 from revenue.delivery.metadata import DeliveryStatus, not_carried, status_in
 from revenue.models import DeliveryBatch, DeliveryBatchStatus, DeliveryHeartbeat, RevenueEvent
-from revenue.worker_status import delivery_status_counts
+from revenue.worker_status import delivery_status_counts, redrive_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,11 @@ class DeliveryCollector(Collector):
             float(confirmed["block"] or 0),
         )
 
+        yield _gauge(
+            "platform_delivery_redrive_scheduled",
+            "1 when beat's re-drive task exists and is enabled (retries and confirmations depend on it).",
+            1.0 if redrive_schedule()[1] else 0.0,
+        )
         beat = DeliveryHeartbeat.objects.filter(pk=1).first()
         if beat is None:
             return  # the chain worker never ran: no heartbeat gauges (alert PlatformDeliveryWorkerNeverRan)

@@ -10,10 +10,28 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Count, Q
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 from revenue.delivery.metadata import DeliveryStatus, status_expression
 from revenue.models import DeliveryBatch, DeliveryBatchStatus, DeliveryHeartbeat, RevenueEvent
 from revenue.reports import delivery_pause, stale_pending_count
+
+# The beat task that re-drives delivery (revenue.migrations.0004_delivery_schedule).
+REDRIVE_TASK = "revenue.tasks.revenue_delivery_redrive"
+SECONDS_PER_PERIOD = {"days": 86400, "hours": 3600, "minutes": 60, "seconds": 1, "microseconds": 1e-6}
+
+
+def redrive_schedule() -> tuple[int | None, bool]:
+    """How often beat re-drives delivery, in seconds, and whether it does: the schedule in
+    the database (what beat follows; `migrate` wrote DELIVERY_POLL_INTERVAL_SECONDS there
+    once, staff may have edited or disabled it since). (None, False) with no such task."""
+    task = PeriodicTask.objects.filter(task=REDRIVE_TASK).select_related("interval").order_by("-enabled").first()
+    if task is None:
+        return None, False
+    interval = task.interval
+    seconds = round(interval.every * SECONDS_PER_PERIOD[interval.period]) if interval is not None else None
+    return seconds, task.enabled
+
 
 # No delivery cycle for this long: the chain worker or beat is not running (the threshold
 # of PlatformDeliveryWorkerStalled, monitoring/alerts.yml).
@@ -54,6 +72,7 @@ def onchain_worker_status() -> dict[str, Any]:
     such under ``last_seen_*``), and ``unreachable_since`` says since when: the page read
     "- / 12", an old final block beside a blank head, as if current."""
     beat = DeliveryHeartbeat.objects.filter(pk=1).first()
+    redrive_seconds, redrive_enabled = redrive_schedule()
     connected = bool(beat and beat.connected)
     in_flight = DeliveryBatch.objects.filter(status=DeliveryBatchStatus.SUBMITTED).aggregate(
         batches=Count("id"), stuck=Count("id", filter=Q(block_number__isnull=True, alerted_at__isnull=False))
@@ -64,7 +83,9 @@ def onchain_worker_status() -> dict[str, Any]:
         "last_success_at": beat.last_success_at if beat else None,
         "last_error": (beat.last_error or None) if beat else None,
         "last_error_at": beat.last_error_at if beat else None,
-        "poll_interval_seconds": settings.DELIVERY_POLL_INTERVAL_SECONDS,
+        # The schedule beat follows; the setting only where none is kept (nothing re-drives then).
+        "poll_interval_seconds": redrive_seconds or settings.DELIVERY_POLL_INTERVAL_SECONDS,
+        "redrive_scheduled": redrive_enabled,
         "batch_size": settings.DELIVERY_BATCH_SIZE,
         "max_retry_attempts": settings.DELIVERY_MAX_ATTEMPTS,
         "confirmations": settings.CHAIN_CONFIRMATIONS,

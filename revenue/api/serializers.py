@@ -118,7 +118,12 @@ class OnchainWorkerStatusSerializer(serializers.Serializer):
     last_success_at = serializers.DateTimeField(allow_null=True)
     last_error = serializers.CharField(allow_null=True)
     last_error_at = serializers.DateTimeField(allow_null=True)
-    poll_interval_seconds = serializers.IntegerField()
+    poll_interval_seconds = serializers.IntegerField(
+        help_text="How often beat re-drives delivery: its schedule in the database (django-celery-beat)."
+    )
+    redrive_scheduled = serializers.BooleanField(
+        help_text="Beat's re-drive task exists and is enabled. False: retries and confirmations wait for new events."
+    )
     batch_size = serializers.IntegerField()
     max_retry_attempts = serializers.IntegerField()
     confirmations = serializers.IntegerField()

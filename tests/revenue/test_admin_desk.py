@@ -16,6 +16,7 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth.models import Permission
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 from orders.engine.requests import OrderRequest
 from orders.models import Deposit, Order, Trade, TradeOutbox, Wallet
@@ -479,6 +480,14 @@ def test_worker_status_is_an_admin_page(desk, db):
 def test_worker_status_without_a_heartbeat_says_the_worker_never_ran(desk, db):
     page = desk.get("/admin/revenue/revenueevent/worker-status/").content.decode()
     assert "never: the chain worker or beat is not running" in page
+
+
+def test_worker_status_says_when_beat_no_longer_re_drives(desk, db):
+    redrive = PeriodicTask.objects.filter(task="revenue.tasks.revenue_delivery_redrive")
+    assert re.search(r'id="redrive">60 s;', desk.get("/admin/revenue/revenueevent/worker-status/").content.decode())
+    redrive.update(enabled=False)
+    page = html.unescape(desk.get("/admin/revenue/revenueevent/worker-status/").content.decode())
+    assert 'never: beat\'s task "revenue: re-drive on-chain delivery" is disabled or missing' in page
 
 
 def test_the_staff_nav_links_the_worker_status_page(desk, db):

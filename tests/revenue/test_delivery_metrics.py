@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from django.db import DatabaseError
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 from revenue.delivery.metadata import DeliveryStatus, Key
 from revenue.metrics import DeliveryCollector
@@ -106,6 +107,12 @@ def test_gauges_are_zero_when_nothing_waits_and_absent_before_the_first_run(clie
     assert gauges["platform_delivery_oldest_submitted_age_seconds"] == 0
     assert gauges["platform_delivery_last_confirmed_block"] == 0
     assert "platform_delivery_last_run_timestamp_seconds" not in gauges
+
+
+def test_a_disabled_re_drive_is_a_gauge(client) -> None:
+    assert scraped(client)["platform_delivery_redrive_scheduled"] == 1
+    PeriodicTask.objects.filter(task="revenue.tasks.revenue_delivery_redrive").update(enabled=False)
+    assert scraped(client)["platform_delivery_redrive_scheduled"] == 0
 
 
 def test_a_database_failure_is_a_gauge_not_a_failed_scrape(monkeypatch) -> None:

@@ -5,8 +5,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Permission
 from django.utils import timezone
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from revenue.delivery.metadata import (
     DeliveryMetadata,
@@ -195,6 +197,24 @@ def test_worker_status_reflects_heartbeat_and_counts(staff_client, failures):
         and body["chain"]["block_number"] == 42
     )
     assert body["last_run_at"] is not None
+
+
+def test_worker_status_reports_the_schedule_beat_follows(staff_client, db):
+    """The interval beat re-drives at is the database's (migrate wrote the setting there once;
+    staff may edit or disable it): the status said the setting's 60 s whatever beat did."""
+    task = PeriodicTask.objects.get(task="revenue.tasks.revenue_delivery_redrive")
+    task.interval = IntervalSchedule.objects.create(every=2, period=IntervalSchedule.MINUTES)
+    task.save()
+
+    def status() -> tuple[int, bool]:
+        body = staff_client.get("/api/admin/revenue/onchain-worker-status").json()
+        return body["poll_interval_seconds"], body["redrive_scheduled"]
+
+    assert status() == (120, True)
+    PeriodicTask.objects.filter(pk=task.pk).update(enabled=False)
+    assert status() == (120, False)
+    task.delete()
+    assert status() == (settings.DELIVERY_POLL_INTERVAL_SECONDS, False)
 
 
 def test_retry_queues_a_failed_event(staff_client, failures, django_capture_on_commit_callbacks):
