@@ -22,8 +22,8 @@ from tests.waiting import wait_until
 pytestmark = [pytest.mark.postgres, pytest.mark.reliability]
 
 WORKERS = 4
-REQUESTS = 60
-KILL_AFTER = 25  # requests before one worker is SIGKILLed (the master starts another)
+REQUESTS = 30  # each followed by a scrape that reads every process's files: ~0.5 s a pair here
+KILL_AFTER = 12  # requests before one worker is SIGKILLed (the master starts another)
 SAMPLE = 'django_http_requests_total_by_view_transport_method_total{method="GET",transport="http",view="api-markets"}'
 
 
