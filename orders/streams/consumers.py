@@ -71,10 +71,14 @@ CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455's registry: the server is overloaded, t
 
 
 class StreamError(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    """An `error` message. `channels`: the subscriptions it concerns (a channel refused or
+    dropped), named in the message so that a client subscribed to several can tell which."""
+
+    def __init__(self, code: str, message: str, *, channels: list[str] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.channels = channels
 
 
 @dataclass
@@ -395,13 +399,15 @@ class StreamConsumer(AsyncWebsocketConsumer):
             )
             self.user_checked = time.monotonic()
         if not valid:
-            await self._unsubscribe([name for name in self.subscriptions if name in PRIVATE])
+            dropped = [name for name in self.subscriptions if name in PRIVATE]
+            await self._unsubscribe(dropped)
             self.user_id = self.user_expires = self.session_key = self.credentials_mark = self.api_key_id = None
             await self._error(
                 StreamError(
                     "invalid_token",
                     "The token expired, the API key was deleted or the account is no longer active: private"
                     " channels are closed; authenticate again.",
+                    channels=dropped or None,
                 )
             )
         return valid
@@ -412,11 +418,13 @@ class StreamConsumer(AsyncWebsocketConsumer):
             try:
                 sub = await self._parse(name)
             except StreamError as error:
+                error.channels = [name]
                 await self._error(error)
                 continue
             total = len(self.subscriptions) + (name not in self.subscriptions)
             if total > MAX_CHANNELS:
-                await self._error(StreamError("too_many_channels", f"At most {MAX_CHANNELS} channels."))
+                refused = StreamError("too_many_channels", f"At most {MAX_CHANNELS} channels.", channels=[name])
+                await self._error(refused)
                 continue
             await self.channel_layer.group_add(sub.group, self.channel_name)  # before the snapshot
             self.subscriptions[name] = sub
@@ -463,7 +471,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
             answer = await sync_to_async(engine_call)({"op": BOOK_SNAPSHOT, "market": symbol}, market=symbol)
             if "error" in answer:
                 await self._unsubscribe([sub.channel])
-                await self._error(StreamError(answer["error"]["code"], answer["error"]["message"]))
+                error = answer["error"]
+                await self._error(StreamError(error["code"], error["message"], channels=[sub.channel]))
                 return
             sub.event, sub.epoch = int(answer["event"]), str(answer["epoch"])
             await self._data(sub.channel, "snapshot", answer["book"])
@@ -547,7 +556,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
         await self._send({"channel": channel, "type": kind, "sequence": self.sequences[channel], "data": data})
 
     async def _error(self, error: StreamError) -> None:
-        await self._send({"op": "error", "code": error.code, "message": error.message})
+        message: dict[str, Any] = {"op": "error", "code": error.code, "message": error.message}
+        if error.channels:
+            message["channels"] = error.channels
+        await self._send(message)
 
     async def _send(self, message: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(message))

@@ -103,6 +103,42 @@ def test_unknown_channels_and_markets_are_refused_per_channel():
     async_to_sync(scenario)()
 
 
+def test_an_error_about_a_channel_names_it(monkeypatch):
+    """A bot subscribed to several channels could not tell which one an error was about:
+    two books whose snapshot the engine did not answer came back as two identical
+    `service_unavailable` errors after `subscribed` had named both, and both subscriptions
+    were dropped without a word saying which. Each error about a channel names it now."""
+    market_create("ETH-USDT")
+    market_create("BTC-USDT")
+    unavailable = {"code": "service_unavailable", "message": "The matching engine is not available; please retry."}
+    real_engine_call = consumers.engine_call
+
+    def engine_call(command, *, market=None):
+        return {"error": unavailable} if market == "BTC-USDT" else real_engine_call(command, market=market)
+
+    monkeypatch.setattr(consumers, "engine_call", engine_call)
+
+    async def scenario() -> None:
+        client = await stream_connect()
+        names = ["book:DOGE-USDT", "nope:ETH-USDT", "book:BTC-USDT", "orders", "book:ETH-USDT"]
+        await client.send({"op": "subscribe", "channels": names})
+        refused = [await client.op() for _ in range(3)]
+        assert [(m["code"], m["channels"]) for m in refused] == [
+            ("market_not_found", ["book:DOGE-USDT"]),
+            ("unknown_channel", ["nope:ETH-USDT"]),
+            ("auth_required", ["orders"]),
+        ]
+        assert await client.op() == {"op": "subscribed", "channels": ["book:BTC-USDT", "book:ETH-USDT"]}
+        assert await client.op() == {"op": "error", **unavailable, "channels": ["book:BTC-USDT"]}
+        assert (await client.until("book:ETH-USDT", 1))[0]["type"] == "snapshot"
+        # An error about no channel in particular names none.
+        await client.send({"op": "dance"})
+        assert "channels" not in await client.op()
+        await client.close()
+
+    async_to_sync(scenario)()
+
+
 def test_a_public_channel_with_a_trailing_part_is_unknown():
     """Was accepted: `trades:ETH-USDT:` answered `subscribed` and a snapshot, then never an
     update (its group, `trades.ETH-USDT.`, is not one the engine publishes to); likewise
