@@ -63,6 +63,8 @@ SNAPSHOT_TRADES = 50  # trades and fills in a snapshot, newest first
 # subscribed or sent, at most once per this many seconds.
 USER_RECHECK_SECONDS = 1.0
 SNAPSHOT_CANDLES = 100
+# Orders whose last body sent a connection remembers (not to send the same one again).
+SENT_ORDERS_MAX = 10_000
 # What an API key signs to authenticate a connection: a GET of the streams' path, no body.
 STREAM_PATH = "/ws/v1"
 
@@ -92,10 +94,16 @@ class Subscription:
     event: int = 0  # book: the number of the last update applied
     epoch: str = ""
     seen: dict[str, str] = field(default_factory=dict)  # trades/fills: ids in the snapshot; orders: updated_at
+    sent: dict[str, int] = field(default_factory=dict)  # orders: a digest of the body last sent, per id
 
 
 def _json(data: Any) -> Any:
     return json.loads(json.dumps(data))
+
+
+def _order_digest(body: dict[str, Any]) -> int:
+    """Tells two bodies of an order apart (the same state read twice is the same body)."""
+    return hash(json.dumps(body, sort_keys=True))
 
 
 class _SnapshotBudgets:
@@ -478,7 +486,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
             await self._data(sub.channel, "snapshot", answer["book"])
             return
         data, sub.seen = await database_sync_to_async(_snapshot_data)(sub, self.user_id)
-        await self._data(sub.channel, "snapshot", _json(data))
+        data = _json(data)
+        if sub.kind == "orders":
+            sub.sent = {row["id"]: _order_digest(row) for row in data}
+        await self._data(sub.channel, "snapshot", data)
 
     # --- messages from the engine (channel layer) ---------------------------------------
 
@@ -511,6 +522,18 @@ class StreamConsumer(AsyncWebsocketConsumer):
             known = sub.seen.get(data["id"])
             if known and datetime.fromisoformat(data["updated_at"]) < datetime.fromisoformat(known):
                 return
+            # The order is read when its notice is handled: an earlier notice may read a later
+            # batch's state, which the later notice would read and send again. The body last
+            # sent of each order is remembered (a digest; its snapshot's too), and the same
+            # body is not sent twice. Compared whole, not by updated_at: a clock stepped back
+            # must not hide a change.
+            digest = _order_digest(data)
+            if sub.sent.pop(data["id"], None) == digest:
+                sub.sent[data["id"]] = digest
+                return
+            sub.sent[data["id"]] = digest  # last: the least recently sent go first
+            while len(sub.sent) > SENT_ORDERS_MAX:  # duplicates come close together
+                del sub.sent[next(iter(sub.sent))]
         await self._data(sub.channel, "update", data)
 
     async def stream_lost(self, message: dict[str, Any]) -> None:

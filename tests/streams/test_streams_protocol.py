@@ -430,6 +430,44 @@ def test_the_fills_snapshot_is_the_callers_last_fills_newest_first_as_the_rest_l
     async_to_sync(scenario)()
 
 
+def test_an_order_state_is_sent_once_when_its_notices_are_read_after_later_batches():
+    """Each batch that changes an order notifies its owner's connections, which read the
+    order when they handle the notice: two fills of a resting order in two batches, read
+    after both committed, sent `filled` twice (measured on `make run`: three traders, 50
+    orders each, 20 identical order updates, one `filled` sent four times). A bot acting
+    on `filled` hedged twice. A state already sent (or in the snapshot) is not sent again."""
+    market_create("ETH-USDT")
+    alice, bob = UserFactory(), UserFactory()
+    fund(alice, "ETH", "5")
+    fund(bob, "USDT", "100000")
+    resting = place(alice, side="sell", type="limit", quantity="1.0", price="2001.00")
+    token = _token(alice)
+
+    def two_fills() -> None:  # two batches, committed before the consumer reads (one thread)
+        place(bob, side="buy", type="limit", quantity="0.4", price="2001.00")
+        place(bob, side="buy", type="limit", quantity="0.6", price="2001.00")
+
+    async def scenario() -> list[dict[str, object]]:
+        client = await stream_connect()
+        await client.send({"op": "auth", "token": token})
+        await client.send({"op": "subscribe", "channels": ["orders"]})
+        assert await client.op() == {"op": "subscribed", "channels": ["orders"]}
+        await client.until("orders", 1)
+        await sync_to_async(two_fills)()
+        await client.until("orders", 2)
+        for _ in range(3):  # whatever else was queued comes before the pong
+            await client.send({"op": "ping"})
+            assert await client.op() == {"op": "pong"}
+        await client.close()
+        return client.data["orders"]
+
+    messages = async_to_sync(scenario)()
+    updates = [m["data"] for m in messages[1:]]
+    assert [u["status"] for u in updates] == ["filled"]
+    assert updates[0]["id"] == str(resting.pk)
+    assert [m["sequence"] for m in messages] == [1, 2]
+
+
 def test_orders_a_batch_changed_together_are_read_in_one_go_and_sent_in_its_order():
     """A sweep through several of a user's resting orders changes them in one batch: the
     consumer reads their bodies together (one read of the orders, their events and fills,
