@@ -220,9 +220,12 @@ def test_paginated_lists_refuse_a_limit_the_schema_refuses(user_client, limit):
     assert len(user_client.get("/api/orders?limit=200").json()["results"]) == 0
 
 
-@pytest.mark.parametrize(("market", "says"), [("NOPE", "Must match ^"), ("E" * 40, "At most 33 printable")])
+@pytest.mark.parametrize(
+    ("market", "says"), [("NOPE", "Must match ^"), ("E" * 40, "1 to 33 printable"), ("", "1 to 33 printable")]
+)
 def test_a_market_filter_the_schema_refuses_says_why(user_client, market, says):
-    """A symbol without its dash was told "At most 33 printable characters." (4 of them)."""
+    """A symbol without its dash was told "At most 33 printable characters." (4 of them),
+    and so was an empty one (`?market=`, 0 of them): it is 1 to 33."""
     for path in ("/api/orders", "/api/trades"):
         response = user_client.get(f"{path}?market={market}")
         assert response.status_code == 400, path
