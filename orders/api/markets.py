@@ -27,7 +27,14 @@ MARKET_FILTER = pattern_openapi(
 SYMBOL = OpenApiParameter("symbol", str, OpenApiParameter.PATH, examples=[OpenApiExample("ETH-USDT", value="ETH-USDT")])
 DEPTH = IntParam("depth", default=50, minimum=1, maximum=500, description="Price levels per side.")
 TRADES_LIMIT = IntParam("limit", default=50, minimum=1, maximum=500, description="How many trades, newest first.")
-CANDLES_LIMIT = IntParam("limit", default=100, minimum=1, maximum=1000, description="How many candles, oldest first.")
+CANDLES_LIMIT = IntParam(
+    "limit",
+    default=100,
+    minimum=1,
+    maximum=1000,
+    description="How many intervals, up to the current one: their candles, oldest first. An interval without"
+    " a trade has no candle, so fewer than `limit` candles may come (none after `limit` quiet intervals).",
+)
 INTERVAL = OpenApiParameter(
     "interval", {"type": "string", "enum": list(INTERVALS), "default": "1m"}, OpenApiParameter.QUERY
 )
