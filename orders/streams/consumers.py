@@ -95,6 +95,7 @@ class Subscription:
     epoch: str = ""
     seen: dict[str, str] = field(default_factory=dict)  # trades/fills: ids in the snapshot; orders: updated_at
     sent: dict[str, int] = field(default_factory=dict)  # orders: a digest of the body last sent, per id
+    newest: int = 0  # trades: the newest trade id in the snapshot
 
 
 def _json(data: Any) -> Any:
@@ -489,6 +490,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         data = _json(data)
         if sub.kind == "orders":
             sub.sent = {row["id"]: _order_digest(row) for row in data}
+        elif sub.kind == "trades":
+            sub.newest = max((int(row["id"]) for row in data), default=0)
         await self._data(sub.channel, "snapshot", data)
 
     # --- messages from the engine (channel layer) ---------------------------------------
@@ -515,8 +518,14 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if sub is None or (sub.kind in PRIVATE and (self._someone_elses(message) or not await self._user_valid())):
             return
         data = message["data"]
-        if sub.kind in ("trades", "fills"):
-            if str(data.get("id", data.get("trade_id"))) in sub.seen:  # already in the snapshot
+        if sub.kind == "trades":
+            # A market's trade ids grow in the order its engine commits them: one at or before
+            # the snapshot's newest is in it, or older than all of it (a batch of more trades
+            # than the snapshot holds, committed before the snapshot was read).
+            if int(data["id"]) <= sub.newest:
+                return
+        elif sub.kind == "fills":
+            if str(data["trade_id"]) in sub.seen:  # already in the snapshot
                 return
         elif sub.kind == "orders":
             known = sub.seen.get(data["id"])

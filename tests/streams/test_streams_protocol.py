@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
@@ -17,6 +18,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from config.asgi import application
+from orders.models import Trade
 from orders.streams import consumers
 from orders.streams.consumers import client_address
 from tests.factories import UserFactory, fund, market_create
@@ -466,6 +468,49 @@ def test_an_order_state_is_sent_once_when_its_notices_are_read_after_later_batch
     assert [u["status"] for u in updates] == ["filled"]
     assert updates[0]["id"] == str(resting.pk)
     assert [m["sequence"] for m in messages] == [1, 2]
+
+
+def test_a_trade_older_than_the_trades_snapshot_is_not_sent_after_it():
+    """The trades snapshot is the newest 50; a batch that committed more trades than that
+    between the subscription's joining its group and its snapshot's read has its oldest
+    trades outside the snapshot, and their messages, handled after it, were sent as
+    updates: older trades after newer ones, and a bot taking the last update's price as the
+    last price had an old one. A trade at or before the snapshot's newest is not sent."""
+    market = market_create("ETH-USDT")
+    seller, buyer = UserFactory(), UserFactory()
+    fund(seller, "ETH", "5")
+    fund(buyer, "USDT", "100000")
+    place(seller, side="sell", type="limit", quantity="0.1", price="2000.00")
+    place(buyer, side="buy", type="limit", quantity="0.1", price="2000.00", time_in_force="IOC")
+    template = Trade.objects.get()
+    fields = {f.attname: getattr(template, f.attname) for f in Trade._meta.concrete_fields if not f.primary_key}
+    Trade.objects.bulk_create([Trade(**fields) for _ in range(consumers.SNAPSHOT_TRADES + 5)])
+    ids = list(Trade.objects.filter(market=market).order_by("id").values_list("id", flat=True))
+    older = ids[1]  # outside the snapshot of the newest 50
+
+    def message(trade_id: int) -> dict[str, object]:
+        body = {"id": str(trade_id), "price": "2000.00000000", "quantity": "0.10000000", "taker_side": "buy"}
+        return {"type": "stream.data", "channel": "trades:ETH-USDT", "data": {**body, "executed_at": "x"}}
+
+    async def scenario() -> list[dict[str, object]]:
+        client = await stream_connect()
+        await client.send({"op": "subscribe", "channels": ["trades:ETH-USDT"]})
+        assert await client.op() == {"op": "subscribed", "channels": ["trades:ETH-USDT"]}
+        snapshot = (await client.until("trades:ETH-USDT", 1))[0]["data"]
+        assert len(snapshot) == consumers.SNAPSHOT_TRADES and str(older) not in {t["id"] for t in snapshot}
+        layer = get_channel_layer()
+        await layer.group_send("trades.ETH-USDT", message(older))  # as a batch's, handled late
+        await layer.group_send("trades.ETH-USDT", message(ids[-1]))  # in the snapshot
+        await sync_to_async(place)(seller, side="sell", type="limit", quantity="0.1", price="2000.00")
+        await sync_to_async(place)(buyer, side="buy", type="limit", quantity="0.1", price="2000.00")
+        await client.until("trades:ETH-USDT", 2)
+        await client.send({"op": "ping"})
+        assert await client.op() == {"op": "pong"}
+        await client.close()
+        return client.data["trades:ETH-USDT"][1:]
+
+    updates = async_to_sync(scenario)()
+    assert [u["data"]["id"] for u in updates] == [str(Trade.objects.latest("id").pk)]
 
 
 def test_orders_a_batch_changed_together_are_read_in_one_go_and_sent_in_its_order():
