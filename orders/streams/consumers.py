@@ -96,6 +96,7 @@ class Subscription:
     seen: dict[str, str] = field(default_factory=dict)  # trades/fills: ids in the snapshot; orders: updated_at
     sent: dict[str, int] = field(default_factory=dict)  # orders: a digest of the body last sent, per id
     newest: int = 0  # trades: the newest trade id in the snapshot
+    newest_by_market: dict[str, int] = field(default_factory=dict)  # fills: the same per market
 
 
 def _json(data: Any) -> Any:
@@ -492,6 +493,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
             sub.sent = {row["id"]: _order_digest(row) for row in data}
         elif sub.kind == "trades":
             sub.newest = max((int(row["id"]) for row in data), default=0)
+        elif sub.kind == "fills":
+            sub.newest_by_market = {}
+            for row in data:
+                market, trade_id = row["market"], int(row["trade_id"])
+                sub.newest_by_market[market] = max(sub.newest_by_market.get(market, 0), trade_id)
         await self._data(sub.channel, "snapshot", data)
 
     # --- messages from the engine (channel layer) ---------------------------------------
@@ -525,7 +531,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
             if int(data["id"]) <= sub.newest:
                 return
         elif sub.kind == "fills":
-            if str(data["trade_id"]) in sub.seen:  # already in the snapshot
+            # As for trades, per market: the markets of other engines number their trades
+            # from the same sequence in their own commits' order, so a fill of a market
+            # the snapshot does not show may have a lower id and still be new.
+            if int(data["trade_id"]) <= sub.newest_by_market.get(data["market"], 0) or data["trade_id"] in sub.seen:
                 return
         elif sub.kind == "orders":
             known = sub.seen.get(data["id"])

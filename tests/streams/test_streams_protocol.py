@@ -21,6 +21,7 @@ from config.asgi import application
 from orders.models import Trade
 from orders.streams import consumers
 from orders.streams.consumers import client_address
+from orders.streams.publish import USER_FIELD, user_group
 from tests.factories import UserFactory, fund, market_create
 from tests.orders.support import place
 from tests.streams.support import stream_connect
@@ -511,6 +512,54 @@ def test_a_trade_older_than_the_trades_snapshot_is_not_sent_after_it():
 
     updates = async_to_sync(scenario)()
     assert [u["data"]["id"] for u in updates] == [str(Trade.objects.latest("id").pk)]
+
+
+def test_a_fill_older_than_the_fills_snapshot_is_not_sent_after_it():
+    """The same for a user's fills (newest 50): an older fill of a market the snapshot
+    shows was sent after it. Compared per market (other engines' markets number their trades
+    from the same sequence in their own order)."""
+    market = market_create("ETH-USDT")
+    seller, buyer = UserFactory(), UserFactory()
+    fund(seller, "ETH", "5")
+    fund(buyer, "USDT", "100000")
+    place(seller, side="sell", type="limit", quantity="0.1", price="2000.00")
+    place(buyer, side="buy", type="limit", quantity="0.1", price="2000.00", time_in_force="IOC")
+    template = Trade.objects.get()
+    fields = {f.attname: getattr(template, f.attname) for f in Trade._meta.concrete_fields if not f.primary_key}
+    Trade.objects.bulk_create([Trade(**fields) for _ in range(consumers.SNAPSHOT_TRADES + 5)])
+    older = list(Trade.objects.filter(market=market).order_by("id").values_list("id", flat=True))[1]
+    token = _token(buyer)
+    fill = {
+        "trade_id": str(older),
+        "order_id": str(template.taker_order_id),
+        "market": "ETH-USDT",
+        "side": "buy",
+        "price": "2000.00000000",
+        "quantity": "0.10000000",
+        "fee": "0.00000000",
+        "liquidity": "taker",
+        "executed_at": "x",
+    }
+
+    async def scenario() -> list[dict[str, object]]:
+        client = await stream_connect()
+        await client.send({"op": "auth", "token": token})
+        await client.send({"op": "subscribe", "channels": ["fills"]})
+        assert await client.op() == {"op": "subscribed", "channels": ["fills"]}
+        snapshot = (await client.until("fills", 1))[0]["data"]
+        assert len(snapshot) == consumers.SNAPSHOT_TRADES and str(older) not in {f["trade_id"] for f in snapshot}
+        message = {"type": "stream.data", "channel": "fills", "data": fill, USER_FIELD: buyer.pk}
+        await get_channel_layer().group_send(user_group(buyer.pk), message)  # as a batch's, handled late
+        await sync_to_async(place)(seller, side="sell", type="limit", quantity="0.1", price="2000.00")
+        await sync_to_async(place)(buyer, side="buy", type="limit", quantity="0.1", price="2000.00")
+        await client.until("fills", 2)
+        await client.send({"op": "ping"})
+        assert await client.op() == {"op": "pong"}
+        await client.close()
+        return client.data["fills"][1:]
+
+    updates = async_to_sync(scenario)()
+    assert [u["data"]["trade_id"] for u in updates] == [str(Trade.objects.latest("id").pk)]
 
 
 def test_orders_a_batch_changed_together_are_read_in_one_go_and_sent_in_its_order():
