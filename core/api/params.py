@@ -97,7 +97,7 @@ def name_param(request: Request, name: str, *, max_length: int, pattern: re.Patt
     if raw is None:
         return None
     if not is_clean_name(raw, max_length=max_length):
-        raise InvalidParameter(fields={name: [f"At most {max_length} printable characters."]})
+        raise InvalidParameter(fields={name: [f"1 to {max_length} printable characters."]})
     if pattern is not None and not pattern.fullmatch(raw):
         raise InvalidParameter(fields={name: [f"Must match ^{pattern.pattern}$."]})
     return raw

@@ -27,7 +27,15 @@ MARKET_FILTER = pattern_openapi(
 SYMBOL = OpenApiParameter("symbol", str, OpenApiParameter.PATH, examples=[OpenApiExample("ETH-USDT", value="ETH-USDT")])
 DEPTH = IntParam("depth", default=50, minimum=1, maximum=500, description="Price levels per side.")
 TRADES_LIMIT = IntParam("limit", default=50, minimum=1, maximum=500, description="How many trades, newest first.")
-CANDLES_LIMIT = IntParam("limit", default=100, minimum=1, maximum=1000, description="How many candles, oldest first.")
+TICKER_WINDOW = "the window: the 24 hourly candles up to the current one"
+CANDLES_LIMIT = IntParam(
+    "limit",
+    default=100,
+    minimum=1,
+    maximum=1000,
+    description="How many intervals, up to the current one: their candles, oldest first. An interval without"
+    " a trade has no candle, so fewer than `limit` candles may come (none after `limit` quiet intervals).",
+)
 INTERVAL = OpenApiParameter(
     "interval", {"type": "string", "enum": list(INTERVALS), "default": "1m"}, OpenApiParameter.QUERY
 )
@@ -38,11 +46,11 @@ class TickerOutput(serializers.Serializer):
     last_price = money(allow_null=True)
     best_bid = money(allow_null=True)
     best_ask = money(allow_null=True)
-    open_24h = money(allow_null=True, help_text="The price of the first trade of the last 24 hours.")
+    open_24h = money(allow_null=True, help_text=f"The price of the first trade of {TICKER_WINDOW}.")
     high_24h = money(allow_null=True)
     low_24h = money(allow_null=True)
-    volume_24h = MoneySumOutput(help_text="Base quantity traded in the last 24 hours.")
-    quote_volume_24h = MoneySumOutput(help_text="Quote amount traded in the last 24 hours.")
+    volume_24h = MoneySumOutput(help_text=f"Base quantity traded in {TICKER_WINDOW}.")
+    quote_volume_24h = MoneySumOutput(help_text=f"Quote amount traded in {TICKER_WINDOW}.")
     change_24h_percent = serializers.DecimalField(
         max_digits=40,
         decimal_places=2,

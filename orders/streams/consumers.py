@@ -63,6 +63,8 @@ SNAPSHOT_TRADES = 50  # trades and fills in a snapshot, newest first
 # subscribed or sent, at most once per this many seconds.
 USER_RECHECK_SECONDS = 1.0
 SNAPSHOT_CANDLES = 100
+# Orders whose last body sent a connection remembers (not to send the same one again).
+SENT_ORDERS_MAX = 10_000
 # What an API key signs to authenticate a connection: a GET of the streams' path, no body.
 STREAM_PATH = "/ws/v1"
 
@@ -71,10 +73,14 @@ CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455's registry: the server is overloaded, t
 
 
 class StreamError(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    """An `error` message. `channels`: the subscriptions it concerns (a channel refused or
+    dropped), named in the message so that a client subscribed to several can tell which."""
+
+    def __init__(self, code: str, message: str, *, channels: list[str] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.channels = channels
 
 
 @dataclass
@@ -88,10 +94,18 @@ class Subscription:
     event: int = 0  # book: the number of the last update applied
     epoch: str = ""
     seen: dict[str, str] = field(default_factory=dict)  # trades/fills: ids in the snapshot; orders: updated_at
+    sent: dict[str, int] = field(default_factory=dict)  # orders: a digest of the body last sent, per id
+    newest: int = 0  # trades: the newest trade id in the snapshot
+    newest_by_market: dict[str, int] = field(default_factory=dict)  # fills: the same per market
 
 
 def _json(data: Any) -> Any:
     return json.loads(json.dumps(data))
+
+
+def _order_digest(body: dict[str, Any]) -> int:
+    """Tells two bodies of an order apart (the same state read twice is the same body)."""
+    return hash(json.dumps(body, sort_keys=True))
 
 
 class _SnapshotBudgets:
@@ -395,13 +409,15 @@ class StreamConsumer(AsyncWebsocketConsumer):
             )
             self.user_checked = time.monotonic()
         if not valid:
-            await self._unsubscribe([name for name in self.subscriptions if name in PRIVATE])
+            dropped = [name for name in self.subscriptions if name in PRIVATE]
+            await self._unsubscribe(dropped)
             self.user_id = self.user_expires = self.session_key = self.credentials_mark = self.api_key_id = None
             await self._error(
                 StreamError(
                     "invalid_token",
                     "The token expired, the API key was deleted or the account is no longer active: private"
                     " channels are closed; authenticate again.",
+                    channels=dropped or None,
                 )
             )
         return valid
@@ -412,11 +428,13 @@ class StreamConsumer(AsyncWebsocketConsumer):
             try:
                 sub = await self._parse(name)
             except StreamError as error:
+                error.channels = [name]
                 await self._error(error)
                 continue
             total = len(self.subscriptions) + (name not in self.subscriptions)
             if total > MAX_CHANNELS:
-                await self._error(StreamError("too_many_channels", f"At most {MAX_CHANNELS} channels."))
+                refused = StreamError("too_many_channels", f"At most {MAX_CHANNELS} channels.", channels=[name])
+                await self._error(refused)
                 continue
             await self.channel_layer.group_add(sub.group, self.channel_name)  # before the snapshot
             self.subscriptions[name] = sub
@@ -463,13 +481,24 @@ class StreamConsumer(AsyncWebsocketConsumer):
             answer = await sync_to_async(engine_call)({"op": BOOK_SNAPSHOT, "market": symbol}, market=symbol)
             if "error" in answer:
                 await self._unsubscribe([sub.channel])
-                await self._error(StreamError(answer["error"]["code"], answer["error"]["message"]))
+                error = answer["error"]
+                await self._error(StreamError(error["code"], error["message"], channels=[sub.channel]))
                 return
             sub.event, sub.epoch = int(answer["event"]), str(answer["epoch"])
             await self._data(sub.channel, "snapshot", answer["book"])
             return
         data, sub.seen = await database_sync_to_async(_snapshot_data)(sub, self.user_id)
-        await self._data(sub.channel, "snapshot", _json(data))
+        data = _json(data)
+        if sub.kind == "orders":
+            sub.sent = {row["id"]: _order_digest(row) for row in data}
+        elif sub.kind == "trades":
+            sub.newest = max((int(row["id"]) for row in data), default=0)
+        elif sub.kind == "fills":
+            sub.newest_by_market = {}
+            for row in data:
+                market, trade_id = row["market"], int(row["trade_id"])
+                sub.newest_by_market[market] = max(sub.newest_by_market.get(market, 0), trade_id)
+        await self._data(sub.channel, "snapshot", data)
 
     # --- messages from the engine (channel layer) ---------------------------------------
 
@@ -495,13 +524,34 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if sub is None or (sub.kind in PRIVATE and (self._someone_elses(message) or not await self._user_valid())):
             return
         data = message["data"]
-        if sub.kind in ("trades", "fills"):
-            if str(data.get("id", data.get("trade_id"))) in sub.seen:  # already in the snapshot
+        if sub.kind == "trades":
+            # A market's trade ids grow in the order its engine commits them: one at or before
+            # the snapshot's newest is in it, or older than all of it (a batch of more trades
+            # than the snapshot holds, committed before the snapshot was read).
+            if int(data["id"]) <= sub.newest:
+                return
+        elif sub.kind == "fills":
+            # As for trades, per market: the markets of other engines number their trades
+            # from the same sequence in their own commits' order, so a fill of a market
+            # the snapshot does not show may have a lower id and still be new.
+            if int(data["trade_id"]) <= sub.newest_by_market.get(data["market"], 0) or data["trade_id"] in sub.seen:
                 return
         elif sub.kind == "orders":
             known = sub.seen.get(data["id"])
             if known and datetime.fromisoformat(data["updated_at"]) < datetime.fromisoformat(known):
                 return
+            # The order is read when its notice is handled: an earlier notice may read a later
+            # batch's state, which the later notice would read and send again. The body last
+            # sent of each order is remembered (a digest; its snapshot's too), and the same
+            # body is not sent twice. Compared whole, not by updated_at: a clock stepped back
+            # must not hide a change.
+            digest = _order_digest(data)
+            if sub.sent.pop(data["id"], None) == digest:
+                sub.sent[data["id"]] = digest
+                return
+            sub.sent[data["id"]] = digest  # last: the least recently sent go first
+            while len(sub.sent) > SENT_ORDERS_MAX:  # duplicates come close together
+                del sub.sent[next(iter(sub.sent))]
         await self._data(sub.channel, "update", data)
 
     async def stream_lost(self, message: dict[str, Any]) -> None:
@@ -547,7 +597,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
         await self._send({"channel": channel, "type": kind, "sequence": self.sequences[channel], "data": data})
 
     async def _error(self, error: StreamError) -> None:
-        await self._send({"op": "error", "code": error.code, "message": error.message})
+        message: dict[str, Any] = {"op": "error", "code": error.code, "message": error.message}
+        if error.channels:
+            message["channels"] = error.channels
+        await self._send(message)
 
     async def _send(self, message: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(message))

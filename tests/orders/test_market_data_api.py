@@ -256,6 +256,19 @@ def test_one_minute_candles_ohlcv_oldest_first(api_client, traders):
     assert_invariants()
 
 
+def test_the_schema_says_limit_counts_intervals_and_quiet_ones_have_no_candle(api_client, traders):
+    """The schema described `limit` as "How many candles": a bot asking for the last 100
+    one-minute candles of a market quiet for two hours got `[]`, with candles before that.
+    `limit` counts intervals back from the current one, and the schema says so."""
+    _at(trade(traders, "2000.00", "0.1"), timezone.now() - timedelta(hours=2))
+    assert api_client.get("/api/markets/ETH-USDT/candles?interval=1m&limit=100").json() == []
+    assert len(api_client.get("/api/markets/ETH-USDT/candles?interval=1h&limit=100").json()) == 1
+    schema = api_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    operation = schema["paths"]["/api/markets/{symbol}/candles"]["get"]
+    (limit,) = [p for p in operation["parameters"] if p["name"] == "limit"]
+    assert "intervals" in limit["description"] and "fewer than `limit`" in limit["description"]
+
+
 @pytest.mark.parametrize(("interval", "seconds"), [("1m", 60), ("5m", 300), ("15m", 900), ("1h", 3600), ("1d", 86400)])
 def test_candles_for_every_interval(api_client, traders, interval, seconds):
     now = timezone.now()

@@ -67,7 +67,9 @@ async def _private_data_stops(client: StreamClient, bob: Any) -> None:
     await sync_to_async(place)(bob, side="sell", type="limit", quantity="0.4", price="1990.00")
     received = await _rest(client)
     assert [m for m in received if m.get("channel") in ("orders", "fills")] == []
-    assert [m["code"] for m in received if m.get("op") == "error"] == ["invalid_token"]
+    errors = [m for m in received if m.get("op") == "error"]
+    assert [m["code"] for m in errors] == ["invalid_token"]
+    assert errors[0]["channels"] == ["orders", "fills"]  # the channels it closed
     await client.send({"op": "subscribe", "channels": ["orders"]})
     assert (await client.op())["code"] == "auth_required"
     await client.close()

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
@@ -17,8 +18,10 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from config.asgi import application
+from orders.models import Trade
 from orders.streams import consumers
 from orders.streams.consumers import client_address
+from orders.streams.publish import USER_FIELD, user_group
 from tests.factories import UserFactory, fund, market_create
 from tests.orders.support import place
 from tests.streams.support import stream_connect
@@ -98,6 +101,42 @@ def test_unknown_channels_and_markets_are_refused_per_channel():
         assert snapshot == {"channel": "trades:ETH-USDT", "type": "snapshot", "sequence": 1, "data": []}
         await client.send({"op": "ping"})
         assert await client.op() == {"op": "pong"}
+        await client.close()
+
+    async_to_sync(scenario)()
+
+
+def test_an_error_about_a_channel_names_it(monkeypatch):
+    """A bot subscribed to several channels could not tell which one an error was about:
+    two books whose snapshot the engine did not answer came back as two identical
+    `service_unavailable` errors after `subscribed` had named both, and both subscriptions
+    were dropped without a word saying which. Each error about a channel names it now."""
+    market_create("ETH-USDT")
+    market_create("BTC-USDT")
+    unavailable = {"code": "service_unavailable", "message": "The matching engine is not available; please retry."}
+    real_engine_call = consumers.engine_call
+
+    def engine_call(command, *, market=None):
+        return {"error": unavailable} if market == "BTC-USDT" else real_engine_call(command, market=market)
+
+    monkeypatch.setattr(consumers, "engine_call", engine_call)
+
+    async def scenario() -> None:
+        client = await stream_connect()
+        names = ["book:DOGE-USDT", "nope:ETH-USDT", "book:BTC-USDT", "orders", "book:ETH-USDT"]
+        await client.send({"op": "subscribe", "channels": names})
+        refused = [await client.op() for _ in range(3)]
+        assert [(m["code"], m["channels"]) for m in refused] == [
+            ("market_not_found", ["book:DOGE-USDT"]),
+            ("unknown_channel", ["nope:ETH-USDT"]),
+            ("auth_required", ["orders"]),
+        ]
+        assert await client.op() == {"op": "subscribed", "channels": ["book:BTC-USDT", "book:ETH-USDT"]}
+        assert await client.op() == {"op": "error", **unavailable, "channels": ["book:BTC-USDT"]}
+        assert (await client.until("book:ETH-USDT", 1))[0]["type"] == "snapshot"
+        # An error about no channel in particular names none.
+        await client.send({"op": "dance"})
+        assert "channels" not in await client.op()
         await client.close()
 
     async_to_sync(scenario)()
@@ -392,6 +431,135 @@ def test_the_fills_snapshot_is_the_callers_last_fills_newest_first_as_the_rest_l
         await client.close()
 
     async_to_sync(scenario)()
+
+
+def test_an_order_state_is_sent_once_when_its_notices_are_read_after_later_batches():
+    """Each batch that changes an order notifies its owner's connections, which read the
+    order when they handle the notice: two fills of a resting order in two batches, read
+    after both committed, sent `filled` twice (measured on `make run`: three traders, 50
+    orders each, 20 identical order updates, one `filled` sent four times). A bot acting
+    on `filled` hedged twice. A state already sent (or in the snapshot) is not sent again."""
+    market_create("ETH-USDT")
+    alice, bob = UserFactory(), UserFactory()
+    fund(alice, "ETH", "5")
+    fund(bob, "USDT", "100000")
+    resting = place(alice, side="sell", type="limit", quantity="1.0", price="2001.00")
+    token = _token(alice)
+
+    def two_fills() -> None:  # two batches, committed before the consumer reads (one thread)
+        place(bob, side="buy", type="limit", quantity="0.4", price="2001.00")
+        place(bob, side="buy", type="limit", quantity="0.6", price="2001.00")
+
+    async def scenario() -> list[dict[str, object]]:
+        client = await stream_connect()
+        await client.send({"op": "auth", "token": token})
+        await client.send({"op": "subscribe", "channels": ["orders"]})
+        assert await client.op() == {"op": "subscribed", "channels": ["orders"]}
+        await client.until("orders", 1)
+        await sync_to_async(two_fills)()
+        await client.until("orders", 2)
+        for _ in range(3):  # whatever else was queued comes before the pong
+            await client.send({"op": "ping"})
+            assert await client.op() == {"op": "pong"}
+        await client.close()
+        return client.data["orders"]
+
+    messages = async_to_sync(scenario)()
+    updates = [m["data"] for m in messages[1:]]
+    assert [u["status"] for u in updates] == ["filled"]
+    assert updates[0]["id"] == str(resting.pk)
+    assert [m["sequence"] for m in messages] == [1, 2]
+
+
+def test_a_trade_older_than_the_trades_snapshot_is_not_sent_after_it():
+    """The trades snapshot is the newest 50; a batch that committed more trades than that
+    between the subscription's joining its group and its snapshot's read has its oldest
+    trades outside the snapshot, and their messages, handled after it, were sent as
+    updates: older trades after newer ones, and a bot taking the last update's price as the
+    last price had an old one. A trade at or before the snapshot's newest is not sent."""
+    market = market_create("ETH-USDT")
+    seller, buyer = UserFactory(), UserFactory()
+    fund(seller, "ETH", "5")
+    fund(buyer, "USDT", "100000")
+    place(seller, side="sell", type="limit", quantity="0.1", price="2000.00")
+    place(buyer, side="buy", type="limit", quantity="0.1", price="2000.00", time_in_force="IOC")
+    template = Trade.objects.get()
+    fields = {f.attname: getattr(template, f.attname) for f in Trade._meta.concrete_fields if not f.primary_key}
+    Trade.objects.bulk_create([Trade(**fields) for _ in range(consumers.SNAPSHOT_TRADES + 5)])
+    ids = list(Trade.objects.filter(market=market).order_by("id").values_list("id", flat=True))
+    older = ids[1]  # outside the snapshot of the newest 50
+
+    def message(trade_id: int) -> dict[str, object]:
+        body = {"id": str(trade_id), "price": "2000.00000000", "quantity": "0.10000000", "taker_side": "buy"}
+        return {"type": "stream.data", "channel": "trades:ETH-USDT", "data": {**body, "executed_at": "x"}}
+
+    async def scenario() -> list[dict[str, object]]:
+        client = await stream_connect()
+        await client.send({"op": "subscribe", "channels": ["trades:ETH-USDT"]})
+        assert await client.op() == {"op": "subscribed", "channels": ["trades:ETH-USDT"]}
+        snapshot = (await client.until("trades:ETH-USDT", 1))[0]["data"]
+        assert len(snapshot) == consumers.SNAPSHOT_TRADES and str(older) not in {t["id"] for t in snapshot}
+        layer = get_channel_layer()
+        await layer.group_send("trades.ETH-USDT", message(older))  # as a batch's, handled late
+        await layer.group_send("trades.ETH-USDT", message(ids[-1]))  # in the snapshot
+        await sync_to_async(place)(seller, side="sell", type="limit", quantity="0.1", price="2000.00")
+        await sync_to_async(place)(buyer, side="buy", type="limit", quantity="0.1", price="2000.00")
+        await client.until("trades:ETH-USDT", 2)
+        await client.send({"op": "ping"})
+        assert await client.op() == {"op": "pong"}
+        await client.close()
+        return client.data["trades:ETH-USDT"][1:]
+
+    updates = async_to_sync(scenario)()
+    assert [u["data"]["id"] for u in updates] == [str(Trade.objects.latest("id").pk)]
+
+
+def test_a_fill_older_than_the_fills_snapshot_is_not_sent_after_it():
+    """The same for a user's fills (newest 50): an older fill of a market the snapshot
+    shows was sent after it. Compared per market (other engines' markets number their trades
+    from the same sequence in their own order)."""
+    market = market_create("ETH-USDT")
+    seller, buyer = UserFactory(), UserFactory()
+    fund(seller, "ETH", "5")
+    fund(buyer, "USDT", "100000")
+    place(seller, side="sell", type="limit", quantity="0.1", price="2000.00")
+    place(buyer, side="buy", type="limit", quantity="0.1", price="2000.00", time_in_force="IOC")
+    template = Trade.objects.get()
+    fields = {f.attname: getattr(template, f.attname) for f in Trade._meta.concrete_fields if not f.primary_key}
+    Trade.objects.bulk_create([Trade(**fields) for _ in range(consumers.SNAPSHOT_TRADES + 5)])
+    older = list(Trade.objects.filter(market=market).order_by("id").values_list("id", flat=True))[1]
+    token = _token(buyer)
+    fill = {
+        "trade_id": str(older),
+        "order_id": str(template.taker_order_id),
+        "market": "ETH-USDT",
+        "side": "buy",
+        "price": "2000.00000000",
+        "quantity": "0.10000000",
+        "fee": "0.00000000",
+        "liquidity": "taker",
+        "executed_at": "x",
+    }
+
+    async def scenario() -> list[dict[str, object]]:
+        client = await stream_connect()
+        await client.send({"op": "auth", "token": token})
+        await client.send({"op": "subscribe", "channels": ["fills"]})
+        assert await client.op() == {"op": "subscribed", "channels": ["fills"]}
+        snapshot = (await client.until("fills", 1))[0]["data"]
+        assert len(snapshot) == consumers.SNAPSHOT_TRADES and str(older) not in {f["trade_id"] for f in snapshot}
+        message = {"type": "stream.data", "channel": "fills", "data": fill, USER_FIELD: buyer.pk}
+        await get_channel_layer().group_send(user_group(buyer.pk), message)  # as a batch's, handled late
+        await sync_to_async(place)(seller, side="sell", type="limit", quantity="0.1", price="2000.00")
+        await sync_to_async(place)(buyer, side="buy", type="limit", quantity="0.1", price="2000.00")
+        await client.until("fills", 2)
+        await client.send({"op": "ping"})
+        assert await client.op() == {"op": "pong"}
+        await client.close()
+        return client.data["fills"][1:]
+
+    updates = async_to_sync(scenario)()
+    assert [u["data"]["trade_id"] for u in updates] == [str(Trade.objects.latest("id").pk)]
 
 
 def test_orders_a_batch_changed_together_are_read_in_one_go_and_sent_in_its_order():
