@@ -27,7 +27,6 @@ MARKET_FILTER = pattern_openapi(
 SYMBOL = OpenApiParameter("symbol", str, OpenApiParameter.PATH, examples=[OpenApiExample("ETH-USDT", value="ETH-USDT")])
 DEPTH = IntParam("depth", default=50, minimum=1, maximum=500, description="Price levels per side.")
 TRADES_LIMIT = IntParam("limit", default=50, minimum=1, maximum=500, description="How many trades, newest first.")
-TICKER_WINDOW = "the window: the 24 hourly candles up to the current one"
 CANDLES_LIMIT = IntParam(
     "limit",
     default=100,
@@ -46,11 +45,11 @@ class TickerOutput(serializers.Serializer):
     last_price = money(allow_null=True)
     best_bid = money(allow_null=True)
     best_ask = money(allow_null=True)
-    open_24h = money(allow_null=True, help_text=f"The price of the first trade of {TICKER_WINDOW}.")
+    open_24h = money(allow_null=True, help_text="The price of the first trade of the last 24 hours.")
     high_24h = money(allow_null=True)
     low_24h = money(allow_null=True)
-    volume_24h = MoneySumOutput(help_text=f"Base quantity traded in {TICKER_WINDOW}.")
-    quote_volume_24h = MoneySumOutput(help_text=f"Quote amount traded in {TICKER_WINDOW}.")
+    volume_24h = MoneySumOutput(help_text="Base quantity traded in the last 24 hours.")
+    quote_volume_24h = MoneySumOutput(help_text="Quote amount traded in the last 24 hours.")
     change_24h_percent = serializers.DecimalField(
         max_digits=40,
         decimal_places=2,

@@ -4,7 +4,7 @@ queries whatever the number of markets and trades (one selector for one market a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import timedelta
 from decimal import Decimal
 
 from django.db.models import Max, Min
@@ -14,8 +14,7 @@ from core.db import money_sums
 from core.money import ZERO, exact_arithmetic
 from orders.models import RESTING_STATUSES, Market, Order, OrderSide, Trade
 
-TICKER_HOURS = 24
-HOUR_SECONDS = 3600
+TICKER_WINDOW = timedelta(hours=24)
 PERCENT_QUANTUM = Decimal("0.01")
 
 
@@ -33,24 +32,13 @@ class Ticker:
     change_24h_percent: Decimal | None
 
 
-def ticker_window_start(now: datetime) -> datetime:
-    """The first moment a ticker counts: the start of the hour 23 hours before `now`'s. The
-    window is the 24 hourly candles up to the current one (between 23 and 24 hours), as the
-    streams' ticker keeps them in the engine (orders.streams.marketdata) and the pages show
-    them: the REST ticker counted the last 24 hours to the microsecond, and a trade between
-    the two windows was in one ticker and not the other."""
-    hour = int(now.timestamp()) // HOUR_SECONDS
-    return datetime.fromtimestamp((hour - TICKER_HOURS + 1) * HOUR_SECONDS, tz=UTC)
-
-
 def ticker_list(*, markets: list[Market]) -> list[Ticker]:
     """One ticker per market, in the order given. `open_24h` is the price of the first trade
-    of the window (`ticker_window_start`: the 24 hourly candles up to the current one),
-    `change_24h_percent` is last against it (2 decimals, half even);
+    of the last 24 hours, `change_24h_percent` is last against it (2 decimals, half even);
     volumes are exact sums of base quantities and quote amounts; prices are null when
     there is none (no trade in the window, an empty side of the book)."""
     ids = [market.pk for market in markets]
-    since = ticker_window_start(timezone.now())
+    since = timezone.now() - TICKER_WINDOW
     window = Trade.objects.filter(market_id__in=ids, executed_at__gte=since)
     extremes = {
         row["market_id"]: row

@@ -12,14 +12,15 @@ from core.db import money_totals
 from orders.models import Market, Trade
 from orders.selectors.book import order_book_get
 from orders.selectors.candles import candle_list
-from orders.selectors.tickers import ticker_window_start
 from orders.streams.marketdata import HOURS, ticker_body
+
+HOUR = 3600
 
 
 def market_ticker(*, market_id: int, symbol: str) -> dict[str, Any]:
     """Five statements: the hourly candles (2), their quote volume, the last price, the book top."""
     candles = candle_list(market_id=market_id, interval="1h", limit=HOURS)
-    first = ticker_window_start(datetime.now(tz=UTC))
+    first = datetime.fromtimestamp((int(datetime.now(tz=UTC).timestamp()) // HOUR - HOURS + 1) * HOUR, tz=UTC)
     # Exact on SQLite too, whose SUM of the text amounts is floating point (core.db.money_totals).
     (quote,) = money_totals(Trade.objects.filter(market_id=market_id, executed_at__gte=first), fields=["quote_amount"])
     last = Market.objects.filter(pk=market_id).values_list("last_price", flat=True).first()

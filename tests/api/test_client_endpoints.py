@@ -17,7 +17,6 @@ from django.utils import timezone
 from orders.engine.requests import OrderRequest
 from orders.models import Market, Trade
 from orders.services.orders import order_place
-from orders.streams.ticker import market_ticker
 from tests.factories import UserFactory, fund, market_create
 
 pytestmark = pytest.mark.django_db
@@ -117,28 +116,6 @@ def test_ticker_figures_come_from_the_last_24_hours_of_trades_and_the_book(api_c
         "quote_volume_24h": "1715.00000000",  # 1000 + 525 + 190
         "change_24h_percent": "-5.00",
     }
-
-
-def test_the_ticker_counts_the_same_trades_as_the_streams_ticker(api_client, traders):
-    """The REST ticker counted the trades of the last 24 hours to the microsecond, the
-    `ticker:{symbol}` stream (snapshot and updates, kept by the engine in hourly candles)
-    the 24 hourly candles up to the current one: a trade in between (executed after this
-    time yesterday, before the hour 23 hours ago began) was in one and not the other, and a
-    bot comparing them saw two opens, two volumes, two changes. Both count the 24 hourly
-    candles up to the current one."""
-    buyer, seller = traders
-    _trade(buyer, seller, price="2000.00", quantity="0.1")
-    now = timezone.now()
-    first_hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
-    Trade.objects.update(
-        executed_at=max(first_hour - timedelta(seconds=1), now - timedelta(hours=24) + timedelta(seconds=1))
-    )
-    _trade(buyer, seller, price="2100.00", quantity="0.2")
-    market = Market.objects.get(symbol="ETH-USDT")
-    body = api_client.get("/api/markets/ETH-USDT/ticker").json()
-    assert body == market_ticker(market_id=market.pk, symbol="ETH-USDT")
-    assert (body["open_24h"], body["volume_24h"]) == ("2100.00000000", "0.20000000")
-    assert api_client.get("/api/tickers").json() == [body]
 
 
 def test_tickers_lists_every_market_with_one_selector_in_a_fixed_number_of_queries(api_client, traders):
