@@ -1,6 +1,9 @@
 """The API's request parsers: DRF's JSONParser, reading through core.encoding.json_read, so
 JSON nested too deeply is refused as any other malformed body (400 malformed_request),
-not a RecursionError (500) or a crash of the process."""
+not a RecursionError (500) or a crash of the process. JSON is UTF-8 whatever the
+Content-Type's charset says (RFC 8259, 8.1: the media type defines no charset parameter):
+DRF decoded by it, so "é" sent as UTF-8 under `charset=latin-1` was stored as "Ã©", where
+the order path's own parser (orders.api.hot) reads UTF-8."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from decimal import Decimal
 from typing import IO, Any
 
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser, get_encoding  # type: ignore[attr-defined]  # newer than the stubs
+from rest_framework.parsers import JSONParser
 from rest_framework.utils import json
 
 from core.encoding import json_read
@@ -23,9 +26,8 @@ class JsonParser(JSONParser):
     def parse(
         self, stream: IO[Any], media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
     ) -> Any:
-        encoding = get_encoding(parser_context or {})
         try:
-            text = codecs.getreader(encoding)(stream).read()
+            text = codecs.getreader("utf-8")(stream).read()
             return json_read(
                 text, parse_constant=json.strict_constant if self.strict else None, parse_float=self.parse_float
             )
