@@ -22,7 +22,7 @@ from tests.waiting import wait_until
 pytestmark = [pytest.mark.postgres, pytest.mark.reliability]
 
 WORKERS = 4
-REQUESTS = 30  # each followed by a scrape that reads every process's files: ~0.5 s a pair here
+REQUESTS = 30  # each followed by a scrape: ~0.5 s here, its engine probe waiting for an engine never started
 KILL_AFTER = 12  # requests before one worker is SIGKILLed (the master starts another)
 SAMPLE = 'django_http_requests_total_by_view_transport_method_total{method="GET",transport="http",view="api-markets"}'
 
