@@ -877,7 +877,50 @@ def test_chain_deploy_force_never_returns_the_events_of_a_mined_batch(on_anvil, 
     drive(until=all_delivered, mine=on_anvil.mine, each=sound)
     assert_delivered_exactly_once(on_anvil.context)
     assert all(metadata(pk).tx_hash == batch.tx_hashes[0] for pk in ids)
-    call_command("chain_deploy", "--dev", "--replace", stdout=io.StringIO())  # confirmed: nothing in flight any more
+    on_anvil.ctl.mine(70)  # final (anvil's `finalized` is 64 deep): no reorg can take the payment back
+    call_command("chain_deploy", "--dev", "--replace", stdout=io.StringIO())  # nothing in flight any more
+    assert statuses() == {"delivered": 3}
+
+
+def test_chain_deploy_refuses_while_a_confirmed_batch_is_not_final(on_anvil, settings):
+    """A confirmed batch (its events `delivered`) not final yet can still leave the chain in
+    a reorg deeper than the confirmations, and the worker re-checks only the active
+    deployment's payments. Redeployed meanwhile, a reorg that gave the batch's nonce to
+    another transaction left its events `delivered` for ever with no payment on the
+    canonical chain, and no alert. The redeploy now waits until the batch is final."""
+    ctl, context = on_anvil.ctl, on_anvil.context
+    w3 = context.w3
+    ctl.mine(5)  # keep the reorg away from the contract's own deployment
+    ids = events_create(3)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    batch = DeliveryBatch.objects.get(status="confirmed")
+    assert batch.finalized_at is None
+    ctl.mine(1)
+    for args in (("--dev", "--replace"), ("--dev", "--replace", "--force")):
+        with pytest.raises(CommandError, match=r"1 confirmed batch.* not final"):
+            call_command("chain_deploy", *args, stdout=io.StringIO())
+    assert ChainDeployment.objects.get(active=True).pk == context.deployment_id
+
+    # The reorg the redeploy would have hidden: the batch's nonce goes to another transaction.
+    max_fee, priority = suggest_fees(w3)
+    rival = sign_tx(
+        context.signer,
+        build_self_transfer_tx(
+            w3, signer_address=context.signer_address, nonce=batch.nonce, max_fee_per_gas=max_fee * 2,
+            max_priority_fee_per_gas=priority,
+        ),
+    )  # fmt: skip
+    depth = w3.eth.block_number - batch.block_number + 1
+    assert depth > settings.CHAIN_CONFIRMATIONS
+    ctl.reorg(depth, [(HexBytes(rival.raw_transaction).to_0x_hex(), 0)])
+    assert receipt_or_none(w3, batch.mined_tx_hash) is None
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)  # taken back, paid again once
+    assert_delivered_exactly_once(context)
+    assert all(metadata(pk).reorged_at for pk in ids)
+
+    ctl.mine(70)  # final now
+    call_command("chain_deploy", "--dev", "--replace", stdout=io.StringIO())
+    assert ChainDeployment.objects.get(active=True).pk != context.deployment_id
     assert statuses() == {"delivered": 3}
 
 
