@@ -647,6 +647,50 @@ def test_other_operator_faults_pause_delivery_and_resume(on_anvil, settings, anv
     assert alerts()[-1] == f"On-chain delivery resumed ({fault} is gone)"
 
 
+def test_a_node_switching_chains_mid_cycle_takes_nothing_back(on_anvil, settings, anvil_factory, monkeypatch):  # noqa: F811
+    """The node behind WEB3_PROVIDER_URI switches to another chain in the middle of a cycle
+    (a balancer with a backend on another chain). The chain id was checked once per cycle:
+    the rest of it read the other chain, the scan took the reserve's confirmed payments back
+    as reorged, the other chain refused the platform's bytes ("invalid chain id") and their
+    batches, mined on the real chain, failed with an attempt of their events; the pause said
+    `insufficient_funds`. Now every step checks the chain id, and such a refusal is the
+    operator fault `wrong_chain_id`."""
+    settings.DELIVERY_BATCH_SIZE = 3
+    ctl, context = on_anvil.ctl, on_anvil.context
+    ctl.mine(5)
+    first = events_create(3)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    confirmed = DeliveryBatch.objects.get()
+    events_create(6, prefix="later")
+    other = anvil_factory(chain_id=5)
+    real_send = broadcast.send_signed
+
+    def send_then_switch(w3: Any, signed: SignedTx) -> str:
+        tx_hash = real_send(w3, signed)
+        w3.provider.endpoint_uri = other.uri  # from now on the URL answers for chain 5
+        return tx_hash
+
+    monkeypatch.setattr(broadcast, "send_signed", send_then_switch)
+    result = revenue_events_deliver(max_batches=2)
+    assert result.paused == "wrong_chain_id" and result.counters.batches_sent == 1
+    assert result.counters.reorgs_detected == result.counters.events_failed == 0
+    confirmed.refresh_from_db()
+    assert confirmed.status == "confirmed" and all(metadata(pk).status == DeliveryStatus.DELIVERED for pk in first)
+    sent = DeliveryBatch.objects.exclude(pk=confirmed.pk).get()
+    assert sent.status == "submitted"  # mined on the real chain: not failed
+    for _ in range(2):  # the next cycles pause at once, on the other chain
+        assert revenue_events_deliver(max_batches=2).paused == "wrong_chain_id"
+    assert alerts() == ["On-chain delivery paused: wrong_chain_id"]
+
+    monkeypatch.setattr(broadcast, "send_signed", real_send)
+    context.w3.provider.endpoint_uri = ctl.uri  # back on its chain
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert_delivered_exactly_once(context)
+    assert all(metadata(pk).retry_attempts == 0 for pk in RevenueEvent.objects.values_list("pk", flat=True))
+    assert DeliveryBatch.objects.filter(status="failed").count() == 0
+    assert alerts()[-1] == "On-chain delivery resumed (wrong_chain_id is gone)"
+
+
 # --------------------------------------------------------------------------- dust and prices
 
 
