@@ -286,6 +286,7 @@ def batch_send_next(
             tx_hashes=[signed.tx_hash],
             status=DeliveryBatchStatus.SUBMITTED,
             submitted_block=view.head,
+            broadcast_block=view.head,
             submitted_at=now,
             last_broadcast_at=now,
         )
@@ -359,7 +360,7 @@ def batch_rebroadcast(
     """The node lost the transaction (dropped, restarted, reorged out): the same signed
     bytes again, same nonce, same hash; re-signed with higher fees if they are refused
     as underpriced."""
-    DeliveryBatch.objects.filter(pk=batch.pk).update(last_broadcast_at=now)
+    DeliveryBatch.objects.filter(pk=batch.pk).update(last_broadcast_at=now, broadcast_block=view.head)
     if batch_broadcast(context, view, batch, counters, now=now):
         counters.rebroadcasts += 1
         logger.info("delivery transaction rebroadcast", extra={"batch_id": batch.pk, "tx_hash": batch.tx_hashes[-1]})
@@ -408,7 +409,7 @@ def _resign(
     batch.tx_hashes = [*batch.tx_hashes, signed.tx_hash]
     batch.signed_raw_tx = HexBytes(signed.raw_transaction).to_0x_hex()
     batch.nonce, batch.max_fee_per_gas, batch.max_priority_fee_per_gas = nonce, max_fee, priority
-    batch.last_broadcast_at = now
+    batch.last_broadcast_at, batch.broadcast_block = now, view.head
     with transaction.atomic(durable=True):
         DeliveryBatch.objects.filter(pk=batch.pk, status=DeliveryBatchStatus.SUBMITTED).update(
             item_ids=batch.item_ids,
@@ -423,6 +424,7 @@ def _resign(
             max_fee_per_gas=max_fee,
             max_priority_fee_per_gas=priority,
             last_broadcast_at=now,
+            broadcast_block=view.head,
         )
         events_tx_hash_set(batch=batch)
     logger.info(

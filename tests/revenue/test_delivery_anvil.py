@@ -371,7 +371,14 @@ def test_a_pending_transaction_is_replaced_at_the_same_nonce_with_higher_fees(on
     if why == "underpriced":
         ctl.set_next_block_base_fee(batch.max_fee_per_gas * 3)  # it can no longer be included
     else:
-        settings.DELIVERY_STUCK_SECONDS = 0  # it has been pending "too long"
+        # A block is made without it (too big for that block alone): it has been passed
+        # over, and pending "too long".
+        limit = int(w3.eth.get_block("latest")["gasLimit"])
+        ctl.rpc("evm_setBlockGasLimit", hex(batch.gas - 1))
+        ctl.evm_mine()
+        ctl.rpc("evm_setBlockGasLimit", hex(limit))
+        assert receipt_or_none(w3, first) is None and first in ctl.pending_hashes()
+        settings.DELIVERY_STUCK_SECONDS = 0
 
     result = revenue_events_deliver(max_batches=5)
     assert result.counters.replacements == 1
@@ -393,6 +400,33 @@ def test_a_pending_transaction_is_replaced_at_the_same_nonce_with_higher_fees(on
     replaced.refresh_from_db()
     assert replaced.mined_tx_hash == second and receipt_or_none(w3, first) is None
     assert all(metadata(pk).tx_hash == second for pk in ids)
+    assert_delivered_exactly_once(on_anvil.context)
+
+
+def test_a_stalled_head_does_not_bump_fees_and_is_alerted(on_anvil, settings, clock):
+    """The node answers but makes no block (a stalled or lagging head): a pending batch was
+    re-signed every DELIVERY_STUCK_SECONDS with fees +12.5% each time (47 versions in 40
+    minutes, the tip from 1 to 225 gwei), and paid some 500 times the base fee once blocks
+    came again. Nothing passed it over: it now waits at its fees, and the stall is alerted."""
+    _, batch = one_batch_pending(on_anvil, settings, events=3)
+    settings.DELIVERY_STUCK_SECONDS = 30
+    ctl, w3 = on_anvil.ctl, on_anvil.context.w3
+    head = w3.eth.block_number
+    for _ in range(25):  # 13 minutes of cycles, no block made
+        clock.advance(seconds=31)
+        result = revenue_events_deliver(max_batches=1)
+        assert result.counters.replacements == 0 and not result.paused
+        sound()
+    assert w3.eth.block_number == head
+    stalled = DeliveryBatch.objects.get()
+    assert stalled.tx_hashes == batch.tx_hashes and stalled.max_priority_fee_per_gas == batch.max_priority_fee_per_gas
+    assert alerts() == [f"On-chain delivery: batch {batch.pk} not mined after 620 s"]
+    assert onchain_worker_status()["batches_stuck"] == 1 and report()["batches_stuck"] == 1
+
+    ctl.evm_mine()  # blocks again: mined at the fees it was sent with
+    receipt = w3.eth.get_transaction_receipt(batch.tx_hashes[0])
+    assert receipt["effectiveGasPrice"] <= batch.max_fee_per_gas
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
     assert_delivered_exactly_once(on_anvil.context)
 
 
