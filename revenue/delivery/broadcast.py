@@ -149,7 +149,10 @@ def _plan(events: list[DeliverableEvent], *, price: Decimal) -> BatchPlan:
         wei = holder_share_wei(event, eth_usd_price=price)
         if wei is None:
             plan.unpriced.append(event.id)
-        elif is_dust(wei):
+        elif is_dust(wei) and not event.signed_alone:
+            # Once signed as its own item (a batch abandoned, failed or superseded, whose bytes
+            # may still be mined), an event stays its own item: made dust of a bundle, another
+            # id, it could be paid twice, and the bundle's other events were left unsendable.
             plan.dust[event.id] = wei
         else:
             plan.items.append(DeliveryItem(item_id=event.id, stream_id=event.stream_id, amount_wei=wei))

@@ -1327,6 +1327,46 @@ def test_an_abandoned_batch_mined_after_all_is_the_payment_of_its_events(on_anvi
     assert all(metadata(pk).tx_hash == old for pk in ids)
 
 
+def test_an_abandoned_events_item_id_never_changes_to_a_dust_bundle(on_anvil, settings, clock):
+    """Abandoned (`tx_gone`: the platform's node lost it; peers may still hold the bytes),
+    a batch's events went back to pending and were priced again: worth less than
+    DELIVERY_MIN_ITEM_WEI now (the minimum raised, or the price moved), they were carried and
+    bundled with other dust of their streams: other on-chain ids. A builder then mining the
+    abandoned bytes at that nonce paid them under their own ids; the bundles' batch was
+    rebuilt without the bundles, whose other events went back to pending still bundled with
+    the paid ones: every later cycle selected them first and failed (DeliveryRace), and
+    delivery stopped for good. An event once signed as its own item stays its own item."""
+    settings.DELIVERY_MIN_ITEM_WEI = 10**13
+    settings.DELIVERY_DUST_MAX_AGE_SECONDS = 3600
+    ids, batch = one_batch_pending(on_anvil, settings, events=2)
+    ctl, w3 = on_anvil.ctl, on_anvil.context.w3
+    (old,) = batch.tx_hashes
+    ctl.drop_transaction(old)  # lost by the platform's node; a peer still has the bytes
+    ctl.mine(1)
+    assert abandon(batch).grounds == "tx_gone" and statuses() == {"pending": 2}
+    settings.DELIVERY_MIN_ITEM_WEI = 10**18  # every share is dust now
+    stream = RevenueEvent.objects.get(pk=ids[0]).stream_id
+    (later,) = events_create(1, prefix="later", first_stream=stream, streams=1)  # dust of the same stream
+    for _ in range(3):  # old enough to be paid as a bundle, had they been carried
+        clock.advance(seconds=3601)
+        revenue_events_deliver(max_batches=1)
+    resent = DeliveryBatch.objects.exclude(pk=batch.pk).get(nonce=batch.nonce)
+    assert sorted(int(item) for item in resent.item_ids) == ids  # the same on-chain ids
+    bundled = {int(pk) for event_ids in DeliveryBundle.objects.values_list("event_ids", flat=True) for pk in event_ids}
+    assert not bundled & set(ids)
+    # A builder holding the abandoned bytes mines them at that nonce, not the new version.
+    for tx_hash in resent.tx_hashes:
+        ctl.drop_transaction(tx_hash)
+    send_signed(w3, SignedTx(bytes(HexBytes(batch.signed_raw_tx)), old))
+    ctl.set_automine(True)
+    ctl.mine(1)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert_delivered_exactly_once(on_anvil.context)
+    batch.refresh_from_db()
+    assert batch.status == "confirmed" and batch.mined_tx_hash == old
+    assert metadata(later).status == DeliveryStatus.DELIVERED and metadata(later).bundle_id is not None
+
+
 def test_a_batch_whose_nonce_another_transaction_used_is_abandoned_once_that_is_final(on_anvil, settings):
     _, batch = one_batch_pending(on_anvil, settings, events=3)
     ctl, context = on_anvil.ctl, on_anvil.context
