@@ -58,7 +58,7 @@ from revenue.chain.runtime import ChainContext
 from revenue.delivery.cycle import CycleCounters, chain_call
 from revenue.delivery.dust import dust_carry, is_dust
 from revenue.delivery.health import ChainView, fees_capped
-from revenue.delivery.metadata import DeliveryStatus, Key, lookup
+from revenue.delivery.metadata import RETRYABLE_STATUSES, DeliveryStatus, Key, lookup, status_in
 from revenue.delivery.selectors import (
     DeliverableEvent,
     bundle_item_id,
@@ -135,14 +135,22 @@ class BatchPlan:
 
 def _plan(events: list[DeliverableEvent], *, price: Decimal) -> BatchPlan:
     plan = BatchPlan()
-    bundles = DeliveryBundle.objects.filter(pk__in={e.bundle_id for e in events if e.bundle_id is not None})
-    for bundle in bundles.order_by("pk"):
+    bundles = list(DeliveryBundle.objects.filter(pk__in={e.bundle_id for e in events if e.bundle_id is not None}))
+    members = [int(pk) for bundle in bundles for pk in bundle.event_ids]
+    # A bundle is sent as formed (its id may be carried by signed bytes already), with the
+    # events of it still waiting: one paid on its own by a transaction of the platform's key
+    # the platform never signed (adopted) is its payer's. Before, the batch counted it, its
+    # submit found one event fewer (DeliveryRace), and every later cycle failed the same way.
+    waiting = set(
+        RevenueEvent.objects.filter(pk__in=members).filter(status_in(*RETRYABLE_STATUSES)).values_list("pk", flat=True)
+    )
+    for bundle in sorted(bundles, key=lambda bundle: bundle.pk):
         plan.items.append(
             DeliveryItem(
                 item_id=bundle_item_id(bundle.pk), stream_id=bundle.stream_id, amount_wei=int(bundle.amount_wei)
             )
         )
-        plan.event_ids.extend(int(pk) for pk in bundle.event_ids)
+        plan.event_ids.extend(int(pk) for pk in bundle.event_ids if int(pk) in waiting)
     for event in events:
         if event.bundle_id is not None:
             continue

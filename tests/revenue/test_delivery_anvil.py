@@ -1470,3 +1470,39 @@ def test_an_abandoned_batchs_dust_bundle_is_sent_again_as_the_same_item(on_anvil
     ctl.set_automine(True)
     drive(until=all_delivered, mine=on_anvil.mine, each=sound)
     assert_delivered_exactly_once(on_anvil.context)
+
+
+def test_a_bundle_one_of_whose_events_a_same_key_transaction_paid_is_still_sent(on_anvil, settings, clock):
+    """A bundle waiting to be sent again (its batch abandoned), and a transaction of the
+    platform's key it never signed pays one of its events on its own (adopted). The next
+    batch counted that event with the bundle, its submit found one event fewer
+    (DeliveryRace), and every later cycle failed the same way: delivery stopped for good.
+    The bundle is sent as formed, with the events of it still waiting."""
+    settings.DELIVERY_MIN_ITEM_WEI = 10**13
+    settings.DELIVERY_DUST_MAX_AGE_SECONDS = 3600
+    settings.DELIVERY_STUCK_SECONDS = 3600
+    dust = events_create(3, gross="0.01", streams=1, first_stream=5, spread=False)
+    revenue_events_deliver(max_batches=1)
+    clock.advance(seconds=3601)
+    ctl, context = on_anvil.ctl, on_anvil.context
+    ctl.set_automine(False)
+    revenue_events_deliver(max_batches=1)
+    batch = DeliveryBatch.objects.get()
+    (bundle,) = DeliveryBundle.objects.all()
+    ctl.drop_transaction(batch.tx_hashes[0])
+    ctl.mine(1)
+    assert abandon(batch).events_returned == 3
+    ctl.set_automine(True)
+    nonce = context.w3.eth.get_transaction_count(context.signer.address, "pending")
+    foreign = send_signed(context.w3, signed_by_the_platform_key(context, [dust[0]], nonce=nonce))
+    ctl.mine(2)  # confirmed when the platform first sees it: adopted and delivered at once
+    later = events_create(2, prefix="later")  # the rest of delivery must not wait behind them
+
+    results = drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert not [result.error for result in results if result.error]
+    assert metadata(dust[0]).tx_hash == foreign  # its payer's
+    paid = delivery_support.payments_by_event(onchain(context)[0])
+    bundle_log = [log for log in paid[dust[1]] if log.item_id == 2**64 + bundle.pk]
+    assert len(bundle_log) == 1 and all(metadata(pk).tx_hash == bundle_log[0].tx_hash for pk in dust[1:])
+    assert all(len(paid[pk]) == 1 for pk in [*dust[1:], *later])
+    assert DeliveryBundle.objects.count() == 1
