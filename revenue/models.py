@@ -185,6 +185,9 @@ class DeliveryBatch(models.Model):
     block_hash = models.CharField(max_length=66, blank=True, default="")
     refused_item_ids = models.JSONField(default=list)  # items its mined transaction found paid already
     submitted_block = models.PositiveBigIntegerField(default=0)  # chain head when it was built
+    # Chain head when its latest version was sent: replaced for being slow only once blocks
+    # were made since without it (a node whose head stalls gains nothing from higher fees).
+    broadcast_block = models.PositiveBigIntegerField(default=0)
     foreign = models.BooleanField(default=False)  # found in the contract's logs, not sent by this platform
     submitted_at = models.DateTimeField()
     last_broadcast_at = models.DateTimeField(null=True, blank=True)

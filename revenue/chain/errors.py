@@ -86,6 +86,9 @@ _OPERATOR_MESSAGES = (
     ("execution reverted: paused", PauseCause.CONTRACT_PAUSED),
     ("reverted with reason string 'paused'", PauseCause.CONTRACT_PAUSED),
     ("insufficient funds", PauseCause.INSUFFICIENT_FUNDS),
+    # A node on another chain refusing the platform's EIP-155 signature (geth, anvil): not
+    # the batch's fault; it may still be mined on its own chain.
+    ("invalid chain id", PauseCause.WRONG_CHAIN_ID),
 )
 
 _REVERT_MARKERS = ("revert", "transactionfailed", "contractlogicerror")

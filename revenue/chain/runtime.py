@@ -217,7 +217,10 @@ def chain_deploy_check(*, w3: Web3, chain_id: int, force: bool) -> None:
     """Refuse to supersede a deployment with batches in flight: they may still be mined
     on the old contract, and their events would be paid again on the new one. A batch
     already mined there is refused even with ``force``: its events are paid (superseding
-    it would return them to pending and pay them again); it confirms within blocks. A batch
+    it would return them to pending and pay them again); it confirms within blocks. So is a
+    confirmed batch not final yet: a reorg can still take its payment back, and the worker
+    re-checks only the active deployment's payments (its events would stay `delivered`,
+    unpaid). A batch
     staff abandoned while its nonce was unused (revenue.delivery.abandon, ``tx_gone``)
     counts as in flight until the signer's nonce passed it at the final block: its signed
     bytes could still pay on the old contract."""
@@ -233,12 +236,37 @@ def chain_deploy_check(*, w3: Web3, chain_id: int, force: bool) -> None:
             "events are paid on the current reserve; let the delivery worker confirm them, then deploy "
             "(--force never returns the events of a mined batch)"
         )
+    unsettled = _confirmed_not_final(w3, chain_id=chain_id)
+    if unsettled:
+        raise ChainNotConfigured(
+            f"{unsettled} confirmed batch(es) of the active deployment are not final yet: a reorg can still take "
+            "their payments back, and only the active deployment's payments are re-checked; deploy once they "
+            "are final (--force does not skip this)"
+        )
     in_flight = batches.count() + _abandoned_still_minable(w3, chain_id=chain_id)
     if in_flight and not force:
         raise ChainNotConfigured(
             f"{in_flight} batch(es) of the active deployment are still in flight: wait for them to confirm, "
             "or pass --force to return their events to pending (the old contract may still receive them)"
         )
+
+
+def _confirmed_not_final(w3: Web3, *, chain_id: int) -> int:
+    """Confirmed batches of the active deployment whose block is above the node's final
+    block: their events are `delivered`, and a reorg may still take the payment back. The
+    worker re-checks them only while their deployment is the active one."""
+    from revenue.models import DeliveryBatch, DeliveryBatchStatus
+
+    confirmed = DeliveryBatch.objects.filter(
+        deployment__chain_id=chain_id,
+        deployment__active=True,
+        status=DeliveryBatchStatus.CONFIRMED,
+        finalized_at__isnull=True,
+    )
+    if not confirmed.exists():
+        return 0
+    final = final_block_read(w3, head=int(w3.eth.block_number))
+    return confirmed.filter(block_number__gt=final).count()
 
 
 def _abandoned_still_minable(w3: Web3, *, chain_id: int) -> int:

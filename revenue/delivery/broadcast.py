@@ -58,7 +58,7 @@ from revenue.chain.runtime import ChainContext
 from revenue.delivery.cycle import CycleCounters, chain_call
 from revenue.delivery.dust import dust_carry, is_dust
 from revenue.delivery.health import ChainView, fees_capped
-from revenue.delivery.metadata import DeliveryStatus, Key, lookup
+from revenue.delivery.metadata import RETRYABLE_STATUSES, DeliveryStatus, Key, lookup, status_in
 from revenue.delivery.selectors import (
     DeliverableEvent,
     bundle_item_id,
@@ -135,21 +135,32 @@ class BatchPlan:
 
 def _plan(events: list[DeliverableEvent], *, price: Decimal) -> BatchPlan:
     plan = BatchPlan()
-    bundles = DeliveryBundle.objects.filter(pk__in={e.bundle_id for e in events if e.bundle_id is not None})
-    for bundle in bundles.order_by("pk"):
+    bundles = list(DeliveryBundle.objects.filter(pk__in={e.bundle_id for e in events if e.bundle_id is not None}))
+    members = [int(pk) for bundle in bundles for pk in bundle.event_ids]
+    # A bundle is sent as formed (its id may be carried by signed bytes already), with the
+    # events of it still waiting: one paid on its own by a transaction of the platform's key
+    # the platform never signed (adopted) is its payer's. Before, the batch counted it, its
+    # submit found one event fewer (DeliveryRace), and every later cycle failed the same way.
+    waiting = set(
+        RevenueEvent.objects.filter(pk__in=members).filter(status_in(*RETRYABLE_STATUSES)).values_list("pk", flat=True)
+    )
+    for bundle in sorted(bundles, key=lambda bundle: bundle.pk):
         plan.items.append(
             DeliveryItem(
                 item_id=bundle_item_id(bundle.pk), stream_id=bundle.stream_id, amount_wei=int(bundle.amount_wei)
             )
         )
-        plan.event_ids.extend(int(pk) for pk in bundle.event_ids)
+        plan.event_ids.extend(int(pk) for pk in bundle.event_ids if int(pk) in waiting)
     for event in events:
         if event.bundle_id is not None:
             continue
         wei = holder_share_wei(event, eth_usd_price=price)
         if wei is None:
             plan.unpriced.append(event.id)
-        elif is_dust(wei):
+        elif is_dust(wei) and not event.signed_alone:
+            # Once signed as its own item (a batch abandoned, failed or superseded, whose bytes
+            # may still be mined), an event stays its own item: made dust of a bundle, another
+            # id, it could be paid twice, and the bundle's other events were left unsendable.
             plan.dust[event.id] = wei
         else:
             plan.items.append(DeliveryItem(item_id=event.id, stream_id=event.stream_id, amount_wei=wei))
@@ -286,6 +297,7 @@ def batch_send_next(
             tx_hashes=[signed.tx_hash],
             status=DeliveryBatchStatus.SUBMITTED,
             submitted_block=view.head,
+            broadcast_block=view.head,
             submitted_at=now,
             last_broadcast_at=now,
         )
@@ -359,7 +371,7 @@ def batch_rebroadcast(
     """The node lost the transaction (dropped, restarted, reorged out): the same signed
     bytes again, same nonce, same hash; re-signed with higher fees if they are refused
     as underpriced."""
-    DeliveryBatch.objects.filter(pk=batch.pk).update(last_broadcast_at=now)
+    DeliveryBatch.objects.filter(pk=batch.pk).update(last_broadcast_at=now, broadcast_block=view.head)
     if batch_broadcast(context, view, batch, counters, now=now):
         counters.rebroadcasts += 1
         logger.info("delivery transaction rebroadcast", extra={"batch_id": batch.pk, "tx_hash": batch.tx_hashes[-1]})
@@ -408,7 +420,7 @@ def _resign(
     batch.tx_hashes = [*batch.tx_hashes, signed.tx_hash]
     batch.signed_raw_tx = HexBytes(signed.raw_transaction).to_0x_hex()
     batch.nonce, batch.max_fee_per_gas, batch.max_priority_fee_per_gas = nonce, max_fee, priority
-    batch.last_broadcast_at = now
+    batch.last_broadcast_at, batch.broadcast_block = now, view.head
     with transaction.atomic(durable=True):
         DeliveryBatch.objects.filter(pk=batch.pk, status=DeliveryBatchStatus.SUBMITTED).update(
             item_ids=batch.item_ids,
@@ -423,6 +435,7 @@ def _resign(
             max_fee_per_gas=max_fee,
             max_priority_fee_per_gas=priority,
             last_broadcast_at=now,
+            broadcast_block=view.head,
         )
         events_tx_hash_set(batch=batch)
     logger.info(

@@ -50,8 +50,8 @@ class ChainView:
 
 def chain_view_read(context: ChainContext, *, previous: ChainView | None = None) -> ChainView:
     """Raises OperatorFault for a node on another chain or a reserve with no code. With
-    ``previous`` (a later step of the same cycle) only what moves with every block is read
-    again: the chain id, the reserve's view of the signer and the final block are kept."""
+    ``previous`` (a later step of the same cycle) only what moves with every block and the
+    chain id are read again: the reserve's view of the signer and the final block are kept."""
     w3 = context.w3
     signer = context.signer.address
     latest = chain_call(w3.eth.get_block, "latest")
@@ -60,13 +60,17 @@ def chain_view_read(context: ChainContext, *, previous: ChainView | None = None)
     next_base_fee = int(pending_block.get("baseFeePerGas") or latest.get("baseFeePerGas") or 0)
     base_fee = max(next_base_fee, int(latest.get("baseFeePerGas") or 0))
     max_fee, priority = fees_for(base_fee=base_fee, priority=priority_fee_suggested(w3))
+    # Every step, not once per cycle: a node switching chains mid-cycle (a balancer with a
+    # backend on another chain) had the rest of the cycle read the other chain: the scan
+    # took the reserve's payments back as reorged, the transaction manager failed their
+    # batches (the other chain refusing the bytes) with an attempt of their events.
+    chain_id = node_chain_id(w3)
+    if chain_id != context.chain_id:
+        raise OperatorFault(
+            PauseCause.WRONG_CHAIN_ID,
+            f"the node at WEB3_PROVIDER_URI is on chain {chain_id}; the reserve is on chain {context.chain_id}",
+        )
     if previous is None:
-        chain_id = node_chain_id(w3)
-        if chain_id != context.chain_id:
-            raise OperatorFault(
-                PauseCause.WRONG_CHAIN_ID,
-                f"the node at WEB3_PROVIDER_URI is on chain {chain_id}; the reserve is on chain {context.chain_id}",
-            )
         final = final_block_read(w3, head=head)
         health = contract_health(w3, context.contract_address, signer)
         if not (health.code_present and health.compatible):

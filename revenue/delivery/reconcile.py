@@ -13,7 +13,8 @@ anything new is sent. The chain is the source of truth; the database follows it.
    - no receipt: nonce used by another transaction -> rebuild at the next free nonce;
      the node does not know it (dropped, restarted) -> rebroadcast the same bytes
      (re-signed with higher fees if refused as underpriced); pending too long or priced
-     below the next base fee -> replace at the same nonce with higher fees.
+     below the next base fee -> replace at the same nonce with higher fees (for being slow,
+     only once blocks were made since its latest version was sent).
 4. A nonce gap below the lowest batch not mined is filled.
 """
 
@@ -109,6 +110,12 @@ def _replacement_reason(view: ChainView, batch: DeliveryBatch, *, now: datetime)
     if view.next_base_fee > batch.max_fee_per_gas:
         return f"underpriced: max fee {batch.max_fee_per_gas} below the next base fee {view.next_base_fee}"
     since = batch.last_broadcast_at or batch.submitted_at
+    if view.head <= batch.broadcast_block:
+        # No block was made since its latest version was sent (the node's head stalls):
+        # nothing passed it over, and higher fees cannot help. Before, it was re-signed every
+        # DELIVERY_STUCK_SECONDS, +12.5% each time, and paid hundreds of times the base fee
+        # once blocks came again. A stall lasting is alerted (delivery_batch_stuck).
+        return ""
     if now - since >= timedelta(seconds=settings.DELIVERY_STUCK_SECONDS):
         return f"pending for {int((now - since).total_seconds())} s"
     return ""

@@ -34,6 +34,9 @@ class DeliverableEvent:
     holder_share: Decimal
     currency: str
     bundle_id: int | None
+    # Signed before as an item of its own (its amount was recorded): that id may still be
+    # paid by those bytes, so it is never made dust of a bundle (another id) afterwards.
+    signed_alone: bool = False
 
 
 def revenue_events_deliverable_queryset(*, now: datetime, stale_only: bool = False) -> QuerySet[RevenueEvent]:
@@ -67,12 +70,16 @@ def revenue_events_deliverable(
 ) -> list[DeliverableEvent]:
     if limit <= 0:
         return []
+    columns = ("pk", "stream_id", "holder_share", "currency", lookup(Key.BUNDLE_ID), lookup(Key.AMOUNT_WEI))
     rows = (
         revenue_events_deliverable_queryset(now=now, stale_only=stale_only)
         .exclude(pk__in=list(exclude_ids))
-        .values_list("pk", "stream_id", "holder_share", "currency", lookup(Key.BUNDLE_ID))[:limit]
+        .values_list(*columns)[:limit]
     )
-    return [DeliverableEvent(id=pk, stream_id=s, holder_share=h, currency=c, bundle_id=b) for pk, s, h, c, b in rows]
+    return [
+        DeliverableEvent(id=pk, stream_id=s, holder_share=h, currency=c, bundle_id=b, signed_alone=a is not None)
+        for pk, s, h, c, b, a in rows
+    ]
 
 
 def revenue_events_deliverable_exist(*, now: datetime) -> bool:

@@ -371,7 +371,14 @@ def test_a_pending_transaction_is_replaced_at_the_same_nonce_with_higher_fees(on
     if why == "underpriced":
         ctl.set_next_block_base_fee(batch.max_fee_per_gas * 3)  # it can no longer be included
     else:
-        settings.DELIVERY_STUCK_SECONDS = 0  # it has been pending "too long"
+        # A block is made without it (too big for that block alone): it has been passed
+        # over, and pending "too long".
+        limit = int(w3.eth.get_block("latest")["gasLimit"])
+        ctl.rpc("evm_setBlockGasLimit", hex(batch.gas - 1))
+        ctl.evm_mine()
+        ctl.rpc("evm_setBlockGasLimit", hex(limit))
+        assert receipt_or_none(w3, first) is None and first in ctl.pending_hashes()
+        settings.DELIVERY_STUCK_SECONDS = 0
 
     result = revenue_events_deliver(max_batches=5)
     assert result.counters.replacements == 1
@@ -393,6 +400,34 @@ def test_a_pending_transaction_is_replaced_at_the_same_nonce_with_higher_fees(on
     replaced.refresh_from_db()
     assert replaced.mined_tx_hash == second and receipt_or_none(w3, first) is None
     assert all(metadata(pk).tx_hash == second for pk in ids)
+    assert_delivered_exactly_once(on_anvil.context)
+
+
+def test_a_stalled_head_does_not_bump_fees_and_is_alerted(on_anvil, settings, clock):
+    """The node answers but makes no block (a stalled or lagging head): a pending batch was
+    re-signed every DELIVERY_STUCK_SECONDS with fees +12.5% each time (47 versions in 40
+    minutes, the tip from 1 to 225 gwei), and paid some 500 times the base fee once blocks
+    came again. Nothing passed it over: it now waits at its fees, and the stall is alerted."""
+    _, batch = one_batch_pending(on_anvil, settings, events=3)
+    settings.DELIVERY_STUCK_SECONDS = 30
+    ctl, w3 = on_anvil.ctl, on_anvil.context.w3
+    head = w3.eth.block_number
+    for _ in range(25):  # 13 minutes of cycles, no block made
+        clock.advance(seconds=31)
+        result = revenue_events_deliver(max_batches=1)
+        assert result.counters.replacements == 0 and not result.paused
+        sound()
+    assert w3.eth.block_number == head
+    stalled = DeliveryBatch.objects.get()
+    assert stalled.tx_hashes == batch.tx_hashes and stalled.max_priority_fee_per_gas == batch.max_priority_fee_per_gas
+    (alert,) = alerts()  # one, after DELIVERY_SUBMITTED_ALERT_SECONDS
+    assert alert.startswith(f"On-chain delivery: batch {batch.pk} not mined after 6")
+    assert onchain_worker_status()["batches_stuck"] == 1 and report()["batches_stuck"] == 1
+
+    ctl.evm_mine()  # blocks again: mined at the fees it was sent with
+    receipt = w3.eth.get_transaction_receipt(batch.tx_hashes[0])
+    assert receipt["effectiveGasPrice"] <= batch.max_fee_per_gas
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
     assert_delivered_exactly_once(on_anvil.context)
 
 
@@ -647,6 +682,50 @@ def test_other_operator_faults_pause_delivery_and_resume(on_anvil, settings, anv
     assert alerts()[-1] == f"On-chain delivery resumed ({fault} is gone)"
 
 
+def test_a_node_switching_chains_mid_cycle_takes_nothing_back(on_anvil, settings, anvil_factory, monkeypatch):  # noqa: F811
+    """The node behind WEB3_PROVIDER_URI switches to another chain in the middle of a cycle
+    (a balancer with a backend on another chain). The chain id was checked once per cycle:
+    the rest of it read the other chain, the scan took the reserve's confirmed payments back
+    as reorged, the other chain refused the platform's bytes ("invalid chain id") and their
+    batches, mined on the real chain, failed with an attempt of their events; the pause said
+    `insufficient_funds`. Now every step checks the chain id, and such a refusal is the
+    operator fault `wrong_chain_id`."""
+    settings.DELIVERY_BATCH_SIZE = 3
+    ctl, context = on_anvil.ctl, on_anvil.context
+    ctl.mine(5)
+    first = events_create(3)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    confirmed = DeliveryBatch.objects.get()
+    events_create(6, prefix="later")
+    other = anvil_factory(chain_id=5)
+    real_send = broadcast.send_signed
+
+    def send_then_switch(w3: Any, signed: SignedTx) -> str:
+        tx_hash = real_send(w3, signed)
+        w3.provider.endpoint_uri = other.uri  # from now on the URL answers for chain 5
+        return tx_hash
+
+    monkeypatch.setattr(broadcast, "send_signed", send_then_switch)
+    result = revenue_events_deliver(max_batches=2)
+    assert result.paused == "wrong_chain_id" and result.counters.batches_sent == 1
+    assert result.counters.reorgs_detected == result.counters.events_failed == 0
+    confirmed.refresh_from_db()
+    assert confirmed.status == "confirmed" and all(metadata(pk).status == DeliveryStatus.DELIVERED for pk in first)
+    sent = DeliveryBatch.objects.exclude(pk=confirmed.pk).get()
+    assert sent.status == "submitted"  # mined on the real chain: not failed
+    for _ in range(2):  # the next cycles pause at once, on the other chain
+        assert revenue_events_deliver(max_batches=2).paused == "wrong_chain_id"
+    assert alerts() == ["On-chain delivery paused: wrong_chain_id"]
+
+    monkeypatch.setattr(broadcast, "send_signed", real_send)
+    context.w3.provider.endpoint_uri = ctl.uri  # back on its chain
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert_delivered_exactly_once(context)
+    assert all(metadata(pk).retry_attempts == 0 for pk in RevenueEvent.objects.values_list("pk", flat=True))
+    assert DeliveryBatch.objects.filter(status="failed").count() == 0
+    assert alerts()[-1] == "On-chain delivery resumed (wrong_chain_id is gone)"
+
+
 # --------------------------------------------------------------------------- dust and prices
 
 
@@ -877,7 +956,50 @@ def test_chain_deploy_force_never_returns_the_events_of_a_mined_batch(on_anvil, 
     drive(until=all_delivered, mine=on_anvil.mine, each=sound)
     assert_delivered_exactly_once(on_anvil.context)
     assert all(metadata(pk).tx_hash == batch.tx_hashes[0] for pk in ids)
-    call_command("chain_deploy", "--dev", "--replace", stdout=io.StringIO())  # confirmed: nothing in flight any more
+    on_anvil.ctl.mine(70)  # final (anvil's `finalized` is 64 deep): no reorg can take the payment back
+    call_command("chain_deploy", "--dev", "--replace", stdout=io.StringIO())  # nothing in flight any more
+    assert statuses() == {"delivered": 3}
+
+
+def test_chain_deploy_refuses_while_a_confirmed_batch_is_not_final(on_anvil, settings):
+    """A confirmed batch (its events `delivered`) not final yet can still leave the chain in
+    a reorg deeper than the confirmations, and the worker re-checks only the active
+    deployment's payments. Redeployed meanwhile, a reorg that gave the batch's nonce to
+    another transaction left its events `delivered` for ever with no payment on the
+    canonical chain, and no alert. The redeploy now waits until the batch is final."""
+    ctl, context = on_anvil.ctl, on_anvil.context
+    w3 = context.w3
+    ctl.mine(5)  # keep the reorg away from the contract's own deployment
+    ids = events_create(3)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    batch = DeliveryBatch.objects.get(status="confirmed")
+    assert batch.finalized_at is None
+    ctl.mine(1)
+    for args in (("--dev", "--replace"), ("--dev", "--replace", "--force")):
+        with pytest.raises(CommandError, match=r"1 confirmed batch.* not final"):
+            call_command("chain_deploy", *args, stdout=io.StringIO())
+    assert ChainDeployment.objects.get(active=True).pk == context.deployment_id
+
+    # The reorg the redeploy would have hidden: the batch's nonce goes to another transaction.
+    max_fee, priority = suggest_fees(w3)
+    rival = sign_tx(
+        context.signer,
+        build_self_transfer_tx(
+            w3, signer_address=context.signer_address, nonce=batch.nonce, max_fee_per_gas=max_fee * 2,
+            max_priority_fee_per_gas=priority,
+        ),
+    )  # fmt: skip
+    depth = w3.eth.block_number - batch.block_number + 1
+    assert depth > settings.CHAIN_CONFIRMATIONS
+    ctl.reorg(depth, [(HexBytes(rival.raw_transaction).to_0x_hex(), 0)])
+    assert receipt_or_none(w3, batch.mined_tx_hash) is None
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)  # taken back, paid again once
+    assert_delivered_exactly_once(context)
+    assert all(metadata(pk).reorged_at for pk in ids)
+
+    ctl.mine(70)  # final now
+    call_command("chain_deploy", "--dev", "--replace", stdout=io.StringIO())
+    assert ChainDeployment.objects.get(active=True).pk != context.deployment_id
     assert statuses() == {"delivered": 3}
 
 
@@ -1206,6 +1328,46 @@ def test_an_abandoned_batch_mined_after_all_is_the_payment_of_its_events(on_anvi
     assert all(metadata(pk).tx_hash == old for pk in ids)
 
 
+def test_an_abandoned_events_item_id_never_changes_to_a_dust_bundle(on_anvil, settings, clock):
+    """Abandoned (`tx_gone`: the platform's node lost it; peers may still hold the bytes),
+    a batch's events went back to pending and were priced again: worth less than
+    DELIVERY_MIN_ITEM_WEI now (the minimum raised, or the price moved), they were carried and
+    bundled with other dust of their streams: other on-chain ids. A builder then mining the
+    abandoned bytes at that nonce paid them under their own ids; the bundles' batch was
+    rebuilt without the bundles, whose other events went back to pending still bundled with
+    the paid ones: every later cycle selected them first and failed (DeliveryRace), and
+    delivery stopped for good. An event once signed as its own item stays its own item."""
+    settings.DELIVERY_MIN_ITEM_WEI = 10**13
+    settings.DELIVERY_DUST_MAX_AGE_SECONDS = 3600
+    ids, batch = one_batch_pending(on_anvil, settings, events=2)
+    ctl, w3 = on_anvil.ctl, on_anvil.context.w3
+    (old,) = batch.tx_hashes
+    ctl.drop_transaction(old)  # lost by the platform's node; a peer still has the bytes
+    ctl.mine(1)
+    assert abandon(batch).grounds == "tx_gone" and statuses() == {"pending": 2}
+    settings.DELIVERY_MIN_ITEM_WEI = 10**18  # every share is dust now
+    stream = RevenueEvent.objects.get(pk=ids[0]).stream_id
+    (later,) = events_create(1, prefix="later", first_stream=stream, streams=1)  # dust of the same stream
+    for _ in range(3):  # old enough to be paid as a bundle, had they been carried
+        clock.advance(seconds=3601)
+        revenue_events_deliver(max_batches=1)
+    resent = DeliveryBatch.objects.exclude(pk=batch.pk).get(nonce=batch.nonce)
+    assert sorted(int(item) for item in resent.item_ids) == ids  # the same on-chain ids
+    bundled = {int(pk) for event_ids in DeliveryBundle.objects.values_list("event_ids", flat=True) for pk in event_ids}
+    assert not bundled & set(ids)
+    # A builder holding the abandoned bytes mines them at that nonce, not the new version.
+    for tx_hash in resent.tx_hashes:
+        ctl.drop_transaction(tx_hash)
+    send_signed(w3, SignedTx(bytes(HexBytes(batch.signed_raw_tx)), old))
+    ctl.set_automine(True)
+    ctl.mine(1)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert_delivered_exactly_once(on_anvil.context)
+    batch.refresh_from_db()
+    assert batch.status == "confirmed" and batch.mined_tx_hash == old
+    assert metadata(later).status == DeliveryStatus.DELIVERED and metadata(later).bundle_id is not None
+
+
 def test_a_batch_whose_nonce_another_transaction_used_is_abandoned_once_that_is_final(on_anvil, settings):
     _, batch = one_batch_pending(on_anvil, settings, events=3)
     ctl, context = on_anvil.ctl, on_anvil.context
@@ -1308,3 +1470,39 @@ def test_an_abandoned_batchs_dust_bundle_is_sent_again_as_the_same_item(on_anvil
     ctl.set_automine(True)
     drive(until=all_delivered, mine=on_anvil.mine, each=sound)
     assert_delivered_exactly_once(on_anvil.context)
+
+
+def test_a_bundle_one_of_whose_events_a_same_key_transaction_paid_is_still_sent(on_anvil, settings, clock):
+    """A bundle waiting to be sent again (its batch abandoned), and a transaction of the
+    platform's key it never signed pays one of its events on its own (adopted). The next
+    batch counted that event with the bundle, its submit found one event fewer
+    (DeliveryRace), and every later cycle failed the same way: delivery stopped for good.
+    The bundle is sent as formed, with the events of it still waiting."""
+    settings.DELIVERY_MIN_ITEM_WEI = 10**13
+    settings.DELIVERY_DUST_MAX_AGE_SECONDS = 3600
+    settings.DELIVERY_STUCK_SECONDS = 3600
+    dust = events_create(3, gross="0.01", streams=1, first_stream=5, spread=False)
+    revenue_events_deliver(max_batches=1)
+    clock.advance(seconds=3601)
+    ctl, context = on_anvil.ctl, on_anvil.context
+    ctl.set_automine(False)
+    revenue_events_deliver(max_batches=1)
+    batch = DeliveryBatch.objects.get()
+    (bundle,) = DeliveryBundle.objects.all()
+    ctl.drop_transaction(batch.tx_hashes[0])
+    ctl.mine(1)
+    assert abandon(batch).events_returned == 3
+    ctl.set_automine(True)
+    nonce = context.w3.eth.get_transaction_count(context.signer.address, "pending")
+    foreign = send_signed(context.w3, signed_by_the_platform_key(context, [dust[0]], nonce=nonce))
+    ctl.mine(2)  # confirmed when the platform first sees it: adopted and delivered at once
+    later = events_create(2, prefix="later")  # the rest of delivery must not wait behind them
+
+    results = drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert not [result.error for result in results if result.error]
+    assert metadata(dust[0]).tx_hash == foreign  # its payer's
+    paid = delivery_support.payments_by_event(onchain(context)[0])
+    bundle_log = [log for log in paid[dust[1]] if log.item_id == 2**64 + bundle.pk]
+    assert len(bundle_log) == 1 and all(metadata(pk).tx_hash == bundle_log[0].tx_hash for pk in dust[1:])
+    assert all(len(paid[pk]) == 1 for pk in [*dust[1:], *later])
+    assert DeliveryBundle.objects.count() == 1
