@@ -4,6 +4,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from django.utils import timezone
+from kombu import pools
 
 from config.celery import app as celery_app
 from orders.system_accounts import house_user_id
@@ -29,16 +30,26 @@ def eager_tasks():
     celery_app.conf.task_always_eager = False
 
 
+def broker_pools_renew() -> None:
+    """Close the app's broker connections and forget their pools, so that the next publish
+    connects to the broker the configuration names now. Closing the pools alone kept them as
+    the app's: every later publish in the process failed with "Acquire on closed pool" (so
+    the tests below never reached the closed port, and a later test's publish failed)."""
+    pools.reset()
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
 @pytest.fixture
 def broker_down(settings):
     """Point publishing at a closed port: nothing can reach a broker."""
-    previous = celery_app.conf.broker_url
+    previous = celery_app.conf.broker_url, celery_app.conf.broker_connection_timeout
     celery_app.conf.broker_url = "redis://127.0.0.1:9/0"
     celery_app.conf.broker_connection_timeout = 0.2
-    celery_app.pool.force_close_all()
+    broker_pools_renew()
     yield
-    celery_app.conf.broker_url = previous
-    celery_app.pool.force_close_all()
+    celery_app.conf.broker_url, celery_app.conf.broker_connection_timeout = previous
+    broker_pools_renew()
 
 
 @pytest.fixture
