@@ -28,7 +28,8 @@ def test_the_embedded_defaults_are_refused(monkeypatch, settings) -> None:
         call_command("serve_check")
 
 
-def test_real_services_pass(monkeypatch, settings, tmp_path) -> None:
+def real_services_set(monkeypatch, settings, tmp_path) -> None:
+    """The settings of a deployment on real services, every check passing."""
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     settings.DEBUG = False
     monkeypatch.setitem(settings.DATABASES["default"], "ENGINE", "django.db.backends.postgresql")
@@ -36,6 +37,10 @@ def test_real_services_pass(monkeypatch, settings, tmp_path) -> None:
     settings.REDIS_URL = "redis://127.0.0.1:6379/1"
     settings.WEB3_PROVIDER_URI = "http://127.0.0.1:8545"
     settings.ENGINE_TRANSPORT = "zmq"
+
+
+def test_real_services_pass(monkeypatch, settings, tmp_path) -> None:
+    real_services_set(monkeypatch, settings, tmp_path)
     assert serve_settings_problems() == []
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "missing"))
     assert serve_settings_problems() == [f"PROMETHEUS_MULTIPROC_DIR={tmp_path / 'missing'} is not a directory"]
@@ -71,13 +76,7 @@ def test_any_host_is_refused(monkeypatch, settings, tmp_path) -> None:
     are: with DJANGO_ALLOWED_HOSTS=*, anyone could ask a reset for a trader with
     `Host: attacker.example` and the trader's mail carried a link, its token live, to the
     attacker's site. The names of the site's hosts, subdomain patterns included, pass."""
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    settings.DEBUG = False
-    monkeypatch.setitem(settings.DATABASES["default"], "ENGINE", "django.db.backends.postgresql")
-    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
-    settings.REDIS_URL = "redis://127.0.0.1:6379/1"
-    settings.WEB3_PROVIDER_URI = "http://127.0.0.1:8545"
-    settings.ENGINE_TRANSPORT = "zmq"
+    real_services_set(monkeypatch, settings, tmp_path)
     settings.ALLOWED_HOSTS = ["exchange.example.com", "*"]
     [problem] = serve_settings_problems()
     assert "DJANGO_ALLOWED_HOSTS" in problem

@@ -11,6 +11,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import SESSION_KEY
+from django.contrib.auth.models import User
 from django.contrib.sessions.backends.db import SessionStore
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -471,12 +472,9 @@ def test_an_order_state_is_sent_once_when_its_notices_are_read_after_later_batch
     assert [m["sequence"] for m in messages] == [1, 2]
 
 
-def test_a_trade_older_than_the_trades_snapshot_is_not_sent_after_it():
-    """The trades snapshot is the newest 50; a batch that committed more trades than that
-    between the subscription's joining its group and its snapshot's read has its oldest
-    trades outside the snapshot, and their messages, handled after it, were sent as
-    updates: older trades after newer ones, and a bot taking the last update's price as the
-    last price had an old one. A trade at or before the snapshot's newest is not sent."""
+def _more_trades_than_a_snapshot() -> tuple[User, User, Trade, list[int]]:
+    """A seller and a buyer who traded once on ETH-USDT, that trade copied past a trades
+    snapshot's size: the two, the first trade, and the market's trade ids in order."""
     market = market_create("ETH-USDT")
     seller, buyer = UserFactory(), UserFactory()
     fund(seller, "ETH", "5")
@@ -487,6 +485,16 @@ def test_a_trade_older_than_the_trades_snapshot_is_not_sent_after_it():
     fields = {f.attname: getattr(template, f.attname) for f in Trade._meta.concrete_fields if not f.primary_key}
     Trade.objects.bulk_create([Trade(**fields) for _ in range(consumers.SNAPSHOT_TRADES + 5)])
     ids = list(Trade.objects.filter(market=market).order_by("id").values_list("id", flat=True))
+    return seller, buyer, template, ids
+
+
+def test_a_trade_older_than_the_trades_snapshot_is_not_sent_after_it():
+    """The trades snapshot is the newest 50; a batch that committed more trades than that
+    between the subscription's joining its group and its snapshot's read has its oldest
+    trades outside the snapshot, and their messages, handled after it, were sent as
+    updates: older trades after newer ones, and a bot taking the last update's price as the
+    last price had an old one. A trade at or before the snapshot's newest is not sent."""
+    seller, buyer, _, ids = _more_trades_than_a_snapshot()
     older = ids[1]  # outside the snapshot of the newest 50
 
     def message(trade_id: int) -> dict[str, object]:
@@ -518,16 +526,8 @@ def test_a_fill_older_than_the_fills_snapshot_is_not_sent_after_it():
     """The same for a user's fills (newest 50): an older fill of a market the snapshot
     shows was sent after it. Compared per market (other engines' markets number their trades
     from the same sequence in their own order)."""
-    market = market_create("ETH-USDT")
-    seller, buyer = UserFactory(), UserFactory()
-    fund(seller, "ETH", "5")
-    fund(buyer, "USDT", "100000")
-    place(seller, side="sell", type="limit", quantity="0.1", price="2000.00")
-    place(buyer, side="buy", type="limit", quantity="0.1", price="2000.00", time_in_force="IOC")
-    template = Trade.objects.get()
-    fields = {f.attname: getattr(template, f.attname) for f in Trade._meta.concrete_fields if not f.primary_key}
-    Trade.objects.bulk_create([Trade(**fields) for _ in range(consumers.SNAPSHOT_TRADES + 5)])
-    older = list(Trade.objects.filter(market=market).order_by("id").values_list("id", flat=True))[1]
+    seller, buyer, template, ids = _more_trades_than_a_snapshot()
+    older = ids[1]
     token = _token(buyer)
     fill = {
         "trade_id": str(older),
