@@ -5,18 +5,22 @@ PostgreSQL: a session-level advisory lock (``pg_try_advisory_lock``), held acros
 cycle's several short transactions and released when the cycle ends or its connection
 dies. A busy lock means another sender is running: the cycle returns at once.
 
-SQLite (embedded, one worker process): a process-local lock; across processes the
-IMMEDIATE transaction mode serializes the batch writes and the unique live
-(deployment, first_sequence) constraint refuses a second batch for the same sequence.
+SQLite: a lock on a file beside the database file (``flock`` on ``<database>.delivery-lock``),
+taken after a process-local lock (flock is per open file, not per thread): it holds
+across processes (the worker, a ``chain_deploy`` or a staff retry run from another one)
+and the kernel releases it when its process dies. Before, only the process-local lock held
+on SQLite, and nothing kept another process's cycle or redeploy out of a running one.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from django.db import connection
 
@@ -44,12 +48,43 @@ def delivery_sender_lock() -> Iterator[bool]:
                 except Exception:  # a broken connection already released the session lock
                     logger.warning("could not release the delivery lock", exc_info=True)
         return
-    acquired = _process_lock.acquire(blocking=False)
+    if not _process_lock.acquire(blocking=False):
+        yield False
+        return
     try:
-        yield acquired
+        with _file_lock() as acquired:
+            yield acquired
     finally:
-        if acquired:
-            _process_lock.release()
+        _process_lock.release()
+
+
+def delivery_lock_path() -> Path | None:
+    """The lock file of the SQLite database: beside it. None for a database in memory, which
+    no other process can reach (the tests')."""
+    name = str(connection.settings_dict["NAME"] or "")
+    if not name or name == ":memory:" or name.startswith("file:") or "mode=memory" in name:
+        return None
+    database = Path(name)
+    return database.with_name(database.name + ".delivery-lock")
+
+
+@contextmanager
+def _file_lock() -> Iterator[bool]:
+    """The cross-process half of the SQLite lock; never waits."""
+    path = delivery_lock_path()
+    if path is None:
+        yield True
+        return
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextmanager
