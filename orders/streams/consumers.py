@@ -93,7 +93,7 @@ class Subscription:
     interval: str = ""
     event: int = 0  # book: the number of the last update applied
     epoch: str = ""
-    seen: dict[str, str] = field(default_factory=dict)  # trades/fills: ids in the snapshot; orders: updated_at
+    seen: dict[str, str] = field(default_factory=dict)  # orders: updated_at in the snapshot, per id
     sent: dict[str, int] = field(default_factory=dict)  # orders: a digest of the body last sent, per id
     newest: int = 0  # trades: the newest trade id in the snapshot
     newest_by_market: dict[str, int] = field(default_factory=dict)  # fills: the same per market
@@ -264,7 +264,7 @@ def _snapshot_data(sub: Subscription, user_id: int | None) -> tuple[Any, dict[st
     """Everything but the book, from the database, in the REST API's shapes."""
     if sub.kind == "trades":
         trades = MarketTradeOutput(trade_list_for_market(market_id=sub.market_id, limit=SNAPSHOT_TRADES), many=True)
-        return trades.data, {row["id"]: "" for row in trades.data}
+        return trades.data, {}
     if sub.kind == "ticker":
         return market_ticker(market_id=sub.market_id, symbol=sub.symbol), {}
     if sub.kind == "candles":
@@ -278,7 +278,7 @@ def _snapshot_data(sub: Subscription, user_id: int | None) -> tuple[Any, dict[st
         return orders, {row["id"]: row["updated_at"] for row in orders}
     # Newest first, as GET /api/trades: without the selector's ORDER BY the plan chose the order.
     fills = UserTradeOutput(fill_list_for_user(user_id=user_id, limit=SNAPSHOT_TRADES), many=True).data
-    return fills, {row["trade_id"]: "" for row in fills}
+    return fills, {}
 
 
 class StreamConsumer(AsyncWebsocketConsumer):
@@ -534,7 +534,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             # As for trades, per market: the markets of other engines number their trades
             # from the same sequence in their own commits' order, so a fill of a market
             # the snapshot does not show may have a lower id and still be new.
-            if int(data["trade_id"]) <= sub.newest_by_market.get(data["market"], 0) or data["trade_id"] in sub.seen:
+            if int(data["trade_id"]) <= sub.newest_by_market.get(data["market"], 0):
                 return
         elif sub.kind == "orders":
             known = sub.seen.get(data["id"])

@@ -52,8 +52,12 @@ def delivery_sender_lock() -> Iterator[bool]:
         yield False
         return
     try:
-        with _file_lock() as acquired:
-            yield acquired
+        path = delivery_lock_path()
+        if path is None:
+            yield True
+        else:
+            with file_lock(path) as acquired:
+                yield acquired
     finally:
         _process_lock.release()
 
@@ -69,12 +73,10 @@ def delivery_lock_path() -> Path | None:
 
 
 @contextmanager
-def _file_lock() -> Iterator[bool]:
-    """The cross-process half of the SQLite lock; never waits."""
-    path = delivery_lock_path()
-    if path is None:
-        yield True
-        return
+def file_lock(path: Path) -> Iterator[bool]:
+    """The cross-process half of the SQLite lock: an exclusive ``flock`` on `path`, held by
+    one open file of one process at a time, released when it is closed or its process dies.
+    Yields whether it is now held; never waits."""
     with open(path, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -1313,19 +1313,31 @@ def test_an_abandoned_batch_mined_after_all_is_the_payment_of_its_events(on_anvi
     """Its signed bytes rebroadcast by someone else before its nonce was used: the version is
     mined after all. What it paid is paid, once: the scan records it as the batch's payment."""
     ids, batch = one_batch_pending(on_anvil, settings, events=3)
-    ctl, w3 = on_anvil.ctl, on_anvil.context.w3
+    old = abandoned_as_lost(on_anvil, batch, events=3)
+    abandoned_bytes_mined(on_anvil, batch, old)  # a third party had the bytes
+    assert all(metadata(pk).tx_hash == old for pk in ids)
+
+
+def abandoned_as_lost(on_anvil, batch: DeliveryBatch, *, events: int) -> str:
+    """The batch's transaction lost by the platform's node and abandoned by staff (`tx_gone`):
+    its events pending again. Its hash."""
     (old,) = batch.tx_hashes
-    ctl.drop_transaction(old)
-    ctl.mine(1)
-    assert abandon(batch).grounds == "tx_gone" and statuses() == {"pending": 3}
-    send_signed(w3, SignedTx(bytes(HexBytes(batch.signed_raw_tx)), old))  # a third party had the bytes
-    ctl.set_automine(True)
-    ctl.mine(1)
+    on_anvil.ctl.drop_transaction(old)
+    on_anvil.ctl.mine(1)
+    assert abandon(batch).grounds == "tx_gone" and statuses() == {"pending": events}
+    return old
+
+
+def abandoned_bytes_mined(on_anvil, batch: DeliveryBatch, old: str) -> None:
+    """Someone who kept the abandoned batch's signed bytes has them mined: delivery records
+    them as the batch's payment, every event paid once."""
+    send_signed(on_anvil.context.w3, SignedTx(bytes(HexBytes(batch.signed_raw_tx)), old))
+    on_anvil.ctl.set_automine(True)
+    on_anvil.ctl.mine(1)
     drive(until=all_delivered, mine=on_anvil.mine, each=sound)
     assert_delivered_exactly_once(on_anvil.context)
     batch.refresh_from_db()
     assert batch.status == "confirmed" and batch.mined_tx_hash == old
-    assert all(metadata(pk).tx_hash == old for pk in ids)
 
 
 def test_an_abandoned_events_item_id_never_changes_to_a_dust_bundle(on_anvil, settings, clock):
@@ -1340,11 +1352,7 @@ def test_an_abandoned_events_item_id_never_changes_to_a_dust_bundle(on_anvil, se
     settings.DELIVERY_MIN_ITEM_WEI = 10**13
     settings.DELIVERY_DUST_MAX_AGE_SECONDS = 3600
     ids, batch = one_batch_pending(on_anvil, settings, events=2)
-    ctl, w3 = on_anvil.ctl, on_anvil.context.w3
-    (old,) = batch.tx_hashes
-    ctl.drop_transaction(old)  # lost by the platform's node; a peer still has the bytes
-    ctl.mine(1)
-    assert abandon(batch).grounds == "tx_gone" and statuses() == {"pending": 2}
+    old = abandoned_as_lost(on_anvil, batch, events=2)  # a peer still has the bytes
     settings.DELIVERY_MIN_ITEM_WEI = 10**18  # every share is dust now
     stream = RevenueEvent.objects.get(pk=ids[0]).stream_id
     (later,) = events_create(1, prefix="later", first_stream=stream, streams=1)  # dust of the same stream
@@ -1357,14 +1365,8 @@ def test_an_abandoned_events_item_id_never_changes_to_a_dust_bundle(on_anvil, se
     assert not bundled & set(ids)
     # A builder holding the abandoned bytes mines them at that nonce, not the new version.
     for tx_hash in resent.tx_hashes:
-        ctl.drop_transaction(tx_hash)
-    send_signed(w3, SignedTx(bytes(HexBytes(batch.signed_raw_tx)), old))
-    ctl.set_automine(True)
-    ctl.mine(1)
-    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
-    assert_delivered_exactly_once(on_anvil.context)
-    batch.refresh_from_db()
-    assert batch.status == "confirmed" and batch.mined_tx_hash == old
+        on_anvil.ctl.drop_transaction(tx_hash)
+    abandoned_bytes_mined(on_anvil, batch, old)
     assert metadata(later).status == DeliveryStatus.DELIVERED and metadata(later).bundle_id is not None
 
 

@@ -3,9 +3,6 @@ confirmations, failures and backoff, crashes, superseded deployments, one sender
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -19,7 +16,6 @@ from orders.models import Market
 from revenue.chain.client import ChainUnavailable, TransientChainError
 from revenue.chain.devnode import free_port
 from revenue.chain.runtime import chain_context_get, chain_context_reset
-from revenue.delivery import lock
 from revenue.delivery.lock import delivery_sender_lock
 from revenue.delivery.metadata import DeliveryStatus, patch_failed
 from revenue.delivery.service import revenue_event_delivery_retry, revenue_events_deliver, revenue_events_redrive
@@ -308,46 +304,6 @@ def test_a_busy_sender_lock_returns_at_once(embedded, on_postgres):
         result = revenue_events_deliver(max_batches=1)
     assert result.skipped == "busy" and not result.ran
     assert statuses() == {"pending": 2}
-
-
-# Another process (a second worker, a chain_deploy run by hand) holding the lock of a SQLite
-# database file: argv[1] stands for that file's lock.
-OTHER_SENDER = """
-import sys, time
-from pathlib import Path
-import django
-django.setup()
-from revenue.delivery import lock
-lock.delivery_lock_path = lambda: Path(sys.argv[1])
-with lock.delivery_sender_lock() as acquired:
-    print("held" if acquired else "busy", flush=True)
-    time.sleep(60)
-"""
-
-
-def test_a_sender_in_another_process_keeps_this_one_out_on_sqlite(embedded, on_postgres, tmp_path, monkeypatch):
-    """On SQLite only a lock of this process held: another process's cycle or redeploy ran
-    beside a running one (the PostgreSQL advisory lock is per session: test_one_sender_on_postgres)."""
-    if on_postgres:
-        pytest.skip("the PostgreSQL advisory lock is covered by test_one_sender_on_postgres")
-    lock_file = tmp_path / "db.sqlite3.delivery-lock"
-    monkeypatch.setattr(lock, "delivery_lock_path", lambda: lock_file)
-    events_create(2)
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["DJANGO_SETTINGS_MODULE"] = "config.settings.test"
-    other = subprocess.Popen(
-        [sys.executable, "-c", OTHER_SENDER, str(lock_file)], env=env, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert other.stdout is not None and other.stdout.readline().strip() == "held"
-        result = revenue_events_deliver(max_batches=1)
-        assert result.skipped == "busy" and not result.ran
-        assert statuses() == {"pending": 2}
-    finally:
-        other.kill()
-        other.wait(10)
-    with delivery_sender_lock() as acquired:  # the kernel let go of the killed process's lock
-        assert acquired
 
 
 def test_no_price_pauses_delivery(embedded, django_capture_on_commit_callbacks):

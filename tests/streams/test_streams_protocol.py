@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -488,6 +489,19 @@ def _more_trades_than_a_snapshot() -> tuple[User, User, Trade, list[int]]:
     return seller, buyer, template, ids
 
 
+async def _updates_after_a_trade(client: Any, channel: str, seller: User, buyer: User) -> list[dict[str, object]]:
+    """The seller and the buyer trade once more; `channel`'s messages after its snapshot, once
+    that trade's came and everything sent before a ping was handled."""
+    await sync_to_async(place)(seller, side="sell", type="limit", quantity="0.1", price="2000.00")
+    await sync_to_async(place)(buyer, side="buy", type="limit", quantity="0.1", price="2000.00")
+    await client.until(channel, 2)
+    await client.send({"op": "ping"})
+    assert await client.op() == {"op": "pong"}
+    await client.close()
+    updates: list[dict[str, object]] = client.data[channel][1:]
+    return updates
+
+
 def test_a_trade_older_than_the_trades_snapshot_is_not_sent_after_it():
     """The trades snapshot is the newest 50; a batch that committed more trades than that
     between the subscription's joining its group and its snapshot's read has its oldest
@@ -510,13 +524,7 @@ def test_a_trade_older_than_the_trades_snapshot_is_not_sent_after_it():
         layer = get_channel_layer()
         await layer.group_send("trades.ETH-USDT", message(older))  # as a batch's, handled late
         await layer.group_send("trades.ETH-USDT", message(ids[-1]))  # in the snapshot
-        await sync_to_async(place)(seller, side="sell", type="limit", quantity="0.1", price="2000.00")
-        await sync_to_async(place)(buyer, side="buy", type="limit", quantity="0.1", price="2000.00")
-        await client.until("trades:ETH-USDT", 2)
-        await client.send({"op": "ping"})
-        assert await client.op() == {"op": "pong"}
-        await client.close()
-        return client.data["trades:ETH-USDT"][1:]
+        return await _updates_after_a_trade(client, "trades:ETH-USDT", seller, buyer)
 
     updates = async_to_sync(scenario)()
     assert [u["data"]["id"] for u in updates] == [str(Trade.objects.latest("id").pk)]
@@ -550,13 +558,7 @@ def test_a_fill_older_than_the_fills_snapshot_is_not_sent_after_it():
         assert len(snapshot) == consumers.SNAPSHOT_TRADES and str(older) not in {f["trade_id"] for f in snapshot}
         message = {"type": "stream.data", "channel": "fills", "data": fill, USER_FIELD: buyer.pk}
         await get_channel_layer().group_send(user_group(buyer.pk), message)  # as a batch's, handled late
-        await sync_to_async(place)(seller, side="sell", type="limit", quantity="0.1", price="2000.00")
-        await sync_to_async(place)(buyer, side="buy", type="limit", quantity="0.1", price="2000.00")
-        await client.until("fills", 2)
-        await client.send({"op": "ping"})
-        assert await client.op() == {"op": "pong"}
-        await client.close()
-        return client.data["fills"][1:]
+        return await _updates_after_a_trade(client, "fills", seller, buyer)
 
     updates = async_to_sync(scenario)()
     assert [u["data"]["trade_id"] for u in updates] == [str(Trade.objects.latest("id").pk)]
