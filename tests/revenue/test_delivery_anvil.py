@@ -1447,25 +1447,33 @@ def test_chain_deploy_counts_an_abandoned_batch_in_flight_until_its_nonce_is_use
     assert_delivered_exactly_once(chain_context_get())
 
 
-def test_an_abandoned_batchs_dust_bundle_is_sent_again_as_the_same_item(on_anvil, settings, clock):
-    """Abandoned, a bundle's events go back to pending with their bundle: the next batch
-    carries the same on-chain item (never a second bundle, which the reserve would pay again
-    if the abandoned bytes were ever mined)."""
+def dust_bundle_abandoned(on_anvil, settings, clock) -> tuple[list[int], DeliveryBatch, DeliveryBundle]:
+    """Three dust events of one stream carried, bundled and sent as one item; that batch's
+    transaction lost by the node and abandoned (automine off): the events pending again with
+    their bundle. The events, the batch and the bundle."""
     settings.DELIVERY_MIN_ITEM_WEI = 10**13
     settings.DELIVERY_DUST_MAX_AGE_SECONDS = 3600
     settings.DELIVERY_STUCK_SECONDS = 3600
     dust = events_create(3, gross="0.01", streams=1, first_stream=5, spread=False)
     revenue_events_deliver(max_batches=1)
     clock.advance(seconds=3601)
-    ctl = on_anvil.ctl
-    ctl.set_automine(False)
+    on_anvil.ctl.set_automine(False)
     revenue_events_deliver(max_batches=1)
     batch = DeliveryBatch.objects.get()
     (bundle,) = DeliveryBundle.objects.all()
     assert batch.event_ids == dust and [int(i) for i in batch.item_ids] == [2**64 + bundle.pk]
-    ctl.drop_transaction(batch.tx_hashes[0])
-    ctl.mine(1)
+    on_anvil.ctl.drop_transaction(batch.tx_hashes[0])
+    on_anvil.ctl.mine(1)
     assert abandon(batch).events_returned == 3
+    return dust, batch, bundle
+
+
+def test_an_abandoned_batchs_dust_bundle_is_sent_again_as_the_same_item(on_anvil, settings, clock):
+    """Abandoned, a bundle's events go back to pending with their bundle: the next batch
+    carries the same on-chain item (never a second bundle, which the reserve would pay again
+    if the abandoned bytes were ever mined)."""
+    _, batch, _ = dust_bundle_abandoned(on_anvil, settings, clock)
+    ctl = on_anvil.ctl
     revenue_events_deliver(max_batches=1)
     again = DeliveryBatch.objects.exclude(pk=batch.pk).get()
     assert again.item_ids == batch.item_ids and again.nonce == batch.nonce and DeliveryBundle.objects.count() == 1
@@ -1480,20 +1488,8 @@ def test_a_bundle_one_of_whose_events_a_same_key_transaction_paid_is_still_sent(
     batch counted that event with the bundle, its submit found one event fewer
     (DeliveryRace), and every later cycle failed the same way: delivery stopped for good.
     The bundle is sent as formed, with the events of it still waiting."""
-    settings.DELIVERY_MIN_ITEM_WEI = 10**13
-    settings.DELIVERY_DUST_MAX_AGE_SECONDS = 3600
-    settings.DELIVERY_STUCK_SECONDS = 3600
-    dust = events_create(3, gross="0.01", streams=1, first_stream=5, spread=False)
-    revenue_events_deliver(max_batches=1)
-    clock.advance(seconds=3601)
+    dust, _, bundle = dust_bundle_abandoned(on_anvil, settings, clock)
     ctl, context = on_anvil.ctl, on_anvil.context
-    ctl.set_automine(False)
-    revenue_events_deliver(max_batches=1)
-    batch = DeliveryBatch.objects.get()
-    (bundle,) = DeliveryBundle.objects.all()
-    ctl.drop_transaction(batch.tx_hashes[0])
-    ctl.mine(1)
-    assert abandon(batch).events_returned == 3
     ctl.set_automine(True)
     nonce = context.w3.eth.get_transaction_count(context.signer.address, "pending")
     foreign = send_signed(context.w3, signed_by_the_platform_key(context, [dust[0]], nonce=nonce))
