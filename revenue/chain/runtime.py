@@ -42,6 +42,8 @@ from revenue.chain.client import (
     is_connection_failure,
     signer_from_key,
 )
+from revenue.delivery.transitions import deployment_batches_supersede
+from revenue.models import ChainDeployment, DeliveryBatch, DeliveryBatchStatus
 
 logger = logging.getLogger("revenue.chain")
 
@@ -99,7 +101,6 @@ def chain_context_reset() -> None:
 
 
 def _still_active(context: ChainContext) -> bool:
-    from revenue.models import ChainDeployment
 
     active = (
         ChainDeployment.objects.filter(chain_id=context.chain_id, active=True)
@@ -158,7 +159,6 @@ def node_connect(uri: str) -> tuple[Web3, int]:
 
 
 def _node_context(uri: str) -> ChainContext:
-    from revenue.models import ChainDeployment
 
     w3, chain_id = node_connect(uri)
     deployment = ChainDeployment.objects.filter(chain_id=chain_id, active=True).first()
@@ -224,7 +224,6 @@ def chain_deploy_check(*, w3: Web3, chain_id: int, force: bool) -> None:
     staff abandoned while its nonce was unused (revenue.delivery.abandon, ``tx_gone``)
     counts as in flight until the signer's nonce passed it at the final block: its signed
     bytes could still pay on the old contract."""
-    from revenue.models import DeliveryBatch, DeliveryBatchStatus
 
     batches = DeliveryBatch.objects.filter(
         deployment__chain_id=chain_id, deployment__active=True, status=DeliveryBatchStatus.SUBMITTED
@@ -255,7 +254,6 @@ def _confirmed_not_final(w3: Web3, *, chain_id: int) -> int:
     """Confirmed batches of the active deployment whose block is above the node's final
     block: their events are `delivered`, and a reorg may still take the payment back. The
     worker re-checks them only while their deployment is the active one."""
-    from revenue.models import DeliveryBatch, DeliveryBatchStatus
 
     confirmed = DeliveryBatch.objects.filter(
         deployment__chain_id=chain_id,
@@ -272,7 +270,6 @@ def _confirmed_not_final(w3: Web3, *, chain_id: int) -> int:
 def _abandoned_still_minable(w3: Web3, *, chain_id: int) -> int:
     """Abandoned batches of the active deployment whose nonce the signer has not used at the
     final block: a version of them could still be mined."""
-    from revenue.models import DeliveryBatch, DeliveryBatchStatus
 
     abandoned = list(
         DeliveryBatch.objects.filter(
@@ -301,7 +298,6 @@ def final_block_read(w3: Web3, *, head: int) -> int:
 
 def chain_deploy(*, w3: Web3, signer: LocalAccount, embedded: bool = False, force: bool = False) -> Any:
     """Deploy a reserve from ``signer`` and make it the active deployment of its chain."""
-    from revenue.models import ChainDeployment
 
     chain_id = int(w3.eth.chain_id)
     chain_deploy_check(w3=w3, chain_id=chain_id, force=force)
@@ -333,8 +329,6 @@ def chain_deployment_record(
 ) -> Any:
     """Record a new active deployment; the previous active one of the chain is superseded
     and its batches that never confirmed return their events to pending."""
-    from revenue.delivery.transitions import deployment_batches_supersede
-    from revenue.models import ChainDeployment
 
     moment = now or timezone.now()
     previous = list(ChainDeployment.objects.select_for_update().filter(chain_id=chain_id, active=True).order_by("pk"))
