@@ -31,4 +31,8 @@ class ServerTimeApi(APIView):
         operation_id="time_get",
     )
     def get(self, request: Request) -> Response:
-        return Response(ServerTimeSerializer({"server_time": server_time_text()}).data)
+        response = Response(ServerTimeSerializer({"server_time": server_time_text()}).data)
+        # A clock read from a cache is a wrong clock: a proxy or client library that kept
+        # this answer would have every signature after it refused as out of the window.
+        response["Cache-Control"] = "no-store"
+        return response

@@ -46,6 +46,10 @@ def test_server_time_is_iso_utc_with_milliseconds(api_client):
     assert before - timedelta(milliseconds=1) <= parsed <= after
 
 
+def test_server_time_is_never_cached(api_client):
+    assert api_client.get("/api/time")["Cache-Control"] == "no-store"
+
+
 def test_server_time_ignores_bad_credentials(api_client):
     api_client.credentials(HTTP_AUTHORIZATION="Bearer not-a-token")
     assert api_client.get("/api/time").status_code == 200
