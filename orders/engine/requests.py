@@ -13,6 +13,7 @@ from typing import Protocol, TypeVar
 from core.errors import InvalidInput, unknown_fields
 from core.money import (
     AMOUNT_MAX_DIGITS,
+    AMOUNT_PLACES,
     AMOUNT_TEXT_MAX_LENGTH,
     EXPONENT_REFUSAL,
     EXPONENT_TEXT,
@@ -172,19 +173,27 @@ def _choice(value: object, *, choices: frozenset[str]) -> str:
 def amount_text_of_number(number: Decimal) -> str:
     """A JSON number read exactly (a Decimal) as amount text that parse_amount reads back
     to the same value: its digits with 8 places when it can be an amount (with its sign when
-    negative, which parse_amount refuses as it refuses a negative number), else "NaN",
-    which parse_amount refuses as it refuses any number that does not fit (too many
-    places, beyond the column, not finite)."""
-    if number.is_finite() and abs(number.adjusted()) <= AMOUNT_MAX_DIGITS:
+    negative, which parse_amount refuses as it refuses a negative number). A number that
+    does not fit (too many places, beyond the column) keeps its own digits when they are
+    short enough, else stands for one of its kind, so that the refusal still says which
+    (1e400 was told "Must be a positive decimal.")."""
+    if not number.is_finite():
+        return "NaN"
+    if number.is_signed() or number.is_zero():  # 0E+400, -1E+400: no positive amount
+        return "0" if number.is_zero() else "-1"
+    if abs(number.adjusted()) <= AMOUNT_MAX_DIGITS:
         amount = parse_amount(number)
         if amount is not None:
             return f"{MONEY_CONTEXT.quantize(amount, QUANTUM):f}"
-        # Too many places or beyond the column: its own digits, so that the refusal can say
-        # which (what parse_amount refuses in the number, it refuses in this text).
         text = f"{number:f}"
         if len(text) <= AMOUNT_TEXT_MAX_LENGTH:
             return text
-    return "NaN"
+    return _BEYOND_COLUMN_TEXT if number.adjusted() > 0 else _BEYOND_PLACES_TEXT
+
+
+# What a positive number too long to carry as its own digits is sent as: one of its kind.
+_BEYOND_COLUMN_TEXT = "1" + "0" * (AMOUNT_MAX_DIGITS - AMOUNT_PLACES)
+_BEYOND_PLACES_TEXT = "0." + "0" * AMOUNT_PLACES + "1"
 
 
 def amount_received(value: object) -> object:

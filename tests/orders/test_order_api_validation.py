@@ -216,7 +216,7 @@ def test_off_grid_values_are_rejected_not_rounded(funded, user, user_client, bod
         ({"quantity": "0"}, "quantity", "Must be a positive decimal."),
         ({"price": "-1"}, "price", "Must be a positive decimal."),
         ({"price": "abc"}, "price", "Must be a positive decimal."),
-        ({"quantity": 1e308}, "quantity", "Must be a positive decimal."),
+        ({"quantity": 1e308}, "quantity", "Too large: at most 22 digits before the decimal point."),
         # What an HTML number field and JavaScript's String() write: "Must be a positive
         # decimal." said nothing a trader who typed 1e25 could act on.
         ({"quantity": "1e25"}, "quantity", EXPONENT_REFUSAL),
@@ -230,6 +230,26 @@ def test_a_refused_amount_says_what_is_wrong_with_it(funded, user, user_client, 
     code = "invalid_quantity" if field == "quantity" else "invalid_price"
     assert_error(response, 400, code, field)
     assert response.json()["error"]["fields"][field] == [message]
+    assert_nothing_happened(user)
+
+
+@pytest.mark.parametrize(
+    ("number", "message"),
+    [
+        ("1e400", "Too large: at most 22 digits before the decimal point."),
+        ("1E+65", "Too large: at most 22 digits before the decimal point."),
+        ("1e-400", "At most 8 decimal places."),
+        ("-1e400", "Must be a positive decimal."),
+        ("0e400", "Must be a positive decimal."),
+    ],
+)
+def test_a_json_number_beyond_any_amount_says_which_way(funded, user, user_client, number, message):
+    # Too long for its own digits, such a number was sent on as "NaN": 1e400 was told
+    # "Must be a positive decimal.", as if it were no number.
+    body = f'{{"market": "ETH-USDT", "side": "buy", "type": "limit", "quantity": {number}, "price": "2000.00"}}'
+    response = user_client.post("/api/orders", body, content_type="application/json")
+    assert_error(response, 400, "invalid_quantity", "quantity")
+    assert response.json()["error"]["fields"]["quantity"] == [message]
     assert_nothing_happened(user)
 
 
