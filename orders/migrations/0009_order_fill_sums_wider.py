@@ -1,5 +1,5 @@
 """An order's sums over its fills (quote_filled, fee_paid) widened to NUMERIC(52, 8):
-core.fields.FILLS_SUM_MAX_DIGITS. On PostgreSQL the type is widened in place (more
+core.fields.SUM_MAX_DIGITS. On PostgreSQL the type is widened in place (more
 precision, the same scale: no rewrite of the table). On SQLite a money column is text
 (core.fields) and already holds any width: the table is not remade, which Django's
 AlterField would do there (twice, moving the columns)."""
@@ -20,7 +20,7 @@ def _column_types(schema_editor, digits):
 
 
 def widen(apps, schema_editor):
-    _column_types(schema_editor, core.fields.FILLS_SUM_MAX_DIGITS)
+    _column_types(schema_editor, core.fields.SUM_MAX_DIGITS)
 
 
 def narrow(apps, schema_editor):
