@@ -19,12 +19,13 @@ def _column_types(schema_editor, digits):
         )
 
 
+# Literal widths: this migration must not change with core.fields.
 def widen(apps, schema_editor):
-    _column_types(schema_editor, core.fields.SUM_MAX_DIGITS)
+    _column_types(schema_editor, 52)
 
 
 def narrow(apps, schema_editor):
-    _column_types(schema_editor, core.fields.AMOUNT_MAX_DIGITS)
+    _column_types(schema_editor, 30)
 
 
 class Migration(migrations.Migration):
