@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import operator
 import re
+from decimal import InvalidOperation
 from itertools import accumulate, count
 from typing import Any
 
@@ -70,10 +71,15 @@ def json_read(text: str, **options: Any) -> Any:
     an object that names a member twice (_names_once) with the ValueError every other text
     that is not JSON raises, so the callers' one `except ValueError` answers it as
     malformed rather than as a crash (RecursionError, or a segmentation fault past the C
-    stack) or as one of its values."""
+    stack) or as one of its values; so is a number read with parse_float=Decimal whose
+    exponent is past what a Decimal holds (InvalidOperation)."""
     if not json_nesting_within(text):
         raise ValueError(f"JSON nested deeper than {JSON_DEPTH_MAX} levels")
     try:
         return json.loads(text, object_pairs_hook=_names_once, **options)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+    except InvalidOperation:
+        # parse_float=Decimal on a number whose exponent is past what a Decimal holds
+        # (1e followed by 40 nines: valid JSON): not a ValueError, it answered 500.
+        raise ValueError("a JSON number beyond what a Decimal holds") from None

@@ -21,6 +21,7 @@ from core.money import AMOUNT_MAX_DIGITS, AMOUNT_PLACES, MAX_AMOUNT, QUANTUM, ZE
 __all__ = [
     "AMOUNT_MAX_DIGITS",
     "AMOUNT_PLACES",
+    "SUM_MAX_DIGITS",
     "ZERO",
     "MoneyField",
     "MoneySumEquals",
@@ -29,6 +30,13 @@ __all__ = [
 ]
 
 _INTEGER_DIGITS = AMOUNT_MAX_DIGITS - AMOUNT_PLACES
+# Running sums the ledger does not bound, 44 integer digits: an order's over its fills
+# (quote filled, fees paid: at most its quantity x its prices, a product of two column
+# values; a resting sell's buyers can get their money back and buy from it again), and a
+# revenue stream's totals (every currency's events added as they are: USDT and ETH fees of
+# one stream). On SQLite their text is an amount's fixed width up to 10**22 and longer past
+# it: SQL compares them with 0 only (their CHECKs), which holds either way.
+SUM_MAX_DIGITS = 2 * _INTEGER_DIGITS + AMOUNT_PLACES
 _WIDTH = AMOUNT_MAX_DIGITS + 1  # digits and the point
 _OFFSET = MAX_AMOUNT + QUANTUM
 _FLOAT_DIGITS = decimal.Context(prec=15)  # 10**22: negatives are stored as "-" + (10**22 - |value|)

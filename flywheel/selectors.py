@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from django.conf import settings
 from django.db.models import Case, F, Q, Value, When
@@ -27,6 +27,10 @@ from revenue.selectors import currency_usd_rates, holder_share_delivered, stream
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
 CENT = Decimal("0.01")  # progress in percent, two places
+# A holding's share of the supply, T / S: T has 8 places and 1/S has 9 with the default
+# S = 500,000,000 (2**8 x 5**9), so 17 places give it whole; past them (another supply)
+# it is rounded down, never overstated.
+SHARE_QUANTUM = Decimal("1e-18")
 MONTHS_PER_YEAR = 12
 WINDOW_DAYS = 30
 # Revenue multiplier per fee tier (bronze .. diamond); 1.0 below the first tier.
@@ -36,6 +40,10 @@ MULTIPLIERS = {"bronze": Decimal("1.1"), "silver": Decimal("1.25"), "gold": Deci
 
 def _q8(value: Decimal) -> Decimal:
     return quantize_down(value)
+
+
+def _share_of_supply(share: Decimal) -> Decimal:
+    return share.quantize(SHARE_QUANTUM, rounding=ROUND_DOWN)
 
 
 def multiplier_for(tier: FeeTier | None) -> Decimal:
@@ -217,7 +225,7 @@ def earnings_project(*, ttx_amount: Decimal, monthly_volume: Decimal, platform_r
         ttx_amount=ttx_amount,
         tier=tier,
         revenue_multiplier=multiplier,
-        share_of_supply=share.quantize(Decimal("1e-12")),
+        share_of_supply=_share_of_supply(share),
         holder_pool_monthly=holder_pool,
         monthly_earnings=monthly,
         annual_earnings=monthly * MONTHS_PER_YEAR,
@@ -308,7 +316,7 @@ def my_impact(*, user_id: int, now: datetime | None = None) -> Impact:
         tier=tier,
         next_tier=next((t for t in TIERS if t.threshold > holdings), None),
         revenue_multiplier=multiplier,
-        share_of_supply=share.quantize(Decimal("1e-12")),
+        share_of_supply=_share_of_supply(share),
         holder_revenue_30d=pool,
         monthly_earnings=monthly,
         annual_earnings=monthly * MONTHS_PER_YEAR,

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
-from core.fields import MoneyField
+from core.fields import SUM_MAX_DIGITS, MoneyField
 from orders.engine.types import (
     LIVE_STATUSES,
     RESTING_STATUSES,
@@ -163,8 +163,9 @@ class Order(models.Model):
     stop_price = MoneyField(null=True, blank=True)
     quantity = MoneyField()
     filled_quantity = MoneyField(default=0)
-    quote_filled = MoneyField(default=0)  # sum of price x quantity over fills
-    fee_paid = MoneyField(default=0)
+    # Sums over the fills, wider than an amount (core.fields.SUM_MAX_DIGITS).
+    quote_filled = MoneyField(default=0, max_digits=SUM_MAX_DIGITS)  # sum of price x quantity
+    fee_paid = MoneyField(default=0, max_digits=SUM_MAX_DIGITS)
     # Funds still reserved for this order (quote for buys, base for sells).
     locked_amount = MoneyField(default=0)
     status = models.CharField(max_length=16, choices=choices(OrderStatus))

@@ -9,7 +9,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from core.fields import MoneyField, MoneySumEquals
+from core.fields import SUM_MAX_DIGITS, MoneyField, MoneySumEquals
 from revenue.delivery.metadata import (
     ATTENTION_STATUSES,
     WAITING_STATUSES,
@@ -28,11 +28,12 @@ class RevenueStream(models.Model):
     id = models.PositiveSmallIntegerField(primary_key=True)
     name = models.CharField(max_length=64, unique=True)
     description = models.TextField(blank=True, default="")
-    collected = MoneyField(default=0)
+    # Sums wider than an amount (core.fields.SUM_MAX_DIGITS): every currency's events added.
+    collected = MoneyField(default=0, max_digits=SUM_MAX_DIGITS)
     # Holder share confirmed on-chain, in each event's own currency added together (the
     # delivery's books: USDT and ETH shares alike). Not a dollar figure: the flywheel sums
     # the delivered events per currency instead (flywheel.selectors.stream_figures_list).
-    distributed = MoneyField(default=0)
+    distributed = MoneyField(default=0, max_digits=SUM_MAX_DIGITS)
     target_monthly = MoneyField(default=0, validators=[MinValueValidator(0)])  # staff set it (admin)
 
     class Meta:

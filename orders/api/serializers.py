@@ -165,7 +165,7 @@ class OrderOutput(serializers.Serializer):
     filled_quantity = money()
     remaining_quantity = money()
     average_price = serializers.SerializerMethodField()
-    fee_paid = money()
+    fee_paid = MoneySumOutput(help_text="Sum of the fills' fees: can pass an amount's 22 integer digits.")
     status = serializers.CharField()
     status_reason = serializers.CharField(allow_null=True)
     created_at = MomentOutput()

@@ -86,6 +86,9 @@ _OPERATOR_MESSAGES = (
     ("execution reverted: paused", PauseCause.CONTRACT_PAUSED),
     ("reverted with reason string 'paused'", PauseCause.CONTRACT_PAUSED),
     ("insufficient funds", PauseCause.INSUFFICIENT_FUNDS),
+    # The in-process chain's words for it (eth-tester on py-evm, `make run`): taken for the
+    # batch's fault before, an attempt of each of its events used.
+    ("does not have enough balance to cover", PauseCause.INSUFFICIENT_FUNDS),
     # A node on another chain refusing the platform's EIP-155 signature (geth, anvil): not
     # the batch's fault; it may still be mined on its own chain.
     ("invalid chain id", PauseCause.WRONG_CHAIN_ID),

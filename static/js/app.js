@@ -123,35 +123,60 @@
     estimate();
   }
 
+  /* The ticket's estimate, exact: amounts as decimal text, in BigInt units of 1e-8 (the
+     server's grid), so that it reads what the order will be charged. In floats it was
+     rounded: the fee half up past the server's (rounded down), 1e21-scale totals to 16
+     digits, and any total to cents (0.0005 ETH read 0.00). Text with more than 8 places or
+     in exponent form (the server refuses both) gives null.
+     (tests/pages/test_ticket_estimate.py runs these functions in Node.) */
+  var PLACES = 8;
+  var UNIT = BigInt(10) ** BigInt(PLACES);
+
+  function amountUnits(text) {
+    var match = /^([0-9]+)(?:\.([0-9]{1,8}))?$/.exec(String(text).trim());
+    if (!match) return null;
+    return BigInt(match[1]) * UNIT + BigInt((match[2] || "").padEnd(PLACES, "0"));
+  }
+
+  /* Units of 1e-8 as the pages' amount filter writes them: grouped, no trailing zeros. */
+  function unitsText(units) {
+    var whole = (units / UNIT).toString().replace(/\B(?=([0-9]{3})+$)/g, ",");
+    var fraction = (units % UNIT).toString().padStart(PLACES, "0").replace(/0+$/, "");
+    return fraction ? whole + "." + fraction : whole;
+  }
+
+  /* {total, fee} of `quantity` at `price` (texts) for `side`, the fee at `bps` (the taker
+     rate, the most it pays) rounded down to 8 places as the server does: a buy pays
+     notional + fee, a sell receives notional - fee. Null when an amount is not one. */
+  function ticketEstimate(quantity, price, bps, side) {
+    var q = amountUnits(quantity), p = amountUnits(price);
+    if (q === null || p === null) return null;
+    var notional = q * p;  // units of 1e-16
+    var fee = (notional * BigInt(bps)) / (BigInt(10000) * UNIT);  // units of 1e-8, rounded down
+    var exact = notional / UNIT;  // the notional in units of 1e-8 (cut, exact on a market's grid)
+    return { total: unitsText(side === "sell" ? exact - fee : exact + fee), fee: unitsText(fee) };
+  }
+
   function estimate() {
     var form = ticket();
     if (!form) return;
     var out = form.querySelector("#order-total");
-    var qty = parseFloat((form.querySelector("#order-quantity") || {}).value);
+    var quantity = (form.querySelector("#order-quantity") || {}).value || "";
     var priceInput = form.querySelector("#order-price");
-    var price = priceInput && !priceInput.disabled ? parseFloat(priceInput.value) : NaN;
-    if (isNaN(price)) {
+    var price = priceInput && !priceInput.disabled ? priceInput.value : "";
+    if (!price) {
       var stop = form.querySelector("#order-stop-price");
-      price = stop && !stop.disabled ? parseFloat(stop.value) : NaN;
+      price = stop && !stop.disabled ? stop.value : "";
     }
-    if (isNaN(price)) {
+    if (!price) {
       var last = doc.querySelector(".spread-last");
-      price = last ? parseFloat(last.textContent.replace(/,/g, "")) : NaN;
+      price = last ? last.textContent.replace(/,/g, "") : "";
     }
-    // The fee (taker rate: the most an order can pay) is paid in the quote asset: a buy
-    // pays notional + fee, a sell receives notional - fee.
-    var bps = parseFloat(form.getAttribute("data-fee-bps") || "0");
+    var bps = parseInt(form.getAttribute("data-fee-bps") || "0", 10);
     var feeOut = form.querySelector("#order-fee");
-    if (isNaN(qty) || isNaN(price)) {
-      out.textContent = "—";
-      if (feeOut) feeOut.textContent = "—";
-      return;
-    }
-    var notional = qty * price, fee = notional * bps / 10000;
-    var total = checked(form, "side") === "sell" ? notional - fee : notional + fee;
-    var money = { maximumFractionDigits: 2, minimumFractionDigits: 2 };
-    out.textContent = total.toLocaleString("en-US", money);
-    if (feeOut) feeOut.textContent = fee.toLocaleString("en-US", { maximumFractionDigits: 8, minimumFractionDigits: 2 });
+    var figures = ticketEstimate(quantity, price, bps, checked(form, "side"));
+    out.textContent = figures ? figures.total : "—";
+    if (feeOut) feeOut.textContent = figures ? figures.fee : "—";
   }
 
   /* --- a ticket posted after a login elsewhere: send the token of the current cookie, so

@@ -45,12 +45,20 @@
     return code.replace(/_/g, " ");
   }
 
+  /* An amount as the pages write it: its decimal text without trailing zeros. Not through
+     Number(): a float wrote a fee of 0.00000084 as 8.4e-7 and rounded past 16 digits
+     (tests/streams/test_notice_amounts.py runs this function in Node). */
+  function plainAmount(text) {
+    var value = String(text);
+    return value.indexOf(".") < 0 ? value : value.replace(/0+$/, "").replace(/\.$/, "");
+  }
+
   function notify(order) {
     var quote = (order.market || "").split("-")[1] || "";
-    var text = "Order #" + order.id + " " + order.side + " " + Number(order.quantity) + " " + order.market + " " + order.status;
+    var text = "Order #" + order.id + " " + order.side + " " + plainAmount(order.quantity) + " " + order.market + " " + order.status;
     if (order.status_reason) text += " (" + reasonSentence(order.status_reason) + ")";
-    if (Number(order.filled_quantity) > 0) {
-      text += ": " + Number(order.filled_quantity) + " at average " + order.average_price + ", fee " + Number(order.fee_paid) + " " + quote;
+    if (/[1-9]/.test(order.filled_quantity)) {
+      text += ": " + plainAmount(order.filled_quantity) + " at average " + order.average_price + ", fee " + plainAmount(order.fee_paid) + " " + quote;
     } else {
       text += ": nothing filled";
     }

@@ -31,6 +31,7 @@ from revenue.chain.client import (
     connect,
     dev_signer_fund,
     encode_deliver_call,
+    error_message,
     is_underpriced,
     node_chain_id,
     operator_cause,
@@ -446,3 +447,27 @@ def test_chain_status_on_a_live_chain(tester_reserve: Deployed) -> None:
     # a wrong contract address degrades the snapshot but never raises
     status = chain_status(d.w3, contract_address="0x" + "22" * 20, signer_address=d.signer.address)
     assert status["connected"] is True and status["error"]
+
+
+def test_a_batch_worth_more_than_the_signer_holds_is_the_operators_insufficient_funds(
+    tester_reserve: Deployed,
+) -> None:
+    """The in-process chain (eth-tester on py-evm, `make run`'s) refuses to estimate such a
+    batch in its own words, "Sender does not have enough balance to cover transaction value
+    and gas", not a node's "insufficient funds": the refusal was taken for the batch's fault
+    (fatal), an attempt of each of its events used, the small shares batched with a large
+    one failing with it, where delivery is to pause until the signer is topped up."""
+    d = tester_reserve
+    balance = d.w3.eth.get_balance(d.signer.address)
+    with pytest.raises(Exception) as refused:  # whatever the chain raises
+        build_delivery_tx(
+            d.w3,
+            contract_address=d.address,
+            signer_address=d.signer.address,
+            items=[DeliveryItem(12, 0, balance + 1), DeliveryItem(13, 0, 5)],
+            nonce=d.w3.eth.get_transaction_count(d.signer.address),
+            max_fee_per_gas=5 * 10**9,
+            max_priority_fee_per_gas=10**9,
+        )
+    assert operator_cause(refused.value) == "insufficient_funds", error_message(refused.value)
+    assert classify_error(refused.value) == "operator"

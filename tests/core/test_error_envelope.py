@@ -47,6 +47,23 @@ CASES = [
         400,
         None,
     ),
+    # A JSON number whose exponent is past what a Decimal holds (the amounts' exact parser).
+    (
+        "post",
+        "/api/admin/wallets/credit",
+        '{"username": "x", "asset": "USDT", "amount": 1e' + "9" * 5000 + "}",
+        "application/json",
+        400,
+        "malformed_request",
+    ),
+    (
+        "post",
+        "/api/orders",
+        '{"market": "ETH-USDT", "side": "buy", "type": "limit", "quantity": "1", "price": 1e' + "9" * 40 + "}",
+        "application/json",
+        400,
+        "malformed_request",
+    ),
     (
         "post",
         "/api/admin/markets/ETH-USDT/reference-price",

@@ -9,6 +9,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from flywheel import selectors
 from orders.engine.requests import OrderRequest
@@ -148,6 +150,25 @@ def test_calculator_projects_from_given_revenue(api_client, db):
     assert Decimal(body["annual_earnings"]) == q8(pool * share * Decimal("1.5")) * 12
     assert Decimal(body["monthly_fees_before_discount"]) == Decimal("60")  # 12 bps of 50,000
     assert Decimal(body["monthly_fee_savings"]) == Decimal("21")  # 35% of 60
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(units=st.integers(min_value=0, max_value=500_000_000 * 10**8))
+def test_calculator_share_of_supply_is_the_exact_ratio(api_client, db, units):
+    """T / S has at most 17 decimals with S = 500,000,000 (T has 8, 1/S has 9): it is given
+    whole. It was rounded half even to 12 places: 0.00075 TTX read 0.000000000002 (1.5e-12,
+    rounded up) and 0.00000001 TTX read 0 beside monthly earnings computed from 2e-17."""
+    ttx = Decimal(units).scaleb(-8)
+    body = api_client.get(
+        "/api/flywheel/calculator", {"ttx_amount": f"{ttx:f}", "monthly_volume": "0", "platform_revenue": "1000"}
+    ).json()
+    assert Decimal(body["share_of_supply"]) * 500_000_000 == ttx, body["share_of_supply"]
+
+
+def test_calculator_share_of_supply_of_tiny_holdings(api_client, db):
+    for ttx, share in (("0.00075", "0.000000000001500000"), ("0.00000001", "0.000000000000000020")):
+        body = api_client.get("/api/flywheel/calculator", {"ttx_amount": ttx, "monthly_volume": "0"}).json()
+        assert body["share_of_supply"] == share
 
 
 @pytest.mark.parametrize(

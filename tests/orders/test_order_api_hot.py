@@ -135,6 +135,9 @@ def test_framing_errors_are_answered_as_before(market, trader):
     _envelope(malformed, 400, "malformed_request")
     nested = alice.api.post("/api/orders", '{"a":' * 100_000 + "1" + "}" * 100_000, content_type="application/json")
     _envelope(nested, 400, "malformed_request")  # deeper than the JSON parser recurses
+    # A number whose exponent is past what a Decimal holds: InvalidOperation was a 500.
+    beyond = alice.api.post("/api/orders", '{"price": 1e' + "9" * 5000 + "}", content_type="application/json")
+    _envelope(beyond, 400, "malformed_request")
     _envelope(alice.api.post("/api/orders", "a=b", content_type="text/plain"), 415, "unsupported_media_type")
     empty = alice.api.post("/api/orders", "", content_type="application/json")
     assert _envelope(empty, 400, "validation_error")["fields"]["market"] == ["This field is required."]

@@ -143,3 +143,31 @@ def test_trading_at_1e20_scale_with_8_decimals_keeps_the_ledger_exact(orders):
                 assert trade.maker_fee == calculate_fee(notional=trade.quote_amount, fee_bps=8)
     assert all(row.balanced for row in ledger_check()), ledger_check()
     assert_invariants(market_id=market.pk)
+
+
+def test_a_resting_sell_whose_fills_add_up_past_the_column_keeps_filling():
+    """A resting sell's fills can add up to more quote than a column holds: its buyers'
+    money comes back to them (here the seller buys back what it sold), so the sum over its
+    life is bounded by price x quantity, not by the ledger. Its `quote_filled` (and
+    `fee_paid`) outgrew NUMERIC(30, 8) on PostgreSQL at the fifth fill of 2e21: the batch
+    failed on "numeric field overflow", the buyer's order ended in `error`, and so would
+    every later order meeting that sell."""
+    market = market_create("ETH-USDT")
+    price = "2000000000000000000000.00"
+    seller, buyer = UserFactory(), UserFactory()
+    fund(seller, "ETH", "6")
+    fund(seller, "USDT", "50000000000000000000")
+    fund(buyer, "USDT", "2100000000000000000000")
+    sell = place(seller, side="sell", type="limit", quantity="6", price=price)
+    for _ in range(6):
+        bought = place(buyer, side="buy", type="limit", quantity="1", price=price, time_in_force="IOC")
+        assert bought.status == "filled", (bought.status, bought.status_reason)
+        place(seller, side="buy", type="limit", quantity="1", price=price)
+        sold = place(buyer, side="sell", type="limit", quantity="1", price=price, time_in_force="IOC")
+        assert sold.status == "filled", (sold.status, sold.status_reason)
+    sell.refresh_from_db()
+    assert sell.status == "filled"
+    assert sell.quote_filled == D(price) * 6 > MAX_AMOUNT
+    assert sell.fee_paid == calculate_fee(notional=D(price), fee_bps=8) * 6
+    assert all(row.balanced for row in ledger_check()), ledger_check()
+    assert_invariants(market_id=market.pk)

@@ -101,3 +101,16 @@ def test_stream_total_equals_sum_of_events():
         revenue_collect(stream=5, amount=f"{i + 1}.5", description="x", source_type="loan", source_id=str(i))
     total = RevenueEvent.objects.filter(stream_id=5).aggregate(total=Sum("gross_amount"))["total"]
     assert RevenueStream.objects.get(pk=5).collected == total == Decimal("31.5")
+
+
+def test_a_streams_total_past_one_amounts_digits_is_recorded():
+    """A stream's `collected` adds every currency's events as they are (a market quoted in
+    USDT and one quoted in ETH both pay Trading Fees), so it passes an amount's 22 integer
+    digits where no event and no wallet does. In NUMERIC(30, 8) the second event failed on
+    PostgreSQL ("numeric field overflow"): never recorded, and a trade's fees retried by
+    the sweep forever."""
+    large = "6000000000000000000000.12345678"
+    revenue_collect(stream=0, amount=large, description="fees", source_type="t", source_id="1", currency="USDT")
+    revenue_collect(stream=0, amount=large, description="fees", source_type="t", source_id="2", currency="ETH")
+    assert RevenueEvent.objects.filter(stream_id=0).count() == 2
+    assert RevenueStream.objects.get(pk=0).collected == Decimal(large) * 2

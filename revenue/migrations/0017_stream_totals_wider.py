@@ -1,0 +1,53 @@
+"""A stream's totals (collected, distributed) widened to NUMERIC(52, 8):
+core.fields.SUM_MAX_DIGITS (every currency's events added as they are). On PostgreSQL the
+type is widened in place (more precision, the same scale: no rewrite of the table). On
+SQLite a money column is text (core.fields) and already holds any width: the table is not
+remade, which Django's AlterField would do there."""
+
+import core.fields
+from django.db import migrations
+
+COLUMNS = ("collected", "distributed")
+
+
+def _column_types(schema_editor, digits):
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    for column in COLUMNS:
+        schema_editor.execute(
+            f'ALTER TABLE "revenue_revenuestream" ALTER COLUMN "{column}" TYPE numeric({digits}, 8)'  # noqa: S608
+        )
+
+
+# Literal widths: this migration must not change with core.fields.
+def widen(apps, schema_editor):
+    _column_types(schema_editor, 52)
+
+
+def narrow(apps, schema_editor):
+    _column_types(schema_editor, 30)
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ("revenue", "0016_batch_broadcast_block"),
+    ]
+
+    operations = [
+        migrations.SeparateDatabaseAndState(
+            database_operations=[migrations.RunPython(widen, narrow)],
+            state_operations=[
+                migrations.AlterField(
+                    model_name="revenuestream",
+                    name="collected",
+                    field=core.fields.MoneyField(decimal_places=8, default=0, max_digits=52),
+                ),
+                migrations.AlterField(
+                    model_name="revenuestream",
+                    name="distributed",
+                    field=core.fields.MoneyField(decimal_places=8, default=0, max_digits=52),
+                ),
+            ],
+        ),
+    ]
