@@ -7,6 +7,7 @@ from typing import IO, Any
 
 import django
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest
+from django.db import connections
 
 
 class PlatformASGIRequest(ASGIRequest):
@@ -30,6 +31,21 @@ class PlatformASGIHandler(ASGIHandler):
 
 
 def platform_asgi_application() -> PlatformASGIHandler:
-    """As django.core.asgi.get_asgi_application, with the platform's request."""
+    """As django.core.asgi.get_asgi_application, with the platform's request, and the
+    database connections of its requests closed as each ends (connections_per_request)."""
     django.setup(set_prefix=False)
+    connections_per_request()
     return PlatformASGIHandler()
+
+
+def connections_per_request() -> None:
+    """CONN_MAX_AGE 0 in this process, whatever DB_CONN_MAX_AGE says (it is the engine's and
+    the Celery workers'). Django's ASGI handler runs each request's synchronous part in a
+    thread of its own: the connection it opened was kept for CONN_MAX_AGE, never reused by
+    another request, and stayed open until the collector freed its thread's objects. Four
+    API-key clients (a signed request reads its key row) held 92 connections of one web
+    worker within 15 s; PostgreSQL then refused every new one ("too many clients": 500s,
+    and no connection for an engine taking a shard over). Django's documentation: "When
+    using ASGI, persistent connections should be disabled"."""
+    for alias in connections:
+        connections.settings[alias]["CONN_MAX_AGE"] = 0

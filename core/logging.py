@@ -44,6 +44,18 @@ class CorrelationIdFilter(logging.Filter):
         return True
 
 
+class NotServiceUnavailable(logging.Filter):
+    """For the admins' mail (Django's AdminEmailHandler, config/settings/base.py): not
+    Django's record of a 503 answer. A 503 is the platform's answer to an outage it knows
+    and alerts (no engine answering: PlatformEngineDown, /healthz; the database away), sent
+    with Retry-After to every client retrying meanwhile: an error report each was a storm
+    of mails for each engine restart, rendered in the request (~6 ms each, on the event
+    loop of core.api.fast's placements). Such answers are still logged and counted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "status_code", None) != 503
+
+
 def adopt_correlation_id(correlation_id: str | None) -> None:
     """For a worker's task: continue the publisher's correlation id (or start one)."""
     _correlation_id.set(correlation_id or correlation_id_new())

@@ -461,6 +461,19 @@ LOGGING = logging_config(
         "orders.sequencer.server": {"level": "INFO"},
     },
 )
+# Django's mail to ADMINS on a 5xx (its `django` logger's default handler, declared again
+# here), but not on a 503: every client retrying while an engine restarts got one, and
+# each cost the web worker an error report (core.logging.NotServiceUnavailable).
+LOGGING["filters"] |= {
+    "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    "not_service_unavailable": {"()": "core.logging.NotServiceUnavailable"},
+}
+LOGGING["handlers"]["mail_admins"] = {
+    "level": "ERROR",
+    "class": "django.utils.log.AdminEmailHandler",
+    "filters": ["require_debug_false", "not_service_unavailable"],
+}
+LOGGING["loggers"]["django"] = {"handlers": ["mail_admins"], "level": "INFO"}
 
 # --- Metrics ---------------------------------------------------------------------
 # PROMETHEUS_MULTIPROC_DIR (environment only: prometheus_client reads it at import): every

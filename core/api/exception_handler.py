@@ -42,6 +42,9 @@ CSRF_FAILED_MESSAGE = (
 # The challenge of every 401 (RFC 9110: a 401 carries WWW-Authenticate), as DRF writes it
 # for simplejwt's authentication.
 API_CHALLENGE = 'Bearer realm="api"'
+# A 503's message when the database went away (restart, failover): here and on the order
+# path outside DRF (orders.api.hot).
+DATABASE_UNAVAILABLE = "The database is temporarily unavailable; please retry."
 
 
 def error_body(code: str, message: str, fields: dict[str, list[str]] | None = None) -> dict[str, Any]:
@@ -109,7 +112,7 @@ def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Respo
         logger.warning("database unavailable: %s", exc)
         set_rollback()
         return Response(
-            error_body("service_unavailable", "The database is temporarily unavailable; please retry."),
+            error_body("service_unavailable", DATABASE_UNAVAILABLE),
             status=503,
             headers={"Retry-After": "1"},
         )

@@ -19,28 +19,30 @@ same per-process order rate."""
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections
 from django.http import HttpRequest, HttpResponse
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from accounts.authentication import Principal, request_principal, request_principal_reads
-from core.api.exception_handler import API_CHALLENGE, error_body
+from core.api.exception_handler import API_CHALLENGE, DATABASE_UNAVAILABLE, error_body
 from core.api.fast import FastHandler, answered
 from core.api.params import query_names_refused
 from core.api.throttling import RateLimit, worker_rate_count
 from core.encoding import json_compact, json_read
-from core.errors import ApplicationError
+from core.errors import ApplicationError, ServiceUnavailable
 from orders.api.serializers import order_output
 from orders.engine.requests import OrderRequest, order_request_parse
 from orders.selectors.orders import order_get_for_user
 from orders.services.orders import PlaceResult, order_cancel_as_async, order_place_as, order_place_as_async
 
+logger = logging.getLogger(__name__)
 JSON = "application/json"
 ORDER_RATE_SCOPE = "orders"
 CANCEL_RATE_SCOPE = "cancels"
@@ -169,6 +171,12 @@ def order_place_read(request: HttpRequest) -> Placement | HttpResponse | None:
         principal = request_principal(request)
     except ApplicationError as error:
         return error_response(error)
+    except (OperationalError, InterfaceError) as exc:
+        # A signed request's key row unread, the database away (a restart, "too many
+        # clients"): retryable, as DRF's views answer it (core.api.exception_handler). Outside
+        # DRF, this was Django's 500.
+        logger.warning("database unavailable: %s", exc)
+        return error_response(ServiceUnavailable(DATABASE_UNAVAILABLE, retry_after=1))
     if principal is None:
         return None
     try:

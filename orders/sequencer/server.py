@@ -107,6 +107,9 @@ class EngineServer:
         self.freeze_loaded = freeze_loaded
         self.watchdog = watchdog
         self.announce = announce or logger.info
+        self.bind = bind
+        # Where it serves once leading (_bound): `bind`, else the first of the shard's
+        # endpoints it could bind; until then, where it will try first.
         self.endpoint = bind or shard.endpoints[0]
         self.leadership = Leadership(shard.name)
         self.stats = EngineStats()
@@ -184,9 +187,7 @@ class EngineServer:
     def _lead(self, sequencer: Sequencer) -> None:
         self.stats.leader_since = time.monotonic()
         self._pending, self._wanted, self._batch_ended = [], 0, 0.0  # the first batch checks the connection
-        socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.ROUTER)
-        socket.setsockopt(zmq.LINGER, 0)
-        socket.bind(self.endpoint)
+        socket = self._bound()
         relay_publisher_start(fresh=True)  # streams: bound by the leader only, before its first batch
         takeover = self.stats.takeover
         self.announce(
@@ -221,6 +222,31 @@ class EngineServer:
                     self.watchdog.stop()
                 # No longer leading, no queue: a standby's depth is not its last batch's.
                 ENGINE_QUEUE_DEPTH.set(0)
+
+    def _bound(self) -> zmq.Socket[bytes]:
+        """The leader's socket, bound to `bind`, else to the first of the shard's endpoints
+        that binds here. Every engine of a shard is started alike (no --bind: the Procfile,
+        the systemd unit), and each bound the shard's first endpoint: on another host that is
+        not an address of its own, and on the same host the engine before it, fenced, may
+        still hold it for up to LEADERSHIP_CHECK_SECONDS; the standby that took over then
+        died of the bind instead of leading. Web workers connect to every endpoint."""
+        socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.ROUTER)
+        socket.setsockopt(zmq.LINGER, 0)
+        endpoints = [self.bind] if self.bind else list(self.shard.endpoints)
+        for endpoint in endpoints:
+            try:
+                socket.bind(endpoint)
+            except zmq.ZMQError as exc:
+                if endpoint == endpoints[-1]:
+                    socket.close()
+                    raise
+                logger.warning(
+                    "engine %s: cannot bind %s (%s); trying the next endpoint", self.shard.name, endpoint, exc
+                )
+                continue
+            self.endpoint = endpoint
+            break
+        return socket
 
     def _serve(self, socket: zmq.Socket[bytes], sequencer: Sequencer) -> None:
         received, self._pending = self._pending, []

@@ -11,8 +11,10 @@ import logging.config
 from typing import Any
 
 import pytest
+from django.core import mail
 
 from core.logging import correlation_context, logging_config
+from tests.factories import market_create
 
 
 def _json_handler(config: dict) -> logging.StreamHandler:
@@ -92,3 +94,24 @@ def test_the_request_line_names_the_authenticated_user_and_no_one_else(user_clie
     client.force_login(user)
     assert getattr(line("/api/orders", client), "user_id", None) == user.pk  # a session
     assert not hasattr(line("/healthz", client), "user_id")  # a session nothing asked for: not loaded
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.urls("tests.core.urls_with_a_failing_endpoint")
+def test_a_503_answer_mails_no_one_while_a_500_still_mails_the_admins(settings, user_client, client, tmp_path) -> None:
+    """Django mails ADMINS on every 5xx (its `django` logger's AdminEmailHandler). A 503 is
+    the platform's answer to an outage it knows and alerts (no engine answering, the
+    database away), sent to every client retrying meanwhile: one error report each, ~6 ms
+    of the web worker each (on the event loop of core.api.fast), was a storm of mails for
+    each engine restart (263 for 263 answers in a failover drill). A 500 is a bug: mailed."""
+    settings.ENGINE_TRANSPORT = "zmq"
+    settings.ENGINE_SHARDS = f"main=*@ipc://{tmp_path}/no-engine.sock"  # none bound: 503
+    market_create("ETH-USDT")
+    body = {"market": "ETH-USDT", "side": "buy", "type": "limit", "quantity": "0.1", "price": "1000.00"}
+    answer = user_client.post("/api/orders", body, format="json")
+    assert answer.status_code == 503 and answer["Retry-After"] == "1", answer.content
+    assert mail.outbox == []
+    client.raise_request_exception = False
+    assert client.get("/api/failing").status_code == 500
+    [report] = mail.outbox
+    assert report.subject.endswith("Internal Server Error: /api/failing"), report.subject

@@ -17,6 +17,7 @@ import zmq
 from django.db import connection, connections, transaction
 from prometheus_client import REGISTRY
 
+from bench.infra import free_port
 from orders.models import Order, Wallet
 from orders.sequencer import server as server_module
 from orders.sequencer.commands import command_message, command_signature, place_command
@@ -362,6 +363,29 @@ def test_an_engine_that_stops_answers_what_it_committed_and_refuses_what_waits(e
         assert (answer["status"], answer["error"]["code"]) == (503, "service_unavailable"), answer
         assert "not applied" in answer["error"]["message"]
     assert list(Order.objects.values_list("client_order_id", flat=True)) == ["s-0"]
+
+
+def test_an_engine_started_without_bind_leads_on_an_endpoint_of_its_shard_it_can_bind(zmq_transport, market):
+    """Every engine of a shard is started alike (`manage.py engine --shard NAME`: the
+    Procfile's `config.topology engine`, the systemd unit; none passes --bind). Each bound the
+    shard's first endpoint, so a standby taking over where that one was held (the engine
+    before it, fenced but still bound on the same host; on another host, not an address of
+    its own) died of "Address already in use" instead of leading. It leads on the first of
+    the shard's endpoints it can bind; the web connects to all of them."""
+    held_at, free_at = (f"tcp://127.0.0.1:{free_port()}" for _ in range(2))
+    zmq_transport.ENGINE_SHARDS = f"main=*@{held_at},{free_at}"
+    held = zmq.Context.instance().socket(zmq.ROUTER)  # the engine before it, still bound
+    held.setsockopt(zmq.LINGER, 0)
+    held.bind(held_at)
+    try:
+        with engine_leading() as server:
+            wait_until(lambda: server.endpoint == free_at, what="the engine bound on the free endpoint", timeout=10)
+            held.close()  # the engine before stood by: only the new leader receives
+            trader = trader_create(USDT="1000")
+            answer = trader.order(side="buy", type="limit", quantity="0.1", price="1000.00")
+            assert answer.status_code == 201, answer.content
+    finally:
+        held.close()
 
 
 def test_an_engine_that_no_longer_leads_shows_no_queue(engine_thread, market):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
@@ -15,7 +15,9 @@ from rest_framework.throttling import SimpleRateThrottle
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.authentication import Principal
+from accounts.services import api_key_create
 from orders.models import Order
+from tests.accounts.api_key_support import signed_request
 from tests.factories import UserFactory
 from tests.orders.invariants import assert_invariants
 from tests.orders.support import trader_create
@@ -167,3 +169,23 @@ def test_each_process_allows_its_share_of_the_rate(market, monkeypatch, frozen_c
     assert _envelope(refused, 429, "throttled") and refused["Retry-After"] == "61"
     assert bob.order(**LIMIT).status_code == 201
     assert Order.objects.filter(user=alice.user).count() == 2
+
+
+def test_a_signed_placement_with_the_database_away_is_503_not_500(market, trader):
+    """A signed request's key row is read before the engine is asked (the hot path, outside
+    DRF's exception handler): with the database away (a restart, a failover, "too many
+    clients"), the client got Django's 500 where the DRF views and a bearer token's
+    placement answer 503 with Retry-After, retryable."""
+    buyer = trader(USDT="10000")
+    key, secret = api_key_create(user=buyer.user, label="bot", permissions=["read", "trade"])
+    body = {"market": "ETH-USDT", "side": "buy", "type": "limit", "quantity": "0.1", "price": "1000.00"}
+
+    def database_away(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        raise OperationalError("connection failed: FATAL:  sorry, too many clients already")
+
+    client = APIClient(raise_request_exception=False)
+    with connection.execute_wrapper(database_away):
+        answer = signed_request(client, key.key, secret, "POST", "/api/orders", body)
+    assert answer.status_code == 503, answer.content
+    assert answer.json()["error"]["code"] == "service_unavailable" and answer["Retry-After"] == "1"
+    assert not Order.objects.exists()

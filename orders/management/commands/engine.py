@@ -26,7 +26,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--shard", default=None, help="shard name in ENGINE_SHARDS (default: the first)")
-        parser.add_argument("--bind", default=None, help="endpoint to bind when leading (default: the shard's first)")
+        parser.add_argument(
+            "--bind",
+            default=None,
+            help="endpoint to bind when leading (default: the first of the shard's endpoints that binds here)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         shard = shard_named(options["shard"]) if options["shard"] else shards()[0]
@@ -43,9 +47,8 @@ class Command(BaseCommand):
         )
         signal.signal(signal.SIGTERM, lambda *_: server.stopping.set())
         signal.signal(signal.SIGINT, lambda *_: server.stopping.set())
-        announce(
-            f"engine {shard.name}: loading its books, standing by until it leads, then serving on {server.endpoint}"
-        )
+        serving = options["bind"] or f"the first of {', '.join(shard.endpoints)} that binds here"
+        announce(f"engine {shard.name}: loading its books, standing by until it leads, then serving on {serving}")
         try:
             server.run()
         finally:
