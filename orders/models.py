@@ -207,6 +207,28 @@ class Order(models.Model):
                 | (Q(filled_quantity__gt=0) & Q(filled_quantity__lt=F("quantity")) & Q(time_in_force="GTC")),
                 name="order_partial_rests_only_gtc",
             ),
+            # What the engine guarantees, refused by the database too (tests/orders/invariants.py
+            # checks the same after every operation).
+            models.CheckConstraint(
+                condition=~Q(status__in=[s.value for s in RESTING_STATUSES])
+                | (Q(type=OrderType.LIMIT) & Q(time_in_force=TimeInForce.GTC)),
+                name="order_rests_only_gtc_limit",
+            ),
+            models.CheckConstraint(
+                condition=~Q(time_in_force=TimeInForce.FOK) | Q(filled_quantity=0) | Q(filled_quantity=F("quantity")),
+                name="order_fok_all_or_nothing",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=OrderStatus.PENDING_TRIGGER)
+                | (Q(type__in=[OrderType.STOP_LOSS, OrderType.TAKE_PROFIT]) & Q(triggered_at__isnull=True)),
+                name="order_pending_only_untriggered_stops",
+            ),
+            models.CheckConstraint(condition=Q(side__in=[s.value for s in OrderSide]), name="order_side_known"),
+            models.CheckConstraint(condition=Q(type__in=[t.value for t in OrderType]), name="order_type_known"),
+            models.CheckConstraint(
+                condition=Q(time_in_force__in=[t.value for t in TimeInForce]), name="order_time_in_force_known"
+            ),
+            models.CheckConstraint(condition=Q(stp__in=[s.value for s in SelfTradePrevention]), name="order_stp_known"),
             models.UniqueConstraint(
                 fields=["user", "client_order_id"],
                 condition=Q(client_order_id__isnull=False),
@@ -289,6 +311,10 @@ class Trade(models.Model):
             models.CheckConstraint(condition=Q(taker_fee__gte=0) & Q(maker_fee__gte=0), name="trade_fees_non_negative"),
             models.CheckConstraint(
                 condition=Q(is_house=True) | Q(maker_order__isnull=False), name="trade_book_fill_has_maker_order"
+            ),
+            models.CheckConstraint(condition=~Q(taker_user=F("maker_user")), name="trade_not_self_trade"),
+            models.CheckConstraint(
+                condition=Q(taker_side__in=[s.value for s in OrderSide]), name="trade_taker_side_known"
             ),
         ]
         indexes = [
