@@ -204,7 +204,7 @@ class Order(models.Model):
             ),
             models.CheckConstraint(
                 condition=~Q(status=OrderStatus.PARTIALLY_FILLED)
-                | (Q(filled_quantity__gt=0) & Q(filled_quantity__lt=F("quantity")) & Q(time_in_force="GTC")),
+                | (Q(filled_quantity__gt=0) & Q(filled_quantity__lt=F("quantity")) & Q(time_in_force=TimeInForce.GTC)),
                 name="order_partial_rests_only_gtc",
             ),
             # What the engine guarantees, refused by the database too (tests/orders/invariants.py
@@ -241,17 +241,17 @@ class Order(models.Model):
                 "market",
                 F("price").desc(),
                 "id",
-                condition=Q(side="buy", status__in=["open", "partially_filled"]),
+                condition=Q(side=OrderSide.BUY, status__in=[s.value for s in RESTING_STATUSES]),
                 name="order_book_bids",
             ),
             models.Index(
                 fields=["market", "price", "id"],
-                condition=Q(side="sell", status__in=["open", "partially_filled"]),
+                condition=Q(side=OrderSide.SELL, status__in=[s.value for s in RESTING_STATUSES]),
                 name="order_book_asks",
             ),
             models.Index(
                 fields=["market", "stop_price"],
-                condition=Q(status="pending_trigger"),
+                condition=Q(status=OrderStatus.PENDING_TRIGGER),
                 name="order_pending_stops",
             ),
             models.Index(fields=["user", "-id"], name="order_user_recent"),
@@ -353,7 +353,9 @@ class TradeOutbox(models.Model):
     class Meta:
         verbose_name = "trade outbox row"
         indexes = [
-            models.Index(fields=["created_at", "id"], condition=Q(status="pending"), name="trade_outbox_pending"),
+            models.Index(
+                fields=["created_at", "id"], condition=Q(status=TradeOutboxStatus.PENDING), name="trade_outbox_pending"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -9,7 +9,7 @@ from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from orders.errors import OrderNotFound
-from orders.models import Order, OrderEvent, Trade
+from orders.models import LIVE_STATUSES, RESTING_STATUSES, Order, OrderEvent, OrderSide, OrderType, Trade
 
 # A trade's columns an order's contract body shows of its fills (the batch writer reads
 # the same back for a cancel's answer, orders.sequencer.writer.histories_read).
@@ -51,7 +51,7 @@ def order_list_by_ids(*, order_ids: list[int]) -> QuerySet[Order]:
 
 
 def order_open_list_for_user(*, user_id: int, market_id: int | None = None) -> QuerySet[Order]:
-    queryset = Order.objects.filter(user_id=user_id, status__in=["pending_trigger", "open", "partially_filled"])
+    queryset = Order.objects.filter(user_id=user_id, status__in=LIVE_STATUSES)
     if market_id is not None:
         queryset = queryset.filter(market_id=market_id)
     return queryset.select_related("market").order_by("-id")
@@ -61,17 +61,17 @@ def order_own_liquidity_skipped(*, order: Order, limit: Decimal) -> bool:
     """Whether self-trade prevention passed over the owner's own resting orders when `order`
     executed: orders of the same owner on the other side of the market, resting when it
     arrived, at a price it would have taken (at or better than `limit`)."""
-    price = {"price__lte": limit} if order.side == "buy" else {"price__gte": limit}
+    price = {"price__lte": limit} if order.side == OrderSide.BUY else {"price__gte": limit}
     return (
         Order.objects.filter(
             user_id=order.user_id,
             market_id=order.market_id,
-            side="sell" if order.side == "buy" else "buy",
-            type="limit",
+            side=OrderSide(order.side).opposite,
+            type=OrderType.LIMIT,
             pk__lt=order.pk,
             **price,
         )
-        .filter(Q(status__in=["open", "partially_filled"]) | Q(closed_at__gte=order.created_at))
+        .filter(Q(status__in=RESTING_STATUSES) | Q(closed_at__gte=order.created_at))
         .exists()
     )
 
@@ -140,7 +140,7 @@ def trade_user_fill(*, trade: Trade, user_id: int) -> UserFill:
     as_taker = trade.taker_user_id == user_id
     return UserFill(
         trade=trade,
-        side=trade.taker_side if as_taker else ("sell" if trade.taker_side == "buy" else "buy"),
+        side=trade.taker_side if as_taker else OrderSide(trade.taker_side).opposite.value,
         fee=trade.taker_fee if as_taker else trade.maker_fee,
         liquidity="taker" if as_taker else "maker",
         order_pk=trade.taker_order_id if as_taker else trade.maker_order_id,

@@ -174,7 +174,7 @@ def _trade_bodies(record: TradeRecord, *, symbol: str, executed_at: str) -> list
             "trade_id": trade_id,
             "order_id": str(order_id),
             "market": symbol,
-            "side": taker_side if as_taker else ("sell" if taker_side == "buy" else "buy"),
+            "side": taker_side if as_taker else record.taker.side.opposite.value,
             "price": price,
             "quantity": quantity,
             "fee": format_amount(record.settled.taker_fee if as_taker else record.settled.maker_fee),
