@@ -69,6 +69,15 @@ class ServiceUnavailable(ApplicationError):
     default_message = "The service is temporarily unavailable; please retry."
 
 
+class InternalError(ApplicationError):
+    """An unexpected failure (a defect, a database error): the contract's 500, which says
+    nothing of the cause (it goes to the log)."""
+
+    code = "internal_error"
+    status = 500
+    default_message = "The request could not be processed."
+
+
 class SettingsSafeExceptionReporterFilter(SafeExceptionReporterFilter):
     """Django's filter hides settings named like API|TOKEN|KEY|SECRET|PASS|SIGNATURE; the
     services' URLs (`postgres://user:password@...`, a node's URL with its API key, a

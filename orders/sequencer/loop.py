@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from accounts.authentication import CredentialsInvalid
 from core.api.fields import moment_text
-from core.errors import ApplicationError, ServiceUnavailable
+from core.errors import ApplicationError, InternalError, ServiceUnavailable
 from core.logging import correlation_context, correlation_id_new
 from core.metrics import (
     ENGINE_BATCH_COMMANDS,
@@ -1086,10 +1086,7 @@ def _correlation_id(command: c.Command) -> str:
     return str(given) if given and given != "-" else correlation_id_new()
 
 
-_FAILED: c.Answer = {
-    "status": 500,
-    "error": {"code": "internal_error", "message": "The request could not be processed."},
-}
+_FAILED: c.Answer = c.error_answer(InternalError())
 
 
 def _processing_failed(command: c.Command, *, fence: LeaderFence | None = None) -> c.Answer:

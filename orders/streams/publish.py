@@ -23,6 +23,8 @@ from core.money import format_amount
 from orders.engine.book import LiveOrder
 from orders.engine.market import Journal, MarketEngine, TradeRecord
 from orders.engine.types import Side
+from orders.errors import MarketNotFound
+from orders.sequencer.commands import error_answer
 from orders.streams.marketdata import MarketData
 from orders.streams.relay import Message, relay_send
 
@@ -53,7 +55,7 @@ def book_snapshot(engine: MarketEngine | None) -> dict[str, Any]:
     """The engine's answer to BOOK_SNAPSHOT, between two batches: the whole book from memory
     as GET .../book shapes it, with the number of the last update published for it."""
     if engine is None:
-        return {"status": 404, "error": {"code": "market_not_found", "message": "No such market."}}
+        return error_answer(MarketNotFound())
     book = {
         "symbol": engine.spec.symbol,
         **{
