@@ -2,11 +2,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from django.db.models import Prefetch, Q, QuerySet
-from django.utils import timezone
 
 from orders.errors import OrderNotFound
 from orders.models import LIVE_STATUSES, RESTING_STATUSES, Order, OrderEvent, OrderSide, OrderType, Trade
@@ -43,11 +42,6 @@ def order_list_for_user(
     if market:
         queryset = queryset.filter(market__symbol=market)
     return _with_details(queryset)
-
-
-def order_list_by_ids(*, order_ids: list[int]) -> QuerySet[Order]:
-    """Orders by id with what the contract's body shows (the engine's cancel answers)."""
-    return _with_details(Order.objects.filter(pk__in=order_ids))
 
 
 def order_open_list_for_user(*, user_id: int, market_id: int | None = None) -> QuerySet[Order]:
@@ -162,10 +156,6 @@ def trade_list_for_user(*, user_id: int, market: str | None = None) -> QuerySet[
 
 def trade_list_for_market(*, market_id: int, limit: int) -> list[Trade]:
     return list(Trade.objects.filter(market_id=market_id).order_by("-id")[:limit])
-
-
-def trades_since(*, market_id: int, since_minutes: int) -> QuerySet[Trade]:
-    return Trade.objects.filter(market_id=market_id, executed_at__gte=timezone.now() - timedelta(minutes=since_minutes))
 
 
 def order_get_for_user_by_client_id(*, user_id: int, client_order_id: str) -> Order:
