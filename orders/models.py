@@ -264,10 +264,6 @@ class Order(models.Model):
     def remaining_quantity(self) -> Decimal:
         return self.quantity - self.filled_quantity
 
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
 
 class OrderEvent(models.Model):
     """Every status change of an order, with its time."""

@@ -175,7 +175,3 @@ class MatchResult:
     @property
     def house_fill(self) -> Fill | None:
         return next((fill for fill in self.fills if fill.is_house), None)
-
-    @property
-    def book_fills(self) -> tuple[Fill, ...]:
-        return tuple(fill for fill in self.fills if not fill.is_house)

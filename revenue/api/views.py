@@ -27,9 +27,6 @@ from revenue.selectors import revenue_event_exists
 from revenue.staff_actions import delivery_batch_abandon, revenue_events_delivery_retry
 from revenue.worker_status import onchain_worker_status
 
-STREAM_ID_SCHEMA = {"type": "integer", "minimum": 0, "maximum": 9}
-HOURS_SCHEMA = {"type": "integer", "minimum": 1, "maximum": 24 * 366, "default": 24}
-
 
 def _int_param(request: Request, *names: str, default: int | None, minimum: int, maximum: int) -> int | None:
     # Present, even empty, a value must be an integer in range (as the schema says), under
