@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from django.db.models import Prefetch, Q, QuerySet
 
+from orders.engine.types import Counterparty, Liquidity
 from orders.errors import OrderNotFound
 from orders.models import LIVE_STATUSES, RESTING_STATUSES, Order, OrderEvent, OrderSide, OrderType, Trade
 
@@ -81,9 +82,17 @@ class OrderFill:
 def order_fills(order: Order) -> list[OrderFill]:
     """The order's fills, from its own point of view (taker or maker), oldest first."""
     fills = [
-        OrderFill(trade=t, fee=t.taker_fee, liquidity="taker", counterparty="house" if t.is_house else "book")
+        OrderFill(
+            trade=t,
+            fee=t.taker_fee,
+            liquidity=Liquidity.TAKER,
+            counterparty=Counterparty.HOUSE if t.is_house else Counterparty.BOOK,
+        )
         for t in order.taker_trades.all()
-    ] + [OrderFill(trade=t, fee=t.maker_fee, liquidity="maker", counterparty="book") for t in order.maker_trades.all()]
+    ] + [
+        OrderFill(trade=t, fee=t.maker_fee, liquidity=Liquidity.MAKER, counterparty=Counterparty.BOOK)
+        for t in order.maker_trades.all()
+    ]
     fills.sort(key=lambda fill: fill.trade.pk)
     return fills
 
@@ -136,7 +145,7 @@ def trade_user_fill(*, trade: Trade, user_id: int) -> UserFill:
         trade=trade,
         side=trade.taker_side if as_taker else OrderSide(trade.taker_side).opposite.value,
         fee=trade.taker_fee if as_taker else trade.maker_fee,
-        liquidity="taker" if as_taker else "maker",
+        liquidity=(Liquidity.TAKER if as_taker else Liquidity.MAKER).value,
         order_pk=trade.taker_order_id if as_taker else trade.maker_order_id,
     )
 

@@ -7,12 +7,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from core.api.fields import moment_text
 from core.money import MONEY_CONTEXT, QUANTUM, format_amount
 from orders.engine.book import LiveOrder
 from orders.engine.market import TradeRecord
+from orders.engine.types import Counterparty, Liquidity
+
+# The vocabulary's texts, read once: a member looked up on its enum costs more than a fill's body.
+TAKER: Final = Liquidity.TAKER.value
+MAKER: Final = Liquidity.MAKER.value
+BOOK: Final = Counterparty.BOOK.value
+HOUSE: Final = Counterparty.HOUSE.value
 
 
 def order_body(
@@ -38,8 +45,8 @@ def order_body(
                 "price": format_amount(trade.price),
                 "quantity": format_amount(trade.quantity),
                 "fee": format_amount(trade.settled.taker_fee if as_taker else trade.settled.maker_fee),
-                "liquidity": "taker" if as_taker else "maker",
-                "counterparty": "house" if as_taker and trade.maker is None else "book",
+                "liquidity": TAKER if as_taker else MAKER,
+                "counterparty": HOUSE if as_taker and trade.maker is None else BOOK,
             }
         )
     return _body(
@@ -60,8 +67,8 @@ class StoredFill:
     price: Decimal
     quantity: Decimal
     fee: Decimal
-    liquidity: str  # "taker" or "maker"
-    counterparty: str  # "house" or "book"
+    liquidity: str  # a Liquidity's value
+    counterparty: str  # a Counterparty's value
 
 
 @dataclass(slots=True)

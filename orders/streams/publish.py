@@ -24,6 +24,7 @@ from orders.engine.book import LiveOrder
 from orders.engine.market import Journal, MarketEngine, TradeRecord
 from orders.engine.types import Side
 from orders.errors import MarketNotFound
+from orders.sequencer.answers import MAKER, TAKER
 from orders.sequencer.commands import error_answer
 from orders.streams.marketdata import MarketData
 from orders.streams.relay import Message, relay_send
@@ -180,7 +181,7 @@ def _trade_bodies(record: TradeRecord, *, symbol: str, executed_at: str) -> list
             "price": price,
             "quantity": quantity,
             "fee": format_amount(record.settled.taker_fee if as_taker else record.settled.maker_fee),
-            "liquidity": "taker" if as_taker else "maker",
+            "liquidity": TAKER if as_taker else MAKER,
             "executed_at": executed_at,
         }
         messages.append(_private(user_id, "fills", fill))
