@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from django.db.models import Prefetch, Q, QuerySet
 
+from orders.engine.money import average_price
 from orders.engine.types import Counterparty, Liquidity
 from orders.errors import OrderNotFound
 from orders.models import LIVE_STATUSES, RESTING_STATUSES, Order, OrderEvent, OrderSide, OrderType, Trade
@@ -98,9 +99,7 @@ def order_fills(order: Order) -> list[OrderFill]:
 
 
 def order_average_price(order: Order) -> Decimal | None:
-    if not order.filled_quantity:
-        return None
-    return (order.quote_filled / order.filled_quantity).quantize(Decimal("1e-8"))
+    return average_price(quote=order.quote_filled, quantity=order.filled_quantity)
 
 
 @dataclass(frozen=True, slots=True)

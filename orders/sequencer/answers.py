@@ -10,9 +10,10 @@ from decimal import Decimal
 from typing import Any, Final
 
 from core.api.fields import moment_text
-from core.money import MONEY_CONTEXT, QUANTUM, format_amount
+from core.money import format_amount
 from orders.engine.book import LiveOrder
 from orders.engine.market import TradeRecord
+from orders.engine.money import average_price
 from orders.engine.types import Counterparty, Liquidity
 
 # The vocabulary's texts, read once: a member looked up on its enum costs more than a fill's body.
@@ -119,9 +120,7 @@ def _body(
     at: datetime,
     at_text: str,
 ) -> dict[str, Any]:
-    average: Decimal | None = None
-    if order.filled_quantity:
-        average = MONEY_CONTEXT.quantize(MONEY_CONTEXT.divide(order.quote_filled, order.filled_quantity), QUANTUM)
+    average = average_price(quote=order.quote_filled, quantity=order.filled_quantity)
 
     def when(value: datetime | None) -> str | None:
         # Most of an order's moments are the batch's own (`at`): formatted once.
