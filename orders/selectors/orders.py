@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -34,9 +34,17 @@ def order_get_for_user(*, user_id: int, order_id: int) -> Order:
 
 
 def order_list_for_user(
-    *, user_id: int, status: str | None = None, market: str | None = None, statuses: Sequence[str] = ()
+    *,
+    user_id: int,
+    status: str | None = None,
+    market: str | None = None,
+    statuses: Sequence[str] = (),
+    order_ids: Collection[int] | None = None,
 ) -> QuerySet[Order]:
+    """The user's orders with what their contract body shows; `order_ids`: only those of them."""
     queryset = Order.objects.filter(user_id=user_id)
+    if order_ids is not None:
+        queryset = queryset.filter(pk__in=order_ids)
     if status:
         queryset = queryset.filter(status=status)
     if statuses:
