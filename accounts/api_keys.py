@@ -54,7 +54,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts.errors import ApiKeyReadOnly, InvalidApiKey, InvalidSignature, ReplayedRequest, SignatureExpired
-from accounts.models import ApiKey, ApiSignatureSeen
+from accounts.models import PERMISSION_TRADE, ApiKey, ApiSignatureSeen
 from core.cache import CACHE_ERRORS, cache_failure_log
 
 logger = logging.getLogger(__name__)
@@ -66,8 +66,6 @@ HEADER_KEY_META = "HTTP_" + HEADER_KEY.upper().replace("-", "_")
 HEADER_TIMESTAMP = "X-API-TIMESTAMP"
 HEADER_SIGNATURE = "X-API-SIGNATURE"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-PERMISSION_READ = "read"
-PERMISSION_TRADE = "trade"
 KEY_LENGTH_BYTES = 16  # the public key: 32 hex characters
 KEY_MAX_LENGTH = 64
 SECRET_LENGTH_BYTES = 32  # the secret: 64 hex characters, 256 bits

@@ -14,6 +14,7 @@ SENTENCES: dict[str, str] = {
     "not_found": "This could not be found.",
     "conflict": "This conflicts with a change made meanwhile; reload and try again.",
     "service_unavailable": "The exchange is busy right now; please try again in a moment.",
+    "internal_error": "The request could not be processed.",  # what the pages showed: the error's own message
     # no ApplicationError either: a page's htmx form got no answer it can show (a 500, a proxy's 502)
     "no_answer": (
         "The exchange did not answer, so this may not have gone through:"

@@ -4,6 +4,11 @@ from django.conf import settings
 from django.db import models
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
+# What an API key may do: read always; trade when its owner allowed it (ApiKey.can_trade).
+PERMISSION_READ = "read"
+PERMISSION_TRADE = "trade"
+PERMISSIONS = (PERMISSION_READ, PERMISSION_TRADE)
+
 
 class UsernameKey(models.Model):
     """The key of a username (accounts.usernames.username_key): unique, so that two
@@ -57,7 +62,7 @@ class ApiKey(models.Model):
 
     @property
     def permissions(self) -> list[str]:
-        return ["read", "trade"] if self.can_trade else ["read"]
+        return [PERMISSION_READ, PERMISSION_TRADE] if self.can_trade else [PERMISSION_READ]
 
 
 class ApiSignatureSeen(models.Model):

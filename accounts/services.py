@@ -15,7 +15,7 @@ from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.api_keys import PERMISSION_READ, PERMISSION_TRADE, key_material_new, secret_encrypt
+from accounts.api_keys import key_material_new, secret_encrypt
 from accounts.errors import (
     ApiKeyFormResent,
     ApiKeyNotFound,
@@ -34,7 +34,7 @@ from accounts.login_throttle import (
     login_refusal_check,
     login_throttle_check,
 )
-from accounts.models import ApiKey, UsernameKey
+from accounts.models import PERMISSION_READ, PERMISSION_TRADE, ApiKey, UsernameKey
 from accounts.selectors import user_is_system_account, username_for_login
 from accounts.tasks import password_reset_mail_send
 from accounts.tokens import refresh_tokens_revoke

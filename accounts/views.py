@@ -32,6 +32,7 @@ from accounts.forms import (
     RegisterForm,
     ServiceForm,
 )
+from accounts.models import PERMISSION_READ, PERMISSION_TRADE
 from accounts.selectors import api_key_list_for_user
 from accounts.services import (
     api_key_create_from_form,
@@ -200,7 +201,7 @@ def api_keys_page(request: HttpRequest) -> HttpResponse:
             api_key, secret = api_key_create_from_form(
                 user=user,
                 label=form.cleaned_data["label"],
-                permissions=["read", "trade"] if form.cleaned_data["trade"] else ["read"],
+                permissions=[PERMISSION_READ, PERMISSION_TRADE] if form.cleaned_data["trade"] else [PERMISSION_READ],
                 form_id=form.cleaned_data["form_id"],
             )
         except ApplicationError as exc:

@@ -11,11 +11,9 @@ from typing import Any, TypeVar, cast
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Field, Model, QuerySet, Sum
 
-from core.fields import MoneyField
 from core.money import ZERO, exact_arithmetic
 
 M = TypeVar("M", bound=Model)
-_MONEY = MoneyField()
 
 
 def quote_name(name: str) -> str:
@@ -156,12 +154,6 @@ def money_totals(queryset: QuerySet[Any], *, fields: Sequence[str]) -> tuple[Dec
             for index, value in enumerate(values):
                 sums[index] += value
     return tuple(sums)
-
-
-def money_param(value: Decimal) -> object:
-    """A Decimal as a parameter of a written-out statement compared with a money column
-    (fixed-width text on SQLite, see core.fields)."""
-    return _MONEY.get_db_prep_value(value, connection)
 
 
 def rows_insert(*, objects: Sequence[M], fields: Sequence[str]) -> list[int]:

@@ -3,10 +3,7 @@ handler (core.api.exception_handler) turns them into the contract's envelope."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Mapping, Sequence
-
-from django.views.debug import SafeExceptionReporterFilter
 
 
 class ApplicationError(Exception):
@@ -69,9 +66,10 @@ class ServiceUnavailable(ApplicationError):
     default_message = "The service is temporarily unavailable; please retry."
 
 
-class SettingsSafeExceptionReporterFilter(SafeExceptionReporterFilter):
-    """Django's filter hides settings named like API|TOKEN|KEY|SECRET|PASS|SIGNATURE; the
-    services' URLs (`postgres://user:password@...`, a node's URL with its API key, a
-    webhook's secret path) are hidden too."""
+class InternalError(ApplicationError):
+    """An unexpected failure (a defect, a database error): the contract's 500, which says
+    nothing of the cause (it goes to the log)."""
 
-    hidden_settings = re.compile("API|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE|URL|URI", flags=re.IGNORECASE)
+    code = "internal_error"
+    status = 500
+    default_message = "The request could not be processed."

@@ -122,11 +122,6 @@ def amount_refusal(value: object) -> str:
     return f"At most {AMOUNT_PLACES} decimal places."
 
 
-def fits_column(amount: Decimal) -> bool:
-    """True when `amount` can be stored: at most MAX_AMOUNT in size, 8 decimal places."""
-    return abs(amount) <= MAX_AMOUNT
-
-
 def format_amount(amount: object) -> str | None:
     """An amount as every answer writes it: 8 decimals, never an exponent; what DRF's
     DecimalField(30, 8) writes, a non-Decimal (an order built in memory holds the int 0)

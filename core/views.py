@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from core.api.exception_handler import error_body
+from core.errors import InternalError
 from core.health import broker_reachable, database_reachable, health_checks
 from core.metrics import metrics_exposition
 from core.networks import address_in
@@ -78,7 +79,7 @@ api_not_found.catch_all = True  # type: ignore[attr-defined]
 
 def server_error(request: HttpRequest) -> HttpResponse:
     if request.path.startswith("/api/"):
-        return JsonResponse(error_body("internal_error", "The request could not be processed."), status=500)
+        return JsonResponse(error_body(InternalError.code, InternalError.default_message), status=InternalError.status)
     return defaults.server_error(request)
 
 

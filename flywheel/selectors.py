@@ -186,10 +186,6 @@ def _revenue_last_30_days(*, field: str, now: datetime | None = None) -> dict[st
     return money_sums(RevenueEvent.objects.filter(created_at__gte=since), group_by="currency", fields=[field])
 
 
-def holder_revenue_last_30_days(*, now: datetime | None = None) -> Decimal:
-    return (usd_totals(sums=_revenue_last_30_days(field="holder_share", now=now)) or (ZERO,))[0]
-
-
 @dataclass(frozen=True, slots=True)
 class Projection:
     ttx_amount: Decimal

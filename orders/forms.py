@@ -5,7 +5,9 @@ other trading rule is checked by the order service, exactly as for the API."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from decimal import Decimal
+from enum import StrEnum
 
 from django import forms
 from django.conf import settings
@@ -21,16 +23,37 @@ def step_attr(value: Decimal) -> str:
     return f"{value.normalize():f}"
 
 
+def ticket_choices(members: Iterable[StrEnum]) -> list[tuple[str, str]]:
+    """The ticket's buttons: a value of the vocabulary each, labelled in sentence case ("Stop loss")."""
+    return [(member.value, member.value.replace("_", " ").capitalize()) for member in members]
+
+
+TIME_IN_FORCE_MEANINGS = {
+    TimeInForce.GTC: "good till cancelled",
+    TimeInForce.IOC: "immediate or cancel",
+    TimeInForce.FOK: "fill or kill",
+}
+
+
 class OrderForm(ServiceForm):
-    side = forms.ChoiceField(choices=choices(OrderSide), initial=OrderSide.BUY)
-    type = forms.ChoiceField(choices=choices(OrderType), initial=OrderType.LIMIT)
+    side = forms.ChoiceField(choices=ticket_choices(OrderSide), initial=OrderSide.BUY)
+    # Limit first: the ticket's default.
+    type = forms.ChoiceField(
+        choices=ticket_choices(sorted(OrderType, key=lambda kind: kind != OrderType.LIMIT)), initial=OrderType.LIMIT
+    )
     # Not stripped: the text goes as typed to the one amount parser (core.money), as the API's does.
     price = forms.CharField(required=False, max_length=AMOUNT_TEXT_MAX_LENGTH, strip=False)
     stop_price = forms.CharField(required=False, max_length=AMOUNT_TEXT_MAX_LENGTH, strip=False)
     # Not required here: an empty amount goes to the service, which refuses it as the API
     # refuses "quantity": "" (invalid_quantity); the form's own validation_error said otherwise.
     quantity = forms.CharField(required=False, max_length=AMOUNT_TEXT_MAX_LENGTH, strip=False)
-    time_in_force = forms.ChoiceField(choices=[("", "Auto"), *choices(TimeInForce)], required=False)
+    time_in_force = forms.ChoiceField(
+        choices=[
+            ("", "Auto (GTC limit · IOC otherwise)"),
+            *((tif.value, f"{tif.value} · {TIME_IN_FORCE_MEANINGS[tif]}") for tif in TimeInForce),
+        ],
+        required=False,
+    )
     client_order_id = forms.CharField(required=False, max_length=64)
     stp = forms.ChoiceField(choices=[("", "Default (skip)"), *choices(SelfTradePrevention)], required=False)
     # A one-time id of this rendered ticket (orders.services.orders.order_place_from_ticket).

@@ -205,9 +205,31 @@ class Order(models.Model):
             ),
             models.CheckConstraint(
                 condition=~Q(status=OrderStatus.PARTIALLY_FILLED)
-                | (Q(filled_quantity__gt=0) & Q(filled_quantity__lt=F("quantity")) & Q(time_in_force="GTC")),
+                | (Q(filled_quantity__gt=0) & Q(filled_quantity__lt=F("quantity")) & Q(time_in_force=TimeInForce.GTC)),
                 name="order_partial_rests_only_gtc",
             ),
+            # What the engine guarantees, refused by the database too (tests/orders/invariants.py
+            # checks the same after every operation).
+            models.CheckConstraint(
+                condition=~Q(status__in=[s.value for s in RESTING_STATUSES])
+                | (Q(type=OrderType.LIMIT) & Q(time_in_force=TimeInForce.GTC)),
+                name="order_rests_only_gtc_limit",
+            ),
+            models.CheckConstraint(
+                condition=~Q(time_in_force=TimeInForce.FOK) | Q(filled_quantity=0) | Q(filled_quantity=F("quantity")),
+                name="order_fok_all_or_nothing",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=OrderStatus.PENDING_TRIGGER)
+                | (Q(type__in=[OrderType.STOP_LOSS, OrderType.TAKE_PROFIT]) & Q(triggered_at__isnull=True)),
+                name="order_pending_only_untriggered_stops",
+            ),
+            models.CheckConstraint(condition=Q(side__in=[s.value for s in OrderSide]), name="order_side_known"),
+            models.CheckConstraint(condition=Q(type__in=[t.value for t in OrderType]), name="order_type_known"),
+            models.CheckConstraint(
+                condition=Q(time_in_force__in=[t.value for t in TimeInForce]), name="order_time_in_force_known"
+            ),
+            models.CheckConstraint(condition=Q(stp__in=[s.value for s in SelfTradePrevention]), name="order_stp_known"),
             models.UniqueConstraint(
                 fields=["user", "client_order_id"],
                 condition=Q(client_order_id__isnull=False),
@@ -220,17 +242,17 @@ class Order(models.Model):
                 "market",
                 F("price").desc(),
                 "id",
-                condition=Q(side="buy", status__in=["open", "partially_filled"]),
+                condition=Q(side=OrderSide.BUY, status__in=[s.value for s in RESTING_STATUSES]),
                 name="order_book_bids",
             ),
             models.Index(
                 fields=["market", "price", "id"],
-                condition=Q(side="sell", status__in=["open", "partially_filled"]),
+                condition=Q(side=OrderSide.SELL, status__in=[s.value for s in RESTING_STATUSES]),
                 name="order_book_asks",
             ),
             models.Index(
                 fields=["market", "stop_price"],
-                condition=Q(status="pending_trigger"),
+                condition=Q(status=OrderStatus.PENDING_TRIGGER),
                 name="order_pending_stops",
             ),
             models.Index(fields=["user", "-id"], name="order_user_recent"),
@@ -242,10 +264,6 @@ class Order(models.Model):
     @property
     def remaining_quantity(self) -> Decimal:
         return self.quantity - self.filled_quantity
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
 
 
 class OrderEvent(models.Model):
@@ -291,6 +309,10 @@ class Trade(models.Model):
             models.CheckConstraint(
                 condition=Q(is_house=True) | Q(maker_order__isnull=False), name="trade_book_fill_has_maker_order"
             ),
+            models.CheckConstraint(condition=~Q(taker_user=F("maker_user")), name="trade_not_self_trade"),
+            models.CheckConstraint(
+                condition=Q(taker_side__in=[s.value for s in OrderSide]), name="trade_taker_side_known"
+            ),
         ]
         indexes = [
             models.Index(fields=["market", "-id"], name="trade_market_recent"),
@@ -328,7 +350,9 @@ class TradeOutbox(models.Model):
     class Meta:
         verbose_name = "trade outbox row"
         indexes = [
-            models.Index(fields=["created_at", "id"], condition=Q(status="pending"), name="trade_outbox_pending"),
+            models.Index(
+                fields=["created_at", "id"], condition=Q(status=TradeOutboxStatus.PENDING), name="trade_outbox_pending"
+            ),
         ]
 
     def __str__(self) -> str:

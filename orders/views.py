@@ -33,7 +33,7 @@ from core.pages import LiveRegion, live_regions_render, live_regions_response
 from core.text import path_id
 from orders.errors import OrderNotFound
 from orders.forms import MarketFilterForm, OrderFilterForm, OrderForm
-from orders.models import LIVE_STATUSES, RESTING_STATUSES, Market, Order, OrderStatus
+from orders.models import LIVE_STATUSES, RESTING_STATUSES, Market, Order, OrderSide, OrderStatus, SelfTradePrevention
 from orders.selectors.book import BookLevel, order_book_get
 from orders.selectors.candles import candle_list
 from orders.selectors.markets import market_get, market_list
@@ -283,10 +283,10 @@ def _house_fill_note(order: Order) -> str:
     text = (
         f"Filled {sum((t.quantity for t in house), Decimal(0)).normalize():f} from the house at "
         f"{house[0].price.normalize():f} {quote} (reference price {premium}% "
-        f"{'above' if order.side == 'buy' else 'below'}), because no one else's order was in range."
+        f"{'above' if order.side == OrderSide.BUY else 'below'}), because no one else's order was in range."
     )
-    if order.stp == "skip" and order_own_liquidity_skipped(order=order, limit=house[-1].price):
-        own = "asks" if order.side == "buy" else "bids"
+    if order.stp == SelfTradePrevention.SKIP and order_own_liquidity_skipped(order=order, limit=house[-1].price):
+        own = "asks" if order.side == OrderSide.BUY else "bids"
         text += (
             f" Your own {own} at a better price were skipped: self-trade prevention never matches you with yourself."
         )

@@ -14,6 +14,9 @@ def chain_health() -> str:
     uri = settings.WEB3_PROVIDER_URI
     if not uri:
         return "embedded"
+    # Imported here: this module loads with the revenue app in every process (its ready()
+    # registers the check), and web3 costs about a second of CPU to import
+    # (tests/core/test_process_start.py); only /healthz with a node configured needs it.
     from web3 import HTTPProvider, Web3
 
     try:

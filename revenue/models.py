@@ -156,9 +156,6 @@ class DeliveryBatchStatus(models.TextChoices):
     ABANDONED = "abandoned"
 
 
-LIVE_BATCH_STATUSES = (DeliveryBatchStatus.SUBMITTED, DeliveryBatchStatus.CONFIRMED)
-
-
 class DeliveryBatch(models.Model):
     """One `deliver(item_ids, stream_ids, amounts)` transaction, with all its re-signed
     versions (same nonce with higher fees, or rebuilt at another nonce). The contract pays

@@ -27,6 +27,7 @@ __all__ = [
     "holder_share_delivered",
     "post_trade_jobs_stale",
     "post_trade_jobs_untried",
+    "revenue_event_exists",
     "revenue_events_count",
     "stream_usd_sums",
     "stream_usd_totals",
@@ -88,6 +89,10 @@ def stream_usd_sums(*, events: QuerySet[RevenueEvent], fields: list[str]) -> dic
     for (stream_id, currency), figures in grouped.items():
         per_stream.setdefault(stream_id, {})[currency] = figures
     return {stream_id: usd_totals(sums=sums, rates=rates) for stream_id, sums in per_stream.items()}
+
+
+def revenue_event_exists(*, event_id: int) -> bool:
+    return RevenueEvent.objects.filter(pk=event_id).exists()
 
 
 def revenue_events_count(*, exact_below: int) -> tuple[int, bool]:

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.errors import ApiKeyNotFound
+from accounts.models import PERMISSIONS
 from accounts.selectors import api_key_list_for_user
 from accounts.services import (
     API_KEY_LABEL_MAX_LENGTH,
@@ -28,7 +29,7 @@ from core.text import path_id
 
 PERMISSIONS_SCHEMA = {
     "type": "array",
-    "items": {"type": "string", "enum": ["read", "trade"]},
+    "items": {"type": "string", "enum": list(PERMISSIONS)},
     "enum": [list(p) for p in API_KEY_PERMISSION_LISTS],
     "description": '["read"] or ["read", "trade"], exactly.',
 }
@@ -60,7 +61,7 @@ class ApiKeyOutput(serializers.Serializer):
     id = serializers.IntegerField()
     key = serializers.CharField(help_text="The public identifier, sent as X-API-KEY.")
     label = serializers.CharField()  # type: ignore[assignment]
-    permissions = serializers.ListField(child=serializers.ChoiceField(choices=["read", "trade"]))
+    permissions = serializers.ListField(child=serializers.ChoiceField(choices=PERMISSIONS))
     created_at = serializers.DateTimeField()
     last_used_at = serializers.DateTimeField(allow_null=True, help_text="Updated at most once a minute.")
 
@@ -70,7 +71,7 @@ class ApiKeyCreatedOutput(serializers.Serializer):
     key = serializers.CharField()
     secret = serializers.CharField(help_text="Shown this once and never again: store it now.")
     label = serializers.CharField()  # type: ignore[assignment]
-    permissions = serializers.ListField(child=serializers.ChoiceField(choices=["read", "trade"]))
+    permissions = serializers.ListField(child=serializers.ChoiceField(choices=PERMISSIONS))
     created_at = serializers.DateTimeField()
 
 

@@ -436,8 +436,8 @@ ADMINS = [("Platform admins", addr) for addr in env_list("DJANGO_ADMINS_EMAILS",
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "core.mail.LogEmailBackend")
 # Error reports (mail to ADMINS on a 5xx) list the settings: hide every URL and URI as well
 # as Django's secret names, since DATABASE_URL, CELERY_BROKER_URL, REDIS_URL, WEB3_PROVIDER_URI
-# and ALERT_WEBHOOK_URL carry passwords, API keys and tokens (core.errors).
-DEFAULT_EXCEPTION_REPORTER_FILTER = "core.errors.SettingsSafeExceptionReporterFilter"
+# and ALERT_WEBHOOK_URL carry passwords, API keys and tokens (core.error_reports).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "core.error_reports.SettingsSafeExceptionReporterFilter"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "platform@localhost")
 # Password reset links by mail (accounts.services.user_password_reset_request). Default: on
 # where mail leaves the process (an EMAIL_BACKEND other than the log's) or with DEBUG on

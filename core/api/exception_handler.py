@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
-from core.errors import ApplicationError
+from core.errors import ApplicationError, InternalError
 
 logger = logging.getLogger(__name__)
 
@@ -119,5 +119,5 @@ def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Respo
     if isinstance(exc, DatabaseError):
         logger.exception("database error")
         set_rollback()
-        return Response(error_body("internal_error", "The request could not be processed."), status=500)
+        return Response(error_body(InternalError.code, InternalError.default_message), status=InternalError.status)
     return None

@@ -188,7 +188,7 @@ class OrdersCancelAllApi(RateLimitHeaders, APIView):
         data.is_valid(raise_exception=True)
         user = request_user(request)
         cancelled = orders_cancel_all(user=user, symbol=data.validated_data.get("market") or None)
-        orders = {order.pk: order for order in order_list_for_user(user_id=user.pk).filter(pk__in=cancelled)}
+        orders = {order.pk: order for order in order_list_for_user(user_id=user.pk, order_ids=cancelled)}
         return Response({"cancelled": [order_output(orders[order_id]) for order_id in cancelled]})
 
 

@@ -17,7 +17,7 @@ from core.api.fields import (
 )
 from core.api.inputs import KnownFieldsInput
 from orders.engine.requests import amount_received
-from orders.engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
+from orders.engine.types import Counterparty, Liquidity, OrderType, SelfTradePrevention, Side, TimeInForce
 from orders.models import Market, Order
 from orders.selectors.orders import order_average_price, order_fills
 
@@ -141,8 +141,8 @@ class FillOutput(serializers.Serializer):
     price = money(source="trade.price")
     quantity = money(source="trade.quantity")
     fee = money()
-    liquidity = serializers.ChoiceField(choices=["taker", "maker"])
-    counterparty = serializers.ChoiceField(choices=["book", "house"])
+    liquidity = serializers.ChoiceField(choices=[part.value for part in Liquidity])
+    counterparty = serializers.ChoiceField(choices=[other.value for other in Counterparty])
 
 
 class OrderEventOutput(serializers.Serializer):

@@ -100,6 +100,15 @@ def quantize_up(value: Decimal) -> Decimal:
     return value.quantize(AMOUNT_QUANTUM, rounding=ROUND_CEILING, context=MONEY_CONTEXT)
 
 
+def average_price(*, quote: Decimal, quantity: Decimal) -> Decimal | None:
+    """What the fills of an order paid (or got) per unit: `quote` over `quantity`, to
+    AMOUNT_PLACES, half even; None before any fill. The engine's answers and the stored
+    order's body both say it."""
+    if not quantity:
+        return None
+    return MONEY_CONTEXT.quantize(MONEY_CONTEXT.divide(quote, quantity), AMOUNT_QUANTUM)
+
+
 def notional_of(*, price: Decimal, quantity: Decimal) -> Decimal:
     """price * quantity rounded down to 8 dp (what a fill moves in the quote asset)."""
     return quantize_down(MONEY_CONTEXT.multiply(price, quantity))

@@ -78,6 +78,20 @@ class Outcome(StrEnum):
     EXPIRED = "expired"
 
 
+class Liquidity(StrEnum):
+    """An order's part in one of its trades: it took liquidity, or its resting order made it."""
+
+    TAKER = "taker"
+    MAKER = "maker"
+
+
+class Counterparty(StrEnum):
+    """Whom a fill traded with: a resting order of the book, or the house's inventory."""
+
+    BOOK = "book"
+    HOUSE = "house"
+
+
 class ExpiryReason(StrEnum):
     FOK_NOT_FILLABLE = "fok_not_fillable"
     IOC_REMAINDER = "ioc_remainder"
@@ -175,7 +189,3 @@ class MatchResult:
     @property
     def house_fill(self) -> Fill | None:
         return next((fill for fill in self.fills if fill.is_house), None)
-
-    @property
-    def book_fills(self) -> tuple[Fill, ...]:
-        return tuple(fill for fill in self.fills if not fill.is_house)

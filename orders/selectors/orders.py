@@ -1,15 +1,16 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from django.db.models import Prefetch, Q, QuerySet
-from django.utils import timezone
 
+from orders.engine.money import average_price
+from orders.engine.types import Counterparty, Liquidity
 from orders.errors import OrderNotFound
-from orders.models import Order, OrderEvent, Trade
+from orders.models import LIVE_STATUSES, RESTING_STATUSES, Order, OrderEvent, OrderSide, OrderType, Trade
 
 # A trade's columns an order's contract body shows of its fills (the batch writer reads
 # the same back for a cancel's answer, orders.sequencer.writer.histories_read).
@@ -33,9 +34,17 @@ def order_get_for_user(*, user_id: int, order_id: int) -> Order:
 
 
 def order_list_for_user(
-    *, user_id: int, status: str | None = None, market: str | None = None, statuses: Sequence[str] = ()
+    *,
+    user_id: int,
+    status: str | None = None,
+    market: str | None = None,
+    statuses: Sequence[str] = (),
+    order_ids: Collection[int] | None = None,
 ) -> QuerySet[Order]:
+    """The user's orders with what their contract body shows; `order_ids`: only those of them."""
     queryset = Order.objects.filter(user_id=user_id)
+    if order_ids is not None:
+        queryset = queryset.filter(pk__in=order_ids)
     if status:
         queryset = queryset.filter(status=status)
     if statuses:
@@ -45,13 +54,8 @@ def order_list_for_user(
     return _with_details(queryset)
 
 
-def order_list_by_ids(*, order_ids: list[int]) -> QuerySet[Order]:
-    """Orders by id with what the contract's body shows (the engine's cancel answers)."""
-    return _with_details(Order.objects.filter(pk__in=order_ids))
-
-
 def order_open_list_for_user(*, user_id: int, market_id: int | None = None) -> QuerySet[Order]:
-    queryset = Order.objects.filter(user_id=user_id, status__in=["pending_trigger", "open", "partially_filled"])
+    queryset = Order.objects.filter(user_id=user_id, status__in=LIVE_STATUSES)
     if market_id is not None:
         queryset = queryset.filter(market_id=market_id)
     return queryset.select_related("market").order_by("-id")
@@ -61,17 +65,17 @@ def order_own_liquidity_skipped(*, order: Order, limit: Decimal) -> bool:
     """Whether self-trade prevention passed over the owner's own resting orders when `order`
     executed: orders of the same owner on the other side of the market, resting when it
     arrived, at a price it would have taken (at or better than `limit`)."""
-    price = {"price__lte": limit} if order.side == "buy" else {"price__gte": limit}
+    price = {"price__lte": limit} if order.side == OrderSide.BUY else {"price__gte": limit}
     return (
         Order.objects.filter(
             user_id=order.user_id,
             market_id=order.market_id,
-            side="sell" if order.side == "buy" else "buy",
-            type="limit",
+            side=OrderSide(order.side).opposite,
+            type=OrderType.LIMIT,
             pk__lt=order.pk,
             **price,
         )
-        .filter(Q(status__in=["open", "partially_filled"]) | Q(closed_at__gte=order.created_at))
+        .filter(Q(status__in=RESTING_STATUSES) | Q(closed_at__gte=order.created_at))
         .exists()
     )
 
@@ -87,17 +91,23 @@ class OrderFill:
 def order_fills(order: Order) -> list[OrderFill]:
     """The order's fills, from its own point of view (taker or maker), oldest first."""
     fills = [
-        OrderFill(trade=t, fee=t.taker_fee, liquidity="taker", counterparty="house" if t.is_house else "book")
+        OrderFill(
+            trade=t,
+            fee=t.taker_fee,
+            liquidity=Liquidity.TAKER,
+            counterparty=Counterparty.HOUSE if t.is_house else Counterparty.BOOK,
+        )
         for t in order.taker_trades.all()
-    ] + [OrderFill(trade=t, fee=t.maker_fee, liquidity="maker", counterparty="book") for t in order.maker_trades.all()]
+    ] + [
+        OrderFill(trade=t, fee=t.maker_fee, liquidity=Liquidity.MAKER, counterparty=Counterparty.BOOK)
+        for t in order.maker_trades.all()
+    ]
     fills.sort(key=lambda fill: fill.trade.pk)
     return fills
 
 
 def order_average_price(order: Order) -> Decimal | None:
-    if not order.filled_quantity:
-        return None
-    return (order.quote_filled / order.filled_quantity).quantize(Decimal("1e-8"))
+    return average_price(quote=order.quote_filled, quantity=order.filled_quantity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,9 +150,9 @@ def trade_user_fill(*, trade: Trade, user_id: int) -> UserFill:
     as_taker = trade.taker_user_id == user_id
     return UserFill(
         trade=trade,
-        side=trade.taker_side if as_taker else ("sell" if trade.taker_side == "buy" else "buy"),
+        side=trade.taker_side if as_taker else OrderSide(trade.taker_side).opposite.value,
         fee=trade.taker_fee if as_taker else trade.maker_fee,
-        liquidity="taker" if as_taker else "maker",
+        liquidity=(Liquidity.TAKER if as_taker else Liquidity.MAKER).value,
         order_pk=trade.taker_order_id if as_taker else trade.maker_order_id,
     )
 
@@ -162,10 +172,6 @@ def trade_list_for_user(*, user_id: int, market: str | None = None) -> QuerySet[
 
 def trade_list_for_market(*, market_id: int, limit: int) -> list[Trade]:
     return list(Trade.objects.filter(market_id=market_id).order_by("-id")[:limit])
-
-
-def trades_since(*, market_id: int, since_minutes: int) -> QuerySet[Trade]:
-    return Trade.objects.filter(market_id=market_id, executed_at__gte=timezone.now() - timedelta(minutes=since_minutes))
 
 
 def order_get_for_user_by_client_id(*, user_id: int, client_order_id: str) -> Order:

@@ -7,12 +7,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from core.api.fields import moment_text
-from core.money import MONEY_CONTEXT, QUANTUM, format_amount
+from core.money import format_amount
 from orders.engine.book import LiveOrder
 from orders.engine.market import TradeRecord
+from orders.engine.money import average_price
+from orders.engine.types import Counterparty, Liquidity
+
+# The vocabulary's texts, read once: a member looked up on its enum costs more than a fill's body.
+TAKER: Final = Liquidity.TAKER.value
+MAKER: Final = Liquidity.MAKER.value
+BOOK: Final = Counterparty.BOOK.value
+HOUSE: Final = Counterparty.HOUSE.value
 
 
 def order_body(
@@ -38,8 +46,8 @@ def order_body(
                 "price": format_amount(trade.price),
                 "quantity": format_amount(trade.quantity),
                 "fee": format_amount(trade.settled.taker_fee if as_taker else trade.settled.maker_fee),
-                "liquidity": "taker" if as_taker else "maker",
-                "counterparty": "house" if as_taker and trade.maker is None else "book",
+                "liquidity": TAKER if as_taker else MAKER,
+                "counterparty": HOUSE if as_taker and trade.maker is None else BOOK,
             }
         )
     return _body(
@@ -60,8 +68,8 @@ class StoredFill:
     price: Decimal
     quantity: Decimal
     fee: Decimal
-    liquidity: str  # "taker" or "maker"
-    counterparty: str  # "house" or "book"
+    liquidity: str  # a Liquidity's value
+    counterparty: str  # a Counterparty's value
 
 
 @dataclass(slots=True)
@@ -112,9 +120,7 @@ def _body(
     at: datetime,
     at_text: str,
 ) -> dict[str, Any]:
-    average: Decimal | None = None
-    if order.filled_quantity:
-        average = MONEY_CONTEXT.quantize(MONEY_CONTEXT.divide(order.quote_filled, order.filled_quantity), QUANTUM)
+    average = average_price(quote=order.quote_filled, quantity=order.filled_quantity)
 
     def when(value: datetime | None) -> str | None:
         # Most of an order's moments are the batch's own (`at`): formatted once.

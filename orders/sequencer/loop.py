@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from accounts.authentication import CredentialsInvalid
 from core.api.fields import moment_text
-from core.errors import ApplicationError, ServiceUnavailable
+from core.errors import ApplicationError, InternalError, ServiceUnavailable
 from core.logging import correlation_context, correlation_id_new
 from core.metrics import (
     ENGINE_BATCH_COMMANDS,
@@ -50,7 +50,7 @@ from orders.engine.pricing import reference_price_move_allowed
 from orders.engine.rates import usd_rates
 from orders.engine.requests import ANY_GRID, OrderRequest, order_request_validate
 from orders.engine.settlement import TRADER_BUCKET, WalletKey
-from orders.engine.types import OrderStatus, OrderType, Side
+from orders.engine.types import Counterparty, OrderStatus, OrderType, Side
 from orders.engine.undo import Undo
 from orders.errors import (
     DuplicateClientOrderId,
@@ -1008,7 +1008,8 @@ class _Batch:
         traded = Counter((trade.taker.market_id, trade.maker is None) for trade in trades)
         for (market_id, house), count in traded.items():
             TRADES.labels(
-                market=self.sequencer._markets[market_id].spec.symbol, counterparty="house" if house else "book"
+                market=self.sequencer._markets[market_id].spec.symbol,
+                counterparty=(Counterparty.HOUSE if house else Counterparty.BOOK).value,
             ).inc(count)
         finals = Counter((order.status.value, order.status_reason or "") for order in self.journal.new_orders)
         for (final, why), count in finals.items():
@@ -1086,10 +1087,7 @@ def _correlation_id(command: c.Command) -> str:
     return str(given) if given and given != "-" else correlation_id_new()
 
 
-_FAILED: c.Answer = {
-    "status": 500,
-    "error": {"code": "internal_error", "message": "The request could not be processed."},
-}
+_FAILED: c.Answer = c.error_answer(InternalError())
 
 
 def _processing_failed(command: c.Command, *, fence: LeaderFence | None = None) -> c.Answer:

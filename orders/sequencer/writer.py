@@ -16,7 +16,7 @@ from orders.engine.book import LiveOrder
 from orders.engine.market import Journal
 from orders.models import Market, Order, OrderEvent, Trade, TradeOutbox, TradeOutboxStatus
 from orders.selectors.orders import FILL_FIELDS
-from orders.sequencer.answers import StoredFill, StoredHistory
+from orders.sequencer.answers import BOOK, HOUSE, MAKER, TAKER, StoredFill, StoredHistory
 from orders.sequencer.arrays import (
     Row,
     array_literal,
@@ -274,11 +274,11 @@ def _histories(wanted: set[int], *, trades: Any, events: Any) -> dict[int, Store
     for trade_id, price, quantity, taker_fee, maker_fee, is_house, taker, maker in trades:
         if taker in wanted:
             found.setdefault(taker, StoredHistory()).fills.append(
-                StoredFill(trade_id, price, quantity, taker_fee, "taker", "house" if is_house else "book")
+                StoredFill(trade_id, price, quantity, taker_fee, TAKER, HOUSE if is_house else BOOK)
             )
         if maker in wanted:
             found.setdefault(maker, StoredHistory()).fills.append(
-                StoredFill(trade_id, price, quantity, maker_fee, "maker", "book")
+                StoredFill(trade_id, price, quantity, maker_fee, MAKER, BOOK)
             )
     for order_id, status, reason, at in events:
         found.setdefault(order_id, StoredHistory()).events.append((status, reason, at))

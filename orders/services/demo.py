@@ -16,7 +16,7 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from core.errors import ApplicationError
 from orders.engine.requests import OrderRequest
-from orders.models import Deposit, Market, Order
+from orders.models import Deposit, Market, Order, OrderSide, OrderType
 from orders.services.markets import markets_ensure
 from orders.services.orders import order_place
 from orders.services.wallets import house_stock_credit, wallet_credit
@@ -100,14 +100,14 @@ def _resting_orders_seed(*, asker: AbstractBaseUser, bidder: AbstractBaseUser) -
     for symbol, gap, quantity in RESTING_BOOK:
         market = Market.objects.get(symbol=symbol)
         for level in range(1, RESTING_LEVELS + 1):
-            for user, side, sign in ((asker, "sell", 1), (bidder, "buy", -1)):
+            for user, side, sign in ((asker, OrderSide.SELL, 1), (bidder, OrderSide.BUY, -1)):
                 client_order_id = f"{CLIENT_ORDER_PREFIX}{symbol}-{side}-{level}"
                 if (user.pk, client_order_id) in used:
                     result.present += 1
                     continue
                 price = market.reference_price + sign * Decimal(gap) * level
-                request = OrderRequest(market=symbol, side=side, type="limit", quantity=quantity, price=str(price),
-                                       client_order_id=client_order_id)  # fmt: skip
+                request = OrderRequest(market=symbol, side=side, type=OrderType.LIMIT, quantity=quantity,
+                                       price=str(price), client_order_id=client_order_id)  # fmt: skip
                 try:
                     order_place(user=user, request=request)
                 except ApplicationError as refused:

@@ -228,7 +228,7 @@ def _market_id(symbol: str) -> int | None:
 def _order_bodies(user_id: int, order_ids: list[int]) -> list[dict[str, Any]]:
     """The user's orders among `order_ids`, in that order, read together (an id not the
     user's, or unknown, is left out)."""
-    found = {order.pk: order for order in order_list_for_user(user_id=user_id).filter(pk__in=order_ids)}
+    found = {order.pk: order for order in order_list_for_user(user_id=user_id, order_ids=order_ids)}
     return [dict(_json(OrderOutput(found[pk]).data)) for pk in order_ids if pk in found]
 
 
@@ -273,7 +273,7 @@ def _snapshot_data(sub: Subscription, user_id: int | None) -> tuple[Any, dict[st
     if user_id is None:
         return [], {}
     if sub.kind == "orders":
-        live = order_list_for_user(user_id=user_id).filter(status__in=[s.value for s in LIVE_STATUSES]).order_by("-id")
+        live = order_list_for_user(user_id=user_id, statuses=[s.value for s in LIVE_STATUSES]).order_by("-id")
         orders = OrderOutput(live, many=True).data
         return orders, {row["id"]: row["updated_at"] for row in orders}
     # Newest first, as GET /api/trades: without the selector's ORDER BY the plan chose the order.

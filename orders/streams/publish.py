@@ -23,6 +23,9 @@ from core.money import format_amount
 from orders.engine.book import LiveOrder
 from orders.engine.market import Journal, MarketEngine, TradeRecord
 from orders.engine.types import Side
+from orders.errors import MarketNotFound
+from orders.sequencer.answers import MAKER, TAKER
+from orders.sequencer.commands import error_answer
 from orders.streams.marketdata import MarketData
 from orders.streams.relay import Message, relay_send
 
@@ -53,7 +56,7 @@ def book_snapshot(engine: MarketEngine | None) -> dict[str, Any]:
     """The engine's answer to BOOK_SNAPSHOT, between two batches: the whole book from memory
     as GET .../book shapes it, with the number of the last update published for it."""
     if engine is None:
-        return {"status": 404, "error": {"code": "market_not_found", "message": "No such market."}}
+        return error_answer(MarketNotFound())
     book = {
         "symbol": engine.spec.symbol,
         **{
@@ -174,11 +177,11 @@ def _trade_bodies(record: TradeRecord, *, symbol: str, executed_at: str) -> list
             "trade_id": trade_id,
             "order_id": str(order_id),
             "market": symbol,
-            "side": taker_side if as_taker else ("sell" if taker_side == "buy" else "buy"),
+            "side": taker_side if as_taker else record.taker.side.opposite.value,
             "price": price,
             "quantity": quantity,
             "fee": format_amount(record.settled.taker_fee if as_taker else record.settled.maker_fee),
-            "liquidity": "taker" if as_taker else "maker",
+            "liquidity": TAKER if as_taker else MAKER,
             "executed_at": executed_at,
         }
         messages.append(_private(user_id, "fills", fill))

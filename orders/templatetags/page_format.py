@@ -8,7 +8,7 @@ from decimal import ROUND_DOWN, Decimal
 from django import template
 
 from accounts.error_text import error_sentence
-from orders.engine.types import ExpiryReason
+from orders.engine.types import ExpiryReason, SelfTradePrevention, Side
 
 register = template.Library()
 
@@ -38,6 +38,18 @@ def money_text(value: Decimal | None) -> str:
 @register.filter
 def money(value: Decimal | None) -> str:
     return money_text(value)
+
+
+@register.filter
+def side_trend(side: str) -> str:
+    """A side's colour class: "up" for a buy, "down" for a sell."""
+    return "up" if side == Side.BUY else "down"
+
+
+@register.filter
+def stp_chosen(stp: str) -> bool:
+    """Whether an order asked for a self-trade prevention other than the default."""
+    return stp != SelfTradePrevention.SKIP
 
 
 @register.simple_tag

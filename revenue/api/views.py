@@ -22,13 +22,10 @@ from revenue.api.serializers import (
     RevenueEventRetryRequestSerializer,
 )
 from revenue.errors import DeliveryBatchNotFound, RevenueEventNotFound, RevenueEventNotRetryable
-from revenue.models import RevenueEvent
 from revenue.reports import onchain_failure_report
+from revenue.selectors import revenue_event_exists
 from revenue.staff_actions import delivery_batch_abandon, revenue_events_delivery_retry
 from revenue.worker_status import onchain_worker_status
-
-STREAM_ID_SCHEMA = {"type": "integer", "minimum": 0, "maximum": 9}
-HOURS_SCHEMA = {"type": "integer", "minimum": 1, "maximum": 24 * 366, "default": 24}
 
 
 def _int_param(request: Request, *names: str, default: int | None, minimum: int, maximum: int) -> int | None:
@@ -116,7 +113,7 @@ class RevenueEventRetryApi(APIView):
         event_pk = path_id(event_id, not_found=RevenueEventNotFound)
         body = RevenueEventRetryRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        if not RevenueEvent.objects.filter(pk=event_pk).exists():
+        if not revenue_event_exists(event_id=event_pk):
             raise RevenueEventNotFound()
         outcome = revenue_events_delivery_retry(
             event_ids=[event_pk], actor=request.user, via="api", reason=body.validated_data.get("reason")

@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from enum import StrEnum
 from typing import Literal
 
+from web3.exceptions import ProviderConnectionError, RequestTimedOut, TimeExhausted, TooManyRequests
+
 ErrorKind = Literal["transient", "operator", "fatal"]
 
 
@@ -151,10 +153,6 @@ def _is_connection_failure(exc: BaseException) -> bool:
     # as are the builtin ConnectionError and TimeoutError (and asyncio.TimeoutError).
     if isinstance(exc, OSError | TimeoutError):
         return True
-    try:
-        from web3.exceptions import ProviderConnectionError, RequestTimedOut, TimeExhausted, TooManyRequests
-    except ImportError:  # pragma: no cover - web3 is a hard dependency
-        return False
     return isinstance(exc, ProviderConnectionError | RequestTimedOut | TimeExhausted | TooManyRequests)
 
 

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+from datetime import timedelta
 
 import pytest
+from cryptography.fernet import Fernet
+from django.core.cache import caches
 from django.test import override_settings
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.api_keys import api_key_request_principal, secret_decrypt
@@ -17,6 +22,7 @@ from accounts.tokens import token_pair_issue
 from core.api.request import request_user  # noqa: F401  (the module the views use)
 from tests.accounts.api_key_support import now_ms, sign, signed_headers, signed_request
 from tests.conftest import jwt_client
+from tests.environment import require
 from tests.factories import StaffFactory, UserFactory, fund, market_create
 
 pytestmark = pytest.mark.django_db
@@ -244,12 +250,6 @@ def test_the_embedded_default_claims_signatures_in_the_database(api_client, read
 
 
 def test_with_redis_signatures_are_claimed_in_the_cache(api_client, read_key):
-    import os
-
-    from django.core.cache import caches
-
-    from tests.environment import require
-
     url = os.environ.get("REDIS_URL", "")
     require(url.startswith("redis://"), "needs Redis: set REDIS_URL=redis://...")
     redis_cache = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}}
@@ -271,10 +271,6 @@ def test_a_cache_outage_falls_back_to_the_database_and_still_refuses_replays(api
 
 
 def test_expired_claims_are_removed(api_client, read_key):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     ApiSignatureSeen.objects.create(signature="old", expires_at=timezone.now() - timedelta(seconds=1))
     assert signed_request(api_client, read_key["key"], read_key["secret"], "GET", "/api/me").status_code == 200
     assert not ApiSignatureSeen.objects.filter(signature="old").exists()
@@ -289,8 +285,6 @@ def test_a_changed_secret_key_invalidates_keys_unless_kept_as_fallback(api_clien
 
 
 def test_a_dedicated_encryption_key_is_used_when_set(user_client, settings):
-    from cryptography.fernet import Fernet
-
     settings.API_KEY_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
     created = _create(user_client, ["read"])
     stored = ApiKey.objects.get(pk=created["id"]).secret_encrypted

@@ -77,7 +77,7 @@ def main() -> None:
         then.objects.create(user_id=bob.pk, asset_id=eth.pk, amount=Decimal(WIDE))
         Wallet.objects.create(user=bob, asset=eth, balance=Decimal(WIDE))
         now = datetime.now(tz=UTC)
-        common = {"user": alice, "market": market, "side": "buy", "type": "limit", "time_in_force": "gtc"}
+        common = {"user": alice, "market": market, "side": "buy", "type": "limit", "time_in_force": "GTC"}
         orders = [
             Order.objects.create(
                 **common,

@@ -1,10 +1,16 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
+from orders.engine.requests import OrderRequest
 from orders.models import Order
 from orders.selectors.ledger import ledger_check
+from orders.services import market_reference_price_set
+from orders.services.demo import demo_data_seed
+from orders.services.orders import order_cancel, order_place
+from tests.factories import market_create
 
 pytestmark = pytest.mark.django_db
 
@@ -25,12 +31,6 @@ def test_seed_demo_is_idempotent_and_rests_orders_on_both_sides():
 def test_seed_demo_starts_again_whatever_the_last_run_left():
     """The crash of issue 19: after a reference price change, a second run placed its
     resting orders at other prices under the same client order ids (DuplicateClientOrderId)."""
-    from django.contrib.auth import get_user_model
-
-    from orders.engine.requests import OrderRequest
-    from orders.services import market_reference_price_set
-    from orders.services.demo import demo_data_seed
-    from orders.services.orders import order_cancel, order_place
 
     first = demo_data_seed()
     assert (first.placed, first.present, first.skipped) == (30, 0, {})
@@ -54,8 +54,6 @@ def test_seed_demo_starts_again_whatever_the_last_run_left():
 def test_seed_demo_skips_what_the_data_no_longer_allows():
     """A first run on data it did not make: a market whose reference price leaves no room
     below it for the demo's bids, and a trader whose USDT is already spoken for."""
-    from orders.services.demo import demo_data_seed
-    from tests.factories import market_create
 
     market_create("TTX-USDT", price_tick="0.0001", quantity_step="1", min_quantity="1", reference_price="0.0020")
     result = demo_data_seed()

@@ -8,16 +8,27 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import asdict
+from ipaddress import ip_address, ip_network
 
 import pytest
-from django.core.handlers.asgi import ASGIRequest
+from asgiref.sync import async_to_sync
+from django.core.handlers.asgi import ASGIHandler, ASGIRequest
+from django.http import HttpResponse, StreamingHttpResponse
+from django.template.response import ContentNotRenderedError
 from django.test import RequestFactory, override_settings
+from django.urls import resolve
+from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.utils.crypto import salted_hmac
+from django_prometheus.middleware import PrometheusAfterMiddleware
 from hypothesis import example, given
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from accounts.authentication import request_principal_reads
-from core.middleware import _SAFE_ID, request_correlation_id
+from core.api.fast import _LabelledOnce, _send_response, _unused
+from core.middleware import _SAFE_ID, private_api_cache_headers, request_correlation_id
+from core.networks import address_in, address_parse
+from orders.api.hot import json_response, view_response
 from orders.engine.requests import OrderRequest
 from orders.sequencer.commands import command_signature, command_signed
 from orders.services.orders import _place_command
@@ -101,7 +112,6 @@ def test_header_checks_of_an_asgi_request(name):
 
 def _cache_headers_as_before(request, response):
     """core.middleware.private_api_cache_headers as it was: Django's patch functions."""
-    from django.utils.cache import patch_cache_control, patch_vary_headers
 
     if not request.path.startswith("/api/"):
         return response
@@ -134,10 +144,6 @@ def _cache_headers_as_before(request, response):
     ],
 )
 def test_the_api_cache_headers_are_patch_functions(method, authorization, path, preset):
-    from django.http import HttpResponse
-
-    from core.middleware import private_api_cache_headers
-
     extra = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
     request = RequestFactory().generic(method, path, **extra)
     answers = []
@@ -151,10 +157,6 @@ def test_the_api_cache_headers_are_patch_functions(method, authorization, path, 
 
 
 def test_an_address_is_in_networks_as_parsed_each_time():
-    from ipaddress import ip_address, ip_network
-
-    from core.networks import address_in, address_parse
-
     cases = ["127.0.0.1", " 10.1.2.3 ", "::1", "2001:db8::1", "not an address", "", "10.0.0.256"]
     specs = [(), ("10.0.0.0/8",), ("127.0.0.1", "::1"), ["2001:db8::/32"]]
     for text in cases:
@@ -177,16 +179,12 @@ def test_an_address_is_in_networks_as_parsed_each_time():
 )
 @example(body={"reason": 'line\u2028paragraph\u2029\x00\x1f\x7f"\\/é€😀', "big": 10**30, "small": -(2**63)})
 def test_the_answers_json_is_json_dumps(body):
-    from orders.api.hot import json_response
-
     text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
     assert json_response(body, status=201).content == text.encode()
 
 
 def _messages_of(send_response, response):
-    from asgiref.sync import async_to_sync
-
     sent = []
 
     async def send(message):
@@ -197,8 +195,6 @@ def _messages_of(send_response, response):
 
 
 def _answers():
-    from django.http import HttpResponse, StreamingHttpResponse
-
     plain = HttpResponse(b'{"id":"1"}', status=201, content_type="application/json")
     plain["Vary"] = "Authorization, Cookie"
     plain["X-Request-ID"] = "abc"
@@ -215,10 +211,6 @@ def _answers():
 
 @pytest.mark.parametrize("index", range(7))
 def test_the_fast_paths_answer_is_sent_as_django_sends_it(index):
-    from django.core.handlers.asgi import ASGIHandler
-
-    from core.api.fast import _send_response
-
     handler = ASGIHandler()
 
     async def ours(response, send):
@@ -239,12 +231,6 @@ def test_the_fast_paths_answer_is_sent_as_django_sends_it(index):
     ],
 )
 def test_the_request_counters_are_django_prometheus_own(meta):
-    from django.urls import resolve
-    from django_prometheus.middleware import PrometheusAfterMiddleware
-    from prometheus_client import REGISTRY
-
-    from core.api.fast import _LabelledOnce, _unused
-
     def moved(middleware):
         request = RequestFactory().post("/api/orders", data=b"", content_type="application/json", **meta)
         request.resolver_match = resolve("/api/orders")
@@ -269,10 +255,6 @@ def test_the_request_counters_are_django_prometheus_own(meta):
 
 
 def _response_shapes():
-    from django.http import HttpResponse, StreamingHttpResponse
-
-    from orders.api.hot import view_response
-
     rendered = view_response({"id": "1"}, status=200, headers={"Allow": "POST, OPTIONS"})
     rendered.render()
     return [
@@ -288,12 +270,6 @@ def _response_shapes():
 @pytest.mark.parametrize("index", range(6))
 @pytest.mark.parametrize("timed", [True, False])
 def test_the_answer_counters_are_django_prometheus_own(index, timed):
-    from django.urls import resolve
-    from django_prometheus.middleware import PrometheusAfterMiddleware
-    from prometheus_client import REGISTRY
-
-    from core.api.fast import _LabelledOnce, _unused
-
     def samples():
         return {
             (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -320,8 +296,6 @@ def test_the_answer_counters_are_django_prometheus_own(index, timed):
         }
 
     if index == 4:  # not rendered: the library refuses it, and so does ours (it is the library's way)
-        from django.template.response import ContentNotRenderedError
-
         for middleware in (_LabelledOnce(_unused), PrometheusAfterMiddleware(_unused)):
             with pytest.raises(ContentNotRenderedError):
                 moved(middleware)

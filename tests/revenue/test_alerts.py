@@ -86,7 +86,7 @@ def test_a_mail_server_refusing_the_alert_is_a_warning(settings, send, caplog):
 def test_an_unreachable_webhook_is_a_warning_that_keeps_its_secret(settings, send, monkeypatch, caplog):
     """The warning carried the traceback, whose message names the URL's path: a Slack-style
     hook's secret went into every log line of an outage (the settings hide it from error
-    reports for that reason: core.errors.SettingsSafeExceptionReporterFilter)."""
+    reports for that reason: core.error_reports.SettingsSafeExceptionReporterFilter)."""
     settings.ALERT_WEBHOOK_URL = "https://hooks.example.com/services/T000/B000/webhook-secret"
 
     def unreachable(url, json, timeout):

@@ -11,17 +11,23 @@ import pytest
 from django.core import mail
 from django.db import connection
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
+import revenue.delivery.broadcast as broadcast
+from config.celery import app
 from orders.models import Market
+from revenue import dispatch, tasks
 from revenue.chain.client import ChainUnavailable, TransientChainError
 from revenue.chain.devnode import free_port
 from revenue.chain.runtime import chain_context_get, chain_context_reset
 from revenue.delivery.lock import delivery_sender_lock
 from revenue.delivery.metadata import DeliveryStatus, patch_failed
 from revenue.delivery.service import revenue_event_delivery_retry, revenue_events_deliver, revenue_events_redrive
+from revenue.dispatch import delivery_debounce_reset
 from revenue.jsonb import JsonMerge
 from revenue.models import ChainDeployment, DeliveryBatch, DeliveryHeartbeat, RevenueEvent, RevenueStream
 from revenue.services import revenue_collect
+from revenue.tasks import revenue_delivery_redrive, revenue_delivery_run
 from revenue.worker_status import delivery_status_counts
 from tests.revenue.delivery_support import (
     alerts,
@@ -135,8 +141,6 @@ def test_an_unconvertible_currency_is_critical_at_once(embedded, django_capture_
 def test_a_node_lost_while_building_pauses_delivery_and_uses_no_attempt(
     embedded, monkeypatch, django_capture_on_commit_callbacks
 ):
-    import revenue.delivery.broadcast as broadcast
-
     ids = events_create(3)
     real_build = broadcast.build_delivery_tx
 
@@ -169,7 +173,6 @@ def test_backoff_doubles_until_the_event_is_critical_and_alerted_once(
     embedded, monkeypatch, clock, settings, django_capture_on_commit_callbacks
 ):
     import revenue.alerts as alerts
-    import revenue.delivery.broadcast as broadcast
 
     settings.ALERT_WEBHOOK_URL = "http://alerts.invalid/hook"
     posted = []
@@ -223,8 +226,6 @@ def test_backoff_doubles_until_the_event_is_critical_and_alerted_once(
 
 
 def test_worker_killed_after_persisting_before_broadcast_loses_nothing(embedded, monkeypatch):
-    import revenue.delivery.broadcast as broadcast
-
     ids = events_create(4)
     real_send = broadcast.send_signed
 
@@ -248,8 +249,6 @@ def test_worker_killed_after_persisting_before_broadcast_loses_nothing(embedded,
 
 
 def test_worker_killed_right_after_broadcast_doubles_nothing(embedded, monkeypatch):
-    import revenue.delivery.broadcast as broadcast
-
     events_create(4)
     real_send = broadcast.send_signed
 
@@ -364,8 +363,6 @@ def test_redrive_takes_due_failures_and_stale_pending_only(embedded, settings, c
 
 
 def test_events_in_a_batch_in_flight_are_never_selected_again(embedded, settings, monkeypatch):
-    import revenue.delivery.broadcast as broadcast
-
     settings.DELIVERY_RETRY_BASE_SECONDS = 0  # failed events are due at once
     ids = events_create(3)
 
@@ -401,8 +398,6 @@ def test_a_cycle_does_a_bounded_number_of_queries(embedded, settings, django_ass
 
 
 def test_tasks_are_thin_and_retry_transient_errors(embedded, settings, dead_uri):
-    from revenue.tasks import revenue_delivery_redrive, revenue_delivery_run
-
     events_create(2)
     assert revenue_delivery_run()["batches_sent"] == 1
     assert revenue_delivery_redrive()["events_confirmed"] == 2  # its block makes the 2nd confirmation
@@ -416,15 +411,11 @@ def test_tasks_are_thin_and_retry_transient_errors(embedded, settings, dead_uri)
 
 
 def test_delivery_tasks_are_routed_to_the_chain_queue():
-    from config.celery import app
-
     for name in ("revenue.tasks.revenue_delivery_run", "revenue.tasks.revenue_delivery_redrive"):
         assert app.amqp.router.route({}, name)["queue"].name == "chain"
 
 
 def test_the_redrive_is_scheduled_every_minute():
-    from django_celery_beat.models import PeriodicTask
-
     task = PeriodicTask.objects.get(task="revenue.tasks.revenue_delivery_redrive")
     assert task.enabled and task.queue == "chain"
     assert (task.interval.every, task.interval.period) == (60, "seconds")
@@ -433,10 +424,6 @@ def test_the_redrive_is_scheduled_every_minute():
 def test_recording_events_publishes_one_debounced_run_after_commit(
     eth_market, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from config.celery import app
-    from revenue.dispatch import delivery_debounce_reset
-    from revenue.tasks import revenue_delivery_run
-
     delivery_debounce_reset()
     published = []
     monkeypatch.setattr(app, "send_task", lambda name, **kwargs: published.append({"name": name, **kwargs}))
@@ -484,8 +471,6 @@ def test_one_sender_on_postgres(embedded):
 
 
 def test_tasks_published_by_name_exist_under_that_name():
-    from revenue import dispatch, tasks
-
     assert tasks.post_trade_jobs_run.name == dispatch.POST_TRADE_JOBS_RUN
     assert tasks.revenue_delivery_run.name == dispatch.REVENUE_DELIVERY_RUN
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal, getcontext, localcontext
+from fractions import Fraction
 
 import pytest
 from hypothesis import given
@@ -21,7 +22,7 @@ from orders.engine import (
     quantize_up,
     slippage_limit,
 )
-from orders.engine.money import exact_arithmetic, fills_quote_exact
+from orders.engine.money import average_price, exact_arithmetic, fills_quote_exact
 
 D = Decimal
 
@@ -130,3 +131,20 @@ def test_fills_quote_exact_says_whether_every_fill_moves_its_exact_notional(tick
         assert notional_of(price=price, quantity=quantity) == price * quantity
     else:
         assert notional_of(price=tick, quantity=step) != tick * step
+
+
+satoshis = st.integers(min_value=1, max_value=10**30 - 1)  # the columns: 30 digits, 8 decimals
+
+
+@given(quote=satoshis, quantity=satoshis)
+def test_average_price_is_the_exact_ratio_rounded_half_even_to_8_places(quote: int, quantity: int) -> None:
+    """Against Fractions: the engine's answers and the stored order's body say the same."""
+    exact = Fraction(quote, quantity)  # (quote / 1e8) / (quantity / 1e8)
+    scaled = exact * 10**AMOUNT_PLACES
+    expected = round(scaled)  # Python's round of a Fraction: half to even
+    got = average_price(quote=D(quote).scaleb(-8), quantity=D(quantity).scaleb(-8))
+    assert got == D(expected).scaleb(-AMOUNT_PLACES)
+
+
+def test_no_average_price_before_a_fill() -> None:
+    assert average_price(quote=D(0), quantity=D(0)) is None
