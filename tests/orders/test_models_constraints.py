@@ -1,5 +1,5 @@
 """The database refuses orders and trades the engine never writes (orders/models.py,
-constraints of migration 0009): what tests/orders/invariants.py checks after every
+constraints of migration 0010): what tests/orders/invariants.py checks after every
 operation holds for rows written by any other means too (a shell, the admin, a bug)."""
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('orders', '0008_deposit_reference'),
+        ('orders', '0009_order_fill_sums_wider'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
