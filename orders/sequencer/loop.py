@@ -20,7 +20,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
@@ -122,6 +122,10 @@ class _InFlight:
     finish_write: Callable[[], None]
     began: float
     closed: dict[int, int]  # the orders it closed: owner by id
+    # What to ask the database when the connection is lost while it commits (_commit_outcome).
+    backend_pid: int
+    first_order_id: int | None  # the first order it inserts (None: it inserts none)
+    after_commit: list[Callable[[], object]]  # its transaction's on_commit work, in order
 
 
 def _no_database(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
@@ -484,6 +488,13 @@ class Sequencer:
             self.undo.clear()  # what holds is read again
             self._stale |= set(self._markets)
             if isinstance(exc, OperationalError | InterfaceError):  # the connection lost, perhaps during COMMIT
+                committed = _commit_outcome(backend_pid=flight.backend_pid, first_order_id=flight.first_order_id)
+                if committed is False:
+                    logger.warning("connection lost before a batch of %s committed: run again", len(flight.commands))
+                    return None, False
+                if committed:
+                    logger.warning("connection lost as a batch of %s committed: answered", len(flight.commands))
+                    return self._landed_unseen(flight), False
                 logger.warning("database unavailable, batch of %s refused: %s", len(flight.commands), exc)
                 return [c.error_answer(ServiceUnavailable(retry_after=1))] * len(flight.commands), False
             return None, False  # refused by the server (nothing committed): run again, as run_batch would
@@ -502,6 +513,28 @@ class Sequencer:
         ]
         return answers, True
 
+    def _landed_unseen(self, flight: _InFlight) -> list[c.Answer]:
+        """The answers of a batch that committed though its COMMIT's answer was lost with the
+        connection (a 503 then made a client without a client order id place again), and
+        its transaction's after-commit work (the streams, the post-trade hand-over), which
+        the lost connection skipped. An answer still to be read from the database (a
+        cancel's history) is a 503: that read went with the connection."""
+        self.batches += 1
+        for work in flight.after_commit:
+            try:
+                work()
+            except Exception:
+                logger.exception("after-commit work of a batch failed")
+        answers: list[c.Answer] = []
+        for answer, deferred in zip(flight.answers, flight.deferred, strict=True):
+            if answer is None:
+                try:
+                    answer = deferred()
+                except Exception:
+                    answer = c.error_answer(ServiceUnavailable(retry_after=1))
+            answers.append(answer)
+        return answers
+
     def _launch(self, commands: list[c.Command], ahead: _Ahead | None) -> _InFlight | None:
         """The batch read (the one applied ahead: checked against what it assumed), applied
         if it was not, written and its COMMIT sent. None when that failed (memory as before
@@ -516,6 +549,7 @@ class Sequencer:
             committed = within.enter_context(
                 BatchTransaction(leader_check=None if fence is None else (fence.SQL, fence.params))
             )
+            backend_pid = int(connection.connection.info.backend_pid)
             if ahead is None:
                 batch = _Batch(sequencer=self, now=timezone.now(), nowait=True)
                 batch.prepare(commands)
@@ -545,9 +579,13 @@ class Sequencer:
             answers = [None if isinstance(answer, _Late) else answer() for answer in deferred]
             batch.settle()
             closed = dict(batch.closed())
-            committed.on_commit(lambda: self._closed_remember(list(closed.items())))
-            committed.on_commit(lambda: self.announce(lambda: batch.committed(written)))
-            committed.on_commit(lambda: self.announce(streams_batch(journal=batch.journal, markets=self._markets)))
+            after_commit: list[Callable[[], object]] = [
+                lambda: self._closed_remember(list(closed.items())),
+                lambda: self.announce(lambda: batch.committed(written)),
+                lambda: self.announce(streams_batch(journal=batch.journal, markets=self._markets)),
+            ]
+            for work in after_commit:
+                committed.on_commit(work)
             self._known.learn_written(batch.wallets.rows())
             _overdue_checked(commands)
             commit_sent()  # last: a failure before it rolls the batch back for certain
@@ -574,6 +612,9 @@ class Sequencer:
             finish_write=finish_write,
             began=began,
             closed=closed,
+            backend_pid=backend_pid,
+            first_order_id=batch.journal.new_orders[0].id if batch.journal.new_orders else None,
+            after_commit=after_commit,
         )
 
     def _isolate(self, commands: list[c.Command]) -> list[c.Answer]:
@@ -1069,6 +1110,40 @@ def _quote_symbol(market_id: int) -> str:
     if market_id not in _QUOTES:
         _QUOTES[market_id] = Market.objects.select_related("quote").get(pk=market_id).quote.symbol
     return _QUOTES[market_id]
+
+
+# How long a lost batch connection's server process may take to end (or finish its
+# COMMIT) before the batch's outcome is taken as unknown: the web worker waits 2 s in all.
+COMMIT_OUTCOME_WAIT_SECONDS = 1.0
+# The lost session has ended, or is out of its transaction (its COMMIT landed or not).
+_SESSION_SETTLED = "SELECT coalesce(bool_and(state = 'idle'), true) FROM pg_stat_activity WHERE pid = %s"
+
+
+def _commit_outcome(*, backend_pid: int, first_order_id: int | None) -> bool | None:
+    """Whether a batch whose connection was lost while it committed did commit: asked on a
+    new connection, once the old session has ended or left its transaction (until then its
+    COMMIT may still land), by the first order the batch inserted. None when that cannot be
+    told: the database still away, the session still in its transaction after
+    COMMIT_OUTCOME_WAIT_SECONDS, or a batch that inserted no order (cancels: run again, a
+    cancel answers that the order is closed; a 503 lets the client ask)."""
+    if first_order_id is None:
+        return None
+    with suppress(DatabaseError):  # closed all the same
+        connection.close()
+    deadline = time.monotonic() + COMMIT_OUTCOME_WAIT_SECONDS
+    try:
+        with connection.cursor() as cursor:
+            while True:
+                cursor.execute(_SESSION_SETTLED, [backend_pid])
+                if cursor.fetchone()[0]:
+                    break
+                if time.monotonic() > deadline:
+                    return None
+                time.sleep(0.01)
+            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {Order._meta.db_table} WHERE id = %s)", [first_order_id])  # noqa: S608
+            return bool(cursor.fetchone()[0])
+    except DatabaseError:
+        return None
 
 
 def _market_row(engine: MarketEngine) -> tuple[Any, ...]:

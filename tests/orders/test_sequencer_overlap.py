@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from decimal import Decimal as D
 from typing import Any
 
@@ -17,7 +18,7 @@ from django.db import connections
 
 from accounts.credentials import password_mark
 from orders.models import Market, Order, Wallet
-from orders.sequencer import writer
+from orders.sequencer import loop, writer
 from orders.sequencer.commands import cancel_command, place_command
 from orders.sequencer.loop import Sequencer
 from tests.factories import UserFactory, fund, market_create
@@ -308,32 +309,93 @@ def _terminate(pid: int) -> None:
         connections.close_all()
 
 
-def test_a_batch_whose_connection_is_lost_before_it_lands_answers_503_and_memory_is_read_again():
+def _terminate_once_committed(pid: int, *, user_id: int, orders: int) -> None:
+    """Once the user has `orders` orders (the batch's COMMIT landed), end its session."""
+    try:
+        while Order.objects.filter(user_id=user_id).count() < orders:
+            time.sleep(0.005)
+    finally:
+        connections.close_all()
+    _terminate(pid)
+
+
+def _batch_pid() -> int:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        [pid] = cursor.fetchone()
+    return int(pid)
+
+
+def test_a_batch_whose_connection_is_lost_after_it_committed_is_answered_as_committed():
     market_create("ETH-USDT")
     users = _traders(2, base="ETH")
     sequencer = Sequencer(symbols={"ETH-USDT"})
     sequencer.load()
     _two_overlapped(sequencer, users)
-    with connections["default"].cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        [pid] = cursor.fetchone()
-    assert sequencer.run_overlapped([place_command(user_id=users[0].pk, fields=_SELL)]) == []  # on its way
-    killer = threading.Thread(target=_terminate, args=(pid,))
+    pid, before = _batch_pid(), Order.objects.filter(user=users[0]).count()
+    assert sequencer.run_overlapped([place_command(user_id=users[0].pk, fields=_SELL)]) == []  # COMMIT sent
+    killer = threading.Thread(
+        target=_terminate_once_committed, args=(pid,), kwargs={"user_id": users[0].pk, "orders": before + 1}
+    )
     killer.start()
     killer.join(timeout=30)
-    [(_, [sell])] = sequencer.run_overlapped([place_command(user_id=users[1].pk, fields=_BUY)])
-    # Whether its COMMIT got through is not known: 503, and the client retries with its
-    # client order id (exactly once). The buy then met a dead or a new connection.
-    assert sell["status"] == 503
-    [(_, [buy])] = sequencer.flush()
+    [(_, [sell])] = sequencer.flush()
+    # The COMMIT's answer went with the connection: the engine asks the database, which has
+    # the order. It answered 503 (a client without a client order id then placed again).
+    assert sell["status"] == 201, sell
+    assert Order.objects.filter(user=users[0]).count() == before + 1
     connections["default"].close()  # as the engine process does before its next batch
-    if buy["status"] == 503:
-        [(_, [buy])] = sequencer.run_overlapped([place_command(user_id=users[1].pk, fields=_BUY)]) or sequencer.flush()
-    assert buy["status"] == 201
+    [(_, [buy])] = sequencer.run_overlapped([place_command(user_id=users[1].pk, fields=_BUY)]) or sequencer.flush()
+    assert buy["status"] == 201 and buy["order"]["status"] == "filled"  # memory read again: the sell rests
     assert_invariants()
     reloaded = Sequencer(symbols={"ETH-USDT"})
     reloaded.load()
     assert _books(sequencer) == _books(reloaded)  # memory holds what the database holds
+
+
+def test_a_batch_whose_connection_is_lost_before_it_committed_is_run_again(monkeypatch):
+    market_create("ETH-USDT")
+    users = _traders(2, base="ETH")
+    sequencer = Sequencer(symbols={"ETH-USDT"})
+    sequencer.load()
+    _two_overlapped(sequencer, users)
+    pid, before = _batch_pid(), Order.objects.filter(user=users[0]).count()
+    monkeypatch.setattr(loop, "commit_sent", lambda: None)  # its COMMIT never leaves
+    assert sequencer.run_overlapped([place_command(user_id=users[0].pk, fields=_SELL)]) == []
+    monkeypatch.undo()
+    killer = threading.Thread(target=_terminate, args=(pid,))
+    killer.start()
+    killer.join(timeout=30)
+    [(_, [sell])] = sequencer.flush()
+    # The server rolled it back with the session: the engine, told so by the database, runs
+    # it again (it answered 503, and the client had to find out whether it was placed).
+    assert sell["status"] == 201, sell
+    assert Order.objects.filter(user=users[0]).count() == before + 1  # once
+    assert_invariants()
+    reloaded = Sequencer(symbols={"ETH-USDT"})
+    reloaded.load()
+    assert _books(sequencer) == _books(reloaded)
+
+
+def test_a_batch_whose_outcome_cannot_be_told_answers_503(monkeypatch):
+    """A batch that inserts no order (cancels) leaves nothing to ask for: 503 as before, the
+    client asks (a cancel again answers that the order is closed)."""
+    market_create("ETH-USDT")
+    [user] = _traders(1, base="ETH")
+    sequencer = Sequencer(symbols={"ETH-USDT"})
+    sequencer.load()
+    [(_, [placed])] = sequencer.run_overlapped([place_command(user_id=user.pk, fields=_SELL)]) + sequencer.flush()
+    pid = _batch_pid()
+    monkeypatch.setattr(loop, "commit_sent", lambda: None)
+    cancel = cancel_command(user_id=user.pk, order_id=placed["order"]["id"])
+    assert sequencer.run_overlapped([cancel]) == []
+    monkeypatch.undo()
+    killer = threading.Thread(target=_terminate, args=(pid,))
+    killer.start()
+    killer.join(timeout=30)
+    [(_, [answer])] = sequencer.flush()
+    assert answer["status"] == 503
+    assert Order.objects.get(pk=placed["order"]["id"]).status == "open"  # rolled back
 
 
 def test_only_batches_of_the_threshold_and_more_are_left_on_their_way(settings):
