@@ -35,7 +35,6 @@ from orders.errors import OrderNotFound
 from orders.forms import MarketFilterForm, OrderFilterForm, OrderForm
 from orders.models import LIVE_STATUSES, RESTING_STATUSES, Market, Order, OrderSide, OrderStatus, SelfTradePrevention
 from orders.selectors.book import BookLevel, order_book_get
-from orders.selectors.candles import candle_list
 from orders.selectors.markets import market_get, market_list
 from orders.selectors.orders import (
     UserFill,
@@ -49,6 +48,7 @@ from orders.selectors.orders import (
     trade_list_for_user,
     trade_user_fill,
 )
+from orders.selectors.tickers import ticker_list
 from orders.selectors.wallets import wallet_balance_get, wallet_list_for_user
 from orders.services.orders import order_cancel, order_place_from_ticket, orders_cancel_all
 
@@ -84,6 +84,9 @@ class Formats:
 
 @dataclass(frozen=True, slots=True)
 class Ticker:
+    """A market's 24-hour ticker as the API answers it (orders.selectors.tickers), with the
+    page's formats."""
+
     market: Market
     fmt: Formats
     last_price: Decimal | None
@@ -91,16 +94,11 @@ class Ticker:
     high_24h: Decimal | None
     low_24h: Decimal | None
     volume_24h: Decimal
+    change_pct: Decimal | None
 
     @property
     def price(self) -> Decimal:
         return self.last_price if self.last_price is not None else self.market.reference_price
-
-    @property
-    def change_pct(self) -> Decimal | None:
-        if self.open_24h is None or self.last_price is None or not self.open_24h:
-            return None
-        return ((self.last_price - self.open_24h) / self.open_24h * HUNDRED).quantize(Decimal("0.01"))
 
     @property
     def trend(self) -> str:
@@ -108,18 +106,23 @@ class Ticker:
         return "flat" if not change else ("up" if change > 0 else "down")
 
 
-def _ticker(market: Market) -> Ticker:
-    """Last price and the 24 hourly candles before it (two queries)."""
-    candles = candle_list(market_id=market.pk, interval="1h", limit=24)
-    return Ticker(
-        market=market,
-        fmt=Formats.of(market),
-        last_price=market.last_price,
-        open_24h=candles[0].open if candles else None,
-        high_24h=max((c.high for c in candles), default=None),
-        low_24h=min((c.low for c in candles), default=None),
-        volume_24h=sum((c.volume for c in candles), Decimal(0)),
-    )
+def _tickers(markets: list[Market]) -> list[Ticker]:
+    """The markets' tickers, read as GET /api/tickers reads them (the page showed the last 24
+    hourly candles with trades instead: days old on a quiet market, other figures than the
+    API's for the same window)."""
+    return [
+        Ticker(
+            market=market,
+            fmt=Formats.of(market),
+            last_price=found.last_price,
+            open_24h=found.open_24h,
+            high_24h=found.high_24h,
+            low_24h=found.low_24h,
+            volume_24h=found.volume_24h,
+            change_pct=found.change_24h_percent,
+        )
+        for market, found in zip(markets, ticker_list(markets=markets), strict=True)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +180,7 @@ HOME_REGIONS = {"markets": "home/_markets.html"}
 
 def _home_regions(request: HttpRequest) -> dict[str, LiveRegion]:
     return live_regions_render(
-        request=request, templates=HOME_REGIONS, context={"tickers": [_ticker(m) for m in market_list()]}
+        request=request, templates=HOME_REGIONS, context={"tickers": _tickers(list(market_list()))}
     )
 
 
@@ -205,7 +208,7 @@ def _trade_regions(request: HttpRequest, market: Market) -> dict[str, LiveRegion
     context: dict[str, Any] = {
         "market": market,
         "fmt": Formats.of(market),
-        "ticker": _ticker(market),
+        "ticker": _tickers([market])[0],
         "book": _book(market),
         "trades": trade_list_for_market(market_id=market.pk, limit=RECENT_TRADES),
     }

@@ -18,6 +18,17 @@ TICKER_WINDOW = timedelta(hours=24)
 PERCENT_QUANTUM = Decimal("0.01")
 
 
+def change_percent(*, last: Decimal | None, opening: Decimal | None) -> Decimal | None:
+    """The 24-hour change of every ticker (REST, streams, pages): last against the window's
+    opening price in percent, 2 places, half even; None without both. A fall too small to
+    show is 0.00, not -0.00."""
+    if not opening or last is None:
+        return None
+    with exact_arithmetic():
+        change = ((last - opening) * 100 / opening).quantize(PERCENT_QUANTUM)
+    return abs(change) if change.is_zero() else change
+
+
 @dataclass(frozen=True, slots=True)
 class Ticker:
     symbol: str
@@ -56,10 +67,6 @@ def ticker_list(*, markets: list[Market]) -> list[Ticker]:
         stats = extremes.get(market.pk)
         volume, quote_volume = volumes.get(market.pk, (ZERO, ZERO))
         open_price = opens.get(market.pk)
-        change = None
-        if open_price and market.last_price is not None:
-            with exact_arithmetic():
-                change = ((market.last_price - open_price) * 100 / open_price).quantize(PERCENT_QUANTUM)
         tickers.append(
             Ticker(
                 symbol=market.symbol,
@@ -71,7 +78,7 @@ def ticker_list(*, markets: list[Market]) -> list[Ticker]:
                 low_24h=stats["low"] if stats else None,
                 volume_24h=volume,
                 quote_volume_24h=quote_volume,
-                change_24h_percent=change,
+                change_24h_percent=change_percent(last=market.last_price, opening=open_price),
             )
         )
     return tickers

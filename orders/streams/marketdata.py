@@ -22,6 +22,7 @@ from core.api.fields import moment_text
 from core.money import format_amount
 from orders.models import Trade
 from orders.selectors.candles import INTERVALS, candles_since
+from orders.selectors.tickers import change_percent
 
 HOURS = 24
 
@@ -125,9 +126,7 @@ def ticker_body(
     volume: Decimal,
     quote_volume: Decimal,
 ) -> dict[str, Any]:
-    change = None
-    if opening and last is not None:
-        change = f"{((last - opening) / opening * 100).quantize(Decimal('0.01'))}"
+    change = change_percent(last=last, opening=opening)
     return {
         "symbol": symbol,
         "last_price": format_amount(last),
@@ -138,5 +137,5 @@ def ticker_body(
         "low_24h": format_amount(low),
         "volume_24h": format_amount(volume),
         "quote_volume_24h": format_amount(quote_volume),
-        "change_24h_percent": change,
+        "change_24h_percent": None if change is None else f"{change}",
     }

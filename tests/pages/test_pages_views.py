@@ -4,16 +4,18 @@ CSRF, the no-JavaScript order flow, htmx partials, escaping and staff links."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.cache import cache
 from django.test import Client
+from django.utils import timezone
 from django.utils.html import escape
 
 from accounts.error_text import SENTENCES, error_sentence
 from orders.engine.requests import OrderRequest
-from orders.models import Order, OrderStatus
+from orders.models import Order, OrderStatus, Trade
 from orders.services.orders import order_place
 from tests.conftest import jwt_client
 from tests.factories import PASSWORD, StaffFactory, UserFactory, fund, market_create
@@ -626,3 +628,35 @@ def test_collectstatic_with_whitenoise_manifest_storage(tmp_path, settings):
     }
     call_command("collectstatic", "--noinput", verbosity=0)
     assert list(tmp_path.glob("css/app.*.css")) and list(tmp_path.glob("vendor/htmx/htmx.min.*.js"))
+
+
+def _ticker_figure(page: str, label: str) -> Decimal:
+    found = re.search(rf"<dt>{re.escape(label)}[^<]*</dt><dd[^>]*>([^<]+)</dd>", page)
+    assert found, label
+    return Decimal(found.group(1).replace(",", "").rstrip("%"))
+
+
+def test_the_trade_pages_ticker_is_the_apis_last_24_hours(client, market, trader):
+    """The page read its 24-hour figures from the hourly candles since the hour 23 hours
+    ago (23 to 24 hours), other figures than GET /api/markets/{symbol}/ticker's 24."""
+    seller = UserFactory()
+    fund(seller, "ETH", "10")
+    place(seller, side="sell", type="limit", price="1500.00", quantity="1")
+    place(trader, side="buy", type="limit", price="1500.00", quantity="1")
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    # Within 24 hours (but in the last second of an hour), before the page's first candle.
+    Trade.objects.update(executed_at=hour - timedelta(hours=23, seconds=1))
+    place(seller, side="sell", type="limit", price="2000.00", quantity="0.5")
+    place(trader, side="buy", type="limit", price="2000.00", quantity="0.5")
+    place(seller, side="sell", type="limit", price="1999.99", quantity="0.1")
+    place(trader, side="buy", type="limit", price="1999.99", quantity="0.1")
+    api = client.get("/api/markets/ETH-USDT/ticker").json()
+    page = text(client.get("/trade/ETH-USDT/", follow=True))
+    assert _ticker_figure(page, "24h low") == Decimal(api["low_24h"]) == Decimal("1500.00")
+    assert _ticker_figure(page, "24h volume") == Decimal(api["volume_24h"]) == Decimal("1.6")
+    assert _ticker_figure(page, "24h change") == Decimal(api["change_24h_percent"])
+    place(seller, side="sell", type="limit", price="1499.99", quantity="0.1")
+    place(trader, side="buy", type="limit", price="1499.99", quantity="0.1")
+    # A fall too small to show: 0.00, as the API says it (it said -0.00).
+    assert client.get("/api/markets/ETH-USDT/ticker").json()["change_24h_percent"] == "0.00"
+    assert '<dt>24h change</dt><dd class="flat">0.00%</dd>' in text(client.get("/trade/ETH-USDT/", follow=True))

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from orders.models import Trade
 from orders.selectors.candles import INTERVALS
-from orders.streams.marketdata import HOURS, MarketData
+from orders.streams.marketdata import HOURS, MarketData, ticker_body
 from orders.streams.ticker import market_ticker
 from tests.factories import UserFactory, fund, market_create
 from tests.orders.support import place
@@ -131,3 +131,29 @@ def test_a_market_without_trades_seeds_nothing(market):
     assert data.trades_applied([]) == []
     assert all(bars == [] for bars in data.bars.values())
     assert (data.last_trade_id, data.last_price) == (0, None)
+
+
+@pytest.mark.parametrize(
+    ("last", "opening", "change"),
+    [
+        ("1499.99", "1500.00", "0.00"),
+        ("1500.01", "1500.00", "0.00"),
+        ("1485.00", "1500.00", "-1.00"),
+        (None, "1.00", None),
+    ],
+)
+def test_the_streams_ticker_change_is_the_apis(last, opening, change):
+    # Rounded as the REST ticker rounds it (one rule, orders.selectors.tickers.change_percent):
+    # a fall too small to show was "-0.00".
+    body = ticker_body(
+        symbol="ETH-USDT",
+        last=None if last is None else Decimal(last),
+        best_bid=None,
+        best_ask=None,
+        opening=Decimal(opening),
+        high=None,
+        low=None,
+        volume=Decimal(0),
+        quote_volume=Decimal(0),
+    )
+    assert body["change_24h_percent"] == change
