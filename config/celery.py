@@ -19,6 +19,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
 broker_redis_transport_register()  # redis:// brokers: a worker survives a Redis outage
 app = Celery("platform")
+# core and the apps reach this app as celery.current_app, never importing config: Celery's
+# Django fixup makes it the default app, every thread's (tests/config/test_celery.py).
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 

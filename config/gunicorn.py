@@ -18,11 +18,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from config.ports import web_bind
 from config.processes import web_workers
 from config.uvicorn_worker import web_access_log
 from core.logging import logging_config
 from core.metrics import process_dead
+from core.ports import web_bind
 
 bind = web_bind()
 workers = web_workers()

@@ -8,9 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from celery import current_app as app
 from django.db import connection
-
-from config.celery import app
 
 logger = logging.getLogger(__name__)
 

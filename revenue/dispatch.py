@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from celery import current_app as app
 from django.conf import settings
 from django.core.cache import cache
 
-from config.celery import app
 from core.cache import CACHE_ERRORS, cache_failure_log
 
 logger = logging.getLogger("revenue.dispatch")

@@ -6,11 +6,13 @@ of the task before (20 of 146 "received" lines of one scripts/serve run named an
 from __future__ import annotations
 
 import contextvars
+import threading
 from types import SimpleNamespace
 
+from celery import current_app
 from celery.signals import task_postrun, task_prerun
 
-from config.celery import CORRELATION_HEADER
+from config.celery import CORRELATION_HEADER, app
 from core.logging import correlation_id_get
 
 
@@ -30,3 +32,14 @@ def test_a_task_logs_under_its_publishers_id_and_what_follows_under_none() -> No
     during, after = contextvars.copy_context().run(_run_task_signals)
     assert during == "request-1"
     assert after == "-"
+
+
+def test_the_platforms_celery_app_is_every_threads_current_app():
+    # core and the apps publish through celery.current_app (they never import config): were
+    # it not the default app (Celery's Django fixup), a thread of its own would get a
+    # fallback app with the default broker (amqp://localhost).
+    found = []
+    thread = threading.Thread(target=lambda: found.append(current_app._get_current_object()))
+    thread.start()
+    thread.join()
+    assert found == [app]

@@ -1,10 +1,6 @@
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 import pytest
-from django.conf import settings
 from django.test import override_settings
 
 from core import health
@@ -36,23 +32,6 @@ def test_a_registered_check_that_fails_degrades_the_platform(client, monkeypatch
     response = client.get("/healthz")
     assert response.status_code == 200  # only the database down is a 503
     assert response.json()["cache"] == "down" and response.json()["status"] == "degraded"
-
-
-def test_core_imports_no_later_app():
-    # core <- accounts <- orders <- revenue <- flywheel: core reaches them through registries.
-    later = {"accounts", "orders", "revenue", "flywheel"}
-    found = []
-    for path in (Path(settings.BASE_DIR) / "core").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = (
-                [node.module or ""]
-                if isinstance(node, ast.ImportFrom)
-                else [a.name for a in node.names]
-                if isinstance(node, ast.Import)
-                else []
-            )
-            found += [f"{path.name}: {n}" for n in names if n.split(".")[0] in later]
-    assert found == []
 
 
 @override_settings(WEB3_PROVIDER_URI="http://127.0.0.1:9")

@@ -7,9 +7,9 @@ import socket
 import pytest
 from django.core.management import CommandError, call_command
 
-from config.ports import bind_problem
 from core.management.commands import serve_check
 from core.management.commands.serve_check import serve_settings_problems
+from core.ports import bind_problem
 
 
 def test_the_embedded_defaults_are_refused(monkeypatch, settings) -> None:

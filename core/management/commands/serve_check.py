@@ -1,7 +1,7 @@
 """manage.py serve_check: refuse to start the production topology (scripts/serve) on
 settings that would not deliver: PostgreSQL, Redis as broker and cache, a chain node,
 DEBUG off, the engine as its own processes, metrics shared by the processes, the web's
-address free (config/ports.py). Every
+address free (core/ports.py). Every
 problem is listed, then it exits non-zero; the services are reached, not only named."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.management.base import BaseCommand, CommandError
 
-from config.ports import bind_problem, web_bind
 from core.health import broker_reachable, database_reachable
 from core.metrics import multiprocess_dir
+from core.ports import bind_problem, web_bind
 
 
 def serve_settings_problems() -> list[str]:

@@ -4,7 +4,7 @@ run, another server), the web exited at each start ("Address already in use", in
 only) and was started again in a loop, while the rest announced a platform that another
 program answered.
 
-`python -m config.ports HOST:PORT` exits 1 with the reason when the address cannot be bound."""
+`python -m core.ports HOST:PORT` exits 1 with the reason when the address cannot be bound."""
 
 from __future__ import annotations
 
