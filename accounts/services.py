@@ -68,7 +68,7 @@ def username_keys_claim() -> None:
 REGISTER_RATE_SCOPE = "register"
 
 
-def client_address(request: HttpRequest) -> str:
+def client_address(*, request: HttpRequest) -> str:
     """Who a rate per address counts: REMOTE_ADDR, which core.middleware.TrustedProxyMiddleware
     has set to the client behind a trusted proxy (a client-sent X-Forwarded-For is not it),
     an IPv6 address by its /64 (core.networks.client_bucket)."""
@@ -194,7 +194,7 @@ def user_password_reset_request(*, request: HttpRequest, email: str) -> None:
         raise PasswordResetUnavailable()
     email = email.strip()
     for scope, ident in (
-        (RESET_MAILS_PER_ADDRESS, client_address(request)),
+        (RESET_MAILS_PER_ADDRESS, client_address(request=request)),
         (RESET_MAILS_PER_EMAIL, email.casefold()),
     ):
         wait = shared_rate_wait(scope=scope, ident=ident)
@@ -207,9 +207,11 @@ def user_password_reset_request(*, request: HttpRequest, email: str) -> None:
             kwargs={"email": email, "domain": request.get_host(), "use_https": request.is_secure()}, retry=False
         )
     except Exception as exc:  # the broker unreachable or refusing: the same answer for every address
-        logger.warning("password reset not published", extra={"client_ip": client_address(request)}, exc_info=True)
+        logger.warning(
+            "password reset not published", extra={"client_ip": client_address(request=request)}, exc_info=True
+        )
         raise ServiceUnavailable() from exc
-    logger.info("password reset asked", extra={"client_ip": client_address(request)})
+    logger.info("password reset asked", extra={"client_ip": client_address(request=request)})
 
 
 def user_password_reset_done(*, request: HttpRequest, user: AbstractBaseUser) -> None:

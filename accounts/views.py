@@ -158,7 +158,7 @@ def register_page(request: HttpRequest) -> HttpResponse:
     form = RegisterForm(request.POST or None)
     if request.method == "POST":
         try:  # every attempt counts, as at POST /api/auth/register
-            user_register_rate_check(address=client_address(request))
+            user_register_rate_check(address=client_address(request=request))
         except ApplicationError as exc:
             form.add_application_error(exc)
     if request.method == "POST" and form.error_code is None and form.is_valid():

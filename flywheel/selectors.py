@@ -46,7 +46,7 @@ def _share_of_supply(share: Decimal) -> Decimal:
     return share.quantize(SHARE_QUANTUM, rounding=ROUND_DOWN)
 
 
-def multiplier_for(tier: FeeTier | None) -> Decimal:
+def multiplier_for(*, tier: FeeTier | None) -> Decimal:
     return Decimal(1) if tier is None else MULTIPLIERS[tier.name]
 
 
@@ -211,7 +211,7 @@ def earnings_project(*, ttx_amount: Decimal, monthly_volume: Decimal, platform_r
     )
     holder_pool = _q8(monthly_revenue * settings.REVENUE_HOLDER_PERCENTAGE)
     tier = fee_tier_for(ttx_amount)
-    multiplier = multiplier_for(tier)
+    multiplier = multiplier_for(tier=tier)
     supply = settings.TTX_CIRCULATING_SUPPLY
     share = ttx_amount / supply if supply else ZERO
     monthly = _q8(holder_pool * share * multiplier)
@@ -298,7 +298,7 @@ def my_impact(*, user_id: int, now: datetime | None = None) -> Impact:
     holder_generated = _q8(fees * settings.REVENUE_HOLDER_PERCENTAGE)
     (pool,) = usd_totals(sums=earned, rates=rates) or (ZERO,)
     tier = fee_tier_for(holdings)
-    multiplier = multiplier_for(tier)
+    multiplier = multiplier_for(tier=tier)
     supply = settings.TTX_CIRCULATING_SUPPLY
     share = holdings / supply if supply else ZERO
     monthly = _q8(pool * share * multiplier)
@@ -334,7 +334,7 @@ def my_insights(*, impact: Impact) -> dict[str, object]:
     supply = settings.TTX_CIRCULATING_SUPPLY
     if next_tier is not None:
         needed = next_tier.threshold - impact.ttx_holdings
-        next_multiplier = multiplier_for(next_tier)
+        next_multiplier = multiplier_for(tier=next_tier)
         next_share = next_tier.threshold / supply if supply else ZERO
         next_monthly = _q8(impact.holder_revenue_30d * next_share * next_multiplier)
         savings = _q8(monthly_fee_base * (next_tier.discount - current_discount))

@@ -31,7 +31,7 @@ def flywheel_page(request: HttpRequest) -> HttpResponse:
         "streams": streams,
         "planned_streams": [s for s in figures if s.id not in LIVE_STREAMS],
         "stream_totals": selectors.stream_totals(streams=streams),
-        "tiers": [(tier, selectors.multiplier_for(tier), tier.discount * HUNDRED) for tier in TIERS],
+        "tiers": [(tier, selectors.multiplier_for(tier=tier), tier.discount * HUNDRED) for tier in TIERS],
         "ttx_asset": settings.TTX_ASSET,
     }
     if request.user.is_authenticated:

@@ -262,7 +262,7 @@ def _order_summary(order: Order, *, created: bool) -> str:
     what = f"#{order.pk} {order.side} {kind} {order.quantity.normalize():f} {order.market.symbol}"
     reason = f" ({error_sentence(order.status_reason)})" if order.status_reason else ""
     state = order.status.replace("_", " ") + reason
-    average, quote = order_average_price(order), order.market.quote.symbol
+    average, quote = order_average_price(order=order), order.market.quote.symbol
     if average is not None and order.status == OrderStatus.FILLED:
         # At which price and fee: a limit order fills at the book's better prices, a market order anywhere.
         state += f" at average {average.normalize():f} {quote}, fee {order.fee_paid.normalize():f} {quote}"
@@ -483,7 +483,9 @@ def order_history(request: HttpRequest) -> HttpResponse:
     page = Paginator(orders, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
     quote_of = {m.pk: m.quote.symbol for m in markets}
     rows = [
-        OrderRow(o, Formats.of(o.market), order_average_price(o), quote_of.get(o.market_id) or o.market.quote.symbol)
+        OrderRow(
+            o, Formats.of(o.market), order_average_price(order=o), quote_of.get(o.market_id) or o.market.quote.symbol
+        )
         for o in page.object_list
     ]
     return render(request, "orders/history.html", _history_context(filter_form, page, rows))

@@ -29,7 +29,7 @@ class ClientAddressThrottle(ResilientScopedRateThrottle):
     is (NUM_PROXIES unset): a new value per request would escape the limit."""
 
     def get_ident(self, request: Request) -> str:
-        return client_address(request._request)
+        return client_address(request=request._request)
 
 
 class RegisterApi(RateLimitHeaders, APIView):

@@ -177,12 +177,12 @@ class OrderOutput(serializers.Serializer):
 
     @extend_schema_field({"type": "string", "nullable": True})
     def get_average_price(self, order: Order) -> str | None:
-        average = order_average_price(order)
+        average = order_average_price(order=order)
         return None if average is None else f"{average:f}"
 
     @extend_schema_field(FillOutput(many=True))
     def get_fills(self, order: Order) -> list[dict[str, Any]]:
-        return [fill_output(fill) for fill in order_fills(order)]
+        return [fill_output(fill) for fill in order_fills(order=order)]
 
 
 fill_output = output_shaper(FillOutput)

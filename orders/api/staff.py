@@ -57,7 +57,7 @@ class WalletCreditApi(APIView):
 
 def _idempotency_key(request: Request) -> str | None:
     key = request.headers.get(IDEMPOTENCY_KEY.name)
-    if key is not None and not deposit_reference_valid(key):
+    if key is not None and not deposit_reference_valid(reference=key):
         raise InvalidInput(fields={IDEMPOTENCY_KEY.name: [DEPOSIT_REFERENCE_REFUSAL]})
     return key
 

@@ -88,7 +88,7 @@ class OrderFill:
     counterparty: str
 
 
-def order_fills(order: Order) -> list[OrderFill]:
+def order_fills(*, order: Order) -> list[OrderFill]:
     """The order's fills, from its own point of view (taker or maker), oldest first."""
     fills = [
         OrderFill(
@@ -106,7 +106,7 @@ def order_fills(order: Order) -> list[OrderFill]:
     return fills
 
 
-def order_average_price(order: Order) -> Decimal | None:
+def order_average_price(*, order: Order) -> Decimal | None:
     return average_price(quote=order.quote_filled, quantity=order.filled_quantity)
 
 

@@ -111,12 +111,12 @@ def _amount_parse(amount: object) -> Decimal:
     raise InvalidAmount(f"Invalid amount. {reason}", fields={"amount": [reason]})
 
 
-def deposit_reference_valid(reference: str) -> bool:
+def deposit_reference_valid(*, reference: str) -> bool:
     return REFERENCE_PATTERN.fullmatch(reference) is not None
 
 
 def _reference_parse(reference: str | None) -> str | None:
-    if reference is None or deposit_reference_valid(reference):
+    if reference is None or deposit_reference_valid(reference=reference):
         return reference
     raise InvalidInput(fields={"reference": [DEPOSIT_REFERENCE_REFUSAL]})
 

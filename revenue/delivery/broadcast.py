@@ -147,7 +147,9 @@ def _plan(events: list[DeliverableEvent], *, price: Decimal) -> BatchPlan:
     for bundle in sorted(bundles, key=lambda bundle: bundle.pk):
         plan.items.append(
             DeliveryItem(
-                item_id=bundle_item_id(bundle.pk), stream_id=bundle.stream_id, amount_wei=int(bundle.amount_wei)
+                item_id=bundle_item_id(bundle_id=bundle.pk),
+                stream_id=bundle.stream_id,
+                amount_wei=int(bundle.amount_wei),
             )
         )
         plan.event_ids.extend(int(pk) for pk in bundle.event_ids if int(pk) in waiting)
@@ -235,7 +237,7 @@ def batch_send_next(
     planned = _batch_plan(
         now=now,
         limit=min(limit, MAX_BATCH),
-        exclude=in_flight_event_ids(in_flight),
+        exclude=in_flight_event_ids(batches=in_flight),
         stale_only=stale_only,
         counters=counters,
         price_of=price_of,
@@ -410,7 +412,7 @@ def _resign(
         gas=batch.gas,  # explicit: the first estimate, with its margin, covers as many items or fewer
     )
     signed = sign_tx(context.signer, tx)
-    carried = items_events(item.item_id for item in items)
+    carried = items_events(item_ids=(item.item_id for item in items))
     batch.item_ids = [item.item_id for item in items]
     batch.stream_ids = [item.stream_id for item in items]
     batch.amounts_wei = [str(item.amount_wei) for item in items]
@@ -482,7 +484,7 @@ def batch_rebuild(
     """Its nonce was used by another transaction: the same batch at the next free nonce,
     without the items another transaction of the chain paid meanwhile."""
     owners = dict(RevenueEvent.objects.filter(pk__in=batch.event_ids).values_list("pk", lookup(Key.BATCH_ID)))
-    carried = items_events(int(item) for item in batch.item_ids)
+    carried = items_events(item_ids=(int(item) for item in batch.item_ids))
     items = [item for item in _items(batch) if all(owners.get(e) == batch.pk for e in carried[item.item_id])]
     if not items:
         batch_supersede(batch=batch, reason="every item was paid by other transactions")

@@ -234,7 +234,7 @@ def _foreign_adopt(context: ChainContext, mined: MinedTransaction, counters: Cyc
         with transaction.atomic():
             alert_send(kind="foreign_payment", subject=subject, details=details)
         return
-    events = items_events(log.item_id for log in paid)
+    events = items_events(item_ids=(log.item_id for log in paid))
     with transaction.atomic(durable=True):
         batch = DeliveryBatch.objects.create(
             deployment_id=context.deployment_id,

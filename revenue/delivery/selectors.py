@@ -173,15 +173,15 @@ def delivery_batch_paying(*, deployment_id: int, item_id: int) -> DeliveryBatch 
     )
 
 
-def in_flight_event_ids(batches: Collection[DeliveryBatch]) -> set[int]:
+def in_flight_event_ids(*, batches: Collection[DeliveryBatch]) -> set[int]:
     return {event_id for batch in batches for event_id in batch.event_ids}
 
 
-def bundle_item_id(bundle_id: int) -> int:
+def bundle_item_id(*, bundle_id: int) -> int:
     return BUNDLE_ITEM_BASE + bundle_id
 
 
-def items_events(item_ids: Iterable[int]) -> dict[int, list[int]]:
+def items_events(*, item_ids: Iterable[int]) -> dict[int, list[int]]:
     """The revenue events each on-chain item carries (a bundle's events, or the event itself)."""
     items = list(item_ids)
     bundles = {item - BUNDLE_ITEM_BASE for item in items if item >= BUNDLE_ITEM_BASE}
@@ -192,11 +192,11 @@ def items_events(item_ids: Iterable[int]) -> dict[int, list[int]]:
     }
 
 
-def batch_paid_event_ids(batch: DeliveryBatch) -> list[int]:
+def batch_paid_event_ids(*, batch: DeliveryBatch) -> list[int]:
     """The events its mined transaction paid: every item it carries but those it found paid."""
     refused = {int(item) for item in batch.refused_item_ids}
     paid_items = [int(item) for item in batch.item_ids if int(item) not in refused]
-    return [event for events in items_events(paid_items).values() for event in events]
+    return [event for events in items_events(item_ids=paid_items).values() for event in events]
 
 
 def delivery_batches_stuck(*, older_than: datetime) -> list[DeliveryBatch]:

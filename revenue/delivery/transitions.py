@@ -200,7 +200,7 @@ def batch_mined_record(
     dropped = sorted(set(before) - set(batch.event_ids))
     if dropped:
         events_return(event_ids=dropped, from_statuses=[DeliveryStatus.SUBMITTED], batch_id=batch.pk, error=None)
-    paid = batch_paid_event_ids(batch)
+    paid = batch_paid_event_ids(batch=batch)
     twice = list(
         _events(paid)
         .filter(status_in(DeliveryStatus.DELIVERED))
@@ -226,7 +226,7 @@ def _refused_events_to_payer(batch: DeliveryBatch, *, now: datetime) -> None:
     refused = [int(item) for item in batch.refused_item_ids]
     if not refused:
         return
-    carried = items_events(refused)
+    carried = items_events(item_ids=refused)
     held = set(
         _events([pk for events in carried.values() for pk in events])
         .filter(status_in(DeliveryStatus.SUBMITTED), **_of_batch(batch.pk))
@@ -278,7 +278,7 @@ def _mined_version_carry(
     if len(kept) == len(batch.item_ids) and not added:
         return None
     rows = kept + [(item.item_id, item.stream_id, str(item.amount_wei)) for item in added]
-    events = items_events(item_id for item_id, _, _ in rows)
+    events = items_events(item_ids=(item_id for item_id, _, _ in rows))
     batch.item_ids = [item_id for item_id, _, _ in rows]
     batch.stream_ids = [stream_id for _, stream_id, _ in rows]
     batch.amounts_wei = [amount for _, _, amount in rows]
@@ -312,7 +312,7 @@ def batch_confirm(*, batch: DeliveryBatch, nonce: int, now: datetime) -> int:
         now=now,
     )
     rows = list(
-        _events(batch_paid_event_ids(batch))
+        _events(batch_paid_event_ids(batch=batch))
         .filter(status_in(DeliveryStatus.SUBMITTED), **_of_batch(batch.pk))
         .values_list("pk", "stream_id", "holder_share", "created_at", lookup(Key.CORRELATION_ID))
     )
