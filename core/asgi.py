@@ -6,7 +6,6 @@ import io
 from typing import IO, Any
 
 import django
-from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest
 from django.db import connections
 
@@ -33,8 +32,7 @@ class PlatformASGIHandler(ASGIHandler):
 
 def platform_asgi_application() -> PlatformASGIHandler:
     """As django.core.asgi.get_asgi_application, with the platform's request, and the
-    database connections of its requests closed (or pooled) as each ends
-    (connections_per_request)."""
+    database connections of its requests closed as each ends (connections_per_request)."""
     django.setup(set_prefix=False)
     connections_per_request()
     return PlatformASGIHandler()
@@ -48,27 +46,6 @@ def connections_per_request() -> None:
     API-key clients (a signed request reads its key row) held 92 connections of one web
     worker within 15 s; PostgreSQL then refused every new one ("too many clients": 500s,
     and no connection for an engine taking a shard over). Django's documentation: "When
-    using ASGI, persistent connections should be disabled".
-
-    With WEB_DB_POOL_MAX_SIZE, PostgreSQL's connections go back to a pool of the process
-    (Django's psycopg pool) instead of being closed: a new session costs ~4 ms and a server
-    process here, which every page and read of the database would otherwise pay. Only where
-    no connection of the alias is open yet (Django cannot hand a connection opened outside
-    a pool back to one)."""
+    using ASGI, persistent connections should be disabled"."""
     for alias in connections:
-        options = connections.settings[alias]
-        options["CONN_MAX_AGE"] = 0
-        if (
-            settings.WEB_DB_POOL_MAX_SIZE > 0
-            and options["ENGINE"] == "django.db.backends.postgresql"
-            and connections[alias].connection is None
-        ):
-            options["OPTIONS"] = {
-                **options.get("OPTIONS", {}),
-                "pool": {
-                    "min_size": 1,
-                    "max_size": settings.WEB_DB_POOL_MAX_SIZE,
-                    # A request waits this long for a connection, then 503 (database unavailable).
-                    "timeout": settings.WEB_DB_POOL_TIMEOUT_SECONDS,
-                },
-            }
+        connections.settings[alias]["CONN_MAX_AGE"] = 0

@@ -120,11 +120,6 @@ def database_config(url: str) -> dict[str, object]:
 
 
 DATABASES = {"default": database_config(DATABASE_URL)}
-# PostgreSQL: the web process's connections, one per request, come from a pool of at most
-# this many (0: a new session per request); a request waits at most the timeout for one,
-# then answers 503. core.asgi.connections_per_request.
-WEB_DB_POOL_MAX_SIZE = env_int("WEB_DB_POOL_MAX_SIZE", 10)
-WEB_DB_POOL_TIMEOUT_SECONDS = float(env_decimal("WEB_DB_POOL_TIMEOUT_SECONDS", "5"))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (API rate limits, delivery debounce, failure-log cap) ---------------------

@@ -26,9 +26,6 @@ REST_FRAMEWORK = {
 CELERY_BROKER_URL = "memory://"
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 CELERY_TASK_ALWAYS_EAGER = False
-# The test process's connections are pytest-django's (its test database, its transactions):
-# no pool, unless a test's own web process asks for one.
-WEB_DB_POOL_MAX_SIZE = env_int("WEB_DB_POOL_MAX_SIZE", 0)  # noqa: F405
 # The sequencer runs in the test process, in the test's database transaction.
 ENGINE_TRANSPORT = "inprocess"
 # One process counts the whole order rate (the web processes of production share it).

@@ -4,9 +4,6 @@ is, through the web worker's ASGI application (config.asgi: the fast path before
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 
 import pytest
@@ -14,7 +11,6 @@ from django.db import connection, connections
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import ApiKey
-from bench.infra import ROOT
 from config.asgi import application
 from core.asgi import platform_asgi_application
 from orders.models import Order, OrderStatus
@@ -105,48 +101,3 @@ def test_a_request_leaves_no_database_connection_open_behind_it(monkeypatch, on_
         thread.join()
     assert [answer.status for answer in answers] == [201] * 5, [answer.body for answer in answers]
     assert _others_connected() <= before  # (fewer: what earlier tests left may have been freed since)
-
-
-POOLED_WEB = """
-import json, threading
-import config.asgi
-from django.db import connection, connections
-pids = []
-
-def request():  # as a request's own thread: a query, then the connection given back
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()" if connection.vendor == "postgresql" else "SELECT 1")
-        pids.append(cursor.fetchone()[0])
-    connection.close()
-
-for _ in range(6):
-    thread = threading.Thread(target=request)
-    thread.start()
-    thread.join()
-print(json.dumps({"pool": "pool" in connections.settings["default"]["OPTIONS"], "sessions": len(set(pids))}))
-"""
-
-
-def test_the_web_process_hands_its_connections_back_to_a_pool(on_postgres):
-    """Closed with each request, a web worker's connections were each a new session (~4 ms
-    and a server process here) for every page and read of the database: on PostgreSQL the
-    web process (config.asgi) takes them from a pool and gives them back."""
-    settings_dict = connection.settings_dict
-    url = (
-        f"postgres://{settings_dict['USER']}@{settings_dict['HOST']}:{settings_dict['PORT']}/{settings_dict['NAME']}"
-        if on_postgres
-        else ""
-    )
-    env = os.environ | {
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": url,
-        "WEB_DB_POOL_MAX_SIZE": "3",
-    }
-    done = subprocess.run([sys.executable, "-c", POOLED_WEB], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    found = json.loads(done.stdout.splitlines()[-1])
-    if on_postgres:
-        # Six requests, at most the pool's three sessions (closed, each would be its own).
-        assert found["pool"] is True and found["sessions"] <= 3, found
-    else:
-        assert found["pool"] is False  # SQLite: a file opened per request, no server to pool
