@@ -6,6 +6,7 @@ import io
 from typing import IO, Any
 
 import django
+from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest
 from django.db import connections
 
@@ -34,7 +35,8 @@ def platform_asgi_application() -> PlatformASGIHandler:
     """As django.core.asgi.get_asgi_application, with the platform's request, and the
     database connections of its requests closed as each ends (connections_per_request)."""
     django.setup(set_prefix=False)
-    connections_per_request()
+    if settings.WEB_CONNECTIONS_PER_REQUEST:
+        connections_per_request()
     return PlatformASGIHandler()
 
 

@@ -120,6 +120,9 @@ def database_config(url: str) -> dict[str, object]:
 
 
 DATABASES = {"default": database_config(DATABASE_URL)}
+# The web process (core.asgi) closes each request's connection at its end, whatever
+# DB_CONN_MAX_AGE says: under ASGI every request runs in a thread of its own.
+WEB_CONNECTIONS_PER_REQUEST = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (API rate limits, delivery debounce, failure-log cap) ---------------------

@@ -26,6 +26,10 @@ REST_FRAMEWORK = {
 CELERY_BROKER_URL = "memory://"
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 CELERY_TASK_ALWAYS_EAGER = False
+# Importing config.asgi (tests of the web's application) leaves the test process's
+# connections as they are: closing them per request is the web process's own (a test that
+# checks it turns it on).
+WEB_CONNECTIONS_PER_REQUEST = False
 # The sequencer runs in the test process, in the test's database transaction.
 ENGINE_TRANSPORT = "inprocess"
 # One process counts the whole order rate (the web processes of production share it).

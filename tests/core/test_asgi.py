@@ -75,7 +75,7 @@ def _others_connected() -> int:
         return int(cursor.fetchone()[0])
 
 
-def test_a_request_leaves_no_database_connection_open_behind_it(monkeypatch, on_postgres):
+def test_a_request_leaves_no_database_connection_open_behind_it(monkeypatch, on_postgres, settings):
     """Django's ASGI handler runs each request's view in a thread of its own: the connection
     that thread opened was kept for CONN_MAX_AGE (60 s, production's), never to be reused, and
     stayed open until the collector freed it. Four API-key clients (a signed request reads
@@ -83,6 +83,7 @@ def test_a_request_leaves_no_database_connection_open_behind_it(monkeypatch, on_
     many clients" (500s, and no connection left for an engine taking over). The web's
     connections close with each request, as Django's documentation asks of ASGI."""
     monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 60)  # production's default
+    settings.WEB_CONNECTIONS_PER_REQUEST = True  # as in every settings module but the tests'
     web = platform_asgi_application()
     assert connections["default"].settings_dict["CONN_MAX_AGE"] == 0
     if not on_postgres:
