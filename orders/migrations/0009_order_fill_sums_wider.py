@@ -5,27 +5,19 @@ precision, the same scale: no rewrite of the table). On SQLite a money column is
 AlterField would do there (twice, moving the columns)."""
 
 import core.fields
+from core.migration_ops import numeric_columns_retype
 from django.db import migrations
 
 COLUMNS = ("quote_filled", "fee_paid")
 
 
-def _column_types(schema_editor, digits):
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    for column in COLUMNS:
-        schema_editor.execute(
-            f'ALTER TABLE "orders_order" ALTER COLUMN "{column}" TYPE numeric({digits}, 8)'  # noqa: S608
-        )
-
-
 # Literal widths: this migration must not change with core.fields.
 def widen(apps, schema_editor):
-    _column_types(schema_editor, 52)
+    numeric_columns_retype(schema_editor, table="orders_order", columns=COLUMNS, digits=52)
 
 
 def narrow(apps, schema_editor):
-    _column_types(schema_editor, 30)
+    numeric_columns_retype(schema_editor, table="orders_order", columns=COLUMNS, digits=30)
 
 
 class Migration(migrations.Migration):
