@@ -644,8 +644,8 @@ def test_the_trade_pages_ticker_is_the_apis_last_24_hours(client, market, trader
     place(seller, side="sell", type="limit", price="1500.00", quantity="1")
     place(trader, side="buy", type="limit", price="1500.00", quantity="1")
     hour = timezone.now().replace(minute=0, second=0, microsecond=0)
-    # Within 24 hours (but in the last second of an hour), before the page's first candle.
-    Trade.objects.update(executed_at=hour - timedelta(hours=23, seconds=1))
+    # Within 24 hours (by what is left of this hour), just before the page's first candle.
+    Trade.objects.update(executed_at=hour - timedelta(hours=23, microseconds=1))
     place(seller, side="sell", type="limit", price="2000.00", quantity="0.5")
     place(trader, side="buy", type="limit", price="2000.00", quantity="0.5")
     place(seller, side="sell", type="limit", price="1999.99", quantity="0.1")
