@@ -145,10 +145,7 @@ def test_overlapped_batches_answer_and_store_what_one_batch_at_a_time_does():
     assert overlapped.ahead_again == 0  # ... and nothing changed the rows behind its back
     assert answers == serial
     assert _balances(eth_traders, base="ETH") == _balances(btc_traders, base="BTC")
-    assert_invariants()
-    reloaded = Sequencer(symbols={"ETH-USDT"})
-    reloaded.load()
-    assert _books(overlapped) == _books(reloaded)  # memory holds what the database holds
+    _memory_is_the_database(overlapped)
 
 
 def _deposit(user: Any, amount: str) -> None:
@@ -253,6 +250,14 @@ _SELL = {"market": "ETH-USDT", "side": "sell", "type": "limit", "quantity": "0.0
 _BUY = {**_SELL, "side": "buy"}
 
 
+def _memory_is_the_database(sequencer: Sequencer) -> None:
+    """The invariants hold, and the books in memory are what a fresh load of the database reads."""
+    assert_invariants()
+    reloaded = Sequencer(symbols={"ETH-USDT"})
+    reloaded.load()
+    assert _books(sequencer) == _books(reloaded)
+
+
 def _two_overlapped(sequencer: Sequencer, users: list[Any]) -> list[dict[str, Any]]:
     finished = sequencer.run_overlapped([place_command(user_id=users[0].pk, fields=_SELL)])
     finished += sequencer.run_overlapped([place_command(user_id=users[1].pk, fields=_BUY)])  # applied ahead
@@ -277,10 +282,7 @@ def test_a_batch_the_server_refuses_when_it_lands_is_run_again_with_the_one_appl
     assert answers[1]["order"]["status"] == "filled"  # the buy met the sell, run again before it
     assert sequencer.ahead_applied == ahead_before + 1  # the buy was applied ahead, then taken back
     assert sequencer.taken_back == 1
-    assert_invariants()
-    reloaded = Sequencer(symbols={"ETH-USDT"})
-    reloaded.load()
-    assert _books(sequencer) == _books(reloaded)
+    _memory_is_the_database(sequencer)
 
 
 def test_a_batch_that_fails_otherwise_is_run_again_from_the_database(monkeypatch):
@@ -294,10 +296,7 @@ def test_a_batch_that_fails_otherwise_is_run_again_from_the_database(monkeypatch
     assert [answer["status"] for answer in answers] == [201, 201]
     assert answers[1]["order"]["status"] == "filled"
     assert sequencer.taken_back == 0  # not taken back: the markets were read again
-    assert_invariants()
-    reloaded = Sequencer(symbols={"ETH-USDT"})
-    reloaded.load()
-    assert _books(sequencer) == _books(reloaded)
+    _memory_is_the_database(sequencer)
 
 
 def _terminate(pid: int) -> None:
@@ -309,14 +308,19 @@ def _terminate(pid: int) -> None:
         connections.close_all()
 
 
-def _terminate_once_committed(pid: int, *, user_id: int, orders: int) -> None:
-    """Once the user has `orders` orders (the batch's COMMIT landed), end its session."""
+def _terminate_once_committed(pid: int, *, user_id: int, orders: int, done: list[int]) -> None:
+    """Once the user has `orders` orders (the batch's COMMIT landed), end its session; `done`
+    gets the pid then (within 10 s, or never)."""
+    deadline = time.monotonic() + 10
     try:
-        while Order.objects.filter(user_id=user_id).count() < orders:
+        while Order.objects.filter(user_id=user_id).count() < orders and time.monotonic() < deadline:
             time.sleep(0.005)
+        committed = Order.objects.filter(user_id=user_id).count() >= orders
     finally:
         connections.close_all()
-    _terminate(pid)
+    if committed:
+        _terminate(pid)
+        done.append(pid)
 
 
 def _batch_pid() -> int:
@@ -334,11 +338,15 @@ def test_a_batch_whose_connection_is_lost_after_it_committed_is_answered_as_comm
     _two_overlapped(sequencer, users)
     pid, before = _batch_pid(), Order.objects.filter(user=users[0]).count()
     assert sequencer.run_overlapped([place_command(user_id=users[0].pk, fields=_SELL)]) == []  # COMMIT sent
+    ended: list[int] = []
     killer = threading.Thread(
-        target=_terminate_once_committed, args=(pid,), kwargs={"user_id": users[0].pk, "orders": before + 1}
+        target=_terminate_once_committed,
+        args=(pid,),
+        kwargs={"user_id": users[0].pk, "orders": before + 1, "done": ended},
     )
     killer.start()
     killer.join(timeout=30)
+    assert ended == [pid]  # committed, then its session ended before the engine read COMMIT's answer
     [(_, [sell])] = sequencer.flush()
     # The COMMIT's answer went with the connection: the engine asks the database, which has
     # the order. It answered 503 (a client without a client order id then placed again).
@@ -347,10 +355,7 @@ def test_a_batch_whose_connection_is_lost_after_it_committed_is_answered_as_comm
     connections["default"].close()  # as the engine process does before its next batch
     [(_, [buy])] = sequencer.run_overlapped([place_command(user_id=users[1].pk, fields=_BUY)]) or sequencer.flush()
     assert buy["status"] == 201 and buy["order"]["status"] == "filled"  # memory read again: the sell rests
-    assert_invariants()
-    reloaded = Sequencer(symbols={"ETH-USDT"})
-    reloaded.load()
-    assert _books(sequencer) == _books(reloaded)  # memory holds what the database holds
+    _memory_is_the_database(sequencer)
 
 
 def test_a_batch_whose_connection_is_lost_before_it_committed_is_run_again(monkeypatch):
@@ -371,10 +376,7 @@ def test_a_batch_whose_connection_is_lost_before_it_committed_is_run_again(monke
     # it again (it answered 503, and the client had to find out whether it was placed).
     assert sell["status"] == 201, sell
     assert Order.objects.filter(user=users[0]).count() == before + 1  # once
-    assert_invariants()
-    reloaded = Sequencer(symbols={"ETH-USDT"})
-    reloaded.load()
-    assert _books(sequencer) == _books(reloaded)
+    _memory_is_the_database(sequencer)
 
 
 def test_a_batch_whose_outcome_cannot_be_told_answers_503(monkeypatch):
@@ -441,10 +443,7 @@ def test_small_batches_sent_with_their_commit_answer_and_store_what_one_batch_at
     assert landed.batches == BATCHES
     assert answers == serial
     assert _balances(eth_traders, base="ETH") == _balances(btc_traders, base="BTC")
-    assert_invariants()
-    reloaded = Sequencer(symbols={"ETH-USDT"})
-    reloaded.load()
-    assert _books(landed) == _books(reloaded)
+    _memory_is_the_database(landed)
 
 
 def test_a_small_batchs_commit_is_queued_behind_its_writes_in_one_pipeline(settings):
@@ -488,10 +487,7 @@ def test_a_small_batch_the_server_refuses_at_commit_is_run_again(monkeypatch, se
     assert injected
     assert (sell["status"], buy["status"], buy["order"]["status"]) == (201, 201, "filled")
     assert sequencer.taken_back == 1  # taken back in memory, then run as any batch
-    assert_invariants()
-    reloaded = Sequencer(symbols={"ETH-USDT"})
-    reloaded.load()
-    assert _books(sequencer) == _books(reloaded)
+    _memory_is_the_database(sequencer)
 
 
 @pytest.mark.parametrize("size", [1, 3])  # landed at once, and overlapped (threshold 3)
@@ -524,10 +520,7 @@ def test_a_batch_meeting_the_database_down_answers_503_and_the_next_one_serves(m
     settings.ENGINE_OVERLAP_MIN_COMMANDS = 3
     finished = [*sequencer.run([place_command(user_id=users[1].pk, fields=_BUY)]), *sequencer.flush()]
     assert [answer["status"] for _, answers in finished for answer in answers] == [201]
-    assert_invariants()
-    reloaded = Sequencer(symbols={"ETH-USDT"})
-    reloaded.load()
-    assert _books(sequencer) == _books(reloaded)
+    _memory_is_the_database(sequencer)
 
 
 def _password_change(user: Any) -> None:
