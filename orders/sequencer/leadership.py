@@ -71,12 +71,15 @@ def lock_key_parts(shard: str) -> tuple[int, int]:
 # How often a standby that cannot take the lock looks at how long the leader has been silent.
 SILENCE_CHECK_SECONDS = 1.0
 # The sessions holding the shard's lock or its batches' lock (pg_locks shows a bigint key as
-# its high and low halves, objsubid 1), with how long each has been in its present state.
+# its high and low halves, objsubid 1), with how long each has been in its present state; in
+# this database only (advisory locks are per database: another platform's engines on the same
+# server take the same keys, and are not ours to end).
 _HOLDERS_SQL = """
 SELECT l.pid, (l.classid, l.objid) = (%(high)s::oid, %(low)s::oid) AND l.mode = 'ExclusiveLock' AS leads,
        extract(epoch FROM clock_timestamp() - a.state_change)::float8 AS silent_s
 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted AND l.pid <> pg_backend_pid()
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND ((l.classid, l.objid) = (%(high)s::oid, %(low)s::oid) OR (l.classid, l.objid) = (%(bhigh)s::oid, %(blow)s::oid))
 """
 
@@ -85,6 +88,7 @@ WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted AND l.pid <> pg_b
 _BATCHES_END_SQL = """
 SELECT l.pid, pg_terminate_backend(l.pid) FROM pg_locks l
 WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted AND l.pid <> pg_backend_pid()
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND (l.classid, l.objid) = (%(high)s::oid, %(low)s::oid)
 """
 

@@ -303,7 +303,10 @@ def _wallets_locked(user) -> Iterator[Callable[[], None]]:
 
 def _a_lock_awaited() -> bool:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+        cursor.execute(  # this database's sessions (a row lock's wait has no database of its own)
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE NOT l.granted AND a.datname = current_database()"
+        )
         return bool(cursor.fetchone()[0])
 
 

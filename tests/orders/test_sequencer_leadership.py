@@ -107,7 +107,10 @@ def test_a_new_leader_waits_for_the_batch_the_engine_before_it_began(leaderships
 
 def _waiting_for_advisory_lock() -> bool:
     with _other_session() as other:
-        row = other.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").fetchone()
+        row = other.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ).fetchone()
     return bool(row and row[0])
 
 
@@ -158,3 +161,41 @@ def test_a_new_leader_ends_a_batch_the_engine_before_it_left_open(leaderships, s
     # It waited for the batch the whole limit (its lock_timeout) before ending it.
     assert waited >= 1.0, waited
     assert standby.held()
+
+
+@pytest.fixture
+def neighbour_session() -> Iterator[psycopg.Connection]:
+    """A session in another database of the same server (another platform, staging beside
+    production)."""
+    name = f"{connection.settings_dict['NAME']}_neighbour"[:63]
+    with _other_session() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+        params = connection.get_connection_params()
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        params["dbname"] = name
+        try:
+            with psycopg.connect(**params, autocommit=True) as session:
+                yield session
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_standby_leaves_alone_a_silent_leader_of_another_database(leaderships, settings, neighbour_session):
+    """Advisory locks are per database: another platform's engine of the same shard on the
+    same server holds the same key in its own database. Silent past the limit, it is not
+    this standby's to end (it was: a test's standby ended another test's leader)."""
+    settings.ENGINE_LEADER_SILENT_SECONDS = 0.5
+    active, standby = Leadership("neighbour"), Leadership("neighbour")
+    leaderships += [active, standby]
+    assert active.acquire()
+    key = Leadership("neighbour").key
+    row = neighbour_session.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()
+    assert row and row[0]  # the same key, free in its own database
+    checked_until = time.monotonic() + 2.5  # five times the limit, the neighbour silent all along
+    while time.monotonic() < checked_until:
+        assert active.held()
+        assert not standby.acquire()
+        time.sleep(0.1)
+    assert neighbour_session.execute("SELECT 1").fetchone() == (1,), "the other database's leader was ended"

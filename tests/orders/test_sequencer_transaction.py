@@ -119,7 +119,10 @@ def test_what_follows_runs_once_committed_and_the_rows_are_there_for_others():
     assert connection.connection.pgconn.transaction_status == pq.TransactionStatus.IDLE
 
 
-_ADVISORY_HELD = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s AND granted"
+_ADVISORY_HELD = (
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s AND granted"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
 
 
 @pytest.mark.parametrize("unflushed", [False, True])
