@@ -22,7 +22,7 @@ a static file (WhiteNoise); /api/ answers carry no Content-Security-Policy (CSP)
 is checked as CommonMiddleware checks it and a request SecurityMiddleware would redirect
 to HTTPS goes to Django, which answers both as always.
 The fast path turns itself off when MIDDLEWARE is not the list it knows (FAST_MIDDLEWARE)
-or DISALLOWED_USER_AGENTS / PREPEND_WWW are set. tests/orders/test_order_api_fast.py
+or DISALLOWED_USER_AGENTS / PREPEND_WWW are set. tests/orders/api/test_order_api_fast.py
 compares its answers with the full path's: status, headers, body, counters, log lines."""
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ class RateExceeded(ApplicationError):
 
 def json_response(body: Any, *, status: int) -> HttpResponse:
     """As DRF's JSONRenderer writes it: compact, UTF-8, U+2028/2029 escaped (the contract's
-    bodies: text, integers, null, booleans; tests/orders/test_web_tier_shortcuts.py)."""
+    bodies: text, integers, null, booleans; tests/orders/api/test_web_tier_shortcuts.py)."""
     data = json_compact(body)
     if b"\xe2\x80" in data:  # the UTF-8 of U+2028 and U+2029 begins so (as do other marks)
         data = data.replace("\u2028".encode(), b"\\u2028").replace("\u2029".encode(), b"\\u2029")

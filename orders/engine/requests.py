@@ -105,7 +105,7 @@ class ValidatedOrder:
 # --- the body of POST /api/orders, read without DRF's field machinery ------------------------------
 #
 # The same rules and messages as orders.api.serializers.OrderInput (which documents the body
-# in the schema): tests/orders/test_order_request_parse.py compares both on random bodies.
+# in the schema): tests/orders/api/test_order_request_parse.py compares both on random bodies.
 
 _SIDES = frozenset(side.value for side in OrderSide)
 _TYPES = frozenset(kind.value for kind in OrderType)

@@ -1,6 +1,6 @@
 """The contract's order body, built by the engine from what it holds in memory right after
 the batch was written: the same JSON as reading the order back (orders.api.serializers.
-order_output, checked by tests/orders/test_order_output.py and the sequencer tests)."""
+order_output, checked by tests/orders/api/test_order_output.py and the sequencer tests)."""
 
 from __future__ import annotations
 
