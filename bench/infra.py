@@ -230,7 +230,7 @@ def django_env(*, database_url: str, redis_url: str | None, var_dir: Path) -> di
         env["CELERY_BROKER_URL"] = f"{redis_url}/0"
         env["REDIS_URL"] = f"{redis_url}/1"
     else:
-        env["CELERY_BROKER_URL"] = "memory://"
+        env["CELERY_BROKER_URL"] = "memory://localhost/"
         env["REDIS_URL"] = ""
     return env
 

@@ -48,7 +48,7 @@ def main(tree: Path, database: str) -> None:
         "PYTHONPATH": str(tree),
         # The bench's engine has a Redis; without one, the per-process fallbacks.
         "REDIS_URL": os.environ.get("REDIS_URL", ""),
-        "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", "memory://"),
+        "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", "memory://localhost/"),
         "LOG_LEVEL": "INFO",
         "ENGINE_TRANSPORT": "zmq",
         "ENGINE_SHARDS": f"eng=ENG-USDT@ipc://{work}/engine.sock",

@@ -394,8 +394,11 @@ CHAIN_FINALITY_USE_TAG = env_bool("CHAIN_FINALITY_USE_TAG", True)
 
 # --- Celery -----------------------------------------------------------------------
 # CELERY_BROKER_URL=redis://... switches to Redis; the default filesystem transport
-# needs no server: worker, beat and web exchange messages through files under var/.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+# needs no server: worker, beat and web exchange messages through files under var/. Its
+# host is named (a URL without one has kombu warn at every process's start that it took
+# "localhost").
+EMBEDDED_BROKER_URL = "filesystem://localhost/"
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", EMBEDDED_BROKER_URL)
 BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
     {

@@ -23,7 +23,7 @@ REST_FRAMEWORK = {
     },
 }
 # Tests never reach for a broker unless they say so.
-CELERY_BROKER_URL = "memory://"
+CELERY_BROKER_URL = "memory://localhost/"
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 CELERY_TASK_ALWAYS_EAGER = False
 # Importing config.asgi (tests of the web's application) leaves the test process's
