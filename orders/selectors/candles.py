@@ -45,12 +45,13 @@ class Candle:
     quote_volume: Decimal
 
 
-def candle_list(*, market_id: int, interval: str, limit: int) -> list[Candle]:
-    """The last `limit` candles of `interval` up to now (those without trades left out)."""
+def candle_list(*, market_id: int, interval: str, limit: int, last_id: int | None = None) -> list[Candle]:
+    """The last `limit` candles of `interval` up to now (those without trades left out);
+    `last_id`: of the trades up to that one (the streams' snapshot, at a known position)."""
     seconds = INTERVALS[interval]
     now_bucket = int(timezone.now().timestamp()) // seconds
     since = datetime.fromtimestamp((now_bucket - limit + 1) * seconds, tz=UTC)
-    return candles_since(market_id=market_id, seconds=seconds, since=since)
+    return candles_since(market_id=market_id, seconds=seconds, since=since, last_id=last_id)
 
 
 def candles_since(*, market_id: int, seconds: int, since: datetime, last_id: int | None = None) -> list[Candle]:

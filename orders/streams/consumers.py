@@ -16,6 +16,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,9 +45,10 @@ from orders.selectors.orders import (
     order_list_for_user,
     trade_list_for_market,
 )
+from orders.selectors.tickers import trade_last_id
 from orders.sequencer.transport import engine_call
 from orders.streams.layer import ANY_CHANNEL
-from orders.streams.publish import BOOK_SNAPSHOT, USER_FIELD, group_of, user_group
+from orders.streams.publish import BOOK_SNAPSHOT, TRADE_FIELD, USER_FIELD, group_of, user_group
 from orders.streams.relay import relay_listen
 from orders.streams.ticker import market_ticker
 
@@ -91,8 +93,9 @@ class Subscription:
     market_id: int = 0
     symbol: str = ""
     interval: str = ""
-    event: int = 0  # book: the number of the last update applied
+    event: int = 0  # book, ticker: the number of the book's last update in what was sent
     epoch: str = ""
+    trade: int = 0  # ticker, candles: the market's last trade in what was sent
     seen: dict[str, str] = field(default_factory=dict)  # orders: updated_at in the snapshot, per id
     sent: dict[str, int] = field(default_factory=dict)  # orders: a digest of the body last sent, per id
     newest: int = 0  # trades: the newest trade id in the snapshot
@@ -260,15 +263,24 @@ def _same_site(scope: dict[str, Any]) -> bool:
     return parsed.netloc.lower() == host and validate_host(hostname, settings.ALLOWED_HOSTS)
 
 
+def _ticker_snapshot(sub: Subscription, book: dict[str, Any]) -> Any:
+    """The ticker at a known position: the book's top from the engine's `book` (event
+    `sub.event`), the trades up to the market's last one now (`sub.trade`, read first)."""
+    sub.trade = trade_last_id(market_id=sub.market_id)
+    best_bid, best_ask = (Decimal(book[side][0]["price"]) if book[side] else None for side in ("bids", "asks"))
+    return market_ticker(market_id=sub.market_id, symbol=sub.symbol, through=sub.trade, top=(best_bid, best_ask))
+
+
 def _snapshot_data(sub: Subscription, user_id: int | None) -> tuple[Any, dict[str, str]]:
-    """Everything but the book, from the database, in the REST API's shapes."""
+    """Everything but the book and the ticker, from the database, in the REST API's shapes."""
     if sub.kind == "trades":
         trades = MarketTradeOutput(trade_list_for_market(market_id=sub.market_id, limit=SNAPSHOT_TRADES), many=True)
         return trades.data, {}
-    if sub.kind == "ticker":
-        return market_ticker(market_id=sub.market_id, symbol=sub.symbol), {}
     if sub.kind == "candles":
-        candles = candle_list(market_id=sub.market_id, interval=sub.interval, limit=SNAPSHOT_CANDLES)
+        # At a known position, the market's last trade now (read first): a candle update of a
+        # batch at or before it is in the snapshot already (StreamConsumer.stream_data).
+        sub.trade = trade_last_id(market_id=sub.market_id)
+        candles = candle_list(market_id=sub.market_id, interval=sub.interval, limit=SNAPSHOT_CANDLES, last_id=sub.trade)
         return CandleOutput(candles, many=True).data, {}
     if user_id is None:
         return [], {}
@@ -476,7 +488,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
         )
 
     async def _snapshot(self, sub: Subscription) -> None:
-        if sub.kind == "book":
+        if sub.kind in ("book", "ticker"):
+            # The ticker's book top from the engine too, with its event number: an update of a
+            # batch before it, still queued, must not bring back an older best bid or ask.
             symbol = sub.symbol
             answer = await sync_to_async(engine_call)({"op": BOOK_SNAPSHOT, "market": symbol}, market=symbol)
             if "error" in answer:
@@ -485,7 +499,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 await self._error(StreamError(error["code"], error["message"], channels=[sub.channel]))
                 return
             sub.event, sub.epoch = int(answer["event"]), str(answer["epoch"])
-            await self._data(sub.channel, "snapshot", answer["book"])
+            data = answer["book"]
+            if sub.kind == "ticker":
+                data = await database_sync_to_async(_ticker_snapshot)(sub, data)
+            await self._data(sub.channel, "snapshot", data)
             return
         data, sub.seen = await database_sync_to_async(_snapshot_data)(sub, self.user_id)
         data = _json(data)
@@ -524,7 +541,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if sub is None or (sub.kind in PRIVATE and (self._someone_elses(message) or not await self._user_valid())):
             return
         data = message["data"]
-        if sub.kind == "trades":
+        if sub.kind in ("ticker", "candles") and TRADE_FIELD in message:
+            if not await self._newer(sub, message):
+                return
+        elif sub.kind == "trades":
             # A market's trade ids grow in the order its engine commits them: one at or before
             # the snapshot's newest is in it, or older than all of it (a batch of more trades
             # than the snapshot holds, committed before the snapshot was read).
@@ -553,6 +573,28 @@ class StreamConsumer(AsyncWebsocketConsumer):
             while len(sub.sent) > SENT_ORDERS_MAX:  # duplicates come close together
                 del sub.sent[next(iter(sub.sent))]
         await self._data(sub.channel, "update", data)
+
+    async def _newer(self, sub: Subscription, message: dict[str, Any]) -> bool:
+        """Whether a candle or ticker update shows a state after the one last sent (and is
+        now the last). The snapshot is read after the subscription's group was joined: the
+        updates of batches committed before it was read may come after it, and sent they
+        moved the client's ticker or candle back (an older last price, volume, best bid).
+        A candle is newer with a later trade; a ticker with a later trade or book update and
+        neither earlier (a batch's book update can come before the snapshot's last trade)."""
+        trade = int(message[TRADE_FIELD])
+        if sub.kind == "candles":
+            if trade <= sub.trade:
+                return False
+            sub.trade = trade
+            return True
+        if message["epoch"] != sub.epoch:  # another engine: its numbers say nothing of ours
+            await self._snapshot(sub)
+            return False
+        event = int(message["event"])
+        if event < sub.event or trade < sub.trade or (event, trade) == (sub.event, sub.trade):
+            return False
+        sub.event, sub.trade = event, trade
+        return True
 
     async def stream_lost(self, message: dict[str, Any]) -> None:
         """Messages of these channels were lost on the way (orders.streams.layer: a full

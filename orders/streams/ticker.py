@@ -4,6 +4,7 @@ shape orders.streams.marketdata writes the updates in, by the same window rule."
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from orders.models import Market
@@ -11,14 +12,23 @@ from orders.selectors.tickers import ticker_list
 from orders.streams.marketdata import ticker_body
 
 
-def market_ticker(*, market_id: int, symbol: str) -> dict[str, Any]:
-    """A fixed number of statements (the REST ticker's)."""
-    (ticker,) = ticker_list(markets=[Market.objects.get(pk=market_id)])
+def market_ticker(
+    *,
+    market_id: int,
+    symbol: str,
+    through: int | None = None,
+    top: tuple[Decimal | None, Decimal | None] | None = None,
+) -> dict[str, Any]:
+    """A fixed number of statements (the REST ticker's). `through`: of the trades up to that
+    one (ticker_list's); `top`: this best bid and ask (the engine's), not the database's."""
+    market = Market.objects.get(pk=market_id)
+    (ticker,) = ticker_list(markets=[market], through=None if through is None else {market_id: through})
+    best_bid, best_ask = (ticker.best_bid, ticker.best_ask) if top is None else top
     return ticker_body(
         symbol=symbol,
         last=ticker.last_price,
-        best_bid=ticker.best_bid,
-        best_ask=ticker.best_ask,
+        best_bid=best_bid,
+        best_ask=best_ask,
         opening=ticker.open_24h,
         high=ticker.high_24h,
         low=ticker.low_24h,
