@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import reduce
 
@@ -43,6 +43,7 @@ class Ticker:
     volume_24h: Decimal
     quote_volume_24h: Decimal
     change_24h_percent: Decimal | None
+    first_at: datetime | None = None  # when the window's first trade was made (it leaves a day later)
 
 
 def trade_last_id(*, market_id: int) -> int:
@@ -75,9 +76,12 @@ def ticker_list(*, markets: list[Market], through: dict[int, int] | None = None)
         for row in window.values("market_id").annotate(high=Max("price"), low=Min("price"), first_id=Min("id"))
     }
     volumes = money_sums(window, group_by="market_id", fields=["quantity", "quote_amount"])
-    opens = dict(
-        Trade.objects.filter(pk__in=[r["first_id"] for r in extremes.values()]).values_list("market_id", "price")
-    )
+    opens = {
+        market_id: (price, at)
+        for market_id, price, at in Trade.objects.filter(pk__in=[r["first_id"] for r in extremes.values()]).values_list(
+            "market_id", "price", "executed_at"
+        )
+    }
     resting = Order.objects.filter(market_id__in=ids, status__in=RESTING_STATUSES).values("market_id")
     bids = dict(resting.filter(side=OrderSide.BUY).annotate(best=Max("price")).values_list("market_id", "best"))
     asks = dict(resting.filter(side=OrderSide.SELL).annotate(best=Min("price")).values_list("market_id", "best"))
@@ -85,7 +89,7 @@ def ticker_list(*, markets: list[Market], through: dict[int, int] | None = None)
     for market in markets:
         stats = extremes.get(market.pk)
         volume, quote_volume = volumes.get(market.pk, (ZERO, ZERO))
-        open_price = opens.get(market.pk)
+        open_price, first_at = opens.get(market.pk, (None, None))
         last_price = last_prices[market.pk]
         tickers.append(
             Ticker(
@@ -99,6 +103,7 @@ def ticker_list(*, markets: list[Market], through: dict[int, int] | None = None)
                 volume_24h=volume,
                 quote_volume_24h=quote_volume,
                 change_24h_percent=change_percent(last=last_price, opening=open_price),
+                first_at=first_at,
             )
         )
     return tickers

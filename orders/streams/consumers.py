@@ -10,6 +10,7 @@ of the last update it contains; a later gap (a message lost on the way) or anoth
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.http.request import validate_host
@@ -48,9 +50,9 @@ from orders.selectors.orders import (
 from orders.selectors.tickers import trade_last_id
 from orders.sequencer.transport import engine_call
 from orders.streams.layer import ANY_CHANNEL
-from orders.streams.publish import BOOK_SNAPSHOT, TRADE_FIELD, USER_FIELD, group_of, user_group
+from orders.streams.publish import BOOK_SNAPSHOT, EXPIRES_FIELD, TRADE_FIELD, USER_FIELD, group_of, user_group
 from orders.streams.relay import relay_listen
-from orders.streams.ticker import market_ticker
+from orders.streams.ticker import market_ticker_at
 
 PUBLIC = ("book", "trades", "ticker", "candles")
 PRIVATE = ("orders", "fills")
@@ -65,6 +67,8 @@ SNAPSHOT_TRADES = 50  # trades and fills in a snapshot, newest first
 # subscribed or sent, at most once per this many seconds.
 USER_RECHECK_SECONDS = 1.0
 SNAPSHOT_CANDLES = 100
+# A ticker is refreshed when its window loses a trade, at most this often (_refresh_at).
+TICKER_REFRESH_MIN_SECONDS = 5.0
 # Orders whose last body sent a connection remembers (not to send the same one again).
 SENT_ORDERS_MAX = 10_000
 # What an API key signs to authenticate a connection: a GET of the streams' path, no body.
@@ -96,6 +100,7 @@ class Subscription:
     event: int = 0  # book, ticker: the number of the book's last update in what was sent
     epoch: str = ""
     trade: int = 0  # ticker, candles: the market's last trade in what was sent
+    last: dict[str, Any] | None = None  # ticker: the one last sent
     seen: dict[str, str] = field(default_factory=dict)  # orders: updated_at in the snapshot, per id
     sent: dict[str, int] = field(default_factory=dict)  # orders: a digest of the body last sent, per id
     newest: int = 0  # trades: the newest trade id in the snapshot
@@ -263,12 +268,20 @@ def _same_site(scope: dict[str, Any]) -> bool:
     return parsed.netloc.lower() == host and validate_host(hostname, settings.ALLOWED_HOSTS)
 
 
-def _ticker_snapshot(sub: Subscription, book: dict[str, Any]) -> Any:
+def _ticker_snapshot(sub: Subscription, book: dict[str, Any]) -> tuple[dict[str, Any], float | None]:
     """The ticker at a known position: the book's top from the engine's `book` (event
-    `sub.event`), the trades up to the market's last one now (`sub.trade`, read first)."""
+    `sub.event`), the trades up to the market's last one now (`sub.trade`, read first); and
+    when its window will have lost a trade."""
     sub.trade = trade_last_id(market_id=sub.market_id)
     best_bid, best_ask = (Decimal(book[side][0]["price"]) if book[side] else None for side in ("bids", "asks"))
-    return market_ticker(market_id=sub.market_id, symbol=sub.symbol, through=sub.trade, top=(best_bid, best_ask))
+    return market_ticker_at(market_id=sub.market_id, symbol=sub.symbol, through=sub.trade, top=(best_bid, best_ask))
+
+
+def _ticker_refreshed(sub: Subscription, last: dict[str, Any]) -> tuple[dict[str, Any], float | None]:
+    """The ticker last sent (`last`, at `sub`'s position) read again now: the same trades and
+    book top, over the window as it is now."""
+    best_bid, best_ask = (None if last[side] is None else Decimal(last[side]) for side in ("best_bid", "best_ask"))
+    return market_ticker_at(market_id=sub.market_id, symbol=sub.symbol, through=sub.trade, top=(best_bid, best_ask))
 
 
 def _snapshot_data(sub: Subscription, user_id: int | None) -> tuple[Any, dict[str, str]]:
@@ -303,6 +316,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.user_checked = 0.0  # when the user was last found active (time.monotonic())
         self.subscriptions: dict[str, Subscription] = {}
         self.sequences: dict[str, int] = defaultdict(int)
+        self.ticker_timers: dict[str, asyncio.TimerHandle] = {}  # _refresh_at
+        self.ticker_tasks: set[asyncio.Task[None]] = set()
         self.address = client_address(self.scope)
         self.counted = open_connections.open(self.address)
         if not self.counted:
@@ -324,6 +339,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
             raise
 
     async def disconnect(self, code: int) -> None:
+        for timer in self.ticker_timers.values():
+            timer.cancel()
+        self.ticker_timers.clear()
         if self.counted:
             open_connections.close(self.address)
         for group in {sub.group for sub in self.subscriptions.values()}:
@@ -458,6 +476,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def _unsubscribe(self, names: list[str]) -> None:
         for name in names:
+            timer = self.ticker_timers.pop(name, None)
+            if timer is not None:
+                timer.cancel()
             sub = self.subscriptions.pop(name, None)
             if sub is not None and all(other.group != sub.group for other in self.subscriptions.values()):
                 await self.channel_layer.group_discard(sub.group, self.channel_name)
@@ -501,7 +522,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
             sub.event, sub.epoch = int(answer["event"]), str(answer["epoch"])
             data = answer["book"]
             if sub.kind == "ticker":
-                data = await database_sync_to_async(_ticker_snapshot)(sub, data)
+                data, expires = await database_sync_to_async(_ticker_snapshot)(sub, data)
+                sub.last = data
+                self._refresh_at(sub, expires)
             await self._data(sub.channel, "snapshot", data)
             return
         data, sub.seen = await database_sync_to_async(_snapshot_data)(sub, self.user_id)
@@ -544,6 +567,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if sub.kind in ("ticker", "candles") and TRADE_FIELD in message:
             if not await self._newer(sub, message):
                 return
+            if sub.kind == "ticker":
+                sub.last = data
+                self._refresh_at(sub, message.get(EXPIRES_FIELD))
         elif sub.kind == "trades":
             # A market's trade ids grow in the order its engine commits them: one at or before
             # the snapshot's newest is in it, or older than all of it (a batch of more trades
@@ -595,6 +621,46 @@ class StreamConsumer(AsyncWebsocketConsumer):
             return False
         sub.event, sub.trade = event, trade
         return True
+
+    def _refresh_at(self, sub: Subscription, expires: float | None) -> None:
+        """Refresh the ticker when its window will have lost a trade (not sooner than
+        TICKER_REFRESH_MIN_SECONDS after the last one sent: a busy market's updates come
+        sooner, each putting it off). A quiet market's ticker otherwise kept, until its next
+        batch, trades GET .../ticker no longer counted."""
+        timer = self.ticker_timers.pop(sub.channel, None)
+        if timer is not None:
+            timer.cancel()
+        if expires is None:
+            return
+        delay = max(TICKER_REFRESH_MIN_SECONDS, float(expires) - time.time())
+        loop = asyncio.get_running_loop()
+        self.ticker_timers[sub.channel] = loop.call_later(delay, self._ticker_due, sub.channel)
+
+    def _ticker_due(self, channel: str) -> None:
+        """Through the connection's own channel: handled in turn with the engine's messages."""
+        self.ticker_timers.pop(channel, None)
+        self.ticker_tasks.add(task := asyncio.ensure_future(self._ask_refresh(channel)))
+        task.add_done_callback(self.ticker_tasks.discard)
+
+    async def _ask_refresh(self, channel: str) -> None:
+        try:
+            await self.channel_layer.send(self.channel_name, {"type": "stream.ticker_due", "channel": channel})
+        except ChannelFull:  # the connection is behind: try again later
+            if channel in self.subscriptions and channel not in self.ticker_timers:
+                loop = asyncio.get_running_loop()
+                self.ticker_timers[channel] = loop.call_later(TICKER_REFRESH_MIN_SECONDS, self._ticker_due, channel)
+
+    async def stream_ticker_due(self, message: dict[str, Any]) -> None:
+        """A ticker whose window has lost a trade since it was sent, read again at the same
+        position (the same trades and book top; a later update, if any, is newer still)."""
+        sub = self.subscriptions.get(message["channel"])
+        if sub is None or sub.kind != "ticker" or sub.last is None:
+            return
+        data, expires = await database_sync_to_async(_ticker_refreshed)(sub, sub.last)
+        if data != sub.last:
+            sub.last = data
+            await self._data(sub.channel, "update", data)
+        self._refresh_at(sub, expires)
 
     async def stream_lost(self, message: dict[str, Any]) -> None:
         """Messages of these channels were lost on the way (orders.streams.layer: a full

@@ -62,6 +62,10 @@ class MarketData:
         self._tail_minute = -1
         self._tail_times: list[datetime] = []
         self._tail_totals: list[Bar] = []
+        # The moment the last ticker's first trade was made, or the start of its minute or
+        # hour when that is all the bars tell (no later than it): it leaves the window a day
+        # after (the consumers refresh a quiet market's ticker then).
+        self.window_first: datetime | None = None
 
     def _seed(self) -> None:
         last = Trade.objects.filter(market_id=self.market_id).aggregate(last=Max("id"))["last"] or 0
@@ -121,12 +125,15 @@ class MarketData:
         tail = self._window_tail(first_minute, start)
         if tail is not None:
             day.append(tail)
+            self.window_first = self._tail_times[bisect_left(self._tail_times, start)]
         for bar in self.bars["1m"]:  # oldest first: the window's first hour is near the start
             if bar.start >= first_hour + hour:
                 break
             if bar.start > first_minute:
                 day.append(bar)
         day += [bar for bar in self.bars["1h"] if bar.start > first_hour]
+        if tail is None:
+            self.window_first = datetime.fromtimestamp(day[0].start, tz=UTC) if day else None
         with exact_arithmetic():
             volume = sum((bar.volume for bar in day), Decimal(0))
             quote_volume = sum((bar.quote for bar in day), Decimal(0))

@@ -24,6 +24,7 @@ from orders.engine.book import LiveOrder
 from orders.engine.market import Journal, MarketEngine, TradeRecord
 from orders.engine.types import Side
 from orders.errors import MarketNotFound
+from orders.selectors.tickers import TICKER_WINDOW
 from orders.sequencer.answers import MAKER, TAKER
 from orders.sequencer.commands import error_answer
 from orders.streams.marketdata import MarketData
@@ -40,6 +41,9 @@ Top = tuple[MarketEngine, str, Decimal | None, Decimal | None, int]  # ..., the 
 # ticker's the book's event number and EPOCH too; a consumer drops one at or before its
 # snapshot's position (orders.streams.consumers).
 TRADE_FIELD = "trade"
+# Ticker messages also carry when their window will have lost a trade (Unix seconds, None:
+# no trade in it): a quiet market's subscribers then refresh it (StreamConsumer).
+EXPIRES_FIELD = "expires"
 
 BOOK_SNAPSHOT = "book_snapshot"  # the engine command a consumer sends for a snapshot
 
@@ -229,7 +233,10 @@ def publish(
             messages.append((group, {**message, TRADE_FIELD: data.last_trade_id}))
         ticker = data.ticker(symbol=symbol, best_bid=best_bid, best_ask=best_ask)
         group, message = _data(f"ticker.{symbol}", f"ticker:{symbol}", ticker)
-        messages.append((group, {**message, TRADE_FIELD: data.last_trade_id, "event": event, "epoch": EPOCH}))
+        first = data.window_first
+        expires = None if first is None else (first + TICKER_WINDOW).timestamp()
+        position = {TRADE_FIELD: data.last_trade_id, "event": event, "epoch": EPOCH, EXPIRES_FIELD: expires}
+        messages.append((group, {**message, **position}))
     changed: dict[int, list[int]] = {}
     for user_id, order_id in order_ids:
         changed.setdefault(user_id, []).append(order_id)

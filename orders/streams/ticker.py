@@ -8,23 +8,31 @@ from decimal import Decimal
 from typing import Any
 
 from orders.models import Market
-from orders.selectors.tickers import ticker_list
+from orders.selectors.tickers import TICKER_WINDOW, ticker_list
 from orders.streams.marketdata import ticker_body
 
 
-def market_ticker(
+def market_ticker(*, market_id: int, symbol: str) -> dict[str, Any]:
+    """The market's ticker now (as GET .../ticker)."""
+    return market_ticker_at(market_id=market_id, symbol=symbol)[0]
+
+
+def market_ticker_at(
     *,
     market_id: int,
     symbol: str,
     through: int | None = None,
     top: tuple[Decimal | None, Decimal | None] | None = None,
-) -> dict[str, Any]:
-    """A fixed number of statements (the REST ticker's). `through`: of the trades up to that
-    one (ticker_list's); `top`: this best bid and ask (the engine's), not the database's."""
+) -> tuple[dict[str, Any], float | None]:
+    """The ticker and when its window will have lost its first trade (Unix seconds; None: no
+    trade in it), in a fixed number of statements (the REST ticker's). `through`: of the
+    trades up to that one (ticker_list's); `top`: this best bid and ask (the engine's), not
+    the database's."""
     market = Market.objects.get(pk=market_id)
     (ticker,) = ticker_list(markets=[market], through=None if through is None else {market_id: through})
     best_bid, best_ask = (ticker.best_bid, ticker.best_ask) if top is None else top
-    return ticker_body(
+    expires = None if ticker.first_at is None else (ticker.first_at + TICKER_WINDOW).timestamp()
+    body = ticker_body(
         symbol=symbol,
         last=ticker.last_price,
         best_bid=best_bid,
@@ -35,3 +43,4 @@ def market_ticker(
         volume=ticker.volume_24h,
         quote_volume=ticker.quote_volume_24h,
     )
+    return body, expires

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import random
 import threading
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 from unittest import mock
@@ -15,12 +16,14 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from core.errors import ApplicationError
 from orders.models import Order, Trade
+from orders.selectors.tickers import TICKER_WINDOW
 from orders.services.orders import order_cancel
-from orders.streams import publish
+from orders.streams import consumers, publish
 from orders.streams.publish import EPOCH, book_event
 from tests.factories import UserFactory, fund, market_create
 from tests.orders.support import fund_house, place
@@ -280,6 +283,35 @@ def test_an_update_published_before_the_snapshot_never_moves_the_ticker_or_a_can
             candles = await client.until(channel, 2)
             assert candles[0]["data"][-1]["close"] == "2100.00000000", channel
             assert [m["data"]["close"] for m in candles[1:]] == ["2200.00000000"], channel
+        await client.close()
+
+    async_to_sync(scenario)()
+
+
+def test_a_quiet_markets_ticker_follows_its_window_as_trades_leave_it(monkeypatch):
+    """The ticker counts the last 24 hours: a trade leaves it a day after it was made, batch
+    or no batch. The stream sent a ticker only after a batch in its market, and a quiet
+    market's kept the trades GET .../ticker no longer counted (another volume, open and
+    change) until its next trade, hours later maybe."""
+    monkeypatch.setattr(consumers, "TICKER_REFRESH_MIN_SECONDS", 0.2, raising=False)  # the test is short
+    market_create("ETH-USDT")
+    seller, buyer = _traders(2)
+    _trade_at(seller, buyer, "2000.00")
+    _trade_at(seller, buyer, "2100.00")
+    oldest = Trade.objects.order_by("id").first()
+    assert oldest is not None
+    leaves = timezone.now() + timedelta(seconds=5)  # the oldest trade leaves the window then
+    Trade.objects.filter(pk=oldest.pk).update(executed_at=leaves - TICKER_WINDOW)
+
+    async def scenario() -> None:
+        client = await stream_connect()
+        await client.send({"op": "subscribe", "channels": ["ticker:ETH-USDT"]})
+        (snapshot,) = await client.until("ticker:ETH-USDT", 1)
+        assert (snapshot["data"]["volume_24h"], snapshot["data"]["open_24h"]) == ("0.20000000", "2000.00000000")
+        update = (await client.until("ticker:ETH-USDT", 2, timeout=15))[1]  # no batch meanwhile
+        rest = await sync_to_async(lambda: APIClient().get("/api/markets/ETH-USDT/ticker").json())()
+        assert update["type"] == "update" and update["data"] == rest
+        assert (rest["volume_24h"], rest["open_24h"]) == ("0.10000000", "2100.00000000")
         await client.close()
 
     async_to_sync(scenario)()

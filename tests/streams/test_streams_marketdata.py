@@ -143,7 +143,12 @@ def test_the_streams_ticker_counts_the_trades_the_rest_ticker_counts(market, api
     market.last_price = Decimal("1500.00")
     market.save(update_fields=["last_price"])
     data = MarketData(market_id=market.pk)
-    for moment, volume in ((now, "25.50000000"), (now + timedelta(seconds=20), "22.00000000")):
+    # The window's first trade, or the start of its minute when the bars tell no more (20 s
+    # later the first is the trade at minute 11 and 10 s of its hour: minute 11, no later).
+    first_in_window = (start + timedelta(seconds=10), start + timedelta(seconds=30))
+    for moment, volume, first in zip(
+        (now, now + timedelta(seconds=20)), ("25.50000000", "22.00000000"), first_in_window, strict=True
+    ):
         # 20 s later the trades 10 s into the window have left it: their minute is read by moment.
         with mock.patch("django.utils.timezone.now", return_value=moment):
             rest = api_client.get(f"/api/markets/{market.symbol}/ticker").json()
@@ -152,6 +157,7 @@ def test_the_streams_ticker_counts_the_trades_the_rest_ticker_counts(market, api
         assert rest["volume_24h"] == volume
         assert {name: update[name] for name in FIGURES} == {name: rest[name] for name in FIGURES}
         assert snapshot == rest
+        assert data.window_first == first  # it leaves the window a day later: a quiet market's refresh
 
 
 def test_trades_after_the_seed_are_applied_once(market):
