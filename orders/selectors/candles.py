@@ -5,12 +5,13 @@ trades."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import BigIntegerField, Func, Max, Min
+from django.db.models import BigIntegerField, F, Func, Max, Min, QuerySet
 from django.utils import timezone
 
 from core.db import money_sums
@@ -44,12 +45,13 @@ class Candle:
     quote_volume: Decimal
 
 
-def candle_list(*, market_id: int, interval: str, limit: int) -> list[Candle]:
-    """The last `limit` candles of `interval` up to now (those without trades left out)."""
+def candle_list(*, market_id: int, interval: str, limit: int, last_id: int | None = None) -> list[Candle]:
+    """The last `limit` candles of `interval` up to now (those without trades left out);
+    `last_id`: of the trades up to that one (the streams' snapshot, at a known position)."""
     seconds = INTERVALS[interval]
     now_bucket = int(timezone.now().timestamp()) // seconds
     since = datetime.fromtimestamp((now_bucket - limit + 1) * seconds, tz=UTC)
-    return candles_since(market_id=market_id, seconds=seconds, since=since)
+    return candles_since(market_id=market_id, seconds=seconds, since=since, last_id=last_id)
 
 
 def candles_since(*, market_id: int, seconds: int, since: datetime, last_id: int | None = None) -> list[Candle]:
@@ -58,7 +60,22 @@ def candles_since(*, market_id: int, seconds: int, since: datetime, last_id: int
     trades = Trade.objects.filter(market_id=market_id, executed_at__gte=since)
     if last_id is not None:
         trades = trades.filter(pk__lte=last_id)
-    trades = trades.annotate(bucket=EpochBucket("executed_at", seconds=seconds))
+    return _candles(
+        trades.annotate(bucket=EpochBucket("executed_at", seconds=seconds)),
+        lambda bucket: datetime.fromtimestamp(int(bucket) * seconds, tz=UTC),
+    )
+
+
+def trade_moments(*, market_id: int, since: datetime, until: datetime) -> list[Candle]:
+    """The market's trades executed in [since, until) as one candle per moment (a batch's
+    trades share theirs; `time` is that moment), oldest first: what the streams' ticker needs
+    of the minute its 24-hour window begins in (orders.streams.marketdata)."""
+    trades = Trade.objects.filter(market_id=market_id, executed_at__gte=since, executed_at__lt=until)
+    return _candles(trades.annotate(bucket=F("executed_at")), lambda moment: moment)
+
+
+def _candles(trades: QuerySet[Any], time_of: Callable[[Any], datetime]) -> list[Candle]:
+    """`trades`, annotated with their `bucket`, as one candle per bucket, oldest first."""
     rows = list(
         trades.values("bucket")
         .annotate(high=Max("price"), low=Min("price"), first_id=Min("id"), last_id=Max("id"))
@@ -69,7 +86,7 @@ def candles_since(*, market_id: int, seconds: int, since: datetime, last_id: int
     prices = dict(Trade.objects.filter(pk__in=edge_ids).values_list("pk", "price"))
     return [
         Candle(
-            time=datetime.fromtimestamp(int(r["bucket"]) * seconds, tz=UTC),
+            time=time_of(r["bucket"]),
             open=prices[r["first_id"]],
             high=r["high"],
             low=r["low"],

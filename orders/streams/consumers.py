@@ -10,17 +10,20 @@ of the last update it contains; a later gap (a message lost on the way) or anoth
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.http.request import validate_host
@@ -44,11 +47,12 @@ from orders.selectors.orders import (
     order_list_for_user,
     trade_list_for_market,
 )
+from orders.selectors.tickers import trade_last_id
 from orders.sequencer.transport import engine_call
 from orders.streams.layer import ANY_CHANNEL
-from orders.streams.publish import BOOK_SNAPSHOT, USER_FIELD, group_of, user_group
+from orders.streams.publish import BOOK_SNAPSHOT, EXPIRES_FIELD, TRADE_FIELD, USER_FIELD, group_of, user_group
 from orders.streams.relay import relay_listen
-from orders.streams.ticker import market_ticker
+from orders.streams.ticker import market_ticker_at
 
 PUBLIC = ("book", "trades", "ticker", "candles")
 PRIVATE = ("orders", "fills")
@@ -63,6 +67,8 @@ SNAPSHOT_TRADES = 50  # trades and fills in a snapshot, newest first
 # subscribed or sent, at most once per this many seconds.
 USER_RECHECK_SECONDS = 1.0
 SNAPSHOT_CANDLES = 100
+# A ticker is refreshed when its window loses a trade, at most this often (_refresh_at).
+TICKER_REFRESH_MIN_SECONDS = 5.0
 # Orders whose last body sent a connection remembers (not to send the same one again).
 SENT_ORDERS_MAX = 10_000
 # What an API key signs to authenticate a connection: a GET of the streams' path, no body.
@@ -91,8 +97,10 @@ class Subscription:
     market_id: int = 0
     symbol: str = ""
     interval: str = ""
-    event: int = 0  # book: the number of the last update applied
+    event: int = 0  # book, ticker: the number of the book's last update in what was sent
     epoch: str = ""
+    trade: int = 0  # ticker, candles: the market's last trade in what was sent
+    last: dict[str, Any] | None = None  # ticker: the one last sent
     seen: dict[str, str] = field(default_factory=dict)  # orders: updated_at in the snapshot, per id
     sent: dict[str, int] = field(default_factory=dict)  # orders: a digest of the body last sent, per id
     newest: int = 0  # trades: the newest trade id in the snapshot
@@ -260,15 +268,32 @@ def _same_site(scope: dict[str, Any]) -> bool:
     return parsed.netloc.lower() == host and validate_host(hostname, settings.ALLOWED_HOSTS)
 
 
+def _ticker_snapshot(sub: Subscription, book: dict[str, Any]) -> tuple[dict[str, Any], float | None]:
+    """The ticker at a known position: the book's top from the engine's `book` (event
+    `sub.event`), the trades up to the market's last one now (`sub.trade`, read first); and
+    when its window will have lost a trade."""
+    sub.trade = trade_last_id(market_id=sub.market_id)
+    best_bid, best_ask = (Decimal(book[side][0]["price"]) if book[side] else None for side in ("bids", "asks"))
+    return market_ticker_at(market_id=sub.market_id, symbol=sub.symbol, through=sub.trade, top=(best_bid, best_ask))
+
+
+def _ticker_refreshed(sub: Subscription, last: dict[str, Any]) -> tuple[dict[str, Any], float | None]:
+    """The ticker last sent (`last`, at `sub`'s position) read again now: the same trades and
+    book top, over the window as it is now."""
+    best_bid, best_ask = (None if last[side] is None else Decimal(last[side]) for side in ("best_bid", "best_ask"))
+    return market_ticker_at(market_id=sub.market_id, symbol=sub.symbol, through=sub.trade, top=(best_bid, best_ask))
+
+
 def _snapshot_data(sub: Subscription, user_id: int | None) -> tuple[Any, dict[str, str]]:
-    """Everything but the book, from the database, in the REST API's shapes."""
+    """Everything but the book and the ticker, from the database, in the REST API's shapes."""
     if sub.kind == "trades":
         trades = MarketTradeOutput(trade_list_for_market(market_id=sub.market_id, limit=SNAPSHOT_TRADES), many=True)
         return trades.data, {}
-    if sub.kind == "ticker":
-        return market_ticker(market_id=sub.market_id, symbol=sub.symbol), {}
     if sub.kind == "candles":
-        candles = candle_list(market_id=sub.market_id, interval=sub.interval, limit=SNAPSHOT_CANDLES)
+        # At a known position, the market's last trade now (read first): a candle update of a
+        # batch at or before it is in the snapshot already (StreamConsumer.stream_data).
+        sub.trade = trade_last_id(market_id=sub.market_id)
+        candles = candle_list(market_id=sub.market_id, interval=sub.interval, limit=SNAPSHOT_CANDLES, last_id=sub.trade)
         return CandleOutput(candles, many=True).data, {}
     if user_id is None:
         return [], {}
@@ -291,6 +316,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.user_checked = 0.0  # when the user was last found active (time.monotonic())
         self.subscriptions: dict[str, Subscription] = {}
         self.sequences: dict[str, int] = defaultdict(int)
+        self.ticker_timers: dict[str, asyncio.TimerHandle] = {}  # _refresh_at
+        self.ticker_tasks: set[asyncio.Task[None]] = set()
         self.address = client_address(self.scope)
         self.counted = open_connections.open(self.address)
         if not self.counted:
@@ -312,6 +339,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
             raise
 
     async def disconnect(self, code: int) -> None:
+        for timer in self.ticker_timers.values():
+            timer.cancel()
+        self.ticker_timers.clear()
         if self.counted:
             open_connections.close(self.address)
         for group in {sub.group for sub in self.subscriptions.values()}:
@@ -446,6 +476,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def _unsubscribe(self, names: list[str]) -> None:
         for name in names:
+            timer = self.ticker_timers.pop(name, None)
+            if timer is not None:
+                timer.cancel()
             sub = self.subscriptions.pop(name, None)
             if sub is not None and all(other.group != sub.group for other in self.subscriptions.values()):
                 await self.channel_layer.group_discard(sub.group, self.channel_name)
@@ -476,7 +509,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
         )
 
     async def _snapshot(self, sub: Subscription) -> None:
-        if sub.kind == "book":
+        if sub.kind in ("book", "ticker"):
+            # The ticker's book top from the engine too, with its event number: an update of a
+            # batch before it, still queued, must not bring back an older best bid or ask.
             symbol = sub.symbol
             answer = await sync_to_async(engine_call)({"op": BOOK_SNAPSHOT, "market": symbol}, market=symbol)
             if "error" in answer:
@@ -485,7 +520,12 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 await self._error(StreamError(error["code"], error["message"], channels=[sub.channel]))
                 return
             sub.event, sub.epoch = int(answer["event"]), str(answer["epoch"])
-            await self._data(sub.channel, "snapshot", answer["book"])
+            data = answer["book"]
+            if sub.kind == "ticker":
+                data, expires = await database_sync_to_async(_ticker_snapshot)(sub, data)
+                sub.last = data
+                self._refresh_at(sub, expires)
+            await self._data(sub.channel, "snapshot", data)
             return
         data, sub.seen = await database_sync_to_async(_snapshot_data)(sub, self.user_id)
         data = _json(data)
@@ -524,7 +564,13 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if sub is None or (sub.kind in PRIVATE and (self._someone_elses(message) or not await self._user_valid())):
             return
         data = message["data"]
-        if sub.kind == "trades":
+        if sub.kind in ("ticker", "candles") and TRADE_FIELD in message:
+            if not await self._newer(sub, message):
+                return
+            if sub.kind == "ticker":
+                sub.last = data
+                self._refresh_at(sub, message.get(EXPIRES_FIELD))
+        elif sub.kind == "trades":
             # A market's trade ids grow in the order its engine commits them: one at or before
             # the snapshot's newest is in it, or older than all of it (a batch of more trades
             # than the snapshot holds, committed before the snapshot was read).
@@ -553,6 +599,68 @@ class StreamConsumer(AsyncWebsocketConsumer):
             while len(sub.sent) > SENT_ORDERS_MAX:  # duplicates come close together
                 del sub.sent[next(iter(sub.sent))]
         await self._data(sub.channel, "update", data)
+
+    async def _newer(self, sub: Subscription, message: dict[str, Any]) -> bool:
+        """Whether a candle or ticker update shows a state after the one last sent (and is
+        now the last). The snapshot is read after the subscription's group was joined: the
+        updates of batches committed before it was read may come after it, and sent they
+        moved the client's ticker or candle back (an older last price, volume, best bid).
+        A candle is newer with a later trade; a ticker with a later trade or book update and
+        neither earlier (a batch's book update can come before the snapshot's last trade)."""
+        trade = int(message[TRADE_FIELD])
+        if sub.kind == "candles":
+            if trade <= sub.trade:
+                return False
+            sub.trade = trade
+            return True
+        if message["epoch"] != sub.epoch:  # another engine: its numbers say nothing of ours
+            await self._snapshot(sub)
+            return False
+        event = int(message["event"])
+        if event < sub.event or trade < sub.trade or (event, trade) == (sub.event, sub.trade):
+            return False
+        sub.event, sub.trade = event, trade
+        return True
+
+    def _refresh_at(self, sub: Subscription, expires: float | None) -> None:
+        """Refresh the ticker when its window will have lost a trade (not sooner than
+        TICKER_REFRESH_MIN_SECONDS after the last one sent: a busy market's updates come
+        sooner, each putting it off). A quiet market's ticker otherwise kept, until its next
+        batch, trades GET .../ticker no longer counted."""
+        timer = self.ticker_timers.pop(sub.channel, None)
+        if timer is not None:
+            timer.cancel()
+        if expires is None:
+            return
+        delay = max(TICKER_REFRESH_MIN_SECONDS, float(expires) - time.time())
+        loop = asyncio.get_running_loop()
+        self.ticker_timers[sub.channel] = loop.call_later(delay, self._ticker_due, sub.channel)
+
+    def _ticker_due(self, channel: str) -> None:
+        """Through the connection's own channel: handled in turn with the engine's messages."""
+        self.ticker_timers.pop(channel, None)
+        self.ticker_tasks.add(task := asyncio.ensure_future(self._ask_refresh(channel)))
+        task.add_done_callback(self.ticker_tasks.discard)
+
+    async def _ask_refresh(self, channel: str) -> None:
+        try:
+            await self.channel_layer.send(self.channel_name, {"type": "stream.ticker_due", "channel": channel})
+        except ChannelFull:  # the connection is behind: try again later
+            if channel in self.subscriptions and channel not in self.ticker_timers:
+                loop = asyncio.get_running_loop()
+                self.ticker_timers[channel] = loop.call_later(TICKER_REFRESH_MIN_SECONDS, self._ticker_due, channel)
+
+    async def stream_ticker_due(self, message: dict[str, Any]) -> None:
+        """A ticker whose window has lost a trade since it was sent, read again at the same
+        position (the same trades and book top; a later update, if any, is newer still)."""
+        sub = self.subscriptions.get(message["channel"])
+        if sub is None or sub.kind != "ticker" or sub.last is None:
+            return
+        data, expires = await database_sync_to_async(_ticker_refreshed)(sub, sub.last)
+        if data != sub.last:
+            sub.last = data
+            await self._data(sub.channel, "update", data)
+        self._refresh_at(sub, expires)
 
     async def stream_lost(self, message: dict[str, Any]) -> None:
         """Messages of these channels were lost on the way (orders.streams.layer: a full

@@ -24,6 +24,7 @@ from orders.engine.book import LiveOrder
 from orders.engine.market import Journal, MarketEngine, TradeRecord
 from orders.engine.types import Side
 from orders.errors import MarketNotFound
+from orders.selectors.tickers import TICKER_WINDOW
 from orders.sequencer.answers import MAKER, TAKER
 from orders.sequencer.commands import error_answer
 from orders.streams.marketdata import MarketData
@@ -34,7 +35,15 @@ from orders.streams.relay import Message, relay_send
 # changes with each engine process, so a number from another engine never matches.
 EPOCH = uuid.uuid4().hex[:12]
 _book_events: dict[int, int] = {}
-Top = tuple[MarketEngine, str, Decimal | None, Decimal | None]
+Top = tuple[MarketEngine, str, Decimal | None, Decimal | None, int]  # ..., the book's event number
+# Candle and ticker messages carry the position of the state they show (beside `channel`:
+# the client's message is unchanged): TRADE_FIELD the market's last trade in it, and the
+# ticker's the book's event number and EPOCH too; a consumer drops one at or before its
+# snapshot's position (orders.streams.consumers).
+TRADE_FIELD = "trade"
+# Ticker messages also carry when their window will have lost a trade (Unix seconds, None:
+# no trade in it): a quiet market's subscribers then refresh it (StreamConsumer).
+EXPIRES_FIELD = "expires"
 
 BOOK_SNAPSHOT = "book_snapshot"  # the engine command a consumer sends for a snapshot
 
@@ -121,7 +130,8 @@ def batch_committed(*, journal: Journal, markets: dict[int, MarketEngine]) -> Ca
     for market_id in {*changed, *(trade.taker.market_id for trade in journal.trades)}:
         engine = markets.get(market_id)
         if engine is not None:
-            tops[market_id] = (engine, engine.spec.symbol, engine.book.best(Side.BUY), engine.book.best(Side.SELL))
+            best_bid, best_ask = engine.book.best(Side.BUY), engine.book.best(Side.SELL)
+            tops[market_id] = (engine, engine.spec.symbol, best_bid, best_ask, book_event(market_id))
     trades = list(journal.trades)
     order_ids = [(order.user_id, order.id) for order in orders if order.id is not None]
     return lambda: publish(book=messages, trades=trades, tops=tops, order_ids=order_ids)
@@ -212,16 +222,21 @@ def publish(
             (record.id, record.price, record.quantity, record.settled.notional, record.executed_at)
         )
         messages += _trade_bodies(record, symbol=symbol, executed_at=executed_at)
-    for market_id, (engine, symbol, best_bid, best_ask) in tops.items():
+    for market_id, (engine, symbol, best_bid, best_ask, event) in tops.items():
         # Candles and tickers kept with the engine: a reloaded market starts afresh from the database.
         data = engine.announced
         if not isinstance(data, MarketData):
             data = engine.announced = MarketData(market_id=market_id)
         for interval, candle in data.trades_applied(traded.get(market_id, [])):
             channel = f"candles:{symbol}:{interval}"
-            messages.append(_data(group_of(channel), channel, candle))
+            group, message = _data(group_of(channel), channel, candle)
+            messages.append((group, {**message, TRADE_FIELD: data.last_trade_id}))
         ticker = data.ticker(symbol=symbol, best_bid=best_bid, best_ask=best_ask)
-        messages.append(_data(f"ticker.{symbol}", f"ticker:{symbol}", ticker))
+        group, message = _data(f"ticker.{symbol}", f"ticker:{symbol}", ticker)
+        first = data.window_first
+        expires = None if first is None else (first + TICKER_WINDOW).timestamp()
+        position = {TRADE_FIELD: data.last_trade_id, "event": event, "epoch": EPOCH, EXPIRES_FIELD: expires}
+        messages.append((group, {**message, **position}))
     changed: dict[int, list[int]] = {}
     for user_id, order_id in order_ids:
         changed.setdefault(user_id, []).append(order_id)

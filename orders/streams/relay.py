@@ -212,6 +212,26 @@ async def relay_listen() -> None:
         await asyncio.to_thread(ready.wait, SUBSCRIBE_WAIT_SECONDS)
 
 
+# Batches handed to an event loop and not yet in its layer: at most MAX_PENDING_BATCHES. The
+# relay's thread reads batches as fast as the engine sends them; a loop that fell behind (a
+# web process short of CPU) kept every one, without bound. Beyond it a batch is dropped, and
+# the next one handed over is a gap (every consumer resynchronises), as a batch lost before
+# this process is.
+MAX_PENDING_BATCHES = 500
+DROPPED = ""  # in `numbers`: a batch was dropped since the last one handed over (no source is "")
+_pending: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = weakref.WeakKeyDictionary()
+_pending_lock = threading.Lock()
+DROPPED_LINES = LinesEvery(10.0)
+
+
+def _pending_add(loop: asyncio.AbstractEventLoop, count: int) -> int:
+    with _pending_lock:
+        pending = _pending[loop] = _pending.get(loop, 0) + count
+        if pending <= 0:
+            del _pending[loop]
+        return pending
+
+
 def _fan_out(
     loop: asyncio.AbstractEventLoop,
     layer: BaseChannelLayer,
@@ -223,27 +243,43 @@ def _fan_out(
     each queues its message before any later one (the in-memory group_send's sends are
     tasks of their own), so every channel gets its messages in the engine's order.
     `numbers`: the last batch number received from each source; a batch beyond the next one
-    is preceded by the layer's gap notice to every consumer (batches were lost on the way)."""
+    is preceded by the layer's gap notice to every consumer (batches were lost on the way).
+    A batch beyond MAX_PENDING_BATCHES waiting for the loop is dropped (a gap, as above)."""
 
     def start() -> None:
         if gap and isinstance(layer, StreamChannelLayer):
             loop.create_task(layer.gap())
         for group, message in messages:
             loop.create_task(layer.group_send(group, message))
+        loop.create_task(delivered())  # runs after the batch's sends (first in, first out)
+
+    async def delivered() -> None:
+        _pending_add(loop, -1)
 
     try:
+        if _pending_add(loop, 1) > MAX_PENDING_BATCHES:
+            _pending_add(loop, -1)
+            if numbers is not None:
+                numbers[DROPPED] = 1
+            count = DROPPED_LINES.due("dropped")
+            if count is not None:
+                logger.warning("stream batches dropped, the event loop behind: %s since the last such line", count)
+            return
         batch = orjson.loads(payload)
-        gap = False
+        gap = numbers is not None and DROPPED in numbers
         if isinstance(batch, dict):
             source, number, messages = str(batch["source"]), int(batch["number"]), batch["messages"]
             if numbers is not None:
                 last = numbers.get(source)
-                gap = last is not None and number > last + 1
+                gap = gap or (last is not None and number > last + 1)
                 numbers[source] = max(number, last or 0)
         else:
             messages = batch  # unnumbered (an engine of the previous version)
         loop.call_soon_threadsafe(start)
+        if numbers is not None:
+            numbers.pop(DROPPED, None)  # told with this batch
     except (RuntimeError, ValueError, KeyError, TypeError):
+        _pending_add(loop, -1)
         logger.exception("a batch of stream messages not relayed")
 
 

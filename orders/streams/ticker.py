@@ -1,38 +1,46 @@
-"""The ticker a stream's snapshot sends, from the database: the contract's ticker shape
-(spec: GET .../ticker) over the 24 hourly candles up to this hour, as the pages' ticker
-and as orders.streams.marketdata keeps it for the updates."""
+"""The ticker a stream's snapshot sends: the REST ticker's (orders.selectors.tickers, the
+trades of the last 24 hours, as GET .../ticker answers) in the contract's ticker shape, the
+shape orders.streams.marketdata writes the updates in, by the same window rule."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from core.db import money_totals
-from orders.models import Market, Trade
-from orders.selectors.book import order_book_get
-from orders.selectors.candles import candle_list
-from orders.streams.marketdata import HOURS, ticker_body
-
-HOUR = 3600
+from orders.models import Market
+from orders.selectors.tickers import TICKER_WINDOW, ticker_list
+from orders.streams.marketdata import ticker_body
 
 
 def market_ticker(*, market_id: int, symbol: str) -> dict[str, Any]:
-    """Five statements: the hourly candles (2), their quote volume, the last price, the book top."""
-    candles = candle_list(market_id=market_id, interval="1h", limit=HOURS)
-    first = datetime.fromtimestamp((int(datetime.now(tz=UTC).timestamp()) // HOUR - HOURS + 1) * HOUR, tz=UTC)
-    # Exact on SQLite too, whose SUM of the text amounts is floating point (core.db.money_totals).
-    (quote,) = money_totals(Trade.objects.filter(market_id=market_id, executed_at__gte=first), fields=["quote_amount"])
-    last = Market.objects.filter(pk=market_id).values_list("last_price", flat=True).first()
-    book = order_book_get(market_id=market_id, depth=1)
-    return ticker_body(
+    """The market's ticker now (as GET .../ticker)."""
+    return market_ticker_at(market_id=market_id, symbol=symbol)[0]
+
+
+def market_ticker_at(
+    *,
+    market_id: int,
+    symbol: str,
+    through: int | None = None,
+    top: tuple[Decimal | None, Decimal | None] | None = None,
+) -> tuple[dict[str, Any], float | None]:
+    """The ticker and when its window will have lost its first trade (Unix seconds; None: no
+    trade in it), in a fixed number of statements (the REST ticker's). `through`: of the
+    trades up to that one (ticker_list's); `top`: this best bid and ask (the engine's), not
+    the database's."""
+    market = Market.objects.get(pk=market_id)
+    (ticker,) = ticker_list(markets=[market], through=None if through is None else {market_id: through})
+    best_bid, best_ask = (ticker.best_bid, ticker.best_ask) if top is None else top
+    expires = None if ticker.first_at is None else (ticker.first_at + TICKER_WINDOW).timestamp()
+    body = ticker_body(
         symbol=symbol,
-        last=last,
-        best_bid=book["bids"][0].price if book["bids"] else None,
-        best_ask=book["asks"][0].price if book["asks"] else None,
-        opening=candles[0].open if candles else None,
-        high=max((c.high for c in candles), default=None),
-        low=min((c.low for c in candles), default=None),
-        volume=sum((c.volume for c in candles), Decimal(0)),
-        quote_volume=quote or Decimal(0),
+        last=ticker.last_price,
+        best_bid=best_bid,
+        best_ask=best_ask,
+        opening=ticker.open_24h,
+        high=ticker.high_24h,
+        low=ticker.low_24h,
+        volume=ticker.volume_24h,
+        quote_volume=ticker.quote_volume_24h,
     )
+    return body, expires

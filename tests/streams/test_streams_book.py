@@ -7,18 +7,23 @@ from __future__ import annotations
 import contextlib
 import random
 import threading
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
+from unittest import mock
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from core.errors import ApplicationError
 from orders.models import Order, Trade
+from orders.selectors.tickers import TICKER_WINDOW
 from orders.services.orders import order_cancel
+from orders.streams import consumers, publish
 from orders.streams.publish import EPOCH, book_event
 from tests.factories import UserFactory, fund, market_create
 from tests.orders.support import fund_house, place
@@ -230,5 +235,83 @@ def test_ticker_and_candle_updates_equal_what_a_fresh_snapshot_reads_from_the_da
             assert sequences_contiguous(client.data[channel])
         await client.close()
         await fresh.close()
+
+    async_to_sync(scenario)()
+
+
+def _trade_at(seller: Any, buyer: Any, price: str) -> None:
+    place(seller, side="sell", type="limit", quantity="0.1", price=price)
+    place(buyer, side="buy", type="limit", quantity="0.1", price=price, time_in_force="IOC")
+
+
+def test_an_update_published_before_the_snapshot_never_moves_the_ticker_or_a_candle_back():
+    """A subscription's group is joined before its snapshot is read: the ticker and candle
+    updates of batches committed before that read can come after the snapshot. They were sent,
+    and the client's ticker and candle went back to an older last price, volume and close."""
+    market_create("ETH-USDT")
+    seller, buyer = _traders(2)
+    channels = ["ticker:ETH-USDT", "candles:ETH-USDT:1m", "candles:ETH-USDT:1d"]
+    published: list[list[tuple[str, dict[str, Any]]]] = []
+    relay = publish.relay_send
+    with mock.patch.object(publish, "relay_send", side_effect=lambda batch: (published.append(batch), relay(batch))):
+        _trade_at(seller, buyer, "2000.00")
+    stale = [(group, message) for batch in published for group, message in batch if message["channel"] in channels]
+    assert {message["channel"] for _, message in stale} == set(channels)
+    _trade_at(seller, buyer, "2100.00")  # committed before the snapshot is read
+
+    async def scenario() -> None:
+        client = await stream_connect()
+        await client.send({"op": "subscribe", "channels": channels})
+        assert (await client.op())["op"] == "subscribed"
+        layer = get_channel_layer()
+        for group, message in stale:  # still queued when the snapshot is sent
+            await layer.group_send(group, message)
+        for channel in channels:
+            await client.until(channel, 1)
+        await sync_to_async(_trade_at)(seller, buyer, "2200.00")
+        ticker = await client.until("ticker:ETH-USDT", 2)
+        while ticker[-1]["data"]["last_price"] != "2200.00000000":  # a timeout here fails the test
+            await client.receive(timeout=3)
+        # The 2200 ask resting first (a book update, the last price still 2100), then the trade.
+        # Before the fix: the snapshot's 2100, then the stale updates' None (the ask resting
+        # before any trade) and 2000.
+        prices = [m["data"]["last_price"] for m in ticker]
+        volumes = [Decimal(m["data"]["volume_24h"]) for m in ticker]
+        assert prices == sorted(prices, key=lambda p: Decimal(p or 0)) and prices[0] == "2100.00000000", prices
+        assert volumes == sorted(volumes) and volumes[0] == Decimal("0.2"), volumes
+        for channel in channels[1:]:
+            candles = await client.until(channel, 2)
+            assert candles[0]["data"][-1]["close"] == "2100.00000000", channel
+            assert [m["data"]["close"] for m in candles[1:]] == ["2200.00000000"], channel
+        await client.close()
+
+    async_to_sync(scenario)()
+
+
+def test_a_quiet_markets_ticker_follows_its_window_as_trades_leave_it(monkeypatch):
+    """The ticker counts the last 24 hours: a trade leaves it a day after it was made, batch
+    or no batch. The stream sent a ticker only after a batch in its market, and a quiet
+    market's kept the trades GET .../ticker no longer counted (another volume, open and
+    change) until its next trade, hours later maybe."""
+    monkeypatch.setattr(consumers, "TICKER_REFRESH_MIN_SECONDS", 0.2, raising=False)  # the test is short
+    market_create("ETH-USDT")
+    seller, buyer = _traders(2)
+    _trade_at(seller, buyer, "2000.00")
+    _trade_at(seller, buyer, "2100.00")
+    oldest = Trade.objects.order_by("id").first()
+    assert oldest is not None
+    leaves = timezone.now() + timedelta(seconds=5)  # the oldest trade leaves the window then
+    Trade.objects.filter(pk=oldest.pk).update(executed_at=leaves - TICKER_WINDOW)
+
+    async def scenario() -> None:
+        client = await stream_connect()
+        await client.send({"op": "subscribe", "channels": ["ticker:ETH-USDT"]})
+        (snapshot,) = await client.until("ticker:ETH-USDT", 1)
+        assert (snapshot["data"]["volume_24h"], snapshot["data"]["open_24h"]) == ("0.20000000", "2000.00000000")
+        update = (await client.until("ticker:ETH-USDT", 2, timeout=15))[1]  # no batch meanwhile
+        rest = await sync_to_async(lambda: APIClient().get("/api/markets/ETH-USDT/ticker").json())()
+        assert update["type"] == "update" and update["data"] == rest
+        assert (rest["volume_24h"], rest["open_24h"]) == ("0.10000000", "2100.00000000")
+        await client.close()
 
     async_to_sync(scenario)()

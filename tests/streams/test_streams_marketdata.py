@@ -5,8 +5,9 @@ last unit of amounts past floating point's 15 digits, on both backends."""
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
+from unittest import mock
 
 import pytest
 from django.utils import timezone
@@ -29,35 +30,42 @@ def market(db):
 def _history(market, rng: random.Random, *, count: int) -> None:
     """`count` trades over the last 26 hours, ids growing with time as the engine writes
     them; quantities up to 1e13 with 8 decimals (22 digits: past a float's 15)."""
+    now = timezone.now()
+    moments = sorted(now - timedelta(seconds=rng.randrange(26 * 3600)) for _ in range(count))
+    rows = [
+        (moment, Decimal(rng.randrange(150_000, 250_000)) / 100, Decimal(rng.randrange(1, 10**21)) / 10**8)
+        for moment in moments
+    ]
+    _trades(market, rows, now=now)
+
+
+def _trades(market, rows: list[tuple[datetime, Decimal, Decimal]], *, now: datetime) -> None:
+    """Trades at (moment, price, quantity), in that order (ids grow with time as the engine
+    writes them), copied from one placed for their orders and users."""
     seller, buyer = UserFactory(), UserFactory()
     fund(seller, "ETH", "1")
     fund(buyer, "USDT", "10000")
     place(seller, side="sell", type="limit", quantity="0.1", price="2000.00")
     place(buyer, side="buy", type="limit", quantity="0.1", price="2000.00", time_in_force="IOC")
     template = Trade.objects.get()
-    now = timezone.now()
-    moments = sorted(now - timedelta(seconds=rng.randrange(26 * 3600)) for _ in range(count))
-    copies = []
-    for moment in moments:
-        price = Decimal(rng.randrange(150_000, 250_000)) / 100
-        quantity = Decimal(rng.randrange(1, 10**21)) / 10**8
-        copies.append(
-            Trade(
-                market_id=market.pk,
-                price=price,
-                quantity=quantity,
-                quote_amount=(price * quantity).quantize(Decimal("0.00000001")),
-                taker_side=template.taker_side,
-                taker_order_id=template.taker_order_id,
-                maker_order_id=template.maker_order_id,
-                taker_user_id=template.taker_user_id,
-                maker_user_id=template.maker_user_id,
-                taker_fee=Decimal(0),
-                maker_fee=Decimal(0),
-                reference_price=price,
-                executed_at=moment,
-            )
+    copies = [
+        Trade(
+            market_id=market.pk,
+            price=price,
+            quantity=quantity,
+            quote_amount=(price * quantity).quantize(Decimal("0.00000001")),
+            taker_side=template.taker_side,
+            taker_order_id=template.taker_order_id,
+            maker_order_id=template.maker_order_id,
+            taker_user_id=template.taker_user_id,
+            maker_user_id=template.maker_user_id,
+            taker_fee=Decimal(0),
+            maker_fee=Decimal(0),
+            reference_price=price,
+            executed_at=moment,
         )
+        for moment, price, quantity in rows
+    ]
     # The trade placed for its orders and users: older than the day the seed reads.
     Trade.objects.filter(pk=template.pk).update(executed_at=now - timedelta(hours=HOURS + 3))
     Trade.objects.bulk_create(copies)
@@ -109,6 +117,47 @@ def test_the_ticker_snapshot_volumes_are_exact_past_fifteen_significant_digits(m
         expected["volume_24h"],
         expected["quote_volume_24h"],
     )
+
+
+FIGURES = ("open_24h", "high_24h", "low_24h", "volume_24h", "quote_volume_24h", "change_24h_percent", "last_price")
+
+
+def test_the_streams_ticker_counts_the_trades_the_rest_ticker_counts(market, api_client):
+    """The ticker stream's update (kept by the engine) and snapshot count the trades
+    GET .../ticker counts: those of the last 24 hours, to the moment. The stream counted the
+    24 hourly candles up to this hour: at 10:30 it left out a trade of 10:40 yesterday, which
+    REST counted (another open, volume and change)."""
+    now = timezone.now().replace(minute=10, second=30, microsecond=0) - timedelta(hours=1)
+    start = now - timedelta(hours=24)  # the window's first moment, mid-minute
+    rows = [
+        (start - timedelta(minutes=5), Decimal("1000.00"), Decimal("1")),  # before the window
+        (start - timedelta(seconds=10), Decimal("1100.00"), Decimal("2")),  # its first minute, before it
+        (start + timedelta(seconds=10), Decimal("1200.00"), Decimal("3")),  # its first minute, in it
+        (start + timedelta(seconds=10), Decimal("1250.00"), Decimal("0.5")),  # same moment (one batch)
+        (start + timedelta(seconds=40), Decimal("1300.00"), Decimal("4")),  # the next minute
+        (start + timedelta(minutes=20), Decimal("900.00"), Decimal("5")),  # its first hour, past 11:00
+        (start + timedelta(hours=3), Decimal("1400.00"), Decimal("6")),
+        (now - timedelta(minutes=1), Decimal("1500.00"), Decimal("7")),
+    ]
+    _trades(market, rows, now=now)
+    market.last_price = Decimal("1500.00")
+    market.save(update_fields=["last_price"])
+    data = MarketData(market_id=market.pk)
+    # The window's first trade, or the start of its minute when the bars tell no more (20 s
+    # later the first is the trade at minute 11 and 10 s of its hour: minute 11, no later).
+    first_in_window = (start + timedelta(seconds=10), start + timedelta(seconds=30))
+    for moment, volume, first in zip(
+        (now, now + timedelta(seconds=20)), ("25.50000000", "22.00000000"), first_in_window, strict=True
+    ):
+        # 20 s later the trades 10 s into the window have left it: their minute is read by moment.
+        with mock.patch("django.utils.timezone.now", return_value=moment):
+            rest = api_client.get(f"/api/markets/{market.symbol}/ticker").json()
+            update = data.ticker(symbol=market.symbol, best_bid=None, best_ask=None)
+            snapshot = market_ticker(market_id=market.pk, symbol=market.symbol)
+        assert rest["volume_24h"] == volume
+        assert {name: update[name] for name in FIGURES} == {name: rest[name] for name in FIGURES}
+        assert snapshot == rest
+        assert data.window_first == first  # it leaves the window a day later: a quiet market's refresh
 
 
 def test_trades_after_the_seed_are_applied_once(market):

@@ -21,6 +21,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.test import override_settings
 
+from orders.streams import relay
 from orders.streams.relay import _fan_out
 from tests.factories import market_create
 from tests.streams.support import StreamClient, stream_connect
@@ -173,6 +174,36 @@ def test_a_batch_lost_between_the_engine_and_the_web_process_is_a_gap_and_a_fres
         _fan_out(loop, layer, _numbered(1, number=5), numbers)
         messages = (await _drain(client, last_sequence=8))[5:]
         assert [(m["type"], m["sequence"]) for m in messages] == [("update", 7), ("update", 8)]
+        await client.close()
+
+    with override_settings(CHANNEL_LAYERS=_layer_with()):
+        async_to_sync(scenario)()
+
+
+def test_a_web_process_that_falls_behind_holds_a_bounded_backlog_and_tells_of_what_it_dropped(monkeypatch):
+    # The relay's thread hands every batch it reads to the event loop; a loop that falls
+    # behind (a web process short of CPU) kept them all, without bound, however far behind
+    # it was. Now at most MAX_PENDING_BATCHES wait; a batch beyond is dropped, and the next
+    # one handed over is a gap (every channel of every connection: a fresh snapshot).
+    monkeypatch.setattr(relay, "MAX_PENDING_BATCHES", 10, raising=False)  # the test is short
+    market_create("ETH-USDT")
+
+    async def scenario() -> None:
+        client = await _subscribed()
+        loop, layer = asyncio.get_running_loop(), get_channel_layer()
+        numbers: dict[str, int] = {}
+        for number in range(1, 51):  # the loop runs nothing meanwhile: it is this coroutine's
+            _fan_out(loop, layer, _numbered(1, number=number), numbers)
+        # The callbacks waiting to run: the 10 batches and one or two of the test's own (was 51).
+        assert len(loop._ready) < 15  # type: ignore[attr-defined]
+        messages = await _drain(client, last_sequence=11)
+        assert [(m["type"], m["sequence"]) for m in messages] == [
+            ("snapshot", 1),
+            *(("update", n) for n in range(2, 12)),
+        ]
+        _fan_out(loop, layer, _numbered(1, number=51), numbers)
+        messages = (await _drain(client, last_sequence=14))[11:]
+        assert [(m["type"], m["sequence"]) for m in messages] == [("snapshot", 13), ("update", 14)]
         await client.close()
 
     with override_settings(CHANNEL_LAYERS=_layer_with()):
