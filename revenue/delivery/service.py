@@ -33,6 +33,7 @@ from revenue.delivery.conditions import (
     delivery_pause_cause,
     delivery_pause_clear,
     delivery_pause_set,
+    held_events_alert,
     signer_balance_watch,
 )
 from revenue.delivery.cycle import CycleCounters
@@ -154,6 +155,7 @@ def _cycle(context: ChainContext, result: DeliveryCycleResult, *, max_batches: i
     now = timezone.now()
     signer_balance_watch(balance=view.balance, threshold=low_balance_threshold(view), now=now)
     batches_stuck_alert(now=now)
+    held_events_alert(balance=view.balance, now=now)
     if fault is not None:
         raise fault
     if delivery_pause_cause() in PRICE_CAUSES:

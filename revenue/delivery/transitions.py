@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -36,11 +36,16 @@ from revenue.delivery.metadata import (
     DeliveryStatus,
     Key,
     attempts_expression,
+    held,
     lookup,
+    not_carried,
+    not_held,
     patch_amount,
     patch_delivered,
     patch_failed,
+    patch_held,
     patch_paid_by,
+    patch_released,
     patch_requeued,
     patch_returned,
     patch_submitted,
@@ -158,6 +163,33 @@ def events_return(
     if batch_id is not None:
         selected = selected.filter(**_of_batch(batch_id))
     return selected.update(metadata=JsonMerge("metadata", patch_returned(error=error)))
+
+
+# --------------------------------------------------------------------------- held for funds
+
+
+def events_hold(*, errors: Mapping[int, str], cause: str, now: datetime) -> int:
+    """Waiting events whose item is more than the signer can pay: left out of every batch
+    (their status and attempts kept) with the cause and, per event, what it needs against
+    what there is. Returns how many were held."""
+    if not errors:
+        return 0
+    with transaction.atomic(durable=True):
+        selected = _events(errors).filter(status_in(DeliveryStatus.PENDING, DeliveryStatus.FAILED) & not_held())
+        return selected.filter(not_carried()).update(
+            metadata=JsonMerge(
+                "metadata",
+                json_patch_per_row({pk: patch_held(now=now, cause=cause, error=error) for pk, error in errors.items()}),
+            )
+        )
+
+
+def events_release(*, event_ids: Sequence[int]) -> int:
+    """Held events whose item fits what the signer can pay again: the next batches take them."""
+    if not event_ids:
+        return 0
+    with transaction.atomic(durable=True):
+        return _events(event_ids).filter(held()).update(metadata=JsonMerge("metadata", patch_released()))
 
 
 # --------------------------------------------------------------------------- batches

@@ -26,9 +26,10 @@ from revenue.delivery.service import revenue_event_delivery_retry, revenue_event
 from revenue.dispatch import delivery_debounce_reset
 from revenue.jsonb import JsonMerge
 from revenue.models import ChainDeployment, DeliveryBatch, DeliveryHeartbeat, RevenueEvent, RevenueStream
+from revenue.reports import onchain_failure_report
 from revenue.services import revenue_collect
 from revenue.tasks import revenue_delivery_redrive, revenue_delivery_run
-from revenue.worker_status import delivery_status_counts
+from revenue.worker_status import delivery_status_counts, onchain_worker_status
 from tests.revenue.delivery_support import (
     alerts,
     all_delivered,
@@ -388,11 +389,12 @@ def test_a_cycle_does_a_bounded_number_of_queries(embedded, settings, django_ass
     revenue_events_deliver(max_batches=1)  # deploys the chain, sends the first batch
     events_create(size, prefix="second")
     # confirms the first batch and sends the second: the same bound for 20 or 200 events
-    # (the 10 `distributed` updates are one per stream)
-    with django_assert_max_num_queries(55):
+    # (the 10 `distributed` updates are one per stream; the held events' small index is read
+    # once per batch, for those that fit again, and once per cycle, for those to alert)
+    with django_assert_max_num_queries(57):
         result = revenue_events_deliver(max_batches=1)
     assert result.counters.events_confirmed == size and result.counters.events_sent == size
-    with django_assert_max_num_queries(55):
+    with django_assert_max_num_queries(57):
         assert revenue_events_deliver(max_batches=1).counters.events_confirmed == size
     assert all_delivered()
 
@@ -486,3 +488,106 @@ def test_distributed_is_exact_past_fifteen_significant_digits(embedded, settings
     drive(until=all_delivered)
     stream = RevenueStream.objects.get(pk=2)
     assert stream.distributed == Decimal("10000000.05000001") == event.holder_share + small.holder_share
+
+
+# --------------------------------------------------------------------------- shares the signer cannot pay
+
+
+def _paid_once(context, event_ids: list[int]) -> None:
+    """From the reserve's logs: these events were each paid exactly once, with their amount."""
+    logs, _ = onchain(context)
+    paid = [log.item_id for log in logs]
+    assert sorted(paid) == sorted(set(paid)), "an item was paid twice"
+    wanted = expected_wei(event_ids)
+    assert {log.item_id: log.amount for log in logs if log.item_id in wanted} == wanted
+
+
+def test_a_share_the_signer_cannot_pay_is_held_and_every_other_event_is_paid(
+    embedded, clock, settings, django_capture_on_commit_callbacks
+):
+    """A 1e21-scale trade's holder share (7.5e34 wei) is more than the signer holds. Before,
+    the node refused every batch carrying it ("does not have enough balance"), delivery
+    paused with `insufficient_funds`, and nothing else was ever paid until the wallet held
+    that absurd amount. Now it is held, visibly and alerted once; the others are paid."""
+    before = events_create(3, prefix="a")
+    huge = revenue_collect(stream=1, amount="1" + "0" * 21, description="x", source_type="t", source_id="huge").pk
+    after = events_create(3, prefix="b")
+    paid = before + after
+    with django_capture_on_commit_callbacks(execute=True):
+        results = drive(
+            until=lambda: statuses() == {"delivered": 6, "pending": 1}, each=lambda r: assert_no_unpaid_delivered()
+        )
+    assert not any(r.paused for r in results) and results[0].counters.events_held == 1
+    assert DeliveryHeartbeat.objects.get().pause_cause == ""
+    _paid_once(chain_context_get(), paid)
+    assert all(huge not in batch.event_ids for batch in DeliveryBatch.objects.all())
+    data = metadata(huge)
+    assert data.status == DeliveryStatus.PENDING and data.retry_attempts == 0
+    assert data.held_cause == "insufficient_funds" and data.held_at and data.held_alerted_at
+    assert "75000000000000000000000000000000000 wei" in (data.last_error or "")
+    assert alerts() == ["On-chain delivery: 1 revenue event(s) held, the signer cannot pay their share"]
+    # shown where failed deliveries are reviewed, from the moment it is held
+    summary = onchain_failure_report(hours=24).summary
+    assert summary["held_for_funds"] == 1 and summary["total_failures"] == 1 and summary["stale_pending"] == 0
+    (stream,) = onchain_failure_report(hours=24).by_stream
+    assert [(e["id"], e["status"], e["held_cause"]) for e in stream["events"]] == [
+        (huge, "pending", "insufficient_funds")
+    ]
+    status = onchain_worker_status()
+    assert status["held_for_funds"] == 1 and status["counts"]["pending"] == 1 and status["paused"] is None
+
+    # later trades are paid too; the held event is not alerted again, whatever the time
+    later = events_create(2, prefix="c")
+    clock.advance(seconds=settings.DELIVERY_ALERT_REPEAT_SECONDS + 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        drive(until=lambda: statuses() == {"delivered": 8, "pending": 1})
+        revenue_events_redrive()
+    _paid_once(chain_context_get(), paid + later)
+    assert len(alerts()) == 1 and metadata(huge).held_cause == "insufficient_funds"
+    clock.advance(minutes=30)
+    assert onchain_failure_report(hours=24).summary["stale_pending"] == 0  # reported as held, not as stale
+
+
+def test_a_held_share_is_paid_by_itself_once_the_balance_allows(embedded, django_capture_on_commit_callbacks):
+    events_create(2, prefix="a")
+    # 15% of 3e9 USDT at 2,000 USD/ETH: 2.25e23 wei, more than the embedded signer's 1e23
+    big = revenue_collect(stream=2, amount="3000000000", description="x", source_type="t", source_id="big").pk
+    with django_capture_on_commit_callbacks(execute=True):
+        drive(until=lambda: statuses() == {"delivered": 2, "pending": 1})
+    assert metadata(big).held_cause == "insufficient_funds"
+    context = chain_context_get()
+    funder = context.w3.eth.accounts[0]
+    context.w3.eth.send_transaction({"from": funder, "to": context.signer_address, "value": 3 * 10**23})
+    with django_capture_on_commit_callbacks(execute=True):
+        results = drive(until=all_delivered, each=lambda r: assert_no_unpaid_delivered())
+    assert sum(r.counters.events_released for r in results) == 1
+    assert_delivered_exactly_once()
+    data = metadata(big)
+    assert data.held_at is None and data.held_cause is None and data.amount_wei == expected_wei([big])[big]
+    assert onchain_failure_report(hours=24).summary["held_for_funds"] == 0
+    assert alerts() == ["On-chain delivery: 1 revenue event(s) held, the signer cannot pay their share"]
+
+
+def test_a_batch_refused_for_funds_all_the_same_is_sent_without_its_largest_item(embedded, monkeypatch):
+    """The budget keeps a batch's usual gas; a node that wants more (a batch costing more
+    gas than the last ones, a balance that moved) refuses it for funds: it is sent without
+    its largest item, which the next batch carries. Before, delivery paused."""
+    ids = events_create(6)
+    amounts = expected_wei(ids)
+    largest = max(ids, key=lambda pk: (amounts[pk], pk))
+    real_build = broadcast.build_delivery_tx
+    limit = sum(amounts.values()) - 1  # all of them are one wei too many
+
+    def short(*args, **kwargs):
+        if sum(item.amount_wei for item in kwargs["items"]) > limit:
+            raise ValueError("insufficient funds for gas * price + value: have 1 want 2")
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(broadcast, "build_delivery_tx", short)
+    first = revenue_events_deliver(max_batches=1)
+    assert not first.paused and first.counters.batches_sent == 1, first.as_dict()
+    assert DeliveryBatch.objects.get().event_ids == [pk for pk in ids if pk != largest]
+    assert metadata(largest).status == DeliveryStatus.PENDING and metadata(largest).held_at is None
+    drive(until=all_delivered)
+    assert_delivered_exactly_once()
+    assert all(metadata(pk).retry_attempts == 0 for pk in ids)
