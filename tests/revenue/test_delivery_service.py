@@ -591,3 +591,43 @@ def test_a_batch_refused_for_funds_all_the_same_is_sent_without_its_largest_item
     drive(until=all_delivered)
     assert_delivered_exactly_once()
     assert all(metadata(pk).retry_attempts == 0 for pk in ids)
+
+
+def test_the_in_process_chain_unable_to_cover_the_gas_pauses_and_uses_no_attempt(
+    embedded, django_capture_on_commit_callbacks
+):
+    """The in-process chain (py-evm) refuses a transaction whose gas alone the sender cannot
+    cover in its own words, "cannot afford txn gas" (its estimate asks for the block's whole
+    gas limit: below about 0.03 ETH every batch). That was taken for the batch's own fault:
+    each event used an attempt, every cycle, until all were critical. It is the signer's
+    funds: delivery pauses (`insufficient_funds`), no attempt used, and resumes once funded."""
+    from revenue.chain.client import send_signed, sign_tx
+    from revenue.delivery.health import chain_view_read, fees_capped
+
+    ids = events_create(3)
+    context = chain_context_get()
+    w3 = context.w3
+    max_fee, priority = fees_capped(chain_view_read(context))
+    keep = 10**16  # 0.01 ETH: a batch's gas and these shares, not the block's gas limit
+    drain = {
+        "type": 2, "chainId": context.chain_id, "to": w3.eth.accounts[0], "gas": 21_000, "data": "0x",
+        "nonce": w3.eth.get_transaction_count(context.signer_address), "maxFeePerGas": max_fee,
+        "maxPriorityFeePerGas": priority,
+        "value": w3.eth.get_balance(context.signer_address) - keep - 21_000 * max_fee,
+    }  # fmt: skip
+    send_signed(w3, sign_tx(context.signer, drain))
+    for _ in range(3):
+        with django_capture_on_commit_callbacks(execute=True):
+            result = revenue_events_deliver(max_batches=1)
+        assert result.paused == "insufficient_funds" and result.counters.events_failed == 0, result.as_dict()
+    assert statuses() == {"pending": 3} and all(metadata(pk).retry_attempts == 0 for pk in ids)
+    assert sorted(alerts()) == [
+        "On-chain delivery paused: insufficient_funds",
+        "On-chain delivery: the signer's balance is low",
+    ]
+
+    w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": context.signer_address, "value": 10**18})
+    with django_capture_on_commit_callbacks(execute=True):
+        drive(until=all_delivered)
+    assert_delivered_exactly_once()
+    assert alerts()[-1] == "On-chain delivery resumed (insufficient_funds is gone)"
