@@ -302,6 +302,12 @@ def patch_failed(*, attempts: int, error: str, now: datetime, next_retry_at: dat
     )
 
 
+def patch_given_up() -> dict[str, Any]:
+    """Failed as many times as DELIVERY_MAX_ATTEMPTS allows (a limit lowered since): critical,
+    its attempts and last error kept."""
+    return _plain({Key.STATUS: DeliveryStatus.CRITICAL, Key.NEXT_RETRY_AT: None})
+
+
 def patch_requeued(*, now: datetime) -> dict[str, Any]:
     """Staff: a fresh attempt budget."""
     return _plain(

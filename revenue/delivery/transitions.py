@@ -43,6 +43,7 @@ from revenue.delivery.metadata import (
     patch_amount,
     patch_delivered,
     patch_failed,
+    patch_given_up,
     patch_held,
     patch_paid_by,
     patch_released,
@@ -152,6 +153,34 @@ def events_fail(
         delivery_failures_log(failures=failed_rows, error=error)
     revenue_events_critical_alert(event_ids=critical, reason=error, now=now)
     return critical
+
+
+# Failed events one re-drive gives up at most (the rest at the next).
+GIVE_UP_BATCH = 500
+
+
+def events_attempts_exhausted_give_up(*, now: datetime) -> list[int]:
+    """Failed events whose attempts reach DELIVERY_MAX_ATTEMPTS (the limit was lowered after
+    they failed) are critical and alerted, once: the selection takes failed events only
+    below the limit, and an event became critical only by failing once more, so they stayed
+    `failed` for ever, a next retry shown in the past, never alerted. Returns them."""
+    limit = settings.DELIVERY_MAX_ATTEMPTS
+    exhausted = (
+        RevenueEvent.objects.filter(status_in(DeliveryStatus.FAILED) & not_carried())
+        .alias(attempts=attempts_expression())
+        .filter(attempts__gte=limit)
+    )
+    event_ids = list(exhausted.order_by("id").values_list("pk", flat=True)[:GIVE_UP_BATCH])
+    if not event_ids:
+        return []
+    with transaction.atomic(durable=True):
+        given_up = list(exhausted.filter(pk__in=event_ids).values_list("pk", flat=True))
+        exhausted.filter(pk__in=given_up).update(metadata=JsonMerge("metadata", patch_given_up()))
+        revenue_events_critical_alert(
+            event_ids=given_up, reason=f"failed as many times as DELIVERY_MAX_ATTEMPTS ({limit}) allows", now=now
+        )
+    logger.warning("failed events past the attempt limit given up", extra={"event_ids": given_up[:50]})
+    return given_up
 
 
 def events_return(

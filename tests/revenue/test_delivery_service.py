@@ -631,3 +631,31 @@ def test_the_in_process_chain_unable_to_cover_the_gas_pauses_and_uses_no_attempt
         drive(until=all_delivered)
     assert_delivered_exactly_once()
     assert alerts()[-1] == "On-chain delivery resumed (insufficient_funds is gone)"
+
+
+def test_failed_events_past_a_lowered_attempt_limit_become_critical_and_are_alerted_once(
+    embedded, settings, django_capture_on_commit_callbacks
+):
+    """DELIVERY_MAX_ATTEMPTS lowered (5 to 3) while events had failed 3 or 4 times: they
+    were never selected again (attempts not below the limit) nor made critical (that took one
+    more failed attempt): `failed` for ever, a next retry shown in the past, no alert. The
+    re-drive gives them up as their attempts say: critical, alerted once."""
+    exhausted = events_create(2, prefix="x")
+    (due,) = events_create(1, prefix="y")
+    past = timezone.now()
+    for pk, attempts in ((exhausted[0], 3), (exhausted[1], 4), (due, 2)):
+        RevenueEvent.objects.filter(pk=pk).update(
+            metadata=JsonMerge(
+                "metadata", patch_failed(attempts=attempts, error="reverted", now=past, next_retry_at=past)
+            )
+        )
+    settings.DELIVERY_MAX_ATTEMPTS = 3
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            revenue_events_redrive()
+    for pk, attempts in ((exhausted[0], 3), (exhausted[1], 4)):
+        data = metadata(pk)
+        assert (data.status, data.retry_attempts, data.next_retry_at) == (DeliveryStatus.CRITICAL, attempts, None)
+    assert metadata(due).status in (DeliveryStatus.SUBMITTED, DeliveryStatus.DELIVERED)  # retried as usual
+    assert alerts() == ["2 revenue event(s): on-chain delivery gave up"]
+    assert delivery_status_counts()["critical"] == 2
