@@ -54,7 +54,13 @@ from revenue.models import (
     RevenueStream,
     StaffAction,
 )
-from revenue.reports import STALE_PENDING_MINUTES, delivery_pause, onchain_failure_report, stale_pending_rule
+from revenue.reports import (
+    STALE_PENDING_MINUTES,
+    delivery_pause,
+    held_rule,
+    onchain_failure_report,
+    stale_pending_rule,
+)
 from revenue.selectors import revenue_events_count, stream_usd_totals
 from revenue.templatetags.revenue_admin import when
 from revenue.worker_status import onchain_worker_status, worker_error_current, worker_stalled
@@ -93,6 +99,7 @@ class EventListPaginator(Paginator):
 
 
 STALE_PENDING = "stale_pending"  # the list's filter value for revenue.reports.stale_pending_rule
+HELD = "held"  # the list's filter value for revenue.reports.held_rule
 REASON_PLACEHOLDER = "reason (optional, kept in the audit trail)"
 
 
@@ -126,12 +133,18 @@ class DeliveryStatusFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         statuses = [(status.value, status.value) for status in DeliveryStatus]
-        return [*statuses, (STALE_PENDING, f"pending > {STALE_PENDING_MINUTES} min (stale)")]
+        return [
+            *statuses,
+            (STALE_PENDING, f"pending > {STALE_PENDING_MINUTES} min (stale)"),
+            (HELD, "held: the signer cannot pay their share"),
+        ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
         if value == STALE_PENDING:  # as the failure report and the worker status count them
             return queryset.filter(status_is(DeliveryStatus.PENDING)).filter(stale_pending_rule(now=timezone.now()))
+        if value == HELD:  # as the failure report and the worker status count them (their index)
+            return queryset.filter(held_rule())
         if value is not None and value in DeliveryStatus._value2member_map_:
             return queryset.filter(status_is(DeliveryStatus(value)))
         return queryset

@@ -7,7 +7,9 @@ Kinds: ``revenue_events_critical`` (events whose delivery gave up), ``delivery_p
 ``signer_balance_low``, ``delivery_batch_stuck``, ``foreign_payment`` (a transaction this
 platform did not send paid items: someone else holds the signer's key), ``finality_broken``
 (a payment the platform saw final left the canonical chain: its events are paid again),
-``delivery_batch_abandoned`` (staff gave up on a stuck batch: who, why, what the chain showed).
+``delivery_batch_abandoned`` (staff gave up on a stuck batch: who, why, what the chain showed),
+``revenue_events_held`` (events whose share the signer cannot pay: held, each alerted once;
+revenue.delivery.conditions.held_events_alert).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from revenue.delivery.metadata import (
     WAITING_STATUSES,
     DeliveryStatus,
     carried,
+    held,
     not_carried,
     status_expression,
     status_in,
@@ -105,6 +106,13 @@ class RevenueEvent(models.Model):
                 fields=["stream", "id"],
                 condition=status_in(DeliveryStatus.PENDING) & carried(),
                 name="revenue_event_carried",
+            ),
+            # Events held: their share is more than the signer can pay (revenue.delivery.
+            # broadcast); every batch looks here for those that fit again.
+            models.Index(
+                fields=["id"],
+                condition=status_in(*WAITING_STATUSES) & held(),
+                name="revenue_event_held",
             ),
         ]
 

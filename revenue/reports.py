@@ -1,10 +1,11 @@
 """The on-chain failure report, aggregated in SQL (a grouped query and one windowed
 query for the listed events), so it stays fast at millions of events.
 
-Failures are the events that need attention: `failed` and `critical` ones, and events
-left `pending` for over 10 minutes since anything last happened to them (created, put in a
-transaction, re-queued by staff, returned by a reorg; not dust carried forward: that waits
-on purpose). The summary also says whether delivery is paused and why: while it is, the
+Failures are the events that need attention: `failed` and `critical` ones, events held
+because their share is more than the signer can pay (from the moment they are held), and
+events left `pending` for over 10 minutes since anything last happened to them (created,
+put in a transaction, re-queued by staff, returned by a reorg; not dust carried forward:
+that waits on purpose). The summary also says whether delivery is paused and why: while it is, the
 events wait without failing, and the pause is the failure to look at.
 """
 
@@ -26,6 +27,7 @@ from revenue.delivery.metadata import (
     Key,
     attempts_expression,
     carried,
+    held,
     iso,
     lookup,
     status_among,
@@ -72,6 +74,7 @@ def stale_pending_rule(*, now: datetime) -> Q:
         status_in(DeliveryStatus.PENDING)
         & _untouched_since(now - timedelta(minutes=STALE_PENDING_MINUTES))
         & ~carried()
+        & ~held()  # reported as held, from the moment it is
     )
 
 
@@ -80,11 +83,26 @@ def stale_pending_count(*, now: datetime) -> int:
     return RevenueEvent.objects.filter(status_is(DeliveryStatus.PENDING)).filter(stale_pending_rule(now=now)).count()
 
 
+def held_rule() -> Q:
+    """Held: the share is more than the signer can pay (revenue.delivery.broadcast); it waits,
+    out of every batch, for a balance that can. The predicate of revenue_event_held."""
+    return status_in(DeliveryStatus.PENDING, DeliveryStatus.FAILED) & held()
+
+
+def held_count() -> int:
+    """Every held event, whenever it was created (read through revenue_event_held)."""
+    return RevenueEvent.objects.filter(held_rule()).count()
+
+
 def failures_filter(*, now: datetime) -> Q:
-    """Failed and critical events, and stale pending ones (stale_pending_rule). Each arm
-    names its statuses with the key lookup of revenue_event_attention's predicate
+    """Failed and critical events, held ones and stale pending ones (stale_pending_rule).
+    Each arm names its statuses with the key lookup of revenue_event_attention's predicate
     (ATTENTION_STATUSES), so the report reads that index by creation time."""
-    return status_in(DeliveryStatus.FAILED, DeliveryStatus.CRITICAL) | stale_pending_rule(now=now)
+    return (
+        status_in(DeliveryStatus.FAILED, DeliveryStatus.CRITICAL)
+        | (status_in(DeliveryStatus.PENDING) & held())
+        | stale_pending_rule(now=now)
+    )
 
 
 def delivery_pause() -> dict[str, Any] | None:
@@ -138,6 +156,7 @@ def onchain_failure_report(*, hours: int, stream_id: int | None = None, now: dat
             delivery_status=text(Key.STATUS),
             last_error=text(Key.LAST_ERROR),
             next_retry_at=text(Key.NEXT_RETRY_AT),
+            held_cause=text(Key.HELD_CAUSE),
         )
         .filter(row__lte=EVENTS_PER_STREAM)
         .values(
@@ -151,6 +170,7 @@ def onchain_failure_report(*, hours: int, stream_id: int | None = None, now: dat
             "delivery_status",
             "last_error",
             "next_retry_at",
+            "held_cause",
         )
     )
     events_by_stream: dict[int, list[dict[str, object]]] = {}
@@ -166,6 +186,7 @@ def onchain_failure_report(*, hours: int, stream_id: int | None = None, now: dat
                 "status": row["delivery_status"],
                 "last_error": row["last_error"],
                 "next_retry_at": row["next_retry_at"],
+                "held_cause": row["held_cause"],
             }
         )
     # In flight for long: counted from when the event was put in its transaction (its
@@ -192,6 +213,7 @@ def onchain_failure_report(*, hours: int, stream_id: int | None = None, now: dat
         "delivery_paused": pause is not None,
         "pause": pause,
         "stale_pending": stale_pending_count(now=moment),
+        "held_for_funds": held_count(),
         "events_waiting": int(waiting["events"]),
         "dust_carried": int(waiting["dust"]),
         "batches_stuck": DeliveryBatch.objects.filter(

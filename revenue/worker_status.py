@@ -14,7 +14,7 @@ from django_celery_beat.models import PeriodicTask
 
 from revenue.delivery.metadata import DeliveryStatus, status_expression
 from revenue.models import DeliveryBatch, DeliveryBatchStatus, DeliveryHeartbeat, RevenueEvent
-from revenue.reports import delivery_pause, stale_pending_count
+from revenue.reports import delivery_pause, held_count, stale_pending_count
 
 # The beat task that re-drives delivery (revenue.migrations.0004_delivery_schedule).
 REDRIVE_TASK = "revenue.tasks.revenue_delivery_redrive"
@@ -91,6 +91,7 @@ def onchain_worker_status() -> dict[str, Any]:
         "confirmations": settings.CHAIN_CONFIRMATIONS,
         "counts": delivery_status_counts(),
         "stale_pending": stale_pending_count(now=timezone.now()),
+        "held_for_funds": held_count(),
         "paused": delivery_pause(),
         "resumed_at": beat.resumed_at if beat else None,
         "batches_in_flight": int(in_flight["batches"]),

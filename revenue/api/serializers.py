@@ -43,7 +43,12 @@ class OnchainFailureSummarySerializer(serializers.Serializer):
         help_text="Events pending, not dust, untouched for over 10 minutes (created, sent and returned, re-queued), "
         "whenever they were created: no cycle picked them up."
     )
-    events_waiting = serializers.IntegerField(help_text="Events pending or failed (dust included).")
+    held_for_funds = serializers.IntegerField(
+        help_text="Events held, whenever created: their share is more than the signer can pay. Each waits, out of "
+        "every batch, and is paid by itself once the balance allows; listed among the failures from the moment "
+        "it is held."
+    )
+    events_waiting = serializers.IntegerField(help_text="Events pending or failed (dust and held included).")
     dust_carried = serializers.IntegerField(
         help_text="Pending events whose share is carried forward until their stream's dust is worth paying."
     )
@@ -62,6 +67,11 @@ class OnchainFailureEventSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=[s.value for s in DeliveryStatus])
     last_error = serializers.CharField(allow_null=True)
     next_retry_at = serializers.CharField(allow_null=True)
+    held_cause = serializers.CharField(
+        allow_null=True,
+        help_text="Why the event is held (insufficient_funds: its share is more than the signer can pay); "
+        "null when it is not. last_error says how much against what.",
+    )
 
 
 class OnchainFailureStreamSerializer(serializers.Serializer):
@@ -132,6 +142,9 @@ class OnchainWorkerStatusSerializer(serializers.Serializer):
     )
     stale_pending = serializers.IntegerField(
         help_text="Of the pending events, those untouched for over 10 minutes (not dust): as the failure report counts."
+    )
+    held_for_funds = serializers.IntegerField(
+        help_text="Events held: their share is more than the signer can pay (as the failure report counts them)."
     )
     paused = _pause()
     resumed_at = serializers.DateTimeField(allow_null=True)

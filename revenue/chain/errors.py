@@ -89,8 +89,11 @@ _OPERATOR_MESSAGES = (
     ("reverted with reason string 'paused'", PauseCause.CONTRACT_PAUSED),
     ("insufficient funds", PauseCause.INSUFFICIENT_FUNDS),
     # The in-process chain's words for it (eth-tester on py-evm, `make run`): taken for the
-    # batch's fault before, an attempt of each of its events used.
+    # batch's fault before, an attempt of each of its events used. "cannot afford txn gas" is
+    # its refusal of the gas alone (its estimates ask for the block's whole gas limit: below
+    # about 0.03 ETH, every batch), taken for the batch's fault until every event was critical.
     ("does not have enough balance to cover", PauseCause.INSUFFICIENT_FUNDS),
+    ("cannot afford txn gas", PauseCause.INSUFFICIENT_FUNDS),
     # A node on another chain refusing the platform's EIP-155 signature (geth, anvil): not
     # the batch's fault; it may still be mined on its own chain.
     ("invalid chain id", PauseCause.WRONG_CHAIN_ID),

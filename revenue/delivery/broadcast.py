@@ -57,8 +57,8 @@ from revenue.chain.client import (
 from revenue.chain.runtime import ChainContext
 from revenue.delivery.cycle import CycleCounters, chain_call
 from revenue.delivery.dust import dust_carry, is_dust
-from revenue.delivery.health import ChainView, fees_capped
-from revenue.delivery.metadata import RETRYABLE_STATUSES, DeliveryStatus, Key, lookup, status_in
+from revenue.delivery.health import ChainView, fees_capped, gas_reserve
+from revenue.delivery.metadata import HELD_FOR_FUNDS, RETRYABLE_STATUSES, DeliveryStatus, Key, lookup, status_in
 from revenue.delivery.selectors import (
     DeliverableEvent,
     bundle_item_id,
@@ -66,12 +66,15 @@ from revenue.delivery.selectors import (
     in_flight_event_ids,
     items_events,
     revenue_events_deliverable,
+    revenue_events_held,
 )
 from revenue.delivery.transitions import (
     batch_error_note,
     batch_fail,
     batch_supersede,
     events_fail,
+    events_hold,
+    events_release,
     events_submit,
     events_tx_hash_set,
 )
@@ -81,6 +84,10 @@ from revenue.selectors import USD_CURRENCIES
 logger = logging.getLogger("revenue.delivery")
 
 PLAN_PASSES = 4  # selections per batch: each pass that finds dust carries it forward and looks again
+# A batch refused for funds all the same is planned again (without its largest item, or to
+# what its own gas leaves) at most this many times, each asking the node again; then the gas
+# itself is missing: a pause.
+REPLANS_FOR_FUNDS = 8
 
 
 class DeliveryRace(Exception):
@@ -124,13 +131,72 @@ def replacement_fees(
 # --------------------------------------------------------------------------- new batches
 
 
+@dataclass(frozen=True, slots=True)
+class PlanEntry:
+    """One on-chain item of a batch and the events it carries (``own``: an event paid as
+    its own item, whose amount is recorded when it is submitted)."""
+
+    item: DeliveryItem
+    event_ids: tuple[int, ...]
+    own: bool
+
+
 @dataclass
 class BatchPlan:
-    items: list[DeliveryItem] = field(default_factory=list)
-    event_ids: list[int] = field(default_factory=list)
-    amounts: dict[int, int] = field(default_factory=dict)  # events paid as their own item
+    entries: list[PlanEntry] = field(default_factory=list)  # in the order of selection: oldest first
     dust: dict[int, int] = field(default_factory=dict)
     unpriced: list[int] = field(default_factory=list)
+    held: dict[int, str] = field(default_factory=dict)  # events whose item the signer cannot pay: why
+
+    @property
+    def items(self) -> list[DeliveryItem]:
+        # consecutive ids share the reserve's bitmap words
+        return sorted((entry.item for entry in self.entries), key=lambda item: item.item_id)
+
+    @property
+    def event_ids(self) -> list[int]:
+        return [pk for entry in self.entries for pk in entry.event_ids]
+
+    @property
+    def amounts(self) -> dict[int, int]:
+        """The amounts of the events paid as their own item."""
+        return {entry.event_ids[0]: entry.item.amount_wei for entry in self.entries if entry.own}
+
+    @property
+    def value(self) -> int:
+        return sum(entry.item.amount_wei for entry in self.entries)
+
+    def without_largest(self) -> BatchPlan:
+        """The same batch without its largest item (the newest of equals): for a batch the
+        node refused for funds anyway (its gas above the estimate the budget kept)."""
+        largest = max(range(len(self.entries)), key=lambda i: (self.entries[i].item.amount_wei, i))
+        return BatchPlan(entries=[entry for i, entry in enumerate(self.entries) if i != largest])
+
+
+def budget_fit(entries: list[PlanEntry], *, budget: int) -> tuple[list[PlanEntry], list[PlanEntry]]:
+    """Pure: the entries one batch can pay with ``budget`` wei (the signer's balance less the
+    gas a batch is given), first fit in the order given (oldest first: the oldest that fits
+    alone always goes in), and those that cannot be paid even alone (more than the budget:
+    held). The rest fit alone but not beside the others: they wait for the next batch."""
+    kept: list[PlanEntry] = []
+    unpayable: list[PlanEntry] = []
+    left = budget
+    for entry in entries:
+        amount = entry.item.amount_wei
+        if amount > budget:
+            unpayable.append(entry)
+        elif amount <= left:
+            kept.append(entry)
+            left -= amount
+    return kept, unpayable
+
+
+def held_error(*, amount: int, budget: int, balance: int) -> str:
+    return (
+        f"held ({HELD_FOR_FUNDS}): its share of {amount} wei is more than the signer can pay: "
+        f"{max(budget, 0)} wei after gas for a batch, of a balance of {balance} wei; "
+        "paid by itself once the balance allows"
+    )
 
 
 def _plan(events: list[DeliverableEvent], *, price: Decimal) -> BatchPlan:
@@ -145,14 +211,12 @@ def _plan(events: list[DeliverableEvent], *, price: Decimal) -> BatchPlan:
         RevenueEvent.objects.filter(pk__in=members).filter(status_in(*RETRYABLE_STATUSES)).values_list("pk", flat=True)
     )
     for bundle in sorted(bundles, key=lambda bundle: bundle.pk):
-        plan.items.append(
-            DeliveryItem(
-                item_id=bundle_item_id(bundle_id=bundle.pk),
-                stream_id=bundle.stream_id,
-                amount_wei=int(bundle.amount_wei),
-            )
+        item = DeliveryItem(
+            item_id=bundle_item_id(bundle_id=bundle.pk), stream_id=bundle.stream_id, amount_wei=int(bundle.amount_wei)
         )
-        plan.event_ids.extend(int(pk) for pk in bundle.event_ids if int(pk) in waiting)
+        plan.entries.append(
+            PlanEntry(item=item, event_ids=tuple(int(pk) for pk in bundle.event_ids if int(pk) in waiting), own=False)
+        )
     for event in events:
         if event.bundle_id is not None:
             continue
@@ -165,10 +229,8 @@ def _plan(events: list[DeliverableEvent], *, price: Decimal) -> BatchPlan:
             # id, it could be paid twice, and the bundle's other events were left unsendable.
             plan.dust[event.id] = wei
         else:
-            plan.items.append(DeliveryItem(item_id=event.id, stream_id=event.stream_id, amount_wei=wei))
-            plan.event_ids.append(event.id)
-            plan.amounts[event.id] = wei
-    plan.items.sort(key=lambda item: item.item_id)  # consecutive ids share the reserve's bitmap words
+            item = DeliveryItem(item_id=event.id, stream_id=event.stream_id, amount_wei=wei)
+            plan.entries.append(PlanEntry(item=item, event_ids=(event.id,), own=True))
     return plan
 
 
@@ -180,10 +242,17 @@ def _batch_plan(
     stale_only: bool,
     counters: CycleCounters,
     price_of: Callable[[], Decimal],
+    budget: int,
+    balance: int,
 ) -> tuple[BatchPlan, Decimal] | None:
-    """The next batch's items; dust met on the way is carried forward, unconvertible
-    currencies are critical at once."""
+    """The next batch's items, within ``budget`` wei; dust met on the way is carried
+    forward, unconvertible currencies are critical at once, and an item more than the
+    budget is held (its events left out of every batch until a budget fits it: held events
+    that fit this one are released first)."""
     price: Decimal | None = None
+    if revenue_events_held(limit=1):
+        price = price_of()
+        counters.events_released += _held_release(budget=budget, price=price)
     for _ in range(PLAN_PASSES):
         events = _deliverable(now=now, limit=limit, exclude=exclude, stale_only=stale_only)
         if not events:
@@ -203,9 +272,45 @@ def _batch_plan(
             counters.events_failed += len(plan.unpriced)
         if plan.dust:
             counters.events_carried += dust_carry(amounts=plan.dust, now=now)
-        if not plan.dust and not plan.unpriced:
+        plan.entries, unpayable = budget_fit(plan.entries, budget=budget)
+        if unpayable:
+            plan.held = {
+                pk: held_error(amount=entry.item.amount_wei, budget=budget, balance=balance)
+                for entry in unpayable
+                for pk in entry.event_ids
+            }
+            held = events_hold(errors=plan.held, cause=HELD_FOR_FUNDS, now=now)
+            counters.events_held += held
+            logger.warning(
+                "revenue events held: their share is more than the signer can pay",
+                extra={"event_ids": sorted(plan.held)[:50], "budget_wei": budget, "held": held},
+            )
+        if not plan.dust and not plan.unpriced and not plan.held:
             break
-    return (plan, price) if plan.items and price is not None else None
+    return (plan, price) if plan.entries and price is not None else None
+
+
+def _held_release(*, budget: int, price: Decimal) -> int:
+    """Held events whose item fits ``budget`` now: released, for the selection to take them
+    in their turn (oldest first). A bundle's events are released together: its amount decides."""
+    held = revenue_events_held()
+    bundles = dict(
+        DeliveryBundle.objects.filter(pk__in={e.bundle_id for e in held if e.bundle_id is not None}).values_list(
+            "pk", "amount_wei"
+        )
+    )
+    fits = []
+    for event in held:
+        if event.bundle_id is not None:
+            wei: int | None = int(bundles[event.bundle_id])
+        else:
+            wei = holder_share_wei(event, eth_usd_price=price)
+        if wei is not None and wei <= budget:
+            fits.append(event.id)
+    released = events_release(event_ids=fits)
+    if released:
+        logger.info("held revenue events fit the signer's balance again", extra={"event_ids": fits[:50]})
+    return released
 
 
 def _deliverable(*, now: datetime, limit: int, exclude: set[int], stale_only: bool) -> list[DeliverableEvent]:
@@ -231,9 +336,12 @@ def batch_send_next(
     price_of: Callable[[], Decimal],
 ) -> bool:
     """Select, sign, persist and broadcast the next batch (at the price ``price_of`` gives,
-    once per cycle). Returns whether a batch was persisted (the caller reconciles again
+    once per cycle), within what the signer can pay: its balance less the gas a batch is
+    given (``budget``). Returns whether a batch was persisted (the caller reconciles again
     before the next one)."""
     in_flight = delivery_batches_in_flight(deployment_id=context.deployment_id)
+    max_fee, priority = fees_capped(view)
+    budget = view.balance - gas_reserve(view)
     planned = _batch_plan(
         now=now,
         limit=min(limit, MAX_BATCH),
@@ -241,55 +349,84 @@ def batch_send_next(
         stale_only=stale_only,
         counters=counters,
         price_of=price_of,
+        budget=budget,
+        balance=view.balance,
     )
     if planned is None:
         return False
     plan, price = planned
     w3 = context.w3
-    max_fee, priority = fees_capped(view)
-    try:
-        nonce = int(chain_call(w3.eth.get_transaction_count, context.signer.address, "pending"))
-        tx = build_delivery_tx(
-            w3,
-            contract_address=context.contract_address,
-            signer_address=context.signer_address,
-            items=plan.items,
-            nonce=nonce,
-            max_fee_per_gas=max_fee,
-            max_priority_fee_per_gas=priority,
-        )
-    except Exception as exc:
-        cause = operator_cause(exc)
-        if cause is not None:
-            raise OperatorFault(cause, f"the node refused to simulate the batch: {error_message(exc)[:300]}") from exc
-        kind = classify_error(exc)
-        if kind == "transient":
-            raise
-        with transaction.atomic(durable=True):
-            events_fail(
-                event_ids=plan.event_ids,
-                error=f"{kind}: {error_message(exc)}",
-                now=now,
-                from_statuses=[DeliveryStatus.PENDING, DeliveryStatus.FAILED, DeliveryStatus.CRITICAL],
+    nonce = int(chain_call(w3.eth.get_transaction_count, context.signer.address, "pending"))
+    for replans in range(REPLANS_FOR_FUNDS + 1):
+        last = replans == REPLANS_FOR_FUNDS or len(plan.entries) == 1
+        refusal = ""
+        try:
+            tx = build_delivery_tx(
+                w3,
+                contract_address=context.contract_address,
+                signer_address=context.signer_address,
+                items=plan.items,
+                nonce=nonce,
+                max_fee_per_gas=max_fee,
+                max_priority_fee_per_gas=priority,
             )
-        counters.events_failed += len(plan.event_ids)
-        raise
-    needed = int(tx["gas"]) * max_fee + int(tx["value"])
-    if view.balance < needed:
-        raise OperatorFault(
-            PauseCause.INSUFFICIENT_FUNDS,
-            f"the signer holds {view.balance} wei; the next batch needs {needed} wei (gas and shares)",
-        )
+        except Exception as exc:
+            cause = operator_cause(exc)
+            if cause == PauseCause.INSUFFICIENT_FUNDS and not last:
+                refusal = f"the node refused to simulate it: {error_message(exc)[:300]}"
+            elif cause is not None:
+                raise OperatorFault(
+                    cause, f"the node refused to simulate the batch: {error_message(exc)[:300]}"
+                ) from exc
+            else:
+                kind = classify_error(exc)
+                if kind == "transient":
+                    raise
+                with transaction.atomic(durable=True):
+                    events_fail(
+                        event_ids=plan.event_ids,
+                        error=f"{kind}: {error_message(exc)}",
+                        now=now,
+                        from_statuses=[DeliveryStatus.PENDING, DeliveryStatus.FAILED, DeliveryStatus.CRITICAL],
+                    )
+                counters.events_failed += len(plan.event_ids)
+                raise
+        else:
+            gas_cost = int(tx["gas"]) * max_fee
+            needed = gas_cost + int(tx["value"])
+            if view.balance >= needed:
+                break
+            if last:
+                raise OperatorFault(
+                    PauseCause.INSUFFICIENT_FUNDS,
+                    f"the signer holds {view.balance} wei; the next batch needs {needed} wei (gas and shares)",
+                )
+            # Its gas is above what the budget kept (the last batches were smaller): the items
+            # that fit what its own gas leaves, oldest first; if that is none of them (the gas
+            # is most of it), its older half, which takes less gas.
+            kept, _ = budget_fit(plan.entries, budget=view.balance - gas_cost)
+            if not kept:
+                kept = plan.entries[: len(plan.entries) // 2]
+            counters.notes.append(
+                f"a batch of {len(plan.entries)} items needs {needed} wei, the signer holds {view.balance} wei: "
+                f"re-planned with {len(kept)}"
+            )
+            plan = BatchPlan(entries=kept)
+            continue
+        # Refused by the node for funds all the same (the balance moved since it was read):
+        # the same batch without its largest item, which waits for the next.
+        plan = plan.without_largest()
+        counters.notes.append(f"a batch of {len(plan.entries) + 1} items re-planned without its largest: {refusal}")
     signed = sign_tx(context.signer, tx)
     with transaction.atomic(durable=True):
         batch = DeliveryBatch.objects.create(
             deployment_id=context.deployment_id,
-            size=len(plan.items),
+            size=len(plan.entries),
             item_ids=[item.item_id for item in plan.items],
             stream_ids=[item.stream_id for item in plan.items],
             amounts_wei=[str(item.amount_wei) for item in plan.items],
             event_ids=plan.event_ids,
-            value_wei=str(sum(item.amount_wei for item in plan.items)),
+            value_wei=str(plan.value),
             eth_usd_price=price,
             nonce=nonce,
             gas=int(tx["gas"]),
@@ -307,10 +444,10 @@ def batch_send_next(
             raise DeliveryRace(f"events of batch {batch.pk} changed while it was built")
     logger.info(
         "delivery batch submitted",
-        extra={"batch_id": batch.pk, "items": len(plan.items), "nonce": nonce, "tx_hash": signed.tx_hash},
+        extra={"batch_id": batch.pk, "items": len(plan.entries), "nonce": nonce, "tx_hash": signed.tx_hash},
     )
     counters.batches_sent += 1
-    counters.items_sent += len(plan.items)
+    counters.items_sent += len(plan.entries)
     counters.events_sent += len(plan.event_ids)
     batch_broadcast(context, view, batch, counters, now=now)
     return True

@@ -6,7 +6,10 @@
 - a low signer balance: below gas for DELIVERY_LOW_BALANCE_BATCHES batches, alerted before
   it runs dry (again on the same schedule while it stays low);
 - batches `submitted` (not mined) for longer than DELIVERY_SUBMITTED_ALERT_SECONDS: one
-  alert per batch.
+  alert per batch;
+- events held because their share is more than the signer can pay: each alerted once, at
+  once when nothing held was alerted before, else in the next digest (at most every
+  DELIVERY_ALERT_REPEAT_SECONDS while events stay held).
 """
 
 from __future__ import annotations
@@ -19,8 +22,18 @@ from django.db import transaction
 
 from revenue.alerts import alert_send
 from revenue.chain.errors import OperatorFault
-from revenue.delivery.selectors import delivery_batches_stuck
-from revenue.models import DeliveryBatch, DeliveryHeartbeat
+from revenue.delivery.metadata import (
+    DeliveryStatus,
+    Key,
+    held,
+    held_alert_unclaimed,
+    lookup,
+    patch_held_alert_claimed,
+    status_in,
+)
+from revenue.delivery.selectors import HELD_READ, delivery_batches_stuck
+from revenue.jsonb import JsonMerge
+from revenue.models import DeliveryBatch, DeliveryHeartbeat, RevenueEvent
 
 logger = logging.getLogger("revenue.delivery")
 
@@ -151,3 +164,45 @@ def batches_stuck_alert(*, now: datetime) -> list[int]:
                 },
             )
     return alerted
+
+
+def held_events_alert(*, balance: int, now: datetime) -> list[int]:
+    """One alert for the held events not alerted yet (each event is alerted once: a hold
+    again after a release is not). At once when no event held now was alerted before (a new
+    hold); else at most every DELIVERY_ALERT_REPEAT_SECONDS, so a signer short of funds that
+    holds event after event makes one alert per period, not one per cycle. Returns the
+    events alerted."""
+    holding = RevenueEvent.objects.filter(status_in(DeliveryStatus.PENDING, DeliveryStatus.FAILED) & held())
+    waiting = list(holding.filter(held_alert_unclaimed()).order_by("id").values_list("pk", flat=True)[:HELD_READ])
+    if not waiting:
+        return []
+    alerted_before = [
+        datetime.fromisoformat(str(at))
+        for at in holding.exclude(held_alert_unclaimed()).values_list(lookup(Key.HELD_ALERTED_AT), flat=True)[
+            :HELD_READ
+        ]
+    ]
+    if alerted_before and not _repeat_due(max(alerted_before), now):
+        return []
+    with transaction.atomic():
+        RevenueEvent.objects.filter(pk__in=waiting).filter(held_alert_unclaimed()).update(
+            metadata=JsonMerge("metadata", patch_held_alert_claimed(now=now))
+        )
+        rows = list(RevenueEvent.objects.filter(pk__in=waiting).values_list("stream_id", "holder_share", "currency"))
+        total = holding.count()
+        alert_send(
+            kind="revenue_events_held",
+            subject=f"On-chain delivery: {len(waiting)} revenue event(s) held, the signer cannot pay their share",
+            details={
+                "events": len(waiting),
+                "event_ids": waiting[:50],
+                "stream_ids": sorted({stream for stream, _, _ in rows}),
+                "largest_holder_share": "{1} {2}".format(*max(rows, key=lambda row: row[1])),
+                "events_held": total,
+                "signer_balance_wei": str(balance),
+                "hint": "each waits, out of every batch, until the signer's balance can pay it, then is paid by "
+                "itself; fund the signer, or review the trades behind them (docs/delivery.md, 'Held for funds')",
+            },
+        )
+    logger.error("revenue events held for funds alerted", extra={"event_ids": waiting[:50], "held": total})
+    return waiting

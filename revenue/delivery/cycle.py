@@ -16,7 +16,10 @@ class CycleCounters:
     items_sent: int = 0
     events_confirmed: int = 0
     events_failed: int = 0
+    events_given_up: int = 0  # failed past a lowered DELIVERY_MAX_ATTEMPTS: critical
     events_carried: int = 0
+    events_held: int = 0  # their share more than the signer can pay: left out until it can
+    events_released: int = 0  # held, and fitting the signer's balance again
     bundles_formed: int = 0
     batches_mined: int = 0
     batches_finalized: int = 0

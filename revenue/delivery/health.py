@@ -112,14 +112,20 @@ def sending_fault(view: ChainView) -> OperatorFault | None:
             PauseCause.FEES_ABOVE_CAP,
             f"the next block's base fee {view.next_base_fee} wei/gas is at or above DELIVERY_MAX_FEE_PER_GAS_WEI {cap}",
         )
-    max_fee, _ = fees_capped(view)
-    needed = view.batch_gas * max_fee
+    needed = gas_reserve(view)
     if view.balance < needed:
         return OperatorFault(
             PauseCause.INSUFFICIENT_FUNDS,
             f"the signer holds {view.balance} wei; a batch needs about {needed} wei of gas plus the shares it pays",
         )
     return None
+
+
+def gas_reserve(view: ChainView) -> int:
+    """What a batch's gas may cost at today's fees: below it nothing is sent (a pause); what
+    the balance holds above it is what a batch may pay in shares."""
+    max_fee, _ = fees_capped(view)
+    return view.batch_gas * max_fee
 
 
 def low_balance_threshold(view: ChainView) -> int:

@@ -72,10 +72,20 @@ class Key(StrEnum):
     REORGED_AT = "reorgedAt"
     MANUAL_RETRY_AT = "manualRetryAt"
     CARRIED_AT = "carriedAt"  # dust carried forward, waiting for its stream's bundle
+    # Held: its item's amount is more than the signer can pay (HELD_CAUSE says why); left out
+    # of every batch while held, released by the first batch whose budget it fits.
+    HELD_AT = "heldAt"
+    HELD_CAUSE = "heldCause"
+    HELD_ALERTED_AT = "heldAlertedAt"  # its hold was alerted (kept: a hold again is not alerted)
 
 
 # Keys of the transaction carrying an event: dropped when the event goes back to pending.
 _TX_KEYS = (Key.TX_HASH, Key.NONCE, Key.BATCH_ID, Key.BLOCK_NUMBER, Key.BLOCK_HASH, Key.DELIVERED_AT)
+# Keys of a hold: dropped when it is released, put in a transaction, or re-queued by staff.
+_HELD_KEYS = (Key.HELD_AT, Key.HELD_CAUSE)
+
+# Why an event is held (HELD_CAUSE): its share is more than the signer can pay.
+HELD_FOR_FUNDS = "insufficient_funds"
 
 
 def iso(moment: datetime) -> str:
@@ -144,6 +154,20 @@ def not_carried() -> Q:
     return ~carried()
 
 
+def held() -> Q:
+    """Held: left out of every batch until its amount fits what the signer can pay (the
+    partial index revenue_event_held's predicate spells it this way)."""
+    return Q(**{f"{FIELD}__has_key": str(Key.HELD_AT)})
+
+
+def not_held() -> Q:
+    return ~held()
+
+
+def held_alert_unclaimed() -> Q:
+    return Q(**{lookup(Key.HELD_ALERTED_AT, "__isnull"): True})
+
+
 def alert_unclaimed() -> Q:
     return Q(**{lookup(Key.ALERTED_AT, "__isnull"): True})
 
@@ -185,6 +209,7 @@ def patch_submitted(*, batch_id: int, tx_hash: str, nonce: int, now: datetime) -
             Key.LAST_RETRY_AT: iso(now),
             Key.NEXT_RETRY_AT: None,
             Key.CARRIED_AT: None,
+            **dict.fromkeys(_HELD_KEYS),
         }
     )
 
@@ -217,6 +242,7 @@ def patch_paid_by(*, batch_id: int, tx_hash: str, nonce: int) -> dict[str, Any]:
             Key.NONCE: nonce,
             Key.NEXT_RETRY_AT: None,
             Key.CARRIED_AT: None,
+            **dict.fromkeys(_HELD_KEYS),
         }
     )
 
@@ -276,6 +302,12 @@ def patch_failed(*, attempts: int, error: str, now: datetime, next_retry_at: dat
     )
 
 
+def patch_given_up() -> dict[str, Any]:
+    """Failed as many times as DELIVERY_MAX_ATTEMPTS allows (a limit lowered since): critical,
+    its attempts and last error kept."""
+    return _plain({Key.STATUS: DeliveryStatus.CRITICAL, Key.NEXT_RETRY_AT: None})
+
+
 def patch_requeued(*, now: datetime) -> dict[str, Any]:
     """Staff: a fresh attempt budget."""
     return _plain(
@@ -285,8 +317,25 @@ def patch_requeued(*, now: datetime) -> dict[str, Any]:
             Key.ALERTED_AT: None,
             Key.NEXT_RETRY_AT: None,
             Key.MANUAL_RETRY_AT: iso(now),
+            # Looked at again at once (held again, unalerted, if it still does not fit).
+            **dict.fromkeys((*_HELD_KEYS, Key.HELD_ALERTED_AT)),
         }
     )
+
+
+def patch_held(*, now: datetime, cause: str, error: str) -> dict[str, Any]:
+    """Held: its amount is more than the signer can pay (``cause``); ``error`` says how much
+    against what. Its status and attempts are kept."""
+    return _plain({Key.HELD_AT: iso(now), Key.HELD_CAUSE: cause, Key.LAST_ERROR: error[:2000]})
+
+
+def patch_released() -> dict[str, Any]:
+    """Its amount fits again: the next batches take it (its last error stays, for the record)."""
+    return _plain(dict.fromkeys(_HELD_KEYS))
+
+
+def patch_held_alert_claimed(*, now: datetime) -> dict[str, Any]:
+    return {Key.HELD_ALERTED_AT.value: iso(now)}
 
 
 def patch_alert_claimed(*, now: datetime) -> dict[str, Any]:
@@ -317,6 +366,9 @@ class DeliveryMetadata:
     alerted_at: str | None
     reorged_at: str | None
     carried_at: str | None
+    held_at: str | None
+    held_cause: str | None
+    held_alerted_at: str | None
     correlation_id: str | None
     stream_name: str | None
     timestamp: str | None
@@ -344,6 +396,9 @@ class DeliveryMetadata:
             alerted_at=doc.get(Key.ALERTED_AT),
             reorged_at=doc.get(Key.REORGED_AT),
             carried_at=doc.get(Key.CARRIED_AT),
+            held_at=doc.get(Key.HELD_AT),
+            held_cause=doc.get(Key.HELD_CAUSE),
+            held_alerted_at=doc.get(Key.HELD_ALERTED_AT),
             correlation_id=doc.get(Key.CORRELATION_ID),
             stream_name=doc.get(Key.STREAM_NAME),
             timestamp=doc.get(Key.TIMESTAMP),

@@ -15,9 +15,11 @@ from revenue.delivery.metadata import (
     Key,
     attempts_expression,
     carried,
+    held,
     iso,
     lookup,
     not_carried,
+    not_held,
     status_in,
     text_cast,
 )
@@ -41,7 +43,8 @@ class DeliverableEvent:
 
 def revenue_events_deliverable_queryset(*, now: datetime, stale_only: bool = False) -> QuerySet[RevenueEvent]:
     """Events to put in the next batch, oldest id first: pending ones (not carried forward
-    as dust), and failed ones whose retry is due and whose attempts are not exhausted.
+    as dust), and failed ones whose retry is due and whose attempts are not exhausted; none
+    held (their share is more than the signer can pay: revenue_events_held).
     ``stale_only`` (the periodic re-drive) takes pending events only once nothing touched
     them for DELIVERY_PENDING_STALE_SECONDS: fresh ones belong to the run published with them."""
     # Each branch names its status with the key lookup of revenue_event_redrive's predicate
@@ -60,7 +63,7 @@ def revenue_events_deliverable_queryset(*, now: datetime, stale_only: bool = Fal
             last_retry_at=text_cast(Key.LAST_RETRY_AT),
             attempts=attempts_expression(),
         )
-        .filter(not_carried() & (pending | due))
+        .filter(not_carried() & not_held() & (pending | due))
         .order_by("id")
     )
 
@@ -74,6 +77,26 @@ def revenue_events_deliverable(
     rows = (
         revenue_events_deliverable_queryset(now=now, stale_only=stale_only)
         .exclude(pk__in=list(exclude_ids))
+        .values_list(*columns)[:limit]
+    )
+    return [
+        DeliverableEvent(id=pk, stream_id=s, holder_share=h, currency=c, bundle_id=b, signed_alone=a is not None)
+        for pk, s, h, c, b, a in rows
+    ]
+
+
+# Held events one batch looks at for those that fit again (their partial index, oldest
+# first): a hold is for a share the balance cannot pay, a few at a time; those past this
+# many are looked at as the first ones are paid.
+HELD_READ = 4 * 256
+
+
+def revenue_events_held(*, limit: int = HELD_READ) -> list[DeliverableEvent]:
+    """Events held because their share is more than the signer can pay, oldest first."""
+    columns = ("pk", "stream_id", "holder_share", "currency", lookup(Key.BUNDLE_ID), lookup(Key.AMOUNT_WEI))
+    rows = (
+        RevenueEvent.objects.filter(status_in(DeliveryStatus.PENDING, DeliveryStatus.FAILED) & held())
+        .order_by("id")
         .values_list(*columns)[:limit]
     )
     return [

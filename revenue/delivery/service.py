@@ -33,6 +33,7 @@ from revenue.delivery.conditions import (
     delivery_pause_cause,
     delivery_pause_clear,
     delivery_pause_set,
+    held_events_alert,
     signer_balance_watch,
 )
 from revenue.delivery.cycle import CycleCounters
@@ -43,6 +44,7 @@ from revenue.delivery.lock import delivery_sender_lock
 from revenue.delivery.pricing import delivery_price_checked
 from revenue.delivery.reconcile import deliveries_reconcile
 from revenue.delivery.selectors import revenue_events_deliverable_exist
+from revenue.delivery.transitions import events_attempts_exhausted_give_up
 from revenue.delivery.transitions import revenue_event_delivery_retry as _event_retry
 from revenue.dispatch import revenue_delivery_dispatch
 
@@ -154,6 +156,9 @@ def _cycle(context: ChainContext, result: DeliveryCycleResult, *, max_batches: i
     now = timezone.now()
     signer_balance_watch(balance=view.balance, threshold=low_balance_threshold(view), now=now)
     batches_stuck_alert(now=now)
+    held_events_alert(balance=view.balance, now=now)
+    if redrive:  # the periodic safety net: a lowered DELIVERY_MAX_ATTEMPTS left these failed for ever
+        counters.events_given_up += len(events_attempts_exhausted_give_up(now=now))
     if fault is not None:
         raise fault
     if delivery_pause_cause() in PRICE_CAUSES:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -36,11 +36,17 @@ from revenue.delivery.metadata import (
     DeliveryStatus,
     Key,
     attempts_expression,
+    held,
     lookup,
+    not_carried,
+    not_held,
     patch_amount,
     patch_delivered,
     patch_failed,
+    patch_given_up,
+    patch_held,
     patch_paid_by,
+    patch_released,
     patch_requeued,
     patch_returned,
     patch_submitted,
@@ -149,6 +155,34 @@ def events_fail(
     return critical
 
 
+# Failed events one re-drive gives up at most (the rest at the next).
+GIVE_UP_BATCH = 500
+
+
+def events_attempts_exhausted_give_up(*, now: datetime) -> list[int]:
+    """Failed events whose attempts reach DELIVERY_MAX_ATTEMPTS (the limit was lowered after
+    they failed) are critical and alerted, once: the selection takes failed events only
+    below the limit, and an event became critical only by failing once more, so they stayed
+    `failed` for ever, a next retry shown in the past, never alerted. Returns them."""
+    limit = settings.DELIVERY_MAX_ATTEMPTS
+    exhausted = (
+        RevenueEvent.objects.filter(status_in(DeliveryStatus.FAILED) & not_carried())
+        .alias(attempts=attempts_expression())
+        .filter(attempts__gte=limit)
+    )
+    event_ids = list(exhausted.order_by("id").values_list("pk", flat=True)[:GIVE_UP_BATCH])
+    if not event_ids:
+        return []
+    with transaction.atomic(durable=True):
+        given_up = list(exhausted.filter(pk__in=event_ids).values_list("pk", flat=True))
+        exhausted.filter(pk__in=given_up).update(metadata=JsonMerge("metadata", patch_given_up()))
+        revenue_events_critical_alert(
+            event_ids=given_up, reason=f"failed as many times as DELIVERY_MAX_ATTEMPTS ({limit}) allows", now=now
+        )
+    logger.warning("failed events past the attempt limit given up", extra={"event_ids": given_up[:50]})
+    return given_up
+
+
 def events_return(
     *, event_ids: Sequence[int], from_statuses: Sequence[DeliveryStatus], batch_id: int | None, error: str | None
 ) -> int:
@@ -158,6 +192,33 @@ def events_return(
     if batch_id is not None:
         selected = selected.filter(**_of_batch(batch_id))
     return selected.update(metadata=JsonMerge("metadata", patch_returned(error=error)))
+
+
+# --------------------------------------------------------------------------- held for funds
+
+
+def events_hold(*, errors: Mapping[int, str], cause: str, now: datetime) -> int:
+    """Waiting events whose item is more than the signer can pay: left out of every batch
+    (their status and attempts kept) with the cause and, per event, what it needs against
+    what there is. Returns how many were held."""
+    if not errors:
+        return 0
+    with transaction.atomic(durable=True):
+        selected = _events(errors).filter(status_in(DeliveryStatus.PENDING, DeliveryStatus.FAILED) & not_held())
+        return selected.filter(not_carried()).update(
+            metadata=JsonMerge(
+                "metadata",
+                json_patch_per_row({pk: patch_held(now=now, cause=cause, error=error) for pk, error in errors.items()}),
+            )
+        )
+
+
+def events_release(*, event_ids: Sequence[int]) -> int:
+    """Held events whose item fits what the signer can pay again: the next batches take them."""
+    if not event_ids:
+        return 0
+    with transaction.atomic(durable=True):
+        return _events(event_ids).filter(held()).update(metadata=JsonMerge("metadata", patch_released()))
 
 
 # --------------------------------------------------------------------------- batches

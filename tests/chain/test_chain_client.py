@@ -471,3 +471,26 @@ def test_a_batch_worth_more_than_the_signer_holds_is_the_operators_insufficient_
         )
     assert operator_cause(refused.value) == "insufficient_funds", error_message(refused.value)
     assert classify_error(refused.value) == "operator"
+
+
+def test_the_in_process_chain_refusing_the_gas_alone_is_the_operators_insufficient_funds(
+    tester_reserve: Deployed,
+) -> None:
+    """Below the gas its estimate asks for (the block's whole gas limit), the in-process chain
+    refuses any batch with "cannot afford txn gas": the signer's funds, not the batch's fault
+    (it was fatal: an attempt of each event, every cycle, until all were critical)."""
+    d = tester_reserve
+    poor = dev_signer_fund(d.w3, amount_wei=10**15)
+    with pytest.raises(Exception) as refused:  # whatever the chain raises
+        build_delivery_tx(
+            d.w3,
+            contract_address=d.address,
+            signer_address=poor.address,
+            items=[DeliveryItem(14, 0, 5)],
+            nonce=0,
+            max_fee_per_gas=5 * 10**9,
+            max_priority_fee_per_gas=10**9,
+        )
+    assert "cannot afford txn gas" in error_message(refused.value)
+    assert operator_cause(refused.value) == "insufficient_funds", error_message(refused.value)
+    assert classify_error(refused.value) == "operator"

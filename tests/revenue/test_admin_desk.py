@@ -27,6 +27,7 @@ from revenue.delivery.metadata import (
     patch_carried,
     patch_delivered,
     patch_failed,
+    patch_held,
     patch_submitted,
 )
 from revenue.models import (
@@ -502,6 +503,22 @@ def test_the_report_warns_when_delivery_is_paused(desk, db):
     page = desk.get("/admin/revenue/revenueevent/failure-report/").content.decode()
     assert 'id="banner-paused"' in page and "insufficient_funds" in page
     assert 'id="banner-chain"' not in page
+
+
+def test_a_held_event_is_shown_on_the_report_the_worker_status_and_its_list(desk, db):
+    """An event held because the signer cannot pay its share: a card on the failure report
+    (linking its list), its cause beside its status in the report's table, a line on the
+    worker status, and the event list's filter `?delivery=held`."""
+    now = timezone.now()
+    held = _event("held", patch_held(now=now, cause="insufficient_funds", error="held (insufficient_funds): 7e34 wei"))
+    other = _event("other")
+    page = desk.get("/admin/revenue/revenueevent/failure-report/").content.decode()
+    assert re.search(r'id="held-for-funds"[^>]*>1<', page) and "?delivery=held" in page
+    assert "pending (held: insufficient_funds)" in page and "7e34 wei" in page
+    status = desk.get("/admin/revenue/revenueevent/worker-status/").content.decode()
+    assert re.search(r'id="held-for-funds"[^>]*>1', status)
+    listed = desk.get("/admin/revenue/revenueevent/?delivery=held").context["cl"].result_list
+    assert [row.pk for row in listed] == [held.pk] and other.pk != held.pk
 
 
 def test_the_report_warns_when_the_chain_is_unreachable(desk, settings, db):

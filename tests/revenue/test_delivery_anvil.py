@@ -19,6 +19,7 @@ from django.core.management import CommandError, call_command
 from hexbytes import HexBytes
 
 import revenue.delivery.broadcast as broadcast
+import revenue.delivery.health as health
 from orders.engine.requests import OrderRequest
 from orders.models import Market
 from orders.services.orders import order_place
@@ -37,6 +38,7 @@ from revenue.chain.client import (
 )
 from revenue.chain.devnode import AnvilRPC
 from revenue.chain.runtime import ChainContext, chain_context_get, chain_context_reset
+from revenue.delivery.health import chain_view_read, fees_capped
 from revenue.delivery.metadata import DeliveryStatus
 from revenue.delivery.service import DeliveryCycleResult, revenue_events_deliver
 from revenue.errors import DeliveryBatchNotAbandonable
@@ -49,6 +51,7 @@ from revenue.models import (
     StaffAction,
 )
 from revenue.reports import onchain_failure_report
+from revenue.services import revenue_collect
 from revenue.staff_actions import AbandonOutcome, delivery_batch_abandon
 from revenue.worker_status import onchain_worker_status
 from tests.chain.conftest import (  # noqa: F401  (fixtures)
@@ -642,6 +645,71 @@ def test_the_signer_out_of_funds_pauses_then_resumes_when_topped_up(on_anvil, se
     assert_delivered_exactly_once(context)
     assert alerts()[-1] == "On-chain delivery resumed (insufficient_funds is gone)"
     assert onchain_worker_status()["signer_balance_low"] is False
+
+
+def test_a_share_the_signer_cannot_pay_is_held_and_paid_once_the_balance_allows(on_anvil, settings):
+    """One holder share the signer cannot pay (a 1e21-scale trade's: 7.5e34 wei) and one it
+    cannot pay yet (2.25e23 wei against 1,000 ETH). Before, every batch carrying them was
+    refused for funds and delivery paused (`insufficient_funds`) until the wallet held the
+    absurd amount: nothing else was paid. Now both are held (visibly, alerted once), every
+    other event is paid, and the second is paid by itself once the balance allows."""
+    ctl, context = on_anvil.ctl, on_anvil.context
+    ctl.set_balance(context.signer_address, 10**21)
+    first = events_create(4, prefix="a")
+    huge = revenue_collect(stream=1, amount="1" + "0" * 21, description="x", source_type="t", source_id="huge").pk
+    big = revenue_collect(stream=2, amount="3000000000", description="x", source_type="t", source_id="big").pk
+    later = events_create(4, prefix="b")
+    results = drive(until=lambda: statuses() == {"delivered": 8, "pending": 2}, mine=on_anvil.mine, each=sound)
+    assert not any(r.paused for r in results) and report()["pause"] is None
+    summary = report()
+    assert summary["held_for_funds"] == 2 and summary["total_failures"] == 2
+    assert {metadata(pk).held_cause for pk in (huge, big)} == {"insufficient_funds"}
+    assert onchain_worker_status()["held_for_funds"] == 2
+    assert alerts() == ["On-chain delivery: 2 revenue event(s) held, the signer cannot pay their share"]
+
+    ctl.set_balance(context.signer_address, 10**24)  # enough for the big one, never for the absurd one
+    drive(until=lambda: statuses() == {"delivered": 9, "pending": 1}, mine=on_anvil.mine, each=sound)
+    for _ in range(3):
+        revenue_events_deliver(max_batches=5)
+        on_anvil.mine()
+        sound()
+    assert metadata(big).held_at is None and metadata(huge).held_cause == "insufficient_funds"
+    logs, total = onchain(context)
+    paid = [log.item_id for log in logs]
+    assert sorted(paid) == sorted(first + later + [big]) and huge not in paid
+    assert {log.item_id: log.amount for log in logs} == expected_wei(first + later + [big])
+    assert total == sum(log.amount for log in logs)
+    assert report()["held_for_funds"] == 1 and len(alerts()) == 1
+
+
+def test_a_batch_whose_gas_is_above_what_the_budget_kept_is_sent_smaller(on_anvil, settings, monkeypatch):
+    """The budget keeps the gas the last batches were given; a bigger batch's own gas can be
+    more than the balance leaves. It is planned again smaller (here its older half, the gas
+    being most of it) instead of pausing delivery with `insufficient_funds` while the signer
+    can pay a smaller batch."""
+    ctl, context = on_anvil.ctl, on_anvil.context
+    settings.DELIVERY_MIN_ITEM_WEI = 0
+    ids = events_create(64, gross="0.001", spread=False)
+    amounts = expected_wei(ids)
+    streams = dict(RevenueEvent.objects.values_list("pk", "stream_id"))
+    items = [DeliveryItem(item_id=pk, stream_id=streams[pk], amount_wei=amounts[pk]) for pk in ids]
+    max_fee, priority = fees_capped(chain_view_read(context))
+    gas = build_delivery_tx(
+        context.w3, contract_address=context.contract_address, signer_address=context.signer_address, items=items,
+        nonce=0, max_fee_per_gas=max_fee, max_priority_fee_per_gas=priority,
+    )["gas"]  # fmt: skip
+    ctl.set_balance(context.signer_address, gas * max_fee // 2 + sum(amounts.values()))  # half a batch of 64's gas
+    monkeypatch.setattr(health, "delivery_batch_gas_typical", lambda: 21_000)  # only small batches lately
+
+    result = revenue_events_deliver(max_batches=1)
+    sound()
+    assert not result.paused and result.counters.batches_sent == 1, result.as_dict()
+    batch = DeliveryBatch.objects.get()
+    assert 0 < batch.size < 64 and batch.event_ids == ids[: batch.size]  # the oldest first
+    ctl.set_balance(context.signer_address, 10**21)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert_delivered_exactly_once(context)
+    assert all(metadata(pk).retry_attempts == 0 for pk in ids) and report()["pause"] is None
 
 
 @pytest.mark.parametrize("fault", ["contract_paused", "contract_missing", "wrong_chain_id"])

@@ -14,8 +14,8 @@ from django.utils import timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from revenue.chain.client import PaymentLog, bump_fees
-from revenue.delivery.broadcast import replacement_fees
+from revenue.chain.client import DeliveryItem, PaymentLog, bump_fees
+from revenue.delivery.broadcast import PlanEntry, budget_fit, replacement_fees
 from revenue.delivery.dust import bundle_plans
 from revenue.delivery.metadata import (
     DeliveryMetadata,
@@ -118,6 +118,39 @@ def test_replacement_fees_outbid_the_old_transaction_within_the_cap(
     assert max_fee <= cap and priority <= max_fee
     assert max_fee >= smallest[0] and priority >= smallest[1]  # nodes accept it as a replacement
     assert max_fee * 10 >= old_max * 11 and priority * 10 >= old_priority * 11
+
+
+# --------------------------------------------------------------------------- what a batch can pay
+
+
+def _entries(amounts: list[int]) -> list[PlanEntry]:
+    return [
+        PlanEntry(item=DeliveryItem(item_id=i + 1, stream_id=0, amount_wei=amount), event_ids=(i + 1,), own=True)
+        for i, amount in enumerate(amounts)
+    ]
+
+
+def test_a_batch_takes_what_fits_its_budget_oldest_first_and_holds_what_never_can():
+    kept, unpayable = budget_fit(_entries([5, 20, 3, 4, 2]), budget=10)
+    assert [e.item.amount_wei for e in kept] == [5, 3, 2]  # 4 fits alone: the next batch takes it
+    assert [e.item.amount_wei for e in unpayable] == [20]  # more than the whole budget: held
+    assert budget_fit(_entries([10**35, 1]), budget=10**23) == (_entries([10**35, 1])[1:], _entries([10**35])[:1])
+
+
+@given(amounts=st.lists(st.integers(0, 10**6), max_size=30), budget=st.integers(0, 2 * 10**6))
+def test_a_batchs_budget_is_never_exceeded_and_the_oldest_that_fits_always_goes(amounts: list[int], budget: int):
+    entries = _entries(amounts)
+    kept, unpayable = budget_fit(entries, budget=budget)
+    assert sum(e.item.amount_wei for e in kept) <= budget
+    assert all(e.item.amount_wei > budget for e in unpayable)
+    assert all(e.item.amount_wei <= budget for e in kept)
+    first = next((e for e in entries if e.item.amount_wei <= budget), None)
+    assert first is None or first in kept
+    # an entry left for the next batch fits alone, not beside what was taken before it
+    for index, entry in enumerate(entries):
+        if entry not in kept and entry not in unpayable:
+            taken = sum(e.item.amount_wei for e in kept if entries.index(e) < index)
+            assert entry.item.amount_wei <= budget < taken + entry.item.amount_wei
 
 
 # --------------------------------------------------------------------------- logs

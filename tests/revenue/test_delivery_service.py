@@ -26,9 +26,10 @@ from revenue.delivery.service import revenue_event_delivery_retry, revenue_event
 from revenue.dispatch import delivery_debounce_reset
 from revenue.jsonb import JsonMerge
 from revenue.models import ChainDeployment, DeliveryBatch, DeliveryHeartbeat, RevenueEvent, RevenueStream
+from revenue.reports import onchain_failure_report
 from revenue.services import revenue_collect
 from revenue.tasks import revenue_delivery_redrive, revenue_delivery_run
-from revenue.worker_status import delivery_status_counts
+from revenue.worker_status import delivery_status_counts, onchain_worker_status
 from tests.revenue.delivery_support import (
     alerts,
     all_delivered,
@@ -388,11 +389,12 @@ def test_a_cycle_does_a_bounded_number_of_queries(embedded, settings, django_ass
     revenue_events_deliver(max_batches=1)  # deploys the chain, sends the first batch
     events_create(size, prefix="second")
     # confirms the first batch and sends the second: the same bound for 20 or 200 events
-    # (the 10 `distributed` updates are one per stream)
-    with django_assert_max_num_queries(55):
+    # (the 10 `distributed` updates are one per stream; the held events' small index is read
+    # once per batch, for those that fit again, and once per cycle, for those to alert)
+    with django_assert_max_num_queries(57):
         result = revenue_events_deliver(max_batches=1)
     assert result.counters.events_confirmed == size and result.counters.events_sent == size
-    with django_assert_max_num_queries(55):
+    with django_assert_max_num_queries(57):
         assert revenue_events_deliver(max_batches=1).counters.events_confirmed == size
     assert all_delivered()
 
@@ -486,3 +488,174 @@ def test_distributed_is_exact_past_fifteen_significant_digits(embedded, settings
     drive(until=all_delivered)
     stream = RevenueStream.objects.get(pk=2)
     assert stream.distributed == Decimal("10000000.05000001") == event.holder_share + small.holder_share
+
+
+# --------------------------------------------------------------------------- shares the signer cannot pay
+
+
+def _paid_once(context, event_ids: list[int]) -> None:
+    """From the reserve's logs: these events were each paid exactly once, with their amount."""
+    logs, _ = onchain(context)
+    paid = [log.item_id for log in logs]
+    assert sorted(paid) == sorted(set(paid)), "an item was paid twice"
+    wanted = expected_wei(event_ids)
+    assert {log.item_id: log.amount for log in logs if log.item_id in wanted} == wanted
+
+
+def test_a_share_the_signer_cannot_pay_is_held_and_every_other_event_is_paid(
+    embedded, clock, settings, django_capture_on_commit_callbacks
+):
+    """A 1e21-scale trade's holder share (7.5e34 wei) is more than the signer holds. Before,
+    the node refused every batch carrying it ("does not have enough balance"), delivery
+    paused with `insufficient_funds`, and nothing else was ever paid until the wallet held
+    that absurd amount. Now it is held, visibly and alerted once; the others are paid."""
+    before = events_create(3, prefix="a")
+    huge = revenue_collect(stream=1, amount="1" + "0" * 21, description="x", source_type="t", source_id="huge").pk
+    after = events_create(3, prefix="b")
+    paid = before + after
+    with django_capture_on_commit_callbacks(execute=True):
+        results = drive(
+            until=lambda: statuses() == {"delivered": 6, "pending": 1}, each=lambda r: assert_no_unpaid_delivered()
+        )
+    assert not any(r.paused for r in results) and results[0].counters.events_held == 1
+    assert DeliveryHeartbeat.objects.get().pause_cause == ""
+    _paid_once(chain_context_get(), paid)
+    assert all(huge not in batch.event_ids for batch in DeliveryBatch.objects.all())
+    data = metadata(huge)
+    assert data.status == DeliveryStatus.PENDING and data.retry_attempts == 0
+    assert data.held_cause == "insufficient_funds" and data.held_at and data.held_alerted_at
+    assert "75000000000000000000000000000000000 wei" in (data.last_error or "")
+    assert alerts() == ["On-chain delivery: 1 revenue event(s) held, the signer cannot pay their share"]
+    # shown where failed deliveries are reviewed, from the moment it is held
+    summary = onchain_failure_report(hours=24).summary
+    assert summary["held_for_funds"] == 1 and summary["total_failures"] == 1 and summary["stale_pending"] == 0
+    (stream,) = onchain_failure_report(hours=24).by_stream
+    assert [(e["id"], e["status"], e["held_cause"]) for e in stream["events"]] == [
+        (huge, "pending", "insufficient_funds")
+    ]
+    status = onchain_worker_status()
+    assert status["held_for_funds"] == 1 and status["counts"]["pending"] == 1 and status["paused"] is None
+
+    # later trades are paid too; the held event is not alerted again, whatever the time
+    later = events_create(2, prefix="c")
+    clock.advance(seconds=settings.DELIVERY_ALERT_REPEAT_SECONDS + 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        drive(until=lambda: statuses() == {"delivered": 8, "pending": 1})
+        revenue_events_redrive()
+    _paid_once(chain_context_get(), paid + later)
+    assert len(alerts()) == 1 and metadata(huge).held_cause == "insufficient_funds"
+    clock.advance(minutes=30)
+    assert onchain_failure_report(hours=24).summary["stale_pending"] == 0  # reported as held, not as stale
+
+
+def test_a_held_share_is_paid_by_itself_once_the_balance_allows(embedded, django_capture_on_commit_callbacks):
+    events_create(2, prefix="a")
+    # 15% of 3e9 USDT at 2,000 USD/ETH: 2.25e23 wei, more than the embedded signer's 1e23
+    big = revenue_collect(stream=2, amount="3000000000", description="x", source_type="t", source_id="big").pk
+    with django_capture_on_commit_callbacks(execute=True):
+        drive(until=lambda: statuses() == {"delivered": 2, "pending": 1})
+    assert metadata(big).held_cause == "insufficient_funds"
+    context = chain_context_get()
+    funder = context.w3.eth.accounts[0]
+    context.w3.eth.send_transaction({"from": funder, "to": context.signer_address, "value": 3 * 10**23})
+    with django_capture_on_commit_callbacks(execute=True):
+        results = drive(until=all_delivered, each=lambda r: assert_no_unpaid_delivered())
+    assert sum(r.counters.events_released for r in results) == 1
+    assert_delivered_exactly_once()
+    data = metadata(big)
+    assert data.held_at is None and data.held_cause is None and data.amount_wei == expected_wei([big])[big]
+    assert onchain_failure_report(hours=24).summary["held_for_funds"] == 0
+    assert alerts() == ["On-chain delivery: 1 revenue event(s) held, the signer cannot pay their share"]
+
+
+def test_a_batch_refused_for_funds_all_the_same_is_sent_without_its_largest_item(embedded, monkeypatch):
+    """The budget keeps a batch's usual gas; a node that wants more (a batch costing more
+    gas than the last ones, a balance that moved) refuses it for funds: it is sent without
+    its largest item, which the next batch carries. Before, delivery paused."""
+    ids = events_create(6)
+    amounts = expected_wei(ids)
+    largest = max(ids, key=lambda pk: (amounts[pk], pk))
+    real_build = broadcast.build_delivery_tx
+    limit = sum(amounts.values()) - 1  # all of them are one wei too many
+
+    def short(*args, **kwargs):
+        if sum(item.amount_wei for item in kwargs["items"]) > limit:
+            raise ValueError("insufficient funds for gas * price + value: have 1 want 2")
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(broadcast, "build_delivery_tx", short)
+    first = revenue_events_deliver(max_batches=1)
+    assert not first.paused and first.counters.batches_sent == 1, first.as_dict()
+    assert DeliveryBatch.objects.get().event_ids == [pk for pk in ids if pk != largest]
+    assert metadata(largest).status == DeliveryStatus.PENDING and metadata(largest).held_at is None
+    drive(until=all_delivered)
+    assert_delivered_exactly_once()
+    assert all(metadata(pk).retry_attempts == 0 for pk in ids)
+
+
+def test_the_in_process_chain_unable_to_cover_the_gas_pauses_and_uses_no_attempt(
+    embedded, django_capture_on_commit_callbacks
+):
+    """The in-process chain (py-evm) refuses a transaction whose gas alone the sender cannot
+    cover in its own words, "cannot afford txn gas" (its estimate asks for the block's whole
+    gas limit: below about 0.03 ETH every batch). That was taken for the batch's own fault:
+    each event used an attempt, every cycle, until all were critical. It is the signer's
+    funds: delivery pauses (`insufficient_funds`), no attempt used, and resumes once funded."""
+    from revenue.chain.client import send_signed, sign_tx
+    from revenue.delivery.health import chain_view_read, fees_capped
+
+    ids = events_create(3)
+    context = chain_context_get()
+    w3 = context.w3
+    max_fee, priority = fees_capped(chain_view_read(context))
+    keep = 10**16  # 0.01 ETH: a batch's gas and these shares, not the block's gas limit
+    drain = {
+        "type": 2, "chainId": context.chain_id, "to": w3.eth.accounts[0], "gas": 21_000, "data": "0x",
+        "nonce": w3.eth.get_transaction_count(context.signer_address), "maxFeePerGas": max_fee,
+        "maxPriorityFeePerGas": priority,
+        "value": w3.eth.get_balance(context.signer_address) - keep - 21_000 * max_fee,
+    }  # fmt: skip
+    send_signed(w3, sign_tx(context.signer, drain))
+    for _ in range(3):
+        with django_capture_on_commit_callbacks(execute=True):
+            result = revenue_events_deliver(max_batches=1)
+        assert result.paused == "insufficient_funds" and result.counters.events_failed == 0, result.as_dict()
+    assert statuses() == {"pending": 3} and all(metadata(pk).retry_attempts == 0 for pk in ids)
+    assert sorted(alerts()) == [
+        "On-chain delivery paused: insufficient_funds",
+        "On-chain delivery: the signer's balance is low",
+    ]
+
+    w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": context.signer_address, "value": 10**18})
+    with django_capture_on_commit_callbacks(execute=True):
+        drive(until=all_delivered)
+    assert_delivered_exactly_once()
+    assert alerts()[-1] == "On-chain delivery resumed (insufficient_funds is gone)"
+
+
+def test_failed_events_past_a_lowered_attempt_limit_become_critical_and_are_alerted_once(
+    embedded, settings, django_capture_on_commit_callbacks
+):
+    """DELIVERY_MAX_ATTEMPTS lowered (5 to 3) while events had failed 3 or 4 times: they
+    were never selected again (attempts not below the limit) nor made critical (that took one
+    more failed attempt): `failed` for ever, a next retry shown in the past, no alert. The
+    re-drive gives them up as their attempts say: critical, alerted once."""
+    exhausted = events_create(2, prefix="x")
+    (due,) = events_create(1, prefix="y")
+    past = timezone.now()
+    for pk, attempts in ((exhausted[0], 3), (exhausted[1], 4), (due, 2)):
+        RevenueEvent.objects.filter(pk=pk).update(
+            metadata=JsonMerge(
+                "metadata", patch_failed(attempts=attempts, error="reverted", now=past, next_retry_at=past)
+            )
+        )
+    settings.DELIVERY_MAX_ATTEMPTS = 3
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            revenue_events_redrive()
+    for pk, attempts in ((exhausted[0], 3), (exhausted[1], 4)):
+        data = metadata(pk)
+        assert (data.status, data.retry_attempts, data.next_retry_at) == (DeliveryStatus.CRITICAL, attempts, None)
+    assert metadata(due).status in (DeliveryStatus.SUBMITTED, DeliveryStatus.DELIVERED)  # retried as usual
+    assert alerts() == ["2 revenue event(s): on-chain delivery gave up"]
+    assert delivery_status_counts()["critical"] == 2

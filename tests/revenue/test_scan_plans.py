@@ -16,11 +16,11 @@ from django.utils import timezone
 
 from bench.seed import seed_revenue_events
 from core.db import select_plans
-from revenue.delivery.metadata import DeliveryMetadata, DeliveryStatus, Key, iso
-from revenue.delivery.selectors import revenue_events_deliverable
+from revenue.delivery.metadata import DeliveryMetadata, DeliveryStatus, Key, iso, patch_held, patch_returned
+from revenue.delivery.selectors import revenue_events_deliverable, revenue_events_held
 from revenue.jsonb import JsonMerge
 from revenue.models import RevenueEvent
-from revenue.reports import STALE_PENDING_MINUTES, onchain_failure_report, stale_pending_count
+from revenue.reports import STALE_PENDING_MINUTES, held_count, onchain_failure_report, stale_pending_count
 from tests.revenue.delivery_support import events_create, streams_ensure
 
 pytestmark = pytest.mark.django_db
@@ -229,6 +229,28 @@ def test_the_stale_pending_count_and_its_admin_filter_read_the_status_index(at_s
     assert len(plans) >= 3  # the count, and the list's count and page
     for plan in plans:
         assert "Seq Scan on revenue_revenueevent" not in plan, plan
+
+
+@pytest.mark.postgres
+def test_the_held_events_are_read_through_their_index(at_scale, admin_client):
+    """Every batch looks at the held events (their share is more than the signer can pay)
+    for those that fit again, and the report, the worker status and the admin's filter count
+    them: through revenue_event_held, never every event."""
+    RevenueEvent.objects.filter(
+        pk__in=list(RevenueEvent.objects.order_by("-pk").values_list("pk", flat=True)[:3])
+    ).update(
+        metadata=JsonMerge(
+            "metadata", {**patch_returned(), **patch_held(now=at_scale, cause="insufficient_funds", error="x")}
+        )
+    )
+    plans = _plans(lambda: revenue_events_held())
+    plans += _plans(lambda: held_count())
+    plans += _plans(lambda: admin_client.get("/admin/revenue/revenueevent/?delivery=held"))
+    assert len(plans) >= 4  # the selection, the count, and the list's count and page
+    for plan in plans:
+        assert "Seq Scan on revenue_revenueevent" not in plan, plan
+    assert "revenue_event_held" in plans[0] and "revenue_event_held" in plans[1], plans[:2]
+    assert len(revenue_events_held()) == held_count() == 3
 
 
 def _event_queries(work) -> list[str]:
