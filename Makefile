@@ -66,6 +66,6 @@ clean:
 
 # Flake hunt (docs/reliability.md): repeat test folders on PostgreSQL, report every test that ever failed.
 RUNS ?= 5
-FOLDERS ?= tests/chain tests/revenue tests/pages tests/orders
+FOLDERS ?= tests/revenue tests/pages tests/orders
 flake-hunt: install
 	$(PY) scripts/flake_hunt.py --runs $(RUNS) $(FOLDERS)

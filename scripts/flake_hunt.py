@@ -3,7 +3,7 @@ CI=true so a missing service fails), and print every test that failed at least o
 with its count. Each repetition is a whole pytest session (session fixtures such as the
 anvil node start again), so start-up races are hunted too.
 
-    make flake-hunt RUNS=5 FOLDERS="tests/chain tests/revenue"
+    make flake-hunt RUNS=5 FOLDERS="tests/revenue"
     .venv/bin/python scripts/flake_hunt.py --runs 2 tests/reliability
 
 The summary is also written to var/flake-hunt/<timestamp>.json (docs/reliability.md

@@ -84,7 +84,7 @@ LONG_MODULES = (
     "tests/orders/test_order_properties.py",
     "tests/core/test_money_columns_upgrade.py",
     "tests/config/test_broker.py",
-    "tests/chain/test_chain_contract.py",
+    "tests/revenue/chain/test_chain_contract.py",
 )
 
 
@@ -136,7 +136,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> LoadSch
 
 # The pure engine, the contract on its chain, and the conversion of an old SQLite database
 # (files of its own, built in subprocesses, whatever DATABASE_URL says).
-BACKEND_FREE_PATHS = ("tests/orders/engine/", "tests/chain/", "tests/core/test_money_columns_upgrade.py")
+BACKEND_FREE_PATHS = ("tests/orders/engine/", "tests/revenue/chain/", "tests/core/test_money_columns_upgrade.py")
 # Tests of what the database cannot change: the pages' layout on a laptop and a phone, the
 # API docs rendered offline, the pages under their Content-Security-Policy (browser tests);
 # tests whose processes run on a SQLite database of their own whatever DATABASE_URL says (the

@@ -159,7 +159,7 @@ def _private(user_id: int, channel: str, data: Any) -> Message:
 # Written out rather than through the DRF serializers, which cost half a millisecond per
 # object in the engine process, and from the trade records themselves (a model instance per
 # trade and market was a quarter of this work): the same text as MarketTradeOutput and
-# UserTradeOutput (format_amount and moment_text are how DRF writes them; tests/streams compare
+# UserTradeOutput (format_amount and moment_text are how DRF writes them; tests/orders/streams compare
 # the two, and orders.selectors.orders.trade_user_fill is the rule of a user's side of it).
 def _trade_bodies(record: TradeRecord, *, symbol: str, executed_at: str) -> list[Message]:
     """The trade's public message and each of its users' fill (the house has none)."""

@@ -50,9 +50,10 @@ def test_the_platforms_celery_app_is_every_threads_current_app():
 
 
 @pytest.mark.parametrize("url", [EMBEDDED_BROKER_URL, settings.CELERY_BROKER_URL])
-def test_the_server_free_brokers_name_their_host(url: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_the_server_free_brokers_name_their_host(url: str, caplog: pytest.LogCaptureFixture, tmp_path) -> None:
     """The embedded default (and the tests' own broker): kombu warned "No hostname was
     supplied" at each process's start (eight WARNING lines in every `make run`'s logs)."""
+    folders = {name: str(tmp_path) for name in ("data_folder_in", "data_folder_out", "control_folder")}
     with caplog.at_level("WARNING", logger="kombu.connection"):
-        Connection(url).info()
+        Connection(url, transport_options=folders).info()
     assert not caplog.records, [r.getMessage() for r in caplog.records]

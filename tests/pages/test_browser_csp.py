@@ -3,7 +3,7 @@ chromium: the policy is enforced (an inline script is refused, and the refusal i
 and the pages themselves break none of it while their scripts work (htmx's ticket, cancel
 and poll, the chart's fetch, the depth and progress bars, the login form). Every violation
 in any page of the browser context is reported to Python as it happens. The WebSocket
-stream under the policy: tests/streams/test_streams_browser.py."""
+stream under the policy: tests/orders/streams/test_streams_browser.py."""
 
 from __future__ import annotations
 

@@ -550,7 +550,7 @@ def test_anonymous_live_updates_have_no_personal_regions(client, market):
 
 def test_pages_poll_without_eval(trader_client):
     # Only while visible, and every 15 s only while a stream socket is up: static/js/app.js holds
-    # the poll back (test_browser_trading.py, tests/streams/test_streams_browser.py). A [filter]
+    # the poll back (test_browser_trading.py, tests/orders/streams/test_streams_browser.py). A [filter]
     # in hx-trigger would need eval, which the Content-Security-Policy refuses.
     for path in ["/", TRADE, "/wallet/"]:
         html = text(trader_client.get(path))

@@ -12,9 +12,9 @@ from revenue.delivery.metadata import DeliveryMetadata, patch_submitted
 from revenue.delivery.transitions import batch_abandon
 from revenue.models import ChainDeployment, DeliveryBatch, RevenueEvent, StaffAction
 from revenue.services import revenue_collect
-from tests.chain.conftest import dead_uri  # noqa: F401  (fixture)
 from tests.conftest import jwt_client
 from tests.factories import StaffFactory
+from tests.revenue.chain.conftest import dead_uri  # noqa: F401  (fixture)
 from tests.revenue.delivery_support import event_patch
 
 pytestmark = pytest.mark.django_db

@@ -54,15 +54,15 @@ from revenue.reports import onchain_failure_report
 from revenue.services import revenue_collect
 from revenue.staff_actions import AbandonOutcome, delivery_batch_abandon
 from revenue.worker_status import onchain_worker_status
-from tests.chain.conftest import (  # noqa: F401  (fixtures)
+from tests.factories import StaffFactory, fund
+from tests.revenue import delivery_support
+from tests.revenue.chain.conftest import (  # noqa: F401  (fixtures)
     anvil,
     anvil_ctl,
     anvil_factory,
     anvil_node,
     reserve_owner_call,
 )
-from tests.factories import StaffFactory, fund
-from tests.revenue import delivery_support
 from tests.revenue.delivery_support import (
     alerts,
     all_delivered,

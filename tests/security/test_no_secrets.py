@@ -213,9 +213,9 @@ def test_scanner_finds_literal_django_secret_keys() -> None:
 def test_scanner_finds_hex_private_keys_but_not_hashes() -> None:
     value = "0x" + hashlib.sha256(b"a made-up key").hexdigest()
     assert _kinds("revenue/chain/client.py", f'SIGNER_KEY = "{value}"') == {"hex-private-key"}
-    assert _kinds("tests/chain/test_x.py", f'private_key = "{value}"') == {"hex-private-key"}
+    assert _kinds("tests/revenue/chain/test_x.py", f'private_key = "{value}"') == {"hex-private-key"}
     assert _kinds("docs/x.md", f"# the deployer's key\n{value}") == {"hex-private-key"}
-    assert not _kinds("tests/chain/test_x.py", f'tx_hash = "{value}"')
+    assert not _kinds("tests/revenue/chain/test_x.py", f'tx_hash = "{value}"')
     assert not _kinds("revenue/x.py", "bytecode = '0x" + "ab" * 40 + "'")  # longer than a key
 
 
@@ -226,7 +226,7 @@ def test_scanner_allows_anvil_dev_keys_only_in_dev_places() -> None:
     addresses = {Account.from_key(key).address for key in dev_keys()}
     assert "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266" in addresses and len(addresses) == 10
     dev_key = "0x" + sorted(dev_keys())[0]
-    assert not _kinds("tests/chain/conftest.py", f'ANVIL_KEY = "{dev_key}"')
+    assert not _kinds("tests/revenue/chain/conftest.py", f'ANVIL_KEY = "{dev_key}"')
     assert not _kinds("revenue/chain/devnode.py", f'DEFAULT_KEY = "{dev_key}"')
     assert _kinds("revenue/chain/runtime.py", f'DEFAULT_KEY = "{dev_key}"') == {"anvil-dev-key-outside-dev-places"}
     assert _kinds("config/settings/production.py", f'CHAIN_KEY = "{dev_key}"') == {"anvil-dev-key-outside-dev-places"}

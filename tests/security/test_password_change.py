@@ -1,7 +1,7 @@
 """A password change ends every token issued before it, access tokens included, on every
 door: the DRF views, the order hot path (the engine compares the token's password mark:
 tests/orders/sequencer/test_sequencer_batch_reads.py, test_order_api_fast.py) and the streams
-(tests/streams/test_streams_auth.py). Before, an access token lived out its 15 minutes
+(tests/orders/streams/test_streams_auth.py). Before, an access token lived out its 15 minutes
 after the owner changed a password because it had leaked."""
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from orders.management.commands.seed_demo import demo_password
 from tests.migrated import sqlite_migrated
 from tests.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _free_port() -> int:

@@ -17,11 +17,11 @@ import requests
 from websockets.sync.client import ClientConnection, connect
 
 from tests import environment
-from tests.streams.platform import Platform
-from tests.streams.support import LocalBook, sequences_contiguous
+from tests.orders.streams.platform import Platform
+from tests.orders.streams.support import LocalBook, sequences_contiguous
 from tests.waiting import wait_until
 
-# Each test starts the platform on its own embedded SQLite (tests/streams/platform.py).
+# Each test starts the platform on its own embedded SQLite (tests/orders/streams/platform.py).
 pytestmark = pytest.mark.embedded
 
 BOOK = "book:ETH-USDT"

@@ -24,7 +24,7 @@ from django.test import override_settings
 from orders.streams import relay
 from orders.streams.relay import _fan_out
 from tests.factories import market_create
-from tests.streams.support import StreamClient, stream_connect
+from tests.orders.streams.support import StreamClient, stream_connect
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from tests.environment import require
 
-STREAMS_JS = Path(__file__).resolve().parents[2] / "static" / "js" / "streams.js"
+STREAMS_JS = Path(__file__).resolve().parents[3] / "static" / "js" / "streams.js"
 FUNCTION = re.compile(r"^  function plainAmount\(text\) \{\n.*?^  \}\n", re.MULTILINE | re.DOTALL)
 
 # Amounts as the API writes them: 8 decimals, up to 44 integer digits (an order's fee paid).

@@ -14,7 +14,7 @@ from revenue.chain.devnode import AnvilError, AnvilNode, find_anvil, free_port
 
 from . import conftest
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
 def _executable(path: Path, body: str) -> Path:

@@ -19,13 +19,13 @@ import requests
 
 from orders.management.commands.seed_demo import demo_password
 from tests.environment import require
+from tests.orders.streams.platform import Platform
 from tests.pages.test_browser_csp import REPORT_VIOLATIONS
-from tests.streams.platform import Platform
 
 pytestmark = [pytest.mark.browser, pytest.mark.embedded]
 
 CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 
 

@@ -26,8 +26,8 @@ from orders.services.orders import order_cancel
 from orders.streams import consumers, publish
 from orders.streams.publish import EPOCH, book_event
 from tests.factories import UserFactory, fund, market_create
+from tests.orders.streams.support import LocalBook, sequences_contiguous, stream_connect
 from tests.orders.support import fund_house, place
-from tests.streams.support import LocalBook, sequences_contiguous, stream_connect
 
 pytestmark = pytest.mark.django_db(transaction=True)
 BOOK = "book:ETH-USDT"

@@ -23,8 +23,8 @@ from accounts.tokens import token_pair_issue
 from orders.streams import consumers, publish
 from orders.streams.publish import user_group
 from tests.factories import UserFactory, fund, market_create
+from tests.orders.streams.support import StreamClient, stream_connect
 from tests.orders.support import place
-from tests.streams.support import StreamClient, stream_connect
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -19,7 +19,7 @@ from revenue.chain.artifacts import (
     source_sha256,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_recompile_equals_committed_artifact() -> None:

@@ -25,8 +25,8 @@ from orders.streams import consumers
 from orders.streams.consumers import client_address
 from orders.streams.publish import USER_FIELD, user_group
 from tests.factories import UserFactory, fund, market_create
+from tests.orders.streams.support import stream_connect
 from tests.orders.support import place
-from tests.streams.support import stream_connect
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
