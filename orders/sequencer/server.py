@@ -46,7 +46,7 @@ from orders.sequencer.recovery import heap_settle
 from orders.sequencer.shards import Shard, symbols_of_other_shards
 from orders.sequencer.standby import CatchUp, WarmStandby
 from orders.streams.publish import BOOK_SNAPSHOT, book_snapshot
-from orders.streams.relay import relay_publisher_start
+from orders.streams.relay import relay_lead, relay_publisher_start
 
 logger = logging.getLogger("orders.sequencer.server")
 PING = "ping"
@@ -188,6 +188,7 @@ class EngineServer:
         self.stats.leader_since = time.monotonic()
         self._pending, self._wanted, self._batch_ended = [], 0, 0.0  # the first batch checks the connection
         socket = self._bound()
+        relay_lead(shard=self.shard.name)  # its batches name the shard: a new leader's first is a gap
         relay_publisher_start(fresh=True)  # streams: bound by the leader only, before its first batch
         takeover = self.stats.takeover
         self.announce(

@@ -27,7 +27,10 @@ updates carry a per-market number, and a consumer that sees a gap sends a fresh 
 `number` (1, 2, ...; a batch that failed to leave still uses its number), so a web process
 that receives a number beyond the next one of that source tells every consumer
 (orders.streams.layer, `gap`): trades, fills, orders, tickers and candles are then numbered
-with a gap and snapshotted afresh too, instead of going missing without a trace."""
+with a gap and snapshotted afresh too, instead of going missing without a trace. A batch also
+names the shard its engine leads: when a shard's batches come from another process than
+before (a failover, a restart), that is a gap too, since what the engine before committed and
+had not yet published when it died is lost with it."""
 
 from __future__ import annotations
 
@@ -67,6 +70,7 @@ SUBSCRIBE_WAIT_SECONDS = 2.0
 SOURCE = uuid.uuid4().hex[:12]
 _sent = 0
 _sent_lock = threading.Lock()
+_shard = ""  # the shard this process leads (relay_lead), named in its batches
 _listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, threading.Event] = weakref.WeakKeyDictionary()
 
 
@@ -80,6 +84,12 @@ def _redis_client(**options: Any) -> redis.Redis:
 
 def relay_redis_channel(client: redis.Redis) -> str:
     return f"orders.streams.db{client.connection_pool.connection_kwargs.get('db', 0)}"
+
+
+def relay_lead(*, shard: str) -> None:
+    """This engine process leads `shard` from now on: its batches say so (_fan_out)."""
+    global _shard
+    _shard = shard
 
 
 def relay_publisher_start(*, fresh: bool = False) -> zmq.Socket[bytes] | None:
@@ -136,7 +146,7 @@ def _encoded(messages: list[Message]) -> bytes:
     with _sent_lock:
         _sent += 1
         number = _sent
-    batch = {"source": SOURCE, "number": number, "messages": messages}
+    batch = {"source": SOURCE, "number": number, "shard": _shard, "messages": messages}
     return orjson.dumps(batch, option=orjson.OPT_NON_STR_KEYS)
 
 
@@ -237,6 +247,7 @@ def _fan_out(
     layer: BaseChannelLayer,
     payload: bytes | str,
     numbers: dict[str, int] | None = None,
+    leaders: dict[str, str] | None = None,
 ) -> None:
     """One batch into this process's layer. The group_sends are started in the batch's
     order, in one callback of the loop: the event loop runs tasks first in, first out, and
@@ -244,7 +255,9 @@ def _fan_out(
     tasks of their own), so every channel gets its messages in the engine's order.
     `numbers`: the last batch number received from each source; a batch beyond the next one
     is preceded by the layer's gap notice to every consumer (batches were lost on the way).
-    A batch beyond MAX_PENDING_BATCHES waiting for the loop is dropped (a gap, as above)."""
+    `leaders`: the source each shard's batches last came from; another one is a gap too (the
+    engine before may have committed batches it never published). A batch beyond
+    MAX_PENDING_BATCHES waiting for the loop is dropped (a gap, as above)."""
 
     def start() -> None:
         if gap and isinstance(layer, StreamChannelLayer):
@@ -273,6 +286,10 @@ def _fan_out(
                 last = numbers.get(source)
                 gap = gap or (last is not None and number > last + 1)
                 numbers[source] = max(number, last or 0)
+            shard = batch.get("shard")
+            if leaders is not None and shard:
+                gap = gap or leaders.get(shard, source) != source
+                leaders[shard] = source
         else:
             messages = batch  # unnumbered (an engine of the previous version)
         loop.call_soon_threadsafe(start)
@@ -294,9 +311,10 @@ def _forward_zmq(loop: asyncio.AbstractEventLoop, layer: BaseChannelLayer, ready
         socket.connect(endpoint)
     ready.set()  # connecting is asynchronous in ZeroMQ; the publisher waits for it (above)
     numbers: dict[str, int] = {}
+    leaders: dict[str, str] = {}
     while not loop.is_closed():
         if socket.poll(1000):
-            _fan_out(loop, layer, socket.recv(), numbers)
+            _fan_out(loop, layer, socket.recv(), numbers, leaders)
     socket.close(linger=0)
 
 
@@ -306,6 +324,7 @@ def _forward_redis(loop: asyncio.AbstractEventLoop, layer: BaseChannelLayer, rea
     client = _redis_client()
     channel = relay_redis_channel(client)
     numbers: dict[str, int] = {}
+    leaders: dict[str, str] = {}
     while not loop.is_closed():
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
@@ -314,7 +333,7 @@ def _forward_redis(loop: asyncio.AbstractEventLoop, layer: BaseChannelLayer, rea
                 message = pubsub.get_message(timeout=1.0)
                 ready.set()  # the first read took the subscription's confirmation: subscribed
                 if message is not None:
-                    _fan_out(loop, layer, message["data"], numbers)
+                    _fan_out(loop, layer, message["data"], numbers, leaders)
         except redis.RedisError:
             logger.exception("stream relay: Redis subscription lost; subscribing again")
             time.sleep(0.5)

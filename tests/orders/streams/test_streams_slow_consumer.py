@@ -138,12 +138,12 @@ def test_a_subscription_older_than_a_day_still_receives():
         async_to_sync(scenario)()
 
 
-def _numbered(count: int, *, number: int, source: str = "engine-a") -> bytes:
-    """A batch as the relay carries it: numbered per sending engine process."""
+def _numbered(count: int, *, number: int, source: str = "engine-a", shard: str = "main") -> bytes:
+    """A batch as the relay carries it: numbered per sending engine process, naming its shard."""
     messages = [
         (GROUP, {"type": "stream.data", "channel": CHANNEL, "data": _trade(number * 100 + i)}) for i in range(count)
     ]
-    return orjson.dumps({"source": source, "number": number, "messages": messages})
+    return orjson.dumps({"source": source, "number": number, "shard": shard, "messages": messages})
 
 
 def test_a_batch_lost_between_the_engine_and_the_web_process_is_a_gap_and_a_fresh_snapshot():
@@ -169,11 +169,40 @@ def test_a_batch_lost_between_the_engine_and_the_web_process_is_a_gap_and_a_fres
         _fan_out(loop, layer, _numbered(1, number=4), numbers)  # number 3 lost on the way
         messages = (await _drain(client, last_sequence=6))[3:]
         assert [(m["type"], m["sequence"]) for m in messages] == [("snapshot", 5), ("update", 6)]
-        # Another engine process (a restart, a failover) starts its own numbering: no gap.
-        _fan_out(loop, layer, _numbered(1, number=1, source="engine-b"), numbers)
+        # The engine of another shard numbers its own batches: no gap.
+        _fan_out(loop, layer, _numbered(1, number=1, source="engine-b", shard="other"), numbers, {})
         _fan_out(loop, layer, _numbered(1, number=5), numbers)
         messages = (await _drain(client, last_sequence=8))[5:]
         assert [(m["type"], m["sequence"]) for m in messages] == [("update", 7), ("update", 8)]
+        await client.close()
+
+    with override_settings(CHANNEL_LAYERS=_layer_with()):
+        async_to_sync(scenario)()
+
+
+def test_a_shards_new_engine_process_is_a_gap_and_a_fresh_snapshot():
+    # A failover or a restart: the engine before may have committed batches it never
+    # published (killed between its commit and its publish). Its successor numbers its own
+    # batches from 1, so nothing told of the loss: the trades, fills and orders of those
+    # batches never came, without a gap. A shard's batches from another process than before
+    # are a gap now; another shard's engine is not.
+    market_create("ETH-USDT")
+
+    async def scenario() -> None:
+        client = await _subscribed()
+        loop, layer = asyncio.get_running_loop(), get_channel_layer()
+        numbers: dict[str, int] = {}
+        leaders: dict[str, str] = {}
+        _fan_out(loop, layer, _numbered(1, number=1), numbers, leaders)
+        _fan_out(loop, layer, _numbered(1, number=1, source="engine-c", shard="other"), numbers, leaders)
+        messages = await _drain(client, last_sequence=3)
+        assert [(m["type"], m["sequence"]) for m in messages] == [("snapshot", 1), ("update", 2), ("update", 3)]
+        _fan_out(loop, layer, _numbered(1, number=1, source="engine-b"), numbers, leaders)  # main's new leader
+        messages = (await _drain(client, last_sequence=6))[3:]
+        assert [(m["type"], m["sequence"]) for m in messages] == [("snapshot", 5), ("update", 6)]
+        _fan_out(loop, layer, _numbered(1, number=2, source="engine-b"), numbers, leaders)
+        messages = (await _drain(client, last_sequence=7))[5:]  # 4 was the gap
+        assert [(m["type"], m["sequence"]) for m in messages] == [("update", 7)]
         await client.close()
 
     with override_settings(CHANNEL_LAYERS=_layer_with()):
