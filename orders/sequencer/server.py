@@ -392,7 +392,8 @@ class EngineServer:
                 continue
             if command.get("op") == BOOK_SNAPSHOT:  # streams: the book between two batches
                 self._answer(socket, sequencer.flush())  # committed, not a batch on its way
-                snapshot = book_snapshot(sequencer._market(symbol=str(command.get("market"))))
+                market = sequencer._market(symbol=str(command.get("market")))
+                snapshot = book_snapshot(market, top=command.get("top") is True)
                 socket.send_multipart([identity, request_id, json_compact(snapshot)])
                 continue
             received.append((identity, request_id, command, time.monotonic()))

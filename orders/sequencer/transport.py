@@ -29,7 +29,8 @@ class InProcessEngine:
             if self._sequencer is None:
                 self._sequencer = Sequencer()
             if command.get("op") == BOOK_SNAPSHOT:
-                return book_snapshot(self._sequencer._market(symbol=str(command.get("market"))))
+                market = self._sequencer._market(symbol=str(command.get("market")))
+                return book_snapshot(market, top=command.get("top") is True)
             return self._sequencer.run_batch([command])[0]
 
     def reset(self) -> None:

@@ -513,7 +513,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
             # The ticker's book top from the engine too, with its event number: an update of a
             # batch before it, still queued, must not bring back an older best bid or ask.
             symbol = sub.symbol
-            answer = await sync_to_async(engine_call)({"op": BOOK_SNAPSHOT, "market": symbol}, market=symbol)
+            command = {"op": BOOK_SNAPSHOT, "market": symbol, **({"top": True} if sub.kind == "ticker" else {})}
+            answer = await sync_to_async(engine_call)(command, market=symbol)
             if "error" in answer:
                 await self._unsubscribe([sub.channel])
                 error = answer["error"]

@@ -61,18 +61,24 @@ def user_group(user_id: int) -> str:
     return f"user.{user_id}"
 
 
-def book_snapshot(engine: MarketEngine | None) -> dict[str, Any]:
+def book_snapshot(engine: MarketEngine | None, *, top: bool = False) -> dict[str, Any]:
     """The engine's answer to BOOK_SNAPSHOT, between two batches: the whole book from memory
-    as GET .../book shapes it, with the number of the last update published for it."""
+    as GET .../book shapes it, with the number of the last update published for it. `top`
+    (the command's `"top": true`): the best level of each side only, all a ticker needs (the
+    whole book of a deep market is milliseconds of the engine's thread per request)."""
     if engine is None:
         return error_answer(MarketNotFound())
+
+    def levels(side: Side) -> list[tuple[Decimal, Decimal, int]]:
+        if not top:
+            return engine.book.levels(side)
+        best = engine.book.best(side)
+        return [] if best is None else [(best, *engine.book.level(side, best))]
+
     book = {
         "symbol": engine.spec.symbol,
         **{
-            key: [
-                {"price": format_amount(p), "quantity": format_amount(q), "orders": n}
-                for p, q, n in engine.book.levels(side)
-            ]
+            key: [{"price": format_amount(p), "quantity": format_amount(q), "orders": n} for p, q, n in levels(side)]
             for key, side in (("bids", Side.BUY), ("asks", Side.SELL))
         },
     }

@@ -244,6 +244,46 @@ def _trade_at(seller: Any, buyer: Any, price: str) -> None:
     place(buyer, side="buy", type="limit", quantity="0.1", price=price, time_in_force="IOC")
 
 
+def test_a_tickers_snapshot_asks_the_engine_for_the_top_of_the_book_only():
+    """A ticker's snapshot needs the best bid and ask and the book's position: it asked the
+    engine for the whole book (a deep market's levels built on the engine's thread for each
+    ticker subscription, and for all of them again after a relay's gap)."""
+    market_create("ETH-USDT")
+    seller, buyer = _traders(2)
+    for offset in range(5):
+        place(buyer, side="buy", type="limit", quantity="0.1", price=f"{1990 - offset}.00")
+        place(seller, side="sell", type="limit", quantity="0.2", price=f"{2010 + offset}.00")
+    place(seller, side="sell", type="limit", quantity="0.3", price="2010.00")
+    asked: list[dict[str, Any]] = []
+    answers: dict[bool, dict[str, Any]] = {}
+    call = consumers.engine_call
+
+    def recorded(command: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        answer = call(command, **kwargs)
+        asked.append({**command, "levels": len(answer["book"]["bids"]) + len(answer["book"]["asks"])})
+        answers[bool(command.get("top"))] = answer["book"]
+        return answer
+
+    async def scenario() -> None:
+        client = await stream_connect()
+        await client.send({"op": "subscribe", "channels": ["ticker:ETH-USDT", BOOK]})
+        assert (await client.op())["op"] == "subscribed"
+        (ticker,) = await client.until("ticker:ETH-USDT", 1)
+        (book,) = await client.until(BOOK, 1)
+        assert (ticker["data"]["best_bid"], ticker["data"]["best_ask"]) == ("1990.00000000", "2010.00000000")
+        assert len(book["data"]["bids"]) == len(book["data"]["asks"]) == 5
+        await client.close()
+
+    with mock.patch.object(consumers, "engine_call", side_effect=recorded):
+        async_to_sync(scenario)()
+    assert sorted((command.get("top", False), command["levels"]) for command in asked) == [(False, 10), (True, 2)]
+    for side in ("bids", "asks"):  # the best level, as the whole book's first
+        assert answers[True][side] == answers[False][side][:1], side
+    assert answers[True]["asks"][0] == {"price": "2010.00000000", "quantity": "0.50000000", "orders": 2}
+    top = publish.book_snapshot(None, top=True)
+    assert top["status"] == 404  # an unknown market, as the whole book's
+
+
 def test_an_update_published_before_the_snapshot_never_moves_the_ticker_or_a_candle_back():
     """A subscription's group is joined before its snapshot is read: the ticker and candle
     updates of batches committed before that read can come after the snapshot. They were sent,
