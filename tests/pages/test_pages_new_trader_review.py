@@ -1,0 +1,43 @@
+"""Defects met on the pages as a new trader (sign up, fund, trade, history), each test
+failing before its fix."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from orders.views import OPEN_ORDERS
+from tests.pages.test_pages_views import TRADE, place
+
+pytestmark = pytest.mark.django_db
+
+
+def _open_rows(page: str) -> list[str]:
+    return re.findall(r'<tr id="open-order-(\d+)"', page)
+
+
+# --- the trade page's open orders say when they are not all listed ----------------------------
+
+
+def test_the_trade_pages_open_orders_say_when_more_are_open_than_listed(trader, trader_client):
+    """With more open orders than the trade page lists (50), the list ended at the 50th as if
+    that were all of them: nothing said the older ones were there (Cancel all cancelled them
+    too). It says so now, with a link to the market's order history."""
+    orders = [place(trader, side="buy", type="limit", price="1000", quantity="0.001") for _ in range(OPEN_ORDERS + 1)]
+    page = trader_client.get(TRADE).content.decode()
+    rows = _open_rows(page)
+    assert len(rows) == OPEN_ORDERS and str(orders[0].pk) not in rows  # the newest 50
+    notice = re.search(r"<p[^>]*data-more-open-orders[^>]*>(.*?)</p>", page, re.S)
+    assert notice is not None, "no word of the open orders left out"
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", notice.group(1)))
+    assert f"latest {OPEN_ORDERS}" in text and "order history" in text, text
+    assert 'href="/orders/?market=ETH-USDT"' in notice.group(1)
+
+
+def test_the_trade_pages_open_orders_say_nothing_more_when_all_are_listed(trader, trader_client):
+    for _ in range(OPEN_ORDERS):
+        place(trader, side="buy", type="limit", price="1000", quantity="0.001")
+    page = trader_client.get(TRADE).content.decode()
+    assert len(_open_rows(page)) == OPEN_ORDERS
+    assert "data-more-open-orders" not in page
