@@ -41,3 +41,16 @@ def test_the_trade_pages_open_orders_say_nothing_more_when_all_are_listed(trader
     page = trader_client.get(TRADE).content.decode()
     assert len(_open_rows(page)) == OPEN_ORDERS
     assert "data-more-open-orders" not in page
+
+
+# --- the markets page says where its 24h figures come from ---------------------------------------
+
+
+def test_the_markets_page_says_its_24h_figures_are_the_last_24_hours_of_trades(client, market):
+    """The markets' hint read "24h figures from hourly candles": they are the last 24 hours of
+    trades, to the second, as GET /api/tickers reads them (orders.views._tickers); a trader
+    could take them for an hour behind."""
+    page = client.get("/").content.decode()
+    hint = re.search(r'<h2 id="markets-h">Markets</h2><span class="hint">([^<]*)</span>', page)
+    assert hint is not None
+    assert "candle" not in hint.group(1) and "last 24 hours of trades" in hint.group(1), hint.group(1)
