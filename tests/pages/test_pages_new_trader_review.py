@@ -54,3 +54,18 @@ def test_the_markets_page_says_its_24h_figures_are_the_last_24_hours_of_trades(c
     hint = re.search(r'<h2 id="markets-h">Markets</h2><span class="hint">([^<]*)</span>', page)
     assert hint is not None
     assert "candle" not in hint.group(1) and "last 24 hours of trades" in hint.group(1), hint.group(1)
+
+
+# --- the keys page says its times are UTC -----------------------------------------------------
+
+
+def test_the_keys_page_says_its_times_are_utc(trader, trader_client):
+    """The keys' Created and Last used read "2026-12-07 11:59" with no time zone, where every
+    other page of the trader says UTC (the history, the fills, the trade page's tables)."""
+    from accounts.services import api_key_create
+
+    api_key_create(user=trader, label="grid bot", permissions=["read"])
+    page = trader_client.get("/keys/").content.decode()
+    head = re.search(r'<table class="data api-keys">\s*<thead>(.*?)</thead>', page, re.S).group(1)
+    columns = [re.sub(r"<[^>]+>", "", th) for th in re.findall(r"<th[^>]*>(.*?)</th>", head)]
+    assert "Created (UTC)" in columns and "Last used (UTC)" in columns, columns
