@@ -69,3 +69,18 @@ def test_the_keys_page_says_its_times_are_utc(trader, trader_client):
     head = re.search(r'<table class="data api-keys">\s*<thead>(.*?)</thead>', page, re.S).group(1)
     columns = [re.sub(r"<[^>]+>", "", th) for th in re.findall(r"<th[^>]*>(.*?)</th>", head)]
     assert "Created (UTC)" in columns and "Last used (UTC)" in columns, columns
+
+
+# --- the registration says the password rules before the first try ------------------------------
+
+
+def test_the_registration_says_the_password_rules_before_they_refuse_one(client, db):
+    """The register page's Password field said nothing of the rules (the password change page
+    does): a new trader learned them one refusal at a time ("too short", then "too common",
+    then "too similar to the username")."""
+    page = client.get("/register").content.decode()
+    field = re.search(r'<input type="password" name="password"[^>]*>\s*<p class="help" id="([^"]+)">([^<]*)</p>', page)
+    assert field is not None, "no rules under the password"
+    assert f'aria-describedby="{field.group(1)}"' in field.group(0)
+    rules = field.group(2)
+    assert "8 characters" in rules and "common" in rules and "username" in rules, rules
