@@ -84,3 +84,21 @@ def test_the_registration_says_the_password_rules_before_they_refuse_one(client,
     assert f'aria-describedby="{field.group(1)}"' in field.group(0)
     rules = field.group(2)
     assert "8 characters" in rules and "common" in rules and "username" in rules, rules
+
+
+# --- the book's columns say their units -----------------------------------------------------------
+
+
+def test_the_books_total_column_says_its_unit(trader, trader_client):
+    """The book's third column read "Total" beside "Price (USDT)" and "Size (ETH)": a running
+    sum of the sizes, in ETH, which a trader reads as the level's value in USDT (0.3000 where
+    0.3 ETH at 2,005 is 601.5 USDT)."""
+    place(trader, side="sell", type="limit", price="2005", quantity="0.3")
+    place(trader, side="buy", type="limit", price="1990", quantity="0.2")
+    page = trader_client.get(TRADE).content.decode()
+    book = re.search(r'<div class="book">.*?</div>', page, re.S).group(0)
+    heads = re.findall(r"<thead[^>]*><tr>(.*?)</tr></thead>", book, re.S)
+    assert len(heads) == 2  # asks, bids
+    for head in heads:
+        columns = [re.sub(r"<[^>]+>", "", th) for th in re.findall(r"<th[^>]*>(.*?)</th>", head)]
+        assert columns == ["Price (USDT)", "Size (ETH)", "Total (ETH)"], columns
