@@ -8,6 +8,7 @@ import re
 import pytest
 
 from orders.views import OPEN_ORDERS
+from tests.factories import UserFactory, fund
 from tests.pages.test_pages_views import TRADE, place
 
 pytestmark = pytest.mark.django_db
@@ -102,3 +103,26 @@ def test_the_books_total_column_says_its_unit(trader, trader_client):
     for head in heads:
         columns = [re.sub(r"<[^>]+>", "", th) for th in re.findall(r"<th[^>]*>(.*?)</th>", head)]
         assert columns == ["Price (USDT)", "Size (ETH)", "Total (ETH)"], columns
+
+
+# --- the fills page says each total's asset ---------------------------------------------------------
+
+
+def test_the_fills_page_says_the_asset_of_each_total(trader, trader_client):
+    """/fills/ lists every market's fills, and its Total column said no asset: a fill on
+    ETH-BTC read "0.005" beside an ETH-USDT one's "200", both bare (the fee beside them says
+    its asset)."""
+    from tests.factories import market_create
+    from tests.pages.test_pages_fills import _row
+
+    market_create("ETH-BTC", price_tick="0.00001", quantity_step="0.001", min_quantity="0.001", reference_price="0.05")
+    seller = UserFactory()
+    fund(seller, "ETH", "1")
+    fund(trader, "BTC", "1")
+    place(seller, side="sell", type="limit", price="2000", quantity="0.1")
+    in_usdt = place(trader, side="buy", type="limit", price="2000", quantity="0.1").taker_trades.get()
+    place(seller, side="sell", type="limit", price="0.05", quantity="0.1", market="ETH-BTC")
+    in_btc = place(trader, side="buy", type="limit", price="0.05", quantity="0.1", market="ETH-BTC").taker_trades.get()
+    page = trader_client.get("/fills/").content.decode()
+    assert '<td class="num">200 <span class="muted">USDT</span></td>' in _row(page, in_usdt.pk)
+    assert '<td class="num">0.005 <span class="muted">BTC</span></td>' in _row(page, in_btc.pk)
