@@ -126,3 +126,29 @@ def test_the_fills_page_says_the_asset_of_each_total(trader, trader_client):
     page = trader_client.get("/fills/").content.decode()
     assert '<td class="num">200 <span class="muted">USDT</span></td>' in _row(page, in_usdt.pk)
     assert '<td class="num">0.005 <span class="muted">BTC</span></td>' in _row(page, in_btc.pk)
+
+
+# --- the top bar's Register and Log in come back to the page they were clicked on -----------------
+
+
+def _account_links(page: str) -> dict[str, str]:
+    box = re.search(r'<div class="account">(.*?)</div>', page, re.S).group(1)
+    return {text: href.replace("&amp;", "&") for href, text in re.findall(r'<a [^>]*href="([^"]+)">([^<]+)</a>', box)}
+
+
+def test_the_top_bars_register_link_comes_back_to_the_page(client, market):
+    """The top bar's Log in came back to the page it was clicked on, its Register did not: a
+    visitor of the trade page who registered there landed on the markets."""
+    links = _account_links(client.get(TRADE).content.decode())
+    assert links == {"Log in": f"/login?next={TRADE}", "Register": f"/register?next={TRADE}"}
+    body = {"username": "newbie", "password": "Correct-Horse-9", "password_confirm": "Correct-Horse-9"}
+    response = client.post(links["Register"], body)
+    assert response.status_code == 302 and response["Location"] == TRADE
+
+
+@pytest.mark.parametrize("path", ["/login", "/register"])
+def test_the_top_bar_on_the_login_and_register_pages_sends_nowhere_back_to_them(client, db, path):
+    """On the register page, the top bar's Log in read /login?next=/register: once logged in,
+    the trader was sent to a registration form."""
+    links = _account_links(client.get(path).content.decode())
+    assert links == {"Log in": "/login", "Register": "/register"}, links
