@@ -152,3 +152,16 @@ def test_the_top_bar_on_the_login_and_register_pages_sends_nowhere_back_to_them(
     the trader was sent to a registration form."""
     links = _account_links(client.get(path).content.decode())
     assert links == {"Log in": "/login", "Register": "/register"}, links
+
+
+# --- the book's "Click a price to use it" only where a click does ---------------------------------
+
+
+def test_the_books_click_a_price_hint_is_not_offered_without_a_ticket_or_javascript(client, trader_client):
+    """The book's head said "Click a price to use it" to a visitor who has no ticket and, without
+    JavaScript, to everyone: the click does nothing then. Shown by JavaScript for a trader only
+    (tests/pages/test_browser_new_trader_review.py: it shows in the browser)."""
+    assert "Click a price to use it" not in client.get(TRADE).content.decode()
+    page = trader_client.get(TRADE).content.decode()
+    hint = re.search(r'<h2 id="book-h">Order book</h2>(<span[^>]*>)Click a price to use it</span>', page)
+    assert hint is not None and " hidden" in hint.group(1) and "data-needs-js" in hint.group(1), hint

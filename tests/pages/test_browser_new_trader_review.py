@@ -1,0 +1,43 @@
+"""In chromium, what the test client cannot see of tests/pages/test_pages_new_trader_review.py:
+the parts JavaScript shows."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.pages import test_browser_trading as trading
+from tests.pages.test_browser_trading import TIMEOUT_MS, Trader
+
+chromium = trading.chromium  # the trading browser test's browser, shared
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def seeded(chromium, live_server):
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    trading._seed()
+    return live_server.url
+
+
+@pytest.mark.parametrize("javascript", [True, False])
+def test_the_books_click_a_price_hint_shows_where_a_click_fills_the_ticket(chromium, seeded, javascript):
+    from playwright.sync_api import expect
+
+    alice = Trader(chromium, seeded, "alice", javascript=javascript)
+    try:
+        alice.login()
+        page = alice.page
+        page.goto("/trade/ETH-USDT")
+        hint = page.locator("#book-h + .hint")
+        if javascript:
+            expect(hint).to_be_visible()
+            page.locator("#live-book .price-btn").first.click()
+            expect(page.locator("#order-price")).not_to_have_value("")
+        else:
+            expect(hint).to_be_hidden()
+        assert alice.errors == []
+    finally:
+        alice.context.close()
