@@ -165,3 +165,11 @@ def test_the_books_click_a_price_hint_is_not_offered_without_a_ticket_or_javascr
     page = trader_client.get(TRADE).content.decode()
     hint = re.search(r'<h2 id="book-h">Order book</h2>(<span[^>]*>)Click a price to use it</span>', page)
     assert hint is not None and " hidden" in hint.group(1) and "data-needs-js" in hint.group(1), hint
+
+
+def test_the_markets_page_names_fok_as_the_ticket_does(client, market):
+    """The markets page's feature read "Kill-or-fill, for real" under a lede and beside a ticket
+    saying "fill-or-kill" / "FOK · fill or kill": one order type under two names, the first no
+    name the trader finds anywhere else."""
+    page = client.get("/").content.decode().lower()
+    assert "kill-or-fill" not in page and "fill-or-kill, for real" in page
