@@ -17,6 +17,13 @@ register = template.Library()
 HUNDRED = Decimal(100)
 
 
+@register.filter
+def meter_value(percent: Decimal) -> Decimal:
+    """A percentage as a meter's aria-valuenow, within its 0..100: past the target a value out
+    of range is invalid ARIA (aria-valuetext says the real figure)."""
+    return min(max(percent, Decimal(0)), HUNDRED)
+
+
 def _usd(value: Decimal) -> str:
     return f"{money_text(value)} USD"
 

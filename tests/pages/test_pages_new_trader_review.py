@@ -4,6 +4,7 @@ failing before its fix."""
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 import pytest
 
@@ -173,3 +174,23 @@ def test_the_markets_page_names_fok_as_the_ticket_does(client, market):
     name the trader finds anywhere else."""
     page = client.get("/").content.decode().lower()
     assert "kill-or-fill" not in page and "fill-or-kill, for real" in page
+
+
+# --- the flywheel's meters stay within their range -----------------------------------------------
+
+
+def test_a_stream_past_its_monthly_target_keeps_its_meter_within_range(client, market):
+    """A stream that collected 250 % of its monthly target had a meter with aria-valuenow 250.00
+    and aria-valuemax 100: a value outside its range, which assistive technology clamps or
+    drops. The value is held to 100 and the text says the real figure."""
+    from revenue.models import RevenueStream
+    from revenue.services import revenue_collect
+
+    revenue_collect(stream=0, amount="250", description="fees", source_type="t", source_id="meter-1")
+    RevenueStream.objects.filter(pk=0).update(target_monthly=100)
+    page = client.get("/flywheel/").content.decode()
+    meter = re.search(r'<div class="meter" role="meter"([^>]*)>', page).group(1)
+    attrs = dict(re.findall(r'(aria-[\w]+)="([^"]*)"', meter))
+    assert attrs["aria-valuemin"] == "0" and attrs["aria-valuemax"] == "100"
+    assert Decimal(attrs["aria-valuenow"]) == 100, attrs
+    assert attrs["aria-valuetext"] == "250.00% of the monthly target", attrs
