@@ -57,7 +57,12 @@ class RegisterForm(ServiceForm):
         error_messages={"invalid": "Use only letters, digits and @ . + - _"},
         widget=forms.TextInput(attrs={"autocomplete": "username"}),
     )
-    email = forms.EmailField(required=False, widget=forms.EmailInput(attrs={"autocomplete": "email"}))
+    email = forms.EmailField(
+        required=False,
+        # Without it no reset link can be sent: a forgotten password locks the account for good.
+        help_text="Needed to reset a forgotten password: the link is mailed to it.",
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+    )
     password = forms.CharField(
         max_length=128,
         strip=False,

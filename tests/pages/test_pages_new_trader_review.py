@@ -194,3 +194,14 @@ def test_a_stream_past_its_monthly_target_keeps_its_meter_within_range(client, m
     assert attrs["aria-valuemin"] == "0" and attrs["aria-valuemax"] == "100"
     assert Decimal(attrs["aria-valuenow"]) == 100, attrs
     assert attrs["aria-valuetext"] == "250.00% of the monthly target", attrs
+
+
+def test_the_registration_says_what_the_optional_email_is_for(client, db):
+    """Email was "(optional)" with nothing more: a trader who left it out could never reset a
+    forgotten password (the reset link goes to the account's address only), and learned it
+    when they needed one."""
+    page = client.get("/register").content.decode()
+    field = re.search(r'<input type="email" name="email"[^>]*>\s*<p class="help" id="([^"]+)">([^<]*)</p>', page)
+    assert field is not None, "nothing said under the email"
+    assert f'aria-describedby="{field.group(1)}"' in field.group(0)
+    assert "forgotten password" in field.group(2), field.group(2)
