@@ -205,3 +205,32 @@ def test_the_registration_says_what_the_optional_email_is_for(client, db):
     assert field is not None, "nothing said under the email"
     assert f'aria-describedby="{field.group(1)}"' in field.group(0)
     assert "forgotten password" in field.group(2), field.group(2)
+
+
+# --- the trade page's recent trades say the day of a trade not from today ------------------------
+
+
+def test_recent_trades_of_another_day_say_their_day(trader, trader_client):
+    """Recent trades showed the time only ("14:00:00"): on a quiet market a trade of two days
+    ago read as one of today. A trade of another day (UTC) now says its day; today's, the time."""
+    from datetime import UTC, timedelta
+
+    from django.utils import timezone
+
+    from orders.models import Trade
+
+    seller = UserFactory()
+    fund(seller, "ETH", "1")
+    place(seller, side="sell", type="limit", price="2000", quantity="0.2")
+    old = place(trader, side="buy", type="limit", price="2000", quantity="0.1").taker_trades.get()
+    new = place(trader, side="buy", type="limit", price="2000", quantity="0.1").taker_trades.get()
+    moment = timezone.now() - timedelta(days=2)
+    Trade.objects.filter(pk=old.pk).update(executed_at=moment)
+    new.refresh_from_db()
+    page = trader_client.get(TRADE).content.decode()
+    table = re.search(r'<table class="data compact trades">.*?</table>', page, re.S).group(0)
+    shown = [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<time [^>]*>(.*?)</time>", table)]
+    assert shown == [
+        new.executed_at.astimezone(UTC).strftime("%H:%M:%S"),
+        moment.astimezone(UTC).strftime("%m-%d %H:%M:%S"),
+    ], shown
