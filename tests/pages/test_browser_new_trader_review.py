@@ -41,3 +41,23 @@ def test_the_books_click_a_price_hint_shows_where_a_click_fills_the_ticket(chrom
         assert alice.errors == []
     finally:
         alice.context.close()
+
+
+@pytest.mark.parametrize("javascript", [True, False])
+def test_the_charts_interval_buttons_show_where_they_work(chromium, seeded, javascript):
+    from playwright.sync_api import expect
+
+    visitor = Trader(chromium, seeded, "visitor", javascript=javascript)
+    try:
+        page = visitor.page
+        page.goto("/trade/ETH-USDT")
+        group = page.locator(".intervals")
+        if javascript:
+            expect(group).to_be_visible()
+            page.locator("[data-interval='5m']").click()
+            expect(page.locator("[data-interval='5m']")).to_have_attribute("aria-pressed", "true")
+        else:
+            expect(group).to_be_hidden()
+        assert visitor.errors == []
+    finally:
+        visitor.context.close()

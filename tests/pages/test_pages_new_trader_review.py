@@ -234,3 +234,15 @@ def test_recent_trades_of_another_day_say_their_day(trader, trader_client):
         new.executed_at.astimezone(UTC).strftime("%H:%M:%S"),
         moment.astimezone(UTC).strftime("%m-%d %H:%M:%S"),
     ], shown
+
+
+def test_the_charts_interval_buttons_are_not_offered_without_javascript(client):
+    """Without JavaScript the chart says it needs it, and its 1m ... 1d buttons were still
+    there, "1m" pressed, doing nothing when clicked (a screen reader announced dead toggles).
+    The script shows them (tests/pages/test_browser_new_trader_review.py)."""
+    from tests.factories import market_create
+
+    market_create("ETH-USDT")
+    page = client.get(TRADE).content.decode()
+    group = re.search(r'<div class="intervals"[^>]*>', page).group(0)
+    assert " hidden" in group and "data-needs-js" in group, group
