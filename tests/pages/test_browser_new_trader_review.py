@@ -61,3 +61,30 @@ def test_the_charts_interval_buttons_show_where_they_work(chromium, seeded, java
         assert visitor.errors == []
     finally:
         visitor.context.close()
+
+
+@pytest.mark.parametrize("javascript", [True, False])
+def test_the_tickets_estimate_shows_where_it_is_computed(chromium, seeded, javascript):
+    """Without JavaScript the ticket read "Total incl. fee ≈ — USDT (fee up to — USDT, 12 bps)"
+    whatever was typed: dashes where the script writes figures. It says the fee rate instead."""
+    from playwright.sync_api import expect
+
+    alice = Trader(chromium, seeded, "alice", javascript=javascript)
+    try:
+        alice.login()
+        page = alice.page
+        page.goto("/trade/ETH-USDT")
+        page.fill("#order-price", "2000")
+        page.fill("#order-quantity", "0.5")
+        estimate, rate = page.locator("#order-entry .estimate"), page.locator("#order-entry .fee-rate")
+        if javascript:
+            expect(estimate).to_be_visible()
+            expect(page.locator("#order-total")).to_have_text("1,001.2")
+            expect(rate).to_be_hidden()
+        else:
+            expect(estimate).to_be_hidden()
+            expect(rate).to_be_visible()
+            expect(rate).to_contain_text("12 bps")
+        assert alice.errors == []
+    finally:
+        alice.context.close()
