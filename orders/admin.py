@@ -130,6 +130,7 @@ class WalletAdmin(ReadOnlyAdmin):
     list_filter = ("asset",)
     search_fields = ("user__username",)
     list_select_related = ("user", "asset")
+    show_full_result_count = False  # one count of the table a load, as for orders (the second was the same)
 
     def get_urls(self) -> list[Any]:
         view = self.admin_site.admin_view(self.house_stock_view)
@@ -149,6 +150,7 @@ class DepositAdmin(ReadOnlyAdmin):
     list_filter = ("asset",)
     search_fields = ("user__username", "=reference")
     list_select_related = ("user", "asset", "created_by")
+    show_full_result_count = False
 
 
 class OrderEventInline(ReadOnlyInline):
