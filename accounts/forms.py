@@ -35,6 +35,11 @@ class ServiceForm(forms.Form):
                 self.add_error(name if name in self.fields else None, message)
 
 
+# The rules of AUTH_PASSWORD_VALIDATORS, said before a password is refused (the register page
+# said none: a new trader met them one refusal at a time).
+VALIDATOR_RULES_TEXT = "At least 8 characters, not only digits, not a common password, not like your username."
+
+
 class LoginForm(ServiceForm):
     username = forms.CharField(max_length=150, widget=forms.TextInput(attrs={"autocomplete": "username"}))
     password = forms.CharField(
@@ -52,9 +57,17 @@ class RegisterForm(ServiceForm):
         error_messages={"invalid": "Use only letters, digits and @ . + - _"},
         widget=forms.TextInput(attrs={"autocomplete": "username"}),
     )
-    email = forms.EmailField(required=False, widget=forms.EmailInput(attrs={"autocomplete": "email"}))
+    email = forms.EmailField(
+        required=False,
+        # Without it no reset link can be sent: a forgotten password locks the account for good.
+        help_text="Needed to reset a forgotten password: the link is mailed to it.",
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+    )
     password = forms.CharField(
-        max_length=128, strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+        max_length=128,
+        strip=False,
+        help_text=VALIDATOR_RULES_TEXT,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
     password_confirm = forms.CharField(
         label="Repeat password",
@@ -107,7 +120,7 @@ class PasswordChangeForm(ServiceForm):
         label="New password",
         max_length=128,
         strip=False,
-        help_text="At least 8 characters, not only digits, not a common password.",
+        help_text=VALIDATOR_RULES_TEXT,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
     new_password_confirm = forms.CharField(

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
+from typing import ClassVar
 
 from django.conf import settings
 from django.db.models import Case, F, Q, Value, When
@@ -20,7 +21,6 @@ from flywheel.competitors import COMPETITORS, Competitor
 from flywheel.errors import CompetitorNotFound, TtxNotConfigured
 from orders.engine import TIERS, FeeTier, fee_tier_for, quantize_down
 from orders.models import Asset, Trade, Wallet
-from orders.templatetags.page_format import amount, money_text
 from revenue.models import RevenueEvent, RevenueStream
 from revenue.selectors import currency_usd_rates, holder_share_delivered, stream_usd_sums, usd_totals
 
@@ -319,54 +319,81 @@ def my_impact(*, user_id: int, now: datetime | None = None) -> Impact:
     )
 
 
-def _usd_text(value: Decimal) -> str:
-    return f"{money_text(value)} USD"
+@dataclass(frozen=True, slots=True)
+class NextTierInsight:
+    """What holding the next tier would change, at the pace of the last 30 days."""
+
+    tier: FeeTier
+    ttx_needed: Decimal
+    revenue_multiplier: Decimal
+    monthly_fee_savings: Decimal
+    projected_monthly_earnings: Decimal
+
+    kind: ClassVar[str] = "next_tier"
+
+    @property
+    def fee_discount(self) -> Decimal:
+        return self.tier.discount
+
+    @property
+    def projected_annual_earnings(self) -> Decimal:
+        return self.projected_monthly_earnings * MONTHS_PER_YEAR
 
 
-def my_insights(*, impact: Impact) -> dict[str, object]:
-    """What the next tier would change for this trader, in numbers: exact in the fields, as
-    sentences whose numbers have their unit and a readable precision in `message` (the
-    API's and the page's text alike)."""
-    insights: list[dict[str, object]] = []
-    current_discount = ZERO if impact.tier is None else impact.tier.discount
+@dataclass(frozen=True, slots=True)
+class ContributionInsight:
+    """Where the trader's fees of the last 30 days went."""
+
+    fees_paid_30d: Decimal
+    holder_share_generated_30d: Decimal
+    reserve_share_generated_30d: Decimal
+
+    kind: ClassVar[str] = "your_contribution"
+
+
+@dataclass(frozen=True, slots=True)
+class NoRecentTradesInsight:
+    kind: ClassVar[str] = "no_recent_trades"
+
+
+Insight = NextTierInsight | ContributionInsight | NoRecentTradesInsight
+
+
+@dataclass(frozen=True, slots=True)
+class Insights:
+    tier: FeeTier | None
+    insights: list[Insight]
+
+
+def my_insights(*, impact: Impact) -> Insights:
+    """What the next tier would change for this trader, and where their fees went: figures
+    only, exact; the sentences are the presentation's (flywheel/templatetags/flywheel_text.py,
+    the page's and the API's `message` alike)."""
+    insights: list[Insight] = []
+    current_discount = impact.fee_discount
     monthly_fee_base = _q8(impact.fees_paid_30d / (1 - current_discount)) if current_discount < 1 else ZERO
     next_tier = impact.next_tier
     supply = settings.TTX_CIRCULATING_SUPPLY
     if next_tier is not None:
-        needed = next_tier.threshold - impact.ttx_holdings
         next_multiplier = multiplier_for(tier=next_tier)
         next_share = next_tier.threshold / supply if supply else ZERO
-        next_monthly = _q8(impact.holder_revenue_30d * next_share * next_multiplier)
-        savings = _q8(monthly_fee_base * (next_tier.discount - current_discount))
         insights.append(
-            {
-                "kind": "next_tier",
-                "message": (
-                    f"Hold {amount(needed)} more {settings.TTX_ASSET} to reach {next_tier.name.capitalize()}: "
-                    f"{amount(next_tier.discount * HUNDRED, 2)}% off fees and a {amount(next_multiplier, 2)}x revenue "
-                    f"multiplier: about {_usd_text(savings)} less "
-                    f"in fees and {_usd_text(next_monthly)} earned a month at the pace of the last 30 days."
-                ),
-                "next_tier": next_tier.name,
-                "ttx_needed": needed,
-                "fee_discount": next_tier.discount,
-                "revenue_multiplier": f"{next_multiplier:f}",
-                "monthly_fee_savings": savings,
-                "projected_monthly_earnings": next_monthly,
-                "projected_annual_earnings": next_monthly * MONTHS_PER_YEAR,
-            }
+            NextTierInsight(
+                tier=next_tier,
+                ttx_needed=next_tier.threshold - impact.ttx_holdings,
+                revenue_multiplier=next_multiplier,
+                monthly_fee_savings=_q8(monthly_fee_base * (next_tier.discount - current_discount)),
+                projected_monthly_earnings=_q8(impact.holder_revenue_30d * next_share * next_multiplier),
+            )
         )
     if impact.monthly_volume == 0:
-        insights.append({"kind": "no_recent_trades", "message": "You have no trades in the last 30 days."})
+        insights.append(NoRecentTradesInsight())
     else:
         insights.append(
-            {
-                "kind": "your_contribution",
-                "message": (
-                    f"Your fees of {_usd_text(impact.fees_paid_30d)} in 30 days sent "
-                    f"{_usd_text(impact.holder_share_generated_30d)} to holders and "
-                    f"{_usd_text(impact.reserve_share_generated_30d)} to the reserve."
-                ),
-            }
+            ContributionInsight(
+                fees_paid_30d=impact.fees_paid_30d,
+                holder_share_generated_30d=impact.holder_share_generated_30d,
+                reserve_share_generated_30d=impact.reserve_share_generated_30d,
+            )
         )
-    return {"tier": None if impact.tier is None else impact.tier.name, "insights": insights}
+    return Insights(tier=impact.tier, insights=insights)

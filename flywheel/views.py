@@ -41,7 +41,6 @@ def flywheel_page(request: HttpRequest) -> HttpResponse:
             context["impact_error"] = exc
         else:
             context["impact"] = impact
-            insights: Any = selectors.my_insights(impact=impact)["insights"]
-            context["insights"] = [item["message"] for item in insights]
+            context["insights"] = selectors.my_insights(impact=impact).insights
             context["impact_discount"] = (impact.tier.discount * HUNDRED) if impact.tier else Decimal(0)
     return render(request, "flywheel/flywheel.html", context)

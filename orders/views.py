@@ -215,10 +215,14 @@ def _trade_regions(request: HttpRequest, market: Market) -> dict[str, LiveRegion
     templates = dict(PUBLIC_TRADE_REGIONS)
     if request.user.is_authenticated:
         user_id = request.user.pk
+        # One more than listed: whether the list leaves some out, without a count query.
+        open_orders = list(order_open_list_for_user(user_id=user_id, market_id=market.pk)[: OPEN_ORDERS + 1])
         context |= {
             "base_balance": wallet_balance_get(user_id=user_id, asset_symbol=market.base.symbol),
             "quote_balance": wallet_balance_get(user_id=user_id, asset_symbol=market.quote.symbol),
-            "open_orders": list(order_open_list_for_user(user_id=user_id, market_id=market.pk)[:OPEN_ORDERS]),
+            "open_orders": open_orders[:OPEN_ORDERS],
+            "open_orders_cut": len(open_orders) > OPEN_ORDERS,
+            "open_orders_listed": OPEN_ORDERS,
             "fills": fill_list_for_user(user_id=user_id, market=market.symbol, limit=LATEST_FILLS),
         }
         templates |= TRADER_REGIONS

@@ -11,7 +11,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.api.fields import AmountText
-from core.money import format_amount
+from flywheel.selectors import Insight, NextTierInsight
+from flywheel.templatetags.flywheel_text import insight_sentence
 
 HUNDRED = Decimal(100)
 
@@ -148,28 +149,33 @@ class FlywheelComparisonSerializer(serializers.Serializer):
     holder_share_of_our_fees = AmountText()
 
 
+class FlywheelNextTierFiguresSerializer(serializers.Serializer):
+    next_tier = TierName(source="tier")
+    ttx_needed = AmountText()
+    fee_discount = PercentText()  # in percent, as every other flywheel answer writes it
+    revenue_multiplier = DecimalText()
+    monthly_fee_savings = AmountText()
+    projected_monthly_earnings = AmountText()
+    projected_annual_earnings = AmountText()
+
+
 class FlywheelInsightSerializer(serializers.Serializer):
-    # One insight of flywheel.selectors.my_insights. Each kind adds its own figures to
-    # these two: they are written in the selector's order, amounts as format_amount writes
-    # them (the schema cannot declare fields that differ per kind); `fee_discount` in percent,
-    # as every other flywheel answer writes it (it read 0.50000000 here beside my-impact's
-    # and the calculator's "35.00").
+    # One insight of flywheel.selectors.my_insights: its kind, its sentence (the page's,
+    # flywheel_text.insight_sentence), then a next tier's figures (the schema cannot declare
+    # fields that differ per kind).
 
     kind = serializers.CharField()
     message = serializers.CharField()
 
-    def to_representation(self, instance: dict[str, object]) -> dict[str, object]:
-        return {k: _insight_figure(k, v) for k, v in instance.items()}
-
-
-def _insight_figure(key: str, value: object) -> object:
-    if not isinstance(value, Decimal):
-        return value
-    return percent_text(value) if key == "fee_discount" else format_amount(value)
+    def to_representation(self, instance: Insight) -> dict[str, object]:
+        body: dict[str, object] = {"kind": instance.kind, "message": insight_sentence(instance)}
+        if isinstance(instance, NextTierInsight):
+            body.update(FlywheelNextTierFiguresSerializer(instance).data)
+        return body
 
 
 class FlywheelInsightsSerializer(serializers.Serializer):
     # Reads flywheel.selectors.my_insights.
 
-    tier = serializers.CharField(allow_null=True)
+    tier = TierName()
     insights = FlywheelInsightSerializer(many=True)

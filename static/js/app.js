@@ -336,6 +336,9 @@
   }
 
   function ready() {
+    // What only works with this script (the book's "Click a price to use it", the chart's
+    // intervals) is hidden without it.
+    doc.querySelectorAll("[data-needs-js]").forEach(function (el) { el.hidden = false; });
     bars();
     syncTicket();
     initChart();

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import ast
 import csv
 import io
 import re
 from decimal import ROUND_DOWN, Decimal
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -13,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flywheel import selectors
+from flywheel.templatetags.flywheel_text import insight_sentence
 from orders.engine.requests import OrderRequest
 from orders.models import Asset, Trade, TradeOutbox
 from orders.services.orders import order_place
@@ -334,12 +337,47 @@ def test_comparison_answer_is_the_bytes_the_hand_built_dict_was(api_client, db, 
 
 def test_insights_answer_is_the_bytes_the_hand_built_dict_was(user_client, user, traded):
     answer = user_client.get("/api/flywheel/my-impact/insights")
-    expected = selectors.my_insights(impact=selectors.my_impact(user_id=user.pk))
-    assert {i["kind"] for i in expected["insights"]} == {"next_tier", "your_contribution"}  # type: ignore[attr-defined]
-    for insight in expected["insights"]:  # type: ignore[attr-defined]
-        if "fee_discount" in insight:  # in percent, as the other answers write it (below)
-            insight["fee_discount"] = f"{insight['fee_discount'] * 100:.2f}"
+    nxt, mine = selectors.my_insights(impact=selectors.my_impact(user_id=user.pk)).insights
+    assert isinstance(nxt, selectors.NextTierInsight) and isinstance(mine, selectors.ContributionInsight)
+    expected = {
+        "tier": "silver",
+        "insights": [
+            {
+                "kind": "next_tier",
+                "message": insight_sentence(nxt),
+                "next_tier": "gold",
+                "ttx_needed": nxt.ttx_needed,
+                "fee_discount": "35.00",  # in percent, as the other answers write it (below)
+                "revenue_multiplier": "1.5",
+                "monthly_fee_savings": nxt.monthly_fee_savings,
+                "projected_monthly_earnings": nxt.projected_monthly_earnings,
+                "projected_annual_earnings": nxt.projected_annual_earnings,
+            },
+            {"kind": "your_contribution", "message": insight_sentence(mine)},
+        ],
+    }
     assert answer.content == hand_built_bytes(expected)
+
+
+def test_insights_are_figures_and_the_sentences_the_presentations(user, traded):
+    # The selector wrote the sentences (importing the pages' template filters); it returns
+    # the figures, exact, and flywheel_text words them for the page and the API alike.
+    impact = selectors.my_impact(user_id=user.pk)
+    result = selectors.my_insights(impact=impact)
+    assert result.tier is not None and result.tier.name == "silver"
+    nxt, mine = result.insights
+    assert (nxt.kind, nxt.tier.name, nxt.ttx_needed) == ("next_tier", "gold", 8500)
+    assert nxt.revenue_multiplier == Decimal("1.5")
+    assert nxt.projected_annual_earnings == nxt.projected_monthly_earnings * 12
+    assert mine.fees_paid_30d == impact.fees_paid_30d
+    assert insight_sentence(nxt).startswith("Hold 8,500 more TTX to reach Gold: 35% off fees and a 1.5x revenue")
+    assert not any(isinstance(getattr(i, "message", None), str) for i in result.insights)
+    imported = {
+        node.module
+        for node in ast.walk(ast.parse(Path(selectors.__file__).read_text()))
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert not any("templatetags" in module for module in imported), imported
 
 
 def test_insights_write_the_fee_discount_in_percent_as_my_impact_and_the_calculator_do(api_client, user_client, traded):

@@ -48,7 +48,8 @@ def test_each_side_sees_its_own_fill(market, trader, trader_client, maker):
 
     mine = _row(_page(trader_client), trade.pk)
     assert "ETH-USDT" in mine and ">Buy<" in mine and "Taker" in mine
-    assert '"num">2,000.00<' in mine and '"num">0.5000<' in mine and '"num">1,000<' in mine  # the total, in USDT
+    assert '"num">2,000.00<' in mine and '"num">0.5000<' in mine
+    assert '"num">1,000 <span class="muted">USDT<' in mine  # the total
     assert f'"num fee">{amount(trade.taker_fee)} <span class="muted">USDT<' in mine and f"#{taken.pk}" in mine
 
     maker_client = Client()
