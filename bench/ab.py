@@ -106,10 +106,24 @@ def _worktree(rev: str, outdir: Path, *, env: dict[str, str]) -> Path:
     for shared in (".venv", "node_modules"):
         if (ROOT / shared).exists():
             (tree / shared).symlink_to(ROOT / shared)
+    _packages_shadowed(tree)
     if (tree / "scripts" / "compile.py").exists():
         # A runs as `make install` leaves it: its engine modules compiled (core/compiled.py)
         subprocess.run([sys.executable, "scripts/compile.py"], cwd=tree, env=env, check=True)
     return tree
+
+
+def _packages_shadowed(tree: Path) -> None:
+    """An empty package in `tree` for each of this checkout's packages it lacks: the editable
+    install's finder maps the project's packages to this checkout, and an import the tree
+    cannot satisfy fell through to it (an older A importing `flywheel.templatetags`, which it
+    did not have, loaded this checkout's and failed on its imports)."""
+    tops = [top for top in ROOT.iterdir() if (top / "__init__.py").exists()]  # the project's packages
+    for init in (init for top in tops for init in top.glob("**/__init__.py")):
+        package = init.parent.relative_to(ROOT)
+        if not (tree / package).exists():
+            (tree / package).mkdir(parents=True)
+            (tree / package / "__init__.py").touch()
 
 
 def _run(*, cwd: Path, env: dict[str, str], parts: str, database: str, output: Path, log: Path) -> dict[str, Any]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from bench import ab
 from bench.ab import env_assignments, pairs_summary
 
 
@@ -38,3 +41,29 @@ def test_env_assignments():
     assert env_assignments(["A=1", "B=x=y", "C="]) == {"A": "1", "B": "x=y", "C": ""}
     with pytest.raises(ValueError):
         env_assignments(["nothing"])
+
+
+def test_an_older_tree_gets_an_empty_package_for_each_one_it_lacks(tmp_path: Path, monkeypatch) -> None:
+    """The editable install maps the project's packages to this checkout: an import the older
+    tree could not satisfy loaded this checkout's module (A, before flywheel.templatetags
+    existed, failed at `migrate` on the newer flywheel_text's imports)."""
+    root, tree = tmp_path / "root", tmp_path / "tree"
+    for package in ("flywheel", "flywheel/templatetags", "orders", "orders/sequencer"):
+        (root / package).mkdir(parents=True)
+        (root / package / "__init__.py").write_text("# this checkout's\n")
+    (root / "flywheel" / "templatetags" / "flywheel_text.py").write_text("import missing\n")
+    (root / "node_modules" / "x").mkdir(parents=True)
+    (root / "node_modules" / "x" / "__init__.py").touch()  # not a package of the project's
+    (tree / "flywheel").mkdir(parents=True)
+    (tree / "flywheel" / "__init__.py").write_text("# the tree's own\n")
+    (tree / "orders").mkdir()
+    (tree / "orders" / "__init__.py").touch()
+    monkeypatch.setattr(ab, "ROOT", root)
+
+    ab._packages_shadowed(tree)
+
+    assert (tree / "flywheel" / "templatetags" / "__init__.py").read_text() == ""
+    assert not (tree / "flywheel" / "templatetags" / "flywheel_text.py").exists()
+    assert (tree / "orders" / "sequencer" / "__init__.py").exists()
+    assert (tree / "flywheel" / "__init__.py").read_text() == "# the tree's own\n"
+    assert not (tree / "node_modules").exists()
