@@ -16,6 +16,27 @@ from core.money import ZERO, exact_arithmetic
 M = TypeVar("M", bound=Model)
 
 
+def table_count(*, model: type[Model], exact_below: int) -> tuple[int, bool]:
+    """Every row of ``model``'s table: (how many, estimated). Counted exactly below
+    ``exact_below`` (a count that stops there: it reads at most that many rows) and on a
+    database other than PostgreSQL; from there on PostgreSQL's estimate of the table's rows
+    (pg_class.reltuples, kept by ANALYZE and autovacuum), unless it says fewer (statistics not
+    yet up to date): then counted."""
+    rows = model._default_manager.order_by()
+    if connection.vendor != "postgresql":
+        return rows.count(), False
+    bounded = rows.values("pk")[:exact_below].count()
+    if bounded < exact_below:
+        return bounded, False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [model._meta.db_table])
+        row = cursor.fetchone()
+    estimate = int(row[0]) if row is not None else -1
+    if estimate < exact_below:
+        return rows.count(), False
+    return estimate, True
+
+
 def quote_name(name: str) -> str:
     return connection.ops.quote_name(name)
 

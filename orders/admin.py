@@ -130,7 +130,6 @@ class WalletAdmin(ReadOnlyAdmin):
     list_filter = ("asset",)
     search_fields = ("user__username",)
     list_select_related = ("user", "asset")
-    show_full_result_count = False  # one count of the table a load, as for orders (the second was the same)
 
     def get_urls(self) -> list[Any]:
         view = self.admin_site.admin_view(self.house_stock_view)
@@ -150,7 +149,6 @@ class DepositAdmin(ReadOnlyAdmin):
     list_filter = ("asset",)
     search_fields = ("user__username", "=reference")
     list_select_related = ("user", "asset", "created_by")
-    show_full_result_count = False
 
 
 class OrderEventInline(ReadOnlyInline):
@@ -170,7 +168,6 @@ class OrderAdmin(ReadOnlyAdmin):
     search_fields = ("=id", "user__username", "client_order_id")
     list_select_related = ("user", "market")
     inlines = [OrderEventInline]
-    show_full_result_count = False
 
     @admin.display(description="time in force", ordering="time_in_force")
     def tif(self, order: Order) -> str:
@@ -194,7 +191,6 @@ class TradeAdmin(ReadOnlyAdmin):
     search_fields = ("=id", "=taker_order__id", "=maker_order__id")
     list_select_related = ("market",)
     raw_id_fields = ("taker_order", "maker_order", "taker_user", "maker_user")
-    show_full_result_count = False
 
 
 @admin.register(TradeOutbox)
@@ -204,7 +200,6 @@ class TradeOutboxAdmin(ReadOnlyAdmin):
     search_fields = ("=trade__id", "correlation_id")
     raw_id_fields = ("trade",)
     readonly_fields = ("trade", "status", "attempts", "last_error", "correlation_id", "created_at", "processed_at")
-    show_full_result_count = False
 
 
 # Set on the request by TraderUserAdmin.save_model: the account its form deactivated, whose

@@ -17,7 +17,6 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
@@ -25,7 +24,6 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -61,7 +59,7 @@ from revenue.reports import (
     onchain_failure_report,
     stale_pending_rule,
 )
-from revenue.selectors import revenue_events_count, stream_usd_totals
+from revenue.selectors import stream_usd_totals
 from revenue.templatetags.revenue_admin import when
 from revenue.worker_status import onchain_worker_status, worker_error_current, worker_stalled
 
@@ -76,28 +74,6 @@ def _staff_actions() -> ModuleType:
 
 
 RETRYABLE = {str(status) for status in RETRYABLE_STATUSES}
-# Past this many events (PostgreSQL's estimate) the unfiltered list says "about N": counting
-# every event cost 155 ms a page at 300,000 events, growing with the table.
-ESTIMATED_COUNT_FROM = 10_000
-
-
-class EventListPaginator(Paginator):
-    """The revenue events' pages: the unfiltered list's total is PostgreSQL's estimate once
-    the table is large (revenue.selectors.revenue_events_count; ``estimated``: the pagination
-    says "about"); a filtered or searched list, and any list on SQLite, counts exactly (a
-    status filter through its index)."""
-
-    estimated = False
-
-    @cached_property
-    def count(self) -> int:
-        query = getattr(self.object_list, "query", None)
-        if query is None or query.where:
-            return super().count
-        total, self.estimated = revenue_events_count(exact_below=ESTIMATED_COUNT_FROM)
-        return total
-
-
 STALE_PENDING = "stale_pending"  # the list's filter value for revenue.reports.stale_pending_rule
 HELD = "held"  # the list's filter value for revenue.reports.held_rule
 REASON_PLACEHOLDER = "reason (optional, kept in the audit trail)"
@@ -176,8 +152,6 @@ class RevenueEventAdmin(ReadOnlyAdmin):
     exclude = ("metadata",)
     actions = ["retry_delivery_now"]
     action_form = RetryActionForm
-    paginator = EventListPaginator
-    show_full_result_count = False
     change_list_template = "admin/revenue/revenueevent/change_list.html"
     change_form_template = "admin/revenue/revenueevent/change_form.html"
     display_annotations = ("status", "attempts", "error", "retry_at", "hash")  # as in get_queryset

@@ -6,7 +6,6 @@ from collections.abc import Iterable
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db import connection
 from django.db.models import Case, F, QuerySet, Value, When
 from django.utils import timezone
 
@@ -28,7 +27,6 @@ __all__ = [
     "post_trade_jobs_stale",
     "post_trade_jobs_untried",
     "revenue_event_exists",
-    "revenue_events_count",
     "stream_usd_sums",
     "stream_usd_totals",
     "usd_totals",
@@ -93,26 +91,6 @@ def stream_usd_sums(*, events: QuerySet[RevenueEvent], fields: list[str]) -> dic
 
 def revenue_event_exists(*, event_id: int) -> bool:
     return RevenueEvent.objects.filter(pk=event_id).exists()
-
-
-def revenue_events_count(*, exact_below: int) -> tuple[int, bool]:
-    """Every revenue event, (how many, estimated). Counted exactly below ``exact_below`` (a
-    count that stops there: it reads at most that many rows) and on a database other than
-    PostgreSQL; from there on PostgreSQL's estimate of the table's rows (pg_class.reltuples,
-    kept by ANALYZE and autovacuum), unless it says fewer (statistics not yet up to date):
-    then counted."""
-    if connection.vendor != "postgresql":
-        return RevenueEvent.objects.count(), False
-    bounded = RevenueEvent.objects.order_by().values("pk")[:exact_below].count()
-    if bounded < exact_below:
-        return bounded, False
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [RevenueEvent._meta.db_table])
-        row = cursor.fetchone()
-    estimate = int(row[0]) if row is not None else -1
-    if estimate < exact_below:
-        return RevenueEvent.objects.count(), False
-    return estimate, True
 
 
 def stream_usd_totals(*, stream_ids: Iterable[int] | None = None) -> dict[int, tuple[Decimal, Decimal]]:
