@@ -387,6 +387,18 @@ def test_a_key_deleted_after_the_session_expired_logs_in_back_to_the_page_it_was
     assert response.status_code == 302 and response["Location"] == f"/login?next={back}"
 
 
+def test_a_key_is_deleted_in_two_steps(trader, trader_client):
+    """One click on "Delete" removed a key at once, its bots refused from then on: the form is
+    behind a disclosure that says so (no JavaScript needed)."""
+    api_key_create(user=trader, label="bot", permissions=["read"])
+    html = text(trader_client.get("/keys/"))
+    confirm = re.search(r'<details class="confirm">.*?</details>', html, re.S)
+    assert confirm is not None, "the delete form is not behind a confirmation"
+    assert re.search(r"<summary[^>]*>Delete…</summary>", confirm.group(0))
+    form = re.search(r'<form method="post" action="/keys/\d+/delete".*?</form>', confirm.group(0), re.S)
+    assert form is not None and "Delete key “bot”" in form.group(0) and "refused" in form.group(0)
+
+
 def test_the_key_delete_form_says_where_it_was(trader, trader_client):
     api_key_create(user=trader, label="bot", permissions=["read"])
     html = text(trader_client.get("/keys/"))
