@@ -121,7 +121,8 @@ def _tickers(markets: list[Market]) -> list[Ticker]:
             volume_24h=found.volume_24h,
             change_pct=found.change_24h_percent,
         )
-        for market, found in zip(markets, ticker_list(markets=markets), strict=True)
+        # No best bid or ask: the pages' tickers show none (the trade screen's book does).
+        for market, found in zip(markets, ticker_list(markets=markets, book_top=False), strict=True)
     ]
 
 

@@ -53,7 +53,7 @@ def trade_last_id(*, market_id: int) -> int:
     return last or 0
 
 
-def ticker_list(*, markets: list[Market], through: dict[int, int] | None = None) -> list[Ticker]:
+def ticker_list(*, markets: list[Market], through: dict[int, int] | None = None, book_top: bool = True) -> list[Ticker]:
     """One ticker per market, in the order given. `open_24h` is the price of the first trade
     of the last 24 hours, `change_24h_percent` is last against it (2 decimals, half even);
     volumes are exact sums of base quantities and quote amounts; prices are null when
@@ -61,7 +61,9 @@ def ticker_list(*, markets: list[Market], through: dict[int, int] | None = None)
 
     `through` (market id -> trade id, 0 for none): count each market's trades up to that one,
     and take its price as the last, for a ticker at a known position (the streams' snapshot,
-    which their updates are compared with: trades committed while it is read are left out)."""
+    which their updates are compared with: trades committed while it is read are left out).
+    `book_top=False`: the best bid and ask are not read (None), for a caller that shows none
+    or has them already (the pages' tickers; a stream snapshot takes the engine's)."""
     ids = [market.pk for market in markets]
     since = timezone.now() - TICKER_WINDOW
     window = Trade.objects.filter(market_id__in=ids, executed_at__gte=since)
@@ -82,9 +84,12 @@ def ticker_list(*, markets: list[Market], through: dict[int, int] | None = None)
             "market_id", "price", "executed_at"
         )
     }
-    resting = Order.objects.filter(market_id__in=ids, status__in=RESTING_STATUSES).values("market_id")
-    bids = dict(resting.filter(side=OrderSide.BUY).annotate(best=Max("price")).values_list("market_id", "best"))
-    asks = dict(resting.filter(side=OrderSide.SELL).annotate(best=Min("price")).values_list("market_id", "best"))
+    bids: dict[int, Decimal] = {}
+    asks: dict[int, Decimal] = {}
+    if book_top:
+        resting = Order.objects.filter(market_id__in=ids, status__in=RESTING_STATUSES).values("market_id")
+        bids = dict(resting.filter(side=OrderSide.BUY).annotate(best=Max("price")).values_list("market_id", "best"))
+        asks = dict(resting.filter(side=OrderSide.SELL).annotate(best=Min("price")).values_list("market_id", "best"))
     tickers = []
     for market in markets:
         stats = extremes.get(market.pk)

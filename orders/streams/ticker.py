@@ -29,7 +29,9 @@ def market_ticker_at(
     trades up to that one (ticker_list's); `top`: this best bid and ask (the engine's), not
     the database's."""
     market = Market.objects.get(pk=market_id)
-    (ticker,) = ticker_list(markets=[market], through=None if through is None else {market_id: through})
+    (ticker,) = ticker_list(
+        markets=[market], through=None if through is None else {market_id: through}, book_top=top is None
+    )
     best_bid, best_ask = (ticker.best_bid, ticker.best_ask) if top is None else top
     expires = None if ticker.first_at is None else (ticker.first_at + TICKER_WINDOW).timestamp()
     body = ticker_body(

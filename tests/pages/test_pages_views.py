@@ -520,7 +520,7 @@ def test_live_endpoint_swaps_only_what_changed(trader, trader_client, django_ass
     assert {"ticker", "book", "trades", "balances", "open_orders", "fills"} <= {
         n.split(":")[0] for n in shown.split(",")
     }
-    with django_assert_max_num_queries(15):
+    with django_assert_max_num_queries(13):
         unchanged = trader_client.get(f"{TRADE}/live", {"v": shown})
     assert unchanged.status_code == 204
 
