@@ -17,14 +17,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Max
 from django.utils import timezone
 
 from core.api.fields import moment_text
 from core.money import exact_arithmetic, format_amount
 from orders.models import Trade
 from orders.selectors.candles import INTERVALS, candles_since, trade_moments
-from orders.selectors.tickers import TICKER_WINDOW, change_percent
+from orders.selectors.tickers import TICKER_WINDOW, change_percent, trade_last_id
 
 HOURS = 24
 # Bars kept per interval: HOURS + 1 (the current candle, and the hours the ticker sums), and
@@ -68,7 +67,7 @@ class MarketData:
         self.window_first: datetime | None = None
 
     def _seed(self) -> None:
-        last = Trade.objects.filter(market_id=self.market_id).aggregate(last=Max("id"))["last"] or 0
+        last = trade_last_id(market_id=self.market_id)
         since = timezone.now() - timedelta(hours=HOURS + 1)
         if last:
             for interval, seconds in INTERVALS.items():

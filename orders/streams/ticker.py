@@ -12,11 +12,6 @@ from orders.selectors.tickers import TICKER_WINDOW, ticker_list
 from orders.streams.marketdata import ticker_body
 
 
-def market_ticker(*, market_id: int, symbol: str) -> dict[str, Any]:
-    """The market's ticker now (as GET .../ticker)."""
-    return market_ticker_at(market_id=market_id, symbol=symbol)[0]
-
-
 def market_ticker_at(
     *,
     market_id: int,

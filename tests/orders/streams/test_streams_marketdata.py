@@ -15,7 +15,7 @@ from django.utils import timezone
 from orders.models import Trade
 from orders.selectors.candles import INTERVALS
 from orders.streams.marketdata import HOURS, MarketData, ticker_body
-from orders.streams.ticker import market_ticker
+from orders.streams.ticker import market_ticker_at
 from tests.factories import UserFactory, fund, market_create
 from tests.orders.support import place
 
@@ -110,7 +110,7 @@ def test_the_ticker_snapshot_volumes_are_exact_past_fifteen_significant_digits(m
     held.trades_applied([])
     expected = held.ticker(symbol="ETH-USDT", best_bid=None, best_ask=None)
 
-    snapshot = market_ticker(market_id=market.pk, symbol="ETH-USDT")
+    (snapshot, _) = market_ticker_at(market_id=market.pk, symbol="ETH-USDT")
 
     assert len(Decimal(expected["quote_volume_24h"]).as_tuple().digits) > 15
     assert (snapshot["volume_24h"], snapshot["quote_volume_24h"]) == (
@@ -153,7 +153,7 @@ def test_the_streams_ticker_counts_the_trades_the_rest_ticker_counts(market, api
         with mock.patch("django.utils.timezone.now", return_value=moment):
             rest = api_client.get(f"/api/markets/{market.symbol}/ticker").json()
             update = data.ticker(symbol=market.symbol, best_bid=None, best_ask=None)
-            snapshot = market_ticker(market_id=market.pk, symbol=market.symbol)
+            (snapshot, _) = market_ticker_at(market_id=market.pk, symbol=market.symbol)
         assert rest["volume_24h"] == volume
         assert {name: update[name] for name in FIGURES} == {name: rest[name] for name in FIGURES}
         assert snapshot == rest
