@@ -40,6 +40,7 @@ import threading
 import time
 import uuid
 import weakref
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -228,7 +229,6 @@ async def relay_listen() -> None:
 # the next one handed over is a gap (every consumer resynchronises), as a batch lost before
 # this process is.
 MAX_PENDING_BATCHES = 500
-DROPPED = ""  # in `numbers`: a batch was dropped since the last one handed over (no source is "")
 _pending: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = weakref.WeakKeyDictionary()
 _pending_lock = threading.Lock()
 DROPPED_LINES = LinesEvery(10.0)
@@ -242,22 +242,44 @@ def _pending_add(loop: asyncio.AbstractEventLoop, count: int) -> int:
         return pending
 
 
+@dataclass(slots=True)
+class Received:
+    """What one relay subscription has received: the last batch number of each engine
+    process (`numbers`), the process each shard's batches last came from (`leaders`), and
+    whether a batch was dropped since the last one handed over (`dropped`)."""
+
+    numbers: dict[str, int] = field(default_factory=dict)
+    leaders: dict[str, str] = field(default_factory=dict)
+    dropped: bool = False
+
+    def gap_before(self, *, source: str, number: int, shard: str) -> bool:
+        """Whether batches were lost before this one (and note it as received): a number
+        beyond the next one of its source, a shard's batches from another process than
+        before, or a batch this process dropped."""
+        last = self.numbers.get(source)
+        gap = self.dropped or (last is not None and number > last + 1)
+        self.numbers[source] = max(number, last or 0)
+        if shard:
+            gap = gap or self.leaders.get(shard, source) != source
+            self.leaders[shard] = source
+        self.dropped = False
+        return gap
+
+
 def _fan_out(
     loop: asyncio.AbstractEventLoop,
     layer: BaseChannelLayer,
     payload: bytes | str,
-    numbers: dict[str, int] | None = None,
-    leaders: dict[str, str] | None = None,
+    received: Received | None = None,
 ) -> None:
     """One batch into this process's layer. The group_sends are started in the batch's
     order, in one callback of the loop: the event loop runs tasks first in, first out, and
     each queues its message before any later one (the in-memory group_send's sends are
     tasks of their own), so every channel gets its messages in the engine's order.
-    `numbers`: the last batch number received from each source; a batch beyond the next one
-    is preceded by the layer's gap notice to every consumer (batches were lost on the way).
-    `leaders`: the source each shard's batches last came from; another one is a gap too (the
-    engine before may have committed batches it never published). A batch beyond
-    MAX_PENDING_BATCHES waiting for the loop is dropped (a gap, as above)."""
+    `received`: what the subscription received before; a batch after lost ones
+    (Received.gap_before: the engine before a failover may have committed batches it never
+    published) is preceded by the layer's gap notice to every consumer. A batch beyond
+    MAX_PENDING_BATCHES waiting for the loop is dropped (a gap for the next one)."""
 
     def start() -> None:
         if gap and isinstance(layer, StreamChannelLayer):
@@ -272,29 +294,21 @@ def _fan_out(
     try:
         if _pending_add(loop, 1) > MAX_PENDING_BATCHES:
             _pending_add(loop, -1)
-            if numbers is not None:
-                numbers[DROPPED] = 1
+            if received is not None:
+                received.dropped = True
             count = DROPPED_LINES.due("dropped")
             if count is not None:
                 logger.warning("stream batches dropped, the event loop behind: %s since the last such line", count)
             return
         batch = orjson.loads(payload)
-        gap = numbers is not None and DROPPED in numbers
+        gap = False
         if isinstance(batch, dict):
             source, number, messages = str(batch["source"]), int(batch["number"]), batch["messages"]
-            if numbers is not None:
-                last = numbers.get(source)
-                gap = gap or (last is not None and number > last + 1)
-                numbers[source] = max(number, last or 0)
-            shard = batch.get("shard")
-            if leaders is not None and shard:
-                gap = gap or leaders.get(shard, source) != source
-                leaders[shard] = source
+            if received is not None:
+                gap = received.gap_before(source=source, number=number, shard=str(batch.get("shard") or ""))
         else:
             messages = batch  # unnumbered (an engine of the previous version)
         loop.call_soon_threadsafe(start)
-        if numbers is not None:
-            numbers.pop(DROPPED, None)  # told with this batch
     except (RuntimeError, ValueError, KeyError, TypeError):
         _pending_add(loop, -1)
         logger.exception("a batch of stream messages not relayed")
@@ -310,11 +324,10 @@ def _forward_zmq(loop: asyncio.AbstractEventLoop, layer: BaseChannelLayer, ready
     for endpoint in _endpoints():
         socket.connect(endpoint)
     ready.set()  # connecting is asynchronous in ZeroMQ; the publisher waits for it (above)
-    numbers: dict[str, int] = {}
-    leaders: dict[str, str] = {}
+    received = Received()
     while not loop.is_closed():
         if socket.poll(1000):
-            _fan_out(loop, layer, socket.recv(), numbers, leaders)
+            _fan_out(loop, layer, socket.recv(), received)
     socket.close(linger=0)
 
 
@@ -323,8 +336,7 @@ def _forward_redis(loop: asyncio.AbstractEventLoop, layer: BaseChannelLayer, rea
     batches' numbers make every subscriber resynchronise)."""
     client = _redis_client()
     channel = relay_redis_channel(client)
-    numbers: dict[str, int] = {}
-    leaders: dict[str, str] = {}
+    received = Received()
     while not loop.is_closed():
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
@@ -333,7 +345,7 @@ def _forward_redis(loop: asyncio.AbstractEventLoop, layer: BaseChannelLayer, rea
                 message = pubsub.get_message(timeout=1.0)
                 ready.set()  # the first read took the subscription's confirmation: subscribed
                 if message is not None:
-                    _fan_out(loop, layer, message["data"], numbers, leaders)
+                    _fan_out(loop, layer, message["data"], received)
         except redis.RedisError:
             logger.exception("stream relay: Redis subscription lost; subscribing again")
             time.sleep(0.5)

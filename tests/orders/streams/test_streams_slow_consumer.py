@@ -22,7 +22,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from orders.streams import relay
-from orders.streams.relay import _fan_out
+from orders.streams.relay import Received, _fan_out
 from tests.factories import market_create
 from tests.orders.streams.support import StreamClient, stream_connect
 
@@ -158,20 +158,20 @@ def test_a_batch_lost_between_the_engine_and_the_web_process_is_a_gap_and_a_fres
     async def scenario() -> None:
         client = await _subscribed()
         loop, layer = asyncio.get_running_loop(), get_channel_layer()
-        numbers: dict[str, int] = {}
-        _fan_out(loop, layer, _numbered(1, number=1), numbers)
-        _fan_out(loop, layer, _numbered(1, number=2), numbers)
+        received = Received()
+        _fan_out(loop, layer, _numbered(1, number=1), received)
+        _fan_out(loop, layer, _numbered(1, number=2), received)
         assert [(m["type"], m["sequence"]) for m in await _drain(client, last_sequence=3)] == [
             ("snapshot", 1),
             ("update", 2),
             ("update", 3),
         ]
-        _fan_out(loop, layer, _numbered(1, number=4), numbers)  # number 3 lost on the way
+        _fan_out(loop, layer, _numbered(1, number=4), received)  # number 3 lost on the way
         messages = (await _drain(client, last_sequence=6))[3:]
         assert [(m["type"], m["sequence"]) for m in messages] == [("snapshot", 5), ("update", 6)]
         # The engine of another shard numbers its own batches: no gap.
-        _fan_out(loop, layer, _numbered(1, number=1, source="engine-b", shard="other"), numbers, {})
-        _fan_out(loop, layer, _numbered(1, number=5), numbers)
+        _fan_out(loop, layer, _numbered(1, number=1, source="engine-b", shard="other"), received)
+        _fan_out(loop, layer, _numbered(1, number=5), received)
         messages = (await _drain(client, last_sequence=8))[5:]
         assert [(m["type"], m["sequence"]) for m in messages] == [("update", 7), ("update", 8)]
         await client.close()
@@ -191,16 +191,15 @@ def test_a_shards_new_engine_process_is_a_gap_and_a_fresh_snapshot():
     async def scenario() -> None:
         client = await _subscribed()
         loop, layer = asyncio.get_running_loop(), get_channel_layer()
-        numbers: dict[str, int] = {}
-        leaders: dict[str, str] = {}
-        _fan_out(loop, layer, _numbered(1, number=1), numbers, leaders)
-        _fan_out(loop, layer, _numbered(1, number=1, source="engine-c", shard="other"), numbers, leaders)
+        received = Received()
+        _fan_out(loop, layer, _numbered(1, number=1), received)
+        _fan_out(loop, layer, _numbered(1, number=1, source="engine-c", shard="other"), received)
         messages = await _drain(client, last_sequence=3)
         assert [(m["type"], m["sequence"]) for m in messages] == [("snapshot", 1), ("update", 2), ("update", 3)]
-        _fan_out(loop, layer, _numbered(1, number=1, source="engine-b"), numbers, leaders)  # main's new leader
+        _fan_out(loop, layer, _numbered(1, number=1, source="engine-b"), received)  # main's new leader
         messages = (await _drain(client, last_sequence=6))[3:]
         assert [(m["type"], m["sequence"]) for m in messages] == [("snapshot", 5), ("update", 6)]
-        _fan_out(loop, layer, _numbered(1, number=2, source="engine-b"), numbers, leaders)
+        _fan_out(loop, layer, _numbered(1, number=2, source="engine-b"), received)
         messages = (await _drain(client, last_sequence=7))[5:]  # 4 was the gap
         assert [(m["type"], m["sequence"]) for m in messages] == [("update", 7)]
         await client.close()
@@ -220,9 +219,9 @@ def test_a_web_process_that_falls_behind_holds_a_bounded_backlog_and_tells_of_wh
     async def scenario() -> None:
         client = await _subscribed()
         loop, layer = asyncio.get_running_loop(), get_channel_layer()
-        numbers: dict[str, int] = {}
+        received = Received()
         for number in range(1, 51):  # the loop runs nothing meanwhile: it is this coroutine's
-            _fan_out(loop, layer, _numbered(1, number=number), numbers)
+            _fan_out(loop, layer, _numbered(1, number=number), received)
         # The callbacks waiting to run: the 10 batches and one or two of the test's own (was 51).
         assert len(loop._ready) < 15  # type: ignore[attr-defined]
         messages = await _drain(client, last_sequence=11)
@@ -230,7 +229,7 @@ def test_a_web_process_that_falls_behind_holds_a_bounded_backlog_and_tells_of_wh
             ("snapshot", 1),
             *(("update", n) for n in range(2, 12)),
         ]
-        _fan_out(loop, layer, _numbered(1, number=51), numbers)
+        _fan_out(loop, layer, _numbered(1, number=51), received)
         messages = (await _drain(client, last_sequence=14))[11:]
         assert [(m["type"], m["sequence"]) for m in messages] == [("snapshot", 13), ("update", 14)]
         await client.close()
