@@ -16,7 +16,7 @@ from core.text import parse_id
 
 # Past this many rows (PostgreSQL's estimate) the unfiltered list of a financial record says
 # "about N": counting every row cost a scan of the table on each load (155 ms a page at
-# 300,000 revenue events; 0.35 s at 500,000 orders), growing with it.
+# 300,000 revenue events), growing with it.
 ESTIMATED_COUNT_FROM = 10_000
 
 
