@@ -35,6 +35,7 @@ had not yet published when it died is lost with it."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import threading
 import time
@@ -49,6 +50,7 @@ import zmq
 from asgiref.sync import async_to_sync
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
+from django.db import connections
 
 from core.logging import LinesEvery
 from core.metrics import STREAM_BATCHES_UNPUBLISHED
@@ -84,7 +86,13 @@ def _redis_client(**options: Any) -> redis.Redis:
 
 
 def relay_redis_channel(client: redis.Redis) -> str:
-    return f"orders.streams.db{client.connection_pool.connection_kwargs.get('db', 0)}"
+    """Pub/sub ignores Redis's databases: the channel also names the platform's database
+    (its engine and web processes share one; two platforms never do), so that two
+    platforms on one Redis server never hear each other's batches."""
+    database = connections["default"].settings_dict
+    identity = "|".join(str(database.get(key) or "") for key in ("ENGINE", "HOST", "PORT", "NAME"))
+    digest = hashlib.blake2b(identity.encode(), digest_size=6).hexdigest()
+    return f"orders.streams.db{client.connection_pool.connection_kwargs.get('db', 0)}.{digest}"
 
 
 def relay_lead(*, shard: str) -> None:

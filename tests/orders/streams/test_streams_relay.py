@@ -18,6 +18,7 @@ import zmq
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import connections
 from prometheus_client import REGISTRY
 
 from core import logging as core_logging
@@ -49,14 +50,16 @@ def _frames_counter(relay: str) -> tuple[threading.Event, list[bytes], Any]:
         ready.set()
         return ready, frames, lambda: frames.append(socket.recv()) if socket.poll(100) else None
     client = redis.Redis.from_url(settings.REDIS_URL)
-    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub = client.pubsub()
     pubsub.subscribe(relay_redis_channel(client))
-    pubsub.get_message(timeout=1.0)
-    ready.set()
+    deadline = time.monotonic() + 10
+    while (confirmation := pubsub.get_message(timeout=0.1)) is None or confirmation["type"] != "subscribe":
+        assert time.monotonic() < deadline, "no confirmation of the counter's subscription"
+    ready.set()  # subscribed on the server: it hears every batch published from now on
 
     def read() -> None:
         message = pubsub.get_message(timeout=0.1)
-        if message is not None:
+        if message is not None and message["type"] == "message":
             frames.append(message["data"])
 
     return ready, frames, read
@@ -144,6 +147,35 @@ def test_a_relay_that_refuses_is_counted_per_batch_and_logged_once_in_a_while(se
     lines = [r for r in caplog.records if r.name == "orders.streams"]
     assert [r.getMessage().split(":")[1].split(" batch")[0].strip() for r in lines] == ["1", "50"]
     assert all(r.exc_info is not None for r in lines)
+
+
+def test_two_platforms_on_one_redis_database_hear_only_their_own_batches(settings, tmp_path, monkeypatch):
+    """Pub/sub ignores Redis's databases: a platform with another database (another test
+    worker's, a second platform on the server) publishes on a channel of its own."""
+    environment.require(settings.REDIS_URL.startswith("redis://"), "the Redis relay needs REDIS_URL=redis://...")
+    settings.STREAMS_RELAY = "redis"
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    ours = relay_redis_channel(client)
+    monkeypatch.setitem(connections["default"].settings_dict, "NAME", f"{tmp_path}/another.sqlite3")
+    theirs = relay_redis_channel(client)
+    monkeypatch.undo()
+    assert relay_redis_channel(client) == ours != theirs  # every process of a platform agrees
+
+    async def scenario() -> list[Any]:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(GROUPS[0], channel)
+        await relay_listen()
+        message = {"type": "x", "data": "theirs"}
+        other = {"source": "another", "number": 1, "shard": "", "messages": [[GROUPS[0], message]]}
+        await asyncio.to_thread(client.publish, theirs, json.dumps(other))
+        await asyncio.to_thread(relay_send, [(GROUPS[0], {"type": "x", "data": "ours"})])
+        first = await asyncio.wait_for(layer.receive(channel), timeout=10)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(layer.receive(channel), timeout=0.5)
+        return [first["data"]]
+
+    assert async_to_sync(scenario)() == ["ours"]
 
 
 def _closed_port() -> int:
