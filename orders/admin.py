@@ -23,6 +23,7 @@ from orders.admin_house import PERMISSION as HOUSE_STOCK_PERMISSION
 from orders.admin_house import house_stock_page
 from orders.engine.types import TimeInForce
 from orders.models import Asset, Deposit, Market, Order, OrderEvent, Trade, TradeOutbox, Wallet
+from orders.selectors.orders import order_search_condition
 from orders.services.markets import asset_definition_check, market_definition_check
 from orders.services.users import user_deactivate
 
@@ -165,9 +166,17 @@ class OrderAdmin(ReadOnlyAdmin):
     list_filter = ("status", "market", "side", "type", TimeInForceFilter, "created_at")
     exclude = ("time_in_force",)
     readonly_fields = ("tif",)
-    search_fields = ("=id", "user__username", "client_order_id")
+    search_fields = ("=id",)  # the box; what it matches: get_search_results
+    search_help_text = "An order's id, a client order id or a username, exactly."
     list_select_related = ("user", "market")
     inlines = [OrderEventInline]
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Order], search_term: str
+    ) -> tuple[QuerySet[Order], bool]:
+        if not search_term.strip():
+            return queryset, False
+        return queryset.filter(order_search_condition(term=search_term)), False
 
     @admin.display(description="time in force", ordering="time_in_force")
     def tif(self, order: Order) -> str:

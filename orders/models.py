@@ -151,8 +151,8 @@ def choices(enum: type[StrEnum]) -> list[tuple[str, str]]:
 
 
 class Order(models.Model):
-    # No index of its own: order_user_recent and the client-id constraint lead with it (an
-    # index less to maintain on every placement).
+    # No index of its own: order_user_recent leads with it (an index less to maintain on
+    # every placement).
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders", db_index=False)
     market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="orders")
     side = models.CharField(max_length=4, choices=choices(OrderSide))
@@ -230,8 +230,10 @@ class Order(models.Model):
                 condition=Q(time_in_force__in=[t.value for t in TimeInForce]), name="order_time_in_force_known"
             ),
             models.CheckConstraint(condition=Q(stp__in=[s.value for s in SelfTradePrevention]), name="order_stp_known"),
+            # The client id first: the same uniqueness, and the index also finds a client id
+            # without its user (the admin's search, a support ticket quoting one).
             models.UniqueConstraint(
-                fields=["user", "client_order_id"],
+                fields=["client_order_id", "user"],
                 condition=Q(client_order_id__isnull=False),
                 name="order_client_order_id_unique_per_user",
             ),

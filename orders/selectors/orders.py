@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from django.contrib.auth import get_user_model
 from django.db.models import Prefetch, Q, QuerySet
 
 from orders.engine.money import average_price
@@ -15,6 +16,7 @@ from orders.models import LIVE_STATUSES, RESTING_STATUSES, Order, OrderEvent, Or
 # A trade's columns an order's contract body shows of its fills (the batch writer reads
 # the same back for a cancel's answer, orders.sequencer.writer.histories_read).
 FILL_FIELDS = ("id", "price", "quantity", "taker_fee", "maker_fee", "is_house", "taker_order_id", "maker_order_id")
+ORDER_ID_MAX = 2**63 - 1  # a bigint: a longer number names no order
 
 
 def _with_details(queryset: QuerySet[Order]) -> QuerySet[Order]:
@@ -180,3 +182,19 @@ def order_get_for_user_by_client_id(*, user_id: int, client_order_id: str) -> Or
     if order is None:
         raise OrderNotFound()
     return order
+
+
+def order_search_condition(*, term: str) -> Q:
+    """The orders an operator's search term names, exactly: the order's id, its client id
+    (any user's), or a username (that user's orders). Each part is read through an index
+    (the id, `order_client_order_id_unique_per_user`, `order_user_recent`), the username
+    looked up first so that the three stay on one table; substrings of the username and
+    the client id read every order (0.55 s a search at 1,000,000 orders on PostgreSQL)."""
+    term = term.strip()
+    condition = Q(client_order_id=term)
+    if term.isascii() and term.isdigit() and int(term) <= ORDER_ID_MAX:
+        condition |= Q(pk=int(term))
+    users = list(get_user_model().objects.filter(username=term).values_list("pk", flat=True))
+    if users:
+        condition |= Q(user_id__in=users)
+    return condition

@@ -75,3 +75,33 @@ def test_the_wallet_and_deposit_lists_count_their_table_once(desk, traded, path,
         q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT COUNT(*)") and table in q["sql"]
     ]
     assert len(counts) == 1, counts
+
+
+def test_the_order_search_finds_by_id_client_id_and_username_each_through_an_index(desk, traded, trader):
+    """The order search matched substrings of the username and of the client id: every
+    order read on each search (0.55 s at 1,000,000 orders on PostgreSQL, growing with the
+    table; 1-4 ms now, the client id leading its unique index)."""
+    other = UserFactory()
+    fund(other, "USDT", "10000")
+    mine = place(trader, side="buy", type="limit", price="900", quantity="0.1", client_order_id="bot-7")
+    theirs = place(other, side="buy", type="limit", price="900", quantity="0.1", client_order_id="bot-77")
+
+    def found(term: str) -> set[int]:
+        with CaptureQueriesContext(connection) as queries:
+            listed = {o.pk for o in desk.get("/admin/orders/order/", {"q": term}).context["cl"].result_list}
+        searches = [q["sql"] for q in queries.captured_queries if 'FROM "orders_order"' in q["sql"]]
+        assert searches and not any("LIKE" in sql.upper() for sql in searches), searches
+        if connection.vendor == "postgresql":  # each part of the search has an index to read
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL enable_seqscan = off")
+                cursor.execute("EXPLAIN " + searches[-1].split(" LIMIT")[0].replace("%", "%%"))
+                plan = "\n".join(row[0] for row in cursor.fetchall())
+            assert "Seq Scan on orders_order" not in plan, plan
+        return listed
+
+    assert found("bot-7") == {mine.pk}
+    assert found(f" {theirs.pk} ") == {theirs.pk}
+    assert found(other.username) == {theirs.pk}
+    assert found(trader.username) == set(Order.objects.filter(user=trader).values_list("pk", flat=True))
+    assert found("bot") == set()  # exact: no substring
+    assert found("9" * 30) == set()
