@@ -190,6 +190,11 @@ class DeliveryBatch(models.Model):
     block_number = models.PositiveBigIntegerField(null=True, blank=True)  # set while mined in the canonical chain
     block_hash = models.CharField(max_length=66, blank=True, default="")
     refused_item_ids = models.JSONField(default=list)  # items its mined transaction found paid already
+    # Items an earlier version of it carried that its latest does not (left out of a version
+    # re-signed at its nonce for funds): the earlier version may still be mined, so their events
+    # stay submitted under this batch until the version mined is known (its confirmation):
+    # paid by it, or back to pending (revenue.delivery.transitions).
+    left_out_item_ids = models.JSONField(default=list)
     submitted_block = models.PositiveBigIntegerField(default=0)  # chain head when it was built
     # Chain head when its latest version was sent: replaced for being slow only once blocks
     # were made since without it (a node whose head stalls gains nothing from higher fees).

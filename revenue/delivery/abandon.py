@@ -97,11 +97,14 @@ def delivery_batch_abandon_verdict(*, w3: Web3, batch: DeliveryBatch) -> Abandon
                 f"its version {tx_hash} is mined in block {receipt['blockNumber']} ({outcome}): "
                 "the delivery worker records what it did",
             )
-    paid = items_paid_among(w3, deployment.contract_address, [int(item) for item in batch.item_ids])
+    # with the items an earlier version carried that its latest left out (for funds): that
+    # version may have paid them
+    carried = [int(item) for item in [*batch.item_ids, *batch.left_out_item_ids]]
+    paid = items_paid_among(w3, deployment.contract_address, carried)
     if paid:
         return AbandonVerdict.refused(
             "paid",
-            f"the reserve holds {len(paid)} of its {len(batch.item_ids)} items as paid already "
+            f"the reserve holds {len(paid)} of its {len(carried)} items as paid already "
             f"({', '.join(map(str, paid[:10]))}{', ...' if len(paid) > 10 else ''}): "
             "the delivery worker's scan records who paid them",
         )

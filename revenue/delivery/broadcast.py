@@ -15,6 +15,10 @@ broadcast leaves nothing unrecorded.
   without the items the chain shows paid meanwhile (the reserve would refuse them anyway).
 - A nonce gap below the batch (a transaction of the signer that will never come) is
   filled with 0-value transfers to the signer itself.
+- A signed batch refused for funds (the balance moved since it was planned), or a fee
+  bump the balance cannot pay, is re-signed at its nonce with the items the balance pays;
+  the items left out stay with that nonce (``left_out_item_ids``) until the version mined
+  is known. Only a batch of one item the balance cannot pay pauses delivery.
 - Operator-level refusals (insufficient funds) pause delivery; no event's attempt is used.
 """
 
@@ -189,6 +193,24 @@ def budget_fit(entries: list[PlanEntry], *, budget: int) -> tuple[list[PlanEntry
             kept.append(entry)
             left -= amount
     return kept, unpayable
+
+
+def items_fit(items: list[DeliveryItem], *, budget: int) -> list[DeliveryItem]:
+    """Pure: the items of a signed batch one version of it can pay with ``budget`` wei (the
+    balance less its gas at its fees), first fit in the batch's order (oldest first)."""
+    kept: list[DeliveryItem] = []
+    left = budget
+    for item in items:
+        if item.amount_wei <= left:
+            kept.append(item)
+            left -= item.amount_wei
+    return kept
+
+
+def without_largest(items: list[DeliveryItem]) -> list[DeliveryItem]:
+    """Pure: the items without the largest one (the newest of equals)."""
+    largest = max(range(len(items)), key=lambda i: (items[i].amount_wei, i))
+    return [item for i, item in enumerate(items) if i != largest]
 
 
 def held_error(*, amount: int, budget: int, balance: int) -> str:
@@ -468,10 +490,12 @@ def batch_broadcast(
     *,
     now: datetime,
     replace_if_underpriced: bool = True,
+    shrink_for_funds: bool = True,
 ) -> bool:
     """Send the batch's latest signed bytes; returns whether the node took them. A refusal
     never fails a batch the node may hold in some form; only a fatal refusal of a batch
-    no version of which the node knows does, with one attempt of its events."""
+    no version of which the node knows does, with one attempt of its events. Refused for
+    funds, it is re-signed smaller at its nonce (batch_shrink_for_funds)."""
     try:
         send_signed(context.w3, _signed_of(batch))
         return True
@@ -481,6 +505,8 @@ def batch_broadcast(
         message = f"{classify_error(exc)}: {error_message(exc)}"
         batch_error_note(batch=batch, error=message)
         cause = operator_cause(exc)
+        if cause == PauseCause.INSUFFICIENT_FUNDS and shrink_for_funds and batch.size > 1:
+            return batch_shrink_for_funds(context, view, batch, counters, now=now, refusal=error_message(exc)[:200])
         if cause is not None:
             raise OperatorFault(cause, f"the node refused batch {batch.pk}: {error_message(exc)[:300]}") from exc
         if is_underpriced(exc):
@@ -535,9 +561,13 @@ def _resign(
     priority: int,
     now: datetime,
     reason: str,
-) -> None:
+    left_out: list[DeliveryItem] | None = None,
+    shrink_for_funds: bool = True,
+) -> bool:
     """A newly signed version of the batch (its items, maybe fewer); every hash is kept,
-    so whichever version is mined is found."""
+    so whichever version is mined is found. ``left_out``: items of its latest version this
+    one leaves out at the same nonce, whose events stay with the batch until the version
+    mined is known. Returns whether the node took it."""
     tx = build_delivery_tx(
         context.w3,
         contract_address=context.contract_address,
@@ -560,6 +590,9 @@ def _resign(
     batch.signed_raw_tx = HexBytes(signed.raw_transaction).to_0x_hex()
     batch.nonce, batch.max_fee_per_gas, batch.max_priority_fee_per_gas = nonce, max_fee, priority
     batch.last_broadcast_at, batch.broadcast_block = now, view.head
+    if left_out:
+        known = {int(item) for item in batch.left_out_item_ids}
+        batch.left_out_item_ids = sorted(known | {item.item_id for item in left_out})
     with transaction.atomic(durable=True):
         DeliveryBatch.objects.filter(pk=batch.pk, status=DeliveryBatchStatus.SUBMITTED).update(
             item_ids=batch.item_ids,
@@ -575,13 +608,68 @@ def _resign(
             max_priority_fee_per_gas=priority,
             last_broadcast_at=now,
             broadcast_block=view.head,
+            left_out_item_ids=batch.left_out_item_ids,
         )
         events_tx_hash_set(batch=batch)
     logger.info(
         "delivery transaction re-signed",
         extra={"batch_id": batch.pk, "reason": reason, "nonce": nonce, "tx_hash": signed.tx_hash, "max_fee": max_fee},
     )
-    batch_broadcast(context, view, batch, counters, now=now, replace_if_underpriced=False)
+    return batch_broadcast(
+        context, view, batch, counters, now=now, replace_if_underpriced=False, shrink_for_funds=shrink_for_funds
+    )
+
+
+def batch_shrink_for_funds(
+    context: ChainContext,
+    view: ChainView,
+    batch: DeliveryBatch,
+    counters: CycleCounters,
+    *,
+    now: datetime,
+    refusal: str,
+) -> bool:
+    """The node refused the batch's latest version for funds (the balance moved since it was
+    planned: a withdrawal from the signer, fees that rose; or a fee bump the balance cannot
+    pay). Re-signed at the same nonce and fees with the items the balance pays at them (read
+    again), or without its largest item when the balance read pays them all, at most
+    REPLANS_FOR_FUNDS times. An earlier version may have reached a pool (a send that timed
+    out): only one version can be mined, and the items left out stay with this batch
+    (``left_out_item_ids``) until it is known which (batch_mined_record, batch_confirm).
+    Only a batch of one item the balance cannot pay pauses delivery (its gas is not there)."""
+    w3 = context.w3
+    items = _items(batch)
+    for _ in range(REPLANS_FOR_FUNDS):
+        balance = int(chain_call(w3.eth.get_balance, context.signer.address))
+        kept = items_fit(items, budget=balance - batch.gas * batch.max_fee_per_gas)
+        if len(kept) == len(items) and len(items) > 1:
+            kept = without_largest(items)  # the node sees less than the balance read
+        if not kept or len(kept) == len(items):
+            break
+        left = [item for item in items if item not in kept]
+        counters.notes.append(
+            f"batch {batch.pk}: refused for funds ({refusal}); re-signed at nonce {batch.nonce} "
+            f"with {len(kept)} of its {len(items)} items"
+        )
+        logger.warning(
+            "delivery batch refused for funds: re-signed smaller at its nonce",
+            extra={"batch_id": batch.pk, "nonce": batch.nonce, "items": len(kept), "left_out": len(left)},
+        )
+        try:
+            return _resign(
+                context, view, batch, counters, items=kept, nonce=batch.nonce, max_fee=batch.max_fee_per_gas,
+                priority=batch.max_priority_fee_per_gas, now=now, reason=f"refused for funds: {refusal}",
+                left_out=left, shrink_for_funds=False,
+            )  # fmt: skip
+        except OperatorFault as fault:
+            if fault.cause != PauseCause.INSUFFICIENT_FUNDS:
+                raise
+            refusal = fault.detail[:200]
+            items = kept
+    raise OperatorFault(
+        PauseCause.INSUFFICIENT_FUNDS,
+        f"the node refused batch {batch.pk} for funds and the signer cannot pay a smaller version: {refusal}",
+    )
 
 
 def batch_replace(
@@ -608,9 +696,27 @@ def batch_replace(
             raise OperatorFault(PauseCause.FEES_ABOVE_CAP, message)
         counters.notes.append(message)
         return
+    # The replacement's gas costs more (fees +12.5% at least): with a value near the whole
+    # budget, the balance may not pay it. It then carries the items the balance pays at the
+    # higher fee (oldest first); those left out stay with this nonce, since the version in
+    # the pool may still be mined. Before, it was refused for funds: delivery paused.
+    items = _items(batch)
+    kept = items_fit(items, budget=view.balance - batch.gas * fees[0])
+    if not kept:
+        raise OperatorFault(
+            PauseCause.INSUFFICIENT_FUNDS,
+            f"batch {batch.pk} ({reason}): the signer holds {view.balance} wei, less than the gas of a "
+            f"replacement at {fees[0]} wei/gas and its smallest item",
+        )
+    left = [item for item in items if item not in kept]
+    if left:
+        counters.notes.append(
+            f"batch {batch.pk}: replaced with {len(kept)} of its {len(items)} items, what the balance pays at "
+            f"{fees[0]} wei/gas"
+        )
     _resign(
-        context, view, batch, counters, items=_items(batch), nonce=batch.nonce, max_fee=fees[0], priority=fees[1],
-        now=now, reason=reason,
+        context, view, batch, counters, items=kept, nonce=batch.nonce, max_fee=fees[0], priority=fees[1],
+        now=now, reason=reason, left_out=left,
     )  # fmt: skip
     counters.replacements += 1
 

@@ -249,6 +249,12 @@ def batch_mined_record(
         if added is not None:
             amounts = {**added, **(amounts or {})}
             fields = {name: getattr(batch, name) for name in CARRIED_FIELDS}
+        # Items left out of its latest version that the version mined paid are its own again
+        # (carried above); the others stay with it until it is confirmed (batch_confirm).
+        paid_ids = {item.item_id for item in paid_items}
+        left_out = [item for item in batch.left_out_item_ids if int(item) not in paid_ids]
+        if left_out != list(batch.left_out_item_ids):
+            batch.left_out_item_ids = fields["left_out_item_ids"] = left_out
     DeliveryBatch.objects.filter(pk=batch.pk).update(
         block_number=block_number,
         block_hash=block_hash,
@@ -379,6 +385,8 @@ def batch_confirm(*, batch: DeliveryBatch, nonce: int, now: datetime) -> int:
     )
     _events([row[0] for row in rows]).update(metadata=JsonMerge("metadata", patch))
     _distributed_add(rows, sign=1)
+    # Which version of it was mined is known now: what it left out and did not pay goes back.
+    _left_out_return(batch, error=None)
     DELIVERIES.labels(status=DeliveryStatus.DELIVERED.value).inc(len(rows))
     for row in rows:
         DELIVERY_LATENCY_SECONDS.observe(max((now - row[3]).total_seconds(), 0))
@@ -463,6 +471,7 @@ def batch_fail(*, batch: DeliveryBatch, error: str, now: datetime, operator: boo
     if not claimed:
         return []
     logger.warning("delivery batch failed", extra={"batch_id": batch.pk, "error": error[:200]})
+    _left_out_return(batch, error=error)  # not in the version that failed: no attempt used
     held = list(_events(batch.event_ids).filter(**_of_batch(batch.pk)).values_list("pk", flat=True))
     if operator:
         events_return(event_ids=held, from_statuses=[DeliveryStatus.SUBMITTED], batch_id=batch.pk, error=error)
@@ -479,9 +488,34 @@ def batch_supersede(*, batch: DeliveryBatch, reason: str) -> int:
     )
     if not claimed:
         return 0
-    return events_return(
+    return _left_out_return(batch, error=None) + events_return(
         event_ids=batch.event_ids, from_statuses=[DeliveryStatus.SUBMITTED], batch_id=batch.pk, error=None
     )
+
+
+def _items_event_ids(item_ids: Iterable[Any]) -> list[int]:
+    return [event for events in items_events(item_ids=(int(item) for item in item_ids)).values() for event in events]
+
+
+def _left_out_return(batch: DeliveryBatch, *, error: str | None) -> int:
+    """Inside the caller's transaction, once no version of the batch carrying them can pay
+    any more (the version mined confirmed without them, or the batch is closed): the events
+    of the items left out of its latest version that it still holds go back to pending, no
+    attempt used, and the batch forgets them. Returns how many."""
+    left_out = list(batch.left_out_item_ids)
+    if not left_out:
+        return 0
+    DeliveryBatch.objects.filter(pk=batch.pk).update(left_out_item_ids=[])
+    batch.left_out_item_ids = []
+    returned = events_return(
+        event_ids=_items_event_ids(left_out), from_statuses=[DeliveryStatus.SUBMITTED], batch_id=batch.pk, error=error
+    )
+    if returned:
+        logger.info(
+            "events left out of a delivery batch's latest version go back to pending",
+            extra={"batch_id": batch.pk, "items": left_out[:50], "events": returned},
+        )
+    return returned
 
 
 def batch_error_note(*, batch: DeliveryBatch, error: str) -> None:
@@ -493,22 +527,22 @@ def deployment_batches_supersede(*, deployment_id: int, now: datetime) -> int:
     can never confirm; their events return to pending (their attempts are kept)."""
     batches = list(
         DeliveryBatch.objects.filter(deployment_id=deployment_id, status=DeliveryBatchStatus.SUBMITTED).values_list(
-            "pk", "event_ids"
+            "pk", "event_ids", "left_out_item_ids"
         )
     )
     if not batches:
         return 0
-    DeliveryBatch.objects.filter(pk__in=[pk for pk, _ in batches]).update(
+    DeliveryBatch.objects.filter(pk__in=[pk for pk, _, _ in batches]).update(
         status=DeliveryBatchStatus.SUPERSEDED, last_error="deployment superseded before confirmation"
     )
     returned = sum(
         events_return(
-            event_ids=ids,
+            event_ids=[*ids, *_items_event_ids(left_out)],
             from_statuses=[DeliveryStatus.SUBMITTED, DeliveryStatus.FAILED],
             batch_id=pk,
             error=None,
         )
-        for pk, ids in batches
+        for pk, ids, left_out in batches
     )
     logger.warning("superseded deployment returned events to pending", extra={"events": returned})
     return returned
@@ -566,7 +600,7 @@ def batch_abandon(*, batch_id: int, tx_hashes: Sequence[str], error: str) -> int
     ):
         return None
     DeliveryBatch.objects.filter(pk=batch_id).update(status=DeliveryBatchStatus.ABANDONED, last_error=error[:2000])
-    returned = events_return(
+    returned = _left_out_return(batch, error=error) + events_return(
         event_ids=batch.event_ids, from_statuses=[DeliveryStatus.SUBMITTED], batch_id=batch_id, error=error
     )
     logger.warning("delivery batch abandoned by staff", extra={"batch_id": batch_id, "events": returned})

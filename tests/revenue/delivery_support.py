@@ -24,7 +24,7 @@ from revenue.delivery.metadata import DeliveryMetadata, DeliveryStatus, document
 from revenue.delivery.selectors import BUNDLE_ITEM_BASE
 from revenue.delivery.service import DeliveryCycleResult, revenue_events_deliver
 from revenue.jsonb import JsonMerge
-from revenue.models import DeliveryBundle, RevenueEvent, RevenueStream
+from revenue.models import DeliveryBatch, DeliveryBundle, RevenueEvent, RevenueStream
 from revenue.split import revenue_split
 from revenue.streams import STREAMS
 
@@ -188,6 +188,24 @@ def assert_delivered_exactly_once(context: ChainContext | None = None, *, price:
         assert data.tx_hash == log.tx_hash and data.block_number == log.block_number, (pk, document, log)
         assert data.block_hash == log.block_hash and data.amount_wei == wanted[pk], (pk, document)
         assert isinstance(data.nonce, int) and data.delivered_at
+
+
+def left_out_tied(batch_id: int, event_ids: list[int]) -> Callable[[Any], None]:
+    """A check for after every cycle: while their batch is not confirmed, the events left out
+    of its latest version (its earlier version, carrying them, may still be mined) stay with it
+    (submitted, its own) and are in no other batch; nothing unpaid is delivered."""
+
+    def check(_result: Any) -> None:
+        assert_no_unpaid_delivered()
+        batch = DeliveryBatch.objects.get(pk=batch_id)
+        for pk in event_ids:
+            others = [b.pk for b in DeliveryBatch.objects.exclude(pk=batch_id) if pk in b.event_ids]
+            if batch.status == "submitted":
+                data = metadata(pk)
+                assert (data.status, data.batch_id) == (DeliveryStatus.SUBMITTED, batch_id), (pk, data)
+                assert others == [], f"event {pk} sent again while batch {batch_id} may still pay it"
+
+    return check
 
 
 def alerts() -> list[str]:

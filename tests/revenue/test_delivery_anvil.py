@@ -24,6 +24,7 @@ from orders.engine.requests import OrderRequest
 from orders.models import Market
 from orders.services.orders import order_place
 from revenue.chain.client import (
+    ChainUnavailable,
     DeliveryItem,
     SignedTx,
     build_delivery_tx,
@@ -73,6 +74,7 @@ from tests.revenue.delivery_support import (
     events_create,
     expected_wei,
     holder_total,
+    left_out_tied,
     metadata,
     onchain,
     statuses,
@@ -708,6 +710,168 @@ def test_a_batch_whose_gas_is_above_what_the_budget_kept_is_sent_smaller(on_anvi
     assert 0 < batch.size < 64 and batch.event_ids == ids[: batch.size]  # the oldest first
     ctl.set_balance(context.signer_address, 10**21)
     drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    assert_delivered_exactly_once(context)
+    assert all(metadata(pk).retry_attempts == 0 for pk in ids) and report()["pause"] is None
+
+
+def test_a_saved_batch_refused_for_funds_at_broadcast_is_re_signed_smaller_at_its_nonce(
+    on_anvil, settings, monkeypatch
+):
+    """The operator withdraws from the signer between the batch's planning (signed and
+    saved within the balance then) and its broadcast: the node refuses it for funds. Before,
+    delivery paused (`insufficient_funds`), every rebroadcast refused the same way, while the
+    signer could pay a smaller batch. It is re-signed at the same nonce with what the balance
+    pays; the item left out stays with that nonce until the version mined is confirmed, then
+    is paid once by a later batch."""
+    ctl, context = on_anvil.ctl, on_anvil.context
+    # the newest share is big (7.5 ETH): what is left once it is left out pays the next batches' gas
+    ids = [
+        *events_create(5),
+        revenue_collect(stream=2, amount="100000", description="x", source_type="t", source_id="big").pk,
+    ]
+    real_broadcast = broadcast.batch_broadcast
+    withdrawn: list[int] = []
+
+    def withdraw_then_send(context, view, batch, counters, **kwargs):
+        if not withdrawn:  # the first broadcast of the batch just saved
+            withdrawn.append(int(batch.value_wei) - 1 + batch.gas * batch.max_fee_per_gas)
+            ctl.set_balance(context.signer_address, withdrawn[0])
+        return real_broadcast(context, view, batch, counters, **kwargs)
+
+    monkeypatch.setattr(broadcast, "batch_broadcast", withdraw_then_send)
+    result = revenue_events_deliver(max_batches=1)
+    sound()
+    assert not result.paused and result.counters.events_failed == 0, result.as_dict()
+    batch = DeliveryBatch.objects.get()
+    (first, second) = batch.tx_hashes
+    assert receipt_or_none(context.w3, first) is None and context.w3.eth.get_transaction(second)["nonce"] == batch.nonce
+    left_out = [pk for pk in ids if pk not in batch.event_ids]
+    assert left_out == ids[-1:] and batch.left_out_item_ids == left_out  # what the balance did not pay
+    assert metadata(left_out[0]).batch_id == batch.pk and metadata(left_out[0]).status == DeliveryStatus.SUBMITTED
+
+    ctl.set_balance(context.signer_address, 10**21)  # topped up
+    tied = left_out_tied(batch.pk, left_out)
+    results = drive(until=all_delivered, mine=on_anvil.mine, each=lambda r: (sound(r), tied(r)))
+    assert not any(r.paused for r in results) and report()["pause"] is None
+    batch.refresh_from_db()
+    assert batch.mined_tx_hash == second and batch.left_out_item_ids == []
+    assert metadata(left_out[0]).batch_id != batch.pk
+    assert_delivered_exactly_once(context)
+    assert all(metadata(pk).retry_attempts == 0 for pk in ids)
+
+
+def test_a_batch_whose_send_timed_out_then_refused_for_funds_keeps_its_left_out_item_for_the_original(
+    on_anvil, settings, monkeypatch
+):
+    """The batch's first send times out (it may have reached some node's pool), then the
+    operator withdraws from the signer: its rebroadcast is refused for funds and it is
+    re-signed smaller at the same nonce. The original bytes, held by another node, are the
+    ones mined: the item the smaller version left out, still tied to the nonce, is paid by
+    them, once; it was never sent again meanwhile."""
+    ctl, context = on_anvil.ctl, on_anvil.context
+    w3 = context.w3
+    small = events_create(5)
+    big = revenue_collect(stream=2, amount="100000", description="x", source_type="t", source_id="big").pk
+    ids = [*small, big]  # the big share, newest, is what the balance no longer pays
+    real_send = broadcast.send_signed
+    calls: list[str] = []
+
+    def timed_out_once(w3, signed):
+        calls.append(signed.tx_hash)
+        if len(calls) == 1:
+            raise ChainUnavailable("chain node unavailable: ReadTimeout")  # the outcome is unknown
+        return real_send(w3, signed)
+
+    monkeypatch.setattr(broadcast, "send_signed", timed_out_once)
+    ctl.set_automine(False)
+    assert revenue_events_deliver(max_batches=1).paused == "node_unreachable"
+    batch = DeliveryBatch.objects.get()
+    (first,) = batch.tx_hashes
+    first_raw = bytes(HexBytes(batch.signed_raw_tx))
+    ctl.set_balance(context.signer_address, int(batch.value_wei) - 1 + batch.gas * batch.max_fee_per_gas)
+
+    result = revenue_events_deliver(max_batches=1)
+    sound()
+    assert not result.paused and result.counters.events_failed == 0, result.as_dict()
+    batch.refresh_from_db()
+    (_, second) = batch.tx_hashes
+    assert batch.nonce == w3.eth.get_transaction(second)["nonce"] and batch.left_out_item_ids == [big]
+    assert metadata(big).batch_id == batch.pk and metadata(big).status == DeliveryStatus.SUBMITTED
+    tied = left_out_tied(batch.pk, [big])
+    ctl.set_balance(context.signer_address, 10**21)  # topped up: the big share is payable again
+    for _ in range(2):  # the smaller version waits in the pool; the big share waits with it
+        revenue_events_deliver(max_batches=5)
+        sound()
+        tied(None)
+
+    # another node held the original: it is mined, not the smaller version
+    ctl.drop_transaction(second)
+    send_signed(w3, SignedTx(first_raw, first))
+    ctl.evm_mine()
+    ctl.set_automine(True)
+    drive(until=all_delivered, mine=on_anvil.mine, each=lambda r: (sound(r), tied(r)))
+    batch.refresh_from_db()
+    assert batch.mined_tx_hash == first and sorted(batch.event_ids) == sorted(ids) and batch.left_out_item_ids == []
+    assert DeliveryBatch.objects.count() == 1 and metadata(big).tx_hash == first
+    assert_delivered_exactly_once(context)
+    assert all(metadata(pk).retry_attempts == 0 for pk in ids)
+
+
+@pytest.mark.parametrize("mined", ["replacement", "original"])
+def test_a_fee_bump_the_balance_cannot_pay_is_a_smaller_replacement_at_the_same_nonce(on_anvil, settings, mined):
+    """A batch whose value is nearly the whole budget, pending and passed over by a block,
+    is replaced with fees +12.5%: its value and the dearer gas are more than the balance.
+    Before, the replacement was refused for funds and delivery paused (`insufficient_funds`).
+    It now carries what the balance pays at the higher fee; the items it leaves out stay with
+    that nonce until the version mined is known: paid by the original if it is the one mined
+    (never sent again meanwhile), else paid once by a later batch."""
+    ids, batch = one_batch_pending(on_anvil, settings, events=6)
+    ctl, context = on_anvil.ctl, on_anvil.context
+    w3 = context.w3
+    (first,) = batch.tx_hashes
+    gas_cost = batch.gas * batch.max_fee_per_gas
+    ctl.set_balance(context.signer_address, int(batch.value_wei) + gas_cost + gas_cost // 20)  # not +12.5%
+    limit = int(w3.eth.get_block("latest")["gasLimit"])
+    ctl.rpc("evm_setBlockGasLimit", hex(batch.gas - 1))  # a block made without it: passed over
+    ctl.evm_mine()
+    ctl.rpc("evm_setBlockGasLimit", hex(limit))
+    settings.DELIVERY_STUCK_SECONDS = 0
+
+    result = revenue_events_deliver(max_batches=1)
+    sound()
+    assert not result.paused and result.counters.replacements == 1, result.as_dict()
+    replaced = DeliveryBatch.objects.get()
+    (_, second) = replaced.tx_hashes  # signed within the balance at once: no version refused first
+    assert replaced.nonce == batch.nonce and w3.eth.get_transaction(second)["nonce"] == batch.nonce
+    assert replaced.max_fee_per_gas * 1000 >= batch.max_fee_per_gas * 1125
+    assert int(replaced.value_wei) + replaced.gas * replaced.max_fee_per_gas <= w3.eth.get_balance(
+        context.signer_address
+    )
+    left_out = [pk for pk in ids if pk not in replaced.event_ids]
+    assert left_out and replaced.left_out_item_ids == left_out
+    assert all(metadata(pk).batch_id == batch.pk and metadata(pk).status == DeliveryStatus.SUBMITTED for pk in ids)
+    settings.DELIVERY_STUCK_SECONDS = 3600
+    ctl.set_balance(context.signer_address, 10**21)  # topped up
+    tied = left_out_tied(batch.pk, left_out)
+    if mined == "original":  # a builder that still held the original mines it
+        ctl.drop_transaction(second)
+        send_signed(w3, SignedTx(bytes(HexBytes(batch.signed_raw_tx)), first))
+    else:
+        for _ in range(3):  # the replacement waits in the pool: the items it left out wait with it
+            revenue_events_deliver(max_batches=5)
+            sound()
+            tied(None)
+    ctl.evm_mine()
+    ctl.set_automine(True)
+    drive(until=all_delivered, mine=on_anvil.mine, each=lambda r: (sound(r), tied(r)))
+    replaced.refresh_from_db()
+    assert replaced.mined_tx_hash == (first if mined == "original" else second)
+    assert replaced.left_out_item_ids == []
+    if mined == "original":
+        assert sorted(replaced.event_ids) == ids and DeliveryBatch.objects.count() == 1
+        assert all(metadata(pk).tx_hash == first for pk in ids)
+    else:
+        assert all(metadata(pk).batch_id != batch.pk for pk in left_out)
     assert_delivered_exactly_once(context)
     assert all(metadata(pk).retry_attempts == 0 for pk in ids) and report()["pause"] is None
 

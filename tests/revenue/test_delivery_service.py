@@ -4,6 +4,7 @@ confirmations, failures and backoff, crashes, superseded deployments, one sender
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -14,12 +15,13 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 import revenue.delivery.broadcast as broadcast
+import revenue.delivery.service as service
 from config.celery import app
 from orders.models import Market
 from revenue import dispatch, tasks
 from revenue.chain.client import ChainUnavailable, TransientChainError
 from revenue.chain.devnode import free_port
-from revenue.chain.runtime import chain_context_get, chain_context_reset
+from revenue.chain.runtime import chain_context_get, chain_context_reset, embedded_block_mine
 from revenue.delivery.lock import delivery_sender_lock
 from revenue.delivery.metadata import DeliveryStatus, patch_failed
 from revenue.delivery.service import revenue_event_delivery_retry, revenue_events_deliver, revenue_events_redrive
@@ -41,6 +43,7 @@ from tests.revenue.delivery_support import (
     expected_wei,
     holder_total,
     in_thread,
+    left_out_tied,
     metadata,
     onchain,
     statuses,
@@ -659,3 +662,107 @@ def test_failed_events_past_a_lowered_attempt_limit_become_critical_and_are_aler
     assert metadata(due).status in (DeliveryStatus.SUBMITTED, DeliveryStatus.DELIVERED)  # retried as usual
     assert alerts() == ["2 revenue event(s): on-chain delivery gave up"]
     assert delivery_status_counts()["critical"] == 2
+
+
+# --------------------------------------------------------------------------- refused for funds once signed
+
+
+def _tx_cost(signed) -> tuple[int, int]:
+    """What the node checks a transaction against the balance for: (value, gas x max fee)."""
+    from eth_account.typed_transactions import TypedTransaction
+    from hexbytes import HexBytes
+
+    tx = TypedTransaction.from_bytes(HexBytes(signed.raw_transaction)).as_dict()
+    return int(tx["value"]), int(tx["gas"]) * int(tx["maxFeePerGas"])
+
+
+def _node_short_of_funds(monkeypatch, *, can_pay: Callable[[int, int], bool]) -> list[tuple[int, int]]:
+    """The node refuses, in the in-process chain's own words, every transaction whose value
+    and gas the signer cannot pay (``can_pay(value, gas cost)``: the balance moved after the
+    batch was planned). Returns what it was asked to take."""
+    real_send = broadcast.send_signed
+    asked: list[tuple[int, int]] = []
+
+    def send(w3, signed):
+        value, gas_cost = _tx_cost(signed)
+        asked.append((value, gas_cost))
+        if not can_pay(value, gas_cost):
+            raise ValueError(
+                "Sender does not have enough balance to cover transaction value and gas "
+                f"(has 1, needs {value + gas_cost})"
+            )
+        return real_send(w3, signed)
+
+    monkeypatch.setattr(broadcast, "send_signed", send)
+    return asked
+
+
+def test_a_saved_batch_refused_for_funds_at_broadcast_is_re_signed_smaller_at_its_nonce(embedded, monkeypatch):
+    """A batch planned within the balance, signed and saved, then refused for funds when it
+    is sent (the operator withdrew from the signer in between). Before, delivery paused
+    (`insufficient_funds`) and every later cycle's rebroadcast of the same bytes was refused
+    the same way while the signer could pay a smaller batch. Now it is re-signed at its nonce
+    without what the balance cannot pay; the item left out stays with that nonce until the
+    version mined is known (confirmed), then is paid once by a later batch."""
+    ids = events_create(6)
+    amounts = expected_wei(ids)
+    largest = max(ids, key=lambda pk: (amounts[pk], pk))
+    limit = sum(amounts.values()) - 1  # the balance now pays all of them but one wei
+    asked = _node_short_of_funds(monkeypatch, can_pay=lambda value, gas: value <= limit)
+
+    first = revenue_events_deliver(max_batches=1)
+    assert not first.paused and first.counters.batches_sent == 1 and first.counters.events_failed == 0, first.as_dict()
+    batch = DeliveryBatch.objects.get()
+    assert len(batch.tx_hashes) == 2 and len(asked) == 2 and asked[0][0] == sum(amounts.values())
+    assert batch.event_ids == [pk for pk in ids if pk != largest] and batch.left_out_item_ids == [largest]
+    assert batch.mined_tx_hash == batch.tx_hashes[1]  # the smaller version, at the same nonce
+    assert metadata(largest).batch_id == batch.pk and metadata(largest).status == DeliveryStatus.SUBMITTED
+    results = drive(until=all_delivered, each=left_out_tied(batch.pk, [largest]))
+    assert not any(r.paused for r in results)
+    assert_delivered_exactly_once()
+    assert all(metadata(pk).retry_attempts == 0 for pk in ids)
+    batch.refresh_from_db()
+    assert batch.status == "confirmed" and batch.left_out_item_ids == [] and largest not in batch.event_ids
+    assert DeliveryHeartbeat.objects.get().pause_cause == ""
+
+
+def test_a_fee_bump_the_balance_cannot_pay_is_a_smaller_replacement_at_the_same_nonce(embedded, monkeypatch, settings):
+    """A batch whose value is nearly the whole budget waits in the pool and must be replaced
+    with fees +12.5%: its value and the higher gas are more than the balance. Before, the
+    replacement was refused for funds and delivery paused (`insufficient_funds`). Now the
+    replacement at the same nonce carries what the balance pays at the higher fee; the
+    items left out stay with that nonce until the version mined is known."""
+    context = chain_context_get()
+    tester = context.w3.provider.ethereum_tester
+    ids = events_create(6)
+    amounts = expected_wei(ids)
+    tester.disable_auto_mine_transactions()  # the batch waits in the pool
+    try:
+        first = revenue_events_deliver(max_batches=1)
+        assert first.counters.batches_sent == 1, first.as_dict()
+        batch = DeliveryBatch.objects.get()
+        value, gas_cost = sum(amounts.values()), batch.gas * batch.max_fee_per_gas
+        # the balance pays the batch as sent, not with its gas 12.5% dearer
+        asked = _node_short_of_funds(monkeypatch, can_pay=lambda v, g: v + g <= value + gas_cost)
+        settings.DELIVERY_STUCK_SECONDS = 0
+        DeliveryBatch.objects.filter(pk=batch.pk).update(broadcast_block=batch.broadcast_block - 1)  # passed over
+        monkeypatch.setattr(service, "embedded_block_mine", lambda context: None)  # no block takes it meanwhile
+        second = revenue_events_deliver(max_batches=1)
+        monkeypatch.setattr(service, "embedded_block_mine", embedded_block_mine)
+        assert not second.paused and second.counters.events_failed == 0, second.as_dict()
+        assert second.counters.replacements == 1
+        replaced = DeliveryBatch.objects.get()
+        assert replaced.nonce == batch.nonce and replaced.max_fee_per_gas * 1000 >= batch.max_fee_per_gas * 1125
+        assert asked[-1][0] + asked[-1][1] <= value + gas_cost and asked[-1][0] < value
+        left_out = [pk for pk in ids if pk not in replaced.event_ids]
+        assert left_out and replaced.left_out_item_ids == left_out
+        assert all(metadata(pk).batch_id == batch.pk for pk in left_out)
+        assert all(metadata(pk).status == DeliveryStatus.SUBMITTED for pk in ids)
+    finally:
+        tester.enable_auto_mine_transactions()
+    results = drive(until=all_delivered, each=left_out_tied(batch.pk, left_out))
+    assert not any(r.paused for r in results)
+    replaced.refresh_from_db()
+    assert replaced.mined_tx_hash == replaced.tx_hashes[-1] and replaced.left_out_item_ids == []
+    assert_delivered_exactly_once()
+    assert all(metadata(pk).retry_attempts == 0 for pk in ids)
