@@ -12,6 +12,7 @@ from csp.constants import NONE, SELF
 from config.processes import web_workers
 from config.settings.env import env_bool, env_decimal, env_int, env_list, env_str
 from core.logging import logging_config
+from core.platform import platform_key_prefix
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -125,6 +126,13 @@ DATABASES = {"default": database_config(DATABASE_URL)}
 WEB_CONNECTIONS_PER_REQUEST = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- Two platforms on one server (docs/operations.md) ---------------------------------
+# This platform's keys in Redis (the cache's and the Celery broker's) start with this, so
+# that another platform on the same Redis database (staging beside production) neither
+# reads its counters and claims nor takes its tasks. PLATFORM_KEY_PREFIX, else derived from
+# the database (core.platform); empty: no prefix.
+PLATFORM_KEY_PREFIX = platform_key_prefix(DATABASES["default"])
+
 # --- Cache (API rate limits, delivery debounce, failure-log cap) ---------------------
 # Shared by every process: Redis with REDIS_URL; without it, a table of the database
 # (core.cache.AtomicDatabaseCache: atomic add and incr across processes), created by
@@ -134,7 +142,11 @@ REDIS_URL = env_str("REDIS_URL", "")
 CACHE_TABLE = "platform_cache"
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": PLATFORM_KEY_PREFIX,
+        }
         if REDIS_URL
         else {"BACKEND": "core.cache.AtomicDatabaseCache", "LOCATION": CACHE_TABLE, "OPTIONS": {"MAX_ENTRIES": 100_000}}
     )

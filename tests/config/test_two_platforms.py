@@ -1,0 +1,74 @@
+"""Two platforms on the same servers (docs/operations.md, "Two platforms on one server"):
+staging beside production, each with its own database and settings, one Redis database for
+both. Each platform is its own processes, as an operator runs them: the settings of
+`make run` (its database under VAR_DIR) with REDIS_URL set."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+
+from tests import environment
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _platform_env(var_dir: Path, **overrides: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "CELERY_", "PROMETHEUS_", "PLATFORM_")) and k not in {"DATABASE_URL", "VAR_DIR"}
+    }
+    env.update(DJANGO_SETTINGS_MODULE="config.settings.local", VAR_DIR=str(var_dir), REDIS_URL=settings.REDIS_URL)
+    env.update(overrides)
+    return env
+
+
+def _run(env: dict[str, str], script: str, *args: str) -> object:
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()\n" + script, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+CLAIMS = """
+import json, sys
+from accounts.api_keys import signature_claim
+from core.api.throttling import ResilientScopedRateThrottle
+
+throttle = ResilientScopedRateThrottle()
+throttle.num_requests, throttle.duration = 1, 3600
+print(json.dumps([signature_claim(key_id=1, signature=sys.argv[1]), throttle.count(sys.argv[2])]))
+"""
+
+
+def _redis_required() -> None:
+    environment.require(settings.REDIS_URL.startswith("redis://"), "this test needs REDIS_URL=redis://...")
+
+
+def test_two_platforms_on_one_redis_database_keep_their_own_claims_and_counts(tmp_path):
+    """A signed request's replay claim and a rate limit's count (the registrations of one
+    client address, say) are each platform's own: the second platform's first use of a
+    signature or of a limit was refused, counted in the first one's keys."""
+    _redis_required()
+    # A claim is kept for twice the signature's window: longer than the test, however slow.
+    staging, production = (
+        _platform_env(tmp_path / name, API_SIGNATURE_WINDOW_MS="3600000") for name in ("staging", "production")
+    )
+    signature, limit = uuid.uuid4().hex, f"throttle_register_{uuid.uuid4().hex}"
+
+    assert _run(staging, CLAIMS, signature, limit) == [True, True]
+    assert _run(production, CLAIMS, signature, limit) == [True, True]
+    assert _run(staging, CLAIMS, signature, limit) == [False, False]  # every process of a platform shares them
