@@ -424,6 +424,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
     if CELERY_BROKER_URL.startswith("filesystem")
     else {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 )
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) and PLATFORM_KEY_PREFIX:
+    # kombu's prefix of every key and pub/sub channel of the transport (queues "celery" and
+    # "chain", their bindings, the unacknowledged messages, the workers' control): another
+    # platform's worker on the same Redis database never takes this one's tasks.
+    CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = f"{PLATFORM_KEY_PREFIX}:"
 CELERY_BROKER_CONNECTION_TIMEOUT = 2.0
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True

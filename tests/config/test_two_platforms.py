@@ -12,6 +12,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import redis
 from django.conf import settings
 
 from tests import environment
@@ -72,3 +73,45 @@ def test_two_platforms_on_one_redis_database_keep_their_own_claims_and_counts(tm
     assert _run(staging, CLAIMS, signature, limit) == [True, True]
     assert _run(production, CLAIMS, signature, limit) == [True, True]
     assert _run(staging, CLAIMS, signature, limit) == [False, False]  # every process of a platform shares them
+
+
+BROKER = """
+import json, sys
+from celery import current_app as app
+import redis
+from django.conf import settings
+
+taken = []
+if sys.argv[1] == "publish":
+    sent = [app.send_task("orders.tasks.inactive_orders_sweep"), app.send_task("revenue.tasks.revenue_delivery_run")]
+    taken = [result.id for result in sent]
+else:
+    with app.connection_for_read() as connection:
+        for queue in ("celery", "chain"):
+            message = app.amqp.queues[queue](connection.default_channel).get(no_ack=True)
+            taken.append(None if message is None else message.headers["id"])
+print(json.dumps([settings.PLATFORM_KEY_PREFIX, taken]))
+"""
+
+
+def test_a_platforms_worker_never_takes_another_platforms_tasks(tmp_path):
+    """The queues "celery" and "chain" on one Redis database: the other platform's worker
+    took this one's tasks (a delivery run, a sweep) and ran them on its own database."""
+    _redis_required()
+    staging, production = (
+        _platform_env(tmp_path / name, CELERY_BROKER_URL=settings.REDIS_URL) for name in ("staging", "production")
+    )
+    prefixes: list[str] = []
+    try:
+        prefix, published = _run(staging, BROKER, "publish")
+        prefixes.append(prefix)
+        prefix, taken_by_production = _run(production, BROKER, "take")
+        prefixes.append(prefix)
+        _, taken_by_staging = _run(staging, BROKER, "take")
+    finally:
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        for prefix in filter(None, prefixes):
+            for key in client.scan_iter(match=f"{prefix}:*"):
+                client.delete(key)
+    assert taken_by_production == [None, None]
+    assert taken_by_staging == published
