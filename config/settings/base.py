@@ -457,6 +457,13 @@ EMAIL_BACKEND = env_str("EMAIL_BACKEND", "core.mail.LogEmailBackend")
 # and ALERT_WEBHOOK_URL carry passwords, API keys and tokens (core.error_reports).
 DEFAULT_EXCEPTION_REPORTER_FILTER = "core.error_reports.SettingsSafeExceptionReporterFilter"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "platform@localhost")
+# Which platform a mail to ADMINS (error reports, delivery alerts) or an alert's webhook body
+# ("platform") comes from, where several share their recipients (staging beside production).
+# Empty: Django's "[Django] " subjects and no "platform" in the webhook body. Production: the
+# first of DJANGO_ALLOWED_HOSTS by default.
+PLATFORM_NAME = env_str("PLATFORM_NAME", "")
+if PLATFORM_NAME:
+    EMAIL_SUBJECT_PREFIX = f"[{PLATFORM_NAME}] "
 # Password reset links by mail (accounts.services.user_password_reset_request). Default: on
 # where mail leaves the process (an EMAIL_BACKEND other than the log's) or with DEBUG on
 # (`make run`: the link is read in the log). A link written to production logs would let

@@ -115,3 +115,35 @@ def test_a_platforms_worker_never_takes_another_platforms_tasks(tmp_path):
                 client.delete(key)
     assert taken_by_production == [None, None]
     assert taken_by_staging == published
+
+
+ALERT = """
+import json
+import requests
+from django.core import mail
+
+posted = []
+requests.post = lambda url, json, timeout: posted.append(json) or type("Answer", (), {"raise_for_status": print})()
+from revenue.alerts import alert_send
+
+alert_send(kind="delivery_paused", subject="on-chain delivery paused", details={})
+print(json.dumps([mail.outbox[0].subject, posted[0].get("platform")]))
+"""
+
+
+def test_the_admins_mail_and_the_alerts_webhook_name_the_platform(tmp_path):
+    """Staging and production mailing the same admins and posting to the same pager: the
+    same "[Django] on-chain delivery paused" from either, and the same webhook body."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PLATFORM_", "EMAIL_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.production",
+        DJANGO_SECRET_KEY="k" * 20 + "-a-long-random-looking-production-secret-value-0123456789",
+        DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite3",  # an alert is sent after the commit: autocommit is asked
+        EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+        ALERT_WEBHOOK_URL="https://hooks.example.com/services/T000/B000/secret",
+        LOG_LEVEL="CRITICAL",
+    )
+    production = _run({**env, "DJANGO_ALLOWED_HOSTS": "exchange.example.com,www.exchange.example.com"}, ALERT)
+    staging = _run({**env, "DJANGO_ALLOWED_HOSTS": "staging.example.com", "PLATFORM_NAME": "staging"}, ALERT)
+    assert production == ["[exchange.example.com] on-chain delivery paused", "exchange.example.com"]
+    assert staging == ["[staging] on-chain delivery paused", "staging"]
