@@ -37,6 +37,8 @@ EVENTS_LISTED = 50
 def alert_send(*, kind: str, subject: str, details: dict[str, Any]) -> None:
     """Send one alert after the current transaction commits (at once outside one)."""
     alert = {"kind": kind, "subject": subject, **details}
+    if settings.PLATFORM_NAME:  # which platform, where several share the webhook
+        alert["platform"] = settings.PLATFORM_NAME
     transaction.on_commit(partial(_alert_send, alert=alert))
 
 

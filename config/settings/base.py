@@ -12,6 +12,7 @@ from csp.constants import NONE, SELF
 from config.processes import web_workers
 from config.settings.env import env_bool, env_decimal, env_int, env_list, env_str
 from core.logging import logging_config
+from core.platform import platform_key_prefix
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -125,6 +126,13 @@ DATABASES = {"default": database_config(DATABASE_URL)}
 WEB_CONNECTIONS_PER_REQUEST = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- Two platforms on one server (docs/operations.md) ---------------------------------
+# This platform's keys in Redis (the cache's and the Celery broker's) start with this, so
+# that another platform on the same Redis database (staging beside production) neither
+# reads its counters and claims nor takes its tasks. PLATFORM_KEY_PREFIX, else derived from
+# the database (core.platform); empty: no prefix.
+PLATFORM_KEY_PREFIX = platform_key_prefix(DATABASES["default"])
+
 # --- Cache (API rate limits, delivery debounce, failure-log cap) ---------------------
 # Shared by every process: Redis with REDIS_URL; without it, a table of the database
 # (core.cache.AtomicDatabaseCache: atomic add and incr across processes), created by
@@ -134,7 +142,11 @@ REDIS_URL = env_str("REDIS_URL", "")
 CACHE_TABLE = "platform_cache"
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": PLATFORM_KEY_PREFIX,
+        }
         if REDIS_URL
         else {"BACKEND": "core.cache.AtomicDatabaseCache", "LOCATION": CACHE_TABLE, "OPTIONS": {"MAX_ENTRIES": 100_000}}
     )
@@ -412,6 +424,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
     if CELERY_BROKER_URL.startswith("filesystem")
     else {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 )
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) and PLATFORM_KEY_PREFIX:
+    # kombu's prefix of every key and pub/sub channel of the transport (queues "celery" and
+    # "chain", their bindings, the unacknowledged messages, the workers' control): another
+    # platform's worker on the same Redis database never takes this one's tasks.
+    CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = f"{PLATFORM_KEY_PREFIX}:"
 CELERY_BROKER_CONNECTION_TIMEOUT = 2.0
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
@@ -440,6 +457,13 @@ EMAIL_BACKEND = env_str("EMAIL_BACKEND", "core.mail.LogEmailBackend")
 # and ALERT_WEBHOOK_URL carry passwords, API keys and tokens (core.error_reports).
 DEFAULT_EXCEPTION_REPORTER_FILTER = "core.error_reports.SettingsSafeExceptionReporterFilter"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "platform@localhost")
+# Which platform a mail to ADMINS (error reports, delivery alerts) or an alert's webhook body
+# ("platform") comes from, where several share their recipients (staging beside production).
+# Empty: Django's "[Django] " subjects and no "platform" in the webhook body. Production: the
+# first of DJANGO_ALLOWED_HOSTS by default.
+PLATFORM_NAME = env_str("PLATFORM_NAME", "")
+if PLATFORM_NAME:
+    EMAIL_SUBJECT_PREFIX = f"[{PLATFORM_NAME}] "
 # Password reset links by mail (accounts.services.user_password_reset_request). Default: on
 # where mail leaves the process (an EMAIL_BACKEND other than the log's) or with DEBUG on
 # (`make run`: the link is read in the log). A link written to production logs would let

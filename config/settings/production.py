@@ -11,6 +11,9 @@ if len(SECRET_KEY) < 50 or SECRET_KEY.startswith("insecure"):
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be a random string of at least 50 characters.")
 SIMPLE_JWT["SIGNING_KEY"] = SECRET_KEY  # noqa: F405
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS")
+# Mail to ADMINS and alerts name the platform they come from (base.py, PLATFORM_NAME).
+PLATFORM_NAME = env_str("PLATFORM_NAME", ALLOWED_HOSTS[0] if ALLOWED_HOSTS else "")
+EMAIL_SUBJECT_PREFIX = f"[{PLATFORM_NAME}] " if PLATFORM_NAME else "[Django] "
 DATABASE_URL = env_str("DATABASE_URL")
 DATABASES = {"default": database_config(DATABASE_URL)}  # noqa: F405
 CHAIN_SIGNER_PRIVATE_KEY = env_str("CHAIN_SIGNER_PRIVATE_KEY", "")

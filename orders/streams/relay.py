@@ -35,7 +35,6 @@ had not yet published when it died is lost with it."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import threading
 import time
@@ -54,6 +53,7 @@ from django.db import connections
 
 from core.logging import LinesEvery
 from core.metrics import STREAM_BATCHES_UNPUBLISHED
+from core.platform import platform_key_prefix
 from orders.streams.layer import StreamChannelLayer
 
 logger = logging.getLogger("orders.streams")
@@ -86,13 +86,14 @@ def _redis_client(**options: Any) -> redis.Redis:
 
 
 def relay_redis_channel(client: redis.Redis) -> str:
-    """Pub/sub ignores Redis's databases: the channel also names the platform's database
-    (its engine and web processes share one; two platforms never do), so that two
-    platforms on one Redis server never hear each other's batches."""
-    database = connections["default"].settings_dict
-    identity = "|".join(str(database.get(key) or "") for key in ("ENGINE", "HOST", "PORT", "NAME"))
-    digest = hashlib.blake2b(identity.encode(), digest_size=6).hexdigest()
-    return f"orders.streams.db{client.connection_pool.connection_kwargs.get('db', 0)}.{digest}"
+    """Pub/sub ignores Redis's databases: the channel also names the platform, by its key
+    prefix (PLATFORM_KEY_PREFIX, else a digest of its database's engine and name, read
+    from the connection: a test worker's database is its own), so that two platforms on
+    one Redis server never hear each other's batches. Not the database's host or port: an
+    engine and a web process reaching it by different addresses heard nothing of each other."""
+    prefix = platform_key_prefix(connections["default"].settings_dict)
+    channel = f"orders.streams.db{client.connection_pool.connection_kwargs.get('db', 0)}"
+    return f"{channel}.{prefix}" if prefix else channel
 
 
 def relay_lead(*, shard: str) -> None:

@@ -46,10 +46,11 @@ def test_real_services_pass(monkeypatch, settings, tmp_path) -> None:
     assert serve_settings_problems() == [f"PROMETHEUS_MULTIPROC_DIR={tmp_path / 'missing'} is not a directory"]
 
 
-def test_the_web_address_held_by_another_program_is_refused(monkeypatch, tmp_path) -> None:
+def test_the_web_address_held_by_another_program_is_refused(monkeypatch, settings, tmp_path) -> None:
     """scripts/serve started every process, and gunicorn, unable to bind, exited and was
     started again in a loop while the engines and workers ran on."""
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    settings.VAR_DIR = tmp_path
     monkeypatch.setattr(serve_check, "serve_settings_problems", list)
     monkeypatch.setattr(serve_check, "database_reachable", lambda: True)
     monkeypatch.setattr(serve_check, "broker_reachable", lambda: True)
@@ -82,3 +83,24 @@ def test_any_host_is_refused(monkeypatch, settings, tmp_path) -> None:
     assert "DJANGO_ALLOWED_HOSTS" in problem
     settings.ALLOWED_HOSTS = ["exchange.example.com", ".exchange.example.com"]
     assert serve_settings_problems() == []
+
+
+def test_another_platforms_var_dir_is_refused(monkeypatch, settings, tmp_path) -> None:
+    """Staging started from production's checkout, VAR_DIR unset: the same var/ for both.
+    Its engine bound production's ipc:// endpoint (the path taken over: production's web
+    workers connecting from then on sent their orders to staging's engine) and scripts/serve
+    emptied the metrics directory production's processes wrote in."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    for name in ("serve_settings_problems", "database_reachable", "broker_reachable", "cache_reachable"):
+        monkeypatch.setattr(serve_check, name, list if name == "serve_settings_problems" else lambda: True)
+    monkeypatch.setattr(serve_check, "bind_problem", lambda address: None)
+    settings.VAR_DIR = tmp_path / "var"
+    monkeypatch.setitem(settings.DATABASES["default"], "NAME", "platform_production")
+    call_command("serve_check")  # production's first start claims its VAR_DIR
+    call_command("serve_check")  # and starts again
+
+    monkeypatch.setitem(settings.DATABASES["default"], "NAME", "platform_staging")
+    with pytest.raises(CommandError, match="is another platform's \\(its database: platform_production\\)"):
+        call_command("serve_check")
+    settings.VAR_DIR = tmp_path / "staging"
+    call_command("serve_check")  # a VAR_DIR of its own

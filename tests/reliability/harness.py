@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import dj_database_url
 import psycopg
 
 from bench.api_load import WebServer
@@ -44,6 +45,7 @@ from bench.infra import (
     free_port,
     python,
 )
+from core.platform import platform_key_prefix
 from tests import environment
 from tests.migrated import schema_key
 from tests.waiting import wait_until
@@ -346,16 +348,19 @@ class CeleryWorker(ChildProcess):
 
 
 class TaskPublisher:
-    """Publishes tasks by name to the broker, as beat would: no Django in this process.
-    The connection is made from the URL explicitly: Celery's broker_url setting would
-    prefer a CELERY_BROKER_URL in the environment (the test run's own broker)."""
+    """Publishes tasks by name to the platform's broker, as beat would: no Django in this
+    process. The connection is made from the URL explicitly: Celery's broker_url setting
+    would prefer a CELERY_BROKER_URL in the environment (the test run's own broker). The
+    keys carry the platform's prefix, as its processes' (config/settings/base.py)."""
 
-    def __init__(self, broker_url: str) -> None:
+    def __init__(self, platform: Platform) -> None:
         from celery import Celery
 
-        self.url = broker_url
+        self.url = platform.env["CELERY_BROKER_URL"]
         self.app = Celery("reliability-publisher", set_as_current=False)
         self.app.conf.broker_connection_timeout = 2.0
+        prefix = platform_key_prefix(dj_database_url.parse(platform.env["DATABASE_URL"]))
+        self.app.conf.broker_transport_options = {"global_keyprefix": f"{prefix}:"} if prefix else {}
 
     def send(self, name: str, *, queue: str = "celery") -> None:
         with self.app.connection_for_write(self.url) as conn:
@@ -922,7 +927,7 @@ class Rig:
         self.stack.callback(worker.stop)
         return worker.start()
 
-    def publisher(self, broker_url: str) -> TaskPublisher:
-        publisher = TaskPublisher(broker_url)
+    def publisher(self, platform: Platform) -> TaskPublisher:
+        publisher = TaskPublisher(platform)
         self.stack.callback(publisher.close)
         return publisher

@@ -62,7 +62,7 @@ def test_broker_outage_loses_no_fee_and_doubles_none(rig: Rig, figures: Figures)
     )
     server = rig.web(platform)
     rig.worker(platform, queues="celery")  # one worker, as in production (beat's sweep: published below)
-    publisher = rig.publisher(f"{broker.url}/0")
+    publisher = rig.publisher(platform)
 
     stop = threading.Event()
     began = time.monotonic()

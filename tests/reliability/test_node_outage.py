@@ -78,7 +78,7 @@ def test_node_down_for_half_a_minute_pauses_delivery_then_it_resumes(rig: Rig, f
     platform.run("manage.py", "chain_deploy", "--dev", timeout=120)
     ((address,),) = platform.query("SELECT contract_address FROM revenue_chaindeployment WHERE active")
     worker = rig.worker(platform, queues="celery,chain")
-    publisher = rig.publisher(f"{broker.url}/0")
+    publisher = rig.publisher(platform)
     redrives = 0
 
     def redrive() -> None:

@@ -55,7 +55,7 @@ def test_worker_killed_mid_delivery_delivers_every_event_once_on_chain(rig: Rig,
     platform.run("manage.py", "chain_deploy", "--dev", timeout=120)
     ((address,),) = platform.query("SELECT contract_address FROM revenue_chaindeployment WHERE active")
     worker = rig.worker(platform, queues="celery,chain")
-    publisher = rig.publisher(f"{broker.url}/0")
+    publisher = rig.publisher(platform)
 
     kills: list[dict[str, Any]] = []
     redrives = 0

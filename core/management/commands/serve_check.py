@@ -1,12 +1,14 @@
 """manage.py serve_check: refuse to start the production topology (scripts/serve) on
 settings that would not deliver: PostgreSQL, Redis as broker and cache, a chain node,
 DEBUG off, the engine as its own processes, metrics shared by the processes, the web's
-address free (core/ports.py). Every
-problem is listed, then it exits non-zero; the services are reached, not only named."""
+address free (core/ports.py), VAR_DIR this platform's own. Every
+problem is listed, then it exits non-zero; the services are reached, not only named. Once
+everything passed, VAR_DIR is claimed for this platform (var_dir_claim)."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -15,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from core.health import broker_reachable, database_reachable
 from core.metrics import multiprocess_dir
+from core.platform import database_digest
 from core.ports import bind_problem, web_bind
 
 
@@ -49,6 +52,44 @@ def serve_settings_problems() -> list[str]:
     return problems
 
 
+# Written in VAR_DIR by the first `scripts/serve` of a platform: the digest of its database,
+# then the database's name, for the operator.
+VAR_DIR_OWNER = "platform"
+
+
+def _var_dir_owner() -> tuple[Path, str, str]:
+    database = settings.DATABASES["default"]
+    return Path(settings.VAR_DIR) / VAR_DIR_OWNER, database_digest(database), str(database.get("NAME") or "")
+
+
+def var_dir_problem() -> str | None:
+    """VAR_DIR is another platform's: two platforms run from one checkout with VAR_DIR
+    unset share its engine sockets (ipc://: the second engine's bind takes the path over,
+    and the first platform's web workers that connect from then on send their orders to the
+    other platform's engine), its metrics directory (emptied by the other's start) and its
+    logs."""
+    marker, ours, _ = _var_dir_owner()
+    try:
+        recorded = marker.read_text().split()
+    except FileNotFoundError:
+        return None
+    if recorded and recorded[0] == ours:
+        return None
+    other = " ".join(recorded[1:]) or "?"
+    return (
+        f"VAR_DIR={settings.VAR_DIR} is another platform's (its database: {other}): its engine sockets, metrics"
+        f" and logs would be shared; set VAR_DIR for this one (or, if this platform's database was renamed,"
+        f" delete {marker})"
+    )
+
+
+def var_dir_claim() -> None:
+    marker, ours, name = _var_dir_owner()
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    if not marker.exists():
+        marker.write_text(f"{ours} {name}\n")
+
+
 def cache_reachable() -> bool:
     try:
         cache.set("serve_check", 1, timeout=5)
@@ -72,6 +113,10 @@ class Command(BaseCommand):
             address_problem = bind_problem(web_bind())
             if address_problem:
                 problems.append(f"{address_problem} The web binds WEB_BIND, else 127.0.0.1:$PORT")
+            owner_problem = var_dir_problem()
+            if owner_problem:
+                problems.append(owner_problem)
         if problems:
             raise CommandError("the production topology cannot start:\n  - " + "\n  - ".join(problems))
+        var_dir_claim()
         self.stdout.write("settings: PostgreSQL, Redis, chain node, DEBUG off, metrics directory: ok")

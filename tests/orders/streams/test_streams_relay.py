@@ -178,6 +178,17 @@ def test_two_platforms_on_one_redis_database_hear_only_their_own_batches(setting
     assert async_to_sync(scenario)() == ["ours"]
 
 
+def test_processes_reaching_the_database_by_other_addresses_share_the_channel(settings, monkeypatch):
+    """An engine that reaches the database by another host or port than the web (a pooler
+    between one of them and PostgreSQL, `localhost` here and `127.0.0.1` there) published on
+    a channel the web processes did not listen to: the streams were silent."""
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/3")  # never connected: the channel's name only
+    web = relay_redis_channel(client)
+    monkeypatch.setitem(connections["default"].settings_dict, "HOST", "db.example.internal")
+    monkeypatch.setitem(connections["default"].settings_dict, "PORT", "6432")
+    assert relay_redis_channel(client) == web
+
+
 def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
