@@ -249,6 +249,10 @@ SIMPLE_JWT = {
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": False,
     "SIGNING_KEY": SECRET_KEY,
+    # Clocks a few seconds apart (another web host's, this one's stepped back by NTP): a
+    # token's `iat` in this host's near future is not refused as "not yet valid"; its expiry
+    # is as many seconds later (docs/security.md).
+    "LEEWAY": timedelta(seconds=env_int("JWT_LEEWAY_SECONDS", 5)),
 }
 
 # --- Failed logins (accounts/login_throttle.py, docs/security.md) ------------------
