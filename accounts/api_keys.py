@@ -50,6 +50,8 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
+from django.db.models import DateTimeField, ExpressionWrapper
+from django.db.models.functions import Now
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -173,14 +175,17 @@ def _replay_store() -> str:
 
 
 def _claim_in_database(*, claim: str, ttl_seconds: int) -> bool:
-    now = timezone.now()
+    # The database's clock, one for every web host: a host whose clock ran ahead deleted,
+    # as expired by its clock, the claims other hosts had just made, and their signatures,
+    # still within their window there, were accepted again.
+    expires = ExpressionWrapper(Now() + timedelta(seconds=ttl_seconds), output_field=DateTimeField())
     try:
         with transaction.atomic():
-            ApiSignatureSeen.objects.create(signature=claim, expires_at=now + timedelta(seconds=ttl_seconds))
+            ApiSignatureSeen.objects.create(signature=claim, expires_at=expires)
     except IntegrityError:
         return False
     # Expired claims go as new ones arrive: a few rows at a time, on an indexed column.
-    ApiSignatureSeen.objects.filter(expires_at__lt=now).delete()
+    ApiSignatureSeen.objects.filter(expires_at__lt=Now()).delete()
     return True
 
 
