@@ -423,7 +423,8 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's, whose interval tasks survive the beat host's clock stepping back (core.beat).
+CELERY_BEAT_SCHEDULER = "core.beat:DatabaseScheduler"
 # Idempotent tasks only: acknowledge after running, requeue if the worker dies.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
