@@ -67,3 +67,40 @@ def test_a_crontab_task_keeps_celery_s_own_rule():
     entry = _entry(task)
     entry.is_due()
     assert entry.last_run_at == task.last_run_at
+
+
+class _Wall:
+    def __init__(self) -> None:
+        self.at = timezone.now()
+
+    def __call__(self):
+        return self.at
+
+
+@pytest.mark.django_db(transaction=True)  # the scheduler closes connections it finds unhealthy
+def test_a_running_beat_keeps_sending_an_interval_task_after_its_clock_stepped_back(monkeypatch):
+    wall = _Wall()
+    monkeypatch.setattr(timezone, "now", wall)
+    every = IntervalSchedule.objects.create(every=60, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.create(
+        name="swept", task="revenue.tasks.post_trade_jobs_sweep", interval=every, last_run_at=wall.at
+    )
+    scheduler = import_string(settings.CELERY_BEAT_SCHEDULER.replace(":", "."))(app=app)
+    scheduler._finalize.cancel()  # no sync at the process's exit, the test database gone
+    sent: list[str] = []
+    monkeypatch.setattr(scheduler, "apply_entry", lambda entry, producer=None: sent.append(entry.name))
+    monkeypatch.setattr(scheduler, "sync", lambda: None)  # the runs stay in memory
+
+    def run(seconds: int) -> None:
+        """The beat's loop over `seconds` of the wall clock: ticks until none sends (a tick
+        sends one task), then a second later."""
+        for _ in range(seconds):
+            while scheduler.tick() == 0:
+                pass
+            wall.at += timedelta(seconds=1)
+
+    run(61)
+    assert sent.count("swept") == 1  # due a minute after its last run
+    wall.at -= timedelta(hours=1)  # the clock stepped back an hour
+    run(125)
+    assert sent.count("swept") >= 3, sent  # every minute still, not an hour later
