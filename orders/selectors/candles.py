@@ -30,7 +30,11 @@ class EpochBucket(Func):
         super().__init__(expression, seconds=int(seconds))
 
     def as_sqlite(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:
-        template = "(CAST(strftime('%%%%s', %(expressions)s) AS INTEGER) / %(seconds)s)"
+        # The stored text's seconds only ('YYYY-MM-DD HH:MM:SS', its first 19 characters):
+        # SQLite rounds a time to the millisecond before strftime, and a trade at
+        # 23:59:59.9995 or later fell into the next minute, hour and day (the streams'
+        # candles and PostgreSQL's floor it into its own).
+        template = "(CAST(strftime('%%%%s', substr(%(expressions)s, 1, 19)) AS INTEGER) / %(seconds)s)"
         return self.as_sql(compiler, connection, template=template, **extra_context)
 
 
