@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
@@ -147,6 +147,7 @@ _STATEMENTS_LOST = "26000"
 
 # A wall clock found behind the engine's clock by more than this is logged (a step back).
 CLOCK_STEP_LOGGED_SECONDS = 1.0
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class EngineClock:
@@ -157,8 +158,10 @@ class EngineClock:
     made a later trade (a higher id) older than an earlier one: the REST candles put it in
     an earlier, closed minute, the streams' kept candles left it out (their close no longer
     the last price), an order's events went back in time. While the wall clock is behind,
-    the moment stays where it was (the batches meanwhile share it) until the wall clock
-    passes it again. `wall`: the wall clock read (django.utils.timezone.now when None)."""
+    each batch's moment is a microsecond after the one before (a later batch is never at an
+    earlier or the same moment: an order closed by an earlier batch never looks closed at
+    the moment a later order arrived) until the wall clock passes it again. `wall`: the
+    wall clock read (django.utils.timezone.now when None)."""
 
     def __init__(self, wall: Callable[[], datetime] | None = None) -> None:
         self._wall = wall
@@ -168,16 +171,17 @@ class EngineClock:
     def now(self) -> datetime:
         wall = timezone.now() if self._wall is None else self._wall()
         last = self.last
-        if last is not None and wall < last:
+        if last is not None and wall <= last:
             if not self._behind and (last - wall).total_seconds() > CLOCK_STEP_LOGGED_SECONDS:
                 self._behind = True
                 logger.warning(
                     "the wall clock is %.3f s behind the engine's last moment (stepped back?): "
-                    "batches keep that moment until it passes it",
+                    "batches go on from that moment, a microsecond each, until it passes it",
                     (last - wall).total_seconds(),
                 )
-            return last
-        self._behind = False
+            wall = last + _MICROSECOND
+        else:
+            self._behind = False
         self.last = wall
         return wall
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 from orders.models import Order, OrderEvent, Trade
 from orders.selectors.candles import candles_since
 from orders.sequencer.commands import place_command
-from orders.sequencer.loop import Sequencer
+from orders.sequencer.loop import EngineClock, Sequencer
 from orders.sequencer.standby import WarmStandby
 from orders.streams.marketdata import MarketData
 from tests.factories import UserFactory, fund
@@ -69,7 +69,7 @@ def test_a_wall_clock_stepping_back_never_moves_the_engine_s_moments_back(market
 
     trades = list(Trade.objects.order_by("id").values_list("price", "executed_at"))
     assert [str(price) for price, _ in trades] == ["2000.00000000", "2001.00000000"]
-    assert trades[1][1] >= trades[0][1]  # the later trade is not older than the earlier one
+    assert trades[1][1] > trades[0][1]  # the later trade is later than the earlier one
     orders = list(Order.objects.order_by("id").values_list("created_at", flat=True))
     assert orders == sorted(orders)
     for order in Order.objects.all():
@@ -113,7 +113,7 @@ def test_a_new_leader_whose_clock_is_behind_never_writes_trades_older_than_the_m
     after.load()
     _trade_pair(after, price="2001.00")
     moments = list(Trade.objects.order_by("id").values_list("executed_at", flat=True))
-    assert moments[1] >= moments[0]
+    assert moments[1] > moments[0]
     assert_invariants()
 
 
@@ -131,5 +131,16 @@ def test_a_standby_taking_over_never_writes_trades_older_than_those_the_leader_w
     standby.sequencer.clock_seed()  # as the engine server does on taking over
     _trade_pair(standby.sequencer, price="2001.00")
     moments = list(Trade.objects.order_by("id").values_list("executed_at", flat=True))
-    assert moments[1] >= moments[0]
+    assert moments[1] > moments[0]
     assert_invariants()
+
+
+def test_while_the_wall_clock_is_behind_each_batch_is_a_microsecond_after_the_one_before():
+    wall = _WallClock(datetime(2026, 12, 7, 12, 0, 0, tzinfo=UTC))
+    clock = EngineClock(wall)
+    first = clock.now()
+    wall.at -= timedelta(minutes=5)  # stepped back
+    moments = [clock.now() for _ in range(3)]
+    assert moments == [first + timedelta(microseconds=n) for n in (1, 2, 3)]
+    wall.at += timedelta(minutes=6)  # past the engine's moment again: the wall clock's
+    assert clock.now() == wall.at
