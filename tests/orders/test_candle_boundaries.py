@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from orders.models import Market, Trade
-from orders.selectors.candles import INTERVALS, candles_since
+from orders.selectors.candles import INTERVALS, candle_list, candles_since
 from orders.selectors.tickers import ticker_list
 from orders.sequencer.commands import place_command
 from orders.sequencer.loop import Sequencer
@@ -86,3 +86,19 @@ def test_a_trade_exactly_24_hours_old_is_in_the_ticker_until_a_microsecond_later
         streams = data.ticker(symbol="ETH-USDT", best_bid=None, best_ask=None)
         assert rest.volume_24h == Decimal(streams["volume_24h"]) == Decimal(volume), later
         assert rest.open_24h == (None if streams["open_24h"] is None else Decimal(streams["open_24h"]))
+
+
+def test_candles_stamped_ahead_of_this_host_s_clock_never_exceed_the_limit(market, monkeypatch):
+    # The engine's host runs a minute ahead of the web host's: its trades are in a minute
+    # this host has not reached. `limit` candles up to the current one came back limit + 1.
+    wall = _WallClock(MIDNIGHT + timedelta(seconds=30))
+    monkeypatch.setattr(timezone, "now", wall)
+    sequencer = Sequencer()
+    sequencer.load()
+    _trade(sequencer, price="2000.00")  # 00:00:30
+    wall.at += timedelta(minutes=1)
+    _trade(sequencer, price="2001.00")  # 00:01:30, by the engine's clock
+    wall.at -= timedelta(minutes=1)  # the web host's clock, a minute behind
+    candles = candle_list(market_id=market.pk, interval="1m", limit=1)
+    assert [(c.time, c.close) for c in candles] == [(MIDNIGHT + timedelta(minutes=1), Decimal("2001"))]
+    assert len(candle_list(market_id=market.pk, interval="1m", limit=2)) == 2
