@@ -247,8 +247,14 @@ def api_key_request_principal(
         for target in _targets_signed(path_with_query)
     ):
         raise InvalidSignature()
-    if abs(int(timestamp) - time.time_ns() // 1_000_000) > _window_ms():
-        raise SignatureExpired()
+    off_ms = int(timestamp) - time.time_ns() // 1_000_000
+    if abs(off_ms) > _window_ms():
+        # How far off and which way, and the window configured (it said "5 seconds" whatever
+        # API_SIGNATURE_WINDOW_MS was): a bot's operator sees at once that its clock is wrong.
+        raise SignatureExpired(
+            f"X-API-TIMESTAMP is {abs(off_ms) / 1000:.1f} s {'ahead of' if off_ms > 0 else 'behind'} the "
+            f"server's clock, more than {_window_ms() / 1000:g} s (GET /api/time)."
+        )
     principal = ApiKeyPrincipal(
         user=api_key.user,
         key_id=api_key.pk,

@@ -457,3 +457,18 @@ def test_a_database_claim_expires_by_the_database_s_clock(api_client, read_key):
     # Twice the window and 2 s from now (the database's clock, here the same as this one's).
     ttl = timedelta(seconds=2 * 5 + 2)
     assert abs(claims[f"{read_key['id']}:fresh"] - (timezone.now() + ttl)) < timedelta(seconds=2)
+
+
+@pytest.mark.parametrize("skew_ms", [-12_000, 12_000])
+def test_signature_expired_says_how_far_off_the_client_is_and_the_configured_window(api_client, read_key, skew_ms):
+    # The message said "more than 5 seconds" whatever API_SIGNATURE_WINDOW_MS was set to,
+    # and not which way the client's clock was off.
+    with override_settings(API_SIGNATURE_WINDOW_MS=10_000):
+        response = signed_request(
+            api_client, read_key["key"], read_key["secret"], "GET", "/api/me", timestamp=now_ms() + skew_ms
+        )
+    _error(response, 401, "signature_expired")
+    message = response.json()["error"]["message"]
+    assert "10 s" in message and "GET /api/time" in message, message
+    assert ("ahead of" if skew_ms > 0 else "behind") in message, message
+    assert re.search(r"\b1[12]\.\d s\b", message), message  # how far off, as the server saw it
