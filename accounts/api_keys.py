@@ -27,9 +27,12 @@ decrypt) with HMAC-SHA256 under a purpose label. Changing SECRET_KEY without kee
 old one in SECRET_KEY_FALLBACKS invalidates every API key (invalid_signature).
 
 Replays: a signature is claimed once, atomically, in a store shared by every process:
-the cache when it is shared (Redis: `cache.add` is SET NX), else (the embedded default's
-cache is per process) the database table ApiSignatureSeen, whose primary key makes the
-claim atomic. A cache outage falls back to the database: replay refusal never fails open.
+the cache when it is shared (Redis: `cache.add` is SET NX; without Redis the embedded
+default's cache table, core.cache.AtomicDatabaseCache), else (a per-process cache) the
+database table ApiSignatureSeen, whose primary key makes the claim atomic. A cache outage
+falls back to the database: replay refusal never fails open. Claims expire by the store's
+own clock (Redis's, the database's), never a web host's: a host whose clock ran ahead freed
+the claims of the others.
 """
 
 from __future__ import annotations
