@@ -27,9 +27,12 @@ decrypt) with HMAC-SHA256 under a purpose label. Changing SECRET_KEY without kee
 old one in SECRET_KEY_FALLBACKS invalidates every API key (invalid_signature).
 
 Replays: a signature is claimed once, atomically, in a store shared by every process:
-the cache when it is shared (Redis: `cache.add` is SET NX), else (the embedded default's
-cache is per process) the database table ApiSignatureSeen, whose primary key makes the
-claim atomic. A cache outage falls back to the database: replay refusal never fails open.
+the cache when it is shared (Redis: `cache.add` is SET NX; without Redis the embedded
+default's cache table, core.cache.AtomicDatabaseCache), else (a per-process cache) the
+database table ApiSignatureSeen, whose primary key makes the claim atomic. A cache outage
+falls back to the database: replay refusal never fails open. Claims expire by the store's
+own clock (Redis's, the database's), never a web host's: a host whose clock ran ahead freed
+the claims of the others.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
+from django.db.models import DateTimeField, ExpressionWrapper
+from django.db.models.functions import Now
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -173,14 +178,17 @@ def _replay_store() -> str:
 
 
 def _claim_in_database(*, claim: str, ttl_seconds: int) -> bool:
-    now = timezone.now()
+    # The database's clock, one for every web host: a host whose clock ran ahead deleted,
+    # as expired by its clock, the claims other hosts had just made, and their signatures,
+    # still within their window there, were accepted again.
+    expires = ExpressionWrapper(Now() + timedelta(seconds=ttl_seconds), output_field=DateTimeField())
     try:
         with transaction.atomic():
-            ApiSignatureSeen.objects.create(signature=claim, expires_at=now + timedelta(seconds=ttl_seconds))
+            ApiSignatureSeen.objects.create(signature=claim, expires_at=expires)
     except IntegrityError:
         return False
     # Expired claims go as new ones arrive: a few rows at a time, on an indexed column.
-    ApiSignatureSeen.objects.filter(expires_at__lt=now).delete()
+    ApiSignatureSeen.objects.filter(expires_at__lt=Now()).delete()
     return True
 
 
@@ -242,8 +250,14 @@ def api_key_request_principal(
         for target in _targets_signed(path_with_query)
     ):
         raise InvalidSignature()
-    if abs(int(timestamp) - time.time_ns() // 1_000_000) > _window_ms():
-        raise SignatureExpired()
+    off_ms = int(timestamp) - time.time_ns() // 1_000_000
+    if abs(off_ms) > _window_ms():
+        # How far off and which way, and the window configured (it said "5 seconds" whatever
+        # API_SIGNATURE_WINDOW_MS was): a bot's operator sees at once that its clock is wrong.
+        raise SignatureExpired(
+            f"X-API-TIMESTAMP is {abs(off_ms) / 1000:.1f} s {'ahead of' if off_ms > 0 else 'behind'} the "
+            f"server's clock, more than {_window_ms() / 1000:g} s (GET /api/time)."
+        )
     principal = ApiKeyPrincipal(
         user=api_key.user,
         key_id=api_key.pk,

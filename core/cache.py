@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import logging
 import pickle
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -58,6 +59,17 @@ def form_once(key: str, *, resent: ApplicationError, act: Callable[[], T]) -> T:
         raise
 
 
+def _database_moments(vendor: str) -> tuple[str, str]:
+    """SQL for the database's clock now, and now plus a parameter's seconds, to the second,
+    as the cache table stores its expiry (timestamptz on PostgreSQL, UTC text on SQLite)."""
+    if vendor == "postgresql":
+        return "date_trunc('second', now())", "date_trunc('second', now()) + make_interval(secs => %s)"
+    return (
+        "strftime('%%Y-%%m-%%d %%H:%%M:%%S', 'now')",
+        "strftime('%%Y-%%m-%%d %%H:%%M:%%S', 'now', '+' || %s || ' seconds')",
+    )
+
+
 class AtomicDatabaseCache(DatabaseCache):
     """The embedded default cache (no REDIS_URL): Django's database cache, shared by every
     process of the platform through its database, with the two operations counters rely
@@ -78,11 +90,13 @@ class AtomicDatabaseCache(DatabaseCache):
         quote = connection.ops.quote_name
         table = quote(self._table)  # type: ignore[attr-defined]
         backend_timeout = self.get_backend_timeout(timeout)
-        expires = (
-            datetime.max.replace(tzinfo=UTC)
-            if backend_timeout is None
-            else datetime.fromtimestamp(backend_timeout, tz=UTC)
-        ).replace(microsecond=0)
+        # The row's expiry, and whether the row there has expired, by the database's clock,
+        # one for every web host (relative to it: the timeout, whatever this host's clock
+        # reads): a host whose clock ran ahead took over the entries other hosts had just
+        # added (a signature claimed against replays, a lock), finding them expired by its own.
+        now_sql, expires_sql = _database_moments(connection.vendor)
+        seconds = None if backend_timeout is None else max(0, round(backend_timeout - time.time()))
+        expires = datetime.max.replace(tzinfo=UTC, microsecond=0)
         encoded = base64.b64encode(pickle.dumps(value, self.pickle_protocol)).decode("latin1")
         columns = ", ".join(quote(name) for name in ("cache_key", "value", "expires"))
         expires_column = quote("expires")
@@ -93,12 +107,17 @@ class AtomicDatabaseCache(DatabaseCache):
                 self._cull(  # type: ignore[attr-defined]
                     db, cursor, timezone.now().replace(microsecond=0), entries
                 )
+            expiry, expiry_params = (
+                ("%s", [connection.ops.adapt_datetimefield_value(expires)])
+                if seconds is None
+                else (expires_sql, [seconds])
+            )
             cursor.execute(
-                f"INSERT INTO {table} ({columns}) VALUES (%s, %s, %s) "  # noqa: S608
+                f"INSERT INTO {table} ({columns}) VALUES (%s, %s, {expiry}) "  # noqa: S608
                 f"ON CONFLICT ({quote('cache_key')}) DO UPDATE SET {quote('value')} = excluded.{quote('value')}, "
-                f"{expires_column} = excluded.{expires_column} WHERE {table}.{expires_column} < %s "
+                f"{expires_column} = excluded.{expires_column} WHERE {table}.{expires_column} < {now_sql} "
                 f"RETURNING {quote('cache_key')}",
-                [key, encoded, connection.ops.adapt_datetimefield_value(expires), self._now(connection)],
+                [key, encoded, *expiry_params],
             )
             return cursor.fetchone() is not None
 

@@ -261,6 +261,10 @@ SIMPLE_JWT = {
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": False,
     "SIGNING_KEY": SECRET_KEY,
+    # Clocks a few seconds apart (another web host's, this one's stepped back by NTP): a
+    # token's `iat` in this host's near future is not refused as "not yet valid"; its expiry
+    # is as many seconds later (docs/security.md).
+    "LEEWAY": timedelta(seconds=env_int("JWT_LEEWAY_SECONDS", 5)),
 }
 
 # --- Failed logins (accounts/login_throttle.py, docs/security.md) ------------------
@@ -436,7 +440,8 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's, whose interval tasks survive the beat host's clock stepping back (core.beat).
+CELERY_BEAT_SCHEDULER = "core.beat:DatabaseScheduler"
 # Idempotent tasks only: acknowledge after running, requeue if the worker dies.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

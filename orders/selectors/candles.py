@@ -30,7 +30,11 @@ class EpochBucket(Func):
         super().__init__(expression, seconds=int(seconds))
 
     def as_sqlite(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:
-        template = "(CAST(strftime('%%%%s', %(expressions)s) AS INTEGER) / %(seconds)s)"
+        # The stored text's seconds only ('YYYY-MM-DD HH:MM:SS', its first 19 characters):
+        # SQLite rounds a time to the millisecond before strftime, and a trade at
+        # 23:59:59.9995 or later fell into the next minute, hour and day (the streams'
+        # candles and PostgreSQL's floor it into its own).
+        template = "(CAST(strftime('%%%%s', substr(%(expressions)s, 1, 19)) AS INTEGER) / %(seconds)s)"
         return self.as_sql(compiler, connection, template=template, **extra_context)
 
 
@@ -47,11 +51,14 @@ class Candle:
 
 def candle_list(*, market_id: int, interval: str, limit: int, last_id: int | None = None) -> list[Candle]:
     """The last `limit` candles of `interval` up to now (those without trades left out);
-    `last_id`: of the trades up to that one (the streams' snapshot, at a known position)."""
+    `last_id`: of the trades up to that one (the streams' snapshot, at a known position).
+    At most `limit`: trades stamped by an engine whose clock runs ahead of this host's are in
+    a candle this host has not reached, which came back as one more."""
     seconds = INTERVALS[interval]
     now_bucket = int(timezone.now().timestamp()) // seconds
     since = datetime.fromtimestamp((now_bucket - limit + 1) * seconds, tz=UTC)
-    return candles_since(market_id=market_id, seconds=seconds, since=since, last_id=last_id)
+    candles = candles_since(market_id=market_id, seconds=seconds, since=since, last_id=last_id)
+    return candles[-limit:] if limit > 0 else []
 
 
 def candles_since(*, market_id: int, seconds: int, since: datetime, last_id: int | None = None) -> list[Candle]:

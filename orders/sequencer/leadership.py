@@ -22,7 +22,11 @@ its loop hung on a lock) keeps its session and its lock. Its loop runs a stateme
 lock's session every half second (`held`), so a standby that cannot take the lock looks,
 once a second, at how long that session has been idle; past ENGINE_LEADER_SILENT_SECONDS it ends
 the sessions holding the shard's two locks (the leader's, and any batch of it in progress:
-rolled back) and takes the lock on its next try. The leader, if it comes back, is fenced like
+rolled back) and takes the lock on its next try (the server's measure is believed once the
+standby saw the same last statement at a look before, and a session it saw unchanged for
+that long by its own monotonic clock is silent whatever the server's clock says: a step of
+the database host's clock neither ends a healthy leader nor hides a frozen one). The
+leader, if it comes back, is fenced like
 any leader whose session ended. Likewise a new leader waits at most that long for a batch the
 engine before it left open (its session of the lock ended, the process then frozen in the
 middle of a batch), then ends it.
@@ -76,7 +80,7 @@ SILENCE_CHECK_SECONDS = 1.0
 # server take the same keys, and are not ours to end).
 _HOLDERS_SQL = """
 SELECT l.pid, (l.classid, l.objid) = (%(high)s::oid, %(low)s::oid) AND l.mode = 'ExclusiveLock' AS leads,
-       extract(epoch FROM clock_timestamp() - a.state_change)::float8 AS silent_s
+       extract(epoch FROM clock_timestamp() - a.state_change)::float8 AS silent_s, a.state_change
 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted AND l.pid <> pg_backend_pid()
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -121,6 +125,9 @@ class Leadership:
         self._file: IO[str] | None = None
         self._session_key: int | None = None
         self._silence_checked = 0.0
+        # The leading session's last statement as the previous silence check saw it: its
+        # pid -> (the server's state_change, when this process first saw that value).
+        self._silence_seen: dict[int, tuple[Any, float]] = {}
 
     def acquire(self) -> bool:
         """Try once; True when this process now leads the shard."""
@@ -186,14 +193,32 @@ class Leadership:
         limit = settings.ENGINE_LEADER_SILENT_SECONDS
         if limit <= 0 or time.monotonic() - self._silence_checked < SILENCE_CHECK_SECONDS:
             return
-        self._silence_checked = time.monotonic()
+        now = self._silence_checked = time.monotonic()
         high, low = _key_parts(self.key)
         bhigh, blow = _key_parts(_batches_key(self.shard))
         holders = session.execute(_HOLDERS_SQL, {"high": high, "low": low, "bhigh": bhigh, "blow": blow}).fetchall()
-        silent = [seconds for _, leads, seconds in holders if leads and seconds is not None and seconds > limit]
+        # The server's measure (its clock now, less when the session's last statement began)
+        # is believed only once this process has seen that same last statement at a check
+        # before: a database host's clock stepped forward past the limit (NTP, a VM resumed)
+        # made every leader look silent at once, and a healthy one was ended (a failover for
+        # nothing); a leader that keeps checking has run another statement by then. A session
+        # seen unchanged for the limit by this process's monotonic clock is silent whatever
+        # the server's clock says (stepped back, it hid a frozen leader for as long).
+        seen, silent = self._silence_seen, []
+        self._silence_seen = {}
+        for pid, leads, seconds, changed in holders:
+            if not leads or changed is None:
+                continue
+            before = seen.get(pid)
+            again = before is not None and before[0] == changed
+            first = before[1] if again and before is not None else now
+            self._silence_seen[pid] = (changed, first)
+            if now - first >= limit or (again and seconds is not None and seconds > limit):
+                silent.append(max(now - first, seconds or 0.0))
         if not silent:
             return
-        pids = sorted({pid for pid, _, _ in holders})
+        self._silence_seen = {}
+        pids = sorted({pid for pid, _, _, _ in holders})
         logger.warning(
             "engine %s: the leader's session has been idle %.1f s (over %g s): the leader stopped serving; "
             "ending its sessions %s to take over",

@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
@@ -61,7 +62,7 @@ from orders.errors import (
     OrderNotCancellable,
     OrderNotFound,
 )
-from orders.models import Market, Order, OrderEvent
+from orders.models import Market, Order, OrderEvent, Trade
 from orders.sequencer import commands as c
 from orders.sequencer.answers import StoredHistory, order_body, order_body_stored
 from orders.sequencer.arrays import BatchTransaction
@@ -144,6 +145,59 @@ _LOCK_BUSY = "55P03"
 _STATEMENTS_LOST = "26000"
 
 
+# A wall clock found behind the engine's clock by more than this is logged (a step back).
+CLOCK_STEP_LOGGED_SECONDS = 1.0
+_MICROSECOND = timedelta(microseconds=1)
+
+
+class EngineClock:
+    """The moment of a batch (its orders' created_at, their events' `at`, its trades'
+    executed_at): the host's wall clock, never earlier than a moment already given, nor than
+    the last trade of a market the sequencer installed. A wall clock stepping back (an NTP
+    correction, a VM resumed from a pause, a host set right after running minutes ahead)
+    made a later trade (a higher id) older than an earlier one: the REST candles put it in
+    an earlier, closed minute, the streams' kept candles left it out (their close no longer
+    the last price), an order's events went back in time. While the wall clock is behind,
+    each batch's moment is a microsecond after the one before (a later batch is never at an
+    earlier or the same moment: an order closed by an earlier batch never looks closed at
+    the moment a later order arrived) until the wall clock passes it again. `wall`: the
+    wall clock read (django.utils.timezone.now when None)."""
+
+    def __init__(self, wall: Callable[[], datetime] | None = None) -> None:
+        self._wall = wall
+        self.last: datetime | None = None
+        self._behind = False  # the wall clock was found behind (logged once per step)
+
+    def now(self) -> datetime:
+        wall = timezone.now() if self._wall is None else self._wall()
+        last = self.last
+        if last is not None and wall <= last:
+            if not self._behind and (last - wall).total_seconds() > CLOCK_STEP_LOGGED_SECONDS:
+                self._behind = True
+                logger.warning(
+                    "the wall clock is %.3f s behind the engine's last moment (stepped back?): "
+                    "batches go on from that moment, a microsecond each, until it passes it",
+                    (last - wall).total_seconds(),
+                )
+            wall = last + _MICROSECOND
+        else:
+            self._behind = False
+        self.last = wall
+        return wall
+
+    def not_before(self, at: datetime | None) -> None:
+        """No moment given from now on is earlier than `at`."""
+        if at is not None and (self.last is None or at > self.last):
+            self.last = at
+
+
+def _last_trade_at(market_id: int) -> datetime | None:
+    """When the market's latest trade was executed (an index's last entry: trade_market_time)."""
+    return (
+        Trade.objects.filter(market_id=market_id).order_by("-executed_at").values_list("executed_at", flat=True).first()
+    )
+
+
 def _sqlstate(exc: DatabaseError) -> str | None:
     return getattr(getattr(exc, "__cause__", None), "sqlstate", None)
 
@@ -171,11 +225,14 @@ class Sequencer:
         symbols: Collection[str] | None = None,
         excluded: Collection[str] = (),
         announce: Callable[[Callable[[], None]], object] | None = None,
+        clock: EngineClock | None = None,
     ) -> None:
         # How what follows a commit (metrics, logs, the trades_committed signal, whose
         # receivers publish tasks) is run: at once by default; an engine process hands it
         # to a thread of its own, so that a slow or absent broker never delays a batch.
         self.announce = announce or (lambda work: work())
+        # Every batch's moment (EngineClock): never back in time, whatever the host's clock does.
+        self.clock = clock or EngineClock()
         self._symbols = set(symbols) if symbols else None  # None: every market ...
         self._excluded = set(excluded)  # ... but these (other shards')
         self._markets: dict[int, MarketEngine] = {}
@@ -237,10 +294,18 @@ class Sequencer:
     def _install(self, market: Market) -> MarketEngine:
         engine = market_engine_load(market=market, rules=trading_rules())
         engine.attach(self.undo)
+        self.clock.not_before(_last_trade_at(market.pk))
         self._markets[market.pk] = engine
         self._ids[market.symbol] = market.pk
         self._stale.discard(market.pk)
         return engine
+
+    def clock_seed(self) -> None:
+        """Taking over (a standby that loaded its markets a while ago): no batch's moment
+        earlier than the last trade of a market it owns, whatever the engine before wrote
+        since (its host's clock may have run ahead of this one's)."""
+        for market_id in list(self._markets):
+            self.clock.not_before(_last_trade_at(market_id))
 
     def _market(self, *, symbol: str | None = None, market_id: int | None = None) -> MarketEngine | None:
         if symbol is not None:
@@ -448,7 +513,7 @@ class Sequencer:
         if self._stale:
             return None
         self.undo.mark()
-        batch = _Batch(sequencer=self, now=timezone.now(), nowait=True)
+        batch = _Batch(sequencer=self, now=self.clock.now(), nowait=True)
         try:
             with connection.execute_wrapper(_no_database):
                 wanted = batch.plan(commands)
@@ -551,7 +616,7 @@ class Sequencer:
             )
             backend_pid = int(connection.connection.info.backend_pid)
             if ahead is None:
-                batch = _Batch(sequencer=self, now=timezone.now(), nowait=True)
+                batch = _Batch(sequencer=self, now=self.clock.now(), nowait=True)
                 batch.prepare(commands)
                 read = batch.reads
                 self._known.learn_reads(batch.wanted, read)
@@ -564,7 +629,7 @@ class Sequencer:
                 if not same(batch.wanted, assumed=ahead.assumed, values=ahead.values, read=read):
                     self.undo.rollback()  # only this batch's changes are left in the log
                     self.ahead_again += 1
-                    batch = _Batch(sequencer=self, now=timezone.now(), nowait=True)
+                    batch = _Batch(sequencer=self, now=self.clock.now(), nowait=True)
                     batch.prepare(commands, reads=read)
                     deferred = [batch.apply(command) for command in commands]
             written, finish_write = batch_write_sent(
@@ -622,10 +687,10 @@ class Sequencer:
         the others; the one that fails alone is recorded as failed (never half-applied)."""
         if len(commands) > 1:
             return [self._run_batch([command])[0] for command in commands]
-        return [_processing_failed(commands[0], fence=self.fence)]
+        return [_processing_failed(commands[0], fence=self.fence, clock=self.clock)]
 
     def _batch(self, commands: list[c.Command], *, nowait: bool = False) -> list[c.Answer]:
-        now = timezone.now()
+        now = self.clock.now()
         batch = _Batch(sequencer=self, now=now, nowait=nowait)
         try:
             with transaction.atomic(durable=True):
@@ -1165,7 +1230,9 @@ def _correlation_id(command: c.Command) -> str:
 _FAILED: c.Answer = c.error_answer(InternalError())
 
 
-def _processing_failed(command: c.Command, *, fence: LeaderFence | None = None) -> c.Answer:
+def _processing_failed(
+    command: c.Command, *, fence: LeaderFence | None = None, clock: EngineClock | None = None
+) -> c.Answer:
     """A command that fails alone for an unexpected reason: a placement is recorded as an
     order in `error` (nothing else of it happened), anything else answers 500. An engine
     that no longer leads records nothing (503)."""
@@ -1179,7 +1246,7 @@ def _processing_failed(command: c.Command, *, fence: LeaderFence | None = None) 
                 raise MarketNotFoundInRequest()
             fields = {name: command.get(name) for name in OrderRequest.__dataclass_fields__}
             validated = order_request_validate(market=market, request=OrderRequest(**fields))  # type: ignore[arg-type]
-            now = timezone.now()
+            now = (clock or EngineClock()).now()
             order = Order.objects.create(
                 user_id=int(command["user_id"]),
                 market=market,

@@ -167,6 +167,9 @@ class EngineServer:
                     # (orders.sequencer.leadership, "Fencing").
                     standby.sequencer.fence = self.leadership.fence()
                     self.stats.takeover = standby.catch_up()
+                    # No batch earlier than the trades the engine before wrote (its clock
+                    # may have run ahead of this host's): orders.sequencer.loop.EngineClock.
+                    standby.sequencer.clock_seed()
                     self.stats.live_orders = standby.live_orders
                     return standby
                 if time.monotonic() - caught >= CATCH_UP_SECONDS:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from copy import deepcopy
 from typing import Any
 
 from channels.exceptions import ChannelFull
@@ -38,6 +39,17 @@ class StreamChannelLayer(InMemoryChannelLayer):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.lost: dict[str, Counter[str]] = {}
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        """As the in-memory layer's, the message's expiry on the monotonic clock: on the
+        wall clock, every message waiting when it stepped forward past `expiry` (NTP, a VM
+        resumed) was counted lost, and its subscribers sent fresh snapshots of everything."""
+        self.require_valid_channel_name(channel)
+        queue = self.channels.setdefault(channel, asyncio.Queue(maxsize=self.get_capacity(channel)))
+        try:
+            queue.put_nowait((time.monotonic() + self.expiry, deepcopy(message)))
+        except asyncio.QueueFull:
+            raise ChannelFull(channel) from None
 
     def _lose(self, channel: str, message: dict[str, Any]) -> None:
         self.lost.setdefault(channel, Counter())[str(message.get("channel", ""))] += 1
@@ -85,7 +97,7 @@ class StreamChannelLayer(InMemoryChannelLayer):
         consumer that left every group are simply dropped); nobody leaves a group but by
         unsubscribing or disconnecting (group_discard). A queue is never taken away from a
         consumer that may be waiting on it (its own `receive` drops it once empty)."""
-        now = time.time()
+        now = time.monotonic()  # as `send` stamps them
         for channel, queue in list(self.channels.items()):
             if queue.empty() or queue._queue[0][0] >= now:
                 continue

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import time
 from datetime import timedelta
 
 import pytest
@@ -421,3 +422,53 @@ def test_a_request_with_a_token_and_a_key_is_the_keys_on_every_endpoint(api_clie
     response = api_client.post("/api/orders", body, content_type="application/json", **read_only)
     assert response.status_code == 403, response.content
     assert signed_request(api_client, read_key["key"], read_key["secret"], "GET", "/api/me").json()["id"] == user.pk
+
+
+@override_settings(API_REPLAY_STORE="database")
+def test_a_web_host_whose_clock_runs_ahead_does_not_free_signatures_still_in_their_window(
+    api_client, read_key, monkeypatch
+):
+    """Web hosts share the claims table. A host whose clock ran a minute ahead deleted, as
+    "expired" by its clock, the claims another host had made seconds before: their requests,
+    still within their window on that other host, were accepted again (a replay). The
+    claims' expiry is the database's clock's, for every host."""
+    headers = signed_headers(read_key["key"], read_key["secret"], "GET", "/api/me")
+    assert api_client.get("/api/me", **headers).status_code == 200  # on a host with the right time
+    real_now = timezone.now
+    monkeypatch.setattr(timezone, "now", lambda: real_now() + timedelta(minutes=1))
+    # The host a minute ahead claims a signature of its own (its request signed by its clock).
+    ahead = signed_headers(read_key["key"], read_key["secret"], "GET", "/api/me", timestamp=now_ms() + 60_000)
+    real_ns = time.time_ns
+    monkeypatch.setattr(time, "time_ns", lambda: real_ns() + 60 * 10**9)
+    assert api_client.get("/api/me", **ahead).status_code == 200
+    monkeypatch.undo()
+    _error(api_client.get("/api/me", **headers), 401, "replayed_request")
+
+
+@override_settings(API_REPLAY_STORE="database")
+def test_a_database_claim_expires_by_the_database_s_clock(api_client, read_key):
+    from accounts.api_keys import signature_claim
+
+    gone = ApiSignatureSeen.objects.create(signature="1:gone", expires_at=timezone.now() - timedelta(seconds=1))
+    kept = ApiSignatureSeen.objects.create(signature="1:kept", expires_at=timezone.now() + timedelta(seconds=30))
+    assert signature_claim(key_id=read_key["id"], signature="fresh")
+    claims = dict(ApiSignatureSeen.objects.values_list("signature", "expires_at"))
+    assert gone.pk not in claims and kept.pk in claims
+    # Twice the window and 2 s from now (the database's clock, here the same as this one's).
+    ttl = timedelta(seconds=2 * 5 + 2)
+    assert abs(claims[f"{read_key['id']}:fresh"] - (timezone.now() + ttl)) < timedelta(seconds=2)
+
+
+@pytest.mark.parametrize("skew_ms", [-12_000, 12_000])
+def test_signature_expired_says_how_far_off_the_client_is_and_the_configured_window(api_client, read_key, skew_ms):
+    # The message said "more than 5 seconds" whatever API_SIGNATURE_WINDOW_MS was set to,
+    # and not which way the client's clock was off.
+    with override_settings(API_SIGNATURE_WINDOW_MS=10_000):
+        response = signed_request(
+            api_client, read_key["key"], read_key["secret"], "GET", "/api/me", timestamp=now_ms() + skew_ms
+        )
+    _error(response, 401, "signature_expired")
+    message = response.json()["error"]["message"]
+    assert "10 s" in message and "GET /api/time" in message, message
+    assert ("ahead of" if skew_ms > 0 else "behind") in message, message
+    assert re.search(r"\b1[12]\.\d s\b", message), message  # how far off, as the server saw it

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -114,3 +114,23 @@ def test_the_throttle_passes_exactly_its_rate_under_concurrency(table: None, mon
         return throttle.allow_request(request, View())
 
     assert sum(_together(16, attempt)) == 7
+
+
+def test_add_on_a_host_whose_clock_runs_ahead_leaves_a_live_entry_alone(table: None, monkeypatch) -> None:
+    # Web hosts share the table (the embedded default on PostgreSQL). add() over an expired
+    # row compared the row's expiry with its own host's clock: a host a minute ahead found
+    # the entry another host had just added (an API key's signature claimed for 12 s: a
+    # replay refused) expired, took it over and answered True (the replay accepted).
+    import time
+
+    from django.utils import timezone
+
+    cache = _cache()
+    assert cache.add("claim", 1, 12) is True
+    real_time, real_now = time.time, timezone.now
+    monkeypatch.setattr(time, "time", lambda: real_time() + 60)
+    monkeypatch.setattr(timezone, "now", lambda: real_now() + timedelta(seconds=60))
+    assert cache.add("claim", 2, 12) is False
+    assert cache.add("other", 3, 12) is True  # what it adds lives 12 s by the database's clock
+    monkeypatch.undo()
+    assert cache.get("other") == 3

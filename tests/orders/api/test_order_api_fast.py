@@ -206,7 +206,7 @@ def test_refusals_answer_as_the_full_path(market, apps, caplog, case, status, co
         headers["Authorization"] = "Bearer abc.def.ghi"
     if case == "expired token":
         token = AccessToken.for_user(user)
-        token.set_exp(lifetime=-timedelta(seconds=1))
+        token.set_exp(lifetime=-timedelta(seconds=1) - token.get_token_backend().get_leeway())
         headers["Authorization"] = f"Bearer {token}"
     if case == "token of a password since changed":
         headers = bearer_issued(user)

@@ -17,6 +17,7 @@ from django.db import connection
 
 from orders.models import Order
 from orders.sequencer import commands as c
+from orders.sequencer import leadership as leadership_module
 from orders.sequencer.leadership import LeaderFence, Leadership
 from orders.sequencer.loop import Sequencer
 from tests.factories import UserFactory, fund, market_create
@@ -199,3 +200,30 @@ def test_a_standby_leaves_alone_a_silent_leader_of_another_database(leaderships,
         assert not standby.acquire()
         time.sleep(0.1)
     assert neighbour_session.execute("SELECT 1").fetchone() == (1,), "the other database's leader was ended"
+
+
+@pytest.mark.parametrize("step", ["+5 seconds", "-5 seconds"])
+def test_a_database_clock_step_neither_ends_a_healthy_leader_nor_hides_a_silent_one(
+    leaderships, settings, monkeypatch, step
+):
+    """The server's clock stepped (NTP, its VM resumed): as the standby reads it, each
+    session's last statement is 5 s older (forward) or younger (back) than it is. A forward
+    step made a leader whose loop keeps checking look silent past the limit at the first
+    look, and the standby ended it; a step back hid a frozen leader for as long."""
+    settings.ENGINE_LEADER_SILENT_SECONDS = 1.0
+    stepped = leadership_module._HOLDERS_SQL.replace("clock_timestamp()", f"(clock_timestamp() + interval '{step}')")
+    assert stepped != leadership_module._HOLDERS_SQL
+    monkeypatch.setattr(leadership_module, "_HOLDERS_SQL", stepped)
+    active, standby = Leadership(f"stepped{step[0]}"), Leadership(f"stepped{step[0]}")
+    leaderships += [active, standby]
+    assert active.acquire()
+    checked_until = time.monotonic() + 3.5
+    while time.monotonic() < checked_until:
+        assert active.held(), "the healthy leader's session was ended"
+        last_checked = time.monotonic()
+        assert not standby.acquire(), "a leader that keeps checking was taken over"
+        time.sleep(0.1)
+    wait_until(standby.acquire, what="the standby to take over from the silent leader", timeout=10)
+    silent_for = time.monotonic() - last_checked
+    assert 0.95 <= silent_for < 5, silent_for
+    assert not active.held()

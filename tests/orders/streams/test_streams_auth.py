@@ -114,7 +114,7 @@ def test_a_tokens_private_channels_stop_when_the_password_changes(monkeypatch):
 def test_private_channels_stop_when_the_token_expires():
     alice, bob = _trading_pair()
     token = AccessToken.for_user(alice)
-    token.set_exp(lifetime=timedelta(seconds=2))
+    token.set_exp(lifetime=timedelta(seconds=2) - token.get_token_backend().get_leeway())  # leeway included: 2 s
 
     async def scenario() -> None:
         client = await _subscribed(str(token))
