@@ -53,6 +53,14 @@ def trade_last_id(*, market_id: int) -> int:
     return last or 0
 
 
+def trade_last_executed_at(*, market_id: int) -> datetime | None:
+    """When the market's latest trade was executed (None: none), read as the last entry of
+    the index trade_market_time."""
+    return (
+        Trade.objects.filter(market_id=market_id).order_by("-executed_at").values_list("executed_at", flat=True).first()
+    )
+
+
 def ticker_list(*, markets: list[Market], through: dict[int, int] | None = None, book_top: bool = True) -> list[Ticker]:
     """One ticker per market, in the order given. `open_24h` is the price of the first trade
     of the last 24 hours, `change_24h_percent` is last against it (2 decimals, half even);

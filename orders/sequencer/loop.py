@@ -62,7 +62,8 @@ from orders.errors import (
     OrderNotCancellable,
     OrderNotFound,
 )
-from orders.models import Market, Order, OrderEvent, Trade
+from orders.models import Market, Order, OrderEvent
+from orders.selectors.tickers import trade_last_executed_at
 from orders.sequencer import commands as c
 from orders.sequencer.answers import StoredHistory, order_body, order_body_stored
 from orders.sequencer.arrays import BatchTransaction
@@ -191,13 +192,6 @@ class EngineClock:
             self.last = at
 
 
-def _last_trade_at(market_id: int) -> datetime | None:
-    """When the market's latest trade was executed (an index's last entry: trade_market_time)."""
-    return (
-        Trade.objects.filter(market_id=market_id).order_by("-executed_at").values_list("executed_at", flat=True).first()
-    )
-
-
 def _sqlstate(exc: DatabaseError) -> str | None:
     return getattr(getattr(exc, "__cause__", None), "sqlstate", None)
 
@@ -294,7 +288,7 @@ class Sequencer:
     def _install(self, market: Market) -> MarketEngine:
         engine = market_engine_load(market=market, rules=trading_rules())
         engine.attach(self.undo)
-        self.clock.not_before(_last_trade_at(market.pk))
+        self.clock.not_before(trade_last_executed_at(market_id=market.pk))
         self._markets[market.pk] = engine
         self._ids[market.symbol] = market.pk
         self._stale.discard(market.pk)
@@ -305,7 +299,7 @@ class Sequencer:
         earlier than the last trade of a market it owns, whatever the engine before wrote
         since (its host's clock may have run ahead of this one's)."""
         for market_id in list(self._markets):
-            self.clock.not_before(_last_trade_at(market_id))
+            self.clock.not_before(trade_last_executed_at(market_id=market_id))
 
     def _market(self, *, symbol: str | None = None, market_id: int | None = None) -> MarketEngine | None:
         if symbol is not None:
