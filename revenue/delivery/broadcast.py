@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import TypeVar
 
 from django.conf import settings
 from django.db import transaction
@@ -85,6 +86,7 @@ from revenue.delivery.transitions import (
 from revenue.models import DeliveryBatch, DeliveryBatchStatus, DeliveryBundle, RevenueEvent
 from revenue.selectors import USD_CURRENCIES
 
+T = TypeVar("T")
 logger = logging.getLogger("revenue.delivery")
 
 PLAN_PASSES = 4  # selections per batch: each pass that finds dust carries it forward and looks again
@@ -173,44 +175,55 @@ class BatchPlan:
     def without_largest(self) -> BatchPlan:
         """The same batch without its largest item (the newest of equals): for a batch the
         node refused for funds anyway (its gas above the estimate the budget kept)."""
-        largest = max(range(len(self.entries)), key=lambda i: (self.entries[i].item.amount_wei, i))
-        return BatchPlan(entries=[entry for i, entry in enumerate(self.entries) if i != largest])
+        return BatchPlan(entries=_largest_removed(self.entries, amount=_entry_amount))
+
+
+def _entry_amount(entry: PlanEntry) -> int:
+    return entry.item.amount_wei
+
+
+def _item_amount(item: DeliveryItem) -> int:
+    return item.amount_wei
+
+
+def _first_fit(things: list[T], *, budget: int, amount: Callable[[T], int]) -> tuple[list[T], list[T]]:
+    """Pure: first fit in the order given (oldest first: the oldest that fits alone always
+    goes in) within ``budget``, and what cannot be paid even alone (more than the budget)."""
+    kept: list[T] = []
+    unpayable: list[T] = []
+    left = budget
+    for thing in things:
+        wei = amount(thing)
+        if wei > budget:
+            unpayable.append(thing)
+        elif wei <= left:
+            kept.append(thing)
+            left -= wei
+    return kept, unpayable
+
+
+def _largest_removed(things: list[T], *, amount: Callable[[T], int]) -> list[T]:
+    """Pure: the same without the largest one (the newest of equals)."""
+    largest = max(range(len(things)), key=lambda i: (amount(things[i]), i))
+    return [thing for i, thing in enumerate(things) if i != largest]
 
 
 def budget_fit(entries: list[PlanEntry], *, budget: int) -> tuple[list[PlanEntry], list[PlanEntry]]:
     """Pure: the entries one batch can pay with ``budget`` wei (the signer's balance less the
-    gas a batch is given), first fit in the order given (oldest first: the oldest that fits
-    alone always goes in), and those that cannot be paid even alone (more than the budget:
-    held). The rest fit alone but not beside the others: they wait for the next batch."""
-    kept: list[PlanEntry] = []
-    unpayable: list[PlanEntry] = []
-    left = budget
-    for entry in entries:
-        amount = entry.item.amount_wei
-        if amount > budget:
-            unpayable.append(entry)
-        elif amount <= left:
-            kept.append(entry)
-            left -= amount
-    return kept, unpayable
+    gas a batch is given), first fit, and those that cannot be paid even alone (held). The
+    rest fit alone but not beside the others: they wait for the next batch."""
+    return _first_fit(entries, budget=budget, amount=_entry_amount)
 
 
 def items_fit(items: list[DeliveryItem], *, budget: int) -> list[DeliveryItem]:
     """Pure: the items of a signed batch one version of it can pay with ``budget`` wei (the
-    balance less its gas at its fees), first fit in the batch's order (oldest first)."""
-    kept: list[DeliveryItem] = []
-    left = budget
-    for item in items:
-        if item.amount_wei <= left:
-            kept.append(item)
-            left -= item.amount_wei
-    return kept
+    balance less its gas at its fees), first fit in the batch's order."""
+    return _first_fit(items, budget=budget, amount=_item_amount)[0]
 
 
 def without_largest(items: list[DeliveryItem]) -> list[DeliveryItem]:
     """Pure: the items without the largest one (the newest of equals)."""
-    largest = max(range(len(items)), key=lambda i: (items[i].amount_wei, i))
-    return [item for i, item in enumerate(items) if i != largest]
+    return _largest_removed(items, amount=_item_amount)
 
 
 def held_error(*, amount: int, budget: int, balance: int) -> str:
