@@ -43,6 +43,7 @@ from revenue.delivery.metadata import (
     status_is,
     text,
 )
+from revenue.delivery.selectors import items_events
 from revenue.models import (
     ChainDeployment,
     DeliveryBatch,
@@ -423,6 +424,14 @@ class RevenueStreamAdmin(admin.ModelAdmin):
         return False
 
 
+def _events_link(ids: list[int], *, anchor: str) -> str:
+    """The revenue events' list filtered to `ids`, or "-" for none."""
+    if not ids:
+        return "-"
+    url = reverse("admin:revenue_revenueevent_changelist")
+    return format_html('<a href="{}?id__in={}" id="{}">{} event(s)</a>', url, ",".join(map(str, ids)), anchor, len(ids))
+
+
 @admin.register(DeliveryBatch)
 class DeliveryBatchAdmin(ReadOnlyAdmin):
     list_display = ("id", "deployment", "size", "status", "foreign", "nonce", "mined_tx_hash", "block_number",
@@ -431,20 +440,23 @@ class DeliveryBatchAdmin(ReadOnlyAdmin):
     # Every signed version: an event in flight names its batch's latest one (its transaction hash), which
     # is no batch's mined_tx_hash until it is mined (the search found nothing for it).
     search_fields = ("mined_tx_hash", "tx_hashes")
-    readonly_fields = ("events",)
+    readonly_fields = ("events", "left_out_events")
     change_form_template = "admin/revenue/deliverybatch/change_form.html"
 
     @admin.display(description="its events")
     def events(self, obj: DeliveryBatch) -> str:
         """The events it carries, as one filtered list of the revenue events (their statuses,
         errors and retry buttons), instead of the bare ids of event_ids."""
-        ids = [int(pk) for pk in obj.event_ids]
-        if not ids:
-            return "-"
-        url = reverse("admin:revenue_revenueevent_changelist")
-        return format_html(
-            '<a href="{}?id__in={}" id="batch-events">{} event(s)</a>', url, ",".join(map(str, ids)), len(ids)
-        )
+        return _events_link([int(pk) for pk in obj.event_ids], anchor="batch-events")
+
+    @admin.display(description="left out of its latest version")
+    def left_out_events(self, obj: DeliveryBatch) -> str:
+        """The events of the items an earlier version carried and its latest does not: still
+        submitted under this batch (that version may be mined) until the version mined is
+        known. They were in none of its links: an event page named this batch, the batch's
+        events did not list it."""
+        ids = [pk for events in items_events(item_ids=map(int, obj.left_out_item_ids)).values() for pk in events]
+        return _events_link(ids, anchor="batch-left-out-events")
 
     def has_abandon_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("revenue.abandon_batch"))

@@ -30,6 +30,7 @@ from revenue.delivery.metadata import (
     patch_held,
     patch_submitted,
 )
+from revenue.delivery.selectors import bundle_item_id
 from revenue.models import (
     ChainDeployment,
     DeliveryBatch,
@@ -404,6 +405,34 @@ def test_a_batch_in_flight_is_found_by_its_events_tx_hash_and_the_two_pages_link
     listed = desk.get(link.group(1))
     assert listed.status_code == 200
     assert sorted(e.pk for e in listed.context["cl"].result_list) == sorted(e.pk for e in events)
+
+
+def test_a_batch_page_lists_the_events_left_out_of_its_latest_version(desk, db):
+    """Items left out of a version re-signed smaller for funds stay submitted under the batch
+    (the earlier version may be mined): their event pages named the batch, the batch's page
+    listed only its latest version's events (left_out_item_ids, bare item ids, bundles unexpanded)."""
+    now = timezone.now()
+    deployment = ChainDeployment.objects.create(
+        chain_id=31337, contract_address="0x" + "1" * 40, signer_address="0x" + "2" * 40, deployed_at=now
+    )
+    kept, alone = _event("lo-kept"), _event("lo-alone")
+    dust = [_event(f"lo-dust-{n}") for n in range(2)]
+    bundle = DeliveryBundle.objects.create(stream_id=0, event_ids=[e.pk for e in dust], amount_wei="2", created_at=now)
+    batch = DeliveryBatch.objects.create(
+        deployment=deployment, size=1, value_wei="1", nonce=7, gas=1, max_fee_per_gas=1, max_priority_fee_per_gas=1,
+        submitted_at=now, item_ids=[kept.pk], event_ids=[kept.pk], tx_hashes=["0x" + "a" * 64, "0x" + "b" * 64],
+        left_out_item_ids=[alone.pk, bundle_item_id(bundle_id=bundle.pk)],
+    )  # fmt: skip
+    page = html.unescape(desk.get(f"/admin/revenue/deliverybatch/{batch.pk}/change/").content.decode())
+    link = re.search(r'<a href="([^"]+)" id="batch-left-out-events">3 event\(s\)</a>', page)
+    assert link is not None
+    listed = desk.get(link.group(1))
+    assert sorted(e.pk for e in listed.context["cl"].result_list) == sorted([alone.pk, *(e.pk for e in dust)])
+
+    batch.left_out_item_ids = []
+    batch.save(update_fields=["left_out_item_ids"])
+    page = desk.get(f"/admin/revenue/deliverybatch/{batch.pk}/change/").content.decode()
+    assert 'id="batch-left-out-events"' not in page and 'id="batch-events"' in page
 
 
 def test_streams_can_be_reworded_but_not_added_deleted_or_recounted(desk, db):
