@@ -18,7 +18,8 @@ from core.logging import adopt_correlation_id, correlation_id_clear, correlation
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
 broker_redis_transport_register()  # redis:// brokers: a worker survives a Redis outage
-app = Celery("platform")
+# Every task's class: periodic runs coalesce by the cache, not by the hosts' clocks (core.periodic).
+app = Celery("platform", task_cls="core.periodic:PlatformTask")
 # core and the apps reach this app as celery.current_app, never importing config: Celery's
 # Django fixup makes it the default app, every thread's (tests/config/test_celery.py).
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -362,12 +362,19 @@ class TaskPublisher:
         prefix = platform_key_prefix(dj_database_url.parse(platform.env["DATABASE_URL"]))
         self.app.conf.broker_transport_options = {"global_keyprefix": f"{prefix}:"} if prefix else {}
 
-    def send(self, name: str, *, queue: str = "celery") -> None:
+    def send(self, name: str, *, queue: str = "celery", **options: Any) -> str:
+        """Publishes `name` (`options`: send_task's, a beat entry's headers and expiry); its task id."""
         with self.app.connection_for_write(self.url) as conn:
             assert conn.as_uri().endswith(urlsplit(self.url).netloc + urlsplit(self.url).path)
-            self.app.send_task(
-                name, queue=queue, connection=conn, retry=True, retry_policy={"max_retries": 3, "interval_start": 0.2}
+            sent = self.app.send_task(
+                name,
+                queue=queue,
+                connection=conn,
+                retry=True,
+                retry_policy={"max_retries": 3, "interval_start": 0.2},
+                **options,
             )
+            return str(sent.id)
 
     def close(self) -> None:
         self.app.close()
