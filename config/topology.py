@@ -43,6 +43,7 @@ import logging.config
 import multiprocessing
 import os
 import queue
+import shutil
 import signal
 import sys
 import time
@@ -75,6 +76,30 @@ RESTART_FIRST_DELAY_SECONDS = 1.0
 RESTART_MAX_DELAY_SECONDS = 30.0
 RESTART_STABLE_SECONDS = 60.0  # a run at least this long starts the delays over
 LOGGER = "config.topology"
+# `make run`'s log files (TOPOLOGY_LOG_DIR, its processes' `>>` redirections in
+# Procfile.local): one past LOG_FILE_MAX_BYTES is rotated, looked at this often.
+LOG_FILES_CHECK_SECONDS = 10.0
+LOG_FILE_MAX_BYTES = 50 * 2**20
+
+
+def log_files_rotate(directory: Path, *, max_bytes: int) -> list[Path]:
+    """Each `*.log` of `directory` larger than `max_bytes` is copied to `NAME.log.1` (the
+    previous copy replaced) and emptied in place: its writers opened it to append (the
+    shell's `>>`), so each goes on writing at its new end, and the directory holds at most
+    twice `max_bytes` a process. A line written between the copy and the emptying is lost.
+    The files rotated. They grew for as long as `make run` ran: 3.6 MB a day idle (the
+    worker's and beat's periodic tasks), plus a line per order event in the engine's."""
+    rotated = []
+    for path in sorted(directory.glob("*.log")):
+        try:
+            if path.stat().st_size <= max_bytes:
+                continue
+            shutil.copyfile(path, path.with_name(path.name + ".1"))
+            os.truncate(path, 0)
+        except OSError:  # removed meanwhile, or unreadable: the next check tries again
+            continue
+        rotated.append(path)
+    return rotated
 
 
 def procfile_processes(path: Path = PROCFILE) -> OrderedDict[str, str]:
@@ -150,6 +175,19 @@ class StagedManager(Manager):
         self.restart_max_delay = restart_max_delay or RESTART_MAX_DELAY_SECONDS
         self.logger = logging.getLogger(LOGGER)
         self.pids_file = os.environ.get("TOPOLOGY_PIDS_FILE", "")
+        log_dir = os.environ.get("TOPOLOGY_LOG_DIR", "")
+        self.log_dir = Path(log_dir) if log_dir else None
+        self.log_max_bytes = int(os.environ.get("LOG_FILE_MAX_BYTES") or LOG_FILE_MAX_BYTES)
+        self._logs_checked = 0.0
+
+    def _logs_keep(self) -> None:
+        """Rotates the log files past their size, at most every LOG_FILES_CHECK_SECONDS."""
+        now = time.monotonic()
+        if self.log_dir is None or now - self._logs_checked < LOG_FILES_CHECK_SECONDS:
+            return
+        self._logs_checked = now
+        for path in log_files_rotate(self.log_dir, max_bytes=self.log_max_bytes):
+            self.say(f"{path.name} rotated to {path.name}.1", event="log_rotated", path=str(path))
 
     # --- what it says -------------------------------------------------------------------
     def say(self, message: str, *, level: int = logging.INFO, **fields: Any) -> None:
@@ -270,6 +308,7 @@ class StagedManager(Manager):
                     self.kill()
             else:
                 self._restart_due()
+                self._logs_keep()
 
     def terminate(self) -> None:
         if not self._terminating:

@@ -78,10 +78,39 @@ class AtomicDatabaseCache(DatabaseCache):
     increment): here add() is one INSERT ... ON CONFLICT DO UPDATE ... WHERE expired, and
     incr() updates the row under its lock (SELECT ... FOR UPDATE on PostgreSQL; SQLite
     transactions are IMMEDIATE, one writer at a time). The table is created by `migrate`
-    (core.0001_cache_table runs `createcachetable`; docs/operations.md)."""
+    (core.0001_cache_table runs `createcachetable`; docs/operations.md).
+
+    Its entries are state, not copies: an API key's replay claim, a rate limit's window,
+    the logins in progress, a form's one-time claim. Above MAX_ENTRIES Django's cull deleted
+    a third of the table, live entries included, in key order (`:1:api-key-form...`,
+    `:1:api-signature...` first): one trader posting order tickets (each a claim kept a
+    day) filled it, and every add after that dropped the replay claims still inside their
+    window, so a signed request captured a second earlier was accepted again. Here the cull
+    deletes expired entries only, by the database's clock; the live ones are what the
+    operations above wrote and are bounded by their own rates and timeouts. Expired
+    entries are also deleted by the beat task core.tasks.expired_entries_delete, so the
+    table holds about what is live (docs/operations.md, "Retention")."""
 
     def _now(self, connection: Any) -> Any:
         return connection.ops.adapt_datetimefield_value(timezone.now().replace(microsecond=0))
+
+    def _cull(self, db: str, cursor: Any, now: Any, num: int) -> None:
+        # Called by Django's set() and this add() when the table holds more than MAX_ENTRIES.
+        self._expired_delete(connections[db], cursor)
+
+    def _expired_delete(self, connection: Any, cursor: Any) -> int:
+        table = connection.ops.quote_name(self._table)  # type: ignore[attr-defined]
+        now_sql, _ = _database_moments(connection.vendor)
+        # Parameters (none): the SQL's %% are read as the placeholders' escapes.
+        cursor.execute(f"DELETE FROM {table} WHERE {connection.ops.quote_name('expires')} < {now_sql}", [])  # noqa: S608
+        return int(cursor.rowcount)
+
+    def expired_delete(self) -> int:
+        """Deletes the entries past their expiry (by the database's clock): how many."""
+        db = router.db_for_write(self.cache_model_class)
+        connection = connections[db]
+        with transaction.atomic(using=db), connection.cursor() as cursor:
+            return self._expired_delete(connection, cursor)
 
     def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         key = self.make_and_validate_key(key, version=version)
@@ -104,9 +133,7 @@ class AtomicDatabaseCache(DatabaseCache):
             cursor.execute(f"SELECT COUNT(*) FROM {table}")  # noqa: S608 (a quoted table name)
             entries = cursor.fetchone()[0]
             if entries > self._max_entries:
-                self._cull(  # type: ignore[attr-defined]
-                    db, cursor, timezone.now().replace(microsecond=0), entries
-                )
+                self._cull(db, cursor, None, entries)
             expiry, expiry_params = (
                 ("%s", [connection.ops.adapt_datetimefield_value(expires)])
                 if seconds is None

@@ -13,9 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
+from django.utils.functional import cached_property
 from django.utils.safestring import SafeString
 
 # A masked CSRF token differs on every render; it must not make a region look changed.
@@ -62,3 +65,37 @@ def live_regions_response(*, request: HttpRequest, regions: dict[str, LiveRegion
     if not changed:
         return HttpResponse(status=204)
     return render(request, "partials/live_update.html", {"regions": changed})
+
+
+class HistoryPaginator(Paginator):
+    """A trader's history (orders, fills), a page at a time, its rows counted only as far as
+    the page asked for needs: up to COUNT_MAX, or one row past that page (whether an older
+    page follows). Django's count read every row of the account's history on every page
+    (an account with 1,000,000 orders: 110-130 ms a page, growing with it). `capped`: more
+    rows follow than counted; the page then says "N+" and no last page number."""
+
+    COUNT_MAX = 10_000
+    capped = False
+    _asked = 1
+
+    def validate_number(self, number: Any) -> int:
+        try:  # before the validation, which counts
+            self._asked = max(1, int(number))
+        except (TypeError, ValueError):
+            self._asked = 1
+        return super().validate_number(number)
+
+    @cached_property
+    def count(self) -> int:
+        rows = self.object_list
+        if not isinstance(rows, QuerySet):
+            return len(rows)
+        bound = max(self.COUNT_MAX, self._asked * self.per_page) + 1
+        counted = rows.values("pk")[:bound].count()
+        self.capped = counted == bound
+        return counted
+
+    @property
+    def shown_count(self) -> int:
+        """The rows known to be there (what the page says, followed by "+" when capped)."""
+        return self.count - 1 if self.capped else self.count

@@ -3,8 +3,12 @@ acknowledgement, re-queued if a worker dies)."""
 
 from __future__ import annotations
 
-from celery import shared_task
+from datetime import timedelta
 
+from celery import shared_task
+from django.conf import settings
+
+from orders.services.outbox import trade_outbox_consumed_delete
 from orders.services.users import users_inactive_close
 
 
@@ -13,3 +17,9 @@ from orders.services.users import users_inactive_close
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def inactive_orders_sweep() -> int:
     return len(users_inactive_close())
+
+
+# Periodic (beat, every TRADE_OUTBOX_PRUNE_INTERVAL_SECONDS): the next beat is the retry.
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def trade_outbox_prune() -> int:
+    return trade_outbox_consumed_delete(older_than=timedelta(days=settings.TRADE_OUTBOX_RETENTION_DAYS))

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
-from django.core.paginator import Page, Paginator
+from django.core.paginator import Page
 from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -29,7 +29,7 @@ from accounts.error_text import CSRF_FAILED, error_sentence
 from accounts.errors import SessionExpired
 from accounts.views import form_address, page_login_required, page_user, safe_next
 from core.errors import ApplicationError, ServiceUnavailable
-from core.pages import LiveRegion, live_regions_render, live_regions_response
+from core.pages import HistoryPaginator, LiveRegion, live_regions_render, live_regions_response
 from core.text import path_id
 from orders.errors import OrderNotFound
 from orders.forms import MarketFilterForm, OrderFilterForm, OrderForm
@@ -485,7 +485,7 @@ def order_history(request: HttpRequest) -> HttpResponse:
     orders = order_list_for_user(
         user_id=user.pk, status=None if statuses else status, statuses=statuses, market=filters["market"]
     ).order_by("-id")
-    page = Paginator(orders, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    page = HistoryPaginator(orders, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
     quote_of = {m.pk: m.quote.symbol for m in markets}
     rows = [
         OrderRow(
@@ -528,7 +528,7 @@ def fill_history(request: HttpRequest) -> HttpResponse:
     filter_form = MarketFilterForm(request.GET or None, markets=market_list(include_inactive=True))
     filters = filter_form.filters()
     trades = trade_list_for_user(user_id=user_id, market=filters["market"]).select_related("market__quote")
-    page = Paginator(trades.order_by("-id"), HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    page = HistoryPaginator(trades.order_by("-id"), HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
     rows = [FillRow(trade_user_fill(trade=trade, user_id=user_id), Formats.of(trade.market)) for trade in page]
     return render(request, "orders/fills.html", _history_context(filter_form, page, rows))
 

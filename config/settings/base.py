@@ -151,6 +151,11 @@ CACHES = {
         else {"BACKEND": "core.cache.AtomicDatabaseCache", "LOCATION": CACHE_TABLE, "OPTIONS": {"MAX_ENTRIES": 100_000}}
     )
 }
+# The database cache's expired entries and the expired sessions are deleted by this beat task
+# this often (core.tasks.expired_entries_delete; read when `migrate` schedules it). Above
+# MAX_ENTRIES every write of the cache deletes the expired entries too; live ones never go
+# (core.cache.AtomicDatabaseCache: they are replay claims, rate-limit windows, locks).
+EXPIRED_ENTRIES_DELETE_INTERVAL_SECONDS = env_int("EXPIRED_ENTRIES_DELETE_INTERVAL_SECONDS", 3600)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -340,6 +345,11 @@ TTX_ASSET = env_str("TTX_ASSET", "TTX")
 # engine answered: their live orders are cancelled by this beat task at most this late
 # (orders.tasks.inactive_orders_sweep; read when `migrate` schedules it, as the delivery's).
 INACTIVE_ORDERS_SWEEP_INTERVAL_SECONDS = env_int("INACTIVE_ORDERS_SWEEP_INTERVAL_SECONDS", 60)
+# Trade outbox rows revenue has consumed are deleted once this many days old (the trades and
+# their revenue events stay), by this beat task this often (orders.tasks.trade_outbox_prune;
+# the interval read when `migrate` schedules it). docs/operations.md, "Retention".
+TRADE_OUTBOX_RETENTION_DAYS = env_int("TRADE_OUTBOX_RETENTION_DAYS", 7)
+TRADE_OUTBOX_PRUNE_INTERVAL_SECONDS = env_int("TRADE_OUTBOX_PRUNE_INTERVAL_SECONDS", 3600)
 
 # --- The matching engine (docs/matching.md, "The sequencer") ---------------------
 # "zmq": engine processes (manage.py engine) own the books; web workers send commands.

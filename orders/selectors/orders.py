@@ -1,9 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import reduce
+from operator import or_
 
 from django.contrib.auth import get_user_model
 from django.db.models import Prefetch, Q, QuerySet
@@ -11,12 +13,50 @@ from django.db.models import Prefetch, Q, QuerySet
 from orders.engine.money import average_price
 from orders.engine.types import Counterparty, Liquidity
 from orders.errors import OrderNotFound
-from orders.models import LIVE_STATUSES, RESTING_STATUSES, Order, OrderEvent, OrderSide, OrderType, Trade
+from orders.models import (
+    LIVE_STATUSES,
+    RESTING_STATUSES,
+    Order,
+    OrderEvent,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    Trade,
+)
 
 # A trade's columns an order's contract body shows of its fills (the batch writer reads
 # the same back for a cancel's answer, orders.sequencer.writer.histories_read).
 FILL_FIELDS = ("id", "price", "quantity", "taker_fee", "maker_fee", "is_house", "taker_order_id", "maker_order_id")
 ORDER_ID_MAX = 2**63 - 1  # a bigint: a longer number names no order
+
+# The partial indexes that hold the live orders, and the statuses each holds. Live statuses
+# spelled as their conditions are read from them (the books and the pending stops, however
+# long the history): `status IN (...)` matches none, and PostgreSQL read the account's whole
+# history through order_user_recent, or every order (the 5 open orders of an account with
+# 1,000,000 closed ones: 150-180 ms a read, a parallel sequential scan; 0.2 ms from the indexes).
+LIVE_ORDER_INDEXES: dict[str, frozenset[OrderStatus]] = {
+    "order_pending_stops": frozenset({OrderStatus.PENDING_TRIGGER}),
+    "order_book_bids": frozenset(RESTING_STATUSES),
+    "order_book_asks": frozenset(RESTING_STATUSES),
+}
+_LIVE_INDEX_CONDITIONS: dict[str, Q] = {
+    index.name: index.condition
+    for index in Order._meta.indexes
+    if index.name in LIVE_ORDER_INDEXES and isinstance(index.condition, Q)
+}
+LIVE_BY_INDEX: Q = reduce(or_, _LIVE_INDEX_CONDITIONS.values())
+
+
+def status_condition(statuses: Iterable[str]) -> Q:
+    """Orders in one of `statuses`: live ones as the conditions of the partial indexes that
+    hold them (LIVE_ORDER_INDEXES), others as they are (no index: the caller's own, by user)."""
+    wanted = {OrderStatus(status) for status in statuses}
+    if not wanted or not wanted <= set(LIVE_STATUSES):
+        return Q(status__in=sorted(wanted))
+    names = [name for name, held in LIVE_ORDER_INDEXES.items() if wanted & held]
+    condition = reduce(or_, (_LIVE_INDEX_CONDITIONS[name] for name in names))
+    held = set().union(*(LIVE_ORDER_INDEXES[name] for name in names))
+    return condition if held == wanted else condition & Q(status__in=sorted(wanted))
 
 
 def _with_details(queryset: QuerySet[Order]) -> QuerySet[Order]:
@@ -48,16 +88,16 @@ def order_list_for_user(
     if order_ids is not None:
         queryset = queryset.filter(pk__in=order_ids)
     if status:
-        queryset = queryset.filter(status=status)
+        queryset = queryset.filter(status_condition([status]))
     if statuses:
-        queryset = queryset.filter(status__in=statuses)
+        queryset = queryset.filter(status_condition(statuses))
     if market:
         queryset = queryset.filter(market__symbol=market)
     return _with_details(queryset)
 
 
 def order_open_list_for_user(*, user_id: int, market_id: int | None = None) -> QuerySet[Order]:
-    queryset = Order.objects.filter(user_id=user_id, status__in=LIVE_STATUSES)
+    queryset = Order.objects.filter(status_condition(LIVE_STATUSES), user_id=user_id)
     if market_id is not None:
         queryset = queryset.filter(market_id=market_id)
     return queryset.select_related("market").order_by("-id")

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from functools import reduce
-from operator import or_
-
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef
 
 from orders.models import Order
+from orders.selectors.orders import LIVE_BY_INDEX, LIVE_ORDER_INDEXES
 
 # Live orders (LIVE_STATUSES) spelled as the conditions of the partial indexes that hold
-# them, so that PostgreSQL can read them from those: `status IN (...)` matches none, and it
-# read every order ever placed (a sequential scan) or, account by account, the whole
-# history of each inactive one (order_user_recent).
-LIVE_ORDER_INDEXES = ("order_pending_stops", "order_book_bids", "order_book_asks")
-LIVE_BY_INDEX: Q = reduce(or_, (index.condition for index in Order._meta.indexes if index.name in LIVE_ORDER_INDEXES))
+# them (orders.selectors.orders.LIVE_BY_INDEX), so that PostgreSQL can read them from those:
+# `status IN (...)` matches none, and it read every order ever placed (a sequential scan)
+# or, account by account, the whole history of each inactive one (order_user_recent).
+__all__ = ["LIVE_BY_INDEX", "LIVE_ORDER_INDEXES", "user_list_inactive_with_live_orders"]
 
 
 def user_list_inactive_with_live_orders() -> list[AbstractBaseUser]:

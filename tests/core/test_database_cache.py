@@ -134,3 +134,56 @@ def test_add_on_a_host_whose_clock_runs_ahead_leaves_a_live_entry_alone(table: N
     assert cache.add("other", 3, 12) is True  # what it adds lives 12 s by the database's clock
     monkeypatch.undo()
     assert cache.get("other") == 3
+
+
+def test_a_full_table_never_drops_a_live_replay_claim(table: None) -> None:
+    """Above MAX_ENTRIES Django's cull deleted a third of the table in key order, live
+    entries included: one trader's order tickets (a claim kept a day each) pushed the API
+    keys' replay claims out, and the same signed request was accepted twice within its
+    window. Only expired entries are culled now."""
+    from accounts.api_keys import signature_claim
+    from core.cache import form_once
+    from core.errors import Conflict
+
+    settings_full = {"default": {**SETTINGS["default"], "OPTIONS": {"MAX_ENTRIES": 10}}}
+    with override_settings(CACHES=settings_full, API_REPLAY_STORE="auto"):
+        from django.core.cache import cache
+
+        assert signature_claim(key_id=1, signature="ab" * 32) is True
+        cache.set("an-expired-entry", 1, 60)
+        long_ago = connection.ops.adapt_datetimefield_value(datetime(2000, 1, 1, tzinfo=UTC))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {connection.ops.quote_name(TABLE)} SET expires = %s WHERE cache_key LIKE %s",  # noqa: S608
+                [long_ago, "%an-expired-entry"],
+            )
+        for ticket in range(30):  # a trader's order tickets, far more than the table's MAX_ENTRIES
+            form_once(f"order-ticket:7:{ticket}", resent=Conflict(), act=lambda: None)
+        cache.set("a-set-entry", 1, 60)  # Django's set() culls the same way
+        assert signature_claim(key_id=1, signature="ab" * 32) is False  # the replay is refused
+        with pytest.raises(Conflict):  # and every ticket's claim still holds
+            form_once("order-ticket:7:0", resent=Conflict(), act=lambda: None)
+        assert cache.get("an-expired-entry") is None
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT COUNT(*) FROM {connection.ops.quote_name(TABLE)}")  # noqa: S608
+            assert cursor.fetchone()[0] == 32  # the claim, 30 tickets, the set entry: the expired one culled
+
+
+def test_expired_entries_are_deleted_by_the_retention_task(table: None) -> None:
+    from core.tasks import expired_entries_delete
+
+    with override_settings(CACHES=SETTINGS):
+        from django.core.cache import cache
+
+        for name in ("live", "stale-1", "stale-2"):
+            cache.set(name, name, 60)
+        cache.set("forever", 1, None)
+        long_ago = connection.ops.adapt_datetimefield_value(datetime(2000, 1, 1, tzinfo=UTC))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {connection.ops.quote_name(TABLE)} SET expires = %s WHERE cache_key LIKE %s",  # noqa: S608
+                [long_ago, "%stale-%"],
+            )
+        assert expired_entries_delete() == 2
+        assert (cache.get("live"), cache.get("forever")) == ("live", 1)
+        assert expired_entries_delete() == 0

@@ -273,3 +273,48 @@ def test_make_run_refuses_a_port_another_program_holds(tmp_path) -> None:
 def test_make_run_refuses_a_port_that_is_no_number(tmp_path) -> None:
     code, out, err = _make_run_refused({"PORT": "80a", "VAR_DIR": str(tmp_path / "var")})
     assert code == 1 and "PORT=80a is not a port number." in err, (out, err)
+
+
+def test_a_log_file_past_its_size_is_rotated_and_its_writer_goes_on_at_its_start(tmp_path) -> None:
+    """`make run`'s processes append to var/log/*.log (`>>`) for as long as it runs (3.6 MB a
+    day idle, plus a line per order event), and nothing rotated them. Past its size one is
+    copied to NAME.log.1 and emptied in place; a writer that opened it to append goes on at
+    its new end (no hole of the old size before its next line)."""
+    path = tmp_path / "worker.log"
+    with open(path, "ab", buffering=0) as writer:  # as the shell's >> opens it
+        writer.write(b"x" * 2000)
+        assert topology.log_files_rotate(tmp_path, max_bytes=1000) == [path]
+        writer.write(b"after\n")
+    assert path.read_bytes() == b"after\n"
+    assert (tmp_path / "worker.log.1").read_bytes() == b"x" * 2000
+    assert topology.log_files_rotate(tmp_path, max_bytes=1000) == []  # small again: left alone
+
+
+@pytest.mark.timeout(60)
+def test_the_supervisor_rotates_its_processes_logs(tmp_path) -> None:
+    logs = tmp_path / "log"
+    logs.mkdir()
+    procfile = tmp_path / "Procfile"
+    loop = "while :; do echo 0123456789012345678901234567890123456789; sleep 0.01; done"
+    procfile.write_text(f"""writer: sh -c 'trap "exit 0" TERM; {loop}' >>"{logs}/writer.log" 2>&1\n""")
+    script = (
+        "import sys; from pathlib import Path; from config import topology; "
+        f"sys.exit(topology.start(procfile=Path({str(procfile)!r})))"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "SERVE_STOP_TIMEOUT": "20"}
+    env |= {
+        "TOPOLOGY_LOG_DIR": str(logs),
+        "LOG_FILE_MAX_BYTES": "4000",
+        "ENGINE_SHARDS": "main=*@ipc:///tmp/unused.sock",
+    }
+    env.pop("LOG_FORMAT", None)
+    with subprocess.Popen(
+        [sys.executable, "-c", script], cwd=topology.ROOT, env=env, stdout=subprocess.PIPE, text=True
+    ) as runner:
+        wait_until(lambda: (logs / "writer.log.1").exists(), timeout=30, what="the log rotated")
+        runner.send_signal(signal.SIGTERM)
+        output, _ = runner.communicate(timeout=40)
+    assert "writer.log rotated to writer.log.1" in output
+    assert (logs / "writer.log.1").stat().st_size > 4000
+    assert (logs / "writer.log").stat().st_size < 40_000  # emptied, then written on from its start
+    assert b"\0" not in (logs / "writer.log").read_bytes()
