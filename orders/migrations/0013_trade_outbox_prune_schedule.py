@@ -20,7 +20,7 @@ def unschedule(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("orders", "0011_client_order_id_leads_its_index"),
+        ("orders", "0012_periodic_runs_coalesced"),
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
