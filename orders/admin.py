@@ -214,6 +214,8 @@ class TradeOutboxAdmin(ReadOnlyAdmin):
 # Set on the request by TraderUserAdmin.save_model: the account its form deactivated, whose
 # orders are cancelled once the form's transaction has committed.
 DEACTIVATED_BY_FORM = "_orders_deactivated_by_form"
+# How the account's History names the list's action.
+DEACTIVATED_BY_ACTION = "Deactivated (list action “Deactivate and cancel their open orders”)"
 
 
 class TraderUserAdmin(PlatformUserAdmin):
@@ -246,14 +248,20 @@ class TraderUserAdmin(PlatformUserAdmin):
                 closable.append(user)
         if refused:
             self.message_user(request, f"Not yours to deactivate here: {', '.join(refused)}.", level=WARNING)
-        self._close(request, closable)
+        self._close(request, closable, by_action=True)
 
-    def _close(self, request: HttpRequest, users: list[Any]) -> None:
+    def _close(self, request: HttpRequest, users: list[Any], *, by_action: bool = False) -> None:
+        """`by_action`: the list's action, which Django records nowhere (the form's change is
+        in the account's History already): each account it deactivates is written there."""
         for user in users:
             name = user.get_username()
             try:
                 cancelled = user_deactivate(user=user)
             except ServiceUnavailable:
+                if by_action:
+                    self.log_change(
+                        request, user, f"{DEACTIVATED_BY_ACTION}; its open orders not cancelled: no engine answered."
+                    )
                 self.message_user(
                     request,
                     f"{name} is deactivated, but its open orders could not be cancelled: the matching "
@@ -261,6 +269,8 @@ class TraderUserAdmin(PlatformUserAdmin):
                     level=ERROR,
                 )
                 continue
+            if by_action:
+                self.log_change(request, user, f"{DEACTIVATED_BY_ACTION}; {len(cancelled)} open order(s) cancelled.")
             self.message_user(request, f"{name} is deactivated; {len(cancelled)} open order(s) cancelled.")
 
 
