@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
-from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from accounts.tokens import token_pair_issue
 from orders.system_accounts import fee_account_user_id, house_user_id
@@ -204,3 +205,29 @@ def test_the_token_admin_never_shows_a_refresh_token(client):
             assert page.status_code == 200, path
             assert refresh not in page.content.decode(), path
             assert refresh.split(".")[1] not in page.content.decode(), path  # not even its claims
+
+
+def test_a_revoked_refresh_token_stays_revoked_whatever_the_token_admin_allows(client):
+    """A refresh token is spent or revoked by its blacklist row, and by nothing else: with
+    simplejwt's stock admin a staff member allowed to delete (or change) those rows made a
+    logged-out refresh token rotate again (200), and the record of the revocation was gone."""
+    trader = UserFactory()
+    refresh = token_pair_issue(user=trader)["refresh"]
+    assert APIClient().post("/api/auth/logout", {"refresh": refresh}, format="json").status_code == 205
+    revoked = BlacklistedToken.objects.get(token__user=trader)
+    editor = UserFactory(is_staff=True)
+    editor.user_permissions.add(*Permission.objects.filter(content_type__app_label="token_blacklist"))
+    client.force_login(editor)
+    page = f"/admin/token_blacklist/blacklistedtoken/{revoked.pk}/"
+    assert client.get(f"{page}change/").status_code == 200  # still listed and shown
+    assert client.post(f"{page}delete/", {"post": "yes"}).status_code == 403
+    other = token_pair_issue(user=trader)["refresh"]
+    other_row = OutstandingToken.objects.exclude(pk=revoked.token_id).get(user=trader)
+    assert client.post(f"{page}change/", {"token": other_row.pk}).status_code == 403
+    bulk = {"action": "delete_selected", "_selected_action": [revoked.pk], "post": "yes"}
+    assert client.post("/admin/token_blacklist/blacklistedtoken/", bulk).status_code == 200  # no such action
+    assert client.post("/admin/token_blacklist/blacklistedtoken/add/", {"token": other_row.pk}).status_code == 403
+    assert list(BlacklistedToken.objects.values_list("pk", "token_id")) == [(revoked.pk, revoked.token_id)]
+    again = APIClient().post("/api/auth/token/refresh", {"refresh": refresh}, format="json")
+    assert again.status_code == 401
+    assert APIClient().post("/api/auth/token/refresh", {"refresh": other}, format="json").status_code == 200
