@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api.parsers import ExactJsonParser
-from core.api.permissions import IsStaff, staff_permission
+from core.api.permissions import staff_permission
 from core.api.request import request_user
 from core.errors import InvalidInput
 from orders.api.markets import SYMBOL
@@ -82,7 +82,9 @@ class ReferencePriceSetApi(APIView):
 
 
 class LedgerApi(APIView):
-    permission_classes = [IsStaff]
+    # Every balance summed: what the admin's wallet list shows row by row, so its permission.
+    # Any staff account read it, with no permission at all.
+    permission_classes = [staff_permission("orders.view_wallet")]
 
     @extend_schema(responses={200: LedgerOutput})
     def get(self, request: Request) -> Response:
