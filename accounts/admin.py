@@ -5,7 +5,8 @@ superuser edits what makes an account privileged, and only a superuser changes a
 staff or superuser account (with its password set, an editor signed in as a staff account
 allowed to credit wallets and credited itself). The platform's own accounts (the house, the fee account) are shown
 only: a password or `is_active` set on them let a staff member allowed to change users
-sign in as the house (accounts.selectors.user_is_system_account). Groups likewise: only a
+sign in as the house (accounts.selectors.user_is_system_account). An account that made
+changes in the admin is never deleted: its History would go with it (deactivate it). Groups likewise: only a
 superuser sets a group's permissions (stock, a staff member allowed to change groups gave
 their own group `orders.add_deposit` and credited themselves). Refresh tokens are listed
 without the token itself (simplejwt's admin showed it: a staff member allowed to view them
@@ -24,7 +25,7 @@ from django.http import HttpRequest
 from rest_framework_simplejwt.token_blacklist.admin import BlacklistedTokenAdmin, OutstandingTokenAdmin
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
-from accounts.selectors import user_is_system_account
+from accounts.selectors import user_has_admin_history, user_is_system_account
 
 User = get_user_model()
 # What only a superuser may set on an account.
@@ -57,6 +58,11 @@ class PlatformUserAdmin(UserAdmin):
         if obj is not None and user_is_system_account(username=obj.get_username()):
             return False
         if obj is not None and self._out_of_reach(request, obj):
+            return False
+        if obj is not None and user_has_admin_history(user_id=obj.pk):
+            # Its History rows (who changed what, when) are deleted with it: deactivated
+            # instead, for anyone, superusers included (a demoted staff member's record was
+            # erased by whoever could delete users).
             return False
         return super().has_delete_permission(request, obj)
 
