@@ -146,9 +146,9 @@ class WalletAdmin(ReadOnlyAdmin):
 
 @admin.register(Deposit)
 class DepositAdmin(ReadOnlyAdmin):
-    list_display = ("id", "user", "asset", "bucket", "amount", "created_by", "created_at", "reference")
+    list_display = ("id", "user", "asset", "bucket", "amount", "created_by", "created_at", "reference", "reason")
     list_filter = ("asset",)
-    search_fields = ("user__username", "=reference")
+    search_fields = ("user__username", "=reference", "reason")
     list_select_related = ("user", "asset", "created_by")
 
 

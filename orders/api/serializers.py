@@ -92,6 +92,12 @@ class CreditInput(KnownFieldsInput):
     username = serializers.CharField(max_length=150)
     asset = serializers.CharField(max_length=16)
     amount = AmountInput()
+    reason = serializers.CharField(
+        required=False,
+        max_length=500,
+        help_text="Why the credit is made (optional; kept on the deposit, the audit trail). Blank is refused: "
+        "leave it out.",
+    )
 
 
 class ReferencePriceInput(KnownFieldsInput):

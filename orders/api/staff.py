@@ -50,6 +50,7 @@ class WalletCreditApi(APIView):
             amount=data.validated_data["amount"],
             credited_by=request_user(request),
             reference=_idempotency_key(request),
+            reason=data.validated_data.get("reason"),
         )
         balance = wallet_balance_get(user_id=wallet.user_id, asset_symbol=wallet.asset.symbol)
         return Response(WalletOutput(balance).data)
