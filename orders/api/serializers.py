@@ -108,6 +108,12 @@ class ReferencePriceInput(KnownFieldsInput):
         help_text="Confirms a price more than REFERENCE_PRICE_MAX_MOVE_PERCENT (50%) away from both the "
         "reference and the last price (refused otherwise: 400 invalid_price).",
     )
+    reason = serializers.CharField(
+        required=False,
+        max_length=500,
+        help_text="Why the price is set (optional; kept in the market's History, the audit trail). Blank is "
+        "refused: leave it out.",
+    )
 
 
 @extend_schema_serializer(

@@ -78,6 +78,7 @@ class ReferencePriceSetApi(APIView):
             price=data.validated_data["price"],
             large_move=data.validated_data["large_move"],
             actor=request_user(request),
+            reason=data.validated_data.get("reason"),
         )
         return Response(MarketOutput(market_get(symbol=symbol)).data)
 
