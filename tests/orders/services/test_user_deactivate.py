@@ -126,6 +126,26 @@ def test_the_list_action_is_written_to_each_accounts_history(market, trader, cli
     assert DEACTIVATED_BY_ACTION in history.content.decode()
 
 
+def test_the_list_action_says_why_and_refuses_a_reason_that_says_nothing(market, trader, admin_client):
+    alice, bob = trader(USDT="1000"), trader(USDT="1000")
+    page = admin_client.get("/admin/auth/user/")
+    assert 'name="reason"' in page.content.decode()  # beside the action
+    refused = admin_client.post(
+        "/admin/auth/user/", {"action": ACTION, "_selected_action": [alice.user.pk], "reason": "\u200b \t"}, follow=True
+    )
+    assert any(text.startswith("Nothing was deactivated, the reason is refused") for text in _messages(refused))
+    alice.user.refresh_from_db()
+    assert alice.user.is_active and not LogEntry.objects.exists()
+    admin_client.post(
+        "/admin/auth/user/",
+        {"action": ACTION, "_selected_action": [alice.user.pk, bob.user.pk], "reason": " Chargeback  fraud, case 77 "},
+    )
+    assert sorted(LogEntry.objects.values_list("object_id", "change_message")) == sorted(
+        (str(user.pk), f"{DEACTIVATED_BY_ACTION}; 0 open order(s) cancelled; reason: Chargeback fraud, case 77.")
+        for user in (alice.user, bob.user)
+    )
+
+
 def test_a_user_editor_cannot_deactivate_staff_or_themselves_by_the_action(market, trader, client):
     editor = UserFactory(is_staff=True)
     editor.user_permissions.add(
