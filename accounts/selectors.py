@@ -4,6 +4,7 @@ import unicodedata
 from importlib import import_module
 
 from django.conf import settings
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.utils.crypto import constant_time_compare
 
@@ -32,6 +33,12 @@ def username_for_login(*, typed: str) -> str:
         if username_fold(name) == folded
     ]
     return alike[0] if len(alike) == 1 else typed
+
+
+def user_has_admin_history(*, user_id: int) -> bool:
+    """Whether the account made changes in the admin: its rows of the admin's History
+    (LogEntry), which go with the account if it is deleted."""
+    return LogEntry.objects.filter(user_id=user_id).exists()
 
 
 def user_is_system_account(*, username: str) -> bool:

@@ -11,6 +11,7 @@ from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
+from core import admin_beat  # noqa: F401  (the periodic tasks' admin, registered there)
 from core.db import table_count
 from core.text import parse_id
 

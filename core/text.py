@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from core.errors import ApplicationError
+from core.errors import ApplicationError, InvalidInput
 
 # Database ids: bigint, so at most 18 digits always fit; ASCII only.
 ID_TEXT = re.compile(r"[0-9]{1,18}", re.ASCII)
@@ -31,6 +31,24 @@ def has_control_characters(text: str) -> bool:
     """NUL, other C0/C1 controls, format characters (bidi overrides, zero-width), surrogates,
     private-use and unassigned code points: never part of a name the platform issues."""
     return any(unicodedata.category(char).startswith("C") for char in text)
+
+
+# A staff member's reason, kept in an audit trail (a retry's, an abandonment's, a credit's).
+REASON_MAX_LENGTH = 500
+
+
+def staff_reason_clean(*, reason: str, missing: str) -> str:
+    """A staff member's reason as kept in the audit trail: its runs of blanks made one space;
+    refused (InvalidInput on `reason`) when blank (``missing`` says what to write), longer
+    than REASON_MAX_LENGTH or holding control characters."""
+    why = " ".join(reason.split())
+    if not why:
+        raise InvalidInput(fields={"reason": [missing]})
+    if len(why) > REASON_MAX_LENGTH:
+        raise InvalidInput(fields={"reason": [f"At most {REASON_MAX_LENGTH} characters."]})
+    if has_control_characters(why):  # a form posts it as typed: PostgreSQL refuses a NUL
+        raise InvalidInput(fields={"reason": ["Text only: no control characters."]})
+    return why
 
 
 def is_clean_name(text: str, *, max_length: int) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.helpers import ActionForm
 from django.contrib.auth import get_user_model
 from django.contrib.messages import ERROR, WARNING
 from django.db.models import QuerySet
@@ -18,7 +19,8 @@ from django.urls import path
 
 from accounts.admin import PlatformUserAdmin
 from core.admin import ReadOnlyAdmin, ReadOnlyInline, SelectionCheckedAdmin
-from core.errors import ServiceUnavailable
+from core.errors import InvalidInput, ServiceUnavailable
+from core.text import staff_reason_clean
 from orders.admin_house import PERMISSION as HOUSE_STOCK_PERMISSION
 from orders.admin_house import house_stock_page
 from orders.engine.types import TimeInForce
@@ -146,9 +148,9 @@ class WalletAdmin(ReadOnlyAdmin):
 
 @admin.register(Deposit)
 class DepositAdmin(ReadOnlyAdmin):
-    list_display = ("id", "user", "asset", "bucket", "amount", "created_by", "created_at", "reference")
+    list_display = ("id", "user", "asset", "bucket", "amount", "created_by", "created_at", "reference", "reason")
     list_filter = ("asset",)
-    search_fields = ("user__username", "=reference")
+    search_fields = ("user__username", "=reference", "reason")
     list_select_related = ("user", "asset", "created_by")
 
 
@@ -214,6 +216,24 @@ class TradeOutboxAdmin(ReadOnlyAdmin):
 # Set on the request by TraderUserAdmin.save_model: the account its form deactivated, whose
 # orders are cancelled once the form's transaction has committed.
 DEACTIVATED_BY_FORM = "_orders_deactivated_by_form"
+# How the account's History names the list's action.
+DEACTIVATED_BY_ACTION = "Deactivated (list action “Deactivate and cancel their open orders”)"
+
+
+DEACTIVATION_REASON_BLANK = "A reason, when given, says something (or leave it out): it is kept in the History."
+
+
+class UserActionForm(ActionForm):
+    """The users list's action bar with a reason beside it, written with the deactivation
+    into each account's History."""
+
+    reason = forms.CharField(
+        required=False,
+        label="Reason",
+        widget=forms.TextInput(
+            attrs={"maxlength": 500, "size": 40, "placeholder": "reason (optional, kept in the History)"}
+        ),
+    )
 
 
 class TraderUserAdmin(PlatformUserAdmin):
@@ -223,6 +243,7 @@ class TraderUserAdmin(PlatformUserAdmin):
     says to run the action again."""
 
     actions = ["deactivate_and_cancel_orders"]
+    action_form = UserActionForm
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
@@ -238,6 +259,13 @@ class TraderUserAdmin(PlatformUserAdmin):
 
     @admin.action(permissions=["change"], description="Deactivate and cancel their open orders")
     def deactivate_and_cancel_orders(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        typed = request.POST.get("reason", "")
+        try:
+            why = staff_reason_clean(reason=typed, missing=DEACTIVATION_REASON_BLANK) if typed else ""
+        except InvalidInput as invalid:
+            problems = " ".join((invalid.fields or {}).get("reason", [invalid.message]))
+            self.message_user(request, f"Nothing was deactivated, the reason is refused: {problems}", level=ERROR)
+            return
         closable, refused = [], []
         for user in queryset.order_by("pk"):
             if user.pk == request.user.pk or not self.has_change_permission(request, user):
@@ -246,14 +274,24 @@ class TraderUserAdmin(PlatformUserAdmin):
                 closable.append(user)
         if refused:
             self.message_user(request, f"Not yours to deactivate here: {', '.join(refused)}.", level=WARNING)
-        self._close(request, closable)
+        self._close(request, closable, by_action=True, reason=why)
 
-    def _close(self, request: HttpRequest, users: list[Any]) -> None:
+    def _close(self, request: HttpRequest, users: list[Any], *, by_action: bool = False, reason: str = "") -> None:
+        """`by_action`: the list's action, which Django records nowhere (the form's change is
+        in the account's History already): each account it deactivates is written there,
+        with the `reason` typed beside the action."""
+        why = f"; reason: {reason}" if reason else ""
         for user in users:
             name = user.get_username()
             try:
                 cancelled = user_deactivate(user=user)
             except ServiceUnavailable:
+                if by_action:
+                    self.log_change(
+                        request,
+                        user,
+                        f"{DEACTIVATED_BY_ACTION}; its open orders not cancelled: no engine answered{why}.",
+                    )
                 self.message_user(
                     request,
                     f"{name} is deactivated, but its open orders could not be cancelled: the matching "
@@ -261,6 +299,10 @@ class TraderUserAdmin(PlatformUserAdmin):
                     level=ERROR,
                 )
                 continue
+            if by_action:
+                self.log_change(
+                    request, user, f"{DEACTIVATED_BY_ACTION}; {len(cancelled)} open order(s) cancelled{why}."
+                )
             self.message_user(request, f"{name} is deactivated; {len(cancelled)} open order(s) cancelled.")
 
 

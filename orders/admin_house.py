@@ -33,6 +33,9 @@ class HouseStockForm(forms.Form):
     market = forms.ModelChoiceField(queryset=Market.objects.select_related("base", "quote").order_by("symbol"))
     asset = forms.CharField(max_length=16, help_text="The market's base (to sell) or quote asset (to buy with).")
     amount = forms.CharField(max_length=64, help_text="A positive decimal, at most 8 decimal places.")
+    reason = forms.CharField(
+        max_length=500, required=False, help_text="Why (optional; kept on the deposit, the audit trail)."
+    )
     # The form's own idempotency key, made when it is shown: sent twice (a double click, a
     # resent form), the credit is made once.
     reference = forms.CharField(widget=forms.HiddenInput, max_length=DEPOSIT_REFERENCE_MAX_LENGTH)
@@ -53,6 +56,7 @@ def house_stock_page(model_admin: ModelAdmin[Any], request: HttpRequest) -> Http
                 amount=form.cleaned_data["amount"].strip(),
                 actor=user,
                 reference=form.cleaned_data["reference"],
+                reason=form.cleaned_data["reason"] or None,
             )
         except DepositReferenceReused:
             form.add_error(None, FORM_RESENT)

@@ -14,6 +14,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from core.fields import SUM_MAX_DIGITS, MoneyField
+from core.text import REASON_MAX_LENGTH
 from orders.engine.types import (
     LIVE_STATUSES,
     RESTING_STATUSES,
@@ -129,6 +130,8 @@ class Deposit(models.Model):
     # The staff credit's idempotency key (its `Idempotency-Key`, the admin form's token, the
     # command's --reference): sent again, the credit is answered, not made twice.
     reference = models.CharField(max_length=DEPOSIT_REFERENCE_MAX_LENGTH, blank=True, db_default="")
+    # Why staff credited it, as they said (the audit trail's "why"; core.text.staff_reason_clean).
+    reason = models.CharField(max_length=REASON_MAX_LENGTH, blank=True, db_default="")
 
     class Meta:
         constraints = [

@@ -16,7 +16,7 @@ from django.utils.timesince import timeuntil
 
 from core.errors import ApplicationError, InvalidInput
 from core.logging import correlation_id_get
-from core.text import has_control_characters
+from core.text import staff_reason_clean
 from revenue.alerts import alert_send
 from revenue.chain.client import ChainUnavailable, error_message
 from revenue.chain.runtime import node_connect
@@ -36,7 +36,6 @@ from revenue.models import (
 
 EVENT = "revenue_event"
 BATCH = "delivery_batch"
-REASON_MAX_LENGTH = 500
 RETRY_REASON_BLANK = "A reason, when given, says something (or leave it out): it is kept in the audit trail."
 # Events one retry may take: each is locked and audited in one transaction. "Select all"
 # over a list filtered on nothing took every event (a 500 on SQLite past its bound-variable
@@ -77,20 +76,6 @@ class RetryOutcome:
         if self.missing:
             text += f", {len(self.missing)} not found"
         return text + "."
-
-
-def staff_reason_clean(*, reason: str, missing: str) -> str:
-    """A staff member's reason as kept in the audit trail: its runs of blanks made one space;
-    refused (InvalidInput on `reason`) when blank (``missing`` says what to write), longer
-    than REASON_MAX_LENGTH or holding control characters."""
-    why = " ".join(reason.split())
-    if not why:
-        raise InvalidInput(fields={"reason": [missing]})
-    if len(why) > REASON_MAX_LENGTH:
-        raise InvalidInput(fields={"reason": [f"At most {REASON_MAX_LENGTH} characters."]})
-    if has_control_characters(why):  # the admin's form posts it as typed: PostgreSQL refuses a NUL
-        raise InvalidInput(fields={"reason": ["Text only: no control characters."]})
-    return why
 
 
 def revenue_events_delivery_retry(

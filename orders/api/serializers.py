@@ -92,6 +92,12 @@ class CreditInput(KnownFieldsInput):
     username = serializers.CharField(max_length=150)
     asset = serializers.CharField(max_length=16)
     amount = AmountInput()
+    reason = serializers.CharField(
+        required=False,
+        max_length=500,
+        help_text="Why the credit is made (optional; kept on the deposit, the audit trail). Blank is refused: "
+        "leave it out.",
+    )
 
 
 class ReferencePriceInput(KnownFieldsInput):
@@ -101,6 +107,12 @@ class ReferencePriceInput(KnownFieldsInput):
         default=False,
         help_text="Confirms a price more than REFERENCE_PRICE_MAX_MOVE_PERCENT (50%) away from both the "
         "reference and the last price (refused otherwise: 400 invalid_price).",
+    )
+    reason = serializers.CharField(
+        required=False,
+        max_length=500,
+        help_text="Why the price is set (optional; kept in the market's History, the audit trail). Blank is "
+        "refused: leave it out.",
     )
 
 

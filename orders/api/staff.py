@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api.parsers import ExactJsonParser
-from core.api.permissions import IsStaff, staff_permission
+from core.api.permissions import staff_permission
 from core.api.request import request_user
 from core.errors import InvalidInput
 from orders.api.markets import SYMBOL
@@ -50,6 +50,7 @@ class WalletCreditApi(APIView):
             amount=data.validated_data["amount"],
             credited_by=request_user(request),
             reference=_idempotency_key(request),
+            reason=data.validated_data.get("reason"),
         )
         balance = wallet_balance_get(user_id=wallet.user_id, asset_symbol=wallet.asset.symbol)
         return Response(WalletOutput(balance).data)
@@ -77,12 +78,15 @@ class ReferencePriceSetApi(APIView):
             price=data.validated_data["price"],
             large_move=data.validated_data["large_move"],
             actor=request_user(request),
+            reason=data.validated_data.get("reason"),
         )
         return Response(MarketOutput(market_get(symbol=symbol)).data)
 
 
 class LedgerApi(APIView):
-    permission_classes = [IsStaff]
+    # Every balance summed: what the admin's wallet list shows row by row, so its permission.
+    # Any staff account read it, with no permission at all.
+    permission_classes = [staff_permission("orders.view_wallet")]
 
     @extend_schema(responses={200: LedgerOutput})
     def get(self, request: Request) -> Response:

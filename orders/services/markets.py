@@ -9,6 +9,7 @@ from django.contrib.admin.models import CHANGE, LogEntry
 
 from core.logging import correlation_id_get
 from core.money import format_amount
+from core.text import staff_reason_clean
 from orders.engine.money import fills_quote_exact, is_multiple_of
 from orders.errors import MarketNotFound
 from orders.models import Asset, Market
@@ -89,14 +90,21 @@ def market_definition_check(
     return errors
 
 
-def market_reference_price_set(*, symbol: str, price: object, large_move: bool = False, actor: Any = None) -> Market:
+REFERENCE_PRICE_REASON_BLANK = "A reason, when given, says something (or leave it out): it is kept in the History."
+
+
+def market_reference_price_set(
+    *, symbol: str, price: object, large_move: bool = False, actor: Any = None, reason: str | None = None
+) -> Market:
     """Sent through the market's sequencer, so that it changes between two commands.
 
     `actor` (the staff API's caller): the change is written to the market's history in the
-    admin (Django's LogEntry: who, when, from which price to which, the request's id).
+    admin (Django's LogEntry: who, when, from which price to which, the request's id, and
+    `reason` when given: optional, refused when blank, too long or with control characters).
     The reference price prices the house's fills: a change of it moves money, and nothing
     said who had made one. A move beyond REFERENCE_PRICE_MAX_MOVE_PERCENT of both the
     reference and the last price is refused unless `large_move` (a mistyped price)."""
+    why = None if reason is None else staff_reason_clean(reason=reason, missing=REFERENCE_PRICE_REASON_BLANK)
     found = Market.objects.filter(symbol=symbol).values_list("pk", "reference_price").first()
     if found is None:
         raise MarketNotFound()
@@ -111,7 +119,7 @@ def market_reference_price_set(*, symbol: str, price: object, large_move: bool =
             action_flag=CHANGE,
             change_message=(
                 f"Reference price {format_amount(before)} -> {format_amount(market.reference_price)} "
-                f"through the staff API (request {correlation_id_get()})"
+                f"through the staff API (request {correlation_id_get()})" + (f"; reason: {why}" if why else "")
             ),
             single_object=True,
         )

@@ -12,6 +12,7 @@ from accounts.selectors import user_is_system_account
 from core.db import money_sums
 from core.errors import InvalidInput
 from core.money import MAX_AMOUNT, ZERO, amount_refusal, parse_amount
+from core.text import staff_reason_clean
 from orders.errors import AssetNotFound, DepositReferenceReused, InvalidAmount, UserNotFound
 from orders.locks import lock_asset, wallets_lock
 from orders.models import DEPOSIT_REFERENCE_MAX_LENGTH, Asset, Deposit, Market, Wallet
@@ -28,13 +29,16 @@ def wallet_credit(
     amount: object,
     credited_by: User | None = None,
     reference: str | None = None,
+    reason: str | None = None,
 ) -> Wallet:
     """A staff credit: a deposit into a trader's own wallet (bucket 0). Refused for the
     platform's accounts (their money lives in per-market buckets: house_stock_credit), for
     closed accounts, and for the staff member's own account (another one credits it).
-    `reference` (the request's idempotency key) makes it once only: see _credit."""
+    `reference` (the request's idempotency key) makes it once only: see _credit. `reason`
+    (optional; blank, too long or with control characters refused) is kept on the deposit."""
     value = _amount_parse(amount)
     reference = _reference_parse(reference)
+    why = _reason_parse(reason)
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
         raise UserNotFound(fields={"username": ["No such user."]})
@@ -50,10 +54,17 @@ def wallet_credit(
     if asset is None:
         raise AssetNotFound(fields={"asset": ["No such asset."]})
     return _credit(
-        user_id=int(user.pk), asset=asset, amount=value, bucket=0, credited_by=credited_by, reference=reference
+        user_id=int(user.pk),
+        asset=asset,
+        amount=value,
+        bucket=0,
+        credited_by=credited_by,
+        reference=reference,
+        reason=why,
     )
 
 
+CREDIT_REASON_BLANK = "A reason, when given, says something (or leave it out): it is kept on the deposit."
 SYSTEM_ACCOUNT_REFUSAL = (
     "A platform account cannot be credited here. Fund the house's stock of one market with "
     "`manage.py house_stock_credit --market SYMBOL --asset ASSET --amount AMOUNT` (docs/operations.md)."
@@ -62,14 +73,21 @@ SYSTEM_ACCOUNT_REFUSAL = (
 
 @transaction.atomic(durable=True)
 def house_stock_credit(
-    *, market: Market, asset_symbol: str, amount: object, actor: User | None = None, reference: str | None = None
+    *,
+    market: Market,
+    asset_symbol: str,
+    amount: object,
+    actor: User | None = None,
+    reference: str | None = None,
+    reason: str | None = None,
 ) -> Wallet:
     """A deposit into the house's stock of one market (its bucket: the market's id), the
     only stock auto-fill in that market draws on. Recorded as any deposit, so the ledger
     stays balanced; the engine reads the house's wallets in every batch, so the next batch
-    of the market fills from it. `reference`: once only, as wallet_credit's."""
+    of the market fills from it. `reference` and `reason`: as wallet_credit's."""
     value = _amount_parse(amount)
     reference = _reference_parse(reference)
+    why = _reason_parse(reason)
     if asset_symbol not in (market.base.symbol, market.quote.symbol):
         raise InvalidInput(
             fields={"asset": [f"{market.symbol} trades {market.base.symbol} and {market.quote.symbol} only."]}
@@ -82,6 +100,7 @@ def house_stock_credit(
         bucket=int(market.pk),
         credited_by=actor,
         reference=reference,
+        reason=why,
     )
     logger.info(
         "house stock credited",
@@ -115,6 +134,10 @@ def deposit_reference_valid(*, reference: str) -> bool:
     return REFERENCE_PATTERN.fullmatch(reference) is not None
 
 
+def _reason_parse(reason: str | None) -> str:
+    return "" if reason is None else staff_reason_clean(reason=reason, missing=CREDIT_REASON_BLANK)
+
+
 def _reference_parse(reference: str | None) -> str | None:
     if reference is None or deposit_reference_valid(reference=reference):
         return reference
@@ -128,7 +151,14 @@ DEPOSIT_REFERENCE_REFUSAL = (
 
 
 def _credit(
-    *, user_id: int, asset: Asset, amount: Decimal, bucket: int, credited_by: User | None, reference: str | None = None
+    *,
+    user_id: int,
+    asset: Asset,
+    amount: Decimal,
+    bucket: int,
+    credited_by: User | None,
+    reference: str | None = None,
+    reason: str = "",
 ) -> Wallet:
     # The asset's row serializes its deposits, so the supply checked here is exact: no
     # balance can then outgrow a column, since all of them together hold the supply.
@@ -160,6 +190,7 @@ def _credit(
                 amount=amount,
                 created_by=credited_by,
                 reference=reference or "",
+                reason=reason,
             )
     except IntegrityError:
         if reference is None or not Deposit.objects.filter(reference=reference).exists():

@@ -6,13 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
-from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from accounts.tokens import token_pair_issue
 from orders.system_accounts import fee_account_user_id, house_user_id
-from tests.factories import UserFactory
+from tests.factories import UserFactory, market_create
 
 pytestmark = pytest.mark.django_db
 NEW_PASSWORD = "another-long-passphrase-2026"
@@ -204,3 +206,53 @@ def test_the_token_admin_never_shows_a_refresh_token(client):
             assert page.status_code == 200, path
             assert refresh not in page.content.decode(), path
             assert refresh.split(".")[1] not in page.content.decode(), path  # not even its claims
+
+
+def test_a_revoked_refresh_token_stays_revoked_whatever_the_token_admin_allows(client):
+    """A refresh token is spent or revoked by its blacklist row, and by nothing else: with
+    simplejwt's stock admin a staff member allowed to delete (or change) those rows made a
+    logged-out refresh token rotate again (200), and the record of the revocation was gone."""
+    trader = UserFactory()
+    refresh = token_pair_issue(user=trader)["refresh"]
+    assert APIClient().post("/api/auth/logout", {"refresh": refresh}, format="json").status_code == 205
+    revoked = BlacklistedToken.objects.get(token__user=trader)
+    editor = UserFactory(is_staff=True)
+    editor.user_permissions.add(*Permission.objects.filter(content_type__app_label="token_blacklist"))
+    client.force_login(editor)
+    page = f"/admin/token_blacklist/blacklistedtoken/{revoked.pk}/"
+    assert client.get(f"{page}change/").status_code == 200  # still listed and shown
+    assert client.post(f"{page}delete/", {"post": "yes"}).status_code == 403
+    other = token_pair_issue(user=trader)["refresh"]
+    other_row = OutstandingToken.objects.exclude(pk=revoked.token_id).get(user=trader)
+    assert client.post(f"{page}change/", {"token": other_row.pk}).status_code == 403
+    bulk = {"action": "delete_selected", "_selected_action": [revoked.pk], "post": "yes"}
+    assert client.post("/admin/token_blacklist/blacklistedtoken/", bulk).status_code == 200  # no such action
+    assert client.post("/admin/token_blacklist/blacklistedtoken/add/", {"token": other_row.pk}).status_code == 403
+    assert list(BlacklistedToken.objects.values_list("pk", "token_id")) == [(revoked.pk, revoked.token_id)]
+    again = APIClient().post("/api/auth/token/refresh", {"refresh": refresh}, format="json")
+    assert again.status_code == 401
+    assert APIClient().post("/api/auth/token/refresh", {"refresh": other}, format="json").status_code == 200
+
+
+def test_an_account_that_made_changes_in_the_admin_is_not_deleted_with_its_history(client, admin_client):
+    """An account's History rows go with it: whoever could delete users erased a (demoted)
+    staff member's record of what they changed, and a superuser any staff member's. Such an
+    account is deactivated instead; one without a record is deleted as before."""
+    former = UserFactory(is_staff=True)
+    LogEntry.objects.log_actions(
+        user_id=former.pk, queryset=[market_create()], action_flag=CHANGE, change_message="Min quantity"
+    )
+    get_user_model().objects.filter(pk=former.pk).update(is_staff=False)  # demoted since
+    unused = UserFactory()
+    deleter = UserFactory(is_staff=True)
+    deleter.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="auth", codename__in=["view_user", "delete_user"])
+    )
+    client.force_login(deleter)
+    for who in (client, admin_client):  # a user manager, a superuser
+        assert who.post(f"/admin/auth/user/{former.pk}/delete/", {"post": "yes"}).status_code == 403
+        bulk = {"action": "delete_selected", "_selected_action": [former.pk], "post": "yes"}
+        assert who.post("/admin/auth/user/", bulk).status_code == 403
+        assert LogEntry.objects.filter(user_id=former.pk, change_message="Min quantity").exists()
+    assert client.post(f"/admin/auth/user/{unused.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not get_user_model().objects.filter(pk=unused.pk).exists()

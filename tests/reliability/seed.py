@@ -17,7 +17,7 @@ def seed(config: dict[str, Any]) -> dict[str, Any]:
     import django
 
     django.setup()
-    from django.contrib.auth.models import User
+    from django.contrib.auth.models import Permission, User
     from rest_framework_simplejwt.tokens import AccessToken
 
     from bench.seed import seed_base, seed_pending_revenue_events
@@ -26,6 +26,8 @@ def seed(config: dict[str, Any]) -> dict[str, Any]:
     staff = User.objects.create_user(
         username="reliability-staff", password=secrets.token_urlsafe(16), is_staff=True, email="staff@localhost"
     )
+    # The ledger endpoint asks for it (orders.api.staff.LedgerApi).
+    staff.user_permissions.add(Permission.objects.get(content_type__app_label="orders", codename="view_wallet"))
     users = {user.username: user for user in User.objects.filter(username__in=base.traders)}
     if config.get("revenue_events"):
         seed_pending_revenue_events(source_type="reliability", count=int(config["revenue_events"]))

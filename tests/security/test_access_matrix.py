@@ -531,7 +531,8 @@ def test_staff_without_the_permission_cannot_move_money_or_read_revenue_events(w
     itself 1,000,000 USDT with POST /api/admin/wallets/credit (make run), set reference
     prices, and read the revenue events that the admin's own report refuses it (403).
     Each endpoint asks for the permission the admin would: orders.add_deposit,
-    orders.change_market, revenue.view_revenueevent."""
+    orders.change_market, revenue.view_revenueevent, orders.view_wallet (the ledger sums
+    every wallet; it answered any staff account too)."""
     bare = UserFactory(is_staff=True)
     api = api_client(bare)
     credit = {"username": bare.username, "asset": "USDT", "amount": "1000000"}
@@ -543,12 +544,12 @@ def test_staff_without_the_permission_cannot_move_money_or_read_revenue_events(w
     assert world.market.reference_price != Decimal("1.00")
     for path in ("/api/admin/revenue/onchain-failures", "/api/admin/revenue/onchain-worker-status"):
         _envelope(api.get(path), 403, "permission_denied")
-    assert api.get("/api/admin/ledger").status_code == 200  # sums only
+    _envelope(api.get("/api/admin/ledger"), 403, "permission_denied")  # was 200: every balance, summed
     abandon = "/api/admin/revenue/batches/{batch_id}/abandon".format(**_stuck_batch(world)[0])
     _envelope(api.post(abandon, {"reason": "mine now"}, format="json"), 403, "permission_denied")
     assert not StaffAction.objects.exists()
 
-    for codename in ("add_deposit", "change_market", "view_revenueevent"):
+    for codename in ("add_deposit", "change_market", "view_revenueevent", "view_wallet"):
         bare.user_permissions.add(Permission.objects.get(codename=codename))
     api = api_client(get_user_model().objects.get(pk=bare.pk))
     # Permitted, it still cannot credit itself (four eyes: another staff member does); others, yes.
@@ -559,6 +560,7 @@ def test_staff_without_the_permission_cannot_move_money_or_read_revenue_events(w
     assert api.post(price, {"price": "1.00", "large_move": True}, format="json").status_code == 200
     for path in ("/api/admin/revenue/onchain-failures", "/api/admin/revenue/onchain-worker-status"):
         assert api.get(path).status_code == 200
+    assert api.get("/api/admin/ledger").status_code == 200
 
 
 # --- the Django admin ------------------------------------------------------------------------------

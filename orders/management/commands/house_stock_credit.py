@@ -26,6 +26,7 @@ class Command(BaseCommand):
             help="This credit's own reference (a ticket number, a UUID): run again with it, nothing more is "
             "credited; the same reference with other figures is refused.",
         )
+        parser.add_argument("--reason", help="Why it is credited (kept on the deposit, the audit trail).")
 
     def handle(self, *args: Any, **options: Any) -> None:
         actor = None
@@ -41,6 +42,7 @@ class Command(BaseCommand):
                 amount=options["amount"],
                 actor=actor,
                 reference=options["reference"],
+                reason=options["reason"],
             )
         except ApplicationError as refused:
             details = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in (refused.fields or {}).items())

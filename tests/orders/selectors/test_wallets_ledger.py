@@ -216,6 +216,28 @@ def test_a_reference_price_far_from_the_reference_and_the_last_price_needs_large
     assert confirmed.status_code == 200 and confirmed.json()["reference_price"] == "60.00000000"
 
 
+def test_a_reference_price_change_says_why_in_the_markets_history(staff_client, staff):
+    """Who, when and from what were recorded, never why: a reason given is kept there too;
+    one that says nothing (or hides control characters) is refused before the price moves."""
+    market = market_create("ETH-USDT")
+    path = "/api/admin/markets/ETH-USDT/reference-price"
+    for reason in (" ", "quiet\u202eedit", "x" * 501):
+        refused = staff_client.post(path, {"price": "2100.50", "reason": reason}, format="json")
+        assert refused.status_code == 400 and "reason" in refused.json()["error"]["fields"], reason
+    market.refresh_from_db()
+    assert market.reference_price == Decimal("2000.00")
+    answer = staff_client.post(
+        path, {"price": "2100.50", "reason": "Index moved: ticket 12"}, format="json", HTTP_X_REQUEST_ID="rp-2"
+    )
+    assert answer.status_code == 200
+    entry = LogEntry.objects.get(object_id=str(market.pk))
+    assert (entry.user_id, entry.get_change_message()) == (
+        staff.pk,
+        "Reference price 2000.00000000 -> 2100.50000000 through the staff API (request rp-2); reason: Index moved: "
+        "ticket 12",
+    )
+
+
 def test_a_reference_price_change_is_in_the_markets_history_with_who_and_from_what(staff_client, staff):
     """The reference price prices the house's fills: a change moves money, and nothing said
     who had made one. It is on the market's History page in the admin (LogEntry)."""

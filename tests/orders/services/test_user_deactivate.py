@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
@@ -15,6 +16,7 @@ from rest_framework.test import APIClient
 from accounts.models import ApiKey
 from accounts.services import api_key_create
 from accounts.tokens import token_pair_issue
+from orders.admin import DEACTIVATED_BY_ACTION
 from orders.models import Order
 from orders.services.users import user_deactivate
 from tests.factories import UserFactory
@@ -104,6 +106,44 @@ def test_the_list_action_deactivates_and_cancels(two_markets, trader, admin_clie
         assert not user.is_active
     assert live_order_ids(alice.user) == set()
     assert_invariants()
+
+
+def test_the_list_action_is_written_to_each_accounts_history(market, trader, client):
+    """The change form's deactivation is in the account's History (Django's record of the
+    form); the list action's was nowhere: who closed an account, and when, was unknown."""
+    editor = UserFactory(is_staff=True)
+    editor.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="auth", codename__in=["change_user", "view_user"])
+    )
+    client.force_login(editor)
+    alice, staff = trader(USDT="1000"), UserFactory(is_staff=True)
+    alice.order(side="buy", type="limit", quantity="0.1", price="1900.00")
+    client.post("/admin/auth/user/", {"action": ACTION, "_selected_action": [alice.user.pk, staff.pk]})
+    record = LogEntry.objects.get()  # the refused staff account: nothing changed, nothing written
+    assert (record.user_id, record.object_id, record.action_flag) == (editor.pk, str(alice.user.pk), CHANGE)
+    assert record.get_change_message() == f"{DEACTIVATED_BY_ACTION}; 1 open order(s) cancelled."
+    history = client.get(f"/admin/auth/user/{alice.user.pk}/history/")
+    assert DEACTIVATED_BY_ACTION in history.content.decode()
+
+
+def test_the_list_action_says_why_and_refuses_a_reason_that_says_nothing(market, trader, admin_client):
+    alice, bob = trader(USDT="1000"), trader(USDT="1000")
+    page = admin_client.get("/admin/auth/user/")
+    assert 'name="reason"' in page.content.decode()  # beside the action
+    refused = admin_client.post(
+        "/admin/auth/user/", {"action": ACTION, "_selected_action": [alice.user.pk], "reason": "\u200b \t"}, follow=True
+    )
+    assert any(text.startswith("Nothing was deactivated, the reason is refused") for text in _messages(refused))
+    alice.user.refresh_from_db()
+    assert alice.user.is_active and not LogEntry.objects.exists()
+    admin_client.post(
+        "/admin/auth/user/",
+        {"action": ACTION, "_selected_action": [alice.user.pk, bob.user.pk], "reason": " Chargeback  fraud, case 77 "},
+    )
+    assert sorted(LogEntry.objects.values_list("object_id", "change_message")) == sorted(
+        (str(user.pk), f"{DEACTIVATED_BY_ACTION}; 0 open order(s) cancelled; reason: Chargeback fraud, case 77.")
+        for user in (alice.user, bob.user)
+    )
 
 
 def test_a_user_editor_cannot_deactivate_staff_or_themselves_by_the_action(market, trader, client):
