@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('orders', '0012_periodic_runs_coalesced'),
+        ('orders', '0013_trade_outbox_prune_schedule'),
     ]
 
     operations = [
