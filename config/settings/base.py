@@ -18,6 +18,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", "insecure-local-development-key-not-for-production")
+# Earlier secret keys (comma-separated) still accepted while a rotation runs: what they
+# signed (sessions, tokens, password reset links, the engine's commands) stays valid and what
+# they encrypted (API keys' secrets) readable; new signatures use SECRET_KEY
+# (docs/security.md, "Rotating the secret key").
+SECRET_KEY_FALLBACKS = env_list("DJANGO_SECRET_KEY_FALLBACKS")
 DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
@@ -261,6 +266,8 @@ SIMPLE_JWT = {
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": False,
     "SIGNING_KEY": SECRET_KEY,
+    # Verified with SIGNING_KEY, then with SECRET_KEY_FALLBACKS (accounts.jwt).
+    "AUTH_TOKEN_CLASSES": ("accounts.jwt.PlatformAccessToken",),
     # Clocks a few seconds apart (another web host's, this one's stepped back by NTP): a
     # token's `iat` in this host's near future is not refused as "not yet valid"; its expiry
     # is as many seconds later (docs/security.md).
