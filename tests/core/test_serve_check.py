@@ -55,6 +55,7 @@ def test_the_web_address_held_by_another_program_is_refused(monkeypatch, setting
     monkeypatch.setattr(serve_check, "database_reachable", lambda: True)
     monkeypatch.setattr(serve_check, "broker_reachable", lambda: True)
     monkeypatch.setattr(serve_check, "cache_reachable", lambda: True)
+    monkeypatch.setattr(serve_check, "serve_checks", list)  # the apps' own (no database here)
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
@@ -94,6 +95,7 @@ def test_another_platforms_var_dir_is_refused(monkeypatch, settings, tmp_path) -
     for name in ("serve_settings_problems", "database_reachable", "broker_reachable", "cache_reachable"):
         monkeypatch.setattr(serve_check, name, list if name == "serve_settings_problems" else lambda: True)
     monkeypatch.setattr(serve_check, "bind_problem", lambda address: None)
+    monkeypatch.setattr(serve_check, "serve_checks", list)  # the apps' own (no database here)
     settings.VAR_DIR = tmp_path / "var"
     monkeypatch.setitem(settings.DATABASES["default"], "NAME", "platform_production")
     call_command("serve_check")  # production's first start claims its VAR_DIR

@@ -1,7 +1,8 @@
 """manage.py serve_check: refuse to start the production topology (scripts/serve) on
 settings that would not deliver: PostgreSQL, Redis as broker and cache, a chain node,
 DEBUG off, the engine as its own processes, metrics shared by the processes, the web's
-address free (core/ports.py), VAR_DIR this platform's own. Every
+address free (core/ports.py), VAR_DIR this platform's own, and what the apps register
+(serve_check_register: the engines' shards cover every market once). Every
 problem is listed, then it exits non-zero; the services are reached, not only named. Once
 everything passed, VAR_DIR is claimed for this platform (var_dir_claim)."""
 
@@ -15,7 +16,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.management.base import BaseCommand, CommandError
 
-from core.health import broker_reachable, database_reachable
+from core.health import broker_reachable, database_reachable, serve_checks
 from core.metrics import multiprocess_dir
 from core.platform import database_digest
 from core.ports import bind_problem, web_bind
@@ -116,6 +117,9 @@ class Command(BaseCommand):
             owner_problem = var_dir_problem()
             if owner_problem:
                 problems.append(owner_problem)
+            if not problems:
+                for check in serve_checks():
+                    problems += check()
         if problems:
             raise CommandError("the production topology cannot start:\n  - " + "\n  - ".join(problems))
         var_dir_claim()
