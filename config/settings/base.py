@@ -10,7 +10,7 @@ import dj_database_url
 from csp.constants import NONE, SELF
 
 from config.processes import web_workers
-from config.settings.env import env_bool, env_decimal, env_int, env_list, env_str
+from config.settings.env import env_bool, env_decimal, env_int, env_list, env_names_read, env_str
 from core.logging import logging_config
 from core.platform import platform_key_prefix
 
@@ -572,3 +572,7 @@ CELERY_TASK_ROUTES = {
     "revenue.tasks.revenue_delivery_run": {"queue": "chain"},
     "revenue.tasks.revenue_delivery_redrive": {"queue": "chain"},
 }
+
+# Every variable these settings read: one set that nothing reads, close to one of these, is
+# taken for a typo by `manage.py serve_check` (core.management.commands.serve_check).
+ENV_NAMES_READ = sorted(env_names_read())
