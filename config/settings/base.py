@@ -464,6 +464,17 @@ ADMINS = [("Platform admins", addr) for addr in env_list("DJANGO_ADMINS_EMAILS",
 # Until an SMTP backend is configured, a message is one log line (core.mail): Django's
 # console backend wrote many plain-text lines to stdout, through the JSON logs.
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "core.mail.LogEmailBackend")
+# The SMTP server of django.core.mail.backends.smtp.EmailBackend (Django's defaults:
+# localhost:25, no login, no TLS). They were not read: EMAIL_HOST=smtp.example.com set beside
+# the SMTP backend was ignored and every mail (reset links, alerts, error reports) was sent to
+# port 25 of the host itself.
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT_SECONDS", 10)
 # Error reports (mail to ADMINS on a 5xx) list the settings: hide every URL and URI as well
 # as Django's secret names, since DATABASE_URL, CELERY_BROKER_URL, REDIS_URL, WEB3_PROVIDER_URI
 # and ALERT_WEBHOOK_URL carry passwords, API keys and tokens (core.error_reports).
