@@ -258,10 +258,10 @@ SPECTACULAR_SETTINGS = {
 ORDER_RATE_WORKERS = env_int("ORDER_RATE_WORKERS", web_workers())
 # Rows of refresh tokens past their expiry are deleted by this beat task this often
 # (accounts.tasks.refresh_tokens_expired_flush; read when `migrate` schedules it).
-REFRESH_TOKENS_FLUSH_INTERVAL_SECONDS = env_int("REFRESH_TOKENS_FLUSH_INTERVAL_SECONDS", 3600)
+REFRESH_TOKENS_FLUSH_INTERVAL_SECONDS = env_int("REFRESH_TOKENS_FLUSH_INTERVAL_SECONDS", 3600, minimum=1)
 SIMPLE_JWT = {
-    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15)),
-    "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 7)),
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15, minimum=1)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 7, minimum=1)),
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": False,
@@ -279,8 +279,8 @@ SIMPLE_JWT = {
 # (username, client address) lock that pair out; failures per client address across
 # usernames, at a higher limit, lock the address out. A series ends the window after its
 # last failure. Counted in the database (django-axes), shared by every process.
-LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
-LOGIN_ADDRESS_FAILURE_LIMIT = env_int("LOGIN_ADDRESS_FAILURE_LIMIT", 20)
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_ADDRESS_FAILURE_LIMIT = env_int("LOGIN_ADDRESS_FAILURE_LIMIT", 20, minimum=1)
 LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 300)
 AXES_HANDLER = "accounts.login_throttle.LoginThrottleHandler"
 AXES_FAILURE_LIMIT = "accounts.login_throttle.failure_limit"
@@ -346,13 +346,13 @@ TTX_ASSET = env_str("TTX_ASSET", "TTX")
 # Accounts deactivated without the admin's action (a bare save(), a bulk update) or while no
 # engine answered: their live orders are cancelled by this beat task at most this late
 # (orders.tasks.inactive_orders_sweep; read when `migrate` schedules it, as the delivery's).
-INACTIVE_ORDERS_SWEEP_INTERVAL_SECONDS = env_int("INACTIVE_ORDERS_SWEEP_INTERVAL_SECONDS", 60)
+INACTIVE_ORDERS_SWEEP_INTERVAL_SECONDS = env_int("INACTIVE_ORDERS_SWEEP_INTERVAL_SECONDS", 60, minimum=1)
 
 # --- The matching engine (docs/matching.md, "The sequencer") ---------------------
 # "zmq": engine processes (manage.py engine) own the books; web workers send commands.
 # "inprocess": the sequencer runs inside the calling process (tests, one-process tools).
 ENGINE_TRANSPORT = env_str("ENGINE_TRANSPORT", "zmq")
-ENGINE_BATCH_MAX = env_int("ENGINE_BATCH_MAX", 200)  # commands per batch transaction
+ENGINE_BATCH_MAX = env_int("ENGINE_BATCH_MAX", 200, minimum=1)  # commands per batch transaction
 # How long a batch may wait for the clients the previous one answered (group commit, at
 # most this long after the previous batch ended: orders.sequencer.server; 0: off). Clients
 # that send again within it share one batch, its dozen round trips and its COMMIT, instead
@@ -535,7 +535,7 @@ LOGGING["loggers"]["django"] = {"handlers": ["mail_admins"], "level": "INFO"}
 
 # --- Post-trade jobs -----------------------------------------------------------------
 POST_TRADE_SWEEP_AGE_SECONDS = env_int("POST_TRADE_SWEEP_AGE_SECONDS", 20)
-POST_TRADE_SWEEP_BATCH = env_int("POST_TRADE_SWEEP_BATCH", 500)
+POST_TRADE_SWEEP_BATCH = env_int("POST_TRADE_SWEEP_BATCH", 500, minimum=1)
 # At most one post-trade task per window and publishing process, delayed by the window: it
 # takes every job not yet tried, so the batches committed meanwhile ride along (a Celery
 # publication costs the engine ~1 ms of CPU; per batch it was a tenth of the engine's work
@@ -548,18 +548,20 @@ BROKER_RETRY_AFTER_SECONDS = env_int("BROKER_RETRY_AFTER_SECONDS", 5)
 # (docs/delivery.md). One sender: the tasks run on the "chain" queue and the service
 # takes a database lock. Confirmations: CHAIN_CONFIRMATIONS (Chain block above).
 DELIVERY_ENABLED = env_bool("DELIVERY_ENABLED", True)
-DELIVERY_BATCH_SIZE = env_int("DELIVERY_BATCH_SIZE", 200)  # events per transaction, at most 256
-DELIVERY_MAX_BATCHES_PER_RUN = env_int("DELIVERY_MAX_BATCHES_PER_RUN", 5)
-DELIVERY_MAX_ATTEMPTS = env_int("DELIVERY_MAX_ATTEMPTS", 5)  # then the event is critical and alerted
-DELIVERY_REDRIVE_BATCH = env_int("DELIVERY_REDRIVE_BATCH", 20)  # events per periodic re-drive
+DELIVERY_BATCH_SIZE = env_int("DELIVERY_BATCH_SIZE", 200, minimum=1)  # events per transaction, at most 256
+DELIVERY_MAX_BATCHES_PER_RUN = env_int("DELIVERY_MAX_BATCHES_PER_RUN", 5, minimum=1)
+DELIVERY_MAX_ATTEMPTS = env_int("DELIVERY_MAX_ATTEMPTS", 5, minimum=1)  # then the event is critical and alerted
+DELIVERY_REDRIVE_BATCH = env_int("DELIVERY_REDRIVE_BATCH", 20, minimum=1)  # events per periodic re-drive
 DELIVERY_RETRY_BASE_SECONDS = env_int("DELIVERY_RETRY_BASE_SECONDS", 60)  # next retry: base x 2^attempts
 DELIVERY_PENDING_STALE_SECONDS = env_int("DELIVERY_PENDING_STALE_SECONDS", 300)
 DELIVERY_STUCK_SECONDS = env_int("DELIVERY_STUCK_SECONDS", 30)  # pending this long: replace with higher fees
-DELIVERY_POLL_INTERVAL_SECONDS = env_int("DELIVERY_POLL_INTERVAL_SECONDS", 60)  # the beat re-drive
+DELIVERY_POLL_INTERVAL_SECONDS = env_int("DELIVERY_POLL_INTERVAL_SECONDS", 60, minimum=1)  # the beat re-drive
 DELIVERY_DEBOUNCE_SECONDS = env_int("DELIVERY_DEBOUNCE_SECONDS", 2)  # a burst of events publishes one run
 DELIVERY_PRICE_MARKET = env_str("DELIVERY_PRICE_MARKET", "ETH-USDT")  # its reference price converts USD to wei
 DELIVERY_MAX_FEE_PER_GAS_WEI = env_int("DELIVERY_MAX_FEE_PER_GAS_WEI", 500 * 10**9)  # fee ceiling: above it, pause
-DELIVERY_LOG_SCAN_BLOCKS = env_int("DELIVERY_LOG_SCAN_BLOCKS", 2000)  # blocks per log query (hosted nodes cap it)
+DELIVERY_LOG_SCAN_BLOCKS = env_int(
+    "DELIVERY_LOG_SCAN_BLOCKS", 2000, minimum=1
+)  # blocks per log query (hosted nodes cap it)
 # Dust: shares below this many wei are carried forward per stream and paid as one bundle
 # once together they reach it (or the oldest waited DELIVERY_DUST_MAX_AGE_SECONDS).
 DELIVERY_MIN_ITEM_WEI = env_int("DELIVERY_MIN_ITEM_WEI", 10**13)  # 0.00001 ETH, about a batched item's gas
@@ -573,7 +575,7 @@ DELIVERY_LOW_BALANCE_BATCHES = env_int("DELIVERY_LOW_BALANCE_BATCHES", 20)  # al
 DELIVERY_SUBMITTED_ALERT_SECONDS = env_int("DELIVERY_SUBMITTED_ALERT_SECONDS", 600)  # a batch not mined this long
 DELIVERY_TASK_SOFT_TIME_LIMIT = env_int("DELIVERY_TASK_SOFT_TIME_LIMIT", 240)
 DELIVERY_TASK_TIME_LIMIT = env_int("DELIVERY_TASK_TIME_LIMIT", 300)
-CHAIN_RPC_TIMEOUT_SECONDS = env_int("CHAIN_RPC_TIMEOUT_SECONDS", 5)
+CHAIN_RPC_TIMEOUT_SECONDS = env_int("CHAIN_RPC_TIMEOUT_SECONDS", 5, minimum=1)
 # Dev chains only (chain id 31337): `manage.py chain_deploy --dev` writes a fresh signer key
 # here (var/ is git-ignored). Production uses CHAIN_SIGNER_PRIVATE_KEY from a secret store.
 CHAIN_SIGNER_KEY_FILE = Path(env_str("CHAIN_SIGNER_KEY_FILE", str(VAR_DIR / "chain-signer.key")))

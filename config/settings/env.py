@@ -44,14 +44,20 @@ def env_bool(name: str, default: bool) -> bool:
     return value in _TRUE
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    """`minimum`: the least value that works; below it is refused (ENGINE_BATCH_MAX=0: the
+    engine read no command, every order answered 503; DELIVERY_LOG_SCAN_BLOCKS=0: every
+    delivery cycle failed; JWT_ACCESS_MINUTES=0: every access token expired as issued)."""
     raw = _get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name}={raw!r} is not an integer.") from exc
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}={raw!r} is below its least working value, {minimum}.")
+    return value
 
 
 def env_decimal(name: str, default: str) -> Decimal:
