@@ -114,13 +114,14 @@ def _fernet_for(materials: tuple[str, ...], derive: bool) -> MultiFernet:
     return MultiFernet([Fernet(key) for key in keys])
 
 
-def _fernet() -> MultiFernet:
-    """Read at each call (settings change under test; production sets SECRET_KEY late)."""
+def _fernet(*, present_only: bool = False) -> MultiFernet:
+    """Read at each call (settings change under test; production sets SECRET_KEY late).
+    `present_only`: the key that encrypts, without the older ones that still decrypt."""
     configured = [k.strip() for k in getattr(settings, "API_KEY_ENCRYPTION_KEYS", []) if k.strip()]
     if configured:
-        return _fernet_for(tuple(configured), False)
+        return _fernet_for(tuple(configured[:1] if present_only else configured), False)
     materials = (str(settings.SECRET_KEY), *(str(k) for k in getattr(settings, "SECRET_KEY_FALLBACKS", [])))
-    return _fernet_for(materials, True)
+    return _fernet_for(materials[:1] if present_only else materials, True)
 
 
 def secret_encrypt(secret: str) -> str:
@@ -131,6 +132,21 @@ def secret_decrypt(token: str) -> str | None:
     """The secret, or None when no configured key opens it (SECRET_KEY changed)."""
     try:
         return _fernet().decrypt(token.encode()).decode()
+    except InvalidToken:
+        return None
+
+
+def secret_reencrypted(token: str) -> str | None:
+    """`token` encrypted again with the present key, when only an older one (a fallback of
+    SECRET_KEY, a later one of API_KEY_ENCRYPTION_KEYS) opens it; None when the present key
+    opens it already, or when no configured key does (then nothing can be done here)."""
+    try:
+        _fernet(present_only=True).decrypt(token.encode())
+        return None
+    except InvalidToken:
+        pass
+    try:
+        return _fernet().rotate(token.encode()).decode()
     except InvalidToken:
         return None
 

@@ -64,6 +64,9 @@ def user_still_signed_in(
     if session_key is None:
         return credentials_mark is None or credentials_current(claimed=credentials_mark, user=user)
     session = import_module(settings.SESSION_ENGINE).SessionStore(session_key).load()
-    return str(session.get(SESSION_KEY)) == str(user_id) and constant_time_compare(
-        str(session.get(HASH_SESSION_KEY, "")), user.get_session_auth_hash()
-    )
+    if str(session.get(SESSION_KEY)) != str(user_id):
+        return False
+    # Django's own check: the present secret key's hash, or a fallback's (a rotation).
+    claimed = str(session.get(HASH_SESSION_KEY, ""))
+    hashes = (user.get_session_auth_hash(), *user.get_session_auth_fallback_hash())
+    return any(constant_time_compare(claimed, known) for known in hashes)

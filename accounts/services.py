@@ -15,7 +15,7 @@ from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.api_keys import key_material_new, secret_encrypt
+from accounts.api_keys import key_material_new, secret_encrypt, secret_reencrypted
 from accounts.errors import (
     ApiKeyFormResent,
     ApiKeyNotFound,
@@ -236,6 +236,20 @@ def api_key_create_from_form(
         resent=ApiKeyFormResent(),
         act=lambda: api_key_create(user=user, label=label, permissions=permissions),
     )
+
+
+def api_keys_reencrypt() -> int:
+    """Encrypts again with the present key every API key secret only an older key opens
+    (SECRET_KEY_FALLBACKS, or API_KEY_ENCRYPTION_KEYS past the first); how many. Run before
+    an old key leaves the settings: the secrets it alone opens would be lost, every such API
+    key answering invalid_signature (manage.py api_keys_reencrypt; docs/security.md,
+    "Rotating the secret key"). A key deleted or encrypted again meanwhile is left as it is."""
+    done = 0
+    for pk, token in ApiKey.objects.order_by("pk").values_list("pk", "secret_encrypted").iterator():
+        again = secret_reencrypted(token)
+        if again is not None:
+            done += ApiKey.objects.filter(pk=pk, secret_encrypted=token).update(secret_encrypted=again)
+    return done
 
 
 @transaction.atomic

@@ -31,6 +31,7 @@ from rest_framework_simplejwt.utils import datetime_from_epoch
 from accounts.authentication import is_user_id
 from accounts.credentials import CREDENTIALS_CLAIM, credentials_current, password_mark
 from accounts.errors import InvalidToken
+from accounts.jwt import PlatformAccessToken, token_backend
 from accounts.models import RefreshTokenFamily
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,11 @@ def token_stored_form(raw: str) -> str:
 class FamilyRefreshToken(RefreshToken):
     """simplejwt's refresh token with a family claim. Decoding checks the signature, the
     expiry and the type, not the blacklist: whether the token is still unspent is decided
-    once, by inserting its blacklist row (token_pair_rotate, token_logout)."""
+    once, by inserting its blacklist row (token_pair_rotate, token_logout). Verified with
+    the secret key, then its fallbacks (accounts.jwt)."""
+
+    _token_backend = token_backend
+    access_token_class = PlatformAccessToken
 
     def verify(self) -> None:
         Token.verify(self)

@@ -216,3 +216,33 @@ def _column_arrays(objects: Sequence[Model], columns: Sequence[Field[Any, Any]])
     through Django's proxy it is a context-local lookup per value."""
     current = connections[DEFAULT_DB_ALIAS]
     return [[column.get_db_prep_save(getattr(obj, column.attname), current) for obj in objects] for column in columns]
+
+
+def id_sequence_advance(*, model: type[Model], past: int) -> bool:
+    """Makes every id the database gives ``model``'s rows from now on greater than ``past``
+    (never lower than it would have been: a sequence only moves forward). Whether it moved.
+    For ids that are also names outside the database (a revenue event's id is its item id on
+    chain): a database restored from a backup would give the ids of rows it lost again."""
+    table, column = model._meta.db_table, str(model._meta.pk.column)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", [table, column])
+            sequence = cursor.fetchone()[0]  # quoted by PostgreSQL
+            cursor.execute(
+                f"SELECT setval(%s::regclass, %s) FROM {sequence} "  # noqa: S608
+                "WHERE (CASE WHEN is_called THEN last_value ELSE last_value - 1 END) < %s",
+                [sequence, past, past],
+            )
+            return cursor.fetchone() is not None
+        # SQLite: AUTOINCREMENT's counter; the next id is past both it and the largest id.
+        cursor.execute("SELECT seq FROM sqlite_sequence WHERE name = %s", [table])
+        row = cursor.fetchone()
+        cursor.execute(f"SELECT MAX({quote_name(column)}) FROM {quote_name(table)}")  # noqa: S608
+        largest = cursor.fetchone()[0] or 0
+        if max(row[0] if row else 0, largest) >= past:
+            return False
+        if row is None:
+            cursor.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (%s, %s)", [table, past])
+        else:
+            cursor.execute("UPDATE sqlite_sequence SET seq = %s WHERE name = %s", [past, table])
+        return True

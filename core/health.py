@@ -34,6 +34,20 @@ def health_checks() -> list[HealthCheck]:
     return [_checks[name] for name in sorted(_checks)]
 
 
+_serve_checks: dict[str, Callable[[], list[str]]] = {}
+
+
+def serve_check_register(name: str, problems: Callable[[], list[str]]) -> None:
+    """An app's check of its settings for the production topology (`manage.py serve_check`,
+    once the database answers), registered in its AppConfig.ready(): what it answers is
+    listed among the problems that stop scripts/serve. Registering a name again replaces it."""
+    _serve_checks[name] = problems
+
+
+def serve_checks() -> list[Callable[[], list[str]]]:
+    return [_serve_checks[name] for name in sorted(_serve_checks)]
+
+
 def database_reachable() -> bool:
     try:
         with connection.cursor() as cursor:

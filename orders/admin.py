@@ -26,7 +26,7 @@ from orders.admin_house import house_stock_page
 from orders.engine.types import TimeInForce
 from orders.models import Asset, Deposit, Market, Order, OrderEvent, Trade, TradeOutbox, Wallet
 from orders.selectors.orders import order_search_condition
-from orders.services.markets import asset_definition_check, market_definition_check
+from orders.services.markets import asset_definition_check, market_definition_check, market_engine_check
 from orders.services.users import user_deactivate
 
 
@@ -97,6 +97,8 @@ class MarketAdminForm(forms.ModelForm):
             min_quantity=value("min_quantity"),
             reference_price=value("reference_price"),
         )
+        if self.instance.pk is None and value("symbol"):
+            errors.setdefault("symbol", []).extend(market_engine_check(symbol=value("symbol")))
         for field, messages in errors.items():
             for message in messages:
                 self.add_error(None if field == "__all__" or field not in self.fields else field, message)

@@ -11,8 +11,11 @@ class OrdersConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported once the apps are loaded (the sequencer's modules import models).
-        from core.health import health_check_register
+        from django.core import checks
+
+        from core.health import health_check_register, serve_check_register
         from core.metrics import scrape_collector_register
+        from orders.checks import engine_shards_check, engine_shards_problems
         from orders.metrics import EngineCollector, TradeOutboxCollector
         from orders.sequencer.transport import engines_report
 
@@ -21,3 +24,6 @@ class OrdersConfig(AppConfig):
         # platform_engine_up{shard} and the trade outbox's backlog, read at each scrape of /metrics.
         scrape_collector_register(EngineCollector())
         scrape_collector_register(TradeOutboxCollector())
+        # ENGINE_SHARDS that cannot give each market one engine: refused at start.
+        checks.register(engine_shards_check)
+        serve_check_register("engine_shards", engine_shards_problems)

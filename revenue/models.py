@@ -139,7 +139,7 @@ class ChainDeployment(models.Model):
     # The reserve's logs are read up to this block; its hash tells whether a reorg
     # changed anything at or below it since (then the scan restarts at the final block).
     scanned_block = models.PositiveBigIntegerField(null=True, blank=True)
-    scanned_block_hash = models.CharField(max_length=66, blank=True, default="")
+    scanned_block_hash = models.CharField(max_length=66, blank=True, default="", db_default="")
 
     class Meta:
         constraints = [
@@ -173,7 +173,9 @@ class DeliveryBatch(models.Model):
     deployment = models.ForeignKey(ChainDeployment, on_delete=models.PROTECT, related_name="batches")
     size = models.PositiveIntegerField()  # items
     # Parallel lists, one entry per on-chain item; wei amounts as strings (they exceed 2**53).
-    item_ids = models.JSONField(default=list)  # a revenue event's id, or BUNDLE_ITEM_BASE + a bundle's id
+    item_ids = models.JSONField(
+        default=list, db_default=[]
+    )  # a revenue event's id, or BUNDLE_ITEM_BASE + a bundle's id
     stream_ids = models.JSONField(default=list)
     amounts_wei = models.JSONField(default=list)
     event_ids = models.JSONField(default=list)  # every revenue event the items carry (bundles expanded)
@@ -188,17 +190,17 @@ class DeliveryBatch(models.Model):
     mined_tx_hash = models.CharField(max_length=66, blank=True, default="")
     status = models.CharField(max_length=10, choices=DeliveryBatchStatus.choices, default=DeliveryBatchStatus.SUBMITTED)
     block_number = models.PositiveBigIntegerField(null=True, blank=True)  # set while mined in the canonical chain
-    block_hash = models.CharField(max_length=66, blank=True, default="")
-    refused_item_ids = models.JSONField(default=list)  # items its mined transaction found paid already
+    block_hash = models.CharField(max_length=66, blank=True, default="", db_default="")
+    refused_item_ids = models.JSONField(default=list, db_default=[])  # items its mined transaction found paid already
     # Items an earlier version of it carried that its latest does not (left out of a version
     # re-signed at its nonce for funds): the earlier version may still be mined, so their events
     # stay submitted under this batch until the version mined is known (its confirmation):
     # paid by it, or back to pending (revenue.delivery.transitions).
-    left_out_item_ids = models.JSONField(default=list)
+    left_out_item_ids = models.JSONField(default=list, db_default=[])
     submitted_block = models.PositiveBigIntegerField(default=0)  # chain head when it was built
     # Chain head when its latest version was sent: replaced for being slow only once blocks
     # were made since without it (a node whose head stalls gains nothing from higher fees).
-    broadcast_block = models.PositiveBigIntegerField(default=0)
+    broadcast_block = models.PositiveBigIntegerField(default=0, db_default=0)
     foreign = models.BooleanField(default=False)  # found in the contract's logs, not sent by this platform
     submitted_at = models.DateTimeField()
     last_broadcast_at = models.DateTimeField(null=True, blank=True)
@@ -262,8 +264,8 @@ class DeliveryHeartbeat(models.Model):
     signer_balance_wei = models.CharField(max_length=80, blank=True, default="")
     contract_address = models.CharField(max_length=42, blank=True, default="")
     # Delivery paused by an operator-level fault (revenue.chain.errors.PauseCause; "" = running).
-    pause_cause = models.CharField(max_length=32, blank=True, default="")
-    pause_detail = models.TextField(blank=True, default="")
+    pause_cause = models.CharField(max_length=32, blank=True, default="", db_default="")
+    pause_detail = models.TextField(blank=True, default="", db_default="")
     paused_since = models.DateTimeField(null=True, blank=True)
     pause_alerted_at = models.DateTimeField(null=True, blank=True)
     resumed_at = models.DateTimeField(null=True, blank=True)
@@ -305,8 +307,10 @@ class StaffAction(models.Model):
     outcome = models.CharField(max_length=16, choices=StaffActionOutcome.choices)
     via = models.CharField(max_length=16)  # "admin", "api"
     correlation_id = models.CharField(max_length=64, blank=True, default="")
-    reason = models.TextField(blank=True, default="")  # the staff member's own words (an abandonment's why)
-    detail = models.TextField(blank=True, default="")  # what the checks found (the chain's evidence)
+    reason = models.TextField(
+        blank=True, default="", db_default=""
+    )  # the staff member's own words (an abandonment's why)
+    detail = models.TextField(blank=True, default="", db_default="")  # what the checks found (the chain's evidence)
 
     class Meta:
         ordering = ["-at", "-id"]

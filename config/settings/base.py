@@ -10,7 +10,7 @@ import dj_database_url
 from csp.constants import NONE, SELF
 
 from config.processes import web_workers
-from config.settings.env import env_bool, env_decimal, env_int, env_list, env_str
+from config.settings.env import env_bool, env_decimal, env_int, env_list, env_names_read, env_str
 from core.logging import logging_config
 from core.platform import platform_key_prefix
 
@@ -18,6 +18,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", "insecure-local-development-key-not-for-production")
+# Earlier secret keys (comma-separated) still accepted while a rotation runs: what they
+# signed (sessions, tokens, password reset links, the engine's commands) stays valid and what
+# they encrypted (API keys' secrets) readable; new signatures use SECRET_KEY
+# (docs/security.md, "Rotating the secret key").
+SECRET_KEY_FALLBACKS = env_list("DJANGO_SECRET_KEY_FALLBACKS")
 DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
@@ -155,7 +160,7 @@ CACHES = {
 # this often (core.tasks.expired_entries_delete; read when `migrate` schedules it). Above
 # MAX_ENTRIES every write of the cache deletes the expired entries too; live ones never go
 # (core.cache.AtomicDatabaseCache: they are replay claims, rate-limit windows, locks).
-EXPIRED_ENTRIES_DELETE_INTERVAL_SECONDS = env_int("EXPIRED_ENTRIES_DELETE_INTERVAL_SECONDS", 3600)
+EXPIRED_ENTRIES_DELETE_INTERVAL_SECONDS = env_int("EXPIRED_ENTRIES_DELETE_INTERVAL_SECONDS", 3600, minimum=1)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -258,14 +263,16 @@ SPECTACULAR_SETTINGS = {
 ORDER_RATE_WORKERS = env_int("ORDER_RATE_WORKERS", web_workers())
 # Rows of refresh tokens past their expiry are deleted by this beat task this often
 # (accounts.tasks.refresh_tokens_expired_flush; read when `migrate` schedules it).
-REFRESH_TOKENS_FLUSH_INTERVAL_SECONDS = env_int("REFRESH_TOKENS_FLUSH_INTERVAL_SECONDS", 3600)
+REFRESH_TOKENS_FLUSH_INTERVAL_SECONDS = env_int("REFRESH_TOKENS_FLUSH_INTERVAL_SECONDS", 3600, minimum=1)
 SIMPLE_JWT = {
-    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15)),
-    "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 7)),
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15, minimum=1)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 7, minimum=1)),
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": False,
     "SIGNING_KEY": SECRET_KEY,
+    # Verified with SIGNING_KEY, then with SECRET_KEY_FALLBACKS (accounts.jwt).
+    "AUTH_TOKEN_CLASSES": ("accounts.jwt.PlatformAccessToken",),
     # Clocks a few seconds apart (another web host's, this one's stepped back by NTP): a
     # token's `iat` in this host's near future is not refused as "not yet valid"; its expiry
     # is as many seconds later (docs/security.md).
@@ -277,8 +284,8 @@ SIMPLE_JWT = {
 # (username, client address) lock that pair out; failures per client address across
 # usernames, at a higher limit, lock the address out. A series ends the window after its
 # last failure. Counted in the database (django-axes), shared by every process.
-LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
-LOGIN_ADDRESS_FAILURE_LIMIT = env_int("LOGIN_ADDRESS_FAILURE_LIMIT", 20)
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_ADDRESS_FAILURE_LIMIT = env_int("LOGIN_ADDRESS_FAILURE_LIMIT", 20, minimum=1)
 LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 300)
 AXES_HANDLER = "accounts.login_throttle.LoginThrottleHandler"
 AXES_FAILURE_LIMIT = "accounts.login_throttle.failure_limit"
@@ -344,18 +351,18 @@ TTX_ASSET = env_str("TTX_ASSET", "TTX")
 # Accounts deactivated without the admin's action (a bare save(), a bulk update) or while no
 # engine answered: their live orders are cancelled by this beat task at most this late
 # (orders.tasks.inactive_orders_sweep; read when `migrate` schedules it, as the delivery's).
-INACTIVE_ORDERS_SWEEP_INTERVAL_SECONDS = env_int("INACTIVE_ORDERS_SWEEP_INTERVAL_SECONDS", 60)
+INACTIVE_ORDERS_SWEEP_INTERVAL_SECONDS = env_int("INACTIVE_ORDERS_SWEEP_INTERVAL_SECONDS", 60, minimum=1)
 # Trade outbox rows revenue has consumed are deleted once this many days old (the trades and
 # their revenue events stay), by this beat task this often (orders.tasks.trade_outbox_prune;
 # the interval read when `migrate` schedules it). docs/operations.md, "Retention".
-TRADE_OUTBOX_RETENTION_DAYS = env_int("TRADE_OUTBOX_RETENTION_DAYS", 7)
-TRADE_OUTBOX_PRUNE_INTERVAL_SECONDS = env_int("TRADE_OUTBOX_PRUNE_INTERVAL_SECONDS", 3600)
+TRADE_OUTBOX_RETENTION_DAYS = env_int("TRADE_OUTBOX_RETENTION_DAYS", 7, minimum=1)
+TRADE_OUTBOX_PRUNE_INTERVAL_SECONDS = env_int("TRADE_OUTBOX_PRUNE_INTERVAL_SECONDS", 3600, minimum=1)
 
 # --- The matching engine (docs/matching.md, "The sequencer") ---------------------
 # "zmq": engine processes (manage.py engine) own the books; web workers send commands.
 # "inprocess": the sequencer runs inside the calling process (tests, one-process tools).
 ENGINE_TRANSPORT = env_str("ENGINE_TRANSPORT", "zmq")
-ENGINE_BATCH_MAX = env_int("ENGINE_BATCH_MAX", 200)  # commands per batch transaction
+ENGINE_BATCH_MAX = env_int("ENGINE_BATCH_MAX", 200, minimum=1)  # commands per batch transaction
 # How long a batch may wait for the clients the previous one answered (group commit, at
 # most this long after the previous batch ended: orders.sequencer.server; 0: off). Clients
 # that send again within it share one batch, its dozen round trips and its COMMIT, instead
@@ -467,6 +474,17 @@ ADMINS = [("Platform admins", addr) for addr in env_list("DJANGO_ADMINS_EMAILS",
 # Until an SMTP backend is configured, a message is one log line (core.mail): Django's
 # console backend wrote many plain-text lines to stdout, through the JSON logs.
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "core.mail.LogEmailBackend")
+# The SMTP server of django.core.mail.backends.smtp.EmailBackend (Django's defaults:
+# localhost:25, no login, no TLS). They were not read: EMAIL_HOST=smtp.example.com set beside
+# the SMTP backend was ignored and every mail (reset links, alerts, error reports) was sent to
+# port 25 of the host itself.
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT_SECONDS", 10)
 # Error reports (mail to ADMINS on a 5xx) list the settings: hide every URL and URI as well
 # as Django's secret names, since DATABASE_URL, CELERY_BROKER_URL, REDIS_URL, WEB3_PROVIDER_URI
 # and ALERT_WEBHOOK_URL carry passwords, API keys and tokens (core.error_reports).
@@ -527,7 +545,7 @@ LOGGING["loggers"]["django"] = {"handlers": ["mail_admins"], "level": "INFO"}
 
 # --- Post-trade jobs -----------------------------------------------------------------
 POST_TRADE_SWEEP_AGE_SECONDS = env_int("POST_TRADE_SWEEP_AGE_SECONDS", 20)
-POST_TRADE_SWEEP_BATCH = env_int("POST_TRADE_SWEEP_BATCH", 500)
+POST_TRADE_SWEEP_BATCH = env_int("POST_TRADE_SWEEP_BATCH", 500, minimum=1)
 # At most one post-trade task per window and publishing process, delayed by the window: it
 # takes every job not yet tried, so the batches committed meanwhile ride along (a Celery
 # publication costs the engine ~1 ms of CPU; per batch it was a tenth of the engine's work
@@ -540,18 +558,20 @@ BROKER_RETRY_AFTER_SECONDS = env_int("BROKER_RETRY_AFTER_SECONDS", 5)
 # (docs/delivery.md). One sender: the tasks run on the "chain" queue and the service
 # takes a database lock. Confirmations: CHAIN_CONFIRMATIONS (Chain block above).
 DELIVERY_ENABLED = env_bool("DELIVERY_ENABLED", True)
-DELIVERY_BATCH_SIZE = env_int("DELIVERY_BATCH_SIZE", 200)  # events per transaction, at most 256
-DELIVERY_MAX_BATCHES_PER_RUN = env_int("DELIVERY_MAX_BATCHES_PER_RUN", 5)
-DELIVERY_MAX_ATTEMPTS = env_int("DELIVERY_MAX_ATTEMPTS", 5)  # then the event is critical and alerted
-DELIVERY_REDRIVE_BATCH = env_int("DELIVERY_REDRIVE_BATCH", 20)  # events per periodic re-drive
+DELIVERY_BATCH_SIZE = env_int("DELIVERY_BATCH_SIZE", 200, minimum=1)  # events per transaction, at most 256
+DELIVERY_MAX_BATCHES_PER_RUN = env_int("DELIVERY_MAX_BATCHES_PER_RUN", 5, minimum=1)
+DELIVERY_MAX_ATTEMPTS = env_int("DELIVERY_MAX_ATTEMPTS", 5, minimum=1)  # then the event is critical and alerted
+DELIVERY_REDRIVE_BATCH = env_int("DELIVERY_REDRIVE_BATCH", 20, minimum=1)  # events per periodic re-drive
 DELIVERY_RETRY_BASE_SECONDS = env_int("DELIVERY_RETRY_BASE_SECONDS", 60)  # next retry: base x 2^attempts
 DELIVERY_PENDING_STALE_SECONDS = env_int("DELIVERY_PENDING_STALE_SECONDS", 300)
 DELIVERY_STUCK_SECONDS = env_int("DELIVERY_STUCK_SECONDS", 30)  # pending this long: replace with higher fees
-DELIVERY_POLL_INTERVAL_SECONDS = env_int("DELIVERY_POLL_INTERVAL_SECONDS", 60)  # the beat re-drive
+DELIVERY_POLL_INTERVAL_SECONDS = env_int("DELIVERY_POLL_INTERVAL_SECONDS", 60, minimum=1)  # the beat re-drive
 DELIVERY_DEBOUNCE_SECONDS = env_int("DELIVERY_DEBOUNCE_SECONDS", 2)  # a burst of events publishes one run
 DELIVERY_PRICE_MARKET = env_str("DELIVERY_PRICE_MARKET", "ETH-USDT")  # its reference price converts USD to wei
 DELIVERY_MAX_FEE_PER_GAS_WEI = env_int("DELIVERY_MAX_FEE_PER_GAS_WEI", 500 * 10**9)  # fee ceiling: above it, pause
-DELIVERY_LOG_SCAN_BLOCKS = env_int("DELIVERY_LOG_SCAN_BLOCKS", 2000)  # blocks per log query (hosted nodes cap it)
+DELIVERY_LOG_SCAN_BLOCKS = env_int(
+    "DELIVERY_LOG_SCAN_BLOCKS", 2000, minimum=1
+)  # blocks per log query (hosted nodes cap it)
 # Dust: shares below this many wei are carried forward per stream and paid as one bundle
 # once together they reach it (or the oldest waited DELIVERY_DUST_MAX_AGE_SECONDS).
 DELIVERY_MIN_ITEM_WEI = env_int("DELIVERY_MIN_ITEM_WEI", 10**13)  # 0.00001 ETH, about a batched item's gas
@@ -565,7 +585,7 @@ DELIVERY_LOW_BALANCE_BATCHES = env_int("DELIVERY_LOW_BALANCE_BATCHES", 20)  # al
 DELIVERY_SUBMITTED_ALERT_SECONDS = env_int("DELIVERY_SUBMITTED_ALERT_SECONDS", 600)  # a batch not mined this long
 DELIVERY_TASK_SOFT_TIME_LIMIT = env_int("DELIVERY_TASK_SOFT_TIME_LIMIT", 240)
 DELIVERY_TASK_TIME_LIMIT = env_int("DELIVERY_TASK_TIME_LIMIT", 300)
-CHAIN_RPC_TIMEOUT_SECONDS = env_int("CHAIN_RPC_TIMEOUT_SECONDS", 5)
+CHAIN_RPC_TIMEOUT_SECONDS = env_int("CHAIN_RPC_TIMEOUT_SECONDS", 5, minimum=1)
 # Dev chains only (chain id 31337): `manage.py chain_deploy --dev` writes a fresh signer key
 # here (var/ is git-ignored). Production uses CHAIN_SIGNER_PRIVATE_KEY from a secret store.
 CHAIN_SIGNER_KEY_FILE = Path(env_str("CHAIN_SIGNER_KEY_FILE", str(VAR_DIR / "chain-signer.key")))
@@ -575,3 +595,7 @@ CELERY_TASK_ROUTES = {
     "revenue.tasks.revenue_delivery_run": {"queue": "chain"},
     "revenue.tasks.revenue_delivery_redrive": {"queue": "chain"},
 }
+
+# Every variable these settings read: one set that nothing reads, close to one of these, is
+# taken for a typo by `manage.py serve_check` (core.management.commands.serve_check).
+ENV_NAMES_READ = sorted(env_names_read())

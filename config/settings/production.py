@@ -1,7 +1,7 @@
 """Production: DEBUG off, secrets required from the environment, HTTPS everywhere."""
 
 from config.settings.base import *  # noqa: F403
-from config.settings.env import env_bool, env_int, env_list, env_str
+from config.settings.env import env_bool, env_int, env_list, env_names_read, env_str
 
 DEBUG = False
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
@@ -34,3 +34,7 @@ SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+
+# Every variable these settings read: one set that nothing reads, close to one of these, is
+# taken for a typo by `manage.py serve_check` (core.management.commands.serve_check).
+ENV_NAMES_READ = sorted(env_names_read())

@@ -45,7 +45,7 @@ def _bounded(known: dict[Any, Any]) -> None:
 @dataclass
 class Known:
     wallets: dict[WalletKey, tuple[int, Decimal, Decimal]] = field(default_factory=dict)  # id, balance, locked
-    active: dict[int, str] = field(default_factory=dict)  # users found active, their password marks
+    active: dict[int, tuple[str, ...]] = field(default_factory=dict)  # users found active, their password marks
     holdings: dict[int, Decimal] = field(default_factory=dict)  # TTX per user, every bucket
     ttx_asset_id: int | None = None
     ttx_read: bool = False

@@ -14,7 +14,6 @@ are reloaded from the database before the next batch."""
 
 from __future__ import annotations
 
-import hmac
 import itertools
 import logging
 import time
@@ -31,6 +30,7 @@ from django.db import DatabaseError, IntegrityError, InterfaceError, Operational
 from django.utils import timezone
 
 from accounts.authentication import CredentialsInvalid
+from accounts.credentials import mark_among
 from core.api.fields import moment_text
 from core.errors import ApplicationError, InternalError, ServiceUnavailable
 from core.logging import correlation_context, correlation_id_new
@@ -812,7 +812,7 @@ class _Batch:
         if user in self.refused_users:
             return True
         mark = command.get(c.CREDENTIALS_MARK)
-        return mark is not None and not hmac.compare_digest(str(mark), self.reads.active_users[user])
+        return mark is not None and not mark_among(str(mark), self.reads.active_users[user])
 
     def prepare(self, commands: list[c.Command], *, reads: BatchReads | None = None) -> None:
         """Everything the commands name, read or locked in one round trip on PostgreSQL

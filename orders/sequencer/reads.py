@@ -28,7 +28,7 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Field, Subquery
 from django.utils import timezone
 
-from accounts.credentials import password_mark_of_hash
+from accounts.credentials import password_marks_of_hash
 from core.db import money_sums
 from core.db import quote_name as q
 from core.money import ZERO
@@ -73,8 +73,9 @@ def wallet_rows(wallets: Collection[Wallet]) -> dict[WalletKey, WalletRow]:
 
 @dataclass
 class BatchReads:
-    # Of the users asked about, the active ones: the mark of their password (accounts.credentials).
-    active_users: dict[int, str] = field(default_factory=dict)
+    # Of the users asked about, the active ones: the marks of their password, one per secret
+    # key (accounts.credentials.password_marks_of_hash).
+    active_users: dict[int, tuple[str, ...]] = field(default_factory=dict)
     markets: list[tuple[Any, ...]] = field(default_factory=list)  # MARKET_FIELDS
     ttx_asset_id: int | None = None  # read with the markets (None: no market asked, or no asset)
     wallets: dict[WalletKey, WalletRow] = field(default_factory=dict)  # the existing ones, locked
@@ -138,7 +139,7 @@ def batch_reads(*, wanted: BatchWanted) -> BatchReads:
         finally:
             cursor.close()
         if kind == "users":
-            reads.active_users = {int(user): password_mark_of_hash(password) for user, password in rows}
+            reads.active_users = {int(user): password_marks_of_hash(password) for user, password in rows}
         elif kind == "markets":
             reads.markets = [tuple(row[:-1]) for row in rows]
             reads.ttx_asset_id = None if not rows or rows[0][-1] is None else int(rows[0][-1])
@@ -204,7 +205,7 @@ def _reads_orm(*, wanted: BatchWanted) -> BatchReads:
     if users:
         model = get_user_model()
         active = model.objects.filter(pk__in=users, is_active=True).values_list("pk", "password")
-        reads.active_users = {int(user): password_mark_of_hash(password) for user, password in active}
+        reads.active_users = {int(user): password_marks_of_hash(password) for user, password in active}
     if market_ids:
         ttx = Asset.objects.filter(symbol=settings.TTX_ASSET).values("pk")[:1]
         rows = list(

@@ -14,6 +14,7 @@ from orders.engine.money import fills_quote_exact, is_multiple_of
 from orders.errors import MarketNotFound
 from orders.models import Asset, Market
 from orders.sequencer.commands import answer_raise, reference_price_command
+from orders.sequencer.shards import shards_uncovered
 from orders.sequencer.transport import engine_call
 
 
@@ -47,6 +48,19 @@ def asset_definition_check(*, symbol: str | None) -> dict[str, list[str]]:
     if symbol is not None and not ASSET_SYMBOL.fullmatch(symbol):
         return {"symbol": ["1 to 16 capital letters and digits (BTC, USDT)."]}
     return {}
+
+
+def market_engine_check(*, symbol: str) -> list[str]:
+    """What stops a new market from having an engine: no shard of ENGINE_SHARDS names it and
+    none takes every other market ('*'). Created all the same, its orders answered "No such
+    market" (they went to the first shard's engine, which does not load it) while its pages
+    and GET /api/markets showed it."""
+    if not shards_uncovered([symbol]):
+        return []
+    return [
+        f"No engine shard owns {symbol}: name it in a shard of ENGINE_SHARDS (every process's) and restart, "
+        "or let one shard take every other market ('*'), before adding it."
+    ]
 
 
 def market_definition_check(

@@ -12,11 +12,16 @@ at or below it changed (each block commits to its parent), so every payment reco
 still stands. When it changed (a reorg), the scan restarts just after the final block and
 the payments recorded above it are checked against what the canonical chain now holds:
 a payment that vanished goes back to delivery (revenue.delivery.transitions.batch_vanished).
+
+An item id the chain paid is never given to a new event or bundle (paid_item_ids_skip): a
+database restored from a backup older than the chain would give the ids of the events it
+lost again, and the reserve, which pays an id once, would refuse each new event as paid.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -24,6 +29,7 @@ from django.conf import settings
 from django.db import transaction
 from hexbytes import HexBytes
 
+from core.db import id_sequence_advance
 from revenue.alerts import alert_send
 from revenue.chain.client import DeliveryItem, PaymentLog, block_hash_at, payment_logs
 from revenue.chain.runtime import ChainContext
@@ -39,7 +45,7 @@ from revenue.delivery.selectors import (
     items_events,
 )
 from revenue.delivery.transitions import batch_mined_record, batch_vanished
-from revenue.models import ChainDeployment, DeliveryBatch, DeliveryBatchStatus
+from revenue.models import ChainDeployment, DeliveryBatch, DeliveryBatchStatus, DeliveryBundle, RevenueEvent
 
 logger = logging.getLogger("revenue.delivery")
 
@@ -62,6 +68,61 @@ def mined_transactions(logs: list[PaymentLog]) -> list[MinedTransaction]:
         mined = found.setdefault(log.tx_hash, MinedTransaction(log.tx_hash, log.block_number, log.block_hash))
         (mined.paid if log.paid else mined.refused).append(log)
     return list(found.values())
+
+
+@dataclass(frozen=True, slots=True)
+class PaidIdsSkipped:
+    """The highest revenue event id and dust bundle id the chain paid that this database had
+    not given yet (0: none): the ids it gives from now on are past them."""
+
+    event_id: int = 0
+    bundle_id: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.event_id or self.bundle_id)
+
+    def describe(self) -> str:
+        parts = [f"revenue event ids up to {self.event_id}"] if self.event_id else []
+        parts += [f"dust bundle ids up to {self.bundle_id}"] if self.bundle_id else []
+        return (
+            f"the database is behind the chain (restored from a backup older than the chain?): the reserve paid "
+            f"{' and '.join(parts)}, which this database never gave; its new ids start past them, and those "
+            f"payments are adopted as foreign batches (alerted)"
+        )
+
+
+def paid_item_ids_skip(*, item_ids: Iterable[int]) -> PaidIdsSkipped:
+    """Moves the revenue events' and the dust bundles' id sequences past every id among
+    `item_ids` (items the reserve paid or refused as paid): a new event given an id the
+    chain already paid is refused by the reserve and was taken for paid by that earlier
+    payment, another event's amount. Happens only when the database gives ids the chain has
+    seen: restored from a backup older than the chain, or someone with the platform's key
+    paid ids ahead of their events. Logged at ERROR."""
+    ids = list(item_ids)
+    events = [item for item in ids if item < BUNDLE_ITEM_BASE]
+    bundles = [item - BUNDLE_ITEM_BASE for item in ids if item >= BUNDLE_ITEM_BASE]
+    skipped = PaidIdsSkipped(
+        event_id=max(events) if events and id_sequence_advance(model=RevenueEvent, past=max(events)) else 0,
+        bundle_id=max(bundles) if bundles and id_sequence_advance(model=DeliveryBundle, past=max(bundles)) else 0,
+    )
+    if skipped:
+        logger.error(
+            skipped.describe(),
+            extra={"skipped_event_id": skipped.event_id, "skipped_bundle_id": skipped.bundle_id},
+        )
+    return skipped
+
+
+def chain_paid_ids_skip(context: ChainContext) -> PaidIdsSkipped:
+    """paid_item_ids_skip for the reserve's logs the database has not read yet (from its
+    cursor to the head): `manage.py chain_check` runs it before any process starts, so that
+    no event is made with a paid id before the delivery's first scan."""
+    deployment = ChainDeployment.objects.get(pk=context.deployment_id)
+    start = deployment.deployed_block if deployment.scanned_block is None else deployment.scanned_block + 1
+    logs = payment_logs(
+        context.w3, context.contract_address, start, "latest", max_blocks=settings.DELIVERY_LOG_SCAN_BLOCKS
+    )
+    return paid_item_ids_skip(item_ids=(log.item_id for log in logs))
 
 
 def chain_scan(context: ChainContext, view: ChainView, counters: CycleCounters, *, now: datetime) -> None:
@@ -218,7 +279,9 @@ def _nonce_of(context: ChainContext, tx_hash: str) -> int:
 def _foreign_adopt(context: ChainContext, mined: MinedTransaction, counters: CycleCounters, *, now: datetime) -> None:
     """A transaction this platform did not sign paid items: recorded as a batch of the items
     it paid, so their events are delivered like any other and never selected for a second
-    payment. Alerted: someone else signs with the platform's key."""
+    payment. Alerted: someone else signs with the platform's key, or the database is behind
+    the chain (restored from an older backup): the ids it paid are never given to new events."""
+    paid_item_ids_skip(item_ids=[log.item_id for log in (*mined.paid, *mined.refused)])
     sent = chain_call(context.w3.eth.get_transaction, HexBytes(mined.tx_hash))
     paid = mined.paid
     details = {
@@ -227,7 +290,10 @@ def _foreign_adopt(context: ChainContext, mined: MinedTransaction, counters: Cyc
         "block_number": mined.block_number,
         "items_paid": len(paid),
         "items_refused": len(mined.refused),
-        "hint": "someone else signs with the platform's delivery key",
+        "hint": (
+            "someone else signs with the platform's delivery key, or the database was restored from a backup"
+            ' older than the chain (docs/operations.md, "Backup and restore")'
+        ),
     }
     subject = f"A transaction this platform did not send paid {len(paid)} revenue item(s)"
     if not paid:  # it only found paid items: nothing to adopt

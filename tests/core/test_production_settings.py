@@ -112,3 +112,29 @@ def test_reset_links_are_mailed_only_where_mail_leaves_the_process_or_in_develop
     smtp = {**PRODUCTION_ENV, "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend"}
     assert _password_reset_by_mail("config.settings.production", smtp) == "True"
     assert _password_reset_by_mail("config.settings.local", {}) == "True"
+
+
+def test_the_smtp_server_is_read_from_the_environment():
+    """EMAIL_HOST and the rest were not read: with the SMTP backend, every mail went to port
+    25 of the host itself whatever was set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "EMAIL_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.production",
+        **PRODUCTION_ENV,
+        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+        EMAIL_HOST="smtp.example.com",
+        EMAIL_PORT="587",
+        EMAIL_HOST_USER="platform",
+        EMAIL_HOST_PASSWORD="mail-password",
+        EMAIL_USE_TLS="1",
+    )
+    script = (
+        "import django, json; django.setup(); from django.core.mail import get_connection; c = get_connection(); "
+        "print(json.dumps([c.host, c.port, c.username, c.password, c.use_tls, c.timeout]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer == ["smtp.example.com", 587, "platform", "mail-password", True, 10]

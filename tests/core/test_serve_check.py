@@ -46,6 +46,19 @@ def test_real_services_pass(monkeypatch, settings, tmp_path) -> None:
     assert serve_settings_problems() == [f"PROMETHEUS_MULTIPROC_DIR={tmp_path / 'missing'} is not a directory"]
 
 
+def test_a_mistyped_variable_is_refused(monkeypatch, settings, tmp_path) -> None:
+    """`DELIVERY_ENABLE=0` (meant: DELIVERY_ENABLED) or `ENGINE_SHARDSS=...` were ignored:
+    the platform ran on the default, delivering, or with one engine for every market."""
+    real_services_set(monkeypatch, settings, tmp_path)
+    monkeypatch.setenv("DELIVERY_ENABLE", "0")
+    monkeypatch.setenv("ENGINE_SHARDSS", "eth=ETH-USDT@tcp://10.0.0.5:5701")
+    monkeypatch.setenv("DJANGO_COLORS", "nocolor")  # Django's own: far from every setting's name
+    assert serve_settings_problems() == [
+        "DELIVERY_ENABLE is set but nothing reads it: a typo of DELIVERY_ENABLED?",
+        "ENGINE_SHARDSS is set but nothing reads it: a typo of ENGINE_SHARDS?",
+    ]
+
+
 def test_the_web_address_held_by_another_program_is_refused(monkeypatch, settings, tmp_path) -> None:
     """scripts/serve started every process, and gunicorn, unable to bind, exited and was
     started again in a loop while the engines and workers ran on."""
@@ -55,6 +68,7 @@ def test_the_web_address_held_by_another_program_is_refused(monkeypatch, setting
     monkeypatch.setattr(serve_check, "database_reachable", lambda: True)
     monkeypatch.setattr(serve_check, "broker_reachable", lambda: True)
     monkeypatch.setattr(serve_check, "cache_reachable", lambda: True)
+    monkeypatch.setattr(serve_check, "serve_checks", list)  # the apps' own (no database here)
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
@@ -94,6 +108,7 @@ def test_another_platforms_var_dir_is_refused(monkeypatch, settings, tmp_path) -
     for name in ("serve_settings_problems", "database_reachable", "broker_reachable", "cache_reachable"):
         monkeypatch.setattr(serve_check, name, list if name == "serve_settings_problems" else lambda: True)
     monkeypatch.setattr(serve_check, "bind_problem", lambda address: None)
+    monkeypatch.setattr(serve_check, "serve_checks", list)  # the apps' own (no database here)
     settings.VAR_DIR = tmp_path / "var"
     monkeypatch.setitem(settings.DATABASES["default"], "NAME", "platform_production")
     call_command("serve_check")  # production's first start claims its VAR_DIR

@@ -81,6 +81,19 @@ def test_a_market_is_named_after_its_pair_or_refused(symbol):
     assert client.get("/").status_code == 200
 
 
+def test_a_market_no_engine_shard_owns_is_refused(settings):
+    """ENGINE_SHARDS naming its markets, none taking '*': a market added in the admin was
+    created, listed by GET /api/markets, and its every order answered 'No such market'."""
+    settings.ENGINE_SHARDS = "eth=ETH-USDT@ipc:///tmp/a.sock"
+    client = Client()
+    client.force_login(StaffFactory())
+    status, page = _add(client, tick="0.01", step="0.001")
+    assert status == 200 and not Market.objects.exists()
+    assert "No engine shard owns XQ-USDT" in page
+    settings.ENGINE_SHARDS = "eth=ETH-USDT@ipc:///tmp/a.sock;xq=XQ-USDT@ipc:///tmp/b.sock"
+    assert _add(client, tick="0.01", step="0.001")[0] == 302
+
+
 @pytest.mark.parametrize("tick", ["-0.01", "0"])
 def test_a_non_positive_tick_is_a_form_error_not_a_500(tick):
     client = Client()

@@ -49,6 +49,7 @@ from revenue.models import (
     DeliveryBundle,
     DeliveryHeartbeat,
     RevenueEvent,
+    RevenueStream,
     StaffAction,
 )
 from revenue.reports import onchain_failure_report
@@ -77,6 +78,7 @@ from tests.revenue.delivery_support import (
     left_out_tied,
     metadata,
     onchain,
+    payments_by_event,
     statuses,
 )
 from tests.waiting import wait_until
@@ -1350,11 +1352,11 @@ def test_a_batch_flipping_between_its_versions_mined_carries_what_the_one_mined_
     assert all(metadata(pk).batch_id == batch.pk for pk in ids[3:])
 
 
-def test_an_event_paid_by_a_same_key_transaction_before_it_existed_is_delivered_by_it(on_anvil, settings):
+def test_an_id_paid_by_a_same_key_transaction_before_its_event_existed_is_never_given(on_anvil, settings):
     """Someone with the platform's key pays the id of the next revenue event before the
-    event exists; the scan adopts it. The event, once created, is sent and refunded: before,
-    it stayed `submitted` under a confirmed batch for ever (no retry could touch it); now it
-    is its payer's, delivered with it."""
+    event exists; the scan adopts it. Before, the next event was given that id and taken for
+    paid by it (another amount: 10**14 wei for a share of several times that); now the scan
+    moves the ids past it, and the events made later are each paid for themselves."""
     context = on_anvil.context
     w3 = context.w3
     ids = events_create(3)
@@ -1375,10 +1377,14 @@ def test_an_event_paid_by_a_same_key_transaction_before_it_existed_is_delivered_
     wait_for_receipt(w3, paid_ahead, timeout=30)
     revenue_events_deliver(max_batches=1)  # the foreign payment is adopted before the event exists
     later = events_create(2, prefix="later")
-    assert later[0] == future
+    assert min(later) > future
     drive(until=all_delivered, mine=on_anvil.mine, each=sound, cycles=10)
-    assert metadata(future).tx_hash == paid_ahead and metadata(future).status == DeliveryStatus.DELIVERED
     assert DeliveryBatch.objects.get(foreign=True).status == "confirmed"
+    assert not RevenueEvent.objects.filter(pk=future).exists()
+    paid = payments_by_event(onchain(context)[0])
+    for pk, amount in expected_wei(later).items():
+        (log,) = paid[pk]
+        assert log.amount == amount and metadata(pk).tx_hash == log.tx_hash != paid_ahead
     assert distributed_total() == holder_total()
 
 
@@ -1736,3 +1742,66 @@ def test_a_bundle_one_of_whose_events_a_same_key_transaction_paid_is_still_sent(
     assert len(bundle_log) == 1 and all(metadata(pk).tx_hash == bundle_log[0].tx_hash for pk in dust[1:])
     assert all(len(paid[pk]) == 1 for pk in [*dust[1:], *later])
     assert DeliveryBundle.objects.count() == 1
+
+
+def _restore(backup: dict[str, Any]) -> None:
+    """The database as the backup holds it (what `pg_restore` of a dump taken then gives):
+    the rows written since are gone, the id sequences and the scan cursor are the backup's,
+    the streams' totals too. The chain keeps what was paid meanwhile."""
+    from django.db import connection
+
+    RevenueEvent.objects.filter(pk__gt=backup["event"]).delete()
+    DeliveryBatch.objects.filter(pk__gt=backup["batch"]).delete()
+    ChainDeployment.objects.filter(pk=backup["deployment"][0]).update(
+        scanned_block=backup["deployment"][1], scanned_block_hash=backup["deployment"][2]
+    )
+    for pk, collected, distributed in backup["streams"]:
+        RevenueStream.objects.filter(pk=pk).update(collected=collected, distributed=distributed)
+    with connection.cursor() as cursor:
+        for model, last in ((RevenueEvent, backup["event"]), (DeliveryBatch, backup["batch"])):
+            table = model._meta.db_table
+            if connection.vendor == "postgresql":
+                cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)", [table, last])
+            else:
+                cursor.execute("UPDATE sqlite_sequence SET seq = %s WHERE name = %s", [last, table])
+
+
+@pytest.mark.parametrize("first", ["chain_check", "cycle"])
+def test_a_database_restored_behind_the_chain_pays_each_new_event_itself(on_anvil, settings, first):
+    """A backup is taken, three more events are delivered, then the database is restored from
+    the backup: the chain holds payments of ids the restored database will give again. Before,
+    the new events took those ids (the sequences were the backup's) and were marked delivered
+    by the lost events' payments, with the lost events' amounts, none of them paid; the alert
+    blamed a leaked key. Now the ids the chain paid are never given again: `chain_check` (run
+    by scripts/serve before any process) and the scan move the id sequences past them, and
+    every new event is paid by a transaction sent for it, with its own amount."""
+    context = on_anvil.context
+    events_create(3, prefix="kept")
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    deployment = ChainDeployment.objects.get(pk=context.deployment_id)
+    backup = {
+        "event": RevenueEvent.objects.order_by("-pk").values_list("pk", flat=True)[0],
+        "batch": DeliveryBatch.objects.order_by("-pk").values_list("pk", flat=True)[0],
+        "deployment": (deployment.pk, deployment.scanned_block, deployment.scanned_block_hash),
+        "streams": list(RevenueStream.objects.values_list("pk", "collected", "distributed")),
+    }
+    lost = events_create(3, prefix="lost")
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    _restore(backup)
+    if first == "chain_check":
+        out = io.StringIO()
+        call_command("chain_check", stdout=out)
+        assert "behind the chain" in out.getvalue()
+    else:
+        revenue_events_deliver(max_batches=1)  # its scan finds the payments it does not know
+    new = events_create(3, gross="7.00", prefix="after")
+    assert not set(new) & set(lost)
+    drive(until=all_delivered, mine=on_anvil.mine, each=sound)
+    logs, _ = onchain(context)
+    paid = payments_by_event(logs)
+    wanted = expected_wei(new)
+    for pk in new:
+        (log,) = paid[pk]
+        assert log.amount == wanted[pk], (pk, log)
+        assert metadata(pk).tx_hash == log.tx_hash
+    assert distributed_total() == holder_total()

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
-from accounts.credentials import CREDENTIALS_CLAIM, password_mark, password_mark_of_hash
+from accounts.credentials import CREDENTIALS_CLAIM, password_mark, password_marks_of_hash
 from orders.models import Order
 from tests.factories import PASSWORD, UserFactory, fund, market_create
 
@@ -50,9 +50,9 @@ def test_every_token_a_login_or_a_refresh_issues_carries_the_password_mark():
 def test_the_mark_of_a_stored_hash_is_the_users_mark():
     """The engine reads the password column only; its mark must be the one tokens carry."""
     user = UserFactory()
-    assert password_mark_of_hash(user.password) == password_mark(user) == user.get_session_auth_hash()[:20]
+    assert password_marks_of_hash(user.password)[0] == password_mark(user) == user.get_session_auth_hash()[:20]
     user.set_password("another-password-2026")
-    assert password_mark_of_hash(user.password) == password_mark(user)
+    assert password_marks_of_hash(user.password)[0] == password_mark(user)
 
 
 @pytest.mark.parametrize("changed_by", ["set_password", "an UPDATE of the column"])

@@ -1,13 +1,16 @@
 """manage.py serve_check: refuse to start the production topology (scripts/serve) on
 settings that would not deliver: PostgreSQL, Redis as broker and cache, a chain node,
 DEBUG off, the engine as its own processes, metrics shared by the processes, the web's
-address free (core/ports.py), VAR_DIR this platform's own. Every
+address free (core/ports.py), VAR_DIR this platform's own, and what the apps register
+(serve_check_register: the engines' shards cover every market once). Every
 problem is listed, then it exits non-zero; the services are reached, not only named. Once
 everything passed, VAR_DIR is claimed for this platform (var_dir_claim)."""
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +18,51 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.management.base import BaseCommand, CommandError
 
-from core.health import broker_reachable, database_reachable
+from core.health import broker_reachable, database_reachable, serve_checks
 from core.metrics import multiprocess_dir
 from core.platform import database_digest
 from core.ports import bind_problem, web_bind
+
+# Read outside the settings (the supervisor, gunicorn's configuration, the Procfile, Django
+# and prometheus_client themselves): not typos.
+ENV_NAMES_READ_ELSEWHERE = (
+    "BIN",
+    "DEMO_PASSWORD",
+    "DJANGO_SETTINGS_MODULE",
+    "ENGINE_SHARD",
+    "HONCHO_PROCESS_NAME",
+    "LOG_FILE_MAX_BYTES",
+    "LOG_FORMAT",
+    "LOG_LEVEL",
+    "PLATFORM_KEY_PREFIX",
+    "PORT",
+    "PROMETHEUS_MULTIPROC_DIR",
+    "SERVE_RESTART_MAX_DELAY",
+    "SERVE_STOP_TIMEOUT",
+    "TOPOLOGY_LOG_DIR",
+    "TOPOLOGY_PIDS_FILE",
+    "WEB_ACCESS_LOG",
+    "WEB_BIND",
+    "WEB_GRACEFUL_TIMEOUT",
+    "WEB_THREADS",
+    "WEB_TIMEOUT",
+    "WEB_WORKERS",
+    "WORKER_CONCURRENCY",
+)
+
+
+def env_names_mistyped(environ: Iterable[str], *, known: Iterable[str]) -> list[tuple[str, str]]:
+    """Of the variables set (`environ`), those nothing reads that are a near miss of one
+    that is read (`known`): (the name set, the name meant). `DELIVERY_ENABLE=0` or
+    `ENGINE_SHARDSS=...` was ignored without a word, the platform running on the default.
+    A name far from every known one is someone else's (PATH, Django's and Celery's own)."""
+    names = sorted(set(known))
+    mistyped = []
+    for name in sorted(set(environ) - set(names)):
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.85)
+        if close:
+            mistyped.append((name, close[0]))
+    return mistyped
 
 
 def serve_settings_problems() -> list[str]:
@@ -49,6 +93,9 @@ def serve_settings_problems() -> list[str]:
         problems.append("PROMETHEUS_MULTIPROC_DIR is not set: /metrics would show one process's counters")
     elif not os.path.isdir(directory):
         problems.append(f"PROMETHEUS_MULTIPROC_DIR={directory} is not a directory")
+    known = (*getattr(settings, "ENV_NAMES_READ", ()), *ENV_NAMES_READ_ELSEWHERE)
+    for name, meant in env_names_mistyped(os.environ, known=known):
+        problems.append(f"{name} is set but nothing reads it: a typo of {meant}?")
     return problems
 
 
@@ -116,6 +163,9 @@ class Command(BaseCommand):
             owner_problem = var_dir_problem()
             if owner_problem:
                 problems.append(owner_problem)
+            if not problems:
+                for check in serve_checks():
+                    problems += check()
         if problems:
             raise CommandError("the production topology cannot start:\n  - " + "\n  - ".join(problems))
         var_dir_claim()

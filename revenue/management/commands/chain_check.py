@@ -3,7 +3,10 @@
 Reaches WEB3_PROVIDER_URI and fails, saying what to do, unless delivery can run: the node
 answers, the active HolderReserve deployment of its chain is in the database, the signer
 (CHAIN_SIGNER_PRIVATE_KEY, or a dev chain's key file) is that deployment's, the contract
-has this version's code, is not paused, accepts the signer, and the signer holds ether."""
+has this version's code, is not paused, accepts the signer, and the signer holds ether.
+Then the ids the reserve paid that the database never gave (a database restored from a
+backup older than the chain) are skipped: no new event or bundle is given one of them
+(revenue.delivery.scan.chain_paid_ids_skip)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from web3 import Web3
 from revenue.chain.client import contract_health
 from revenue.chain.errors import ChainError
 from revenue.chain.runtime import chain_context_get
+from revenue.delivery.scan import chain_paid_ids_skip
 
 
 class Command(BaseCommand):
@@ -35,6 +39,12 @@ class Command(BaseCommand):
             raise CommandError(f"chain check failed: {fault}")
         if balance <= 0:
             raise CommandError(f"chain check failed: the signer {context.signer_address} holds no ether for gas")
+        try:
+            skipped = chain_paid_ids_skip(context)
+        except ChainError as exc:
+            raise CommandError(f"chain check failed: {exc}") from exc
+        if skipped:
+            self.stdout.write(skipped.describe())
         self.stdout.write(
             f"chain {context.chain_id}: HolderReserve {context.contract_address} ready, "
             f"signer {context.signer_address} allowed, balance {balance} wei"
