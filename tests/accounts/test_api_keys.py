@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -253,9 +254,16 @@ def test_the_embedded_default_claims_signatures_in_the_database(api_client, read
 def test_with_redis_signatures_are_claimed_in_the_cache(api_client, read_key):
     url = os.environ.get("REDIS_URL", "")
     require(url.startswith("redis://"), "needs Redis: set REDIS_URL=redis://...")
-    redis_cache = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}}
+    # Keys of this test's own, not a flush: FLUSHDB emptied the Redis database that other test
+    # workers' platforms were using meanwhile (their broker's queued tasks with it).
+    redis_cache = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": f"test-{uuid.uuid4().hex}",
+        }
+    }
     with override_settings(CACHES=redis_cache):
-        caches["default"].clear()
         headers = signed_headers(read_key["key"], read_key["secret"], "GET", "/api/me")
         assert api_client.get("/api/me", **headers).status_code == 200
         _error(api_client.get("/api/me", **headers), 401, "replayed_request")
