@@ -20,6 +20,7 @@ import os
 from collections.abc import Iterable, Iterator
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -131,6 +132,28 @@ def scrape_collector_register(collector: Collector) -> None:
     register theirs in AppConfig.ready; registering the same one twice is a no-op."""
     if collector not in _SCRAPE_COLLECTORS:
         _SCRAPE_COLLECTORS.append(collector)
+
+
+class BeatCollector(Collector):
+    """`platform_beat_last_sent_timestamp_seconds`: when beat last sent a periodic task (0:
+    never), read from the database at each scrape (core.health.beat_last_sent_at); alert
+    PlatformBeatStalled. A database that does not answer yields nothing here
+    (platform_delivery_metrics_up says so)."""
+
+    def collect(self) -> Iterator[Metric]:
+        from django.db import DatabaseError
+
+        from core.health import beat_last_sent_at
+
+        try:
+            last = beat_last_sent_at()
+        except DatabaseError:
+            return
+        yield GaugeMetricFamily(
+            "platform_beat_last_sent_timestamp_seconds",
+            "Unix time beat last sent a periodic task (written by its scheduler every 30 s); 0: never.",
+            value=last.timestamp() if last is not None else 0.0,
+        )
 
 
 class _Exposition(Collector):
