@@ -111,8 +111,10 @@ PROCESS_RESTARTS = Counter(
     "Processes of the topology started again after they exited unasked (an engine's watchdog, a crash).",
     ["process"],
 )
+# A gunicorn worker that exited unasked and was replaced by its master (config/gunicorn.py).
+WEB_WORKER = "web-worker"
 # At 0 from the start for every Procfile line (config.topology does the same for its own).
-for _process in ("web", "engine", "worker", "chain", "beat"):
+for _process in ("web", "engine", "worker", "chain", "beat", WEB_WORKER):
     PROCESS_RESTARTS.labels(process=_process)
 
 
