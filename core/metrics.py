@@ -36,6 +36,9 @@ ORDER_PLACE_SECONDS = Histogram(
 ORDERS_FINAL = Counter(
     "platform_orders_final_total", "Orders by the status they ended in after a request.", ["status", "reason"]
 )
+# At 0 from the start: the first order the engine fails to process must show in increase()
+# (PlatformOrdersProcessingFailed; orders.sequencer.loop._processing_failed).
+ORDERS_FINAL.labels(status="error", reason="processing_failed")
 TRADES = Counter("platform_trades_total", "Trades executed.", ["market", "counterparty"])
 FEES = Counter("platform_fees_total", "Fees charged, in the quote asset.", ["asset"])
 DELIVERIES = Counter("platform_revenue_deliveries_total", "Revenue events by delivery outcome.", ["status"])
