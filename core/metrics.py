@@ -17,7 +17,9 @@ that would have set them is down."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
@@ -159,6 +161,36 @@ class BeatCollector(Collector):
             "Unix time beat last sent a periodic task (written by its scheduler every 30 s); 0: never.",
             value=last.timestamp() if last is not None else 0.0,
         )
+
+
+class DiskCollector(Collector):
+    """`platform_disk_free_bytes{dir}` and `platform_disk_size_bytes{dir}`: the file systems of
+    VAR_DIR (`var`) and of the metrics directory (`metrics`, PROMETHEUS_MULTIPROC_DIR), read
+    at each scrape; alert PlatformDiskFull. Every process maps its samples' file there: once
+    the file system is full, the first page a process adds to it is a SIGBUS (prometheus_client
+    writes through mmap), so every engine, web and Celery worker dies, again at each restart."""
+
+    def collect(self) -> Iterator[Metric]:
+        from django.conf import settings
+
+        directories = {"var": str(settings.VAR_DIR)}
+        if (metrics := multiprocess_dir()) is not None:
+            directories["metrics"] = metrics
+        free = GaugeMetricFamily(
+            "platform_disk_free_bytes", "Bytes free on the file system of the platform's directory.", labels=["dir"]
+        )
+        size = GaugeMetricFamily(
+            "platform_disk_size_bytes", "Size of the file system of the platform's directory.", labels=["dir"]
+        )
+        for name, path in directories.items():
+            try:  # a directory not made yet: the file system it will be made on
+                usage = shutil.disk_usage(next(p for p in (Path(path), *Path(path).parents) if p.exists()))
+            except (OSError, StopIteration):
+                continue
+            free.add_metric([name], float(usage.free))
+            size.add_metric([name], float(usage.total))
+        yield free
+        yield size
 
 
 class _Exposition(Collector):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from datetime import timedelta
 
 import pytest
@@ -90,6 +91,26 @@ def test_beat_writes_its_last_runs_well_within_the_stalled_threshold():
     # celery's default (every 3 minutes) would leave a running beat's time up to 3.5 min old.
     scheduler = import_string(settings.CELERY_BEAT_SCHEDULER.replace(":", "."))
     assert scheduler.sync_every * 4 <= health.BEAT_STALLED_SECONDS
+
+
+def test_metrics_say_how_full_the_platforms_file_systems_are(client, monkeypatch, tmp_path, settings):
+    # A full VAR_DIR (the metrics directory is under it) killed every process with SIGBUS at
+    # its next metric write, and nothing had said the disk was filling.
+    settings.VAR_DIR = tmp_path
+    (tmp_path / "prometheus").mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "prometheus"))
+    text = client.get("/metrics").content.decode()
+    samples = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line.startswith(("platform_disk_free_bytes", "platform_disk_size_bytes"))
+    }
+    usage = shutil.disk_usage(tmp_path)
+    for directory in ("var", "metrics"):
+        free = samples[f'platform_disk_free_bytes{{dir="{directory}"}}']
+        size = samples[f'platform_disk_size_bytes{{dir="{directory}"}}']
+        assert size == usage.total
+        assert 0 < free <= size and abs(free - usage.free) < 64 * 2**20  # what df says, give or take other writers
 
 
 def test_metrics_exposes_prometheus_text(client):
