@@ -14,6 +14,8 @@ from django.db import DatabaseError, connection
 from django.db.models import Max
 from django.utils import timezone
 
+from core.logging import LinesEvery
+
 logger = logging.getLogger(__name__)
 
 
@@ -47,13 +49,19 @@ def database_reachable() -> bool:
         return False
 
 
+# /healthz (a load balancer's probe every few seconds) and each scrape of /metrics ask the
+# broker: during an outage, one line (with its traceback) per 10 s and process, not per ask.
+BROKER_FAILURE_LINES = LinesEvery(10.0)
+
+
 def broker_reachable() -> bool:
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=1)
         return True
     except Exception:
-        logger.warning("broker health check failed", exc_info=True)
+        if (failures := BROKER_FAILURE_LINES.due("broker")) is not None:
+            logger.warning("broker health check failed (%s time(s) since the last such line)", failures, exc_info=True)
         return False
 
 

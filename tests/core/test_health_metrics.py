@@ -10,7 +10,10 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from bench.infra import RedisServer
+from config.celery import app
 from core import health
+from tests.environment import require
 
 pytestmark = pytest.mark.django_db
 
@@ -111,6 +114,32 @@ def test_metrics_say_how_full_the_platforms_file_systems_are(client, monkeypatch
         size = samples[f'platform_disk_size_bytes{{dir="{directory}"}}']
         assert size == usage.total
         assert 0 < free <= size and abs(free - usage.free) < 64 * 2**20  # what df says, give or take other writers
+
+
+def _broker_up(client) -> float:
+    (line,) = (
+        line for line in client.get("/metrics").content.decode().splitlines() if line.startswith("platform_broker_up ")
+    )
+    return float(line.split()[1])
+
+
+@pytest.mark.timeout(60)
+def test_metrics_say_whether_the_broker_answers(client, monkeypatch, tmp_path):
+    # A real Redis as the broker, stopped and started again: a broker outage paged, if at
+    # all, as "the chain worker has not run a delivery cycle" 12 minutes later.
+    require(shutil.which("redis-server") is not None, "redis-server is not installed")
+    redis_server = RedisServer(tmp_path).start()
+    try:
+        monkeypatch.setitem(app.conf, "broker_url", f"{redis_server.url}/0")
+        monkeypatch.setenv("CELERY_BROKER_URL", f"{redis_server.url}/0")  # celery prefers it
+        assert _broker_up(client) == 1.0
+        redis_server.stop()
+        assert _broker_up(client) == 0.0
+        assert client.get("/healthz").json()["broker"] == "down"  # the same check
+        redis_server.start()
+        assert _broker_up(client) == 1.0
+    finally:
+        redis_server.stop()
 
 
 def test_metrics_exposes_prometheus_text(client):
