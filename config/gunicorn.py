@@ -21,7 +21,7 @@ from typing import Any
 from config.processes import web_workers
 from config.uvicorn_worker import web_access_log
 from core.logging import logging_config
-from core.metrics import process_dead
+from core.metrics import PROCESS_RESTARTS, WEB_WORKER, process_dead
 from core.ports import web_bind
 
 bind = web_bind()
@@ -49,3 +49,9 @@ logconfig_dict = logging_config(
 
 def child_exit(server: Any, worker: Any) -> None:
     process_dead(worker.pid)
+    # A worker that exits while gunicorn still listens did not exit for a stop (a stop closes
+    # the listeners first): killed (out of memory), crashed, or ended by WEB_TIMEOUT. gunicorn
+    # starts another at once, so the supervisor never sees it: counted like its restarts,
+    # PlatformProcessRestarting fires on a web worker's crash loop (before, an ERROR line only).
+    if server.LISTENERS:
+        PROCESS_RESTARTS.labels(process=WEB_WORKER).inc()

@@ -6,10 +6,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from celery import current_app as app
-from django.db import connection
+from django.db import DatabaseError, connection
+from django.db.models import Max
+from django.utils import timezone
+
+from core.logging import LinesEvery
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +63,51 @@ def database_reachable() -> bool:
         return False
 
 
+# /healthz (a load balancer's probe every few seconds) and each scrape of /metrics ask the
+# broker: during an outage, one line (with its traceback) per 10 s and process, not per ask.
+BROKER_FAILURE_LINES = LinesEvery(10.0)
+
+
 def broker_reachable() -> bool:
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=1)
         return True
     except Exception:
-        logger.warning("broker health check failed", exc_info=True)
+        if (failures := BROKER_FAILURE_LINES.due("broker")) is not None:
+            logger.warning("broker health check failed (%s time(s) since the last such line)", failures, exc_info=True)
         return False
+
+
+# Beat sends the post-trade sweep every 30 s, the other periodic tasks every minute or hour,
+# and its scheduler writes their last runs to the database every 30 s (core.beat): nothing
+# sent for this long, beat is not running (stopped, hung, its host gone). Alert
+# PlatformBeatStalled reads the same time (docs/operations.md, "Health and metrics").
+BEAT_STALLED_SECONDS = 600
+
+
+def beat_last_sent_at() -> datetime | None:
+    """When beat last sent a periodic task, as its scheduler wrote it (None: never)."""
+    from django_celery_beat.models import PeriodicTask  # a model: read once the apps are loaded
+
+    last: datetime | None = PeriodicTask.objects.aggregate(last=Max("last_run_at"))["last"]
+    return last
+
+
+def beat_report() -> dict[str, Any]:
+    """/healthz's `beat`: `ok`, `stalled` (nothing sent for BEAT_STALLED_SECONDS) or `never`
+    (a database beat has not yet served: a fresh one, a test's), with how long ago it last
+    sent a task. The delivery heartbeat cannot say it: each trade's events start a delivery
+    run of their own, so with trades going on the heartbeat stayed fresh whatever beat did."""
+    try:
+        last = beat_last_sent_at()
+    except DatabaseError:  # the database's own entry says so
+        return {"status": "unknown", "last_sent_s": None}
+    if last is None:
+        return {"status": "never", "last_sent_s": None}
+    age = max((timezone.now() - last).total_seconds(), 0.0)
+    return {"status": "stalled" if age > BEAT_STALLED_SECONDS else "ok", "last_sent_s": round(age, 1)}
+
+
+def beat_healthy(report: dict[str, Any]) -> bool:
+    return report["status"] != "stalled"

@@ -44,6 +44,29 @@ class CorrelationIdFilter(logging.Filter):
         return True
 
 
+class SecretPathFilter(logging.Filter):
+    """Django's own lines of a 4xx/5xx answer (`django.request`, `django.security.csrf`:
+    "Forbidden (CSRF cookie not set.): /account/password/reset/NA/<token>") write the
+    request's whole path, and the request itself (its repr names the path again): a password
+    reset link's token, which sets the account's password until used, went into the logs
+    whenever its page answered 4xx (a CSRF failure, a throttle) or 503. The path is written
+    as the request line writes it (core.middleware.logged_path: `[redacted]`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request = getattr(record, "request", None)
+        path = getattr(request, "path", None)
+        if not isinstance(path, str):
+            return True
+        from core.middleware import logged_path  # Django's: loaded once a request is logged
+
+        safe = logged_path(request, unresolved_too=True)  # type: ignore[arg-type]
+        if safe != path:
+            record.msg = record.getMessage().replace(path, safe)
+            record.args = None
+            record.request = f"<{type(request).__name__}: {getattr(request, 'method', '')} {safe!r}>"
+        return True
+
+
 class NotServiceUnavailable(logging.Filter):
     """For the admins' mail (Django's AdminEmailHandler, config/settings/base.py): not
     Django's record of a 503 answer. A 503 is the platform's answer to an outage it knows
@@ -114,7 +137,10 @@ def logging_config(*, log_format: str, level: str, loggers: dict[str, dict[str, 
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"correlation": {"()": "core.logging.CorrelationIdFilter"}},
+        "filters": {
+            "correlation": {"()": "core.logging.CorrelationIdFilter"},
+            "secret_paths": {"()": "core.logging.SecretPathFilter"},
+        },
         "formatters": {
             "text": {"format": TEXT_FORMAT},
             "json": {
@@ -127,7 +153,8 @@ def logging_config(*, log_format: str, level: str, loggers: dict[str, dict[str, 
             "console": {
                 "class": "logging.StreamHandler",
                 "formatter": log_format,
-                "filters": ["correlation"],
+                # correlation first: it reads the request's id before secret_paths writes it as text
+                "filters": ["correlation", "secret_paths"],
                 "stream": "ext://sys.stderr",
             },
         },

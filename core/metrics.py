@@ -17,9 +17,12 @@ that would have set them is down."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -35,6 +38,9 @@ ORDER_PLACE_SECONDS = Histogram(
 ORDERS_FINAL = Counter(
     "platform_orders_final_total", "Orders by the status they ended in after a request.", ["status", "reason"]
 )
+# At 0 from the start: the first order the engine fails to process must show in increase()
+# (PlatformOrdersProcessingFailed; orders.sequencer.loop._processing_failed).
+ORDERS_FINAL.labels(status="error", reason="processing_failed")
 TRADES = Counter("platform_trades_total", "Trades executed.", ["market", "counterparty"])
 FEES = Counter("platform_fees_total", "Fees charged, in the quote asset.", ["asset"])
 DELIVERIES = Counter("platform_revenue_deliveries_total", "Revenue events by delivery outcome.", ["status"])
@@ -110,8 +116,10 @@ PROCESS_RESTARTS = Counter(
     "Processes of the topology started again after they exited unasked (an engine's watchdog, a crash).",
     ["process"],
 )
+# A gunicorn worker that exited unasked and was replaced by its master (config/gunicorn.py).
+WEB_WORKER = "web-worker"
 # At 0 from the start for every Procfile line (config.topology does the same for its own).
-for _process in ("web", "engine", "worker", "chain", "beat"):
+for _process in ("web", "engine", "worker", "chain", "beat", WEB_WORKER):
     PROCESS_RESTARTS.labels(process=_process)
 
 
@@ -131,6 +139,75 @@ def scrape_collector_register(collector: Collector) -> None:
     register theirs in AppConfig.ready; registering the same one twice is a no-op."""
     if collector not in _SCRAPE_COLLECTORS:
         _SCRAPE_COLLECTORS.append(collector)
+
+
+class BeatCollector(Collector):
+    """`platform_beat_last_sent_timestamp_seconds`: when beat last sent a periodic task (0:
+    never), read from the database at each scrape (core.health.beat_last_sent_at); alert
+    PlatformBeatStalled. A database that does not answer yields nothing here
+    (platform_delivery_metrics_up says so)."""
+
+    def collect(self) -> Iterator[Metric]:
+        from django.db import DatabaseError
+
+        from core.health import beat_last_sent_at
+
+        try:
+            last = beat_last_sent_at()
+        except DatabaseError:
+            return
+        yield GaugeMetricFamily(
+            "platform_beat_last_sent_timestamp_seconds",
+            "Unix time beat last sent a periodic task (written by its scheduler every 30 s); 0: never.",
+            value=last.timestamp() if last is not None else 0.0,
+        )
+
+
+class BrokerCollector(Collector):
+    """`platform_broker_up`: 1 when the Celery broker (Redis) took a connection at this
+    scrape, as /healthz's `broker` (core.health.broker_reachable; up to 2 s while it does not
+    answer); alert PlatformBrokerDown. Without it a broker outage paged, if at all, as
+    PlatformDeliveryWorkerStalled 12 minutes later ("check the chain and beat processes"),
+    or as a post-trade backlog once trades had waited 15 minutes."""
+
+    def collect(self) -> Iterator[Metric]:
+        from core.health import broker_reachable
+
+        yield GaugeMetricFamily(
+            "platform_broker_up",
+            "1 when the Celery broker accepted a connection from the web at this scrape, else 0.",
+            value=1.0 if broker_reachable() else 0.0,
+        )
+
+
+class DiskCollector(Collector):
+    """`platform_disk_free_bytes{dir}` and `platform_disk_size_bytes{dir}`: the file systems of
+    VAR_DIR (`var`) and of the metrics directory (`metrics`, PROMETHEUS_MULTIPROC_DIR), read
+    at each scrape; alert PlatformDiskFull. Every process maps its samples' file there: once
+    the file system is full, the first page a process adds to it is a SIGBUS (prometheus_client
+    writes through mmap), so every engine, web and Celery worker dies, again at each restart."""
+
+    def collect(self) -> Iterator[Metric]:
+        from django.conf import settings
+
+        directories = {"var": str(settings.VAR_DIR)}
+        if (metrics := multiprocess_dir()) is not None:
+            directories["metrics"] = metrics
+        free = GaugeMetricFamily(
+            "platform_disk_free_bytes", "Bytes free on the file system of the platform's directory.", labels=["dir"]
+        )
+        size = GaugeMetricFamily(
+            "platform_disk_size_bytes", "Size of the file system of the platform's directory.", labels=["dir"]
+        )
+        for name, path in directories.items():
+            try:  # a directory not made yet: the file system it will be made on
+                usage = shutil.disk_usage(next(p for p in (Path(path), *Path(path).parents) if p.exists()))
+            except (OSError, StopIteration):
+                continue
+            free.add_metric([name], float(usage.free))
+            size.add_metric([name], float(usage.total))
+        yield free
+        yield size
 
 
 class _Exposition(Collector):

@@ -99,10 +99,17 @@ SECRET_URL_ARGUMENTS = frozenset({"token"})
 REDACTED = "[redacted]"
 
 
-def logged_path(request: HttpRequest) -> str:
-    """The request's path as the logs write it: a secret URL argument's value replaced."""
+def logged_path(request: HttpRequest, *, unresolved_too: bool = False) -> str:
+    """The request's path as the logs write it: a secret URL argument's value replaced. With
+    `unresolved_too`, a path Django had not resolved when it answered (a 503, a throttle) is
+    resolved here (core.logging.SecretPathFilter; not the access line of every request)."""
     path = request.path
     match = getattr(request, "resolver_match", None)
+    if match is None and unresolved_too:
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            return path
     if match is None:
         return path
     for name in SECRET_URL_ARGUMENTS.intersection(match.kwargs):

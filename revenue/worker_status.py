@@ -12,6 +12,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
+from core.health import beat_report
 from revenue.delivery.metadata import DeliveryStatus, status_expression
 from revenue.models import DeliveryBatch, DeliveryBatchStatus, DeliveryHeartbeat, RevenueEvent
 from revenue.reports import delivery_pause, held_count, stale_pending_count
@@ -114,4 +115,7 @@ def onchain_worker_status() -> dict[str, Any]:
             # count of items it paid is the same figure.
             "next_sequence": beat.items_paid if beat else None,
         },
+        # Whether beat sends (core.health): trades start delivery runs of their own, so the
+        # heartbeat above stays fresh with beat dead; nothing retried or swept meanwhile.
+        "beat": beat_report(),
     }

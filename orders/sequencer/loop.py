@@ -1260,7 +1260,6 @@ def _processing_failed(
                 closed_at=now,
             )
             OrderEvent.objects.create(order=order, status=OrderStatus.ERROR, reason="processing_failed", at=now)
-        return {"status": 201, "order_id": order.pk}
     except ApplicationError as exc:
         return c.error_answer(exc)
     except OperationalError as exc:  # the database away, or another engine leads
@@ -1269,3 +1268,18 @@ def _processing_failed(
     except Exception:
         logger.exception("recording a failed order failed")
         return _FAILED
+    # Counted and named as a batch's orders are (_Batch.committed): its client has a 201 with
+    # status `error` (no 5xx), and the batch's "batch failed" line names no order.
+    ORDERS_FINAL.labels(status=OrderStatus.ERROR.value, reason="processing_failed").inc()
+    with correlation_context(str(command.get("correlation_id") or "") or None):
+        logger.error(
+            "order %s recorded as error: processing failed (see the batch's traceback above)",
+            order.pk,
+            extra={
+                "order_id": order.pk,
+                "user_id": order.user_id,
+                "market": market.symbol,
+                "client_order_id": order.client_order_id,
+            },
+        )
+    return {"status": 201, "order_id": order.pk}

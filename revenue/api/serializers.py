@@ -120,6 +120,15 @@ class OnchainChainStatusSerializer(serializers.Serializer):
     next_sequence = serializers.IntegerField(allow_null=True)
 
 
+class BeatStatusSerializer(serializers.Serializer):
+    # Reads core.health.beat_report.
+    status = serializers.ChoiceField(
+        choices=["ok", "stalled", "never", "unknown"],
+        help_text="stalled: no periodic task sent for 10 minutes; never: beat has not served this database yet.",
+    )
+    last_sent_s = serializers.FloatField(allow_null=True, help_text="Seconds since beat last sent a periodic task.")
+
+
 class OnchainWorkerStatusSerializer(serializers.Serializer):
     # Reads revenue.worker_status.onchain_worker_status.
 
@@ -154,6 +163,9 @@ class OnchainWorkerStatusSerializer(serializers.Serializer):
         help_text="The signer holds less than gas for DELIVERY_LOW_BALANCE_BATCHES batches (alerted)."
     )
     chain = OnchainChainStatusSerializer()
+    beat = BeatStatusSerializer(
+        help_text="Whether beat sends (trades keep the delivery heartbeat fresh without it: nothing retried or swept)."
+    )
 
 
 class RevenueEventRetryQueuedSerializer(serializers.Serializer):

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, NamedTuple, cast
+from urllib.parse import urlsplit
 
 import eth_abi
 import requests
@@ -129,6 +130,65 @@ REFUSED_TOPIC = "0x" + keccak(text="Refused(uint256,uint256)").hex()
 
 # --------------------------------------------------------------------------- connection
 
+REDACTED = "[redacted]"
+
+
+def node_uri_redacted(uri: str) -> str:
+    """The node's address as logs, alerts and pages may show it: scheme, host and port. A
+    hosted node's URL carries its API key in the path (``https://mainnet.infura.io/v3/KEY``,
+    ``.../v2/KEY``), the query or the user info; none of them is shown."""
+    parts = urlsplit(uri)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    host = (parts.hostname or "") + (f":{port}" if port else "")
+    hidden = parts.path not in ("", "/") or parts.query or parts.username or parts.password
+    return f"{parts.scheme}://{host}/{REDACTED}" if hidden else f"{parts.scheme}://{host}"
+
+
+def _node_uri_hidden(text: str, uri: str) -> str:
+    """``text`` with the parts of ``uri`` that may be secret replaced: the whole URI, its
+    path and query (urllib3 names the path alone: "Max retries exceeded with url: /v3/KEY")
+    and its password."""
+    parts = urlsplit(uri)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    replacements = {uri: node_uri_redacted(uri), uri.rstrip("/"): node_uri_redacted(uri)}
+    if path not in ("", "/"):
+        replacements[path] = f"/{REDACTED}"
+    if parts.password:
+        replacements[parts.password] = REDACTED
+    for secret in sorted(replacements, key=len, reverse=True):
+        text = text.replace(secret, replacements[secret])
+    return text
+
+
+class _NodeSession(requests.Session):
+    """The node's HTTP session, whose failures never name the node's URL. requests writes it
+    into every error ("HTTPConnectionPool(...): Max retries exceeded with url: /v3/KEY",
+    "401 Client Error: Unauthorized for url: https://.../v3/KEY"), and the text of the
+    error went on into the delivery's pause detail and last error (the worker status page,
+    the staff API, the database), the "delivery paused" ERROR line, the alert's mail and
+    webhook, and the Celery task's result line: a hosted node's API key with them. The
+    error is raised again, of its type (the classification in revenue.chain.errors reads
+    types and words), with the URL's secret parts hidden and without the original attached."""
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        failure: requests.RequestException | None = None
+        try:
+            response = super().request(method, url, *args, **kwargs)
+        except requests.RequestException as exc:
+            text = _node_uri_hidden(str(exc), str(url))
+            try:
+                failure = type(exc)(text, request=exc.request, response=exc.response)
+            except TypeError:  # a subclass with a constructor of its own
+                failure = requests.RequestException(text, request=exc.request, response=exc.response)
+        if failure is not None:
+            raise failure  # outside the handler: the original (its text) is not its context
+        # raise_for_status() names response.url: a 401 or 429 from a hosted node.
+        response.url = node_uri_redacted(str(url))
+        return response
+
 
 def connect(*, provider_uri: str | None, timeout: float = DEFAULT_HTTP_TIMEOUT) -> Web3:
     """A ``Web3`` for ``provider_uri``.
@@ -144,7 +204,7 @@ def connect(*, provider_uri: str | None, timeout: float = DEFAULT_HTTP_TIMEOUT) 
 
         return Web3(EthereumTesterProvider(EthereumTester(backend=PyEVMBackend())))
     if provider_uri.startswith(("http://", "https://")):
-        session = requests.Session()
+        session = _NodeSession()
         # The node is the platform's own (usually on loopback): skip requests' scan of
         # the proxy variables on every call, a measurable share of a delivery cycle.
         session.trust_env = False
@@ -158,7 +218,7 @@ def connect(*, provider_uri: str | None, timeout: float = DEFAULT_HTTP_TIMEOUT) 
             cacheable_requests={RPCEndpoint("eth_chainId")},
         )
         return Web3(provider)
-    raise ValueError(f"unsupported provider_uri (need http(s):// or empty): {provider_uri!r}")
+    raise ValueError(f"unsupported provider_uri (need http(s):// or empty): {node_uri_redacted(provider_uri)!r}")
 
 
 def is_eth_tester(w3: Web3) -> bool:

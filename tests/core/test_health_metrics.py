@@ -1,9 +1,19 @@
 from __future__ import annotations
 
-import pytest
-from django.test import override_settings
+import shutil
+from datetime import timedelta
 
+import pytest
+from django.conf import settings
+from django.test import override_settings
+from django.utils import timezone
+from django.utils.module_loading import import_string
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+from bench.infra import RedisServer
+from config.celery import app
 from core import health
+from tests.environment import require
 
 pytestmark = pytest.mark.django_db
 
@@ -21,9 +31,10 @@ def test_healthz_reports_each_dependency(client):
 def test_healthz_writes_core_s_checks_then_the_registered_ones_in_name_order(client):
     # The answer as it was when core.views imported the chain and engine checks itself.
     response = client.get("/healthz")
-    assert list(response.json()) == ["status", "database", "broker", "chain", "engines"]
+    assert list(response.json()) == ["status", "database", "broker", "beat", "chain", "engines"]
     assert response.content == (
-        b'{"status": "ok", "database": "ok", "broker": "ok", "chain": "embedded", "engines": {"inprocess": "ok"}}'
+        b'{"status": "ok", "database": "ok", "broker": "ok", "beat": {"status": "never", "last_sent_s": null}, '
+        b'"chain": "embedded", "engines": {"inprocess": "ok"}}'
     )
 
 
@@ -39,6 +50,96 @@ def test_healthz_reports_an_unreachable_chain(client):
     body = client.get("/healthz").json()
     assert body["chain"] == "down"
     assert body["status"] == "degraded"
+
+
+def _periodic_task(name: str, *, last_run_at):
+    every, _ = IntervalSchedule.objects.get_or_create(every=30, period=IntervalSchedule.SECONDS)
+    return PeriodicTask.objects.create(
+        name=name, task="revenue.tasks.post_trade_jobs_sweep", interval=every, last_run_at=last_run_at
+    )
+
+
+def _beat_sample(client) -> float:
+    (line,) = (
+        line
+        for line in client.get("/metrics").content.decode().splitlines()
+        if line.startswith("platform_beat_last_sent_timestamp_seconds ")
+    )
+    return float(line.split()[1])
+
+
+def test_healthz_and_metrics_say_when_beat_stopped_sending(client):
+    # Beat dead while trades go on: each trade's events started a delivery run, the delivery
+    # heartbeat stayed fresh, /healthz said "ok" and no alert could fire; the post-trade and
+    # inactive accounts' sweeps and the re-drive of failed deliveries had stopped.
+    PeriodicTask.objects.all().delete()
+    assert client.get("/healthz").json()["beat"] == {"status": "never", "last_sent_s": None}
+    assert _beat_sample(client) == 0.0  # never: PlatformBeatStalled fires unless beat starts
+    last = timezone.now() - timedelta(seconds=health.BEAT_STALLED_SECONDS + 60)
+    _periodic_task("swept", last_run_at=last)
+    _periodic_task("never ran", last_run_at=None)
+    body = client.get("/healthz").json()
+    assert body["beat"]["status"] == "stalled" and body["beat"]["last_sent_s"] >= health.BEAT_STALLED_SECONDS + 60
+    assert body["status"] == "degraded"
+    assert _beat_sample(client) == pytest.approx(last.timestamp(), abs=1e-3)
+    sent = timezone.now() - timedelta(seconds=20)
+    _periodic_task("re-driven", last_run_at=sent)  # beat back: its next sync
+    body = client.get("/healthz").json()
+    assert body["beat"]["status"] == "ok" and 20 <= body["beat"]["last_sent_s"] < 60
+    assert body["status"] == "ok"
+    assert _beat_sample(client) == pytest.approx(sent.timestamp(), abs=1e-3)
+
+
+def test_beat_writes_its_last_runs_well_within_the_stalled_threshold():
+    # celery's default (every 3 minutes) would leave a running beat's time up to 3.5 min old.
+    scheduler = import_string(settings.CELERY_BEAT_SCHEDULER.replace(":", "."))
+    assert scheduler.sync_every * 4 <= health.BEAT_STALLED_SECONDS
+
+
+def test_metrics_say_how_full_the_platforms_file_systems_are(client, monkeypatch, tmp_path, settings):
+    # A full VAR_DIR (the metrics directory is under it) killed every process with SIGBUS at
+    # its next metric write, and nothing had said the disk was filling.
+    settings.VAR_DIR = tmp_path
+    (tmp_path / "prometheus").mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "prometheus"))
+    text = client.get("/metrics").content.decode()
+    samples = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line.startswith(("platform_disk_free_bytes", "platform_disk_size_bytes"))
+    }
+    usage = shutil.disk_usage(tmp_path)
+    for directory in ("var", "metrics"):
+        free = samples[f'platform_disk_free_bytes{{dir="{directory}"}}']
+        size = samples[f'platform_disk_size_bytes{{dir="{directory}"}}']
+        assert size == usage.total
+        assert 0 < free <= size and abs(free - usage.free) < 64 * 2**20  # what df says, give or take other writers
+
+
+def _broker_up(client) -> float:
+    (line,) = (
+        line for line in client.get("/metrics").content.decode().splitlines() if line.startswith("platform_broker_up ")
+    )
+    return float(line.split()[1])
+
+
+@pytest.mark.timeout(60)
+def test_metrics_say_whether_the_broker_answers(client, monkeypatch, tmp_path):
+    # A real Redis as the broker, stopped and started again: a broker outage paged, if at
+    # all, as "the chain worker has not run a delivery cycle" 12 minutes later.
+    require(shutil.which("redis-server") is not None, "redis-server is not installed")
+    redis_server = RedisServer(tmp_path).start()
+    try:
+        monkeypatch.setitem(app.conf, "broker_url", f"{redis_server.url}/0")
+        monkeypatch.setenv("CELERY_BROKER_URL", f"{redis_server.url}/0")  # celery prefers it
+        assert _broker_up(client) == 1.0
+        redis_server.stop()
+        assert _broker_up(client) == 0.0
+        assert client.get("/healthz").json()["broker"] == "down"  # the same check
+        redis_server.start()
+        assert _broker_up(client) == 1.0
+    finally:
+        redis_server.stop()
 
 
 def test_metrics_exposes_prometheus_text(client):

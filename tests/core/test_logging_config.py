@@ -11,7 +11,11 @@ import logging.config
 from typing import Any
 
 import pytest
+from django.contrib.auth.tokens import default_token_generator
 from django.core import mail
+from django.test import Client
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
 from core.logging import correlation_context, logging_config
 from tests.factories import market_create
@@ -22,7 +26,8 @@ def _json_handler(config: dict) -> logging.StreamHandler:
     configurator = logging.config.DictConfigurator(config)
     handler = logging.StreamHandler(io.StringIO())
     handler.setFormatter(configurator.configure_formatter(dict(config["formatters"]["json"])))
-    handler.addFilter(configurator.configure_filter(dict(config["filters"]["correlation"])))
+    for name in config["handlers"]["console"]["filters"]:
+        handler.addFilter(configurator.configure_filter(dict(config["filters"][name])))
     return handler
 
 
@@ -59,7 +64,7 @@ def test_celery_logs_through_the_django_configuration(settings) -> None:
     import config.celery  # noqa: F401 - connects its receivers
 
     assert any("_on_logging" in repr(receiver) for receiver in signals.setup_logging.receivers)
-    assert settings.LOGGING["handlers"]["console"]["filters"] == ["correlation"]
+    assert settings.LOGGING["handlers"]["console"]["filters"] == ["correlation", "secret_paths"]
 
 
 @pytest.mark.django_db
@@ -76,6 +81,32 @@ def test_djangos_line_for_an_error_answer_carries_the_requests_correlation_id(cl
     assert response.status_code == 404 and response["X-Request-ID"] == "req-404"
     [line] = [json.loads(line) for line in handler.stream.getvalue().splitlines()]
     assert line["logger"] == "django.request" and line["correlation_id"] == "req-404", line
+
+
+@pytest.mark.django_db
+def test_djangos_lines_of_a_refused_reset_link_do_not_write_its_token(user) -> None:
+    # "Forbidden (CSRF cookie not set.): /account/password/reset/NA/<token>" at WARNING,
+    # the request's repr beside it: a live reset link (it sets the password until used) in
+    # the logs whenever its page answered 4xx (seen under scripts/serve) or 503.
+    token = default_token_generator.make_token(user)
+    link = f"/account/password/reset/{urlsafe_base64_encode(force_bytes(user.pk))}/{token}"
+    handler = _json_handler(logging_config(log_format="json", level="INFO"))
+    loggers = [logging.getLogger(name) for name in ("django.request", "django.security.csrf")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        refused = Client(enforce_csrf_checks=True).post(link, {"new_password1": "x", "new_password2": "x"})
+        put = Client().put(link, HTTP_X_REQUEST_ID="req-put")
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+    assert refused.status_code == 403 and put.status_code in (403, 405)
+    written = handler.stream.getvalue()
+    lines = [json.loads(line) for line in written.splitlines()]
+    assert len(lines) >= 2, written
+    assert token not in written, written
+    assert all("/account/password/reset/" in line["message"] and "[redacted]" in line["message"] for line in lines)
+    assert any(line["correlation_id"] == "req-put" for line in lines)  # still read from the request
 
 
 @pytest.mark.django_db

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from bench.infra import ROOT, free_port, python, stop_process
 from tests.deploy.processes import json_lines
@@ -115,3 +117,61 @@ def test_counters_add_up_over_gunicorn_workers_and_never_go_down(rig: Rig) -> No
     assert web.poll() is None
     web.send_signal(signal.SIGTERM)
     assert web.wait(timeout=60) == 0
+
+
+def restarts_recorded(metrics_dir: Path, process: str) -> float:
+    """platform_process_restarts_total{process} as /metrics sums it, read from the files."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(metrics_dir))
+    value = registry.get_sample_value("platform_process_restarts_total", {"process": process})
+    return value or 0.0
+
+
+@pytest.mark.timeout(180)
+def test_a_web_worker_that_dies_is_counted_as_a_restart_and_a_stop_is_not(rig: Rig) -> None:
+    # gunicorn replaces a worker killed by the kernel's OOM killer, crashed or timed out,
+    # at once, so the supervisor of scripts/serve never sees it: a web worker dying again
+    # and again (its clients' connections cut mid-request, no 5xx counted) was one ERROR
+    # line each and no metric, no alert.
+    platform = rig.platform(seed={"traders": 1})
+    port = free_port()
+    metrics_dir = rig.workdir / "prometheus"
+    metrics_dir.mkdir()
+    log_path = rig.workdir / "web.log"
+    env = platform.process_env(
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+        PORT=str(port),
+        WEB_WORKERS="2",
+        LOG_FORMAT="json",
+        METRICS_ALLOWED_NETWORKS="127.0.0.1/32",
+        ENGINE_TRANSPORT="inprocess",
+    )
+    with open(log_path, "wb") as log_file:
+        web = subprocess.Popen(  # the Procfile's web line
+            [python(), "-m", "gunicorn", "-c", "config/gunicorn.py", "config.asgi:application"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+        )
+    rig.stack.callback(stop_process, web, timeout=30)
+    wait_until(
+        lambda: (
+            len(worker_pids(log_path)) >= 2
+            and requests.get(f"http://127.0.0.1:{port}/api/time", timeout=5).status_code == 200
+        ),
+        what="gunicorn with 2 workers to answer",
+        timeout=60,
+        interval=0.2,
+        ignoring=(OSError,),
+    )
+    scraped = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    assert 'platform_process_restarts_total{process="web-worker"} 0.0' in scraped
+    os.kill(min(worker_pids(log_path)), signal.SIGKILL)
+    wait_until(lambda: len(worker_pids(log_path)) > 2, what="a new worker", timeout=30, interval=0.2)
+    scraped = requests.get(f"http://127.0.0.1:{port}/metrics", headers={"Connection": "close"}, timeout=10).text
+    assert 'platform_process_restarts_total{process="web-worker"} 1.0' in scraped
+    web.send_signal(signal.SIGTERM)  # a stop: both workers exit, asked to
+    assert web.wait(timeout=60) == 0
+    assert restarts_recorded(metrics_dir, "web-worker") == 1.0

@@ -711,3 +711,18 @@ def test_a_viewer_without_the_staff_action_permission_gets_no_link_to_them(clien
     client.force_login(viewer)
     page = client.get(f"/admin/revenue/revenueevent/{mixed['failed'].pk}/change/").content.decode()
     assert "/admin/revenue/staffaction/" not in page
+
+
+def test_the_worker_status_says_when_beat_stopped_sending_though_the_heartbeat_is_fresh(desk, db):
+    # Trades start delivery runs of their own: with beat dead the heartbeat stayed fresh and
+    # both pages read as healthy while nothing was retried or swept.
+    DeliveryHeartbeat.objects.create(pk=1, last_run_at=timezone.now(), last_success_at=timezone.now(), connected=True)
+    PeriodicTask.objects.update(last_run_at=timezone.now() - timedelta(minutes=25))
+    for page in ("worker-status", "failure-report"):
+        text = desk.get(f"/admin/revenue/revenueevent/{page}/").content.decode()
+        assert 'id="banner-beat"' in text and 'id="banner-stalled"' not in text, page
+    answer = desk.get("/api/admin/revenue/onchain-worker-status").json()
+    assert answer["beat"]["status"] == "stalled" and answer["beat"]["last_sent_s"] >= 25 * 60
+    PeriodicTask.objects.update(last_run_at=timezone.now())
+    assert 'id="banner-beat"' not in desk.get("/admin/revenue/revenueevent/worker-status/").content.decode()
+    assert desk.get("/api/admin/revenue/onchain-worker-status").json()["beat"]["status"] == "ok"

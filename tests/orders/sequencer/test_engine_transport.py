@@ -412,3 +412,22 @@ def test_metrics_say_whether_each_shards_engine_answers(zmq_transport, client):
     assert f"{line} 0.0" in client.get("/metrics").content.decode()
     with engine_leading():
         assert f"{line} 1.0" in client.get("/metrics").content.decode()
+
+
+def test_health_pings_are_not_counted_as_round_trips_of_orders(zmq_transport, client):
+    """platform_engine_request_seconds is what the engine adds to every order. The pings of
+    /healthz and of each scrape were counted in it: on an idle platform its quantiles were
+    the pings', and a hung engine (it takes the connection and answers nothing: SIGSTOP)
+    made every ping a 0.5 s "round trip", so PlatformEngineRoundTripSlow fired beside
+    PlatformEngineDown with no order sent (seen pending under scripts/serve and Prometheus)."""
+    hung = zmq.Context.instance().socket(zmq.ROUTER)
+    hung.setsockopt(zmq.LINGER, 0)
+    hung.bind(shards()[0].endpoints[0])
+    before = REGISTRY.get_sample_value("platform_engine_request_seconds_count") or 0.0
+    try:
+        for _ in range(2):
+            assert 'platform_engine_up{shard="main"} 0.0' in client.get("/metrics").content.decode()
+        assert client.get("/healthz").json()["engines"] == {"main": "down"}
+    finally:
+        hung.close()
+    assert (REGISTRY.get_sample_value("platform_engine_request_seconds_count") or 0.0) == before

@@ -4,9 +4,11 @@ answers, and nothing is applied twice."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from orders.models import Order
 from orders.sequencer import loop as sequencer_loop
@@ -71,4 +73,36 @@ def test_a_batch_the_database_refuses_for_another_reason_is_logged_before_each_c
     assert [answer["status"] for answer in answers] == [201]
     assert "batch refused by the database" in caplog.text
     assert 'prepared statement "_pg3_49" does not exist' in caplog.text
+    assert_invariants()
+
+
+def test_an_order_recorded_as_processing_failed_is_counted_and_logged_with_its_context(market, monkeypatch, caplog):
+    # A bug failing every placement: each order recorded as `error` / `processing_failed`
+    # in a transaction of its own, answered 201, so no 5xx for PlatformServerErrors; and it
+    # was neither counted (platform_orders_final_total counts a committed batch's orders
+    # only) nor given a line naming it: no alert could fire, the log said "batch failed" only.
+    buyer = UserFactory()
+    fund(buyer, "USDT", "5000")
+    sequencer = Sequencer()
+    sequencer.load()
+    labels = {"status": "error", "reason": "processing_failed"}
+    before = REGISTRY.get_sample_value("platform_orders_final_total", labels) or 0.0
+
+    def a_bug(commands: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug in matching")
+
+    monkeypatch.setattr(sequencer, "_batch", a_bug)
+    command = place_command(
+        user_id=buyer.pk,
+        fields={"market": "ETH-USDT", "type": "limit", "side": "buy", "quantity": "0.1", "price": "1500.00"},
+        correlation_id="req-failing-order",
+    )
+    with caplog.at_level(logging.INFO, logger="orders.sequencer"):
+        (answer,) = sequencer.run_batch([command])
+    order = Order.objects.get(pk=answer["order_id"])
+    assert (order.status, order.status_reason) == ("error", "processing_failed")
+    assert REGISTRY.get_sample_value("platform_orders_final_total", labels) == before + 1
+    (line,) = [record for record in caplog.records if getattr(record, "order_id", None) == order.pk]
+    assert line.levelno == logging.ERROR
+    assert (line.user_id, line.market, line.correlation_id) == (buyer.pk, "ETH-USDT", "req-failing-order")
     assert_invariants()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
 import time
+import traceback
 from decimal import Decimal
 from fractions import Fraction
 
@@ -494,3 +497,55 @@ def test_the_in_process_chain_refusing_the_gas_alone_is_the_operators_insufficie
     assert "cannot afford txn gas" in error_message(refused.value)
     assert operator_cause(refused.value) == "insufficient_funds", error_message(refused.value)
     assert classify_error(refused.value) == "operator"
+
+
+# --------------------------------------------------------------------------- the node's URL
+
+
+def _secret_free(exc: BaseException, *secrets: str) -> str:
+    """The error as every sink writes it (its text, a logged traceback) holds none of the secrets."""
+    written = str(exc) + "".join(traceback.format_exception(exc))
+    for secret in secrets:
+        assert secret not in written, written
+    return written
+
+
+def test_a_dead_nodes_error_does_not_name_the_api_key_in_its_url(dead_uri: str) -> None:
+    # A hosted node's URL carries its API key (https://mainnet.infura.io/v3/KEY): requests
+    # wrote the path into the error, which became the pause's detail, the worker status'
+    # error, the "delivery paused" ERROR line and the alert's mail and webhook.
+    uri = dead_uri.replace("http://", "http://ops:PassW0rd-9@") + "/v3/Sup3rSecretApiKey?token=QueryT0ken"
+    w3 = connect(provider_uri=uri, timeout=2)
+    with pytest.raises(ChainUnavailable) as info:
+        node_chain_id(w3)
+    written = _secret_free(info.value, "Sup3rSecretApiKey", "QueryT0ken", "PassW0rd-9")
+    assert classify_error(info.value) == "transient"
+    assert "127.0.0.1" in written and "[redacted]" in written  # which node, still said
+    status = chain_status(w3, contract_address="0x" + "11" * 20, signer_address="0x" + "11" * 20)
+    assert status["connected"] is False
+    _secret_free(ChainUnavailable(str(status["error"])), "Sup3rSecretApiKey", "QueryT0ken", "PassW0rd-9")
+
+
+def test_a_node_refusing_the_key_does_not_echo_the_url() -> None:
+    # 401 / 429 from a hosted node: raise_for_status() names the whole URL.
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        w3 = connect(provider_uri=f"http://127.0.0.1:{server.server_port}/v2/Sup3rSecretApiKey", timeout=2)
+        with pytest.raises(ChainUnavailable) as info:  # requests' HTTPError is an OSError
+            node_chain_id(w3)
+        written = _secret_free(info.value, "Sup3rSecretApiKey")
+        assert "401" in written and f"127.0.0.1:{server.server_port}/[redacted]" in written
+    finally:
+        server.shutdown()
+        server.server_close()
