@@ -183,6 +183,14 @@ def _migration_data_restore() -> None:
         import_module("revenue.migrations.0004_delivery_schedule").schedule(apps, None)
         import_module("orders.migrations.0007_inactive_orders_sweep_schedule").schedule(apps, None)
         import_module("accounts.migrations.0003_refresh_tokens_flush_schedule").schedule(apps, None)
+        import_module("core.migrations.0002_expired_entries_delete_schedule").schedule(apps, None)
+        import_module("orders.migrations.0013_trade_outbox_prune_schedule").schedule(apps, None)
+        for coalesced in (
+            "accounts.migrations.0005_periodic_runs_coalesced",
+            "orders.migrations.0012_periodic_runs_coalesced",
+            "revenue.migrations.0020_periodic_runs_coalesced",
+        ):
+            import_module(coalesced).coalesce(apps, None)
 
 
 @pytest.fixture(autouse=True)
