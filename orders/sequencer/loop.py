@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator
@@ -203,13 +204,19 @@ def _statements_lost(exc: DatabaseError) -> bool:
     return True
 
 
+# SQLite's SQLITE_BUSY ("database is locked") and SQLITE_LOCKED ("database table is locked").
+_SQLITE_LOCKED = re.compile(r"database (table )?is locked")
+
+
 def _retryable(exc: DatabaseError) -> bool:
     """A deadlock or serialization failure between two engines, a wallet another holds,
-    SQLite's busy database, or a unique client_order_id taken by another engine meanwhile:
-    the batch runs again."""
+    SQLite's busy database or table (a table another connection of the process reads on a
+    shared-cache database: the announcer thread seeding a market's candles while the batch
+    writes its trades), or a unique client_order_id taken by another engine meanwhile: the
+    batch runs again."""
     if isinstance(exc, IntegrityError):
         return "client_order_id" in str(exc)
-    return _sqlstate(exc) in {"40P01", "40001", _LOCK_BUSY} or "database is locked" in str(exc)
+    return _sqlstate(exc) in {"40P01", "40001", _LOCK_BUSY} or _SQLITE_LOCKED.search(str(exc)) is not None
 
 
 class Sequencer:

@@ -183,3 +183,19 @@ def test_a_batch_whose_prepared_statements_the_server_lost_runs_again_on_a_new_c
     assert sequencer.taken_back == 1
     assert Trade.objects.count() == 1
     assert_invariants()
+
+
+def test_a_batch_met_by_a_table_another_connection_reads_is_retried(market, monkeypatch):
+    """SQLite with a shared cache (the suite's in-memory database, the engine in a thread
+    beside its announcer) answers a write to a table another connection is reading with
+    SQLITE_LOCKED, "database table is locked", not the busy "database is locked": the batch
+    was refused (503) where a moment later it went through."""
+    sequencer, buyer = _one_resting_sell_and_a_buyer()
+    calls = _write_failing(monkeypatch, OperationalError("database table is locked: orders_trade"))
+
+    answers = sequencer.run_batch([_place(buyer, side="buy", quantity="0.1", price="1500.00")])
+
+    assert calls == [1, 2]
+    assert [answer["status"] for answer in answers] == [201]
+    assert Trade.objects.count() == 1
+    assert_invariants()
