@@ -50,29 +50,30 @@ def markets_answered_by(log_path: Path) -> set[int]:
     }
 
 
-@pytest.mark.timeout(240)
-def test_counters_add_up_over_gunicorn_workers_and_never_go_down(rig: Rig) -> None:
+def gunicorn_serving(rig: Rig, *, workers: int, **env: str) -> tuple[subprocess.Popen[bytes], int, Path, Path]:
+    """The Procfile's web line over a fresh platform with PROMETHEUS_MULTIPROC_DIR, once its
+    `workers` workers answer: (the master, its port, the metrics directory, its JSON log).
+    No engine runs: with the production transport each scrape's engine gauge waited ~0.5 s
+    for one (~32 s of a test's 38)."""
     platform = rig.platform(seed={"traders": 1})
     port = free_port()
     metrics_dir = rig.workdir / "prometheus"
     metrics_dir.mkdir()
     log_path = rig.workdir / "web.log"
-    env = platform.process_env(
+    process_env = platform.process_env(
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
         PORT=str(port),
-        WEB_WORKERS=str(WORKERS),
+        WEB_WORKERS=str(workers),
         LOG_FORMAT="json",
-        LOG_LEVEL="INFO",
         METRICS_ALLOWED_NETWORKS="127.0.0.1/32",
-        # No engine runs here: with the production transport each scrape's engine gauge
-        # waited ~0.5 s for one (~32 s of the test's 38).
         ENGINE_TRANSPORT="inprocess",
+        **env,
     )
     with open(log_path, "wb") as log_file:
         web = subprocess.Popen(  # the Procfile's web line
             [python(), "-m", "gunicorn", "-c", "config/gunicorn.py", "config.asgi:application"],
             cwd=ROOT,
-            env=env,
+            env=process_env,
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=log_file,
@@ -80,16 +81,22 @@ def test_counters_add_up_over_gunicorn_workers_and_never_go_down(rig: Rig) -> No
     rig.stack.callback(stop_process, web, timeout=30)
     wait_until(
         lambda: (
-            len(worker_pids(log_path)) >= WORKERS
+            len(worker_pids(log_path)) >= workers
             # Another view than the one counted: a probe that timed out on a loaded machine is
             # still answered, after the baseline was read.
             and requests.get(f"http://127.0.0.1:{port}/api/time", timeout=5).status_code == 200
         ),
-        what=f"gunicorn with {WORKERS} workers to answer",
+        what=f"gunicorn with {workers} workers to answer",
         timeout=60,
         interval=0.2,
         ignoring=(OSError,),
     )
+    return web, port, metrics_dir, log_path
+
+
+@pytest.mark.timeout(240)
+def test_counters_add_up_over_gunicorn_workers_and_never_go_down(rig: Rig) -> None:
+    web, port, _, log_path = gunicorn_serving(rig, workers=WORKERS, LOG_LEVEL="INFO")
     baseline = counted(port)  # 0 unless a worker's file survived from elsewhere
     readings: list[float] = []
     killed: int | None = None
@@ -133,39 +140,7 @@ def test_a_web_worker_that_dies_is_counted_as_a_restart_and_a_stop_is_not(rig: R
     # at once, so the supervisor of scripts/serve never sees it: a web worker dying again
     # and again (its clients' connections cut mid-request, no 5xx counted) was one ERROR
     # line each and no metric, no alert.
-    platform = rig.platform(seed={"traders": 1})
-    port = free_port()
-    metrics_dir = rig.workdir / "prometheus"
-    metrics_dir.mkdir()
-    log_path = rig.workdir / "web.log"
-    env = platform.process_env(
-        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
-        PORT=str(port),
-        WEB_WORKERS="2",
-        LOG_FORMAT="json",
-        METRICS_ALLOWED_NETWORKS="127.0.0.1/32",
-        ENGINE_TRANSPORT="inprocess",
-    )
-    with open(log_path, "wb") as log_file:
-        web = subprocess.Popen(  # the Procfile's web line
-            [python(), "-m", "gunicorn", "-c", "config/gunicorn.py", "config.asgi:application"],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=log_file,
-        )
-    rig.stack.callback(stop_process, web, timeout=30)
-    wait_until(
-        lambda: (
-            len(worker_pids(log_path)) >= 2
-            and requests.get(f"http://127.0.0.1:{port}/api/time", timeout=5).status_code == 200
-        ),
-        what="gunicorn with 2 workers to answer",
-        timeout=60,
-        interval=0.2,
-        ignoring=(OSError,),
-    )
+    web, port, metrics_dir, log_path = gunicorn_serving(rig, workers=2)
     scraped = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     assert 'platform_process_restarts_total{process="web-worker"} 0.0' in scraped
     os.kill(min(worker_pids(log_path)), signal.SIGKILL)
