@@ -31,7 +31,9 @@ SAMPLE = 'django_http_requests_total_by_view_transport_method_total{method="GET"
 
 def counted(port: int) -> float:
     """The counter, from a scrape on a fresh connection (any worker may answer it)."""
-    text = requests.get(f"http://127.0.0.1:{port}/metrics", headers={"Connection": "close"}, timeout=10).text
+    scrape = requests.get(f"http://127.0.0.1:{port}/metrics", headers={"Connection": "close"}, timeout=10)
+    assert scrape.status_code == 200, (scrape.status_code, scrape.text[:2000])
+    text = scrape.text
     for line in text.splitlines():
         if line.startswith(SAMPLE + " "):
             return float(line.rsplit(" ", 1)[1])
